@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh machine, and nothing twice:
+#   - Debian packages (compilers, sanitizer runtimes, libunwind, elfutils, ...)
+#   - one project-local virtual environment per CPython in scripts/pythons,
+#     under .venv/<version>, with the test tools and the package built in.
+# Usage: scripts/setup.sh [--no-install]   (--no-install: tools only, no build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES="build-essential clang libclang-rt-14-dev zlib1g-dev libunwind-dev libdw-dev libelf-dev"
+
+missing=""
+for p in $APT_PACKAGES; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq $missing >/dev/null
+fi
+
+for v in $(cat scripts/pythons); do
+    venv=".venv/$v"
+    if [ ! -x "$venv/bin/python" ]; then
+        prefix=$(pyenv prefix "$v" 2>/dev/null) || {
+            echo "setup: CPython $v is not installed (pyenv install $v), skipping it" >&2
+            continue
+        }
+        "$prefix/bin/python" -m venv "$venv"
+        "$venv/bin/python" -m pip install -q --upgrade pip
+    fi
+    if [ ! -f "$venv/.tools-installed" ]; then
+        "$venv/bin/python" -m pip install -q pytest hypothesis
+        touch "$venv/.tools-installed"
+    fi
+done

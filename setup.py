@@ -1,0 +1,26 @@
+"""Build of the extension module vmprof._core.
+
+Every .c file under src/libvmprof, src/sampler and src/module is compiled in, so
+a new source file needs no change here.  The compiler flags and system
+libraries live only in this file (the C test Makefile has its own for the
+library alone).
+"""
+import glob
+import platform
+
+from setuptools import Extension, setup
+
+SOURCE_DIRS = ["src/libvmprof", "src/sampler", "src/module"]
+sources = sorted(f for d in SOURCE_DIRS for f in glob.glob(d + "/*.c"))
+
+core = Extension(
+    "vmprof._core",
+    sources=sources,
+    include_dirs=SOURCE_DIRS,
+    libraries=["z"],
+    extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
+)
+
+# PyPy brings its own sampler (_vmprof); the package uses it there.
+is_pypy = platform.python_implementation() == "PyPy"
+setup(ext_modules=[] if is_pypy else [core])

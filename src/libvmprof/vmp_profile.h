@@ -1,0 +1,138 @@
+/*
+ * vmp_profile.h - the in-memory profile: what a profile file says, aggregated
+ * as it streams in.  This is the contract between the reader and everything
+ * that consumes a profile (Python bindings, call trees, views, exporters).
+ *
+ * Shape:
+ *   - a summary (format version, word size, mode, interpreter, period, start and
+ *     end time, sample count, max RSS, whether the trailer was seen);
+ *   - META key/value pairs, in file order;
+ *   - names: id -> text ("py:func:line:file" or "n:sym:line:file").  When an id
+ *     has several names, the last "py:" name wins and a native name never
+ *     replaces a "py:" name (see docs/profile-format.md);
+ *   - threads: the distinct thread ids, in order of first appearance;
+ *   - unique stacks: each distinct (thread, frame sequence) once, root first,
+ *     with the number of samples that had it;
+ *   - the sample sequence: per sample only the index of its unique stack and its
+ *     RSS (memory mode), so keeping it costs a few bytes per sample, never a
+ *     copy of the sample.
+ *
+ * Frames are normalised from the file's encodings (plain ids, [line, id] pairs,
+ * PyPy's [kind, value] pairs, native addr|1) into vmp_frame.
+ *
+ * Memory is owned by the profile; pointers returned by accessors live until
+ * vmp_profile_free().  No function here calls Python.
+ */
+#ifndef VMP_PROFILE_H
+#define VMP_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmp_error.h"
+
+typedef enum vmp_frame_kind {
+    VMP_FRAME_PYTHON = 0,      /* a Python code object */
+    VMP_FRAME_NATIVE = 1,      /* a native (C) function */
+    VMP_FRAME_JIT = 2,         /* PyPy: JIT-compiled code */
+    VMP_FRAME_GC = 3,          /* PyPy: garbage collector */
+    VMP_FRAME_BLACKHOLE = 4,   /* PyPy: blackhole interpreter */
+    VMP_FRAME_ASSEMBLER = 5,   /* PyPy: assembler */
+    VMP_FRAME_JIT_TRACING = 6, /* PyPy: JIT tracing */
+    VMP_FRAME_KIND_COUNT
+} vmp_frame_kind;
+
+/* One frame of a stack.  addr is the id as the file names it (the key into the
+ * name table; a native frame keeps its low bit set).  line is the line number in
+ * LINES mode, else 0. */
+typedef struct vmp_frame {
+    uint64_t addr;
+    uint32_t line;
+    uint8_t kind; /* vmp_frame_kind */
+} vmp_frame;
+
+typedef struct vmp_profile_summary {
+    int version;          /* format version from the HEADER record (0 if absent) */
+    int word_size;        /* 4 or 8 */
+    unsigned mode;        /* VMP_MODE_* flags */
+    char interp[64];      /* "cpython", "pypy", or "" */
+    uint64_t period_usec; /* sampling period from the static header */
+    int has_start_time;
+    int64_t start_sec, start_usec;
+    int has_end_time;     /* a TRAILER with a time was read */
+    int64_t end_sec, end_usec;
+    int complete;         /* the TRAILER was seen: the program ended normally */
+    int64_t truncated_at; /* offset of an incomplete last record, else -1 */
+    uint64_t n_samples;   /* STACKTRACE records read */
+    uint64_t max_rss_kib; /* memory mode: highest RSS seen, else 0 */
+} vmp_profile_summary;
+
+typedef struct vmp_stack {
+    const vmp_frame *frames; /* root first */
+    uint32_t depth;
+    uint32_t thread_index;   /* index into the thread table */
+    uint64_t count;          /* samples with this (thread, stack) */
+} vmp_stack;
+
+typedef struct vmp_profile vmp_profile;
+
+/* ---- reading ---------------------------------------------------------- */
+
+/* Reading never fails on a file that merely lacks its trailer or ends inside a
+ * record: the profile holds every complete record, summary.complete is 0 and
+ * summary.truncated_at says where the last record was cut.  With strict set, a
+ * cut record is an error instead.  Anything else malformed (unknown tag,
+ * impossible length, depth over VMP_MAX_DEPTH_READ, big-endian, not a profile)
+ * returns NULL with err naming the offset and the problem. */
+typedef struct vmp_read_options {
+    int strict;
+} vmp_read_options;
+
+/* Plain or gzip-compressed file.  options may be NULL. */
+vmp_profile *vmp_profile_read_file(const char *path, const vmp_read_options *options,
+                                   vmp_error *err);
+/* Reads fd to its end (a pipe works); does not close it. */
+vmp_profile *vmp_profile_read_fd(int fd, const vmp_read_options *options, vmp_error *err);
+/* Plain or gzip bytes in memory. */
+vmp_profile *vmp_profile_read_memory(const void *data, size_t len,
+                                     const vmp_read_options *options, vmp_error *err);
+
+void vmp_profile_free(vmp_profile *p);
+
+/* ---- building (used by the reader; tests and tools may build profiles) -- */
+
+vmp_profile *vmp_profile_new(void);
+/* Returns 0, or -1 when out of memory. frames are root first. */
+int vmp_profile_add_sample(vmp_profile *p, const vmp_frame *frames, uint32_t depth,
+                           uint64_t thread_id, uint64_t rss_kib);
+int vmp_profile_add_name(vmp_profile *p, uint64_t id, const char *name, size_t len);
+int vmp_profile_add_meta(vmp_profile *p, const char *key, size_t klen,
+                         const char *value, size_t vlen);
+vmp_profile_summary *vmp_profile_summary_mut(vmp_profile *p);
+
+/* ---- accessors ---------------------------------------------------------- */
+
+const vmp_profile_summary *vmp_profile_get_summary(const vmp_profile *p);
+
+size_t vmp_profile_meta_count(const vmp_profile *p);
+void vmp_profile_meta_at(const vmp_profile *p, size_t i, const char **key, size_t *klen,
+                         const char **value, size_t *vlen);
+
+/* NULL when the id has no name; *len receives the length. */
+const char *vmp_profile_name(const vmp_profile *p, uint64_t id, size_t *len);
+size_t vmp_profile_name_count(const vmp_profile *p);
+void vmp_profile_name_at(const vmp_profile *p, size_t i, uint64_t *id, const char **name,
+                         size_t *len);
+
+size_t vmp_profile_thread_count(const vmp_profile *p);
+uint64_t vmp_profile_thread_id(const vmp_profile *p, size_t i);
+
+size_t vmp_profile_stack_count(const vmp_profile *p);
+void vmp_profile_stack_at(const vmp_profile *p, size_t i, vmp_stack *out);
+
+/* The sample sequence, in file order: its unique stack and RSS (0 without
+ * memory mode). */
+uint32_t vmp_profile_sample_stack(const vmp_profile *p, uint64_t i);
+uint64_t vmp_profile_sample_rss(const vmp_profile *p, uint64_t i);
+
+#endif /* VMP_PROFILE_H */

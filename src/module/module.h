@@ -1,0 +1,23 @@
+/*
+ * module.h - the extension module vmprof._core: thin bindings over
+ * src/libvmprof (reading, trees, exports) and src/sampler (profiling).
+ *
+ * module.c creates the module and calls one init function per concern; each
+ * lives in its own file and adds its functions and types to the module.
+ */
+#ifndef VMP_MODULE_H
+#define VMP_MODULE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* The exception type every binding raises for vmprof-specific failures
+ * (exposed to Python as vmprof.VMProfError). */
+extern PyObject *vmp_module_error;
+
+/* Each returns 0, or -1 with a Python exception set. */
+int vmp_module_init_reader(PyObject *module);  /* module_reader.c */
+int vmp_module_init_sampler(PyObject *module); /* module_sampler.c */
+int vmp_module_init_export(PyObject *module);  /* module_export.c */
+
+#endif /* VMP_MODULE_H */

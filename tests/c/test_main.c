@@ -1,0 +1,57 @@
+/* test_main.c - runs every registered C test; optional argv[1] filters by
+ * substring of the test name. */
+#include <stdlib.h>
+
+#include "vmp_test.h"
+
+#define MAX_TESTS 1024
+
+static struct {
+    const char *name;
+    vmp_test_fn fn;
+} tests[MAX_TESTS];
+static int n_tests;
+static int current_failed;
+
+void vmp_test_register(const char *name, vmp_test_fn fn)
+{
+    if (n_tests < MAX_TESTS) {
+        tests[n_tests].name = name;
+        tests[n_tests].fn = fn;
+        n_tests++;
+    }
+}
+
+void vmp_test_fail(const char *file, int line, const char *what)
+{
+    fprintf(stderr, "  %s:%d: check failed: %s\n", file, line, what);
+    current_failed = 1;
+}
+
+const char *vmp_fixture(const char *name)
+{
+    static char path[4096];
+    const char *dir = getenv("VMP_FIXTURES");
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : "../shared/fixtures/upstream/profiles",
+             name);
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    int passed = 0, failed = 0, i;
+    for (i = 0; i < n_tests; i++) {
+        if (argc > 1 && !strstr(tests[i].name, argv[1]))
+            continue;
+        current_failed = 0;
+        tests[i].fn();
+        if (current_failed) {
+            fprintf(stderr, "FAIL %s\n", tests[i].name);
+            failed++;
+        } else {
+            passed++;
+        }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

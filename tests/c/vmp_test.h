@@ -1,0 +1,44 @@
+/*
+ * vmp_test.h - a minimal unit-test harness for the C library.
+ *
+ * A test is a function declared with VMP_TEST(name); it registers itself at
+ * load time, so test files need no central list.  CHECK records a failure and
+ * goes on; REQUIRE records it and leaves the test.  The runner (test_main.c)
+ * prints one line per failure and closes with "N passed, N failed".
+ * VMP_FIXTURES names the folder of upstream fixture profiles.
+ */
+#ifndef VMP_TEST_H
+#define VMP_TEST_H
+
+#include <stdio.h>
+#include <string.h>
+
+typedef void (*vmp_test_fn)(void);
+void vmp_test_register(const char *name, vmp_test_fn fn);
+void vmp_test_fail(const char *file, int line, const char *what);
+/* Path of a fixture file under the upstream fixtures folder (static buffer). */
+const char *vmp_fixture(const char *name);
+
+#define VMP_TEST(name)                                                           \
+    static void name(void);                                                      \
+    __attribute__((constructor)) static void register_##name(void)               \
+    {                                                                            \
+        vmp_test_register(#name, name);                                          \
+    }                                                                            \
+    static void name(void)
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond))                                                             \
+            vmp_test_fail(__FILE__, __LINE__, #cond);                            \
+    } while (0)
+
+#define REQUIRE(cond)                                                            \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            vmp_test_fail(__FILE__, __LINE__, #cond);                            \
+            return;                                                              \
+        }                                                                        \
+    } while (0)
+
+#endif /* VMP_TEST_H */
