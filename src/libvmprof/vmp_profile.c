@@ -1,0 +1,514 @@
+/*
+ * vmp_profile.c - the in-memory profile (contract in vmp_profile.h).
+ *
+ * Everything a profile holds lives in a few growable arrays and one arena, so
+ * adding a sample costs no allocation unless it brings a stack never seen
+ * before.  Unique stacks are found through an open-addressing table keyed by a
+ * hash of (thread, frames); names and threads through u64 -> index tables.
+ */
+#include "vmp_profile.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmp_format.h"
+
+/* ---- arena: bump allocation in chunks, freed all at once ----------------- */
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    _Alignas(16) unsigned char data[];
+} arena_chunk;
+
+typedef struct arena {
+    arena_chunk *head;
+} arena;
+
+#define ARENA_CHUNK (256 * 1024)
+
+static void *arena_alloc(arena *a, size_t n)
+{
+    arena_chunk *c = a->head;
+    n = (n + 15) & ~(size_t)15;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
+        arena_chunk *nc = malloc(sizeof *nc + cap);
+        if (!nc)
+            return NULL;
+        nc->used = 0;
+        nc->cap = cap;
+        if (cap == n && c) {
+            /* A big block gets its own chunk behind the current one, so the
+             * current chunk's free space is not thrown away. */
+            nc->next = c->next;
+            c->next = nc;
+        } else {
+            nc->next = c;
+            a->head = nc;
+        }
+        c = nc;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+static void arena_free(arena *a)
+{
+    arena_chunk *c = a->head;
+    while (c) {
+        arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
+}
+
+/* ---- growable arrays ------------------------------------------------------ */
+
+static int grow(void **items, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap : 16;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2 / elem)
+            return -1;
+        nc *= 2;
+    }
+    void *n = realloc(*items, nc * elem);
+    if (!n)
+        return -1;
+    *items = n;
+    *cap = nc;
+    return 0;
+}
+
+/* ---- hashing -------------------------------------------------------------- */
+
+static inline uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* u64 key -> uint32 value, open addressing; EMPTY marks a free slot. */
+#define EMPTY UINT32_MAX
+
+typedef struct u64map {
+    uint64_t *keys;
+    uint32_t *vals;
+    size_t cap; /* power of two */
+    size_t len;
+} u64map;
+
+static int u64map_find(const u64map *m, uint64_t key, uint32_t *val)
+{
+    if (!m->cap)
+        return 0;
+    size_t mask = m->cap - 1;
+    for (size_t i = mix64(key) & mask;; i = (i + 1) & mask) {
+        if (m->vals[i] == EMPTY)
+            return 0;
+        if (m->keys[i] == key) {
+            *val = m->vals[i];
+            return 1;
+        }
+    }
+}
+
+static int u64map_put(u64map *m, uint64_t key, uint32_t val)
+{
+    if ((m->len + 1) * 2 > m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 64;
+        uint64_t *nk = malloc(ncap * sizeof *nk);
+        uint32_t *nv = malloc(ncap * sizeof *nv);
+        if (!nk || !nv) {
+            free(nk);
+            free(nv);
+            return -1;
+        }
+        memset(nv, 0xff, ncap * sizeof *nv);
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->vals[i] == EMPTY)
+                continue;
+            size_t j = mix64(m->keys[i]) & (ncap - 1);
+            while (nv[j] != EMPTY)
+                j = (j + 1) & (ncap - 1);
+            nk[j] = m->keys[i];
+            nv[j] = m->vals[i];
+        }
+        free(m->keys);
+        free(m->vals);
+        m->keys = nk;
+        m->vals = nv;
+        m->cap = ncap;
+    }
+    size_t mask = m->cap - 1;
+    size_t i = mix64(key) & mask;
+    while (m->vals[i] != EMPTY && m->keys[i] != key)
+        i = (i + 1) & mask;
+    if (m->vals[i] == EMPTY)
+        m->len++;
+    m->keys[i] = key;
+    m->vals[i] = val;
+    return 0;
+}
+
+static void u64map_free(u64map *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- the profile ---------------------------------------------------------- */
+
+typedef struct ustack {
+    vmp_frame *frames;
+    uint32_t depth;
+    uint32_t thread_index;
+    uint64_t count;
+    uint64_t hash;
+} ustack;
+
+typedef struct name_entry {
+    uint64_t id;
+    const char *text;
+    size_t len;
+} name_entry;
+
+typedef struct meta_entry {
+    const char *key, *value;
+    size_t klen, vlen;
+} meta_entry;
+
+struct vmp_profile {
+    vmp_profile_summary summary;
+    arena mem;
+
+    meta_entry *meta;
+    size_t meta_len, meta_cap;
+
+    name_entry *names;
+    size_t names_len, names_cap;
+    u64map name_index;
+
+    uint64_t *threads;
+    size_t threads_len, threads_cap;
+    u64map thread_index;
+    uint64_t last_thread_id; /* one-entry cache: most samples repeat the thread */
+    uint32_t last_thread_index;
+
+    ustack *stacks;
+    size_t stacks_len, stacks_cap;
+    uint32_t *stack_table; /* open addressing over stacks[] indices */
+    size_t stack_table_cap;
+
+    uint32_t *sample_stack;
+    uint64_t *sample_rss; /* NULL until a sample carries a non-zero RSS */
+    size_t samples_cap, rss_cap;
+};
+
+vmp_profile *vmp_profile_new(void)
+{
+    vmp_profile *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->summary.word_size = (int)sizeof(long);
+    p->summary.truncated_at = -1;
+    p->last_thread_index = EMPTY;
+    return p;
+}
+
+void vmp_profile_free(vmp_profile *p)
+{
+    if (!p)
+        return;
+    arena_free(&p->mem);
+    free(p->meta);
+    free(p->names);
+    u64map_free(&p->name_index);
+    free(p->threads);
+    u64map_free(&p->thread_index);
+    free(p->stacks);
+    free(p->stack_table);
+    free(p->sample_stack);
+    free(p->sample_rss);
+    free(p);
+}
+
+vmp_profile_summary *vmp_profile_summary_mut(vmp_profile *p)
+{
+    return &p->summary;
+}
+
+const vmp_profile_summary *vmp_profile_get_summary(const vmp_profile *p)
+{
+    return &p->summary;
+}
+
+static char *arena_strdup(arena *a, const char *s, size_t len)
+{
+    char *d = arena_alloc(a, len + 1);
+    if (!d)
+        return NULL;
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+int vmp_profile_add_meta(vmp_profile *p, const char *key, size_t klen, const char *value,
+                         size_t vlen)
+{
+    if (grow((void **)&p->meta, &p->meta_cap, p->meta_len + 1, sizeof *p->meta) < 0)
+        return -1;
+    meta_entry *e = &p->meta[p->meta_len];
+    e->key = arena_strdup(&p->mem, key, klen);
+    e->value = arena_strdup(&p->mem, value, vlen);
+    if (!e->key || !e->value)
+        return -1;
+    e->klen = klen;
+    e->vlen = vlen;
+    p->meta_len++;
+    return 0;
+}
+
+size_t vmp_profile_meta_count(const vmp_profile *p)
+{
+    return p->meta_len;
+}
+
+void vmp_profile_meta_at(const vmp_profile *p, size_t i, const char **key, size_t *klen,
+                         const char **value, size_t *vlen)
+{
+    const meta_entry *e = &p->meta[i];
+    *key = e->key;
+    *klen = e->klen;
+    *value = e->value;
+    *vlen = e->vlen;
+}
+
+static int is_py_name(const char *s, size_t len)
+{
+    return len >= 3 && memcmp(s, "py:", 3) == 0;
+}
+
+int vmp_profile_add_name(vmp_profile *p, uint64_t id, const char *name, size_t len)
+{
+    uint32_t at;
+    if (u64map_find(&p->name_index, id, &at)) {
+        name_entry *e = &p->names[at];
+        /* A code object's memory can be reused, so the newest py: name is the
+         * right one; a native symbol for the same address is a lookup artefact
+         * and must not hide the Python name. */
+        if (is_py_name(e->text, e->len) && !is_py_name(name, len))
+            return 0;
+        char *t = arena_strdup(&p->mem, name, len);
+        if (!t)
+            return -1;
+        e->text = t;
+        e->len = len;
+        return 0;
+    }
+    if (p->names_len >= EMPTY - 1)
+        return -1;
+    if (grow((void **)&p->names, &p->names_cap, p->names_len + 1, sizeof *p->names) < 0)
+        return -1;
+    char *t = arena_strdup(&p->mem, name, len);
+    if (!t || u64map_put(&p->name_index, id, (uint32_t)p->names_len) < 0)
+        return -1;
+    p->names[p->names_len++] = (name_entry){id, t, len};
+    return 0;
+}
+
+const char *vmp_profile_name(const vmp_profile *p, uint64_t id, size_t *len)
+{
+    uint32_t at;
+    if (!u64map_find(&p->name_index, id, &at)) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = p->names[at].len;
+    return p->names[at].text;
+}
+
+size_t vmp_profile_name_count(const vmp_profile *p)
+{
+    return p->names_len;
+}
+
+void vmp_profile_name_at(const vmp_profile *p, size_t i, uint64_t *id, const char **name,
+                         size_t *len)
+{
+    *id = p->names[i].id;
+    *name = p->names[i].text;
+    *len = p->names[i].len;
+}
+
+size_t vmp_profile_thread_count(const vmp_profile *p)
+{
+    return p->threads_len;
+}
+
+uint64_t vmp_profile_thread_id(const vmp_profile *p, size_t i)
+{
+    return p->threads[i];
+}
+
+static int thread_index(vmp_profile *p, uint64_t tid, uint32_t *out)
+{
+    if (p->last_thread_index != EMPTY && p->last_thread_id == tid) {
+        *out = p->last_thread_index;
+        return 0;
+    }
+    uint32_t at;
+    if (!u64map_find(&p->thread_index, tid, &at)) {
+        if (p->threads_len >= EMPTY - 1)
+            return -1;
+        if (grow((void **)&p->threads, &p->threads_cap, p->threads_len + 1,
+                 sizeof *p->threads) < 0)
+            return -1;
+        at = (uint32_t)p->threads_len;
+        if (u64map_put(&p->thread_index, tid, at) < 0)
+            return -1;
+        p->threads[p->threads_len++] = tid;
+    }
+    p->last_thread_id = tid;
+    p->last_thread_index = at;
+    *out = at;
+    return 0;
+}
+
+static uint64_t hash_stack(const vmp_frame *frames, uint32_t depth, uint32_t thread)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)depth << 32) ^ thread;
+    for (uint32_t i = 0; i < depth; i++) {
+        uint64_t v = frames[i].addr ^ ((uint64_t)frames[i].line << 40) ^
+                     ((uint64_t)frames[i].kind << 56);
+        h = (h ^ mix64(v + i)) * 0x100000001b3ULL;
+    }
+    return mix64(h);
+}
+
+static int same_stack(const ustack *s, const vmp_frame *frames, uint32_t depth,
+                      uint32_t thread, uint64_t hash)
+{
+    if (s->hash != hash || s->depth != depth || s->thread_index != thread)
+        return 0;
+    for (uint32_t i = 0; i < depth; i++) {
+        if (s->frames[i].addr != frames[i].addr || s->frames[i].line != frames[i].line ||
+            s->frames[i].kind != frames[i].kind)
+            return 0;
+    }
+    return 1;
+}
+
+static int stack_table_grow(vmp_profile *p)
+{
+    size_t ncap = p->stack_table_cap ? p->stack_table_cap * 2 : 1024;
+    uint32_t *nt = malloc(ncap * sizeof *nt);
+    if (!nt)
+        return -1;
+    memset(nt, 0xff, ncap * sizeof *nt);
+    for (size_t i = 0; i < p->stacks_len; i++) {
+        size_t j = p->stacks[i].hash & (ncap - 1);
+        while (nt[j] != EMPTY)
+            j = (j + 1) & (ncap - 1);
+        nt[j] = (uint32_t)i;
+    }
+    free(p->stack_table);
+    p->stack_table = nt;
+    p->stack_table_cap = ncap;
+    return 0;
+}
+
+int vmp_profile_add_sample(vmp_profile *p, const vmp_frame *frames, uint32_t depth,
+                           uint64_t thread_id, uint64_t rss_kib)
+{
+    uint32_t thread;
+    if (thread_index(p, thread_id, &thread) < 0)
+        return -1;
+    if (p->summary.n_samples >= UINT32_MAX)
+        return -1; /* the sample sequence is indexed with 32 bits in the tree */
+    uint64_t n = p->summary.n_samples;
+    if (grow((void **)&p->sample_stack, &p->samples_cap, n + 1, sizeof *p->sample_stack) < 0)
+        return -1;
+
+    uint64_t hash = hash_stack(frames, depth, thread);
+    if ((p->stacks_len + 1) * 2 > p->stack_table_cap && stack_table_grow(p) < 0)
+        return -1;
+    size_t mask = p->stack_table_cap - 1;
+    size_t slot = hash & mask;
+    uint32_t idx;
+    for (;; slot = (slot + 1) & mask) {
+        idx = p->stack_table[slot];
+        if (idx == EMPTY || same_stack(&p->stacks[idx], frames, depth, thread, hash))
+            break;
+    }
+    if (idx == EMPTY) {
+        if (p->stacks_len >= EMPTY - 1)
+            return -1;
+        if (grow((void **)&p->stacks, &p->stacks_cap, p->stacks_len + 1, sizeof *p->stacks) < 0)
+            return -1;
+        vmp_frame *copy = NULL;
+        if (depth) {
+            copy = arena_alloc(&p->mem, (size_t)depth * sizeof *copy);
+            if (!copy)
+                return -1;
+            for (uint32_t i = 0; i < depth; i++) {
+                copy[i] = (vmp_frame){frames[i].addr, frames[i].line, frames[i].kind};
+            }
+        }
+        idx = (uint32_t)p->stacks_len++;
+        p->stacks[idx] = (ustack){copy, depth, thread, 0, hash};
+        p->stack_table[slot] = idx;
+    }
+
+    if (rss_kib || p->sample_rss) {
+        /* Only profiles that carry RSS pay for it; earlier samples read 0. */
+        size_t before = p->rss_cap;
+        if (grow((void **)&p->sample_rss, &p->rss_cap, n + 1, sizeof *p->sample_rss) < 0)
+            return -1;
+        if (p->rss_cap > before)
+            memset(p->sample_rss + before, 0, (p->rss_cap - before) * sizeof *p->sample_rss);
+        p->sample_rss[n] = rss_kib;
+    }
+    p->stacks[idx].count++;
+    p->sample_stack[n] = idx;
+    p->summary.n_samples = n + 1;
+    if (rss_kib > p->summary.max_rss_kib)
+        p->summary.max_rss_kib = rss_kib;
+    return 0;
+}
+
+size_t vmp_profile_stack_count(const vmp_profile *p)
+{
+    return p->stacks_len;
+}
+
+void vmp_profile_stack_at(const vmp_profile *p, size_t i, vmp_stack *out)
+{
+    const ustack *s = &p->stacks[i];
+    out->frames = s->frames;
+    out->depth = s->depth;
+    out->thread_index = s->thread_index;
+    out->count = s->count;
+}
+
+uint32_t vmp_profile_sample_stack(const vmp_profile *p, uint64_t i)
+{
+    return p->sample_stack[i];
+}
+
+uint64_t vmp_profile_sample_rss(const vmp_profile *p, uint64_t i)
+{
+    return p->sample_rss ? p->sample_rss[i] : 0;
+}
