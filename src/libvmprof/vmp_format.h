@@ -56,6 +56,7 @@ enum vmp_rpython_kind {
 #define VMP_MAX_FUNC_NAME 512   /* bytes of the function-name part of a name */
 #define VMP_MAX_NAME 1023       /* bytes of a whole name record's text */
 #define VMP_MAX_META_TEXT 65536 /* bytes of one META key or value */
+#define VMP_MAX_NAME_READ 65536 /* readers reject a longer name record as corrupt */
 #define VMP_ZONE_NAME_BYTES 8
 
 /* The low bit of a stack entry marks a native frame (CPython files). */

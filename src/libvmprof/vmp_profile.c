@@ -221,6 +221,7 @@ vmp_profile *vmp_profile_new(void)
     if (!p)
         return NULL;
     p->summary.word_size = (int)sizeof(long);
+    p->summary.addr_size = (int)sizeof(void *);
     p->summary.truncated_at = -1;
     p->last_thread_index = EMPTY;
     return p;

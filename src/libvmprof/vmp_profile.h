@@ -65,6 +65,10 @@ typedef struct vmp_profile_summary {
     int64_t truncated_at; /* offset of an incomplete last record, else -1 */
     uint64_t n_samples;   /* STACKTRACE records read */
     uint64_t max_rss_kib; /* memory mode: highest RSS seen, else 0 */
+    int addr_size;        /* 4 or 8: stack entries, ids, thread ids (8 with 4-byte
+                             words on 64-bit Windows) */
+    char start_zone[9];   /* TIME_N_ZONE's zone name, NUL-terminated ("" if none) */
+    char end_zone[9];     /* the TRAILER's zone name */
 } vmp_profile_summary;
 
 typedef struct vmp_stack {

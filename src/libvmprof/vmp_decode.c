@@ -1,0 +1,481 @@
+/* vmp_decode.c - the record decoder (contract in vmp_decode.h). */
+#include "vmp_decode.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmp_format.h"
+
+typedef struct decoder {
+    vmp_source *src;
+    vmp_profile *p;
+    vmp_profile_summary *s;
+    vmp_error *err;
+    int strict;
+    int w, a;          /* word and address size */
+    int seen_header;
+    vmp_frame *frames; /* one stack, reused */
+    size_t frames_cap;
+} decoder;
+
+static inline uint64_t get(const unsigned char *p, int size)
+{
+    if (size == 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* A word as the signed C long the writer stored. */
+static inline int64_t get_signed(const unsigned char *p, int size)
+{
+    if (size == 8)
+        return (int64_t)get(p, 8);
+    return (int32_t)(uint32_t)get(p, 4);
+}
+
+static const char *tag_name(int tag)
+{
+    switch (tag) {
+    case VMP_TAG_STACKTRACE: return "STACKTRACE";
+    case VMP_TAG_VIRTUAL_IP: return "VIRTUAL_IP";
+    case VMP_TAG_TRAILER: return "TRAILER";
+    case VMP_TAG_HEADER: return "HEADER";
+    case VMP_TAG_TIME_N_ZONE: return "TIME_N_ZONE";
+    case VMP_TAG_META: return "META";
+    case VMP_TAG_NATIVE_SYMBOLS: return "NATIVE_SYMBOLS";
+    default: return "unknown";
+    }
+}
+
+/* Outcome of asking for the rest of a record. */
+enum { GOT = 0, CUT = 1, FAILED = -1 };
+
+static int need(decoder *d, size_t n, const unsigned char **out)
+{
+    size_t avail = 0;
+    *out = vmp_source_peek(d->src, n, &avail, d->err);
+    if (*out)
+        return GOT;
+    return avail == SIZE_MAX ? FAILED : CUT;
+}
+
+static int fail(decoder *d, uint64_t at, const char *what)
+{
+    return vmp_error_set(d->err, (int64_t)at, "at byte %llu: %s", (unsigned long long)at, what);
+}
+
+static int read_static_header(decoder *d)
+{
+    const unsigned char *p;
+    size_t avail = 0;
+    p = vmp_source_peek(d->src, 8, &avail, d->err);
+    if (!p) {
+        if (avail == SIZE_MAX)
+            return -1;
+        if (avail == 0)
+            return vmp_error_set(d->err, 0, "at byte 0: the file is empty, not a vmprof "
+                                            "profile (the profiled program may have failed "
+                                            "before it started sampling)");
+        return vmp_error_set(d->err, 0, "at byte 0: only %zu bytes, too short for a vmprof "
+                                        "profile's static header", avail);
+    }
+    static const unsigned char zero[8];
+    int w;
+    if (memcmp(p, zero, 4) == 0 && p[4] == 3 && memcmp(p + 5, zero, 3) == 0) {
+        w = 4;
+    } else if (memcmp(p, zero, 7) == 0 && p[7] == 3) {
+        return vmp_error_set(d->err, 0, "at byte 0: this is a big-endian profile (4-byte "
+                                        "words); only little-endian profiles can be read");
+    } else if (memcmp(p, zero, 8) == 0) {
+        p = vmp_source_peek(d->src, 16, &avail, d->err);
+        if (!p && avail == SIZE_MAX)
+            return -1;
+        if (p && p[8] == 3 && memcmp(p + 9, zero, 7) == 0) {
+            w = 8;
+        } else if (p && p[15] == 3 && memcmp(p + 8, zero, 7) == 0) {
+            return vmp_error_set(d->err, 0, "at byte 0: this is a big-endian profile "
+                                            "(8-byte words); only little-endian profiles "
+                                            "can be read");
+        } else {
+            return vmp_error_set(d->err, 0, "at byte 0: not a vmprof profile (the second "
+                                            "word of the static header is not 3)");
+        }
+    } else {
+        return vmp_error_set(d->err, 0, "at byte 0: not a vmprof profile (it does not start "
+                                        "with the static header 0, 3, 0)");
+    }
+    size_t hs = (size_t)VMP_STATIC_HEADER_WORDS * (size_t)w;
+    p = vmp_source_peek(d->src, hs, &avail, d->err);
+    if (!p) {
+        if (avail == SIZE_MAX)
+            return -1;
+        return vmp_error_set(d->err, (int64_t)avail, "at byte %zu: the file ends inside the "
+                             "static header (%zu of %zu bytes)", avail, avail, hs);
+    }
+    if (get(p + 2 * w, w) != 0)
+        return fail(d, 2 * (uint64_t)w, "not a vmprof profile (static header word 2 is not 0)");
+    uint64_t flag = get(p + 4 * w, w);
+    if (flag > 1)
+        return fail(d, 4 * (uint64_t)w, "not a vmprof profile (static header word 4 is "
+                                        "neither 0 nor 1)");
+    d->w = w;
+    d->a = (w == 4 && flag == 1) ? 8 : w; /* 64-bit Windows: 8-byte addresses */
+    d->s->word_size = d->w;
+    d->s->addr_size = d->a;
+    d->s->period_usec = get(p + 3 * w, w);
+    vmp_source_consume(d->src, hs);
+    return 0;
+}
+
+static int frames_room(decoder *d, size_t n)
+{
+    if (n <= d->frames_cap)
+        return 0;
+    size_t cap = d->frames_cap ? d->frames_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    vmp_frame *f = realloc(d->frames, cap * sizeof *f);
+    if (!f)
+        return -1;
+    d->frames = f;
+    d->frames_cap = cap;
+    return 0;
+}
+
+static int rpython_kind(uint64_t k)
+{
+    switch (k) {
+    case VMP_RPY_PYTHON_CODE: return VMP_FRAME_PYTHON;
+    case VMP_RPY_BLACKHOLE: return VMP_FRAME_BLACKHOLE;
+    case VMP_RPY_JITTED: return VMP_FRAME_JIT;
+    case VMP_RPY_JIT_TRACING: return VMP_FRAME_JIT_TRACING;
+    case VMP_RPY_GC: return VMP_FRAME_GC;
+    case VMP_RPY_ASSEMBLER: return VMP_FRAME_ASSEMBLER;
+    case VMP_RPY_NATIVE: return VMP_FRAME_NATIVE;
+    default: return -1;
+    }
+}
+
+/* Returns GOT, CUT or FAILED. */
+static int read_stack(decoder *d, uint64_t at)
+{
+    const unsigned char *p;
+    int w = d->w, a = d->a, r;
+    size_t head = 1 + 2 * (size_t)w;
+    if ((r = need(d, head, &p)) != GOT)
+        return r;
+    uint64_t count = get(p + 1, w);
+    uint64_t depth = get(p + 1 + w, w);
+    char msg[160];
+    if (count != 1) {
+        snprintf(msg, sizeof msg, "STACKTRACE with count %llu (always 1 in valid files); the "
+                 "file is corrupt", (unsigned long long)count);
+        return fail(d, at, msg);
+    }
+    if (depth > VMP_MAX_DEPTH_READ) {
+        snprintf(msg, sizeof msg, "STACKTRACE depth %llu exceeds the limit of %d; the file "
+                 "is corrupt", (unsigned long long)depth, VMP_MAX_DEPTH_READ);
+        return fail(d, at, msg);
+    }
+    unsigned mode = d->s->mode;
+    int rpython = (mode & VMP_MODE_RPYTHON) != 0;
+    int lines = !rpython && (mode & VMP_MODE_LINES);
+    if ((rpython || lines) && (depth & 1)) {
+        snprintf(msg, sizeof msg, "STACKTRACE with an odd number of entries (%llu) in a "
+                 "profile of [%s] pairs; the file is corrupt", (unsigned long long)depth,
+                 rpython ? "kind, value" : "line, code");
+        return fail(d, at, msg);
+    }
+    int with_thread = d->s->version >= 1;
+    int with_rss = (mode & VMP_MODE_MEMORY) != 0;
+    size_t size = head + (size_t)depth * a + (with_thread ? a : 0) + (with_rss ? a : 0);
+    if ((r = need(d, size, &p)) != GOT)
+        return r;
+    const unsigned char *e = p + head;
+    uint32_t nf = (uint32_t)((rpython || lines) ? depth / 2 : depth);
+    if (frames_room(d, nf ? nf : 1) < 0)
+        return fail(d, at, "out of memory for a stack");
+    vmp_frame *f = d->frames;
+    if (rpython) {
+        for (uint32_t i = 0; i < nf; i++) {
+            const unsigned char *q = e + (size_t)(nf - 1 - i) * 2 * a;
+            uint64_t k = get(q, a);
+            int kind = rpython_kind(k);
+            if (kind < 0) {
+                snprintf(msg, sizeof msg, "STACKTRACE entry of unknown kind %llu (PyPy "
+                         "writes kinds 1-7); the file is corrupt", (unsigned long long)k);
+                return fail(d, at, msg);
+            }
+            f[i].addr = get(q + a, a);
+            f[i].line = 0;
+            f[i].kind = (uint8_t)kind;
+        }
+    } else if (lines) {
+        for (uint32_t i = 0; i < nf; i++) {
+            const unsigned char *q = e + (size_t)(nf - 1 - i) * 2 * a;
+            int64_t line = get_signed(q, a);
+            uint64_t addr = get(q + a, a);
+            f[i].addr = addr;
+            f[i].line = (line > 0 && line <= (int64_t)UINT32_MAX) ? (uint32_t)line : 0;
+            f[i].kind = (addr & VMP_NATIVE_BIT) ? VMP_FRAME_NATIVE : VMP_FRAME_PYTHON;
+        }
+    } else {
+        for (uint32_t i = 0; i < nf; i++) {
+            uint64_t addr = get(e + (size_t)(nf - 1 - i) * a, a);
+            f[i].addr = addr;
+            f[i].line = 0;
+            f[i].kind = (addr & VMP_NATIVE_BIT) ? VMP_FRAME_NATIVE : VMP_FRAME_PYTHON;
+        }
+    }
+    e += (size_t)depth * a;
+    uint64_t thread = 0, rss = 0;
+    if (with_thread) {
+        thread = get(e, a);
+        e += a;
+    }
+    if (with_rss)
+        rss = get(e, a);
+    if (vmp_profile_add_sample(d->p, f, nf, thread, rss) < 0)
+        return fail(d, at, "out of memory while adding a sample");
+    vmp_source_consume(d->src, size);
+    return GOT;
+}
+
+static int read_name(decoder *d, uint64_t at, int tag)
+{
+    const unsigned char *p;
+    int r;
+    size_t head = 1 + (size_t)d->a + (size_t)d->w;
+    if ((r = need(d, head, &p)) != GOT)
+        return r;
+    uint64_t id = get(p + 1, d->a);
+    uint64_t len = get(p + 1 + d->a, d->w);
+    if (len > VMP_MAX_NAME_READ) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s name length %llu exceeds the limit of %d bytes; the "
+                 "file is corrupt", tag_name(tag), (unsigned long long)len, VMP_MAX_NAME_READ);
+        return fail(d, at, msg);
+    }
+    if ((r = need(d, head + len, &p)) != GOT)
+        return r;
+    if (vmp_profile_add_name(d->p, id, (const char *)p + head, (size_t)len) < 0)
+        return fail(d, at, "out of memory while adding a name");
+    vmp_source_consume(d->src, head + len);
+    return GOT;
+}
+
+static int read_meta(decoder *d, uint64_t at)
+{
+    const unsigned char *p;
+    int r, w = d->w;
+    char msg[160];
+    if ((r = need(d, 1 + (size_t)w, &p)) != GOT)
+        return r;
+    uint64_t klen = get(p + 1, w);
+    if (klen > VMP_MAX_META_TEXT) {
+        snprintf(msg, sizeof msg, "META key length %llu exceeds the limit of %d bytes; the "
+                 "file is corrupt", (unsigned long long)klen, VMP_MAX_META_TEXT);
+        return fail(d, at, msg);
+    }
+    size_t vat = 1 + (size_t)w + (size_t)klen;
+    if ((r = need(d, vat + w, &p)) != GOT)
+        return r;
+    uint64_t vlen = get(p + vat, w);
+    if (vlen > VMP_MAX_META_TEXT) {
+        snprintf(msg, sizeof msg, "META value length %llu exceeds the limit of %d bytes; the "
+                 "file is corrupt", (unsigned long long)vlen, VMP_MAX_META_TEXT);
+        return fail(d, at, msg);
+    }
+    size_t size = vat + w + (size_t)vlen;
+    if ((r = need(d, size, &p)) != GOT)
+        return r;
+    if (vmp_profile_add_meta(d->p, (const char *)p + 1 + w, (size_t)klen,
+                             (const char *)p + vat + w, (size_t)vlen) < 0)
+        return fail(d, at, "out of memory while adding a META entry");
+    vmp_source_consume(d->src, size);
+    return GOT;
+}
+
+static int read_header(decoder *d, uint64_t at)
+{
+    const unsigned char *p;
+    int r;
+    if (d->seen_header)
+        return fail(d, at, "a second HEADER record; the file is corrupt (two profiles "
+                           "written into one file?)");
+    if ((r = need(d, 3, &p)) != GOT)
+        return r;
+    int version = (p[1] << 8) | p[2];
+    if (version > VMP_FORMAT_VERSION) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "format version %d is newer than this reader knows "
+                 "(%d-%d); upgrade vmprof", version, VMP_FORMAT_OLDEST_VERSION,
+                 VMP_FORMAT_VERSION);
+        return fail(d, at, msg);
+    }
+    size_t fixed = version >= 4 ? 5 : 4;
+    if ((r = need(d, fixed, &p)) != GOT)
+        return r;
+    unsigned mode = version >= 4 ? p[3] : 0;
+    size_t n = p[fixed - 1];
+    if ((r = need(d, fixed + n, &p)) != GOT)
+        return r;
+    if (version == 3)
+        mode |= VMP_MODE_MEMORY; /* before the mode byte, version 3 meant memory */
+    if (version == 2)
+        mode |= VMP_MODE_RPYTHON; /* version 2 was PyPy's [kind, value] stacks */
+    vmp_profile_summary *s = d->s;
+    s->version = version;
+    s->mode = mode;
+    size_t copy = n < sizeof s->interp - 1 ? n : sizeof s->interp - 1;
+    memcpy(s->interp, p + fixed, copy);
+    s->interp[copy] = '\0';
+    d->seen_header = 1;
+    vmp_source_consume(d->src, fixed + n);
+    return GOT;
+}
+
+static void read_time(const unsigned char *p, int64_t *sec, int64_t *usec, char zone[9])
+{
+    memcpy(sec, p, 8);
+    memcpy(usec, p + 8, 8);
+    memcpy(zone, p + 16, 8);
+    zone[8] = '\0';
+}
+
+int vmp_decode(vmp_source *src, vmp_profile *p, const vmp_read_options *options,
+               vmp_error *err)
+{
+    decoder d = {.src = src, .p = p, .s = vmp_profile_summary_mut(p), .err = err};
+    d.strict = options && options->strict;
+    vmp_error_clear(err);
+    if (read_static_header(&d) < 0)
+        return -1;
+    int rc = 0;
+    for (;;) {
+        uint64_t at = vmp_source_offset(src);
+        const unsigned char *t;
+        size_t avail = 0;
+        t = vmp_source_peek(src, 1, &avail, err);
+        if (!t) {
+            if (avail == SIZE_MAX)
+                rc = -1;
+            break; /* a clean end without a TRAILER: the program died */
+        }
+        int tag = t[0], r;
+        switch (tag) {
+        case VMP_TAG_STACKTRACE:
+            r = read_stack(&d, at);
+            break;
+        case VMP_TAG_VIRTUAL_IP:
+        case VMP_TAG_NATIVE_SYMBOLS:
+            r = read_name(&d, at, tag);
+            break;
+        case VMP_TAG_META:
+            r = read_meta(&d, at);
+            break;
+        case VMP_TAG_HEADER:
+            r = read_header(&d, at);
+            break;
+        case VMP_TAG_TIME_N_ZONE:
+        case VMP_TAG_TRAILER: {
+            int timed = tag == VMP_TAG_TIME_N_ZONE || d.s->version >= 5;
+            const unsigned char *q;
+            r = need(&d, timed ? 25 : 1, &q);
+            if (r != GOT)
+                break;
+            if (tag == VMP_TAG_TIME_N_ZONE) {
+                read_time(q + 1, &d.s->start_sec, &d.s->start_usec, d.s->start_zone);
+                d.s->has_start_time = 1;
+            } else if (timed) {
+                read_time(q + 1, &d.s->end_sec, &d.s->end_usec, d.s->end_zone);
+                d.s->has_end_time = 1;
+            }
+            vmp_source_consume(src, timed ? 25 : 1);
+            if (tag == VMP_TAG_TRAILER)
+                d.s->complete = 1;
+            break;
+        }
+        case VMP_TAG_INTERP_NAME:
+            r = fail(&d, at, "obsolete INTERP_NAME record (tag 0x04), which no supported "
+                             "writer produces; the file is corrupt or from a pre-2016 vmprof");
+            break;
+        default: {
+            char msg[160];
+            snprintf(msg, sizeof msg, "unknown record tag 0x%02x; the file is corrupt (or "
+                     "written by a newer vmprof)", tag);
+            r = fail(&d, at, msg);
+            break;
+        }
+        }
+        if (r == FAILED) {
+            rc = -1;
+            break;
+        }
+        if (r == CUT) {
+            size_t have = src->end - src->pos;
+            if (d.strict) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "the file ends inside a %s record (%zu bytes of it "
+                         "present); read it without strict to keep the samples before it",
+                         tag_name(tag), have);
+                rc = fail(&d, at, msg);
+            } else {
+                d.s->truncated_at = (int64_t)at;
+            }
+            break;
+        }
+        if (d.s->complete)
+            break;
+    }
+    free(d.frames);
+    return rc;
+}
+
+/* ---- vmp_profile_read_* ---------------------------------------------------- */
+
+static vmp_profile *read_source(vmp_source *src, const vmp_read_options *options,
+                                vmp_error *err)
+{
+    if (!src)
+        return NULL;
+    vmp_profile *p = vmp_profile_new();
+    if (!p) {
+        vmp_error_set(err, -1, "out of memory");
+        vmp_source_close(src);
+        return NULL;
+    }
+    int rc = vmp_decode(src, p, options, err);
+    vmp_source_close(src);
+    if (rc < 0) {
+        vmp_profile_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+vmp_profile *vmp_profile_read_file(const char *path, const vmp_read_options *options,
+                                   vmp_error *err)
+{
+    vmp_error_clear(err);
+    return read_source(vmp_source_open_file(path, err), options, err);
+}
+
+vmp_profile *vmp_profile_read_fd(int fd, const vmp_read_options *options, vmp_error *err)
+{
+    vmp_error_clear(err);
+    return read_source(vmp_source_open_fd(fd, err), options, err);
+}
+
+vmp_profile *vmp_profile_read_memory(const void *data, size_t len,
+                                     const vmp_read_options *options, vmp_error *err)
+{
+    vmp_error_clear(err);
+    return read_source(vmp_source_open_memory(data, len, err), options, err);
+}

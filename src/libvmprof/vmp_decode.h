@@ -1,0 +1,28 @@
+/*
+ * vmp_decode.h - the streaming record decoder: bytes of a profile file in,
+ * an in-memory profile (vmp_profile.h) out.
+ *
+ * It reads every version (0-6) and word size (4 or 8, and 64-bit Windows'
+ * 4-byte words with 8-byte addresses) the original tools wrote, normalises the
+ * stack encodings into vmp_frame, and stops at the TRAILER or where the input
+ * ends.  It never allocates more than the input could hold: every length field
+ * is checked against the format's limits before anything is sized by it, and
+ * the only buffers are one stack's frames and the source's window.
+ *
+ * The vmp_profile_read_* functions of vmp_profile.h are implemented here on
+ * top of vmp_decode().
+ */
+#ifndef VMP_DECODE_H
+#define VMP_DECODE_H
+
+#include "vmp_error.h"
+#include "vmp_profile.h"
+#include "vmp_source.h"
+
+/* Decodes all of src into p (normally fresh from vmp_profile_new()).  Returns
+ * 0, or -1 with err naming the offset and the problem; p then holds what was
+ * decoded before the error.  options may be NULL. */
+int vmp_decode(vmp_source *src, vmp_profile *p, const vmp_read_options *options,
+               vmp_error *err);
+
+#endif /* VMP_DECODE_H */
