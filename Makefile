@@ -26,11 +26,11 @@ demo: install
 
 test: install test-c test-c-sanitize test-python fuzz
 
-$(BUILD)/test_libvmprof: $(LIB_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h tests/c/*.h)
+$(BUILD)/test_libvmprof: $(LIB_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html tests/c/*.h)
 	@mkdir -p $(BUILD)
 	gcc $(CFLAGS_COMMON) -O2 -g -o $@ $(LIB_SRC) $(CTEST_SRC) $(LDLIBS)
 
-$(BUILD)/test_libvmprof_sanitized: $(LIB_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h tests/c/*.h)
+$(BUILD)/test_libvmprof_sanitized: $(LIB_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html tests/c/*.h)
 	@mkdir -p $(BUILD)
 	clang $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
 	    -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $(LIB_SRC) $(CTEST_SRC) $(LDLIBS)

@@ -1,0 +1,194 @@
+/*
+ * vmp_export.h - writing a profile in the formats other tools read.
+ *
+ * One entry point, vmp_export_write(), takes a read profile (vmp_profile.h),
+ * a format and options, and writes the result to a stdio stream.  Each format
+ * lives in its own file, vmp_export_<format>.c, and sees the profile through
+ * the shared "export view" below; adding a format is one new file plus one
+ * line in the table in vmp_export.c.
+ *
+ *   collapsed   "root;child;leaf count" lines (flamegraph.pl, inferno)
+ *   speedscope  speedscope's JSON file format: one sampled profile per
+ *               thread, frames shared between them
+ *   pprof       gzip-compressed profile.proto (go tool pprof): samples
+ *               leaf-first, one Function per (name, file, first line), one
+ *               Location per line in lines mode, the thread as a label
+ *   firefox     the Firefox Profiler's processed format: per thread a timed
+ *               sample table and stack, frame and function tables
+ *   html        one self-contained page with an interactive flame graph; it
+ *               embeds the aggregated call tree, never the samples, so its
+ *               size follows the number of distinct stacks
+ *
+ * The export view.  Formats do not walk the raw profile: vmp_xview_build()
+ * resolves it once into
+ *   - funcs: one per (name, file, first line), parsed from the name records
+ *     ("py:name:line:file", "n:symbol:line:file"); ids without a name become
+ *     "0x<id>"; PyPy's non-Python frames (JIT, GC, ...) one func per kind;
+ *   - frames: one per (func, line): the line is the sampled line in lines
+ *     mode (when options ask for lines), else the func's first line;
+ *   - stacks: the distinct (thread, frame sequence) pairs, root first, with
+ *     their sample counts, after dropping native frames when asked and
+ *     keeping only the selected thread;
+ *   - the mapping from each profile stack to its view stack, so formats that
+ *     need the sample sequence (firefox) can follow it in file order.
+ * Stacks keep recursion as it was sampled: flame graphs show it.
+ *
+ * Nothing here calls Python; all memory is freed by vmp_xview_free().
+ */
+#ifndef VMP_EXPORT_H
+#define VMP_EXPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vmp_error.h"
+#include "vmp_profile.h"
+
+typedef enum vmp_export_format {
+    VMP_EXPORT_COLLAPSED = 0,
+    VMP_EXPORT_SPEEDSCOPE,
+    VMP_EXPORT_PPROF,
+    VMP_EXPORT_FIREFOX,
+    VMP_EXPORT_HTML,
+    VMP_EXPORT_FORMAT_COUNT
+} vmp_export_format;
+
+typedef struct vmp_export_options {
+    int has_thread;      /* export only the thread with this id */
+    uint64_t thread_id;
+    int lines;           /* in a lines-mode profile, one frame per sampled line */
+    int no_native;       /* drop native (C) frames */
+    const char *title;   /* shown by viewers; NULL: derived from the profile */
+    /* html: drop call-tree nodes under this fraction of their thread's samples
+     * (they would be far narrower than a pixel); 0 picks the default. */
+    double html_min_fraction;
+} vmp_export_options;
+
+/* "collapsed", "speedscope", ... -> format, or -1 when unknown. */
+int vmp_export_format_from_name(const char *name);
+const char *vmp_export_format_name(vmp_export_format format);
+/* A comma-separated list of the format names, for error messages. */
+const char *vmp_export_format_list(void);
+
+/* Writes p in format to out.  options may be NULL (all threads, functions,
+ * native frames kept).  Returns 0, or -1 with err set (unknown format, thread
+ * not in the profile, out of memory, write failure).  out is flushed, never
+ * closed. */
+int vmp_export_write(const vmp_profile *p, vmp_export_format format, FILE *out,
+                     const vmp_export_options *options, vmp_error *err);
+/* The same to a file descriptor (left open). */
+int vmp_export_write_fd(const vmp_profile *p, vmp_export_format format, int fd,
+                        const vmp_export_options *options, vmp_error *err);
+/* The same to a path (created or truncated). */
+int vmp_export_write_path(const vmp_profile *p, vmp_export_format format, const char *path,
+                          const vmp_export_options *options, vmp_error *err);
+
+/* ---- the export view, for the format files ------------------------------ */
+
+typedef struct vmp_xfunc {
+    const char *name; /* not NUL-terminated; see name_len */
+    size_t name_len;
+    const char *file; /* "" when unknown */
+    size_t file_len;
+    uint32_t first_line;
+    uint8_t kind;     /* vmp_frame_kind */
+} vmp_xfunc;
+
+typedef struct vmp_xframe {
+    uint32_t func;
+    uint32_t line;
+} vmp_xframe;
+
+typedef struct vmp_xstack {
+    const uint32_t *frames; /* indices into frames, root first */
+    uint32_t depth;
+    uint32_t thread;        /* index into the profile's thread table */
+    uint64_t count;
+} vmp_xstack;
+
+typedef struct vmp_xview {
+    const vmp_profile *profile;
+    vmp_xfunc *funcs;
+    size_t n_funcs;
+    vmp_xframe *frames;
+    size_t n_frames;
+    vmp_xstack *stacks;
+    size_t n_stacks;
+    /* per profile stack: its view stack, or UINT32_MAX when filtered out */
+    uint32_t *stack_map;
+    /* per profile thread: 1 when exported */
+    unsigned char *thread_on;
+    uint64_t n_samples; /* samples of the exported threads */
+    char title[256];
+    void *priv;         /* owned storage */
+} vmp_xview;
+
+int vmp_xview_build(vmp_xview *v, const vmp_profile *p, const vmp_export_options *options,
+                    vmp_error *err);
+void vmp_xview_free(vmp_xview *v);
+/* Milliseconds from the start of the profile to sample i: spread evenly over
+ * the recorded duration when the file has both times, else i * period. */
+double vmp_xview_sample_ms(const vmp_xview *v, uint64_t i);
+/* The sampling period in milliseconds (1 when the file does not say). */
+double vmp_xview_period_ms(const vmp_xview *v);
+/* "Thread 2 (0x7f3a...)" for display; buf is returned. */
+const char *vmp_xview_thread_label(const vmp_xview *v, uint32_t thread, char *buf, size_t size);
+
+/* A call tree per thread built from the view's stacks: node 0 is a root with
+ * no frame (frame UINT32_MAX); every other node is one frame under its
+ * parent.  Shared by the formats that need a prefix tree (firefox's stack
+ * table, html's flame graph). */
+typedef struct vmp_xtree_node {
+    uint32_t parent; /* UINT32_MAX for the root */
+    uint32_t frame;
+    uint64_t total;  /* samples at or under this node */
+    uint64_t self;   /* samples whose leaf is this node */
+} vmp_xtree_node;
+
+typedef struct vmp_xtree {
+    vmp_xtree_node *nodes;
+    size_t n_nodes;
+    /* per view stack: the node of its leaf (0 for an empty stack), or
+     * UINT32_MAX when the stack is of another thread */
+    uint32_t *stack_leaf;
+    void *priv;
+} vmp_xtree;
+
+/* thread: a profile thread index, or UINT32_MAX for all exported threads
+ * merged.  Children always come after their parent. */
+int vmp_xtree_build(vmp_xtree *t, const vmp_xview *v, uint32_t thread, vmp_error *err);
+void vmp_xtree_free(vmp_xtree *t);
+
+/* A string table (pprof's string_table, firefox's stringArray): each distinct
+ * string once, in order of first use.  Strings are copied. */
+typedef struct vmp_xstrings {
+    size_t count;
+    void *priv;
+} vmp_xstrings;
+
+int vmp_xstrings_init(vmp_xstrings *s);
+void vmp_xstrings_free(vmp_xstrings *s);
+/* The index of the string, adding it when new; UINT32_MAX when out of memory. */
+uint32_t vmp_xstrings_add(vmp_xstrings *s, const char *str, size_t len);
+const char *vmp_xstrings_get(const vmp_xstrings *s, size_t i, size_t *len);
+
+/* The label of a frame as the text formats show it: "name (file:line)", or
+ * "name" when the file is unknown.  Returns the length written (truncated
+ * to size - 1, NUL-terminated). */
+size_t vmp_xview_frame_label(const vmp_xview *v, uint32_t frame, char *buf, size_t size);
+
+/* The format writers (vmp_export_<format>.c).  Each returns 0 or -1 with err
+ * set; write errors are checked by the caller through ferror(out). */
+int vmp_export_collapsed(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+                         vmp_error *err);
+int vmp_export_speedscope(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+                          vmp_error *err);
+int vmp_export_pprof(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+                     vmp_error *err);
+int vmp_export_firefox(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+                       vmp_error *err);
+int vmp_export_html(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+                    vmp_error *err);
+
+#endif /* VMP_EXPORT_H */

@@ -1,0 +1,193 @@
+/*
+ * vmp_export_html.c - one self-contained HTML page with an interactive flame
+ * graph (click to zoom, search, hover details, thread selection, an RSS plot
+ * for memory profiles).  It needs no network and no server.
+ *
+ * The page itself is vmp_export_html_page.html, kept as a real HTML file so
+ * it can be edited and checked as one; the assembler embeds it into the
+ * library at build time (.incbin, path relative to the project root, where
+ * both the Makefile and setup.py compile).  The exporter copies the page and
+ * puts the data where the page's marker stands.
+ *
+ * The data is the aggregated call tree of each thread (and of all threads
+ * merged when there are several), never the samples: nodes narrower than
+ * html_min_fraction of their tree (default 1/5000, far under a pixel) are
+ * left out, so the page stays small however long the run.  Tree layout
+ * (arrays indexed by node, node 0 the root, parents before children):
+ *   {"label", "parent": [...], "frame": [...], "value": [...]}
+ * with frames and funcs shared by all trees.  Memory profiles add "rss":
+ * [[ms, KiB], ...] reduced to at most RSS_POINTS points (the peak of each
+ * bucket, so spikes stay visible).
+ */
+#define _GNU_SOURCE /* memmem */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmp_export.h"
+#include "vmp_format.h"
+#include "vmp_json.h"
+
+#define DEFAULT_MIN_FRACTION (1.0 / 5000.0)
+#define RSS_POINTS 2000
+#define DATA_MARKER "/*VMPROF_DATA*/"
+
+__asm__(".pushsection .rodata\n"
+        ".global vmp_html_page\n"
+        ".hidden vmp_html_page\n"
+        ".global vmp_html_page_end\n"
+        ".hidden vmp_html_page_end\n"
+        "vmp_html_page:\n"
+        ".incbin \"src/libvmprof/vmp_export_html_page.html\"\n"
+        "vmp_html_page_end:\n"
+        ".byte 0\n"
+        ".popsection\n");
+extern const char vmp_html_page[], vmp_html_page_end[];
+
+static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char *label,
+                      double min_fraction, int *pruned, vmp_error *err)
+{
+    vmp_xtree t;
+    uint32_t *keep;
+    uint64_t min_count;
+    size_t k, n_kept = 0;
+    if (vmp_xtree_build(&t, v, thread, err) < 0)
+        return -1;
+    keep = malloc(t.n_nodes * sizeof *keep);
+    if (!keep) {
+        vmp_xtree_free(&t);
+        return vmp_error_set(err, -1, "out of memory while writing the html export");
+    }
+    min_count = (uint64_t)(min_fraction * (double)t.nodes[0].total);
+    if ((double)min_count < min_fraction * (double)t.nodes[0].total)
+        min_count++; /* rounded up */
+    if (min_count < 1)
+        min_count = 1;
+    /* parents come before children and are never lighter, so a dropped
+     * parent always drops its subtree */
+    for (k = 0; k < t.n_nodes; k++) {
+        if (k == 0 || (keep[t.nodes[k].parent] != UINT32_MAX && t.nodes[k].total >= min_count))
+            keep[k] = (uint32_t)n_kept++;
+        else {
+            keep[k] = UINT32_MAX;
+            *pruned = 1;
+        }
+    }
+    fputs("{\"label\":", out);
+    vmp_json_cstring(out, label);
+    fputs(",\"parent\":[-1", out);
+    for (k = 1; k < t.n_nodes; k++)
+        if (keep[k] != UINT32_MAX)
+            fprintf(out, ",%u", keep[t.nodes[k].parent]);
+    fputs("],\"frame\":[-1", out);
+    for (k = 1; k < t.n_nodes; k++)
+        if (keep[k] != UINT32_MAX)
+            fprintf(out, ",%u", t.nodes[k].frame);
+    fputs("],\"value\":[", out);
+    for (k = 0; k < t.n_nodes; k++)
+        if (keep[k] != UINT32_MAX)
+            fprintf(out, k ? ",%" PRIu64 : "%" PRIu64, t.nodes[k].total);
+    fputs("]}", out);
+    free(keep);
+    vmp_xtree_free(&t);
+    return 0;
+}
+
+static void write_rss(const vmp_xview *v, FILE *out)
+{
+    uint64_t n = vmp_profile_get_summary(v->profile)->n_samples, i, bucket;
+    bucket = (n + RSS_POINTS - 1) / RSS_POINTS;
+    if (bucket < 1)
+        bucket = 1;
+    fputs(",\"rss\":[", out);
+    for (i = 0; i < n; i += bucket) {
+        uint64_t j, peak = 0, at = i;
+        for (j = i; j < n && j < i + bucket; j++) {
+            uint64_t r = vmp_profile_sample_rss(v->profile, j);
+            if (r > peak) {
+                peak = r;
+                at = j;
+            }
+        }
+        if (i)
+            putc(',', out);
+        putc('[', out);
+        vmp_json_double(out, vmp_xview_sample_ms(v, at));
+        fprintf(out, ",%" PRIu64 "]", peak);
+    }
+    putc(']', out);
+}
+
+static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+                      vmp_error *err)
+{
+    const vmp_profile_summary *sum = vmp_profile_get_summary(v->profile);
+    size_t n_threads = vmp_profile_thread_count(v->profile), i, on = 0;
+    double min_fraction = o && o->html_min_fraction > 0 ? o->html_min_fraction
+                                                        : DEFAULT_MIN_FRACTION;
+    int pruned = 0, first = 1;
+    char label[64];
+
+    for (i = 0; i < n_threads; i++)
+        on += v->thread_on[i];
+    fputs("{\"title\":", out);
+    vmp_json_cstring(out, v->title);
+    fputs(",\"interp\":", out);
+    vmp_json_cstring(out, sum->interp);
+    fprintf(out, ",\"samples\":%" PRIu64 ",\"lines\":%s,\"period_ms\":", v->n_samples,
+            o && o->lines && (sum->mode & VMP_MODE_LINES) ? "true" : "false");
+    vmp_json_double(out, vmp_xview_period_ms(v));
+    fputs(",\"duration_ms\":", out);
+    vmp_json_double(out, sum->n_samples ? vmp_xview_sample_ms(v, sum->n_samples) : 0);
+    fputs(",\"min_fraction\":", out);
+    vmp_json_double(out, min_fraction);
+    fputs(",\"funcs\":[", out);
+    for (i = 0; i < v->n_funcs; i++) {
+        const vmp_xfunc *f = &v->funcs[i];
+        fputs(i ? ",[" : "[", out);
+        vmp_json_string(out, f->name, f->name_len);
+        putc(',', out);
+        vmp_json_string(out, f->file, f->file_len);
+        fprintf(out, ",%u,%u]", f->first_line, f->kind);
+    }
+    fputs("],\"frames\":[", out);
+    for (i = 0; i < v->n_frames; i++)
+        fprintf(out, i ? ",[%u,%u]" : "[%u,%u]", v->frames[i].func, v->frames[i].line);
+    fputs("],\"trees\":[", out);
+    if (on != 1) {
+        if (write_tree(v, out, UINT32_MAX, "All threads", min_fraction, &pruned, err) < 0)
+            return -1;
+        first = 0;
+    }
+    for (i = 0; i < n_threads; i++) {
+        if (!v->thread_on[i])
+            continue;
+        if (!first)
+            putc(',', out);
+        first = 0;
+        if (write_tree(v, out, (uint32_t)i,
+                       vmp_xview_thread_label(v, (uint32_t)i, label, sizeof label), min_fraction,
+                       &pruned, err) < 0)
+            return -1;
+    }
+    putc(']', out);
+    if ((sum->mode & VMP_MODE_MEMORY) && sum->n_samples)
+        write_rss(v, out);
+    fprintf(out, ",\"pruned\":%s}", pruned ? "true" : "false");
+    return 0;
+}
+
+int vmp_export_html(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+                    vmp_error *err)
+{
+    size_t len = (size_t)(vmp_html_page_end - vmp_html_page);
+    const char *mark = memmem(vmp_html_page, len, DATA_MARKER, strlen(DATA_MARKER));
+    if (!mark)
+        return vmp_error_set(err, -1, "the embedded html page has no data marker; rebuild vmprof");
+    fwrite(vmp_html_page, 1, (size_t)(mark - vmp_html_page), out);
+    if (write_data(v, out, o, err) < 0)
+        return -1;
+    mark += strlen(DATA_MARKER);
+    fwrite(mark, 1, (size_t)(vmp_html_page_end - mark), out);
+    return 0;
+}
