@@ -1,0 +1,459 @@
+/* vmp_tree.c - call tree and function totals (contract in vmp_tree.h). */
+#include "vmp_tree.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct vmp_tree {
+    vmp_tree_node *nodes;
+    size_t n_nodes, cap_nodes;
+    uint32_t *child_table; /* (parent, addr, kind) -> node */
+    size_t child_cap;
+
+    vmp_tree_line *lines;
+    size_t n_lines;
+
+    vmp_func_stat *funcs;
+    size_t n_funcs, cap_funcs;
+    uint32_t *func_table; /* (addr, kind) -> func */
+    size_t func_cap;
+    uint64_t *func_stamp; /* last stack that counted the function */
+};
+
+/* line counts while building: (node, line) -> count */
+typedef struct line_acc {
+    uint64_t *keys;
+    uint64_t *counts;
+    size_t cap, len;
+} line_acc;
+
+static inline uint64_t mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static inline uint64_t child_hash(uint32_t parent, uint64_t addr, uint8_t kind)
+{
+    return mix(addr ^ ((uint64_t)parent << 20) ^ ((uint64_t)kind << 60) ^ parent);
+}
+
+static int is_python(uint8_t kind)
+{
+    return kind == VMP_FRAME_PYTHON || kind == VMP_FRAME_JIT;
+}
+
+static int rehash_children(vmp_tree *t, size_t ncap)
+{
+    uint32_t *tab = malloc(ncap * sizeof *tab);
+    if (!tab)
+        return -1;
+    memset(tab, 0xff, ncap * sizeof *tab);
+    for (size_t i = 1; i < t->n_nodes; i++) {
+        const vmp_tree_node *n = &t->nodes[i];
+        size_t j = child_hash(n->parent, n->addr, n->kind) & (ncap - 1);
+        while (tab[j] != VMP_TREE_NONE)
+            j = (j + 1) & (ncap - 1);
+        tab[j] = (uint32_t)i;
+    }
+    free(t->child_table);
+    t->child_table = tab;
+    t->child_cap = ncap;
+    return 0;
+}
+
+uint32_t vmp_tree_find_child(const vmp_tree *t, uint32_t node, uint64_t addr, uint8_t kind)
+{
+    if (!t->child_cap)
+        return VMP_TREE_NONE;
+    size_t mask = t->child_cap - 1;
+    for (size_t j = child_hash(node, addr, kind) & mask;; j = (j + 1) & mask) {
+        uint32_t i = t->child_table[j];
+        if (i == VMP_TREE_NONE)
+            return VMP_TREE_NONE;
+        const vmp_tree_node *n = &t->nodes[i];
+        if (n->parent == node && n->addr == addr && n->kind == kind)
+            return i;
+    }
+}
+
+static uint32_t get_child(vmp_tree *t, uint32_t parent, uint64_t addr, uint8_t kind)
+{
+    uint32_t i = vmp_tree_find_child(t, parent, addr, kind);
+    if (i != VMP_TREE_NONE)
+        return i;
+    if (t->n_nodes >= VMP_TREE_NONE - 1)
+        return VMP_TREE_NONE;
+    if ((t->n_nodes + 1) * 2 > t->child_cap &&
+        rehash_children(t, t->child_cap ? t->child_cap * 2 : 1024) < 0)
+        return VMP_TREE_NONE;
+    if (t->n_nodes == t->cap_nodes) {
+        size_t nc = t->cap_nodes * 2;
+        vmp_tree_node *nn = realloc(t->nodes, nc * sizeof *nn);
+        if (!nn)
+            return VMP_TREE_NONE;
+        t->nodes = nn;
+        t->cap_nodes = nc;
+    }
+    i = (uint32_t)t->n_nodes++;
+    vmp_tree_node *n = &t->nodes[i];
+    memset(n, 0, sizeof *n);
+    n->addr = addr;
+    n->kind = kind;
+    n->parent = parent;
+    n->first_child = n->next_sibling = VMP_TREE_NONE;
+    size_t mask = t->child_cap - 1;
+    size_t j = child_hash(parent, addr, kind) & mask;
+    while (t->child_table[j] != VMP_TREE_NONE)
+        j = (j + 1) & mask;
+    t->child_table[j] = i;
+    return i;
+}
+
+static inline uint64_t func_hash(uint64_t addr, uint8_t kind)
+{
+    return mix(addr ^ ((uint64_t)kind << 59));
+}
+
+static int rehash_funcs(vmp_tree *t, size_t ncap)
+{
+    uint32_t *tab = malloc(ncap * sizeof *tab);
+    if (!tab)
+        return -1;
+    memset(tab, 0xff, ncap * sizeof *tab);
+    for (size_t i = 0; i < t->n_funcs; i++) {
+        size_t j = func_hash(t->funcs[i].addr, t->funcs[i].kind) & (ncap - 1);
+        while (tab[j] != VMP_TREE_NONE)
+            j = (j + 1) & (ncap - 1);
+        tab[j] = (uint32_t)i;
+    }
+    free(t->func_table);
+    t->func_table = tab;
+    t->func_cap = ncap;
+    return 0;
+}
+
+static uint32_t get_func(vmp_tree *t, uint64_t addr, uint8_t kind)
+{
+    if ((t->n_funcs + 1) * 2 > t->func_cap &&
+        rehash_funcs(t, t->func_cap ? t->func_cap * 2 : 256) < 0)
+        return VMP_TREE_NONE;
+    size_t mask = t->func_cap - 1;
+    size_t j = func_hash(addr, kind) & mask;
+    for (;; j = (j + 1) & mask) {
+        uint32_t i = t->func_table[j];
+        if (i == VMP_TREE_NONE)
+            break;
+        if (t->funcs[i].addr == addr && t->funcs[i].kind == kind)
+            return i;
+    }
+    if (t->n_funcs == t->cap_funcs) {
+        size_t nc = t->cap_funcs ? t->cap_funcs * 2 : 256;
+        vmp_func_stat *nf = realloc(t->funcs, nc * sizeof *nf);
+        uint64_t *ns = realloc(t->func_stamp, nc * sizeof *ns);
+        if (nf)
+            t->funcs = nf;
+        if (ns)
+            t->func_stamp = ns;
+        if (!nf || !ns)
+            return VMP_TREE_NONE;
+        t->cap_funcs = nc;
+    }
+    uint32_t i = (uint32_t)t->n_funcs++;
+    t->funcs[i] = (vmp_func_stat){addr, 0, 0, kind};
+    t->func_stamp[i] = UINT64_MAX;
+    t->func_table[j] = i;
+    return i;
+}
+
+static int line_add(line_acc *a, uint32_t node, uint32_t line, uint64_t count)
+{
+    uint64_t key = ((uint64_t)node << 32) | line;
+    if ((a->len + 1) * 2 > a->cap) {
+        size_t ncap = a->cap ? a->cap * 2 : 1024;
+        uint64_t *nk = malloc(ncap * sizeof *nk), *nc = calloc(ncap, sizeof *nc);
+        if (!nk || !nc) {
+            free(nk);
+            free(nc);
+            return -1;
+        }
+        memset(nk, 0xff, ncap * sizeof *nk); /* UINT64_MAX: free (node NONE never used) */
+        for (size_t i = 0; i < a->cap; i++) {
+            if (a->keys[i] == UINT64_MAX)
+                continue;
+            size_t j = mix(a->keys[i]) & (ncap - 1);
+            while (nk[j] != UINT64_MAX)
+                j = (j + 1) & (ncap - 1);
+            nk[j] = a->keys[i];
+            nc[j] = a->counts[i];
+        }
+        free(a->keys);
+        free(a->counts);
+        a->keys = nk;
+        a->counts = nc;
+        a->cap = ncap;
+    }
+    size_t mask = a->cap - 1;
+    size_t j = mix(key) & mask;
+    while (a->keys[j] != UINT64_MAX && a->keys[j] != key)
+        j = (j + 1) & mask;
+    if (a->keys[j] == UINT64_MAX) {
+        a->keys[j] = key;
+        a->len++;
+    }
+    a->counts[j] += count;
+    return 0;
+}
+
+static int cmp_line_key(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static int finish_lines(vmp_tree *t, line_acc *a)
+{
+    if (!a->len)
+        return 0;
+    /* pack (key, count) pairs, sort by key = (node, line) */
+    uint64_t *pairs = malloc(a->len * 2 * sizeof *pairs);
+    t->lines = malloc(a->len * sizeof *t->lines);
+    if (!pairs || !t->lines) {
+        free(pairs);
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < a->cap; i++) {
+        if (a->keys[i] == UINT64_MAX)
+            continue;
+        pairs[2 * k] = a->keys[i];
+        pairs[2 * k + 1] = a->counts[i];
+        k++;
+    }
+    qsort(pairs, k, 2 * sizeof *pairs, cmp_line_key);
+    for (size_t i = 0; i < k; i++) {
+        uint32_t node = (uint32_t)(pairs[2 * i] >> 32);
+        vmp_tree_node *n = &t->nodes[node];
+        if (n->n_lines == 0)
+            n->lines_off = (uint32_t)i;
+        n->n_lines++;
+        t->lines[i] = (vmp_tree_line){(uint32_t)pairs[2 * i], pairs[2 * i + 1]};
+    }
+    t->n_lines = k;
+    free(pairs);
+    return 0;
+}
+
+/* A child's sort key, so that qsort needs no context. */
+typedef struct sib_key {
+    uint32_t parent, idx;
+    uint64_t count, addr;
+    uint8_t kind;
+} sib_key;
+
+static int cmp_siblings(const void *x, const void *y)
+{
+    const sib_key *a = x, *b = y;
+    if (a->parent != b->parent)
+        return a->parent < b->parent ? -1 : 1;
+    if (a->count != b->count)
+        return a->count > b->count ? -1 : 1;
+    if (a->addr != b->addr)
+        return a->addr < b->addr ? -1 : 1;
+    return a->kind < b->kind ? -1 : a->kind > b->kind;
+}
+
+static int cmp_funcs(const void *x, const void *y)
+{
+    const vmp_func_stat *a = x, *b = y;
+    if (a->inclusive != b->inclusive)
+        return a->inclusive > b->inclusive ? -1 : 1;
+    if (a->addr != b->addr)
+        return a->addr < b->addr ? -1 : 1;
+    return a->kind < b->kind ? -1 : a->kind > b->kind;
+}
+
+/* Links every node's children in order: count descending, then address. */
+static int link_children(vmp_tree *t)
+{
+    size_t n = t->n_nodes - 1;
+    if (!n)
+        return 0;
+    sib_key *order = malloc(n * sizeof *order);
+    if (!order)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const vmp_tree_node *c = &t->nodes[i + 1];
+        order[i] = (sib_key){c->parent, (uint32_t)(i + 1), c->count, c->addr, c->kind};
+    }
+    qsort(order, n, sizeof *order, cmp_siblings);
+    for (size_t i = n; i-- > 0;) {
+        vmp_tree_node *c = &t->nodes[order[i].idx];
+        vmp_tree_node *p = &t->nodes[c->parent];
+        c->next_sibling = p->first_child;
+        p->first_child = order[i].idx;
+        p->n_children++;
+    }
+    free(order);
+    return 0;
+}
+
+void vmp_tree_free(vmp_tree *t)
+{
+    if (!t)
+        return;
+    free(t->nodes);
+    free(t->child_table);
+    free(t->lines);
+    free(t->funcs);
+    free(t->func_table);
+    free(t->func_stamp);
+    free(t);
+}
+
+typedef struct path_entry {
+    uint64_t addr;
+    uint32_t line;
+    uint8_t kind;     /* as keyed in the tree */
+    uint8_t was_jit;  /* the innermost frame of the run was VMP_FRAME_JIT */
+} path_entry;
+
+vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
+                         vmp_error *err)
+{
+    uint32_t only_thread = options ? options->thread_index : VMP_TREE_ALL_THREADS;
+    int python_only = options && (options->flags & VMP_TREE_PYTHON_ONLY);
+    vmp_tree *t = calloc(1, sizeof *t);
+    line_acc lines = {0};
+    path_entry *path = NULL;
+    size_t path_cap = 0;
+    if (!t)
+        goto oom;
+    t->cap_nodes = 1024;
+    t->nodes = malloc(t->cap_nodes * sizeof *t->nodes);
+    if (!t->nodes)
+        goto oom;
+    memset(&t->nodes[0], 0, sizeof t->nodes[0]);
+    t->nodes[0].parent = t->nodes[0].first_child = t->nodes[0].next_sibling = VMP_TREE_NONE;
+    t->n_nodes = 1;
+
+    size_t n_stacks = vmp_profile_stack_count(p);
+    for (size_t si = 0; si < n_stacks; si++) {
+        vmp_stack st;
+        vmp_profile_stack_at(p, si, &st);
+        if (only_thread != VMP_TREE_ALL_THREADS && st.thread_index != only_thread)
+            continue;
+        uint64_t cnt = st.count;
+        if (st.depth > path_cap) {
+            free(path);
+            path_cap = st.depth;
+            path = malloc(path_cap * sizeof *path);
+            if (!path)
+                goto oom;
+        }
+        /* The path as the tree sees it: filtered, runs merged. */
+        size_t np = 0;
+        for (uint32_t i = 0; i < st.depth; i++) {
+            const vmp_frame *f = &st.frames[i];
+            uint8_t kind = f->kind;
+            if (python_only) {
+                if (!is_python(kind))
+                    continue;
+                kind = VMP_FRAME_PYTHON;
+            }
+            if (np && path[np - 1].addr == f->addr && path[np - 1].kind == kind) {
+                path[np - 1].line = f->line; /* the innermost line of the run */
+                path[np - 1].was_jit = f->kind == VMP_FRAME_JIT;
+                continue;
+            }
+            path[np++] = (path_entry){f->addr, f->line, kind, f->kind == VMP_FRAME_JIT};
+        }
+        /* Non-Python frames below the innermost Python frame, by kind. */
+        unsigned tail = 0;
+        int inner_py = -1;
+        for (uint32_t i = st.depth; i-- > 0;) {
+            if (is_python(st.frames[i].kind)) {
+                inner_py = (int)i;
+                break;
+            }
+            if (st.frames[i].kind < VMP_FRAME_KIND_COUNT)
+                tail |= 1u << st.frames[i].kind;
+        }
+
+        t->nodes[0].count += cnt;
+        uint32_t cur = 0, py_node = VMP_TREE_NONE;
+        for (size_t i = 0; i < np; i++) {
+            cur = get_child(t, cur, path[i].addr, path[i].kind);
+            if (cur == VMP_TREE_NONE)
+                goto oom;
+            t->nodes[cur].count += cnt;
+            if (path[i].line && line_add(&lines, cur, path[i].line, cnt) < 0)
+                goto oom;
+            if (is_python(path[i].kind))
+                py_node = cur;
+            uint32_t fi = get_func(t, path[i].addr, path[i].kind);
+            if (fi == VMP_TREE_NONE)
+                goto oom;
+            if (t->func_stamp[fi] != si) {
+                t->func_stamp[fi] = si;
+                t->funcs[fi].inclusive += cnt;
+            }
+        }
+        t->nodes[cur].self_count += cnt;
+        if (np) {
+            uint32_t fi = get_func(t, path[np - 1].addr, path[np - 1].kind);
+            if (fi == VMP_TREE_NONE)
+                goto oom;
+            t->funcs[fi].self += cnt;
+        }
+        if (py_node != VMP_TREE_NONE && inner_py >= 0) {
+            vmp_tree_node *n = &t->nodes[py_node];
+            for (int k = 1; k < VMP_FRAME_KIND_COUNT; k++)
+                if (k != VMP_FRAME_JIT && (tail & (1u << k)))
+                    n->meta[k] += cnt;
+            int warmup = (tail & ((1u << VMP_FRAME_JIT_TRACING) | (1u << VMP_FRAME_BLACKHOLE))) != 0;
+            if (st.frames[inner_py].kind == VMP_FRAME_JIT && !warmup)
+                n->meta[VMP_FRAME_JIT] += cnt;
+        }
+    }
+    if (link_children(t) < 0 || finish_lines(t, &lines) < 0)
+        goto oom;
+    if (t->n_funcs)
+        qsort(t->funcs, t->n_funcs, sizeof *t->funcs, cmp_funcs);
+    free(t->func_table); /* indices are stale after sorting; lookups go by scan */
+    t->func_table = NULL;
+    t->func_cap = 0;
+    free(path);
+    free(lines.keys);
+    free(lines.counts);
+    return t;
+oom:
+    free(path);
+    free(lines.keys);
+    free(lines.counts);
+    vmp_tree_free(t);
+    vmp_error_set(err, -1, "out of memory while building the call tree");
+    return NULL;
+}
+
+const vmp_tree_node *vmp_tree_nodes(const vmp_tree *t, size_t *n)
+{
+    *n = t->n_nodes;
+    return t->nodes;
+}
+
+const vmp_tree_line *vmp_tree_lines(const vmp_tree *t, size_t *n)
+{
+    *n = t->n_lines;
+    return t->lines;
+}
+
+const vmp_func_stat *vmp_tree_functions(const vmp_tree *t, size_t *n)
+{
+    *n = t->n_funcs;
+    return t->funcs;
+}
