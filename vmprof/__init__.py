@@ -8,3 +8,4 @@ module:
     vmprof.stats      Stats and Node: a read profile and its call tree
 """
 from vmprof.errors import VMProfError
+from vmprof.measure import Profiler

@@ -1,0 +1,285 @@
+"""`python -m vmprof`: the program runs as if started directly, and the profile
+is complete and goes where the options say (file, summary, upload)."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+
+import vmprof
+from upload_server import UploadServer
+
+pytestmark = pytest.mark.skipif(not hasattr(vmprof, "enable"),
+                                reason="the sampler (vmprof.enable) is not built in")
+
+# Burns CPU in a function whose name the profile must show.
+BURN = '''
+import time
+def burn_cpu_for_vmprof(seconds):
+    end = time.process_time() + seconds
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return n
+'''
+
+
+def run_vmprof(*args, cwd=None, env_extra=None, timeout=120):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "vmprof"] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+def write_script(path, body):
+    path.write_text(BURN + textwrap.dedent(body))
+    return path
+
+
+def read(path):
+    """Reads a profile, failing on the warning a truncated profile gives."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return vmprof.read_profile(str(path))
+
+
+def names_in(stats):
+    return [name for name in stats.adr_dict.values() if isinstance(name, str)]
+
+
+def samples_in(stats, function):
+    """Samples whose stack contains `function` (a py: name's function part)."""
+    ids = {addr for addr, name in stats.adr_dict.items()
+           if isinstance(name, str) and name.startswith("py:%s:" % function)}
+    return sum(entry[1] for entry in stats.profiles if ids.intersection(entry[0]))
+
+
+def test_script_runs_as_if_started_directly(tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    script = write_script(sub / "prog.py", '''
+        import json, pickle, sys
+        class Point:  # pickling needs it to be found in __main__
+            pass
+        burn_cpu_for_vmprof(0.2)
+        print(json.dumps({
+            "argv": sys.argv, "name": __name__, "file": __file__,
+            "path0": sys.path[0],
+            "main_is_me": sys.modules["__main__"].__dict__ is globals(),
+            "spec": repr(__spec__),
+            "pickled": type(pickle.loads(pickle.dumps(Point()))).__name__,
+        }))
+    ''')
+    out = tmp_path / "out.prof"
+    done = run_vmprof("-o", out, "sub/prog.py", "a", "--mem", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["argv"] == ["sub/prog.py", "a", "--mem"]
+    assert seen["name"] == "__main__" and seen["main_is_me"]
+    assert seen["path0"] == str(sub)
+    assert os.path.abspath(os.path.join(tmp_path, seen["file"])) == str(script)
+    assert seen["spec"] == "None"
+    assert seen["pickled"] == "Point"
+    stats = read(out)
+    assert samples_in(stats, "burn_cpu_for_vmprof") > 0
+    assert not stats.profile_memory      # "--mem" was the program's argument
+    assert "profile written to %s" % out in done.stderr
+
+
+def test_module_runs_as_with_python_m(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    module = write_script(pkg / "tool.py", '''
+        import json, sys
+        burn_cpu_for_vmprof(0.2)
+        print(json.dumps({"argv": sys.argv, "name": __name__,
+                          "spec": __spec__.name, "path0": sys.path[0]}))
+    ''')
+    out = tmp_path / "m.prof"
+    done = run_vmprof("-o", out, "-m", "pkg.tool", "-x", "y", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen == {"argv": [str(module), "-x", "y"], "name": "__main__",
+                    "spec": "pkg.tool", "path0": str(tmp_path)}
+    assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
+
+
+def test_missing_module(tmp_path):
+    done = run_vmprof("-o", tmp_path / "x.prof", "-m", "no_such_module_here", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "No module named no_such_module_here" in done.stderr
+
+
+@pytest.mark.parametrize("ending, status, stderr_words", [
+    ("sys.exit(3)", 3, []),
+    ("sys.exit('bye now')", 1, ["bye now"]),
+    ("sys.exit()", 0, []),
+    ("raise ValueError('boom')", 1, ["Traceback (most recent call last)",
+                                     "in fail_here", "ValueError: boom"]),
+])
+def test_exit_status_and_exceptions_keep_the_profile_complete(tmp_path, ending, status,
+                                                               stderr_words):
+    write_script(tmp_path / "prog.py", '''
+        import sys
+        def fail_here():
+            burn_cpu_for_vmprof(0.2)
+            %s
+        fail_here()
+        print("not reached")
+    ''' % ending)
+    out = tmp_path / "out.prof"
+    done = run_vmprof("-o", out, "prog.py", cwd=tmp_path)
+    assert done.returncode == status, done.stderr
+    assert "not reached" not in done.stdout
+    for words in stderr_words:
+        assert words in done.stderr
+    # The traceback shows the program's frames, not vmprof's or runpy's.
+    assert "__main__.py" not in done.stderr and "runpy" not in done.stderr
+    assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
+
+
+def test_program_excepthook_is_used(tmp_path):
+    write_script(tmp_path / "prog.py", '''
+        import sys
+        sys.excepthook = lambda t, v, tb: print("HOOK", t.__name__, v, file=sys.stderr)
+        raise KeyError("k")
+    ''')
+    done = run_vmprof("-o", tmp_path / "o.prof", "prog.py", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "HOOK KeyError 'k'" in done.stderr
+
+
+def test_missing_script_and_syntax_error(tmp_path):
+    done = run_vmprof("-o", tmp_path / "o.prof", "nope.py", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "can't open file 'nope.py'" in done.stderr
+    assert not (tmp_path / "o.prof").exists()
+    (tmp_path / "bad.py").write_text("x = (1,\n")
+    done = run_vmprof("-o", tmp_path / "o.prof", "bad.py", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "SyntaxError" in done.stderr and "__main__.py" not in done.stderr
+
+
+def test_threads_still_running_after_main_are_profiled(tmp_path):
+    write_script(tmp_path / "prog.py", '''
+        import threading
+        def thread_tail_work():
+            burn_cpu_for_vmprof(0.3)
+        threading.Thread(target=thread_tail_work).start()
+    ''')
+    out = tmp_path / "out.prof"
+    done = run_vmprof("-o", out, "prog.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert samples_in(read(out), "thread_tail_work") > 0
+
+
+def test_summary_without_output(tmp_path):
+    write_script(tmp_path / "prog.py", '''
+        def hot_function_for_summary():
+            burn_cpu_for_vmprof(0.3)
+        hot_function_for_summary()
+        print("program output")
+    ''')
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    done = run_vmprof("prog.py", cwd=tmp_path, env_extra={"TMPDIR": str(tmp)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "program output\n"          # the summary is on stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("vmprof: ") and "samples" in lines[0]
+    hot = [line for line in lines if "burn_cpu_for_vmprof" in line]
+    assert hot and "%" in hot[0] and "prog.py" in hot[0]
+    caller = [line for line in lines if "hot_function_for_summary" in line]
+    assert caller
+    # The caller's total share is large: it was on the stack the whole time.
+    total = float(caller[0].split()[1].rstrip("%"))
+    assert total > 50
+    assert os.listdir(tmp) == []                      # the temporary profile is gone
+
+
+def test_config_file_and_command_line_wins(tmp_path):
+    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.2)\n")
+    (tmp_path / "vmprof.ini").write_text("[global]\noutput = from_config.prof\n"
+                                         "lines = true\n")
+    done = run_vmprof("--config", "vmprof.ini", "-o", "from_cli.prof", "prog.py",
+                      cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "from_config.prof").exists()
+    assert read(tmp_path / "from_cli.prof").profile_lines       # from the config
+    done = run_vmprof("--config", "vmprof.ini", "prog.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "from_config.prof").exists()
+
+
+@pytest.mark.parametrize("flag, attribute", [("--lines", "profile_lines"),
+                                             ("--mem", "profile_memory")])
+def test_mode_flags_reach_the_file(tmp_path, flag, attribute):
+    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.2)\n")
+    without, with_flag = tmp_path / "plain.prof", tmp_path / "flag.prof"
+    assert run_vmprof("-o", without, "prog.py", cwd=tmp_path).returncode == 0
+    done = run_vmprof("-o", with_flag, flag, "prog.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not getattr(read(without), attribute)
+    assert getattr(read(with_flag), attribute)
+
+
+def test_real_time_flag_samples_a_sleeping_program(tmp_path):
+    write_script(tmp_path / "prog.py", '''
+        import time
+        def sleeping_here():
+            time.sleep(0.4)
+        sleeping_here()
+    ''')
+    cpu, wall = tmp_path / "cpu.prof", tmp_path / "wall.prof"
+    assert run_vmprof("-o", cpu, "-p", "0.002", "prog.py", cwd=tmp_path).returncode == 0
+    done = run_vmprof("-o", wall, "-p", "0.002", "--real-time", "prog.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    # 0.4 s of sleep at 500 Hz is ~200 wall-clock samples and ~0 CPU samples.
+    assert samples_in(read(wall), "sleeping_here") > 100
+    assert samples_in(read(cpu), "sleeping_here") < 20
+
+
+def test_web_upload(tmp_path):
+    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.2)\n")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with UploadServer() as server:
+        done = run_vmprof("--web", "--web-url", server.url, "--web-auth", "tok",
+                          "prog.py", "arg one", cwd=tmp_path, env_extra={"TMPDIR": str(tmp)})
+    assert done.returncode == 0, done.stderr
+    assert "profile uploaded: %s/#/rt42" % server.url in done.stderr
+    new, cpu, freeze = server.requests
+    assert json.loads(new.body)["argv"] == "prog.py 'arg one'"
+    assert new.headers["AUTHORIZATION"] == "Token tok"
+    uploaded = tmp_path / "uploaded.prof"
+    uploaded.write_bytes(cpu.body)
+    assert samples_in(read(uploaded), "burn_cpu_for_vmprof") > 0
+    assert os.listdir(tmp) == []                      # uploaded: no file left behind
+
+
+def test_web_upload_failure_keeps_the_profile(tmp_path):
+    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.2)\nraise SystemExit(4)\n")
+    with UploadServer() as server:
+        server.fail["cpu"] = 500
+        done = run_vmprof("--web", "--web-url", server.url, "prog.py", cwd=tmp_path)
+    assert done.returncode == 4                       # the program's own status
+    last = done.stderr.strip().splitlines()[-1]
+    assert "upload failed" in last and "500" in last
+    kept = last.split("the profile is kept in ")[1].split(" ")[0]
+    assert samples_in(read(kept), "burn_cpu_for_vmprof") > 0
+    os.unlink(kept)
+
+
+def test_web_upload_failure_sets_the_status_of_a_successful_program(tmp_path):
+    write_script(tmp_path / "prog.py", "pass\n")
+    with UploadServer() as server:
+        server.fail["new"] = 403
+        done = run_vmprof("--web", "--web-url", server.url, "-o", tmp_path / "k.prof",
+                          "prog.py", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "403" in done.stderr and "kept in %s" % (tmp_path / "k.prof") in done.stderr
+    assert (tmp_path / "k.prof").exists()

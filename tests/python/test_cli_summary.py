@@ -1,0 +1,90 @@
+"""The terminal summary (vmprof.summary) computed from a Stats-shaped object.
+
+The numbers are checked against counts worked out by hand for a small set of
+samples; the same code runs on real profiles in test_cli_run.py.
+"""
+from vmprof import summary
+
+
+class FakeStats(object):
+    """The part of the Stats interface the summary reads."""
+
+    def __init__(self, profiles, names, runtime_us=2000000, meta=None):
+        self.profiles = profiles
+        self.adr_dict = names
+        self.meta = meta or {}
+        self._runtime = runtime_us
+
+    def get_runtime_in_microseconds(self):
+        return self._runtime
+
+
+NAMES = {
+    1: "py:main:1:/src/app.py",
+    2: "py:parse:10:/src/app.py",
+    3: "py:walk:20:/src/tree.py",
+    4: "n:memcpy:0:libc.so.6",
+}
+
+# (stack root first, count, thread, rss)
+PROFILES = [
+    ([1, 2], 1, 1, 0),            # self parse
+    ([1, 2], 1, 1, 0),            # self parse
+    ([1, 3, 3, 3], 1, 1, 0),      # recursion: walk counted once in total
+    ([1, 3, 4], 1, 2, 0),         # a native leaf: self goes to walk
+    ([1], 3, 2, 0),               # a unique stack seen 3 times
+    ([4], 1, 2, 0),               # no Python frame at all
+    ([99, 1], 1, 1, 0),           # an id without a name is skipped
+]
+
+
+def test_function_shares_counts_self_and_total():
+    samples, shares = summary.function_shares(FakeStats(PROFILES, NAMES))
+    assert samples == 9
+    by_name = {s.name: (s.self_count, s.total_count) for s in shares}
+    assert by_name == {
+        "py:main:1:/src/app.py": (4, 8),
+        "py:parse:10:/src/app.py": (2, 2),
+        "py:walk:20:/src/tree.py": (2, 2),
+    }
+    # ordered by self, then total, then name
+    assert [s.name for s in shares][0] == "py:main:1:/src/app.py"
+    assert [s.name for s in shares][1:] == ["py:parse:10:/src/app.py",
+                                            "py:walk:20:/src/tree.py"]
+
+
+def test_format_summary_shows_shares_of_all_samples():
+    text = summary.format_summary(FakeStats(PROFILES, NAMES))
+    lines = text.splitlines()
+    assert lines[0] == "vmprof: 9 samples over 2.00 s, CPU time, 2 threads"
+    assert lines[1].split() == ["self", "total", "function", "location"]
+    assert lines[2].split() == ["44.4%", "88.9%", "main", "/src/app.py:1"]
+    assert lines[3].split() == ["22.2%", "22.2%", "parse", "/src/app.py:10"]
+    assert lines[4].split() == ["22.2%", "22.2%", "walk", "/src/tree.py:20"]
+    assert len(lines) == 5
+
+
+def test_limit_and_tiny_shares():
+    names = {i: "py:f%d:%d:/m.py" % (i, i) for i in range(1, 31)}
+    profiles = [([i], 1, 1, 0) for i in range(1, 31)] + [([1], 2000, 1, 0)]
+    text = summary.format_summary(FakeStats(profiles, names), limit=5)
+    lines = text.splitlines()
+    assert len(lines) == 2 + 5 + 1
+    assert "<0.1%" in lines[3]
+    assert lines[-1].startswith("(25 more functions")
+
+
+def test_real_time_and_empty_profiles():
+    stats = FakeStats([], NAMES, runtime_us=0, meta={"real_time": "1"})
+    text = summary.format_summary(stats)
+    assert text.splitlines()[0] == "vmprof: 0 samples, wall-clock time"
+    assert "no samples were taken" in text
+    only_native = FakeStats([([4], 5, 1, 0)], NAMES)
+    assert "no Python function" in summary.format_summary(only_native)
+
+
+def test_split_name():
+    assert summary.split_name("py:f:3:/a/b.py") == ("f", "/a/b.py:3")
+    assert summary.split_name("py:f:0:<string>") == ("f", "<string>")
+    assert summary.split_name("py:weird") == ("py:weird", "")
+    assert summary.split_name("jit:thing") == ("jit:thing", "")

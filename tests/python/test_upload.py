@@ -1,0 +1,161 @@
+"""The upload client (vmprof.upload) against a loopback server.
+
+The client must speak spec/upload-protocol.md exactly: new runtime (JSON),
+the raw file (no Content-Type, Content-Disposition with the path), freeze;
+print <url>/#/<runtime_id>; and on failure raise/print one line and leave the
+file where it was.
+"""
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from upload_server import UploadServer
+from vmprof import upload
+
+PROFILE_BYTES = bytes(range(256)) * 40 + b"\x00end"
+
+
+@pytest.fixture
+def server():
+    with UploadServer() as s:
+        yield s
+
+
+@pytest.fixture
+def profile(tmp_path):
+    path = tmp_path / "run.prof"
+    path.write_bytes(PROFILE_BYTES)
+    return str(path)
+
+
+def test_upload_speaks_the_protocol(server, profile):
+    result = upload.upload(profile, server.url, auth="s3cret", argv="prog.py -x 1",
+                           vm="CPython")
+    assert server.paths() == ["/api/runtime/new",
+                              "/api/runtime/upload/cpu/rt42/add",
+                              "/api/runtime/rt42/freeze/"]
+    new, cpu, freeze = server.requests
+    assert new.headers["Content-Type"] == "application/json"
+    assert json.loads(new.body) == {"argv": "prog.py -x 1", "VM": "CPython"}
+    for request in server.requests:
+        assert request.headers["AUTHORIZATION"] == "Token s3cret"
+    assert cpu.body == PROFILE_BYTES
+    assert "Content-Type" not in cpu.headers
+    assert cpu.headers["Content-Disposition"] == "attachment; filename=%s" % profile
+    assert freeze.body == b""
+    assert server.frozen == {"rt42"}
+    assert result.runtime_id == "rt42"
+    assert result.profile_url == server.url + "/#/rt42"
+    assert result.traces_url is None
+
+
+def test_no_auth_header_without_a_token(server, profile):
+    upload.upload(profile, server.url)
+    assert all("AUTHORIZATION" not in r.headers for r in server.requests)
+    assert json.loads(server.requests[0].body)["VM"] == upload.interpreter_name()
+
+
+def test_host_without_scheme_gets_http(server, profile):
+    bare = server.url[len("http://"):] + "/"
+    result = upload.upload(profile, bare)
+    assert result.profile_url == server.url + "/#/rt42"
+
+
+def test_jitlog_is_sent_gzipped_before_the_freeze(server, profile, tmp_path):
+    jitlog = tmp_path / "run.prof.jitlog"
+    jitlog.write_bytes(b"JITLOG" * 1000)
+    result = upload.upload(profile, server.url, jitlog_path=str(jitlog))
+    assert server.paths()[2:] == ["/api/runtime/upload/jit/rt42/add",
+                                  "/api/runtime/rt42/freeze/"]
+    jit = server.requests[2]
+    assert gzip.decompress(jit.body) == b"JITLOG" * 1000
+    assert jit.headers["Content-Disposition"].endswith(".zip")
+    assert result.traces_url == server.url + "/#/jit7/traces"
+
+
+@pytest.mark.parametrize("step", ["new", "cpu", "freeze"])
+def test_a_refused_step_is_a_one_line_error(server, profile, step):
+    server.fail[step] = 500 if step != "cpu" else 413
+    with pytest.raises(upload.UploadError) as info:
+        upload.upload(profile, server.url)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(server.fail[step]) in message
+    assert os.path.exists(profile)
+
+
+def test_a_server_that_is_down(profile):
+    with socket.socket() as s:            # a port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(upload.UploadError) as info:
+        upload.upload(profile, "http://127.0.0.1:%d" % port)
+    assert "connection refused" in str(info.value)
+    assert "--web-url" in str(info.value)
+
+
+def test_a_server_that_does_not_answer(server, profile):
+    server.stall.add("new")
+    with pytest.raises(upload.UploadError) as info:
+        upload.upload(profile, server.url, timeout=0.3)
+    assert "no answer within 0.3 s" in str(info.value)
+
+
+def test_an_answer_that_is_not_json(server, profile):
+    server.garbage.add("new")
+    with pytest.raises(upload.UploadError) as info:
+        upload.upload(profile, server.url)
+    assert "not JSON" in str(info.value)
+
+
+def test_a_missing_profile(server, tmp_path):
+    with pytest.raises(upload.UploadError) as info:
+        upload.upload(str(tmp_path / "nope.prof"), server.url)
+    assert "cannot read the profile" in str(info.value)
+    assert server.requests == []
+
+
+def test_bad_web_urls():
+    for url, words in [("ftp://example.org", "http:// or https://"),
+                       ("", "empty"), ("http://host:notaport", "port")]:
+        with pytest.raises(upload.UploadError) as info:
+            upload.upload(__file__, url)
+        assert words in str(info.value)
+
+
+def run_upload_module(*args):
+    return subprocess.run([sys.executable, "-m", "vmprof.upload"] + list(args),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_upload_module_prints_the_address(server, profile):
+    done = run_upload_module(profile, "--web-url", server.url, "--web-auth", "tok")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == server.url + "/#/rt42"
+    assert server.requests[1].body == PROFILE_BYTES
+    assert server.requests[0].headers["AUTHORIZATION"] == "Token tok"
+    assert os.path.exists(profile)
+
+
+def test_upload_module_failure_says_why_and_keeps_the_file(server, profile):
+    server.fail["cpu"] = 503
+    done = run_upload_module(profile, "--web-url", server.url)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("vmprof: upload failed:") and "503" in last
+    assert done.stdout == ""
+    assert os.path.exists(profile)
+
+
+def test_upload_module_bad_arguments(tmp_path):
+    done = run_upload_module(str(tmp_path / "missing.prof"))
+    assert done.returncode == 2
+    assert "is not a file" in done.stderr
+    done = run_upload_module()
+    assert done.returncode == 2
+    assert "FILE" in done.stderr

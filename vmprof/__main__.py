@@ -1,0 +1,363 @@
+"""`python -m vmprof [options] program.py [args]` / `python -m vmprof [options] -m module [args]`
+
+Runs the program under the profiler as if it had been started directly: its
+sys.argv, a fresh __main__ module, sys.path[0] (the script's directory, or the
+current directory for -m), its exit status, and an uncaught exception printed
+as Python prints it (with sys.excepthook, without vmprof's own frames).  The
+profile is finished when the program returns, raises or calls sys.exit, after
+its non-daemon threads have ended (as the interpreter waits for them too).
+
+Then, by the options (see vmprof/cli.py):
+    -o FILE    the profile stays in FILE
+    --web      the profile is uploaded (vmprof/upload.py) and its address
+               printed; when that fails the reason is printed and the file kept
+    neither    a summary of where the time went is printed (vmprof/summary.py)
+vmprof's own messages go to stderr, so the program's stdout stays its own.
+"""
+import builtins
+import os
+import runpy
+import signal
+import sys
+import tempfile
+import threading
+import types
+import zipfile
+
+import vmprof
+from vmprof import cli
+
+_RUNPY_FILES = ("runpy.py", "<frozen runpy>")
+
+
+def _say(message):
+    try:
+        sys.stderr.write("vmprof: %s\n" % message)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class _Outcome(object):
+    """How the program ended: its exit status, and whether it was Ctrl-C."""
+
+    def __init__(self, status=0, interrupted=False):
+        self.status = status
+        self.interrupted = interrupted
+
+
+# ---- running the program -------------------------------------------------
+
+def _fresh_main_module():
+    module = types.ModuleType("__main__")
+    module.__builtins__ = builtins
+    return module
+
+
+def _script_filename(path):
+    # CPython 3.9+ gives the main script an absolute __file__ and co_filename.
+    if sys.version_info >= (3, 9) or cli.is_pypy():
+        return os.path.abspath(path)
+    return path
+
+
+class ProgramError(Exception):
+    """The program cannot be started at all (status as Python would exit)."""
+
+    def __init__(self, message, status):
+        Exception.__init__(self, message)
+        self.status = status
+
+
+def load_script(path):
+    """Returns a callable that runs the script as __main__.
+
+    Compiling happens here, before the profiler starts, so that a missing file
+    or a syntax error is reported as Python reports it and leaves no profile.
+    """
+    if os.path.isdir(path) or (os.path.isfile(path) and zipfile.is_zipfile(path)):
+        # A directory or zip with __main__.py: runpy knows how; sys.path[0] is it.
+        def run_archive():
+            sys.path[0] = path
+            runpy.run_path(path, run_name="__main__")
+        return run_archive
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+    except OSError as e:
+        raise ProgramError("can't open file %r: [Errno %s] %s"
+                           % (path, e.errno, e.strerror), 2)
+    filename = _script_filename(path)
+    code = compile(source, filename, "exec", dont_inherit=True)
+
+    def run_script():
+        module = _fresh_main_module()
+        module.__file__ = filename
+        module.__spec__ = None
+        module.__package__ = None
+        try:
+            from importlib.machinery import SourceFileLoader
+            module.__loader__ = SourceFileLoader("__main__", filename)
+        except ImportError:
+            pass
+        sys.modules["__main__"] = module
+        sys.path[0] = os.path.dirname(os.path.realpath(path))
+        exec(code, module.__dict__)
+    return run_script
+
+
+def load_module(name):
+    """Returns a callable that runs module `name` as `python -m` does."""
+    def run_module():
+        sys.modules["__main__"] = _fresh_main_module()
+        sys.path[0] = os.getcwd()
+        run_as_main = getattr(runpy, "_run_module_as_main", None)
+        if run_as_main is not None:
+            # What `python -m` itself calls: it runs the module in the __main__
+            # module's namespace and sets sys.argv[0] to its file.
+            run_as_main(name, alter_argv=True)
+        else:
+            runpy.run_module(name, run_name="__main__", alter_sys=True)
+    return run_module
+
+
+def _is_runner_frame(frame):
+    filename = frame.f_code.co_filename
+    if filename == __file__ or os.path.basename(filename) in _RUNPY_FILES:
+        return True
+    return filename in _RUNPY_FILES
+
+
+def _strip_runner_frames(tb):
+    while tb is not None and _is_runner_frame(tb.tb_frame):
+        tb = tb.tb_next
+    return tb
+
+
+def _report_exception(exc):
+    """Prints an uncaught exception the way the interpreter would."""
+    tb = _strip_runner_frames(exc.__traceback__)
+    exc.__traceback__ = tb
+    try:
+        sys.excepthook(type(exc), exc, tb)
+    except BaseException:
+        sys.__excepthook__(type(exc), exc, tb)
+
+
+def _exit_status(exc):
+    """The status Python exits with for SystemExit(exc.code)."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    try:
+        sys.stderr.write("%s\n" % (code,))
+    except Exception:
+        pass
+    return 1
+
+
+def run_program(run):
+    """Runs it; returns an _Outcome.  Never lets the program's exception out."""
+    try:
+        run()
+    except SystemExit as e:
+        outcome = _Outcome(_exit_status(e))
+    except KeyboardInterrupt as e:
+        _report_exception(e)
+        outcome = _Outcome(130, interrupted=True)
+    except BaseException as e:
+        _report_exception(e)
+        outcome = _Outcome(1)
+    else:
+        outcome = _Outcome(0)
+    _wait_for_threads()
+    return outcome
+
+
+def _wait_for_threads():
+    """Waits for the program's non-daemon threads, as interpreter exit does."""
+    me = threading.current_thread()
+    try:
+        while True:
+            pending = [t for t in threading.enumerate()
+                       if t is not me and not t.daemon and t.is_alive()
+                       and t is not threading.main_thread()]
+            if not pending:
+                return
+            for t in pending:
+                t.join()
+    except KeyboardInterrupt:
+        pass
+
+
+# ---- the profile around it -----------------------------------------------
+
+def _open_profile(args):
+    """Returns (fd, path, is_temporary) or raises ProgramError."""
+    if args.output:
+        try:
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as e:
+            raise ProgramError("cannot write the profile to %s: %s; choose another path "
+                               "with -o" % (args.output, cli._reason(e)), 2)
+        return fd, args.output, False
+    try:
+        fd, path = tempfile.mkstemp(prefix="vmprof-", suffix=".prof")
+    except OSError as e:
+        raise ProgramError("cannot create a temporary profile file: %s; set TMPDIR or "
+                           "give -o FILE" % cli._reason(e), 2)
+    return fd, path, True
+
+
+def _enable_options(args):
+    options = {"memory": args.mem, "lines": args.lines, "real_time": args.real_time}
+    if args.period is not None:
+        options["period"] = args.period
+    if args.no_native:
+        options["native"] = False
+    return options
+
+
+def _start_jitlog(path):
+    import _jitlog  # PyPy's built-in; parse_args refused --jitlog elsewhere
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    _jitlog.enable(fd)
+    return fd
+
+
+def _stop_jitlog(fd):
+    import _jitlog
+    try:
+        _jitlog.disable()
+    finally:
+        os.close(fd)
+
+
+def _is_enabled():
+    is_enabled = getattr(vmprof, "is_enabled", None)
+    return True if is_enabled is None else is_enabled()
+
+
+def _deliver(args, path, temporary):
+    """Uploads or summarises the finished profile; returns 0 or 1."""
+    if args.web:
+        from vmprof import upload
+        jitlog = path + ".jitlog" if args.jitlog else None
+        _say("uploading the profile to %s" % args.web_url)
+        try:
+            result = upload.upload(path, args.web_url, args.web_auth,
+                                   argv=upload.command_line(args.program, args.args,
+                                                            args.module),
+                                   jitlog_path=jitlog)
+        except upload.UploadError as e:
+            _say("upload failed: %s; the profile is kept in %s (upload it later with "
+                 "`python -m vmprof.upload %s`)" % (e, path, path))
+            return 1
+        _say("profile uploaded: %s" % result.profile_url)
+        if result.traces_url:
+            _say("jit traces: %s" % result.traces_url)
+        if temporary:
+            _remove(path)
+            if jitlog:
+                _remove(jitlog)
+        else:
+            _say("the profile is also in %s" % path)
+        return 0
+    if args.output:
+        _say("profile written to %s (view it with `vmprofshow %s`)" % (path, path))
+        return 0
+    from vmprof import summary
+    try:
+        stats = vmprof.read_profile(path)
+        text = summary.format_summary(stats)
+    except Exception as e:
+        _say("cannot summarise the profile (%s: %s); it is kept in %s"
+             % (type(e).__name__, " ".join(str(e).split()), path))
+        return 1
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    _remove(path)
+    return 0
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def main(argv=None):
+    """Runs `python -m vmprof` with argv (default sys.argv[1:]); returns the status."""
+    args = cli.parse_args(argv)
+    try:
+        if args.module:
+            run = load_module(args.program)
+        else:
+            run = load_script(args.program)
+    except ProgramError as e:
+        _say(str(e))
+        return e.status
+    except SyntaxError as e:
+        sys.excepthook(type(e), e, None)
+        return 1
+    try:
+        fd, path, temporary = _open_profile(args)
+    except ProgramError as e:
+        _say(str(e))
+        return e.status
+
+    jitlog_fd = None
+    try:
+        vmprof.enable(fd, **_enable_options(args))
+        if args.jitlog:
+            jitlog_fd = _start_jitlog(path + ".jitlog")
+    except Exception as e:
+        if _is_enabled():
+            vmprof.disable()
+        os.close(fd)
+        _remove(path)
+        _say("cannot start profiling: %s" % " ".join(str(e).split()))
+        return 2
+
+    pid = os.getpid()
+    # Keep this module alive: the program replaces sys.modules["__main__"].
+    saved_argv, this_module = sys.argv, sys.modules.get(__name__)
+    sys.argv = [args.program] + list(args.args)
+    try:
+        outcome = run_program(run)
+    finally:
+        if os.getpid() == pid:
+            # (A forked child that returns here leaves the parent's file alone.)
+            if _is_enabled():
+                vmprof.disable()
+            if jitlog_fd is not None:
+                _stop_jitlog(jitlog_fd)
+            os.close(fd)
+    del this_module
+    if os.getpid() != pid:
+        return outcome.status
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    delivered = _deliver(args, path, temporary)
+    sys.argv = saved_argv
+    if outcome.interrupted:
+        # Python ends a program stopped by Ctrl-C by the signal itself.
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        except (OSError, ValueError):
+            pass
+    return outcome.status if outcome.status != 0 else delivered
+
+
+if __name__ == "__main__":
+    sys.exit(main())
