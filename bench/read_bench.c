@@ -1,0 +1,151 @@
+/*
+ * read_bench.c - times the C reader against the floor of merely reading the
+ * file's bytes, in one process, interleaved run by run.
+ *
+ *   read_bench time FILE RUNS   JSON: per run the seconds to read() the file
+ *                               into a buffer (page cache warm, the buffer
+ *                               allocated and touched once before), to decode
+ *                               it into a vmp_profile, and to build the call
+ *                               tree from it (when the library has one)
+ *   read_bench mem FILE         JSON: one decode (+ tree) in a fresh process;
+ *                               its peak RSS minus the RSS before it, in KiB
+ *
+ * Linked with every .c file of src/libvmprof, built -O2 like the extension.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmp_profile.h"
+#ifdef VMP_BENCH_TREE
+#include "vmp_tree.h"
+#endif
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long rss_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void die(const char *what, const char *detail)
+{
+    fprintf(stderr, "read_bench: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    exit(1);
+}
+
+static size_t read_bytes(const char *path, unsigned char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        die("cannot open", path);
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0)
+            die("read failed on", path);
+        if (r == 0 || n + (size_t)r == cap) {
+            n += (size_t)r;
+            break;
+        }
+        n += (size_t)r;
+    }
+    close(fd);
+    return n;
+}
+
+/* Decode, then (if available) build the call tree; returns the summary's
+ * sample count so the work cannot be optimised away. */
+static uint64_t decode(const char *path, double *t_decode, double *t_tree, size_t *stacks)
+{
+    vmp_error err;
+    memset(&err, 0, sizeof err);
+    double t0 = now();
+    vmp_profile *p = vmp_profile_read_file(path, NULL, &err);
+    double t1 = now();
+    if (!p)
+        die("the reader failed", err.message);
+    *t_decode = t1 - t0;
+    *t_tree = 0;
+#ifdef VMP_BENCH_TREE
+    VMP_BENCH_TREE_BUILD(p, t_tree);
+#endif
+    uint64_t n = vmp_profile_get_summary(p)->n_samples;
+    *stacks = vmp_profile_stack_count(p);
+    vmp_profile_free(p);
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3 || (strcmp(argv[1], "time") && strcmp(argv[1], "mem")))
+        die("usage: read_bench time FILE RUNS | read_bench mem FILE", NULL);
+    const char *path = argv[2];
+    double td, tt;
+    size_t stacks;
+
+    if (!strcmp(argv[1], "mem")) {
+        long before = rss_kib();
+        double t0 = now();
+        uint64_t n = decode(path, &td, &tt, &stacks);
+        double t1 = now();
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("{\"samples\": %llu, \"rss_before_kib\": %ld, \"peak_kib\": %ld, "
+               "\"seconds\": %.6f}\n",
+               (unsigned long long)n, before, ru.ru_maxrss, t1 - t0);
+        return 0;
+    }
+
+    int runs = argc > 3 ? atoi(argv[3]) : 5;
+    struct stat st;
+    if (stat(path, &st))
+        die("cannot stat", path);
+    size_t cap = (size_t)st.st_size + 1;
+    unsigned char *buf = malloc(cap);
+    if (!buf)
+        die("out of memory for the read buffer", NULL);
+    memset(buf, 0, cap);
+    read_bytes(path, buf, cap); /* warms the page cache */
+
+    printf("{\"file_bytes\": %lld, \"tree\": %s, \"runs\": [", (long long)st.st_size,
+#ifdef VMP_BENCH_TREE
+           "true"
+#else
+           "false"
+#endif
+    );
+    for (int i = 0; i < runs; i++) {
+        double t0 = now();
+        size_t n = read_bytes(path, buf, cap);
+        double t1 = now();
+        if (n != (size_t)st.st_size)
+            die("short read of", path);
+        uint64_t samples = decode(path, &td, &tt, &stacks);
+        printf("%s{\"read_bytes\": %.6f, \"decode\": %.6f, \"tree\": %.6f, "
+               "\"samples\": %llu, \"stacks\": %zu}",
+               i ? ", " : "", t1 - t0, td, tt, (unsigned long long)samples, stacks);
+        fflush(stdout);
+    }
+    printf("]}\n");
+    free(buf);
+    return 0;
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints its tables (see bench/bench.py).
+#   bench/run.sh            the full run (about 15 minutes)
+#   bench/run.sh --quick    a smoke run: small profile, short workloads, 2 rounds
+#   bench/run.sh --only reader,sampler,native,export
+# Environment: BENCH_PY (default 3.11) picks the project venv .venv/$BENCH_PY;
+# BENCH_NO_INSTALL=1 skips rebuilding the package into it.
+#
+# The peers live in their own venvs, never where they could shadow ours:
+#   .venv/bench-orig   the original vmprof from PyPI
+#   .venv/bench-peers  py-spy, austin-dist, pyinstrument
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${BENCH_PY:-3.11}"
+OUT=bench/out
+mkdir -p "$OUT"
+
+# austin-dist 4 needs glibc 2.38; Debian 12 has 2.36, so stay on the 3.x line.
+PEERS="py-spy austin-dist<4 pyinstrument"
+
+make_venv() {  # make_venv NAME PACKAGES...
+    local venv=".venv/$1"; shift
+    if [ ! -f "$venv/.bench-installed" ]; then
+        echo "bench: making $venv ($*)" >&2
+        "$(pyenv prefix "$PY")/bin/python" -m venv "$venv"
+        "$venv/bin/python" -m pip install -q "$@"
+        touch "$venv/.bench-installed"
+    fi
+}
+
+if [ ! -x ".venv/$PY/bin/python" ]; then
+    scripts/setup.sh
+fi
+if [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
+    nice scripts/install.sh "$PY" >&2
+fi
+make_venv bench-orig vmprof
+make_venv bench-peers $PEERS
+
+CFLAGS="-std=gnu11 -Wall -Wextra -Werror -O2 -Isrc/libvmprof"
+gcc $CFLAGS -o "$OUT/gen_profile" bench/gen_profile.c src/libvmprof/vmp_encode.c -lm
+gcc $CFLAGS -shared -fPIC -o "$OUT/libempty_signal.so" bench/empty_signal.c -lpthread
+
+# The C reader bench needs the reader (and its call tree when there is one);
+# until they land on main, bench.py skips that row.
+TREE_FLAGS=""
+if [ -f src/libvmprof/vmp_tree.h ]; then
+    TREE_FLAGS="-DVMP_BENCH_TREE"
+fi
+rm -f "$OUT/read_bench"
+if ! gcc $CFLAGS $TREE_FLAGS -o "$OUT/read_bench" bench/read_bench.c src/libvmprof/*.c -lz \
+        2>"$OUT/read_bench.log"; then
+    echo "bench: the C reader bench does not build yet (see $OUT/read_bench.log)" >&2
+    rm -f "$OUT/read_bench"
+fi
+
+exec "$(pyenv prefix "$PY")/bin/python" bench/bench.py --py "$PY" "$@"
