@@ -237,7 +237,9 @@ def _stop_jitlog(fd):
 
 def _is_enabled():
     is_enabled = getattr(vmprof, "is_enabled", None)
-    return True if is_enabled is None else is_enabled()
+    if is_enabled is None:
+        return hasattr(vmprof, "disable")
+    return is_enabled()
 
 
 def _deliver(args, path, temporary):
@@ -314,12 +316,18 @@ def main(argv=None):
 
     jitlog_fd = None
     try:
+        if not hasattr(vmprof, "enable"):
+            raise RuntimeError("this vmprof has no sampler (vmprof.enable is missing); "
+                               "reinstall it with `pip install .`")
         vmprof.enable(fd, **_enable_options(args))
         if args.jitlog:
             jitlog_fd = _start_jitlog(path + ".jitlog")
     except Exception as e:
-        if _is_enabled():
-            vmprof.disable()
+        try:
+            if _is_enabled():
+                vmprof.disable()
+        except Exception:
+            pass
         os.close(fd)
         _remove(path)
         _say("cannot start profiling: %s" % " ".join(str(e).split()))
@@ -334,8 +342,11 @@ def main(argv=None):
     finally:
         if os.getpid() == pid:
             # (A forked child that returns here leaves the parent's file alone.)
-            if _is_enabled():
-                vmprof.disable()
+            try:
+                if _is_enabled():
+                    vmprof.disable()
+            except Exception as e:
+                _say("stopping the profiler failed: %s" % " ".join(str(e).split()))
             if jitlog_fd is not None:
                 _stop_jitlog(jitlog_fd)
             os.close(fd)
