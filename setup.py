@@ -17,7 +17,7 @@ core = Extension(
     "vmprof._core",
     sources=sources,
     include_dirs=SOURCE_DIRS,
-    libraries=["z"],
+    libraries=["z", "unwind", "dw", "dl"],  # unwind, dw: native frames (src/sampler)
     extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
 )
 

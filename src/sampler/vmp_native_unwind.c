@@ -1,0 +1,334 @@
+/*
+ * vmp_native_unwind.c - walking the interrupted C stack with libunwind's
+ * local unwinder, and splicing it with the Python frames.
+ *
+ * Why libunwind's local unwinder: it reads the DWARF call-frame information
+ * of every object, which CPython and C extensions always carry, whereas frame
+ * pointers are omitted by default in most builds.  On x86-64 a signal
+ * handler's ucontext_t is exactly an unw_context_t, so unw_init_local2 with
+ * UNW_INIT_SIGNAL_FRAME starts at the interrupted instruction itself.
+ *
+ * Cost: libunwind's global cache maps a program counter to its register
+ * rules, so a warm walk does no table search; setup enlarges that cache and
+ * warms it with the enabling thread's own stack.  The per-thread cache is not
+ * used: its thread-local storage may be allocated on first touch in a thread,
+ * which a signal handler must not do.
+ *
+ * Safety: every stop condition listed in the header protects the walk from
+ * acting on garbage.  The executable-range table is what lets JIT code and
+ * wild return addresses end a walk before libunwind would fall back to
+ * guessing with frame pointers.  It is replaced, never modified, and old
+ * tables live until teardown, so a handler reading one is never disturbed.
+ */
+#define _GNU_SOURCE
+#include "vmp_native_unwind.h"
+
+#include <link.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "vmp_symbols.h"
+
+/* Power of two; 4096 register-rule entries cover a large program's hot code. */
+#define UNWIND_CACHE_SIZE 4096
+
+struct range {
+    uintptr_t lo, hi;
+};
+
+struct code_table {
+    struct code_table *retired; /* the table this one replaced */
+    unsigned long long adds, subs;
+    size_t n;
+    struct range r[];
+};
+
+static struct code_table *current_table; /* read with acquire in handlers */
+static int ready;
+static struct range eval_ranges[VMP_NATIVE_MAX_EVAL_RANGES];
+static int eval_count;
+
+/* ---- the table of executable segments ---------------------------------- */
+
+struct collect {
+    struct range *r;
+    size_t n, cap;
+    unsigned long long adds, subs;
+    int failed;
+};
+
+static int collect_segments(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct collect *c = arg;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+        c->adds = info->dlpi_adds;
+        c->subs = info->dlpi_subs;
+    }
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || ph->p_memsz == 0)
+            continue;
+        if (c->n == c->cap) {
+            size_t cap = c->cap ? 2 * c->cap : 64;
+            struct range *r = realloc(c->r, cap * sizeof *r);
+            if (!r) {
+                c->failed = 1;
+                return 1;
+            }
+            c->r = r;
+            c->cap = cap;
+        }
+        c->r[c->n].lo = info->dlpi_addr + ph->p_vaddr;
+        c->r[c->n].hi = c->r[c->n].lo + ph->p_memsz;
+        c->n++;
+    }
+    return 0;
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+    const struct range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+struct loader_counters {
+    unsigned long long adds, subs;
+};
+
+static int first_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct loader_counters *k = arg;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+        k->adds = info->dlpi_adds;
+        k->subs = info->dlpi_subs;
+    }
+    return 1; /* the counters are the same in every callback: one is enough */
+}
+
+static int build_table(void)
+{
+    struct collect c = {0};
+    dl_iterate_phdr(collect_segments, &c);
+    if (c.failed) {
+        free(c.r);
+        return -1;
+    }
+    qsort(c.r, c.n, sizeof *c.r, range_cmp);
+    struct code_table *t = malloc(sizeof *t + c.n * sizeof(struct range));
+    if (!t) {
+        free(c.r);
+        return -1;
+    }
+    t->adds = c.adds;
+    t->subs = c.subs;
+    t->n = c.n;
+    if (c.n)
+        memcpy(t->r, c.r, c.n * sizeof(struct range));
+    free(c.r);
+    t->retired = current_table;
+    __atomic_store_n(&current_table, t, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static int in_ranges(const struct range *r, size_t n, uintptr_t pc)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pc < r[mid].lo)
+            hi = mid;
+        else if (pc >= r[mid].hi)
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+int vmp_native_is_known_code(uintptr_t pc)
+{
+    const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
+    return t && in_ranges(t->r, t->n, pc);
+}
+
+void vmp_native_refresh(void)
+{
+    const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
+    struct loader_counters k = {0, 0};
+    dl_iterate_phdr(first_object, &k);
+    if (t && t->adds == k.adds && t->subs == k.subs)
+        return;
+    build_table();
+}
+
+/* ---- the evaluation loop ------------------------------------------------ */
+
+int vmp_native_add_eval_range(uintptr_t start, uintptr_t end)
+{
+    if (eval_count == VMP_NATIVE_MAX_EVAL_RANGES || end <= start)
+        return -1;
+    for (int i = 0; i < eval_count; i++)
+        if (eval_ranges[i].lo == start && eval_ranges[i].hi == end)
+            return 0;
+    eval_ranges[eval_count].lo = start;
+    eval_ranges[eval_count].hi = end;
+    __atomic_store_n(&eval_count, eval_count + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int vmp_native_add_eval_function(const char *symbol)
+{
+    vmp_symbols *s = vmp_symbols_open();
+    if (!s)
+        return 0;
+    uintptr_t ranges[VMP_NATIVE_MAX_EVAL_RANGES][2];
+    int n = vmp_symbols_function_ranges(s, symbol, ranges, VMP_NATIVE_MAX_EVAL_RANGES);
+    vmp_symbols_close(s);
+    int added = 0;
+    for (int i = 0; i < n; i++)
+        added += vmp_native_add_eval_range(ranges[i][0], ranges[i][1]) == 0;
+    return added;
+}
+
+int vmp_native_is_eval(uintptr_t pc)
+{
+    int n = __atomic_load_n(&eval_count, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++)
+        if (pc >= eval_ranges[i].lo && pc < eval_ranges[i].hi)
+            return 1;
+    return 0;
+}
+
+/* ---- setup ---------------------------------------------------------------- */
+
+/* Walks the calling thread's own stack, which initialises libunwind outside
+ * signal context (its first use allocates) and fills the cache. */
+static int warm_up(void)
+{
+    unw_context_t ctx;
+    unw_cursor_t cursor;
+    if (unw_getcontext(&ctx) < 0 || unw_init_local(&cursor, &ctx) < 0)
+        return -1;
+    int depth = 0;
+    while (depth < VMP_NATIVE_MAX_DEPTH && unw_step(&cursor) > 0)
+        depth++;
+    return depth > 0 ? 0 : -1;
+}
+
+int vmp_native_setup(void)
+{
+    if (ready) {
+        vmp_native_refresh();
+        return 0;
+    }
+    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_GLOBAL);
+    unw_set_cache_size(unw_local_addr_space, UNWIND_CACHE_SIZE, 0);
+    if (build_table() < 0)
+        return -1;
+    if (warm_up() < 0 || warm_up() < 0)
+        return -1;
+    __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void vmp_native_teardown(void)
+{
+    __atomic_store_n(&ready, 0, __ATOMIC_RELEASE);
+    struct code_table *t = __atomic_exchange_n(&current_table, NULL, __ATOMIC_ACQ_REL);
+    while (t) {
+        struct code_table *older = t->retired;
+        free(t);
+        t = older;
+    }
+    __atomic_store_n(&eval_count, 0, __ATOMIC_RELEASE);
+}
+
+/* ---- in the signal handler ------------------------------------------------ */
+
+int vmp_native_unwind(void *ucontext, uintptr_t *pcs, int max)
+{
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext)
+        return 0;
+    const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
+    if (!t)
+        return 0;
+    if (max > VMP_NATIVE_MAX_DEPTH)
+        max = VMP_NATIVE_MAX_DEPTH;
+
+    unw_cursor_t cursor;
+    if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
+        return 0;
+    int n = 0;
+    unw_word_t prev_sp = 0;
+    while (n < max) {
+        unw_word_t ip, sp;
+        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0 ||
+            unw_get_reg(&cursor, UNW_REG_SP, &sp) < 0)
+            break;
+        /* Each caller's frame lies above its callee's: a stack pointer that
+         * does not grow means the rules read garbage or the walk loops. */
+        if (n > 0 && sp <= prev_sp)
+            break;
+        uintptr_t pc = n == 0 ? (uintptr_t)ip : (uintptr_t)ip - 1;
+        if (!in_ranges(t->r, t->n, pc)) {
+            /* The interrupted instruction itself is real even in JIT code;
+             * a return address outside every object is not to be trusted,
+             * and nothing beyond either can be walked reliably. */
+            if (n == 0)
+                pcs[n++] = pc;
+            break;
+        }
+        pcs[n++] = pc;
+        prev_sp = sp;
+        if (unw_step(&cursor) <= 0)
+            break;
+        /* A signal frame further up means the thread was already in a
+         * handler (perhaps on an alternate stack): the walk ends there. */
+        if (unw_is_signal_frame(&cursor) > 0)
+            break;
+    }
+    return n;
+}
+
+static int put_python(const uintptr_t *py, int k, int w, uintptr_t *out, int o, int max)
+{
+    if (o + w > max)
+        return -1;
+    for (int i = 0; i < w; i++)
+        out[o + i] = py[(size_t)k * w + i];
+    return o + w;
+}
+
+int vmp_native_splice(const uintptr_t *pcs, int npcs, const uintptr_t *py,
+                      const unsigned char *py_last, int npy, int py_width, uintptr_t *out, int max)
+{
+    int w = py_width == 2 ? 2 : 1;
+    int o = 0, k = 0;
+    for (int i = 0; i < npcs; i++) {
+        if (vmp_native_is_eval(pcs[i])) {
+            while (k < npy) {
+                int next = put_python(py, k, w, out, o, max);
+                if (next < 0)
+                    return o;
+                o = next;
+                if (py_last[k++])
+                    break;
+            }
+        }
+        if (o + w > max)
+            return o;
+        if (w == 2)
+            out[o++] = 0;
+        out[o++] = pcs[i] | 1u;
+    }
+    for (; k < npy; k++) {
+        int next = put_python(py, k, w, out, o, max);
+        if (next < 0)
+            return o;
+        o = next;
+    }
+    return o;
+}
