@@ -283,3 +283,34 @@ def test_web_upload_failure_sets_the_status_of_a_successful_program(tmp_path):
     assert done.returncode == 1
     assert "403" in done.stderr and "kept in %s" % (tmp_path / "k.prof") in done.stderr
     assert (tmp_path / "k.prof").exists()
+
+
+def test_ctrl_c_ends_the_program_as_python_does(tmp_path):
+    write_script(tmp_path / "prog.py", '''
+        burn_cpu_for_vmprof(0.2)
+        raise KeyboardInterrupt
+    ''')
+    out = tmp_path / "out.prof"
+    done = run_vmprof("-o", out, "prog.py", cwd=tmp_path)
+    assert done.returncode == -2                      # killed by SIGINT, like python
+    assert "KeyboardInterrupt" in done.stderr
+    assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
+
+
+def test_a_forked_child_leaves_the_parents_profile_alone(tmp_path):
+    write_script(tmp_path / "prog.py", '''
+        import os
+        pid = os.fork()
+        if pid == 0:
+            burn_cpu_for_vmprof(0.1)      # the child returns through vmprof's runner
+        else:
+            os.waitpid(pid, 0)
+            burn_cpu_for_vmprof(0.2)
+            print("parent done")
+    ''')
+    out = tmp_path / "out.prof"
+    done = run_vmprof("-o", out, "prog.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "parent done\n"
+    assert done.stderr.count("profile written") == 1  # only the parent reports
+    assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
