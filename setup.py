@@ -16,6 +16,9 @@ sources = sorted(f for d in SOURCE_DIRS for f in glob.glob(d + "/*.c"))
 core = Extension(
     "vmprof._core",
     sources=sources,
+    # the HTML export's page is embedded by the assembler (.incbin): a change
+    # to it must rebuild the extension too
+    depends=sorted(glob.glob("src/libvmprof/*.html")),
     include_dirs=SOURCE_DIRS,
     libraries=["z", "unwind", "dw", "dl"],  # unwind, dw: native frames (src/sampler)
     extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],

@@ -14,6 +14,8 @@
  *   string_table (6)  index 0 is "", as the format requires
  *   time_nanos (9), duration_nanos (10), period_type (11), period (12)
  * No mappings: the addresses are code-object ids, not code locations.
+ * Functions carry no system_name: pprof demangles that field and would cut
+ * Python names such as "<genexpr>" down to nothing.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -47,7 +49,6 @@ enum {
     LINE_LINE = 2,
     FUNCTION_ID = 1,
     FUNCTION_NAME = 2,
-    FUNCTION_SYSTEM_NAME = 3,
     FUNCTION_FILENAME = 4,
     FUNCTION_START_LINE = 5,
 };
@@ -147,7 +148,6 @@ int vmp_export_pprof(const vmp_xview *v, FILE *out, const vmp_export_options *o,
         size_t m = vmp_pbuf_begin(&b, PROFILE_FUNCTION);
         vmp_pbuf_field_varint(&b, FUNCTION_ID, i + 1);
         vmp_pbuf_field_varint(&b, FUNCTION_NAME, func_name[i]);
-        vmp_pbuf_field_varint(&b, FUNCTION_SYSTEM_NAME, func_name[i]);
         vmp_pbuf_field_varint(&b, FUNCTION_FILENAME, func_file[i]);
         vmp_pbuf_field_varint(&b, FUNCTION_START_LINE, v->funcs[i].first_line);
         vmp_pbuf_end(&b, m);
