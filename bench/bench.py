@@ -44,6 +44,32 @@ def run_json(cmd, **kw):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def run_polled(cmd, **kw):
+    """run_json, watching the child's /proc/PID/statm every millisecond: adds
+    peak_anon_kib, the highest private (non-file-backed) resident memory seen.
+    ru_maxrss alone would count the pages of a memory-mapped input file,
+    which belong to the page cache."""
+    page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    peak = 0
+    statm = "/proc/%d/statm" % proc.pid
+    while proc.poll() is None:
+        try:
+            with open(statm) as f:
+                fields = f.read().split()
+            peak = max(peak, (int(fields[1]) - int(fields[2])) * page_kib)
+        except (OSError, ValueError, IndexError):
+            pass
+        time.sleep(0.001)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd[:3]), proc.returncode,
+                                                   err.strip()[-600:]))
+    rec = json.loads(out.strip().splitlines()[-1])
+    rec["peak_anon_kib"] = peak
+    return rec
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -90,22 +116,17 @@ def bench_reader(args, res):
     if os.path.exists(c_bench):
         log("reader: C decode, %d runs" % args.runs)
         r["c"] = run_json([c_bench, "time", path, str(args.runs)])
-        r["c_mem"] = run_json([c_bench, "mem", path])
+        r["c_mem"] = run_polled([c_bench, "mem", path])
         runs = r["c"]["runs"]
         base = median([x["read_bytes"] for x in runs])
         rows.append(("read() the bytes (C, warm cache)", base, None))
         rows.append(("C decode", median([x["decode"] for x in runs]), None))
-        if r["c"]["tree"]:
-            rows.append(("C decode + call tree", median([x["decode"] + x["tree"] for x in runs]),
-                         r["c_mem"]))
-        else:
-            rows[-1] = rows[-1][:2] + (r["c_mem"],)
-    else:
-        log("reader: no C reader yet (vmp_profile_read_file missing); skipping C")
+        rows.append(("C decode + call tree", median([x["decode"] + x["tree"] for x in runs]),
+                     r["c_mem"]))
     if has_vmprof_api(args.ours_py, "read_profile"):
         log("reader: ours from Python, %d runs" % args.runs)
         r["ours"] = run_json([args.ours_py, "py_read.py", "time", path, str(args.runs)], cwd=HERE)
-        r["ours_mem"] = run_json([args.ours_py, "py_read.py", "mem", path], cwd=HERE)
+        r["ours_mem"] = run_polled([args.ours_py, "py_read.py", "mem", path], cwd=HERE)
         runs = r["ours"]["runs"]
         if base is None:
             base = median([x["read_bytes"] for x in runs])
@@ -119,7 +140,7 @@ def bench_reader(args, res):
         log("reader: the original vmprof, %d runs (slow)" % args.orig_runs)
         r["orig"] = run_json([args.orig_py, "py_read.py", "time", path, str(args.orig_runs)],
                              cwd=HERE)
-        r["orig_mem"] = run_json([args.orig_py, "py_read.py", "mem", path], cwd=HERE)
+        r["orig_mem"] = run_polled([args.orig_py, "py_read.py", "mem", path], cwd=HERE)
         runs = r["orig"]["runs"]
         if base is None:
             base = median([x["read_bytes"] for x in runs])
@@ -130,15 +151,19 @@ def bench_reader(args, res):
     out = []
     for name, t, mem in rows:
         peak = (mem["peak_kib"] - mem["rss_before_kib"]) * 1024 if mem else None
-        r["rows"].append({"name": name, "seconds": t, "peak_rss_delta_bytes": peak})
+        anon = (mem["peak_anon_kib"] - mem["anon_before_kib"]) * 1024 if mem else None
+        r["rows"].append({"name": name, "seconds": t, "peak_rss_delta_bytes": peak,
+                          "peak_private_delta_bytes": anon})
+        mib = lambda x: fmt(x / 2**20 if x is not None else None, "%.0f MiB")
+        ratio = lambda x: fmt(x / size if x is not None else None, "%.2f")
         out.append((name, fmt(t, "%.3f s"), fmt(args.samples / t / 1e6, "%.2f M/s"),
-                    fmt(t / base, "%.2fx"),
-                    fmt(peak / 2**20 if peak is not None else None, "%.0f MiB"),
-                    fmt(peak / size if peak is not None else None, "%.2f")))
+                    fmt(t / base, "%.2fx"), mib(peak), ratio(peak), mib(anon), ratio(anon)))
     table("Reader: %d samples, %.0f MiB file, medians of %d runs (original: %d)"
           % (args.samples, size / 2**20, args.runs, args.orig_runs),
           ["", "time", "samples/s", "vs read bytes (goal <= 3x)", "peak RSS delta",
-           "RSS / file size (goal << 1)"], out)
+           "/ file size", "peak private delta", "/ file size (goal << 1)"], out)
+    print("(RSS counts the pages of a memory-mapped input file, which are the page "
+          "cache's; 'private' excludes file-backed pages.)")
 
 
 # ---- sampler ----------------------------------------------------------------
@@ -382,8 +407,27 @@ def pct(x):
 # ---- exports ----------------------------------------------------------------
 
 def bench_export(args, res):
-    # Filled in when the exporters land (issue 5).
-    log("export: no exporters on main yet")
+    path = os.path.join(OUT, "big-%d.prof" % args.samples)
+    if not os.path.exists(path):
+        log("export: run the reader section first (it makes %s)" % path)
+        return
+    tmp = tempfile.mkdtemp(prefix="vmprof-bench-export-")
+    log("export: every format, %d runs" % args.runs)
+    r = run_json([os.path.join(OUT, "read_bench"), "export", path, str(args.runs), tmp])
+    res["export"] = r
+    runs = r["runs"]
+    decode = median([x["decode"] for x in runs])
+    formats = [k for k in runs[0] if k != "decode" and not k.endswith("_bytes")]
+    rows = [["decode (the baseline)", fmt(decode, "%.3f s"), "1.00x", "-"]]
+    for f in formats:
+        t = median([x[f] for x in runs])
+        rows.append([f, fmt(t, "%.3f s"), fmt(t / decode, "%.2fx"),
+                     "%.1f MiB" % (runs[-1][f + "_bytes"] / 2**20)])
+    for name in os.listdir(tmp):
+        os.unlink(os.path.join(tmp, name))
+    os.rmdir(tmp)
+    table("Exports of the %d-sample profile from C (medians of %d runs), beside decoding it"
+          % (args.samples, args.runs), ["format", "time", "vs decode", "output size"], rows)
 
 
 def main():

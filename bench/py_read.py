@@ -19,8 +19,11 @@ import time
 
 
 def rss_kib():
+    """Resident and private (resident minus file-backed) KiB."""
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+        fields = [int(x) for x in f.read().split()]
+    kib = os.sysconf("SC_PAGE_SIZE") // 1024
+    return fields[1] * kib, (fields[1] - fields[2]) * kib
 
 
 def read_and_tree(vmprof, path):
@@ -38,10 +41,11 @@ def main():
     where = os.path.dirname(vmprof.__file__)
     if mode == "mem":
         gc.collect()
-        before = rss_kib()
+        before, anon_before = rss_kib()
         stats, tree, tr, tt = read_and_tree(vmprof, path)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({"rss_before_kib": before, "peak_kib": peak,
+        print(json.dumps({"rss_before_kib": before, "anon_before_kib": anon_before,
+                          "peak_kib": peak,
                           "seconds": tr + tt, "root_count": tree.count,
                           "vmprof": where}))
         return

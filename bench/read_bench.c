@@ -6,9 +6,13 @@
  *                               into a buffer (page cache warm, the buffer
  *                               allocated and touched once before), to decode
  *                               it into a vmp_profile, and to build the call
- *                               tree from it (when the library has one)
- *   read_bench mem FILE         JSON: one decode (+ tree) in a fresh process;
+ *                               tree (all threads) from it
+ *   read_bench mem FILE         JSON: one decode + tree in a fresh process;
  *                               its peak RSS minus the RSS before it, in KiB
+ *   read_bench export FILE RUNS DIR
+ *                               JSON: per run and format, the seconds to
+ *                               export the decoded profile to DIR/out.FORMAT
+ *                               (and its size), beside that run's decode
  *
  * Linked with every .c file of src/libvmprof, built -O2 like the extension.
  */
@@ -22,10 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmp_export.h"
 #include "vmp_profile.h"
-#ifdef VMP_BENCH_TREE
 #include "vmp_tree.h"
-#endif
 
 static double now(void)
 {
@@ -34,16 +37,21 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static long rss_kib(void)
+/* Resident KiB; *anon receives the private part (resident minus file-backed
+ * and shared pages: the reader maps the file, and those pages are the page
+ * cache's, not the reader's own memory). */
+static long rss_kib(long *anon)
 {
-    long pages = 0, resident = 0;
+    long pages = 0, resident = 0, shared = 0;
     FILE *f = fopen("/proc/self/statm", "r");
     if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-            resident = 0;
+        if (fscanf(f, "%ld %ld %ld", &pages, &resident, &shared) != 3)
+            resident = shared = 0;
         fclose(f);
     }
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+    long kib = sysconf(_SC_PAGESIZE) / 1024;
+    *anon = (resident - shared) * kib;
+    return resident * kib;
 }
 
 static void die(const char *what, const char *detail)
@@ -72,8 +80,8 @@ static size_t read_bytes(const char *path, unsigned char *buf, size_t cap)
     return n;
 }
 
-/* Decode, then (if available) build the call tree; returns the summary's
- * sample count so the work cannot be optimised away. */
+/* Decode, then build the call tree; returns the summary's sample count so
+ * the work cannot be optimised away. */
 static uint64_t decode(const char *path, double *t_decode, double *t_tree, size_t *stacks)
 {
     vmp_error err;
@@ -84,38 +92,77 @@ static uint64_t decode(const char *path, double *t_decode, double *t_tree, size_
     if (!p)
         die("the reader failed", err.message);
     *t_decode = t1 - t0;
-    *t_tree = 0;
-#ifdef VMP_BENCH_TREE
-    VMP_BENCH_TREE_BUILD(p, t_tree);
-#endif
+    vmp_tree *t = vmp_tree_build(p, NULL, &err);
+    *t_tree = now() - t1;
+    if (!t)
+        die("the call tree failed", err.message);
+    size_t n_nodes;
+    vmp_tree_nodes(t, &n_nodes);
+    vmp_tree_free(t);
     uint64_t n = vmp_profile_get_summary(p)->n_samples;
     *stacks = vmp_profile_stack_count(p);
     vmp_profile_free(p);
     return n;
 }
 
+static int export_bench(const char *path, int runs, const char *dir)
+{
+    printf("{\"runs\": [");
+    for (int i = 0; i < runs; i++) {
+        vmp_error err;
+        memset(&err, 0, sizeof err);
+        double t0 = now();
+        vmp_profile *p = vmp_profile_read_file(path, NULL, &err);
+        double t1 = now();
+        if (!p)
+            die("the reader failed", err.message);
+        printf("%s{\"decode\": %.6f", i ? ", " : "", t1 - t0);
+        for (int f = 0; f < VMP_EXPORT_FORMAT_COUNT; f++) {
+            const char *name = vmp_export_format_name((vmp_export_format)f);
+            char out[4096];
+            snprintf(out, sizeof out, "%s/out.%s", dir, name);
+            double e0 = now();
+            if (vmp_export_write_path(p, (vmp_export_format)f, out, NULL, &err))
+                die("the export failed", err.message);
+            double e1 = now();
+            struct stat st;
+            long long size = stat(out, &st) ? -1 : (long long)st.st_size;
+            printf(", \"%s\": %.6f, \"%s_bytes\": %lld", name, e1 - e0, name, size);
+        }
+        printf("}");
+        fflush(stdout);
+        vmp_profile_free(p);
+    }
+    printf("]}\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 3 || (strcmp(argv[1], "time") && strcmp(argv[1], "mem")))
-        die("usage: read_bench time FILE RUNS | read_bench mem FILE", NULL);
+    if (argc < 3 || (strcmp(argv[1], "time") && strcmp(argv[1], "mem") &&
+                     strcmp(argv[1], "export")))
+        die("usage: read_bench time FILE RUNS | mem FILE | export FILE RUNS DIR", NULL);
     const char *path = argv[2];
     double td, tt;
     size_t stacks;
 
     if (!strcmp(argv[1], "mem")) {
-        long before = rss_kib();
+        long anon_before;
+        long before = rss_kib(&anon_before);
         double t0 = now();
         uint64_t n = decode(path, &td, &tt, &stacks);
         double t1 = now();
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        printf("{\"samples\": %llu, \"rss_before_kib\": %ld, \"peak_kib\": %ld, "
-               "\"seconds\": %.6f}\n",
-               (unsigned long long)n, before, ru.ru_maxrss, t1 - t0);
+        printf("{\"samples\": %llu, \"rss_before_kib\": %ld, \"anon_before_kib\": %ld, "
+               "\"peak_kib\": %ld, \"seconds\": %.6f}\n",
+               (unsigned long long)n, before, anon_before, ru.ru_maxrss, t1 - t0);
         return 0;
     }
 
     int runs = argc > 3 ? atoi(argv[3]) : 5;
+    if (!strcmp(argv[1], "export"))
+        return export_bench(path, runs, argc > 4 ? argv[4] : ".");
     struct stat st;
     if (stat(path, &st))
         die("cannot stat", path);
@@ -126,13 +173,7 @@ int main(int argc, char **argv)
     memset(buf, 0, cap);
     read_bytes(path, buf, cap); /* warms the page cache */
 
-    printf("{\"file_bytes\": %lld, \"tree\": %s, \"runs\": [", (long long)st.st_size,
-#ifdef VMP_BENCH_TREE
-           "true"
-#else
-           "false"
-#endif
-    );
+    printf("{\"file_bytes\": %lld, \"runs\": [", (long long)st.st_size);
     for (int i = 0; i < runs; i++) {
         double t0 = now();
         size_t n = read_bytes(path, buf, cap);

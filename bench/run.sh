@@ -41,17 +41,7 @@ CFLAGS="-std=gnu11 -Wall -Wextra -Werror -O2 -Isrc/libvmprof"
 gcc $CFLAGS -o "$OUT/gen_profile" bench/gen_profile.c src/libvmprof/vmp_encode.c -lm
 gcc $CFLAGS -shared -fPIC -o "$OUT/libempty_signal.so" bench/empty_signal.c -lpthread
 
-# The C reader bench needs the reader (and its call tree when there is one);
-# until they land on main, bench.py skips that row.
-TREE_FLAGS=""
-if [ -f src/libvmprof/vmp_tree.h ]; then
-    TREE_FLAGS="-DVMP_BENCH_TREE"
-fi
-rm -f "$OUT/read_bench"
-if ! gcc $CFLAGS $TREE_FLAGS -o "$OUT/read_bench" bench/read_bench.c src/libvmprof/*.c -lz \
-        2>"$OUT/read_bench.log"; then
-    echo "bench: the C reader bench does not build yet (see $OUT/read_bench.log)" >&2
-    rm -f "$OUT/read_bench"
-fi
+# The C reader bench links the whole library (reader, call tree, exporters).
+gcc $CFLAGS -o "$OUT/read_bench" bench/read_bench.c src/libvmprof/*.c -lz
 
 exec "$(pyenv prefix "$PY")/bin/python" bench/bench.py --py "$PY" "$@"
