@@ -9,3 +9,15 @@ module:
 """
 from vmprof.errors import VMProfError
 from vmprof.measure import Profiler
+
+
+def __getattr__(name):
+    # Reading needs the C extension; importing it lazily keeps `import vmprof`
+    # working where it is absent (PyPy, a source checkout).
+    if name == "read_profile":
+        from vmprof.reader import read_profile
+        return read_profile
+    if name in ("Stats", "Node"):
+        from vmprof import stats
+        return getattr(stats, name)
+    raise AttributeError("module 'vmprof' has no attribute %r" % name)

@@ -20,4 +20,10 @@ int vmp_module_init_reader(PyObject *module);  /* module_reader.c */
 int vmp_module_init_sampler(PyObject *module); /* module_sampler.c */
 int vmp_module_init_export(PyObject *module);  /* module_export.c */
 
+/* The C profile behind a vmprof._core.Profile, or behind any object with a
+ * `_profile` attribute holding one (vmprof.Stats); NULL with TypeError set
+ * otherwise.  Borrowed: valid while obj lives.  (module_reader.c) */
+struct vmp_profile;
+struct vmp_profile *vmp_module_profile_of(PyObject *obj);
+
 #endif /* VMP_MODULE_H */

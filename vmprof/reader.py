@@ -1,0 +1,95 @@
+"""Reading vmprof profile files: read_profile().
+
+The work happens in C (vmprof._core); this module only picks the entry point
+for what it is given and turns a cut file into a warning.
+"""
+import os
+import warnings
+
+from vmprof import _core
+from vmprof.stats import Stats
+
+# Stack entries of PyPy profiles, as the original reader tagged them: an int
+# subclass per frame kind, so that code that checks isinstance() keeps working.
+
+
+class Frame(int):
+    """A stack entry that is not a plain Python code object."""
+
+    kind = None
+
+
+class NativeCode(Frame):
+    kind = _core.FRAME_NATIVE
+
+
+class JittedCode(Frame):
+    kind = _core.FRAME_JIT
+
+
+class AssemblerCode(Frame):
+    kind = _core.FRAME_ASSEMBLER
+
+
+class GCCode(Frame):
+    kind = _core.FRAME_GC
+
+
+class BlackholeCode(Frame):
+    kind = _core.FRAME_BLACKHOLE
+
+
+class JitTracingCode(Frame):
+    kind = _core.FRAME_JIT_TRACING
+
+
+FRAME_CLASSES = {
+    cls.kind: cls
+    for cls in (NativeCode, JittedCode, AssemblerCode, GCCode, BlackholeCode, JitTracingCode)
+}
+
+
+def read_profile(prof, strict=False):
+    """Reads a profile: a path, or a binary file object (plain or gzip).
+
+    A profile whose program died mid-record is read up to its last complete
+    record, with a warning that names the offset; strict=True makes that an
+    error instead.  Malformed input raises vmprof.VMProfError.
+    """
+    if isinstance(prof, (str, bytes, os.PathLike)):
+        profile = _core.read_file(prof, strict=strict)
+    else:
+        profile = _read_file_object(prof, strict)
+    summary = profile.summary()
+    if summary["truncated_at"] >= 0:
+        warnings.warn(
+            "the profile ends inside a record at byte %d (the profiled program "
+            "probably died while writing it); read %d complete samples before it"
+            % (summary["truncated_at"], summary["n_samples"]),
+            stacklevel=2,
+        )
+    return Stats(profile, summary)
+
+
+def _read_file_object(f, strict):
+    try:
+        fd = f.fileno()
+        pos = f.tell()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    if fd is not None:
+        # The OS position may be ahead of the object's (read buffering).
+        try:
+            os.lseek(fd, pos, os.SEEK_SET)
+        except OSError:
+            pass  # a pipe: read on from where it is
+        profile = _core.read_fd(fd, strict=strict)
+        try:
+            f.seek(0, os.SEEK_END)
+        except (OSError, ValueError):
+            pass
+        return profile
+    data = f.read()
+    if isinstance(data, str):
+        raise TypeError("read_profile needs a binary file (open it with 'rb')")
+    return _core.read_bytes(data, strict=strict)
