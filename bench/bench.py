@@ -261,7 +261,9 @@ def run_once(args, cfg, workload, tmp):
         else:
             rate = c["samples"] / max(c["threads"], 1) / rec["wall"]
     elif kind == "empty":
-        rate = rec["signals"] / rec["wall"]
+        # CPU clock: per CPU-second of the workload's threads; wall clock:
+        # signals per second to all threads together
+        rate = rec["signals"] / (rec["thread_cpu"] if clock == "cpu" else rec["wall"])
     elif kind == "pyinstrument":
         rate = rec["samples"] / rec["wall"]
     elif kind in ("py-spy", "py-spy-nb"):

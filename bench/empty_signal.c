@@ -4,18 +4,21 @@
  * runs the same workloads with it and with our sampler; the difference per
  * sample is the sampler's own work.
  *
- *   es_start(period_ns, delivery)   delivery 0: a helper thread that sleeps to
- *                                   absolute CLOCK_MONOTONIC deadlines and sends
- *                                   SIGPROF to the thread that called es_start
- *                                   (with cpu_only set, only when that thread's
- *                                   CPU clock advanced since the last tick);
- *                                   delivery 1: setitimer(ITIMER_PROF), the
- *                                   original vmprof's way (tick-bound);
- *                                   delivery 2: the helper thread, signalling
- *                                   every thread of the process each tick.
- *   es_stop() -> signals handled    restores the previous handler and timer.
+ * Delivery mirrors src/sampler/vmp_sampler.c so that only the handler's work
+ * differs: a helper thread sleeps to absolute CLOCK_MONOTONIC deadlines (timer
+ * slack 1 ns), rescans /proc/self/task every 10 ms, and each period sends
+ * SIGPROF with tgkill to
+ *   delivery 0 (CPU clock): each thread whose CPU clock has advanced by a
+ *     period since it was last signalled (credit capped at 4 periods);
+ *   delivery 2 (wall clock): every thread.
+ * delivery 1 is the original vmprof's way instead: setitimer(ITIMER_PROF),
+ * which the kernel tick bounds to ~250 Hz here.
  *
- * The handler only counts, so the count is the number of deliveries.
+ *   es_start(period_ns, delivery)   0 on success
+ *   es_stop() -> signals handled    restores the previous handler and timer
+ *
+ * The SA_SIGINFO handler only counts (and saves errno, as ours does), so the
+ * count is the number of deliveries.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -23,96 +26,152 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#define MAX_THREADS 1024
+#define RESCAN_NS 10000000LL
+
+typedef struct {
+    pid_t tid;
+    int seen;
+    int64_t last_cpu;
+    int64_t credit;
+} thread_slot;
+
 static atomic_long handled;
 static atomic_int running;
 static pthread_t helper;
-static pid_t target_tid;
-static clockid_t target_clock;
-static long period;
+static atomic_int helper_tid;
+static int64_t period;
 static int delivery;
-static int cpu_only;
 static struct sigaction old_action;
 static struct itimerval old_timer;
 
-static void handler(int sig)
+static void handler(int sig, siginfo_t *info, void *uc)
 {
-    (void)sig;
+    (void)sig, (void)info, (void)uc;
+    int saved = errno;
     atomic_fetch_add_explicit(&handled, 1, memory_order_relaxed);
+    errno = saved;
 }
 
-static long long cpu_ns(void)
+static int64_t mono_ns(void)
 {
     struct timespec ts;
-    clock_gettime(target_clock, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void signal_all_threads(pid_t pid)
+static int64_t thread_cpu_ns(pid_t tid)
 {
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return;
+    /* another thread's CPU clock, as pthread_getcpuclockid builds it */
+    clockid_t clk = (clockid_t)((~(unsigned)tid << 3) | 6);
+    struct timespec t;
+    if (clock_gettime(clk, &t) < 0)
+        return -1;
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static size_t scan_threads(thread_slot *table, size_t n)
+{
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir)
+        return n;
+    for (size_t i = 0; i < n; i++)
+        table[i].seen = 0;
+    pid_t self = (pid_t)atomic_load(&helper_tid);
     struct dirent *e;
-    while ((e = readdir(d))) {
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
         pid_t tid = (pid_t)atoi(e->d_name);
-        if (tid > 0 && tid != (pid_t)syscall(SYS_gettid))
-            syscall(SYS_tgkill, pid, tid, SIGPROF);
+        if (tid == self)
+            continue;
+        size_t i = 0;
+        while (i < n && table[i].tid != tid)
+            i++;
+        if (i == n) {
+            if (n == MAX_THREADS)
+                continue;
+            table[n++] = (thread_slot){.tid = tid, .last_cpu = -1};
+        }
+        table[i].seen = 1;
     }
-    closedir(d);
+    closedir(dir);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (table[i].seen)
+            table[kept++] = table[i];
+    return kept;
 }
 
 static void *helper_main(void *arg)
 {
     (void)arg;
+    atomic_store(&helper_tid, (int)syscall(SYS_gettid));
+    prctl(PR_SET_TIMERSLACK, 1UL);
+    thread_slot *table = calloc(MAX_THREADS, sizeof *table);
+    if (!table)
+        return NULL;
     pid_t pid = getpid();
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    long long last_cpu = cpu_only ? cpu_ns() : 0;
+    size_t n = 0;
+    int64_t next = mono_ns(), last_scan = -RESCAN_NS;
     while (atomic_load(&running)) {
-        next.tv_nsec += period;
-        while (next.tv_nsec >= 1000000000L) {
-            next.tv_nsec -= 1000000000L;
-            next.tv_sec++;
-        }
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+        next += period;
+        struct timespec dl = {next / 1000000000LL, next % 1000000000LL};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR)
             ;
-        if (!atomic_load(&running))
-            break;
-        if (delivery == 2) {
-            signal_all_threads(pid);
-            continue;
+        int64_t now = mono_ns();
+        if (now - next >= period)
+            next = now;
+        if (now - last_scan >= RESCAN_NS) {
+            n = scan_threads(table, n);
+            last_scan = now;
         }
-        if (cpu_only) {
-            long long now = cpu_ns();
-            if (now == last_cpu)
-                continue;
-            last_cpu = now;
+        for (size_t i = 0; i < n; i++) {
+            thread_slot *t = &table[i];
+            if (delivery == 0) {
+                int64_t cpu = thread_cpu_ns(t->tid);
+                if (cpu < 0)
+                    continue;
+                if (t->last_cpu < 0) {
+                    t->last_cpu = cpu;
+                    continue;
+                }
+                t->credit += cpu - t->last_cpu;
+                t->last_cpu = cpu;
+                if (t->credit > 4 * period)
+                    t->credit = 4 * period;
+                if (t->credit < period)
+                    continue;
+                t->credit -= period;
+            }
+            syscall(SYS_tgkill, pid, t->tid, SIGPROF);
         }
-        syscall(SYS_tgkill, pid, target_tid, SIGPROF);
     }
+    free(table);
     return NULL;
 }
 
-int es_start(long period_ns, int how, int only_when_running)
+int es_start(long period_ns, int how)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = handler;
-    sa.sa_flags = SA_RESTART;
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGPROF, &sa, &old_action))
         return -1;
     atomic_store(&handled, 0);
     period = period_ns;
     delivery = how;
-    cpu_only = only_when_running;
     if (how == 1) {
         struct itimerval it;
         it.it_interval.tv_sec = period_ns / 1000000000L;
@@ -120,9 +179,6 @@ int es_start(long period_ns, int how, int only_when_running)
         it.it_value = it.it_interval;
         return setitimer(ITIMER_PROF, &it, &old_timer);
     }
-    target_tid = (pid_t)syscall(SYS_gettid);
-    if (pthread_getcpuclockid(pthread_self(), &target_clock))
-        return -1;
     atomic_store(&running, 1);
     return pthread_create(&helper, NULL, helper_main, NULL) ? -1 : 0;
 }

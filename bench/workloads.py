@@ -11,7 +11,9 @@ and use --tool none.
 
 Tools: none, vmprof (whichever `vmprof` this interpreter imports: ours in the
 project's venv, the original in the bench-orig venv), empty-thread,
-empty-timer, empty-all (an empty SIGPROF handler, see empty_signal.c),
+empty-timer, empty-all (an empty SIGPROF handler delivered as our sampler
+delivers its signals on the CPU and the wall clock, or by setitimer; see
+empty_signal.c),
 pyinstrument, cprofile.
 
 Runs on every CPython the project supports: no imports beyond the stdlib and
@@ -145,8 +147,7 @@ class EmptySignal(Tool):
         self.lib = ctypes.CDLL(os.path.join(HERE, "out", "libempty_signal.so"))
         self.lib.es_stop.restype = ctypes.c_long
         how = self.DELIVERY[self.args.tool]
-        if self.lib.es_start(ctypes.c_long(int(self.args.period * 1e9)), how,
-                             0 if self.args.real_time else 1):
+        if self.lib.es_start(ctypes.c_long(int(self.args.period * 1e9)), how):
             raise SystemExit("empty_signal: es_start failed")
 
     def stop(self):
