@@ -9,11 +9,17 @@ with their share of all samples:
     total  the function was anywhere on the sample's stack, counted once per
            sample however deep its recursion (the time until it returned)
 
-It is written against the Stats interface of vmprof.read_profile():
-`profiles` (stack root first, count, thread id, rss), `adr_dict` (id -> name,
-"py:func:line:file" for Python code) and, where present, `meta`,
-`profile_memory`, `get_runtime_in_microseconds()`.
+The frames of `python -m vmprof`'s own runner and of runpy are on every stack
+and are left out.
+
+It is written against the Stats interface of vmprof.read_profile(): its
+per-function totals (`get_functions(python_only=True)`, computed in C) when it
+has them, else the samples themselves (`profiles`: stack root first, count,
+thread id, rss; `adr_dict`: id -> "py:func:line:file"); and `threads`,
+`profile_real_time` or `meta`, `get_runtime_in_microseconds()` where present.
 """
+
+import os
 
 DEFAULT_LIMIT = 20
 
@@ -28,7 +34,40 @@ class FunctionShare(object):
 
 
 def function_shares(stats):
-    """Returns (samples, [FunctionShare]) sorted by self, then total, then name."""
+    """Returns (samples, [FunctionShare]) sorted by self, then total, then name.
+
+    Functions are told apart by name: a function whose code object was made
+    again (a reload, a re-created closure) has several ids and one row.
+    """
+    get_functions = getattr(stats, "get_functions", None)
+    if get_functions is not None:
+        shares = _shares_from_totals(stats, get_functions(python_only=True))
+        samples = len(stats)
+    else:
+        samples, shares = _shares_from_samples(stats)
+    ordered = sorted(shares.values(),
+                     key=lambda s: (-s.self_count, -s.total_count, s.name))
+    return samples, ordered
+
+
+def _shares_from_totals(stats, totals):
+    """From the reader's per-function totals (computed in C, no per-sample work)."""
+    samples = len(stats)
+    shares = {}
+    for name, _addr, inclusive, self_count in totals:
+        if not (isinstance(name, str) and name.startswith("py:")):
+            continue
+        share = shares.get(name)
+        if share is None:
+            share = shares[name] = FunctionShare(name)
+        share.self_count += self_count
+        # Two ids of one name in one stack would count that sample twice.
+        share.total_count = min(samples, share.total_count + inclusive)
+    return shares
+
+
+def _shares_from_samples(stats):
+    """From the samples themselves (any Stats-like object with profiles)."""
     names = stats.adr_dict
     shares = {}
     is_python = {}
@@ -37,7 +76,7 @@ def function_shares(stats):
         # Memoised per id: a million samples share a few thousand ids.
         known = is_python.get(addr)
         if known is None:
-            name = names.get(addr) if isinstance(addr, int) else None
+            name = names.get(addr) if isinstance(addr, int) and addr > 0 else None
             known = name if isinstance(name, str) and name.startswith("py:") else False
             is_python[addr] = known
         return known
@@ -61,9 +100,7 @@ def function_shares(stats):
                 share.total_count += count
         if innermost is not None:
             shares[innermost].self_count += count
-    ordered = sorted(shares.values(),
-                     key=lambda s: (-s.self_count, -s.total_count, s.name))
-    return samples, ordered
+    return samples, shares
 
 
 def split_name(name):
@@ -88,11 +125,9 @@ def _header(stats, samples):
     meta = getattr(stats, "meta", None) or {}
     clock = "wall-clock time" if _is_real_time(stats, meta) else "CPU time"
     words.append(clock)
-    threads = set()
-    for entry in stats.profiles:
-        threads.add(entry[2])
-        if len(threads) > 1000:
-            break
+    threads = getattr(stats, "threads", None)
+    if threads is None:
+        threads = {entry[2] for entry in stats.profiles}
     if len(threads) > 1:
         words.append("%d threads" % len(threads))
     return "vmprof: " + ", ".join(words)
@@ -109,9 +144,23 @@ def _is_real_time(stats, meta):
     return False
 
 
+def _is_runner(name):
+    """Frames of `python -m vmprof` itself and of runpy: on every stack, no news."""
+    _func, where = split_name(name)
+    filename = where.rsplit(":", 1)[0] if ":" in where else where
+    if filename in ("<frozen runpy>",) or os.path.basename(filename) == "runpy.py":
+        return True
+    return os.path.dirname(filename) == _PACKAGE_DIR and \
+        os.path.basename(filename) == "__main__.py"
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def format_summary(stats, limit=DEFAULT_LIMIT):
     """The summary as text (lines end with newlines)."""
     samples, shares = function_shares(stats)
+    shares = [share for share in shares if not _is_runner(share.name)]
     lines = [_header(stats, samples)]
     if samples == 0:
         lines.append("no samples were taken: the program ended before the first one, "

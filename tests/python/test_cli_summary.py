@@ -3,6 +3,12 @@
 The numbers are checked against counts worked out by hand for a small set of
 samples; the same code runs on real profiles in test_cli_run.py.
 """
+import json
+import os
+
+import pytest
+
+import vmprof
 from vmprof import summary
 
 
@@ -83,8 +89,63 @@ def test_real_time_and_empty_profiles():
     assert "no Python function" in summary.format_summary(only_native)
 
 
+def test_the_runner_frames_are_left_out():
+    runner = os.path.join(os.path.dirname(summary.__file__), "__main__.py")
+    names = {1: "py:_run_code:65:<frozen runpy>", 2: "py:run_program:10:" + runner,
+             3: "py:work:3:/src/app.py", 4: "py:_run_code:86:/usr/lib/python3.9/runpy.py",
+             5: "py:main:1:/src/__main__.py"}
+    text = summary.format_summary(FakeStats([([1, 2, 4, 5, 3], 4, 1, 0)], names))
+    rows = [line.split()[2] for line in text.splitlines()[2:]]
+    assert rows == ["work", "main"]
+
+
 def test_split_name():
     assert summary.split_name("py:f:3:/a/b.py") == ("f", "/a/b.py:3")
     assert summary.split_name("py:f:0:<string>") == ("f", "<string>")
     assert summary.split_name("py:weird") == ("py:weird", "")
     assert summary.split_name("jit:thing") == ("jit:thing", "")
+
+
+# ---- on real profiles: both ways of counting agree with the oracle ---------
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UPSTREAM = os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "upstream")
+if not os.path.isdir(UPSTREAM):
+    UPSTREAM = os.path.join(HERE, "..", "..", "shared", "fixtures", "upstream")
+FIXTURES = ["calc_py39.prof", "calc_py310.prof", "calc_py311.prof", "calc_lines_py311.prof",
+            "calc_native_py311.prof", "pool_py311.prof", "pool_realtime_py311.prof",
+            "grow_mem_py311.prof", "calc_pypy.prof"]
+
+
+class SamplesOnly(object):
+    """A Stats seen only through profiles/adr_dict (the summary's other path)."""
+
+    def __init__(self, stats):
+        self.profiles = stats.profiles
+        self.adr_dict = stats.adr_dict
+
+
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_shares_match_the_oracle_on_upstream_profiles(fixture):
+    with open(os.path.join(UPSTREAM, "oracle_profiles.json")) as f:
+        oracle = json.load(f)[fixture]
+    stats = vmprof.read_profile(os.path.join(UPSTREAM, "profiles", fixture))
+    samples, shares = summary.function_shares(stats)
+    slow_samples, slow_shares = summary.function_shares(SamplesOnly(stats))
+    assert samples == slow_samples == oracle["samples"]
+    fast = {s.name: (s.self_count, s.total_count) for s in shares}
+    slow = {s.name: (s.self_count, s.total_count) for s in slow_shares}
+    assert fast == slow
+    for name, count in oracle["self_top"]:
+        assert fast[name][0] == count, name
+    for name, count in oracle["inclusive_top"]:
+        assert fast[name][1] == count, name
+
+
+@pytest.mark.parametrize("fixture, clock", [("pool_py311.prof", "CPU time"),
+                                            ("pool_realtime_py311.prof", "wall-clock time")])
+def test_summary_of_a_multithreaded_profile(fixture, clock):
+    stats = vmprof.read_profile(os.path.join(UPSTREAM, "profiles", fixture))
+    first = summary.format_summary(stats).splitlines()[0]
+    assert first.startswith("vmprof: %d samples" % len(stats))
+    assert clock in first and "%d threads" % len(stats.threads) in first
