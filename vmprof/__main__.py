@@ -306,6 +306,8 @@ def main(argv=None):
         _say(str(e))
         return e.status
     except SyntaxError as e:
+        # Only the program's own lines, as python prints a syntax error.
+        e.__traceback__ = None
         sys.excepthook(type(e), e, None)
         return 1
     try:

@@ -64,7 +64,7 @@ def test_script_runs_as_if_started_directly(tmp_path):
         import json, pickle, sys
         class Point:  # pickling needs it to be found in __main__
             pass
-        burn_cpu_for_vmprof(0.2)
+        burn_cpu_for_vmprof(0.1)
         print(json.dumps({
             "argv": sys.argv, "name": __name__, "file": __file__,
             "path0": sys.path[0],
@@ -95,7 +95,7 @@ def test_module_runs_as_with_python_m(tmp_path):
     (pkg / "__init__.py").write_text("")
     module = write_script(pkg / "tool.py", '''
         import json, sys
-        burn_cpu_for_vmprof(0.2)
+        burn_cpu_for_vmprof(0.1)
         print(json.dumps({"argv": sys.argv, "name": __name__,
                           "spec": __spec__.name, "path0": sys.path[0]}))
     ''')
@@ -126,7 +126,7 @@ def test_exit_status_and_exceptions_keep_the_profile_complete(tmp_path, ending, 
     write_script(tmp_path / "prog.py", '''
         import sys
         def fail_here():
-            burn_cpu_for_vmprof(0.2)
+            burn_cpu_for_vmprof(0.1)
             %s
         fail_here()
         print("not reached")
@@ -168,7 +168,7 @@ def test_threads_still_running_after_main_are_profiled(tmp_path):
     write_script(tmp_path / "prog.py", '''
         import threading
         def thread_tail_work():
-            burn_cpu_for_vmprof(0.3)
+            burn_cpu_for_vmprof(0.15)
         threading.Thread(target=thread_tail_work).start()
     ''')
     out = tmp_path / "out.prof"
@@ -180,7 +180,7 @@ def test_threads_still_running_after_main_are_profiled(tmp_path):
 def test_summary_without_output(tmp_path):
     write_script(tmp_path / "prog.py", '''
         def hot_function_for_summary():
-            burn_cpu_for_vmprof(0.3)
+            burn_cpu_for_vmprof(0.15)
         hot_function_for_summary()
         print("program output")
     ''')
@@ -202,7 +202,7 @@ def test_summary_without_output(tmp_path):
 
 
 def test_config_file_and_command_line_wins(tmp_path):
-    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.2)\n")
+    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.1)\n")
     (tmp_path / "vmprof.ini").write_text("[global]\noutput = from_config.prof\n"
                                          "lines = true\n")
     done = run_vmprof("--config", "vmprof.ini", "-o", "from_cli.prof", "prog.py",
@@ -218,7 +218,7 @@ def test_config_file_and_command_line_wins(tmp_path):
 @pytest.mark.parametrize("flag, attribute", [("--lines", "profile_lines"),
                                              ("--mem", "profile_memory")])
 def test_mode_flags_reach_the_file(tmp_path, flag, attribute):
-    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.2)\n")
+    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.1)\n")
     without, with_flag = tmp_path / "plain.prof", tmp_path / "flag.prof"
     assert run_vmprof("-o", without, "prog.py", cwd=tmp_path).returncode == 0
     done = run_vmprof("-o", with_flag, flag, "prog.py", cwd=tmp_path)
@@ -244,7 +244,7 @@ def test_real_time_flag_samples_a_sleeping_program(tmp_path):
 
 
 def test_web_upload(tmp_path):
-    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.2)\n")
+    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.1)\n")
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     with UploadServer() as server:
@@ -262,7 +262,7 @@ def test_web_upload(tmp_path):
 
 
 def test_web_upload_failure_keeps_the_profile(tmp_path):
-    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.2)\nraise SystemExit(4)\n")
+    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.1)\nraise SystemExit(4)\n")
     with UploadServer() as server:
         server.fail["cpu"] = 500
         done = run_vmprof("--web", "--web-url", server.url, "prog.py", cwd=tmp_path)
@@ -287,7 +287,7 @@ def test_web_upload_failure_sets_the_status_of_a_successful_program(tmp_path):
 
 def test_ctrl_c_ends_the_program_as_python_does(tmp_path):
     write_script(tmp_path / "prog.py", '''
-        burn_cpu_for_vmprof(0.2)
+        burn_cpu_for_vmprof(0.1)
         raise KeyboardInterrupt
     ''')
     out = tmp_path / "out.prof"
@@ -305,7 +305,7 @@ def test_a_forked_child_leaves_the_parents_profile_alone(tmp_path):
             burn_cpu_for_vmprof(0.1)      # the child returns through vmprof's runner
         else:
             os.waitpid(pid, 0)
-            burn_cpu_for_vmprof(0.2)
+            burn_cpu_for_vmprof(0.1)
             print("parent done")
     ''')
     out = tmp_path / "out.prof"

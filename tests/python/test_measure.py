@@ -34,7 +34,7 @@ def test_measure_returns_the_stats_of_the_block():
         assert vmprof.is_enabled()
         with pytest.raises(vmprof.VMProfError, match="still being taken"):
             prof.get_stats()
-        measured_burn(0.3)
+        measured_burn(0.15)
     assert not vmprof.is_enabled()
     stats = prof.get_stats()
     assert samples_in(stats, "measured_burn") > 0
@@ -48,7 +48,7 @@ def test_measure_with_a_name_keeps_the_file_and_options_reach_it(tmp_path):
     prof = vmprof.Profiler()
     path = tmp_path / "kept.prof"
     with prof.measure(name=str(path), lines=True, memory=True):
-        measured_burn(0.2)
+        measured_burn(0.1)
     stats = prof.get_stats()
     assert stats.profile_lines and stats.profile_memory
     assert path.exists() and samples_in(vmprof.read_profile(str(path)),
@@ -60,7 +60,7 @@ def test_an_exception_in_the_block_stops_profiling():
     prof = vmprof.Profiler()
     with pytest.raises(ZeroDivisionError):
         with prof.measure():
-            measured_burn(0.2)
+            measured_burn(0.1)
             1 / 0
     assert not vmprof.is_enabled()
     assert samples_in(prof.get_stats(), "measured_burn") > 0
