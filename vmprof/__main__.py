@@ -273,7 +273,7 @@ def _deliver(args, path, temporary):
     from vmprof import summary
     try:
         stats = vmprof.read_profile(path)
-        text = summary.format_summary(stats)
+        text = summary.format_summary(stats, relative_to=os.getcwd())
     except Exception as e:
         _say("cannot summarise the profile (%s: %s); it is kept in %s"
              % (type(e).__name__, " ".join(str(e).split()), path))

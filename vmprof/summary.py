@@ -9,8 +9,9 @@ with their share of all samples:
     total  the function was anywhere on the sample's stack, counted once per
            sample however deep its recursion (the time until it returned)
 
-The frames of `python -m vmprof`'s own runner and of runpy are on every stack
-and are left out.
+The frames of vmprof's own package (the runner of `python -m vmprof`) and of
+runpy are on every stack and are left out; files under the current directory
+are shown relative to it.
 
 It is written against the Stats interface of vmprof.read_profile(): its
 per-function totals (`get_functions(python_only=True)`, computed in C) when it
@@ -103,12 +104,17 @@ def _shares_from_samples(stats):
     return samples, shares
 
 
-def split_name(name):
-    """"py:func:line:file" -> (func, "file:line"); anything else as it is."""
+def split_name(name, relative_to=None):
+    """"py:func:line:file" -> (func, "file:line"); anything else as it is.
+
+    With relative_to (a directory), a file under it is shown relative to it.
+    """
     if name.startswith("py:"):
         parts = name.split(":", 3)
         if len(parts) == 4:
             _, func, line, filename = parts
+            if relative_to and filename.startswith(relative_to.rstrip(os.sep) + os.sep):
+                filename = filename[len(relative_to.rstrip(os.sep)) + 1:]
             return func, ("%s:%s" % (filename, line) if line and line != "0" else filename)
     return name, ""
 
@@ -145,20 +151,21 @@ def _is_real_time(stats, meta):
 
 
 def _is_runner(name):
-    """Frames of `python -m vmprof` itself and of runpy: on every stack, no news."""
+    """Frames of vmprof itself (the runner of `python -m vmprof`, disable())
+    and of runpy: on every stack or at its very end, they are no news."""
     _func, where = split_name(name)
     filename = where.rsplit(":", 1)[0] if ":" in where else where
     if filename in ("<frozen runpy>",) or os.path.basename(filename) == "runpy.py":
         return True
-    return os.path.dirname(filename) == _PACKAGE_DIR and \
-        os.path.basename(filename) == "__main__.py"
+    return os.path.dirname(filename) == _PACKAGE_DIR
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def format_summary(stats, limit=DEFAULT_LIMIT):
-    """The summary as text (lines end with newlines)."""
+def format_summary(stats, limit=DEFAULT_LIMIT, relative_to=None):
+    """The summary as text (lines end with newlines); file names under the
+    directory relative_to are shown relative to it."""
     samples, shares = function_shares(stats)
     shares = [share for share in shares if not _is_runner(share.name)]
     lines = [_header(stats, samples)]
@@ -172,7 +179,7 @@ def format_summary(stats, limit=DEFAULT_LIMIT):
     shown = shares[:limit]
     rows = []
     for share in shown:
-        func, where = split_name(share.name)
+        func, where = split_name(share.name, relative_to)
         rows.append((_percent(share.self_count, samples),
                      _percent(share.total_count, samples), func, where))
     func_width = min(max(len("function"), max(len(r[2]) for r in rows)), 40)

@@ -99,6 +99,13 @@ def test_the_runner_frames_are_left_out():
     assert rows == ["work", "main"]
 
 
+def test_files_under_a_directory_are_shown_relative_to_it():
+    stats = FakeStats([([1, 2], 1, 1, 0)], NAMES)
+    text = summary.format_summary(stats, relative_to="/src/")
+    assert text.splitlines()[2].split()[3] == "app.py:10"
+    assert summary.split_name("py:f:3:/srcx/a.py", "/src") == ("f", "/srcx/a.py:3")
+
+
 def test_split_name():
     assert summary.split_name("py:f:3:/a/b.py") == ("f", "/a/b.py:3")
     assert summary.split_name("py:f:0:<string>") == ("f", "<string>")
