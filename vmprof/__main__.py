@@ -316,6 +316,9 @@ def main(argv=None):
         _say(str(e))
         return e.status
 
+    # The program's argv from here on: the sampler records it in the profile.
+    saved_argv = sys.argv
+    sys.argv = [args.program] + list(args.args)
     jitlog_fd = None
     try:
         if not hasattr(vmprof, "enable"):
@@ -333,12 +336,12 @@ def main(argv=None):
         os.close(fd)
         _remove(path)
         _say("cannot start profiling: %s" % " ".join(str(e).split()))
+        sys.argv = saved_argv
         return 2
 
     pid = os.getpid()
     # Keep this module alive: the program replaces sys.modules["__main__"].
-    saved_argv, this_module = sys.argv, sys.modules.get(__name__)
-    sys.argv = [args.program] + list(args.args)
+    this_module = sys.modules.get(__name__)
     try:
         outcome = run_program(run)
     finally:

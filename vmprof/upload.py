@@ -198,6 +198,8 @@ def _profile_facts(path):
         pass
     if isinstance(argv, (list, tuple)):
         argv = " ".join(shlex.quote(str(a)) for a in argv)
+    if not isinstance(argv, str) or argv.strip() in ("", "-"):
+        argv = None     # the profile does not say: name it by its file
     interp = str(getattr(stats, "interp", "") or "").lower()
     vm = "PyPy" if interp == "pypy" else "CPython" if interp == "cpython" else None
     return argv or os.path.basename(path), vm

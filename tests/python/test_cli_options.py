@@ -131,9 +131,9 @@ def test_every_option_of_the_table_is_in_the_parser_and_the_config(tmp_path):
             assert getattr(args, option.dest) is True
 
 
-def test_command_line_errors_are_one_line_and_nonzero():
+def test_command_line_errors_are_one_line_and_nonzero(tmp_path):
     done = subprocess.run([sys.executable, "-m", "vmprof", "--period", "7", "x.py"],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines[0].startswith("usage:")
@@ -146,7 +146,7 @@ def test_jitlog_on_cpython_does_not_run_the_program(tmp_path):
     script = tmp_path / "p.py"
     script.write_text("open(%r, 'w').close()\n" % str(marker))
     done = subprocess.run([sys.executable, "-m", "vmprof", "--jitlog", str(script)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 2
     assert "--jitlog needs PyPy" in done.stderr.strip().splitlines()[-1]
     assert not marker.exists()

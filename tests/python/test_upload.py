@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -129,8 +130,10 @@ def test_bad_web_urls():
 
 
 def run_upload_module(*args):
+    # Not from the source tree, whose vmprof/ would shadow the installed one.
     return subprocess.run([sys.executable, "-m", "vmprof.upload"] + list(args),
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60,
+                          cwd=tempfile.gettempdir())
 
 
 def test_upload_module_prints_the_address(server, profile):
@@ -140,6 +143,24 @@ def test_upload_module_prints_the_address(server, profile):
     assert server.requests[1].body == PROFILE_BYTES
     assert server.requests[0].headers["AUTHORIZATION"] == "Token tok"
     assert os.path.exists(profile)
+
+
+UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                        "shared", "fixtures", "upstream", "profiles")
+if not os.path.isdir(UPSTREAM):
+    UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                            "shared", "fixtures", "upstream", "profiles")
+
+
+@pytest.mark.parametrize("fixture, vm", [("calc_py311.prof", "CPython"),
+                                         ("calc_pypy.prof", "PyPy")])
+def test_upload_module_names_the_profiles_interpreter(server, fixture, vm):
+    path = os.path.join(UPSTREAM, fixture)
+    done = run_upload_module(path, "--web-url", server.url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(server.requests[0].body) == {"VM": vm, "argv": fixture}
+    with open(path, "rb") as f:
+        assert server.requests[1].body == f.read()
 
 
 def test_upload_module_failure_says_why_and_keeps_the_file(server, profile):
