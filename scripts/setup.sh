@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="build-essential clang libclang-rt-14-dev zlib1g-dev libunwind-dev libdw-dev libelf-dev"
+APT_PACKAGES="build-essential clang libclang-rt-14-dev zlib1g-dev libunwind-dev libdw-dev libelf-dev chromium"
 
 missing=""
 for p in $APT_PACKAGES; do
@@ -35,3 +35,15 @@ for v in $(cat scripts/pythons); do
         touch "$venv/.tools-installed"
     fi
 done
+
+# The export tests check our files with consumers that are not ours: node runs
+# speedscope's schema (ajv) and drives Debian's chromium (playwright-core);
+# tests/js/package-lock.json pins them.  (go tool pprof comes with Go.)
+if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: installing node and npm"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! tests/js/node_modules/.package-lock.json -nt tests/js/package-lock.json ]; then
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -251,18 +251,23 @@ static uint32_t func_for(xbuild *b, const vmp_frame *fr)
     size_t len;
     const char *name;
     uint8_t kind = fr->kind < VMP_FRAME_KIND_COUNT ? fr->kind : VMP_FRAME_PYTHON;
-    /* PyPy's machine-level frames fold into one func per kind */
-    uint64_t addr = kind_names[kind] ? 0 : fr->addr;
+    uint64_t addr = fr->addr;
     idx = map_get(&b->addr_map, addr, kind);
     if (idx != UINT32_MAX)
         return idx;
+    name = vmp_profile_name(v->profile, fr->addr, &len);
     memset(&f, 0, sizeof f);
-    f.kind = kind;
-    if (kind_names[kind]) {
+    /* PyPy's JIT frames carry the code id of the Python function they run:
+     * with a "py:" name they are that function, like its interpreted frames */
+    f.kind = name && len >= 3 && memcmp(name, "py:", 3) == 0 && kind != VMP_FRAME_NATIVE
+                 ? VMP_FRAME_PYTHON
+                 : kind;
+    if (!name && kind_names[kind]) {
+        /* PyPy's unnamed machine-level frames: one func per kind */
         f.name = kind_names[kind];
         f.name_len = strlen(f.name);
         f.file = "";
-    } else if ((name = vmp_profile_name(v->profile, fr->addr, &len)) != NULL) {
+    } else if (name) {
         parse_name(name, len, &f);
     } else {
         /* unnamed: its id in hex, kept in storage that lives with the view */
@@ -278,7 +283,7 @@ static uint32_t func_for(xbuild *b, const vmp_frame *fr)
      * address) share one func */
     if (f.name) {
         h1 = hash_bytes(f.name, f.name_len, f.first_line) ^ hash_bytes(f.file, f.file_len, 1);
-        h2 = hash_bytes(f.file, f.file_len, f.first_line * 31 + kind + 7) +
+        h2 = hash_bytes(f.file, f.file_len, f.first_line * 31 + f.kind + 7) +
              hash_bytes(f.name, f.name_len, 2);
         idx = map_get(&b->func_map, h1, h2);
         if (idx != UINT32_MAX)

@@ -23,7 +23,8 @@
  * resolves it once into
  *   - funcs: one per (name, file, first line), parsed from the name records
  *     ("py:name:line:file", "n:symbol:line:file"); ids without a name become
- *     "0x<id>"; PyPy's non-Python frames (JIT, GC, ...) one func per kind;
+ *     "0x<id>"; PyPy's JIT frames named "py:" are their Python function,
+ *     its other frames without a name (GC, assembler, ...) one func per kind;
  *   - frames: one per (func, line): the line is the sampled line in lines
  *     mode (when options ask for lines), else the func's first line;
  *   - stacks: the distinct (thread, frame sequence) pairs, root first, with

@@ -1,0 +1,267 @@
+"""Exports written by the C library, checked by consumers that are not ours:
+speedscope's own schema (npm `speedscope`, validated with ajv), `go tool
+pprof`, a headless Chromium for the HTML page, and the upstream oracle for
+the folded stacks.  Every format is written for every upstream fixture."""
+import gzip
+import json
+import os
+import subprocess
+
+import pytest
+
+from vmprof import _core
+from views_support import (FIXTURES, LABEL, ORACLE, fixture, need_node_modules, need_tool,
+                           node, oracle_name, vmprofshow)
+
+FORMATS = _core.export_formats()
+
+
+def test_formats_are_the_five_documented():
+    assert set(FORMATS) == {"collapsed", "speedscope", "pprof", "firefox", "html"}
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+@pytest.mark.parametrize("fmt", ["collapsed", "speedscope", "pprof", "firefox", "html"])
+def test_every_format_on_every_fixture(tmp_path, name, fmt):
+    out = tmp_path / ("out." + fmt)
+    _core.export(fixture(name), fmt, str(out))
+    data = out.read_bytes()
+    assert data
+    if fmt == "pprof":
+        assert gzip.decompress(data)
+    elif fmt in ("speedscope", "firefox"):
+        json.loads(data)
+    elif fmt == "html":
+        assert data.rstrip().endswith(b"</html>") and b"/*VMPROF_DATA*/" not in data
+
+
+def read_folded(path):
+    stacks = {}
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            stacks[stack] = stacks.get(stack, 0) + int(count)
+    return stacks
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_collapsed_round_trip_matches_the_oracle(tmp_path, name):
+    """Folded stacks read back give the oracle's self and inclusive counts."""
+    out = tmp_path / "folded.txt"
+    _core.export(fixture(name), "collapsed", str(out), no_native=True)
+    stacks = read_folded(out)
+    oracle = ORACLE[name]
+    assert sum(stacks.values()) <= oracle["samples"]
+    self_c, incl_c = {}, {}
+    for stack, count in stacks.items():
+        names = []
+        for label in stack.split(";"):
+            m = LABEL.match(label)
+            if m:  # a Python frame: "name (file:line)"
+                names.append(oracle_name(*m.groups()))
+        if names:
+            self_c[names[-1]] = self_c.get(names[-1], 0) + count
+        for n in set(names):
+            incl_c[n] = incl_c.get(n, 0) + count
+    for n, count in oracle["self_top"]:
+        assert self_c.get(n) == count, n
+    for n, count in oracle["inclusive_top"]:
+        assert incl_c.get(n) == count, n
+
+
+def test_collapsed_thread_roots_and_selection(tmp_path):
+    out = tmp_path / "all.txt"
+    _core.export(fixture("pool_py311.prof"), "collapsed", str(out))
+    roots = {s.split(";")[0] for s in read_folded(out)}
+    assert len(roots) == ORACLE["pool_py311.prof"]["threads"]
+    tid = _core.view_data(fixture("pool_py311.prof"))["threads"][1][0]
+    one = tmp_path / "one.txt"
+    vmprofshow(fixture("pool_py311.prof"), "--thread", hex(tid), "--format", "collapsed",
+               "-o", one)
+    stacks = read_folded(one)
+    assert stacks and not any(s.startswith("Thread ") for s in stacks)
+    assert sum(stacks.values()) == _core.view_data(fixture("pool_py311.prof"))["threads"][1][1]
+
+
+def test_export_to_stdout_and_errors(tmp_path):
+    r = vmprofshow(fixture("calc_py311.prof"), "--format", "collapsed", "-o", "-")
+    assert sum(int(l.rpartition(" ")[2]) for l in r.stdout.splitlines()) == 724
+    r = vmprofshow(fixture("calc_py311.prof"), "--format", "svg", "-o", tmp_path / "x", check=False)
+    assert r.returncode == 1 and "collapsed, speedscope" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = vmprofshow(fixture("calc_py311.prof"), "--format", "html", "-o", "/nonexistent/x.html",
+                   check=False)
+    assert r.returncode == 1 and "/nonexistent/x.html" in r.stderr
+    with pytest.raises(_core.VMProfError, match="thread"):
+        _core.export(fixture("calc_py311.prof"), "pprof", str(tmp_path / "p"), thread=1234)
+
+
+def test_export_to_a_file_descriptor(tmp_path):
+    path = tmp_path / "fd.json"
+    with open(path, "wb") as f:
+        _core.export(fixture("calc_py39.prof"), "speedscope", f.fileno())
+    assert json.loads(path.read_text())["profiles"]
+
+
+# ---- speedscope: the schema from the npm package ------------------------------
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_speedscope_valid_against_its_schema(tmp_path, name):
+    need_node_modules()
+    out = tmp_path / "s.json"
+    _core.export(fixture(name), "speedscope", str(out))
+    rc, report = node("validate_speedscope.mjs", out)
+    assert rc == 0 and report["valid"], report["errors"]
+    assert report["profiles"] == ORACLE[name]["threads"]
+    period_ms = _core.view_data(fixture(name))["summary"]["period_usec"] / 1000.0
+    assert abs(report["total_weight"] - ORACLE[name]["samples"] * period_ms) < 1e-6 * report["total_weight"] + 1e-6
+
+
+def test_speedscope_schema_rejects_a_broken_file(tmp_path):
+    """The validator is not a rubber stamp."""
+    need_node_modules()
+    out = tmp_path / "s.json"
+    _core.export(fixture("calc_py311.prof"), "speedscope", str(out))
+    doc = json.loads(out.read_text())
+    doc["profiles"][0]["unit"] = "parsecs"
+    out.write_text(json.dumps(doc))
+    rc, report = node("validate_speedscope.mjs", out)
+    assert rc == 1 and not report["valid"]
+
+
+# ---- pprof: go tool pprof --------------------------------------------------------
+
+
+def go_pprof(*args):
+    need_tool("go", "go tool pprof reads the pprof export")
+    r = subprocess.run(["go", "tool", "pprof"] + [str(a) for a in args], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_pprof_read_by_go_tool_pprof(tmp_path, name):
+    out = tmp_path / "p.pb.gz"
+    _core.export(fixture(name), "pprof", str(out), no_native=True)
+    text = go_pprof("-top", "-nodecount=100000", "-nodefraction=0", "-sample_index=samples", out)
+    oracle = ORACLE[name]
+    assert "Total samples = %d" % oracle["samples"] in text or "of %d total" % oracle["samples"] in text
+    # pprof groups by function name: compare names the oracle has once
+    flat, cum = {}, {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and parts[0].isdigit():
+            flat[" ".join(parts[5:])] = int(parts[0])
+            cum[" ".join(parts[5:])] = int(parts[3])
+    def unique(pairs):
+        shorts = [n.split(":")[1] for n, _ in pairs]
+        return {n.split(":")[1]: c for n, c in pairs if shorts.count(n.split(":")[1]) == 1}
+    for short, count in unique(oracle["inclusive_top"]).items():
+        assert cum.get(short) == count, (short, cum)
+    if oracle["interp"] != "pypy":  # PyPy's innermost frames are JIT/assembler, not Python
+        for short, count in unique(oracle["self_top"]).items():
+            assert flat.get(short) == count, (short, flat)
+
+
+def test_pprof_lines_mode_has_a_location_per_line(tmp_path):
+    out = tmp_path / "p.pb.gz"
+    _core.export(fixture("calc_lines_py311.prof"), "pprof", str(out), lines=True)
+    raw = go_pprof("-raw", out)
+    section = raw.split("Locations", 1)[1].split("Mappings", 1)[0]
+    merge_lines = {l.split("calc.py:")[1].split(":")[0] for l in section.splitlines()
+                   if " merge_sort " in l}
+    assert len(merge_lines) > 3  # lines 33..41 of merge_sort were sampled
+    assert go_pprof("-top", "-lines", out).count("calc.py:3") >= 2
+
+
+def test_pprof_thread_is_a_label(tmp_path):
+    out = tmp_path / "p.pb.gz"
+    _core.export(fixture("pool_py311.prof"), "pprof", str(out))
+    tags = go_pprof("-tags", out)
+    ids = {"0x%x" % t[0] for t in _core.view_data(fixture("pool_py311.prof"))["threads"]}
+    assert "thread:" in tags and all(i in tags for i in ids)
+
+
+# ---- firefox: the processed format's tables ------------------------------------
+
+
+def firefox_stacks(thread):
+    """Rebuilds each sample's stack (function names, root first) from the tables."""
+    st, fr, fn, strings = (thread["stackTable"], thread["frameTable"], thread["funcTable"],
+                           thread["stringArray"])
+    for table in (st, fr, fn, thread["samples"]):
+        lengths = {len(v) for k, v in table.items() if isinstance(v, list)}
+        assert lengths <= {table["length"]}, table.keys()
+    out = []
+    for s in thread["samples"]["stack"]:
+        names = []
+        while s is not None:
+            assert 0 <= s < st["length"]
+            f = st["frame"][s]
+            names.append(strings[fn["name"][fr["func"][f]]])
+            prefix = st["prefix"][s]
+            assert prefix is None or prefix < s
+            s = prefix
+        out.append(tuple(reversed(names)))
+    return out
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_firefox_tables_rebuild_the_folded_stacks(tmp_path, name):
+    ff, folded = tmp_path / "f.json", tmp_path / "c.txt"
+    _core.export(fixture(name), "firefox", str(ff))
+    _core.export(fixture(name), "collapsed", str(folded))
+    doc = json.loads(ff.read_text())
+    assert doc["meta"]["preprocessedProfileVersion"] >= 48
+    assert len(doc["threads"]) == ORACLE[name]["threads"]
+    got = {}
+    for t in doc["threads"]:
+        times = t["samples"]["time"]
+        assert times == sorted(times)
+        for names in firefox_stacks(t):
+            key = ((t["name"],) if len(doc["threads"]) > 1 else ()) + names
+            got[key] = got.get(key, 0) + 1
+    want = {}
+    for stack, count in read_folded(folded).items():
+        parts = stack.split(";")
+        key = tuple(p if p.startswith("Thread ") else (LABEL.match(p).group(1) if LABEL.match(p) else p)
+                    for p in parts)
+        want[key] = want.get(key, 0) + count
+    for key in list(got):
+        if len(key) == (1 if len(doc["threads"]) > 1 else 0):
+            del got[key]  # empty stacks have no folded line
+    assert got == want
+    if ORACLE[name]["profile_memory"]:
+        counter = doc["counters"][0]
+        assert sum(counter["samples"]["count"]) // 1024 == _core.view_data(fixture(name))["rss_series"][-1][1]
+
+
+# ---- html: a real browser ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,threads", [("calc_py311.prof", 1), ("pool_py311.prof", 4),
+                                          ("grow_mem_py311.prof", 1), ("calc_pypy.prof", 1)])
+def test_html_flame_graph_draws_and_zooms_in_chromium(tmp_path, name, threads):
+    need_node_modules()
+    need_tool("/usr/bin/chromium", "the HTML export is checked in a headless browser")
+    page, shot = tmp_path / "p.html", tmp_path / "p.png"
+    vmprofshow(fixture(name), "--format", "html", "-o", page)
+    rc, r = node("check_html.mjs", page, shot)
+    assert rc == 0 and not r["errors"], r["errors"]
+    assert r["requests"] == []          # works offline: asks for nothing
+    assert r["drawn"] > 5 and r["painted"] > 10000
+    assert r["zoom_before"] == 0 and r["zoom_after"] == r["clicked_node"] != 0
+    assert r["zoom_label"] and r["zoom_label"] in r["trail"]
+    assert r["tooltip"] and "samples" in r["tooltip"]
+    assert r["search_matched"] > 0 and r["zoom_after_escape"] == 0
+    assert r["threads"] == (threads + 1 if threads > 1 else 1)
+    assert (r["rss_points"] > 0) == ORACLE[name]["profile_memory"]
+    assert shot.stat().st_size > 5000
+
+
+def test_html_stays_small(tmp_path):
+    for name in FIXTURES:
+        page = tmp_path / (name + ".html")
+        _core.export(fixture(name), "html", str(page))
+        assert page.stat().st_size < 200 * 1024, name

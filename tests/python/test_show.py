@@ -1,0 +1,199 @@
+"""vmprofshow's text views on the upstream fixtures, checked against the
+oracle (counts worked out by the original tools) and against the sources of
+the workloads."""
+import os
+import re
+import sys
+import subprocess
+
+import pytest
+
+from vmprof import _core
+from views_support import FIXTURES, ORACLE, WORKLOADS, fixture, oracle_name, vmprofshow
+
+# "  self%  samples    cum%  samples  name  file:line" (a file may hold spaces)
+ROW = re.compile(r"^\s*([\d.]+)%\s+(\d+)\s+([\d.]+)%\s+(\d+)  (\S+)  (.*)$")
+# "percent  count  <indent>name  file:line  [self x%]"
+TREE = re.compile(r"^\s*([\d.]+)%\s+(\d+)  ( *)(\S+)  (.*?)(  self [\d.]+%)?$")
+
+
+def flat_rows(text, section):
+    body = text.split(section, 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in body.splitlines():
+        m = ROW.match(line)
+        if m:
+            self_n, cum_n, name, where = int(m.group(2)), int(m.group(4)), m.group(5), m.group(6)
+            path, _, line_no = where.rpartition(":")
+            rows[oracle_name(name, path, line_no)] = (self_n, cum_n)
+    return rows
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_flat_matches_the_oracle(name):
+    text = vmprofshow(fixture(name), "flat", "--no-native").stdout
+    rows = flat_rows(text, "By cumulative time")
+    oracle = ORACLE[name]
+    for n, count in oracle["inclusive_top"]:
+        assert rows[n][1] == count, n
+    if oracle["interp"] != "pypy":  # PyPy's innermost frames are JIT/assembler code
+        for n, count in oracle["self_top"]:
+            assert rows[n][0] == count, n
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_tree_on_every_fixture(name):
+    text = vmprofshow(fixture(name), "tree").stdout
+    nodes = [TREE.match(l) for l in text.splitlines()]
+    nodes = [m for m in nodes if m]
+    assert nodes
+    total = sum(int(m.group(2)) for m in nodes if m.group(3) == "")
+    assert total == ORACLE[name]["samples"]
+    # a child never has more samples than its parent
+    stack = []
+    for m in nodes:
+        depth, count = len(m.group(3)), int(m.group(2))
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        if stack:
+            assert count <= stack[-1][1]
+        stack.append((depth, count))
+
+
+def test_tree_prune_options_and_indent():
+    full = vmprofshow(fixture("calc_py311.prof"), "tree").stdout
+    pruned = vmprofshow(fixture("calc_py311.prof"), "--prune_percent", "5").stdout
+    shallow = vmprofshow(fixture("calc_py311.prof"), "--prune_level", "2", "--indent", "4").stdout
+    assert len(pruned.splitlines()) < len(full.splitlines())
+    assert "nodes hidden" in pruned and "nodes hidden" not in full
+    for m in filter(None, (TREE.match(l) for l in pruned.splitlines())):
+        assert float(m.group(1)) >= 5.0
+    depths = {len(m.group(3)) for m in filter(None, (TREE.match(l) for l in shallow.splitlines()))}
+    assert depths == {0, 4, 8}
+
+
+def test_tree_folds_recursion_into_one_node():
+    text = vmprofshow(fixture("calc_py311.prof"), "tree").stdout
+    names = [m.group(4) for m in filter(None, (TREE.match(l) for l in text.splitlines()))]
+    assert names.count("merge_sort") == 1  # merge_sort recursing into itself is one node
+
+
+def test_flat_include_callees_and_cutoff():
+    text = vmprofshow(fixture("pool_py311.prof"), "flat", "--include-callees").stdout
+    assert re.search(r"-> <genexpr>  pool.py:9", text)
+    cut = vmprofshow(fixture("pool_py311.prof"), "flat", "--percent-cutoff", "20").stdout
+    rows = flat_rows(cut, "By self time")
+    assert rows and all(100.0 * s / 164 >= 20 for s, _ in rows.values())
+
+
+def test_no_native_drops_native_frames():
+    with_native = vmprofshow(fixture("calc_native_py311.prof"), "flat").stdout
+    without = vmprofshow(fixture("calc_native_py311.prof"), "flat", "--no-native").stdout
+    assert "<native>" in with_native and "<native>" not in without
+
+
+def test_lines_beside_the_source():
+    text = vmprofshow(fixture("calc_lines_py311.prof"), "lines", "--filter", "^merge_sort$",
+                      cwd=WORKLOADS).stdout
+    assert text.count("samples (") == 1  # one function passed the filter
+    src = open(os.path.join(WORKLOADS, "calc.py")).read().splitlines()
+    hits = {}
+    for line in text.splitlines():
+        m = re.match(r"^\s+(\d+)\s+(\d+)\s+[\d.]+  (.*)$", line)
+        if m:
+            ln, n, code = int(m.group(1)), int(m.group(2)), m.group(3)
+            assert code == src[ln - 1]  # the source line is the file's own line
+            hits[ln] = n
+    assert hits and max(hits, key=hits.get) == 36  # the recursive call line
+    # the counts per line come from the samples: a line is counted once per sample
+    assert max(hits.values()) <= 396
+
+
+def test_lines_without_source_and_without_line_numbers():
+    text = vmprofshow(fixture("calc_lines_py311.prof"), "lines", "--filter", "tokenize").stdout
+    assert "source not found: calc.py" in text  # run from /, calc.py is not there
+    r = vmprofshow(fixture("calc_py311.prof"), "lines", check=False)
+    assert r.returncode == 1 and "--lines" in r.stdout
+
+
+def test_threads_breakdown_and_selection():
+    text = vmprofshow(fixture("pool_py311.prof")).stdout
+    rows = re.findall(r"^\s+(\d+)\s+0x([0-9a-f]+)\s+(\d+) samples", text, re.M)
+    assert len(rows) == 4 and sum(int(r[2]) for r in rows) == 164
+    second = vmprofshow(fixture("pool_py311.prof"), "--thread", "2").stdout
+    by_id = vmprofshow(fixture("pool_py311.prof"), "--thread", "0x" + rows[1][1]).stdout
+    assert second == by_id and "Threads" not in second
+    top = [m for m in (TREE.match(l) for l in second.splitlines()) if m and m.group(3) == ""]
+    assert sum(int(m.group(2)) for m in top) == int(rows[1][2])
+    bad = vmprofshow(fixture("pool_py311.prof"), "--thread", "77", check=False)
+    assert bad.returncode != 0 and "its threads are" in bad.stderr
+
+
+def test_memory_summary():
+    text = vmprofshow(fixture("grow_mem_py311.prof")).stdout
+    peak_kib = ORACLE["grow_mem_py311.prof"]["max_rss_kb"]
+    assert "peak RSS %.1f MiB" % (peak_kib / 1024.0) in text
+    grew = re.findall(r"^\s+([\d.]+) MiB\s+([\d.]+)%\s+(\S+)", text, re.M)
+    assert grew and abs(sum(float(g[1]) for g in grew) - 100.0) < 0.5
+    assert "Memory" not in vmprofshow(fixture("calc_py311.prof")).stdout
+
+
+def test_colour_only_on_request_or_terminal():
+    piped = vmprofshow(fixture("calc_py39.prof")).stdout
+    forced = vmprofshow(fixture("calc_py39.prof"), "--color", "always").stdout
+    assert "\033[" not in piped and "\033[" in forced
+    assert re.sub(r"\033\[[\d;]*m", "", forced) == piped
+
+
+def test_bad_input_is_one_line_and_exit_1(tmp_path):
+    junk = tmp_path / "junk.prof"
+    junk.write_bytes(b"this is not a profile at all")
+    r = vmprofshow(junk, check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "not a vmprof profile" in r.stderr
+    r = vmprofshow(tmp_path / "missing.prof", check=False)
+    assert r.returncode == 1 and "missing.prof" in r.stderr
+
+
+def test_truncated_profile_shows_what_it_has(tmp_path):
+    data = open(fixture("calc_py311.prof"), "rb").read()
+    cut = tmp_path / "cut.prof"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    text = vmprofshow(cut).stdout
+    assert "no trailer" in text and "100.0%" in text
+
+
+def test_console_script_is_installed():
+    script = os.path.join(os.path.dirname(sys.executable), "vmprofshow")
+    r = subprocess.run([script, fixture("calc_py310.prof"), "flat"], stdout=subprocess.PIPE,
+                       universal_newlines=True)
+    assert r.returncode == 0 and "By self time" in r.stdout
+
+
+def test_views_and_exports_on_a_profile_from_our_sampler(tmp_path):
+    import vmprof
+    if not hasattr(vmprof, "enable"):
+        pytest.skip("the sampler (vmprof.enable) is not in this build yet")
+    prog = tmp_path / "work.py"
+    prog.write_text(
+        "import threading\n"
+        "def spin(n):\n"
+        "    s = 0\n"
+        "    for i in range(n):\n"
+        "        s += i * i\n"
+        "    return s\n"
+        "t = threading.Thread(target=spin, args=(3000000,))\n"
+        "t.start()\n"
+        "spin(3000000)\n"
+        "t.join()\n")
+    out = tmp_path / "own.prof"
+    r = subprocess.run([sys.executable, "-m", "vmprof", "--lines", "--mem", "-o", str(out),
+                        str(prog)], cwd=str(tmp_path), stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for view in ("tree", "flat", "lines"):
+        text = vmprofshow(out, view, cwd=str(tmp_path)).stdout
+        assert "spin" in text
+    for fmt in _core.export_formats():
+        vmprofshow(out, "--format", fmt, "-o", tmp_path / ("own." + fmt))
+        assert (tmp_path / ("own." + fmt)).stat().st_size > 0
