@@ -2,7 +2,7 @@
 # Runs every benchmark and prints its tables (see bench/bench.py).
 #   bench/run.sh            the full run (about 15 minutes)
 #   bench/run.sh --quick    a smoke run: small profile, short workloads, 2 rounds
-#   bench/run.sh --only reader,sampler,native,export
+#   bench/run.sh --only reader,sampler,export
 # Environment: BENCH_PY (default 3.11) picks the project venv .venv/$BENCH_PY;
 # BENCH_NO_INSTALL=1 skips rebuilding the package into it.
 #
