@@ -119,7 +119,7 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
         if (!first)
             putc(',', out);
         first = 0;
-        vmp_json_double(out, vmp_xview_sample_ms(v, i));
+        vmp_json_millis(out, vmp_xview_sample_ms(v, i));
     }
     fprintf(out, "],\"length\":%" PRIu64 "},", n_here);
 
@@ -244,7 +244,7 @@ static void write_rss_counter(const vmp_xview *v, FILE *out)
     for (i = 0; i < n; i++) {
         if (i)
             putc(',', out);
-        vmp_json_double(out, vmp_xview_sample_ms(v, i));
+        vmp_json_millis(out, vmp_xview_sample_ms(v, i));
     }
     fputs("],\"count\":[", out);
     for (i = 0; i < n; i++) {

@@ -112,7 +112,7 @@ static void write_rss(const vmp_xview *v, FILE *out)
         if (i)
             putc(',', out);
         putc('[', out);
-        vmp_json_double(out, vmp_xview_sample_ms(v, at));
+        vmp_json_millis(out, vmp_xview_sample_ms(v, at));
         fprintf(out, ",%" PRIu64 "]", peak);
     }
     putc(']', out);

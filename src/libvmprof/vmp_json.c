@@ -106,19 +106,61 @@ void vmp_json_i64(FILE *out, int64_t v)
 void vmp_json_double(FILE *out, double v)
 {
     char buf[32];
-    int prec;
     if (!isfinite(v)) {
         fputc('0', out);
         return;
     }
-    if (v == floor(v) && fabs(v) < 1e15) {
+    if (fabs(v) < 1e15 && v == (double)(int64_t)v) {
         fprintf(out, "%.0f", v);
         return;
     }
-    for (prec = 6; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
+    /* 15 significant digits read back exactly for most values; 17 always do */
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (strtod(buf, NULL) != v)
+        snprintf(buf, sizeof buf, "%.17g", v);
     fputs(buf, out);
+}
+
+void vmp_json_millis(FILE *out, double ms)
+{
+    char buf[32];
+    int n = 0, i;
+    int64_t us;
+    uint64_t whole, frac;
+    if (!isfinite(ms)) {
+        fputc('0', out);
+        return;
+    }
+    ms *= 1000.0;
+    if (fabs(ms) > 9e18) {
+        vmp_json_double(out, ms / 1000.0);
+        return;
+    }
+    us = (int64_t)(ms < 0 ? ms - 0.5 : ms + 0.5); /* rounded, without libm */
+    if (us < 0) {
+        buf[n++] = '-';
+        us = -us;
+    }
+    whole = (uint64_t)us / 1000;
+    frac = (uint64_t)us % 1000;
+    /* integer part, then up to three decimals without trailing zeros; the
+     * hot path of the firefox export, so no printf */
+    {
+        char digits[24];
+        int d = 0;
+        do {
+            digits[d++] = (char)('0' + whole % 10);
+            whole /= 10;
+        } while (whole);
+        while (d)
+            buf[n++] = digits[--d];
+    }
+    if (frac) {
+        buf[n++] = '.';
+        for (i = 100; i && frac; i /= 10) {
+            buf[n++] = (char)('0' + frac / (uint64_t)i);
+            frac %= (uint64_t)i;
+        }
+    }
+    fwrite(buf, 1, (size_t)n, out);
 }

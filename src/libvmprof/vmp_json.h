@@ -26,5 +26,8 @@ void vmp_json_i64(FILE *out, int64_t v);
 /* A finite number in the shortest form that reads back the same (NaN and
  * infinities, which JSON lacks, become 0). */
 void vmp_json_double(FILE *out, double v);
+/* A time in milliseconds rounded to the microsecond ("12.5", "3"), written
+ * without printf: exports write one per sample. */
+void vmp_json_millis(FILE *out, double ms);
 
 #endif /* VMP_JSON_H */

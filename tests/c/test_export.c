@@ -458,3 +458,22 @@ VMP_TEST(export_empty_profile_writes_valid_files)
     }
     vmp_profile_free(p);
 }
+
+VMP_TEST(export_json_millis_rounds_to_the_microsecond)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    vmp_json_millis(f, 0);
+    fputc(' ', f);
+    vmp_json_millis(f, 12.5);
+    fputc(' ', f);
+    vmp_json_millis(f, 3.0004);
+    fputc(' ', f);
+    vmp_json_millis(f, 1234567.0016);
+    fputc(' ', f);
+    vmp_json_millis(f, -0.25);
+    fclose(f);
+    CHECK(strcmp(buf, "0 12.5 3 1234567.002 -0.25") == 0);
+    free(buf);
+}

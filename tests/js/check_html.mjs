@@ -1,19 +1,30 @@
-// Opens an HTML export in headless Chromium (Debian's, through playwright-core)
+// Opens HTML exports in headless Chromium (Debian's, through playwright-core)
 // and checks that the flame graph draws, a click zooms, search matches and the
-// page asks for nothing from the network.
-// Usage: node check_html.mjs FILE [SCREENSHOT.png] -> prints a JSON report
+// page asks for nothing from the network.  One browser serves every file.
+// Usage: node check_html.mjs FILE... -> prints a JSON list of reports, one per
+// file; a screenshot of each page is left at FILE.png
 import { chromium } from "playwright-core";
 import { pathToFileURL } from "node:url";
 
-const [file, shot] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-dev-shm-usage", "--no-first-run"],
 });
-const report = { errors: [], requests: [] };
+const reports = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  for (const file of process.argv.slice(2))
+    reports.push(await check(file, file + ".png"));
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(reports));
+process.exit(reports.every((r) => r.errors.length === 0) ? 0 : 1);
+
+async function check(file, shot) {
+const report = { file, errors: [], requests: [] };
+const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+try {
   page.on("pageerror", (e) => report.errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") report.errors.push(m.text()); });
   await page.route("**/*", (route) => {
@@ -88,11 +99,11 @@ try {
   await page.keyboard.press("Escape");
   await page.fill("#search", "");
   report.zoom_after_escape = await page.evaluate(() => window.vmprofView.zoom);
-  if (shot) await page.screenshot({ path: shot, fullPage: true });
+  await page.screenshot({ path: shot, fullPage: true });
 } catch (e) {
   report.errors.push(String(e && e.stack || e));
 } finally {
-  await browser.close();
+  await page.close();
 }
-console.log(JSON.stringify(report));
-process.exit(report.errors.length ? 1 : 0);
+return report;
+}
