@@ -363,8 +363,8 @@ def main(argv=None):
             stream.flush()
         except Exception:
             pass
+    # sys.argv stays the program's: its atexit handlers may still read it.
     delivered = _deliver(args, path, temporary)
-    sys.argv = saved_argv
     if outcome.interrupted:
         # Python ends a program stopped by Ctrl-C by the signal itself.
         try:
