@@ -213,7 +213,16 @@ def test_firefox_tables_rebuild_the_folded_stacks(tmp_path, name):
     _core.export(fixture(name), "firefox", str(ff))
     _core.export(fixture(name), "collapsed", str(folded))
     doc = json.loads(ff.read_text())
-    assert doc["meta"]["preprocessedProfileVersion"] >= 48
+    assert doc["meta"]["preprocessedProfileVersion"] == 48
+    # the columns the profiler's upgraders from version 48 on read
+    for t in doc["threads"]:
+        assert {"category", "subcategory", "func", "line", "column", "implementation",
+                "innerWindowID", "nativeSymbol", "address", "inlineDepth"} <= set(t["frameTable"])
+        assert {"name", "fileName", "lineNumber", "resource", "isJS"} <= set(t["funcTable"])
+        assert {"category", "subcategory", "prefix", "frame"} <= set(t["stackTable"])
+        assert isinstance(t["pid"], str) and t["samples"]["weightType"] == "samples"
+    for c in doc["counters"]:
+        assert "sampleGroups" not in c and c["samples"]["length"] == len(c["samples"]["time"])
     assert len(doc["threads"]) == ORACLE[name]["threads"]
     got = {}
     for t in doc["threads"]:
