@@ -314,3 +314,14 @@ def test_a_forked_child_leaves_the_parents_profile_alone(tmp_path):
     assert done.stdout == "parent done\n"
     assert done.stderr.count("profile written") == 1  # only the parent reports
     assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
+
+
+def test_no_native_records_python_frames_only(tmp_path):
+    write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.1)\n")
+    out = tmp_path / "out.prof"
+    done = run_vmprof("-n", "-o", out, "prog.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    stats = read(out)
+    assert not stats.profile_native
+    assert all(name.startswith("py:") for name in names_in(stats))
+    assert samples_in(stats, "burn_cpu_for_vmprof") > 0
