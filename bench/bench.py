@@ -256,13 +256,17 @@ def run_once(args, cfg, workload, tmp):
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=120)
     proc_wall = time.perf_counter() - t0
     if r.returncode != 0 or not os.path.exists(result):
-        raise RuntimeError("%s on %s failed: %s" % (label, workload, r.stderr.strip()[-800:]))
+        raise RuntimeError("%s on %s failed (exit status %d%s): %s"
+                           % (label, workload, r.returncode,
+                              ", a crash" if r.returncode < 0 else "", r.stderr.strip()[-800:]))
     with open(result) as f:
         rec = json.loads(f.read().strip().splitlines()[-1])
     rec["proc_wall"] = proc_wall
     rate = None
     if kind in ("ours", "orig"):
-        counter = args.ours_py if has_vmprof_api(args.ours_py, "read_profile") else args.orig_py
+        # The original's own reader for its files: vmprof 0.6 writes format
+        # version 7 (a timestamp per sample), which ours does not read yet.
+        counter = args.ours_py if kind == "ours" else args.orig_py
         c = run_json([counter, os.path.join(HERE, "count_samples.py"), prof], cwd=HERE)
         rec.update(c)
         if clock == "cpu":
@@ -297,7 +301,7 @@ def run_once(args, cfg, workload, tmp):
 
 def bench_sampler(args, res):
     key = "sampler"
-    cfgs = sampler_configs(args)
+    cfgs = [c for c in sampler_configs(args) if re.search(args.configs, c[0])]
     if not cfgs:
         log("%s: nothing to run (the sampler has not landed)" % key)
         return
@@ -439,9 +443,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a smoke run: small, one or two rounds")
     ap.add_argument("--only", default="reader,sampler,export")
+    ap.add_argument("--configs", default="", help="a regular expression: run only the "
+                    "sampler configurations whose label matches")
     ap.add_argument("--py", default=os.environ.get("BENCH_PY", "3.11"))
+    ap.add_argument("--ours-python", help="the interpreter with our vmprof installed "
+                    "(default: .venv/PY/bin/python), e.g. to measure another build")
     args = ap.parse_args()
-    args.ours_py = os.path.join(VENV, args.py, "bin", "python")
+    args.ours_py = args.ours_python or os.path.join(VENV, args.py, "bin", "python")
     args.orig_py = os.path.join(VENV, "bench-orig", "bin", "python")
     args.peers_bin = os.path.join(VENV, "bench-peers", "bin")
     if args.quick:
