@@ -17,7 +17,46 @@ typedef struct decoder {
     int seen_header;
     vmp_frame *frames; /* one stack, reused */
     size_t frames_cap;
+    /* Fast path: stacks seen before, found by a hash of their raw bytes. */
+    uint64_t *seen_hash;
+    uint32_t *seen_stack;
+    const unsigned char **seen_raw; /* a copy of the raw bytes, or NULL */
+    uint32_t *seen_raw_len;
+    size_t seen_cap, seen_len;
+    int full_hash;                  /* sampled hashing collided too often */
+    uint64_t lookups, collisions;
+    struct raw_chunk *raw_chunks;   /* where the copies live */
+    size_t raw_used, raw_total;
 } decoder;
+
+/* Raw copies make recognising a stack one memcmp; their total is capped so a
+ * file of all-distinct stacks costs no more than this extra. */
+#define RAW_COPY_LIMIT (32u << 20)
+#define RAW_CHUNK (1u << 20)
+
+struct raw_chunk {
+    struct raw_chunk *next;
+    unsigned char data[RAW_CHUNK];
+};
+
+static const unsigned char *raw_copy(decoder *d, const unsigned char *q, size_t n)
+{
+    if (n > RAW_CHUNK || d->raw_total + n > RAW_COPY_LIMIT)
+        return NULL;
+    if (!d->raw_chunks || RAW_CHUNK - d->raw_used < n) {
+        struct raw_chunk *c = malloc(sizeof *c);
+        if (!c)
+            return NULL;
+        c->next = d->raw_chunks;
+        d->raw_chunks = c;
+        d->raw_used = 0;
+    }
+    unsigned char *dst = d->raw_chunks->data + d->raw_used;
+    memcpy(dst, q, n);
+    d->raw_used += n;
+    d->raw_total += n;
+    return dst;
+}
 
 static inline uint64_t get(const unsigned char *p, int size)
 {
@@ -162,6 +201,170 @@ static int rpython_kind(uint64_t k)
     }
 }
 
+static inline uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* Hash of a record's raw entries and thread id: four independent lanes so
+ * the multiplies overlap.  Only used to find candidates; matches are verified. */
+static uint64_t hash_raw(const unsigned char *q, size_t n)
+{
+    const uint64_t k1 = 0x87c37b91114253d5ULL, k2 = 0x4cf5ad432745937fULL;
+    uint64_t h1 = 0x9e3779b97f4a7c15ULL ^ n, h2 = 0xc2b2ae3d27d4eb4fULL, h3 = 0x165667b19e3779f9ULL,
+             h4 = 0x27d4eb2f165667c5ULL;
+    while (n >= 32) {
+        uint64_t a, b, c, e;
+        memcpy(&a, q, 8);
+        memcpy(&b, q + 8, 8);
+        memcpy(&c, q + 16, 8);
+        memcpy(&e, q + 24, 8);
+        h1 = (h1 ^ a) * k1;
+        h2 = (h2 ^ b) * k2;
+        h3 = (h3 ^ c) * k1;
+        h4 = (h4 ^ e) * k2;
+        h1 ^= h1 >> 31;
+        h2 ^= h2 >> 29;
+        h3 ^= h3 >> 30;
+        h4 ^= h4 >> 28;
+        q += 32;
+        n -= 32;
+    }
+    while (n >= 8) {
+        uint64_t a;
+        memcpy(&a, q, 8);
+        h1 = (h1 ^ a) * k1;
+        h1 ^= h1 >> 31;
+        q += 8;
+        n -= 8;
+    }
+    if (n >= 4) {
+        uint32_t a;
+        memcpy(&a, q, 4);
+        h2 = (h2 ^ a) * k2;
+    }
+    return mix64(h1 ^ (h2 * 0x9e3779b97f4a7c15ULL) ^ (h3 * k2) ^ (h4 * k1));
+}
+
+/* A cheaper hash from a few words spread over the record (the innermost and
+ * outermost entries, three in between, the thread id) and its length: most
+ * distinct stacks differ there, and candidates are verified anyway.  When it
+ * collides too often the decoder switches to hash_raw for good. */
+static uint64_t hash_sampled(const unsigned char *q, size_t n, int a)
+{
+    size_t w = n / (size_t)a;
+    if (w <= 12)
+        return hash_raw(q, n);
+    size_t pick[11] = {0, 1, 2, 3, w / 4, w / 2, 3 * w / 4, w - 4, w - 3, w - 2, w - 1};
+    uint64_t h1 = 0x9e3779b97f4a7c15ULL ^ n, h2 = 0xc2b2ae3d27d4eb4fULL;
+    for (int i = 0; i < 10; i += 2) {
+        h1 = (h1 ^ get(q + pick[i] * a, a)) * 0x87c37b91114253d5ULL;
+        h2 = (h2 ^ get(q + pick[i + 1] * a, a)) * 0x4cf5ad432745937fULL;
+        h1 ^= h1 >> 31;
+        h2 ^= h2 >> 29;
+    }
+    h1 = (h1 ^ get(q + pick[10] * a, a)) * 0x87c37b91114253d5ULL;
+    return mix64(h1 ^ (h2 * 0x9e3779b97f4a7c15ULL));
+}
+
+/* Does unique stack idx hold exactly what the raw record says? */
+static int raw_matches(decoder *d, uint32_t idx, const unsigned char *e, uint32_t nf,
+                       int rpython, int lines, int with_thread, uint64_t thread)
+{
+    vmp_stack st;
+    int a = d->a;
+    vmp_profile_stack_at(d->p, idx, &st);
+    if (st.depth != nf)
+        return 0;
+    if (vmp_profile_thread_id(d->p, st.thread_index) != (with_thread ? thread : 0))
+        return 0;
+    if (rpython || lines) {
+        for (uint32_t i = 0; i < nf; i++) {
+            const unsigned char *q = e + (size_t)(nf - 1 - i) * 2 * a;
+            const vmp_frame *f = &st.frames[i];
+            if (f->addr != get(q + a, a))
+                return 0;
+            if (rpython) {
+                if (rpython_kind(get(q, a)) != f->kind)
+                    return 0;
+            } else {
+                int64_t line = get_signed(q, a);
+                uint32_t l = (line > 0 && line <= (int64_t)UINT32_MAX) ? (uint32_t)line : 0;
+                if (l != f->line)
+                    return 0;
+            }
+        }
+        return 1;
+    }
+    if (a == 8) {
+        for (uint32_t i = 0; i < nf; i++) {
+            uint64_t v;
+            memcpy(&v, e + (size_t)(nf - 1 - i) * 8, 8);
+            if (st.frames[i].addr != v)
+                return 0;
+        }
+        return 1;
+    }
+    for (uint32_t i = 0; i < nf; i++)
+        if (st.frames[i].addr != get(e + (size_t)(nf - 1 - i) * a, a))
+            return 0;
+    return 1;
+}
+
+static int seen_insert(decoder *d, uint64_t hash, uint32_t stack, const unsigned char *raw,
+                       size_t raw_len)
+{
+    if ((d->seen_len + 1) * 2 > d->seen_cap) {
+        size_t ncap = d->seen_cap ? d->seen_cap * 2 : 1024;
+        uint64_t *nh = malloc(ncap * sizeof *nh);
+        uint32_t *ns = malloc(ncap * sizeof *ns);
+        const unsigned char **nr = malloc(ncap * sizeof *nr);
+        uint32_t *nl = malloc(ncap * sizeof *nl);
+        if (!nh || !ns || !nr || !nl) {
+            free(nh);
+            free(ns);
+            free(nr);
+            free(nl);
+            return -1;
+        }
+        memset(ns, 0xff, ncap * sizeof *ns);
+        for (size_t i = 0; i < d->seen_cap; i++) {
+            if (d->seen_stack[i] == UINT32_MAX)
+                continue;
+            size_t j = d->seen_hash[i] & (ncap - 1);
+            while (ns[j] != UINT32_MAX)
+                j = (j + 1) & (ncap - 1);
+            nh[j] = d->seen_hash[i];
+            ns[j] = d->seen_stack[i];
+            nr[j] = d->seen_raw[i];
+            nl[j] = d->seen_raw_len[i];
+        }
+        free(d->seen_hash);
+        free(d->seen_stack);
+        free(d->seen_raw);
+        free(d->seen_raw_len);
+        d->seen_hash = nh;
+        d->seen_stack = ns;
+        d->seen_raw = nr;
+        d->seen_raw_len = nl;
+        d->seen_cap = ncap;
+    }
+    size_t j = hash & (d->seen_cap - 1);
+    while (d->seen_stack[j] != UINT32_MAX)
+        j = (j + 1) & (d->seen_cap - 1);
+    d->seen_hash[j] = hash;
+    d->seen_stack[j] = stack;
+    d->seen_raw[j] = raw_copy(d, raw, raw_len);
+    d->seen_raw_len[j] = (uint32_t)raw_len;
+    d->seen_len++;
+    return 0;
+}
+
 /* Returns GOT, CUT or FAILED. */
 static int read_stack(decoder *d, uint64_t at)
 {
@@ -199,6 +402,36 @@ static int read_stack(decoder *d, uint64_t at)
         return r;
     const unsigned char *e = p + head;
     uint32_t nf = (uint32_t)((rpython || lines) ? depth / 2 : depth);
+    size_t raw_len = (size_t)depth * a + (with_thread ? a : 0);
+    uint64_t thread = with_thread ? get(e + (size_t)depth * a, a) : 0;
+    uint64_t rss = with_rss ? get(e + raw_len, a) : 0;
+    uint64_t hash = d->full_hash ? hash_raw(e, raw_len) : hash_sampled(e, raw_len, a);
+    if (d->seen_cap) {
+        size_t mask = d->seen_cap - 1;
+        d->lookups++;
+        for (size_t j = hash & mask; d->seen_stack[j] != UINT32_MAX; j = (j + 1) & mask) {
+            if (d->seen_hash[j] != hash)
+                continue;
+            const unsigned char *copy = d->seen_raw[j];
+            if (copy ? (d->seen_raw_len[j] == raw_len && memcmp(copy, e, raw_len) == 0)
+                     : raw_matches(d, d->seen_stack[j], e, nf, rpython, lines, with_thread,
+                                   thread)) {
+                if (vmp_profile_add_sample_at(d->p, d->seen_stack[j], rss) < 0)
+                    return fail(d, at, "out of memory while adding a sample");
+                vmp_source_consume(d->src, size);
+                return GOT;
+            }
+            d->collisions++;
+        }
+        if (!d->full_hash && d->lookups >= 4096 && d->collisions * 8 > d->lookups) {
+            /* Too many distinct stacks look alike to the sampled hash: hash
+             * every byte from now on; stacks re-enter the table as they recur. */
+            d->full_hash = 1;
+            memset(d->seen_stack, 0xff, d->seen_cap * sizeof *d->seen_stack);
+            d->seen_len = 0;
+            hash = hash_raw(e, raw_len);
+        }
+    }
     if (frames_room(d, nf ? nf : 1) < 0)
         return fail(d, at, "out of memory for a stack");
     vmp_frame *f = d->frames;
@@ -233,15 +466,10 @@ static int read_stack(decoder *d, uint64_t at)
             f[i].kind = (addr & VMP_NATIVE_BIT) ? VMP_FRAME_NATIVE : VMP_FRAME_PYTHON;
         }
     }
-    e += (size_t)depth * a;
-    uint64_t thread = 0, rss = 0;
-    if (with_thread) {
-        thread = get(e, a);
-        e += a;
-    }
-    if (with_rss)
-        rss = get(e, a);
     if (vmp_profile_add_sample(d->p, f, nf, thread, rss) < 0)
+        return fail(d, at, "out of memory while adding a sample");
+    const vmp_profile_summary *s = d->s;
+    if (seen_insert(d, hash, vmp_profile_sample_stack(d->p, s->n_samples - 1), e, raw_len) < 0)
         return fail(d, at, "out of memory while adding a sample");
     vmp_source_consume(d->src, size);
     return GOT;
@@ -337,6 +565,11 @@ static int read_header(decoder *d, uint64_t at)
     memcpy(s->interp, p + fixed, copy);
     s->interp[copy] = '\0';
     d->seen_header = 1;
+    /* The stack layout may have changed: forget raw stacks seen before. */
+    if (d->seen_cap) {
+        memset(d->seen_stack, 0xff, d->seen_cap * sizeof *d->seen_stack);
+        d->seen_len = 0;
+    }
     vmp_source_consume(d->src, fixed + n);
     return GOT;
 }
@@ -435,6 +668,15 @@ int vmp_decode(vmp_source *src, vmp_profile *p, const vmp_read_options *options,
             break;
     }
     free(d.frames);
+    free(d.seen_hash);
+    free(d.seen_stack);
+    free(d.seen_raw);
+    free(d.seen_raw_len);
+    while (d.raw_chunks) {
+        struct raw_chunk *next = d.raw_chunks->next;
+        free(d.raw_chunks);
+        d.raw_chunks = next;
+    }
     return rc;
 }
 

@@ -431,6 +431,39 @@ static int stack_table_grow(vmp_profile *p)
     return 0;
 }
 
+/* Appends one sample of unique stack idx to the sample sequence. */
+static int append_sample(vmp_profile *p, uint32_t idx, uint64_t rss_kib)
+{
+    uint64_t n = p->summary.n_samples;
+    if (n >= UINT32_MAX)
+        return -1;
+    if (n >= p->samples_cap &&
+        grow((void **)&p->sample_stack, &p->samples_cap, n + 1, sizeof *p->sample_stack) < 0)
+        return -1;
+    if (rss_kib || p->sample_rss) {
+        /* Only profiles that carry RSS pay for it; earlier samples read 0. */
+        size_t before = p->rss_cap;
+        if (grow((void **)&p->sample_rss, &p->rss_cap, n + 1, sizeof *p->sample_rss) < 0)
+            return -1;
+        if (p->rss_cap > before)
+            memset(p->sample_rss + before, 0, (p->rss_cap - before) * sizeof *p->sample_rss);
+        p->sample_rss[n] = rss_kib;
+    }
+    p->stacks[idx].count++;
+    p->sample_stack[n] = idx;
+    p->summary.n_samples = n + 1;
+    if (rss_kib > p->summary.max_rss_kib)
+        p->summary.max_rss_kib = rss_kib;
+    return 0;
+}
+
+int vmp_profile_add_sample_at(vmp_profile *p, uint32_t stack_index, uint64_t rss_kib)
+{
+    if (stack_index >= p->stacks_len)
+        return -1;
+    return append_sample(p, stack_index, rss_kib);
+}
+
 int vmp_profile_add_sample(vmp_profile *p, const vmp_frame *frames, uint32_t depth,
                            uint64_t thread_id, uint64_t rss_kib)
 {
@@ -438,10 +471,7 @@ int vmp_profile_add_sample(vmp_profile *p, const vmp_frame *frames, uint32_t dep
     if (thread_index(p, thread_id, &thread) < 0)
         return -1;
     if (p->summary.n_samples >= UINT32_MAX)
-        return -1; /* the sample sequence is indexed with 32 bits in the tree */
-    uint64_t n = p->summary.n_samples;
-    if (grow((void **)&p->sample_stack, &p->samples_cap, n + 1, sizeof *p->sample_stack) < 0)
-        return -1;
+        return -1; /* keep sample indices within what 32-bit consumers hold */
 
     uint64_t hash = hash_stack(frames, depth, thread);
     if ((p->stacks_len + 1) * 2 > p->stack_table_cap && stack_table_grow(p) < 0)
@@ -473,21 +503,7 @@ int vmp_profile_add_sample(vmp_profile *p, const vmp_frame *frames, uint32_t dep
         p->stack_table[slot] = idx;
     }
 
-    if (rss_kib || p->sample_rss) {
-        /* Only profiles that carry RSS pay for it; earlier samples read 0. */
-        size_t before = p->rss_cap;
-        if (grow((void **)&p->sample_rss, &p->rss_cap, n + 1, sizeof *p->sample_rss) < 0)
-            return -1;
-        if (p->rss_cap > before)
-            memset(p->sample_rss + before, 0, (p->rss_cap - before) * sizeof *p->sample_rss);
-        p->sample_rss[n] = rss_kib;
-    }
-    p->stacks[idx].count++;
-    p->sample_stack[n] = idx;
-    p->summary.n_samples = n + 1;
-    if (rss_kib > p->summary.max_rss_kib)
-        p->summary.max_rss_kib = rss_kib;
-    return 0;
+    return append_sample(p, idx, rss_kib);
 }
 
 size_t vmp_profile_stack_count(const vmp_profile *p)

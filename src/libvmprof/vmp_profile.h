@@ -109,6 +109,10 @@ vmp_profile *vmp_profile_new(void);
 /* Returns 0, or -1 when out of memory. frames are root first. */
 int vmp_profile_add_sample(vmp_profile *p, const vmp_frame *frames, uint32_t depth,
                            uint64_t thread_id, uint64_t rss_kib);
+/* Another sample of unique stack stack_index (an index the profile gave out,
+ * e.g. vmp_profile_sample_stack() of an earlier sample): the decoder's fast
+ * path when it recognises a stack it has seen.  Returns 0, or -1. */
+int vmp_profile_add_sample_at(vmp_profile *p, uint32_t stack_index, uint64_t rss_kib);
 int vmp_profile_add_name(vmp_profile *p, uint64_t id, const char *name, size_t len);
 int vmp_profile_add_meta(vmp_profile *p, const char *key, size_t klen,
                          const char *value, size_t vlen);

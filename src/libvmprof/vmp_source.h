@@ -3,11 +3,12 @@
  *
  * A source hands the decoder contiguous runs of bytes: peek(n) makes n bytes at
  * the current position available (or says how many there are before the input
- * ends), consume(n) moves on.  Plain files are mapped into memory and memory
- * buffers are used in place, so for them peek is pointer arithmetic; pipes and
- * gzip-compressed input (recognised by its magic, from any origin) go through
- * a window buffer that only ever grows to the largest record peeked, so
- * streaming input is never held whole.
+ * ends), consume(n) moves on.  Memory buffers are used in place, so for them
+ * peek is pointer arithmetic.  Files and pipes are read into a window buffer
+ * (a few hundred KiB, cache-sized: the decoder works on bytes the read just
+ * brought into the cache) that grows only to the largest record peeked, so the
+ * input is never held whole; gzip input (recognised by its magic, from any
+ * origin) is inflated into the same kind of window.
  *
  * Offsets are in the decoded (decompressed) bytes.
  */

@@ -13,6 +13,9 @@ struct vmp_tree {
     vmp_tree_line *lines;
     size_t n_lines;
 
+    uint64_t (*meta)[VMP_FRAME_KIND_COUNT];
+    size_t n_meta, cap_meta;
+
     vmp_func_stat *funcs;
     size_t n_funcs, cap_funcs;
     uint32_t *func_table; /* (addr, kind) -> func */
@@ -105,7 +108,7 @@ static uint32_t get_child(vmp_tree *t, uint32_t parent, uint64_t addr, uint8_t k
     n->addr = addr;
     n->kind = kind;
     n->parent = parent;
-    n->first_child = n->next_sibling = VMP_TREE_NONE;
+    n->first_child = n->next_sibling = n->meta_index = VMP_TREE_NONE;
     size_t mask = t->child_cap - 1;
     size_t j = child_hash(parent, addr, kind) & mask;
     while (t->child_table[j] != VMP_TREE_NONE)
@@ -277,27 +280,45 @@ static int cmp_funcs(const void *x, const void *y)
     return a->kind < b->kind ? -1 : a->kind > b->kind;
 }
 
-/* Links every node's children in order: count descending, then address. */
+/* Links every node's children in order: count descending, then address.
+ * Children are grouped by parent with a counting pass, so only each small
+ * sibling group is sorted. */
 static int link_children(vmp_tree *t)
 {
     size_t n = t->n_nodes - 1;
     if (!n)
         return 0;
+    uint32_t *start = calloc(t->n_nodes + 1, sizeof *start);
     sib_key *order = malloc(n * sizeof *order);
-    if (!order)
+    if (!start || !order) {
+        free(start);
+        free(order);
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        const vmp_tree_node *c = &t->nodes[i + 1];
-        order[i] = (sib_key){c->parent, (uint32_t)(i + 1), c->count, c->addr, c->kind};
     }
-    qsort(order, n, sizeof *order, cmp_siblings);
-    for (size_t i = n; i-- > 0;) {
-        vmp_tree_node *c = &t->nodes[order[i].idx];
-        vmp_tree_node *p = &t->nodes[c->parent];
-        c->next_sibling = p->first_child;
-        p->first_child = order[i].idx;
-        p->n_children++;
+    for (size_t i = 1; i < t->n_nodes; i++)
+        start[t->nodes[i].parent + 1]++;
+    for (size_t i = 0; i < t->n_nodes; i++)
+        start[i + 1] += start[i];
+    for (size_t i = 1; i < t->n_nodes; i++) {
+        const vmp_tree_node *c = &t->nodes[i];
+        order[start[c->parent]++] = (sib_key){c->parent, (uint32_t)i, c->count, c->addr, c->kind};
     }
+    /* start[p] now marks the end of p's group; groups are contiguous in p order */
+    size_t lo = 0;
+    for (size_t p = 0; p < t->n_nodes; p++) {
+        size_t hi = start[p];
+        if (hi - lo > 1)
+            qsort(order + lo, hi - lo, sizeof *order, cmp_siblings);
+        for (size_t i = hi; i-- > lo;) {
+            vmp_tree_node *c = &t->nodes[order[i].idx];
+            vmp_tree_node *par = &t->nodes[p];
+            c->next_sibling = par->first_child;
+            par->first_child = order[i].idx;
+            par->n_children++;
+        }
+        lo = hi;
+    }
+    free(start);
     free(order);
     return 0;
 }
@@ -309,10 +330,36 @@ void vmp_tree_free(vmp_tree *t)
     free(t->nodes);
     free(t->child_table);
     free(t->lines);
+    free(t->meta);
     free(t->funcs);
     free(t->func_table);
     free(t->func_stamp);
     free(t);
+}
+
+/* The node's meta counts, made on first use. */
+static uint64_t *node_meta(vmp_tree *t, uint32_t node)
+{
+    vmp_tree_node *n = &t->nodes[node];
+    if (n->meta_index == VMP_TREE_NONE) {
+        if (t->n_meta == t->cap_meta) {
+            size_t nc = t->cap_meta ? t->cap_meta * 2 : 64;
+            void *nm = realloc(t->meta, nc * sizeof *t->meta);
+            if (!nm)
+                return NULL;
+            t->meta = nm;
+            t->cap_meta = nc;
+        }
+        memset(t->meta[t->n_meta], 0, sizeof t->meta[0]);
+        n->meta_index = (uint32_t)t->n_meta++;
+    }
+    return t->meta[n->meta_index];
+}
+
+const uint64_t *vmp_tree_meta(const vmp_tree *t, uint32_t node)
+{
+    uint32_t m = t->nodes[node].meta_index;
+    return m == VMP_TREE_NONE ? NULL : t->meta[m];
 }
 
 typedef struct path_entry {
@@ -339,6 +386,7 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
         goto oom;
     memset(&t->nodes[0], 0, sizeof t->nodes[0]);
     t->nodes[0].parent = t->nodes[0].first_child = t->nodes[0].next_sibling = VMP_TREE_NONE;
+    t->nodes[0].meta_index = VMP_TREE_NONE;
     t->n_nodes = 1;
 
     size_t n_stacks = vmp_profile_stack_count(p);
@@ -411,13 +459,18 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
             t->funcs[fi].self += cnt;
         }
         if (py_node != VMP_TREE_NONE && inner_py >= 0) {
-            vmp_tree_node *n = &t->nodes[py_node];
-            for (int k = 1; k < VMP_FRAME_KIND_COUNT; k++)
-                if (k != VMP_FRAME_JIT && (tail & (1u << k)))
-                    n->meta[k] += cnt;
             int warmup = (tail & ((1u << VMP_FRAME_JIT_TRACING) | (1u << VMP_FRAME_BLACKHOLE))) != 0;
-            if (st.frames[inner_py].kind == VMP_FRAME_JIT && !warmup)
-                n->meta[VMP_FRAME_JIT] += cnt;
+            int jit = st.frames[inner_py].kind == VMP_FRAME_JIT && !warmup;
+            if ((tail & ~(1u << VMP_FRAME_PYTHON)) || jit) {
+                uint64_t *m = node_meta(t, py_node);
+                if (!m)
+                    goto oom;
+                for (int k = 1; k < VMP_FRAME_KIND_COUNT; k++)
+                    if (k != VMP_FRAME_JIT && (tail & (1u << k)))
+                        m[k] += cnt;
+                if (jit)
+                    m[VMP_FRAME_JIT] += cnt;
+            }
         }
     }
     if (link_children(t) < 0 || finish_lines(t, &lines) < 0)

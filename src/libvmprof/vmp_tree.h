@@ -46,12 +46,12 @@ typedef struct vmp_tree_node {
     uint64_t addr;
     uint64_t count;
     uint64_t self_count;
-    uint64_t meta[VMP_FRAME_KIND_COUNT]; /* indexed by vmp_frame_kind; [PYTHON] unused */
     uint32_t parent;       /* VMP_TREE_NONE for the root */
     uint32_t first_child;  /* VMP_TREE_NONE when a leaf */
     uint32_t next_sibling; /* VMP_TREE_NONE for the last child */
     uint32_t n_children;
     uint32_t lines_off, n_lines; /* into vmp_tree_lines() */
+    uint32_t meta_index;   /* into the meta table, VMP_TREE_NONE when all zero */
     uint8_t kind;          /* vmp_frame_kind */
 } vmp_tree_node;
 
@@ -79,6 +79,9 @@ const vmp_tree_node *vmp_tree_nodes(const vmp_tree *t, size_t *n);
 /* All nodes' line counts; a node's are [lines_off, lines_off + n_lines),
  * sorted by line. */
 const vmp_tree_line *vmp_tree_lines(const vmp_tree *t, size_t *n);
+/* A node's meta counts, indexed by vmp_frame_kind ([PYTHON] unused), or NULL
+ * when they are all zero (most nodes: meta lives in a side table). */
+const uint64_t *vmp_tree_meta(const vmp_tree *t, uint32_t node);
 /* The child of node with this address and kind, or VMP_TREE_NONE. */
 uint32_t vmp_tree_find_child(const vmp_tree *t, uint32_t node, uint64_t addr, uint8_t kind);
 

@@ -531,15 +531,15 @@ static PyObject *Tree_meta(TreeObject *o, PyObject *arg)
     uint32_t i;
     if (node_index(o, arg, &i) < 0)
         return NULL;
-    const vmp_tree_node *n = &o->nodes[i];
+    const uint64_t *meta = vmp_tree_meta(o->t, i);
     PyObject *d = PyDict_New();
-    if (!d)
-        return NULL;
+    if (!d || !meta)
+        return d;
     for (int k = 0; k < VMP_FRAME_KIND_COUNT; k++) {
-        if (!n->meta[k])
+        if (!meta[k])
             continue;
         PyObject *key = PyLong_FromLong(k);
-        PyObject *v = PyLong_FromUnsignedLongLong(n->meta[k]);
+        PyObject *v = PyLong_FromUnsignedLongLong(meta[k]);
         if (!key || !v || PyDict_SetItem(d, key, v) < 0) {
             Py_XDECREF(key);
             Py_XDECREF(v);

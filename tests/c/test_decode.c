@@ -670,3 +670,78 @@ VMP_TEST(decode_missing_file_names_it)
     p = vmp_profile_read_file("/", NULL, &err);
     CHECK(!p && strstr(err.message, "directory"));
 }
+
+/* ---- the decoder's fast path (raw-byte recognition of known stacks) ------- */
+
+static unsigned char *write_many(size_t n_stacks, size_t depth, int rounds, size_t mid,
+                                 size_t *len)
+{
+    size_t cap = 200 + (size_t)rounds * n_stacks * (1 + 16 + 8 * (depth + 1));
+    unsigned char *mem = malloc(cap);
+    uint64_t *e = malloc(depth * sizeof *e);
+    if (!mem || !e) {
+        free(mem);
+        free(e);
+        return NULL;
+    }
+    vmp_wbuf b;
+    vmp_wbuf_init_words(&b, mem, cap, 8);
+    vmp_enc_static_header(&b, 990);
+    vmp_enc_header(&b, 0, "cpython");
+    for (int r = 0; r < rounds; r++) {
+        for (size_t s = 0; s < n_stacks; s++) {
+            for (size_t i = 0; i < depth; i++)
+                e[i] = 0x1000 + 16 * i;
+            /* distinct stacks differ in one entry: at mid, or spread out */
+            e[mid ? mid : s % depth] = 0x100000 + 16 * s;
+            vmp_enc_stack(&b, e, depth, 7, 0, 0);
+        }
+    }
+    free(e);
+    *len = b.len;
+    return mem;
+}
+
+static void check_many(const unsigned char *mem, size_t len, size_t n_stacks, int rounds)
+{
+    vmp_error err;
+    vmp_profile *p = read_mem(mem, len, 1, &err);
+    REQUIRE(p);
+    CHECK(vmp_profile_get_summary(p)->n_samples == n_stacks * (size_t)rounds);
+    CHECK(vmp_profile_stack_count(p) == n_stacks);
+    int ok = 1;
+    for (size_t i = 0; i < vmp_profile_stack_count(p) && ok; i++) {
+        vmp_stack st;
+        vmp_profile_stack_at(p, i, &st);
+        ok = st.count == (uint64_t)rounds;
+    }
+    CHECK(ok);
+    for (size_t i = 0; i < n_stacks * (size_t)rounds && ok; i++)
+        ok = vmp_profile_sample_stack(p, i) == i % n_stacks;
+    CHECK(ok);
+    vmp_profile_free(p);
+}
+
+/* Stacks that differ only between the words the sampled hash looks at: every
+ * lookup collides, the decoder must still count exactly (and switch to
+ * hashing every byte). */
+VMP_TEST(decode_stacks_alike_to_sampled_hash)
+{
+    size_t len;
+    unsigned char *mem = write_many(300, 40, 20, 12, &len);
+    REQUIRE(mem);
+    check_many(mem, len, 300, 20);
+    free(mem);
+}
+
+/* More distinct stacks than the raw-copy budget holds: later ones are
+ * recognised by comparing with the profile's frames instead. */
+VMP_TEST(decode_beyond_raw_copy_budget)
+{
+    size_t len;
+    unsigned char *mem = write_many(36000, 120, 2, 0, &len);
+    REQUIRE(mem);
+    REQUIRE(len > 2 * (32u << 20));
+    check_many(mem, len, 36000, 2);
+    free(mem);
+}

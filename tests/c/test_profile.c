@@ -150,3 +150,19 @@ VMP_TEST(profile_rss_per_sample_and_max)
     CHECK(vmp_profile_stack_count(p) == 1);
     vmp_profile_free(p);
 }
+
+VMP_TEST(profile_add_sample_at_known_stack)
+{
+    vmp_profile *p = vmp_profile_new();
+    REQUIRE(p);
+    vmp_frame a[2] = {py(2), py(4)};
+    REQUIRE(vmp_profile_add_sample(p, a, 2, 1, 10) == 0);
+    CHECK(vmp_profile_add_sample_at(p, 0, 30) == 0);
+    CHECK(vmp_profile_add_sample_at(p, 1, 0) == -1); /* no such stack */
+    vmp_stack st;
+    vmp_profile_stack_at(p, 0, &st);
+    CHECK(st.count == 2 && vmp_profile_get_summary(p)->n_samples == 2);
+    CHECK(vmp_profile_sample_stack(p, 1) == 0 && vmp_profile_sample_rss(p, 1) == 30);
+    CHECK(vmp_profile_get_summary(p)->max_rss_kib == 30);
+    vmp_profile_free(p);
+}

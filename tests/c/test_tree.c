@@ -18,6 +18,9 @@ static void add(vmp_profile *p, const uint64_t *addrs, uint32_t n, uint64_t thre
         vmp_profile_add_sample(p, f, n, thread, 0);
 }
 
+static const uint64_t zero_meta[VMP_FRAME_KIND_COUNT];
+#define META(i) (vmp_tree_meta(t, (i)) ? vmp_tree_meta(t, (i)) : zero_meta)
+
 static uint32_t child(const vmp_tree *t, uint32_t node, uint64_t addr)
 {
     return vmp_tree_find_child(t, node, addr, VMP_FRAME_PYTHON);
@@ -170,15 +173,15 @@ VMP_TEST(tree_meta_and_python_only)
     uint32_t bj = vmp_tree_find_child(t, a, B, VMP_FRAME_JIT);
     REQUIRE(a != VMP_TREE_NONE && bj != VMP_TREE_NONE);
     CHECK(nodes[bj].count == 3 && nodes[bj].self_count == 0);
-    CHECK(nodes[bj].meta[VMP_FRAME_GC] == 1 && nodes[bj].meta[VMP_FRAME_BLACKHOLE] == 1);
-    CHECK(nodes[bj].meta[VMP_FRAME_ASSEMBLER] == 1); /* once per sample */
-    CHECK(nodes[bj].meta[VMP_FRAME_JIT] == 2);       /* not while in the blackhole */
+    CHECK(META(bj)[VMP_FRAME_GC] == 1 && META(bj)[VMP_FRAME_BLACKHOLE] == 1);
+    CHECK(META(bj)[VMP_FRAME_ASSEMBLER] == 1); /* once per sample */
+    CHECK(META(bj)[VMP_FRAME_JIT] == 2);       /* not while in the blackhole */
     CHECK(vmp_tree_find_child(t, bj, 0, VMP_FRAME_GC) != VMP_TREE_NONE);
     uint32_t n5 = vmp_tree_find_child(t, a, 0x501, VMP_FRAME_NATIVE);
     REQUIRE(n5 != VMP_TREE_NONE);
     uint32_t bp = child(t, n5, B);
     REQUIRE(bp != VMP_TREE_NONE);
-    CHECK(nodes[bp].meta[VMP_FRAME_NATIVE] == 1 && nodes[bp].self_count == 0);
+    CHECK(META(bp)[VMP_FRAME_NATIVE] == 1 && nodes[bp].self_count == 0);
     vmp_tree_free(t);
 
     vmp_tree_options o = {VMP_TREE_ALL_THREADS, VMP_TREE_PYTHON_ONLY};
@@ -190,8 +193,8 @@ VMP_TEST(tree_meta_and_python_only)
     uint32_t b = child(t, a, B);
     REQUIRE(a != VMP_TREE_NONE && b != VMP_TREE_NONE);
     CHECK(nodes[b].count == 4 && nodes[b].self_count == 4);
-    CHECK(nodes[b].meta[VMP_FRAME_GC] == 1 && nodes[b].meta[VMP_FRAME_NATIVE] == 1);
-    CHECK(nodes[b].meta[VMP_FRAME_JIT] == 2);
+    CHECK(META(b)[VMP_FRAME_GC] == 1 && META(b)[VMP_FRAME_NATIVE] == 1);
+    CHECK(META(b)[VMP_FRAME_JIT] == 2);
     const vmp_func_stat *fb = func(t, B);
     CHECK(fb && fb->self == 4 && fb->inclusive == 4 && fb->kind == VMP_FRAME_PYTHON);
     vmp_tree_free(t);
