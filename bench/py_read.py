@@ -3,7 +3,9 @@ interpreter imports: ours in the project's venv, the original in bench-orig.
 
     python bench/py_read.py time FILE RUNS   JSON: per run read_profile and
                                              get_tree seconds, and a plain
-                                             read of the file's bytes
+                                             read of the file's bytes (the
+                                             size of its buffer is given, to
+                                             be taken off the peak RSS)
     python bench/py_read.py mem FILE         JSON: one read + tree; peak RSS
                                              minus the RSS before, in KiB
 
@@ -50,6 +52,8 @@ def main():
                           "vmprof": where}))
         return
     runs = int(sys.argv[3])
+    gc.collect()
+    before, anon_before = rss_kib()
     out = []
     size = os.path.getsize(path)
     buf = bytearray(size + 1)
@@ -64,7 +68,11 @@ def main():
                     "root_count": tree.count})
         del stats, tree
         gc.collect()
-    print(json.dumps({"vmprof": where, "runs": out}))
+    # With a parent polling private memory (bench.run_polled), these give the
+    # peak over all runs without a separate, slow memory run.
+    print(json.dumps({"vmprof": where, "runs": out, "rss_before_kib": before,
+                      "anon_before_kib": anon_before, "buffer_kib": len(buf) // 1024,
+                      "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
 if __name__ == "__main__":
