@@ -169,7 +169,8 @@ def show_tree(profile, args, style, out):
         for child in reversed(kids):
             stack.append((child, level + 1, None))
     if hidden[0]:
-        out.write(style.dim("(%d nodes hidden by --prune_percent/--prune_level)\n" % hidden[0]))
+        out.write(style.dim("(%d smaller or deeper subtrees hidden by --prune_percent/--prune_level)\n"
+                            % hidden[0]))
 
 
 # ---- flat ----------------------------------------------------------------------

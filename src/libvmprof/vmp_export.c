@@ -262,6 +262,10 @@ static uint32_t func_for(xbuild *b, const vmp_frame *fr)
     f.kind = name && len >= 3 && memcmp(name, "py:", 3) == 0 && kind != VMP_FRAME_NATIVE
                  ? VMP_FRAME_PYTHON
                  : kind;
+    /* and an id named by a native-symbol record is native whatever its low
+     * bit says (the original's eval trampoline in 3.9/3.10 files) */
+    if (name && len >= 2 && memcmp(name, "n:", 2) == 0)
+        f.kind = VMP_FRAME_NATIVE;
     if (!name && kind_names[kind]) {
         /* PyPy's unnamed machine-level frames: one func per kind */
         f.name = kind_names[kind];
@@ -420,11 +424,11 @@ int vmp_xview_build(vmp_xview *v, const vmp_profile *p, const vmp_export_options
         for (d = 0; d < st.depth; d++) {
             const vmp_frame *fr = &st.frames[d];
             uint32_t func, frame;
-            if (o->no_native && fr->kind == VMP_FRAME_NATIVE)
-                continue;
             func = func_for(&b, fr);
             if (func == UINT32_MAX - 1)
                 goto oom;
+            if (o->no_native && v->funcs[func].kind == VMP_FRAME_NATIVE)
+                continue;
             frame = frame_for(&b, func, lines && fr->line ? fr->line : v->funcs[func].first_line);
             if (frame == UINT32_MAX - 1)
                 goto oom;

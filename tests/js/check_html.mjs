@@ -96,6 +96,15 @@ try {
     report.search = query;
     report.search_matched = await page.evaluate(() => window.vmprofView.matched);
   }
+  // thread selection: the second entry (the first thread, after "All threads")
+  if (before.threads > 1) {
+    await page.selectOption("#thread", "1");
+    report.thread_selected = await page.evaluate(() => ({
+      thread: window.vmprofView.thread, drawn: window.vmprofView.drawn,
+      samples: window.vmprofView.data.trees[window.vmprofView.thread].value[0],
+      all: window.vmprofView.data.trees[0].value[0] }));
+    await page.selectOption("#thread", "0");
+  }
   await page.keyboard.press("Escape");
   await page.fill("#search", "");
   report.zoom_after_escape = await page.evaluate(() => window.vmprofView.zoom);

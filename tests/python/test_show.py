@@ -65,7 +65,7 @@ def test_tree_prune_options_and_indent():
     pruned = vmprofshow(fixture("calc_py311.prof"), "--prune_percent", "5").stdout
     shallow = vmprofshow(fixture("calc_py311.prof"), "--prune_level", "2", "--indent", "4").stdout
     assert len(pruned.splitlines()) < len(full.splitlines())
-    assert "nodes hidden" in pruned and "nodes hidden" not in full
+    assert "subtrees hidden" in pruned and "subtrees hidden" not in full
     for m in filter(None, (TREE.match(l) for l in pruned.splitlines())):
         assert float(m.group(1)) >= 5.0
     depths = {len(m.group(3)) for m in filter(None, (TREE.match(l) for l in shallow.splitlines()))}
@@ -197,3 +197,41 @@ def test_views_and_exports_on_a_profile_from_our_sampler(tmp_path):
     for fmt in _core.export_formats():
         vmprofshow(out, "--format", fmt, "-o", tmp_path / ("own." + fmt))
         assert (tmp_path / ("own." + fmt)).stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["calc_py39.prof", "calc_py310.prof", "calc_py311.prof",
+                                  "calc_native_py311.prof", "calc_lines_py311.prof",
+                                  "pool_py311.prof", "grow_mem_py311.prof"])
+def test_tree_agrees_with_stats_get_tree(name):
+    """vmprofshow's tree (from the export view) and Stats.get_tree() (the
+    reader's C call tree) are built by different code; they must agree."""
+    import vmprof
+    from vmprof import show
+    stats = vmprof.read_profile(fixture(name))
+    theirs = {}
+
+    def walk_theirs(node, path):
+        # an id named by a native-symbol record ("n:", calc_py39/310's eval
+        # trampoline) is a native frame for vmprofshow, so --no-native drops it
+        if not node.name.startswith("n:"):
+            path = path + (node.name,)
+            theirs[path] = theirs.get(path, 0) + node.count
+        for child in node.children.values():
+            walk_theirs(child, path)
+
+    walk_theirs(stats.get_tree(), ())
+    # the original's tree keeps native frames out (in its nodes' meta)
+    profile = show.Profile(_core.view_data(fixture(name), no_native=True))
+    ours = {}
+
+    def walk_ours(node, path):
+        for child in node.children.values():
+            f = profile.funcs[child.func]
+            p = path + (oracle_name(f[0], f[1], f[2]),)
+            ours[p] = child.count
+            walk_ours(child, p)
+
+    walk_ours(show.build_tree(profile), ())
+    if ORACLE[name]["threads"] > 1:  # the original's tree has one root: compare below it
+        assert len({p[0] for p in ours}) == 1
+    assert ours == theirs
