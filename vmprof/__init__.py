@@ -9,6 +9,9 @@ module:
 """
 from vmprof.errors import VMProfError
 from vmprof.measure import Profiler
+from vmprof.profiler import (  # noqa: E402  (sampler: helper `sampler`)
+    DEFAULT_PERIOD, disable, enable, get_profile_path, insert_real_time_thread, is_enabled,
+    remove_real_time_thread, resolve_addr, sample_stack_now, start_sampling, stop_sampling)
 
 
 def __getattr__(name):

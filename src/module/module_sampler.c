@@ -1,8 +1,152 @@
-/* module_sampler.c - bindings for the sampler (not written yet). */
+/* module_sampler.c - bindings for the sampler (src/sampler/vmp_sampler.h):
+ * the functions vmprof/profiler.py builds the public API on. */
 #include "module.h"
+
+#include <dlfcn.h>
+
+#include "vmp_format.h"
+#include "vmp_sampler.h"
+
+static PyObject *sampler_enable(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *kwlist[] = {"fileno", "period", "memory", "lines", "real_time", "meta", NULL};
+    int fd, memory = 0, lines = 0, real_time = 0;
+    double period;
+    PyObject *meta = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "id|pppO", kwlist, &fd, &period, &memory, &lines,
+                                     &real_time, &meta))
+        return NULL;
+    PyObject *seq = NULL;
+    const char **pairs = NULL;
+    Py_ssize_t n = 0;
+    if (meta && meta != Py_None) {
+        seq = PySequence_Fast(meta, "meta must be a sequence of (key, value) string pairs");
+        if (!seq)
+            return NULL;
+        n = PySequence_Fast_GET_SIZE(seq);
+        pairs = PyMem_Calloc((size_t)(2 * n + 1), sizeof *pairs);
+        if (!pairs) {
+            Py_DECREF(seq);
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+                !(pairs[2 * i] = PyUnicode_AsUTF8(PyTuple_GET_ITEM(item, 0))) ||
+                !(pairs[2 * i + 1] = PyUnicode_AsUTF8(PyTuple_GET_ITEM(item, 1)))) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "meta must be a sequence of (key, value) string pairs");
+                PyMem_Free(pairs);
+                Py_DECREF(seq);
+                return NULL;
+            }
+        }
+    }
+    vmp_sampler_config cfg = {.fd = fd, .period = period, .memory = memory, .lines = lines,
+                              .real_time = real_time, .meta = pairs, .n_meta = (size_t)n};
+    char err[512];
+    int rc = vmp_sampler_enable(&cfg, err, sizeof err);
+    PyMem_Free(pairs);
+    Py_XDECREF(seq);
+    if (rc < 0) {
+        PyErr_SetString(vmp_module_error, err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    vmp_sampler_stats st = {0};
+    char err[512];
+    if (vmp_sampler_disable(&st, err, sizeof err) < 0) {
+        PyErr_SetString(vmp_module_error, err);
+        return NULL;
+    }
+    return Py_BuildValue("{sKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+                         (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
+                         "periods", (unsigned long long)st.periods, "periods_late",
+                         (unsigned long long)st.periods_late, "untracked_codes",
+                         (unsigned long long)st.untracked_codes, "signal", st.signo);
+}
+
+static PyObject *sampler_is_enabled(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    return PyBool_FromLong(vmp_sampler_is_enabled());
+}
+
+static PyObject *sampler_fileno(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    return PyLong_FromLong(vmp_sampler_fd());
+}
+
+static PyObject *sampler_stop_sampling(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    vmp_sampler_pause();
+    return PyLong_FromLong(vmp_sampler_fd());
+}
+
+static PyObject *sampler_start_sampling(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    vmp_sampler_resume();
+    Py_RETURN_NONE;
+}
+
+static PyObject *sampler_stack_now(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int skip = 0;
+    if (!PyArg_ParseTuple(args, "|i", &skip))
+        return NULL;
+    static uint64_t words[VMP_MAX_DEPTH_WRITTEN];
+    size_t n = vmp_sampler_stack_now(words, VMP_MAX_DEPTH_WRITTEN);
+    PyObject *list = PyList_New(0);
+    for (size_t i = (size_t)(skip > 0 ? skip : 0); list && i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(words[i]);
+        if (!v || PyList_Append(list, v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(v);
+    }
+    return list;
+}
+
+static PyObject *sampler_resolve_addr(PyObject *self, PyObject *args)
+{
+    (void)self;
+    unsigned long long addr;
+    if (!PyArg_ParseTuple(args, "K", &addr))
+        return NULL;
+    Dl_info info;
+    if (!dladdr((void *)(uintptr_t)(addr & ~(unsigned long long)VMP_NATIVE_BIT), &info) || !info.dli_sname)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(sis)", info.dli_sname, 0, info.dli_fname ? info.dli_fname : "-");
+}
+
+static PyMethodDef sampler_methods[] = {
+    {"enable", (PyCFunction)(void (*)(void))sampler_enable, METH_VARARGS | METH_KEYWORDS,
+     "enable(fileno, period, memory=False, lines=False, real_time=False, meta=()): start the sampler."},
+    {"disable", sampler_disable, METH_NOARGS, "disable() -> dict of figures: stop and finish the profile."},
+    {"is_enabled", sampler_is_enabled, METH_NOARGS, "True while the sampler runs."},
+    {"profile_fileno", sampler_fileno, METH_NOARGS, "The profile's fd, or -1 when not enabled."},
+    {"stop_sampling", sampler_stop_sampling, METH_NOARGS, "Pause recording (nests); returns the fd or -1."},
+    {"start_sampling", sampler_start_sampling, METH_NOARGS, "Undo one stop_sampling()."},
+    {"sample_stack_now", sampler_stack_now, METH_VARARGS,
+     "sample_stack_now(skip=0) -> list of code-object addresses, innermost first."},
+    {"resolve_addr", sampler_resolve_addr, METH_VARARGS,
+     "resolve_addr(addr) -> (name, line, file) of a native symbol, or None."},
+    {NULL, NULL, 0, NULL},
+};
 
 int vmp_module_init_sampler(PyObject *module)
 {
-    (void)module;
-    return 0;
+    return PyModule_AddFunctions(module, sampler_methods);
 }

@@ -1,0 +1,790 @@
+/*
+ * vmp_sampler.c - the sampler's timing thread, signal handler, sample ring and
+ * writer thread (the design is described in vmp_sampler.h).
+ *
+ * The ring: VMP_RING_SLOTS fixed-size slots, each big enough for the deepest
+ * stack written.  A producer (signal handler, or a name from a dying code
+ * object) claims the next index with a compare-and-swap on `head` when fewer
+ * than VMP_RING_SLOTS slots are undrained, fills the slot and marks it READY;
+ * the writer consumes indexes in order from `tail`, so the file order is the
+ * claim order.  A handler claims its slot before walking the stack; a code
+ * object's death is claimed after it lost its last reference; hence every
+ * sample that can hold an address precedes the record that retires it.
+ *
+ * Memory that a signal handler may touch (the ring, the code set) is mapped
+ * once and never unmapped; pages are given back with madvise after a run.
+ */
+#include "vmp_frames.h" /* Python.h first: it sets the feature macros (_GNU_SOURCE) */
+#include "vmp_sampler.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmp_codes.h"
+#include "vmp_encode.h"
+#include "vmp_format.h"
+
+#define VMP_RING_SLOTS 1024
+#define VMP_SLOT_WORDS (2 * VMP_MAX_DEPTH_WRITTEN)
+#define VMP_MAX_THREADS 1024
+#define VMP_RESCAN_NS 10000000LL     /* look for new threads every 10 ms */
+#define VMP_WRITER_SLEEP_NS 2000000L /* the writer drains every 2 ms */
+#define VMP_WRITE_BUF (1 << 20)
+#define VMP_MIN_PERIOD 0.00001 /* 100 kHz: beyond it the signals alone saturate a core */
+
+enum { SLOT_FREE, SLOT_BUSY, SLOT_READY };
+enum { SLOT_SAMPLE, SLOT_NAME };
+
+typedef struct vmp_slot {
+    _Atomic int state;
+    int kind;
+    int died;           /* SLOT_NAME: the object is gone, retire the address */
+    uint32_t n;         /* words of data (SAMPLE), bytes of name (NAME) */
+    uint64_t thread_id;
+    uint64_t rss_kib;
+    uint64_t code;      /* SLOT_NAME: whose name */
+    uint64_t data[VMP_SLOT_WORDS];
+} vmp_slot;
+
+typedef struct vmp_thread {
+    pid_t tid;
+    int seen;
+    int64_t last_cpu;  /* ns; -1 before the first reading */
+    int64_t credit;    /* CPU time not yet paid for by a sample, ns */
+} vmp_thread;
+
+static struct {
+    /* configuration of the current run */
+    int fd;
+    int64_t period_ns;
+    int memory, lines, real_time;
+    pid_t pid;
+    int signo;
+    struct sigaction old_action;
+
+    /* lifecycle */
+    int enabled;                /* GIL-protected */
+    _Atomic int active;         /* handlers record samples */
+    _Atomic int paused;         /* stop_sampling() nesting */
+    _Atomic int in_handler;     /* handlers between entry and exit */
+
+    /* the ring */
+    vmp_slot *slots;
+    _Atomic uint64_t head, tail;
+
+    /* threads */
+    pthread_t sampler_thread, writer_thread;
+    _Atomic int sampler_stop, writer_stop;
+    _Atomic pid_t sampler_tid, writer_tid;
+    int statm_fd;
+    _Atomic uint64_t rss_kib;
+
+    /* figures */
+    _Atomic uint64_t samples, dropped, sent, received, periods, late, names_lost;
+    _Atomic int write_errno;
+} S = {.fd = -1, .statm_fd = -1};
+
+static int atfork_registered;
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void sleep_ns(long ns)
+{
+    struct timespec t = {ns / 1000000000L, ns % 1000000000L};
+    while (nanosleep(&t, &t) < 0 && errno == EINTR) {
+    }
+}
+
+static pid_t my_tid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+/* ---- the ring ---------------------------------------------------------- */
+
+/* Claims the next slot, or returns NULL when the ring is full.
+ * Async-signal-safe. */
+static vmp_slot *ring_claim(void)
+{
+    uint64_t h = atomic_load_explicit(&S.head, memory_order_relaxed);
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&S.tail, memory_order_acquire);
+        if (h - t >= VMP_RING_SLOTS)
+            return NULL;
+        if (atomic_compare_exchange_weak_explicit(&S.head, &h, h + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            break;
+    }
+    vmp_slot *s = &S.slots[h % VMP_RING_SLOTS];
+    atomic_store_explicit(&s->state, SLOT_BUSY, memory_order_relaxed);
+    return s;
+}
+
+static void ring_publish(vmp_slot *s)
+{
+    atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
+}
+
+/* ---- the signal handler ------------------------------------------------- */
+
+static void take_sample(void)
+{
+    PyThreadState *ts = vmp_frames_this_thread();
+    if (!ts)
+        return;
+    vmp_slot *s = ring_claim();
+    if (!s) {
+        atomic_fetch_add_explicit(&S.dropped, 1, memory_order_relaxed);
+        return;
+    }
+    size_t n = vmp_frames_walk(ts, s->data, VMP_MAX_DEPTH_WRITTEN, S.lines);
+    for (size_t i = S.lines ? 1 : 0; i < n; i += S.lines ? 2 : 1)
+        vmp_codes_note((uintptr_t)s->data[i]);
+    s->kind = SLOT_SAMPLE;
+    s->n = (uint32_t)n;
+    s->thread_id = vmp_frames_thread_id(ts);
+    s->rss_kib = atomic_load_explicit(&S.rss_kib, memory_order_relaxed);
+    ring_publish(s);
+}
+
+static void on_signal(int signo, siginfo_t *info, void *ucontext)
+{
+    (void)signo, (void)ucontext;
+    int saved_errno = errno;
+    atomic_fetch_add(&S.in_handler, 1);
+    if (info && info->si_code == SI_TKILL && info->si_pid == S.pid)
+        atomic_fetch_add_explicit(&S.received, 1, memory_order_relaxed);
+    if (atomic_load(&S.active) && !atomic_load_explicit(&S.paused, memory_order_relaxed))
+        take_sample();
+    atomic_fetch_sub(&S.in_handler, 1);
+    errno = saved_errno;
+}
+
+/* A signal the program does not handle: SIGPROF (as the original vmprof
+ * used), else a real-time signal nobody installed a handler for. */
+static int choose_signal(void)
+{
+    struct sigaction cur;
+    if (sigaction(SIGPROF, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+        (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN))
+        return SIGPROF;
+    for (int sig = SIGRTMAX - 1; sig >= SIGRTMIN + 1; sig--) {
+        if (sigaction(sig, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+            cur.sa_handler == SIG_DFL)
+            return sig;
+    }
+    return -1;
+}
+
+/* ---- the sampler thread -------------------------------------------------- */
+
+static int64_t thread_cpu_ns(pid_t tid)
+{
+    /* Linux's clock id for another thread's CPU time (CPUCLOCK_SCHED of a
+     * per-thread clock), as pthread_getcpuclockid builds it. */
+    clockid_t clk = (clockid_t)((~(unsigned)tid << 3) | 6);
+    struct timespec t;
+    if (clock_gettime(clk, &t) < 0)
+        return -1;
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Refreshes the table from /proc/self/task, keeping what is known about the
+ * threads still there.  Our own two threads are left out. */
+static size_t scan_threads(vmp_thread *table, size_t n)
+{
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir)
+        return n;
+    for (size_t i = 0; i < n; i++)
+        table[i].seen = 0;
+    pid_t skip1 = atomic_load(&S.sampler_tid), skip2 = atomic_load(&S.writer_tid);
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid == skip1 || tid == skip2)
+            continue;
+        size_t i = 0;
+        while (i < n && table[i].tid != tid)
+            i++;
+        if (i == n) {
+            if (n == VMP_MAX_THREADS)
+                continue;
+            table[n++] = (vmp_thread){.tid = tid, .last_cpu = -1};
+        }
+        table[i].seen = 1;
+    }
+    closedir(dir);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (table[i].seen)
+            table[kept++] = table[i];
+    return kept;
+}
+
+static void read_rss(void)
+{
+    char buf[128];
+    ssize_t n = pread(S.statm_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return;
+    buf[n] = 0;
+    unsigned long size, resident;
+    if (sscanf(buf, "%lu %lu", &size, &resident) == 2)
+        atomic_store_explicit(&S.rss_kib, (uint64_t)resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024),
+                              memory_order_relaxed);
+}
+
+static void *sampler_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&S.sampler_tid, my_tid());
+    prctl(PR_SET_TIMERSLACK, 1UL); /* wake at the deadline, not up to 50 us late */
+    vmp_thread *table = calloc(VMP_MAX_THREADS, sizeof *table);
+    if (!table)
+        return NULL;
+    size_t n = 0;
+    int64_t period = S.period_ns;
+    int64_t next = mono_ns(), last_scan = -VMP_RESCAN_NS;
+    if (S.memory)
+        read_rss();
+    while (!atomic_load(&S.sampler_stop)) {
+        next += period;
+        struct timespec dl = {next / 1000000000LL, next % 1000000000LL};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR) {
+        }
+        int64_t now = mono_ns();
+        atomic_fetch_add_explicit(&S.periods, 1, memory_order_relaxed);
+        if (now - next >= period) { /* missed deadlines: start afresh */
+            atomic_fetch_add_explicit(&S.late, 1, memory_order_relaxed);
+            next = now;
+        }
+        if (now - last_scan >= VMP_RESCAN_NS) {
+            n = scan_threads(table, n);
+            last_scan = now;
+        }
+        if (S.memory)
+            read_rss();
+        for (size_t i = 0; i < n; i++) {
+            vmp_thread *t = &table[i];
+            if (!S.real_time) {
+                int64_t cpu = thread_cpu_ns(t->tid);
+                if (cpu < 0)
+                    continue; /* gone; the next scan drops it */
+                if (t->last_cpu < 0) {
+                    t->last_cpu = cpu;
+                    continue;
+                }
+                t->credit += cpu - t->last_cpu;
+                t->last_cpu = cpu;
+                if (t->credit > 4 * period)
+                    t->credit = 4 * period; /* catch up after a late wake-up, not forever */
+                if (t->credit < period)
+                    continue;
+                t->credit -= period;
+            }
+            if (syscall(SYS_tgkill, S.pid, t->tid, S.signo) == 0)
+                atomic_fetch_add_explicit(&S.sent, 1, memory_order_relaxed);
+        }
+    }
+    free(table);
+    return NULL;
+}
+
+/* ---- the writer thread ---------------------------------------------------- */
+
+/* Profile ids: the first code object at an address keeps the address as its
+ * id; after it died, the next one there gets the address with a generation
+ * number in the top 16 bits (user-space addresses never use them). */
+typedef struct id_entry {
+    uint64_t addr;     /* 0: empty */
+    uint32_t gen;
+    uint32_t retired;  /* the object at addr died; the next sample starts a new generation */
+} id_entry;
+
+static struct {
+    id_entry *map;
+    size_t cap, used;
+    vmp_wbuf buf;
+    unsigned char *mem;
+    uint64_t ids[VMP_SLOT_WORDS];
+} W;
+
+static size_t id_slot(uint64_t addr, size_t cap)
+{
+    return (size_t)((addr >> 4) * 0x9E3779B97F4A7C15ull) & (cap - 1);
+}
+
+static id_entry *id_lookup(uint64_t addr)
+{
+    if (W.used * 2 >= W.cap) {
+        size_t cap = W.cap ? W.cap * 2 : 4096;
+        id_entry *map = calloc(cap, sizeof *map);
+        if (!map)
+            return NULL;
+        for (size_t i = 0; i < W.cap; i++) {
+            if (!W.map[i].addr)
+                continue;
+            size_t j = id_slot(W.map[i].addr, cap);
+            while (map[j].addr)
+                j = (j + 1) & (cap - 1);
+            map[j] = W.map[i];
+        }
+        free(W.map);
+        W.map = map;
+        W.cap = cap;
+    }
+    size_t j = id_slot(addr, W.cap);
+    while (W.map[j].addr && W.map[j].addr != addr)
+        j = (j + 1) & (W.cap - 1);
+    if (!W.map[j].addr) {
+        W.map[j].addr = addr;
+        W.used++;
+    }
+    return &W.map[j];
+}
+
+static uint64_t id_of(id_entry *e)
+{
+    return e->addr | ((uint64_t)(e->gen & 0xffff) << 48);
+}
+
+static uint64_t id_for_sample(uint64_t addr)
+{
+    id_entry *e = id_lookup(addr);
+    if (!e)
+        return addr;
+    if (e->retired) {
+        e->retired = 0;
+        e->gen++;
+    }
+    return id_of(e);
+}
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) { /* a non-blocking pipe that is full: wait for the reader */
+                sleep_ns(1000000);
+                continue;
+            }
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void flush(void)
+{
+    if (W.buf.len && !atomic_load(&S.write_errno) && write_all(S.fd, W.buf.data, W.buf.len) < 0)
+        atomic_store(&S.write_errno, errno ? errno : EIO);
+    W.buf.len = 0;
+}
+
+static void process(vmp_slot *s)
+{
+    if (s->kind == SLOT_NAME) {
+        id_entry *e = id_lookup(s->code);
+        uint64_t id = e ? id_of(e) : s->code;
+        if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, s->n))
+            flush();
+        vmp_enc_name(&W.buf, VMP_TAG_VIRTUAL_IP, id, (const char *)s->data, s->n);
+        if (e && s->died)
+            e->retired = 1;
+        return;
+    }
+    if (s->n == 0)
+        return; /* no Python frame to show (a thread between functions) */
+    for (size_t i = 0; i < s->n; i++)
+        W.ids[i] = (S.lines && i % 2 == 0) ? s->data[i] : id_for_sample(s->data[i]);
+    if (W.buf.cap - W.buf.len < vmp_enc_stack_size(&W.buf, s->n, S.memory))
+        flush();
+    vmp_enc_stack(&W.buf, W.ids, s->n, s->thread_id, S.memory, s->rss_kib);
+    atomic_fetch_add_explicit(&S.samples, 1, memory_order_relaxed);
+}
+
+/* Writes every published slot in order; with `wait`, also waits (bounded)
+ * for slots whose producer is still filling them.  Returns 1 when the ring
+ * is empty. */
+static int drain(int wait)
+{
+    int64_t waited_since = 0;
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&S.tail, memory_order_relaxed);
+        if (t == atomic_load_explicit(&S.head, memory_order_acquire))
+            return 1;
+        vmp_slot *s = &S.slots[t % VMP_RING_SLOTS];
+        if (atomic_load_explicit(&s->state, memory_order_acquire) != SLOT_READY) {
+            if (!wait)
+                return 0;
+            /* A producer is between its claim and its publish; it cannot
+             * block, but give up on it after a second rather than hang. */
+            int64_t now = mono_ns();
+            if (!waited_since)
+                waited_since = now;
+            if (now - waited_since < 1000000000LL) {
+                sleep_ns(20000);
+                continue;
+            }
+            atomic_fetch_add(&S.dropped, 1);
+        } else {
+            process(s);
+        }
+        waited_since = 0;
+        atomic_store_explicit(&s->state, SLOT_FREE, memory_order_relaxed);
+        atomic_store_explicit(&S.tail, t + 1, memory_order_release);
+    }
+}
+
+static void write_meta_u64(const char *key, uint64_t v)
+{
+    char text[32];
+    int n = snprintf(text, sizeof text, "%llu", (unsigned long long)v);
+    if (W.buf.cap - W.buf.len < 64 + strlen(key))
+        flush();
+    vmp_enc_meta(&W.buf, key, strlen(key), text, (size_t)n);
+}
+
+static void write_end(void)
+{
+    write_meta_u64("samples", atomic_load(&S.samples));
+    write_meta_u64("samples_dropped", atomic_load(&S.dropped));
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    if (W.buf.cap - W.buf.len < 64)
+        flush();
+    vmp_enc_trailer(&W.buf, tv.tv_sec, tv.tv_usec, NULL);
+    flush();
+}
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&S.writer_tid, my_tid());
+    while (!atomic_load(&S.writer_stop)) {
+        drain(0);
+        flush();
+        sleep_ns(VMP_WRITER_SLEEP_NS);
+    }
+    drain(1);
+    write_end();
+    return NULL;
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+/* Puts a name in the stream (GIL held, normal context).  When the ring is
+ * full it waits for the writer, which needs no GIL to make room. */
+static void push_name(uintptr_t code, const char *name, size_t len, int died)
+{
+    vmp_slot *s;
+    int64_t start = 0;
+    while (!(s = ring_claim())) {
+        int64_t now = mono_ns();
+        if (!start)
+            start = now;
+        if (now - start > 5000000000LL) {
+            atomic_fetch_add(&S.names_lost, 1);
+            return;
+        }
+        sleep_ns(100000);
+    }
+    if (len > sizeof s->data)
+        len = sizeof s->data;
+    memcpy(s->data, name, len);
+    s->kind = SLOT_NAME;
+    s->died = died;
+    s->n = (uint32_t)len;
+    s->code = code;
+    ring_publish(s);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int write_head(const vmp_sampler_config *cfg, unsigned mode)
+{
+    unsigned char mem[16384];
+    vmp_wbuf b;
+    vmp_wbuf_init(&b, mem, sizeof mem);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    time_t now = tv.tv_sec;
+    localtime_r(&now, &tm);
+    char bits[8];
+    snprintf(bits, sizeof bits, "%d", (int)(sizeof(void *) * 8));
+    if (vmp_enc_static_header(&b, (uint64_t)llround(cfg->period * 1e6)) < 0 ||
+        vmp_enc_header(&b, mode, "cpython") < 0 ||
+        vmp_enc_time_n_zone(&b, tv.tv_sec, tv.tv_usec, tm.tm_zone) < 0 ||
+        vmp_enc_meta(&b, "os", 2, "linux", 5) < 0 || vmp_enc_meta(&b, "bits", 4, bits, strlen(bits)) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->n_meta; i++) {
+        const char *k = cfg->meta[2 * i], *v = cfg->meta[2 * i + 1];
+        size_t kl = strlen(k), vl = strlen(v);
+        if (vl > VMP_MAX_META_TEXT)
+            vl = VMP_MAX_META_TEXT;
+        if (b.cap - b.len < kl + vl + 32) {
+            if (write_all(cfg->fd, b.data, b.len) < 0)
+                return -1;
+            b.len = 0;
+        }
+        if (vmp_enc_meta(&b, k, kl, v, vl) < 0) /* too long for the buffer: write it alone */
+            continue;
+    }
+    return write_all(cfg->fd, b.data, b.len);
+}
+
+static void on_fork_child(void)
+{
+    /* The child has none of our threads and must never write into the
+     * parent's profile: forget the run so that it may start its own. */
+    if (!S.enabled)
+        return;
+    atomic_store(&S.active, 0);
+    sigaction(S.signo, &S.old_action, NULL);
+    vmp_codes_abandon();
+    atomic_store(&S.head, 0);
+    atomic_store(&S.tail, 0);
+    for (size_t i = 0; i < VMP_RING_SLOTS; i++)
+        atomic_store(&S.slots[i].state, SLOT_FREE);
+    if (S.statm_fd >= 0)
+        close(S.statm_fd);
+    S.statm_fd = -1;
+    S.enabled = 0;
+    S.fd = -1;
+}
+
+static int start_thread(pthread_t *th, void *(*fn)(void *))
+{
+    /* Our threads block every signal: Ctrl-C and the program's signals go to
+     * its own threads, and ours are never sampled. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(th, NULL, fn, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
+{
+    const char *why;
+    if (S.enabled)
+        return fail(err, errlen, "vmprof is already enabled: call vmprof.disable() before enabling again");
+    if (!vmp_frames_supported(&why))
+        return fail(err, errlen, "%s", why);
+    if (!(cfg->period > 0 && cfg->period < 1))
+        return fail(err, errlen,
+                    "period must be above 0 and below 1 second (got %g): e.g. 0.001 for 1000 samples a second",
+                    cfg->period);
+    if (cfg->period < VMP_MIN_PERIOD)
+        return fail(err, errlen, "period %g s is shorter than the 10 microseconds vmprof can sample at: use %g or more",
+                    cfg->period, VMP_MIN_PERIOD);
+    int flags = fcntl(cfg->fd, F_GETFL);
+    if (flags < 0)
+        return fail(err, errlen, "file descriptor %d is not open: pass the fileno() of a file opened for writing",
+                    cfg->fd);
+    if ((flags & O_ACCMODE) == O_RDONLY)
+        return fail(err, errlen, "file descriptor %d is open for reading only: open the profile file for writing ('wb')",
+                    cfg->fd);
+    if (!S.slots) {
+        void *p = mmap(NULL, sizeof(vmp_slot) * VMP_RING_SLOTS, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED)
+            return fail(err, errlen, "no memory for the sample buffer: %s", strerror(errno));
+        S.slots = p;
+    }
+    int signo = choose_signal();
+    if (signo < 0)
+        return fail(err, errlen, "every signal vmprof could use already has a handler: free SIGPROF for vmprof");
+
+    unsigned mode = (cfg->memory ? VMP_MODE_MEMORY : 0) | (cfg->lines ? VMP_MODE_LINES : 0) |
+                    (cfg->real_time ? VMP_MODE_REAL_TIME : 0);
+    if (write_head(cfg, mode) < 0)
+        return fail(err, errlen, "cannot write the profile to file descriptor %d: %s", cfg->fd, strerror(errno));
+
+    S.fd = cfg->fd;
+    S.period_ns = llround(cfg->period * 1e9);
+    S.memory = cfg->memory;
+    S.lines = cfg->lines;
+    S.real_time = cfg->real_time;
+    S.pid = getpid();
+    S.signo = signo;
+    atomic_store(&S.head, 0);
+    atomic_store(&S.tail, 0);
+    atomic_store(&S.samples, 0);
+    atomic_store(&S.dropped, 0);
+    atomic_store(&S.sent, 0);
+    atomic_store(&S.received, 0);
+    atomic_store(&S.periods, 0);
+    atomic_store(&S.late, 0);
+    atomic_store(&S.names_lost, 0);
+    atomic_store(&S.write_errno, 0);
+    atomic_store(&S.rss_kib, 0);
+    atomic_store(&S.sampler_stop, 0);
+    atomic_store(&S.writer_stop, 0);
+    atomic_store(&S.sampler_tid, 0);
+    atomic_store(&S.writer_tid, 0);
+    if (cfg->memory)
+        S.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+
+    if (!W.mem && !(W.mem = malloc(VMP_WRITE_BUF)))
+        return fail(err, errlen, "no memory for the write buffer");
+    vmp_wbuf_init(&W.buf, W.mem, VMP_WRITE_BUF);
+    free(W.map);
+    W.map = NULL;
+    W.cap = W.used = 0;
+
+    if (vmp_codes_start(push_name) < 0) {
+        PyErr_Clear();
+        return fail(err, errlen, "no memory for the code-object set");
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(signo, &sa, &S.old_action) < 0) {
+        vmp_codes_stop();
+        return fail(err, errlen, "cannot install the signal handler: %s", strerror(errno));
+    }
+    atomic_store(&S.paused, 0);
+    atomic_store(&S.active, 1);
+    if (start_thread(&S.writer_thread, writer_main) != 0) {
+        atomic_store(&S.active, 0);
+        sigaction(signo, &S.old_action, NULL);
+        vmp_codes_stop();
+        return fail(err, errlen, "cannot start the writer thread");
+    }
+    while (!atomic_load(&S.writer_tid)) /* so the sampler never signals it */
+        sleep_ns(10000);
+    if (start_thread(&S.sampler_thread, sampler_main) != 0) {
+        atomic_store(&S.active, 0);
+        atomic_store(&S.writer_stop, 1);
+        pthread_join(S.writer_thread, NULL);
+        sigaction(signo, &S.old_action, NULL);
+        vmp_codes_stop();
+        return fail(err, errlen, "cannot start the sampler thread");
+    }
+    if (!atfork_registered) {
+        pthread_atfork(NULL, NULL, on_fork_child);
+        atfork_registered = 1;
+    }
+    S.enabled = 1;
+    return 0;
+}
+
+int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
+{
+    if (!S.enabled)
+        return fail(err, errlen, "vmprof is not enabled: call vmprof.enable() first");
+    atomic_store(&S.sampler_stop, 1);
+    pthread_join(S.sampler_thread, NULL);
+
+    /* Signals already sent are delivered within microseconds to a thread that
+     * does not block them; wait for them before the old handler returns, so
+     * that a late one never meets the default action (which for SIGPROF ends
+     * the process).  If some never arrive, ours stays installed, inert. */
+    int64_t deadline = mono_ns() + 200000000LL;
+    while (atomic_load(&S.received) < atomic_load(&S.sent) && mono_ns() < deadline)
+        sleep_ns(50000);
+    int all_arrived = atomic_load(&S.received) >= atomic_load(&S.sent);
+    atomic_store(&S.active, 0);
+    while (atomic_load(&S.in_handler))
+        sleep_ns(10000);
+    if (all_arrived)
+        sigaction(S.signo, &S.old_action, NULL);
+
+    vmp_codes_name_live(push_name);
+    vmp_codes_stop();
+    atomic_store(&S.writer_stop, 1);
+    pthread_join(S.writer_thread, NULL);
+    if (S.statm_fd >= 0)
+        close(S.statm_fd);
+    S.statm_fd = -1;
+    madvise(S.slots, sizeof(vmp_slot) * VMP_RING_SLOTS, MADV_DONTNEED);
+    free(W.map);
+    W.map = NULL;
+    W.cap = W.used = 0;
+    S.enabled = 0;
+    S.fd = -1;
+
+    if (stats) {
+        stats->samples = atomic_load(&S.samples);
+        stats->dropped = atomic_load(&S.dropped);
+        stats->signals_sent = atomic_load(&S.sent);
+        stats->periods = atomic_load(&S.periods);
+        stats->periods_late = atomic_load(&S.late);
+        stats->untracked_codes = vmp_codes_untracked();
+        stats->signo = S.signo;
+    }
+    int e = atomic_load(&S.write_errno);
+    if (e)
+        return fail(err, errlen, "writing the profile failed (%s): it holds the samples written before", strerror(e));
+    return 0;
+}
+
+int vmp_sampler_is_enabled(void)
+{
+    return S.enabled;
+}
+
+int vmp_sampler_fd(void)
+{
+    return S.enabled ? S.fd : -1;
+}
+
+void vmp_sampler_pause(void)
+{
+    atomic_fetch_add(&S.paused, 1);
+}
+
+void vmp_sampler_resume(void)
+{
+    if (atomic_fetch_sub(&S.paused, 1) <= 0)
+        atomic_fetch_add(&S.paused, 1); /* never below zero */
+}
+
+size_t vmp_sampler_stack_now(uint64_t *out, size_t max_frames)
+{
+    PyThreadState *ts = vmp_frames_this_thread();
+    return ts ? vmp_frames_walk(ts, out, max_frames, 0) : 0;
+}

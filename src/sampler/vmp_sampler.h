@@ -1,0 +1,73 @@
+/*
+ * vmp_sampler.h - the CPython sampler: samples every Python thread of the
+ * process at a fixed rate and writes a vmprof profile to a file descriptor.
+ *
+ * Design (threads and who does what):
+ *   - a sampler thread sleeps to absolute CLOCK_MONOTONIC deadlines, one per
+ *     period, and each period sends a signal (tgkill) to the threads to
+ *     sample: in CPU mode the threads whose CPU clock advanced by a period
+ *     (so samples follow CPU consumed, like ITIMER_PROF but at any rate); in
+ *     wall-clock mode every thread.  It finds threads in /proc/self/task
+ *     (refreshed every few milliseconds), so threads started after enabling
+ *     are sampled with no registration.  In memory mode it also reads the
+ *     RSS each period.
+ *   - the signal handler, on the sampled thread itself, finds that thread's
+ *     thread state, walks its Python frames (vmp_frames.h) into a slot of a
+ *     preallocated ring claimed with one compare-and-swap, and notes each code
+ *     object (vmp_codes.h).  No locks, no allocation, no Python API.
+ *   - a writer thread drains the ring in claim order, maps code addresses to
+ *     profile ids (an address reused by a new code object gets a fresh id),
+ *     encodes records with vmp_encode.h and writes them to the fd, which may
+ *     be a pipe (never sought or read).
+ *
+ * All functions but vmp_sampler_on_fork_child are called with the GIL held.
+ */
+#ifndef VMP_SAMPLER_H
+#define VMP_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct vmp_sampler_config {
+    int fd;
+    double period;       /* seconds, 0 < period < 1 */
+    int memory;          /* RSS in KiB with every sample */
+    int lines;           /* [line, code] pairs */
+    int real_time;       /* wall clock: sample threads that sleep too */
+    /* Extra META records written after os and bits: n pairs of key, value. */
+    const char *const *meta;
+    size_t n_meta;
+} vmp_sampler_config;
+
+/* Figures about the run, for tests and the bench. */
+typedef struct vmp_sampler_stats {
+    uint64_t samples;        /* samples written */
+    uint64_t dropped;        /* samples lost to a full buffer */
+    uint64_t signals_sent;
+    uint64_t periods;        /* periods the sampler thread woke for */
+    uint64_t periods_late;   /* wake-ups that missed one or more deadlines */
+    uint64_t untracked_codes;
+    int signo;               /* the signal used */
+} vmp_sampler_stats;
+
+/* Starts profiling.  Returns 0, or -1 with a one-line reason in err. */
+int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen);
+
+/* Stops sampling, names the code objects still alive, writes the trailer and
+ * waits for the writer.  Returns 0, or -1 with a reason in err when writing
+ * failed (what was written stays written).  Fills *stats when non-NULL. */
+int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen);
+
+int vmp_sampler_is_enabled(void);
+int vmp_sampler_fd(void);
+
+/* stop_sampling()/start_sampling(): a nesting counter; while it is above 0,
+ * signals are taken but no sample is recorded. */
+void vmp_sampler_pause(void);
+void vmp_sampler_resume(void);
+
+/* The calling thread's stack now, as a sample would record it (frames only,
+ * innermost first); returns the number of words written. */
+size_t vmp_sampler_stack_now(uint64_t *out, size_t max_frames);
+
+#endif /* VMP_SAMPLER_H */

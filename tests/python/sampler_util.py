@@ -1,0 +1,150 @@
+"""Helpers for the sampler tests: profile a callable and read the result back.
+
+read_back() decodes a profile with a small decoder of its own (the sampler's
+tests must not depend on the reader's views); it checks the structure strictly
+so that a malformed record fails the test that wrote it.
+"""
+import collections
+import os
+import struct
+import tempfile
+import time
+
+import vmprof
+
+
+class Profile:
+    def __init__(self):
+        self.period_usec = None
+        self.version = None
+        self.mode = None
+        self.interp = None
+        self.meta = {}
+        self.stacks = []      # (entries innermost first, thread id, rss or None)
+        self.names = {}       # id -> [name, ...] in file order
+        self.trailer = False
+
+    @property
+    def lines(self):
+        return bool(self.mode & 0x02)
+
+    def frames(self, entries):
+        """[(id, line)] innermost first."""
+        if self.lines:
+            return [(entries[i + 1], entries[i]) for i in range(0, len(entries), 2)]
+        return [(e, None) for e in entries]
+
+    def name(self, code_id):
+        return self.names[code_id][-1]
+
+    def func(self, code_id):
+        return self.name(code_id).split(":")[1]
+
+    def leaf_counts(self, thread=None):
+        """Counter of innermost function names."""
+        c = collections.Counter()
+        for entries, tid, _ in self.stacks:
+            if thread is None or tid == thread:
+                c[self.func(self.frames(entries)[0][0])] += 1
+        return c
+
+    def inclusive(self, func, thread=None):
+        """Samples whose stack contains func."""
+        n = 0
+        for entries, tid, _ in self.stacks:
+            if thread is not None and tid != thread:
+                continue
+            if any(self.func(cid) == func for cid, _ in self.frames(entries)):
+                n += 1
+        return n
+
+    def threads_of(self, func):
+        return {tid for entries, tid, _ in self.stacks
+                if any(self.func(cid) == func for cid, _ in self.frames(entries))}
+
+
+def decode(data):
+    p = Profile()
+    if len(data) < 40:
+        raise ValueError("profile shorter than its static header")
+    w = struct.unpack("<5q", data[:40])
+    assert w[0] == 0 and w[1] == 3 and w[2] == 0 and w[4] == 0, w
+    p.period_usec = w[3]
+    i = 40
+
+    def word():
+        nonlocal i
+        v = struct.unpack("<Q", data[i:i + 8])[0]
+        i += 8
+        return v
+
+    while i < len(data):
+        tag = data[i]
+        i += 1
+        if tag == 0x05:
+            p.version = struct.unpack(">H", data[i:i + 2])[0]
+            p.mode = data[i + 2]
+            n = data[i + 3]
+            p.interp = data[i + 4:i + 4 + n].decode()
+            i += 4 + n
+        elif tag in (0x06, 0x03):
+            assert len(data) >= i + 24, "truncated time record"
+            i += 24
+            if tag == 0x03:
+                p.trailer = True
+                assert i == len(data), "bytes after the trailer"
+        elif tag == 0x07:
+            kl = word()
+            k = data[i:i + kl].decode()
+            i += kl
+            vl = word()
+            p.meta[k] = data[i:i + vl].decode()
+            i += vl
+        elif tag == 0x01:
+            assert word() == 1
+            depth = word()
+            assert 0 < depth <= 2000, depth
+            entries = [word() for _ in range(depth)]
+            tid = word()
+            rss = word() if p.mode & 0x01 else None
+            p.stacks.append((entries, tid, rss))
+        elif tag in (0x02, 0x08):
+            a = word()
+            n = word()
+            p.names.setdefault(a, []).append(data[i:i + n].decode("utf-8", "replace"))
+            i += n
+        else:
+            raise AssertionError("unknown tag %#x at byte %d" % (tag, i - 1))
+    return p
+
+
+def read_back(path):
+    with open(path, "rb") as f:
+        return decode(f.read())
+
+
+def profile(fn, *args, **enable_options):
+    """Runs fn(*args) under the profiler; returns (profile, fn's result,
+    figures of the run)."""
+    fd, path = tempfile.mkstemp(suffix=".prof")
+    try:
+        vmprof.enable(fd, **enable_options)
+        try:
+            result = fn(*args)
+        finally:
+            vmprof.disable()
+        stats = vmprof.profiler.last_run_stats
+        return read_back(path), result, stats
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def burn_cpu(seconds):
+    """Spins for `seconds` of this thread's CPU time."""
+    end = time.thread_time() + seconds
+    x = 0
+    while time.thread_time() < end:
+        for i in range(200):
+            x += i
+    return x
