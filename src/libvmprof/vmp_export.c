@@ -567,11 +567,22 @@ oom:
 int vmp_export_write(const vmp_profile *p, vmp_export_format format, FILE *out,
                      const vmp_export_options *options, vmp_error *err)
 {
+    vmp_export_options opts;
     vmp_xview v;
     int rc;
+    memset(&opts, 0, sizeof opts);
     if ((unsigned)format >= VMP_EXPORT_FORMAT_COUNT)
         return vmp_error_set(err, -1, "unknown export format %d; the formats are: %s", (int)format,
                              vmp_export_format_list());
+    /* pprof and the Firefox Profiler keep functions and lines apart
+     * themselves (a Location or frame per line, grouped by function), so a
+     * lines-mode profile always gives them its lines */
+    if (format == VMP_EXPORT_PPROF || format == VMP_EXPORT_FIREFOX) {
+        if (options)
+            opts = *options;
+        opts.lines = 1;
+        options = &opts;
+    }
     if (vmp_xview_build(&v, p, options, err) < 0)
         return -1;
     rc = formats[format].write(&v, out, options, err);

@@ -58,7 +58,9 @@ typedef enum vmp_export_format {
 typedef struct vmp_export_options {
     int has_thread;      /* export only the thread with this id */
     uint64_t thread_id;
-    int lines;           /* in a lines-mode profile, one frame per sampled line */
+    int lines;           /* in a lines-mode profile, one frame per sampled line
+                          * (always on for pprof and firefox, which group
+                          * lines by function themselves) */
     int no_native;       /* drop native (C) frames */
     const char *title;   /* shown by viewers; NULL: derived from the profile */
     /* html: drop call-tree nodes under this fraction of their thread's samples

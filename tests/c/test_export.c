@@ -477,3 +477,20 @@ VMP_TEST(export_json_millis_rounds_to_the_microsecond)
     CHECK(strcmp(buf, "0 12.5 3 1234567.002 -0.25") == 0);
     free(buf);
 }
+
+VMP_TEST(export_pprof_and_firefox_always_keep_lines)
+{
+    vmp_profile *p = vmp_profile_new();
+    vmp_frame a = {0x10, 12, VMP_FRAME_PYTHON}, b = {0x10, 14, VMP_FRAME_PYTHON};
+    membuf m = {0};
+    vmp_error err;
+    name(p, 0x10, "py:f:10:m.py");
+    vmp_profile_summary_mut(p)->mode = VMP_MODE_LINES;
+    add(p, 1, 2, 1, a);
+    add(p, 1, 1, 1, b);
+    REQUIRE(export_mem(p, "firefox", NULL, &m, &err) == 0);
+    CHECK(count_str(&m, "\"line\":[12,14]") == 1);
+    CHECK(count_str(&m, "\"lineNumber\":[10]") == 1); /* one function */
+    free(m.data);
+    vmp_profile_free(p);
+}

@@ -166,7 +166,7 @@ def test_pprof_read_by_go_tool_pprof(tmp_path, name):
 
 def test_pprof_lines_mode_has_a_location_per_line(tmp_path):
     out = tmp_path / "p.pb.gz"
-    _core.export(fixture("calc_lines_py311.prof"), "pprof", str(out), lines=True)
+    _core.export(fixture("calc_lines_py311.prof"), "pprof", str(out))  # lines by default
     raw = go_pprof("-raw", out)
     section = raw.split("Locations", 1)[1].split("Mappings", 1)[0]
     merge_lines = {l.split("calc.py:")[1].split(":")[0] for l in section.splitlines()
