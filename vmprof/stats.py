@@ -116,6 +116,10 @@ class Stats(object):
         """Memory mode: the RSS in KiB of each sample, in order."""
         return self._profile.rss_series()
 
+    def sample_times(self):
+        """Format 7 (vmprof 0.6): each sample's timestamp in ns, else None."""
+        return self._profile.time_series()
+
     # ---- names ----------------------------------------------------------------
 
     def _get_name(self, addr, kind=_core.FRAME_PYTHON):

@@ -397,7 +397,9 @@ static int read_stack(decoder *d, uint64_t at)
     }
     int with_thread = d->s->version >= 1;
     int with_rss = (mode & VMP_MODE_MEMORY) != 0;
-    size_t size = head + (size_t)depth * a + (with_thread ? a : 0) + (with_rss ? a : 0);
+    int with_time = d->s->version >= VMP_FORMAT_VERSION_SAMPLE_TIME;
+    size_t size = head + (size_t)depth * a + (with_thread ? a : 0) + (with_rss ? a : 0) +
+                  (with_time ? 8 : 0);
     if ((r = need(d, size, &p)) != GOT)
         return r;
     const unsigned char *e = p + head;
@@ -405,6 +407,9 @@ static int read_stack(decoder *d, uint64_t at)
     size_t raw_len = (size_t)depth * a + (with_thread ? a : 0);
     uint64_t thread = with_thread ? get(e + (size_t)depth * a, a) : 0;
     uint64_t rss = with_rss ? get(e + raw_len, a) : 0;
+    int64_t time_ns = 0;
+    if (with_time)
+        memcpy(&time_ns, e + raw_len + (with_rss ? a : 0), 8);
     uint64_t hash = d->full_hash ? hash_raw(e, raw_len) : hash_sampled(e, raw_len, a);
     if (d->seen_cap) {
         size_t mask = d->seen_cap - 1;
@@ -416,7 +421,8 @@ static int read_stack(decoder *d, uint64_t at)
             if (copy ? (d->seen_raw_len[j] == raw_len && memcmp(copy, e, raw_len) == 0)
                      : raw_matches(d, d->seen_stack[j], e, nf, rpython, lines, with_thread,
                                    thread)) {
-                if (vmp_profile_add_sample_at(d->p, d->seen_stack[j], rss) < 0)
+                if (vmp_profile_add_sample_at(d->p, d->seen_stack[j], rss) < 0 ||
+                    (with_time && vmp_profile_set_sample_time(d->p, time_ns) < 0))
                     return fail(d, at, "out of memory while adding a sample");
                 vmp_source_consume(d->src, size);
                 return GOT;
@@ -466,7 +472,8 @@ static int read_stack(decoder *d, uint64_t at)
             f[i].kind = (addr & VMP_NATIVE_BIT) ? VMP_FRAME_NATIVE : VMP_FRAME_PYTHON;
         }
     }
-    if (vmp_profile_add_sample(d->p, f, nf, thread, rss) < 0)
+    if (vmp_profile_add_sample(d->p, f, nf, thread, rss) < 0 ||
+        (with_time && vmp_profile_set_sample_time(d->p, time_ns) < 0))
         return fail(d, at, "out of memory while adding a sample");
     const vmp_profile_summary *s = d->s;
     if (seen_insert(d, hash, vmp_profile_sample_stack(d->p, s->n_samples - 1), e, raw_len) < 0)
@@ -540,11 +547,11 @@ static int read_header(decoder *d, uint64_t at)
     if ((r = need(d, 3, &p)) != GOT)
         return r;
     int version = (p[1] << 8) | p[2];
-    if (version > VMP_FORMAT_VERSION) {
+    if (version > VMP_FORMAT_NEWEST_READ) {
         char msg[160];
         snprintf(msg, sizeof msg, "format version %d is newer than this reader knows "
                  "(%d-%d); upgrade vmprof", version, VMP_FORMAT_OLDEST_VERSION,
-                 VMP_FORMAT_VERSION);
+                 VMP_FORMAT_NEWEST_READ);
         return fail(d, at, msg);
     }
     size_t fixed = version >= 4 ? 5 : 4;

@@ -45,6 +45,10 @@ enum vmp_rpython_kind {
  * time, 6 TIME_N_ZONE.  Writers write the newest. */
 #define VMP_FORMAT_VERSION 6
 #define VMP_FORMAT_OLDEST_VERSION 0
+/* vmprof 0.6 writes version 7: every STACKTRACE ends with an int64 timestamp
+ * in nanoseconds (after the thread id and the RSS).  Readers accept it. */
+#define VMP_FORMAT_VERSION_SAMPLE_TIME 7
+#define VMP_FORMAT_NEWEST_READ 7
 
 /* The static header: five words; word 1 is this marker. */
 #define VMP_STATIC_HEADER_WORDS 5

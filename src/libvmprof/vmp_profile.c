@@ -213,6 +213,8 @@ struct vmp_profile {
     uint32_t *sample_stack;
     uint64_t *sample_rss; /* NULL until a sample carries a non-zero RSS */
     size_t samples_cap, rss_cap;
+    int64_t *sample_time; /* NULL unless the file carries timestamps */
+    size_t time_cap;
 };
 
 vmp_profile *vmp_profile_new(void)
@@ -241,6 +243,7 @@ void vmp_profile_free(vmp_profile *p)
     free(p->stack_table);
     free(p->sample_stack);
     free(p->sample_rss);
+    free(p->sample_time);
     free(p);
 }
 
@@ -528,4 +531,28 @@ uint32_t vmp_profile_sample_stack(const vmp_profile *p, uint64_t i)
 uint64_t vmp_profile_sample_rss(const vmp_profile *p, uint64_t i)
 {
     return p->sample_rss ? p->sample_rss[i] : 0;
+}
+
+int vmp_profile_set_sample_time(vmp_profile *p, int64_t time_ns)
+{
+    uint64_t n = p->summary.n_samples;
+    if (n == 0)
+        return -1;
+    size_t before = p->time_cap;
+    if (grow((void **)&p->sample_time, &p->time_cap, n, sizeof *p->sample_time) < 0)
+        return -1;
+    if (p->time_cap > before)
+        memset(p->sample_time + before, 0, (p->time_cap - before) * sizeof *p->sample_time);
+    p->sample_time[n - 1] = time_ns;
+    return 0;
+}
+
+int vmp_profile_has_sample_times(const vmp_profile *p)
+{
+    return p->sample_time != NULL;
+}
+
+int64_t vmp_profile_sample_time(const vmp_profile *p, uint64_t i)
+{
+    return p->sample_time && i < p->time_cap ? p->sample_time[i] : 0;
 }

@@ -113,6 +113,8 @@ int vmp_profile_add_sample(vmp_profile *p, const vmp_frame *frames, uint32_t dep
  * e.g. vmp_profile_sample_stack() of an earlier sample): the decoder's fast
  * path when it recognises a stack it has seen.  Returns 0, or -1. */
 int vmp_profile_add_sample_at(vmp_profile *p, uint32_t stack_index, uint64_t rss_kib);
+/* Sets the timestamp (ns, format version 7) of the sample added last. */
+int vmp_profile_set_sample_time(vmp_profile *p, int64_t time_ns);
 int vmp_profile_add_name(vmp_profile *p, uint64_t id, const char *name, size_t len);
 int vmp_profile_add_meta(vmp_profile *p, const char *key, size_t klen,
                          const char *value, size_t vlen);
@@ -142,5 +144,8 @@ void vmp_profile_stack_at(const vmp_profile *p, size_t i, vmp_stack *out);
  * memory mode). */
 uint32_t vmp_profile_sample_stack(const vmp_profile *p, uint64_t i);
 uint64_t vmp_profile_sample_rss(const vmp_profile *p, uint64_t i);
+/* Version 7 files: the sample's timestamp in ns; 0 when the file has none. */
+int vmp_profile_has_sample_times(const vmp_profile *p);
+int64_t vmp_profile_sample_time(const vmp_profile *p, uint64_t i);
 
 #endif /* VMP_PROFILE_H */

@@ -297,6 +297,27 @@ static PyObject *Profile_rss_series(ProfileObject *o, PyObject *unused)
     return list;
 }
 
+/* time_series() -> list of per-sample timestamps in ns, or None (format < 7). */
+static PyObject *Profile_time_series(ProfileObject *o, PyObject *unused)
+{
+    (void)unused;
+    if (!vmp_profile_has_sample_times(o->p))
+        Py_RETURN_NONE;
+    uint64_t n = vmp_profile_get_summary(o->p)->n_samples;
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list)
+        return NULL;
+    for (uint64_t i = 0; i < n; i++) {
+        PyObject *v = PyLong_FromLongLong(vmp_profile_sample_time(o->p, i));
+        if (!v) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+    }
+    return list;
+}
+
 /* function_profile(addr) -> (dict addr -> samples, total): below the first
  * occurrence of addr in each stack, every other function once per sample. */
 static PyObject *Profile_function_profile(ProfileObject *o, PyObject *arg)
@@ -371,6 +392,8 @@ static PyMethodDef Profile_methods[] = {
     {"sample", (PyCFunction)Profile_sample, METH_O, "sample(i) -> (stack_index, rss_kib)"},
     {"rss_series", (PyCFunction)Profile_rss_series, METH_NOARGS,
      "rss_series() -> [rss_kib] per sample"},
+    {"time_series", (PyCFunction)Profile_time_series, METH_NOARGS,
+     "time_series() -> [ns] per sample (format 7), or None"},
     {"function_profile", (PyCFunction)Profile_function_profile, METH_O,
      "function_profile(addr) -> ({addr: samples}, total)"},
     {"tree", (PyCFunction)(void (*)(void))Profile_tree, METH_VARARGS | METH_KEYWORDS,

@@ -512,7 +512,7 @@ VMP_TEST(decode_error_newer_version)
     unsigned char mem[256];
     vmp_wbuf b;
     start(&b, mem, sizeof mem, 0);
-    mem[40 + 2] = VMP_FORMAT_VERSION + 1; /* HEADER follows the 40-byte static header */
+    mem[40 + 2] = VMP_FORMAT_NEWEST_READ + 1; /* HEADER follows the 40-byte static header */
     expect_error(mem, b.len, 40, "newer");
 }
 
@@ -744,4 +744,40 @@ VMP_TEST(decode_beyond_raw_copy_budget)
     REQUIRE(len > 2 * (32u << 20));
     check_many(mem, len, 36000, 2);
     free(mem);
+}
+
+/* Version 7 (vmprof 0.6): a nanosecond timestamp ends every STACKTRACE. */
+VMP_TEST(decode_version_7_sample_times)
+{
+    unsigned char mem[512];
+    vmp_wbuf b;
+    vmp_wbuf_init_words(&b, mem, sizeof mem, 8);
+    vmp_enc_static_header(&b, 1000);
+    vmp_enc_header(&b, VMP_MODE_MEMORY, "cpython");
+    mem[40 + 2] = VMP_FORMAT_VERSION_SAMPLE_TIME;
+    uint64_t e[2] = {0x20, 0x10};
+    for (int i = 0; i < 3; i++) {
+        vmp_enc_stack(&b, e, 2, 5, 1, 100 + i);
+        int64_t ns = 1000000 * (i + 1);
+        memcpy(mem + b.len, &ns, 8);
+        b.len += 8;
+    }
+    vmp_error err;
+    vmp_profile *p = read_mem(mem, b.len, 1, &err);
+    if (!p)
+        fprintf(stderr, "  %s\n", err.message);
+    REQUIRE(p);
+    CHECK(vmp_profile_get_summary(p)->version == 7);
+    CHECK(vmp_profile_get_summary(p)->n_samples == 3 && vmp_profile_stack_count(p) == 1);
+    CHECK(vmp_profile_has_sample_times(p));
+    for (int i = 0; i < 3; i++) {
+        CHECK(vmp_profile_sample_time(p, i) == 1000000 * (i + 1));
+        CHECK(vmp_profile_sample_rss(p, i) == (uint64_t)(100 + i));
+    }
+    vmp_profile_free(p);
+    /* cut inside the timestamp: the last sample is not kept */
+    p = read_mem(mem, b.len - 3, 0, &err);
+    REQUIRE(p);
+    CHECK(vmp_profile_get_summary(p)->n_samples == 2);
+    vmp_profile_free(p);
 }

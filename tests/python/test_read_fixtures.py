@@ -11,9 +11,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 UPSTREAM = os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "upstream")
 if not os.path.isdir(UPSTREAM):
     UPSTREAM = os.path.join(HERE, "..", "..", "shared", "fixtures", "upstream")
-PROFILES = os.path.join(UPSTREAM, "profiles")
-with open(os.path.join(UPSTREAM, "oracle_profiles.json")) as f:
-    ORACLE = json.load(f)
+# Both sets: the upstream fixtures (format 6, incl. PyPy) and files written by
+# vmprof 0.6.0 (format 7, a timestamp per sample), each with its oracle.
+SETS = [os.path.join(UPSTREAM, "profiles"), os.path.join(HERE, "..", "data", "vmprof06")]
+ORACLE = {}
+PATHS = {}
+for folder, oracle in ((SETS[0], os.path.join(UPSTREAM, "oracle_profiles.json")),
+                       (SETS[1], os.path.join(SETS[1], "oracle_profiles.json"))):
+    with open(oracle) as f:
+        for name, expected in json.load(f).items():
+            ORACLE[name] = expected
+            PATHS[name] = os.path.join(folder, name)
 
 
 def py_names_per_sample(stats):
@@ -35,7 +43,7 @@ def assert_top(ours, oracle_list):
 @pytest.fixture(params=sorted(ORACLE), scope="module")
 def case(request):
     name = request.param
-    return name, vmprof.read_profile(os.path.join(PROFILES, name)), ORACLE[name]
+    return name, vmprof.read_profile(PATHS[name]), ORACLE[name]
 
 
 def test_summary(case):
@@ -99,3 +107,12 @@ def test_tree_totals(case):
             per_name[n.name] += n.self_count
     for name, count in o["self_top"]:
         assert per_name[name] == count, name
+
+
+def test_version_7_sample_times():
+    stats = vmprof.read_profile(PATHS["v7_mem.prof"])
+    assert stats.version == 7
+    times = stats.sample_times()
+    assert len(times) == len(stats.profiles) and all(t > 0 for t in times)
+    assert times == sorted(times)  # one thread: the clock only moves forward
+    assert vmprof.read_profile(PATHS["calc_py311.prof"]).sample_times() is None
