@@ -371,9 +371,13 @@ def bench_sampler(args, res):
             cells.append("%s / %s" % (pct(sd), fmt(rate, "%.0f Hz")))
             cpu_cells.append(pct(cd))
         recs = [x for w in WORKLOADS for x in data[label][w]]
+        failed = sum(1 for x in recs if x is None)
+        if failed:
+            label = "%s (FAILED %d/%d runs)" % (label, failed, len(recs))
         cu = median([cost_us(x, "wall") for x in recs]) if c[1] in in_process else None
         cc = median([cost_us(x, "thread_cpu") for x in recs]) if c[1] in in_process else None
-        summary[label] = {"median_slowdown": median(all_sd), "median_cpu_slowdown": median(all_cd),
+        summary[c[0]] = {"failed_runs": failed, "median_slowdown": median(all_sd),
+                         "median_cpu_slowdown": median(all_cd),
                           "cost_us_wall": cu, "cost_us_cpu": cc}
         rows.append([label] + cells + [pct(median(all_sd)), fmt(cu, "%.1f")])
         if c[1] in in_process:
