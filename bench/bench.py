@@ -378,7 +378,7 @@ def bench_sampler(args, res):
         cc = median([cost_us(x, "thread_cpu") for x in recs]) if c[1] in in_process else None
         summary[c[0]] = {"failed_runs": failed, "median_slowdown": median(all_sd),
                          "median_cpu_slowdown": median(all_cd),
-                          "cost_us_wall": cu, "cost_us_cpu": cc}
+                         "cost_us_wall": cu, "cost_us_cpu": cc}
         rows.append([label] + cells + [pct(median(all_sd)), fmt(cu, "%.1f")])
         if c[1] in in_process:
             cpu_rows.append([label] + cpu_cells + [pct(median(all_cd)), fmt(cc, "%.1f")])
