@@ -2,8 +2,8 @@
  * vmp_format.h - the vmprof profile file format: the one place that knows its
  * tags, mode flags, versions and limits.
  *
- * The format itself is described in docs/profile-format.md (a copy of the shared
- * specification with the project's notes).  Everything that reads or writes a
+ * The format is described in ../shared/spec/profile-format.md; docs/format.md
+ * says what this project's reader accepts and rejects.  Everything that reads or writes a
  * profile takes its constants from here; no other file spells a tag number.
  */
 #ifndef VMP_FORMAT_H

@@ -9,7 +9,7 @@
  *   - META key/value pairs, in file order;
  *   - names: id -> text ("py:func:line:file" or "n:sym:line:file").  When an id
  *     has several names, the last "py:" name wins and a native name never
- *     replaces a "py:" name (see docs/profile-format.md);
+ *     replaces a "py:" name (see docs/format.md);
  *   - threads: the distinct thread ids, in order of first appearance;
  *   - unique stacks: each distinct (thread, frame sequence) once, root first,
  *     with the number of samples that had it;

@@ -75,8 +75,9 @@ static int fill_fd(vmp_source *src, size_t need, vmp_error *err)
     while (src->end < need) {
         ssize_t r = read_some(im->fd, im->win + src->end, im->win_cap - src->end);
         if (r < 0)
-            return vmp_error_set(err, (int64_t)(src->base + src->end), "read failed: %s",
-                                 strerror(errno));
+            return vmp_error_set(err, (int64_t)(src->base + src->end),
+                                 "at byte %llu: read failed: %s",
+                                 (unsigned long long)(src->base + src->end), strerror(errno));
         if (r == 0) {
             src->eof = 1;
             break;
@@ -103,7 +104,8 @@ static int gz_input(vmp_source *src, vmp_error *err)
     ssize_t r = read_some(im->fd, im->inbuf, INBUF_SIZE);
     if (r < 0)
         return vmp_error_set(err, (int64_t)(src->base + src->end),
-                             "read failed: %s", strerror(errno));
+                             "at byte %llu: read failed: %s",
+                             (unsigned long long)(src->base + src->end), strerror(errno));
     im->zs.next_in = im->inbuf;
     im->zs.avail_in = (uInt)r;
     return r > 0;
@@ -132,8 +134,9 @@ static int fill_gz(vmp_source *src, size_t need, vmp_error *err)
             src->eof = 1;
         } else if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT) {
             return vmp_error_set(err, (int64_t)(src->base + src->end),
-                                 "the gzip data is corrupt (%s); the profile cannot be "
-                                 "decompressed past this point",
+                                 "at byte %llu: the gzip data is corrupt (%s); the profile "
+                                 "cannot be decompressed past this point",
+                                 (unsigned long long)(src->base + src->end),
                                  im->zs.msg ? im->zs.msg : "bad data");
         } else if (rc == Z_MEM_ERROR) {
             return vmp_error_set(err, (int64_t)(src->base + src->end),

@@ -459,7 +459,8 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
             t->funcs[fi].self += cnt;
         }
         if (py_node != VMP_TREE_NONE && inner_py >= 0) {
-            int warmup = (tail & ((1u << VMP_FRAME_JIT_TRACING) | (1u << VMP_FRAME_BLACKHOLE))) != 0;
+            unsigned warm_kinds = (1u << VMP_FRAME_JIT_TRACING) | (1u << VMP_FRAME_BLACKHOLE);
+            int warmup = (tail & warm_kinds) != 0;
             int jit = st.frames[inner_py].kind == VMP_FRAME_JIT && !warmup;
             if ((tail & ~(1u << VMP_FRAME_PYTHON)) || jit) {
                 uint64_t *m = node_meta(t, py_node);
