@@ -2,10 +2,15 @@
  * fuzz_decode.c - libFuzzer target for the decoder: any bytes, plain or gzip,
  * lenient and strict, must give a profile or a one-line error, never a crash,
  * hang or unbounded allocation; a profile read must also build its trees.
+ * The same bytes read through a file descriptor (the windowed streaming path
+ * that files and pipes take) must give the same result as from memory.
  */
+#define _GNU_SOURCE
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "vmp_profile.h"
 #include "vmp_tree.h"
@@ -40,18 +45,58 @@ static void exercise(const vmp_profile *p)
     }
 }
 
+static int memfd = -1;
+
+/* The profile read through a file descriptor holding the same bytes. */
+static vmp_profile *read_via_fd(const uint8_t *data, size_t size, const vmp_read_options *o,
+                                vmp_error *err)
+{
+    if (memfd < 0)
+        memfd = memfd_create("fuzz", 0);
+    if (memfd < 0 || ftruncate(memfd, 0) < 0 || lseek(memfd, 0, SEEK_SET) < 0)
+        __builtin_trap();
+    size_t off = 0;
+    while (off < size) {
+        ssize_t w = write(memfd, data + off, size - off);
+        if (w <= 0)
+            __builtin_trap();
+        off += (size_t)w;
+    }
+    lseek(memfd, 0, SEEK_SET);
+    return vmp_profile_read_fd(memfd, o, err);
+}
+
+static void same(const vmp_profile *a, const vmp_profile *b)
+{
+    const vmp_profile_summary *x = vmp_profile_get_summary(a), *y = vmp_profile_get_summary(b);
+    if (x->n_samples != y->n_samples || x->truncated_at != y->truncated_at ||
+        x->complete != y->complete || x->mode != y->mode ||
+        vmp_profile_stack_count(a) != vmp_profile_stack_count(b) ||
+        vmp_profile_name_count(a) != vmp_profile_name_count(b))
+        __builtin_trap();
+    for (uint64_t i = 0; i < x->n_samples; i++)
+        if (vmp_profile_sample_stack(a, i) != vmp_profile_sample_stack(b, i))
+            __builtin_trap();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     for (int strict = 0; strict <= 1; strict++) {
         vmp_read_options o = {strict};
-        vmp_error err;
+        vmp_error err, err2;
         vmp_profile *p = vmp_profile_read_memory(data, size, &o, &err);
+        vmp_profile *q = read_via_fd(data, size, &o, &err2);
+        if (!p != !q)
+            __builtin_trap(); /* memory and streaming disagree */
         if (p) {
             exercise(p);
-            vmp_profile_free(p);
-        } else if (!err.message[0] || strchr(err.message, '\n')) {
-            __builtin_trap(); /* an error must say something, on one line */
+            same(p, q);
+        } else if (!err.message[0] || strchr(err.message, '\n') ||
+                   strcmp(err.message, err2.message) != 0) {
+            __builtin_trap(); /* one line, saying something, the same both ways */
         }
+        vmp_profile_free(p);
+        vmp_profile_free(q);
     }
     return 0;
 }
