@@ -129,6 +129,37 @@ def test_speedscope_schema_rejects_a_broken_file(tmp_path):
     assert rc == 1 and not report["valid"]
 
 
+SPEEDSCOPE_APP_CASES = ["pool_py311.prof", "calc_pypy.prof", "grow_mem_py311.prof"]
+
+
+@pytest.fixture(scope="module")
+def speedscope_app(tmp_path_factory):
+    """Our speedscope and collapsed files opened in the speedscope app itself
+    (the npm package's offline build, in one headless Chromium), plus a file
+    it must refuse."""
+    need_node_modules()
+    need_tool("/usr/bin/chromium", "the speedscope app runs in a headless browser")
+    d = tmp_path_factory.mktemp("speedscope-app")
+    files = []
+    for name in SPEEDSCOPE_APP_CASES:
+        for fmt in ("speedscope", "collapsed"):
+            files.append(d / ("%s.%s" % (name, fmt)))
+            _core.export(fixture(name), fmt, str(files[-1]))
+    files.append(d / "junk.txt")
+    files[-1].write_text("this is not a profile\n")
+    rc, reports = node("speedscope_import.mjs", *files)
+    return {os.path.basename(r["file"]): r for r in reports}
+
+
+@pytest.mark.parametrize("name", SPEEDSCOPE_APP_CASES)
+def test_speedscope_app_opens_our_exports(speedscope_app, name):
+    js, folded = speedscope_app[name + ".speedscope"], speedscope_app[name + ".collapsed"]
+    assert not js["errors"] and not folded["errors"], (js["errors"], folded["errors"])
+    assert js["profiles"] == ORACLE[name]["threads"]  # one profile per thread
+    assert js["requests"] == [] and folded["requests"] == []
+    assert speedscope_app["junk.txt"]["errors"]  # the app does refuse what it cannot read
+
+
 # ---- pprof: go tool pprof --------------------------------------------------------
 
 
