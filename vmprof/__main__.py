@@ -232,7 +232,10 @@ def _stop_jitlog(fd):
     try:
         _jitlog.disable()
     finally:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # PyPy's _jitlog.disable() closes it itself
 
 
 def _is_enabled():
@@ -274,6 +277,11 @@ def _deliver(args, path, temporary):
     try:
         stats = vmprof.read_profile(path)
         text = summary.format_summary(stats, relative_to=os.getcwd())
+    except ImportError:
+        _say("the profile is in %s; reading it needs vmprof's C extension, which this "
+             "interpreter lacks: read it with `vmprofshow %s` under CPython, or use "
+             "-o FILE or --web" % (path, path))
+        return 0
     except Exception as e:
         _say("cannot summarise the profile (%s: %s); it is kept in %s"
              % (type(e).__name__, " ".join(str(e).split()), path))
