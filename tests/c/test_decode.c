@@ -781,3 +781,98 @@ VMP_TEST(decode_version_7_sample_times)
     CHECK(vmp_profile_get_summary(p)->n_samples == 2);
     vmp_profile_free(p);
 }
+
+/* ---- the encoder writes what the original tools write ----------------------- */
+
+/* Walks a fixture record by record and re-encodes each with vmp_encode.h: the
+ * bytes must be identical (layout, field order, zone padding, pairs). */
+static void check_reencode(const char *name)
+{
+    size_t len;
+    unsigned char *data = slurp(vmp_fixture(name), &len);
+    REQUIRE(data && len > 40);
+    unsigned char *out = malloc(len + 4096);
+    REQUIRE(out);
+    vmp_wbuf b;
+    vmp_wbuf_init_words(&b, out, len + 4096, 8);
+    uint64_t w[5];
+    memcpy(w, data, sizeof w);
+    CHECK(vmp_enc_static_header(&b, w[3]) == 0);
+    size_t pos = 40, records = 0;
+    unsigned mode = 0;
+    int ok = memcmp(out, data, 40) == 0;
+    uint64_t *entries = malloc(70000 * sizeof *entries);
+    REQUIRE(entries);
+    while (ok && pos < len) {
+        size_t start = b.len;
+        const unsigned char *r = data + pos;
+        uint64_t a, c;
+        switch (r[0]) {
+        case VMP_TAG_HEADER: {
+            mode = r[3];
+            char interp[256];
+            memcpy(interp, r + 5, r[4]);
+            interp[r[4]] = '\0';
+            ok = r[2] == VMP_FORMAT_VERSION && vmp_enc_header(&b, mode, interp) == 0;
+            break;
+        }
+        case VMP_TAG_TIME_N_ZONE:
+        case VMP_TAG_TRAILER: {
+            int64_t sec, usec;
+            char zone[9] = {0};
+            memcpy(&sec, r + 1, 8);
+            memcpy(&usec, r + 9, 8);
+            memcpy(zone, r + 17, 8);
+            ok = (r[0] == VMP_TAG_TRAILER ? vmp_enc_trailer(&b, sec, usec, zone)
+                                          : vmp_enc_time_n_zone(&b, sec, usec, zone)) == 0;
+            break;
+        }
+        case VMP_TAG_META:
+            memcpy(&a, r + 1, 8);
+            memcpy(&c, r + 9 + a, 8);
+            ok = vmp_enc_meta(&b, (const char *)r + 9, a, (const char *)r + 17 + a, c) == 0;
+            break;
+        case VMP_TAG_VIRTUAL_IP:
+        case VMP_TAG_NATIVE_SYMBOLS:
+            memcpy(&a, r + 1, 8);
+            memcpy(&c, r + 9, 8);
+            ok = vmp_enc_name(&b, (enum vmp_tag)r[0], a, (const char *)r + 17, c) == 0;
+            break;
+        case VMP_TAG_STACKTRACE: {
+            uint64_t depth, thread, rss = 0;
+            memcpy(&depth, r + 9, 8);
+            REQUIRE(depth < 70000);
+            memcpy(entries, r + 17, depth * 8);
+            memcpy(&thread, r + 17 + depth * 8, 8);
+            int with_rss = (mode & VMP_MODE_MEMORY) != 0;
+            if (with_rss)
+                memcpy(&rss, r + 25 + depth * 8, 8);
+            ok = vmp_enc_stack(&b, entries, depth, thread, with_rss, rss) == 0;
+            break;
+        }
+        default:
+            ok = 0;
+        }
+        size_t n = b.len - start;
+        ok = ok && n > 0 && pos + n <= len && memcmp(out + start, data + pos, n) == 0;
+        if (!ok)
+            fprintf(stderr, "  %s: record with tag %d at byte %zu differs\n", name, r[0], pos);
+        pos += n;
+        records++;
+    }
+    CHECK(ok && pos == len && b.len == len);
+    CHECK(records > 20);
+    free(entries);
+    free(out);
+    free(data);
+}
+
+VMP_TEST(encode_reproduces_fixture_bytes)
+{
+    static const char *names[] = {"calc_py39.prof", "calc_py310.prof", "calc_py311.prof",
+                                  "calc_native_py311.prof", "calc_lines_py311.prof",
+                                  "pool_py311.prof", "pool_realtime_py311.prof",
+                                  "grow_mem_py311.prof", "calc_pypy.prof"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        check_reencode(names[i]);
+}
