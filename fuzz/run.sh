@@ -20,7 +20,7 @@ fixtures=../shared/fixtures/upstream/profiles
 cp -f tests/data/vmprof06/*.prof "$seeds"/ 2>/dev/null || true
 [ -d fuzz/regressions ] && cp -f fuzz/regressions/* "$seeds"/ 2>/dev/null || true
 echo "fuzz: decoder for ${FUZZ_SECONDS}s"
-"$B/fuzz_decode" -max_total_time="$FUZZ_SECONDS" -max_len=131072 -timeout=10 \
+"$B/fuzz_decode" -max_total_time="$FUZZ_SECONDS" -max_len=32768 -timeout=10 \
     -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix="$B/crashes/" \
     "$B/corpus" "$seeds" 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|==|SUMMARY|ERROR)|Done" || true
 if ls "$B"/crashes/* >/dev/null 2>&1; then

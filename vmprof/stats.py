@@ -169,6 +169,17 @@ class Stats(object):
         return [(self._get_name(a, k), a, inc, slf)
                 for a, k, inc, slf in self._tree(thread, python_only).functions()]
 
+    def get_stacks(self, thread=None):
+        """The unique stacks: [(addresses root first, thread id, samples)],
+        optionally of one thread id, in order of first appearance."""
+        out = []
+        for i in range(self._profile.stack_count()):
+            frames, thread_index, count = self._profile.stack(i)
+            tid = self.threads[thread_index]
+            if thread is None or tid == thread:
+                out.append((tuple(a for a, _l, _k in frames), tid, count))
+        return out
+
     def function_profile(self, top_function):
         """What runs under top_function (an address): ([(address, samples)]
         ascending, total samples that had top_function)."""

@@ -141,3 +141,11 @@ def test_empty_profile_has_no_tree():
     assert len(stats.profiles) == 0 and stats.top_profile() == []
     with pytest.raises(vmprof.stats.EmptyProfileFile):
         stats.get_tree()
+
+
+def test_unique_stacks(stats):
+    stacks = stats.get_stacks()
+    assert sum(c for _s, _t, c in stacks) == len(stats.profiles)
+    assert ((0x10, 0x20, 0x30), 1, 3) in stacks
+    assert ((0x10, 0x20, 0x20, 0x30), 1, 1) in stacks  # recursion kept as written
+    assert stats.get_stacks(thread=2) == [((0x10, 0x40), 2, 1)]
