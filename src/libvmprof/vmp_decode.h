@@ -5,9 +5,12 @@
  * It reads every version (0-6) and word size (4 or 8, and 64-bit Windows'
  * 4-byte words with 8-byte addresses) the original tools wrote, normalises the
  * stack encodings into vmp_frame, and stops at the TRAILER or where the input
- * ends.  It never allocates more than the input could hold: every length field
- * is checked against the format's limits before anything is sized by it, and
- * the only buffers are one stack's frames and the source's window.
+ * ends.  A length field never sizes an allocation beyond the format's limits:
+ * each is checked before use, a stack's frames are allocated only once its
+ * bytes are present, and the source's window grows at most to one record.
+ * Besides the profile itself the decoder keeps, per distinct stack, a table
+ * entry and (up to 32 MB in all) a copy of its raw bytes, so that a stack seen
+ * before is recognised with one hash and one memcmp.
  *
  * The vmp_profile_read_* functions of vmp_profile.h are implemented here on
  * top of vmp_decode().
