@@ -149,3 +149,22 @@ def test_unique_stacks(stats):
     assert ((0x10, 0x20, 0x30), 1, 3) in stacks
     assert ((0x10, 0x20, 0x20, 0x30), 1, 1) in stacks  # recursion kept as written
     assert stats.get_stacks(thread=2) == [((0x10, 0x40), 2, 1)]
+
+
+def test_reading_many_samples_makes_few_python_objects():
+    """200,000 samples: read_profile and get_tree allocate a bounded number of
+    Python objects (the samples stay in C), and profiles[i] works on demand."""
+    import sys
+    record = {}
+    for k in range(50):
+        entries = [0x1000 + 16 * (k % 7), 0x2000 + 16 * k] + [0x3000 + 16 * i for i in range(20)]
+        record[k] = bytes([1]) + words(1, len(entries), *entries) + words(1 + k % 3)
+    body = b"".join(record[(i * 7919) % 50] for i in range(200000))
+    data = words(0, 3, 0, 990, 0) + bytes([5, 0, 6, 0, 7]) + b"cpython" + body
+    before = sys.getallocatedblocks()
+    stats = vmprof.Stats(_core.read_bytes(data))
+    tree = stats.get_tree()
+    after = sys.getallocatedblocks()
+    assert after - before < 5000
+    assert len(stats.profiles) == 200000 and tree.count == 200000
+    assert stats.profiles[199999][2] == 1 + ((199999 * 7919) % 50) % 3
