@@ -494,3 +494,17 @@ VMP_TEST(export_pprof_and_firefox_always_keep_lines)
     free(m.data);
     vmp_profile_free(p);
 }
+
+VMP_TEST(export_collapsed_keeps_separators_out_of_labels)
+{
+    vmp_profile *p = vmp_profile_new();
+    membuf m = {0};
+    vmp_error err;
+    name(p, 0x10, "py:a;b:1:x\ny.py");
+    add(p, 1, 2, 1, py(0x10));
+    REQUIRE(export_mem(p, "collapsed", NULL, &m, &err) == 0);
+    CHECK(count_lines(&m) == 1);
+    CHECK(fold_count(&m, "a_b (x_y.py:1)") == 2);
+    free(m.data);
+    vmp_profile_free(p);
+}

@@ -35,6 +35,19 @@ def test_every_format_on_every_fixture(tmp_path, name, fmt):
         assert data.rstrip().endswith(b"</html>") and b"/*VMPROF_DATA*/" not in data
 
 
+@pytest.mark.parametrize("fmt", ["collapsed", "speedscope", "pprof", "firefox", "html"])
+def test_every_format_on_a_cut_profile(tmp_path, fmt):
+    """A profile cut mid-record (the program was killed) exports what it has."""
+    data = open(fixture("pool_py311.prof"), "rb").read()
+    cut = tmp_path / "cut.prof"
+    cut.write_bytes(data[: len(data) // 2 + 3])
+    out = tmp_path / ("out." + fmt)
+    _core.export(str(cut), fmt, str(out))
+    assert out.stat().st_size > 0
+    samples = _core.view_data(str(cut))["summary"]["samples"]
+    assert 0 < samples < ORACLE["pool_py311.prof"]["samples"]
+
+
 def read_folded(path):
     stacks = {}
     with open(path) as f:
