@@ -76,9 +76,10 @@ def load_script(path):
     or a syntax error is reported as Python reports it and leaves no profile.
     """
     if os.path.isdir(path) or (os.path.isfile(path) and zipfile.is_zipfile(path)):
-        # A directory or zip with __main__.py: runpy knows how; sys.path[0] is it.
+        # A directory or zip with __main__.py: runpy knows how.  It puts the
+        # archive first on sys.path itself, in place of our directory.
         def run_archive():
-            sys.path[0] = path
+            del sys.path[0]
             runpy.run_path(path, run_name="__main__")
         return run_archive
     try:

@@ -325,3 +325,25 @@ def test_no_native_records_python_frames_only(tmp_path):
     assert not stats.profile_native
     assert all(name.startswith("py:") for name in names_in(stats))
     assert samples_in(stats, "burn_cpu_for_vmprof") > 0
+
+
+def test_a_directory_and_a_package_with_main(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    write_script(app / "__main__.py", '''
+        import json, sys
+        burn_cpu_for_vmprof(0.1)
+        print(json.dumps({"argv": sys.argv, "name": __name__}))
+        sys.exit(5)
+    ''')
+    out = tmp_path / "dir.prof"
+    done = run_vmprof("-o", out, "app", "y", cwd=tmp_path)
+    assert done.returncode == 5, done.stderr
+    assert json.loads(done.stdout) == {"argv": ["app", "y"], "name": "__main__"}
+    assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
+    (app / "__init__.py").write_text("")
+    done = run_vmprof("-o", out, "-m", "app", "z", cwd=tmp_path)
+    assert done.returncode == 5, done.stderr
+    assert json.loads(done.stdout) == {"argv": [str(app / "__main__.py"), "z"],
+                                       "name": "__main__"}
+    assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
