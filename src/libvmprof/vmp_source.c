@@ -111,6 +111,44 @@ static int gz_input(vmp_source *src, vmp_error *err)
     return r > 0;
 }
 
+/* After a gzip member ends: another member follows (concatenated files, and
+ * tools such as pigz and bgzip write several) or the input is over.  Bytes
+ * after the last member that are not gzip are ignored, as gzip(1) does.
+ * Returns 1 to go on with the next member, 0 at the end, -1 on error. */
+static int gz_next_member(vmp_source *src, vmp_error *err)
+{
+    src_impl *im = src->impl;
+    if (im->zs.avail_in < 2) {
+        if (im->fd >= 0) {
+            size_t have = im->zs.avail_in;
+            memmove(im->inbuf, im->zs.next_in, have);
+            while (have < 2) {
+                ssize_t r = read_some(im->fd, im->inbuf + have, INBUF_SIZE - have);
+                if (r < 0)
+                    return vmp_error_set(err, (int64_t)(src->base + src->end),
+                                         "at byte %llu: read failed: %s",
+                                         (unsigned long long)(src->base + src->end),
+                                         strerror(errno));
+                if (r == 0)
+                    break;
+                have += (size_t)r;
+            }
+            im->zs.next_in = im->inbuf;
+            im->zs.avail_in = (uInt)have;
+        } else if (im->zs.avail_in == 0) {
+            int more = gz_input(src, err);
+            if (more <= 0)
+                return more;
+        }
+    }
+    if (im->zs.avail_in >= 2 && im->zs.next_in[0] == 0x1f && im->zs.next_in[1] == 0x8b) {
+        if (inflateReset(&im->zs) != Z_OK)
+            return vmp_error_set(err, -1, "cannot restart gzip decompression");
+        return 1;
+    }
+    return 0;
+}
+
 static int fill_gz(vmp_source *src, size_t need, vmp_error *err)
 {
     src_impl *im = src->impl;
@@ -131,7 +169,11 @@ static int fill_gz(vmp_source *src, size_t need, vmp_error *err)
         int rc = inflate(&im->zs, Z_NO_FLUSH);
         src->end = im->win_cap - im->zs.avail_out;
         if (rc == Z_STREAM_END) {
-            src->eof = 1;
+            int next = gz_next_member(src, err);
+            if (next < 0)
+                return -1;
+            if (!next)
+                src->eof = 1;
         } else if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT) {
             return vmp_error_set(err, (int64_t)(src->base + src->end),
                                  "at byte %llu: the gzip data is corrupt (%s); the profile "

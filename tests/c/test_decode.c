@@ -579,6 +579,32 @@ VMP_TEST(decode_gzip_equals_plain)
     vmp_profile_free(b);
 }
 
+static vmp_profile *read_through_pipe(const unsigned char *data, size_t len, vmp_error *err);
+
+/* Several gzip members (pigz, bgzip, cat a.gz b.gz) read as one stream;
+ * bytes after the last member that are not gzip are ignored. */
+VMP_TEST(decode_gzip_several_members)
+{
+    unsigned char mem[4096], gz[8192];
+    size_t len = write_profile(mem, sizeof mem, 8, VMP_MODE_MEMORY, 1);
+    size_t cut = len / 3; /* anywhere: the members' bytes are concatenated */
+    size_t g1 = gzip_bytes(mem, cut, gz, sizeof gz);
+    REQUIRE(g1 > 0);
+    size_t g2 = gzip_bytes(mem + cut, len - cut, gz + g1, sizeof gz - g1);
+    REQUIRE(g2 > 0);
+    memset(gz + g1 + g2, 0, 16); /* padding some tools leave */
+    vmp_error err;
+    vmp_profile *a = read_mem(mem, len, 1, &err);
+    vmp_profile *b = read_mem(gz, g1 + g2 + 16, 1, &err);
+    REQUIRE(a && b);
+    CHECK(same_profile(a, b) && vmp_profile_get_summary(b)->complete);
+    vmp_profile_free(b);
+    b = read_through_pipe(gz, g1 + g2 + 16, &err);
+    CHECK(b && same_profile(a, b));
+    vmp_profile_free(b);
+    vmp_profile_free(a);
+}
+
 static vmp_profile *read_through_pipe(const unsigned char *data, size_t len, vmp_error *err)
 {
     int fds[2];
