@@ -258,8 +258,11 @@ def _deliver(args, path, temporary):
                                                             args.module),
                                    jitlog_path=jitlog)
         except upload.UploadError as e:
+            retry = "python -m vmprof.upload %s" % path
+            if args.web_url != cli.DEFAULT_WEB_URL:
+                retry += " --web-url %s" % args.web_url
             _say("upload failed: %s; the profile is kept in %s (upload it later with "
-                 "`python -m vmprof.upload %s`)" % (e, path, path))
+                 "`%s`)" % (e, path, retry))
             return 1
         _say("profile uploaded: %s" % result.profile_url)
         if result.traces_url:

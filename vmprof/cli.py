@@ -74,7 +74,7 @@ OPTIONS = [
     Option(("--web-url",), "web_url", web_url, DEFAULT_WEB_URL, "URL",
            "the server to upload to (default: %s)" % DEFAULT_WEB_URL, True),
     Option(("--web-auth",), "web_auth", text_value, None, "TOKEN",
-           "the API token of your account on the server, sent with --web", True),
+           "the API token of your account on the server", True),
     Option(("--jitlog",), "jitlog", "flag", False, None,
            "PyPy only: also record the JIT log (uploaded with --web)", True),
     Option(("--config",), "config", text_value, None, "FILE",
@@ -112,9 +112,9 @@ def add_options(parser, dests=None):
 def build_argparser():
     parser = argparse.ArgumentParser(
         prog="python -m vmprof",
-        description="Run a Python program under the vmprof sampling profiler.  Without "
-                    "-o or --web, a summary of where the time went is printed when the "
-                    "program ends.",
+        description="Run a Python program under the vmprof sampling profiler.\n"
+                    "Without -o or --web, a summary of where the time went is printed\n"
+                    "(on stderr) when the program ends.",
         epilog="examples:  python -m vmprof myscript.py arg1 arg2\n"
                "           python -m vmprof -o out.prof --lines -m mypackage.tool\n"
                "           python -m vmprof --web --web-url example.org script.py",
