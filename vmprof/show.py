@@ -362,6 +362,9 @@ def header(profile, path, style, out):
         bits.append(", ".join(m.replace("_", " ") for m in modes))
     out.write("%s  %s profile: %s\n" % (style.bold(os.path.basename(path)), s["interp"] or "vmprof",
                                          ", ".join(bits)))
+    argv = s["meta"].get("argv")
+    if argv:
+        out.write(style.dim("command: %s\n" % argv))
     if not s["complete"]:
         out.write(style.dim("(the profile has no trailer: the program did not stop profiling "
                             "normally; showing every complete sample)\n"))

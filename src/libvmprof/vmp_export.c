@@ -451,9 +451,25 @@ int vmp_xview_build(vmp_xview *v, const vmp_profile *p, const vmp_export_options
     b.hexnames = NULL;
     if (o->title && *o->title)
         snprintf(v->title, sizeof v->title, "%s", o->title);
-    else
-        snprintf(v->title, sizeof v->title, "vmprof %s profile, %" PRIu64 " samples",
-                 sum->interp[0] ? sum->interp : "", sum->n_samples);
+    else {
+        /* the profiled command, when the writer recorded it (META "argv") */
+        const char *argv = NULL, *key, *val;
+        size_t klen, vlen = 0;
+        for (i = 0; i < vmp_profile_meta_count(p); i++) {
+            vmp_profile_meta_at(p, i, &key, &klen, &val, &vlen);
+            if (klen == 4 && memcmp(key, "argv", 4) == 0 && vlen) {
+                argv = val;
+                break;
+            }
+        }
+        if (argv)
+            snprintf(v->title, sizeof v->title, "%.*s - vmprof %s profile, %" PRIu64 " samples",
+                     (int)(vlen > 120 ? 120 : vlen), argv, sum->interp[0] ? sum->interp : "",
+                     sum->n_samples);
+        else
+            snprintf(v->title, sizeof v->title, "vmprof %s profile, %" PRIu64 " samples",
+                     sum->interp[0] ? sum->interp : "", sum->n_samples);
+    }
     rc = 0;
     goto out;
 oom:

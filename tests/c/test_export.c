@@ -508,3 +508,15 @@ VMP_TEST(export_collapsed_keeps_separators_out_of_labels)
     free(m.data);
     vmp_profile_free(p);
 }
+
+VMP_TEST(export_title_names_the_profiled_command)
+{
+    vmp_profile *p = sample_profile();
+    membuf m = {0};
+    vmp_error err;
+    vmp_profile_add_meta(p, "argv", 4, "app.py --fast", 13);
+    REQUIRE(export_mem(p, "speedscope", NULL, &m, &err) == 0);
+    CHECK(count_str(&m, "\"name\":\"app.py --fast - vmprof cpython profile, 7 samples\"") == 1);
+    free(m.data);
+    vmp_profile_free(p);
+}
