@@ -286,8 +286,14 @@ static PyObject *build_view_data(const vmp_profile *p, const vmp_xview *v)
             prev = rss;
         }
         g = PyList_New((Py_ssize_t)v->n_stacks);
-        for (i = 0; g && i < v->n_stacks; i++)
-            PyList_SET_ITEM(g, (Py_ssize_t)i, PyLong_FromUnsignedLongLong(growth[i]));
+        for (i = 0; g && i < v->n_stacks; i++) {
+            PyObject *x = PyLong_FromUnsignedLongLong(growth[i]);
+            if (!x) {
+                Py_CLEAR(g);
+                break;
+            }
+            PyList_SET_ITEM(g, (Py_ssize_t)i, x);
+        }
         free(growth);
         if (put(d, "rss_growth", g) < 0)
             goto fail;
