@@ -77,6 +77,7 @@ class Stats(object):
         self.truncated_at = None if s["truncated_at"] < 0 else s["truncated_at"]
         self.max_rss_kb = s["max_rss_kib"] if self.profile_memory else None
         self.threads = profile.threads()
+        self.n_samples = s["n_samples"]
         self._adr_dict = None
         self._functions = None
         self._trees = {}
@@ -103,13 +104,14 @@ class Stats(object):
         return self.meta.get(key, default)
 
     def getargv(self):
-        return self.getmeta("argv", "-")
+        return self.getmeta("argv", "")
 
     def get_runtime_in_microseconds(self):
-        """Wall-clock time from the start record to the trailer, or None when
-        the file lacks either (the program died)."""
+        """Wall-clock time from the start record to the trailer; 0 when the
+        file lacks either (an old format, or the program died), as the
+        original."""
         if self._start is None or self._end is None:
-            return None
+            return 0
         return (self._end[0] - self._start[0]) * 1000000 + (self._end[1] - self._start[1])
 
     def rss_series(self):
@@ -129,8 +131,30 @@ class Stats(object):
         return name
 
     def find_addrs_containing_name(self, part):
-        """Addresses whose name contains part."""
-        return [addr for addr, name in self.adr_dict.items() if part in name]
+        """Addresses whose function (symbol) name contains part, as a
+        generator like the original's."""
+        for addr, name in self.adr_dict.items():
+            fields = name.split(":", 3)
+            if len(fields) > 1 and part in fields[1]:
+                yield addr
+
+    def get_name(self, addr):
+        """The function (symbol) part of addr's name, or "unknown"."""
+        name = self._profile.name(addr)
+        if name is None:
+            return "unknown"
+        fields = name.split(":", 3)
+        return fields[1] if len(fields) > 1 else name
+
+    def get_addr_info(self, addr):
+        """(lang, symbol, line, file) from addr's name ("py"/"n"), or None."""
+        name = self._profile.name(addr)
+        if not name:
+            return None
+        fields = name.split(":", 3)
+        if len(fields) != 4:
+            return None
+        return tuple(fields)
 
     def display(self, no):
         """The names of sample no's stack, root first."""
@@ -186,19 +210,25 @@ class Stats(object):
         result, total = self._profile.function_profile(top_function)
         return sorted(result.items(), key=lambda kv: kv[1]), total
 
-    def get_tree(self, thread=None):
-        """The call tree (optionally of one thread id): a Node whose count is
-        every sample.  Its top is the common first frame, or a synthetic root
-        when the stacks do not share one."""
+    def get_tree(self, thread=None, filter_top=False):
+        """The call tree (optionally of one thread id).
+
+        Its root is the stacks' common first frame, or a synthetic root when
+        they do not share one; its count is every sample.  filter_top=True
+        returns, as the original vmprof's get_tree() did, the first
+        "interesting" node below it instead: the first `py:<module>` that is
+        not vmprof's own __main__, following the busiest child."""
         if not len(self):
             raise EmptyProfileFile("the profile has no samples")
-        return _top(self, self._tree(thread), thread, False)
+        top = _top(self, self._tree(thread), thread, False)
+        return _filter_top(top) if filter_top else top
 
-    def get_flat_tree(self, thread=None):
+    def get_flat_tree(self, thread=None, filter_top=False):
         """get_tree() with non-Python frames folded into their Python parents."""
         if not len(self):
             raise EmptyProfileFile("the profile has no samples")
-        return _top(self, self._tree(thread, True), thread, True)
+        top = _top(self, self._tree(thread, True), thread, True)
+        return _filter_top(top) if filter_top else top
 
     # ---- samples ------------------------------------------------------------
 
@@ -270,6 +300,17 @@ def _top(stats, tree, thread, flat):
     if len(kids) == 1 and kids[0].count == root.count:
         return kids[0]
     return root
+
+
+def _filter_top(top):
+    node = top
+    while True:
+        if node.name.startswith("py:<module>") and "vmprof/__main__.py" not in node.name:
+            return node
+        kids = node.child_nodes
+        if not kids:
+            return top
+        node = kids[0]  # children come busiest first
 
 
 class Node(object):

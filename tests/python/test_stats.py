@@ -96,7 +96,10 @@ def test_top_and_function_profile(stats):
     assert total == 6
     assert dict(result) == {0x30: 5, 0x51: 1, 0x20: 1}  # f under f: once
     assert [c for _a, c in result] == sorted(c for _a, c in result)
-    assert stats.find_addrs_containing_name("py:g") == [0x30]
+    assert list(stats.find_addrs_containing_name("g")) == [0x30]
+    assert list(stats.find_addrs_containing_name("memcpy")) == [0x51]
+    assert stats.get_name(0x30) == "g" and stats.get_name(0x99) == "unknown"
+    assert stats.get_addr_info(0x51) == ("n", "memcpy", "0", "-")
     assert stats.functions[0x20] == 6
 
 
@@ -105,7 +108,7 @@ def test_lines_mode_nodes_and_profiles():
     trace = stats.profiles[0][0]
     assert all(isinstance(e, int) for e in trace)
     assert all(e <= 0 for e in trace[1::2]) and all(e > 0 for e in trace[0::2])
-    flat = stats.get_tree().flatten()
+    flat = stats.get_tree(filter_top=False).flatten()
     checked = 0
     todo = [flat]
     while todo:
@@ -168,3 +171,19 @@ def test_reading_many_samples_makes_few_python_objects():
     assert after - before < 5000
     assert len(stats.profiles) == 200000 and tree.count == 200000
     assert stats.profiles[199999][2] == 1 + ((199999 * 7919) % 50) % 3
+
+
+def test_get_tree_filters_to_the_program_module():
+    """filter_top, as the original: the tree starts at the first py:<module>
+    that is not vmprof's own __main__."""
+    names = {0x10: "py:_run_module_as_main:1:<frozen runpy>",
+             0x20: "py:<module>:1:/x/vmprof/__main__.py",
+             0x30: "py:<module>:1:prog.py", 0x40: "py:work:3:prog.py"}
+    stats = make([([0x40, 0x30, 0x20, 0x10], 1)] * 3 + [([0x20, 0x10], 1)], names)
+    top = stats.get_tree(filter_top=True)
+    assert top.name == "py:<module>:1:prog.py" and top.count == 3
+    root = stats.get_tree()
+    assert root.addr == 0x10 and root.count == 4
+    assert stats.get_flat_tree(filter_top=True).name == "py:<module>:1:prog.py"
+    # no such module: the root
+    assert make([([0x40], 1)], names).get_tree(filter_top=True).name == "py:work:3:prog.py"
