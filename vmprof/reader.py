@@ -6,8 +6,16 @@ for what it is given and turns a cut file into a warning.
 import os
 import warnings
 
-from vmprof import _core
-from vmprof.stats import Stats
+from vmprof.errors import VMProfError
+
+try:
+    from vmprof import _core
+except ImportError:  # PyPy, or a source checkout without the built extension
+    _core = None
+
+
+def _kind(name):
+    return getattr(_core, name, None)
 
 # Stack entries of PyPy profiles, as the original reader tagged them: an int
 # subclass per frame kind, so that code that checks isinstance() keeps working.
@@ -20,27 +28,27 @@ class Frame(int):
 
 
 class NativeCode(Frame):
-    kind = _core.FRAME_NATIVE
+    kind = _kind("FRAME_NATIVE")
 
 
 class JittedCode(Frame):
-    kind = _core.FRAME_JIT
+    kind = _kind("FRAME_JIT")
 
 
 class AssemblerCode(Frame):
-    kind = _core.FRAME_ASSEMBLER
+    kind = _kind("FRAME_ASSEMBLER")
 
 
 class GCCode(Frame):
-    kind = _core.FRAME_GC
+    kind = _kind("FRAME_GC")
 
 
 class BlackholeCode(Frame):
-    kind = _core.FRAME_BLACKHOLE
+    kind = _kind("FRAME_BLACKHOLE")
 
 
 class JitTracingCode(Frame):
-    kind = _core.FRAME_JIT_TRACING
+    kind = _kind("FRAME_JIT_TRACING")
 
 
 FRAME_CLASSES = {
@@ -56,6 +64,11 @@ def read_profile(prof, strict=False):
     record, with a warning that names the offset; strict=True makes that an
     error instead.  Malformed input raises vmprof.VMProfError.
     """
+    if _core is None:
+        raise VMProfError("reading a profile needs vmprof's C extension (vmprof._core), "
+                          "which is not built for this interpreter; read the profile "
+                          "with CPython (python -m vmprof.show FILE)")
+    from vmprof.stats import Stats
     if isinstance(prof, (str, bytes, os.PathLike)):
         profile = _core.read_file(prof, strict=strict)
     else:

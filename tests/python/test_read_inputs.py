@@ -141,3 +141,10 @@ def test_corrupt_input_errors(data, offset, words_in_message):
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(vmprof.VMProfError, match="nope.prof"):
         vmprof.read_profile(str(tmp_path / "nope.prof"))
+
+
+def test_without_the_extension_the_error_says_what_to_do(monkeypatch):
+    import vmprof.reader
+    monkeypatch.setattr(vmprof.reader, "_core", None)
+    with pytest.raises(vmprof.VMProfError, match="C extension"):
+        vmprof.read_profile(CALC)
