@@ -19,10 +19,8 @@ import os
 import runpy
 import signal
 import sys
-import tempfile
 import threading
 import types
-import zipfile
 
 import vmprof
 from vmprof import cli
@@ -69,13 +67,18 @@ class ProgramError(Exception):
         self.status = status
 
 
+def _is_zip(path):
+    import zipfile
+    return os.path.isfile(path) and zipfile.is_zipfile(path)
+
+
 def load_script(path):
     """Returns a callable that runs the script as __main__.
 
     Compiling happens here, before the profiler starts, so that a missing file
     or a syntax error is reported as Python reports it and leaves no profile.
     """
-    if os.path.isdir(path) or (os.path.isfile(path) and zipfile.is_zipfile(path)):
+    if os.path.isdir(path) or (not path.endswith(".py") and _is_zip(path)):
         # A directory or zip with __main__.py: runpy knows how.  It puts the
         # archive first on sys.path itself, in place of our directory.
         def run_archive():
@@ -204,6 +207,7 @@ def _open_profile(args):
             raise ProgramError("cannot write the profile to %s: %s; choose another path "
                                "with -o" % (args.output, cli._reason(e)), 2)
         return fd, args.output, False
+    import tempfile
     try:
         fd, path = tempfile.mkstemp(prefix="vmprof-", suffix=".prof")
     except OSError as e:

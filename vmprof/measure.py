@@ -10,7 +10,6 @@ real_time) and `name`, a path to keep the profile in; without it the profile
 goes to a temporary file that get_stats() removes once it is read.
 """
 import os
-import tempfile
 
 from vmprof.errors import VMProfError
 
@@ -32,6 +31,7 @@ class ProfilerContext(object):
             raise VMProfError("this measure() block was already used; call "
                               "profiler.measure() again for a new profile")
         if self.name is None:
+            import tempfile  # here: `import vmprof` should not pay for it
             fd, self.path = tempfile.mkstemp(prefix="vmprof-", suffix=".prof")
             self._file = os.fdopen(fd, "w+b")
         else:
