@@ -452,6 +452,8 @@ VMP_TEST(decode_error_depth_over_limit)
     expect_error(mem, b.len, (int64_t)at, "depth 65537");
 }
 
+static vmp_profile *read_through_pipe(const unsigned char *data, size_t len, vmp_error *err);
+
 VMP_TEST(decode_depth_at_limit_is_accepted)
 {
     size_t cap = 200 + (size_t)VMP_MAX_DEPTH_READ * 8 + 64;
@@ -471,6 +473,19 @@ VMP_TEST(decode_depth_at_limit_is_accepted)
         vmp_profile_stack_at(p, 0, &st);
         CHECK(st.depth == VMP_MAX_DEPTH_READ && st.frames[0].addr == 2 * VMP_MAX_DEPTH_READ);
     }
+    /* through a pipe the record is larger than the read window: it grows */
+    vmp_profile *q = read_through_pipe(mem, b.len, &err);
+    CHECK(q != NULL);
+    if (p && q) {
+        vmp_stack x, y;
+        vmp_profile_stack_at(p, 0, &x);
+        vmp_profile_stack_at(q, 0, &y);
+        int same = x.depth == y.depth;
+        for (uint32_t i = 0; same && i < x.depth; i++)
+            same = x.frames[i].addr == y.frames[i].addr && x.frames[i].kind == y.frames[i].kind;
+        CHECK(same);
+    }
+    vmp_profile_free(q);
     vmp_profile_free(p);
     free(mem);
     free(e);
