@@ -1,7 +1,7 @@
 /*
  * vmp_export_html.c - one self-contained HTML page with an interactive flame
  * graph (click to zoom, search, hover details, thread selection, an RSS plot
- * for memory profiles).  It needs no network and no server.
+ * for memory profiles) and a table of the hottest functions.  It needs no network and no server.
  *
  * The page itself is vmp_export_html_page.html, kept as a real HTML file so
  * it can be edited and checked as one; the assembler embeds it into the
@@ -12,7 +12,8 @@
  * The data is the aggregated call tree of each thread (and of all threads
  * merged when there are several), never the samples: nodes narrower than
  * html_min_fraction of their tree (default 1/5000, far under a pixel) are
- * left out, so the page stays small however long the run.  Tree layout
+ * left out, so the page stays small however long the run (their samples
+ * then show as their parent's own time in the page's table and tooltips).  Tree layout
  * (arrays indexed by node, node 0 the root, parents before children):
  *   {"label", "parent": [...], "frame": [...], "value": [...]}
  * with frames and funcs shared by all trees.  Memory profiles add "rss":

@@ -96,6 +96,15 @@ try {
     report.search = query;
     report.search_matched = await page.evaluate(() => window.vmprofView.matched);
   }
+  // the table of hottest functions: clicking a row highlights that function
+  report.hot_rows = await page.evaluate(() => window.vmprofView.hotRows || 0);
+  if (report.hot_rows) {
+    await page.click("#hot tbody tr:first-child");
+    report.hot_click = await page.evaluate(() => ({
+      search: document.getElementById("search").value, matched: window.vmprofView.matched,
+      self: Number(document.querySelector("#hot tbody tr:first-child td").textContent) }));
+    await page.fill("#search", "");
+  }
   // thread selection: the second entry (the first thread, after "All threads")
   if (before.threads > 1) {
     await page.selectOption("#thread", "1");

@@ -322,6 +322,9 @@ def test_html_flame_graph_draws_and_zooms_in_chromium(html_reports, name, thread
     assert r["tooltip"] and "samples" in r["tooltip"]
     assert r["search_matched"] > 0 and r["zoom_after_escape"] == 0
     assert r["threads"] == (threads + 1 if threads > 1 else 1)
+    # the hottest function's row highlights it: at least its self samples match
+    assert r["hot_rows"] > 0
+    assert r["hot_click"]["search"].startswith("^") and r["hot_click"]["matched"] >= r["hot_click"]["self"] > 0
     if threads > 1:  # picking a thread shows that thread's tree alone
         sel = r["thread_selected"]
         assert sel["thread"] == 1 and sel["drawn"] > 0 and 0 < sel["samples"] < sel["all"]
