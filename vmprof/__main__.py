@@ -283,13 +283,15 @@ def _deliver(args, path, temporary):
         return 0
     from vmprof import summary
     try:
-        stats = vmprof.read_profile(path)
-        text = summary.format_summary(stats, relative_to=os.getcwd())
+        import vmprof._core  # noqa: F401  (reading profiles is done in C)
     except ImportError:
         _say("the profile is in %s; reading it needs vmprof's C extension, which this "
              "interpreter lacks: read it with `vmprofshow %s` under CPython, or use "
              "-o FILE or --web" % (path, path))
         return 0
+    try:
+        stats = vmprof.read_profile(path)
+        text = summary.format_summary(stats, relative_to=os.getcwd())
     except Exception as e:
         _say("cannot summarise the profile (%s: %s); it is kept in %s"
              % (type(e).__name__, " ".join(str(e).split()), path))

@@ -38,8 +38,10 @@ def pypy_run(tmp_path):
                     ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     (tmp_path / "prog.py").write_text(PROGRAM)
 
-    def run(*args):
+    def run(*args, env_tmpdir=None):
         env = dict(os.environ, PYTHONPATH=str(package.parent))
+        if env_tmpdir is not None:
+            env["TMPDIR"] = str(env_tmpdir)
         return subprocess.run([PYPY, "-m", "vmprof"] + [str(a) for a in args],
                               capture_output=True, text=True, timeout=120,
                               cwd=tmp_path, env=env)
@@ -63,3 +65,13 @@ def test_pypy_jitlog_and_web(pypy_run):
     assert json.loads(server.requests[0].body)["VM"] == "PyPy"
     assert len(gzip.decompress(server.requests[2].body)) > 0
     assert "jit traces: %s/#/jit7/traces" % server.url in done.stderr
+
+
+def test_pypy_without_output_keeps_the_profile_and_says_how_to_read_it(pypy_run, tmp_path):
+    done = pypy_run("prog.py", env_tmpdir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "needs vmprof's C extension" in last
+    kept = last.split("the profile is in ")[1].split(";")[0]
+    assert kept.startswith(str(tmp_path))
+    assert vmprof.read_profile(kept).interp == "pypy"
