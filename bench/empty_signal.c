@@ -45,7 +45,7 @@ typedef struct {
     int64_t credit;
 } thread_slot;
 
-static atomic_long handled;
+static atomic_long handled, sent;
 static atomic_int running;
 static pthread_t helper;
 static atomic_int helper_tid;
@@ -128,6 +128,8 @@ static void *helper_main(void *arg)
         struct timespec dl = {next / 1000000000LL, next % 1000000000LL};
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR)
             ;
+        if (!atomic_load(&running))
+            break;
         int64_t now = mono_ns();
         if (now - next >= period)
             next = now;
@@ -153,7 +155,8 @@ static void *helper_main(void *arg)
                     continue;
                 t->credit -= period;
             }
-            syscall(SYS_tgkill, pid, t->tid, SIGPROF);
+            if (syscall(SYS_tgkill, pid, t->tid, SIGPROF) == 0)
+                atomic_fetch_add_explicit(&sent, 1, memory_order_relaxed);
         }
     }
     free(table);
@@ -170,6 +173,7 @@ int es_start(long period_ns, int how)
     if (sigaction(SIGPROF, &sa, &old_action))
         return -1;
     atomic_store(&handled, 0);
+    atomic_store(&sent, 0);
     period = period_ns;
     delivery = how;
     if (how == 1) {
@@ -190,6 +194,15 @@ long es_stop(void)
     } else {
         atomic_store(&running, 0);
         pthread_join(helper, NULL);
+        /* As the sampler's disable does: wait for the signals already sent
+         * (a late one would meet SIGPROF's default action and end the
+         * process); if some never arrive, leave the inert handler in place. */
+        int64_t deadline = mono_ns() + 200000000LL;
+        struct timespec nap = {0, 50000};
+        while (atomic_load(&handled) < atomic_load(&sent) && mono_ns() < deadline)
+            nanosleep(&nap, NULL);
+        if (atomic_load(&handled) < atomic_load(&sent))
+            return atomic_load(&handled);
     }
     sigaction(SIGPROF, &old_action, NULL);
     return atomic_load(&handled);
