@@ -380,8 +380,11 @@ def bench_sampler(args, res):
                          "median_cpu_slowdown": median(all_cd),
                          "cost_us_wall": cu, "cost_us_cpu": cc}
         rows.append([label] + cells + [pct(median(all_sd)), fmt(cu, "%.1f")])
+        dropped = [x["dropped"] for x in recs if x is not None and "dropped" in x]
+        summary[c[0]]["dropped"] = sum(dropped) if dropped else None
         if c[1] in in_process:
-            cpu_rows.append([label] + cpu_cells + [pct(median(all_cd)), fmt(cc, "%.1f")])
+            cpu_rows.append([label] + cpu_cells + [pct(median(all_cd)), fmt(cc, "%.1f"),
+                                                   str(sum(dropped)) if dropped else "-"])
     res[key]["summary"] = summary
     bases = ", ".join("%s %.2f s" % (w, median([b["wall"] for b in base[w]])) for w in WORKLOADS)
     title = ("Sampler: wall-clock slowdown (paired median of %d rounds) / achieved rate"
@@ -389,7 +392,8 @@ def bench_sampler(args, res):
     table(title + "; baselines: " + bases,
           ["tool"] + WORKLOADS + ["median slowdown", "µs/sample (wall)"], rows)
     table("In-process tools: slowdown of the workload threads' CPU time (insensitive to "
-          "other processes' load)", ["tool"] + WORKLOADS + ["median", "µs/sample (CPU)"],
+          "other processes' load)", ["tool"] + WORKLOADS + ["median", "µs/sample (CPU)",
+                                                       "samples dropped (all runs)"],
           cpu_rows)
 
     # ours beyond an empty signal delivered the same way

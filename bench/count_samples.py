@@ -1,5 +1,6 @@
-"""Prints what a profile holds, as JSON: samples, distinct threads, and the
-period the file states (when the reader exposes it).
+"""Prints what a profile holds, as JSON: samples, distinct threads, the
+period the file states (when the reader exposes it), and the samples the
+sampler says it dropped (its META "samples_dropped").
 
     python bench/count_samples.py FILE
 
@@ -20,6 +21,9 @@ def main():
     summary = getattr(stats, "period_usec", None) or getattr(stats, "period", None)
     if summary:
         out["period"] = summary
+    meta = getattr(stats, "meta", None) or {}
+    if "samples_dropped" in meta:  # ours: samples the sampler could not keep
+        out["dropped"] = int(meta["samples_dropped"])
     print(json.dumps(out))
 
 

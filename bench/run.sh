@@ -3,6 +3,8 @@
 #   bench/run.sh            the full run (about 15 minutes)
 #   bench/run.sh --quick    a smoke run: small profile, short workloads, 2 rounds
 #   bench/run.sh --only reader,sampler,export
+#   bench/run.sh --configs 'ours|empty'      only the sampler rows that match
+#   bench/run.sh --ours-python PATH          measure another build of ours
 # Environment: BENCH_PY (default 3.11) picks the project venv .venv/$BENCH_PY;
 # BENCH_NO_INSTALL=1 skips rebuilding the package into it.
 #
