@@ -205,14 +205,14 @@ def _open_profile(args):
             fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         except OSError as e:
             raise ProgramError("cannot write the profile to %s: %s; choose another path "
-                               "with -o" % (args.output, cli._reason(e)), 2)
+                               "with -o" % (args.output, cli.error_reason(e)), 2)
         return fd, args.output, False
     import tempfile
     try:
         fd, path = tempfile.mkstemp(prefix="vmprof-", suffix=".prof")
     except OSError as e:
         raise ProgramError("cannot create a temporary profile file: %s; set TMPDIR or "
-                           "give -o FILE" % cli._reason(e), 2)
+                           "give -o FILE" % cli.error_reason(e), 2)
     return fd, path, True
 
 

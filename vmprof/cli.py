@@ -143,7 +143,7 @@ def read_config(path):
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError("cannot read the config file %s: %s" % (path, _reason(e)))
+        raise ConfigError("cannot read the config file %s: %s" % (path, error_reason(e)))
     ini = configparser.ConfigParser(interpolation=None)
     try:
         try:
@@ -189,7 +189,8 @@ def _config_value(option, key, text, path):
         raise ConfigError("%s in the config file %s: %s" % (key, path, e))
 
 
-def _reason(error):
+def error_reason(error):
+    """An exception as a short phrase for a one-line message ("Permission denied")."""
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return str(error)

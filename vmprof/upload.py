@@ -70,7 +70,8 @@ def upload(profile_path, web_url=cli.DEFAULT_WEB_URL, auth=None, argv="", vm=Non
         size = os.path.getsize(profile_path)
         profile = open(profile_path, "rb")
     except OSError as e:
-        raise UploadError("cannot read the profile %s: %s" % (profile_path, cli._reason(e)))
+        raise UploadError("cannot read the profile %s: %s"
+                          % (profile_path, cli.error_reason(e)))
     with profile:
         reply = server.post("/api/runtime/new",
                             json.dumps({"argv": argv, "VM": vm or interpreter_name()}),
@@ -99,7 +100,8 @@ def _upload_jitlog(server, quoted_id, jitlog_path):
     try:
         source = open(jitlog_path, "rb")
     except OSError as e:
-        raise UploadError("cannot read the jit log %s: %s" % (jitlog_path, cli._reason(e)))
+        raise UploadError("cannot read the jit log %s: %s"
+                          % (jitlog_path, cli.error_reason(e)))
     with source, tempfile.TemporaryFile() as packed:
         with gzip.GzipFile(fileobj=packed, mode="wb") as gz:
             shutil.copyfileobj(source, gz)
@@ -156,7 +158,7 @@ class _Server(object):
             raise UploadError("cannot connect to %s (connection refused); start the "
                               "server or give its address with --web-url" % self.base)
         except (OSError, http.client.HTTPException) as e:
-            raise UploadError("%s failed: %s" % (what, _one_line(cli._reason(e)
+            raise UploadError("%s failed: %s" % (what, _one_line(cli.error_reason(e)
                                                                 or type(e).__name__)))
         finally:
             conn.close()
