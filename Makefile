@@ -50,7 +50,7 @@ fuzz:
 	@if [ -x fuzz/run.sh ]; then FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh; else echo "fuzz: no fuzz targets yet"; fi
 
 bench: install
-	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "bench: no benchmarks yet"; fi
+	@if [ -x bench/run.sh ]; then BENCH_NO_INSTALL=1 bench/run.sh; else echo "bench: no benchmarks yet"; fi
 
 clean:
 	rm -rf $(BUILD) build fuzz/build *.egg-info
