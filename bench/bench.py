@@ -278,8 +278,11 @@ def run_once(args, cfg, workload, tmp):
             rate = c["samples"] / max(c["threads"], 1) / rec["wall"]
     elif kind == "empty":
         # CPU clock: per CPU-second of the workload's threads; wall clock:
-        # signals per second to all threads together
-        rate = rec["signals"] / (rec["thread_cpu"] if clock == "cpu" else rec["wall"])
+        # per thread and second, as for ours
+        if clock == "cpu":
+            rate = rec["signals"] / rec["thread_cpu"]
+        else:
+            rate = rec["signals"] / max(rec.get("threads") or 1, 1) / rec["wall"]
     elif kind == "pyinstrument":
         rate = rec["samples"] / rec["wall"]
     elif kind in ("py-spy", "py-spy-nb"):

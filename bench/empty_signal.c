@@ -16,6 +16,8 @@
  *
  *   es_start(period_ns, delivery)   0 on success
  *   es_stop() -> signals handled    restores the previous handler and timer
+ *   es_threads()                    the most threads it knew at once (so a
+ *                                   wall-clock rate can be given per thread)
  *
  * The SA_SIGINFO handler only counts (and saves errno, as ours does), so the
  * count is the number of deliveries.
@@ -46,6 +48,7 @@ typedef struct {
 } thread_slot;
 
 static atomic_long handled, sent;
+static atomic_int most_threads; /* the most threads signalled in one period */
 static atomic_int running;
 static pthread_t helper;
 static atomic_int helper_tid;
@@ -136,6 +139,8 @@ static void *helper_main(void *arg)
         if (now - last_scan >= RESCAN_NS) {
             n = scan_threads(table, n);
             last_scan = now;
+            if ((int)n > atomic_load(&most_threads))
+                atomic_store(&most_threads, (int)n);
         }
         for (size_t i = 0; i < n; i++) {
             thread_slot *t = &table[i];
@@ -174,6 +179,7 @@ int es_start(long period_ns, int how)
         return -1;
     atomic_store(&handled, 0);
     atomic_store(&sent, 0);
+    atomic_store(&most_threads, 0);
     period = period_ns;
     delivery = how;
     if (how == 1) {
@@ -206,4 +212,9 @@ long es_stop(void)
     }
     sigaction(SIGPROF, &old_action, NULL);
     return atomic_load(&handled);
+}
+
+int es_threads(void)
+{
+    return atomic_load(&most_threads);
 }

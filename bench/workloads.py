@@ -152,6 +152,7 @@ class EmptySignal(Tool):
 
     def stop(self):
         self.report["signals"] = self.lib.es_stop()
+        self.report["threads"] = self.lib.es_threads()
 
 
 class Pyinstrument(Tool):
