@@ -457,6 +457,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a smoke run: small, one or two rounds")
     ap.add_argument("--only", default="reader,sampler,export")
+    ap.add_argument("--rounds", type=int, help="runs of each measurement (default 5, "
+                    "quick 2; the original's reader: 5, quick 1)")
     ap.add_argument("--configs", default="", help="a regular expression: run only the "
                     "sampler configurations whose label matches")
     ap.add_argument("--py", default=os.environ.get("BENCH_PY", "3.11"))
@@ -470,6 +472,8 @@ def main():
         args.samples, args.runs, args.orig_runs, args.scale = 100000, 2, 1, 0.25
     else:
         args.samples, args.runs, args.orig_runs, args.scale = 1000000, 5, 5, 1.0
+    args.runs = args.rounds or args.runs
+    args.orig_runs = args.rounds or args.orig_runs
     os.makedirs(OUT, exist_ok=True)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
