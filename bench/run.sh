@@ -5,6 +5,7 @@
 #   bench/run.sh --only reader,sampler,export
 #   bench/run.sh --configs 'ours|empty'      only the sampler rows that match
 #   bench/run.sh --ours-python PATH          measure another build of ours
+#   bench/run.sh --rounds 3                  fewer rounds on a busy machine
 # Environment: BENCH_PY (default 3.11) picks the project venv .venv/$BENCH_PY;
 # BENCH_NO_INSTALL=1 skips rebuilding the package into it.
 #
