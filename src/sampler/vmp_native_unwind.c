@@ -23,9 +23,12 @@
 #define _GNU_SOURCE
 #include "vmp_native_unwind.h"
 
+#include <dlfcn.h>
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -47,7 +50,26 @@ struct code_table {
 };
 
 static struct code_table *current_table; /* read with acquire in handlers */
+
+/* Learned rules: open addressing on the pc, written by one thread (the
+ * writer), read by handlers.  A slot's rule is stored before its pc is
+ * published, and a published slot never changes until teardown. */
+#define RULE_SLOTS (1u << 16)
+#define RULE_PROBES 16
+struct rule_slot {
+    uint64_t pc; /* 0: empty; published with release */
+    uint64_t rule;
+};
+static struct rule_slot *rules; /* mapped once, never unmapped */
+static int rules_off;           /* set when a library was unloaded */
+static size_t rules_used;
 static int ready;
+/* Code that runs holding the dynamic loader's lock: ld.so itself and
+ * dl_iterate_phdr.  A thread interrupted there is never walked by libunwind,
+ * whose table lookup would take that lock again (see vmp_native_unwind). */
+#define MAX_LOADER_RANGES 4
+static struct range loader_ranges[MAX_LOADER_RANGES];
+static int loader_count;
 static struct range eval_ranges[VMP_NATIVE_MAX_EVAL_RANGES];
 static int eval_count;
 
@@ -58,6 +80,7 @@ struct collect {
     size_t n, cap;
     unsigned long long adds, subs;
     int failed;
+    int skip_loader; /* loader ranges already known */
 };
 
 static int collect_segments(struct dl_phdr_info *info, size_t size, void *arg)
@@ -83,6 +106,9 @@ static int collect_segments(struct dl_phdr_info *info, size_t size, void *arg)
         }
         c->r[c->n].lo = info->dlpi_addr + ph->p_vaddr;
         c->r[c->n].hi = c->r[c->n].lo + ph->p_memsz;
+        if (!c->skip_loader && info->dlpi_name && strstr(info->dlpi_name, "/ld-linux") &&
+            loader_count < MAX_LOADER_RANGES - 1)
+            loader_ranges[loader_count++] = c->r[c->n];
         c->n++;
     }
     return 0;
@@ -111,7 +137,22 @@ static int first_object(struct dl_phdr_info *info, size_t size, void *arg)
 static int build_table(void)
 {
     struct collect c = {0};
+    if (!ready) /* the loader does not move: learn its ranges once */
+        loader_count = 0;
+    else
+        c.skip_loader = 1;
     dl_iterate_phdr(collect_segments, &c);
+    if (!ready) {
+        Dl_info info;
+        const ElfW(Sym) *sym = NULL;
+        if (dladdr1((void *)dl_iterate_phdr, &info, (void **)&sym, RTLD_DL_SYMENT) && sym &&
+            sym->st_size && loader_count < MAX_LOADER_RANGES) {
+            uintptr_t lo = (uintptr_t)info.dli_saddr;
+            loader_ranges[loader_count].lo = lo;
+            loader_ranges[loader_count].hi = lo + sym->st_size;
+            loader_count++;
+        }
+    }
     if (c.failed) {
         free(c.r);
         return -1;
@@ -161,6 +202,11 @@ void vmp_native_refresh(void)
     dl_iterate_phdr(first_object, &k);
     if (t && t->adds == k.adds && t->subs == k.subs)
         return;
+    /* An object was unloaded: another may come to its addresses, where the
+     * learned rules would be wrong.  Rules are never rewritten under the
+     * handlers, so the fast walk stays off until teardown. */
+    if (t && t->subs != k.subs)
+        __atomic_store_n(&rules_off, 1, __ATOMIC_RELEASE);
     build_table();
 }
 
@@ -202,6 +248,54 @@ int vmp_native_is_eval(uintptr_t pc)
     return 0;
 }
 
+/* ---- learned rules -------------------------------------------------------- */
+
+static size_t rule_home(uint64_t pc)
+{
+    return (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 48) & (RULE_SLOTS - 1);
+}
+
+static uint64_t pack_rule(const vmp_unwind_rule *r)
+{
+    return (uint64_t)(uint32_t)r->cfa_off | (uint64_t)(uint16_t)r->rbp_off << 32 |
+           (uint64_t)r->cfa_reg << 48 | (uint64_t)r->kind << 56;
+}
+
+int vmp_native_learn(uintptr_t pc, const vmp_unwind_rule *rule)
+{
+    if (!rules || !pc || rules_used >= RULE_SLOTS / 2)
+        return -1;
+    size_t h = rule_home(pc);
+    for (int i = 0; i < RULE_PROBES; i++) {
+        struct rule_slot *s = &rules[(h + i) & (RULE_SLOTS - 1)];
+        uint64_t have = __atomic_load_n(&s->pc, __ATOMIC_RELAXED);
+        if (have == pc)
+            return 0;
+        if (have == 0) {
+            s->rule = pack_rule(rule);
+            __atomic_store_n(&s->pc, (uint64_t)pc, __ATOMIC_RELEASE);
+            rules_used++;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The packed rule for pc, or 0. */
+static uint64_t rule_for(uintptr_t pc)
+{
+    size_t h = rule_home(pc);
+    for (int i = 0; i < RULE_PROBES; i++) {
+        const struct rule_slot *s = &rules[(h + i) & (RULE_SLOTS - 1)];
+        uint64_t have = __atomic_load_n(&s->pc, __ATOMIC_ACQUIRE);
+        if (have == pc)
+            return s->rule;
+        if (have == 0)
+            return 0;
+    }
+    return 0;
+}
+
 /* ---- setup ---------------------------------------------------------------- */
 
 /* Walks the calling thread's own stack, which initialises libunwind outside
@@ -228,6 +322,12 @@ int vmp_native_setup(void)
     unw_set_cache_size(unw_local_addr_space, UNWIND_CACHE_SIZE, 0);
     if (build_table() < 0)
         return -1;
+    if (!rules) {
+        void *p = mmap(NULL, RULE_SLOTS * sizeof(struct rule_slot), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED)
+            rules = p; /* without it every walk takes the slow path */
+    }
     if (warm_up() < 0 || warm_up() < 0)
         return -1;
     __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
@@ -244,11 +344,83 @@ void vmp_native_teardown(void)
         t = older;
     }
     __atomic_store_n(&eval_count, 0, __ATOMIC_RELEASE);
+    if (rules) {
+        /* No handler runs now: forget the rules (libraries may move). */
+        madvise(rules, RULE_SLOTS * sizeof(struct rule_slot), MADV_DONTNEED);
+        rules_used = 0;
+        rules_off = 0;
+    }
 }
 
 /* ---- in the signal handler ------------------------------------------------ */
 
 int vmp_native_unwind(void *ucontext, uintptr_t *pcs, int max)
+{
+    int n = vmp_native_unwind_fast(ucontext, pcs, max);
+    if (n >= 0)
+        return n;
+    /* A thread interrupted inside the dynamic loader may hold its lock,
+     * which libunwind's table lookup takes: keep the interrupted pc only. */
+    uintptr_t pc = (uintptr_t)((const ucontext_t *)ucontext)->uc_mcontext.gregs[REG_RIP];
+    if (max > 0 && in_ranges(loader_ranges, (size_t)loader_count, pc)) {
+        pcs[0] = pc;
+        return 1;
+    }
+    return vmp_native_unwind_slow(ucontext, pcs, max);
+}
+
+int vmp_native_in_loader(uintptr_t pc)
+{
+    return in_ranges(loader_ranges, (size_t)loader_count, pc);
+}
+
+int vmp_native_unwind_fast(void *ucontext, uintptr_t *pcs, int max)
+{
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext || !rules)
+        return 0;
+    if (__atomic_load_n(&rules_off, __ATOMIC_ACQUIRE))
+        return -1;
+    const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
+    if (!t)
+        return 0;
+    if (max > VMP_NATIVE_MAX_DEPTH)
+        max = VMP_NATIVE_MAX_DEPTH;
+    const mcontext_t *mc = &((const ucontext_t *)ucontext)->uc_mcontext;
+    uint64_t rip = (uint64_t)mc->gregs[REG_RIP];
+    uint64_t rsp = (uint64_t)mc->gregs[REG_RSP];
+    uint64_t rbp = (uint64_t)mc->gregs[REG_RBP];
+    int n = 0;
+    while (n < max && rip != 0) {
+        uintptr_t pc = n == 0 ? (uintptr_t)rip : (uintptr_t)rip - 1;
+        if (!in_ranges(t->r, t->n, pc)) {
+            if (n == 0)
+                pcs[n++] = pc;
+            break;
+        }
+        uint64_t rule = rule_for(pc & ~(uintptr_t)1); /* learned for both pc and pc | 1 */
+        if (!rule)
+            return -1;
+        pcs[n++] = pc;
+        int32_t cfa_off = (int32_t)(uint32_t)rule;
+        int16_t rbp_off = (int16_t)(uint16_t)(rule >> 32);
+        unsigned cfa_reg = (unsigned)(rule >> 48) & 0xff, kind = (unsigned)(rule >> 56);
+        if (kind == VMP_RULE_END)
+            break;
+        uint64_t cfa = (cfa_reg == 7 ? rsp : rbp) + (uint64_t)(int64_t)cfa_off;
+        /* As in the slow walk: the caller's frame lies above, or the walk
+         * ends (and never reads below the interrupted stack pointer). */
+        if (cfa <= rsp || (cfa & 7))
+            break;
+        uint64_t ra = *(const uint64_t *)(uintptr_t)(cfa - 8);
+        if (rbp_off)
+            rbp = *(const uint64_t *)(uintptr_t)(cfa + (uint64_t)(int64_t)rbp_off);
+        rsp = cfa;
+        rip = ra;
+    }
+    return n;
+}
+
+int vmp_native_unwind_slow(void *ucontext, uintptr_t *pcs, int max)
 {
     if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext)
         return 0;
@@ -293,7 +465,7 @@ int vmp_native_unwind(void *ucontext, uintptr_t *pcs, int max)
     return n;
 }
 
-static int put_python(const uintptr_t *py, int k, int w, uintptr_t *out, int o, int max)
+static int put_python(const uint64_t *py, int k, int w, uint64_t *out, int o, int max)
 {
     if (o + w > max)
         return -1;
@@ -302,8 +474,8 @@ static int put_python(const uintptr_t *py, int k, int w, uintptr_t *out, int o, 
     return o + w;
 }
 
-int vmp_native_splice(const uintptr_t *pcs, int npcs, const uintptr_t *py,
-                      const unsigned char *py_last, int npy, int py_width, uintptr_t *out, int max)
+int vmp_native_splice(const uintptr_t *pcs, int npcs, const uint64_t *py,
+                      const unsigned char *py_last, int npy, int py_width, uint64_t *out, int max)
 {
     int w = py_width == 2 ? 2 : 1;
     int o = 0, k = 0;
@@ -322,7 +494,7 @@ int vmp_native_splice(const uintptr_t *pcs, int npcs, const uintptr_t *py,
             return o;
         if (w == 2)
             out[o++] = 0;
-        out[o++] = pcs[i] | 1u;
+        out[o++] = (uint64_t)pcs[i] | 1u;
     }
     for (; k < npy; k++) {
         int next = put_python(py, k, w, out, o, max);

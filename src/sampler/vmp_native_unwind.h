@@ -14,7 +14,11 @@
  *   vmp_native_refresh()    outside signal context, whenever libraries may have
  *                           been loaded (cheap when none were): publishes a new
  *                           executable-range table without disturbing handlers.
- *   vmp_native_unwind()     async-signal-safe: walks the interrupted context.
+ *   vmp_native_unwind()     async-signal-safe: walks the interrupted context,
+ *                           with learned per-pc rules when it knows every
+ *                           frame's (a few arithmetic steps and loads per
+ *                           frame), else with libunwind (which takes a lock
+ *                           and masks signals twice per frame).
  *                           It stops - keeping what it has - at the depth cap,
  *                           at an address outside every known object (JIT code,
  *                           garbage), at a nested signal frame, when the stack
@@ -32,11 +36,17 @@
  * outside signal context, because finding a function's start in the handler
  * would cost a search of the unwind tables per frame.
  *
+ * Learning: the writer sees every pc the samples carry and, outside signal
+ * context, reads its unwind rule with libdw (vmp_symbols_unwind_rule) into
+ * a fixed table the handlers read without locks; after the first samples of
+ * a code path its walks take the fast path.
+ *
  * Nothing here takes a lock, allocates, or calls Python in signal context,
  * except what libunwind does on a cache miss: it looks the address up through
  * dl_iterate_phdr, which takes the dynamic loader's lock.  Warming the cache
- * at setup makes misses rare after the first samples; the residual risk is a
- * short wait while another thread is inside dlopen.
+ * at setup and the fast walk make that rare, and a thread interrupted inside
+ * the loader itself is never walked that way; the residual risk is a short
+ * wait while another thread is inside dlopen.
  */
 #ifndef VMP_NATIVE_UNWIND_H
 #define VMP_NATIVE_UNWIND_H
@@ -78,6 +88,24 @@ void vmp_native_teardown(void);
  * setup has not run or the first address is already unknown). */
 int vmp_native_unwind(void *ucontext, uintptr_t *pcs, int max);
 
+/* Outside signal context, one thread at a time (the writer): teaches the
+ * fast path how to step from pc and pc | 1 (pc even; the caller checked the
+ * rule holds at both, as the profile's entries lose the low bit).
+ * Returns 0, or -1 when the table is full (the slow path still works). */
+struct vmp_unwind_rule;
+int vmp_native_learn(uintptr_t pc, const struct vmp_unwind_rule *rule);
+
+/* The two walks vmp_native_unwind chooses between, for tests and the bench:
+ * the fast one steps with learned rules only and returns -1 at the first pc
+ * it has no rule for; the slow one is libunwind's.  Both async-signal-safe,
+ * and they agree wherever the fast one answers. */
+int vmp_native_unwind_fast(void *ucontext, uintptr_t *pcs, int max);
+int vmp_native_unwind_slow(void *ucontext, uintptr_t *pcs, int max);
+
+/* Async-signal-safe: whether pc lies in the dynamic loader or in
+ * dl_iterate_phdr (where a thread may hold the loader's lock). */
+int vmp_native_in_loader(uintptr_t pc);
+
 /* Async-signal-safe: whether pc lies in the evaluation loop. */
 int vmp_native_is_eval(uintptr_t pc);
 
@@ -102,9 +130,13 @@ int vmp_native_is_known_code(uintptr_t pc);
  * native stack ends (a walk that stopped early) follow at the outer end, so
  * no Python frame is ever lost to a short native walk.  Returns the number
  * of words written.
+ *
+ * out may overlap py (the sampler walks the Python frames into the tail of
+ * the very slot the splice fills) provided out + npcs * py_width <= py: the
+ * output then never overtakes the input it has yet to read.
  */
-int vmp_native_splice(const uintptr_t *pcs, int npcs, const uintptr_t *py,
+int vmp_native_splice(const uintptr_t *pcs, int npcs, const uint64_t *py,
                       const unsigned char *py_last, int npy, int py_width,
-                      uintptr_t *out, int max);
+                      uint64_t *out, int max);
 
 #endif /* VMP_NATIVE_UNWIND_H */

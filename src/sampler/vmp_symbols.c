@@ -11,9 +11,13 @@
 #include "vmp_symbols.h"
 
 #include <dlfcn.h>
+#include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <inttypes.h>
+#include <stdbool.h>
+#include <link.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +31,23 @@
 
 struct vmp_symbols {
     Dwfl *dwfl;
+    unsigned long long loads; /* the loader's adds + subs when last reported */
 };
+
+static int first_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    unsigned long long *loads = arg;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+        *loads = info->dlpi_adds + info->dlpi_subs;
+    return 1;
+}
+
+static unsigned long long loader_changes(void)
+{
+    unsigned long long loads = 0;
+    dl_iterate_phdr(first_object, &loads);
+    return loads;
+}
 
 /* Separate debug files: the standard places on disk, never debuginfod (a
  * profile must not wait on the network when it ends). */
@@ -48,12 +68,15 @@ static const Dwfl_Callbacks callbacks = {
     .find_debuginfo = find_debuginfo_offline,
 };
 
-static int report_maps(Dwfl *dwfl, int add)
+/* Reports the objects mapped now.  Objects still mapped keep their loaded
+ * tables (libdwfl reuses a module reported again at the same place); objects
+ * unloaded since are dropped, so a library loaded where another was never
+ * takes the old one's names. */
+static int report_maps(vmp_symbols *s)
 {
-    if (add)
-        dwfl_report_begin_add(dwfl);
-    else
-        dwfl_report_begin(dwfl);
+    Dwfl *dwfl = s->dwfl;
+    s->loads = loader_changes();
+    dwfl_report_begin(dwfl);
     int rc = dwfl_linux_proc_report(dwfl, getpid());
     if (dwfl_report_end(dwfl, NULL, NULL) != 0)
         return -1;
@@ -66,7 +89,7 @@ vmp_symbols *vmp_symbols_open(void)
     if (!s)
         return NULL;
     s->dwfl = dwfl_begin(&callbacks);
-    if (!s->dwfl || report_maps(s->dwfl, 0) < 0) {
+    if (!s->dwfl || report_maps(s) < 0) {
         vmp_symbols_close(s);
         return NULL;
     }
@@ -75,7 +98,17 @@ vmp_symbols *vmp_symbols_open(void)
 
 int vmp_symbols_refresh(vmp_symbols *s)
 {
-    return report_maps(s->dwfl, 1);
+    return report_maps(s);
+}
+
+/* The module holding addr, after reporting the maps again if the loader
+ * changed since the last report: libraries loaded during the run resolve,
+ * and one loaded where an unloaded one was never takes its names. */
+static Dwfl_Module *module_at(vmp_symbols *s, uintptr_t addr)
+{
+    if (loader_changes() != s->loads)
+        report_maps(s);
+    return dwfl_addrmodule(s->dwfl, addr);
 }
 
 void vmp_symbols_close(vmp_symbols *s)
@@ -90,7 +123,7 @@ void vmp_symbols_close(vmp_symbols *s)
 /* The symbol covering pc, or NULL; *start receives its address. */
 static const char *symbol_at(vmp_symbols *s, uintptr_t pc, uintptr_t *start)
 {
-    Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
+    Dwfl_Module *mod = module_at(s, pc);
     if (!mod)
         return NULL;
     GElf_Off offset = 0;
@@ -119,30 +152,61 @@ uintptr_t vmp_symbols_function_start(vmp_symbols *s, uintptr_t pc)
     return pc;
 }
 
-/* libdwfl finds an address's compilation unit through .debug_aranges, which
- * clang does not emit by default; this searches the units' own ranges. */
-static const char *line_without_aranges(Dwfl_Module *mod, uintptr_t addr, int *line)
+/* The compilation unit holding addr, and addr relative to the module's
+ * DWARF.  libdwfl finds it through .debug_aranges, which clang does not
+ * emit by default: then the units' own ranges are searched. */
+static int cu_at(Dwfl_Module *mod, uintptr_t addr, Dwarf_Die *cu, Dwarf_Addr *rel)
 {
     Dwarf_Addr bias = 0;
+    Dwarf_Die *found = dwfl_module_addrdie(mod, addr, &bias);
+    if (found) {
+        *cu = *found;
+        *rel = addr - bias;
+        return 1;
+    }
     Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
     if (!dw)
-        return NULL;
-    Dwarf_Addr rel = addr - bias;
+        return 0;
+    *rel = addr - bias;
     Dwarf_Off off = 0, next;
     size_t header;
     while (dwarf_nextcu(dw, off, &next, &header, NULL, NULL, NULL) == 0) {
-        Dwarf_Die cu;
-        if (dwarf_offdie(dw, off + header, &cu) && dwarf_haspc(&cu, rel) > 0) {
-            Dwarf_Line *l = dwarf_getsrc_die(&cu, rel);
-            if (!l)
-                return NULL;
-            if (dwarf_lineno(l, line) != 0)
-                *line = 0;
-            return dwarf_linesrc(l, NULL, NULL);
-        }
+        if (dwarf_offdie(dw, off + header, cu) && dwarf_haspc(cu, *rel) > 0)
+            return 1;
         off = next;
     }
-    return NULL;
+    return 0;
+}
+
+/* File and line of the function holding addr: where its definition starts
+ * (the subprogram's declaration), else the line table's entry for addr (at a
+ * function's first instruction that is often a line of an inlined callee). */
+static const char *source_of(Dwfl_Module *mod, uintptr_t addr, int *line)
+{
+    Dwarf_Die cu;
+    Dwarf_Addr rel;
+    if (!cu_at(mod, addr, &cu, &rel))
+        return NULL;
+    Dwarf_Die *scopes = NULL;
+    int n = dwarf_getscopes(&cu, rel, &scopes);
+    const char *file = NULL;
+    for (int i = 0; i < n; i++) {
+        if (dwarf_tag(&scopes[i]) != DW_TAG_subprogram)
+            continue;
+        file = dwarf_decl_file(&scopes[i]);
+        if (file && dwarf_decl_line(&scopes[i], line) != 0)
+            *line = 0;
+        break;
+    }
+    free(scopes);
+    if (file)
+        return file;
+    Dwarf_Line *l = dwarf_getsrc_die(&cu, rel);
+    if (!l)
+        return NULL;
+    if (dwarf_lineno(l, line) != 0)
+        *line = 0;
+    return dwarf_linesrc(l, NULL, NULL);
 }
 
 size_t vmp_symbols_name(vmp_symbols *s, uintptr_t addr, char *buf, size_t size)
@@ -151,16 +215,12 @@ size_t vmp_symbols_name(vmp_symbols *s, uintptr_t addr, char *buf, size_t size)
         return 0;
     uintptr_t start = addr;
     const char *symbol = symbol_at(s, addr, &start);
-    Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, addr);
+    Dwfl_Module *mod = module_at(s, addr);
 
     int line = 0;
     const char *file = NULL;
     if (mod) {
-        Dwfl_Line *l = dwfl_module_getsrc(mod, addr);
-        if (l)
-            file = dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL);
-        else
-            file = line_without_aranges(mod, addr, &line);
+        file = source_of(mod, addr, &line);
         if (!file) {
             /* No line table: the object's path still says where it lives. */
             const char *mainfile = NULL;
@@ -234,7 +294,7 @@ int vmp_symbols_function_ranges(vmp_symbols *s, const char *name, uintptr_t (*ra
 {
     void *exported = dlsym(RTLD_DEFAULT, name);
     if (exported) {
-        Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, (uintptr_t)exported);
+        Dwfl_Module *mod = module_at(s, (uintptr_t)exported);
         if (mod) {
             int found = module_function_ranges(mod, name, ranges, 0, max);
             if (found > 0)
@@ -244,4 +304,103 @@ int vmp_symbols_function_ranges(vmp_symbols *s, const char *name, uintptr_t (*ra
     struct ranges_walk w = {name, ranges, 0, max};
     dwfl_getmodules(s->dwfl, walk_module, &w, 0);
     return w.found;
+}
+
+/* ---- unwind rules ---------------------------------------------------------- */
+
+#define DW_REG_RBP 6
+#define DW_REG_RSP 7
+#define DW_REG_RA 16
+
+/* A register's save slot as an offset from the CFA: 1 when saved at
+ * CFA + *off, 0 when unchanged (same value), -1 otherwise (undefined, a value
+ * rule, an expression). */
+static int saved_at(Dwarf_Frame *frame, int regno, int64_t *off)
+{
+    Dwarf_Op mem[3], *ops = NULL;
+    size_t nops = 0;
+    if (dwarf_frame_register(frame, regno, mem, &ops, &nops) != 0)
+        return -1;
+    if (nops == 0)
+        return ops == NULL ? 0 : -1; /* same value : undefined */
+    if (ops[0].atom != DW_OP_call_frame_cfa)
+        return -1;
+    if (nops == 1) {
+        *off = 0;
+        return 1;
+    }
+    if (nops == 2 && ops[1].atom == DW_OP_plus_uconst) {
+        *off = (int64_t)ops[1].number;
+        return 1;
+    }
+    return -1;
+}
+
+static int rule_from_frame(Dwarf_Frame *frame, vmp_unwind_rule *rule)
+{
+    bool signal = false;
+    if (dwarf_frame_info(frame, NULL, NULL, &signal) != DW_REG_RA || signal)
+        return -1;
+    Dwarf_Op *ops = NULL;
+    size_t nops = 0;
+    if (dwarf_frame_cfa(frame, &ops, &nops) != 0 || nops != 1)
+        return -1;
+    /* libdw gives "register + offset" as DW_OP_bregx (reg, offset), or as
+     * DW_OP_breg<reg> (offset). */
+    uint64_t reg;
+    int64_t cfa_off;
+    if (ops[0].atom == DW_OP_bregx) {
+        reg = ops[0].number;
+        cfa_off = (int64_t)ops[0].number2;
+    } else if (ops[0].atom >= DW_OP_breg0 && ops[0].atom <= DW_OP_breg31) {
+        reg = ops[0].atom - DW_OP_breg0;
+        cfa_off = (int64_t)ops[0].number;
+    } else {
+        return -1;
+    }
+    if ((reg != DW_REG_RSP && reg != DW_REG_RBP) || cfa_off < INT32_MIN || cfa_off > INT32_MAX)
+        return -1;
+
+    Dwarf_Op mem[3], *ra_ops = NULL;
+    size_t ra_nops = 0;
+    if (dwarf_frame_register(frame, DW_REG_RA, mem, &ra_ops, &ra_nops) != 0)
+        return -1;
+    rule->cfa_reg = (uint8_t)reg;
+    rule->cfa_off = (int32_t)cfa_off;
+    rule->rbp_off = 0;
+    if (ra_nops == 0 && ra_ops != NULL) {
+        rule->kind = VMP_RULE_END; /* return address undefined: no caller */
+        return 0;
+    }
+    int64_t off;
+    if (saved_at(frame, DW_REG_RA, &off) != 1 || off != -8)
+        return -1;
+    int rbp = saved_at(frame, DW_REG_RBP, &off);
+    if (rbp < 0 || (rbp == 1 && (off >= 0 || off < INT16_MIN)))
+        return -1;
+    rule->rbp_off = rbp == 1 ? (int16_t)off : 0;
+    rule->kind = VMP_RULE_STEP;
+    return 0;
+}
+
+int vmp_symbols_unwind_rule(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule)
+{
+    Dwfl_Module *mod = module_at(s, pc);
+    if (!mod)
+        return -1;
+    Dwarf_Addr bias = 0;
+    Dwarf_CFI *cfi = dwfl_module_eh_cfi(mod, &bias);
+    Dwarf_Frame *frame = NULL;
+    if (!cfi || dwarf_cfi_addrframe(cfi, pc - bias, &frame) != 0) {
+        free(frame);
+        frame = NULL;
+        cfi = dwfl_module_dwarf_cfi(mod, &bias);
+        if (!cfi || dwarf_cfi_addrframe(cfi, pc - bias, &frame) != 0) {
+            free(frame);
+            return -1;
+        }
+    }
+    int rc = rule_from_frame(frame, rule);
+    free(frame);
+    return rc;
 }

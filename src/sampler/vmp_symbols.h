@@ -9,7 +9,7 @@
  *     sample in one function shares one stack entry (`start | 1`);
  *   - the NATIVE_SYMBOLS text for a function, `n:<symbol>:<line>:<file>`:
  *     the symbol from the object's symbol tables (.symtab when present, else
- *     .dynsym), file and line from its DWARF line table when it has debug
+ *     .dynsym), file and line of its definition from DWARF when it has debug
  *     information, else the object's path with line 0;
  *     `<native symbol 0x...>` as the symbol when no table covers it;
  *   - the address ranges of a named function (for the evaluation loop).
@@ -32,7 +32,8 @@ typedef struct vmp_symbols vmp_symbols;
  * memory or /proc unreadable). */
 vmp_symbols *vmp_symbols_open(void);
 
-/* Adds objects mapped since the last open/refresh.  Returns 0 or -1. */
+/* Reports the objects mapped now: those loaded since the last open/refresh
+ * are added, those unloaded dropped.  Returns 0 or -1. */
 int vmp_symbols_refresh(vmp_symbols *s);
 
 void vmp_symbols_close(vmp_symbols *s);
@@ -52,5 +53,25 @@ size_t vmp_symbols_name(vmp_symbols *s, uintptr_t addr, char *buf, size_t size);
  * how many. */
 int vmp_symbols_function_ranges(vmp_symbols *s, const char *name, uintptr_t (*ranges)[2],
                                 int max);
+
+/* How to step from a frame at one pc to its caller (x86-64), when the
+ * unwind tables say it in the simple form nearly all compiled code uses:
+ *   CFA = (cfa_reg is 7 ? rsp : rbp) + cfa_off; return address at CFA - 8;
+ *   caller's rbp at CFA + rbp_off (rbp_off 0: rbp unchanged); caller's rsp
+ *   is the CFA.  kind VMP_RULE_END: the outermost frame (no caller). */
+enum { VMP_RULE_STEP = 1, VMP_RULE_END = 2 };
+typedef struct vmp_unwind_rule {
+    int32_t cfa_off;
+    int16_t rbp_off;
+    uint8_t cfa_reg; /* DWARF register number: 6 rbp, 7 rsp */
+    uint8_t kind;
+} vmp_unwind_rule;
+
+/* The rule in effect at pc (pc as the unwinder keys it: exact for the
+ * interrupted frame, return address - 1 for callers), from the object's
+ * .eh_frame (or .debug_frame).  Returns 0, or -1 when there is no unwind
+ * information or it takes a form the rule cannot express (expressions,
+ * signal trampolines, a CFA on another register). */
+int vmp_symbols_unwind_rule(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule);
 
 #endif /* VMP_SYMBOLS_H */

@@ -2,13 +2,19 @@
  * test_native_symbols.c - resolving native addresses to profile names.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <ucontext.h>
 #include <zlib.h>
 
+#include "vmp_native_unwind.h"
 #include "vmp_symbols.h"
 #include "vmp_test.h"
 
+static const int target_line = __LINE__ + 1;
 __attribute__((noinline)) static int symbols_test_target(int x)
 {
     return x * 3 + 1;
@@ -28,7 +34,7 @@ VMP_TEST(symbols_name_a_static_function_with_file_and_line)
     int line = 0;
     const char *colon = strchr(name + 22, ':');
     CHECK(colon && sscanf(name + 22, "%d", &line) == 1);
-    CHECK(line >= 13 && line <= 16);
+    CHECK(line >= target_line && line <= target_line + 2);
     /* Any pc inside the function maps to its start. */
     CHECK(vmp_symbols_function_start(s, fn + 4) == fn);
     CHECK(symbols_test_target(1) == 4);
@@ -75,4 +81,84 @@ VMP_TEST(symbols_function_ranges_find_an_exported_function)
     CHECK(r[0][1] > r[0][0]);
     CHECK(vmp_symbols_function_ranges(s, "no_such_function_anywhere", r, 4) == 0);
     vmp_symbols_close(s);
+}
+
+/* A library the test binary does not link, loaded after the session opened:
+ * its functions must resolve, as C extensions imported mid-run do. */
+static void *load_late_library(const char **symbol)
+{
+    static const char *const libs[][2] = {{"libexpat.so.1", "XML_ParserCreate"},
+                                          {"libffi.so.8", "ffi_call"},
+                                          {"libsqlite3.so.0", "sqlite3_open"}};
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+        void *h = dlopen(libs[i][0], RTLD_NOW | RTLD_LOCAL);
+        if (!h)
+            continue;
+        void *fn = dlsym(h, libs[i][1]);
+        if (fn) {
+            *symbol = libs[i][1];
+            return fn;
+        }
+    }
+    return NULL;
+}
+
+VMP_TEST(symbols_resolve_a_library_loaded_after_open)
+{
+    vmp_symbols *s = vmp_symbols_open();
+    REQUIRE(s);
+    int known_before = 0;
+    const char *symbol = NULL;
+    REQUIRE(vmp_native_setup() == 0);
+    void *fn = load_late_library(&symbol);
+    REQUIRE(fn); /* one of the libraries above is on every Debian with CPython */
+    known_before = vmp_native_is_known_code((uintptr_t)fn);
+    char name[1100], want[128];
+    vmp_symbols_name(s, (uintptr_t)fn, name, sizeof name);
+    snprintf(want, sizeof want, "n:%s:", symbol);
+    CHECK(strncmp(name, want, strlen(want)) == 0);
+    CHECK(vmp_symbols_function_start(s, (uintptr_t)fn + 2) == (uintptr_t)fn);
+    /* The unwinder's table of code learns it on refresh, not before. */
+    CHECK(!known_before);
+    vmp_native_refresh();
+    CHECK(vmp_native_is_known_code((uintptr_t)fn));
+    vmp_native_teardown();
+    vmp_symbols_close(s);
+}
+
+static int count_subs(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    *(unsigned long long *)arg = info->dlpi_subs;
+    return 1;
+}
+
+static unsigned long long loader_subs(void)
+{
+    unsigned long long subs = 0;
+    dl_iterate_phdr(count_subs, &subs);
+    return subs;
+}
+
+VMP_TEST(native_fast_walk_stops_when_a_library_is_unloaded)
+{
+    REQUIRE(vmp_native_setup() == 0);
+    ucontext_t uc;
+    getcontext(&uc);
+    uintptr_t pcs[4];
+    int before = vmp_native_unwind_fast(&uc, pcs, 4);
+    void *h = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        h = dlopen("libuuid.so.1", RTLD_NOW | RTLD_LOCAL);
+    REQUIRE(h);
+    vmp_native_refresh();
+    CHECK(vmp_native_unwind_fast(&uc, pcs, 4) == before); /* loading is harmless */
+    unsigned long long subs = loader_subs();
+    REQUIRE(dlclose(h) == 0);
+    vmp_native_refresh();
+    /* Unloaded: rules learned for its addresses may lie about whatever comes
+     * there next, so the fast walk declines for the rest of the run. */
+    REQUIRE(loader_subs() != subs);
+    CHECK(vmp_native_unwind_fast(&uc, pcs, 4) == -1);
+    vmp_native_teardown();
 }

@@ -6,6 +6,7 @@
  * does; the names are then resolved by vmp_symbols outside the handler.
  */
 #define _GNU_SOURCE
+#include <link.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -171,11 +172,11 @@ VMP_TEST(native_splice_places_each_activation_at_its_eval_frame)
      * into Python f; f's activation ran f and its caller e (3.11+: one C
      * frame, several Python frames; e is the entry frame). */
     const uintptr_t pcs[] = {C_1, EVAL_A, C_2, EVAL_B, C_3};
-    const uintptr_t py[] = {0xf0, 0xe0, 0xd0};
+    const uint64_t py[] = {0xf0, 0xe0, 0xd0};
     const unsigned char last[] = {0, 1, 1};
-    uintptr_t out[16];
+    uint64_t out[16];
     int n = vmp_native_splice(pcs, 5, py, last, 3, 1, out, 16);
-    const uintptr_t want[] = {C_1 | 1, 0xf0, 0xe0, EVAL_A | 1, C_2 | 1, 0xd0, EVAL_B | 1,
+    const uint64_t want[] = {C_1 | 1, 0xf0, 0xe0, EVAL_A | 1, C_2 | 1, 0xd0, EVAL_B | 1,
                               C_3 | 1};
     REQUIRE(n == 8);
     for (int i = 0; i < n; i++)
@@ -187,11 +188,11 @@ VMP_TEST(native_splice_keeps_python_frames_a_short_walk_missed)
 {
     REQUIRE(vmp_native_add_eval_range(0x1000, 0x2000) == 0);
     const uintptr_t pcs[] = {C_1, EVAL_A};
-    const uintptr_t py[] = {0xf0, 0xe0, 0xd0};
+    const uint64_t py[] = {0xf0, 0xe0, 0xd0};
     const unsigned char last[] = {1, 1, 1};
-    uintptr_t out[16];
+    uint64_t out[16];
     int n = vmp_native_splice(pcs, 2, py, last, 3, 1, out, 16);
-    const uintptr_t want[] = {C_1 | 1, 0xf0, EVAL_A | 1, 0xe0, 0xd0};
+    const uint64_t want[] = {C_1 | 1, 0xf0, EVAL_A | 1, 0xe0, 0xd0};
     REQUIRE(n == 5);
     for (int i = 0; i < n; i++)
         CHECK(out[i] == want[i]);
@@ -205,16 +206,118 @@ VMP_TEST(native_splice_writes_line_pairs_and_respects_max)
 {
     REQUIRE(vmp_native_add_eval_range(0x1000, 0x2000) == 0);
     const uintptr_t pcs[] = {C_1, EVAL_A, C_2};
-    const uintptr_t py[] = {7, 0xf0, 9, 0xe0}; /* [line, code] pairs */
+    const uint64_t py[] = {7, 0xf0, 9, 0xe0}; /* [line, code] pairs */
     const unsigned char last[] = {1, 1};
-    uintptr_t out[16];
+    uint64_t out[16];
     int n = vmp_native_splice(pcs, 3, py, last, 2, 2, out, 16);
-    const uintptr_t want[] = {0, C_1 | 1, 7, 0xf0, 0, EVAL_A | 1, 0, C_2 | 1, 9, 0xe0};
+    const uint64_t want[] = {0, C_1 | 1, 7, 0xf0, 0, EVAL_A | 1, 0, C_2 | 1, 9, 0xe0};
     REQUIRE(n == 10);
     for (int i = 0; i < n; i++)
         CHECK(out[i] == want[i]);
     /* A cap that falls inside a pair keeps whole pairs only. */
     n = vmp_native_splice(pcs, 3, py, last, 2, 2, out, 5);
     CHECK(n == 4);
+    vmp_native_teardown();
+}
+
+VMP_TEST(native_splice_in_place_from_the_tail_of_one_buffer)
+{
+    REQUIRE(vmp_native_add_eval_range(0x1000, 0x2000) == 0);
+    /* As the sampler does it: Python frames walked into the tail of the slot,
+     * the splice writing from its start. */
+    const uintptr_t pcs[] = {C_1, EVAL_A, C_2, EVAL_B, C_3};
+    uint64_t slot[16] = {0};
+    uint64_t *py = slot + 16 - 3;
+    py[0] = 0xf0, py[1] = 0xe0, py[2] = 0xd0;
+    const unsigned char last[] = {0, 1, 1};
+    int n = vmp_native_splice(pcs, 5, py, last, 3, 1, slot, 16);
+    const uint64_t want[] = {C_1 | 1, 0xf0, 0xe0, EVAL_A | 1, C_2 | 1, 0xd0, EVAL_B | 1,
+                             C_3 | 1};
+    REQUIRE(n == 8);
+    for (int i = 0; i < n; i++)
+        CHECK(slot[i] == want[i]);
+    vmp_native_teardown();
+}
+
+/* The fast walk, once it has learned the rule of every pc the slow walk
+ * reported, reports the very same frames. */
+__attribute__((noinline)) static int fast_leaf(uintptr_t *slow, int *nslow, uintptr_t *fast,
+                                               int *nfast, int *nfast_before)
+{
+    ucontext_t uc;
+    getcontext(&uc);
+    *nslow = vmp_native_unwind_slow(&uc, slow, 64);
+    *nfast_before = vmp_native_unwind_fast(&uc, fast, 64);
+    vmp_symbols *s = vmp_symbols_open();
+    int learned = 0;
+    for (int i = 0; s && i < *nslow; i++) {
+        vmp_unwind_rule r, r1;
+        uintptr_t even = slow[i] & ~(uintptr_t)1;
+        if (vmp_symbols_unwind_rule(s, even, &r) == 0 &&
+            vmp_symbols_unwind_rule(s, even + 1, &r1) == 0 && memcmp(&r, &r1, sizeof r) == 0 &&
+            vmp_native_learn(even, &r) == 0)
+            learned++;
+    }
+    vmp_symbols_close(s);
+    *nfast = vmp_native_unwind_fast(&uc, fast, 64);
+    return learned;
+}
+
+__attribute__((noinline)) static int fast_mid(uintptr_t *slow, int *nslow, uintptr_t *fast,
+                                              int *nfast, int *nfast_before)
+{
+    int r = fast_leaf(slow, nslow, fast, nfast, nfast_before);
+    __asm__ volatile("" ::: "memory");
+    return r;
+}
+
+VMP_TEST(native_fast_walk_agrees_with_libunwind_once_learned)
+{
+    REQUIRE(vmp_native_setup() == 0);
+    uintptr_t slow[64], fast[64];
+    int nslow = 0, nfast = 0, nfast_before = 0;
+    int learned = fast_mid(slow, &nslow, fast, &nfast, &nfast_before);
+    CHECK(nfast_before == -1); /* nothing learned yet: the fast walk declines */
+    REQUIRE(nslow > 4);
+    CHECK(learned == nslow);
+    REQUIRE(nfast == nslow);
+    for (int i = 0; i < nslow; i++)
+        CHECK(fast[i] == slow[i]);
+    /* Teardown forgets what was learned. */
+    vmp_native_teardown();
+    REQUIRE(vmp_native_setup() == 0);
+    fast_mid(slow, &nslow, fast, &nfast, &nfast_before);
+    CHECK(nfast_before == -1);
+    vmp_native_teardown();
+}
+
+VMP_TEST(native_rules_read_the_unwind_tables)
+{
+    vmp_symbols *s = vmp_symbols_open();
+    REQUIRE(s);
+    vmp_unwind_rule r;
+    /* At a function's first instruction the return address is at the stack
+     * pointer: CFA = rsp + 8, rbp untouched. */
+    REQUIRE(vmp_symbols_unwind_rule(s, (uintptr_t)&native_test_middle, &r) == 0);
+    CHECK(r.kind == VMP_RULE_STEP && r.cfa_reg == 7 && r.cfa_off == 8 && r.rbp_off == 0);
+    CHECK(vmp_symbols_unwind_rule(s, 0x10, &r) == -1);
+    vmp_symbols_close(s);
+}
+
+VMP_TEST(native_unwind_never_walks_a_thread_inside_the_loader_slowly)
+{
+    REQUIRE(vmp_native_setup() == 0);
+    uintptr_t iter = (uintptr_t)&dl_iterate_phdr;
+    CHECK(vmp_native_in_loader(iter));
+    CHECK(vmp_native_in_loader(iter + 1));
+    CHECK(!vmp_native_in_loader((uintptr_t)&native_test_middle));
+    /* Interrupted in dl_iterate_phdr with no learned rule: libunwind would
+     * look its tables up under the very lock the thread may hold. */
+    ucontext_t uc;
+    getcontext(&uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(iter + 1);
+    uintptr_t pcs[8];
+    CHECK(vmp_native_unwind(&uc, pcs, 8) == 1);
+    CHECK(pcs[0] == iter + 1);
     vmp_native_teardown();
 }
