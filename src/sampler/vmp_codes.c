@@ -37,17 +37,32 @@ void vmp_codes_note(uintptr_t code)
     _Atomic uintptr_t *s = set;
     if (!s)
         return;
-    size_t i = slot_of(code);
-    for (int probe = 0; probe < MAX_PROBES; probe++, i = (i + 1) & SET_MASK) {
-        uintptr_t v = atomic_load_explicit(&s[i], memory_order_relaxed);
-        if (v == code)
-            return;
-        if (v == 0) {
-            if (atomic_compare_exchange_strong_explicit(&s[i], &v, code, memory_order_acq_rel,
-                                                        memory_order_relaxed) ||
-                v == code)
+    /* Look along the whole chain first (the address may sit past a
+     * tombstone), then take the first free or tombstoned slot; every
+     * concurrent inserter of the same address aims at that same slot, so one
+     * wins and the others find it on their retry. */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        size_t i = slot_of(code), reuse = SIZE_MAX;
+        int probe;
+        for (probe = 0; probe < MAX_PROBES; probe++, i = (i + 1) & SET_MASK) {
+            uintptr_t v = atomic_load_explicit(&s[i], memory_order_acquire);
+            if (v == code)
                 return;
+            if (v == TOMBSTONE && reuse == SIZE_MAX)
+                reuse = i;
+            if (v == 0) {
+                if (reuse == SIZE_MAX)
+                    reuse = i;
+                break;
+            }
         }
+        if (reuse == SIZE_MAX)
+            break;
+        uintptr_t seen = atomic_load_explicit(&s[reuse], memory_order_relaxed);
+        if ((seen == 0 || seen == TOMBSTONE) &&
+            atomic_compare_exchange_strong_explicit(&s[reuse], &seen, code, memory_order_acq_rel,
+                                                    memory_order_relaxed))
+            return;
     }
     atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
 }

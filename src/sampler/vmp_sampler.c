@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -42,7 +43,8 @@
 #define VMP_RING_SLOTS 1024
 #define VMP_SLOT_WORDS (2 * VMP_MAX_DEPTH_WRITTEN)
 #define VMP_MAX_THREADS 1024
-#define VMP_RESCAN_NS 10000000LL     /* look for new threads every 10 ms */
+#define VMP_RESCAN_NS 50000000LL     /* list the threads at least every 50 ms */
+#define VMP_CHECK_NS 1000000LL       /* and check for a change every 1 ms */
 #define VMP_WRITER_SLEEP_NS 2000000L /* the writer drains every 2 ms */
 #define VMP_WRITE_BUF (1 << 20)
 #define VMP_MIN_PERIOD 0.00001 /* 100 kHz: beyond it the signals alone saturate a core */
@@ -66,6 +68,7 @@ typedef struct vmp_thread {
     int seen;
     int64_t last_cpu;  /* ns; -1 before the first reading */
     int64_t credit;    /* CPU time not yet paid for by a sample, ns */
+    int64_t owed;      /* samples due but not yet signalled */
 } vmp_thread;
 
 static struct {
@@ -198,6 +201,13 @@ static int choose_signal(void)
 
 /* ---- the sampler thread -------------------------------------------------- */
 
+static int handler_is_ours(void)
+{
+    struct sigaction cur;
+    return sigaction(S.signo, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+           cur.sa_sigaction == on_signal;
+}
+
 static int64_t thread_cpu_ns(pid_t tid)
 {
     /* Linux's clock id for another thread's CPU time (CPUCLOCK_SCHED of a
@@ -266,45 +276,75 @@ static void *sampler_main(void *arg)
     if (!table)
         return NULL;
     size_t n = 0;
-    int64_t period = S.period_ns;
-    int64_t next = mono_ns(), last_scan = -VMP_RESCAN_NS;
+    const int64_t period = S.period_ns, max_owed = 4;
+    /* After a late wake-up, samples still owed are sent in extra rounds
+     * spaced so that the previous signal was likely handled (two pending
+     * signals of one kind merge into one). */
+    const int64_t catchup_gap = period / 2 > 30000 ? period / 2 : 30000;
+    int64_t next = mono_ns() + period, last_scan = -VMP_RESCAN_NS, last_round = 0, last_check = 0;
+    nlink_t task_links = 0;
+    int catchup = 0;
     if (S.memory)
         read_rss();
     while (!atomic_load(&S.sampler_stop)) {
-        next += period;
-        struct timespec dl = {next / 1000000000LL, next % 1000000000LL};
+        int64_t wake = next;
+        if (catchup && last_round + catchup_gap < wake)
+            wake = last_round + catchup_gap;
+        struct timespec dl = {wake / 1000000000LL, wake % 1000000000LL};
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR) {
         }
-        int64_t now = mono_ns();
-        atomic_fetch_add_explicit(&S.periods, 1, memory_order_relaxed);
-        if (now - next >= period) { /* missed deadlines: start afresh */
-            atomic_fetch_add_explicit(&S.late, 1, memory_order_relaxed);
-            next = now;
+        int64_t now = mono_ns(), ticks = 0;
+        if (now >= next) {
+            ticks = 1 + (now - next) / period; /* >1: woken late on a busy machine */
+            atomic_fetch_add_explicit(&S.periods, 1, memory_order_relaxed);
+            if (ticks > 1)
+                atomic_fetch_add_explicit(&S.late, 1, memory_order_relaxed);
+            next += ticks * period;
+            /* A thread's birth or end changes the link count of
+             * /proc/self/task: a cheap stat each millisecond finds new
+             * threads quickly; the full listing runs only then. */
+            if (now - last_check >= VMP_CHECK_NS) {
+                struct stat st;
+                last_check = now;
+                if (stat("/proc/self/task", &st) == 0 && st.st_nlink != task_links) {
+                    task_links = st.st_nlink;
+                    last_scan = -VMP_RESCAN_NS;
+                }
+            }
+            if (now - last_scan >= VMP_RESCAN_NS) {
+                n = scan_threads(table, n);
+                last_scan = now;
+                if (!handler_is_ours())
+                    break; /* the program took our signal over: stop sending it */
+            }
+            if (S.memory)
+                read_rss();
         }
-        if (now - last_scan >= VMP_RESCAN_NS) {
-            n = scan_threads(table, n);
-            last_scan = now;
-        }
-        if (S.memory)
-            read_rss();
+        last_round = now;
+        catchup = 0;
         for (size_t i = 0; i < n; i++) {
             vmp_thread *t = &table[i];
-            if (!S.real_time) {
+            if (S.real_time) {
+                t->owed += ticks;
+            } else {
                 int64_t cpu = thread_cpu_ns(t->tid);
                 if (cpu < 0)
                     continue; /* gone; the next scan drops it */
-                if (t->last_cpu < 0) {
-                    t->last_cpu = cpu;
-                    continue;
-                }
-                t->credit += cpu - t->last_cpu;
+                if (t->last_cpu >= 0)
+                    t->credit += cpu - t->last_cpu;
                 t->last_cpu = cpu;
-                if (t->credit > 4 * period)
-                    t->credit = 4 * period; /* catch up after a late wake-up, not forever */
-                if (t->credit < period)
-                    continue;
-                t->credit -= period;
+                while (t->credit >= period) {
+                    t->owed++;
+                    t->credit -= period;
+                }
             }
+            if (t->owed > max_owed)
+                t->owed = max_owed; /* far behind: drop rather than burst */
+            if (t->owed <= 0)
+                continue;
+            t->owed--;
+            if (t->owed)
+                catchup = 1;
             if (syscall(SYS_tgkill, S.pid, t->tid, S.signo) == 0)
                 atomic_fetch_add_explicit(&S.sent, 1, memory_order_relaxed);
         }
@@ -581,6 +621,7 @@ static void on_fork_child(void)
     atomic_store(&S.active, 0);
     sigaction(S.signo, &S.old_action, NULL);
     vmp_codes_abandon();
+    atomic_store(&S.in_handler, 0); /* handlers of threads the child does not have */
     atomic_store(&S.head, 0);
     atomic_store(&S.tail, 0);
     for (size_t i = 0; i < VMP_RING_SLOTS; i++)
@@ -730,7 +771,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     atomic_store(&S.active, 0);
     while (atomic_load(&S.in_handler))
         sleep_ns(10000);
-    if (all_arrived)
+    if (all_arrived && handler_is_ours()) /* else the program replaced it: leave theirs */
         sigaction(S.signo, &S.old_action, NULL);
 
     vmp_codes_name_live(push_name);

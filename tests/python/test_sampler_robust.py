@@ -1,0 +1,237 @@
+"""The profiler never crashes, hangs or changes what the program does: fork,
+the program's own signal handlers, deep recursion, generators and asyncio,
+exceptions, C code calling back into Python, threads that come and go,
+os._exit and interpreter shutdown with the profiler on."""
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import vmprof
+from sampler_util import burn_cpu, profile, read_back
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_script(tmp_path, body, timeout=60):
+    script = tmp_path / "prog.py"
+    script.write_text("import sys\nsys.path.insert(0, %r)\n" % HERE + textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_fork_child_leaves_the_parents_profile_alone_and_may_profile_itself(tmp_path):
+    done = run_script(tmp_path, """
+        import os, vmprof
+        from sampler_util import burn_cpu, read_back
+        parent = open("parent.prof", "wb")
+        vmprof.enable(parent.fileno(), period=0.001)
+        burn_cpu(0.1)
+        pid = os.fork()
+        if pid == 0:
+            ok = not vmprof.is_enabled()
+            child = open("child.prof", "wb")
+            vmprof.enable(child.fileno(), period=0.001)
+            burn_cpu(0.15)
+            vmprof.disable()
+            child.close()
+            os._exit(0 if ok else 3)
+        burn_cpu(0.1)
+        _, status = os.waitpid(pid, 0)
+        vmprof.disable()
+        parent.close()
+        print("child status", status)
+        p = read_back("parent.prof")
+        c = read_back("child.prof")
+        print("parent pids", {tid for _, tid, _ in p.stacks} and p.meta["pid"], "child", c.meta["pid"])
+        assert p.trailer and c.trailer
+        assert p.meta["pid"] != c.meta["pid"]
+        assert p.inclusive("burn_cpu") > 100, p.inclusive("burn_cpu")
+        assert c.inclusive("burn_cpu") > 60, c.inclusive("burn_cpu")
+        print("OK")
+    """)
+    assert done.returncode == 0, done.stderr
+    assert "child status 0" in done.stdout and "OK" in done.stdout
+
+
+def test_the_programs_own_signal_handlers_keep_working():
+    got = []
+    old_prof = signal.signal(signal.SIGPROF, lambda s, f: got.append("prof"))
+    old_usr1 = signal.signal(signal.SIGUSR1, lambda s, f: got.append("usr1"))
+    try:
+        def run():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            os.kill(os.getpid(), signal.SIGPROF)
+            burn_cpu(0.15)
+
+        p, _, stats = profile(run, period=0.001)
+        # SIGPROF is the program's: the sampler took another signal
+        assert stats["signal"] != signal.SIGPROF
+        assert sorted(got) == ["prof", "usr1"]
+        assert p.inclusive("burn_cpu") > 50
+        assert signal.getsignal(signal.SIGPROF) is not old_prof  # still the program's
+        got.clear()
+        os.kill(os.getpid(), signal.SIGPROF)
+        assert got == ["prof"]
+    finally:
+        signal.signal(signal.SIGPROF, old_prof)
+        signal.signal(signal.SIGUSR1, old_usr1)
+
+
+def test_disable_leaves_the_signal_disposition_as_it_was():
+    before = signal.getsignal(signal.SIGPROF)
+    p, _, stats = profile(burn_cpu, 0.05, period=0.001)
+    assert signal.getsignal(signal.SIGPROF) == before
+    # and no signal arrives later (it would end the process with SIG_DFL)
+    burn_cpu(0.05)
+
+
+def recurse(n):
+    if n == 0:
+        return burn_cpu(0.2)
+    return recurse(n - 1)
+
+
+def test_deep_recursion_is_capped_not_crashed():
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(5000)
+    try:
+        p, _, _ = profile(recurse, 2500, period=0.001)
+    finally:
+        sys.setrecursionlimit(limit)
+    depths = [len(e) for e, _, _ in p.stacks if p.func(e[0]) == "burn_cpu"]
+    assert depths and max(depths) <= 1000
+    assert max(depths) == 1000  # cut at the cap: the innermost frames are kept
+
+
+def gen_hot():
+    for i in range(3):
+        yield burn_cpu(0.05)
+
+
+async def coro_hot():
+    await asyncio.sleep(0)
+    return burn_cpu(0.1)
+
+
+async def coro_main():
+    return await asyncio.gather(coro_hot(), coro_hot())
+
+
+def test_generators_and_coroutines_appear_in_the_stack():
+    def run():
+        list(gen_hot())
+        asyncio.run(coro_main())
+
+    p, _, _ = profile(run, period=0.001)
+    gen = [e for e, _, _ in p.stacks if "gen_hot" in [p.func(c) for c in e]]
+    assert len(gen) > 40
+    assert all("run" in [p.func(c) for c in e] for e in gen)
+    assert p.inclusive("coro_hot") > 80
+
+
+def raising(n):
+    for _ in range(n):
+        try:
+            raise ValueError("x")
+        except ValueError:
+            burn_cpu(0.001)
+
+
+def test_exceptions_are_profiled_like_any_code():
+    p, _, _ = profile(raising, 150, period=0.001)
+    assert p.inclusive("raising") > 60
+
+
+def key_fn(x):
+    burn_cpu(0.0005)
+    return -x
+
+
+def test_c_code_calling_back_into_python_keeps_the_callers():
+    def run():
+        return sorted(range(300), key=key_fn)
+
+    p, _, _ = profile(run, period=0.001)
+    stacks = [[p.func(c) for c in e] for e, _, _ in p.stacks]
+    inside = [s for s in stacks if "key_fn" in s]
+    assert len(inside) > 50
+    assert all(s.index("key_fn") < s.index("run") for s in inside)
+
+
+def test_threads_that_come_and_go_while_sampled():
+    def short():
+        burn_cpu(0.002)
+
+    def run():
+        for _ in range(30):
+            ts = [threading.Thread(target=short) for _ in range(4)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+
+    p, _, stats = profile(run, period=0.0005, real_time=True)
+    assert p.trailer and stats["dropped"] == 0
+    # threads living a few milliseconds are found and sampled
+    assert p.inclusive("short") > 30
+
+
+def test_os_exit_keeps_what_was_written(tmp_path):
+    done = run_script(tmp_path, """
+        import os, vmprof
+        from sampler_util import burn_cpu
+        f = open("out.prof", "wb")
+        vmprof.enable(f.fileno(), period=0.001)
+        burn_cpu(0.2)
+        import time; time.sleep(0.05)  # the writer drains every few ms
+        os._exit(0)
+    """)
+    assert done.returncode == 0, done.stderr
+    stats = vmprof.read_profile(str(tmp_path / "out.prof"))
+    assert len(stats.profiles) > 50
+
+
+def test_interpreter_shutdown_while_enabled_finishes_the_profile(tmp_path):
+    done = run_script(tmp_path, """
+        import threading, vmprof
+        from sampler_util import burn_cpu
+        f = open("out.prof", "wb")
+        vmprof.enable(f.fileno(), period=0.001, real_time=True)
+        threading.Thread(target=burn_cpu, args=(5,), daemon=True).start()
+        burn_cpu(0.15)
+        # exits with the profiler on and a daemon thread still running
+    """)
+    assert done.returncode == 0, done.stderr
+    p = read_back(str(tmp_path / "out.prof"))
+    assert p.trailer
+    assert p.inclusive("burn_cpu") > 50
+    for entries, _, _ in p.stacks:
+        for c in entries:
+            assert c in p.names
+
+
+def test_enable_disable_many_times():
+    for _ in range(20):
+        p, _, _ = profile(burn_cpu, 0.01, period=0.0005)
+        assert p.trailer
+    assert not vmprof.is_enabled()
+
+
+def test_profile_read_back_by_read_profile(tmp_path):
+    path = str(tmp_path / "r.prof")
+    with open(path, "wb") as f:
+        vmprof.enable(f.fileno(), period=0.001, lines=True, memory=True)
+        burn_cpu(0.1)
+        vmprof.disable()
+    stats = vmprof.read_profile(path)
+    mine = read_back(path)
+    assert len(stats.profiles) == len(mine.stacks)
+    assert stats.profile_lines and stats.profile_memory
+    named = {a for a, n in stats.adr_dict.items() if str(n).startswith("py:burn_cpu:")}
+    assert named
