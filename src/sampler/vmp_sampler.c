@@ -185,18 +185,54 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
 
 /* A signal the program does not handle: SIGPROF (as the original vmprof
  * used), else a real-time signal nobody installed a handler for. */
+static int handler_is_mine(const struct sigaction *cur)
+{
+    return (cur->sa_flags & SA_SIGINFO) && cur->sa_sigaction == on_signal;
+}
+
 static int choose_signal(void)
 {
     struct sigaction cur;
-    if (sigaction(SIGPROF, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
-        (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN))
+    if (sigaction(SIGPROF, NULL, &cur) == 0 &&
+        (handler_is_mine(&cur) ||
+         (!(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN))))
         return SIGPROF;
     for (int sig = SIGRTMAX - 1; sig >= SIGRTMIN + 1; sig--) {
-        if (sigaction(sig, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
-            cur.sa_handler == SIG_DFL)
+        if (sigaction(sig, NULL, &cur) == 0 &&
+            (handler_is_mine(&cur) || (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL)))
             return sig;
     }
     return -1;
+}
+
+/* Whether a thread of the process still has signo pending (sent, not yet
+ * handled: the thread is about to run, or blocks the signal). */
+static int signal_pending_somewhere(int signo)
+{
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir)
+        return 1;
+    int pending = 0;
+    struct dirent *e;
+    while (!pending && (e = readdir(dir)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], line[256];
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue; /* ended meanwhile: nothing pending there */
+        unsigned long long mask;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "SigPnd: %llx", &mask) == 1) {
+                pending = (mask >> (signo - 1)) & 1;
+                break;
+            }
+        }
+        fclose(f);
+    }
+    closedir(dir);
+    return pending;
 }
 
 /* ---- the sampler thread -------------------------------------------------- */
@@ -723,7 +759,14 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(signo, &sa, &S.old_action) < 0) {
+    struct sigaction cur;
+    if (sigaction(signo, NULL, &cur) == 0 && handler_is_mine(&cur)) {
+        /* ours, left inert by a run whose last signal never arrived: the
+         * program's own disposition from that run is still in old_action */
+    } else if (sigaction(signo, NULL, &S.old_action) < 0) {
+        return fail(err, errlen, "cannot read the signal disposition: %s", strerror(errno));
+    }
+    if (sigaction(signo, &sa, NULL) < 0) {
         vmp_codes_stop();
         return fail(err, errlen, "cannot install the signal handler: %s", strerror(errno));
     }
@@ -765,9 +808,13 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
      * that a late one never meets the default action (which for SIGPROF ends
      * the process).  If some never arrive, ours stays installed, inert. */
     int64_t deadline = mono_ns() + 200000000LL;
-    while (atomic_load(&S.received) < atomic_load(&S.sent) && mono_ns() < deadline)
-        sleep_ns(50000);
     int all_arrived = atomic_load(&S.received) >= atomic_load(&S.sent);
+    while (!all_arrived && mono_ns() < deadline) {
+        /* (Signals sent to threads that ended since are never received.) */
+        all_arrived = !signal_pending_somewhere(S.signo);
+        if (!all_arrived)
+            sleep_ns(1000000);
+    }
     atomic_store(&S.active, 0);
     while (atomic_load(&S.in_handler))
         sleep_ns(10000);

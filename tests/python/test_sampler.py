@@ -105,14 +105,14 @@ def sleeping_and_spinning():
 
 
 def test_wall_clock_shows_a_sleeping_thread_cpu_time_does_not():
-    wall, _, _ = profile(sleeping_and_spinning, period=0.002, real_time=True)
-    cpu, _, _ = profile(sleeping_and_spinning, period=0.002)
+    wall, _, wstats = profile(sleeping_and_spinning, period=0.002, real_time=True)
+    cpu, _, cstats = profile(sleeping_and_spinning, period=0.002)
     assert wall.mode & 0x10 and not cpu.mode & 0x10
     assert wall.meta["clock"] == "wall" and cpu.meta["clock"] == "cpu"
     # the sleeper slept ~0.4 s: ~200 samples at 2 ms on the wall clock
-    assert wall.inclusive("sleeper") > 60
-    assert cpu.inclusive("sleeper") <= 3
-    assert cpu.inclusive("hot_a") > 30
+    assert wall.inclusive("sleeper") > 60, wstats
+    assert cpu.inclusive("sleeper") <= 3, cstats
+    assert cpu.inclusive("hot_a") > 30, cstats
 
 
 def test_a_thread_started_after_enable_is_sampled():
