@@ -75,6 +75,8 @@ size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int 
 {
     size_t n = 0, frames = 0;
     for (PyFrameObject *f = ts->frame; f && frames < max_frames; f = f->f_back) {
+        if ((uintptr_t)f & (sizeof(void *) - 1) || (uintptr_t)f < 4096)
+            break; /* not a frame (see vmp_frames_walk for 3.11+) */
         PyCodeObject *code = f->f_code;
         if (!code || Py_TYPE(code) != &PyCode_Type)
             continue;
@@ -104,18 +106,25 @@ static inline _PyInterpreterFrame *current_frame(PyThreadState *ts)
 
 static inline PyCodeObject *frame_code(_PyInterpreterFrame *f)
 {
+    /* (The guard in vmp_sampler.c catches a fault on a garbage pointer.) */
 #if PY_VERSION_HEX >= 0x030D0000
     PyObject *code = f->f_executable; /* may be None (3.13) */
 #else
     PyObject *code = (PyObject *)f->f_code;
 #endif
-    return code && Py_TYPE(code) == &PyCode_Type ? (PyCodeObject *)code : NULL;
+    if ((uintptr_t)code & (sizeof(void *) - 1) || (uintptr_t)code < 4096)
+        return NULL;
+    return Py_TYPE(code) == &PyCode_Type ? (PyCodeObject *)code : NULL;
 }
 
 size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines)
 {
     size_t n = 0, frames = 0;
     for (_PyInterpreterFrame *f = current_frame(ts); f && frames < max_frames; f = f->previous) {
+        /* A frame being pushed may be linked before it is written (see the
+         * fault guard in vmp_sampler.c): stop at a pointer no frame has. */
+        if ((uintptr_t)f & (sizeof(void *) - 1) || (uintptr_t)f < 4096)
+            break;
 #if PY_VERSION_HEX >= 0x030C0000
         if (f->owner == FRAME_OWNED_BY_CSTACK)
             continue; /* the shim each C-level eval call pushes, not a function */

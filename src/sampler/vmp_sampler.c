@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -150,6 +151,84 @@ static void ring_publish(vmp_slot *s)
 
 /* ---- the signal handler ------------------------------------------------- */
 
+/* A fault guard for the walk.  The thread is interrupted at an arbitrary
+ * instruction, and the interpreter does not publish its frames atomically:
+ * 3.11 and 3.12 point tstate->cframe at a new C-stack _PyCFrame before its
+ * current_frame is written, so for a few instructions the walker may follow
+ * garbage.  A fault there jumps back here (the sample is dropped) instead of
+ * ending the process; any other fault goes to the program's own handler. */
+static __thread sigjmp_buf *walk_guard __attribute__((tls_model("initial-exec")));
+static struct sigaction old_segv, old_bus;
+static int fault_handler_installed;
+static _Atomic uint64_t faults;
+
+static void on_fault(int sig, siginfo_t *info, void *ucontext)
+{
+    sigjmp_buf *guard = walk_guard;
+    if (guard) {
+        walk_guard = NULL;
+        sigset_t unblock;
+        sigemptyset(&unblock);
+        sigaddset(&unblock, sig);
+        pthread_sigmask(SIG_UNBLOCK, &unblock, NULL); /* we leave without sigreturn */
+        siglongjmp(*guard, 1);
+    }
+    const struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+    if (old->sa_flags & SA_SIGINFO) {
+        old->sa_sigaction(sig, info, ucontext);
+    } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+    } else {
+        /* Default action: put it back; the faulting instruction runs again
+         * and the kernel ends the process as it would have without us. */
+        signal(sig, SIG_DFL);
+    }
+}
+
+static size_t guarded_walk(PyThreadState *ts, uint64_t *out)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0)) {
+        atomic_fetch_add_explicit(&faults, 1, memory_order_relaxed);
+        return 0;
+    }
+    walk_guard = &env;
+    size_t n = vmp_frames_walk(ts, out, VMP_MAX_DEPTH_WRITTEN, S.lines);
+    walk_guard = NULL;
+    return n;
+}
+
+static void install_fault_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction cur;
+    /* (Left installed by a run whose last signal never arrived: the
+     * program's handlers are already in old_segv and old_bus.) */
+    if (sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault)
+        return;
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+    fault_handler_installed = 1;
+}
+
+static void restore_fault_handler(void)
+{
+    struct sigaction cur;
+    if (!fault_handler_installed)
+        return;
+    /* Only when still ours: a handler installed after ours (faulthandler)
+     * chains to ours and must keep working. */
+    if (sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault)
+        sigaction(SIGSEGV, &old_segv, NULL);
+    if (sigaction(SIGBUS, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault)
+        sigaction(SIGBUS, &old_bus, NULL);
+    fault_handler_installed = 0;
+}
+
 static void take_sample(void)
 {
     PyThreadState *ts = vmp_frames_this_thread();
@@ -160,7 +239,7 @@ static void take_sample(void)
         atomic_fetch_add_explicit(&S.dropped, 1, memory_order_relaxed);
         return;
     }
-    size_t n = vmp_frames_walk(ts, s->data, VMP_MAX_DEPTH_WRITTEN, S.lines);
+    size_t n = guarded_walk(ts, s->data);
     for (size_t i = S.lines ? 1 : 0; i < n; i += S.lines ? 2 : 1)
         vmp_codes_note((uintptr_t)s->data[i]);
     s->kind = SLOT_SAMPLE;
@@ -656,6 +735,7 @@ static void on_fork_child(void)
         return;
     atomic_store(&S.active, 0);
     sigaction(S.signo, &S.old_action, NULL);
+    restore_fault_handler();
     vmp_codes_abandon();
     atomic_store(&S.in_handler, 0); /* handlers of threads the child does not have */
     atomic_store(&S.head, 0);
@@ -736,6 +816,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     atomic_store(&S.names_lost, 0);
     atomic_store(&S.write_errno, 0);
     atomic_store(&S.rss_kib, 0);
+    atomic_store(&faults, 0);
     atomic_store(&S.sampler_stop, 0);
     atomic_store(&S.writer_stop, 0);
     atomic_store(&S.sampler_tid, 0);
@@ -759,15 +840,19 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
+    install_fault_handler();
     struct sigaction cur;
     if (sigaction(signo, NULL, &cur) == 0 && handler_is_mine(&cur)) {
         /* ours, left inert by a run whose last signal never arrived: the
          * program's own disposition from that run is still in old_action */
     } else if (sigaction(signo, NULL, &S.old_action) < 0) {
+        vmp_codes_stop();
+        restore_fault_handler();
         return fail(err, errlen, "cannot read the signal disposition: %s", strerror(errno));
     }
     if (sigaction(signo, &sa, NULL) < 0) {
         vmp_codes_stop();
+        restore_fault_handler();
         return fail(err, errlen, "cannot install the signal handler: %s", strerror(errno));
     }
     atomic_store(&S.paused, 0);
@@ -776,6 +861,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         atomic_store(&S.active, 0);
         sigaction(signo, &S.old_action, NULL);
         vmp_codes_stop();
+        restore_fault_handler();
         return fail(err, errlen, "cannot start the writer thread");
     }
     while (!atomic_load(&S.writer_tid)) /* so the sampler never signals it */
@@ -786,6 +872,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         pthread_join(S.writer_thread, NULL);
         sigaction(signo, &S.old_action, NULL);
         vmp_codes_stop();
+        restore_fault_handler();
         return fail(err, errlen, "cannot start the sampler thread");
     }
     if (!atfork_registered) {
@@ -821,6 +908,9 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     if (all_arrived && handler_is_ours()) /* else the program replaced it: leave theirs */
         sigaction(S.signo, &S.old_action, NULL);
 
+    if (all_arrived)
+        restore_fault_handler(); /* else a late signal may still walk */
+
     vmp_codes_name_live(push_name);
     vmp_codes_stop();
     atomic_store(&S.writer_stop, 1);
@@ -842,6 +932,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->periods = atomic_load(&S.periods);
         stats->periods_late = atomic_load(&S.late);
         stats->untracked_codes = vmp_codes_untracked();
+        stats->walk_faults = atomic_load(&faults);
         stats->signo = S.signo;
     }
     int e = atomic_load(&S.write_errno);

@@ -47,6 +47,7 @@ typedef struct vmp_sampler_stats {
     uint64_t periods;        /* periods the sampler thread woke for */
     uint64_t periods_late;   /* wake-ups that missed one or more deadlines */
     uint64_t untracked_codes;
+    uint64_t walk_faults;    /* samples dropped because the walk faulted (a frame being pushed) */
     int signo;               /* the signal used */
 } vmp_sampler_stats;
 
