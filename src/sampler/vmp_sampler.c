@@ -249,13 +249,28 @@ static void take_sample(void)
     ring_publish(s);
 }
 
+/* Signals handled per thread (by tid, folded into a small table): the
+ * sampler sends a thread its next signal only once the last one was handled,
+ * since a second pending signal of one kind would merge with the first and a
+ * sample would be lost. */
+#define VMP_TID_SLOTS 4096
+static _Atomic uint32_t handled[VMP_TID_SLOTS];
+static uint32_t sent_to[VMP_TID_SLOTS]; /* the sampler thread's own */
+static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
+
 static void on_signal(int signo, siginfo_t *info, void *ucontext)
 {
     (void)signo, (void)ucontext;
     int saved_errno = errno;
     atomic_fetch_add(&S.in_handler, 1);
     if (info && info->si_code == SI_TKILL && info->si_pid == S.pid)
+    {
         atomic_fetch_add_explicit(&S.received, 1, memory_order_relaxed);
+        pid_t tid = tid_cache;
+        if (!tid)
+            tid = tid_cache = my_tid();
+        atomic_fetch_add_explicit(&handled[tid & (VMP_TID_SLOTS - 1)], 1, memory_order_relaxed);
+    }
     if (atomic_load(&S.active) && !atomic_load_explicit(&S.paused, memory_order_relaxed))
         take_sample();
     atomic_fetch_sub(&S.in_handler, 1);
@@ -363,9 +378,16 @@ static size_t scan_threads(vmp_thread *table, size_t n)
     }
     closedir(dir);
     size_t kept = 0;
-    for (size_t i = 0; i < n; i++)
-        if (table[i].seen)
+    for (size_t i = 0; i < n; i++) {
+        if (table[i].seen) {
             table[kept++] = table[i];
+        } else {
+            /* ended: what it never handled must not hold back a thread
+             * that reuses its slot */
+            size_t k = (size_t)table[i].tid & (VMP_TID_SLOTS - 1);
+            sent_to[k] = atomic_load_explicit(&handled[k], memory_order_relaxed);
+        }
+    }
     return kept;
 }
 
@@ -391,7 +413,7 @@ static void *sampler_main(void *arg)
     if (!table)
         return NULL;
     size_t n = 0;
-    const int64_t period = S.period_ns, max_owed = 4;
+    const int64_t period = S.period_ns, max_owed = 16;
     /* After a late wake-up, samples still owed are sent in extra rounds
      * spaced so that the previous signal was likely handled (two pending
      * signals of one kind merge into one). */
@@ -457,11 +479,18 @@ static void *sampler_main(void *arg)
                 t->owed = max_owed; /* far behind: drop rather than burst */
             if (t->owed <= 0)
                 continue;
+            size_t k = (size_t)t->tid & (VMP_TID_SLOTS - 1);
+            if (sent_to[k] != atomic_load_explicit(&handled[k], memory_order_relaxed)) {
+                catchup = 1; /* the last one is still pending: next round */
+                continue;
+            }
             t->owed--;
             if (t->owed)
                 catchup = 1;
-            if (syscall(SYS_tgkill, S.pid, t->tid, S.signo) == 0)
+            if (syscall(SYS_tgkill, S.pid, t->tid, S.signo) == 0) {
+                sent_to[k]++;
                 atomic_fetch_add_explicit(&S.sent, 1, memory_order_relaxed);
+            }
         }
     }
     free(table);
@@ -738,6 +767,7 @@ static void on_fork_child(void)
     restore_fault_handler();
     vmp_codes_abandon();
     atomic_store(&S.in_handler, 0); /* handlers of threads the child does not have */
+    tid_cache = 0;                   /* this thread has a new tid in the child */
     atomic_store(&S.head, 0);
     atomic_store(&S.tail, 0);
     for (size_t i = 0; i < VMP_RING_SLOTS; i++)
@@ -817,6 +847,8 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     atomic_store(&S.write_errno, 0);
     atomic_store(&S.rss_kib, 0);
     atomic_store(&faults, 0);
+    for (size_t k = 0; k < VMP_TID_SLOTS; k++)
+        sent_to[k] = atomic_load(&handled[k]);
     atomic_store(&S.sampler_stop, 0);
     atomic_store(&S.writer_stop, 0);
     atomic_store(&S.sampler_tid, 0);
