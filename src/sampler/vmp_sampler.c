@@ -44,8 +44,8 @@
 #define VMP_RING_SLOTS 1024
 #define VMP_SLOT_WORDS (2 * VMP_MAX_DEPTH_WRITTEN)
 #define VMP_MAX_THREADS 1024
-#define VMP_RESCAN_NS 50000000LL     /* list the threads at least every 50 ms */
-#define VMP_CHECK_NS 1000000LL       /* and check for a change every 1 ms */
+#define VMP_SCAN_NS 1000000LL        /* list the threads every 1 ms */
+#define VMP_CHECK_NS 50000000LL      /* check that our handler is still installed */
 #define VMP_WRITER_SLEEP_NS 2000000L /* the writer drains every 2 ms */
 #define VMP_WRITE_BUF (1 << 20)
 #define VMP_MIN_PERIOD 0.00001 /* 100 kHz: beyond it the signals alone saturate a core */
@@ -351,32 +351,49 @@ static int64_t thread_cpu_ns(pid_t tid)
 
 /* Refreshes the table from /proc/self/task, keeping what is known about the
  * threads still there.  Our own two threads are left out. */
-static size_t scan_threads(vmp_thread *table, size_t n)
+static void note_thread(vmp_thread *table, size_t *n, pid_t tid)
 {
-    DIR *dir = opendir("/proc/self/task");
-    if (!dir)
+    size_t i = 0;
+    while (i < *n && table[i].tid != tid)
+        i++;
+    if (i == *n) {
+        if (*n == VMP_MAX_THREADS)
+            return;
+        table[(*n)++] = (vmp_thread){.tid = tid, .last_cpu = -1};
+    }
+    table[i].seen = 1;
+}
+
+/* Refreshes the table from the listing of /proc/self/task (dir_fd, read again
+ * from its start: no open or allocation per scan), keeping what is known
+ * about the threads still there.  Our own two threads are left out. */
+static size_t scan_threads(int dir_fd, vmp_thread *table, size_t n)
+{
+    char buf[8192];
+    if (dir_fd < 0 || lseek(dir_fd, 0, SEEK_SET) < 0)
         return n;
     for (size_t i = 0; i < n; i++)
         table[i].seen = 0;
     pid_t skip1 = atomic_load(&S.sampler_tid), skip2 = atomic_load(&S.writer_tid);
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        pid_t tid = (pid_t)atoi(e->d_name);
-        if (tid == skip1 || tid == skip2)
-            continue;
-        size_t i = 0;
-        while (i < n && table[i].tid != tid)
-            i++;
-        if (i == n) {
-            if (n == VMP_MAX_THREADS)
-                continue;
-            table[n++] = (vmp_thread){.tid = tid, .last_cpu = -1};
+    for (;;) {
+        long got = syscall(SYS_getdents64, dir_fd, buf, sizeof buf);
+        if (got < 0) {
+            for (size_t i = 0; i < n; i++)
+                table[i].seen = 1; /* keep what we had */
+            return n;
         }
-        table[i].seen = 1;
+        if (got == 0)
+            break;
+        for (long off = 0; off < got;) {
+            struct dirent64 *e = (struct dirent64 *)(buf + off);
+            off += e->d_reclen;
+            if (e->d_name[0] < '0' || e->d_name[0] > '9')
+                continue;
+            pid_t tid = (pid_t)atoi(e->d_name);
+            if (tid != skip1 && tid != skip2)
+                note_thread(table, &n, tid);
+        }
     }
-    closedir(dir);
     size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
         if (table[i].seen) {
@@ -418,8 +435,8 @@ static void *sampler_main(void *arg)
      * spaced so that the previous signal was likely handled (two pending
      * signals of one kind merge into one). */
     const int64_t catchup_gap = period / 2 > 30000 ? period / 2 : 30000;
-    int64_t next = mono_ns() + period, last_scan = -VMP_RESCAN_NS, last_round = 0, last_check = 0;
-    nlink_t task_links = 0;
+    int64_t next = mono_ns() + period, last_scan = -VMP_SCAN_NS, last_round = 0, last_check = 0;
+    int task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int catchup = 0;
     if (S.memory)
         read_rss();
@@ -437,20 +454,14 @@ static void *sampler_main(void *arg)
             if (ticks > 1)
                 atomic_fetch_add_explicit(&S.late, 1, memory_order_relaxed);
             next += ticks * period;
-            /* A thread's birth or end changes the link count of
-             * /proc/self/task: a cheap stat each millisecond finds new
-             * threads quickly; the full listing runs only then. */
-            if (now - last_check >= VMP_CHECK_NS) {
-                struct stat st;
-                last_check = now;
-                if (stat("/proc/self/task", &st) == 0 && st.st_nlink != task_links) {
-                    task_links = st.st_nlink;
-                    last_scan = -VMP_RESCAN_NS;
-                }
-            }
-            if (now - last_scan >= VMP_RESCAN_NS) {
-                n = scan_threads(table, n);
+            /* New threads are found within a millisecond (a listing costs a
+             * few microseconds: one getdents on a kept descriptor). */
+            if (now - last_scan >= VMP_SCAN_NS) {
+                n = scan_threads(task_fd, table, n);
                 last_scan = now;
+            }
+            if (now - last_check >= VMP_CHECK_NS) {
+                last_check = now;
                 if (!handler_is_ours())
                     break; /* the program took our signal over: stop sending it */
             }
@@ -494,6 +505,8 @@ static void *sampler_main(void *arg)
         }
     }
     free(table);
+    if (task_fd >= 0)
+        close(task_fd);
     return NULL;
 }
 
