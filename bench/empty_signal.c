@@ -4,27 +4,31 @@
  * runs the same workloads with it and with our sampler; the difference per
  * sample is the sampler's own work.
  *
- * Delivery mirrors src/sampler/vmp_sampler.c so that only the handler's work
- * differs: a helper thread sleeps to absolute CLOCK_MONOTONIC deadlines (timer
- * slack 1 ns), rescans /proc/self/task every 10 ms, and each period sends
- * SIGPROF with tgkill to
- *   delivery 0 (CPU clock): each thread whose CPU clock has advanced by a
- *     period since it was last signalled (credit capped at 4 periods);
- *   delivery 2 (wall clock): every thread.
- * delivery 1 is the original vmprof's way instead: setitimer(ITIMER_PROF),
- * which the kernel tick bounds to ~250 Hz here.
+ * Delivery mirrors the sampler thread of src/sampler/vmp_sampler.c (as of
+ * 1f10109/bc68380) so that only the handler's work differs: absolute
+ * CLOCK_MONOTONIC deadlines with 1 ns timer slack; /proc/self/task listed
+ * every millisecond with getdents on a kept descriptor; per thread a count of
+ * samples owed (CPU clock: one per period of CPU time the thread used; wall
+ * clock: one per period), capped at 16; never a second signal to a thread
+ * before it handled the first, the rest sent in catch-up rounds half a period
+ * (at least 30 us) apart.
+ *   delivery 0: CPU clock, delivery 2: wall clock;
+ *   delivery 1: the original vmprof's way instead, setitimer(ITIMER_PROF),
+ *   which the kernel tick bounds to ~250 Hz here.
  *
  *   es_start(period_ns, delivery)   0 on success
  *   es_stop() -> signals handled    restores the previous handler and timer
  *   es_threads()                    the most threads it knew at once (so a
  *                                   wall-clock rate can be given per thread)
  *
- * The SA_SIGINFO handler only counts (and saves errno, as ours does), so the
- * count is the number of deliveries.
+ * The SA_SIGINFO handler only does the bookkeeping the sampler's handler does
+ * before taking its sample (errno saved, the sender checked, a per-thread
+ * count of signals handled).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -38,20 +42,27 @@
 #include <unistd.h>
 
 #define MAX_THREADS 1024
-#define RESCAN_NS 10000000LL
+#define SCAN_NS 1000000LL
+#define MAX_OWED 16
+#define TID_SLOTS 4096
 
 typedef struct {
     pid_t tid;
     int seen;
     int64_t last_cpu;
     int64_t credit;
+    int64_t owed;
 } thread_slot;
 
 static atomic_long handled, sent;
-static atomic_int most_threads; /* the most threads signalled in one period */
+static atomic_int most_threads; /* the most threads known at once */
+static _Atomic uint32_t handled_by[TID_SLOTS];
+static uint32_t sent_to[TID_SLOTS];
+static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
 static atomic_int running;
 static pthread_t helper;
 static atomic_int helper_tid;
+static pid_t my_pid;
 static int64_t period;
 static int delivery;
 static struct sigaction old_action;
@@ -59,8 +70,14 @@ static struct itimerval old_timer;
 
 static void handler(int sig, siginfo_t *info, void *uc)
 {
-    (void)sig, (void)info, (void)uc;
+    (void)sig, (void)uc;
     int saved = errno;
+    if (info && info->si_code == SI_TKILL && info->si_pid == my_pid) {
+        pid_t tid = tid_cache;
+        if (!tid)
+            tid = tid_cache = (pid_t)syscall(SYS_gettid);
+        atomic_fetch_add_explicit(&handled_by[tid & (TID_SLOTS - 1)], 1, memory_order_relaxed);
+    }
     atomic_fetch_add_explicit(&handled, 1, memory_order_relaxed);
     errno = saved;
 }
@@ -82,36 +99,51 @@ static int64_t thread_cpu_ns(pid_t tid)
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-static size_t scan_threads(thread_slot *table, size_t n)
+static size_t scan_threads(int dir_fd, thread_slot *table, size_t n)
 {
-    DIR *dir = opendir("/proc/self/task");
-    if (!dir)
+    char buf[8192];
+    if (dir_fd < 0 || lseek(dir_fd, 0, SEEK_SET) < 0)
         return n;
     for (size_t i = 0; i < n; i++)
         table[i].seen = 0;
     pid_t self = (pid_t)atomic_load(&helper_tid);
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        pid_t tid = (pid_t)atoi(e->d_name);
-        if (tid == self)
-            continue;
-        size_t i = 0;
-        while (i < n && table[i].tid != tid)
-            i++;
-        if (i == n) {
-            if (n == MAX_THREADS)
-                continue;
-            table[n++] = (thread_slot){.tid = tid, .last_cpu = -1};
+    for (;;) {
+        long got = syscall(SYS_getdents64, dir_fd, buf, sizeof buf);
+        if (got < 0) {
+            for (size_t i = 0; i < n; i++)
+                table[i].seen = 1;
+            return n;
         }
-        table[i].seen = 1;
+        if (got == 0)
+            break;
+        for (long off = 0; off < got;) {
+            struct dirent64 *e = (struct dirent64 *)(buf + off);
+            off += e->d_reclen;
+            if (e->d_name[0] < '0' || e->d_name[0] > '9')
+                continue;
+            pid_t tid = (pid_t)atoi(e->d_name);
+            if (tid == self)
+                continue;
+            size_t i = 0;
+            while (i < n && table[i].tid != tid)
+                i++;
+            if (i == n) {
+                if (n == MAX_THREADS)
+                    continue;
+                table[n++] = (thread_slot){.tid = tid, .last_cpu = -1};
+            }
+            table[i].seen = 1;
+        }
     }
-    closedir(dir);
     size_t kept = 0;
-    for (size_t i = 0; i < n; i++)
-        if (table[i].seen)
+    for (size_t i = 0; i < n; i++) {
+        if (table[i].seen) {
             table[kept++] = table[i];
+        } else {
+            size_t k = (size_t)table[i].tid & (TID_SLOTS - 1);
+            sent_to[k] = atomic_load_explicit(&handled_by[k], memory_order_relaxed);
+        }
+    }
     return kept;
 }
 
@@ -123,48 +155,70 @@ static void *helper_main(void *arg)
     thread_slot *table = calloc(MAX_THREADS, sizeof *table);
     if (!table)
         return NULL;
-    pid_t pid = getpid();
     size_t n = 0;
-    int64_t next = mono_ns(), last_scan = -RESCAN_NS;
+    const int64_t catchup_gap = period / 2 > 30000 ? period / 2 : 30000;
+    int64_t next = mono_ns() + period, last_scan = -SCAN_NS, last_round = 0;
+    int task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int catchup = 0;
     while (atomic_load(&running)) {
-        next += period;
-        struct timespec dl = {next / 1000000000LL, next % 1000000000LL};
+        int64_t wake = next;
+        if (catchup && last_round + catchup_gap < wake)
+            wake = last_round + catchup_gap;
+        struct timespec dl = {wake / 1000000000LL, wake % 1000000000LL};
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR)
             ;
         if (!atomic_load(&running))
             break;
-        int64_t now = mono_ns();
-        if (now - next >= period)
-            next = now;
-        if (now - last_scan >= RESCAN_NS) {
-            n = scan_threads(table, n);
-            last_scan = now;
-            if ((int)n > atomic_load(&most_threads))
-                atomic_store(&most_threads, (int)n);
+        int64_t now = mono_ns(), ticks = 0;
+        if (now >= next) {
+            ticks = 1 + (now - next) / period;
+            next += ticks * period;
+            if (now - last_scan >= SCAN_NS) {
+                n = scan_threads(task_fd, table, n);
+                last_scan = now;
+                if ((int)n > atomic_load(&most_threads))
+                    atomic_store(&most_threads, (int)n);
+            }
         }
+        last_round = now;
+        catchup = 0;
         for (size_t i = 0; i < n; i++) {
             thread_slot *t = &table[i];
-            if (delivery == 0) {
+            if (delivery == 2) {
+                t->owed += ticks;
+            } else {
                 int64_t cpu = thread_cpu_ns(t->tid);
                 if (cpu < 0)
                     continue;
-                if (t->last_cpu < 0) {
-                    t->last_cpu = cpu;
-                    continue;
-                }
-                t->credit += cpu - t->last_cpu;
+                if (t->last_cpu >= 0)
+                    t->credit += cpu - t->last_cpu;
                 t->last_cpu = cpu;
-                if (t->credit > 4 * period)
-                    t->credit = 4 * period;
-                if (t->credit < period)
-                    continue;
-                t->credit -= period;
+                while (t->credit >= period) {
+                    t->owed++;
+                    t->credit -= period;
+                }
             }
-            if (syscall(SYS_tgkill, pid, t->tid, SIGPROF) == 0)
+            if (t->owed > MAX_OWED)
+                t->owed = MAX_OWED;
+            if (t->owed <= 0)
+                continue;
+            size_t k = (size_t)t->tid & (TID_SLOTS - 1);
+            if (sent_to[k] != atomic_load_explicit(&handled_by[k], memory_order_relaxed)) {
+                catchup = 1;
+                continue;
+            }
+            t->owed--;
+            if (t->owed)
+                catchup = 1;
+            if (syscall(SYS_tgkill, my_pid, t->tid, SIGPROF) == 0) {
+                sent_to[k]++;
                 atomic_fetch_add_explicit(&sent, 1, memory_order_relaxed);
+            }
         }
     }
     free(table);
+    if (task_fd >= 0)
+        close(task_fd);
     return NULL;
 }
 
@@ -180,6 +234,9 @@ int es_start(long period_ns, int how)
     atomic_store(&handled, 0);
     atomic_store(&sent, 0);
     atomic_store(&most_threads, 0);
+    for (size_t k = 0; k < TID_SLOTS; k++)
+        sent_to[k] = atomic_load(&handled_by[k]);
+    my_pid = getpid();
     period = period_ns;
     delivery = how;
     if (how == 1) {
