@@ -230,7 +230,41 @@ void vmp_codes_stop(void)
     vmp_codes_abandon();
 }
 
-void vmp_codes_name_live(vmp_codes_name_fn emit)
+/* Reads everything formatting will read, with no Python call, and says
+ * whether obj looks like a live code object with str name and file. */
+typedef struct probe {
+    PyObject *obj;
+    int ok;
+} probe;
+
+static int is_str(PyObject *s)
+{
+    return s && ((uintptr_t)s & (sizeof(void *) - 1)) == 0 && Py_TYPE(s) == &PyUnicode_Type;
+}
+
+static void probe_code(void *arg)
+{
+    probe *p = arg;
+    PyObject *obj = p->obj;
+    if (Py_TYPE(obj) != &PyCode_Type || Py_REFCNT(obj) <= 0)
+        return;
+    PyCodeObject *code = (PyCodeObject *)obj;
+    PyObject *strs[2] = {code->co_name, code->co_filename};
+    volatile unsigned char sink = 0;
+    for (int k = 0; k < 2; k++) {
+        if (!is_str(strs[k]))
+            return;
+        if (PyUnicode_IS_COMPACT_ASCII(strs[k])) {
+            const unsigned char *d = PyUnicode_DATA(strs[k]);
+            for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(strs[k]); i < n && i < VMP_MAX_NAME; i++)
+                sink ^= d[i];
+        }
+    }
+    (void)sink;
+    p->ok = 1;
+}
+
+void vmp_codes_name_live(vmp_codes_name_fn emit, vmp_guard_fn guard)
 {
     _Atomic uintptr_t *s = set;
     if (!s)
@@ -240,10 +274,10 @@ void vmp_codes_name_live(vmp_codes_name_fn emit)
         uintptr_t v = atomic_load_explicit(&s[i], memory_order_acquire);
         if (v == 0 || v == TOMBSTONE)
             continue;
-        PyObject *obj = (PyObject *)v;
-        if (Py_TYPE(obj) != &PyCode_Type || Py_REFCNT(obj) <= 0)
+        probe p = {(PyObject *)v, 0};
+        if (guard(probe_code, &p) < 0 || !p.ok)
             continue;
-        size_t len = vmp_codes_format_name((PyCodeObject *)obj, name, sizeof name);
+        size_t len = vmp_codes_format_name((PyCodeObject *)v, name, sizeof name);
         emit(v, name, len, 0);
     }
 }

@@ -42,8 +42,14 @@ void vmp_codes_abandon(void);
 /* Async-signal-safe: remembers that a sample holds this code object. */
 void vmp_codes_note(uintptr_t code);
 
-/* Calls emit(code, name, len, 0) for every noted code object still alive. */
-void vmp_codes_name_live(vmp_codes_name_fn emit);
+/* Runs fn(arg) so that a memory fault inside it makes it return -1 instead of
+ * ending the process; returns 0 when fn completed. */
+typedef int (*vmp_guard_fn)(void (*fn)(void *), void *arg);
+
+/* Calls emit(code, name, len, 0) for every noted code object still alive.
+ * Each object is first read under `guard`: an address noted from a frame
+ * that was being torn down may no longer hold a code object. */
+void vmp_codes_name_live(vmp_codes_name_fn emit, vmp_guard_fn guard);
 
 /* Writes code's name in the profile's form into buf (NUL-terminated, cut to
  * the format's limits); returns its length. */

@@ -198,6 +198,19 @@ static size_t guarded_walk(PyThreadState *ts, uint64_t *out)
     return n;
 }
 
+static int run_guarded(void (*fn)(void *), void *arg)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0)) {
+        atomic_fetch_add_explicit(&faults, 1, memory_order_relaxed);
+        return -1;
+    }
+    walk_guard = &env;
+    fn(arg);
+    walk_guard = NULL;
+    return 0;
+}
+
 static void install_fault_handler(void)
 {
     struct sigaction sa;
@@ -953,11 +966,10 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     if (all_arrived && handler_is_ours()) /* else the program replaced it: leave theirs */
         sigaction(S.signo, &S.old_action, NULL);
 
+    vmp_codes_name_live(push_name, run_guarded);
+    vmp_codes_stop();
     if (all_arrived)
         restore_fault_handler(); /* else a late signal may still walk */
-
-    vmp_codes_name_live(push_name);
-    vmp_codes_stop();
     atomic_store(&S.writer_stop, 1);
     pthread_join(S.writer_thread, NULL);
     if (S.statm_fd >= 0)

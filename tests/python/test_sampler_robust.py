@@ -255,3 +255,28 @@ def test_profile_read_back_by_read_profile(tmp_path):
     assert stats.profile_lines and stats.profile_memory
     named = {a for a, n in stats.adr_dict.items() if str(n).startswith("py:burn_cpu:")}
     assert named
+
+
+def test_a_closed_pipe_at_enable_is_refused():
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        with pytest.raises(vmprof.VMProfError, match="cannot write the profile"):
+            vmprof.enable(w, period=0.001)
+        assert not vmprof.is_enabled()
+    finally:
+        os.close(w)
+
+
+def test_a_write_failure_is_reported_at_disable_and_profiling_can_start_again():
+    r, w = os.pipe()
+    vmprof.enable(w, period=0.0005)
+    os.read(r, 65536)          # the header arrived
+    os.close(r)                # then the reader goes away
+    burn_cpu(0.1)
+    with pytest.raises(vmprof.VMProfError, match="writing the profile failed"):
+        vmprof.disable()
+    os.close(w)
+    assert not vmprof.is_enabled()
+    p, _, _ = profile(burn_cpu, 0.05, period=0.001)
+    assert p.trailer
