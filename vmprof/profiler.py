@@ -96,10 +96,13 @@ def enable(fileno, period=DEFAULT_PERIOD, memory=False, lines=False, native=None
         raise VMProfError(
             "native frames are not supported yet: call enable() with native=False "
             "(or leave it out) to record Python frames")
-    if IS_PYPY:  # pragma: no cover
-        if memory or lines or real_time:
-            raise VMProfError("PyPy's sampler supports neither memory, lines nor real_time: leave them out")
-        _backend.enable(fileno, period)
+    if IS_PYPY:  # pragma: no cover - PyPy's own sampler
+        if memory or lines:
+            raise VMProfError("PyPy's sampler records neither memory nor lines: leave them out")
+        try:
+            _backend.enable(fileno, period, 0, 0, 0, int(bool(real_time)))
+        except _backend.VMProfError as exc:
+            raise VMProfError(str(exc))
         _pypy_enabled = True
         return
     _require_core()
@@ -117,7 +120,7 @@ def disable():
     """
     global last_run_stats, _pypy_enabled
     if IS_PYPY:  # pragma: no cover
-        if not _pypy_enabled:
+        if not is_enabled():
             raise VMProfError("vmprof is not enabled: call vmprof.enable() first")
         _backend.disable()
         _pypy_enabled = False
@@ -141,13 +144,15 @@ def _disable_at_exit():
 def is_enabled():
     """True while a profile is being written."""
     if IS_PYPY:  # pragma: no cover
-        return _pypy_enabled
+        return bool(_backend.is_enabled())
     return _core is not None and _core.is_enabled()
 
 
 def get_profile_path():
     """The path of the file being written, or None (not enabled, or not a file)."""
-    if not is_enabled() or IS_PYPY:
+    if IS_PYPY:  # pragma: no cover
+        return _backend.get_profile_path() if is_enabled() else None
+    if not is_enabled():
         return None
     fd = _core.profile_fileno()
     try:
@@ -178,7 +183,7 @@ def sample_stack_now(skip=0):
     """The calling thread's Python stack as the sampler records it: code-object
     ids, innermost first, without the `skip` innermost frames."""
     if IS_PYPY:  # pragma: no cover
-        return _backend.sample_stack_now(skip)
+        raise VMProfError("sample_stack_now() is not available on PyPy")
     _require_core()
     return _core.sample_stack_now(int(skip) + 1)  # not this function's own frame
 
@@ -186,7 +191,7 @@ def sample_stack_now(skip=0):
 def resolve_addr(addr):
     """(name, line, file) of the native function at addr, or None."""
     if IS_PYPY:  # pragma: no cover
-        return _backend.resolve_addr(addr)
+        return None
     _require_core()
     return _core.resolve_addr(int(addr))
 
