@@ -15,8 +15,6 @@ from upload_server import UploadServer
 PYPY = shutil.which("pypy3")
 pytestmark = [
     pytest.mark.skipif(PYPY is None, reason="pypy3 is not installed (apt install pypy3)"),
-    pytest.mark.xfail(reason="vmprof/profiler.py passes PyPy's _vmprof.enable() 2 of "
-                             "the 6 arguments it requires (PyPy 7.3.11)", strict=False),
 ]
 
 PROGRAM = '''
