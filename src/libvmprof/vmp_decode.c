@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vmp_format.h"
+#include "vmp_hash.h"
 
 typedef struct decoder {
     vmp_source *src;
@@ -201,16 +202,6 @@ static int rpython_kind(uint64_t k)
     }
 }
 
-static inline uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 /* Hash of a record's raw entries and thread id: four independent lanes so
  * the multiplies overlap.  Only used to find candidates; matches are verified. */
 static uint64_t hash_raw(const unsigned char *q, size_t n)
@@ -248,7 +239,7 @@ static uint64_t hash_raw(const unsigned char *q, size_t n)
         memcpy(&a, q, 4);
         h2 = (h2 ^ a) * k2;
     }
-    return mix64(h1 ^ (h2 * 0x9e3779b97f4a7c15ULL) ^ (h3 * k2) ^ (h4 * k1));
+    return vmp_mix64(h1 ^ (h2 * 0x9e3779b97f4a7c15ULL) ^ (h3 * k2) ^ (h4 * k1));
 }
 
 /* A cheaper hash from a few words spread over the record (the innermost and
@@ -269,7 +260,7 @@ static uint64_t hash_sampled(const unsigned char *q, size_t n, int a)
         h2 ^= h2 >> 29;
     }
     h1 = (h1 ^ get(q + pick[10] * a, a)) * 0x87c37b91114253d5ULL;
-    return mix64(h1 ^ (h2 * 0x9e3779b97f4a7c15ULL));
+    return vmp_mix64(h1 ^ (h2 * 0x9e3779b97f4a7c15ULL));
 }
 
 /* Does unique stack idx hold exactly what the raw record says? */

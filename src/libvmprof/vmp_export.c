@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmp_hash.h"
+
 typedef int (*format_writer)(const vmp_xview *, FILE *, const vmp_export_options *,
                              vmp_error *);
 
@@ -62,16 +64,6 @@ typedef struct map {
     size_t cap, used; /* cap is a power of two */
 } map;
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 static int map_init(map *m, size_t expect)
 {
     size_t cap = 64, i;
@@ -95,7 +87,7 @@ static void map_free(map *m)
 
 static size_t map_home(const map *m, uint64_t k1, uint64_t k2)
 {
-    return (size_t)(mix64(k1 ^ mix64(k2 + 0x9e3779b97f4a7c15ULL)) & (m->cap - 1));
+    return (size_t)(vmp_mix64(k1 ^ vmp_mix64(k2 + 0x9e3779b97f4a7c15ULL)) & (m->cap - 1));
 }
 
 static uint32_t map_get(const map *m, uint64_t k1, uint64_t k2)
@@ -144,18 +136,6 @@ static int map_put(map *m, uint64_t k1, uint64_t k2, uint32_t value)
     m->slots[i].value = value;
     m->used++;
     return 0;
-}
-
-static uint64_t hash_bytes(const void *data, size_t len, uint64_t seed)
-{
-    const unsigned char *s = data;
-    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-    size_t i;
-    for (i = 0; i < len; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return mix64(h);
 }
 
 /* ---- growable arrays ------------------------------------------------------ */
@@ -286,9 +266,10 @@ static uint32_t func_for(xbuild *b, const vmp_frame *fr)
     /* ids that name the same function (a code object re-created at another
      * address) share one func */
     if (f.name) {
-        h1 = hash_bytes(f.name, f.name_len, f.first_line) ^ hash_bytes(f.file, f.file_len, 1);
-        h2 = hash_bytes(f.file, f.file_len, f.first_line * 31 + f.kind + 7) +
-             hash_bytes(f.name, f.name_len, 2);
+        h1 = vmp_hash_bytes(f.name, f.name_len, f.first_line) ^
+             vmp_hash_bytes(f.file, f.file_len, 1);
+        h2 = vmp_hash_bytes(f.file, f.file_len, f.first_line * 31 + f.kind + 7) +
+             vmp_hash_bytes(f.name, f.name_len, 2);
         idx = map_get(&b->func_map, h1, h2);
         if (idx != UINT32_MAX)
             return map_put(&b->addr_map, addr, kind, idx) < 0 ? UINT32_MAX - 1 : idx;
@@ -326,7 +307,7 @@ static uint32_t stack_for(xbuild *b, uint32_t thread, const uint32_t *seq, uint3
 {
     vmp_xview *v = b->v;
     xview_priv *pv = b->pv;
-    uint64_t h = hash_bytes(seq, depth * sizeof *seq, thread);
+    uint64_t h = vmp_hash_bytes(seq, depth * sizeof *seq, thread);
     size_t i = map_home(&b->stack_map, h, 0);
     uint32_t idx;
     map_slot *s;
@@ -685,7 +666,7 @@ void vmp_xstrings_free(vmp_xstrings *s)
 uint32_t vmp_xstrings_add(vmp_xstrings *s, const char *str, size_t len)
 {
     xstrings_priv *ps = s->priv;
-    uint64_t h1 = hash_bytes(str, len, 11), h2 = hash_bytes(str, len, len + 977);
+    uint64_t h1 = vmp_hash_bytes(str, len, 11), h2 = vmp_hash_bytes(str, len, len + 977);
     uint32_t idx = map_get(&ps->index, h1, h2);
     if (idx != UINT32_MAX)
         return idx;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "vmp_format.h"
+#include "vmp_hash.h"
 
 /* ---- arena: bump allocation in chunks, freed all at once ----------------- */
 
@@ -85,87 +86,8 @@ static int grow(void **items, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* ---- hashing -------------------------------------------------------------- */
-
-static inline uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
-/* u64 key -> uint32 value, open addressing; EMPTY marks a free slot. */
+/* A free slot in the stack table, and "no thread yet" in the thread cache. */
 #define EMPTY UINT32_MAX
-
-typedef struct u64map {
-    uint64_t *keys;
-    uint32_t *vals;
-    size_t cap; /* power of two */
-    size_t len;
-} u64map;
-
-static int u64map_find(const u64map *m, uint64_t key, uint32_t *val)
-{
-    if (!m->cap)
-        return 0;
-    size_t mask = m->cap - 1;
-    for (size_t i = mix64(key) & mask;; i = (i + 1) & mask) {
-        if (m->vals[i] == EMPTY)
-            return 0;
-        if (m->keys[i] == key) {
-            *val = m->vals[i];
-            return 1;
-        }
-    }
-}
-
-static int u64map_put(u64map *m, uint64_t key, uint32_t val)
-{
-    if ((m->len + 1) * 2 > m->cap) {
-        size_t ncap = m->cap ? m->cap * 2 : 64;
-        uint64_t *nk = malloc(ncap * sizeof *nk);
-        uint32_t *nv = malloc(ncap * sizeof *nv);
-        if (!nk || !nv) {
-            free(nk);
-            free(nv);
-            return -1;
-        }
-        memset(nv, 0xff, ncap * sizeof *nv);
-        for (size_t i = 0; i < m->cap; i++) {
-            if (m->vals[i] == EMPTY)
-                continue;
-            size_t j = mix64(m->keys[i]) & (ncap - 1);
-            while (nv[j] != EMPTY)
-                j = (j + 1) & (ncap - 1);
-            nk[j] = m->keys[i];
-            nv[j] = m->vals[i];
-        }
-        free(m->keys);
-        free(m->vals);
-        m->keys = nk;
-        m->vals = nv;
-        m->cap = ncap;
-    }
-    size_t mask = m->cap - 1;
-    size_t i = mix64(key) & mask;
-    while (m->vals[i] != EMPTY && m->keys[i] != key)
-        i = (i + 1) & mask;
-    if (m->vals[i] == EMPTY)
-        m->len++;
-    m->keys[i] = key;
-    m->vals[i] = val;
-    return 0;
-}
-
-static void u64map_free(u64map *m)
-{
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
-}
 
 /* ---- the profile ---------------------------------------------------------- */
 
@@ -197,11 +119,11 @@ struct vmp_profile {
 
     name_entry *names;
     size_t names_len, names_cap;
-    u64map name_index;
+    vmp_u64map name_index;
 
     uint64_t *threads;
     size_t threads_len, threads_cap;
-    u64map thread_index;
+    vmp_u64map thread_index;
     uint64_t last_thread_id; /* one-entry cache: most samples repeat the thread */
     uint32_t last_thread_index;
 
@@ -236,9 +158,9 @@ void vmp_profile_free(vmp_profile *p)
     arena_free(&p->mem);
     free(p->meta);
     free(p->names);
-    u64map_free(&p->name_index);
+    vmp_u64map_free(&p->name_index);
     free(p->threads);
-    u64map_free(&p->thread_index);
+    vmp_u64map_free(&p->thread_index);
     free(p->stacks);
     free(p->stack_table);
     free(p->sample_stack);
@@ -306,7 +228,7 @@ static int is_py_name(const char *s, size_t len)
 int vmp_profile_add_name(vmp_profile *p, uint64_t id, const char *name, size_t len)
 {
     uint32_t at;
-    if (u64map_find(&p->name_index, id, &at)) {
+    if (vmp_u64map_find(&p->name_index, id, &at)) {
         name_entry *e = &p->names[at];
         /* A code object's memory can be reused, so the newest py: name is the
          * right one; a native symbol for the same address is a lookup artefact
@@ -325,7 +247,7 @@ int vmp_profile_add_name(vmp_profile *p, uint64_t id, const char *name, size_t l
     if (grow((void **)&p->names, &p->names_cap, p->names_len + 1, sizeof *p->names) < 0)
         return -1;
     char *t = arena_strdup(&p->mem, name, len);
-    if (!t || u64map_put(&p->name_index, id, (uint32_t)p->names_len) < 0)
+    if (!t || vmp_u64map_put(&p->name_index, id, (uint32_t)p->names_len) < 0)
         return -1;
     p->names[p->names_len++] = (name_entry){id, t, len};
     return 0;
@@ -334,7 +256,7 @@ int vmp_profile_add_name(vmp_profile *p, uint64_t id, const char *name, size_t l
 const char *vmp_profile_name(const vmp_profile *p, uint64_t id, size_t *len)
 {
     uint32_t at;
-    if (!u64map_find(&p->name_index, id, &at)) {
+    if (!vmp_u64map_find(&p->name_index, id, &at)) {
         if (len)
             *len = 0;
         return NULL;
@@ -374,14 +296,14 @@ static int thread_index(vmp_profile *p, uint64_t tid, uint32_t *out)
         return 0;
     }
     uint32_t at;
-    if (!u64map_find(&p->thread_index, tid, &at)) {
+    if (!vmp_u64map_find(&p->thread_index, tid, &at)) {
         if (p->threads_len >= EMPTY - 1)
             return -1;
         if (grow((void **)&p->threads, &p->threads_cap, p->threads_len + 1,
                  sizeof *p->threads) < 0)
             return -1;
         at = (uint32_t)p->threads_len;
-        if (u64map_put(&p->thread_index, tid, at) < 0)
+        if (vmp_u64map_put(&p->thread_index, tid, at) < 0)
             return -1;
         p->threads[p->threads_len++] = tid;
     }
@@ -397,9 +319,9 @@ static uint64_t hash_stack(const vmp_frame *frames, uint32_t depth, uint32_t thr
     for (uint32_t i = 0; i < depth; i++) {
         uint64_t v = frames[i].addr ^ ((uint64_t)frames[i].line << 40) ^
                      ((uint64_t)frames[i].kind << 56);
-        h = (h ^ mix64(v + i)) * 0x100000001b3ULL;
+        h = (h ^ vmp_mix64(v + i)) * 0x100000001b3ULL;
     }
-    return mix64(h);
+    return vmp_mix64(h);
 }
 
 static int same_stack(const ustack *s, const vmp_frame *frames, uint32_t depth,

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmp_hash.h"
+
 struct vmp_tree {
     vmp_tree_node *nodes;
     size_t n_nodes, cap_nodes;
@@ -23,26 +25,17 @@ struct vmp_tree {
     uint64_t *func_stamp; /* last stack that counted the function */
 };
 
-/* line counts while building: (node, line) -> count */
+/* Line counts while building: (node << 32 | line) -> index of its
+ * (key, count) pair, kept dense so that finishing is one sort. */
 typedef struct line_acc {
-    uint64_t *keys;
-    uint64_t *counts;
-    size_t cap, len;
+    vmp_u64map index;
+    uint64_t (*pairs)[2];
+    size_t len, cap;
 } line_acc;
-
-static inline uint64_t mix(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
 
 static inline uint64_t child_hash(uint32_t parent, uint64_t addr, uint8_t kind)
 {
-    return mix(addr ^ ((uint64_t)parent << 20) ^ ((uint64_t)kind << 60) ^ parent);
+    return vmp_mix64(addr ^ ((uint64_t)parent << 20) ^ ((uint64_t)kind << 60) ^ parent);
 }
 
 static int is_python(uint8_t kind)
@@ -119,7 +112,7 @@ static uint32_t get_child(vmp_tree *t, uint32_t parent, uint64_t addr, uint8_t k
 
 static inline uint64_t func_hash(uint64_t addr, uint8_t kind)
 {
-    return mix(addr ^ ((uint64_t)kind << 59));
+    return vmp_mix64(addr ^ ((uint64_t)kind << 59));
 }
 
 static int rehash_funcs(vmp_tree *t, size_t ncap)
@@ -176,40 +169,33 @@ static uint32_t get_func(vmp_tree *t, uint64_t addr, uint8_t kind)
 static int line_add(line_acc *a, uint32_t node, uint32_t line, uint64_t count)
 {
     uint64_t key = ((uint64_t)node << 32) | line;
-    if ((a->len + 1) * 2 > a->cap) {
-        size_t ncap = a->cap ? a->cap * 2 : 1024;
-        uint64_t *nk = malloc(ncap * sizeof *nk), *nc = calloc(ncap, sizeof *nc);
-        if (!nk || !nc) {
-            free(nk);
-            free(nc);
+    uint32_t at;
+    if (!vmp_u64map_find(&a->index, key, &at)) {
+        if (a->len >= VMP_U64MAP_EMPTY - 1)
             return -1;
+        if (a->len == a->cap) {
+            size_t nc = a->cap ? a->cap * 2 : 1024;
+            void *np = realloc(a->pairs, nc * sizeof *a->pairs);
+            if (!np)
+                return -1;
+            a->pairs = np;
+            a->cap = nc;
         }
-        memset(nk, 0xff, ncap * sizeof *nk); /* UINT64_MAX: free (node NONE never used) */
-        for (size_t i = 0; i < a->cap; i++) {
-            if (a->keys[i] == UINT64_MAX)
-                continue;
-            size_t j = mix(a->keys[i]) & (ncap - 1);
-            while (nk[j] != UINT64_MAX)
-                j = (j + 1) & (ncap - 1);
-            nk[j] = a->keys[i];
-            nc[j] = a->counts[i];
-        }
-        free(a->keys);
-        free(a->counts);
-        a->keys = nk;
-        a->counts = nc;
-        a->cap = ncap;
-    }
-    size_t mask = a->cap - 1;
-    size_t j = mix(key) & mask;
-    while (a->keys[j] != UINT64_MAX && a->keys[j] != key)
-        j = (j + 1) & mask;
-    if (a->keys[j] == UINT64_MAX) {
-        a->keys[j] = key;
+        at = (uint32_t)a->len;
+        if (vmp_u64map_put(&a->index, key, at) < 0)
+            return -1;
+        a->pairs[a->len][0] = key;
+        a->pairs[a->len][1] = 0;
         a->len++;
     }
-    a->counts[j] += count;
+    a->pairs[at][1] += count;
     return 0;
+}
+
+static void line_acc_free(line_acc *a)
+{
+    vmp_u64map_free(&a->index);
+    free(a->pairs);
 }
 
 static int cmp_line_key(const void *x, const void *y)
@@ -222,32 +208,20 @@ static int finish_lines(vmp_tree *t, line_acc *a)
 {
     if (!a->len)
         return 0;
-    /* pack (key, count) pairs, sort by key = (node, line) */
-    uint64_t *pairs = malloc(a->len * 2 * sizeof *pairs);
     t->lines = malloc(a->len * sizeof *t->lines);
-    if (!pairs || !t->lines) {
-        free(pairs);
+    if (!t->lines)
         return -1;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < a->cap; i++) {
-        if (a->keys[i] == UINT64_MAX)
-            continue;
-        pairs[2 * k] = a->keys[i];
-        pairs[2 * k + 1] = a->counts[i];
-        k++;
-    }
-    qsort(pairs, k, 2 * sizeof *pairs, cmp_line_key);
-    for (size_t i = 0; i < k; i++) {
-        uint32_t node = (uint32_t)(pairs[2 * i] >> 32);
+    /* by key = (node, line): each node's lines become one sorted run */
+    qsort(a->pairs, a->len, sizeof *a->pairs, cmp_line_key);
+    for (size_t i = 0; i < a->len; i++) {
+        uint32_t node = (uint32_t)(a->pairs[i][0] >> 32);
         vmp_tree_node *n = &t->nodes[node];
         if (n->n_lines == 0)
             n->lines_off = (uint32_t)i;
         n->n_lines++;
-        t->lines[i] = (vmp_tree_line){(uint32_t)pairs[2 * i], pairs[2 * i + 1]};
+        t->lines[i] = (vmp_tree_line){(uint32_t)a->pairs[i][0], a->pairs[i][1]};
     }
-    t->n_lines = k;
-    free(pairs);
+    t->n_lines = a->len;
     return 0;
 }
 
@@ -482,13 +456,11 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
     t->func_table = NULL;
     t->func_cap = 0;
     free(path);
-    free(lines.keys);
-    free(lines.counts);
+    line_acc_free(&lines);
     return t;
 oom:
     free(path);
-    free(lines.keys);
-    free(lines.counts);
+    line_acc_free(&lines);
     vmp_tree_free(t);
     vmp_error_set(err, -1, "out of memory while building the call tree");
     return NULL;
