@@ -42,6 +42,18 @@ static void add(vmp_profile *p, uint64_t thread, int times, int depth, ...)
         vmp_profile_add_sample(p, fr, (uint32_t)depth, thread, 0);
 }
 
+/* f (named at line 10) sampled at line 12 twice and line 14 once. */
+static vmp_profile *lines_profile(void)
+{
+    vmp_profile *p = vmp_profile_new();
+    vmp_frame a = {0x10, 12, VMP_FRAME_PYTHON}, b = {0x10, 14, VMP_FRAME_PYTHON};
+    name(p, 0x10, "py:f:10:m.py");
+    vmp_profile_summary_mut(p)->mode = VMP_MODE_LINES;
+    add(p, 1, 2, 1, a);
+    add(p, 1, 1, 1, b);
+    return p;
+}
+
 /* main > work > leaf x3, main > work x2 (thread 7); main > leaf, main > memcpy
  * (native) (thread 9).  0x50 names the same function as 0x20 (a re-created
  * code object): they must fold into one function. */
@@ -68,13 +80,22 @@ typedef struct membuf {
     size_t len;
 } membuf;
 
+/* Writes the export to m, replacing what an earlier call left there. */
 static int export_mem(const vmp_profile *p, const char *format, const vmp_export_options *o,
                       membuf *m, vmp_error *err)
 {
+    free(m->data);
+    m->data = NULL;
     FILE *f = open_memstream(&m->data, &m->len);
     int rc = vmp_export_write(p, vmp_export_format_from_name(format), f, o, err);
     fclose(f);
     return rc;
+}
+
+static void release(vmp_profile *p, membuf *m)
+{
+    free(m->data);
+    vmp_profile_free(p);
 }
 
 /* Sums the count of each folded line into a small table; returns lines. */
@@ -123,8 +144,7 @@ VMP_TEST(export_collapsed_one_line_per_stack_with_thread_roots)
     /* 0x50 and 0x20 are one function */
     CHECK(fold_count(&m, "Thread 1 (0x7);main (app.py:10);work (app.py:20)") == 2);
     CHECK(fold_count(&m, "Thread 2 (0x9);main (app.py:10);memcpy") == 1);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_collapsed_single_thread_and_no_native)
@@ -143,8 +163,7 @@ VMP_TEST(export_collapsed_single_thread_and_no_native)
     CHECK(fold_count(&m, "main (app.py:10)") == 1);
     CHECK(count_lines(&m) == 2);
     CHECK(strstr(m.data, "memcpy") == NULL);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_unknown_thread_is_an_error_naming_the_choices)
@@ -157,8 +176,7 @@ VMP_TEST(export_unknown_thread_is_an_error_naming_the_choices)
     o.thread_id = 12345;
     CHECK(export_mem(p, "speedscope", &o, &m, &err) == -1);
     CHECK(strstr(err.message, "12345") != NULL && strstr(err.message, "2 thread") != NULL);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_names_without_record_and_odd_names)
@@ -171,30 +189,21 @@ VMP_TEST(export_names_without_record_and_odd_names)
     add(p, 1, 1, 3, py(0x10), py(0x20), py(0xabc0));
     REQUIRE(export_mem(p, "collapsed", NULL, &m, &err) == 0);
     CHECK(fold_count(&m, "outer:with:colons (/tmp/a:b.py:7);<lambda> (x.py:0);0xabc0") == 1);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_lines_mode_makes_one_frame_per_line)
 {
-    vmp_profile *p = vmp_profile_new();
+    vmp_profile *p = lines_profile();
     vmp_export_options o = {0};
-    vmp_frame a = {0x10, 12, VMP_FRAME_PYTHON}, b = {0x10, 14, VMP_FRAME_PYTHON};
     membuf m = {0};
     vmp_error err;
-    name(p, 0x10, "py:f:10:m.py");
-    vmp_profile_summary_mut(p)->mode = VMP_MODE_LINES;
-    add(p, 1, 2, 1, a);
-    add(p, 1, 1, 1, b);
     o.lines = 1;
     REQUIRE(export_mem(p, "collapsed", &o, &m, &err) == 0);
     CHECK(fold_count(&m, "f (m.py:12)") == 2 && fold_count(&m, "f (m.py:14)") == 1);
-    free(m.data);
-    m.data = NULL;
     REQUIRE(export_mem(p, "collapsed", NULL, &m, &err) == 0);
     CHECK(fold_count(&m, "f (m.py:10)") == 3);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 /* ---- pprof: gunzip, then walk the protobuf wire format ---------------- */
@@ -330,8 +339,7 @@ VMP_TEST(export_pprof_is_gzip_protobuf_with_leaf_first_samples)
      * the third frame seen, so location id 3 */
     CHECK(s.first_leaf_loc == 3);
     free(raw);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 static size_t count_str(const membuf *m, const char *needle)
@@ -356,8 +364,7 @@ VMP_TEST(export_speedscope_one_profile_per_thread_shared_frames)
     CHECK(count_str(&m, "\"samples\":[[0,1,2],[0,1]]") == 1);
     CHECK(count_str(&m, "\"weights\":[3,2]") == 1);
     CHECK(m.data[m.len - 2] == '}');
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_firefox_has_a_timed_sample_per_sample)
@@ -372,8 +379,7 @@ VMP_TEST(export_firefox_has_a_timed_sample_per_sample)
      * main>work (stack 1) */
     CHECK(count_str(&m, "\"stack\":[2,2,2,1,1],\"time\":[0,1,2,3,4],\"length\":5}") == 1);
     CHECK(count_str(&m, "\"prefix\":[null,0,1]") == 1);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_html_embeds_trees_not_samples)
@@ -395,15 +401,12 @@ VMP_TEST(export_html_embeds_trees_not_samples)
     CHECK(count_str(&m, "\"pruned\":true") == 1);
     CHECK(count_str(&m, "</html>") == 1);
     CHECK(m.len < 64 * 1024);
-    free(m.data);
-    m.data = NULL;
     o.html_min_fraction = 1e-9; /* keep everything */
     REQUIRE(export_mem(p, "html", &o, &m, &err) == 0);
     CHECK(count_str(&m, "\"value\":[20001,20001,20000,1]") == 1);
     /* a name cannot close the data's script element */
     CHECK(count_str(&m, "rare</script>") == 0 && count_str(&m, "rare\\u003c/script>") == 1);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_html_memory_profile_has_rss_series)
@@ -420,8 +423,7 @@ VMP_TEST(export_html_memory_profile_has_rss_series)
     REQUIRE(export_mem(p, "html", NULL, &m, &err) == 0);
     CHECK(count_str(&m, "\"rss\":[[") == 1);
     CHECK(count_str(&m, ",5999]]") == 1); /* the peak survives bucketing */
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_json_escapes_and_replaces_bad_utf8)
@@ -451,12 +453,9 @@ VMP_TEST(export_empty_profile_writes_valid_files)
     membuf m = {0};
     vmp_error err;
     int i;
-    for (i = 0; i < VMP_EXPORT_FORMAT_COUNT; i++) {
-        m.data = NULL;
+    for (i = 0; i < VMP_EXPORT_FORMAT_COUNT; i++)
         CHECK(export_mem(p, vmp_export_format_name((vmp_export_format)i), NULL, &m, &err) == 0);
-        free(m.data);
-    }
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_json_millis_rounds_to_the_microsecond)
@@ -480,19 +479,13 @@ VMP_TEST(export_json_millis_rounds_to_the_microsecond)
 
 VMP_TEST(export_pprof_and_firefox_always_keep_lines)
 {
-    vmp_profile *p = vmp_profile_new();
-    vmp_frame a = {0x10, 12, VMP_FRAME_PYTHON}, b = {0x10, 14, VMP_FRAME_PYTHON};
+    vmp_profile *p = lines_profile();
     membuf m = {0};
     vmp_error err;
-    name(p, 0x10, "py:f:10:m.py");
-    vmp_profile_summary_mut(p)->mode = VMP_MODE_LINES;
-    add(p, 1, 2, 1, a);
-    add(p, 1, 1, 1, b);
     REQUIRE(export_mem(p, "firefox", NULL, &m, &err) == 0);
     CHECK(count_str(&m, "\"line\":[12,14]") == 1);
     CHECK(count_str(&m, "\"lineNumber\":[10]") == 1); /* one function */
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_collapsed_keeps_separators_out_of_labels)
@@ -505,8 +498,7 @@ VMP_TEST(export_collapsed_keeps_separators_out_of_labels)
     REQUIRE(export_mem(p, "collapsed", NULL, &m, &err) == 0);
     CHECK(count_lines(&m) == 1);
     CHECK(fold_count(&m, "a_b (x_y.py:1)") == 2);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
 
 VMP_TEST(export_title_names_the_profiled_command)
@@ -517,6 +509,5 @@ VMP_TEST(export_title_names_the_profiled_command)
     vmp_profile_add_meta(p, "argv", 4, "app.py --fast", 13);
     REQUIRE(export_mem(p, "speedscope", NULL, &m, &err) == 0);
     CHECK(count_str(&m, "\"name\":\"app.py --fast - vmprof cpython profile, 7 samples\"") == 1);
-    free(m.data);
-    vmp_profile_free(p);
+    release(p, &m);
 }
