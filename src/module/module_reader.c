@@ -24,23 +24,20 @@ static PyTypeObject Profile_Type;
 
 vmp_profile *vmp_module_profile_of(PyObject *obj)
 {
-    if (!PyObject_TypeCheck(obj, &Profile_Type)) {
-        PyObject *inner = PyObject_GetAttrString(obj, "_profile");
-        if (!inner) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "expected a profile from vmprof.read_profile(), "
-                                          "not %.100s", Py_TYPE(obj)->tp_name);
-            return NULL;
-        }
-        int ok = PyObject_TypeCheck(inner, &Profile_Type);
-        vmp_profile *p = ok ? ((ProfileObject *)inner)->p : NULL;
-        Py_DECREF(inner); /* the Stats object keeps it alive */
-        if (!ok)
-            PyErr_Format(PyExc_TypeError, "expected a profile from vmprof.read_profile(), "
-                                          "not %.100s", Py_TYPE(obj)->tp_name);
-        return p;
+    if (PyObject_TypeCheck(obj, &Profile_Type))
+        return ((ProfileObject *)obj)->p;
+    /* a Stats object: its _profile */
+    PyObject *inner = PyObject_GetAttrString(obj, "_profile");
+    vmp_profile *p = NULL;
+    if (inner && PyObject_TypeCheck(inner, &Profile_Type))
+        p = ((ProfileObject *)inner)->p;
+    Py_XDECREF(inner); /* the Stats object keeps it alive */
+    if (!p) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "expected a profile from vmprof.read_profile(), not %.100s",
+                     Py_TYPE(obj)->tp_name);
     }
-    return ((ProfileObject *)obj)->p;
+    return p;
 }
 
 static PyObject *wrap_profile(vmp_profile *p, vmp_error *err)
@@ -123,6 +120,33 @@ static PyObject *text(const char *s, size_t len)
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "replace");
 }
 
+/* A list of n items made by item(ctx, i); NULL if any fails. */
+static PyObject *list_of(size_t n, PyObject *(*item)(const void *ctx, size_t i), const void *ctx)
+{
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *v = item(ctx, i);
+        if (!v) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+    }
+    return list;
+}
+
+/* d[k] = v, taking both references (either may be NULL from a failed
+ * constructor); 0 or -1. */
+static int dict_set_new(PyObject *d, PyObject *k, PyObject *v)
+{
+    int rc = k && v ? PyDict_SetItem(d, k, v) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    return rc;
+}
+
 static PyObject *time_tuple(int has, int64_t sec, int64_t usec, const char *zone)
 {
     if (!has)
@@ -151,25 +175,18 @@ static PyObject *Profile_summary(ProfileObject *o, PyObject *unused)
                          (unsigned long long)s->max_rss_kib);
 }
 
+static PyObject *meta_item(const void *p, size_t i)
+{
+    const char *k, *v;
+    size_t kl, vl;
+    vmp_profile_meta_at(p, i, &k, &kl, &v, &vl);
+    return Py_BuildValue("(NN)", text(k, kl), text(v, vl));
+}
+
 static PyObject *Profile_meta(ProfileObject *o, PyObject *unused)
 {
     (void)unused;
-    size_t n = vmp_profile_meta_count(o->p);
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    if (!list)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        const char *k, *v;
-        size_t kl, vl;
-        vmp_profile_meta_at(o->p, i, &k, &kl, &v, &vl);
-        PyObject *kv = Py_BuildValue("(NN)", text(k, kl), text(v, vl));
-        if (!kv) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, kv);
-    }
-    return list;
+    return list_of(vmp_profile_meta_count(o->p), meta_item, o->p);
 }
 
 static PyObject *Profile_names(ProfileObject *o, PyObject *unused)
@@ -184,15 +201,10 @@ static PyObject *Profile_names(ProfileObject *o, PyObject *unused)
         const char *s;
         size_t len;
         vmp_profile_name_at(o->p, i, &id, &s, &len);
-        PyObject *k = PyLong_FromUnsignedLongLong(id), *v = text(s, len);
-        if (!k || !v || PyDict_SetItem(d, k, v) < 0) {
-            Py_XDECREF(k);
-            Py_XDECREF(v);
+        if (dict_set_new(d, PyLong_FromUnsignedLongLong(id), text(s, len)) < 0) {
             Py_DECREF(d);
             return NULL;
         }
-        Py_DECREF(k);
-        Py_DECREF(v);
     }
     return d;
 }
@@ -211,22 +223,15 @@ static PyObject *Profile_name(ProfileObject *o, PyObject *arg)
     return text(s, len);
 }
 
+static PyObject *thread_item(const void *p, size_t i)
+{
+    return PyLong_FromUnsignedLongLong(vmp_profile_thread_id(p, i));
+}
+
 static PyObject *Profile_threads(ProfileObject *o, PyObject *unused)
 {
     (void)unused;
-    size_t n = vmp_profile_thread_count(o->p);
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    if (!list)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(vmp_profile_thread_id(o->p, i));
-        if (!v) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
-    }
-    return list;
+    return list_of(vmp_profile_thread_count(o->p), thread_item, o->p);
 }
 
 static PyObject *Profile_stack_count(ProfileObject *o, PyObject *unused)
@@ -278,23 +283,21 @@ static PyObject *Profile_sample(ProfileObject *o, PyObject *arg)
                          (unsigned long long)vmp_profile_sample_rss(o->p, (uint64_t)i));
 }
 
+static PyObject *rss_item(const void *p, size_t i)
+{
+    return PyLong_FromUnsignedLongLong(vmp_profile_sample_rss(p, i));
+}
+
+static PyObject *time_item(const void *p, size_t i)
+{
+    return PyLong_FromLongLong(vmp_profile_sample_time(p, i));
+}
+
 /* rss_series() -> list of RSS values in sample order (memory mode). */
 static PyObject *Profile_rss_series(ProfileObject *o, PyObject *unused)
 {
     (void)unused;
-    uint64_t n = vmp_profile_get_summary(o->p)->n_samples;
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    if (!list)
-        return NULL;
-    for (uint64_t i = 0; i < n; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(vmp_profile_sample_rss(o->p, i));
-        if (!v) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
-    }
-    return list;
+    return list_of((size_t)vmp_profile_get_summary(o->p)->n_samples, rss_item, o->p);
 }
 
 /* time_series() -> list of per-sample timestamps in ns, or None (format < 7). */
@@ -303,19 +306,7 @@ static PyObject *Profile_time_series(ProfileObject *o, PyObject *unused)
     (void)unused;
     if (!vmp_profile_has_sample_times(o->p))
         Py_RETURN_NONE;
-    uint64_t n = vmp_profile_get_summary(o->p)->n_samples;
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    if (!list)
-        return NULL;
-    for (uint64_t i = 0; i < n; i++) {
-        PyObject *v = PyLong_FromLongLong(vmp_profile_sample_time(o->p, i));
-        if (!v) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
-    }
-    return list;
+    return list_of((size_t)vmp_profile_get_summary(o->p)->n_samples, time_item, o->p);
 }
 
 /* function_profile(addr) -> (dict addr -> samples, total): below the first
@@ -352,18 +343,14 @@ static PyObject *Profile_function_profile(ProfileObject *o, PyObject *arg)
                 Py_DECREF(k);
                 goto fail;
             }
-            if (!dup) {
-                PyObject *cur = PyDict_GetItem(result, k);
-                unsigned long long c = cur ? PyLong_AsUnsignedLongLong(cur) : 0;
-                PyObject *v = PyLong_FromUnsignedLongLong(c + st.count);
-                if (!v || PyDict_SetItem(result, k, v) < 0) {
-                    Py_XDECREF(v);
-                    Py_DECREF(k);
-                    goto fail;
-                }
-                Py_DECREF(v);
+            if (dup) {
+                Py_DECREF(k);
+                continue;
             }
-            Py_DECREF(k);
+            PyObject *cur = PyDict_GetItem(result, k);
+            unsigned long long c = cur ? PyLong_AsUnsignedLongLong(cur) : 0;
+            if (dict_set_new(result, k, PyLong_FromUnsignedLongLong(c + st.count)) < 0)
+                goto fail;
         }
         Py_CLEAR(seen);
     }
@@ -475,15 +462,20 @@ static void Tree_dealloc(TreeObject *o)
     PyObject_Free(o);
 }
 
+static int node_in_range(TreeObject *o, Py_ssize_t i)
+{
+    if (i < 0 || (size_t)i >= o->n_nodes) {
+        PyErr_SetString(PyExc_IndexError, "node index out of range");
+        return 0;
+    }
+    return 1;
+}
+
 static int node_index(TreeObject *o, PyObject *arg, uint32_t *out)
 {
     Py_ssize_t i = PyLong_AsSsize_t(arg);
-    if (i == -1 && PyErr_Occurred())
+    if ((i == -1 && PyErr_Occurred()) || !node_in_range(o, i))
         return -1;
-    if (i < 0 || (size_t)i >= o->n_nodes) {
-        PyErr_SetString(PyExc_IndexError, "node index out of range");
-        return -1;
-    }
     *out = (uint32_t)i;
     return 0;
 }
@@ -534,16 +526,11 @@ static PyObject *Tree_lines(TreeObject *o, PyObject *arg)
         return NULL;
     for (uint32_t k = 0; k < n->n_lines; k++) {
         const vmp_tree_line *l = &lines[n->lines_off + k];
-        PyObject *key = PyLong_FromUnsignedLong(l->line);
-        PyObject *v = PyLong_FromUnsignedLongLong(l->count);
-        if (!key || !v || PyDict_SetItem(d, key, v) < 0) {
-            Py_XDECREF(key);
-            Py_XDECREF(v);
+        if (dict_set_new(d, PyLong_FromUnsignedLong(l->line),
+                         PyLong_FromUnsignedLongLong(l->count)) < 0) {
             Py_DECREF(d);
             return NULL;
         }
-        Py_DECREF(key);
-        Py_DECREF(v);
     }
     return d;
 }
@@ -559,18 +546,11 @@ static PyObject *Tree_meta(TreeObject *o, PyObject *arg)
     if (!d || !meta)
         return d;
     for (int k = 0; k < VMP_FRAME_KIND_COUNT; k++) {
-        if (!meta[k])
-            continue;
-        PyObject *key = PyLong_FromLong(k);
-        PyObject *v = PyLong_FromUnsignedLongLong(meta[k]);
-        if (!key || !v || PyDict_SetItem(d, key, v) < 0) {
-            Py_XDECREF(key);
-            Py_XDECREF(v);
+        if (meta[k] &&
+            dict_set_new(d, PyLong_FromLong(k), PyLong_FromUnsignedLongLong(meta[k])) < 0) {
             Py_DECREF(d);
             return NULL;
         }
-        Py_DECREF(key);
-        Py_DECREF(v);
     }
     return d;
 }
@@ -580,16 +560,19 @@ static PyObject *Tree_find_child(TreeObject *o, PyObject *args)
     Py_ssize_t node;
     unsigned long long addr;
     int kind;
-    if (!PyArg_ParseTuple(args, "nKi", &node, &addr, &kind))
+    if (!PyArg_ParseTuple(args, "nKi", &node, &addr, &kind) || !node_in_range(o, node))
         return NULL;
-    if (node < 0 || (size_t)node >= o->n_nodes) {
-        PyErr_SetString(PyExc_IndexError, "node index out of range");
-        return NULL;
-    }
     uint32_t c = vmp_tree_find_child(o->t, (uint32_t)node, addr, (uint8_t)kind);
     if (c == VMP_TREE_NONE)
         return PyLong_FromLong(-1);
     return PyLong_FromUnsignedLong(c);
+}
+
+static PyObject *function_item(const void *funcs, size_t i)
+{
+    const vmp_func_stat *f = (const vmp_func_stat *)funcs + i;
+    return Py_BuildValue("(KiKK)", (unsigned long long)f->addr, (int)f->kind,
+                         (unsigned long long)f->inclusive, (unsigned long long)f->self);
 }
 
 /* functions() -> [(addr, kind, inclusive, self)], by inclusive descending */
@@ -598,20 +581,7 @@ static PyObject *Tree_functions(TreeObject *o, PyObject *unused)
     (void)unused;
     size_t n;
     const vmp_func_stat *f = vmp_tree_functions(o->t, &n);
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    if (!list)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        PyObject *v = Py_BuildValue("(KiKK)", (unsigned long long)f[i].addr, (int)f[i].kind,
-                                    (unsigned long long)f[i].inclusive,
-                                    (unsigned long long)f[i].self);
-        if (!v) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
-    }
-    return list;
+    return list_of(n, function_item, f);
 }
 
 static PyObject *Tree_node_count(TreeObject *o, void *unused)
@@ -661,17 +631,18 @@ static PyMethodDef reader_functions[] = {
 
 int vmp_module_init_reader(PyObject *module)
 {
-    if (PyType_Ready(&Profile_Type) < 0 || PyType_Ready(&Tree_Type) < 0)
-        return -1;
-    Py_INCREF(&Profile_Type);
-    if (PyModule_AddObject(module, "Profile", (PyObject *)&Profile_Type) < 0) {
-        Py_DECREF(&Profile_Type);
-        return -1;
-    }
-    Py_INCREF(&Tree_Type);
-    if (PyModule_AddObject(module, "Tree", (PyObject *)&Tree_Type) < 0) {
-        Py_DECREF(&Tree_Type);
-        return -1;
+    static const struct {
+        const char *name;
+        PyTypeObject *type;
+    } types[] = {{"Profile", &Profile_Type}, {"Tree", &Tree_Type}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        if (PyType_Ready(types[i].type) < 0)
+            return -1;
+        Py_INCREF(types[i].type);
+        if (PyModule_AddObject(module, types[i].name, (PyObject *)types[i].type) < 0) {
+            Py_DECREF(types[i].type);
+            return -1;
+        }
     }
     if (PyModule_AddFunctions(module, reader_functions) < 0)
         return -1;
