@@ -14,9 +14,6 @@ except ImportError:  # PyPy, or a source checkout without the built extension
     _core = None
 
 
-def _kind(name):
-    return getattr(_core, name, None)
-
 # Stack entries of PyPy profiles, as the original reader tagged them: an int
 # subclass per frame kind, so that code that checks isinstance() keeps working.
 
@@ -27,29 +24,17 @@ class Frame(int):
     kind = None
 
 
-class NativeCode(Frame):
-    kind = _kind("FRAME_NATIVE")
+def _frame_class(name, kind):
+    # kind names a _core constant; None without the extension (nothing is read then)
+    return type(name, (Frame,), {"kind": getattr(_core, kind, None), "__module__": __name__})
 
 
-class JittedCode(Frame):
-    kind = _kind("FRAME_JIT")
-
-
-class AssemblerCode(Frame):
-    kind = _kind("FRAME_ASSEMBLER")
-
-
-class GCCode(Frame):
-    kind = _kind("FRAME_GC")
-
-
-class BlackholeCode(Frame):
-    kind = _kind("FRAME_BLACKHOLE")
-
-
-class JitTracingCode(Frame):
-    kind = _kind("FRAME_JIT_TRACING")
-
+NativeCode = _frame_class("NativeCode", "FRAME_NATIVE")
+JittedCode = _frame_class("JittedCode", "FRAME_JIT")
+AssemblerCode = _frame_class("AssemblerCode", "FRAME_ASSEMBLER")
+GCCode = _frame_class("GCCode", "FRAME_GC")
+BlackholeCode = _frame_class("BlackholeCode", "FRAME_BLACKHOLE")
+JitTracingCode = _frame_class("JitTracingCode", "FRAME_JIT_TRACING")
 
 FRAME_CLASSES = {
     cls.kind: cls
