@@ -20,10 +20,15 @@ struct vmp_tree {
 
     vmp_func_stat *funcs;
     size_t n_funcs, cap_funcs;
-    uint32_t *func_table; /* (addr, kind) -> func */
-    size_t func_cap;
-    uint64_t *func_stamp; /* last stack that counted the function */
 };
+
+/* Function totals while building; dropped once funcs is sorted, which makes
+ * the indices stale. */
+typedef struct func_acc {
+    uint32_t *table; /* (addr, kind) -> func */
+    size_t cap;
+    uint64_t *stamp; /* per func: the last stack that counted it */
+} func_acc;
 
 /* Line counts while building: (node << 32 | line) -> index of its
  * (key, count) pair, kept dense so that finishing is one sort. */
@@ -115,7 +120,7 @@ static inline uint64_t func_hash(uint64_t addr, uint8_t kind)
     return vmp_mix64(addr ^ ((uint64_t)kind << 59));
 }
 
-static int rehash_funcs(vmp_tree *t, size_t ncap)
+static int rehash_funcs(const vmp_tree *t, func_acc *fa, size_t ncap)
 {
     uint32_t *tab = malloc(ncap * sizeof *tab);
     if (!tab)
@@ -127,21 +132,20 @@ static int rehash_funcs(vmp_tree *t, size_t ncap)
             j = (j + 1) & (ncap - 1);
         tab[j] = (uint32_t)i;
     }
-    free(t->func_table);
-    t->func_table = tab;
-    t->func_cap = ncap;
+    free(fa->table);
+    fa->table = tab;
+    fa->cap = ncap;
     return 0;
 }
 
-static uint32_t get_func(vmp_tree *t, uint64_t addr, uint8_t kind)
+static uint32_t get_func(vmp_tree *t, func_acc *fa, uint64_t addr, uint8_t kind)
 {
-    if ((t->n_funcs + 1) * 2 > t->func_cap &&
-        rehash_funcs(t, t->func_cap ? t->func_cap * 2 : 256) < 0)
+    if ((t->n_funcs + 1) * 2 > fa->cap && rehash_funcs(t, fa, fa->cap ? fa->cap * 2 : 256) < 0)
         return VMP_TREE_NONE;
-    size_t mask = t->func_cap - 1;
+    size_t mask = fa->cap - 1;
     size_t j = func_hash(addr, kind) & mask;
     for (;; j = (j + 1) & mask) {
-        uint32_t i = t->func_table[j];
+        uint32_t i = fa->table[j];
         if (i == VMP_TREE_NONE)
             break;
         if (t->funcs[i].addr == addr && t->funcs[i].kind == kind)
@@ -150,20 +154,26 @@ static uint32_t get_func(vmp_tree *t, uint64_t addr, uint8_t kind)
     if (t->n_funcs == t->cap_funcs) {
         size_t nc = t->cap_funcs ? t->cap_funcs * 2 : 256;
         vmp_func_stat *nf = realloc(t->funcs, nc * sizeof *nf);
-        uint64_t *ns = realloc(t->func_stamp, nc * sizeof *ns);
+        uint64_t *ns = realloc(fa->stamp, nc * sizeof *ns);
         if (nf)
             t->funcs = nf;
         if (ns)
-            t->func_stamp = ns;
+            fa->stamp = ns;
         if (!nf || !ns)
             return VMP_TREE_NONE;
         t->cap_funcs = nc;
     }
     uint32_t i = (uint32_t)t->n_funcs++;
     t->funcs[i] = (vmp_func_stat){addr, 0, 0, kind};
-    t->func_stamp[i] = UINT64_MAX;
-    t->func_table[j] = i;
+    fa->stamp[i] = UINT64_MAX;
+    fa->table[j] = i;
     return i;
+}
+
+static void func_acc_free(func_acc *fa)
+{
+    free(fa->table);
+    free(fa->stamp);
 }
 
 static int line_add(line_acc *a, uint32_t node, uint32_t line, uint64_t count)
@@ -306,8 +316,6 @@ void vmp_tree_free(vmp_tree *t)
     free(t->lines);
     free(t->meta);
     free(t->funcs);
-    free(t->func_table);
-    free(t->func_stamp);
     free(t);
 }
 
@@ -339,8 +347,7 @@ const uint64_t *vmp_tree_meta(const vmp_tree *t, uint32_t node)
 typedef struct path_entry {
     uint64_t addr;
     uint32_t line;
-    uint8_t kind;     /* as keyed in the tree */
-    uint8_t was_jit;  /* the innermost frame of the run was VMP_FRAME_JIT */
+    uint8_t kind; /* as keyed in the tree */
 } path_entry;
 
 vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
@@ -350,6 +357,7 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
     int python_only = options && (options->flags & VMP_TREE_PYTHON_ONLY);
     vmp_tree *t = calloc(1, sizeof *t);
     line_acc lines = {0};
+    func_acc funcs = {0};
     path_entry *path = NULL;
     size_t path_cap = 0;
     if (!t)
@@ -389,10 +397,9 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
             }
             if (np && path[np - 1].addr == f->addr && path[np - 1].kind == kind) {
                 path[np - 1].line = f->line; /* the innermost line of the run */
-                path[np - 1].was_jit = f->kind == VMP_FRAME_JIT;
                 continue;
             }
-            path[np++] = (path_entry){f->addr, f->line, kind, f->kind == VMP_FRAME_JIT};
+            path[np++] = (path_entry){f->addr, f->line, kind};
         }
         /* Non-Python frames below the innermost Python frame, by kind. */
         unsigned tail = 0;
@@ -417,17 +424,17 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
                 goto oom;
             if (is_python(path[i].kind))
                 py_node = cur;
-            uint32_t fi = get_func(t, path[i].addr, path[i].kind);
+            uint32_t fi = get_func(t, &funcs, path[i].addr, path[i].kind);
             if (fi == VMP_TREE_NONE)
                 goto oom;
-            if (t->func_stamp[fi] != si) {
-                t->func_stamp[fi] = si;
+            if (funcs.stamp[fi] != si) {
+                funcs.stamp[fi] = si;
                 t->funcs[fi].inclusive += cnt;
             }
         }
         t->nodes[cur].self_count += cnt;
         if (np) {
-            uint32_t fi = get_func(t, path[np - 1].addr, path[np - 1].kind);
+            uint32_t fi = get_func(t, &funcs, path[np - 1].addr, path[np - 1].kind);
             if (fi == VMP_TREE_NONE)
                 goto oom;
             t->funcs[fi].self += cnt;
@@ -452,15 +459,14 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
         goto oom;
     if (t->n_funcs)
         qsort(t->funcs, t->n_funcs, sizeof *t->funcs, cmp_funcs);
-    free(t->func_table); /* indices are stale after sorting; lookups go by scan */
-    t->func_table = NULL;
-    t->func_cap = 0;
     free(path);
     line_acc_free(&lines);
+    func_acc_free(&funcs);
     return t;
 oom:
     free(path);
     line_acc_free(&lines);
+    func_acc_free(&funcs);
     vmp_tree_free(t);
     vmp_error_set(err, -1, "out of memory while building the call tree");
     return NULL;
