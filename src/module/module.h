@@ -26,4 +26,15 @@ int vmp_module_init_export(PyObject *module);  /* module_export.c */
 struct vmp_profile;
 struct vmp_profile *vmp_module_profile_of(PyObject *obj);
 
+/* Helpers the binding files share (module_util.c). */
+/* Text from the C library (names, file names, meta), never failing on bad
+ * UTF-8: invalid bytes become U+FFFD. */
+PyObject *vmp_module_text(const char *s, size_t len);
+/* A list of n items made by item(ctx, i); NULL with the exception if any fails. */
+PyObject *vmp_module_list_of(size_t n, PyObject *(*item)(const void *ctx, size_t i),
+                             const void *ctx);
+/* d[k] = v, taking both references (either may be NULL from a failed
+ * constructor, which makes it fail); 0 or -1. */
+int vmp_module_dict_set_new(PyObject *d, PyObject *k, PyObject *v);
+
 #endif /* VMP_MODULE_H */

@@ -141,11 +141,6 @@ static int put(PyObject *d, const char *key, PyObject *value)
     return rc;
 }
 
-static PyObject *text(const char *s, size_t len)
-{
-    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "replace");
-}
-
 static PyObject *summary_dict(const vmp_profile *p, const vmp_xview *v)
 {
     const vmp_profile_summary *s = vmp_profile_get_summary(p);
@@ -177,17 +172,9 @@ static PyObject *summary_dict(const vmp_profile *p, const vmp_xview *v)
     for (i = 0; i < vmp_profile_meta_count(p); i++) {
         const char *k, *val;
         size_t kl, vl;
-        PyObject *ko, *vo;
         vmp_profile_meta_at(p, i, &k, &kl, &val, &vl);
-        ko = text(k, kl);
-        vo = text(val, vl);
-        if (!ko || !vo || PyDict_SetItem(meta, ko, vo) < 0) {
-            Py_XDECREF(ko);
-            Py_XDECREF(vo);
+        if (vmp_module_dict_set_new(meta, vmp_module_text(k, kl), vmp_module_text(val, vl)) < 0)
             goto fail;
-        }
-        Py_DECREF(ko);
-        Py_DECREF(vo);
     }
     return d;
 fail:
@@ -195,12 +182,63 @@ fail:
     return NULL;
 }
 
+/* Item makers for vmp_module_list_of over the view. */
+typedef struct thread_ctx {
+    const vmp_profile *p;
+    const vmp_xview *v;
+    const uint64_t *samples; /* per thread index */
+} thread_ctx;
+
+static PyObject *thread_item(const void *ctx, size_t i)
+{
+    const thread_ctx *c = ctx;
+    return Py_BuildValue("(KKO)", (unsigned long long)vmp_profile_thread_id(c->p, i),
+                         (unsigned long long)c->samples[i],
+                         c->v->thread_on[i] ? Py_True : Py_False);
+}
+
+static PyObject *func_item(const void *view, size_t i)
+{
+    const vmp_xfunc *f = &((const vmp_xview *)view)->funcs[i];
+    return Py_BuildValue("(NNII)", vmp_module_text(f->name, f->name_len),
+                         vmp_module_text(f->file, f->file_len), f->first_line, (unsigned)f->kind);
+}
+
+static PyObject *frame_item(const void *view, size_t i)
+{
+    const vmp_xframe *fr = &((const vmp_xview *)view)->frames[i];
+    return Py_BuildValue("(II)", fr->func, fr->line);
+}
+
+/* (thread index, (frame index, ...) root first, count) */
+static PyObject *stack_item(const void *view, size_t i)
+{
+    const vmp_xstack *st = &((const vmp_xview *)view)->stacks[i];
+    PyObject *frames = PyTuple_New(st->depth);
+    if (!frames)
+        return NULL;
+    for (uint32_t j = 0; j < st->depth; j++) {
+        PyObject *x = PyLong_FromUnsignedLong(st->frames[j]);
+        if (!x) {
+            Py_DECREF(frames);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(frames, j, x);
+    }
+    return Py_BuildValue("(INK)", st->thread, frames, (unsigned long long)st->count);
+}
+
+static PyObject *u64_item(const void *values, size_t i)
+{
+    return PyLong_FromUnsignedLongLong(((const uint64_t *)values)[i]);
+}
+
 static PyObject *build_view_data(const vmp_profile *p, const vmp_xview *v)
 {
     size_t n_threads = vmp_profile_thread_count(p), i;
     uint64_t n = vmp_profile_get_summary(p)->n_samples, k;
     const vmp_profile_summary *s = vmp_profile_get_summary(p);
-    PyObject *d = PyDict_New(), *list;
+    PyObject *d = PyDict_New();
     uint64_t *per_thread = NULL;
     if (!d)
         return NULL;
@@ -217,57 +255,12 @@ static PyObject *build_view_data(const vmp_profile *p, const vmp_xview *v)
         if (st.thread_index < n_threads)
             per_thread[st.thread_index] += st.count;
     }
-    if (put(d, "threads", list = PyList_New((Py_ssize_t)n_threads)) < 0)
+    thread_ctx tc = {p, v, per_thread};
+    if (put(d, "threads", vmp_module_list_of(n_threads, thread_item, &tc)) < 0 ||
+        put(d, "funcs", vmp_module_list_of(v->n_funcs, func_item, v)) < 0 ||
+        put(d, "frames", vmp_module_list_of(v->n_frames, frame_item, v)) < 0 ||
+        put(d, "stacks", vmp_module_list_of(v->n_stacks, stack_item, v)) < 0)
         goto fail;
-    for (i = 0; i < n_threads; i++) {
-        PyObject *t = Py_BuildValue("(KKO)", (unsigned long long)vmp_profile_thread_id(p, i),
-                                    (unsigned long long)per_thread[i],
-                                    v->thread_on[i] ? Py_True : Py_False);
-        if (!t)
-            goto fail;
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
-    if (put(d, "funcs", list = PyList_New((Py_ssize_t)v->n_funcs)) < 0)
-        goto fail;
-    for (i = 0; i < v->n_funcs; i++) {
-        const vmp_xfunc *f = &v->funcs[i];
-        PyObject *nm = text(f->name, f->name_len), *fl = text(f->file, f->file_len), *t;
-        t = (nm && fl) ? Py_BuildValue("(OOII)", nm, fl, f->first_line, (unsigned)f->kind) : NULL;
-        Py_XDECREF(nm);
-        Py_XDECREF(fl);
-        if (!t)
-            goto fail;
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
-    if (put(d, "frames", list = PyList_New((Py_ssize_t)v->n_frames)) < 0)
-        goto fail;
-    for (i = 0; i < v->n_frames; i++) {
-        PyObject *t = Py_BuildValue("(II)", v->frames[i].func, v->frames[i].line);
-        if (!t)
-            goto fail;
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
-    if (put(d, "stacks", list = PyList_New((Py_ssize_t)v->n_stacks)) < 0)
-        goto fail;
-    for (i = 0; i < v->n_stacks; i++) {
-        const vmp_xstack *st = &v->stacks[i];
-        PyObject *frames = PyTuple_New(st->depth), *t;
-        uint32_t j;
-        if (!frames)
-            goto fail;
-        for (j = 0; j < st->depth; j++) {
-            PyObject *x = PyLong_FromUnsignedLong(st->frames[j]);
-            if (!x) {
-                Py_DECREF(frames);
-                goto fail;
-            }
-            PyTuple_SET_ITEM(frames, j, x);
-        }
-        t = Py_BuildValue("(INK)", st->thread, frames, (unsigned long long)st->count);
-        if (!t)
-            goto fail;
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
     if ((s->mode & VMP_MODE_MEMORY) && n) {
         /* growth: each rise of RSS between consecutive samples is charged to
          * the stack of the later sample */
@@ -285,15 +278,7 @@ static PyObject *build_view_data(const vmp_profile *p, const vmp_xview *v)
                 growth[xs] += rss - prev;
             prev = rss;
         }
-        g = PyList_New((Py_ssize_t)v->n_stacks);
-        for (i = 0; g && i < v->n_stacks; i++) {
-            PyObject *x = PyLong_FromUnsignedLongLong(growth[i]);
-            if (!x) {
-                Py_CLEAR(g);
-                break;
-            }
-            PyList_SET_ITEM(g, (Py_ssize_t)i, x);
-        }
+        g = vmp_module_list_of(v->n_stacks, u64_item, growth);
         free(growth);
         if (put(d, "rss_growth", g) < 0)
             goto fail;

@@ -115,38 +115,6 @@ static PyObject *reader_read_bytes(PyObject *self, PyObject *args, PyObject *kw)
     return wrap_profile(p, &err);
 }
 
-static PyObject *text(const char *s, size_t len)
-{
-    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "replace");
-}
-
-/* A list of n items made by item(ctx, i); NULL if any fails. */
-static PyObject *list_of(size_t n, PyObject *(*item)(const void *ctx, size_t i), const void *ctx)
-{
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    if (!list)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        PyObject *v = item(ctx, i);
-        if (!v) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
-    }
-    return list;
-}
-
-/* d[k] = v, taking both references (either may be NULL from a failed
- * constructor); 0 or -1. */
-static int dict_set_new(PyObject *d, PyObject *k, PyObject *v)
-{
-    int rc = k && v ? PyDict_SetItem(d, k, v) : -1;
-    Py_XDECREF(k);
-    Py_XDECREF(v);
-    return rc;
-}
-
 static PyObject *time_tuple(int has, int64_t sec, int64_t usec, const char *zone)
 {
     if (!has)
@@ -180,13 +148,13 @@ static PyObject *meta_item(const void *p, size_t i)
     const char *k, *v;
     size_t kl, vl;
     vmp_profile_meta_at(p, i, &k, &kl, &v, &vl);
-    return Py_BuildValue("(NN)", text(k, kl), text(v, vl));
+    return Py_BuildValue("(NN)", vmp_module_text(k, kl), vmp_module_text(v, vl));
 }
 
 static PyObject *Profile_meta(ProfileObject *o, PyObject *unused)
 {
     (void)unused;
-    return list_of(vmp_profile_meta_count(o->p), meta_item, o->p);
+    return vmp_module_list_of(vmp_profile_meta_count(o->p), meta_item, o->p);
 }
 
 static PyObject *Profile_names(ProfileObject *o, PyObject *unused)
@@ -201,7 +169,8 @@ static PyObject *Profile_names(ProfileObject *o, PyObject *unused)
         const char *s;
         size_t len;
         vmp_profile_name_at(o->p, i, &id, &s, &len);
-        if (dict_set_new(d, PyLong_FromUnsignedLongLong(id), text(s, len)) < 0) {
+        PyObject *k = PyLong_FromUnsignedLongLong(id);
+        if (vmp_module_dict_set_new(d, k, vmp_module_text(s, len)) < 0) {
             Py_DECREF(d);
             return NULL;
         }
@@ -220,7 +189,7 @@ static PyObject *Profile_name(ProfileObject *o, PyObject *arg)
     const char *s = vmp_profile_name(o->p, id, &len);
     if (!s)
         Py_RETURN_NONE;
-    return text(s, len);
+    return vmp_module_text(s, len);
 }
 
 static PyObject *thread_item(const void *p, size_t i)
@@ -231,7 +200,7 @@ static PyObject *thread_item(const void *p, size_t i)
 static PyObject *Profile_threads(ProfileObject *o, PyObject *unused)
 {
     (void)unused;
-    return list_of(vmp_profile_thread_count(o->p), thread_item, o->p);
+    return vmp_module_list_of(vmp_profile_thread_count(o->p), thread_item, o->p);
 }
 
 static PyObject *Profile_stack_count(ProfileObject *o, PyObject *unused)
@@ -297,7 +266,7 @@ static PyObject *time_item(const void *p, size_t i)
 static PyObject *Profile_rss_series(ProfileObject *o, PyObject *unused)
 {
     (void)unused;
-    return list_of((size_t)vmp_profile_get_summary(o->p)->n_samples, rss_item, o->p);
+    return vmp_module_list_of((size_t)vmp_profile_get_summary(o->p)->n_samples, rss_item, o->p);
 }
 
 /* time_series() -> list of per-sample timestamps in ns, or None (format < 7). */
@@ -306,7 +275,7 @@ static PyObject *Profile_time_series(ProfileObject *o, PyObject *unused)
     (void)unused;
     if (!vmp_profile_has_sample_times(o->p))
         Py_RETURN_NONE;
-    return list_of((size_t)vmp_profile_get_summary(o->p)->n_samples, time_item, o->p);
+    return vmp_module_list_of((size_t)vmp_profile_get_summary(o->p)->n_samples, time_item, o->p);
 }
 
 /* function_profile(addr) -> (dict addr -> samples, total): below the first
@@ -349,7 +318,7 @@ static PyObject *Profile_function_profile(ProfileObject *o, PyObject *arg)
             }
             PyObject *cur = PyDict_GetItem(result, k);
             unsigned long long c = cur ? PyLong_AsUnsignedLongLong(cur) : 0;
-            if (dict_set_new(result, k, PyLong_FromUnsignedLongLong(c + st.count)) < 0)
+            if (vmp_module_dict_set_new(result, k, PyLong_FromUnsignedLongLong(c + st.count)) < 0)
                 goto fail;
         }
         Py_CLEAR(seen);
@@ -526,7 +495,7 @@ static PyObject *Tree_lines(TreeObject *o, PyObject *arg)
         return NULL;
     for (uint32_t k = 0; k < n->n_lines; k++) {
         const vmp_tree_line *l = &lines[n->lines_off + k];
-        if (dict_set_new(d, PyLong_FromUnsignedLong(l->line),
+        if (vmp_module_dict_set_new(d, PyLong_FromUnsignedLong(l->line),
                          PyLong_FromUnsignedLongLong(l->count)) < 0) {
             Py_DECREF(d);
             return NULL;
@@ -546,8 +515,8 @@ static PyObject *Tree_meta(TreeObject *o, PyObject *arg)
     if (!d || !meta)
         return d;
     for (int k = 0; k < VMP_FRAME_KIND_COUNT; k++) {
-        if (meta[k] &&
-            dict_set_new(d, PyLong_FromLong(k), PyLong_FromUnsignedLongLong(meta[k])) < 0) {
+        if (meta[k] && vmp_module_dict_set_new(d, PyLong_FromLong(k),
+                                               PyLong_FromUnsignedLongLong(meta[k])) < 0) {
             Py_DECREF(d);
             return NULL;
         }
@@ -581,7 +550,7 @@ static PyObject *Tree_functions(TreeObject *o, PyObject *unused)
     (void)unused;
     size_t n;
     const vmp_func_stat *f = vmp_tree_functions(o->t, &n);
-    return list_of(n, function_item, f);
+    return vmp_module_list_of(n, function_item, f);
 }
 
 static PyObject *Tree_node_count(TreeObject *o, void *unused)
