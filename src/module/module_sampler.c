@@ -132,7 +132,15 @@ static PyObject *sampler_resolve_addr(PyObject *self, PyObject *args)
     return Py_BuildValue("(sis)", info.dli_sname, 0, info.dli_fname ? info.dli_fname : "-");
 }
 
+static PyObject *sampler_guard_selftest(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    return PyLong_FromLong(vmp_sampler_guard_selftest());
+}
+
 static PyMethodDef sampler_methods[] = {
+    {"_guard_selftest", sampler_guard_selftest, METH_NOARGS,
+     "Tests only: 1 when a fault under the sampler's guard is caught (while enabled)."},
     {"enable", (PyCFunction)(void (*)(void))sampler_enable, METH_VARARGS | METH_KEYWORDS,
      "enable(fileno, period, memory=False, lines=False, real_time=False, meta=()): start the sampler."},
     {"disable", sampler_disable, METH_NOARGS, "disable() -> dict of figures: stop and finish the profile."},

@@ -211,6 +211,22 @@ static int run_guarded(void (*fn)(void *), void *arg)
     return 0;
 }
 
+static volatile uintptr_t unmapped_address = 16; /* the first page is never mapped */
+
+static void read_unmapped(void *arg)
+{
+    (void)arg;
+    volatile const char *p = (volatile const char *)unmapped_address;
+    (void)*p;
+}
+
+int vmp_sampler_guard_selftest(void)
+{
+    if (!S.enabled)
+        return -1;
+    return run_guarded(read_unmapped, NULL) < 0 ? 1 : 0;
+}
+
 static void install_fault_handler(void)
 {
     struct sigaction sa;

@@ -71,4 +71,8 @@ void vmp_sampler_resume(void);
  * innermost first); returns the number of words written. */
 size_t vmp_sampler_stack_now(uint64_t *out, size_t max_frames);
 
+/* For tests: reads an unmapped address under the walk's fault guard while
+ * enabled.  Returns 1 when the guard caught the fault, -1 when not enabled. */
+int vmp_sampler_guard_selftest(void);
+
 #endif /* VMP_SAMPLER_H */

@@ -280,3 +280,31 @@ def test_a_write_failure_is_reported_at_disable_and_profiling_can_start_again():
     assert not vmprof.is_enabled()
     p, _, _ = profile(burn_cpu, 0.05, period=0.001)
     assert p.trailer
+
+
+def test_a_fault_during_a_walk_drops_the_sample_not_the_process():
+    # 3.11/3.12 publish a new frame before writing it: the walk may follow a
+    # garbage pointer, and the guard must turn the fault into a lost sample.
+    from vmprof import _core
+    assert _core._guard_selftest() == -1  # only armed while enabled
+    with open(os.devnull, "wb") as f:
+        vmprof.enable(f.fileno(), period=0.001)
+        try:
+            assert _core._guard_selftest() == 1
+            assert _core._guard_selftest() == 1  # and again: the fault signal was unblocked
+            burn_cpu(0.02)
+        finally:
+            vmprof.disable()
+    assert vmprof.profiler.last_run_stats["walk_faults"] == 2
+
+
+def test_a_real_crash_still_reaches_the_programs_handler(tmp_path):
+    done = run_script(tmp_path, """
+        import ctypes, faulthandler, vmprof
+        faulthandler.enable()
+        f = open("out.prof", "wb")
+        vmprof.enable(f.fileno(), period=0.001)
+        ctypes.string_at(16)  # a crash outside the sampler
+    """)
+    assert done.returncode != 0
+    assert "Fatal Python error" in done.stderr  # faulthandler ran, as without vmprof
