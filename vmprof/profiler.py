@@ -86,16 +86,17 @@ def enable(fileno, period=DEFAULT_PERIOD, memory=False, lines=False, native=None
     period: seconds between samples (0 < period < 1; the rate asked is the rate
     delivered).  memory: record the RSS with every sample.  lines: record the
     line of every frame.  real_time: sample on the wall clock (threads that
-    sleep or wait too) instead of CPU time.  native: native frames are not
-    supported yet; True raises.
+    sleep or wait too) instead of CPU time.  native: record the C frames too,
+    interleaved with the Python frames (default: on Linux, as the original;
+    left out, it falls back to Python frames where native frames cannot be
+    recorded, while native=True raises).
     """
     global _atexit_registered, _pypy_enabled
     _check_fileno(fileno)
     period = _check_period(period)
-    if native:
-        raise VMProfError(
-            "native frames are not supported yet: call enable() with native=False "
-            "(or leave it out) to record Python frames")
+    native_optional = native is None
+    if native is None:
+        native = sys.platform.startswith("linux")
     if IS_PYPY:  # pragma: no cover - PyPy's own sampler
         if memory or lines:
             raise VMProfError("PyPy's sampler records neither memory nor lines: leave them out")
@@ -106,8 +107,16 @@ def enable(fileno, period=DEFAULT_PERIOD, memory=False, lines=False, native=None
         _pypy_enabled = True
         return
     _require_core()
-    _core.enable(fileno, period, bool(memory), bool(lines), bool(real_time),
-                 _meta(period, memory, lines, real_time))
+    meta = _meta(period, memory, lines, real_time)
+    try:
+        _core.enable(fileno, period, bool(memory), bool(lines), bool(real_time), meta,
+                     bool(native))
+    except VMProfError as exc:
+        # Nothing is written before native mode is set up, so Python frames
+        # alone can still be recorded into the same file.
+        if not (native and native_optional and str(exc).startswith("native profiling")):
+            raise
+        _core.enable(fileno, period, bool(memory), bool(lines), bool(real_time), meta, False)
     if not _atexit_registered:
         atexit.register(_disable_at_exit)
         _atexit_registered = True

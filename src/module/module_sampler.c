@@ -10,12 +10,12 @@
 static PyObject *sampler_enable(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    static char *kwlist[] = {"fileno", "period", "memory", "lines", "real_time", "meta", NULL};
-    int fd, memory = 0, lines = 0, real_time = 0;
+    static char *kwlist[] = {"fileno", "period", "memory", "lines", "real_time", "meta", "native", NULL};
+    int fd, memory = 0, lines = 0, real_time = 0, native = 0;
     double period;
     PyObject *meta = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "id|pppO", kwlist, &fd, &period, &memory, &lines,
-                                     &real_time, &meta))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "id|pppOp", kwlist, &fd, &period, &memory, &lines,
+                                     &real_time, &meta, &native))
         return NULL;
     PyObject *seq = NULL;
     const char **pairs = NULL;
@@ -44,7 +44,7 @@ static PyObject *sampler_enable(PyObject *self, PyObject *args, PyObject *kw)
         }
     }
     vmp_sampler_config cfg = {.fd = fd, .period = period, .memory = memory, .lines = lines,
-                              .real_time = real_time, .meta = pairs, .n_meta = (size_t)n};
+                              .real_time = real_time, .native = native, .meta = pairs, .n_meta = (size_t)n};
     char err[512];
     int rc = vmp_sampler_enable(&cfg, err, sizeof err);
     PyMem_Free(pairs);
@@ -142,7 +142,8 @@ static PyMethodDef sampler_methods[] = {
     {"_guard_selftest", sampler_guard_selftest, METH_NOARGS,
      "Tests only: 1 when a fault under the sampler's guard is caught (while enabled)."},
     {"enable", (PyCFunction)(void (*)(void))sampler_enable, METH_VARARGS | METH_KEYWORDS,
-     "enable(fileno, period, memory=False, lines=False, real_time=False, meta=()): start the sampler."},
+     "enable(fileno, period, memory=False, lines=False, real_time=False, meta=(), native=False): "
+     "start the sampler."},
     {"disable", sampler_disable, METH_NOARGS, "disable() -> dict of figures: stop and finish the profile."},
     {"is_enabled", sampler_is_enabled, METH_NOARGS, "True while the sampler runs."},
     {"profile_fileno", sampler_fileno, METH_NOARGS, "The profile's fd, or -1 when not enabled."},

@@ -70,8 +70,12 @@ static inline int line_of(PyCodeObject *code, int byte_offset)
 
 #ifndef VMP_FRAMES_UNSUPPORTED
 #if PY_VERSION_HEX < 0x030B0000
-/* 3.8-3.10: a chain of frame objects from tstate->frame through f_back. */
-size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines)
+/* 3.8-3.10: a chain of frame objects from tstate->frame through f_back.
+ * Each frame runs in its own C call of the evaluation loop, so with `last`
+ * every frame ends its activation.  Inlined, so that vmp_frames_walk (last
+ * NULL) pays nothing for the native mode's marks. */
+static inline __attribute__((always_inline)) size_t
+walk_frames(PyThreadState *ts, uint64_t *out, unsigned char *last, size_t max_frames, int with_lines)
 {
     size_t n = 0, frames = 0;
     for (PyFrameObject *f = ts->frame; f && frames < max_frames; f = f->f_back) {
@@ -88,6 +92,8 @@ size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int 
             line = line_of(code, f->f_lasti);
 #endif
         }
+        if (last)
+            last[frames] = 1;
         n = put_frame(out, n, code, line, with_lines);
         frames++;
     }
@@ -117,7 +123,11 @@ static inline PyCodeObject *frame_code(_PyInterpreterFrame *f)
     return Py_TYPE(code) == &PyCode_Type ? (PyCodeObject *)code : NULL;
 }
 
-size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines)
+/* With `last`, marks the outermost frame of each C activation of the
+ * evaluation loop: 3.11 flags it (is_entry); from 3.12 a C-stack-owned shim
+ * frame lies just outside it. */
+static inline __attribute__((always_inline)) size_t
+walk_frames(PyThreadState *ts, uint64_t *out, unsigned char *last, size_t max_frames, int with_lines)
 {
     size_t n = 0, frames = 0;
     for (_PyInterpreterFrame *f = current_frame(ts); f && frames < max_frames; f = f->previous) {
@@ -126,8 +136,11 @@ size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int 
         if ((uintptr_t)f & (sizeof(void *) - 1) || (uintptr_t)f < 4096)
             break;
 #if PY_VERSION_HEX >= 0x030C0000
-        if (f->owner == FRAME_OWNED_BY_CSTACK)
+        if (f->owner == FRAME_OWNED_BY_CSTACK) {
+            if (last && frames > 0)
+                last[frames - 1] = 1;
             continue; /* the shim each C-level eval call pushes, not a function */
+        }
 #endif
         PyCodeObject *code = frame_code(f);
         if (!code || _PyFrame_IsIncomplete(f))
@@ -135,16 +148,43 @@ size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int 
         int line = 0;
         if (with_lines)
             line = line_of(code, _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT));
+        if (last) {
+#if PY_VERSION_HEX >= 0x030C0000
+            last[frames] = 0;
+#else
+            last[frames] = f->is_entry;
+#endif
+        }
         n = put_frame(out, n, code, line, with_lines);
         frames++;
     }
+    if (last && frames > 0)
+        last[frames - 1] = 1;
     return n;
 }
 #endif
+
+size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines)
+{
+    return walk_frames(ts, out, NULL, max_frames, with_lines);
+}
+
+size_t vmp_frames_walk_marked(PyThreadState *ts, uint64_t *out, unsigned char *last,
+                              size_t max_frames, int with_lines)
+{
+    return walk_frames(ts, out, last, max_frames, with_lines);
+}
 #else
 size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines)
 {
     (void)ts, (void)out, (void)max_frames, (void)with_lines;
+    return 0;
+}
+
+size_t vmp_frames_walk_marked(PyThreadState *ts, uint64_t *out, unsigned char *last,
+                              size_t max_frames, int with_lines)
+{
+    (void)ts, (void)out, (void)last, (void)max_frames, (void)with_lines;
     return 0;
 }
 #endif

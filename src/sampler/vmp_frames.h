@@ -38,4 +38,11 @@ uint64_t vmp_frames_thread_id(PyThreadState *ts);
  * callers are cut).  Returns the number of words written. */
 size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines);
 
+/* The same, and for native mode (vmp_native_mode.c) last[k] = 1 when frame k
+ * is the outermost Python frame run by its C-level call of the evaluation
+ * loop (before 3.11 every frame; 3.11 the entry frame; 3.12+ the frame just
+ * inside a C-stack-owned shim), and for the outermost frame written. */
+size_t vmp_frames_walk_marked(PyThreadState *ts, uint64_t *out, unsigned char *last,
+                              size_t max_frames, int with_lines);
+
 #endif /* VMP_FRAMES_H */

@@ -40,6 +40,7 @@
 #include "vmp_codes.h"
 #include "vmp_encode.h"
 #include "vmp_format.h"
+#include "vmp_native_mode.h"
 
 #define VMP_RING_SLOTS 1024
 #define VMP_SLOT_WORDS (2 * VMP_MAX_DEPTH_WRITTEN)
@@ -76,7 +77,7 @@ static struct {
     /* configuration of the current run */
     int fd;
     int64_t period_ns;
-    int memory, lines, real_time;
+    int memory, lines, real_time, native;
     pid_t pid;
     int signo;
     struct sigaction old_action;
@@ -185,7 +186,7 @@ static void on_fault(int sig, siginfo_t *info, void *ucontext)
     }
 }
 
-static size_t guarded_walk(PyThreadState *ts, uint64_t *out)
+static size_t guarded_walk(PyThreadState *ts, uint64_t *out, void *ucontext)
 {
     sigjmp_buf env;
     if (sigsetjmp(env, 0)) {
@@ -193,7 +194,9 @@ static size_t guarded_walk(PyThreadState *ts, uint64_t *out)
         return 0;
     }
     walk_guard = &env;
-    size_t n = vmp_frames_walk(ts, out, VMP_MAX_DEPTH_WRITTEN, S.lines);
+    /* Native mode: the C stack too, spliced with the Python frames. */
+    size_t n = S.native ? vmp_native_mode_sample(ucontext, ts, out, VMP_SLOT_WORDS, S.lines)
+                        : vmp_frames_walk(ts, out, VMP_MAX_DEPTH_WRITTEN, S.lines);
     walk_guard = NULL;
     return n;
 }
@@ -258,7 +261,7 @@ static void restore_fault_handler(void)
     fault_handler_installed = 0;
 }
 
-static void take_sample(void)
+static void take_sample(void *ucontext)
 {
     PyThreadState *ts = vmp_frames_this_thread();
     if (!ts)
@@ -268,9 +271,10 @@ static void take_sample(void)
         atomic_fetch_add_explicit(&S.dropped, 1, memory_order_relaxed);
         return;
     }
-    size_t n = guarded_walk(ts, s->data);
+    size_t n = guarded_walk(ts, s->data, ucontext);
     for (size_t i = S.lines ? 1 : 0; i < n; i += S.lines ? 2 : 1)
-        vmp_codes_note((uintptr_t)s->data[i]);
+        if (!(s->data[i] & VMP_NATIVE_BIT)) /* native frames (odd) are not code objects */
+            vmp_codes_note((uintptr_t)s->data[i]);
     s->kind = SLOT_SAMPLE;
     s->n = (uint32_t)n;
     s->thread_id = vmp_frames_thread_id(ts);
@@ -289,7 +293,7 @@ static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
 
 static void on_signal(int signo, siginfo_t *info, void *ucontext)
 {
-    (void)signo, (void)ucontext;
+    (void)signo;
     int saved_errno = errno;
     atomic_fetch_add(&S.in_handler, 1);
     if (info && info->si_code == SI_TKILL && info->si_pid == S.pid)
@@ -301,7 +305,7 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
         atomic_fetch_add_explicit(&handled[tid & (VMP_TID_SLOTS - 1)], 1, memory_order_relaxed);
     }
     if (atomic_load(&S.active) && !atomic_load_explicit(&S.paused, memory_order_relaxed))
-        take_sample();
+        take_sample(ucontext);
     atomic_fetch_sub(&S.in_handler, 1);
     errno = saved_errno;
 }
@@ -650,7 +654,9 @@ static void process(vmp_slot *s)
     if (s->n == 0)
         return; /* no Python frame to show (a thread between functions) */
     for (size_t i = 0; i < s->n; i++)
-        W.ids[i] = (S.lines && i % 2 == 0) ? s->data[i] : id_for_sample(s->data[i]);
+        W.ids[i] = (S.lines && i % 2 == 0)          ? s->data[i]
+                   : (s->data[i] & VMP_NATIVE_BIT) ? vmp_native_mode_entry_id(s->data[i])
+                                                   : id_for_sample(s->data[i]);
     if (W.buf.cap - W.buf.len < vmp_enc_stack_size(&W.buf, s->n, S.memory))
         flush();
     vmp_enc_stack(&W.buf, W.ids, s->n, s->thread_id, S.memory, s->rss_kib);
@@ -701,6 +707,8 @@ static void write_meta_u64(const char *key, uint64_t v)
 
 static void write_end(void)
 {
+    if (S.native)
+        vmp_native_mode_write_names(&W.buf, flush);
     write_meta_u64("samples", atomic_load(&S.samples));
     write_meta_u64("samples_dropped", atomic_load(&S.dropped));
     struct timeval tv;
@@ -715,7 +723,11 @@ static void *writer_main(void *arg)
 {
     (void)arg;
     atomic_store(&S.writer_tid, my_tid());
+    unsigned ticks = 0;
     while (!atomic_load(&S.writer_stop)) {
+        /* Every ~100 ms, let native mode learn libraries loaded meanwhile. */
+        if (S.native && ticks++ % 50 == 0)
+            vmp_native_mode_tick();
         drain(0);
         flush();
         sleep_ns(VMP_WRITER_SLEEP_NS);
@@ -818,6 +830,7 @@ static void on_fork_child(void)
         close(S.statm_fd);
     S.statm_fd = -1;
     S.enabled = 0;
+    S.native = 0; /* the parent's native state is left alone; a new enable renews it */
     S.fd = -1;
 }
 
@@ -831,6 +844,14 @@ static int start_thread(pthread_t *th, void *(*fn)(void *))
     int rc = pthread_create(th, NULL, fn, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;
+}
+
+/* Undoes vmp_native_mode_start when enabling fails after it. */
+static void native_abandon(void)
+{
+    if (S.native)
+        vmp_native_mode_stop();
+    S.native = 0;
 }
 
 int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
@@ -865,10 +886,16 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     if (signo < 0)
         return fail(err, errlen, "every signal vmprof could use already has a handler: free SIGPROF for vmprof");
 
+    /* Native mode first: when it cannot work, nothing is written yet. */
+    if (cfg->native && vmp_native_mode_start(err, errlen) < 0)
+        return -1;
+    S.native = cfg->native;
     unsigned mode = (cfg->memory ? VMP_MODE_MEMORY : 0) | (cfg->lines ? VMP_MODE_LINES : 0) |
-                    (cfg->real_time ? VMP_MODE_REAL_TIME : 0);
-    if (write_head(cfg, mode) < 0)
+                    (cfg->real_time ? VMP_MODE_REAL_TIME : 0) | (cfg->native ? VMP_MODE_NATIVE : 0);
+    if (write_head(cfg, mode) < 0) {
+        native_abandon();
         return fail(err, errlen, "cannot write the profile to file descriptor %d: %s", cfg->fd, strerror(errno));
+    }
 
     S.fd = cfg->fd;
     S.period_ns = llround(cfg->period * 1e9);
@@ -898,8 +925,10 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     if (cfg->memory)
         S.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 
-    if (!W.mem && !(W.mem = malloc(VMP_WRITE_BUF)))
+    if (!W.mem && !(W.mem = malloc(VMP_WRITE_BUF))) {
+        native_abandon();
         return fail(err, errlen, "no memory for the write buffer");
+    }
     vmp_wbuf_init(&W.buf, W.mem, VMP_WRITE_BUF);
     free(W.map);
     W.map = NULL;
@@ -907,6 +936,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
 
     if (vmp_codes_start(push_name) < 0) {
         PyErr_Clear();
+        native_abandon();
         return fail(err, errlen, "no memory for the code-object set");
     }
     struct sigaction sa;
@@ -922,11 +952,13 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     } else if (sigaction(signo, NULL, &S.old_action) < 0) {
         vmp_codes_stop();
         restore_fault_handler();
+        native_abandon();
         return fail(err, errlen, "cannot read the signal disposition: %s", strerror(errno));
     }
     if (sigaction(signo, &sa, NULL) < 0) {
         vmp_codes_stop();
         restore_fault_handler();
+        native_abandon();
         return fail(err, errlen, "cannot install the signal handler: %s", strerror(errno));
     }
     atomic_store(&S.paused, 0);
@@ -936,6 +968,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         sigaction(signo, &S.old_action, NULL);
         vmp_codes_stop();
         restore_fault_handler();
+        native_abandon();
         return fail(err, errlen, "cannot start the writer thread");
     }
     while (!atomic_load(&S.writer_tid)) /* so the sampler never signals it */
@@ -947,6 +980,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         sigaction(signo, &S.old_action, NULL);
         vmp_codes_stop();
         restore_fault_handler();
+        native_abandon();
         return fail(err, errlen, "cannot start the sampler thread");
     }
     if (!atfork_registered) {
@@ -988,6 +1022,10 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         restore_fault_handler(); /* else a late signal may still walk */
     atomic_store(&S.writer_stop, 1);
     pthread_join(S.writer_thread, NULL);
+    /* No handler samples any more (active is 0 and none is inside), and the
+     * writer is done: native mode's tables can go, even if a late signal
+     * still arrives (it records nothing). */
+    native_abandon();
     if (S.statm_fd >= 0)
         close(S.statm_fd);
     S.statm_fd = -1;

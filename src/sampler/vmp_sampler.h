@@ -34,6 +34,7 @@ typedef struct vmp_sampler_config {
     int memory;          /* RSS in KiB with every sample */
     int lines;           /* [line, code] pairs */
     int real_time;       /* wall clock: sample threads that sleep too */
+    int native;          /* C frames too, interleaved (vmp_native_mode.h) */
     /* Extra META records written after os and bits: n pairs of key, value. */
     const char *const *meta;
     size_t n_meta;

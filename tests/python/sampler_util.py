@@ -125,7 +125,9 @@ def read_back(path):
 
 def profile(fn, *args, **enable_options):
     """Runs fn(*args) under the profiler; returns (profile, fn's result,
-    figures of the run)."""
+    figures of the run).  Python frames only unless native=True is given:
+    the sampler's tests are about Python frames (native mode has its own)."""
+    enable_options.setdefault("native", False)
     fd, path = tempfile.mkstemp(suffix=".prof")
     try:
         vmprof.enable(fd, **enable_options)

@@ -232,12 +232,6 @@ def test_disable_when_not_enabled_says_so():
         vmprof.disable()
 
 
-def test_native_is_not_supported_yet():
-    with tempfile.TemporaryFile() as f:
-        with pytest.raises(vmprof.VMProfError, match="native frames are not supported yet"):
-            vmprof.enable(f.fileno(), native=True)
-    assert not vmprof.is_enabled()
-
 
 def test_non_int_fileno_is_refused():
     with pytest.raises(vmprof.VMProfError, match="fileno"):

@@ -1,0 +1,58 @@
+/*
+ * vmp_native_mode.h - the sampler's native mode: what vmp_sampler.c calls so
+ * that samples carry C frames interleaved with the Python frames, and the
+ * profile names them.
+ *
+ * Who calls what:
+ *   enable (GIL held)       vmp_native_mode_start: prepares the unwinder and
+ *                           finds the evaluation loop; fails with a one-line
+ *                           reason when native frames cannot be interleaved.
+ *   signal handler          vmp_native_mode_sample: one sample into a slot.
+ *   writer thread           vmp_native_mode_entry_id for each native entry
+ *                           (the pc becomes its function's start | 1),
+ *                           vmp_native_mode_tick now and then (learns newly
+ *                           loaded libraries), vmp_native_mode_write_names
+ *                           once at the end, before the trailer.
+ *   disable (after the last handler and the writer finished)
+ *                           vmp_native_mode_stop.
+ * Python-only mode calls none of these and pays nothing for them.
+ */
+#ifndef VMP_NATIVE_MODE_H
+#define VMP_NATIVE_MODE_H
+
+#include "vmp_frames.h" /* Python.h first */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmp_encode.h"
+
+/* Returns 0, or -1 with a one-line reason in err. */
+int vmp_native_mode_start(char *err, size_t errlen);
+
+void vmp_native_mode_stop(void);
+
+/*
+ * Async-signal-safe.  Records the interrupted thread's stack: native frames
+ * from ucontext, Python frames of ts, spliced (vmp_native_splice) into
+ * slot[0..slot_words), innermost first, at most VMP_MAX_DEPTH_WRITTEN frames
+ * (pairs in lines mode).  Returns the number of words written.
+ */
+size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
+                              size_t slot_words, int lines);
+
+/* Writer thread: the profile id of a native entry (pc | 1): its function's
+ * start | 1, remembered so that the function is named at the end. */
+uint64_t vmp_native_mode_entry_id(uint64_t entry);
+
+/* Writer thread: cheap unless libraries were loaded or unloaded. */
+void vmp_native_mode_tick(void);
+
+/* Writer thread, at the end: a NATIVE_SYMBOLS record for every function
+ * entry_id returned.  `flush` empties buf when a record does not fit. */
+void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void));
+
+/* Native functions met so far (for tests and figures). */
+size_t vmp_native_mode_functions(void);
+
+#endif /* VMP_NATIVE_MODE_H */

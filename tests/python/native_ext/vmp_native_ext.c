@@ -1,0 +1,61 @@
+/*
+ * vmp_native_ext.c - a C extension the native-frame tests build and import:
+ * it burns CPU in a named C function and calls a Python callback from C, so
+ * that a profile must show C under Python and Python under C.
+ *
+ * The named functions are noinline so that they stay frames of their own.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+__attribute__((noinline)) double vmp_ext_burn_loop(long n)
+{
+    volatile double x = 0;
+    for (long i = 0; i < n; i++)
+        x += (double)i * 0.5;
+    return x;
+}
+
+static PyObject *burn(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    return PyFloat_FromDouble(vmp_ext_burn_loop(n));
+}
+
+__attribute__((noinline)) PyObject *vmp_ext_call_back(PyObject *callback, long times)
+{
+    for (long i = 0; i < times; i++) {
+        PyObject *r = PyObject_CallObject(callback, NULL);
+        if (!r)
+            return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *call_back(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *callback;
+    long times;
+    if (!PyArg_ParseTuple(args, "Ol", &callback, &times))
+        return NULL;
+    return vmp_ext_call_back(callback, times);
+}
+
+static PyMethodDef methods[] = {
+    {"burn", burn, METH_O, "burn(n): spin n iterations in vmp_ext_burn_loop."},
+    {"call_back", call_back, METH_VARARGS, "call_back(f, n): call f() n times from C."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "vmp_native_ext", NULL, -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit_vmp_native_ext(void)
+{
+    return PyModule_Create(&module);
+}

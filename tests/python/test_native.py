@@ -1,0 +1,276 @@
+"""Native mode: C frames interleaved with Python frames, named at the end.
+
+A small C extension (native_ext/vmp_native_ext.c) is compiled for the running
+interpreter into a temporary folder: it burns CPU in a named C function and
+calls a Python callback from C.  The profiles are read back with the sampler
+tests' strict decoder.
+"""
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import zlib
+
+import pytest
+
+import vmprof
+import sampler_util
+from sampler_util import burn_cpu
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="native frames are recorded on Linux")
+
+EXT_SOURCE = os.path.join(os.path.dirname(__file__), "native_ext", "vmp_native_ext.c")
+EVAL = "_PyEval_EvalFrameDefault"
+
+
+@pytest.fixture(scope="module")
+def ext_path(tmp_path_factory):
+    """Path of the compiled extension (not imported yet)."""
+    out = tmp_path_factory.mktemp("native_ext")
+    path = str(out / ("vmp_native_ext" + sysconfig.get_config_var("EXT_SUFFIX")))
+    cmd = ["gcc", "-shared", "-fPIC", "-O1", "-g", "-I" + sysconfig.get_paths()["include"],
+           "-o", path, EXT_SOURCE]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def load_ext(path):
+    spec = importlib.util.spec_from_file_location("vmp_native_ext", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def ext(ext_path):
+    return load_ext(ext_path)
+
+
+def profile(fn, *args, **options):
+    """sampler_util.profile in native mode unless told otherwise."""
+    options.setdefault("native", True)
+    return sampler_util.profile(fn, *args, **options)
+
+
+def stack_names(p, entries):
+    """Names innermost first (non-lines profiles)."""
+    return [p.name(e) for e in entries]
+
+
+def func(name):
+    return name.split(":")[1]
+
+
+def first_py_outward(names, start):
+    for n in names[start:]:
+        if n.startswith("py:"):
+            return func(n)
+    return None
+
+
+def test_native_is_the_default_and_no_native_turns_it_off():
+    p, _, _ = profile(burn_cpu, 0.1, period=0.002, native=None)
+    assert p.mode & 0x04
+    assert any(e & 1 for entries, _, _ in p.stacks for e in entries)
+    p, _, _ = profile(burn_cpu, 0.1, period=0.002, native=False)
+    assert not p.mode & 0x04
+    assert not any(e & 1 for entries, _, _ in p.stacks for e in entries)
+
+
+def test_every_native_entry_is_named_as_a_native_symbol():
+    p, _, _ = profile(burn_cpu, 0.2, period=0.002)
+    natives = {e for entries, _, _ in p.stacks for e in entries if e & 1}
+    assert natives
+    for e in natives:
+        name = p.name(e)
+        assert name.startswith("n:"), name
+        parts = name.split(":")
+        assert len(parts) >= 4 and parts[2].isdigit(), name
+    # Function starts, not program counters: the evaluation loop is one entry.
+    assert len({e for e in natives if func(p.name(e)) == EVAL}) == 1
+
+
+def py_caller_of_burn(ext):
+    for _ in range(40):
+        ext.burn(300000)
+
+
+def test_c_function_appears_under_its_python_caller(ext):
+    p, _, _ = profile(py_caller_of_burn, ext, period=0.001)
+    hits = 0
+    for entries, _, _ in p.stacks:
+        names = stack_names(p, entries)
+        if func(names[0]) == "vmp_ext_burn_loop":
+            # The C function, then the call machinery, then its Python caller;
+            # the evaluation loop that runs the caller stands outside it.
+            assert first_py_outward(names, 1) == "py_caller_of_burn", names
+            py = next(i for i, n in enumerate(names) if n.startswith("py:"))
+            assert any(func(n) == EVAL for n in names[py:]), names
+            assert all(not n.startswith("py:") for n in names[:py]), names
+            hits += 1
+    assert hits >= len(p.stacks) // 2, (hits, len(p.stacks))
+    name = next(p.name(e) for entries, _, _ in p.stacks for e in entries
+                if e & 1 and func(p.name(e)) == "vmp_ext_burn_loop")
+    # Built with -g: the file and line of the definition are known.
+    assert name.endswith("vmp_native_ext.c") and int(name.split(":")[2]) > 0, name
+
+
+def python_callback():
+    burn_cpu(0.004)
+
+
+def py_caller_of_call_back(ext):
+    ext.call_back(python_callback, 60)
+
+
+def test_python_callback_appears_under_the_c_function_under_python(ext):
+    p, _, _ = profile(py_caller_of_call_back, ext, period=0.001)
+    hits = 0
+    for entries, _, _ in p.stacks:
+        names = [func(n) for n in stack_names(p, entries)]
+        if "python_callback" not in names:
+            continue
+        cb = names.index("python_callback")
+        c = names.index("vmp_ext_call_back")
+        caller = names.index("py_caller_of_call_back")
+        assert cb < c < caller, names
+        # Each Python layer sits on its own activation of the evaluation loop.
+        assert EVAL in names[cb:c] and EVAL in names[c:], names
+        hits += 1
+    assert hits >= len(p.stacks) // 2, (hits, len(p.stacks))
+
+
+def compress_loop(data):
+    end = time.thread_time() + 0.3
+    while time.thread_time() < end:
+        zlib.compress(data, 9)
+
+
+def hash_loop(data):
+    end = time.thread_time() + 0.3
+    while time.thread_time() < end:
+        hashlib.sha256(data).digest()
+
+
+@pytest.mark.parametrize("work,library", [(compress_loop, "libz"), (hash_loop, None)])
+def test_time_in_a_c_library_lands_on_native_symbols_under_the_python_caller(work, library):
+    data = os.urandom(1 << 15) * 8
+    p, _, _ = profile(work, data, period=0.001)
+    in_work = in_native = 0
+    for entries, _, _ in p.stacks:
+        names = stack_names(p, entries)
+        if not any(func(n) == work.__name__ for n in names):
+            continue  # e.g. a sample of disable() itself
+        in_work += 1
+        if not names[0].startswith("n:") or (library and library not in names[0]):
+            continue
+        # Only native frames between the library and the Python caller.
+        assert first_py_outward(names, 0) == work.__name__, names
+        in_native += 1
+    # The C library does nearly all the work.
+    assert in_work and in_native >= 0.6 * in_work, (in_native, in_work)
+
+
+def test_extension_loaded_during_the_run_is_named(ext_path, tmp_path):
+    # A copy at a new path is a new object for the dynamic loader: it is
+    # mapped only after profiling started.
+    late = str(tmp_path / os.path.basename(ext_path))
+    shutil.copy(ext_path, late)
+
+    def load_and_burn():
+        mod = load_ext(late)
+        for _ in range(30):
+            mod.burn(300000)
+
+    p, _, _ = profile(load_and_burn, period=0.001)
+    leaves = [p.name(entries[0]) for entries, _, _ in p.stacks]
+    assert any(func(n) == "vmp_ext_burn_loop" and n.endswith("vmp_native_ext.c")
+               for n in leaves), leaves[:5]
+
+
+def test_lines_mode_writes_native_frames_as_zero_line_pairs(ext):
+    p, _, _ = profile(py_caller_of_burn, ext, period=0.002, lines=True)
+    assert p.mode & 0x06 == 0x06
+    natives = 0
+    for entries, _, _ in p.stacks:
+        assert len(entries) % 2 == 0
+        for line, ident in zip(entries[::2], entries[1::2]):
+            if ident & 1:
+                assert line == 0
+                natives += 1
+            else:
+                assert p.name(ident).startswith("py:")
+    assert natives > 0
+
+
+def test_threads_carry_their_own_native_stacks(ext):
+    import threading
+
+    def worker():
+        py_caller_of_burn(ext)
+
+    def run():
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+
+    p, _, _ = profile(run, period=0.001)
+    worker_stacks = [stack_names(p, e) for e, _, _ in p.stacks
+                     if any(func(p.name(x)) == "worker" for x in e)]
+    assert worker_stacks
+    assert sum(func(s[0]) == "vmp_ext_burn_loop" for s in worker_stacks) >= len(worker_stacks) // 2
+    # A thread's C stack ends in the thread start routine, not in main().
+    assert not any(func(n) == "main" for s in worker_stacks for n in s)
+
+
+def burn_for(ext, seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        ext.burn(100000)
+
+
+def test_ten_kilohertz_never_stalls_and_counts_drops(ext):
+    p, _, stats = profile(burn_for, ext, 0.3, period=0.0001)
+    assert p.trailer
+    assert int(p.meta["samples_dropped"]) == stats["dropped"]
+    assert len(p.stacks) == stats["samples"] > 0
+
+
+def test_resolve_addr_names_native_functions():
+    p, _, _ = profile(burn_cpu, 0.1, period=0.002)
+    e = next(e for entries, _, _ in p.stacks for e in entries
+             if e & 1 and func(p.name(e)) == EVAL)
+    name, line, filename = vmprof.resolve_addr(e)
+    assert name == EVAL
+
+
+def test_left_out_native_falls_back_to_python_frames_where_native_cannot_work(monkeypatch):
+    real = vmprof.profiler._core
+    asked = []
+
+    class CoreWithoutNative:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def enable(self, *args):
+            asked.append(args[-1])
+            if args[-1]:
+                raise vmprof.VMProfError("native profiling needs the interpreter's symbol "
+                                         "_PyEval_EvalFrameDefault: profile with native=False")
+            return real.enable(*args)
+
+    monkeypatch.setattr(vmprof.profiler, "_core", CoreWithoutNative())
+    with tempfile.TemporaryFile() as f:
+        vmprof.enable(f.fileno(), period=0.002)  # native left out: falls back
+        assert vmprof.is_enabled()
+        vmprof.disable()
+        with pytest.raises(vmprof.VMProfError, match="native profiling"):
+            vmprof.enable(f.fileno(), period=0.002, native=True)  # asked for: says why
+    assert not vmprof.is_enabled()
+    assert asked == [True, False, True]
