@@ -75,18 +75,18 @@ def first_py_outward(names, start):
 
 
 def test_native_is_the_default_and_no_native_turns_it_off():
-    p, _, _ = profile(burn_cpu, 0.1, period=0.002, native=None)
+    p, _, _ = profile(burn_cpu, 0.3, period=0.002, native=None)
     assert p.mode & 0x04
     assert any(e & 1 for entries, _, _ in p.stacks for e in entries)
-    p, _, _ = profile(burn_cpu, 0.1, period=0.002, native=False)
+    p, _, _ = profile(burn_cpu, 0.3, period=0.002, native=False)
     assert not p.mode & 0x04
     assert not any(e & 1 for entries, _, _ in p.stacks for e in entries)
 
 
 def test_every_native_entry_is_named_as_a_native_symbol():
-    p, _, _ = profile(burn_cpu, 0.2, period=0.002)
+    p, _, _ = profile(burn_cpu, 0.3, period=0.002)
     natives = {e for entries, _, _ in p.stacks for e in entries if e & 1}
-    assert natives
+    assert natives, "no native frame in %d samples" % len(p.stacks)
     for e in natives:
         name = p.name(e)
         assert name.startswith("n:"), name
@@ -96,13 +96,15 @@ def test_every_native_entry_is_named_as_a_native_symbol():
     assert len({e for e in natives if func(p.name(e)) == EVAL}) == 1
 
 
-def py_caller_of_burn(ext):
-    for _ in range(40):
-        ext.burn(300000)
+def py_caller_of_burn(ext, seconds=0.3):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        ext.burn(100000)
 
 
 def test_c_function_appears_under_its_python_caller(ext):
     p, _, _ = profile(py_caller_of_burn, ext, period=0.001)
+    assert len(p.stacks) >= 20, "only %d samples of 0.3 s of CPU" % len(p.stacks)
     hits = 0
     for entries, _, _ in p.stacks:
         names = stack_names(p, entries)
@@ -185,8 +187,7 @@ def test_extension_loaded_during_the_run_is_named(ext_path, tmp_path):
 
     def load_and_burn():
         mod = load_ext(late)
-        for _ in range(30):
-            mod.burn(300000)
+        py_caller_of_burn(mod)
 
     p, _, _ = profile(load_and_burn, period=0.001)
     leaves = [p.name(entries[0]) for entries, _, _ in p.stacks]
@@ -243,7 +244,7 @@ def test_ten_kilohertz_never_stalls_and_counts_drops(ext):
 
 
 def test_resolve_addr_names_native_functions():
-    p, _, _ = profile(burn_cpu, 0.1, period=0.002)
+    p, _, _ = profile(burn_cpu, 0.3, period=0.002)
     e = next(e for entries, _, _ in p.stacks for e in entries
              if e & 1 and func(p.name(e)) == EVAL)
     name, line, filename = vmprof.resolve_addr(e)
