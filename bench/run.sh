@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark and prints its tables (see bench/bench.py).
-#   bench/run.sh            the full run (about 15 minutes)
+#   bench/run.sh            the full run (16.5 min measured at load 4-7, before the
+#                           native rows; --rounds 3 shortens it on a busy machine)
 #   bench/run.sh --quick    a smoke run: small profile, short workloads, 2 rounds
 #   bench/run.sh --only reader,sampler,export
 #   bench/run.sh --configs 'ours|empty'      only the sampler rows that match
