@@ -27,6 +27,17 @@ import sys
 KIND_PYTHON, KIND_NATIVE = 0, 1
 VIEWS = ("tree", "flat", "lines")
 
+# CPython's own machinery as native frames show it (the evaluation loop, the
+# call paths between C and Python, the interpreter's start-up): what
+# --hide-interpreter folds away.  Compiler suffixes (.constprop.0, .cold) and
+# symbol versions (@@GLIBC_2.34) are ignored.
+INTERPRETER_FRAMES = re.compile(
+    r"(_?PyEval_\w+|_PyFunction_Vectorcall|function_code_fastcall|call_function|do_call_core"
+    r"|_?PyObject_(Vectorcall\w*|Call\w*|FastCall\w*|MakeTpCall)|_?PyVectorcall_Call"
+    r"|_PyCFunction_\w+|cfunction_(vectorcall|call)\w*|method_vectorcall\w*|vectorcall_\w+"
+    r"|slot_tp_call|gen_send_ex2?|builtin_exec\w*|_?PyRun_\w+|run_(mod|eval_code_obj)"
+    r"|pymain_\w+|Py_(RunMain|BytesMain|Main)|main|__libc_start\w*|_start)([.@].*)?$")
+
 
 class Style:
     """ANSI styling that disappears when colour is off."""
@@ -94,15 +105,26 @@ class Profile:
             return "<native>" if kind == KIND_NATIVE else ""
         return "%s:%d" % (path, first if line is None else line)
 
+    def hide_interpreter(self):
+        """Leave CPython's own native frames (INTERPRETER_FRAMES) out of every
+        stack, so C extensions and libraries stand right under their Python
+        callers."""
+        self.hidden = {i for i, (name, _path, _first, kind) in enumerate(self.funcs)
+                       if kind == KIND_NATIVE and INTERPRETER_FRAMES.match(name)}
+
     def func_stacks(self):
         """Each stack as function indices, recursion folded, with its count."""
+        hidden = getattr(self, "hidden", ())
         for thread, frames, count in self.stacks:
             funcs = []
             for fr in frames:
                 f = self.frames[fr][0]
+                if f in hidden:
+                    continue
                 if not funcs or funcs[-1] != f:
                     funcs.append(f)
-            yield thread, funcs, count
+            if funcs:
+                yield thread, funcs, count
 
 
 def percent(part, whole):
@@ -392,6 +414,9 @@ def parse_args(argv):
     g.add_argument("--include-callees", action="store_true",
                    help="list the callees of each function under it")
     g.add_argument("--no-native", action="store_true", help="leave native (C) frames out")
+    g.add_argument("--hide-interpreter", action="store_true",
+                   help="tree and flat: leave CPython's own native frames out (the evaluation "
+                        "loop and call machinery), keeping other C frames")
     g.add_argument("--percent-cutoff", type=float, default=0.0, metavar="P",
                    help="hide functions under P%% of the samples")
     g = p.add_argument_group("lines")
@@ -455,6 +480,8 @@ def main(argv=None):
         data = core.view_data(args.profile, thread=thread, lines=args.view == "lines",
                               no_native=args.no_native)
         profile = Profile(data)
+        if args.hide_interpreter:
+            profile.hide_interpreter()
         header(profile, args.profile, style, out)
         if len(profile.threads) > 1 and thread is None:
             show_threads(profile, style, out)

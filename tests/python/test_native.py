@@ -275,3 +275,30 @@ def test_left_out_native_falls_back_to_python_frames_where_native_cannot_work(mo
             vmprof.enable(f.fileno(), period=0.002, native=True)  # asked for: says why
     assert not vmprof.is_enabled()
     assert asked == [True, False, True]
+
+
+def test_views_can_hide_the_interpreter_machinery(ext, tmp_path):
+    path = str(tmp_path / "cb.prof")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    vmprof.enable(fd, period=0.001, native=True)
+    py_caller_of_call_back(ext)
+    vmprof.disable()
+    os.close(fd)
+
+    def tree(*extra):
+        return subprocess.run([sys.executable, "-m", "vmprof.show", path, "tree", "--color",
+                               "never"] + list(extra), cwd=str(tmp_path), check=True,
+                              stdout=subprocess.PIPE, universal_newlines=True).stdout
+
+    full, folded = tree(), tree("--hide-interpreter")
+    assert EVAL in full and EVAL not in folded
+    # The program's own layers stay, in order: caller, C function, callback.
+    for text in (full, folded):
+        at = [text.index(" %s " % f) for f in
+              ("py_caller_of_call_back", "vmp_ext_call_back", "python_callback")]
+        assert at == sorted(at), text
+    # With the machinery gone, the C function stands right under its caller.
+    lines = folded.splitlines()
+    caller = next(i for i, l in enumerate(lines) if " py_caller_of_call_back " in l)
+    assert " vmp_ext_call_back " in lines[caller + 1] or " call_back " in lines[caller + 1], \
+        lines[caller:caller + 3]
