@@ -814,6 +814,7 @@ static void on_fork_child(void)
 {
     /* The child has none of our threads and must never write into the
      * parent's profile: forget the run so that it may start its own. */
+    tid_cache = 0; /* this thread has a new tid here, profiling or not */
     if (!S.enabled)
         return;
     atomic_store(&S.active, 0);
@@ -821,7 +822,6 @@ static void on_fork_child(void)
     restore_fault_handler();
     vmp_codes_abandon();
     atomic_store(&S.in_handler, 0); /* handlers of threads the child does not have */
-    tid_cache = 0;                   /* this thread has a new tid in the child */
     atomic_store(&S.head, 0);
     atomic_store(&S.tail, 0);
     for (size_t i = 0; i < VMP_RING_SLOTS; i++)

@@ -308,3 +308,28 @@ def test_a_real_crash_still_reaches_the_programs_handler(tmp_path):
     """)
     assert done.returncode != 0
     assert "Fatal Python error" in done.stderr  # faulthandler ran, as without vmprof
+
+
+def test_a_child_forked_between_runs_profiles_at_the_full_rate(tmp_path):
+    done = run_script(tmp_path, """
+        import os, vmprof
+        from sampler_util import burn_cpu, read_back
+        with open("first.prof", "wb") as f:   # a run before the fork
+            vmprof.enable(f.fileno(), period=0.001)
+            burn_cpu(0.05)
+            vmprof.disable()
+        pid = os.fork()
+        if pid == 0:
+            with open("child.prof", "wb") as f:
+                vmprof.enable(f.fileno(), period=0.001)
+                burn_cpu(0.2)
+                vmprof.disable()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        c = read_back("child.prof")
+        print("child samples", c.inclusive("burn_cpu"), vmprof.profiler.last_run_stats)
+        assert c.inclusive("burn_cpu") > 100
+        print("OK")
+    """)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK" in done.stdout
