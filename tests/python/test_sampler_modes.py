@@ -56,10 +56,10 @@ def test_memory_mode_records_rss_that_rises_with_allocation():
     assert p.mode & 0x01
     assert all(r > 0 for _, _, r in p.stacks)
     rss = [r for e, _, r in p.stacks if "grow_memory" in [p.func(c) for c in e]]
-    assert len(rss) > 40
-    first, last = rss[: len(rss) // 5], rss[-len(rss) // 5:]
-    # 100 MB were allocated in steps: the last fifth is well above the first
-    assert min(last) - max(first) > 40 * 1024, (first, last)
+    assert len(rss) > 20
+    # 100 MB were allocated in steps while sampling: the RSS rose by most of it
+    assert rss[-1] - rss[0] > 50 * 1024, rss
+    assert max(rss[:5]) < min(rss[-5:]), rss
     assert max(rss) < 4 * 1024 * 1024  # KiB, not bytes or pages
 
 
