@@ -68,6 +68,16 @@ static inline int line_of(PyCodeObject *code, int byte_offset)
     return line < 0 ? 0 : line;
 }
 
+/* The walk follows at most this many links.  Frames that are skipped (shims,
+ * incomplete frames, a non-code object) do not count towards max_frames, so
+ * without a second bound a chain read while the interpreter was rewriting it
+ * could loop forever inside the signal handler, hanging the program: seen on
+ * 3.12, a `previous` chain that had become a cycle. */
+static inline size_t max_links(size_t max_frames)
+{
+    return 4 * max_frames + 16;
+}
+
 #ifndef VMP_FRAMES_UNSUPPORTED
 #if PY_VERSION_HEX < 0x030B0000
 /* 3.8-3.10: a chain of frame objects from tstate->frame through f_back.
@@ -77,8 +87,9 @@ static inline int line_of(PyCodeObject *code, int byte_offset)
 static inline __attribute__((always_inline)) size_t
 walk_frames(PyThreadState *ts, uint64_t *out, unsigned char *last, size_t max_frames, int with_lines)
 {
-    size_t n = 0, frames = 0;
-    for (PyFrameObject *f = ts->frame; f && frames < max_frames; f = f->f_back) {
+    size_t n = 0, frames = 0, links = 0;
+    for (PyFrameObject *f = ts->frame; f && frames < max_frames && links < max_links(max_frames);
+         f = f->f_back, links++) {
         if ((uintptr_t)f & (sizeof(void *) - 1) || (uintptr_t)f < 4096)
             break; /* not a frame (see vmp_frames_walk for 3.11+) */
         PyCodeObject *code = f->f_code;
@@ -129,8 +140,9 @@ static inline PyCodeObject *frame_code(_PyInterpreterFrame *f)
 static inline __attribute__((always_inline)) size_t
 walk_frames(PyThreadState *ts, uint64_t *out, unsigned char *last, size_t max_frames, int with_lines)
 {
-    size_t n = 0, frames = 0;
-    for (_PyInterpreterFrame *f = current_frame(ts); f && frames < max_frames; f = f->previous) {
+    size_t n = 0, frames = 0, links = 0;
+    for (_PyInterpreterFrame *f = current_frame(ts); f && frames < max_frames && links < max_links(max_frames);
+         f = f->previous, links++) {
         /* A frame being pushed may be linked before it is written (see the
          * fault guard in vmp_sampler.c): stop at a pointer no frame has. */
         if ((uintptr_t)f & (sizeof(void *) - 1) || (uintptr_t)f < 4096)
