@@ -30,9 +30,9 @@ for v in $(cat scripts/pythons); do
         "$prefix/bin/python" -m venv "$venv"
         "$venv/bin/python" -m pip install -q --upgrade pip
     fi
-    if [ ! -f "$venv/.tools-installed" ]; then
-        "$venv/bin/python" -m pip install -q pytest hypothesis
-        touch "$venv/.tools-installed"
+    if [ ! -f "$venv/.tools-installed-2" ]; then
+        "$venv/bin/python" -m pip install -q pytest hypothesis pytest-timeout
+        touch "$venv/.tools-installed-2"
     fi
 done
 

@@ -13,6 +13,10 @@ for v in $versions; do
         continue
     fi
     echo "=== pytest on CPython $v"
-    ".venv/$v/bin/pytest" -q -p no:cacheprovider tests/python || status=1
+    # A test that hangs (a sampler bug could make the profiled program hang)
+    # fails after PER_TEST_TIMEOUT seconds with every thread's stack printed,
+    # instead of eating CI's time; the thread method leaves signals alone.
+    ".venv/$v/bin/pytest" -q -p no:cacheprovider --timeout="${PER_TEST_TIMEOUT:-180}" \
+        --timeout-method=thread tests/python || status=1
 done
 exit $status
