@@ -35,7 +35,7 @@ static int category_of(const vmp_xfunc *f)
     return f->kind == VMP_FRAME_NATIVE ? CAT_NATIVE : CAT_OTHER;
 }
 
-/* Writes "key":[f(0),...,f(n-1)] using printf format fmt for each. */
+/* The profiler's columns that hold one value for every row: "key":[v,...,v], */
 static void column_u(FILE *out, const char *key, size_t n, unsigned value)
 {
     size_t i;
@@ -55,6 +55,17 @@ static void column_lit(FILE *out, const char *key, size_t n, const char *lit)
         fputs(lit, out);
     }
     fputs("],", out);
+}
+
+/* Element i of a number column in which absent entries are null. */
+static void elem_u_or_null(FILE *out, size_t i, int present, unsigned value)
+{
+    if (i)
+        putc(',', out);
+    if (present)
+        fprintf(out, "%u", value);
+    else
+        fputs("null", out);
 }
 
 static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, vmp_error *err)
@@ -94,20 +105,12 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
 
     /* samples, in file order */
     fputs("\"samples\":{\"weightType\":\"samples\",\"weight\":null,\"stack\":[", out);
-    first = 1;
     for (i = 0; i < n; i++) {
         uint32_t ps = vmp_profile_sample_stack(p, i), xs, leaf;
         if (ps >= vmp_profile_stack_count(p) || (xs = v->stack_map[ps]) == UINT32_MAX ||
             (leaf = tree.stack_leaf[xs]) == UINT32_MAX)
             continue;
-        if (!first)
-            putc(',', out);
-        first = 0;
-        if (leaf == 0)
-            fputs("null", out);
-        else
-            fprintf(out, "%u", leaf - 1);
-        n_here++;
+        elem_u_or_null(out, n_here++, leaf != 0, leaf - 1);
     }
     fputs("],\"time\":[", out);
     first = 1;
@@ -132,14 +135,8 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     for (k = 1; k < tree.n_nodes; k++)
         fprintf(out, k > 1 ? ",%u" : "%u", tree.nodes[k].frame);
     fputs("],\"prefix\":[", out);
-    for (k = 1; k < tree.n_nodes; k++) {
-        if (k > 1)
-            putc(',', out);
-        if (tree.nodes[k].parent == 0)
-            fputs("null", out);
-        else
-            fprintf(out, "%u", tree.nodes[k].parent - 1);
-    }
+    for (k = 1; k < tree.n_nodes; k++)
+        elem_u_or_null(out, k - 1, tree.nodes[k].parent != 0, tree.nodes[k].parent - 1);
     fputs("],\"category\":[", out);
     for (k = 1; k < tree.n_nodes; k++)
         fprintf(out, k > 1 ? ",%d" : "%d",
@@ -165,14 +162,8 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     column_u(out, "innerWindowID", v->n_frames, 0);
     column_lit(out, "implementation", v->n_frames, "null");
     fputs("\"line\":[", out);
-    for (k = 0; k < v->n_frames; k++) {
-        if (k)
-            putc(',', out);
-        if (v->funcs[v->frames[k].func].file_len)
-            fprintf(out, "%u", v->frames[k].line);
-        else
-            fputs("null", out);
-    }
+    for (k = 0; k < v->n_frames; k++)
+        elem_u_or_null(out, k, v->funcs[v->frames[k].func].file_len != 0, v->frames[k].line);
     fputs("],", out);
     column_lit(out, "column", v->n_frames, "null");
     fprintf(out, "\"length\":%zu},", v->n_frames);
@@ -186,23 +177,11 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     column_lit(out, "relevantForJS", v->n_funcs, "false");
     column_lit(out, "resource", v->n_funcs, "-1");
     fputs("\"fileName\":[", out);
-    for (k = 0; k < v->n_funcs; k++) {
-        if (k)
-            putc(',', out);
-        if (file_str[k] == UINT32_MAX - 1)
-            fputs("null", out);
-        else
-            fprintf(out, "%u", file_str[k]);
-    }
+    for (k = 0; k < v->n_funcs; k++)
+        elem_u_or_null(out, k, file_str[k] != UINT32_MAX - 1, file_str[k]);
     fputs("],\"lineNumber\":[", out);
-    for (k = 0; k < v->n_funcs; k++) {
-        if (k)
-            putc(',', out);
-        if (v->funcs[k].file_len)
-            fprintf(out, "%u", v->funcs[k].first_line);
-        else
-            fputs("null", out);
-    }
+    for (k = 0; k < v->n_funcs; k++)
+        elem_u_or_null(out, k, v->funcs[k].file_len != 0, v->funcs[k].first_line);
     fputs("],", out);
     column_lit(out, "columnNumber", v->n_funcs, "null");
     fprintf(out, "\"length\":%zu},", v->n_funcs);
