@@ -2,7 +2,7 @@
  * vmp_decode.h - the streaming record decoder: bytes of a profile file in,
  * an in-memory profile (vmp_profile.h) out.
  *
- * It reads every version (0-6) and word size (4 or 8, and 64-bit Windows'
+ * It reads every version (0-7) and word size (4 or 8, and 64-bit Windows'
  * 4-byte words with 8-byte addresses) the original tools wrote, normalises the
  * stack encodings into vmp_frame, and stops at the TRAILER or where the input
  * ends.  A length field never sizes an allocation beyond the format's limits:
