@@ -19,16 +19,21 @@ typedef struct decoder {
     vmp_frame *frames; /* one stack, reused */
     size_t frames_cap;
     /* Fast path: stacks seen before, found by a hash of their raw bytes. */
-    uint64_t *seen_hash;
-    uint32_t *seen_stack;
-    const unsigned char **seen_raw; /* a copy of the raw bytes, or NULL */
-    uint32_t *seen_raw_len;
+    struct seen_slot *seen;
     size_t seen_cap, seen_len;
     int full_hash;                  /* sampled hashing collided too often */
     uint64_t lookups, collisions;
     struct raw_chunk *raw_chunks;   /* where the copies live */
     size_t raw_used, raw_total;
 } decoder;
+
+/* One entry of the seen-stacks table; one cache line serves a probe. */
+struct seen_slot {
+    uint64_t hash;
+    const unsigned char *raw; /* a copy of the raw bytes, or NULL */
+    uint32_t raw_len;
+    uint32_t stack;           /* UINT32_MAX: a free slot */
+};
 
 /* Raw copies make recognising a stack one memcmp; their total is capped so a
  * file of all-distinct stacks costs no more than this extra. */
@@ -307,51 +312,39 @@ static int raw_matches(decoder *d, uint32_t idx, const unsigned char *e, uint32_
     return 1;
 }
 
+static void seen_clear(decoder *d)
+{
+    for (size_t i = 0; i < d->seen_cap; i++)
+        d->seen[i].stack = UINT32_MAX;
+    d->seen_len = 0;
+}
+
 static int seen_insert(decoder *d, uint64_t hash, uint32_t stack, const unsigned char *raw,
                        size_t raw_len)
 {
     if ((d->seen_len + 1) * 2 > d->seen_cap) {
         size_t ncap = d->seen_cap ? d->seen_cap * 2 : 1024;
-        uint64_t *nh = malloc(ncap * sizeof *nh);
-        uint32_t *ns = malloc(ncap * sizeof *ns);
-        const unsigned char **nr = malloc(ncap * sizeof *nr);
-        uint32_t *nl = malloc(ncap * sizeof *nl);
-        if (!nh || !ns || !nr || !nl) {
-            free(nh);
-            free(ns);
-            free(nr);
-            free(nl);
+        struct seen_slot *ns = malloc(ncap * sizeof *ns);
+        if (!ns)
             return -1;
-        }
-        memset(ns, 0xff, ncap * sizeof *ns);
+        for (size_t i = 0; i < ncap; i++)
+            ns[i].stack = UINT32_MAX;
         for (size_t i = 0; i < d->seen_cap; i++) {
-            if (d->seen_stack[i] == UINT32_MAX)
+            if (d->seen[i].stack == UINT32_MAX)
                 continue;
-            size_t j = d->seen_hash[i] & (ncap - 1);
-            while (ns[j] != UINT32_MAX)
+            size_t j = d->seen[i].hash & (ncap - 1);
+            while (ns[j].stack != UINT32_MAX)
                 j = (j + 1) & (ncap - 1);
-            nh[j] = d->seen_hash[i];
-            ns[j] = d->seen_stack[i];
-            nr[j] = d->seen_raw[i];
-            nl[j] = d->seen_raw_len[i];
+            ns[j] = d->seen[i];
         }
-        free(d->seen_hash);
-        free(d->seen_stack);
-        free(d->seen_raw);
-        free(d->seen_raw_len);
-        d->seen_hash = nh;
-        d->seen_stack = ns;
-        d->seen_raw = nr;
-        d->seen_raw_len = nl;
+        free(d->seen);
+        d->seen = ns;
         d->seen_cap = ncap;
     }
     size_t j = hash & (d->seen_cap - 1);
-    while (d->seen_stack[j] != UINT32_MAX)
+    while (d->seen[j].stack != UINT32_MAX)
         j = (j + 1) & (d->seen_cap - 1);
-    d->seen_hash[j] = hash;
-    d->seen_stack[j] = stack;
-    d->seen_raw[j] = raw_copy(d, raw, raw_len);
-    d->seen_raw_len[j] = (uint32_t)raw_len;
+    d->seen[j] = (struct seen_slot){hash, raw_copy(d, raw, raw_len), (uint32_t)raw_len, stack};
     d->seen_len++;
     return 0;
 }
@@ -405,14 +398,13 @@ static int read_stack(decoder *d, uint64_t at)
     if (d->seen_cap) {
         size_t mask = d->seen_cap - 1;
         d->lookups++;
-        for (size_t j = hash & mask; d->seen_stack[j] != UINT32_MAX; j = (j + 1) & mask) {
-            if (d->seen_hash[j] != hash)
+        for (size_t j = hash & mask; d->seen[j].stack != UINT32_MAX; j = (j + 1) & mask) {
+            const struct seen_slot *sl = &d->seen[j];
+            if (sl->hash != hash)
                 continue;
-            const unsigned char *copy = d->seen_raw[j];
-            if (copy ? (d->seen_raw_len[j] == raw_len && memcmp(copy, e, raw_len) == 0)
-                     : raw_matches(d, d->seen_stack[j], e, nf, rpython, lines, with_thread,
-                                   thread)) {
-                if (vmp_profile_add_sample_at(d->p, d->seen_stack[j], rss) < 0 ||
+            if (sl->raw ? (sl->raw_len == raw_len && memcmp(sl->raw, e, raw_len) == 0)
+                        : raw_matches(d, sl->stack, e, nf, rpython, lines, with_thread, thread)) {
+                if (vmp_profile_add_sample_at(d->p, sl->stack, rss) < 0 ||
                     (with_time && vmp_profile_set_sample_time(d->p, time_ns) < 0))
                     return fail(d, at, "out of memory while adding a sample");
                 vmp_source_consume(d->src, size);
@@ -424,8 +416,7 @@ static int read_stack(decoder *d, uint64_t at)
             /* Too many distinct stacks look alike to the sampled hash: hash
              * every byte from now on; stacks re-enter the table as they recur. */
             d->full_hash = 1;
-            memset(d->seen_stack, 0xff, d->seen_cap * sizeof *d->seen_stack);
-            d->seen_len = 0;
+            seen_clear(d);
             hash = hash_raw(e, raw_len);
         }
     }
@@ -564,10 +555,7 @@ static int read_header(decoder *d, uint64_t at)
     s->interp[copy] = '\0';
     d->seen_header = 1;
     /* The stack layout may have changed: forget raw stacks seen before. */
-    if (d->seen_cap) {
-        memset(d->seen_stack, 0xff, d->seen_cap * sizeof *d->seen_stack);
-        d->seen_len = 0;
-    }
+    seen_clear(d);
     vmp_source_consume(d->src, fixed + n);
     return GOT;
 }
@@ -666,10 +654,7 @@ int vmp_decode(vmp_source *src, vmp_profile *p, const vmp_read_options *options,
             break;
     }
     free(d.frames);
-    free(d.seen_hash);
-    free(d.seen_stack);
-    free(d.seen_raw);
-    free(d.seen_raw_len);
+    free(d.seen);
     while (d.raw_chunks) {
         struct raw_chunk *next = d.raw_chunks->next;
         free(d.raw_chunks);
