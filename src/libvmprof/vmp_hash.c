@@ -17,23 +17,28 @@ uint64_t vmp_hash_bytes(const void *data, size_t len, uint64_t seed)
     return vmp_mix64(h);
 }
 
+uint32_t *vmp_index_table_new(size_t cap)
+{
+    uint32_t *tab = malloc(cap * sizeof *tab);
+    if (tab)
+        memset(tab, 0xff, cap * sizeof *tab); /* every slot VMP_INDEX_FREE */
+    return tab;
+}
+
 static int u64map_grow(vmp_u64map *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 64;
     uint64_t *nk = malloc(ncap * sizeof *nk);
-    uint32_t *nv = malloc(ncap * sizeof *nv);
+    uint32_t *nv = vmp_index_table_new(ncap); /* the values mark free slots */
     if (!nk || !nv) {
         free(nk);
         free(nv);
         return -1;
     }
-    memset(nv, 0xff, ncap * sizeof *nv); /* every slot VMP_U64MAP_EMPTY */
     for (size_t i = 0; i < m->cap; i++) {
         if (m->vals[i] == VMP_U64MAP_EMPTY)
             continue;
-        size_t j = vmp_mix64(m->keys[i]) & (ncap - 1);
-        while (nv[j] != VMP_U64MAP_EMPTY)
-            j = (j + 1) & (ncap - 1);
+        size_t j = vmp_index_table_slot(nv, ncap, vmp_mix64(m->keys[i]));
         nk[j] = m->keys[i];
         nv[j] = m->vals[i];
     }

@@ -9,6 +9,11 @@
  *   - vmp_u64map: an open-addressing map from uint64_t keys to uint32_t values
  *     below VMP_U64MAP_EMPTY (that value marks a free slot).  A zeroed map is
  *     empty and valid; the load factor stays at or below one half.
+ *   - index tables: open addressing over uint32_t indices into an array the
+ *     caller owns, whose items hold their own keys (unique stacks, tree nodes,
+ *     functions); VMP_INDEX_FREE marks a free slot, the capacity is a power of
+ *     two and the caller keeps the load below one.  Lookups compare the items,
+ *     so they stay with the caller; these helpers make and fill the table.
  * None of it is meant for untrusted keys chosen to collide: lookups stay
  * correct then, only slower.
  */
@@ -31,7 +36,7 @@ static inline uint64_t vmp_mix64(uint64_t h)
 
 uint64_t vmp_hash_bytes(const void *data, size_t len, uint64_t seed);
 
-#define VMP_U64MAP_EMPTY UINT32_MAX
+#define VMP_U64MAP_EMPTY UINT32_MAX /* the same as VMP_INDEX_FREE below */
 
 typedef struct vmp_u64map {
     uint64_t *keys;
@@ -62,5 +67,19 @@ int vmp_u64map_put(vmp_u64map *m, uint64_t key, uint32_t val);
 
 /* Frees the tables; the map is empty and reusable afterwards. */
 void vmp_u64map_free(vmp_u64map *m);
+
+#define VMP_INDEX_FREE UINT32_MAX
+
+/* A table of cap free slots, or NULL when out of memory. */
+uint32_t *vmp_index_table_new(size_t cap);
+
+/* The first free slot on hash's probe sequence (linear probing). */
+static inline size_t vmp_index_table_slot(const uint32_t *tab, size_t cap, uint64_t hash)
+{
+    size_t mask = cap - 1, j = hash & mask;
+    while (tab[j] != VMP_INDEX_FREE)
+        j = (j + 1) & mask;
+    return j;
+}
 
 #endif

@@ -88,6 +88,7 @@ static int grow(void **items, size_t *cap, size_t need, size_t elem)
 
 /* A free slot in the stack table, and "no thread yet" in the thread cache. */
 #define EMPTY UINT32_MAX
+_Static_assert(EMPTY == VMP_INDEX_FREE, "the stack table is an index table");
 
 /* ---- the profile ---------------------------------------------------------- */
 
@@ -340,16 +341,11 @@ static int same_stack(const ustack *s, const vmp_frame *frames, uint32_t depth,
 static int stack_table_grow(vmp_profile *p)
 {
     size_t ncap = p->stack_table_cap ? p->stack_table_cap * 2 : 1024;
-    uint32_t *nt = malloc(ncap * sizeof *nt);
+    uint32_t *nt = vmp_index_table_new(ncap);
     if (!nt)
         return -1;
-    memset(nt, 0xff, ncap * sizeof *nt);
-    for (size_t i = 0; i < p->stacks_len; i++) {
-        size_t j = p->stacks[i].hash & (ncap - 1);
-        while (nt[j] != EMPTY)
-            j = (j + 1) & (ncap - 1);
-        nt[j] = (uint32_t)i;
-    }
+    for (size_t i = 0; i < p->stacks_len; i++)
+        nt[vmp_index_table_slot(nt, ncap, p->stacks[i].hash)] = (uint32_t)i;
     free(p->stack_table);
     p->stack_table = nt;
     p->stack_table_cap = ncap;

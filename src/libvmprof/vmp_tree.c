@@ -38,6 +38,8 @@ typedef struct line_acc {
     size_t len, cap;
 } line_acc;
 
+_Static_assert(VMP_TREE_NONE == VMP_INDEX_FREE, "child and function tables are index tables");
+
 static inline uint64_t child_hash(uint32_t parent, uint64_t addr, uint8_t kind)
 {
     return vmp_mix64(addr ^ ((uint64_t)parent << 20) ^ ((uint64_t)kind << 60) ^ parent);
@@ -50,16 +52,12 @@ static int is_python(uint8_t kind)
 
 static int rehash_children(vmp_tree *t, size_t ncap)
 {
-    uint32_t *tab = malloc(ncap * sizeof *tab);
+    uint32_t *tab = vmp_index_table_new(ncap);
     if (!tab)
         return -1;
-    memset(tab, 0xff, ncap * sizeof *tab);
     for (size_t i = 1; i < t->n_nodes; i++) {
         const vmp_tree_node *n = &t->nodes[i];
-        size_t j = child_hash(n->parent, n->addr, n->kind) & (ncap - 1);
-        while (tab[j] != VMP_TREE_NONE)
-            j = (j + 1) & (ncap - 1);
-        tab[j] = (uint32_t)i;
+        tab[vmp_index_table_slot(tab, ncap, child_hash(n->parent, n->addr, n->kind))] = (uint32_t)i;
     }
     free(t->child_table);
     t->child_table = tab;
@@ -107,11 +105,8 @@ static uint32_t get_child(vmp_tree *t, uint32_t parent, uint64_t addr, uint8_t k
     n->kind = kind;
     n->parent = parent;
     n->first_child = n->next_sibling = n->meta_index = VMP_TREE_NONE;
-    size_t mask = t->child_cap - 1;
-    size_t j = child_hash(parent, addr, kind) & mask;
-    while (t->child_table[j] != VMP_TREE_NONE)
-        j = (j + 1) & mask;
-    t->child_table[j] = i;
+    t->child_table[vmp_index_table_slot(t->child_table, t->child_cap,
+                                        child_hash(parent, addr, kind))] = i;
     return i;
 }
 
@@ -122,16 +117,12 @@ static inline uint64_t func_hash(uint64_t addr, uint8_t kind)
 
 static int rehash_funcs(const vmp_tree *t, func_acc *fa, size_t ncap)
 {
-    uint32_t *tab = malloc(ncap * sizeof *tab);
+    uint32_t *tab = vmp_index_table_new(ncap);
     if (!tab)
         return -1;
-    memset(tab, 0xff, ncap * sizeof *tab);
-    for (size_t i = 0; i < t->n_funcs; i++) {
-        size_t j = func_hash(t->funcs[i].addr, t->funcs[i].kind) & (ncap - 1);
-        while (tab[j] != VMP_TREE_NONE)
-            j = (j + 1) & (ncap - 1);
-        tab[j] = (uint32_t)i;
-    }
+    for (size_t i = 0; i < t->n_funcs; i++)
+        tab[vmp_index_table_slot(tab, ncap, func_hash(t->funcs[i].addr, t->funcs[i].kind))] =
+            (uint32_t)i;
     free(fa->table);
     fa->table = tab;
     fa->cap = ncap;

@@ -1,5 +1,6 @@
-/* test_hash.c - the shared u64 map and byte hash (vmp_hash.h). */
+/* test_hash.c - the shared u64 map, index tables and byte hash (vmp_hash.h). */
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "vmp_hash.h"
 #include "vmp_test.h"
@@ -44,4 +45,20 @@ VMP_TEST(hash_bytes_depends_on_bytes_length_and_seed)
     CHECK(h != vmp_hash_bytes("abd", 3, 1));
     CHECK(h != vmp_hash_bytes("abc", 3, 2));
     CHECK(vmp_hash_bytes("ab", 2, 0) != vmp_hash_bytes("ab\0", 3, 0));
+}
+
+VMP_TEST(index_table_slot_probes_past_taken_slots_and_wraps)
+{
+    uint32_t *tab = vmp_index_table_new(8);
+    REQUIRE(tab);
+    for (size_t i = 0; i < 8; i++)
+        CHECK(tab[i] == VMP_INDEX_FREE);
+    CHECK(vmp_index_table_slot(tab, 8, 6) == 6);
+    CHECK(vmp_index_table_slot(tab, 8, 8 + 6) == 6); /* only the low bits pick */
+    tab[6] = 0;
+    tab[7] = 1;
+    CHECK(vmp_index_table_slot(tab, 8, 6) == 0); /* past the end, round to 0 */
+    tab[0] = 2;
+    CHECK(vmp_index_table_slot(tab, 8, 7) == 1);
+    free(tab);
 }
