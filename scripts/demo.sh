@@ -24,8 +24,8 @@ echo
 echo "\$ python -m vmprof -o wordfreq.prof examples/wordfreq.py"
 "$bin/python" -m vmprof -o wordfreq.prof "$example" >/dev/null
 echo
-echo "\$ vmprofshow wordfreq.prof tree --prune_percent 3"
-"$bin/vmprofshow" wordfreq.prof tree --prune_percent 3
+echo "\$ vmprofshow wordfreq.prof tree --prune_percent 3 --hide-interpreter"
+"$bin/vmprofshow" wordfreq.prof tree --prune_percent 3 --hide-interpreter
 echo
 echo "\$ vmprofshow wordfreq.prof --format html -o wordfreq.html"
 "$bin/vmprofshow" wordfreq.prof --format html -o wordfreq.html
