@@ -96,6 +96,7 @@ static struct {
     pthread_t sampler_thread, writer_thread;
     _Atomic int sampler_stop, writer_stop;
     _Atomic pid_t sampler_tid, writer_tid;
+    _Atomic int sampler_ready;  /* its CPU-time baseline is taken */
     int statm_fd;
     _Atomic uint64_t rss_kib;
 
@@ -460,8 +461,10 @@ static void *sampler_main(void *arg)
     atomic_store(&S.sampler_tid, my_tid());
     prctl(PR_SET_TIMERSLACK, 1UL); /* wake at the deadline, not up to 50 us late */
     vmp_thread *table = calloc(VMP_MAX_THREADS, sizeof *table);
-    if (!table)
+    if (!table) {
+        atomic_store(&S.sampler_ready, 1); /* enable must not wait for a sampler that gave up */
         return NULL;
+    }
     size_t n = 0;
     const int64_t period = S.period_ns, max_owed = 16;
     /* After a late wake-up, samples still owed are sent in extra rounds
@@ -473,6 +476,16 @@ static void *sampler_main(void *arg)
     int catchup = 0;
     if (S.memory)
         read_rss();
+    /* The CPU time of the threads already there counts from now, before
+     * enable returns (it waits for `sampler_ready`): a CPU-time baseline taken
+     * at this thread's first wake-up instead lost all the time burned before
+     * it, every sample of a short run when a loaded machine let this new
+     * thread wait longer than the run (seen: 0 samples of 0.1 s of CPU). */
+    n = scan_threads(task_fd, table, n);
+    last_scan = mono_ns();
+    for (size_t i = 0; i < n; i++)
+        table[i].last_cpu = thread_cpu_ns(table[i].tid);
+    atomic_store(&S.sampler_ready, 1);
     while (!atomic_load(&S.sampler_stop)) {
         int64_t wake = next;
         if (catchup && last_round + catchup_gap < wake)
@@ -511,8 +524,9 @@ static void *sampler_main(void *arg)
                 int64_t cpu = thread_cpu_ns(t->tid);
                 if (cpu < 0)
                     continue; /* gone; the next scan drops it */
-                if (t->last_cpu >= 0)
-                    t->credit += cpu - t->last_cpu;
+                /* A thread first seen now was born during the run: all its
+                 * CPU time is the run's. */
+                t->credit += t->last_cpu >= 0 ? cpu - t->last_cpu : cpu;
                 t->last_cpu = cpu;
                 while (t->credit >= period) {
                     t->owed++;
@@ -922,6 +936,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     atomic_store(&S.writer_stop, 0);
     atomic_store(&S.sampler_tid, 0);
     atomic_store(&S.writer_tid, 0);
+    atomic_store(&S.sampler_ready, 0);
     if (cfg->memory)
         S.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 
@@ -983,6 +998,8 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         native_abandon();
         return fail(err, errlen, "cannot start the sampler thread");
     }
+    while (!atomic_load(&S.sampler_ready)) /* the program's CPU time counts from here */
+        sleep_ns(10000);
     if (!atfork_registered) {
         pthread_atfork(NULL, NULL, on_fork_child);
         atfork_registered = 1;

@@ -254,7 +254,7 @@ def test_profile_read_back_by_read_profile(tmp_path):
     assert len(stats.profiles) == len(mine.stacks)
     assert stats.profile_lines and stats.profile_memory
     named = {a for a, n in stats.adr_dict.items() if str(n).startswith("py:burn_cpu:")}
-    assert named
+    assert named, (len(mine.stacks), vmprof.profiler.last_run_stats)
 
 
 def test_a_closed_pipe_at_enable_is_refused():
