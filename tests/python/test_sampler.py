@@ -109,8 +109,12 @@ def test_wall_clock_shows_a_sleeping_thread_cpu_time_does_not():
     cpu, _, cstats = profile(sleeping_and_spinning, period=0.002)
     assert wall.mode & 0x10 and not cpu.mode & 0x10
     assert wall.meta["clock"] == "wall" and cpu.meta["clock"] == "cpu"
-    # the sleeper slept ~0.4 s: ~200 samples at 2 ms on the wall clock
-    assert wall.inclusive("sleeper") > 60, wstats
+    # On the wall clock every live thread is owed a sample each period: the
+    # sleeper (alive ~0.4 s) gets samples in proportion to the main thread's
+    # (alive 0.4 s or longer when hot_a's CPU time stretches on a busy
+    # machine; a late sampler thread costs both alike).  ~200 each unloaded.
+    slept, main = wall.inclusive("sleeper"), wall.inclusive("sleeping_and_spinning")
+    assert slept > 20 and slept > 0.25 * main, (slept, main, wstats)
     assert cpu.inclusive("sleeper") <= 3, cstats
     assert cpu.inclusive("hot_a") > 30, cstats
 

@@ -197,9 +197,12 @@ def test_threads_that_come_and_go_while_sampled():
                 t.join()
 
     p, _, stats = profile(run, period=0.0005, real_time=True)
-    assert p.trailer and stats["dropped"] == 0
-    # threads living a few milliseconds are found and sampled
-    assert p.inclusive("short") > 30
+    # A full ring drops samples by design (the writer thread starved for
+    # ~0.1 s on a busy machine at this rate); a sample lost to a thread that
+    # ended would be lost every time, and most would be.
+    assert p.trailer and stats["dropped"] < stats["samples"] // 4, stats
+    # threads living a few milliseconds are found and sampled (~500 unloaded)
+    assert p.inclusive("short") > 30, stats
 
 
 def test_os_exit_keeps_what_was_written(tmp_path):
