@@ -67,37 +67,34 @@ void vmp_codes_note(uintptr_t code)
     atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
 }
 
-/* Removes code from the set; returns 1 when it was there. */
-static int forget(uintptr_t code)
+/* The slot holding code, or NULL when the set does not have it. */
+static _Atomic uintptr_t *slot_holding(uintptr_t code)
 {
     _Atomic uintptr_t *s = set;
     if (!s)
-        return 0;
+        return NULL;
     size_t i = slot_of(code);
     for (int probe = 0; probe < MAX_PROBES; probe++, i = (i + 1) & SET_MASK) {
         uintptr_t v = atomic_load_explicit(&s[i], memory_order_acquire);
         if (v == 0)
-            return 0;
+            return NULL;
         if (v == code)
-            return atomic_compare_exchange_strong(&s[i], &v, TOMBSTONE);
+            return &s[i];
     }
-    return 0;
+    return NULL;
+}
+
+/* Removes code from the set; returns 1 when it was there. */
+static int forget(uintptr_t code)
+{
+    _Atomic uintptr_t *slot = slot_holding(code);
+    uintptr_t expected = code;
+    return slot && atomic_compare_exchange_strong(slot, &expected, TOMBSTONE);
 }
 
 static int is_tracked(uintptr_t code)
 {
-    _Atomic uintptr_t *s = set;
-    if (!s)
-        return 0;
-    size_t i = slot_of(code);
-    for (int probe = 0; probe < MAX_PROBES; probe++, i = (i + 1) & SET_MASK) {
-        uintptr_t v = atomic_load_explicit(&s[i], memory_order_acquire);
-        if (v == 0)
-            return 0;
-        if (v == code)
-            return 1;
-    }
-    return 0;
+    return slot_holding(code) != NULL;
 }
 
 /* The UTF-8 text of a str without raising: ASCII strings are read in place;
