@@ -238,6 +238,13 @@ def khz(hz):
     return "%g kHz" % (hz / 1000)
 
 
+def wall_rate(samples, rec):
+    """Samples per thread-second: each thread of the workload can be sampled
+    only while it lives, and the workers of `threads` end at different
+    times, so the denominator is the sum of the threads' own lifetimes."""
+    return samples / sum(rec["lifetimes"].values())
+
+
 def run_once(args, cfg, workload, tmp):
     label, kind, py, extra, hz, clock = cfg
     result = os.path.join(tmp, "result.json")
@@ -275,14 +282,18 @@ def run_once(args, cfg, workload, tmp):
         if clock == "cpu":
             rate = c["samples"] / rec["thread_cpu"]
         else:
-            rate = c["samples"] / max(c["threads"], 1) / rec["wall"]
+            rate = wall_rate(c["samples"], rec)
+            # the thread that got the fewest, over its own lifetime
+            per_thread = [n / rec["lifetimes"][t] for t, n in c["per_thread"].items()
+                          if t in rec["lifetimes"]]
+            rec["min_thread_rate"] = min(per_thread, default=None)
     elif kind == "empty":
         # CPU clock: per CPU-second of the workload's threads; wall clock:
         # per thread and second, as for ours
         if clock == "cpu":
             rate = rec["signals"] / rec["thread_cpu"]
         else:
-            rate = rec["signals"] / max(rec.get("threads") or 1, 1) / rec["wall"]
+            rate = wall_rate(rec["signals"], rec)
     elif kind == "pyinstrument":
         rate = rec["samples"] / rec["wall"]
     elif kind in ("py-spy", "py-spy-nb"):
@@ -291,16 +302,13 @@ def run_once(args, cfg, workload, tmp):
             rec["samples"] = int(m.group(1))
             rate = rec["samples"] / proc_wall
     elif kind == "austin":
-        n, threads, duration = 0, set(), None
+        n = 0
         with open(raw, errors="replace") as f:
             for line in f:
-                if line.startswith("# duration:"):
-                    duration = int(line.split(":")[1]) / 1e6
-                elif line.strip() and not line.startswith("#"):
+                if line.strip() and not line.startswith("#"):
                     n += 1
-                    threads.add(line.split(";", 2)[1])
         rec["samples"] = n
-        rate = n / max(len(threads), 1) / (duration or proc_wall)
+        rate = wall_rate(n, rec)
     rec["rate"] = rate
     return rec
 
@@ -371,7 +379,11 @@ def bench_sampler(args, res):
             rate = median([x["rate"] for x in recs])
             all_sd.append(sd)
             all_cd.append(cd)
-            cells.append("%s / %s" % (pct(sd), fmt(rate, "%.0f Hz")))
+            cell = "%s / %s" % (pct(sd), fmt(rate, "%.0f Hz"))
+            slowest = median([x["min_thread_rate"] for x in recs if x.get("min_thread_rate")])
+            if w == "threads" and slowest is not None:
+                cell += " (slowest thread %.0f Hz)" % slowest
+            cells.append(cell)
             cpu_cells.append(pct(cd))
         recs = [x for w in WORKLOADS for x in data[label][w]]
         failed = sum(1 for x in recs if x is None)

@@ -1,6 +1,6 @@
-"""Prints what a profile holds, as JSON: samples, distinct threads, the
-period the file states (when the reader exposes it), and the samples the
-sampler says it dropped (its META "samples_dropped").
+"""Prints what a profile holds, as JSON: samples, distinct threads, samples
+per thread id, the period the file states (when the reader exposes it), and
+the samples the sampler says it dropped (its META "samples_dropped").
 
     python bench/count_samples.py FILE
 
@@ -16,8 +16,11 @@ import vmprof
 def main():
     stats = vmprof.read_profile(sys.argv[1])
     profiles = stats.profiles
-    threads = {p[2] for p in profiles}
-    out = {"samples": len(profiles), "threads": len(threads)}
+    per_thread = {}
+    for p in profiles:
+        per_thread[p[2]] = per_thread.get(p[2], 0) + 1
+    out = {"samples": len(profiles), "threads": len(per_thread),
+           "per_thread": {str(k): v for k, v in per_thread.items()}}
     summary = getattr(stats, "period_usec", None) or getattr(stats, "period", None)
     if summary:
         out["period"] = summary

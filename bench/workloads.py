@@ -84,6 +84,13 @@ def objects(scale):
     return out
 
 
+# Seconds each worker thread of the last `threads` run lived, by
+# threading.get_ident() (the thread id a vmprof profile carries).  The workers
+# do not end together, so a wall-clock rate per thread must divide each
+# thread's samples by its own lifetime, not by the workload's wall time.
+WORKER_LIFETIMES = {}
+
+
 def threads(scale):
     # Four workers share the GIL; each has its own hot function so that a
     # profiler must attribute them to the right threads.
@@ -91,8 +98,10 @@ def threads(scale):
     cpu = []
 
     def run(job):
+        born = time.perf_counter()
         results.append(job())
         cpu.append(time.thread_time())
+        WORKER_LIFETIMES[threading.get_ident()] = time.perf_counter() - born
 
     jobs = [lambda: recursion(scale / 4), lambda: loops(scale / 4),
             lambda: objects(scale / 4), lambda: recursion(scale / 4)]
@@ -203,7 +212,10 @@ def main():
     # CPU used by the workload's own threads (not by a tool's helper thread):
     # the denominator of a CPU-clock sampler's rate.
     thread_cpu = ret if args.workload == "threads" else t1 - t0
+    lifetimes = dict(WORKER_LIFETIMES)
+    lifetimes[threading.get_ident()] = w1 - w0
     rec = {"wall": w1 - w0, "cpu": c1 - c0, "thread_cpu": thread_cpu,
+           "lifetimes": {str(k): v for k, v in lifetimes.items()},
            "python": sys.version.split()[0]}
     rec.update(tool.report)
     with open(args.result, "a") as f:
