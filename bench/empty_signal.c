@@ -4,14 +4,14 @@
  * runs the same workloads with it and with our sampler; the difference per
  * sample is the sampler's own work.
  *
- * Delivery mirrors the sampler thread of src/sampler/vmp_sampler.c (as of
- * 1f10109/bc68380) so that only the handler's work differs: absolute
- * CLOCK_MONOTONIC deadlines with 1 ns timer slack; /proc/self/task listed
- * every millisecond with getdents on a kept descriptor; per thread a count of
- * samples owed (CPU clock: one per period of CPU time the thread used; wall
- * clock: one per period), capped at 16; never a second signal to a thread
- * before it handled the first, the rest sent in catch-up rounds half a period
- * (at least 30 us) apart.
+ * Delivery mirrors the sampler thread of src/sampler/vmp_sampler.c, with the
+ * timing rules of src/sampler/vmp_delivery.h, so that only the handler's work
+ * differs: absolute CLOCK_MONOTONIC deadlines with 1 ns timer slack;
+ * /proc/self/task listed every millisecond with getdents on a kept
+ * descriptor; per thread a count of samples owed (CPU clock: one per period
+ * of CPU time the thread used; wall clock: one per period), capped by
+ * vmp_max_owed(); never a second signal to a thread before it handled the
+ * first, the rest sent in catch-up rounds vmp_catchup_gap() apart.
  *   delivery 0: CPU clock, delivery 2: wall clock;
  *   delivery 1: the original vmprof's way instead, setitimer(ITIMER_PROF),
  *   which the kernel tick bounds to ~250 Hz here.
@@ -41,10 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmp_delivery.h" /* the sampler's own timing rules */
+
 #define MAX_THREADS 1024
-#define SCAN_NS 1000000LL
-#define MAX_OWED 16
-#define TID_SLOTS 4096
 
 typedef struct {
     pid_t tid;
@@ -56,8 +55,8 @@ typedef struct {
 
 static atomic_long handled, sent;
 static atomic_int most_threads; /* the most threads known at once */
-static _Atomic uint32_t handled_by[TID_SLOTS];
-static uint32_t sent_to[TID_SLOTS];
+static _Atomic uint32_t handled_by[VMP_TID_SLOTS];
+static uint32_t sent_to[VMP_TID_SLOTS];
 static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
 static atomic_int running;
 static pthread_t helper;
@@ -76,7 +75,7 @@ static void handler(int sig, siginfo_t *info, void *uc)
         pid_t tid = tid_cache;
         if (!tid)
             tid = tid_cache = (pid_t)syscall(SYS_gettid);
-        atomic_fetch_add_explicit(&handled_by[tid & (TID_SLOTS - 1)], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&handled_by[tid & (VMP_TID_SLOTS - 1)], 1, memory_order_relaxed);
     }
     atomic_fetch_add_explicit(&handled, 1, memory_order_relaxed);
     errno = saved;
@@ -140,7 +139,7 @@ static size_t scan_threads(int dir_fd, thread_slot *table, size_t n)
         if (table[i].seen) {
             table[kept++] = table[i];
         } else {
-            size_t k = (size_t)table[i].tid & (TID_SLOTS - 1);
+            size_t k = (size_t)table[i].tid & (VMP_TID_SLOTS - 1);
             sent_to[k] = atomic_load_explicit(&handled_by[k], memory_order_relaxed);
         }
     }
@@ -156,8 +155,8 @@ static void *helper_main(void *arg)
     if (!table)
         return NULL;
     size_t n = 0;
-    const int64_t catchup_gap = period / 2 > 30000 ? period / 2 : 30000;
-    int64_t next = mono_ns() + period, last_scan = -SCAN_NS, last_round = 0;
+    const int64_t catchup_gap = vmp_catchup_gap(period), max_owed = vmp_max_owed(period);
+    int64_t next = mono_ns() + period, last_scan = -VMP_SCAN_NS, last_round = 0;
     int task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int catchup = 0;
     while (atomic_load(&running)) {
@@ -173,7 +172,7 @@ static void *helper_main(void *arg)
         if (now >= next) {
             ticks = 1 + (now - next) / period;
             next += ticks * period;
-            if (now - last_scan >= SCAN_NS) {
+            if (now - last_scan >= VMP_SCAN_NS) {
                 n = scan_threads(task_fd, table, n);
                 last_scan = now;
                 if ((int)n > atomic_load(&most_threads))
@@ -198,11 +197,11 @@ static void *helper_main(void *arg)
                     t->credit -= period;
                 }
             }
-            if (t->owed > MAX_OWED)
-                t->owed = MAX_OWED;
+            if (t->owed > max_owed)
+                t->owed = max_owed;
             if (t->owed <= 0)
                 continue;
-            size_t k = (size_t)t->tid & (TID_SLOTS - 1);
+            size_t k = (size_t)t->tid & (VMP_TID_SLOTS - 1);
             if (sent_to[k] != atomic_load_explicit(&handled_by[k], memory_order_relaxed)) {
                 catchup = 1;
                 continue;
@@ -234,7 +233,7 @@ int es_start(long period_ns, int how)
     atomic_store(&handled, 0);
     atomic_store(&sent, 0);
     atomic_store(&most_threads, 0);
-    for (size_t k = 0; k < TID_SLOTS; k++)
+    for (size_t k = 0; k < VMP_TID_SLOTS; k++)
         sent_to[k] = atomic_load(&handled_by[k]);
     my_pid = getpid();
     period = period_ns;

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "vmp_codes.h"
+#include "vmp_delivery.h"
 #include "vmp_encode.h"
 #include "vmp_format.h"
 #include "vmp_native_mode.h"
@@ -45,7 +46,6 @@
 #define VMP_RING_SLOTS 1024
 #define VMP_SLOT_WORDS (2 * VMP_MAX_DEPTH_WRITTEN)
 #define VMP_MAX_THREADS 1024
-#define VMP_SCAN_NS 1000000LL        /* list the threads every 1 ms */
 #define VMP_CHECK_NS 50000000LL      /* check that our handler is still installed */
 #define VMP_WRITER_SLEEP_NS 2000000L /* the writer drains every 2 ms */
 #define VMP_WRITE_BUF (1 << 20)
@@ -287,7 +287,6 @@ static void take_sample(void *ucontext)
  * sampler sends a thread its next signal only once the last one was handled,
  * since a second pending signal of one kind would merge with the first and a
  * sample would be lost. */
-#define VMP_TID_SLOTS 4096
 static _Atomic uint32_t handled[VMP_TID_SLOTS];
 static uint32_t sent_to[VMP_TID_SLOTS]; /* the sampler thread's own */
 static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
@@ -466,11 +465,9 @@ static void *sampler_main(void *arg)
         return NULL;
     }
     size_t n = 0;
-    const int64_t period = S.period_ns, max_owed = 16;
-    /* After a late wake-up, samples still owed are sent in extra rounds
-     * spaced so that the previous signal was likely handled (two pending
-     * signals of one kind merge into one). */
-    const int64_t catchup_gap = period / 2 > 30000 ? period / 2 : 30000;
+    const int64_t period = S.period_ns, max_owed = vmp_max_owed(period);
+    /* After a late wake-up, samples still owed are sent in extra rounds. */
+    const int64_t catchup_gap = vmp_catchup_gap(period);
     int64_t next = mono_ns() + period, last_scan = -VMP_SCAN_NS, last_round = 0, last_check = 0;
     int task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int catchup = 0;
@@ -534,7 +531,7 @@ static void *sampler_main(void *arg)
                 }
             }
             if (t->owed > max_owed)
-                t->owed = max_owed; /* far behind: drop rather than burst */
+                t->owed = max_owed; /* far behind: drop rather than burst (vmp_delivery.h) */
             if (t->owed <= 0)
                 continue;
             size_t k = (size_t)t->tid & (VMP_TID_SLOTS - 1);
