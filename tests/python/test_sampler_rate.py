@@ -67,17 +67,23 @@ def test_wall_clock_keeps_the_rate_for_threads_sharing_the_gil(period):
     # wait; each must still be sampled at the rate asked over its own life
     # (the bench saw the sampler thread itself kept waiting 1-3 ms by such a
     # program: what it owes then is sent late, not lost).
+    # A thread has a Python stack to sample from its first line on (before,
+    # it waits for the GIL to start).  None ends before all have started, so
+    # no two share a thread id.
     lifetimes = {}
+    all_started = threading.Event()
 
     def worker():
         t0 = time.monotonic()
         burn_cpu(0.05)
+        all_started.wait()
         lifetimes[threading.get_ident()] = time.monotonic() - t0
 
     def run():
         ts = [threading.Thread(target=worker) for _ in range(4)]
         for t in ts:
             t.start()
+        all_started.set()
         for t in ts:
             t.join()
 
