@@ -14,22 +14,17 @@
 #include <string.h>
 
 #include "vmp_format.h"
+#include "vmp_hash.h"
 #include "vmp_native_unwind.h"
 #include "vmp_symbols.h"
 
 /* The interpreter's evaluation loop: a C frame running Python frames. */
 #define EVAL_FUNCTION "_PyEval_EvalFrameDefault"
 
-struct pc_entry {
-    uint64_t pc; /* 0: empty */
-    uint64_t start;
-};
-
 /* Touched by enable/disable and the writer thread only (never by handlers). */
 static struct {
     vmp_symbols *syms;
-    struct pc_entry *map;
-    size_t cap, used;
+    vmp_u64map start_offset; /* pc -> pc minus its function's start */
 } N;
 
 static int fail(char *err, size_t errlen, const char *msg)
@@ -62,9 +57,7 @@ int vmp_native_mode_start(char *err, size_t errlen)
                     "native profiling needs the interpreter's symbol " EVAL_FUNCTION
                     ", which this Python does not expose: profile with native=False (-n/--no-native)");
     }
-    free(N.map);
-    N.map = NULL;
-    N.cap = N.used = 0;
+    vmp_u64map_free(&N.start_offset);
     return 0;
 }
 
@@ -73,9 +66,7 @@ void vmp_native_mode_stop(void)
     vmp_native_teardown();
     vmp_symbols_close(N.syms);
     N.syms = NULL;
-    free(N.map);
-    N.map = NULL;
-    N.cap = N.used = 0;
+    vmp_u64map_free(&N.start_offset);
 }
 
 size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
@@ -104,57 +95,29 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
 
 /* ---- the writer's side ------------------------------------------------------ */
 
-static size_t pc_slot(uint64_t pc, size_t cap)
-{
-    return (size_t)((pc >> 2) * 0x9E3779B97F4A7C15ull) & (cap - 1);
-}
-
-static struct pc_entry *pc_lookup(uint64_t pc)
-{
-    if (N.used * 2 >= N.cap) {
-        size_t cap = N.cap ? N.cap * 2 : 1024;
-        struct pc_entry *map = calloc(cap, sizeof *map);
-        if (!map)
-            return NULL;
-        for (size_t i = 0; i < N.cap; i++) {
-            if (!N.map[i].pc)
-                continue;
-            size_t j = pc_slot(N.map[i].pc, cap);
-            while (map[j].pc)
-                j = (j + 1) & (cap - 1);
-            map[j] = N.map[i];
-        }
-        free(N.map);
-        N.map = map;
-        N.cap = cap;
-    }
-    size_t j = pc_slot(pc, N.cap);
-    while (N.map[j].pc && N.map[j].pc != pc)
-        j = (j + 1) & (N.cap - 1);
-    return &N.map[j];
-}
-
 uint64_t vmp_native_mode_entry_id(uint64_t entry)
 {
     uint64_t pc = entry & ~(uint64_t)VMP_NATIVE_BIT;
     if (!pc)
         return entry;
-    struct pc_entry *e = pc_lookup(pc);
-    if (!e)
+    uint32_t offset;
+    if (vmp_u64map_find(&N.start_offset, pc, &offset))
+        return (pc - offset) | VMP_NATIVE_BIT;
+    uint64_t start = N.syms ? vmp_symbols_function_start(N.syms, (uintptr_t)pc) : pc;
+    /* A function is far smaller than 4 GiB; a "start" farther away than the
+     * map can hold is no function's start: keep the pc itself. */
+    if (start > pc || pc - start >= VMP_U64MAP_EMPTY)
+        start = pc;
+    if (vmp_u64map_put(&N.start_offset, pc, (uint32_t)(pc - start)) < 0)
         return entry; /* out of memory: the raw pc still says where it was */
-    if (!e->pc) {
-        e->pc = pc;
-        e->start = N.syms ? vmp_symbols_function_start(N.syms, (uintptr_t)pc) : pc;
-        N.used++;
-        /* Teach the handlers' fast walk how to step from this pc.  The file
-         * keeps pc | 1, so the low bit of the real pc is lost: the rule is
-         * learned only where it is the same at both candidates. */
-        vmp_unwind_rule a, b;
-        if (N.syms && vmp_symbols_unwind_rule(N.syms, (uintptr_t)pc, &a) == 0 &&
-            vmp_symbols_unwind_rule(N.syms, (uintptr_t)pc + 1, &b) == 0 && memcmp(&a, &b, sizeof a) == 0)
-            vmp_native_learn((uintptr_t)pc, &a);
-    }
-    return e->start | VMP_NATIVE_BIT;
+    /* Teach the handlers' fast walk how to step from this pc.  The file
+     * keeps pc | 1, so the low bit of the real pc is lost: the rule is
+     * learned only where it is the same at both candidates. */
+    vmp_unwind_rule a, b;
+    if (N.syms && vmp_symbols_unwind_rule(N.syms, (uintptr_t)pc, &a) == 0 &&
+        vmp_symbols_unwind_rule(N.syms, (uintptr_t)pc + 1, &b) == 0 && memcmp(&a, &b, sizeof a) == 0)
+        vmp_native_learn((uintptr_t)pc, &a);
+    return start | VMP_NATIVE_BIT;
 }
 
 void vmp_native_mode_tick(void)
@@ -173,15 +136,16 @@ static int cmp_u64(const void *a, const void *b)
 static uint64_t *distinct_starts(size_t *n)
 {
     *n = 0;
-    if (!N.used)
+    const vmp_u64map *m = &N.start_offset;
+    if (!m->len)
         return NULL;
-    uint64_t *starts = malloc(N.used * sizeof *starts);
+    uint64_t *starts = malloc(m->len * sizeof *starts);
     if (!starts)
         return NULL;
     size_t k = 0;
-    for (size_t i = 0; i < N.cap; i++)
-        if (N.map[i].pc)
-            starts[k++] = N.map[i].start;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->vals[i] != VMP_U64MAP_EMPTY)
+            starts[k++] = m->keys[i] - m->vals[i];
     qsort(starts, k, sizeof *starts, cmp_u64);
     size_t u = 0;
     for (size_t i = 0; i < k; i++)

@@ -41,6 +41,7 @@
 #include "vmp_delivery.h"
 #include "vmp_encode.h"
 #include "vmp_format.h"
+#include "vmp_hash.h"
 #include "vmp_native_mode.h"
 
 #define VMP_RING_SLOTS 1024
@@ -558,70 +559,44 @@ static void *sampler_main(void *arg)
 
 /* Profile ids: the first code object at an address keeps the address as its
  * id; after it died, the next one there gets the address with a generation
- * number in the top 16 bits (user-space addresses never use them). */
-typedef struct id_entry {
-    uint64_t addr;     /* 0: empty */
-    uint32_t gen;
-    uint32_t retired;  /* the object at addr died; the next sample starts a new generation */
-} id_entry;
+ * number in the top 16 bits (user-space addresses never use them).  The map
+ * holds, per address seen, (generation << 1) | retired, where retired says
+ * the object there died and the next sample starts a new generation. */
+#define ID_RETIRED 1u
+#define ID_GEN_MAX 0xffffu
 
 static struct {
-    id_entry *map;
-    size_t cap, used;
+    vmp_u64map ids_by_addr;
     vmp_wbuf buf;
     unsigned char *mem;
     uint64_t ids[VMP_SLOT_WORDS];
 } W;
 
-static size_t id_slot(uint64_t addr, size_t cap)
+static uint64_t id_with_gen(uint64_t addr, uint32_t state)
 {
-    return (size_t)((addr >> 4) * 0x9E3779B97F4A7C15ull) & (cap - 1);
-}
-
-static id_entry *id_lookup(uint64_t addr)
-{
-    if (W.used * 2 >= W.cap) {
-        size_t cap = W.cap ? W.cap * 2 : 4096;
-        id_entry *map = calloc(cap, sizeof *map);
-        if (!map)
-            return NULL;
-        for (size_t i = 0; i < W.cap; i++) {
-            if (!W.map[i].addr)
-                continue;
-            size_t j = id_slot(W.map[i].addr, cap);
-            while (map[j].addr)
-                j = (j + 1) & (cap - 1);
-            map[j] = W.map[i];
-        }
-        free(W.map);
-        W.map = map;
-        W.cap = cap;
-    }
-    size_t j = id_slot(addr, W.cap);
-    while (W.map[j].addr && W.map[j].addr != addr)
-        j = (j + 1) & (W.cap - 1);
-    if (!W.map[j].addr) {
-        W.map[j].addr = addr;
-        W.used++;
-    }
-    return &W.map[j];
-}
-
-static uint64_t id_of(id_entry *e)
-{
-    return e->addr | ((uint64_t)(e->gen & 0xffff) << 48);
+    return addr | ((uint64_t)(state >> 1) << 48);
 }
 
 static uint64_t id_for_sample(uint64_t addr)
 {
-    id_entry *e = id_lookup(addr);
-    if (!e)
+    uint32_t state = 0;
+    if (vmp_u64map_find(&W.ids_by_addr, addr, &state) && !(state & ID_RETIRED))
+        return id_with_gen(addr, state);
+    if (state & ID_RETIRED) /* a new object where a named one died */
+        state = ((state >> 1) < ID_GEN_MAX ? (state >> 1) + 1 : ID_GEN_MAX) << 1;
+    if (vmp_u64map_put(&W.ids_by_addr, addr, state) < 0)
+        return addr; /* out of memory: the address still names something */
+    return id_with_gen(addr, state);
+}
+
+/* The id to name; marks it retired when the object died. */
+static uint64_t id_for_name(uint64_t addr, int died)
+{
+    uint32_t state = 0;
+    vmp_u64map_find(&W.ids_by_addr, addr, &state);
+    if (died && vmp_u64map_put(&W.ids_by_addr, addr, state | ID_RETIRED) < 0)
         return addr;
-    if (e->retired) {
-        e->retired = 0;
-        e->gen++;
-    }
-    return id_of(e);
+    return id_with_gen(addr, state);
 }
 
 static int write_all(int fd, const unsigned char *p, size_t len)
@@ -653,13 +628,10 @@ static void flush(void)
 static void process(vmp_slot *s)
 {
     if (s->kind == SLOT_NAME) {
-        id_entry *e = id_lookup(s->code);
-        uint64_t id = e ? id_of(e) : s->code;
+        uint64_t id = id_for_name(s->code, s->died);
         if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, s->n))
             flush();
         vmp_enc_name(&W.buf, VMP_TAG_VIRTUAL_IP, id, (const char *)s->data, s->n);
-        if (e && s->died)
-            e->retired = 1;
         return;
     }
     if (s->n == 0)
@@ -942,9 +914,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         return fail(err, errlen, "no memory for the write buffer");
     }
     vmp_wbuf_init(&W.buf, W.mem, VMP_WRITE_BUF);
-    free(W.map);
-    W.map = NULL;
-    W.cap = W.used = 0;
+    vmp_u64map_free(&W.ids_by_addr);
 
     if (vmp_codes_start(push_name) < 0) {
         PyErr_Clear();
@@ -1044,9 +1014,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         close(S.statm_fd);
     S.statm_fd = -1;
     madvise(S.slots, sizeof(vmp_slot) * VMP_RING_SLOTS, MADV_DONTNEED);
-    free(W.map);
-    W.map = NULL;
-    W.cap = W.used = 0;
+    vmp_u64map_free(&W.ids_by_addr);
     S.enabled = 0;
     S.fd = -1;
 
