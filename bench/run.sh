@@ -43,7 +43,8 @@ make_venv bench-peers $PEERS
 
 CFLAGS="-std=gnu11 -Wall -Wextra -Werror -O2 -Isrc/libvmprof"
 gcc $CFLAGS -o "$OUT/gen_profile" bench/gen_profile.c src/libvmprof/vmp_encode.c -lm
-gcc $CFLAGS -Isrc/sampler -shared -fPIC -o "$OUT/libempty_signal.so" bench/empty_signal.c -lpthread
+gcc $CFLAGS -Isrc/sampler -shared -fPIC -o "$OUT/libempty_signal.so" bench/empty_signal.c \
+    src/sampler/vmp_delivery.c -lpthread
 
 # The C reader bench links the whole library (reader, call tree, exporters).
 gcc $CFLAGS -o "$OUT/read_bench" bench/read_bench.c src/libvmprof/*.c -lz

@@ -161,7 +161,6 @@ class EmptySignal(Tool):
 
     def stop(self):
         self.report["signals"] = self.lib.es_stop()
-        self.report["threads"] = self.lib.es_threads()
 
 
 class Pyinstrument(Tool):

@@ -1,42 +1,98 @@
 /*
- * vmp_delivery.h - how often the sampler thread signals each thread: the
- * timing rules shared by the sampler (vmp_sampler.c) and the bench's empty
- * signal baseline (bench/empty_signal.c), which must deliver its signals the
- * same way for the comparison to mean anything.
+ * vmp_delivery.h - when the sampler thread signals which thread.
+ *
+ * One thread (the sampler's, or the bench's empty-signal baseline's, which
+ * must deliver exactly alike for the comparison to mean anything) sleeps to
+ * absolute CLOCK_MONOTONIC deadlines one period apart and sends each thread
+ * of the process the samples it is owed with tgkill:
+ *   - CPU clock: one per period of CPU time the thread used since the last
+ *     round (a thread born during the run: all its CPU time);
+ *   - wall clock: one per period, whatever the thread is doing.
+ * Threads are found by listing /proc/self/task every VMP_SCAN_NS (one
+ * getdents on a kept descriptor), so none has to register.
+ *
+ * A thread is never sent a second signal before it handled the first (two
+ * pending signals of one kind merge into one): the handler calls
+ * vmp_delivery_handled(), and what is still owed is sent in catch-up rounds.
+ *
+ * Contract:
+ *   - vmp_delivery_handled() and vmp_delivery_forget_tid() are
+ *     async-signal-safe; the rest runs in the sending thread only, one
+ *     sending thread per process at a time, except the figures (atomics).
+ *   - vmp_delivery_start, _wait, _send, _stop are called in that order by
+ *     the sending thread; start allocates, stop frees.
  */
 #ifndef VMP_DELIVERY_H
 #define VMP_DELIVERY_H
 
+#include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-/* List the process's threads (/proc/self/task) every 1 ms, so that a thread
- * started during the run is sampled within a millisecond. */
+/* List the process's threads every 1 ms, so that a thread started during the
+ * run is sampled within a millisecond. */
 #define VMP_SCAN_NS 1000000LL
-
-/* Per-thread signal bookkeeping is folded into this many slots by tid. */
-#define VMP_TID_SLOTS 4096
 
 /* Samples owed to a thread are kept for up to 20 ms of periods (at least 16)
  * and sent in catch-up rounds; beyond that they are dropped rather than
- * burst.  The sampler thread is an ordinary thread: on 2 busy cores the
+ * burst.  The sending thread is an ordinary thread: on 2 busy cores the
  * scheduler leaves it waiting 1-3 ms about every 10 ms (measured on the
  * 4-thread bench workload, wall clock at 10 kHz).  A cap of 16 periods lost
  * 13% of that workload's samples there. */
 #define VMP_MAX_BACKLOG_NS 20000000LL
 #define VMP_MIN_BACKLOG_PERIODS 16
 
-static inline int64_t vmp_max_owed(int64_t period_ns)
-{
-    int64_t n = VMP_MAX_BACKLOG_NS / period_ns;
-    return n > VMP_MIN_BACKLOG_PERIODS ? n : VMP_MIN_BACKLOG_PERIODS;
-}
+/* The most threads signalled; more are left out. */
+#define VMP_DELIVERY_MAX_THREADS 1024
 
-/* Catch-up rounds are spaced so that the previous signal was likely handled:
- * two pending signals of one kind merge into one, so a thread is never sent a
- * second before it handled the first. */
-static inline int64_t vmp_catchup_gap(int64_t period_ns)
-{
-    return period_ns / 2 > 30000 ? period_ns / 2 : 30000;
-}
+typedef struct vmp_delivery_thread {
+    pid_t tid;
+    int seen;
+    int64_t last_cpu; /* ns; -1 before the first reading */
+    int64_t credit;   /* CPU time not yet paid for by a sample, ns */
+    int64_t owed;     /* samples due but not yet signalled */
+} vmp_delivery_thread;
+
+typedef struct vmp_delivery {
+    /* set by the caller before vmp_delivery_start */
+    int64_t period_ns;
+    int cpu_clock;                /* 1: CPU clock, 0: wall clock */
+    int signo;
+    const _Atomic pid_t *skip[2]; /* threads never signalled (the caller's own); NULL: none */
+
+    /* figures, readable from any thread */
+    _Atomic uint64_t periods; /* deadlines woken for */
+    _Atomic uint64_t late;    /* wake-ups that missed one or more deadlines */
+    _Atomic uint64_t sent;    /* signals sent */
+
+    /* the sending thread's own */
+    pid_t pid;
+    int task_fd;
+    vmp_delivery_thread *threads;
+    size_t n_threads;
+    int64_t max_owed, catchup_gap, next, last_scan, last_round;
+    int catchup;
+} vmp_delivery;
+
+/* Takes the CPU-time baseline of the threads already there (so CPU burned
+ * from now on is sampled even if the sending thread is slow to get its first
+ * wake-up).  0, or -1 when out of memory (nothing to stop then). */
+int vmp_delivery_start(vmp_delivery *d);
+
+/* Sleeps to the next deadline, or to the next catch-up round when samples
+ * are still owed.  Returns the periods that passed (more than one: woken
+ * late), or 0 for a catch-up round; lists the threads again when due. */
+int64_t vmp_delivery_wait(vmp_delivery *d);
+
+/* Adds what `periods` owe each thread and signals the threads owed one. */
+void vmp_delivery_send(vmp_delivery *d, int64_t periods);
+
+void vmp_delivery_stop(vmp_delivery *d);
+
+/* In the signal handler, for a signal the sending thread sent. */
+void vmp_delivery_handled(void);
+
+/* In a fork child: the calling thread has a new tid. */
+void vmp_delivery_forget_tid(void);
 
 #endif

@@ -46,7 +46,6 @@
 
 #define VMP_RING_SLOTS 1024
 #define VMP_SLOT_WORDS (2 * VMP_MAX_DEPTH_WRITTEN)
-#define VMP_MAX_THREADS 1024
 #define VMP_CHECK_NS 50000000LL      /* check that our handler is still installed */
 #define VMP_WRITER_SLEEP_NS 2000000L /* the writer drains every 2 ms */
 #define VMP_WRITE_BUF (1 << 20)
@@ -65,14 +64,6 @@ typedef struct vmp_slot {
     uint64_t code;      /* SLOT_NAME: whose name */
     uint64_t data[VMP_SLOT_WORDS];
 } vmp_slot;
-
-typedef struct vmp_thread {
-    pid_t tid;
-    int seen;
-    int64_t last_cpu;  /* ns; -1 before the first reading */
-    int64_t credit;    /* CPU time not yet paid for by a sample, ns */
-    int64_t owed;      /* samples due but not yet signalled */
-} vmp_thread;
 
 static struct {
     /* configuration of the current run */
@@ -98,11 +89,12 @@ static struct {
     _Atomic int sampler_stop, writer_stop;
     _Atomic pid_t sampler_tid, writer_tid;
     _Atomic int sampler_ready;  /* its CPU-time baseline is taken */
+    vmp_delivery delivery;      /* the sampler thread's schedule (and its figures) */
     int statm_fd;
     _Atomic uint64_t rss_kib;
 
     /* figures */
-    _Atomic uint64_t samples, dropped, sent, received, periods, late, names_lost;
+    _Atomic uint64_t samples, dropped, received, names_lost;
     _Atomic int write_errno;
 } S = {.fd = -1, .statm_fd = -1};
 
@@ -284,13 +276,6 @@ static void take_sample(void *ucontext)
     ring_publish(s);
 }
 
-/* Signals handled per thread (by tid, folded into a small table): the
- * sampler sends a thread its next signal only once the last one was handled,
- * since a second pending signal of one kind would merge with the first and a
- * sample would be lost. */
-static _Atomic uint32_t handled[VMP_TID_SLOTS];
-static uint32_t sent_to[VMP_TID_SLOTS]; /* the sampler thread's own */
-static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
 
 static void on_signal(int signo, siginfo_t *info, void *ucontext)
 {
@@ -300,10 +285,7 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     if (info && info->si_code == SI_TKILL && info->si_pid == S.pid)
     {
         atomic_fetch_add_explicit(&S.received, 1, memory_order_relaxed);
-        pid_t tid = tid_cache;
-        if (!tid)
-            tid = tid_cache = my_tid();
-        atomic_fetch_add_explicit(&handled[tid & (VMP_TID_SLOTS - 1)], 1, memory_order_relaxed);
+        vmp_delivery_handled(); /* the sampler may send this thread its next one */
     }
     if (atomic_load(&S.active) && !atomic_load_explicit(&S.paused, memory_order_relaxed))
         take_sample(ucontext);
@@ -372,76 +354,6 @@ static int handler_is_ours(void)
            cur.sa_sigaction == on_signal;
 }
 
-static int64_t thread_cpu_ns(pid_t tid)
-{
-    /* Linux's clock id for another thread's CPU time (CPUCLOCK_SCHED of a
-     * per-thread clock), as pthread_getcpuclockid builds it. */
-    clockid_t clk = (clockid_t)((~(unsigned)tid << 3) | 6);
-    struct timespec t;
-    if (clock_gettime(clk, &t) < 0)
-        return -1;
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-/* Refreshes the table from /proc/self/task, keeping what is known about the
- * threads still there.  Our own two threads are left out. */
-static void note_thread(vmp_thread *table, size_t *n, pid_t tid)
-{
-    size_t i = 0;
-    while (i < *n && table[i].tid != tid)
-        i++;
-    if (i == *n) {
-        if (*n == VMP_MAX_THREADS)
-            return;
-        table[(*n)++] = (vmp_thread){.tid = tid, .last_cpu = -1};
-    }
-    table[i].seen = 1;
-}
-
-/* Refreshes the table from the listing of /proc/self/task (dir_fd, read again
- * from its start: no open or allocation per scan), keeping what is known
- * about the threads still there.  Our own two threads are left out. */
-static size_t scan_threads(int dir_fd, vmp_thread *table, size_t n)
-{
-    char buf[8192];
-    if (dir_fd < 0 || lseek(dir_fd, 0, SEEK_SET) < 0)
-        return n;
-    for (size_t i = 0; i < n; i++)
-        table[i].seen = 0;
-    pid_t skip1 = atomic_load(&S.sampler_tid), skip2 = atomic_load(&S.writer_tid);
-    for (;;) {
-        long got = syscall(SYS_getdents64, dir_fd, buf, sizeof buf);
-        if (got < 0) {
-            for (size_t i = 0; i < n; i++)
-                table[i].seen = 1; /* keep what we had */
-            return n;
-        }
-        if (got == 0)
-            break;
-        for (long off = 0; off < got;) {
-            struct dirent64 *e = (struct dirent64 *)(buf + off);
-            off += e->d_reclen;
-            if (e->d_name[0] < '0' || e->d_name[0] > '9')
-                continue;
-            pid_t tid = (pid_t)atoi(e->d_name);
-            if (tid != skip1 && tid != skip2)
-                note_thread(table, &n, tid);
-        }
-    }
-    size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (table[i].seen) {
-            table[kept++] = table[i];
-        } else {
-            /* ended: what it never handled must not hold back a thread
-             * that reuses its slot */
-            size_t k = (size_t)table[i].tid & (VMP_TID_SLOTS - 1);
-            sent_to[k] = atomic_load_explicit(&handled[k], memory_order_relaxed);
-        }
-    }
-    return kept;
-}
-
 static void read_rss(void)
 {
     char buf[128];
@@ -460,18 +372,6 @@ static void *sampler_main(void *arg)
     (void)arg;
     atomic_store(&S.sampler_tid, my_tid());
     prctl(PR_SET_TIMERSLACK, 1UL); /* wake at the deadline, not up to 50 us late */
-    vmp_thread *table = calloc(VMP_MAX_THREADS, sizeof *table);
-    if (!table) {
-        atomic_store(&S.sampler_ready, 1); /* enable must not wait for a sampler that gave up */
-        return NULL;
-    }
-    size_t n = 0;
-    const int64_t period = S.period_ns, max_owed = vmp_max_owed(period);
-    /* After a late wake-up, samples still owed are sent in extra rounds. */
-    const int64_t catchup_gap = vmp_catchup_gap(period);
-    int64_t next = mono_ns() + period, last_scan = -VMP_SCAN_NS, last_round = 0, last_check = 0;
-    int task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int catchup = 0;
     if (S.memory)
         read_rss();
     /* The CPU time of the threads already there counts from now, before
@@ -479,31 +379,15 @@ static void *sampler_main(void *arg)
      * at this thread's first wake-up instead lost all the time burned before
      * it, every sample of a short run when a loaded machine let this new
      * thread wait longer than the run (seen: 0 samples of 0.1 s of CPU). */
-    n = scan_threads(task_fd, table, n);
-    last_scan = mono_ns();
-    for (size_t i = 0; i < n; i++)
-        table[i].last_cpu = thread_cpu_ns(table[i].tid);
-    atomic_store(&S.sampler_ready, 1);
+    int started = vmp_delivery_start(&S.delivery);
+    atomic_store(&S.sampler_ready, 1); /* enable must not wait for a sampler that gave up */
+    if (started < 0)
+        return NULL;
+    int64_t last_check = 0;
     while (!atomic_load(&S.sampler_stop)) {
-        int64_t wake = next;
-        if (catchup && last_round + catchup_gap < wake)
-            wake = last_round + catchup_gap;
-        struct timespec dl = {wake / 1000000000LL, wake % 1000000000LL};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR) {
-        }
-        int64_t now = mono_ns(), ticks = 0;
-        if (now >= next) {
-            ticks = 1 + (now - next) / period; /* >1: woken late on a busy machine */
-            atomic_fetch_add_explicit(&S.periods, 1, memory_order_relaxed);
-            if (ticks > 1)
-                atomic_fetch_add_explicit(&S.late, 1, memory_order_relaxed);
-            next += ticks * period;
-            /* New threads are found within a millisecond (a listing costs a
-             * few microseconds: one getdents on a kept descriptor). */
-            if (now - last_scan >= VMP_SCAN_NS) {
-                n = scan_threads(task_fd, table, n);
-                last_scan = now;
-            }
+        int64_t periods = vmp_delivery_wait(&S.delivery);
+        if (periods) {
+            int64_t now = mono_ns();
             if (now - last_check >= VMP_CHECK_NS) {
                 last_check = now;
                 if (!handler_is_ours())
@@ -512,46 +396,9 @@ static void *sampler_main(void *arg)
             if (S.memory)
                 read_rss();
         }
-        last_round = now;
-        catchup = 0;
-        for (size_t i = 0; i < n; i++) {
-            vmp_thread *t = &table[i];
-            if (S.real_time) {
-                t->owed += ticks;
-            } else {
-                int64_t cpu = thread_cpu_ns(t->tid);
-                if (cpu < 0)
-                    continue; /* gone; the next scan drops it */
-                /* A thread first seen now was born during the run: all its
-                 * CPU time is the run's. */
-                t->credit += t->last_cpu >= 0 ? cpu - t->last_cpu : cpu;
-                t->last_cpu = cpu;
-                while (t->credit >= period) {
-                    t->owed++;
-                    t->credit -= period;
-                }
-            }
-            if (t->owed > max_owed)
-                t->owed = max_owed; /* far behind: drop rather than burst (vmp_delivery.h) */
-            if (t->owed <= 0)
-                continue;
-            size_t k = (size_t)t->tid & (VMP_TID_SLOTS - 1);
-            if (sent_to[k] != atomic_load_explicit(&handled[k], memory_order_relaxed)) {
-                catchup = 1; /* the last one is still pending: next round */
-                continue;
-            }
-            t->owed--;
-            if (t->owed)
-                catchup = 1;
-            if (syscall(SYS_tgkill, S.pid, t->tid, S.signo) == 0) {
-                sent_to[k]++;
-                atomic_fetch_add_explicit(&S.sent, 1, memory_order_relaxed);
-            }
-        }
+        vmp_delivery_send(&S.delivery, periods);
     }
-    free(table);
-    if (task_fd >= 0)
-        close(task_fd);
+    vmp_delivery_stop(&S.delivery);
     return NULL;
 }
 
@@ -797,7 +644,7 @@ static void on_fork_child(void)
 {
     /* The child has none of our threads and must never write into the
      * parent's profile: forget the run so that it may start its own. */
-    tid_cache = 0; /* this thread has a new tid here, profiling or not */
+    vmp_delivery_forget_tid(); /* this thread has a new tid here, profiling or not */
     if (!S.enabled)
         return;
     atomic_store(&S.active, 0);
@@ -891,16 +738,13 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     atomic_store(&S.tail, 0);
     atomic_store(&S.samples, 0);
     atomic_store(&S.dropped, 0);
-    atomic_store(&S.sent, 0);
     atomic_store(&S.received, 0);
-    atomic_store(&S.periods, 0);
-    atomic_store(&S.late, 0);
     atomic_store(&S.names_lost, 0);
     atomic_store(&S.write_errno, 0);
     atomic_store(&S.rss_kib, 0);
     atomic_store(&faults, 0);
-    for (size_t k = 0; k < VMP_TID_SLOTS; k++)
-        sent_to[k] = atomic_load(&handled[k]);
+    S.delivery = (vmp_delivery){.period_ns = S.period_ns, .cpu_clock = !S.real_time, .signo = signo,
+                                .skip = {&S.sampler_tid, &S.writer_tid}, .task_fd = -1};
     atomic_store(&S.sampler_stop, 0);
     atomic_store(&S.writer_stop, 0);
     atomic_store(&S.sampler_tid, 0);
@@ -987,7 +831,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
      * that a late one never meets the default action (which for SIGPROF ends
      * the process).  If some never arrive, ours stays installed, inert. */
     int64_t deadline = mono_ns() + 200000000LL;
-    int all_arrived = atomic_load(&S.received) >= atomic_load(&S.sent);
+    int all_arrived = atomic_load(&S.received) >= atomic_load(&S.delivery.sent);
     while (!all_arrived && mono_ns() < deadline) {
         /* (Signals sent to threads that ended since are never received.) */
         all_arrived = !signal_pending_somewhere(S.signo);
@@ -1021,9 +865,9 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     if (stats) {
         stats->samples = atomic_load(&S.samples);
         stats->dropped = atomic_load(&S.dropped);
-        stats->signals_sent = atomic_load(&S.sent);
-        stats->periods = atomic_load(&S.periods);
-        stats->periods_late = atomic_load(&S.late);
+        stats->signals_sent = atomic_load(&S.delivery.sent);
+        stats->periods = atomic_load(&S.delivery.periods);
+        stats->periods_late = atomic_load(&S.delivery.late);
         stats->untracked_codes = vmp_codes_untracked();
         stats->walk_faults = atomic_load(&faults);
         stats->signo = S.signo;
