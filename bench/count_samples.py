@@ -1,6 +1,7 @@
 """Prints what a profile holds, as JSON: samples, distinct threads, samples
-per thread id, the period the file states (when the reader exposes it), and
-the samples the sampler says it dropped (its META "samples_dropped").
+per thread id, the period the file states (when the reader exposes it), the
+samples the sampler says it dropped (its META "samples_dropped") and, on the
+wall clock, how many it repeated for idle threads ("samples_repeated").
 
     python bench/count_samples.py FILE
 
@@ -27,6 +28,8 @@ def main():
     meta = getattr(stats, "meta", None) or {}
     if "samples_dropped" in meta:  # ours: samples the sampler could not keep
         out["dropped"] = int(meta["samples_dropped"])
+    if "samples_repeated" in meta:  # ours, wall clock: idle threads not woken
+        out["repeated"] = int(meta["samples_repeated"])
     print(json.dumps(out))
 
 

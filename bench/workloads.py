@@ -113,8 +113,28 @@ def threads(scale):
     return sum(cpu)
 
 
+def idle(scale):
+    # The recursion workload beside sixteen threads that only wait, as in a
+    # server with a pool of idle workers: a wall-clock profiler owes each of
+    # them a sample every period.
+    stop = threading.Event()
+
+    def wait(born):
+        stop.wait()
+        WORKER_LIFETIMES[threading.get_ident()] = time.perf_counter() - born
+
+    waiters = [threading.Thread(target=wait, args=(time.perf_counter(),)) for _ in range(16)]
+    for w in waiters:
+        w.start()
+    out = recursion(scale)
+    stop.set()
+    for w in waiters:
+        w.join()
+    return out
+
+
 WORKLOADS = {"recursion": recursion, "loops": loops, "objects": objects,
-             "threads": threads}
+             "threads": threads, "idle": idle}
 
 
 # ---- tools ------------------------------------------------------------------

@@ -20,18 +20,40 @@
 static _Atomic uint32_t handled[TID_SLOTS];
 static uint32_t sent_to[TID_SLOTS]; /* the sending thread's own */
 static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
+/* Per slot, the thread whose sample was last kept and its CPU clock right
+ * after it (-1: its last signal kept no sample), for the idle test. */
+static _Atomic pid_t sampled_tid[TID_SLOTS];
+static _Atomic int64_t sampled_cpu[TID_SLOTS];
 
 static size_t tid_slot(pid_t tid)
 {
     return (size_t)tid & (TID_SLOTS - 1);
 }
 
-void vmp_delivery_handled(void)
+pid_t vmp_delivery_this_tid(void)
 {
     pid_t tid = tid_cache;
     if (!tid)
         tid = tid_cache = (pid_t)syscall(SYS_gettid);
-    atomic_fetch_add_explicit(&handled[tid_slot(tid)], 1, memory_order_relaxed);
+    return tid;
+}
+
+void vmp_delivery_handled(void)
+{
+    atomic_fetch_add_explicit(&handled[tid_slot(vmp_delivery_this_tid())], 1, memory_order_release);
+}
+
+void vmp_delivery_sampled(int kept)
+{
+    pid_t tid = vmp_delivery_this_tid();
+    size_t k = tid_slot(tid);
+    int64_t cpu = -1;
+    struct timespec t;
+    if (kept && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
+        cpu = (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+    atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
+    atomic_store_explicit(&sampled_cpu[k], cpu, memory_order_release);
+    atomic_store_explicit(&sampled_tid[k], tid, memory_order_release);
 }
 
 void vmp_delivery_forget_tid(void)
@@ -73,7 +95,7 @@ static void note_thread(vmp_delivery *d, pid_t tid)
     if (i == d->n_threads) {
         if (d->n_threads == VMP_DELIVERY_MAX_THREADS)
             return;
-        d->threads[d->n_threads++] = (vmp_delivery_thread){.tid = tid, .last_cpu = -1};
+        d->threads[d->n_threads++] = (vmp_delivery_thread){.tid = tid, .last_cpu = -1, .idle_cpu = -1};
     }
     d->threads[i].seen = 1;
 }
@@ -116,6 +138,7 @@ static void scan_threads(vmp_delivery *d)
              * that reuses its slot */
             size_t k = tid_slot(d->threads[i].tid);
             sent_to[k] = atomic_load_explicit(&handled[k], memory_order_relaxed);
+            atomic_store_explicit(&sampled_tid[k], 0, memory_order_relaxed);
         }
     }
     d->n_threads = kept;
@@ -126,15 +149,19 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->periods, 0);
     atomic_store(&d->late, 0);
     atomic_store(&d->sent, 0);
+    atomic_store(&d->repeated, 0);
     d->threads = calloc(VMP_DELIVERY_MAX_THREADS, sizeof *d->threads);
     if (!d->threads)
         return -1;
-    for (size_t k = 0; k < TID_SLOTS; k++) /* no signal of an earlier run holds one back */
+    for (size_t k = 0; k < TID_SLOTS; k++) { /* nothing of an earlier run counts */
         sent_to[k] = atomic_load(&handled[k]);
+        atomic_store(&sampled_tid[k], 0);
+    }
     d->pid = getpid();
     d->n_threads = 0;
     int64_t n = VMP_MAX_BACKLOG_NS / d->period_ns;
     d->max_owed = n > VMP_MIN_BACKLOG_PERIODS ? n : VMP_MIN_BACKLOG_PERIODS;
+    d->max_repeats = d->repeat && !d->cpu_clock ? VMP_IDLE_REFRESH_NS / d->period_ns - 1 : 0;
     /* catch-up rounds far enough apart that the last signal was likely handled */
     d->catchup_gap = d->period_ns / 2 > 30000 ? d->period_ns / 2 : 30000;
     d->catchup = 0;
@@ -171,6 +198,23 @@ int64_t vmp_delivery_wait(vmp_delivery *d)
     return periods;
 }
 
+/* Wall clock: whether thread t (tid slot k, no signal pending) has not run
+ * since its last sample, by the rule in the header. */
+static int idle_since_sample(vmp_delivery *d, vmp_delivery_thread *t, size_t k)
+{
+    if (t->repeats >= d->max_repeats)
+        return 0;
+    pid_t who = atomic_load_explicit(&sampled_tid[k], memory_order_acquire);
+    int64_t at = atomic_load_explicit(&sampled_cpu[k], memory_order_acquire);
+    if (who != t->tid || at < 0 || atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != who)
+        return 0;
+    int64_t now = thread_cpu_ns(t->tid);
+    if (now < at || now - at > VMP_IDLE_SLACK_NS || (t->idle_cpu >= 0 && now != t->idle_cpu))
+        return 0;
+    t->idle_cpu = now;
+    return 1;
+}
+
 void vmp_delivery_send(vmp_delivery *d, int64_t periods)
 {
     d->catchup = 0;
@@ -196,13 +240,20 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
         if (t->owed <= 0)
             continue;
         size_t k = tid_slot(t->tid);
-        if (sent_to[k] != atomic_load_explicit(&handled[k], memory_order_relaxed)) {
+        if (sent_to[k] != atomic_load_explicit(&handled[k], memory_order_acquire)) {
             d->catchup = 1; /* the last one is still pending: next round */
             continue;
         }
         t->owed--;
         if (t->owed)
             d->catchup = 1;
+        if (d->max_repeats && idle_since_sample(d, t, k) && d->repeat(t->tid) == 0) {
+            t->repeats++;
+            atomic_fetch_add_explicit(&d->repeated, 1, memory_order_relaxed);
+            continue;
+        }
+        t->idle_cpu = -1;
+        t->repeats = 0;
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
             sent_to[k]++;
             atomic_fetch_add_explicit(&d->sent, 1, memory_order_relaxed);

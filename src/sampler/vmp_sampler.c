@@ -52,13 +52,16 @@
 #define VMP_MIN_PERIOD 0.00001 /* 100 kHz: beyond it the signals alone saturate a core */
 
 enum { SLOT_FREE, SLOT_BUSY, SLOT_READY };
-enum { SLOT_SAMPLE, SLOT_NAME };
+/* SLOT_REPEAT: the sampler thread found the thread idle since its last
+ * sample (vmp_delivery.h) and asks the writer to write that sample again. */
+enum { SLOT_SAMPLE, SLOT_NAME, SLOT_REPEAT };
 
 typedef struct vmp_slot {
     _Atomic int state;
     int kind;
     int died;           /* SLOT_NAME: the object is gone, retire the address */
     uint32_t n;         /* words of data (SAMPLE), bytes of name (NAME) */
+    pid_t tid;          /* SAMPLE, REPEAT: the sampled thread's kernel tid */
     uint64_t thread_id;
     uint64_t rss_kib;
     uint64_t code;      /* SLOT_NAME: whose name */
@@ -255,15 +258,16 @@ static void restore_fault_handler(void)
     fault_handler_installed = 0;
 }
 
-static void take_sample(void *ucontext)
+/* Returns 1 when a sample with a stack went into the ring. */
+static int take_sample(void *ucontext)
 {
     PyThreadState *ts = vmp_frames_this_thread();
     if (!ts)
-        return;
+        return 0;
     vmp_slot *s = ring_claim();
     if (!s) {
         atomic_fetch_add_explicit(&S.dropped, 1, memory_order_relaxed);
-        return;
+        return 0;
     }
     size_t n = guarded_walk(ts, s->data, ucontext);
     for (size_t i = S.lines ? 1 : 0; i < n; i += S.lines ? 2 : 1)
@@ -271,9 +275,28 @@ static void take_sample(void *ucontext)
             vmp_codes_note((uintptr_t)s->data[i]);
     s->kind = SLOT_SAMPLE;
     s->n = (uint32_t)n;
+    s->tid = vmp_delivery_this_tid();
     s->thread_id = vmp_frames_thread_id(ts);
     s->rss_kib = atomic_load_explicit(&S.rss_kib, memory_order_relaxed);
     ring_publish(s);
+    return n > 0;
+}
+
+/* The sampler thread's `repeat` (vmp_delivery.h): thread tid's last sample
+ * once more.  Not while paused: a signal then takes no sample either. */
+static int repeat_sample(pid_t tid)
+{
+    if (!atomic_load(&S.active) || atomic_load_explicit(&S.paused, memory_order_relaxed))
+        return -1;
+    vmp_slot *s = ring_claim();
+    if (!s)
+        return -1; /* full: the signal sent instead counts the drop */
+    s->kind = SLOT_REPEAT;
+    s->n = 0;
+    s->tid = tid;
+    s->rss_kib = atomic_load_explicit(&S.rss_kib, memory_order_relaxed);
+    ring_publish(s);
+    return 0;
 }
 
 
@@ -282,13 +305,15 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     (void)signo;
     int saved_errno = errno;
     atomic_fetch_add(&S.in_handler, 1);
-    if (info && info->si_code == SI_TKILL && info->si_pid == S.pid)
-    {
-        atomic_fetch_add_explicit(&S.received, 1, memory_order_relaxed);
-        vmp_delivery_handled(); /* the sampler may send this thread its next one */
-    }
+    int kept = 0;
     if (atomic_load(&S.active) && !atomic_load_explicit(&S.paused, memory_order_relaxed))
-        take_sample(ucontext);
+        kept = take_sample(ucontext);
+    if (info && info->si_code == SI_TKILL && info->si_pid == S.pid) {
+        atomic_fetch_add_explicit(&S.received, 1, memory_order_relaxed);
+        if (S.real_time)
+            vmp_delivery_sampled(kept); /* so that an idle thread's sample can be repeated */
+        vmp_delivery_handled();         /* the sampler may send this thread its next one */
+    }
     atomic_fetch_sub(&S.in_handler, 1);
     errno = saved_errno;
 }
@@ -412,8 +437,20 @@ static void *sampler_main(void *arg)
 #define ID_RETIRED 1u
 #define ID_GEN_MAX 0xffffu
 
+/* Wall clock: the last sample written for each thread, by tid slot, for
+ * SLOT_REPEAT.  Two live threads sharing a slot cannot both be repeated: the
+ * repeat of the one not held is counted as dropped. */
+#define LAST_SLOTS 4096
+typedef struct last_sample {
+    pid_t tid; /* 0: none */
+    uint32_t n, cap;
+    uint64_t thread_id;
+    uint64_t *ids;
+} last_sample;
+
 static struct {
     vmp_u64map ids_by_addr;
+    last_sample *last; /* LAST_SLOTS of them, made by the first one kept */
     vmp_wbuf buf;
     unsigned char *mem;
     uint64_t ids[VMP_SLOT_WORDS];
@@ -472,8 +509,52 @@ static void flush(void)
     W.buf.len = 0;
 }
 
+static void keep_last(pid_t tid, uint64_t thread_id, const uint64_t *ids, uint32_t n)
+{
+    if (!W.last && !(W.last = calloc(LAST_SLOTS, sizeof *W.last)))
+        return;
+    last_sample *l = &W.last[(size_t)tid % LAST_SLOTS];
+    l->tid = 0;
+    if (l->cap < n) {
+        uint64_t *grown = realloc(l->ids, n * sizeof *grown);
+        if (!grown)
+            return; /* no repeat for it: the sampler's next one is dropped */
+        l->ids = grown;
+        l->cap = n;
+    }
+    memcpy(l->ids, ids, n * sizeof *ids);
+    l->n = n;
+    l->thread_id = thread_id;
+    l->tid = tid;
+}
+
+static void free_last(void)
+{
+    if (W.last)
+        for (size_t i = 0; i < LAST_SLOTS; i++)
+            free(W.last[i].ids);
+    free(W.last);
+    W.last = NULL;
+}
+
+static void write_stack(const uint64_t *ids, uint32_t n, uint64_t thread_id, uint64_t rss_kib)
+{
+    if (W.buf.cap - W.buf.len < vmp_enc_stack_size(&W.buf, n, S.memory))
+        flush();
+    vmp_enc_stack(&W.buf, ids, n, thread_id, S.memory, rss_kib);
+    atomic_fetch_add_explicit(&S.samples, 1, memory_order_relaxed);
+}
+
 static void process(vmp_slot *s)
 {
+    if (s->kind == SLOT_REPEAT) {
+        const last_sample *l = W.last ? &W.last[(size_t)s->tid % LAST_SLOTS] : NULL;
+        if (l && l->tid == s->tid)
+            write_stack(l->ids, l->n, l->thread_id, s->rss_kib);
+        else
+            atomic_fetch_add_explicit(&S.dropped, 1, memory_order_relaxed);
+        return;
+    }
     if (s->kind == SLOT_NAME) {
         uint64_t id = id_for_name(s->code, s->died);
         if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, s->n))
@@ -487,10 +568,9 @@ static void process(vmp_slot *s)
         W.ids[i] = (S.lines && i % 2 == 0)          ? s->data[i]
                    : (s->data[i] & VMP_NATIVE_BIT) ? vmp_native_mode_entry_id(s->data[i])
                                                    : id_for_sample(s->data[i]);
-    if (W.buf.cap - W.buf.len < vmp_enc_stack_size(&W.buf, s->n, S.memory))
-        flush();
-    vmp_enc_stack(&W.buf, W.ids, s->n, s->thread_id, S.memory, s->rss_kib);
-    atomic_fetch_add_explicit(&S.samples, 1, memory_order_relaxed);
+    write_stack(W.ids, s->n, s->thread_id, s->rss_kib);
+    if (S.real_time)
+        keep_last(s->tid, s->thread_id, W.ids, s->n);
 }
 
 /* Writes every published slot in order; with `wait`, also waits (bounded)
@@ -541,6 +621,8 @@ static void write_end(void)
         vmp_native_mode_write_names(&W.buf, flush);
     write_meta_u64("samples", atomic_load(&S.samples));
     write_meta_u64("samples_dropped", atomic_load(&S.dropped));
+    if (S.real_time) /* of `samples`: idle threads, written again without waking them */
+        write_meta_u64("samples_repeated", atomic_load(&S.delivery.repeated));
     struct timeval tv;
     gettimeofday(&tv, NULL);
     if (W.buf.cap - W.buf.len < 64)
@@ -744,7 +826,8 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     atomic_store(&S.rss_kib, 0);
     atomic_store(&faults, 0);
     S.delivery = (vmp_delivery){.period_ns = S.period_ns, .cpu_clock = !S.real_time, .signo = signo,
-                                .skip = {&S.sampler_tid, &S.writer_tid}, .task_fd = -1};
+                                .skip = {&S.sampler_tid, &S.writer_tid}, .repeat = repeat_sample,
+                                .task_fd = -1};
     atomic_store(&S.sampler_stop, 0);
     atomic_store(&S.writer_stop, 0);
     atomic_store(&S.sampler_tid, 0);
@@ -759,6 +842,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     }
     vmp_wbuf_init(&W.buf, W.mem, VMP_WRITE_BUF);
     vmp_u64map_free(&W.ids_by_addr);
+    free_last();
 
     if (vmp_codes_start(push_name) < 0) {
         PyErr_Clear();
@@ -859,6 +943,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     S.statm_fd = -1;
     madvise(S.slots, sizeof(vmp_slot) * VMP_RING_SLOTS, MADV_DONTNEED);
     vmp_u64map_free(&W.ids_by_addr);
+    free_last();
     S.enabled = 0;
     S.fd = -1;
 
@@ -866,6 +951,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->samples = atomic_load(&S.samples);
         stats->dropped = atomic_load(&S.dropped);
         stats->signals_sent = atomic_load(&S.delivery.sent);
+        stats->samples_repeated = atomic_load(&S.delivery.repeated);
         stats->periods = atomic_load(&S.delivery.periods);
         stats->periods_late = atomic_load(&S.delivery.late);
         stats->untracked_codes = vmp_codes_untracked();

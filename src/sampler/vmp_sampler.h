@@ -45,6 +45,7 @@ typedef struct vmp_sampler_stats {
     uint64_t samples;        /* samples written */
     uint64_t dropped;        /* samples lost to a full buffer */
     uint64_t signals_sent;
+    uint64_t samples_repeated; /* wall clock: idle threads' samples written again, no signal */
     uint64_t periods;        /* periods the sampler thread woke for */
     uint64_t periods_late;   /* wake-ups that missed one or more deadlines */
     uint64_t untracked_codes;

@@ -1,0 +1,126 @@
+"""Wall clock: a thread that has not run since its last sample is not woken
+by a signal; its last sample is written again (vmp_delivery.h, "Idle
+threads").  These tests check that this saves the signals and never shows a
+stack the thread has left for long."""
+import threading
+import time
+
+import pytest
+import vmprof
+
+from sampler_util import burn_cpu, profile
+
+
+def waits_in_a(event):
+    event.wait()
+
+
+def waits_in_b(event):
+    event.wait()
+
+
+def test_idle_threads_are_sampled_at_the_rate_without_being_woken():
+    stop = threading.Event()
+    n_idle = 8
+
+    def run():
+        ts = [threading.Thread(target=waits_in_a, args=(stop,)) for _ in range(n_idle)]
+        for t in ts:
+            t.start()
+        burn_cpu(0.3)
+        stop.set()
+        for t in ts:
+            t.join()
+
+    t0 = time.monotonic()
+    p, _, stats = profile(run, period=0.001, real_time=True)
+    elapsed = time.monotonic() - t0
+    woke = stats["periods"] / (elapsed / 0.001)
+    if woke < 0.75:
+        pytest.skip("machine overloaded: the sampler thread woke for only %d%% of its periods"
+                    % (100 * woke))
+    per_thread = {}
+    for entries, tid, _ in p.stacks:
+        if "waits_in_a" in [p.func(c) for c in entries]:
+            per_thread[tid] = per_thread.get(tid, 0) + 1
+    assert len(per_thread) == n_idle, (per_thread, stats)
+    # each lived about as long as burn_cpu ran: ~300 samples at 1 kHz
+    main_samples = p.inclusive("burn_cpu")
+    for tid, n in per_thread.items():
+        assert 0.75 * main_samples <= n <= 1.25 * main_samples + 20, (tid, n, main_samples)
+    # most idle samples were repeats, not signals: one real sample per 50 ms
+    # per idle thread would be ~6 each here
+    assert stats["samples_repeated"] > 0.5 * sum(per_thread.values()), stats
+    assert stats["signals_sent"] < 0.5 * stats["samples"], stats
+    assert int(p.meta["samples_repeated"]) == stats["samples_repeated"]
+
+
+def test_a_thread_that_moves_to_another_wait_is_shown_there_soon():
+    # The thread wakes for a moment (microseconds of CPU, less than the idle
+    # slack can hide) and waits somewhere else: within the refresh interval
+    # (50 ms) its samples must show the new place.
+    first, second = threading.Event(), threading.Event()
+
+    def moving():
+        waits_in_a(first)
+        waits_in_b(second)
+
+    def run():
+        t = threading.Thread(target=moving)
+        t.start()
+        time.sleep(0.3)
+        first.set()
+        time.sleep(0.3)
+        second.set()
+        t.join()
+
+    p, _, stats = profile(run, period=0.001, real_time=True)
+    in_a, in_b = p.inclusive("waits_in_a"), p.inclusive("waits_in_b")
+    assert in_a > 100 and in_b > 100, (in_a, in_b, stats)
+    # 0.3 s each; the move may be seen up to 50 ms late (1/6 of 0.3 s)
+    assert abs(in_a - in_b) <= 0.25 * (in_a + in_b), (in_a, in_b, stats)
+
+
+def test_paused_idle_threads_get_no_samples():
+    stop = threading.Event()
+
+    def run():
+        t = threading.Thread(target=waits_in_a, args=(stop,))
+        t.start()
+        time.sleep(0.1)        # sampled, and then repeated while idle
+        vmprof.stop_sampling()
+        time.sleep(0.2)
+        stop.set()
+        t.join()
+        vmprof.start_sampling()
+
+    p, _, stats = profile(run, period=0.001, real_time=True)
+    # ~100 before the pause, none during it
+    assert 30 <= p.inclusive("waits_in_a") <= 140, (p.inclusive("waits_in_a"), stats)
+
+
+def test_repeated_samples_keep_lines_and_fresh_rss():
+    stop = threading.Event()
+
+    def run():
+        t = threading.Thread(target=waits_in_a, args=(stop,))
+        t.start()
+        time.sleep(0.05)
+        grow = [bytearray(1 << 20) for _ in range(64)]  # RSS +64 MiB while it waits
+        for chunk in grow:
+            chunk[::4096] = b"x" * len(chunk[::4096])
+        time.sleep(0.1)
+        stop.set()
+        t.join()
+        return len(grow)
+
+    p, _, stats = profile(run, period=0.001, real_time=True, lines=True, memory=True)
+    assert stats["samples_repeated"] > 0, stats
+    rss = [r for entries, _, r in p.stacks
+           if any(p.func(c) == "waits_in_a" for c, _ in p.frames(entries))]
+    assert len(rss) > 50
+    # the idle thread's samples follow the process's RSS, not its last real sample's
+    assert max(rss) - min(rss) > 32 * 1024, (min(rss), max(rss))
+    for entries, _, _ in p.stacks:
+        for code, line in p.frames(entries):
+            assert line is not None and line >= 0
