@@ -80,18 +80,27 @@ static size_t read_bytes(const char *path, unsigned char *buf, size_t cap)
     return n;
 }
 
+/* Reads the profile at path, timing it into *seconds; dies on failure. */
+static vmp_profile *read_timed(const char *path, double *seconds)
+{
+    vmp_error err;
+    memset(&err, 0, sizeof err);
+    double t0 = now();
+    vmp_profile *p = vmp_profile_read_file(path, NULL, &err);
+    *seconds = now() - t0;
+    if (!p)
+        die("the reader failed", err.message);
+    return p;
+}
+
 /* Decode, then build the call tree; returns the summary's sample count so
  * the work cannot be optimised away. */
 static uint64_t decode(const char *path, double *t_decode, double *t_tree, size_t *stacks)
 {
     vmp_error err;
     memset(&err, 0, sizeof err);
-    double t0 = now();
-    vmp_profile *p = vmp_profile_read_file(path, NULL, &err);
+    vmp_profile *p = read_timed(path, t_decode);
     double t1 = now();
-    if (!p)
-        die("the reader failed", err.message);
-    *t_decode = t1 - t0;
     vmp_tree *t = vmp_tree_build(p, NULL, &err);
     *t_tree = now() - t1;
     if (!t)
@@ -111,12 +120,9 @@ static int export_bench(const char *path, int runs, const char *dir)
     for (int i = 0; i < runs; i++) {
         vmp_error err;
         memset(&err, 0, sizeof err);
-        double t0 = now();
-        vmp_profile *p = vmp_profile_read_file(path, NULL, &err);
-        double t1 = now();
-        if (!p)
-            die("the reader failed", err.message);
-        printf("%s{\"decode\": %.6f", i ? ", " : "", t1 - t0);
+        double t_decode;
+        vmp_profile *p = read_timed(path, &t_decode);
+        printf("%s{\"decode\": %.6f", i ? ", " : "", t_decode);
         for (int f = 0; f < VMP_EXPORT_FORMAT_COUNT; f++) {
             const char *name = vmp_export_format_name((vmp_export_format)f);
             char out[4096];
