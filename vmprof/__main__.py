@@ -5,7 +5,8 @@ sys.argv, a fresh __main__ module, sys.path[0] (the script's directory, or the
 current directory for -m), its exit status, and an uncaught exception printed
 as Python prints it (with sys.excepthook, without vmprof's own frames).  The
 profile is finished when the program returns, raises or calls sys.exit, after
-its non-daemon threads have ended (as the interpreter waits for them too).
+its non-daemon threads have ended (as the interpreter waits for them too), or
+when SIGTERM ends it (the program then still dies of that signal).
 
 Then, by the options (see vmprof/cli.py):
     -o FILE    the profile stays in FILE
@@ -312,6 +313,16 @@ def _remove(path):
         pass
 
 
+def _can_catch_sigterm():
+    """Whether SIGTERM has its default action here (and this is the main
+    thread, where Python runs signal handlers)."""
+    try:
+        return (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    except (AttributeError, ValueError):
+        return False
+
+
 def main(argv=None):
     """Runs `python -m vmprof` with argv (default sys.argv[1:]); returns the status."""
     args = cli.parse_args(argv)
@@ -358,29 +369,59 @@ def main(argv=None):
         return 2
 
     pid = os.getpid()
+    stopped = []
+
+    def stop_profiling():
+        """Finishes the profile, once, in the process that started it (a
+        forked child that returns here leaves the parent's file alone)."""
+        if stopped or os.getpid() != pid:
+            return
+        stopped.append(True)
+        try:
+            if _is_enabled():
+                vmprof.disable()
+        except Exception as e:
+            _say("stopping the profiler failed: %s" % " ".join(str(e).split()))
+        if jitlog_fd is not None:
+            _stop_jitlog(jitlog_fd)
+        os.close(fd)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+    def on_sigterm(signum, frame):
+        # The program would die of SIGTERM without a word: it still does,
+        # by the signal itself, but after its profile is finished and
+        # delivered (without it the file would lack the names of every
+        # function still alive, written only when profiling stops).
+        try:
+            if os.getpid() == pid:
+                stop_profiling()
+                _deliver(args, path, temporary)
+        except BaseException:
+            pass  # (a write into a stream the program was writing, say): die anyway
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    # Only where SIGTERM would kill the program; a handler of its own
+    # replaces this one as it would replace the default.
+    catch_sigterm = _can_catch_sigterm()
+    if catch_sigterm:
+        signal.signal(signal.SIGTERM, on_sigterm)
     # Keep this module alive: the program replaces sys.modules["__main__"].
     this_module = sys.modules.get(__name__)
     try:
         outcome = run_program(run)
     finally:
-        if os.getpid() == pid:
-            # (A forked child that returns here leaves the parent's file alone.)
-            try:
-                if _is_enabled():
-                    vmprof.disable()
-            except Exception as e:
-                _say("stopping the profiler failed: %s" % " ".join(str(e).split()))
-            if jitlog_fd is not None:
-                _stop_jitlog(jitlog_fd)
-            os.close(fd)
+        if catch_sigterm and signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stop_profiling()
     del this_module
     if os.getpid() != pid:
         return outcome.status
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
     # sys.argv stays the program's: its atexit handlers may still read it.
     delivered = _deliver(args, path, temporary)
     if outcome.interrupted:

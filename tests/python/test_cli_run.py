@@ -304,6 +304,64 @@ def test_ctrl_c_ends_the_program_as_python_does(tmp_path):
     assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
 
 
+def test_sigterm_ends_the_program_by_the_signal_with_its_profile_complete(tmp_path):
+    # A server stopped with `kill`: without vmprof it dies of SIGTERM with no
+    # cleanup.  It still does, but its profile is finished first (else the
+    # names of every function still alive would be missing).
+    write_script(tmp_path / "prog.py", '''
+        import os, signal
+        def serving_until_killed():
+            burn_cpu_for_vmprof(0.1)
+            os.kill(os.getpid(), signal.SIGTERM)
+            burn_cpu_for_vmprof(5)          # never reached: SIGTERM ends it
+        try:
+            serving_until_killed()
+        finally:
+            print("the program's finally ran")
+    ''')
+    out = tmp_path / "out.prof"
+    done = run_vmprof("-o", out, "prog.py", cwd=tmp_path)
+    assert done.returncode == -15, done.stderr        # killed by SIGTERM, like python
+    assert "finally ran" not in done.stdout           # no unwinding: as without vmprof
+    assert "profile written" in done.stderr
+    stats = read(out)                                 # complete: no truncation warning
+    assert samples_in(stats, "serving_until_killed") > 0
+    assert any(":serving_until_killed:" in n for n in names_in(stats))
+
+
+def test_sigterm_without_output_prints_the_summary_and_leaves_no_file(tmp_path):
+    write_script(tmp_path / "prog.py", '''
+        import os, signal
+        burn_cpu_for_vmprof(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        burn_cpu_for_vmprof(5)
+    ''')
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    done = run_vmprof("prog.py", cwd=tmp_path, env_extra={"TMPDIR": str(tmp)})
+    assert done.returncode == -15, done.stderr
+    assert "burn_cpu_for_vmprof" in done.stderr       # the summary
+    assert os.listdir(tmp) == []
+
+
+def test_the_programs_own_sigterm_handler_is_left_to_it(tmp_path):
+    write_script(tmp_path / "prog.py", '''
+        import os, signal, sys
+        def handler(signum, frame):
+            print("own handler")
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, handler)
+        burn_cpu_for_vmprof(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        burn_cpu_for_vmprof(5)
+    ''')
+    out = tmp_path / "out.prof"
+    done = run_vmprof("-o", out, "prog.py", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "own handler\n"
+    assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
+
+
 def test_a_forked_child_leaves_the_parents_profile_alone(tmp_path):
     write_script(tmp_path / "prog.py", '''
         import os
