@@ -26,9 +26,12 @@
  * vmp_delivery_sampled().
  *
  * Contract:
- *   - vmp_delivery_handled() and vmp_delivery_forget_tid() are
- *     async-signal-safe; the rest runs in the sending thread only, one
- *     sending thread per process at a time, except the figures (atomics).
+ *   - vmp_delivery_handled(), vmp_delivery_sampled(), vmp_delivery_this_tid()
+ *     and vmp_delivery_forget_tid() are async-signal-safe; the rest runs in
+ *     the sending thread only, one sending thread per process at a time,
+ *     except the figures (atomics).
+ *   - The `repeat` callback runs in the sending thread and must be as cheap
+ *     and lock-free as a signal (the sampler's claims a ring slot).
  *   - vmp_delivery_start, _wait, _send, _stop are called in that order by
  *     the sending thread; start allocates, stop frees.
  */
