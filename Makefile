@@ -5,8 +5,9 @@
 # Both install what is missing first (scripts/setup.sh).
 
 LIB_SRC   := $(wildcard src/libvmprof/*.c)
-# The native unwinder and symbol resolver need no Python: tested here too.
-NATIVE_SRC := src/sampler/vmp_native_unwind.c src/sampler/vmp_symbols.c
+# The sampler's parts that need no Python (native unwinder, symbols, delivery
+# schedule): tested here too.
+NATIVE_SRC := src/sampler/vmp_native_unwind.c src/sampler/vmp_symbols.c src/sampler/vmp_delivery.c
 CTEST_SRC := $(wildcard tests/c/*.c)
 CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Werror -Isrc/libvmprof -Isrc/sampler -Itests/c
 LDLIBS    := -lz -lunwind -ldw -ldl
@@ -28,11 +29,11 @@ demo: install
 
 test: install test-c test-c-sanitize test-python fuzz
 
-$(BUILD)/test_libvmprof: $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h tests/c/*.h)
+$(BUILD)/test_libvmprof: $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
 	@mkdir -p $(BUILD)
 	gcc $(CFLAGS_COMMON) -O2 -g -o $@ $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)
 
-$(BUILD)/test_libvmprof_sanitized: $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h tests/c/*.h)
+$(BUILD)/test_libvmprof_sanitized: $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
 	@mkdir -p $(BUILD)
 	clang $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
 	    -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)
