@@ -67,17 +67,26 @@ def test_wall_clock_keeps_the_rate_for_threads_sharing_the_gil(period):
     # wait; each must still be sampled at the rate asked over its own life
     # (the bench saw the sampler thread itself kept waiting 1-3 ms by such a
     # program: what it owes then is sent late, not lost).
-    # A thread has a Python stack to sample from its first line on (before,
-    # it waits for the GIL to start).  None ends before all have started, so
-    # no two share a thread id.
+    # What is counted is the time inside live_a_while() and its samples: a
+    # thread may wait for the GIL on entering a function (before its first
+    # line runs) and while leaving it, so both ends of the measured span lie
+    # in the caller.  None ends before all have started, so no two share a
+    # thread id.
     lifetimes = {}
     all_started = threading.Event()
 
-    def worker():
-        t0 = time.monotonic()
-        burn_cpu(0.05)
+    def live_a_while():
+        # long enough that samples the sampler sends late after a stall (up
+        # to 20 ms of them, vmp_delivery.h), owed from just before this span,
+        # are a small part of it
+        burn_cpu(0.15)
         all_started.wait()
-        lifetimes[threading.get_ident()] = time.monotonic() - t0
+
+    def worker():
+        ident = threading.get_ident()
+        t0 = time.monotonic()
+        live_a_while()
+        lifetimes[ident] = time.monotonic() - t0
 
     def run():
         ts = [threading.Thread(target=worker) for _ in range(4)]
@@ -91,8 +100,9 @@ def test_wall_clock_keeps_the_rate_for_threads_sharing_the_gil(period):
     p, _, stats = profile(run, period=period, real_time=True)
     elapsed = time.monotonic() - t0
     per_thread = {}
-    for _, tid, _ in p.stacks:
-        per_thread[tid] = per_thread.get(tid, 0) + 1
+    for entries, tid, _ in p.stacks:
+        if "live_a_while" in [p.func(c) for c in entries]:
+            per_thread[tid] = per_thread.get(tid, 0) + 1
     assert set(lifetimes) <= set(per_thread), (lifetimes, per_thread)
     for tid, lived in lifetimes.items():
         check_rate(per_thread[tid], lived / period, elapsed, period, stats)
