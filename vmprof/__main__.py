@@ -369,14 +369,15 @@ def main(argv=None):
         return 2
 
     pid = os.getpid()
-    stopped = []
+    stopped = False
 
     def stop_profiling():
         """Finishes the profile, once, in the process that started it (a
         forked child that returns here leaves the parent's file alone)."""
+        nonlocal stopped
         if stopped or os.getpid() != pid:
             return
-        stopped.append(True)
+        stopped = True
         try:
             if _is_enabled():
                 vmprof.disable()

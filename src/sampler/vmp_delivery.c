@@ -13,21 +13,19 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Signals handled per thread, folded into a small table by tid: the handler
- * counts, the sending thread compares with what it sent.  Two live threads
- * whose tids share a slot only wait for each other now and then. */
-#define TID_SLOTS 4096
-static _Atomic uint32_t handled[TID_SLOTS];
-static uint32_t sent_to[TID_SLOTS]; /* the sending thread's own */
+/* Signals handled per tid slot: the handler counts, the sending thread
+ * compares with what it sent. */
+static _Atomic uint32_t handled[VMP_TID_SLOTS];
+static uint32_t sent_to[VMP_TID_SLOTS]; /* the sending thread's own */
 static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
 /* Per slot, the thread whose sample was last kept and its CPU clock right
  * after it (-1: its last signal kept no sample), for the idle test. */
-static _Atomic pid_t sampled_tid[TID_SLOTS];
-static _Atomic int64_t sampled_cpu[TID_SLOTS];
+static _Atomic pid_t sampled_tid[VMP_TID_SLOTS];
+static _Atomic int64_t sampled_cpu[VMP_TID_SLOTS];
 
-static size_t tid_slot(pid_t tid)
+static int64_t ns_of(struct timespec t)
 {
-    return (size_t)tid & (TID_SLOTS - 1);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
 pid_t vmp_delivery_this_tid(void)
@@ -40,17 +38,17 @@ pid_t vmp_delivery_this_tid(void)
 
 void vmp_delivery_handled(void)
 {
-    atomic_fetch_add_explicit(&handled[tid_slot(vmp_delivery_this_tid())], 1, memory_order_release);
+    atomic_fetch_add_explicit(&handled[vmp_tid_slot(vmp_delivery_this_tid())], 1, memory_order_release);
 }
 
 void vmp_delivery_sampled(int kept)
 {
     pid_t tid = vmp_delivery_this_tid();
-    size_t k = tid_slot(tid);
+    size_t k = vmp_tid_slot(tid);
     int64_t cpu = -1;
     struct timespec t;
     if (kept && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
-        cpu = (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+        cpu = ns_of(t);
     atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
     atomic_store_explicit(&sampled_cpu[k], cpu, memory_order_release);
     atomic_store_explicit(&sampled_tid[k], tid, memory_order_release);
@@ -65,7 +63,7 @@ static int64_t mono_ns(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+    return ns_of(t);
 }
 
 static int64_t thread_cpu_ns(pid_t tid)
@@ -76,7 +74,7 @@ static int64_t thread_cpu_ns(pid_t tid)
     struct timespec t;
     if (clock_gettime(clk, &t) < 0)
         return -1;
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+    return ns_of(t);
 }
 
 static int skipped(const vmp_delivery *d, pid_t tid)
@@ -136,7 +134,7 @@ static void scan_threads(vmp_delivery *d)
         } else {
             /* ended: what it never handled must not hold back a thread
              * that reuses its slot */
-            size_t k = tid_slot(d->threads[i].tid);
+            size_t k = vmp_tid_slot(d->threads[i].tid);
             sent_to[k] = atomic_load_explicit(&handled[k], memory_order_relaxed);
             atomic_store_explicit(&sampled_tid[k], 0, memory_order_relaxed);
         }
@@ -153,7 +151,7 @@ int vmp_delivery_start(vmp_delivery *d)
     d->threads = calloc(VMP_DELIVERY_MAX_THREADS, sizeof *d->threads);
     if (!d->threads)
         return -1;
-    for (size_t k = 0; k < TID_SLOTS; k++) { /* nothing of an earlier run counts */
+    for (size_t k = 0; k < VMP_TID_SLOTS; k++) { /* nothing of an earlier run counts */
         sent_to[k] = atomic_load(&handled[k]);
         atomic_store(&sampled_tid[k], 0);
     }
@@ -239,7 +237,7 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
             t->owed = d->max_owed; /* far behind: drop rather than burst */
         if (t->owed <= 0)
             continue;
-        size_t k = tid_slot(t->tid);
+        size_t k = vmp_tid_slot(t->tid);
         if (sent_to[k] != atomic_load_explicit(&handled[k], memory_order_acquire)) {
             d->catchup = 1; /* the last one is still pending: next round */
             continue;

@@ -39,6 +39,7 @@
 #define VMP_DELIVERY_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -60,6 +61,16 @@
  * 16 threads waiting on an Event). */
 #define VMP_IDLE_SLACK_NS 10000LL
 #define VMP_IDLE_REFRESH_NS 50000000LL
+
+/* Per-thread bookkeeping here and in the sampler's writer is folded into
+ * this many slots by tid (threads sharing a slot only cost each other a
+ * repeat or a pending check now and then). */
+#define VMP_TID_SLOTS 4096
+
+static inline size_t vmp_tid_slot(pid_t tid)
+{
+    return (size_t)tid & (VMP_TID_SLOTS - 1);
+}
 
 /* The most threads signalled; more are left out. */
 #define VMP_DELIVERY_MAX_THREADS 1024
@@ -95,7 +106,8 @@ typedef struct vmp_delivery {
     int task_fd;
     vmp_delivery_thread *threads;
     size_t n_threads;
-    int64_t max_owed, catchup_gap, next, last_scan, last_round, max_repeats;
+    int64_t max_owed, catchup_gap, next, last_scan, max_repeats;
+    int64_t last_round; /* CLOCK_MONOTONIC ns of the latest wake-up (the caller may read it) */
     int catchup;
 } vmp_delivery;
 

@@ -412,7 +412,7 @@ static void *sampler_main(void *arg)
     while (!atomic_load(&S.sampler_stop)) {
         int64_t periods = vmp_delivery_wait(&S.delivery);
         if (periods) {
-            int64_t now = mono_ns();
+            int64_t now = S.delivery.last_round; /* when this round woke */
             if (now - last_check >= VMP_CHECK_NS) {
                 last_check = now;
                 if (!handler_is_ours())
@@ -437,10 +437,9 @@ static void *sampler_main(void *arg)
 #define ID_RETIRED 1u
 #define ID_GEN_MAX 0xffffu
 
-/* Wall clock: the last sample written for each thread, by tid slot, for
- * SLOT_REPEAT.  Two live threads sharing a slot cannot both be repeated: the
- * repeat of the one not held is counted as dropped. */
-#define LAST_SLOTS 4096
+/* Wall clock: the last sample written for each thread, by tid slot
+ * (vmp_tid_slot), for SLOT_REPEAT.  Two live threads sharing a slot cannot
+ * both be repeated: the repeat of the one not held is counted as dropped. */
 typedef struct last_sample {
     pid_t tid; /* 0: none */
     uint32_t n, cap;
@@ -450,7 +449,7 @@ typedef struct last_sample {
 
 static struct {
     vmp_u64map ids_by_addr;
-    last_sample *last; /* LAST_SLOTS of them, made by the first one kept */
+    last_sample *last; /* VMP_TID_SLOTS of them, made by the first one kept */
     vmp_wbuf buf;
     unsigned char *mem;
     uint64_t ids[VMP_SLOT_WORDS];
@@ -511,9 +510,9 @@ static void flush(void)
 
 static void keep_last(pid_t tid, uint64_t thread_id, const uint64_t *ids, uint32_t n)
 {
-    if (!W.last && !(W.last = calloc(LAST_SLOTS, sizeof *W.last)))
+    if (!W.last && !(W.last = calloc(VMP_TID_SLOTS, sizeof *W.last)))
         return;
-    last_sample *l = &W.last[(size_t)tid % LAST_SLOTS];
+    last_sample *l = &W.last[vmp_tid_slot(tid)];
     l->tid = 0;
     if (l->cap < n) {
         uint64_t *grown = realloc(l->ids, n * sizeof *grown);
@@ -531,7 +530,7 @@ static void keep_last(pid_t tid, uint64_t thread_id, const uint64_t *ids, uint32
 static void free_last(void)
 {
     if (W.last)
-        for (size_t i = 0; i < LAST_SLOTS; i++)
+        for (size_t i = 0; i < VMP_TID_SLOTS; i++)
             free(W.last[i].ids);
     free(W.last);
     W.last = NULL;
@@ -548,7 +547,7 @@ static void write_stack(const uint64_t *ids, uint32_t n, uint64_t thread_id, uin
 static void process(vmp_slot *s)
 {
     if (s->kind == SLOT_REPEAT) {
-        const last_sample *l = W.last ? &W.last[(size_t)s->tid % LAST_SLOTS] : NULL;
+        const last_sample *l = W.last ? &W.last[vmp_tid_slot(s->tid)] : NULL;
         if (l && l->tid == s->tid)
             write_stack(l->ids, l->n, l->thread_id, s->rss_kib);
         else
