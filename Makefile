@@ -11,7 +11,7 @@ NATIVE_SRC := src/sampler/vmp_native_unwind.c src/sampler/vmp_symbols.c src/samp
 CTEST_SRC := $(wildcard tests/c/*.c)
 CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Werror -Isrc/libvmprof -Isrc/sampler -Itests/c
 LDLIBS    := -lz -lunwind -ldw -ldl
-FIXTURES  := $(abspath $(or $(wildcard ../shared/fixtures/upstream/profiles),tests/data/upstream))
+FIXTURES  := $(abspath tests/data/upstream/profiles)
 BUILD     := tests/c/build
 FUZZ_SECONDS ?= 60
 PY        ?= 3.11

@@ -20,6 +20,7 @@ core = Extension(
     # to it must rebuild the extension too
     depends=sorted(glob.glob("src/libvmprof/*.html")),
     include_dirs=SOURCE_DIRS,
+    define_macros=[("VMP_HAVE_SAMPLER", "1")],
     libraries=["z", "unwind", "dw", "dl"],  # unwind, dw: native frames (src/sampler)
     extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
 )

@@ -15,6 +15,7 @@
 #   .venv/bench-peers  py-spy, austin-dist, pyinstrument
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/venv-lib.sh
 PY="${BENCH_PY:-3.11}"
 OUT=bench/out
 mkdir -p "$OUT"
@@ -24,6 +25,7 @@ PEERS="py-spy austin-dist<4 pyinstrument"
 
 make_venv() {  # make_venv NAME PACKAGES...
     local venv=".venv/$1"; shift
+    drop_broken_venv "$venv"
     if [ ! -f "$venv/.bench-installed" ]; then
         echo "bench: making $venv ($*)" >&2
         "$(pyenv prefix "$PY")/bin/python" -m venv "$venv"

@@ -15,9 +15,7 @@ clang -std=gnu11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
 seeds="$B/seeds"
 mkdir -p "$seeds"
 python3 fuzz/make_seeds.py "$seeds"
-fixtures=../shared/fixtures/upstream/profiles
-[ -d "$fixtures" ] && cp -f "$fixtures"/*.prof "$seeds"/ 2>/dev/null || true
-cp -f tests/data/vmprof06/*.prof "$seeds"/ 2>/dev/null || true
+cp -f tests/data/upstream/profiles/*.prof tests/data/vmprof06/*.prof "$seeds"/
 [ -d fuzz/regressions ] && cp -f fuzz/regressions/* "$seeds"/ 2>/dev/null || true
 echo "fuzz: decoder for ${FUZZ_SECONDS}s"
 "$B/fuzz_decode" -max_total_time="$FUZZ_SECONDS" -max_len=32768 -timeout=10 \

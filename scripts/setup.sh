@@ -20,8 +20,11 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq $missing >/dev/null
 fi
 
+. scripts/venv-lib.sh
+
 for v in $(cat scripts/pythons); do
     venv=".venv/$v"
+    drop_broken_venv "$venv"
     if [ ! -x "$venv/bin/python" ]; then
         prefix=$(pyenv prefix "$v" 2>/dev/null) || {
             echo "setup: CPython $v is not installed (pyenv install $v), skipping it" >&2

@@ -2,7 +2,7 @@
  * vmp_format.h - the vmprof profile file format: the one place that knows its
  * tags, mode flags, versions and limits.
  *
- * The format is described in ../shared/spec/profile-format.md; docs/format.md
+ * The format is described in docs/spec/profile-format.md; docs/format.md
  * says what this project's reader accepts and rejects.  Everything that reads or writes a
  * profile takes its constants from here; no other file spells a tag number.
  */

@@ -1,6 +1,13 @@
 /* module_sampler.c - bindings for the sampler (src/sampler/vmp_sampler.h):
- * the functions vmprof/profiler.py builds the public API on. */
+ * the functions vmprof/profiler.py builds the public API on.
+ *
+ * The sampler is built where the build defines VMP_HAVE_SAMPLER (meson.build
+ * decides, from the platform: Linux).  Elsewhere the module still reads,
+ * shows and exports profiles, and enable() says in one line why it cannot
+ * sample (see the end of this file). */
 #include "module.h"
+
+#ifdef VMP_HAVE_SAMPLER
 
 #include <dlfcn.h>
 
@@ -161,3 +168,58 @@ int vmp_module_init_sampler(PyObject *module)
 {
     return PyModule_AddFunctions(module, sampler_methods);
 }
+
+#else /* !VMP_HAVE_SAMPLER */
+
+#if defined(__APPLE__)
+#define VMP_PLATFORM "macOS"
+#elif defined(_WIN32)
+#define VMP_PLATFORM "Windows"
+#else
+#define VMP_PLATFORM "this platform"
+#endif
+
+static PyObject *sampler_unavailable(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self, (void)args, (void)kw;
+    PyErr_SetString(vmp_module_error,
+                    "vmprof cannot sample on " VMP_PLATFORM ": its sampler runs on Linux only "
+                    "(read_profile, vmprofshow and the exports work here)");
+    return NULL;
+}
+
+static PyObject *sampler_off(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    Py_RETURN_FALSE;
+}
+
+static PyObject *sampler_no_fd(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    return PyLong_FromLong(-1);
+}
+
+#define UNAVAILABLE(name) \
+    {name, (PyCFunction)(void (*)(void))sampler_unavailable, METH_VARARGS | METH_KEYWORDS, \
+     "Not available: vmprof's sampler runs on Linux only."}
+static PyMethodDef sampler_methods[] = {
+    UNAVAILABLE("enable"),
+    UNAVAILABLE("disable"),
+    UNAVAILABLE("start_sampling"),
+    UNAVAILABLE("sample_stack_now"),
+    UNAVAILABLE("resolve_addr"),
+    UNAVAILABLE("_guard_selftest"),
+    {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
+    {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},
+    {"stop_sampling", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},
+    {NULL, NULL, 0, NULL},
+};
+#undef UNAVAILABLE
+
+int vmp_module_init_sampler(PyObject *module)
+{
+    return PyModule_AddFunctions(module, sampler_methods);
+}
+
+#endif /* VMP_HAVE_SAMPLER */

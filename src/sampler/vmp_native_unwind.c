@@ -354,6 +354,30 @@ void vmp_native_teardown(void)
 
 /* ---- in the signal handler ------------------------------------------------ */
 
+/* The only machine-specific reads: the interrupted registers.  The walk with
+ * learned rules (vmp_native_unwind_fast) knows x86-64's registers only; on
+ * other machines every walk is libunwind's (vmp_native_unwind_slow). */
+#if defined(__x86_64__)
+#define VMP_HAVE_FAST_UNWIND 1
+static uintptr_t interrupted_pc(const void *ucontext)
+{
+    return (uintptr_t)((const ucontext_t *)ucontext)->uc_mcontext.gregs[REG_RIP];
+}
+#elif defined(__aarch64__)
+#define VMP_HAVE_FAST_UNWIND 0
+static uintptr_t interrupted_pc(const void *ucontext)
+{
+    return (uintptr_t)((const ucontext_t *)ucontext)->uc_mcontext.pc;
+}
+#else
+#define VMP_HAVE_FAST_UNWIND 0
+static uintptr_t interrupted_pc(const void *ucontext)
+{
+    (void)ucontext;
+    return 0; /* unknown: the loader check below cannot match */
+}
+#endif
+
 int vmp_native_unwind(void *ucontext, uintptr_t *pcs, int max)
 {
     int n = vmp_native_unwind_fast(ucontext, pcs, max);
@@ -361,7 +385,7 @@ int vmp_native_unwind(void *ucontext, uintptr_t *pcs, int max)
         return n;
     /* A thread interrupted inside the dynamic loader may hold its lock,
      * which libunwind's table lookup takes: keep the interrupted pc only. */
-    uintptr_t pc = (uintptr_t)((const ucontext_t *)ucontext)->uc_mcontext.gregs[REG_RIP];
+    uintptr_t pc = interrupted_pc(ucontext);
     if (max > 0 && in_ranges(loader_ranges, (size_t)loader_count, pc)) {
         pcs[0] = pc;
         return 1;
@@ -376,6 +400,10 @@ int vmp_native_in_loader(uintptr_t pc)
 
 int vmp_native_unwind_fast(void *ucontext, uintptr_t *pcs, int max)
 {
+#if !VMP_HAVE_FAST_UNWIND
+    (void)ucontext, (void)pcs, (void)max, (void)rule_for;
+    return -1;
+#else
     if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext || !rules)
         return 0;
     if (__atomic_load_n(&rules_off, __ATOMIC_ACQUIRE))
@@ -418,6 +446,7 @@ int vmp_native_unwind_fast(void *ucontext, uintptr_t *pcs, int max)
         rip = ra;
     }
     return n;
+#endif
 }
 
 int vmp_native_unwind_slow(void *ucontext, uintptr_t *pcs, int max)

@@ -32,7 +32,7 @@ const char *vmp_fixture(const char *name)
 {
     static char path[4096];
     const char *dir = getenv("VMP_FIXTURES");
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : "../shared/fixtures/upstream/profiles",
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/data/upstream/profiles",
              name);
     return path;
 }

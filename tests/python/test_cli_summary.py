@@ -115,10 +115,7 @@ def test_split_name():
 
 # ---- on real profiles: both ways of counting agree with the oracle ---------
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-UPSTREAM = os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "upstream")
-if not os.path.isdir(UPSTREAM):
-    UPSTREAM = os.path.join(HERE, "..", "..", "shared", "fixtures", "upstream")
+from data_paths import UPSTREAM  # noqa: E402
 FIXTURES = ["calc_py39.prof", "calc_py310.prof", "calc_py311.prof", "calc_lines_py311.prof",
             "calc_native_py311.prof", "pool_py311.prof", "pool_realtime_py311.prof",
             "grow_mem_py311.prof", "calc_pypy.prof"]

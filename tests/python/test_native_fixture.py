@@ -3,19 +3,11 @@ our own native profiles read back with their native names, checked against
 the sampler tests' independent decoder."""
 import os
 
-import pytest
-
 import vmprof
+from data_paths import PROFILES
 from sampler_util import burn_cpu, decode
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURE = None
-for up in (("..", "..", ".."), ("..", "..")):
-    path = os.path.join(HERE, *up, "shared", "fixtures", "upstream", "profiles",
-                        "calc_native_py311.prof")
-    if os.path.exists(path):
-        FIXTURE = path
-        break
+FIXTURE = os.path.join(PROFILES, "calc_native_py311.prof")
 
 
 def named_stacks(entries_list, names):
@@ -23,7 +15,6 @@ def named_stacks(entries_list, names):
     return [[names.get(e, "?") for e in reversed(entries)] for entries in entries_list]
 
 
-@pytest.mark.skipif(FIXTURE is None, reason="the shared fixtures are not here")
 def test_original_native_profile_keeps_its_native_names():
     with open(FIXTURE, "rb") as f:
         raw = decode(f.read())

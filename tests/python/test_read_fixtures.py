@@ -7,13 +7,10 @@ import pytest
 
 import vmprof
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-UPSTREAM = os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "upstream")
-if not os.path.isdir(UPSTREAM):
-    UPSTREAM = os.path.join(HERE, "..", "..", "shared", "fixtures", "upstream")
+from data_paths import UPSTREAM, PROFILES, VMPROF06
 # Both sets: the upstream fixtures (format 6, incl. PyPy) and files written by
 # vmprof 0.6.0 (format 7, a timestamp per sample), each with its oracle.
-SETS = [os.path.join(UPSTREAM, "profiles"), os.path.join(HERE, "..", "data", "vmprof06")]
+SETS = [PROFILES, VMPROF06]
 ORACLE = {}
 PATHS = {}
 for folder, oracle in ((SETS[0], os.path.join(UPSTREAM, "oracle_profiles.json")),

@@ -13,10 +13,7 @@ import pytest
 import vmprof
 from vmprof import _core
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROFILES = os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "upstream", "profiles")
-if not os.path.isdir(PROFILES):
-    PROFILES = os.path.join(HERE, "..", "..", "shared", "fixtures", "upstream", "profiles")
+from data_paths import PROFILES
 CALC = os.path.join(PROFILES, "calc_py311.prof")
 
 

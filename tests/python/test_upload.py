@@ -145,11 +145,7 @@ def test_upload_module_prints_the_address(server, profile):
     assert os.path.exists(profile)
 
 
-UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
-                        "shared", "fixtures", "upstream", "profiles")
-if not os.path.isdir(UPSTREAM):
-    UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                            "shared", "fixtures", "upstream", "profiles")
+from data_paths import PROFILES as UPSTREAM  # noqa: E402
 
 
 @pytest.mark.parametrize("fixture, vm", [("calc_py311.prof", "CPython"),

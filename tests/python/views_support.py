@@ -10,11 +10,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-UPSTREAM = os.path.join(ROOT, "..", "shared", "fixtures", "upstream")
-if not os.path.isdir(UPSTREAM):
-    UPSTREAM = "/work/shared/fixtures/upstream"
-PROFILES = os.path.join(UPSTREAM, "profiles")
-WORKLOADS = os.path.join(UPSTREAM, "workloads")
+from data_paths import UPSTREAM, PROFILES, WORKLOADS  # noqa: F401 (the tests import them from here)
 JS = os.path.join(ROOT, "tests", "js")
 
 with open(os.path.join(UPSTREAM, "oracle_profiles.json")) as f:

@@ -1,0 +1,20 @@
+# Sourced by the scripts that make venvs (scripts/setup.sh, bench/run.sh).
+#
+# A venv is tied to the folder it was made in: its scripts' #! lines name its
+# python by absolute path.  One that was moved or copied with the checkout, or
+# whose python no longer runs (its CPython removed or rebuilt), is deleted so
+# that the caller makes it again.
+venv_works() {  # venv_works DIR: 0 when DIR is a venv made right there that runs
+    local dir="$1" here real
+    here="$(cd "$dir" && pwd)"; real="$(cd "$dir" && pwd -P)"
+    [ -x "$dir/bin/python" ] || return 1
+    [ "$("$dir/bin/python" -c 'import os, sys; print(os.path.realpath(sys.prefix))' 2>/dev/null)" = "$real" ] || return 1
+    head -n 2 "$dir/bin/pip" 2>/dev/null | grep -qF -e "$here/bin/python" -e "$real/bin/python"
+}
+
+drop_broken_venv() {  # drop_broken_venv DIR
+    if [ -d "$1" ] && ! venv_works "$1"; then
+        echo "setup: $1 was made in another folder or no longer runs; making it again" >&2
+        rm -rf "$1"
+    fi
+}
