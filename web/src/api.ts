@@ -1,0 +1,130 @@
+// api.ts - the JSON API of vmprof-server as the UI reads it (docs/server.md is the
+// server's own description; /work/notes/h-ui-api-needs.md what the UI asked for).
+// Every request goes to the page's own origin: the UI never talks to anyone else.
+
+export interface RunSummary {
+  id: string;
+  argv: string;
+  vm: string;
+  owner: string | null;
+  created: string | number;
+  samples: number;
+  duration?: number;
+  duration_ms?: number;
+  label?: string | null;
+  can_edit?: boolean;
+}
+
+export interface RunList { runs: RunSummary[]; next: number | string | null; }
+
+export interface Thread { id: number | string; samples: number; name?: string | null; }
+
+export interface Run extends RunSummary {
+  start?: string | number | null;
+  period_ms?: number;
+  clock?: string;
+  modes?: string[];
+  threads?: Thread[];
+  max_rss_kib?: number | null;
+  exports?: string[];
+}
+
+export interface FuncInfo { name: string; file?: string; line?: number; kind?: string; }
+
+export interface TreeNode {
+  fn?: number;
+  total: number;
+  self: number;
+  children?: TreeNode[];
+  more?: boolean;
+}
+
+export interface TreeAnswer {
+  total: number;
+  path?: number[];
+  chain?: TreeNode[];
+  node: TreeNode;
+  functions: Record<string, FuncInfo>;
+}
+
+export interface FuncRow extends FuncInfo { fn: number; self: number; total: number; }
+
+export interface FunctionsAnswer {
+  total: number;
+  matched?: number;
+  functions: FuncRow[];
+  function?: FuncRow;
+  callers?: FuncRow[];
+  callees?: FuncRow[];
+}
+
+export interface LinesAnswer {
+  function?: FuncInfo & { fn: number };
+  total: number;
+  lines: { line: number; self: number; total: number }[];
+}
+
+export interface MemoryAnswer {
+  duration_ms: number;
+  max_kib: number;
+  points: number[][];
+}
+
+export interface DiffNode extends FuncInfo {
+  a: number;
+  b: number;
+  a_self?: number;
+  b_self?: number;
+  children?: DiffNode[];
+}
+
+export interface DiffAnswer {
+  a: { id: string; total: number };
+  b: { id: string; total: number };
+  root: DiffNode;
+  functions: (FuncInfo & { a_self: number; a_total: number; b_self: number; b_total: number })[];
+}
+
+export interface Session { user: string | null; admin?: boolean; anonymous_upload?: boolean; }
+
+export class ApiError extends Error {
+  constructor(public status: number, message: string) { super(message); }
+}
+
+async function answer<T>(r: Response): Promise<T> {
+  if (!r.ok) {
+    let message = r.status + " " + r.statusText;
+    try {
+      const body = await r.json();
+      if (body && (body.error || body.message)) message = body.error || body.message;
+    } catch { /* not JSON */ }
+    throw new ApiError(r.status, message);
+  }
+  if (r.status === 204) return undefined as T;
+  const type = r.headers.get("content-type") || "";
+  return (type.includes("json") ? r.json() : undefined) as Promise<T>;
+}
+
+/** GET /api/...; params with undefined, null or "" values are left out. */
+export async function get<T>(path: string, params?: Record<string, unknown>): Promise<T> {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {}))
+    if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
+  const qs = q.toString();
+  return answer<T>(await fetch("/api/" + path + (qs ? "?" + qs : ""), {
+    credentials: "same-origin", headers: { Accept: "application/json" } }));
+}
+
+/** A write (POST, PATCH, DELETE) with a JSON body. */
+export async function send<T>(method: string, path: string, body?: unknown): Promise<T> {
+  return answer<T>(await fetch("/api/" + path, {
+    method, credentials: "same-origin",
+    headers: { "Content-Type": "application/json", Accept: "application/json",
+               "X-Requested-With": "vmprof" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  }));
+}
+
+export function runDuration(r: RunSummary): number | undefined {
+  return r.duration_ms !== undefined ? r.duration_ms : r.duration;
+}

@@ -1,0 +1,36 @@
+// Types of flamegraph.js (plain JavaScript so the HTML export can embed it unbuilt).
+export interface FlameTree {
+  n: number;
+  parent: ArrayLike<number>;
+  value: ArrayLike<number>;
+  kids: number[][];
+  depth: Int32Array;
+  start: Float64Array;
+  maxDepth: number;
+}
+export interface FlameOptions {
+  label(n: number): string;
+  colour(n: number): string;
+  tooltip?(n: number): string[];
+  more?(n: number): boolean;
+  onZoom?(n: number): void;
+  onFocus?(n: number): void;
+  ancestors?: boolean;
+  rowHeight?: number;
+}
+export interface FlameGraph {
+  canvas: HTMLCanvasElement;
+  setTree(t: FlameTree | null, zoom?: number): void;
+  zoomTo(n: number): void;
+  setMatch(m: ((n: number) => boolean) | null): void;
+  redraw(): void;
+  readonly zoom: number;
+  readonly cursor: number;
+  rects(): [number, number, number, number][];
+  destroy(): void;
+}
+export function layoutTree(parent: ArrayLike<number>, value: ArrayLike<number>): FlameTree;
+export function hashHue(s: string): number;
+export function kindColour(kind: string, key: string): string;
+export function fmtPct(x: number): string;
+export function createFlameGraph(box: HTMLElement, opts: FlameOptions): FlameGraph;

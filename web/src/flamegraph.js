@@ -1,0 +1,291 @@
+// flamegraph.js - the one flame graph (icicle) drawing of vmprof: used by the
+// server's browser UI (web/src/app.ts imports it) and meant to be embedded as is
+// into the `vmprofshow --format html` page, so it is plain JavaScript (an ES
+// module with no imports, no build step needed) and knows nothing about where
+// its tree comes from.
+//
+// A tree is arrays indexed by node, node 0 the root, parents before children:
+// `parent[i]` and `value[i]` (samples through node i).  layoutTree() adds the
+// children lists (heaviest first), depths and left offsets once; the graph then
+// draws the subtree of the zoomed node across the full width, one row per
+// level, skipping what would be narrower than half a pixel.  What a node is
+// called, its colour, its tooltip and whether it has unloaded children are the
+// caller's business (callbacks), so the UI can load deeper levels lazily and
+// the differential view can colour by change.
+//
+// Mouse: hover shows the tooltip, click zooms.  Keyboard (the canvas takes
+// focus): arrows move a cursor (up: parent, down: heaviest child, left/right:
+// neighbours on the row), Enter zooms into it, Escape zooms out one level.
+
+/** @typedef {{n: number, parent: ArrayLike<number>, value: ArrayLike<number>,
+ *   kids: number[][], depth: Int32Array, start: Float64Array, maxDepth: number}} FlameTree */
+
+/**
+ * Lays a tree out: children sorted heaviest first, each node's depth and its left
+ * offset in samples from the root's left edge.
+ * @param {ArrayLike<number>} parent parent[0] is ignored (-1)
+ * @param {ArrayLike<number>} value
+ * @returns {FlameTree}
+ */
+export function layoutTree(parent, value) {
+  const n = parent.length;
+  const t = { n, parent, value, kids: new Array(n), depth: new Int32Array(n),
+              start: new Float64Array(n), maxDepth: 0 };
+  for (let i = 0; i < n; i++) t.kids[i] = [];
+  for (let i = 1; i < n; i++) t.kids[parent[i]].push(i);
+  for (let i = 0; i < n; i++) {
+    const kids = t.kids[i];
+    kids.sort((a, b) => value[b] - value[a]);
+    let x = t.start[i];
+    for (const c of kids) {
+      t.depth[c] = t.depth[i] + 1;
+      if (t.depth[c] > t.maxDepth) t.maxDepth = t.depth[c];
+      t.start[c] = x;
+      x += value[c];
+    }
+  }
+  return t;
+}
+
+/** A stable hue from a string, so a function keeps its colour across views. */
+export function hashHue(s) {
+  let h = 0;
+  for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) | 0;
+  return Math.abs(h);
+}
+
+/** The usual colours: Python warm, native cool, anything else grey. */
+export function kindColour(kind, key) {
+  const h = hashHue(key);
+  if (kind === "python") return `hsl(${15 + h % 40},${70 + h % 20}%,${58 + h % 12}%)`;
+  if (kind === "native") return `hsl(${195 + h % 30},55%,${62 + h % 12}%)`;
+  return `hsl(0,0%,${68 + h % 12}%)`;
+}
+
+/** The share a/b as a short percentage. */
+export function fmtPct(x) {
+  if (!isFinite(x)) return "0%";
+  return (x * 100).toFixed(Math.abs(x) >= 0.1 ? 1 : 2) + "%";
+}
+
+/**
+ * Creates a flame graph inside `box` (a positioned element): a canvas and a
+ * tooltip.  opts:
+ *   label(n) -> string           text in the frame (node 0 included)
+ *   colour(n) -> css colour
+ *   tooltip(n) -> string[]       first line bold, the rest plain
+ *   more(n) -> bool              children not loaded yet (drawn hatched)
+ *   onZoom(n), onFocus(n)        after the user zoomed / moved the cursor
+ *   ancestors: bool              draw the zoomed node's ancestors, faded, above it
+ *   rowHeight: number            default 18
+ */
+export function createFlameGraph(box, opts) {
+  const ROW = opts.rowHeight || 18;
+  const canvas = document.createElement("canvas");
+  canvas.className = "flame-canvas";
+  canvas.tabIndex = 0;
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", "flame graph: arrows move, Enter zooms, Escape zooms out");
+  canvas.style.display = "block";
+  canvas.style.width = "100%";
+  const tip = document.createElement("div");
+  tip.className = "flame-tip";
+  tip.setAttribute("role", "tooltip");
+  tip.style.position = "fixed";
+  tip.style.pointerEvents = "none";
+  tip.style.display = "none";
+  box.appendChild(canvas);
+  box.appendChild(tip);
+  const ctx = canvas.getContext("2d");
+  /** @type {FlameTree|null} */
+  let tree = null;
+  let zoom = 0, hover = -1, cursor = -1;
+  let match = null; // (n) => bool, or null
+  let rects = [];   // [x, y, w, node] as drawn, in CSS pixels
+
+  function rowOf(n) {
+    let r = tree.depth[n] - tree.depth[zoom];
+    if (opts.ancestors) r += tree.depth[zoom];
+    return r;
+  }
+
+  function draw() {
+    rects = [];
+    const W = canvas.clientWidth || box.clientWidth || 800, dpr = window.devicePixelRatio || 1;
+    if (!tree || !tree.value[zoom]) {
+      canvas.style.height = "0px";
+      canvas.width = 0;
+      return;
+    }
+    const top = opts.ancestors ? tree.depth[zoom] : 0;
+    let deepest = 0;
+    // rows used: only as deep as something at least half a pixel wide
+    const scale = W / tree.value[zoom], x0 = tree.start[zoom];
+    const visible = [];
+    const stack = [zoom];
+    while (stack.length) {
+      const n = stack.pop();
+      visible.push(n);
+      const d = tree.depth[n] - tree.depth[zoom];
+      if (d > deepest) deepest = d;
+      const kids = tree.kids[n];
+      for (let i = kids.length - 1; i >= 0; i--)
+        if (tree.value[kids[i]] * scale >= 0.5) stack.push(kids[i]);
+    }
+    const H = (top + deepest + 1) * ROW + 2;
+    canvas.style.height = H + "px";
+    canvas.width = Math.round(W * dpr);
+    canvas.height = Math.round(H * dpr);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    for (let a = zoom, r = top - 1; opts.ancestors && a > 0; r--) {
+      a = tree.parent[a];
+      box1(a, 0, W, r * ROW, true);
+    }
+    for (const n of visible)
+      box1(n, (tree.start[n] - x0) * scale, tree.value[n] * scale, rowOf(n) * ROW, false);
+  }
+
+  function box1(n, x, w, y, faded) {
+    const hit = match !== null && n !== 0 && match(n);
+    ctx.globalAlpha = faded ? 0.45 : (match !== null && !hit ? 0.35 : 1);
+    ctx.fillStyle = hit ? "#e0409b" : opts.colour(n);
+    ctx.fillRect(x, y, Math.max(w - 0.5, 0.5), ROW - 1);
+    if (!faded && opts.more && opts.more(n) && w > 6) {
+      ctx.fillStyle = "rgba(0,0,0,.25)";
+      ctx.fillRect(x, y + ROW - 4, Math.max(w - 0.5, 0.5), 3);
+    }
+    ctx.globalAlpha = 1;
+    if (n === hover || n === cursor) {
+      ctx.strokeStyle = n === cursor ? "#0a58ca" : "#222";
+      ctx.lineWidth = n === cursor ? 2 : 1;
+      ctx.strokeRect(x + 1, y + 1, Math.max(w - 2.5, 0.5), ROW - 3);
+    }
+    if (w > 28) {
+      let label = opts.label(n);
+      const max = Math.floor((w - 8) / 6.6);
+      if (label.length > max) label = label.slice(0, Math.max(max - 1, 1)) + "\u2026";
+      ctx.globalAlpha = faded ? 0.6 : 1;
+      ctx.fillStyle = "#111";
+      ctx.fillText(label, x + 4, y + ROW / 2);
+      ctx.globalAlpha = 1;
+    }
+    rects.push([x, y, w, n]);
+  }
+
+  function nodeAt(ev) {
+    const r = canvas.getBoundingClientRect(), x = ev.clientX - r.left, y = ev.clientY - r.top;
+    for (let i = rects.length - 1; i >= 0; i--) {
+      const q = rects[i];
+      if (x >= q[0] && x < q[0] + q[2] && y >= q[1] && y < q[1] + ROW) return q[3];
+    }
+    return -1;
+  }
+
+  function showTip(n, cx, cy) {
+    if (n < 0 || !opts.tooltip) { tip.style.display = "none"; return; }
+    const lines = opts.tooltip(n);
+    tip.textContent = "";
+    lines.forEach((line, i) => {
+      const part = document.createElement(i === 0 ? "b" : "div");
+      part.textContent = line;
+      tip.appendChild(part);
+    });
+    tip.style.display = "block";
+    let x = cx + 14, y = cy + 14;
+    if (x + tip.offsetWidth > window.innerWidth) x = Math.max(cx - tip.offsetWidth - 10, 0);
+    if (y + tip.offsetHeight > window.innerHeight) y = Math.max(cy - tip.offsetHeight - 10, 0);
+    tip.style.left = x + "px";
+    tip.style.top = y + "px";
+  }
+
+  function rectOf(n) {
+    for (const q of rects) if (q[3] === n) return q;
+    return null;
+  }
+
+  function setCursor(n) {
+    if (n < 0 || !tree) return;
+    cursor = n;
+    draw();
+    const q = rectOf(n), r = canvas.getBoundingClientRect();
+    if (q) showTip(n, r.left + q[0] + Math.min(q[2], 40), r.top + q[1]);
+    if (opts.onFocus) opts.onFocus(n);
+  }
+
+  function zoomTo(n, fromUser) {
+    if (!tree || n < 0 || n >= tree.n) return;
+    zoom = n;
+    if (cursor >= 0 && !isUnder(cursor, n)) cursor = n;
+    draw();
+    if (fromUser && opts.onZoom) opts.onZoom(n);
+  }
+
+  function isUnder(n, a) {
+    while (n > 0 && n !== a) n = tree.parent[n];
+    return n === a;
+  }
+
+  canvas.addEventListener("mousemove", (ev) => {
+    const n = nodeAt(ev);
+    if (n !== hover) { hover = n; draw(); }
+    showTip(n, ev.clientX, ev.clientY);
+  });
+  canvas.addEventListener("mouseleave", () => {
+    hover = -1;
+    tip.style.display = "none";
+    draw();
+  });
+  canvas.addEventListener("click", (ev) => {
+    const n = nodeAt(ev);
+    if (n >= 0) { cursor = n; zoomTo(n, true); }
+  });
+  canvas.addEventListener("blur", () => { tip.style.display = "none"; });
+  canvas.addEventListener("keydown", (ev) => {
+    if (!tree) return;
+    const c = cursor >= 0 ? cursor : zoom;
+    let to = -1;
+    if (ev.key === "ArrowUp") to = c > 0 && c !== zoom ? tree.parent[c] : (opts.ancestors && c > 0 ? tree.parent[c] : -1);
+    else if (ev.key === "ArrowDown") to = tree.kids[c].length ? tree.kids[c][0] : -1;
+    else if (ev.key === "ArrowLeft" || ev.key === "ArrowRight") {
+      const y = rectOf(c);
+      if (y) {
+        const row = rects.filter((q) => q[1] === y[1] && q[2] >= 1).sort((a, b) => a[0] - b[0]);
+        const i = row.findIndex((q) => q[3] === c) + (ev.key === "ArrowLeft" ? -1 : 1);
+        if (i >= 0 && i < row.length) to = row[i][3];
+      }
+    } else if (ev.key === "Enter" || ev.key === " ") {
+      zoomTo(c, true);
+      ev.preventDefault();
+      return;
+    } else if (ev.key === "Escape" || ev.key === "Backspace") {
+      if (zoom > 0) { const back = tree.parent[zoom]; zoomTo(back, true); }
+      ev.preventDefault();
+      return;
+    } else return;
+    ev.preventDefault();
+    if (to >= 0) {
+      if (!isUnder(to, zoom)) zoomTo(to, true);
+      setCursor(to);
+    }
+  });
+  const resize = () => draw();
+  window.addEventListener("resize", resize);
+
+  return {
+    canvas,
+    /** Replaces the tree (keeping nothing) and zooms to `z`. */
+    setTree(t, z) { tree = t; zoom = z || 0; hover = -1; cursor = -1; draw(); },
+    zoomTo(n) { zoomTo(n, false); },
+    /** match: (n) => bool highlights the nodes it accepts; null for none. */
+    setMatch(m) { match = m; draw(); },
+    redraw: draw,
+    get zoom() { return zoom; },
+    get cursor() { return cursor; },
+    /** What is drawn: [x, y, w, node] in CSS pixels, for tests and hit checks. */
+    rects() { return rects.slice(); },
+    destroy() { window.removeEventListener("resize", resize); box.removeChild(canvas); box.removeChild(tip); },
+  };
+}

@@ -1,0 +1,662 @@
+// run.ts - one run: its facts, then one selection shared by a flame graph, a call
+// tree table, a functions table with callers and callees, the lines of a function
+// (--lines runs) and the RSS plot (--mem runs), whose time range narrows the rest.
+//
+// The call tree comes from the server a piece at a time (GET tree with a path, a
+// depth and a minimum share): the first answer has the top levels, and zooming into
+// a node whose children were cut asks for that node's subtree, so a million-sample
+// run opens as fast as a small one.  The pieces are merged into one client tree
+// whose node numbers never change, which the flame graph draws.
+//
+// The address holds the view: ?thread=&native=&interp=&from=&to= (the selection),
+// path= (the zoomed node as function ids from the root; absent: the program's first
+// frame), fn= (the chosen function), q= (search), tab=.
+import {
+  FuncInfo, FunctionsAnswer, FuncRow, LinesAnswer, MemoryAnswer, Run, Session,
+  TreeAnswer, TreeNode, get,
+} from "./api";
+import { bar, clear, errorBox, fmtCount, fmtKiB, fmtMs, fmtWhen, h } from "./dom";
+import { FlameGraph, FlameTree, createFlameGraph, fmtPct, kindColour, layoutTree } from "./flamegraph";
+import { navigate } from "./nav";
+
+const DEPTH = 12;          // levels asked per tree request
+const MIN_SHARE = 0.0005;  // of the requested node: under a pixel at 1280 px
+const EXPORTS = ["collapsed", "speedscope", "pprof", "firefox", "html"];
+// vmprof's own runner and Python's runpy: the frames above the program's first frame
+const RUNNER_FILE = /(^|[\\/])vmprof[\\/](__main__|cli|profiler|measure)\.py$|(^|[\\/])runpy\.py$|^<frozen runpy>$|^<string>$/;
+
+/** The call tree as far as it has been loaded; node 0 is the root. */
+class ClientTree {
+  parent: number[] = [-1];
+  value: number[] = [0];
+  self: number[] = [0];
+  fn: number[] = [-1];
+  /** children are all known down to this many samples (Infinity: not loaded) */
+  complete: number[] = [Infinity];
+  funcs = new Map<number, FuncInfo>();
+  private byKey = new Map<string, number>();
+  layout: FlameTree = layoutTree([-1], [0]);
+
+  child(p: number, fn: number): number {
+    const key = p + ":" + fn;
+    let c = this.byKey.get(key);
+    if (c === undefined) {
+      c = this.parent.length;
+      this.parent.push(p); this.value.push(0); this.self.push(0); this.fn.push(fn);
+      this.complete.push(Infinity);
+      this.byKey.set(key, c);
+    }
+    return c;
+  }
+  find(path: number[]): number {
+    let n = 0;
+    for (const fn of path) {
+      const c = this.byKey.get(n + ":" + fn);
+      if (c === undefined) return -1;
+      n = c;
+    }
+    return n;
+  }
+  pathOf(n: number): number[] {
+    const out: number[] = [];
+    for (; n > 0; n = this.parent[n]) out.push(this.fn[n]);
+    return out.reverse();
+  }
+  merge(a: TreeAnswer, path: number[], minShare: number): number {
+    for (const [k, f] of Object.entries(a.functions || {})) this.funcs.set(Number(k), f);
+    this.value[0] = a.total;
+    let n = 0;
+    path.forEach((fn, i) => {
+      n = this.child(n, fn);
+      const c = a.chain && i < path.length - 1 ? a.chain[i] : null;  // chain[i]: the node at path[i]
+      if (c) { this.value[n] = c.total; this.self[n] = c.self; }
+    });
+    const threshold = a.node.total * minShare;
+    const put = (n: number, node: TreeNode) => {
+      this.value[n] = node.total;
+      this.self[n] = node.self;
+      if (node.more) return;
+      this.complete[n] = Math.min(this.complete[n], threshold);
+      for (const k of node.children || []) put(this.child(n, k.fn as number), k);
+    };
+    put(n, a.node);
+    this.layout = layoutTree(this.parent, this.value);
+    return n;
+  }
+  func(n: number): FuncInfo {
+    return n === 0 ? { name: "all samples", kind: "root" } :
+      this.funcs.get(this.fn[n]) || { name: "function " + this.fn[n], kind: "unknown" };
+  }
+}
+
+interface Selection { thread?: string; native: boolean; interp: boolean; from?: string; to?: string; }
+
+function selectionOf(url: URL): Selection {
+  const p = url.searchParams;
+  return { thread: p.get("thread") || undefined, native: p.get("native") !== "0",
+           interp: p.get("interp") === "1", from: p.get("from") || undefined, to: p.get("to") || undefined };
+}
+
+function where(f: FuncInfo, line?: number): string {
+  if (!f.file) return f.kind === "native" ? "(native)" : "";
+  return f.file + (line || f.line ? ":" + (line || f.line) : "");
+}
+
+export class RunPage {
+  private run: Run | null = null;
+  private sel: Selection;
+  private tree = new ClientTree();
+  private graph: FlameGraph | null = null;
+  private url: URL;
+  private gen = 0;  // bumped when the selection changes, so late answers are dropped
+  private search: RegExp | null = null;
+  private fnRows: FunctionsAnswer | null = null;
+  private expanded = new Set<number>();
+  private sortBy: "self" | "total" = "self";
+  private programPath: number[] | null = null;
+  private el: Record<string, HTMLElement> = {};
+
+  constructor(private root: HTMLElement, private id: string, url: URL, private session: Session) {
+    this.url = url;
+    this.sel = selectionOf(url);
+    this.start();
+  }
+
+  private q(name: string): string | null { return this.url.searchParams.get(name); }
+
+  /** The selection's query parameters for the API. */
+  private selParams(): Record<string, unknown> {
+    const s = this.sel;
+    return { thread: s.thread, native: s.native ? 1 : 0, interp: s.interp ? 1 : 0, from: s.from, to: s.to };
+  }
+
+  /** A new address with `changes` applied to the current one (null removes). */
+  private go(changes: Record<string, string | null>, replace = false): void {
+    const u = new URL(location.href);
+    for (const [k, v] of Object.entries(changes)) {
+      if (v === null) u.searchParams.delete(k); else u.searchParams.set(k, v);
+    }
+    navigate(u.pathname + u.search, replace);
+  }
+
+  private async start(): Promise<void> {
+    const r = this.root;
+    r.append(h("section", { class: "page run" }, h("p", { class: "muted" }, "Loading run " + this.id + "…")));
+    try {
+      this.run = await get<Run>("runs/" + encodeURIComponent(this.id));
+    } catch (e) {
+      clear(r);
+      r.append(h("section", { class: "page" }, errorBox(e), h("a", { href: "/", "data-nav": true }, "All runs")));
+      return;
+    }
+    clear(r);
+    this.build();
+    this.reload();
+  }
+
+  private build(): void {
+    const run = this.run as Run, modes = run.modes || [];
+    document.title = (run.label || run.argv || run.id) + " — vmprof";
+    const E = this.el;
+    const facts: [string, string][] = [
+      ["interpreter", run.vm || "?"], ["started", fmtWhen(run.start || run.created)],
+      ["duration", fmtMs(run.duration_ms !== undefined ? run.duration_ms : run.duration)],
+      ["samples", fmtCount(run.samples)], ["period", fmtMs(run.period_ms)],
+      ["clock", run.clock === "wall" || modes.includes("real_time") ? "wall clock" : "CPU time"],
+      ["threads", String((run.threads || []).length || 1)],
+    ];
+    if (modes.length) facts.push(["modes", modes.join(", ")]);
+    if (run.max_rss_kib) facts.push(["peak RSS", fmtKiB(run.max_rss_kib)]);
+    if (run.owner) facts.push(["owner", run.owner]);
+    const api = "/api/runs/" + encodeURIComponent(run.id);
+    const downloads = h("details", { class: "menu" }, h("summary", null, "Download"),
+      h("ul", null, ...(run.exports || EXPORTS).map((f) =>
+        h("li", null, h("a", { href: `${api}/export/${f}`, download: true }, f))),
+        h("li", null, h("a", { href: `${api}/raw`, download: true }, "raw profile"))));
+    const speedscope = h("a", { class: "button", id: "speedscope", target: "_blank", rel: "noopener",
+      href: "/speedscope/index.html#profileURL=" + encodeURIComponent(`${location.origin}${api}/export/speedscope`) +
+            "&title=" + encodeURIComponent(run.label || run.argv || run.id) }, "Open in speedscope");
+
+    E.thread = h("select", { id: "thread", "aria-label": "thread" }, h("option", { value: "" }, "all threads"),
+      ...(run.threads || []).map((t) => h("option", { value: String(t.id) },
+        `${t.name || "thread " + t.id} — ${fmtCount(t.samples)} samples`)));
+    E.native = h("input", { type: "checkbox", id: "native" });
+    E.interp = h("input", { type: "checkbox", id: "interp" });
+    E.search = h("input", { type: "search", id: "search", placeholder: "search functions (regex)",
+                            "aria-label": "search functions" });
+    E.match = h("span", { id: "match", role: "status" });
+    E.trail = h("nav", { id: "trail", "aria-label": "zoom path" });
+    E.flame = h("div", { id: "flame", class: "flamebox" });
+    E.memory = h("div", { id: "memory", class: "memory", hidden: !modes.includes("memory") });
+    E.tabs = h("div", { class: "tabs", role: "tablist" });
+    E.panel = h("div", { id: "panel", role: "tabpanel" });
+    E.status = h("div", { id: "status", class: "muted", role: "status" });
+    this.root.append(h("section", { class: "page run" },
+      h("header", { class: "facts" },
+        h("p", { class: "crumbs" }, h("a", { href: "/", "data-nav": true }, "Runs"), " › run " + run.id),
+        h("h1", { id: "title" }, run.label || run.argv || "run " + run.id),
+        run.label ? h("p", { class: "muted" }, run.argv) : null,
+        h("dl", { id: "facts" }, ...facts.map(([k, v]) => h("div", null, h("dt", null, k), h("dd", null, v)))),
+        h("div", { class: "actions" }, downloads, speedscope)),
+      h("div", { class: "controls" },
+        h("label", null, "Thread ", E.thread),
+        modes.includes("native") ? h("label", null, E.native, " native frames") : null,
+        modes.includes("native") ? h("label", null, E.interp, " interpreter's frames") : null,
+        E.search, E.match, E.status),
+      E.memory, E.trail, E.flame, E.tabs, E.panel));
+
+    E.thread.addEventListener("change", () => this.go({ thread: (E.thread as HTMLSelectElement).value || null, path: null }));
+    E.native.addEventListener("change", () => this.go({ native: (E.native as HTMLInputElement).checked ? null : "0", path: null }));
+    E.interp.addEventListener("change", () => this.go({ interp: (E.interp as HTMLInputElement).checked ? "1" : null, path: null }));
+    E.search.addEventListener("input", () => this.go({ q: (E.search as HTMLInputElement).value || null }, true));
+
+    this.graph = createFlameGraph(E.flame, {
+      label: (n) => this.tree.func(n).name,
+      colour: (n) => n === 0 ? "#c9c9d1" : kindColour(this.tree.func(n).kind || "", this.tree.func(n).name + (this.tree.func(n).file || "")),
+      more: (n) => this.tree.complete[n] === Infinity && this.tree.value[n] > this.tree.self[n],
+      tooltip: (n) => {
+        const t = this.tree, f = t.func(n), all = t.value[0] || 1;
+        return [f.name, where(f),
+          `total ${fmtCount(t.value[n])} samples (${fmtPct(t.value[n] / all)})`,
+          `self ${fmtCount(t.self[n])} samples (${fmtPct(t.self[n] / all)})`].filter(Boolean);
+      },
+      onZoom: (n) => {
+        this.go({ path: this.tree.pathOf(n).join(".") });
+      },
+    });
+    (window as unknown as { vmprofUI: unknown }).vmprofUI = this;
+    this.syncControls();
+  }
+
+  private syncControls(): void {
+    const E = this.el;
+    (E.thread as HTMLSelectElement).value = this.sel.thread || "";
+    (E.native as HTMLInputElement).checked = this.sel.native;
+    (E.interp as HTMLInputElement).checked = this.sel.interp;
+    (E.interp as HTMLInputElement).disabled = !this.sel.native;
+    const q = this.q("q") || "";
+    if ((E.search as HTMLInputElement).value !== q) (E.search as HTMLInputElement).value = q;
+  }
+
+  /** Called by the router when only the query of this run's address changed. */
+  update(url: URL): boolean {
+    const before = this.url;
+    this.url = url;
+    if (!this.run) return true;
+    const sel = selectionOf(url);
+    this.syncControls();
+    if (JSON.stringify(sel) !== JSON.stringify(this.sel)) {
+      this.sel = sel;
+      this.reload();
+      return true;
+    }
+    const changed = (k: string) => before.searchParams.get(k) !== url.searchParams.get(k);
+    if (changed("path")) this.showPath();
+    if (changed("q")) this.applySearch();
+    if (changed("fn") || changed("tab")) { this.renderTabs(); this.applySearch(); }
+    return true;
+  }
+
+  /** A new selection: everything is asked again. */
+  private async reload(): Promise<void> {
+    this.gen++;
+    this.tree = new ClientTree();
+    this.expanded.clear();
+    this.fnRows = null;
+    this.programPath = null;
+    this.graph?.setTree(null);
+    this.drawMemory();
+    await this.showPath();
+    this.applySearch();
+    this.renderTabs();
+  }
+
+  /** Fetches the subtree at `path` and merges it; false when the answer came too late. */
+  private async fetchTree(path: number[]): Promise<boolean> {
+    const gen = this.gen;
+    this.el.status.textContent = "loading…";
+    try {
+      const a = await get<TreeAnswer>(`runs/${encodeURIComponent(this.id)}/tree`,
+        { ...this.selParams(), path: path.join("."), depth: DEPTH, min: MIN_SHARE });
+      if (gen !== this.gen) return false;
+      this.tree.merge(a, a.path || path, MIN_SHARE);
+      this.el.status.textContent = "";
+      return true;
+    } catch (e) {
+      if (gen === this.gen) { this.el.status.textContent = ""; this.el.flame.replaceChildren(errorBox(e)); }
+      return false;
+    }
+  }
+
+  /** The program's first frame: below vmprof's runner and runpy, following the busiest child. */
+  private async findProgram(): Promise<number[]> {
+    if (this.programPath) return this.programPath;
+    const t = this.tree;
+    for (let tries = 0; tries < 4; tries++) {
+      let n = 0, seenRunner = false;
+      for (;;) {
+        const kids = t.layout.kids[n];
+        const f = t.func(n);
+        if (n > 0 && f.kind === "python") {
+          if (RUNNER_FILE.test(f.file || "")) seenRunner = true;
+          else if (seenRunner || f.name === "<module>") return (this.programPath = t.pathOf(n));
+        }
+        if (!kids || !kids.length) break;
+        n = kids[0];
+      }
+      if (t.complete[n] !== Infinity || t.value[n] <= t.self[n]) break;  // a leaf: no program frame
+      if (!(await this.fetchTree(t.pathOf(n)))) break;
+    }
+    return (this.programPath = []);
+  }
+
+  /** Zooms to the address's path, loading what is missing below it. */
+  private async showPath(): Promise<void> {
+    const gen = this.gen, raw = this.q("path");
+    const t = this.tree;
+    if (t.value[0] === 0 && !(await this.fetchTree(raw ? raw.split(".").map(Number) : []))) return;
+    const path = raw === null ? await this.findProgram() : raw ? raw.split(".").map(Number) : [];
+    let n = t.find(path);
+    if (n < 0 || this.needsMore(n)) {
+      if (!(await this.fetchTree(path))) return;
+      n = t.find(path);
+    }
+    if (gen !== this.gen) return;
+    if (n < 0) { this.el.status.textContent = "that frame is not in this selection; showing all"; n = 0; }
+    this.graph?.setTree(t.layout, n);
+    this.applySearch(false);
+    this.renderTrail(n);
+    if (this.tab() === "tree") this.renderTabs();
+    this.exposeState();
+  }
+
+  /** Whether a node drawn under zoom node z (within DEPTH levels) lacks children that would show. */
+  private needsMore(z: number): boolean {
+    const t = this.tree, need = t.value[z] * MIN_SHARE * 1.0001;
+    const todo: [number, number][] = [[z, 0]];
+    while (todo.length) {
+      const [n, d] = todo.pop() as [number, number];
+      if (t.value[n] < need || d >= DEPTH) continue;
+      if (t.complete[n] > need && t.value[n] > t.self[n]) return true;
+      for (const c of t.layout.kids[n] || []) todo.push([c, d + 1]);
+    }
+    return false;
+  }
+
+  private renderTrail(z: number): void {
+    const t = this.tree, trail = this.el.trail;
+    clear(trail);
+    const chain: number[] = [];
+    for (let n = z; n > 0; n = t.parent[n]) chain.unshift(n);
+    const crumb = (n: number, text: string) => h("a", {
+      href: "?" + this.withParams({ path: t.pathOf(n).join(".") }), class: n === z ? "here" : "",
+      onclick: (ev: Event) => { ev.preventDefault(); this.go({ path: t.pathOf(n).join(".") }); } }, text);
+    trail.append(crumb(0, "all"));
+    // long chains: the first two and the last six
+    chain.forEach((n, i) => {
+      if (chain.length > 9 && i >= 2 && i < chain.length - 6) {
+        if (i === 2) trail.append(" › … ");
+        return;
+      }
+      trail.append(" › ", crumb(n, t.func(n).name));
+    });
+  }
+
+  private withParams(changes: Record<string, string | null>): string {
+    const p = new URLSearchParams(this.url.search);
+    for (const [k, v] of Object.entries(changes)) if (v === null) p.delete(k); else p.set(k, v);
+    return p.toString();
+  }
+
+  // ---- search -----------------------------------------------------------------
+
+  private async applySearch(ask = true): Promise<void> {
+    const q = this.q("q") || "", t = this.tree;
+    this.search = null;
+    if (q) {
+      try { this.search = new RegExp(q, "i"); }
+      catch { this.search = new RegExp(q.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "i"); }
+    }
+    const s = this.search, fn = this.q("fn");
+    if (s) this.graph?.setMatch((n) => { const f = t.func(n); return s.test(f.name) || s.test(f.file || ""); });
+    else if (fn !== null) this.graph?.setMatch((n) => t.fn[n] === Number(fn));
+    else this.graph?.setMatch(null);
+    if (!s) { this.el.match.textContent = ""; this.exposeState(); return; }
+    if (!ask) return;
+    // the share: from the server (every sample, not only the loaded part of the tree)
+    const gen = this.gen;
+    try {
+      const a = await get<FunctionsAnswer>(`runs/${encodeURIComponent(this.id)}/functions`,
+        { ...this.selParams(), q, limit: 1 });
+      if (gen !== this.gen || q !== (this.q("q") || "")) return;
+      const matched = a.matched !== undefined ? a.matched : this.loadedMatch();
+      this.el.match.textContent = `matches ${fmtPct(a.total ? matched / a.total : 0)} of samples`;
+      this.el.match.dataset.matched = String(matched);
+      this.el.match.dataset.total = String(a.total);
+    } catch (e) {
+      this.el.match.textContent = String((e as Error).message);
+    }
+    this.exposeState();
+  }
+
+  /** Samples under a matching node of the loaded tree, each counted once. */
+  private loadedMatch(): number {
+    const t = this.tree, s = this.search;
+    if (!s) return 0;
+    let hit = 0;
+    const todo = [0];
+    while (todo.length) {
+      const n = todo.pop() as number, f = t.func(n);
+      if (n > 0 && (s.test(f.name) || s.test(f.file || ""))) { hit += t.value[n]; continue; }
+      todo.push(...t.layout.kids[n]);
+    }
+    return hit;
+  }
+
+  // ---- tabs: call tree, functions, lines ---------------------------------------
+
+  private tab(): string {
+    const t = this.q("tab") || "tree";
+    return t === "lines" && !(this.run?.modes || []).includes("lines") ? "tree" : t;
+  }
+
+  private renderTabs(): void {
+    const tabs = this.el.tabs, cur = this.tab();
+    clear(tabs);
+    const names: [string, string][] = [["tree", "Call tree"], ["functions", "Functions"]];
+    if ((this.run?.modes || []).includes("lines")) names.push(["lines", "Lines"]);
+    for (const [k, label] of names)
+      tabs.append(h("button", { type: "button", role: "tab", id: "tab-" + k, "aria-selected": String(k === cur),
+                                class: k === cur ? "on" : "", onclick: () => this.go({ tab: k === "tree" ? null : k }) }, label));
+    if (cur === "functions") this.renderFunctions();
+    else if (cur === "lines") this.renderLines();
+    else this.renderTreeTable();
+  }
+
+  private renderTreeTable(): void {
+    const t = this.tree, panel = this.el.panel, z = this.graph ? this.graph.zoom : 0;
+    clear(panel);
+    if (!t.value[0]) return;
+    const all = t.value[0];
+    // open the busiest path a few levels on first sight
+    if (!this.expanded.has(z)) {
+      let n = z;
+      for (let i = 0; i < 4 && n >= 0; i++) { this.expanded.add(n); n = (t.layout.kids[n] || [])[0] ?? -1; }
+    }
+    const body = h("tbody");
+    const row = (n: number, depth: number) => {
+      const f = t.func(n), kids = t.layout.kids[n] || [], open = this.expanded.has(n);
+      const hasKids = kids.length > 0 || (t.complete[n] === Infinity && t.value[n] > t.self[n]);
+      const tr = h("tr", { tabindex: 0, "data-node": n, "aria-expanded": hasKids ? String(open) : null },
+        h("td", { class: "num" }, fmtCount(t.value[n])), h("td", { class: "num" }, fmtPct(t.value[n] / all), bar(t.value[n] / all)),
+        h("td", { class: "num" }, fmtCount(t.self[n])), h("td", { class: "num" }, fmtPct(t.self[n] / all)),
+        h("td", { class: "fn" }, h("span", { class: "toggle" }, hasKids ? (open ? "▾ " : "▸ ") : "  "), f.name),
+        h("td", { class: "where muted" }, where(f)));
+      (tr.querySelector(".fn") as HTMLElement).style.paddingLeft = 6 + depth * 14 + "px";
+      body.append(tr);
+      if (open) for (const c of kids) row(c, depth + 1);
+    };
+    row(z, 0);
+    const toggle = async (n: number, open?: boolean) => {
+      const want = open === undefined ? !this.expanded.has(n) : open;
+      if (want) {
+        this.expanded.add(n);
+        if (t.complete[n] === Infinity && t.value[n] > t.self[n]) await this.fetchTree(t.pathOf(n));
+      } else this.expanded.delete(n);
+      this.graph?.setTree(t.layout, this.graph.zoom);
+      this.renderTreeTable();
+      (panel.querySelector(`tr[data-node="${n}"]`) as HTMLElement | null)?.focus();
+    };
+    body.addEventListener("click", (ev) => {
+      const tr = (ev.target as Element).closest("tr");
+      if (tr) toggle(Number(tr.dataset.node));
+    });
+    body.addEventListener("keydown", (ev) => {
+      const tr = (ev.target as Element).closest("tr") as HTMLElement | null;
+      if (!tr) return;
+      const n = Number(tr.dataset.node);
+      if (ev.key === "ArrowDown") (tr.nextElementSibling as HTMLElement | null)?.focus();
+      else if (ev.key === "ArrowUp") (tr.previousElementSibling as HTMLElement | null)?.focus();
+      else if (ev.key === "ArrowRight") toggle(n, true);
+      else if (ev.key === "ArrowLeft") toggle(n, false);
+      else if (ev.key === "Enter") this.go({ path: t.pathOf(n).join(".") });
+      else return;
+      ev.preventDefault();
+    });
+    panel.append(h("p", { class: "muted small" }, "Click or ←/→ to fold; Enter zooms the flame graph to a row."),
+      h("div", { class: "scroll" }, h("table", { class: "grid tree", id: "tree-table" },
+        h("thead", null, h("tr", null, h("th", { class: "num" }, "total"), h("th", { class: "num" }, "total %"),
+          h("th", { class: "num" }, "self"), h("th", { class: "num" }, "self %"), h("th", null, "function"),
+          h("th", null, "where"))), body)));
+  }
+
+  private async renderFunctions(): Promise<void> {
+    const panel = this.el.panel, gen = this.gen, fn = this.q("fn");
+    clear(panel);
+    const filter = h("input", { type: "search", id: "fn-filter", placeholder: "filter by name",
+                                value: this.q("fq") || "", "aria-label": "filter functions" });
+    const list = h("div", { class: "scroll" }, "Loading…");
+    const sandwich = h("div", { id: "sandwich" });
+    panel.append(h("div", { class: "controls" }, filter), h("div", { class: "split" }, list, sandwich));
+    filter.addEventListener("input", () => this.go({ fq: filter.value || null }, true));
+    let a: FunctionsAnswer;
+    try {
+      a = await get<FunctionsAnswer>(`runs/${encodeURIComponent(this.id)}/functions`, {
+        ...this.selParams(), sort: this.sortBy, q: this.q("fq"), limit: 200, function: fn });
+    } catch (e) { clear(list); list.append(errorBox(e)); return; }
+    if (gen !== this.gen) return;
+    this.fnRows = a;
+    clear(list);
+    list.append(this.funcTable(a.functions, a.total, "functions-table", true));
+    if (fn !== null && a.function) {
+      const f = a.function;
+      sandwich.append(h("h2", null, f.name, " ", h("span", { class: "muted small" }, where(f))),
+        h("p", null, `self ${fmtCount(f.self)} (${fmtPct(f.self / a.total)}), total ${fmtCount(f.total)} (${fmtPct(f.total / a.total)})`),
+        h("h3", null, "Called by"), this.funcTable(a.callers || [], f.total, "callers-table", false),
+        h("h3", null, "Calls"), this.funcTable(a.callees || [], f.total, "callees-table", false),
+        (this.run?.modes || []).includes("lines") ? h("p", null, h("a", { href: "?" + this.withParams({ tab: "lines" }),
+          onclick: (ev: Event) => { ev.preventDefault(); this.go({ tab: "lines" }); } }, "Hits per line →")) : "");
+    } else sandwich.append(h("p", { class: "muted" }, "Choose a function to see its callers and callees."));
+    this.exposeState();
+  }
+
+  /** A table of functions; shares are of `whole`. */
+  private funcTable(rows: FuncRow[], whole: number, id: string, sortable: boolean): HTMLElement {
+    const th = (k: "self" | "total") => sortable
+      ? h("th", { class: "num" }, h("button", { type: "button", class: "link" + (this.sortBy === k ? " on" : ""),
+          onclick: () => { this.sortBy = k; this.renderFunctions(); } }, k + (this.sortBy === k ? " ▾" : "")))
+      : h("th", { class: "num" }, k);
+    const body = h("tbody");
+    const sel = this.q("fn");
+    for (const r of rows) {
+      const share = (v: number) => whole ? v / whole : 0;
+      body.append(h("tr", { tabindex: 0, "data-fn": r.fn, class: String(r.fn) === sel ? "selected" : "" },
+        sortable ? h("td", { class: "num" }, fmtCount(r.self)) : null,
+        sortable ? h("td", { class: "num" }, fmtPct(share(r.self))) : null,
+        h("td", { class: "num" }, fmtCount(r.total)), h("td", { class: "num" }, fmtPct(share(r.total)), bar(share(r.total))),
+        h("td", { class: "fn" }, r.name), h("td", { class: "where muted" }, where(r))));
+    }
+    const choose = (tr: HTMLElement | null) => { if (tr && Number(tr.dataset.fn) >= 0) this.go({ fn: tr.dataset.fn as string, tab: "functions" }); };
+    body.addEventListener("click", (ev) => choose((ev.target as Element).closest("tr")));
+    body.addEventListener("keydown", (ev) => {
+      const tr = (ev.target as Element).closest("tr") as HTMLElement | null;
+      if (ev.key === "ArrowDown") (tr?.nextElementSibling as HTMLElement | null)?.focus();
+      else if (ev.key === "ArrowUp") (tr?.previousElementSibling as HTMLElement | null)?.focus();
+      else if (ev.key === "Enter") choose(tr);
+      else return;
+      ev.preventDefault();
+    });
+    return h("table", { class: "grid", id },
+      h("thead", null, h("tr", null, sortable ? th("self") : null, sortable ? h("th", { class: "num" }, "self %") : null,
+        sortable ? th("total") : h("th", { class: "num" }, "samples"), h("th", { class: "num" }, "%"),
+        h("th", null, "function"), h("th", null, "where"))), body);
+  }
+
+  private async renderLines(): Promise<void> {
+    const panel = this.el.panel, fn = this.q("fn"), gen = this.gen;
+    clear(panel);
+    if (fn === null) {
+      panel.append(h("p", { class: "muted" }, "Choose a function (Functions tab, or a row below) to see its hits per line."));
+      this.go({ tab: "functions" }, true);
+      return;
+    }
+    let a: LinesAnswer;
+    try {
+      a = await get<LinesAnswer>(`runs/${encodeURIComponent(this.id)}/lines`, { ...this.selParams(), function: fn });
+    } catch (e) { panel.append(errorBox(e)); return; }
+    if (gen !== this.gen) return;
+    const most = Math.max(1, ...a.lines.map((l) => l.total));
+    const f = a.function || this.tree.funcs.get(Number(fn)) || { name: "function " + fn };
+    panel.append(h("h2", null, f.name, " ", h("span", { class: "muted small" }, f.file || "")),
+      h("div", { class: "scroll" }, h("table", { class: "grid", id: "lines-table" },
+        h("thead", null, h("tr", null, h("th", { class: "num" }, "line"), h("th", { class: "num" }, "total"),
+          h("th", { class: "num" }, "self"), h("th", null, ""))),
+        h("tbody", null, ...a.lines.map((l) => h("tr", { tabindex: 0 }, h("td", { class: "num" }, l.line),
+          h("td", { class: "num" }, fmtCount(l.total)), h("td", { class: "num" }, fmtCount(l.self)),
+          h("td", { class: "wide" }, bar(l.total / most))))))));
+  }
+
+  // ---- memory -------------------------------------------------------------------
+
+  private async drawMemory(): Promise<void> {
+    const box = this.el.memory;
+    if (box.hidden) return;
+    clear(box);
+    const canvas = h("canvas", { id: "rss", tabindex: 0, "aria-label": "RSS over time: drag to choose a time range" });
+    const info = h("span", { class: "muted" });
+    const reset = h("button", { type: "button", id: "range-reset", hidden: !this.sel.from && !this.sel.to,
+      onclick: () => this.go({ from: null, to: null }) }, "Whole run");
+    box.append(h("div", { class: "controls" }, h("strong", null, "Resident memory (RSS)"), info, reset), canvas);
+    let m: MemoryAnswer;
+    try {
+      m = await get<MemoryAnswer>(`runs/${encodeURIComponent(this.id)}/memory`, { width: 600 });
+    } catch (e) { box.append(errorBox(e)); return; }
+    const L = 64, R = 8, T = 8, B = 18;
+    const paint = (drag?: [number, number]) => {
+      const W = canvas.clientWidth || 800, H = 120, dpr = window.devicePixelRatio || 1;
+      canvas.width = W * dpr; canvas.height = H * dpr;
+      canvas.style.height = H + "px";
+      const g = canvas.getContext("2d") as CanvasRenderingContext2D;
+      g.setTransform(dpr, 0, 0, dpr, 0, 0);
+      const dur = m.duration_ms || 1, max = m.max_kib || 1, pw = W - L - R, ph = H - T - B;
+      const X = (ms: number) => L + ms / dur * pw, Y = (k: number) => T + ph - k / max * ph;
+      const fg = getComputedStyle(document.body).color;
+      g.fillStyle = fg; g.font = "11px system-ui, sans-serif";
+      g.fillText(fmtKiB(max), 2, T + 8); g.fillText("0", 2, T + ph);
+      g.fillText(fmtMs(dur), W - R - 50, H - 4); g.fillText("0", L, H - 4);
+      const from = drag ? Math.min(...drag) : this.sel.from ? Number(this.sel.from) : null;
+      const to = drag ? Math.max(...drag) : this.sel.to ? Number(this.sel.to) : null;
+      if (from !== null || to !== null) {
+        g.fillStyle = "rgba(10,88,202,.18)";
+        g.fillRect(X(from || 0), T, X(to ?? dur) - X(from || 0), ph);
+      }
+      g.strokeStyle = "#e08a00"; g.lineWidth = 1.5; g.beginPath();
+      m.points.forEach((p, i) => { const k = p[p.length - 1]; if (i) g.lineTo(X(p[0]), Y(k)); else g.moveTo(X(p[0]), Y(k)); });
+      g.stroke();
+      info.textContent = from !== null || to !== null ? `showing ${fmtMs(from || 0)} – ${fmtMs(to ?? dur)}` : "drag to narrow every view to a time range";
+    };
+    paint();
+    const msAt = (ev: MouseEvent) => {
+      const r = canvas.getBoundingClientRect();
+      return Math.max(0, Math.min(m.duration_ms, (ev.clientX - r.left - L) / (r.width - L - R) * m.duration_ms));
+    };
+    let down: number | null = null;
+    canvas.addEventListener("mousedown", (ev) => { down = msAt(ev); });
+    canvas.addEventListener("mousemove", (ev) => { if (down !== null) paint([down, msAt(ev)]); });
+    canvas.addEventListener("mouseup", (ev) => {
+      if (down === null) return;
+      const a = down, b = msAt(ev);
+      down = null;
+      if (Math.abs(b - a) < m.duration_ms / 500) { paint(); return; }
+      this.go({ from: Math.min(a, b).toFixed(1), to: Math.max(a, b).toFixed(1), path: null });
+    });
+    canvas.addEventListener("keydown", (ev) => {  // keyboard: halves of the current range
+      const f = Number(this.sel.from || 0), t = Number(this.sel.to || m.duration_ms), mid = (f + t) / 2;
+      if (ev.key === "ArrowLeft") this.go({ from: f.toFixed(1), to: mid.toFixed(1), path: null });
+      else if (ev.key === "ArrowRight") this.go({ from: mid.toFixed(1), to: t.toFixed(1), path: null });
+      else if (ev.key === "Escape") this.go({ from: null, to: null });
+      else return;
+      ev.preventDefault();
+    });
+    window.addEventListener("resize", () => paint());
+    (box as HTMLElement & { memory?: MemoryAnswer }).memory = m;
+  }
+
+  /** What is on screen, for tests (window.vmprofUI.state). */
+  state: Record<string, unknown> = {};
+  private exposeState(): void {
+    const g = this.graph, t = this.tree;
+    this.state = {
+      zoom: g ? g.zoom : 0, zoomPath: g ? t.pathOf(g.zoom) : [], zoomTotal: g ? t.value[g.zoom] : 0,
+      total: t.value[0], nodes: t.parent.length, rects: g ? g.rects() : [],
+      matched: this.el.match?.dataset.matched, functions: this.fnRows,
+    };
+  }
+  /** Node details, for tests. */
+  node(n: number): Record<string, unknown> {
+    const t = this.tree;
+    return { fn: t.fn[n], total: t.value[n], self: t.self[n], path: t.pathOf(n), ...t.func(n) };
+  }
+
+  destroy(): void { this.gen++; this.graph?.destroy(); }
+}
