@@ -50,3 +50,11 @@ fi
 if [ ! tests/js/node_modules/.package-lock.json -nt tests/js/package-lock.json ]; then
     (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# The server's browser UI (web/): TypeScript bundled by esbuild into web/dist, which
+# vmprof-server serves, with npm's speedscope build beside it; web/package-lock.json
+# pins them.  No CDN: the browser gets everything from the server.
+if [ ! web/node_modules/.package-lock.json -nt web/package-lock.json ]; then
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd web && npm run -s build)

@@ -5,26 +5,27 @@
 export interface RunSummary {
   id: string;
   argv: string;
+  name?: string | null;     // given by rename
   vm: string;
   owner: string | null;
   created: string | number;
   samples: number;
-  duration?: number;
-  duration_ms?: number;
-  label?: string | null;
-  can_edit?: boolean;
+  duration?: number;        // seconds
 }
 
 export interface RunList { runs: RunSummary[]; next: number | string | null; }
 
-export interface Thread { id: number | string; samples: number; name?: string | null; }
+export interface Thread { index?: number; id: number | string; samples: number; }
 
 export interface Run extends RunSummary {
+  interpreter?: string;
   start?: string | number | null;
-  period_ms?: number;
+  period?: number;          // seconds
   clock?: string;
-  modes?: string[];
+  modes?: string[];         // memory, lines, native, real-time, rpython
+  thread_count?: number;
   threads?: Thread[];
+  may_change?: boolean;
   max_rss_kib?: number | null;
   exports?: string[];
 }
@@ -85,7 +86,11 @@ export interface DiffAnswer {
   functions: (FuncInfo & { a_self: number; a_total: number; b_self: number; b_total: number })[];
 }
 
-export interface Session { user: string | null; admin?: boolean; anonymous_upload?: boolean; }
+export interface Session { user: string | null; admin?: boolean; csrf?: string; }
+
+/** The session's CSRF token, repeated in every write (GET /api/me gives it). */
+let csrf = "";
+export function setCsrf(token: string | undefined): void { csrf = token || ""; }
 
 export class ApiError extends Error {
   constructor(public status: number, message: string) { super(message); }
@@ -120,11 +125,12 @@ export async function send<T>(method: string, path: string, body?: unknown): Pro
   return answer<T>(await fetch("/api/" + path, {
     method, credentials: "same-origin",
     headers: { "Content-Type": "application/json", Accept: "application/json",
-               "X-Requested-With": "vmprof" },
+               "X-CSRF-Token": csrf },
     body: body === undefined ? undefined : JSON.stringify(body),
   }));
 }
 
+/** The run's duration in ms. */
 export function runDuration(r: RunSummary): number | undefined {
-  return r.duration_ms !== undefined ? r.duration_ms : r.duration;
+  return r.duration === undefined || r.duration === null ? undefined : r.duration * 1000;
 }

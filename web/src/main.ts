@@ -2,7 +2,7 @@
 // small pages (runs list, log in, token).  The run page is run.ts, the comparison
 // compare.ts.  The address holds every view's state, so each change of view is a
 // history entry (back and forward work) and a link shows what its sender saw.
-import { ApiError, RunList, RunSummary, Session, get, runDuration, send } from "./api";
+import { ApiError, RunList, RunSummary, Session, get, runDuration, send, setCsrf } from "./api";
 import { clear, errorBox, fmtCount, fmtMs, fmtWhen, h } from "./dom";
 import { RunPage } from "./run";
 import { ComparePage } from "./compare";
@@ -51,6 +51,7 @@ function renderWho(): void {
       h("button", { type: "button", class: "link", onclick: async () => {
         try { await send("POST", "logout"); } catch { /* the session is gone either way */ }
         session = { user: null };
+        setCsrf("");
         renderWho();
         route();
       } }, "Log out"));
@@ -130,14 +131,14 @@ function runsPage(url: URL): Page {
         compare.disabled = picked.length !== 2;
       });
       pick.dataset.id = r.id;
-      const name = r.label || r.argv || "(no command line)";
+      const name = r.name || r.argv || "(no command line)";
       const actions = h("td", { class: "actions" });
-      if (r.can_edit) {
+      if (session.user && (session.admin || r.owner === session.user)) {
         actions.append(
           h("button", { type: "button", class: "link", onclick: async () => {
             const label = prompt("New name for this run", name);
             if (label === null) return;
-            try { await send("PATCH", "runs/" + encodeURIComponent(r.id), { label }); load(); }
+            try { await send("PATCH", "runs/" + encodeURIComponent(r.id), { name: label || null }); load(); }
             catch (e) { alert(String((e as Error).message)); }
           } }, "rename"),
           h("button", { type: "button", class: "link danger", onclick: async () => {
@@ -149,7 +150,8 @@ function runsPage(url: URL): Page {
       body.append(h("tr", { "data-run": r.id },
         h("td", null, pick),
         h("td", { class: "cmd" }, h("a", { href: "/runs/" + encodeURIComponent(r.id), "data-nav": true }, name),
-          r.label && r.argv ? h("div", { class: "muted small" }, r.argv) : null),
+          " ", h("span", { class: "muted small" }, "#" + r.id),
+          r.name && r.argv ? h("div", { class: "muted small" }, r.argv) : null),
         h("td", null, r.vm || ""),
         h("td", { class: "num" }, fmtWhen(r.created)),
         h("td", { class: "num" }, fmtMs(runDuration(r))),
@@ -179,8 +181,9 @@ function loginPage(url: URL): void {
     h("form", { class: "stack", onsubmit: async (ev: Event) => {
       ev.preventDefault();
       try {
-        session = await send<Session>("POST", "login", { user: user.value, password: pass.value });
-        if (!session || !session.user) session = await get<Session>("session");
+        await send<Session>("POST", "login", { name: user.value, password: pass.value });
+        session = await get<Session>("me");
+        setCsrf(session.csrf);
         renderWho();
         const next = url.searchParams.get("next") || "/";
         navigate(next.startsWith("/") && !next.startsWith("//") ? next : "/");
@@ -213,15 +216,16 @@ function tokenPage(): void {
       h("p", null, "Or in a request: ", h("code", null, "Authorization: Token " + (token || "YOUR_TOKEN"))),
       h("button", { type: "button", onclick: async () => {
         if (!confirm("Make a new token? The old one stops working.")) return;
-        try { show((await send<{ token: string }>("POST", "token")).token); }
+        try { show((await send<{ token: string }>("POST", "tokens")).token); }
         catch (e) { box.append(errorBox(e)); }
       } }, "Make a new token"));
   };
-  get<{ token?: string }>("token").then((t) => show(t && t.token ? t.token : null), () => show(null));
+  show(null);
 }
 
 async function start(): Promise<void> {
-  try { session = await get<Session>("session"); } catch { session = { user: null }; }
+  try { session = await get<Session>("me"); } catch { session = { user: null }; }
+  setCsrf(session.csrf);
   renderWho();
   route();
 }

@@ -13,7 +13,7 @@
 // frame), fn= (the chosen function), q= (search), tab=.
 import {
   FuncInfo, FunctionsAnswer, FuncRow, LinesAnswer, MemoryAnswer, Run, Session,
-  TreeAnswer, TreeNode, get,
+  TreeAnswer, TreeNode, get, runDuration,
 } from "./api";
 import { bar, clear, errorBox, fmtCount, fmtKiB, fmtMs, fmtWhen, h } from "./dom";
 import { FlameGraph, FlameTree, createFlameGraph, fmtPct, kindColour, layoutTree } from "./flamegraph";
@@ -102,6 +102,12 @@ function where(f: FuncInfo, line?: number): string {
   return f.file + (line || f.line ? ":" + (line || f.line) : "");
 }
 
+/** A table cell with the end of a long file path (the whole of it on hover). */
+function whereCell(f: FuncInfo): HTMLElement {
+  const full = where(f), parts = full.split("/");
+  return h("td", { class: "where muted", title: full }, parts.length > 3 ? "…/" + parts.slice(-2).join("/") : full);
+}
+
 export class RunPage {
   private run: Run | null = null;
   private sel: Selection;
@@ -156,14 +162,14 @@ export class RunPage {
 
   private build(): void {
     const run = this.run as Run, modes = run.modes || [];
-    document.title = (run.label || run.argv || run.id) + " — vmprof";
+    document.title = (run.name || run.argv || run.id) + " — vmprof";
     const E = this.el;
     const facts: [string, string][] = [
-      ["interpreter", run.vm || "?"], ["started", fmtWhen(run.start || run.created)],
-      ["duration", fmtMs(run.duration_ms !== undefined ? run.duration_ms : run.duration)],
-      ["samples", fmtCount(run.samples)], ["period", fmtMs(run.period_ms)],
-      ["clock", run.clock === "wall" || modes.includes("real_time") ? "wall clock" : "CPU time"],
-      ["threads", String((run.threads || []).length || 1)],
+      ["interpreter", run.vm || run.interpreter || "?"], ["started", fmtWhen(run.start || run.created)],
+      ["duration", fmtMs(runDuration(run))],
+      ["samples", fmtCount(run.samples)], ["period", fmtMs(run.period === undefined ? undefined : run.period * 1000)],
+      ["clock", run.clock === "wall" || modes.includes("real-time") ? "wall clock" : "CPU time"],
+      ["threads", String(run.thread_count || (run.threads || []).length || 1)],
     ];
     if (modes.length) facts.push(["modes", modes.join(", ")]);
     if (run.max_rss_kib) facts.push(["peak RSS", fmtKiB(run.max_rss_kib)]);
@@ -175,11 +181,11 @@ export class RunPage {
         h("li", null, h("a", { href: `${api}/raw`, download: true }, "raw profile"))));
     const speedscope = h("a", { class: "button", id: "speedscope", target: "_blank", rel: "noopener",
       href: "/speedscope/index.html#profileURL=" + encodeURIComponent(`${location.origin}${api}/export/speedscope`) +
-            "&title=" + encodeURIComponent(run.label || run.argv || run.id) }, "Open in speedscope");
+            "&title=" + encodeURIComponent(run.name || run.argv || run.id) }, "Open in speedscope");
 
     E.thread = h("select", { id: "thread", "aria-label": "thread" }, h("option", { value: "" }, "all threads"),
       ...(run.threads || []).map((t) => h("option", { value: String(t.id) },
-        `${t.name || "thread " + t.id} — ${fmtCount(t.samples)} samples`)));
+        `thread ${t.index !== undefined ? t.index + 1 : ""} (${t.id}) — ${fmtCount(t.samples)} samples`)));
     E.native = h("input", { type: "checkbox", id: "native" });
     E.interp = h("input", { type: "checkbox", id: "interp" });
     E.search = h("input", { type: "search", id: "search", placeholder: "search functions (regex)",
@@ -194,8 +200,8 @@ export class RunPage {
     this.root.append(h("section", { class: "page run" },
       h("header", { class: "facts" },
         h("p", { class: "crumbs" }, h("a", { href: "/", "data-nav": true }, "Runs"), " › run " + run.id),
-        h("h1", { id: "title" }, run.label || run.argv || "run " + run.id),
-        run.label ? h("p", { class: "muted" }, run.argv) : null,
+        h("h1", { id: "title" }, run.name || run.argv || "run " + run.id),
+        run.name ? h("p", { class: "muted" }, run.argv) : null,
         h("dl", { id: "facts" }, ...facts.map(([k, v]) => h("div", null, h("dt", null, k), h("dd", null, v)))),
         h("div", { class: "actions" }, downloads, speedscope)),
       h("div", { class: "controls" },
@@ -243,10 +249,10 @@ export class RunPage {
     const before = this.url;
     this.url = url;
     if (!this.run) return true;
-    const sel = selectionOf(url);
+    const sel = selectionOf(url), same = JSON.stringify(sel) === JSON.stringify(this.sel);
+    this.sel = sel;
     this.syncControls();
-    if (JSON.stringify(sel) !== JSON.stringify(this.sel)) {
-      this.sel = sel;
+    if (!same) {
       this.reload();
       return true;
     }
@@ -451,7 +457,7 @@ export class RunPage {
         h("td", { class: "num" }, fmtCount(t.value[n])), h("td", { class: "num" }, fmtPct(t.value[n] / all), bar(t.value[n] / all)),
         h("td", { class: "num" }, fmtCount(t.self[n])), h("td", { class: "num" }, fmtPct(t.self[n] / all)),
         h("td", { class: "fn" }, h("span", { class: "toggle" }, hasKids ? (open ? "▾ " : "▸ ") : "  "), f.name),
-        h("td", { class: "where muted" }, where(f)));
+        whereCell(f));
       (tr.querySelector(".fn") as HTMLElement).style.paddingLeft = 6 + depth * 14 + "px";
       body.append(tr);
       if (open) for (const c of kids) row(c, depth + 1);
@@ -534,7 +540,7 @@ export class RunPage {
         sortable ? h("td", { class: "num" }, fmtCount(r.self)) : null,
         sortable ? h("td", { class: "num" }, fmtPct(share(r.self))) : null,
         h("td", { class: "num" }, fmtCount(r.total)), h("td", { class: "num" }, fmtPct(share(r.total)), bar(share(r.total))),
-        h("td", { class: "fn" }, r.name), h("td", { class: "where muted" }, where(r))));
+        h("td", { class: "fn" }, r.name), whereCell(r)));
     }
     const choose = (tr: HTMLElement | null) => { if (tr && Number(tr.dataset.fn) >= 0) this.go({ fn: tr.dataset.fn as string, tab: "functions" }); };
     body.addEventListener("click", (ev) => choose((ev.target as Element).closest("tr")));
@@ -593,7 +599,7 @@ export class RunPage {
     } catch (e) { box.append(errorBox(e)); return; }
     const L = 64, R = 8, T = 8, B = 18;
     const paint = (drag?: [number, number]) => {
-      const W = canvas.clientWidth || 800, H = 120, dpr = window.devicePixelRatio || 1;
+      const W = canvas.clientWidth || 800, H = 90, dpr = window.devicePixelRatio || 1;
       canvas.width = W * dpr; canvas.height = H * dpr;
       canvas.style.height = H + "px";
       const g = canvas.getContext("2d") as CanvasRenderingContext2D;

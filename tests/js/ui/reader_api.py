@@ -3,7 +3,9 @@ browser UI's tests until vmprof-server serves the UI itself.
 
 Not a mock: every number comes from reading real profiles with the C reader; this
 file only aggregates them the way /work/notes/h-ui-api-needs.md asks the server to.
-It also serves the built UI (web/dist) and npm's speedscope, as the server will.
+Where vmprof-server already answers (runs, a run, me), the shapes are the server's
+(src/server/srv_api.c).  It also serves the built UI (web/dist) and npm's speedscope,
+as the server will.
 
     python reader_api.py --web web/dist --speedscope DIR PROFILE...   # prints the URL
 Listens on 127.0.0.1, an ephemeral port; stops after --lifetime seconds (default 600).
@@ -81,23 +83,24 @@ class Run:
         if s.profile_native:
             modes.append("native")
         if s.profile_real_time:
-            modes.append("real_time")
+            modes.append("real-time")
         start = s.start_time
         self.info = {
             "id": run_id, "argv": s.getargv() or os.path.basename(path),
             "vm": "%s %s" % (s.interp, s.meta.get("python", "").split(" ")[-1]) if s.meta.get("python") else s.interp,
-            "owner": None, "label": None, "can_edit": False,
+            "owner": None, "name": None, "may_change": False, "interpreter": s.interp,
             "created": (start.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
                         if start else None),
-            "samples": self.n, "duration_ms": self.duration_ms, "duration": self.duration_ms,
-            "period_ms": self.period_ms, "clock": "wall" if s.profile_real_time else "cpu",
+            "samples": self.n, "duration": self.duration_ms / 1000.0,
+            "period": s.period, "clock": "wall" if s.profile_real_time else "cpu",
             "modes": modes, "max_rss_kib": s.max_rss_kb,
             "exports": list(_core.export_formats()),
         }
         self.info["start"] = self.info["created"]
         counts = collections.Counter(self.stacks[k][0] for k in self.sample_stack)
-        self.info["threads"] = [{"id": t, "samples": counts[i], "name": None}
+        self.info["threads"] = [{"index": i, "id": t, "samples": counts[i]}
                                 for i, t in enumerate(self.threads)]
+        self.info["thread_count"] = len(self.threads)
 
     def selection(self, q, lines=False):
         """{(fn, ...) root first, recursion folded: samples} of the selected samples
@@ -354,8 +357,8 @@ class Handler(BaseHTTPRequestHandler):
         R = self.runs
         if parts == ["health"]:
             return self.send(200, {"ok": True})
-        if parts == ["session"]:
-            return self.send(200, {"user": None, "admin": False, "anonymous_upload": True})
+        if parts == ["me"]:
+            return self.send(200, {"user": None})
         if parts == ["runs"]:
             runs = sorted(R.values(), key=lambda r: r.info["created"] or "", reverse=True)
             if q.get("q"):
@@ -364,7 +367,7 @@ class Handler(BaseHTTPRequestHandler):
                 runs = [r for r in runs if r.info["vm"] == q["vm"]]
             page = int(q.get("page") or 1)
             chunk = runs[(page - 1) * PAGE:page * PAGE]
-            keys = ("id", "argv", "vm", "owner", "created", "samples", "duration", "label", "can_edit")
+            keys = ("id", "argv", "name", "vm", "owner", "created", "samples", "duration")
             return self.send(200, {"runs": [{k: r.info[k] for k in keys} for r in chunk],
                                    "next": page + 1 if page * PAGE < len(runs) else None})
         if parts[0] == "runs" and len(parts) >= 2:

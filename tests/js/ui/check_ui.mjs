@@ -1,0 +1,227 @@
+// Drives the browser UI (web/) in Debian's headless chromium against a server that
+// holds real profiles, using each page and control by clicks and keys, and checks
+// what is drawn against the API's own numbers.  Usage:
+//   node ui/check_ui.mjs BASE_URL [SCREENSHOT_DIR]
+// prints one JSON report {checks, failures, errors, outside}; exit status 1 when a
+// check failed.  The runs are found through the API by their modes (threads,
+// --mem, --lines, native), so any server holding such uploads will do.
+import { chromium } from "playwright-core";
+
+const base = process.argv[2].replace(/\/$/, "");
+const shots = process.argv[3] || "";
+const report = { checks: 0, failures: [], errors: [], outside: [], facts: {} };
+function check(ok, what, detail) {
+  report.checks++;
+  if (!ok) report.failures.push(what + (detail === undefined ? "" : ": " + JSON.stringify(detail)));
+  return ok;
+}
+async function api(path) {
+  const r = await fetch(base + "/api/" + path);
+  if (!r.ok) throw new Error(`GET /api/${path}: ${r.status}`);
+  return r.json();
+}
+const near = (a, b) => Math.abs(a - b) <= 1.5;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+context.on("request", (r) => { if (!r.url().startsWith(base + "/") && !r.url().startsWith("data:")) report.outside.push(r.url()); });
+await context.route((url) => !url.href.startsWith(base + "/") && !url.href.startsWith("data:"), (route) => route.abort());
+const page = await context.newPage();
+page.on("pageerror", (e) => report.errors.push(String(e)));
+page.on("console", (m) => { if (m.type() === "error") report.errors.push(m.text()); });
+const ui = () => page.evaluate(() => { const s = window.vmprofUI.state; return { ...s, functions: undefined }; });
+async function settle() {
+  await page.waitForFunction(() => !document.querySelector("#status")?.textContent, null, { timeout: 10000 });
+  await page.waitForTimeout(120);
+}
+async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/${name}.png` }); }
+
+try {
+  const list = await api("runs");
+  const runs = await Promise.all(list.runs.map((r) => api("runs/" + encodeURIComponent(r.id))));
+  const byMode = (m) => runs.find((r) => (r.modes || []).includes(m));
+  const threaded = runs.find((r) => (r.threads || []).length > 1);
+  const mem = byMode("memory"), lines = byMode("lines"), native = byMode("native");
+  check(runs.length >= 2 && mem && lines && threaded && native, "the server holds runs of every kind",
+        runs.map((r) => [r.id, r.modes, (r.threads || []).length]));
+
+  // ---- runs list: rows, search, open a run
+  await page.goto(base + "/");
+  await page.waitForSelector("#runs-table tbody tr");
+  check(await page.locator("#runs-table tbody tr").count() === list.runs.length, "one row per run of the API");
+  await shot("runs");
+  const word = list.runs[0].argv.split(/\s+/).pop().split("/").pop();
+  await page.fill("#runs-q", word);
+  await page.press("#runs-q", "Enter");
+  await page.waitForFunction((w) => location.search.includes("q="), word);
+  await page.waitForSelector("#runs-table tbody tr");
+  const filtered = await api("runs?q=" + encodeURIComponent(word));
+  check(await page.locator("#runs-table tbody tr").count() === filtered.runs.length, "search shows the API's matches");
+
+  // ---- a run: the flame graph starts at the program and fills the width
+  const run = mem;
+  await page.click(`#runs-table tr[data-run="${run.id}"] td.cmd a`);
+  await page.waitForFunction(() => window.vmprofUI && window.vmprofUI.state.rects?.length > 0, null, { timeout: 15000 });
+  await settle();
+  let s = await ui();
+  const cw = await page.evaluate(() => document.querySelector("#flame canvas").clientWidth);
+  const top = s.rects.find((q) => q[3] === s.zoom);
+  check(top && top[0] === 0 && near(top[2], cw), "the zoomed frame fills the width", { top, cw });
+  const program = await page.evaluate((n) => window.vmprofUI.node(n), s.zoom);
+  check(program.name === "<module>" && /workload\.py$/.test(program.file), "the graph starts at the program's first frame", program);
+  const treeAt = await api(`runs/${run.id}/tree?path=${s.zoomPath.join(".")}&depth=1`);
+  check(treeAt.node.total === s.zoomTotal, "the zoomed node's count is the API's", [treeAt.node.total, s.zoomTotal]);
+  report.facts.start_path = s.zoomPath;
+  await shot("run");
+
+  // ---- hover: the tooltip's counts are the API's
+  const box = await page.locator("#flame canvas").boundingBox();
+  const second = s.rects.filter((q) => q[1] > 0 && q[2] > 80).sort((a, b) => b[2] - a[2])[0];
+  await page.mouse.move(box.x + second[0] + 10, box.y + second[1] + 8);
+  const tip = await page.locator(".flame-tip").textContent();
+  const hovered = await page.evaluate((n) => window.vmprofUI.node(n), second[3]);
+  const hoverApi = await api(`runs/${run.id}/tree?path=${hovered.path.join(".")}&depth=0`);
+  check(tip.includes(`total ${hoverApi.node.total.toLocaleString("en-US")} samples`) &&
+        tip.includes(`self ${hoverApi.node.self.toLocaleString("en-US")} samples`) && tip.includes(hovered.name),
+        "the tooltip shows the API's total and self", { tip, api: hoverApi.node });
+
+  // ---- click to zoom: the clicked frame fills the width, the breadcrumb names it, back returns
+  await page.mouse.click(box.x + second[0] + 10, box.y + second[1] + 8);
+  await settle();
+  s = await ui();
+  const z = s.rects.find((q) => q[3] === s.zoom);
+  check(s.zoom === second[3] && z && z[0] === 0 && near(z[2], cw), "a click zooms: the frame fills the width", { z, cw });
+  check(new URL(page.url()).searchParams.get("path") === hovered.path.join("."), "the address holds the zoom path");
+  check((await page.locator("#trail").textContent()).includes(hovered.name), "the breadcrumb names the zoomed frame");
+  await page.goBack();
+  await settle();
+  check((await ui()).zoomPath.join(".") === report.facts.start_path.join("."), "back returns to the previous zoom",
+        (await ui()).zoomPath);
+  await page.goForward();
+  await settle();
+  check((await ui()).zoom === second[3], "forward zooms again");
+
+  // ---- keyboard: Escape zooms out, arrows and Enter zoom in
+  await page.locator("#flame canvas").focus();
+  await page.keyboard.press("Escape");
+  await settle();
+  check((await ui()).zoomPath.length === hovered.path.length - 1, "Escape zooms out one level");
+  await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("Enter");
+  await settle();
+  check((await ui()).zoomPath.join(".") === hovered.path.join("."), "ArrowDown then Enter zooms into the heaviest child",
+        (await ui()).zoomPath);
+
+  // ---- search: the share it reports is the API's
+  await page.fill("#search", "squares");
+  await page.waitForFunction(() => document.querySelector("#match").dataset.matched !== undefined &&
+                                   document.querySelector("#match").textContent.includes("%"));
+  const fq = await api(`runs/${run.id}/functions?q=squares&limit=1`);
+  const shown = await page.locator("#match").textContent();
+  const want = fq.matched / fq.total * 100;
+  check(fq.matched > 0 && shown.includes(want.toFixed(want >= 10 ? 1 : 2) + "%"), "search reports the API's share", { shown, fq: [fq.matched, fq.total] });
+  check(new URL(page.url()).searchParams.get("q") === "squares", "the address holds the search");
+  await page.fill("#search", "");
+
+  // ---- functions table, sandwich
+  await page.click("#tab-functions");
+  await page.waitForSelector("#functions-table tbody tr");
+  const funcs = await api(`runs/${run.id}/functions?sort=self&limit=200`);
+  const firstSelf = Number((await page.locator("#functions-table tbody tr:first-child td:first-child").textContent()).replace(/,/g, ""));
+  check(firstSelf === funcs.functions[0].self, "the functions table's top self count is the API's", [firstSelf, funcs.functions[0].self]);
+  const pick = funcs.functions.find((f) => f.name === "squares") || funcs.functions[0];
+  await page.click(`#functions-table tr[data-fn="${pick.fn}"]`);
+  await page.waitForSelector("#callers-table");
+  const sw = await api(`runs/${run.id}/functions?function=${pick.fn}&limit=1`);
+  check(await page.locator("#callers-table tbody tr").count() === sw.callers.length &&
+        await page.locator("#callees-table tbody tr").count() === sw.callees.length, "callers and callees are the API's",
+        [sw.callers.length, sw.callees.length]);
+  await shot("functions");
+
+  // ---- lines of that function
+  if ((run.modes || []).includes("lines")) {
+    await page.click("#tab-lines");
+    await page.waitForSelector("#lines-table tbody tr");
+    const la = await api(`runs/${run.id}/lines?function=${pick.fn}`);
+    check(await page.locator("#lines-table tbody tr").count() === la.lines.length && la.lines.length > 0,
+          "the lines table has the API's lines", la.lines.length);
+  }
+
+  // ---- RSS: a dragged range narrows the functions table
+  await page.click("#tab-functions");
+  await page.waitForSelector("#functions-table tbody tr");
+  const rss = await page.locator("#rss").boundingBox();
+  await page.mouse.move(rss.x + 64 + (rss.width - 72) * 0.1, rss.y + 40);
+  await page.mouse.down();
+  await page.mouse.move(rss.x + 64 + (rss.width - 72) * 0.45, rss.y + 40, { steps: 4 });
+  await page.mouse.up();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get("from") !== null);
+  await page.waitForSelector("#functions-table tbody tr");
+  await settle();
+  const u = new URL(page.url()).searchParams;
+  const ranged = await api(`runs/${run.id}/functions?sort=self&limit=200&from=${u.get("from")}&to=${u.get("to")}`);
+  const rangedSelf = Number((await page.locator("#functions-table tbody tr:first-child td:first-child").textContent()).replace(/,/g, ""));
+  check(ranged.total < funcs.total && rangedSelf === ranged.functions[0].self,
+        "a time range narrows the functions table to the API's numbers", [ranged.total, funcs.total, rangedSelf]);
+  s = await ui();
+  check(s.total === ranged.total, "and the flame graph", [s.total, ranged.total]);
+  await page.click("#range-reset");
+  await settle();
+
+  // ---- threads: one thread's tree
+  await page.goto(`${base}/runs/${threaded.id}`);
+  await page.waitForFunction(() => window.vmprofUI?.state.rects?.length > 0);
+  const t1 = threaded.threads[1];
+  await page.selectOption("#thread", String(t1.id));
+  await page.waitForFunction((n) => window.vmprofUI.state.total === n, t1.samples, { timeout: 10000 }).catch(() => null);
+  check((await ui()).total === t1.samples, "picking a thread shows its samples", [(await ui()).total, t1.samples]);
+
+  // ---- native frames off: no native frame is drawn
+  await page.goto(`${base}/runs/${native.id}`);
+  await page.waitForFunction(() => window.vmprofUI?.state.rects?.length > 0);
+  await settle();
+  const kinds = async () => page.evaluate(() => window.vmprofUI.state.rects.map((q) => window.vmprofUI.node(q[3]).kind));
+  check((await kinds()).includes("native"), "native frames are drawn by default");
+  await page.uncheck("#native");
+  await page.waitForFunction(() => new URL(location.href).searchParams.get("native") === "0");
+  await settle();
+  check(!(await kinds()).includes("native"), "the native switch hides native frames");
+
+  // ---- compare two runs
+  const [ra, rb] = runs;
+  await page.goto(`${base}/`);
+  await page.waitForSelector("#runs-table tbody tr");
+  await page.check(`#runs-table tr[data-run="${ra.id}"] input`);
+  await page.check(`#runs-table tr[data-run="${rb.id}"] input`);
+  await page.click("#compare");
+  await page.waitForSelector("#diff-table tbody tr");
+  const diff = await api(`diff/${ra.id}/${rb.id}`);
+  check(await page.locator("#legend .swatch").count() >= 3, "the differential graph has a legend");
+  const rects = await page.evaluate(() => window.vmprofCompare ? 1 : 0);
+  check(rects === 1 && diff.a.total === ra.samples && diff.b.total === rb.samples, "the diff covers both runs", [diff.a.total, diff.b.total]);
+  await shot("compare");
+
+  // ---- narrow window and dark mode
+  await page.setViewportSize({ width: 420, height: 800 });
+  await page.goto(`${base}/runs/${run.id}`);
+  await page.waitForFunction(() => window.vmprofUI?.state.rects?.length > 0);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, "a narrow window needs no sideways scrolling", overflow);
+  await page.emulateMedia({ colorScheme: "dark" });
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  check(bg === "rgb(23, 23, 26)", "dark mode follows the system", bg);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await shot("run-dark");
+} catch (e) {
+  report.failures.push(String(e && e.stack || e));
+} finally {
+  await browser.close();
+}
+check(report.errors.length === 0, "no console error", report.errors);
+check(report.outside.length === 0, "no request outside the server", report.outside);
+console.log(JSON.stringify(report));
+process.exit(report.failures.length ? 1 : 0);

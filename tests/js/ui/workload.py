@@ -1,0 +1,47 @@
+"""The program the UI tests profile: two threads, three levels of calls, a
+growing then released memory (for --mem), and loops on distinct lines (for
+--lines).  ROUNDS scales it (argv[1])."""
+import sys
+import threading
+
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+
+
+def squares(n):
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+
+
+def strings(n):
+    return sorted(str(i) for i in range(n))
+
+
+def compute(rounds):
+    for _ in range(rounds):
+        squares(20000)
+        strings(3000)
+
+
+def grow():
+    keep = []
+    for _ in range(ROUNDS * 2):
+        keep.append(bytearray(400000))
+        squares(4000)
+    return len(keep)
+
+
+def worker():
+    compute(ROUNDS // 2)
+
+
+def main():
+    t = threading.Thread(target=worker, name="worker")
+    t.start()
+    compute(ROUNDS)
+    grow()
+    t.join()
+
+
+main()
