@@ -5,11 +5,13 @@
 # Both install what is missing first (scripts/setup.sh).
 
 LIB_SRC   := $(wildcard src/libvmprof/*.c)
+# The JIT log reader (decoder, query language, writer)
+JITLOG_SRC := $(wildcard src/jitlog/*.c)
 # The sampler's parts that need no Python (native unwinder, symbols, delivery
 # schedule): tested here too.
 NATIVE_SRC := src/sampler/vmp_native_unwind.c src/sampler/vmp_symbols.c src/sampler/vmp_delivery.c
 CTEST_SRC := $(wildcard tests/c/*.c)
-CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Werror -Isrc/libvmprof -Isrc/sampler -Itests/c
+CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Werror -Isrc/libvmprof -Isrc/jitlog -Isrc/sampler -Itests/c
 LDLIBS    := -lz -lunwind -ldw -ldl
 FIXTURES  := $(abspath tests/data/upstream/profiles)
 BUILD     := tests/c/build
@@ -29,14 +31,14 @@ demo: install
 
 test: install test-c test-c-sanitize test-python fuzz
 
-$(BUILD)/test_libvmprof: $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
+$(BUILD)/test_libvmprof: $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/jitlog/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
 	@mkdir -p $(BUILD)
-	gcc $(CFLAGS_COMMON) -O2 -g -o $@ $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)
+	gcc $(CFLAGS_COMMON) -O2 -g -o $@ $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)
 
-$(BUILD)/test_libvmprof_sanitized: $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
+$(BUILD)/test_libvmprof_sanitized: $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/jitlog/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
 	@mkdir -p $(BUILD)
 	clang $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
-	    -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $(LIB_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)
+	    -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)
 
 test-c: $(BUILD)/test_libvmprof
 	VMP_FIXTURES=$(FIXTURES) $(BUILD)/test_libvmprof
