@@ -40,7 +40,7 @@ mkdir -p "$jl_seeds" "$q_seeds" "$B/jitlog_corpus" "$B/query_corpus"
 gcc -std=gnu11 -Wall -Wextra -Werror -Isrc/jitlog -Itests/c -o "$B/make_jitlog_seeds" \
     fuzz/jitlog_seeds.c src/jitlog/vjl_encode.c
 "$B/make_jitlog_seeds" "$jl_seeds"
-head -c 32768 tests/data/jitlog/calc_pypy.jitlog > "$jl_seeds/calc_pypy_head.jitlog"
+head -c 32768 tests/data/upstream/profiles/calc_pypy.jitlog > "$jl_seeds/calc_pypy_head.jitlog"
 i=0
 for q in 'loops' 'bridges()' 'func("merge_sort") & ~op("guard")' '(loops | bridges) & op("int_add")' \
          "op('call')" '~(loops)' ''; do

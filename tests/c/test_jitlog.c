@@ -10,8 +10,8 @@
 #include "vjl_forest.h"
 #include "vmp_test.h"
 
-/* The repository's copy of the upstream fixture (tests run from its root). */
-#define CALC_JITLOG "tests/data/jitlog/calc_pypy.jitlog"
+/* The upstream fixture: PyPy 7.3.11 running workloads/calc.py. */
+#define CALC_JITLOG vmp_fixture("calc_pypy.jitlog")
 
 static int str_is(const vjl_forest *f, vjl_str s, const char *want)
 {

@@ -130,7 +130,7 @@ VMP_TEST(query_nesting_is_bounded)
 VMP_TEST(query_on_the_pypy_log)
 {
     vmp_error err;
-    vjl_forest *f = vjl_forest_read_file("tests/data/jitlog/calc_pypy.jitlog", &err);
+    vjl_forest *f = vjl_forest_read_file(vmp_fixture("calc_pypy.jitlog"), &err);
     REQUIRE(f != NULL);
     const char *text = "func(\"merge_sort\") & bridges";
     vjl_query *q = vjl_query_parse(text, strlen(text), &err);
