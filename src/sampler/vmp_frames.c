@@ -123,7 +123,7 @@ static inline _PyInterpreterFrame *current_frame(PyThreadState *ts)
 
 static inline PyCodeObject *frame_code(_PyInterpreterFrame *f)
 {
-    /* (The guard in vmp_sampler.c catches a fault on a garbage pointer.) */
+    /* (The guard in vmp_guard.c catches a fault on a garbage pointer.) */
 #if PY_VERSION_HEX >= 0x030D0000
     PyObject *code = f->f_executable; /* may be None (3.13) */
 #else
@@ -144,7 +144,7 @@ walk_frames(PyThreadState *ts, uint64_t *out, unsigned char *last, size_t max_fr
     for (_PyInterpreterFrame *f = current_frame(ts); f && frames < max_frames && links < max_links(max_frames);
          f = f->previous, links++) {
         /* A frame being pushed may be linked before it is written (see the
-         * fault guard in vmp_sampler.c): stop at a pointer no frame has. */
+         * fault guard in vmp_guard.c): stop at a pointer no frame has. */
         if ((uintptr_t)f & (sizeof(void *) - 1) || (uintptr_t)f < 4096)
             break;
 #if PY_VERSION_HEX >= 0x030C0000

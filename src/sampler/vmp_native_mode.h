@@ -1,5 +1,5 @@
 /*
- * vmp_native_mode.h - the sampler's native mode: what vmp_sampler.c calls so
+ * vmp_native_mode.h - the sampler's native mode: what the sampler calls so
  * that samples carry C frames interleaved with the Python frames, and the
  * profile names them.
  *

@@ -2,7 +2,7 @@
  * vmp_sampler.h - the CPython sampler: samples every Python thread of the
  * process at a fixed rate and writes a vmprof profile to a file descriptor.
  *
- * Design (threads and who does what):
+ * Design (threads and who does what; vmp_run.h lists the file of each part):
  *   - a sampler thread sleeps to absolute CLOCK_MONOTONIC deadlines, one per
  *     period, and each period sends a signal (tgkill) to the threads to
  *     sample: in CPU mode the threads whose CPU clock advanced by a period

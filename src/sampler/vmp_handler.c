@@ -1,0 +1,170 @@
+/*
+ * vmp_handler.c - the profiling signal's handler (contract in vmp_handler.h).
+ *
+ * `in_handler` counts handlers between entry and exit so that disable can
+ * wait for the last one before tearing down what they touch; `active` and
+ * `paused` decide whether a signal takes a sample at all.  A signal that
+ * arrives after the run (sent before it ended) finds `active` 0 and returns.
+ */
+#include "vmp_frames.h" /* Python.h first: it sets the feature macros (_GNU_SOURCE) */
+#include "vmp_handler.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vmp_codes.h"
+#include "vmp_guard.h"
+#include "vmp_native_mode.h"
+#include "vmp_ring.h"
+#include "vmp_run.h"
+
+typedef struct walk_args {
+    PyThreadState *ts;
+    uint64_t *out;
+    void *ucontext;
+    size_t n;
+} walk_args;
+
+static void walk(void *arg)
+{
+    walk_args *a = arg;
+    /* Native mode: the C stack too, spliced with the Python frames. */
+    a->n = vmp_run.native ? vmp_native_mode_sample(a->ucontext, a->ts, a->out, VMP_SLOT_WORDS, vmp_run.lines)
+                          : vmp_frames_walk(a->ts, a->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
+}
+
+/* Returns 1 when a sample with a stack went into the ring. */
+static int take_sample(void *ucontext)
+{
+    PyThreadState *ts = vmp_frames_this_thread();
+    if (!ts)
+        return 0;
+    vmp_slot *s = vmp_ring_claim();
+    if (!s) {
+        atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
+        return 0;
+    }
+    walk_args a = {ts, s->data, ucontext, 0};
+    size_t n = vmp_guard_run(walk, &a) < 0 ? 0 : a.n;
+    int lines = vmp_run.lines;
+    for (size_t i = lines ? 1 : 0; i < n; i += lines ? 2 : 1)
+        if (!(s->data[i] & VMP_NATIVE_BIT)) /* native frames (odd) are not code objects */
+            vmp_codes_note((uintptr_t)s->data[i]);
+    s->kind = VMP_SLOT_SAMPLE;
+    s->n = (uint32_t)n;
+    s->tid = vmp_delivery_this_tid();
+    s->thread_id = vmp_frames_thread_id(ts);
+    s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
+    vmp_ring_publish(s);
+    return n > 0;
+}
+
+int vmp_handler_repeat_sample(pid_t tid)
+{
+    if (!atomic_load(&vmp_run.active) || atomic_load_explicit(&vmp_run.paused, memory_order_relaxed))
+        return -1;
+    vmp_slot *s = vmp_ring_claim();
+    if (!s)
+        return -1; /* full: the signal sent instead counts the drop */
+    s->kind = VMP_SLOT_REPEAT;
+    s->n = 0;
+    s->tid = tid;
+    s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
+    vmp_ring_publish(s);
+    return 0;
+}
+
+static void on_signal(int signo, siginfo_t *info, void *ucontext)
+{
+    (void)signo;
+    int saved_errno = errno;
+    atomic_fetch_add(&vmp_run.in_handler, 1);
+    int kept = 0;
+    if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed))
+        kept = take_sample(ucontext);
+    if (info && info->si_code == SI_TKILL && info->si_pid == vmp_run.pid) {
+        atomic_fetch_add_explicit(&vmp_run.received, 1, memory_order_relaxed);
+        if (vmp_run.real_time)
+            vmp_delivery_sampled(kept); /* so that an idle thread's sample can be repeated */
+        vmp_delivery_handled();         /* the sampler may send this thread its next one */
+    }
+    atomic_fetch_sub(&vmp_run.in_handler, 1);
+    errno = saved_errno;
+}
+
+static int handler_is_mine(const struct sigaction *cur)
+{
+    return (cur->sa_flags & SA_SIGINFO) && cur->sa_sigaction == on_signal;
+}
+
+int vmp_handler_choose_signal(void)
+{
+    struct sigaction cur;
+    if (sigaction(SIGPROF, NULL, &cur) == 0 &&
+        (handler_is_mine(&cur) ||
+         (!(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN))))
+        return SIGPROF;
+    for (int sig = SIGRTMAX - 1; sig >= SIGRTMIN + 1; sig--) {
+        if (sigaction(sig, NULL, &cur) == 0 &&
+            (handler_is_mine(&cur) || (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL)))
+            return sig;
+    }
+    return -1;
+}
+
+int vmp_handler_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction cur;
+    if (sigaction(vmp_run.signo, NULL, &cur) == 0 && handler_is_mine(&cur)) {
+        /* ours, left inert by a run whose last signal never arrived: the
+         * program's own disposition from that run is still in old_action */
+    } else if (sigaction(vmp_run.signo, NULL, &vmp_run.old_action) < 0) {
+        return -1;
+    }
+    return sigaction(vmp_run.signo, &sa, NULL);
+}
+
+void vmp_handler_uninstall(void)
+{
+    sigaction(vmp_run.signo, &vmp_run.old_action, NULL);
+}
+
+int vmp_handler_is_ours(void)
+{
+    struct sigaction cur;
+    return sigaction(vmp_run.signo, NULL, &cur) == 0 && handler_is_mine(&cur);
+}
+
+int vmp_handler_signal_pending_somewhere(int signo)
+{
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir)
+        return 1;
+    int pending = 0;
+    struct dirent *e;
+    while (!pending && (e = readdir(dir)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], line[256];
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue; /* ended meanwhile: nothing pending there */
+        unsigned long long mask;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "SigPnd: %llx", &mask) == 1) {
+                pending = (mask >> (signo - 1)) & 1;
+                break;
+            }
+        }
+        fclose(f);
+    }
+    closedir(dir);
+    return pending;
+}

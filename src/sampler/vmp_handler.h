@@ -1,0 +1,43 @@
+/*
+ * vmp_handler.h - the profiling signal: which one, its handler, and whether
+ * any is still on its way.
+ *
+ * The handler runs on the sampled thread itself: it finds that thread's
+ * thread state, walks its frames (Python only, or spliced with the C stack
+ * in native mode) under the fault guard into a ring slot it claimed first,
+ * notes each code object (vmp_codes.h) and tells the delivery schedule it
+ * was handled.  No locks, no allocation, no Python API; errno is preserved.
+ *
+ * The signal is SIGPROF (as the original vmprof used) unless the program
+ * handles SIGPROF itself, else a real-time signal nobody installed a handler
+ * for.
+ */
+#ifndef VMP_HANDLER_H
+#define VMP_HANDLER_H
+
+#include <signal.h>
+#include <sys/types.h>
+
+/* The signal to use, or -1 when every candidate has the program's handler. */
+int vmp_handler_choose_signal(void);
+
+/* Installs the handler for vmp_run.signo, keeping the program's disposition
+ * in vmp_run.old_action (unless ours is still there from a run whose last
+ * signal never arrived).  0, or -1 with errno. */
+int vmp_handler_install(void);
+
+/* Puts the program's disposition back. */
+void vmp_handler_uninstall(void);
+
+/* Whether our handler is the one installed for vmp_run.signo. */
+int vmp_handler_is_ours(void);
+
+/* Whether a thread of the process still has signo pending (sent, not yet
+ * handled: the thread is about to run, or blocks the signal). */
+int vmp_handler_signal_pending_somewhere(int signo);
+
+/* The sampler thread's `repeat` (vmp_delivery.h): thread tid's last sample
+ * once more.  Not while paused: a signal then takes no sample either. */
+int vmp_handler_repeat_sample(pid_t tid);
+
+#endif /* VMP_HANDLER_H */

@@ -1,0 +1,76 @@
+/*
+ * vmp_ring.c - the ring of sample slots (design in vmp_ring.h).
+ */
+#include "vmp_ring.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <sys/mman.h>
+
+static struct {
+    vmp_slot *slots;
+    _Atomic uint64_t head, tail;
+} R;
+
+int vmp_ring_map(void)
+{
+    if (R.slots)
+        return 0;
+    void *p = mmap(NULL, sizeof(vmp_slot) * VMP_RING_SLOTS, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    R.slots = p;
+    return 0;
+}
+
+void vmp_ring_reset(int slots_too)
+{
+    atomic_store(&R.head, 0);
+    atomic_store(&R.tail, 0);
+    if (R.slots && slots_too)
+        for (size_t i = 0; i < VMP_RING_SLOTS; i++)
+            atomic_store(&R.slots[i].state, VMP_SLOT_FREE);
+}
+
+vmp_slot *vmp_ring_claim(void)
+{
+    uint64_t h = atomic_load_explicit(&R.head, memory_order_relaxed);
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&R.tail, memory_order_acquire);
+        if (h - t >= VMP_RING_SLOTS)
+            return NULL;
+        if (atomic_compare_exchange_weak_explicit(&R.head, &h, h + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            break;
+    }
+    vmp_slot *s = &R.slots[h % VMP_RING_SLOTS];
+    atomic_store_explicit(&s->state, VMP_SLOT_BUSY, memory_order_relaxed);
+    return s;
+}
+
+void vmp_ring_publish(vmp_slot *s)
+{
+    atomic_store_explicit(&s->state, VMP_SLOT_READY, memory_order_release);
+}
+
+vmp_slot *vmp_ring_oldest(void)
+{
+    uint64_t t = atomic_load_explicit(&R.tail, memory_order_relaxed);
+    if (t == atomic_load_explicit(&R.head, memory_order_acquire))
+        return NULL;
+    return &R.slots[t % VMP_RING_SLOTS];
+}
+
+void vmp_ring_release_oldest(vmp_slot *s)
+{
+    atomic_store_explicit(&s->state, VMP_SLOT_FREE, memory_order_relaxed);
+    atomic_store_explicit(&R.tail, atomic_load_explicit(&R.tail, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+void vmp_ring_give_back_pages(void)
+{
+    if (R.slots)
+        madvise(R.slots, sizeof(vmp_slot) * VMP_RING_SLOTS, MADV_DONTNEED);
+}

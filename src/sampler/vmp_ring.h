@@ -1,0 +1,74 @@
+/*
+ * vmp_ring.h - the ring of sample slots between the producers (signal
+ * handlers, the sampler thread's repeats, names of dying code objects) and
+ * the writer thread.
+ *
+ * VMP_RING_SLOTS fixed-size slots, each big enough for the deepest stack
+ * written.  A producer claims the next index with a compare-and-swap on
+ * `head` when fewer than VMP_RING_SLOTS slots are undrained, fills the slot
+ * and publishes it; the one consumer takes indexes in order from `tail`, so
+ * the file order is the claim order.  A handler claims its slot before
+ * walking the stack; a code object's death is claimed after it lost its last
+ * reference; hence every sample that can hold an address precedes the record
+ * that retires it.
+ *
+ * The slots are mapped once and never unmapped (a late signal handler may
+ * still touch them); vmp_ring_give_back_pages returns their memory between
+ * runs.  claim and publish are async-signal-safe; next and release belong to
+ * the one consumer.
+ */
+#ifndef VMP_RING_H
+#define VMP_RING_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vmp_format.h"
+
+#define VMP_RING_SLOTS 1024
+#define VMP_SLOT_WORDS (2 * VMP_MAX_DEPTH_WRITTEN)
+
+enum { VMP_SLOT_FREE, VMP_SLOT_BUSY, VMP_SLOT_READY };
+
+/* What a slot holds.  VMP_SLOT_REPEAT: the sampler thread found the thread
+ * idle since its last sample (vmp_delivery.h) and asks the writer to write
+ * that sample again. */
+enum { VMP_SLOT_SAMPLE, VMP_SLOT_NAME, VMP_SLOT_REPEAT };
+
+typedef struct vmp_slot {
+    _Atomic int state;
+    int kind;
+    int died;           /* NAME: the object is gone, retire the address */
+    uint32_t n;         /* words of data (SAMPLE), bytes of name (NAME) */
+    pid_t tid;          /* SAMPLE, REPEAT: the sampled thread's kernel tid */
+    uint64_t thread_id;
+    uint64_t rss_kib;
+    uint64_t code;      /* NAME: whose name */
+    uint64_t data[VMP_SLOT_WORDS];
+} vmp_slot;
+
+/* Maps the slots the first time.  0, or -1 with errno. */
+int vmp_ring_map(void);
+
+/* Empties the ring (no producer or consumer may be running).  After a
+ * drained run every slot is free already; slots_too also frees the slots a
+ * run left claimed (the child after fork), touching every slot's page. */
+void vmp_ring_reset(int slots_too);
+
+/* Claims the next slot, or returns NULL when the ring is full. */
+vmp_slot *vmp_ring_claim(void);
+
+void vmp_ring_publish(vmp_slot *s);
+
+/* Consumer: the oldest claimed slot (published or not), or NULL when the
+ * ring is empty. */
+vmp_slot *vmp_ring_oldest(void);
+
+/* Consumer: frees the oldest slot, done with. */
+void vmp_ring_release_oldest(vmp_slot *s);
+
+/* Returns the slots' memory to the system (they stay mapped). */
+void vmp_ring_give_back_pages(void);
+
+#endif /* VMP_RING_H */

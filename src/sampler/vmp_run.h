@@ -1,0 +1,85 @@
+/*
+ * vmp_run.h - the state of the current profiling run, shared by the parts of
+ * the sampler (internal to src/sampler; the public face is vmp_sampler.h).
+ *
+ * The sampler is split by concern, one file each:
+ *   vmp_ring.c          the lock-free ring of sample slots
+ *   vmp_guard.c         the fault guard around stack walks
+ *   vmp_handler.c       the profiling signal's handler, on the sampled thread
+ *   vmp_timer_thread.c  the thread that decides when to signal whom
+ *   vmp_writer.c        the thread that turns slots into profile records
+ *   vmp_sampler.c       enable, disable, fork: the run's lifecycle
+ * They share one `vmp_run` record: set by enable before any thread or handler
+ * of the run exists, read by all of them, and changed afterwards only through
+ * the atomics.  `enabled` alone is GIL-protected.
+ */
+#ifndef VMP_RUN_H
+#define VMP_RUN_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmp_delivery.h"
+
+typedef struct vmp_run_state {
+    /* configuration of the current run */
+    int fd;
+    int64_t period_ns;
+    int memory, lines, real_time, native;
+    pid_t pid;
+    int signo;
+    struct sigaction old_action; /* the program's disposition of signo */
+
+    /* lifecycle */
+    int enabled;                /* GIL-protected */
+    _Atomic int active;         /* handlers record samples */
+    _Atomic int paused;         /* stop_sampling() nesting */
+    _Atomic int in_handler;     /* handlers between entry and exit */
+
+    /* threads */
+    pthread_t sampler_thread, writer_thread;
+    _Atomic int sampler_stop, writer_stop;
+    _Atomic pid_t sampler_tid, writer_tid;
+    _Atomic int sampler_ready;  /* its CPU-time baseline is taken */
+    vmp_delivery delivery;      /* the sampler thread's schedule (and its figures) */
+    int statm_fd;
+    _Atomic uint64_t rss_kib;
+
+    /* figures */
+    _Atomic uint64_t samples, dropped, received, names_lost;
+    _Atomic int write_errno;
+} vmp_run_state;
+
+extern vmp_run_state vmp_run;
+
+/* Starts one of the run's threads with every signal blocked: Ctrl-C and the
+ * program's signals go to its own threads, and ours are never sampled.
+ * Returns pthread_create's result. (vmp_sampler.c) */
+int vmp_run_start_thread(pthread_t *th, void *(*fn)(void *));
+
+static inline int64_t vmp_mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static inline void vmp_sleep_ns(long ns)
+{
+    struct timespec t = {ns / 1000000000L, ns % 1000000000L};
+    while (nanosleep(&t, &t) < 0 && errno == EINTR) {
+    }
+}
+
+static inline pid_t vmp_gettid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+#endif /* VMP_RUN_H */

@@ -1,0 +1,331 @@
+/*
+ * vmp_writer.c - the writer thread (contract in vmp_writer.h).
+ *
+ * Profile ids: the first code object at an address keeps the address as its
+ * id; after it died, the next one there gets the address with a generation
+ * number in the top 16 bits (user-space addresses never use them).  The map
+ * holds, per address seen, (generation << 1) | retired, where retired says
+ * the object there died and the next sample starts a new generation.
+ *
+ * Wall clock: the last sample written for each thread is kept, by tid slot
+ * (vmp_tid_slot), for VMP_SLOT_REPEAT.  Two live threads sharing a slot
+ * cannot both be repeated: the repeat of the one not held is counted as
+ * dropped.
+ */
+#include "vmp_frames.h" /* Python.h first: it sets the feature macros (_GNU_SOURCE) */
+#include "vmp_writer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "vmp_encode.h"
+#include "vmp_format.h"
+#include "vmp_hash.h"
+#include "vmp_native_mode.h"
+#include "vmp_ring.h"
+#include "vmp_run.h"
+
+#define VMP_WRITER_SLEEP_NS 2000000L /* the writer drains every 2 ms */
+#define VMP_WRITE_BUF (1 << 20)
+
+#define ID_RETIRED 1u
+#define ID_GEN_MAX 0xffffu
+
+typedef struct last_sample {
+    pid_t tid; /* 0: none */
+    uint32_t n, cap;
+    uint64_t thread_id;
+    uint64_t *ids;
+} last_sample;
+
+static struct {
+    vmp_u64map ids_by_addr;
+    last_sample *last; /* VMP_TID_SLOTS of them, made by the first one kept */
+    vmp_wbuf buf;
+    unsigned char *mem;
+    uint64_t ids[VMP_SLOT_WORDS];
+} W;
+
+static uint64_t id_with_gen(uint64_t addr, uint32_t state)
+{
+    return addr | ((uint64_t)(state >> 1) << 48);
+}
+
+static uint64_t id_for_sample(uint64_t addr)
+{
+    uint32_t state = 0;
+    if (vmp_u64map_find(&W.ids_by_addr, addr, &state) && !(state & ID_RETIRED))
+        return id_with_gen(addr, state);
+    if (state & ID_RETIRED) /* a new object where a named one died */
+        state = ((state >> 1) < ID_GEN_MAX ? (state >> 1) + 1 : ID_GEN_MAX) << 1;
+    if (vmp_u64map_put(&W.ids_by_addr, addr, state) < 0)
+        return addr; /* out of memory: the address still names something */
+    return id_with_gen(addr, state);
+}
+
+/* The id to name; marks it retired when the object died. */
+static uint64_t id_for_name(uint64_t addr, int died)
+{
+    uint32_t state = 0;
+    vmp_u64map_find(&W.ids_by_addr, addr, &state);
+    if (died && vmp_u64map_put(&W.ids_by_addr, addr, state | ID_RETIRED) < 0)
+        return addr;
+    return id_with_gen(addr, state);
+}
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) { /* a non-blocking pipe that is full: wait for the reader */
+                vmp_sleep_ns(1000000);
+                continue;
+            }
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void flush(void)
+{
+    if (W.buf.len && !atomic_load(&vmp_run.write_errno) && write_all(vmp_run.fd, W.buf.data, W.buf.len) < 0)
+        atomic_store(&vmp_run.write_errno, errno ? errno : EIO);
+    W.buf.len = 0;
+}
+
+static void keep_last(pid_t tid, uint64_t thread_id, const uint64_t *ids, uint32_t n)
+{
+    if (!W.last && !(W.last = calloc(VMP_TID_SLOTS, sizeof *W.last)))
+        return;
+    last_sample *l = &W.last[vmp_tid_slot(tid)];
+    l->tid = 0;
+    if (l->cap < n) {
+        uint64_t *grown = realloc(l->ids, n * sizeof *grown);
+        if (!grown)
+            return; /* no repeat for it: the sampler's next one is dropped */
+        l->ids = grown;
+        l->cap = n;
+    }
+    memcpy(l->ids, ids, n * sizeof *ids);
+    l->n = n;
+    l->thread_id = thread_id;
+    l->tid = tid;
+}
+
+static void free_last(void)
+{
+    if (W.last)
+        for (size_t i = 0; i < VMP_TID_SLOTS; i++)
+            free(W.last[i].ids);
+    free(W.last);
+    W.last = NULL;
+}
+
+static void write_stack(const uint64_t *ids, uint32_t n, uint64_t thread_id, uint64_t rss_kib)
+{
+    if (W.buf.cap - W.buf.len < vmp_enc_stack_size(&W.buf, n, vmp_run.memory))
+        flush();
+    vmp_enc_stack(&W.buf, ids, n, thread_id, vmp_run.memory, rss_kib);
+    atomic_fetch_add_explicit(&vmp_run.samples, 1, memory_order_relaxed);
+}
+
+static void process(vmp_slot *s)
+{
+    if (s->kind == VMP_SLOT_REPEAT) {
+        const last_sample *l = W.last ? &W.last[vmp_tid_slot(s->tid)] : NULL;
+        if (l && l->tid == s->tid)
+            write_stack(l->ids, l->n, l->thread_id, s->rss_kib);
+        else
+            atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (s->kind == VMP_SLOT_NAME) {
+        uint64_t id = id_for_name(s->code, s->died);
+        if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, s->n))
+            flush();
+        vmp_enc_name(&W.buf, VMP_TAG_VIRTUAL_IP, id, (const char *)s->data, s->n);
+        return;
+    }
+    if (s->n == 0)
+        return; /* no Python frame to show (a thread between functions) */
+    int lines = vmp_run.lines;
+    for (size_t i = 0; i < s->n; i++)
+        W.ids[i] = (lines && i % 2 == 0)            ? s->data[i]
+                   : (s->data[i] & VMP_NATIVE_BIT) ? vmp_native_mode_entry_id(s->data[i])
+                                                   : id_for_sample(s->data[i]);
+    write_stack(W.ids, s->n, s->thread_id, s->rss_kib);
+    if (vmp_run.real_time)
+        keep_last(s->tid, s->thread_id, W.ids, s->n);
+}
+
+/* Writes every published slot in order; with `wait`, also waits (bounded)
+ * for slots whose producer is still filling them.  Returns 1 when the ring
+ * is empty. */
+static int drain(int wait)
+{
+    int64_t waited_since = 0;
+    for (;;) {
+        vmp_slot *s = vmp_ring_oldest();
+        if (!s)
+            return 1;
+        if (atomic_load_explicit(&s->state, memory_order_acquire) != VMP_SLOT_READY) {
+            if (!wait)
+                return 0;
+            /* A producer is between its claim and its publish; it cannot
+             * block, but give up on it after a second rather than hang. */
+            int64_t now = vmp_mono_ns();
+            if (!waited_since)
+                waited_since = now;
+            if (now - waited_since < 1000000000LL) {
+                vmp_sleep_ns(20000);
+                continue;
+            }
+            atomic_fetch_add(&vmp_run.dropped, 1);
+        } else {
+            process(s);
+        }
+        waited_since = 0;
+        vmp_ring_release_oldest(s);
+    }
+}
+
+static void write_meta_u64(const char *key, uint64_t v)
+{
+    char text[32];
+    int n = snprintf(text, sizeof text, "%llu", (unsigned long long)v);
+    if (W.buf.cap - W.buf.len < 64 + strlen(key))
+        flush();
+    vmp_enc_meta(&W.buf, key, strlen(key), text, (size_t)n);
+}
+
+static void write_end(void)
+{
+    if (vmp_run.native)
+        vmp_native_mode_write_names(&W.buf, flush);
+    write_meta_u64("samples", atomic_load(&vmp_run.samples));
+    write_meta_u64("samples_dropped", atomic_load(&vmp_run.dropped));
+    if (vmp_run.real_time) /* of `samples`: idle threads, written again without waking them */
+        write_meta_u64("samples_repeated", atomic_load(&vmp_run.delivery.repeated));
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    if (W.buf.cap - W.buf.len < 64)
+        flush();
+    vmp_enc_trailer(&W.buf, tv.tv_sec, tv.tv_usec, NULL);
+    flush();
+}
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&vmp_run.writer_tid, vmp_gettid());
+    unsigned ticks = 0;
+    while (!atomic_load(&vmp_run.writer_stop)) {
+        /* Every ~100 ms, let native mode learn libraries loaded meanwhile. */
+        if (vmp_run.native && ticks++ % 50 == 0)
+            vmp_native_mode_tick();
+        drain(0);
+        flush();
+        vmp_sleep_ns(VMP_WRITER_SLEEP_NS);
+    }
+    drain(1);
+    write_end();
+    return NULL;
+}
+
+int vmp_writer_prepare(void)
+{
+    if (!W.mem && !(W.mem = malloc(VMP_WRITE_BUF)))
+        return -1;
+    vmp_wbuf_init(&W.buf, W.mem, VMP_WRITE_BUF);
+    vmp_writer_release();
+    return 0;
+}
+
+int vmp_writer_start(void)
+{
+    atomic_store(&vmp_run.writer_stop, 0);
+    atomic_store(&vmp_run.writer_tid, 0);
+    if (vmp_run_start_thread(&vmp_run.writer_thread, writer_main) != 0)
+        return -1;
+    while (!atomic_load(&vmp_run.writer_tid)) /* so the sampler never signals it */
+        vmp_sleep_ns(10000);
+    return 0;
+}
+
+void vmp_writer_stop(void)
+{
+    atomic_store(&vmp_run.writer_stop, 1);
+    pthread_join(vmp_run.writer_thread, NULL);
+}
+
+void vmp_writer_release(void)
+{
+    vmp_u64map_free(&W.ids_by_addr);
+    free_last();
+}
+
+void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died)
+{
+    vmp_slot *s;
+    int64_t start = 0;
+    while (!(s = vmp_ring_claim())) {
+        int64_t now = vmp_mono_ns();
+        if (!start)
+            start = now;
+        if (now - start > 5000000000LL) {
+            atomic_fetch_add(&vmp_run.names_lost, 1);
+            return;
+        }
+        vmp_sleep_ns(100000);
+    }
+    if (len > sizeof s->data)
+        len = sizeof s->data;
+    memcpy(s->data, name, len);
+    s->kind = VMP_SLOT_NAME;
+    s->died = died;
+    s->n = (uint32_t)len;
+    s->code = code;
+    vmp_ring_publish(s);
+}
+
+int vmp_writer_write_head(const vmp_sampler_config *cfg, unsigned mode)
+{
+    unsigned char mem[16384];
+    vmp_wbuf b;
+    vmp_wbuf_init(&b, mem, sizeof mem);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    time_t now = tv.tv_sec;
+    localtime_r(&now, &tm);
+    char bits[8];
+    snprintf(bits, sizeof bits, "%d", (int)(sizeof(void *) * 8));
+    if (vmp_enc_static_header(&b, (uint64_t)llround(cfg->period * 1e6)) < 0 ||
+        vmp_enc_header(&b, mode, "cpython") < 0 ||
+        vmp_enc_time_n_zone(&b, tv.tv_sec, tv.tv_usec, tm.tm_zone) < 0 ||
+        vmp_enc_meta(&b, "os", 2, "linux", 5) < 0 || vmp_enc_meta(&b, "bits", 4, bits, strlen(bits)) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->n_meta; i++) {
+        const char *k = cfg->meta[2 * i], *v = cfg->meta[2 * i + 1];
+        size_t kl = strlen(k), vl = strlen(v);
+        if (vl > VMP_MAX_META_TEXT)
+            vl = VMP_MAX_META_TEXT;
+        if (b.cap - b.len < kl + vl + 32) {
+            if (write_all(cfg->fd, b.data, b.len) < 0)
+                return -1;
+            b.len = 0;
+        }
+        if (vmp_enc_meta(&b, k, kl, v, vl) < 0) /* too long for the buffer: write it alone */
+            continue;
+    }
+    return write_all(cfg->fd, b.data, b.len);
+}

@@ -1,0 +1,40 @@
+/*
+ * vmp_writer.h - the writer thread: turns ring slots into profile records.
+ *
+ * It drains the ring (vmp_ring.h) in claim order every 2 ms, maps code
+ * addresses to profile ids (an address reused by a new code object gets a
+ * fresh id), encodes records with vmp_encode.h and writes them to the run's
+ * fd, which may be a pipe (never sought or read).  At the end it drains what
+ * is left, writes native names and the closing META records and the trailer.
+ * The writer needs no GIL, so a producer waiting for room never deadlocks it.
+ */
+#ifndef VMP_WRITER_H
+#define VMP_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmp_sampler.h"
+
+/* Writes the profile's header and the META records of cfg directly to
+ * cfg->fd (before the run's state is set).  0, or -1 with errno. */
+int vmp_writer_write_head(const vmp_sampler_config *cfg, unsigned mode);
+
+/* Prepares the write buffer and empty id maps.  0, or -1 out of memory. */
+int vmp_writer_prepare(void);
+
+/* Starts the thread and waits until it knows its tid (so that the sampler
+ * thread never signals it).  0, or -1 when it could not be started. */
+int vmp_writer_start(void);
+
+/* Tells the thread to finish (drain, end records, trailer) and waits. */
+void vmp_writer_stop(void);
+
+/* Frees the id maps and last samples of a finished run. */
+void vmp_writer_release(void);
+
+/* Puts a name in the stream (GIL held, normal context); the vmp_codes
+ * callback.  When the ring is full it waits (bounded) for the writer. */
+void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died);
+
+#endif /* VMP_WRITER_H */
