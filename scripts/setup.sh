@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="build-essential clang libclang-rt-14-dev zlib1g-dev libunwind-dev libdw-dev libelf-dev chromium"
+# vmprof-server: HTTP, JSON, accounts, SQLite, and PostgreSQL (whose server the
+# tests start in a temporary folder).
+APT_PACKAGES="$APT_PACKAGES pkg-config libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev libpq-dev postgresql"
 
 missing=""
 for p in $APT_PACKAGES; do
@@ -58,3 +61,15 @@ if [ ! web/node_modules/.package-lock.json -nt web/package-lock.json ]; then
     (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi
 (cd web && npm run -s build)
+
+# The original vmprof from PyPI, in a venv of its own (never where it could
+# shadow ours): the server's tests check that its client uploads too.
+orig_py=""
+for v in 3.11 $(cat scripts/pythons); do
+    [ -x ".venv/$v/bin/python" ] && { orig_py=$v; break; }
+done
+if [ -n "$orig_py" ] && [ ! -f .venv/orig/.installed ]; then
+    echo "setup: making .venv/orig (the original vmprof from PyPI)"
+    "$(pyenv prefix "$orig_py")/bin/python" -m venv .venv/orig
+    .venv/orig/bin/python -m pip install -q vmprof && touch .venv/orig/.installed
+fi

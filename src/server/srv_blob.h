@@ -1,0 +1,60 @@
+/*
+ * srv_blob.h - the files the server keeps beside its database: each run's
+ * profile exactly as uploaded, compressed, and its PyPy jit log.
+ *
+ * Layout under the data folder:
+ *   runs/<id>.prof.gz   a plain upload, gzip-compressed here (level 1: the
+ *                       upload must not wait for the compressor)
+ *   runs/<id>.prof      an upload that was gzip already, kept as it came
+ *   runs/<id>.jit.gz    the jit log, as the client gzipped it
+ *   tmp/                files being written; a writer renames its file into
+ *                       runs/ only when complete and on disk, so runs/ never
+ *                       holds half a file, and tmp/ is cleared at start-up.
+ * Names are made from run ids (hex digits) only: no request names a file.
+ */
+#ifndef SRV_BLOB_H
+#define SRV_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "srv_store.h"
+
+typedef enum srv_blob_kind { SRV_BLOB_PROFILE = 0, SRV_BLOB_JITLOG = 1 } srv_blob_kind;
+
+/* Creates runs/ and tmp/ under data_dir, and removes from tmp/ the files
+ * not touched for tmp_max_age seconds (0: all, when no other server shares
+ * the folder). */
+int srv_blob_init(const char *data_dir, int tmp_max_age, srv_err *err);
+
+typedef struct srv_blob_writer srv_blob_writer;
+
+srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_kind kind,
+                                srv_err *err);
+int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err);
+/* Flushes, syncs and moves the file into runs/ (replacing an earlier one);
+ * frees w either way.  *size receives the bytes written to the writer. */
+int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err);
+/* Forgets the file; frees w. */
+void srv_blob_abort(srv_blob_writer *w);
+
+/* The stored file of a run (either profile name), or -1 when there is none. */
+int srv_blob_path(const char *data_dir, const char *id, srv_blob_kind kind, char *path,
+                  size_t size);
+/* Removes a run's files. */
+void srv_blob_remove(const char *data_dir, const char *id);
+
+/* Reads back the bytes as they were uploaded, in pieces. */
+typedef struct srv_blob_reader srv_blob_reader;
+srv_blob_reader *srv_blob_open(const char *data_dir, const char *id, srv_blob_kind kind);
+/* Bytes read into buf, 0 at the end, -1 on error. */
+ssize_t srv_blob_read(srv_blob_reader *r, void *buf, size_t n);
+void srv_blob_close(srv_blob_reader *r);
+
+/* Calls keep(ctx, id) for each run with files in runs/; removes the files of
+ * those for which it returns 0 (the database does not know them). */
+int srv_blob_sweep(const char *data_dir, int (*keep)(void *ctx, const char *id), void *ctx,
+                   srv_err *err);
+
+#endif /* SRV_BLOB_H */

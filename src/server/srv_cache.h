@@ -1,0 +1,39 @@
+/*
+ * srv_cache.h - decoded profiles kept in memory, so that the views of a run
+ * are answered from the model the upload built, without decoding again.
+ *
+ * Bounded by a byte budget (--cache-size): the least recently used profiles
+ * are dropped first (one in use stays alive until released).  A profile not
+ * in memory (after a restart, or dropped) is decoded again from its stored
+ * file, once: requests for it meanwhile wait for that one decode.
+ */
+#ifndef SRV_CACHE_H
+#define SRV_CACHE_H
+
+#include <stddef.h>
+
+#include "srv_store.h"
+#include "vmp_profile.h"
+
+typedef struct srv_cache srv_cache;
+
+srv_cache *srv_cache_new(size_t budget_bytes, const char *data_dir);
+void srv_cache_free(srv_cache *c);
+
+/* An estimate of the memory a profile holds. */
+size_t srv_cache_profile_cost(const vmp_profile *p);
+
+/* Keeps p (taken over) as run id's profile, replacing an earlier one. */
+void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p);
+/* The profile of run id, decoded from its file when not in memory; release
+ * it with srv_cache_release().  NULL with err set when its file cannot be
+ * read. */
+const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err);
+void srv_cache_release(srv_cache *c, const vmp_profile *p);
+/* Forgets run id (deleted). */
+void srv_cache_drop(srv_cache *c, const char *id);
+
+/* Bytes held now, for the bench. */
+size_t srv_cache_bytes(srv_cache *c);
+
+#endif /* SRV_CACHE_H */

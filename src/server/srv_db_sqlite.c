@@ -1,0 +1,146 @@
+/*
+ * srv_db_sqlite.c - the SQLite engine of srv_db.h: one file under the data
+ * folder, in WAL mode so that readers never wait for the writer, with
+ * synchronous=FULL so that a run whose freeze was answered survives a power
+ * cut, not only a killed process.
+ *
+ * Each connection keeps its prepared statements, keyed by the address of the
+ * statement's text: the store's SQL is made of string literals, so the same
+ * query is always the same pointer and is parsed once per connection.
+ */
+#include "srv_db.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STMT_CACHE 64
+#define MAX_COLS 64
+
+typedef struct sqlite_conn {
+    sqlite3 *db;
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+    } cache[STMT_CACHE];
+    unsigned next_evict;
+} sqlite_conn;
+
+static void sqlite_disconnect(void *conn)
+{
+    sqlite_conn *c = conn;
+    if (!c)
+        return;
+    for (int i = 0; i < STMT_CACHE; i++)
+        sqlite3_finalize(c->cache[i].stmt);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static int run_simple(sqlite3 *db, const char *sql, char *errbuf, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(errbuf, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void *sqlite_connect(const char *path, char *errbuf, size_t errlen)
+{
+    sqlite_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+        snprintf(errbuf, errlen, "cannot open the database %s: %s", path,
+                 c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        sqlite_disconnect(c);
+        return NULL;
+    }
+    sqlite3_busy_timeout(c->db, 10000);
+    if (run_simple(c->db, "PRAGMA journal_mode=WAL", errbuf, errlen) < 0 ||
+        run_simple(c->db, "PRAGMA synchronous=FULL", errbuf, errlen) < 0 ||
+        run_simple(c->db, "PRAGMA foreign_keys=ON", errbuf, errlen) < 0) {
+        sqlite_disconnect(c);
+        return NULL;
+    }
+    return c;
+}
+
+static sqlite3_stmt *prepared(sqlite_conn *c, const char *sql, char *errbuf, size_t errlen)
+{
+    for (int i = 0; i < STMT_CACHE; i++)
+        if (c->cache[i].sql == sql)
+            return c->cache[i].stmt;
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK) {
+        snprintf(errbuf, errlen, "%s", sqlite3_errmsg(c->db));
+        return NULL;
+    }
+    unsigned slot = c->next_evict++ % STMT_CACHE;
+    sqlite3_finalize(c->cache[slot].stmt);
+    c->cache[slot].sql = sql;
+    c->cache[slot].stmt = stmt;
+    return stmt;
+}
+
+static int sqlite_exec(void *conn, const char *sql, const srv_param *params, int nparams,
+                       srv_row_fn row, void *ctx, int64_t *changes, char *errbuf, size_t errlen)
+{
+    sqlite_conn *c = conn;
+    sqlite3_stmt *stmt = prepared(c, sql, errbuf, errlen);
+    if (!stmt)
+        return -1;
+    int rc = SQLITE_OK;
+    for (int i = 0; i < nparams && rc == SQLITE_OK; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "$%d", i + 1);
+        int index = sqlite3_bind_parameter_index(stmt, name);
+        if (index == 0)
+            continue; /* a parameter the statement does not use */
+        switch (params[i].type) {
+        case SRV_INT:
+            rc = sqlite3_bind_int64(stmt, index, params[i].i);
+            break;
+        case SRV_TEXT:
+            rc = sqlite3_bind_text(stmt, index, params[i].s, -1, SQLITE_STATIC);
+            break;
+        default:
+            rc = sqlite3_bind_null(stmt, index);
+        }
+    }
+    int stopped = 0;
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW || stopped || !row)
+            continue;
+        int n = sqlite3_column_count(stmt);
+        if (n > MAX_COLS)
+            n = MAX_COLS;
+        const char *vals[MAX_COLS];
+        for (int i = 0; i < n; i++)
+            vals[i] = (const char *)sqlite3_column_text(stmt, i);
+        stopped = row(ctx, n, vals);
+    }
+    int ok = rc == SQLITE_DONE;
+    if (!ok)
+        snprintf(errbuf, errlen, "%s", sqlite3_errmsg(c->db));
+    *changes = sqlite3_changes64(c->db);
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return ok ? 0 : -1;
+}
+
+const srv_db_engine srv_db_sqlite_engine = {
+    .name = "sqlite",
+    .connect = sqlite_connect,
+    .disconnect = sqlite_disconnect,
+    .exec = sqlite_exec,
+    .begin_write = "BEGIN IMMEDIATE",
+};

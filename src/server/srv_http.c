@@ -1,0 +1,521 @@
+/*
+ * srv_http.c - the daemon, the dispatch of requests to routes, the limits,
+ * and the static files of the browser UI (see srv_http.h).
+ */
+#include "srv_http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static double seconds_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+int srv_replied(const srv_request *req)
+{
+    return req->response != NULL;
+}
+
+void srv_reply_response(srv_request *req, unsigned status, struct MHD_Response *response,
+                        const char *content_type)
+{
+    if (!response)
+        return;
+    if (req->response) {
+        /* The first reply decided stands (an error found while streaming). */
+        MHD_destroy_response(response);
+        return;
+    }
+    if (content_type)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
+    req->response = response;
+    req->status = status;
+}
+
+void srv_reply_json(srv_request *req, unsigned status, json_t *json)
+{
+    char *text = json ? json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    json_decref(json);
+    if (!text) {
+        static const char oom[] = "{\"error\": \"out of memory\", \"status\": 500}";
+        srv_reply_response(req, 500,
+                           MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom,
+                                                           MHD_RESPMEM_PERSISTENT),
+                           "application/json");
+        return;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (r)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    else
+        free(text);
+    srv_reply_response(req, status, r, "application/json");
+}
+
+void srv_reply_error(srv_request *req, unsigned status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    srv_reply_json(req, status, json_pack("{s:s, s:i}", "error", msg, "status", (int)status));
+}
+
+const char *srv_arg(srv_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *srv_header(srv_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+int srv_check_csrf(srv_request *req)
+{
+    if (!req->who.by_session)
+        return 1;
+    const char *given = srv_header(req, "X-CSRF-Token");
+    if (given && *req->who.csrf && strcmp(given, req->who.csrf) == 0)
+        return 1;
+    srv_reply_error(req, 403, "this request needs the X-CSRF-Token header of your session "
+                              "(GET /api/me gives it)");
+    return 0;
+}
+
+/* ---- routing ------------------------------------------------------------- */
+
+/* Matches the path (without its trailing slash) against pattern; fills
+ * req->args with the '*' segments, which point into req->path_copy. */
+static int match(srv_request *req, const char *pattern)
+{
+    char *p = req->path_copy;
+    const char *q = pattern;
+    int nargs = 0;
+    const char *args[SRV_MAX_ARGS];
+    while (*p && *q) {
+        if (*q == '*') {
+            if (*p == '/' || nargs == SRV_MAX_ARGS)
+                return 0;
+            args[nargs++] = p;
+            while (*p && *p != '/')
+                p++;
+            q++;
+            continue;
+        }
+        if (*p != *q)
+            return 0;
+        p++;
+        q++;
+    }
+    if (*p || *q)
+        return 0;
+    /* The captured segments end at a '/' that must become a NUL; that is done
+     * only for the route chosen, on a fresh copy. */
+    req->nargs = nargs;
+    for (int i = 0; i < nargs; i++)
+        req->args[i] = args[i];
+    return 1;
+}
+
+static const srv_route *const route_tables[] = {srv_upload_routes, srv_api_routes,
+                                                srv_query_routes};
+
+/* Finds the route; sets *wrong_method when the path exists with another. */
+static const srv_route *find_route(srv_request *req, int *wrong_method)
+{
+    *wrong_method = 0;
+    for (size_t t = 0; t < sizeof route_tables / sizeof *route_tables; t++)
+        for (const srv_route *r = route_tables[t]; r->method; r++) {
+            if (!match(req, r->pattern))
+                continue;
+            if (strcmp(r->method, req->method) == 0) {
+                for (int i = 0; i < req->nargs; i++) {
+                    char *end = strchr(req->args[i], '/');
+                    if (end)
+                        *end = 0;
+                }
+                return r;
+            }
+            *wrong_method = 1;
+        }
+    return NULL;
+}
+
+/* ---- static files of the browser UI ---------------------------------------- */
+
+static const char placeholder_page[] =
+    "<!doctype html><meta charset=utf-8><title>vmprof</title>"
+    "<p>This vmprof server has no browser UI installed yet. Its JSON API is at "
+    "<a href=\"/api/runs\">/api/runs</a> (see docs/server.md).";
+
+static const char *content_type_of(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},   {".json", "application/json"},
+        {".svg", "image/svg+xml"},             {".png", "image/png"},
+        {".ico", "image/x-icon"},              {".woff2", "font/woff2"},
+        {".map", "application/json"},          {".wasm", "application/wasm"},
+        {".txt", "text/plain; charset=utf-8"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof *types; i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+/* Only plain names below the UI folder: letters, digits, '-', '_', '.' and
+ * '/', no segment starting with a dot (so no "..", no hidden files). */
+static int safe_static_path(const char *p)
+{
+    if (*p != '/' || strlen(p) > 200)
+        return 0;
+    for (const char *c = p; *c; c++) {
+        if (*c == '/' && c[1] == '.')
+            return 0;
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '_' || *c == '.' || *c == '/'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Opens a regular file of dir named by url (already checked safe). */
+static int open_static(const char *dir, const char *url, char *path, size_t size,
+                       struct stat *st)
+{
+    if (!dir[0])
+        return -1;
+    snprintf(path, size, "%s%s", dir, url);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && (fstat(fd, st) < 0 || !S_ISREG(st->st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* GET of anything outside /api/: the UI's files; /speedscope/... the
+ * speedscope viewer's; a path that names no file and has no extension is one
+ * of the UI's own routes (/runs/ID, /compare/A/B), answered with its page. */
+static void serve_static(srv_request *req)
+{
+    srv_server *s = req->server;
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        srv_reply_error(req, 405, "%s is not allowed on %s", req->method, req->url);
+        return;
+    }
+    char url[256];
+    snprintf(url, sizeof url, "%s", req->url);
+    if (url[strlen(url) - 1] == '/' && strlen(url) + 10 < sizeof url)
+        strcat(url, "index.html");
+    const char *dir = s->web_dir, *name = url;
+    if (strncmp(url, "/speedscope/", 12) == 0) {
+        dir = s->speedscope_dir;
+        name = url + 11;
+    }
+    char path[4400];
+    struct stat st;
+    int fd = safe_static_path(name) ? open_static(dir, name, path, sizeof path, &st) : -1;
+    const char *last = strrchr(url, '/');
+    if (fd < 0 && dir == s->web_dir && !strchr(last ? last : url, '.'))
+        fd = open_static(dir, "/index.html", path, sizeof path, &st);
+    if (fd >= 0) {
+        struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+        if (r)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        srv_reply_response(req, 200, r, content_type_of(path));
+        return;
+    }
+    if (strcmp(url, "/index.html") == 0) {
+        srv_reply_response(req, 200,
+                           MHD_create_response_from_buffer(sizeof placeholder_page - 1,
+                                                           (void *)placeholder_page,
+                                                           MHD_RESPMEM_PERSISTENT),
+                           "text/html; charset=utf-8");
+        return;
+    }
+    srv_reply_error(req, 404, "nothing at %s", req->url);
+}
+
+/* ---- the access handler -------------------------------------------------------- */
+
+static uint64_t body_limit(const srv_request *req)
+{
+    if (!req->route)
+        return 0;
+    switch (req->route->body) {
+    case SRV_BODY_STREAM:
+        return req->server->limits.max_upload;
+    case SRV_BODY_JSON:
+        return SRV_JSON_BODY_MAX;
+    default:
+        return 64 * 1024; /* tolerated (a freeze may carry a stray body), ignored */
+    }
+}
+
+static enum MHD_Result queue(srv_request *req)
+{
+    if (!req->response)
+        srv_reply_error(req, 500, "the server did not answer this request (a bug)");
+    enum MHD_Result rc = MHD_queue_response(req->conn, req->status, req->response);
+    return rc;
+}
+
+/* The first call: headers are in, no body read yet. */
+static enum MHD_Result begin_request(srv_server *s, srv_request *req)
+{
+    int wrong_method;
+    req->route = find_route(req, &wrong_method);
+    const char *len_header = srv_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t declared = len_header ? strtoull(len_header, NULL, 10) : 0;
+    if (!req->route) {
+        if (strncmp(req->url, "/api/", 5) != 0 && strcmp(req->url, "/api") != 0)
+            serve_static(req);
+        else if (wrong_method)
+            srv_reply_error(req, 405, "%s is not allowed on %s", req->method, req->url);
+        else
+            srv_reply_error(req, 404, "no API endpoint %s %s (see docs/server.md)",
+                            req->method, req->url);
+        return queue(req);
+    }
+    if (declared > body_limit(req)) {
+        srv_reply_error(req, 413,
+                        "the request body is %llu bytes; this server takes at most %llu "
+                        "(vmprof-server --max-upload)",
+                        (unsigned long long)declared, (unsigned long long)body_limit(req));
+        return queue(req);
+    }
+    srv_err err = {{0}};
+    int rc = srv_auth_identify(s->store, srv_header(req, MHD_HTTP_HEADER_AUTHORIZATION),
+                               srv_header(req, MHD_HTTP_HEADER_COOKIE), now_ms(), &req->who, &err);
+    if (rc < 0) {
+        srv_reply_error(req, 503, "%s", err.message);
+        return queue(req);
+    }
+    if (rc > 0) {
+        srv_reply_error(req, 401, "the API token given is not valid on this server; "
+                                  "check --web-auth (vmprof-server user add makes one)");
+        return queue(req);
+    }
+    if (req->route->begin) {
+        req->route->begin(req);
+        if (req->response)
+            return queue(req);
+    }
+    return MHD_YES;
+}
+
+static void take_body(srv_request *req, const char *data, size_t n)
+{
+    if (req->route->body == SRV_BODY_STREAM) {
+        req->route->chunk(req, data, n);
+        return;
+    }
+    if (req->route->body != SRV_BODY_JSON)
+        return;
+    if (req->body_len + n + 1 > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : 4096;
+        while (cap < req->body_len + n + 1)
+            cap *= 2;
+        char *b = realloc(req->body, cap);
+        if (!b) {
+            srv_reply_error(req, 500, "out of memory");
+            return;
+        }
+        req->body = b;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+    req->body[req->body_len] = 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    srv_server *s = cls;
+    srv_request *req = *con_cls;
+    if (!req) {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        atomic_fetch_add(&s->requests_in_flight, 1);
+        clock_gettime(CLOCK_MONOTONIC, &req->started);
+        req->server = s;
+        req->conn = conn;
+        req->method = method;
+        req->url = url;
+        req->path_copy = strdup(url);
+        if (!req->path_copy)
+            return MHD_NO;
+        /* "/api/runtime/ID/freeze/" and ".../freeze" are the same endpoint. */
+        size_t len = strlen(req->path_copy);
+        if (len > 1 && req->path_copy[len - 1] == '/')
+            req->path_copy[len - 1] = 0;
+        return begin_request(s, req);
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        req->received += n;
+        /* A body without a declared length is cut off at the limit; a slow
+         * one at the request time limit. */
+        if (req->received > body_limit(req) ||
+            seconds_since(&req->started) > s->limits.request_seconds)
+            return MHD_NO;
+        if (!req->response)
+            take_body(req, upload_data, n);
+        return MHD_YES;
+    }
+    if (!req->response)
+        req->route->handle(req);
+    return queue(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    srv_server *s = cls;
+    srv_request *req = *con_cls;
+    if (!req)
+        return;
+    if (req->route && req->route->cleanup)
+        req->route->cleanup(req);
+    if (req->response)
+        MHD_destroy_response(req->response);
+    free(req->body);
+    free(req->path_copy);
+    free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->requests_in_flight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    fputs("vmprof-server: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+/* ---- start and stop ------------------------------------------------------------ */
+
+static int parse_listen(const char *listen, struct sockaddr_storage *addr, int *v6, srv_err *err)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || !colon[1] || (size_t)(colon - listen) >= sizeof host) {
+        snprintf(err->message, sizeof err->message,
+                 "--listen %s: give HOST:PORT, for example 127.0.0.1:8000", listen);
+        return -1;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = 0;
+    char *h = host;
+    if (h[0] == '[' && h[strlen(h) - 1] == ']') {
+        h[strlen(h) - 1] = 0;
+        h++;
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535) {
+        snprintf(err->message, sizeof err->message, "--listen %s: the port is not a number "
+                 "from 0 to 65535", listen);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(h, NULL, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err->message, sizeof err->message, "--listen %s: cannot resolve %s: %s",
+                 listen, h, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *v6 = res->ai_family == AF_INET6;
+    if (*v6)
+        ((struct sockaddr_in6 *)addr)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)addr)->sin_port = htons((uint16_t)port);
+    freeaddrinfo(res);
+    return 0;
+}
+
+int srv_http_start(srv_server *s, const char *listen, srv_err *err)
+{
+    struct sockaddr_storage addr;
+    int v6 = 0;
+    if (parse_listen(listen, &addr, &v6, err) < 0)
+        return -1;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_POLL;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->limits.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->limits.max_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->limits.idle_seconds,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)s->limits.header_bytes,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_END);
+    if (!s->daemon) {
+        snprintf(err->message, sizeof err->message,
+                 "cannot listen on %s: %s (is another server using that port?)", listen,
+                 strerror(errno ? errno : EADDRINUSE));
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : 0;
+    return 0;
+}
+
+void srv_http_stop(srv_server *s, unsigned grace_seconds)
+{
+    if (!s->daemon)
+        return;
+    MHD_quiesce_daemon(s->daemon);
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    while (atomic_load(&s->requests_in_flight) > 0 && seconds_since(&started) < grace_seconds)
+        usleep(20 * 1000);
+    MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
+}

@@ -1,0 +1,388 @@
+/*
+ * srv_main.c - the vmprof-server command: serve, or manage users.
+ *
+ *   vmprof-server --data DIR [--listen HOST:PORT] [--database URL]
+ *                 [--max-upload SIZE] [--anonymous-upload on|off] [...]
+ *   vmprof-server --data DIR [--database URL] user add NAME [--admin]
+ *   vmprof-server --data DIR [--database URL] user token NAME
+ *   vmprof-server --data DIR [--database URL] user password NAME   (from stdin)
+ *
+ * Serving: the database is opened (created), what an earlier run of the
+ * server left unfinished is removed (runs never frozen, their files, files
+ * half written), and the HTTP daemon starts; the line "vmprof-server:
+ * serving http://HOST:PORT" on standard output says it is ready.  SIGTERM or
+ * SIGINT: no new connections, requests in flight finish, exit 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "srv_auth.h"
+#include "srv_blob.h"
+#include "srv_cache.h"
+#include "srv_http.h"
+#include "srv_store.h"
+
+/* The built UI and speedscope, where the build put them (the Makefile says). */
+#ifndef SRV_DEFAULT_WEB_DIR
+#define SRV_DEFAULT_WEB_DIR ""
+#endif
+#ifndef SRV_DEFAULT_SPEEDSCOPE_DIR
+#define SRV_DEFAULT_SPEEDSCOPE_DIR ""
+#endif
+
+/* Unfinished uploads older than this are another server's no longer. */
+#define SHARED_STALE_SECONDS (24 * 3600)
+
+static const char usage[] =
+    "usage: vmprof-server --data DIR [--listen HOST:PORT] [--database URL]\n"
+    "                     [--max-upload SIZE] [--anonymous-upload on|off]\n"
+    "                     [--cache-size SIZE] [--web DIR] [--speedscope DIR]\n"
+    "                     [--max-connections N]\n"
+    "                     [--max-uploads N] [--request-timeout SECONDS]\n"
+    "       vmprof-server --data DIR [--database URL] user add NAME [--admin]\n"
+    "       vmprof-server --data DIR [--database URL] user token NAME\n"
+    "       vmprof-server --data DIR [--database URL] user password NAME  (reads stdin)\n"
+    "SIZE: bytes, or with k, M or G (1024-based).  Defaults: --listen 127.0.0.1:8000,\n"
+    "--database DIR/vmprof.db (SQLite; postgresql://... for PostgreSQL), --max-upload 1G,\n"
+    "--anonymous-upload on, --cache-size 512M.\n";
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("vmprof-server: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static uint64_t parse_size(const char *opt, const char *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    int shift = 0;
+    if (*end == 'k' || *end == 'K')
+        shift = 10, end++;
+    else if (*end == 'm' || *end == 'M')
+        shift = 20, end++;
+    else if (*end == 'g' || *end == 'G')
+        shift = 30, end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (errno || end == v || *end || v[0] == '-' || n > (UINT64_MAX >> shift))
+        die("%s %s: give a size in bytes, or with k, M or G (for example 500M)", opt, v);
+    return (uint64_t)n << shift;
+}
+
+static unsigned parse_count(const char *opt, const char *v)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || end == v || n < 1 || n > 1000000)
+        die("%s %s: give a whole number from 1", opt, v);
+    return (unsigned)n;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+typedef struct options {
+    const char *data, *listen, *database, *web, *speedscope;
+    srv_limits limits;
+    int anonymous_upload;
+    char **rest;      /* a subcommand and its words */
+    int nrest;
+} options;
+
+static void parse(int argc, char **argv, options *o)
+{
+    o->listen = "127.0.0.1:8000";
+    o->web = SRV_DEFAULT_WEB_DIR;
+    o->speedscope = SRV_DEFAULT_SPEEDSCOPE_DIR;
+    o->anonymous_upload = 1;
+    o->limits = (srv_limits){
+        .max_upload = 1ull << 30,
+        .max_connections = 256,
+        .max_per_ip = 64,
+        .max_uploads = 8,
+        .request_seconds = 600,
+        .idle_seconds = 30,
+        .header_bytes = 64 * 1024,
+        .cache_bytes = 512u << 20,
+    };
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (a[0] != '-') {
+            o->rest = argv + i;
+            o->nrest = argc - i;
+            return;
+        }
+        if (i + 1 >= argc)
+            die("%s needs a value\n%s", a, usage);
+        const char *v = argv[++i];
+        if (strcmp(a, "--data") == 0)
+            o->data = v;
+        else if (strcmp(a, "--listen") == 0)
+            o->listen = v;
+        else if (strcmp(a, "--database") == 0)
+            o->database = v;
+        else if (strcmp(a, "--web") == 0)
+            o->web = v;
+        else if (strcmp(a, "--speedscope") == 0)
+            o->speedscope = v;
+        else if (strcmp(a, "--max-upload") == 0)
+            o->limits.max_upload = parse_size(a, v);
+        else if (strcmp(a, "--cache-size") == 0)
+            o->limits.cache_bytes = (size_t)parse_size(a, v);
+        else if (strcmp(a, "--max-connections") == 0)
+            o->limits.max_connections = parse_count(a, v);
+        else if (strcmp(a, "--max-uploads") == 0)
+            o->limits.max_uploads = parse_count(a, v);
+        else if (strcmp(a, "--request-timeout") == 0)
+            o->limits.request_seconds = parse_count(a, v);
+        else if (strcmp(a, "--anonymous-upload") == 0) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+                die("--anonymous-upload %s: say on or off", v);
+            o->anonymous_upload = strcmp(v, "on") == 0;
+        } else
+            die("unknown option %s\n%s", a, usage);
+    }
+}
+
+static srv_store *open_store(const options *o, char *db_default, size_t size)
+{
+    if (mkdir(o->data, 0750) < 0 && errno != EEXIST)
+        die("cannot create the data folder %s: %s", o->data, strerror(errno));
+    snprintf(db_default, size, "%s/vmprof.db", o->data);
+    srv_err err = {{0}};
+    srv_store *store = srv_store_open(o->database ? o->database : db_default, &err);
+    if (!store)
+        die("%s", err.message);
+    return store;
+}
+
+/* ---- user management ------------------------------------------------------------ */
+
+static int user_command(const options *o)
+{
+    char dbpath[4200];
+    if (o->nrest < 3 || strcmp(o->rest[0], "user") != 0)
+        die("unknown command %s\n%s", o->rest[0], usage);
+    const char *verb = o->rest[1], *name = o->rest[2];
+    int admin = 0;
+    for (int i = 3; i < o->nrest; i++) {
+        if (strcmp(o->rest[i], "--admin") == 0 && strcmp(verb, "add") == 0)
+            admin = 1;
+        else
+            die("user %s: unexpected %s\n%s", verb, o->rest[i], usage);
+    }
+    size_t nlen = strlen(name);
+    if (nlen == 0 || nlen > SRV_NAME_MAX)
+        die("a user name has 1 to %d characters", SRV_NAME_MAX);
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '_' || *c == '-' || *c == '.' || *c == '@'))
+            die("user name %s: use letters, digits and _ - . @ only", name);
+    srv_store *store = open_store(o, dbpath, sizeof dbpath);
+    srv_err err = {{0}};
+    char token[SRV_TOKEN_HEX + 1], hash[SRV_HASH_HEX + 1];
+    srv_auth_new_secret(token);
+    srv_auth_hash_secret(token, hash);
+    srv_user user;
+    int rc;
+    if (strcmp(verb, "add") == 0) {
+        rc = srv_store_user_add(store, name, admin, hash, now_ms(), &user, &err);
+        if (rc > 0)
+            die("user %s exists already (user token %s makes a new token)", name, name);
+        if (rc < 0)
+            die("%s", err.message);
+        fprintf(stderr, "vmprof-server: user %s added%s; the API token (shown only now, "
+                        "give it with --web-auth) is:\n", name, admin ? " as an admin" : "");
+        printf("%s\n", token);
+    } else if (strcmp(verb, "token") == 0 || strcmp(verb, "password") == 0) {
+        rc = srv_store_user_by_name(store, name, &user, NULL, 0, &err);
+        if (rc > 0)
+            die("no user %s (user add %s makes one)", name, name);
+        if (rc < 0)
+            die("%s", err.message);
+        if (strcmp(verb, "token") == 0) {
+            if (srv_store_token_add(store, user.id, hash, now_ms(), &err) < 0)
+                die("%s", err.message);
+            fprintf(stderr, "vmprof-server: a new API token for %s (shown only now):\n", name);
+            printf("%s\n", token);
+        } else {
+            char password[1024];
+            if (!fgets(password, sizeof password, stdin))
+                die("give the password on standard input");
+            password[strcspn(password, "\r\n")] = 0;
+            if (strlen(password) < 8)
+                die("a password has at least 8 characters");
+            char stored[256];
+            if (srv_auth_hash_password(password, stored, sizeof stored) < 0)
+                die("cannot hash the password: out of memory");
+            if (srv_store_user_set_password(store, user.id, stored, &err) != 0)
+                die("%s", err.message);
+            fprintf(stderr, "vmprof-server: password of %s set\n", name);
+        }
+    } else {
+        die("unknown command user %s\n%s", verb, usage);
+    }
+    srv_store_close(store);
+    return 0;
+}
+
+/* ---- serving ------------------------------------------------------------------------ */
+
+typedef struct sweep_ctx {
+    const char *data_dir;
+    srv_store *store;
+    char (*ids)[SRV_ID_LEN + 1];
+    size_t n, cap;
+} sweep_ctx;
+
+static void remove_files(void *ctx, const char *id)
+{
+    srv_blob_remove(((sweep_ctx *)ctx)->data_dir, id);
+}
+
+static int add_known(void *ctx, const char *id)
+{
+    sweep_ctx *c = ctx;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        void *ids = realloc(c->ids, cap * sizeof *c->ids);
+        if (!ids)
+            return 1;
+        c->ids = ids;
+        c->cap = cap;
+    }
+    memcpy(c->ids[c->n++], id, SRV_ID_LEN + 1);
+    return 0;
+}
+
+static int compare_ids(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static int is_known(void *ctx, const char *id)
+{
+    sweep_ctx *c = ctx;
+    return c->n && bsearch(id, c->ids, c->n, sizeof *c->ids, compare_ids) != NULL;
+}
+
+/* Removes what a killed server left: unfrozen runs and files no run owns. */
+static void recover(const options *o, srv_store *store, int shared)
+{
+    srv_err err = {{0}};
+    sweep_ctx ctx = {.data_dir = o->data, .store = store};
+    int64_t before = shared ? now_ms() - (int64_t)SHARED_STALE_SECONDS * 1000 : INT64_MAX;
+    if (srv_blob_init(o->data, shared ? SHARED_STALE_SECONDS : 0, &err) < 0 ||
+        srv_store_run_sweep(store, before, remove_files, &ctx, &err) < 0)
+        die("%s", err.message);
+    if (shared)
+        return; /* other servers' uploads in progress have files but no frozen run yet */
+    if (srv_store_run_ids(store, add_known, &ctx, &err) < 0)
+        die("%s", err.message);
+    qsort(ctx.ids, ctx.n, sizeof *ctx.ids, compare_ids);
+    if (srv_blob_sweep(o->data, is_known, &ctx, &err) < 0)
+        die("%s", err.message);
+    free(ctx.ids);
+}
+
+static int serve(const options *o)
+{
+    char dbpath[4200];
+    srv_store *store = open_store(o, dbpath, sizeof dbpath);
+    int shared = !srv_store_is_sqlite(store);
+    if (!shared) {
+        /* One server per SQLite data folder: a second one would sweep the
+         * first one's uploads in progress. */
+        char lock[4200];
+        snprintf(lock, sizeof lock, "%s/server.lock", o->data);
+        int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+            die("another vmprof-server serves %s already (with SQLite, one server per data "
+                "folder; use --database postgresql://... for several)", o->data);
+    }
+    recover(o, store, shared);
+
+    static srv_server server;
+    srv_server *s = &server;
+    snprintf(s->data_dir, sizeof s->data_dir, "%s", o->data);
+    snprintf(s->web_dir, sizeof s->web_dir, "%s", o->web);
+    snprintf(s->speedscope_dir, sizeof s->speedscope_dir, "%s", o->speedscope);
+    s->store = store;
+    s->limits = o->limits;
+    s->anonymous_upload = o->anonymous_upload;
+    s->cache = srv_cache_new(o->limits.cache_bytes, o->data);
+    if (!s->cache)
+        die("out of memory");
+
+    /* Every thread started from here on inherits this mask: the signals that
+     * stop the server are taken by sigwait() below, nowhere else. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    srv_err err = {{0}};
+    if (srv_http_start(s, o->listen, &err) < 0)
+        die("%s", err.message);
+    char host[256];
+    snprintf(host, sizeof host, "%s", o->listen);
+    char *colon = strrchr(host, ':');
+    if (colon)
+        *colon = 0;
+    printf("vmprof-server: serving http://%s:%u (data in %s, %s database%s)\n", host, s->port,
+           o->data, shared ? "PostgreSQL" : "SQLite",
+           o->anonymous_upload ? ", anonymous uploads on" : "");
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    fprintf(stderr, "vmprof-server: signal %d, finishing the requests in flight\n", sig);
+    srv_http_stop(s, 30);
+    srv_cache_free(s->cache);
+    srv_store_close(store);
+    fprintf(stderr, "vmprof-server: stopped\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {0};
+    parse(argc, argv, &o);
+    if (!o.data)
+        die("--data DIR is needed: the folder that holds the database and the profiles\n%s",
+            usage);
+    if (srv_auth_init() < 0)
+        die("libsodium does not initialise");
+    if (o.nrest)
+        return user_command(&o);
+    return serve(&o);
+}

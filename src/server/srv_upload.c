@@ -1,0 +1,415 @@
+/*
+ * srv_upload.c - the upload exchange the vmprof clients speak
+ * (spec/upload-protocol.md), unchanged:
+ *
+ *   POST /api/runtime/new                    {"argv", "VM"} -> {"runtime_id"}
+ *   POST /api/runtime/upload/cpu/ID/add      the profile, raw (or a multipart
+ *                                            form with the file, older clients)
+ *   POST /api/runtime/upload/jit/ID/add      a gzipped PyPy jit log -> {"jid"}
+ *   POST /api/runtime/ID/freeze/             complete: the run becomes visible
+ *
+ * The profile is decoded while it arrives: the body goes, piece by piece,
+ * both into the stored file (srv_blob) and down a pipe to a thread running the
+ * library's streaming reader, so the upload is never held whole and the
+ * profile is ready when its last byte is.  A corrupt profile is refused with
+ * 400 and the reader's error, and nothing of it is kept.  The decoded profile
+ * goes to the cache and its facts to the run's row; the run is listed only
+ * after the freeze.
+ */
+#define _GNU_SOURCE /* pipe2, F_SETPIPE_SZ */
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "srv_api.h"
+#include "srv_blob.h"
+#include "srv_cache.h"
+#include "srv_http.h"
+#include "vmp_format.h"
+#include "vmp_profile.h"
+
+#define MAX_ARGV (256 * 1024)  /* a command line: long ones are kept, not refused */
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ---- POST /api/runtime/new ---------------------------------------------------- */
+
+static void new_runtime(srv_request *req)
+{
+    srv_server *s = req->server;
+    if (!req->who.user.id && !s->anonymous_upload) {
+        srv_reply_error(req, 401, "this server takes uploads from its users only: give your "
+                                  "API token with --web-auth");
+        return;
+    }
+    if (!srv_check_csrf(req))
+        return;
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body ? req->body : "", req->body_len, 0, &jerr);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        srv_reply_error(req, 400, "the body must be a JSON object {\"argv\": ..., \"VM\": ...}");
+        return;
+    }
+    const char *argv = json_string_value(json_object_get(body, "argv"));
+    const char *vm = json_string_value(json_object_get(body, "VM"));
+    if (!argv)
+        argv = ""; /* the clients always send one; a missing one is no reason to fail */
+    if (strlen(argv) > MAX_ARGV) {
+        json_decref(body);
+        srv_reply_error(req, 400, "the command line is over %d bytes", MAX_ARGV);
+        return;
+    }
+    char vm_buf[32];
+    snprintf(vm_buf, sizeof vm_buf, "%s", vm && *vm ? vm : "unknown");
+    char id[SRV_ID_LEN + 1];
+    srv_auth_new_run_id(id);
+    srv_err err = {{0}};
+    int rc = srv_store_run_create(s->store, id, req->who.user.id, argv, vm_buf, now_ms(), &err);
+    json_decref(body);
+    if (rc != 0) {
+        srv_reply_error(req, 503, "%s", err.message);
+        return;
+    }
+    srv_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "runtime_id", id));
+}
+
+/* ---- the uploads ------------------------------------------------------------------- */
+
+typedef struct upload {
+    srv_run run;
+    srv_blob_kind kind;
+    srv_blob_writer *blob;
+    int counted;              /* holds one of the uploads-in-flight slots */
+    /* the decoder, for profiles */
+    int pipe_wr;
+    pthread_t decoder;
+    int decoder_running;
+    int pipe_closed;          /* the decoder stopped reading (it had all it needs) */
+    vmp_profile *profile;
+    vmp_error decode_error;
+    int read_fd;
+    /* an older client's multipart form */
+    struct MHD_PostProcessor *form;
+    int failed;               /* a reply was decided; the rest is discarded */
+} upload;
+
+static void *decode_thread(void *arg)
+{
+    upload *u = arg;
+    u->profile = vmp_profile_read_fd(u->read_fd, NULL, &u->decode_error);
+    close(u->read_fd);
+    return NULL;
+}
+
+/* Looks up the run an upload names and checks the uploader may add to it. */
+static int load_open_run(srv_request *req, srv_run *run)
+{
+    const char *id = req->args[0];
+    srv_err err = {{0}};
+    int rc = srv_valid_run_id(id) ? srv_store_run_get(req->server->store, id, run, &err) : 1;
+    if (rc < 0) {
+        srv_reply_error(req, 503, "%s", err.message);
+        return -1;
+    }
+    if (rc > 0) {
+        srv_reply_error(req, 404, "no runtime %s: start with POST /api/runtime/new", id);
+        return -1;
+    }
+    if (run->state == SRV_RUN_FROZEN) {
+        srv_reply_error(req, 400, "runtime %s is frozen: it takes no more uploads", id);
+        return -1;
+    }
+    if (run->owner_id != req->who.user.id) {
+        srv_reply_error(req, 403, "runtime %s was started by another user", id);
+        return -1;
+    }
+    return 0;
+}
+
+static void feed(srv_request *req, const char *data, size_t n);
+
+static enum MHD_Result form_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *filename, const char *content_type,
+                                  const char *transfer_encoding, const char *data, uint64_t off,
+                                  size_t size)
+{
+    (void)kind, (void)key, (void)content_type, (void)transfer_encoding, (void)off;
+    srv_request *req = cls;
+    if (filename && size)
+        feed(req, data, size);
+    return MHD_YES;
+}
+
+static void begin_upload(srv_request *req, srv_blob_kind kind)
+{
+    srv_server *s = req->server;
+    upload *u = calloc(1, sizeof *u);
+    if (!u) {
+        srv_reply_error(req, 500, "out of memory");
+        return;
+    }
+    u->kind = kind;
+    u->pipe_wr = -1;
+    req->state = u;
+    if (!req->who.user.id && !s->anonymous_upload) {
+        srv_reply_error(req, 401, "this server takes uploads from its users only: give your "
+                                  "API token with --web-auth");
+        return;
+    }
+    if (!srv_check_csrf(req) || load_open_run(req, &u->run) < 0)
+        return;
+    if (atomic_fetch_add(&s->uploads_in_flight, 1) >= (int)s->limits.max_uploads) {
+        atomic_fetch_sub(&s->uploads_in_flight, 1);
+        srv_reply_error(req, 503, "the server is receiving %u uploads already; retry in a "
+                                  "few seconds", s->limits.max_uploads);
+        if (req->response)
+            MHD_add_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+        return;
+    }
+    u->counted = 1;
+    srv_err err = {{0}};
+    u->blob = srv_blob_begin(s->data_dir, u->run.id, kind, &err);
+    if (!u->blob) {
+        srv_reply_error(req, 507, "%s", err.message);
+        return;
+    }
+    const char *type = srv_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (type && strncasecmp(type, "multipart/form-data", 19) == 0) {
+        u->form = MHD_create_post_processor(req->conn, 64 * 1024, form_field, req);
+        if (!u->form) {
+            srv_reply_error(req, 400, "the multipart form has no boundary");
+            return;
+        }
+    }
+    if (kind == SRV_BLOB_PROFILE) {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) < 0) {
+            srv_reply_error(req, 503, "cannot start decoding: %s", strerror(errno));
+            return;
+        }
+        /* A bigger pipe means fewer wake-ups of the decoder. */
+        fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
+        u->read_fd = fds[0];
+        u->pipe_wr = fds[1];
+        if (pthread_create(&u->decoder, NULL, decode_thread, u) != 0) {
+            close(fds[0]);
+            close(fds[1]);
+            u->pipe_wr = -1;
+            srv_reply_error(req, 503, "cannot start decoding: out of threads");
+            return;
+        }
+        u->decoder_running = 1;
+    }
+}
+
+static void begin_cpu(srv_request *req)
+{
+    begin_upload(req, SRV_BLOB_PROFILE);
+}
+
+static void begin_jit(srv_request *req)
+{
+    begin_upload(req, SRV_BLOB_JITLOG);
+}
+
+/* Bytes of the file itself (from the raw body or the form). */
+static void feed(srv_request *req, const char *data, size_t n)
+{
+    upload *u = req->state;
+    if (u->failed)
+        return;
+    srv_err err = {{0}};
+    if (srv_blob_write(u->blob, data, n, &err) < 0) {
+        u->failed = 1;
+        srv_reply_error(req, 507, "%s", err.message);
+        return;
+    }
+    while (n && !u->pipe_closed && u->pipe_wr >= 0) {
+        ssize_t k = write(u->pipe_wr, data, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            /* EPIPE: the reader stopped, at the trailer or at an error; the
+             * file still takes every byte, and the decoder's result decides. */
+            u->pipe_closed = 1;
+            break;
+        }
+        data += k;
+        n -= (size_t)k;
+    }
+}
+
+static void chunk(srv_request *req, const char *data, size_t n)
+{
+    upload *u = req->state;
+    if (u->form) {
+        if (MHD_post_process(u->form, data, n) != MHD_YES && !u->failed) {
+            u->failed = 1;
+            srv_reply_error(req, 400, "the multipart form is malformed");
+        }
+        return;
+    }
+    feed(req, data, n);
+}
+
+/* Waits for the decoder to finish the bytes it was given. */
+static void finish_decoding(upload *u)
+{
+    if (u->pipe_wr >= 0) {
+        close(u->pipe_wr);
+        u->pipe_wr = -1;
+    }
+    if (u->decoder_running) {
+        pthread_join(u->decoder, NULL);
+        u->decoder_running = 0;
+    }
+}
+
+static void facts_of(const vmp_profile *p, uint64_t raw_size, srv_run_facts *f)
+{
+    const vmp_profile_summary *s = vmp_profile_get_summary(p);
+    memset(f, 0, sizeof *f);
+    f->samples = s->n_samples;
+    f->period_usec = s->period_usec;
+    f->threads = (uint32_t)vmp_profile_thread_count(p);
+    f->mode = s->mode;
+    snprintf(f->interp, sizeof f->interp, "%s", s->interp);
+    if (s->has_start_time)
+        f->start = (double)s->start_sec + (double)s->start_usec / 1e6;
+    if (s->has_start_time && s->has_end_time)
+        f->duration = (double)(s->end_sec - s->start_sec) +
+                      (double)(s->end_usec - s->start_usec) / 1e6;
+    else
+        f->duration = (double)s->n_samples * (double)s->period_usec / 1e6;
+    if (f->duration < 0)
+        f->duration = 0;
+    f->raw_size = raw_size;
+    f->complete = s->complete;
+}
+
+/* The label kept from "attachment; filename=PATH" (never used as a path). */
+static void filename_label(srv_request *req, char *out, size_t size)
+{
+    out[0] = 0;
+    const char *cd = srv_header(req, "Content-Disposition");
+    const char *f = cd ? strstr(cd, "filename=") : NULL;
+    if (!f)
+        return;
+    f += 9;
+    if (*f == '"')
+        f++;
+    size_t n = 0;
+    while (f[n] && f[n] != '"' && n + 1 < size)
+        n++;
+    memcpy(out, f, n);
+    out[n] = 0;
+}
+
+static void finish_upload(srv_request *req)
+{
+    srv_server *s = req->server;
+    upload *u = req->state;
+    if (u->form)
+        MHD_destroy_post_processor(u->form), u->form = NULL;
+    finish_decoding(u);
+    if (u->failed)
+        return;
+    if (u->kind == SRV_BLOB_PROFILE && !u->profile) {
+        srv_reply_error(req, 400, "the profile does not read: %s", u->decode_error.message);
+        return;
+    }
+    srv_err err = {{0}};
+    uint64_t size = 0;
+    srv_blob_writer *blob = u->blob;
+    u->blob = NULL;
+    if (srv_blob_commit(blob, &size, &err) < 0) {
+        srv_reply_error(req, 507, "%s", err.message);
+        return;
+    }
+    if (u->kind == SRV_BLOB_JITLOG) {
+        int rc = srv_store_run_set_jitlog(s->store, u->run.id, &err);
+        if (rc != 0) {
+            srv_reply_error(req, rc < 0 ? 503 : 400, "%s",
+                            rc < 0 ? err.message : "the runtime was frozen meanwhile");
+            return;
+        }
+        srv_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "jid", u->run.id));
+        return;
+    }
+    srv_run_facts facts;
+    facts_of(u->profile, size, &facts);
+    char label[512];
+    filename_label(req, label, sizeof label);
+    int rc = srv_store_run_set_profile(s->store, u->run.id, &facts, label, &err);
+    if (rc != 0) {
+        srv_reply_error(req, rc < 0 ? 503 : 400, "%s",
+                        rc < 0 ? err.message : "the runtime was frozen meanwhile");
+        return;
+    }
+    srv_cache_put(s->cache, u->run.id, u->profile);
+    u->profile = NULL;
+    srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void cleanup_upload(srv_request *req)
+{
+    upload *u = req->state;
+    if (!u)
+        return;
+    if (u->form)
+        MHD_destroy_post_processor(u->form);
+    finish_decoding(u);
+    vmp_profile_free(u->profile);
+    srv_blob_abort(u->blob);
+    if (u->counted)
+        atomic_fetch_sub(&req->server->uploads_in_flight, 1);
+    srv_run_clear(&u->run);
+    free(u);
+    req->state = NULL;
+}
+
+/* ---- POST /api/runtime/ID/freeze/ --------------------------------------------- */
+
+static void freeze(srv_request *req)
+{
+    srv_server *s = req->server;
+    if (!srv_check_csrf(req))
+        return;
+    srv_run run;
+    if (load_open_run(req, &run) < 0)
+        return;
+    srv_err err = {{0}};
+    int rc = run.state == SRV_RUN_UPLOADED ? srv_store_run_freeze(s->store, run.id, &err) : 1;
+    if (rc < 0)
+        srv_reply_error(req, 503, "%s", err.message);
+    else if (rc > 0)
+        srv_reply_error(req, 400, "runtime %s has no profile: upload one with POST "
+                                  "/api/runtime/upload/cpu/%s/add first", run.id, run.id);
+    else
+        srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    srv_run_clear(&run);
+}
+
+const srv_route srv_upload_routes[] = {
+    {"POST", "/api/runtime/new", SRV_BODY_JSON, new_runtime, NULL, NULL, NULL},
+    {"POST", "/api/runtime/upload/cpu/*/add", SRV_BODY_STREAM, finish_upload, begin_cpu, chunk,
+     cleanup_upload},
+    {"POST", "/api/runtime/upload/jit/*/add", SRV_BODY_STREAM, finish_upload, begin_jit, chunk,
+     cleanup_upload},
+    {"POST", "/api/runtime/*/freeze", SRV_BODY_NONE, freeze, NULL, NULL, NULL},
+    {NULL, NULL, 0, NULL, NULL, NULL, NULL},
+};

@@ -1,0 +1,151 @@
+"""Real vmprof-server processes for the tests: each on 127.0.0.1 with a port
+the kernel picks, in a data folder of its own, stopped with SIGTERM (and
+expected to exit 0) at the end of the test."""
+import http.client
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER_BIN = os.environ.get("VMPROF_SERVER", os.path.join(ROOT, "build", "server",
+                                                          "vmprof-server"))
+ORIG_PYTHON = os.path.join(ROOT, ".venv", "orig", "bin", "python")
+START_TIMEOUT = 30
+
+
+class Server(object):
+    def __init__(self, data, *options, env=None):
+        self.data = str(data)
+        self.options = list(options)
+        self.env = env
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [SERVER_BIN, "--data", self.data, "--listen", "127.0.0.1:0"] + self.options,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
+        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
+        line = self.proc.stdout.readline() if ready else ""
+        if "serving http://" not in line:
+            self.proc.kill()
+            raise AssertionError("the server did not start: %r %s"
+                                 % (line, self.proc.stderr.read()))
+        self.url = line.split()[2]
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Stops the server; returns its exit status and stderr."""
+        if self.proc is None:
+            return None, ""
+        self.proc.send_signal(sig)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise AssertionError("the server did not stop within %d s" % timeout)
+        status = self.proc.returncode
+        self.proc = None
+        return status, err
+
+    def request(self, method, path, body=None, headers=None, token=None, timeout=60):
+        """(status, parsed JSON or raw bytes, response headers)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = "Token " + token
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            headers.setdefault("Content-Type", "application/json")
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if resp.getheader("Content-Type", "").startswith("application/json"):
+            data = json.loads(data.decode("utf-8"))
+        return resp.status, data, resp
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def upload(self, profile_bytes, argv="prog.py", vm="CPython", token=None, freeze=True):
+        """The protocol step by step; returns the runtime id."""
+        status, reply, _ = self.request("POST", "/api/runtime/new",
+                                        {"argv": argv, "VM": vm}, token=token)
+        assert status == 200, reply
+        rid = reply["runtime_id"]
+        status, reply, _ = self.request(
+            "POST", "/api/runtime/upload/cpu/%s/add" % rid, profile_bytes,
+            {"Content-Disposition": "attachment; filename=/tmp/x.prof"}, token=token)
+        assert status == 200, reply
+        if freeze:
+            status, reply, _ = self.request("POST", "/api/runtime/%s/freeze/" % rid, b"",
+                                            token=token)
+            assert status == 200, reply
+        return rid
+
+    def add_user(self, name, admin=False):
+        args = [SERVER_BIN, "--data", self.data] + [o for o in self.options
+                                                    if o.startswith("postgres")] 
+        args += ["user", "add", name] + (["--admin"] if admin else [])
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    servers = []
+
+    def start(*options, data=None):
+        s = Server(data or tmp_path / "data", *options)
+        servers.append(s)
+        return s
+    yield start
+    for s in servers:
+        if s.proc is not None:
+            status, err = s.stop()
+            assert status == 0, err
+
+
+@pytest.fixture
+def server(start_server):
+    return start_server()
+
+
+WORKLOAD = '''
+import sys
+def burn_for_server_test(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+burn_for_server_test(int(sys.argv[1]) if len(sys.argv) > 1 else 3000000)
+'''
+
+
+@pytest.fixture(scope="session")
+def workload(tmp_path_factory):
+    path = tmp_path_factory.mktemp("workload") / "burn_workload.py"
+    path.write_text(WORKLOAD)
+    return path
+
+
+@pytest.fixture(scope="session")
+def profile_bytes(tmp_path_factory, workload):
+    """A real profile, made by our sampler."""
+    out = tmp_path_factory.mktemp("profile") / "burn.prof"
+    # Run away from the checkout, whose vmprof/ folder would shadow the
+    # installed package.
+    subprocess.run([sys.executable, "-m", "vmprof", "-o", str(out), str(workload)],
+                   check=True, capture_output=True, timeout=120, cwd=str(out.parent))
+    return out.read_bytes()

@@ -1,0 +1,206 @@
+"""The upload exchange of spec/upload-protocol.md against vmprof-server: by
+hand, with our client (`python -m vmprof --web`), and with the original
+client from PyPI, anonymous and with a token."""
+import gzip
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ORIG_PYTHON
+
+
+def listed_ids(server, **query):
+    qs = "&".join("%s=%s" % kv for kv in query.items())
+    status, reply, _ = server.get("/api/runs" + ("?" + qs if qs else ""))
+    assert status == 200
+    return [r["id"] for r in reply["runs"]]
+
+
+def test_protocol_by_hand(server, profile_bytes):
+    rid = server.upload(profile_bytes, argv="burn_workload.py 5", freeze=False)
+    # Not listed, not served until frozen.
+    assert rid not in listed_ids(server)
+    assert server.get("/api/runs/%s" % rid)[0] == 404
+    status, reply, _ = server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")
+    assert (status, reply) == (200, {"status": "ok"})
+    assert listed_ids(server) == [rid]
+    status, run, _ = server.get("/api/runs/%s" % rid)
+    assert status == 200
+    assert run["argv"] == "burn_workload.py 5" and run["vm"] == "CPython"
+    assert run["owner"] is None and run["samples"] > 0 and run["thread_count"] >= 1
+    assert run["interpreter"] == "cpython" and run["filename"] == "/tmp/x.prof"
+    status, raw, resp = server.get("/api/runs/%s/raw" % rid)
+    assert status == 200 and raw == profile_bytes
+    assert resp.getheader("Content-Type") == "application/octet-stream"
+
+
+def test_frozen_runtime_takes_no_more_uploads(server, profile_bytes):
+    rid = server.upload(profile_bytes)
+    status, reply, _ = server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid,
+                                      profile_bytes)
+    assert status == 400 and "frozen" in reply["error"]
+    status, reply, _ = server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")
+    assert status == 400
+
+
+def test_freeze_without_profile_is_refused(server):
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    rid = reply["runtime_id"]
+    status, reply, _ = server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")
+    assert status == 400 and "no profile" in reply["error"]
+    assert listed_ids(server) == []
+
+
+def test_unknown_runtime(server, profile_bytes):
+    for rid in ("0123456789abcdef", "../../etc/passwd", "x"):
+        status, reply, _ = server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid,
+                                          profile_bytes)
+        assert status == 404, reply
+
+
+def test_corrupt_profile_gets_the_readers_error_and_leaves_nothing(server, profile_bytes):
+    bad = profile_bytes[:200] + b"\xee" * 64 + profile_bytes[264:]
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    rid = reply["runtime_id"]
+    status, reply, _ = server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid, bad)
+    assert status == 400
+    assert re.search(r"at byte \d+", reply["error"]), reply
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 400
+    assert listed_ids(server) == []
+    assert os.listdir(os.path.join(server.data, "runs")) == []
+    assert os.listdir(os.path.join(server.data, "tmp")) == []
+
+
+def test_not_a_profile_at_all(server):
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    rid = reply["runtime_id"]
+    status, reply, _ = server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid,
+                                      b"hello, this is not a profile\n" * 10)
+    assert status == 400 and reply["error"].startswith("the profile does not read:")
+
+
+def test_gzipped_upload_is_kept_as_it_came(server, profile_bytes):
+    packed = gzip.compress(profile_bytes)
+    rid = server.upload(packed)
+    status, raw, _ = server.get("/api/runs/%s/raw" % rid)
+    assert raw == packed
+    assert server.get("/api/runs/%s" % rid)[1]["samples"] > 0
+
+
+def test_multipart_form_from_older_clients(server, profile_bytes):
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "PyPy"})
+    rid = reply["runtime_id"]
+    boundary = "----vmproftestboundary"
+    body = (("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.prof\"\r\n"
+             "Content-Type: application/octet-stream\r\n\r\n" % boundary).encode()
+            + profile_bytes + ("\r\n--%s--\r\n" % boundary).encode())
+    status, reply, _ = server.request(
+        "POST", "/api/runtime/upload/cpu/%s/add" % rid, body,
+        {"Content-Type": "multipart/form-data; boundary=%s" % boundary})
+    assert status == 200, reply
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
+    assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+
+
+def test_long_command_line(server, profile_bytes):
+    # The original server failed with 500 on long command lines.
+    argv = "prog.py " + " ".join("--option-%d=value" % i for i in range(8000))
+    rid = server.upload(profile_bytes, argv=argv)
+    assert server.get("/api/runs/%s" % rid)[1]["argv"] == argv
+
+
+def test_jitlog_upload(server, profile_bytes):
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "PyPy"})
+    rid = reply["runtime_id"]
+    jit = gzip.compress(b"\x00jitlog bytes")
+    assert server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid, profile_bytes)[0] == 200
+    status, reply, _ = server.request("POST", "/api/runtime/upload/jit/%s/add" % rid, jit)
+    assert status == 200 and reply["jid"]
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
+    assert server.get("/api/runs/%s" % rid)[1]["has_jitlog"] is True
+
+
+def test_upload_too_large_is_refused_before_the_body(start_server):
+    server = start_server("--max-upload", "1M")
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    rid = reply["runtime_id"]
+    # Headers only: the answer must come without a byte of the body sent.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(("POST /api/runtime/upload/cpu/%s/add HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Length: %d\r\n\r\n" % (rid, 50 << 20)).encode())
+        answer = s.recv(4096).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 413"), answer
+    assert "--max-upload" in answer
+
+
+def our_client(url, workload, *extra):
+    return subprocess.run([sys.executable, "-m", "vmprof", "--web", "--web-url", url]
+                          + list(extra) + [str(workload), "200000"],
+                          capture_output=True, text=True, timeout=180, cwd="/")
+
+
+def run_id_printed(text, url):
+    m = re.search(re.escape(url) + r"/#/([0-9a-f]+)", text)
+    assert m, text
+    return m.group(1)
+
+
+def test_our_client_anonymous(server, workload):
+    out = our_client(server.url, workload)
+    assert out.returncode == 0, out.stderr
+    rid = run_id_printed(out.stderr, server.url)
+    status, run, _ = server.get("/api/runs/%s" % rid)
+    assert status == 200 and run["owner"] is None
+    assert "burn_workload.py 200000" in run["argv"]
+
+
+def test_our_client_with_token(start_server, workload):
+    server = start_server("--anonymous-upload", "off")
+    token = server.add_user("alice")
+    refused = our_client(server.url, workload)
+    assert refused.returncode != 0 and "401" in refused.stderr
+    assert listed_ids(server) == []
+    out = our_client(server.url, workload, "--web-auth", token)
+    assert out.returncode == 0, out.stderr
+    rid = run_id_printed(out.stderr, server.url)
+    assert server.get("/api/runs/%s" % rid)[1]["owner"] == "alice"
+    bad = our_client(server.url, workload, "--web-auth", "0" * 48)
+    assert bad.returncode != 0 and "401" in bad.stderr
+
+
+needs_orig = pytest.mark.skipif(not os.path.exists(ORIG_PYTHON),
+                                reason="the original vmprof (.venv/orig) is not installed")
+
+
+def orig_client(url, workload, *extra):
+    return subprocess.run([ORIG_PYTHON, "-m", "vmprof", "--web", "--web-url", url]
+                          + list(extra) + [str(workload), "200000"],
+                          capture_output=True, text=True, timeout=180, cwd="/")
+
+
+@needs_orig
+def test_original_client_anonymous(server, workload):
+    out = orig_client(server.url, workload)
+    assert out.returncode == 0, out.stderr
+    rid = run_id_printed(out.stderr, server.url)
+    status, run, _ = server.get("/api/runs/%s" % rid)
+    assert status == 200 and run["samples"] > 0 and run["owner"] is None
+    assert listed_ids(server) == [rid]
+
+
+@needs_orig
+def test_original_client_with_token(start_server, workload):
+    server = start_server("--anonymous-upload", "off")
+    token = server.add_user("bob")
+    out = orig_client(server.url, workload, "--web-auth", token)
+    assert out.returncode == 0, out.stderr
+    rid = run_id_printed(out.stderr, server.url)
+    assert server.get("/api/runs/%s" % rid)[1]["owner"] == "bob"
+    # Without the token the original client is refused, and says so.
+    out = orig_client(server.url, workload)
+    assert "status: 401" in out.stderr
+    assert listed_ids(server) == [rid]
