@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: profile an example program with `python -m vmprof` and show
 # where its time went: the terminal summary, then the call tree and an
-# interactive flame graph from a kept profile.  It runs in build/demo, not in
+# interactive flame graph from a kept profile, then the same program uploaded
+# with --web to a vmprof-server and its address.  It runs in build/demo, not in
 # the source tree, whose vmprof/ folder would shadow the installed package.
 set -euo pipefail
 exec 2>&1   # one stream, so that a log reads in the order things happened
@@ -30,3 +31,34 @@ echo
 echo "\$ vmprofshow wordfreq.prof --format html -o wordfreq.html"
 "$bin/vmprofshow" wordfreq.prof --format html -o wordfreq.html
 echo "demo: open $PWD/wordfreq.html in a browser for the flame graph"
+
+# The profile on a server: `python -m vmprof --web` uploads it to vmprof-server,
+# which keeps it in build/serve-data, the folder `make serve` serves.
+server="$root/build/server/vmprof-server"
+if [ -x "$server" ]; then
+    data="$root/build/serve-data"
+    url=http://127.0.0.1:8000
+    started=""
+    if ! "$bin/python" -c "import urllib.request as u; u.urlopen('$url/api/health', timeout=2)" 2>/dev/null; then
+        # No server on 8000 yet: start one for the demo (port 8000 when free,
+        # so that the address printed works again under `make serve`).
+        listen=127.0.0.1:8000
+        "$bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 8000))" 2>/dev/null \
+            || listen=127.0.0.1:0
+        "$server" --data "$data" --listen "$listen" > server.out 2> server.err &
+        started=$!
+        trap 'kill $started 2>/dev/null; wait $started 2>/dev/null' EXIT
+        for _ in $(seq 100); do
+            grep -q "serving http" server.out 2>/dev/null && break
+            sleep 0.1
+        done
+        url=$(sed -n 's/.*serving \(http:[^ ]*\).*/\1/p' server.out)
+        [ -n "$url" ] || { echo "demo: the server did not start:"; cat server.err; exit 1; }
+    fi
+    echo
+    echo "\$ python -m vmprof --web --web-url $url examples/wordfreq.py"
+    "$bin/python" -m vmprof --web --web-url "$url" "$example" >/dev/null
+    if [ -n "$started" ]; then
+        echo "demo: the run is stored in $data; \`make serve\` serves it at http://127.0.0.1:8000"
+    fi
+fi
