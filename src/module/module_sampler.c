@@ -14,6 +14,37 @@
 #include "vmp_format.h"
 #include "vmp_sampler.h"
 
+/* Before os.exec* replaces the program, the run is finished: the profile is
+ * complete (names, trailer) instead of cut, and no signal of ours is still
+ * on its way to the new program.  An audit hook is the one place Python
+ * tells about every exec (os.execv, os.execve and the functions built on
+ * them); it stays for the process's life and costs a compare per event.
+ * It never fails: a hook's error would stop the exec. */
+static int exec_audit_hook(const char *event, PyObject *args, void *data)
+{
+    (void)args, (void)data;
+    if (strcmp(event, "os.exec") != 0 || !vmp_sampler_is_enabled())
+        return 0;
+    char err[512];
+    if (vmp_sampler_disable(NULL, err, sizeof err) < 0)
+        fprintf(stderr, "vmprof: %s\n", err);
+    return 0;
+}
+
+static int exec_hook_added;
+
+static void add_exec_hook(void)
+{
+    if (exec_hook_added)
+        return;
+    /* (Refused only when a hook of the program's forbids adding hooks; the
+     * profiling signal's default action is harmless even then.) */
+    if (PySys_AddAuditHook(exec_audit_hook, NULL) < 0)
+        PyErr_Clear();
+    else
+        exec_hook_added = 1;
+}
+
 static PyObject *sampler_enable(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
@@ -60,6 +91,7 @@ static PyObject *sampler_enable(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
+    add_exec_hook();
     Py_RETURN_NONE;
 }
 

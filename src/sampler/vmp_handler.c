@@ -98,18 +98,27 @@ static int handler_is_mine(const struct sigaction *cur)
     return (cur->sa_flags & SA_SIGINFO) && cur->sa_sigaction == on_signal;
 }
 
-int vmp_handler_choose_signal(void)
+/* Whether the program left sig alone (no handler of its own; ours left
+ * inert by an earlier run counts as alone). */
+static int is_free(int sig, int ignored_too)
 {
     struct sigaction cur;
-    if (sigaction(SIGPROF, NULL, &cur) == 0 &&
-        (handler_is_mine(&cur) ||
-         (!(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN))))
+    if (sigaction(sig, NULL, &cur) < 0)
+        return 0;
+    if (handler_is_mine(&cur))
+        return 1;
+    return !(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || (ignored_too && cur.sa_handler == SIG_IGN));
+}
+
+int vmp_handler_choose_signal(void)
+{
+    if (is_free(SIGURG, 1))
+        return SIGURG;
+    if (is_free(SIGPROF, 1))
         return SIGPROF;
-    for (int sig = SIGRTMAX - 1; sig >= SIGRTMIN + 1; sig--) {
-        if (sigaction(sig, NULL, &cur) == 0 &&
-            (handler_is_mine(&cur) || (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL)))
+    for (int sig = SIGRTMAX - 1; sig >= SIGRTMIN + 1; sig--)
+        if (is_free(sig, 0))
             return sig;
-    }
     return -1;
 }
 

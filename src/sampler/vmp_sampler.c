@@ -150,7 +150,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         return fail(err, errlen, "no memory for the sample buffer: %s", strerror(errno));
     int signo = vmp_handler_choose_signal();
     if (signo < 0)
-        return fail(err, errlen, "every signal vmprof could use already has a handler: free SIGPROF for vmprof");
+        return fail(err, errlen, "every signal vmprof could use already has a handler: leave SIGURG or SIGPROF to vmprof");
 
     if (cfg->native && vmp_native_mode_start(err, errlen) < 0)
         return -1;
