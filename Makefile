@@ -54,11 +54,11 @@ demo: install
 
 test: install test-c test-c-sanitize test-python test-server fuzz
 
-$(BUILD)/test_libvmprof: $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/jitlog/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
+$(BUILD)/test_libvmprof: $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/jitlog/*.h src/libvmprof/*.html web/src/flamegraph.js src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
 	@mkdir -p $(BUILD)
 	gcc $(CFLAGS_COMMON) -O2 -g -o $@ $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)
 
-$(BUILD)/test_libvmprof_sanitized: $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/jitlog/*.h src/libvmprof/*.html src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
+$(BUILD)/test_libvmprof_sanitized: $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/jitlog/*.h src/libvmprof/*.html web/src/flamegraph.js src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
 	@mkdir -p $(BUILD)
 	clang $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
 	    -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)

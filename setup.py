@@ -17,8 +17,9 @@ core = Extension(
     "vmprof._core",
     sources=sources,
     # the HTML export's page is embedded by the assembler (.incbin): a change
-    # to it must rebuild the extension too
-    depends=sorted(glob.glob("src/libvmprof/*.html")),
+    # to it (or to the flame graph drawing it shares with the server UI) must
+    # rebuild the extension too
+    depends=sorted(glob.glob("src/libvmprof/*.html")) + ["web/src/flamegraph.js"],
     include_dirs=SOURCE_DIRS,
     define_macros=[("VMP_HAVE_SAMPLER", "1")],
     libraries=["z", "unwind", "dw", "dl"],  # unwind, dw: native frames (src/sampler)

@@ -6,8 +6,10 @@
  * The page itself is vmp_export_html_page.html, kept as a real HTML file so
  * it can be edited and checked as one; the assembler embeds it into the
  * library at build time (.incbin, path relative to the project root, where
- * both the Makefile and setup.py compile).  The exporter copies the page and
- * puts the data where the page's marker stands.
+ * both the Makefile and setup.py compile), and with it the flame graph
+ * drawing web/src/flamegraph.js, the one vmprof-server's UI uses too.  The
+ * exporter copies the page and puts the data and the drawing where the
+ * page's markers stand.
  *
  * The data is the aggregated call tree of each thread (and of all threads
  * merged when there are several), never the samples: nodes narrower than
@@ -32,6 +34,7 @@
 #define DEFAULT_MIN_FRACTION (1.0 / 5000.0)
 #define RSS_POINTS 2000
 #define DATA_MARKER "/*VMPROF_DATA*/"
+#define FLAMEGRAPH_MARKER "/*VMPROF_FLAMEGRAPH*/" /* after DATA_MARKER in the page */
 
 __asm__(".pushsection .rodata\n"
         ".global vmp_html_page\n"
@@ -42,8 +45,17 @@ __asm__(".pushsection .rodata\n"
         ".incbin \"src/libvmprof/vmp_export_html_page.html\"\n"
         "vmp_html_page_end:\n"
         ".byte 0\n"
+        ".global vmp_html_flamegraph\n"
+        ".hidden vmp_html_flamegraph\n"
+        ".global vmp_html_flamegraph_end\n"
+        ".hidden vmp_html_flamegraph_end\n"
+        "vmp_html_flamegraph:\n"
+        ".incbin \"web/src/flamegraph.js\"\n"
+        "vmp_html_flamegraph_end:\n"
+        ".byte 0\n"
         ".popsection\n");
 extern const char vmp_html_page[], vmp_html_page_end[];
+extern const char vmp_html_flamegraph[], vmp_html_flamegraph_end[];
 
 static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char *label,
                       double min_fraction, int *pruned, vmp_error *err)
@@ -183,12 +195,19 @@ int vmp_export_html(const vmp_xview *v, FILE *out, const vmp_export_options *o,
 {
     size_t len = (size_t)(vmp_html_page_end - vmp_html_page);
     const char *mark = memmem(vmp_html_page, len, DATA_MARKER, strlen(DATA_MARKER));
-    if (!mark)
-        return vmp_error_set(err, -1, "the embedded html page has no data marker; rebuild vmprof");
+    const char *flame = mark ? memmem(mark, (size_t)(vmp_html_page_end - mark), FLAMEGRAPH_MARKER,
+                                      strlen(FLAMEGRAPH_MARKER))
+                             : NULL;
+    if (!mark || !flame)
+        return vmp_error_set(err, -1, "the embedded html page has no data or flame graph marker; "
+                                      "rebuild vmprof");
     fwrite(vmp_html_page, 1, (size_t)(mark - vmp_html_page), out);
     if (write_data(v, out, o, err) < 0)
         return -1;
     mark += strlen(DATA_MARKER);
-    fwrite(mark, 1, (size_t)(vmp_html_page_end - mark), out);
+    fwrite(mark, 1, (size_t)(flame - mark), out);
+    fwrite(vmp_html_flamegraph, 1, (size_t)(vmp_html_flamegraph_end - vmp_html_flamegraph), out);
+    flame += strlen(FLAMEGRAPH_MARKER);
+    fwrite(flame, 1, (size_t)(vmp_html_page_end - flame), out);
     return 0;
 }

@@ -20,6 +20,7 @@ export interface FlameOptions {
 }
 export interface FlameGraph {
   canvas: HTMLCanvasElement;
+  tip: HTMLElement;
   setTree(t: FlameTree | null, zoom?: number): void;
   zoomTo(n: number): void;
   setMatch(m: ((n: number) => boolean) | null): void;

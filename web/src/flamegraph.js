@@ -276,6 +276,7 @@ export function createFlameGraph(box, opts) {
 
   return {
     canvas,
+    tip,
     /** Replaces the tree (keeping nothing) and zooms to `z`. */
     setTree(t, z) { tree = t; zoom = z || 0; hover = -1; cursor = -1; draw(); },
     zoomTo(n) { zoomTo(n, false); },
