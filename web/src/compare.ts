@@ -7,6 +7,7 @@ import { DiffAnswer, DiffNode, FuncInfo, get } from "./api";
 import { clear, errorBox, fmtCount, h } from "./dom";
 import { FlameGraph, createFlameGraph, fmtPct, layoutTree } from "./flamegraph";
 import { navigate } from "./nav";
+import { findProgram } from "./program";
 
 const FULL_CHANGE = 0.05;  // a change of 5 points of share gets the strongest colour
 
@@ -69,18 +70,10 @@ export class ComparePage {
           `A: ${fmtCount(x.a)} samples (${fmtPct(sa)})`, `B: ${fmtCount(x.b)} samples (${fmtPct(sb)})`,
           `change: ${sb >= sa ? "+" : ""}${((sb - sa) * 100).toFixed(2)} points`].filter(Boolean);
       },
-      onZoom: (n) => {
-        const pos: number[] = [];
-        for (let k = n; k > 0; k = this.parent[k]) {
-          const p = this.parent[k];
-          pos.unshift((this.nodes[p].children || []).indexOf(this.nodes[k]));
-        }
-        const u = new URL(location.href);
-        if (pos.length) u.searchParams.set("path", pos.join(".")); else u.searchParams.delete("path");
-        navigate(u.pathname + u.search);
-      },
+      onZoom: (n) => this.zoomed(n),
     });
     this.graph.setTree(tree, 0);
+    this.program = findProgram((n) => tree.kids[n], (n) => this.nodes[n]).found;
     this.trail = trail;
     this.update(this.url);
     page.append(h("h2", null, "Biggest changes of share"), this.table(d, A, B));
@@ -88,12 +81,14 @@ export class ComparePage {
   }
 
   private trail: HTMLElement | null = null;
+  private program = -1;  // the program's first frame: where the graph opens
 
   update(url: URL): boolean {
     this.url = url;
     if (!this.graph) return true;
-    let n = 0;
-    for (const p of (url.searchParams.get("path") || "").split(".").filter(Boolean)) {
+    const path = url.searchParams.get("path");
+    let n = path === null && this.program > 0 ? this.program : 0;
+    for (const p of (path || "").split(".").filter(Boolean)) {
       const kids = this.nodes[n].children || [];
       const c = kids[Number(p)];
       if (!c) break;
@@ -104,7 +99,10 @@ export class ComparePage {
       clear(this.trail);
       const chain: number[] = [];
       for (let k = n; k > 0; k = this.parent[k]) chain.unshift(k);
-      this.trail.append("all", ...chain.map((k) => " › " + this.nodes[k].name));
+      const crumb = (k: number, text: string) => h("a", { href: "#", class: k === n ? "here" : "",
+        onclick: (ev: Event) => { ev.preventDefault(); this.graph?.zoomTo(k); this.zoomed(k); } }, text);
+      this.trail.append(crumb(0, "all"));
+      for (const k of chain) this.trail.append(" › ", crumb(k, this.nodes[k].name));
     }
     return true;
   }
@@ -124,6 +122,18 @@ export class ComparePage {
           h("td", { class: "num " + (c > 0 ? "grown" : "shrunk") }, (c >= 0 ? "+" : "") + (c * 100).toFixed(2) + " pt"),
           h("td", { class: "num" }, fmtPct(f.a_self / A)), h("td", { class: "num" }, fmtPct(f.b_self / B)));
       }))));
+  }
+
+  /** The zoom goes into the address as child positions from the root. */
+  private zoomed(n: number): void {
+    const pos: number[] = [];
+    for (let k = n; k > 0; k = this.parent[k]) {
+      const p = this.parent[k];
+      pos.unshift((this.nodes[p].children || []).indexOf(this.nodes[k]));
+    }
+    const u = new URL(location.href);
+    u.searchParams.set("path", pos.join("."));
+    navigate(u.pathname + u.search);
   }
 
   destroy(): void { this.graph?.destroy(); }

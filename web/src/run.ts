@@ -18,12 +18,11 @@ import {
 import { bar, clear, errorBox, fmtCount, fmtKiB, fmtMs, fmtWhen, h } from "./dom";
 import { FlameGraph, FlameTree, createFlameGraph, fmtPct, kindColour, layoutTree } from "./flamegraph";
 import { navigate } from "./nav";
+import { findProgram } from "./program";
 
 const DEPTH = 12;          // levels asked per tree request
 const MIN_SHARE = 0.0005;  // of the requested node: under a pixel at 1280 px
 const EXPORTS = ["collapsed", "speedscope", "pprof", "firefox", "html"];
-// vmprof's own runner and Python's runpy: the frames above the program's first frame
-const RUNNER_FILE = /(^|[\\/])vmprof[\\/](__main__|cli|profiler|measure)\.py$|(^|[\\/])runpy\.py$|^<frozen runpy>$|^<string>$/;
 
 /** The call tree as far as it has been loaded; node 0 is the root. */
 class ClientTree {
@@ -294,24 +293,15 @@ export class RunPage {
     }
   }
 
-  /** The program's first frame: below vmprof's runner and runpy, following the busiest child. */
+  /** The program's first frame (program.ts), loading deeper levels when needed. */
   private async findProgram(): Promise<number[]> {
     if (this.programPath) return this.programPath;
     const t = this.tree;
     for (let tries = 0; tries < 4; tries++) {
-      let n = 0, seenRunner = false;
-      for (;;) {
-        const kids = t.layout.kids[n];
-        const f = t.func(n);
-        if (n > 0 && f.kind === "python") {
-          if (RUNNER_FILE.test(f.file || "")) seenRunner = true;
-          else if (seenRunner || f.name === "<module>") return (this.programPath = t.pathOf(n));
-        }
-        if (!kids || !kids.length) break;
-        n = kids[0];
-      }
-      if (t.complete[n] !== Infinity || t.value[n] <= t.self[n]) break;  // a leaf: no program frame
-      if (!(await this.fetchTree(t.pathOf(n)))) break;
+      const { found, last } = findProgram((n) => t.layout.kids[n], (n) => t.func(n));
+      if (found >= 0) return (this.programPath = t.pathOf(found));
+      if (t.complete[last] !== Infinity || t.value[last] <= t.self[last]) break;  // a leaf: no program frame
+      if (!(await this.fetchTree(t.pathOf(last)))) break;
     }
     return (this.programPath = []);
   }
