@@ -28,6 +28,9 @@ document.addEventListener("click", (ev) => {
 window.addEventListener("popstate", () => route());
 
 function route(): void {
+  // the address `python -m vmprof --web` prints is BASE/#/ID (the original's form)
+  const legacy = /^#\/([0-9A-Za-z_-]+)$/.exec(location.hash);
+  if (location.pathname === "/" && legacy) history.replaceState(null, "", "/runs/" + legacy[1]);
   const url = new URL(location.href);
   const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
   const key = parts[0] === "runs" || parts[0] === "compare" ? parts.join("/") : parts[0] || "";

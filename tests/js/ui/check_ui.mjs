@@ -62,6 +62,13 @@ try {
   const filtered = await api("runs?q=" + encodeURIComponent(word));
   check(await page.locator("#runs-table tbody tr").count() === filtered.runs.length, "search shows the API's matches");
 
+  // ---- the address `python -m vmprof --web` prints (BASE/#/ID) opens the run
+  await page.goto(`${base}/#/${mem.id}`);
+  await page.waitForFunction((id) => location.pathname === "/runs/" + id, mem.id);
+  check(true, "BASE/#/ID opens the run");
+  await page.goto(base + "/");
+  await page.waitForSelector("#runs-table tbody tr");
+
   // ---- a run: the flame graph starts at the program and fills the width
   const run = mem;
   await page.click(`#runs-table tr[data-run="${run.id}"] td.cmd a`);

@@ -1,0 +1,100 @@
+// Drives the UI's runs list and account pages in headless chromium against a real
+// vmprof-server holding uploads made by `python -m vmprof --web` (some with a
+// user's token, some anonymous): log in, "my runs", rename and delete one's own
+// run, the token page (a new token that then works), log out.  Usage:
+//   node ui/check_accounts.mjs BASE_URL USER PASSWORD [SCREENSHOT_DIR]
+// prints one JSON report {checks, failures, errors, outside}.
+import { chromium } from "playwright-core";
+
+const [baseArg, user, password, shots] = process.argv.slice(2);
+const base = baseArg.replace(/\/$/, "");
+const report = { checks: 0, failures: [], errors: [], outside: [] };
+function check(ok, what, detail) {
+  report.checks++;
+  if (!ok) report.failures.push(what + (detail === undefined ? "" : ": " + JSON.stringify(detail)));
+}
+async function api(path, headers) {
+  const r = await fetch(base + "/api/" + path, { headers });
+  if (!r.ok) throw new Error(`GET /api/${path}: ${r.status}`);
+  return r.json();
+}
+const rows = (page) => page.locator("#runs-table tbody tr");
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+context.on("request", (r) => { if (!r.url().startsWith(base + "/") && !r.url().startsWith("data:")) report.outside.push(r.url()); });
+const page = await context.newPage();
+page.on("pageerror", (e) => report.errors.push(String(e)));
+page.on("console", (m) => { if (m.type() === "error") report.errors.push(m.text()); });
+page.on("dialog", (d) => d.type() === "prompt" ? d.accept("renamed by the test") : d.accept());
+
+try {
+  const all = await api("runs");
+  const mine = all.runs.filter((r) => r.owner === user);
+  check(mine.length >= 2 && all.runs.some((r) => r.owner === null), "the server holds the user's and anonymous runs",
+        all.runs.map((r) => r.owner));
+
+  // anonymous visitor: every run listed, nothing to change
+  await page.goto(base + "/");
+  await page.waitForSelector("#runs-table tbody tr");
+  check(await rows(page).count() === all.runs.length, "every run is listed");
+  check(await page.locator("#runs-table button:has-text('delete')").count() === 0, "a visitor cannot delete");
+
+  // log in through the form
+  await page.click("#who a");
+  await page.fill("#login-user", user);
+  await page.fill("#login-password", "not the password");
+  await page.click("form button[type=submit]");
+  await page.waitForSelector(".error");
+  check((await page.locator(".error").textContent()).includes("Wrong"), "a wrong password is refused");
+  report.errors = report.errors.filter((e) => !e.includes("401"));  // the refused login's own 401
+  await page.fill("#login-password", password);
+  await page.click("form button[type=submit]");
+  await page.waitForSelector("#runs-table tbody tr");
+  check((await page.locator("#who").textContent()).includes(user), "the header names the logged-in user");
+
+  // my runs
+  await page.selectOption("#runs-user", "me");
+  await page.waitForFunction(() => location.search.includes("user=me"));
+  await page.waitForFunction((n) => document.querySelectorAll("#runs-table tbody tr").length === n, mine.length);
+  check(await rows(page).count() === mine.length, "'my runs' shows the user's runs", mine.length);
+  if (shots) await page.screenshot({ path: `${shots}/runs.png` });
+
+  // rename then delete one's own run
+  const [first, second] = mine;
+  await page.click(`#runs-table tr[data-run="${first.id}"] button:has-text('rename')`);
+  await page.waitForFunction((id) => document.querySelector(`#runs-table tr[data-run="${id}"] td.cmd a`)?.textContent === "renamed by the test", first.id);
+  check((await api("runs/" + first.id)).name === "renamed by the test", "rename reaches the server");
+  await page.click(`#runs-table tr[data-run="${second.id}"] button:has-text('delete')`);
+  await page.waitForFunction((id) => !document.querySelector(`#runs-table tr[data-run="${id}"]`), second.id);
+  const after = await fetch(`${base}/api/runs/${second.id}`);
+  check(after.status === 404, "delete reaches the server", after.status);
+  report.errors = report.errors.filter((e) => !e.includes("404"));
+
+  // token page: a new token, which authenticates API calls
+  await page.click("#who a:has-text('" + user + "')");
+  await page.waitForSelector("button:has-text('Make a new token')");
+  await page.click("button:has-text('Make a new token')");
+  await page.waitForSelector("#token");
+  const token = await page.locator("#token").textContent();
+  check((await page.locator("#token-use").textContent()).includes("--web-auth " + token), "the token page shows how to pass it");
+  check((await api("me", { Authorization: "Token " + token })).user === user, "the new token authenticates");
+  if (shots) await page.screenshot({ path: `${shots}/token.png` });
+
+  // log out
+  await page.click("#who button:has-text('Log out')");
+  await page.waitForFunction(() => document.querySelector("#who").textContent.includes("Log in"));
+  check((await (await page.request.get(base + "/api/me")).json()).user === null, "logged out");
+} catch (e) {
+  report.failures.push(String(e && e.stack || e));
+} finally {
+  await browser.close();
+}
+check(report.errors.length === 0, "no console error", report.errors);
+check(report.outside.length === 0, "no request outside the server", report.outside);
+console.log(JSON.stringify(report));
+process.exit(report.failures.length ? 1 : 0);
