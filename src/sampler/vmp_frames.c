@@ -13,6 +13,8 @@
  */
 #include "vmp_frames.h"
 
+#include <string.h>
+
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
 #define Py_BUILD_CORE 1
 #include <internal/pycore_frame.h>
@@ -78,37 +80,97 @@ static inline size_t max_links(size_t max_frames)
     return 4 * max_frames + 16;
 }
 
+/* A pointer no frame (or _PyCFrame) has: the chain was read while being
+ * rewritten (see the fault guard in vmp_guard.c). */
+static inline int bad_pointer(const void *p)
+{
+    return ((uintptr_t)p & (sizeof(void *) - 1)) || (uintptr_t)p < 4096;
+}
+
+static inline size_t frame_words(int with_lines)
+{
+    return with_lines ? 2 : 1;
+}
+
 #ifndef VMP_FRAMES_UNSUPPORTED
 #if PY_VERSION_HEX < 0x030B0000
-/* 3.8-3.10: a chain of frame objects from tstate->frame through f_back.
- * Each frame runs in its own C call of the evaluation loop, so with `last`
- * every frame ends its activation.  Inlined, so that vmp_frames_walk (last
- * NULL) pays nothing for the native mode's marks. */
-static inline __attribute__((always_inline)) size_t
-walk_frames(PyThreadState *ts, uint64_t *out, unsigned char *last, size_t max_frames, int with_lines)
+/* 3.8-3.10: a chain of frame objects from tstate->frame through f_back;
+ * each frame runs in its own C call of the evaluation loop. */
+static inline int frame_line(PyFrameObject *f, PyCodeObject *code, int with_lines)
+{
+    if (!with_lines)
+        return 0;
+#if PY_VERSION_HEX >= 0x030A0000
+    return line_of(code, f->f_lasti < 0 ? -1 : f->f_lasti * 2); /* 3.10 counts code units */
+#else
+    return line_of(code, f->f_lasti);
+#endif
+}
+
+static inline PyCodeObject *frame_code(PyFrameObject *f)
+{
+    PyCodeObject *code = f->f_code;
+    return code && Py_TYPE(code) == &PyCode_Type ? code : NULL;
+}
+
+size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines)
 {
     size_t n = 0, frames = 0, links = 0;
     for (PyFrameObject *f = ts->frame; f && frames < max_frames && links < max_links(max_frames);
          f = f->f_back, links++) {
-        if ((uintptr_t)f & (sizeof(void *) - 1) || (uintptr_t)f < 4096)
-            break; /* not a frame (see vmp_frames_walk for 3.11+) */
-        PyCodeObject *code = f->f_code;
-        if (!code || Py_TYPE(code) != &PyCode_Type)
+        if (bad_pointer(f))
+            break;
+        PyCodeObject *code = frame_code(f);
+        if (!code)
             continue;
-        int line = 0;
-        if (with_lines) {
-#if PY_VERSION_HEX >= 0x030A0000
-            line = line_of(code, f->f_lasti < 0 ? -1 : f->f_lasti * 2); /* 3.10 counts code units */
-#else
-            line = line_of(code, f->f_lasti);
-#endif
-        }
-        if (last)
-            last[frames] = 1;
-        n = put_frame(out, n, code, line, with_lines);
+        n = put_frame(out, n, code, frame_line(f, code, with_lines), with_lines);
         frames++;
     }
     return n;
+}
+
+void vmp_frames_cursor_start(vmp_frames_cursor *c, PyThreadState *ts, size_t max_frames,
+                             int with_lines)
+{
+    c->frame = ts->frame;
+    c->stop = c->cframe = NULL;
+    c->anchor = 0;
+    c->links = 0;
+    c->max_links = max_links(max_frames);
+    c->peeked = 0;
+    c->with_lines = with_lines;
+    int count = 0;
+    for (PyFrameObject *f = ts->frame; f && !bad_pointer(f) && (size_t)count < c->max_links;
+         f = f->f_back)
+        count++;
+    c->count = count;
+}
+
+int vmp_frames_next_group(vmp_frames_cursor *c, uintptr_t *anchor)
+{
+    if (!c->frame || bad_pointer(c->frame) || c->links >= c->max_links)
+        return 0;
+    *anchor = 0;
+    return 1;
+}
+
+int vmp_frames_emit_group(vmp_frames_cursor *c, uint64_t *out, int max, int *cut)
+{
+    *cut = 0;
+    uintptr_t anchor;
+    if (!vmp_frames_next_group(c, &anchor))
+        return 0;
+    PyFrameObject *f = (PyFrameObject *)c->frame;
+    c->frame = f->f_back;
+    c->links++;
+    PyCodeObject *code = frame_code(f);
+    if (!code)
+        return 0;
+    if ((size_t)max < frame_words(c->with_lines)) {
+        *cut = 1;
+        return 0;
+    }
+    return (int)put_frame(out, 0, code, frame_line(f, code, c->with_lines), c->with_lines);
 }
 #else
 /* 3.11+: _PyInterpreterFrame records linked through `previous`. */
@@ -129,63 +191,144 @@ static inline PyCodeObject *frame_code(_PyInterpreterFrame *f)
 #else
     PyObject *code = (PyObject *)f->f_code;
 #endif
-    if ((uintptr_t)code & (sizeof(void *) - 1) || (uintptr_t)code < 4096)
+    if (bad_pointer(code))
         return NULL;
     return Py_TYPE(code) == &PyCode_Type ? (PyCodeObject *)code : NULL;
 }
 
-/* With `last`, marks the outermost frame of each C activation of the
- * evaluation loop: 3.11 flags it (is_entry); from 3.12 a C-stack-owned shim
- * frame lies just outside it. */
-static inline __attribute__((always_inline)) size_t
-walk_frames(PyThreadState *ts, uint64_t *out, unsigned char *last, size_t max_frames, int with_lines)
+/* The shim each C-level eval call pushes (3.12+), not a function. */
+static inline int is_shim(_PyInterpreterFrame *f)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return f->owner == FRAME_OWNED_BY_CSTACK;
+#else
+    (void)f;
+    return 0;
+#endif
+}
+
+/* The code of a frame that runs a function, or NULL (shims, frames that have
+ * not started running yet, a non-code object), as CPython's tracebacks
+ * choose them. */
+static inline PyCodeObject *running_code(_PyInterpreterFrame *f)
+{
+    if (is_shim(f))
+        return NULL;
+    PyCodeObject *code = frame_code(f);
+    return code && !_PyFrame_IsIncomplete(f) ? code : NULL;
+}
+
+static inline int frame_line(_PyInterpreterFrame *f, PyCodeObject *code, int with_lines)
+{
+    return with_lines ? line_of(code, _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT)) : 0;
+}
+
+size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines)
 {
     size_t n = 0, frames = 0, links = 0;
     for (_PyInterpreterFrame *f = current_frame(ts); f && frames < max_frames && links < max_links(max_frames);
          f = f->previous, links++) {
-        /* A frame being pushed may be linked before it is written (see the
-         * fault guard in vmp_guard.c): stop at a pointer no frame has. */
-        if ((uintptr_t)f & (sizeof(void *) - 1) || (uintptr_t)f < 4096)
+        /* A frame being pushed may be linked before it is written: stop at a
+         * pointer no frame has. */
+        if (bad_pointer(f))
             break;
-#if PY_VERSION_HEX >= 0x030C0000
-        if (f->owner == FRAME_OWNED_BY_CSTACK) {
-            if (last && frames > 0)
-                last[frames - 1] = 1;
-            continue; /* the shim each C-level eval call pushes, not a function */
-        }
-#endif
-        PyCodeObject *code = frame_code(f);
-        if (!code || _PyFrame_IsIncomplete(f))
+        PyCodeObject *code = running_code(f);
+        if (!code)
             continue;
-        int line = 0;
-        if (with_lines)
-            line = line_of(code, _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT));
-        if (last) {
-#if PY_VERSION_HEX >= 0x030C0000
-            last[frames] = 0;
-#else
-            last[frames] = f->is_entry;
-#endif
-        }
-        n = put_frame(out, n, code, line, with_lines);
+        n = put_frame(out, n, code, frame_line(f, code, with_lines), with_lines);
         frames++;
     }
-    if (last && frames > 0)
-        last[frames - 1] = 1;
     return n;
 }
+
+void vmp_frames_cursor_start(vmp_frames_cursor *c, PyThreadState *ts, size_t max_frames,
+                             int with_lines)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    c->frame = current_frame(ts);
+    c->cframe = NULL;
+#else
+    c->frame = NULL;
+    c->cframe = ts->cframe;
 #endif
-
-size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines)
-{
-    return walk_frames(ts, out, NULL, max_frames, with_lines);
+    c->stop = NULL;
+    c->anchor = 0;
+    c->links = 0;
+    c->max_links = max_links(max_frames);
+    c->peeked = 0;
+    c->with_lines = with_lines;
+    c->count = -1;
 }
 
-size_t vmp_frames_walk_marked(PyThreadState *ts, uint64_t *out, unsigned char *last,
-                              size_t max_frames, int with_lines)
+int vmp_frames_next_group(vmp_frames_cursor *c, uintptr_t *anchor)
 {
-    return walk_frames(ts, out, last, max_frames, with_lines);
+    if (c->peeked) {
+        *anchor = c->anchor;
+        return 1;
+    }
+    if (c->links >= c->max_links)
+        return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    /* The group runs from the cursor to the activation's shim, which lies
+     * in the activation's own C frame; a chain that ends (or breaks) before
+     * any shim is placed outermost. */
+    _PyInterpreterFrame *f = (_PyInterpreterFrame *)c->frame;
+    if (!f || bad_pointer(f))
+        return 0;
+    size_t links = c->links;
+    while (f && !bad_pointer(f) && !is_shim(f) && links < c->max_links) {
+        f = f->previous;
+        links++;
+    }
+    int shim = f && !bad_pointer(f) && links < c->max_links && is_shim(f);
+    c->stop = shim ? f : NULL;
+    c->anchor = shim ? (uintptr_t)f : UINTPTR_MAX;
+#else
+    /* 3.11: each activation's _PyCFrame (on its C stack) holds the frame it
+     * runs now; its frames end where the caller activation's begin.  The
+     * thread's root _PyCFrame (no previous) belongs to no activation. */
+    const _PyCFrame *cf = (const _PyCFrame *)c->cframe;
+    if (!cf || bad_pointer(cf) || !cf->previous || bad_pointer(cf->previous))
+        return 0;
+    c->frame = cf->current_frame;
+    c->stop = cf->previous->current_frame;
+    c->anchor = (uintptr_t)cf;
+#endif
+    c->peeked = 1;
+    *anchor = c->anchor;
+    return 1;
 }
+
+int vmp_frames_emit_group(vmp_frames_cursor *c, uint64_t *out, int max, int *cut)
+{
+    *cut = 0;
+    uintptr_t anchor;
+    if (!vmp_frames_next_group(c, &anchor))
+        return 0;
+    size_t n = 0, w = frame_words(c->with_lines);
+    _PyInterpreterFrame *f = (_PyInterpreterFrame *)c->frame;
+    for (; f && f != c->stop && !bad_pointer(f) && c->links < c->max_links; f = f->previous, c->links++) {
+        PyCodeObject *code = running_code(f);
+        if (!code)
+            continue;
+        if (n + w > (size_t)max) {
+            *cut = 1;
+            break;
+        }
+        n = put_frame(out, n, code, frame_line(f, code, c->with_lines), c->with_lines);
+    }
+    const _PyInterpreterFrame *stop = c->stop;
+    c->peeked = 0;
+    c->links++;
+#if PY_VERSION_HEX >= 0x030C0000
+    c->frame = stop ? stop->previous : NULL;
+#else
+    (void)stop;
+    c->cframe = ((const _PyCFrame *)c->cframe)->previous;
+#endif
+    return (int)n;
+}
+#endif
 #else
 size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines)
 {
@@ -193,10 +336,24 @@ size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int 
     return 0;
 }
 
-size_t vmp_frames_walk_marked(PyThreadState *ts, uint64_t *out, unsigned char *last,
-                              size_t max_frames, int with_lines)
+void vmp_frames_cursor_start(vmp_frames_cursor *c, PyThreadState *ts, size_t max_frames,
+                             int with_lines)
 {
-    (void)ts, (void)out, (void)last, (void)max_frames, (void)with_lines;
+    (void)ts, (void)max_frames, (void)with_lines;
+    memset(c, 0, sizeof *c);
+    c->count = -1;
+}
+
+int vmp_frames_next_group(vmp_frames_cursor *c, uintptr_t *anchor)
+{
+    (void)c, (void)anchor;
+    return 0;
+}
+
+int vmp_frames_emit_group(vmp_frames_cursor *c, uint64_t *out, int max, int *cut)
+{
+    (void)c, (void)out, (void)max;
+    *cut = 0;
     return 0;
 }
 #endif

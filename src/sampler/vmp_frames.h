@@ -10,9 +10,9 @@
  * must run on the thread whose stack they read, which is what a signal
  * handler does; a thread's own frames cannot change under it.
  *
- * Native unwinding (helper `native`) interleaves here: the walker visits one
- * frame at a time, and vmp_frames_walk() is where entry-frame boundaries
- * (3.11 is_entry, 3.12+ C-stack-owned shim frames) are seen.
+ * Native mode interleaves here: the cursor below hands out the frames one C
+ * activation of the evaluation loop at a time, and is where the activations'
+ * marks (3.11 _PyCFrame, 3.12+ C-stack-owned shim frames) are seen.
  */
 #ifndef VMP_FRAMES_H
 #define VMP_FRAMES_H
@@ -38,11 +38,35 @@ uint64_t vmp_frames_thread_id(PyThreadState *ts);
  * callers are cut).  Returns the number of words written. */
 size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int with_lines);
 
-/* The same, and for native mode (vmp_native_mode.c) last[k] = 1 when frame k
- * is the outermost Python frame run by its C-level call of the evaluation
- * loop (before 3.11 every frame; 3.11 the entry frame; 3.12+ the frame just
- * inside a C-stack-owned shim), and for the outermost frame written. */
-size_t vmp_frames_walk_marked(PyThreadState *ts, uint64_t *out, unsigned char *last,
-                              size_t max_frames, int with_lines);
+/*
+ * For native mode (vmp_native_mode.c): the same frames, a group at a time,
+ * one group per C activation of the evaluation loop, innermost first, each
+ * with its anchor: an address inside that activation's C stack frame (3.11
+ * its _PyCFrame, 3.12+ its entry shim frame) or 0 before 3.11, where every
+ * frame is an activation of its own and has no such address.  A group may
+ * be empty: an activation entering, leaving, or clearing a finished frame
+ * runs no frame of its own.  Async-signal-safe like vmp_frames_walk; the
+ * links followed in all are bounded as there.
+ */
+typedef struct vmp_frames_cursor {
+    const void *frame;  /* the next frame to read */
+    const void *stop;   /* where the peeked group ends (3.11+) */
+    const void *cframe; /* the next activation's _PyCFrame (3.11) */
+    uintptr_t anchor;   /* the peeked group's */
+    size_t links, max_links;
+    int peeked, with_lines;
+    int count; /* groups in all before 3.11 (bounded), else -1 */
+} vmp_frames_cursor;
+
+void vmp_frames_cursor_start(vmp_frames_cursor *c, PyThreadState *ts, size_t max_frames,
+                             int with_lines);
+
+/* 1 and the next group's anchor (UINTPTR_MAX when the chain ends without
+ * the activation's mark: it is then placed outermost), or 0 at the end. */
+int vmp_frames_next_group(vmp_frames_cursor *c, uintptr_t *anchor);
+
+/* Writes the next group's frames into out[0..max) (whole frames; *cut set
+ * when some did not fit) and moves past it.  Returns the words written. */
+int vmp_frames_emit_group(vmp_frames_cursor *c, uint64_t *out, int max, int *cut);
 
 #endif /* VMP_FRAMES_H */

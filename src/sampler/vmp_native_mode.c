@@ -69,28 +69,43 @@ void vmp_native_mode_stop(void)
     vmp_u64map_free(&N.start_offset);
 }
 
+static int next_group(void *ctx, uintptr_t *anchor)
+{
+    return vmp_frames_next_group(ctx, anchor);
+}
+
+static int emit_group(void *ctx, uint64_t *out, int max, int *cut)
+{
+    return vmp_frames_emit_group(ctx, out, max, cut);
+}
+
 size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
                               size_t slot_words, int lines)
 {
-    /* About 5 KiB of the interrupted thread's stack, no more: the Python
-     * frames go into the slot itself. */
-    uintptr_t pcs[VMP_NATIVE_MAX_DEPTH];
-    unsigned char last[VMP_MAX_DEPTH_WRITTEN];
+    /* The native frames are walked into the slot's tail and read from there
+     * by the splice, which fills the slot from its start; the Python frames
+     * are read from the interpreter as the splice goes.  So the handler's
+     * own stack holds no array. */
     size_t w = lines ? 2 : 1;
     size_t max_frames = VMP_MAX_DEPTH_WRITTEN;
     if (max_frames > slot_words / w)
         max_frames = slot_words / w;
-
-    int npcs = vmp_native_unwind(ucontext, pcs, (int)max_frames);
-    /* The Python frames sit at the slot's tail, at least npcs frames past
-     * its start, which is what an in-place splice needs. */
-    size_t room = slot_words / w - (size_t)npcs;
-    if (room > max_frames)
-        room = max_frames;
-    uint64_t *py = slot + (slot_words - room * w);
-    size_t npy = vmp_frames_walk_marked(ts, py, last, room, lines) / w;
-    return (size_t)vmp_native_splice(pcs, npcs, py, last, (int)npy, (int)w, slot,
-                                     (int)(max_frames * w));
+    size_t max_native = slot_words / 2 < VMP_NATIVE_MAX_DEPTH ? slot_words / 2 : VMP_NATIVE_MAX_DEPTH;
+    if (max_native > max_frames)
+        max_native = max_frames;
+    uint64_t *frames = slot + slot_words - 2 * max_native;
+    vmp_native_walk walk;
+    vmp_native_unwind(ucontext, frames, (int)max_native, &walk);
+    /* At the very end, so that the output has the most room before it. */
+    if ((size_t)walk.n < max_native) {
+        uint64_t *end = slot + slot_words - 2 * (size_t)walk.n;
+        memmove(end, frames, 2 * (size_t)walk.n * sizeof *frames);
+        frames = end;
+    }
+    vmp_frames_cursor cursor;
+    vmp_frames_cursor_start(&cursor, ts, max_frames, lines);
+    vmp_native_groups groups = {next_group, emit_group, cursor.count, &cursor};
+    return (size_t)vmp_native_splice(frames, &walk, &groups, (int)w, slot, (int)(max_frames * w));
 }
 
 /* ---- the writer's side ------------------------------------------------------ */

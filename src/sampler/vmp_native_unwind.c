@@ -363,11 +363,19 @@ static uintptr_t interrupted_pc(const void *ucontext)
 {
     return (uintptr_t)((const ucontext_t *)ucontext)->uc_mcontext.gregs[REG_RIP];
 }
+static uintptr_t interrupted_sp(const void *ucontext)
+{
+    return (uintptr_t)((const ucontext_t *)ucontext)->uc_mcontext.gregs[REG_RSP];
+}
 #elif defined(__aarch64__)
 #define VMP_HAVE_FAST_UNWIND 0
 static uintptr_t interrupted_pc(const void *ucontext)
 {
     return (uintptr_t)((const ucontext_t *)ucontext)->uc_mcontext.pc;
+}
+static uintptr_t interrupted_sp(const void *ucontext)
+{
+    return (uintptr_t)((const ucontext_t *)ucontext)->uc_mcontext.sp;
 }
 #else
 #define VMP_HAVE_FAST_UNWIND 0
@@ -376,21 +384,37 @@ static uintptr_t interrupted_pc(const void *ucontext)
     (void)ucontext;
     return 0; /* unknown: the loader check below cannot match */
 }
+static uintptr_t interrupted_sp(const void *ucontext)
+{
+    (void)ucontext;
+    return 0;
+}
 #endif
 
-int vmp_native_unwind(void *ucontext, uintptr_t *pcs, int max)
+static void walk_result(vmp_native_walk *walk, int n, int complete, uintptr_t top)
 {
-    int n = vmp_native_unwind_fast(ucontext, pcs, max);
+    if (walk) {
+        walk->n = n;
+        walk->complete = complete;
+        walk->top = n ? top : 0;
+    }
+}
+
+int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk)
+{
+    int n = vmp_native_unwind_fast(ucontext, frames, max, walk);
     if (n >= 0)
         return n;
     /* A thread interrupted inside the dynamic loader may hold its lock,
      * which libunwind's table lookup takes: keep the interrupted pc only. */
     uintptr_t pc = interrupted_pc(ucontext);
     if (max > 0 && in_ranges(loader_ranges, (size_t)loader_count, pc)) {
-        pcs[0] = pc;
+        frames[0] = pc;
+        frames[1] = interrupted_sp(ucontext);
+        walk_result(walk, 1, 0, 0);
         return 1;
     }
-    return vmp_native_unwind_slow(ucontext, pcs, max);
+    return vmp_native_unwind_slow(ucontext, frames, max, walk);
 }
 
 int vmp_native_in_loader(uintptr_t pc)
@@ -398,10 +422,11 @@ int vmp_native_in_loader(uintptr_t pc)
     return in_ranges(loader_ranges, (size_t)loader_count, pc);
 }
 
-int vmp_native_unwind_fast(void *ucontext, uintptr_t *pcs, int max)
+int vmp_native_unwind_fast(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk)
 {
+    walk_result(walk, 0, 0, 0);
 #if !VMP_HAVE_FAST_UNWIND
-    (void)ucontext, (void)pcs, (void)max, (void)rule_for;
+    (void)ucontext, (void)frames, (void)max, (void)rule_for;
     return -1;
 #else
     if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext || !rules)
@@ -417,40 +442,53 @@ int vmp_native_unwind_fast(void *ucontext, uintptr_t *pcs, int max)
     uint64_t rip = (uint64_t)mc->gregs[REG_RIP];
     uint64_t rsp = (uint64_t)mc->gregs[REG_RSP];
     uint64_t rbp = (uint64_t)mc->gregs[REG_RBP];
-    int n = 0;
+    int n = 0, complete = 0;
+    uintptr_t top = 0;
     while (n < max && rip != 0) {
         uintptr_t pc = n == 0 ? (uintptr_t)rip : (uintptr_t)rip - 1;
         if (!in_ranges(t->r, t->n, pc)) {
-            if (n == 0)
-                pcs[n++] = pc;
+            if (n == 0) {
+                frames[0] = pc;
+                frames[1] = rsp;
+                n = 1;
+            }
             break;
         }
         uint64_t rule = rule_for(pc & ~(uintptr_t)1); /* learned for both pc and pc | 1 */
         if (!rule)
             return -1;
-        pcs[n++] = pc;
+        frames[2 * n] = pc;
+        frames[2 * n + 1] = rsp;
+        n++;
+        top = 0;
         int32_t cfa_off = (int32_t)(uint32_t)rule;
         int16_t rbp_off = (int16_t)(uint16_t)(rule >> 32);
         unsigned cfa_reg = (unsigned)(rule >> 48) & 0xff, kind = (unsigned)(rule >> 56);
-        if (kind == VMP_RULE_END)
+        if (kind == VMP_RULE_END) {
+            complete = 1;
+            top = UINTPTR_MAX;
             break;
+        }
         uint64_t cfa = (cfa_reg == 7 ? rsp : rbp) + (uint64_t)(int64_t)cfa_off;
         /* As in the slow walk: the caller's frame lies above, or the walk
          * ends (and never reads below the interrupted stack pointer). */
         if (cfa <= rsp || (cfa & 7))
             break;
+        top = (uintptr_t)cfa;
         uint64_t ra = *(const uint64_t *)(uintptr_t)(cfa - 8);
         if (rbp_off)
             rbp = *(const uint64_t *)(uintptr_t)(cfa + (uint64_t)(int64_t)rbp_off);
         rsp = cfa;
         rip = ra;
     }
+    walk_result(walk, n, complete, top);
     return n;
 #endif
 }
 
-int vmp_native_unwind_slow(void *ucontext, uintptr_t *pcs, int max)
+int vmp_native_unwind_slow(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk)
 {
+    walk_result(walk, 0, 0, 0);
     if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext)
         return 0;
     const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
@@ -462,74 +500,119 @@ int vmp_native_unwind_slow(void *ucontext, uintptr_t *pcs, int max)
     unw_cursor_t cursor;
     if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
         return 0;
-    int n = 0;
-    unw_word_t prev_sp = 0;
+    int n = 0, complete = 0;
+    uintptr_t top = 0;
+    unw_word_t ip, sp;
+    if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0 ||
+        unw_get_reg(&cursor, UNW_REG_SP, &sp) < 0)
+        return 0;
     while (n < max) {
-        unw_word_t ip, sp;
-        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0 ||
-            unw_get_reg(&cursor, UNW_REG_SP, &sp) < 0)
+        uintptr_t pc = n == 0 ? (uintptr_t)ip : (uintptr_t)ip - 1;
+        int known = in_ranges(t->r, t->n, pc);
+        /* The interrupted instruction itself is real even in JIT code; a
+         * return address outside every object is not to be trusted, and
+         * nothing beyond either can be walked reliably. */
+        if (!known && n > 0)
+            break;
+        frames[2 * n] = pc;
+        frames[2 * n + 1] = sp;
+        n++;
+        top = 0;
+        if (!known)
+            break;
+        int step = unw_step(&cursor);
+        if (step == 0) {
+            complete = 1; /* the outermost frame */
+            top = UINTPTR_MAX;
+        }
+        if (step <= 0)
+            break;
+        unw_word_t caller_sp;
+        if (unw_get_reg(&cursor, UNW_REG_SP, &caller_sp) < 0)
             break;
         /* Each caller's frame lies above its callee's: a stack pointer that
          * does not grow means the rules read garbage or the walk loops. */
-        if (n > 0 && sp <= prev_sp)
+        if (caller_sp <= sp)
             break;
-        uintptr_t pc = n == 0 ? (uintptr_t)ip : (uintptr_t)ip - 1;
-        if (!in_ranges(t->r, t->n, pc)) {
-            /* The interrupted instruction itself is real even in JIT code;
-             * a return address outside every object is not to be trusted,
-             * and nothing beyond either can be walked reliably. */
-            if (n == 0)
-                pcs[n++] = pc;
-            break;
-        }
-        pcs[n++] = pc;
-        prev_sp = sp;
-        if (unw_step(&cursor) <= 0)
-            break;
+        top = (uintptr_t)caller_sp;
         /* A signal frame further up means the thread was already in a
          * handler (perhaps on an alternate stack): the walk ends there. */
-        if (unw_is_signal_frame(&cursor) > 0)
+        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0 || unw_is_signal_frame(&cursor) > 0)
             break;
+        sp = caller_sp;
     }
+    walk_result(walk, n, complete, top);
     return n;
 }
 
-static int put_python(const uint64_t *py, int k, int w, uint64_t *out, int o, int max)
+/* ---- the splice ------------------------------------------------------------- */
+
+/* How many words out[] may hold before it would overwrite frames[next..]:
+ * frames may share out's buffer (see the header). */
+static int room_before(const uint64_t *out, int max, const uint64_t *frames, int next)
 {
-    if (o + w > max)
-        return -1;
-    for (int i = 0; i < w; i++)
-        out[o + i] = py[(size_t)k * w + i];
-    return o + w;
+    uintptr_t o = (uintptr_t)out, f = (uintptr_t)(frames + 2 * (size_t)next);
+    if (f < o || f >= (uintptr_t)(out + max))
+        return max;
+    return (int)((f - o) / sizeof *out);
 }
 
-int vmp_native_splice(const uintptr_t *pcs, int npcs, const uint64_t *py,
-                      const unsigned char *py_last, int npy, int py_width, uint64_t *out, int max)
+int vmp_native_splice(const uint64_t *frames, const vmp_native_walk *walk,
+                      const vmp_native_groups *py, int py_width, uint64_t *out, int max)
 {
     int w = py_width == 2 ? 2 : 1;
-    int o = 0, k = 0;
-    for (int i = 0; i < npcs; i++) {
-        if (vmp_native_is_eval(pcs[i])) {
-            while (k < npy) {
-                int next = put_python(py, k, w, out, o, max);
-                if (next < 0)
-                    return o;
-                o = next;
-                if (py_last[k++])
-                    break;
-            }
+    int n = walk->n, o = 0, cut = 0;
+    uintptr_t anchor;
+    /* Without anchors: evaluation-loop frames that run no group, counted
+     * from the innermost (a complete walk sees every activation). */
+    int frameless = 0;
+    if (py->count >= 0 && walk->complete) {
+        int evals = 0;
+        for (int i = 0; i < n; i++)
+            evals += vmp_native_is_eval((uintptr_t)frames[2 * i]);
+        if (evals > py->count)
+            frameless = evals - py->count;
+    }
+    for (int i = 0; i < n; i++) {
+        uintptr_t pc = (uintptr_t)frames[2 * i];
+        uintptr_t hi = i + 1 < n ? (uintptr_t)frames[2 * i + 3] : walk->top;
+        int eval = vmp_native_is_eval(pc);
+        /* The last frame of a walk that could not step past it: its range
+         * is unknown.  An evaluation loop there runs the next group (its
+         * anchor is the nearest); any other function runs none. */
+        int one_group = 0;
+        if (hi == 0) {
+            one_group = eval;
+            hi = eval ? UINTPTR_MAX : (uintptr_t)frames[2 * i + 1];
         }
-        if (o + w > max)
+        int lim = room_before(out, max, frames, i + 1);
+        while (py->next(py->ctx, &anchor)) {
+            if (anchor == 0) {
+                if (!eval)
+                    break;
+                if (frameless > 0) {
+                    frameless--;
+                    break;
+                }
+            } else if (anchor >= hi) {
+                break;
+            }
+            o += py->emit(py->ctx, out + o, lim - o, &cut);
+            if (cut)
+                return o;
+            if (anchor == 0 || one_group)
+                break;
+        }
+        if (o + w > lim)
             return o;
         if (w == 2)
             out[o++] = 0;
-        out[o++] = (uint64_t)pcs[i] | 1u;
+        out[o++] = (uint64_t)pc | 1u;
     }
-    for (; k < npy; k++) {
-        int next = put_python(py, k, w, out, o, max);
-        if (next < 0)
-            return o;
-        o = next;
+    while (py->next(py->ctx, &anchor)) {
+        o += py->emit(py->ctx, out + o, max - o, &cut);
+        if (cut)
+            break;
     }
     return o;
 }

@@ -24,8 +24,10 @@
  *                           garbage), at a nested signal frame, when the stack
  *                           pointer fails to grow (a corrupted or looping
  *                           stack), or when libunwind gives up.
- *   vmp_native_splice()     async-signal-safe, pure: merges the native program
- *                           counters with the Python frames.
+ *   vmp_native_splice()     async-signal-safe, pure: merges the native frames
+ *                           with the Python frames, each activation of the
+ *                           evaluation loop's frames where its C frame stood
+ *                           (matched by stack address, not by counting).
  *   vmp_native_teardown()   outside signal context, after the last handler has
  *                           finished: frees the tables.
  *
@@ -82,11 +84,23 @@ void vmp_native_refresh(void);
 /* Frees everything setup made.  Call only when no handler can still run. */
 void vmp_native_teardown(void);
 
+/* What a walk found besides its frames. */
+typedef struct vmp_native_walk {
+    int n;         /* frames written */
+    int complete;  /* 1: the walk reached the thread's outermost frame */
+    uintptr_t top; /* the upper end of the last frame's stack range (its
+                    * caller's stack pointer); UINTPTR_MAX for the outermost
+                    * frame; 0 when unknown */
+} vmp_native_walk;
+
 /* Async-signal-safe.  Walks the C stack of the context `ucontext` (the third
- * argument of an SA_SIGINFO handler) into pcs[0..], innermost first, at most
- * min(max, VMP_NATIVE_MAX_DEPTH) entries.  Returns the number written (0 when
- * setup has not run or the first address is already unknown). */
-int vmp_native_unwind(void *ucontext, uintptr_t *pcs, int max);
+ * argument of an SA_SIGINFO handler) into frames[0..2n), innermost first, at
+ * most min(max, VMP_NATIVE_MAX_DEPTH) frames, two words each: the program
+ * counter, then the stack pointer that frame ran with (the interrupted one
+ * for frame 0, its callee's CFA for a caller).  Frame i's locals lie in
+ * [sp_i, sp_i+1) and the last frame's in [sp, walk->top).  Returns n (0 when
+ * setup has not run or there is no context). */
+int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk);
 
 /* Outside signal context, one thread at a time (the writer): teaches the
  * fast path how to step from pc and pc | 1 (pc even; the caller checked the
@@ -98,9 +112,9 @@ int vmp_native_learn(uintptr_t pc, const struct vmp_unwind_rule *rule);
 /* The two walks vmp_native_unwind chooses between, for tests and the bench:
  * the fast one steps with learned rules only and returns -1 at the first pc
  * it has no rule for; the slow one is libunwind's.  Both async-signal-safe,
- * and they agree wherever the fast one answers. */
-int vmp_native_unwind_fast(void *ucontext, uintptr_t *pcs, int max);
-int vmp_native_unwind_slow(void *ucontext, uintptr_t *pcs, int max);
+ * and they agree wherever the fast one answers.  `walk` may be NULL. */
+int vmp_native_unwind_fast(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk);
+int vmp_native_unwind_slow(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk);
 
 /* Async-signal-safe: whether pc lies in the dynamic loader or in
  * dl_iterate_phdr (where a thread may hold the loader's lock). */
@@ -114,29 +128,44 @@ int vmp_native_is_eval(uintptr_t pc);
 int vmp_native_is_known_code(uintptr_t pc);
 
 /*
- * Async-signal-safe and pure apart from the eval-range lookup.  Merges
- *   pcs[0..npcs)   native program counters, innermost first;
- *   py[0..npy)     Python stack entries, innermost first, already in the
- *                  file's encoding (one word per frame, or `py_width` words
- *                  per frame in lines mode);
- *   py_last[k]     nonzero when Python frame k is the outermost frame run by
- *                  its C activation of the evaluation loop (before 3.11 every
- *                  frame; from 3.11 the entry frame) - one flag per frame;
- * into out[0..max), innermost first.  Each native frame becomes
- * `pc | 1` (preceded by a 0 line word when py_width is 2, as lines mode
- * writes native frames); an evaluation-loop frame is preceded by the Python
- * frames of its activation and then written itself, so the file keeps the
- * interpreter's machinery and views may fold it.  Python frames left when the
- * native stack ends (a walk that stopped early) follow at the outer end, so
- * no Python frame is ever lost to a short native walk.  Returns the number
- * of words written.
- *
- * out may overlap py (the sampler walks the Python frames into the tail of
- * the very slot the splice fills) provided out + npcs * py_width <= py: the
- * output then never overtakes the input it has yet to read.
+ * The Python side of a splice: the thread's Python frames as groups, one per
+ * C activation of the evaluation loop, innermost first (vmp_frames.h makes
+ * them from the interpreter's own structures).  A group's anchor is an
+ * address inside the C stack frame of the activation that runs it (3.11 its
+ * _PyCFrame, 3.12+ its entry shim), or 0 when the layout has none (before
+ * 3.11, where each activation runs exactly one frame).
  */
-int vmp_native_splice(const uintptr_t *pcs, int npcs, const uint64_t *py,
-                      const unsigned char *py_last, int npy, int py_width,
-                      uint64_t *out, int max);
+typedef struct vmp_native_groups {
+    /* 1 and the next group's anchor, or 0 when no group is left. */
+    int (*next)(void *ctx, uintptr_t *anchor);
+    /* Writes the next group's frames (innermost first, whole frames only)
+     * into out[0..max) and moves past the group; *cut set when some did not
+     * fit.  Returns the number of words written. */
+    int (*emit)(void *ctx, uint64_t *out, int max, int *cut);
+    int count; /* groups in all when anchors are 0, else -1 */
+    void *ctx;
+} vmp_native_groups;
+
+/*
+ * Async-signal-safe and pure apart from the eval-range lookup.  Merges the
+ * native frames of a walk (frames as vmp_native_unwind writes them) with the
+ * Python groups into out[0..max), innermost first.  Each native frame becomes
+ * `pc | 1` (preceded by a 0 line word when py_width is 2, as lines mode writes
+ * native frames); each Python group (py_width words per frame) stands just
+ * inside the native frame whose stack range holds its anchor, so that an
+ * activation with no Python frame of its own (entering or leaving, or
+ * clearing a finished frame) takes nobody else's.  Without anchors each
+ * evaluation-loop frame runs one group; when the walk is complete and has
+ * more such frames than there are groups, the innermost ones are those still
+ * entering or already leaving, and get none.  Groups whose activation the
+ * walk did not reach follow at the outer end, so no Python frame is lost to
+ * a short walk.  Returns the number of words written.
+ *
+ * frames may lie in out's own buffer, after the output's start (the sampler
+ * walks into the tail of the slot the splice fills): the splice stops early
+ * rather than write over a frame it has yet to read.
+ */
+int vmp_native_splice(const uint64_t *frames, const vmp_native_walk *walk,
+                      const vmp_native_groups *py, int py_width, uint64_t *out, int max);
 
 #endif /* VMP_NATIVE_UNWIND_H */

@@ -145,20 +145,20 @@ VMP_TEST(native_fast_walk_stops_when_a_library_is_unloaded)
     REQUIRE(vmp_native_setup() == 0);
     ucontext_t uc;
     getcontext(&uc);
-    uintptr_t pcs[4];
-    int before = vmp_native_unwind_fast(&uc, pcs, 4);
+    uint64_t frames[8];
+    int before = vmp_native_unwind_fast(&uc, frames, 4, NULL);
     void *h = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_LOCAL);
     if (!h)
         h = dlopen("libuuid.so.1", RTLD_NOW | RTLD_LOCAL);
     REQUIRE(h);
     vmp_native_refresh();
-    CHECK(vmp_native_unwind_fast(&uc, pcs, 4) == before); /* loading is harmless */
+    CHECK(vmp_native_unwind_fast(&uc, frames, 4, NULL) == before); /* loading is harmless */
     unsigned long long subs = loader_subs();
     REQUIRE(dlclose(h) == 0);
     vmp_native_refresh();
     /* Unloaded: rules learned for its addresses may lie about whatever comes
      * there next, so the fast walk declines for the rest of the run. */
     REQUIRE(loader_subs() != subs);
-    CHECK(vmp_native_unwind_fast(&uc, pcs, 4) == -1);
+    CHECK(vmp_native_unwind_fast(&uc, frames, 4, NULL) == -1);
     vmp_native_teardown();
 }
