@@ -640,8 +640,11 @@ export class RunPage {
 
   /** What is on screen, for tests (window.vmprofUI.state). */
   state: Record<string, unknown> = {};
+  /** When the flame graph was first drawn (ms since the page began loading), for bench/. */
+  firstDrawMs = 0;
   private exposeState(): void {
     const g = this.graph, t = this.tree;
+    if (!this.firstDrawMs && g && g.rects().length) this.firstDrawMs = performance.now();
     this.state = {
       zoom: g ? g.zoom : 0, zoomPath: g ? t.pathOf(g.zoom) : [], zoomTotal: g ? t.value[g.zoom] : 0,
       total: t.value[0], nodes: t.parent.length, rects: g ? g.rects() : [],

@@ -87,6 +87,16 @@ try {
   report.facts.start_path = s.zoomPath;
   await shot("run");
 
+  // ---- downloads: every export and the raw file answer; speedscope (the server's) opens the run
+  const links = await page.$$eval("details.menu a[download]", (as) => as.map((a) => a.getAttribute("href")));
+  const sizes = await Promise.all(links.map(async (l) => { const r = await fetch(base + l); return r.ok ? (await r.arrayBuffer()).byteLength : -r.status; }));
+  check(links.length >= 6 && sizes.every((n) => n > 0), "every download answers", Object.fromEntries(links.map((l, i) => [l, sizes[i]])));
+  const [ss] = await Promise.all([context.waitForEvent("page"), page.click("#speedscope")]);
+  ss.on("pageerror", (e) => report.errors.push("speedscope: " + e));
+  await ss.waitForFunction(() => document.title.endsWith(" - speedscope"), null, { timeout: 15000 }).catch(() => null);
+  check((await ss.title()).endsWith(" - speedscope"), "speedscope served by the server opens the run", await ss.title());
+  await ss.close();
+
   // ---- hover: the tooltip's counts are the API's
   const box = await page.locator("#flame canvas").boundingBox();
   const second = s.rects.filter((q) => q[1] > 0 && q[2] > 80).sort((a, b) => b[2] - a[2])[0];
