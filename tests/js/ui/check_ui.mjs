@@ -164,6 +164,18 @@ try {
   await page.evaluate(() => document.querySelector(".tabs").scrollIntoView());
   await shot("functions");
 
+  // ---- keyboard in the table: down a row, Enter chooses that function
+  await page.locator("#functions-table tbody tr.selected").focus();  // the chosen one: move off it
+  const last = await page.evaluate(() => !document.activeElement.nextElementSibling);
+  await page.keyboard.press(last ? "ArrowUp" : "ArrowDown");
+  const secondFn = await page.evaluate(() => document.activeElement.dataset.fn);
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((fn) => new URL(location.href).searchParams.get("fn") === fn, secondFn);
+  await page.waitForSelector(`#functions-table tr.selected[data-fn="${secondFn}"]`);
+  check(true, "arrows and Enter choose a function in the table");
+  await page.goBack();
+  await page.waitForFunction((fn) => new URL(location.href).searchParams.get("fn") === fn, String(pick.fn));
+
   // ---- lines of that function
   if ((run.modes || []).includes("lines")) {
     await page.click("#tab-lines");
