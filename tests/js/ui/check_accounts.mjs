@@ -4,35 +4,17 @@
 // run, the token page (a new token that then works), log out.  Usage:
 //   node ui/check_accounts.mjs BASE_URL USER PASSWORD [SCREENSHOT_DIR]
 // prints one JSON report {checks, failures, errors, outside}.
-import { chromium } from "playwright-core";
+import { api as apiOf, check as checkIn, session } from "./harness.mjs";
 
 const [baseArg, user, password, shots] = process.argv.slice(2);
 const base = baseArg.replace(/\/$/, "");
-const report = { checks: 0, failures: [], errors: [], outside: [] };
-function check(ok, what, detail) {
-  report.checks++;
-  if (!ok) report.failures.push(what + (detail === undefined ? "" : ": " + JSON.stringify(detail)));
-}
-async function api(path, headers) {
-  const r = await fetch(base + "/api/" + path, { headers });
-  if (!r.ok) throw new Error(`GET /api/${path}: ${r.status}`);
-  return r.json();
-}
 const rows = (page) => page.locator("#runs-table tbody tr");
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"],
-});
-const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-context.on("request", (r) => { if (!r.url().startsWith(base + "/") && !r.url().startsWith("data:")) report.outside.push(r.url()); });
-const page = await context.newPage();
-page.on("pageerror", (e) => report.errors.push(String(e)));
-page.on("console", (m) => { if (m.type() === "error") report.errors.push(m.text()); });
+await session(base, async (page, context, report) => {
+const check = (ok, what, detail) => checkIn(report, ok, what, detail);
+const api = (path, headers) => apiOf(base, path, headers);
 page.on("dialog", (d) => d.type() === "prompt" ? d.accept("renamed by the test") : d.accept());
 
-try {
   const all = await api("runs");
   const mine = all.runs.filter((r) => r.owner === user);
   check(mine.length >= 2 && all.runs.some((r) => r.owner === null), "the server holds the user's and anonymous runs",
@@ -89,12 +71,4 @@ try {
   await page.click("#who button:has-text('Log out')");
   await page.waitForFunction(() => document.querySelector("#who").textContent.includes("Log in"));
   check((await (await page.request.get(base + "/api/me")).json()).user === null, "logged out");
-} catch (e) {
-  report.failures.push(String(e && e.stack || e));
-} finally {
-  await browser.close();
-}
-check(report.errors.length === 0, "no console error", report.errors);
-check(report.outside.length === 0, "no request outside the server", report.outside);
-console.log(JSON.stringify(report));
-process.exit(report.failures.length ? 1 : 0);
+});

@@ -5,34 +5,15 @@
 // prints one JSON report {checks, failures, errors, outside}; exit status 1 when a
 // check failed.  The runs are found through the API by their modes (threads,
 // --mem, --lines, native), so any server holding such uploads will do.
-import { chromium } from "playwright-core";
+import { api as apiOf, check as checkIn, session } from "./harness.mjs";
 
 const base = process.argv[2].replace(/\/$/, "");
 const shots = process.argv[3] || "";
-const report = { checks: 0, failures: [], errors: [], outside: [], facts: {} };
-function check(ok, what, detail) {
-  report.checks++;
-  if (!ok) report.failures.push(what + (detail === undefined ? "" : ": " + JSON.stringify(detail)));
-  return ok;
-}
-async function api(path) {
-  const r = await fetch(base + "/api/" + path);
-  if (!r.ok) throw new Error(`GET /api/${path}: ${r.status}`);
-  return r.json();
-}
 const near = (a, b) => Math.abs(a - b) <= 1.5;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"],
-});
-const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-context.on("request", (r) => { if (!r.url().startsWith(base + "/") && !r.url().startsWith("data:")) report.outside.push(r.url()); });
-await context.route((url) => !url.href.startsWith(base + "/") && !url.href.startsWith("data:"), (route) => route.abort());
-const page = await context.newPage();
-page.on("pageerror", (e) => report.errors.push(String(e)));
-page.on("console", (m) => { if (m.type() === "error") report.errors.push(m.text()); });
+await session(base, async (page, context, report) => {
+const check = (ok, what, detail) => checkIn(report, ok, what, detail);
+const api = (path) => apiOf(base, path);
 const ui = () => page.evaluate(() => { const s = window.vmprofUI.state; return { ...s, functions: undefined }; });
 async function settle() {
   await page.waitForFunction(() => !document.querySelector("#status")?.textContent, null, { timeout: 10000 });
@@ -40,7 +21,6 @@ async function settle() {
 }
 async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/${name}.png` }); }
 
-try {
   const list = await api("runs");
   const runs = await Promise.all(list.runs.map((r) => api("runs/" + encodeURIComponent(r.id))));
   const byMode = (m) => runs.find((r) => (r.modes || []).includes(m));
@@ -251,12 +231,4 @@ try {
   check(bg === "rgb(23, 23, 26)", "dark mode follows the system", bg);
   await page.setViewportSize({ width: 1280, height: 800 });
   await shot("run-dark");
-} catch (e) {
-  report.failures.push(String(e && e.stack || e));
-} finally {
-  await browser.close();
-}
-check(report.errors.length === 0, "no console error", report.errors);
-check(report.outside.length === 0, "no request outside the server", report.outside);
-console.log(JSON.stringify(report));
-process.exit(report.failures.length ? 1 : 0);
+});
