@@ -1,6 +1,6 @@
 """The browser UI (web/, built into web/dist by scripts/setup.sh) served by a real
 vmprof-server that holds uploads made by `python -m vmprof --web`: the runs list
-and the account pages driven in headless chromium (tests/js/ui/check_accounts.mjs).
+(paging included) and the account pages driven in headless chromium (tests/js/ui/check_accounts.mjs).
 The run pages are checked by tests/python/test_ui.py until the server answers the
 view endpoints (tree, functions, lines, memory, diff)."""
 import json
@@ -39,6 +39,13 @@ def test_runs_list_and_accounts_in_chromium(server, tmp_path):
     r = subprocess.run([SERVER_BIN, "--data", server.data, "user", "password", "alice"],
                        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+    # more than a page of runs (the list pages by 50), older than the rest: the
+    # same real profile again, through the upload protocol
+    prof = tmp_path / "again.prof"
+    subprocess.run([sys.executable, "-m", "vmprof", "-o", str(prof), WORKLOAD, "2"],
+                   cwd=str(tmp_path), check=True, capture_output=True, timeout=120)
+    for i in range(50):
+        server.upload(prof.read_bytes(), argv="again.py %d" % i)
     web_upload(server, tmp_path, "--web-auth", token)
     web_upload(server, tmp_path, "--web-auth", token, "--mem", "--lines")
     web_upload(server, tmp_path)  # anonymous

@@ -26,6 +26,19 @@ page.on("dialog", (d) => d.type() === "prompt" ? d.accept("renamed by the test")
   check(await rows(page).count() === all.runs.length, "every run is listed");
   check(await page.locator("#runs-table button:has-text('delete')").count() === 0, "a visitor cannot delete");
 
+  // paging: older runs on the next page, and back
+  if (all.next !== null) {
+    const older = await api("runs?page=" + all.next);
+    await page.click("#next-page");
+    await page.waitForFunction((p) => new URL(location.href).searchParams.get("page") === String(p), all.next);
+    await page.waitForFunction((n) => document.querySelectorAll("#runs-table tbody tr").length === n, older.runs.length);
+    check(await page.locator(`#runs-table tr[data-run="${older.runs[0].id}"]`).count() === 1, "the next page shows the API's older runs");
+    await page.click("button:has-text('Newer')");
+    await page.waitForFunction(() => !new URL(location.href).searchParams.get("page") || new URL(location.href).searchParams.get("page") === "1");
+    await page.waitForFunction((n) => document.querySelectorAll("#runs-table tbody tr").length === n, all.runs.length);
+  }
+  check(all.next !== null, "the server holds more than a page of runs");
+
   // log in through the form
   await page.click("#who a");
   await page.fill("#login-user", user);
