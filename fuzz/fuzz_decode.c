@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "vmp_profile.h"
-#include "vmp_tree.h"
+#include "vmp_atree.h"
 
 static void exercise(const vmp_profile *p)
 {
@@ -31,17 +31,17 @@ static void exercise(const vmp_profile *p)
     for (uint64_t i = 0; i < s->n_samples; i++)
         if (vmp_profile_sample_stack(p, i) >= vmp_profile_stack_count(p))
             __builtin_trap();
-    for (unsigned flags = 0; flags <= VMP_TREE_PYTHON_ONLY; flags++) {
-        vmp_tree_options o = {VMP_TREE_ALL_THREADS, flags};
+    for (unsigned flags = 0; flags <= VMP_ATREE_PYTHON_ONLY; flags++) {
+        vmp_atree_options o = {VMP_ATREE_ALL_THREADS, flags};
         vmp_error err;
-        vmp_tree *t = vmp_tree_build(p, &o, &err);
+        vmp_atree *t = vmp_atree_build(p, &o, &err);
         if (!t)
             continue;
         size_t n;
-        const vmp_tree_node *nodes = vmp_tree_nodes(t, &n);
+        const vmp_atree_node *nodes = vmp_atree_nodes(t, &n);
         if (nodes[0].count != s->n_samples)
             __builtin_trap();
-        vmp_tree_free(t);
+        vmp_atree_free(t);
     }
 }
 

@@ -5,10 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmp_array.h"
 #include "vmp_format.h"
 #include "vmp_hash.h"
 
-typedef struct decoder {
+typedef struct vmp_decoder {
     vmp_source *src;
     vmp_profile *p;
     vmp_profile_summary *s;
@@ -25,6 +26,14 @@ typedef struct decoder {
     uint64_t lookups, collisions;
     struct raw_chunk *raw_chunks;   /* where the copies live */
     size_t raw_used, raw_total;
+    /* where decoding stands, so that it can resume when more bytes arrive */
+    int started;  /* the static header is read */
+    int stopped;  /* the trailer, the end of the input or an error */
+    int push;     /* bytes are pushed (vmp_decoder_push): a cut record waits */
+    vmp_source push_src;
+    unsigned char *pending; /* push: the bytes of an incomplete record */
+    size_t pending_len, pending_cap;
+    vmp_read_options options;
 } decoder;
 
 /* One entry of the seen-stacks table; one cache line serves a probe. */
@@ -568,14 +577,41 @@ static void read_time(const unsigned char *p, int64_t *sec, int64_t *usec, char 
     zone[8] = '\0';
 }
 
-int vmp_decode(vmp_source *src, vmp_profile *p, const vmp_read_options *options,
-               vmp_error *err)
+static void decoder_release(decoder *d)
 {
-    decoder d = {.src = src, .p = p, .s = vmp_profile_summary_mut(p), .err = err};
-    d.strict = options && options->strict;
-    vmp_error_clear(err);
-    if (read_static_header(&d) < 0)
-        return -1;
+    free(d->frames);
+    free(d->seen);
+    while (d->raw_chunks) {
+        struct raw_chunk *next = d->raw_chunks->next;
+        free(d->raw_chunks);
+        d->raw_chunks = next;
+    }
+    free(d->pending);
+    d->frames = NULL;
+    d->seen = NULL;
+    d->pending = NULL;
+}
+
+/* Decodes records until the input has no complete one left.  Returns 0 (the
+ * end, the trailer, or in push mode a record still incomplete: d->stopped
+ * tells), or -1 with d->err set. */
+static int run(decoder *d)
+{
+    vmp_source *src = d->src;
+    vmp_error *err = d->err;
+    if (d->stopped)
+        return 0;
+    if (!d->started) {
+        /* pushed bytes: wait for enough to tell the word size */
+        if (d->push && !src->eof &&
+            src->end - src->pos < (size_t)VMP_STATIC_HEADER_WORDS * 8)
+            return 0;
+        if (read_static_header(d) < 0) {
+            d->stopped = 1;
+            return -1;
+        }
+        d->started = 1;
+    }
     int rc = 0;
     for (;;) {
         uint64_t at = vmp_source_offset(src);
@@ -585,51 +621,53 @@ int vmp_decode(vmp_source *src, vmp_profile *p, const vmp_read_options *options,
         if (!t) {
             if (avail == SIZE_MAX)
                 rc = -1;
+            else if (d->push && !src->eof)
+                return 0; /* more may come */
             break; /* a clean end without a TRAILER: the program died */
         }
         int tag = t[0], r;
         switch (tag) {
         case VMP_TAG_STACKTRACE:
-            r = read_stack(&d, at);
+            r = read_stack(d, at);
             break;
         case VMP_TAG_VIRTUAL_IP:
         case VMP_TAG_NATIVE_SYMBOLS:
-            r = read_name(&d, at, tag);
+            r = read_name(d, at, tag);
             break;
         case VMP_TAG_META:
-            r = read_meta(&d, at);
+            r = read_meta(d, at);
             break;
         case VMP_TAG_HEADER:
-            r = read_header(&d, at);
+            r = read_header(d, at);
             break;
         case VMP_TAG_TIME_N_ZONE:
         case VMP_TAG_TRAILER: {
-            int timed = tag == VMP_TAG_TIME_N_ZONE || d.s->version >= 5;
+            int timed = tag == VMP_TAG_TIME_N_ZONE || d->s->version >= 5;
             const unsigned char *q;
-            r = need(&d, timed ? 25 : 1, &q);
+            r = need(d, timed ? 25 : 1, &q);
             if (r != GOT)
                 break;
             if (tag == VMP_TAG_TIME_N_ZONE) {
-                read_time(q + 1, &d.s->start_sec, &d.s->start_usec, d.s->start_zone);
-                d.s->has_start_time = 1;
+                read_time(q + 1, &d->s->start_sec, &d->s->start_usec, d->s->start_zone);
+                d->s->has_start_time = 1;
             } else if (timed) {
-                read_time(q + 1, &d.s->end_sec, &d.s->end_usec, d.s->end_zone);
-                d.s->has_end_time = 1;
+                read_time(q + 1, &d->s->end_sec, &d->s->end_usec, d->s->end_zone);
+                d->s->has_end_time = 1;
             }
             vmp_source_consume(src, timed ? 25 : 1);
             if (tag == VMP_TAG_TRAILER)
-                d.s->complete = 1;
+                d->s->complete = 1;
             break;
         }
         case VMP_TAG_INTERP_NAME:
-            r = fail(&d, at, "obsolete INTERP_NAME record (tag 0x04), which no supported "
-                             "writer produces; the file is corrupt or from a pre-2016 vmprof");
+            r = fail(d, at, "obsolete INTERP_NAME record (tag 0x04), which no supported "
+                            "writer produces; the file is corrupt or from a pre-2016 vmprof");
             break;
         default: {
             char msg[160];
             snprintf(msg, sizeof msg, "unknown record tag 0x%02x; the file is corrupt (or "
                      "written by a newer vmprof)", tag);
-            r = fail(&d, at, msg);
+            r = fail(d, at, msg);
             break;
         }
         }
@@ -638,29 +676,137 @@ int vmp_decode(vmp_source *src, vmp_profile *p, const vmp_read_options *options,
             break;
         }
         if (r == CUT) {
+            if (d->push && !src->eof)
+                return 0; /* the record's rest is still to come */
             size_t have = src->end - src->pos;
-            if (d.strict) {
+            if (d->strict) {
                 char msg[160];
                 snprintf(msg, sizeof msg, "the file ends inside a %s record (%zu bytes of it "
                          "present); read it without strict to keep the samples before it",
                          tag_name(tag), have);
-                rc = fail(&d, at, msg);
+                rc = fail(d, at, msg);
             } else {
-                d.s->truncated_at = (int64_t)at;
+                d->s->truncated_at = (int64_t)at;
             }
             break;
         }
-        if (d.s->complete)
+        if (d->s->complete)
             break;
     }
-    free(d.frames);
-    free(d.seen);
-    while (d.raw_chunks) {
-        struct raw_chunk *next = d.raw_chunks->next;
-        free(d.raw_chunks);
-        d.raw_chunks = next;
-    }
+    d->stopped = 1;
     return rc;
+}
+
+int vmp_decode(vmp_source *src, vmp_profile *p, const vmp_read_options *options,
+               vmp_error *err)
+{
+    decoder d = {.src = src, .p = p, .s = vmp_profile_summary_mut(p), .err = err};
+    d.strict = options && options->strict;
+    vmp_error_clear(err);
+    int rc = run(&d);
+    decoder_release(&d);
+    return rc;
+}
+
+/* ---- pushed bytes ------------------------------------------------------------ */
+
+vmp_decoder *vmp_decoder_new(const vmp_read_options *options, vmp_error *err)
+{
+    vmp_error_clear(err);
+    decoder *d = calloc(1, sizeof *d);
+    if (!d || !(d->p = vmp_profile_new())) {
+        free(d);
+        vmp_error_set(err, -1, "out of memory");
+        return NULL;
+    }
+    d->s = vmp_profile_summary_mut(d->p);
+    d->strict = options && options->strict;
+    d->push = 1;
+    d->src = &d->push_src;
+    return d;
+}
+
+/* Decodes what the source holds, then keeps the unread rest (an incomplete
+ * record) in pending for the next push. */
+static int push_run(decoder *d, vmp_error *err)
+{
+    d->err = err;
+    if (run(d) < 0)
+        return -1;
+    vmp_source *src = d->src;
+    size_t rest = src->end - src->pos;
+    if (d->stopped) {
+        rest = 0; /* the trailer: what follows is ignored, as a file's tail */
+    } else if (src->data != d->pending) {
+        if (vmp_array_grow((void **)&d->pending, &d->pending_cap, rest ? rest : 1, 1) < 0)
+            return vmp_error_set(err, -1, "out of memory while buffering the upload");
+        memcpy(d->pending, src->data + src->pos, rest);
+    } else if (src->pos) {
+        memmove(d->pending, d->pending + src->pos, rest);
+    }
+    src->base += src->pos;
+    d->pending_len = rest;
+    src->data = d->pending;
+    src->pos = 0;
+    src->end = rest;
+    return 0;
+}
+
+int vmp_decoder_push(vmp_decoder *d, const void *data, size_t len, vmp_error *err)
+{
+    vmp_error_clear(err);
+    if (d->stopped)
+        return 0;
+    vmp_source *src = d->src;
+    if (!d->pending_len) {
+        /* nothing pending: decode the pushed bytes where they are */
+        src->data = data;
+        src->pos = 0;
+        src->end = len;
+    } else {
+        if (vmp_array_grow((void **)&d->pending, &d->pending_cap, d->pending_len + len, 1) < 0)
+            return vmp_error_set(err, -1, "out of memory while buffering the upload");
+        memcpy(d->pending + d->pending_len, data, len);
+        src->data = d->pending;
+        src->pos = 0;
+        src->end = d->pending_len + len;
+    }
+    if (d->pending_len == 0 && !d->started && src->base == 0 && len >= 2 &&
+        ((const unsigned char *)data)[0] == 0x1f && ((const unsigned char *)data)[1] == 0x8b)
+        return vmp_error_set(err, 0, "at byte 0: gzip-compressed input; push the profile's "
+                                     "plain bytes (the upload protocol sends them uncompressed)");
+    return push_run(d, err);
+}
+
+vmp_profile *vmp_decoder_finish(vmp_decoder *d, vmp_error *err)
+{
+    vmp_error_clear(err);
+    vmp_source *src = d->src;
+    src->eof = 1;
+    src->data = d->pending ? d->pending : (const unsigned char *)"";
+    src->pos = 0;
+    src->end = d->pending_len;
+    d->err = err;
+    int rc = run(d);
+    vmp_profile *p = d->p;
+    d->p = NULL;
+    if (rc == 0 && vmp_profile_resolve(p) < 0)
+        rc = vmp_error_set(err, -1, "out of memory while resolving the profile's functions");
+    if (rc < 0) {
+        vmp_profile_free(p);
+        p = NULL;
+    }
+    vmp_decoder_free(d);
+    return p;
+}
+
+void vmp_decoder_free(vmp_decoder *d)
+{
+    if (!d)
+        return;
+    decoder_release(d);
+    vmp_profile_free(d->p);
+    free(d);
 }
 
 /* ---- vmp_profile_read_* ---------------------------------------------------- */
@@ -678,6 +824,8 @@ static vmp_profile *read_source(vmp_source *src, const vmp_read_options *options
     }
     int rc = vmp_decode(src, p, options, err);
     vmp_source_close(src);
+    if (rc == 0 && vmp_profile_resolve(p) < 0)
+        rc = vmp_error_set(err, -1, "out of memory while resolving the profile's functions");
     if (rc < 0) {
         vmp_profile_free(p);
         return NULL;

@@ -7,10 +7,7 @@
 
 #include <stdint.h>
 
-typedef struct vmp_error {
-    int64_t offset;     /* byte offset in the decoded input, or -1 */
-    char message[256];  /* one line, no trailing newline; "" when no error */
-} vmp_error;
+#include "vmprof.h" /* struct vmp_error is public */
 
 /* Sets err (if non-NULL) to the formatted message at offset; returns -1. */
 int vmp_error_set(vmp_error *err, int64_t offset, const char *fmt, ...)

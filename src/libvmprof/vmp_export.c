@@ -1,5 +1,6 @@
 /* vmp_export.c - the export entry points, the export view and the per-thread
  * call tree the format files share (see vmp_export.h). */
+#define _GNU_SOURCE /* fopencookie, open_memstream */
 #include "vmp_export.h"
 
 #include <errno.h>
@@ -9,7 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmp_array.h"
+#include "vmp_format.h"
 #include "vmp_hash.h"
+#include "vmp_query.h"
 
 typedef int (*format_writer)(const vmp_xview *, FILE *, const vmp_export_options *,
                              vmp_error *);
@@ -54,9 +58,12 @@ const char *vmp_export_format_list(void)
 
 /* ---- a small open-addressing map: two 64-bit words -> uint32 ------------ */
 
+/* The value of a free slot, and what map_get returns for a key not there. */
+#define MAP_ABSENT UINT32_MAX
+
 typedef struct map_slot {
     uint64_t k1, k2;
-    uint32_t value; /* UINT32_MAX: empty */
+    uint32_t value; /* MAP_ABSENT: a free slot */
 } map_slot;
 
 typedef struct map {
@@ -73,7 +80,7 @@ static int map_init(map *m, size_t expect)
     if (!m->slots)
         return -1;
     for (i = 0; i < cap; i++)
-        m->slots[i].value = UINT32_MAX;
+        m->slots[i].value = MAP_ABSENT;
     m->cap = cap;
     m->used = 0;
     return 0;
@@ -93,12 +100,12 @@ static size_t map_home(const map *m, uint64_t k1, uint64_t k2)
 static uint32_t map_get(const map *m, uint64_t k1, uint64_t k2)
 {
     size_t i = map_home(m, k1, k2);
-    while (m->slots[i].value != UINT32_MAX) {
+    while (m->slots[i].value != MAP_ABSENT) {
         if (m->slots[i].k1 == k1 && m->slots[i].k2 == k2)
             return m->slots[i].value;
         i = (i + 1) & (m->cap - 1);
     }
-    return UINT32_MAX;
+    return MAP_ABSENT;
 }
 
 static int map_grow(map *m)
@@ -109,9 +116,9 @@ static int map_grow(map *m)
         return -1;
     for (i = 0; i < m->cap; i++) {
         map_slot *s = &m->slots[i];
-        if (s->value != UINT32_MAX) {
+        if (s->value != MAP_ABSENT) {
             size_t j = map_home(&bigger, s->k1, s->k2);
-            while (bigger.slots[j].value != UINT32_MAX)
+            while (bigger.slots[j].value != MAP_ABSENT)
                 j = (j + 1) & (bigger.cap - 1);
             bigger.slots[j] = *s;
         }
@@ -129,7 +136,7 @@ static int map_put(map *m, uint64_t k1, uint64_t k2, uint32_t value)
     if ((m->used + 1) * 4 > m->cap * 3 && map_grow(m) < 0)
         return -1;
     i = map_home(m, k1, k2);
-    while (m->slots[i].value != UINT32_MAX)
+    while (m->slots[i].value != MAP_ABSENT)
         i = (i + 1) & (m->cap - 1);
     m->slots[i].k1 = k1;
     m->slots[i].k2 = k2;
@@ -138,150 +145,35 @@ static int map_put(map *m, uint64_t k1, uint64_t k2, uint32_t value)
     return 0;
 }
 
-/* ---- growable arrays ------------------------------------------------------ */
-
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    size_t c = *cap ? *cap : 64;
-    void *n;
-    if (need <= *cap)
-        return 0;
-    while (c < need)
-        c *= 2;
-    n = realloc(*arr, c * elem);
-    if (!n)
-        return -1;
-    *arr = n;
-    *cap = c;
-    return 0;
-}
-
 /* ---- the export view -------------------------------------------------------- */
 
 typedef struct xview_priv {
     size_t funcs_cap, frames_cap, stacks_cap, arena_len, arena_cap;
     uint32_t *arena; /* frame sequences of the view stacks */
-    char (*hexnames)[24]; /* names of unnamed ids, by func index */
 } xview_priv;
-
-static const char *const kind_names[VMP_FRAME_KIND_COUNT] = {
-    [VMP_FRAME_PYTHON] = NULL,
-    [VMP_FRAME_NATIVE] = NULL,
-    [VMP_FRAME_JIT] = "<JIT code>",
-    [VMP_FRAME_GC] = "<garbage collector>",
-    [VMP_FRAME_BLACKHOLE] = "<blackhole interpreter>",
-    [VMP_FRAME_ASSEMBLER] = "<assembler>",
-    [VMP_FRAME_JIT_TRACING] = "<JIT tracing>",
-};
-
-/* Splits "py:name:line:file" / "n:symbol:line:file".  The name part may itself
- * hold colons, so the split is at the first ":<digits>:" after the prefix. */
-static void parse_name(const char *s, size_t len, vmp_xfunc *f)
-{
-    size_t start = 0, i, j;
-    if (len >= 3 && memcmp(s, "py:", 3) == 0)
-        start = 3;
-    else if (len >= 2 && memcmp(s, "n:", 2) == 0)
-        start = 2;
-    f->name = s + start;
-    f->name_len = len - start;
-    f->file = "";
-    f->file_len = 0;
-    f->first_line = 0;
-    if (!start)
-        return;
-    for (i = start; i < len; i++) {
-        uint64_t line = 0;
-        if (s[i] != ':')
-            continue;
-        j = i + 1;
-        if (j < len && s[j] == '-') /* a line of -1 from PyCode_Addr2Line */
-            j++;
-        while (j < len && s[j] >= '0' && s[j] <= '9' && j - i < 12)
-            line = line * 10 + (uint64_t)(s[j++] - '0');
-        if (j > i + 1 && j < len && s[j] == ':' && s[j - 1] != '-') {
-            f->name_len = i - start;
-            f->first_line = s[i + 1] == '-' ? 0 : (uint32_t)line;
-            f->file = s + j + 1;
-            f->file_len = len - j - 1;
-            if (f->file_len == 1 && f->file[0] == '-') /* native: no file */
-                f->file_len = 0;
-            return;
-        }
-    }
-}
 
 typedef struct xbuild {
     vmp_xview *v;
     xview_priv *pv;
-    map addr_map;  /* (addr, kind) -> func */
-    map func_map;  /* (hash(name, file, line, kind), hash2) -> func */
-    map frame_map; /* (func, line) -> frame */
-    map stack_map; /* (hash(thread, frames), 0) probing by content */
-    char (*hexnames)[24];
-    size_t hexnames_cap;
+    uint32_t *func_map; /* profile function -> view func, VMP_NONE until used */
+    map frame_map;      /* (func, line) -> frame */
+    map stack_map;      /* (hash(thread, frames), 0) probing by content */
 } xbuild;
 
-static uint32_t func_for(xbuild *b, const vmp_frame *fr)
+/* The view's func for a profile function: the view keeps only the functions
+ * its stacks use, numbered in order of first use. */
+static uint32_t func_for(xbuild *b, const vmp_func *funcs, uint32_t pf)
 {
     vmp_xview *v = b->v;
-    vmp_xfunc f;
-    uint64_t h1 = 0, h2 = 0;
-    uint32_t idx;
-    size_t len;
-    const char *name;
-    uint8_t kind = fr->kind < VMP_FRAME_KIND_COUNT ? fr->kind : VMP_FRAME_PYTHON;
-    uint64_t addr = fr->addr;
-    idx = map_get(&b->addr_map, addr, kind);
-    if (idx != UINT32_MAX)
-        return idx;
-    name = vmp_profile_name(v->profile, fr->addr, &len);
-    memset(&f, 0, sizeof f);
-    /* PyPy's JIT frames carry the code id of the Python function they run:
-     * with a "py:" name they are that function, like its interpreted frames */
-    f.kind = name && len >= 3 && memcmp(name, "py:", 3) == 0 && kind != VMP_FRAME_NATIVE
-                 ? VMP_FRAME_PYTHON
-                 : kind;
-    /* and an id named by a native-symbol record is native whatever its low
-     * bit says (the original's eval trampoline in 3.9/3.10 files) */
-    if (name && len >= 2 && memcmp(name, "n:", 2) == 0)
-        f.kind = VMP_FRAME_NATIVE;
-    if (!name && kind_names[kind]) {
-        /* PyPy's unnamed machine-level frames: one func per kind */
-        f.name = kind_names[kind];
-        f.name_len = strlen(f.name);
-        f.file = "";
-    } else if (name) {
-        parse_name(name, len, &f);
-    } else {
-        /* unnamed: its id in hex, kept in storage that lives with the view */
-        if (grow((void **)&b->hexnames, &b->hexnames_cap, v->n_funcs + 1, sizeof *b->hexnames) <
-            0)
-            return UINT32_MAX - 1;
-        f.name_len = (size_t)snprintf(b->hexnames[v->n_funcs], sizeof b->hexnames[0],
-                                      "0x%" PRIx64, fr->addr);
-        f.name = NULL; /* fixed up once the hex storage stops moving */
-        f.file = "";
-    }
-    /* ids that name the same function (a code object re-created at another
-     * address) share one func */
-    if (f.name) {
-        h1 = vmp_hash_bytes(f.name, f.name_len, f.first_line) ^
-             vmp_hash_bytes(f.file, f.file_len, 1);
-        h2 = vmp_hash_bytes(f.file, f.file_len, f.first_line * 31 + f.kind + 7) +
-             vmp_hash_bytes(f.name, f.name_len, 2);
-        idx = map_get(&b->func_map, h1, h2);
-        if (idx != UINT32_MAX)
-            return map_put(&b->addr_map, addr, kind, idx) < 0 ? UINT32_MAX - 1 : idx;
-    }
-    if (grow((void **)&v->funcs, &b->pv->funcs_cap, v->n_funcs + 1, sizeof *v->funcs) < 0)
-        return UINT32_MAX - 1;
-    idx = (uint32_t)v->n_funcs++;
-    v->funcs[idx] = f;
-    if (f.name && map_put(&b->func_map, h1, h2, idx) < 0)
-        return UINT32_MAX - 1;
-    if (map_put(&b->addr_map, addr, kind, idx) < 0)
-        return UINT32_MAX - 1;
+    if (b->func_map[pf] != VMP_NONE)
+        return b->func_map[pf];
+    if (vmp_array_grow((void **)&v->funcs, &b->pv->funcs_cap, v->n_funcs + 1, sizeof *v->funcs) < 0)
+        return VMP_NONE;
+    const vmp_func *f = &funcs[pf];
+    uint32_t idx = (uint32_t)v->n_funcs++;
+    v->funcs[idx] = (vmp_xfunc){f->name, strlen(f->name), f->file, strlen(f->file), f->first_line,
+                                f->kind};
+    b->func_map[pf] = idx;
     return idx;
 }
 
@@ -289,15 +181,15 @@ static uint32_t frame_for(xbuild *b, uint32_t func, uint32_t line)
 {
     vmp_xview *v = b->v;
     uint32_t idx = map_get(&b->frame_map, func, line);
-    if (idx != UINT32_MAX)
+    if (idx != MAP_ABSENT)
         return idx;
-    if (grow((void **)&v->frames, &b->pv->frames_cap, v->n_frames + 1, sizeof *v->frames) < 0)
-        return UINT32_MAX - 1;
+    if (vmp_array_grow((void **)&v->frames, &b->pv->frames_cap, v->n_frames + 1, sizeof *v->frames) < 0)
+        return VMP_NONE;
     idx = (uint32_t)v->n_frames++;
     v->frames[idx].func = func;
     v->frames[idx].line = line;
     if (map_put(&b->frame_map, func, line, idx) < 0)
-        return UINT32_MAX - 1;
+        return VMP_NONE;
     return idx;
 }
 
@@ -311,7 +203,7 @@ static uint32_t stack_for(xbuild *b, uint32_t thread, const uint32_t *seq, uint3
     size_t i = map_home(&b->stack_map, h, 0);
     uint32_t idx;
     map_slot *s;
-    for (; (s = &b->stack_map.slots[i])->value != UINT32_MAX; i = (i + 1) & (b->stack_map.cap - 1)) {
+    for (; (s = &b->stack_map.slots[i])->value != MAP_ABSENT; i = (i + 1) & (b->stack_map.cap - 1)) {
         vmp_xstack *xs = &v->stacks[s->value];
         if (s->k1 == h && xs->thread == thread && xs->depth == depth &&
             memcmp(pv->arena + (size_t)(uintptr_t)xs->frames, seq, depth * sizeof *seq) == 0) {
@@ -319,10 +211,10 @@ static uint32_t stack_for(xbuild *b, uint32_t thread, const uint32_t *seq, uint3
             return s->value;
         }
     }
-    if (grow((void **)&v->stacks, &pv->stacks_cap, v->n_stacks + 1, sizeof *v->stacks) < 0 ||
-        grow((void **)&pv->arena, &pv->arena_cap, pv->arena_len + depth + 1, sizeof *pv->arena) <
+    if (vmp_array_grow((void **)&v->stacks, &pv->stacks_cap, v->n_stacks + 1, sizeof *v->stacks) < 0 ||
+        vmp_array_grow((void **)&pv->arena, &pv->arena_cap, pv->arena_len + depth + 1, sizeof *pv->arena) <
             0)
-        return UINT32_MAX - 1;
+        return VMP_NONE;
     idx = (uint32_t)v->n_stacks++;
     /* frames holds an arena offset until the arena stops growing */
     v->stacks[idx].frames = (const uint32_t *)(uintptr_t)pv->arena_len;
@@ -332,7 +224,7 @@ static uint32_t stack_for(xbuild *b, uint32_t thread, const uint32_t *seq, uint3
     memcpy(pv->arena + pv->arena_len, seq, depth * sizeof *seq);
     pv->arena_len += depth;
     if (map_put(&b->stack_map, h, 0, idx) < 0)
-        return UINT32_MAX - 1;
+        return VMP_NONE;
     return idx;
 }
 
@@ -341,7 +233,6 @@ void vmp_xview_free(vmp_xview *v)
     xview_priv *pv = v->priv;
     if (pv) {
         free(pv->arena);
-        free(pv->hexnames);
         free(pv);
     }
     free(v->funcs);
@@ -352,101 +243,81 @@ void vmp_xview_free(vmp_xview *v)
     memset(v, 0, sizeof *v);
 }
 
-int vmp_xview_build(vmp_xview *v, const vmp_profile *p, const vmp_export_options *o,
-                    vmp_error *err)
+int vmp_xview_build_query(vmp_xview *v, const vmp_profile *p, const vmp_query *q, const char *title,
+                          vmp_error *err)
 {
-    static const vmp_export_options defaults;
+    static const vmp_query all;
     const vmp_profile_summary *sum = vmp_profile_get_summary(p);
     size_t n_threads = vmp_profile_thread_count(p), n_pstacks = vmp_profile_stack_count(p), i;
     size_t seq_cap = 0;
     uint32_t *seq = NULL;
+    vmp_selection sel;
+    vmp_path path = {0};
     xbuild b;
     int lines, rc = -1;
 
-    if (!o)
-        o = &defaults;
+    if (!q)
+        q = &all;
     memset(v, 0, sizeof *v);
     memset(&b, 0, sizeof b);
+    if (vmp_query_select(p, q, &sel, err) < 0)
+        return -1;
     v->profile = p;
+    v->sample_begin = sel.begin;
+    v->sample_end = sel.end;
     b.v = v;
     b.pv = v->priv = calloc(1, sizeof(xview_priv));
     v->thread_on = calloc(n_threads ? n_threads : 1, 1);
     v->stack_map = malloc((n_pstacks ? n_pstacks : 1) * sizeof *v->stack_map);
-    if (!b.pv || !v->thread_on || !v->stack_map || map_init(&b.addr_map, 1024) < 0 ||
-        map_init(&b.func_map, 1024) < 0 || map_init(&b.frame_map, 1024) < 0 ||
+    b.func_map = malloc((sel.n_funcs ? sel.n_funcs : 1) * sizeof *b.func_map);
+    if (!b.pv || !v->thread_on || !v->stack_map || !b.func_map || map_init(&b.frame_map, 1024) < 0 ||
         map_init(&b.stack_map, n_pstacks) < 0)
         goto oom;
-
+    memset(b.func_map, 0xff, (sel.n_funcs ? sel.n_funcs : 1) * sizeof *b.func_map);
     for (i = 0; i < n_threads; i++)
-        v->thread_on[i] = !o->has_thread || vmp_profile_thread_id(p, i) == o->thread_id;
-    if (o->has_thread) {
-        int found = 0;
-        for (i = 0; i < n_threads; i++)
-            found |= v->thread_on[i];
-        if (!found) {
-            vmp_error_set(err, -1,
-                          "thread %" PRIu64 " (0x%" PRIx64 ") is not in the profile; it has %zu "
-                          "thread(s): pick one of those ids",
-                          o->thread_id, o->thread_id, n_threads);
-            goto out;
-        }
-    }
-    lines = o->lines && (sum->mode & 0x02 /* VMP_MODE_LINES */);
+        v->thread_on[i] = sel.thread == VMP_ALL_THREADS || sel.thread == i;
+    lines = (q->frames & VMP_Q_LINES) && (sum->mode & VMP_MODE_LINES);
 
     for (i = 0; i < n_pstacks; i++) {
         vmp_stack st;
-        uint32_t d, n = 0, idx;
+        uint32_t n = 0, idx;
         vmp_profile_stack_at(p, i, &st);
-        v->stack_map[i] = UINT32_MAX;
+        v->stack_map[i] = VMP_XVIEW_NO_STACK;
+        uint64_t cnt = vmp_selection_count(&sel, i, &st);
         if (st.thread_index >= n_threads || !v->thread_on[st.thread_index])
             continue;
-        if (grow((void **)&seq, &seq_cap, st.depth + 1, sizeof *seq) < 0)
+        if (vmp_path_make(&sel, &st, &path) < 0 ||
+            vmp_array_grow((void **)&seq, &seq_cap, path.n + 1, sizeof *seq) < 0)
             goto oom;
-        for (d = 0; d < st.depth; d++) {
-            const vmp_frame *fr = &st.frames[d];
-            uint32_t func, frame;
-            func = func_for(&b, fr);
-            if (func == UINT32_MAX - 1)
+        for (size_t d = 0; d < path.n; d++) {
+            uint32_t func = func_for(&b, sel.funcs, path.f[d].func), frame;
+            if (func == VMP_NONE)
                 goto oom;
-            if (o->no_native && v->funcs[func].kind == VMP_FRAME_NATIVE)
-                continue;
-            frame = frame_for(&b, func, lines && fr->line ? fr->line : v->funcs[func].first_line);
-            if (frame == UINT32_MAX - 1)
+            frame = frame_for(&b, func, lines && path.f[d].line ? path.f[d].line
+                                                                : v->funcs[func].first_line);
+            if (frame == VMP_NONE)
                 goto oom;
             seq[n++] = frame;
         }
-        idx = stack_for(&b, st.thread_index, seq, n, st.count);
-        if (idx == UINT32_MAX - 1)
+        if (!cnt && sel.ranged)
+            continue; /* no sample of it in the range (its samples are not walked) */
+        idx = stack_for(&b, st.thread_index, seq, n, cnt);
+        if (idx == VMP_NONE)
             goto oom;
         v->stack_map[i] = idx;
-        v->n_samples += st.count;
+        v->n_samples += cnt;
     }
     /* storage stopped moving: turn offsets into pointers */
     for (i = 0; i < v->n_stacks; i++)
         v->stacks[i].frames = b.pv->arena + (size_t)(uintptr_t)v->stacks[i].frames;
-    /* unnamed ids: their hex text stays in hexnames, now owned by the view */
-    for (i = 0; i < v->n_funcs; i++)
-        if (!v->funcs[i].name)
-            v->funcs[i].name = b.hexnames[i];
-    b.pv->hexnames = b.hexnames;
-    b.hexnames = NULL;
-    if (o->title && *o->title)
-        snprintf(v->title, sizeof v->title, "%s", o->title);
+    if (title && *title)
+        snprintf(v->title, sizeof v->title, "%s", title);
     else {
         /* the profiled command, when the writer recorded it (META "argv") */
-        const char *argv = NULL, *key, *val;
-        size_t klen, vlen = 0;
-        for (i = 0; i < vmp_profile_meta_count(p); i++) {
-            vmp_profile_meta_at(p, i, &key, &klen, &val, &vlen);
-            if (klen == 4 && memcmp(key, "argv", 4) == 0 && vlen) {
-                argv = val;
-                break;
-            }
-        }
-        if (argv)
-            snprintf(v->title, sizeof v->title, "%.*s - vmprof %s profile, %" PRIu64 " samples",
-                     (int)(vlen > 120 ? 120 : vlen), argv, sum->interp[0] ? sum->interp : "",
-                     sum->n_samples);
+        const char *argv = vmp_profile_meta_get(p, "argv");
+        if (argv && *argv)
+            snprintf(v->title, sizeof v->title, "%.120s - vmprof %s profile, %" PRIu64 " samples",
+                     argv, sum->interp[0] ? sum->interp : "", sum->n_samples);
         else
             snprintf(v->title, sizeof v->title, "vmprof %s profile, %" PRIu64 " samples",
                      sum->interp[0] ? sum->interp : "", sum->n_samples);
@@ -458,14 +329,52 @@ oom:
                            "thread (--thread)");
 out:
     free(seq);
-    free(b.hexnames);
-    map_free(&b.addr_map);
-    map_free(&b.func_map);
+    free(b.func_map);
+    vmp_path_free(&path);
+    vmp_selection_free(&sel);
     map_free(&b.frame_map);
     map_free(&b.stack_map);
     if (rc < 0)
         vmp_xview_free(v);
     return rc;
+}
+
+/* The query that export options describe. */
+static int query_of_options(const vmp_profile *p, const vmp_export_options *o, vmp_query *q,
+                            vmp_error *err)
+{
+    memset(q, 0, sizeof *q);
+    q->frames = VMP_Q_KEEP_RUNNER; /* as these exports always were */
+    if (!o)
+        return 0;
+    if (o->has_thread) {
+        size_t n_threads = vmp_profile_thread_count(p), i;
+        for (i = 0; i < n_threads; i++)
+            if (vmp_profile_thread_id(p, i) == o->thread_id)
+                break;
+        if (i == n_threads)
+            return vmp_error_set(err, -1,
+                                 "thread %" PRIu64 " (0x%" PRIx64 ") is not in the profile; it has %zu "
+                                 "thread(s): pick one of those ids",
+                                 o->thread_id, o->thread_id, n_threads);
+        q->thread_set = 1;
+        q->thread = (uint32_t)i;
+    }
+    if (o->lines)
+        q->frames |= VMP_Q_LINES;
+    if (o->no_native)
+        q->frames |= VMP_Q_NO_NATIVE;
+    return 0;
+}
+
+int vmp_xview_build(vmp_xview *v, const vmp_profile *p, const vmp_export_options *o,
+                    vmp_error *err)
+{
+    vmp_query q;
+    memset(v, 0, sizeof *v);
+    if (query_of_options(p, o, &q, err) < 0)
+        return -1;
+    return vmp_xview_build_query(v, p, &q, o ? o->title : NULL, err);
 }
 
 double vmp_xview_period_ms(const vmp_xview *v)
@@ -476,14 +385,7 @@ double vmp_xview_period_ms(const vmp_xview *v)
 
 double vmp_xview_sample_ms(const vmp_xview *v, uint64_t i)
 {
-    const vmp_profile_summary *s = vmp_profile_get_summary(v->profile);
-    if (s->has_start_time && s->has_end_time && s->n_samples > 1) {
-        double ms = (double)(s->end_sec - s->start_sec) * 1000.0 +
-                    (double)(s->end_usec - s->start_usec) / 1000.0;
-        if (ms > 0)
-            return (double)i * ms / (double)s->n_samples;
-    }
-    return (double)i * vmp_xview_period_ms(v);
+    return vmp_profile_sample_ms(v->profile, i);
 }
 
 const char *vmp_xview_thread_label(const vmp_xview *v, uint32_t thread, char *buf, size_t size)
@@ -517,25 +419,25 @@ int vmp_xtree_build(vmp_xtree *t, const vmp_xview *v, uint32_t thread, vmp_error
     t->stack_leaf = malloc((v->n_stacks ? v->n_stacks : 1) * sizeof *t->stack_leaf);
     if (!pt || !t->stack_leaf || map_init(&children, v->n_stacks * 4) < 0)
         goto oom;
-    if (grow((void **)&t->nodes, &pt->cap, 1, sizeof *t->nodes) < 0)
+    if (vmp_array_grow((void **)&t->nodes, &pt->cap, 1, sizeof *t->nodes) < 0)
         goto oom_map;
-    t->nodes[0].parent = UINT32_MAX;
-    t->nodes[0].frame = UINT32_MAX;
+    t->nodes[0].parent = VMP_XTREE_NONE;
+    t->nodes[0].frame = VMP_XTREE_NONE;
     t->nodes[0].total = t->nodes[0].self = 0;
     t->n_nodes = 1;
     for (i = 0; i < v->n_stacks; i++) {
         const vmp_xstack *st = &v->stacks[i];
         uint32_t node = 0, d;
-        if (thread != UINT32_MAX && st->thread != thread) {
-            t->stack_leaf[i] = UINT32_MAX;
+        if (thread != VMP_XTREE_ALL_THREADS && st->thread != thread) {
+            t->stack_leaf[i] = VMP_XTREE_NONE;
             continue;
         }
         t->nodes[0].total += st->count;
         for (d = 0; d < st->depth; d++) {
             uint32_t child = map_get(&children, node, st->frames[d]);
-            if (child == UINT32_MAX) {
-                if (t->n_nodes >= UINT32_MAX - 2 ||
-                    grow((void **)&t->nodes, &pt->cap, t->n_nodes + 1, sizeof *t->nodes) < 0)
+            if (child == MAP_ABSENT) {
+                if (t->n_nodes >= VMP_XTREE_NONE - 1 ||
+                    vmp_array_grow((void **)&t->nodes, &pt->cap, t->n_nodes + 1, sizeof *t->nodes) < 0)
                     goto oom_map;
                 child = (uint32_t)t->n_nodes++;
                 t->nodes[child].parent = node;
@@ -561,28 +463,36 @@ oom:
 
 /* ---- entry points ----------------------------------------------------------- */
 
-int vmp_export_write(const vmp_profile *p, vmp_export_format format, FILE *out,
-                     const vmp_export_options *options, vmp_error *err)
+/* Writes the query's view of p in format to out, flushed. */
+static int export_query(const vmp_profile *p, vmp_export_format format, const vmp_query *q,
+                        const vmp_export_settings *settings, FILE *out, vmp_error *err)
 {
-    vmp_export_options opts;
+    vmp_export_options o;
+    vmp_query lq;
     vmp_xview v;
     int rc;
-    memset(&opts, 0, sizeof opts);
+    memset(&o, 0, sizeof o);
     if ((unsigned)format >= VMP_EXPORT_FORMAT_COUNT)
         return vmp_error_set(err, -1, "unknown export format %d; the formats are: %s", (int)format,
                              vmp_export_format_list());
+    if (q)
+        lq = *q;
+    else
+        memset(&lq, 0, sizeof lq);
     /* pprof and the Firefox Profiler keep functions and lines apart
      * themselves (a Location or frame per line, grouped by function), so a
      * lines-mode profile always gives them its lines */
-    if (format == VMP_EXPORT_PPROF || format == VMP_EXPORT_FIREFOX) {
-        if (options)
-            opts = *options;
-        opts.lines = 1;
-        options = &opts;
+    if (format == VMP_EXPORT_PPROF || format == VMP_EXPORT_FIREFOX)
+        lq.frames |= VMP_Q_LINES;
+    if (settings) {
+        o.title = settings->title;
+        o.html_min_fraction = settings->html_min_fraction;
     }
-    if (vmp_xview_build(&v, p, options, err) < 0)
+    o.lines = (lq.frames & VMP_Q_LINES) != 0;
+    o.no_native = (lq.frames & VMP_Q_NO_NATIVE) != 0;
+    if (vmp_xview_build_query(&v, p, &lq, o.title, err) < 0)
         return -1;
-    rc = formats[format].write(&v, out, options, err);
+    rc = formats[format].write(&v, out, &o, err);
     vmp_xview_free(&v);
     if (fflush(out) != 0 || ferror(out)) {
         if (rc == 0)
@@ -590,6 +500,82 @@ int vmp_export_write(const vmp_profile *p, vmp_export_format format, FILE *out,
                                    "the output path",
                           formats[format].name, strerror(errno));
         return -1;
+    }
+    return rc;
+}
+
+int vmp_export_write(const vmp_profile *p, vmp_export_format format, FILE *out,
+                     const vmp_export_options *options, vmp_error *err)
+{
+    vmp_query q;
+    vmp_export_settings st = {options ? options->title : NULL,
+                              options ? options->html_min_fraction : 0};
+    if (query_of_options(p, options, &q, err) < 0)
+        return -1;
+    return export_query(p, format, &q, &st, out, err);
+}
+
+const char *vmp_export_formats(void)
+{
+    return vmp_export_format_list();
+}
+
+static ssize_t sink_write(void *cookie, const char *buf, size_t size)
+{
+    const vmp_sink *sink = cookie;
+    if (sink->write(sink->ctx, buf, size) < 0) {
+        errno = EIO;
+        return -1;
+    }
+    return (ssize_t)size;
+}
+
+static int format_of(const char *format, vmp_error *err)
+{
+    int f = vmp_export_format_from_name(format);
+    if (f < 0)
+        vmp_error_set(err, -1, "unknown export format '%s'; choose one of: %s", format ? format : "",
+                      vmp_export_format_list());
+    return f;
+}
+
+int vmp_query_export(const vmp_profile *p, const vmp_query *q, const char *format,
+                     const vmp_export_settings *settings, const vmp_sink *sink, vmp_error *err)
+{
+    vmp_error_clear(err);
+    int f = format_of(format, err);
+    if (f < 0)
+        return -1;
+    cookie_io_functions_t io = {NULL, sink_write, NULL, NULL};
+    FILE *out = fopencookie((void *)sink, "w", io);
+    if (!out)
+        return vmp_error_set(err, -1, "out of memory while starting the export");
+    int rc = export_query(p, (vmp_export_format)f, q, settings, out, err);
+    if (fclose(out) != 0 && rc == 0)
+        rc = vmp_error_set(err, -1, "the export's output refused the bytes");
+    return rc;
+}
+
+int vmp_query_export_buffer(const vmp_profile *p, const vmp_query *q, const char *format,
+                            const vmp_export_settings *settings, char **data, size_t *len,
+                            vmp_error *err)
+{
+    vmp_error_clear(err);
+    *data = NULL;
+    *len = 0;
+    int f = format_of(format, err);
+    if (f < 0)
+        return -1;
+    FILE *out = open_memstream(data, len);
+    if (!out)
+        return vmp_error_set(err, -1, "out of memory while starting the export");
+    int rc = export_query(p, (vmp_export_format)f, q, settings, out, err);
+    if (fclose(out) != 0 && rc == 0)
+        rc = vmp_error_set(err, -1, "out of memory while writing the export");
+    if (rc < 0) {
+        free(*data);
+        *data = NULL;
+        *len = 0;
     }
     return rc;
 }
@@ -628,10 +614,14 @@ int vmp_export_write_path(const vmp_profile *p, vmp_export_format format, const 
 
 /* ---- string table ----------------------------------------------------------- */
 
+/* Strings live end to end in text; an index table over string indices finds
+ * one by its hash, and a hit is confirmed by comparing the text. */
 typedef struct xstrings_priv {
-    map index;         /* (hash1, hash2) -> string */
-    size_t *offsets;   /* into text; count + 1 entries once finished */
-    size_t offsets_cap;
+    uint32_t *table;   /* string indices; VMP_INDEX_FREE marks a free slot */
+    size_t table_cap;
+    uint64_t *hashes;  /* per string */
+    size_t *offsets;   /* into text; count + 1 entries */
+    size_t offsets_cap, hashes_cap;
     char *text;
     size_t text_len, text_cap;
 } xstrings_priv;
@@ -641,11 +631,12 @@ int vmp_xstrings_init(vmp_xstrings *s)
     xstrings_priv *ps = calloc(1, sizeof *ps);
     s->count = 0;
     s->priv = ps;
-    if (!ps || map_init(&ps->index, 1024) < 0 ||
-        grow((void **)&ps->offsets, &ps->offsets_cap, 1, sizeof *ps->offsets) < 0) {
+    if (!ps || !(ps->table = vmp_index_table_new(1024)) ||
+        vmp_array_grow((void **)&ps->offsets, &ps->offsets_cap, 1, sizeof *ps->offsets) < 0) {
         vmp_xstrings_free(s);
         return -1;
     }
+    ps->table_cap = 1024;
     ps->offsets[0] = 0;
     return 0;
 }
@@ -654,7 +645,8 @@ void vmp_xstrings_free(vmp_xstrings *s)
 {
     xstrings_priv *ps = s->priv;
     if (ps) {
-        map_free(&ps->index);
+        free(ps->table);
+        free(ps->hashes);
         free(ps->offsets);
         free(ps->text);
         free(ps);
@@ -666,21 +658,38 @@ void vmp_xstrings_free(vmp_xstrings *s)
 uint32_t vmp_xstrings_add(vmp_xstrings *s, const char *str, size_t len)
 {
     xstrings_priv *ps = s->priv;
-    uint64_t h1 = vmp_hash_bytes(str, len, 11), h2 = vmp_hash_bytes(str, len, len + 977);
-    uint32_t idx = map_get(&ps->index, h1, h2);
-    if (idx != UINT32_MAX)
-        return idx;
-    if (s->count >= UINT32_MAX - 2 ||
-        grow((void **)&ps->text, &ps->text_cap, ps->text_len + len + 1, 1) < 0 ||
-        grow((void **)&ps->offsets, &ps->offsets_cap, s->count + 2, sizeof *ps->offsets) < 0)
-        return UINT32_MAX;
+    uint64_t h = vmp_hash_bytes(str, len, 11);
+    size_t mask = ps->table_cap - 1, j;
+    for (j = h & mask; ps->table[j] != VMP_INDEX_FREE; j = (j + 1) & mask) {
+        uint32_t i = ps->table[j];
+        size_t off = ps->offsets[i];
+        if (ps->hashes[i] == h && ps->offsets[i + 1] - off - 1 == len &&
+            memcmp(ps->text + off, str, len) == 0)
+            return i;
+    }
+    if (s->count >= VMP_XSTRINGS_FAILED - 1 ||
+        vmp_array_grow((void **)&ps->text, &ps->text_cap, ps->text_len + len + 1, 1) < 0 ||
+        vmp_array_grow((void **)&ps->offsets, &ps->offsets_cap, s->count + 2, sizeof *ps->offsets) < 0 ||
+        vmp_array_grow((void **)&ps->hashes, &ps->hashes_cap, s->count + 1, sizeof *ps->hashes) < 0)
+        return VMP_XSTRINGS_FAILED;
+    if ((s->count + 1) * 2 > ps->table_cap) {
+        size_t ncap = ps->table_cap * 2;
+        uint32_t *nt = vmp_index_table_new(ncap);
+        if (!nt)
+            return VMP_XSTRINGS_FAILED;
+        for (size_t i = 0; i < s->count; i++)
+            nt[vmp_index_table_slot(nt, ncap, ps->hashes[i])] = (uint32_t)i;
+        free(ps->table);
+        ps->table = nt;
+        ps->table_cap = ncap;
+    }
     memcpy(ps->text + ps->text_len, str, len);
     ps->text_len += len;
     ps->text[ps->text_len++] = '\0';
-    idx = (uint32_t)s->count++;
+    uint32_t idx = (uint32_t)s->count++;
     ps->offsets[s->count] = ps->text_len;
-    if (map_put(&ps->index, h1, h2, idx) < 0)
-        return UINT32_MAX;
+    ps->hashes[idx] = h;
+    ps->table[vmp_index_table_slot(ps->table, ps->table_cap, h)] = idx;
     return idx;
 }
 

@@ -45,6 +45,7 @@
 
 #include "vmp_error.h"
 #include "vmp_profile.h"
+#include "vmprof.h"
 
 typedef enum vmp_export_format {
     VMP_EXPORT_COLLAPSED = 0,
@@ -118,15 +119,27 @@ typedef struct vmp_xview {
     size_t n_frames;
     vmp_xstack *stacks;
     size_t n_stacks;
-    /* per profile stack: its view stack, or UINT32_MAX when filtered out */
+    /* per profile stack: its view stack, or VMP_XVIEW_NO_STACK when none of
+     * its samples is exported */
     uint32_t *stack_map;
     /* per profile thread: 1 when exported */
     unsigned char *thread_on;
-    uint64_t n_samples; /* samples of the exported threads */
+    uint64_t n_samples; /* samples exported */
+    /* the exported samples are those in [sample_begin, sample_end) whose
+     * profile stack has a view stack */
+    uint64_t sample_begin, sample_end;
     char title[256];
     void *priv;         /* owned storage */
 } vmp_xview;
 
+#define VMP_XVIEW_NO_STACK UINT32_MAX
+
+/* The view of the samples and frames a query selects (vmprof.h); title NULL
+ * or "": derived from the profile.  Recursion is kept whatever the query
+ * says, and by-address queries are treated as by function. */
+int vmp_xview_build_query(vmp_xview *v, const vmp_profile *p, const vmp_query *q,
+                          const char *title, vmp_error *err);
+/* The view that export options describe (their thread, lines and no_native). */
 int vmp_xview_build(vmp_xview *v, const vmp_profile *p, const vmp_export_options *options,
                     vmp_error *err);
 void vmp_xview_free(vmp_xview *v);
@@ -139,11 +152,14 @@ double vmp_xview_period_ms(const vmp_xview *v);
 const char *vmp_xview_thread_label(const vmp_xview *v, uint32_t thread, char *buf, size_t size);
 
 /* A call tree per thread built from the view's stacks: node 0 is a root with
- * no frame (frame UINT32_MAX); every other node is one frame under its
+ * no frame (frame VMP_XTREE_NONE); every other node is one frame under its
  * parent.  Shared by the formats that need a prefix tree (firefox's stack
  * table, html's flame graph). */
+#define VMP_XTREE_NONE UINT32_MAX        /* no parent, no frame, no leaf */
+#define VMP_XTREE_ALL_THREADS UINT32_MAX /* vmp_xtree_build: every exported thread */
+
 typedef struct vmp_xtree_node {
-    uint32_t parent; /* UINT32_MAX for the root */
+    uint32_t parent; /* VMP_XTREE_NONE for the root */
     uint32_t frame;
     uint64_t total;  /* samples at or under this node */
     uint64_t self;   /* samples whose leaf is this node */
@@ -153,13 +169,13 @@ typedef struct vmp_xtree {
     vmp_xtree_node *nodes;
     size_t n_nodes;
     /* per view stack: the node of its leaf (0 for an empty stack), or
-     * UINT32_MAX when the stack is of another thread */
+     * VMP_XTREE_NONE when the stack is of another thread */
     uint32_t *stack_leaf;
     void *priv;
 } vmp_xtree;
 
-/* thread: a profile thread index, or UINT32_MAX for all exported threads
- * merged.  Children always come after their parent. */
+/* thread: a profile thread index, or VMP_XTREE_ALL_THREADS for all exported
+ * threads merged.  Children always come after their parent. */
 int vmp_xtree_build(vmp_xtree *t, const vmp_xview *v, uint32_t thread, vmp_error *err);
 void vmp_xtree_free(vmp_xtree *t);
 
@@ -172,7 +188,10 @@ typedef struct vmp_xstrings {
 
 int vmp_xstrings_init(vmp_xstrings *s);
 void vmp_xstrings_free(vmp_xstrings *s);
-/* The index of the string, adding it when new; UINT32_MAX when out of memory. */
+#define VMP_XSTRINGS_FAILED UINT32_MAX
+
+/* The index of the string, adding it when new; VMP_XSTRINGS_FAILED when out
+ * of memory. */
 uint32_t vmp_xstrings_add(vmp_xstrings *s, const char *str, size_t len);
 const char *vmp_xstrings_get(const vmp_xstrings *s, size_t i, size_t *len);
 

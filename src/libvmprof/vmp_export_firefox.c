@@ -25,6 +25,9 @@
 
 #define PROCESSED_VERSION 48
 #define GECKO_VERSION 27
+/* a func without a file (null in the table): never a string index, and not
+ * VMP_XSTRINGS_FAILED either */
+#define NO_FILE (VMP_XSTRINGS_FAILED - 1)
 
 enum { CAT_PYTHON, CAT_NATIVE, CAT_OTHER };
 
@@ -71,7 +74,7 @@ static void elem_u_or_null(FILE *out, size_t i, int present, unsigned value)
 static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, vmp_error *err)
 {
     const vmp_profile *p = v->profile;
-    uint64_t n = vmp_profile_get_summary(p)->n_samples, i, n_here = 0;
+    uint64_t n = v->sample_end, i, n_here = 0;
     vmp_xstrings strs;
     vmp_xtree tree;
     uint32_t *name_str = NULL, *file_str = NULL;
@@ -91,8 +94,8 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
         name_str[k] = vmp_xstrings_add(&strs, v->funcs[k].name, v->funcs[k].name_len);
         file_str[k] = v->funcs[k].file_len
                           ? vmp_xstrings_add(&strs, v->funcs[k].file, v->funcs[k].file_len)
-                          : UINT32_MAX - 1;
-        if (name_str[k] == UINT32_MAX || file_str[k] == UINT32_MAX)
+                          : NO_FILE;
+        if (name_str[k] == VMP_XSTRINGS_FAILED || file_str[k] == VMP_XSTRINGS_FAILED)
             goto oom;
     }
 
@@ -105,19 +108,19 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
 
     /* samples, in file order */
     fputs("\"samples\":{\"weightType\":\"samples\",\"weight\":null,\"stack\":[", out);
-    for (i = 0; i < n; i++) {
+    for (i = v->sample_begin; i < n; i++) {
         uint32_t ps = vmp_profile_sample_stack(p, i), xs, leaf;
-        if (ps >= vmp_profile_stack_count(p) || (xs = v->stack_map[ps]) == UINT32_MAX ||
-            (leaf = tree.stack_leaf[xs]) == UINT32_MAX)
+        if (ps >= vmp_profile_stack_count(p) || (xs = v->stack_map[ps]) == VMP_XVIEW_NO_STACK ||
+            (leaf = tree.stack_leaf[xs]) == VMP_XTREE_NONE)
             continue;
         elem_u_or_null(out, n_here++, leaf != 0, leaf - 1);
     }
     fputs("],\"time\":[", out);
     first = 1;
-    for (i = 0; i < n; i++) {
+    for (i = v->sample_begin; i < n; i++) {
         uint32_t ps = vmp_profile_sample_stack(p, i), xs;
-        if (ps >= vmp_profile_stack_count(p) || (xs = v->stack_map[ps]) == UINT32_MAX ||
-            tree.stack_leaf[xs] == UINT32_MAX)
+        if (ps >= vmp_profile_stack_count(p) || (xs = v->stack_map[ps]) == VMP_XVIEW_NO_STACK ||
+            tree.stack_leaf[xs] == VMP_XTREE_NONE)
             continue;
         if (!first)
             putc(',', out);
@@ -178,7 +181,7 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     column_lit(out, "resource", v->n_funcs, "-1");
     fputs("\"fileName\":[", out);
     for (k = 0; k < v->n_funcs; k++)
-        elem_u_or_null(out, k, file_str[k] != UINT32_MAX - 1, file_str[k]);
+        elem_u_or_null(out, k, file_str[k] != NO_FILE, file_str[k]);
     fputs("],\"lineNumber\":[", out);
     for (k = 0; k < v->n_funcs; k++)
         elem_u_or_null(out, k, v->funcs[k].file_len != 0, v->funcs[k].first_line);
@@ -214,24 +217,24 @@ oom:
 static void write_rss_counter(const vmp_xview *v, FILE *out)
 {
     const vmp_profile *p = v->profile;
-    uint64_t n = vmp_profile_get_summary(p)->n_samples, i;
+    uint64_t n = v->sample_end, i;
     int64_t last = 0;
     fputs("{\"name\":\"RSS\",\"category\":\"Memory\",\"description\":\"Resident set size of the "
           "profiled process\",\"color\":\"orange\",\"pid\":\"0\",\"mainThreadIndex\":0,"
           "\"samples\":{\"time\":[",
           out);
-    for (i = 0; i < n; i++) {
-        if (i)
+    for (i = v->sample_begin; i < n; i++) {
+        if (i > v->sample_begin)
             putc(',', out);
         vmp_json_millis(out, vmp_xview_sample_ms(v, i));
     }
     fputs("],\"count\":[", out);
-    for (i = 0; i < n; i++) {
+    for (i = v->sample_begin; i < n; i++) {
         int64_t bytes = (int64_t)vmp_profile_sample_rss(p, i) * 1024;
-        fprintf(out, i ? ",%" PRId64 : "%" PRId64, bytes - last);
+        fprintf(out, i > v->sample_begin ? ",%" PRId64 : "%" PRId64, bytes - last);
         last = bytes;
     }
-    fprintf(out, "],\"length\":%" PRIu64 "}}", n);
+    fprintf(out, "],\"length\":%" PRIu64 "}}", n - v->sample_begin);
 }
 
 int vmp_export_firefox(const vmp_xview *v, FILE *out, const vmp_export_options *o,

@@ -33,6 +33,7 @@
 
 #define DEFAULT_MIN_FRACTION (1.0 / 5000.0)
 #define RSS_POINTS 2000
+#define DROPPED UINT32_MAX /* a node pruned from the page */
 #define DATA_MARKER "/*VMPROF_DATA*/"
 #define FLAMEGRAPH_MARKER "/*VMPROF_FLAMEGRAPH*/" /* after DATA_MARKER in the page */
 
@@ -79,10 +80,10 @@ static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char
     /* parents come before children and are never lighter, so a dropped
      * parent always drops its subtree */
     for (k = 0; k < t.n_nodes; k++) {
-        if (k == 0 || (keep[t.nodes[k].parent] != UINT32_MAX && t.nodes[k].total >= min_count))
+        if (k == 0 || (keep[t.nodes[k].parent] != DROPPED && t.nodes[k].total >= min_count))
             keep[k] = (uint32_t)n_kept++;
         else {
-            keep[k] = UINT32_MAX;
+            keep[k] = DROPPED;
             *pruned = 1;
         }
     }
@@ -90,15 +91,15 @@ static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char
     vmp_json_cstring(out, label);
     fputs(",\"parent\":[-1", out);
     for (k = 1; k < t.n_nodes; k++)
-        if (keep[k] != UINT32_MAX)
+        if (keep[k] != DROPPED)
             fprintf(out, ",%u", keep[t.nodes[k].parent]);
     fputs("],\"frame\":[-1", out);
     for (k = 1; k < t.n_nodes; k++)
-        if (keep[k] != UINT32_MAX)
+        if (keep[k] != DROPPED)
             fprintf(out, ",%u", t.nodes[k].frame);
     fputs("],\"value\":[", out);
     for (k = 0; k < t.n_nodes; k++)
-        if (keep[k] != UINT32_MAX)
+        if (keep[k] != DROPPED)
             fprintf(out, k ? ",%" PRIu64 : "%" PRIu64, t.nodes[k].total);
     fputs("]}", out);
     free(keep);
@@ -106,29 +107,25 @@ static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char
     return 0;
 }
 
-static void write_rss(const vmp_xview *v, FILE *out)
+/* RSS is the process's, so every exported sample counts, whatever thread */
+static int write_rss(const vmp_xview *v, FILE *out, vmp_error *err)
 {
-    uint64_t n = vmp_profile_get_summary(v->profile)->n_samples, i, bucket;
-    bucket = (n + RSS_POINTS - 1) / RSS_POINTS;
-    if (bucket < 1)
-        bucket = 1;
+    vmp_query q = {.sample_range_set = 1, .sample_begin = v->sample_begin,
+                   .sample_end = v->sample_end};
+    vmp_rss_series *r = vmp_query_rss(v->profile, &q, RSS_POINTS, err);
+    if (!r)
+        return -1;
     fputs(",\"rss\":[", out);
-    for (i = 0; i < n; i += bucket) {
-        uint64_t j, peak = 0, at = i;
-        for (j = i; j < n && j < i + bucket; j++) {
-            uint64_t r = vmp_profile_sample_rss(v->profile, j);
-            if (r > peak) {
-                peak = r;
-                at = j;
-            }
-        }
+    for (size_t i = 0; i < r->n; i++) {
         if (i)
             putc(',', out);
         putc('[', out);
-        vmp_json_millis(out, vmp_xview_sample_ms(v, at));
-        fprintf(out, ",%" PRIu64 "]", peak);
+        vmp_json_millis(out, r->points[i].ms);
+        fprintf(out, ",%" PRIu64 "]", r->points[i].rss_kib);
     }
     putc(']', out);
+    vmp_result_free(r);
+    return 0;
 }
 
 static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o,
@@ -168,7 +165,7 @@ static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o
         fprintf(out, i ? ",[%u,%u]" : "[%u,%u]", v->frames[i].func, v->frames[i].line);
     fputs("],\"trees\":[", out);
     if (on != 1) {
-        if (write_tree(v, out, UINT32_MAX, "All threads", min_fraction, &pruned, err) < 0)
+        if (write_tree(v, out, VMP_XTREE_ALL_THREADS, "All threads", min_fraction, &pruned, err) < 0)
             return -1;
         first = 0;
     }
@@ -184,8 +181,8 @@ static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o
             return -1;
     }
     putc(']', out);
-    if ((sum->mode & VMP_MODE_MEMORY) && sum->n_samples)
-        write_rss(v, out);
+    if ((sum->mode & VMP_MODE_MEMORY) && sum->n_samples && write_rss(v, out, err) < 0)
+        return -1;
     fprintf(out, ",\"pruned\":%s}", pruned ? "true" : "false");
     return 0;
 }

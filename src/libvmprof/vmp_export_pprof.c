@@ -98,16 +98,16 @@ int vmp_export_pprof(const vmp_xview *v, FILE *out, const vmp_export_options *o,
     for (i = 0; i < v->n_funcs; i++) {
         func_name[i] = vmp_xstrings_add(&strs, v->funcs[i].name, v->funcs[i].name_len);
         func_file[i] = vmp_xstrings_add(&strs, v->funcs[i].file, v->funcs[i].file_len);
-        if (func_name[i] == UINT32_MAX || func_file[i] == UINT32_MAX)
+        if (func_name[i] == VMP_XSTRINGS_FAILED || func_file[i] == VMP_XSTRINGS_FAILED)
             goto oom;
     }
     for (i = 0; i < n_threads; i++) {
         snprintf(label, sizeof label, "0x%" PRIx64, vmp_profile_thread_id(v->profile, i));
-        if ((thread_str[i] = vmp_xstrings_add(&strs, label, strlen(label))) == UINT32_MAX)
+        if ((thread_str[i] = vmp_xstrings_add(&strs, label, strlen(label))) == VMP_XSTRINGS_FAILED)
             goto oom;
     }
-    if (s_samples == UINT32_MAX || s_count == UINT32_MAX || s_time == UINT32_MAX ||
-        s_ns == UINT32_MAX || s_thread == UINT32_MAX || s_title == UINT32_MAX)
+    if (s_samples == VMP_XSTRINGS_FAILED || s_count == VMP_XSTRINGS_FAILED || s_time == VMP_XSTRINGS_FAILED ||
+        s_ns == VMP_XSTRINGS_FAILED || s_thread == VMP_XSTRINGS_FAILED || s_title == VMP_XSTRINGS_FAILED)
         goto oom;
 
     value_type(&b, PROFILE_SAMPLE_TYPE, s_samples, s_count);

@@ -8,11 +8,13 @@
  */
 #include "vmp_profile.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vmp_format.h"
 #include "vmp_hash.h"
+#include "vmp_name.h"
 
 /* ---- arena: bump allocation in chunks, freed all at once ----------------- */
 
@@ -98,6 +100,8 @@ typedef struct ustack {
     uint32_t thread_index;
     uint64_t count;
     uint64_t hash;
+    uint32_t *codes; /* resolved: a code index per frame */
+    uint32_t runner_frames;
 } ustack;
 
 typedef struct name_entry {
@@ -138,7 +142,36 @@ struct vmp_profile {
     size_t samples_cap, rss_cap;
     int64_t *sample_time; /* NULL unless the file carries timestamps */
     size_t time_cap;
+
+    /* resolved (vmp_profile_resolve), valid while resolved is set */
+    int resolved;
+    arena fmem;        /* function texts and per-stack codes, per resolution */
+    vmp_func *funcs;
+    size_t funcs_len, funcs_cap;
+    vmp_code *codes;
+    size_t codes_len, codes_cap;
+    vmp_u64map code_index[VMP_FRAME_KIND_COUNT]; /* addr -> code, per kind */
+    uint64_t *thread_samples;
 };
+
+static void unresolve(vmp_profile *p)
+{
+    arena_free(&p->fmem);
+    free(p->funcs);
+    free(p->codes);
+    for (int k = 0; k < VMP_FRAME_KIND_COUNT; k++)
+        vmp_u64map_free(&p->code_index[k]);
+    free(p->thread_samples);
+    p->funcs = NULL;
+    p->codes = NULL;
+    p->thread_samples = NULL;
+    p->funcs_len = p->funcs_cap = p->codes_len = p->codes_cap = 0;
+    for (size_t i = 0; i < p->stacks_len; i++) {
+        p->stacks[i].codes = NULL;
+        p->stacks[i].runner_frames = 0;
+    }
+    p->resolved = 0;
+}
 
 vmp_profile *vmp_profile_new(void)
 {
@@ -156,6 +189,7 @@ void vmp_profile_free(vmp_profile *p)
 {
     if (!p)
         return;
+    unresolve(p);
     arena_free(&p->mem);
     free(p->meta);
     free(p->names);
@@ -229,6 +263,8 @@ static int is_py_name(const char *s, size_t len)
 int vmp_profile_add_name(vmp_profile *p, uint64_t id, const char *name, size_t len)
 {
     uint32_t at;
+    if (p->resolved)
+        unresolve(p);
     if (vmp_u64map_find(&p->name_index, id, &at)) {
         name_entry *e = &p->names[at];
         /* A code object's memory can be reused, so the newest py: name is the
@@ -356,6 +392,8 @@ static int stack_table_grow(vmp_profile *p)
 static int append_sample(vmp_profile *p, uint32_t idx, uint64_t rss_kib)
 {
     uint64_t n = p->summary.n_samples;
+    if (p->resolved)
+        unresolve(p);
     if (n >= UINT32_MAX)
         return -1;
     if (n >= p->samples_cap &&
@@ -420,7 +458,7 @@ int vmp_profile_add_sample(vmp_profile *p, const vmp_frame *frames, uint32_t dep
             }
         }
         idx = (uint32_t)p->stacks_len++;
-        p->stacks[idx] = (ustack){copy, depth, thread, 0, hash};
+        p->stacks[idx] = (ustack){copy, depth, thread, 0, hash, NULL, 0};
         p->stack_table[slot] = idx;
     }
 
@@ -439,6 +477,8 @@ void vmp_profile_stack_at(const vmp_profile *p, size_t i, vmp_stack *out)
     out->depth = s->depth;
     out->thread_index = s->thread_index;
     out->count = s->count;
+    out->codes = s->codes;
+    out->runner_frames = s->runner_frames;
 }
 
 uint32_t vmp_profile_sample_stack(const vmp_profile *p, uint64_t i)
@@ -473,4 +513,286 @@ int vmp_profile_has_sample_times(const vmp_profile *p)
 int64_t vmp_profile_sample_time(const vmp_profile *p, uint64_t i)
 {
     return p->sample_time && i < p->time_cap ? p->sample_time[i] : 0;
+}
+
+/* ---- the resolved view: functions, codes, runner frames ------------------- */
+
+static const char *const unnamed_kind_names[VMP_FRAME_KIND_COUNT] = {
+    [VMP_FRAME_JIT] = "<JIT code>",
+    [VMP_FRAME_GC] = "<garbage collector>",
+    [VMP_FRAME_BLACKHOLE] = "<blackhole interpreter>",
+    [VMP_FRAME_ASSEMBLER] = "<assembler>",
+    [VMP_FRAME_JIT_TRACING] = "<JIT tracing>",
+};
+
+static uint64_t func_hash(uint8_t kind, const char *name, size_t nlen, const char *file,
+                          size_t flen, uint32_t line)
+{
+    return vmp_mix64(vmp_hash_bytes(name, nlen, kind) ^
+                     vmp_hash_bytes(file, flen, 0x51ed27 + (uint64_t)line));
+}
+
+/* The function of (kind, name, file, line), added when new: ids that name the
+ * same function share it.  func_by_hash maps a text hash to the first
+ * function with it; collisions are chained through next_same_hash. */
+typedef struct func_builder {
+    vmp_u64map by_hash;
+    uint32_t *next_same_hash;
+    size_t next_cap;
+} func_builder;
+
+static uint32_t intern_func(vmp_profile *p, func_builder *fb, uint8_t kind, const char *name,
+                            size_t nlen, const char *file, size_t flen, uint32_t line,
+                            uint64_t addr)
+{
+    uint64_t h = func_hash(kind, name, nlen, file, flen, line);
+    uint32_t at;
+    if (vmp_u64map_find(&fb->by_hash, h, &at)) {
+        for (uint32_t i = at; i != VMP_NONE; i = fb->next_same_hash[i]) {
+            const vmp_func *f = &p->funcs[i];
+            if (f->kind == kind && f->first_line == line && strlen(f->name) == nlen &&
+                memcmp(f->name, name, nlen) == 0 && strlen(f->file) == flen &&
+                memcmp(f->file, file, flen) == 0)
+                return i;
+        }
+    }
+    if (p->funcs_len >= VMP_NONE - 1 ||
+        grow((void **)&p->funcs, &p->funcs_cap, p->funcs_len + 1, sizeof *p->funcs) < 0 ||
+        grow((void **)&fb->next_same_hash, &fb->next_cap, p->funcs_len + 1,
+             sizeof *fb->next_same_hash) < 0)
+        return VMP_NONE;
+    uint32_t i = (uint32_t)p->funcs_len;
+    char *n = arena_strdup(&p->fmem, name, nlen), *f = arena_strdup(&p->fmem, file, flen);
+    if (!n || !f)
+        return VMP_NONE;
+    vmp_func *fn = &p->funcs[i];
+    memset(fn, 0, sizeof *fn);
+    fn->name = n;
+    fn->file = f;
+    fn->first_line = line;
+    fn->kind = kind;
+    fn->addr = addr;
+    fn->interpreter = kind == VMP_FRAME_NATIVE && vmp_name_is_interpreter(name, nlen);
+    fn->runner = kind == VMP_FRAME_PYTHON && vmp_name_is_runner_file(file, flen);
+    fb->next_same_hash[i] = VMP_NONE;
+    if (vmp_u64map_find(&fb->by_hash, h, &at)) {
+        fb->next_same_hash[i] = at; /* newest first in the chain */
+    }
+    if (vmp_u64map_put(&fb->by_hash, h, i) < 0)
+        return VMP_NONE;
+    p->funcs_len++;
+    return i;
+}
+
+/* The code of a stack frame, made on first sight with its function. */
+static uint32_t code_of(vmp_profile *p, func_builder *fb, const vmp_frame *fr)
+{
+    uint8_t kind = fr->kind < VMP_FRAME_KIND_COUNT ? fr->kind : VMP_FRAME_PYTHON;
+    uint32_t at;
+    if (vmp_u64map_find(&p->code_index[kind], fr->addr, &at))
+        return at;
+    size_t len;
+    const char *name = vmp_profile_name(p, fr->addr, &len);
+    vmp_name_parts parts;
+    char hex[24];
+    uint8_t fkind = kind;
+    if (name) {
+        vmp_name_parse(name, len, &parts);
+        /* PyPy's JIT frames carry the code id of the Python function they
+         * run: with a "py:" name they are that function; an id named by a
+         * native-symbol record is native whatever its low bit says (the
+         * original's eval trampoline in 3.9/3.10 files) */
+        if (parts.lang == VMP_NAME_PYTHON && kind != VMP_FRAME_NATIVE)
+            fkind = VMP_FRAME_PYTHON;
+        if (parts.lang == VMP_NAME_NATIVE)
+            fkind = VMP_FRAME_NATIVE;
+    } else {
+        parts.file = "";
+        parts.file_len = 0;
+        parts.line = 0;
+        if (unnamed_kind_names[kind]) {
+            parts.func = unnamed_kind_names[kind];
+            parts.func_len = strlen(parts.func);
+        } else {
+            parts.func_len = (size_t)snprintf(hex, sizeof hex, "0x%llx",
+                                              (unsigned long long)fr->addr);
+            parts.func = hex;
+        }
+    }
+    uint32_t func = intern_func(p, fb, fkind, parts.func, parts.func_len, parts.file,
+                                parts.file_len, parts.line, fr->addr);
+    if (func == VMP_NONE || p->codes_len >= VMP_NONE - 1 ||
+        grow((void **)&p->codes, &p->codes_cap, p->codes_len + 1, sizeof *p->codes) < 0)
+        return VMP_NONE;
+    at = (uint32_t)p->codes_len;
+    if (vmp_u64map_put(&p->code_index[kind], fr->addr, at) < 0)
+        return VMP_NONE;
+    p->codes[p->codes_len++] = (vmp_code){fr->addr, func, kind};
+    return at;
+}
+
+/* How many leading frames belong to `python -m vmprof`'s runner: up to the
+ * first Python frame of the program, when every Python frame before it is a
+ * runner's and there is one (other kinds between them, such as the
+ * interpreter's native frames, go with the runner).  0 when the stack has no
+ * program frame. */
+static uint32_t runner_prefix(const vmp_profile *p, const ustack *s)
+{
+    int seen_runner = 0;
+    for (uint32_t i = 0; i < s->depth; i++) {
+        const vmp_func *f = &p->funcs[p->codes[s->codes[i]].func];
+        if (f->kind != VMP_FRAME_PYTHON)
+            continue;
+        if (f->runner) {
+            seen_runner = 1;
+            continue;
+        }
+        return seen_runner ? i : 0;
+    }
+    return 0;
+}
+
+int vmp_profile_resolve(vmp_profile *p)
+{
+    if (p->resolved)
+        return 0;
+    unresolve(p);
+    func_builder fb = {0};
+    p->thread_samples = calloc(p->threads_len ? p->threads_len : 1, sizeof *p->thread_samples);
+    if (!p->thread_samples)
+        goto oom;
+    for (size_t i = 0; i < p->stacks_len; i++) {
+        ustack *s = &p->stacks[i];
+        p->thread_samples[s->thread_index] += s->count;
+        if (!s->depth)
+            continue;
+        s->codes = arena_alloc(&p->fmem, (size_t)s->depth * sizeof *s->codes);
+        if (!s->codes)
+            goto oom;
+        for (uint32_t j = 0; j < s->depth; j++)
+            if ((s->codes[j] = code_of(p, &fb, &s->frames[j])) == VMP_NONE)
+                goto oom;
+    }
+    for (size_t i = 0; i < p->stacks_len; i++)
+        if (p->stacks[i].depth)
+            p->stacks[i].runner_frames = runner_prefix(p, &p->stacks[i]);
+    vmp_u64map_free(&fb.by_hash);
+    free(fb.next_same_hash);
+    p->resolved = 1;
+    return 0;
+oom:
+    vmp_u64map_free(&fb.by_hash);
+    free(fb.next_same_hash);
+    unresolve(p);
+    return -1;
+}
+
+/* Accessors resolve a hand-built profile on first use; read profiles are
+ * resolved by the reader, so these never write to them. */
+static const vmp_profile *resolved(const vmp_profile *p)
+{
+    if (!p->resolved)
+        vmp_profile_resolve((vmp_profile *)p);
+    return p;
+}
+
+const vmp_code *vmp_profile_codes(const vmp_profile *p, size_t *n)
+{
+    resolved(p);
+    *n = p->resolved ? p->codes_len : 0;
+    return p->resolved ? p->codes : NULL;
+}
+
+uint32_t vmp_profile_code_find(const vmp_profile *p, uint64_t addr, uint8_t kind)
+{
+    uint32_t at;
+    resolved(p);
+    if (!p->resolved || kind >= VMP_FRAME_KIND_COUNT ||
+        !vmp_u64map_find(&p->code_index[kind], addr, &at))
+        return VMP_NONE;
+    return at;
+}
+
+const vmp_func *vmp_profile_funcs(const vmp_profile *p, size_t *n)
+{
+    resolved(p);
+    *n = p->resolved ? p->funcs_len : 0;
+    return p->resolved ? p->funcs : NULL;
+}
+
+uint32_t vmp_profile_find_func(const vmp_profile *p, uint8_t kind, const char *name,
+                               const char *file, uint32_t first_line)
+{
+    size_t n;
+    const vmp_func *f = vmp_profile_funcs(p, &n);
+    if (!file)
+        file = "";
+    for (size_t i = 0; i < n; i++)
+        if (f[i].kind == kind && f[i].first_line == first_line && strcmp(f[i].name, name) == 0 &&
+            strcmp(f[i].file, file) == 0)
+            return (uint32_t)i;
+    return VMP_NONE;
+}
+
+uint64_t vmp_profile_thread_samples(const vmp_profile *p, size_t i)
+{
+    resolved(p);
+    return p->resolved && i < p->threads_len ? p->thread_samples[i] : 0;
+}
+
+const char *vmp_profile_meta_get(const vmp_profile *p, const char *key)
+{
+    size_t klen = strlen(key);
+    for (size_t i = p->meta_len; i-- > 0;)
+        if (p->meta[i].klen == klen && memcmp(p->meta[i].key, key, klen) == 0)
+            return p->meta[i].value;
+    return NULL;
+}
+
+static double recorded_ms(const vmp_profile_summary *s)
+{
+    if (!s->has_start_time || !s->has_end_time)
+        return 0;
+    double ms = (double)(s->end_sec - s->start_sec) * 1000.0 +
+                (double)(s->end_usec - s->start_usec) / 1000.0;
+    return ms > 0 ? ms : 0;
+}
+
+double vmp_profile_sample_ms(const vmp_profile *p, uint64_t i)
+{
+    const vmp_profile_summary *s = &p->summary;
+    double ms = recorded_ms(s);
+    if (ms > 0 && s->n_samples > 1)
+        return (double)i * ms / (double)s->n_samples;
+    return (double)i * (s->period_usec ? (double)s->period_usec / 1000.0 : 1.0);
+}
+
+void vmp_profile_facts(const vmp_profile *p, vmp_facts *out)
+{
+    const vmp_profile_summary *s = &p->summary;
+    memset(out, 0, sizeof *out);
+    memcpy(out->interp, s->interp, sizeof out->interp);
+    const char *argv = vmp_profile_meta_get(p, "argv");
+    out->argv = argv ? argv : "";
+    out->version = s->version;
+    out->period_usec = s->period_usec;
+    out->n_samples = s->n_samples;
+    out->n_threads = p->threads_len;
+    vmp_profile_funcs(p, &out->n_functions);
+    out->lines = (s->mode & VMP_MODE_LINES) != 0;
+    out->memory = (s->mode & VMP_MODE_MEMORY) != 0;
+    out->native = (s->mode & VMP_MODE_NATIVE) != 0;
+    out->real_time = (s->mode & VMP_MODE_REAL_TIME) != 0;
+    out->rpython = (s->mode & VMP_MODE_RPYTHON) != 0;
+    out->has_start = s->has_start_time;
+    out->start_sec = s->start_sec;
+    out->start_usec = s->start_usec;
+    out->start_zone = s->start_zone;
+    out->has_end = s->has_end_time;
+    out->end_sec = s->end_sec;
+    out->end_usec = s->end_usec;
+    out->duration_ms = s->n_samples ? vmp_profile_sample_ms(p, s->n_samples) : 0.0;
+    out->complete = s->complete;
+    out->truncated_at = s->truncated_at;
+    out->max_rss_kib = s->max_rss_kib;
 }

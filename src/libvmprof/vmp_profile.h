@@ -30,17 +30,10 @@
 #include <stdint.h>
 
 #include "vmp_error.h"
+#include "vmprof.h"
 
-typedef enum vmp_frame_kind {
-    VMP_FRAME_PYTHON = 0,      /* a Python code object */
-    VMP_FRAME_NATIVE = 1,      /* a native (C) function */
-    VMP_FRAME_JIT = 2,         /* PyPy: JIT-compiled code */
-    VMP_FRAME_GC = 3,          /* PyPy: garbage collector */
-    VMP_FRAME_BLACKHOLE = 4,   /* PyPy: blackhole interpreter */
-    VMP_FRAME_ASSEMBLER = 5,   /* PyPy: assembler */
-    VMP_FRAME_JIT_TRACING = 6, /* PyPy: JIT tracing */
-    VMP_FRAME_KIND_COUNT
-} vmp_frame_kind;
+/* vmp_frame_kind, vmp_read_options, the read functions and the accessors of
+ * facts, META and threads are public: vmprof.h. */
 
 /* One frame of a stack.  addr is the id as the file names it (the key into the
  * name table; a native frame keeps its low bit set).  line is the line number in
@@ -76,32 +69,29 @@ typedef struct vmp_stack {
     uint32_t depth;
     uint32_t thread_index;   /* index into the thread table */
     uint64_t count;          /* samples with this (thread, stack) */
+    /* once resolved (vmp_profile_resolve): per frame its code index, and how
+     * many leading frames are `python -m vmprof`'s runner (see vmprof.h) */
+    const uint32_t *codes;
+    uint32_t runner_frames;
 } vmp_stack;
 
-typedef struct vmp_profile vmp_profile;
+/* A distinct (id, frame kind) of the stacks, and the function it names. */
+typedef struct vmp_code {
+    uint64_t addr;
+    uint32_t func;
+    uint8_t kind;
+} vmp_code;
+
 
 /* ---- reading ---------------------------------------------------------- */
 
-/* Reading never fails on a file that merely lacks its trailer or ends inside a
- * record: the profile holds every complete record, summary.complete is 0 and
- * summary.truncated_at says where the last record was cut.  With strict set, a
- * cut record is an error instead.  Anything else malformed (unknown tag,
- * impossible length, depth over VMP_MAX_DEPTH_READ, big-endian, not a profile)
- * returns NULL with err naming the offset and the problem. */
-typedef struct vmp_read_options {
-    int strict;
-} vmp_read_options;
-
-/* Plain or gzip-compressed file.  options may be NULL. */
-vmp_profile *vmp_profile_read_file(const char *path, const vmp_read_options *options,
-                                   vmp_error *err);
-/* Reads fd to its end (a pipe works); does not close it. */
-vmp_profile *vmp_profile_read_fd(int fd, const vmp_read_options *options, vmp_error *err);
-/* Plain or gzip bytes in memory. */
-vmp_profile *vmp_profile_read_memory(const void *data, size_t len,
-                                     const vmp_read_options *options, vmp_error *err);
-
-void vmp_profile_free(vmp_profile *p);
+/* The vmp_profile_read_* functions (vmprof.h) never fail on a file that
+ * merely lacks its trailer or ends inside a record: the profile holds every
+ * complete record, summary.complete is 0 and summary.truncated_at says where
+ * the last record was cut.  With strict set, a cut record is an error instead.
+ * Anything else malformed (unknown tag, impossible length, depth over
+ * VMP_MAX_DEPTH_READ, big-endian, not a profile) returns NULL with err naming
+ * the offset and the problem. */
 
 /* ---- building (used by the reader; tests and tools may build profiles) -- */
 
@@ -120,13 +110,20 @@ int vmp_profile_add_meta(vmp_profile *p, const char *key, size_t klen,
                          const char *value, size_t vlen);
 vmp_profile_summary *vmp_profile_summary_mut(vmp_profile *p);
 
+/* Builds the function and code tables and the per-stack codes from the names
+ * and stacks (the decoder calls it once the input has ended; accessors of
+ * functions call it on a profile built by hand whose tables are stale).
+ * Returns 0, or -1 when out of memory. */
+int vmp_profile_resolve(vmp_profile *p);
+/* The code table; NULL (n = 0) when resolving failed. */
+const vmp_code *vmp_profile_codes(const vmp_profile *p, size_t *n);
+/* The code of (addr, kind), or VMP_NONE. */
+uint32_t vmp_profile_code_find(const vmp_profile *p, uint64_t addr, uint8_t kind);
+
 /* ---- accessors ---------------------------------------------------------- */
 
 const vmp_profile_summary *vmp_profile_get_summary(const vmp_profile *p);
 
-size_t vmp_profile_meta_count(const vmp_profile *p);
-void vmp_profile_meta_at(const vmp_profile *p, size_t i, const char **key, size_t *klen,
-                         const char **value, size_t *vlen);
 
 /* NULL when the id has no name; *len receives the length. */
 const char *vmp_profile_name(const vmp_profile *p, uint64_t id, size_t *len);
@@ -134,8 +131,6 @@ size_t vmp_profile_name_count(const vmp_profile *p);
 void vmp_profile_name_at(const vmp_profile *p, size_t i, uint64_t *id, const char **name,
                          size_t *len);
 
-size_t vmp_profile_thread_count(const vmp_profile *p);
-uint64_t vmp_profile_thread_id(const vmp_profile *p, size_t i);
 
 size_t vmp_profile_stack_count(const vmp_profile *p);
 void vmp_profile_stack_at(const vmp_profile *p, size_t i, vmp_stack *out);

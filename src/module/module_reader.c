@@ -1,6 +1,6 @@
 /*
  * module_reader.c - vmprof._core's reading types: Profile (a read profile) and
- * Tree (its call tree), thin views over vmp_profile.h and vmp_tree.h.
+ * Tree (its call tree), thin views over vmp_profile.h and vmp_atree.h.
  *
  * Python objects are made only for what is asked: a Profile of a million
  * samples is one object; a sample, a stack, a node becomes a tuple only when
@@ -11,7 +11,7 @@
 #include "vmp_decode.h"
 #include "vmp_format.h"
 #include "vmp_profile.h"
-#include "vmp_tree.h"
+#include "vmp_atree.h"
 
 /* ---- Profile -------------------------------------------------------------- */
 
@@ -382,9 +382,9 @@ static PyTypeObject Profile_Type = {
 
 typedef struct {
     PyObject_HEAD
-    vmp_tree *t;
+    vmp_atree *t;
     PyObject *profile; /* keeps the profile alive */
-    const vmp_tree_node *nodes;
+    const vmp_atree_node *nodes;
     size_t n_nodes;
 } TreeObject;
 
@@ -401,12 +401,12 @@ static PyObject *Profile_tree(ProfileObject *o, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_IndexError, "thread index out of range");
         return NULL;
     }
-    vmp_tree_options opt = {thread < 0 ? VMP_TREE_ALL_THREADS : (uint32_t)thread,
-                            python_only ? VMP_TREE_PYTHON_ONLY : 0};
+    vmp_atree_options opt = {thread < 0 ? VMP_ATREE_ALL_THREADS : (uint32_t)thread,
+                            python_only ? VMP_ATREE_PYTHON_ONLY : 0};
     vmp_error err;
-    vmp_tree *t;
+    vmp_atree *t;
     Py_BEGIN_ALLOW_THREADS
-    t = vmp_tree_build(o->p, &opt, &err);
+    t = vmp_atree_build(o->p, &opt, &err);
     Py_END_ALLOW_THREADS
     if (!t) {
         PyErr_SetString(vmp_module_error, err.message);
@@ -414,19 +414,19 @@ static PyObject *Profile_tree(ProfileObject *o, PyObject *args, PyObject *kw)
     }
     TreeObject *to = PyObject_New(TreeObject, &Tree_Type);
     if (!to) {
-        vmp_tree_free(t);
+        vmp_atree_free(t);
         return NULL;
     }
     to->t = t;
     Py_INCREF(o);
     to->profile = (PyObject *)o;
-    to->nodes = vmp_tree_nodes(t, &to->n_nodes);
+    to->nodes = vmp_atree_nodes(t, &to->n_nodes);
     return (PyObject *)to;
 }
 
 static void Tree_dealloc(TreeObject *o)
 {
-    vmp_tree_free(o->t);
+    vmp_atree_free(o->t);
     Py_XDECREF(o->profile);
     PyObject_Free(o);
 }
@@ -455,10 +455,10 @@ static PyObject *Tree_node(TreeObject *o, PyObject *arg)
     uint32_t i;
     if (node_index(o, arg, &i) < 0)
         return NULL;
-    const vmp_tree_node *n = &o->nodes[i];
+    const vmp_atree_node *n = &o->nodes[i];
     return Py_BuildValue("(KiKKlI)", (unsigned long long)n->addr, (int)n->kind,
                          (unsigned long long)n->count, (unsigned long long)n->self_count,
-                         n->parent == VMP_TREE_NONE ? -1L : (long)n->parent, n->n_children);
+                         n->parent == VMP_ATREE_NONE ? -1L : (long)n->parent, n->n_children);
 }
 
 static PyObject *Tree_children(TreeObject *o, PyObject *arg)
@@ -466,12 +466,12 @@ static PyObject *Tree_children(TreeObject *o, PyObject *arg)
     uint32_t i;
     if (node_index(o, arg, &i) < 0)
         return NULL;
-    const vmp_tree_node *n = &o->nodes[i];
+    const vmp_atree_node *n = &o->nodes[i];
     PyObject *list = PyList_New(n->n_children);
     if (!list)
         return NULL;
     Py_ssize_t k = 0;
-    for (uint32_t c = n->first_child; c != VMP_TREE_NONE; c = o->nodes[c].next_sibling) {
+    for (uint32_t c = n->first_child; c != VMP_ATREE_NONE; c = o->nodes[c].next_sibling) {
         PyObject *v = PyLong_FromUnsignedLong(c);
         if (!v) {
             Py_DECREF(list);
@@ -488,13 +488,13 @@ static PyObject *Tree_lines(TreeObject *o, PyObject *arg)
     if (node_index(o, arg, &i) < 0)
         return NULL;
     size_t nl;
-    const vmp_tree_line *lines = vmp_tree_lines(o->t, &nl);
-    const vmp_tree_node *n = &o->nodes[i];
+    const vmp_atree_line *lines = vmp_atree_lines(o->t, &nl);
+    const vmp_atree_node *n = &o->nodes[i];
     PyObject *d = PyDict_New();
     if (!d)
         return NULL;
     for (uint32_t k = 0; k < n->n_lines; k++) {
-        const vmp_tree_line *l = &lines[n->lines_off + k];
+        const vmp_atree_line *l = &lines[n->lines_off + k];
         if (vmp_module_dict_set_new(d, PyLong_FromUnsignedLong(l->line),
                          PyLong_FromUnsignedLongLong(l->count)) < 0) {
             Py_DECREF(d);
@@ -510,7 +510,7 @@ static PyObject *Tree_meta(TreeObject *o, PyObject *arg)
     uint32_t i;
     if (node_index(o, arg, &i) < 0)
         return NULL;
-    const uint64_t *meta = vmp_tree_meta(o->t, i);
+    const uint64_t *meta = vmp_atree_meta(o->t, i);
     PyObject *d = PyDict_New();
     if (!d || !meta)
         return d;
@@ -531,15 +531,15 @@ static PyObject *Tree_find_child(TreeObject *o, PyObject *args)
     int kind;
     if (!PyArg_ParseTuple(args, "nKi", &node, &addr, &kind) || !node_in_range(o, node))
         return NULL;
-    uint32_t c = vmp_tree_find_child(o->t, (uint32_t)node, addr, (uint8_t)kind);
-    if (c == VMP_TREE_NONE)
+    uint32_t c = vmp_atree_find_child(o->t, (uint32_t)node, addr, (uint8_t)kind);
+    if (c == VMP_ATREE_NONE)
         return PyLong_FromLong(-1);
     return PyLong_FromUnsignedLong(c);
 }
 
 static PyObject *function_item(const void *funcs, size_t i)
 {
-    const vmp_func_stat *f = (const vmp_func_stat *)funcs + i;
+    const vmp_afunc_stat *f = (const vmp_afunc_stat *)funcs + i;
     return Py_BuildValue("(KiKK)", (unsigned long long)f->addr, (int)f->kind,
                          (unsigned long long)f->inclusive, (unsigned long long)f->self);
 }
@@ -549,7 +549,7 @@ static PyObject *Tree_functions(TreeObject *o, PyObject *unused)
 {
     (void)unused;
     size_t n;
-    const vmp_func_stat *f = vmp_tree_functions(o->t, &n);
+    const vmp_afunc_stat *f = vmp_atree_functions(o->t, &n);
     return vmp_module_list_of(n, function_item, f);
 }
 

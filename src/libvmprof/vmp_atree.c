@@ -1,24 +1,24 @@
-/* vmp_tree.c - call tree and function totals (contract in vmp_tree.h). */
-#include "vmp_tree.h"
+/* vmp_atree.c - call tree and function totals (contract in vmp_atree.h). */
+#include "vmp_atree.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "vmp_hash.h"
 
-struct vmp_tree {
-    vmp_tree_node *nodes;
+struct vmp_atree {
+    vmp_atree_node *nodes;
     size_t n_nodes, cap_nodes;
     uint32_t *child_table; /* (parent, addr, kind) -> node */
     size_t child_cap;
 
-    vmp_tree_line *lines;
+    vmp_atree_line *lines;
     size_t n_lines;
 
     uint64_t (*meta)[VMP_FRAME_KIND_COUNT];
     size_t n_meta, cap_meta;
 
-    vmp_func_stat *funcs;
+    vmp_afunc_stat *funcs;
     size_t n_funcs, cap_funcs;
 };
 
@@ -38,7 +38,7 @@ typedef struct line_acc {
     size_t len, cap;
 } line_acc;
 
-_Static_assert(VMP_TREE_NONE == VMP_INDEX_FREE, "child and function tables are index tables");
+_Static_assert(VMP_ATREE_NONE == VMP_INDEX_FREE, "child and function tables are index tables");
 
 static inline uint64_t child_hash(uint32_t parent, uint64_t addr, uint8_t kind)
 {
@@ -50,13 +50,13 @@ static int is_python(uint8_t kind)
     return kind == VMP_FRAME_PYTHON || kind == VMP_FRAME_JIT;
 }
 
-static int rehash_children(vmp_tree *t, size_t ncap)
+static int rehash_children(vmp_atree *t, size_t ncap)
 {
     uint32_t *tab = vmp_index_table_new(ncap);
     if (!tab)
         return -1;
     for (size_t i = 1; i < t->n_nodes; i++) {
-        const vmp_tree_node *n = &t->nodes[i];
+        const vmp_atree_node *n = &t->nodes[i];
         tab[vmp_index_table_slot(tab, ncap, child_hash(n->parent, n->addr, n->kind))] = (uint32_t)i;
     }
     free(t->child_table);
@@ -65,46 +65,46 @@ static int rehash_children(vmp_tree *t, size_t ncap)
     return 0;
 }
 
-uint32_t vmp_tree_find_child(const vmp_tree *t, uint32_t node, uint64_t addr, uint8_t kind)
+uint32_t vmp_atree_find_child(const vmp_atree *t, uint32_t node, uint64_t addr, uint8_t kind)
 {
     if (!t->child_cap)
-        return VMP_TREE_NONE;
+        return VMP_ATREE_NONE;
     size_t mask = t->child_cap - 1;
     for (size_t j = child_hash(node, addr, kind) & mask;; j = (j + 1) & mask) {
         uint32_t i = t->child_table[j];
-        if (i == VMP_TREE_NONE)
-            return VMP_TREE_NONE;
-        const vmp_tree_node *n = &t->nodes[i];
+        if (i == VMP_ATREE_NONE)
+            return VMP_ATREE_NONE;
+        const vmp_atree_node *n = &t->nodes[i];
         if (n->parent == node && n->addr == addr && n->kind == kind)
             return i;
     }
 }
 
-static uint32_t get_child(vmp_tree *t, uint32_t parent, uint64_t addr, uint8_t kind)
+static uint32_t get_child(vmp_atree *t, uint32_t parent, uint64_t addr, uint8_t kind)
 {
-    uint32_t i = vmp_tree_find_child(t, parent, addr, kind);
-    if (i != VMP_TREE_NONE)
+    uint32_t i = vmp_atree_find_child(t, parent, addr, kind);
+    if (i != VMP_ATREE_NONE)
         return i;
-    if (t->n_nodes >= VMP_TREE_NONE - 1)
-        return VMP_TREE_NONE;
+    if (t->n_nodes >= VMP_ATREE_NONE - 1)
+        return VMP_ATREE_NONE;
     if ((t->n_nodes + 1) * 2 > t->child_cap &&
         rehash_children(t, t->child_cap ? t->child_cap * 2 : 1024) < 0)
-        return VMP_TREE_NONE;
+        return VMP_ATREE_NONE;
     if (t->n_nodes == t->cap_nodes) {
         size_t nc = t->cap_nodes * 2;
-        vmp_tree_node *nn = realloc(t->nodes, nc * sizeof *nn);
+        vmp_atree_node *nn = realloc(t->nodes, nc * sizeof *nn);
         if (!nn)
-            return VMP_TREE_NONE;
+            return VMP_ATREE_NONE;
         t->nodes = nn;
         t->cap_nodes = nc;
     }
     i = (uint32_t)t->n_nodes++;
-    vmp_tree_node *n = &t->nodes[i];
+    vmp_atree_node *n = &t->nodes[i];
     memset(n, 0, sizeof *n);
     n->addr = addr;
     n->kind = kind;
     n->parent = parent;
-    n->first_child = n->next_sibling = n->meta_index = VMP_TREE_NONE;
+    n->first_child = n->next_sibling = n->meta_index = VMP_ATREE_NONE;
     t->child_table[vmp_index_table_slot(t->child_table, t->child_cap,
                                         child_hash(parent, addr, kind))] = i;
     return i;
@@ -115,7 +115,7 @@ static inline uint64_t func_hash(uint64_t addr, uint8_t kind)
     return vmp_mix64(addr ^ ((uint64_t)kind << 59));
 }
 
-static int rehash_funcs(const vmp_tree *t, func_acc *fa, size_t ncap)
+static int rehash_funcs(const vmp_atree *t, func_acc *fa, size_t ncap)
 {
     uint32_t *tab = vmp_index_table_new(ncap);
     if (!tab)
@@ -129,33 +129,33 @@ static int rehash_funcs(const vmp_tree *t, func_acc *fa, size_t ncap)
     return 0;
 }
 
-static uint32_t get_func(vmp_tree *t, func_acc *fa, uint64_t addr, uint8_t kind)
+static uint32_t get_func(vmp_atree *t, func_acc *fa, uint64_t addr, uint8_t kind)
 {
     if ((t->n_funcs + 1) * 2 > fa->cap && rehash_funcs(t, fa, fa->cap ? fa->cap * 2 : 256) < 0)
-        return VMP_TREE_NONE;
+        return VMP_ATREE_NONE;
     size_t mask = fa->cap - 1;
     size_t j = func_hash(addr, kind) & mask;
     for (;; j = (j + 1) & mask) {
         uint32_t i = fa->table[j];
-        if (i == VMP_TREE_NONE)
+        if (i == VMP_ATREE_NONE)
             break;
         if (t->funcs[i].addr == addr && t->funcs[i].kind == kind)
             return i;
     }
     if (t->n_funcs == t->cap_funcs) {
         size_t nc = t->cap_funcs ? t->cap_funcs * 2 : 256;
-        vmp_func_stat *nf = realloc(t->funcs, nc * sizeof *nf);
+        vmp_afunc_stat *nf = realloc(t->funcs, nc * sizeof *nf);
         uint64_t *ns = realloc(fa->stamp, nc * sizeof *ns);
         if (nf)
             t->funcs = nf;
         if (ns)
             fa->stamp = ns;
         if (!nf || !ns)
-            return VMP_TREE_NONE;
+            return VMP_ATREE_NONE;
         t->cap_funcs = nc;
     }
     uint32_t i = (uint32_t)t->n_funcs++;
-    t->funcs[i] = (vmp_func_stat){addr, 0, 0, kind};
+    t->funcs[i] = (vmp_afunc_stat){addr, 0, 0, kind};
     fa->stamp[i] = UINT64_MAX;
     fa->table[j] = i;
     return i;
@@ -205,7 +205,7 @@ static int cmp_line_key(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
-static int finish_lines(vmp_tree *t, line_acc *a)
+static int finish_lines(vmp_atree *t, line_acc *a)
 {
     if (!a->len)
         return 0;
@@ -216,11 +216,11 @@ static int finish_lines(vmp_tree *t, line_acc *a)
     qsort(a->pairs, a->len, sizeof *a->pairs, cmp_line_key);
     for (size_t i = 0; i < a->len; i++) {
         uint32_t node = (uint32_t)(a->pairs[i][0] >> 32);
-        vmp_tree_node *n = &t->nodes[node];
+        vmp_atree_node *n = &t->nodes[node];
         if (n->n_lines == 0)
             n->lines_off = (uint32_t)i;
         n->n_lines++;
-        t->lines[i] = (vmp_tree_line){(uint32_t)a->pairs[i][0], a->pairs[i][1]};
+        t->lines[i] = (vmp_atree_line){(uint32_t)a->pairs[i][0], a->pairs[i][1]};
     }
     t->n_lines = a->len;
     return 0;
@@ -247,7 +247,7 @@ static int cmp_siblings(const void *x, const void *y)
 
 static int cmp_funcs(const void *x, const void *y)
 {
-    const vmp_func_stat *a = x, *b = y;
+    const vmp_afunc_stat *a = x, *b = y;
     if (a->inclusive != b->inclusive)
         return a->inclusive > b->inclusive ? -1 : 1;
     if (a->addr != b->addr)
@@ -258,7 +258,7 @@ static int cmp_funcs(const void *x, const void *y)
 /* Links every node's children in order: count descending, then address.
  * Children are grouped by parent with a counting pass, so only each small
  * sibling group is sorted. */
-static int link_children(vmp_tree *t)
+static int link_children(vmp_atree *t)
 {
     size_t n = t->n_nodes - 1;
     if (!n)
@@ -275,7 +275,7 @@ static int link_children(vmp_tree *t)
     for (size_t i = 0; i < t->n_nodes; i++)
         start[i + 1] += start[i];
     for (size_t i = 1; i < t->n_nodes; i++) {
-        const vmp_tree_node *c = &t->nodes[i];
+        const vmp_atree_node *c = &t->nodes[i];
         order[start[c->parent]++] = (sib_key){c->parent, (uint32_t)i, c->count, c->addr, c->kind};
     }
     /* start[p] now marks the end of p's group; groups are contiguous in p order */
@@ -285,8 +285,8 @@ static int link_children(vmp_tree *t)
         if (hi - lo > 1)
             qsort(order + lo, hi - lo, sizeof *order, cmp_siblings);
         for (size_t i = hi; i-- > lo;) {
-            vmp_tree_node *c = &t->nodes[order[i].idx];
-            vmp_tree_node *par = &t->nodes[p];
+            vmp_atree_node *c = &t->nodes[order[i].idx];
+            vmp_atree_node *par = &t->nodes[p];
             c->next_sibling = par->first_child;
             par->first_child = order[i].idx;
             par->n_children++;
@@ -298,7 +298,7 @@ static int link_children(vmp_tree *t)
     return 0;
 }
 
-void vmp_tree_free(vmp_tree *t)
+void vmp_atree_free(vmp_atree *t)
 {
     if (!t)
         return;
@@ -311,10 +311,10 @@ void vmp_tree_free(vmp_tree *t)
 }
 
 /* The node's meta counts, made on first use. */
-static uint64_t *node_meta(vmp_tree *t, uint32_t node)
+static uint64_t *node_meta(vmp_atree *t, uint32_t node)
 {
-    vmp_tree_node *n = &t->nodes[node];
-    if (n->meta_index == VMP_TREE_NONE) {
+    vmp_atree_node *n = &t->nodes[node];
+    if (n->meta_index == VMP_ATREE_NONE) {
         if (t->n_meta == t->cap_meta) {
             size_t nc = t->cap_meta ? t->cap_meta * 2 : 64;
             void *nm = realloc(t->meta, nc * sizeof *t->meta);
@@ -329,10 +329,10 @@ static uint64_t *node_meta(vmp_tree *t, uint32_t node)
     return t->meta[n->meta_index];
 }
 
-const uint64_t *vmp_tree_meta(const vmp_tree *t, uint32_t node)
+const uint64_t *vmp_atree_meta(const vmp_atree *t, uint32_t node)
 {
     uint32_t m = t->nodes[node].meta_index;
-    return m == VMP_TREE_NONE ? NULL : t->meta[m];
+    return m == VMP_ATREE_NONE ? NULL : t->meta[m];
 }
 
 typedef struct path_entry {
@@ -341,12 +341,12 @@ typedef struct path_entry {
     uint8_t kind; /* as keyed in the tree */
 } path_entry;
 
-vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
+vmp_atree *vmp_atree_build(const vmp_profile *p, const vmp_atree_options *options,
                          vmp_error *err)
 {
-    uint32_t only_thread = options ? options->thread_index : VMP_TREE_ALL_THREADS;
-    int python_only = options && (options->flags & VMP_TREE_PYTHON_ONLY);
-    vmp_tree *t = calloc(1, sizeof *t);
+    uint32_t only_thread = options ? options->thread_index : VMP_ATREE_ALL_THREADS;
+    int python_only = options && (options->flags & VMP_ATREE_PYTHON_ONLY);
+    vmp_atree *t = calloc(1, sizeof *t);
     line_acc lines = {0};
     func_acc funcs = {0};
     path_entry *path = NULL;
@@ -358,15 +358,15 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
     if (!t->nodes)
         goto oom;
     memset(&t->nodes[0], 0, sizeof t->nodes[0]);
-    t->nodes[0].parent = t->nodes[0].first_child = t->nodes[0].next_sibling = VMP_TREE_NONE;
-    t->nodes[0].meta_index = VMP_TREE_NONE;
+    t->nodes[0].parent = t->nodes[0].first_child = t->nodes[0].next_sibling = VMP_ATREE_NONE;
+    t->nodes[0].meta_index = VMP_ATREE_NONE;
     t->n_nodes = 1;
 
     size_t n_stacks = vmp_profile_stack_count(p);
     for (size_t si = 0; si < n_stacks; si++) {
         vmp_stack st;
         vmp_profile_stack_at(p, si, &st);
-        if (only_thread != VMP_TREE_ALL_THREADS && st.thread_index != only_thread)
+        if (only_thread != VMP_ATREE_ALL_THREADS && st.thread_index != only_thread)
             continue;
         uint64_t cnt = st.count;
         if (st.depth > path_cap) {
@@ -405,10 +405,10 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
         }
 
         t->nodes[0].count += cnt;
-        uint32_t cur = 0, py_node = VMP_TREE_NONE;
+        uint32_t cur = 0, py_node = VMP_ATREE_NONE;
         for (size_t i = 0; i < np; i++) {
             cur = get_child(t, cur, path[i].addr, path[i].kind);
-            if (cur == VMP_TREE_NONE)
+            if (cur == VMP_ATREE_NONE)
                 goto oom;
             t->nodes[cur].count += cnt;
             if (path[i].line && line_add(&lines, cur, path[i].line, cnt) < 0)
@@ -416,7 +416,7 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
             if (is_python(path[i].kind))
                 py_node = cur;
             uint32_t fi = get_func(t, &funcs, path[i].addr, path[i].kind);
-            if (fi == VMP_TREE_NONE)
+            if (fi == VMP_ATREE_NONE)
                 goto oom;
             if (funcs.stamp[fi] != si) {
                 funcs.stamp[fi] = si;
@@ -426,11 +426,11 @@ vmp_tree *vmp_tree_build(const vmp_profile *p, const vmp_tree_options *options,
         t->nodes[cur].self_count += cnt;
         if (np) {
             uint32_t fi = get_func(t, &funcs, path[np - 1].addr, path[np - 1].kind);
-            if (fi == VMP_TREE_NONE)
+            if (fi == VMP_ATREE_NONE)
                 goto oom;
             t->funcs[fi].self += cnt;
         }
-        if (py_node != VMP_TREE_NONE && inner_py >= 0) {
+        if (py_node != VMP_ATREE_NONE && inner_py >= 0) {
             unsigned warm_kinds = (1u << VMP_FRAME_JIT_TRACING) | (1u << VMP_FRAME_BLACKHOLE);
             int warmup = (tail & warm_kinds) != 0;
             int jit = st.frames[inner_py].kind == VMP_FRAME_JIT && !warmup;
@@ -458,24 +458,24 @@ oom:
     free(path);
     line_acc_free(&lines);
     func_acc_free(&funcs);
-    vmp_tree_free(t);
+    vmp_atree_free(t);
     vmp_error_set(err, -1, "out of memory while building the call tree");
     return NULL;
 }
 
-const vmp_tree_node *vmp_tree_nodes(const vmp_tree *t, size_t *n)
+const vmp_atree_node *vmp_atree_nodes(const vmp_atree *t, size_t *n)
 {
     *n = t->n_nodes;
     return t->nodes;
 }
 
-const vmp_tree_line *vmp_tree_lines(const vmp_tree *t, size_t *n)
+const vmp_atree_line *vmp_atree_lines(const vmp_atree *t, size_t *n)
 {
     *n = t->n_lines;
     return t->lines;
 }
 
-const vmp_func_stat *vmp_tree_functions(const vmp_tree *t, size_t *n)
+const vmp_afunc_stat *vmp_atree_functions(const vmp_atree *t, size_t *n)
 {
     *n = t->n_funcs;
     return t->funcs;
