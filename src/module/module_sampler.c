@@ -172,15 +172,19 @@ static PyObject *sampler_resolve_addr(PyObject *self, PyObject *args)
     return Py_BuildValue("(sis)", info.dli_sname, 0, info.dli_fname ? info.dli_fname : "-");
 }
 
-static PyObject *sampler_guard_selftest(PyObject *self, PyObject *noargs)
+static PyObject *sampler_guard_selftest(PyObject *self, PyObject *args)
 {
-    (void)self, (void)noargs;
-    return PyLong_FromLong(vmp_sampler_guard_selftest());
+    (void)self;
+    int nested = 0;
+    if (!PyArg_ParseTuple(args, "|p", &nested))
+        return NULL;
+    return PyLong_FromLong(vmp_sampler_guard_selftest(nested));
 }
 
 static PyMethodDef sampler_methods[] = {
-    {"_guard_selftest", sampler_guard_selftest, METH_NOARGS,
-     "Tests only: 1 when a fault under the sampler's guard is caught (while enabled)."},
+    {"_guard_selftest", sampler_guard_selftest, METH_VARARGS,
+     "_guard_selftest(nested=False), tests only: 1 when a fault under the sampler's guard is caught "
+     "(while enabled)."},
     {"enable", (PyCFunction)(void (*)(void))sampler_enable, METH_VARARGS | METH_KEYWORDS,
      "enable(fileno, period, memory=False, lines=False, real_time=False, meta=(), native=False): "
      "start the sampler."},

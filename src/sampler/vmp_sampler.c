@@ -303,9 +303,24 @@ static void read_unmapped(void *arg)
     (void)*p;
 }
 
-int vmp_sampler_guard_selftest(void)
+/* A guarded call that runs a guarded call that completes, then faults:
+ * its own guard must still catch the fault. */
+static void nothing(void *arg)
+{
+    (void)arg;
+}
+
+static void nested_then_fault(void *arg)
+{
+    vmp_guard_run(read_unmapped, NULL);
+    vmp_guard_run(nothing, NULL);
+    read_unmapped(arg);
+}
+
+int vmp_sampler_guard_selftest(int nested)
 {
     if (!vmp_run.enabled)
         return -1;
-    return vmp_guard_run(read_unmapped, NULL) < 0 ? 1 : 0;
+    vmp_guard_keep_first();
+    return vmp_guard_run(nested ? nested_then_fault : read_unmapped, NULL) < 0 ? 1 : 0;
 }

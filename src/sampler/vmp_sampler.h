@@ -74,7 +74,9 @@ void vmp_sampler_resume(void);
 size_t vmp_sampler_stack_now(uint64_t *out, size_t max_frames);
 
 /* For tests: reads an unmapped address under the walk's fault guard while
- * enabled.  Returns 1 when the guard caught the fault, -1 when not enabled. */
-int vmp_sampler_guard_selftest(void);
+ * enabled (nested: inside a guarded call, after a guarded call inside it
+ * faulted and another completed).  Returns 1 when the guard caught the
+ * fault, -1 when not enabled. */
+int vmp_sampler_guard_selftest(int nested);
 
 #endif /* VMP_SAMPLER_H */

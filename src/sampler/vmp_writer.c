@@ -23,6 +23,7 @@
 
 #include "vmp_encode.h"
 #include "vmp_format.h"
+#include "vmp_guard.h"
 #include "vmp_hash.h"
 #include "vmp_native_mode.h"
 #include "vmp_ring.h"
@@ -230,8 +231,12 @@ static void *writer_main(void *arg)
     unsigned ticks = 0;
     while (!atomic_load(&vmp_run.writer_stop)) {
         /* Every ~100 ms, let native mode learn libraries loaded meanwhile. */
-        if (vmp_run.native && ticks++ % 50 == 0)
+        if (vmp_run.native && ticks % 50 == 0)
             vmp_native_mode_tick();
+        /* Every ~10 ms, get our fault handler back in front of one the
+         * program installed meanwhile (vmp_guard.h). */
+        if (ticks++ % 5 == 0)
+            vmp_guard_keep_first();
         drain(0);
         flush();
         vmp_sleep_ns(VMP_WRITER_SLEEP_NS);
