@@ -196,6 +196,8 @@ export class RunPage {
     E.tabs = h("div", { class: "tabs", role: "tablist" });
     E.panel = h("div", { id: "panel", role: "tabpanel" });
     E.status = h("div", { id: "status", class: "muted", role: "status" });
+    E.empty = h("p", { id: "empty", class: "muted", hidden: true },
+      "No samples in this selection: choose another thread or time range.");
     this.root.append(h("section", { class: "page run" },
       h("header", { class: "facts" },
         h("p", { class: "crumbs" }, h("a", { href: "/", "data-nav": true }, "Runs"), " › run " + run.id),
@@ -208,7 +210,7 @@ export class RunPage {
         modes.includes("native") ? h("label", null, E.native, " native frames") : null,
         modes.includes("native") ? h("label", null, E.interp, " interpreter's frames") : null,
         E.search, E.match, E.status),
-      E.memory, E.trail, E.flame, E.tabs, E.panel));
+      E.memory, E.trail, E.flame, E.empty, E.tabs, E.panel));
 
     E.thread.addEventListener("change", () => this.go({ thread: (E.thread as HTMLSelectElement).value || null, path: null }));
     E.native.addEventListener("change", () => this.go({ native: (E.native as HTMLInputElement).checked ? null : "0", path: null }));
@@ -320,19 +322,23 @@ export class RunPage {
     if (gen !== this.gen) return;
     if (n < 0) { this.el.status.textContent = "that frame is not in this selection; showing all"; n = 0; }
     this.graph?.setTree(t.layout, n);
+    this.el.empty.hidden = t.value[0] > 0;
     this.applySearch(false);
     this.renderTrail(n);
     if (this.tab() === "tree") this.renderTabs();
     this.exposeState();
   }
 
-  /** Whether a node drawn under zoom node z (within DEPTH levels) lacks children that would show. */
+  /** Whether a node drawn in the top levels under zoom node z lacks children that would
+   * show.  Deeper levels may stay unloaded (drawn with a mark) until a zoom goes there,
+   * so zooming one level down, or opening at the program a few levels below the root,
+   * asks for nothing more. */
   private needsMore(z: number): boolean {
     const t = this.tree, need = t.value[z] * MIN_SHARE * 1.0001;
     const todo: [number, number][] = [[z, 0]];
     while (todo.length) {
       const [n, d] = todo.pop() as [number, number];
-      if (t.value[n] < need || d >= DEPTH) continue;
+      if (t.value[n] < need || d >= DEPTH - 4) continue;
       if (t.complete[n] > need && t.value[n] > t.self[n]) return true;
       for (const c of t.layout.kids[n] || []) todo.push([c, d + 1]);
     }
