@@ -1,6 +1,6 @@
 """Build of the extension module vmprof._core.
 
-Every .c file under src/libvmprof, src/sampler and src/module is compiled in, so
+Every .c file under src/libvmprof, src/jitlog, src/sampler and src/module is compiled in, so
 a new source file needs no change here.  The compiler flags and system
 libraries live only in this file (the C test Makefile has its own for the
 library alone).
@@ -10,7 +10,7 @@ import platform
 
 from setuptools import Extension, setup
 
-SOURCE_DIRS = ["src/libvmprof", "src/sampler", "src/module"]
+SOURCE_DIRS = ["src/libvmprof", "src/jitlog", "src/sampler", "src/module"]
 sources = sorted(f for d in SOURCE_DIRS for f in glob.glob(d + "/*.c"))
 
 core = Extension(

@@ -27,6 +27,7 @@ import socket
 import sys
 import tempfile
 import urllib.parse
+from contextlib import nullcontext
 
 from vmprof import cli
 
@@ -59,7 +60,8 @@ def upload(profile_path, web_url=cli.DEFAULT_WEB_URL, auth=None, argv="", vm=Non
     """Uploads one profile (and a PyPy jit log) and returns an UploadResult.
 
     web_url may lack its scheme (http:// is assumed).  argv is the command line
-    shown on the server.  Raises UploadError.
+    shown on the server.  profile_path None uploads the jit log alone (`python
+    -m jitlog --upload`).  Raises UploadError.
     """
     try:
         base = cli.web_url(web_url)
@@ -67,8 +69,8 @@ def upload(profile_path, web_url=cli.DEFAULT_WEB_URL, auth=None, argv="", vm=Non
         raise UploadError(str(e))
     server = _Server(base, auth, timeout)
     try:
-        size = os.path.getsize(profile_path)
-        profile = open(profile_path, "rb")
+        size = os.path.getsize(profile_path) if profile_path is not None else 0
+        profile = open(profile_path, "rb") if profile_path is not None else nullcontext()
     except OSError as e:
         raise UploadError("cannot read the profile %s: %s"
                           % (profile_path, cli.error_reason(e)))
@@ -82,9 +84,10 @@ def upload(profile_path, web_url=cli.DEFAULT_WEB_URL, auth=None, argv="", vm=Non
                               "runtime_id; is it a vmprof server?" % base)
         runtime_id = str(runtime_id)
         quoted = urllib.parse.quote(runtime_id, safe="")
-        server.post("/api/runtime/upload/cpu/%s/add" % quoted, profile,
-                    {"Content-Disposition": _attachment(profile_path),
-                     "Content-Length": str(size)})
+        if profile_path is not None:
+            server.post("/api/runtime/upload/cpu/%s/add" % quoted, profile,
+                        {"Content-Disposition": _attachment(profile_path),
+                         "Content-Length": str(size)})
     jit_id = None
     if jitlog_path is not None:
         jit_id = _upload_jitlog(server, quoted, jitlog_path)
@@ -105,12 +108,28 @@ def _upload_jitlog(server, quoted_id, jitlog_path):
     with source, tempfile.TemporaryFile() as packed:
         with gzip.GzipFile(fileobj=packed, mode="wb") as gz:
             shutil.copyfileobj(source, gz)
+            gz.write(_jitlog_source_code(jitlog_path))
         size = packed.tell()
         packed.seek(0)
         reply = server.post("/api/runtime/upload/jit/%s/add" % quoted_id, packed,
                             {"Content-Disposition": _attachment(jitlog_path + ".zip"),
                              "Content-Length": str(size)})
     return reply.get("jid")
+
+
+def _jitlog_source_code(jitlog_path):
+    """The SOURCE_CODE records the protocol has clients append (the lines of
+    the traced functions), or b"" where the log cannot be read here (PyPy
+    without vmprof's C extension, a damaged header): the upload goes on."""
+    try:
+        from jitlog.upload import source_code_records
+        from vmprof._core import VMProfError
+    except ImportError:
+        return b""
+    try:
+        return source_code_records(jitlog_path)
+    except (VMProfError, OSError):
+        return b""
 
 
 def _attachment(path):

@@ -22,7 +22,7 @@ PyMODINIT_FUNC PyInit__core(void)
         goto fail;
     Py_INCREF(vmp_module_error); /* PyModule_AddObject stole one reference */
     if (vmp_module_init_reader(m) < 0 || vmp_module_init_sampler(m) < 0 ||
-        vmp_module_init_export(m) < 0)
+        vmp_module_init_export(m) < 0 || vmp_module_init_jitlog(m) < 0)
         goto fail;
     return m;
 fail:

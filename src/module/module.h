@@ -19,6 +19,7 @@ extern PyObject *vmp_module_error;
 int vmp_module_init_reader(PyObject *module);  /* module_reader.c */
 int vmp_module_init_sampler(PyObject *module); /* module_sampler.c */
 int vmp_module_init_export(PyObject *module);  /* module_export.c */
+int vmp_module_init_jitlog(PyObject *module);  /* module_jitlog.c */
 
 /* The C profile behind a vmprof._core.Profile, or behind any object with a
  * `_profile` attribute holding one (vmprof.Stats); NULL with TypeError set
