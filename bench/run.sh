@@ -3,7 +3,7 @@
 #   bench/run.sh            the full run (16.5 min measured at load 4-7, before the
 #                           native rows; --rounds 3 shortens it on a busy machine)
 #   bench/run.sh --quick    a smoke run: small profile, short workloads, 2 rounds
-#   bench/run.sh --only reader,sampler,export
+#   bench/run.sh --only reader,sampler,export,jitlog
 #   bench/run.sh --configs 'ours|empty'      only the sampler rows that match
 #   bench/run.sh --ours-python PATH          measure another build of ours
 #   bench/run.sh --rounds 3                  fewer rounds on a busy machine
@@ -11,7 +11,8 @@
 # BENCH_NO_INSTALL=1 skips rebuilding the package into it.
 #
 # The peers live in their own venvs, never where they could shadow ours:
-#   .venv/bench-orig   the original vmprof from PyPI
+#   .venv/bench-orig   the original vmprof from PyPI (its profile reader and jitlog)
+#   .venv/bench-orig-pypy  the same under pypy3, for its jitlog parser
 #   .venv/bench-peers  py-spy, austin-dist, pyinstrument
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +43,15 @@ if [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
 fi
 make_venv bench-orig vmprof
 make_venv bench-peers $PEERS
+if command -v pypy3 >/dev/null; then
+    drop_broken_venv .venv/bench-orig-pypy
+    if [ ! -f .venv/bench-orig-pypy/.bench-installed ]; then
+        echo "bench: making .venv/bench-orig-pypy (vmprof under pypy3)" >&2
+        pypy3 -m venv .venv/bench-orig-pypy
+        .venv/bench-orig-pypy/bin/python -m pip install -q vmprof
+        touch .venv/bench-orig-pypy/.bench-installed
+    fi
+fi
 
 CFLAGS="-std=gnu11 -Wall -Wextra -Werror -O2 -Isrc/libvmprof"
 gcc $CFLAGS -o "$OUT/gen_profile" bench/gen_profile.c src/libvmprof/vmp_encode.c -lm
@@ -50,5 +60,12 @@ gcc $CFLAGS -Isrc/sampler -shared -fPIC -o "$OUT/libempty_signal.so" bench/empty
 
 # The C reader bench links the whole library (reader, call tree, exporters).
 gcc $CFLAGS -o "$OUT/read_bench" bench/read_bench.c src/libvmprof/*.c -lz
+
+# The JIT log bench: a large log made of a real one, and the decoder's timer.
+JLFLAGS="$CFLAGS -Isrc/jitlog"
+JL_SRC="src/jitlog/vjl_decode.c src/jitlog/vjl_query.c src/jitlog/vjl_encode.c \
+    src/libvmprof/vmp_source.c src/libvmprof/vmp_error.c src/libvmprof/vmp_hash.c"
+gcc $JLFLAGS -o "$OUT/gen_jitlog" bench/gen_jitlog.c $JL_SRC -lz
+gcc $JLFLAGS -o "$OUT/jitlog_read_bench" bench/jitlog_read_bench.c $JL_SRC -lz
 
 exec "$(pyenv prefix "$PY")/bin/python" bench/bench.py --py "$PY" "$@"

@@ -51,7 +51,8 @@ static void exercise(const vjl_forest *f)
                 check_str(vjl_op_descr_text(f, op));
                 check_str(vjl_op_result(f, op));
                 check_str(vjl_forest_opname(f, op->opnum));
-                if (op->bridge != VJL_NONE && op->bridge >= nt)
+                uint32_t bridge = vjl_forest_bridge_of(f, op->descr);
+                if (bridge != VJL_NONE && bridge >= nt)
                     __builtin_trap();
             }
             for (size_t k = 0; k < st->n_mps; k++) {

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,7 +43,7 @@ typedef struct descr_point {
 
 struct vjl_forest {
     unsigned char *buf;
-    size_t len;
+    size_t len, buf_map_len;
     int version, word_size;
     vjl_str machine;
     int has_warning;
@@ -56,6 +57,10 @@ struct vjl_forest {
     vjl_trace *traces;
     size_t n_traces, cap_traces;
     vmp_u64map by_id, by_addr;
+    vmp_u64map bridge_of;   /* guard descr -> bridge trace index */
+    vmp_u64map count_of;    /* descr -> index into descr_counts */
+    uint64_t *descr_counts;
+    size_t n_descr_counts, cap_descr_counts;
 
     vjl_stitch *stitches;
     size_t n_stitches, cap_stitches;
@@ -90,6 +95,7 @@ static int grow(void **items, size_t *cap, size_t n, size_t size)
 typedef struct input {
     unsigned char *buf;
     size_t len, cap;
+    size_t map_len;    /* buf is a mapping of this length (big_buffer), else malloc'd */
     int read_failed;   /* the input broke off (a read or gzip error) */
     vmp_error read_err;
 } input;
@@ -158,12 +164,47 @@ static ssize_t read_full(int fd, unsigned char *buf, size_t n)
 }
 
 /* A regular file that is not gzip: one read into a buffer of its size. */
+/* Large logs are read into memory of their own mapping, in huge pages where
+ * the kernel gives them: a fresh 100 MB buffer otherwise costs as much in
+ * page faults as the read itself. */
+#define HUGE_PAGE (2u << 20)
+#define MAP_FROM (8u << 20)
+
+static unsigned char *big_buffer(size_t size, size_t *map_len)
+{
+    *map_len = 0;
+    if (size < MAP_FROM)
+        return malloc(size ? size : 1);
+    size_t len = (size + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    void *p = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    /* align to a huge page: unmap the slack before and after */
+    uintptr_t start = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    if (start > (uintptr_t)p)
+        munmap(p, start - (uintptr_t)p);
+    size_t after = (uintptr_t)p + len + HUGE_PAGE - (start + len);
+    if (after)
+        munmap((void *)(start + len), after);
+    madvise((void *)start, len, MADV_HUGEPAGE);
+    *map_len = len;
+    return (unsigned char *)start;
+}
+
+static void big_free(unsigned char *p, size_t map_len)
+{
+    if (map_len)
+        munmap(p, map_len);
+    else
+        free(p);
+}
+
 static int input_from_regular_file(input *in, int fd, size_t size, vmp_error *err)
 {
     if (size > MAX_INPUT)
         return vmp_error_set(err, -1,
                              "the JIT log is larger than 4 GiB, which this reader does not support");
-    in->buf = malloc(size ? size : 1);
+    in->buf = big_buffer(size, &in->map_len);
     if (!in->buf)
         return vmp_error_set(err, -1, "out of memory for a %zu-byte JIT log", size);
     in->cap = size;
@@ -422,7 +463,6 @@ static int read_resop(decoder *d, int with_descr)
     if (d->f->version >= 2)
         TRY(rd_str(d, &op.failargs));
     op.opnum = (uint16_t)opnum;
-    op.bridge = VJL_NONE;
     vjl_stage *st = d->stage;
     if (!st)
         return OK;
@@ -747,14 +787,6 @@ static int index_descrs(vjl_forest *f, descr_table *dt)
     return 0;
 }
 
-static vjl_op *op_at(vjl_forest *f, descr_point p)
-{
-    vjl_stage *st = &f->traces[p.trace].stage[VJL_STAGE_ASM];
-    if (!st->present)
-        st = &f->traces[p.trace].stage[VJL_STAGE_OPT];
-    return &st->ops[p.op];
-}
-
 static int find_descr(const descr_table *dt, uint64_t descr, descr_point *out)
 {
     uint32_t i;
@@ -764,50 +796,41 @@ static int find_descr(const descr_table *dt, uint64_t descr, descr_point *out)
     return 1;
 }
 
-static void link_bridge(vjl_forest *f, const descr_table *dt, uint32_t bridge, uint64_t descr)
+static int link_bridge(vjl_forest *f, const descr_table *dt, uint32_t bridge, uint64_t descr)
 {
     descr_point p;
+    uint32_t have;
     vjl_trace *b = &f->traces[bridge];
     if (b->parent != VJL_NONE || !find_descr(dt, descr, &p))
-        return;
+        return 0;
     b->parent = p.trace;
     b->parent_op = p.op;
-    vjl_op *guard = op_at(f, p);
-    if (guard->bridge == VJL_NONE)
-        guard->bridge = bridge;
+    if (!vmp_u64map_find(&f->bridge_of, descr, &have))
+        return vmp_u64map_put(&f->bridge_of, descr, bridge);
+    return 0;
 }
 
-static int resolve_links(vjl_forest *f)
+static int add_descr_count(vjl_forest *f, uint64_t descr, uint64_t count)
 {
-    descr_table dt;
-    memset(&dt, 0, sizeof dt);
-    if (index_descrs(f, &dt) < 0) {
-        vmp_u64map_free(&dt.map);
-        free(dt.points);
+    uint32_t i;
+    if (vmp_u64map_find(&f->count_of, descr, &i)) {
+        f->descr_counts[i] += count;
+        return 0;
+    }
+    if (PUSH(f->descr_counts, f->n_descr_counts, f->cap_descr_counts) < 0 ||
+        vmp_u64map_put(&f->count_of, descr, (uint32_t)f->n_descr_counts) < 0)
         return -1;
-    }
-    for (size_t i = 0; i < f->n_stitches; i++) {
-        vjl_stitch *s = &f->stitches[i];
-        uint32_t b;
-        if (!vmp_u64map_find(&f->by_addr, s->addr, &b))
-            continue;
-        s->bridge = b;
-        if (!f->traces[b].stitched_descr)
-            f->traces[b].stitched_descr = s->descr;
-        link_bridge(f, &dt, b, s->descr);
-    }
-    /* a bridge never stitched (compiled but the log ended) still names its guard */
-    for (size_t t = 0; t < f->n_traces; t++)
-        if (f->traces[t].is_bridge)
-            link_bridge(f, &dt, (uint32_t)t, f->traces[t].start_number);
+    f->descr_counts[f->n_descr_counts++] = count;
+    return 0;
+}
+
+static int resolve_counters(vjl_forest *f, const descr_table *dt)
+{
     /* entries first: a bridge with an 'e' counter of its own is not counted
      * again by its guard's 'b' counter */
     unsigned char *has_entry = calloc(f->n_traces + 1, 1);
-    if (!has_entry) {
-        vmp_u64map_free(&dt.map);
-        free(dt.points);
+    if (!has_entry)
         return -1;
-    }
     for (size_t i = 0; i < f->n_counters; i++) {
         vjl_counter *c = &f->counters[i];
         uint32_t t;
@@ -817,22 +840,48 @@ static int resolve_links(vjl_forest *f)
             has_entry[t] = 1;
         }
     }
-    for (size_t i = 0; i < f->n_counters; i++) {
+    int rc = 0;
+    for (size_t i = 0; i < f->n_counters && rc == 0; i++) {
         vjl_counter *c = &f->counters[i];
         descr_point p;
-        if (c->type != VJL_COUNTER_ENTRY && find_descr(&dt, c->addr, &p)) {
-            vjl_op *op = op_at(f, p);
-            op->count += c->count;
-            c->trace = p.trace;
-            /* a guard's 'b' counter: how often its bridge was entered */
-            if (c->type == VJL_COUNTER_BRIDGE && op->bridge != VJL_NONE && !has_entry[op->bridge])
-                f->traces[op->bridge].entry_count += c->count;
-        }
+        uint32_t b;
+        if (c->type == VJL_COUNTER_ENTRY || !find_descr(dt, c->addr, &p))
+            continue;
+        c->trace = p.trace;
+        rc = add_descr_count(f, c->addr, c->count);
+        /* a guard's 'b' counter: how often its bridge was entered */
+        if (c->type == VJL_COUNTER_BRIDGE && vmp_u64map_find(&f->bridge_of, c->addr, &b) &&
+            !has_entry[b])
+            f->traces[b].entry_count += c->count;
     }
     free(has_entry);
+    return rc;
+}
+
+static int resolve_links(vjl_forest *f)
+{
+    descr_table dt;
+    memset(&dt, 0, sizeof dt);
+    int rc = index_descrs(f, &dt);
+    for (size_t i = 0; i < f->n_stitches && rc == 0; i++) {
+        vjl_stitch *s = &f->stitches[i];
+        uint32_t b;
+        if (!vmp_u64map_find(&f->by_addr, s->addr, &b))
+            continue;
+        s->bridge = b;
+        if (!f->traces[b].stitched_descr)
+            f->traces[b].stitched_descr = s->descr;
+        rc = link_bridge(f, &dt, b, s->descr);
+    }
+    /* a bridge never stitched (compiled but the log ended) still names its guard */
+    for (size_t t = 0; t < f->n_traces && rc == 0; t++)
+        if (f->traces[t].is_bridge)
+            rc = link_bridge(f, &dt, (uint32_t)t, f->traces[t].start_number);
+    if (rc == 0)
+        rc = resolve_counters(f, &dt);
     vmp_u64map_free(&dt.map);
     free(dt.points);
-    return 0;
+    return rc;
 }
 
 /* ---- entry points ----------------------------------------------------------- */
@@ -843,12 +892,13 @@ static vjl_forest *decode(input *in, vmp_error *err)
         in->buf = malloc(1);
     vjl_forest *f = in->buf ? calloc(1, sizeof *f) : NULL;
     if (!f) {
-        free(in->buf);
+        big_free(in->buf, in->map_len);
         vmp_error_set(err, -1, "out of memory");
         return NULL;
     }
     f->buf = in->buf;
     f->len = in->len;
+    f->buf_map_len = in->map_len;
     vmp_error_clear(&f->warning);
     decoder d;
     memset(&d, 0, sizeof d);
@@ -897,7 +947,7 @@ vjl_forest *vjl_forest_read_fd(int fd, vmp_error *err)
     memset(&in, 0, sizeof in);
     vmp_error_clear(err);
     if (input_from_fd(&in, fd, err) < 0) {
-        free(in.buf);
+        big_free(in.buf, in.map_len);
         return NULL;
     }
     return decode(&in, err);
@@ -929,7 +979,7 @@ vjl_forest *vjl_forest_read_memory(const void *data, size_t len, vmp_error *err)
     const unsigned char *bytes = data;
     if (!(len >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b)) { /* plain: one copy */
         if (input_append(&in, bytes, len, err) < 0) {
-            free(in.buf);
+            big_free(in.buf, in.map_len);
             return NULL;
         }
         return decode(&in, err);
@@ -940,7 +990,7 @@ vjl_forest *vjl_forest_read_memory(const void *data, size_t len, vmp_error *err)
     int rc = input_from_source(&in, src, err);
     vmp_source_close(src);
     if (rc < 0) {
-        free(in.buf);
+        big_free(in.buf, in.map_len);
         return NULL;
     }
     return decode(&in, err);
@@ -958,13 +1008,16 @@ void vjl_forest_free(vjl_forest *f)
     free(f->traces);
     vmp_u64map_free(&f->by_id);
     vmp_u64map_free(&f->by_addr);
+    vmp_u64map_free(&f->bridge_of);
+    vmp_u64map_free(&f->count_of);
+    free(f->descr_counts);
     free(f->resops);
     free(f->opnames);
     free(f->stitches);
     free(f->counters);
     free(f->lines);
     free(f->redirects);
-    free(f->buf);
+    big_free(f->buf, f->buf_map_len);
     free(f);
 }
 
@@ -1027,6 +1080,18 @@ const vjl_redirect *vjl_forest_redirects(const vjl_forest *f, size_t *n)
 {
     *n = f->n_redirects;
     return f->redirects;
+}
+
+uint32_t vjl_forest_bridge_of(const vjl_forest *f, uint64_t descr)
+{
+    uint32_t i;
+    return descr && vmp_u64map_find(&f->bridge_of, descr, &i) ? i : VJL_NONE;
+}
+
+uint64_t vjl_forest_descr_count(const vjl_forest *f, uint64_t descr)
+{
+    uint32_t i;
+    return descr && vmp_u64map_find(&f->count_of, descr, &i) ? f->descr_counts[i] : 0;
 }
 
 vjl_str vjl_op_descr_text(const vjl_forest *f, const vjl_op *op)

@@ -41,14 +41,12 @@ typedef struct vjl_op {
     vjl_str failargs; /* version >= 2; empty before */
     vjl_str code;     /* machine code of this op (ASM), empty if none */
     uint64_t descr;   /* descr number (RESOP_DESCR), 0 if none */
-    uint32_t bridge;  /* a guard stitched to a bridge: its trace index, else VJL_NONE */
     uint16_t opnum;
     uint16_t code_offset; /* ASM: offset from the trace's machine-code start */
     uint8_t has_descr;
     uint8_t has_code;
-    uint8_t pad[2];
-    uint64_t count; /* 'b'/'l' counters that name this op's descr */
-} vjl_op;
+} vjl_op; /* 40 bytes: a large log holds millions; what few ops have (a
+           * bridge, a counter) is kept by descr number, see below */
 
 /* A merge-point value.  A string is prefix + str: the field's common prefix
  * (COMMON_PREFIX, possibly empty) and the rest as written, so that no string
@@ -154,6 +152,12 @@ const vjl_stitch *vjl_forest_stitches(const vjl_forest *f, size_t *n);
 const vjl_counter *vjl_forest_counters(const vjl_forest *f, size_t *n);
 const vjl_source_line *vjl_forest_source_lines(const vjl_forest *f, size_t *n);
 const vjl_redirect *vjl_forest_redirects(const vjl_forest *f, size_t *n);
+
+/* By descr number (a guard's, a label's; the same op has it in every stage):
+ * the bridge attached to that guard (trace index, VJL_NONE if none), and the
+ * sum of the 'b' and 'l' counters naming it (0 if none). */
+uint32_t vjl_forest_bridge_of(const vjl_forest *f, uint64_t descr);
+uint64_t vjl_forest_descr_count(const vjl_forest *f, uint64_t descr);
 
 /* The descriptor text of an op with one: after the last comma of args. */
 vjl_str vjl_op_descr_text(const vjl_forest *f, const vjl_op *op);

@@ -175,7 +175,8 @@ static PyObject *op_tuple(const vjl_forest *f, const vjl_op *op, int with_failar
     return Py_BuildValue("(INNNNNK)", (unsigned)op->opnum, text(f, op->args),
                          with_failargs ? text(f, op->failargs) : none(),
                          op->has_descr ? PyLong_FromUnsignedLongLong(op->descr) : none(),
-                         code, index_or_none(op->bridge), (unsigned long long)op->count);
+                         code, index_or_none(vjl_forest_bridge_of(f, op->descr)),
+                         (unsigned long long)vjl_forest_descr_count(f, op->descr));
 }
 
 static PyObject *JitLog_ops(JitLogObject *o, PyObject *args)

@@ -70,7 +70,7 @@ VMP_TEST(jitlog_reads_pypy_log_as_the_original_parser)
             const vjl_op *guard =
                 &vjl_forest_trace(f, b->parent)->stage[VJL_STAGE_ASM].ops[b->parent_op];
             CHECK(guard->descr == st[k].descr);
-            CHECK(guard->bridge == st[k].bridge);
+            CHECK(vjl_forest_bridge_of(f, guard->descr) == st[k].bridge);
         }
     }
     vjl_forest_free(f);
@@ -129,8 +129,9 @@ VMP_TEST(jitlog_every_version_and_word_size)
             CHECK(asm_guard->has_code && asm_guard->code_offset == 0x10);
             CHECK(asm_guard->code.len == 2 && memcmp(vjl_str_ptr(f, asm_guard->code), "\x90\x90", 2) == 0);
             CHECK(loop->has_addr && loop->addr_start == 0x1000 && loop->addr_end == 0x1100);
-            CHECK(asm_guard->bridge == 1);
-            CHECK(asm_guard->count == 7);
+            CHECK(vjl_forest_bridge_of(f, asm_guard->descr) == 1);
+            CHECK(vjl_forest_descr_count(f, asm_guard->descr) == 7);
+            CHECK(vjl_forest_bridge_of(f, 0x200) == VJL_NONE); /* a label, no bridge */
             CHECK(bridge->is_bridge && bridge->parent == 0 && bridge->parent_op == 1);
             CHECK(bridge->stitched_descr == 0x100);
             CHECK(loop->entry_count == 10);
