@@ -394,3 +394,45 @@ VMP_TEST(jitlog_ops_outside_a_trace_are_skipped)
     vjl_forest_free(f);
     vjl_writer_free(&s.w);
 }
+
+VMP_TEST(jitlog_large_file_reads_whole)
+{
+    /* above 8 MB a regular file is read into a mapping of its own (huge
+     * pages): the same forest, freed with it */
+    sample_log s;
+    memset(&s, 0, sizeof s);
+    s.version = 4;
+    vjl_writer_init(&s.w, 8);
+    vjl_put_header(&s.w, 4, 0, "x86_64");
+    sample_start_trace(&s, 0x7, "loop", 0);
+    sample_stage(&s, VJL_MARK_TRACE_OPT, 0x7);
+    size_t n = 0;
+    while (s.w.len < (9u << 20)) {
+        sample_op(&s, OP_INT_ADD, "i2,i1,1", "p0,i1,i2,p3,p4,p5,p6,p7,p8,p9,p10,p11,p12,p13");
+        n++;
+    }
+    char path[] = "/tmp/vjl_test_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, s.w.buf, s.w.len) == (ssize_t)s.w.len);
+    close(fd);
+    vmp_error err;
+    vjl_forest *f = vjl_forest_read_file(path, &err);
+    REQUIRE(f != NULL);
+    CHECK(vjl_forest_warning(f) == NULL);
+    CHECK(vjl_forest_size(f) == s.w.len);
+    REQUIRE(vjl_forest_trace_count(f) == 1);
+    const vjl_stage *st = &vjl_forest_trace(f, 0)->stage[VJL_STAGE_OPT];
+    CHECK(st->n_ops == n);
+    CHECK(str_is(f, st->ops[n - 1].args, "i2,i1,1"));
+    vjl_forest_free(f);
+    /* and cut inside its last record */
+    REQUIRE(truncate(path, (off_t)s.w.len - 3) == 0);
+    f = vjl_forest_read_file(path, &err);
+    REQUIRE(f != NULL);
+    CHECK(vjl_forest_warning(f) != NULL);
+    CHECK(vjl_forest_trace(f, 0)->stage[VJL_STAGE_OPT].n_ops == n - 1);
+    vjl_forest_free(f);
+    unlink(path);
+    vjl_writer_free(&s.w);
+}
