@@ -152,8 +152,14 @@ static void list_runs(srv_request *req)
         .page = page,
         .page_size = PAGE_SIZE,
     };
-    if (q.user && strcmp(q.user, "me") == 0)
-        q.user = req->who.user.id ? req->who.user.name : "";
+    if (q.user && strcmp(q.user, "me") == 0) {
+        if (!req->who.user.id) {
+            /* Nobody's runs: an anonymous caller owns none. */
+            srv_reply_json(req, 200, json_pack("{s:[], s:n}", "runs", "next"));
+            return;
+        }
+        q.user = req->who.user.name;
+    }
     srv_run runs[PAGE_SIZE];
     size_t n = 0;
     int more = 0;

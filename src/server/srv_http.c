@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static double seconds_since(const struct timespec *t)
 {
@@ -54,10 +55,57 @@ void srv_reply_response(srv_request *req, unsigned status, struct MHD_Response *
     req->status = status;
 }
 
+/* gzip of text at level 1, for a client that accepts it; NULL when not worth it. */
+static char *gzip_text(const char *text, size_t len, size_t *out_len)
+{
+    z_stream z = {0};
+    if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return NULL;
+    size_t cap = deflateBound(&z, len);
+    char *out = malloc(cap);
+    if (out) {
+        z.next_in = (unsigned char *)text;
+        z.avail_in = (uInt)len;
+        z.next_out = (unsigned char *)out;
+        z.avail_out = (uInt)cap;
+        if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
+            free(out);
+            out = NULL;
+        }
+    }
+    *out_len = z.total_out;
+    deflateEnd(&z);
+    return out;
+}
+
+static int accepts_gzip(srv_request *req)
+{
+    const char *ae = srv_header(req, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+    return ae && strstr(ae, "gzip");
+}
+
 void srv_reply_json(srv_request *req, unsigned status, json_t *json)
 {
     char *text = json ? json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(json);
+    size_t len = text ? strlen(text) : 0;
+    /* A big tree goes compressed to a browser: a few MB of JSON is a few
+     * hundred KB on the wire. */
+    if (text && len > 4096 && len < UINT32_MAX && accepts_gzip(req)) {
+        size_t zlen;
+        char *z = gzip_text(text, len, &zlen);
+        struct MHD_Response *r =
+            z ? MHD_create_response_from_buffer(zlen, z, MHD_RESPMEM_MUST_FREE) : NULL;
+        if (r) {
+            free(text);
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+            MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+            srv_reply_response(req, status, r, "application/json");
+            return;
+        }
+        free(z);
+    }
     if (!text) {
         static const char oom[] = "{\"error\": \"out of memory\", \"status\": 500}";
         srv_reply_response(req, 500,
@@ -66,8 +114,7 @@ void srv_reply_json(srv_request *req, unsigned status, json_t *json)
                            "application/json");
         return;
     }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (r)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     else

@@ -1,6 +1,7 @@
 """Real vmprof-server processes for the tests: each on 127.0.0.1 with a port
 the kernel picks, in a data folder of its own, stopped with SIGTERM (and
 expected to exit 0) at the end of the test."""
+import gzip
 import http.client
 import json
 import os
@@ -70,6 +71,8 @@ class Server(object):
             data = resp.read()
         finally:
             conn.close()
+        if resp.getheader("Content-Encoding") == "gzip":
+            data = gzip.decompress(data)
         if resp.getheader("Content-Type", "").startswith("application/json"):
             data = json.loads(data.decode("utf-8"))
         return resp.status, data, resp
