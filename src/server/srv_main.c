@@ -49,6 +49,7 @@ static const char usage[] =
     "                     [--cache-size SIZE] [--web DIR] [--speedscope DIR]\n"
     "                     [--max-connections N]\n"
     "                     [--max-uploads N] [--request-timeout SECONDS]\n"
+    "                     [--idle-timeout SECONDS]\n"
     "       vmprof-server --data DIR [--database URL] user add NAME [--admin]\n"
     "       vmprof-server --data DIR [--database URL] user token NAME\n"
     "       vmprof-server --data DIR [--database URL] user password NAME  (reads stdin)\n"
@@ -161,6 +162,8 @@ static void parse(int argc, char **argv, options *o)
             o->limits.max_uploads = parse_count(a, v);
         else if (strcmp(a, "--request-timeout") == 0)
             o->limits.request_seconds = parse_count(a, v);
+        else if (strcmp(a, "--idle-timeout") == 0)
+            o->limits.idle_seconds = parse_count(a, v);
         else if (strcmp(a, "--anonymous-upload") == 0) {
             if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
                 die("--anonymous-upload %s: say on or off", v);

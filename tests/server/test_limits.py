@@ -1,0 +1,129 @@
+"""Limits on everything a client controls: header size, request time, idle
+connections, connections, uploads in flight, upload size (test_upload.py);
+each a short, bounded exchange on 127.0.0.1."""
+import socket
+import time
+
+import pytest
+
+
+def connect(server):
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def read_all(s, limit=1 << 20):
+    data = b""
+    try:
+        while len(data) < limit:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return data
+
+
+def new_runtime(server):
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    assert status == 200
+    return reply["runtime_id"]
+
+
+def test_headers_over_the_limit(server):
+    with connect(server) as s:
+        s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n")
+        assert read_all(s).startswith(b"HTTP/1.1 431")
+    assert server.get("/api/health")[0] == 200
+
+
+def test_slow_upload_is_cut_at_the_request_time_limit(start_server, profile_bytes):
+    server = start_server("--request-timeout", "2")
+    rid = new_runtime(server)
+    with connect(server) as s:
+        s.sendall(("POST /api/runtime/upload/cpu/%s/add HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Length: %d\r\n\r\n" % (rid, len(profile_bytes))).encode())
+        started = time.monotonic()
+        closed = False
+        for i in range(0, 40):           # at most 40 x 0.25 s
+            try:
+                s.sendall(profile_bytes[i * 10:(i + 1) * 10])
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            time.sleep(0.25)
+            s.setblocking(False)
+            try:
+                if s.recv(1) == b"":
+                    closed = True
+                    break
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed = True
+                break
+            finally:
+                s.setblocking(True)
+        assert closed and time.monotonic() - started < 8
+    # Nothing of it was kept, and the server serves on.
+    assert server.get("/api/runs")[1]["runs"] == []
+    assert server.upload(profile_bytes)
+
+
+def test_idle_connection_is_closed(start_server):
+    server = start_server("--idle-timeout", "1")
+    with connect(server) as s:
+        s.sendall(b"GET /api/health HTTP/1.1\r\n")     # and then nothing
+        started = time.monotonic()
+        read_all(s)    # returns when the server closes (the socket waits 10 s)
+        assert time.monotonic() - started < 6
+
+
+def test_connection_limit(start_server):
+    server = start_server("--max-connections", "3")
+    held = [connect(server) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        with connect(server) as extra:
+            extra.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert not read_all(extra).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    assert server.get("/api/health")[0] == 200
+
+
+def test_uploads_in_flight(start_server, profile_bytes):
+    server = start_server("--max-uploads", "1")
+    first, second = new_runtime(server), new_runtime(server)
+    with connect(server) as s:
+        s.sendall(("POST /api/runtime/upload/cpu/%s/add HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Length: %d\r\n\r\n" % (first, len(profile_bytes))).encode())
+        s.sendall(profile_bytes[:100])
+        time.sleep(0.3)
+        status, reply, resp = server.request("POST", "/api/runtime/upload/cpu/%s/add" % second,
+                                             profile_bytes)
+        assert status == 503 and resp.getheader("Retry-After")
+        s.sendall(profile_bytes[100:])
+        assert read_all(s, 1).startswith(b"H")
+    time.sleep(0.2)
+    status, _, _ = server.request("POST", "/api/runtime/upload/cpu/%s/add" % second,
+                                  profile_bytes)
+    assert status == 200
+
+
+def test_json_body_over_its_limit(server):
+    status, reply, _ = server.request("POST", "/api/runtime/new",
+                                      b'{"argv": "' + b"a" * (2 << 20) + b'"}',
+                                      {"Content-Type": "application/json"})
+    assert status == 413
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1X", "abc"])
+def test_bad_option_values_say_so_in_one_line(tmp_path, value):
+    import subprocess
+    from conftest import SERVER_BIN
+    out = subprocess.run([SERVER_BIN, "--data", str(tmp_path), "--max-upload", value + "Q"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--max-upload" in out.stderr
