@@ -152,3 +152,19 @@ def profile_bytes(tmp_path_factory, workload):
     subprocess.run([sys.executable, "-m", "vmprof", "-o", str(out), str(workload)],
                    check=True, capture_output=True, timeout=120, cwd=str(out.parent))
     return out.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def make_profile(tmp_path_factory, workload):
+    """make_profile(*vmprof_options) -> bytes of a real profile of the workload."""
+    made = {}
+
+    def make(*options):
+        if options not in made:
+            out = tmp_path_factory.mktemp("profile") / "burn.prof"
+            subprocess.run([sys.executable, "-m", "vmprof", "-o", str(out)] + list(options)
+                           + [str(workload)], check=True, capture_output=True, timeout=120,
+                           cwd=str(out.parent))
+            made[options] = out.read_bytes()
+        return made[options]
+    return make
