@@ -46,6 +46,14 @@ $(SERVER_BIN): $(SERVER_SRC) $(wildcard src/server/*.h) $(LIB_SRC) $(wildcard sr
 	    $(shell pkg-config --cflags $(SERVER_PKGS)) \
 	    -o $@ $(SERVER_SRC) $(LIB_SRC) $(shell pkg-config --libs $(SERVER_PKGS)) -lz
 
+# The same with ASan+UBSan, for the server's fuzz test.
+$(SERVER_BIN)-sanitized: $(SERVER_SRC) $(wildcard src/server/*.h) $(LIB_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html)
+	@mkdir -p $(dir $@)
+	clang $(CFLAGS_COMMON) -Isrc/server -O1 -g -pthread \
+	    -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+	    $(shell pkg-config --cflags $(SERVER_PKGS)) \
+	    -o $@ $(SERVER_SRC) $(LIB_SRC) $(shell pkg-config --libs $(SERVER_PKGS)) -lz
+
 serve: install
 	$(SERVER_BIN) --data $(SERVE_DATA)
 
@@ -72,7 +80,7 @@ test-c-sanitize: $(BUILD)/test_libvmprof_sanitized
 test-python:
 	scripts/test-python.sh
 
-test-server: $(SERVER_BIN)
+test-server: $(SERVER_BIN) $(SERVER_BIN)-sanitized
 	scripts/test-server.sh
 
 fuzz:

@@ -47,26 +47,6 @@ static json_t *iso_time(double seconds)
     return json_string(buf);
 }
 
-/* A string that came from a client or a profile: jansson refuses text that
- * is not UTF-8, so such bytes are replaced rather than the reply failing. */
-json_t *srv_json_text(const char *s)
-{
-    if (!s)
-        return json_null();
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    size_t n = strlen(s);
-    char *copy = malloc(n + 1);
-    if (!copy)
-        return json_null();
-    for (size_t i = 0; i <= n; i++)
-        copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
-    j = json_string(copy);
-    free(copy);
-    return j ? j : json_null();
-}
-
 json_t *srv_run_list_item(const srv_run *r)
 {
     json_t *o = json_object();

@@ -17,7 +17,5 @@ int srv_valid_run_id(const char *id);
 int srv_load_run(srv_request *req, const char *id, srv_run *run);
 /* {"id", "argv", "name", "vm", "owner", "created", "samples", "duration"}. */
 json_t *srv_run_list_item(const srv_run *run);
-/* A JSON string of text from outside (not necessarily UTF-8), or null. */
-json_t *srv_json_text(const char *s);
 
 #endif /* SRV_API_H */

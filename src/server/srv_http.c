@@ -33,6 +33,25 @@ static int64_t now_ms(void)
 
 /* ---- replies ------------------------------------------------------------- */
 
+json_t *srv_json_text(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    size_t n = strlen(s);
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return json_null();
+    for (size_t i = 0; i <= n; i++)
+        copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+    j = json_string(copy);
+    free(copy);
+    return j ? j : json_null();
+}
+
+
 int srv_replied(const srv_request *req)
 {
     return req->response != NULL;
@@ -129,7 +148,9 @@ void srv_reply_error(srv_request *req, unsigned status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    srv_reply_json(req, status, json_pack("{s:s, s:i}", "error", msg, "status", (int)status));
+    /* The message may quote a client's bytes (a path, a header). */
+    srv_reply_json(req, status, json_pack("{s:o, s:i}", "error", srv_json_text(msg), "status",
+                                          (int)status));
 }
 
 const char *srv_arg(srv_request *req, const char *name)

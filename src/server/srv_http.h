@@ -112,6 +112,11 @@ void srv_http_stop(srv_server *server, unsigned grace_seconds);
 const char *srv_arg(srv_request *req, const char *name);
 const char *srv_header(srv_request *req, const char *name);
 
+/* A JSON string of text from outside (a client, a profile): jansson takes
+ * only UTF-8, so other bytes become '?' rather than the reply failing.
+ * NULL gives null. */
+json_t *srv_json_text(const char *s);
+
 /* Replies with json (a reference is stolen). */
 void srv_reply_json(srv_request *req, unsigned status, json_t *json);
 void srv_reply_error(srv_request *req, unsigned status, const char *fmt, ...)

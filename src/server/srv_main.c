@@ -308,7 +308,8 @@ static void recover(const options *o, srv_store *store, int shared)
         return; /* other servers' uploads in progress have files but no frozen run yet */
     if (srv_store_run_ids(store, add_known, &ctx, &err) < 0)
         die("%s", err.message);
-    qsort(ctx.ids, ctx.n, sizeof *ctx.ids, compare_ids);
+    if (ctx.n)
+        qsort(ctx.ids, ctx.n, sizeof *ctx.ids, compare_ids);
     if (srv_blob_sweep(o->data, is_known, &ctx, &err) < 0)
         die("%s", err.message);
     free(ctx.ids);

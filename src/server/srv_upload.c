@@ -129,15 +129,14 @@ static int load_open_run(srv_request *req, srv_run *run)
         srv_reply_error(req, 404, "no runtime %s: start with POST /api/runtime/new", id);
         return -1;
     }
-    if (run->state == SRV_RUN_FROZEN) {
+    if (run->state == SRV_RUN_FROZEN)
         srv_reply_error(req, 400, "runtime %s is frozen: it takes no more uploads", id);
-        return -1;
-    }
-    if (run->owner_id != req->who.user.id) {
+    else if (run->owner_id != req->who.user.id)
         srv_reply_error(req, 403, "runtime %s was started by another user", id);
-        return -1;
-    }
-    return 0;
+    else
+        return 0;
+    srv_run_clear(run);
+    return -1;
 }
 
 static void feed(srv_request *req, const char *data, size_t n);

@@ -46,3 +46,13 @@ def test_unknown_api_path_is_json_404(ui_server):
     assert status == 404 and "no API endpoint" in body["error"]
     status, body, _ = ui_server.request("POST", "/api/runs")
     assert status == 405
+
+
+def test_bytes_that_are_not_utf8_in_a_path(ui_server):
+    # The error message quotes the path; JSON must still come out (it was a 500).
+    import socket
+    with socket.create_connection(("127.0.0.1", ui_server.port), timeout=10) as s:
+        s.sendall(b"BREW /r\xe9\xff HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 405"), answer
+    assert b'"error"' in answer
