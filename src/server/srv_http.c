@@ -303,7 +303,8 @@ static void serve_static(srv_request *req)
     }
     char url[256];
     snprintf(url, sizeof url, "%s", req->url);
-    if (url[strlen(url) - 1] == '/' && strlen(url) + 10 < sizeof url)
+    size_t len = strlen(url);
+    if (len && url[len - 1] == '/' && len + 10 < sizeof url)
         strcat(url, "index.html");
     const char *dir = s->web_dir, *name = url;
     if (strncmp(url, "/speedscope/", 12) == 0) {

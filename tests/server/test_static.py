@@ -56,3 +56,15 @@ def test_bytes_that_are_not_utf8_in_a_path(ui_server):
         answer = s.recv(4096)
     assert answer.startswith(b"HTTP/1.1 405"), answer
     assert b'"error"' in answer
+
+
+def test_empty_and_odd_request_targets(ui_server):
+    # An empty target read one byte before the path (found by the fuzzer
+    # under UBSan).
+    import socket
+    for target in (b"", b"?", b"*", b"%00", b"//", b"/speedscope"):
+        with socket.create_connection(("127.0.0.1", ui_server.port), timeout=10) as s:
+            s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(4096)
+    assert ui_server.proc.poll() is None
+    assert ui_server.get("/api/health")[0] == 200
