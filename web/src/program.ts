@@ -8,20 +8,17 @@ import { FuncInfo } from "./api";
 const RUNNER_FILE = /(^|[\\/])vmprof[\\/](__main__|cli|profiler|measure)\.py$|(^|[\\/])runpy\.py$|^<frozen runpy>$|^<string>$/;
 
 /**
- * Follows the busiest child from the root; answers the first Python frame that is
- * not the runner's once a runner frame was passed (or a "<module>" frame), with the
- * node where the search stopped.  found is -1 when the loaded part holds none.
+ * Follows the busiest child from the root and answers the first Python frame that is
+ * not the runner's (native start-up frames and the runner's own are passed over),
+ * with the node where the search stopped.  found is -1 when the loaded part holds none.
  */
 export function findProgram(kids: (n: number) => number[], func: (n: number) => FuncInfo):
     { found: number; last: number } {
-  let n = 0, seenRunner = false;
+  let n = 0;
   for (;;) {
     if (n > 0) {
       const f = func(n);
-      if (f.kind === "python") {
-        if (RUNNER_FILE.test(f.file || "")) seenRunner = true;
-        else if (seenRunner || f.name === "<module>") return { found: n, last: n };
-      }
+      if (f.kind === "python" && !RUNNER_FILE.test(f.file || "")) return { found: n, last: n };
     }
     const k = kids(n);
     if (!k || !k.length) return { found: -1, last: n };

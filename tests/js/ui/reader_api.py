@@ -46,8 +46,11 @@ class Run:
         self.funcs = []          # [{"name", "file", "line", "kind"}]
         fn_of = {}
         self.stacks = []         # per stack: (thread index, [(fn, line)])
+        self.stack_counts = []   # per stack: its samples in the whole run
+        self._selections = {}    # memo: selection key -> {path: samples}
         for i in range(p.stack_count()):
-            frames, thread, _count = p.stack(i)
+            frames, thread, count = p.stack(i)
+            self.stack_counts.append(count)
             out = []
             for addr, line, kind in frames:
                 name = p.name(addr) or "<%s 0x%x>" % (KINDS.get(kind, "?"), addr)
@@ -65,13 +68,8 @@ class Run:
                                        "interp": k == "native" and bool(INTERPRETER_FRAMES.match(fname))})
                 out.append((fn, line))
             self.stacks.append((thread, out))
-        self.sample_stack = [p.sample(i)[0] for i in range(self.n)]
-        times = s.sample_times()
-        if times:
-            t0 = times[0]
-            self.times = [(t - t0) / 1e6 for t in times]
-        else:
-            self.times = [i * self.period_ms for i in range(self.n)]
+        self._profile, self._stats = p, s
+        self._sample_stack = self._times = None
         self.duration_ms = self.times[-1] + self.period_ms if self.n else 0.0
         self.rss = list(s.rss_series()) if s.profile_memory else None
         self.threads = list(s.threads)
@@ -97,10 +95,30 @@ class Run:
             "exports": list(_core.export_formats()),
         }
         self.info["start"] = self.info["created"]
-        counts = collections.Counter(self.stacks[k][0] for k in self.sample_stack)
+        counts = collections.Counter()
+        for k, (thread_index, _frames) in enumerate(self.stacks):
+            counts[thread_index] += self.stack_counts[k]
         self.info["threads"] = [{"index": i, "id": t, "samples": counts[i]}
                                 for i, t in enumerate(self.threads)]
         self.info["thread_count"] = len(self.threads)
+
+    @property
+    def sample_stack(self):
+        """Each sample's stack index (made on first use: a million samples take a while)."""
+        if self._sample_stack is None:
+            self._sample_stack = [self._profile.sample(i)[0] for i in range(self.n)]
+        return self._sample_stack
+
+    @property
+    def times(self):
+        """Each sample's time in ms from the first."""
+        if self._times is None:
+            times = self._stats.sample_times()
+            if times:
+                self._times = [(t - times[0]) / 1e6 for t in times]
+            else:
+                self._times = [i * self.period_ms for i in range(self.n)]
+        return self._times
 
     def selection(self, q, lines=False):
         """{(fn, ...) root first, recursion folded: samples} of the selected samples
@@ -111,13 +129,19 @@ class Run:
         interp = q.get("interp", "0") == "1"
         lo = float(q["from"]) if q.get("from") else None
         hi = float(q["to"]) if q.get("to") else None
-        per_stack = collections.Counter()
-        for i, k in enumerate(self.sample_stack):
-            t = self.times[i]
-            if (lo is not None and t < lo) or (hi is not None and t >= hi):
-                continue
-            per_stack[k] += 1
-        out = collections.Counter()
+        key = (ti, native, interp, lo, hi, lines)
+        if key in self._selections:
+            return self._selections[key]
+        if lo is None and hi is None:
+            per_stack = dict(enumerate(self.stack_counts))
+        else:
+            per_stack = collections.Counter()
+            for i, k in enumerate(self.sample_stack):
+                t = self.times[i]
+                if (lo is not None and t < lo) or (hi is not None and t >= hi):
+                    continue
+                per_stack[k] += 1
+        out = self._selections[key] = collections.Counter()
         for k, c in per_stack.items():
             thread_index, frames = self.stacks[k]
             if ti is not None and thread_index != ti:
