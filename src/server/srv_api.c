@@ -22,7 +22,7 @@
 #include "srv_blob.h"
 #include "srv_cache.h"
 #include "srv_http.h"
-#include "vmp_format.h"
+#include "vmprof.h"
 
 #define PAGE_SIZE 50
 
@@ -64,15 +64,15 @@ json_t *srv_run_list_item(const srv_run *r)
 static json_t *modes_of(unsigned mode)
 {
     json_t *a = json_array();
-    if (mode & VMP_MODE_MEMORY)
+    if (mode & SRV_MODE_MEMORY)
         json_array_append_new(a, json_string("memory"));
-    if (mode & VMP_MODE_LINES)
+    if (mode & SRV_MODE_LINES)
         json_array_append_new(a, json_string("lines"));
-    if (mode & VMP_MODE_NATIVE)
+    if (mode & SRV_MODE_NATIVE)
         json_array_append_new(a, json_string("native"));
-    if (mode & VMP_MODE_REAL_TIME)
+    if (mode & SRV_MODE_REAL_TIME)
         json_array_append_new(a, json_string("real-time"));
-    if (mode & VMP_MODE_RPYTHON)
+    if (mode & SRV_MODE_RPYTHON)
         json_array_append_new(a, json_string("rpython"));
     return a;
 }
@@ -160,21 +160,11 @@ static void list_runs(srv_request *req)
 
 static json_t *threads_of(const vmp_profile *p)
 {
-    size_t nt = vmp_profile_thread_count(p);
-    uint64_t *counts = calloc(nt ? nt : 1, sizeof *counts);
-    size_t ns = vmp_profile_stack_count(p);
-    for (size_t i = 0; counts && i < ns; i++) {
-        vmp_stack st;
-        vmp_profile_stack_at(p, i, &st);
-        if (st.thread_index < nt)
-            counts[st.thread_index] += st.count;
-    }
     json_t *a = json_array();
-    for (size_t i = 0; i < nt; i++)
+    for (size_t i = 0; i < vmp_profile_thread_count(p); i++)
         json_array_append_new(a, json_pack("{s:i, s:I, s:I}", "index", (int)i, "id",
                                            (json_int_t)vmp_profile_thread_id(p, i), "samples",
-                                           (json_int_t)(counts ? counts[i] : 0)));
-    free(counts);
+                                           (json_int_t)vmp_profile_thread_samples(p, i)));
     return a;
 }
 
@@ -188,7 +178,7 @@ static void get_run(srv_request *req)
     json_object_set_new(o, "interpreter", json_string(f->interp));
     json_object_set_new(o, "start", iso_time(f->start));
     json_object_set_new(o, "period", json_real((double)f->period_usec / 1e6));
-    json_object_set_new(o, "clock", json_string(f->mode & VMP_MODE_REAL_TIME ? "wall" : "cpu"));
+    json_object_set_new(o, "clock", json_string(f->mode & SRV_MODE_REAL_TIME ? "wall" : "cpu"));
     json_object_set_new(o, "modes", modes_of(f->mode));
     json_object_set_new(o, "thread_count", json_integer(f->threads));
     json_object_set_new(o, "complete", json_boolean(f->complete));
@@ -197,9 +187,15 @@ static void get_run(srv_request *req)
     json_object_set_new(o, "has_jitlog", json_boolean(run.has_jitlog));
     json_object_set_new(o, "may_change", json_boolean(srv_auth_may_change(&req->who, &run)));
     srv_err err = {{0}};
-    const vmp_profile *p = srv_cache_get(req->server->cache, run.id, &err);
+    const vmp_profile *p = srv_cache_get(req->server->cache, run.id, f->raw_size, &err);
     if (p) {
+        vmp_facts facts;
+        vmp_profile_facts(p, &facts);
         json_object_set_new(o, "threads", threads_of(p));
+        json_object_set_new(o, "max_rss_kib", facts.memory ? json_integer((json_int_t)
+                                                             facts.max_rss_kib) : json_null());
+        json_object_set_new(o, "exports", json_pack("[s, s, s, s, s]", "collapsed",
+                                                     "speedscope", "pprof", "firefox", "html"));
         srv_cache_release(req->server->cache, p);
     } else {
         json_object_set_new(o, "threads", json_array());

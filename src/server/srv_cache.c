@@ -97,28 +97,9 @@ void srv_cache_free(srv_cache *c)
     free(c);
 }
 
-size_t srv_cache_profile_cost(const vmp_profile *p)
+size_t srv_cache_cost(uint64_t raw_size)
 {
-    const vmp_profile_summary *s = vmp_profile_get_summary(p);
-    size_t cost = sizeof(void *) * 64;
-    /* Per sample: its stack index, its RSS (memory mode) and time. */
-    size_t per_sample = 4 + ((s->mode & 1) ? 8 : 0) + (vmp_profile_has_sample_times(p) ? 8 : 0);
-    cost += (size_t)s->n_samples * per_sample;
-    size_t n = vmp_profile_stack_count(p);
-    for (size_t i = 0; i < n; i++) {
-        vmp_stack st;
-        vmp_profile_stack_at(p, i, &st);
-        cost += sizeof st + st.depth * sizeof(vmp_frame) + 16;
-    }
-    size_t names = vmp_profile_name_count(p);
-    for (size_t i = 0; i < names; i++) {
-        uint64_t id;
-        const char *name;
-        size_t len;
-        vmp_profile_name_at(p, i, &id, &name, &len);
-        cost += len + 32;
-    }
-    return cost;
+    return (size_t)raw_size + 64 * 1024;
 }
 
 static entry *find(srv_cache *c, const char *id)
@@ -136,7 +117,7 @@ static void forget(srv_cache *c, entry *e)
         free_entry(c, e);
 }
 
-void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p)
+void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p, uint64_t raw_size)
 {
     entry *e = calloc(1, sizeof *e);
     if (!e) {
@@ -145,7 +126,7 @@ void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p)
     }
     snprintf(e->id, sizeof e->id, "%s", id);
     e->profile = p;
-    e->cost = srv_cache_profile_cost(p);
+    e->cost = srv_cache_cost(raw_size);
     pthread_mutex_lock(&c->lock);
     entry *old = find(c, id);
     if (old)
@@ -156,7 +137,8 @@ void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p)
     pthread_mutex_unlock(&c->lock);
 }
 
-const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)
+const vmp_profile *srv_cache_get(srv_cache *c, const char *id, uint64_t raw_size,
+                                 srv_err *err)
 {
     pthread_mutex_lock(&c->lock);
     entry *e = find(c, id);
@@ -201,7 +183,7 @@ const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)
     e->loading = 0;
     e->profile = p;
     if (p) {
-        e->cost = srv_cache_profile_cost(p);
+        e->cost = srv_cache_cost(raw_size);
         c->bytes += e->cost;
         evict(c);
     } else {

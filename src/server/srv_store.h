@@ -37,6 +37,15 @@ typedef enum srv_run_state {
     SRV_RUN_FROZEN = 2,
 } srv_run_state;
 
+/* The modes of a run (srv_run_facts.mode), as stored. */
+enum srv_mode {
+    SRV_MODE_MEMORY = 0x01,
+    SRV_MODE_LINES = 0x02,
+    SRV_MODE_NATIVE = 0x04,
+    SRV_MODE_RPYTHON = 0x08,
+    SRV_MODE_REAL_TIME = 0x10,
+};
+
 /* What is known of a profile once it has been decoded, kept with its run so
  * that listing and describing runs never needs the profile itself. */
 typedef struct srv_run_facts {
@@ -44,7 +53,7 @@ typedef struct srv_run_facts {
     double duration;       /* seconds */
     uint64_t period_usec;
     uint32_t threads;
-    unsigned mode;         /* VMP_MODE_* */
+    unsigned mode;         /* SRV_MODE_* */
     char interp[32];       /* as the file says: "cpython", "pypy", "" */
     double start;          /* seconds since the epoch, 0 when unknown */
     uint64_t raw_size;     /* bytes uploaded */

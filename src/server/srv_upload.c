@@ -33,8 +33,7 @@
 #include "srv_blob.h"
 #include "srv_cache.h"
 #include "srv_http.h"
-#include "vmp_format.h"
-#include "vmp_profile.h"
+#include "vmprof.h"
 
 #define MAX_ARGV (256 * 1024)  /* a command line: long ones are kept, not refused */
 
@@ -280,24 +279,21 @@ static void finish_decoding(upload *u)
 
 static void facts_of(const vmp_profile *p, uint64_t raw_size, srv_run_facts *f)
 {
-    const vmp_profile_summary *s = vmp_profile_get_summary(p);
+    vmp_facts v;
+    vmp_profile_facts(p, &v);
     memset(f, 0, sizeof *f);
-    f->samples = s->n_samples;
-    f->period_usec = s->period_usec;
-    f->threads = (uint32_t)vmp_profile_thread_count(p);
-    f->mode = s->mode;
-    snprintf(f->interp, sizeof f->interp, "%s", s->interp);
-    if (s->has_start_time)
-        f->start = (double)s->start_sec + (double)s->start_usec / 1e6;
-    if (s->has_start_time && s->has_end_time)
-        f->duration = (double)(s->end_sec - s->start_sec) +
-                      (double)(s->end_usec - s->start_usec) / 1e6;
-    else
-        f->duration = (double)s->n_samples * (double)s->period_usec / 1e6;
-    if (f->duration < 0)
-        f->duration = 0;
+    f->samples = v.n_samples;
+    f->period_usec = v.period_usec;
+    f->threads = (uint32_t)v.n_threads;
+    f->mode = (v.memory ? SRV_MODE_MEMORY : 0) | (v.lines ? SRV_MODE_LINES : 0) |
+              (v.native ? SRV_MODE_NATIVE : 0) | (v.real_time ? SRV_MODE_REAL_TIME : 0) |
+              (v.rpython ? SRV_MODE_RPYTHON : 0);
+    snprintf(f->interp, sizeof f->interp, "%s", v.interp);
+    if (v.has_start)
+        f->start = (double)v.start_sec + (double)v.start_usec / 1e6;
+    f->duration = v.duration_ms > 0 ? v.duration_ms / 1000.0 : 0;
     f->raw_size = raw_size;
-    f->complete = s->complete;
+    f->complete = v.complete;
 }
 
 /* The label kept from "attachment; filename=PATH" (never used as a path). */
@@ -359,7 +355,7 @@ static void finish_upload(srv_request *req)
                         rc < 0 ? err.message : "the runtime was frozen meanwhile");
         return;
     }
-    srv_cache_put(s->cache, u->run.id, u->profile);
+    srv_cache_put(s->cache, u->run.id, u->profile, size);
     u->profile = NULL;
     srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }

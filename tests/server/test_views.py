@@ -1,0 +1,182 @@
+"""The views of a run (tree, functions, lines, memory, exports, diff), each
+answered by the library's read model: checked against what the workload did
+(one function burns the CPU) and against each other."""
+import gzip
+import json
+
+import pytest
+
+BURN = "burn_for_server_test"
+
+
+@pytest.fixture
+def run(server, profile_bytes):
+    return server.upload(profile_bytes, argv="burn_workload.py")
+
+
+def get_ok(server, path):
+    status, body, _ = server.get(path)
+    assert status == 200, body
+    return body
+
+
+def fn_named(answer_functions, name):
+    for fn, info in answer_functions.items():
+        if info["name"] == name:
+            return int(fn)
+    raise AssertionError("%s not in %s" % (name, answer_functions))
+
+
+def walk(node):
+    yield node
+    for c in node.get("children", []):
+        yield from walk(c)
+
+
+def test_tree_whole(server, run):
+    samples = get_ok(server, "/api/runs/%s" % run)["samples"]
+    t = get_ok(server, "/api/runs/%s/tree?depth=50&min=0" % run)
+    assert t["total"] == samples == t["node"]["total"]
+    assert t["path"] == [] and t["chain"] == []
+    for node in walk(t["node"]):
+        kids = node.get("children", [])
+        assert [k["total"] for k in kids] == sorted((k["total"] for k in kids), reverse=True)
+        assert sum(k["total"] for k in kids) + node["self"] <= node["total"]
+        if "fn" in node:
+            assert str(node["fn"]) in t["functions"]
+    burn = fn_named(t["functions"], BURN)
+    burn_total = sum(n["total"] for n in walk(t["node"]) if n.get("fn") == burn)
+    assert burn_total > samples / 2
+    # The runner of `python -m vmprof` is not shown: the program starts the tree.
+    names = {info["name"] for info in t["functions"].values()}
+    assert "run_program" not in names and "_run_code" not in names
+
+
+def test_tree_at_a_path_with_depth_and_share(server, run):
+    whole = get_ok(server, "/api/runs/%s/tree?depth=50&min=0" % run)
+    # The path to the burning function, from the whole tree.
+    def path_to(node, fn, path):
+        if node.get("fn") == fn:
+            return path
+        for c in node.get("children", []):
+            found = path_to(c, fn, path + [c["fn"]])
+            if found:
+                return found
+    burn = fn_named(whole["functions"], BURN)
+    path = path_to(whole["node"], burn, [])
+    assert path
+    t = get_ok(server, "/api/runs/%s/tree?path=%s&depth=1" % (run, ".".join(map(str, path))))
+    assert t["path"] == path and t["node"]["fn"] == burn
+    assert [c["fn"] for c in t["chain"]] == path[:-1]
+    # The breadcrumb's counts are those of the whole tree.
+    node = whole["node"]
+    for fn, crumb in zip(path[:-1], t["chain"]):
+        node = next(c for c in node["children"] if c["fn"] == fn)
+        assert crumb["total"] == node["total"]
+    # depth=1: the node and its children, no deeper.
+    for c in t["node"].get("children", []):
+        assert "children" not in c
+    cut = get_ok(server, "/api/runs/%s/tree?depth=1" % run)
+    assert all("children" not in c for c in cut["node"]["children"])
+    assert any(c["more"] for c in cut["node"]["children"])
+    # min: every node kept is at least that share of the selection.
+    pruned = get_ok(server, "/api/runs/%s/tree?depth=50&min=0.2" % run)
+    assert all(n["total"] >= 0.2 * pruned["total"] for n in walk(pruned["node"]))
+
+
+def test_tree_errors(server, run):
+    assert server.get("/api/runs/%s/tree?path=999999" % run)[0] == 400
+    assert server.get("/api/runs/%s/tree?path=abc" % run)[0] == 400
+    assert server.get("/api/runs/%s/tree?depth=0" % run)[0] == 400
+    assert server.get("/api/runs/%s/tree?thread=1" % run)[0] == 400
+    assert server.get("/api/runs/%s/tree?native=2" % run)[0] == 400
+    assert server.get("/api/runs/0123456789abcdef/tree")[0] == 404
+
+
+def test_tree_of_one_thread_and_native_off(server, run):
+    info = get_ok(server, "/api/runs/%s" % run)
+    tid = info["threads"][0]["id"]
+    t = get_ok(server, "/api/runs/%s/tree?thread=%d" % (run, tid))
+    assert t["total"] == info["threads"][0]["samples"]
+    py = get_ok(server, "/api/runs/%s/tree?native=0&depth=50&min=0" % run)
+    assert all(info["kind"] != "native" for info in py["functions"].values())
+
+
+def test_functions_and_neighbours(server, run):
+    f = get_ok(server, "/api/runs/%s/functions?sort=total" % run)
+    totals = [r["total"] for r in f["functions"]]
+    assert totals == sorted(totals, reverse=True)
+    burn = next(r for r in f["functions"] if r["name"] == BURN)
+    assert burn["total"] > f["total"] / 2 and burn["self"] <= burn["total"]
+    by_self = get_ok(server, "/api/runs/%s/functions" % run)["functions"]
+    assert [r["self"] for r in by_self] == sorted((r["self"] for r in by_self), reverse=True)
+    one = get_ok(server, "/api/runs/%s/functions?function=%d" % (run, burn["fn"]))
+    assert one["function"]["fn"] == burn["fn"]
+    assert "<module>" in [c["name"] for c in one["callers"]]
+    assert sum(c["total"] for c in one["callers"]) <= burn["total"]
+    found = get_ok(server, "/api/runs/%s/functions?q=BURN_FOR" % run)
+    assert [r["name"] for r in found["functions"]] == [BURN]
+    assert found["matched"] == burn["total"]
+    assert server.get("/api/runs/%s/functions?sort=size" % run)[0] == 400
+
+
+def test_lines(server, make_profile):
+    rid = server.upload(make_profile("--lines"))
+    f = get_ok(server, "/api/runs/%s/functions?sort=total" % rid)
+    burn = next(r for r in f["functions"] if r["name"] == BURN)
+    lines = get_ok(server, "/api/runs/%s/lines?function=%d" % (rid, burn["fn"]))
+    assert lines["function"]["name"] == BURN
+    got = [l["line"] for l in lines["lines"]]
+    assert got == sorted(got) and got
+    # The burning function's body is lines 3 to 7 of the workload.
+    assert all(burn["line"] <= l <= burn["line"] + 5 for l in got)
+    assert sum(l["total"] for l in lines["lines"]) >= lines["total"]
+    assert all(l["self"] <= l["total"] for l in lines["lines"])
+
+
+def test_lines_need_a_lines_run(server, run):
+    assert server.get("/api/runs/%s/lines?function=0" % run)[0] == 400
+    assert server.get("/api/runs/%s/lines" % run)[0] == 400
+
+
+def test_memory(server, make_profile, run):
+    rid = server.upload(make_profile("--mem"))
+    m = get_ok(server, "/api/runs/%s/memory?width=10" % rid)
+    assert 0 < len(m["points"]) <= 10 and m["max_kib"] > 0
+    assert max(p[1] for p in m["points"]) == m["max_kib"]
+    times = [p[0] for p in m["points"]]
+    assert times == sorted(times)
+    assert server.get("/api/runs/%s/memory" % run)[0] == 400
+
+
+def test_exports(server, run):
+    status, body, resp = server.get("/api/runs/%s/export/collapsed" % run)
+    assert status == 200 and BURN.encode() in body
+    assert run in resp.getheader("Content-Disposition")
+    status, body, _ = server.get("/api/runs/%s/export/speedscope" % run)
+    assert "speedscope" in body["$schema"]
+    status, body, _ = server.get("/api/runs/%s/export/pprof" % run)
+    assert status == 200 and gzip.decompress(body)
+    status, body, _ = server.get("/api/runs/%s/export/firefox" % run)
+    assert status == 200 and body["threads"]
+    status, body, _ = server.get("/api/runs/%s/export/html" % run)
+    assert status == 200 and body.lstrip().lower().startswith(b"<!doctype html")
+    assert server.get("/api/runs/%s/export/svg" % run)[0] == 404
+
+
+def test_diff_of_a_run_with_itself(server, run):
+    d = get_ok(server, "/api/diff/%s/%s?min=0" % (run, run))
+    assert d["a"]["total"] == d["b"]["total"] > 0
+    for node in walk(d["root"]):
+        assert node["a"] == node["b"] and node["a_self"] == node["b_self"]
+    assert any(f["name"] == BURN for f in d["functions"])
+
+
+def test_diff_of_two_runs(server, make_profile, profile_bytes):
+    a = server.upload(profile_bytes)
+    b = server.upload(make_profile("--real-time"))
+    d = get_ok(server, "/api/diff/%s/%s" % (a, b))
+    assert d["a"]["id"] == a and d["b"]["id"] == b
+    assert d["root"]["a"] == d["a"]["total"] and d["root"]["b"] == d["b"]["total"]
+    burn = next(f for f in d["functions"] if f["name"] == BURN)
+    assert burn["a_total"] > 0 and burn["b_total"] > 0
