@@ -97,51 +97,85 @@ static int is_tracked(uintptr_t code)
     return slot_holding(code) != NULL;
 }
 
-/* The UTF-8 text of a str without raising: ASCII strings are read in place;
- * others are encoded (which may cache the encoding) with any exception that
- * was pending kept as it was. */
-static const char *utf8_of(PyObject *s, Py_ssize_t *len)
+/* Appends to out at most max bytes of str s in UTF-8 (whole characters; a
+ * lone surrogate becomes U+FFFD), reading its characters only: no Python
+ * call, no allocation, nothing written into the object.  So a string that
+ * may be dead can be read under the fault guard, and a live one is left as
+ * it was (PyUnicode_AsUTF8AndSize would have cached an encoding in it, or
+ * written into freed memory).  "?" for what is not a ready str. */
+static size_t append_text(PyObject *s, char *out, size_t max)
 {
     if (!s || !PyUnicode_Check(s))
         goto unknown;
-    if (PyUnicode_IS_COMPACT_ASCII(s)) {
-        *len = PyUnicode_GET_LENGTH(s);
-        return (const char *)PyUnicode_DATA(s);
-    }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *pending = PyErr_GetRaisedException();
-    const char *text = PyUnicode_AsUTF8AndSize(s, len);
-    if (!text)
-        PyErr_Clear();
-    PyErr_SetRaisedException(pending);
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    const char *text = PyUnicode_AsUTF8AndSize(s, len);
-    if (!text)
-        PyErr_Clear();
-    PyErr_Restore(type, value, tb);
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyUnicode_IS_READY(s))
+        goto unknown;
 #endif
-    if (text)
-        return text;
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    size_t o = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        unsigned char e[4];
+        size_t len;
+        if (c < 0x80) {
+            e[0] = (unsigned char)c;
+            len = 1;
+        } else if (c < 0x800) {
+            e[0] = (unsigned char)(0xC0 | (c >> 6));
+            e[1] = (unsigned char)(0x80 | (c & 0x3F));
+            len = 2;
+        } else if (c < 0x10000) {
+            if (c >= 0xD800 && c <= 0xDFFF)
+                c = 0xFFFD;
+            e[0] = (unsigned char)(0xE0 | (c >> 12));
+            e[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+            e[2] = (unsigned char)(0x80 | (c & 0x3F));
+            len = 3;
+        } else {
+            e[0] = (unsigned char)(0xF0 | (c >> 18));
+            e[1] = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
+            e[2] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+            e[3] = (unsigned char)(0x80 | (c & 0x3F));
+            len = 4;
+        }
+        if (o + len > max)
+            break;
+        memcpy(out + o, e, len);
+        o += len;
+    }
+    return o;
 unknown:
-    *len = 1;
-    return "?";
+    if (max < 1)
+        return 0;
+    out[0] = '?';
+    return 1;
+}
+
+static size_t append_bytes(char *out, size_t max, const char *s, size_t n)
+{
+    if (n > max)
+        n = max;
+    memcpy(out, s, n);
+    return n;
 }
 
 size_t vmp_codes_format_name(PyCodeObject *code, char *buf, size_t cap)
 {
-    Py_ssize_t nlen, flen;
-    const char *name = utf8_of(code->co_name, &nlen);
-    const char *file = utf8_of(code->co_filename, &flen);
-    if (nlen > VMP_MAX_FUNC_NAME)
-        nlen = VMP_MAX_FUNC_NAME;
+    if (cap == 0)
+        return 0;
     if (cap > VMP_MAX_NAME + 1)
         cap = VMP_MAX_NAME + 1;
-    int n = snprintf(buf, cap, "py:%.*s:%d:%.*s", (int)nlen, name, code->co_firstlineno, (int)flen, file);
-    if (n < 0)
-        n = 0;
-    return (size_t)n < cap ? (size_t)n : cap - 1;
+    size_t room = cap - 1, o = 0;
+    char line[24];
+    int ln = snprintf(line, sizeof line, ":%d:", code->co_firstlineno);
+    o += append_bytes(buf + o, room - o, "py:", 3);
+    o += append_text(code->co_name, buf + o, room - o < VMP_MAX_FUNC_NAME ? room - o : VMP_MAX_FUNC_NAME);
+    o += append_bytes(buf + o, room - o, line, ln > 0 ? (size_t)ln : 0);
+    o += append_text(code->co_filename, buf + o, room - o);
+    buf[o] = 0;
+    return o;
 }
 
 static void code_died(PyObject *obj)
@@ -227,38 +261,24 @@ void vmp_codes_stop(void)
     vmp_codes_abandon();
 }
 
-/* Reads everything formatting will read, with no Python call, and says
- * whether obj looks like a live code object with str name and file. */
-typedef struct probe {
+/* Formats the name of what the set holds at an address, under the fault
+ * guard: the address was noted from a frame that may have been torn down,
+ * so it may no longer hold a code object, and its strings may be dead. */
+typedef struct naming {
     PyObject *obj;
+    char *buf;
+    size_t len;
     int ok;
-} probe;
+} naming;
 
-static int is_str(PyObject *s)
+static void name_if_code(void *arg)
 {
-    return s && ((uintptr_t)s & (sizeof(void *) - 1)) == 0 && Py_TYPE(s) == &PyUnicode_Type;
-}
-
-static void probe_code(void *arg)
-{
-    probe *p = arg;
-    PyObject *obj = p->obj;
-    if (Py_TYPE(obj) != &PyCode_Type || Py_REFCNT(obj) <= 0)
+    naming *n = arg;
+    PyObject *obj = n->obj;
+    if (((uintptr_t)obj & (sizeof(void *) - 1)) || Py_TYPE(obj) != &PyCode_Type || Py_REFCNT(obj) <= 0)
         return;
-    PyCodeObject *code = (PyCodeObject *)obj;
-    PyObject *strs[2] = {code->co_name, code->co_filename};
-    volatile unsigned char sink = 0;
-    for (int k = 0; k < 2; k++) {
-        if (!is_str(strs[k]))
-            return;
-        if (PyUnicode_IS_COMPACT_ASCII(strs[k])) {
-            const unsigned char *d = PyUnicode_DATA(strs[k]);
-            for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(strs[k]); i < n && i < VMP_MAX_NAME; i++)
-                sink ^= d[i];
-        }
-    }
-    (void)sink;
-    p->ok = 1;
+    n->len = vmp_codes_format_name((PyCodeObject *)obj, n->buf, VMP_MAX_NAME + 1);
+    n->ok = 1;
 }
 
 void vmp_codes_name_live(vmp_codes_name_fn emit, vmp_guard_fn guard)
@@ -271,11 +291,10 @@ void vmp_codes_name_live(vmp_codes_name_fn emit, vmp_guard_fn guard)
         uintptr_t v = atomic_load_explicit(&s[i], memory_order_acquire);
         if (v == 0 || v == TOMBSTONE)
             continue;
-        probe p = {(PyObject *)v, 0};
-        if (guard(probe_code, &p) < 0 || !p.ok)
+        naming n = {(PyObject *)v, name, 0, 0};
+        if (guard(name_if_code, &n) < 0 || !n.ok)
             continue;
-        size_t len = vmp_codes_format_name((PyCodeObject *)v, name, sizeof name);
-        emit(v, name, len, 0);
+        emit(v, name, n.len, 0);
     }
 }
 

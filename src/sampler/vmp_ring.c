@@ -54,12 +54,18 @@ void vmp_ring_publish(vmp_slot *s)
     atomic_store_explicit(&s->state, VMP_SLOT_READY, memory_order_release);
 }
 
-vmp_slot *vmp_ring_oldest(void)
+vmp_slot *vmp_ring_oldest(uint64_t *index)
 {
     uint64_t t = atomic_load_explicit(&R.tail, memory_order_relaxed);
     if (t == atomic_load_explicit(&R.head, memory_order_acquire))
         return NULL;
+    *index = t;
     return &R.slots[t % VMP_RING_SLOTS];
+}
+
+uint64_t vmp_ring_next_index(void)
+{
+    return atomic_load_explicit(&R.head, memory_order_acquire);
 }
 
 void vmp_ring_release_oldest(vmp_slot *s)

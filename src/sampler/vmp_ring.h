@@ -61,9 +61,13 @@ vmp_slot *vmp_ring_claim(void);
 
 void vmp_ring_publish(vmp_slot *s);
 
-/* Consumer: the oldest claimed slot (published or not), or NULL when the
- * ring is empty. */
-vmp_slot *vmp_ring_oldest(void);
+/* Consumer: the oldest claimed slot (published or not) and its claim index
+ * in *index, or NULL when the ring is empty. */
+vmp_slot *vmp_ring_oldest(uint64_t *index);
+
+/* The claim index the next claim will get: every slot claimed so far has a
+ * lower one. */
+uint64_t vmp_ring_next_index(void);
 
 /* Consumer: frees the oldest slot, done with. */
 void vmp_ring_release_oldest(vmp_slot *s);

@@ -73,6 +73,7 @@ static void on_fork_child(void)
         close(vmp_run.statm_fd);
     vmp_run.statm_fd = -1;
     vmp_run.enabled = 0;
+    vmp_run.disabling = 0;
     vmp_run.native = 0; /* the parent's native state is left alone; a new enable renews it */
     vmp_run.fd = -1;
 }
@@ -211,16 +212,16 @@ undo_native:
     return -1;
 }
 
-int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
+/* Stops the signals: no new one is sent, those sent are waited for
+ * (bounded), and no handler records or runs any more.  Returns whether all
+ * arrived.  Needs no GIL: nothing here waits for Python code. */
+static int stop_signals(void)
 {
-    if (!vmp_run.enabled)
-        return fail(err, errlen, "vmprof is not enabled: call vmprof.enable() first");
     vmp_timer_thread_stop();
-
     /* Signals already sent are delivered within microseconds to a thread that
      * does not block them; wait for them before the old handler returns, so
-     * that a late one never meets the default action (which for SIGPROF ends
-     * the process).  If some never arrive, ours stays installed, inert. */
+     * that a late one never meets the program's disposition.  If some never
+     * arrive, ours stays installed, inert. */
     int64_t deadline = vmp_mono_ns() + 200000000LL;
     int all_arrived = atomic_load(&vmp_run.received) >= atomic_load(&vmp_run.delivery.sent);
     while (!all_arrived && vmp_mono_ns() < deadline) {
@@ -232,6 +233,23 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     atomic_store(&vmp_run.active, 0);
     while (atomic_load(&vmp_run.in_handler))
         vmp_sleep_ns(10000);
+    return all_arrived;
+}
+
+int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
+{
+    if (!vmp_run.enabled)
+        return fail(err, errlen, "vmprof is not enabled: call vmprof.enable() first");
+    if (vmp_run.disabling)
+        return fail(err, errlen, "vmprof is being disabled by another thread already");
+    /* The waits below run without the GIL: the program's other threads go
+     * on, and one of them may be the reader of a pipe the profile goes to,
+     * which the writer needs to make progress. */
+    vmp_run.disabling = 1;
+    int all_arrived;
+    Py_BEGIN_ALLOW_THREADS
+    all_arrived = stop_signals();
+    Py_END_ALLOW_THREADS
     if (all_arrived && vmp_handler_is_ours()) /* else the program replaced it: leave theirs */
         vmp_handler_uninstall();
 
@@ -239,7 +257,9 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     vmp_codes_stop();
     if (all_arrived)
         vmp_guard_restore(); /* else a late signal may still walk */
+    Py_BEGIN_ALLOW_THREADS
     vmp_writer_stop();
+    Py_END_ALLOW_THREADS
     /* No handler samples any more (active is 0 and none is inside), and the
      * writer is done: native mode's tables can go, even if a late signal
      * still arrives (it records nothing). */
@@ -248,6 +268,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     vmp_ring_give_back_pages();
     vmp_writer_release();
     vmp_run.enabled = 0;
+    vmp_run.disabling = 0;
     vmp_run.fd = -1;
 
     if (stats) {
@@ -259,9 +280,14 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->periods_late = atomic_load(&vmp_run.delivery.late);
         stats->untracked_codes = vmp_codes_untracked();
         stats->walk_faults = vmp_guard_faults();
+        stats->names_lost = atomic_load(&vmp_run.names_lost);
         stats->signo = vmp_run.signo;
     }
     int e = atomic_load(&vmp_run.write_errno);
+    if (e == ETIMEDOUT)
+        return fail(err, errlen,
+                    "nothing could be written to the profile for 10 s (a full pipe nobody reads?): "
+                    "it holds the samples written before");
     if (e)
         return fail(err, errlen, "writing the profile failed (%s): it holds the samples written before", strerror(e));
     return 0;

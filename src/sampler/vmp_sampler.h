@@ -20,7 +20,10 @@
  *     encodes records with vmp_encode.h and writes them to the fd, which may
  *     be a pipe (never sought or read).
  *
- * All functions but vmp_sampler_on_fork_child are called with the GIL held.
+ * All functions are called with the GIL held.  disable() lets it go while it
+ * waits (for the last signals, for the writer), and so do names that wait
+ * for room in the ring: a thread of the program may be the one reading the
+ * pipe the profile goes to.
  */
 #ifndef VMP_SAMPLER_H
 #define VMP_SAMPLER_H
@@ -50,6 +53,7 @@ typedef struct vmp_sampler_stats {
     uint64_t periods_late;   /* wake-ups that missed one or more deadlines */
     uint64_t untracked_codes;
     uint64_t walk_faults;    /* samples dropped because the walk faulted (a frame being pushed) */
+    uint64_t names_lost;     /* names of code objects that found no room (the writer was stuck) */
     int signo;               /* the signal used */
 } vmp_sampler_stats;
 

@@ -16,6 +16,7 @@
 #include "vmp_writer.h"
 
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,8 @@
 
 #define VMP_WRITER_SLEEP_NS 2000000L /* the writer drains every 2 ms */
 #define VMP_WRITE_BUF (1 << 20)
+#define VMP_WRITE_STALL_NS 10000000000LL  /* a full non-blocking fd: give up after 10 s */
+#define VMP_NAME_WAIT_NS 5000000000LL     /* a name waits this long for room in the ring */
 
 #define ID_RETIRED 1u
 #define ID_GEN_MAX 0xffffu
@@ -50,6 +53,24 @@ static struct {
     uint64_t ids[VMP_SLOT_WORDS];
 } W;
 
+/* Names that found no room in the ring (the writer stalled): the object
+ * died, so its address must still be retired, at its place in the stream
+ * (before the first slot claimed after the death), or a new object there
+ * would be shown under the dead one's id.  Pushed by GIL holders, one at a
+ * time; taken by the writer. */
+#define LOST_MAX 1024
+static struct {
+    struct {
+        uint64_t code;
+        uint64_t before; /* ring claim index: retire before the slot with this one */
+    } at[LOST_MAX];
+    _Atomic uint64_t head, tail;
+} Lost;
+
+/* Set when a name waited VMP_NAME_WAIT_NS in vain: the writer is stuck, and
+ * the next names do not wait again until the ring has room. */
+static _Atomic int names_stalled;
+
 static uint64_t id_with_gen(uint64_t addr, uint32_t state)
 {
     return addr | ((uint64_t)(state >> 1) << 48);
@@ -67,6 +88,24 @@ static uint64_t id_for_sample(uint64_t addr)
     return id_with_gen(addr, state);
 }
 
+static void retire(uint64_t addr)
+{
+    uint32_t state = 0;
+    vmp_u64map_find(&W.ids_by_addr, addr, &state);
+    vmp_u64map_put(&W.ids_by_addr, addr, state | ID_RETIRED);
+}
+
+/* Retires the lost names' addresses whose death came before claim index
+ * `upto` (UINT64_MAX: all). */
+static void retire_lost(uint64_t upto)
+{
+    uint64_t t = atomic_load_explicit(&Lost.tail, memory_order_relaxed);
+    while (t != atomic_load_explicit(&Lost.head, memory_order_acquire) && Lost.at[t % LOST_MAX].before <= upto) {
+        retire(Lost.at[t % LOST_MAX].code);
+        atomic_store_explicit(&Lost.tail, ++t, memory_order_release);
+    }
+}
+
 /* The id to name; marks it retired when the object died. */
 static uint64_t id_for_name(uint64_t addr, int died)
 {
@@ -77,19 +116,34 @@ static uint64_t id_for_name(uint64_t addr, int died)
     return id_with_gen(addr, state);
 }
 
+/* Writes everything, retrying what may be retried: an interrupted write,
+ * and a non-blocking fd that is full (a pipe whose reader is behind), until
+ * nothing could be written for VMP_WRITE_STALL_NS (then ETIMEDOUT).  A
+ * blocking fd blocks in the kernel, which needs no GIL of ours: a reader in
+ * the same process keeps reading (enable and disable never wait for the
+ * writer with the GIL held). */
 static int write_all(int fd, const unsigned char *p, size_t len)
 {
+    int64_t stalled_since = 0;
     while (len) {
         ssize_t n = write(fd, p, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN) { /* a non-blocking pipe that is full: wait for the reader */
-                vmp_sleep_ns(1000000);
-                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -1;
+            int64_t now = vmp_mono_ns();
+            if (!stalled_since)
+                stalled_since = now;
+            if (now - stalled_since > VMP_WRITE_STALL_NS) {
+                errno = ETIMEDOUT;
+                return -1;
             }
-            return -1;
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            poll(&pfd, 1, 100);
+            continue;
         }
+        stalled_since = 0;
         p += n;
         len -= (size_t)n;
     }
@@ -175,9 +229,13 @@ static int drain(int wait)
 {
     int64_t waited_since = 0;
     for (;;) {
-        vmp_slot *s = vmp_ring_oldest();
-        if (!s)
+        uint64_t index;
+        vmp_slot *s = vmp_ring_oldest(&index);
+        if (!s) {
+            retire_lost(vmp_ring_next_index());
             return 1;
+        }
+        retire_lost(index);
         if (atomic_load_explicit(&s->state, memory_order_acquire) != VMP_SLOT_READY) {
             if (!wait)
                 return 0;
@@ -252,6 +310,9 @@ int vmp_writer_prepare(void)
         return -1;
     vmp_wbuf_init(&W.buf, W.mem, VMP_WRITE_BUF);
     vmp_writer_release();
+    atomic_store(&Lost.head, 0);
+    atomic_store(&Lost.tail, 0);
+    atomic_store(&names_stalled, 0);
     return 0;
 }
 
@@ -280,18 +341,30 @@ void vmp_writer_release(void)
 
 void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died)
 {
-    vmp_slot *s;
-    int64_t start = 0;
-    while (!(s = vmp_ring_claim())) {
-        int64_t now = vmp_mono_ns();
-        if (!start)
-            start = now;
-        if (now - start > 5000000000LL) {
-            atomic_fetch_add(&vmp_run.names_lost, 1);
-            return;
-        }
-        vmp_sleep_ns(100000);
+    vmp_slot *s = vmp_ring_claim();
+    if (!s && !atomic_load(&names_stalled)) {
+        /* Full: the writer makes room without the GIL, but it may be
+         * blocked on a pipe that a thread of this program reads, which needs
+         * the GIL: wait without it. */
+        int64_t start = vmp_mono_ns();
+        Py_BEGIN_ALLOW_THREADS
+        while (!(s = vmp_ring_claim()) && vmp_mono_ns() - start < VMP_NAME_WAIT_NS)
+            vmp_sleep_ns(100000);
+        Py_END_ALLOW_THREADS
+        if (!s)
+            atomic_store(&names_stalled, 1);
     }
+    if (!s) {
+        atomic_fetch_add(&vmp_run.names_lost, 1);
+        uint64_t h = atomic_load_explicit(&Lost.head, memory_order_relaxed);
+        if (died && h - atomic_load_explicit(&Lost.tail, memory_order_acquire) < LOST_MAX) {
+            Lost.at[h % LOST_MAX].code = code;
+            Lost.at[h % LOST_MAX].before = vmp_ring_next_index();
+            atomic_store_explicit(&Lost.head, h + 1, memory_order_release);
+        }
+        return;
+    }
+    atomic_store(&names_stalled, 0);
     if (len > sizeof s->data)
         len = sizeof s->data;
     memcpy(s->data, name, len);

@@ -214,3 +214,153 @@ def test_the_fault_handler_runs_on_the_alternate_stack():
         finally:
             vmprof.disable()
     assert flags & SA_ONSTACK
+
+
+# ---- a profile written to a pipe the program reads itself ------------------
+
+PIPE_READ_BY_THE_PROGRAM = """
+    import os, sys, threading, time, vmprof
+    from sampler_util import burn_cpu, read_back
+    r, w = os.pipe()
+    gate = threading.Event()
+    chunks = []
+
+    def reader():
+        gate.wait()  # the pipe fills meanwhile (64 KiB)
+        while True:
+            data = os.read(r, 1 << 16)
+            if not data:
+                return
+            chunks.append(data)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    vmprof.enable(w, period=0.0002, real_time=True, lines=True, native=False)
+    namespace = {}
+    if sys.argv[1] == "deaths":
+        # Functions sampled while the pipe still takes data ...
+        for i in range(40):
+            exec("def short_lived_%d(t):\\n    burn_cpu(t)\\n" % i, globals(), namespace)
+            namespace["short_lived_%d" % i](0.005)
+    burn_cpu(0.6)  # ... then the pipe is full, the writer blocked, the ring full.
+    start = time.time()
+    gate.set()
+    # Their names wait for room; the reader needs the GIL to make it.
+    namespace.clear()
+    vmprof.disable()
+    took = time.time() - start
+    os.close(w)
+    t.join()
+    with open("p.prof", "wb") as f:
+        f.write(b"".join(chunks))
+    p = read_back("p.prof")
+    stats = vmprof.profiler.last_run_stats
+    print("took", round(took, 2), stats["names_lost"], stats)
+    assert p.trailer
+    assert stats["names_lost"] == 0
+    assert took < 4, took
+    print("OK")
+"""
+
+
+@pytest.mark.parametrize("what", ["disable", "deaths"])
+def test_a_profile_to_a_pipe_the_program_reads_never_deadlocks(tmp_path, what):
+    # Before: disable() joined the writer with the GIL held while the writer
+    # waited for the reader, which waited for the GIL (forever); a dying code
+    # object's name waited 5 s for room with the GIL held, each.
+    done = run_script(tmp_path, PIPE_READ_BY_THE_PROGRAM, what, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK" in done.stdout
+
+
+# ---- names -------------------------------------------------------------------
+
+def test_naming_a_function_leaves_its_strings_as_they_were(tmp_path):
+    # Before: the name was encoded with PyUnicode_AsUTF8AndSize, which caches
+    # the UTF-8 form inside the string (and at the end of a run it may be
+    # given a dead one).
+    done = run_script(tmp_path, """
+        import sys, vmprof
+        from sampler_util import burn_cpu, read_back
+        def fünf_ß(t):
+            burn_cpu(t)
+        names = (fünf_ß.__code__.co_name, fünf_ß.__code__.co_filename)
+        before = [sys.getsizeof(s) for s in names]
+        with open("p.prof", "wb") as f:
+            vmprof.enable(f.fileno(), period=0.001, native=False)
+            fünf_ß(0.1)
+            vmprof.disable()
+        assert [sys.getsizeof(s) for s in names] == before, (before, [sys.getsizeof(s) for s in names])
+        p = read_back("p.prof")
+        assert p.inclusive("fünf_ß") > 20
+        print("OK")
+    """)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
+    # A name that waited for room in vain (5 s: the pipe's reader is not
+    # reading) is lost; before, a new code object at the dead one's address
+    # then took over its id, and the dead one's samples were shown under the
+    # new one's name.
+    done = run_script(tmp_path, """
+        import os, sys, threading, types, vmprof
+        from sampler_util import burn_cpu, read_back
+        r, w = os.pipe()
+        gate = threading.Event()
+        chunks = []
+
+        def reader():
+            gate.wait()
+            while True:
+                data = os.read(r, 1 << 16)
+                if not data:
+                    return
+                chunks.append(data)
+
+        def template(t):
+            burn_cpu(t)
+
+        def make(name):  # one allocation: likely the address just freed
+            kw = {"co_name": name}
+            if sys.version_info >= (3, 11):
+                kw["co_qualname"] = name
+            return types.FunctionType(template.__code__.replace(**kw), globals(), name)
+
+        def phase_one(ns):
+            ns["first_fn"](0.05)
+
+        def phase_two(ns):
+            ns["second_fn"](0.05)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        vmprof.enable(w, period=0.0002, real_time=True, native=False)
+        ns = {"first_fn": make("first_fn")}
+        phase_one(ns)
+        old = id(ns["first_fn"].__code__)
+        burn_cpu(0.6)  # the pipe is full, the ring too
+        ns.clear()     # first_fn's name finds no room
+        ns["second_fn"] = make("second_fn")
+        reused = id(ns["second_fn"].__code__) == old
+        gate.set()
+        phase_two(ns)
+        vmprof.disable()
+        os.close(w)
+        t.join()
+        with open("p.prof", "wb") as f:
+            f.write(b"".join(chunks))
+        p = read_back("p.prof")
+        assert vmprof.profiler.last_run_stats["names_lost"] == 1
+        lies = seconds = 0
+        for entries, _, _ in p.stacks:  # (the lost name's id stays unnamed)
+            funcs = {p.func(e) for e in entries if e in p.names}
+            lies += "phase_one" in funcs and "second_fn" in funcs
+            seconds += "phase_two" in funcs and "second_fn" in funcs
+        print("reused", reused, "lies", lies)
+        assert seconds > 50
+    """, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if "reused True" not in done.stdout:
+        pytest.skip("the allocator did not give the new code object the dead one's address")
+    assert "lies 0" in done.stdout, done.stdout
