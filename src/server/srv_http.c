@@ -221,7 +221,9 @@ static const srv_route *find_route(srv_request *req, int *wrong_method)
         for (const srv_route *r = route_tables[t]; r->method; r++) {
             if (!match(req, r->pattern))
                 continue;
-            if (strcmp(r->method, req->method) == 0) {
+            /* HEAD is GET without the body (which the daemon leaves out). */
+            const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
+            if (strcmp(r->method, method) == 0) {
                 for (int i = 0; i < req->nargs; i++) {
                     char *end = strchr(req->args[i], '/');
                     if (end)

@@ -204,3 +204,10 @@ def test_original_client_with_token(start_server, workload):
     out = orig_client(server.url, workload)
     assert "status: 401" in out.stderr
     assert listed_ids(server) == [rid]
+
+
+def test_head_of_a_get_endpoint(server, profile_bytes):
+    rid = server.upload(profile_bytes)
+    status, body, resp = server.request("HEAD", "/api/runs/%s/raw" % rid)
+    assert status == 200 and body == b""
+    assert int(resp.getheader("Content-Length")) == len(profile_bytes)
