@@ -97,8 +97,9 @@ class Server(object):
         return rid
 
     def add_user(self, name, admin=False):
-        args = [SERVER_BIN, "--data", self.data] + [o for o in self.options
-                                                    if o.startswith("postgres")] 
+        args = [SERVER_BIN, "--data", self.data]
+        if "--database" in self.options:
+            args += ["--database", self.options[self.options.index("--database") + 1]]
         args += ["user", "add", name] + (["--admin"] if admin else [])
         out = subprocess.run(args, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr

@@ -1,0 +1,93 @@
+"""The same server against PostgreSQL: Debian's postgresql, started here in a
+temporary folder (as the postgres user, since initdb refuses root), reached
+over a Unix socket only.  Two server processes share the database and the
+data folder: what one takes, the other serves and deletes."""
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import Server
+
+PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+
+
+def as_postgres(*args, **kw):
+    cmd = list(args)
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    if not PG_BIN:
+        pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
+    bin_dir = PG_BIN[-1]
+    root = tempfile.mkdtemp(prefix="vmprof-pg-")
+    os.chmod(root, 0o755)
+    data, sockets = os.path.join(root, "data"), os.path.join(root, "run")
+    os.mkdir(sockets)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    out = as_postgres(os.path.join(bin_dir, "initdb"), "-D", data, "-A", "trust", "-U",
+                      "postgres", "--no-sync")
+    assert out.returncode == 0, out.stderr
+    server = subprocess.Popen(
+        (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
+        + [os.path.join(bin_dir, "postgres"), "-D", data, "-k", sockets, "-p", "5432",
+           "-c", "listen_addresses=", "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            if as_postgres(os.path.join(bin_dir, "pg_isready"), "-h", sockets,
+                           "-p", "5432").returncode == 0:
+                break
+            time.sleep(0.1)
+        out = as_postgres(os.path.join(bin_dir, "createdb"), "-h", sockets, "-p", "5432",
+                          "vmprof")
+        assert out.returncode == 0, out.stderr
+        yield "postgresql:///vmprof?host=%s&port=5432&user=postgres" % sockets
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_servers_on_one_database(postgres, start_server, tmp_path, profile_bytes):
+    data = tmp_path / "shared"
+    one = start_server("--database", postgres, data=data)
+    two = start_server("--database", postgres, data=data)
+    token = one.add_user("dora")
+    rid = one.upload(profile_bytes, argv="pg.py", token=token)
+    assert [r["id"] for r in two.get("/api/runs")[1]["runs"]] == [rid]
+    status, run, _ = two.get("/api/runs/%s" % rid)
+    assert status == 200 and run["owner"] == "dora" and run["samples"] > 0
+    assert two.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+    tree = two.get("/api/runs/%s/tree" % rid)[1]
+    assert tree["total"] == run["samples"]
+    assert two.request("DELETE", "/api/runs/%s" % rid)[0] == 401
+    assert two.request("DELETE", "/api/runs/%s" % rid, token=token)[0] == 200
+    assert one.get("/api/runs/%s" % rid)[0] == 404
+    assert one.get("/api/runs")[1]["runs"] == []
+    # The same rules as with SQLite: a corrupt upload leaves nothing.
+    status, reply, _ = one.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    bad = one.request("POST", "/api/runtime/upload/cpu/%s/add" % reply["runtime_id"],
+                      b"not a profile" * 10)
+    assert bad[0] == 400
+
+
+def test_list_filters_and_paging_on_postgres(postgres, start_server, tmp_path, profile_bytes):
+    server = start_server("--database", postgres, data=tmp_path / "d")
+    ids = [server.upload(profile_bytes, argv="Job %d 50%%" % i) for i in range(52)]
+    first = server.get("/api/runs?q=job")[1]
+    assert len(first["runs"]) == 50 and first["next"] == 2
+    assert [r["id"] for r in server.get("/api/runs?q=job&page=2")[1]["runs"]] == ids[1::-1]
+    assert [r["id"] for r in server.get("/api/runs?q=Job%207%2050%25")[1]["runs"]] == [ids[7]]
+    assert server.get("/api/runs?q=job%207%205_")[1]["runs"] == []
+    assert server.get("/api/health")[0] == 200
