@@ -35,6 +35,8 @@ console.log(JSON.stringify({
   zoom_ms: median(runs.map((r) => r.zoom_ms)),
   zoom_drawn_ms: median(runs.map((r) => r.zoom_drawn_ms)),
   zoom_fetched: runs.some((r) => r.zoom_fetched),
+  deep_zoom_ms: median(runs.map((r) => r.deep_zoom_ms ?? NaN)),
+  deep_zoom_drawn_ms: median(runs.map((r) => r.deep_zoom_drawn_ms ?? NaN)),
   runs,
 }));
 
@@ -52,22 +54,35 @@ async function once() {
                              { timeout: 60000, polling: 5 });
   const interactive = await page.evaluate(() => window.vmprofUI.firstDrawMs);
   const before = { bytes, requests };
-  // zoom into the widest frame of the second row (what a person clicks first)
-  const zoom = await page.evaluate(async () => {
+  // zoom into the widest frame of the second row (what a person clicks first), then
+  // into the widest frame whose children are not loaded yet (a zoom that must fetch)
+  const zoom = await clickZoom(page, (ui, rects, rows) =>
+    rects.filter((q) => q[1] === rows[Math.min(1, rows.length - 1)] && q[3] !== ui.state.zoom));
+  const deep = await clickZoom(page, (ui, rects) => rects.filter((q) => {
+    const d = ui.node(q[3]);
+    return !d.loaded && d.total > d.self;
+  }));
+  await context.close();
+  return { interactive_ms: interactive, bytes: before.bytes, requests: before.requests,
+           zoom_ms: zoom.ms, zoom_drawn_ms: zoom.drawn, zoom_fetched: zoom.fetched,
+           deep_zoom_ms: deep ? deep.ms : null, deep_zoom_drawn_ms: deep ? deep.drawn : null };
+}
+
+/** Clicks the widest of the drawn frames pick() returns; times the redraw and the
+ * complete zoom (deeper levels fetched).  null when pick() returns none. */
+async function clickZoom(page, pick) {
+  return page.evaluate(async (pickSrc) => {
     const ui = window.vmprofUI, rects = ui.state.rects;
     const rows = [...new Set(rects.map((q) => q[1]))].sort((a, b) => a - b);
-    const row = rects.filter((q) => q[1] === rows[Math.min(1, rows.length - 1)]).sort((a, b) => b[2] - a[2]);
-    const target = row.find((q) => q[3] !== ui.state.zoom) || row[0];
+    const target = eval(pickSrc)(ui, rects, rows).filter((q) => q[2] >= 3).sort((a, b) => b[2] - a[2])[0];
+    if (!target) return null;
     const c = document.querySelector("#flame canvas"), r = c.getBoundingClientRect();
     const nodesBefore = ui.state.nodes;
     const t0 = performance.now();
-    c.dispatchEvent(new MouseEvent("click", { clientX: r.left + target[0] + 2, clientY: r.top + target[1] + 5, bubbles: true }));
+    c.dispatchEvent(new MouseEvent("click", { clientX: r.left + target[0] + 1, clientY: r.top + target[1] + 5, bubbles: true }));
     const drawn = performance.now() - t0;  // the click handler redraws at once from what is loaded
     while (ui.state.zoom !== target[3] || document.querySelector("#status").textContent)
       await new Promise((res) => setTimeout(res, 1));
     return { ms: performance.now() - t0, drawn, fetched: ui.state.nodes !== nodesBefore };
-  });
-  await context.close();
-  return { interactive_ms: interactive, bytes: before.bytes, requests: before.requests,
-           zoom_ms: zoom.ms, zoom_drawn_ms: zoom.drawn, zoom_fetched: zoom.fetched };
+  }, pick.toString());
 }

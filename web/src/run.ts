@@ -660,7 +660,8 @@ export class RunPage {
   /** Node details, for tests. */
   node(n: number): Record<string, unknown> {
     const t = this.tree;
-    return { fn: t.fn[n], total: t.value[n], self: t.self[n], path: t.pathOf(n), ...t.func(n) };
+    return { fn: t.fn[n], total: t.value[n], self: t.self[n], path: t.pathOf(n),
+             loaded: t.complete[n] !== Infinity, ...t.func(n) };
   }
 
   destroy(): void { this.gen++; this.graph?.destroy(); }
