@@ -4,6 +4,7 @@
 # the 1M-sample profile of the reader bench and on a 10-sample profile (the floor),
 # both uploaded with `python -m vmprof.upload` to a vmprof-server started here.
 #   bench/ui.sh [REPEATS]     (default 5; medians are printed)
+#   VMPROF_SERVER=PATH bench/ui.sh   another server binary (default build/server/vmprof-server)
 # Goals (issue 13): 1M run interactive < 1 s, < 2 MB before the first zoom, zoom < 100 ms.
 # Two zooms are timed: into the widest frame of the second row, and into the widest
 # frame whose children are not loaded yet (the zoom must fetch them).
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 PY="${BENCH_PY:-3.11}"
 REPEATS="${1:-5}"
 OUT=bench/out
-SERVER=build/server/vmprof-server
+SERVER="${VMPROF_SERVER:-build/server/vmprof-server}"
 mkdir -p "$OUT"
 [ -x "$SERVER" ] || make -s server
 [ -f web/dist/app.js ] || (cd web && npm run -s build)
