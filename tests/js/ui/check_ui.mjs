@@ -83,7 +83,7 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   await page.mouse.move(box.x + second[0] + 10, box.y + second[1] + 8);
   const tip = await page.locator(".flame-tip").textContent();
   const hovered = await page.evaluate((n) => window.vmprofUI.node(n), second[3]);
-  const hoverApi = await api(`runs/${run.id}/tree?path=${hovered.path.join(".")}&depth=0`);
+  const hoverApi = await api(`runs/${run.id}/tree?path=${hovered.path.join(".")}&depth=1`);
   check(tip.includes(`total ${hoverApi.node.total.toLocaleString("en-US")} samples`) &&
         tip.includes(`self ${hoverApi.node.self.toLocaleString("en-US")} samples`) && tip.includes(hovered.name),
         "the tooltip shows the API's total and self", { tip, api: hoverApi.node });
