@@ -3,8 +3,8 @@
 // of share, red grown and blue shrunk in B, with a legend) and a table of the
 // functions whose share of samples changed most.  The zoom is in the address as
 // the child positions from the root (?path=0.2.1).
-import { DiffAnswer, DiffNode, FuncInfo, get } from "./api";
-import { clear, errorBox, fmtCount, h } from "./dom";
+import { DiffAnswer, DiffNode, FuncInfo, Run, get } from "./api";
+import { clear, errorBox, fmtCount, fmtWhen, h } from "./dom";
 import { FlameGraph, createFlameGraph, fmtPct, layoutTree } from "./flamegraph";
 import { navigate } from "./nav";
 import { findProgram } from "./program";
@@ -33,6 +33,12 @@ export class ComparePage {
       h("h1", null, "Run ", h("a", { href: "/runs/" + this.a, "data-nav": true }, this.a), " (A) against ",
         h("a", { href: "/runs/" + this.b, "data-nav": true }, this.b), " (B)"));
     this.root.append(page);
+    const facts = h("p", { class: "muted", id: "compare-runs" });
+    page.append(facts);
+    Promise.all([this.a, this.b].map((id) => get<Run>("runs/" + encodeURIComponent(id)))).then((runs) => {
+      facts.textContent = runs.map((r, i) => `${"AB"[i]}: ${r.name || r.argv} (${fmtCount(r.samples)} samples, ` +
+        `${fmtWhen(r.created)})`).join(" · ");
+    }, () => undefined);
     let d: DiffAnswer;
     try {
       d = await get<DiffAnswer>(`diff/${encodeURIComponent(this.a)}/${encodeURIComponent(this.b)}`);
