@@ -200,6 +200,16 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   await settle();
   const kinds = async () => page.evaluate(() => window.vmprofUI.state.rects.map((q) => window.vmprofUI.node(q[3]).kind));
   check((await kinds()).includes("native"), "native frames are drawn by default");
+  const names = async () => page.evaluate(() => window.vmprofUI.state.rects.map((q) => window.vmprofUI.node(q[3]).name));
+  const evalLoop = (ns) => ns.some((n) => /^_PyEval_EvalFrameDefault/.test(n));
+  check(!evalLoop(await names()), "the interpreter's own frames are hidden by default");
+  await page.check("#interp");
+  await page.waitForFunction(() => new URL(location.href).searchParams.get("interp") === "1");
+  await settle();
+  check(evalLoop(await names()), "the interpreter switch shows its frames");
+  await page.uncheck("#interp");
+  await page.waitForFunction(() => new URL(location.href).searchParams.get("interp") === null);
+  await settle();
   await page.uncheck("#native");
   await page.waitForFunction(() => new URL(location.href).searchParams.get("native") === "0");
   await settle();
