@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <zlib.h>
 
 #define OUT_CHUNK (256 * 1024)
+#define QUEUE_MAX 4096
 
 static void set_err(srv_err *err, const char *fmt, const char *a, const char *b)
 {
@@ -75,12 +77,6 @@ struct srv_blob_writer {
     char final_dir[4096];
     char id[SRV_ID_LEN + 1];
     srv_blob_kind kind;
-    int decided;          /* whether to compress is known (after 2 bytes) */
-    int compress;
-    unsigned char head[2];
-    size_t head_len;
-    z_stream z;
-    unsigned char *out;
     uint64_t size;
 };
 
@@ -119,62 +115,18 @@ static int write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
-static int deflate_some(srv_blob_writer *w, const void *data, size_t n, int flush)
-{
-    w->z.next_in = (unsigned char *)data;
-    w->z.avail_in = (uInt)n;
-    do {
-        w->z.next_out = w->out;
-        w->z.avail_out = OUT_CHUNK;
-        int rc = deflate(&w->z, flush);
-        if (rc == Z_STREAM_ERROR)
-            return -1;
-        if (write_all(w->fd, w->out, OUT_CHUNK - w->z.avail_out) < 0)
-            return -1;
-    } while (w->z.avail_out == 0 || (flush == Z_FINISH && w->z.avail_in));
-    return 0;
-}
-
-/* Decides, from the first two bytes, whether the upload is gzip already. */
-static int decide(srv_blob_writer *w)
-{
-    w->decided = 1;
-    w->compress = w->kind == SRV_BLOB_PROFILE &&
-                  !(w->head_len == 2 && w->head[0] == 0x1f && w->head[1] == 0x8b);
-    if (w->compress) {
-        w->out = malloc(OUT_CHUNK);
-        if (!w->out || deflateInit2(&w->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-            return -1;
-        return deflate_some(w, w->head, w->head_len, Z_NO_FLUSH);
-    }
-    return write_all(w->fd, w->head, w->head_len);
-}
-
 int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err)
 {
-    const unsigned char *p = data;
     w->size += n;
-    while (!w->decided && n) {
-        w->head[w->head_len++] = *p++;
-        n--;
-        if (w->head_len == 2 && decide(w) < 0)
-            goto fail;
+    if (write_all(w->fd, data, n) < 0) {
+        set_err(err, "cannot write the profile to the data folder: %s%s", strerror(errno), "");
+        return -1;
     }
-    if (!n)
-        return 0;
-    if (w->compress ? deflate_some(w, p, n, Z_NO_FLUSH) : write_all(w->fd, p, n))
-        goto fail;
     return 0;
-fail:
-    set_err(err, "cannot write the profile to the data folder: %s%s", strerror(errno), "");
-    return -1;
 }
 
 static void free_writer(srv_blob_writer *w)
 {
-    if (w->out)
-        deflateEnd(&w->z);
-    free(w->out);
     if (w->fd >= 0)
         close(w->fd);
     free(w);
@@ -188,20 +140,28 @@ void srv_blob_abort(srv_blob_writer *w)
     free_writer(w);
 }
 
+static void sync_dir(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
 int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
 {
-    if ((!w->decided && decide(w) < 0) || (w->compress && deflate_some(w, NULL, 0, Z_FINISH) < 0) ||
-        fsync(w->fd) < 0) {
+    if (fsync(w->fd) < 0) {
         set_err(err, "cannot write the profile to the data folder: %s%s", strerror(errno), "");
         srv_blob_abort(w);
         return -1;
     }
     char final[4200];
-    snprintf(final, sizeof final, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, w->compress));
-    /* A profile replaced by a new upload may have had the other name. */
+    snprintf(final, sizeof final, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, 0));
+    /* A profile replaced by a new upload may have been compressed already. */
     if (w->kind == SRV_BLOB_PROFILE) {
         char other[4200];
-        snprintf(other, sizeof other, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, !w->compress));
+        snprintf(other, sizeof other, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, 1));
         unlink(other);
     }
     if (rename(w->tmp, final) < 0) {
@@ -210,11 +170,7 @@ int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
         return -1;
     }
     /* The rename itself must reach the disk before the run is frozen. */
-    int dfd = open(w->final_dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    sync_dir(w->final_dir);
     if (size)
         *size = w->size;
     free_writer(w);
@@ -337,4 +293,171 @@ int srv_blob_sweep(const char *data_dir, int (*keep)(void *ctx, const char *id),
     }
     closedir(d);
     return 0;
+}
+
+/* ---- the background compressor ------------------------------------------------------ */
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    int running, stopping;
+    char data_dir[4096];
+    char (*queue)[SRV_ID_LEN + 1];
+    size_t head, count;
+} comp = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static int is_gzip_file(int fd)
+{
+    unsigned char magic[2];
+    return pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+}
+
+/* runs/<id>.prof -> runs/<id>.prof.gz, unless it came gzipped.  Returns -1
+ * when told to stop midway. */
+static int compress_one(const char *id)
+{
+    char plain[4200], packed[4200], tmp[4200];
+    snprintf(plain, sizeof plain, "%s/runs/%s.prof", comp.data_dir, id);
+    snprintf(packed, sizeof packed, "%s/runs/%s.prof.gz", comp.data_dir, id);
+    int in = open(plain, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return 0; /* deleted meanwhile, or compressed already */
+    if (is_gzip_file(in) || access(packed, F_OK) == 0) {
+        close(in);
+        if (access(packed, F_OK) == 0)
+            unlink(plain); /* a crash came between the rename and the unlink */
+        return 0;
+    }
+    struct stat before;
+    if (fstat(in, &before) < 0) {
+        close(in);
+        return 0;
+    }
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s.gz.XXXXXX", comp.data_dir, id);
+    int out = mkstemp(tmp);
+    unsigned char *ibuf = malloc(OUT_CHUNK), *obuf = malloc(OUT_CHUNK);
+    z_stream z = {0};
+    int ok = out >= 0 && ibuf && obuf &&
+             deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK;
+    int zinit = ok, stopped = 0;
+    while (ok) {
+        ssize_t n = read(in, ibuf, OUT_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            ok = 0;
+            break;
+        }
+        z.next_in = ibuf;
+        z.avail_in = (uInt)n;
+        int flush = n == 0 ? Z_FINISH : Z_NO_FLUSH, rc;
+        do {
+            z.next_out = obuf;
+            z.avail_out = OUT_CHUNK;
+            rc = deflate(&z, flush);
+            if (rc == Z_STREAM_ERROR || write_all(out, obuf, OUT_CHUNK - z.avail_out) < 0)
+                ok = 0;
+        } while (ok && z.avail_out == 0);
+        if (n == 0)
+            break;
+        if (__atomic_load_n(&comp.stopping, __ATOMIC_RELAXED)) {
+            ok = 0;
+            stopped = 1;
+        }
+    }
+    if (zinit)
+        deflateEnd(&z);
+    free(ibuf);
+    free(obuf);
+    close(in);
+    if (ok && fsync(out) == 0 && rename(tmp, packed) == 0) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/runs", comp.data_dir);
+        sync_dir(dir);
+        /* Deleted while compressing (the plain file is gone), or replaced
+         * by a new upload (another file under that name): this is stale. */
+        struct stat now;
+        if (stat(plain, &now) != 0 || now.st_ino != before.st_ino || now.st_dev != before.st_dev)
+            unlink(packed);
+        else
+            unlink(plain);
+    } else if (out >= 0) {
+        unlink(tmp);
+    }
+    if (out >= 0)
+        close(out);
+    return stopped ? -1 : 0;
+}
+
+static void *compressor(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&comp.lock);
+    for (;;) {
+        while (!comp.count && !comp.stopping)
+            pthread_cond_wait(&comp.wake, &comp.lock);
+        if (comp.stopping)
+            break;
+        char id[SRV_ID_LEN + 1];
+        memcpy(id, comp.queue[comp.head], sizeof id);
+        comp.head = (comp.head + 1) % QUEUE_MAX;
+        comp.count--;
+        pthread_mutex_unlock(&comp.lock);
+        int rc = compress_one(id);
+        pthread_mutex_lock(&comp.lock);
+        if (rc < 0)
+            break;
+    }
+    pthread_mutex_unlock(&comp.lock);
+    return NULL;
+}
+
+void srv_blob_compress_later(const char *id)
+{
+    pthread_mutex_lock(&comp.lock);
+    /* A full queue drops the request: the file stays plain until the next
+     * start queues it again. */
+    if (comp.queue && comp.count < QUEUE_MAX) {
+        snprintf(comp.queue[(comp.head + comp.count) % QUEUE_MAX], SRV_ID_LEN + 1, "%s", id);
+        comp.count++;
+        pthread_cond_signal(&comp.wake);
+    }
+    pthread_mutex_unlock(&comp.lock);
+}
+
+static int queue_plain(void *ctx, const char *id)
+{
+    (void)ctx;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/runs/%s.prof", comp.data_dir, id);
+    if (access(path, F_OK) == 0)
+        srv_blob_compress_later(id);
+    return 1;
+}
+
+int srv_blob_compressor_start(const char *data_dir, int scan, srv_err *err)
+{
+    snprintf(comp.data_dir, sizeof comp.data_dir, "%s", data_dir);
+    comp.queue = calloc(QUEUE_MAX, sizeof *comp.queue);
+    if (!comp.queue || pthread_create(&comp.thread, NULL, compressor, NULL) != 0) {
+        set_err(err, "%s%s", "cannot start the compressor thread", "");
+        return -1;
+    }
+    comp.running = 1;
+    return scan ? srv_blob_sweep(data_dir, queue_plain, NULL, err) : 0;
+}
+
+void srv_blob_compressor_stop(void)
+{
+    if (!comp.running)
+        return;
+    pthread_mutex_lock(&comp.lock);
+    __atomic_store_n(&comp.stopping, 1, __ATOMIC_RELAXED);
+    pthread_cond_signal(&comp.wake);
+    pthread_mutex_unlock(&comp.lock);
+    pthread_join(comp.thread, NULL);
+    comp.running = 0;
+    free(comp.queue);
+    comp.queue = NULL;
 }

@@ -2,10 +2,16 @@
  * srv_blob.h - the files the server keeps beside its database: each run's
  * profile exactly as uploaded, compressed, and its PyPy jit log.
  *
+ * An upload is written as it comes (runs/<id>.prof) and compressed later by
+ * a background thread (runs/<id>.prof.gz, then the plain file goes): gzip of
+ * a 340 MB profile costs several times its decoding, and the upload must not
+ * wait for it.  Until then, and for an upload that came gzipped, the plain
+ * name holds the bytes as they came.
+ *
  * Layout under the data folder:
- *   runs/<id>.prof.gz   a plain upload, gzip-compressed here (level 1: the
- *                       upload must not wait for the compressor)
- *   runs/<id>.prof      an upload that was gzip already, kept as it came
+ *   runs/<id>.prof.gz   a plain upload, gzip-compressed here after the fact
+ *   runs/<id>.prof      an upload as it came (gzip already, or not yet
+ *                       compressed here)
  *   runs/<id>.jit.gz    the jit log, as the client gzipped it
  *   tmp/                files being written; a writer renames its file into
  *                       runs/ only when complete and on disk, so runs/ never
@@ -56,5 +62,14 @@ void srv_blob_close(srv_blob_reader *r);
  * those for which it returns 0 (the database does not know them). */
 int srv_blob_sweep(const char *data_dir, int (*keep)(void *ctx, const char *id), void *ctx,
                    srv_err *err);
+
+/* The background compressor: started once (with scan, it first queues every
+ * plain profile in runs/: not when other servers share the folder, since two
+ * compressing one file would race), given each profile this server
+ * committed, stopped at exit (a file half compressed stays in tmp/ and is
+ * cleared at the next start). */
+int srv_blob_compressor_start(const char *data_dir, int scan, srv_err *err);
+void srv_blob_compress_later(const char *id);
+void srv_blob_compressor_stop(void);
 
 #endif /* SRV_BLOB_H */

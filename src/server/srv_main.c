@@ -355,7 +355,7 @@ static int serve(const options *o)
     signal(SIGPIPE, SIG_IGN);
 
     srv_err err = {{0}};
-    if (srv_http_start(s, o->listen, &err) < 0)
+    if (srv_blob_compressor_start(o->data, !shared, &err) < 0 || srv_http_start(s, o->listen, &err) < 0)
         die("%s", err.message);
     char host[256];
     snprintf(host, sizeof host, "%s", o->listen);
@@ -371,6 +371,7 @@ static int serve(const options *o)
     sigwait(&stop, &sig);
     fprintf(stderr, "vmprof-server: signal %d, finishing the requests in flight\n", sig);
     srv_http_stop(s, 30);
+    srv_blob_compressor_stop();
     srv_cache_free(s->cache);
     srv_store_close(store);
     fprintf(stderr, "vmprof-server: stopped\n");

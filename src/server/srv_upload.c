@@ -9,9 +9,9 @@
  *   POST /api/runtime/ID/freeze/             complete: the run becomes visible
  *
  * The profile is decoded while it arrives: the body goes, piece by piece,
- * both into the stored file (srv_blob) and down a pipe to a thread running the
- * library's streaming reader, so the upload is never held whole and the
- * profile is ready when its last byte is.  A corrupt profile is refused with
+ * both into the stored file (srv_blob, which compresses it later) and down a
+ * pipe to a thread running the library's streaming reader, so the upload is
+ * never held whole and the profile is ready when its last byte is.  A corrupt profile is refused with
  * 400 and the reader's error, and nothing of it is kept.  The decoded profile
  * goes to the cache and its facts to the run's row; the run is listed only
  * after the freeze.
@@ -356,6 +356,7 @@ static void finish_upload(srv_request *req)
         return;
     }
     srv_cache_put(s->cache, u->run.id, u->profile, size);
+    srv_blob_compress_later(u->run.id);
     u->profile = NULL;
     srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }

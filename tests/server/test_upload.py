@@ -38,6 +38,20 @@ def test_protocol_by_hand(server, profile_bytes):
     assert resp.getheader("Content-Type") == "application/octet-stream"
 
 
+def test_the_stored_profile_is_compressed_after_the_upload(server, profile_bytes):
+    import time
+    rid = server.upload(profile_bytes)
+    runs = os.path.join(server.data, "runs")
+    for _ in range(100):
+        if os.listdir(runs) == [rid + ".prof.gz"]:
+            break
+        time.sleep(0.1)
+    assert os.listdir(runs) == [rid + ".prof.gz"]
+    assert os.path.getsize(os.path.join(runs, rid + ".prof.gz")) < len(profile_bytes) / 2
+    assert gzip.decompress(open(os.path.join(runs, rid + ".prof.gz"), "rb").read()) == profile_bytes
+    assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+
+
 def test_frozen_runtime_takes_no_more_uploads(server, profile_bytes):
     rid = server.upload(profile_bytes)
     status, reply, _ = server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid,
