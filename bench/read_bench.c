@@ -28,7 +28,7 @@
 
 #include "vmp_export.h"
 #include "vmp_profile.h"
-#include "vmp_atree.h"
+#include "vmprof.h"
 
 static double now(void)
 {
@@ -101,13 +101,12 @@ static uint64_t decode(const char *path, double *t_decode, double *t_tree, size_
     memset(&err, 0, sizeof err);
     vmp_profile *p = read_timed(path, t_decode);
     double t1 = now();
-    vmp_atree *t = vmp_atree_build(p, NULL, &err);
+    vmp_query q = {.frames = VMP_Q_MERGE_RECURSION};
+    vmp_tree *t = vmp_query_tree(p, &q, &err);
     *t_tree = now() - t1;
     if (!t)
         die("the call tree failed", err.message);
-    size_t n_nodes;
-    vmp_atree_nodes(t, &n_nodes);
-    vmp_atree_free(t);
+    vmp_result_free(t);
     uint64_t n = vmp_profile_get_summary(p)->n_samples;
     *stacks = vmp_profile_stack_count(p);
     vmp_profile_free(p);

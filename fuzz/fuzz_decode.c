@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "vmp_profile.h"
-#include "vmp_atree.h"
+#include "vmprof.h"
 
 static void exercise(const vmp_profile *p)
 {
@@ -31,17 +31,20 @@ static void exercise(const vmp_profile *p)
     for (uint64_t i = 0; i < s->n_samples; i++)
         if (vmp_profile_sample_stack(p, i) >= vmp_profile_stack_count(p))
             __builtin_trap();
-    for (unsigned flags = 0; flags <= VMP_ATREE_PYTHON_ONLY; flags++) {
-        vmp_atree_options o = {VMP_ATREE_ALL_THREADS, flags};
+    /* every frame option, alone and with recursion merged */
+    for (unsigned flags = 0; flags <= 0x7f; flags = flags ? flags << 1 : 1) {
+        vmp_query q = {.frames = flags | VMP_Q_MERGE_RECURSION};
         vmp_error err;
-        vmp_atree *t = vmp_atree_build(p, &o, &err);
+        vmp_tree *t = vmp_query_tree(p, &q, &err);
         if (!t)
             continue;
-        size_t n;
-        const vmp_atree_node *nodes = vmp_atree_nodes(t, &n);
-        if (nodes[0].count != s->n_samples)
+        if (t->nodes[0].total != s->n_samples)
             __builtin_trap();
-        vmp_atree_free(t);
+        vmp_result_free(t);
+        vmp_func_counts *fc = vmp_query_functions(p, &q, &err);
+        if (fc && fc->samples != s->n_samples)
+            __builtin_trap();
+        vmp_result_free(fc);
     }
 }
 

@@ -12,7 +12,7 @@ clang -std=gnu11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -Isrc/libvmprof -o "$B/fuzz_decode" fuzz/fuzz_decode.c \
     src/libvmprof/vmp_profile.c src/libvmprof/vmp_decode.c src/libvmprof/vmp_source.c \
-    src/libvmprof/vmp_atree.c src/libvmprof/vmp_error.c src/libvmprof/vmp_hash.c \
+    src/libvmprof/vmp_query.c src/libvmprof/vmp_error.c src/libvmprof/vmp_hash.c \
     src/libvmprof/vmp_name.c src/libvmprof/vmp_array.c -lz
 seeds="$B/seeds"
 mkdir -p "$seeds"

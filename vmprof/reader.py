@@ -10,36 +10,12 @@ from vmprof.errors import VMProfError
 
 try:
     from vmprof import _core
+    # Stats and the stack-entry classes of Stats.profiles live in vmprof.stats,
+    # which never imports this module.
+    from vmprof.stats import (FRAME_CLASSES, AssemblerCode, BlackholeCode, Frame,  # noqa: F401
+                              GCCode, JitTracingCode, JittedCode, NativeCode, Stats)
 except ImportError:  # PyPy, or a source checkout without the built extension
     _core = None
-
-
-# Stack entries of PyPy profiles, as the original reader tagged them: an int
-# subclass per frame kind, so that code that checks isinstance() keeps working.
-
-
-class Frame(int):
-    """A stack entry that is not a plain Python code object."""
-
-    kind = None
-
-
-def _frame_class(name, kind):
-    # kind names a _core constant; None without the extension (nothing is read then)
-    return type(name, (Frame,), {"kind": getattr(_core, kind, None), "__module__": __name__})
-
-
-NativeCode = _frame_class("NativeCode", "FRAME_NATIVE")
-JittedCode = _frame_class("JittedCode", "FRAME_JIT")
-AssemblerCode = _frame_class("AssemblerCode", "FRAME_ASSEMBLER")
-GCCode = _frame_class("GCCode", "FRAME_GC")
-BlackholeCode = _frame_class("BlackholeCode", "FRAME_BLACKHOLE")
-JitTracingCode = _frame_class("JitTracingCode", "FRAME_JIT_TRACING")
-
-FRAME_CLASSES = {
-    cls.kind: cls
-    for cls in (NativeCode, JittedCode, AssemblerCode, GCCode, BlackholeCode, JitTracingCode)
-}
 
 
 def read_profile(prof, strict=False):
@@ -53,7 +29,6 @@ def read_profile(prof, strict=False):
         raise VMProfError("reading a profile needs vmprof's C extension (vmprof._core), "
                           "which is not built for this interpreter; read the profile "
                           "with CPython (python -m vmprof.show FILE)")
-    from vmprof.stats import Stats
     if isinstance(prof, (str, bytes, os.PathLike)):
         profile = _core.read_file(prof, strict=strict)
     else:

@@ -25,6 +25,33 @@ _KIND_LABEL[_core.FRAME_PYTHON] = "unknown"
 _PYTHON_KINDS = (_core.FRAME_PYTHON, _core.FRAME_JIT)
 
 
+# Stack entries of PyPy profiles, as the original reader tagged them: an int
+# subclass per frame kind, so that code that checks isinstance() keeps working.
+
+
+class Frame(int):
+    """A stack entry that is not a plain Python code object."""
+
+    kind = None
+
+
+def _frame_class(name, kind):
+    return type(name, (Frame,), {"kind": kind, "__module__": "vmprof.reader"})
+
+
+NativeCode = _frame_class("NativeCode", _core.FRAME_NATIVE)
+JittedCode = _frame_class("JittedCode", _core.FRAME_JIT)
+AssemblerCode = _frame_class("AssemblerCode", _core.FRAME_ASSEMBLER)
+GCCode = _frame_class("GCCode", _core.FRAME_GC)
+BlackholeCode = _frame_class("BlackholeCode", _core.FRAME_BLACKHOLE)
+JitTracingCode = _frame_class("JitTracingCode", _core.FRAME_JIT_TRACING)
+
+FRAME_CLASSES = {
+    cls.kind: cls
+    for cls in (NativeCode, JittedCode, AssemblerCode, GCCode, BlackholeCode, JitTracingCode)
+}
+
+
 class EmptyProfileFile(Exception):
     """The profile has no samples, so it has no call tree."""
 
@@ -174,24 +201,33 @@ class Stats(object):
         key = (index, python_only)
         tree = self._trees.get(key)
         if tree is None:
-            tree = self._trees[key] = self._profile.tree(index, python_only)
+            tree = self._trees[key] = self._profile.query_tree(
+                thread=index, frames=_frames(python_only))
         return tree
+
+    def _function_counts(self, thread=None, python_only=False):
+        """[(addr, kind, inclusive, self)] by address, inclusive descending."""
+        index = -1 if thread is None else self.threads.index(thread)
+        return [(a, k, total, slf) for _f, a, k, slf, total in
+                self._profile.query_functions(thread=index, frames=_frames(python_only))]
 
     @property
     def functions(self):
         """{address: samples with it anywhere in the stack}, once per sample."""
         if self._functions is None:
-            self._functions = {a: inc for a, _k, inc, _s in self._tree().functions()}
+            self._functions = {a: inc for a, _k, inc, _s in self._function_counts()}
         return self._functions
 
     def top_profile(self):
         """[(name, samples)] for every function, each counted once per sample."""
-        return [(self._get_name(a, k), inc) for a, k, inc, _s in self._tree().functions()]
+        return [(self._get_name(a, k), inc) for a, k, inc, _s in self._function_counts()]
 
     def get_functions(self, thread=None, python_only=False):
         """[(name, address, inclusive, self)], by inclusive count descending."""
+        if thread is not None and thread not in self.threads:
+            raise KeyError("no thread %r in this profile (threads: %r)" % (thread, self.threads))
         return [(self._get_name(a, k), a, inc, slf)
-                for a, k, inc, slf in self._tree(thread, python_only).functions()]
+                for a, k, inc, slf in self._function_counts(thread, python_only)]
 
     def get_stacks(self, thread=None):
         """The unique stacks: [(addresses root first, thread id, samples)],
@@ -264,10 +300,17 @@ class Stats(object):
             "" if self.complete else ", no trailer")
 
 
+def _frames(python_only):
+    """The frames of the original reader's trees: a node per code address,
+    recursion merged, the runner of `python -m vmprof` kept (get_tree's
+    filter_top skips it, as the original's did)."""
+    return (_core.Q_BY_ADDRESS | _core.Q_MERGE_RECURSION | _core.Q_KEEP_RUNNER
+            | (_core.Q_PYTHON_ONLY if python_only else 0))
+
+
 def _entry(addr, kind):
     if kind == _core.FRAME_PYTHON:
         return addr
-    from vmprof.reader import FRAME_CLASSES
     return FRAME_CLASSES[kind](addr)
 
 
@@ -329,8 +372,8 @@ class Node(object):
         self._thread = thread
         self._flat = flat
         self._kids = None
-        (self.addr, self.kind, self.count, self.self_count, self.parent_index,
-         _n) = tree.node(index)
+        (_func, self.addr, self.kind, self.count, self.self_count, self.parent_index,
+         *_rest) = tree.node(index)
 
     @property
     def name(self):
@@ -411,7 +454,7 @@ class Node(object):
         tree = self._tree
         i = self._i
         while i > 0:
-            addr, kind, _c, _s, parent, _n = tree.node(i)
+            _f, addr, kind, _c, _s, parent, *_rest = tree.node(i)
             path.append((addr, kind))
             i = parent
         path.reverse()

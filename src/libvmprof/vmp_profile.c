@@ -696,6 +696,11 @@ static const vmp_profile *resolved(const vmp_profile *p)
     return p;
 }
 
+int vmp_profile_check_resolved(const vmp_profile *p)
+{
+    return resolved(p)->resolved ? 0 : -1;
+}
+
 const vmp_code *vmp_profile_codes(const vmp_profile *p, size_t *n)
 {
     resolved(p);

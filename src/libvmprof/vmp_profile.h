@@ -115,6 +115,9 @@ vmp_profile_summary *vmp_profile_summary_mut(vmp_profile *p);
  * functions call it on a profile built by hand whose tables are stale).
  * Returns 0, or -1 when out of memory. */
 int vmp_profile_resolve(vmp_profile *p);
+/* Resolves a hand-built profile whose tables are stale; 0, or -1 when that
+ * failed (out of memory). */
+int vmp_profile_check_resolved(const vmp_profile *p);
 /* The code table; NULL (n = 0) when resolving failed. */
 const vmp_code *vmp_profile_codes(const vmp_profile *p, size_t *n);
 /* The code of (addr, kind), or VMP_NONE. */

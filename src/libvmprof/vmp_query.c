@@ -62,7 +62,7 @@ int vmp_query_select(const vmp_profile *p, const vmp_query *q, vmp_selection *se
                                  q->thread, n_threads, n_threads);
         sel->thread = q->thread;
     }
-    if (!vmp_profile_funcs(p, &sel->n_funcs) && n_stacks)
+    if (vmp_profile_check_resolved(p) < 0)
         return vmp_error_set(err, -1, "out of memory while resolving the profile's functions");
     sel->funcs = vmp_profile_funcs(p, &sel->n_funcs);
     sel->codes = vmp_profile_codes(p, &sel->n_codes);
@@ -360,8 +360,9 @@ static int tree_add_profile(tbuild *b, const vmp_selection *sel, int from_b,
 {
     const vmp_profile *p = sel->p;
     size_t n_stacks = vmp_profile_stack_count(p);
-    int with_lines = (vmp_profile_get_summary(p)->mode & VMP_MODE_LINES) && !(sel->q->frames & VMP_Q_LINES);
-    int rpython = (vmp_profile_get_summary(p)->mode & VMP_MODE_RPYTHON) != 0;
+    /* lines per node: the sampled lines of a node (lines mode, where lines
+     * are not nodes of their own) */
+    int with_lines = !(sel->q->frames & VMP_Q_LINES);
     vmp_path path = {0};
     for (size_t si = 0; si < n_stacks; si++) {
         vmp_stack st;
@@ -401,7 +402,7 @@ static int tree_add_profile(tbuild *b, const vmp_selection *sel, int from_b,
             b->nodes[cur].self_b += cnt;
         else
             b->nodes[cur].self += cnt;
-        if (rpython && py_node != VMP_NONE && add_meta(b, &st, py_node, cnt) < 0)
+        if (py_node != VMP_NONE && add_meta(b, &st, py_node, cnt) < 0)
             goto oom;
     }
     vmp_path_free(&path);
@@ -709,6 +710,18 @@ const vmp_func *vmp_tree_func(const vmp_tree *t, uint32_t node)
 
 /* ---- 3b. per function ---------------------------------------------------------- */
 
+/* by function: total, then self, descending; by address (the original
+ * reader's order): total descending, then address */
+static int cmp_func_count_by_address(const void *x, const void *y)
+{
+    const vmp_func_count *a = x, *b = y;
+    if (a->total != b->total)
+        return a->total > b->total ? -1 : 1;
+    if (a->addr != b->addr)
+        return a->addr < b->addr ? -1 : 1;
+    return a->kind < b->kind ? -1 : a->kind > b->kind;
+}
+
 static int cmp_func_count(const void *x, const void *y)
 {
     const vmp_func_count *a = x, *b = y;
@@ -773,7 +786,8 @@ vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q, v
     for (size_t i = 0; i < n_ids; i++)
         if (stamp[i] != UINT64_MAX)
             r->items[r->n++] = acc[i];
-    qsort(r->items, r->n, sizeof *r->items, cmp_func_count);
+    qsort(r->items, r->n, sizeof *r->items,
+          (sel.q->frames & VMP_Q_BY_ADDRESS) ? cmp_func_count_by_address : cmp_func_count);
     goto out;
 oom:
     vmp_error_set(err, -1, "out of memory while counting functions");
