@@ -4,7 +4,7 @@ The public API of the package lives here; each part is implemented in its own
 module:
 
     vmprof.profiler   enable(), disable() and the sampler's controls
-    vmprof.reader     read_profile()
+    vmprof.reader     read_profile(), export()
     vmprof.stats      Stats and Node: a read profile and its call tree
 """
 from vmprof.errors import VMProfError
@@ -17,9 +17,9 @@ from vmprof.profiler import (  # noqa: E402  (sampler: helper `sampler`)
 def __getattr__(name):
     # Reading needs the C extension; importing it lazily keeps `import vmprof`
     # working where it is absent (PyPy, a source checkout).
-    if name == "read_profile":
-        from vmprof.reader import read_profile
-        return read_profile
+    if name in ("read_profile", "export"):
+        from vmprof import reader
+        return getattr(reader, name)
     if name in ("Stats", "Node"):
         from vmprof import stats
         return getattr(stats, name)

@@ -44,6 +44,29 @@ def read_profile(prof, strict=False):
     return Stats(profile, summary)
 
 
+def export(prof, format, out, thread=None, lines=False, no_native=False, title=None,
+           html_min_fraction=0.0):
+    """Writes a profile in another tool's format: collapsed, speedscope, pprof,
+    firefox or html.
+
+    prof is a Stats from read_profile() (nothing is read again) or a path;
+    out is a path, a file descriptor, or a binary file object.  thread (an id)
+    exports one thread; lines gives a frame per sampled line; no_native drops
+    native frames.  The stacks start at the program, as every view's do.
+    """
+    if _core is None:
+        raise VMProfError("exporting a profile needs vmprof's C extension (vmprof._core), "
+                          "which is not built for this interpreter")
+    source = prof if isinstance(prof, (str, bytes, os.PathLike)) else getattr(prof, "_profile",
+                                                                                 prof)
+    target = out
+    if not isinstance(out, (str, bytes, os.PathLike, int)):
+        out.flush()
+        target = out.fileno()
+    _core.export(source, format, target, thread=thread, lines=lines, no_native=no_native,
+                 title=title, html_min_fraction=html_min_fraction)
+
+
 def _read_file_object(f, strict):
     try:
         fd = f.fileno()

@@ -27,18 +27,6 @@ import sys
 KIND_PYTHON, KIND_NATIVE = 0, 1
 VIEWS = ("tree", "flat", "lines")
 
-# CPython's own machinery as native frames show it (the evaluation loop, the
-# call paths between C and Python, the interpreter's start-up): what
-# --hide-interpreter folds away.  Compiler suffixes (.constprop.0, .cold) and
-# symbol versions (@@GLIBC_2.34) are ignored.
-INTERPRETER_FRAMES = re.compile(
-    r"(_?PyEval_\w+|_PyFunction_Vectorcall|function_code_fastcall|call_function|do_call_core"
-    r"|_?PyObject_(Vectorcall\w*|Call\w*|FastCall\w*|MakeTpCall)|_?PyVectorcall_Call"
-    r"|_PyCFunction_\w+|cfunction_(vectorcall|call)\w*|method_vectorcall\w*|vectorcall_\w+"
-    r"|slot_tp_call|gen_send_ex2?|builtin_exec\w*|_?PyRun_\w+|run_(mod|eval_code_obj)"
-    r"|pymain_\w+|Py_(RunMain|BytesMain|Main)|main|__libc_start\w*|_start)([.@].*)?$")
-
-
 class Style:
     """ANSI styling that disappears when colour is off."""
 
@@ -80,51 +68,36 @@ def _core():
 # ---- the profile as the views see it -------------------------------------
 
 
-class Profile:
-    """The data of view_data(), with the lookups the views need."""
+class View:
+    """One read profile and the options of the views: every count comes from
+    the read model's queries (vmprof._core.Profile.query_*), asked with the
+    thread and frame options given on the command line."""
 
-    def __init__(self, data):
-        self.summary = data["summary"]
-        self.threads = data["threads"]  # [(id, samples, selected)]
-        self.funcs = data["funcs"]  # [(name, file, first_line, kind)]
-        self.frames = data["frames"]  # [(func, line)]
-        self.stacks = data["stacks"]  # [(thread_index, (frame, ...), count)]
-        self.rss_growth = data.get("rss_growth")
-        self.rss_series = data.get("rss_series")
-        self.total = sum(s[2] for s in self.stacks)
+    def __init__(self, core, stats, thread=None, no_native=False, hide_interpreter=False):
+        self.core = core
+        self.stats = stats
+        self.profile = stats._profile
+        self.facts = self.profile.facts()
+        self.funcs = self.profile.funcs()  # (name, file, first_line, kind, ...)
+        self.thread_ids = stats.threads
+        self.thread_samples = self.profile.thread_samples()
+        self.thread = None if thread is None else self.thread_ids.index(thread)
+        self.frames = ((core.Q_NO_NATIVE if no_native else 0)
+                       | (core.Q_HIDE_INTERPRETER if hide_interpreter else 0))
 
-    def func_of(self, frame):
-        return self.frames[frame][0]
+    def query(self, **more):
+        q = {"thread": self.thread, "frames": self.frames | more.pop("frames", 0)}
+        q.update(more)
+        return q
 
     def func_label(self, func):
         return self.funcs[func][0]
 
     def func_where(self, func, line=None):
-        name, path, first, kind = self.funcs[func]
+        name, path, first, kind = self.funcs[func][:4]
         if not path:
             return "<native>" if kind == KIND_NATIVE else ""
         return "%s:%d" % (path, first if line is None else line)
-
-    def hide_interpreter(self):
-        """Leave CPython's own native frames (INTERPRETER_FRAMES) out of every
-        stack, so C extensions and libraries stand right under their Python
-        callers."""
-        self.hidden = {i for i, (name, _path, _first, kind) in enumerate(self.funcs)
-                       if kind == KIND_NATIVE and INTERPRETER_FRAMES.match(name)}
-
-    def func_stacks(self):
-        """Each stack as function indices, recursion folded, with its count."""
-        hidden = getattr(self, "hidden", ())
-        for thread, frames, count in self.stacks:
-            funcs = []
-            for fr in frames:
-                f = self.frames[fr][0]
-                if f in hidden:
-                    continue
-                if not funcs or funcs[-1] != f:
-                    funcs.append(f)
-            if funcs:
-                yield thread, funcs, count
 
 
 def percent(part, whole):
@@ -134,116 +107,71 @@ def percent(part, whole):
 # ---- tree ----------------------------------------------------------------------
 
 
-class Node:
-    __slots__ = ("func", "count", "self_count", "children")
-
-    def __init__(self, func):
-        self.func = func
-        self.count = 0
-        self.self_count = 0
-        self.children = {}
-
-
-def build_tree(profile):
-    root = Node(None)
-    for _thread, funcs, count in profile.func_stacks():
-        node = root
-        node.count += count
-        for f in funcs:
-            child = node.children.get(f)
-            if child is None:
-                child = node.children[f] = Node(f)
-            child.count += count
-            node = child
-        node.self_count += count
-    return root
-
-
-def show_tree(profile, args, style, out):
-    root = build_tree(profile)
-    total = root.count
+def show_tree(view, args, style, out):
+    prune_level = args.prune_level
+    tree = view.profile.query_tree(**view.query(
+        frames=view.core.Q_MERGE_RECURSION,
+        min_fraction=max(args.prune_percent, 0.0) / 100.0,
+        max_depth=0 if prune_level is None else max(prune_level + 1, 1)))
+    nodes = tree.nodes()
+    # (func, addr, kind, total, self, parent, n_children, line, total_b, self_b, cut, depth,
+    #  n_cut)
+    total = nodes[0][3] - nodes[0][4]  # samples with a frame to show
     if not total:
         out.write("no samples\n")
         return
     indent = " " * max(args.indent, 0)
-    min_count = total * args.prune_percent / 100.0
-    hidden = [0]
-
-    # an explicit stack keeps very deep trees from hitting Python's recursion limit
-    stack = [(root, -1, None)]
-    while stack:
-        node, level, _ = stack.pop()
-        if node is not root:
-            if node.count < min_count or (args.prune_level is not None and level > args.prune_level):
-                hidden[0] += 1
-                continue
-            frac = node.count / total
-            pct = style.heat(frac, "%6.1f%%" % (100.0 * frac))
-            self_part = ""
-            if node.self_count:
-                self_part = "  " + style.dim("self %.1f%%" % percent(node.self_count, total))
-            out.write(
-                "%s %8d  %s%s  %s%s\n"
-                % (pct, node.count, indent * level, style.bold(profile.func_label(node.func)),
-                   style.dim(profile.func_where(node.func)), self_part)
-            )
-        kids = sorted(node.children.values(), key=lambda n: (-n.count, profile.func_label(n.func)))
-        for child in reversed(kids):
-            stack.append((child, level + 1, None))
-    if hidden[0]:
+    hidden = sum(n[12] for n in nodes)
+    for func, _a, _k, count, self_count, _p, _n, _l, _tb, _sb, _cut, depth, _nc in nodes[1:]:
+        frac = count / total
+        pct = style.heat(frac, "%6.1f%%" % (100.0 * frac))
+        self_part = ""
+        if self_count:
+            self_part = "  " + style.dim("self %.1f%%" % percent(self_count, total))
+        out.write(
+            "%s %8d  %s%s  %s%s\n"
+            % (pct, count, indent * (depth - 1), style.bold(view.func_label(func)),
+               style.dim(view.func_where(func)), self_part)
+        )
+    if hidden:
         out.write(style.dim("(%d smaller or deeper subtrees hidden by --prune_percent/--prune_level)\n"
-                            % hidden[0]))
+                            % hidden))
 
 
 # ---- flat ----------------------------------------------------------------------
 
 
-def flat_counts(profile):
-    """self and cumulative samples per function, and callee counts per caller."""
-    self_c, cum_c, callees = {}, {}, {}
-    for _thread, funcs, count in profile.func_stacks():
-        if funcs:
-            leaf = funcs[-1]
-            self_c[leaf] = self_c.get(leaf, 0) + count
-        for f in set(funcs):
-            cum_c[f] = cum_c.get(f, 0) + count
-        seen = set()
-        for caller, callee in zip(funcs, funcs[1:]):
-            if (caller, callee) in seen:
-                continue
-            seen.add((caller, callee))
-            d = callees.setdefault(caller, {})
-            d[callee] = d.get(callee, 0) + count
-    return self_c, cum_c, callees
-
-
-def show_flat(profile, args, style, out):
-    total = profile.total
+def show_flat(view, args, style, out):
+    counts = view.profile.query_functions(**view.query(frames=view.core.Q_MERGE_RECURSION))
+    total = view.profile.query_count(**view.query())
     if not total:
         out.write("no samples\n")
         return
-    self_c, cum_c, callees = flat_counts(profile)
+    self_c = {f: s for f, _a, _k, s, _t in counts if s}
+    cum_c = {f: t for f, _a, _k, _s, t in counts}
     cutoff = args.percent_cutoff
 
     def row(func, s, c):
         return "%s %8d  %6.1f%% %8d  %s  %s\n" % (
             style.heat(s / total, "%6.1f%%" % percent(s, total)), s, percent(c, total), c,
-            style.bold(profile.func_label(func)), style.dim(profile.func_where(func)))
+            style.bold(view.func_label(func)), style.dim(view.func_where(func)))
 
     out.write(style.accent("By self time") + "\n")
     out.write("  self%  samples    cum%  samples  function\n")
-    for func in sorted(self_c, key=lambda f: (-self_c[f], profile.func_label(f))):
+    for func in sorted(self_c, key=lambda f: (-self_c[f], view.func_label(f))):
         if percent(self_c[func], total) < cutoff:
             continue
         out.write(row(func, self_c[func], cum_c.get(func, 0)))
         if args.include_callees:
-            for callee, n in sorted(callees.get(func, {}).items(), key=lambda kv: -kv[1]):
+            _s, _t, _n, _callers, callees = view.profile.query_neighbours(
+                func, **view.query(frames=view.core.Q_MERGE_RECURSION))
+            for callee, n in callees:
                 out.write("                 %6.1f%% %8d    -> %s  %s\n" % (
-                    percent(n, total), n, profile.func_label(callee),
-                    style.dim(profile.func_where(callee))))
+                    percent(n, total), n, view.func_label(callee),
+                    style.dim(view.func_where(callee))))
     out.write("\n" + style.accent("By cumulative time") + "\n")
     out.write("  self%  samples    cum%  samples  function\n")
-    for func in sorted(cum_c, key=lambda f: (-cum_c[f], profile.func_label(f))):
+    for func in sorted(cum_c, key=lambda f: (-cum_c[f], view.func_label(f))):
         if percent(cum_c[func], total) < cutoff:
             continue
         out.write(row(func, self_c.get(func, 0), cum_c[func]))
@@ -252,31 +180,20 @@ def show_flat(profile, args, style, out):
 # ---- lines ---------------------------------------------------------------------
 
 
-def show_lines(profile, args, style, out):
-    if not profile.summary["lines"]:
+def show_lines(view, args, style, out):
+    if not view.facts["lines"]:
         out.write(
             "this profile has no line numbers (it was not recorded in lines mode); "
             "record with `python -m vmprof --lines ...` for per-line hits\n"
         )
         return 1
-    total = profile.total
+    samples, per_func = view.profile.query_lines(**view.query())
+    total = samples
     pattern = re.compile(args.filter) if args.filter else None
-    # per function: samples at each line, each (function, line) once per sample
-    hits, func_total = {}, {}
-    for _thread, frames, count in profile.stacks:
-        seen_lines, seen_funcs = set(), set()
-        for fr in frames:
-            func, line = profile.frames[fr]
-            if (func, line) not in seen_lines:
-                seen_lines.add((func, line))
-                d = hits.setdefault(func, {})
-                d[line] = d.get(line, 0) + count
-            if func not in seen_funcs:
-                seen_funcs.add(func)
-                func_total[func] = func_total.get(func, 0) + count
     shown = 0
-    for func in sorted(func_total, key=lambda f: (-func_total[f], profile.func_label(f))):
-        name, path, first, kind = profile.funcs[func]
+    for func, func_total, line_counts in sorted(per_func,
+                                                key=lambda r: (-r[1], view.func_label(r[0]))):
+        name, path, first, kind = view.funcs[func][:4]
         if kind != KIND_PYTHON:
             continue
         if pattern and not (pattern.search(name) or pattern.search(path)):
@@ -284,9 +201,9 @@ def show_lines(profile, args, style, out):
         shown += 1
         out.write("%s  %s  %s\n" % (
             style.bold(name), style.dim("%s:%d" % (path, first)),
-            "%d samples (%.1f%%)" % (func_total[func], percent(func_total[func], total))))
+            "%d samples (%.1f%%)" % (func_total, percent(func_total, total))))
         out.write("   line     hits      %  source\n")
-        lines = hits[func]
+        lines = dict(line_counts)
         readable = bool(path) and linecache.getline(path, max(first, 1)) != ""
         if readable:
             last = max(lines)
@@ -296,7 +213,7 @@ def show_lines(profile, args, style, out):
         for ln in numbers:
             n = lines.get(ln, 0)
             src = linecache.getline(path, ln).rstrip("\n") if readable else ""
-            pct = percent(n, func_total[func])
+            pct = percent(n, func_total)
             cells = "%7d %8s %6s" % (ln, n if n else "", "%.1f" % pct if n else "")
             out.write("%s  %s\n" % (style.heat(pct / 100.0, cells) if n else cells, src))
         if not readable and path:
@@ -310,20 +227,17 @@ def show_lines(profile, args, style, out):
 # ---- threads and memory --------------------------------------------------------
 
 
-def show_threads(profile, style, out):
-    total = sum(t[1] for t in profile.threads)
-    leaf_by_thread = {}
-    for thread, funcs, count in profile.func_stacks():
-        if funcs:
-            d = leaf_by_thread.setdefault(thread, {})
-            d[funcs[-1]] = d.get(funcs[-1], 0) + count
+def show_threads(view, style, out):
+    total = sum(view.thread_samples)
     out.write(style.accent("Threads") + " (select one with --thread ID or --thread N)\n")
-    for i, (tid, samples, _on) in enumerate(profile.threads):
-        top = leaf_by_thread.get(i)
+    for i, (tid, samples) in enumerate(zip(view.thread_ids, view.thread_samples)):
+        counts = view.profile.query_functions(thread=i, frames=view.frames
+                                              | view.core.Q_MERGE_RECURSION)
         where = ""
-        if top:
-            f = max(top, key=lambda k: top[k])
-            where = "busiest in %s (%.1f%%)" % (profile.func_label(f), percent(top[f], samples))
+        selfs = [(s, f) for f, _a, _k, s, _t in counts if s]
+        if selfs:
+            s, f = max(selfs, key=lambda sf: (sf[0], -sf[1]))
+            where = "busiest in %s (%.1f%%)" % (view.func_label(f), percent(s, samples))
         out.write("  %2d  0x%-14x %8d samples %6.1f%%  %s\n"
                   % (i + 1, tid, samples, percent(samples, total), where))
     out.write("\n")
@@ -332,33 +246,25 @@ def show_threads(profile, style, out):
 SPARK = " \u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
 
 
-def show_memory(profile, style, out, width=60):
-    s = profile.summary
-    series = profile.rss_series or []
-    if not series:
+def show_memory(view, style, out, width=60):
+    rss = view.profile.query_rss(width, **view.query())
+    cells = [kib for _ms, kib in rss["points"]]
+    if not cells:
         return
-    peak_ms, peak = max(series, key=lambda p: p[1])
-    start, end = series[0][1], series[-1][1]
     out.write(style.accent("Memory") + "  peak RSS %s at %.2f s; %s at the start, %s at the end\n" % (
-        _kib(s["max_rss_kib"] or peak), peak_ms / 1000.0, _kib(start), _kib(end)))
-    step = max(1, len(series) // width)
-    cells = [max(p[1] for p in series[i:i + step]) for i in range(0, len(series), step)]
+        _kib(view.facts["max_rss_kib"] or rss["peak_kib"]), rss["peak_ms"] / 1000.0,
+        _kib(rss["first_kib"]), _kib(rss["last_kib"])))
     lo, hi = min(cells), max(cells)
     line = "".join(SPARK[1 + int((c - lo) * 7 / (hi - lo))] if hi > lo else SPARK[4] for c in cells)
     out.write("  RSS  %s\n" % line)
-    growth = profile.rss_growth or []
-    by_func = {}
-    for (thread, funcs, count), g in zip(profile.func_stacks(), growth):
-        if g and funcs:
-            py = [f for f in funcs if profile.funcs[f][3] == KIND_PYTHON] or funcs
-            by_func[py[-1]] = by_func.get(py[-1], 0) + g
-    grown = sum(by_func.values())
+    growth = rss["growth"]
+    grown = sum(g for _f, g in growth)
     if grown:
         out.write("  grew most while running (RSS increase between samples, by innermost Python function):\n")
-        for f in sorted(by_func, key=lambda k: -by_func[k])[:5]:
+        for f, g in growth[:5]:
             out.write("    %10s  %5.1f%%  %s  %s\n" % (
-                _kib(by_func[f]), percent(by_func[f], grown), style.bold(profile.func_label(f)),
-                style.dim(profile.func_where(f))))
+                _kib(g), percent(g, grown), style.bold(view.func_label(f)),
+                style.dim(view.func_where(f))))
     out.write("\n")
 
 
@@ -370,24 +276,23 @@ def _kib(kib):
     return "%d KiB" % kib
 
 
-def header(profile, path, style, out):
-    s = profile.summary
-    bits = ["%d samples" % s["samples"]]
-    if len(profile.threads) > 1:
-        bits.append("%d threads" % len(profile.threads))
-    if s["duration_ms"]:
-        bits.append("%.2f s" % (s["duration_ms"] / 1000.0))
-    if s["period_usec"]:
-        bits.append("every %.1f ms" % (s["period_usec"] / 1000.0))
-    modes = [m for m in ("lines", "memory", "native", "real_time") if s[m]]
+def header(view, path, style, out):
+    f = view.facts
+    bits = ["%d samples" % f["n_samples"]]
+    if len(view.thread_ids) > 1:
+        bits.append("%d threads" % len(view.thread_ids))
+    if f["duration_ms"]:
+        bits.append("%.2f s" % (f["duration_ms"] / 1000.0))
+    if f["period_usec"]:
+        bits.append("every %.1f ms" % (f["period_usec"] / 1000.0))
+    modes = [m for m in ("lines", "memory", "native", "real_time") if f[m]]
     if modes:
         bits.append(", ".join(m.replace("_", " ") for m in modes))
-    out.write("%s  %s profile: %s\n" % (style.bold(os.path.basename(path)), s["interp"] or "vmprof",
+    out.write("%s  %s profile: %s\n" % (style.bold(os.path.basename(path)), f["interp"] or "vmprof",
                                          ", ".join(bits)))
-    argv = s["meta"].get("argv")
-    if argv:
-        out.write(style.dim("command: %s\n" % argv))
-    if not s["complete"]:
+    if f["argv"]:
+        out.write(style.dim("command: %s\n" % f["argv"]))
+    if not f["complete"]:
         out.write(style.dim("(the profile has no trailer: the program did not stop profiling "
                             "normally; showing every complete sample)\n"))
     out.write("\n")
@@ -438,7 +343,7 @@ def parse_args(argv):
     return p.parse_intermixed_args(argv)
 
 
-def resolve_thread(core, path, spec):
+def resolve_thread(stats, path, spec):
     """--thread accepts a thread id, or the 1-based number from the thread list."""
     if spec is None:
         return None
@@ -447,8 +352,7 @@ def resolve_thread(core, path, spec):
     except ValueError:
         raise SystemExit("vmprofshow: --thread %r is not a number; give a thread id or its "
                          "number in the thread list" % spec)
-    threads = core.view_data(path)["threads"]
-    ids = [t[0] for t in threads]
+    ids = stats.threads
     if value in ids:
         return value
     if 1 <= value <= len(ids):
@@ -462,37 +366,36 @@ def main(argv=None):
     core = _core()
     out = sys.stdout
     try:
-        thread = resolve_thread(core, args.profile, args.thread)
+        if args.format and not args.output:
+            raise SystemExit("vmprofshow: --format needs -o OUT (the file to write, or '-')")
+        stats = _read(core, args.profile)
+        thread = resolve_thread(stats, args.profile, args.thread)
         if args.format:
-            if not args.output:
-                raise SystemExit("vmprofshow: --format needs -o OUT (the file to write, or '-')")
+            from vmprof.reader import export
             if args.output == "-":
                 out.flush()
                 target = sys.stdout.fileno()
             else:
                 target = args.output
-            core.export(args.profile, args.format, target, thread=thread, lines=args.lines,
-                        no_native=args.no_native, title=args.title)
+            export(stats, args.format, target, thread=thread, lines=args.lines,
+                   no_native=args.no_native, title=args.title)
             return 0
         colour = args.color == "always" or (
             args.color == "auto" and out.isatty() and not os.environ.get("NO_COLOR"))
         style = Style(colour)
-        data = core.view_data(args.profile, thread=thread, lines=args.view == "lines",
-                              no_native=args.no_native)
-        profile = Profile(data)
-        if args.hide_interpreter:
-            profile.hide_interpreter()
-        header(profile, args.profile, style, out)
-        if len(profile.threads) > 1 and thread is None:
-            show_threads(profile, style, out)
-        if profile.summary["memory"]:
-            show_memory(profile, style, out)
+        view = View(core, stats, thread=thread, no_native=args.no_native,
+                    hide_interpreter=args.hide_interpreter)
+        header(view, args.profile, style, out)
+        if len(view.thread_ids) > 1 and thread is None:
+            show_threads(view, style, out)
+        if view.facts["memory"]:
+            show_memory(view, style, out)
         if args.view == "tree":
-            show_tree(profile, args, style, out)
+            show_tree(view, args, style, out)
         elif args.view == "flat":
-            show_flat(profile, args, style, out)
+            show_flat(view, args, style, out)
         else:
-            return show_lines(profile, args, style, out)
+            return show_lines(view, args, style, out)
         return 0
     except core.VMProfError as e:
         sys.stderr.write("vmprofshow: %s\n" % e)
@@ -502,6 +405,13 @@ def main(argv=None):
         # point stdout at /dev/null so the interpreter's final flush is quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _read(core, path):
+    """The profile, read once for every view and export; a cut file is shown
+    as far as it goes (the header says so), without a warning."""
+    from vmprof.stats import Stats
+    return Stats(core.read_file(path))
 
 
 if __name__ == "__main__":

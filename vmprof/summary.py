@@ -9,15 +9,13 @@ with their share of all samples:
     total  the function was anywhere on the sample's stack, counted once per
            sample however deep its recursion (the time until it returned)
 
-The frames of vmprof's own package (the runner of `python -m vmprof`) and of
-runpy are on every stack and are left out; files under the current directory
-are shown relative to it.
+A profile made by `python -m vmprof` starts at the program: the read model
+leaves the runner's frames (runpy, vmprof's __main__.py) out, as every view
+does.  Files under the current directory are shown relative to it.
 
-It is written against the Stats interface of vmprof.read_profile(): its
-per-function totals (`get_functions(python_only=True)`, computed in C) when it
-has them, else the samples themselves (`profiles`: stack root first, count,
-thread id, rss; `adr_dict`: id -> "py:func:line:file"); and `threads`,
-`profile_real_time` or `meta`, `get_runtime_in_microseconds()` where present.
+It reads a Stats from vmprof.read_profile(): the per-function counts come from
+the read model's query layer (vmprof._core), its header from the Stats'
+facts.
 """
 
 import os
@@ -26,148 +24,62 @@ DEFAULT_LIMIT = 20
 
 
 class FunctionShare(object):
-    __slots__ = ("name", "self_count", "total_count")
+    """One row: a Python function (name, file, first line) and its samples."""
 
-    def __init__(self, name):
+    __slots__ = ("name", "file", "line", "self_count", "total_count")
+
+    def __init__(self, name, file, line, self_count, total_count):
         self.name = name
-        self.self_count = 0
-        self.total_count = 0
+        self.file = file
+        self.line = line
+        self.self_count = self_count
+        self.total_count = total_count
+
+    def where(self, relative_to=None):
+        """"file:line" (file relative to the directory relative_to when under it)."""
+        filename = self.file
+        if relative_to:
+            base = relative_to.rstrip(os.sep) + os.sep
+            if filename.startswith(base):
+                filename = filename[len(base):]
+        return "%s:%d" % (filename, self.line) if self.line else filename
 
 
 def function_shares(stats):
     """Returns (samples, [FunctionShare]) sorted by self, then total, then name.
 
-    Functions are told apart by name: a function whose code object was made
-    again (a reload, a re-created closure) has several ids and one row.
+    The Python functions of the profile (native and PyPy's machine frames fold
+    into their Python caller); a function whose code object was made again (a
+    reload, a re-created closure) is one row.
     """
-    get_functions = getattr(stats, "get_functions", None)
-    if get_functions is not None:
-        shares = _shares_from_totals(stats, get_functions(python_only=True))
-        samples = len(stats)
-    else:
-        samples, shares = _shares_from_samples(stats)
-    ordered = sorted(shares.values(),
-                     key=lambda s: (-s.self_count, -s.total_count, s.name))
-    return samples, ordered
-
-
-def _shares_from_totals(stats, totals):
-    """From the reader's per-function totals (computed in C, no per-sample work)."""
-    samples = len(stats)
-    shares = {}
-    for name, _addr, inclusive, self_count in totals:
-        if not (isinstance(name, str) and name.startswith("py:")):
-            continue
-        share = shares.get(name)
-        if share is None:
-            share = shares[name] = FunctionShare(name)
-        share.self_count += self_count
-        # Two ids of one name in one stack would count that sample twice.
-        share.total_count = min(samples, share.total_count + inclusive)
-    return shares
-
-
-def _shares_from_samples(stats):
-    """From the samples themselves (any Stats-like object with profiles)."""
-    names = stats.adr_dict
-    shares = {}
-    is_python = {}
-
-    def python_name(addr):
-        # Memoised per id: a million samples share a few thousand ids.
-        known = is_python.get(addr)
-        if known is None:
-            name = names.get(addr) if isinstance(addr, int) and addr > 0 else None
-            known = name if isinstance(name, str) and name.startswith("py:") else False
-            is_python[addr] = known
-        return known
-
-    samples = 0
-    for entry in stats.profiles:
-        stack, count = entry[0], entry[1]
-        samples += count
-        innermost = None
-        seen = set()
-        for addr in stack:
-            name = python_name(addr)
-            if not name:
-                continue
-            innermost = name
-            if name not in seen:
-                seen.add(name)
-                share = shares.get(name)
-                if share is None:
-                    share = shares[name] = FunctionShare(name)
-                share.total_count += count
-        if innermost is not None:
-            shares[innermost].self_count += count
-    return samples, shares
-
-
-def split_name(name, relative_to=None):
-    """"py:func:line:file" -> (func, "file:line"); anything else as it is.
-
-    With relative_to (a directory), a file under it is shown relative to it.
-    """
-    if name.startswith("py:"):
-        parts = name.split(":", 3)
-        if len(parts) == 4:
-            _, func, line, filename = parts
-            if relative_to and filename.startswith(relative_to.rstrip(os.sep) + os.sep):
-                filename = filename[len(relative_to.rstrip(os.sep)) + 1:]
-            return func, ("%s:%s" % (filename, line) if line and line != "0" else filename)
-    return name, ""
+    from vmprof import _core
+    profile = stats._profile
+    funcs = profile.funcs()  # (name, file, first_line, kind, ...)
+    rows = profile.query_functions(frames=_core.Q_PYTHON_ONLY | _core.Q_MERGE_RECURSION)
+    shares = []
+    for func, _addr, _kind, self_count, total in rows:
+        name, filename, line, kind = funcs[func][:4]
+        if kind == _core.FRAME_PYTHON and filename:  # a function the file names
+            shares.append(FunctionShare(name, filename, line, self_count, total))
+    shares.sort(key=lambda s: (-s.self_count, -s.total_count, s.name, s.file, s.line))
+    return len(stats), shares
 
 
 def _header(stats, samples):
     words = ["%d samples" % samples]
-    runtime = None
-    try:
-        runtime = stats.get_runtime_in_microseconds()
-    except Exception:
-        pass
+    runtime = stats.get_runtime_in_microseconds()
     if runtime:
         words[0] += " over %.2f s" % (runtime / 1e6)
-    meta = getattr(stats, "meta", None) or {}
-    clock = "wall-clock time" if _is_real_time(stats, meta) else "CPU time"
-    words.append(clock)
-    threads = getattr(stats, "threads", None)
-    if threads is None:
-        threads = {entry[2] for entry in stats.profiles}
-    if len(threads) > 1:
-        words.append("%d threads" % len(threads))
+    words.append("wall-clock time" if stats.profile_real_time else "CPU time")
+    if len(stats.threads) > 1:
+        words.append("%d threads" % len(stats.threads))
     return "vmprof: " + ", ".join(words)
-
-
-def _is_real_time(stats, meta):
-    flag = getattr(stats, "profile_real_time", None)
-    if flag is not None:
-        return bool(flag)
-    for key in ("real_time", "clock"):
-        value = str(meta.get(key, "")).lower()
-        if value in ("1", "true", "wall", "real", "real_time", "real-time"):
-            return True
-    return False
-
-
-def _is_runner(name):
-    """Frames of vmprof itself (the runner of `python -m vmprof`, disable())
-    and of runpy: on every stack or at its very end, they are no news."""
-    _func, where = split_name(name)
-    filename = where.rsplit(":", 1)[0] if ":" in where else where
-    if filename in ("<frozen runpy>",) or os.path.basename(filename) == "runpy.py":
-        return True
-    return os.path.dirname(filename) == _PACKAGE_DIR
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def format_summary(stats, limit=DEFAULT_LIMIT, relative_to=None):
     """The summary as text (lines end with newlines); file names under the
     directory relative_to are shown relative to it."""
     samples, shares = function_shares(stats)
-    shares = [share for share in shares if not _is_runner(share.name)]
     lines = [_header(stats, samples)]
     if samples == 0:
         lines.append("no samples were taken: the program ended before the first one, "
@@ -179,9 +91,9 @@ def format_summary(stats, limit=DEFAULT_LIMIT, relative_to=None):
     shown = shares[:limit]
     rows = []
     for share in shown:
-        func, where = split_name(share.name, relative_to)
         rows.append((_percent(share.self_count, samples),
-                     _percent(share.total_count, samples), func, where))
+                     _percent(share.total_count, samples), share.name,
+                     share.where(relative_to)))
     func_width = min(max(len("function"), max(len(r[2]) for r in rows)), 40)
     lines.append("%6s %7s  %-*s  %s" % ("self", "total", func_width, "function", "location"))
     for self_pct, total_pct, func, where in rows:

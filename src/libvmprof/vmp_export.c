@@ -344,7 +344,6 @@ static int query_of_options(const vmp_profile *p, const vmp_export_options *o, v
                             vmp_error *err)
 {
     memset(q, 0, sizeof *q);
-    q->frames = VMP_Q_KEEP_RUNNER; /* as these exports always were */
     if (!o)
         return 0;
     if (o->has_thread) {

@@ -120,8 +120,12 @@ static int ends(const char *s, size_t len, const char *suffix)
 
 int vmp_name_is_runner_file(const char *file, size_t len)
 {
-    if ((len == 14 && memcmp(file, "<frozen runpy>", 14) == 0) || (len == 8 && memcmp(file, "runpy.py", 8) == 0))
-        return 1;
-    return ends(file, len, "/runpy.py") || ends(file, len, "/vmprof/__main__.py") ||
-           ends(file, len, "\\runpy.py") || ends(file, len, "\\vmprof\\__main__.py");
+    if ((len == 14 && memcmp(file, "<frozen runpy>", 14) == 0) ||
+        (len == 8 && memcmp(file, "runpy.py", 8) == 0) || ends(file, len, "/runpy.py") ||
+        ends(file, len, "/vmprof/__main__.py") || ends(file, len, "\\runpy.py") ||
+        ends(file, len, "\\vmprof\\__main__.py"))
+        return VMP_NAME_RUNNER;
+    if (len == 21 && memcmp(file, "<builtin>/app_main.py", 21) == 0)
+        return VMP_NAME_STARTUP;
+    return 0;
 }

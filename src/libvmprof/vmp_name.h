@@ -49,7 +49,10 @@ size_t vmp_name_write(char *buf, size_t size, vmp_name_lang lang, const char *fu
 int vmp_name_is_interpreter(const char *symbol, size_t len);
 
 /* A Python file of `python -m vmprof`'s runner: runpy ("<frozen runpy>",
- * ".../runpy.py") or vmprof's own "vmprof/__main__.py". */
+ * ".../runpy.py") or vmprof's own "vmprof/__main__.py" (VMP_NAME_RUNNER);
+ * or of the interpreter's start-up that calls it (PyPy's
+ * "<builtin>/app_main.py", VMP_NAME_STARTUP); else 0. */
+enum { VMP_NAME_RUNNER = 1, VMP_NAME_STARTUP = 2 };
 int vmp_name_is_runner_file(const char *file, size_t len);
 
 #endif /* VMP_NAME_H */

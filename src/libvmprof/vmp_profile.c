@@ -573,7 +573,7 @@ static uint32_t intern_func(vmp_profile *p, func_builder *fb, uint8_t kind, cons
     fn->kind = kind;
     fn->addr = addr;
     fn->interpreter = kind == VMP_FRAME_NATIVE && vmp_name_is_interpreter(name, nlen);
-    fn->runner = kind == VMP_FRAME_PYTHON && vmp_name_is_runner_file(file, flen);
+    fn->runner = kind == VMP_FRAME_PYTHON ? (uint8_t)vmp_name_is_runner_file(file, flen) : 0;
     fb->next_same_hash[i] = VMP_NONE;
     if (vmp_u64map_find(&fb->by_hash, h, &at)) {
         fb->next_same_hash[i] = at; /* newest first in the chain */
@@ -644,7 +644,7 @@ static uint32_t runner_prefix(const vmp_profile *p, const ustack *s)
         if (f->kind != VMP_FRAME_PYTHON)
             continue;
         if (f->runner) {
-            seen_runner = 1;
+            seen_runner |= f->runner == VMP_NAME_RUNNER;
             continue;
         }
         return seen_runner ? i : 0;

@@ -146,7 +146,9 @@ int vmp_path_make(const vmp_selection *sel, const vmp_stack *st, vmp_path *out)
         const vmp_code *c = &sel->codes[st->codes[i]];
         const vmp_func *fn = &sel->funcs[c->func];
         uint8_t kind = st->frames[i].kind;
-        if ((flags & VMP_Q_PYTHON_ONLY) && !is_python_frame(kind))
+        /* an id named by a native-symbol record is native whatever its
+         * frame says (the eval trampoline of the original's 3.9/3.10 files) */
+        if ((flags & VMP_Q_PYTHON_ONLY) && (!is_python_frame(kind) || fn->kind == VMP_FRAME_NATIVE))
             continue;
         if ((flags & VMP_Q_NO_NATIVE) && fn->kind == VMP_FRAME_NATIVE)
             continue;
@@ -504,8 +506,9 @@ static vmp_tree *tree_finish(tbuild *b, const vmp_profile *pa, const vmp_profile
     sib *order = malloc(n * sizeof *order), *tmp = malloc(n * sizeof *tmp);
     uint32_t *stack = malloc(n * sizeof *stack);
     uint64_t *cut = calloc(n, sizeof *cut);
+    uint32_t *n_cut = calloc(n, sizeof *n_cut);
     vmp_tree *t = NULL;
-    if (!newidx || !start || !order || !tmp || !stack || !cut)
+    if (!newidx || !start || !order || !tmp || !stack || !cut || !n_cut)
         goto oom;
     /* kept: the root, and nodes within the depth whose share is enough */
     for (size_t i = 0; i < n; i++) {
@@ -514,8 +517,10 @@ static vmp_tree *tree_finish(tbuild *b, const vmp_profile *pa, const vmp_profile
                               ((double)nd->total >= thr || (pb && (double)nd->total_b >= thr_b)) &&
                               newidx[nd->parent] != VMP_NONE);
         newidx[i] = keep ? 0 : VMP_NONE;
-        if (!keep && i && newidx[nd->parent] != VMP_NONE)
+        if (!keep && i && newidx[nd->parent] != VMP_NONE) {
             cut[nd->parent] += nd->total;
+            n_cut[nd->parent]++;
+        }
     }
     /* group kept children by parent (parents come before children) */
     for (size_t i = 1; i < n; i++)
@@ -574,6 +579,7 @@ static vmp_tree *tree_finish(tbuild *b, const vmp_profile *pa, const vmp_profile
         o->total_b = nd->total_b;
         o->self_b = nd->self_b;
         o->cut = cut[i];
+        o->n_cut = n_cut[i];
         o->lines_off = o->n_lines = 0;
         o->meta = VMP_NONE;
         lo = i ? start[i - 1] : 0;
@@ -630,6 +636,7 @@ done:
     free(tmp);
     free(stack);
     free(cut);
+    free(n_cut);
     return t;
 }
 

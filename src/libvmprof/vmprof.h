@@ -27,9 +27,10 @@
  *
  * The program, not the profiler.  A profile recorded by `python -m vmprof`
  * has the runner's frames (runpy, vmprof's __main__.py) at the root of the
- * main thread's stacks.  Every query leaves them out (the stack starts at
- * the program's first frame) unless VMP_Q_KEEP_RUNNER asks for them; stacks
- * with no frame of the program keep theirs.
+ * main thread's stacks (on PyPy under its start-up, app_main.py).  Every
+ * query leaves them out (the stack starts at the program's first frame)
+ * unless VMP_Q_KEEP_RUNNER asks for them; a stack without a runner frame, or
+ * with no frame of the program after it, keeps its frames.
  *
  * Errors: functions that can fail take a vmp_error and fill it with one line
  * saying what is wrong and what to do (with the byte offset for bad input).
@@ -147,7 +148,9 @@ typedef struct vmp_func {
     uint8_t kind;        /* vmp_frame_kind */
     uint8_t interpreter; /* native: the interpreter's own machinery (eval
                             loop, call paths), what VMP_Q_HIDE_INTERPRETER folds */
-    uint8_t runner;      /* Python: a frame of `python -m vmprof`'s runner */
+    uint8_t runner;      /* Python: 1 a frame of `python -m vmprof`'s runner
+                            (runpy, vmprof/__main__.py); 2 the interpreter's
+                            start-up that calls it (PyPy's app_main.py) */
     uint64_t addr;       /* the first id the file gave it */
 } vmp_func;
 
@@ -169,8 +172,9 @@ uint32_t vmp_profile_find_func(const vmp_profile *p, uint8_t kind, const char *n
 
 /* Which frames (vmp_query.frames flags). */
 #define VMP_Q_PYTHON_ONLY 0x01u      /* only Python frames (PyPy's JIT frames are
-                                        their Python function); the others fold
-                                        into their Python caller */
+                                        their Python function; an id named as a
+                                        native symbol is native); the others
+                                        fold into their Python caller */
 #define VMP_Q_NO_NATIVE 0x02u        /* leave native (C) frames out */
 #define VMP_Q_HIDE_INTERPRETER 0x04u /* leave the interpreter's own native frames
                                         out (vmp_func.interpreter) */
@@ -226,6 +230,7 @@ typedef struct vmp_tree_node {
     uint64_t total_b, self_b; /* vmp_query_diff: the second profile's */
     uint64_t cut;          /* samples under children dropped by max_depth or
                               min_fraction */
+    uint32_t n_cut;        /* how many children were dropped */
     uint32_t lines_off, n_lines; /* into vmp_tree.lines: samples per line
                                     (profile in lines mode, not VMP_Q_LINES) */
     uint32_t meta;         /* into vmp_tree.meta, or VMP_NONE */

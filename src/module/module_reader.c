@@ -968,16 +968,16 @@ static int node_index(TreeObject *o, PyObject *arg, uint32_t *out)
 
 static PyObject *node_row(const vmp_tree_node *n)
 {
-    return Py_BuildValue("(lKiKKlIIKKKI)", n->func == VMP_NONE ? -1L : (long)n->func,
+    return Py_BuildValue("(lKiKKlIIKKKII)", n->func == VMP_NONE ? -1L : (long)n->func,
                          (unsigned long long)n->addr, (int)n->kind, (unsigned long long)n->total,
                          (unsigned long long)n->self,
                          n->parent == VMP_NONE ? -1L : (long)n->parent, n->n_children, n->line,
                          (unsigned long long)n->total_b, (unsigned long long)n->self_b,
-                         (unsigned long long)n->cut, n->depth);
+                         (unsigned long long)n->cut, n->depth, n->n_cut);
 }
 
 /* node(i) -> (func or -1, addr, kind, total, self, parent or -1, n_children,
- * line, total_b, self_b, cut, depth) */
+ * line, total_b, self_b, cut, depth, n_cut) */
 static PyObject *Tree_node(TreeObject *o, PyObject *arg)
 {
     uint32_t i;
@@ -1110,7 +1110,7 @@ static PyObject *Tree_samples_b(TreeObject *o, void *unused)
 static PyMethodDef Tree_methods[] = {
     {"node", (PyCFunction)Tree_node, METH_O,
      "node(i) -> (func, addr, kind, total, self, parent, n_children, line, total_b, self_b, "
-     "cut, depth); node 0 is the root, nodes are in depth-first order"},
+     "cut, depth, n_cut); node 0 is the root, nodes are in depth-first order"},
     {"nodes", (PyCFunction)Tree_nodes, METH_NOARGS, "nodes() -> [node(i) for every i]"},
     {"children", (PyCFunction)Tree_children, METH_O,
      "children(i) -> [node index], highest count first"},

@@ -417,3 +417,33 @@ VMP_TEST(query_export_to_a_sink_and_a_buffer)
     CHECK(vmp_query_export(p, NULL, "svg", NULL, &sink, &err) < 0 && strstr(err.message, "html"));
     vmp_profile_free(p);
 }
+
+VMP_TEST(query_runner_rule_on_pypy_and_without_a_runner)
+{
+    vmp_profile *p = vmp_profile_new();
+    name(p, 0x100, "py:entry_point:1126:<builtin>/app_main.py");
+    name(p, RUNPY, "py:_run_code:64:/usr/lib/pypy3.9/runpy.py");
+    name(p, RUNNER, "py:<module>:1:/x/vmprof/__main__.py");
+    name(p, MOD, "py:<module>:2:calc.py");
+    name(p, WORK, "py:work:3:calc.py");
+    uint64_t with_runner[] = {0x100, RUNPY, RUNNER, MOD, WORK};
+    uint64_t without[] = {0x100, MOD}; /* PyPy running calc.py itself */
+    uint64_t runpy_later[] = {MOD, RUNPY, WORK}; /* the program calls runpy */
+    add(p, with_runner, 5, 1, 2);
+    add(p, without, 2, 1, 1);
+    add(p, runpy_later, 3, 1, 1);
+    vmp_error err;
+    vmp_query q = {.frames = VMP_Q_MERGE_RECURSION};
+    vmp_tree *t = vmp_query_tree(p, &q, &err);
+    REQUIRE(t);
+    uint32_t mod = child(t, 0, "<module>");
+    REQUIRE(mod != VMP_NONE);
+    CHECK(t->nodes[mod].total == 3);          /* both stacks that start at calc.py */
+    CHECK(child(t, mod, "work") != VMP_NONE); /* the runner's stack, from the program */
+    CHECK(child(t, mod, "_run_code") != VMP_NONE); /* runpy under the program stays */
+    uint32_t start = child(t, 0, "entry_point");
+    REQUIRE(start != VMP_NONE); /* no runner: PyPy's start-up is kept */
+    CHECK(t->nodes[start].total == 1);
+    vmp_result_free(t);
+    vmp_profile_free(p);
+}

@@ -1,28 +1,40 @@
-"""The terminal summary (vmprof.summary) computed from a Stats-shaped object.
+"""The terminal summary (vmprof.summary) of a read profile.
 
 The numbers are checked against counts worked out by hand for a small set of
-samples; the same code runs on real profiles in test_cli_run.py.
+samples, written as a real profile; the same code runs on real profiles in
+test_cli_run.py.
 """
 import json
 import os
+import struct
 
 import pytest
 
 import vmprof
-from vmprof import summary
+from vmprof import _core, summary
+
+from views_support import is_runner
 
 
-class FakeStats(object):
-    """The part of the Stats interface the summary reads."""
+def words(*ws):
+    return struct.pack("<%dq" % len(ws), *ws)
 
-    def __init__(self, profiles, names, runtime_us=2000000, meta=None):
-        self.profiles = profiles
-        self.adr_dict = names
-        self.meta = meta or {}
-        self._runtime = runtime_us
 
-    def get_runtime_in_microseconds(self):
-        return self._runtime
+def FakeStats(profiles, names, runtime_us=2000000, meta=None):
+    """A profile of these samples ((stack root first, count, thread, rss)) and
+    names, read back: the summary reads what read_profile() gives."""
+    mode = _core.MODE_REAL_TIME if (meta or {}).get("real_time") else 0
+    out = words(0, 3, 0, 1000, 0) + bytes([5, 0, 6, mode, 7]) + b"cpython"
+    out += bytes([6]) + words(1700000000, 0) + b"UTC\0\0\0\0\0"
+    # ids as code addresses: even (an odd entry is a native frame)
+    for addr, name in names.items():
+        out += bytes([2]) + words(addr * 16, len(name)) + name.encode()
+    for stack, count, thread, _rss in profiles:
+        entries = [a * 16 for a in reversed(stack)]
+        out += (bytes([1]) + words(1, len(entries), *entries) + words(thread)) * count
+    end = 1700000000 * 1000000 + runtime_us
+    out += bytes([3]) + words(end // 1000000, end % 1000000) + b"UTC\0\0\0\0\0"
+    return vmprof.Stats(_core.read_bytes(out))
 
 
 NAMES = {
@@ -47,16 +59,14 @@ PROFILES = [
 def test_function_shares_counts_self_and_total():
     samples, shares = summary.function_shares(FakeStats(PROFILES, NAMES))
     assert samples == 9
-    by_name = {s.name: (s.self_count, s.total_count) for s in shares}
+    by_name = {(s.name, s.where()): (s.self_count, s.total_count) for s in shares}
     assert by_name == {
-        "py:main:1:/src/app.py": (4, 8),
-        "py:parse:10:/src/app.py": (2, 2),
-        "py:walk:20:/src/tree.py": (2, 2),
+        ("main", "/src/app.py:1"): (4, 8),
+        ("parse", "/src/app.py:10"): (2, 2),
+        ("walk", "/src/tree.py:20"): (2, 2),
     }
     # ordered by self, then total, then name
-    assert [s.name for s in shares][0] == "py:main:1:/src/app.py"
-    assert [s.name for s in shares][1:] == ["py:parse:10:/src/app.py",
-                                            "py:walk:20:/src/tree.py"]
+    assert [s.name for s in shares] == ["main", "parse", "walk"]
 
 
 def test_format_summary_shows_shares_of_all_samples():
@@ -91,6 +101,7 @@ def test_real_time_and_empty_profiles():
 
 def test_the_runner_frames_are_left_out():
     runner = os.path.join(os.path.dirname(summary.__file__), "__main__.py")
+    assert runner.endswith("/vmprof/__main__.py")
     names = {1: "py:_run_code:65:<frozen runpy>", 2: "py:run_program:10:" + runner,
              3: "py:work:3:/src/app.py", 4: "py:_run_code:86:/usr/lib/python3.9/runpy.py",
              5: "py:main:1:/src/__main__.py"}
@@ -103,14 +114,9 @@ def test_files_under_a_directory_are_shown_relative_to_it():
     stats = FakeStats([([1, 2], 1, 1, 0)], NAMES)
     text = summary.format_summary(stats, relative_to="/src/")
     assert text.splitlines()[2].split()[3] == "app.py:10"
-    assert summary.split_name("py:f:3:/srcx/a.py", "/src") == ("f", "/srcx/a.py:3")
-
-
-def test_split_name():
-    assert summary.split_name("py:f:3:/a/b.py") == ("f", "/a/b.py:3")
-    assert summary.split_name("py:f:0:<string>") == ("f", "<string>")
-    assert summary.split_name("py:weird") == ("py:weird", "")
-    assert summary.split_name("jit:thing") == ("jit:thing", "")
+    share = summary.FunctionShare("f", "/srcx/a.py", 3, 0, 0)
+    assert share.where("/src") == "/srcx/a.py:3"
+    assert summary.FunctionShare("f", "<string>", 0, 0, 0).where() == "<string>"
 
 
 # ---- on real profiles: both ways of counting agree with the oracle ---------
@@ -121,29 +127,22 @@ FIXTURES = ["calc_py39.prof", "calc_py310.prof", "calc_py311.prof", "calc_lines_
             "grow_mem_py311.prof", "calc_pypy.prof"]
 
 
-class SamplesOnly(object):
-    """A Stats seen only through profiles/adr_dict (the summary's other path)."""
-
-    def __init__(self, stats):
-        self.profiles = stats.profiles
-        self.adr_dict = stats.adr_dict
-
-
 @pytest.mark.parametrize("fixture", FIXTURES)
 def test_shares_match_the_oracle_on_upstream_profiles(fixture):
     with open(os.path.join(UPSTREAM, "oracle_profiles.json")) as f:
         oracle = json.load(f)[fixture]
     stats = vmprof.read_profile(os.path.join(UPSTREAM, "profiles", fixture))
     samples, shares = summary.function_shares(stats)
-    slow_samples, slow_shares = summary.function_shares(SamplesOnly(stats))
-    assert samples == slow_samples == oracle["samples"]
-    fast = {s.name: (s.self_count, s.total_count) for s in shares}
-    slow = {s.name: (s.self_count, s.total_count) for s in slow_shares}
-    assert fast == slow
+    assert samples == oracle["samples"]
+    rows = {"py:%s:%d:%s" % (s.name, s.line, s.file): (s.self_count, s.total_count)
+            for s in shares}
     for name, count in oracle["self_top"]:
-        assert fast[name][0] == count, name
+        assert rows[name][0] == count, name
     for name, count in oracle["inclusive_top"]:
-        assert fast[name][1] == count, name
+        if is_runner(name):  # left out where they led the program's stacks
+            assert rows.get(name, (0, count))[1] == count, name
+        else:
+            assert rows[name][1] == count, name
 
 
 @pytest.mark.parametrize("fixture, clock", [("pool_py311.prof", "CPU time"),

@@ -38,6 +38,22 @@ def oracle_name(name, path, line):
     return "py:%s:%s:%s" % (name, line, path)
 
 
+def is_runner(name):
+    """A frame of `python -m vmprof`'s runner (runpy, vmprof/__main__.py, and
+    on PyPy the start-up under it, app_main.py): the
+    oracle (the original's figures) counts them; our views and exports leave
+    them out, since the read model's "the program, not the profiler" rule."""
+    path = name.split(":", 3)[-1]
+    return (path in ("<frozen runpy>", "<builtin>/app_main.py") or path.endswith("/runpy.py")
+            or path.endswith("/vmprof/__main__.py"))
+
+
+def facts(path):
+    """The read model's facts of a profile file (samples, period, ...)."""
+    from vmprof import _core
+    return _core.read_file(path).facts()
+
+
 def need_tool(path_or_name, why):
     found = shutil.which(path_or_name) if not os.path.isabs(path_or_name) else (
         path_or_name if os.path.exists(path_or_name) else None)
