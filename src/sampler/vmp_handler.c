@@ -81,7 +81,8 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     int saved_errno = errno;
     atomic_fetch_add(&vmp_run.in_handler, 1);
     int kept = 0;
-    if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed))
+    if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed) &&
+        !atomic_load_explicit(&vmp_run.forking, memory_order_relaxed))
         kept = take_sample(ucontext);
     if (info && info->si_code == SI_TKILL && info->si_pid == vmp_run.pid) {
         atomic_fetch_add_explicit(&vmp_run.received, 1, memory_order_relaxed);

@@ -42,6 +42,7 @@ typedef struct vmp_run_state {
     _Atomic int active;         /* handlers record samples */
     _Atomic int paused;         /* stop_sampling() nesting */
     _Atomic int in_handler;     /* handlers between entry and exit */
+    _Atomic int forking;        /* a fork is under way: handlers record nothing */
 
     /* threads */
     pthread_t sampler_thread, writer_thread;

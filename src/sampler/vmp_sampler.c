@@ -56,11 +56,39 @@ int vmp_run_start_thread(pthread_t *th, void *(*fn)(void *))
     return rc;
 }
 
-static void on_fork_child(void)
+/* fork while profiling: before it, handlers stop recording and the ones in
+ * flight finish, and the writer is held between two cycles, so that the
+ * child inherits no lock taken by a thread it does not have (libunwind's,
+ * the loader's, libdw's) and no half-written slot. */
+static int held_for_fork;
+
+static void before_fork(void)
+{
+    if (!vmp_run.enabled)
+        return;
+    atomic_store(&vmp_run.forking, 1);
+    held_for_fork = vmp_writer_hold(2000000000LL) == 0;
+    int64_t deadline = vmp_mono_ns() + 100000000LL;
+    while (atomic_load(&vmp_run.in_handler) && vmp_mono_ns() < deadline)
+        vmp_sleep_ns(10000);
+}
+
+static void after_fork_parent(void)
+{
+    if (held_for_fork)
+        vmp_writer_unhold();
+    held_for_fork = 0;
+    atomic_store(&vmp_run.forking, 0);
+}
+
+static void after_fork_child(void)
 {
     /* The child has none of our threads and must never write into the
-     * parent's profile: forget the run so that it may start its own. */
+     * parent's profile: forget the run, freeing nothing the parent's threads
+     * may have been changing, so that the child may start its own. */
     vmp_delivery_forget_tid(); /* this thread has a new tid here, profiling or not */
+    held_for_fork = 0;
+    atomic_store(&vmp_run.forking, 0);
     if (!vmp_run.enabled)
         return;
     atomic_store(&vmp_run.active, 0);
@@ -69,6 +97,7 @@ static void on_fork_child(void)
     vmp_codes_abandon();
     atomic_store(&vmp_run.in_handler, 0); /* handlers of threads the child does not have */
     vmp_ring_reset(1);
+    vmp_writer_after_fork_child();
     if (vmp_run.statm_fd >= 0)
         close(vmp_run.statm_fd);
     vmp_run.statm_fd = -1;
@@ -116,6 +145,21 @@ static int check_config(const vmp_sampler_config *cfg, char *err, size_t errlen)
         return fail(err, errlen, "file descriptor %d is open for reading only: open the profile file for writing ('wb')",
                     cfg->fd);
     return 0;
+}
+
+/* The reason vmp_codes_start gave (its Python exception, cleared). */
+static void code_tracking_failed(char *err, size_t errlen)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *text = value ? PyObject_Str(value) : NULL;
+    const char *why = text ? PyUnicode_AsUTF8(text) : NULL;
+    fail(err, errlen, "vmprof cannot follow the program's code objects (%s)", why ? why : "unknown reason");
+    PyErr_Clear();
+    Py_XDECREF(text);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
 }
 
 /* Sets the run's state for cfg (nothing is running yet). */
@@ -170,8 +214,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         goto undo_native;
     }
     if (vmp_codes_start(vmp_writer_push_name) < 0) {
-        PyErr_Clear();
-        fail(err, errlen, "no memory for the code-object set");
+        code_tracking_failed(err, errlen);
         goto undo_native;
     }
     vmp_guard_install();
@@ -190,7 +233,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         goto undo_writer;
     }
     if (!atfork_registered) {
-        pthread_atfork(NULL, NULL, on_fork_child);
+        pthread_atfork(before_fork, after_fork_parent, after_fork_child);
         atfork_registered = 1;
     }
     vmp_run.enabled = 1;

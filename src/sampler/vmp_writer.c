@@ -282,12 +282,18 @@ static void write_end(void)
     flush();
 }
 
+/* Held by the writer while it works with libraries that take locks of
+ * their own (libdw, libunwind, the loader's through dl_iterate_phdr), so that
+ * a fork waits for a point where a child inherits none of them taken. */
+static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
+
 static void *writer_main(void *arg)
 {
     (void)arg;
     atomic_store(&vmp_run.writer_tid, vmp_gettid());
     unsigned ticks = 0;
     while (!atomic_load(&vmp_run.writer_stop)) {
+        pthread_mutex_lock(&busy);
         /* Every ~100 ms, let native mode learn libraries loaded meanwhile. */
         if (vmp_run.native && ticks % 50 == 0)
             vmp_native_mode_tick();
@@ -296,12 +302,46 @@ static void *writer_main(void *arg)
         if (ticks++ % 5 == 0)
             vmp_guard_keep_first();
         drain(0);
-        flush();
+        pthread_mutex_unlock(&busy);
+        flush(); /* (a pipe nobody reads must not hold a fork up) */
         vmp_sleep_ns(VMP_WRITER_SLEEP_NS);
     }
+    pthread_mutex_lock(&busy);
     drain(1);
     write_end();
+    pthread_mutex_unlock(&busy);
     return NULL;
+}
+
+int vmp_writer_hold(int64_t timeout_ns)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(timeout_ns / 1000000000LL);
+    until.tv_nsec += (long)(timeout_ns % 1000000000LL);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    return pthread_mutex_timedlock(&busy, &until) == 0 ? 0 : -1;
+}
+
+void vmp_writer_unhold(void)
+{
+    pthread_mutex_unlock(&busy);
+}
+
+void vmp_writer_after_fork_child(void)
+{
+    /* The parent's writer thread is not here; whatever it held is forgotten,
+     * never freed (it may have been in the middle of changing it). */
+    pthread_mutex_init(&busy, NULL);
+    memset(&W.ids_by_addr, 0, sizeof W.ids_by_addr);
+    W.last = NULL;
+    W.buf.len = 0;
+    atomic_store(&Lost.head, 0);
+    atomic_store(&Lost.tail, 0);
+    atomic_store(&names_stalled, 0);
 }
 
 int vmp_writer_prepare(void)

@@ -33,6 +33,14 @@ void vmp_writer_stop(void);
 /* Frees the id maps and last samples of a finished run. */
 void vmp_writer_release(void);
 
+/* fork: the prepare handler holds the writer at a point where it holds no
+ * lock of a library (0, or -1 when it did not get there within timeout_ns);
+ * the parent lets it go on; the child forgets the parent's writer state
+ * without freeing it. */
+int vmp_writer_hold(int64_t timeout_ns);
+void vmp_writer_unhold(void);
+void vmp_writer_after_fork_child(void);
+
 /* Puts a name in the stream (GIL held, normal context); the vmp_codes
  * callback.  When the ring is full it waits (bounded) for the writer. */
 void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died);

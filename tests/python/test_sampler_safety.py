@@ -364,3 +364,102 @@ def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
     if "reused True" not in done.stdout:
         pytest.skip("the allocator did not give the new code object the dead one's address")
     assert "lies 0" in done.stdout, done.stdout
+
+
+# ---- fork ----------------------------------------------------------------------
+
+def test_forks_while_profiling_natively_give_children_that_profile_natively(tmp_path):
+    # Forks taken while the sampler's threads and handlers are busy (native
+    # mode, threads on the wall clock at 2 kHz); each child profiles itself
+    # with native frames, and must neither hang nor crash.
+    done = run_script(tmp_path, """
+        import os, signal, sys, threading, time, vmprof
+        from sampler_util import burn_cpu, read_back
+        stop = threading.Event()
+        def busy():
+            while not stop.is_set():
+                burn_cpu(0.01)
+        threads = [threading.Thread(target=busy) for _ in range(2)]
+        for t in threads:
+            t.start()
+        parent = open("parent.prof", "wb")
+        vmprof.enable(parent.fileno(), period=0.0005, real_time=True, native=True)
+        bad = []
+        for i in range(20):
+            burn_cpu(0.01)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    with open("child%d.prof" % i, "wb") as f:
+                        vmprof.enable(f.fileno(), period=0.0005, native=True)
+                        burn_cpu(0.05)
+                        vmprof.disable()
+                    c = read_back("child%d.prof" % i)
+                    natives = sum(1 for entries, _, _ in c.stacks if any(e & 1 for e in entries))
+                    os._exit(0 if c.trailer and natives > 10 else 3)
+                except BaseException:
+                    os._exit(4)
+            deadline = time.time() + 20
+            while True:
+                got, status = os.waitpid(pid, os.WNOHANG)
+                if got:
+                    break
+                if time.time() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    status = "hung"
+                    break
+                time.sleep(0.01)
+            if status != 0:
+                bad.append((i, status))
+        stop.set()
+        for t in threads:
+            t.join()
+        vmprof.disable()
+        p = read_back("parent.prof")
+        print("bad children", bad)
+        assert p.trailer and not bad
+        print("OK")
+    """, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK" in done.stdout
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="code watchers (the failure induced) are 3.12+")
+def test_a_failing_enable_leaves_no_descriptor_open_and_enable_works_after(tmp_path):
+    # Enable fails after it opened /proc/self/statm (memory mode) when every
+    # code watcher is taken; before, that descriptor stayed open.
+    done = run_script(tmp_path, """
+        import os, vmprof
+        _testcapi = __import__("_testcapi")
+        def nfds():
+            return len(os.listdir("/proc/self/fd"))
+        taken = []
+        try:
+            while True:
+                taken.append(_testcapi.add_code_watcher(0))
+        except RuntimeError:
+            pass
+        f = open("p.prof", "wb")
+        try:  # (native mode's first setup opens libunwind's descriptors for good)
+            vmprof.enable(f.fileno(), period=0.001, native=True)
+        except vmprof.VMProfError:
+            pass
+        before = nfds()
+        for native in (False, True, False):
+            try:
+                vmprof.enable(f.fileno(), period=0.001, memory=True, native=native)
+                raise SystemExit("enabled with every code watcher taken")
+            except vmprof.VMProfError as exc:
+                print(exc)
+                assert "code objects" in str(exc)
+        assert not vmprof.is_enabled()
+        _testcapi.clear_code_watcher(taken.pop())
+        after = nfds()
+        vmprof.enable(f.fileno(), period=0.001, memory=True)
+        vmprof.disable()
+        print("fds", before, after)
+    """)
+    assert done.returncode == 0, done.stdout + done.stderr
+    before, after = done.stdout.split("fds")[1].split()
+    assert before == after, done.stdout
