@@ -7,7 +7,7 @@
 #   VMPROF_SERVER=PATH bench/ui.sh   another server binary (default build/server/vmprof-server)
 # Goals (issue 13): 1M run interactive < 1 s, < 2 MB before the first zoom, zoom < 100 ms.
 # Two zooms are timed: into the widest frame of the second row, and into the widest
-# frame whose children are not loaded yet (the zoom must fetch them).
+# frame of the deepest row drawn (the zoom must fetch the levels under it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${BENCH_PY:-3.11}"

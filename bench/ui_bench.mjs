@@ -55,12 +55,12 @@ async function once() {
   const interactive = await page.evaluate(() => window.vmprofUI.firstDrawMs);
   const before = { bytes, requests };
   // zoom into the widest frame of the second row (what a person clicks first), then
-  // into the widest frame whose children are not loaded yet (a zoom that must fetch)
+  // into the widest frame of the deepest row drawn (a zoom that must fetch its levels)
   const zoom = await clickZoom(page, (ui, rects, rows) =>
     rects.filter((q) => q[1] === rows[Math.min(1, rows.length - 1)] && q[3] !== ui.state.zoom));
-  const deep = await clickZoom(page, (ui, rects) => rects.filter((q) => {
+  const deep = await clickZoom(page, (ui, rects, rows) => rects.filter((q) => {
     const d = ui.node(q[3]);
-    return !d.loaded && d.total > d.self;
+    return q[1] === rows[rows.length - 1] && d.total > d.self;
   }));
   await context.close();
   return { interactive_ms: interactive, bytes: before.bytes, requests: before.requests,

@@ -12,7 +12,9 @@ export interface FlameOptions {
   label(n: number): string;
   colour(n: number): string;
   tooltip?(n: number): string[];
-  more?(n: number): boolean;
+  more?(n: number, last: boolean): boolean;
+  maxDepth?: number;
+  minShare?: number;
   onZoom?(n: number): void;
   onFocus?(n: number): void;
   ancestors?: boolean;

@@ -74,7 +74,11 @@ export function fmtPct(x) {
  *   label(n) -> string           text in the frame (node 0 included)
  *   colour(n) -> css colour
  *   tooltip(n) -> string[]       first line bold, the rest plain
- *   more(n) -> bool              children not loaded yet (drawn hatched)
+ *   more(n, last) -> bool        has children not drawn (last: n is on the deepest
+ *                                row drawn); marked with a bar at the frame's foot
+ *   maxDepth, minShare           draw at most maxDepth levels under the zoomed node,
+ *                                and no node under minShare of it (default: all
+ *                                levels, down to half a pixel)
  *   onZoom(n), onFocus(n)        after the user zoomed / moved the cursor
  *   ancestors: bool              draw the zoomed node's ancestors, faded, above it
  *   rowHeight: number            default 18
@@ -121,6 +125,10 @@ export function createFlameGraph(box, opts) {
     let deepest = 0;
     // rows used: only as deep as something at least half a pixel wide
     const scale = W / tree.value[zoom], x0 = tree.start[zoom];
+    // what is drawn depends only on the zoomed node, never on what else is loaded:
+    // at most maxDepth levels, nothing under half a pixel or minShare of the zoom
+    const maxDepth = opts.maxDepth || Infinity;
+    const least = Math.max(0.5 / scale, (opts.minShare || 0) * tree.value[zoom]);
     const visible = [];
     const stack = [zoom];
     while (stack.length) {
@@ -128,9 +136,10 @@ export function createFlameGraph(box, opts) {
       visible.push(n);
       const d = tree.depth[n] - tree.depth[zoom];
       if (d > deepest) deepest = d;
+      if (d >= maxDepth) continue;
       const kids = tree.kids[n];
       for (let i = kids.length - 1; i >= 0; i--)
-        if (tree.value[kids[i]] * scale >= 0.5) stack.push(kids[i]);
+        if (tree.value[kids[i]] >= least) stack.push(kids[i]);
     }
     const H = (top + deepest + 1) * ROW + 2;
     canvas.style.height = H + "px";
@@ -145,15 +154,16 @@ export function createFlameGraph(box, opts) {
       box1(a, 0, W, r * ROW, true);
     }
     for (const n of visible)
-      box1(n, (tree.start[n] - x0) * scale, tree.value[n] * scale, rowOf(n) * ROW, false);
+      box1(n, (tree.start[n] - x0) * scale, tree.value[n] * scale, rowOf(n) * ROW, false,
+           tree.depth[n] - tree.depth[zoom] >= maxDepth);
   }
 
-  function box1(n, x, w, y, faded) {
+  function box1(n, x, w, y, faded, last) {
     const hit = match !== null && n !== 0 && match(n);
     ctx.globalAlpha = faded ? 0.45 : (match !== null && !hit ? 0.35 : 1);
     ctx.fillStyle = hit ? "#e0409b" : opts.colour(n);
     ctx.fillRect(x, y, Math.max(w - 0.5, 0.5), ROW - 1);
-    if (!faded && opts.more && opts.more(n) && w > 6) {
+    if (!faded && opts.more && opts.more(n, !!last) && w > 6) {
       ctx.fillStyle = "rgba(0,0,0,.25)";
       ctx.fillRect(x, y + ROW - 4, Math.max(w - 0.5, 0.5), 3);
     }
@@ -277,11 +287,15 @@ export function createFlameGraph(box, opts) {
   return {
     canvas,
     tip,
-    /** Replaces the tree (keeping nothing) and zooms to `z`. */
-    setTree(t, z) { tree = t; zoom = z || 0; hover = -1; cursor = -1; draw(); },
+    /** Draws tree `t` zoomed to `z` (a new tree forgets the hover and the cursor). */
+    setTree(t, z) {
+      if (t === tree && (z || 0) === zoom) return;  // what is drawn already
+      if (t !== tree) { hover = -1; cursor = -1; }
+      tree = t; zoom = z || 0; draw();
+    },
     zoomTo(n) { zoomTo(n, false); },
     /** match: (n) => bool highlights the nodes it accepts; null for none. */
-    setMatch(m) { match = m; draw(); },
+    setMatch(m) { if (m !== null || match !== null) { match = m; draw(); } },
     redraw: draw,
     get zoom() { return zoom; },
     get cursor() { return cursor; },

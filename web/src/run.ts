@@ -20,8 +20,12 @@ import { FlameGraph, FlameTree, createFlameGraph, fmtPct, kindColour, layoutTree
 import { navigate } from "./nav";
 import { findProgram } from "./program";
 
-const DEPTH = 12;          // levels asked per tree request
-const MIN_SHARE = 0.0005;  // of the requested node: under a pixel at 1280 px
+// A view shows DRAW_DEPTH levels under the zoomed node, down to DRAW_MIN of it (under a
+// pixel at 1280 px), and only that, so a link shows what its sender saw whatever else
+// either had loaded.  A request asks deeper and finer (FETCH_*), so zooming a few
+// levels down, into a child of some weight, needs no new request.
+const DRAW_DEPTH = 12, DRAW_MIN = 0.0005;
+const FETCH_DEPTH = 16, FETCH_MIN = 0.0002;  // a child of 40% or more: no request
 const EXPORTS = ["collapsed", "speedscope", "pprof", "firefox", "html"];
 
 /** The call tree as far as it has been loaded; node 0 is the root. */
@@ -220,7 +224,9 @@ export class RunPage {
     this.graph = createFlameGraph(E.flame, {
       label: (n) => this.tree.func(n).name,
       colour: (n) => n === 0 ? "#c9c9d1" : kindColour(this.tree.func(n).kind || "", this.tree.func(n).name + (this.tree.func(n).file || "")),
-      more: (n) => this.tree.complete[n] === Infinity && this.tree.value[n] > this.tree.self[n],
+      more: (n, last) => (last || this.tree.complete[n] === Infinity) && this.tree.value[n] > this.tree.self[n],
+      maxDepth: DRAW_DEPTH,
+      minShare: DRAW_MIN,
       tooltip: (n) => {
         const t = this.tree, f = t.func(n), all = t.value[0] || 1;
         return [f.name, where(f),
@@ -284,9 +290,9 @@ export class RunPage {
     this.el.status.textContent = "loading…";
     try {
       const a = await get<TreeAnswer>(`runs/${encodeURIComponent(this.id)}/tree`,
-        { ...this.selParams(), path: path.join("."), depth: DEPTH, min: MIN_SHARE });
+        { ...this.selParams(), path: path.join("."), depth: FETCH_DEPTH, min: FETCH_MIN });
       if (gen !== this.gen) return false;
-      this.tree.merge(a, a.path || path, MIN_SHARE);
+      this.tree.merge(a, a.path || path, FETCH_MIN);
       this.el.status.textContent = "";
       return true;
     } catch (e) {
@@ -329,16 +335,14 @@ export class RunPage {
     this.exposeState();
   }
 
-  /** Whether a node drawn in the top levels under zoom node z lacks children that would
-   * show.  Deeper levels may stay unloaded (drawn with a mark) until a zoom goes there,
-   * so zooming one level down, or opening at the program a few levels below the root,
-   * asks for nothing more. */
+  /** Whether a node the view of zoom node z draws (DRAW_DEPTH levels, DRAW_MIN of z)
+   * lacks children it would draw. */
   private needsMore(z: number): boolean {
-    const t = this.tree, need = t.value[z] * MIN_SHARE * 1.0001;
+    const t = this.tree, need = t.value[z] * DRAW_MIN;
     const todo: [number, number][] = [[z, 0]];
     while (todo.length) {
       const [n, d] = todo.pop() as [number, number];
-      if (t.value[n] < need || d >= DEPTH - 4) continue;
+      if (t.value[n] < need || d >= DRAW_DEPTH) continue;
       if (t.complete[n] > need && t.value[n] > t.self[n]) return true;
       for (const c of t.layout.kids[n] || []) todo.push([c, d + 1]);
     }

@@ -104,16 +104,27 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   await settle();
   check((await ui()).zoom === second[3], "forward zooms again");
 
-  // ---- keyboard: Escape zooms out, arrows and Enter zoom in
+  // ---- keyboard: Escape zooms out (the cursor stays where the zoom was), Enter zooms
+  // into the cursor's frame, ArrowDown moves it to the heaviest child
   await page.locator("#flame canvas").focus();
   await page.keyboard.press("Escape");
   await settle();
-  check((await ui()).zoomPath.length === hovered.path.length - 1, "Escape zooms out one level");
+  check((await ui()).zoomPath.join(".") === hovered.path.slice(0, -1).join("."), "Escape zooms out one level");
+  await page.keyboard.press("Enter");
+  await settle();
+  check((await ui()).zoomPath.join(".") === hovered.path.join("."), "Enter zooms back into the frame the cursor is on",
+        (await ui()).zoomPath);
+  const heaviest = await page.evaluate(() => {
+    const ui = window.vmprofUI, z = ui.state.zoom, kids = ui.state.rects.filter((q) => ui.node(q[3]).path.length === ui.state.zoomPath.length + 1);
+    return kids.sort((a, b) => b[2] - a[2]).map((q) => ui.node(q[3]).path.join("."))[0];
+  });
   await page.keyboard.press("ArrowDown");
   await page.keyboard.press("Enter");
   await settle();
-  check((await ui()).zoomPath.join(".") === hovered.path.join("."), "ArrowDown then Enter zooms into the heaviest child",
-        (await ui()).zoomPath);
+  check(heaviest && (await ui()).zoomPath.join(".") === heaviest, "ArrowDown then Enter zooms into the heaviest child",
+        [(await ui()).zoomPath, heaviest]);
+  await page.keyboard.press("Escape");
+  await settle();
 
   // ---- search (for the busiest Python function): the share it reports is the API's
   const hot = (await api(`runs/${run.id}/functions?sort=self&limit=200`)).functions.find((f) => f.kind === "python");
@@ -183,6 +194,26 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
         "a time range narrows the functions table to the API's numbers", [ranged.total, funcs.total, rangedSelf]);
   s = await ui();
   check(s.total === ranged.total, "and the flame graph", [s.total, ranged.total]);
+
+  // ---- a link shows what its sender saw: the same address in a fresh page
+  await page.locator("#flame canvas").focus();
+  await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("Enter");
+  await settle();
+  const sent = await ui(), link = page.url();
+  const fresh = await context.newPage();
+  fresh.on("pageerror", (e) => report.errors.push(String(e)));
+  fresh.on("console", (m) => { if (m.type() === "error") report.errors.push(m.text()); });
+  await fresh.goto(link);
+  await fresh.waitForSelector("#functions-table tr.selected");
+  await fresh.waitForFunction(() => window.vmprofUI?.state.rects?.length > 0 && !document.querySelector("#status").textContent);
+  const got = await fresh.evaluate(() => window.vmprofUI.state);
+  // the same frames 5 px wide and more (slivers deeper down may differ by what was loaded)
+  const picture = (rects) => rects.filter((q) => q[2] >= 5).map((q) => [Math.round(q[0]), q[1], Math.round(q[2])].join()).sort().join(";");
+  check(got.zoomPath.join(".") === sent.zoomPath.join(".") && got.total === sent.total &&
+        picture(got.rects) === picture(sent.rects), "a link opens the same view",
+        { link, sent: [sent.zoomPath, sent.total, sent.rects.length], got: [got.zoomPath, got.total, got.rects.length] });
+  await fresh.close();
   await page.click("#range-reset");
   await settle();
 
