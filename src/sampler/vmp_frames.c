@@ -246,7 +246,12 @@ void vmp_frames_cursor_start(vmp_frames_cursor *c, PyThreadState *ts, size_t max
 {
 #if PY_VERSION_HEX >= 0x030C0000
     c->frame = current_frame(ts);
+#if PY_VERSION_HEX < 0x030D0000
+    c->cframe = ts->cframe;
+#else
     c->cframe = NULL;
+#endif
+    c->resume = NULL;
 #else
     c->frame = NULL;
     c->cframe = ts->cframe;
@@ -283,6 +288,20 @@ int vmp_frames_next_group(vmp_frames_cursor *c, uintptr_t *anchor)
     int shim = f && !bad_pointer(f) && links < c->max_links && is_shim(f);
     c->stop = shim ? f : NULL;
     c->anchor = shim ? (uintptr_t)f : UINTPTR_MAX;
+    c->resume = shim ? f->previous : NULL;
+#if PY_VERSION_HEX < 0x030D0000
+    /* 3.12: an activation being entered publishes its _PyCFrame before the
+     * frame it runs, so for a few instructions the innermost current_frame
+     * is stale (often a suspended generator's frame, whose chain ends at
+     * once).  That activation runs no frame yet: an empty group at its
+     * _PyCFrame, and the frames start at its caller's current frame. */
+    const _PyCFrame *cf = (const _PyCFrame *)c->cframe;
+    if (!shim && c->links == 0 && cf && !bad_pointer(cf) && cf->previous && !bad_pointer(cf->previous)) {
+        c->frame = c->stop = NULL;
+        c->anchor = (uintptr_t)cf;
+        c->resume = cf->previous->current_frame;
+    }
+#endif
 #else
     /* 3.11: each activation's _PyCFrame (on its C stack) holds the frame it
      * runs now; its frames end where the caller activation's begin.  The
@@ -293,6 +312,17 @@ int vmp_frames_next_group(vmp_frames_cursor *c, uintptr_t *anchor)
     c->frame = cf->current_frame;
     c->stop = cf->previous->current_frame;
     c->anchor = (uintptr_t)cf;
+    /* An activation being entered publishes its _PyCFrame before the frame
+     * it runs: its current_frame is stale for a few instructions, and its
+     * chain does not come to the caller's.  It runs no frame yet. */
+    _PyInterpreterFrame *f = (_PyInterpreterFrame *)c->frame;
+    size_t links = c->links;
+    while (f && f != c->stop && !bad_pointer(f) && links < c->max_links) {
+        f = f->previous;
+        links++;
+    }
+    if (f != c->stop)
+        c->frame = c->stop;
 #endif
     c->peeked = 1;
     *anchor = c->anchor;
@@ -317,13 +347,11 @@ int vmp_frames_emit_group(vmp_frames_cursor *c, uint64_t *out, int max, int *cut
         }
         n = put_frame(out, n, code, frame_line(f, code, c->with_lines), c->with_lines);
     }
-    const _PyInterpreterFrame *stop = c->stop;
     c->peeked = 0;
     c->links++;
 #if PY_VERSION_HEX >= 0x030C0000
-    c->frame = stop ? stop->previous : NULL;
+    c->frame = c->resume;
 #else
-    (void)stop;
     c->cframe = ((const _PyCFrame *)c->cframe)->previous;
 #endif
     return (int)n;

@@ -51,7 +51,9 @@ size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int 
 typedef struct vmp_frames_cursor {
     const void *frame;  /* the next frame to read */
     const void *stop;   /* where the peeked group ends (3.11+) */
-    const void *cframe; /* the next activation's _PyCFrame (3.11) */
+    const void *cframe; /* the next activation's _PyCFrame (3.11; 3.12 the
+                         * innermost's) */
+    const void *resume; /* where the next group starts (3.12+) */
     uintptr_t anchor;   /* the peeked group's */
     size_t links, max_links;
     int peeked, with_lines;

@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 
 #include "vmp_format.h"
 #include "vmp_hash.h"
@@ -25,7 +26,62 @@
 static struct {
     vmp_symbols *syms;
     vmp_u64map start_offset; /* pc -> pc minus its function's start */
+    unsigned ticks;
 } N;
+
+/* The rules of the function holding pc, whose rows a walk stopping at pc
+ * will soon meet too; a pc no rule can express is recorded as such, and not
+ * asked about again.  Returns how many rules were written. */
+static int rules_at(uintptr_t pc, vmp_unwind_rule *rules, int max)
+{
+    int n = N.syms ? vmp_symbols_unwind_rules(N.syms, pc, rules, max) : 0;
+    if (n == 0)
+        rules[n++] = (vmp_unwind_rule){.lo = pc, .hi = pc + 1, .kind = VMP_RULE_STOP};
+    return n;
+}
+
+#define RULES_PER_ROUND 1024
+
+/* What the handlers' walks stopped at since the last round, learned in one
+ * publication. */
+static void learn_unknown(void)
+{
+    uintptr_t pcs[64];
+    int n = vmp_native_take_unknown(pcs, 64);
+    if (n == 0)
+        return;
+    vmp_unwind_rule *rules = malloc(RULES_PER_ROUND * sizeof *rules);
+    if (!rules)
+        return;
+    int k = 0;
+    for (int i = 0; i < n && k < RULES_PER_ROUND; i++)
+        k += rules_at(pcs[i], rules + k, RULES_PER_ROUND - k);
+    vmp_native_learn(rules, k);
+    free(rules);
+}
+
+/* Before sampling: the enabling thread's own stack, from here to its first
+ * frame, is learned, so that the frames every sample of this thread shares
+ * need no warm-up.  Each walk goes one unknown frame further. */
+static void learn_own_stack(void)
+{
+    uint64_t *frames = malloc(2 * VMP_NATIVE_MAX_DEPTH * sizeof *frames);
+    vmp_unwind_rule *rules = malloc(RULES_PER_ROUND * sizeof *rules);
+    for (int i = 0; frames && rules && i < VMP_NATIVE_MAX_DEPTH; i++) {
+        ucontext_t uc;
+        if (getcontext(&uc) < 0)
+            break;
+        vmp_native_walk walk;
+        vmp_native_unwind(&uc, frames, VMP_NATIVE_MAX_DEPTH, &walk);
+        uintptr_t unknown;
+        if (walk.complete || vmp_native_take_unknown(&unknown, 1) == 0)
+            break;
+        if (vmp_native_learn(rules, rules_at(unknown, rules, RULES_PER_ROUND)) < 0)
+            break;
+    }
+    free(rules);
+    free(frames);
+}
 
 static int fail(char *err, size_t errlen, const char *msg)
 {
@@ -37,7 +93,7 @@ int vmp_native_mode_start(char *err, size_t errlen)
 {
     if (vmp_native_setup() < 0)
         return fail(err, errlen,
-                    "native profiling cannot walk this process's C stack (libunwind failed): "
+                    "native profiling cannot map its unwind tables (out of memory): "
                     "profile with native=False (-n/--no-native)");
     vmp_symbols_close(N.syms); /* a fork child's copy of the parent's session */
     N.syms = vmp_symbols_open();
@@ -58,6 +114,7 @@ int vmp_native_mode_start(char *err, size_t errlen)
                     ", which this Python does not expose: profile with native=False (-n/--no-native)");
     }
     vmp_u64map_free(&N.start_offset);
+    learn_own_stack();
     return 0;
 }
 
@@ -125,19 +182,24 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
         start = pc;
     if (vmp_u64map_put(&N.start_offset, pc, (uint32_t)(pc - start)) < 0)
         return entry; /* out of memory: the raw pc still says where it was */
-    /* Teach the handlers' fast walk how to step from this pc.  The file
-     * keeps pc | 1, so the low bit of the real pc is lost: the rule is
-     * learned only where it is the same at both candidates. */
-    vmp_unwind_rule a, b;
-    if (N.syms && vmp_symbols_unwind_rule(N.syms, (uintptr_t)pc, &a) == 0 &&
-        vmp_symbols_unwind_rule(N.syms, (uintptr_t)pc + 1, &b) == 0 && memcmp(&a, &b, sizeof a) == 0)
-        vmp_native_learn((uintptr_t)pc, &a);
     return start | VMP_NATIVE_BIT;
 }
 
 void vmp_native_mode_tick(void)
 {
-    vmp_native_refresh();
+    learn_unknown();
+    /* About every 100 ms at the writer's pace: libraries loaded meanwhile. */
+    if (N.ticks++ % 50 == 0)
+        vmp_native_refresh();
+}
+
+void vmp_native_mode_after_fork_child(void)
+{
+    vmp_native_after_fork_child();
+    /* The parent's session and map are left to leak, never freed here. */
+    N.syms = NULL;
+    memset(&N.start_offset, 0, sizeof N.start_offset);
+    N.ticks = 0;
 }
 
 static int cmp_u64(const void *a, const void *b)

@@ -10,8 +10,8 @@
  *   signal handler          vmp_native_mode_sample: one sample into a slot.
  *   writer thread           vmp_native_mode_entry_id for each native entry
  *                           (the pc becomes its function's start | 1),
- *                           vmp_native_mode_tick now and then (learns newly
- *                           loaded libraries), vmp_native_mode_write_names
+ *                           vmp_native_mode_tick every round (learns unwind
+ *                           rules and newly loaded libraries), vmp_native_mode_write_names
  *                           once at the end, before the trailer.
  *   disable (after the last handler and the writer finished)
  *                           vmp_native_mode_stop.
@@ -45,8 +45,15 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
  * start | 1, remembered so that the function is named at the end. */
 uint64_t vmp_native_mode_entry_id(uint64_t entry);
 
-/* Writer thread: cheap unless libraries were loaded or unloaded. */
+/* Writer thread, every round: learns the unwind rules of the pcs walks
+ * stopped at, and now and then the libraries loaded or unloaded.  Cheap
+ * when there is nothing new. */
 void vmp_native_mode_tick(void);
+
+/* In a fork child, before anything else of native mode: forgets the
+ * parent's run without freeing (vmp_native_after_fork_child, and the
+ * parent's symbol session and pc map).  The next enable starts anew. */
+void vmp_native_mode_after_fork_child(void);
 
 /* Writer thread, at the end: a NATIVE_SYMBOLS record for every function
  * entry_id returned.  `flush` empties buf when a record does not fit. */

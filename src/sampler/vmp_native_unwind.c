@@ -1,42 +1,36 @@
 /*
- * vmp_native_unwind.c - walking the interrupted C stack with libunwind's
- * local unwinder, and splicing it with the Python frames.
+ * vmp_native_unwind.c - walking the interrupted C stack with learned unwind
+ * rules, and splicing it with the Python frames.
  *
- * Why libunwind's local unwinder: it reads the DWARF call-frame information
- * of every object, which CPython and C extensions always carry, whereas frame
- * pointers are omitted by default in most builds.  On x86-64 a signal
- * handler's ucontext_t is exactly an unw_context_t, so unw_init_local2 with
- * UNW_INIT_SIGNAL_FRAME starts at the interrupted instruction itself.
+ * The walk in the handler never calls libunwind (or anything else that
+ * locks): libunwind's table lookup goes through dl_iterate_phdr, which takes
+ * the dynamic loader's lock, and its cache takes a lock of its own, so two
+ * sampled threads (or one sampled inside dlopen) could deadlock.  Instead the
+ * handler steps with rules it reads from a fixed table: for x86-64 code
+ * nearly every frame's rule is "CFA = rsp or rbp + offset, return address at
+ * CFA - 8, caller's rbp saved at CFA + k or unchanged", a few words per pc.
+ * At the first pc it has no rule for, the walk ends, keeping that pc, and
+ * notes the pc in a small lock-free set; the writer thread takes the set,
+ * reads each pc's rule from the unwind tables (vmp_symbols, libdw) and
+ * publishes it, so the next sample on that path walks further.  Enabling
+ * teaches the enabling thread's own stack the same way before sampling.
  *
- * Cost: libunwind's global cache maps a program counter to its register
- * rules, so a warm walk does no table search; setup enlarges that cache and
- * warms it with the enabling thread's own stack.  The per-thread cache is not
- * used: its thread-local storage may be allocated on first touch in a thread,
- * which a signal handler must not do.
- *
- * Safety: every stop condition listed in the header protects the walk from
- * acting on garbage.  The executable-range table is what lets JIT code and
- * wild return addresses end a walk before libunwind would fall back to
- * guessing with frame pointers.  It is replaced, never modified, and old
- * tables live until teardown, so a handler reading one is never disturbed.
+ * Tables the handlers read are replaced, never modified in place (the rule
+ * table only gains entries, each published after it is written); old ones
+ * live until teardown, so a handler reading one is never disturbed.  The
+ * executable-range table is what ends a walk at JIT code or a wild return
+ * address.
  */
 #define _GNU_SOURCE
 #include "vmp_native_unwind.h"
 
-#include <dlfcn.h>
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
-
 #include "vmp_symbols.h"
-
-/* Power of two; 4096 register-rule entries cover a large program's hot code. */
-#define UNWIND_CACHE_SIZE 4096
 
 struct range {
     uintptr_t lo, hi;
@@ -51,36 +45,49 @@ struct code_table {
 
 static struct code_table *current_table; /* read with acquire in handlers */
 
-/* Learned rules: open addressing on the pc, written by one thread (the
- * writer), read by handlers.  A slot's rule is stored before its pc is
- * published, and a published slot never changes until teardown. */
-#define RULE_SLOTS (1u << 16)
-#define RULE_PROBES 16
-struct rule_slot {
-    uint64_t pc; /* 0: empty; published with release */
-    uint64_t rule;
+/* Learned rules: a sorted array of address ranges, each with the rule that
+ * holds there (one row of an object's call-frame table), read by handlers
+ * with a binary search.  The writer (or enable, before sampling) adds ranges
+ * by publishing a new array; the replaced one is freed once no walk is
+ * running (`walkers`, counted by the handlers), else at teardown.  When a
+ * library is unloaded everything learned is dropped: another may come to
+ * its addresses. */
+struct rule_range {
+    uint64_t lo, hi, rule;
 };
-static struct rule_slot *rules; /* mapped once, never unmapped */
-static int rules_off;           /* set when a library was unloaded */
-static size_t rules_used;
+struct rule_table {
+    struct rule_table *retired; /* replaced tables not yet freed */
+    size_t n;
+    struct rule_range r[];
+};
+static struct rule_table *rules; /* read with acquire in handlers */
+static struct rule_table *retired_rules;
+static unsigned walkers;
+#define MAX_RULES (1u << 18)
 static int ready;
-/* Code that runs holding the dynamic loader's lock: ld.so itself and
- * dl_iterate_phdr.  A thread interrupted there is never walked by libunwind,
- * whose table lookup would take that lock again (see vmp_native_unwind). */
-#define MAX_LOADER_RANGES 4
-static struct range loader_ranges[MAX_LOADER_RANGES];
-static int loader_count;
+
+/* Program counters a walk stopped at for want of a rule, for the writer to
+ * learn: handlers add with compare-and-swap, the writer takes them with an
+ * exchange.  Full means a later sample notes the pc again. */
+#define UNKNOWN_SLOTS 256
+#define UNKNOWN_PROBES 8
+static uint64_t unknown_pcs[UNKNOWN_SLOTS];
+
 static struct range eval_ranges[VMP_NATIVE_MAX_EVAL_RANGES];
 static int eval_count;
 
+static int publish_rules(const struct rule_range *add, size_t n, int fresh);
+
 /* ---- the table of executable segments ---------------------------------- */
 
+/* Two passes over the loaded objects: the first counts, then the table is
+ * allocated, the second fills it.  dl_iterate_phdr holds the loader's lock
+ * while it calls back, and nothing allocates under it: a thread stopped in
+ * malloc while another waits for the loader would make that a deadlock. */
 struct collect {
-    struct range *r;
+    struct range *r; /* NULL in the counting pass */
     size_t n, cap;
     unsigned long long adds, subs;
-    int failed;
-    int skip_loader; /* loader ranges already known */
 };
 
 static int collect_segments(struct dl_phdr_info *info, size_t size, void *arg)
@@ -94,21 +101,10 @@ static int collect_segments(struct dl_phdr_info *info, size_t size, void *arg)
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || ph->p_memsz == 0)
             continue;
-        if (c->n == c->cap) {
-            size_t cap = c->cap ? 2 * c->cap : 64;
-            struct range *r = realloc(c->r, cap * sizeof *r);
-            if (!r) {
-                c->failed = 1;
-                return 1;
-            }
-            c->r = r;
-            c->cap = cap;
+        if (c->r && c->n < c->cap) {
+            c->r[c->n].lo = info->dlpi_addr + ph->p_vaddr;
+            c->r[c->n].hi = c->r[c->n].lo + ph->p_memsz;
         }
-        c->r[c->n].lo = info->dlpi_addr + ph->p_vaddr;
-        c->r[c->n].hi = c->r[c->n].lo + ph->p_memsz;
-        if (!c->skip_loader && info->dlpi_name && strstr(info->dlpi_name, "/ld-linux") &&
-            loader_count < MAX_LOADER_RANGES - 1)
-            loader_ranges[loader_count++] = c->r[c->n];
         c->n++;
     }
     return 0;
@@ -136,42 +132,28 @@ static int first_object(struct dl_phdr_info *info, size_t size, void *arg)
 
 static int build_table(void)
 {
-    struct collect c = {0};
-    if (!ready) /* the loader does not move: learn its ranges once */
-        loader_count = 0;
-    else
-        c.skip_loader = 1;
-    dl_iterate_phdr(collect_segments, &c);
-    if (!ready) {
-        Dl_info info;
-        const ElfW(Sym) *sym = NULL;
-        if (dladdr1((void *)dl_iterate_phdr, &info, (void **)&sym, RTLD_DL_SYMENT) && sym &&
-            sym->st_size && loader_count < MAX_LOADER_RANGES) {
-            uintptr_t lo = (uintptr_t)info.dli_saddr;
-            loader_ranges[loader_count].lo = lo;
-            loader_ranges[loader_count].hi = lo + sym->st_size;
-            loader_count++;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        struct collect c = {0};
+        dl_iterate_phdr(collect_segments, &c);
+        size_t cap = c.n + 16; /* room for objects loaded in between */
+        struct code_table *t = malloc(sizeof *t + cap * sizeof(struct range));
+        if (!t)
+            return -1;
+        c = (struct collect){t->r, 0, cap, 0, 0};
+        dl_iterate_phdr(collect_segments, &c);
+        if (c.n > cap) {
+            free(t); /* more objects than counted: again */
+            continue;
         }
+        qsort(t->r, c.n, sizeof *t->r, range_cmp);
+        t->adds = c.adds;
+        t->subs = c.subs;
+        t->n = c.n;
+        t->retired = current_table;
+        __atomic_store_n(&current_table, t, __ATOMIC_RELEASE);
+        return 0;
     }
-    if (c.failed) {
-        free(c.r);
-        return -1;
-    }
-    qsort(c.r, c.n, sizeof *c.r, range_cmp);
-    struct code_table *t = malloc(sizeof *t + c.n * sizeof(struct range));
-    if (!t) {
-        free(c.r);
-        return -1;
-    }
-    t->adds = c.adds;
-    t->subs = c.subs;
-    t->n = c.n;
-    if (c.n)
-        memcpy(t->r, c.r, c.n * sizeof(struct range));
-    free(c.r);
-    t->retired = current_table;
-    __atomic_store_n(&current_table, t, __ATOMIC_RELEASE);
-    return 0;
+    return -1;
 }
 
 static int in_ranges(const struct range *r, size_t n, uintptr_t pc)
@@ -202,11 +184,10 @@ void vmp_native_refresh(void)
     dl_iterate_phdr(first_object, &k);
     if (t && t->adds == k.adds && t->subs == k.subs)
         return;
-    /* An object was unloaded: another may come to its addresses, where the
-     * learned rules would be wrong.  Rules are never rewritten under the
-     * handlers, so the fast walk stays off until teardown. */
+    /* An object was unloaded: what is learned about its addresses may lie
+     * about whatever comes there next.  Learn afresh. */
     if (t && t->subs != k.subs)
-        __atomic_store_n(&rules_off, 1, __ATOMIC_RELEASE);
+        publish_rules(NULL, 0, 1);
     build_table();
 }
 
@@ -252,7 +233,7 @@ int vmp_native_is_eval(uintptr_t pc)
 
 static size_t rule_home(uint64_t pc)
 {
-    return (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 48) & (RULE_SLOTS - 1);
+    return (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 48);
 }
 
 static uint64_t pack_rule(const vmp_unwind_rule *r)
@@ -261,56 +242,118 @@ static uint64_t pack_rule(const vmp_unwind_rule *r)
            (uint64_t)r->cfa_reg << 48 | (uint64_t)r->kind << 56;
 }
 
-int vmp_native_learn(uintptr_t pc, const vmp_unwind_rule *rule)
+static int range_lo_cmp(const void *a, const void *b)
 {
-    if (!rules || !pc || rules_used >= RULE_SLOTS / 2)
-        return -1;
-    size_t h = rule_home(pc);
-    for (int i = 0; i < RULE_PROBES; i++) {
-        struct rule_slot *s = &rules[(h + i) & (RULE_SLOTS - 1)];
-        uint64_t have = __atomic_load_n(&s->pc, __ATOMIC_RELAXED);
-        if (have == pc)
-            return 0;
-        if (have == 0) {
-            s->rule = pack_rule(rule);
-            __atomic_store_n(&s->pc, (uint64_t)pc, __ATOMIC_RELEASE);
-            rules_used++;
-            return 0;
-        }
+    const struct rule_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Frees the replaced tables when no walk can be reading one: a walk counts
+ * itself before it loads the table, so once the count is seen at zero after
+ * a publication, every later walk loads the new table. */
+static void free_retired(void)
+{
+    if (!retired_rules || __atomic_load_n(&walkers, __ATOMIC_SEQ_CST) != 0)
+        return;
+    while (retired_rules) {
+        struct rule_table *next = retired_rules->retired;
+        free(retired_rules);
+        retired_rules = next;
     }
-    return -1;
+}
+
+/* Publishes the current rules plus add[0..n) (or, with `fresh`, add only).
+ * Ranges that overlap one already kept are dropped.  Returns 0 or -1. */
+static int publish_rules(const struct rule_range *add, size_t n, int fresh)
+{
+    const struct rule_table *old = fresh ? NULL : rules;
+    size_t have = old ? old->n : 0;
+    if (have + n > MAX_RULES)
+        return -1;
+    struct rule_table *t = malloc(sizeof *t + (have + n) * sizeof(struct rule_range));
+    if (!t)
+        return -1;
+    if (have)
+        memcpy(t->r, old->r, have * sizeof(struct rule_range));
+    if (n)
+        memcpy(t->r + have, add, n * sizeof(struct rule_range));
+    qsort(t->r, have + n, sizeof(struct rule_range), range_lo_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < have + n; i++)
+        if (k == 0 || t->r[i].lo >= t->r[k - 1].hi)
+            t->r[k++] = t->r[i];
+    t->n = k;
+    t->retired = NULL;
+    struct rule_table *replaced = __atomic_exchange_n(&rules, t, __ATOMIC_SEQ_CST);
+    if (replaced) {
+        replaced->retired = retired_rules;
+        retired_rules = replaced;
+    }
+    free_retired();
+    return 0;
+}
+
+int vmp_native_learn(const vmp_unwind_rule *learned, int n)
+{
+    struct rule_range *add = malloc((size_t)(n > 0 ? n : 1) * sizeof *add);
+    if (!add)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        add[i].lo = learned[i].lo;
+        add[i].hi = learned[i].hi;
+        add[i].rule = pack_rule(&learned[i]);
+    }
+    int rc = publish_rules(add, (size_t)n, 0);
+    free(add);
+    return rc;
 }
 
 /* The packed rule for pc, or 0. */
-static uint64_t rule_for(uintptr_t pc)
+static uint64_t rule_for(const struct rule_table *t, uintptr_t pc)
 {
-    size_t h = rule_home(pc);
-    for (int i = 0; i < RULE_PROBES; i++) {
-        const struct rule_slot *s = &rules[(h + i) & (RULE_SLOTS - 1)];
-        uint64_t have = __atomic_load_n(&s->pc, __ATOMIC_ACQUIRE);
-        if (have == pc)
-            return s->rule;
-        if (have == 0)
-            return 0;
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pc < t->r[mid].lo)
+            hi = mid;
+        else if (pc >= t->r[mid].hi)
+            lo = mid + 1;
+        else
+            return t->r[mid].rule;
     }
     return 0;
 }
 
-/* ---- setup ---------------------------------------------------------------- */
-
-/* Walks the calling thread's own stack, which initialises libunwind outside
- * signal context (its first use allocates) and fills the cache. */
-static int warm_up(void)
+/* Async-signal-safe: remembers pc for vmp_native_take_unknown. */
+static void note_unknown(uintptr_t pc)
 {
-    unw_context_t ctx;
-    unw_cursor_t cursor;
-    if (unw_getcontext(&ctx) < 0 || unw_init_local(&cursor, &ctx) < 0)
-        return -1;
-    int depth = 0;
-    while (depth < VMP_NATIVE_MAX_DEPTH && unw_step(&cursor) > 0)
-        depth++;
-    return depth > 0 ? 0 : -1;
+    size_t h = rule_home(pc);
+    for (int i = 0; i < UNKNOWN_PROBES; i++) {
+        uint64_t *s = &unknown_pcs[(h + i) & (UNKNOWN_SLOTS - 1)];
+        uint64_t have = __atomic_load_n(s, __ATOMIC_RELAXED);
+        if (have == pc)
+            return;
+        if (have == 0 &&
+            (__atomic_compare_exchange_n(s, &have, (uint64_t)pc, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED) ||
+             have == pc))
+            return;
+    }
 }
+
+int vmp_native_take_unknown(uintptr_t *pcs, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < UNKNOWN_SLOTS && n < max; i++) {
+        if (!__atomic_load_n(&unknown_pcs[i], __ATOMIC_RELAXED))
+            continue;
+        uint64_t pc = __atomic_exchange_n(&unknown_pcs[i], 0, __ATOMIC_ACQUIRE);
+        if (pc)
+            pcs[n++] = (uintptr_t)pc;
+    }
+    return n;
+}
+
+/* ---- setup ---------------------------------------------------------------- */
 
 int vmp_native_setup(void)
 {
@@ -318,17 +361,9 @@ int vmp_native_setup(void)
         vmp_native_refresh();
         return 0;
     }
-    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_GLOBAL);
-    unw_set_cache_size(unw_local_addr_space, UNWIND_CACHE_SIZE, 0);
-    if (build_table() < 0)
+    if (!rules && publish_rules(NULL, 0, 1) < 0)
         return -1;
-    if (!rules) {
-        void *p = mmap(NULL, RULE_SLOTS * sizeof(struct rule_slot), PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p != MAP_FAILED)
-            rules = p; /* without it every walk takes the slow path */
-    }
-    if (warm_up() < 0 || warm_up() < 0)
+    if (build_table() < 0)
         return -1;
     __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
     return 0;
@@ -344,19 +379,33 @@ void vmp_native_teardown(void)
         t = older;
     }
     __atomic_store_n(&eval_count, 0, __ATOMIC_RELEASE);
-    if (rules) {
-        /* No handler runs now: forget the rules (libraries may move). */
-        madvise(rules, RULE_SLOTS * sizeof(struct rule_slot), MADV_DONTNEED);
-        rules_used = 0;
-        rules_off = 0;
-    }
+    /* No handler runs now (a walk the fault guard cut short may have left
+     * `walkers` counted): forget the rules, libraries may move. */
+    free(__atomic_exchange_n(&rules, NULL, __ATOMIC_ACQ_REL));
+    __atomic_store_n(&walkers, 0, __ATOMIC_SEQ_CST);
+    free_retired();
+    memset(unknown_pcs, 0, sizeof unknown_pcs);
+}
+
+void vmp_native_after_fork_child(void)
+{
+    /* The child runs no handler of the parent's run; whatever a parent's
+     * thread was doing with these tables is forgotten, nothing is freed (the
+     * allocator's state is the parent's), and the next enable starts anew. */
+    ready = 0;
+    current_table = NULL;
+    eval_count = 0;
+    rules = NULL;
+    retired_rules = NULL;
+    walkers = 0;
+    memset(unknown_pcs, 0, sizeof unknown_pcs);
 }
 
 /* ---- in the signal handler ------------------------------------------------ */
 
 /* The only machine-specific reads: the interrupted registers.  The walk with
- * learned rules (vmp_native_unwind_fast) knows x86-64's registers only; on
- * other machines every walk is libunwind's (vmp_native_unwind_slow). */
+ * learned rules knows x86-64's registers only; on other machines a sample
+ * keeps the interrupted frame alone. */
 #if defined(__x86_64__)
 #define VMP_HAVE_FAST_UNWIND 1
 static uintptr_t interrupted_pc(const void *ucontext)
@@ -382,13 +431,18 @@ static uintptr_t interrupted_sp(const void *ucontext)
 static uintptr_t interrupted_pc(const void *ucontext)
 {
     (void)ucontext;
-    return 0; /* unknown: the loader check below cannot match */
+    return 0;
 }
 static uintptr_t interrupted_sp(const void *ucontext)
 {
     (void)ucontext;
     return 0;
 }
+#endif
+
+#if VMP_HAVE_FAST_UNWIND
+static int walk_with(const struct rule_table *table, const struct code_table *t, void *ucontext,
+                     uint64_t *frames, int max, vmp_native_walk *walk);
 #endif
 
 static void walk_result(vmp_native_walk *walk, int n, int complete, uintptr_t top)
@@ -402,42 +456,35 @@ static void walk_result(vmp_native_walk *walk, int n, int complete, uintptr_t to
 
 int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk)
 {
-    int n = vmp_native_unwind_fast(ucontext, frames, max, walk);
-    if (n >= 0)
-        return n;
-    /* A thread interrupted inside the dynamic loader may hold its lock,
-     * which libunwind's table lookup takes: keep the interrupted pc only. */
-    uintptr_t pc = interrupted_pc(ucontext);
-    if (max > 0 && in_ranges(loader_ranges, (size_t)loader_count, pc)) {
-        frames[0] = pc;
-        frames[1] = interrupted_sp(ucontext);
-        walk_result(walk, 1, 0, 0);
-        return 1;
-    }
-    return vmp_native_unwind_slow(ucontext, frames, max, walk);
-}
-
-int vmp_native_in_loader(uintptr_t pc)
-{
-    return in_ranges(loader_ranges, (size_t)loader_count, pc);
-}
-
-int vmp_native_unwind_fast(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk)
-{
     walk_result(walk, 0, 0, 0);
-#if !VMP_HAVE_FAST_UNWIND
-    (void)ucontext, (void)frames, (void)max, (void)rule_for;
-    return -1;
-#else
-    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext || !rules)
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext || max <= 0)
         return 0;
-    if (__atomic_load_n(&rules_off, __ATOMIC_ACQUIRE))
-        return -1;
     const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
     if (!t)
         return 0;
     if (max > VMP_NATIVE_MAX_DEPTH)
         max = VMP_NATIVE_MAX_DEPTH;
+    if (!VMP_HAVE_FAST_UNWIND) {
+        frames[0] = interrupted_pc(ucontext);
+        frames[1] = interrupted_sp(ucontext);
+        walk_result(walk, frames[0] != 0, 0, 0);
+        return frames[0] != 0;
+    }
+#if VMP_HAVE_FAST_UNWIND
+    __atomic_add_fetch(&walkers, 1, __ATOMIC_SEQ_CST);
+    const struct rule_table *table = __atomic_load_n(&rules, __ATOMIC_SEQ_CST);
+    int n = table ? walk_with(table, t, ucontext, frames, max, walk) : 0;
+    __atomic_sub_fetch(&walkers, 1, __ATOMIC_RELEASE);
+    return n;
+#else
+    (void)rule_for, (void)note_unknown;
+    return 0;
+#endif
+}
+#if VMP_HAVE_FAST_UNWIND
+static int walk_with(const struct rule_table *table, const struct code_table *t, void *ucontext,
+                     uint64_t *frames, int max, vmp_native_walk *walk)
+{
     const mcontext_t *mc = &((const ucontext_t *)ucontext)->uc_mcontext;
     uint64_t rip = (uint64_t)mc->gregs[REG_RIP];
     uint64_t rsp = (uint64_t)mc->gregs[REG_RSP];
@@ -446,21 +493,23 @@ int vmp_native_unwind_fast(void *ucontext, uint64_t *frames, int max, vmp_native
     uintptr_t top = 0;
     while (n < max && rip != 0) {
         uintptr_t pc = n == 0 ? (uintptr_t)rip : (uintptr_t)rip - 1;
-        if (!in_ranges(t->r, t->n, pc)) {
-            if (n == 0) {
-                frames[0] = pc;
-                frames[1] = rsp;
-                n = 1;
-            }
+        int known = in_ranges(t->r, t->n, pc);
+        /* The interrupted instruction itself is real even in JIT code; a
+         * return address outside every object is not to be trusted, and
+         * nothing beyond either can be walked reliably. */
+        if (!known && n > 0)
             break;
-        }
-        uint64_t rule = rule_for(pc & ~(uintptr_t)1); /* learned for both pc and pc | 1 */
-        if (!rule)
-            return -1;
         frames[2 * n] = pc;
         frames[2 * n + 1] = rsp;
         n++;
         top = 0;
+        if (!known)
+            break;
+        uint64_t rule = rule_for(table, pc);
+        if (!rule) {
+            note_unknown(pc); /* the writer learns it for the next sample */
+            break;
+        }
         int32_t cfa_off = (int32_t)(uint32_t)rule;
         int16_t rbp_off = (int16_t)(uint16_t)(rule >> 32);
         unsigned cfa_reg = (unsigned)(rule >> 48) & 0xff, kind = (unsigned)(rule >> 56);
@@ -469,9 +518,12 @@ int vmp_native_unwind_fast(void *ucontext, uint64_t *frames, int max, vmp_native
             top = UINTPTR_MAX;
             break;
         }
+        if (kind != VMP_RULE_STEP)
+            break; /* no rule the walk can follow (VMP_RULE_STOP) */
         uint64_t cfa = (cfa_reg == 7 ? rsp : rbp) + (uint64_t)(int64_t)cfa_off;
-        /* As in the slow walk: the caller's frame lies above, or the walk
-         * ends (and never reads below the interrupted stack pointer). */
+        /* Each caller's frame lies above its callee's: a CFA that does not
+         * grow means the rule met garbage or the walk loops (and the walk
+         * never reads below the interrupted stack pointer). */
         if (cfa <= rsp || (cfa & 7))
             break;
         top = (uintptr_t)cfa;
@@ -483,67 +535,8 @@ int vmp_native_unwind_fast(void *ucontext, uint64_t *frames, int max, vmp_native
     }
     walk_result(walk, n, complete, top);
     return n;
+}
 #endif
-}
-
-int vmp_native_unwind_slow(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk)
-{
-    walk_result(walk, 0, 0, 0);
-    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext)
-        return 0;
-    const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
-    if (!t)
-        return 0;
-    if (max > VMP_NATIVE_MAX_DEPTH)
-        max = VMP_NATIVE_MAX_DEPTH;
-
-    unw_cursor_t cursor;
-    if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
-        return 0;
-    int n = 0, complete = 0;
-    uintptr_t top = 0;
-    unw_word_t ip, sp;
-    if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0 ||
-        unw_get_reg(&cursor, UNW_REG_SP, &sp) < 0)
-        return 0;
-    while (n < max) {
-        uintptr_t pc = n == 0 ? (uintptr_t)ip : (uintptr_t)ip - 1;
-        int known = in_ranges(t->r, t->n, pc);
-        /* The interrupted instruction itself is real even in JIT code; a
-         * return address outside every object is not to be trusted, and
-         * nothing beyond either can be walked reliably. */
-        if (!known && n > 0)
-            break;
-        frames[2 * n] = pc;
-        frames[2 * n + 1] = sp;
-        n++;
-        top = 0;
-        if (!known)
-            break;
-        int step = unw_step(&cursor);
-        if (step == 0) {
-            complete = 1; /* the outermost frame */
-            top = UINTPTR_MAX;
-        }
-        if (step <= 0)
-            break;
-        unw_word_t caller_sp;
-        if (unw_get_reg(&cursor, UNW_REG_SP, &caller_sp) < 0)
-            break;
-        /* Each caller's frame lies above its callee's: a stack pointer that
-         * does not grow means the rules read garbage or the walk loops. */
-        if (caller_sp <= sp)
-            break;
-        top = (uintptr_t)caller_sp;
-        /* A signal frame further up means the thread was already in a
-         * handler (perhaps on an alternate stack): the walk ends there. */
-        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0 || unw_is_signal_frame(&cursor) > 0)
-            break;
-        sp = caller_sp;
-    }
-    walk_result(walk, n, complete, top);
-    return n;
-}
 
 /* ---- the splice ------------------------------------------------------------- */
 
@@ -572,6 +565,16 @@ int vmp_native_splice(const uint64_t *frames, const vmp_native_walk *walk,
             evals += vmp_native_is_eval((uintptr_t)frames[2 * i]);
         if (evals > py->count)
             frameless = evals - py->count;
+    } else if (py->count >= 0) {
+        /* A walk that stopped short cannot tell whether the innermost
+         * activation runs a frame yet: keep the C frames inside it, then
+         * the Python frames, and no C frame that could stand between the
+         * wrong ones. */
+        for (int i = 0; i < n; i++)
+            if (vmp_native_is_eval((uintptr_t)frames[2 * i])) {
+                n = i;
+                break;
+            }
     }
     for (int i = 0; i < n; i++) {
         uintptr_t pc = (uintptr_t)frames[2 * i];

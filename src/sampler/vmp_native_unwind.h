@@ -7,23 +7,25 @@
  * evaluation loop was running standing where that activation stands.  The
  * work is split so that each part has one job and can be tested alone:
  *
- *   vmp_native_setup()      outside signal context, once per enable: prepares
- *                           libunwind (global cache, warmed), learns the
- *                           executable ranges of every loaded object and the
- *                           address ranges of the evaluation loop.
+ *   vmp_native_setup()      outside signal context, once per enable: learns
+ *                           the executable ranges of every loaded object and
+ *                           maps the rule table.
  *   vmp_native_refresh()    outside signal context, whenever libraries may have
  *                           been loaded (cheap when none were): publishes a new
  *                           executable-range table without disturbing handlers.
- *   vmp_native_unwind()     async-signal-safe: walks the interrupted context,
- *                           with learned per-pc rules when it knows every
- *                           frame's (a few arithmetic steps and loads per
- *                           frame), else with libunwind (which takes a lock
- *                           and masks signals twice per frame).
- *                           It stops - keeping what it has - at the depth cap,
- *                           at an address outside every known object (JIT code,
- *                           garbage), at a nested signal frame, when the stack
+ *   vmp_native_unwind()     async-signal-safe: walks the interrupted context
+ *                           with learned per-pc rules (a few arithmetic steps
+ *                           and loads per frame).  It stops - keeping what it
+ *                           has - at the first pc it has no rule for (keeping
+ *                           that pc too, and noting it for the writer), at the
+ *                           depth cap, at an address outside every known
+ *                           object (JIT code, garbage), or when the stack
  *                           pointer fails to grow (a corrupted or looping
- *                           stack), or when libunwind gives up.
+ *                           stack).
+ *   vmp_native_take_unknown()  the writer: the pcs walks stopped at, whose
+ *                           rules it reads (vmp_symbols_unwind_rule, libdw)
+ *                           and hands to vmp_native_learn; the next sample on
+ *                           that path walks further.
  *   vmp_native_splice()     async-signal-safe, pure: merges the native frames
  *                           with the Python frames, each activation of the
  *                           evaluation loop's frames where its C frame stood
@@ -38,17 +40,10 @@
  * outside signal context, because finding a function's start in the handler
  * would cost a search of the unwind tables per frame.
  *
- * Learning: the writer sees every pc the samples carry and, outside signal
- * context, reads its unwind rule with libdw (vmp_symbols_unwind_rule) into
- * a fixed table the handlers read without locks; after the first samples of
- * a code path its walks take the fast path.
- *
- * Nothing here takes a lock, allocates, or calls Python in signal context,
- * except what libunwind does on a cache miss: it looks the address up through
- * dl_iterate_phdr, which takes the dynamic loader's lock.  Warming the cache
- * at setup and the fast walk make that rare, and a thread interrupted inside
- * the loader itself is never walked that way; the residual risk is a short
- * wait while another thread is inside dlopen.
+ * Nothing here takes a lock, allocates, or calls Python or libunwind in
+ * signal context: the walk reads the interrupted stack, the code-range table
+ * and the rule table, and adds to the unknown-pc set with compare-and-swap.
+ * On machines other than x86-64 a sample keeps the interrupted frame only.
  */
 #ifndef VMP_NATIVE_UNWIND_H
 #define VMP_NATIVE_UNWIND_H
@@ -62,8 +57,8 @@
 /* Up to this many address ranges count as "the evaluation loop". */
 #define VMP_NATIVE_MAX_EVAL_RANGES 8
 
-/* Prepares native unwinding (idempotent).  Returns 0, or -1 when libunwind
- * cannot walk even this thread's own stack (then native mode must stay off). */
+/* Prepares native unwinding (idempotent).  Returns 0, or -1 when its tables
+ * cannot be made (then native mode must stay off). */
 int vmp_native_setup(void);
 
 /* Declares [start, end) as part of the evaluation loop: a C frame whose
@@ -102,23 +97,25 @@ typedef struct vmp_native_walk {
  * setup has not run or there is no context). */
 int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk);
 
-/* Outside signal context, one thread at a time (the writer): teaches the
- * fast path how to step from pc and pc | 1 (pc even; the caller checked the
- * rule holds at both, as the profile's entries lose the low bit).
- * Returns 0, or -1 when the table is full (the slow path still works). */
+/* Outside signal context, one thread at a time (the writer, or enable before
+ * sampling): teaches the walk rules[0..n), each for its range [lo, hi) of
+ * addresses (as walks report pcs: the interrupted pc, or a return address
+ * minus one), published at once.  A rule of kind VMP_RULE_STOP records that
+ * the walk cannot go past those addresses, so that they are not asked about
+ * again.  A range overlapping one already known is ignored.  Returns 0, or
+ * -1 when out of memory or rules (walks then stop where they would have
+ * needed them). */
 struct vmp_unwind_rule;
-int vmp_native_learn(uintptr_t pc, const struct vmp_unwind_rule *rule);
+int vmp_native_learn(const struct vmp_unwind_rule *rules, int n);
 
-/* The two walks vmp_native_unwind chooses between, for tests and the bench:
- * the fast one steps with learned rules only and returns -1 at the first pc
- * it has no rule for; the slow one is libunwind's.  Both async-signal-safe,
- * and they agree wherever the fast one answers.  `walk` may be NULL. */
-int vmp_native_unwind_fast(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk);
-int vmp_native_unwind_slow(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk);
+/* Outside signal context, one thread at a time: takes up to max of the pcs
+ * walks stopped at for want of a rule since the last call.  Returns how many. */
+int vmp_native_take_unknown(uintptr_t *pcs, int max);
 
-/* Async-signal-safe: whether pc lies in the dynamic loader or in
- * dl_iterate_phdr (where a thread may hold the loader's lock). */
-int vmp_native_in_loader(uintptr_t pc);
+/* In a fork child, before it enables again: forgets the parent's run
+ * without freeing anything (the tables may have been in use by a parent's
+ * thread that the child does not have). */
+void vmp_native_after_fork_child(void);
 
 /* Async-signal-safe: whether pc lies in the evaluation loop. */
 int vmp_native_is_eval(uintptr_t pc);
@@ -157,9 +154,11 @@ typedef struct vmp_native_groups {
  * clearing a finished frame) takes nobody else's.  Without anchors each
  * evaluation-loop frame runs one group; when the walk is complete and has
  * more such frames than there are groups, the innermost ones are those still
- * entering or already leaving, and get none.  Groups whose activation the
- * walk did not reach follow at the outer end, so no Python frame is lost to
- * a short walk.  Returns the number of words written.
+ * entering or already leaving, and get none; when it is not, the sample keeps
+ * the C frames inside the innermost evaluation loop, then the Python frames.
+ * Groups whose activation the walk did not reach follow at the outer end, so
+ * no Python frame is lost to a short walk.  Returns the number of words
+ * written.
  *
  * frames may lie in out's own buffer, after the output's start (the sampler
  * walks into the tail of the slot the splice fills): the splice stops early

@@ -336,20 +336,84 @@ static int saved_at(Dwarf_Frame *frame, int regno, int64_t *off)
     return -1;
 }
 
-static int rule_from_frame(Dwarf_Frame *frame, vmp_unwind_rule *rule)
+/* Evaluates a CFA expression of the kind PLT stubs carry ("rsp + 8, and 8
+ * more past the stub's push"), which depends on the stack pointer and the
+ * pc only, for the given values.  Returns 0 and *value, or -1 for any other
+ * operation. */
+static int eval_cfa(const Dwarf_Op *ops, size_t nops, uint64_t rsp, uint64_t pc, uint64_t *value)
+{
+    uint64_t st[8];
+    size_t n = 0;
+    for (size_t i = 0; i < nops; i++) {
+        uint8_t op = ops[i].atom;
+        if (n == 8)
+            return -1;
+        if (op == DW_OP_breg7 || op == DW_OP_breg16) {
+            st[n++] = (op == DW_OP_breg7 ? rsp : pc) + ops[i].number;
+        } else if (op >= DW_OP_lit0 && op <= DW_OP_lit31) {
+            st[n++] = op - DW_OP_lit0;
+        } else if (op == DW_OP_const1u || op == DW_OP_const2u || op == DW_OP_const4u ||
+                   op == DW_OP_const1s || op == DW_OP_const2s || op == DW_OP_const4s) {
+            st[n++] = ops[i].number;
+        } else if (op == DW_OP_plus_uconst && n >= 1) {
+            st[n - 1] += ops[i].number;
+        } else if (n >= 2 && (op == DW_OP_plus || op == DW_OP_minus || op == DW_OP_and ||
+                              op == DW_OP_shl || op == DW_OP_ge || op == DW_OP_gt ||
+                              op == DW_OP_lt || op == DW_OP_le)) {
+            uint64_t b = st[--n], a = st[n - 1];
+            int64_t sa = (int64_t)a, sb = (int64_t)b;
+            st[n - 1] = op == DW_OP_plus    ? a + b
+                        : op == DW_OP_minus ? a - b
+                        : op == DW_OP_and   ? a & b
+                        : op == DW_OP_shl   ? (b < 64 ? a << b : 0)
+                        : op == DW_OP_ge    ? sa >= sb
+                        : op == DW_OP_gt    ? sa > sb
+                        : op == DW_OP_lt    ? sa < sb
+                                            : sa <= sb;
+        } else {
+            return -1;
+        }
+    }
+    if (n != 1)
+        return -1;
+    *value = st[0];
+    return 0;
+}
+
+static int rule_from_frame(Dwarf_Frame *frame, Dwarf_Addr bias, uintptr_t pc, vmp_unwind_rule *rule)
 {
     bool signal = false;
-    if (dwarf_frame_info(frame, NULL, NULL, &signal) != DW_REG_RA || signal)
+    Dwarf_Addr start = 0, end = 0;
+    if (dwarf_frame_info(frame, &start, &end, &signal) != DW_REG_RA || signal || end <= start)
         return -1;
+    rule->lo = (uintptr_t)(start + bias);
+    rule->hi = (uintptr_t)(end + bias);
     Dwarf_Op *ops = NULL;
     size_t nops = 0;
-    if (dwarf_frame_cfa(frame, &ops, &nops) != 0 || nops != 1)
+    if (dwarf_frame_cfa(frame, &ops, &nops) != 0 || nops == 0)
         return -1;
     /* libdw gives "register + offset" as DW_OP_bregx (reg, offset), or as
-     * DW_OP_breg<reg> (offset). */
+     * DW_OP_breg<reg> (offset); a longer expression that comes to "rsp +
+     * offset" at this very pc (PLT stubs) holds for this pc alone. */
     uint64_t reg;
     int64_t cfa_off;
-    if (ops[0].atom == DW_OP_bregx) {
+    uint64_t at0, at1;
+    if (nops > 1) {
+        if (eval_cfa(ops, nops, 0, pc, &at0) < 0 || eval_cfa(ops, nops, 1u << 20, pc, &at1) < 0 ||
+            at1 - at0 != 1u << 20)
+            return -1;
+        reg = DW_REG_RSP;
+        cfa_off = (int64_t)at0;
+        /* The same value holds around pc in its 16-byte stub (and row). */
+        uintptr_t block = pc & ~(uintptr_t)15, lo = pc, hi = pc + 1;
+        uint64_t v;
+        while (lo > block && lo > rule->lo && eval_cfa(ops, nops, 0, lo - 1, &v) == 0 && v == at0)
+            lo--;
+        while (hi < block + 16 && hi < rule->hi && eval_cfa(ops, nops, 0, hi, &v) == 0 && v == at0)
+            hi++;
+        rule->lo = lo;
+        rule->hi = hi;
+    } else if (ops[0].atom == DW_OP_bregx) {
         reg = ops[0].number;
         cfa_off = (int64_t)ops[0].number2;
     } else if (ops[0].atom >= DW_OP_breg0 && ops[0].atom <= DW_OP_breg31) {
@@ -383,11 +447,65 @@ static int rule_from_frame(Dwarf_Frame *frame, vmp_unwind_rule *rule)
     return 0;
 }
 
+static int rule_in_module(Dwfl_Module *mod, uintptr_t pc, vmp_unwind_rule *rule);
+
 int vmp_symbols_unwind_rule(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule)
 {
     Dwfl_Module *mod = module_at(s, pc);
-    if (!mod)
-        return -1;
+    return mod ? rule_in_module(mod, pc, rule) : -1;
+}
+
+static int same_step(const vmp_unwind_rule *a, const vmp_unwind_rule *b)
+{
+    return a->cfa_off == b->cfa_off && a->rbp_off == b->rbp_off && a->cfa_reg == b->cfa_reg &&
+           a->kind == b->kind;
+}
+
+int vmp_symbols_unwind_rules(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rules, int max)
+{
+    Dwfl_Module *mod = module_at(s, pc);
+    if (!mod || max <= 0)
+        return 0;
+    uintptr_t start = pc, end = pc + 1;
+    GElf_Off offset = 0;
+    GElf_Sym sym;
+    const char *name = dwfl_module_addrinfo(mod, pc, &offset, &sym, NULL, NULL, NULL);
+    if (name && sym.st_size > offset) {
+        start = pc - offset;
+        end = start + sym.st_size;
+    }
+    int n = 0;
+    /* Row by row through the function; a gap (a row that cannot be
+     * expressed, or no unwind information) is stepped over a byte at a
+     * time, which only ever happens in a few bytes of odd code. */
+    for (uintptr_t at = start; at < end && n < max;) {
+        vmp_unwind_rule r;
+        if (rule_in_module(mod, at, &r) < 0 || r.hi <= at) {
+            at++;
+            continue;
+        }
+        if (r.lo < at)
+            r.lo = at;
+        if (n > 0 && rules[n - 1].hi == r.lo && same_step(&rules[n - 1], &r))
+            rules[n - 1].hi = r.hi;
+        else
+            rules[n++] = r;
+        at = r.hi;
+    }
+    /* pc's own row must be there even if the function had more rows than
+     * room. */
+    for (int i = 0; i < n; i++)
+        if (rules[i].lo <= pc && pc < rules[i].hi)
+            return n;
+    vmp_unwind_rule r;
+    if (rule_in_module(mod, pc, &r) < 0)
+        return 0;
+    rules[n < max ? n++ : max - 1] = r;
+    return n;
+}
+
+static int rule_in_module(Dwfl_Module *mod, uintptr_t pc, vmp_unwind_rule *rule)
+{
     Dwarf_Addr bias = 0;
     Dwarf_CFI *cfi = dwfl_module_eh_cfi(mod, &bias);
     Dwarf_Frame *frame = NULL;
@@ -400,7 +518,7 @@ int vmp_symbols_unwind_rule(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule)
             return -1;
         }
     }
-    int rc = rule_from_frame(frame, rule);
+    int rc = rule_from_frame(frame, bias, pc, rule);
     free(frame);
     return rc;
 }

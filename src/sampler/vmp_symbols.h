@@ -58,9 +58,11 @@ int vmp_symbols_function_ranges(vmp_symbols *s, const char *name, uintptr_t (*ra
  * unwind tables say it in the simple form nearly all compiled code uses:
  *   CFA = (cfa_reg is 7 ? rsp : rbp) + cfa_off; return address at CFA - 8;
  *   caller's rbp at CFA + rbp_off (rbp_off 0: rbp unchanged); caller's rsp
- *   is the CFA.  kind VMP_RULE_END: the outermost frame (no caller). */
-enum { VMP_RULE_STEP = 1, VMP_RULE_END = 2 };
+ *   is the CFA.  kind VMP_RULE_END: the outermost frame (no caller);
+ *   VMP_RULE_STOP (never returned here): no rule a walk can follow. */
+enum { VMP_RULE_STEP = 1, VMP_RULE_END = 2, VMP_RULE_STOP = 3 };
 typedef struct vmp_unwind_rule {
+    uintptr_t lo, hi; /* the addresses [lo, hi) the rule holds for */
     int32_t cfa_off;
     int16_t rbp_off;
     uint8_t cfa_reg; /* DWARF register number: 6 rbp, 7 rsp */
@@ -69,9 +71,18 @@ typedef struct vmp_unwind_rule {
 
 /* The rule in effect at pc (pc as the unwinder keys it: exact for the
  * interrupted frame, return address - 1 for callers), from the object's
- * .eh_frame (or .debug_frame).  Returns 0, or -1 when there is no unwind
+ * .eh_frame (or .debug_frame), with the range of addresses around pc it
+ * holds for (one row of the call-frame table: in most functions all of the
+ * body after the prologue).  Returns 0, or -1 when there is no unwind
  * information or it takes a form the rule cannot express (expressions,
  * signal trampolines, a CFA on another register). */
 int vmp_symbols_unwind_rule(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule);
+
+/* The rules of the whole function holding pc (its symbol's extent), row by
+ * row, neighbours with the same rule merged, into rules[0..max): so that one
+ * lookup serves every pc of the function, prologue and epilogues included.
+ * Rows the rule cannot express are left out.  Without a symbol, the row of
+ * pc alone.  Returns how many were written (0: none for pc). */
+int vmp_symbols_unwind_rules(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rules, int max);
 
 #endif /* VMP_SYMBOLS_H */

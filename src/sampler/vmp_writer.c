@@ -294,8 +294,8 @@ static void *writer_main(void *arg)
     unsigned ticks = 0;
     while (!atomic_load(&vmp_run.writer_stop)) {
         pthread_mutex_lock(&busy);
-        /* Every ~100 ms, let native mode learn libraries loaded meanwhile. */
-        if (vmp_run.native && ticks % 50 == 0)
+        /* Native mode learns what walks stopped at, and new libraries. */
+        if (vmp_run.native)
             vmp_native_mode_tick();
         /* Every ~10 ms, get our fault handler back in front of one the
          * program installed meanwhile (vmp_guard.h). */

@@ -140,25 +140,32 @@ static unsigned long long loader_subs(void)
     return subs;
 }
 
-VMP_TEST(native_fast_walk_stops_when_a_library_is_unloaded)
+VMP_TEST(native_walk_forgets_its_rules_when_a_library_is_unloaded)
 {
     REQUIRE(vmp_native_setup() == 0);
     ucontext_t uc;
     getcontext(&uc);
     uint64_t frames[8];
-    int before = vmp_native_unwind_fast(&uc, frames, 4, NULL);
+    uintptr_t pc;
+    vmp_native_walk walk;
+    REQUIRE(vmp_native_unwind(&uc, frames, 4, &walk) == 1);
+    REQUIRE(vmp_native_take_unknown(&pc, 1) == 1);
+    vmp_unwind_rule rule = {.lo = pc, .hi = pc + 1, .kind = VMP_RULE_STOP};
+    REQUIRE(vmp_native_learn(&rule, 1) == 0);
     void *h = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_LOCAL);
     if (!h)
         h = dlopen("libuuid.so.1", RTLD_NOW | RTLD_LOCAL);
     REQUIRE(h);
     vmp_native_refresh();
-    CHECK(vmp_native_unwind_fast(&uc, frames, 4, NULL) == before); /* loading is harmless */
+    vmp_native_unwind(&uc, frames, 4, &walk);
+    CHECK(vmp_native_take_unknown(&pc, 1) == 0); /* loading is harmless */
     unsigned long long subs = loader_subs();
     REQUIRE(dlclose(h) == 0);
     vmp_native_refresh();
     /* Unloaded: rules learned for its addresses may lie about whatever comes
-     * there next, so the fast walk declines for the rest of the run. */
+     * there next, so the walk learns afresh. */
     REQUIRE(loader_subs() != subs);
-    CHECK(vmp_native_unwind_fast(&uc, frames, 4, NULL) == -1);
+    CHECK(vmp_native_unwind(&uc, frames, 4, &walk) == 1);
+    CHECK(vmp_native_take_unknown(&pc, 1) == 1 && pc == frames[0]);
     vmp_native_teardown();
 }

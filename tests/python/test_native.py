@@ -67,6 +67,14 @@ def func(name):
     return name.split(":")[1]
 
 
+def complete(names):
+    """Whether the native walk of a sample (names innermost first) reached
+    the thread's first function: its outermost entry is then native.  The
+    first samples of a code path are walked as far as the unwind rules
+    learned so far go, and keep their Python frames outside."""
+    return names[-1].startswith("n:")
+
+
 def first_py_outward(names, start):
     for n in names[start:]:
         if n.startswith("py:"):
@@ -108,7 +116,7 @@ def test_c_function_appears_under_its_python_caller(ext):
     hits = 0
     for entries, _, _ in p.stacks:
         names = stack_names(p, entries)
-        if func(names[0]) == "vmp_ext_burn_loop":
+        if func(names[0]) == "vmp_ext_burn_loop" and complete(names):
             # The C function, then the call machinery, then its Python caller;
             # the evaluation loop that runs the caller stands outside it.
             assert first_py_outward(names, 1) == "py_caller_of_burn", names
@@ -135,8 +143,9 @@ def test_python_callback_appears_under_the_c_function_under_python(ext):
     p, _, _ = profile(py_caller_of_call_back, ext, period=0.001)
     hits = 0
     for entries, _, _ in p.stacks:
-        names = [func(n) for n in stack_names(p, entries)]
-        if "python_callback" not in names:
+        full = stack_names(p, entries)
+        names = [func(n) for n in full]
+        if "python_callback" not in names or not complete(full):
             continue
         cb = names.index("python_callback")
         c = names.index("vmp_ext_call_back")
@@ -208,6 +217,98 @@ def test_lines_mode_writes_native_frames_as_zero_line_pairs(ext):
             else:
                 assert p.name(ident).startswith("py:")
     assert natives > 0
+
+
+def test_stacks_are_complete_once_their_unwind_rules_are_learned(ext):
+    # The handler walks with rules the writer learns from the pcs walks
+    # stopped at; after a warm-up nearly every sample reaches the thread's
+    # first function.
+    p, _, _ = profile(py_caller_of_call_back, ext, period=0.001)
+    names = [stack_names(p, entries) for entries, _, _ in p.stacks]
+    late = names[len(names) // 2:]
+    assert len(late) >= 50, len(late)
+    done = sum(complete(n) for n in late)
+    assert done >= 0.9 * len(late), (done, len(late))
+    assert any(func(n[-1]) == "_start" for n in late if complete(n))
+
+
+def test_libunwind_is_never_called_in_the_signal_handler(ext_path, tmp_path):
+    # libunwind's lookups take the loader's lock and its cache's lock, which
+    # can deadlock two sampled threads.  A stand-in for its walking entry
+    # points ends the process when called with the profiling signal blocked
+    # (as it is inside the handler) and forwards every other call.
+    poison = tmp_path / "poison.c"
+    poison.write_text(POISON_SOURCE)
+    lib = str(tmp_path / "libpoison.so")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", lib, str(poison), "-ldl"], check=True)
+    script = (
+        "import importlib.util, sys, time, vmprof\n"
+        "spec = importlib.util.spec_from_file_location('vmp_native_ext', sys.argv[1])\n"
+        "ext = importlib.util.module_from_spec(spec); spec.loader.exec_module(ext)\n"
+        "with open(sys.argv[2], 'wb') as f:\n"
+        "    vmprof.enable(f.fileno(), period=0.0005, native=True)\n"
+        "    end = time.thread_time() + 0.5\n"
+        "    while time.thread_time() < end:\n"
+        "        ext.call_back(lambda: ext.burn(20000), 5)\n"
+        "    vmprof.disable()\n")
+    out = str(tmp_path / "p.prof")
+    env = dict(os.environ, LD_PRELOAD=lib)
+    r = subprocess.run([sys.executable, "-c", script, ext_path, out], env=env,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(out, "rb") as f:
+        prof = sampler_util.decode(f.read())
+    assert sum(complete(stack_names(prof, e)) for e, _, _ in prof.stacks) > 100
+
+
+POISON_SOURCE = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The real function (libunwind is loaded in the extension's local scope,
+ * which RTLD_NEXT does not see). */
+static void *real(const char *name)
+{
+    void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_NOLOAD);
+    return lib ? dlsym(lib, name) : NULL;
+}
+
+static void check(const char *what)
+{
+    sigset_t now;
+    pthread_sigmask(SIG_SETMASK, NULL, &now);
+    if (sigismember(&now, SIGURG) == 1 || sigismember(&now, SIGPROF) == 1) {
+        static const char msg[] = "libunwind called in the profiling signal's handler: ";
+        write(2, msg, sizeof msg - 1);
+        write(2, what, strlen(what));
+        _exit(86);
+    }
+}
+
+int _ULx86_64_init_local(void *cursor, void *uc)
+{
+    check("unw_init_local");
+    int (*f)(void *, void *) = (int (*)(void *, void *))real("_ULx86_64_init_local");
+    return f(cursor, uc);
+}
+
+int _ULx86_64_init_local2(void *cursor, void *uc, int flag)
+{
+    check("unw_init_local2");
+    int (*f)(void *, void *, int) = (int (*)(void *, void *, int))real("_ULx86_64_init_local2");
+    return f(cursor, uc, flag);
+}
+
+int _ULx86_64_step(void *cursor)
+{
+    check("unw_step");
+    int (*f)(void *) = (int (*)(void *))real("_ULx86_64_step");
+    return f(cursor);
+}
+"""
 
 
 def test_threads_carry_their_own_native_stacks(ext):
