@@ -38,7 +38,9 @@ static void walk(void *arg)
 static int take_sample(void *ucontext)
 {
     PyThreadState *ts = vmp_frames_this_thread();
-    if (!ts)
+    /* A thread of a sub-interpreter: its code objects' deaths are not seen
+     * (3.12+ code watchers are per interpreter), so its names could lie. */
+    if (!ts || (const void *)ts->interp != vmp_run.interp)
         return 0;
     vmp_slot *s = vmp_ring_claim();
     if (!s) {

@@ -33,6 +33,7 @@ typedef struct vmp_run_state {
     int64_t period_ns;
     int memory, lines, real_time, native;
     pid_t pid;
+    const void *interp;          /* the main interpreter: threads of others are not sampled */
     int signo;
     struct sigaction old_action; /* the program's disposition of signo */
 

@@ -130,6 +130,13 @@ static int check_config(const vmp_sampler_config *cfg, char *err, size_t errlen)
         return fail(err, errlen, "vmprof is already enabled: call vmprof.disable() before enabling again");
     if (!vmp_frames_supported(&why))
         return fail(err, errlen, "%s", why);
+#ifdef Py_GIL_DISABLED
+    return fail(err, errlen, "vmprof cannot sample a free-threaded CPython build: use a build with the GIL");
+#endif
+    if (PyThreadState_Get()->interp != PyInterpreterState_Main())
+        return fail(err, errlen,
+                    "vmprof cannot sample from a sub-interpreter: it samples every thread of the process and "
+                    "names the main interpreter's code; call vmprof.enable() in the main interpreter");
     if (!(cfg->period > 0 && cfg->period < 1))
         return fail(err, errlen,
                     "period must be above 0 and below 1 second (got %g): e.g. 0.001 for 1000 samples a second",
@@ -171,6 +178,7 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
     vmp_run.lines = cfg->lines;
     vmp_run.real_time = cfg->real_time;
     vmp_run.pid = getpid();
+    vmp_run.interp = PyInterpreterState_Main();
     vmp_run.signo = signo;
     vmp_ring_reset(0);
     atomic_store(&vmp_run.samples, 0);

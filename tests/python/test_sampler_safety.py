@@ -463,3 +463,76 @@ def test_a_failing_enable_leaves_no_descriptor_open_and_enable_works_after(tmp_p
     assert done.returncode == 0, done.stdout + done.stderr
     before, after = done.stdout.split("fds")[1].split()
     assert before == after, done.stdout
+
+
+# ---- sub-interpreters -----------------------------------------------------------
+
+try:
+    import _testcapi
+except ImportError:  # pragma: no cover - a CPython built without its test modules
+    _testcapi = None
+needs_subinterp = pytest.mark.skipif(_testcapi is None or not hasattr(_testcapi, "run_in_subinterp"),
+                                     reason="needs _testcapi.run_in_subinterp")
+
+
+@needs_subinterp
+def test_a_sub_interpreter_reads_profiles_but_may_not_sample(tmp_path):
+    # Before: enable() in a sub-interpreter started a second sampler's worth
+    # of hooks that saw only that interpreter's code objects die.
+    done = run_script(tmp_path, """
+        import os, _testcapi, vmprof
+        from sampler_util import burn_cpu
+        with open("main.prof", "wb") as f:
+            vmprof.enable(f.fileno(), period=0.001, native=False)
+            burn_cpu(0.1)
+            vmprof.disable()
+        code = '''if 1:
+            import vmprof
+            stats = vmprof.read_profile("main.prof")
+            with open("out.txt", "w") as out:
+                out.write("read %d\\\\n" % len(stats.profiles))
+                with open("sub.prof", "wb") as f:
+                    try:
+                        vmprof.enable(f.fileno(), period=0.001)
+                        vmprof.disable()
+                        out.write("enabled\\\\n")
+                    except vmprof.VMProfError as exc:
+                        out.write("refused: %s\\\\n" % exc)
+        '''
+        print("rc", _testcapi.run_in_subinterp(code))
+        print(open("out.txt").read())
+    """)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rc 0" in done.stdout, done.stdout + done.stderr
+    assert "read " in done.stdout and "read 0" not in done.stdout
+    assert "refused: vmprof cannot sample from a sub-interpreter" in done.stdout
+
+
+@needs_subinterp
+def test_threads_of_a_sub_interpreter_are_not_sampled(tmp_path):
+    done = run_script(tmp_path, """
+        import threading, _testcapi, vmprof
+        from sampler_util import burn_cpu, read_back
+        sub = '''if 1:
+            import time
+            def burning_in_a_sub_interpreter(t):
+                end = time.time() + t
+                while time.time() < end:
+                    pass
+            burning_in_a_sub_interpreter(0.3)
+        '''
+        with open("p.prof", "wb") as f:
+            vmprof.enable(f.fileno(), period=0.001, native=False)
+            t = threading.Thread(target=_testcapi.run_in_subinterp, args=(sub,))
+            t.start()
+            burn_cpu(0.3)
+            t.join()
+            vmprof.disable()
+        p = read_back("p.prof")
+        print("main", p.inclusive("burn_cpu"))
+        print("sub", sum(1 for entries, _, _ in p.stacks
+                         if any(e in p.names and p.func(e) == "burning_in_a_sub_interpreter" for e in entries)))
+    """)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sub 0" in done.stdout, done.stdout
+    assert int(done.stdout.split("main")[1].split()[0]) > 50
