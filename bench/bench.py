@@ -16,6 +16,9 @@ Sections:
   export    each export format of the million-sample profile beside decoding
   jitlog    a 110 MB PyPy JIT log: read bytes / our C decoder / our and the
             original parse_jitlog (CPython and PyPy); see bench_jitlog.py
+  server    vmprof-server: upload + freeze of the million-sample profile beside
+            its C decode, the first tree, wrk on the tree and on a list of
+            10,000 runs, RSS against the cache size; see bench_server.py
 """
 import argparse
 import datetime
@@ -488,7 +491,7 @@ def bench_export(args, res):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a smoke run: small, one or two rounds")
-    ap.add_argument("--only", default="reader,sampler,export,jitlog")
+    ap.add_argument("--only", default="reader,sampler,export,jitlog,server")
     ap.add_argument("--rounds", type=int, help="runs of each measurement (default 5, "
                     "quick 2; the original's reader: 5, quick 1)")
     ap.add_argument("--configs", default="", help="a regular expression: run only the "
@@ -528,6 +531,9 @@ def main():
         if "jitlog" in only:
             from bench_jitlog import bench_jitlog
             bench_jitlog(args, res)
+        if "server" in only:
+            from bench_server import bench_server
+            bench_server(args, res)
     finally:
         with open("/proc/loadavg") as f:
             res["load_after"] = f.read().split()[:3]

@@ -58,6 +58,9 @@ gcc $CFLAGS -o "$OUT/gen_profile" bench/gen_profile.c src/libvmprof/vmp_encode.c
 gcc $CFLAGS -Isrc/sampler -shared -fPIC -o "$OUT/libempty_signal.so" bench/empty_signal.c \
     src/sampler/vmp_delivery.c -lpthread
 
+# The server section runs the server as `make` builds it.
+make -s server >&2
+
 # The C reader bench links the whole library (reader, call tree, exporters).
 gcc $CFLAGS -o "$OUT/read_bench" bench/read_bench.c src/libvmprof/*.c -lz
 

@@ -22,6 +22,7 @@
 #include "srv_blob.h"
 #include "srv_cache.h"
 #include "srv_http.h"
+#include "srv_memo.h"
 #include "vmprof.h"
 
 #define PAGE_SIZE 50
@@ -241,6 +242,7 @@ static void delete_run(srv_request *req)
          * removes, never a listed run without its files. */
         srv_blob_remove(s->data_dir, run.id);
         srv_cache_drop(s->cache, run.id);
+        srv_memo_forget_run(s->memo, run.id);
         srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
     }
     srv_run_clear(&run);

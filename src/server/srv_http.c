@@ -107,10 +107,22 @@ void srv_reply_json(srv_request *req, unsigned status, json_t *json)
 {
     char *text = json ? json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(json);
-    size_t len = text ? strlen(text) : 0;
+    if (!text) {
+        static const char oom[] = "{\"error\": \"out of memory\", \"status\": 500}";
+        srv_reply_response(req, 500,
+                           MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom,
+                                                           MHD_RESPMEM_PERSISTENT),
+                           "application/json");
+        return;
+    }
+    srv_reply_json_text(req, status, text, strlen(text));
+}
+
+void srv_reply_json_text(srv_request *req, unsigned status, char *text, size_t len)
+{
     /* A big tree goes compressed to a browser: a few MB of JSON is a few
      * hundred KB on the wire. */
-    if (text && len > 4096 && len < UINT32_MAX && accepts_gzip(req)) {
+    if (len > 4096 && len < UINT32_MAX && accepts_gzip(req)) {
         size_t zlen;
         char *z = gzip_text(text, len, &zlen);
         struct MHD_Response *r =
@@ -124,14 +136,6 @@ void srv_reply_json(srv_request *req, unsigned status, json_t *json)
             return;
         }
         free(z);
-    }
-    if (!text) {
-        static const char oom[] = "{\"error\": \"out of memory\", \"status\": 500}";
-        srv_reply_response(req, 500,
-                           MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom,
-                                                           MHD_RESPMEM_PERSISTENT),
-                           "application/json");
-        return;
     }
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (r)

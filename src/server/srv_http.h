@@ -28,6 +28,7 @@ struct MHD_Daemon;
 struct MHD_Connection;
 struct MHD_Response;
 typedef struct srv_cache srv_cache;
+typedef struct srv_memo srv_memo;
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* a JSON request body */
 
@@ -48,6 +49,7 @@ typedef struct srv_server {
     char speedscope_dir[4096]; /* speedscope's files, served at /speedscope/ */
     srv_store *store;
     srv_cache *cache;
+    srv_memo *memo;            /* answers of views, kept */
     srv_limits limits;
     int anonymous_upload;
     atomic_int uploads_in_flight;
@@ -119,6 +121,8 @@ json_t *srv_json_text(const char *s);
 
 /* Replies with json (a reference is stolen). */
 void srv_reply_json(srv_request *req, unsigned status, json_t *json);
+/* The same with JSON text already made (malloc'd, taken over). */
+void srv_reply_json_text(srv_request *req, unsigned status, char *text, size_t len);
 void srv_reply_error(srv_request *req, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Replies with a prepared response (taken over); content_type may be NULL. */

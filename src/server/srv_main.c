@@ -30,6 +30,7 @@
 #include "srv_blob.h"
 #include "srv_cache.h"
 #include "srv_http.h"
+#include "srv_memo.h"
 #include "srv_store.h"
 
 /* The built UI and speedscope, where the build put them (the Makefile says). */
@@ -341,7 +342,9 @@ static int serve(const options *o)
     s->limits = o->limits;
     s->anonymous_upload = o->anonymous_upload;
     s->cache = srv_cache_new(o->limits.cache_bytes, o->data);
-    if (!s->cache)
+    /* Kept answers are small beside the profiles: an eighth of the budget. */
+    s->memo = srv_memo_new(o->limits.cache_bytes / 8);
+    if (!s->cache || !s->memo)
         die("out of memory");
 
     /* Every thread started from here on inherits this mask: the signals that
@@ -373,6 +376,7 @@ static int serve(const options *o)
     srv_http_stop(s, 30);
     srv_blob_compressor_stop();
     srv_cache_free(s->cache);
+    srv_memo_free(s->memo);
     srv_store_close(store);
     fprintf(stderr, "vmprof-server: stopped\n");
     return 0;

@@ -30,6 +30,8 @@
 #include "srv_api.h"
 #include "srv_cache.h"
 #include "srv_http.h"
+#include "srv_memo.h"
+#include "srv_query.h"
 #include "vmprof.h"
 
 #define DEFAULT_DEPTH 12
@@ -238,34 +240,46 @@ static size_t program_path(const vmp_tree *t, uint32_t *path, size_t max)
     return 0;
 }
 
-static void tree(srv_request *req)
-{
-    srv_run run;
-    const vmp_profile *p = open_profile(req, req->args[0], &run);
-    if (!p)
-        return;
+/* A tree question, parsed. */
+typedef struct tree_question {
     vmp_query q;
     uint32_t path[MAX_PATH];
-    size_t path_len = 0;
-    int ok = selection(req, p, &q) == 0;
-    uint32_t depth = ok ? (uint32_t)number_arg(req, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH, &ok) : 0;
-    double min = number_arg(req, "min", DEFAULT_MIN, 0, 1, &ok);
-    int program = flag_arg(req, "program", 0, &ok);
-    const char *path_text = srv_arg(req, "path");
-    if (ok)
-        ok = parse_path(req, p, path_text, path, &path_len) == 0;
+    size_t path_len;
+    uint32_t depth;
+    double min;
+    int program;
+} tree_question;
+
+/* The canonical text of a question about run id, for the memo. */
+static void tree_key(const char *id, const tree_question *t, char *key, size_t size)
+{
+    int n = snprintf(key, size, "tree %s|%d:%u|%x|%d:%.17g:%.17g|%d|%u|%.17g|", id,
+                     t->q.thread_set, t->q.thread, t->q.frames, t->q.time_range_set,
+                     t->q.time_begin_ms, t->q.time_end_ms, t->program, t->depth, t->min);
+    for (size_t i = 0; i < t->path_len && n > 0 && (size_t)n < size; i++)
+        n += snprintf(key + n, size - (size_t)n, "%u.", t->path[i]);
+}
+
+/* The answer to t about p, or NULL with *status and msg set. */
+static json_t *tree_answer(const vmp_profile *p, tree_question *t, unsigned *status, char *msg,
+                           size_t msg_size)
+{
     vmp_error err = {0};
     json_t *funcs = json_object(), *chain = json_array(), *program_json = json_null();
-    vmp_tree *t = NULL;
-    if (ok && (path_len || program)) {
+    vmp_query q = t->q;
+    if (t->path_len || t->program) {
         /* The ancestors' counts (the breadcrumb) and the program's frame come
          * from one shallow tree over the whole selection. */
         vmp_query top = q;
-        top.max_depth = (uint32_t)(path_len > 8 ? path_len : 8);
+        top.max_depth = (uint32_t)(t->path_len > 8 ? t->path_len : 8);
         top.min_fraction = 0;
         vmp_tree *shallow = vmp_query_tree(p, &top, &err);
-        ok = shallow != NULL;
-        if (ok && program) {
+        if (!shallow) {
+            *status = 400;
+            snprintf(msg, msg_size, "%s", err.message);
+            goto fail;
+        }
+        if (t->program) {
             uint32_t prog[8];
             size_t n = program_path(shallow, prog, 8);
             if (n) {
@@ -273,56 +287,118 @@ static void tree(srv_request *req)
                 program_json = json_array();
                 for (size_t i = 0; i < n; i++)
                     json_array_append_new(program_json, json_integer(prog[i]));
-                if (!path_len) {
-                    memcpy(path, prog, n * sizeof *path);
-                    path_len = n;
+                if (!t->path_len) {
+                    memcpy(t->path, prog, n * sizeof *t->path);
+                    t->path_len = n;
                 }
             }
         }
         uint32_t at = 0;
-        for (size_t i = 0; ok && i + 1 < path_len && at != VMP_NONE; i++) {
+        for (size_t i = 0; i + 1 < t->path_len && at != VMP_NONE; i++) {
             uint32_t c = shallow->nodes[at].first_child;
-            while (c != VMP_NONE && shallow->nodes[c].func != path[i])
+            while (c != VMP_NONE && shallow->nodes[c].func != t->path[i])
                 c = shallow->nodes[c].next_sibling;
             at = c;
             if (c != VMP_NONE) {
-                json_array_append_new(chain, json_pack("{s:i, s:I, s:I}", "fn", (int)path[i],
+                json_array_append_new(chain, json_pack("{s:i, s:I, s:I}", "fn", (int)t->path[i],
                                                        "total", (json_int_t)shallow->nodes[c].total,
                                                        "self", (json_int_t)shallow->nodes[c].self));
-                note_func(funcs, p, path[i]);
+                note_func(funcs, p, t->path[i]);
             }
         }
         vmp_result_free(shallow);
     }
-    if (ok) {
-        q.root_path = path;
-        q.root_path_len = path_len;
-        q.max_depth = depth;
-        q.min_fraction = min;
-        t = vmp_query_tree(p, &q, &err);
-        if (!t) {
-            ok = 0;
-            /* A path that leads nowhere in this selection. */
-            srv_reply_error(req, path_len ? 404 : 400, "%s", err.message);
-        }
-    } else if (err.message[0]) {
-        srv_reply_error(req, 400, "%s", err.message);
+    q.root_path = t->path;
+    q.root_path_len = t->path_len;
+    q.max_depth = t->depth;
+    q.min_fraction = t->min;
+    vmp_tree *tree = vmp_query_tree(p, &q, &err);
+    if (!tree) {
+        /* A path that leads nowhere in this selection. */
+        *status = t->path_len ? 404 : 400;
+        snprintf(msg, msg_size, "%s", err.message);
+        goto fail;
     }
-    if (ok) {
-        json_t *path_json = json_array();
-        for (size_t i = 0; i < path_len; i++)
-            json_array_append_new(path_json, json_integer(path[i]));
-        json_t *node = tree_node(t, 0, depth, funcs);
-        srv_reply_json(req, 200,
-                       json_pack("{s:I, s:o, s:o, s:o, s:o, s:o}", "total",
-                                 (json_int_t)t->samples, "path", path_json, "program",
-                                 program_json, "chain", chain, "node", node, "functions", funcs));
-    } else {
-        json_decref(funcs);
-        json_decref(chain);
-        json_decref(program_json);
+    json_t *path_json = json_array();
+    for (size_t i = 0; i < t->path_len; i++)
+        json_array_append_new(path_json, json_integer(t->path[i]));
+    json_t *node = tree_node(tree, 0, t->depth, funcs);
+    json_t *answer = json_pack("{s:I, s:o, s:o, s:o, s:o, s:o}", "total",
+                               (json_int_t)tree->samples, "path", path_json, "program",
+                               program_json, "chain", chain, "node", node, "functions", funcs);
+    vmp_result_free(tree);
+    return answer;
+fail:
+    json_decref(funcs);
+    json_decref(chain);
+    json_decref(program_json);
+    return NULL;
+}
+
+/* Computes and keeps the answer to t; returns its text (malloc'd) or NULL. */
+static char *answer_and_keep(srv_memo *memo, const vmp_profile *p, const char *key,
+                             tree_question *t, unsigned *status, char *msg, size_t msg_size)
+{
+    json_t *answer = tree_answer(p, t, status, msg, msg_size);
+    char *text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    if (text)
+        srv_memo_put(memo, key, text, strlen(text));
+    else if (answer)
+        *status = 500, snprintf(msg, msg_size, "out of memory");
+    return text;
+}
+
+static void default_tree_question(tree_question *t)
+{
+    memset(t, 0, sizeof *t);
+    t->q.frames = VMP_Q_MERGE_RECURSION | VMP_Q_HIDE_INTERPRETER;
+    t->depth = DEFAULT_DEPTH;
+    t->min = DEFAULT_MIN;
+}
+
+void srv_query_prepare(srv_server *s, const char *id, const vmp_profile *p)
+{
+    /* The tree the UI asks first: the default selection, from the root and
+     * from the program's first frame. */
+    for (int program = 0; program <= 1; program++) {
+        tree_question t;
+        default_tree_question(&t);
+        t.program = program;
+        char key[1400], msg[256];
+        unsigned status;
+        tree_key(id, &t, key, sizeof key);
+        free(answer_and_keep(s->memo, p, key, &t, &status, msg, sizeof msg));
     }
-    vmp_result_free(t);
+}
+
+static void tree(srv_request *req)
+{
+    srv_run run;
+    const vmp_profile *p = open_profile(req, req->args[0], &run);
+    if (!p)
+        return;
+    tree_question t;
+    default_tree_question(&t);
+    int ok = selection(req, p, &t.q) == 0;
+    t.depth = ok ? (uint32_t)number_arg(req, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH, &ok) : 0;
+    t.min = number_arg(req, "min", DEFAULT_MIN, 0, 1, &ok);
+    t.program = flag_arg(req, "program", 0, &ok);
+    if (ok)
+        ok = parse_path(req, p, srv_arg(req, "path"), t.path, &t.path_len) == 0;
+    if (ok) {
+        char key[1400], msg[256];
+        unsigned status = 200;
+        size_t len;
+        tree_key(run.id, &t, key, sizeof key);
+        char *text = srv_memo_get(req->server->memo, key, &len);
+        if (!text)
+            text = answer_and_keep(req->server->memo, p, key, &t, &status, msg, sizeof msg);
+        if (text)
+            srv_reply_json_text(req, 200, text, strlen(text));
+        else
+            srv_reply_error(req, status, "%s", msg);
+    }
     close_profile(req, p, &run);
 }
 

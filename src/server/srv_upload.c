@@ -33,6 +33,8 @@
 #include "srv_blob.h"
 #include "srv_cache.h"
 #include "srv_http.h"
+#include "srv_memo.h"
+#include "srv_query.h"
 #include "vmprof.h"
 
 #define MAX_ARGV (256 * 1024)  /* a command line: long ones are kept, not refused */
@@ -355,6 +357,10 @@ static void finish_upload(srv_request *req)
                         rc < 0 ? err.message : "the runtime was frozen meanwhile");
         return;
     }
+    /* What the first view needs is computed now, while the profile is hot
+     * (after forgetting the answers about a profile this one replaces). */
+    srv_memo_forget_run(s->memo, u->run.id);
+    srv_query_prepare(s, u->run.id, u->profile);
     srv_cache_put(s->cache, u->run.id, u->profile, size);
     srv_blob_compress_later(u->run.id);
     u->profile = NULL;

@@ -180,3 +180,24 @@ def test_diff_of_two_runs(server, make_profile, profile_bytes):
     assert d["root"]["a"] == d["a"]["total"] and d["root"]["b"] == d["b"]["total"]
     burn = next(f for f in d["functions"] if f["name"] == BURN)
     assert burn["a_total"] > 0 and burn["b_total"] > 0
+
+
+def test_kept_answers_follow_the_run(server, profile_bytes, make_profile):
+    # A profile replaced before the freeze: the answers are the new one's.
+    other = make_profile("--real-time")
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    rid = reply["runtime_id"]
+    for data in (profile_bytes, other):
+        assert server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid, data)[0] == 200
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
+    samples = get_ok(server, "/api/runs/%s" % rid)["samples"]
+    assert get_ok(server, "/api/runs/%s/tree" % rid)["total"] == samples
+    # The same question in other words: the same answer.
+    a = get_ok(server, "/api/runs/%s/tree?native=1&interp=0&depth=12&min=0.0005" % rid)
+    b = get_ok(server, "/api/runs/%s/tree?min=5e-4&depth=12" % rid)
+    assert a == b
+    # Deleted: no answer is served from memory.
+    assert server.request("DELETE", "/api/runs/%s" % rid)[0] == 401
+    token = server.add_user("admin", admin=True)
+    assert server.request("DELETE", "/api/runs/%s" % rid, token=token)[0] == 200
+    assert server.get("/api/runs/%s/tree" % rid)[0] == 404

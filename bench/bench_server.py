@@ -1,0 +1,179 @@
+"""The server section of the bench (bench.py --only server): vmprof-server on
+127.0.0.1 with the million-sample profile.
+
+  upload    new + add (the 340 MB file streamed) + freeze, against the C reader
+            decoding the same file (read_bench), run by run (goal: <= 2x)
+  tree      the first GET /api/runs/ID/tree after the freeze (goal: < 50 ms)
+  wrk       16 connections on that tree endpoint for 10 s: p50/p99 (goal p99 <
+            20 ms), and the server's peak RSS against its --cache-size while
+            three such runs are asked in turn (more than the cache holds)
+  list      a page of GET /api/runs with 10,000 runs stored, under wrk (goal
+            p99 < 10 ms): the first page, page 100, and a search
+
+The runs for the list are rows copied in SQLite from one uploaded run (the
+list reads rows only), made while the server is stopped.
+"""
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+from bench import OUT, ROOT, fmt, log, median, run_json, table
+
+SERVER = os.path.join(ROOT, "build", "server", "vmprof-server")
+CACHE = "512M"
+TREE_QUERY = "depth=12"
+
+
+class Server(object):
+    def __init__(self, data, *options):
+        self.proc = subprocess.Popen([SERVER, "--data", data, "--listen", "127.0.0.1:0"]
+                                     + list(options), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if ready else ""
+        if "serving http://" not in line:
+            self.proc.kill()
+            raise RuntimeError("vmprof-server did not start: %s" % self.proc.stderr.read())
+        self.url = line.split()[2]
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.communicate(timeout=120)
+
+    def status(self, field):
+        """VmRSS, VmHWM... of the server, in KiB."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def request(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        if resp.status != 200:
+            raise RuntimeError("%s %s: %d %s" % (method, path, resp.status, data[:300]))
+        return data
+
+    def upload(self, path):
+        rid = json.loads(self.request("POST", "/api/runtime/new",
+                                      json.dumps({"argv": "bench.py", "VM": "CPython"}),
+                                      {"Content-Type": "application/json"}))["runtime_id"]
+        with open(path, "rb") as f:
+            self.request("POST", "/api/runtime/upload/cpu/%s/add" % rid, f,
+                         {"Content-Length": str(os.path.getsize(path))})
+        self.request("POST", "/api/runtime/%s/freeze/" % rid, b"")
+        return rid
+
+
+def wrk(url, seconds=10, connections=16):
+    """(requests/s, p50 ms, p99 ms) from wrk --latency."""
+    out = subprocess.run(["wrk", "-t2", "-c%d" % connections, "-d%ds" % seconds, "--latency",
+                          url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    def ms(label):
+        m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % label, out, re.M)
+        if not m:
+            return None
+        v = float(m.group(1))
+        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError("wrk on %s: %s non-2xx answers" % (url, errors.group(1)))
+    return float(m.group(1)) if m else None, ms("50"), ms("99")
+
+
+def bench_server(args, res):
+    if not os.path.exists(SERVER):
+        log("server: %s is not built (make server); skipping" % SERVER)
+        return
+    path = os.path.join(OUT, "big-%d.prof" % args.samples)
+    if not os.path.exists(path):
+        log("server: generating %s" % path)
+        subprocess.run([os.path.join(OUT, "gen_profile"), path + ".tmp", str(args.samples)],
+                       check=True)
+        os.rename(path + ".tmp", path)
+    size = os.path.getsize(path)
+    r = res["server"] = {"file_bytes": size, "samples": args.samples, "cache": CACHE}
+    data = tempfile.mkdtemp(prefix="vmprof-bench-server-", dir=OUT)
+    try:
+        server = Server(data, "--cache-size", CACHE, "--max-upload", "2G")
+        # Upload + freeze beside the C decode of the same file, run by run.
+        decode, upload, first_tree, ids = [], [], [], []
+        for i in range(args.runs):
+            d = run_json([os.path.join(OUT, "read_bench"), "time", path, "1"])
+            decode.append(d["runs"][0]["decode"])
+            t0 = time.perf_counter()
+            rid = server.upload(path)
+            upload.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            server.request("GET", "/api/runs/%s/tree?%s" % (rid, TREE_QUERY))
+            first_tree.append(time.perf_counter() - t0)
+            ids.append(rid)
+            log("server: upload %d: %.2f s (decode %.2f s), first tree %.1f ms"
+                % (i + 1, upload[-1], decode[-1], first_tree[-1] * 1000))
+        r["decode_s"], r["upload_freeze_s"], r["first_tree_s"] = decode, upload, first_tree
+        ratios = [u / d for u, d in zip(upload, decode)]
+        table("vmprof-server: upload and freeze of the %d-sample profile (%.0f MiB), "
+              "medians of %d runs" % (args.samples, size / 2**20, args.runs),
+              ["", "time", "vs C decode (goal <= 2x)"],
+              [("C reader: decode the file", fmt(median(decode), "%.3f s"), "1.00x"),
+               ("server: new + upload + freeze", fmt(median(upload), "%.3f s"),
+                fmt(median(ratios), "%.2fx")),
+               ("server: first tree answer after the freeze (goal < 50 ms)",
+                fmt(median(first_tree) * 1000, "%.1f ms"), "")])
+
+        # The tree under 16 connections; RSS while three runs are asked in turn.
+        url = "%s/api/runs/%s/tree?%s" % (server.url, ids[-1], TREE_QUERY)
+        rps, p50, p99 = wrk(url)
+        r["tree_wrk"] = {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+        before = server.status("VmRSS")
+        for rid in ids[:3] * 2:
+            server.request("GET", "/api/runs/%s/tree?%s" % (rid, TREE_QUERY))
+        r["rss_kib"] = {"before": before, "after": server.status("VmRSS"),
+                        "peak": server.status("VmHWM")}
+        table("vmprof-server: GET tree (depth 12) of that run, wrk 16 connections, 10 s",
+              ["requests/s", "p50", "p99 (goal < 20 ms)"],
+              [(fmt(rps, "%.0f"), fmt(p50, "%.2f ms"), fmt(p99, "%.2f ms"))])
+        print("server RSS with --cache-size %s, after asking %d runs of %.0f MiB files in "
+              "turn twice: %.0f MiB now, peak %.0f MiB"
+              % (CACHE, min(3, len(ids)), size / 2**20, r["rss_kib"]["after"] / 1024,
+                 r["rss_kib"]["peak"] / 1024))
+        server.stop()
+
+        # 10,000 runs: rows copied from the first run while the server is down.
+        db = sqlite3.connect(os.path.join(data, "vmprof.db"))
+        cols = [c[1] for c in db.execute("PRAGMA table_info(runs)")]
+        row = dict(zip(cols, db.execute("SELECT * FROM runs WHERE id = ?", (ids[0],)).fetchone()))
+        rows = []
+        for i in range(10000 - len(ids)):
+            row = dict(row, id="%016x" % (0xbe00000000000000 + i), created=row["created"] + 1,
+                       argv="bench.py --case %d" % i)
+            rows.append(tuple(row[c] for c in cols))
+        db.executemany("INSERT INTO runs VALUES (%s)" % ",".join("?" * len(cols)), rows)
+        db.commit()
+        db.close()
+        server = Server(data, "--cache-size", CACHE)
+        out = []
+        r["list_wrk"] = {}
+        for label, query in (("first page", ""), ("page 100", "?page=100"),
+                             ("search q=case 77", "?q=case%2077")):
+            rps, p50, p99 = wrk("%s/api/runs%s" % (server.url, query))
+            r["list_wrk"][label] = {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+            out.append((label, fmt(rps, "%.0f"), fmt(p50, "%.2f ms"), fmt(p99, "%.2f ms")))
+        server.stop()
+        table("vmprof-server: GET /api/runs with 10,000 runs (SQLite), wrk 16 connections, 10 s",
+              ["", "requests/s", "p50", "p99 (goal < 10 ms)"], out)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

@@ -1,0 +1,154 @@
+/*
+ * srv_memo.c - the answers kept (see srv_memo.h): a hash of keys into a
+ * doubly linked list in most-recently-used order.
+ */
+#include "srv_memo.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKETS 4096
+
+typedef struct memo_entry {
+    struct memo_entry *prev, *next; /* recency */
+    struct memo_entry *chain;       /* bucket */
+    char *key, *text;
+    size_t len, cost;
+} memo_entry;
+
+struct srv_memo {
+    pthread_mutex_t lock;
+    memo_entry *buckets[BUCKETS];
+    memo_entry *head, *tail;
+    size_t bytes, budget;
+};
+
+static size_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (size_t)(h % BUCKETS);
+}
+
+srv_memo *srv_memo_new(size_t budget_bytes)
+{
+    srv_memo *m = calloc(1, sizeof *m);
+    if (m) {
+        pthread_mutex_init(&m->lock, NULL);
+        m->budget = budget_bytes;
+    }
+    return m;
+}
+
+static void unlink_recency(srv_memo *m, memo_entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        m->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        m->tail = e->prev;
+}
+
+static void push_front(srv_memo *m, memo_entry *e)
+{
+    e->prev = NULL;
+    e->next = m->head;
+    if (m->head)
+        m->head->prev = e;
+    m->head = e;
+    if (!m->tail)
+        m->tail = e;
+}
+
+static void drop(srv_memo *m, memo_entry *e)
+{
+    memo_entry **p = &m->buckets[hash(e->key)];
+    while (*p != e)
+        p = &(*p)->chain;
+    *p = e->chain;
+    unlink_recency(m, e);
+    m->bytes -= e->cost;
+    free(e->key);
+    free(e->text);
+    free(e);
+}
+
+void srv_memo_free(srv_memo *m)
+{
+    if (!m)
+        return;
+    while (m->head)
+        drop(m, m->head);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static memo_entry *find(srv_memo *m, const char *key)
+{
+    for (memo_entry *e = m->buckets[hash(key)]; e; e = e->chain)
+        if (strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+char *srv_memo_get(srv_memo *m, const char *key, size_t *len)
+{
+    char *copy = NULL;
+    pthread_mutex_lock(&m->lock);
+    memo_entry *e = find(m, key);
+    if (e && (copy = malloc(e->len + 1))) {
+        memcpy(copy, e->text, e->len + 1);
+        *len = e->len;
+        unlink_recency(m, e);
+        push_front(m, e);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return copy;
+}
+
+void srv_memo_put(srv_memo *m, const char *key, const char *text, size_t len)
+{
+    size_t cost = len + strlen(key) + sizeof(memo_entry) + 32;
+    if (cost > m->budget / 4)
+        return; /* one answer may not push out most of the others */
+    memo_entry *e = calloc(1, sizeof *e);
+    if (!e || !(e->key = strdup(key)) || !(e->text = malloc(len + 1))) {
+        if (e)
+            free(e->key);
+        free(e);
+        return;
+    }
+    memcpy(e->text, text, len);
+    e->text[len] = 0;
+    e->len = len;
+    e->cost = cost;
+    pthread_mutex_lock(&m->lock);
+    memo_entry *old = find(m, key);
+    if (old)
+        drop(m, old);
+    size_t b = hash(key);
+    e->chain = m->buckets[b];
+    m->buckets[b] = e;
+    push_front(m, e);
+    m->bytes += cost;
+    while (m->bytes > m->budget && m->tail)
+        drop(m, m->tail);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void srv_memo_forget_run(srv_memo *m, const char *id)
+{
+    pthread_mutex_lock(&m->lock);
+    for (memo_entry *e = m->head, *next; e; e = next) {
+        next = e->next;
+        if (strstr(e->key, id))
+            drop(m, e);
+    }
+    pthread_mutex_unlock(&m->lock);
+}

@@ -1,0 +1,24 @@
+/*
+ * srv_memo.h - answers kept for asking again.  A frozen run never changes,
+ * so the answer to one view of it (one tree: its selection, path, depth and
+ * share) stays right until the run is deleted.  Keyed by a canonical text of
+ * the parsed question, not of the URL, so the same question asked in other
+ * words hits too.  Bounded by bytes, least recently used dropped first.
+ */
+#ifndef SRV_MEMO_H
+#define SRV_MEMO_H
+
+#include <stddef.h>
+
+typedef struct srv_memo srv_memo;
+
+srv_memo *srv_memo_new(size_t budget_bytes);
+void srv_memo_free(srv_memo *m);
+/* A malloc'd copy of the answer to key (its length in *len), or NULL. */
+char *srv_memo_get(srv_memo *m, const char *key, size_t *len);
+/* Keeps a copy of text as the answer to key. */
+void srv_memo_put(srv_memo *m, const char *key, const char *text, size_t len);
+/* Forgets every answer whose key names run id (deleted). */
+void srv_memo_forget_run(srv_memo *m, const char *id);
+
+#endif /* SRV_MEMO_H */
