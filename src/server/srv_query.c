@@ -359,12 +359,18 @@ static void default_tree_question(tree_question *t)
 
 void srv_query_prepare(srv_server *s, const char *id, const vmp_profile *p)
 {
-    /* The tree the UI asks first: the default selection, from the root and
-     * from the program's first frame. */
-    for (int program = 0; program <= 1; program++) {
+    /* The first trees asked: this API's default question, and the one the
+     * browser UI's run page opens with (FETCH_DEPTH and FETCH_MIN in
+     * web/src/run.ts), both over the default selection from the root. */
+    static const struct {
+        uint32_t depth;
+        double min;
+    } first[] = {{DEFAULT_DEPTH, DEFAULT_MIN}, {16, 0.0002}};
+    for (size_t i = 0; i < sizeof first / sizeof *first; i++) {
         tree_question t;
         default_tree_question(&t);
-        t.program = program;
+        t.depth = first[i].depth;
+        t.min = first[i].min;
         char key[1400], msg[256];
         unsigned status;
         tree_key(id, &t, key, sizeof key);
