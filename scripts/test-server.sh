@@ -19,7 +19,7 @@ if [ -x build/server/vmprof-server-sanitized ]; then
     VMPROF_SERVER="$PWD/build/server/vmprof-server-sanitized" \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ".venv/$v/bin/pytest" -q -p no:cacheprovider --timeout="${PER_TEST_TIMEOUT:-300}" \
-        --timeout-method=thread --ignore=tests/server/test_ui_accounts.py tests/server "$@" \
+        --timeout-method=thread --ignore=tests/server/test_ui.py tests/server "$@" \
         || status=1
 fi
 exit $status
