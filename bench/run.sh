@@ -67,7 +67,8 @@ gcc $CFLAGS -o "$OUT/read_bench" bench/read_bench.c src/libvmprof/*.c -lz
 # The JIT log bench: a large log made of a real one, and the decoder's timer.
 JLFLAGS="$CFLAGS -Isrc/jitlog"
 JL_SRC="src/jitlog/vjl_decode.c src/jitlog/vjl_query.c src/jitlog/vjl_encode.c \
-    src/libvmprof/vmp_source.c src/libvmprof/vmp_error.c src/libvmprof/vmp_hash.c"
+    src/libvmprof/vmp_source.c src/libvmprof/vmp_error.c src/libvmprof/vmp_hash.c \
+    src/libvmprof/vmp_array.c"
 gcc $JLFLAGS -o "$OUT/gen_jitlog" bench/gen_jitlog.c $JL_SRC -lz
 gcc $JLFLAGS -o "$OUT/jitlog_read_bench" bench/jitlog_read_bench.c $JL_SRC -lz
 

@@ -29,7 +29,8 @@ echo "fuzz: decoder for ${FUZZ_SECONDS}s"
 # size, the head of a real PyPy log and queries.
 JL_SECONDS="${FUZZ_JITLOG_SECONDS:-$(( (FUZZ_SECONDS + 1) / 2 ))}"
 JITLOG_SRC="src/jitlog/vjl_decode.c src/jitlog/vjl_query.c src/jitlog/vjl_encode.c \
-    src/libvmprof/vmp_source.c src/libvmprof/vmp_error.c src/libvmprof/vmp_hash.c"
+    src/libvmprof/vmp_source.c src/libvmprof/vmp_error.c src/libvmprof/vmp_hash.c \
+    src/libvmprof/vmp_array.c"
 for target in fuzz_jitlog fuzz_jitlog_query; do
     clang -std=gnu11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "vjl_format.h"
+#include "vmp_array.h"
 #include "vmp_hash.h"
 #include "vmp_source.h"
 
@@ -75,20 +76,7 @@ struct vjl_forest {
 /* ---- growing arrays -------------------------------------------------------- */
 
 /* Makes room for one more item; 0 or -1 (out of memory). */
-static int grow(void **items, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 16;
-    void *p = realloc(*items, ncap * size);
-    if (!p)
-        return -1;
-    *items = p;
-    *cap = ncap;
-    return 0;
-}
-
-#define PUSH(arr, n, cap) grow((void **)&(arr), &(cap), (n), sizeof *(arr))
+#define PUSH(arr, n, cap) vmp_array_grow((void **)&(arr), &(cap), (n) + 1, sizeof *(arr))
 
 /* ---- reading the input ------------------------------------------------------ */
 
