@@ -212,6 +212,21 @@ def test_upload_adds_the_source_lines_of_the_traced_functions(run_cli, tmp_path)
     assert source_code_records(str(again), str(tmp_path)) == b""
 
 
+def test_vmprof_uploads_profile_and_jitlog_under_one_runtime(tmp_path, monkeypatch):
+    # what `pypy3 -m vmprof --jitlog --web` sends once the program ended
+    from vmprof import upload
+    shutil.copy(os.path.join(WORKLOADS, "calc.py"), tmp_path / "calc.py")
+    monkeypatch.chdir(tmp_path)
+    with UploadServer() as server:
+        result = upload.upload(os.path.join(PROFILES, "calc_pypy.prof"), server.url,
+                               argv="calc.py", vm="PyPy", jitlog_path=CALC)
+    assert server.paths() == ["/api/runtime/new", "/api/runtime/upload/cpu/rt42/add",
+                              "/api/runtime/upload/jit/rt42/add", "/api/runtime/rt42/freeze/"]
+    assert result.traces_url == "%s/#/jit7/traces" % server.url
+    sent = parse_jitlog("sent", data=gzip.decompress(server.requests[2].body))
+    assert len(sent.traces) == 25 and "calc.py" in sent.source_lines
+
+
 # ---- logs made here by PyPy ---------------------------------------------------
 
 PROGRAM = '''
