@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+
+#include "fuzz_fd.h"
 
 #include "vmp_profile.h"
 #include "vmprof.h"
@@ -48,25 +48,11 @@ static void exercise(const vmp_profile *p)
     }
 }
 
-static int memfd = -1;
-
 /* The profile read through a file descriptor holding the same bytes. */
 static vmp_profile *read_via_fd(const uint8_t *data, size_t size, const vmp_read_options *o,
                                 vmp_error *err)
 {
-    if (memfd < 0)
-        memfd = memfd_create("fuzz", 0);
-    if (memfd < 0 || ftruncate(memfd, 0) < 0 || lseek(memfd, 0, SEEK_SET) < 0)
-        __builtin_trap();
-    size_t off = 0;
-    while (off < size) {
-        ssize_t w = write(memfd, data + off, size - off);
-        if (w <= 0)
-            __builtin_trap();
-        off += (size_t)w;
-    }
-    lseek(memfd, 0, SEEK_SET);
-    return vmp_profile_read_fd(memfd, o, err);
+    return vmp_profile_read_fd(fuzz_fd_of(data, size), o, err);
 }
 
 static void same(const vmp_profile *a, const vmp_profile *b)

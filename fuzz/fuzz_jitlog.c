@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+
+#include "fuzz_fd.h"
 
 #include "vjl_forest.h"
 #include "vjl_query.h"
@@ -93,23 +93,9 @@ static void exercise(const vjl_forest *f)
     vjl_query_free(query);
 }
 
-static int memfd = -1;
-
 static vjl_forest *read_via_fd(const uint8_t *data, size_t size, vmp_error *err)
 {
-    if (memfd < 0)
-        memfd = memfd_create("fuzz", 0);
-    if (memfd < 0 || ftruncate(memfd, 0) < 0 || lseek(memfd, 0, SEEK_SET) < 0)
-        __builtin_trap();
-    size_t off = 0;
-    while (off < size) {
-        ssize_t w = write(memfd, data + off, size - off);
-        if (w <= 0)
-            __builtin_trap();
-        off += (size_t)w;
-    }
-    lseek(memfd, 0, SEEK_SET);
-    return vjl_forest_read_fd(memfd, err);
+    return vjl_forest_read_fd(fuzz_fd_of(data, size), err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -179,7 +179,13 @@ static PyObject *op_tuple(const vjl_forest *f, const vjl_op *op, int with_failar
                          (unsigned long long)vjl_forest_descr_count(f, op->descr));
 }
 
-static PyObject *JitLog_ops(JitLogObject *o, PyObject *args)
+/* The stage a method's (trace index, stage name) arguments name, or NULL. */
+typedef struct stage_ctx {
+    const vjl_forest *f;
+    const vjl_stage *st;
+} stage_ctx;
+
+static int stage_of(JitLogObject *o, PyObject *args, stage_ctx *ctx)
 {
     PyObject *index;
     const char *name;
@@ -187,21 +193,24 @@ static PyObject *JitLog_ops(JitLogObject *o, PyObject *args)
     int s;
     if (!PyArg_ParseTuple(args, "Os", &index, &name) || trace_index(o, index, &i) < 0 ||
         stage_arg(name, &s) < 0)
+        return -1;
+    ctx->f = o->f;
+    ctx->st = &vjl_forest_trace(o->f, i)->stage[s];
+    return 0;
+}
+
+static PyObject *op_item(const void *ctx, size_t k)
+{
+    const stage_ctx *c = ctx;
+    return op_tuple(c->f, &c->st->ops[k], vjl_forest_version(c->f) >= 2);
+}
+
+static PyObject *JitLog_ops(JitLogObject *o, PyObject *args)
+{
+    stage_ctx ctx;
+    if (stage_of(o, args, &ctx) < 0)
         return NULL;
-    const vjl_stage *st = &vjl_forest_trace(o->f, i)->stage[s];
-    int with_failargs = vjl_forest_version(o->f) >= 2;
-    PyObject *list = PyList_New((Py_ssize_t)st->n_ops);
-    if (!list)
-        return NULL;
-    for (size_t k = 0; k < st->n_ops; k++) {
-        PyObject *t = op_tuple(o->f, &st->ops[k], with_failargs);
-        if (!t) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)k, t);
-    }
-    return list;
+    return vmp_module_list_of(ctx.st->n_ops, op_item, &ctx);
 }
 
 static PyObject *merge_point_tuple(const vjl_forest *f, const vjl_merge_point *mp)
@@ -221,28 +230,18 @@ static PyObject *merge_point_tuple(const vjl_forest *f, const vjl_merge_point *m
     return Py_BuildValue("(IN)", mp->op_index, values);
 }
 
+static PyObject *merge_point_item(const void *ctx, size_t k)
+{
+    const stage_ctx *c = ctx;
+    return merge_point_tuple(c->f, &c->st->mps[k]);
+}
+
 static PyObject *JitLog_merge_points(JitLogObject *o, PyObject *args)
 {
-    PyObject *index;
-    const char *name;
-    size_t i;
-    int s;
-    if (!PyArg_ParseTuple(args, "Os", &index, &name) || trace_index(o, index, &i) < 0 ||
-        stage_arg(name, &s) < 0)
+    stage_ctx ctx;
+    if (stage_of(o, args, &ctx) < 0)
         return NULL;
-    const vjl_stage *st = &vjl_forest_trace(o->f, i)->stage[s];
-    PyObject *list = PyList_New((Py_ssize_t)st->n_mps);
-    if (!list)
-        return NULL;
-    for (size_t k = 0; k < st->n_mps; k++) {
-        PyObject *t = merge_point_tuple(o->f, &st->mps[k]);
-        if (!t) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)k, t);
-    }
-    return list;
+    return vmp_module_list_of(ctx.st->n_mps, merge_point_item, &ctx);
 }
 
 /* Every merge point's (file, line) in every trace: what an upload needs to
@@ -292,58 +291,52 @@ static PyObject *JitLog_resops(JitLogObject *o, PyObject *noargs)
     return d;
 }
 
+static PyObject *stitch_item(const void *ctx, size_t i)
+{
+    size_t n;
+    const vjl_stitch *s = &vjl_forest_stitches(ctx, &n)[i];
+    return Py_BuildValue("(KKN)", (unsigned long long)s->descr, (unsigned long long)s->addr,
+                         index_or_none(s->bridge));
+}
+
 static PyObject *JitLog_stitches(JitLogObject *o, PyObject *noargs)
 {
     (void)noargs;
     size_t n;
-    const vjl_stitch *s = vjl_forest_stitches(o->f, &n);
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *t = Py_BuildValue("(KKN)", (unsigned long long)s[i].descr,
-                                    (unsigned long long)s[i].addr, index_or_none(s[i].bridge));
-        if (!t) {
-            Py_CLEAR(list);
-            break;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
-    return list;
+    vjl_forest_stitches(o->f, &n);
+    return vmp_module_list_of(n, stitch_item, o->f);
+}
+
+static PyObject *counter_item(const void *ctx, size_t i)
+{
+    size_t n;
+    const vjl_counter *c = &vjl_forest_counters(ctx, &n)[i];
+    return Py_BuildValue("(KCKN)", (unsigned long long)c->addr, c->type,
+                         (unsigned long long)c->count, index_or_none(c->trace));
 }
 
 static PyObject *JitLog_counters(JitLogObject *o, PyObject *noargs)
 {
     (void)noargs;
     size_t n;
-    const vjl_counter *c = vjl_forest_counters(o->f, &n);
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *t = Py_BuildValue("(KCKN)", (unsigned long long)c[i].addr, c[i].type,
-                                    (unsigned long long)c[i].count, index_or_none(c[i].trace));
-        if (!t) {
-            Py_CLEAR(list);
-            break;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
-    return list;
+    vjl_forest_counters(o->f, &n);
+    return vmp_module_list_of(n, counter_item, o->f);
+}
+
+static PyObject *source_line_item(const void *ctx, size_t i)
+{
+    size_t n;
+    const vjl_source_line *l = &vjl_forest_source_lines(ctx, &n)[i];
+    return Py_BuildValue("(NIIN)", text(ctx, l->file), (unsigned)l->line, (unsigned)l->indent,
+                         text(ctx, l->text));
 }
 
 static PyObject *JitLog_source_lines(JitLogObject *o, PyObject *noargs)
 {
     (void)noargs;
     size_t n;
-    const vjl_source_line *l = vjl_forest_source_lines(o->f, &n);
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *t = Py_BuildValue("(NIIN)", text(o->f, l[i].file), (unsigned)l[i].line,
-                                    (unsigned)l[i].indent, text(o->f, l[i].text));
-        if (!t) {
-            Py_CLEAR(list);
-            break;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
-    return list;
+    vjl_forest_source_lines(o->f, &n);
+    return vmp_module_list_of(n, source_line_item, o->f);
 }
 
 static vjl_query *parse_query(PyObject *arg)
