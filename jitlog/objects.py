@@ -22,27 +22,65 @@ class ParseException(Exception):
 
 
 class FlatOp(object):
-    """One resop of a stage: opname(args, @descr) = result."""
+    """One resop of a stage: opname(args, @descr) = result.
+
+    Made for every op a script walks, so it keeps the decoder's tuple and
+    splits the op's text only when a part of it is asked for."""
+
+    __slots__ = ("_forest", "_raw", "_parts", "index")
 
     def __init__(self, forest, index, raw):
-        opnum, text, failargs, descr_number, code, bridge, count = raw
-        parts = text.split(",")
-        self.opnum = opnum
-        self.opname = forest.resops.get(opnum, "<opnum %d>" % opnum)
-        self.result = parts[0]
-        if descr_number is not None:
-            self.args = parts[1:-1]
-            self.descr = parts[-1]
-        else:
-            self.args = parts[1:]
-            self.descr = None
-        self.descr_number = descr_number
-        self.failargs = failargs.split(",") if failargs is not None else None
-        self.core_dump = code        # (offset from the trace's start, bytes) or None
-        self.index = index
-        self.count = count           # 'b'/'l' counters of this op's descr
+        # raw: (opnum, text, failargs, descr number, code, bridge, count)
         self._forest = forest
-        self._bridge = bridge
+        self._raw = raw
+        self._parts = None
+        self.index = index
+
+    def _split(self):
+        if self._parts is None:
+            self._parts = self._raw[1].split(",")
+        return self._parts
+
+    @property
+    def opnum(self):
+        return self._raw[0]
+
+    @property
+    def opname(self):
+        opnum = self._raw[0]
+        return self._forest.resops.get(opnum, "<opnum %d>" % opnum)
+
+    @property
+    def result(self):
+        return self._split()[0]
+
+    @property
+    def args(self):
+        parts = self._split()
+        return parts[1:-1] if self._raw[3] is not None else parts[1:]
+
+    @property
+    def descr(self):
+        return self._split()[-1] if self._raw[3] is not None else None
+
+    @property
+    def descr_number(self):
+        return self._raw[3]
+
+    @property
+    def failargs(self):
+        failargs = self._raw[2]
+        return failargs.split(",") if failargs is not None else None
+
+    @property
+    def core_dump(self):
+        """(offset from the trace's machine-code start, bytes) or None."""
+        return self._raw[4]
+
+    @property
+    def count(self):
+        """The 'b'/'l' counters of this op's descr."""
+        return self._raw[6]
 
     def get_name(self):
         return self.opname
@@ -65,13 +103,12 @@ class FlatOp(object):
         return self.descr_number
 
     def is_stitched(self):
-        return self._bridge is not None
+        return self._raw[5] is not None
 
     def get_bridge(self):
         """The bridge attached to this guard, or None."""
-        if self._bridge is None:
-            return None
-        return self._forest._trace_list[self._bridge]
+        bridge = self._raw[5]
+        return None if bridge is None else self._forest._trace_list[bridge]
 
     def _text(self, show_unused_result):
         result = ""

@@ -11,6 +11,9 @@ APT_PACKAGES="build-essential clang libclang-rt-14-dev zlib1g-dev libunwind-dev 
 # vmprof-server: HTTP, JSON, accounts, SQLite, and PostgreSQL (whose server the
 # tests start in a temporary folder).
 APT_PACKAGES="$APT_PACKAGES pkg-config libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev libpq-dev postgresql"
+# The JIT log: its tests record logs with pypy3 (PyPy's built-in _jitlog), and its
+# bench runs the original parser under pypy3 too.
+APT_PACKAGES="$APT_PACKAGES pypy3"
 
 missing=""
 for p in $APT_PACKAGES; do
