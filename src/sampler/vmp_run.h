@@ -11,7 +11,7 @@
  *   vmp_sampler.c       enable, disable, fork: the run's lifecycle
  * They share one `vmp_run` record: set by enable before any thread or handler
  * of the run exists, read by all of them, and changed afterwards only through
- * the atomics.  `enabled` alone is GIL-protected.
+ * the atomics.  `enabled` and `disabling` are GIL-protected.
  */
 #ifndef VMP_RUN_H
 #define VMP_RUN_H

@@ -103,7 +103,9 @@ static void after_fork_child(void)
     vmp_run.statm_fd = -1;
     vmp_run.enabled = 0;
     vmp_run.disabling = 0;
-    vmp_run.native = 0; /* the parent's native state is left alone; a new enable renews it */
+    if (vmp_run.native)
+        vmp_native_mode_after_fork_child(); /* forgotten, not freed; a new enable renews it */
+    vmp_run.native = 0;
     vmp_run.fd = -1;
 }
 
