@@ -67,6 +67,22 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   report.facts.start_path = s.zoomPath;
   await shot("run");
 
+  // ---- call tree table: its first row is the zoomed frame; Right unfolds a row, Left folds it
+  const firstTotal = Number((await page.locator("#tree-table tbody tr:first-child td:first-child").textContent()).replace(/,/g, ""));
+  check(firstTotal === treeAt.node.total, "the call tree table starts at the zoomed frame", [firstTotal, treeAt.node.total]);
+  const closed = page.locator('#tree-table tbody tr[aria-expanded="false"]').first();
+  if (await closed.count()) {
+    const node = await closed.getAttribute("data-node"), before = await page.locator("#tree-table tbody tr").count();
+    await closed.focus();
+    await page.keyboard.press("ArrowRight");
+    await page.waitForSelector(`#tree-table tr[data-node="${node}"][aria-expanded="true"]`);
+    const opened = await page.locator("#tree-table tbody tr").count();
+    await page.keyboard.press("ArrowLeft");
+    await page.waitForSelector(`#tree-table tr[data-node="${node}"][aria-expanded="false"]`);
+    check(opened > before && await page.locator("#tree-table tbody tr").count() === before,
+          "the call tree unfolds and folds by keys", [before, opened]);
+  }
+
   // ---- downloads: every export and the raw file answer; speedscope (the server's) opens the run
   const links = await page.$$eval("details.menu a[download]", (as) => as.map((a) => a.getAttribute("href")));
   const sizes = await Promise.all(links.map(async (l) => { const r = await fetch(base + l); return r.ok ? (await r.arrayBuffer()).byteLength : -r.status; }));
