@@ -14,7 +14,7 @@ JITLOG_SRC := $(wildcard src/jitlog/*.c)
 NATIVE_SRC := src/sampler/vmp_native_unwind.c src/sampler/vmp_symbols.c src/sampler/vmp_delivery.c
 CTEST_SRC := $(wildcard tests/c/*.c)
 CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Werror -Isrc/libvmprof -Isrc/jitlog -Isrc/sampler -Itests/c
-LDLIBS    := -lz -lunwind -ldw -ldl
+LDLIBS    := -lz -lunwind -ldw -lelf -ldl
 FIXTURES  := $(abspath tests/data/upstream/profiles)
 BUILD     := tests/c/build
 FUZZ_SECONDS ?= 60

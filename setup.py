@@ -22,7 +22,7 @@ core = Extension(
     depends=sorted(glob.glob("src/libvmprof/*.html")) + ["web/src/flamegraph.js"],
     include_dirs=SOURCE_DIRS,
     define_macros=[("VMP_HAVE_SAMPLER", "1")],
-    libraries=["z", "unwind", "dw", "dl"],  # unwind, dw: native frames (src/sampler)
+    libraries=["z", "unwind", "dw", "elf", "dl"],  # unwind, dw, elf: native frames (src/sampler)
     extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
 )
 

@@ -107,6 +107,8 @@ int vmp_native_mode_start(char *err, size_t errlen)
     int n = vmp_symbols_function_ranges(N.syms, EVAL_FUNCTION, ranges, VMP_NATIVE_MAX_EVAL_RANGES);
     for (int i = 0; i < n; i++)
         vmp_native_add_eval_range(ranges[i][0], ranges[i][1]);
+    if (n > 0)
+        vmp_symbols_set_interpreter(N.syms, ranges[0][0]);
     if (n == 0) {
         vmp_native_mode_stop();
         return fail(err, errlen,
@@ -255,4 +257,6 @@ void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void))
         vmp_enc_name(buf, VMP_TAG_NATIVE_SYMBOLS, starts[i] | VMP_NATIVE_BIT, name, len);
     }
     free(starts);
+    if (N.syms)
+        vmp_symbols_save_names(N.syms);
 }

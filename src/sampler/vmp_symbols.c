@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+
+#include "vmp_hash.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -29,10 +32,29 @@
 /* The function-name part of a name is capped as the format asks. */
 #define SYMBOL_CAP 512
 
+/* Names of one object, kept across runs in a file named by its build id:
+ * function start minus the object's load address -> the name's text.  The
+ * same build id is the same code, so the names hold wherever it is loaded. */
+struct name_cache {
+    Dwfl_Module *mod;
+    uintptr_t base;   /* the object's lowest address */
+    char id[2 * 64 + 1]; /* build id in hex; "" when it has none */
+    int own_lines;       /* the object carries its own line table */
+    vmp_u64map index; /* offset -> position in names */
+    char **names;
+    uint64_t *offsets;
+    size_t n, cap, saved; /* names[0..saved) are in the file already */
+};
+
 struct vmp_symbols {
     Dwfl *dwfl;
     unsigned long long loads; /* the loader's adds + subs when last reported */
+    uintptr_t interp_lo, interp_hi; /* the interpreter's own object */
+    struct name_cache *caches;
+    size_t ncaches;
 };
+
+static void drop_caches(vmp_symbols *s);
 
 static int first_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -75,6 +97,12 @@ static const Dwfl_Callbacks callbacks = {
 static int report_maps(vmp_symbols *s)
 {
     Dwfl *dwfl = s->dwfl;
+    /* (Modules reported again keep their identity, but one unloaded is
+     * gone: the caches, which point at modules, start again.  Their files
+     * keep what was saved.) */
+    if (s->ncaches)
+        vmp_symbols_save_names(s);
+    drop_caches(s);
     s->loads = loader_changes();
     dwfl_report_begin(dwfl);
     int rc = dwfl_linux_proc_report(dwfl, getpid());
@@ -111,10 +139,26 @@ static Dwfl_Module *module_at(vmp_symbols *s, uintptr_t addr)
     return dwfl_addrmodule(s->dwfl, addr);
 }
 
+static void drop_caches(vmp_symbols *s)
+{
+    for (size_t i = 0; i < s->ncaches; i++) {
+        struct name_cache *c = &s->caches[i];
+        for (size_t k = 0; k < c->n; k++)
+            free(c->names[k]);
+        free(c->names);
+        free(c->offsets);
+        vmp_u64map_free(&c->index);
+    }
+    free(s->caches);
+    s->caches = NULL;
+    s->ncaches = 0;
+}
+
 void vmp_symbols_close(vmp_symbols *s)
 {
     if (!s)
         return;
+    drop_caches(s);
     if (s->dwfl)
         dwfl_end(s->dwfl);
     free(s);
@@ -152,75 +196,230 @@ uintptr_t vmp_symbols_function_start(vmp_symbols *s, uintptr_t pc)
     return pc;
 }
 
-/* The compilation unit holding addr, and addr relative to the module's
- * DWARF.  libdwfl finds it through .debug_aranges, which clang does not
- * emit by default: then the units' own ranges are searched. */
-static int cu_at(Dwfl_Module *mod, uintptr_t addr, Dwarf_Die *cu, Dwarf_Addr *rel)
+/* ---- the names' cache across runs --------------------------------------- */
+
+/* The folder of the cache files: $VMPROF_CACHE_DIR, else
+ * $XDG_CACHE_HOME/vmprof/native, else ~/.cache/vmprof/native; "" (no cache)
+ * when none is known or VMPROF_CACHE_DIR is empty. */
+static int cache_dir(char *dir, size_t size, int create)
 {
-    Dwarf_Addr bias = 0;
-    Dwarf_Die *found = dwfl_module_addrdie(mod, addr, &bias);
-    if (found) {
-        *cu = *found;
-        *rel = addr - bias;
-        return 1;
-    }
-    Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
-    if (!dw)
+    const char *env = getenv("VMPROF_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"),
+               *home = getenv("HOME");
+    int n;
+    if (env)
+        n = snprintf(dir, size, "%s", env);
+    else if (xdg && *xdg)
+        n = snprintf(dir, size, "%s/vmprof/native", xdg);
+    else if (home && *home)
+        n = snprintf(dir, size, "%s/.cache/vmprof/native", home);
+    else
+        return -1;
+    if (n <= 0 || (size_t)n >= size)
+        return -1;
+    if (create) /* each level in turn; failures show at the file's open */
+        for (char *p = dir + 1; *p; p++)
+            if (*p == '/') {
+                *p = '\0';
+                mkdir(dir, 0700);
+                *p = '/';
+            }
+    if (create)
+        mkdir(dir, 0700);
+    return 0;
+}
+
+static int cache_add(struct name_cache *c, uint64_t offset, const char *name, size_t len)
+{
+    uint32_t have;
+    if (vmp_u64map_find(&c->index, offset, &have))
         return 0;
-    *rel = addr - bias;
-    Dwarf_Off off = 0, next;
-    size_t header;
-    while (dwarf_nextcu(dw, off, &next, &header, NULL, NULL, NULL) == 0) {
-        if (dwarf_offdie(dw, off + header, cu) && dwarf_haspc(cu, *rel) > 0)
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        char **names = realloc(c->names, cap * sizeof *names);
+        if (!names)
+            return -1;
+        c->names = names;
+        uint64_t *offsets = realloc(c->offsets, cap * sizeof *offsets);
+        if (!offsets)
+            return -1;
+        c->offsets = offsets;
+        c->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    if (vmp_u64map_put(&c->index, offset, (uint32_t)c->n) < 0) {
+        free(copy);
+        return -1;
+    }
+    c->names[c->n] = copy;
+    c->offsets[c->n++] = offset;
+    return 0;
+}
+
+/* Reads the cache file of c's build id, if any.  A line that is not
+ * "<hex offset> n:<name>" ends the reading: what came before stays. */
+static void cache_load(struct name_cache *c)
+{
+    char path[4096], dir[3900];
+    if (!c->id[0] || cache_dir(dir, sizeof dir, 0) < 0 || !dir[0])
+        return;
+    snprintf(path, sizeof path, "%s/%s.v1.names", dir, c->id);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        if (len == 0 || line[len - 1] != '\n')
+            break;
+        line[--len] = '\0';
+        char *end;
+        unsigned long long offset = strtoull(line, &end, 16);
+        if (end == line || *end != ' ' || strncmp(end + 1, "n:", 2) != 0)
+            break;
+        if (cache_add(c, offset, end + 1, len - (size_t)(end + 1 - line)) < 0)
+            break;
+    }
+    fclose(f);
+    c->saved = c->n;
+}
+
+/* Whether the object itself has a .debug_line section (read from its
+ * section headers only).  A library whose line table lives in a separate
+ * debug file (a distribution's -dbg package) is named without lines: those
+ * files are large to read and their sources seldom at hand; a C extension
+ * built with -g keeps its own. */
+static int has_own_lines(Dwfl_Module *mod)
+{
+    GElf_Addr bias;
+    Elf *elf = dwfl_module_getelf(mod, &bias);
+    size_t strndx;
+    if (!elf || elf_getshdrstrndx(elf, &strndx) != 0)
+        return 0;
+    for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn; scn = elf_nextscn(elf, scn)) {
+        GElf_Shdr shdr;
+        const char *name;
+        if (gelf_getshdr(scn, &shdr) && shdr.sh_type != SHT_NOBITS &&
+            (name = elf_strptr(elf, strndx, shdr.sh_name)) && strcmp(name, ".debug_line") == 0)
             return 1;
-        off = next;
     }
     return 0;
 }
 
-/* File and line of the function holding addr: where its definition starts
- * (the subprogram's declaration), else the line table's entry for addr (at a
- * function's first instruction that is often a line of an inlined callee). */
+static struct name_cache *cache_of(vmp_symbols *s, Dwfl_Module *mod)
+{
+    for (size_t i = 0; i < s->ncaches; i++)
+        if (s->caches[i].mod == mod)
+            return &s->caches[i];
+    struct name_cache *more = realloc(s->caches, (s->ncaches + 1) * sizeof *more);
+    if (!more)
+        return NULL;
+    s->caches = more;
+    struct name_cache *c = &s->caches[s->ncaches++];
+    memset(c, 0, sizeof *c);
+    c->mod = mod;
+    Dwarf_Addr low = 0;
+    dwfl_module_info(mod, NULL, &low, NULL, NULL, NULL, NULL, NULL);
+    c->base = (uintptr_t)low;
+    c->own_lines = has_own_lines(mod);
+    const unsigned char *bits;
+    GElf_Addr vaddr;
+    int len = dwfl_module_build_id(mod, &bits, &vaddr);
+    if (len > 0 && len <= 64) {
+        for (int i = 0; i < len; i++)
+            snprintf(c->id + 2 * i, 3, "%02x", bits[i]);
+        cache_load(c);
+    }
+    return c;
+}
+
+void vmp_symbols_save_names(vmp_symbols *s)
+{
+    char dir[3900], path[4096], tmp[4160];
+    int have_dir = -1;
+    for (size_t i = 0; i < s->ncaches; i++) {
+        struct name_cache *c = &s->caches[i];
+        if (!c->id[0] || c->saved == c->n)
+            continue;
+        if (have_dir < 0)
+            have_dir = cache_dir(dir, sizeof dir, 1) == 0 && dir[0];
+        if (!have_dir)
+            return;
+        /* The whole file again, then renamed over the old: a reader never
+         * sees half a file, and two runs saving at once lose nothing but
+         * names the next run computes again. */
+        snprintf(path, sizeof path, "%s/%s.v1.names", dir, c->id);
+        snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+        FILE *f = fopen(tmp, "w");
+        if (!f)
+            continue;
+        int ok = 1;
+        for (size_t k = 0; k < c->n && ok; k++)
+            ok = fprintf(f, "%llx %s\n", (unsigned long long)c->offsets[k], c->names[k]) > 0;
+        if (fclose(f) != 0 || !ok || rename(tmp, path) != 0)
+            unlink(tmp);
+        else
+            c->saved = c->n;
+    }
+}
+
+/* ---- names ----------------------------------------------------------------- */
+
+/* File and line of the function starting at (or holding) addr, from the
+ * line table: where its first instruction comes from, which is its
+ * definition for compiled C.  (The line table of one compilation unit is
+ * far cheaper to read than the debug information's tree of scopes.) */
 static const char *source_of(Dwfl_Module *mod, uintptr_t addr, int *line)
 {
-    Dwarf_Die cu;
-    Dwarf_Addr rel;
-    if (!cu_at(mod, addr, &cu, &rel))
-        return NULL;
-    Dwarf_Die *scopes = NULL;
-    int n = dwarf_getscopes(&cu, rel, &scopes);
-    const char *file = NULL;
-    for (int i = 0; i < n; i++) {
-        if (dwarf_tag(&scopes[i]) != DW_TAG_subprogram)
-            continue;
-        file = dwarf_decl_file(&scopes[i]);
-        if (file && dwarf_decl_line(&scopes[i], line) != 0)
-            *line = 0;
-        break;
-    }
-    free(scopes);
-    if (file)
-        return file;
-    Dwarf_Line *l = dwarf_getsrc_die(&cu, rel);
+    Dwfl_Line *l = dwfl_module_getsrc(mod, addr);
     if (!l)
         return NULL;
-    if (dwarf_lineno(l, line) != 0)
+    const char *file = dwfl_lineinfo(l, NULL, line, NULL, NULL, NULL);
+    if (file && *line < 0)
         *line = 0;
-    return dwarf_linesrc(l, NULL, NULL);
+    return file;
+}
+
+void vmp_symbols_set_interpreter(vmp_symbols *s, uintptr_t addr)
+{
+    Dwfl_Module *mod = module_at(s, addr);
+    Dwarf_Addr lo = 0, hi = 0;
+    if (mod && dwfl_module_info(mod, NULL, &lo, &hi, NULL, NULL, NULL, NULL)) {
+        s->interp_lo = (uintptr_t)lo;
+        s->interp_hi = (uintptr_t)hi;
+    }
 }
 
 size_t vmp_symbols_name(vmp_symbols *s, uintptr_t addr, char *buf, size_t size)
 {
     if (size == 0)
         return 0;
+    Dwfl_Module *mod = module_at(s, addr);
+    struct name_cache *c = mod ? cache_of(s, mod) : NULL;
+    uint32_t at;
+    if (c && vmp_u64map_find(&c->index, addr - c->base, &at)) {
+        size_t len = strlen(c->names[at]);
+        if (len >= size)
+            len = size - 1;
+        memcpy(buf, c->names[at], len);
+        buf[len] = '\0';
+        return len;
+    }
     uintptr_t start = addr;
     const char *symbol = symbol_at(s, addr, &start);
-    Dwfl_Module *mod = module_at(s, addr);
 
     int line = 0;
     const char *file = NULL;
     if (mod) {
-        file = source_of(mod, addr, &line);
+        /* Lines only where someone reads them: not for the interpreter's
+         * own functions, which their names say enough about, nor for
+         * libraries whose line tables are in separate debug files (see
+         * has_own_lines). */
+        if ((addr < s->interp_lo || addr >= s->interp_hi) && (!c || c->own_lines))
+            file = source_of(mod, addr, &line);
         if (!file) {
             /* No line table: the object's path still says where it lives. */
             const char *mainfile = NULL;
@@ -244,7 +443,12 @@ size_t vmp_symbols_name(vmp_symbols *s, uintptr_t addr, char *buf, size_t size)
         buf[0] = '\0';
         return 0;
     }
-    return (size_t)n < size ? (size_t)n : size - 1;
+    size_t len = (size_t)n < size ? (size_t)n : size - 1;
+    /* Only names of code a build id pins down, whole, and not made of an
+     * address (which the next run's loading moves). */
+    if (c && c->id[0] && symbol && (size_t)n < size && !memchr(buf, '\n', len))
+        cache_add(c, addr - c->base, buf, len);
+    return len;
 }
 
 /* Adds the ranges of `name` and `name.cold` found in mod's symbol table. */

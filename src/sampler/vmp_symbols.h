@@ -9,9 +9,12 @@
  *     sample in one function shares one stack entry (`start | 1`);
  *   - the NATIVE_SYMBOLS text for a function, `n:<symbol>:<line>:<file>`:
  *     the symbol from the object's symbol tables (.symtab when present, else
- *     .dynsym), file and line of its definition from DWARF when it has debug
- *     information, else the object's path with line 0;
- *     `<native symbol 0x...>` as the symbol when no table covers it;
+ *     .dynsym), file and line of its first instruction from the DWARF line
+ *     table when it has one (not for the interpreter's own functions), else
+ *     the object's path with line 0; `<native symbol 0x...>` as the symbol
+ *     when no table covers it.  Names are kept across runs in a cache file
+ *     per build id, so a program profiled again names its functions without
+ *     reading symbol or line tables;
  *   - the address ranges of a named function (for the evaluation loop).
  *
  * It sees every object mapped when it was opened or last refreshed, so
@@ -37,6 +40,16 @@ vmp_symbols *vmp_symbols_open(void);
 int vmp_symbols_refresh(vmp_symbols *s);
 
 void vmp_symbols_close(vmp_symbols *s);
+
+/* The object holding addr is the interpreter: its functions are named
+ * without file and line (vmp_symbols_name). */
+void vmp_symbols_set_interpreter(vmp_symbols *s, uintptr_t addr);
+
+/* Writes the names made since the last save to the cache files, one per
+ * build id (<build id>.v1.names), in $VMPROF_CACHE_DIR (empty: no cache), else
+ * $XDG_CACHE_HOME/vmprof/native, else ~/.cache/vmprof/native.  Failing to
+ * write is harmless: a later run computes the names again. */
+void vmp_symbols_save_names(vmp_symbols *s);
 
 /* The start of the function holding pc: from the symbol tables, else from
  * the unwind tables, else pc itself. */

@@ -311,6 +311,33 @@ int _ULx86_64_step(void *cursor)
 """
 
 
+def test_native_names_are_kept_across_runs_by_build_id(ext, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VMPROF_CACHE_DIR", str(cache))
+
+    def leaves():
+        p, _, _ = profile(py_caller_of_burn, ext, period=0.001)
+        return {func(stack_names(p, e)[0]) for e, _, _ in p.stacks}
+
+    assert "vmp_ext_burn_loop" in leaves()
+    ours = [f for f in cache.glob("*.names") if "n:vmp_ext_burn_loop:" in f.read_text()]
+    assert len(ours) == 1, sorted(f.name for f in cache.iterdir())
+    text = ours[0].read_text()
+    # The next run reads its names from the file of the object's build id,
+    # not from the object's tables: a name changed there is the name it writes.
+    ours[0].write_text(text.replace("n:vmp_ext_burn_loop:", "n:vmp_ext_burn_loop_cached:"))
+    assert "vmp_ext_burn_loop_cached" in leaves()
+    # A damaged file is read up to the damage; the rest is computed again.
+    ours[0].write_text("not a name\n" + text)
+    assert "vmp_ext_burn_loop" in leaves()
+    # No cache at all when the folder is empty.
+    monkeypatch.setenv("VMPROF_CACHE_DIR", "")
+    for f in cache.iterdir():
+        f.unlink()
+    assert "vmp_ext_burn_loop" in leaves()
+    assert not list(cache.iterdir())
+
+
 def test_threads_carry_their_own_native_stacks(ext):
     import threading
 
