@@ -25,6 +25,8 @@ import { findProgram } from "./program";
 // either had loaded.  A request asks deeper and finer (FETCH_*), so zooming a few
 // levels down, into a child of some weight, needs no new request.
 const DRAW_DEPTH = 12, DRAW_MIN = 0.0005;
+// vmprof-server computes this question from the root when a profile arrives
+// (srv_query_prepare), so the first view of a large run waits for no tree query.
 const FETCH_DEPTH = 16, FETCH_MIN = 0.0002;  // a child of 40% or more: no request
 const EXPORTS = ["collapsed", "speedscope", "pprof", "firefox", "html"];
 
@@ -151,6 +153,10 @@ export class RunPage {
   private async start(): Promise<void> {
     const r = this.root;
     r.append(h("section", { class: "page run" }, h("p", { class: "muted" }, "Loading run " + this.id + "…")));
+    // the first tree is asked at once, beside the run's facts, not after them
+    const raw = this.q("path");
+    this.pending = { key: this.treeKey(raw ? raw.split(".").map(Number) : []), answer: this.askTree(raw ? raw.split(".").map(Number) : []) };
+    this.pending.answer.catch(() => undefined);  // its error is shown when it is used
     try {
       this.run = await get<Run>("runs/" + encodeURIComponent(this.id));
     } catch (e) {
@@ -285,12 +291,21 @@ export class RunPage {
   }
 
   /** Fetches the subtree at `path` and merges it; false when the answer came too late. */
+  private askTree(path: number[]): Promise<TreeAnswer> {
+    return get<TreeAnswer>(`runs/${encodeURIComponent(this.id)}/tree`,
+      { ...this.selParams(), path: path.join("."), depth: FETCH_DEPTH, min: FETCH_MIN });
+  }
+  private treeKey(path: number[]): string { return JSON.stringify([this.selParams(), path]); }
+  /** The tree asked when the page opened, used by the first fetchTree of the same question. */
+  private pending: { key: string; answer: Promise<TreeAnswer> } | null = null;
+
   private async fetchTree(path: number[]): Promise<boolean> {
     const gen = this.gen;
     this.el.status.textContent = "loading…";
     try {
-      const a = await get<TreeAnswer>(`runs/${encodeURIComponent(this.id)}/tree`,
-        { ...this.selParams(), path: path.join("."), depth: FETCH_DEPTH, min: FETCH_MIN });
+      const early = this.pending && this.pending.key === this.treeKey(path) ? this.pending.answer : null;
+      this.pending = null;
+      const a = await (early || this.askTree(path));
       if (gen !== this.gen) return false;
       this.tree.merge(a, a.path || path, FETCH_MIN);
       this.el.status.textContent = "";
