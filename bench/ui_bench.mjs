@@ -30,6 +30,8 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.
 console.log(JSON.stringify({
   run: id, repeats,
   interactive_ms: median(runs.map((r) => r.interactive_ms)),
+  interactive_min_ms: Math.min(...runs.map((r) => r.interactive_ms)),
+  interactive_max_ms: Math.max(...runs.map((r) => r.interactive_ms)),
   bytes_before_zoom: median(runs.map((r) => r.bytes)),
   requests_before_zoom: median(runs.map((r) => r.requests)),
   zoom_ms: median(runs.map((r) => r.zoom_ms)),
