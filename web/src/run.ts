@@ -197,7 +197,7 @@ export class RunPage {
         `thread ${t.index !== undefined ? t.index + 1 : ""} (${t.id}) — ${fmtCount(t.samples)} samples`)));
     E.native = h("input", { type: "checkbox", id: "native" });
     E.interp = h("input", { type: "checkbox", id: "interp" });
-    E.search = h("input", { type: "search", id: "search", placeholder: "search functions (regex)",
+    E.search = h("input", { type: "search", id: "search", placeholder: "search function or file (text or regex)",
                             "aria-label": "search functions" });
     E.match = h("span", { id: "match", role: "status" });
     E.trail = h("nav", { id: "trail", "aria-label": "zoom path" });
@@ -404,6 +404,15 @@ export class RunPage {
     else this.graph?.setMatch(null);
     if (!s) { this.el.match.textContent = ""; this.exposeState(); return; }
     if (!ask) return;
+    if (/[.*+?^${}()|[\]\\]/.test(q)) {
+      // a regex: the server matches plain text only, so the share is the loaded frames'
+      const hit = this.loadedMatch(), all = t.value[0];
+      this.el.match.textContent = `matches about ${fmtPct(all ? hit / all : 0)} of samples (in the frames loaded)`;
+      this.el.match.dataset.matched = String(hit);
+      this.el.match.dataset.total = String(all);
+      this.exposeState();
+      return;
+    }
     // the share: from the server (every sample, not only the loaded part of the tree)
     const gen = this.gen;
     try {

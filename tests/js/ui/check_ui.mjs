@@ -153,6 +153,11 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   const want = fq.matched / fq.total * 100;
   check(fq.matched > 0 && shown.includes(want.toFixed(want >= 10 ? 1 : 2) + "%"), "search reports the API's share", { shown, fq: [fq.matched, fq.total] });
   check(new URL(page.url()).searchParams.get("q") === term, "the address holds the search");
+  // a regex (which the server's plain-text match cannot take): the loaded frames' share
+  await page.fill("#search", "^" + hot.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "$");
+  await page.waitForFunction(() => document.querySelector("#match").textContent.includes("about"));
+  const rx = await page.evaluate(() => ({ ...document.querySelector("#match").dataset }));
+  check(Number(rx.matched) > 0 && Number(rx.matched) <= fq.matched, "a regex search says the share of the frames it matched", [rx, fq.matched]);
   await page.fill("#search", "");
 
   // ---- functions table, sandwich
