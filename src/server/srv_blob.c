@@ -101,8 +101,9 @@ srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_k
     return w;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t n)
+int srv_write_all(int fd, const void *data, size_t n)
 {
+    const unsigned char *p = data;
     while (n) {
         ssize_t k = write(fd, p, n);
         if (k < 0 && errno == EINTR)
@@ -118,7 +119,7 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err)
 {
     w->size += n;
-    if (write_all(w->fd, data, n) < 0) {
+    if (srv_write_all(w->fd, data, n) < 0) {
         set_err(err, "cannot write the profile to the data folder: %s%s", strerror(errno), "");
         return -1;
     }
@@ -356,7 +357,7 @@ static int compress_one(const char *id)
             z.next_out = obuf;
             z.avail_out = OUT_CHUNK;
             rc = deflate(&z, flush);
-            if (rc == Z_STREAM_ERROR || write_all(out, obuf, OUT_CHUNK - z.avail_out) < 0)
+            if (rc == Z_STREAM_ERROR || srv_write_all(out, obuf, OUT_CHUNK - z.avail_out) < 0)
                 ok = 0;
         } while (ok && z.avail_out == 0);
         if (n == 0)

@@ -29,6 +29,9 @@
 
 typedef enum srv_blob_kind { SRV_BLOB_PROFILE = 0, SRV_BLOB_JITLOG = 1 } srv_blob_kind;
 
+/* Writes all n bytes to fd (retrying short writes); 0, or -1 with errno. */
+int srv_write_all(int fd, const void *data, size_t n);
+
 /* Creates runs/ and tmp/ under data_dir, and removes from tmp/ the files
  * not touched for tmp_max_age seconds (0: all, when no other server shares
  * the folder). */

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "srv_api.h"
+#include "srv_blob.h"
 #include "srv_cache.h"
 #include "srv_http.h"
 #include "srv_memo.h"
@@ -604,18 +605,7 @@ static void memory(srv_request *req)
 
 static int write_fd(void *ctx, const void *data, size_t len)
 {
-    int fd = *(int *)ctx;
-    const char *c = data;
-    while (len) {
-        ssize_t k = write(fd, c, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        c += k;
-        len -= (size_t)k;
-    }
-    return 0;
+    return srv_write_all(*(int *)ctx, data, len);
 }
 
 static void export_run(srv_request *req)
