@@ -1,34 +1,27 @@
 # One entry point for building, testing and running the project.
 #   make demo    profile an example program and show the result
 #   make test    every test: C unit tests (gcc, then ASan+UBSan), pytest on each
-#                CPython in scripts/pythons, the server's tests, and a bounded
-#                fuzzing run
+#                CPython in scripts/pythons, the server's tests, a bounded
+#                fuzzing run, and the sdist and a wheel installed as users would
 #   make serve   run vmprof-server in the foreground on 127.0.0.1:8000
+#   make dist    sdist and manylinux wheels in dist/, each checked (scripts/dist.sh)
 # Both install what is missing first (scripts/setup.sh).
+#
+# Everything is compiled by meson.build (the one build description); each
+# configuration below is a build folder under build/ (scripts/build.sh).
 
-LIB_SRC   := $(wildcard src/libvmprof/*.c)
-# The JIT log reader (decoder, query language, writer)
-JITLOG_SRC := $(wildcard src/jitlog/*.c)
-# The sampler's parts that need no Python (native unwinder, symbols, delivery
-# schedule): tested here too.
-NATIVE_SRC := src/sampler/vmp_native_unwind.c src/sampler/vmp_symbols.c src/sampler/vmp_delivery.c
-CTEST_SRC := $(wildcard tests/c/*.c)
-CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Werror -Isrc/libvmprof -Isrc/jitlog -Isrc/sampler -Itests/c
-LDLIBS    := -lz -lunwind -ldw -lelf -ldl
+# The project's own test builds: every warning is an error here (and only here).
+TEST_OPTS := -Dextension=false -Dtests=true --werror
+SANITIZE  := -Doptimization=1 -Ddebug=true -Db_ndebug=false -Db_sanitize=address,undefined -Db_lundef=false \
+             "-Dc_args=-fno-omit-frame-pointer -fno-sanitize-recover=all" \
+             "-Dc_link_args=-fno-sanitize-recover=all"
 FIXTURES  := $(abspath tests/data/upstream/profiles)
-BUILD     := tests/c/build
 FUZZ_SECONDS ?= 60
-PY        ?= 3.11
-
-.PHONY: setup install demo test test-c test-c-sanitize test-python test-server fuzz bench clean \
-        server serve
-
-# vmprof-server (src/server/): links the library's sources directly and
-# finds its own dependencies with pkg-config.
-SERVER_SRC  := $(wildcard src/server/*.c)
 SERVER_BIN  := build/server/vmprof-server
-SERVER_PKGS := libmicrohttpd jansson libsodium sqlite3 libpq
 SERVE_DATA  ?= build/serve-data
+
+.PHONY: setup install demo test test-c test-c-sanitize test-python test-server test-dist \
+        check-build-lists fuzz bench dist clean server server-sanitized serve
 
 setup:
 	scripts/setup.sh
@@ -36,23 +29,13 @@ setup:
 install: setup server
 	scripts/install.sh
 
-server: $(SERVER_BIN)
+# vmprof-server (src/server/), with -Werror like the project's other own builds;
+# and the same with ASan+UBSan, for the server's fuzz test.
+server:
+	scripts/build.sh server -Dextension=false -Dserver=true --werror -Dbuildtype=debugoptimized >/dev/null
 
-$(SERVER_BIN): $(SERVER_SRC) $(wildcard src/server/*.h) $(LIB_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html)
-	@mkdir -p $(dir $@)
-	gcc $(CFLAGS_COMMON) -Wno-format-truncation -Isrc/server -O2 -g -pthread \
-	    -DSRV_DEFAULT_WEB_DIR='"$(abspath web/dist)"' \
-	    -DSRV_DEFAULT_SPEEDSCOPE_DIR='"$(abspath web/node_modules/speedscope/dist/release)"' \
-	    $(shell pkg-config --cflags $(SERVER_PKGS)) \
-	    -o $@ $(SERVER_SRC) $(LIB_SRC) $(shell pkg-config --libs $(SERVER_PKGS)) -lz
-
-# The same with ASan+UBSan, for the server's fuzz test.
-$(SERVER_BIN)-sanitized: $(SERVER_SRC) $(wildcard src/server/*.h) $(LIB_SRC) $(wildcard src/libvmprof/*.h src/libvmprof/*.html)
-	@mkdir -p $(dir $@)
-	clang $(CFLAGS_COMMON) -Isrc/server -O1 -g -pthread \
-	    -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
-	    $(shell pkg-config --cflags $(SERVER_PKGS)) \
-	    -o $@ $(SERVER_SRC) $(LIB_SRC) $(shell pkg-config --libs $(SERVER_PKGS)) -lz
+server-sanitized:
+	CC=clang scripts/build.sh server-asan -Dextension=false -Dserver=true --werror $(SANITIZE) >/dev/null
 
 serve: install
 	$(SERVER_BIN) --data $(SERVE_DATA)
@@ -60,34 +43,40 @@ serve: install
 demo: install
 	scripts/demo.sh
 
-test: install test-c test-c-sanitize test-python test-server fuzz
+test: install check-build-lists test-c test-c-sanitize test-python test-server fuzz test-dist
 
-$(BUILD)/test_libvmprof: $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/jitlog/*.h src/libvmprof/*.html web/src/flamegraph.js src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
-	@mkdir -p $(BUILD)
-	gcc $(CFLAGS_COMMON) -O2 -g -o $@ $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)
+check-build-lists:
+	scripts/check-build-lists.sh
 
-$(BUILD)/test_libvmprof_sanitized: $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(wildcard src/libvmprof/*.h src/jitlog/*.h src/libvmprof/*.html web/src/flamegraph.js src/sampler/vmp_native_unwind.h src/sampler/vmp_symbols.h src/sampler/vmp_delivery.h tests/c/*.h)
-	@mkdir -p $(BUILD)
-	clang $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
-	    -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $(LIB_SRC) $(JITLOG_SRC) $(NATIVE_SRC) $(CTEST_SRC) $(LDLIBS)
+test-c:
+	CC=gcc scripts/build.sh c-gcc $(TEST_OPTS) -Dbuildtype=debugoptimized >/dev/null
+	VMP_FIXTURES=$(FIXTURES) build/c-gcc/test_libvmprof
 
-test-c: $(BUILD)/test_libvmprof
-	VMP_FIXTURES=$(FIXTURES) $(BUILD)/test_libvmprof
-
-test-c-sanitize: $(BUILD)/test_libvmprof_sanitized
-	VMP_FIXTURES=$(FIXTURES) $(BUILD)/test_libvmprof_sanitized
+test-c-sanitize:
+	CC=clang scripts/build.sh c-asan $(TEST_OPTS) $(SANITIZE) >/dev/null
+	VMP_FIXTURES=$(FIXTURES) build/c-asan/test_libvmprof
 
 test-python:
 	scripts/test-python.sh
 
-test-server: $(SERVER_BIN) $(SERVER_BIN)-sanitized
+test-server: server server-sanitized
 	scripts/test-server.sh
 
 fuzz:
-	@if [ -x fuzz/run.sh ]; then FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh; else echo "fuzz: no fuzz targets yet"; fi
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
+
+# The package as users get it: the sdist and a manylinux wheel, each installed
+# in a fresh venv of the newest CPython (`make dist` checks every CPython), and
+# the reader-only build of platforms without the sampler.
+test-dist:
+	scripts/dist.sh $(lastword $(shell cat scripts/pythons))
+	scripts/test-reader-only.sh
 
 bench: install
-	@if [ -x bench/run.sh ]; then BENCH_NO_INSTALL=1 bench/run.sh; else echo "bench: no benchmarks yet"; fi
+	BENCH_NO_INSTALL=1 bench/run.sh
+
+dist: setup
+	scripts/dist.sh
 
 clean:
-	rm -rf $(BUILD) build fuzz/build *.egg-info
+	rm -rf build dist fuzz/build

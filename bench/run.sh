@@ -53,23 +53,14 @@ if command -v pypy3 >/dev/null; then
     fi
 fi
 
-CFLAGS="-std=gnu11 -Wall -Wextra -Werror -O2 -Isrc/libvmprof"
-gcc $CFLAGS -o "$OUT/gen_profile" bench/gen_profile.c src/libvmprof/vmp_encode.c -lm
-gcc $CFLAGS -Isrc/sampler -shared -fPIC -o "$OUT/libempty_signal.so" bench/empty_signal.c \
-    src/sampler/vmp_delivery.c -lpthread
-
 # The server section runs the server as `make` builds it.
 make -s server >&2
 
-# The C reader bench links the whole library (reader, call tree, exporters).
-gcc $CFLAGS -o "$OUT/read_bench" bench/read_bench.c src/libvmprof/*.c -lz
-
-# The JIT log bench: a large log made of a real one, and the decoder's timer.
-JLFLAGS="$CFLAGS -Isrc/jitlog"
-JL_SRC="src/jitlog/vjl_decode.c src/jitlog/vjl_query.c src/jitlog/vjl_encode.c \
-    src/libvmprof/vmp_source.c src/libvmprof/vmp_error.c src/libvmprof/vmp_hash.c \
-    src/libvmprof/vmp_array.c"
-gcc $JLFLAGS -o "$OUT/gen_jitlog" bench/gen_jitlog.c $JL_SRC -lz
-gcc $JLFLAGS -o "$OUT/jitlog_read_bench" bench/jitlog_read_bench.c $JL_SRC -lz
+# The C programs (gen_profile, read_bench, the empty-signal baseline) come
+# from meson.build, built as the package is (release), into build/bench.
+scripts/build.sh bench -Dextension=false -Dbench=true >/dev/null
+# (with the JIT log bench's: a large log made of a real one, and the decoder's timer)
+cp build/bench/gen_profile build/bench/read_bench build/bench/libempty_signal.so \
+   build/bench/gen_jitlog build/bench/jitlog_read_bench "$OUT"/
 
 exec "$(pyenv prefix "$PY")/bin/python" bench/bench.py --py "$PY" "$@"

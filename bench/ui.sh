@@ -17,8 +17,8 @@ SERVER="${VMPROF_SERVER:-build/server/vmprof-server}"
 mkdir -p "$OUT"
 [ -x "$SERVER" ] || make -s server
 [ -f web/dist/app.js ] || (cd web && npm run -s build)
-[ -x "$OUT/gen_profile" ] || gcc -std=gnu11 -O2 -Isrc/libvmprof -o "$OUT/gen_profile" \
-    bench/gen_profile.c src/libvmprof/vmp_encode.c -lm
+[ -x "$OUT/gen_profile" ] || {
+    scripts/build.sh bench -Dextension=false -Dbench=true >/dev/null && cp build/bench/gen_profile "$OUT"/; }
 for n in 1000000 10; do
     [ -f "$OUT/big-$n.prof" ] || { "$OUT/gen_profile" "$OUT/big-$n.prof.tmp" "$n" && mv "$OUT/big-$n.prof.tmp" "$OUT/big-$n.prof"; }
 done

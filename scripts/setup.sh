@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="build-essential clang libclang-rt-14-dev zlib1g-dev libunwind-dev libdw-dev libelf-dev chromium"
+APT_PACKAGES="build-essential clang meson ninja-build libclang-rt-14-dev zlib1g-dev libunwind-dev libdw-dev libelf-dev chromium"
 # vmprof-server: HTTP, JSON, accounts, SQLite, and PostgreSQL (whose server the
 # tests start in a temporary folder).
 APT_PACKAGES="$APT_PACKAGES pkg-config libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev libpq-dev postgresql"

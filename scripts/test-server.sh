@@ -14,9 +14,9 @@ status=0
 echo "=== server tests on CPython $v"
 ".venv/$v/bin/pytest" -q -p no:cacheprovider --timeout="${PER_TEST_TIMEOUT:-300}" \
     --timeout-method=thread tests/server "$@" || status=1
-if [ -x build/server/vmprof-server-sanitized ]; then
+if [ -x build/server-asan/vmprof-server ]; then
     echo "=== server tests against the ASan+UBSan build"
-    VMPROF_SERVER="$PWD/build/server/vmprof-server-sanitized" \
+    VMPROF_SERVER="$PWD/build/server-asan/vmprof-server" \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ".venv/$v/bin/pytest" -q -p no:cacheprovider --timeout="${PER_TEST_TIMEOUT:-300}" \
         --timeout-method=thread --ignore=tests/server/test_ui.py tests/server "$@" \

@@ -4,12 +4,11 @@
  * for memory profiles) and a table of the hottest functions.  It needs no network and no server.
  *
  * The page itself is vmp_export_html_page.html, kept as a real HTML file so
- * it can be edited and checked as one; the assembler embeds it into the
- * library at build time (.incbin, path relative to the project root, where
- * both the Makefile and setup.py compile), and with it the flame graph
- * drawing web/src/flamegraph.js, the one vmprof-server's UI uses too.  The
- * exporter copies the page and puts the data and the drawing where the
- * page's markers stand.
+ * it can be edited and checked as one, and with it the flame graph drawing
+ * web/src/flamegraph.js, the one vmprof-server's UI uses too.  The build turns
+ * both into headers (src/tools/vmp_embed.c, run by meson.build), so they are
+ * compiled into the library wherever it is built.  The exporter copies the
+ * page and puts the data and the drawing where the page's markers stand.
  *
  * The data is the aggregated call tree of each thread (and of all threads
  * merged when there are several), never the samples: nodes narrower than
@@ -37,26 +36,11 @@
 #define DATA_MARKER "/*VMPROF_DATA*/"
 #define FLAMEGRAPH_MARKER "/*VMPROF_FLAMEGRAPH*/" /* after DATA_MARKER in the page */
 
-__asm__(".pushsection .rodata\n"
-        ".global vmp_html_page\n"
-        ".hidden vmp_html_page\n"
-        ".global vmp_html_page_end\n"
-        ".hidden vmp_html_page_end\n"
-        "vmp_html_page:\n"
-        ".incbin \"src/libvmprof/vmp_export_html_page.html\"\n"
-        "vmp_html_page_end:\n"
-        ".byte 0\n"
-        ".global vmp_html_flamegraph\n"
-        ".hidden vmp_html_flamegraph\n"
-        ".global vmp_html_flamegraph_end\n"
-        ".hidden vmp_html_flamegraph_end\n"
-        "vmp_html_flamegraph:\n"
-        ".incbin \"web/src/flamegraph.js\"\n"
-        "vmp_html_flamegraph_end:\n"
-        ".byte 0\n"
-        ".popsection\n");
-extern const char vmp_html_page[], vmp_html_page_end[];
-extern const char vmp_html_flamegraph[], vmp_html_flamegraph_end[];
+#include "vmp_export_html_page.h"       /* generated: vmp_html_page, vmp_html_page_LEN */
+#include "vmp_export_html_flamegraph.h" /* generated: vmp_html_flamegraph, ..._LEN */
+
+static const char *const vmp_html_page_end = vmp_html_page + vmp_html_page_LEN;
+static const char *const vmp_html_flamegraph_end = vmp_html_flamegraph + vmp_html_flamegraph_LEN;
 
 static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char *label,
                       double min_fraction, int *pruned, vmp_error *err)
@@ -190,7 +174,7 @@ static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o
 int vmp_export_html(const vmp_xview *v, FILE *out, const vmp_export_options *o,
                     vmp_error *err)
 {
-    size_t len = (size_t)(vmp_html_page_end - vmp_html_page);
+    size_t len = vmp_html_page_LEN;
     const char *mark = memmem(vmp_html_page, len, DATA_MARKER, strlen(DATA_MARKER));
     const char *flame = mark ? memmem(mark, (size_t)(vmp_html_page_end - mark), FLAMEGRAPH_MARKER,
                                       strlen(FLAMEGRAPH_MARKER))

@@ -208,20 +208,12 @@ int vmp_module_init_sampler(PyObject *module)
 
 #else /* !VMP_HAVE_SAMPLER */
 
-#if defined(__APPLE__)
-#define VMP_PLATFORM "macOS"
-#elif defined(_WIN32)
-#define VMP_PLATFORM "Windows"
-#else
-#define VMP_PLATFORM "this platform"
-#endif
-
 static PyObject *sampler_unavailable(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self, (void)args, (void)kw;
     PyErr_SetString(vmp_module_error,
-                    "vmprof cannot sample on " VMP_PLATFORM ": its sampler runs on Linux only "
-                    "(read_profile, vmprofshow and the exports work here)");
+                    "vmprof cannot sample here: this build has no sampler, which needs Linux "
+                    "with libunwind and libdw (read_profile, vmprofshow and the exports work)");
     return NULL;
 }
 

@@ -3,7 +3,7 @@ mutated request lines, paths, headers and bodies (profiles cut and
 corrupted, JSON and multipart malformed, chunked encodings broken).  The
 server must answer each with a well-formed status (or close the connection),
 never fail with a 5xx other than 503, and still serve afterwards.  The
-binary built with ASan+UBSan is used when present (make server-sanitized)."""
+binary built with ASan+UBSan is used when present (make server-sanitized: build/server-asan/vmprof-server)."""
 import os
 import random
 import socket
@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, Server
 
-SANITIZED = os.path.join(ROOT, "build", "server", "vmprof-server-sanitized")
+SANITIZED = os.path.join(ROOT, "build", "server-asan", "vmprof-server")
 REQUESTS = int(os.environ.get("SERVER_FUZZ_REQUESTS", "1500"))
 SECONDS = float(os.environ.get("SERVER_FUZZ_SECONDS", "40"))
 
