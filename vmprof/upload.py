@@ -1,7 +1,7 @@
 """Uploads a profile to a vmprof server: `python -m vmprof.upload FILE`.
 
 The exchange is the one existing vmprof clients speak (see the project's
-spec/upload-protocol.md), so this client works against the project's server and
+docs/spec/upload-protocol.md), so this client works against the project's server and
 servers that accept the original clients:
 
     POST <url>/api/runtime/new                    JSON {"argv", "VM"} -> runtime_id

@@ -1,6 +1,6 @@
 /*
  * srv_upload.c - the upload exchange the vmprof clients speak
- * (spec/upload-protocol.md), unchanged:
+ * (docs/spec/upload-protocol.md), unchanged:
  *
  *   POST /api/runtime/new                    {"argv", "VM"} -> {"runtime_id"}
  *   POST /api/runtime/upload/cpu/ID/add      the profile, raw (or a multipart

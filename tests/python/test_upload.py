@@ -1,6 +1,6 @@
 """The upload client (vmprof.upload) against a loopback server.
 
-The client must speak spec/upload-protocol.md exactly: new runtime (JSON),
+The client must speak docs/spec/upload-protocol.md exactly: new runtime (JSON),
 the raw file (no Content-Type, Content-Disposition with the path), freeze;
 print <url>/#/<runtime_id>; and on failure raise/print one line and leave the
 file where it was.

@@ -1,6 +1,6 @@
 """A small vmprof upload server for the tests: 127.0.0.1 only, in a thread.
 
-It speaks the exchange of spec/upload-protocol.md, records every request
+It speaks the exchange of docs/spec/upload-protocol.md, records every request
 (method, path, headers, body) and can be told to fail one step with a status,
 to answer something that is not JSON, or not to answer at all (to test
 timeouts).  Every socket has a timeout, so a test can never hang on it.

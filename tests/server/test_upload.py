@@ -1,4 +1,4 @@
-"""The upload exchange of spec/upload-protocol.md against vmprof-server: by
+"""The upload exchange of docs/spec/upload-protocol.md against vmprof-server: by
 hand, with our client (`python -m vmprof --web`), and with the original
 client from PyPI, anonymous and with a token."""
 import gzip
