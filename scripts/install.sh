@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Builds and installs the package into the venv of each CPython given (default:
-# all of scripts/pythons), the standard way: pip install .  The server binary,
+# Builds and installs the package into the venv of each interpreter given
+# (default: every one, scripts/pythons and scripts/pypys), the standard way:
+# pip install .  (on PyPy the extension is built for its C-API emulation, the
+# reader without the sampler: PyPy samples with its own _vmprof).  The server binary,
 # when built (make server), goes onto each venv's PATH too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-versions="${*:-$(cat scripts/pythons)}"
+. scripts/venv-lib.sh
+versions="${*:-$(interpreters)}"
 for v in $versions; do
     [ -x ".venv/$v/bin/python" ] || continue
-    echo "install: building vmprof for CPython $v"
+    echo "install: building vmprof for $v"
     ".venv/$v/bin/python" -m pip install -q --force-reinstall --no-deps . 2>&1 | grep -v "^\s*$" || true
     (cd / && "$OLDPWD/.venv/$v/bin/python" -c "import vmprof._core") || { echo "install: the extension does not import under $v" >&2; exit 1; }
     if [ -x build/server/vmprof-server ]; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, and nothing twice:
 #   - Debian packages (compilers, sanitizer runtimes, libunwind, elfutils, ...)
-#   - one project-local virtual environment per CPython in scripts/pythons,
-#     under .venv/<version>, with the test tools and the package built in.
+#   - one project-local virtual environment per interpreter: each CPython in
+#     scripts/pythons under .venv/<version>, and Debian's PyPy (scripts/pypys)
+#     under .venv/pypy3, with the test tools (make install builds the package in).
 # Usage: scripts/setup.sh [--no-install]   (--no-install: tools only, no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,9 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES="build-essential clang meson ninja-build libclang-rt-14-dev zlib1g-dev libunwind-dev libdw-dev libelf-dev chromium"
 # vmprof-server: HTTP, JSON, accounts, SQLite, and PostgreSQL (whose server the
 # tests start in a temporary folder).
+# PyPy (scripts/pypys): its interpreter and the headers its C-API emulation
+# builds our extension with.
+APT_PACKAGES="$APT_PACKAGES pypy3 pypy3-dev"
 APT_PACKAGES="$APT_PACKAGES pkg-config libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev libpq-dev postgresql"
 # The JIT log: its tests record logs with pypy3 (PyPy's built-in _jitlog), and its
 # bench runs the original parser under pypy3 too.
@@ -28,15 +32,15 @@ fi
 
 . scripts/venv-lib.sh
 
-for v in $(cat scripts/pythons); do
+for v in $(interpreters); do
     venv=".venv/$v"
     drop_broken_venv "$venv"
     if [ ! -x "$venv/bin/python" ]; then
-        prefix=$(pyenv prefix "$v" 2>/dev/null) || {
-            echo "setup: CPython $v is not installed (pyenv install $v), skipping it" >&2
+        python=$(interpreter "$v") || {
+            echo "setup: $v is not installed (CPython: pyenv install $v; PyPy: apt install pypy3), skipping it" >&2
             continue
         }
-        "$prefix/bin/python" -m venv "$venv"
+        "$python" -m venv "$venv"
         "$venv/bin/python" -m pip install -q --upgrade pip
     fi
     if [ ! -f "$venv/.tools-installed-2" ]; then

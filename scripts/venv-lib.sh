@@ -1,4 +1,4 @@
-# Sourced by the scripts that make venvs (scripts/setup.sh, bench/run.sh).
+# Sourced by the scripts that make or use the project's venvs.
 #
 # A venv is tied to the folder it was made in: its scripts' #! lines name its
 # python by absolute path.  One that was moved or copied with the checkout, or
@@ -17,4 +17,17 @@ drop_broken_venv() {  # drop_broken_venv DIR
         echo "setup: $1 was made in another folder or no longer runs; making it again" >&2
         rm -rf "$1"
     fi
+}
+
+# The interpreters the package is installed into and tested under: the CPythons
+# of scripts/pythons (pyenv's), then the PyPys of scripts/pypys (Debian's).
+interpreters() {
+    cat scripts/pythons scripts/pypys | tr ' ' '\n' | grep -v '^$'
+}
+
+interpreter() {  # interpreter NAME: the path of that interpreter's python
+    case "$1" in
+        pypy*) command -v "$1" ;;
+        *) local prefix; prefix=$(pyenv prefix "$1" 2>/dev/null) && echo "$prefix/bin/python" ;;
+    esac
 }
