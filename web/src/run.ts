@@ -668,7 +668,9 @@ export class RunPage {
       else return;
       ev.preventDefault();
     });
-    window.addEventListener("resize", () => paint());
+    if (this.onResize) window.removeEventListener("resize", this.onResize);
+    this.onResize = () => paint();  // one listener, however often the plot is made again
+    window.addEventListener("resize", this.onResize);
     (box as HTMLElement & { memory?: MemoryAnswer }).memory = m;
   }
 
@@ -692,5 +694,11 @@ export class RunPage {
              loaded: t.complete[n] !== Infinity, ...t.func(n) };
   }
 
-  destroy(): void { this.gen++; this.graph?.destroy(); }
+  private onResize: (() => void) | null = null;
+
+  destroy(): void {
+    this.gen++;
+    this.graph?.destroy();
+    if (this.onResize) window.removeEventListener("resize", this.onResize);
+  }
 }
