@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "srv_api.h"
@@ -365,9 +366,12 @@ static void login(srv_request *req)
         return;
     }
     srv_reply_json(req, 200, me_json(&who));
+    /* Behind a TLS proxy (docs/server.md) the cookie must never travel in clear. */
+    const char *proto = srv_header(req, "X-Forwarded-Proto");
+    int tls = proto && strcasecmp(proto, "https") == 0;
     char cookie[256];
-    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d",
-             SRV_SESSION_COOKIE, secret, SRV_SESSION_SECONDS);
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s",
+             SRV_SESSION_COOKIE, secret, SRV_SESSION_SECONDS, tls ? "; Secure" : "");
     MHD_add_response_header(req->response, MHD_HTTP_HEADER_SET_COOKIE, cookie);
 }
 

@@ -132,6 +132,15 @@ def test_browser_session(server, people, profile_bytes):
     assert status == 200 and me["user"] == "alice" and me["csrf"]
     set_cookie = resp.getheader("Set-Cookie")
     assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
+    assert "Secure" not in set_cookie          # plain http: a Secure cookie would not come back
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/api/login", body=json.dumps({"name": "alice",
+                                                         "password": "correct horse"}),
+                 headers={"Content-Type": "application/json", "X-Forwarded-Proto": "https"})
+    behind_tls = conn.getresponse()
+    behind_tls.read()
+    conn.close()
+    assert "; Secure" in behind_tls.getheader("Set-Cookie")
     cookie = set_cookie.split(";")[0]
     status, me2, _ = session_request(server, "GET", "/api/me", cookie=cookie)
     assert me2 == me
