@@ -8,20 +8,53 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+enum { ACTIVE, STILL };
+
+/* sampled_cpu[] values other than a CPU time */
+#define NO_SAMPLE (-1)
+#define NOT_PYTHON (-2)
+
+struct vmp_delivery_thread {
+    pid_t tid;
+    uint8_t state;      /* ACTIVE: read every round; STILL: see the header */
+    uint8_t seen;       /* found by the latest listing */
+    uint8_t awaiting;   /* signalled; its answer not read yet */
+    uint8_t not_python; /* its latest answer: no Python thread state */
+    uint8_t blocks;     /* it blocks the signal */
+    uint8_t checked;    /* its mask was read for the pending signal */
+    uint32_t active_pos;
+    int64_t last_cpu;      /* ns, the latest reading; -1: none yet */
+    int64_t delta;         /* CPU time used in the latest round it was read */
+    int64_t credit;        /* CPU clock: CPU time not yet paid for by a sample */
+    int64_t owed;          /* samples due but not yet signalled */
+    int64_t idle_cpu;      /* wall clock: CPU clock when found idle; -1: not idle */
+    int64_t repeats;       /* samples repeated since the last real one */
+    int64_t still_from;    /* wall clock, STILL: first period whose repeat is not handed over */
+    int64_t probe_cpu;     /* not Python: signal again once its CPU clock passed this */
+    int64_t probe_gap;
+    int64_t pending_since; /* ns: since when its signal is pending; 0: none */
+};
 
 /* Signals handled per tid slot: the handler counts, the sending thread
  * compares with what it sent. */
 static _Atomic uint32_t handled[VMP_TID_SLOTS];
 static uint32_t sent_to[VMP_TID_SLOTS]; /* the sending thread's own */
 static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
-/* Per slot, the thread whose sample was last kept and its CPU clock right
- * after it (-1: its last signal kept no sample), for the idle test. */
+/* Per slot, the thread whose sample was last reported and, for a kept one,
+ * its CPU clock right after it (else NO_SAMPLE or NOT_PYTHON). */
 static _Atomic pid_t sampled_tid[VMP_TID_SLOTS];
 static _Atomic int64_t sampled_cpu[VMP_TID_SLOTS];
+/* Whether a kept sample's CPU clock is wanted (wall clock with repeats):
+ * set before the first signal of a run. */
+static _Atomic int want_sample_cpu;
 
 static int64_t ns_of(struct timespec t)
 {
@@ -41,13 +74,14 @@ void vmp_delivery_handled(void)
     atomic_fetch_add_explicit(&handled[vmp_tid_slot(vmp_delivery_this_tid())], 1, memory_order_release);
 }
 
-void vmp_delivery_sampled(int kept)
+void vmp_delivery_sampled(int outcome)
 {
     pid_t tid = vmp_delivery_this_tid();
     size_t k = vmp_tid_slot(tid);
-    int64_t cpu = -1;
+    int64_t cpu = outcome == VMP_SAMPLE_NOT_PYTHON ? NOT_PYTHON : NO_SAMPLE;
     struct timespec t;
-    if (kept && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
+    if (outcome == VMP_SAMPLE_KEPT && atomic_load_explicit(&want_sample_cpu, memory_order_relaxed) &&
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
         cpu = ns_of(t);
     atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
     atomic_store_explicit(&sampled_cpu[k], cpu, memory_order_release);
@@ -59,10 +93,11 @@ void vmp_delivery_forget_tid(void)
     tid_cache = 0;
 }
 
-static int64_t mono_ns(void)
+static int64_t clock_ns(clockid_t clk)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    if (clock_gettime(clk, &t) < 0)
+        return -1;
     return ns_of(t);
 }
 
@@ -70,11 +105,92 @@ static int64_t thread_cpu_ns(pid_t tid)
 {
     /* Linux's clock id for another thread's CPU time (CPUCLOCK_SCHED of a
      * per-thread clock), as pthread_getcpuclockid builds it. */
-    clockid_t clk = (clockid_t)((~(unsigned)tid << 3) | 6);
-    struct timespec t;
-    if (clock_gettime(clk, &t) < 0)
+    return clock_ns((clockid_t)((~(unsigned)tid << 3) | 6));
+}
+
+/* ---- the table: threads by tid, and the list of active ones ---------------- */
+
+static size_t hash_tid(pid_t tid)
+{
+    return (size_t)((uint32_t)tid * 2654435761u);
+}
+
+static vmp_delivery_thread *find(const vmp_delivery *d, pid_t tid)
+{
+    for (size_t h = hash_tid(tid) & d->index_mask;; h = (h + 1) & d->index_mask) {
+        int32_t i = d->index[h];
+        if (i < 0)
+            return NULL;
+        if (d->threads[i].tid == tid)
+            return &d->threads[i];
+    }
+}
+
+static void index_put(vmp_delivery *d, size_t pos)
+{
+    size_t h = hash_tid(d->threads[pos].tid) & d->index_mask;
+    while (d->index[h] >= 0)
+        h = (h + 1) & d->index_mask;
+    d->index[h] = (int32_t)pos;
+}
+
+/* Rebuilds the index and the active list after positions changed. */
+static void reindex(vmp_delivery *d)
+{
+    memset(d->index, 0xff, (d->index_mask + 1) * sizeof *d->index);
+    d->n_active = 0;
+    for (size_t i = 0; i < d->n_threads; i++) {
+        index_put(d, i);
+        if (d->threads[i].state == ACTIVE) {
+            d->threads[i].active_pos = (uint32_t)d->n_active;
+            d->active[d->n_active++] = (uint32_t)i;
+        }
+    }
+}
+
+/* Room for twice the threads: 0, or -1 when out of memory (the table is
+ * unchanged then). */
+static int grow(vmp_delivery *d)
+{
+    size_t cap = d->cap ? 2 * d->cap : 256;
+    if (cap > INT32_MAX / 4)
         return -1;
-    return ns_of(t);
+    vmp_delivery_thread *threads = realloc(d->threads, cap * sizeof *threads);
+    if (!threads)
+        return -1;
+    d->threads = threads;
+    uint32_t *active = realloc(d->active, cap * sizeof *active);
+    if (!active)
+        return -1;
+    d->active = active;
+    int32_t *index = malloc(2 * cap * sizeof *index); /* at most half full */
+    if (!index)
+        return -1;
+    free(d->index);
+    d->index = index;
+    d->index_mask = 2 * cap - 1;
+    d->cap = cap;
+    reindex(d);
+    return 0;
+}
+
+static void make_active(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    if (t->state == ACTIVE)
+        return;
+    t->state = ACTIVE;
+    t->active_pos = (uint32_t)d->n_active;
+    d->active[d->n_active++] = (uint32_t)(t - d->threads);
+}
+
+static void make_still(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    if (t->state == STILL)
+        return;
+    uint32_t last = d->active[--d->n_active];
+    d->active[t->active_pos] = last;
+    d->threads[last].active_pos = t->active_pos;
+    t->state = STILL;
 }
 
 static int skipped(const vmp_delivery *d, pid_t tid)
@@ -85,29 +201,34 @@ static int skipped(const vmp_delivery *d, pid_t tid)
     return 0;
 }
 
-static void note_thread(vmp_delivery *d, pid_t tid)
+/* Returns 0, or -1 when the table could not grow for it. */
+static int note_thread(vmp_delivery *d, pid_t tid)
 {
-    size_t i = 0;
-    while (i < d->n_threads && d->threads[i].tid != tid)
-        i++;
-    if (i == d->n_threads) {
-        if (d->n_threads == VMP_DELIVERY_MAX_THREADS)
-            return;
-        d->threads[d->n_threads++] = (vmp_delivery_thread){.tid = tid, .last_cpu = -1, .idle_cpu = -1};
+    vmp_delivery_thread *t = find(d, tid);
+    if (!t) {
+        if (d->n_threads == d->cap && grow(d) < 0)
+            return -1;
+        t = &d->threads[d->n_threads];
+        *t = (vmp_delivery_thread){.tid = tid, .state = STILL, .last_cpu = -1, .idle_cpu = -1};
+        index_put(d, d->n_threads++);
+        make_active(d, t); /* a thread born during the run: all its CPU time counts */
     }
-    d->threads[i].seen = 1;
+    t->seen = 1;
+    return 0;
 }
 
 /* Refreshes the table from the listing of /proc/self/task (read again from
- * its start: no open or allocation per scan), keeping what is known about
- * the threads still there. */
+ * its start: no open per scan), keeping what is known about the threads
+ * still there. */
 static void scan_threads(vmp_delivery *d)
 {
     char buf[8192];
     if (d->task_fd < 0 || lseek(d->task_fd, 0, SEEK_SET) < 0)
         return;
+    atomic_fetch_add_explicit(&d->scans, 1, memory_order_relaxed);
     for (size_t i = 0; i < d->n_threads; i++)
         d->threads[i].seen = 0;
+    uint64_t missed = 0;
     for (;;) {
         long got = syscall(SYS_getdents64, d->task_fd, buf, sizeof buf);
         if (got < 0) {
@@ -123,10 +244,12 @@ static void scan_threads(vmp_delivery *d)
             if (e->d_name[0] < '0' || e->d_name[0] > '9')
                 continue;
             pid_t tid = (pid_t)atoi(e->d_name);
-            if (!skipped(d, tid))
-                note_thread(d, tid);
+            if (!skipped(d, tid) && note_thread(d, tid) < 0)
+                missed++;
         }
     }
+    if (missed > atomic_load_explicit(&d->threads_missed, memory_order_relaxed))
+        atomic_store_explicit(&d->threads_missed, missed, memory_order_relaxed);
     size_t kept = 0;
     for (size_t i = 0; i < d->n_threads; i++) {
         if (d->threads[i].seen) {
@@ -139,61 +262,142 @@ static void scan_threads(vmp_delivery *d)
             atomic_store_explicit(&sampled_tid[k], 0, memory_order_relaxed);
         }
     }
-    d->n_threads = kept;
+    if (kept != d->n_threads) {
+        d->n_threads = kept;
+        reindex(d);
+    }
+    if (d->n_threads > atomic_load_explicit(&d->threads_max, memory_order_relaxed))
+        atomic_store_explicit(&d->threads_max, d->n_threads, memory_order_relaxed);
 }
 
-int vmp_delivery_start(vmp_delivery *d)
+/* Reads thread t's CPU clock: what it used since the last reading (a thread
+ * read for the first time: all its CPU time), or -1 when it is gone.  What
+ * the threads read used is taken off the unexplained CPU time. */
+static int64_t observe(vmp_delivery *d, vmp_delivery_thread *t)
 {
-    atomic_store(&d->periods, 0);
-    atomic_store(&d->late, 0);
-    atomic_store(&d->sent, 0);
-    atomic_store(&d->repeated, 0);
-    d->threads = calloc(VMP_DELIVERY_MAX_THREADS, sizeof *d->threads);
-    if (!d->threads)
-        return -1;
-    for (size_t k = 0; k < VMP_TID_SLOTS; k++) { /* nothing of an earlier run counts */
-        sent_to[k] = atomic_load(&handled[k]);
-        atomic_store(&sampled_tid[k], 0);
+    int64_t cpu = thread_cpu_ns(t->tid);
+    atomic_fetch_add_explicit(&d->clock_reads, 1, memory_order_relaxed);
+    if (cpu < 0) {
+        d->rescan = 1;
+        return t->delta = -1;
     }
-    d->pid = getpid();
-    d->n_threads = 0;
-    int64_t n = VMP_MAX_BACKLOG_NS / d->period_ns;
-    d->max_owed = n > VMP_MIN_BACKLOG_PERIODS ? n : VMP_MIN_BACKLOG_PERIODS;
-    d->max_repeats = d->repeat && !d->cpu_clock ? VMP_IDLE_REFRESH_NS / d->period_ns - 1 : 0;
-    /* catch-up rounds far enough apart that the last signal was likely handled */
-    d->catchup_gap = d->period_ns / 2 > 30000 ? d->period_ns / 2 : 30000;
-    d->catchup = 0;
-    d->task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    scan_threads(d);
-    for (size_t i = 0; i < d->n_threads; i++)
-        d->threads[i].last_cpu = thread_cpu_ns(d->threads[i].tid);
-    d->last_scan = d->last_round = mono_ns();
-    d->next = d->last_scan + d->period_ns;
-    return 0;
-}
-
-int64_t vmp_delivery_wait(vmp_delivery *d)
-{
-    int64_t wake = d->next;
-    if (d->catchup && d->last_round + d->catchup_gap < wake)
-        wake = d->last_round + d->catchup_gap;
-    struct timespec dl = {wake / 1000000000LL, wake % 1000000000LL};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR) {
-    }
-    int64_t now = mono_ns(), periods = 0;
-    if (now >= d->next) {
-        periods = 1 + (now - d->next) / d->period_ns; /* >1: woken late on a busy machine */
-        atomic_fetch_add_explicit(&d->periods, 1, memory_order_relaxed);
-        if (periods > 1)
-            atomic_fetch_add_explicit(&d->late, 1, memory_order_relaxed);
-        d->next += periods * d->period_ns;
-        if (now - d->last_scan >= VMP_SCAN_NS) {
-            scan_threads(d);
-            d->last_scan = now;
+    int64_t delta = t->last_cpu >= 0 ? cpu - t->last_cpu : cpu;
+    d->unexplained -= delta;
+    t->last_cpu = cpu;
+    if (d->cpu_clock) {
+        t->credit += delta;
+        while (t->credit >= d->period_ns) {
+            t->owed++;
+            t->credit -= d->period_ns;
         }
     }
-    d->last_round = now;
-    return periods;
+    return t->delta = delta;
+}
+
+/* The CPU time of the sending thread and the skipped ones, which the
+ * process's clock counts too. */
+static void observe_own(vmp_delivery *d)
+{
+    int64_t self = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    if (self >= 0) {
+        d->unexplained -= self - d->self_cpu;
+        d->self_cpu = self;
+    }
+    for (int i = 0; i < 2; i++) {
+        pid_t tid = d->skip[i] ? atomic_load(d->skip[i]) : 0;
+        int64_t cpu = tid ? thread_cpu_ns(tid) : -1;
+        if (cpu >= 0 && d->skip_cpu[i] >= 0 && tid == d->skip_tid[i])
+            d->unexplained -= cpu - d->skip_cpu[i];
+        d->skip_tid[i] = tid;
+        d->skip_cpu[i] = cpu;
+    }
+}
+
+/* Wall clock: hands thread t's counted repeats over, up to period `upto`
+ * included. */
+static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
+{
+    int64_t n = upto - t->still_from + 1;
+    t->still_from = upto + 1;
+    if (n <= 0 || t->idle_cpu < 0 || !d->repeat)
+        return;
+    if (d->repeat(t->tid, n) == 0) {
+        t->repeats += n;
+        atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+    }
+}
+
+/* A still thread made active for this round (it ran, or is due a real
+ * sample): what it is owed now. */
+static void wake(vmp_delivery *d, vmp_delivery_thread *t, int force_signal)
+{
+    if (!d->cpu_clock) {
+        hand_over_repeats(d, t, d->period_no - 1);
+        t->owed = 1; /* this round's */
+        if (force_signal)
+            t->repeats = d->max_repeats; /* see idle_since_sample */
+    }
+    t->delta = 1; /* not still this round */
+    make_active(d, t);
+}
+
+/* Reads every still thread; those that ran are active again. */
+static void poll_still(vmp_delivery *d)
+{
+    atomic_fetch_add_explicit(&d->polls, 1, memory_order_relaxed);
+    for (size_t i = 0; i < d->n_threads; i++) {
+        vmp_delivery_thread *t = &d->threads[i];
+        if (t->state == STILL && observe(d, t) != 0)
+            wake(d, t, 0);
+    }
+    /* Still unexplained: threads not in the table (born and gone between
+     * two listings, or not listed yet). */
+    if (d->unexplained > VMP_WAKE_NS)
+        d->rescan = 1;
+    d->unexplained = 0;
+}
+
+/* Wall clock: visits the next still threads in turn, each SWEEPS times per
+ * refresh interval, and signals those whose last real sample is about to
+ * be older than the interval (their repeats handed over first). */
+#define SWEEPS 8
+static void sweep_still(vmp_delivery *d, int64_t periods)
+{
+    if (!d->n_threads || d->max_repeats <= 0 || !periods)
+        return;
+    size_t visits = (size_t)((int64_t)d->n_threads * SWEEPS * periods / d->max_repeats) + 1;
+    if (visits > d->n_threads)
+        visits = d->n_threads;
+    for (size_t v = 0; v < visits; v++) {
+        if (d->sweep >= d->n_threads)
+            d->sweep = 0;
+        vmp_delivery_thread *t = &d->threads[d->sweep++];
+        if (t->state != STILL || t->not_python || t->idle_cpu < 0)
+            continue;
+        int64_t since_real = t->repeats + d->period_no - t->still_from + 1;
+        if (since_real >= d->max_repeats - d->max_repeats / SWEEPS)
+            wake(d, t, 1);
+    }
+}
+
+/* Whether thread tid blocks signal signo (its SigBlk in /proc). */
+static int blocks_signal(pid_t tid, int signo)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    int blocked = 0;
+    unsigned long long mask;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "SigBlk: %llx", &mask) == 1) {
+            blocked = (mask >> (signo - 1)) & 1;
+            break;
+        }
+    }
+    fclose(f);
+    return blocked;
 }
 
 /* Wall clock: whether thread t (tid slot k, no signal pending) has not run
@@ -206,64 +410,241 @@ static int idle_since_sample(vmp_delivery *d, vmp_delivery_thread *t, size_t k)
     int64_t at = atomic_load_explicit(&sampled_cpu[k], memory_order_acquire);
     if (who != t->tid || at < 0 || atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != who)
         return 0;
-    int64_t now = thread_cpu_ns(t->tid);
+    int64_t now = t->last_cpu;
     if (now < at || now - at > VMP_IDLE_SLACK_NS || (t->idle_cpu >= 0 && now != t->idle_cpu))
         return 0;
     t->idle_cpu = now;
     return 1;
 }
 
-void vmp_delivery_send(vmp_delivery *d, int64_t periods)
+/* Reads the answer to the last signal: whether the thread has a Python
+ * thread state. */
+static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k)
 {
-    d->catchup = 0;
-    for (size_t i = 0; i < d->n_threads; i++) {
-        vmp_delivery_thread *t = &d->threads[i];
-        if (!d->cpu_clock) {
-            t->owed += periods;
-        } else {
-            int64_t cpu = thread_cpu_ns(t->tid);
-            if (cpu < 0)
-                continue; /* gone; the next scan drops it */
-            /* A thread first seen now was born during the run: all its CPU
-             * time is the run's. */
-            t->credit += t->last_cpu >= 0 ? cpu - t->last_cpu : cpu;
-            t->last_cpu = cpu;
-            while (t->credit >= d->period_ns) {
-                t->owed++;
-                t->credit -= d->period_ns;
+    t->awaiting = 0;
+    int not_python = atomic_load_explicit(&sampled_tid[k], memory_order_acquire) == t->tid &&
+                     atomic_load_explicit(&sampled_cpu[k], memory_order_acquire) == NOT_PYTHON;
+    if (!not_python) {
+        t->not_python = 0;
+        t->probe_gap = 0;
+        return;
+    }
+    atomic_fetch_add_explicit(&d->not_python, 1, memory_order_relaxed);
+    t->not_python = 1;
+    t->probe_gap = t->probe_gap ? 2 * t->probe_gap : d->period_ns;
+    if (t->probe_gap > VMP_NOT_PYTHON_MAX_NS)
+        t->probe_gap = VMP_NOT_PYTHON_MAX_NS;
+    t->probe_cpu = (t->last_cpu > 0 ? t->last_cpu : 0) + t->probe_gap;
+}
+
+/* Signals thread t, or repeats its sample, for what it is owed. */
+static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
+{
+    if (t->owed > d->max_owed)
+        t->owed = d->max_owed; /* far behind: drop rather than burst */
+    size_t k = vmp_tid_slot(t->tid);
+    if (sent_to[k] != atomic_load_explicit(&handled[k], memory_order_acquire)) {
+        /* the last one is still pending */
+        if (!t->pending_since)
+            t->pending_since = now;
+        int long_pending = now - t->pending_since >= VMP_BLOCKED_CHECK_NS;
+        if (long_pending && !t->checked) {
+            t->checked = 1;
+            if (blocks_signal(t->tid, d->signo)) {
+                t->blocks = 1;
+                atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
             }
         }
-        if (t->owed > d->max_owed)
-            t->owed = d->max_owed; /* far behind: drop rather than burst */
-        if (t->owed <= 0)
-            continue;
-        size_t k = vmp_tid_slot(t->tid);
-        if (sent_to[k] != atomic_load_explicit(&handled[k], memory_order_acquire)) {
-            d->catchup = 1; /* the last one is still pending: next round */
-            continue;
+        if (t->blocks)
+            t->owed = 0; /* left alone */
+        else if (t->owed > 0)
+            d->catchup = 1; /* next round (a loaded machine lets it wait) */
+        if (t->blocks && t->delta == 0) {
+            t->still_from = d->period_no + 1;
+            make_still(d, t);
         }
+        return;
+    }
+    t->pending_since = 0;
+    t->blocks = t->checked = 0;
+    if (t->awaiting)
+        read_answer(d, t, k);
+    if (t->not_python) {
+        if (t->last_cpu < t->probe_cpu) {
+            t->owed = 0; /* nothing to record there */
+        } else if (t->owed <= 0) {
+            t->owed = 1; /* it used its stretch: ask again */
+        }
+    }
+    if (t->owed > 0 && d->max_repeats && idle_since_sample(d, t, k)) {
+        int64_t n = t->owed;
+        t->owed = 0;
+        if (d->repeat(t->tid, n) == 0) {
+            t->repeats += n;
+            atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+        }
+    }
+    if (t->owed > 0) {
         t->owed--;
         if (t->owed)
             d->catchup = 1;
-        if (d->max_repeats && idle_since_sample(d, t, k) && d->repeat(t->tid) == 0) {
-            t->repeats++;
-            atomic_fetch_add_explicit(&d->repeated, 1, memory_order_relaxed);
-            continue;
-        }
         t->idle_cpu = -1;
-        t->repeats = 0;
+        /* A refresh keeps the thread's phase; after any other signal its
+         * first refresh comes a little early, by an amount that depends on
+         * the thread, so that threads that went idle together (a pool at
+         * its first sample) are not all refreshed in one round ever after. */
+        t->repeats = t->repeats >= d->max_repeats || d->max_repeats < 4
+                         ? 0
+                         : (int64_t)(hash_tid(t->tid) >> 8) % (d->max_repeats / 2);
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
             sent_to[k]++;
+            t->awaiting = 1;
             atomic_fetch_add_explicit(&d->sent, 1, memory_order_relaxed);
         }
+        return;
+    }
+    /* Nothing owed or pending, and it did not run this round: still. */
+    if (t->delta == 0) {
+        t->still_from = d->period_no + 1;
+        make_still(d, t);
+    }
+}
+
+int vmp_delivery_start(vmp_delivery *d)
+{
+    atomic_store(&d->periods, 0);
+    atomic_store(&d->late, 0);
+    atomic_store(&d->sent, 0);
+    atomic_store(&d->repeated, 0);
+    atomic_store(&d->threads_max, 0);
+    atomic_store(&d->threads_missed, 0);
+    atomic_store(&d->threads_blocking, 0);
+    atomic_store(&d->not_python, 0);
+    atomic_store(&d->polls, 0);
+    atomic_store(&d->scans, 0);
+    atomic_store(&d->clock_reads, 0);
+    d->threads = NULL;
+    d->active = NULL;
+    d->index = NULL;
+    d->n_threads = d->cap = d->n_active = d->sweep = 0;
+    if (grow(d) < 0) {
+        vmp_delivery_stop(d);
+        return -1;
+    }
+    for (size_t k = 0; k < VMP_TID_SLOTS; k++) { /* nothing of an earlier run counts */
+        sent_to[k] = atomic_load(&handled[k]);
+        atomic_store(&sampled_tid[k], 0);
+    }
+    d->pid = getpid();
+    int64_t n = VMP_MAX_BACKLOG_NS / d->period_ns;
+    d->max_owed = n > VMP_MIN_BACKLOG_PERIODS ? n : VMP_MIN_BACKLOG_PERIODS;
+    d->max_repeats = d->repeat && !d->cpu_clock ? VMP_IDLE_REFRESH_NS / d->period_ns - 1 : 0;
+    if (d->max_repeats < 0)
+        d->max_repeats = 0;
+    atomic_store(&want_sample_cpu, d->max_repeats > 0);
+    /* catch-up rounds far enough apart that the last signal was likely handled */
+    d->catchup_gap = d->period_ns / 2 > 30000 ? d->period_ns / 2 : 30000;
+    d->catchup = d->rescan = 0;
+    d->period_no = 0;
+    d->task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    d->last_nlink = d->task_fd >= 0 && fstat(d->task_fd, &st) == 0 ? (int64_t)st.st_nlink : -1;
+    scan_threads(d);
+    /* The baselines: the threads' CPU clocks, then the process's. */
+    for (size_t i = 0; i < d->n_threads; i++)
+        d->threads[i].last_cpu = thread_cpu_ns(d->threads[i].tid);
+    d->self_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    for (int i = 0; i < 2; i++) {
+        d->skip_tid[i] = d->skip[i] ? atomic_load(d->skip[i]) : 0;
+        d->skip_cpu[i] = d->skip_tid[i] ? thread_cpu_ns(d->skip_tid[i]) : -1;
+    }
+    d->process_cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+    d->unexplained = 0;
+    d->last_scan = d->last_rescan = d->last_round = clock_ns(CLOCK_MONOTONIC);
+    d->next = d->last_scan + d->period_ns;
+    return 0;
+}
+
+/* Lists the threads when their count changed, when asked to, or when the
+ * last listing is old. */
+static void maybe_scan(vmp_delivery *d, int64_t now)
+{
+    struct stat st;
+    int64_t nlink = d->task_fd >= 0 && fstat(d->task_fd, &st) == 0 ? (int64_t)st.st_nlink : -1;
+    if (nlink == d->last_nlink && !d->rescan && now - d->last_rescan < VMP_RESCAN_NS)
+        return;
+    scan_threads(d);
+    d->last_nlink = nlink;
+    d->last_rescan = now;
+    d->rescan = 0;
+}
+
+int64_t vmp_delivery_wait(vmp_delivery *d)
+{
+    int64_t wake_at = d->next;
+    if (d->catchup && d->last_round + d->catchup_gap < wake_at)
+        wake_at = d->last_round + d->catchup_gap;
+    struct timespec dl = {wake_at / 1000000000LL, wake_at % 1000000000LL};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR) {
+    }
+    int64_t now = clock_ns(CLOCK_MONOTONIC), periods = 0;
+    if (now >= d->next) {
+        periods = 1 + (now - d->next) / d->period_ns; /* >1: woken late on a busy machine */
+        atomic_fetch_add_explicit(&d->periods, 1, memory_order_relaxed);
+        if (periods > 1)
+            atomic_fetch_add_explicit(&d->late, 1, memory_order_relaxed);
+        d->next += periods * d->period_ns;
+        if (now - d->last_scan >= VMP_SCAN_NS) {
+            maybe_scan(d, now);
+            d->last_scan = now;
+        }
+    }
+    d->last_round = now;
+    return periods;
+}
+
+void vmp_delivery_send(vmp_delivery *d, int64_t periods)
+{
+    d->catchup = 0;
+    d->period_no += periods;
+    /* The active threads' CPU time (and what a period owes them), the
+     * sending thread's own, then the process's: what is left unexplained
+     * was used by still threads, new ones or ended ones. */
+    for (size_t i = 0; i < d->n_active; i++) {
+        vmp_delivery_thread *t = &d->threads[d->active[i]];
+        observe(d, t);
+        if (!d->cpu_clock)
+            t->owed += periods;
+    }
+    observe_own(d);
+    int64_t process = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+    d->unexplained += process - d->process_cpu;
+    d->process_cpu = process;
+    if (d->unexplained > VMP_WAKE_NS)
+        poll_still(d);
+    else if (d->unexplained < 0)
+        d->unexplained = 0; /* the skew of this round's readings */
+    sweep_still(d, periods);
+    /* Backwards: a thread made still moves the last one into its place. */
+    for (size_t i = d->n_active; i-- > 0;) {
+        vmp_delivery_thread *t = &d->threads[d->active[i]];
+        if (t->delta >= 0)
+            deliver(d, t, d->last_round);
     }
 }
 
 void vmp_delivery_stop(vmp_delivery *d)
 {
+    for (size_t i = 0; i < d->n_threads; i++)
+        if (d->threads[i].state == STILL && !d->cpu_clock)
+            hand_over_repeats(d, &d->threads[i], d->period_no);
     free(d->threads);
+    free(d->active);
+    free(d->index);
     d->threads = NULL;
-    d->n_threads = 0;
+    d->active = NULL;
+    d->index = NULL;
+    d->n_threads = d->cap = d->n_active = 0;
     if (d->task_fd >= 0)
         close(d->task_fd);
     d->task_fd = -1;

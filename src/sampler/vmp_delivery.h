@@ -8,22 +8,54 @@
  *   - CPU clock: one per period of CPU time the thread used since the last
  *     round (a thread born during the run: all its CPU time);
  *   - wall clock: one per period, whatever the thread is doing.
- * Threads are found by listing /proc/self/task every VMP_SCAN_NS (one
- * getdents on a kept descriptor), so none has to register.
+ * Threads are found in /proc/self/task (one getdents on a kept descriptor),
+ * so none has to register; the table grows with them (no limit but memory).
  *
  * A thread is never sent a second signal before it handled the first (two
  * pending signals of one kind merge into one): the handler calls
  * vmp_delivery_handled(), and what is still owed is sent in catch-up rounds.
  *
+ * Cost per round.  A round does not look at every thread: only at the
+ * *active* ones, those that ran lately.  A thread whose CPU clock did not
+ * move during a whole round becomes *still* and is left out of the rounds.
+ * That a still thread ran again is told by the process's CPU clock (the sum
+ * of all its threads'): each round adds to `unexplained` what the process
+ * used beyond what the threads read that round used; when unexplained
+ * exceeds VMP_WAKE_NS, the still threads are read once each, and those that
+ * ran are active again.  (The readings are not atomic, but the skew of one
+ * round cancels against the next: what accumulates is what still threads,
+ * new threads and ended ones used.)  The process's thread count (the link
+ * count of /proc/self/task, one fstat) tells when to list the threads again;
+ * they are listed anyway when the still threads cannot explain the
+ * unexplained CPU time, and every VMP_RESCAN_NS.
+ *
  * Idle threads (wall clock): a thread that has not run since its last sample
  * still has that sample's stack, so instead of waking it with a signal the
- * sender asks for the last sample again (the `repeat` callback).  "Has not
- * run" is read off the thread's CPU clock: it used at most VMP_IDLE_SLACK_NS
- * after the sample (the end of the handler and going back to sleep), and not
- * a nanosecond more since the previous round.  A real sample is still taken
- * at least every VMP_IDLE_REFRESH_NS, which bounds how long a stack changed
- * within that slack can be shown.  The handler reports its sample with
+ * sender asks for the last sample again (the `repeat` callback, `count`
+ * samples at once).  "Has not run" is read off the thread's CPU clock: it
+ * used at most VMP_IDLE_SLACK_NS after the sample (the end of the handler
+ * and going back to sleep), and not a nanosecond more since.  A still
+ * thread's repeats are counted by periods and handed over in one call when
+ * it is visited: a sweep visits every still thread twice per
+ * VMP_IDLE_REFRESH_NS, and sends it a signal for a real sample when its last
+ * one is older than half that; so a real sample is taken at least every
+ * VMP_IDLE_REFRESH_NS, which bounds how long a stack changed within the
+ * slack can be shown.  The handler reports its sample with
  * vmp_delivery_sampled().
+ *
+ * Threads that are not Python's (no Python thread state: C library pools,
+ * BLAS, watchdogs): the handler reports it, and such a thread is signalled
+ * again only after it used a further stretch of CPU time, one period at
+ * first, twice as long after each answer "not Python", at most
+ * VMP_NOT_PYTHON_MAX_NS.  A sleeping C thread is thus signalled once (its
+ * first round), whatever the clock; one that computes, about once a second.
+ *
+ * Threads that block the signal: a signal still pending after
+ * VMP_BLOCKED_CHECK_NS makes the sender read that thread's blocked mask
+ * (/proc/self/task/TID/status) once; a thread that blocks it is sent
+ * nothing more and holds back no catch-up round until it handled the
+ * pending one.  (The caller drops signals still pending when
+ * it stops by setting SIG_IGN, which discards them in every thread.)
  *
  * Contract:
  *   - vmp_delivery_handled(), vmp_delivery_sampled(), vmp_delivery_this_tid()
@@ -31,9 +63,10 @@
  *     the sending thread only, one sending thread per process at a time,
  *     except the figures (atomics).
  *   - The `repeat` callback runs in the sending thread and must be as cheap
- *     and lock-free as a signal (the sampler's claims a ring slot).
+ *     and lock-free as a signal (the sampler's claims one ring slot).
  *   - vmp_delivery_start, _wait, _send, _stop are called in that order by
- *     the sending thread; start allocates, stop frees.
+ *     the sending thread; start allocates, _send may grow the table, stop
+ *     hands over the repeats still counted and frees.
  */
 #ifndef VMP_DELIVERY_H
 #define VMP_DELIVERY_H
@@ -43,9 +76,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* List the process's threads every 1 ms, so that a thread started during the
- * run is sampled within a millisecond. */
+/* The thread count is checked every 1 ms, so that a thread started during
+ * the run is sampled within a millisecond; the threads are listed again
+ * when it changed, and at least every VMP_RESCAN_NS. */
 #define VMP_SCAN_NS 1000000LL
+#define VMP_RESCAN_NS 100000000LL
 
 /* Samples owed to a thread are kept for up to 20 ms of periods (at least 16)
  * and sent in catch-up rounds; beyond that they are dropped rather than
@@ -62,9 +97,18 @@
 #define VMP_IDLE_SLACK_NS 10000LL
 #define VMP_IDLE_REFRESH_NS 50000000LL
 
-/* Per-thread bookkeeping here and in the sampler's writer is folded into
- * this many slots by tid (threads sharing a slot only cost each other a
- * repeat or a pending check now and then). */
+/* See "Cost per round": CPU time of still threads that makes the sender
+ * read them all.  Above the skew of one round's readings (microseconds),
+ * below what a woken thread uses before it does anything worth a sample. */
+#define VMP_WAKE_NS 20000LL
+
+#define VMP_NOT_PYTHON_MAX_NS 1000000000LL
+#define VMP_BLOCKED_CHECK_NS 10000000LL
+
+/* Per-thread counters shared with the signal handler are folded into this
+ * many slots by tid (threads sharing a slot only cost each other a repeat
+ * or a pending check now and then; tids are handed out in order, so that
+ * takes thousands of threads). */
 #define VMP_TID_SLOTS 4096
 
 static inline size_t vmp_tid_slot(pid_t tid)
@@ -72,18 +116,14 @@ static inline size_t vmp_tid_slot(pid_t tid)
     return (size_t)tid & (VMP_TID_SLOTS - 1);
 }
 
-/* The most threads signalled; more are left out. */
-#define VMP_DELIVERY_MAX_THREADS 1024
+/* What the handler's sample was (vmp_delivery_sampled). */
+enum {
+    VMP_SAMPLE_NONE = 0,       /* none kept (paused, buffer full, no frame) */
+    VMP_SAMPLE_KEPT = 1,       /* a stack went into the buffer */
+    VMP_SAMPLE_NOT_PYTHON = 2, /* the thread has no Python thread state */
+};
 
-typedef struct vmp_delivery_thread {
-    pid_t tid;
-    int seen;
-    int64_t last_cpu; /* ns; -1 before the first reading */
-    int64_t credit;   /* CPU time not yet paid for by a sample, ns */
-    int64_t owed;     /* samples due but not yet signalled */
-    int64_t idle_cpu; /* CPU clock when last found idle; -1: not idle */
-    int64_t repeats;  /* samples repeated since the last real one */
-} vmp_delivery_thread;
+typedef struct vmp_delivery_thread vmp_delivery_thread; /* vmp_delivery.c */
 
 typedef struct vmp_delivery {
     /* set by the caller before vmp_delivery_start */
@@ -91,24 +131,39 @@ typedef struct vmp_delivery {
     int cpu_clock;                /* 1: CPU clock, 0: wall clock */
     int signo;
     const _Atomic pid_t *skip[2]; /* threads never signalled (the caller's own); NULL: none */
-    /* Wall clock only, may be NULL: queue thread tid's last sample again
-     * instead of signalling it; 0 when queued. */
-    int (*repeat)(pid_t tid);
+    /* Wall clock only, may be NULL: write thread tid's last sample `count`
+     * times more instead of signalling it; 0 when queued. */
+    int (*repeat)(pid_t tid, int64_t count);
 
     /* figures, readable from any thread */
-    _Atomic uint64_t periods; /* deadlines woken for */
-    _Atomic uint64_t late;    /* wake-ups that missed one or more deadlines */
-    _Atomic uint64_t sent;    /* signals sent */
+    _Atomic uint64_t periods;  /* deadlines woken for */
+    _Atomic uint64_t late;     /* wake-ups that missed one or more deadlines */
+    _Atomic uint64_t sent;     /* signals sent */
     _Atomic uint64_t repeated; /* samples of idle threads repeated instead */
+    _Atomic uint64_t threads_max;     /* most threads in the table at once */
+    _Atomic uint64_t threads_missed;  /* threads left out: no memory for the table */
+    _Atomic uint64_t threads_blocking; /* threads found blocking the signal */
+    _Atomic uint64_t not_python;      /* answers "no Python thread state" */
+    _Atomic uint64_t polls;    /* rounds that read the still threads */
+    _Atomic uint64_t clock_reads; /* CPU clocks of other threads read */
+    _Atomic uint64_t scans;    /* listings of /proc/self/task */
 
-    /* the sending thread's own */
+    /* the sending thread's own (vmp_delivery.c) */
     pid_t pid;
     int task_fd;
-    vmp_delivery_thread *threads;
-    size_t n_threads;
-    int64_t max_owed, catchup_gap, next, last_scan, max_repeats;
+    vmp_delivery_thread *threads; /* [cap]; the first n_threads in use */
+    size_t n_threads, cap;
+    int32_t *index;               /* tid hash -> position in threads, -1: free */
+    size_t index_mask;
+    uint32_t *active;             /* positions of the active threads */
+    size_t n_active;
+    size_t sweep;                 /* next position the idle sweep visits */
+    int64_t max_owed, catchup_gap, next, max_repeats, period_no;
+    int64_t last_scan, last_rescan, last_nlink, process_cpu, self_cpu, unexplained;
+    pid_t skip_tid[2];
+    int64_t skip_cpu[2];
     int64_t last_round; /* CLOCK_MONOTONIC ns of the latest wake-up (the caller may read it) */
-    int catchup;
+    int catchup, rescan;
 } vmp_delivery;
 
 /* Takes the CPU-time baseline of the threads already there (so CPU burned
@@ -124,15 +179,16 @@ int64_t vmp_delivery_wait(vmp_delivery *d);
 /* Adds what `periods` owe each thread and signals the threads owed one. */
 void vmp_delivery_send(vmp_delivery *d, int64_t periods);
 
+/* Hands over the repeats still counted for still threads, then frees. */
 void vmp_delivery_stop(vmp_delivery *d);
 
 /* In the signal handler, for a signal the sending thread sent. */
 void vmp_delivery_handled(void);
 
-/* In the signal handler, before vmp_delivery_handled(): whether this
- * thread's sample was kept (written to the ring with its stack), so that it
- * may be repeated while the thread stays idle. */
-void vmp_delivery_sampled(int kept);
+/* In the signal handler, before vmp_delivery_handled(): what this signal's
+ * sample was (VMP_SAMPLE_*), so that a kept one may be repeated while the
+ * thread stays idle, and a thread with no Python state is left alone. */
+void vmp_delivery_sampled(int outcome);
 
 /* The calling thread's kernel tid (cached; async-signal-safe). */
 pid_t vmp_delivery_this_tid(void);

@@ -9,7 +9,6 @@
 #include "vmp_frames.h" /* Python.h first: it sets the feature macros (_GNU_SOURCE) */
 #include "vmp_handler.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,14 +33,16 @@ static void walk(void *arg)
                           : vmp_frames_walk(a->ts, a->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
 }
 
-/* Returns 1 when a sample with a stack went into the ring. */
+/* What the sample was, for the delivery schedule (VMP_SAMPLE_*). */
 static int take_sample(void *ucontext)
 {
     PyThreadState *ts = vmp_frames_this_thread();
-    /* A thread of a sub-interpreter: its code objects' deaths are not seen
-     * (3.12+ code watchers are per interpreter), so its names could lie. */
+    /* No thread state: a C library's thread.  A thread of a sub-interpreter:
+     * its code objects' deaths are not seen (3.12+ code watchers are per
+     * interpreter), so its names could lie.  Neither is sampled, and the
+     * delivery leaves both alone from now on. */
     if (!ts || (const void *)ts->interp != vmp_run.interp)
-        return 0;
+        return VMP_SAMPLE_NOT_PYTHON;
     vmp_slot *s = vmp_ring_claim();
     if (!s) {
         atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
@@ -59,10 +60,10 @@ static int take_sample(void *ucontext)
     s->thread_id = vmp_frames_thread_id(ts);
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
     vmp_ring_publish(s);
-    return n > 0;
+    return n > 0 ? VMP_SAMPLE_KEPT : VMP_SAMPLE_NONE;
 }
 
-int vmp_handler_repeat_sample(pid_t tid)
+int vmp_handler_repeat_sample(pid_t tid, int64_t count)
 {
     if (!atomic_load(&vmp_run.active) || atomic_load_explicit(&vmp_run.paused, memory_order_relaxed))
         return -1;
@@ -70,7 +71,7 @@ int vmp_handler_repeat_sample(pid_t tid)
     if (!s)
         return -1; /* full: the signal sent instead counts the drop */
     s->kind = VMP_SLOT_REPEAT;
-    s->n = 0;
+    s->n = count < UINT32_MAX ? (uint32_t)count : UINT32_MAX;
     s->tid = tid;
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
     vmp_ring_publish(s);
@@ -82,15 +83,14 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     (void)signo;
     int saved_errno = errno;
     atomic_fetch_add(&vmp_run.in_handler, 1);
-    int kept = 0;
+    int outcome = VMP_SAMPLE_NONE;
     if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed) &&
         !atomic_load_explicit(&vmp_run.forking, memory_order_relaxed))
-        kept = take_sample(ucontext);
+        outcome = take_sample(ucontext);
     if (info && info->si_code == SI_TKILL && info->si_pid == vmp_run.pid) {
         atomic_fetch_add_explicit(&vmp_run.received, 1, memory_order_relaxed);
-        if (vmp_run.real_time)
-            vmp_delivery_sampled(kept); /* so that an idle thread's sample can be repeated */
-        vmp_delivery_handled();         /* the sampler may send this thread its next one */
+        vmp_delivery_sampled(outcome); /* an idle thread's sample may be repeated; a C thread is left alone */
+        vmp_delivery_handled();        /* the sampler may send this thread its next one */
     }
     atomic_fetch_sub(&vmp_run.in_handler, 1);
     errno = saved_errno;
@@ -144,6 +144,15 @@ int vmp_handler_install(void)
 
 void vmp_handler_uninstall(void)
 {
+    /* Setting SIG_IGN discards the signal wherever it is pending (a thread
+     * that blocks it, or has not run since it was sent): none is left to
+     * meet the program's disposition, whose default for SIGPROF ends the
+     * process. */
+    struct sigaction ignore;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    sigaction(vmp_run.signo, &ignore, NULL);
     sigaction(vmp_run.signo, &vmp_run.old_action, NULL);
 }
 
@@ -151,32 +160,4 @@ int vmp_handler_is_ours(void)
 {
     struct sigaction cur;
     return sigaction(vmp_run.signo, NULL, &cur) == 0 && handler_is_mine(&cur);
-}
-
-int vmp_handler_signal_pending_somewhere(int signo)
-{
-    DIR *dir = opendir("/proc/self/task");
-    if (!dir)
-        return 1;
-    int pending = 0;
-    struct dirent *e;
-    while (!pending && (e = readdir(dir)) != NULL) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        char path[300], line[256];
-        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
-        FILE *f = fopen(path, "re");
-        if (!f)
-            continue; /* ended meanwhile: nothing pending there */
-        unsigned long long mask;
-        while (fgets(line, sizeof line, f)) {
-            if (sscanf(line, "SigPnd: %llx", &mask) == 1) {
-                pending = (mask >> (signo - 1)) & 1;
-                break;
-            }
-        }
-        fclose(f);
-    }
-    closedir(dir);
-    return pending;
 }

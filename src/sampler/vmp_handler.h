@@ -20,6 +20,7 @@
 #define VMP_HANDLER_H
 
 #include <signal.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* The signal to use, or -1 when every candidate has the program's handler. */
@@ -30,18 +31,17 @@ int vmp_handler_choose_signal(void);
  * signal never arrived).  0, or -1 with errno. */
 int vmp_handler_install(void);
 
-/* Puts the program's disposition back. */
+/* Puts the program's disposition back, dropping the signals of ours still
+ * pending in any thread (so disable never waits for a thread that blocks
+ * the signal). */
 void vmp_handler_uninstall(void);
 
 /* Whether our handler is the one installed for vmp_run.signo. */
 int vmp_handler_is_ours(void);
 
-/* Whether a thread of the process still has signo pending (sent, not yet
- * handled: the thread is about to run, or blocks the signal). */
-int vmp_handler_signal_pending_somewhere(int signo);
-
 /* The sampler thread's `repeat` (vmp_delivery.h): thread tid's last sample
- * once more.  Not while paused: a signal then takes no sample either. */
-int vmp_handler_repeat_sample(pid_t tid);
+ * `count` times more.  Not while paused: a signal then takes no sample
+ * either. */
+int vmp_handler_repeat_sample(pid_t tid, int64_t count);
 
 #endif /* VMP_HANDLER_H */

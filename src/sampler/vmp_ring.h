@@ -33,14 +33,14 @@ enum { VMP_SLOT_FREE, VMP_SLOT_BUSY, VMP_SLOT_READY };
 
 /* What a slot holds.  VMP_SLOT_REPEAT: the sampler thread found the thread
  * idle since its last sample (vmp_delivery.h) and asks the writer to write
- * that sample again. */
+ * that sample again, n times. */
 enum { VMP_SLOT_SAMPLE, VMP_SLOT_NAME, VMP_SLOT_REPEAT };
 
 typedef struct vmp_slot {
     _Atomic int state;
     int kind;
     int died;           /* NAME: the object is gone, retire the address */
-    uint32_t n;         /* words of data (SAMPLE), bytes of name (NAME) */
+    uint32_t n;         /* words of data (SAMPLE), bytes of name (NAME), samples (REPEAT) */
     pid_t tid;          /* SAMPLE, REPEAT: the sampled thread's kernel tid */
     uint64_t thread_id;
     uint64_t rss_kib;

@@ -265,28 +265,21 @@ undo_native:
     return -1;
 }
 
-/* Stops the signals: no new one is sent, those sent are waited for
- * (bounded), and no handler records or runs any more.  Returns whether all
- * arrived.  Needs no GIL: nothing here waits for Python code. */
-static int stop_signals(void)
+/* Stops the signals: no new one is sent, those sent and not handled yet are
+ * dropped, and no handler records or runs any more.  Needs no GIL: nothing
+ * here waits for Python code. */
+static void stop_signals(void)
 {
     vmp_timer_thread_stop();
-    /* Signals already sent are delivered within microseconds to a thread that
-     * does not block them; wait for them before the old handler returns, so
-     * that a late one never meets the program's disposition.  If some never
-     * arrive, ours stays installed, inert. */
-    int64_t deadline = vmp_mono_ns() + 200000000LL;
-    int all_arrived = atomic_load(&vmp_run.received) >= atomic_load(&vmp_run.delivery.sent);
-    while (!all_arrived && vmp_mono_ns() < deadline) {
-        /* (Signals sent to threads that ended since are never received.) */
-        all_arrived = !vmp_handler_signal_pending_somewhere(vmp_run.signo);
-        if (!all_arrived)
-            vmp_sleep_ns(1000000);
-    }
+    /* No signal is sent any more.  A signal already sent but not handled yet
+     * (its thread has not run since, or blocks the signal for good) takes
+     * no sample now, and uninstalling drops it: disable never waits for a
+     * thread, and leaves no handler of ours behind. */
     atomic_store(&vmp_run.active, 0);
+    if (vmp_handler_is_ours()) /* else the program replaced it: leave theirs */
+        vmp_handler_uninstall();
     while (atomic_load(&vmp_run.in_handler))
         vmp_sleep_ns(10000);
-    return all_arrived;
 }
 
 int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
@@ -299,23 +292,18 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
      * on, and one of them may be the reader of a pipe the profile goes to,
      * which the writer needs to make progress. */
     vmp_run.disabling = 1;
-    int all_arrived;
     Py_BEGIN_ALLOW_THREADS
-    all_arrived = stop_signals();
+    stop_signals();
     Py_END_ALLOW_THREADS
-    if (all_arrived && vmp_handler_is_ours()) /* else the program replaced it: leave theirs */
-        vmp_handler_uninstall();
 
     vmp_codes_name_live(vmp_writer_push_name, vmp_guard_run);
     vmp_codes_stop();
-    if (all_arrived)
-        vmp_guard_restore(); /* else a late signal may still walk */
+    vmp_guard_restore();
     Py_BEGIN_ALLOW_THREADS
     vmp_writer_stop();
     Py_END_ALLOW_THREADS
     /* No handler samples any more (active is 0 and none is inside), and the
-     * writer is done: native mode's tables can go, even if a late signal
-     * still arrives (it records nothing). */
+     * writer is done: native mode's tables can go. */
     native_abandon();
     close_statm();
     vmp_ring_give_back_pages();
@@ -334,6 +322,9 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->untracked_codes = vmp_codes_untracked();
         stats->walk_faults = vmp_guard_faults();
         stats->names_lost = atomic_load(&vmp_run.names_lost);
+        stats->threads_max = atomic_load(&vmp_run.delivery.threads_max);
+        stats->threads_blocking = atomic_load(&vmp_run.delivery.threads_blocking);
+        stats->not_python = atomic_load(&vmp_run.delivery.not_python);
         stats->signo = vmp_run.signo;
     }
     int e = atomic_load(&vmp_run.write_errno);

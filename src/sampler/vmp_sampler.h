@@ -54,6 +54,9 @@ typedef struct vmp_sampler_stats {
     uint64_t untracked_codes;
     uint64_t walk_faults;    /* samples dropped because the walk faulted (a frame being pushed) */
     uint64_t names_lost;     /* names of code objects that found no room (the writer was stuck) */
+    uint64_t threads_max;    /* most threads the sampler kept track of at once */
+    uint64_t threads_blocking; /* threads found blocking the signal (left alone) */
+    uint64_t not_python;     /* signals answered "no Python thread state" */
     int signo;               /* the signal used */
 } vmp_sampler_stats;
 

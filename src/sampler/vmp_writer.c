@@ -197,10 +197,12 @@ static void process(vmp_slot *s)
 {
     if (s->kind == VMP_SLOT_REPEAT) {
         const last_sample *l = W.last ? &W.last[vmp_tid_slot(s->tid)] : NULL;
-        if (l && l->tid == s->tid)
-            write_stack(l->ids, l->n, l->thread_id, s->rss_kib);
-        else
-            atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
+        for (uint32_t i = 0; i < s->n; i++) {
+            if (l && l->tid == s->tid)
+                write_stack(l->ids, l->n, l->thread_id, s->rss_kib);
+            else
+                atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
+        }
         return;
     }
     if (s->kind == VMP_SLOT_NAME) {
@@ -274,6 +276,14 @@ static void write_end(void)
     write_meta_u64("samples_dropped", atomic_load(&vmp_run.dropped));
     if (vmp_run.real_time) /* of `samples`: idle threads, written again without waking them */
         write_meta_u64("samples_repeated", atomic_load(&vmp_run.delivery.repeated));
+    /* Warnings, only when it happened: threads the schedule had no memory
+     * for (never sampled), threads that blocked the signal (left alone). */
+    uint64_t missed = atomic_load(&vmp_run.delivery.threads_missed);
+    if (missed)
+        write_meta_u64("threads_not_sampled", missed);
+    uint64_t blocking = atomic_load(&vmp_run.delivery.threads_blocking);
+    if (blocking)
+        write_meta_u64("threads_blocking_signal", blocking);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     if (W.buf.cap - W.buf.len < 64)

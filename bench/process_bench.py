@@ -1,0 +1,243 @@
+"""What the profiler costs the whole process, not only the sampled thread, and
+how it copes with many threads (bench/process_workload.py runs each case).
+
+Sections (all medians of --rounds runs; ratios against a run without
+profiling in the same round):
+  own      one Python thread computes for 3 s: the CPU time of the profiler's
+           own threads (sampler, writer) as a share of a core, the achieved
+           rate, and disable()'s CPU time
+  pinned   the whole process pinned to one core (taskset -c 0), a fixed amount
+           of work: its CPU time (user + system, every thread) against the
+           same work unprofiled, paired round by round
+  pool     1,000 Python threads waiting on an Event, 16 C threads sleeping in
+           a loop, one thread computing for 2 s: the profiler's threads' share
+           of a core, the busy thread's rate, the C threads' sleeps cut short
+  late     1,100 waiting threads, then a busy one started: its samples
+
+    python bench/process_bench.py [--rounds N] [--only own,pinned,pool,late]
+        [--py 3.11] [--quick]
+
+bench/run.sh builds the helper library (bench/out/libc_sleepers.so) and
+calls this as its `process` section; it also runs alone once that exists.
+Raw results: bench/out/process-<utc time>.json.
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+WORKLOAD = os.path.join(HERE, "process_workload.py")
+
+# (label, extra argv, rate Hz, clock)
+CONFIGS = [
+    ("cpu 1 kHz", ["--period", "0.001"], 1000, "cpu"),
+    ("cpu 1 kHz native", ["--period", "0.001", "--native", "on"], 1000, "cpu"),
+    ("wall 1 kHz", ["--period", "0.001", "--real-time"], 1000, "wall"),
+    ("cpu 10 kHz", ["--period", "0.0001"], 10000, "cpu"),
+    ("cpu 10 kHz native", ["--period", "0.0001", "--native", "on"], 10000, "cpu"),
+    ("wall 10 kHz", ["--period", "0.0001", "--real-time"], 10000, "wall"),
+]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, spec):
+    return "-" if x is None else spec % x
+
+
+def table(title, header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+    print("\n".join(["", "### " + title, "", line(header),
+                     "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                    + [line(r) for r in rows]), flush=True)
+
+
+class Runner:
+    def __init__(self, args):
+        self.py = args.ours_py
+        self.tmp = tempfile.mkdtemp(prefix="vmprof-process-bench-")
+
+    def run(self, scenario, extra, profile=True, pin=False):
+        """Runs one case; returns its record plus, when profiled, the samples
+        per thread id of its profile."""
+        result = os.path.join(self.tmp, "result.json")
+        prof = os.path.join(self.tmp, "p.prof")
+        for f in (result, prof):
+            if os.path.exists(f):
+                os.unlink(f)
+        cmd = [self.py, WORKLOAD, scenario, "--result", result] + extra
+        if profile:
+            cmd += ["--tool", "vmprof", "--profile", prof]
+        if pin:
+            cmd = ["taskset", "-c", "0"] + cmd
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=self.tmp)
+        out, err = proc.communicate(timeout=300)
+        status = proc.returncode
+        if status != 0:
+            raise RuntimeError("%s %s failed (%d): %s" % (scenario, " ".join(extra), status,
+                                                          err.strip()[-600:]))
+        with open(result) as f:
+            rec = json.loads(f.read().strip().splitlines()[-1])
+        if profile:
+            r = subprocess.run([self.py, os.path.join(HERE, "count_samples.py"), prof],
+                               capture_output=True, text=True, cwd=HERE)
+            if r.returncode != 0:
+                raise RuntimeError("count_samples: " + r.stderr.strip()[-600:])
+            rec.update(json.loads(r.stdout.strip().splitlines()[-1]))
+            rec["busy_samples"] = rec["per_thread"].get(str(rec["busy_ident"]), 0)
+        return rec
+
+
+def busy_rate(rec, clock):
+    if clock == "cpu":
+        return rec["busy_samples"] / rec["busy_cpu"]
+    return rec["busy_samples"] / rec["busy_lifetime"]
+
+
+def section_own(runner, args, res):
+    data = {c[0]: [] for c in CONFIGS}
+    for rnd in range(args.rounds):
+        for label, extra, hz, clock in CONFIGS:
+            data[label].append(runner.run("busy", extra + ["--seconds", str(args.seconds)]))
+        log("own: round %d/%d" % (rnd + 1, args.rounds))
+    rows = []
+    for label, extra, hz, clock in CONFIGS:
+        recs = data[label]
+        rows.append([label,
+                     fmt(median([100 * r["profiler_cpu"] / r["wall"] for r in recs]), "%.1f%%"),
+                     fmt(median([busy_rate(r, clock) for r in recs]), "%.0f Hz"),
+                     fmt(median([1000 * r["disable_cpu"] for r in recs]), "%.0f ms"),
+                     fmt(median([1000 * r["disable_wall"] for r in recs]), "%.0f ms")])
+    res["own"] = data
+    table("Profiler threads while one Python thread computes for %g s (medians of %d)"
+          % (args.seconds, args.rounds),
+          ["config", "profiler threads, share of a core (goal 1 kHz <= 1%, native <= 2%, "
+           "10 kHz <= 5%)", "rate", "disable() CPU", "disable() wall"], rows)
+
+
+def section_pinned(runner, args, res):
+    work = ["--work", str(args.work)]
+    data = {c[0]: [] for c in CONFIGS}
+    base = []
+    for rnd in range(args.rounds):
+        b0 = runner.run("busy", work, False, True)
+        group = [(c, runner.run("busy", c[1] + work, True, True)) for c in CONFIGS]
+        b1 = runner.run("busy", work, False, True)
+        bc = (b0["process_cpu"] + b1["process_cpu"]) / 2
+        base.append(bc)
+        for c, rec in group:
+            rec["base_cpu"] = bc
+            rec["extra"] = rec["process_cpu"] / bc - 1
+            data[c[0]].append(rec)
+        log("pinned: round %d/%d" % (rnd + 1, args.rounds))
+    rows = []
+    for label, extra, hz, clock in CONFIGS:
+        recs = data[label]
+        rows.append([label, fmt(median([100 * r["extra"] for r in recs]), "%+.1f%%"),
+                     fmt(median([busy_rate(r, clock) for r in recs]), "%.0f Hz")])
+    res["pinned"] = {"base": base, "data": data}
+    table("Whole process pinned to one core (taskset -c 0): CPU time against unprofiled, "
+          "paired (baseline %.2f s; medians of %d)" % (median(base), args.rounds),
+          ["config", "process CPU (goal 1 kHz <= +3%, 10 kHz <= +15%)", "rate"], rows)
+
+
+def section_pool(runner, args, res):
+    extra = ["--idle", str(args.idle), "--c-idle", "16", "--seconds", "2"]
+    cfgs = [c for c in CONFIGS if c[0] in ("cpu 1 kHz", "wall 1 kHz")]
+    data = {c[0]: [] for c in cfgs}
+    for rnd in range(args.rounds):
+        for label, cextra, hz, clock in cfgs:
+            data[label].append(runner.run("pool", cextra + extra))
+        log("pool: round %d/%d" % (rnd + 1, args.rounds))
+    rows = []
+    for label, cextra, hz, clock in cfgs:
+        recs = data[label]
+        rows.append([label,
+                     fmt(median([100 * r["profiler_cpu"] / r["wall"] for r in recs]), "%.1f%%"),
+                     fmt(median([busy_rate(r, clock) / hz * 100 for r in recs]), "%.0f%%"),
+                     fmt(median([r["c_sleeps_cut_short"] for r in recs]), "%d"),
+                     fmt(median([r["samples"] for r in recs]), "%d"),
+                     fmt(median([r.get("repeated") for r in recs]), "%d")])
+    res["pool"] = data
+    table("%d waiting Python threads + 16 sleeping C threads + one busy thread for 2 s "
+          "(medians of %d)" % (args.idle, args.rounds),
+          ["config", "profiler threads, share of a core (goal <= 3%)",
+           "busy thread's rate / asked (goal >= 90%)",
+           "C threads' sleeps cut short (2 s x 16 threads x 10/s = 320 sleeps)",
+           "samples", "of them repeated"], rows)
+
+
+def section_late(runner, args, res):
+    extra = ["--idle", str(args.late_idle), "--seconds", "1"]
+    cfgs = [c for c in CONFIGS if c[0] in ("cpu 1 kHz", "wall 1 kHz")]
+    rows = []
+    res["late"] = {}
+    for label, cextra, hz, clock in cfgs:
+        recs = [runner.run("late", cextra + extra) for _ in range(max(1, args.rounds // 2))]
+        res["late"][label] = recs
+        rows.append([label, fmt(median([r["process_threads"] for r in recs]), "%d"),
+                     fmt(median([busy_rate(r, clock) / hz * 100 for r in recs]), "%.0f%%"),
+                     ", ".join(sorted({k for r in recs for k in r.get("meta_warnings", [])}))
+                     or "-"])
+    table("A thread started after %d others (medians)" % args.late_idle,
+          ["config", "threads in the process", "its rate / asked", "META warnings"], rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", default="own,pinned,pool,late")
+    ap.add_argument("--py", default=os.environ.get("BENCH_PY", "3.11"))
+    ap.add_argument("--ours-python")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    args.ours_py = args.ours_python or os.path.join(ROOT, ".venv", args.py, "bin", "python")
+    args.seconds, args.work, args.idle, args.late_idle = 3.0, 30000, 1000, 1100
+    if args.quick:
+        args.rounds, args.seconds, args.work = min(args.rounds, 2), 1.0, 10000
+    os.makedirs(OUT, exist_ok=True)
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    res = {"date": stamp, "commit": commit, "load_before": load, "rounds": args.rounds}
+    print("vmprof process bench, %s, commit %s, load average before %s"
+          % (stamp, commit, " ".join(load)))
+    runner = Runner(args)
+    t0 = time.time()
+    only = args.only.split(",")
+    try:
+        for name, fn in (("own", section_own), ("pinned", section_pinned),
+                         ("pool", section_pool), ("late", section_late)):
+            if name in only:
+                fn(runner, args, res)
+    finally:
+        with open("/proc/loadavg") as f:
+            res["load_after"] = f.read().split()[:3]
+        path = os.path.join(OUT, "process-%s.json" % stamp.replace(":", ""))
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1)
+        print("\n%.0f s; load average after %s; raw results: %s"
+              % (time.time() - t0, " ".join(res["load_after"]), os.path.relpath(path, ROOT)))
+
+
+if __name__ == "__main__":
+    main()

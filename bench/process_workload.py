@@ -1,0 +1,193 @@
+"""Workloads for the whole-process bench (bench/process_bench.py): what the
+profiler costs the process beyond the sampled thread, and how it copes with
+many threads.
+
+    python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof]
+        [--period S] [--real-time] [--native on|off] [--profile FILE]
+        [--seconds S] [--work N] [--idle N] [--c-idle N]
+
+Scenarios:
+  busy    one Python thread computes for --seconds (or, with --work N, N
+          rounds of fixed work: the pinned comparison times the whole process)
+  pool    --idle Python threads wait on an Event (and --c-idle threads of the
+          C library sleep in sleep(), as a C pool or watchdog would) while one
+          more thread computes for --seconds
+  late    --idle threads wait (Python ones), then a busy thread is started:
+          with more threads than the sampler can hold, is it still sampled?
+
+Writes one JSON line to FILE: the busy thread's CPU time, lifetime and
+thread id (the id a profile carries); the CPU time the profiler's own threads
+used (every thread of the process that is not the program's, read from its
+CPU clock just before disable()); disable()'s wall and CPU time; how many of
+the C threads' sleeps a signal cut short; the whole process's CPU time from
+its start (getrusage: every thread, user + system).
+"""
+import argparse
+import ctypes
+import ctypes.util
+import json
+import os
+import resource
+import sys
+import threading
+import time
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def compute_for(seconds):
+    end = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < end:
+        fib(15)
+        n += 1
+    return n
+
+
+def compute_rounds(rounds):
+    for _ in range(rounds):
+        fib(15)
+    return rounds
+
+
+def thread_cpu_ns(tid):
+    """Another thread's CPU clock (Linux's per-thread clock id, as
+    pthread_getcpuclockid builds it); None when the thread is gone."""
+    try:
+        return time.clock_gettime_ns((~tid << 3) | 6)
+    except OSError:
+        return None
+
+
+def process_tids():
+    return {int(t) for t in os.listdir("/proc/self/task")}
+
+
+class CSleepers:
+    """Threads of the C library (no Python thread state) sleeping in a loop,
+    counting the sleeps a signal cut short: a C pool's or a watchdog's idle
+    thread (bench/c_sleepers.c, built by bench/run.sh)."""
+
+    def __init__(self, n):
+        self.n = n
+        self.threads = []
+        if not n:
+            return
+        here = os.path.dirname(os.path.abspath(__file__))
+        lib = os.path.join(here, "out", "libc_sleepers.so")
+        self.lib = ctypes.CDLL(lib)
+        self.lib.cs_start.argtypes = [ctypes.c_int]
+        self.lib.cs_start.restype = ctypes.c_int
+        self.lib.cs_stop.restype = ctypes.c_long
+        self.lib.cs_tids.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        self.lib.cs_tids.restype = ctypes.c_int
+        if self.lib.cs_start(n) != n:
+            raise SystemExit("could not start %d C threads" % n)
+
+    def tids(self):
+        if not self.n:
+            return set()
+        buf = (ctypes.c_int * self.n)()
+        k = self.lib.cs_tids(buf, self.n)
+        return set(buf[:k])
+
+    def stop(self):
+        """Returns the sleep() calls cut short, over all C threads."""
+        return self.lib.cs_stop() if self.n else 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=["busy", "pool", "late"])
+    ap.add_argument("--result", required=True)
+    ap.add_argument("--tool", default="none", choices=["none", "vmprof"])
+    ap.add_argument("--period", type=float, default=0.001)
+    ap.add_argument("--real-time", action="store_true")
+    ap.add_argument("--native", choices=["on", "off"], default="off")
+    ap.add_argument("--profile")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--work", type=int, default=0)
+    ap.add_argument("--idle", type=int, default=0)
+    ap.add_argument("--c-idle", type=int, default=0)
+    args = ap.parse_args()
+
+    threading.stack_size(256 * 1024)  # a thousand threads need no 8 MiB stacks each
+    mine = {threading.get_native_id()}
+    stop = threading.Event()
+    ready = threading.Semaphore(0)
+
+    def wait():
+        mine.add(threading.get_native_id())
+        ready.release()
+        stop.wait()
+
+    waiters = []
+
+    def start_waiters():
+        for _ in range(args.idle):
+            t = threading.Thread(target=wait, daemon=True)
+            t.start()
+            waiters.append(t)
+        for _ in range(args.idle):
+            ready.acquire()
+
+    c_sleepers = CSleepers(args.c_idle)
+    mine |= c_sleepers.tids()
+    if args.scenario == "pool":
+        start_waiters()
+
+    prof = None
+    if args.tool == "vmprof":
+        import vmprof
+        fd = os.open(args.profile, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        vmprof.enable(fd, period=args.period, real_time=args.real_time,
+                      native=args.native == "on")
+        prof = (vmprof, fd)
+    if args.scenario == "late":
+        start_waiters()
+
+    busy = {}
+
+    def busy_thread():
+        busy["native_id"] = threading.get_native_id()
+        mine.add(busy["native_id"])
+        busy["ident"] = threading.get_ident()
+        t0, c0 = time.perf_counter(), time.thread_time()
+        busy["rounds"] = compute_rounds(args.work) if args.work else compute_for(args.seconds)
+        busy["lifetime"] = time.perf_counter() - t0
+        busy["cpu"] = time.thread_time() - c0
+
+    w0 = time.perf_counter()
+    t = threading.Thread(target=busy_thread)
+    t.start()
+    t.join()
+    wall = time.perf_counter() - w0
+
+    rec = {"wall": wall, "busy_cpu": busy["cpu"], "busy_lifetime": busy["lifetime"],
+           "busy_ident": busy["ident"], "process_threads": len(process_tids()),
+           "python": sys.version.split()[0]}
+    if prof:
+        vmprof, fd = prof
+        others = process_tids() - mine
+        rec["profiler_threads"] = len(others)
+        rec["profiler_cpu"] = sum(thread_cpu_ns(tid) or 0 for tid in others) / 1e9
+        d0, c0 = time.perf_counter(), time.thread_time()
+        vmprof.disable()
+        rec["disable_wall"] = time.perf_counter() - d0
+        rec["disable_cpu"] = time.thread_time() - c0
+        os.close(fd)
+    stop.set()
+    for w in waiters:
+        w.join()
+    rec["c_sleeps_cut_short"] = c_sleepers.stop()
+    # the process's CPU time from its start: every thread, user + system
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    rec["process_cpu"] = ru.ru_utime + ru.ru_stime
+    with open(args.result, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+/*
+ * test_delivery_threads.c - the delivery schedule (vmp_delivery) among many
+ * threads and threads that are not the profiler's business:
+ *   - more than 1,024 threads, and one started after them, is still sampled;
+ *   - a round does not read every idle thread: the clock readings per round
+ *     stay far below the number of threads, and idle threads are signalled
+ *     only for their refresh samples;
+ *   - a thread that answers "no Python thread state" and sleeps is signalled
+ *     once, so its sleeps are not cut short again and again;
+ *   - a thread that blocks the signal is sent one, noticed, and holds back
+ *     no catch-up rounds.
+ * Counts of signals and readings, never timings.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmp_delivery.h"
+#include "vmp_test.h"
+
+#define SIG SIGUSR2
+
+static _Atomic pid_t special_tid; /* the thread under test */
+static _Atomic int special_answer; /* what the handler reports for it */
+static _Atomic long special_signals, crowd_signals, crowd_repeats, special_repeats;
+static _Atomic long cut_short;
+static _Atomic int stop_threads;
+static int crowd_pipe[2];
+
+static pid_t gettid_(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+static void on_signal(int sig, siginfo_t *info, void *uc)
+{
+    (void)sig, (void)info, (void)uc;
+    if (gettid_() == atomic_load(&special_tid)) {
+        atomic_fetch_add(&special_signals, 1);
+        vmp_delivery_sampled(atomic_load(&special_answer));
+    } else {
+        atomic_fetch_add(&crowd_signals, 1);
+        vmp_delivery_sampled(VMP_SAMPLE_KEPT);
+    }
+    vmp_delivery_handled();
+}
+
+static int count_repeat(pid_t tid, int64_t count)
+{
+    if (tid == atomic_load(&special_tid))
+        atomic_fetch_add(&special_repeats, (long)count);
+    else
+        atomic_fetch_add(&crowd_repeats, (long)count);
+    return 0;
+}
+
+static void *crowd_thread(void *arg)
+{
+    (void)arg;
+    char c;
+    while (read(crowd_pipe[0], &c, 1) < 0) /* SA_RESTART: only a real error ends it */
+        ;
+    return NULL;
+}
+
+static void *spinning_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&special_tid, gettid_());
+    volatile unsigned long n = 0;
+    while (!atomic_load(&stop_threads))
+        n++;
+    return NULL;
+}
+
+/* A C library's idle thread: sleeps 20 ms at a time, counting sleeps that a
+ * signal cut short. */
+static void *sleeping_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&special_tid, gettid_());
+    while (!atomic_load(&stop_threads)) {
+        struct timespec t = {0, 20000000L};
+        if (nanosleep(&t, NULL) < 0 && errno == EINTR)
+            atomic_fetch_add(&cut_short, 1);
+    }
+    return NULL;
+}
+
+/* Blocks the signal, then spins (so that the CPU clock owes it samples). */
+static void *blocking_thread(void *arg)
+{
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIG);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    atomic_store(&special_tid, gettid_());
+    volatile unsigned long n = 0;
+    while (!atomic_load(&stop_threads))
+        n++;
+    /* Dropped as the sampler drops what is pending when it stops. */
+    signal(SIG, SIG_IGN);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return NULL;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+typedef struct run {
+    int cpu_clock, crowd, answer, ms;
+    void *(*special)(void *);
+    int special_first; /* start the special thread before the schedule */
+    vmp_delivery d;
+    long catchup_rounds;
+} run;
+
+static int run_schedule(run *r)
+{
+    atomic_store(&special_tid, 0);
+    atomic_store(&special_answer, r->answer);
+    atomic_store(&special_signals, 0);
+    atomic_store(&crowd_signals, 0);
+    atomic_store(&crowd_repeats, 0);
+    atomic_store(&special_repeats, 0);
+    atomic_store(&cut_short, 0);
+    atomic_store(&stop_threads, 0);
+    if (pipe(crowd_pipe) < 0)
+        return -1;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIG, &sa, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_t *crowd = calloc((size_t)r->crowd + 1, sizeof *crowd);
+    int started = 0, rc = 0;
+    while (started < r->crowd && pthread_create(&crowd[started], &attr, crowd_thread, NULL) == 0)
+        started++;
+    if (started < r->crowd)
+        rc = -1;
+    pthread_t special;
+    if (r->special_first) {
+        pthread_create(&special, &attr, r->special, NULL);
+        while (!atomic_load(&special_tid))
+            usleep(100);
+    }
+    usleep(20000); /* every thread of the crowd is blocked in read() by now */
+
+    static _Atomic pid_t me;
+    atomic_store(&me, gettid_());
+    r->d = (vmp_delivery){.period_ns = 1000000, .cpu_clock = r->cpu_clock, .signo = SIG,
+                          .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1};
+    r->catchup_rounds = 0;
+    if (rc == 0 && vmp_delivery_start(&r->d) == 0) {
+        if (!r->special_first) {
+            pthread_create(&special, &attr, r->special, NULL);
+            r->special_first = 1; /* so that it is joined */
+        }
+        int64_t end = mono_ms() + r->ms;
+        while (mono_ms() < end) {
+            int64_t periods = vmp_delivery_wait(&r->d);
+            if (!periods)
+                r->catchup_rounds++;
+            vmp_delivery_send(&r->d, periods);
+        }
+        vmp_delivery_stop(&r->d);
+    } else {
+        rc = -1;
+    }
+    atomic_store(&stop_threads, 1);
+    if (r->special_first)
+        pthread_join(special, NULL);
+    for (int i = 0; i < started; i++)
+        if (write(crowd_pipe[1], "x", 1) != 1)
+            rc = -1;
+    for (int i = 0; i < started; i++)
+        pthread_join(crowd[i], NULL);
+    free(crowd);
+    pthread_attr_destroy(&attr);
+    usleep(10000); /* a last signal in flight is handled before the handler goes */
+    sigaction(SIG, &old, NULL);
+    close(crowd_pipe[0]);
+    close(crowd_pipe[1]);
+    return rc;
+}
+
+VMP_TEST(a_thread_started_after_1100_others_is_sampled)
+{
+    run r = {.cpu_clock = 1, .crowd = 1100, .answer = VMP_SAMPLE_KEPT, .ms = 300,
+             .special = spinning_thread};
+    REQUIRE(run_schedule(&r) == 0);
+    CHECK(atomic_load(&r.d.threads_max) >= 1100);
+    CHECK(atomic_load(&r.d.threads_missed) == 0);
+    /* It spun for most of 300 ms: one signal per ms of its CPU time (a
+     * loaded machine gives it less); with a 1,024-thread table it got none. */
+    CHECK(atomic_load(&special_signals) >= 20);
+    /* The crowd never ran: not one signal on the CPU clock. */
+    CHECK(atomic_load(&crowd_signals) == 0);
+}
+
+VMP_TEST(a_round_reads_the_active_threads_not_the_idle_crowd)
+{
+    run r = {.cpu_clock = 0, .crowd = 1100, .answer = VMP_SAMPLE_KEPT, .ms = 400,
+             .special = spinning_thread, .special_first = 1};
+    REQUIRE(run_schedule(&r) == 0);
+    long periods = (long)atomic_load(&r.d.periods);
+    long reads = (long)atomic_load(&r.d.clock_reads);
+    long polls = (long)atomic_load(&r.d.polls);
+    fprintf(stderr, "  periods %ld reads %ld polls %ld crowd signals %ld repeats %ld busy %ld\n",
+            periods, reads, polls, atomic_load(&crowd_signals), atomic_load(&crowd_repeats),
+            atomic_load(&special_signals));
+    REQUIRE(periods > 40); /* else the machine is too loaded to tell */
+    /* Each idle thread: a first sample, then a real one per refresh interval
+     * (50 ms; 400 ms: about 8-9); every other sample repeated. */
+    CHECK(atomic_load(&crowd_signals) <= 1100L * (400 / 40 + 2));
+    CHECK(atomic_load(&crowd_repeats) >= 1100L * periods / 2);
+    /* Reading every thread every round would be 1,100 a round.  What the
+     * crowd costs: each refresh signal's answer is read for a round or
+     * three, until the thread is asleep again; and the rare polls. */
+    CHECK(polls < periods / 10);
+    CHECK(reads < 4 * atomic_load(&crowd_signals) + polls * 1101 + periods * 4);
+    CHECK(reads < periods * 1100 / 4);
+    /* The busy thread is signalled every round it ran. */
+    CHECK(atomic_load(&special_signals) >= periods / 4);
+}
+
+VMP_TEST(a_sleeping_thread_without_python_is_signalled_once)
+{
+    for (int cpu_clock = 0; cpu_clock < 2; cpu_clock++) {
+        run r = {.cpu_clock = cpu_clock, .crowd = 0, .answer = VMP_SAMPLE_NOT_PYTHON, .ms = 300,
+                 .special = sleeping_thread, .special_first = 1};
+        REQUIRE(run_schedule(&r) == 0);
+        /* Before: on the wall clock, one per period, every sleep cut short. */
+        CHECK(atomic_load(&special_signals) <= 1);
+        CHECK(atomic_load(&cut_short) <= 1);
+        CHECK(atomic_load(&special_repeats) == 0);
+    }
+}
+
+VMP_TEST(a_spinning_thread_without_python_is_asked_again_ever_more_rarely)
+{
+    run r = {.cpu_clock = 1, .crowd = 0, .answer = VMP_SAMPLE_NOT_PYTHON, .ms = 300,
+             .special = spinning_thread, .special_first = 1};
+    REQUIRE(run_schedule(&r) == 0);
+    /* After 1, 2, 4, 8, ... periods of its CPU time: about 9 in 300 ms. */
+    CHECK(atomic_load(&special_signals) >= 1);
+    CHECK(atomic_load(&special_signals) <= 12);
+    CHECK(atomic_load(&r.d.not_python) == (uint64_t)atomic_load(&special_signals));
+}
+
+VMP_TEST(a_thread_that_blocks_the_signal_is_left_alone)
+{
+    for (int cpu_clock = 0; cpu_clock < 2; cpu_clock++) {
+        run r = {.cpu_clock = cpu_clock, .crowd = 0, .answer = VMP_SAMPLE_KEPT, .ms = 300,
+                 .special = blocking_thread, .special_first = 1};
+        REQUIRE(run_schedule(&r) == 0);
+        CHECK(atomic_load(&r.d.threads_blocking) == 1);
+        CHECK(atomic_load(&r.d.sent) == 1); /* the one it never handled */
+        /* Before: a catch-up round every half period for the rest of the run. */
+        CHECK(r.catchup_rounds <= 30);
+        /* (Re-installed by the next run.) */
+    }
+}
