@@ -29,7 +29,7 @@ struct vmp_delivery_thread {
     uint8_t awaiting;   /* signalled; its answer not read yet */
     uint8_t not_python; /* its latest answer: no Python thread state */
     uint8_t blocks;     /* it blocks the signal */
-    uint8_t checked;    /* its mask was read for the pending signal */
+    uint8_t checks;     /* its mask was read that many times for the pending signal */
     uint32_t active_pos;
     int64_t last_cpu;      /* ns, the latest reading; -1: none yet */
     int64_t delta;         /* CPU time used in the latest round it was read */
@@ -431,7 +431,9 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k)
     }
     atomic_fetch_add_explicit(&d->not_python, 1, memory_order_relaxed);
     t->not_python = 1;
-    t->probe_gap = t->probe_gap ? 2 * t->probe_gap : d->period_ns;
+    t->probe_gap = t->probe_gap                            ? 2 * t->probe_gap
+                   : d->period_ns > VMP_NOT_PYTHON_MIN_NS ? d->period_ns
+                                                          : VMP_NOT_PYTHON_MIN_NS;
     if (t->probe_gap > VMP_NOT_PYTHON_MAX_NS)
         t->probe_gap = VMP_NOT_PYTHON_MAX_NS;
     t->probe_cpu = (t->last_cpu > 0 ? t->last_cpu : 0) + t->probe_gap;
@@ -447,13 +449,15 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         /* the last one is still pending */
         if (!t->pending_since)
             t->pending_since = now;
-        int long_pending = now - t->pending_since >= VMP_BLOCKED_CHECK_NS;
-        if (long_pending && !t->checked) {
-            t->checked = 1;
-            if (blocks_signal(t->tid, d->signo)) {
-                t->blocks = 1;
+        /* Its mask is read twice, VMP_BLOCKED_CHECK_NS apart: once may find
+         * the signal blocked only because the thread is inside our handler
+         * (between vmp_delivery_handled and returning, a next signal waits)
+         * and the scheduler left it there. */
+        if (t->checks < 2 && now - t->pending_since >= (t->checks + 1) * VMP_BLOCKED_CHECK_NS) {
+            t->checks++;
+            t->blocks = blocks_signal(t->tid, d->signo);
+            if (t->blocks && t->checks == 2)
                 atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
-            }
         }
         if (t->blocks)
             t->owed = 0; /* left alone */
@@ -466,7 +470,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         return;
     }
     t->pending_since = 0;
-    t->blocks = t->checked = 0;
+    t->blocks = t->checks = 0;
     if (t->awaiting)
         read_answer(d, t, k);
     if (t->not_python) {

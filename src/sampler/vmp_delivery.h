@@ -45,16 +45,19 @@
  *
  * Threads that are not Python's (no Python thread state: C library pools,
  * BLAS, watchdogs): the handler reports it, and such a thread is signalled
- * again only after it used a further stretch of CPU time, one period at
- * first, twice as long after each answer "not Python", at most
- * VMP_NOT_PYTHON_MAX_NS.  A sleeping C thread is thus signalled once (its
- * first round), whatever the clock; one that computes, about once a second.
+ * again only after it used a further stretch of CPU time,
+ * VMP_NOT_PYTHON_MIN_NS (or a period if longer) at first, twice as long
+ * after each answer "not Python", at most VMP_NOT_PYTHON_MAX_NS.  A C thread
+ * that sleeps is thus signalled once (its first round) whatever the clock,
+ * or a few times over a long run if it wakes often; one that computes,
+ * about once a second of its CPU time.
  *
  * Threads that block the signal: a signal still pending after
  * VMP_BLOCKED_CHECK_NS makes the sender read that thread's blocked mask
- * (/proc/self/task/TID/status) once; a thread that blocks it is sent
- * nothing more and holds back no catch-up round until it handled the
- * pending one.  (The caller drops signals still pending when
+ * (/proc/self/task/TID/status), and once more after as long again; a
+ * thread that blocks it is sent nothing more and holds back no catch-up
+ * round until it handled the pending one (it is counted in
+ * threads_blocking when both readings found it blocked).  (The caller drops signals still pending when
  * it stops by setting SIG_IGN, which discards them in every thread.)
  *
  * Contract:
@@ -102,6 +105,7 @@
  * below what a woken thread uses before it does anything worth a sample. */
 #define VMP_WAKE_NS 20000LL
 
+#define VMP_NOT_PYTHON_MIN_NS 10000000LL
 #define VMP_NOT_PYTHON_MAX_NS 1000000000LL
 #define VMP_BLOCKED_CHECK_NS 10000000LL
 

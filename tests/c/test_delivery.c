@@ -10,7 +10,6 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -144,7 +143,6 @@ VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
      * repeated only for a round in which the scheduler did not run it at
      * all, which a loaded machine does now and then: its stack is then
      * unchanged indeed.) */
-    fprintf(stderr, "idle %ld/%ld busy %ld/%ld\n", idle_sig, idle_rep, busy_sig, busy_rep);
     CHECK(busy_rep * 4 < busy_sig);
     CHECK(busy_rep + busy_sig >= 150);
 }

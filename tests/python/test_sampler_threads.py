@@ -1,0 +1,111 @@
+"""The sampler among many threads and threads that are not Python's
+(vmp_delivery.h): no thread limit; C library threads are not signalled
+again and again; a thread that blocks the signal is left alone and neither
+holds disable() up nor leaves our handler behind.  Counts, never timings."""
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+import vmprof
+
+from sampler_util import burn_cpu, profile
+
+C_THREADS_SOURCE = os.path.join(os.path.dirname(__file__), "c_threads", "vmp_c_threads.c")
+
+
+@pytest.fixture(scope="module")
+def c_threads(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("c_threads") / "libvmp_c_threads.so")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", path, C_THREADS_SOURCE, "-lpthread"],
+                   check=True)
+    lib = ctypes.CDLL(path)
+    lib.ct_start_sleepers.argtypes = [ctypes.c_int, ctypes.c_long]
+    lib.ct_start_blocker.argtypes = [ctypes.c_int]
+    lib.ct_stop.restype = ctypes.c_long
+    yield lib
+    lib.ct_stop()
+
+
+def busy_later(seconds):
+    burn_cpu(seconds)
+
+
+def test_a_thread_started_after_1100_others_is_sampled():
+    # 1,100 waiting threads, then one that computes: with the old table of
+    # 1,024 threads it was never sampled (0 samples, silently).
+    stop = threading.Event()
+    old_size = threading.stack_size(64 * 1024)
+    try:
+        waiters = [threading.Thread(target=stop.wait, daemon=True) for _ in range(1100)]
+        for t in waiters:
+            t.start()
+    finally:
+        threading.stack_size(old_size)
+    try:
+        def run():
+            t = threading.Thread(target=busy_later, args=(0.3,))
+            t.start()
+            t.join()
+            return t.ident
+
+        p, ident, stats = profile(run, period=0.001)
+    finally:
+        stop.set()
+        for t in waiters:
+            t.join()
+    busy = sum(1 for entries, tid, _ in p.stacks if tid == ident)
+    # 0.3 s of CPU at 1 kHz: ~300
+    assert busy >= 150, (busy, stats)
+    assert stats["threads_max"] >= 1100, stats
+    assert "threads_not_sampled" not in p.meta
+
+
+@pytest.mark.parametrize("real_time", [True, False])
+def test_sleeping_c_threads_are_not_signalled_again_and_again(c_threads, real_time):
+    # Four C threads nap 10 ms at a time for the whole run (~40 naps each).
+    # Before: on the wall clock each was signalled every period, so every
+    # nap was cut short.  Now each is asked once whether it runs Python (and
+    # again only after 10 ms of its CPU time, which naps hardly use).
+    assert c_threads.ct_start_sleepers(4, 10000000) == 0
+    try:
+        _, _, stats = profile(burn_cpu, 0.4, period=0.001, real_time=real_time)
+    finally:
+        cut = c_threads.ct_stop()
+    assert cut <= 8, (cut, stats)
+    assert stats["not_python_answers"] <= 8, stats
+
+
+def test_a_computing_c_thread_is_asked_ever_more_rarely(c_threads):
+    # A C thread that computes (a BLAS worker) has CPU time to sample on the
+    # CPU clock, but no Python stack: it is asked again after 10, 20, 40, ...
+    # ms of its CPU time, not every period.
+    assert c_threads.ct_start_spinner() == 0
+    try:
+        _, _, stats = profile(burn_cpu, 0.4, period=0.001)
+    finally:
+        c_threads.ct_stop()
+    # at most 6 answers in ~0.4 s of its CPU time (before: one a period)
+    assert 1 <= stats["not_python_answers"] <= 8, stats
+
+
+@pytest.mark.parametrize("real_time", [True, False])
+def test_a_thread_blocking_the_signal_is_left_alone(c_threads, real_time):
+    assert c_threads.ct_start_blocker(1) == 0
+    try:
+        p, _, stats = profile(burn_cpu, 0.3, period=0.001, real_time=real_time)
+        # The program's disposition is back (before: ours stayed installed,
+        # since the signal pending for that thread never arrived) ...
+        assert signal.getsignal(stats["signal"]) == signal.SIG_DFL
+    finally:
+        # ... and when the thread unblocks its signals nothing is pending
+        # any more: SIGPROF's default action would end this process here.
+        c_threads.ct_stop()
+    assert stats["threads_blocking_signal"] == 1, stats
+    assert p.meta.get("threads_blocking_signal") == "1", p.meta
+    assert stats["signals_sent"] <= stats["samples"] + 2, stats
+    # the Python thread was sampled as usual
+    assert p.inclusive("burn_cpu") >= 150, stats
