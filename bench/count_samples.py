@@ -30,6 +30,9 @@ def main():
         out["dropped"] = int(meta["samples_dropped"])
     if "samples_repeated" in meta:  # ours, wall clock: idle threads not woken
         out["repeated"] = int(meta["samples_repeated"])
+    for warning in ("threads_not_sampled", "threads_blocking_signal"):  # ours, when it happened
+        if warning in meta:
+            out[warning] = int(meta[warning])
     print(json.dumps(out))
 
 

@@ -17,8 +17,9 @@ profiling in the same round):
     python bench/process_bench.py [--rounds N] [--only own,pinned,pool,late]
         [--py 3.11] [--quick]
 
-bench/run.sh builds the helper library (bench/out/libc_sleepers.so) and
-calls this as its `process` section; it also runs alone once that exists.
+bench/run.sh builds the helper library (bench/out/libc_sleepers.so), and
+bench/bench.py runs this as its `process` section; it also runs alone
+(after bench/run.sh built the library once).
 Raw results: bench/out/process-<utc time>.json.
 """
 import argparse
@@ -194,10 +195,28 @@ def section_late(runner, args, res):
         res["late"][label] = recs
         rows.append([label, fmt(median([r["process_threads"] for r in recs]), "%d"),
                      fmt(median([busy_rate(r, clock) / hz * 100 for r in recs]), "%.0f%%"),
-                     ", ".join(sorted({k for r in recs for k in r.get("meta_warnings", [])}))
-                     or "-"])
+                     fmt(median([r.get("threads_not_sampled", 0) for r in recs]), "%d")])
     table("A thread started after %d others (medians)" % args.late_idle,
-          ["config", "threads in the process", "its rate / asked", "META warnings"], rows)
+          ["config", "threads in the process", "its rate / asked",
+           "META threads_not_sampled"], rows)
+
+
+SECTIONS = (("own", section_own), ("pinned", section_pinned), ("pool", section_pool),
+            ("late", section_late))
+
+
+def bench_process(ours_py, rounds, quick, res, only=None):
+    """Every section (or those in `only`) into res["process"]; bench/bench.py
+    calls this as its `process` section."""
+    args = argparse.Namespace(ours_py=ours_py, rounds=rounds, seconds=3.0, work=30000,
+                              idle=1000, late_idle=1100)
+    if quick:
+        args.rounds, args.seconds, args.work = min(rounds, 2), 1.0, 10000
+    runner = Runner(args)
+    out = res.setdefault("process", {})
+    for name, fn in SECTIONS:
+        if only is None or name in only:
+            fn(runner, args, out)
 
 
 def main(argv=None):
@@ -209,9 +228,6 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     args.ours_py = args.ours_python or os.path.join(ROOT, ".venv", args.py, "bin", "python")
-    args.seconds, args.work, args.idle, args.late_idle = 3.0, 30000, 1000, 1100
-    if args.quick:
-        args.rounds, args.seconds, args.work = min(args.rounds, 2), 1.0, 10000
     os.makedirs(OUT, exist_ok=True)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
@@ -221,14 +237,9 @@ def main(argv=None):
     res = {"date": stamp, "commit": commit, "load_before": load, "rounds": args.rounds}
     print("vmprof process bench, %s, commit %s, load average before %s"
           % (stamp, commit, " ".join(load)))
-    runner = Runner(args)
     t0 = time.time()
-    only = args.only.split(",")
     try:
-        for name, fn in (("own", section_own), ("pinned", section_pinned),
-                         ("pool", section_pool), ("late", section_late)):
-            if name in only:
-                fn(runner, args, res)
+        bench_process(args.ours_py, args.rounds, args.quick, res, args.only.split(","))
     finally:
         with open("/proc/loadavg") as f:
             res["load_after"] = f.read().split()[:3]

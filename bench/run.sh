@@ -3,7 +3,7 @@
 #   bench/run.sh            the full run (16.5 min measured at load 4-7, before the
 #                           native rows; --rounds 3 shortens it on a busy machine)
 #   bench/run.sh --quick    a smoke run: small profile, short workloads, 2 rounds
-#   bench/run.sh --only reader,sampler,export,jitlog
+#   bench/run.sh --only reader,sampler,export,jitlog,process
 #   bench/run.sh --configs 'ours|empty'      only the sampler rows that match
 #   bench/run.sh --ours-python PATH          measure another build of ours
 #   bench/run.sh --rounds 3                  fewer rounds on a busy machine
@@ -56,11 +56,12 @@ fi
 # The server section runs the server as `make` builds it.
 make -s server >&2
 
-# The C programs (gen_profile, read_bench, the empty-signal baseline) come
-# from meson.build, built as the package is (release), into build/bench.
+# The C programs (gen_profile, read_bench, the empty-signal baseline, the C
+# threads of the process bench) come from meson.build, built as the package
+# is (release), into build/bench.
 scripts/build.sh bench -Dextension=false -Dbench=true >/dev/null
 # (with the JIT log bench's: a large log made of a real one, and the decoder's timer)
 cp build/bench/gen_profile build/bench/read_bench build/bench/libempty_signal.so \
-   build/bench/gen_jitlog build/bench/jitlog_read_bench "$OUT"/
+   build/bench/libc_sleepers.so build/bench/gen_jitlog build/bench/jitlog_read_bench "$OUT"/
 
 exec "$(pyenv prefix "$PY")/bin/python" bench/bench.py --py "$PY" "$@"

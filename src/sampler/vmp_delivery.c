@@ -28,6 +28,7 @@ struct vmp_delivery_thread {
     uint8_t seen;       /* found by the latest listing */
     uint8_t awaiting;   /* signalled; its answer not read yet */
     uint8_t not_python; /* its latest answer: no Python thread state */
+    uint8_t confirmed;  /* ... and it was not the first such answer */
     uint8_t blocks;     /* it blocks the signal */
     uint8_t checks;     /* its mask was read that many times for the pending signal */
     uint32_t active_pos;
@@ -40,6 +41,7 @@ struct vmp_delivery_thread {
     int64_t still_from;    /* wall clock, STILL: first period whose repeat is not handed over */
     int64_t probe_cpu;     /* not Python: signal again once its CPU clock passed this */
     int64_t probe_gap;
+    int64_t recheck_at;    /* ns: after a first "not Python", ask again then; 0: no */
     int64_t pending_since; /* ns: since when its signal is pending; 0: none */
 };
 
@@ -294,8 +296,9 @@ static int64_t observe(vmp_delivery *d, vmp_delivery_thread *t)
     return t->delta = delta;
 }
 
-/* The CPU time of the sending thread and the skipped ones, which the
- * process's clock counts too. */
+/* The CPU time of the sending thread and the skipped ones (the sending
+ * thread may be one of them: counted once), which the process's clock
+ * counts too. */
 static void observe_own(vmp_delivery *d)
 {
     int64_t self = clock_ns(CLOCK_THREAD_CPUTIME_ID);
@@ -303,8 +306,11 @@ static void observe_own(vmp_delivery *d)
         d->unexplained -= self - d->self_cpu;
         d->self_cpu = self;
     }
+    pid_t me = vmp_delivery_this_tid();
     for (int i = 0; i < 2; i++) {
         pid_t tid = d->skip[i] ? atomic_load(d->skip[i]) : 0;
+        if (tid == me)
+            tid = 0;
         int64_t cpu = tid ? thread_cpu_ns(tid) : -1;
         if (cpu >= 0 && d->skip_cpu[i] >= 0 && tid == d->skip_tid[i])
             d->unexplained -= cpu - d->skip_cpu[i];
@@ -419,18 +425,24 @@ static int idle_since_sample(vmp_delivery *d, vmp_delivery_thread *t, size_t k)
 
 /* Reads the answer to the last signal: whether the thread has a Python
  * thread state. */
-static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k)
+static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64_t now)
 {
     t->awaiting = 0;
     int not_python = atomic_load_explicit(&sampled_tid[k], memory_order_acquire) == t->tid &&
                      atomic_load_explicit(&sampled_cpu[k], memory_order_acquire) == NOT_PYTHON;
     if (!not_python) {
-        t->not_python = 0;
+        t->not_python = t->confirmed = 0;
         t->probe_gap = 0;
         return;
     }
     atomic_fetch_add_explicit(&d->not_python, 1, memory_order_relaxed);
     t->not_python = 1;
+    if (!t->confirmed) {
+        /* A Python thread at its very start (before it binds its thread
+         * state) answers so too: ask once more a little later. */
+        t->confirmed = 1;
+        t->recheck_at = now + VMP_NOT_PYTHON_MIN_NS;
+    }
     t->probe_gap = t->probe_gap                            ? 2 * t->probe_gap
                    : d->period_ns > VMP_NOT_PYTHON_MIN_NS ? d->period_ns
                                                           : VMP_NOT_PYTHON_MIN_NS;
@@ -472,9 +484,13 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     t->pending_since = 0;
     t->blocks = t->checks = 0;
     if (t->awaiting)
-        read_answer(d, t, k);
+        read_answer(d, t, k, now);
     if (t->not_python) {
-        if (t->last_cpu < t->probe_cpu) {
+        if (t->recheck_at && now >= t->recheck_at) {
+            t->recheck_at = 0;
+            if (t->owed <= 0)
+                t->owed = 1;
+        } else if (t->last_cpu < t->probe_cpu) {
             t->owed = 0; /* nothing to record there */
         } else if (t->owed <= 0) {
             t->owed = 1; /* it used its stretch: ask again */
@@ -508,7 +524,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         return;
     }
     /* Nothing owed or pending, and it did not run this round: still. */
-    if (t->delta == 0) {
+    if (t->delta == 0 && !t->recheck_at) {
         t->still_from = d->period_no + 1;
         make_still(d, t);
     }
@@ -560,6 +576,8 @@ int vmp_delivery_start(vmp_delivery *d)
     d->self_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     for (int i = 0; i < 2; i++) {
         d->skip_tid[i] = d->skip[i] ? atomic_load(d->skip[i]) : 0;
+        if (d->skip_tid[i] == vmp_delivery_this_tid())
+            d->skip_tid[i] = 0;
         d->skip_cpu[i] = d->skip_tid[i] ? thread_cpu_ns(d->skip_tid[i]) : -1;
     }
     d->process_cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID);

@@ -44,13 +44,16 @@
  * vmp_delivery_sampled().
  *
  * Threads that are not Python's (no Python thread state: C library pools,
- * BLAS, watchdogs): the handler reports it, and such a thread is signalled
- * again only after it used a further stretch of CPU time,
+ * BLAS, watchdogs): the handler reports it; the first such answer is
+ * checked once more VMP_NOT_PYTHON_MIN_NS later (a Python thread answers so
+ * too in the microseconds before it binds its thread state), and then the
+ * thread is signalled again only after it used a further stretch of CPU
+ * time,
  * VMP_NOT_PYTHON_MIN_NS (or a period if longer) at first, twice as long
  * after each answer "not Python", at most VMP_NOT_PYTHON_MAX_NS.  A C thread
- * that sleeps is thus signalled once (its first round) whatever the clock,
- * or a few times over a long run if it wakes often; one that computes,
- * about once a second of its CPU time.
+ * that sleeps is thus signalled twice whatever the clock (or a few times
+ * more over a long run if it wakes often); one that computes, about once a
+ * second of its CPU time.
  *
  * Threads that block the signal: a signal still pending after
  * VMP_BLOCKED_CHECK_NS makes the sender read that thread's blocked mask

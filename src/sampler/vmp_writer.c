@@ -30,7 +30,13 @@
 #include "vmp_ring.h"
 #include "vmp_run.h"
 
-#define VMP_WRITER_SLEEP_NS 2000000L /* the writer drains every 2 ms */
+/* The writer drains the ring, then sleeps as long as the ring took lately
+ * to fill a quarter, between these bounds: each wake-up of a thread costs
+ * ~50 us of CPU on these machines (bench/RESULTS.md), so a writer that
+ * woke every 2 ms used 2.5% of a core by itself. */
+#define VMP_WRITER_MIN_SLEEP_NS 2000000LL
+#define VMP_WRITER_MAX_SLEEP_NS 10000000LL
+#define VMP_GUARD_TICK_NS 5000000LL /* with naps of up to 10 ms: every 10 ms or so */
 #define VMP_WRITE_BUF (1 << 20)
 #define VMP_WRITE_STALL_NS 10000000000LL  /* a full non-blocking fd: give up after 10 s */
 #define VMP_NAME_WAIT_NS 5000000000LL     /* a name waits this long for room in the ring */
@@ -227,6 +233,8 @@ static void process(vmp_slot *s)
 /* Writes every published slot in order; with `wait`, also waits (bounded)
  * for slots whose producer is still filling them.  Returns 1 when the ring
  * is empty. */
+static uint64_t drained; /* slots processed, for the writer's naps */
+
 static int drain(int wait)
 {
     int64_t waited_since = 0;
@@ -254,6 +262,7 @@ static int drain(int wait)
         } else {
             process(s);
         }
+        drained++;
         waited_since = 0;
         vmp_ring_release_oldest(s);
     }
@@ -301,20 +310,30 @@ static void *writer_main(void *arg)
 {
     (void)arg;
     atomic_store(&vmp_run.writer_tid, vmp_gettid());
-    unsigned ticks = 0;
+    int64_t nap = VMP_WRITER_MIN_SLEEP_NS, last_guard = 0;
     while (!atomic_load(&vmp_run.writer_stop)) {
         pthread_mutex_lock(&busy);
+        int64_t now = vmp_mono_ns();
         /* Native mode learns what walks stopped at, and new libraries. */
         if (vmp_run.native)
             vmp_native_mode_tick();
         /* Every ~10 ms, get our fault handler back in front of one the
          * program installed meanwhile (vmp_guard.h). */
-        if (ticks++ % 5 == 0)
+        if (now - last_guard >= VMP_GUARD_TICK_NS) {
             vmp_guard_keep_first();
+            last_guard = now;
+        }
+        uint64_t before = drained;
         drain(0);
         pthread_mutex_unlock(&busy);
         flush(); /* (a pipe nobody reads must not hold a fork up) */
-        vmp_sleep_ns(VMP_WRITER_SLEEP_NS);
+        uint64_t n = drained - before;
+        nap = n ? nap * (VMP_RING_SLOTS / 4) / (int64_t)n : VMP_WRITER_MAX_SLEEP_NS;
+        if (nap < VMP_WRITER_MIN_SLEEP_NS)
+            nap = VMP_WRITER_MIN_SLEEP_NS;
+        if (nap > VMP_WRITER_MAX_SLEEP_NS)
+            nap = VMP_WRITER_MAX_SLEEP_NS;
+        vmp_sleep_ns(nap);
     }
     pthread_mutex_lock(&busy);
     drain(1);

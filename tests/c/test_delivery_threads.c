@@ -238,19 +238,22 @@ VMP_TEST(a_round_reads_the_active_threads_not_the_idle_crowd)
     CHECK(polls < periods / 10);
     CHECK(reads < 4 * atomic_load(&crowd_signals) + polls * (CROWD + 1) + periods * 4);
     CHECK(reads < periods * CROWD / 4);
-    /* The busy thread is signalled every round it ran. */
-    CHECK(atomic_load(&special_signals) >= periods / 4);
+    /* The busy thread gets its samples: signalled in every round it ran,
+     * repeated in those it did not (a loaded machine leaves it waiting). */
+    CHECK(atomic_load(&special_signals) > 0);
+    CHECK(atomic_load(&special_signals) + atomic_load(&special_repeats) >= periods / 2);
 }
 
-VMP_TEST(a_sleeping_thread_without_python_is_signalled_once)
+VMP_TEST(a_sleeping_thread_without_python_is_signalled_twice)
 {
     for (int cpu_clock = 0; cpu_clock < 2; cpu_clock++) {
         run r = {.cpu_clock = cpu_clock, .crowd = 0, .answer = VMP_SAMPLE_NOT_PYTHON, .ms = 300,
                  .special = sleeping_thread, .special_first = 1};
         REQUIRE(run_schedule(&r) == 0);
-        /* Before: on the wall clock, one per period, every sleep cut short. */
-        CHECK(atomic_load(&special_signals) <= 1);
-        CHECK(atomic_load(&cut_short) <= 1);
+        /* Before: on the wall clock, one per period, every sleep cut short.
+         * Now: asked, and asked once more 10 ms later. */
+        CHECK(atomic_load(&special_signals) <= 2);
+        CHECK(atomic_load(&cut_short) <= 2);
         CHECK(atomic_load(&special_repeats) == 0);
     }
 }
@@ -260,9 +263,10 @@ VMP_TEST(a_spinning_thread_without_python_is_asked_again_ever_more_rarely)
     run r = {.cpu_clock = 1, .crowd = 0, .answer = VMP_SAMPLE_NOT_PYTHON, .ms = 300,
              .special = spinning_thread, .special_first = 1};
     REQUIRE(run_schedule(&r) == 0);
-    /* After 10, 20, 40, 80, ... ms of its CPU time: 5 in 300 ms. */
+    /* Asked again after 10 ms, then after 10, 20, 40, 80, ... ms of its CPU
+     * time: 6 in 300 ms. */
     CHECK(atomic_load(&special_signals) >= 1);
-    CHECK(atomic_load(&special_signals) <= 6);
+    CHECK(atomic_load(&special_signals) <= 7);
     CHECK(atomic_load(&r.d.not_python) == (uint64_t)atomic_load(&special_signals));
 }
 

@@ -68,8 +68,8 @@ def test_a_thread_started_after_1100_others_is_sampled():
 def test_sleeping_c_threads_are_not_signalled_again_and_again(c_threads, real_time):
     # Four C threads nap 10 ms at a time for the whole run (~40 naps each).
     # Before: on the wall clock each was signalled every period, so every
-    # nap was cut short.  Now each is asked once whether it runs Python (and
-    # again only after 10 ms of its CPU time, which naps hardly use).
+    # nap was cut short.  Now each is asked whether it runs Python, once more
+    # 10 ms later, then only after 10 ms of its CPU time (naps hardly use any).
     assert c_threads.ct_start_sleepers(4, 10000000) == 0
     try:
         _, _, stats = profile(burn_cpu, 0.4, period=0.001, real_time=real_time)
