@@ -42,6 +42,7 @@ struct vmp_delivery_thread {
     int64_t probe_cpu;     /* not Python: signal again once its CPU clock passed this */
     int64_t probe_gap;
     int64_t recheck_at;    /* ns: after a first "not Python", ask again then; 0: no */
+    int64_t sent_cpu;      /* its CPU clock when last signalled */
     int64_t pending_since; /* ns: since when its signal is pending; 0: none */
 };
 
@@ -428,11 +429,21 @@ static int idle_since_sample(vmp_delivery *d, vmp_delivery_thread *t, size_t k)
 static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64_t now)
 {
     t->awaiting = 0;
-    int not_python = atomic_load_explicit(&sampled_tid[k], memory_order_acquire) == t->tid &&
-                     atomic_load_explicit(&sampled_cpu[k], memory_order_acquire) == NOT_PYTHON;
-    if (!not_python) {
+    int64_t at = atomic_load_explicit(&sampled_cpu[k], memory_order_acquire);
+    if (atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != t->tid)
+        at = NO_SAMPLE;
+    if (at != NOT_PYTHON) {
         t->not_python = t->confirmed = 0;
         t->probe_gap = 0;
+        /* Wall clock: the periods that passed while the signal waited for
+         * a thread that did not run (a loaded machine left it waiting for a
+         * CPU) had the stack the sample found: they are its repeats. */
+        if (d->max_repeats && at >= 0 && t->owed > 1 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
+            int64_t n = t->owed - 1;
+            t->owed = 1;
+            if (d->repeat(t->tid, n) == 0)
+                atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+        }
         return;
     }
     atomic_fetch_add_explicit(&d->not_python, 1, memory_order_relaxed);
@@ -454,8 +465,6 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
 /* Signals thread t, or repeats its sample, for what it is owed. */
 static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
-    if (t->owed > d->max_owed)
-        t->owed = d->max_owed; /* far behind: drop rather than burst */
     size_t k = vmp_tid_slot(t->tid);
     if (sent_to[k] != atomic_load_explicit(&handled[k], memory_order_acquire)) {
         /* the last one is still pending */
@@ -485,6 +494,8 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     t->blocks = t->checks = 0;
     if (t->awaiting)
         read_answer(d, t, k, now);
+    if (t->owed > d->max_owed)
+        t->owed = d->max_owed; /* far behind: drop rather than burst */
     if (t->not_python) {
         if (t->recheck_at && now >= t->recheck_at) {
             t->recheck_at = 0;
@@ -519,6 +530,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
             sent_to[k]++;
             t->awaiting = 1;
+            t->sent_cpu = t->last_cpu;
             atomic_fetch_add_explicit(&d->sent, 1, memory_order_relaxed);
         }
         return;

@@ -41,7 +41,10 @@
  * one is older than half that; so a real sample is taken at least every
  * VMP_IDLE_REFRESH_NS, which bounds how long a stack changed within the
  * slack can be shown.  The handler reports its sample with
- * vmp_delivery_sampled().
+ * vmp_delivery_sampled().  Likewise a thread that could not run (a loaded
+ * machine keeps it waiting for a CPU) handles its signal late, but its
+ * stack did not change meanwhile: the periods it waited repeat the sample
+ * it finally took (VMP_WAITED_SLACK_NS).
  *
  * Threads that are not Python's (no Python thread state: C library pools,
  * BLAS, watchdogs): the handler reports it; the first such answer is
@@ -102,6 +105,12 @@
  * 16 threads waiting on an Event). */
 #define VMP_IDLE_SLACK_NS 10000LL
 #define VMP_IDLE_REFRESH_NS 50000000LL
+
+/* Wall clock: a signal that waited several periods for a thread that used
+ * at most this much CPU time from the signal to its sample (the handler's
+ * own work included: native mode takes tens of microseconds) found the
+ * stack the thread had all that time; those periods repeat that sample. */
+#define VMP_WAITED_SLACK_NS 100000LL
 
 /* See "Cost per round": CPU time of still threads that makes the sender
  * read them all.  Above the skew of one round's readings (microseconds),

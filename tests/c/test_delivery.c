@@ -139,12 +139,12 @@ VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
     CHECK(idle_rep > 5 * idle_sig);
     CHECK(idle_sig >= 300 / 50 - 2);
     CHECK(idle_rep + idle_sig >= 150);
-    /* The busy one runs between nearly every two rounds: signalled.  (It is
-     * repeated only for a round in which the scheduler did not run it at
-     * all, which a loaded machine does now and then: its stack is then
-     * unchanged indeed.) */
-    CHECK(busy_rep * 4 < busy_sig);
-    CHECK(busy_rep + busy_sig >= 150);
+    /* The busy one runs between nearly every two rounds: signalled, far
+     * more often than the idle one.  A loaded machine leaves it waiting for
+     * a CPU now and then: the periods a signal waited for it repeat the
+     * sample it then took, so it still gets nearly every period's sample. */
+    CHECK(busy_sig > 4 * idle_sig);
+    CHECK(busy_rep + busy_sig >= 200);
 }
 
 VMP_TEST(cpu_clock_never_repeats_and_signals_only_the_thread_that_ran)
