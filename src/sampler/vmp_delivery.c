@@ -654,10 +654,13 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
     int64_t process = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
     d->unexplained += process - d->process_cpu;
     d->process_cpu = process;
+    /* A round's skew (a thread read early counts less than the process
+     * saw) comes back with the opposite sign the next round; bounded below
+     * so that it never hides more than that. */
     if (d->unexplained > VMP_WAKE_NS)
         poll_still(d);
-    else if (d->unexplained < 0)
-        d->unexplained = 0; /* the skew of this round's readings */
+    else if (d->unexplained < -VMP_WAKE_NS)
+        d->unexplained = -VMP_WAKE_NS;
     sweep_still(d, periods);
     /* Backwards: a thread made still moves the last one into its place. */
     for (size_t i = d->n_active; i-- > 0;) {
