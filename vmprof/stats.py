@@ -161,8 +161,8 @@ class Stats(object):
         """Addresses whose function (symbol) name contains part, as a
         generator like the original's."""
         for addr, name in self.adr_dict.items():
-            fields = name.split(":", 3)
-            if len(fields) > 1 and part in fields[1]:
+            lang, func, _line, _file = _core.parse_name(name)
+            if lang and part in func:
                 yield addr
 
     def get_name(self, addr):
@@ -170,18 +170,17 @@ class Stats(object):
         name = self._profile.name(addr)
         if name is None:
             return "unknown"
-        fields = name.split(":", 3)
-        return fields[1] if len(fields) > 1 else name
+        return _core.parse_name(name)[1]
 
     def get_addr_info(self, addr):
         """(lang, symbol, line, file) from addr's name ("py"/"n"), or None."""
         name = self._profile.name(addr)
         if not name:
             return None
-        fields = name.split(":", 3)
-        if len(fields) != 4:
+        lang, func, line, path = _core.parse_name(name)
+        if not lang:
             return None
-        return tuple(fields)
+        return lang, func, str(line), path or ("-" if lang == "n" else "")
 
     def display(self, no):
         """The names of sample no's stack, root first."""

@@ -56,95 +56,6 @@ const char *vmp_export_format_list(void)
     return list;
 }
 
-/* ---- a small open-addressing map: two 64-bit words -> uint32 ------------ */
-
-/* The value of a free slot, and what map_get returns for a key not there. */
-#define MAP_ABSENT UINT32_MAX
-
-typedef struct map_slot {
-    uint64_t k1, k2;
-    uint32_t value; /* MAP_ABSENT: a free slot */
-} map_slot;
-
-typedef struct map {
-    map_slot *slots;
-    size_t cap, used; /* cap is a power of two */
-} map;
-
-static int map_init(map *m, size_t expect)
-{
-    size_t cap = 64, i;
-    while (cap < expect * 2)
-        cap *= 2;
-    m->slots = malloc(cap * sizeof *m->slots);
-    if (!m->slots)
-        return -1;
-    for (i = 0; i < cap; i++)
-        m->slots[i].value = MAP_ABSENT;
-    m->cap = cap;
-    m->used = 0;
-    return 0;
-}
-
-static void map_free(map *m)
-{
-    free(m->slots);
-    m->slots = NULL;
-}
-
-static size_t map_home(const map *m, uint64_t k1, uint64_t k2)
-{
-    return (size_t)(vmp_mix64(k1 ^ vmp_mix64(k2 + 0x9e3779b97f4a7c15ULL)) & (m->cap - 1));
-}
-
-static uint32_t map_get(const map *m, uint64_t k1, uint64_t k2)
-{
-    size_t i = map_home(m, k1, k2);
-    while (m->slots[i].value != MAP_ABSENT) {
-        if (m->slots[i].k1 == k1 && m->slots[i].k2 == k2)
-            return m->slots[i].value;
-        i = (i + 1) & (m->cap - 1);
-    }
-    return MAP_ABSENT;
-}
-
-static int map_grow(map *m)
-{
-    map bigger;
-    size_t i;
-    if (map_init(&bigger, m->cap) < 0)
-        return -1;
-    for (i = 0; i < m->cap; i++) {
-        map_slot *s = &m->slots[i];
-        if (s->value != MAP_ABSENT) {
-            size_t j = map_home(&bigger, s->k1, s->k2);
-            while (bigger.slots[j].value != MAP_ABSENT)
-                j = (j + 1) & (bigger.cap - 1);
-            bigger.slots[j] = *s;
-        }
-    }
-    bigger.used = m->used;
-    free(m->slots);
-    *m = bigger;
-    return 0;
-}
-
-/* The key must not be present. */
-static int map_put(map *m, uint64_t k1, uint64_t k2, uint32_t value)
-{
-    size_t i;
-    if ((m->used + 1) * 4 > m->cap * 3 && map_grow(m) < 0)
-        return -1;
-    i = map_home(m, k1, k2);
-    while (m->slots[i].value != MAP_ABSENT)
-        i = (i + 1) & (m->cap - 1);
-    m->slots[i].k1 = k1;
-    m->slots[i].k2 = k2;
-    m->slots[i].value = value;
-    m->used++;
-    return 0;
-}
-
 /* ---- the export view -------------------------------------------------------- */
 
 typedef struct xview_priv {
@@ -156,8 +67,11 @@ typedef struct xbuild {
     vmp_xview *v;
     xview_priv *pv;
     uint32_t *func_map; /* profile function -> view func, VMP_NONE until used */
-    map frame_map;      /* (func, line) -> frame */
-    map stack_map;      /* (hash(thread, frames), 0) probing by content */
+    vmp_u64map frame_map;    /* func << 32 | line -> frame */
+    uint32_t *stack_table;   /* view stacks by the hash of their content */
+    size_t stack_table_cap;
+    uint64_t *stack_hash;    /* per view stack */
+    size_t stack_hash_cap;
 } xbuild;
 
 /* The view's func for a profile function: the view keeps only the functions
@@ -180,15 +94,16 @@ static uint32_t func_for(xbuild *b, const vmp_func *funcs, uint32_t pf)
 static uint32_t frame_for(xbuild *b, uint32_t func, uint32_t line)
 {
     vmp_xview *v = b->v;
-    uint32_t idx = map_get(&b->frame_map, func, line);
-    if (idx != MAP_ABSENT)
+    uint64_t key = (uint64_t)func << 32 | line;
+    uint32_t idx;
+    if (vmp_u64map_find(&b->frame_map, key, &idx))
         return idx;
     if (vmp_array_grow((void **)&v->frames, &b->pv->frames_cap, v->n_frames + 1, sizeof *v->frames) < 0)
         return VMP_NONE;
     idx = (uint32_t)v->n_frames++;
     v->frames[idx].func = func;
     v->frames[idx].line = line;
-    if (map_put(&b->frame_map, func, line, idx) < 0)
+    if (vmp_u64map_put(&b->frame_map, key, idx) < 0)
         return VMP_NONE;
     return idx;
 }
@@ -200,18 +115,21 @@ static uint32_t stack_for(xbuild *b, uint32_t thread, const uint32_t *seq, uint3
     vmp_xview *v = b->v;
     xview_priv *pv = b->pv;
     uint64_t h = vmp_hash_bytes(seq, depth * sizeof *seq, thread);
-    size_t i = map_home(&b->stack_map, h, 0);
     uint32_t idx;
-    map_slot *s;
-    for (; (s = &b->stack_map.slots[i])->value != MAP_ABSENT; i = (i + 1) & (b->stack_map.cap - 1)) {
-        vmp_xstack *xs = &v->stacks[s->value];
-        if (s->k1 == h && xs->thread == thread && xs->depth == depth &&
+    size_t mask = b->stack_table_cap - 1, i;
+    for (i = h & mask; b->stack_table[i] != VMP_INDEX_FREE; i = (i + 1) & mask) {
+        uint32_t k = b->stack_table[i];
+        vmp_xstack *xs = &v->stacks[k];
+        if (b->stack_hash[k] == h && xs->thread == thread && xs->depth == depth &&
             memcmp(pv->arena + (size_t)(uintptr_t)xs->frames, seq, depth * sizeof *seq) == 0) {
             xs->count += count;
-            return s->value;
+            return k;
         }
     }
-    if (vmp_array_grow((void **)&v->stacks, &pv->stacks_cap, v->n_stacks + 1, sizeof *v->stacks) < 0 ||
+    if (v->n_stacks >= VMP_INDEX_FREE - 1 ||
+        vmp_array_grow((void **)&v->stacks, &pv->stacks_cap, v->n_stacks + 1, sizeof *v->stacks) < 0 ||
+        vmp_array_grow((void **)&b->stack_hash, &b->stack_hash_cap, v->n_stacks + 1,
+                       sizeof *b->stack_hash) < 0 ||
         vmp_array_grow((void **)&pv->arena, &pv->arena_cap, pv->arena_len + depth + 1, sizeof *pv->arena) <
             0)
         return VMP_NONE;
@@ -223,8 +141,20 @@ static uint32_t stack_for(xbuild *b, uint32_t thread, const uint32_t *seq, uint3
     v->stacks[idx].count = count;
     memcpy(pv->arena + pv->arena_len, seq, depth * sizeof *seq);
     pv->arena_len += depth;
-    if (map_put(&b->stack_map, h, 0, idx) < 0)
-        return VMP_NONE;
+    b->stack_hash[idx] = h;
+    if ((v->n_stacks + 1) * 2 > b->stack_table_cap) {
+        size_t ncap = b->stack_table_cap * 2;
+        uint32_t *nt = vmp_index_table_new(ncap);
+        if (!nt)
+            return VMP_NONE;
+        for (size_t k = 0; k < v->n_stacks; k++)
+            nt[vmp_index_table_slot(nt, ncap, b->stack_hash[k])] = (uint32_t)k;
+        free(b->stack_table);
+        b->stack_table = nt;
+        b->stack_table_cap = ncap;
+    } else {
+        b->stack_table[i] = idx;
+    }
     return idx;
 }
 
@@ -270,8 +200,11 @@ int vmp_xview_build_query(vmp_xview *v, const vmp_profile *p, const vmp_query *q
     v->thread_on = calloc(n_threads ? n_threads : 1, 1);
     v->stack_map = malloc((n_pstacks ? n_pstacks : 1) * sizeof *v->stack_map);
     b.func_map = malloc((sel.n_funcs ? sel.n_funcs : 1) * sizeof *b.func_map);
-    if (!b.pv || !v->thread_on || !v->stack_map || !b.func_map || map_init(&b.frame_map, 1024) < 0 ||
-        map_init(&b.stack_map, n_pstacks) < 0)
+    b.stack_table_cap = 1024;
+    while (b.stack_table_cap < n_pstacks * 2)
+        b.stack_table_cap *= 2;
+    b.stack_table = vmp_index_table_new(b.stack_table_cap);
+    if (!b.pv || !v->thread_on || !v->stack_map || !b.func_map || !b.stack_table)
         goto oom;
     memset(b.func_map, 0xff, (sel.n_funcs ? sel.n_funcs : 1) * sizeof *b.func_map);
     for (i = 0; i < n_threads; i++)
@@ -332,8 +265,9 @@ out:
     free(b.func_map);
     vmp_path_free(&path);
     vmp_selection_free(&sel);
-    map_free(&b.frame_map);
-    map_free(&b.stack_map);
+    vmp_u64map_free(&b.frame_map);
+    free(b.stack_table);
+    free(b.stack_hash);
     if (rc < 0)
         vmp_xview_free(v);
     return rc;
@@ -410,13 +344,13 @@ void vmp_xtree_free(vmp_xtree *t)
 
 int vmp_xtree_build(vmp_xtree *t, const vmp_xview *v, uint32_t thread, vmp_error *err)
 {
-    map children; /* (parent, frame) -> node */
+    vmp_u64map children = {0}; /* parent << 32 | frame -> node */
     xtree_priv *pt;
     size_t i;
     memset(t, 0, sizeof *t);
     pt = t->priv = calloc(1, sizeof *pt);
     t->stack_leaf = malloc((v->n_stacks ? v->n_stacks : 1) * sizeof *t->stack_leaf);
-    if (!pt || !t->stack_leaf || map_init(&children, v->n_stacks * 4) < 0)
+    if (!pt || !t->stack_leaf)
         goto oom;
     if (vmp_array_grow((void **)&t->nodes, &pt->cap, 1, sizeof *t->nodes) < 0)
         goto oom_map;
@@ -433,8 +367,9 @@ int vmp_xtree_build(vmp_xtree *t, const vmp_xview *v, uint32_t thread, vmp_error
         }
         t->nodes[0].total += st->count;
         for (d = 0; d < st->depth; d++) {
-            uint32_t child = map_get(&children, node, st->frames[d]);
-            if (child == MAP_ABSENT) {
+            uint64_t key = (uint64_t)node << 32 | st->frames[d];
+            uint32_t child;
+            if (!vmp_u64map_find(&children, key, &child)) {
                 if (t->n_nodes >= VMP_XTREE_NONE - 1 ||
                     vmp_array_grow((void **)&t->nodes, &pt->cap, t->n_nodes + 1, sizeof *t->nodes) < 0)
                     goto oom_map;
@@ -442,7 +377,7 @@ int vmp_xtree_build(vmp_xtree *t, const vmp_xview *v, uint32_t thread, vmp_error
                 t->nodes[child].parent = node;
                 t->nodes[child].frame = st->frames[d];
                 t->nodes[child].total = t->nodes[child].self = 0;
-                if (map_put(&children, node, st->frames[d], child) < 0)
+                if (vmp_u64map_put(&children, key, child) < 0)
                     goto oom_map;
             }
             t->nodes[child].total += st->count;
@@ -451,10 +386,10 @@ int vmp_xtree_build(vmp_xtree *t, const vmp_xview *v, uint32_t thread, vmp_error
         t->nodes[node].self += st->count;
         t->stack_leaf[i] = node;
     }
-    map_free(&children);
+    vmp_u64map_free(&children);
     return 0;
 oom_map:
-    map_free(&children);
+    vmp_u64map_free(&children);
 oom:
     vmp_xtree_free(t);
     return vmp_error_set(err, -1, "out of memory while building the call tree for the export");

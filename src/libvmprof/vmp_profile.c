@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmp_array.h"
 #include "vmp_format.h"
 #include "vmp_hash.h"
 #include "vmp_name.h"
@@ -66,26 +67,6 @@ static void arena_free(arena *a)
         c = next;
     }
     a->head = NULL;
-}
-
-/* ---- growable arrays ------------------------------------------------------ */
-
-static int grow(void **items, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t nc = *cap ? *cap : 16;
-    while (nc < need) {
-        if (nc > SIZE_MAX / 2 / elem)
-            return -1;
-        nc *= 2;
-    }
-    void *n = realloc(*items, nc * elem);
-    if (!n)
-        return -1;
-    *items = n;
-    *cap = nc;
-    return 0;
 }
 
 /* A free slot in the stack table, and "no thread yet" in the thread cache. */
@@ -227,7 +208,7 @@ static char *arena_strdup(arena *a, const char *s, size_t len)
 int vmp_profile_add_meta(vmp_profile *p, const char *key, size_t klen, const char *value,
                          size_t vlen)
 {
-    if (grow((void **)&p->meta, &p->meta_cap, p->meta_len + 1, sizeof *p->meta) < 0)
+    if (vmp_array_grow((void **)&p->meta, &p->meta_cap, p->meta_len + 1, sizeof *p->meta) < 0)
         return -1;
     meta_entry *e = &p->meta[p->meta_len];
     e->key = arena_strdup(&p->mem, key, klen);
@@ -281,7 +262,7 @@ int vmp_profile_add_name(vmp_profile *p, uint64_t id, const char *name, size_t l
     }
     if (p->names_len >= EMPTY - 1)
         return -1;
-    if (grow((void **)&p->names, &p->names_cap, p->names_len + 1, sizeof *p->names) < 0)
+    if (vmp_array_grow((void **)&p->names, &p->names_cap, p->names_len + 1, sizeof *p->names) < 0)
         return -1;
     char *t = arena_strdup(&p->mem, name, len);
     if (!t || vmp_u64map_put(&p->name_index, id, (uint32_t)p->names_len) < 0)
@@ -336,7 +317,7 @@ static int thread_index(vmp_profile *p, uint64_t tid, uint32_t *out)
     if (!vmp_u64map_find(&p->thread_index, tid, &at)) {
         if (p->threads_len >= EMPTY - 1)
             return -1;
-        if (grow((void **)&p->threads, &p->threads_cap, p->threads_len + 1,
+        if (vmp_array_grow((void **)&p->threads, &p->threads_cap, p->threads_len + 1,
                  sizeof *p->threads) < 0)
             return -1;
         at = (uint32_t)p->threads_len;
@@ -397,12 +378,12 @@ static int append_sample(vmp_profile *p, uint32_t idx, uint64_t rss_kib)
     if (n >= UINT32_MAX)
         return -1;
     if (n >= p->samples_cap &&
-        grow((void **)&p->sample_stack, &p->samples_cap, n + 1, sizeof *p->sample_stack) < 0)
+        vmp_array_grow((void **)&p->sample_stack, &p->samples_cap, n + 1, sizeof *p->sample_stack) < 0)
         return -1;
     if (rss_kib || p->sample_rss) {
         /* Only profiles that carry RSS pay for it; earlier samples read 0. */
         size_t before = p->rss_cap;
-        if (grow((void **)&p->sample_rss, &p->rss_cap, n + 1, sizeof *p->sample_rss) < 0)
+        if (vmp_array_grow((void **)&p->sample_rss, &p->rss_cap, n + 1, sizeof *p->sample_rss) < 0)
             return -1;
         if (p->rss_cap > before)
             memset(p->sample_rss + before, 0, (p->rss_cap - before) * sizeof *p->sample_rss);
@@ -446,7 +427,7 @@ int vmp_profile_add_sample(vmp_profile *p, const vmp_frame *frames, uint32_t dep
     if (idx == EMPTY) {
         if (p->stacks_len >= EMPTY - 1)
             return -1;
-        if (grow((void **)&p->stacks, &p->stacks_cap, p->stacks_len + 1, sizeof *p->stacks) < 0)
+        if (vmp_array_grow((void **)&p->stacks, &p->stacks_cap, p->stacks_len + 1, sizeof *p->stacks) < 0)
             return -1;
         vmp_frame *copy = NULL;
         if (depth) {
@@ -497,7 +478,7 @@ int vmp_profile_set_sample_time(vmp_profile *p, int64_t time_ns)
     if (n == 0)
         return -1;
     size_t before = p->time_cap;
-    if (grow((void **)&p->sample_time, &p->time_cap, n, sizeof *p->sample_time) < 0)
+    if (vmp_array_grow((void **)&p->sample_time, &p->time_cap, n, sizeof *p->sample_time) < 0)
         return -1;
     if (p->time_cap > before)
         memset(p->sample_time + before, 0, (p->time_cap - before) * sizeof *p->sample_time);
@@ -557,8 +538,8 @@ static uint32_t intern_func(vmp_profile *p, func_builder *fb, uint8_t kind, cons
         }
     }
     if (p->funcs_len >= VMP_NONE - 1 ||
-        grow((void **)&p->funcs, &p->funcs_cap, p->funcs_len + 1, sizeof *p->funcs) < 0 ||
-        grow((void **)&fb->next_same_hash, &fb->next_cap, p->funcs_len + 1,
+        vmp_array_grow((void **)&p->funcs, &p->funcs_cap, p->funcs_len + 1, sizeof *p->funcs) < 0 ||
+        vmp_array_grow((void **)&fb->next_same_hash, &fb->next_cap, p->funcs_len + 1,
              sizeof *fb->next_same_hash) < 0)
         return VMP_NONE;
     uint32_t i = (uint32_t)p->funcs_len;
@@ -622,7 +603,7 @@ static uint32_t code_of(vmp_profile *p, func_builder *fb, const vmp_frame *fr)
     uint32_t func = intern_func(p, fb, fkind, parts.func, parts.func_len, parts.file,
                                 parts.file_len, parts.line, fr->addr);
     if (func == VMP_NONE || p->codes_len >= VMP_NONE - 1 ||
-        grow((void **)&p->codes, &p->codes_cap, p->codes_len + 1, sizeof *p->codes) < 0)
+        vmp_array_grow((void **)&p->codes, &p->codes_cap, p->codes_len + 1, sizeof *p->codes) < 0)
         return VMP_NONE;
     at = (uint32_t)p->codes_len;
     if (vmp_u64map_put(&p->code_index[kind], fr->addr, at) < 0)

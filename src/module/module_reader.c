@@ -15,6 +15,7 @@
 
 #include "vmp_decode.h"
 #include "vmp_format.h"
+#include "vmp_name.h"
 #include "vmp_profile.h"
 #include "vmp_export.h"
 #include "vmprof.h"
@@ -1139,7 +1140,26 @@ static PyTypeObject Tree_Type = {
     .tp_getset = Tree_getset,
 };
 
+/* parse_name(text) -> (lang, function, line, file): the name grammar of
+ * vmp_name.h ("py:f:3:m.py" -> ("py", "f", 3, "m.py"); lang "" when the
+ * text has neither prefix, and then it is all function). */
+static PyObject *reader_parse_name(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_ssize_t len;
+    const char *text = PyUnicode_AsUTF8AndSize(arg, &len);
+    if (!text)
+        return NULL;
+    vmp_name_parts parts;
+    vmp_name_parse(text, (size_t)len, &parts);
+    const char *lang = parts.lang == VMP_NAME_PYTHON ? "py" : parts.lang == VMP_NAME_NATIVE ? "n" : "";
+    return Py_BuildValue("(sNIN)", lang, vmp_module_text(parts.func, parts.func_len), parts.line,
+                         vmp_module_text(parts.file, parts.file_len));
+}
+
 static PyMethodDef reader_functions[] = {
+    {"parse_name", reader_parse_name, METH_O,
+     "parse_name(text) -> (lang, function, line, file): a name record's parts"},
     {"read_file", (PyCFunction)(void (*)(void))reader_read_file, METH_VARARGS | METH_KEYWORDS,
      "read_file(path, strict=False) -> Profile (plain or gzip)"},
     {"read_fd", (PyCFunction)(void (*)(void))reader_read_fd, METH_VARARGS | METH_KEYWORDS,
