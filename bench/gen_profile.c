@@ -2,7 +2,13 @@
  * gen_profile.c - writes a large, realistic CPython profile for the reader and
  * export benchmarks, with the project's own encoder (vmp_encode.h).
  *
- *   gen_profile OUT [N_SAMPLES [N_STACKS [SEED]]]
+ *   gen_profile OUT [N_SAMPLES [N_STACKS [SEED [N_FUNCS [SHAPE]]]]]
+ *
+ * SHAPE "graph" (the default) is the realistic shape below; "random" draws
+ * every frame of every stack uniformly from the N_FUNCS functions and every
+ * sample uniformly from the stacks: no shared prefixes, no hot path, the
+ * hardest case for a reader that recognises stacks (the read model issue's
+ * "4 threads, 4,000 stacks of depth 20-60 over 3,000 functions").
  *
  * Shape, chosen to look like a real program rather than noise:
  *   - a few thousand distinct stacks built as a call graph: a handful of entry
@@ -25,7 +31,7 @@
 #include "vmp_encode.h"
 #include "vmp_format.h"
 
-#define N_FUNCS 2400
+#define DEFAULT_FUNCS 2400
 #define N_ENTRY_PATHS 12
 #define N_THREADS 4
 #define MIN_DEPTH 20
@@ -75,15 +81,21 @@ static void flush(vmp_wbuf *b, FILE *f)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: gen_profile OUT [N_SAMPLES [N_STACKS [SEED]]]\n");
+        fprintf(stderr, "usage: gen_profile OUT [N_SAMPLES [N_STACKS [SEED [N_FUNCS [SHAPE]]]]]\n");
         return 2;
     }
     const char *out = argv[1];
     unsigned long n_samples = argc > 2 ? strtoul(argv[2], NULL, 10) : 1000000;
     unsigned n_stacks = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 10) : 3000;
     rng_state = argc > 4 ? strtoull(argv[4], NULL, 10) : 42;
+    unsigned N_FUNCS = argc > 5 ? (unsigned)strtoul(argv[5], NULL, 10) : DEFAULT_FUNCS;
+    int random_shape = argc > 6 && strcmp(argv[6], "random") == 0;
+    if (argc > 6 && !random_shape && strcmp(argv[6], "graph") != 0)
+        die("SHAPE is graph or random");
     if (n_stacks < 1 || n_samples < 1)
         die("N_SAMPLES and N_STACKS must be positive");
+    if (N_FUNCS < 500)
+        die("N_FUNCS must be at least 500");
 
     /* Entry paths: long shared prefixes (interpreter start-up, framework). */
     uint64_t entry[N_ENTRY_PATHS][24];
@@ -124,6 +136,11 @@ int main(int argc, char **argv)
             }
         }
         st->depth = d;
+        if (random_shape) {
+            st->thread = rnd_below(N_THREADS);
+            for (d = 0; d < target; d++)
+                st->frames[d] = code_id(rnd_below(N_FUNCS));
+        }
     }
 
     /* Zipf(1.1) over a random permutation of the stacks. */
@@ -140,7 +157,7 @@ int main(int argc, char **argv)
     }
     double total = 0;
     for (unsigned i = 0; i < n_stacks; i++) {
-        total += 1.0 / pow(i + 1, 1.1);
+        total += random_shape ? 1.0 : 1.0 / pow(i + 1, 1.1);
         cdf[i] = total;
     }
 

@@ -15,6 +15,7 @@
  * Nothing here depends on the sample count beyond step 1, so a query on a
  * million-sample profile costs what its distinct stacks cost.
  */
+#define _GNU_SOURCE /* qsort_r */
 #include "vmprof.h"
 
 #include <stdlib.h>
@@ -386,7 +387,14 @@ static int tree_add_profile(tbuild *b, const vmp_selection *sel, int from_b,
             b->nodes[0].total_b += cnt;
         else
             b->nodes[0].total += cnt;
-        for (size_t i = (size_t)start; i < path.n; i++) {
+        /* with a depth cut, one level under it is built (and pruned with
+         * what it holds counted as cut); deeper frames are not */
+        size_t end = path.n;
+        if (sel->q->max_depth && end - (size_t)start > (size_t)sel->q->max_depth + 1) {
+            end = (size_t)start + sel->q->max_depth + 1;
+            py_node = VMP_NONE;
+        }
+        for (size_t i = (size_t)start; i < end; i++) {
             cur = child_of(b, cur, &path.f[i]);
             if (cur == VMP_NONE)
                 goto oom;
@@ -397,7 +405,7 @@ static int tree_add_profile(tbuild *b, const vmp_selection *sel, int from_b,
                 n->total += cnt;
             if (with_lines && path.f[i].line && add_line(b, cur, path.f[i].line, cnt) < 0)
                 goto oom;
-            if (is_python_frame(path.f[i].kind))
+            if (is_python_frame(path.f[i].kind) && end == path.n)
                 py_node = cur;
         }
         if (from_b)
@@ -447,34 +455,9 @@ static int cmp_sib_node(const tbuild *b, const sib *x, const sib *y)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* Merge sort of one sibling group (qsort would need the builder as context). */
-static void sort_sibs(const tbuild *b, sib *v, sib *tmp, size_t n)
+static int cmp_sib_r(const void *x, const void *y, void *b)
 {
-    if (n < 2)
-        return;
-    if (n <= 8) {
-        for (size_t i = 1; i < n; i++) {
-            sib x = v[i];
-            size_t j = i;
-            while (j && cmp_sib_node(b, &x, &v[j - 1]) < 0) {
-                v[j] = v[j - 1];
-                j--;
-            }
-            v[j] = x;
-        }
-        return;
-    }
-    size_t h = n / 2;
-    sort_sibs(b, v, tmp, h);
-    sort_sibs(b, v + h, tmp, n - h);
-    size_t i = 0, j = h, k = 0;
-    while (i < h && j < n)
-        tmp[k++] = cmp_sib_node(b, &v[j], &v[i]) < 0 ? v[j++] : v[i++];
-    while (i < h)
-        tmp[k++] = v[i++];
-    while (j < n)
-        tmp[k++] = v[j++];
-    memcpy(v, tmp, n * sizeof *v);
+    return cmp_sib_node(b, x, y);
 }
 
 static void tbuild_free(tbuild *b)
@@ -503,12 +486,16 @@ static vmp_tree *tree_finish(tbuild *b, const vmp_profile *pa, const vmp_profile
     double thr_b = q->min_fraction > 0 ? q->min_fraction * (double)samples_b : 0;
     uint32_t *newidx = malloc(n * sizeof *newidx);
     uint32_t *start = calloc(n + 1, sizeof *start);
-    sib *order = malloc(n * sizeof *order), *tmp = malloc(n * sizeof *tmp);
+    sib *order = malloc(n * sizeof *order);
     uint32_t *stack = malloc(n * sizeof *stack);
     uint64_t *cut = calloc(n, sizeof *cut);
     uint32_t *n_cut = calloc(n, sizeof *n_cut);
     vmp_tree *t = NULL;
-    if (!newidx || !start || !order || !tmp || !stack || !cut || !n_cut)
+    /* the child table is done with: its memory goes before the result's comes */
+    free(b->table);
+    b->table = NULL;
+    b->table_cap = 0;
+    if (!newidx || !start || !order || !stack || !cut || !n_cut)
         goto oom;
     /* kept: the root, and nodes within the depth whose share is enough */
     for (size_t i = 0; i < n; i++) {
@@ -586,7 +573,7 @@ static vmp_tree *tree_finish(tbuild *b, const vmp_profile *pa, const vmp_profile
         size_t hi = start[i];
         /* the groups are in parent order, so i's group starts where i-1's ends */
         if (hi - lo > 1)
-            sort_sibs(b, order + lo, tmp, hi - lo);
+            qsort_r(order + lo, hi - lo, sizeof *order, cmp_sib_r, (void *)b);
         for (size_t k = hi; k-- > lo;)
             stack[sp++] = order[k].idx;
     }
@@ -633,11 +620,26 @@ done:
     free(newidx);
     free(start);
     free(order);
-    free(tmp);
     free(stack);
     free(cut);
     free(n_cut);
     return t;
+}
+
+/* At most how many nodes the selected stacks make (each frame one, up to
+ * the depth kept): room made once instead of growing step by step. */
+static size_t node_bound(const vmp_selection *sel)
+{
+    size_t n_stacks = vmp_profile_stack_count(sel->p), bound = 1;
+    uint32_t keep = sel->q->max_depth ? sel->q->max_depth + 1 + (uint32_t)sel->q->root_path_len
+                                      : UINT32_MAX;
+    for (size_t i = 0; i < n_stacks && bound < (1u << 22); i++) {
+        vmp_stack st;
+        vmp_profile_stack_at(sel->p, i, &st);
+        if (vmp_selection_count(sel, i, &st))
+            bound += st.depth < keep ? st.depth : keep;
+    }
+    return bound < (1u << 22) ? bound : (1u << 22);
 }
 
 static int tbuild_init(tbuild *b, const vmp_selection *sel)
@@ -645,7 +647,12 @@ static int tbuild_init(tbuild *b, const vmp_selection *sel)
     memset(b, 0, sizeof *b);
     b->sel = sel;
     b->lines_in_key = (sel->q->frames & VMP_Q_LINES) != 0;
-    if (vmp_array_grow((void **)&b->nodes, &b->cap, 1024, sizeof *b->nodes) < 0)
+    size_t bound = node_bound(sel), cap = 1024;
+    while (cap < bound * 2)
+        cap *= 2;
+    if (vmp_array_grow((void **)&b->nodes, &b->cap, bound < 1024 ? 1024 : bound,
+                       sizeof *b->nodes) < 0 ||
+        rehash(b, cap) < 0)
         return -1;
     memset(&b->nodes[0], 0, sizeof b->nodes[0]);
     b->nodes[0].parent = VMP_NONE;
