@@ -14,20 +14,18 @@
 #include "vmp_format.h"
 #include "vmp_sampler.h"
 
-/* Before os.exec* replaces the program, the run is finished: the profile is
- * complete (names, trailer) instead of cut, and no signal of ours is still
- * on its way to the new program.  An audit hook is the one place Python
- * tells about every exec (os.execv, os.execve and the functions built on
- * them); it stays for the process's life and costs a compare per event.
- * It never fails: a hook's error would stop the exec. */
+/* Before os.exec* replaces the program, sampling stops and the profile is
+ * written out (samples, names), so that no signal of ours is on its way to
+ * the new program and the file can be read; when the exec fails, sampling
+ * resumes by itself (vmp_sampler_before_exec).  An audit hook is the one
+ * place Python tells about every exec (os.execv, os.execve and the functions
+ * built on them); it stays for the process's life and costs a compare per
+ * event.  It never fails: a hook's error would stop the exec. */
 static int exec_audit_hook(const char *event, PyObject *args, void *data)
 {
     (void)args, (void)data;
-    if (strcmp(event, "os.exec") != 0 || !vmp_sampler_is_enabled())
-        return 0;
-    char err[512];
-    if (vmp_sampler_disable(NULL, err, sizeof err) < 0)
-        fprintf(stderr, "vmprof: %s\n", err);
+    if (strcmp(event, "os.exec") == 0)
+        vmp_sampler_before_exec();
     return 0;
 }
 

@@ -40,6 +40,7 @@ typedef struct vmp_run_state {
     /* lifecycle */
     int enabled;                /* GIL-protected */
     int disabling;              /* GIL-protected: disable() runs (it lets the GIL go while it waits) */
+    int paused_for_exec;        /* GIL-protected: stopped before an exec that may yet fail */
     _Atomic int active;         /* handlers record samples */
     _Atomic int paused;         /* stop_sampling() nesting */
     _Atomic int in_handler;     /* handlers between entry and exit */

@@ -35,6 +35,7 @@
 vmp_run_state vmp_run = {.fd = -1, .statm_fd = -1};
 
 static int atfork_registered;
+static int timer_running; /* GIL-protected: the sampler thread runs (not stopped for an exec) */
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -103,6 +104,8 @@ static void after_fork_child(void)
     vmp_run.statm_fd = -1;
     vmp_run.enabled = 0;
     vmp_run.disabling = 0;
+    vmp_run.paused_for_exec = 0;
+    timer_running = 0; /* (the parent's thread) */
     if (vmp_run.native)
         vmp_native_mode_after_fork_child(); /* forgotten, not freed; a new enable renews it */
     vmp_run.native = 0;
@@ -242,6 +245,8 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         fail(err, errlen, "cannot start the sampler thread");
         goto undo_writer;
     }
+    timer_running = 1;
+    vmp_run.paused_for_exec = 0;
     if (!atfork_registered) {
         pthread_atfork(before_fork, after_fork_parent, after_fork_child);
         atfork_registered = 1;
@@ -270,7 +275,9 @@ undo_native:
  * here waits for Python code. */
 static void stop_signals(void)
 {
-    vmp_timer_thread_stop();
+    if (timer_running)
+        vmp_timer_thread_stop();
+    timer_running = 0;
     /* No signal is sent any more.  A signal already sent but not handled yet
      * (its thread has not run since, or blocks the signal for good) takes
      * no sample now, and uninstalling drops it: disable never waits for a
@@ -310,6 +317,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     vmp_writer_release();
     vmp_run.enabled = 0;
     vmp_run.disabling = 0;
+    vmp_run.paused_for_exec = 0;
     vmp_run.fd = -1;
 
     if (stats) {
@@ -335,6 +343,59 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     if (e)
         return fail(err, errlen, "writing the profile failed (%s): it holds the samples written before", strerror(e));
     return 0;
+}
+
+/* exec: sampling stops before the thread calls execve (a signal of ours
+ * pending then would reach the new program), and what the file needs to be
+ * read is written out: the samples, the names of the code objects still
+ * alive and of the native functions met.  The new program replaces us with
+ * nothing more to do; when the exec fails, a pending call (run by the main
+ * thread once Python code runs again) resumes sampling, at once when the
+ * main thread called exec, else after EXEC_RESUME_NS so that the exec is
+ * surely over. */
+#define EXEC_RESUME_NS 50000000LL
+
+static int64_t exec_paused_at;
+static pid_t exec_tid;
+
+static int resume_after_exec(void *arg)
+{
+    (void)arg;
+    if (!vmp_run.enabled || !vmp_run.paused_for_exec || vmp_run.disabling) {
+        vmp_run.paused_for_exec = 0;
+        return 0;
+    }
+    if (vmp_delivery_this_tid() != exec_tid && vmp_mono_ns() - exec_paused_at < EXEC_RESUME_NS) {
+        /* (pending calls are run by the main thread only: ask again) */
+        if (Py_AddPendingCall(resume_after_exec, NULL) < 0)
+            vmp_run.paused_for_exec = 0;
+        return 0;
+    }
+    vmp_run.paused_for_exec = 0;
+    if (vmp_handler_install() < 0)
+        return 0; /* (the run stays without samples; disable() finishes it) */
+    atomic_store(&vmp_run.active, 1);
+    if (vmp_timer_thread_start() == 0)
+        timer_running = 1;
+    return 0;
+}
+
+void vmp_sampler_before_exec(void)
+{
+    if (!vmp_run.enabled || vmp_run.disabling || vmp_run.paused_for_exec)
+        return;
+    vmp_run.paused_for_exec = 1;
+    exec_tid = vmp_delivery_this_tid();
+    exec_paused_at = vmp_mono_ns();
+    Py_BEGIN_ALLOW_THREADS
+    stop_signals();
+    Py_END_ALLOW_THREADS
+    vmp_codes_name_live(vmp_writer_push_name, vmp_guard_run);
+    Py_BEGIN_ALLOW_THREADS
+    vmp_writer_sync(10000000000LL); /* (bounded: a writer blocked on a pipe nobody reads) */
+    Py_END_ALLOW_THREADS
+    if (Py_AddPendingCall(resume_after_exec, NULL) < 0)
+        vmp_run.paused_for_exec = 0; /* (no resuming: disable() still finishes the file) */
 }
 
 int vmp_sampler_is_enabled(void)

@@ -68,6 +68,11 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen);
  * failed (what was written stays written).  Fills *stats when non-NULL. */
 int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen);
 
+/* Before os.exec*: stops sampling and writes out what the file needs to be
+ * read (samples, names); sampling resumes by itself if the exec fails.  The
+ * run stays enabled; disable() finishes it as usual. */
+void vmp_sampler_before_exec(void);
+
 int vmp_sampler_is_enabled(void);
 int vmp_sampler_fd(void);
 

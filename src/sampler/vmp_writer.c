@@ -306,6 +306,18 @@ static void write_end(void)
  * a fork waits for a point where a child inherits none of them taken. */
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
 
+/* vmp_writer_sync: asked and done counts of "write out all you have". */
+static _Atomic uint64_t sync_asked, sync_done;
+
+/* Everything published so far, the native names met so far, to the fd. */
+static void write_out(void)
+{
+    drain(1);
+    if (vmp_run.native)
+        vmp_native_mode_write_names(&W.buf, flush);
+    flush();
+}
+
 static void *writer_main(void *arg)
 {
     (void)arg;
@@ -325,6 +337,11 @@ static void *writer_main(void *arg)
         }
         uint64_t before = drained;
         drain(0);
+        uint64_t asked = atomic_load(&sync_asked);
+        if (asked != atomic_load(&sync_done)) {
+            write_out();
+            atomic_store(&sync_done, asked);
+        }
         pthread_mutex_unlock(&busy);
         flush(); /* (a pipe nobody reads must not hold a fork up) */
         uint64_t n = drained - before;
@@ -340,6 +357,18 @@ static void *writer_main(void *arg)
     write_end();
     pthread_mutex_unlock(&busy);
     return NULL;
+}
+
+int vmp_writer_sync(int64_t timeout_ns)
+{
+    uint64_t want = atomic_fetch_add(&sync_asked, 1) + 1;
+    int64_t deadline = vmp_mono_ns() + timeout_ns;
+    while (atomic_load(&sync_done) < want) {
+        if (vmp_mono_ns() > deadline)
+            return -1;
+        vmp_sleep_ns(100000);
+    }
+    return 0;
 }
 
 int vmp_writer_hold(int64_t timeout_ns)

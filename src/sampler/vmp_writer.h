@@ -33,6 +33,11 @@ void vmp_writer_stop(void);
 /* Frees the id maps and last samples of a finished run. */
 void vmp_writer_release(void);
 
+/* Waits (without needing the GIL; call it without) until the writer has
+ * written out everything published so far and, in native mode, the names of
+ * the native functions met so far.  0, or -1 after timeout_ns. */
+int vmp_writer_sync(int64_t timeout_ns);
+
 /* fork: the prepare handler holds the writer at a point where it holds no
  * lock of a library (0, or -1 when it did not get there within timeout_ns);
  * the parent lets it go on; the child forgets the parent's writer state

@@ -55,14 +55,53 @@ def test_exec_while_profiling_at_5khz_never_kills_the_new_program(tmp_path, how)
     assert outcomes == [(0, "alive")] * 20, outcomes
 
 
-def test_exec_finishes_the_profile_first(tmp_path):
+def test_exec_writes_out_the_profile_first(tmp_path):
     done = run_script(tmp_path, EXEC_PROGRAM, "audited")
     assert done.stdout.strip() == "alive", done.stderr
     sys.path.insert(0, HERE)
     from sampler_util import read_back
     p = read_back(str(tmp_path / "p.prof"))
-    assert p.trailer  # names and trailer written before the exec
-    assert p.stacks and all(p.names.get(e) for entries, _, _ in p.stacks for e in entries)
+    # every sample written, with the names of its frames (no trailer: the
+    # program was replaced before it could end the run)
+    unnamed = {e for entries, _, _ in p.stacks for e in entries if e not in p.names}
+    assert len(p.stacks) > 10 and not unnamed, (len(p.stacks), unnamed)
+
+
+@pytest.mark.parametrize("thread", ["main", "other"])
+def test_sampling_resumes_after_a_failed_exec(tmp_path, thread):
+    # Before, the exec hook ended the run: a program whose exec failed (like
+    # os.execvp trying each folder of PATH, or CPython's own test suite) was
+    # not profiled any more.
+    done = run_script(tmp_path, """
+        import os, sys, threading, vmprof
+        from sampler_util import burn_cpu, read_back
+
+        def failing_exec():
+            try:
+                os.execv("/nonexistent/program", ["program"])
+            except OSError:
+                pass
+
+        def after_the_failed_exec():
+            burn_cpu(0.3)
+
+        with open("p.prof", "wb") as f:
+            vmprof.enable(f.fileno(), period=0.001, native=False)
+            burn_cpu(0.05)
+            if sys.argv[1] == "main":
+                failing_exec()
+            else:
+                t = threading.Thread(target=failing_exec)
+                t.start()
+                t.join()
+            after_the_failed_exec()
+            vmprof.disable()
+        p = read_back("p.prof")
+        print("after", p.inclusive("after_the_failed_exec"))
+        assert p.trailer
+    """, thread)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert int(done.stdout.split("after")[1].split()[0]) > 150, done.stdout
 
 
 # ---- faults and the program's own fault handlers ---------------------------
