@@ -32,6 +32,12 @@
 /* The function-name part of a name is capped as the format asks. */
 #define SYMBOL_CAP 512
 
+struct sym {
+    uintptr_t lo, hi;
+    const char *name; /* libdwfl's, alive as long as the module */
+    int rank;         /* global 0, weak 1, local 2: the lowest names an alias */
+};
+
 /* Names of one object, kept across runs in a file named by its build id:
  * function start minus the object's load address -> the name's text.  The
  * same build id is the same code, so the names hold wherever it is loaded. */
@@ -40,6 +46,9 @@ struct name_cache {
     uintptr_t base;   /* the object's lowest address */
     char id[2 * 64 + 1]; /* build id in hex; "" when it has none */
     int own_lines;       /* the object carries its own line table */
+    struct sym *syms;    /* its functions, by address (see sorted_symbol_at) */
+    size_t nsyms;
+    int syms_read;
     vmp_u64map index; /* offset -> position in names */
     char **names;
     uint64_t *offsets;
@@ -143,6 +152,7 @@ static void drop_caches(vmp_symbols *s)
 {
     for (size_t i = 0; i < s->ncaches; i++) {
         struct name_cache *c = &s->caches[i];
+        free(c->syms);
         for (size_t k = 0; k < c->n; k++)
             free(c->names[k]);
         free(c->names);
@@ -164,12 +174,23 @@ void vmp_symbols_close(vmp_symbols *s)
     free(s);
 }
 
-/* The symbol covering pc, or NULL; *start receives its address. */
+struct name_cache;
+static struct name_cache *cache_of(vmp_symbols *s, Dwfl_Module *mod);
+static const char *sorted_symbol_at(struct name_cache *c, uintptr_t pc, uintptr_t *start, int *sure);
+
+/* The symbol covering pc, or NULL; *start receives its address.  From the
+ * module's symbols sorted once (libdwfl's own lookup scans them all each
+ * time); libdwfl decides only where symbols overlap. */
 static const char *symbol_at(vmp_symbols *s, uintptr_t pc, uintptr_t *start)
 {
     Dwfl_Module *mod = module_at(s, pc);
     if (!mod)
         return NULL;
+    struct name_cache *c = cache_of(s, mod);
+    int sure = 0;
+    const char *found = c ? sorted_symbol_at(c, pc, start, &sure) : NULL;
+    if (sure)
+        return found;
     GElf_Off offset = 0;
     GElf_Sym sym;
     const char *name = dwfl_module_addrinfo(mod, pc, &offset, &sym, NULL, NULL, NULL);
@@ -364,6 +385,75 @@ void vmp_symbols_save_names(vmp_symbols *s)
         else
             c->saved = c->n;
     }
+}
+
+/* ---- symbols, sorted once per object ---------------------------------------- */
+
+static int sym_cmp(const void *a, const void *b)
+{
+    const struct sym *x = a, *y = b;
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    return x->rank - y->rank;
+}
+
+static void read_syms(struct name_cache *c)
+{
+    c->syms_read = 1;
+    int count = dwfl_module_getsymtab(c->mod);
+    if (count <= 0)
+        return;
+    c->syms = malloc((size_t)count * sizeof *c->syms);
+    if (!c->syms)
+        return;
+    size_t n = 0;
+    for (int i = 0; i < count; i++) {
+        GElf_Sym sym;
+        GElf_Addr addr;
+        const char *name = dwfl_module_getsym_info(c->mod, i, &sym, &addr, NULL, NULL, NULL);
+        int type = GELF_ST_TYPE(sym.st_info), bind = GELF_ST_BIND(sym.st_info);
+        if (!name || !*name || sym.st_size == 0 || (type != STT_FUNC && type != STT_GNU_IFUNC) ||
+            sym.st_shndx == SHN_UNDEF)
+            continue;
+        c->syms[n++] = (struct sym){(uintptr_t)addr, (uintptr_t)addr + sym.st_size, name,
+                                    bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2};
+    }
+    qsort(c->syms, n, sizeof *c->syms, sym_cmp);
+    c->nsyms = n;
+}
+
+/* The function symbol covering pc from the sorted table.  *sure is 0 when
+ * the table cannot decide (no table, or symbols that overlap around pc):
+ * the caller asks libdwfl then. */
+static const char *sorted_symbol_at(struct name_cache *c, uintptr_t pc, uintptr_t *start, int *sure)
+{
+    *sure = 0;
+    if (!c->syms_read)
+        read_syms(c);
+    if (!c->nsyms)
+        return NULL;
+    size_t lo = 0, hi = c->nsyms; /* the first symbol starting after pc */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->syms[mid].lo <= pc)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return NULL; /* before every function: libdwfl may know better */
+    /* The aliases at the nearest start sort best first. */
+    size_t k = lo - 1;
+    while (k > 0 && c->syms[k - 1].lo == c->syms[k].lo)
+        k--;
+    const struct sym *best = &c->syms[k];
+    if (pc >= best->hi)
+        return NULL; /* in a gap, or inside a bigger symbol further back */
+    if (k > 0 && c->syms[k - 1].hi > pc)
+        return NULL; /* nested symbols: libdwfl decides */
+    *sure = 1;
+    *start = best->lo;
+    return best->name;
 }
 
 /* ---- names ----------------------------------------------------------------- */
