@@ -193,6 +193,21 @@ void vmp_path_free(vmp_path *path)
     path->cap = path->n = 0;
 }
 
+int vmp_path_next(const vmp_selection *sel, vmp_path_walk *w)
+{
+    size_t n_stacks = vmp_profile_stack_count(sel->p);
+    while (w->next < n_stacks) {
+        size_t i = w->next++;
+        vmp_profile_stack_at(sel->p, i, &w->stack);
+        w->count = vmp_selection_count(sel, i, &w->stack);
+        if (!w->count)
+            continue;
+        w->index = i;
+        return vmp_path_make(sel, &w->stack, &w->path) < 0 ? -1 : 1;
+    }
+    return 0;
+}
+
 void vmp_result_free(void *result)
 {
     free(result);
@@ -361,20 +376,15 @@ static long root_prefix(const vmp_query *q, const vmp_path *path, size_t *matche
 static int tree_add_profile(tbuild *b, const vmp_selection *sel, int from_b,
                             const uint32_t *func_map, size_t *matched, uint64_t *samples)
 {
-    const vmp_profile *p = sel->p;
-    size_t n_stacks = vmp_profile_stack_count(p);
     /* lines per node: the sampled lines of a node (lines mode, where lines
      * are not nodes of their own) */
     int with_lines = !(sel->q->frames & VMP_Q_LINES);
-    vmp_path path = {0};
-    for (size_t si = 0; si < n_stacks; si++) {
-        vmp_stack st;
-        vmp_profile_stack_at(p, si, &st);
-        uint64_t cnt = vmp_selection_count(sel, si, &st);
-        if (!cnt)
-            continue;
-        if (vmp_path_make(sel, &st, &path) < 0)
-            goto oom;
+    vmp_path_walk walk = {0};
+    int more;
+    while ((more = vmp_path_next(sel, &walk)) > 0) {
+        const vmp_stack st = walk.stack;
+        uint64_t cnt = walk.count;
+        vmp_path path = walk.path;
         if (func_map)
             for (size_t i = 0; i < path.n; i++)
                 path.f[i].id = path.f[i].func = func_map[path.f[i].func];
@@ -415,10 +425,12 @@ static int tree_add_profile(tbuild *b, const vmp_selection *sel, int from_b,
         if (py_node != VMP_NONE && add_meta(b, &st, py_node, cnt) < 0)
             goto oom;
     }
-    vmp_path_free(&path);
+    if (more < 0)
+        goto oom;
+    vmp_path_free(&walk.path);
     return 0;
 oom:
-    vmp_path_free(&path);
+    vmp_path_free(&walk.path);
     return -1;
 }
 
@@ -754,7 +766,7 @@ vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q, v
 {
     vmp_selection sel;
     vmp_func_counts *r = NULL;
-    vmp_path path = {0};
+    vmp_path_walk walk = {0};
     vmp_error_clear(err);
     if (vmp_query_select(p, q, &sel, err) < 0)
         return NULL;
@@ -762,18 +774,15 @@ vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q, v
     size_t n_ids = (sel.q->frames & VMP_Q_BY_ADDRESS) ? sel.n_codes : sel.n_funcs;
     vmp_func_count *acc = calloc(n_ids ? n_ids : 1, sizeof *acc);
     uint64_t *stamp = malloc((n_ids ? n_ids : 1) * sizeof *stamp);
-    size_t n_stacks = vmp_profile_stack_count(p), used = 0;
+    size_t used = 0;
     if (!acc || !stamp)
         goto oom;
     memset(stamp, 0xff, (n_ids ? n_ids : 1) * sizeof *stamp);
-    for (size_t si = 0; si < n_stacks; si++) {
-        vmp_stack st;
-        vmp_profile_stack_at(p, si, &st);
-        uint64_t cnt = vmp_selection_count(&sel, si, &st);
-        if (!cnt)
-            continue;
-        if (vmp_path_make(&sel, &st, &path) < 0)
-            goto oom;
+    int more;
+    while ((more = vmp_path_next(&sel, &walk)) > 0) {
+        size_t si = walk.index;
+        uint64_t cnt = walk.count;
+        const vmp_path path = walk.path;
         for (size_t i = 0; i < path.n; i++) {
             const vmp_path_frame *pf = &path.f[i];
             vmp_func_count *c = &acc[pf->id];
@@ -791,6 +800,8 @@ vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q, v
         if (path.n)
             acc[path.f[path.n - 1].id].self += cnt;
     }
+    if (more < 0)
+        goto oom;
     r = malloc(sizeof *r + used * sizeof *r->items);
     if (!r)
         goto oom;
@@ -808,7 +819,7 @@ oom:
 out:
     free(acc);
     free(stamp);
-    vmp_path_free(&path);
+    vmp_path_free(&walk.path);
     vmp_selection_free(&sel);
     return r;
 }
@@ -828,7 +839,7 @@ vmp_neighbours *vmp_query_neighbours(const vmp_profile *p, const vmp_query *q, u
 {
     vmp_selection sel;
     vmp_neighbours *r = NULL;
-    vmp_path path = {0};
+    vmp_path_walk walk = {0};
     vmp_query fq;
     vmp_error_clear(err);
     /* neighbours are functions: by address makes no sense here */
@@ -846,7 +857,7 @@ vmp_neighbours *vmp_query_neighbours(const vmp_profile *p, const vmp_query *q, u
         vmp_selection_free(&sel);
         return NULL;
     }
-    size_t nf = sel.n_funcs, n_stacks = vmp_profile_stack_count(p);
+    size_t nf = sel.n_funcs;
     uint64_t *caller = calloc(nf, sizeof *caller), *callee = calloc(nf, sizeof *callee);
     uint64_t *stamp_r = malloc(nf * sizeof *stamp_r), *stamp_e = malloc(nf * sizeof *stamp_e);
     uint64_t self = 0, total = 0;
@@ -854,14 +865,11 @@ vmp_neighbours *vmp_query_neighbours(const vmp_profile *p, const vmp_query *q, u
         goto oom;
     memset(stamp_r, 0xff, nf * sizeof *stamp_r);
     memset(stamp_e, 0xff, nf * sizeof *stamp_e);
-    for (size_t si = 0; si < n_stacks; si++) {
-        vmp_stack st;
-        vmp_profile_stack_at(p, si, &st);
-        uint64_t cnt = vmp_selection_count(&sel, si, &st);
-        if (!cnt)
-            continue;
-        if (vmp_path_make(&sel, &st, &path) < 0)
-            goto oom;
+    int more;
+    while ((more = vmp_path_next(&sel, &walk)) > 0) {
+        size_t si = walk.index;
+        uint64_t cnt = walk.count;
+        const vmp_path path = walk.path;
         int on = 0;
         for (size_t i = 0; i < path.n; i++) {
             if (path.f[i].func != func)
@@ -882,6 +890,8 @@ vmp_neighbours *vmp_query_neighbours(const vmp_profile *p, const vmp_query *q, u
         if (path.n && path.f[path.n - 1].func == func)
             self += cnt;
     }
+    if (more < 0)
+        goto oom;
     size_t nr = 0, ne = 0;
     for (size_t i = 0; i < nf; i++) {
         nr += caller[i] != 0;
@@ -916,7 +926,7 @@ out:
     free(callee);
     free(stamp_r);
     free(stamp_e);
-    vmp_path_free(&path);
+    vmp_path_free(&walk.path);
     vmp_selection_free(&sel);
     return r;
 }
@@ -949,7 +959,7 @@ vmp_line_counts *vmp_query_lines(const vmp_profile *p, const vmp_query *q, uint3
 {
     vmp_selection sel;
     vmp_line_counts *r = NULL;
-    vmp_path path = {0};
+    vmp_path_walk walk = {0};
     vmp_query lq;
     vmp_u64map index = {0};
     line_acc *acc = NULL;
@@ -974,20 +984,17 @@ vmp_line_counts *vmp_query_lines(const vmp_profile *p, const vmp_query *q, uint3
                       sel.n_funcs);
         goto out;
     }
-    size_t nf = sel.n_funcs, n_stacks = vmp_profile_stack_count(p);
+    size_t nf = sel.n_funcs;
     func_total = calloc(nf ? nf : 1, sizeof *func_total);
     stamp_func = malloc((nf ? nf : 1) * sizeof *stamp_func);
     if (!func_total || !stamp_func)
         goto oom;
     memset(stamp_func, 0xff, (nf ? nf : 1) * sizeof *stamp_func);
-    for (size_t si = 0; si < n_stacks; si++) {
-        vmp_stack st;
-        vmp_profile_stack_at(p, si, &st);
-        uint64_t cnt = vmp_selection_count(&sel, si, &st);
-        if (!cnt)
-            continue;
-        if (vmp_path_make(&sel, &st, &path) < 0)
-            goto oom;
+    int more;
+    while ((more = vmp_path_next(&sel, &walk)) > 0) {
+        size_t si = walk.index;
+        uint64_t cnt = walk.count;
+        const vmp_path path = walk.path;
         for (size_t i = 0; i < path.n; i++) {
             const vmp_path_frame *pf = &path.f[i];
             if (func != VMP_NONE && pf->func != func)
@@ -1016,6 +1023,8 @@ vmp_line_counts *vmp_query_lines(const vmp_profile *p, const vmp_query *q, uint3
             }
         }
     }
+    if (more < 0)
+        goto oom;
     if (n_acc)
         qsort(acc, n_acc, sizeof *acc, cmp_line_acc);
     size_t n_funcs = 0;
@@ -1045,7 +1054,7 @@ out:
     free(stamp_line);
     free(func_total);
     free(stamp_func);
-    vmp_path_free(&path);
+    vmp_path_free(&walk.path);
     vmp_selection_free(&sel);
     return r;
 }

@@ -66,4 +66,21 @@ typedef struct vmp_path {
 int vmp_path_make(const vmp_selection *sel, const vmp_stack *st, vmp_path *out);
 void vmp_path_free(vmp_path *path);
 
+/* The selected stacks one after the other with their paths, the loop every
+ * builder runs:
+ *     vmp_path_walk w = {0};
+ *     while ((r = vmp_path_next(sel, &w)) > 0)
+ *         ... w.index (the unique stack), w.stack, w.count, w.path ...
+ *     vmp_path_free(&w.path);
+ * r is 0 at the end, -1 when out of memory. */
+typedef struct vmp_path_walk {
+    size_t next;     /* the next unique stack to look at */
+    size_t index;
+    vmp_stack stack;
+    uint64_t count;  /* its selected samples */
+    vmp_path path;
+} vmp_path_walk;
+
+int vmp_path_next(const vmp_selection *sel, vmp_path_walk *w);
+
 #endif /* VMP_QUERY_H */
