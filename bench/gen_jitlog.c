@@ -123,17 +123,19 @@ static void put_stage(vjl_writer *w, const vjl_trace *t, int s, uint64_t id, uin
         if (i == st->n_ops)
             break;
         const vjl_op *op = &st->ops[i];
+        vjl_op_parts parts;
+        vjl_op_get(f, op, &parts);
         vjl_put_u8(w, op->has_descr ? VJL_MARK_RESOP_DESCR : VJL_MARK_RESOP);
         vjl_put_u16(w, op->opnum);
-        put_vstr(w, op->args);
+        put_vstr(w, parts.args);
         if (op->has_descr)
-            vjl_put_addr(w, op->descr ? op->descr + shift : 0);
+            vjl_put_addr(w, parts.descr ? parts.descr + shift : 0);
         if (vjl_forest_version(f) >= 2)
-            put_vstr(w, op->failargs);
-        if (op->has_code) {
+            put_vstr(w, parts.failargs);
+        if (op->asm_record) {
             vjl_put_u8(w, VJL_MARK_ASM);
-            vjl_put_u16(w, op->code_offset);
-            put_vstr(w, op->code);
+            vjl_put_u16(w, parts.code_offset);
+            put_vstr(w, parts.code);
         }
     }
 }

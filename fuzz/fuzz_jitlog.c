@@ -45,13 +45,17 @@ static void exercise(const vjl_forest *f)
             const vjl_stage *st = &t->stage[s];
             for (size_t k = 0; k < st->n_ops; k++) {
                 const vjl_op *op = &st->ops[k];
-                check_str(op->args);
-                check_str(op->failargs);
-                check_str(op->code);
+                vjl_op_parts parts;
+                vjl_op_get(f, op, &parts);
+                check_str(parts.args);
+                check_str(parts.failargs);
+                check_str(parts.code);
                 check_str(vjl_op_descr_text(f, op));
                 check_str(vjl_op_result(f, op));
                 check_str(vjl_forest_opname(f, op->opnum));
-                uint32_t bridge = vjl_forest_bridge_of(f, op->descr);
+                if (parts.descr != vjl_op_descr(f, op))
+                    __builtin_trap();
+                uint32_t bridge = vjl_forest_bridge_of(f, parts.descr);
                 if (bridge != VJL_NONE && bridge >= nt)
                     __builtin_trap();
             }

@@ -440,16 +440,15 @@ static int read_input_args(decoder *d)
 static int read_resop(decoder *d, int with_descr)
 {
     unsigned opnum;
-    vjl_op op;
-    memset(&op, 0, sizeof op);
+    vjl_str args, failargs;
+    uint64_t descr;
+    vjl_op op = {(uint32_t)(d->record_start - d->base), 0, 0, (uint8_t)with_descr, 0};
     TRY(rd_u16(d, &opnum));
-    TRY(rd_str(d, &op.args));
-    if (with_descr) {
-        TRY(rd_addr(d, &op.descr));
-        op.has_descr = 1;
-    }
+    TRY(rd_str(d, &args));
+    if (with_descr)
+        TRY(rd_addr(d, &descr));
     if (d->f->version >= 2)
-        TRY(rd_str(d, &op.failargs));
+        TRY(rd_str(d, &failargs));
     op.opnum = (uint16_t)opnum;
     vjl_stage *st = d->stage;
     if (!st)
@@ -483,12 +482,8 @@ static int read_asm(decoder *d)
     TRY(rd_u16(d, &offset));
     TRY(rd_str(d, &code));
     vjl_stage *st = d->stage;
-    if (st && st->n_ops) {
-        vjl_op *op = &st->ops[st->n_ops - 1];
-        op->code = code;
-        op->code_offset = (uint16_t)offset;
-        op->has_code = 1;
-    }
+    if (st && st->n_ops)
+        st->ops[st->n_ops - 1].asm_record = (uint32_t)(d->record_start - d->base);
     return OK;
 }
 
@@ -764,10 +759,11 @@ static int index_descrs(vjl_forest *f, descr_table *dt)
         for (size_t i = 0; i < st->n_ops; i++) {
             const vjl_op *op = &st->ops[i];
             uint32_t have;
-            if (!op->has_descr || op->descr == 0 || vmp_u64map_find(&dt->map, op->descr, &have))
+            uint64_t descr = op->has_descr ? vjl_op_descr(f, op) : 0;
+            if (descr == 0 || vmp_u64map_find(&dt->map, descr, &have))
                 continue;
             if (PUSH(dt->points, dt->n, dt->cap) < 0 ||
-                vmp_u64map_put(&dt->map, op->descr, (uint32_t)dt->n) < 0)
+                vmp_u64map_put(&dt->map, descr, (uint32_t)dt->n) < 0)
                 return -1;
             dt->points[dt->n++] = (descr_point){(uint32_t)t, (uint32_t)i};
         }
@@ -1082,21 +1078,56 @@ uint64_t vjl_forest_descr_count(const vjl_forest *f, uint64_t descr)
     return descr && vmp_u64map_find(&f->count_of, descr, &i) ? f->descr_counts[i] : 0;
 }
 
-vjl_str vjl_op_descr_text(const vjl_forest *f, const vjl_op *op)
+/* The records were checked when the log was read: no bounds to test here. */
+static vjl_str str_at(const unsigned char *p, uint32_t off)
+{
+    return (vjl_str){off + 4, le32(p + off)};
+}
+
+void vjl_op_get(const vjl_forest *f, const vjl_op *op, vjl_op_parts *out)
+{
+    const unsigned char *p = f->buf;
+    uint32_t at = op->record + 3; /* mark, u16 opnum */
+    memset(out, 0, sizeof *out);
+    out->args = str_at(p, at);
+    at += 4 + out->args.len;
+    if (op->has_descr) {
+        out->descr = f->word_size == 8 ? le64(p + at) : le32(p + at);
+        at += (uint32_t)f->word_size;
+    }
+    out->failargs = f->version >= 2 ? str_at(p, at) : (vjl_str){at, 0};
+    if (op->asm_record) {
+        out->code_offset = le16(p + op->asm_record + 1);
+        out->code = str_at(p, op->asm_record + 3);
+    }
+}
+
+uint64_t vjl_op_descr(const vjl_forest *f, const vjl_op *op)
 {
     if (!op->has_descr)
-        return (vjl_str){op->args.off, 0};
-    const char *s = vjl_str_ptr(f, op->args);
-    const char *comma = memrchr(s, ',', op->args.len);
+        return 0;
+    const unsigned char *p = f->buf + op->record + 3;
+    p += 4 + le32(p);
+    return f->word_size == 8 ? le64(p) : le32(p);
+}
+
+vjl_str vjl_op_descr_text(const vjl_forest *f, const vjl_op *op)
+{
+    vjl_str args = str_at(f->buf, op->record + 3);
+    if (!op->has_descr)
+        return (vjl_str){args.off, 0};
+    const char *s = vjl_str_ptr(f, args);
+    const char *comma = memrchr(s, ',', args.len);
     uint32_t start = comma ? (uint32_t)(comma - s) + 1 : 0;
-    return (vjl_str){op->args.off + start, op->args.len - start};
+    return (vjl_str){args.off + start, args.len - start};
 }
 
 vjl_str vjl_op_result(const vjl_forest *f, const vjl_op *op)
 {
-    const char *s = vjl_str_ptr(f, op->args);
-    const char *comma = memchr(s, ',', op->args.len);
-    return (vjl_str){op->args.off, comma ? (uint32_t)(comma - s) : op->args.len};
+    vjl_str args = str_at(f->buf, op->record + 3);
+    const char *s = vjl_str_ptr(f, args);
+    const char *comma = memchr(s, ',', args.len);
+    return (vjl_str){args.off, comma ? (uint32_t)(comma - s) : args.len};
 }
 
 const vjl_merge_point *vjl_trace_first_merge_point(const vjl_trace *t)

@@ -37,16 +37,23 @@ typedef struct vjl_str {
 enum { VJL_STAGE_NOOPT, VJL_STAGE_OPT, VJL_STAGE_ASM, VJL_STAGES };
 
 typedef struct vjl_op {
+    uint32_t record;     /* offset of its RESOP / RESOP_DESCR record in the bytes */
+    uint32_t asm_record; /* offset of its ASM record (machine code), 0 if none */
+    uint16_t opnum;
+    uint8_t has_descr;
+    uint8_t pad;
+} vjl_op; /* 12 bytes: a large log holds millions of ops, so an op points at
+           * its record and its parts are read from there (vjl_op_get); what
+           * few ops have (a bridge, a counter) is kept by descr number */
+
+/* An op's parts, read from its records. */
+typedef struct vjl_op_parts {
     vjl_str args;     /* "res,arg0,arg1,..." (RESOP_DESCR: then ",descr repr") */
     vjl_str failargs; /* version >= 2; empty before */
     vjl_str code;     /* machine code of this op (ASM), empty if none */
     uint64_t descr;   /* descr number (RESOP_DESCR), 0 if none */
-    uint16_t opnum;
     uint16_t code_offset; /* ASM: offset from the trace's machine-code start */
-    uint8_t has_descr;
-    uint8_t has_code;
-} vjl_op; /* 40 bytes: a large log holds millions; what few ops have (a
-           * bridge, a counter) is kept by descr number, see below */
+} vjl_op_parts;
 
 /* A merge-point value.  A string is prefix + str: the field's common prefix
  * (COMMON_PREFIX, possibly empty) and the rest as written, so that no string
@@ -159,6 +166,9 @@ const vjl_redirect *vjl_forest_redirects(const vjl_forest *f, size_t *n);
 uint32_t vjl_forest_bridge_of(const vjl_forest *f, uint64_t descr);
 uint64_t vjl_forest_descr_count(const vjl_forest *f, uint64_t descr);
 
+void vjl_op_get(const vjl_forest *f, const vjl_op *op, vjl_op_parts *out);
+/* Its descr number alone (0 if none). */
+uint64_t vjl_op_descr(const vjl_forest *f, const vjl_op *op);
 /* The descriptor text of an op with one: after the last comma of args. */
 vjl_str vjl_op_descr_text(const vjl_forest *f, const vjl_op *op);
 /* Its result (before the first comma of args). */

@@ -166,17 +166,19 @@ static PyObject *JitLog_trace(JitLogObject *o, PyObject *arg)
 
 static PyObject *op_tuple(const vjl_forest *f, const vjl_op *op, int with_failargs)
 {
+    vjl_op_parts parts;
+    vjl_op_get(f, op, &parts);
     PyObject *code;
-    if (op->has_code)
-        code = Py_BuildValue("(Iy#)", (unsigned)op->code_offset, vjl_str_ptr(f, op->code),
-                             (Py_ssize_t)op->code.len);
+    if (op->asm_record)
+        code = Py_BuildValue("(Iy#)", (unsigned)parts.code_offset, vjl_str_ptr(f, parts.code),
+                             (Py_ssize_t)parts.code.len);
     else
         code = none();
-    return Py_BuildValue("(INNNNNK)", (unsigned)op->opnum, text(f, op->args),
-                         with_failargs ? text(f, op->failargs) : none(),
-                         op->has_descr ? PyLong_FromUnsignedLongLong(op->descr) : none(),
-                         code, index_or_none(vjl_forest_bridge_of(f, op->descr)),
-                         (unsigned long long)vjl_forest_descr_count(f, op->descr));
+    return Py_BuildValue("(INNNNNK)", (unsigned)op->opnum, text(f, parts.args),
+                         with_failargs ? text(f, parts.failargs) : none(),
+                         op->has_descr ? PyLong_FromUnsignedLongLong(parts.descr) : none(),
+                         code, index_or_none(vjl_forest_bridge_of(f, parts.descr)),
+                         (unsigned long long)vjl_forest_descr_count(f, parts.descr));
 }
 
 /* The stage a method's (trace index, stage name) arguments name, or NULL. */

@@ -69,8 +69,8 @@ VMP_TEST(jitlog_reads_pypy_log_as_the_original_parser)
         if (b->parent != VJL_NONE) {
             const vjl_op *guard =
                 &vjl_forest_trace(f, b->parent)->stage[VJL_STAGE_ASM].ops[b->parent_op];
-            CHECK(guard->descr == st[k].descr);
-            CHECK(vjl_forest_bridge_of(f, guard->descr) == st[k].bridge);
+            CHECK(vjl_op_descr(f, guard) == st[k].descr);
+            CHECK(vjl_forest_bridge_of(f, vjl_op_descr(f, guard)) == st[k].bridge);
         }
     }
     vjl_forest_free(f);
@@ -106,9 +106,14 @@ VMP_TEST(jitlog_every_version_and_word_size)
             CHECK(loop->stage[VJL_STAGE_OPT].n_ops == 2);
             CHECK(loop->stage[VJL_STAGE_ASM].n_ops == 2);
             const vjl_op *guard = &loop->stage[VJL_STAGE_NOOPT].ops[1];
-            CHECK(guard->opnum == OP_GUARD_TRUE && guard->has_descr && guard->descr == 0x100);
+            vjl_op_parts parts;
+            vjl_op_get(f, guard, &parts);
+            CHECK(guard->opnum == OP_GUARD_TRUE && guard->has_descr && parts.descr == 0x100);
+            CHECK(vjl_op_descr(f, guard) == 0x100);
+            CHECK(str_is(f, parts.args, "?,i1,<Guard0x100>"));
             CHECK(str_is(f, vjl_op_descr_text(f, guard), "<Guard0x100>"));
-            CHECK(str_is(f, guard->failargs, version >= 2 ? "p0,i1" : ""));
+            CHECK(str_is(f, parts.failargs, version >= 2 ? "p0,i1" : ""));
+            CHECK(parts.code.len == 0 && guard->asm_record == 0);
             CHECK(str_is(f, vjl_op_result(f, &loop->stage[VJL_STAGE_NOOPT].ops[2]), "i2"));
             /* merge points: common prefix, whole, prefix-equal */
             const vjl_merge_point *m0 = &loop->stage[VJL_STAGE_NOOPT].mps[0];
@@ -126,11 +131,13 @@ VMP_TEST(jitlog_every_version_and_word_size)
             CHECK(value_is(f, first, 3, "helper"));
             /* machine code and links */
             const vjl_op *asm_guard = &loop->stage[VJL_STAGE_ASM].ops[1];
-            CHECK(asm_guard->has_code && asm_guard->code_offset == 0x10);
-            CHECK(asm_guard->code.len == 2 && memcmp(vjl_str_ptr(f, asm_guard->code), "\x90\x90", 2) == 0);
+            vjl_op_get(f, asm_guard, &parts);
+            CHECK(asm_guard->asm_record != 0 && parts.code_offset == 0x10);
+            CHECK(parts.code.len == 2 && memcmp(vjl_str_ptr(f, parts.code), "\x90\x90", 2) == 0);
+            CHECK(str_is(f, parts.failargs, version >= 2 ? "p0,i1" : ""));
             CHECK(loop->has_addr && loop->addr_start == 0x1000 && loop->addr_end == 0x1100);
-            CHECK(vjl_forest_bridge_of(f, asm_guard->descr) == 1);
-            CHECK(vjl_forest_descr_count(f, asm_guard->descr) == 7);
+            CHECK(vjl_forest_bridge_of(f, parts.descr) == 1);
+            CHECK(vjl_forest_descr_count(f, parts.descr) == 7);
             CHECK(vjl_forest_bridge_of(f, 0x200) == VJL_NONE); /* a label, no bridge */
             CHECK(bridge->is_bridge && bridge->parent == 0 && bridge->parent_op == 1);
             CHECK(bridge->stitched_descr == 0x100);
@@ -424,7 +431,9 @@ VMP_TEST(jitlog_large_file_reads_whole)
     REQUIRE(vjl_forest_trace_count(f) == 1);
     const vjl_stage *st = &vjl_forest_trace(f, 0)->stage[VJL_STAGE_OPT];
     CHECK(st->n_ops == n);
-    CHECK(str_is(f, st->ops[n - 1].args, "i2,i1,1"));
+    vjl_op_parts parts;
+    vjl_op_get(f, &st->ops[n - 1], &parts);
+    CHECK(str_is(f, parts.args, "i2,i1,1"));
     vjl_forest_free(f);
     /* and cut inside its last record */
     REQUIRE(truncate(path, (off_t)s.w.len - 3) == 0);
