@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 
 #include "vmp_format.h"
+#include "vmp_name.h"
 
 #define SET_BITS 20
 #define SET_SIZE ((size_t)1 << SET_BITS)
@@ -153,29 +154,20 @@ unknown:
     return 1;
 }
 
-static size_t append_bytes(char *out, size_t max, const char *s, size_t n)
-{
-    if (n > max)
-        n = max;
-    memcpy(out, s, n);
-    return n;
-}
-
 size_t vmp_codes_format_name(PyCodeObject *code, char *buf, size_t cap)
 {
     if (cap == 0)
         return 0;
     if (cap > VMP_MAX_NAME + 1)
         cap = VMP_MAX_NAME + 1;
-    size_t room = cap - 1, o = 0;
-    char line[24];
-    int ln = snprintf(line, sizeof line, ":%d:", code->co_firstlineno);
-    o += append_bytes(buf + o, room - o, "py:", 3);
-    o += append_text(code->co_name, buf + o, room - o < VMP_MAX_FUNC_NAME ? room - o : VMP_MAX_FUNC_NAME);
-    o += append_bytes(buf + o, room - o, line, ln > 0 ? (size_t)ln : 0);
-    o += append_text(code->co_filename, buf + o, room - o);
-    buf[o] = 0;
-    return o;
+    /* the parts as UTF-8, then the name grammar, which is libvmprof's
+     * (vmp_name.h) */
+    char func[VMP_MAX_FUNC_NAME], file[VMP_MAX_NAME];
+    size_t func_len = append_text(code->co_name, func, sizeof func);
+    size_t file_len = append_text(code->co_filename, file, sizeof file);
+    size_t n = vmp_name_write(buf, cap, VMP_NAME_PYTHON, func, func_len, code->co_firstlineno,
+                              file, file_len);
+    return n < cap ? n : cap - 1;
 }
 
 static void code_died(PyObject *obj)

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "vmp_hash.h"
+#include "vmp_name.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -524,19 +525,21 @@ size_t vmp_symbols_name(vmp_symbols *s, uintptr_t addr, char *buf, size_t size)
     if (line < 0)
         line = 0;
 
-    int n;
-    if (symbol)
-        n = snprintf(buf, size, "n:%.*s:%d:%s", SYMBOL_CAP, symbol, line, file);
-    else
-        n = snprintf(buf, size, "n:<native symbol 0x%" PRIxPTR ">:%d:%s", addr, line, file);
-    if (n < 0) {
-        buf[0] = '\0';
-        return 0;
+    /* the name grammar is libvmprof's (vmp_name.h) */
+    char unnamed[48];
+    const char *func = symbol;
+    size_t func_len = symbol ? strnlen(symbol, SYMBOL_CAP) : 0;
+    if (!symbol) {
+        int u = snprintf(unnamed, sizeof unnamed, "<native symbol 0x%" PRIxPTR ">", addr);
+        func = unnamed;
+        func_len = u > 0 ? (size_t)u : 0;
     }
-    size_t len = (size_t)n < size ? (size_t)n : size - 1;
+    size_t n = vmp_name_write(buf, size, VMP_NAME_NATIVE, func, func_len, line, file,
+                              strlen(file));
+    size_t len = n < size ? n : size - 1;
     /* Only names of code a build id pins down, whole, and not made of an
      * address (which the next run's loading moves). */
-    if (c && c->id[0] && symbol && (size_t)n < size && !memchr(buf, '\n', len))
+    if (c && c->id[0] && symbol && n < size && !memchr(buf, '\n', len))
         cache_add(c, addr - c->base, buf, len);
     return len;
 }
