@@ -466,12 +466,34 @@ static const char *sorted_symbol_at(struct name_cache *c, uintptr_t pc, uintptr_
 static const char *source_of(Dwfl_Module *mod, uintptr_t addr, int *line)
 {
     Dwfl_Line *l = dwfl_module_getsrc(mod, addr);
-    if (!l)
+    if (l) {
+        const char *file = dwfl_lineinfo(l, NULL, line, NULL, NULL, NULL);
+        if (file && *line < 0)
+            *line = 0;
+        return file;
+    }
+    /* libdwfl finds the compilation unit through .debug_aranges, which
+     * clang does not emit by default: then the units' own ranges. */
+    Dwarf_Addr bias = 0;
+    Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
+    if (!dw)
         return NULL;
-    const char *file = dwfl_lineinfo(l, NULL, line, NULL, NULL, NULL);
-    if (file && *line < 0)
-        *line = 0;
-    return file;
+    Dwarf_Addr rel = addr - bias;
+    Dwarf_Off off = 0, next;
+    size_t header;
+    Dwarf_Die cu;
+    while (dwarf_nextcu(dw, off, &next, &header, NULL, NULL, NULL) == 0) {
+        if (dwarf_offdie(dw, off + header, &cu) && dwarf_haspc(&cu, rel) > 0) {
+            Dwarf_Line *dl = dwarf_getsrc_die(&cu, rel);
+            if (!dl)
+                return NULL;
+            if (dwarf_lineno(dl, line) != 0 || *line < 0)
+                *line = 0;
+            return dwarf_linesrc(dl, NULL, NULL);
+        }
+        off = next;
+    }
+    return NULL;
 }
 
 void vmp_symbols_set_interpreter(vmp_symbols *s, uintptr_t addr)
