@@ -253,7 +253,9 @@ def test_libunwind_is_never_called_in_the_signal_handler(ext_path, tmp_path):
         "    vmprof.disable()\n")
     out = str(tmp_path / "p.prof")
     env = dict(os.environ, LD_PRELOAD=lib)
-    r = subprocess.run([sys.executable, "-c", script, ext_path, out], env=env,
+    # (cwd: `python -c` puts it first on sys.path; the repository's source
+    # folder has no built _core)
+    r = subprocess.run([sys.executable, "-c", script, ext_path, out], env=env, cwd=str(tmp_path),
                        stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     with open(out, "rb") as f:
