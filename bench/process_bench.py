@@ -227,7 +227,9 @@ def main(argv=None):
     ap.add_argument("--ours-python")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
-    args.ours_py = args.ours_python or os.path.join(ROOT, ".venv", args.py, "bin", "python")
+    # absolute: the workloads run in a temporary folder
+    args.ours_py = os.path.abspath(args.ours_python or
+                                   os.path.join(ROOT, ".venv", args.py, "bin", "python"))
     os.makedirs(OUT, exist_ok=True)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
