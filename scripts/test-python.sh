@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# Runs the pytest suite under every CPython in scripts/pythons (or those given).
+# Runs the pytest suite under every interpreter: each CPython in scripts/pythons
+# and each PyPy in scripts/pypys (or those given).  On PyPy the tests marked
+# cpython_only (our sampler, CPython internals) are not collected.
 # pytest is run from its venv's bin (not `python -m pytest`) so that the
 # installed package is imported, never the source folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-versions="${*:-$(cat scripts/pythons)}"
+. scripts/venv-lib.sh
+versions="${*:-$(interpreters)}"
 status=0
 for v in $versions; do
     if [ ! -x ".venv/$v/bin/pytest" ]; then
-        echo "test: no venv for CPython $v (run scripts/setup.sh)" >&2
+        echo "test: no venv for $v (run scripts/setup.sh)" >&2
         status=1
         continue
     fi
-    echo "=== pytest on CPython $v"
+    select=()
+    case "$v" in
+        pypy*) echo "=== pytest on $v"; select=(-m "not cpython_only") ;;
+        *) echo "=== pytest on CPython $v" ;;
+    esac
     # A test that hangs (a sampler bug could make the profiled program hang)
     # fails after PER_TEST_TIMEOUT seconds with every thread's stack printed,
     # instead of eating CI's time; the thread method leaves signals alone.
     ".venv/$v/bin/pytest" -q -p no:cacheprovider --timeout="${PER_TEST_TIMEOUT:-180}" \
-        --timeout-method=thread tests/python || status=1
+        --timeout-method=thread "${select[@]}" tests/python || status=1
 done
 exit $status

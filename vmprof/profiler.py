@@ -98,10 +98,10 @@ def enable(fileno, period=DEFAULT_PERIOD, memory=False, lines=False, native=None
     if native is None:
         native = sys.platform.startswith("linux")
     if IS_PYPY:  # pragma: no cover - PyPy's own sampler
-        if memory or lines:
-            raise VMProfError("PyPy's sampler records neither memory nor lines: leave them out")
+        if lines:
+            raise VMProfError("PyPy's sampler does not record lines: leave lines (--lines) out")
         try:
-            _backend.enable(fileno, period, 0, 0, 0, int(bool(real_time)))
+            _backend.enable(fileno, period, int(bool(memory)), 0, 0, int(bool(real_time)))
         except _backend.VMProfError as exc:
             raise VMProfError(str(exc))
         _pypy_enabled = True

@@ -30,7 +30,8 @@ def read_profile(prof, strict=False):
                           "which is not built for this interpreter; read the profile "
                           "with CPython (python -m vmprof.show FILE)")
     if isinstance(prof, (str, bytes, os.PathLike)):
-        profile = _core.read_file(prof, strict=strict)
+        # os.fspath here: PyPy's C-API emulation does not take path objects
+        profile = _core.read_file(os.fspath(prof), strict=strict)
     else:
         profile = _read_file_object(prof, strict)
     summary = profile.summary()
@@ -57,9 +58,9 @@ def export(prof, format, out, thread=None, lines=False, no_native=False, title=N
     if _core is None:
         raise VMProfError("exporting a profile needs vmprof's C extension (vmprof._core), "
                           "which is not built for this interpreter")
-    source = prof if isinstance(prof, (str, bytes, os.PathLike)) else getattr(prof, "_profile",
-                                                                                 prof)
-    target = out
+    source = (os.fspath(prof) if isinstance(prof, (str, bytes, os.PathLike))
+              else getattr(prof, "_profile", prof))
+    target = os.fspath(out) if isinstance(out, (str, bytes, os.PathLike)) else out
     if not isinstance(out, (str, bytes, os.PathLike, int)):
         out.flush()
         target = out.fileno()

@@ -173,6 +173,7 @@ def test_console_script_is_installed():
     assert r.returncode == 0 and "By self time" in r.stdout
 
 
+@pytest.mark.cpython_only  # --lines: PyPy's sampler records no lines
 def test_views_and_exports_on_a_profile_from_our_sampler(tmp_path):
     import vmprof
     if not hasattr(vmprof, "enable"):

@@ -151,6 +151,7 @@ def test_unique_stacks(stats):
     assert stats.get_stacks(thread=2) == [((0x10, 0x40), 2, 1)]
 
 
+@pytest.mark.cpython_only  # sys.getallocatedblocks is CPython's
 def test_reading_many_samples_makes_few_python_objects():
     """200,000 samples: read_profile and get_tree allocate a bounded number of
     Python objects (the samples stay in C), and profiles[i] works on demand."""
