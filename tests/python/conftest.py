@@ -21,6 +21,7 @@ CPYTHON_ONLY_MODULES = [
     "test_sampler_rate.py",
     "test_sampler_robust.py",
     "test_sampler_safety.py",
+    "test_sampler_threads.py",
 ]
 
 if platform.python_implementation() == "PyPy":

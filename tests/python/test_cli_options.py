@@ -64,7 +64,7 @@ def test_bad_web_url(capsys):
     assert "http:// or https://" in parse_error(capsys, "--web-url", "ftp://x", "p.py")
 
 
-@pytest.mark.skipif(cli.is_pypy(), reason="--jitlog is accepted on PyPy")
+@pytest.mark.cpython_only  # --jitlog is accepted on PyPy
 def test_jitlog_needs_pypy(capsys):
     line = parse_error(capsys, "--jitlog", "prog.py")
     assert "--jitlog needs PyPy" in line
@@ -140,7 +140,7 @@ def test_command_line_errors_are_one_line_and_nonzero(tmp_path):
     assert "less than 1 second" in lines[-1]
 
 
-@pytest.mark.skipif(cli.is_pypy(), reason="--jitlog works on PyPy")
+@pytest.mark.cpython_only  # --jitlog works on PyPy
 def test_jitlog_on_cpython_does_not_run_the_program(tmp_path):
     marker = tmp_path / "ran"
     script = tmp_path / "p.py"
