@@ -75,6 +75,7 @@ orig_py=""
 for v in 3.11 $(cat scripts/pythons); do
     [ -x ".venv/$v/bin/python" ] && { orig_py=$v; break; }
 done
+drop_broken_venv .venv/orig
 if [ -n "$orig_py" ] && [ ! -f .venv/orig/.installed ]; then
     echo "setup: making .venv/orig (the original vmprof from PyPI)"
     "$(pyenv prefix "$orig_py")/bin/python" -m venv .venv/orig
