@@ -156,7 +156,6 @@ def test_cli_prints_the_selected_traces_stage_by_stage(run_cli):
     assert len(listing.stdout.splitlines()) == 26
 
 
-@pytest.mark.cpython_only  # it checks that recording is refused, which PyPy does
 def test_cli_errors_are_one_line(run_cli, tmp_path):
     done = run_cli(CALC, "-q", "loops &")
     assert done.returncode == 2
