@@ -423,10 +423,16 @@ def test_views_can_hide_the_interpreter_machinery(ext, tmp_path):
     full, folded = tree(), tree("--hide-interpreter")
     assert EVAL in full and EVAL not in folded
     # The program's own layers stay, in order: caller, C function, callback.
+    # Each is looked for below the one before: a sample whose walk stopped
+    # short (3.8-3.10, before the writer learned the rules) keeps the Python
+    # frames without the C one, so the callback may also stand in a sibling
+    # branch printed earlier.
     for text in (full, folded):
-        at = [text.index(" %s " % f) for f in
-              ("py_caller_of_call_back", "vmp_ext_call_back", "python_callback")]
-        assert at == sorted(at), text
+        at = 0
+        for f in ("py_caller_of_call_back", "vmp_ext_call_back", "python_callback"):
+            found = text.find(" %s " % f, at)
+            assert found >= 0, (f, text)
+            at = found
     # With the machinery gone, the C function stands right under its caller.
     lines = folded.splitlines()
     caller = next(i for i, l in enumerate(lines) if " py_caller_of_call_back " in l)
