@@ -939,17 +939,9 @@ vjl_forest *vjl_forest_read_fd(int fd, vmp_error *err)
 
 vjl_forest *vjl_forest_read_file(const char *path, vmp_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        vmp_error_set(err, -1, "cannot open '%s': %s", path, strerror(errno));
+    int fd = vmp_open_input_file(path, "JIT log", err);
+    if (fd < 0)
         return NULL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        close(fd);
-        vmp_error_set(err, -1, "'%s' is a directory, not a JIT log", path);
-        return NULL;
-    }
     vjl_forest *f = vjl_forest_read_fd(fd, err);
     close(fd);
     return f;

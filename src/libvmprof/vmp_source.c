@@ -293,19 +293,27 @@ vmp_source *vmp_source_open_fd(int fd, vmp_error *err)
     return src;
 }
 
-vmp_source *vmp_source_open_file(const char *path, vmp_error *err)
+int vmp_open_input_file(const char *path, const char *what, vmp_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         vmp_error_set(err, -1, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
+        return -1;
     }
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         close(fd);
-        vmp_error_set(err, -1, "'%s' is a directory, not a profile file", path);
-        return NULL;
+        vmp_error_set(err, -1, "'%s' is a directory, not a %s", path, what);
+        return -1;
     }
+    return fd;
+}
+
+vmp_source *vmp_source_open_file(const char *path, vmp_error *err)
+{
+    int fd = vmp_open_input_file(path, "profile file", err);
+    if (fd < 0)
+        return NULL;
     /* Files are read, not mapped: read() pulls each window through the cache
      * once and the decoder then works on cache-hot bytes, which measured
      * faster than decoding a mapping, and memory stays one window. */

@@ -32,6 +32,11 @@ struct vmp_source {
     int gzip;                  /* the input was gzip-compressed */
 };
 
+/* Opens path for reading (O_CLOEXEC) and returns its fd, or -1 with a
+ * one-line reason in err; a directory is refused as "not a <what>".  Shared
+ * by every reader of files (profiles, JIT logs). */
+int vmp_open_input_file(const char *path, const char *what, vmp_error *err);
+
 vmp_source *vmp_source_open_file(const char *path, vmp_error *err);
 /* Reads fd from its current position to its end; does not close it. */
 vmp_source *vmp_source_open_fd(int fd, vmp_error *err);
