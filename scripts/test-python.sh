@@ -17,7 +17,13 @@ for v in $versions; do
     fi
     select=()
     case "$v" in
-        pypy*) echo "=== pytest on $v"; select=(-m "not cpython_only") ;;
+        # --assert=plain: PyPy before 7.3.16 (Debian 12 ships 7.3.11) has an
+        # incremental-GC bug in its array-copy write barrier that crashes the
+        # interpreter now and then while pytest rewrites a test module's
+        # asserts (a segfault in _rewrite_test, seen in our CI and in other
+        # projects' CI; PyPy's blog of 2024-03 explains it).  Plain asserts
+        # still fail the test; only pytest's detailed message is lost.
+        pypy*) echo "=== pytest on $v"; select=(-m "not cpython_only" --assert=plain) ;;
         *) echo "=== pytest on CPython $v" ;;
     esac
     # A test that hangs (a sampler bug could make the profiled program hang)
