@@ -5,7 +5,8 @@ PyPy log of calc.py, copy after copy with fresh ids (bench/gen_jitlog.c).
 Measured in one run, medians of several:
   - read():  the file's bytes into a warm buffer (the floor), and into a new
              buffer (what any reader that keeps the bytes pays)
-  - our C decoder (vjl_forest_read_file) and a query over the forest
+  - our C decoder (vjl_forest_read_file, and vjl_forest_map_file from a
+    mapping of the file) and a query over the forest
   - parse_jitlog() of our jitlog package (CPython), and visiting every op
   - parse_jitlog() of the original jitlog (PyPI vmprof) under CPython and
     under PyPy, each in its own venv
@@ -73,6 +74,8 @@ def bench_jitlog(args, res):
         med(c["runs"], "read_fresh", 1))
     row("C decoder (vjl_forest_read_file)", med(c["runs"], "decode", 0),
         med(c["runs"], "decode", 1))
+    row("C decoder, file mapped (vjl_forest_map_file)", med(c["runs"], "decode_mapped", 0),
+        med(c["runs"], "decode_mapped", 1))
     row("C query over the forest", med(c["runs"], "select", 0), med(c["runs"], "select", 1))
     for name, r in (("ours", ours), ("original, CPython", orig_cpy),
                     ("original, PyPy", orig_pypy)):

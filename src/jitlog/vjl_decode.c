@@ -83,7 +83,8 @@ struct vjl_forest {
 typedef struct input {
     unsigned char *buf;
     size_t len, cap;
-    size_t map_len;    /* buf is a mapping of this length (big_buffer), else malloc'd */
+    size_t map_len;    /* buf is a mapping of this length (big_buffer, or the file's
+                          own in vjl_forest_map_file), else malloc'd */
     int read_failed;   /* the input broke off (a read or gzip error) */
     vmp_error read_err;
 } input;
@@ -942,6 +943,37 @@ vjl_forest *vjl_forest_read_file(const char *path, vmp_error *err)
     int fd = vmp_open_input_file(path, "JIT log", err);
     if (fd < 0)
         return NULL;
+    vjl_forest *f = vjl_forest_read_fd(fd, err);
+    close(fd);
+    return f;
+}
+
+/* A plain regular file of at least two bytes, mapped: decode() only reads
+ * its input, so the forest's bytes can be the page cache's own pages. */
+vjl_forest *vjl_forest_map_file(const char *path, vmp_error *err)
+{
+    int fd = vmp_open_input_file(path, "JIT log", err);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    unsigned char magic[2];
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 2 &&
+        (uint64_t)st.st_size <= MAX_INPUT && pread(fd, magic, 2, 0) == 2 &&
+        !(magic[0] == 0x1f && magic[1] == 0x8b)) {
+        size_t size = (size_t)st.st_size;
+        void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p != MAP_FAILED) {
+            close(fd); /* the mapping keeps the file */
+            madvise(p, size, MADV_WILLNEED); /* read ahead what is not cached yet */
+            input in;
+            memset(&in, 0, sizeof in);
+            in.buf = p;
+            in.len = in.cap = in.map_len = size;
+            vmp_error_clear(err);
+            return decode(&in, err);
+        }
+    }
+    /* gzip, a pipe or device, an empty file, or no mapping: read as always */
     vjl_forest *f = vjl_forest_read_fd(fd, err);
     close(fd);
     return f;

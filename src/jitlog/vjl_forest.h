@@ -123,6 +123,16 @@ typedef struct vjl_forest vjl_forest;
 
 vjl_forest *vjl_forest_read_file(const char *path, vmp_error *err);
 vjl_forest *vjl_forest_read_fd(int fd, vmp_error *err);
+/* vjl_forest_read_file without the copy, for a file the caller owns: a plain
+ * regular file is mapped and the forest's bytes are the page cache's pages,
+ * which costs neither a copy nor fresh memory (a copy of a 100 MB log alone
+ * costs about as much as its whole decode; bench/RESULTS.md).  Anything else
+ * (gzip, a pipe, an empty file) is read as vjl_forest_read_file reads it.
+ * The file must not shrink while the forest lives: the kernel signals
+ * (SIGBUS) a read of a mapped page past a file's new end.  So only for files
+ * nothing else truncates (a server's own store); a path a user gives, which
+ * a new run may overwrite, is read with vjl_forest_read_file. */
+vjl_forest *vjl_forest_map_file(const char *path, vmp_error *err);
 /* The bytes are copied; the caller may free them afterwards. */
 vjl_forest *vjl_forest_read_memory(const void *data, size_t len, vmp_error *err);
 void vjl_forest_free(vjl_forest *f);

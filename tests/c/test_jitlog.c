@@ -445,3 +445,86 @@ VMP_TEST(jitlog_large_file_reads_whole)
     unlink(path);
     vjl_writer_free(&s.w);
 }
+
+/* Writes n bytes to a new temporary file; its path into path (20 bytes). */
+static void write_temp(char *path, const void *data, size_t n)
+{
+    strcpy(path, "/tmp/vjl_test_XXXXXX");
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, data, n) == (ssize_t)n);
+    close(fd);
+}
+
+VMP_TEST(jitlog_map_file_reads_what_read_file_reads)
+{
+    sample_log s;
+    sample_build(&s, 4, 8);
+    REQUIRE(!s.w.failed);
+    char path[32];
+    vmp_error err;
+
+    /* plain: decoded from the mapping, every field as read_file's */
+    write_temp(path, s.w.buf, s.w.len);
+    vjl_forest *f = vjl_forest_map_file(path, &err);
+    vjl_forest *g = vjl_forest_read_file(path, &err);
+    REQUIRE(f != NULL);
+    REQUIRE(g != NULL);
+    CHECK(vjl_forest_size(f) == s.w.len);
+    CHECK(memcmp(vjl_forest_bytes(f), s.w.buf, s.w.len) == 0);
+    REQUIRE(vjl_forest_trace_count(f) == vjl_forest_trace_count(g));
+    for (size_t i = 0; i < vjl_forest_trace_count(f); i++) {
+        const vjl_trace *a = vjl_forest_trace(f, i), *b = vjl_forest_trace(g, i);
+        CHECK(a->id == b->id && a->is_bridge == b->is_bridge && a->parent == b->parent);
+        for (int st = 0; st < VJL_STAGES; st++) {
+            REQUIRE(a->stage[st].n_ops == b->stage[st].n_ops);
+            CHECK(a->stage[st].n_mps == b->stage[st].n_mps);
+            for (size_t k = 0; k < a->stage[st].n_ops; k++) {
+                vjl_op_parts pa, pb;
+                vjl_op_get(f, &a->stage[st].ops[k], &pa);
+                vjl_op_get(g, &b->stage[st].ops[k], &pb);
+                CHECK(pa.args.len == pb.args.len &&
+                      memcmp(vjl_str_ptr(f, pa.args), vjl_str_ptr(g, pb.args), pa.args.len) == 0);
+                CHECK(pa.descr == pb.descr);
+            }
+        }
+    }
+    vjl_forest_free(g);
+    vjl_forest_free(f); /* unmaps */
+    check_same_as_sample(vjl_forest_map_file(path, &err));
+
+    /* cut inside its last record: read up to there, with the same warning */
+    REQUIRE(truncate(path, (off_t)s.w.len - 3) == 0);
+    f = vjl_forest_map_file(path, &err);
+    g = vjl_forest_read_file(path, &err);
+    REQUIRE(f != NULL);
+    REQUIRE(g != NULL);
+    REQUIRE(vjl_forest_warning(f) != NULL);
+    REQUIRE(vjl_forest_warning(g) != NULL);
+    CHECK(strcmp(vjl_forest_warning(f)->message, vjl_forest_warning(g)->message) == 0);
+    vjl_forest_free(f);
+    vjl_forest_free(g);
+    unlink(path);
+
+    /* gzip is inflated as read_file does */
+    unsigned char gz[8192];
+    size_t gz_len = gzip_bytes(s.w.buf, s.w.len, gz, sizeof gz);
+    REQUIRE(gz_len > 0);
+    write_temp(path, gz, gz_len);
+    check_same_as_sample(vjl_forest_map_file(path, &err));
+    unlink(path);
+
+    /* nothing to map: the same errors as read_file */
+    static const char *const bad[][2] = {{"", "not a PyPy JIT log"}, {"\x01", "not a PyPy JIT log"}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        write_temp(path, bad[k][0], strlen(bad[k][0]));
+        CHECK(vjl_forest_map_file(path, &err) == NULL);
+        CHECK(strstr(err.message, bad[k][1]) != NULL);
+        unlink(path);
+    }
+    CHECK(vjl_forest_map_file("/nonexistent/x.jitlog", &err) == NULL);
+    CHECK(strstr(err.message, "cannot open") != NULL);
+    CHECK(vjl_forest_map_file("/tmp", &err) == NULL);
+    CHECK(err.message[0] != 0);
+    vjl_writer_free(&s.w);
+}
