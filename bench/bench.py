@@ -14,6 +14,8 @@ Sections:
             pyinstrument and cProfile
             and, when the sampler supports it, native mode beside Python-only
   export    each export format of the million-sample profile beside decoding
+  pypy      the reading path under pypy3 through the extension (cpyext)
+            against a cffi binding; see bench_bindings.py
   jitlog    a 110 MB PyPy JIT log: read bytes / our C decoder / our and the
             original parse_jitlog (CPython and PyPy); see bench_jitlog.py
   server    vmprof-server: upload + freeze of the million-sample profile beside
@@ -493,7 +495,7 @@ def bench_export(args, res):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a smoke run: small, one or two rounds")
-    ap.add_argument("--only", default="reader,sampler,export,jitlog,server,process")
+    ap.add_argument("--only", default="reader,sampler,export,pypy,jitlog,server,process")
     ap.add_argument("--rounds", type=int, help="runs of each measurement (default 5, "
                     "quick 2; the original's reader: 5, quick 1)")
     ap.add_argument("--configs", default="", help="a regular expression: run only the "
@@ -530,6 +532,9 @@ def main():
             bench_sampler(args, res)
         if "export" in only:
             bench_export(args, res)
+        if "pypy" in only:
+            from bench_bindings import bench_bindings
+            bench_bindings(args, res)
         if "jitlog" in only:
             from bench_jitlog import bench_jitlog
             bench_jitlog(args, res)

@@ -3,7 +3,7 @@
 #   bench/run.sh            the full run (16.5 min measured at load 4-7, before the
 #                           native rows; --rounds 3 shortens it on a busy machine)
 #   bench/run.sh --quick    a smoke run: small profile, short workloads, 2 rounds
-#   bench/run.sh --only reader,sampler,export,jitlog,process
+#   bench/run.sh --only reader,sampler,export,pypy,jitlog,process
 #   bench/run.sh --configs 'ours|empty'      only the sampler rows that match
 #   bench/run.sh --ours-python PATH          measure another build of ours
 #   bench/run.sh --rounds 3                  fewer rounds on a busy machine

@@ -1,0 +1,104 @@
+"""The `pypy` section of bench.py: which binding of libvmprof PyPy should run.
+
+Two bindings of the same C reading path, under pypy3, on the 1M-sample
+profile of the reader section:
+  - cpyext: the extension vmprof._core (src/module) as `pip install` builds it
+    for PyPy, run through PyPy's C-API emulation (.venv/pypy3);
+  - cffi:   bench/cffi_binding (API mode over src/libvmprof/vmprof.h), standing
+    in for vmprof._core under the same Python layer (vmprof.reader, stats).
+CPython's run of the extension is measured beside them for scale.
+
+Each round starts one process per binding, alternated, and each process reads
+the profile `runs` times (bench/py_bindings.py): read_profile, get_tree, a walk
+of every node (name, count, children: what vmprofshow does), and an export to
+collapsed.  The first run of a process is what a command-line tool pays (PyPy
+has not warmed up); the later runs are a long-lived process.  Medians over the
+rounds; ratios cffi / cpyext in the same run.
+"""
+import os
+import subprocess
+import sys
+
+from bench import HERE, OUT, ROOT, VENV, fmt, log, median, run_json, table
+
+PHASES = ["read_profile", "get_tree", "walk", "export"]
+
+
+def build_cffi(pypy):
+    """Compiles _vmprof_cffi with pypy's own cffi against the bench build's
+    libvmprof (bench/run.sh builds it); returns the folder holding it."""
+    lib_a = os.path.join(ROOT, "build", "bench", "libvmprof_c.a")
+    if not os.path.exists(lib_a):
+        subprocess.run([os.path.join(ROOT, "scripts", "build.sh"), "bench",
+                        "-Dextension=false", "-Dbench=true"], check=True,
+                       stdout=subprocess.DEVNULL)
+    where = os.path.join(OUT, "cffi")
+    subprocess.run([pypy, os.path.join(HERE, "cffi_binding", "build.py"), lib_a, where],
+                   check=True, stdout=subprocess.DEVNULL)
+    return where
+
+
+def profile_path(args):
+    path = os.path.join(OUT, "big-%d.prof" % args.samples)
+    if not os.path.exists(path):
+        log("pypy: generating %s" % path)
+        subprocess.run([os.path.join(OUT, "gen_profile"), path + ".tmp", str(args.samples)],
+                       check=True)
+        os.rename(path + ".tmp", path)
+    return path
+
+
+def bench_bindings(args, res):
+    pypy = os.path.join(VENV, "pypy3", "bin", "python")
+    if not os.path.exists(pypy):
+        log("pypy: no .venv/pypy3 (scripts/setup.sh makes it); skipping")
+        return
+    path = profile_path(args)
+    cffi_dir = build_cffi(pypy)
+    rounds = args.rounds or (2 if args.quick else 5)
+    runs = max(args.runs, 3)  # the first run is cold; the rest need a median
+    cmds = {
+        "cpyext": [pypy, "py_bindings.py", path, str(runs)],
+        "cffi": [pypy, "py_bindings.py", path, str(runs), cffi_dir],
+        "cpython": [args.ours_py, "py_bindings.py", path, str(runs)],
+    }
+    results = {name: [] for name in cmds}
+    for r in range(rounds):
+        for name, cmd in cmds.items():
+            log("pypy: round %d/%d, %s" % (r + 1, rounds, name))
+            results[name].append(run_json(cmd, cwd=HERE))
+    res["pypy"] = {"file": path, "file_bytes": os.path.getsize(path), "rounds": rounds,
+                   "runs": runs, "results": results, "uptime": os.getloadavg()}
+    nodes = {name: {x["nodes"] for p in rs for x in p["runs"]} for name, rs in results.items()}
+    checks = {name: {x["check"] for p in rs for x in p["runs"]} for name, rs in results.items()}
+    if len(set(map(frozenset, nodes.values()))) != 1 or \
+            len(set(map(frozenset, checks.values()))) != 1:
+        raise RuntimeError("the bindings walked different trees: %r %r" % (nodes, checks))
+
+    def med(name, key, first):
+        vals = [p["runs"][0][key] if first else median([x[key] for x in p["runs"][1:]])
+                for p in results[name]]
+        return median(vals)
+
+    for first, what in ((True, "first run of a process (a command-line tool)"),
+                        (False, "later runs of a process (a long-lived one)")):
+        rows = []
+        base = med("cpyext", "read_bytes", first)
+        totals = {}
+        for name in cmds:
+            info = results[name][0]
+            cells = [med(name, k, first) for k in PHASES]
+            totals[name] = sum(cells)
+            rows.append(["%s (%s %s)" % (name, info["implementation"], info["python"])]
+                        + [fmt(c) for c in cells] + [fmt(totals[name]),
+                                                     fmt(totals[name] / base, "%.2fx")])
+        rows.append(["cffi / cpyext"] + [
+            fmt(med("cffi", k, first) / med("cpyext", k, first), "%.2fx") for k in PHASES]
+            + [fmt(totals["cffi"] / totals["cpyext"], "%.2fx"), ""])
+        table("PyPy bindings, %s: %d-sample profile, %d nodes, medians of %d rounds"
+              % (what, args.samples, next(iter(nodes["cffi"])), rounds),
+              ["", "read_profile s", "get_tree s", "walk s", "export s", "total s",
+               "total / read bytes"], rows)
+    print("(read bytes: readinto() under pypy3 in the cpyext processes, median %.3f s; "
+          "load average at the end %.1f)" % (med("cpyext", "read_bytes", False),
+                                             os.getloadavg()[0]))
