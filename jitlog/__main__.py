@@ -179,15 +179,9 @@ def upload_file(args):
 
 def record(args):
     from vmprof import __main__ as runner
-    try:
-        run = runner.load_module(args.program) if args.module else runner.load_script(args.program)
-    except runner.ProgramError as e:
-        _say(str(e))
-        return e.status
-    except SyntaxError as e:
-        e.__traceback__ = None
-        sys.excepthook(type(e), e, None)
-        return 1
+    run, status = runner.prepare_program(args, _say)
+    if run is None:
+        return status
     if args.web:
         import tempfile
         fd, path = tempfile.mkstemp(prefix="jitlog-", suffix=".jitlog")

@@ -126,6 +126,22 @@ def load_module(name):
     return run_module
 
 
+def prepare_program(args, say):
+    """Loads args.program (a script, or a module when args.module) as python
+    would run it.  Returns (run, 0), or (None, exit status) after saying why
+    with say(message); a syntax error is printed as python prints it."""
+    try:
+        return (load_module(args.program) if args.module else load_script(args.program)), 0
+    except ProgramError as e:
+        say(str(e))
+        return None, e.status
+    except SyntaxError as e:
+        # Only the program's own lines, as python prints a syntax error.
+        e.__traceback__ = None
+        sys.excepthook(type(e), e, None)
+        return None, 1
+
+
 def _is_runner_frame(frame):
     filename = frame.f_code.co_filename
     if filename == __file__ or os.path.basename(filename) in _RUNPY_FILES:
@@ -326,19 +342,9 @@ def _can_catch_sigterm():
 def main(argv=None):
     """Runs `python -m vmprof` with argv (default sys.argv[1:]); returns the status."""
     args = cli.parse_args(argv)
-    try:
-        if args.module:
-            run = load_module(args.program)
-        else:
-            run = load_script(args.program)
-    except ProgramError as e:
-        _say(str(e))
-        return e.status
-    except SyntaxError as e:
-        # Only the program's own lines, as python prints a syntax error.
-        e.__traceback__ = None
-        sys.excepthook(type(e), e, None)
-        return 1
+    run, status = prepare_program(args, _say)
+    if run is None:
+        return status
     try:
         fd, path, temporary = _open_profile(args)
     except ProgramError as e:

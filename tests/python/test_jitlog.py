@@ -181,6 +181,15 @@ def test_cli_errors_are_one_line(run_cli, tmp_path):
                                "file or directory\n")
     else:
         assert "recording a JIT log needs PyPy" in done.stderr
+    if sys.implementation.name == "pypy":
+        # a program that does not compile: python's own report, and status 1
+        bad = tmp_path / "bad.py"
+        bad.write_text("x = (\n")
+        done = run_cli("-o", tmp_path / "y.jitlog", bad)
+        assert done.returncode == 1
+        assert "SyntaxError" in done.stderr and "bad.py" in done.stderr
+        assert "jitlog:" not in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / "y.jitlog").exists()
 
 
 def test_upload_adds_the_source_lines_of_the_traced_functions(run_cli, tmp_path):
