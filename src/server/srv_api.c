@@ -12,6 +12,7 @@
  * The views of a run's profile (tree, functions, ...) are in srv_query.c.
  * Documented with an example per endpoint in docs/server.md.
  */
+#include <limits.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "srv_cache.h"
 #include "srv_http.h"
 #include "srv_memo.h"
+#include "srv_throttle.h"
 #include "vmprof.h"
 
 #define PAGE_SIZE 50
@@ -33,6 +35,13 @@ static int64_t now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int64_t monotonic_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec;
 }
 
 static json_t *iso_time(double seconds)
@@ -118,20 +127,33 @@ static void health(srv_request *req)
 
 /* ---- runs -------------------------------------------------------------------------- */
 
+/* A page is named by the cursor the page before it gave as "next":
+ * "before-SEQ", the runs older than that one.  No page number: the listing
+ * never skips rows to reach a page. */
+#define CURSOR_PREFIX "before-"
+
 static void list_runs(srv_request *req)
 {
     const char *page_arg = srv_arg(req, "page");
-    char *end = NULL;
-    long long page = page_arg && *page_arg ? strtoll(page_arg, &end, 10) : 1;
-    if ((end && *end) || page < 1 || page > 1000000000) {
-        srv_reply_error(req, 400, "page must be a number from 1");
-        return;
+    long long before = 0;
+    if (page_arg && *page_arg && strcmp(page_arg, "1") != 0) {
+        char *end = NULL;
+        size_t plen = strlen(CURSOR_PREFIX);
+        if (strncmp(page_arg, CURSOR_PREFIX, plen) == 0 && page_arg[plen] >= '0' &&
+            page_arg[plen] <= '9')
+            before = strtoll(page_arg + plen, &end, 10);
+        if (!end || *end || before < 1 || before == LLONG_MAX) {
+            srv_reply_error(req, 400,
+                            "page must be the \"next\" of an earlier answer (" CURSOR_PREFIX
+                            "N), or 1 for the newest runs");
+            return;
+        }
     }
     srv_run_query q = {
         .q = srv_arg(req, "q"),
         .vm = srv_arg(req, "vm"),
         .user = srv_arg(req, "user"),
-        .page = page,
+        .before = before,
         .page_size = PAGE_SIZE,
     };
     if (q.user && strcmp(q.user, "me") == 0) {
@@ -150,14 +172,39 @@ static void list_runs(srv_request *req)
         srv_reply_error(req, 503, "%s", err.message);
         return;
     }
+    int64_t last_seq = n ? runs[n - 1].seq : 0;
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(list, srv_run_list_item(&runs[i]));
         srv_run_clear(&runs[i]);
     }
-    srv_reply_json(req, 200,
-                   json_pack("{s:o, s:o}", "runs", list, "next",
-                             more ? json_integer(page + 1) : json_null()));
+    json_t *next = json_null();
+    if (more) {
+        char cursor[64];
+        snprintf(cursor, sizeof cursor, CURSOR_PREFIX "%lld", (long long)last_seq);
+        next = json_string(cursor);
+    }
+    srv_reply_json(req, 200, json_pack("{s:o, s:o}", "runs", list, "next", next));
+}
+
+static int add_vm(void *ctx, const char *vm, int64_t runs)
+{
+    json_array_append_new(ctx, json_pack("{s:o, s:I}", "vm", srv_json_text(vm), "runs",
+                                         (json_int_t)runs));
+    return 0;
+}
+
+/* The VMs runs were uploaded from, for a filter's choices. */
+static void list_vms(srv_request *req)
+{
+    json_t *vms = json_array();
+    srv_err err = {{0}};
+    if (srv_store_vm_list(req->server->store, add_vm, vms, &err) < 0) {
+        json_decref(vms);
+        srv_reply_error(req, 503, "%s", err.message);
+        return;
+    }
+    srv_reply_json(req, 200, json_pack("{s:o}", "vms", vms));
 }
 
 static json_t *threads_of(const vmp_profile *p)
@@ -341,6 +388,20 @@ static void login(srv_request *req)
         return;
     }
     srv_server *s = req->server;
+    /* Refused before the password is looked at: guessing is slowed whether
+     * or not the guess would have been right. */
+    unsigned char address[16];
+    size_t address_len = srv_client_address(req, address);
+    unsigned wait = srv_throttle_wait(s->logins, address, address_len, monotonic_seconds());
+    if (wait) {
+        json_decref(body);
+        srv_reply_error(req, 429,
+                        "too many failed logins from your address: try again in %u s", wait);
+        char retry[32];
+        snprintf(retry, sizeof retry, "%u", wait);
+        MHD_add_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+        return;
+    }
     srv_identity who = {0};
     char stored[256] = "";
     srv_err err = {{0}};
@@ -352,9 +413,11 @@ static void login(srv_request *req)
         return;
     }
     if (!ok) {
+        srv_throttle_failed(s->logins, address, address_len, monotonic_seconds());
         srv_reply_error(req, 401, "wrong user name or password");
         return;
     }
+    srv_throttle_passed(s->logins, address, address_len);
     char secret[SRV_TOKEN_HEX + 1];
     srv_auth_new_secret(secret);
     srv_auth_new_secret(who.csrf);
@@ -412,6 +475,7 @@ static void new_token(srv_request *req)
 const srv_route srv_api_routes[] = {
     {"GET", "/api/health", SRV_BODY_NONE, health, NULL, NULL, NULL},
     {"GET", "/api/runs", SRV_BODY_NONE, list_runs, NULL, NULL, NULL},
+    {"GET", "/api/vms", SRV_BODY_NONE, list_vms, NULL, NULL, NULL},
     {"GET", "/api/runs/*", SRV_BODY_NONE, get_run, NULL, NULL, NULL},
     {"PATCH", "/api/runs/*", SRV_BODY_JSON, rename_run, NULL, NULL, NULL},
     {"DELETE", "/api/runs/*", SRV_BODY_NONE, delete_run, NULL, NULL, NULL},

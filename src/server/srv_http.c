@@ -507,6 +507,50 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     vfprintf(stderr, fmt, ap);
 }
 
+size_t srv_client_address(srv_request *req, unsigned char out[16])
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = info ? info->client_addr : NULL;
+    size_t len = 0;
+    int loopback = 0;
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        memcpy(out, &in->sin_addr, 4);
+        len = 4;
+        loopback = out[0] == 127;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        memcpy(out, &in6->sin6_addr, 16);
+        len = 16;
+        loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+                   (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && out[12] == 127);
+    }
+    const char *forwarded = loopback ? srv_header(req, "X-Forwarded-For") : NULL;
+    if (forwarded) {
+        const char *last = strrchr(forwarded, ',');
+        last = last ? last + 1 : forwarded;
+        while (*last == ' ' || *last == '\t')
+            last++;
+        char text[INET6_ADDRSTRLEN];
+        size_t n = strcspn(last, " \t");
+        if (n && n < sizeof text) {
+            memcpy(text, last, n);
+            text[n] = 0;
+            unsigned char parsed[16];
+            if (inet_pton(AF_INET, text, parsed) == 1) {
+                memcpy(out, parsed, 4);
+                return 4;
+            }
+            if (inet_pton(AF_INET6, text, parsed) == 1) {
+                memcpy(out, parsed, 16);
+                return 16;
+            }
+        }
+    }
+    return len;
+}
+
 /* ---- start and stop ------------------------------------------------------------ */
 
 static int parse_listen(const char *listen, struct sockaddr_storage *addr, int *v6, srv_err *err)

@@ -29,6 +29,7 @@ struct MHD_Connection;
 struct MHD_Response;
 typedef struct srv_cache srv_cache;
 typedef struct srv_memo srv_memo;
+typedef struct srv_throttle srv_throttle;
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* a JSON request body */
 
@@ -50,6 +51,7 @@ typedef struct srv_server {
     srv_store *store;
     srv_cache *cache;
     srv_memo *memo;            /* answers of views, kept */
+    srv_throttle *logins;      /* failed logins per address */
     srv_limits limits;
     int anonymous_upload;
     atomic_int uploads_in_flight;
@@ -113,6 +115,12 @@ void srv_http_stop(srv_server *server, unsigned grace_seconds);
 /* The value of a query argument or request header, or NULL. */
 const char *srv_arg(srv_request *req, const char *name);
 const char *srv_header(srv_request *req, const char *name);
+
+/* The client's address as bytes (4 for IPv4, 16 for IPv6) in out; returns
+ * their count, 0 when unknown.  A request that comes from a loopback address
+ * with X-Forwarded-For is taken to come from the reverse proxy in front
+ * (docs/server.md): the last address that header names is the client's. */
+size_t srv_client_address(srv_request *req, unsigned char out[16]);
 
 /* A JSON string of text from outside (a client, a profile): jansson takes
  * only UTF-8, so other bytes become '?' rather than the reply failing.

@@ -31,6 +31,7 @@
 #include "srv_cache.h"
 #include "srv_http.h"
 #include "srv_memo.h"
+#include "srv_throttle.h"
 #include "srv_store.h"
 
 /* The built UI and speedscope, where the build put them (the Makefile says). */
@@ -344,7 +345,8 @@ static int serve(const options *o)
     s->cache = srv_cache_new(o->limits.cache_bytes, o->data);
     /* Kept answers are small beside the profiles: an eighth of the budget. */
     s->memo = srv_memo_new(o->limits.cache_bytes / 8);
-    if (!s->cache || !s->memo)
+    s->logins = srv_throttle_new();
+    if (!s->cache || !s->memo || !s->logins)
         die("out of memory");
 
     /* Every thread started from here on inherits this mask: the signals that
@@ -377,6 +379,7 @@ static int serve(const options *o)
     srv_blob_compressor_stop();
     srv_cache_free(s->cache);
     srv_memo_free(s->memo);
+    srv_throttle_free(s->logins);
     srv_store_close(store);
     fprintf(stderr, "vmprof-server: stopped\n");
     return 0;

@@ -17,23 +17,49 @@ struct srv_store {
 };
 
 #define DB_POOL 8
-#define SCHEMA_VERSION 1
 
-/* Columns that differ between the engines: the users' self-numbering key. */
-static const char *const schema_sqlite_users =
+/* Tables whose self-numbering keys differ between the engines.  A run's seq
+ * numbers runs in the order they were created: the listing pages by it
+ * (keyset: "older than seq N", never an OFFSET that reads the skipped rows),
+ * and on SQLite it is the search index's rowid. */
+#define RUNS_COLUMNS                                                                       \
+    " id TEXT NOT NULL UNIQUE,"                                                            \
+    " owner_id BIGINT REFERENCES users(id) ON DELETE SET NULL,"                           \
+    " argv TEXT NOT NULL,"                                                                 \
+    " vm TEXT NOT NULL,"                                                                   \
+    " name TEXT,"                                                                          \
+    " filename TEXT,"                                                                      \
+    " created BIGINT NOT NULL,"                                                            \
+    " state INTEGER NOT NULL,"                                                             \
+    " has_jitlog INTEGER NOT NULL DEFAULT 0,"                                              \
+    " samples BIGINT, duration DOUBLE PRECISION, period_usec BIGINT, threads INTEGER,"     \
+    " mode INTEGER, interp TEXT, start_time DOUBLE PRECISION, raw_size BIGINT,"            \
+    " complete INTEGER)"
+/* Every column but seq, for the copy of an older database's runs. */
+#define RUNS_COPIED                                                                        \
+    "id, owner_id, argv, vm, name, filename, created, state, has_jitlog, samples,"         \
+    " duration, period_usec, threads, mode, interp, start_time, raw_size, complete"
+
+static const char *const schema_sqlite[] = {
     "CREATE TABLE IF NOT EXISTS users ("
     " id INTEGER PRIMARY KEY,"
     " name TEXT NOT NULL UNIQUE,"
     " admin INTEGER NOT NULL DEFAULT 0,"
     " password_hash TEXT,"
-    " created BIGINT NOT NULL)";
-static const char *const schema_pg_users =
+    " created BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY," RUNS_COLUMNS,
+    NULL,
+};
+static const char *const schema_pg[] = {
     "CREATE TABLE IF NOT EXISTS users ("
     " id BIGSERIAL PRIMARY KEY,"
     " name TEXT NOT NULL UNIQUE,"
     " admin INTEGER NOT NULL DEFAULT 0,"
     " password_hash TEXT,"
-    " created BIGINT NOT NULL)";
+    " created BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS runs (seq BIGSERIAL PRIMARY KEY," RUNS_COLUMNS,
+    NULL,
+};
 
 static const char *const schema_common[] = {
     "CREATE TABLE IF NOT EXISTS tokens ("
@@ -45,22 +71,58 @@ static const char *const schema_common[] = {
     " user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
     " csrf TEXT NOT NULL,"
     " expires BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS runs ("
-    " id TEXT PRIMARY KEY,"
-    " owner_id BIGINT REFERENCES users(id) ON DELETE SET NULL,"
-    " argv TEXT NOT NULL,"
-    " vm TEXT NOT NULL,"
-    " name TEXT,"
-    " filename TEXT,"
-    " created BIGINT NOT NULL,"
-    " state INTEGER NOT NULL,"
-    " has_jitlog INTEGER NOT NULL DEFAULT 0,"
-    " samples BIGINT, duration DOUBLE PRECISION, period_usec BIGINT, threads INTEGER,"
-    " mode INTEGER, interp TEXT, start_time DOUBLE PRECISION, raw_size BIGINT,"
-    " complete INTEGER)",
     /* The listing walks this index newest first and stops after one page. */
-    "CREATE INDEX IF NOT EXISTS runs_listing ON runs (state, created DESC, id)",
+    "CREATE INDEX IF NOT EXISTS runs_by_seq ON runs (state, seq)",
+    /* The VMs of the runs (GET /api/vms) from this index alone. */
+    "CREATE INDEX IF NOT EXISTS runs_by_vm ON runs (state, vm)",
     "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_id)",
+    NULL,
+};
+
+/* The search (q=, a substring of the command line or the name) through an
+ * index of trigrams, so that it reads the runs that match rather than every
+ * run.  SQLite: an FTS5 table with the trigram tokenizer (case-insensitive)
+ * over the runs table, kept in step by triggers. */
+static const char *const search_sqlite[] = {
+    "CREATE VIRTUAL TABLE IF NOT EXISTS runs_search USING fts5(argv, name,"
+    " content='runs', content_rowid='seq', tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS runs_search_add AFTER INSERT ON runs BEGIN"
+    " INSERT INTO runs_search (rowid, argv, name) VALUES (new.seq, new.argv, new.name); END",
+    "CREATE TRIGGER IF NOT EXISTS runs_search_remove AFTER DELETE ON runs BEGIN"
+    " INSERT INTO runs_search (runs_search, rowid, argv, name)"
+    " VALUES ('delete', old.seq, old.argv, old.name); END",
+    "CREATE TRIGGER IF NOT EXISTS runs_search_change AFTER UPDATE OF argv, name ON runs BEGIN"
+    " INSERT INTO runs_search (runs_search, rowid, argv, name)"
+    " VALUES ('delete', old.seq, old.argv, old.name);"
+    " INSERT INTO runs_search (rowid, argv, name) VALUES (new.seq, new.argv, new.name); END",
+    NULL,
+};
+/* PostgreSQL: trigram GIN indexes (pg_trgm, shipped in Debian's postgresql
+ * package) on the lower-cased texts, which its planner uses for LIKE. */
+static const char *const search_pg[] = {
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX IF NOT EXISTS runs_argv_trgm ON runs USING gin (LOWER(argv) gin_trgm_ops)",
+    "CREATE INDEX IF NOT EXISTS runs_name_trgm ON runs USING gin (LOWER(name) gin_trgm_ops)",
+    NULL,
+};
+
+/* A database made before runs had a seq: its runs are copied, oldest first,
+ * into the new table (SQLite), or given a seq in place (PostgreSQL, where the
+ * copy would clash with the old table's constraint names). */
+static const char *const upgrade_sqlite[] = {
+    "ALTER TABLE runs RENAME TO runs_before_seq",
+    "DROP INDEX IF EXISTS runs_listing",
+    "CREATE TABLE runs (seq INTEGER PRIMARY KEY," RUNS_COLUMNS,
+    "INSERT INTO runs (" RUNS_COPIED ") SELECT " RUNS_COPIED
+    " FROM runs_before_seq ORDER BY created, id",
+    "DROP TABLE runs_before_seq",
+    NULL,
+};
+static const char *const upgrade_pg[] = {
+    "DROP INDEX IF EXISTS runs_listing",
+    "ALTER TABLE runs ADD COLUMN seq BIGSERIAL",
+    "CREATE UNIQUE INDEX runs_seq ON runs (seq)",
+    NULL,
 };
 
 static void set_err(srv_err *err, const char *what, const char *detail)
@@ -78,6 +140,79 @@ static int exec(srv_store *s, const char *sql, const srv_param *p, int n, srv_ro
         return -1;
     }
     return 0;
+}
+
+static int one_row(void *ctx, int ncols, const char *const *v)
+{
+    (void)ncols, (void)v;
+    *(int *)ctx = 1;
+    return 1;
+}
+
+/* Runs a NULL-ended list of statements, in one transaction when asked. */
+static int exec_all(srv_dbconn *c, const char *const *sql, int transaction, char *buf,
+                    size_t size)
+{
+    int rc = 0;
+    if (transaction)
+        rc = srv_db_exec_on(c, "BEGIN", NULL, 0, NULL, NULL, NULL, buf, size);
+    for (size_t i = 0; rc == 0 && sql[i]; i++)
+        rc = srv_db_exec_on(c, sql[i], NULL, 0, NULL, NULL, NULL, buf, size);
+    if (transaction) {
+        char ignored[256];
+        if (rc == 0)
+            rc = srv_db_exec_on(c, "COMMIT", NULL, 0, NULL, NULL, NULL, buf, size);
+        else
+            srv_db_exec_on(c, "ROLLBACK", NULL, 0, NULL, NULL, NULL, ignored, sizeof ignored);
+    }
+    return rc;
+}
+
+/* Whether the runs table has its seq column (made by this version). */
+static int has_run_seq(srv_dbconn *c)
+{
+    char ignored[256];
+    return srv_db_exec_on(c, "SELECT seq FROM runs WHERE 1 = 0", NULL, 0, NULL, NULL, NULL,
+                          ignored, sizeof ignored) == 0;
+}
+
+static int make_search_sqlite(srv_dbconn *c, char *buf, size_t size)
+{
+    int exists = 0;
+    if (srv_db_exec_on(c, "SELECT 1 FROM sqlite_master WHERE name = 'runs_search'", NULL, 0,
+                       one_row, &exists, NULL, buf, size) < 0)
+        return -1;
+    if (exists)
+        return 0;
+    /* Made now: indexed from the runs already there, in the same transaction. */
+    static const char *const rebuild[] = {
+        "INSERT INTO runs_search (runs_search) VALUES ('rebuild')",
+        NULL,
+    };
+    int rc = srv_db_exec_on(c, "BEGIN IMMEDIATE", NULL, 0, NULL, NULL, NULL, buf, size);
+    if (rc == 0)
+        rc = exec_all(c, search_sqlite, 0, buf, size);
+    if (rc == 0)
+        rc = exec_all(c, rebuild, 0, buf, size);
+    char ignored[256];
+    if (rc == 0)
+        rc = srv_db_exec_on(c, "COMMIT", NULL, 0, NULL, NULL, NULL, buf, size);
+    else
+        srv_db_exec_on(c, "ROLLBACK", NULL, 0, NULL, NULL, NULL, ignored, sizeof ignored);
+    return rc;
+}
+
+/* Without pg_trgm (not installed, or the role may not create extensions)
+ * the search still works, by reading the rows; the server says so. */
+static void make_search_pg(srv_dbconn *c)
+{
+    char buf[256];
+    if (exec_all(c, search_pg, 0, buf, sizeof buf) < 0)
+        fprintf(stderr,
+                "vmprof-server: warning: no trigram index for the search of runs (%s);"
+                " q= reads every run. Install PostgreSQL's pg_trgm (Debian: the postgresql"
+                " package) or run CREATE EXTENSION pg_trgm as a superuser.\n",
+                buf);
 }
 
 srv_store *srv_store_open(const char *database, srv_err *err)
@@ -106,10 +241,17 @@ srv_store *srv_store_open(const char *database, srv_err *err)
         rc = srv_db_exec_on(c, "SELECT pg_advisory_lock(7135521)", NULL, 0, NULL, NULL, NULL,
                             buf, sizeof buf);
     if (rc == 0)
-        rc = srv_db_exec_on(c, pg ? schema_pg_users : schema_sqlite_users, NULL, 0, NULL,
-                            NULL, NULL, buf, sizeof buf);
-    for (size_t i = 0; rc == 0 && i < sizeof schema_common / sizeof *schema_common; i++)
-        rc = srv_db_exec_on(c, schema_common[i], NULL, 0, NULL, NULL, NULL, buf, sizeof buf);
+        rc = exec_all(c, pg ? schema_pg : schema_sqlite, 0, buf, sizeof buf);
+    if (rc == 0 && !has_run_seq(c))
+        rc = exec_all(c, pg ? upgrade_pg : upgrade_sqlite, 1, buf, sizeof buf);
+    if (rc == 0)
+        rc = exec_all(c, schema_common, 0, buf, sizeof buf);
+    if (rc == 0) {
+        if (pg)
+            make_search_pg(c);
+        else
+            rc = make_search_sqlite(c, buf, sizeof buf);
+    }
     if (c && pg) {
         char ignored[256];
         srv_db_exec_on(c, "SELECT pg_advisory_unlock(7135521)", NULL, 0, NULL, NULL, NULL,
@@ -156,8 +298,8 @@ void srv_run_clear(srv_run *run)
 #define RUN_COLUMNS                                                                        \
     "r.id, r.owner_id, u.name, r.argv, r.vm, r.name, r.filename, r.created, r.state,"      \
     " r.has_jitlog, r.samples, r.duration, r.period_usec, r.threads, r.mode, r.interp,"    \
-    " r.start_time, r.raw_size, r.complete"
-#define RUN_NCOLS 19
+    " r.start_time, r.raw_size, r.complete, r.seq"
+#define RUN_NCOLS 20
 
 static long long num(const char *v)
 {
@@ -196,6 +338,7 @@ static void run_from_row(srv_run *r, const char *const *v)
     r->facts.start = v[16] ? strtod(v[16], NULL) : 0;
     r->facts.raw_size = (uint64_t)num(v[17]);
     r->facts.complete = (int)num(v[18]);
+    r->seq = num(v[19]);
 }
 
 typedef struct run_rows {
@@ -317,56 +460,93 @@ static char *like_pattern(const char *q)
     return out;
 }
 
+/* q as one FTS5 phrase: in double quotes, its own quotes doubled.  With the
+ * trigram tokenizer a phrase matches where it occurs as a substring. */
+static char *fts_phrase(const char *q)
+{
+    size_t n = strlen(q);
+    char *out = malloc(2 * n + 3), *o = out;
+    if (!out)
+        return NULL;
+    *o++ = '"';
+    for (const char *c = q; *c; c++) {
+        if (*c == '"')
+            *o++ = '"';
+        *o++ = *c;
+    }
+    *o++ = '"';
+    *o = 0;
+    return out;
+}
+
+/* Characters (not bytes) of UTF-8 text: a trigram index finds substrings of
+ * three or more. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* The listing, newest first from a seq on.  Parameters: $1 the frozen state,
+ * $2 the seq to start below, $3 the LIKE pattern or '', $4 vm or '', $5 the
+ * owner's name or '', $6 the rows wanted.  Walking the (state, seq) index
+ * stops after a page, whatever the depth of the page. */
+static const char *const list_scan =
+    "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
+    " WHERE r.state = $1 AND r.seq < $2"
+    " AND ($3 = '' OR LOWER(r.argv) LIKE $3 ESCAPE '\\' OR LOWER(r.name) LIKE $3 ESCAPE '\\')"
+    " AND ($4 = '' OR r.vm = $4)"
+    " AND ($5 = '' OR u.name = $5)"
+    " ORDER BY r.seq DESC LIMIT $6";
+/* A search of three or more characters, the same parameters, $3 given.
+ * The engines' trigram indexes differ, so this one statement is written per
+ * engine.  SQLite: the FTS5 table yields its matches newest first (its rowid
+ * is the seq) and stops after a page. */
+static const char *const list_search_sqlite =
+    "SELECT " RUN_COLUMNS " FROM runs_search s JOIN runs r ON r.seq = s.rowid"
+    " LEFT JOIN users u ON u.id = r.owner_id"
+    " WHERE runs_search MATCH $3 AND s.rowid < $2 AND r.state = $1"
+    " AND ($4 = '' OR r.vm = $4)"
+    " AND ($5 = '' OR u.name = $5)"
+    " ORDER BY s.rowid DESC LIMIT $6";
+/* PostgreSQL: the LIKE written without the "any" case, so that the planner
+ * weighs the trigram indexes against walking the seq index. */
+static const char *const list_search_pg =
+    "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
+    " WHERE r.state = $1 AND r.seq < $2"
+    " AND (LOWER(r.argv) LIKE $3 ESCAPE '\\' OR LOWER(r.name) LIKE $3 ESCAPE '\\')"
+    " AND ($4 = '' OR r.vm = $4)"
+    " AND ($5 = '' OR u.name = $5)"
+    " ORDER BY r.seq DESC LIMIT $6";
+
 int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, size_t *n,
                        int *more, srv_err *err)
 {
-    int64_t size = query->page_size, page = query->page < 1 ? 1 : query->page;
-    char *pattern = like_pattern(query->q ? query->q : "");
-    if (!pattern) {
-        set_err(err, "cannot list the runs", "out of memory");
-        return -1;
-    }
+    int64_t size = query->page_size;
+    const char *q = query->q ? query->q : "";
+    int indexed = utf8_chars(q) >= 3;
+    const char *sql = !indexed ? list_scan : s->sqlite ? list_search_sqlite : list_search_pg;
+    char *pattern = indexed && s->sqlite ? fts_phrase(q) : like_pattern(q);
     /* One row more than a page says whether a next page exists. */
     srv_run *buf = calloc((size_t)size + 1, sizeof *buf);
-    if (!buf) {
+    if (!pattern || !buf) {
         free(pattern);
+        free(buf);
         set_err(err, "cannot list the runs", "out of memory");
         return -1;
     }
     run_rows rows = {buf, 0, (size_t)size + 1};
-    int filtered = (query->q && *query->q) || (query->vm && *query->vm) ||
-                   (query->user && *query->user);
-    int rc;
-    if (!filtered) {
-        /* The page's ids from the listing index alone (it covers the
-         * subquery, so skipping to page 100 reads no rows), then those rows. */
-        srv_param p[] = {SRV_P_INT(SRV_RUN_FROZEN), SRV_P_INT(size + 1),
-                         SRV_P_INT((page - 1) * size)};
-        rc = exec(s,
-                  "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
-                  " WHERE r.id IN (SELECT id FROM runs WHERE state = $1"
-                  "                ORDER BY state, created DESC, id LIMIT $2 OFFSET $3)"
-                  " ORDER BY r.created DESC, r.id",
-                  p, 3, collect_run, &rows, NULL, err, "cannot list the runs");
-    } else {
-        srv_param p[] = {
-            SRV_P_INT(SRV_RUN_FROZEN),
-            SRV_P_TEXT(query->q && *query->q ? pattern : ""),
-            SRV_P_TEXT(query->vm ? query->vm : ""),
-            SRV_P_TEXT(query->user ? query->user : ""),
-            SRV_P_INT(size + 1),
-            SRV_P_INT((page - 1) * size),
-        };
-        rc = exec(s,
-                  "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
-                  " WHERE r.state = $1"
-                  " AND ($2 = '' OR LOWER(r.argv) LIKE $2 ESCAPE '\\'"
-                  "      OR LOWER(r.name) LIKE $2 ESCAPE '\\')"
-                  " AND ($3 = '' OR r.vm = $3)"
-                  " AND ($4 = '' OR u.name = $4)"
-                  " ORDER BY r.state, r.created DESC, r.id LIMIT $5 OFFSET $6",
-                  p, 6, collect_run, &rows, NULL, err, "cannot list the runs");
-    }
+    srv_param p[] = {
+        SRV_P_INT(SRV_RUN_FROZEN),
+        SRV_P_INT(query->before > 0 ? query->before : INT64_MAX),
+        SRV_P_TEXT(*q ? pattern : ""),
+        SRV_P_TEXT(query->vm ? query->vm : ""),
+        SRV_P_TEXT(query->user ? query->user : ""),
+        SRV_P_INT(size + 1),
+    };
+    int rc = exec(s, sql, p, 6, collect_run, &rows, NULL, err, "cannot list the runs");
     free(pattern);
     if (rc < 0) {
         for (size_t i = 0; i < rows.n; i++)
@@ -381,6 +561,26 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
     *n = rows.n;
     free(buf);
     return 0;
+}
+
+typedef struct vm_rows {
+    int (*each)(void *ctx, const char *vm, int64_t runs);
+    void *ctx;
+} vm_rows;
+
+static int collect_vm(void *ctx, int ncols, const char *const *v)
+{
+    vm_rows *r = ctx;
+    return ncols < 2 ? 1 : r->each(r->ctx, v[0] ? v[0] : "", num(v[1]));
+}
+
+int srv_store_vm_list(srv_store *s, int (*each)(void *ctx, const char *vm, int64_t runs),
+                      void *ctx, srv_err *err)
+{
+    vm_rows rows = {each, ctx};
+    srv_param p[] = {SRV_P_INT(SRV_RUN_FROZEN)};
+    return exec(s, "SELECT vm, COUNT(*) FROM runs WHERE state = $1 GROUP BY vm ORDER BY vm", p,
+                1, collect_vm, &rows, NULL, err, "cannot list the VMs");
 }
 
 typedef struct id_list {

@@ -62,6 +62,7 @@ typedef struct srv_run_facts {
 
 typedef struct srv_run {
     char id[SRV_ID_LEN + 1];
+    int64_t seq;           /* runs numbered in the order created (the listing's key) */
     int64_t owner_id;      /* 0: uploaded anonymously */
     char owner[SRV_NAME_MAX + 1];
     char *argv;            /* the command line (malloc'd) */
@@ -109,14 +110,22 @@ typedef struct srv_run_query {
     const char *q;         /* substring of the command line (or name), or NULL */
     const char *vm;        /* exact VM, or NULL */
     const char *user;      /* owner's name, or NULL */
-    int64_t page;          /* 1-based */
+    int64_t before;        /* only runs with a smaller seq; 0: from the newest */
     int64_t page_size;
 } srv_run_query;
 
 /* Frozen runs, newest first.  Fills runs[0..*n) (at most page_size; free each
- * with srv_run_clear) and *more when a further page exists. */
+ * with srv_run_clear) and *more when a further page exists (it starts below
+ * the last run's seq).  A q of three or more characters is looked up in a
+ * trigram index (SQLite FTS5, PostgreSQL pg_trgm), shorter ones are matched
+ * row by row. */
 int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, size_t *n,
                        int *more, srv_err *err);
+
+/* Calls each() with every VM of the frozen runs ("CPython", "PyPy", as the
+ * clients said) and its count of runs, by name; a non-zero return stops. */
+int srv_store_vm_list(srv_store *s, int (*each)(void *ctx, const char *vm, int64_t runs),
+                      void *ctx, srv_err *err);
 
 /* Removes the runs left unfrozen and created before before_ms; calls gone()
  * with each id removed, so that its files go too. */

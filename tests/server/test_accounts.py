@@ -4,6 +4,7 @@ an admin only; a browser session's writes need its CSRF token."""
 import gzip
 import http.client
 import json
+import sqlite3
 import subprocess
 
 import pytest
@@ -92,22 +93,85 @@ def test_list_filters(server, people, profile_bytes):
     assert ids("?q=100%25_") == [b]    # % and _ are matched as themselves
     assert ids("?q=0%25") == [b]
     assert ids("?q=a%25_d") == []
-    assert server.get("/api/runs?page=0")[0] == 400
-    assert server.get("/api/runs?page=x")[0] == 400
+    assert ids("?q=PH") == [a]         # shorter than a trigram: matched row by row
+    assert ids("?q=%22") == []         # a quote, alone and inside a search (FTS5 syntax)
+    assert ids("?q=a%22b") == []
+    for bad in ("0", "x", "2", "before-", "before-x", "before--1", "before-1x"):
+        status, reply, _ = server.get("/api/runs?page=" + bad)
+        assert status == 400 and "next" in reply["error"], bad
+
+
+def test_search_follows_rename_and_delete(server, profile_bytes):
+    """The search index is kept in step with the runs: a new name is found,
+    the old command line still is, a deleted run is not."""
+    token = server.add_user("alice")
+    rid = server.upload(profile_bytes, argv="plain.py", token=token)
+    other = server.upload(profile_bytes, argv="plain.py --other", token=token)
+    ids = lambda q: [r["id"] for r in server.get("/api/runs?q=" + q)[1]["runs"]]
+    assert ids("Wobbly") == []
+    assert server.request("PATCH", "/api/runs/%s" % rid, {"name": "the wobbly one"},
+                          token=token)[0] == 200
+    assert ids("Wobbly") == [rid]
+    assert ids("plain") == [other, rid]
+    assert server.request("DELETE", "/api/runs/%s" % other, token=token)[0] == 200
+    assert ids("plain") == [rid]
 
 
 def test_paging(server, profile_bytes):
-    ids = [server.upload(profile_bytes, argv="run %d" % i) for i in range(53)]
+    ids = [server.upload(profile_bytes, argv="run %d" % i) for i in range(103)]
+    listed, page, pages = [], "1", 0
+    while page:
+        reply = server.get("/api/runs?page=%s" % page)[1]
+        assert len(reply["runs"]) == (50 if reply["next"] else 3)
+        listed += [r["id"] for r in reply["runs"]]
+        page, pages = reply["next"], pages + 1
+    assert pages == 3 and listed == ids[::-1]
+    # The search through the index pages the same way: every "run 1..", newest first.
+    ones = [i for n, i in enumerate(ids) if str(n).startswith("1")]
+    got, page = [], "1"
+    while page:
+        reply = server.get("/api/runs?q=run%201&page=" + page)[1]
+        got += [r["id"] for r in reply["runs"]]
+        page = reply["next"]
+    assert got == ones[::-1]
+    # A page is named by where the one before it ended: a run added meanwhile
+    # does not shift it (with page numbers its last run would come again).
     first = server.get("/api/runs")[1]
-    assert len(first["runs"]) == 50 and first["next"] == 2
-    second = server.get("/api/runs?page=2")[1]
-    assert second["next"] is None
-    assert [r["id"] for r in first["runs"] + second["runs"]] == ids[::-1]
+    server.upload(profile_bytes, argv="newer")
+    second = server.get("/api/runs?page=" + first["next"])[1]
+    assert [r["id"] for r in second["runs"]] == listed[50:100]
 
 
-def session_request(server, method, path, body=None, cookie=None, csrf=None):
+def test_database_of_the_previous_version_is_upgraded(start_server, tmp_path, profile_bytes):
+    """A database made before runs were numbered (no seq column, no search
+    index) keeps its runs, in their order, and they can be searched."""
+    data = tmp_path / "old"
+    server = start_server(data=data)
+    ids = [server.upload(profile_bytes, argv="old run %d" % i) for i in range(3)]
+    server.stop()
+    db = sqlite3.connect(str(data / "vmprof.db"))
+    cols = [c[1] for c in db.execute("PRAGMA table_info(runs)") if c[1] != "seq"]
+    db.executescript("DROP TABLE runs_search; DROP TRIGGER IF EXISTS runs_search_add;"
+                     "DROP TRIGGER IF EXISTS runs_search_remove;"
+                     "DROP TRIGGER IF EXISTS runs_search_change;"
+                     "CREATE TABLE runs_v1 AS SELECT %s FROM runs ORDER BY seq DESC;"
+                     "DROP TABLE runs; ALTER TABLE runs_v1 RENAME TO runs;"
+                     "CREATE INDEX runs_listing ON runs (state, created DESC, id);"
+                     % ", ".join(cols))
+    db.close()
+    server = start_server(data=data)
+    listed = [r["id"] for r in server.get("/api/runs")[1]["runs"]]
+    assert listed == ids[::-1]
+    assert [r["id"] for r in server.get("/api/runs?q=RUN%201")[1]["runs"]] == [ids[1]]
+    new = server.upload(profile_bytes, argv="new run")
+    assert [r["id"] for r in server.get("/api/runs?q=run")[1]["runs"]] == [new] + ids[::-1]
+
+
+def session_request(server, method, path, body=None, cookie=None, csrf=None, forwarded=None):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     headers = {"Content-Type": "application/json"}
+    if forwarded:
+        headers["X-Forwarded-For"] = forwarded
     if cookie:
         headers["Cookie"] = cookie
     if csrf:
@@ -176,3 +240,44 @@ def test_big_answers_are_gzipped_for_who_asks(server, profile_bytes):
     conn.close()
     assert resp.getheader("Content-Encoding") == "gzip"
     assert json.loads(gzip.decompress(packed)) == plain
+
+
+def test_failed_logins_are_throttled_per_address(server, people):
+    """Five wrong passwords from one address: the sixth attempt, even with the
+    right password, is refused (429, Retry-After) without being checked; other
+    addresses (as the reverse proxy names them) still log in; a success
+    forgets an address's failures."""
+    out = subprocess.run([SERVER_BIN, "--data", server.data, "user", "password", "alice"],
+                         input="correct horse\n", capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    login = lambda password, address: session_request(
+        server, "POST", "/api/login", {"name": "alice", "password": password},
+        forwarded=address)
+    # four failures, then a success: the count starts again
+    for _ in range(4):
+        assert login("wrong", "192.0.2.7")[0] == 401
+    assert login("correct horse", "192.0.2.7")[0] == 200
+    for _ in range(5):
+        assert login("wrong", "192.0.2.7")[0] == 401
+    status, reply, resp = login("correct horse", "192.0.2.7")
+    assert status == 429 and "too many failed logins" in reply["error"]
+    assert 0 < int(resp.getheader("Retry-After")) <= 600
+    # the last address of the proxy's list is the client
+    assert login("correct horse", "10.0.0.1, 192.0.2.7")[0] == 429
+    assert login("correct horse", "192.0.2.8")[0] == 200
+    assert login("correct horse", "2001:db8::1")[0] == 200
+    # an unknown user counts as a failure too
+    for _ in range(5):
+        assert session_request(server, "POST", "/api/login",
+                               {"name": "nobody", "password": "x"}, forwarded="192.0.2.9")[0] == 401
+    assert login("correct horse", "192.0.2.9")[0] == 429
+
+
+def test_vms(server, profile_bytes):
+    assert server.get("/api/vms")[:2] == (200, {"vms": []})
+    server.upload(profile_bytes, vm="PyPy")
+    server.upload(profile_bytes, vm="CPython")
+    server.upload(profile_bytes, vm="CPython")
+    server.upload(profile_bytes, vm="Jython", freeze=False)  # not listed until frozen
+    assert server.get("/api/vms")[1] == {"vms": [{"vm": "CPython", "runs": 2},
+                                                 {"vm": "PyPy", "runs": 1}]}

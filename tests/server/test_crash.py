@@ -97,7 +97,7 @@ def test_kill_9_during_parallel_uploads(start_server, tmp_path, make_profile, pr
     listed = []
     page = 1
     while page:
-        reply = server.get("/api/runs?page=%d" % page)[1]
+        reply = server.get("/api/runs?page=%s" % page)[1]
         listed += [r["id"] for r in reply["runs"]]
         page = reply["next"]
     assert len(listed) == len(set(listed))

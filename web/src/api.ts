@@ -13,7 +13,7 @@ export interface RunSummary {
   duration?: number;        // seconds
 }
 
-export interface RunList { runs: RunSummary[]; next: number | string | null; }
+export interface RunList { runs: RunSummary[]; next: string | null; }
 
 export interface Thread { index?: number; id: number | string; samples: number; }
 

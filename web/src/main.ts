@@ -114,8 +114,10 @@ function runsPage(url: URL): Page {
         h("code", null, `python -m vmprof --web --web-url ${location.origin} program.py`), "."));
     } else list.append(runTable(data.runs));
     clear(pager);
-    const cur = Number(p.get("page") || 1);
-    if (cur > 1) pager.append(h("button", { type: "button", onclick: () => apply(String(cur - 1)) }, "← Newer"));
+    // A page is named by where the one before it ended (the API's "next"),
+    // so the way back is the browser's; this goes to the newest runs.
+    const page = p.get("page");
+    if (page && page !== "1") pager.append(h("button", { type: "button", onclick: () => apply() }, "← Newest"));
     if (data.next !== null && data.next !== undefined)
       pager.append(h("button", { type: "button", id: "next-page", onclick: () => apply(String(data.next)) }, "Older →"));
   }

@@ -33,7 +33,7 @@ page.on("dialog", (d) => d.type() === "prompt" ? d.accept("renamed by the test")
     await page.waitForFunction((p) => new URL(location.href).searchParams.get("page") === String(p), all.next);
     await page.waitForFunction((n) => document.querySelectorAll("#runs-table tbody tr").length === n, older.runs.length);
     check(await page.locator(`#runs-table tr[data-run="${older.runs[0].id}"]`).count() === 1, "the next page shows the API's older runs");
-    await page.click("button:has-text('Newer')");
+    await page.click("button:has-text('Newest')");
     await page.waitForFunction(() => !new URL(location.href).searchParams.get("page") || new URL(location.href).searchParams.get("page") === "1");
     await page.waitForFunction((n) => document.querySelectorAll("#runs-table tbody tr").length === n, all.runs.length);
   }
