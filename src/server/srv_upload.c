@@ -8,15 +8,18 @@
  *   POST /api/runtime/upload/jit/ID/add      a gzipped PyPy jit log -> {"jid"}
  *   POST /api/runtime/ID/freeze/             complete: the run becomes visible
  *
- * The profile is decoded while it arrives: the body goes, piece by piece,
- * both into the stored file (srv_blob, which compresses it later) and down a
- * pipe to a thread running the library's streaming reader, so the upload is
- * never held whole and the profile is ready when its last byte is.  A corrupt profile is refused with
- * 400 and the reader's error, and nothing of it is kept.  The decoded profile
+ * The profile is decoded while it arrives: each piece of the body goes into
+ * the stored file (srv_blob, which compresses it later) and is pushed, where
+ * it lies, into the library's incremental decoder (vmp_decoder_push), so the
+ * upload is never held whole, no byte is copied for the decoder, and the
+ * profile is ready when its last byte is.  (A thread reading a pipe did the
+ * decoding before: two more copies of every byte and a wake-up per piece,
+ * for a decode that costs less than receiving.)  A gzipped upload is
+ * inflated on the way in.  A corrupt profile is refused with 400 and the
+ * decoder's error, and nothing of it is kept.  The decoded profile
  * goes to the cache and its facts to the run's row; the run is listed only
  * after the freeze.
  */
-#define _GNU_SOURCE /* pipe2, F_SETPIPE_SZ */
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -28,6 +31,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "srv_api.h"
 #include "srv_blob.h"
@@ -96,24 +100,74 @@ typedef struct upload {
     srv_blob_writer *blob;
     int counted;              /* holds one of the uploads-in-flight slots */
     /* the decoder, for profiles */
-    int pipe_wr;
-    pthread_t decoder;
-    int decoder_running;
-    int pipe_closed;          /* the decoder stopped reading (it had all it needs) */
-    vmp_profile *profile;
+    vmp_decoder *decoder;
+    vmp_profile *profile;     /* decoded, once the body is in */
+    int decode_failed;        /* decode_error says why; the rest is only stored */
     vmp_error decode_error;
-    int read_fd;
+    int sniffed;              /* the first bytes were seen */
+    z_stream *inflate;        /* a gzipped upload, inflated for the decoder */
+    unsigned char *inflated;
     /* an older client's multipart form */
     struct MHD_PostProcessor *form;
     int failed;               /* a reply was decided; the rest is discarded */
 } upload;
 
-static void *decode_thread(void *arg)
+#define INFLATE_CHUNK (256 * 1024)
+
+static void decode_failed(upload *u, const char *message)
 {
-    upload *u = arg;
-    u->profile = vmp_profile_read_fd(u->read_fd, NULL, &u->decode_error);
-    close(u->read_fd);
-    return NULL;
+    u->decode_failed = 1;
+    if (message)
+        snprintf(u->decode_error.message, sizeof u->decode_error.message, "%s", message);
+    vmp_decoder_free(u->decoder);
+    u->decoder = NULL;
+}
+
+/* Gives the decoder the profile's bytes: plain ones where they lie, gzipped
+ * ones inflated piece by piece. */
+static void decode(upload *u, const char *data, size_t n)
+{
+    if (!u->decoder || !n)
+        return;
+    if (!u->sniffed) {
+        u->sniffed = 1;
+        if ((unsigned char)data[0] == 0x1f && (n < 2 || (unsigned char)data[1] == 0x8b)) {
+            u->inflate = calloc(1, sizeof *u->inflate);
+            u->inflated = malloc(INFLATE_CHUNK);
+            if (!u->inflate || !u->inflated || inflateInit2(u->inflate, 16 + MAX_WBITS) != Z_OK) {
+                free(u->inflate);
+                u->inflate = NULL;
+                decode_failed(u, "out of memory");
+                return;
+            }
+        }
+    }
+    if (!u->inflate) {
+        if (vmp_decoder_push(u->decoder, data, n, &u->decode_error) < 0)
+            decode_failed(u, NULL);
+        return;
+    }
+    z_stream *z = u->inflate;
+    z->next_in = (unsigned char *)data;
+    z->avail_in = (unsigned)n;
+    while (z->avail_in && u->decoder) {
+        z->next_out = u->inflated;
+        z->avail_out = INFLATE_CHUNK;
+        int rc = inflate(z, Z_NO_FLUSH);
+        if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+            decode_failed(u, "the gzip stream is corrupt");
+            return;
+        }
+        size_t got = INFLATE_CHUNK - z->avail_out;
+        if (got && vmp_decoder_push(u->decoder, u->inflated, got, &u->decode_error) < 0) {
+            decode_failed(u, NULL);
+            return;
+        }
+        if (rc == Z_STREAM_END)
+            break; /* what follows the gzip stream is stored, not decoded */
+        if (!got && rc == Z_BUF_ERROR)
+            break;
+    }
 }
 
 /* Looks up the run an upload names and checks the uploader may add to it. */
@@ -163,7 +217,6 @@ static void begin_upload(srv_request *req, srv_blob_kind kind)
         return;
     }
     u->kind = kind;
-    u->pipe_wr = -1;
     req->state = u;
     if (!req->who.user.id && !s->anonymous_upload) {
         srv_reply_error(req, 401, "this server takes uploads from its users only: give your "
@@ -196,23 +249,11 @@ static void begin_upload(srv_request *req, srv_blob_kind kind)
         }
     }
     if (kind == SRV_BLOB_PROFILE) {
-        int fds[2];
-        if (pipe2(fds, O_CLOEXEC) < 0) {
-            srv_reply_error(req, 503, "cannot start decoding: %s", strerror(errno));
+        u->decoder = vmp_decoder_new(NULL, &u->decode_error);
+        if (!u->decoder) {
+            srv_reply_error(req, 503, "cannot start decoding: %s", u->decode_error.message);
             return;
         }
-        /* A bigger pipe means fewer wake-ups of the decoder. */
-        fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
-        u->read_fd = fds[0];
-        u->pipe_wr = fds[1];
-        if (pthread_create(&u->decoder, NULL, decode_thread, u) != 0) {
-            close(fds[0]);
-            close(fds[1]);
-            u->pipe_wr = -1;
-            srv_reply_error(req, 503, "cannot start decoding: out of threads");
-            return;
-        }
-        u->decoder_running = 1;
     }
 }
 
@@ -238,19 +279,7 @@ static void feed(srv_request *req, const char *data, size_t n)
         srv_reply_error(req, 507, "%s", err.message);
         return;
     }
-    while (n && !u->pipe_closed && u->pipe_wr >= 0) {
-        ssize_t k = write(u->pipe_wr, data, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            /* EPIPE: the reader stopped, at the trailer or at an error; the
-             * file still takes every byte, and the decoder's result decides. */
-            u->pipe_closed = 1;
-            break;
-        }
-        data += k;
-        n -= (size_t)k;
-    }
+    decode(u, data, n);
 }
 
 static void chunk(srv_request *req, const char *data, size_t n)
@@ -266,17 +295,19 @@ static void chunk(srv_request *req, const char *data, size_t n)
     feed(req, data, n);
 }
 
-/* Waits for the decoder to finish the bytes it was given. */
-static void finish_decoding(upload *u)
+/* The input has ended: the decoder's verdict. */
+static vmp_profile *finish_decoding(upload *u)
 {
-    if (u->pipe_wr >= 0) {
-        close(u->pipe_wr);
-        u->pipe_wr = -1;
+    if (u->inflate) {
+        inflateEnd(u->inflate);
+        free(u->inflate);
+        u->inflate = NULL;
     }
-    if (u->decoder_running) {
-        pthread_join(u->decoder, NULL);
-        u->decoder_running = 0;
-    }
+    free(u->inflated);
+    u->inflated = NULL;
+    vmp_decoder *d = u->decoder;
+    u->decoder = NULL;
+    return d ? vmp_decoder_finish(d, &u->decode_error) : NULL;
 }
 
 static void facts_of(const vmp_profile *p, uint64_t raw_size, srv_run_facts *f)
@@ -322,7 +353,7 @@ static void finish_upload(srv_request *req)
     upload *u = req->state;
     if (u->form)
         MHD_destroy_post_processor(u->form), u->form = NULL;
-    finish_decoding(u);
+    u->profile = finish_decoding(u);
     if (u->failed)
         return;
     if (u->kind == SRV_BLOB_PROFILE && !u->profile) {
@@ -374,7 +405,12 @@ static void cleanup_upload(srv_request *req)
         return;
     if (u->form)
         MHD_destroy_post_processor(u->form);
-    finish_decoding(u);
+    if (u->inflate) {
+        inflateEnd(u->inflate);
+        free(u->inflate);
+    }
+    free(u->inflated);
+    vmp_decoder_free(u->decoder);
     vmp_profile_free(u->profile);
     srv_blob_abort(u->blob);
     if (u->counted)
