@@ -95,7 +95,8 @@ static vmp_profile *read_timed(const char *path, double *seconds)
 
 /* Decode, then build the call tree; returns the summary's sample count so
  * the work cannot be optimised away. */
-static uint64_t decode(const char *path, double *t_decode, double *t_tree, size_t *stacks)
+static uint64_t decode(const char *path, double *t_decode, double *t_tree, size_t *stacks,
+                       size_t *memory)
 {
     vmp_error err;
     memset(&err, 0, sizeof err);
@@ -109,6 +110,8 @@ static uint64_t decode(const char *path, double *t_decode, double *t_tree, size_
     vmp_result_free(t);
     uint64_t n = vmp_profile_get_summary(p)->n_samples;
     *stacks = vmp_profile_stack_count(p);
+    if (memory)
+        *memory = vmp_profile_memory(p);
     vmp_profile_free(p);
     return n;
 }
@@ -155,7 +158,7 @@ int main(int argc, char **argv)
         long anon_before;
         long before = rss_kib(&anon_before);
         double t0 = now();
-        uint64_t n = decode(path, &td, &tt, &stacks);
+        uint64_t n = decode(path, &td, &tt, &stacks, NULL);
         double t1 = now();
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
@@ -185,10 +188,11 @@ int main(int argc, char **argv)
         double t1 = now();
         if (n != (size_t)st.st_size)
             die("short read of", path);
-        uint64_t samples = decode(path, &td, &tt, &stacks);
+        size_t memory = 0;
+        uint64_t samples = decode(path, &td, &tt, &stacks, &memory);
         printf("%s{\"read_bytes\": %.6f, \"decode\": %.6f, \"tree\": %.6f, "
-               "\"samples\": %llu, \"stacks\": %zu}",
-               i ? ", " : "", t1 - t0, td, tt, (unsigned long long)samples, stacks);
+               "\"samples\": %llu, \"stacks\": %zu, \"memory\": %zu}",
+               i ? ", " : "", t1 - t0, td, tt, (unsigned long long)samples, stacks, memory);
         fflush(stdout);
     }
     printf("]}\n");

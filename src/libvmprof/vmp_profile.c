@@ -185,6 +185,36 @@ void vmp_profile_free(vmp_profile *p)
     free(p);
 }
 
+static size_t arena_bytes(const arena *a)
+{
+    size_t n = 0;
+    for (const arena_chunk *c = a->head; c; c = c->next)
+        n += sizeof *c + c->cap;
+    return n;
+}
+
+static size_t map_bytes(const vmp_u64map *m)
+{
+    return m->cap * (sizeof *m->keys + sizeof *m->vals);
+}
+
+size_t vmp_profile_memory(const vmp_profile *p)
+{
+    size_t n = sizeof *p + arena_bytes(&p->mem) + arena_bytes(&p->fmem);
+    n += p->meta_cap * sizeof *p->meta + p->names_cap * sizeof *p->names +
+         map_bytes(&p->name_index);
+    n += p->threads_cap * sizeof *p->threads + map_bytes(&p->thread_index);
+    n += p->stacks_cap * sizeof *p->stacks + p->stack_table_cap * sizeof *p->stack_table;
+    n += p->samples_cap * sizeof *p->sample_stack + p->rss_cap * sizeof *p->sample_rss +
+         p->time_cap * sizeof *p->sample_time;
+    n += p->funcs_cap * sizeof *p->funcs + p->codes_cap * sizeof *p->codes;
+    for (int k = 0; k < VMP_FRAME_KIND_COUNT; k++)
+        n += map_bytes(&p->code_index[k]);
+    if (p->thread_samples)
+        n += (p->threads_len ? p->threads_len : 1) * sizeof *p->thread_samples;
+    return n;
+}
+
 vmp_profile_summary *vmp_profile_summary_mut(vmp_profile *p)
 {
     return &p->summary;

@@ -72,6 +72,9 @@ vmp_profile *vmp_profile_read_fd(int fd, const vmp_read_options *options, vmp_er
 vmp_profile *vmp_profile_read_memory(const void *data, size_t len,
                                      const vmp_read_options *options, vmp_error *err);
 void vmp_profile_free(vmp_profile *p);
+/* The bytes a decoded profile holds in memory (its allocations, as
+ * allocated: capacities, not lengths), e.g. to charge it in a cache. */
+size_t vmp_profile_memory(const vmp_profile *p);
 
 /* Incremental reading, for bytes that arrive in pieces (an HTTP upload): push
  * each piece as it comes; records are decoded as soon as they are whole, and

@@ -236,7 +236,7 @@ static void get_run(srv_request *req)
     json_object_set_new(o, "has_jitlog", json_boolean(run.has_jitlog));
     json_object_set_new(o, "may_change", json_boolean(srv_auth_may_change(&req->who, &run)));
     srv_err err = {{0}};
-    const vmp_profile *p = srv_cache_get(req->server->cache, run.id, f->raw_size, &err);
+    const vmp_profile *p = srv_cache_get(req->server->cache, run.id, &err);
     if (p) {
         vmp_facts facts;
         vmp_profile_facts(p, &facts);

@@ -97,9 +97,9 @@ void srv_cache_free(srv_cache *c)
     free(c);
 }
 
-size_t srv_cache_cost(uint64_t raw_size)
+size_t srv_cache_cost(const vmp_profile *p)
 {
-    return (size_t)raw_size + 64 * 1024;
+    return vmp_profile_memory(p) + sizeof(entry);
 }
 
 static entry *find(srv_cache *c, const char *id)
@@ -117,7 +117,7 @@ static void forget(srv_cache *c, entry *e)
         free_entry(c, e);
 }
 
-void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p, uint64_t raw_size)
+void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p)
 {
     entry *e = calloc(1, sizeof *e);
     if (!e) {
@@ -126,7 +126,7 @@ void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p, uint64_t raw_si
     }
     snprintf(e->id, sizeof e->id, "%s", id);
     e->profile = p;
-    e->cost = srv_cache_cost(raw_size);
+    e->cost = srv_cache_cost(p);
     pthread_mutex_lock(&c->lock);
     entry *old = find(c, id);
     if (old)
@@ -137,8 +137,7 @@ void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p, uint64_t raw_si
     pthread_mutex_unlock(&c->lock);
 }
 
-const vmp_profile *srv_cache_get(srv_cache *c, const char *id, uint64_t raw_size,
-                                 srv_err *err)
+const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)
 {
     pthread_mutex_lock(&c->lock);
     entry *e = find(c, id);
@@ -183,7 +182,7 @@ const vmp_profile *srv_cache_get(srv_cache *c, const char *id, uint64_t raw_size
     e->loading = 0;
     e->profile = p;
     if (p) {
-        e->cost = srv_cache_cost(raw_size);
+        e->cost = srv_cache_cost(p);
         c->bytes += e->cost;
         evict(c);
     } else {

@@ -20,19 +20,17 @@ typedef struct srv_cache srv_cache;
 srv_cache *srv_cache_new(size_t budget_bytes, const char *data_dir);
 void srv_cache_free(srv_cache *c);
 
-/* What a profile is charged: the bytes of its file plus a little.  The
- * model keeps at most 20 bytes per sample (stack index, RSS, time) where the
- * file spends at least 25, and the names once, so the file's size bounds the
- * model's from above; the library has no exact measure to offer yet. */
-size_t srv_cache_cost(uint64_t raw_size);
+/* What a profile is charged: the memory its decoded model holds
+ * (vmp_profile_memory), measured when it enters the cache; a decoded profile
+ * never grows afterwards (its views are computed into separate memory). */
+size_t srv_cache_cost(const vmp_profile *p);
 
 /* Keeps p (taken over) as run id's profile, replacing an earlier one. */
-void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p, uint64_t raw_size);
-/* The profile of run id (raw_size: its uploaded size, from the run's row),
- * decoded from its file when not in memory; release it with
- * srv_cache_release().  NULL with err set when its file cannot be read. */
-const vmp_profile *srv_cache_get(srv_cache *c, const char *id, uint64_t raw_size,
-                                 srv_err *err);
+void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p);
+/* The profile of run id, decoded from its file when not in memory; release
+ * it with srv_cache_release().  NULL with err set when its file cannot be
+ * read. */
+const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err);
 void srv_cache_release(srv_cache *c, const vmp_profile *p);
 /* Forgets run id (deleted). */
 void srv_cache_drop(srv_cache *c, const char *id);

@@ -149,7 +149,7 @@ static const vmp_profile *open_profile(srv_request *req, const char *id, srv_run
     if (srv_load_run(req, id, run) < 0)
         return NULL;
     srv_err err = {{0}};
-    const vmp_profile *p = srv_cache_get(req->server->cache, run->id, run->facts.raw_size, &err);
+    const vmp_profile *p = srv_cache_get(req->server->cache, run->id, &err);
     if (!p) {
         srv_reply_error(req, 500, "%s", err.message);
         srv_run_clear(run);

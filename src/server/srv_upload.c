@@ -392,7 +392,7 @@ static void finish_upload(srv_request *req)
      * (after forgetting the answers about a profile this one replaces). */
     srv_memo_forget_run(s->memo, u->run.id);
     srv_query_prepare(s, u->run.id, u->profile);
-    srv_cache_put(s->cache, u->run.id, u->profile, size);
+    srv_cache_put(s->cache, u->run.id, u->profile);
     srv_blob_compress_later(u->run.id);
     u->profile = NULL;
     srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));

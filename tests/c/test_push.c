@@ -120,3 +120,36 @@ VMP_TEST(push_reports_bad_input)
     CHECK(vmp_decoder_finish(d, &err) == NULL && strstr(err.message, "ends inside"));
     free(data);
 }
+
+/* vmp_profile_memory counts what a decoded profile holds: at least a stack
+ * index per sample, its stacks and functions; more for a profile that also
+ * carries an RSS per sample; the same however the bytes arrived. */
+VMP_TEST(profile_memory_counts_what_the_model_holds)
+{
+    static const char *names[] = {"calc_py311.prof", "grow_mem_py311.prof"};
+    for (size_t k = 0; k < 2; k++) {
+        size_t len;
+        unsigned char *d = load(vmp_fixture(names[k]), &len);
+        REQUIRE(d);
+        vmp_error err;
+        vmp_profile *whole = vmp_profile_read_memory(d, len, NULL, &err);
+        REQUIRE(whole);
+        vmp_facts f;
+        vmp_profile_facts(whole, &f);
+        size_t funcs, mem = vmp_profile_memory(whole);
+        vmp_profile_funcs(whole, &funcs);
+        CHECK(f.n_samples > 10);
+        CHECK(mem >= f.n_samples * sizeof(uint32_t) + funcs * sizeof(vmp_func) +
+                         vmp_profile_stack_count(whole) * 2 * sizeof(uint64_t));
+        if (f.memory) /* an RSS (8 bytes) per sample of --mem */
+            CHECK(mem >= f.n_samples * (sizeof(uint32_t) + sizeof(uint64_t)));
+        CHECK(k == 0 || f.memory);
+        vmp_profile *pushed = push_in_pieces(d, len, 4096, &err);
+        REQUIRE(pushed);
+        /* capacities grow the same way whatever the pieces */
+        CHECK(vmp_profile_memory(pushed) == mem);
+        vmp_profile_free(pushed);
+        vmp_profile_free(whole);
+        free(d);
+    }
+}
