@@ -354,6 +354,12 @@ static void finish_upload(srv_request *req)
     if (u->form)
         MHD_destroy_post_processor(u->form), u->form = NULL;
     u->profile = finish_decoding(u);
+    if (u->failed || (u->kind == SRV_BLOB_PROFILE && !u->profile)) {
+        /* Nothing is kept, and gone before the client hears so (the request's
+         * cleanup runs only after the reply is sent). */
+        srv_blob_abort(u->blob);
+        u->blob = NULL;
+    }
     if (u->failed)
         return;
     if (u->kind == SRV_BLOB_PROFILE && !u->profile) {
