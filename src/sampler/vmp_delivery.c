@@ -8,9 +8,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/perf_event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -32,6 +35,9 @@ struct vmp_delivery_thread {
     uint8_t blocks;     /* it blocks the signal */
     uint8_t checks;     /* its mask was read that many times for the pending signal */
     uint32_t active_pos;
+    int src;               /* its source's fd (sources mode); -1: none */
+    int src_pos;           /* its place in open_fds */
+    int64_t src_retry_at;  /* ns: no new source for it before then (the open failed) */
     int64_t last_cpu;      /* ns, the latest reading; -1: none yet */
     int64_t delta;         /* CPU time used in the latest round it was read */
     int64_t credit;        /* CPU clock: CPU time not yet paid for by a sample */
@@ -58,6 +64,16 @@ static _Atomic int64_t sampled_cpu[VMP_TID_SLOTS];
 /* Whether a kept sample's CPU clock is wanted (wall clock with repeats):
  * set before the first signal of a run. */
 static _Atomic int want_sample_cpu;
+/* Sources mode (header): per tid slot, the thread whose CPU time the
+ * handler counts, the CPU time paid for by its samples so far, and its
+ * source's fd + 1 (0: none); the period counted in (0: signals are not
+ * counted so) and the most samples one signal pays for.  open_fds holds
+ * every source's fd + 1 for a fork child to close. */
+static _Atomic pid_t base_tid[VMP_TID_SLOTS];
+static _Atomic int64_t base_cpu[VMP_TID_SLOTS];
+static _Atomic int source_fd[VMP_TID_SLOTS];
+static _Atomic int64_t credit_period, credit_cap;
+static _Atomic int open_fds[VMP_MAX_SOURCES];
 
 static int64_t ns_of(struct timespec t)
 {
@@ -94,6 +110,63 @@ void vmp_delivery_sampled(int outcome)
 void vmp_delivery_forget_tid(void)
 {
     tid_cache = 0;
+    /* (a fork child: the parent's sources are its copies of the fds) */
+    for (size_t i = 0; i < VMP_MAX_SOURCES; i++) {
+        int fd = atomic_exchange(&open_fds[i], 0);
+        if (fd > 0)
+            close(fd - 1);
+    }
+    for (size_t k = 0; k < VMP_TID_SLOTS; k++) {
+        atomic_store(&source_fd[k], 0);
+        atomic_store(&base_tid[k], 0);
+    }
+    atomic_store(&credit_period, 0);
+}
+
+int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid)
+{
+    if (!info)
+        return 0;
+    if (info->si_code == SI_TKILL)
+        return info->si_pid == pid;
+    if (info->si_code == POLL_IN)
+        return atomic_load_explicit(&source_fd[vmp_tid_slot(vmp_delivery_this_tid())], memory_order_relaxed) ==
+               info->si_fd + 1;
+    return 0;
+}
+
+int64_t vmp_delivery_take_owed(void)
+{
+    int64_t period = atomic_load_explicit(&credit_period, memory_order_relaxed);
+    if (!period)
+        return 1;
+    pid_t tid = vmp_delivery_this_tid();
+    size_t k = vmp_tid_slot(tid);
+    if (atomic_load_explicit(&base_tid[k], memory_order_acquire) != tid)
+        return 1; /* (its slot is another thread's: one per signal) */
+    struct timespec t;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) < 0)
+        return 1;
+    int64_t cpu = ns_of(t), base = atomic_load_explicit(&base_cpu[k], memory_order_relaxed);
+    /* Rounded: the event and the clock count alike but not in step, and a
+     * signal a hair early must not leave its period to the next one. */
+    int64_t n = (cpu - base + period / 2) / period, cap = atomic_load_explicit(&credit_cap, memory_order_relaxed);
+    if (n <= 0)
+        return 0;
+    if (n > cap) {
+        n = cap; /* far behind (it blocked the signal): drop the rest */
+        base = cpu;
+    } else {
+        base += n * period;
+    }
+    atomic_store_explicit(&base_cpu[k], base, memory_order_release);
+    return n;
+}
+
+void vmp_delivery_source_answer(const siginfo_t *info, int outcome)
+{
+    if (outcome == VMP_SAMPLE_NOT_PYTHON && info && info->si_code == POLL_IN)
+        ioctl(info->si_fd, PERF_EVENT_IOC_DISABLE, 0); /* the sender resumes it when due */
 }
 
 static int64_t clock_ns(clockid_t clk)
@@ -212,12 +285,94 @@ static int note_thread(vmp_delivery *d, pid_t tid)
         if (d->n_threads == d->cap && grow(d) < 0)
             return -1;
         t = &d->threads[d->n_threads];
-        *t = (vmp_delivery_thread){.tid = tid, .state = STILL, .last_cpu = -1, .idle_cpu = -1};
+        *t = (vmp_delivery_thread){.tid = tid, .state = STILL, .last_cpu = -1, .idle_cpu = -1, .src = -1};
         index_put(d, d->n_threads++);
+        if (d->sources) {
+            /* born during the run: all its CPU time counts (the handler
+             * pays it), unless its slot is a live thread's */
+            size_t k = vmp_tid_slot(tid);
+            if (!atomic_load(&base_tid[k])) {
+                atomic_store(&base_cpu[k], 0);
+                atomic_store_explicit(&base_tid[k], tid, memory_order_release);
+            }
+        }
         make_active(d, t); /* a thread born during the run: all its CPU time counts */
     }
     t->seen = 1;
     return 0;
+}
+
+/* ---- sources (header: "Per-thread sources") ---------------------------------- */
+
+static void source_close(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    if (t->src < 0)
+        return;
+    int expected = t->src + 1;
+    atomic_compare_exchange_strong(&source_fd[vmp_tid_slot(t->tid)], &expected, 0);
+    atomic_store(&open_fds[t->src_pos], 0);
+    close(t->src);
+    t->src = -1;
+    d->n_sources--;
+}
+
+/* Opens thread t's source: its task clock, signalling it every period of
+ * its CPU time.  0, or -1 with errno. */
+static int source_open(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    int pos = -1;
+    for (int i = 0; i < VMP_MAX_SOURCES && pos < 0; i++)
+        if (!atomic_load(&open_fds[i]))
+            pos = i;
+    if (pos < 0) {
+        errno = EMFILE;
+        return -1;
+    }
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof a);
+    a.size = sizeof a;
+    a.type = PERF_TYPE_SOFTWARE;
+    a.config = PERF_COUNT_SW_TASK_CLOCK;
+    a.sample_period = (uint64_t)d->period_ns;
+    a.wakeup_events = 1;
+    a.disabled = 1;
+    a.exclude_kernel = 1; /* what perf_event_paranoid 2 allows; the clock still counts it */
+    a.exclude_hv = 1;
+    int fd = (int)syscall(SYS_perf_event_open, &a, t->tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct f_owner_ex owner = {F_OWNER_TID, t->tid};
+    if (fcntl(fd, F_SETFL, O_ASYNC | O_NONBLOCK) < 0 || fcntl(fd, F_SETSIG, d->signo) < 0 ||
+        fcntl(fd, F_SETOWN_EX, &owner) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    t->src = fd;
+    t->src_pos = pos;
+    atomic_store(&open_fds[pos], fd + 1);
+    atomic_store(&source_fd[vmp_tid_slot(t->tid)], fd + 1);
+    d->n_sources++;
+    atomic_fetch_add_explicit(&d->sources_opened, 1, memory_order_relaxed);
+    ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+    return 0;
+}
+
+/* A source for thread t, the one of a still thread given up if none is
+ * left. */
+static void source_give(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
+{
+    if (t->src >= 0 || now < t->src_retry_at)
+        return;
+    if (d->n_sources >= (size_t)d->max_sources)
+        for (size_t i = 0; i < d->n_threads; i++)
+            if (d->threads[i].state == STILL && d->threads[i].src >= 0) {
+                source_close(d, &d->threads[i]);
+                break;
+            }
+    if (d->n_sources >= (size_t)d->max_sources || source_open(d, t) < 0)
+        t->src_retry_at = now + VMP_RESCAN_NS; /* signalled by the sender meanwhile */
 }
 
 /* Refreshes the table from the listing of /proc/self/task (read again from
@@ -263,6 +418,9 @@ static void scan_threads(vmp_delivery *d)
             size_t k = vmp_tid_slot(d->threads[i].tid);
             sent_to[k] = atomic_load_explicit(&handled[k], memory_order_relaxed);
             atomic_store_explicit(&sampled_tid[k], 0, memory_order_relaxed);
+            source_close(d, &d->threads[i]);
+            if (atomic_load(&base_tid[k]) == d->threads[i].tid)
+                atomic_store(&base_tid[k], 0);
         }
     }
     if (kept != d->n_threads) {
@@ -387,7 +545,9 @@ static void sweep_still(vmp_delivery *d, int64_t periods)
     }
 }
 
-/* Whether thread tid blocks signal signo (its SigBlk in /proc). */
+/* Whether thread tid blocks signal signo and has it pending (its SigBlk
+ * and SigPnd in /proc: a thread inside our handler blocks the signal too,
+ * but has none pending then). */
 static int blocks_signal(pid_t tid, int signo)
 {
     char path[64], line[256];
@@ -395,16 +555,18 @@ static int blocks_signal(pid_t tid, int signo)
     FILE *f = fopen(path, "re");
     if (!f)
         return 0;
-    int blocked = 0;
+    int blocked = 0, pending = 0;
     unsigned long long mask;
     while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "SigPnd: %llx", &mask) == 1)
+            pending = (mask >> (signo - 1)) & 1;
         if (sscanf(line, "SigBlk: %llx", &mask) == 1) {
             blocked = (mask >> (signo - 1)) & 1;
             break;
         }
     }
     fclose(f);
-    return blocked;
+    return blocked && pending;
 }
 
 /* Wall clock: whether thread t (tid slot k, no signal pending) has not run
@@ -423,6 +585,8 @@ static int idle_since_sample(vmp_delivery *d, vmp_delivery_thread *t, size_t k)
     t->idle_cpu = now;
     return 1;
 }
+
+static void note_not_python(vmp_delivery *d, vmp_delivery_thread *t, int64_t now);
 
 /* Reads the answer to the last signal: whether the thread has a Python
  * thread state. */
@@ -446,6 +610,12 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
         }
         return;
     }
+    note_not_python(d, t, now);
+}
+
+/* Thread t answered that it has no Python thread state: when to ask again. */
+static void note_not_python(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
+{
     atomic_fetch_add_explicit(&d->not_python, 1, memory_order_relaxed);
     t->not_python = 1;
     if (!t->confirmed) {
@@ -460,6 +630,29 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
     if (t->probe_gap > VMP_NOT_PYTHON_MAX_NS)
         t->probe_gap = VMP_NOT_PYTHON_MAX_NS;
     t->probe_cpu = (t->last_cpu > 0 ? t->last_cpu : 0) + t->probe_gap;
+}
+
+/* Whether thread t runs or waits for a CPU (a signal then interrupts no
+ * sleep): its clock moved since this round read it (microseconds ago; a
+ * running thread's clock reads to the nanosecond), or else its state in
+ * /proc is R (a loaded machine keeps it waiting). */
+static int on_cpu(vmp_delivery_thread *t)
+{
+    int64_t cpu = thread_cpu_ns(t->tid);
+    if (cpu < 0 || cpu != t->last_cpu)
+        return 1;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)t->tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 1;
+    buf[n] = 0;
+    const char *end = strrchr(buf, ')'); /* after the name, which may hold anything */
+    return !end || end[1] != ' ' || end[2] == 'R';
 }
 
 /* Signals thread t, or repeats its sample, for what it is owed. */
@@ -515,6 +708,15 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
         }
     }
+    if (t->owed > 0 && d->cpu_clock && !on_cpu(t)) {
+        /* Not on a CPU (asleep, or waiting for one): a signal could cut a
+         * sleep short.  What it owes waits, as CPU time, for a round that
+         * finds it running. */
+        t->credit += t->owed * d->period_ns;
+        if (t->credit > d->max_owed * d->period_ns)
+            t->credit = d->max_owed * d->period_ns;
+        t->owed = 0;
+    }
     if (t->owed > 0) {
         t->owed--;
         if (t->owed)
@@ -540,6 +742,100 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         t->still_from = d->period_no + 1;
         make_still(d, t);
     }
+}
+
+/* Sources mode: notes thread t's latest answer, if one came since the last
+ * round. */
+static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64_t now)
+{
+    pid_t who = atomic_load_explicit(&sampled_tid[k], memory_order_acquire);
+    int64_t at = atomic_load_explicit(&sampled_cpu[k], memory_order_acquire);
+    if (who != t->tid || atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != who)
+        return;
+    atomic_store_explicit(&sampled_tid[k], 0, memory_order_relaxed); /* read */
+    t->awaiting = 0;
+    if (at != NOT_PYTHON) {
+        t->not_python = t->confirmed = 0;
+        t->probe_gap = 0;
+        t->recheck_at = 0;
+        return;
+    }
+    note_not_python(d, t, now); /* (its source paused itself: vmp_delivery_source_answer) */
+}
+
+/* Sources mode: thread t's round (it is active).  Its source samples it;
+ * what is left is noticing that it blocks the signal or is not Python's,
+ * and signalling it when it has no source. */
+static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
+{
+    size_t k = vmp_tid_slot(t->tid);
+    source_answer(d, t, k, now);
+    int counted = atomic_load_explicit(&base_tid[k], memory_order_acquire) == t->tid;
+    int64_t owed_ns = counted ? t->last_cpu - atomic_load_explicit(&base_cpu[k], memory_order_acquire)
+                              : t->owed * d->period_ns;
+    t->owed = 0;
+    int sent_pending = sent_to[k] != atomic_load_explicit(&handled[k], memory_order_acquire);
+    /* Owed two periods and not paid: its signal waits (sent by us, or
+     * fired by its source: the handler pays at once when it runs).  One
+     * found blocking stays so until its handler paid (it unblocked). */
+    if (sent_pending ||
+        ((t->src >= 0 || t->blocks) && !t->not_python && counted && owed_ns >= 2 * d->period_ns)) {
+        if (!t->pending_since)
+            t->pending_since = now;
+        if (t->checks < 2 && now - t->pending_since >= (t->checks + 1) * VMP_BLOCKED_CHECK_NS) {
+            t->checks++;
+            t->blocks = blocks_signal(t->tid, d->signo);
+            if (t->blocks && t->checks == 2) {
+                atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
+                source_close(d, t); /* left alone */
+                t->src_retry_at = INT64_MAX;
+            }
+        }
+        if (t->blocks && t->delta == 0)
+            make_still(d, t);
+        return;
+    }
+    if (t->checks == 2 && t->blocks)
+        t->src_retry_at = now; /* it handled its signal after all */
+    t->pending_since = 0;
+    t->blocks = t->checks = 0;
+    if (t->not_python) {
+        /* asked again: after VMP_NOT_PYTHON_MIN_NS, then after stretches of
+         * its CPU time */
+        int due = !t->awaiting && ((t->recheck_at && now >= t->recheck_at) || t->last_cpu >= t->probe_cpu);
+        if (due) {
+            t->recheck_at = 0;
+            t->awaiting = 1;
+            if (t->src >= 0) {
+                ioctl(t->src, PERF_EVENT_IOC_ENABLE, 0);
+                return;
+            }
+            owed_ns = d->period_ns; /* one signal below */
+        } else {
+            if (t->delta == 0 && !t->recheck_at && !t->awaiting)
+                make_still(d, t);
+            return;
+        }
+    }
+    if (t->src < 0 && d->sources)
+        source_give(d, t, now);
+    if (t->src < 0 && 2 * owed_ns >= d->period_ns && !sent_pending && on_cpu(t)) {
+        /* no source: one signal a round, the handler pays what is owed */
+        if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
+            sent_to[k]++;
+            t->awaiting = 1;
+            atomic_fetch_add_explicit(&d->sent, 1, memory_order_relaxed);
+        }
+    }
+    if (t->delta == 0 && !t->recheck_at && !t->awaiting)
+        make_still(d, t);
+}
+
+/* Whether signal signo is one the kernel queues (real-time) rather than
+ * merges. */
+static int queued_signal(int signo)
+{
+    return signo >= SIGRTMIN && signo <= SIGRTMAX;
 }
 
 int vmp_delivery_start(vmp_delivery *d)
@@ -578,6 +874,16 @@ int vmp_delivery_start(vmp_delivery *d)
     d->catchup_gap = d->period_ns / 2 > 30000 ? d->period_ns / 2 : 30000;
     d->catchup = d->rescan = 0;
     d->period_no = 0;
+    d->n_sources = 0;
+    atomic_store(&d->sources_opened, 0);
+    struct rlimit nofile;
+    d->max_sources = VMP_MAX_SOURCES;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+        nofile.rlim_cur / 4 < (rlim_t)d->max_sources)
+        d->max_sources = (int)(nofile.rlim_cur / 4); /* the program's descriptors come first */
+    if (!d->cpu_clock || queued_signal(d->signo) || d->max_sources < 1)
+        d->sources = 0;
+    atomic_store(&credit_period, 0);
     d->task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
     d->last_nlink = d->task_fd >= 0 && fstat(d->task_fd, &st) == 0 ? (int64_t)st.st_nlink : -1;
@@ -595,7 +901,32 @@ int vmp_delivery_start(vmp_delivery *d)
     d->process_cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
     d->unexplained = 0;
     d->last_scan = d->last_rescan = d->last_round = clock_ns(CLOCK_MONOTONIC);
-    d->next = d->last_scan + d->period_ns;
+    d->round_periods = 1;
+    if (d->sources) {
+        /* the CPU time of the threads already there counts from here */
+        for (size_t i = 0; i < d->n_threads; i++) {
+            vmp_delivery_thread *t = &d->threads[i];
+            size_t k = vmp_tid_slot(t->tid);
+            atomic_store(&base_cpu[k], t->last_cpu);
+            atomic_store_explicit(&base_tid[k], t->tid, memory_order_release);
+        }
+        atomic_store(&credit_cap, d->max_owed);
+        atomic_store(&credit_period, d->period_ns);
+        /* The kernel may refuse the events (perf_event_paranoid, seccomp):
+         * then the per-period schedule. */
+        for (size_t i = 0; i < d->n_threads && d->sources; i++)
+            if (source_open(d, &d->threads[i]) < 0 && errno != EMFILE && errno != ENFILE && errno != ESRCH &&
+                errno != ENOMEM)
+                d->sources = 0;
+        if (!d->sources) {
+            atomic_store(&credit_period, 0);
+            for (size_t i = 0; i < d->n_threads; i++)
+                source_close(d, &d->threads[i]);
+        } else {
+            d->round_periods = VMP_SOURCE_ROUND_NS > d->period_ns ? VMP_SOURCE_ROUND_NS / d->period_ns : 1;
+        }
+    }
+    d->next = d->last_scan + d->period_ns * d->round_periods;
     return 0;
 }
 
@@ -623,11 +954,14 @@ int64_t vmp_delivery_wait(vmp_delivery *d)
     }
     int64_t now = clock_ns(CLOCK_MONOTONIC), periods = 0;
     if (now >= d->next) {
-        periods = 1 + (now - d->next) / d->period_ns; /* >1: woken late on a busy machine */
-        atomic_fetch_add_explicit(&d->periods, 1, memory_order_relaxed);
-        if (periods > 1)
+        /* (sources mode: a round stands for round_periods periods) */
+        int64_t step = d->period_ns * d->round_periods;
+        int64_t rounds = 1 + (now - d->next) / step; /* >1: woken late on a busy machine */
+        periods = rounds * d->round_periods;
+        atomic_fetch_add_explicit(&d->periods, (uint64_t)d->round_periods, memory_order_relaxed);
+        if (rounds > 1)
             atomic_fetch_add_explicit(&d->late, 1, memory_order_relaxed);
-        d->next += periods * d->period_ns;
+        d->next += rounds * step;
         if (now - d->last_scan >= VMP_SCAN_NS) {
             maybe_scan(d, now);
             d->last_scan = now;
@@ -665,16 +999,26 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
     /* Backwards: a thread made still moves the last one into its place. */
     for (size_t i = d->n_active; i-- > 0;) {
         vmp_delivery_thread *t = &d->threads[d->active[i]];
-        if (t->delta >= 0)
+        if (t->delta < 0)
+            continue;
+        if (d->sources)
+            source_round(d, t, d->last_round);
+        else
             deliver(d, t, d->last_round);
     }
 }
 
 void vmp_delivery_stop(vmp_delivery *d)
 {
-    for (size_t i = 0; i < d->n_threads; i++)
+    atomic_store(&credit_period, 0);
+    for (size_t i = 0; i < d->n_threads; i++) {
         if (d->threads[i].state == STILL && !d->cpu_clock)
             hand_over_repeats(d, &d->threads[i], d->period_no);
+        source_close(d, &d->threads[i]);
+        size_t k = vmp_tid_slot(d->threads[i].tid);
+        if (atomic_load(&base_tid[k]) == d->threads[i].tid)
+            atomic_store(&base_tid[k], 0);
+    }
     free(d->threads);
     free(d->active);
     free(d->index);

@@ -33,8 +33,9 @@ static void walk(void *arg)
                           : vmp_frames_walk(a->ts, a->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
 }
 
-/* What the sample was, for the delivery schedule (VMP_SAMPLE_*). */
-static int take_sample(void *ucontext)
+/* What the sample was, for the delivery schedule (VMP_SAMPLE_*); it stands
+ * for `weight` periods (0: none owed yet, nothing is recorded). */
+static int take_sample(void *ucontext, int64_t weight)
 {
     PyThreadState *ts = vmp_frames_this_thread();
     /* No thread state: a C library's thread.  A thread of a sub-interpreter:
@@ -43,6 +44,8 @@ static int take_sample(void *ucontext)
      * delivery leaves both alone from now on. */
     if (!ts || (const void *)ts->interp != vmp_run.interp)
         return VMP_SAMPLE_NOT_PYTHON;
+    if (weight <= 0)
+        return VMP_SAMPLE_NONE;
     vmp_slot *s = vmp_ring_claim();
     if (!s) {
         atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
@@ -56,6 +59,7 @@ static int take_sample(void *ucontext)
             vmp_codes_note((uintptr_t)s->data[i]);
     s->kind = VMP_SLOT_SAMPLE;
     s->n = (uint32_t)n;
+    s->weight = weight < UINT32_MAX ? (uint32_t)weight : UINT32_MAX;
     s->tid = vmp_delivery_this_tid();
     s->thread_id = vmp_frames_thread_id(ts);
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
@@ -84,12 +88,17 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     int saved_errno = errno;
     atomic_fetch_add(&vmp_run.in_handler, 1);
     int outcome = VMP_SAMPLE_NONE;
+    int ours = vmp_delivery_is_ours(info, vmp_run.pid); /* sent by the sampler, or the thread's own source */
+    /* What this thread is owed (CPU time since its last sample, when its
+     * own source signals it), paid now even while paused. */
+    int64_t weight = ours ? vmp_delivery_take_owed() : 1;
     if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed) &&
         !atomic_load_explicit(&vmp_run.forking, memory_order_relaxed))
-        outcome = take_sample(ucontext);
-    if (info && info->si_code == SI_TKILL && info->si_pid == vmp_run.pid) {
+        outcome = take_sample(ucontext, weight);
+    if (ours) {
         atomic_fetch_add_explicit(&vmp_run.received, 1, memory_order_relaxed);
         vmp_delivery_sampled(outcome); /* an idle thread's sample may be repeated; a C thread is left alone */
+        vmp_delivery_source_answer(info, outcome); /* a C thread's source pauses */
         vmp_delivery_handled();        /* the sampler may send this thread its next one */
     }
     atomic_fetch_sub(&vmp_run.in_handler, 1);

@@ -41,6 +41,7 @@ typedef struct vmp_slot {
     int kind;
     int died;           /* NAME: the object is gone, retire the address */
     uint32_t n;         /* words of data (SAMPLE), bytes of name (NAME), samples (REPEAT) */
+    uint32_t weight;    /* SAMPLE: written this many times (the periods its signal paid for) */
     pid_t tid;          /* SAMPLE, REPEAT: the sampled thread's kernel tid */
     uint64_t thread_id;
     uint64_t rss_kib;

@@ -174,6 +174,15 @@ static void code_tracking_failed(char *err, size_t errlen)
     Py_XDECREF(tb);
 }
 
+/* Whether the CPU clock may use per-thread events (vmp_delivery.h); the
+ * environment variable VMPROF_NO_PERF_EVENTS=1 keeps the per-period
+ * schedule (where the events misbehave, and for the tests of that path). */
+static int sources_allowed(void)
+{
+    const char *no = getenv("VMPROF_NO_PERF_EVENTS");
+    return !(no && *no && strcmp(no, "0") != 0);
+}
+
 /* Sets the run's state for cfg (nothing is running yet). */
 static void reset_run(const vmp_sampler_config *cfg, int signo)
 {
@@ -194,7 +203,8 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
     atomic_store(&vmp_run.rss_kib, 0);
     vmp_guard_reset_faults();
     vmp_run.delivery = (vmp_delivery){.period_ns = vmp_run.period_ns, .cpu_clock = !vmp_run.real_time,
-                                      .signo = signo, .skip = {&vmp_run.sampler_tid, &vmp_run.writer_tid},
+                                      .signo = signo, .sources = sources_allowed(),
+                                      .skip = {&vmp_run.sampler_tid, &vmp_run.writer_tid},
                                       .repeat = vmp_handler_repeat_sample, .task_fd = -1};
     atomic_store(&vmp_run.sampler_tid, 0);
     atomic_store(&vmp_run.writer_tid, 0);

@@ -225,7 +225,8 @@ static void process(vmp_slot *s)
         W.ids[i] = (lines && i % 2 == 0)            ? s->data[i]
                    : (s->data[i] & VMP_NATIVE_BIT) ? vmp_native_mode_entry_id(s->data[i])
                                                    : id_for_sample(s->data[i]);
-    write_stack(W.ids, s->n, s->thread_id, s->rss_kib);
+    for (uint32_t i = 0; i < s->weight; i++) /* (the format's count is 1: written again) */
+        write_stack(W.ids, s->n, s->thread_id, s->rss_kib);
     if (vmp_run.real_time)
         keep_last(s->tid, s->thread_id, W.ids, s->n);
 }

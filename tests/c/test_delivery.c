@@ -8,7 +8,11 @@
  * blocked in read() on a pipe, one spinning.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
@@ -21,7 +25,9 @@
 enum { IDLE, BUSY, ROLES };
 
 static _Atomic pid_t tids[ROLES];
-static _Atomic long signalled[ROLES], repeated[ROLES];
+static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
+static _Atomic long rounds;
+static _Atomic long busy_run_cpu_ms; /* the spinning thread's CPU time during the schedule */
 static _Atomic int stop_spinning;
 static _Atomic long busy_cpu_ms; /* the spinning thread's CPU time, at its end */
 static int wake_pipe[2];
@@ -36,11 +42,17 @@ static int role_of(pid_t tid)
 
 static void on_signal(int sig, siginfo_t *info, void *uc)
 {
-    (void)sig, (void)info, (void)uc;
+    (void)sig, (void)uc;
     int r = role_of((pid_t)syscall(SYS_gettid));
-    if (r >= 0)
+    /* as the sampler's handler does */
+    int ours = vmp_delivery_is_ours(info, getpid());
+    int64_t owed = ours ? vmp_delivery_take_owed() : 1;
+    if (r >= 0) {
         atomic_fetch_add(&signalled[r], 1);
-    vmp_delivery_sampled(VMP_SAMPLE_KEPT); /* as the sampler's handler does after a kept sample */
+        atomic_fetch_add(&paid[r], (long)owed);
+    }
+    vmp_delivery_sampled(VMP_SAMPLE_KEPT);
+    vmp_delivery_source_answer(info, VMP_SAMPLE_KEPT);
     vmp_delivery_handled();
 }
 
@@ -82,14 +94,18 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* Runs the schedule for `ms` at a 1 ms period on the given clock. */
-static int run_schedule(int cpu_clock, int ms)
+/* Runs the schedule for `ms` at a 1 ms period on the given clock; with
+ * `sources`, per-thread events where the kernel has them (*sources tells
+ * whether it had). */
+static int run_schedule_with(int cpu_clock, int ms, int *sources)
 {
     for (int r = 0; r < ROLES; r++) {
         atomic_store(&tids[r], 0);
         atomic_store(&signalled[r], 0);
         atomic_store(&repeated[r], 0);
+        atomic_store(&paid[r], 0);
     }
+    atomic_store(&rounds, 0);
     atomic_store(&stop_spinning, 0);
     if (pipe(wake_pipe) < 0)
         return -1;
@@ -109,13 +125,24 @@ static int run_schedule(int cpu_clock, int ms)
     static _Atomic pid_t me;
     atomic_store(&me, (pid_t)syscall(SYS_gettid));
     vmp_delivery d = {.period_ns = 1000000, .cpu_clock = cpu_clock, .signo = SIGUSR2,
-                      .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1};
+                      .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1,
+                      .sources = sources ? *sources : 0};
+    clockid_t busy_clock;
+    pthread_getcpuclockid(busy, &busy_clock);
+    struct timespec c0, c1;
+    clock_gettime(busy_clock, &c0);
     int rc = vmp_delivery_start(&d);
+    if (sources)
+        *sources = d.sources;
     if (rc == 0) {
         int64_t end = mono_ms() + ms;
-        while (mono_ms() < end)
+        while (mono_ms() < end) {
             vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            atomic_fetch_add(&rounds, 1);
+        }
         vmp_delivery_stop(&d);
+        clock_gettime(busy_clock, &c1);
+        atomic_store(&busy_run_cpu_ms, (c1.tv_sec - c0.tv_sec) * 1000 + (c1.tv_nsec - c0.tv_nsec) / 1000000);
     }
     atomic_store(&stop_spinning, 1);
     if (write(wake_pipe[1], "x", 1) != 1)
@@ -127,6 +154,11 @@ static int run_schedule(int cpu_clock, int ms)
     close(wake_pipe[0]);
     close(wake_pipe[1]);
     return rc;
+}
+
+static int run_schedule(int cpu_clock, int ms)
+{
+    return run_schedule_with(cpu_clock, ms, NULL);
 }
 
 VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
@@ -157,4 +189,86 @@ VMP_TEST(cpu_clock_never_repeats_and_signals_only_the_thread_that_ran)
     CHECK(atomic_load(&busy_cpu_ms) > 30);
     CHECK(atomic_load(&signalled[BUSY]) >= atomic_load(&busy_cpu_ms) / 2);
     CHECK(atomic_load(&signalled[BUSY]) <= atomic_load(&busy_cpu_ms) + 20);
+}
+
+VMP_TEST(cpu_clock_with_sources_pays_every_period_and_the_sender_sleeps)
+{
+    int sources = 1;
+    REQUIRE(run_schedule_with(1, 300, &sources) == 0);
+    if (!sources) {
+        printf("    (the kernel refused per-thread events here: the per-period schedule ran)\n");
+        return;
+    }
+    long cpu_ms = atomic_load(&busy_run_cpu_ms), busy_paid = atomic_load(&paid[BUSY]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    busy: %ld ms of CPU, %ld signals paid %ld; idle signalled %ld; %ld rounds\n", cpu_ms,
+               atomic_load(&signalled[BUSY]), busy_paid, atomic_load(&signalled[IDLE]), atomic_load(&rounds));
+    /* The busy thread's own event signalled it; every millisecond of its
+     * CPU time is paid for (a signal may pay several), give or take the
+     * last ones of the run. */
+    CHECK(cpu_ms > 0);
+    CHECK(busy_paid >= cpu_ms * 9 / 10 - 3);
+    CHECK(busy_paid <= cpu_ms * 11 / 10 + 3);
+    CHECK(atomic_load(&signalled[IDLE]) == 0); /* no CPU time: never signalled */
+    CHECK(atomic_load(&repeated[BUSY]) == 0);
+    /* the sender woke every VMP_SOURCE_ROUND_NS, not every period */
+    CHECK(atomic_load(&rounds) <= 300 / (VMP_SOURCE_ROUND_NS / 1000000) + 5);
+}
+
+/* A thread that computes, then sleeps: the CPU clock owes it a sample for
+ * the end of its computing, but a signal while it sleeps would cut the
+ * sleep short (signal.pause() returned early under the profiler). */
+static _Atomic long naps_cut;
+static _Atomic int napper_done;
+
+static void *burn_then_nap(void *arg)
+{
+    (void)arg;
+    atomic_store(&tids[BUSY], (pid_t)syscall(SYS_gettid));
+    for (int i = 0; i < 12; i++) {
+        struct timespec t0, t;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+        do /* 10.5 ms of CPU: half a period owed when it falls asleep */
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+        while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 10500000L);
+        struct timespec nap = {0, 30000000L};
+        if (nanosleep(&nap, NULL) < 0 && errno == EINTR)
+            atomic_fetch_add(&naps_cut, 1);
+    }
+    atomic_store(&napper_done, 1);
+    return NULL;
+}
+
+static long naps_cut_with(int sources)
+{
+    atomic_store(&naps_cut, 0);
+    atomic_store(&napper_done, 0);
+    atomic_store(&tids[BUSY], 0);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, &old);
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    pthread_t th;
+    pthread_create(&th, NULL, burn_then_nap, NULL);
+    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 1, .signo = SIGUSR2, .skip = {&me, NULL},
+                      .task_fd = -1, .sources = sources};
+    if (vmp_delivery_start(&d) == 0) {
+        while (!atomic_load(&napper_done))
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        vmp_delivery_stop(&d);
+    }
+    pthread_join(th, NULL);
+    usleep(10000);
+    sigaction(SIGUSR2, &old, NULL);
+    return atomic_load(&naps_cut);
+}
+
+VMP_TEST(cpu_clock_never_cuts_a_sleep_short)
+{
+    CHECK(naps_cut_with(0) == 0); /* the per-period schedule (before: most naps) */
+    CHECK(naps_cut_with(1) == 0); /* per-thread events */
 }

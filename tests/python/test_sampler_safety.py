@@ -579,11 +579,16 @@ def test_threads_of_a_sub_interpreter_are_not_sampled(tmp_path):
 
 # ---- known: a signal that pays for CPU time used just before pause() ----------
 
-@pytest.mark.xfail(reason="open (issue 9, delivery): on the CPU clock, a thread that used part of a "
-                          "period just before signal.pause() gets its sample's signal while paused, "
-                          "and pause() returns early (CPython's test_signal.test_itimer_real fails "
-                          "under the profiler)", strict=False)
-def test_signal_pause_is_not_woken_by_the_profiler(tmp_path):
+@pytest.mark.parametrize("events", ["per-thread events", "per-period schedule"])
+def test_signal_pause_is_not_woken_by_the_profiler(tmp_path, events):
+    # Before: a thread that used part of a period just before signal.pause()
+    # got the signal owed for it while paused, and pause() returned early
+    # (CPython's test_signal.test_itimer_real failed under the profiler).
+    # Now a thread's own CPU-time event fires only while it runs, and the
+    # per-period schedule signals a thread only while it is on a CPU.
+    env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
+    if events == "per-period schedule":
+        env["VMPROF_NO_PERF_EVENTS"] = "1"
     done = run_script(tmp_path, """
         import signal, vmprof
         from sampler_util import burn_cpu
@@ -602,6 +607,6 @@ def test_signal_pause_is_not_woken_by_the_profiler(tmp_path):
                 signal.pause()  # the alarm is still to come
         vmprof.disable()
         print("woken early", early)
-    """)
+    """, env=env)
     assert done.returncode == 0, done.stderr
     assert "woken early 0" in done.stdout, done.stdout
