@@ -21,6 +21,7 @@
 #define _GNU_SOURCE /* strcasestr */
 #include <errno.h>
 #include <microhttpd.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,14 +250,16 @@ typedef struct tree_question {
     uint32_t depth;
     double min;
     int program;
+    int chain; /* the counts of the nodes on the way to path's (the breadcrumb) */
 } tree_question;
 
 /* The canonical text of a question about run id, for the memo. */
 static void tree_key(const char *id, const tree_question *t, char *key, size_t size)
 {
-    int n = snprintf(key, size, "tree %s|%d:%u|%x|%d:%.17g:%.17g|%d|%u|%.17g|", id,
+    int n = snprintf(key, size, "tree %s|%d:%u|%x|%d:%.17g:%.17g|%d|%d|%u|%.17g|", id,
                      t->q.thread_set, t->q.thread, t->q.frames, t->q.time_range_set,
-                     t->q.time_begin_ms, t->q.time_end_ms, t->program, t->depth, t->min);
+                     t->q.time_begin_ms, t->q.time_end_ms, t->program, t->chain, t->depth,
+                     t->min);
     for (size_t i = 0; i < t->path_len && n > 0 && (size_t)n < size; i++)
         n += snprintf(key + n, size - (size_t)n, "%u.", t->path[i]);
 }
@@ -268,9 +271,10 @@ static json_t *tree_answer(const vmp_profile *p, tree_question *t, unsigned *sta
     vmp_error err = {0};
     json_t *funcs = json_object(), *chain = json_array(), *program_json = json_null();
     vmp_query q = t->q;
-    if (t->path_len || t->program) {
+    if (t->program || (t->path_len > 1 && t->chain)) {
         /* The ancestors' counts (the breadcrumb) and the program's frame come
-         * from one shallow tree over the whole selection. */
+         * from one shallow tree over the whole selection: a second pass over
+         * the samples, which a client that has the counts saves with chain=0. */
         vmp_query top = q;
         top.max_depth = (uint32_t)(t->path_len > 8 ? t->path_len : 8);
         top.min_fraction = 0;
@@ -295,7 +299,7 @@ static json_t *tree_answer(const vmp_profile *p, tree_question *t, unsigned *sta
             }
         }
         uint32_t at = 0;
-        for (size_t i = 0; i + 1 < t->path_len && at != VMP_NONE; i++) {
+        for (size_t i = 0; t->chain && i + 1 < t->path_len && at != VMP_NONE; i++) {
             uint32_t c = shallow->nodes[at].first_child;
             while (c != VMP_NONE && shallow->nodes[c].func != t->path[i])
                 c = shallow->nodes[c].next_sibling;
@@ -356,6 +360,7 @@ static void default_tree_question(tree_question *t)
     t->q.frames = VMP_Q_MERGE_RECURSION | VMP_Q_HIDE_INTERPRETER;
     t->depth = DEFAULT_DEPTH;
     t->min = DEFAULT_MIN;
+    t->chain = 1;
 }
 
 void srv_query_prepare(srv_server *s, const char *id, const vmp_profile *p)
@@ -366,7 +371,7 @@ void srv_query_prepare(srv_server *s, const char *id, const vmp_profile *p)
     static const struct {
         uint32_t depth;
         double min;
-    } first[] = {{DEFAULT_DEPTH, DEFAULT_MIN}, {16, 0.0002}};
+    } first[] = {{DEFAULT_DEPTH, DEFAULT_MIN}, {128, 0.0002}};
     for (size_t i = 0; i < sizeof first / sizeof *first; i++) {
         tree_question t;
         default_tree_question(&t);
@@ -391,6 +396,7 @@ static void tree(srv_request *req)
     t.depth = ok ? (uint32_t)number_arg(req, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH, &ok) : 0;
     t.min = number_arg(req, "min", DEFAULT_MIN, 0, 1, &ok);
     t.program = flag_arg(req, "program", 0, &ok);
+    t.chain = flag_arg(req, "chain", 1, &ok);
     if (ok)
         ok = parse_path(req, p, srv_arg(req, "path"), t.path, &t.path_len) == 0;
     if (ok) {
@@ -411,31 +417,133 @@ static void tree(srv_request *req)
 
 /* ---- functions ----------------------------------------------------------------------------- */
 
-static int matches(const vmp_func *f, const char *q)
+/* A search: q= (plain text) or re= (a POSIX extended regular expression), both
+ * case-insensitive, over each function's name and file.  Each function of the
+ * run is matched once, so the samples it covers cost a lookup per tree node. */
+typedef struct fn_search {
+    unsigned char *hit; /* per function of the run: 1 when it matches; NULL: no search */
+    size_t n_hits;
+} fn_search;
+
+#define SEARCH_MAX_TEXT 200
+/* regcomp copies a bounded repetition's operand once per count, nested ones
+ * multiplied: the counts of a pattern are bounded by their product. */
+#define SEARCH_MAX_REPEAT 1000
+/* The ids of the matching functions go into the answer (for highlighting)
+ * while there are at most this many. */
+#define SEARCH_MAX_LISTED 10000
+
+/* Why re is refused before regcomp sees it, or NULL: back-references (glibc
+ * accepts \1-\9 in an extended regex, and matching them can take exponential
+ * time) and repetition counts whose product is too large to compile. */
+static const char *unsafe_regex(const char *re)
 {
-    return strcasestr(f->name, q) || strcasestr(f->file, q);
+    double product = 1;
+    for (const char *c = re; *c; c++) {
+        if (c[0] == '\\' && c[1]) {
+            if (c[1] >= '1' && c[1] <= '9')
+                return "back-references (\\1 to \\9) are not supported";
+            c++;
+            continue;
+        }
+        if (*c != '{')
+            continue;
+        char *end;
+        unsigned long lo = strtoul(c + 1, &end, 10), hi = lo;
+        if (end == c + 1)
+            continue; /* a plain brace */
+        if (*end == ',' && end[1] != '}')
+            hi = strtoul(end + 1, &end, 10);
+        product *= (double)(hi > lo ? hi : lo) + 1;
+        if (product > SEARCH_MAX_REPEAT)
+            return "its repetition counts ({n,m}) are too large";
+    }
+    return NULL;
 }
 
-/* Samples with a function matching q anywhere on the stack, each once: the
+/* Reads q= or re= into s.  0, or -1 having replied. */
+static int search_arg(srv_request *req, const vmp_profile *p, fn_search *s)
+{
+    const char *text = srv_arg(req, "q"), *re = srv_arg(req, "re");
+    memset(s, 0, sizeof *s);
+    if (text && !*text)
+        text = NULL;
+    if (re && !*re)
+        re = NULL;
+    if (!text && !re)
+        return 0;
+    const char *name = text ? "q" : "re", *value = text ? text : re;
+    if (text && re) {
+        srv_reply_error(req, 400, "q=%s and re=%s: give one (q: plain text, re: a regular "
+                                  "expression)", text, re);
+        return -1;
+    }
+    if (strlen(value) > SEARCH_MAX_TEXT) {
+        srv_reply_error(req, 400, "%s=: at most %d characters, please", name, SEARCH_MAX_TEXT);
+        return -1;
+    }
+    regex_t rx;
+    if (re) {
+        const char *why = unsafe_regex(re);
+        int rc = why ? 0 : regcomp(&rx, re, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+        if (!why && rc) {
+            char detail[160];
+            regerror(rc, &rx, detail, sizeof detail);
+            srv_reply_error(req, 400, "re=%s is not a regular expression (%s): write a POSIX "
+                                      "extended one such as ^main$|util[.]py, or search plain "
+                                      "text with q=", re, detail);
+            return -1;
+        }
+        if (why) {
+            srv_reply_error(req, 400, "re=%s: %s; simplify it, or search plain text with q=",
+                            re, why);
+            return -1;
+        }
+    }
+    size_t n;
+    const vmp_func *funcs = vmp_profile_funcs(p, &n);
+    s->hit = calloc(n + 1, 1);
+    if (!s->hit) {
+        if (re)
+            regfree(&rx);
+        srv_reply_error(req, 500, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const vmp_func *f = &funcs[i];
+        int m = re ? regexec(&rx, f->name, 0, NULL, 0) == 0 || regexec(&rx, f->file, 0, NULL, 0) == 0
+                   : strcasestr(f->name, text) || strcasestr(f->file, text);
+        s->hit[i] = (unsigned char)(m != 0);
+        s->n_hits += s->hit[i];
+    }
+    if (re)
+        regfree(&rx);
+    return 0;
+}
+
+static int search_hits(const fn_search *s, size_t nfuncs, uint32_t fn)
+{
+    return fn < nfuncs && s->hit[fn];
+}
+
+/* Samples with a matching function anywhere on the stack, each once: the
  * totals of matching nodes that have no matching ancestor. */
-static uint64_t matched_samples(const vmp_tree *t, const char *q)
+static uint64_t matched_samples(const vmp_tree *t, const fn_search *s, size_t nfuncs)
 {
     uint64_t sum = 0;
-    unsigned char *hit = calloc(t->n_nodes, 1);
-    if (!hit)
+    unsigned char *under = calloc(t->n_nodes, 1);
+    if (!under)
         return 0;
     for (size_t i = 1; i < t->n_nodes; i++) { /* parents come before children */
         const vmp_tree_node *n = &t->nodes[i];
-        int above = n->parent != VMP_NONE && hit[n->parent];
-        const vmp_func *f = vmp_tree_func(t, (uint32_t)i);
-        if (above)
-            hit[i] = 1;
-        else if (f && matches(f, q)) {
-            hit[i] = 1;
+        if (n->parent != VMP_NONE && under[n->parent])
+            under[i] = 1;
+        else if (n->func != VMP_NONE && search_hits(s, nfuncs, n->func)) {
+            under[i] = 1;
             sum += n->total;
         }
     }
-    free(hit);
+    free(under);
     return sum;
 }
 
@@ -456,14 +564,16 @@ static void functions(srv_request *req)
     vmp_query q;
     int ok = selection(req, p, &q) == 0;
     size_t limit = (size_t)number_arg(req, "limit", DEFAULT_LIMIT, 1, 100000, &ok);
-    const char *sort = srv_arg(req, "sort"), *text = srv_arg(req, "q"),
-               *fn_arg = srv_arg(req, "function");
+    const char *sort = srv_arg(req, "sort"), *fn_arg = srv_arg(req, "function");
     if (ok && sort && strcmp(sort, "self") != 0 && strcmp(sort, "total") != 0) {
         srv_reply_error(req, 400, "sort=%s: say self or total", sort);
         ok = 0;
     }
+    fn_search search = {0};
+    if (ok)
+        ok = search_arg(req, p, &search) == 0;
     size_t nfuncs;
-    const vmp_func *funcs = vmp_profile_funcs(p, &nfuncs);
+    vmp_profile_funcs(p, &nfuncs);
     double fn = ok && fn_arg ? number_arg(req, "function", 0, 0, (double)nfuncs - 1, &ok) : -1;
     vmp_error err = {0};
     vmp_func_counts *counts = ok ? vmp_query_functions(p, &q, &err) : NULL;
@@ -480,18 +590,28 @@ static void functions(srv_request *req)
         json_t *rows = json_array();
         for (size_t i = 0; i < counts->n && json_array_size(rows) < limit; i++) {
             const vmp_func_count *c = &counts->items[i];
-            if (text && *text && (c->func >= nfuncs || !matches(&funcs[c->func], text)))
+            if (search.hit && !search_hits(&search, nfuncs, c->func))
                 continue;
             json_array_append_new(rows, func_row(p, c->func, c->self, c->total));
         }
         json_t *o = json_pack("{s:I, s:o}", "total", (json_int_t)counts->samples, "functions",
                               rows);
-        if (text && *text) {
+        if (search.hit) {
             vmp_query full = q;
             vmp_tree *t = vmp_query_tree(p, &full, &err);
-            json_object_set_new(o, "matched", json_integer(t ? (json_int_t)matched_samples(t, text)
+            json_object_set_new(o, "matched", json_integer(t ? (json_int_t)matched_samples(t, &search,
+                                                                                         nfuncs)
                                                              : 0));
             vmp_result_free(t);
+            /* Which functions match (of the whole run), so that a client
+             * highlights exactly what was counted. */
+            if (search.n_hits <= SEARCH_MAX_LISTED) {
+                json_t *ids = json_array();
+                for (size_t i = 0; i < nfuncs; i++)
+                    if (search.hit[i])
+                        json_array_append_new(ids, json_integer((json_int_t)i));
+                json_object_set_new(o, "matching_fns", ids);
+            }
         }
         if (nb) {
             json_object_set_new(o, "function", func_row(p, nb->func, nb->self, nb->total));
@@ -507,6 +627,7 @@ static void functions(srv_request *req)
         }
         srv_reply_json(req, 200, o);
     }
+    free(search.hit);
     vmp_result_free(counts);
     vmp_result_free(nb);
     close_profile(req, p, &run);

@@ -2,7 +2,8 @@
 vmprof-server that holds uploads made by `python -m vmprof --web`, driven in Debian's
 headless chromium through playwright-core:
 - tests/js/ui/check_ui.mjs: the run pages (CPU, wall clock with threads, --mem with
-  --lines, Python only) and the comparison, every control by clicks and keys, what is
+  --lines, Python only, and a synthetic run of many samples for the zooms that must
+  load finer levels) and the comparison, every control by clicks and keys, what is
   drawn checked against the server's own answers;
 - tests/js/ui/check_accounts.mjs: the runs list (paging included) and the account
   pages: log in, my runs, rename, delete, the token, log out.
@@ -53,6 +54,10 @@ def test_run_pages_in_chromium(server, tmp_path):
     web_upload(server, tmp_path, "--real-time")
     web_upload(server, tmp_path, "--mem", "--lines")
     web_upload(server, tmp_path, "-n")
+    # and a run of many samples, for the zooms that need finer levels (dense_profile.py)
+    sys.path.insert(0, os.path.join(JS, "ui"))
+    from dense_profile import dense_profile
+    server.upload(dense_profile(), argv="dense.py")
     shots = os.environ.get("VMPROF_UI_SCREENSHOTS", "")
     rc, report = node_report("check_ui.mjs", server.url, *([shots] if shots else []))
     assert report["failures"] == [], report["failures"]

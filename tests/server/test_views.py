@@ -76,6 +76,10 @@ def test_tree_at_a_path_with_depth_and_share(server, run):
     for fn, crumb in zip(path[:-1], t["chain"]):
         node = next(c for c in node["children"] if c["fn"] == fn)
         assert crumb["total"] == node["total"]
+    # chain=0: the same node without the breadcrumb's counts.
+    bare = get_ok(server, "/api/runs/%s/tree?path=%s&depth=1&chain=0" % (run, ".".join(map(str, path))))
+    assert bare["chain"] == [] and bare["path"] == path and bare["node"] == t["node"]
+    assert server.get("/api/runs/%s/tree?chain=2" % run)[0] == 400
     # depth=1: the node and its children, no deeper.
     for c in t["node"].get("children", []):
         assert "children" not in c
@@ -121,6 +125,51 @@ def test_functions_and_neighbours(server, run):
     assert [r["name"] for r in found["functions"]] == [BURN]
     assert found["matched"] == burn["total"]
     assert server.get("/api/runs/%s/functions?sort=size" % run)[0] == 400
+
+
+def matched_in_tree(node, hit):
+    """Samples under a node whose function matches, each counted once (a
+    matching node's own matching descendants are not counted again)."""
+    if "fn" in node and hit(node["fn"]):
+        return node["total"]
+    return sum(matched_in_tree(c, hit) for c in node.get("children", []))
+
+
+def test_functions_search_by_regex(server, run):
+    from urllib.parse import quote
+    whole = get_ok(server, "/api/runs/%s/tree?depth=1000&min=0" % run)
+    names = {int(k): v["name"] for k, v in whole["functions"].items()}
+    burn = fn_named(whole["functions"], BURN)
+    one = get_ok(server, "/api/runs/%s/functions?re=%s" % (run, quote("^burn_for_server_t.*t$")))
+    assert [r["name"] for r in one["functions"]] == [BURN]
+    assert one["matching_fns"] == [burn]
+    assert one["matched"] == matched_in_tree(whole["node"], lambda fn: fn == burn) > 0
+    # Two functions, one of which calls the other: each sample counted once.
+    pattern = "^(%s|<module>)$" % BURN
+    both = get_ok(server, "/api/runs/%s/functions?re=%s&limit=1000" % (run, quote(pattern)))
+    assert sorted({names.get(fn, "?") for fn in both["matching_fns"] if fn in names}) == \
+        sorted(["<module>", BURN])
+    hit = set(both["matching_fns"])
+    assert both["matched"] == matched_in_tree(whole["node"], hit.__contains__)
+    assert one["matched"] <= both["matched"] <= both["total"]
+    # POSIX classes (which a browser's RegExp does not know) and case folding.
+    posix = get_ok(server, "/api/runs/%s/functions?re=%s" % (run, quote("[[:upper:]]+_FOR_server")))
+    assert posix["matched"] == one["matched"]
+    # Plain text keeps matching plain text: a dot is a dot there.
+    dot = get_ok(server, "/api/runs/%s/functions?q=burn.for" % run)
+    assert dot["matched"] == 0 and dot["matching_fns"] == [] and dot["functions"] == []
+
+
+@pytest.mark.parametrize("query, says", [
+    ("re=%28main", "is not a regular expression"),
+    ("re=%28a%29%5C1", "back-references"),
+    ("re=a%7B100%7D%7B100%7D", "repetition counts"),
+    ("re=" + "a" * 201, "at most 200 characters"),
+    ("re=main&q=main", "give one"),
+])
+def test_functions_search_refuses_bad_patterns(server, run, query, says):
+    status, body, _ = server.get("/api/runs/%s/functions?%s" % (run, query))
+    assert status == 400 and says in body["error"] and "\n" not in body["error"], body
 
 
 def test_lines(server, make_profile):

@@ -52,7 +52,8 @@ export interface FuncRow extends FuncInfo { fn: number; self: number; total: num
 
 export interface FunctionsAnswer {
   total: number;
-  matched?: number;
+  matched?: number;         // with q= or re=: samples with a match anywhere on the stack
+  matching_fns?: number[];  // with q= or re=: every function that matches (absent when very many)
   functions: FuncRow[];
   function?: FuncRow;
   callers?: FuncRow[];

@@ -17,15 +17,17 @@ export interface FlameOptions {
   minShare?: number;
   onZoom?(n: number): void;
   onFocus?(n: number): void;
+  onHover?(n: number): void;
   ancestors?: boolean;
   rowHeight?: number;
 }
 export interface FlameGraph {
   canvas: HTMLCanvasElement;
   tip: HTMLElement;
-  setTree(t: FlameTree | null, zoom?: number): void;
+  setTree(t: FlameTree | null, zoom?: number, grown?: boolean): void;
   zoomTo(n: number): void;
   setMatch(m: ((n: number) => boolean) | null): void;
+  isMatch(n: number): boolean;
   redraw(): void;
   readonly zoom: number;
   readonly cursor: number;

@@ -80,6 +80,8 @@ export function fmtPct(x) {
  *                                and no node under minShare of it (default: all
  *                                levels, down to half a pixel)
  *   onZoom(n), onFocus(n)        after the user zoomed / moved the cursor
+ *   onHover(n)                   the pointer came onto frame n (a likely zoom: the
+ *                                UI loads what that zoom would need)
  *   ancestors: bool              draw the zoomed node's ancestors, faded, above it
  *   rowHeight: number            default 18
  */
@@ -240,7 +242,11 @@ export function createFlameGraph(box, opts) {
 
   canvas.addEventListener("mousemove", (ev) => {
     const n = nodeAt(ev);
-    if (n !== hover) { hover = n; draw(); }
+    if (n !== hover) {
+      hover = n;
+      draw();
+      if (opts.onHover && n >= 0) opts.onHover(n);
+    }
     showTip(n, ev.clientX, ev.clientY);
   });
   canvas.addEventListener("mouseleave", () => {
@@ -287,15 +293,18 @@ export function createFlameGraph(box, opts) {
   return {
     canvas,
     tip,
-    /** Draws tree `t` zoomed to `z` (a new tree forgets the hover and the cursor). */
-    setTree(t, z) {
+    /** Draws tree `t` zoomed to `z`.  A new tree forgets the hover and the cursor,
+     * unless `grown`: t is the tree before with nodes added (the same numbers). */
+    setTree(t, z, grown) {
       if (t === tree && (z || 0) === zoom) return;  // what is drawn already
-      if (t !== tree) { hover = -1; cursor = -1; }
+      if (t !== tree && !grown) { hover = -1; cursor = -1; }
       tree = t; zoom = z || 0; draw();
     },
     zoomTo(n) { zoomTo(n, false); },
     /** match: (n) => bool highlights the nodes it accepts; null for none. */
     setMatch(m) { if (m !== null || match !== null) { match = m; draw(); } },
+    /** Whether node n is drawn highlighted. */
+    isMatch(n) { return match !== null && n !== 0 && !!match(n); },
     redraw: draw,
     get zoom() { return zoom; },
     get cursor() { return cursor; },

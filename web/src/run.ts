@@ -3,10 +3,13 @@
 // (--lines runs) and the RSS plot (--mem runs), whose time range narrows the rest.
 //
 // The call tree comes from the server a piece at a time (GET tree with a path, a
-// depth and a minimum share): the first answer has the top levels, and zooming into
-// a node whose children were cut asks for that node's subtree, so a million-sample
-// run opens as fast as a small one.  The pieces are merged into one client tree
-// whose node numbers never change, which the flame graph draws.
+// depth and a minimum share): the first answer has every level down to a share of
+// the whole, and zooming into a node finer than that asks for that node's subtree,
+// so a million-sample run opens as fast as a small one.  The pieces are merged into
+// one client tree whose node numbers never change, which the flame graph draws.
+// What a zoom would need is loaded before the click when it can be guessed: the
+// frame under the pointer or the keyboard's cursor, and, while the page is idle, the
+// widest frames drawn whose zoom would need a request.
 //
 // The address holds the view: ?thread=&native=&interp=&from=&to= (the selection),
 // path= (the zoomed node as function ids from the root; absent: the program's first
@@ -20,14 +23,19 @@ import { FlameGraph, FlameTree, createFlameGraph, fmtPct, kindColour, layoutTree
 import { navigate } from "./nav";
 import { findProgram } from "./program";
 
-// A view shows DRAW_DEPTH levels under the zoomed node, down to DRAW_MIN of it (under a
-// pixel at 1280 px), and only that, so a link shows what its sender saw whatever else
-// either had loaded.  A request asks deeper and finer (FETCH_*), so zooming a few
-// levels down, into a child of some weight, needs no new request.
-const DRAW_DEPTH = 12, DRAW_MIN = 0.0005;
+// A view shows the zoomed node's subtree down to DRAW_MIN of it (under a pixel at
+// 1280 px), at most DRAW_DEPTH levels (a canvas browsers still draw), and only that,
+// so a link shows what its sender saw whatever else either had loaded.  A request
+// asks finer (FETCH_MIN of the node asked), so zooming into a child of some weight
+// needs no new request.
+const DRAW_DEPTH = 128, DRAW_MIN = 0.0005;
 // vmprof-server computes this question from the root when a profile arrives
 // (srv_query_prepare), so the first view of a large run waits for no tree query.
-const FETCH_DEPTH = 16, FETCH_MIN = 0.0002;  // a child of 40% or more: no request
+const FETCH_DEPTH = 128, FETCH_MIN = 0.0002;  // a child of 40% or more: no request
+// Prefetch: after the pointer rests this long on a frame; this many frames when idle.
+const HOVER_MS = 40, IDLE_PREFETCHES = 4;
+// What makes a search a regular expression (else it is plain text).
+const REGEX_CHARS = /[.*+?^${}()|[\]\\]/, REGEX_CHARS_ALL = /[.*+?^${}()|[\]\\]/g;
 const EXPORTS = ["collapsed", "speedscope", "pprof", "firefox", "html"];
 
 /** The call tree as far as it has been loaded; node 0 is the root. */
@@ -67,7 +75,8 @@ class ClientTree {
     for (; n > 0; n = this.parent[n]) out.push(this.fn[n]);
     return out.reverse();
   }
-  merge(a: TreeAnswer, path: number[], minShare: number): number {
+  /** Merges an answer asked with min= `min` (a share of the selection). */
+  merge(a: TreeAnswer, path: number[], min: number): number {
     for (const [k, f] of Object.entries(a.functions || {})) this.funcs.set(Number(k), f);
     this.value[0] = a.total;
     let n = 0;
@@ -76,7 +85,8 @@ class ClientTree {
       const c = a.chain && i < path.length - 1 ? a.chain[i] : null;  // chain[i]: the node at path[i]
       if (c) { this.value[n] = c.total; this.self[n] = c.self; }
     });
-    const threshold = a.node.total * minShare;
+    // every child at least this big came; under one sample, every child there is
+    const threshold = a.total * min <= 1 ? 0 : a.total * min;
     const put = (n: number, node: TreeNode) => {
       this.value[n] = node.total;
       this.self[n] = node.self;
@@ -93,6 +103,10 @@ class ClientTree {
       this.funcs.get(this.fn[n]) || { name: "function " + this.fn[n], kind: "unknown" };
   }
 }
+
+/** A tree question asked: its answer, the min= it was asked with, and the client tree it
+ * was merged into (each answer is merged once per tree). */
+interface Asked { key: string; answer: Promise<TreeAnswer>; min: number; settled: boolean; merged: ClientTree | null; }
 
 interface Selection { thread?: string; native: boolean; interp: boolean; from?: string; to?: string; }
 
@@ -121,6 +135,8 @@ export class RunPage {
   private url: URL;
   private gen = 0;  // bumped when the selection changes, so late answers are dropped
   private search: RegExp | null = null;
+  /** The functions the server matched, and the search and selection it answered. */
+  private matchFns: { key: string; fns: Set<number> } | null = null;
   private fnRows: FunctionsAnswer | null = null;
   private expanded = new Set<number>();
   private sortBy: "self" | "total" = "self";
@@ -155,8 +171,7 @@ export class RunPage {
     r.append(h("section", { class: "page run" }, h("p", { class: "muted" }, "Loading run " + this.id + "…")));
     // the first tree is asked at once, beside the run's facts, not after them
     const raw = this.q("path");
-    this.pending = { key: this.treeKey(raw ? raw.split(".").map(Number) : []), answer: this.askTree(raw ? raw.split(".").map(Number) : []) };
-    this.pending.answer.catch(() => undefined);  // its error is shown when it is used
+    this.ask(raw ? raw.split(".").map(Number) : []).answer.catch(() => undefined);  // its error is shown when used
     try {
       this.run = await get<Run>("runs/" + encodeURIComponent(this.id));
     } catch (e) {
@@ -242,6 +257,11 @@ export class RunPage {
       onZoom: (n) => {
         this.go({ path: this.tree.pathOf(n).join(".") });
       },
+      onHover: (n) => {
+        clearTimeout(this.hoverTimer);
+        this.hoverTimer = window.setTimeout(() => this.prefetch(n), HOVER_MS);
+      },
+      onFocus: (n) => { this.prefetch(n); },
     });
     (window as unknown as { vmprofUI: unknown }).vmprofUI = this;
     this.syncControls();
@@ -290,30 +310,102 @@ export class RunPage {
     this.renderTabs();
   }
 
-  /** Fetches the subtree at `path` and merges it; false when the answer came too late. */
-  private askTree(path: number[]): Promise<TreeAnswer> {
-    return get<TreeAnswer>(`runs/${encodeURIComponent(this.id)}/tree`,
-      { ...this.selParams(), path: path.join("."), depth: FETCH_DEPTH, min: FETCH_MIN });
-  }
-  private treeKey(path: number[]): string { return JSON.stringify([this.selParams(), path]); }
-  /** The tree asked when the page opened, used by the first fetchTree of the same question. */
-  private pending: { key: string; answer: Promise<TreeAnswer> } | null = null;
+  /** The tree answers asked and not merged yet, by question: a zoom waits for the
+   * prefetch of the same node instead of asking again. */
+  private inflight = new Map<string, Asked>();
 
-  private async fetchTree(path: number[]): Promise<boolean> {
+  /** Asks for the subtree at `path` (or finds that question in flight).  min= is a
+   * share of the selection: FETCH_MIN of the node when its count is known.  The
+   * counts of the nodes on the way (chain) are asked only when they are not known. */
+  private ask(path: number[]): Asked {
+    const t = this.tree, n = t.value[0] ? t.find(path) : -1;
+    const min = Number((FETCH_MIN * (n > 0 ? t.value[n] / t.value[0] : 1)).toPrecision(6));
+    const params = { ...this.selParams(), path: path.join("."), depth: FETCH_DEPTH, min,
+                     chain: path.length > 1 && n >= 0 ? 0 : undefined };
+    const key = JSON.stringify(params);
+    let q = this.inflight.get(key);
+    if (!q) {
+      const asked: Asked = { key, answer: get<TreeAnswer>(`runs/${encodeURIComponent(this.id)}/tree`, params),
+                             min, settled: false, merged: null };
+      asked.answer.then(() => { asked.settled = true; }, () => { asked.settled = true; });
+      this.inflight.set(key, q = asked);
+    }
+    return q;
+  }
+
+  /** Fetches the subtree at `path` and merges it; false when the answer came too late
+   * or failed.  quiet: a prefetch, which says nothing on the page. */
+  private async fetchTree(path: number[], quiet = false): Promise<boolean> {
     const gen = this.gen;
-    this.el.status.textContent = "loading…";
+    if (!quiet) this.el.status.textContent = "loading…";
+    const q = this.ask(path);
     try {
-      const early = this.pending && this.pending.key === this.treeKey(path) ? this.pending.answer : null;
-      this.pending = null;
-      const a = await (early || this.askTree(path));
-      if (gen !== this.gen) return false;
-      this.tree.merge(a, a.path || path, FETCH_MIN);
-      this.el.status.textContent = "";
+      const a = await q.answer;
+      if (gen !== this.gen) return false;  // an older selection's (kept: the same question may come back)
+      if (q.merged !== this.tree) {  // the first to see it merges it
+        q.merged = this.tree;
+        this.tree.merge(a, a.path || path, q.min);
+        if (this.inflight.get(q.key) === q) this.inflight.delete(q.key);
+      }
+      if (!quiet) this.el.status.textContent = "";
       return true;
     } catch (e) {
-      if (gen === this.gen) { this.el.status.textContent = ""; this.el.flame.replaceChildren(errorBox(e)); }
+      if (this.inflight.get(q.key) === q) this.inflight.delete(q.key);
+      if (!quiet && gen === this.gen) { this.el.status.textContent = ""; this.el.flame.replaceChildren(errorBox(e)); }
       return false;
     }
+  }
+
+  /** Loads, in the background, what a zoom into node n would need; null when nothing. */
+  private prefetch(n: number): Promise<boolean> | null {
+    if (n <= 0 || n >= this.tree.parent.length || !this.needsMore(n)) return null;
+    this.prefetches++;
+    return this.fetchTree(this.tree.pathOf(n), true);
+  }
+  /** Prefetches asked so far, for tests and bench/. */
+  prefetches = 0;
+  /** Whether the idle prefetches of the view are still going, for tests. */
+  idlePrefetching = false;
+  private hoverTimer = 0;
+  private idleToken = 0;
+
+  /** While the page is idle after a view is drawn: prefetches for the widest frames
+   * drawn whose zoom would need a request, one at a time, IDLE_PREFETCHES at most. */
+  private prefetchWhenIdle(): void {
+    const token = ++this.idleToken, gen = this.gen;
+    const idle = () => new Promise<void>((res) => {
+      const w = window as unknown as { requestIdleCallback?: (f: () => void, o: unknown) => void };
+      if (w.requestIdleCallback) w.requestIdleCallback(() => res(), { timeout: 500 }); else setTimeout(res, 50);
+    });
+    const still = () => token === this.idleToken && gen === this.gen;
+    this.idlePrefetching = true;
+    (async () => {
+      await idle();
+      if (!still() || !this.graph) return;
+      const t = this.tree, z = this.graph.zoom, wide = this.incompleteBelow();
+      const need = (n: number) => t.value[n] * DRAW_MIN < wide[n];  // a quick test, confirmed by needsMore
+      const targets = this.graph.rects().filter((q) => q[3] !== z && q[2] >= 8 && need(q[3]))
+        .sort((a, b) => b[2] - a[2]);
+      let done = 0;
+      for (const q of targets) {
+        if (done >= IDLE_PREFETCHES || !still()) return;
+        const p = this.prefetch(q[3]);
+        if (p) { done++; await p; await idle(); }
+      }
+    })().finally(() => { if (token === this.idleToken) this.idlePrefetching = false; });
+  }
+
+  /** Per node, the largest count, within its subtree, of a node with children not all
+   * loaded (the least of its count and of what its loaded children are complete to):
+   * a zoom into n needs a request when DRAW_MIN of n is under it.  One pass, children
+   * after parents. */
+  private incompleteBelow(): Float64Array {
+    const t = this.tree, n = t.parent.length, out = new Float64Array(n);
+    for (let i = n - 1; i >= 0; i--) {
+      if (t.value[i] > t.self[i]) out[i] = Math.max(out[i], Math.min(t.value[i], t.complete[i]));
+      if (i > 0) out[t.parent[i]] = Math.max(out[t.parent[i]], out[i]);
+    }
+    return out;
   }
 
   /** The program's first frame (program.ts), loading deeper levels when needed. */
@@ -342,12 +434,13 @@ export class RunPage {
     }
     if (gen !== this.gen) return;
     if (n < 0) { this.el.status.textContent = "that frame is not in this selection; showing all"; n = 0; }
-    this.graph?.setTree(t.layout, n);
+    this.graph?.setTree(t.layout, n, true);
     this.el.empty.hidden = t.value[0] > 0;
     this.applySearch(false);
     this.renderTrail(n);
     if (this.tab() === "tree") this.renderTabs();
     this.exposeState();
+    this.prefetchWhenIdle();
   }
 
   /** Whether a node the view of zoom node z draws (DRAW_DEPTH levels, DRAW_MIN of z)
@@ -391,56 +484,55 @@ export class RunPage {
 
   // ---- search -----------------------------------------------------------------
 
+  /** The highlight and the share of the search in the address (q=).  Text containing
+   * regex characters is a regular expression, matched by the server (POSIX extended,
+   * case-insensitive, over name and file) over every sample; the frames it matched
+   * come back with the share, so the graph highlights exactly what was counted.  The
+   * browser's own RegExp only previews the highlight until the answer arrives. */
   private async applySearch(ask = true): Promise<void> {
-    const q = this.q("q") || "", t = this.tree;
+    const q = this.q("q") || "", t = this.tree, regex = REGEX_CHARS.test(q);
     this.search = null;
     if (q) {
-      try { this.search = new RegExp(q, "i"); }
-      catch { this.search = new RegExp(q.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "i"); }
+      try { this.search = new RegExp(regex ? q : q.replace(REGEX_CHARS_ALL, "\\$&"), "i"); }
+      catch { this.search = null; }  // e.g. [[:alpha:]]: POSIX only; the server's answer highlights
     }
-    const s = this.search, fn = this.q("fn");
-    if (s) this.graph?.setMatch((n) => { const f = t.func(n); return s.test(f.name) || s.test(f.file || ""); });
+    const key = JSON.stringify([q, this.selParams()]), fn = this.q("fn");
+    const known = this.matchFns && this.matchFns.key === key ? this.matchFns.fns : null;
+    const s = this.search;
+    if (known) this.graph?.setMatch((n) => known.has(t.fn[n]));
+    else if (s) this.graph?.setMatch((n) => { const f = t.func(n); return s.test(f.name) || s.test(f.file || ""); });
+    else if (q) this.graph?.setMatch(() => false);
     else if (fn !== null) this.graph?.setMatch((n) => t.fn[n] === Number(fn));
     else this.graph?.setMatch(null);
-    if (!s) { this.el.match.textContent = ""; this.exposeState(); return; }
-    if (!ask) return;
-    if (/[.*+?^${}()|[\]\\]/.test(q)) {
-      // a regex: the server matches plain text only, so the share is the loaded frames'
-      const hit = this.loadedMatch(), all = t.value[0];
-      this.el.match.textContent = `matches about ${fmtPct(all ? hit / all : 0)} of samples (in the frames loaded)`;
-      this.el.match.dataset.matched = String(hit);
-      this.el.match.dataset.total = String(all);
+    if (!q) {
+      this.el.match.textContent = "";
+      delete this.el.match.dataset.matched;
       this.exposeState();
       return;
     }
-    // the share: from the server (every sample, not only the loaded part of the tree)
+    if (!ask || known) return;
     const gen = this.gen;
+    this.el.match.textContent = "searching…";
+    delete this.el.match.dataset.matched;
     try {
       const a = await get<FunctionsAnswer>(`runs/${encodeURIComponent(this.id)}/functions`,
-        { ...this.selParams(), q, limit: 1 });
+        { ...this.selParams(), [regex ? "re" : "q"]: q, limit: 1 });
       if (gen !== this.gen || q !== (this.q("q") || "")) return;
-      const matched = a.matched !== undefined ? a.matched : this.loadedMatch();
+      const matched = a.matched || 0;
       this.el.match.textContent = `matches ${fmtPct(a.total ? matched / a.total : 0)} of samples`;
       this.el.match.dataset.matched = String(matched);
       this.el.match.dataset.total = String(a.total);
+      if (a.matching_fns) {
+        this.matchFns = { key, fns: new Set(a.matching_fns) };
+        this.applySearch(false);
+      }
     } catch (e) {
-      this.el.match.textContent = String((e as Error).message);
+      if (gen !== this.gen || q !== (this.q("q") || "")) return;
+      this.el.match.textContent = (e as Error).message;
+      this.el.match.dataset.matched = "error";
+      this.graph?.setMatch(() => false);
     }
     this.exposeState();
-  }
-
-  /** Samples under a matching node of the loaded tree, each counted once. */
-  private loadedMatch(): number {
-    const t = this.tree, s = this.search;
-    if (!s) return 0;
-    let hit = 0;
-    const todo = [0];
-    while (todo.length) {
-      const n = todo.pop() as number, f = t.func(n);
-      if (n > 0 && (s.test(f.name) || s.test(f.file || ""))) { hit += t.value[n]; continue; }
-      todo.push(...t.layout.kids[n]);
-    }
-    return hit;
   }
 
   // ---- tabs: call tree, functions, lines ---------------------------------------
@@ -493,7 +585,7 @@ export class RunPage {
         this.expanded.add(n);
         if (t.complete[n] === Infinity && t.value[n] > t.self[n]) await this.fetchTree(t.pathOf(n));
       } else this.expanded.delete(n);
-      this.graph?.setTree(t.layout, this.graph.zoom);
+      this.graph?.setTree(t.layout, this.graph.zoom, true);
       this.renderTreeTable();
       (panel.querySelector(`tr[data-node="${n}"]`) as HTMLElement | null)?.focus();
     };
@@ -687,6 +779,12 @@ export class RunPage {
       matched: this.el.match?.dataset.matched, functions: this.fnRows,
     };
   }
+  /** Whether zooming into node n would wait for a request, for tests and bench/. */
+  zoomNeedsRequest(n: number): boolean { return this.needsMore(n); }
+  /** Tree requests in flight, for tests and bench/. */
+  pendingTrees(): number { return [...this.inflight.values()].filter((q) => !q.settled).length; }
+  /** Whether the flame graph draws node n highlighted, for tests. */
+  highlighted(n: number): boolean { return this.graph ? this.graph.isMatch(n) : false; }
   /** Node details, for tests. */
   node(n: number): Record<string, unknown> {
     const t = this.tree;

@@ -67,6 +67,22 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   report.facts.start_path = s.zoomPath;
   await shot("run");
 
+  // ---- every level is drawn (not a fixed number under the zoom): the frames drawn are
+  // the API's nodes of at least 1/2000 of the zoomed frame, to the deepest
+  const fine = await api(`runs/${run.id}/tree?path=${s.zoomPath.join(".")}&depth=128&min=${0.0005 * s.zoomTotal / s.total}`);
+  const apiPaths = [];
+  (function walk(node, path) {
+    if (node.total < 0.0005 * s.zoomTotal) return;
+    apiPaths.push(path.join("."));
+    for (const c of node.children || []) walk(c, [...path, c.fn]);
+  })(fine.node, s.zoomPath);
+  const drawnPaths = await page.evaluate(() => window.vmprofUI.state.rects.map((q) => window.vmprofUI.node(q[3]).path.join(".")));
+  const rows = new Set(s.rects.map((q) => q[1])).size;
+  check(rows > 20 && JSON.stringify([...drawnPaths].sort()) === JSON.stringify([...apiPaths].sort()),
+        "every level is drawn: the frames are the API's down to 1/2000 of the zoom",
+        { rows, drawn: drawnPaths.length, api: apiPaths.length, missing: apiPaths.filter((p) => !drawnPaths.includes(p)).slice(0, 3) });
+
+
   // ---- call tree table: its first row is the zoomed frame; Right unfolds a row, Left folds it
   const firstTotal = Number((await page.locator("#tree-table tbody tr:first-child td:first-child").textContent()).replace(/,/g, ""));
   check(firstTotal === treeAt.node.total, "the call tree table starts at the zoomed frame", [firstTotal, treeAt.node.total]);
@@ -153,11 +169,41 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   const want = fq.matched / fq.total * 100;
   check(fq.matched > 0 && shown.includes(want.toFixed(want >= 10 ? 1 : 2) + "%"), "search reports the API's share", { shown, fq: [fq.matched, fq.total] });
   check(new URL(page.url()).searchParams.get("q") === term, "the address holds the search");
-  // a regex (which the server's plain-text match cannot take): the loaded frames' share
-  await page.fill("#search", "^" + hot.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "$");
-  await page.waitForFunction(() => document.querySelector("#match").textContent.includes("about"));
-  const rx = await page.evaluate(() => ({ ...document.querySelector("#match").dataset }));
-  check(Number(rx.matched) > 0 && Number(rx.matched) <= fq.matched, "a regex search says the share of the frames it matched", [rx, fq.matched]);
+  // a regex: the server matches it over every sample; the share shown is the API's and
+  // the frames highlighted are those of the functions the API says it matched
+  const rxText = "^(" + hot.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "|<module>)$";
+  await page.fill("#search", rxText);
+  await page.waitForFunction(() => document.querySelector("#match").dataset.matched !== undefined &&
+                                   document.querySelector("#match").textContent.includes("%"));
+  const frx = await api(`runs/${run.id}/functions?re=${encodeURIComponent(rxText)}&limit=1`);
+  const rxShown = await page.locator("#match").textContent();
+  const rxWant = frx.matched / frx.total * 100;
+  check(frx.matched >= fq.matched && rxShown.includes(rxWant.toFixed(rxWant >= 10 ? 1 : 2) + "%"),
+        "a regex search reports the API's share over every sample", { rxShown, frx: [frx.matched, frx.total], fq: fq.matched });
+  await page.waitForTimeout(50);
+  const lit = await page.evaluate(() => {
+    const ui = window.vmprofUI;
+    return ui.state.rects.filter((q) => ui.node(q[3]).fn >= 0).map((q) => [ui.node(q[3]).fn, ui.highlighted(q[3])]);
+  });
+  const wantFns = new Set(frx.matching_fns);
+  check(lit.length > 0 && lit.some(([, on]) => on) && lit.every(([fn, on]) => on === wantFns.has(fn)),
+        "the frames highlighted are the API's matching functions", lit.filter(([fn, on]) => on !== wantFns.has(fn)).slice(0, 5));
+  // a pattern the server refuses: its one-line reason is shown, nothing is highlighted
+  const errorsBefore = report.errors.length;
+  await page.fill("#search", "(unclosed");
+  await page.waitForFunction(() => document.querySelector("#match").dataset.matched === "error");
+  const bad = await page.locator("#match").textContent();
+  check(bad.includes("not a regular expression"), "a bad regex shows the server's reason", bad);
+  // the browser logs that answer (a 400) as a failed load: expected here, and only here
+  await page.waitForTimeout(50);
+  const logged = report.errors.splice(errorsBefore);
+  report.errors.push(...logged.filter((e) => !/status of 400/.test(e)));
+  check(logged.length === 1, "the bad regex is the one request that failed", logged);
+  // POSIX classes, which the browser's RegExp does not know, are the server's to match
+  await page.fill("#search", "[[:alpha:]]*" + term.slice(1));
+  await page.waitForFunction(() => /%/.test(document.querySelector("#match").textContent));
+  const posix = Number(await page.evaluate(() => document.querySelector("#match").dataset.matched));
+  check(posix >= fq.matched, "a POSIX class search matches on the server", [posix, fq.matched]);
   await page.fill("#search", "");
 
   // ---- functions table, sandwich
@@ -200,6 +246,7 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   // ---- RSS: a dragged range narrows the functions table
   await page.click("#tab-functions");
   await page.waitForSelector("#functions-table tbody tr");
+  await page.locator("#rss").scrollIntoViewIfNeeded();
   const rss = await page.locator("#rss").boundingBox();
   await page.mouse.move(rss.x + 64 + (rss.width - 72) * 0.1, rss.y + 40);
   await page.mouse.down();
@@ -266,6 +313,55 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   await page.waitForFunction(() => new URL(location.href).searchParams.get("native") === "0");
   await settle();
   check(!(await kinds()).includes("native"), "the native switch hides native frames");
+
+  // ---- prefetch, on the run with the most samples (where a zoom can need levels finer
+  // than those loaded): while the page is idle, the widest frames get the levels their zoom
+  // needs; the frame under the pointer gets them while the pointer rests, so the click that
+  // follows asks the server nothing
+  const dense = runs.reduce((a, b) => (b.samples > a.samples ? b : a));
+  await page.goto(`${base}/runs/${dense.id}`);
+  await page.waitForFunction(() => window.vmprofUI?.state.rects?.length > 0, null, { timeout: 15000 });
+  await settle();
+  await page.waitForFunction(() => window.vmprofUI.prefetches > 0 && !window.vmprofUI.idlePrefetching &&
+                                   window.vmprofUI.pendingTrees() === 0, null, { timeout: 10000 }).catch(() => null);
+  const idleDone = await page.evaluate(() => {
+    const ui = window.vmprofUI, z = ui.state.zoom;
+    const wide = ui.state.rects.filter((q) => q[3] !== z && q[2] >= 8).sort((a, b) => b[2] - a[2]).slice(0, 2);
+    return { samples: ui.state.total, prefetches: ui.prefetches, wide: wide.map((q) => [q[3], ui.zoomNeedsRequest(q[3])]) };
+  });
+  check(idleDone.prefetches > 0 && idleDone.wide.every(([, need]) => !need),
+        "while idle, the widest frames' levels are loaded before any click", idleDone);
+  const treeAsks = [];
+  page.on("request", (r) => { if (r.url().includes("/tree?")) treeAsks.push(r.url()); });
+  const target = await page.evaluate(() => {
+    const ui = window.vmprofUI, z = ui.state.zoom;
+    const q = ui.state.rects.filter((q) => q[3] !== z && q[2] >= 4 && ui.zoomNeedsRequest(q[3])).sort((a, b) => b[2] - a[2])[0];
+    return q ? [...q, ui.node(q[3]).path.join(".")] : null;
+  });
+  check(target !== null, "a frame drawn needs more levels to be zoomed into", idleDone);
+  if (target) {
+    await page.evaluate((y) => { document.querySelector("#flame").scrollTop = Math.max(0, y - 100); }, target[1]);
+    const fb = await page.locator("#flame canvas").boundingBox();
+    const at = [fb.x + target[0] + Math.min(target[2] / 2, 10), fb.y + target[1] + 8];
+    await page.mouse.move(at[0], at[1]);
+    await page.waitForFunction((n) => !window.vmprofUI.zoomNeedsRequest(n) && window.vmprofUI.pendingTrees() === 0,
+                               target[3], { timeout: 10000 }).catch(() => null);
+    const asksFor = () => treeAsks.filter((u) => new URL(u).searchParams.get("path") === target[4]).length;
+    const hovered = asksFor();
+    await page.mouse.click(at[0], at[1]);
+    await settle();
+    const zs = await ui(), zr = zs.rects.find((q) => q[3] === zs.zoom);
+    const zApi = await api(`runs/${dense.id}/tree?path=${zs.zoomPath.join(".")}&depth=1`);
+    check(hovered === 1 && asksFor() === 1 && zs.zoom === target[3] && zr && near(zr[2], cw) &&
+          zApi.node.total === zs.zoomTotal,
+          "resting the pointer on a frame loads its levels: the click zooms without asking the server",
+          { hovered, after: asksFor(), zoom: [zs.zoom, target[3]], total: [zs.zoomTotal, zApi.node.total] });
+  }
+
+  // ---- a time range without samples says so
+  await page.goto(`${base}/runs/${dense.id}?from=1e12&to=2e12`);
+  await page.waitForSelector("#empty:not([hidden])", { timeout: 10000 }).catch(() => null);
+  check(await page.locator("#empty").isVisible(), "a selection without samples says so");
 
   // ---- compare two runs
   const natives = runs.filter((r) => (r.modes || []).includes("native"));

@@ -1,5 +1,6 @@
-"""The program the UI tests profile: two threads, three levels of calls, a
-growing then released memory (for --mem), and loops on distinct lines (for
+"""The program the UI tests profile: two threads, three levels of calls and a
+chain of 30 more (deeper than a screen of flame graph rows), a growing then
+released memory (for --mem), and loops on distinct lines (for
 --lines).  ROUNDS scales it (argv[1])."""
 import sys
 import threading
@@ -18,10 +19,19 @@ def strings(n):
     return sorted(str(i) for i in range(n))
 
 
+def down_a(depth):
+    return down_b(depth - 1) if depth else squares(10000)
+
+
+def down_b(depth):
+    return down_a(depth - 1)
+
+
 def compute(rounds):
     for _ in range(rounds):
         squares(20000)
         strings(3000)
+        down_a(30)
 
 
 def grow():
