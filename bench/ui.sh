@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # The server UI's run page in headless chromium (bench/ui_bench.mjs): time until the
-# flame graph is drawn, bytes transferred before the first zoom, time of a zoom; on
-# the 1M-sample profile of the reader bench and on a 10-sample profile (the floor),
-# both uploaded with `python -m vmprof.upload` to a vmprof-server started here.
-#   bench/ui.sh [REPEATS]     (default 5; medians are printed)
-#   VMPROF_SERVER=PATH bench/ui.sh   another server binary (default build/server/vmprof-server)
+# flame graph is drawn, bytes transferred before the first zoom, and zooms; on the
+# 1M-sample profile of the reader bench and on a 10-sample profile (the floor), both
+# uploaded with `python -m vmprof.upload` to a vmprof-server started here.
+#   bench/ui.sh [ROUNDS]                 (default 5; medians over the rounds)
+#   UI_BASELINE=REV bench/ui.sh [ROUNDS] the same against the server and UI of git
+#                                        revision REV (exported and built under
+#                                        bench/out/ui-REV), rounds interleaved
+#   VMPROF_SERVER=PATH bench/ui.sh       another server binary (default build/server/vmprof-server)
 # Goals (issue 13): 1M run interactive < 1 s, < 2 MB before the first zoom, zoom < 100 ms.
-# Two zooms are timed: into the widest frame of the second row, and into the widest
-# frame of the deepest row drawn (the zoom must fetch the levels under it).
+# Zooms timed (ui_bench.mjs): into the widest frame of the second row; into the widest
+# frame whose zoom needs levels not loaded yet, clicked at once (the request's round
+# trip); the same after the pointer rested on it 300 ms, as a hand does before a click.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${BENCH_PY:-3.11}"
-REPEATS="${1:-5}"
+ROUNDS="${1:-5}"
 OUT=bench/out
 SERVER="${VMPROF_SERVER:-build/server/vmprof-server}"
 mkdir -p "$OUT"
@@ -23,44 +27,71 @@ for n in 1000000 10; do
     [ -f "$OUT/big-$n.prof" ] || { "$OUT/gen_profile" "$OUT/big-$n.prof.tmp" "$n" && mv "$OUT/big-$n.prof.tmp" "$OUT/big-$n.prof"; }
 done
 
-data=$(mktemp -d)
-"$SERVER" --data "$data" --listen 127.0.0.1:0 > "$data/server.out" 2> "$data/server.err" &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 100); do grep -q serving "$data/server.out" 2>/dev/null && break; sleep 0.1; done
-url=$(awk '/serving/ {print $3; exit}' "$data/server.out")
-[ -n "$url" ] || { echo "bench/ui.sh: the server did not start: $(cat "$data/server.err")" >&2; exit 1; }
+builds=("this:$SERVER")
+if [ -n "${UI_BASELINE:-}" ]; then
+    rev=$(git rev-parse --short "$UI_BASELINE")
+    base="$OUT/ui-$rev"
+    if [ ! -x "$base/build/server/vmprof-server" ] || [ ! -f "$base/web/dist/app.js" ]; then
+        rm -rf "$base"; mkdir -p "$base"
+        git archive "$rev" | tar -x -C "$base"
+        ln -s "$PWD/web/node_modules" "$base/web/node_modules"
+        (cd "$base/web" && node build.mjs >/dev/null)
+        (cd "$base" && scripts/build.sh server -Dextension=false -Dserver=true -Dbuildtype=debugoptimized >/dev/null)
+    fi
+    builds=("$rev:$base/build/server/vmprof-server" "${builds[@]}")
+fi
 
-upload() {  # upload FILE -> the run id
-    (cd "$data" && "$OLDPWD/.venv/$PY/bin/python" -m vmprof.upload "$OLDPWD/$1" --web-url "$url" 2>&1) \
+data=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$data"' EXIT
+upload() {  # upload URL FILE -> the run id
+    (cd "$data" && "$OLDPWD/.venv/$PY/bin/python" -m vmprof.upload "$OLDPWD/$2" --web-url "$1" 2>&1) \
         | sed -n 's|.*/#/\([0-9a-f]*\).*|\1|p' | tail -1
 }
-big=$(upload "$OUT/big-1000000.prof")
-small=$(upload "$OUT/big-10.prof")
-# The server keeps working after an upload (it gzips the raw file in the background):
-# measure once it is idle (under 5% of a core over half a second), at most 60 s later.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-for _ in $(seq 120); do
-    a=$(cpu_ticks); sleep 0.5; b=$(cpu_ticks)
-    [ $((b - a)) -le 2 ] && break
+targets=()  # name url small big, per build
+for b in "${builds[@]}"; do
+    name=${b%%:*} bin=${b#*:}
+    mkdir -p "$data/$name"
+    "$bin" --data "$data/$name" --listen 127.0.0.1:0 > "$data/$name.out" 2> "$data/$name.err" &
+    pid=$!; pids+=("$pid")
+    for _ in $(seq 100); do grep -q serving "$data/$name.out" 2>/dev/null && break; sleep 0.1; done
+    url=$(awk '/serving/ {print $3; exit}' "$data/$name.out")
+    [ -n "$url" ] || { echo "bench/ui.sh: the server $bin did not start: $(cat "$data/$name.err")" >&2; exit 1; }
+    big=$(upload "$url" "$OUT/big-1000000.prof")
+    small=$(upload "$url" "$OUT/big-10.prof")
+    # The server keeps working after an upload (it gzips the raw file in the background):
+    # measure once it is idle (under 5% of a core over half a second), at most 60 s later.
+    cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+    for _ in $(seq 120); do
+        a=$(cpu_ticks); sleep 0.5; c=$(cpu_ticks)
+        [ $((c - a)) -le 2 ] && break
+    done
+    targets+=("$name $url $small $big")
 done
-echo "bench/ui.sh: $(uptime | sed 's/.*load/load/'), $REPEATS cold page loads each" >&2
-for run in "$small" "$big"; do
-    node bench/ui_bench.mjs "$url" "$run" "$REPEATS"
+echo "bench/ui.sh: $(uptime | sed 's/.*load/load/'), $ROUNDS rounds, builds: ${builds[*]%%:*}" >&2
+for _ in $(seq "$ROUNDS"); do
+    for t in "${targets[@]}"; do
+        read -r name url small big <<< "$t"
+        node bench/ui_bench.mjs "$url" "$small" 1 | sed "s/^/$name 10 /"
+        node bench/ui_bench.mjs "$url" "$big" 1 | sed "s/^/$name 1M /"
+    done
 done | python3 -c '
-import json, sys
-rows = [json.loads(l) for l in sys.stdin if l.strip()]
-names = ["10 samples (floor)", "1M samples"]
-print("| run | interactive (ms): median (min–max) | bytes before zoom | requests | zoom drawn / complete (ms) | zoom that fetches: drawn / complete (ms) |")
-print("|---|---:|---:|---:|---:|---:|")
-for name, r in zip(names, rows):
-    print("| %s | %.0f (%.0f–%.0f) | %d | %d | %.1f / %.1f | %.1f / %.1f |" % (name, r["interactive_ms"],
-          r["interactive_min_ms"], r["interactive_max_ms"],
-          r["bytes_before_zoom"], r["requests_before_zoom"], r["zoom_drawn_ms"], r["zoom_ms"],
-          r["deep_zoom_drawn_ms"], r["deep_zoom_ms"]))
-if len(rows) == 2:
-    print("\nratio 1M / floor: interactive %.2fx, bytes %.2fx, zoom %.2fx" % (
-        rows[1]["interactive_ms"] / rows[0]["interactive_ms"],
-        rows[1]["bytes_before_zoom"] / rows[0]["bytes_before_zoom"],
-        rows[1]["zoom_ms"] / max(rows[0]["zoom_ms"], 0.1)))
+import json, statistics, sys
+rows = {}
+for line in sys.stdin:
+    build, size, js = line.split(" ", 2)
+    rows.setdefault((build, size), []).extend(json.loads(js)["runs"])
+def med(rs, k):
+    xs = [r[k] for r in rs if r.get(k) is not None]
+    return statistics.median(xs) if xs else float("nan")
+def rng(rs, k):
+    xs = [r[k] for r in rs if r.get(k) is not None]
+    return "%.0f–%.0f" % (min(xs), max(xs)) if xs else "-"
+print("| build | run | loads | interactive ms (min–max) | KB before zoom | levels drawn | zoom ms | zoom that fetches, clicked at once: ms (min–max) | the same after a 300 ms hover: ms (min–max) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for (build, size), rs in rows.items():
+    print("| %s | %s | %d | %.0f (%s) | %.0f | %.0f | %.1f | %.1f (%s) | %.1f (%s) |" % (
+        build, size, len(rs), med(rs, "interactive_ms"), rng(rs, "interactive_ms"), med(rs, "bytes") / 1024,
+        med(rs, "levels"), med(rs, "zoom_ms"), med(rs, "fetch_zoom_ms"), rng(rs, "fetch_zoom_ms"),
+        med(rs, "hover_zoom_ms"), rng(rs, "hover_zoom_ms")))
 '

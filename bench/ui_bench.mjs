@@ -1,8 +1,9 @@
 // The run page of the server's UI in headless chromium: how long until the flame
-// graph is drawn (interactive), how many bytes went over the wire until then, and
-// how long a zoom takes: zoom_drawn_ms until the graph is redrawn from what is
-// loaded (in the click handler), zoom_ms until the deeper levels it needed have been
-// fetched and drawn.  Each repeat is a fresh browser context (cold cache).
+// graph is drawn (interactive), how many bytes went over the wire until then, how
+// many levels it draws, and how long zooms take until the view is complete (levels
+// fetched and drawn): into a frame of the second row, into a frame whose levels are
+// not loaded clicked at once, and into another after the pointer rested on it.
+// Each repeat is a fresh browser context (cold cache).
 //   node bench/ui_bench.mjs BASE_URL RUN_ID [REPEATS]  -> one JSON line
 // Needs playwright-core (tests/js/node_modules) and Debian's chromium.
 import { createRequire } from "node:module";
@@ -30,15 +31,8 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.
 console.log(JSON.stringify({
   run: id, repeats,
   interactive_ms: median(runs.map((r) => r.interactive_ms)),
-  interactive_min_ms: Math.min(...runs.map((r) => r.interactive_ms)),
-  interactive_max_ms: Math.max(...runs.map((r) => r.interactive_ms)),
   bytes_before_zoom: median(runs.map((r) => r.bytes)),
-  requests_before_zoom: median(runs.map((r) => r.requests)),
   zoom_ms: median(runs.map((r) => r.zoom_ms)),
-  zoom_drawn_ms: median(runs.map((r) => r.zoom_drawn_ms)),
-  zoom_fetched: runs.some((r) => r.zoom_fetched),
-  deep_zoom_ms: median(runs.map((r) => r.deep_zoom_ms ?? NaN)),
-  deep_zoom_drawn_ms: median(runs.map((r) => r.deep_zoom_drawn_ms ?? NaN)),
   runs,
 }));
 
@@ -55,36 +49,43 @@ async function once() {
                                    !document.querySelector("#status").textContent, null,
                              { timeout: 60000, polling: 5 });
   const interactive = await page.evaluate(() => window.vmprofUI.firstDrawMs);
+  const levels = await page.evaluate(() => new Set(window.vmprofUI.state.rects.map((q) => q[1])).size);
   const before = { bytes, requests };
-  // zoom into the widest frame of the second row (what a person clicks first), then
-  // into the widest frame of the deepest row drawn (a zoom that must fetch its levels)
-  const zoom = await clickZoom(page, (ui, rects, rows) =>
+  // the widest frame of the second row (what a person clicks first, after looking)
+  await page.waitForTimeout(300);
+  const zoom = await clickZoom(page, 0, (ui, rects, rows) =>
     rects.filter((q) => q[1] === rows[Math.min(1, rows.length - 1)] && q[3] !== ui.state.zoom));
-  const deep = await clickZoom(page, (ui, rects, rows) => rects.filter((q) => {
-    const d = ui.node(q[3]);
-    return q[1] === rows[rows.length - 1] && d.total > d.self;
-  }));
+  // the widest frame whose zoom needs levels not loaded, clicked at once; then another,
+  // after the pointer rested on it 300 ms
+  const needs = (ui, q) => q[3] !== ui.state.zoom && (ui.zoomNeedsRequest ? ui.zoomNeedsRequest(q[3])
+    : !ui.node(q[3]).loaded && ui.node(q[3]).total > ui.node(q[3]).self);  // builds without zoomNeedsRequest
+  const fetch = await clickZoom(page, 0, (ui, rects, rows, needs) => rects.filter((q) => needs(ui, q)), needs.toString());
+  const hover = await clickZoom(page, 300, (ui, rects, rows, needs) => rects.filter((q) => needs(ui, q)), needs.toString());
   await context.close();
-  return { interactive_ms: interactive, bytes: before.bytes, requests: before.requests,
-           zoom_ms: zoom.ms, zoom_drawn_ms: zoom.drawn, zoom_fetched: zoom.fetched,
-           deep_zoom_ms: deep ? deep.ms : null, deep_zoom_drawn_ms: deep ? deep.drawn : null };
+  return { interactive_ms: interactive, bytes: before.bytes, requests: before.requests, levels,
+           zoom_ms: zoom ? zoom.ms : null, fetch_zoom_ms: fetch ? fetch.ms : null,
+           hover_zoom_ms: hover ? hover.ms : null };
 }
 
-/** Clicks the widest of the drawn frames pick() returns; times the redraw and the
- * complete zoom (deeper levels fetched).  null when pick() returns none. */
-async function clickZoom(page, pick) {
-  return page.evaluate(async (pickSrc) => {
-    const ui = window.vmprofUI, rects = ui.state.rects;
+/** Zooms into the widest (3 px or more) of the drawn frames pick() returns: after the
+ * pointer rested `hoverMs` on it (none: clicked at once); the time from the click until
+ * the view is complete (its levels fetched and drawn).  null when pick() returns none. */
+async function clickZoom(page, hoverMs, pick, needsSrc = "null") {
+  return page.evaluate(async ([pickSrc, needsSrc, hoverMs]) => {
+    const ui = window.vmprofUI, rects = ui.state.rects, needs = eval(needsSrc);
     const rows = [...new Set(rects.map((q) => q[1]))].sort((a, b) => a - b);
-    const target = eval(pickSrc)(ui, rects, rows).filter((q) => q[2] >= 3).sort((a, b) => b[2] - a[2])[0];
+    const target = eval(pickSrc)(ui, rects, rows, needs).filter((q) => q[2] >= 3).sort((a, b) => b[2] - a[2])[0];
     if (!target) return null;
     const c = document.querySelector("#flame canvas"), r = c.getBoundingClientRect();
-    const nodesBefore = ui.state.nodes;
+    const at = { clientX: r.left + target[0] + 1, clientY: r.top + target[1] + 5, bubbles: true };
+    if (hoverMs) {
+      c.dispatchEvent(new MouseEvent("mousemove", at));
+      await new Promise((res) => setTimeout(res, hoverMs));
+    }
     const t0 = performance.now();
-    c.dispatchEvent(new MouseEvent("click", { clientX: r.left + target[0] + 1, clientY: r.top + target[1] + 5, bubbles: true }));
-    const drawn = performance.now() - t0;  // the click handler redraws at once from what is loaded
+    c.dispatchEvent(new MouseEvent("click", at));
     while (ui.state.zoom !== target[3] || document.querySelector("#status").textContent)
       await new Promise((res) => setTimeout(res, 1));
-    return { ms: performance.now() - t0, drawn, fetched: ui.state.nodes !== nodesBefore };
-  }, pick.toString());
+    return { ms: performance.now() - t0 };
+  }, [pick.toString(), needsSrc, hoverMs]);
 }

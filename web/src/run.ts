@@ -47,6 +47,8 @@ class ClientTree {
   /** children are all known down to this many samples (Infinity: not loaded) */
   complete: number[] = [Infinity];
   funcs = new Map<number, FuncInfo>();
+  /** the flame graph's colour of each node drawn so far */
+  colour: string[] = [];
   private byKey = new Map<string, number>();
   layout: FlameTree = layoutTree([-1], [0]);
 
@@ -104,8 +106,8 @@ class ClientTree {
   }
 }
 
-/** A tree question asked: its answer, the min= it was asked with, and the client tree it
- * was merged into (each answer is merged once per tree). */
+/** A tree question asked (key: its selection and path): its answer, the min= it was
+ * asked with, and the client tree it was merged into (once per tree). */
 interface Asked { key: string; answer: Promise<TreeAnswer>; min: number; settled: boolean; merged: ClientTree | null; }
 
 interface Selection { thread?: string; native: boolean; interp: boolean; from?: string; to?: string; }
@@ -244,7 +246,15 @@ export class RunPage {
 
     this.graph = createFlameGraph(E.flame, {
       label: (n) => this.tree.func(n).name,
-      colour: (n) => n === 0 ? "#c9c9d1" : kindColour(this.tree.func(n).kind || "", this.tree.func(n).name + (this.tree.func(n).file || "")),
+      colour: (n) => {
+        const t = this.tree;
+        let c = t.colour[n];
+        if (c === undefined) {
+          const f = t.func(n);
+          c = t.colour[n] = n === 0 ? "#c9c9d1" : kindColour(f.kind || "", f.name + (f.file || ""));
+        }
+        return c;
+      },
       more: (n, last) => (last || this.tree.complete[n] === Infinity) && this.tree.value[n] > this.tree.self[n],
       maxDepth: DRAW_DEPTH,
       minShare: DRAW_MIN,
@@ -314,17 +324,17 @@ export class RunPage {
    * prefetch of the same node instead of asking again. */
   private inflight = new Map<string, Asked>();
 
-  /** Asks for the subtree at `path` (or finds that question in flight).  min= is a
-   * share of the selection: FETCH_MIN of the node when its count is known.  The
-   * counts of the nodes on the way (chain) are asked only when they are not known. */
-  private ask(path: number[]): Asked {
+  /** Asks for the subtree at `path`, unless a question of it at least as fine is in
+   * flight.  min= is a share of the selection: `share` of the node when its count is
+   * known.  The counts of the nodes on the way (chain) are asked only when not known. */
+  private ask(path: number[], share = FETCH_MIN): Asked {
     const t = this.tree, n = t.value[0] ? t.find(path) : -1;
-    const min = Number((FETCH_MIN * (n > 0 ? t.value[n] / t.value[0] : 1)).toPrecision(6));
+    const min = Number((share * (n > 0 ? t.value[n] / t.value[0] : 1)).toPrecision(6));
     const params = { ...this.selParams(), path: path.join("."), depth: FETCH_DEPTH, min,
                      chain: path.length > 1 && n >= 0 ? 0 : undefined };
-    const key = JSON.stringify(params);
+    const key = JSON.stringify({ ...params, min: undefined });
     let q = this.inflight.get(key);
-    if (!q) {
+    if (!q || q.min > min) {
       const asked: Asked = { key, answer: get<TreeAnswer>(`runs/${encodeURIComponent(this.id)}/tree`, params),
                              min, settled: false, merged: null };
       asked.answer.then(() => { asked.settled = true; }, () => { asked.settled = true; });
@@ -338,7 +348,9 @@ export class RunPage {
   private async fetchTree(path: number[], quiet = false): Promise<boolean> {
     const gen = this.gen;
     if (!quiet) this.el.status.textContent = "loading…";
-    const q = this.ask(path);
+    // a zoom waiting for its levels asks what its view draws (DRAW_MIN); a prefetch, and
+    // the first view (prepared by the server), finer, so that later zooms need nothing
+    const q = this.ask(path, quiet || !path.length ? FETCH_MIN : DRAW_MIN);
     try {
       const a = await q.answer;
       if (gen !== this.gen) return false;  // an older selection's (kept: the same question may come back)
