@@ -34,6 +34,8 @@ const DRAW_DEPTH = 128, DRAW_MIN = 0.0005;
 const FETCH_DEPTH = 128, FETCH_MIN = 0.0002;  // a child of 40% or more: no request
 // Prefetch: after the pointer rests this long on a frame; this many frames when idle.
 const HOVER_MS = 40, IDLE_PREFETCHES = 4;
+// The search asks the server once the text has not changed for this long.
+const SEARCH_REST_MS = 150;
 // What makes a search a regular expression (else it is plain text).
 const REGEX_CHARS = /[.*+?^${}()|[\]\\]/, REGEX_CHARS_ALL = /[.*+?^${}()|[\]\\]/g;
 const EXPORTS = ["collapsed", "speedscope", "pprof", "firefox", "html"];
@@ -526,6 +528,9 @@ export class RunPage {
     const gen = this.gen;
     this.el.match.textContent = "searching…";
     delete this.el.match.dataset.matched;
+    // typing: one request once the text rests, not one per key
+    await new Promise((res) => setTimeout(res, SEARCH_REST_MS));
+    if (gen !== this.gen || q !== (this.q("q") || "")) return;
     try {
       const a = await get<FunctionsAnswer>(`runs/${encodeURIComponent(this.id)}/functions`,
         { ...this.selParams(), [regex ? "re" : "q"]: q, limit: 1 });
