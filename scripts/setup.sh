@@ -15,6 +15,8 @@ APT_PACKAGES="build-essential clang meson ninja-build libclang-rt-14-dev zlib1g-
 # builds our extension with.
 APT_PACKAGES="$APT_PACKAGES pypy3 pypy3-dev"
 APT_PACKAGES="$APT_PACKAGES pkg-config libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev libpq-dev postgresql"
+# Its JIT log viewer disassembles machine code with capstone.
+APT_PACKAGES="$APT_PACKAGES libcapstone-dev"
 # The JIT log: its tests record logs with pypy3 (PyPy's built-in _jitlog), and its
 # bench runs the original parser under pypy3 too.
 APT_PACKAGES="$APT_PACKAGES pypy3"

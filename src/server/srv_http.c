@@ -215,7 +215,7 @@ static int match(srv_request *req, const char *pattern)
 }
 
 static const srv_route *const route_tables[] = {srv_upload_routes, srv_api_routes,
-                                                srv_query_routes};
+                                                srv_query_routes, srv_jitlog_routes};
 
 /* Finds the route; sets *wrong_method when the path exists with another. */
 static const srv_route *find_route(srv_request *req, int *wrong_method)

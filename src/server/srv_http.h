@@ -30,6 +30,7 @@ struct MHD_Response;
 typedef struct srv_cache srv_cache;
 typedef struct srv_memo srv_memo;
 typedef struct srv_throttle srv_throttle;
+typedef struct srv_jitlogs srv_jitlogs;
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* a JSON request body */
 
@@ -52,6 +53,7 @@ typedef struct srv_server {
     srv_cache *cache;
     srv_memo *memo;            /* answers of views, kept */
     srv_throttle *logins;      /* failed logins per address */
+    srv_jitlogs *jitlogs;      /* decoded jit logs, kept (srv_jitlog.h) */
     srv_limits limits;
     int anonymous_upload;
     atomic_int uploads_in_flight;
@@ -146,5 +148,6 @@ int srv_check_csrf(srv_request *req);
 extern const srv_route srv_upload_routes[];
 extern const srv_route srv_api_routes[];
 extern const srv_route srv_query_routes[];
+extern const srv_route srv_jitlog_routes[];
 
 #endif /* SRV_HTTP_H */

@@ -30,6 +30,7 @@
 #include "srv_blob.h"
 #include "srv_cache.h"
 #include "srv_http.h"
+#include "srv_jitlog.h"
 #include "srv_memo.h"
 #include "srv_throttle.h"
 #include "srv_store.h"
@@ -346,7 +347,9 @@ static int serve(const options *o)
     /* Kept answers are small beside the profiles: an eighth of the budget. */
     s->memo = srv_memo_new(o->limits.cache_bytes / 8);
     s->logins = srv_throttle_new();
-    if (!s->cache || !s->memo || !s->logins)
+    /* Decoded jit logs (their input bytes plus the ops) get half as much. */
+    s->jitlogs = srv_jitlogs_new(o->limits.cache_bytes / 2, o->data);
+    if (!s->cache || !s->memo || !s->logins || !s->jitlogs)
         die("out of memory");
 
     /* Every thread started from here on inherits this mask: the signals that
@@ -380,6 +383,7 @@ static int serve(const options *o)
     srv_cache_free(s->cache);
     srv_memo_free(s->memo);
     srv_throttle_free(s->logins);
+    srv_jitlogs_free(s->jitlogs);
     srv_store_close(store);
     fprintf(stderr, "vmprof-server: stopped\n");
     return 0;

@@ -417,10 +417,13 @@ int srv_store_run_set_jitlog(srv_store *s, const char *id, srv_err *err)
 
 int srv_store_run_freeze(srv_store *s, const char *id, srv_err *err)
 {
-    srv_param p[] = {SRV_P_TEXT(id), SRV_P_INT(SRV_RUN_FROZEN), SRV_P_INT(SRV_RUN_UPLOADED)};
+    /* A runtime with a profile, or with a jit log alone (pypy3 -m jitlog --web). */
+    srv_param p[] = {SRV_P_TEXT(id), SRV_P_INT(SRV_RUN_FROZEN), SRV_P_INT(SRV_RUN_UPLOADED),
+                     SRV_P_INT(SRV_RUN_CREATED)};
     int64_t n = 0;
-    int rc = exec(s, "UPDATE runs SET state = $2 WHERE id = $1 AND state = $3", p, 3, NULL,
-                  NULL, &n, err, "cannot freeze the run");
+    int rc = exec(s, "UPDATE runs SET state = $2 WHERE id = $1 AND (state = $3 OR"
+                     " (state = $4 AND has_jitlog = 1))", p, 4, NULL, NULL, &n, err,
+                  "cannot freeze the run");
     return changed(rc, n);
 }
 

@@ -101,7 +101,7 @@ int srv_store_run_get(srv_store *s, const char *id, srv_run *run, srv_err *err);
 int srv_store_run_set_profile(srv_store *s, const char *id, const srv_run_facts *facts,
                               const char *filename, srv_err *err);
 int srv_store_run_set_jitlog(srv_store *s, const char *id, srv_err *err);
-/* UPLOADED -> FROZEN; 1 when the run is not in state UPLOADED. */
+/* UPLOADED (or CREATED with a jit log) -> FROZEN; 1 otherwise. */
 int srv_store_run_freeze(srv_store *s, const char *id, srv_err *err);
 int srv_store_run_rename(srv_store *s, const char *id, const char *name, srv_err *err);
 int srv_store_run_delete(srv_store *s, const char *id, srv_err *err);

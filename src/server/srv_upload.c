@@ -37,6 +37,7 @@
 #include "srv_blob.h"
 #include "srv_cache.h"
 #include "srv_http.h"
+#include "srv_jitlog.h"
 #include "srv_memo.h"
 #include "srv_query.h"
 #include "vmprof.h"
@@ -375,6 +376,15 @@ static void finish_upload(srv_request *req)
         return;
     }
     if (u->kind == SRV_BLOB_JITLOG) {
+        /* Decoded now, once; a file that is no jit log is not kept. */
+        if (srv_jitlog_accept(s->jitlogs, u->run.id, &err) < 0) {
+            char path[4200];
+            if (srv_blob_path(s->data_dir, u->run.id, SRV_BLOB_JITLOG, path, sizeof path) == 0)
+                unlink(path);
+            srv_jitlog_forget(s->jitlogs, u->run.id);
+            srv_reply_error(req, 400, "the jit log does not read: %s", err.message);
+            return;
+        }
         int rc = srv_store_run_set_jitlog(s->store, u->run.id, &err);
         if (rc != 0) {
             srv_reply_error(req, rc < 0 ? 503 : 400, "%s",
@@ -437,12 +447,13 @@ static void freeze(srv_request *req)
     if (load_open_run(req, &run) < 0)
         return;
     srv_err err = {{0}};
-    int rc = run.state == SRV_RUN_UPLOADED ? srv_store_run_freeze(s->store, run.id, &err) : 1;
+    int rc = run.state == SRV_RUN_UPLOADED || run.has_jitlog
+                 ? srv_store_run_freeze(s->store, run.id, &err) : 1;
     if (rc < 0)
         srv_reply_error(req, 503, "%s", err.message);
     else if (rc > 0)
         srv_reply_error(req, 400, "runtime %s has no profile: upload one with POST "
-                                  "/api/runtime/upload/cpu/%s/add first", run.id, run.id);
+                                  "/api/runtime/upload/cpu/%s/add (or a jit log) first", run.id, run.id);
     else
         srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
     srv_run_clear(&run);
