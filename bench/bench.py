@@ -21,6 +21,9 @@ Sections:
   server    vmprof-server: upload + freeze of the million-sample profile beside
             its C decode, the first tree, wrk on the tree and on a list of
             10,000 runs, RSS against the cache size; see bench_server.py
+  jitlog-server  vmprof-server with that JIT log: upload (decoded on arrival)
+            against the C decoder, the trace list (goal < 100 ms), a trace, a
+            restart; see bench_jitlog_server.py
   process   what the profiler costs the whole process, and many threads
             (bench/process_bench.py)
 """
@@ -495,7 +498,7 @@ def bench_export(args, res):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a smoke run: small, one or two rounds")
-    ap.add_argument("--only", default="reader,sampler,export,pypy,jitlog,server,process")
+    ap.add_argument("--only", default="reader,sampler,export,pypy,jitlog,server,jitlog-server,process")
     ap.add_argument("--rounds", type=int, help="runs of each measurement (default 5, "
                     "quick 2; the original's reader: 5, quick 1)")
     ap.add_argument("--configs", default="", help="a regular expression: run only the "
@@ -541,6 +544,9 @@ def main():
         if "server" in only:
             from bench_server import bench_server
             bench_server(args, res)
+        if "jitlog-server" in only:
+            from bench_jitlog_server import bench_jitlog_server
+            bench_jitlog_server(args, res)
         if "process" in only:
             import process_bench
             process_bench.bench_process(args.ours_py, args.runs, args.quick, res)

@@ -28,6 +28,7 @@ export interface Run extends RunSummary {
   may_change?: boolean;
   max_rss_kib?: number | null;
   exports?: string[];
+  has_jitlog?: boolean;     // a PyPy jit log came with it (jitlog.ts shows it)
 }
 
 export interface FuncInfo { name: string; file?: string; line?: number; kind?: string; }

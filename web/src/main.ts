@@ -6,6 +6,7 @@ import { ApiError, RunList, RunSummary, Session, get, runDuration, send, setCsrf
 import { clear, errorBox, fmtCount, fmtMs, fmtWhen, h } from "./dom";
 import { RunPage } from "./run";
 import { ComparePage } from "./compare";
+import { jitlogPage } from "./jitlog";
 import { navigate, setRouter } from "./nav";
 
 export interface Page { update?(url: URL): boolean; destroy?(): void; }
@@ -28,9 +29,10 @@ document.addEventListener("click", (ev) => {
 window.addEventListener("popstate", () => route());
 
 function route(): void {
-  // the address `python -m vmprof --web` prints is BASE/#/ID (the original's form)
-  const legacy = /^#\/([0-9A-Za-z_-]+)$/.exec(location.hash);
-  if (location.pathname === "/" && legacy) history.replaceState(null, "", "/runs/" + legacy[1]);
+  // the address `python -m vmprof --web` prints is BASE/#/ID (the original's form),
+  // and `python -m jitlog --web`'s BASE/#/ID/traces
+  const legacy = /^#\/([0-9A-Za-z_-]+)(\/traces)?$/.exec(location.hash);
+  if (location.pathname === "/" && legacy) history.replaceState(null, "", "/runs/" + legacy[1] + (legacy[2] || ""));
   const url = new URL(location.href);
   const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
   const key = parts[0] === "runs" || parts[0] === "compare" ? parts.join("/") : parts[0] || "";
@@ -40,7 +42,8 @@ function route(): void {
   pageKey = key;
   clear(app);
   window.scrollTo(0, 0);
-  if (parts[0] === "runs" && parts[1]) page = new RunPage(app, parts[1], url, session);
+  if (parts[0] === "runs" && parts[1] && parts[2] === "traces") page = jitlogPage(app, parts[1], parts[3], url);
+  else if (parts[0] === "runs" && parts[1]) page = new RunPage(app, parts[1], url, session);
   else if (parts[0] === "compare" && parts[1] && parts[2]) page = new ComparePage(app, parts[1], parts[2], url);
   else if (parts[0] === "login") loginPage(url);
   else if (parts[0] === "token") tokenPage();
