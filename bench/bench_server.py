@@ -191,21 +191,94 @@ def bench_server(args, res):
         db.commit()
         db.close()
         server = Server(data, "--cache-size", CACHE)
-        # Page 100: by its number where the server pages by OFFSET (a number
-        # in "next"), else by the cursor that page 99 gave.
-        page = "1"
-        for _ in range(99):
-            page = str(json.loads(server.request("GET", "/api/runs?page=" + page))["next"])
-        out = []
-        r["list_wrk"] = {}
-        for label, query in (("first page", ""), ("page 100", "?page=" + page),
-                             ("search q=case 77 (111 runs match)", "?q=case%2077"),
-                             ("search q=bench (every run matches)", "?q=bench")):
-            rps, p50, p99 = wrk("%s/api/runs%s" % (server.url, query))
-            r["list_wrk"][label] = {"rps": rps, "p50_ms": p50, "p99_ms": p99}
-            out.append((label, fmt(rps, "%.0f"), fmt(p50, "%.2f ms"), fmt(p99, "%.2f ms")))
+        out, r["list_wrk"] = list_under_wrk(server)
         server.stop()
         table("vmprof-server: GET /api/runs with 10,000 runs (SQLite), wrk 16 connections, 10 s",
               ["", "requests/s", "p50", "p99 (goal < 10 ms)"], out)
+        bench_list_postgres(r, os.path.join(data, "pg-files"))
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+LIST_QUERIES = (("first page", ""), ("page 100", None),
+                ("search q=case 77 (111 runs match)", "?q=case%2077"),
+                ("search q=bench (every run matches)", "?q=bench"))
+
+
+def list_under_wrk(server):
+    """The rows of the list table: each of LIST_QUERIES under wrk.  Page 100
+    by its number where the server pages by OFFSET (a number in "next"),
+    else by the cursor that page 99 gave."""
+    page = "1"
+    for _ in range(99):
+        page = str(json.loads(server.request("GET", "/api/runs?page=" + page))["next"])
+    rows, figures = [], {}
+    for label, query in LIST_QUERIES:
+        rps, p50, p99 = wrk("%s/api/runs%s" % (server.url, "?page=" + page if query is None
+                                                else query))
+        figures[label] = {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+        rows.append((label, fmt(rps, "%.0f"), fmt(p50, "%.2f ms"), fmt(p99, "%.2f ms")))
+    return rows, figures
+
+
+def as_postgres(*cmd, **kw):
+    if os.geteuid() == 0:
+        cmd = ("runuser", "-u", "postgres", "--") + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
+
+
+def bench_list_postgres(r, data):
+    """The same list against Debian's PostgreSQL, started here in a temporary
+    folder (Unix socket only, fsync off: the reads are measured)."""
+    import glob
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins:
+        log("server: no PostgreSQL (scripts/setup.sh installs it); its list is not measured")
+        return
+    root = tempfile.mkdtemp(prefix="vmprof-bench-pg-")
+    os.chmod(root, 0o755)
+    pgdata, sock = os.path.join(root, "data"), os.path.join(root, "run")
+    os.mkdir(sock)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+    pg = None
+    try:
+        out = as_postgres(os.path.join(bins[-1], "initdb"), "-D", pgdata, "-A", "trust",
+                          "-U", "postgres", "--no-sync")
+        if out.returncode:
+            raise RuntimeError("initdb: " + out.stderr)
+        pg = subprocess.Popen(
+            (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
+            + [os.path.join(bins[-1], "postgres"), "-D", pgdata, "-k", sock, "-p", "5432",
+               "-c", "listen_addresses=", "-c", "fsync=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if as_postgres(os.path.join(bins[-1], "pg_isready"), "-h", sock,
+                           "-p", "5432").returncode == 0:
+                break
+            time.sleep(0.1)
+        as_postgres(os.path.join(bins[-1], "createdb"), "-h", sock, "-p", "5432", "vmprof")
+        url = "postgresql:///vmprof?host=%s&port=5432&user=postgres" % sock
+        server = Server(data, "--database", url)  # makes the schema
+        # 10,000 frozen runs, made by SQL: the list reads rows only.
+        sql = ("INSERT INTO runs (id, argv, vm, created, state, samples, duration, threads,"
+               " mode, interp, raw_size, complete)"
+               " SELECT lpad(to_hex(3458764513820540928 + i), 16, '0'),"
+               " 'bench.py --case ' || i, 'CPython', 1700000000000 + i, 2, 1000000, 12.5,"
+               " 1, 0, 'cpython', 339429145, 1 FROM generate_series(0, 9999) AS i;"
+               " ANALYZE runs;")
+        out = as_postgres(os.path.join(bins[-1], "psql"), "-h", sock, "-p", "5432", "-d",
+                          "vmprof", "-v", "ON_ERROR_STOP=1", "-c", sql)
+        if out.returncode:
+            raise RuntimeError("psql: " + out.stderr)
+        rows, r["list_wrk_postgres"] = list_under_wrk(server)
+        server.stop()
+        table("vmprof-server: GET /api/runs with 10,000 runs (PostgreSQL %s, same machine), "
+              "wrk 16 connections, 10 s" % os.path.basename(os.path.dirname(bins[-1])),
+              ["", "requests/s", "p50", "p99 (goal < 10 ms)"], rows)
+    finally:
+        if pg:
+            pg.terminate()
+            pg.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
