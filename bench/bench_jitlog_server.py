@@ -79,6 +79,7 @@ def bench_jitlog_server(args, res):
         n_traces = json.loads(server.request("GET", "/api/runs/%s/jitlog" % rid))["traces"]
         times = {}
         sizes = {}
+        counts = {}
         for label, q in questions:
             runs = []
             for _ in range(max(rounds * 4, 10)):
@@ -86,6 +87,9 @@ def bench_jitlog_server(args, res):
                 runs.append(dt)
             times[label] = runs
             sizes[label] = len(body)
+            answer = json.loads(server.request("GET", q))
+            counts[label] = ("%d traces" % len(answer["traces"]) if "traces" in answer
+                             else "%d ops" % sum(len(s["ops"]) for s in answer["stages"].values()))
         r["requests"] = times
         server.stop()
         server = Server(data, "--cache-size", "1G")
@@ -99,7 +103,7 @@ def bench_jitlog_server(args, res):
              "%d KB up" % (r["gzip_bytes"] // 1024)]]
     for label, _ in questions:
         rows.append([label, fmt(median(times[label]) * 1000, "%.1f ms"), "", "",
-                     "%d KB (gzip)" % (sizes[label] // 1024)])
+                     "%s, %.1f KB (gzip)" % (counts[label], sizes[label] / 1024.0)])
     rows.append(["first list after a restart (decoded from the file)", fmt(cold, "%.2f s"),
                  "", "", ""])
     rows.append(["the list again after that", fmt(warm * 1000, "%.1f ms"), "", "", ""])
