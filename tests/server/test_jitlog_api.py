@@ -324,3 +324,59 @@ def run_pypy_jitlog(cwd, *args):
         python = PYPY
     return subprocess.run([python, "-m", "jitlog"] + list(args), capture_output=True,
                           text=True, timeout=180, cwd=str(cwd), env=env)
+
+
+def test_queries_and_trace_names_from_the_network_never_break_the_server(server, calc_run):
+    # parsed, never evaluated: whatever arrives is 200 or 400 with a column, and
+    # the server still answers (the second round of make test-server runs this
+    # against the ASan+UBSan build)
+    import random
+    rng = random.Random(14)
+    seeds = ['loops & func("merge_sort")', '~(op("guard_class") | bridges())',
+             "__import__('os').system('true')", "((((loops))))", 'func("\\"")']
+    queries = ["(" * 150 + "loops" + ")" * 150, "~" * 5000 + "loops", "a" * 20000,
+               "\x00", "\xff\xfe", "func('x\\", 'op("' + "x" * 3000]
+    for _ in range(150):
+        q = bytearray(rng.choice(seeds).encode())
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(q) + 1)
+            q[i:i + rng.randint(0, 3)] = bytes(rng.randrange(256) for _ in range(rng.randint(0, 3)))
+        queries.append(q.decode("latin-1"))
+    for q in queries:
+        status, reply, _ = server.get("/api/runs/%s/jitlog/traces?q=%s"
+                                      % (calc_run, urllib.parse.quote(q, safe="")))
+        assert status in (200, 400), (q, status, reply)
+        if status == 400:
+            assert isinstance(reply["column"], int) and 1 <= reply["column"] <= len(q.encode()) + 1
+    for name in ["0", "18446744073709551615", "18446744073709551616", "+1", "%201", "-0",
+                 "0x43", "67.0", "6" * 400]:
+        status, reply, _ = server.get("/api/runs/%s/jitlog/traces/%s" % (calc_run, name))
+        assert status in (400, 404), (name, status)
+    assert server.get("/api/health")[0] == 200
+
+
+def test_damaged_logs_read_up_to_the_damage_in_every_view(server):
+    # cut and corrupted copies of a real log: refused (bad header) or kept with
+    # the decoder's warning, and then every view of every trace answers
+    import random
+    rng = random.Random(140)
+    with open(CALC, "rb") as f:
+        data = f.read()
+    kept = 0
+    for k in range(12):
+        damaged = bytearray(data[:rng.randint(0, len(data))] if k % 3 == 0 else data)
+        for _ in range(rng.randint(1, 30)):
+            if damaged:
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        rid, (status, reply) = upload_jitlog(server, bytes(damaged))
+        assert status in (200, 400), reply
+        if status != 200:
+            assert "the jit log does not read" in reply["error"]
+            continue
+        kept += 1
+        listed = traces(server, rid, sort="entries", limit=100000)
+        for t in listed["traces"][:40]:
+            status, detail, _ = server.get("/api/runs/%s/jitlog/traces/%d" % (rid, t["id"]))
+            assert status == 200, detail
+    assert kept >= 6
+    assert server.get("/api/health")[0] == 200
