@@ -24,7 +24,6 @@
 #include "srv_blob.h"
 #include "srv_cache.h"
 #include "srv_http.h"
-#include "srv_jitlog.h"
 #include "srv_memo.h"
 #include "srv_throttle.h"
 #include "vmprof.h"
@@ -292,7 +291,7 @@ static void delete_run(srv_request *req)
         srv_blob_remove(s->data_dir, run.id);
         srv_cache_drop(s->cache, run.id);
         srv_memo_forget_run(s->memo, run.id);
-        srv_jitlog_forget(s->jitlogs, run.id);
+        srv_cache_drop(s->jitlogs, run.id);
         srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
     }
     srv_run_clear(&run);

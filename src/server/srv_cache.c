@@ -1,6 +1,7 @@
 /*
- * srv_cache.c - the in-memory profiles (see srv_cache.h).  A short list in
- * most-recently-used order: it holds as many profiles as the budget allows,
+ * srv_cache.c - decoded files kept in memory (see srv_cache.h): the
+ * profiles, and through the same code the jit logs (srv_jitlog.c).  A short
+ * list in most-recently-used order: it holds as many as the budget allows,
  * which is tens, not thousands, so a linear search costs nothing next to a
  * query.
  */
@@ -16,7 +17,7 @@
 typedef struct entry {
     struct entry *prev, *next;
     char id[SRV_ID_LEN + 1];
-    vmp_profile *profile;
+    void *value;
     size_t cost;
     int refs;
     int loading;  /* being decoded by the first asker */
@@ -30,13 +31,16 @@ struct srv_cache {
     entry *head, *tail;
     size_t bytes, budget;
     char data_dir[4096];
+    srv_cache_kind kind;
 };
 
-srv_cache *srv_cache_new(size_t budget_bytes, const char *data_dir)
+srv_cache *srv_cache_new_of(size_t budget_bytes, const char *data_dir,
+                            const srv_cache_kind *kind)
 {
     srv_cache *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    c->kind = *kind;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->loaded, NULL);
     c->budget = budget_bytes;
@@ -72,11 +76,12 @@ static void free_entry(srv_cache *c, entry *e)
 {
     unlink_entry(c, e);
     c->bytes -= e->cost;
-    vmp_profile_free(e->profile);
+    if (e->value)
+        c->kind.free(e->value);
     free(e);
 }
 
-/* Drops unused profiles, oldest first, until the budget holds. */
+/* Drops unused values, oldest first, until the budget holds. */
 static void evict(srv_cache *c)
 {
     for (entry *e = c->tail, *prev; e && c->bytes > c->budget; e = prev) {
@@ -97,10 +102,6 @@ void srv_cache_free(srv_cache *c)
     free(c);
 }
 
-size_t srv_cache_cost(const vmp_profile *p)
-{
-    return vmp_profile_memory(p) + sizeof(entry);
-}
 
 static entry *find(srv_cache *c, const char *id)
 {
@@ -117,16 +118,16 @@ static void forget(srv_cache *c, entry *e)
         free_entry(c, e);
 }
 
-void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p)
+void srv_cache_put_value(srv_cache *c, const char *id, void *value)
 {
     entry *e = calloc(1, sizeof *e);
     if (!e) {
-        vmp_profile_free(p);
+        c->kind.free(value);
         return;
     }
     snprintf(e->id, sizeof e->id, "%s", id);
-    e->profile = p;
-    e->cost = srv_cache_cost(p);
+    e->value = value;
+    e->cost = c->kind.cost(value) + sizeof *e;
     pthread_mutex_lock(&c->lock);
     entry *old = find(c, id);
     if (old)
@@ -137,7 +138,7 @@ void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p)
     pthread_mutex_unlock(&c->lock);
 }
 
-const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)
+const void *srv_cache_get_value(srv_cache *c, const char *id, srv_err *err)
 {
     pthread_mutex_lock(&c->lock);
     entry *e = find(c, id);
@@ -145,7 +146,7 @@ const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)
         e->refs++;
         while (e->loading)
             pthread_cond_wait(&c->loaded, &c->lock);
-        if (!e->profile) {
+        if (!e->value) {
             snprintf(err->message, sizeof err->message, "%s", e->error);
             if (--e->refs == 0)
                 free_entry(c, e);
@@ -155,7 +156,7 @@ const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)
         unlink_entry(c, e);
         push_front(c, e);
         pthread_mutex_unlock(&c->lock);
-        return e->profile;
+        return e->value;
     }
     e = calloc(1, sizeof *e);
     if (!e) {
@@ -169,20 +170,15 @@ const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)
     push_front(c, e);
     pthread_mutex_unlock(&c->lock);
 
-    char path[4200];
-    vmp_profile *p = NULL;
-    vmp_error verr = {0};
-    if (srv_blob_path(c->data_dir, id, SRV_BLOB_PROFILE, path, sizeof path) < 0)
-        snprintf(e->error, sizeof e->error, "the profile file of run %s is missing", id);
-    else if (!(p = vmp_profile_read_file(path, NULL, &verr)))
-        snprintf(e->error, sizeof e->error, "the stored profile of run %s does not read: %s", id,
-                 verr.message);
+    srv_err lerr = {{0}};
+    void *p = c->kind.load(c->data_dir, id, &lerr);
+    snprintf(e->error, sizeof e->error, "%s", lerr.message);
 
     pthread_mutex_lock(&c->lock);
     e->loading = 0;
-    e->profile = p;
+    e->value = p;
     if (p) {
-        e->cost = srv_cache_cost(p);
+        e->cost = c->kind.cost(p) + sizeof *e;
         c->bytes += e->cost;
         evict(c);
     } else {
@@ -196,13 +192,13 @@ const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)
     return p;
 }
 
-void srv_cache_release(srv_cache *c, const vmp_profile *p)
+void srv_cache_release_value(srv_cache *c, const void *p)
 {
     if (!p)
         return;
     pthread_mutex_lock(&c->lock);
     for (entry *e = c->head; e; e = e->next)
-        if (e->profile == p) {
+        if (e->value == p) {
             if (--e->refs == 0 && e->gone)
                 free_entry(c, e);
             break;
@@ -226,4 +222,56 @@ size_t srv_cache_bytes(srv_cache *c)
     size_t n = c->bytes;
     pthread_mutex_unlock(&c->lock);
     return n;
+}
+
+/* ---- profiles ------------------------------------------------------------------ */
+
+static void *profile_load(const char *data_dir, const char *id, srv_err *err)
+{
+    char path[4200];
+    vmp_profile *p = NULL;
+    vmp_error verr = {0};
+    if (srv_blob_path(data_dir, id, SRV_BLOB_PROFILE, path, sizeof path) < 0)
+        snprintf(err->message, sizeof err->message, "the profile file of run %s is missing", id);
+    else if (!(p = vmp_profile_read_file(path, NULL, &verr)))
+        snprintf(err->message, sizeof err->message,
+                 "the stored profile of run %s does not read: %s", id, verr.message);
+    return p;
+}
+
+static void profile_free(void *p)
+{
+    vmp_profile_free(p);
+}
+
+static size_t profile_cost(const void *p)
+{
+    return vmp_profile_memory(p);
+}
+
+static const srv_cache_kind profiles = {profile_load, profile_free, profile_cost};
+
+srv_cache *srv_cache_new(size_t budget_bytes, const char *data_dir)
+{
+    return srv_cache_new_of(budget_bytes, data_dir, &profiles);
+}
+
+size_t srv_cache_cost(const vmp_profile *p)
+{
+    return profile_cost(p) + sizeof(entry);
+}
+
+void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p)
+{
+    srv_cache_put_value(c, id, p);
+}
+
+const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)
+{
+    return srv_cache_get_value(c, id, err);
+}
+
+void srv_cache_release(srv_cache *c, const vmp_profile *p)
+{
+    srv_cache_release_value(c, p);
 }

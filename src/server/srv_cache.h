@@ -1,6 +1,8 @@
 /*
  * srv_cache.h - decoded profiles kept in memory, so that the views of a run
- * are answered from the model the upload built, without decoding again.
+ * are answered from the model the upload built, without decoding again.  The
+ * same cache, given another kind of value, keeps the decoded jit logs
+ * (srv_jitlog.c): srv_cache_new_of and the *_value functions.
  *
  * Bounded by a byte budget (--cache-size): the least recently used profiles
  * are dropped first (one in use stays alive until released).  A profile not
@@ -34,6 +36,22 @@ const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err);
 void srv_cache_release(srv_cache *c, const vmp_profile *p);
 /* Forgets run id (deleted). */
 void srv_cache_drop(srv_cache *c, const char *id);
+
+/* ---- any kind of decoded file ---- */
+
+typedef struct srv_cache_kind {
+    /* Decodes run id's stored file: the value, or NULL with err set. */
+    void *(*load)(const char *data_dir, const char *id, srv_err *err);
+    void (*free)(void *value);
+    /* The memory a value holds, charged against the budget. */
+    size_t (*cost)(const void *value);
+} srv_cache_kind;
+
+srv_cache *srv_cache_new_of(size_t budget_bytes, const char *data_dir,
+                            const srv_cache_kind *kind);
+void srv_cache_put_value(srv_cache *c, const char *id, void *value);
+const void *srv_cache_get_value(srv_cache *c, const char *id, srv_err *err);
+void srv_cache_release_value(srv_cache *c, const void *value);
 
 /* Bytes held now, for the bench. */
 size_t srv_cache_bytes(srv_cache *c);

@@ -30,7 +30,6 @@ struct MHD_Response;
 typedef struct srv_cache srv_cache;
 typedef struct srv_memo srv_memo;
 typedef struct srv_throttle srv_throttle;
-typedef struct srv_jitlogs srv_jitlogs;
 
 #define SRV_JSON_BODY_MAX (1u << 20) /* a JSON request body */
 
@@ -53,7 +52,7 @@ typedef struct srv_server {
     srv_cache *cache;
     srv_memo *memo;            /* answers of views, kept */
     srv_throttle *logins;      /* failed logins per address */
-    srv_jitlogs *jitlogs;      /* decoded jit logs, kept (srv_jitlog.h) */
+    srv_cache *jitlogs;        /* decoded jit logs, kept (srv_jitlog.h) */
     srv_limits limits;
     int anonymous_upload;
     atomic_int uploads_in_flight;

@@ -15,7 +15,6 @@
 #include <capstone/capstone.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 
 #include "srv_api.h"
 #include "srv_blob.h"
+#include "srv_cache.h"
 #include "srv_http.h"
 #include "vjl_forest.h"
 #include "vjl_query.h"
@@ -137,213 +137,35 @@ static jitlog *jitlog_load(const char *data_dir, const char *id, srv_err *err)
 
 /* ---- the cache ---------------------------------------------------------------------- */
 
-/* A short list in most-recently-used order (as srv_cache.c for profiles):
- * the budget holds a handful of logs, so a linear search costs nothing. */
-typedef struct entry {
-    struct entry *prev, *next;
-    char id[SRV_ID_LEN + 1];
-    jitlog *log;
-    int refs;
-    int loading;
-    int gone;
-    char error[256];
-} entry;
-
-struct srv_jitlogs {
-    pthread_mutex_t lock;
-    pthread_cond_t loaded;
-    entry *head, *tail;
-    size_t bytes, budget;
-    char data_dir[4096];
-};
-
-srv_jitlogs *srv_jitlogs_new(size_t budget_bytes, const char *data_dir)
+static void *load_value(const char *data_dir, const char *id, srv_err *err)
 {
-    srv_jitlogs *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->loaded, NULL);
-    c->budget = budget_bytes;
-    snprintf(c->data_dir, sizeof c->data_dir, "%s", data_dir);
-    return c;
+    return jitlog_load(data_dir, id, err);
 }
 
-static void unlink_entry(srv_jitlogs *c, entry *e)
+static void free_value(void *j)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
+    jitlog_free(j);
 }
 
-static void push_front(srv_jitlogs *c, entry *e)
+static size_t cost_value(const void *j)
 {
-    e->prev = NULL;
-    e->next = c->head;
-    if (c->head)
-        c->head->prev = e;
-    c->head = e;
-    if (!c->tail)
-        c->tail = e;
+    return ((const jitlog *)j)->cost;
 }
 
-static void free_entry(srv_jitlogs *c, entry *e)
+static const srv_cache_kind jitlogs = {load_value, free_value, cost_value};
+
+srv_cache *srv_jitlogs_new(size_t budget_bytes, const char *data_dir)
 {
-    unlink_entry(c, e);
-    if (e->log)
-        c->bytes -= e->log->cost;
-    jitlog_free(e->log);
-    free(e);
+    return srv_cache_new_of(budget_bytes, data_dir, &jitlogs);
 }
 
-static void evict(srv_jitlogs *c)
+int srv_jitlog_accept(srv_cache *c, const char *data_dir, const char *id, srv_err *err)
 {
-    for (entry *e = c->tail, *prev; e && c->bytes > c->budget; e = prev) {
-        prev = e->prev;
-        if (e->refs == 0 && !e->loading)
-            free_entry(c, e);
-    }
-}
-
-void srv_jitlogs_free(srv_jitlogs *c)
-{
-    if (!c)
-        return;
-    while (c->head)
-        free_entry(c, c->head);
-    pthread_mutex_destroy(&c->lock);
-    pthread_cond_destroy(&c->loaded);
-    free(c);
-}
-
-static entry *find(srv_jitlogs *c, const char *id)
-{
-    for (entry *e = c->head; e; e = e->next)
-        if (!e->gone && strcmp(e->id, id) == 0)
-            return e;
-    return NULL;
-}
-
-static void forget(srv_jitlogs *c, entry *e)
-{
-    e->gone = 1;
-    if (e->refs == 0 && !e->loading)
-        free_entry(c, e);
-}
-
-void srv_jitlog_forget(srv_jitlogs *c, const char *id)
-{
-    pthread_mutex_lock(&c->lock);
-    entry *e = find(c, id);
-    if (e)
-        forget(c, e);
-    pthread_mutex_unlock(&c->lock);
-}
-
-int srv_jitlog_accept(srv_jitlogs *c, const char *id, srv_err *err)
-{
-    jitlog *log = jitlog_load(c->data_dir, id, err);
+    jitlog *log = jitlog_load(data_dir, id, err);
     if (!log)
         return -1;
-    entry *e = calloc(1, sizeof *e);
-    if (!e) {
-        jitlog_free(log);
-        snprintf(err->message, sizeof err->message, "out of memory");
-        return -1;
-    }
-    snprintf(e->id, sizeof e->id, "%s", id);
-    e->log = log;
-    pthread_mutex_lock(&c->lock);
-    entry *old = find(c, id);
-    if (old)
-        forget(c, old);
-    push_front(c, e);
-    c->bytes += log->cost;
-    evict(c);
-    pthread_mutex_unlock(&c->lock);
+    srv_cache_put_value(c, id, log);
     return 0;
-}
-
-/* Run id's decoded log (release it with release()), decoded from its file
- * when not in memory; NULL with err otherwise. */
-static const jitlog *acquire(srv_jitlogs *c, const char *id, srv_err *err)
-{
-    pthread_mutex_lock(&c->lock);
-    entry *e = find(c, id);
-    if (e) {
-        e->refs++;
-        while (e->loading)
-            pthread_cond_wait(&c->loaded, &c->lock);
-        if (!e->log) {
-            snprintf(err->message, sizeof err->message, "%s", e->error);
-            if (--e->refs == 0)
-                free_entry(c, e);
-            pthread_mutex_unlock(&c->lock);
-            return NULL;
-        }
-        unlink_entry(c, e);
-        push_front(c, e);
-        pthread_mutex_unlock(&c->lock);
-        return e->log;
-    }
-    e = calloc(1, sizeof *e);
-    if (!e) {
-        pthread_mutex_unlock(&c->lock);
-        snprintf(err->message, sizeof err->message, "out of memory");
-        return NULL;
-    }
-    snprintf(e->id, sizeof e->id, "%s", id);
-    e->loading = 1;
-    e->refs = 1;
-    push_front(c, e);
-    pthread_mutex_unlock(&c->lock);
-
-    srv_err lerr = {{0}};
-    jitlog *log = jitlog_load(c->data_dir, id, &lerr);
-
-    pthread_mutex_lock(&c->lock);
-    e->loading = 0;
-    e->log = log;
-    if (log) {
-        c->bytes += log->cost;
-        evict(c);
-    } else {
-        e->gone = 1;
-        snprintf(e->error, sizeof e->error, "%s", lerr.message);
-        snprintf(err->message, sizeof err->message, "%s", lerr.message);
-    }
-    pthread_cond_broadcast(&c->loaded);
-    if (!log && --e->refs == 0)
-        free_entry(c, e);
-    pthread_mutex_unlock(&c->lock);
-    return log;
-}
-
-static void release(srv_jitlogs *c, const jitlog *log)
-{
-    pthread_mutex_lock(&c->lock);
-    for (entry *e = c->head; e; e = e->next)
-        if (e->log == log) {
-            if (--e->refs == 0 && e->gone)
-                free_entry(c, e);
-            break;
-        }
-    evict(c);
-    pthread_mutex_unlock(&c->lock);
-}
-
-size_t srv_jitlogs_bytes(srv_jitlogs *c)
-{
-    pthread_mutex_lock(&c->lock);
-    size_t n = c->bytes;
-    pthread_mutex_unlock(&c->lock);
-    return n;
 }
 
 /* ---- JSON of a forest's parts -------------------------------------------------------- */
@@ -514,7 +336,7 @@ static const jitlog *request_log(srv_request *req)
         return NULL;
     }
     srv_err err = {{0}};
-    const jitlog *j = acquire(req->server->jitlogs, req->args[0], &err);
+    const jitlog *j = srv_cache_get_value(req->server->jitlogs, req->args[0], &err);
     if (!j)
         srv_reply_error(req, 500, "the jit log of run %s does not read: %s", req->args[0],
                         err.message);
@@ -553,7 +375,7 @@ static void get_jitlog(srv_request *req)
     json_object_set_new(o, "source_lines", json_integer((json_int_t)n_src));
     json_object_set_new(o, "bytes", json_integer((json_int_t)vjl_forest_size(f)));
     free(scratch.p);
-    release(req->server->jitlogs, j);
+    srv_cache_release_value(req->server->jitlogs, j);
     srv_reply_json(req, 200, o);
 }
 
@@ -613,7 +435,7 @@ static void list_traces(srv_request *req)
     uint32_t *sel = malloc((n ? n : 1) * sizeof *sel);
     if (!sel) {
         vjl_query_free(query);
-        release(req->server->jitlogs, j);
+        srv_cache_release_value(req->server->jitlogs, j);
         srv_reply_error(req, 503, "out of memory");
         return;
     }
@@ -639,7 +461,7 @@ static void list_traces(srv_request *req)
         json_array_append_new(list, trace_item(j, sel[k], &scratch));
     free(scratch.p);
     free(sel);
-    release(req->server->jitlogs, j);
+    srv_cache_release_value(req->server->jitlogs, j);
     srv_reply_json(req, 200, json_pack("{s:I, s:I, s:I, s:o, s:o}", "total", (json_int_t)n,
                                        "matched", (json_int_t)m, "offset", (json_int_t)offset,
                                        "next", end < m ? json_integer((json_int_t)end)
@@ -814,7 +636,7 @@ static void get_trace(srv_request *req)
     const vjl_forest *f = j->forest;
     uint32_t ti = vjl_forest_find_trace(f, id);
     if (ti == VJL_NONE) {
-        release(req->server->jitlogs, j);
+        srv_cache_release_value(req->server->jitlogs, j);
         srv_reply_error(req, 404, "the jit log of run %s has no trace %llu", req->args[0], id);
         return;
     }
@@ -861,7 +683,7 @@ static void get_trace(srv_request *req)
     if (have_cs)
         cs_close(&cs);
     free(scratch.p);
-    release(req->server->jitlogs, j);
+    srv_cache_release_value(req->server->jitlogs, j);
     srv_reply_json(req, 200, o);
 }
 

@@ -13,9 +13,10 @@
  *   - A jit log is readable by whoever may read its run (srv_load_run).
  *   - q is the query language of vjl_query.h, parsed and never evaluated: a
  *     syntax error is 400 with the message and its 1-based "column".
- *   - Decoded logs are kept like profiles: least recently used dropped first
- *     beyond a byte budget (a log in use stays alive until released); one not
- *     in memory is decoded again from its file, once, while others wait.
+ *   - Decoded logs are kept as profiles are, by srv_cache: least recently
+ *     used dropped first beyond a byte budget (a log in use stays alive until
+ *     released); one not in memory is decoded again from its file, once,
+ *     while others wait.  srv_cache_drop() forgets a run's log.
  *   - Everything here is safe to call from any connection's thread.
  */
 #ifndef SRV_JITLOG_H
@@ -23,21 +24,16 @@
 
 #include <stddef.h>
 
+#include "srv_cache.h"
 #include "srv_store.h"
 
-typedef struct srv_jitlogs srv_jitlogs;
-
-srv_jitlogs *srv_jitlogs_new(size_t budget_bytes, const char *data_dir);
-void srv_jitlogs_free(srv_jitlogs *j);
+/* The cache of decoded jit logs (free it with srv_cache_free). */
+srv_cache *srv_jitlogs_new(size_t budget_bytes, const char *data_dir);
 
 /* A jit log was just stored for run id: decodes it and keeps it, replacing
  * an earlier one.  -1 with err (the decoder's one line) when it is not a jit
  * log at all (a bad header); a log cut or damaged later is kept with its
  * warning, as the decoder reads it. */
-int srv_jitlog_accept(srv_jitlogs *j, const char *id, srv_err *err);
-/* Forgets run id's log (the run was deleted). */
-void srv_jitlog_forget(srv_jitlogs *j, const char *id);
-/* Bytes held now, for the bench. */
-size_t srv_jitlogs_bytes(srv_jitlogs *j);
+int srv_jitlog_accept(srv_cache *jitlogs, const char *data_dir, const char *id, srv_err *err);
 
 #endif /* SRV_JITLOG_H */

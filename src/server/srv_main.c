@@ -383,7 +383,7 @@ static int serve(const options *o)
     srv_cache_free(s->cache);
     srv_memo_free(s->memo);
     srv_throttle_free(s->logins);
-    srv_jitlogs_free(s->jitlogs);
+    srv_cache_free(s->jitlogs);
     srv_store_close(store);
     fprintf(stderr, "vmprof-server: stopped\n");
     return 0;

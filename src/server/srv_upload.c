@@ -377,11 +377,11 @@ static void finish_upload(srv_request *req)
     }
     if (u->kind == SRV_BLOB_JITLOG) {
         /* Decoded now, once; a file that is no jit log is not kept. */
-        if (srv_jitlog_accept(s->jitlogs, u->run.id, &err) < 0) {
+        if (srv_jitlog_accept(s->jitlogs, s->data_dir, u->run.id, &err) < 0) {
             char path[4200];
             if (srv_blob_path(s->data_dir, u->run.id, SRV_BLOB_JITLOG, path, sizeof path) == 0)
                 unlink(path);
-            srv_jitlog_forget(s->jitlogs, u->run.id);
+            srv_cache_drop(s->jitlogs, u->run.id);
             srv_reply_error(req, 400, "the jit log does not read: %s", err.message);
             return;
         }
