@@ -366,12 +366,12 @@ static void default_tree_question(tree_question *t)
 void srv_query_prepare(srv_server *s, const char *id, const vmp_profile *p)
 {
     /* The first trees asked: this API's default question, and the one the
-     * browser UI's run page opens with (FETCH_DEPTH and FETCH_MIN in
+     * browser UI's run page opens with (DRAW_DEPTH and DRAW_MIN in
      * web/src/run.ts), both over the default selection from the root. */
     static const struct {
         uint32_t depth;
         double min;
-    } first[] = {{DEFAULT_DEPTH, DEFAULT_MIN}, {128, 0.0002}};
+    } first[] = {{DEFAULT_DEPTH, DEFAULT_MIN}, {128, 0.0005}};
     for (size_t i = 0; i < sizeof first / sizeof *first; i++) {
         tree_question t;
         default_tree_question(&t);

@@ -34,8 +34,9 @@ export function fmtMs(ms: number | undefined | null): string {
   return ms.toFixed(ms >= 10 ? 0 : 2) + " ms";
 }
 
+const COUNT = new Intl.NumberFormat("en-US");  // one formatter: toLocaleString makes one per call
 export function fmtCount(n: number): string {
-  return n.toLocaleString("en-US");
+  return COUNT.format(n);
 }
 
 export function fmtKiB(k: number): string {

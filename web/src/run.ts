@@ -25,13 +25,14 @@ import { findProgram } from "./program";
 
 // A view shows the zoomed node's subtree down to DRAW_MIN of it (under a pixel at
 // 1280 px), at most DRAW_DEPTH levels (a canvas browsers still draw), and only that,
-// so a link shows what its sender saw whatever else either had loaded.  A request
-// asks finer (FETCH_MIN of the node asked), so zooming into a child of some weight
-// needs no new request.
+// so a link shows what its sender saw whatever else either had loaded.  The first
+// view and a zoom waiting for its levels ask just that (vmprof-server computes the
+// first question from the root when a profile arrives, srv_query_prepare, so the
+// first view of a large run waits for no tree query); a prefetch asks finer
+// (FETCH_MIN of the node asked), so zooming on into a child of 40% or more needs
+// nothing more.
 const DRAW_DEPTH = 128, DRAW_MIN = 0.0005;
-// vmprof-server computes this question from the root when a profile arrives
-// (srv_query_prepare), so the first view of a large run waits for no tree query.
-const FETCH_DEPTH = 128, FETCH_MIN = 0.0002;  // a child of 40% or more: no request
+const FETCH_DEPTH = 128, FETCH_MIN = 0.0002;
 // Prefetch: after the pointer rests this long on a frame; this many frames when idle.
 const HOVER_MS = 40, IDLE_PREFETCHES = 4;
 // The search asks the server once the text has not changed for this long.
@@ -51,11 +52,11 @@ class ClientTree {
   funcs = new Map<number, FuncInfo>();
   /** the flame graph's colour of each node drawn so far */
   colour: string[] = [];
-  private byKey = new Map<string, number>();
+  private byKey = new Map<number, number>();  // parent * 2^22 + fn -> child (fn < 2^22)
   layout: FlameTree = layoutTree([-1], [0]);
 
   child(p: number, fn: number): number {
-    const key = p + ":" + fn;
+    const key = p * 4194304 + fn;
     let c = this.byKey.get(key);
     if (c === undefined) {
       c = this.parent.length;
@@ -68,7 +69,7 @@ class ClientTree {
   find(path: number[]): number {
     let n = 0;
     for (const fn of path) {
-      const c = this.byKey.get(n + ":" + fn);
+      const c = this.byKey.get(n * 4194304 + fn);
       if (c === undefined) return -1;
       n = c;
     }
@@ -331,7 +332,7 @@ export class RunPage {
   /** Asks for the subtree at `path`, unless a question of it at least as fine is in
    * flight.  min= is a share of the selection: `share` of the node when its count is
    * known.  The counts of the nodes on the way (chain) are asked only when not known. */
-  private ask(path: number[], share = FETCH_MIN): Asked {
+  private ask(path: number[], share = DRAW_MIN): Asked {
     const t = this.tree, n = t.value[0] ? t.find(path) : -1;
     const min = Number((share * (n > 0 ? t.value[n] / t.value[0] : 1)).toPrecision(6));
     const params = { ...this.selParams(), path: path.join("."), depth: FETCH_DEPTH, min,
@@ -352,9 +353,7 @@ export class RunPage {
   private async fetchTree(path: number[], quiet = false): Promise<boolean> {
     const gen = this.gen;
     if (!quiet) this.el.status.textContent = "loading…";
-    // a zoom waiting for its levels asks what its view draws (DRAW_MIN); a prefetch, and
-    // the first view (prepared by the server), finer, so that later zooms need nothing
-    const q = this.ask(path, quiet || !path.length ? FETCH_MIN : DRAW_MIN);
+    const q = this.ask(path, quiet ? FETCH_MIN : DRAW_MIN);
     try {
       const a = await q.answer;
       if (gen !== this.gen) return false;  // an older selection's (kept: the same question may come back)
