@@ -99,7 +99,12 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
         atomic_fetch_add_explicit(&vmp_run.received, 1, memory_order_relaxed);
         vmp_delivery_sampled(outcome); /* an idle thread's sample may be repeated; a C thread is left alone */
         vmp_delivery_source_answer(info, outcome); /* a C thread's source pauses */
-        vmp_delivery_handled();        /* the sampler may send this thread its next one */
+        /* The sampler may send this thread its next one.  (Only its own
+         * signals count: it compares them with those it sent, and a count
+         * raised by the thread's source read as a signal never handled,
+         * which held back the second question to a C thread.) */
+        if (info->si_code == SI_TKILL)
+            vmp_delivery_handled();
     }
     atomic_fetch_sub(&vmp_run.in_handler, 1);
     errno = saved_errno;

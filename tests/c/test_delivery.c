@@ -53,7 +53,8 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
     }
     vmp_delivery_sampled(VMP_SAMPLE_KEPT);
     vmp_delivery_source_answer(info, VMP_SAMPLE_KEPT);
-    vmp_delivery_handled();
+    if (info->si_code == SI_TKILL)
+        vmp_delivery_handled();
 }
 
 static int count_repeat(pid_t tid, int64_t count)
