@@ -1,11 +1,11 @@
 """The `pypy` section of bench.py: which binding of libvmprof PyPy should run.
 
 Two bindings of the same C reading path, under pypy3, on the 1M-sample
-profile of the reader section:
-  - cpyext: the extension vmprof._core (src/module) as `pip install` builds it
-    for PyPy, run through PyPy's C-API emulation (.venv/pypy3);
-  - cffi:   bench/cffi_binding (API mode over src/libvmprof/vmprof.h), standing
-    in for vmprof._core under the same Python layer (vmprof.reader, stats).
+profile of the reader section, each installed by pip into its own venv:
+  - cffi:   what `pip install` builds on PyPy (src/module/pypy: vmprof._core
+            in Python over a cffi module), in the project's .venv/pypy3;
+  - cpyext: the C extension (src/module) under PyPy's C-API emulation, built
+            with -Dpypy_binding=cpyext into .venv/bench-pypy-cpyext.
 CPython's run of the extension is measured beside them for scale.
 
 Each round starts one process per binding, alternated, and each process reads
@@ -17,25 +17,24 @@ rounds; ratios cffi / cpyext in the same run.
 """
 import os
 import subprocess
-import sys
 
 from bench import HERE, OUT, ROOT, VENV, fmt, log, median, run_json, table
 
 PHASES = ["read_profile", "get_tree", "walk", "export"]
 
 
-def build_cffi(pypy):
-    """Compiles _vmprof_cffi with pypy's own cffi against the bench build's
-    libvmprof (bench/run.sh builds it); returns the folder holding it."""
-    lib_a = os.path.join(ROOT, "build", "bench", "libvmprof_c.a")
-    if not os.path.exists(lib_a):
-        subprocess.run([os.path.join(ROOT, "scripts", "build.sh"), "bench",
-                        "-Dextension=false", "-Dbench=true"], check=True,
-                       stdout=subprocess.DEVNULL)
-    where = os.path.join(OUT, "cffi")
-    subprocess.run([pypy, os.path.join(HERE, "cffi_binding", "build.py"), lib_a, where],
-                   check=True, stdout=subprocess.DEVNULL)
-    return where
+def cpyext_venv():
+    """.venv/bench-pypy-cpyext: the package built for PyPy with the extension."""
+    venv = os.path.join(VENV, "bench-pypy-cpyext")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        log("pypy: making %s (the extension under cpyext)" % venv)
+        subprocess.run(["pypy3", "-m", "venv", venv], check=True)
+    log("pypy: installing the package with -Dpypy_binding=cpyext")
+    subprocess.run([py, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
+                    "--config-settings=setup-args=-Dpypy_binding=cpyext", ROOT], check=True,
+                   stdout=subprocess.DEVNULL)
+    return py
 
 
 def profile_path(args):
@@ -54,12 +53,11 @@ def bench_bindings(args, res):
         log("pypy: no .venv/pypy3 (scripts/setup.sh makes it); skipping")
         return
     path = profile_path(args)
-    cffi_dir = build_cffi(pypy)
     rounds = args.rounds or (2 if args.quick else 5)
     runs = max(args.runs, 3)  # the first run is cold; the rest need a median
     cmds = {
-        "cpyext": [pypy, "py_bindings.py", path, str(runs)],
-        "cffi": [pypy, "py_bindings.py", path, str(runs), cffi_dir],
+        "cpyext": [cpyext_venv(), "py_bindings.py", path, str(runs)],
+        "cffi": [pypy, "py_bindings.py", path, str(runs)],
         "cpython": [args.ours_py, "py_bindings.py", path, str(runs)],
     }
     results = {name: [] for name in cmds}
@@ -67,13 +65,16 @@ def bench_bindings(args, res):
         for name, cmd in cmds.items():
             log("pypy: round %d/%d, %s" % (r + 1, rounds, name))
             results[name].append(run_json(cmd, cwd=HERE))
+    for name in ("cffi", "cpyext"):
+        if results[name][0]["binding"] != name:
+            raise RuntimeError("%s measured the %s binding" % (name, results[name][0]["binding"]))
     res["pypy"] = {"file": path, "file_bytes": os.path.getsize(path), "rounds": rounds,
-                   "runs": runs, "results": results, "uptime": os.getloadavg()}
-    nodes = {name: {x["nodes"] for p in rs for x in p["runs"]} for name, rs in results.items()}
-    checks = {name: {x["check"] for p in rs for x in p["runs"]} for name, rs in results.items()}
-    if len(set(map(frozenset, nodes.values()))) != 1 or \
-            len(set(map(frozenset, checks.values()))) != 1:
-        raise RuntimeError("the bindings walked different trees: %r %r" % (nodes, checks))
+                   "runs": runs, "results": results}
+    walked = {name: {(x["nodes"], x["check"]) for p in rs for x in p["runs"]}
+              for name, rs in results.items()}
+    if len(set(map(frozenset, walked.values()))) != 1:
+        raise RuntimeError("the bindings walked different trees: %r" % walked)
+    nodes = next(iter(walked["cffi"]))[0]
 
     def med(name, key, first):
         vals = [p["runs"][0][key] if first else median([x[key] for x in p["runs"][1:]])
@@ -96,7 +97,7 @@ def bench_bindings(args, res):
             fmt(med("cffi", k, first) / med("cpyext", k, first), "%.2fx") for k in PHASES]
             + [fmt(totals["cffi"] / totals["cpyext"], "%.2fx"), ""])
         table("PyPy bindings, %s: %d-sample profile, %d nodes, medians of %d rounds"
-              % (what, args.samples, next(iter(nodes["cffi"])), rounds),
+              % (what, args.samples, nodes, rounds),
               ["", "read_profile s", "get_tree s", "walk s", "export s", "total s",
                "total / read bytes"], rows)
     print("(read bytes: readinto() under pypy3 in the cpyext processes, median %.3f s; "

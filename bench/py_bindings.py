@@ -1,12 +1,11 @@
-"""The reading path through one binding of libvmprof, for comparing bindings
-under PyPy: the extension (vmprof._core, through PyPy's C-API emulation) and a
-cffi module (bench/cffi_binding).  Run by bench/bench_bindings.py.
+"""The reading path through whichever vmprof this interpreter imports, for
+comparing PyPy's bindings of libvmprof: cffi (what `pip install` builds on
+PyPy: src/module/pypy) and the C extension under PyPy's C-API emulation
+(cpyext, built with -Dpypy_binding=cpyext).  Run by bench/bench_bindings.py.
 
-    python bench/py_bindings.py FILE RUNS [CFFI_DIR]
+    python bench/py_bindings.py FILE RUNS
 
-Without CFFI_DIR the installed vmprof._core is used; with it, the cffi module
-built there stands in for vmprof._core (cffi_core.install), so the package's
-Python layer is the same in both.  Each run times, on the same file:
+Each run times, on the same file:
     read_bytes   readinto() of the whole file into a ready buffer (baseline)
     read_profile vmprof.read_profile(FILE)
     get_tree     Stats.get_tree()
@@ -37,14 +36,12 @@ def walk(top):
 
 def main():
     path, runs = sys.argv[1], int(sys.argv[2])
-    binding = "cpyext" if sys.implementation.name == "pypy" else "C extension"
-    if len(sys.argv) > 3:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                        "cffi_binding"))
-        import cffi_core
-        cffi_core.install(sys.argv[3])
-        binding = "cffi"
     import vmprof
+    import vmprof._core
+    if sys.implementation.name != "pypy":
+        binding = "C extension"
+    else:
+        binding = "cffi" if vmprof._core.__file__.endswith(".py") else "cpyext"
     size = os.path.getsize(path)
     buf = bytearray(size + 1)
     out = []

@@ -14,6 +14,8 @@
 #   .venv/bench-orig   the original vmprof from PyPI (its profile reader and jitlog)
 #   .venv/bench-orig-pypy  the same under pypy3, for its jitlog parser
 #   .venv/bench-peers  py-spy, austin-dist, pyinstrument
+#   .venv/bench-pypy-cpyext  ours for PyPy built with the C extension (cpyext),
+#                      against the cffi binding of .venv/pypy3 (bench_bindings.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv-lib.sh

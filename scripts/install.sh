@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds and installs the package into the venv of each interpreter given
 # (default: every one, scripts/pythons and scripts/pypys), the standard way:
-# pip install .  (on PyPy the extension is built for its C-API emulation, the
-# reader without the sampler: PyPy samples with its own _vmprof).  The server binary,
+# pip install .  (on PyPy the reader is built over cffi, src/module/pypy,
+# without the sampler: PyPy samples with its own _vmprof).  The server binary,
 # when built (make server), goes onto each venv's PATH too.
 set -euo pipefail
 cd "$(dirname "$0")/.."

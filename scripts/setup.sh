@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES="build-essential clang meson ninja-build libclang-rt-14-dev zlib1g-dev libunwind-dev libdw-dev libelf-dev chromium"
 # vmprof-server: HTTP, JSON, accounts, SQLite, and PostgreSQL (whose server the
 # tests start in a temporary folder).
-# PyPy (scripts/pypys): its interpreter and the headers its C-API emulation
-# builds our extension with.
+# PyPy (scripts/pypys): its interpreter, and its headers, which the cffi module
+# vmprof._vmprof_cffi compiles with (PyPy ships cffi itself).
 APT_PACKAGES="$APT_PACKAGES pypy3 pypy3-dev"
 APT_PACKAGES="$APT_PACKAGES pkg-config libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev libpq-dev postgresql"
 # Its JIT log viewer disassembles machine code with capstone.

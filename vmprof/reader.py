@@ -30,7 +30,7 @@ def read_profile(prof, strict=False):
                           "which is not built for this interpreter; read the profile "
                           "with CPython (python -m vmprof.show FILE)")
     if isinstance(prof, (str, bytes, os.PathLike)):
-        # os.fspath here: PyPy's C-API emulation does not take path objects
+        # os.fspath here: one path type for every binding
         profile = _core.read_file(os.fspath(prof), strict=strict)
     else:
         profile = _read_file_object(prof, strict)

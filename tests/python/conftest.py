@@ -1,7 +1,7 @@
 """What runs on which interpreter.
 
 On PyPy the package samples with PyPy's built-in _vmprof and reads with our
-extension built for PyPy's C-API emulation, so the suites of our own sampler
+C library through cffi (src/module/pypy), so the suites of our own sampler
 and of CPython internals do not apply there: they are not collected on PyPy
 (rather than skipped), and every test PyPy runs applies to it.  A single test
 of that kind elsewhere carries the `cpython_only` marker, which
