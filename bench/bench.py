@@ -113,13 +113,20 @@ def has_vmprof_api(py, attr):
 
 # ---- reader -----------------------------------------------------------------
 
-def bench_reader(args, res):
+def big_profile(args, section):
+    """The profile of args.samples samples the sections read (made once by
+    out/gen_profile, deterministic)."""
     path = os.path.join(OUT, "big-%d.prof" % args.samples)
     if not os.path.exists(path):
-        log("reader: generating %s" % path)
+        log("%s: generating %s" % (section, path))
         subprocess.run([os.path.join(OUT, "gen_profile"), path + ".tmp", str(args.samples)],
                        check=True)
         os.rename(path + ".tmp", path)
+    return path
+
+
+def bench_reader(args, res):
+    path = big_profile(args, "reader")
     size = os.path.getsize(path)
     res["reader"] = r = {"file": path, "file_bytes": size, "samples": args.samples}
     c_bench = os.path.join(OUT, "read_bench")

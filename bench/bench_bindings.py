@@ -18,7 +18,7 @@ rounds; ratios cffi / cpyext in the same run.
 import os
 import subprocess
 
-from bench import HERE, OUT, ROOT, VENV, fmt, log, median, run_json, table
+from bench import HERE, ROOT, VENV, big_profile, fmt, log, median, run_json, table
 
 PHASES = ["read_profile", "get_tree", "walk", "export"]
 
@@ -37,22 +37,12 @@ def cpyext_venv():
     return py
 
 
-def profile_path(args):
-    path = os.path.join(OUT, "big-%d.prof" % args.samples)
-    if not os.path.exists(path):
-        log("pypy: generating %s" % path)
-        subprocess.run([os.path.join(OUT, "gen_profile"), path + ".tmp", str(args.samples)],
-                       check=True)
-        os.rename(path + ".tmp", path)
-    return path
-
-
 def bench_bindings(args, res):
     pypy = os.path.join(VENV, "pypy3", "bin", "python")
     if not os.path.exists(pypy):
         log("pypy: no .venv/pypy3 (scripts/setup.sh makes it); skipping")
         return
-    path = profile_path(args)
+    path = big_profile(args, "pypy")
     rounds = args.rounds or (2 if args.quick else 5)
     runs = max(args.runs, 3)  # the first run is cold; the rest need a median
     cmds = {

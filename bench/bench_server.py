@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 
-from bench import OUT, ROOT, fmt, log, median, run_json, table
+from bench import OUT, ROOT, big_profile, fmt, log, median, run_json, table
 
 SERVER = os.path.join(ROOT, "build", "server", "vmprof-server")
 # Two decoded 1M-sample profiles (7.4 MiB each, as vmp_profile_memory counts
@@ -102,12 +102,7 @@ def bench_server(args, res):
     if not os.path.exists(SERVER):
         log("server: %s is not built (make server); skipping" % SERVER)
         return
-    path = os.path.join(OUT, "big-%d.prof" % args.samples)
-    if not os.path.exists(path):
-        log("server: generating %s" % path)
-        subprocess.run([os.path.join(OUT, "gen_profile"), path + ".tmp", str(args.samples)],
-                       check=True)
-        os.rename(path + ".tmp", path)
+    path = big_profile(args, "server")
     size = os.path.getsize(path)
     r = res["server"] = {"file_bytes": size, "samples": args.samples, "cache": CACHE}
     data = tempfile.mkdtemp(prefix="vmprof-bench-server-", dir=OUT)
