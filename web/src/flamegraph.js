@@ -108,6 +108,7 @@ export function createFlameGraph(box, opts) {
   let zoom = 0, hover = -1, cursor = -1;
   let match = null; // (n) => bool, or null
   let rects = [];   // [x, y, w, node] as drawn, in CSS pixels
+  let drawnAs = new Map();  // node -> [x, w, y, faded, last]: to paint one frame again
 
   function rowOf(n) {
     let r = tree.depth[n] - tree.depth[zoom];
@@ -117,6 +118,7 @@ export function createFlameGraph(box, opts) {
 
   function draw() {
     rects = [];
+    drawnAs = new Map();
     const W = canvas.clientWidth || box.clientWidth || 800, dpr = window.devicePixelRatio || 1;
     if (!tree || !tree.value[zoom]) {
       canvas.style.height = "0px";
@@ -160,7 +162,7 @@ export function createFlameGraph(box, opts) {
            tree.depth[n] - tree.depth[zoom] >= maxDepth);
   }
 
-  function box1(n, x, w, y, faded, last) {
+  function box1(n, x, w, y, faded, last, again) {
     const hit = match !== null && n !== 0 && match(n);
     ctx.globalAlpha = faded ? 0.45 : (match !== null && !hit ? 0.35 : 1);
     ctx.fillStyle = hit ? "#e0409b" : opts.colour(n);
@@ -171,9 +173,14 @@ export function createFlameGraph(box, opts) {
     }
     ctx.globalAlpha = 1;
     if (n === hover || n === cursor) {
+      ctx.save();  // inside the frame's own box, which repaint() clears
+      ctx.beginPath();
+      ctx.rect(x, y, Math.max(w - 0.5, 0.5), ROW - 1);
+      ctx.clip();
       ctx.strokeStyle = n === cursor ? "#0a58ca" : "#222";
       ctx.lineWidth = n === cursor ? 2 : 1;
       ctx.strokeRect(x + 1, y + 1, Math.max(w - 2.5, 0.5), ROW - 3);
+      ctx.restore();
     }
     if (w > 28) {
       let label = opts.label(n);
@@ -184,7 +191,18 @@ export function createFlameGraph(box, opts) {
       ctx.fillText(label, x + 4, y + ROW / 2);
       ctx.globalAlpha = 1;
     }
+    if (again) return;
     rects.push([x, y, w, n]);
+    drawnAs.set(n, [x, w, y, faded, last]);
+  }
+
+  /** Paints frame n again (its outline follows hover and cursor): a hover moving over
+   * a deep graph repaints two frames, not thousands. */
+  function repaint(n) {
+    const d = drawnAs.get(n);
+    if (!d) return;
+    ctx.clearRect(d[0], d[2], Math.max(d[1] - 0.5, 0.5), ROW - 1);
+    box1(n, d[0], d[1], d[2], d[3], d[4], true);
   }
 
   function nodeAt(ev) {
@@ -243,16 +261,19 @@ export function createFlameGraph(box, opts) {
   canvas.addEventListener("mousemove", (ev) => {
     const n = nodeAt(ev);
     if (n !== hover) {
+      const was = hover;
       hover = n;
-      draw();
+      repaint(was);
+      repaint(n);
       if (opts.onHover && n >= 0) opts.onHover(n);
     }
     showTip(n, ev.clientX, ev.clientY);
   });
   canvas.addEventListener("mouseleave", () => {
+    const was = hover;
     hover = -1;
     tip.style.display = "none";
-    draw();
+    repaint(was);
   });
   canvas.addEventListener("click", (ev) => {
     const n = nodeAt(ev);
