@@ -27,7 +27,9 @@ import time
 
 from bench import OUT, ROOT, big_profile, fmt, log, median, run_json, table
 
-SERVER = os.path.join(ROOT, "build", "server", "vmprof-server")
+# VMPROF_SERVER: another build to measure (a baseline), as the tests take it.
+SERVER = os.environ.get("VMPROF_SERVER") or os.path.join(ROOT, "build", "server",
+                                                         "vmprof-server")
 # Two decoded 1M-sample profiles (7.4 MiB each, as vmp_profile_memory counts
 # them; a server that charged a profile its file's size held one): three runs
 # asked in turn then miss every time, which measures the decode from the file.
