@@ -758,23 +758,42 @@ int vmp_decoder_push(vmp_decoder *d, const void *data, size_t len, vmp_error *er
     if (d->stopped)
         return 0;
     vmp_source *src = d->src;
-    if (!d->pending_len) {
-        /* nothing pending: decode the pushed bytes where they are */
-        src->data = data;
-        src->pos = 0;
-        src->end = len;
-    } else {
-        if (vmp_array_grow((void **)&d->pending, &d->pending_cap, d->pending_len + len, 1) < 0)
-            return vmp_error_set(err, -1, "out of memory while buffering the upload");
-        memcpy(d->pending + d->pending_len, data, len);
-        src->data = d->pending;
-        src->pos = 0;
-        src->end = d->pending_len + len;
-    }
     if (d->pending_len == 0 && !d->started && src->base == 0 && len >= 2 &&
         ((const unsigned char *)data)[0] == 0x1f && ((const unsigned char *)data)[1] == 0x8b)
         return vmp_error_set(err, 0, "at byte 0: gzip-compressed input; push the profile's "
                                      "plain bytes (the upload protocol sends them uncompressed)");
+    const unsigned char *in = data;
+    /* A record cut by the end of the last piece: it is completed in pending
+     * with as few of these bytes as it needs (a few hundred, doubled while
+     * not enough), and the rest is decoded where it lies.  (Appending the
+     * whole piece to pending copied nearly every byte of an upload once.) */
+    for (size_t take = 256; d->pending_len && len; take *= 2) {
+        size_t n = take < len ? take : len;
+        if (vmp_array_grow((void **)&d->pending, &d->pending_cap, d->pending_len + n, 1) < 0)
+            return vmp_error_set(err, -1, "out of memory while buffering the upload");
+        memcpy(d->pending + d->pending_len, in, n);
+        src->data = d->pending;
+        src->pos = 0;
+        src->end = d->pending_len + n;
+        if (push_run(d, err) < 0)
+            return -1;
+        in += n;
+        len -= n;
+        if (d->stopped)
+            return 0;
+        if (d->pending_len <= n) {
+            /* The cut record is decoded: what is left pending are the last
+             * bytes just copied, still in the piece; read them there. */
+            in -= d->pending_len;
+            len += d->pending_len;
+            d->pending_len = 0;
+        }
+    }
+    if (!len)
+        return 0;
+    src->data = in;
+    src->pos = 0;
+    src->end = len;
     return push_run(d, err);
 }
 
