@@ -154,9 +154,14 @@ def test_upload_too_large_is_refused_before_the_body(start_server):
     assert "--max-upload" in answer
 
 
+# About 0.3 s of CPU, so that a sampler takes samples even on a loaded machine
+# (200,000 rounds gave the original client 1 to 9 samples, and now and then none).
+WORKLOAD_ROUNDS = "2000000"
+
+
 def our_client(url, workload, *extra):
     return subprocess.run([sys.executable, "-m", "vmprof", "--web", "--web-url", url]
-                          + list(extra) + [str(workload), "200000"],
+                          + list(extra) + [str(workload), WORKLOAD_ROUNDS],
                           capture_output=True, text=True, timeout=180, cwd="/")
 
 
@@ -195,7 +200,7 @@ needs_orig = pytest.mark.skipif(not os.path.exists(ORIG_PYTHON),
 
 def orig_client(url, workload, *extra):
     return subprocess.run([ORIG_PYTHON, "-m", "vmprof", "--web", "--web-url", url]
-                          + list(extra) + [str(workload), "200000"],
+                          + list(extra) + [str(workload), WORKLOAD_ROUNDS],
                           capture_output=True, text=True, timeout=180, cwd="/")
 
 
