@@ -161,25 +161,24 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   // ---- search (for the busiest Python function): the share it reports is the API's
   const hot = (await api(`runs/${run.id}/functions?sort=self&limit=200`)).functions.find((f) => f.kind === "python");
   const term = hot.name.replace(/[^A-Za-z0-9_]/g, "");
-  await page.fill("#search", term);
-  await page.waitForFunction(() => document.querySelector("#match").dataset.matched !== undefined &&
-                                   document.querySelector("#match").textContent.includes("%"));
-  const fq = await api(`runs/${run.id}/functions?q=${encodeURIComponent(term)}&limit=1`);
-  const shown = await page.locator("#match").textContent();
-  const want = fq.matched / fq.total * 100;
-  check(fq.matched > 0 && shown.includes(want.toFixed(want >= 10 ? 1 : 2) + "%"), "search reports the API's share", { shown, fq: [fq.matched, fq.total] });
+  /** Types a search; the server's answer to it (param q or re) and what the page shows. */
+  const search = async (text, param) => {
+    await page.fill("#search", text);
+    await page.waitForFunction(() => document.querySelector("#match").dataset.matched !== undefined &&
+                                     document.querySelector("#match").textContent.includes("%"));
+    const a = await api(`runs/${run.id}/functions?${param}=${encodeURIComponent(text)}&limit=1`);
+    const shown = await page.locator("#match").textContent(), pct = a.matched / a.total * 100;
+    return { a, shown, same: shown.includes(pct.toFixed(pct >= 10 ? 1 : 2) + "%") };
+  };
+  const { a: fq, shown, same } = await search(term, "q");
+  check(fq.matched > 0 && same, "search reports the API's share", { shown, fq: [fq.matched, fq.total] });
   check(new URL(page.url()).searchParams.get("q") === term, "the address holds the search");
   // a regex: the server matches it over every sample; the share shown is the API's and
   // the frames highlighted are those of the functions the API says it matched
   const rxText = "^(" + hot.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "|<module>)$";
-  await page.fill("#search", rxText);
-  await page.waitForFunction(() => document.querySelector("#match").dataset.matched !== undefined &&
-                                   document.querySelector("#match").textContent.includes("%"));
-  const frx = await api(`runs/${run.id}/functions?re=${encodeURIComponent(rxText)}&limit=1`);
-  const rxShown = await page.locator("#match").textContent();
-  const rxWant = frx.matched / frx.total * 100;
-  check(frx.matched >= fq.matched && rxShown.includes(rxWant.toFixed(rxWant >= 10 ? 1 : 2) + "%"),
-        "a regex search reports the API's share over every sample", { rxShown, frx: [frx.matched, frx.total], fq: fq.matched });
+  const { a: frx, shown: rxShown, same: rxSame } = await search(rxText, "re");
+  check(frx.matched >= fq.matched && rxSame, "a regex search reports the API's share over every sample",
+        { rxShown, frx: [frx.matched, frx.total], fq: fq.matched });
   await page.waitForTimeout(50);
   const lit = await page.evaluate(() => {
     const ui = window.vmprofUI;
