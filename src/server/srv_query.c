@@ -149,6 +149,13 @@ static const vmp_profile *open_profile(srv_request *req, const char *id, srv_run
 {
     if (srv_load_run(req, id, run) < 0)
         return NULL;
+    if (run->has_jitlog && !run->facts.raw_size) {
+        /* uploaded by pypy3 -m jitlog --web: a jit log and no profile */
+        srv_reply_error(req, 404, "run %s has a jit log and no profile: see "
+                                  "/api/runs/%s/jitlog/traces", run->id, run->id);
+        srv_run_clear(run);
+        return NULL;
+    }
     srv_err err = {{0}};
     const vmp_profile *p = srv_cache_get(req->server->cache, run->id, &err);
     if (!p) {

@@ -83,9 +83,14 @@ def test_the_log_and_its_trace_list_say_what_the_oracle_says(server, calc_run):
         assert t["file"] == "calc.py" and t["jd"] == forest.traces[t["id"]].jd_name
         assert t["ops"] == want["opcounts"]["0x%x" % t["id"]]["opt"]
     assert scopes == want["first_merge_point_scopes"]
-    # a run uploaded with its jit log (and no profile) is listed like any run
+    # a run uploaded with its jit log (and no profile) is listed like any run,
+    # and its profile's views say it has none
     status, run, _ = server.get("/api/runs/%s" % calc_run)
     assert status == 200 and run["has_jitlog"] is True
+    assert calc_run in [r["id"] for r in server.get("/api/runs")[1]["runs"]]
+    for view in ("tree", "functions", "memory"):
+        status, reply, _ = server.get("/api/runs/%s/%s" % (calc_run, view))
+        assert status == 404 and "a jit log and no profile" in reply["error"], (view, reply)
 
 
 def test_sort_by_entry_count_and_paging(server, calc_run):

@@ -29,6 +29,7 @@ export interface Run extends RunSummary {
   max_rss_kib?: number | null;
   exports?: string[];
   has_jitlog?: boolean;     // a PyPy jit log came with it (jitlog.ts shows it)
+  raw_size?: number;        // bytes of the profile uploaded (0: a jit log alone)
 }
 
 export interface FuncInfo { name: string; file?: string; line?: number; kind?: string; }

@@ -184,6 +184,11 @@ export class RunPage {
       r.append(h("section", { class: "page" }, errorBox(e), h("a", { href: "/", "data-nav": true }, "All runs")));
       return;
     }
+    if (this.run.has_jitlog && !this.run.samples && !this.run.raw_size) {
+      // a jit log uploaded alone (pypy3 -m jitlog --web): its traces are the run
+      navigate(`/runs/${encodeURIComponent(this.id)}/traces`, true);
+      return;
+    }
     clear(r);
     this.build();
     this.reload();

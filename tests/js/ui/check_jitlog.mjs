@@ -143,6 +143,15 @@ await session(base, async (page, context, report) => {
   check(JSON.stringify(await ids()) === JSON.stringify(calcList.traces.map((t) => t.id)),
         "the run's page links to its traces");
 
+  // ---- a run that is a jit log alone opens as its traces (its tree, asked at
+  // once beside the run's facts, is a 404)
+  await expecting(404, async () => {
+    await page.goto(`${base}/runs/${pypyRun}`);
+    await listed(`/runs/${pypyRun}/traces`);
+  });
+  check(JSON.stringify(await ids()) === JSON.stringify(byEntries.traces.map((t) => t.id)),
+        "a run of a jit log alone opens as its traces");
+
   // ---- a run without a jit log says so
   await expecting(404, async () => {
     await page.goto(`${base}/runs/0123456789abcdef/traces`);
