@@ -147,8 +147,11 @@ export function createFlameGraph(box, opts) {
     }
     const H = (top + deepest + 1) * ROW + 2;
     canvas.style.height = H + "px";
-    canvas.width = Math.round(W * dpr);
-    canvas.height = Math.round(H * dpr);
+    // a size set again, even the same, makes the browser allocate the canvas anew:
+    // only when it changed (the clearRect below empties it)
+    const cw = Math.round(W * dpr), ch = Math.round(H * dpr);
+    if (canvas.width !== cw) canvas.width = cw;
+    if (canvas.height !== ch) canvas.height = ch;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, W, H);
     ctx.font = "12px system-ui, sans-serif";
