@@ -95,6 +95,17 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* The tests' handler for SIGUSR2, the program's disposition kept in *old. */
+static void install_handler(struct sigaction *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, old);
+}
+
 /* Runs the schedule for `ms` at a 1 ms period on the given clock; with
  * `sources`, per-thread events where the kernel has them (*sources tells
  * whether it had). */
@@ -110,12 +121,8 @@ static int run_schedule_with(int cpu_clock, int ms, int *sources)
     atomic_store(&stop_spinning, 0);
     if (pipe(wake_pipe) < 0)
         return -1;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_signal;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR2, &sa, &old);
+    struct sigaction old;
+    install_handler(&old);
     pthread_t idle, busy;
     pthread_create(&idle, NULL, idle_thread, NULL);
     pthread_create(&busy, NULL, busy_thread, NULL);
@@ -245,12 +252,8 @@ static long naps_cut_with(int sources)
     atomic_store(&naps_cut, 0);
     atomic_store(&napper_done, 0);
     atomic_store(&tids[BUSY], 0);
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_signal;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR2, &sa, &old);
+    struct sigaction old;
+    install_handler(&old);
     static _Atomic pid_t me;
     atomic_store(&me, (pid_t)syscall(SYS_gettid));
     pthread_t th;
