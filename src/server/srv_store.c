@@ -524,6 +524,28 @@ static const char *const list_search_pg =
     " AND ($5 = '' OR u.name = $5)"
     " ORDER BY r.seq DESC LIMIT $6";
 
+/* A search matched first against the newest runs below the cursor only ($7
+ * of them), the same parameters otherwise: when most runs match, a page is
+ * found there at once, where the trigram index would read its whole lists
+ * (on SQLite several times the cost of a page). */
+static const char *const list_search_window =
+    "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
+    " WHERE r.seq IN (SELECT seq FROM runs WHERE state = $1 AND seq < $2"
+    "                 ORDER BY seq DESC LIMIT $7)"
+    " AND (LOWER(r.argv) LIKE $3 ESCAPE '\\' OR LOWER(r.name) LIKE $3 ESCAPE '\\')"
+    " AND ($4 = '' OR r.vm = $4)"
+    " AND ($5 = '' OR u.name = $5)"
+    " ORDER BY r.seq DESC LIMIT $6";
+#define SEARCH_WINDOW 200
+
+static int ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return 0;
+    return 1;
+}
+
 int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, size_t *n,
                        int *more, srv_err *err)
 {
@@ -549,7 +571,31 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         SRV_P_TEXT(query->user ? query->user : ""),
         SRV_P_INT(size + 1),
     };
-    int rc = exec(s, sql, p, 6, collect_run, &rows, NULL, err, "cannot list the runs");
+    int rc = 0, done = 0;
+    /* The window matches as LOWER() folds: ASCII only, so it is asked only
+     * for ASCII text, where it and the index agree. */
+    if (indexed && ascii(q)) {
+        char *like = s->sqlite ? like_pattern(q) : NULL;
+        const char *window_pattern = s->sqlite ? like : pattern;
+        srv_param w[] = {p[0], p[1], SRV_P_TEXT(window_pattern), p[3], p[4], p[5],
+                         SRV_P_INT(SEARCH_WINDOW)};
+        if (!window_pattern) {
+            set_err(err, "cannot list the runs", "out of memory");
+            rc = -1;
+        } else {
+            rc = exec(s, list_search_window, w, 7, collect_run, &rows, NULL, err,
+                      "cannot list the runs");
+        }
+        free(like);
+        done = rc < 0 || rows.n == rows.cap;
+        /* Not a full page among them: the index finds the page. */
+        for (size_t i = 0; !done && i < rows.n; i++)
+            srv_run_clear(&buf[i]);
+        if (!done)
+            rows.n = 0;
+    }
+    if (!done)
+        rc = exec(s, sql, p, 6, collect_run, &rows, NULL, err, "cannot list the runs");
     free(pattern);
     if (rc < 0) {
         for (size_t i = 0; i < rows.n; i++)

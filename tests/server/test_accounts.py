@@ -134,6 +134,14 @@ def test_paging(server, profile_bytes):
         got += [r["id"] for r in reply["runs"]]
         page = reply["next"]
     assert got == ones[::-1]
+    # A search nearly every run matches: its pages are found among the newest
+    # runs below the cursor; the last, short one through the index again.
+    got, page = [], "1"
+    while page:
+        reply = server.get("/api/runs?q=RUN&page=" + page)[1]
+        got += [r["id"] for r in reply["runs"]]
+        page = reply["next"]
+    assert got == ids[::-1]
     # A page is named by where the one before it ended: a run added meanwhile
     # does not shift it (with page numbers its last run would come again).
     first = server.get("/api/runs")[1]
