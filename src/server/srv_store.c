@@ -525,9 +525,9 @@ static const char *const list_search_pg =
     " ORDER BY r.seq DESC LIMIT $6";
 
 /* A search matched first against the newest runs below the cursor only ($7
- * of them), the same parameters otherwise: when most runs match, a page is
- * found there at once, where the trigram index would read its whole lists
- * (on SQLite several times the cost of a page). */
+ * of them), the same parameters otherwise ($3 a LIKE pattern): when most runs
+ * match, a page is found there at once, where SQLite's FTS5 would read its
+ * trigrams' whole lists (several times the cost of a page). */
 static const char *const list_search_window =
     "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
     " WHERE r.seq IN (SELECT seq FROM runs WHERE state = $1 AND seq < $2"
@@ -572,14 +572,15 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         SRV_P_INT(size + 1),
     };
     int rc = 0, done = 0;
-    /* The window matches as LOWER() folds: ASCII only, so it is asked only
+    /* SQLite only: PostgreSQL's planner already walks the seq index when
+     * most runs match (and planned this statement as a scan of every run).
+     * The window matches as LOWER() folds, ASCII only, so it is asked only
      * for ASCII text, where it and the index agree. */
-    if (indexed && ascii(q)) {
-        char *like = s->sqlite ? like_pattern(q) : NULL;
-        const char *window_pattern = s->sqlite ? like : pattern;
-        srv_param w[] = {p[0], p[1], SRV_P_TEXT(window_pattern), p[3], p[4], p[5],
+    if (indexed && s->sqlite && ascii(q)) {
+        char *like = like_pattern(q);
+        srv_param w[] = {p[0], p[1], SRV_P_TEXT(like), p[3], p[4], p[5],
                          SRV_P_INT(SEARCH_WINDOW)};
-        if (!window_pattern) {
+        if (!like) {
             set_err(err, "cannot list the runs", "out of memory");
             rc = -1;
         } else {
