@@ -817,7 +817,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             return;
         }
     }
-    if (t->src < 0 && d->sources)
+    if (t->src < 0 && d->sources && t->delta > 0) /* (only a thread that runs needs one) */
         source_give(d, t, now);
     if (t->src < 0 && 2 * owed_ns >= d->period_ns && !sent_pending && on_cpu(t)) {
         /* no source: one signal a round, the handler pays what is owed */
@@ -879,8 +879,8 @@ int vmp_delivery_start(vmp_delivery *d)
     struct rlimit nofile;
     d->max_sources = VMP_MAX_SOURCES;
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
-        nofile.rlim_cur / 4 < (rlim_t)d->max_sources)
-        d->max_sources = (int)(nofile.rlim_cur / 4); /* the program's descriptors come first */
+        nofile.rlim_cur / 16 < (rlim_t)d->max_sources)
+        d->max_sources = (int)(nofile.rlim_cur / 16); /* the program's descriptors come first */
     if (!d->cpu_clock || queued_signal(d->signo) || d->max_sources < 1)
         d->sources = 0;
     atomic_store(&credit_period, 0);
@@ -914,7 +914,7 @@ int vmp_delivery_start(vmp_delivery *d)
         atomic_store(&credit_period, d->period_ns);
         /* The kernel may refuse the events (perf_event_paranoid, seccomp):
          * then the per-period schedule. */
-        for (size_t i = 0; i < d->n_threads && d->sources; i++)
+        for (size_t i = 0; i < d->n_threads && d->sources && d->n_sources < (size_t)d->max_sources; i++)
             if (source_open(d, &d->threads[i]) < 0 && errno != EMFILE && errno != ENFILE && errno != ESRCH &&
                 errno != ENOMEM)
                 d->sources = 0;

@@ -157,7 +157,7 @@
 /* Per-thread sources: the sender's round, and the most events open at once
  * (each is a file descriptor of the program's process). */
 #define VMP_SOURCE_ROUND_NS 10000000LL
-#define VMP_MAX_SOURCES 256
+#define VMP_MAX_SOURCES 64
 
 #define VMP_NOT_PYTHON_MIN_NS 10000000LL
 #define VMP_NOT_PYTHON_MAX_NS 1000000000LL

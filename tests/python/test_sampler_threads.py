@@ -113,3 +113,32 @@ def test_a_thread_blocking_the_signal_is_left_alone(c_threads, real_time):
     assert stats["signals_sent"] <= stats["samples"] + 2, stats
     # the Python thread was sampled as usual
     assert p.inclusive("burn_cpu") >= 150, stats
+
+
+def test_idle_threads_cost_the_program_few_descriptors():
+    # Each thread's CPU-time event is a file descriptor of the program's
+    # process: 300 waiting threads must not take 300 of them (before: up to
+    # 256, a quarter of a 1,024 limit, so a program near its limit failed
+    # to open files only while profiled).
+    import time
+    stop = threading.Event()
+    ts = [threading.Thread(target=stop.wait) for _ in range(300)]
+    for t in ts:
+        t.start()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        most = [0]
+
+        def run():
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                most[0] = max(most[0], len(os.listdir("/proc/self/fd")))
+                burn_cpu(0.01)
+
+        _, _, stats = profile(run, period=0.001)
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    # the profile's own file and /proc descriptors, plus at most 64 events
+    assert most[0] - before <= 64 + 8, (before, most[0], stats)
