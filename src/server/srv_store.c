@@ -82,7 +82,8 @@ static const char *const schema_common[] = {
 /* The search (q=, a substring of the command line or the name) through an
  * index of trigrams, so that it reads the runs that match rather than every
  * run.  SQLite: an FTS5 table with the trigram tokenizer (case-insensitive)
- * over the runs table, kept in step by triggers. */
+ * over the runs table, filled from the runs there when made (a database of an
+ * earlier version) and kept in step by triggers. */
 static const char *const search_sqlite[] = {
     "CREATE VIRTUAL TABLE IF NOT EXISTS runs_search USING fts5(argv, name,"
     " content='runs', content_rowid='seq', tokenize='trigram')",
@@ -95,6 +96,7 @@ static const char *const search_sqlite[] = {
     " INSERT INTO runs_search (runs_search, rowid, argv, name)"
     " VALUES ('delete', old.seq, old.argv, old.name);"
     " INSERT INTO runs_search (rowid, argv, name) VALUES (new.seq, new.argv, new.name); END",
+    "INSERT INTO runs_search (runs_search) VALUES ('rebuild')",
     NULL,
 };
 /* PostgreSQL: trigram GIN indexes (pg_trgm, shipped in Debian's postgresql
@@ -184,22 +186,8 @@ static int make_search_sqlite(srv_dbconn *c, char *buf, size_t size)
         return -1;
     if (exists)
         return 0;
-    /* Made now: indexed from the runs already there, in the same transaction. */
-    static const char *const rebuild[] = {
-        "INSERT INTO runs_search (runs_search) VALUES ('rebuild')",
-        NULL,
-    };
-    int rc = srv_db_exec_on(c, "BEGIN IMMEDIATE", NULL, 0, NULL, NULL, NULL, buf, size);
-    if (rc == 0)
-        rc = exec_all(c, search_sqlite, 0, buf, size);
-    if (rc == 0)
-        rc = exec_all(c, rebuild, 0, buf, size);
-    char ignored[256];
-    if (rc == 0)
-        rc = srv_db_exec_on(c, "COMMIT", NULL, 0, NULL, NULL, NULL, buf, size);
-    else
-        srv_db_exec_on(c, "ROLLBACK", NULL, 0, NULL, NULL, NULL, ignored, sizeof ignored);
-    return rc;
+    /* Made now, and indexed from the runs already there, in one transaction. */
+    return exec_all(c, search_sqlite, 1, buf, size);
 }
 
 /* Without pg_trgm (not installed, or the role may not create extensions)
