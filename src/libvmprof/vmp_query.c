@@ -129,14 +129,16 @@ static int is_python_frame(uint8_t kind)
     return kind == VMP_FRAME_PYTHON || kind == VMP_FRAME_JIT;
 }
 
-int vmp_path_make(const vmp_selection *sel, const vmp_stack *st, vmp_path *out)
+int vmp_path_append(const vmp_selection *sel, const vmp_stack *st, vmp_path *out)
 {
     unsigned flags = sel->q->frames;
     int by_addr = (flags & VMP_Q_BY_ADDRESS) != 0;
     uint32_t from = (flags & VMP_Q_KEEP_RUNNER) ? 0 : st->runner_frames;
-    out->n = 0;
-    if (st->depth > out->cap) {
-        size_t cap = st->depth < 64 ? 64 : st->depth;
+    size_t first = out->n;
+    if (st->depth > out->cap - out->n) {
+        size_t cap = out->cap ? out->cap : 64;
+        while (cap - out->n < st->depth)
+            cap *= 2;
         vmp_path_frame *f = realloc(out->f, cap * sizeof *f);
         if (!f)
             return -1;
@@ -173,7 +175,7 @@ int vmp_path_make(const vmp_selection *sel, const vmp_stack *st, vmp_path *out)
             pf.kind = fn->kind;
             pf.id = c->func;
         }
-        if (out->n && (flags & VMP_Q_MERGE_RECURSION)) {
+        if (out->n > first && (flags & VMP_Q_MERGE_RECURSION)) {
             vmp_path_frame *last = &out->f[out->n - 1];
             if (last->id == pf.id && last->kind == pf.kind &&
                 (!(flags & VMP_Q_LINES) || last->line == pf.line)) {
@@ -184,6 +186,12 @@ int vmp_path_make(const vmp_selection *sel, const vmp_stack *st, vmp_path *out)
         out->f[out->n++] = pf;
     }
     return 0;
+}
+
+int vmp_path_make(const vmp_selection *sel, const vmp_stack *st, vmp_path *out)
+{
+    out->n = 0;
+    return vmp_path_append(sel, st, out);
 }
 
 void vmp_path_free(vmp_path *path)
@@ -215,123 +223,58 @@ void vmp_result_free(void *result)
 
 /* ---- 3a. the call tree ------------------------------------------------------------ */
 
-typedef struct tnode {
-    uint64_t addr;
-    uint32_t id, func, line, parent, depth;
-    uint8_t kind;
-    uint64_t total, self, total_b, self_b;
-    uint32_t meta;
-} tnode;
+/* The tree is built without a table of children and without working nodes:
+ * the selected paths are sorted by their frames, so the stacks under any node
+ * are one run of that order, and each node's children are runs within its
+ * own.  The result's nodes are then written once, in their final order (depth
+ * first, children by weight), straight into the result block: a node is
+ * emitted when its run is taken from a stack of runs still to visit, its run
+ * is scanned once (its own samples, its lines, its children's runs), and the
+ * children it keeps are pushed.  Every frame of every path is looked at once
+ * for sorting and once per level it reaches, and memory is the paths plus
+ * the result. */
+
+/* A selected stack of either profile, its path in the builder's arena. */
+typedef struct tstack {
+    size_t off;          /* its frames under the root path: arena.f[off, off + len) */
+    uint64_t count;      /* its selected samples */
+    uint32_t len;        /* frames kept: one level under max_depth at most */
+    uint32_t order;      /* the order stacks were walked in (a's, then b's): the
+                            first stack through a node names it */
+    uint32_t py;         /* meta: the level of its innermost Python frame, 0 none */
+    uint16_t meta_kinds; /* meta: bit k: count goes to that node's meta[k] */
+    uint8_t from_b;      /* diff: a stack of the second profile */
+} tstack;
+
+/* A node to write: the run [lo, hi) of sorted stacks that pass through it. */
+typedef struct trun {
+    uint32_t lo, hi;
+    uint32_t parent, depth;
+    uint32_t rep;        /* the run's stack that was walked first (names the node) */
+    uint64_t total, total_b;
+} trun;
 
 typedef struct tbuild {
-    const vmp_selection *sel;
-    const vmp_func *funcs_b; /* diff: b's functions, indices from sel->n_funcs */
-    tnode *nodes;
-    size_t n, cap;
-    uint32_t *table; /* (parent, id, line) -> node */
-    size_t table_cap;
-    int lines_in_key;
-    /* per-node line counts: (node << 32 | line) -> pair */
-    vmp_u64map line_index;
-    uint64_t (*line_pairs)[2];
-    size_t n_line_pairs, line_pairs_cap;
+    const vmp_selection *sel;   /* a's (the tree's) selection */
+    const vmp_func *funcs_b;    /* diff: b's functions, indices from sel->n_funcs */
+    vmp_path arena;             /* the kept frames of every selected path */
+    tstack *stacks;
+    size_t n_stacks, stacks_cap;
+    int lines_in_key, with_lines, by_addr, diff;
+    int root_named;             /* some matched path goes on under the root path */
+    /* while writing */
+    trun *runs;
+    size_t n_runs, runs_cap;
+    vmp_line_count *lines;
+    size_t n_lines, lines_cap;
     uint64_t (*meta)[VMP_FRAME_KIND_COUNT];
     size_t n_meta, meta_cap;
 } tbuild;
 
-static inline uint64_t child_hash(uint32_t parent, uint32_t id, uint32_t line)
-{
-    return vmp_mix64(((uint64_t)parent << 32 | id) ^ ((uint64_t)line * 0x9e3779b97f4a7c15ULL));
-}
-
-static int rehash(tbuild *b, size_t ncap)
-{
-    uint32_t *tab = vmp_index_table_new(ncap);
-    if (!tab)
-        return -1;
-    for (size_t i = 1; i < b->n; i++) {
-        const tnode *n = &b->nodes[i];
-        tab[vmp_index_table_slot(tab, ncap,
-                                 child_hash(n->parent, n->id, b->lines_in_key ? n->line : 0))] =
-            (uint32_t)i;
-    }
-    free(b->table);
-    b->table = tab;
-    b->table_cap = ncap;
-    return 0;
-}
-
-static uint32_t child_of(tbuild *b, uint32_t parent, const vmp_path_frame *pf)
-{
-    uint32_t line = b->lines_in_key ? pf->line : 0;
-    uint64_t h = child_hash(parent, pf->id, line);
-    if (b->table_cap) {
-        size_t mask = b->table_cap - 1;
-        for (size_t j = h & mask;; j = (j + 1) & mask) {
-            uint32_t i = b->table[j];
-            if (i == VMP_INDEX_FREE)
-                break;
-            const tnode *n = &b->nodes[i];
-            if (n->parent == parent && n->id == pf->id &&
-                (!b->lines_in_key || n->line == pf->line))
-                return i;
-        }
-    }
-    if (b->n >= VMP_NONE - 1)
-        return VMP_NONE;
-    if ((b->n + 1) * 2 > b->table_cap && rehash(b, b->table_cap ? b->table_cap * 2 : 1024) < 0)
-        return VMP_NONE;
-    if (vmp_array_grow((void **)&b->nodes, &b->cap, b->n + 1, sizeof *b->nodes) < 0)
-        return VMP_NONE;
-    uint32_t i = (uint32_t)b->n++;
-    tnode *n = &b->nodes[i];
-    memset(n, 0, sizeof *n);
-    n->addr = pf->addr;
-    n->id = pf->id;
-    n->func = pf->func;
-    n->line = line;
-    n->kind = pf->kind;
-    n->parent = parent;
-    n->depth = b->nodes[parent].depth + 1;
-    n->meta = VMP_NONE;
-    b->table[vmp_index_table_slot(b->table, b->table_cap, h)] = i;
-    return i;
-}
-
-static int add_line(tbuild *b, uint32_t node, uint32_t line, uint64_t count)
-{
-    uint64_t key = ((uint64_t)node << 32) | line;
-    uint32_t at;
-    if (!vmp_u64map_find(&b->line_index, key, &at)) {
-        if (b->n_line_pairs >= VMP_U64MAP_EMPTY - 1 ||
-            vmp_array_grow((void **)&b->line_pairs, &b->line_pairs_cap, b->n_line_pairs + 1,
-                     sizeof *b->line_pairs) < 0)
-            return -1;
-        at = (uint32_t)b->n_line_pairs++;
-        if (vmp_u64map_put(&b->line_index, key, at) < 0)
-            return -1;
-        b->line_pairs[at][0] = key;
-        b->line_pairs[at][1] = 0;
-    }
-    b->line_pairs[at][1] += count;
-    return 0;
-}
-
-static uint64_t *node_meta(tbuild *b, uint32_t node)
-{
-    tnode *n = &b->nodes[node];
-    if (n->meta == VMP_NONE) {
-        if (vmp_array_grow((void **)&b->meta, &b->meta_cap, b->n_meta + 1, sizeof *b->meta) < 0)
-            return NULL;
-        memset(b->meta[b->n_meta], 0, sizeof b->meta[0]);
-        n->meta = (uint32_t)b->n_meta++;
-    }
-    return b->meta[n->meta];
-}
-
 /* PyPy: the kinds of the non-Python frames under the innermost Python frame,
- * charged to that frame's node (as the original's meta). */
-static int add_meta(tbuild *b, const vmp_stack *st, uint32_t py_node, uint64_t cnt)
+ * to be charged to that frame's node (as the original's meta): bit k set
+ * adds the samples to meta[k]. */
+static uint16_t meta_kinds(const vmp_stack *st)
 {
     unsigned tail = 0;
     int inner_py = -1;
@@ -347,331 +290,363 @@ static int add_meta(tbuild *b, const vmp_stack *st, uint32_t py_node, uint64_t c
         return 0;
     unsigned warm_kinds = (1u << VMP_FRAME_JIT_TRACING) | (1u << VMP_FRAME_BLACKHOLE);
     int jit = st->frames[inner_py].kind == VMP_FRAME_JIT && !(tail & warm_kinds);
-    if (!(tail & ~(1u << VMP_FRAME_PYTHON)) && !jit)
-        return 0;
-    uint64_t *m = node_meta(b, py_node);
-    if (!m)
-        return -1;
-    for (int k = 1; k < VMP_FRAME_KIND_COUNT; k++)
-        if (k != VMP_FRAME_JIT && (tail & (1u << k)))
-            m[k] += cnt;
+    unsigned m = tail & ~((1u << VMP_FRAME_PYTHON) | (1u << VMP_FRAME_JIT));
     if (jit)
-        m[VMP_FRAME_JIT] += cnt;
-    return 0;
+        m |= 1u << VMP_FRAME_JIT;
+    return (uint16_t)m;
 }
 
-/* Where a path meets the root path: the index after the matched prefix, or
- * -1 when the path does not start with it (*matched: the steps that did). */
-static long root_prefix(const vmp_query *q, const vmp_path *path, size_t *matched)
+/* Adds the selected stacks of one profile: each path that starts with the
+ * root path, what follows the root path cut one level under max_depth.  b's
+ * functions are a's through func_map.  *matched: the most root path steps
+ * any path had; *samples: the samples of the paths kept. */
+static int tree_collect(tbuild *b, const vmp_selection *sel, int from_b,
+                        const uint32_t *func_map, size_t *matched, uint64_t *samples)
 {
-    size_t k = 0;
-    while (k < q->root_path_len && k < path->n && path->f[k].func == q->root_path[k])
-        k++;
-    if (k > *matched)
-        *matched = k;
-    return k == q->root_path_len ? (long)k : -1;
-}
-
-/* Adds the selected stacks of one profile to the tree. */
-static int tree_add_profile(tbuild *b, const vmp_selection *sel, int from_b,
-                            const uint32_t *func_map, size_t *matched, uint64_t *samples)
-{
-    /* lines per node: the sampled lines of a node (lines mode, where lines
-     * are not nodes of their own) */
-    int with_lines = !(sel->q->frames & VMP_Q_LINES);
-    vmp_path_walk walk = {0};
-    int more;
-    while ((more = vmp_path_next(sel, &walk)) > 0) {
-        const vmp_stack st = walk.stack;
-        uint64_t cnt = walk.count;
-        vmp_path path = walk.path;
-        if (func_map)
-            for (size_t i = 0; i < path.n; i++)
-                path.f[i].id = path.f[i].func = func_map[path.f[i].func];
-        long start = 0;
-        if (sel->q->root_path_len && (start = root_prefix(sel->q, &path, matched)) < 0)
+    const vmp_query *q = b->sel->q; /* the tree's shape is a's query's */
+    size_t n_stacks = vmp_profile_stack_count(sel->p);
+    for (size_t i = 0; i < n_stacks; i++) {
+        vmp_stack st;
+        vmp_profile_stack_at(sel->p, i, &st);
+        uint64_t cnt = vmp_selection_count(sel, i, &st);
+        if (!cnt)
             continue;
+        size_t base = b->arena.n;
+        if (vmp_path_append(sel, &st, &b->arena) < 0)
+            return -1;
+        vmp_path_frame *f = b->arena.f + base;
+        size_t n = b->arena.n - base, start = q->root_path_len;
+        if (func_map)
+            for (size_t k = 0; k < n; k++)
+                f[k].id = f[k].func = func_map[f[k].func];
+        if (start) {
+            size_t k = 0;
+            while (k < start && k < n && f[k].func == q->root_path[k])
+                k++;
+            if (k > *matched)
+                *matched = k;
+            if (k < start) {
+                b->arena.n = base;
+                continue;
+            }
+        }
         *samples += cnt;
-        uint32_t cur = 0, py_node = VMP_NONE;
-        if (from_b)
-            b->nodes[0].total_b += cnt;
-        else
-            b->nodes[0].total += cnt;
-        /* with a depth cut, one level under it is built (and pruned with
-         * what it holds counted as cut); deeper frames are not */
-        size_t end = path.n;
-        if (sel->q->max_depth && end - (size_t)start > (size_t)sel->q->max_depth + 1) {
-            end = (size_t)start + sel->q->max_depth + 1;
-            py_node = VMP_NONE;
-        }
-        for (size_t i = (size_t)start; i < end; i++) {
-            cur = child_of(b, cur, &path.f[i]);
-            if (cur == VMP_NONE)
-                goto oom;
-            tnode *n = &b->nodes[cur];
-            if (from_b)
-                n->total_b += cnt;
-            else
-                n->total += cnt;
-            if (with_lines && path.f[i].line && add_line(b, cur, path.f[i].line, cnt) < 0)
-                goto oom;
-            if (is_python_frame(path.f[i].kind) && end == path.n)
-                py_node = cur;
-        }
-        if (from_b)
-            b->nodes[cur].self_b += cnt;
-        else
-            b->nodes[cur].self += cnt;
-        if (py_node != VMP_NONE && add_meta(b, &st, py_node, cnt) < 0)
-            goto oom;
+        size_t len = n - start, keep = len;
+        if (sel->q->max_depth && len > (size_t)sel->q->max_depth + 1)
+            keep = (size_t)sel->q->max_depth + 1;
+        uint32_t py = 0;
+        uint16_t kinds = 0;
+        if (keep == len) /* a cut path charges no meta: its innermost frame is gone */
+            for (size_t k = len; k-- > 0;)
+                if (is_python_frame(f[start + k].kind)) {
+                    py = (uint32_t)k + 1;
+                    kinds = meta_kinds(&st);
+                    break;
+                }
+        if (len)
+            b->root_named = 1;
+        if (start)
+            memmove(f, f + start, keep * sizeof *f);
+        b->arena.n = base + keep;
+        if (b->n_stacks >= VMP_NONE - 1 ||
+            vmp_array_grow((void **)&b->stacks, &b->stacks_cap, b->n_stacks + 1,
+                           sizeof *b->stacks) < 0)
+            return -1;
+        b->stacks[b->n_stacks] = (tstack){base, cnt, (uint32_t)keep, (uint32_t)b->n_stacks, py,
+                                          kinds, (uint8_t)from_b};
+        b->n_stacks++;
     }
-    if (more < 0)
-        goto oom;
-    vmp_path_free(&walk.path);
     return 0;
-oom:
-    vmp_path_free(&walk.path);
-    return -1;
 }
 
-typedef struct sib {
-    uint32_t idx;
-    uint64_t weight;
-} sib;
+/* Two frames are one node's when their ids (and lines, as nodes) agree. */
+static inline int same_node_frame(const tbuild *b, const vmp_path_frame *x,
+                                  const vmp_path_frame *y)
+{
+    return x->id == y->id && (!b->lines_in_key || x->line == y->line);
+}
+
+static int cmp_tstack(const void *x, const void *y, void *ctx)
+{
+    const tbuild *b = ctx;
+    const tstack *s = x, *t = y;
+    const vmp_path_frame *f = b->arena.f + s->off, *g = b->arena.f + t->off;
+    uint32_t n = s->len < t->len ? s->len : t->len;
+    for (uint32_t i = 0; i < n; i++) {
+        if (f[i].id != g[i].id)
+            return f[i].id < g[i].id ? -1 : 1;
+        if (b->lines_in_key && f[i].line != g[i].line)
+            return f[i].line < g[i].line ? -1 : 1;
+    }
+    if (s->len != t->len)
+        return s->len < t->len ? -1 : 1;
+    return s->order < t->order ? -1 : s->order > t->order;
+}
 
 static const vmp_func *tb_func(const tbuild *b, uint32_t f)
 {
     return f < b->sel->n_funcs ? &b->sel->funcs[f] : &b->funcs_b[f - b->sel->n_funcs];
 }
 
-static int cmp_sib_node(const tbuild *b, const sib *x, const sib *y)
+/* The frame that names run r's node (at its depth, 1 or more). */
+static inline const vmp_path_frame *run_frame(const tbuild *b, const trun *r)
 {
-    if (x->weight != y->weight)
-        return x->weight > y->weight ? -1 : 1;
-    const tnode *a = &b->nodes[x->idx], *c = &b->nodes[y->idx];
-    if (b->sel->q->frames & VMP_Q_BY_ADDRESS) {
-        if (a->addr != c->addr)
-            return a->addr < c->addr ? -1 : 1;
-        if (a->kind != c->kind)
-            return a->kind < c->kind ? -1 : 1;
-    } else {
-        const vmp_func *fa = tb_func(b, a->func), *fc = tb_func(b, c->func);
-        int r = strcmp(fa->name, fc->name);
-        if (r)
-            return r;
-        if ((r = strcmp(fa->file, fc->file)))
-            return r;
-        if (a->line != c->line)
-            return a->line < c->line ? -1 : 1;
-    }
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
+    return &b->arena.f[b->stacks[r->rep].off + r->depth - 1];
 }
 
-static int cmp_sib_r(const void *x, const void *y, void *b)
+/* Siblings: by weight descending; then by address and kind, or by name,
+ * file and line; then the one walked first. */
+static int cmp_run(const void *x, const void *y, void *ctx)
 {
-    return cmp_sib_node(b, x, y);
+    const tbuild *b = ctx;
+    const trun *r = x, *s = y;
+    uint64_t wr = r->total + r->total_b, ws = s->total + s->total_b;
+    if (wr != ws)
+        return wr > ws ? -1 : 1;
+    const vmp_path_frame *f = run_frame(b, r), *g = run_frame(b, s);
+    if (b->by_addr) {
+        if (f->addr != g->addr)
+            return f->addr < g->addr ? -1 : 1;
+        if (f->kind != g->kind)
+            return f->kind < g->kind ? -1 : 1;
+    } else {
+        const vmp_func *ff = tb_func(b, f->func), *fg = tb_func(b, g->func);
+        int c = strcmp(ff->name, fg->name);
+        if (c)
+            return c;
+        if ((c = strcmp(ff->file, fg->file)))
+            return c;
+        uint32_t lf = b->lines_in_key ? f->line : 0, lg = b->lines_in_key ? g->line : 0;
+        if (lf != lg)
+            return lf < lg ? -1 : 1;
+    }
+    uint32_t of = b->stacks[r->rep].order, og = b->stacks[s->rep].order;
+    return of < og ? -1 : of > og;
+}
+
+/* The runs are popped from the end: the first child goes last. */
+static int cmp_run_reversed(const void *x, const void *y, void *ctx)
+{
+    return cmp_run(y, x, ctx);
+}
+
+static int cmp_line_count(const void *x, const void *y)
+{
+    const vmp_line_count *a = x, *c = y;
+    return a->line < c->line ? -1 : a->line > c->line;
+}
+
+/* How many nodes the sorted paths make before pruning: one per frame that
+ * differs from the path before it. */
+static size_t count_nodes(const tbuild *b)
+{
+    size_t n = 1;
+    for (size_t k = 0; k < b->n_stacks; k++) {
+        const tstack *s = &b->stacks[k];
+        uint32_t common = 0;
+        if (k) {
+            const tstack *p = &b->stacks[k - 1];
+            const vmp_path_frame *f = b->arena.f + s->off, *g = b->arena.f + p->off;
+            uint32_t m = s->len < p->len ? s->len : p->len;
+            while (common < m && same_node_frame(b, &f[common], &g[common]))
+                common++;
+        }
+        n += s->len - common;
+    }
+    return n;
+}
+
+/* Scans run r (its node written at index at): its own samples, lines and
+ * meta, and its children's runs, pushed (kept ones) onto b->runs. */
+static int tree_scan_run(tbuild *b, vmp_tree *t, uint32_t at, const trun *r, uint32_t max_depth,
+                         double thr, double thr_b)
+{
+    vmp_tree_node *nd = &t->nodes[at];
+    uint64_t meta[VMP_FRAME_KIND_COUNT] = {0};
+    int has_meta = 0, cut_here = max_depth && r->depth >= max_depth;
+    size_t lines_from = b->n_lines, runs_from = b->n_runs;
+    trun *child = NULL;
+    for (uint32_t k = r->lo; k < r->hi; k++) {
+        const tstack *s = &b->stacks[k];
+        const vmp_path_frame *f = b->arena.f + s->off;
+        if (b->with_lines && r->depth && f[r->depth - 1].line) {
+            if (vmp_array_grow((void **)&b->lines, &b->lines_cap, b->n_lines + 1,
+                               sizeof *b->lines) < 0)
+                return -1;
+            b->lines[b->n_lines++] = (vmp_line_count){f[r->depth - 1].line, s->count};
+        }
+        if (s->py == r->depth && s->meta_kinds) {
+            has_meta = 1;
+            for (int kind = 1; kind < VMP_FRAME_KIND_COUNT; kind++)
+                if (s->meta_kinds & (1u << kind))
+                    meta[kind] += s->count;
+        }
+        if (s->len == r->depth) { /* ends here: the shortest come first */
+            if (s->from_b)
+                nd->self_b += s->count;
+            else
+                nd->self += s->count;
+            continue;
+        }
+        if (!child || !same_node_frame(b, &f[r->depth], run_frame(b, child))) {
+            if (vmp_array_grow((void **)&b->runs, &b->runs_cap, b->n_runs + 1, sizeof *b->runs) < 0)
+                return -1;
+            child = &b->runs[b->n_runs++];
+            *child = (trun){k, k, at, r->depth + 1, k, 0, 0};
+        }
+        child->hi = k + 1;
+        if (s->from_b)
+            child->total_b += s->count;
+        else
+            child->total += s->count;
+        if (s->order < b->stacks[child->rep].order)
+            child->rep = k;
+    }
+    /* children under the depth or the share are cut, what they hold counted */
+    size_t kept = runs_from;
+    for (size_t i = runs_from; i < b->n_runs; i++) {
+        const trun *c = &b->runs[i];
+        if (!cut_here && ((double)c->total >= thr || (b->diff && (double)c->total_b >= thr_b))) {
+            b->runs[kept++] = *c;
+        } else {
+            nd->cut += c->total;
+            nd->n_cut++;
+        }
+    }
+    b->n_runs = kept;
+    if (kept - runs_from > 1)
+        qsort_r(b->runs + runs_from, kept - runs_from, sizeof *b->runs, cmp_run_reversed, b);
+    /* lines by line, each once */
+    size_t nl = b->n_lines - lines_from;
+    if (nl) {
+        vmp_line_count *l = b->lines + lines_from;
+        if (nl > 1)
+            qsort(l, nl, sizeof *l, cmp_line_count);
+        size_t w = 0;
+        for (size_t i = 0; i < nl; i++) {
+            if (w && l[w - 1].line == l[i].line)
+                l[w - 1].count += l[i].count;
+            else
+                l[w++] = l[i];
+        }
+        b->n_lines = lines_from + w;
+        nd->lines_off = (uint32_t)lines_from;
+        nd->n_lines = (uint32_t)w;
+    }
+    if (has_meta) {
+        if (vmp_array_grow((void **)&b->meta, &b->meta_cap, b->n_meta + 1, sizeof *b->meta) < 0)
+            return -1;
+        memcpy(b->meta[b->n_meta], meta, sizeof meta);
+        nd->meta = (uint32_t)b->n_meta++;
+    }
+    return 0;
 }
 
 static void tbuild_free(tbuild *b)
 {
-    free(b->nodes);
-    free(b->table);
-    vmp_u64map_free(&b->line_index);
-    free(b->line_pairs);
+    vmp_path_free(&b->arena);
+    free(b->stacks);
+    free(b->runs);
+    free(b->lines);
     free(b->meta);
 }
 
-static int cmp_u64pair(const void *x, const void *y)
+static void tbuild_init(tbuild *b, const vmp_selection *sel)
 {
-    uint64_t a = *(const uint64_t *)x, c = *(const uint64_t *)y;
-    return a < c ? -1 : a > c;
+    memset(b, 0, sizeof *b);
+    b->sel = sel;
+    b->lines_in_key = (sel->q->frames & VMP_Q_LINES) != 0;
+    b->with_lines = !b->lines_in_key; /* lines of a node, where lines are not nodes */
+    b->by_addr = (sel->q->frames & VMP_Q_BY_ADDRESS) != 0;
 }
 
-/* Prunes (max_depth, min_fraction), orders the kept nodes depth first with
- * children by weight, and packs the result into one block. */
-static vmp_tree *tree_finish(tbuild *b, const vmp_profile *pa, const vmp_profile *pb,
-                             uint64_t samples, uint64_t samples_b, vmp_error *err)
+/* Sorts the collected paths and writes the tree: nodes pruned by max_depth
+ * and min_fraction (of samples, and samples_b in a diff), depth first with
+ * children by weight, in one block with its lines and meta. */
+static vmp_tree *tree_write(tbuild *b, const vmp_profile *pa, const vmp_profile *pb,
+                            uint64_t samples, uint64_t samples_b, vmp_error *err)
 {
     const vmp_query *q = b->sel->q;
-    size_t n = b->n;
     double thr = q->min_fraction > 0 ? q->min_fraction * (double)samples : 0;
     double thr_b = q->min_fraction > 0 ? q->min_fraction * (double)samples_b : 0;
-    uint32_t *newidx = malloc(n * sizeof *newidx);
-    uint32_t *start = calloc(n + 1, sizeof *start);
-    sib *order = malloc(n * sizeof *order);
-    uint32_t *stack = malloc(n * sizeof *stack);
-    uint64_t *cut = calloc(n, sizeof *cut);
-    uint32_t *n_cut = calloc(n, sizeof *n_cut);
     vmp_tree *t = NULL;
-    /* the child table is done with: its memory goes before the result's comes */
-    free(b->table);
-    b->table = NULL;
-    b->table_cap = 0;
-    if (!newidx || !start || !order || !stack || !cut || !n_cut)
+    if (b->n_stacks > 1)
+        qsort_r(b->stacks, b->n_stacks, sizeof *b->stacks, cmp_tstack, b);
+    size_t cap = count_nodes(b);
+    if (cap >= VMP_NONE)
         goto oom;
-    /* kept: the root, and nodes within the depth whose share is enough */
-    for (size_t i = 0; i < n; i++) {
-        const tnode *nd = &b->nodes[i];
-        int keep = i == 0 || ((q->max_depth == 0 || nd->depth <= q->max_depth) &&
-                              ((double)nd->total >= thr || (pb && (double)nd->total_b >= thr_b)) &&
-                              newidx[nd->parent] != VMP_NONE);
-        newidx[i] = keep ? 0 : VMP_NONE;
-        if (!keep && i && newidx[nd->parent] != VMP_NONE) {
-            cut[nd->parent] += nd->total;
-            n_cut[nd->parent]++;
-        }
-    }
-    /* group kept children by parent (parents come before children) */
-    for (size_t i = 1; i < n; i++)
-        if (newidx[i] != VMP_NONE)
-            start[b->nodes[i].parent + 1]++;
-    for (size_t i = 0; i < n; i++)
-        start[i + 1] += start[i];
-    size_t kept = 1;
-    for (size_t i = 1; i < n; i++)
-        if (newidx[i] != VMP_NONE) {
-            const tnode *nd = &b->nodes[i];
-            order[start[nd->parent]++] = (sib){(uint32_t)i, nd->total + nd->total_b};
-            kept++;
-        }
-    /* start[p] is now the end of p's group */
-    size_t n_lines = 0;
-    for (size_t i = 0; i < b->n_line_pairs; i++)
-        if (newidx[b->line_pairs[i][0] >> 32] != VMP_NONE)
-            n_lines++;
-    size_t n_meta = 0;
-    for (size_t i = 0; i < n; i++)
-        if (newidx[i] != VMP_NONE && b->nodes[i].meta != VMP_NONE)
-            n_meta++;
-    size_t size = sizeof *t + kept * sizeof *t->nodes + n_lines * sizeof *t->lines +
-                  n_meta * sizeof *t->meta;
-    t = malloc(size);
+    t = malloc(sizeof *t + cap * sizeof *t->nodes);
     if (!t)
         goto oom;
     memset(t, 0, sizeof *t);
     t->profile = pa;
     t->profile_b = pb;
     t->nodes = (vmp_tree_node *)(t + 1);
-    t->lines = (vmp_line_count *)(t->nodes + kept);
-    t->meta = (uint64_t(*)[VMP_FRAME_KIND_COUNT])(t->lines + n_lines);
     t->samples = samples;
     t->samples_b = samples_b;
-    /* depth first, children in order: pop a node, emit it, push its children
-     * in reverse */
-    size_t sp = 0, out = 0, lo;
-    stack[sp++] = 0;
-    while (sp) {
-        uint32_t i = stack[--sp];
-        const tnode *nd = &b->nodes[i];
-        newidx[i] = (uint32_t)out;
-        vmp_tree_node *o = &t->nodes[out++];
-        o->func = nd->func;
-        o->line = nd->line;
-        o->addr = nd->addr;
-        o->kind = nd->kind;
-        o->parent = i == 0 ? VMP_NONE : newidx[nd->parent];
-        o->first_child = o->next_sibling = VMP_NONE;
-        o->n_children = 0;
-        o->depth = nd->depth;
-        o->total = nd->total;
-        o->self = nd->self;
-        o->total_b = nd->total_b;
-        o->self_b = nd->self_b;
-        o->cut = cut[i];
-        o->n_cut = n_cut[i];
-        o->lines_off = o->n_lines = 0;
-        o->meta = VMP_NONE;
-        lo = i ? start[i - 1] : 0;
-        size_t hi = start[i];
-        /* the groups are in parent order, so i's group starts where i-1's ends */
-        if (hi - lo > 1)
-            qsort_r(order + lo, hi - lo, sizeof *order, cmp_sib_r, (void *)b);
-        for (size_t k = hi; k-- > lo;)
-            stack[sp++] = order[k].idx;
+    trun root = {0, (uint32_t)b->n_stacks, VMP_NONE, 0, 0, 0, 0};
+    for (size_t k = 0; k < b->n_stacks; k++) {
+        if (b->stacks[k].from_b)
+            root.total_b += b->stacks[k].count;
+        else
+            root.total += b->stacks[k].count;
+    }
+    if (vmp_array_grow((void **)&b->runs, &b->runs_cap, 1, sizeof *b->runs) < 0)
+        goto oom;
+    b->runs[b->n_runs++] = root;
+    size_t out = 0;
+    while (b->n_runs) {
+        trun r = b->runs[--b->n_runs];
+        uint32_t at = (uint32_t)out++;
+        vmp_tree_node *nd = &t->nodes[at];
+        memset(nd, 0, sizeof *nd);
+        if (r.depth) {
+            const vmp_path_frame *f = run_frame(b, &r);
+            nd->func = f->func;
+            nd->line = b->lines_in_key ? f->line : 0;
+            nd->addr = f->addr;
+            nd->kind = f->kind;
+        } else {
+            nd->func = VMP_NONE;
+        }
+        nd->parent = r.parent;
+        nd->first_child = nd->next_sibling = VMP_NONE;
+        nd->depth = r.depth;
+        nd->total = r.total;
+        nd->total_b = r.total_b;
+        nd->meta = VMP_NONE;
+        if (tree_scan_run(b, t, at, &r, q->max_depth, thr, thr_b) < 0)
+            goto oom;
     }
     t->n_nodes = out;
-    /* link children: every node's children were emitted in order */
+    /* link children: each node's children were written in order */
     for (size_t k = out; k-- > 1;) {
         vmp_tree_node *c = &t->nodes[k], *par = &t->nodes[c->parent];
         c->next_sibling = par->first_child;
         par->first_child = (uint32_t)k;
         par->n_children++;
     }
-    /* lines of the kept nodes, grouped by node and sorted by line */
-    size_t li = 0;
-    for (size_t i = 0; i < b->n_line_pairs; i++) {
-        uint32_t ni = newidx[b->line_pairs[i][0] >> 32];
-        if (ni == VMP_NONE)
-            continue;
-        b->line_pairs[li][0] = ((uint64_t)ni << 32) | (uint32_t)b->line_pairs[i][0];
-        b->line_pairs[li][1] = b->line_pairs[i][1];
-        li++;
-    }
-    if (li)
-        qsort(b->line_pairs, li, sizeof *b->line_pairs, cmp_u64pair);
-    for (size_t i = 0; i < li; i++) {
-        vmp_tree_node *o = &t->nodes[b->line_pairs[i][0] >> 32];
-        if (!o->n_lines)
-            o->lines_off = (uint32_t)i;
-        o->n_lines++;
-        t->lines[i] = (vmp_line_count){(uint32_t)b->line_pairs[i][0], b->line_pairs[i][1]};
-    }
-    t->n_lines = li;
-    for (size_t i = 0; i < n; i++) {
-        if (newidx[i] == VMP_NONE || b->nodes[i].meta == VMP_NONE)
-            continue;
-        memcpy(t->meta[t->n_meta], b->meta[b->nodes[i].meta], sizeof t->meta[0]);
-        t->nodes[newidx[i]].meta = (uint32_t)t->n_meta++;
-    }
-    goto done;
+    /* the lines and meta after the nodes, in the same block */
+    size_t size = sizeof *t + out * sizeof *t->nodes + b->n_lines * sizeof *t->lines +
+                  b->n_meta * sizeof *t->meta;
+    vmp_tree *grown = realloc(t, size);
+    if (!grown)
+        goto oom;
+    t = grown;
+    t->nodes = (vmp_tree_node *)(t + 1);
+    t->lines = (vmp_line_count *)(t->nodes + out);
+    t->n_lines = b->n_lines;
+    if (b->n_lines)
+        memcpy(t->lines, b->lines, b->n_lines * sizeof *t->lines);
+    t->meta = (uint64_t(*)[VMP_FRAME_KIND_COUNT])(t->lines + b->n_lines);
+    t->n_meta = b->n_meta;
+    if (b->n_meta)
+        memcpy(t->meta, b->meta, b->n_meta * sizeof *t->meta);
+    return t;
 oom:
     free(t);
-    t = NULL;
     vmp_error_set(err, -1, "out of memory while building the call tree");
-done:
-    free(newidx);
-    free(start);
-    free(order);
-    free(stack);
-    free(cut);
-    free(n_cut);
-    return t;
-}
-
-/* At most how many nodes the selected stacks make (each frame one, up to
- * the depth kept): room made once instead of growing step by step. */
-static size_t node_bound(const vmp_selection *sel)
-{
-    size_t n_stacks = vmp_profile_stack_count(sel->p), bound = 1;
-    uint32_t keep = sel->q->max_depth ? sel->q->max_depth + 1 + (uint32_t)sel->q->root_path_len
-                                      : UINT32_MAX;
-    for (size_t i = 0; i < n_stacks && bound < (1u << 22); i++) {
-        vmp_stack st;
-        vmp_profile_stack_at(sel->p, i, &st);
-        if (vmp_selection_count(sel, i, &st))
-            bound += st.depth < keep ? st.depth : keep;
-    }
-    return bound < (1u << 22) ? bound : (1u << 22);
-}
-
-static int tbuild_init(tbuild *b, const vmp_selection *sel)
-{
-    memset(b, 0, sizeof *b);
-    b->sel = sel;
-    b->lines_in_key = (sel->q->frames & VMP_Q_LINES) != 0;
-    size_t bound = node_bound(sel), cap = 1024;
-    while (cap < bound * 2)
-        cap *= 2;
-    if (vmp_array_grow((void **)&b->nodes, &b->cap, bound < 1024 ? 1024 : bound,
-                       sizeof *b->nodes) < 0 ||
-        rehash(b, cap) < 0)
-        return -1;
-    memset(&b->nodes[0], 0, sizeof b->nodes[0]);
-    b->nodes[0].parent = VMP_NONE;
-    b->nodes[0].meta = VMP_NONE;
-    b->nodes[0].func = VMP_NONE;
-    b->n = 1;
-    return 0;
+    return NULL;
 }
 
 static int root_path_error(const vmp_selection *sel, size_t matched, vmp_error *err)
@@ -697,7 +672,8 @@ vmp_tree *vmp_query_tree(const vmp_profile *p, const vmp_query *q, vmp_error *er
     vmp_error_clear(err);
     if (vmp_query_select(p, q, &sel, err) < 0)
         return NULL;
-    if (tbuild_init(&b, &sel) < 0 || tree_add_profile(&b, &sel, 0, NULL, &matched, &samples) < 0) {
+    tbuild_init(&b, &sel);
+    if (tree_collect(&b, &sel, 0, NULL, &matched, &samples) < 0) {
         vmp_error_set(err, -1, "out of memory while building the call tree");
         goto out;
     }
@@ -705,14 +681,14 @@ vmp_tree *vmp_query_tree(const vmp_profile *p, const vmp_query *q, vmp_error *er
         root_path_error(&sel, matched, err);
         goto out;
     }
-    if (sel.q->root_path_len && b.n > 1) {
+    t = tree_write(&b, p, NULL, sel.total, 0, err);
+    if (t && sel.q->root_path_len && b.root_named) {
         /* the root is the path's last node: name it */
-        const vmp_func *f = &sel.funcs[sel.q->root_path[sel.q->root_path_len - 1]];
-        b.nodes[0].func = sel.q->root_path[sel.q->root_path_len - 1];
-        b.nodes[0].addr = f->addr;
-        b.nodes[0].kind = f->kind;
+        uint32_t fi = sel.q->root_path[sel.q->root_path_len - 1];
+        t->nodes[0].func = fi;
+        t->nodes[0].addr = sel.funcs[fi].addr;
+        t->nodes[0].kind = sel.funcs[fi].kind;
     }
-    t = tree_finish(&b, p, NULL, sel.total, 0, err);
 out:
     tbuild_free(&b);
     vmp_selection_free(&sel);
@@ -1229,26 +1205,23 @@ vmp_tree *vmp_query_diff(const vmp_profile *a, const vmp_query *qa, const vmp_pr
             }
         }
     }
-    if (tbuild_init(&tb, &sa) < 0 || tree_add_profile(&tb, &sa, 0, NULL, &matched, &samples_a) < 0)
-        goto oom;
+    tbuild_init(&tb, &sa);
     tb.funcs_b = sb.funcs;
+    tb.diff = 1;
     /* b's paths are matched against a's root path after mapping */
-    vmp_selection sb_rooted = sb;
-    vmp_query fbr = fb;
-    fbr.root_path = fa.root_path;
-    fbr.root_path_len = fa.root_path_len;
-    sb_rooted.q = &fbr;
-    if (tree_add_profile(&tb, &sb_rooted, 1, map, &matched, &samples_b) < 0)
+    if (tree_collect(&tb, &sa, 0, NULL, &matched, &samples_a) < 0 ||
+        tree_collect(&tb, &sb, 1, map, &matched, &samples_b) < 0)
         goto oom;
     if (fa.root_path_len && !samples_a && !samples_b && (sa.total || sb.total)) {
         root_path_error(&sa, matched, err);
         goto out;
     }
-    if (fa.root_path_len)
-        tb.nodes[0].func = fa.root_path[fa.root_path_len - 1];
-    t = tree_finish(&tb, a, b, sa.total, sb.total ? sb.total : 1, err);
-    if (t)
+    t = tree_write(&tb, a, b, sa.total, sb.total ? sb.total : 1, err);
+    if (t) {
         t->samples_b = sb.total;
+        if (fa.root_path_len)
+            t->nodes[0].func = fa.root_path[fa.root_path_len - 1];
+    }
     goto out;
 oom:
     vmp_error_set(err, -1, "out of memory while merging the two trees");

@@ -64,6 +64,9 @@ typedef struct vmp_path {
  * recursion merged with VMP_Q_MERGE_RECURSION.  0, or -1 when out of
  * memory.  A zeroed vmp_path is empty; free it with vmp_path_free. */
 int vmp_path_make(const vmp_selection *sel, const vmp_stack *st, vmp_path *out);
+/* The same frames added after those out holds (the tree keeps every path in
+ * one array). */
+int vmp_path_append(const vmp_selection *sel, const vmp_stack *st, vmp_path *out);
 void vmp_path_free(vmp_path *path);
 
 /* The selected stacks one after the other with their paths, the loop every
