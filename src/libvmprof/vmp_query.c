@@ -234,9 +234,15 @@ void vmp_result_free(void *result)
  * for sorting and once per level it reaches, and memory is the paths plus
  * the result. */
 
-/* A selected stack of either profile, its path in the builder's arena. */
+/* A frame of a kept path: what tells nodes apart (vmp_path_frame.id) and
+ * its line; the rest of a node is looked up from the id when it is written. */
+typedef struct tframe {
+    uint32_t id, line;
+} tframe;
+
+/* A selected stack of either profile, its path in the builder's frames. */
 typedef struct tstack {
-    size_t off;          /* its frames under the root path: arena.f[off, off + len) */
+    size_t off;          /* its frames under the root path: frames[off, off + len) */
     uint64_t count;      /* its selected samples */
     uint32_t len;        /* frames kept: one level under max_depth at most */
     uint32_t order;      /* the order stacks were walked in (a's, then b's): the
@@ -257,10 +263,12 @@ typedef struct trun {
 typedef struct tbuild {
     const vmp_selection *sel;   /* a's (the tree's) selection */
     const vmp_func *funcs_b;    /* diff: b's functions, indices from sel->n_funcs */
-    vmp_path arena;             /* the kept frames of every selected path */
+    tframe *frames;             /* the kept frames of every selected path */
+    size_t n_frames, frames_cap;
+    vmp_path path;              /* one path as the query sees it */
     tstack *stacks;
     size_t n_stacks, stacks_cap;
-    int lines_in_key, with_lines, by_addr, diff;
+    int lines_in_key, with_lines, by_addr, python_only, diff;
     int root_named;             /* some matched path goes on under the root path */
     /* while writing */
     trun *runs;
@@ -269,6 +277,7 @@ typedef struct tbuild {
     size_t n_lines, lines_cap;
     uint64_t (*meta)[VMP_FRAME_KIND_COUNT];
     size_t n_meta, meta_cap;
+    vmp_tree_counts *counts_b;  /* diff: b's counts per node written */
 } tbuild;
 
 /* PyPy: the kinds of the non-Python frames under the innermost Python frame,
@@ -311,11 +320,10 @@ static int tree_collect(tbuild *b, const vmp_selection *sel, int from_b,
         uint64_t cnt = vmp_selection_count(sel, i, &st);
         if (!cnt)
             continue;
-        size_t base = b->arena.n;
-        if (vmp_path_append(sel, &st, &b->arena) < 0)
+        if (vmp_path_make(sel, &st, &b->path) < 0)
             return -1;
-        vmp_path_frame *f = b->arena.f + base;
-        size_t n = b->arena.n - base, start = q->root_path_len;
+        vmp_path_frame *f = b->path.f;
+        size_t n = b->path.n, start = q->root_path_len;
         if (func_map)
             for (size_t k = 0; k < n; k++)
                 f[k].id = f[k].func = func_map[f[k].func];
@@ -325,10 +333,8 @@ static int tree_collect(tbuild *b, const vmp_selection *sel, int from_b,
                 k++;
             if (k > *matched)
                 *matched = k;
-            if (k < start) {
-                b->arena.n = base;
+            if (k < start)
                 continue;
-            }
         }
         *samples += cnt;
         size_t len = n - start, keep = len;
@@ -345,9 +351,14 @@ static int tree_collect(tbuild *b, const vmp_selection *sel, int from_b,
                 }
         if (len)
             b->root_named = 1;
-        if (start)
-            memmove(f, f + start, keep * sizeof *f);
-        b->arena.n = base + keep;
+        size_t base = b->n_frames;
+        /* (one more: frames is never NULL once a path is kept, even empty) */
+        if (vmp_array_grow((void **)&b->frames, &b->frames_cap, base + keep + 1,
+                           sizeof *b->frames) < 0)
+            return -1;
+        for (size_t k = 0; k < keep; k++)
+            b->frames[base + k] = (tframe){f[start + k].id, f[start + k].line};
+        b->n_frames = base + keep;
         if (b->n_stacks >= VMP_NONE - 1 ||
             vmp_array_grow((void **)&b->stacks, &b->stacks_cap, b->n_stacks + 1,
                            sizeof *b->stacks) < 0)
@@ -360,8 +371,7 @@ static int tree_collect(tbuild *b, const vmp_selection *sel, int from_b,
 }
 
 /* Two frames are one node's when their ids (and lines, as nodes) agree. */
-static inline int same_node_frame(const tbuild *b, const vmp_path_frame *x,
-                                  const vmp_path_frame *y)
+static inline int same_node_frame(const tbuild *b, const tframe *x, const tframe *y)
 {
     return x->id == y->id && (!b->lines_in_key || x->line == y->line);
 }
@@ -370,7 +380,7 @@ static int cmp_tstack(const void *x, const void *y, void *ctx)
 {
     const tbuild *b = ctx;
     const tstack *s = x, *t = y;
-    const vmp_path_frame *f = b->arena.f + s->off, *g = b->arena.f + t->off;
+    const tframe *f = b->frames + s->off, *g = b->frames + t->off;
     uint32_t n = s->len < t->len ? s->len : t->len;
     for (uint32_t i = 0; i < n; i++) {
         if (f[i].id != g[i].id)
@@ -389,9 +399,26 @@ static const vmp_func *tb_func(const tbuild *b, uint32_t f)
 }
 
 /* The frame that names run r's node (at its depth, 1 or more). */
-static inline const vmp_path_frame *run_frame(const tbuild *b, const trun *r)
+static inline const tframe *run_frame(const tbuild *b, const trun *r)
 {
-    return &b->arena.f[b->stacks[r->rep].off + r->depth - 1];
+    return &b->frames[b->stacks[r->rep].off + r->depth - 1];
+}
+
+/* What a node of frame f is: its function, code id and kind. */
+static void frame_node(const tbuild *b, const tframe *f, vmp_tree_node *nd)
+{
+    if (b->by_addr) {
+        const vmp_code *c = &b->sel->codes[f->id];
+        nd->func = c->func;
+        nd->addr = c->addr;
+        nd->kind = b->python_only ? VMP_FRAME_PYTHON : c->kind;
+    } else {
+        const vmp_func *fn = tb_func(b, f->id);
+        nd->func = f->id;
+        nd->addr = fn->addr;
+        nd->kind = fn->kind;
+    }
+    nd->line = b->lines_in_key ? f->line : 0;
 }
 
 /* Siblings: by weight descending; then by address and kind, or by name,
@@ -403,14 +430,17 @@ static int cmp_run(const void *x, const void *y, void *ctx)
     uint64_t wr = r->total + r->total_b, ws = s->total + s->total_b;
     if (wr != ws)
         return wr > ws ? -1 : 1;
-    const vmp_path_frame *f = run_frame(b, r), *g = run_frame(b, s);
+    const tframe *f = run_frame(b, r), *g = run_frame(b, s);
     if (b->by_addr) {
-        if (f->addr != g->addr)
-            return f->addr < g->addr ? -1 : 1;
-        if (f->kind != g->kind)
-            return f->kind < g->kind ? -1 : 1;
+        vmp_tree_node nf, ng;
+        frame_node(b, f, &nf);
+        frame_node(b, g, &ng);
+        if (nf.addr != ng.addr)
+            return nf.addr < ng.addr ? -1 : 1;
+        if (nf.kind != ng.kind)
+            return nf.kind < ng.kind ? -1 : 1;
     } else {
-        const vmp_func *ff = tb_func(b, f->func), *fg = tb_func(b, g->func);
+        const vmp_func *ff = tb_func(b, f->id), *fg = tb_func(b, g->id);
         int c = strcmp(ff->name, fg->name);
         if (c)
             return c;
@@ -446,7 +476,7 @@ static size_t count_nodes(const tbuild *b)
         uint32_t common = 0;
         if (k) {
             const tstack *p = &b->stacks[k - 1];
-            const vmp_path_frame *f = b->arena.f + s->off, *g = b->arena.f + p->off;
+            const tframe *f = b->frames + s->off, *g = b->frames + p->off;
             uint32_t m = s->len < p->len ? s->len : p->len;
             while (common < m && same_node_frame(b, &f[common], &g[common]))
                 common++;
@@ -468,12 +498,13 @@ static int tree_scan_run(tbuild *b, vmp_tree *t, uint32_t at, const trun *r, uin
     trun *child = NULL;
     for (uint32_t k = r->lo; k < r->hi; k++) {
         const tstack *s = &b->stacks[k];
-        const vmp_path_frame *f = b->arena.f + s->off;
+        const tframe *f = b->frames + s->off;
         if (b->with_lines && r->depth && f[r->depth - 1].line) {
             if (vmp_array_grow((void **)&b->lines, &b->lines_cap, b->n_lines + 1,
                                sizeof *b->lines) < 0)
                 return -1;
-            b->lines[b->n_lines++] = (vmp_line_count){f[r->depth - 1].line, s->count};
+            b->lines[b->n_lines++] =
+                (vmp_line_count){.line = f[r->depth - 1].line, .node = at, .count = s->count};
         }
         if (s->py == r->depth && s->meta_kinds) {
             has_meta = 1;
@@ -483,7 +514,7 @@ static int tree_scan_run(tbuild *b, vmp_tree *t, uint32_t at, const trun *r, uin
         }
         if (s->len == r->depth) { /* ends here: the shortest come first */
             if (s->from_b)
-                nd->self_b += s->count;
+                b->counts_b[at].self += s->count;
             else
                 nd->self += s->count;
             continue;
@@ -530,8 +561,6 @@ static int tree_scan_run(tbuild *b, vmp_tree *t, uint32_t at, const trun *r, uin
                 l[w++] = l[i];
         }
         b->n_lines = lines_from + w;
-        nd->lines_off = (uint32_t)lines_from;
-        nd->n_lines = (uint32_t)w;
     }
     if (has_meta) {
         if (vmp_array_grow((void **)&b->meta, &b->meta_cap, b->n_meta + 1, sizeof *b->meta) < 0)
@@ -544,8 +573,10 @@ static int tree_scan_run(tbuild *b, vmp_tree *t, uint32_t at, const trun *r, uin
 
 static void tbuild_free(tbuild *b)
 {
-    vmp_path_free(&b->arena);
+    free(b->frames);
+    vmp_path_free(&b->path);
     free(b->stacks);
+    free(b->counts_b);
     free(b->runs);
     free(b->lines);
     free(b->meta);
@@ -558,6 +589,7 @@ static void tbuild_init(tbuild *b, const vmp_selection *sel)
     b->lines_in_key = (sel->q->frames & VMP_Q_LINES) != 0;
     b->with_lines = !b->lines_in_key; /* lines of a node, where lines are not nodes */
     b->by_addr = (sel->q->frames & VMP_Q_BY_ADDRESS) != 0;
+    b->python_only = (sel->q->frames & VMP_Q_PYTHON_ONLY) != 0;
 }
 
 /* Sorts the collected paths and writes the tree: nodes pruned by max_depth
@@ -576,7 +608,7 @@ static vmp_tree *tree_write(tbuild *b, const vmp_profile *pa, const vmp_profile 
     if (cap >= VMP_NONE)
         goto oom;
     t = malloc(sizeof *t + cap * sizeof *t->nodes);
-    if (!t)
+    if (!t || (b->diff && !(b->counts_b = malloc(cap * sizeof *b->counts_b))))
         goto oom;
     memset(t, 0, sizeof *t);
     t->profile = pa;
@@ -600,20 +632,16 @@ static vmp_tree *tree_write(tbuild *b, const vmp_profile *pa, const vmp_profile 
         uint32_t at = (uint32_t)out++;
         vmp_tree_node *nd = &t->nodes[at];
         memset(nd, 0, sizeof *nd);
-        if (r.depth) {
-            const vmp_path_frame *f = run_frame(b, &r);
-            nd->func = f->func;
-            nd->line = b->lines_in_key ? f->line : 0;
-            nd->addr = f->addr;
-            nd->kind = f->kind;
-        } else {
+        if (r.depth)
+            frame_node(b, run_frame(b, &r), nd);
+        else
             nd->func = VMP_NONE;
-        }
         nd->parent = r.parent;
         nd->first_child = nd->next_sibling = VMP_NONE;
         nd->depth = r.depth;
         nd->total = r.total;
-        nd->total_b = r.total_b;
+        if (b->diff)
+            b->counts_b[at] = (vmp_tree_counts){r.total_b, 0};
         nd->meta = VMP_NONE;
         if (tree_scan_run(b, t, at, &r, q->max_depth, thr, thr_b) < 0)
             goto oom;
@@ -626,15 +654,20 @@ static vmp_tree *tree_write(tbuild *b, const vmp_profile *pa, const vmp_profile 
         par->first_child = (uint32_t)k;
         par->n_children++;
     }
-    /* the lines and meta after the nodes, in the same block */
-    size_t size = sizeof *t + out * sizeof *t->nodes + b->n_lines * sizeof *t->lines +
-                  b->n_meta * sizeof *t->meta;
+    /* b's counts, the lines and meta after the nodes, in the same block */
+    size_t n_b = b->diff ? out : 0;
+    size_t size = sizeof *t + out * sizeof *t->nodes + n_b * sizeof *t->b +
+                  b->n_lines * sizeof *t->lines + b->n_meta * sizeof *t->meta;
     vmp_tree *grown = realloc(t, size);
     if (!grown)
         goto oom;
     t = grown;
     t->nodes = (vmp_tree_node *)(t + 1);
-    t->lines = (vmp_line_count *)(t->nodes + out);
+    if (n_b) {
+        t->b = (vmp_tree_counts *)(t->nodes + out);
+        memcpy(t->b, b->counts_b, n_b * sizeof *t->b);
+    }
+    t->lines = (vmp_line_count *)((char *)(t->nodes + out) + n_b * sizeof *t->b);
     t->n_lines = b->n_lines;
     if (b->n_lines)
         memcpy(t->lines, b->lines, b->n_lines * sizeof *t->lines);
@@ -708,6 +741,24 @@ const vmp_func *vmp_tree_func(const vmp_tree *t, uint32_t node)
         return NULL;
     const vmp_func *fb = vmp_profile_funcs(t->profile_b, &nb);
     return f - na < nb ? &fb[f - na] : NULL;
+}
+
+const vmp_line_count *vmp_tree_lines(const vmp_tree *t, uint32_t node, size_t *n)
+{
+    /* the lines are by node: the first of node's, then its run */
+    size_t lo = 0, hi = t->n_lines;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->lines[mid].node < node)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < t->n_lines && t->lines[end].node == node)
+        end++;
+    *n = end - lo;
+    return end > lo ? &t->lines[lo] : NULL;
 }
 
 /* ---- 3b. per function ---------------------------------------------------------- */
@@ -1018,7 +1069,7 @@ vmp_line_counts *vmp_query_lines(const vmp_profile *p, const vmp_query *q, uint3
             r->funcs[r->n_funcs++] =
                 (vmp_func_lines){acc[i].func, func_total[acc[i].func], lines + i, 0};
         r->funcs[r->n_funcs - 1].n_lines++;
-        lines[i] = (vmp_line_count){acc[i].line, acc[i].count};
+        lines[i] = (vmp_line_count){.line = acc[i].line, .node = VMP_NONE, .count = acc[i].count};
     }
     qsort(r->funcs, r->n_funcs, sizeof *r->funcs, cmp_func_lines);
     goto out;

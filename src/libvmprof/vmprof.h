@@ -218,29 +218,33 @@ uint64_t vmp_query_count(const vmp_profile *p, const vmp_query *q, vmp_error *er
 /* -- call tree -- */
 
 typedef struct vmp_tree_node {
-    uint32_t func;         /* function index; VMP_NONE for the root */
-    uint32_t line;         /* VMP_Q_LINES: the line; else 0 */
     uint64_t addr;         /* the code id (the function's first one unless
                               VMP_Q_BY_ADDRESS) */
-    uint8_t kind;          /* the function's kind (by address: the frame's,
-                              VMP_FRAME_PYTHON with VMP_Q_PYTHON_ONLY) */
+    uint64_t total, self;  /* samples through it / ending in it */
+    uint64_t cut;          /* samples under children dropped by max_depth or
+                              min_fraction */
+    uint32_t func;         /* function index; VMP_NONE for the root */
+    uint32_t line;         /* VMP_Q_LINES: the line; else 0 */
     uint32_t parent;       /* VMP_NONE for the root */
     uint32_t first_child;  /* VMP_NONE for a leaf; children by total desc. */
     uint32_t next_sibling; /* VMP_NONE for the last */
     uint32_t n_children;
     uint32_t depth;        /* 0 for the root */
-    uint64_t total, self;  /* samples through it / ending in it */
-    uint64_t total_b, self_b; /* vmp_query_diff: the second profile's */
-    uint64_t cut;          /* samples under children dropped by max_depth or
-                              min_fraction */
     uint32_t n_cut;        /* how many children were dropped */
-    uint32_t lines_off, n_lines; /* into vmp_tree.lines: samples per line
-                                    (profile in lines mode, not VMP_Q_LINES) */
     uint32_t meta;         /* into vmp_tree.meta, or VMP_NONE */
+    uint8_t kind;          /* the function's kind (by address: the frame's,
+                              VMP_FRAME_PYTHON with VMP_Q_PYTHON_ONLY) */
 } vmp_tree_node;
+
+/* vmp_query_diff: the second profile's counts of a node. */
+typedef struct vmp_tree_counts {
+    uint64_t total, self;
+} vmp_tree_counts;
 
 typedef struct vmp_line_count {
     uint32_t line;
+    uint32_t node;  /* in vmp_tree.lines: the node whose samples these are;
+                       else VMP_NONE */
     uint64_t count;
 } vmp_line_count;
 
@@ -250,6 +254,10 @@ typedef struct vmp_tree {
                               synthetic root (func VMP_NONE) over every stack */
     size_t n_nodes;
     uint64_t samples, samples_b; /* selected samples (the shares' base) */
+    vmp_tree_counts *b;    /* vmp_query_diff: per node, the second profile's
+                              counts (nodes[i] and b[i]); else NULL */
+    /* a profile in lines mode without VMP_Q_LINES: the samples of each node
+     * per sampled line, by node, then line (vmp_tree_lines: one node's) */
     vmp_line_count *lines;
     size_t n_lines;
     /* PyPy: per node, samples whose innermost Python frame it was, by the
@@ -262,12 +270,14 @@ typedef struct vmp_tree {
  * error that says which step was not found. */
 vmp_tree *vmp_query_tree(const vmp_profile *p, const vmp_query *q, vmp_error *err);
 /* The trees of two profiles merged: a node per path in either, with a's
- * counts in total/self and b's in total_b/self_b.  func indices are a's;
+ * counts in total/self and b's in vmp_tree.b.  func indices are a's;
  * functions only b has get indices past a's, resolved by vmp_tree_func(). */
 vmp_tree *vmp_query_diff(const vmp_profile *a, const vmp_query *qa, const vmp_profile *b,
                          const vmp_query *qb, vmp_error *err);
 /* The function of a node (of either profile in a diff). */
 const vmp_func *vmp_tree_func(const vmp_tree *t, uint32_t node);
+/* A node's samples per line (*n of them, by line), or NULL with *n = 0. */
+const vmp_line_count *vmp_tree_lines(const vmp_tree *t, uint32_t node, size_t *n);
 
 /* -- per function -- */
 

@@ -967,13 +967,15 @@ static int node_index(TreeObject *o, PyObject *arg, uint32_t *out)
     return 0;
 }
 
-static PyObject *node_row(const vmp_tree_node *n)
+static PyObject *node_row(const vmp_tree *t, size_t i)
 {
+    const vmp_tree_node *n = &t->nodes[i];
+    vmp_tree_counts b = t->b ? t->b[i] : (vmp_tree_counts){0, 0};
     return Py_BuildValue("(lKiKKlIIKKKII)", n->func == VMP_NONE ? -1L : (long)n->func,
                          (unsigned long long)n->addr, (int)n->kind, (unsigned long long)n->total,
                          (unsigned long long)n->self,
                          n->parent == VMP_NONE ? -1L : (long)n->parent, n->n_children, n->line,
-                         (unsigned long long)n->total_b, (unsigned long long)n->self_b,
+                         (unsigned long long)b.total, (unsigned long long)b.self,
                          (unsigned long long)n->cut, n->depth, n->n_cut);
 }
 
@@ -984,12 +986,12 @@ static PyObject *Tree_node(TreeObject *o, PyObject *arg)
     uint32_t i;
     if (node_index(o, arg, &i) < 0)
         return NULL;
-    return node_row(&o->t->nodes[i]);
+    return node_row(o->t, i);
 }
 
 static PyObject *tree_row(const void *t, size_t i)
 {
-    return node_row(&((const vmp_tree *)t)->nodes[i]);
+    return node_row(t, i);
 }
 
 static PyObject *Tree_nodes(TreeObject *o, PyObject *unused)
@@ -1024,12 +1026,13 @@ static PyObject *Tree_lines(TreeObject *o, PyObject *arg)
     uint32_t i;
     if (node_index(o, arg, &i) < 0)
         return NULL;
-    const vmp_tree_node *n = &o->t->nodes[i];
+    size_t n;
+    const vmp_line_count *lines = vmp_tree_lines(o->t, i, &n);
     PyObject *d = PyDict_New();
     if (!d)
         return NULL;
-    for (uint32_t k = 0; k < n->n_lines; k++) {
-        const vmp_line_count *l = &o->t->lines[n->lines_off + k];
+    for (size_t k = 0; k < n; k++) {
+        const vmp_line_count *l = &lines[k];
         if (vmp_module_dict_set_new(d, PyLong_FromUnsignedLong(l->line),
                                     PyLong_FromUnsignedLongLong(l->count)) < 0) {
             Py_DECREF(d);

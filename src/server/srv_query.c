@@ -803,9 +803,9 @@ static json_t *diff_node(const vmp_tree *t, uint32_t i)
     const vmp_func *f = vmp_tree_func(t, i);
     json_t *o = f ? func_info(f) : json_pack("{s:s}", "name", "<root>");
     json_object_set_new(o, "a", json_integer((json_int_t)n->total));
-    json_object_set_new(o, "b", json_integer((json_int_t)n->total_b));
+    json_object_set_new(o, "b", json_integer((json_int_t)t->b[i].total));
     json_object_set_new(o, "a_self", json_integer((json_int_t)n->self));
-    json_object_set_new(o, "b_self", json_integer((json_int_t)n->self_b));
+    json_object_set_new(o, "b_self", json_integer((json_int_t)t->b[i].self));
     if (n->n_children) {
         json_t *children = json_array();
         for (uint32_t c = n->first_child; c != VMP_NONE; c = t->nodes[c].next_sibling)

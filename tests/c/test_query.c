@@ -363,11 +363,11 @@ VMP_TEST(query_diff_pairs_functions_by_text)
     CHECK(t->samples == 10 && t->samples_b == 10);
     uint32_t mod = child(t, 0, "<module>");
     REQUIRE(mod != VMP_NONE);
-    CHECK(t->nodes[mod].total == 9 && t->nodes[mod].total_b == 10);
+    CHECK(t->nodes[mod].total == 9 && t->b[mod].total == 10);
     uint32_t work = child(t, mod, "work"), newer = child(t, mod, "newer");
     REQUIRE(work != VMP_NONE && newer != VMP_NONE);
-    CHECK(t->nodes[work].total == 8 && t->nodes[work].total_b == 4 && t->nodes[work].self_b == 4);
-    CHECK(t->nodes[newer].total == 0 && t->nodes[newer].total_b == 6);
+    CHECK(t->nodes[work].total == 8 && t->b[work].total == 4 && t->b[work].self == 4);
+    CHECK(t->nodes[newer].total == 0 && t->b[newer].total == 6);
     CHECK(strcmp(vmp_tree_func(t, newer)->name, "newer") == 0);
     vmp_result_free(t);
     vmp_profile_free(a);
