@@ -60,14 +60,16 @@ const char *vmp_export_format_list(void)
 
 typedef struct xview_priv {
     size_t funcs_cap, frames_cap, stacks_cap, arena_len, arena_cap;
-    uint32_t *arena; /* frame sequences of the view stacks */
+    uint32_t *arena;      /* frame sequences of the view stacks */
+    uint32_t *func_map;   /* profile function -> view func, VMP_NONE until used */
+    size_t n_profile_funcs;
+    vmp_u64map frame_map; /* func << 32 | line -> frame */
+    int lines;            /* frames are per sampled line */
 } xview_priv;
 
 typedef struct xbuild {
     vmp_xview *v;
     xview_priv *pv;
-    uint32_t *func_map; /* profile function -> view func, VMP_NONE until used */
-    vmp_u64map frame_map;    /* func << 32 | line -> frame */
     uint32_t *stack_table;   /* view stacks by the hash of their content */
     size_t stack_table_cap;
     uint64_t *stack_hash;    /* per view stack */
@@ -79,15 +81,15 @@ typedef struct xbuild {
 static uint32_t func_for(xbuild *b, const vmp_func *funcs, uint32_t pf)
 {
     vmp_xview *v = b->v;
-    if (b->func_map[pf] != VMP_NONE)
-        return b->func_map[pf];
+    if (b->pv->func_map[pf] != VMP_NONE)
+        return b->pv->func_map[pf];
     if (vmp_array_grow((void **)&v->funcs, &b->pv->funcs_cap, v->n_funcs + 1, sizeof *v->funcs) < 0)
         return VMP_NONE;
     const vmp_func *f = &funcs[pf];
     uint32_t idx = (uint32_t)v->n_funcs++;
     v->funcs[idx] = (vmp_xfunc){f->name, strlen(f->name), f->file, strlen(f->file), f->first_line,
                                 f->kind};
-    b->func_map[pf] = idx;
+    b->pv->func_map[pf] = idx;
     return idx;
 }
 
@@ -96,14 +98,14 @@ static uint32_t frame_for(xbuild *b, uint32_t func, uint32_t line)
     vmp_xview *v = b->v;
     uint64_t key = (uint64_t)func << 32 | line;
     uint32_t idx;
-    if (vmp_u64map_find(&b->frame_map, key, &idx))
+    if (vmp_u64map_find(&b->pv->frame_map, key, &idx))
         return idx;
     if (vmp_array_grow((void **)&v->frames, &b->pv->frames_cap, v->n_frames + 1, sizeof *v->frames) < 0)
         return VMP_NONE;
     idx = (uint32_t)v->n_frames++;
     v->frames[idx].func = func;
     v->frames[idx].line = line;
-    if (vmp_u64map_put(&b->frame_map, key, idx) < 0)
+    if (vmp_u64map_put(&b->pv->frame_map, key, idx) < 0)
         return VMP_NONE;
     return idx;
 }
@@ -163,6 +165,8 @@ void vmp_xview_free(vmp_xview *v)
     xview_priv *pv = v->priv;
     if (pv) {
         free(pv->arena);
+        free(pv->func_map);
+        vmp_u64map_free(&pv->frame_map);
         free(pv);
     }
     free(v->funcs);
@@ -193,23 +197,27 @@ int vmp_xview_build_query(vmp_xview *v, const vmp_profile *p, const vmp_query *q
     if (vmp_query_select(p, q, &sel, err) < 0)
         return -1;
     v->profile = p;
+    v->query = *q;
     v->sample_begin = sel.begin;
     v->sample_end = sel.end;
     b.v = v;
     b.pv = v->priv = calloc(1, sizeof(xview_priv));
     v->thread_on = calloc(n_threads ? n_threads : 1, 1);
     v->stack_map = malloc((n_pstacks ? n_pstacks : 1) * sizeof *v->stack_map);
-    b.func_map = malloc((sel.n_funcs ? sel.n_funcs : 1) * sizeof *b.func_map);
+    if (b.pv) {
+        b.pv->n_profile_funcs = sel.n_funcs;
+        b.pv->func_map = malloc((sel.n_funcs ? sel.n_funcs : 1) * sizeof *b.pv->func_map);
+    }
     b.stack_table_cap = 1024;
     while (b.stack_table_cap < n_pstacks * 2)
         b.stack_table_cap *= 2;
     b.stack_table = vmp_index_table_new(b.stack_table_cap);
-    if (!b.pv || !v->thread_on || !v->stack_map || !b.func_map || !b.stack_table)
+    if (!b.pv || !v->thread_on || !v->stack_map || !b.pv->func_map || !b.stack_table)
         goto oom;
-    memset(b.func_map, 0xff, (sel.n_funcs ? sel.n_funcs : 1) * sizeof *b.func_map);
+    memset(b.pv->func_map, 0xff, (sel.n_funcs ? sel.n_funcs : 1) * sizeof *b.pv->func_map);
     for (i = 0; i < n_threads; i++)
         v->thread_on[i] = sel.thread == VMP_ALL_THREADS || sel.thread == i;
-    lines = (q->frames & VMP_Q_LINES) && (sum->mode & VMP_MODE_LINES);
+    lines = b.pv->lines = (q->frames & VMP_Q_LINES) && (sum->mode & VMP_MODE_LINES);
 
     for (i = 0; i < n_pstacks; i++) {
         vmp_stack st;
@@ -262,10 +270,8 @@ oom:
                            "thread (--thread)");
 out:
     free(seq);
-    free(b.func_map);
     vmp_path_free(&path);
     vmp_selection_free(&sel);
-    vmp_u64map_free(&b.frame_map);
     free(b.stack_table);
     free(b.stack_hash);
     if (rc < 0)
@@ -310,6 +316,31 @@ int vmp_xview_build(vmp_xview *v, const vmp_profile *p, const vmp_export_options
     return vmp_xview_build_query(v, p, &q, o ? o->title : NULL, err);
 }
 
+uint32_t vmp_xview_node_frame(const vmp_xview *v, const vmp_tree_node *n)
+{
+    const xview_priv *pv = v->priv;
+    uint32_t idx;
+    if (n->func >= pv->n_profile_funcs || pv->func_map[n->func] == VMP_NONE)
+        return VMP_NONE;
+    uint32_t func = pv->func_map[n->func];
+    uint32_t line = pv->lines && n->line ? n->line : v->funcs[func].first_line;
+    return vmp_u64map_find(&pv->frame_map, (uint64_t)func << 32 | line, &idx) ? idx : VMP_NONE;
+}
+
+void vmp_xview_tree_query(const vmp_xview *v, uint32_t thread, vmp_query *out)
+{
+    *out = v->query;
+    out->root_path = NULL;
+    out->root_path_len = 0;
+    out->max_depth = 0;
+    out->min_fraction = 0;
+    out->frames &= ~VMP_Q_BY_ADDRESS; /* the view's frames are functions */
+    if (thread != VMP_ALL_THREADS) {
+        out->thread_set = 1;
+        out->thread = thread;
+    }
+}
+
 double vmp_xview_period_ms(const vmp_xview *v)
 {
     const vmp_profile_summary *s = vmp_profile_get_summary(v->profile);
@@ -326,73 +357,6 @@ const char *vmp_xview_thread_label(const vmp_xview *v, uint32_t thread, char *bu
     snprintf(buf, size, "Thread %u (0x%" PRIx64 ")", thread + 1,
              vmp_profile_thread_id(v->profile, thread));
     return buf;
-}
-
-/* ---- per-thread call tree ------------------------------------------------- */
-
-typedef struct xtree_priv {
-    size_t cap;
-} xtree_priv;
-
-void vmp_xtree_free(vmp_xtree *t)
-{
-    free(t->nodes);
-    free(t->stack_leaf);
-    free(t->priv);
-    memset(t, 0, sizeof *t);
-}
-
-int vmp_xtree_build(vmp_xtree *t, const vmp_xview *v, uint32_t thread, vmp_error *err)
-{
-    vmp_u64map children = {0}; /* parent << 32 | frame -> node */
-    xtree_priv *pt;
-    size_t i;
-    memset(t, 0, sizeof *t);
-    pt = t->priv = calloc(1, sizeof *pt);
-    t->stack_leaf = malloc((v->n_stacks ? v->n_stacks : 1) * sizeof *t->stack_leaf);
-    if (!pt || !t->stack_leaf)
-        goto oom;
-    if (vmp_array_grow((void **)&t->nodes, &pt->cap, 1, sizeof *t->nodes) < 0)
-        goto oom_map;
-    t->nodes[0].parent = VMP_XTREE_NONE;
-    t->nodes[0].frame = VMP_XTREE_NONE;
-    t->nodes[0].total = t->nodes[0].self = 0;
-    t->n_nodes = 1;
-    for (i = 0; i < v->n_stacks; i++) {
-        const vmp_xstack *st = &v->stacks[i];
-        uint32_t node = 0, d;
-        if (thread != VMP_XTREE_ALL_THREADS && st->thread != thread) {
-            t->stack_leaf[i] = VMP_XTREE_NONE;
-            continue;
-        }
-        t->nodes[0].total += st->count;
-        for (d = 0; d < st->depth; d++) {
-            uint64_t key = (uint64_t)node << 32 | st->frames[d];
-            uint32_t child;
-            if (!vmp_u64map_find(&children, key, &child)) {
-                if (t->n_nodes >= VMP_XTREE_NONE - 1 ||
-                    vmp_array_grow((void **)&t->nodes, &pt->cap, t->n_nodes + 1, sizeof *t->nodes) < 0)
-                    goto oom_map;
-                child = (uint32_t)t->n_nodes++;
-                t->nodes[child].parent = node;
-                t->nodes[child].frame = st->frames[d];
-                t->nodes[child].total = t->nodes[child].self = 0;
-                if (vmp_u64map_put(&children, key, child) < 0)
-                    goto oom_map;
-            }
-            t->nodes[child].total += st->count;
-            node = child;
-        }
-        t->nodes[node].self += st->count;
-        t->stack_leaf[i] = node;
-    }
-    vmp_u64map_free(&children);
-    return 0;
-oom_map:
-    vmp_u64map_free(&children);
-oom:
-    vmp_xtree_free(t);
-    return vmp_error_set(err, -1, "out of memory while building the call tree for the export");
 }
 
 /* ---- entry points ----------------------------------------------------------- */

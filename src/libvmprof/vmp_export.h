@@ -129,6 +129,7 @@ typedef struct vmp_xview {
      * profile stack has a view stack */
     uint64_t sample_begin, sample_end;
     char title[256];
+    vmp_query query;    /* the query the view was made of */
     void *priv;         /* owned storage */
 } vmp_xview;
 
@@ -151,33 +152,14 @@ double vmp_xview_period_ms(const vmp_xview *v);
 /* "Thread 2 (0x7f3a...)" for display; buf is returned. */
 const char *vmp_xview_thread_label(const vmp_xview *v, uint32_t thread, char *buf, size_t size);
 
-/* A call tree per thread built from the view's stacks: node 0 is a root with
- * no frame (frame VMP_XTREE_NONE); every other node is one frame under its
- * parent.  Shared by the formats that need a prefix tree (firefox's stack
- * table, html's flame graph). */
-#define VMP_XTREE_NONE UINT32_MAX        /* no parent, no frame, no leaf */
-#define VMP_XTREE_ALL_THREADS UINT32_MAX /* vmp_xtree_build: every exported thread */
-
-typedef struct vmp_xtree_node {
-    uint32_t parent; /* VMP_XTREE_NONE for the root */
-    uint32_t frame;
-    uint64_t total;  /* samples at or under this node */
-    uint64_t self;   /* samples whose leaf is this node */
-} vmp_xtree_node;
-
-typedef struct vmp_xtree {
-    vmp_xtree_node *nodes;
-    size_t n_nodes;
-    /* per view stack: the node of its leaf (0 for an empty stack), or
-     * VMP_XTREE_NONE when the stack is of another thread */
-    uint32_t *stack_leaf;
-    void *priv;
-} vmp_xtree;
-
-/* thread: a profile thread index, or VMP_XTREE_ALL_THREADS for all exported
- * threads merged.  Children always come after their parent. */
-int vmp_xtree_build(vmp_xtree *t, const vmp_xview *v, uint32_t thread, vmp_error *err);
-void vmp_xtree_free(vmp_xtree *t);
+/* The view frame of a node of a call tree the query layer built from the
+ * view's query (view_tree_query: the html flame graph, firefox's stack
+ * table): its function and line as the view has them; VMP_NONE if none. */
+uint32_t vmp_xview_node_frame(const vmp_xview *v, const vmp_tree_node *n);
+/* The view's query as a call tree's: the view's samples and frames, every
+ * node kept (no root path, depth or share) and a node per function;
+ * thread: a profile thread index, or VMP_ALL_THREADS for the view's. */
+void vmp_xview_tree_query(const vmp_xview *v, uint32_t thread, vmp_query *out);
 
 /* A string table (pprof's string_table, firefox's stringArray): each distinct
  * string once, in order of first use.  Strings are copied. */

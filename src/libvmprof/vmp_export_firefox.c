@@ -8,7 +8,7 @@
  *   samples      one entry per sample in file order: its stack and a time
  *                in ms from the profile's start (the file has no per-sample
  *                times: samples are spread evenly over the recorded run)
- *   stackTable   the thread's call tree as a prefix tree (vmp_xtree)
+ *   stackTable   the thread's call tree (the query layer's) as a prefix tree
  *   frameTable   one row per view frame (func, line)
  *   funcTable    one row per view func (name, file, first line)
  *   stringArray  the thread's strings
@@ -22,6 +22,7 @@
 #include "vmp_export.h"
 #include "vmp_format.h"
 #include "vmp_json.h"
+#include "vmp_query.h"
 
 #define PROCESSED_VERSION 48
 #define GECKO_VERSION 27
@@ -75,17 +76,25 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
 {
     const vmp_profile *p = v->profile;
     uint64_t n = v->sample_end, i, n_here = 0;
-    vmp_xstrings strs;
-    vmp_xtree tree;
+    vmp_xstrings strs = {0};
+    vmp_query tq;
+    vmp_tree *tree;
+    uint32_t *leaves = NULL, *frame_of = NULL;
     uint32_t *name_str = NULL, *file_str = NULL;
     size_t k;
     int first;
     char label[64];
 
-    if (vmp_xtree_build(&tree, v, t, err) < 0)
+    vmp_xview_tree_query(v, t, &tq);
+    if (!(tree = vmp_query_tree_leaves(p, &tq, &leaves, err)))
         return -1;
-    if (vmp_xstrings_init(&strs) < 0)
+    /* stack k - 1 is tree node k (k >= 1), the root being no frame */
+    frame_of = malloc(tree->n_nodes * sizeof *frame_of);
+    if (!frame_of || vmp_xstrings_init(&strs) < 0)
         goto oom;
+    for (k = 1; k < tree->n_nodes; k++)
+        if ((frame_of[k] = vmp_xview_node_frame(v, &tree->nodes[k])) == VMP_NONE)
+            goto oom; /* cannot happen: the view has the frames of its query's paths */
     name_str = malloc((v->n_funcs + 1) * sizeof *name_str);
     file_str = malloc((v->n_funcs + 1) * sizeof *file_str);
     if (!name_str || !file_str)
@@ -109,18 +118,18 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     /* samples, in file order */
     fputs("\"samples\":{\"weightType\":\"samples\",\"weight\":null,\"stack\":[", out);
     for (i = v->sample_begin; i < n; i++) {
-        uint32_t ps = vmp_profile_sample_stack(p, i), xs, leaf;
-        if (ps >= vmp_profile_stack_count(p) || (xs = v->stack_map[ps]) == VMP_XVIEW_NO_STACK ||
-            (leaf = tree.stack_leaf[xs]) == VMP_XTREE_NONE)
+        uint32_t ps = vmp_profile_sample_stack(p, i), leaf;
+        if (ps >= vmp_profile_stack_count(p) || v->stack_map[ps] == VMP_XVIEW_NO_STACK ||
+            (leaf = leaves[ps]) == VMP_NONE)
             continue;
         elem_u_or_null(out, n_here++, leaf != 0, leaf - 1);
     }
     fputs("],\"time\":[", out);
     first = 1;
     for (i = v->sample_begin; i < n; i++) {
-        uint32_t ps = vmp_profile_sample_stack(p, i), xs;
-        if (ps >= vmp_profile_stack_count(p) || (xs = v->stack_map[ps]) == VMP_XVIEW_NO_STACK ||
-            tree.stack_leaf[xs] == VMP_XTREE_NONE)
+        uint32_t ps = vmp_profile_sample_stack(p, i);
+        if (ps >= vmp_profile_stack_count(p) || v->stack_map[ps] == VMP_XVIEW_NO_STACK ||
+            leaves[ps] == VMP_NONE)
             continue;
         if (!first)
             putc(',', out);
@@ -135,18 +144,17 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
 
     /* stack table: tree node k (k >= 1) is stack k - 1 */
     fputs("\"stackTable\":{\"frame\":[", out);
-    for (k = 1; k < tree.n_nodes; k++)
-        fprintf(out, k > 1 ? ",%u" : "%u", tree.nodes[k].frame);
+    for (k = 1; k < tree->n_nodes; k++)
+        fprintf(out, k > 1 ? ",%u" : "%u", frame_of[k]);
     fputs("],\"prefix\":[", out);
-    for (k = 1; k < tree.n_nodes; k++)
-        elem_u_or_null(out, k - 1, tree.nodes[k].parent != 0, tree.nodes[k].parent - 1);
+    for (k = 1; k < tree->n_nodes; k++)
+        elem_u_or_null(out, k - 1, tree->nodes[k].parent != 0, tree->nodes[k].parent - 1);
     fputs("],\"category\":[", out);
-    for (k = 1; k < tree.n_nodes; k++)
-        fprintf(out, k > 1 ? ",%d" : "%d",
-                category_of(&v->funcs[v->frames[tree.nodes[k].frame].func]));
+    for (k = 1; k < tree->n_nodes; k++)
+        fprintf(out, k > 1 ? ",%d" : "%d", category_of(&v->funcs[v->frames[frame_of[k]].func]));
     fputs("],", out);
-    column_u(out, "subcategory", tree.n_nodes - 1, 0);
-    fprintf(out, "\"length\":%zu},", tree.n_nodes - 1);
+    column_u(out, "subcategory", tree->n_nodes - 1, 0);
+    fprintf(out, "\"length\":%zu},", tree->n_nodes - 1);
 
     /* frame table */
     fputs("\"frameTable\":{", out);
@@ -204,13 +212,17 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     free(name_str);
     free(file_str);
     vmp_xstrings_free(&strs);
-    vmp_xtree_free(&tree);
+    vmp_result_free(tree);
+    free(leaves);
+    free(frame_of);
     return 0;
 oom:
     free(name_str);
     free(file_str);
     vmp_xstrings_free(&strs);
-    vmp_xtree_free(&tree);
+    vmp_result_free(tree);
+    free(leaves);
+    free(frame_of);
     return vmp_error_set(err, -1, "out of memory while writing the firefox export");
 }
 

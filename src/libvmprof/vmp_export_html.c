@@ -32,7 +32,6 @@
 
 #define DEFAULT_MIN_FRACTION (1.0 / 5000.0)
 #define RSS_POINTS 2000
-#define DROPPED UINT32_MAX /* a node pruned from the page */
 #define DATA_MARKER "/*VMPROF_DATA*/"
 #define FLAMEGRAPH_MARKER "/*VMPROF_FLAMEGRAPH*/" /* after DATA_MARKER in the page */
 
@@ -45,49 +44,37 @@ static const char *const vmp_html_flamegraph_end = vmp_html_flamegraph + vmp_htm
 static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char *label,
                       double min_fraction, int *pruned, vmp_error *err)
 {
-    vmp_xtree t;
-    uint32_t *keep;
-    uint64_t min_count;
-    size_t k, n_kept = 0;
-    if (vmp_xtree_build(&t, v, thread, err) < 0)
+    vmp_query tq;
+    size_t k;
+    /* the query layer's tree drops the nodes under the share (whole subtrees:
+     * a child is never heavier than its parent), counted in n_cut */
+    vmp_xview_tree_query(v, thread, &tq);
+    tq.min_fraction = min_fraction;
+    vmp_tree *t = vmp_query_tree(v->profile, &tq, err);
+    if (!t)
         return -1;
-    keep = malloc(t.n_nodes * sizeof *keep);
-    if (!keep) {
-        vmp_xtree_free(&t);
-        return vmp_error_set(err, -1, "out of memory while writing the html export");
-    }
-    min_count = (uint64_t)(min_fraction * (double)t.nodes[0].total);
-    if ((double)min_count < min_fraction * (double)t.nodes[0].total)
-        min_count++; /* rounded up */
-    if (min_count < 1)
-        min_count = 1;
-    /* parents come before children and are never lighter, so a dropped
-     * parent always drops its subtree */
-    for (k = 0; k < t.n_nodes; k++) {
-        if (k == 0 || (keep[t.nodes[k].parent] != DROPPED && t.nodes[k].total >= min_count))
-            keep[k] = (uint32_t)n_kept++;
-        else {
-            keep[k] = DROPPED;
-            *pruned = 1;
-        }
-    }
     fputs("{\"label\":", out);
     vmp_json_cstring(out, label);
     fputs(",\"parent\":[-1", out);
-    for (k = 1; k < t.n_nodes; k++)
-        if (keep[k] != DROPPED)
-            fprintf(out, ",%u", keep[t.nodes[k].parent]);
+    for (k = 1; k < t->n_nodes; k++)
+        fprintf(out, ",%u", t->nodes[k].parent);
     fputs("],\"frame\":[-1", out);
-    for (k = 1; k < t.n_nodes; k++)
-        if (keep[k] != DROPPED)
-            fprintf(out, ",%u", t.nodes[k].frame);
+    for (k = 1; k < t->n_nodes; k++) {
+        uint32_t frame = vmp_xview_node_frame(v, &t->nodes[k]);
+        if (frame == VMP_NONE) { /* cannot happen: the view has its query's frames */
+            vmp_result_free(t);
+            return vmp_error_set(err, -1, "the html export found a frame its view lacks");
+        }
+        fprintf(out, ",%u", frame);
+    }
     fputs("],\"value\":[", out);
-    for (k = 0; k < t.n_nodes; k++)
-        if (keep[k] != DROPPED)
-            fprintf(out, k ? ",%" PRIu64 : "%" PRIu64, t.nodes[k].total);
+    for (k = 0; k < t->n_nodes; k++) {
+        fprintf(out, k ? ",%" PRIu64 : "%" PRIu64, t->nodes[k].total);
+        if (t->nodes[k].n_cut)
+            *pruned = 1;
+    }
     fputs("]}", out);
-    free(keep);
-    vmp_xtree_free(&t);
+    vmp_result_free(t);
     return 0;
 }
 
@@ -149,7 +136,7 @@ static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o
         fprintf(out, i ? ",[%u,%u]" : "[%u,%u]", v->frames[i].func, v->frames[i].line);
     fputs("],\"trees\":[", out);
     if (on != 1) {
-        if (write_tree(v, out, VMP_XTREE_ALL_THREADS, "All threads", min_fraction, &pruned, err) < 0)
+        if (write_tree(v, out, VMP_ALL_THREADS, "All threads", min_fraction, &pruned, err) < 0)
             return -1;
         first = 0;
     }

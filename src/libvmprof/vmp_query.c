@@ -248,6 +248,7 @@ typedef struct tstack {
     uint32_t order;      /* the order stacks were walked in (a's, then b's): the
                             first stack through a node names it */
     uint32_t py;         /* meta: the level of its innermost Python frame, 0 none */
+    uint32_t stack;      /* its unique stack in its profile */
     uint16_t meta_kinds; /* meta: bit k: count goes to that node's meta[k] */
     uint8_t from_b;      /* diff: a stack of the second profile */
 } tstack;
@@ -278,6 +279,7 @@ typedef struct tbuild {
     uint64_t (*meta)[VMP_FRAME_KIND_COUNT];
     size_t n_meta, meta_cap;
     vmp_tree_counts *counts_b;  /* diff: b's counts per node written */
+    uint32_t *leaves;           /* vmp_query_tree_leaves: per unique stack, its node */
 } tbuild;
 
 /* PyPy: the kinds of the non-Python frames under the innermost Python frame,
@@ -364,7 +366,7 @@ static int tree_collect(tbuild *b, const vmp_selection *sel, int from_b,
                            sizeof *b->stacks) < 0)
             return -1;
         b->stacks[b->n_stacks] = (tstack){base, cnt, (uint32_t)keep, (uint32_t)b->n_stacks, py,
-                                          kinds, (uint8_t)from_b};
+                                          (uint32_t)i, kinds, (uint8_t)from_b};
         b->n_stacks++;
     }
     return 0;
@@ -513,6 +515,8 @@ static int tree_scan_run(tbuild *b, vmp_tree *t, uint32_t at, const trun *r, uin
                     meta[kind] += s->count;
         }
         if (s->len == r->depth) { /* ends here: the shortest come first */
+            if (b->leaves)
+                b->leaves[s->stack] = at;
             if (s->from_b)
                 b->counts_b[at].self += s->count;
             else
@@ -697,15 +701,32 @@ static int root_path_error(const vmp_selection *sel, size_t matched, vmp_error *
 
 vmp_tree *vmp_query_tree(const vmp_profile *p, const vmp_query *q, vmp_error *err)
 {
+    return vmp_query_tree_leaves(p, q, NULL, err);
+}
+
+vmp_tree *vmp_query_tree_leaves(const vmp_profile *p, const vmp_query *q, uint32_t **leaves,
+                                vmp_error *err)
+{
     vmp_selection sel;
     tbuild b;
     vmp_tree *t = NULL;
     size_t matched = 0;
     uint64_t samples = 0;
     vmp_error_clear(err);
+    if (leaves)
+        *leaves = NULL;
     if (vmp_query_select(p, q, &sel, err) < 0)
         return NULL;
     tbuild_init(&b, &sel);
+    if (leaves) {
+        size_t n = vmp_profile_stack_count(p);
+        b.leaves = malloc((n ? n : 1) * sizeof *b.leaves);
+        if (!b.leaves) {
+            vmp_error_set(err, -1, "out of memory while building the call tree");
+            goto out;
+        }
+        memset(b.leaves, 0xff, (n ? n : 1) * sizeof *b.leaves);
+    }
     if (tree_collect(&b, &sel, 0, NULL, &matched, &samples) < 0) {
         vmp_error_set(err, -1, "out of memory while building the call tree");
         goto out;
@@ -723,6 +744,11 @@ vmp_tree *vmp_query_tree(const vmp_profile *p, const vmp_query *q, vmp_error *er
         t->nodes[0].kind = sel.funcs[fi].kind;
     }
 out:
+    if (t && leaves) {
+        *leaves = b.leaves;
+        b.leaves = NULL;
+    }
+    free(b.leaves);
     tbuild_free(&b);
     vmp_selection_free(&sel);
     return t;

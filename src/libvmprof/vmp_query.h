@@ -86,4 +86,11 @@ typedef struct vmp_path_walk {
 
 int vmp_path_next(const vmp_selection *sel, vmp_path_walk *w);
 
+/* vmp_query_tree, and where each sample ends in it, for the exports that
+ * follow the sample sequence (firefox): *leaves (free it) holds per unique
+ * stack of p the node its path ends in, VMP_NONE for a stack not selected or
+ * whose node was cut. */
+vmp_tree *vmp_query_tree_leaves(const vmp_profile *p, const vmp_query *q, uint32_t **leaves,
+                                vmp_error *err);
+
 #endif /* VMP_QUERY_H */
