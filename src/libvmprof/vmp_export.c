@@ -15,7 +15,7 @@
 #include "vmp_hash.h"
 #include "vmp_query.h"
 
-typedef int (*format_writer)(const vmp_xview *, FILE *, const vmp_export_options *,
+typedef int (*format_writer)(const vmp_export_view *, FILE *, const vmp_export_options *,
                              vmp_error *);
 
 static const struct {
@@ -68,7 +68,7 @@ typedef struct xview_priv {
 } xview_priv;
 
 typedef struct xbuild {
-    vmp_xview *v;
+    vmp_export_view *v;
     xview_priv *pv;
     uint32_t *stack_table;   /* view stacks by the hash of their content */
     size_t stack_table_cap;
@@ -80,22 +80,22 @@ typedef struct xbuild {
  * its stacks use, numbered in order of first use. */
 static uint32_t func_for(xbuild *b, const vmp_func *funcs, uint32_t pf)
 {
-    vmp_xview *v = b->v;
+    vmp_export_view *v = b->v;
     if (b->pv->func_map[pf] != VMP_NONE)
         return b->pv->func_map[pf];
     if (vmp_array_grow((void **)&v->funcs, &b->pv->funcs_cap, v->n_funcs + 1, sizeof *v->funcs) < 0)
         return VMP_NONE;
     const vmp_func *f = &funcs[pf];
     uint32_t idx = (uint32_t)v->n_funcs++;
-    v->funcs[idx] = (vmp_xfunc){f->name, strlen(f->name), f->file, strlen(f->file), f->first_line,
-                                f->kind};
+    v->funcs[idx] = (vmp_export_func){f->name, strlen(f->name), f->file, strlen(f->file),
+                                      f->first_line, f->kind};
     b->pv->func_map[pf] = idx;
     return idx;
 }
 
 static uint32_t frame_for(xbuild *b, uint32_t func, uint32_t line)
 {
-    vmp_xview *v = b->v;
+    vmp_export_view *v = b->v;
     uint64_t key = (uint64_t)func << 32 | line;
     uint32_t idx;
     if (vmp_u64map_find(&b->pv->frame_map, key, &idx))
@@ -114,14 +114,14 @@ static uint32_t frame_for(xbuild *b, uint32_t func, uint32_t line)
 static uint32_t stack_for(xbuild *b, uint32_t thread, const uint32_t *seq, uint32_t depth,
                           uint64_t count)
 {
-    vmp_xview *v = b->v;
+    vmp_export_view *v = b->v;
     xview_priv *pv = b->pv;
     uint64_t h = vmp_hash_bytes(seq, depth * sizeof *seq, thread);
     uint32_t idx;
     size_t mask = b->stack_table_cap - 1, i;
     for (i = h & mask; b->stack_table[i] != VMP_INDEX_FREE; i = (i + 1) & mask) {
         uint32_t k = b->stack_table[i];
-        vmp_xstack *xs = &v->stacks[k];
+        vmp_export_stack *xs = &v->stacks[k];
         if (b->stack_hash[k] == h && xs->thread == thread && xs->depth == depth &&
             memcmp(pv->arena + (size_t)(uintptr_t)xs->frames, seq, depth * sizeof *seq) == 0) {
             xs->count += count;
@@ -160,7 +160,7 @@ static uint32_t stack_for(xbuild *b, uint32_t thread, const uint32_t *seq, uint3
     return idx;
 }
 
-void vmp_xview_free(vmp_xview *v)
+void vmp_export_view_free(vmp_export_view *v)
 {
     xview_priv *pv = v->priv;
     if (pv) {
@@ -177,8 +177,8 @@ void vmp_xview_free(vmp_xview *v)
     memset(v, 0, sizeof *v);
 }
 
-int vmp_xview_build_query(vmp_xview *v, const vmp_profile *p, const vmp_query *q, const char *title,
-                          vmp_error *err)
+int vmp_export_view_build_query(vmp_export_view *v, const vmp_profile *p, const vmp_query *q,
+                                 const char *title, vmp_error *err)
 {
     static const vmp_query all;
     const vmp_profile_summary *sum = vmp_profile_get_summary(p);
@@ -223,7 +223,7 @@ int vmp_xview_build_query(vmp_xview *v, const vmp_profile *p, const vmp_query *q
         vmp_stack st;
         uint32_t n = 0, idx;
         vmp_profile_stack_at(p, i, &st);
-        v->stack_map[i] = VMP_XVIEW_NO_STACK;
+        v->stack_map[i] = VMP_EXPORT_NO_STACK;
         uint64_t cnt = vmp_selection_count(&sel, i, &st);
         if (st.thread_index >= n_threads || !v->thread_on[st.thread_index])
             continue;
@@ -275,7 +275,7 @@ out:
     free(b.stack_table);
     free(b.stack_hash);
     if (rc < 0)
-        vmp_xview_free(v);
+        vmp_export_view_free(v);
     return rc;
 }
 
@@ -306,17 +306,17 @@ static int query_of_options(const vmp_profile *p, const vmp_export_options *o, v
     return 0;
 }
 
-int vmp_xview_build(vmp_xview *v, const vmp_profile *p, const vmp_export_options *o,
-                    vmp_error *err)
+int vmp_export_view_build(vmp_export_view *v, const vmp_profile *p, const vmp_export_options *o,
+                          vmp_error *err)
 {
     vmp_query q;
     memset(v, 0, sizeof *v);
     if (query_of_options(p, o, &q, err) < 0)
         return -1;
-    return vmp_xview_build_query(v, p, &q, o ? o->title : NULL, err);
+    return vmp_export_view_build_query(v, p, &q, o ? o->title : NULL, err);
 }
 
-uint32_t vmp_xview_node_frame(const vmp_xview *v, const vmp_tree_node *n)
+uint32_t vmp_export_view_node_frame(const vmp_export_view *v, const vmp_tree_node *n)
 {
     const xview_priv *pv = v->priv;
     uint32_t idx;
@@ -327,7 +327,7 @@ uint32_t vmp_xview_node_frame(const vmp_xview *v, const vmp_tree_node *n)
     return vmp_u64map_find(&pv->frame_map, (uint64_t)func << 32 | line, &idx) ? idx : VMP_NONE;
 }
 
-void vmp_xview_tree_query(const vmp_xview *v, uint32_t thread, vmp_query *out)
+void vmp_export_view_tree_query(const vmp_export_view *v, uint32_t thread, vmp_query *out)
 {
     *out = v->query;
     out->root_path = NULL;
@@ -341,18 +341,19 @@ void vmp_xview_tree_query(const vmp_xview *v, uint32_t thread, vmp_query *out)
     }
 }
 
-double vmp_xview_period_ms(const vmp_xview *v)
+double vmp_export_view_period_ms(const vmp_export_view *v)
 {
     const vmp_profile_summary *s = vmp_profile_get_summary(v->profile);
     return s->period_usec ? (double)s->period_usec / 1000.0 : 1.0;
 }
 
-double vmp_xview_sample_ms(const vmp_xview *v, uint64_t i)
+double vmp_export_view_sample_ms(const vmp_export_view *v, uint64_t i)
 {
     return vmp_profile_sample_ms(v->profile, i);
 }
 
-const char *vmp_xview_thread_label(const vmp_xview *v, uint32_t thread, char *buf, size_t size)
+const char *vmp_export_view_thread_label(const vmp_export_view *v, uint32_t thread, char *buf,
+                                         size_t size)
 {
     snprintf(buf, size, "Thread %u (0x%" PRIx64 ")", thread + 1,
              vmp_profile_thread_id(v->profile, thread));
@@ -367,7 +368,7 @@ static int export_query(const vmp_profile *p, vmp_export_format format, const vm
 {
     vmp_export_options o;
     vmp_query lq;
-    vmp_xview v;
+    vmp_export_view v;
     int rc;
     memset(&o, 0, sizeof o);
     if ((unsigned)format >= VMP_EXPORT_FORMAT_COUNT)
@@ -388,10 +389,10 @@ static int export_query(const vmp_profile *p, vmp_export_format format, const vm
     }
     o.lines = (lq.frames & VMP_Q_LINES) != 0;
     o.no_native = (lq.frames & VMP_Q_NO_NATIVE) != 0;
-    if (vmp_xview_build_query(&v, p, &lq, o.title, err) < 0)
+    if (vmp_export_view_build_query(&v, p, &lq, o.title, err) < 0)
         return -1;
     rc = formats[format].write(&v, out, &o, err);
-    vmp_xview_free(&v);
+    vmp_export_view_free(&v);
     if (fflush(out) != 0 || ferror(out)) {
         if (rc == 0)
             vmp_error_set(err, -1, "writing the %s export failed: %s; check the disk space and "
@@ -524,14 +525,14 @@ typedef struct xstrings_priv {
     size_t text_len, text_cap;
 } xstrings_priv;
 
-int vmp_xstrings_init(vmp_xstrings *s)
+int vmp_export_strings_init(vmp_export_strings *s)
 {
     xstrings_priv *ps = calloc(1, sizeof *ps);
     s->count = 0;
     s->priv = ps;
     if (!ps || !(ps->table = vmp_index_table_new(1024)) ||
         vmp_array_grow((void **)&ps->offsets, &ps->offsets_cap, 1, sizeof *ps->offsets) < 0) {
-        vmp_xstrings_free(s);
+        vmp_export_strings_free(s);
         return -1;
     }
     ps->table_cap = 1024;
@@ -539,7 +540,7 @@ int vmp_xstrings_init(vmp_xstrings *s)
     return 0;
 }
 
-void vmp_xstrings_free(vmp_xstrings *s)
+void vmp_export_strings_free(vmp_export_strings *s)
 {
     xstrings_priv *ps = s->priv;
     if (ps) {
@@ -553,7 +554,7 @@ void vmp_xstrings_free(vmp_xstrings *s)
     s->count = 0;
 }
 
-uint32_t vmp_xstrings_add(vmp_xstrings *s, const char *str, size_t len)
+uint32_t vmp_export_strings_add(vmp_export_strings *s, const char *str, size_t len)
 {
     xstrings_priv *ps = s->priv;
     uint64_t h = vmp_hash_bytes(str, len, 11);
@@ -565,16 +566,16 @@ uint32_t vmp_xstrings_add(vmp_xstrings *s, const char *str, size_t len)
             memcmp(ps->text + off, str, len) == 0)
             return i;
     }
-    if (s->count >= VMP_XSTRINGS_FAILED - 1 ||
+    if (s->count >= VMP_EXPORT_STRINGS_FAILED - 1 ||
         vmp_array_grow((void **)&ps->text, &ps->text_cap, ps->text_len + len + 1, 1) < 0 ||
         vmp_array_grow((void **)&ps->offsets, &ps->offsets_cap, s->count + 2, sizeof *ps->offsets) < 0 ||
         vmp_array_grow((void **)&ps->hashes, &ps->hashes_cap, s->count + 1, sizeof *ps->hashes) < 0)
-        return VMP_XSTRINGS_FAILED;
+        return VMP_EXPORT_STRINGS_FAILED;
     if ((s->count + 1) * 2 > ps->table_cap) {
         size_t ncap = ps->table_cap * 2;
         uint32_t *nt = vmp_index_table_new(ncap);
         if (!nt)
-            return VMP_XSTRINGS_FAILED;
+            return VMP_EXPORT_STRINGS_FAILED;
         for (size_t i = 0; i < s->count; i++)
             nt[vmp_index_table_slot(nt, ncap, ps->hashes[i])] = (uint32_t)i;
         free(ps->table);
@@ -591,17 +592,17 @@ uint32_t vmp_xstrings_add(vmp_xstrings *s, const char *str, size_t len)
     return idx;
 }
 
-const char *vmp_xstrings_get(const vmp_xstrings *s, size_t i, size_t *len)
+const char *vmp_export_strings_get(const vmp_export_strings *s, size_t i, size_t *len)
 {
     const xstrings_priv *ps = s->priv;
     *len = ps->offsets[i + 1] - ps->offsets[i] - 1;
     return ps->text + ps->offsets[i];
 }
 
-size_t vmp_xview_frame_label(const vmp_xview *v, uint32_t frame, char *buf, size_t size)
+size_t vmp_export_view_frame_label(const vmp_export_view *v, uint32_t frame, char *buf, size_t size)
 {
-    const vmp_xframe *fr = &v->frames[frame];
-    const vmp_xfunc *f = &v->funcs[fr->func];
+    const vmp_export_frame *fr = &v->frames[frame];
+    const vmp_export_func *f = &v->funcs[fr->func];
     int n;
     if (f->file_len)
         n = snprintf(buf, size, "%.*s (%.*s:%u)", (int)f->name_len, f->name, (int)f->file_len,

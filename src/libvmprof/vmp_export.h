@@ -19,7 +19,7 @@
  *               embeds the aggregated call tree, never the samples, so its
  *               size follows the number of distinct stacks
  *
- * The export view.  Formats do not walk the raw profile: vmp_xview_build()
+ * The export view.  Formats do not walk the raw profile: vmp_export_view_build()
  * resolves it once into
  *   - funcs: one per (name, file, first line), parsed from the name records
  *     ("py:name:line:file", "n:symbol:line:file"); ids without a name become
@@ -34,7 +34,7 @@
  *     need the sample sequence (firefox) can follow it in file order.
  * Stacks keep recursion as it was sampled: flame graphs show it.
  *
- * Nothing here calls Python; all memory is freed by vmp_xview_free().
+ * Nothing here calls Python; all memory is freed by vmp_export_view_free().
  */
 #ifndef VMP_EXPORT_H
 #define VMP_EXPORT_H
@@ -90,36 +90,36 @@ int vmp_export_write_path(const vmp_profile *p, vmp_export_format format, const 
 
 /* ---- the export view, for the format files ------------------------------ */
 
-typedef struct vmp_xfunc {
+typedef struct vmp_export_func {
     const char *name; /* not NUL-terminated; see name_len */
     size_t name_len;
     const char *file; /* "" when unknown */
     size_t file_len;
     uint32_t first_line;
     uint8_t kind;     /* vmp_frame_kind */
-} vmp_xfunc;
+} vmp_export_func;
 
-typedef struct vmp_xframe {
+typedef struct vmp_export_frame {
     uint32_t func;
     uint32_t line;
-} vmp_xframe;
+} vmp_export_frame;
 
-typedef struct vmp_xstack {
+typedef struct vmp_export_stack {
     const uint32_t *frames; /* indices into frames, root first */
     uint32_t depth;
     uint32_t thread;        /* index into the profile's thread table */
     uint64_t count;
-} vmp_xstack;
+} vmp_export_stack;
 
-typedef struct vmp_xview {
+typedef struct vmp_export_view {
     const vmp_profile *profile;
-    vmp_xfunc *funcs;
+    vmp_export_func *funcs;
     size_t n_funcs;
-    vmp_xframe *frames;
+    vmp_export_frame *frames;
     size_t n_frames;
-    vmp_xstack *stacks;
+    vmp_export_stack *stacks;
     size_t n_stacks;
-    /* per profile stack: its view stack, or VMP_XVIEW_NO_STACK when none of
+    /* per profile stack: its view stack, or VMP_EXPORT_NO_STACK when none of
      * its samples is exported */
     uint32_t *stack_map;
     /* per profile thread: 1 when exported */
@@ -131,68 +131,70 @@ typedef struct vmp_xview {
     char title[256];
     vmp_query query;    /* the query the view was made of */
     void *priv;         /* owned storage */
-} vmp_xview;
+} vmp_export_view;
 
-#define VMP_XVIEW_NO_STACK UINT32_MAX
+#define VMP_EXPORT_NO_STACK UINT32_MAX
 
 /* The view of the samples and frames a query selects (vmprof.h); title NULL
  * or "": derived from the profile.  Recursion is kept whatever the query
  * says, and by-address queries are treated as by function. */
-int vmp_xview_build_query(vmp_xview *v, const vmp_profile *p, const vmp_query *q,
-                          const char *title, vmp_error *err);
+int vmp_export_view_build_query(vmp_export_view *v, const vmp_profile *p, const vmp_query *q,
+                                const char *title, vmp_error *err);
 /* The view that export options describe (their thread, lines and no_native). */
-int vmp_xview_build(vmp_xview *v, const vmp_profile *p, const vmp_export_options *options,
-                    vmp_error *err);
-void vmp_xview_free(vmp_xview *v);
+int vmp_export_view_build(vmp_export_view *v, const vmp_profile *p,
+                          const vmp_export_options *options, vmp_error *err);
+void vmp_export_view_free(vmp_export_view *v);
 /* Milliseconds from the start of the profile to sample i: spread evenly over
  * the recorded duration when the file has both times, else i * period. */
-double vmp_xview_sample_ms(const vmp_xview *v, uint64_t i);
+double vmp_export_view_sample_ms(const vmp_export_view *v, uint64_t i);
 /* The sampling period in milliseconds (1 when the file does not say). */
-double vmp_xview_period_ms(const vmp_xview *v);
+double vmp_export_view_period_ms(const vmp_export_view *v);
 /* "Thread 2 (0x7f3a...)" for display; buf is returned. */
-const char *vmp_xview_thread_label(const vmp_xview *v, uint32_t thread, char *buf, size_t size);
+const char *vmp_export_view_thread_label(const vmp_export_view *v, uint32_t thread, char *buf,
+                                         size_t size);
 
 /* The view frame of a node of a call tree the query layer built from the
  * view's query (view_tree_query: the html flame graph, firefox's stack
  * table): its function and line as the view has them; VMP_NONE if none. */
-uint32_t vmp_xview_node_frame(const vmp_xview *v, const vmp_tree_node *n);
+uint32_t vmp_export_view_node_frame(const vmp_export_view *v, const vmp_tree_node *n);
 /* The view's query as a call tree's: the view's samples and frames, every
  * node kept (no root path, depth or share) and a node per function;
  * thread: a profile thread index, or VMP_ALL_THREADS for the view's. */
-void vmp_xview_tree_query(const vmp_xview *v, uint32_t thread, vmp_query *out);
+void vmp_export_view_tree_query(const vmp_export_view *v, uint32_t thread, vmp_query *out);
 
 /* A string table (pprof's string_table, firefox's stringArray): each distinct
  * string once, in order of first use.  Strings are copied. */
-typedef struct vmp_xstrings {
+typedef struct vmp_export_strings {
     size_t count;
     void *priv;
-} vmp_xstrings;
+} vmp_export_strings;
 
-int vmp_xstrings_init(vmp_xstrings *s);
-void vmp_xstrings_free(vmp_xstrings *s);
-#define VMP_XSTRINGS_FAILED UINT32_MAX
+int vmp_export_strings_init(vmp_export_strings *s);
+void vmp_export_strings_free(vmp_export_strings *s);
+#define VMP_EXPORT_STRINGS_FAILED UINT32_MAX
 
-/* The index of the string, adding it when new; VMP_XSTRINGS_FAILED when out
+/* The index of the string, adding it when new; VMP_EXPORT_STRINGS_FAILED when out
  * of memory. */
-uint32_t vmp_xstrings_add(vmp_xstrings *s, const char *str, size_t len);
-const char *vmp_xstrings_get(const vmp_xstrings *s, size_t i, size_t *len);
+uint32_t vmp_export_strings_add(vmp_export_strings *s, const char *str, size_t len);
+const char *vmp_export_strings_get(const vmp_export_strings *s, size_t i, size_t *len);
 
 /* The label of a frame as the text formats show it: "name (file:line)", or
  * "name" when the file is unknown.  Returns the length written (truncated
  * to size - 1, NUL-terminated). */
-size_t vmp_xview_frame_label(const vmp_xview *v, uint32_t frame, char *buf, size_t size);
+size_t vmp_export_view_frame_label(const vmp_export_view *v, uint32_t frame, char *buf,
+                                   size_t size);
 
 /* The format writers (vmp_export_<format>.c).  Each returns 0 or -1 with err
  * set; write errors are checked by the caller through ferror(out). */
-int vmp_export_collapsed(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_collapsed(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                          vmp_error *err);
-int vmp_export_speedscope(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_speedscope(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                           vmp_error *err);
-int vmp_export_pprof(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_pprof(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                      vmp_error *err);
-int vmp_export_firefox(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_firefox(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                        vmp_error *err);
-int vmp_export_html(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_html(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                     vmp_error *err);
 
 #endif /* VMP_EXPORT_H */

@@ -25,7 +25,7 @@ static void put_label(FILE *out, const char *s, size_t len)
     }
 }
 
-int vmp_export_collapsed(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_collapsed(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                          vmp_error *err)
 {
     size_t n_threads = vmp_profile_thread_count(v->profile), i, on = 0;
@@ -35,18 +35,18 @@ int vmp_export_collapsed(const vmp_xview *v, FILE *out, const vmp_export_options
     for (i = 0; i < n_threads; i++)
         on += v->thread_on[i];
     for (i = 0; i < v->n_stacks; i++) {
-        const vmp_xstack *st = &v->stacks[i];
+        const vmp_export_stack *st = &v->stacks[i];
         uint32_t d;
         int first = 1;
         if (!st->depth && on < 2)
             continue;
         if (on > 1) {
-            vmp_xview_thread_label(v, st->thread, label, sizeof label);
+            vmp_export_view_thread_label(v, st->thread, label, sizeof label);
             put_label(out, label, strlen(label));
             first = 0;
         }
         for (d = 0; d < st->depth; d++) {
-            size_t n = vmp_xview_frame_label(v, st->frames[d], label, sizeof label);
+            size_t n = vmp_export_view_frame_label(v, st->frames[d], label, sizeof label);
             if (!first)
                 putc(';', out);
             put_label(out, label, n);

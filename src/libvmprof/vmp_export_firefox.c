@@ -27,12 +27,12 @@
 #define PROCESSED_VERSION 48
 #define GECKO_VERSION 27
 /* a func without a file (null in the table): never a string index, and not
- * VMP_XSTRINGS_FAILED either */
-#define NO_FILE (VMP_XSTRINGS_FAILED - 1)
+ * VMP_EXPORT_STRINGS_FAILED either */
+#define NO_FILE (VMP_EXPORT_STRINGS_FAILED - 1)
 
 enum { CAT_PYTHON, CAT_NATIVE, CAT_OTHER };
 
-static int category_of(const vmp_xfunc *f)
+static int category_of(const vmp_export_func *f)
 {
     if (f->kind == VMP_FRAME_PYTHON)
         return CAT_PYTHON;
@@ -72,11 +72,12 @@ static void elem_u_or_null(FILE *out, size_t i, int present, unsigned value)
         fputs("null", out);
 }
 
-static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, vmp_error *err)
+static int write_thread(const vmp_export_view *v, FILE *out, uint32_t t, int is_main,
+                        vmp_error *err)
 {
     const vmp_profile *p = v->profile;
     uint64_t n = v->sample_end, i, n_here = 0;
-    vmp_xstrings strs = {0};
+    vmp_export_strings strs = {0};
     vmp_query tq;
     vmp_tree *tree;
     uint32_t *leaves = NULL, *frame_of = NULL;
@@ -85,33 +86,33 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     int first;
     char label[64];
 
-    vmp_xview_tree_query(v, t, &tq);
+    vmp_export_view_tree_query(v, t, &tq);
     if (!(tree = vmp_query_tree_leaves(p, &tq, &leaves, err)))
         return -1;
     /* stack k - 1 is tree node k (k >= 1), the root being no frame */
     frame_of = malloc(tree->n_nodes * sizeof *frame_of);
-    if (!frame_of || vmp_xstrings_init(&strs) < 0)
+    if (!frame_of || vmp_export_strings_init(&strs) < 0)
         goto oom;
     for (k = 1; k < tree->n_nodes; k++)
-        if ((frame_of[k] = vmp_xview_node_frame(v, &tree->nodes[k])) == VMP_NONE)
+        if ((frame_of[k] = vmp_export_view_node_frame(v, &tree->nodes[k])) == VMP_NONE)
             goto oom; /* cannot happen: the view has the frames of its query's paths */
     name_str = malloc((v->n_funcs + 1) * sizeof *name_str);
     file_str = malloc((v->n_funcs + 1) * sizeof *file_str);
     if (!name_str || !file_str)
         goto oom;
     for (k = 0; k < v->n_funcs; k++) {
-        name_str[k] = vmp_xstrings_add(&strs, v->funcs[k].name, v->funcs[k].name_len);
+        name_str[k] = vmp_export_strings_add(&strs, v->funcs[k].name, v->funcs[k].name_len);
         file_str[k] = v->funcs[k].file_len
-                          ? vmp_xstrings_add(&strs, v->funcs[k].file, v->funcs[k].file_len)
+                          ? vmp_export_strings_add(&strs, v->funcs[k].file, v->funcs[k].file_len)
                           : NO_FILE;
-        if (name_str[k] == VMP_XSTRINGS_FAILED || file_str[k] == VMP_XSTRINGS_FAILED)
+        if (name_str[k] == VMP_EXPORT_STRINGS_FAILED || file_str[k] == VMP_EXPORT_STRINGS_FAILED)
             goto oom;
     }
 
     fputs("{\"processType\":\"default\",\"processStartupTime\":0,\"processShutdownTime\":null,"
           "\"registerTime\":0,\"unregisterTime\":null,\"pausedRanges\":[],\"name\":",
           out);
-    vmp_json_cstring(out, vmp_xview_thread_label(v, t, label, sizeof label));
+    vmp_json_cstring(out, vmp_export_view_thread_label(v, t, label, sizeof label));
     fprintf(out, ",\"isMainThread\":%s,\"pid\":\"0\",\"tid\":%u,", is_main ? "true" : "false",
             t + 1);
 
@@ -119,7 +120,7 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     fputs("\"samples\":{\"weightType\":\"samples\",\"weight\":null,\"stack\":[", out);
     for (i = v->sample_begin; i < n; i++) {
         uint32_t ps = vmp_profile_sample_stack(p, i), leaf;
-        if (ps >= vmp_profile_stack_count(p) || v->stack_map[ps] == VMP_XVIEW_NO_STACK ||
+        if (ps >= vmp_profile_stack_count(p) || v->stack_map[ps] == VMP_EXPORT_NO_STACK ||
             (leaf = leaves[ps]) == VMP_NONE)
             continue;
         elem_u_or_null(out, n_here++, leaf != 0, leaf - 1);
@@ -128,13 +129,13 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     first = 1;
     for (i = v->sample_begin; i < n; i++) {
         uint32_t ps = vmp_profile_sample_stack(p, i);
-        if (ps >= vmp_profile_stack_count(p) || v->stack_map[ps] == VMP_XVIEW_NO_STACK ||
+        if (ps >= vmp_profile_stack_count(p) || v->stack_map[ps] == VMP_EXPORT_NO_STACK ||
             leaves[ps] == VMP_NONE)
             continue;
         if (!first)
             putc(',', out);
         first = 0;
-        vmp_json_millis(out, vmp_xview_sample_ms(v, i));
+        vmp_json_millis(out, vmp_export_view_sample_ms(v, i));
     }
     fprintf(out, "],\"length\":%" PRIu64 "},", n_here);
 
@@ -203,7 +204,7 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
           out);
     for (k = 0; k < strs.count; k++) {
         size_t len;
-        const char *s = vmp_xstrings_get(&strs, k, &len);
+        const char *s = vmp_export_strings_get(&strs, k, &len);
         if (k)
             putc(',', out);
         vmp_json_string(out, s, len);
@@ -211,7 +212,7 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
     fputs("]}", out);
     free(name_str);
     free(file_str);
-    vmp_xstrings_free(&strs);
+    vmp_export_strings_free(&strs);
     vmp_result_free(tree);
     free(leaves);
     free(frame_of);
@@ -219,14 +220,14 @@ static int write_thread(const vmp_xview *v, FILE *out, uint32_t t, int is_main, 
 oom:
     free(name_str);
     free(file_str);
-    vmp_xstrings_free(&strs);
+    vmp_export_strings_free(&strs);
     vmp_result_free(tree);
     free(leaves);
     free(frame_of);
     return vmp_error_set(err, -1, "out of memory while writing the firefox export");
 }
 
-static void write_rss_counter(const vmp_xview *v, FILE *out)
+static void write_rss_counter(const vmp_export_view *v, FILE *out)
 {
     const vmp_profile *p = v->profile;
     uint64_t n = v->sample_end, i;
@@ -238,7 +239,7 @@ static void write_rss_counter(const vmp_xview *v, FILE *out)
     for (i = v->sample_begin; i < n; i++) {
         if (i > v->sample_begin)
             putc(',', out);
-        vmp_json_millis(out, vmp_xview_sample_ms(v, i));
+        vmp_json_millis(out, vmp_export_view_sample_ms(v, i));
     }
     fputs("],\"count\":[", out);
     for (i = v->sample_begin; i < n; i++) {
@@ -249,7 +250,7 @@ static void write_rss_counter(const vmp_xview *v, FILE *out)
     fprintf(out, "],\"length\":%" PRIu64 "}}", n - v->sample_begin);
 }
 
-int vmp_export_firefox(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_firefox(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                        vmp_error *err)
 {
     const vmp_profile_summary *sum = vmp_profile_get_summary(v->profile);
@@ -260,7 +261,7 @@ int vmp_export_firefox(const vmp_xview *v, FILE *out, const vmp_export_options *
     int first = 1;
     (void)o;
     fputs("{\"meta\":{\"interval\":", out);
-    vmp_json_double(out, vmp_xview_period_ms(v));
+    vmp_json_double(out, vmp_export_view_period_ms(v));
     fputs(",\"startTime\":", out);
     vmp_json_double(out, start_ms);
     fputs(",\"processType\":0,\"product\":", out);

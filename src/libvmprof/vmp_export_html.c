@@ -41,14 +41,14 @@
 static const char *const vmp_html_page_end = vmp_html_page + vmp_html_page_LEN;
 static const char *const vmp_html_flamegraph_end = vmp_html_flamegraph + vmp_html_flamegraph_LEN;
 
-static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char *label,
+static int write_tree(const vmp_export_view *v, FILE *out, uint32_t thread, const char *label,
                       double min_fraction, int *pruned, vmp_error *err)
 {
     vmp_query tq;
     size_t k;
     /* the query layer's tree drops the nodes under the share (whole subtrees:
      * a child is never heavier than its parent), counted in n_cut */
-    vmp_xview_tree_query(v, thread, &tq);
+    vmp_export_view_tree_query(v, thread, &tq);
     tq.min_fraction = min_fraction;
     vmp_tree *t = vmp_query_tree(v->profile, &tq, err);
     if (!t)
@@ -60,7 +60,7 @@ static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char
         fprintf(out, ",%u", t->nodes[k].parent);
     fputs("],\"frame\":[-1", out);
     for (k = 1; k < t->n_nodes; k++) {
-        uint32_t frame = vmp_xview_node_frame(v, &t->nodes[k]);
+        uint32_t frame = vmp_export_view_node_frame(v, &t->nodes[k]);
         if (frame == VMP_NONE) { /* cannot happen: the view has its query's frames */
             vmp_result_free(t);
             return vmp_error_set(err, -1, "the html export found a frame its view lacks");
@@ -79,7 +79,7 @@ static int write_tree(const vmp_xview *v, FILE *out, uint32_t thread, const char
 }
 
 /* RSS is the process's, so every exported sample counts, whatever thread */
-static int write_rss(const vmp_xview *v, FILE *out, vmp_error *err)
+static int write_rss(const vmp_export_view *v, FILE *out, vmp_error *err)
 {
     vmp_query q = {.sample_range_set = 1, .sample_begin = v->sample_begin,
                    .sample_end = v->sample_end};
@@ -99,7 +99,7 @@ static int write_rss(const vmp_xview *v, FILE *out, vmp_error *err)
     return 0;
 }
 
-static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+static int write_data(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                       vmp_error *err)
 {
     const vmp_profile_summary *sum = vmp_profile_get_summary(v->profile);
@@ -117,14 +117,14 @@ static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o
     vmp_json_cstring(out, sum->interp);
     fprintf(out, ",\"samples\":%" PRIu64 ",\"lines\":%s,\"period_ms\":", v->n_samples,
             o && o->lines && (sum->mode & VMP_MODE_LINES) ? "true" : "false");
-    vmp_json_double(out, vmp_xview_period_ms(v));
+    vmp_json_double(out, vmp_export_view_period_ms(v));
     fputs(",\"duration_ms\":", out);
-    vmp_json_double(out, sum->n_samples ? vmp_xview_sample_ms(v, sum->n_samples) : 0);
+    vmp_json_double(out, sum->n_samples ? vmp_export_view_sample_ms(v, sum->n_samples) : 0);
     fputs(",\"min_fraction\":", out);
     vmp_json_double(out, min_fraction);
     fputs(",\"funcs\":[", out);
     for (i = 0; i < v->n_funcs; i++) {
-        const vmp_xfunc *f = &v->funcs[i];
+        const vmp_export_func *f = &v->funcs[i];
         fputs(i ? ",[" : "[", out);
         vmp_json_string(out, f->name, f->name_len);
         putc(',', out);
@@ -146,9 +146,8 @@ static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o
         if (!first)
             putc(',', out);
         first = 0;
-        if (write_tree(v, out, (uint32_t)i,
-                       vmp_xview_thread_label(v, (uint32_t)i, label, sizeof label), min_fraction,
-                       &pruned, err) < 0)
+        vmp_export_view_thread_label(v, (uint32_t)i, label, sizeof label);
+        if (write_tree(v, out, (uint32_t)i, label, min_fraction, &pruned, err) < 0)
             return -1;
     }
     putc(']', out);
@@ -158,7 +157,7 @@ static int write_data(const vmp_xview *v, FILE *out, const vmp_export_options *o
     return 0;
 }
 
-int vmp_export_html(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_html(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                     vmp_error *err)
 {
     size_t len = vmp_html_page_LEN;

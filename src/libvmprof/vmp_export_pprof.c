@@ -61,13 +61,13 @@ static void value_type(vmp_pbuf *b, uint32_t field, uint32_t type, uint32_t unit
     vmp_pbuf_end(b, m);
 }
 
-int vmp_export_pprof(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_pprof(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                      vmp_error *err)
 {
     const vmp_profile_summary *sum = vmp_profile_get_summary(v->profile);
     size_t n_threads = vmp_profile_thread_count(v->profile), i;
-    uint64_t period_ns = (uint64_t)(vmp_xview_period_ms(v) * 1e6 + 0.5);
-    vmp_xstrings strs;
+    uint64_t period_ns = (uint64_t)(vmp_export_view_period_ms(v) * 1e6 + 0.5);
+    vmp_export_strings strs;
     vmp_pbuf b;
     uint64_t *ids = NULL;
     uint32_t *func_name = NULL, *func_file = NULL, *thread_str = NULL;
@@ -78,7 +78,7 @@ int vmp_export_pprof(const vmp_xview *v, FILE *out, const vmp_export_options *o,
     (void)o;
 
     vmp_pbuf_init(&b);
-    if (vmp_xstrings_init(&strs) < 0)
+    if (vmp_export_strings_init(&strs) < 0)
         goto oom;
     func_name = malloc((v->n_funcs + 1) * sizeof *func_name);
     func_file = malloc((v->n_funcs + 1) * sizeof *func_file);
@@ -86,34 +86,36 @@ int vmp_export_pprof(const vmp_xview *v, FILE *out, const vmp_export_options *o,
     if (!func_name || !func_file || !thread_str)
         goto oom;
     /* index 0 must be the empty string */
-    if (vmp_xstrings_add(&strs, "", 0) != 0)
+    if (vmp_export_strings_add(&strs, "", 0) != 0)
         goto oom;
-    s_samples = vmp_xstrings_add(&strs, "samples", 7);
-    s_count = vmp_xstrings_add(&strs, "count", 5);
-    s_time = (sum->mode & VMP_MODE_REAL_TIME) ? vmp_xstrings_add(&strs, "wall", 4)
-                                              : vmp_xstrings_add(&strs, "cpu", 3);
-    s_ns = vmp_xstrings_add(&strs, "nanoseconds", 11);
-    s_thread = vmp_xstrings_add(&strs, "thread", 6);
-    s_title = vmp_xstrings_add(&strs, v->title, strlen(v->title));
+    s_samples = vmp_export_strings_add(&strs, "samples", 7);
+    s_count = vmp_export_strings_add(&strs, "count", 5);
+    s_time = (sum->mode & VMP_MODE_REAL_TIME) ? vmp_export_strings_add(&strs, "wall", 4)
+                                              : vmp_export_strings_add(&strs, "cpu", 3);
+    s_ns = vmp_export_strings_add(&strs, "nanoseconds", 11);
+    s_thread = vmp_export_strings_add(&strs, "thread", 6);
+    s_title = vmp_export_strings_add(&strs, v->title, strlen(v->title));
     for (i = 0; i < v->n_funcs; i++) {
-        func_name[i] = vmp_xstrings_add(&strs, v->funcs[i].name, v->funcs[i].name_len);
-        func_file[i] = vmp_xstrings_add(&strs, v->funcs[i].file, v->funcs[i].file_len);
-        if (func_name[i] == VMP_XSTRINGS_FAILED || func_file[i] == VMP_XSTRINGS_FAILED)
+        func_name[i] = vmp_export_strings_add(&strs, v->funcs[i].name, v->funcs[i].name_len);
+        func_file[i] = vmp_export_strings_add(&strs, v->funcs[i].file, v->funcs[i].file_len);
+        if (func_name[i] == VMP_EXPORT_STRINGS_FAILED || func_file[i] == VMP_EXPORT_STRINGS_FAILED)
             goto oom;
     }
     for (i = 0; i < n_threads; i++) {
         snprintf(label, sizeof label, "0x%" PRIx64, vmp_profile_thread_id(v->profile, i));
-        if ((thread_str[i] = vmp_xstrings_add(&strs, label, strlen(label))) == VMP_XSTRINGS_FAILED)
+        thread_str[i] = vmp_export_strings_add(&strs, label, strlen(label));
+        if (thread_str[i] == VMP_EXPORT_STRINGS_FAILED)
             goto oom;
     }
-    if (s_samples == VMP_XSTRINGS_FAILED || s_count == VMP_XSTRINGS_FAILED || s_time == VMP_XSTRINGS_FAILED ||
-        s_ns == VMP_XSTRINGS_FAILED || s_thread == VMP_XSTRINGS_FAILED || s_title == VMP_XSTRINGS_FAILED)
+    if (s_samples == VMP_EXPORT_STRINGS_FAILED || s_count == VMP_EXPORT_STRINGS_FAILED ||
+        s_time == VMP_EXPORT_STRINGS_FAILED || s_ns == VMP_EXPORT_STRINGS_FAILED ||
+        s_thread == VMP_EXPORT_STRINGS_FAILED || s_title == VMP_EXPORT_STRINGS_FAILED)
         goto oom;
 
     value_type(&b, PROFILE_SAMPLE_TYPE, s_samples, s_count);
     value_type(&b, PROFILE_SAMPLE_TYPE, s_time, s_ns);
     for (i = 0; i < v->n_stacks; i++) {
-        const vmp_xstack *st = &v->stacks[i];
+        const vmp_export_stack *st = &v->stacks[i];
         uint64_t values[2] = {st->count, st->count * period_ns};
         uint32_t d;
         size_t m, lm;
@@ -154,7 +156,7 @@ int vmp_export_pprof(const vmp_xview *v, FILE *out, const vmp_export_options *o,
     }
     for (i = 0; i < strs.count; i++) {
         size_t len;
-        const char *s = vmp_xstrings_get(&strs, i, &len);
+        const char *s = vmp_export_strings_get(&strs, i, &len);
         vmp_pbuf_field_bytes(&b, PROFILE_STRING_TABLE, s, len);
     }
     if (sum->has_start_time) {
@@ -186,7 +188,7 @@ out:
     free(func_name);
     free(func_file);
     free(thread_str);
-    vmp_xstrings_free(&strs);
+    vmp_export_strings_free(&strs);
     vmp_pbuf_free(&b);
     return rc;
 }

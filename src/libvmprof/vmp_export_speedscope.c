@@ -14,11 +14,11 @@
 #include "vmp_export.h"
 #include "vmp_json.h"
 
-int vmp_export_speedscope(const vmp_xview *v, FILE *out, const vmp_export_options *o,
+int vmp_export_speedscope(const vmp_export_view *v, FILE *out, const vmp_export_options *o,
                           vmp_error *err)
 {
     size_t n_threads = vmp_profile_thread_count(v->profile), i, t;
-    double period = vmp_xview_period_ms(v);
+    double period = vmp_export_view_period_ms(v);
     int first_profile = 1;
     char label[64];
     (void)o;
@@ -29,8 +29,8 @@ int vmp_export_speedscope(const vmp_xview *v, FILE *out, const vmp_export_option
     vmp_json_cstring(out, v->title);
     fputs(",\"activeProfileIndex\":0,\"shared\":{\"frames\":[", out);
     for (i = 0; i < v->n_frames; i++) {
-        const vmp_xframe *fr = &v->frames[i];
-        const vmp_xfunc *f = &v->funcs[fr->func];
+        const vmp_export_frame *fr = &v->frames[i];
+        const vmp_export_func *f = &v->funcs[fr->func];
         if (i)
             putc(',', out);
         fputs("{\"name\":", out);
@@ -52,10 +52,10 @@ int vmp_export_speedscope(const vmp_xview *v, FILE *out, const vmp_export_option
             putc(',', out);
         first_profile = 0;
         fputs("{\"type\":\"sampled\",\"name\":", out);
-        vmp_json_cstring(out, vmp_xview_thread_label(v, (uint32_t)t, label, sizeof label));
+        vmp_json_cstring(out, vmp_export_view_thread_label(v, (uint32_t)t, label, sizeof label));
         fputs(",\"unit\":\"milliseconds\",\"startValue\":0,\"samples\":[", out);
         for (i = 0; i < v->n_stacks; i++) {
-            const vmp_xstack *st = &v->stacks[i];
+            const vmp_export_stack *st = &v->stacks[i];
             uint32_t d;
             if (st->thread != t)
                 continue;
@@ -68,7 +68,7 @@ int vmp_export_speedscope(const vmp_xview *v, FILE *out, const vmp_export_option
         fputs("],\"weights\":[", out);
         first = 1;
         for (i = 0; i < v->n_stacks; i++) {
-            const vmp_xstack *st = &v->stacks[i];
+            const vmp_export_stack *st = &v->stacks[i];
             if (st->thread != t)
                 continue;
             if (!first)
