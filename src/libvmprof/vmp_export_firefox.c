@@ -83,7 +83,7 @@ static int write_thread(const vmp_export_view *v, FILE *out, uint32_t t, int is_
     uint32_t *leaves = NULL, *frame_of = NULL;
     uint32_t *name_str = NULL, *file_str = NULL;
     size_t k;
-    int first;
+    int first, rc;
     char label[64];
 
     vmp_export_view_tree_query(v, t, &tq);
@@ -210,21 +210,18 @@ static int write_thread(const vmp_export_view *v, FILE *out, uint32_t t, int is_
         vmp_json_string(out, s, len);
     }
     fputs("]}", out);
-    free(name_str);
-    free(file_str);
-    vmp_export_strings_free(&strs);
-    vmp_result_free(tree);
-    free(leaves);
-    free(frame_of);
-    return 0;
+    rc = 0;
+    goto out;
 oom:
+    rc = vmp_error_set(err, -1, "out of memory while writing the firefox export");
+out:
     free(name_str);
     free(file_str);
     vmp_export_strings_free(&strs);
     vmp_result_free(tree);
     free(leaves);
     free(frame_of);
-    return vmp_error_set(err, -1, "out of memory while writing the firefox export");
+    return rc;
 }
 
 static void write_rss_counter(const vmp_export_view *v, FILE *out)

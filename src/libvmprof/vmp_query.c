@@ -787,6 +787,17 @@ const vmp_line_count *vmp_tree_lines(const vmp_tree *t, uint32_t node, size_t *n
     return end > lo ? &t->lines[lo] : NULL;
 }
 
+/* n marks of "not seen in this sample yet" (a mark holds the unique stack
+ * that last counted it, so each is counted once per sample); NULL when out of
+ * memory. */
+static uint64_t *stamps_new(size_t n)
+{
+    uint64_t *s = malloc((n ? n : 1) * sizeof *s);
+    if (s)
+        memset(s, 0xff, (n ? n : 1) * sizeof *s);
+    return s;
+}
+
 /* ---- 3b. per function ---------------------------------------------------------- */
 
 /* by function: total, then self, descending; by address (the original
@@ -826,11 +837,10 @@ vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q, v
     /* ids are dense (function or code indices): count into arrays */
     size_t n_ids = (sel.q->frames & VMP_Q_BY_ADDRESS) ? sel.n_codes : sel.n_funcs;
     vmp_func_count *acc = calloc(n_ids ? n_ids : 1, sizeof *acc);
-    uint64_t *stamp = malloc((n_ids ? n_ids : 1) * sizeof *stamp);
+    uint64_t *stamp = stamps_new(n_ids);
     size_t used = 0;
     if (!acc || !stamp)
         goto oom;
-    memset(stamp, 0xff, (n_ids ? n_ids : 1) * sizeof *stamp);
     int more;
     while ((more = vmp_path_next(&sel, &walk)) > 0) {
         size_t si = walk.index;
@@ -879,12 +889,42 @@ out:
 
 /* ---- 3c. callers and callees of one function ---------------------------------- */
 
+/* By total descending, then function index. */
+static int by_total_then_func(uint64_t total_a, uint32_t func_a, uint64_t total_b, uint32_t func_b)
+{
+    if (total_a != total_b)
+        return total_a > total_b ? -1 : 1;
+    return func_a < func_b ? -1 : func_a > func_b;
+}
+
 static int cmp_count_desc(const void *x, const void *y)
 {
     const vmp_func_count *a = x, *b = y;
-    if (a->total != b->total)
-        return a->total > b->total ? -1 : 1;
-    return a->func < b->func ? -1 : a->func > b->func;
+    return by_total_then_func(a->total, a->func, b->total, b->func);
+}
+
+/* The selection of a query about one function: q's samples, its frame flags
+ * without clear and with set (copy holds that query).  func must be in the
+ * profile (or VMP_NONE, "every function", where every_allowed).  0, or -1
+ * with err set. */
+static int select_for_func(const vmp_profile *p, const vmp_query *q, unsigned clear, unsigned set,
+                           uint32_t func, int every_allowed, vmp_query *copy, vmp_selection *sel,
+                           vmp_error *err)
+{
+    if (q)
+        *copy = *q;
+    else
+        memset(copy, 0, sizeof *copy);
+    copy->frames = (copy->frames & ~clear) | set;
+    if (vmp_query_select(p, copy, sel, err) < 0)
+        return -1;
+    if ((func != VMP_NONE || !every_allowed) && func >= sel->n_funcs) {
+        vmp_error_set(err, -1, "function %u is not in the profile, which has %zu functions", func,
+                      sel->n_funcs);
+        vmp_selection_free(sel);
+        return -1;
+    }
+    return 0;
 }
 
 vmp_neighbours *vmp_query_neighbours(const vmp_profile *p, const vmp_query *q, uint32_t func,
@@ -896,28 +936,14 @@ vmp_neighbours *vmp_query_neighbours(const vmp_profile *p, const vmp_query *q, u
     vmp_query fq;
     vmp_error_clear(err);
     /* neighbours are functions: by address makes no sense here */
-    if (q) {
-        fq = *q;
-        fq.frames &= ~VMP_Q_BY_ADDRESS;
-    } else {
-        memset(&fq, 0, sizeof fq);
-    }
-    if (vmp_query_select(p, &fq, &sel, err) < 0)
+    if (select_for_func(p, q, VMP_Q_BY_ADDRESS, 0, func, 0, &fq, &sel, err) < 0)
         return NULL;
-    if (func >= sel.n_funcs) {
-        vmp_error_set(err, -1, "function %u is not in the profile, which has %zu functions", func,
-                      sel.n_funcs);
-        vmp_selection_free(&sel);
-        return NULL;
-    }
     size_t nf = sel.n_funcs;
     uint64_t *caller = calloc(nf, sizeof *caller), *callee = calloc(nf, sizeof *callee);
-    uint64_t *stamp_r = malloc(nf * sizeof *stamp_r), *stamp_e = malloc(nf * sizeof *stamp_e);
+    uint64_t *stamp_r = stamps_new(nf), *stamp_e = stamps_new(nf);
     uint64_t self = 0, total = 0;
     if (!caller || !callee || !stamp_r || !stamp_e)
         goto oom;
-    memset(stamp_r, 0xff, nf * sizeof *stamp_r);
-    memset(stamp_e, 0xff, nf * sizeof *stamp_e);
     int more;
     while ((more = vmp_path_next(&sel, &walk)) > 0) {
         size_t si = walk.index;
@@ -1002,9 +1028,7 @@ static int cmp_line_acc(const void *x, const void *y)
 static int cmp_func_lines(const void *x, const void *y)
 {
     const vmp_func_lines *a = x, *b = y;
-    if (a->total != b->total)
-        return a->total > b->total ? -1 : 1;
-    return a->func < b->func ? -1 : a->func > b->func;
+    return by_total_then_func(a->total, a->func, b->total, b->func);
 }
 
 vmp_line_counts *vmp_query_lines(const vmp_profile *p, const vmp_query *q, uint32_t func,
@@ -1025,24 +1049,14 @@ vmp_line_counts *vmp_query_lines(const vmp_profile *p, const vmp_query *q, uint3
                                "mode); record with `python -m vmprof --lines ...`");
         return NULL;
     }
-    if (q)
-        lq = *q;
-    else
-        memset(&lq, 0, sizeof lq);
-    lq.frames = (lq.frames & ~(VMP_Q_BY_ADDRESS | VMP_Q_MERGE_RECURSION)) | VMP_Q_LINES;
-    if (vmp_query_select(p, &lq, &sel, err) < 0)
+    if (select_for_func(p, q, VMP_Q_BY_ADDRESS | VMP_Q_MERGE_RECURSION, VMP_Q_LINES, func, 1, &lq,
+                        &sel, err) < 0)
         return NULL;
-    if (func != VMP_NONE && func >= sel.n_funcs) {
-        vmp_error_set(err, -1, "function %u is not in the profile, which has %zu functions", func,
-                      sel.n_funcs);
-        goto out;
-    }
     size_t nf = sel.n_funcs;
     func_total = calloc(nf ? nf : 1, sizeof *func_total);
-    stamp_func = malloc((nf ? nf : 1) * sizeof *stamp_func);
+    stamp_func = stamps_new(nf);
     if (!func_total || !stamp_func)
         goto oom;
-    memset(stamp_func, 0xff, (nf ? nf : 1) * sizeof *stamp_func);
     int more;
     while ((more = vmp_path_next(&sel, &walk)) > 0) {
         size_t si = walk.index;
