@@ -468,26 +468,6 @@ static int cmp_line_count(const void *x, const void *y)
     return a->line < c->line ? -1 : a->line > c->line;
 }
 
-/* How many nodes the sorted paths make before pruning: one per frame that
- * differs from the path before it. */
-static size_t count_nodes(const tbuild *b)
-{
-    size_t n = 1;
-    for (size_t k = 0; k < b->n_stacks; k++) {
-        const tstack *s = &b->stacks[k];
-        uint32_t common = 0;
-        if (k) {
-            const tstack *p = &b->stacks[k - 1];
-            const tframe *f = b->frames + s->off, *g = b->frames + p->off;
-            uint32_t m = s->len < p->len ? s->len : p->len;
-            while (common < m && same_node_frame(b, &f[common], &g[common]))
-                common++;
-        }
-        n += s->len - common;
-    }
-    return n;
-}
-
 /* Scans run r (its node written at index at): its own samples, lines and
  * meta, and its children's runs, pushed (kept ones) onto b->runs. */
 static int tree_scan_run(tbuild *b, vmp_tree *t, uint32_t at, const trun *r, uint32_t max_depth,
@@ -608,7 +588,9 @@ static vmp_tree *tree_write(tbuild *b, const vmp_profile *pa, const vmp_profile 
     vmp_tree *t = NULL;
     if (b->n_stacks > 1)
         qsort_r(b->stacks, b->n_stacks, sizeof *b->stacks, cmp_tstack, b);
-    size_t cap = count_nodes(b);
+    /* at most a node per kept frame: room that is never written is never
+     * touched (and given back below) */
+    size_t cap = b->n_frames + 1;
     if (cap >= VMP_NONE)
         goto oom;
     t = malloc(sizeof *t + cap * sizeof *t->nodes);
@@ -787,6 +769,30 @@ const vmp_line_count *vmp_tree_lines(const vmp_tree *t, uint32_t node, size_t *n
     return end > lo ? &t->lines[lo] : NULL;
 }
 
+/* The selection of a query about one function: q's samples, its frame flags
+ * without clear and with set (copy holds that query).  func must be in the
+ * profile (or VMP_NONE, "every function", where every_allowed).  0, or -1
+ * with err set. */
+static int select_for_func(const vmp_profile *p, const vmp_query *q, unsigned clear, unsigned set,
+                           uint32_t func, int every_allowed, vmp_query *copy, vmp_selection *sel,
+                           vmp_error *err)
+{
+    if (q)
+        *copy = *q;
+    else
+        memset(copy, 0, sizeof *copy);
+    copy->frames = (copy->frames & ~clear) | set;
+    if (vmp_query_select(p, copy, sel, err) < 0)
+        return -1;
+    if ((func != VMP_NONE || !every_allowed) && func >= sel->n_funcs) {
+        vmp_error_set(err, -1, "function %u is not in the profile, which has %zu functions", func,
+                      sel->n_funcs);
+        vmp_selection_free(sel);
+        return -1;
+    }
+    return 0;
+}
+
 /* n marks of "not seen in this sample yet" (a mark holds the unique stack
  * that last counted it, so each is counted once per sample); NULL when out of
  * memory. */
@@ -826,27 +832,36 @@ static int cmp_func_count(const void *x, const void *y)
     return a->func < b->func ? -1 : a->func > b->func;
 }
 
-vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q, vmp_error *err)
+/* Per function (or code) the samples with it, once per sample, in the part
+ * of each path below the outermost frame of func (the whole path when func
+ * is VMP_NONE). */
+static vmp_func_counts *count_functions(const vmp_selection *sel, uint32_t func, vmp_error *err)
 {
-    vmp_selection sel;
     vmp_func_counts *r = NULL;
     vmp_path_walk walk = {0};
-    vmp_error_clear(err);
-    if (vmp_query_select(p, q, &sel, err) < 0)
-        return NULL;
+    uint64_t samples = func == VMP_NONE ? sel->total : 0;
     /* ids are dense (function or code indices): count into arrays */
-    size_t n_ids = (sel.q->frames & VMP_Q_BY_ADDRESS) ? sel.n_codes : sel.n_funcs;
+    size_t n_ids = (sel->q->frames & VMP_Q_BY_ADDRESS) ? sel->n_codes : sel->n_funcs;
     vmp_func_count *acc = calloc(n_ids ? n_ids : 1, sizeof *acc);
     uint64_t *stamp = stamps_new(n_ids);
     size_t used = 0;
     if (!acc || !stamp)
         goto oom;
     int more;
-    while ((more = vmp_path_next(&sel, &walk)) > 0) {
+    while ((more = vmp_path_next(sel, &walk)) > 0) {
         size_t si = walk.index;
         uint64_t cnt = walk.count;
         const vmp_path path = walk.path;
-        for (size_t i = 0; i < path.n; i++) {
+        size_t from = 0;
+        if (func != VMP_NONE) {
+            while (from < path.n && path.f[from].func != func)
+                from++;
+            if (from == path.n)
+                continue;
+            samples += cnt;
+            from++;
+        }
+        for (size_t i = from; i < path.n; i++) {
             const vmp_path_frame *pf = &path.f[i];
             vmp_func_count *c = &acc[pf->id];
             if (stamp[pf->id] == UINT64_MAX) {
@@ -860,7 +875,7 @@ vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q, v
                 c->total += cnt;
             }
         }
-        if (path.n)
+        if (path.n > from)
             acc[path.f[path.n - 1].id].self += cnt;
     }
     if (more < 0)
@@ -870,12 +885,12 @@ vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q, v
         goto oom;
     r->items = (vmp_func_count *)(r + 1);
     r->n = 0;
-    r->samples = sel.total;
+    r->samples = samples;
     for (size_t i = 0; i < n_ids; i++)
         if (stamp[i] != UINT64_MAX)
             r->items[r->n++] = acc[i];
     qsort(r->items, r->n, sizeof *r->items,
-          (sel.q->frames & VMP_Q_BY_ADDRESS) ? cmp_func_count_by_address : cmp_func_count);
+          (sel->q->frames & VMP_Q_BY_ADDRESS) ? cmp_func_count_by_address : cmp_func_count);
     goto out;
 oom:
     vmp_error_set(err, -1, "out of memory while counting functions");
@@ -883,6 +898,29 @@ out:
     free(acc);
     free(stamp);
     vmp_path_free(&walk.path);
+    return r;
+}
+
+vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q, vmp_error *err)
+{
+    vmp_selection sel;
+    vmp_error_clear(err);
+    if (vmp_query_select(p, q, &sel, err) < 0)
+        return NULL;
+    vmp_func_counts *r = count_functions(&sel, VMP_NONE, err);
+    vmp_selection_free(&sel);
+    return r;
+}
+
+vmp_func_counts *vmp_query_under(const vmp_profile *p, const vmp_query *q, uint32_t func,
+                                 vmp_error *err)
+{
+    vmp_selection sel;
+    vmp_query copy;
+    vmp_error_clear(err);
+    if (select_for_func(p, q, 0, 0, func, 0, &copy, &sel, err) < 0)
+        return NULL;
+    vmp_func_counts *r = count_functions(&sel, func, err);
     vmp_selection_free(&sel);
     return r;
 }
@@ -903,29 +941,6 @@ static int cmp_count_desc(const void *x, const void *y)
     return by_total_then_func(a->total, a->func, b->total, b->func);
 }
 
-/* The selection of a query about one function: q's samples, its frame flags
- * without clear and with set (copy holds that query).  func must be in the
- * profile (or VMP_NONE, "every function", where every_allowed).  0, or -1
- * with err set. */
-static int select_for_func(const vmp_profile *p, const vmp_query *q, unsigned clear, unsigned set,
-                           uint32_t func, int every_allowed, vmp_query *copy, vmp_selection *sel,
-                           vmp_error *err)
-{
-    if (q)
-        *copy = *q;
-    else
-        memset(copy, 0, sizeof *copy);
-    copy->frames = (copy->frames & ~clear) | set;
-    if (vmp_query_select(p, copy, sel, err) < 0)
-        return -1;
-    if ((func != VMP_NONE || !every_allowed) && func >= sel->n_funcs) {
-        vmp_error_set(err, -1, "function %u is not in the profile, which has %zu functions", func,
-                      sel->n_funcs);
-        vmp_selection_free(sel);
-        return -1;
-    }
-    return 0;
-}
 
 vmp_neighbours *vmp_query_neighbours(const vmp_profile *p, const vmp_query *q, uint32_t func,
                                      vmp_error *err)

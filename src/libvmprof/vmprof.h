@@ -298,6 +298,13 @@ typedef struct vmp_func_counts {
 vmp_func_counts *vmp_query_functions(const vmp_profile *p, const vmp_query *q,
                                      vmp_error *err);
 
+/* What runs under func: per function (per code id with VMP_Q_BY_ADDRESS) the
+ * samples in which it is below func's outermost frame, once per sample (func
+ * itself too, where it recurses); .self: those samples that end in it.
+ * samples: the samples with func on the stack. */
+vmp_func_counts *vmp_query_under(const vmp_profile *p, const vmp_query *q, uint32_t func,
+                                 vmp_error *err);
+
 typedef struct vmp_neighbours {
     uint32_t func;
     uint64_t self, total, samples;

@@ -285,55 +285,48 @@ static PyObject *Profile_time_series(ProfileObject *o, PyObject *unused)
     return vmp_module_list_of((size_t)vmp_profile_get_summary(o->p)->n_samples, time_item, o->p);
 }
 
-/* function_profile(addr) -> (dict addr -> samples, total): below the first
- * occurrence of addr in each stack, every other function once per sample. */
+/* function_profile(addr) -> (dict addr -> samples, total): the query layer's
+ * vmp_query_under on the original reader's frames (by address, runner kept):
+ * below the outermost frame of addr's function, every address once per
+ * sample (its codes of several kinds summed). */
 static PyObject *Profile_function_profile(ProfileObject *o, PyObject *arg)
 {
     unsigned long long top = PyLong_AsUnsignedLongLong(arg);
     if (top == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
+    size_t n_codes;
+    const vmp_code *codes = vmp_profile_codes(o->p, &n_codes);
+    uint32_t code = VMP_NONE;
+    for (int kind = 0; kind < VMP_FRAME_KIND_COUNT && code == VMP_NONE; kind++)
+        code = vmp_profile_code_find(o->p, top, (uint8_t)kind);
     PyObject *result = PyDict_New();
-    if (!result)
+    if (!result || code == VMP_NONE || code >= n_codes)
+        return result ? Py_BuildValue("(NK)", result, 0ULL) : NULL;
+    vmp_query q = {.frames = VMP_Q_BY_ADDRESS | VMP_Q_KEEP_RUNNER};
+    vmp_error err;
+    vmp_func_counts *fc = vmp_query_under(o->p, &q, codes[code].func, &err);
+    if (!fc) {
+        Py_DECREF(result);
+        PyErr_SetString(PyExc_MemoryError, err.message);
         return NULL;
-    unsigned long long total = 0;
-    size_t n = vmp_profile_stack_count(o->p);
-    PyObject *seen = NULL;
-    for (size_t i = 0; i < n; i++) {
-        vmp_stack st;
-        vmp_profile_stack_at(o->p, i, &st);
-        uint32_t j = 0;
-        while (j < st.depth && st.frames[j].addr != top)
-            j++;
-        if (j == st.depth)
-            continue;
-        total += st.count;
-        seen = PySet_New(NULL);
-        if (!seen)
-            goto fail;
-        for (j++; j < st.depth; j++) {
-            PyObject *k = PyLong_FromUnsignedLongLong(st.frames[j].addr);
-            if (!k)
-                goto fail;
-            int dup = PySet_Contains(seen, k);
-            if (dup < 0 || (!dup && PySet_Add(seen, k) < 0)) {
-                Py_DECREF(k);
-                goto fail;
-            }
-            if (dup) {
-                Py_DECREF(k);
-                continue;
-            }
-            PyObject *cur = PyDict_GetItem(result, k);
-            unsigned long long c = cur ? PyLong_AsUnsignedLongLong(cur) : 0;
-            if (vmp_module_dict_set_new(result, k, PyLong_FromUnsignedLongLong(c + st.count)) < 0)
-                goto fail;
-        }
-        Py_CLEAR(seen);
     }
+    for (size_t i = 0; i < fc->n; i++) {
+        PyObject *k = PyLong_FromUnsignedLongLong(fc->items[i].addr);
+        if (!k)
+            goto fail;
+        PyObject *cur = PyDict_GetItem(result, k); /* borrowed */
+        unsigned long long c = cur ? PyLong_AsUnsignedLongLong(cur) : 0;
+        /* (takes k and the count) */
+        if (vmp_module_dict_set_new(result, k, PyLong_FromUnsignedLongLong(
+                                                   c + fc->items[i].total)) < 0)
+            goto fail;
+    }
+    unsigned long long total = fc->samples;
+    vmp_result_free(fc);
     return Py_BuildValue("(NK)", result, total);
 fail:
-    Py_XDECREF(seen);
     Py_DECREF(result);
+    vmp_result_free(fc);
     return NULL;
 }
 
