@@ -303,6 +303,42 @@ static vmp_profile *lines_profile(void)
     return p;
 }
 
+static const vmp_func_count *count_of(const vmp_func_counts *fc, const vmp_profile *p,
+                                      const char *n)
+{
+    uint32_t f = func_named(p, n);
+    for (size_t i = 0; i < fc->n; i++)
+        if (fc->items[i].func == f)
+            return &fc->items[i];
+    return NULL;
+}
+
+VMP_TEST(query_under_counts_below_the_outermost_frame_once_per_sample)
+{
+    vmp_profile *p = program_profile();
+    vmp_error err;
+    uint32_t w = func_named(p, "work");
+    vmp_func_counts *fc = vmp_query_under(p, NULL, w, &err);
+    REQUIRE(fc);
+    CHECK(fc->samples == 8); /* the 5 + 3 samples with work */
+    const vmp_func_count *work = count_of(fc, p, "work"), *leaf = count_of(fc, p, "leaf"),
+                         *ext = count_of(fc, p, "compress");
+    REQUIRE(work && leaf && ext);
+    CHECK(work->total == 5 && work->self == 0); /* work under work: its recursion */
+    CHECK(leaf->total == 5 && leaf->self == 5);
+    CHECK(ext->total == 3 && ext->self == 3);
+    CHECK(!count_of(fc, p, "<module>") && !count_of(fc, p, "other"));
+    vmp_result_free(fc);
+    /* recursion merged: work is not under itself */
+    vmp_query q = {.frames = VMP_Q_MERGE_RECURSION};
+    fc = vmp_query_under(p, &q, w, &err);
+    REQUIRE(fc);
+    CHECK(fc->samples == 8 && !count_of(fc, p, "work") && count_of(fc, p, "leaf")->total == 5);
+    vmp_result_free(fc);
+    CHECK(vmp_query_under(p, NULL, 9999, &err) == NULL && strstr(err.message, "9999"));
+    vmp_profile_free(p);
+}
+
 VMP_TEST(query_lines_and_memory)
 {
     vmp_profile *p = lines_profile();
