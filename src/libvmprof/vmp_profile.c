@@ -729,6 +729,18 @@ uint32_t vmp_profile_code_find(const vmp_profile *p, uint64_t addr, uint8_t kind
     return at;
 }
 
+uint32_t vmp_profile_func_of_addr(const vmp_profile *p, uint64_t addr)
+{
+    size_t n;
+    const vmp_code *codes = vmp_profile_codes(p, &n);
+    for (int kind = 0; kind < VMP_FRAME_KIND_COUNT; kind++) {
+        uint32_t c = vmp_profile_code_find(p, addr, (uint8_t)kind);
+        if (c != VMP_NONE && c < n)
+            return codes[c].func;
+    }
+    return VMP_NONE;
+}
+
 const vmp_func *vmp_profile_funcs(const vmp_profile *p, size_t *n)
 {
     resolved(p);

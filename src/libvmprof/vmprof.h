@@ -160,6 +160,10 @@ typedef struct vmp_func {
 /* Function indices are stable for the life of the profile and are what query
  * results and root paths use. */
 const vmp_func *vmp_profile_funcs(const vmp_profile *p, size_t *n);
+/* The function of a code id the stacks use (of any frame kind; the lowest
+ * kind first), or VMP_NONE: for the original reader's API, which names
+ * functions by address. */
+uint32_t vmp_profile_func_of_addr(const vmp_profile *p, uint64_t addr);
 /* The function with this text identity, or VMP_NONE: for matching a function
  * of one profile in another (diff, a root path from a URL). */
 uint32_t vmp_profile_find_func(const vmp_profile *p, uint8_t kind, const char *name,

@@ -294,17 +294,13 @@ static PyObject *Profile_function_profile(ProfileObject *o, PyObject *arg)
     unsigned long long top = PyLong_AsUnsignedLongLong(arg);
     if (top == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    size_t n_codes;
-    const vmp_code *codes = vmp_profile_codes(o->p, &n_codes);
-    uint32_t code = VMP_NONE;
-    for (int kind = 0; kind < VMP_FRAME_KIND_COUNT && code == VMP_NONE; kind++)
-        code = vmp_profile_code_find(o->p, top, (uint8_t)kind);
+    uint32_t func = vmp_profile_func_of_addr(o->p, top);
     PyObject *result = PyDict_New();
-    if (!result || code == VMP_NONE || code >= n_codes)
+    if (!result || func == VMP_NONE)
         return result ? Py_BuildValue("(NK)", result, 0ULL) : NULL;
     vmp_query q = {.frames = VMP_Q_BY_ADDRESS | VMP_Q_KEEP_RUNNER};
     vmp_error err;
-    vmp_func_counts *fc = vmp_query_under(o->p, &q, codes[code].func, &err);
+    vmp_func_counts *fc = vmp_query_under(o->p, &q, func, &err);
     if (!fc) {
         Py_DECREF(result);
         PyErr_SetString(PyExc_MemoryError, err.message);

@@ -283,30 +283,30 @@ class Profile(object):
                 for i in range(lib.vmp_profile_get_summary(p).n_samples)]
 
     def function_profile(self, top):
-        """function_profile(addr) -> ({addr: samples}, total): below the first
-        occurrence of addr in each stack, every other function once per sample."""
+        """function_profile(addr) -> ({addr: samples}, total): the query layer's
+        vmp_query_under on the original reader's frames (by address, runner
+        kept): below the outermost frame of addr's function, every address once
+        per sample (its codes of several kinds summed)."""
         top = _index(top)
         if not 0 <= top <= _U64:
             raise OverflowError("can't convert negative int to unsigned")
-        result = {}
-        total = 0
-        st = ffi.new("vmp_stack *")
-        for i in range(lib.vmp_profile_stack_count(self._p)):
-            lib.vmp_profile_stack_at(self._p, i, st)
-            fr, depth = st.frames, st.depth
-            j = 0
-            while j < depth and fr[j].addr != top:
-                j += 1
-            if j == depth:
-                continue
-            total += st.count
-            seen = set()
-            for k in range(j + 1, depth):
-                a = fr[k].addr
-                if a not in seen:
-                    seen.add(a)
-                    result[a] = result.get(a, 0) + st.count
-        return result, total
+        func = lib.vmp_profile_func_of_addr(self._p, top)
+        if func == _NONE:
+            return {}, 0
+        q = ffi.new("vmp_query *")
+        q.frames = lib.VMP_Q_BY_ADDRESS | lib.VMP_Q_KEEP_RUNNER
+        err = ffi.new("vmp_error *")
+        fc = lib.vmp_query_under(self._p, q, func, err)
+        if fc == ffi.NULL:
+            raise MemoryError(_text(err.message))
+        try:
+            result = {}
+            for i in range(fc.n):
+                c = fc.items[i]
+                result[c.addr] = result.get(c.addr, 0) + c.total
+            return result, fc.samples
+        finally:
+            lib.vmp_result_free(fc)
 
     def facts(self):
         f = ffi.new("vmp_facts *")
@@ -521,11 +521,12 @@ class Tree(object):
     def node(self, i):
         """node(i) -> (func or -1, addr, kind, total, self, parent or -1,
         n_children, line, total_b, self_b, cut, depth, n_cut)"""
-        return _node_row(self._node(i))
+        n = self._node(i)
+        return _node_row(self._t, n, _index(i))
 
     def nodes(self):
         nodes = self._nodes
-        return [_node_row(nodes[i]) for i in range(self._n)]
+        return [_node_row(self._t, nodes[i], i) for i in range(self._n)]
 
     def children(self, i):
         nodes = self._nodes
@@ -537,10 +538,10 @@ class Tree(object):
         return out
 
     def lines(self, i):
-        n = self._node(i)
-        lines = self._t.lines
-        return {lines[k].line: lines[k].count
-                for k in range(n.lines_off, n.lines_off + n.n_lines)}
+        self._node(i)
+        n = ffi.new("size_t *")
+        lines = lib.vmp_tree_lines(self._t, _index(i), n)
+        return {lines[k].line: lines[k].count for k in range(n[0])}
 
     def meta(self, i):
         m = self._node(i).meta
@@ -565,9 +566,11 @@ class Tree(object):
         return None if f == ffi.NULL else _func_row(f)
 
 
-def _node_row(n):
+def _node_row(t, n, i):
+    b = t.b[i] if t.b != ffi.NULL else None
     return (-1 if n.func == _NONE else n.func, n.addr, n.kind, n.total, n.self,
-            -1 if n.parent == _NONE else n.parent, n.n_children, n.line, n.total_b, n.self_b,
+            -1 if n.parent == _NONE else n.parent, n.n_children, n.line,
+            b.total if b is not None else 0, b.self if b is not None else 0,
             n.cut, n.depth, n.n_cut)
 
 
