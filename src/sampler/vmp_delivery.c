@@ -37,6 +37,7 @@ struct vmp_delivery_thread {
     uint32_t active_pos;
     int src;               /* its source's fd (sources mode); -1: none */
     int src_pos;           /* its place in open_fds */
+    uint64_t src_id;       /* the kernel's id of that event (source_is_ours) */
     int64_t src_retry_at;  /* ns: no new source for it before then (the open failed) */
     int64_t last_cpu;      /* ns, the latest reading; -1: none yet */
     int64_t delta;         /* CPU time used in the latest round it was read */
@@ -304,6 +305,16 @@ static int note_thread(vmp_delivery *d, pid_t tid)
 
 /* ---- sources (header: "Per-thread sources") ---------------------------------- */
 
+/* Whether fd still is the event we opened.  The descriptor lives in the
+ * program's table: a program that closes descriptors it does not know
+ * (os.closerange, a daemon's clean-up) closes ours too, and its next open()
+ * may get the same number; closing that would close the program's file. */
+static int source_is_ours(int fd, uint64_t id)
+{
+    uint64_t now;
+    return ioctl(fd, PERF_EVENT_IOC_ID, &now) == 0 && now == id;
+}
+
 static void source_close(vmp_delivery *d, vmp_delivery_thread *t)
 {
     if (t->src < 0)
@@ -311,7 +322,8 @@ static void source_close(vmp_delivery *d, vmp_delivery_thread *t)
     int expected = t->src + 1;
     atomic_compare_exchange_strong(&source_fd[vmp_tid_slot(t->tid)], &expected, 0);
     atomic_store(&open_fds[t->src_pos], 0);
-    close(t->src);
+    if (source_is_ours(t->src, t->src_id))
+        close(t->src); /* (else the program closed it: the number is not ours) */
     t->src = -1;
     d->n_sources--;
 }
@@ -342,8 +354,8 @@ static int source_open(vmp_delivery *d, vmp_delivery_thread *t)
     if (fd < 0)
         return -1;
     struct f_owner_ex owner = {F_OWNER_TID, t->tid};
-    if (fcntl(fd, F_SETFL, O_ASYNC | O_NONBLOCK) < 0 || fcntl(fd, F_SETSIG, d->signo) < 0 ||
-        fcntl(fd, F_SETOWN_EX, &owner) < 0) {
+    if (ioctl(fd, PERF_EVENT_IOC_ID, &t->src_id) < 0 || fcntl(fd, F_SETFL, O_ASYNC | O_NONBLOCK) < 0 ||
+        fcntl(fd, F_SETSIG, d->signo) < 0 || fcntl(fd, F_SETOWN_EX, &owner) < 0) {
         int e = errno;
         close(fd);
         errno = e;
@@ -806,10 +818,11 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         if (due) {
             t->recheck_at = 0;
             t->awaiting = 1;
-            if (t->src >= 0) {
+            if (t->src >= 0 && source_is_ours(t->src, t->src_id)) {
                 ioctl(t->src, PERF_EVENT_IOC_ENABLE, 0);
                 return;
             }
+            source_close(d, t); /* (if the program closed it) */
             owed_ns = d->period_ns; /* one signal below */
         } else {
             if (t->delta == 0 && !t->recheck_at && !t->awaiting)

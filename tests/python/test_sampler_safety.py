@@ -610,3 +610,43 @@ def test_signal_pause_is_not_woken_by_the_profiler(tmp_path, events):
     """, env=env)
     assert done.returncode == 0, done.stderr
     assert "woken early 0" in done.stdout, done.stdout
+
+
+# ---- descriptors: the CPU-time events live in the program's table -------------
+
+def test_a_program_that_closes_the_profilers_descriptors_keeps_its_own_files(tmp_path):
+    # Each running thread's CPU-time event is a descriptor of the program's
+    # process.  A program that closes descriptors it does not know (a
+    # daemon's clean-up, os.closerange) closes ours too, and the numbers may
+    # then be its own files: stopping the profiler must not close those.
+    (tmp_path / "data.txt").write_text("hello")
+    done = run_script(tmp_path, """
+        import os, vmprof
+        from sampler_util import burn_cpu
+        f = open("p.prof", "wb")
+        vmprof.enable(f.fileno(), period=0.001)
+        burn_cpu(0.1)  # the sampler gives this thread its event
+        events = []
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink("/proc/self/fd/" + name) == "anon_inode:[perf_event]":
+                    events.append(int(name))
+            except OSError:
+                pass
+        print("events", len(events))
+        data = os.open("data.txt", os.O_RDONLY)
+        for fd in events:
+            os.close(fd)
+            os.dup2(data, fd)  # the program's file now has the event's number
+        burn_cpu(0.1)
+        vmprof.disable()
+        for fd in events:
+            os.lseek(fd, 0, os.SEEK_SET)
+            assert os.read(fd, 5) == b"hello", fd
+        print("kept", len(events))
+    """, env=dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache")))
+    assert done.returncode == 0, done.stderr
+    if "events 0" in done.stdout:
+        pytest.skip("the kernel gives this process no CPU-time events (perf_event_paranoid)")
+    count = done.stdout.split("events")[1].split()[0]
+    assert "kept %s" % count in done.stdout, done.stdout
