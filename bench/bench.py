@@ -502,6 +502,17 @@ def bench_export(args, res):
           % (args.samples, args.runs), ["format", "time", "vs decode", "output size"], rows)
 
 
+def run_facts():
+    """What every bench run's header states: the commit measured, the time
+    (UTC) and the load average before it."""
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    return commit, stamp, load
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a smoke run: small, one or two rounds")
@@ -524,11 +535,7 @@ def main():
     args.runs = args.rounds or args.runs
     args.orig_runs = args.rounds or args.orig_runs
     os.makedirs(OUT, exist_ok=True)
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
+    commit, stamp, load = run_facts()
     res = {"date": stamp, "commit": commit, "quick": args.quick, "load_before": load,
            "nproc": os.cpu_count()}
     print("vmprof bench, %s, commit %s, %s, load average before %s, %d cores"

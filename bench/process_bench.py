@@ -23,7 +23,6 @@ bench/bench.py runs this as its `process` section; it also runs alone
 Raw results: bench/out/process-<utc time>.json.
 """
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -231,11 +230,8 @@ def main(argv=None):
     args.ours_py = os.path.abspath(args.ours_python or
                                    os.path.join(ROOT, ".venv", args.py, "bin", "python"))
     os.makedirs(OUT, exist_ok=True)
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
+    from bench import run_facts
+    commit, stamp, load = run_facts()
     res = {"date": stamp, "commit": commit, "load_before": load, "rounds": args.rounds}
     print("vmprof process bench, %s, commit %s, load average before %s"
           % (stamp, commit, " ".join(load)))
