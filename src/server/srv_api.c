@@ -25,7 +25,6 @@
 #include "srv_cache.h"
 #include "srv_http.h"
 #include "srv_memo.h"
-#include "srv_throttle.h"
 #include "vmprof.h"
 
 #define PAGE_SIZE 50
@@ -35,13 +34,6 @@ static int64_t now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static int64_t monotonic_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec;
 }
 
 static json_t *iso_time(double seconds)
@@ -391,16 +383,8 @@ static void login(srv_request *req)
     srv_server *s = req->server;
     /* Refused before the password is looked at: guessing is slowed whether
      * or not the guess would have been right. */
-    unsigned char address[16];
-    size_t address_len = srv_client_address(req, address);
-    unsigned wait = srv_throttle_wait(s->logins, address, address_len, monotonic_seconds());
-    if (wait) {
+    if (srv_guess_refused(req)) {
         json_decref(body);
-        srv_reply_error(req, 429,
-                        "too many failed logins from your address: try again in %u s", wait);
-        char retry[32];
-        snprintf(retry, sizeof retry, "%u", wait);
-        MHD_add_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER, retry);
         return;
     }
     srv_identity who = {0};
@@ -414,11 +398,11 @@ static void login(srv_request *req)
         return;
     }
     if (!ok) {
-        srv_throttle_failed(s->logins, address, address_len, monotonic_seconds());
+        srv_guess_failed(req);
         srv_reply_error(req, 401, "wrong user name or password");
         return;
     }
-    srv_throttle_passed(s->logins, address, address_len);
+    srv_guess_passed(req);
     char secret[SRV_TOKEN_HEX + 1];
     srv_auth_new_secret(secret);
     srv_auth_new_secret(who.csrf);

@@ -128,6 +128,11 @@ int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err)
     return 0;
 }
 
+const char *srv_blob_pending_path(const srv_blob_writer *w)
+{
+    return w->tmp;
+}
+
 static void free_writer(srv_blob_writer *w)
 {
     if (w->fd >= 0)

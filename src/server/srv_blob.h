@@ -42,6 +42,8 @@ typedef struct srv_blob_writer srv_blob_writer;
 srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_kind kind,
                                 srv_err *err);
 int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err);
+/* The file being written (in tmp/), to read it back before the commit. */
+const char *srv_blob_pending_path(const srv_blob_writer *w);
 /* Flushes, syncs and moves the file into runs/ (replacing an earlier one);
  * frees w either way.  *size receives the bytes written to the writer. */
 int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err);

@@ -3,6 +3,7 @@
  * and the static files of the browser UI (see srv_http.h).
  */
 #include "srv_http.h"
+#include "srv_throttle.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -413,14 +414,20 @@ static enum MHD_Result begin_request(srv_server *s, srv_request *req)
                         (unsigned long long)declared, (unsigned long long)body_limit(req));
         return queue(req);
     }
+    /* A request with a token is refused before the token is looked at while
+     * its address has guessed wrong too often. */
+    const char *authorization = srv_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (authorization && *authorization && srv_guess_refused(req))
+        return queue(req);
     srv_err err = {{0}};
-    int rc = srv_auth_identify(s->store, srv_header(req, MHD_HTTP_HEADER_AUTHORIZATION),
-                               srv_header(req, MHD_HTTP_HEADER_COOKIE), now_ms(), &req->who, &err);
+    int rc = srv_auth_identify(s->store, authorization, srv_header(req, MHD_HTTP_HEADER_COOKIE),
+                               now_ms(), &req->who, &err);
     if (rc < 0) {
         srv_reply_error(req, 503, "%s", err.message);
         return queue(req);
     }
     if (rc > 0) {
+        srv_guess_failed(req);
         srv_reply_error(req, 401, "the API token given is not valid on this server; "
                                   "check --web-auth (vmprof-server user add makes one)");
         return queue(req);
@@ -573,6 +580,43 @@ size_t srv_client_address(srv_request *req, unsigned char out[16])
         }
     }
     return len;
+}
+
+static int64_t monotonic_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec;
+}
+
+int srv_guess_refused(srv_request *req)
+{
+    unsigned char address[16];
+    size_t len = srv_client_address(req, address);
+    unsigned wait = srv_throttle_wait(req->server->guesses, address, len, monotonic_seconds());
+    if (!wait)
+        return 0;
+    srv_reply_error(req, 429, "too many failed logins or wrong API tokens from your address: "
+                              "try again in %u s", wait);
+    char retry[32];
+    snprintf(retry, sizeof retry, "%u", wait);
+    if (req->response)
+        MHD_add_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    return 1;
+}
+
+void srv_guess_failed(srv_request *req)
+{
+    unsigned char address[16];
+    size_t len = srv_client_address(req, address);
+    srv_throttle_failed(req->server->guesses, address, len, monotonic_seconds());
+}
+
+void srv_guess_passed(srv_request *req)
+{
+    unsigned char address[16];
+    size_t len = srv_client_address(req, address);
+    srv_throttle_passed(req->server->guesses, address, len);
 }
 
 /* ---- start and stop ------------------------------------------------------------ */

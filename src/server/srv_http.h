@@ -51,7 +51,7 @@ typedef struct srv_server {
     srv_store *store;
     srv_cache *cache;
     srv_memo *memo;            /* answers of views, kept */
-    srv_throttle *logins;      /* failed logins per address */
+    srv_throttle *guesses;     /* failed logins and wrong API tokens per address */
     srv_cache *jitlogs;        /* decoded jit logs, kept (srv_jitlog.h) */
     srv_limits limits;
     int anonymous_upload;
@@ -122,6 +122,14 @@ const char *srv_header(srv_request *req, const char *name);
  * with X-Forwarded-For is taken to come from the reverse proxy in front
  * (docs/server.md): the last address that header names is the client's. */
 size_t srv_client_address(srv_request *req, unsigned char out[16]);
+
+/* Guessing credentials (srv_throttle.h), counted per client address: whether
+ * the client must wait (1 having replied 429 with Retry-After; what says
+ * "too many failed logins or wrong API tokens"), a failed guess, a login
+ * that passed. */
+int srv_guess_refused(srv_request *req);
+void srv_guess_failed(srv_request *req);
+void srv_guess_passed(srv_request *req);
 
 /* A JSON string of text from outside (a client, a profile): jansson takes
  * only UTF-8, so other bytes become '?' rather than the reply failing.

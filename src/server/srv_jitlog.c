@@ -32,7 +32,7 @@
 
 /* ---- a decoded log ------------------------------------------------------------------ */
 
-typedef struct jitlog {
+typedef struct srv_jitlog {
     vjl_forest *forest;
     uint32_t *by_entries; /* trace indices, most entries first (log order among equals) */
     uint32_t *sources;    /* source line indices, by (file, line) */
@@ -93,15 +93,10 @@ static size_t forest_cost(const vjl_forest *f, size_t n_sources)
     return bytes + n_sources * (sizeof(vjl_source_line) + sizeof(uint32_t));
 }
 
-/* Decodes the stored log of run id.  NULL with err when it cannot be read
+/* Decodes the log in the file at path.  NULL with err when it cannot be read
  * or is not a jit log. */
-static jitlog *jitlog_load(const char *data_dir, const char *id, srv_err *err)
+static jitlog *jitlog_read(const char *path, srv_err *err)
 {
-    char path[4200];
-    if (srv_blob_path(data_dir, id, SRV_BLOB_JITLOG, path, sizeof path) < 0) {
-        snprintf(err->message, sizeof err->message, "run %s has no jit log", id);
-        return NULL;
-    }
     vmp_error verr = {0};
     vjl_forest *f = vjl_forest_read_file(path, &verr);
     if (!f) {
@@ -135,6 +130,17 @@ static jitlog *jitlog_load(const char *data_dir, const char *id, srv_err *err)
     return j;
 }
 
+/* The stored log of run id, decoded. */
+static jitlog *jitlog_load(const char *data_dir, const char *id, srv_err *err)
+{
+    char path[4200];
+    if (srv_blob_path(data_dir, id, SRV_BLOB_JITLOG, path, sizeof path) < 0) {
+        snprintf(err->message, sizeof err->message, "run %s has no jit log", id);
+        return NULL;
+    }
+    return jitlog_read(path, err);
+}
+
 /* ---- the cache ---------------------------------------------------------------------- */
 
 static void *load_value(const char *data_dir, const char *id, srv_err *err)
@@ -159,13 +165,20 @@ srv_cache *srv_jitlogs_new(size_t budget_bytes, const char *data_dir)
     return srv_cache_new_of(budget_bytes, data_dir, &jitlogs);
 }
 
-int srv_jitlog_accept(srv_cache *c, const char *data_dir, const char *id, srv_err *err)
+srv_jitlog *srv_jitlog_decode(const char *path, srv_err *err)
 {
-    jitlog *log = jitlog_load(data_dir, id, err);
-    if (!log)
-        return -1;
+    return jitlog_read(path, err);
+}
+
+void srv_jitlog_keep(srv_cache *c, const char *id, srv_jitlog *log)
+{
     srv_cache_put_value(c, id, log);
-    return 0;
+}
+
+void srv_jitlog_free(srv_jitlog *log)
+{
+    if (log)
+        jitlog_free(log);
 }
 
 /* ---- JSON of a forest's parts -------------------------------------------------------- */

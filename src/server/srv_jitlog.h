@@ -30,10 +30,17 @@
 /* The cache of decoded jit logs (free it with srv_cache_free). */
 srv_cache *srv_jitlogs_new(size_t budget_bytes, const char *data_dir);
 
-/* A jit log was just stored for run id: decodes it and keeps it, replacing
- * an earlier one.  -1 with err (the decoder's one line) when it is not a jit
- * log at all (a bad header); a log cut or damaged later is kept with its
- * warning, as the decoder reads it. */
-int srv_jitlog_accept(srv_cache *jitlogs, const char *data_dir, const char *id, srv_err *err);
+typedef struct srv_jitlog srv_jitlog;
+
+/* A jit log just received, decoded from its file (still in tmp/, so that a
+ * file that is no jit log never replaces a run's good one).  NULL with err
+ * (the decoder's one line) when it is not a jit log at all (a bad header); a
+ * log cut or damaged later is decoded with its warning, as the decoder reads
+ * it. */
+srv_jitlog *srv_jitlog_decode(const char *path, srv_err *err);
+/* Keeps log (taken over) as run id's, replacing an earlier one: once its
+ * file is in runs/. */
+void srv_jitlog_keep(srv_cache *jitlogs, const char *id, srv_jitlog *log);
+void srv_jitlog_free(srv_jitlog *log);
 
 #endif /* SRV_JITLOG_H */

@@ -346,10 +346,10 @@ static int serve(const options *o)
     s->cache = srv_cache_new(o->limits.cache_bytes, o->data);
     /* Kept answers are small beside the profiles: an eighth of the budget. */
     s->memo = srv_memo_new(o->limits.cache_bytes / 8);
-    s->logins = srv_throttle_new();
+    s->guesses = srv_throttle_new();
     /* Decoded jit logs (their input bytes plus the ops) get half as much. */
     s->jitlogs = srv_jitlogs_new(o->limits.cache_bytes / 2, o->data);
-    if (!s->cache || !s->memo || !s->logins || !s->jitlogs)
+    if (!s->cache || !s->memo || !s->guesses || !s->jitlogs)
         die("out of memory");
 
     /* Every thread started from here on inherits this mask: the signals that
@@ -382,7 +382,7 @@ static int serve(const options *o)
     srv_blob_compressor_stop();
     srv_cache_free(s->cache);
     srv_memo_free(s->memo);
-    srv_throttle_free(s->logins);
+    srv_throttle_free(s->guesses);
     srv_cache_free(s->jitlogs);
     srv_store_close(store);
     fprintf(stderr, "vmprof-server: stopped\n");

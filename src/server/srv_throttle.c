@@ -1,7 +1,8 @@
 /*
- * srv_throttle.c - failed logins per address (see srv_throttle.h).  Logins
- * are rare and each costs an Argon2id hash, so the table is searched from end
- * to end under one lock: a few microseconds, and no structure to get wrong.
+ * srv_throttle.c - failed guesses per address (see srv_throttle.h).  Failures
+ * are rare, so the table is searched from end to end under one lock: a few
+ * microseconds, and no structure to get wrong.  Every request that carries
+ * an API token asks it, so an empty table (the usual case) answers at once.
  */
 #include "srv_throttle.h"
 
@@ -22,6 +23,7 @@ typedef struct slot {
 
 struct srv_throttle {
     pthread_mutex_t lock;
+    size_t used; /* slots not free */
     slot slots[SRV_THROTTLE_SLOTS];
 };
 
@@ -49,6 +51,8 @@ static size_t key_len(size_t len)
 static slot *find(srv_throttle *t, const void *address, size_t len)
 {
     len = key_len(len);
+    if (!t->used)
+        return NULL;
     for (size_t i = 0; i < SRV_THROTTLE_SLOTS; i++) {
         slot *s = &t->slots[i];
         if (s->len == len && len && memcmp(s->address, address, len) == 0)
@@ -89,6 +93,8 @@ void srv_throttle_failed(srv_throttle *t, const void *address, size_t len, int64
         for (size_t i = 0; i < SRV_THROTTLE_SLOTS && s->len; i++)
             if (!t->slots[i].len || t->slots[i].last < s->last)
                 s = &t->slots[i];
+        if (!s->len)
+            t->used++;
         memset(s, 0, sizeof *s);
         s->len = (unsigned char)key_len(len);
         memcpy(s->address, address, s->len);
@@ -105,8 +111,10 @@ void srv_throttle_passed(srv_throttle *t, const void *address, size_t len)
 {
     pthread_mutex_lock(&t->lock);
     slot *s = find(t, address, len);
-    if (s)
+    if (s) {
         memset(s, 0, sizeof *s);
+        t->used--;
+    }
     pthread_mutex_unlock(&t->lock);
 }
 

@@ -1,10 +1,12 @@
 /*
- * srv_throttle.h - failed logins counted per client address, so that a
- * password cannot be guessed at the speed of the network: after
+ * srv_throttle.h - failed guesses counted per client address (wrong
+ * passwords at login, wrong API tokens), so that neither can be guessed at
+ * the speed of the network: after
  * SRV_THROTTLE_FAILURES failures within SRV_THROTTLE_WINDOW seconds an
  * address is refused (429, Retry-After) until its oldest counted failure is
- * that old, whatever the password it then sends.  A successful login clears
- * its address.
+ * that old, whatever the password or token it then sends.  A successful
+ * login clears its address (a request with a valid token does not: it would
+ * let whoever holds one token reset the count between guesses).
  *
  * Memory is bounded: a fixed table of SRV_THROTTLE_SLOTS addresses; when it
  * is full, the address whose last failure is the oldest is forgotten (an

@@ -371,20 +371,21 @@ static void finish_upload(srv_request *req)
     uint64_t size = 0;
     srv_blob_writer *blob = u->blob;
     u->blob = NULL;
-    if (srv_blob_commit(blob, &size, &err) < 0) {
-        srv_reply_error(req, 507, "%s", err.message);
-        return;
-    }
     if (u->kind == SRV_BLOB_JITLOG) {
-        /* Decoded now, once; a file that is no jit log is not kept. */
-        if (srv_jitlog_accept(s->jitlogs, s->data_dir, u->run.id, &err) < 0) {
-            char path[4200];
-            if (srv_blob_path(s->data_dir, u->run.id, SRV_BLOB_JITLOG, path, sizeof path) == 0)
-                unlink(path);
-            srv_cache_drop(s->jitlogs, u->run.id);
+        /* Decoded now, once, before it replaces anything: a file that is no
+         * jit log is not kept, and a run's earlier good log stays. */
+        srv_jitlog *log = srv_jitlog_decode(srv_blob_pending_path(blob), &err);
+        if (!log) {
+            srv_blob_abort(blob);
             srv_reply_error(req, 400, "the jit log does not read: %s", err.message);
             return;
         }
+        if (srv_blob_commit(blob, &size, &err) < 0) {
+            srv_jitlog_free(log);
+            srv_reply_error(req, 507, "%s", err.message);
+            return;
+        }
+        srv_jitlog_keep(s->jitlogs, u->run.id, log);
         int rc = srv_store_run_set_jitlog(s->store, u->run.id, &err);
         if (rc != 0) {
             srv_reply_error(req, rc < 0 ? 503 : 400, "%s",
@@ -392,6 +393,10 @@ static void finish_upload(srv_request *req)
             return;
         }
         srv_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "jid", u->run.id));
+        return;
+    }
+    if (srv_blob_commit(blob, &size, &err) < 0) {
+        srv_reply_error(req, 507, "%s", err.message);
         return;
     }
     srv_run_facts facts;

@@ -268,7 +268,7 @@ def test_failed_logins_are_throttled_per_address(server, people):
     for _ in range(5):
         assert login("wrong", "192.0.2.7")[0] == 401
     status, reply, resp = login("correct horse", "192.0.2.7")
-    assert status == 429 and "too many failed logins" in reply["error"]
+    assert status == 429 and "too many failed logins" in reply["error"], reply
     assert 0 < int(resp.getheader("Retry-After")) <= 600
     # the last address of the proxy's list is the client
     assert login("correct horse", "10.0.0.1, 192.0.2.7")[0] == 429
@@ -279,6 +279,45 @@ def test_failed_logins_are_throttled_per_address(server, people):
         assert session_request(server, "POST", "/api/login",
                                {"name": "nobody", "password": "x"}, forwarded="192.0.2.9")[0] == 401
     assert login("correct horse", "192.0.2.9")[0] == 429
+
+
+def test_wrong_api_tokens_are_throttled_per_address(server, people, profile_bytes):
+    """Five wrong API tokens from one address: its sixth request with a token,
+    even the right one, is refused (429, Retry-After) before the token is
+    looked at; the same address still reads without a token, and other
+    addresses still use theirs.  A valid token does not forget the failures
+    (whoever holds one could reset the count between guesses)."""
+    alice = people["alice"]
+    rid = server.upload(profile_bytes, token=alice)
+
+    def ask(token, address, path="/api/me"):
+        return server.request("GET", path, token=token,
+                              headers={"X-Forwarded-For": address})
+
+    wrong = "f" * 48
+    for _ in range(4):
+        assert ask(wrong, "192.0.2.7")[0] == 401
+    assert ask(alice, "192.0.2.7")[1]["user"] == "alice"   # not reset by it
+    assert ask(wrong, "192.0.2.7")[0] == 401
+    status, reply, resp = ask(alice, "192.0.2.7")
+    assert status == 429 and "wrong API tokens" in reply["error"], reply
+    assert 0 < int(resp.getheader("Retry-After")) <= 600
+    # uploads with a token are refused the same way
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "x", "VM": "CPython"},
+                                      token=alice, headers={"X-Forwarded-For": "192.0.2.7"})
+    assert status == 429, reply
+    # reading without credentials is not guessing
+    assert server.request("GET", "/api/runs/%s" % rid,
+                          headers={"X-Forwarded-For": "192.0.2.7"})[0] == 200
+    assert ask(alice, "192.0.2.8")[1]["user"] == "alice"
+    assert ask(alice, "2001:db8::7")[1]["user"] == "alice"
+    # wrong tokens and wrong passwords are one count of guesses
+    for _ in range(3):
+        assert ask(wrong, "192.0.2.9")[0] == 401
+    for _ in range(2):
+        assert session_request(server, "POST", "/api/login", {"name": "alice", "password": "x"},
+                               forwarded="192.0.2.9")[0] == 401
+    assert ask(alice, "192.0.2.9")[0] == 429
 
 
 def test_vms(server, profile_bytes):

@@ -240,6 +240,31 @@ def test_a_file_that_is_no_jit_log_is_refused_and_not_kept(server, profile_bytes
     assert server.get("/api/runs/%s/jitlog" % rid)[0] == 404
 
 
+def test_a_bad_log_never_replaces_a_good_one(start_server):
+    """A second jit log for the same runtime that is no jit log is refused
+    (400) and the first stays: the run's log views answer from it, before and
+    after a restart (its file was not replaced)."""
+    server = start_server()
+    with open(CALC, "rb") as f:
+        data = f.read()
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "PyPy"})
+    rid = reply["runtime_id"]
+    add = "/api/runtime/upload/jit/%s/add" % rid
+    assert server.request("POST", add, gzip.compress(data))[0] == 200
+    status, reply, _ = server.request("POST", add, gzip.compress(b"\x00not a jit log"))
+    assert status == 400 and "jit log" in reply["error"], reply
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
+    assert server.get("/api/runs/%s" % rid)[1]["has_jitlog"] is True
+    status, log, _ = server.get("/api/runs/%s/jitlog" % rid)
+    assert status == 200 and log["traces"] == oracle()["traces"], log
+    before = traces(server, rid, sort="entries")
+    assert [n for n in os.listdir(os.path.join(server.data, "runs")) if ".jit" in n]
+    assert not os.listdir(os.path.join(server.data, "tmp"))
+    assert server.stop()[0] == 0
+    server.start()
+    assert traces(server, rid, sort="entries") == before
+
+
 def test_a_cut_log_is_kept_with_its_warning(server):
     with open(CALC, "rb") as f:
         data = f.read()
