@@ -114,7 +114,11 @@ static void health(srv_request *req)
         srv_reply_error(req, 503, "%s", err.message);
         return;
     }
-    srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    size_t kept;
+    uint64_t reused;
+    srv_memo_stats(req->server->memo, &kept, &reused);
+    srv_reply_json(req, 200, json_pack("{s:s, s:{s:I, s:I}}", "status", "ok", "answers", "kept",
+                                       (json_int_t)kept, "reused", (json_int_t)reused));
 }
 
 /* ---- runs -------------------------------------------------------------------------- */

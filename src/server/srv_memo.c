@@ -23,6 +23,8 @@ struct srv_memo {
     memo_entry *buckets[BUCKETS];
     memo_entry *head, *tail;
     size_t bytes, budget;
+    size_t count;     /* answers kept */
+    uint64_t reused;  /* answers given from here */
 };
 
 static size_t hash(const char *s)
@@ -74,6 +76,7 @@ static void drop(srv_memo *m, memo_entry *e)
     *p = e->chain;
     unlink_recency(m, e);
     m->bytes -= e->cost;
+    m->count--;
     free(e->key);
     free(e->text);
     free(e);
@@ -107,6 +110,7 @@ char *srv_memo_get(srv_memo *m, const char *key, size_t *len)
         *len = e->len;
         unlink_recency(m, e);
         push_front(m, e);
+        m->reused++;
     }
     pthread_mutex_unlock(&m->lock);
     return copy;
@@ -137,6 +141,7 @@ void srv_memo_put(srv_memo *m, const char *key, const char *text, size_t len)
     m->buckets[b] = e;
     push_front(m, e);
     m->bytes += cost;
+    m->count++;
     while (m->bytes > m->budget && m->tail)
         drop(m, m->tail);
     pthread_mutex_unlock(&m->lock);
@@ -150,5 +155,13 @@ void srv_memo_forget_run(srv_memo *m, const char *id)
         if (strstr(e->key, id))
             drop(m, e);
     }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void srv_memo_stats(srv_memo *m, size_t *kept, uint64_t *reused)
+{
+    pthread_mutex_lock(&m->lock);
+    *kept = m->count;
+    *reused = m->reused;
     pthread_mutex_unlock(&m->lock);
 }

@@ -1,7 +1,8 @@
 /*
  * srv_memo.h - answers kept for asking again.  A frozen run never changes,
  * so the answer to one view of it (one tree: its selection, path, depth and
- * share) stays right until the run is deleted.  Keyed by a canonical text of
+ * share; one function table: its selection, search, order and length)
+ * stays right until the run is deleted.  Keyed by a canonical text of
  * the parsed question, not of the URL, so the same question asked in other
  * words hits too.  Bounded by bytes, least recently used dropped first.
  */
@@ -9,6 +10,7 @@
 #define SRV_MEMO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct srv_memo srv_memo;
 
@@ -20,5 +22,7 @@ char *srv_memo_get(srv_memo *m, const char *key, size_t *len);
 void srv_memo_put(srv_memo *m, const char *key, const char *text, size_t len);
 /* Forgets every answer whose key names run id (deleted). */
 void srv_memo_forget_run(srv_memo *m, const char *id);
+/* Answers kept now, and how many were given from here since the start. */
+void srv_memo_stats(srv_memo *m, size_t *kept, uint64_t *reused);
 
 #endif /* SRV_MEMO_H */

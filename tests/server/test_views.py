@@ -160,6 +160,32 @@ def test_functions_search_by_regex(server, run):
     assert dot["matched"] == 0 and dot["matching_fns"] == [] and dot["functions"] == []
 
 
+def test_function_searches_are_kept_and_asked_again(server, run):
+    """A search's answer (the table, matched, matching_fns) is computed once
+    and given again from what the server keeps, as trees are; another
+    question (other text, other kind, other order or length) is computed."""
+    from urllib.parse import quote
+    reused = lambda: get_ok(server, "/api/health")["answers"]["reused"]
+    path = "/api/runs/%s/functions?re=%s" % (run, quote("^burn_for_server_t.*t$"))
+    first = get_ok(server, path)
+    before = reused()
+    assert get_ok(server, path) == first
+    assert reused() == before + 1
+    # the same text as plain text, another order, another length: computed
+    for other in ("q=burn_for_server_t", "re=burn_for_server_t&sort=total",
+                  "re=burn_for_server_t&limit=3", "re=burn_for_server_tes"):
+        answer = get_ok(server, "/api/runs/%s/functions?%s" % (run, other))
+        assert reused() == before + 1, other
+        assert answer["functions"][0]["name"] == first["functions"][0]["name"]
+    assert get_ok(server, "/api/runs/%s/functions?q=burn_for_server_t" % run) == \
+        get_ok(server, "/api/runs/%s/functions?q=burn_for_server_t" % run)
+    assert reused() == before + 3
+    # a table without a search is kept the same way
+    plain = "/api/runs/%s/functions?sort=total&limit=5" % run
+    assert get_ok(server, plain) == get_ok(server, plain)
+    assert reused() == before + 4
+
+
 @pytest.mark.parametrize("query, says", [
     ("re=%28main", "is not a regular expression"),
     ("re=%28a%29%5C1", "back-references"),
