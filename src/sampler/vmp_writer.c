@@ -191,24 +191,43 @@ static void free_last(void)
     W.last = NULL;
 }
 
-static void write_stack(const uint64_t *ids, uint32_t n, uint64_t thread_id, uint64_t rss_kib)
+/* Writes one stack record `count` times (the format has no weight: a
+ * sample that stands for n periods is n records).  It is encoded once;
+ * its bytes are then copied, doubling, to fill the buffer as far as needed,
+ * which is written out whenever full: an idle thread's hundred repeats
+ * cost a few memcpy calls and a share of one large write(). */
+static void write_stacks(const uint64_t *ids, uint32_t n, uint64_t thread_id, uint64_t rss_kib, uint64_t count)
 {
-    if (W.buf.cap - W.buf.len < vmp_enc_stack_size(&W.buf, n, vmp_run.memory))
-        flush();
-    vmp_enc_stack(&W.buf, ids, n, thread_id, vmp_run.memory, rss_kib);
-    atomic_fetch_add_explicit(&vmp_run.samples, 1, memory_order_relaxed);
+    size_t size = vmp_enc_stack_size(&W.buf, n, vmp_run.memory);
+    if (size > W.buf.cap)
+        return; /* (a record never is: the deepest stack is far smaller) */
+    while (count) {
+        if (W.buf.cap - W.buf.len < size)
+            flush();
+        unsigned char *first = W.buf.data + W.buf.len;
+        vmp_enc_stack(&W.buf, ids, n, thread_id, vmp_run.memory, rss_kib);
+        uint64_t room = (W.buf.cap - (size_t)(first - W.buf.data)) / size;
+        uint64_t k = count < room ? count : room;
+        size_t have = size, want = (size_t)k * size;
+        while (have < want) {
+            size_t c = have < want - have ? have : want - have;
+            memcpy(first + have, first, c);
+            have += c;
+        }
+        W.buf.len = (size_t)(first - W.buf.data) + want;
+        count -= k;
+        atomic_fetch_add_explicit(&vmp_run.samples, k, memory_order_relaxed);
+    }
 }
 
 static void process(vmp_slot *s)
 {
     if (s->kind == VMP_SLOT_REPEAT) {
         const last_sample *l = W.last ? &W.last[vmp_tid_slot(s->tid)] : NULL;
-        for (uint32_t i = 0; i < s->n; i++) {
-            if (l && l->tid == s->tid)
-                write_stack(l->ids, l->n, l->thread_id, s->rss_kib);
-            else
-                atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
-        }
+        if (l && l->tid == s->tid)
+            write_stacks(l->ids, l->n, l->thread_id, s->rss_kib, s->n);
+        else
+            atomic_fetch_add_explicit(&vmp_run.dropped, s->n, memory_order_relaxed);
         return;
     }
     if (s->kind == VMP_SLOT_NAME) {
@@ -225,8 +244,7 @@ static void process(vmp_slot *s)
         W.ids[i] = (lines && i % 2 == 0)            ? s->data[i]
                    : (s->data[i] & VMP_NATIVE_BIT) ? vmp_native_mode_entry_id(s->data[i])
                                                    : id_for_sample(s->data[i]);
-    for (uint32_t i = 0; i < s->weight; i++) /* (the format's count is 1: written again) */
-        write_stack(W.ids, s->n, s->thread_id, s->rss_kib);
+    write_stacks(W.ids, s->n, s->thread_id, s->rss_kib, s->weight);
     if (vmp_run.real_time)
         keep_last(s->tid, s->thread_id, W.ids, s->n);
 }
