@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 enum { ACTIVE, STILL };
@@ -44,8 +45,10 @@ struct vmp_delivery_thread {
     int64_t credit;        /* CPU clock: CPU time not yet paid for by a sample */
     int64_t owed;          /* samples due but not yet signalled */
     int64_t idle_cpu;      /* wall clock: CPU clock when found idle; -1: not idle */
-    int64_t repeats;       /* samples repeated since the last real one */
     int64_t still_from;    /* wall clock, STILL: first period whose repeat is not handed over */
+    int64_t lazy;          /* wall clock, ACTIVE: repeats counted, not handed over yet */
+    uint32_t quiet;        /* rounds in a row it did not run */
+    uint32_t quiet_needed; /* ... before it is made still (grows each time a poll finds it ran) */
     int64_t probe_cpu;     /* not Python: signal again once its CPU clock passed this */
     int64_t probe_gap;
     int64_t recheck_at;    /* ns: after a first "not Python", ask again then; 0: no */
@@ -62,6 +65,7 @@ static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
  * its CPU clock right after it (else NO_SAMPLE or NOT_PYTHON). */
 static _Atomic pid_t sampled_tid[VMP_TID_SLOTS];
 static _Atomic int64_t sampled_cpu[VMP_TID_SLOTS];
+static _Atomic int sampled_in_call[VMP_TID_SLOTS]; /* ... and it found the thread inside a system call */
 /* Whether a kept sample's CPU clock is wanted (wall clock with repeats):
  * set before the first signal of a run. */
 static _Atomic int want_sample_cpu;
@@ -94,7 +98,26 @@ void vmp_delivery_handled(void)
     atomic_fetch_add_explicit(&handled[vmp_tid_slot(vmp_delivery_this_tid())], 1, memory_order_release);
 }
 
-void vmp_delivery_sampled(int outcome)
+int vmp_delivery_in_system_call(const void *ucontext)
+{
+#if defined(__x86_64__)
+    if (!ucontext)
+        return 0;
+    const mcontext_t *m = &((const ucontext_t *)ucontext)->uc_mcontext;
+    const unsigned char *ip = (const unsigned char *)m->gregs[REG_RIP];
+    /* The pc is where the thread runs: its page is mapped (readable unless
+     * execute-only, hence the guard); the two bytes before it are read only
+     * when on the same page. */
+    if (ip[0] == 0x0f && ip[1] == 0x05)
+        return 1;
+    return m->gregs[REG_RAX] == -EINTR && ((uintptr_t)ip & 4095) >= 2 && ip[-2] == 0x0f && ip[-1] == 0x05;
+#else
+    (void)ucontext;
+    return 1;
+#endif
+}
+
+void vmp_delivery_sampled(int outcome, int in_call)
 {
     pid_t tid = vmp_delivery_this_tid();
     size_t k = vmp_tid_slot(tid);
@@ -105,6 +128,7 @@ void vmp_delivery_sampled(int outcome)
         cpu = ns_of(t);
     atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
     atomic_store_explicit(&sampled_cpu[k], cpu, memory_order_release);
+    atomic_store_explicit(&sampled_in_call[k], in_call, memory_order_release);
     atomic_store_explicit(&sampled_tid[k], tid, memory_order_release);
 }
 
@@ -268,6 +292,31 @@ static void make_still(vmp_delivery *d, vmp_delivery_thread *t)
     d->active[t->active_pos] = last;
     d->threads[last].active_pos = t->active_pos;
     t->state = STILL;
+}
+
+/* Wall clock: hands an active thread's counted repeats over (before it is
+ * signalled: the writer repeats the last sample written). */
+static void flush_lazy(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    int64_t n = t->lazy;
+    t->lazy = 0;
+    if (n > 0 && d->repeat(t->tid, n) == 0)
+        atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+}
+
+/* An active thread that did not run this round: still once it did not run
+ * for quiet_needed rounds in a row.  A thread that wakes now and then (a C
+ * thread's sleep loop, a timeout) would otherwise cost a poll of every
+ * still thread each time it wakes: each time a poll finds it running, it
+ * is kept active twice as long (wake), up to VMP_STILL_AFTER_MAX_NS, and
+ * read each round instead.  Its counted repeats become its still span. */
+static void settle(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    if (++t->quiet < t->quiet_needed)
+        return;
+    t->still_from = d->period_no + 1 - t->lazy;
+    t->lazy = 0;
+    make_still(d, t);
 }
 
 static int skipped(const vmp_delivery *d, pid_t tid)
@@ -457,6 +506,8 @@ static int64_t observe(vmp_delivery *d, vmp_delivery_thread *t)
     int64_t delta = t->last_cpu >= 0 ? cpu - t->last_cpu : cpu;
     d->unexplained -= delta;
     t->last_cpu = cpu;
+    if (delta)
+        t->quiet = 0;
     if (d->cpu_clock) {
         t->credit += delta;
         while (t->credit >= d->period_ns) {
@@ -498,34 +549,37 @@ static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t u
     t->still_from = upto + 1;
     if (n <= 0 || t->idle_cpu < 0 || !d->repeat)
         return;
-    if (d->repeat(t->tid, n) == 0) {
-        t->repeats += n;
+    if (d->repeat(t->tid, n) == 0)
         atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
-    }
 }
 
-/* A still thread made active for this round (it ran, or is due a real
- * sample): what it is owed now. */
-static void wake(vmp_delivery *d, vmp_delivery_thread *t, int force_signal)
+/* A still thread found running in this round, which stood for `periods`
+ * periods: it woke somewhere in them, so they are owed to its next sample,
+ * and the periods before them repeat its old one (header). */
+static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
 {
+    int64_t most = VMP_STILL_AFTER_MAX_NS / (d->period_ns * d->round_periods);
+    t->quiet_needed = t->quiet_needed ? 2 * t->quiet_needed : 2;
+    if (t->quiet_needed > most)
+        t->quiet_needed = most > 1 ? (uint32_t)most : 1;
     if (!d->cpu_clock) {
-        hand_over_repeats(d, t, d->period_no - 1);
-        t->owed = 1; /* this round's */
-        if (force_signal)
-            t->repeats = d->max_repeats; /* see idle_since_sample */
+        int64_t p = periods > 0 ? periods : 1; /* (a catch-up round: the last period's) */
+        hand_over_repeats(d, t, d->period_no - p);
+        t->still_from = d->period_no + 1;
+        t->owed = p;
     }
     t->delta = 1; /* not still this round */
     make_active(d, t);
 }
 
 /* Reads every still thread; those that ran are active again. */
-static void poll_still(vmp_delivery *d)
+static void poll_still(vmp_delivery *d, int64_t periods)
 {
     atomic_fetch_add_explicit(&d->polls, 1, memory_order_relaxed);
     for (size_t i = 0; i < d->n_threads; i++) {
         vmp_delivery_thread *t = &d->threads[i];
         if (t->state == STILL && observe(d, t) != 0)
-            wake(d, t, 0);
+            wake(d, t, periods);
     }
     /* Still unexplained: threads not in the table (born and gone between
      * two listings, or not listed yet). */
@@ -534,26 +588,29 @@ static void poll_still(vmp_delivery *d)
     d->unexplained = 0;
 }
 
-/* Wall clock: visits the next still threads in turn, each SWEEPS times per
- * refresh interval, and signals those whose last real sample is about to
- * be older than the interval (their repeats handed over first). */
-#define SWEEPS 8
-static void sweep_still(vmp_delivery *d, int64_t periods)
+/* Wall clock: visits the next still threads in turn, each once per
+ * VMP_REPEAT_FLUSH_NS: one whose clock did not move has its repeats handed
+ * over up to now (the writer writes them in one go); one that ran (for less
+ * than VMP_WAKE_NS, or the round's poll would have found it) is woken. */
+static void visit_still(vmp_delivery *d, int64_t periods)
 {
-    if (!d->n_threads || d->max_repeats <= 0 || !periods)
+    if (!d->n_threads || !d->repeats_on || !periods)
         return;
-    size_t visits = (size_t)((int64_t)d->n_threads * SWEEPS * periods / d->max_repeats) + 1;
+    size_t visits = (size_t)((int64_t)d->n_threads * periods * d->period_ns / VMP_REPEAT_FLUSH_NS) + 1;
     if (visits > d->n_threads)
         visits = d->n_threads;
     for (size_t v = 0; v < visits; v++) {
         if (d->sweep >= d->n_threads)
             d->sweep = 0;
         vmp_delivery_thread *t = &d->threads[d->sweep++];
+        if (t->state == ACTIVE && t->lazy > 0)
+            flush_lazy(d, t);
         if (t->state != STILL || t->not_python || t->idle_cpu < 0)
             continue;
-        int64_t since_real = t->repeats + d->period_no - t->still_from + 1;
-        if (since_real >= d->max_repeats - d->max_repeats / SWEEPS)
-            wake(d, t, 1);
+        if (observe(d, t) != 0)
+            wake(d, t, periods);
+        else
+            hand_over_repeats(d, t, d->period_no);
     }
 }
 
@@ -583,13 +640,12 @@ static int blocks_signal(pid_t tid, int signo)
 
 /* Wall clock: whether thread t (tid slot k, no signal pending) has not run
  * since its last sample, by the rule in the header. */
-static int idle_since_sample(vmp_delivery *d, vmp_delivery_thread *t, size_t k)
+static int idle_since_sample(vmp_delivery_thread *t, size_t k)
 {
-    if (t->repeats >= d->max_repeats)
-        return 0;
     pid_t who = atomic_load_explicit(&sampled_tid[k], memory_order_acquire);
     int64_t at = atomic_load_explicit(&sampled_cpu[k], memory_order_acquire);
-    if (who != t->tid || at < 0 || atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != who)
+    int in_call = atomic_load_explicit(&sampled_in_call[k], memory_order_acquire);
+    if (who != t->tid || at < 0 || !in_call || atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != who)
         return 0;
     int64_t now = t->last_cpu;
     if (now < at || now - at > VMP_IDLE_SLACK_NS || (t->idle_cpu >= 0 && now != t->idle_cpu))
@@ -614,7 +670,7 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
         /* Wall clock: the periods that passed while the signal waited for
          * a thread that did not run (a loaded machine left it waiting for a
          * CPU) had the stack the sample found: they are its repeats. */
-        if (d->max_repeats && at >= 0 && t->owed > 1 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
+        if (d->repeats_on && at >= 0 && t->owed > 1 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
             int64_t n = t->owed - 1;
             t->owed = 1;
             if (d->repeat(t->tid, n) == 0)
@@ -689,10 +745,8 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             t->owed = 0; /* left alone */
         else if (t->owed > 0)
             d->catchup = 1; /* next round (a loaded machine lets it wait) */
-        if (t->blocks && t->delta == 0) {
-            t->still_from = d->period_no + 1;
-            make_still(d, t);
-        }
+        if (t->blocks && t->delta == 0)
+            settle(d, t);
         return;
     }
     t->pending_since = 0;
@@ -712,13 +766,9 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             t->owed = 1; /* it used its stretch: ask again */
         }
     }
-    if (t->owed > 0 && d->max_repeats && idle_since_sample(d, t, k)) {
-        int64_t n = t->owed;
+    if (t->owed > 0 && d->repeats_on && idle_since_sample(t, k)) {
+        t->lazy += t->owed; /* handed over later, in one go */
         t->owed = 0;
-        if (d->repeat(t->tid, n) == 0) {
-            t->repeats += n;
-            atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
-        }
     }
     if (t->owed > 0 && d->cpu_clock && !on_cpu(t)) {
         /* Not on a CPU (asleep, or waiting for one): a signal could cut a
@@ -734,13 +784,8 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         if (t->owed)
             d->catchup = 1;
         t->idle_cpu = -1;
-        /* A refresh keeps the thread's phase; after any other signal its
-         * first refresh comes a little early, by an amount that depends on
-         * the thread, so that threads that went idle together (a pool at
-         * its first sample) are not all refreshed in one round ever after. */
-        t->repeats = t->repeats >= d->max_repeats || d->max_repeats < 4
-                         ? 0
-                         : (int64_t)(hash_tid(t->tid) >> 8) % (d->max_repeats / 2);
+        if (t->lazy)
+            flush_lazy(d, t); /* (before its new sample) */
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
             sent_to[k]++;
             t->awaiting = 1;
@@ -750,10 +795,8 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         return;
     }
     /* Nothing owed or pending, and it did not run this round: still. */
-    if (t->delta == 0 && !t->recheck_at) {
-        t->still_from = d->period_no + 1;
-        make_still(d, t);
-    }
+    if (t->delta == 0 && !t->recheck_at)
+        settle(d, t);
 }
 
 /* Sources mode: notes thread t's latest answer, if one came since the last
@@ -804,7 +847,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             }
         }
         if (t->blocks && t->delta == 0)
-            make_still(d, t);
+            settle(d, t);
         return;
     }
     if (t->checks == 2 && t->blocks)
@@ -826,7 +869,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             owed_ns = d->period_ns; /* one signal below */
         } else {
             if (t->delta == 0 && !t->recheck_at && !t->awaiting)
-                make_still(d, t);
+                settle(d, t);
             return;
         }
     }
@@ -841,7 +884,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         }
     }
     if (t->delta == 0 && !t->recheck_at && !t->awaiting)
-        make_still(d, t);
+        settle(d, t);
 }
 
 /* Whether signal signo is one the kernel queues (real-time) rather than
@@ -868,6 +911,8 @@ int vmp_delivery_start(vmp_delivery *d)
     d->active = NULL;
     d->index = NULL;
     d->n_threads = d->cap = d->n_active = d->sweep = 0;
+    d->has_process_timer = 0;
+    d->task_fd = -1;
     if (grow(d) < 0) {
         vmp_delivery_stop(d);
         return -1;
@@ -879,10 +924,8 @@ int vmp_delivery_start(vmp_delivery *d)
     d->pid = getpid();
     int64_t n = VMP_MAX_BACKLOG_NS / d->period_ns;
     d->max_owed = n > VMP_MIN_BACKLOG_PERIODS ? n : VMP_MIN_BACKLOG_PERIODS;
-    d->max_repeats = d->repeat && !d->cpu_clock ? VMP_IDLE_REFRESH_NS / d->period_ns - 1 : 0;
-    if (d->max_repeats < 0)
-        d->max_repeats = 0;
-    atomic_store(&want_sample_cpu, d->max_repeats > 0);
+    d->repeats_on = d->repeat && !d->cpu_clock;
+    atomic_store(&want_sample_cpu, d->repeats_on);
     /* catch-up rounds far enough apart that the last signal was likely handled */
     d->catchup_gap = d->period_ns / 2 > 30000 ? d->period_ns / 2 : 30000;
     d->catchup = d->rescan = 0;
@@ -910,6 +953,22 @@ int vmp_delivery_start(vmp_delivery *d)
         if (d->skip_tid[i] == vmp_delivery_this_tid())
             d->skip_tid[i] = 0;
         d->skip_cpu[i] = d->skip_tid[i] ? thread_cpu_ns(d->skip_tid[i]) : -1;
+    }
+    /* The process's CPU clock is read every round.  The kernel sums it over
+     * every thread of the process (O(threads): 5% of a core at 1 kHz with
+     * 1,000 threads waiting), unless a process-wide CPU timer is armed: the
+     * kernel then keeps the sum as the threads run, and a read costs O(1).
+     * So one is armed, too far ahead to ever fire (were it to: our signal,
+     * sent to the sending thread, whose handler takes it as not ours). */
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = d->signo;
+    ev._sigev_un._tid = vmp_delivery_this_tid();
+    d->has_process_timer = timer_create(CLOCK_PROCESS_CPUTIME_ID, &ev, &d->process_timer) == 0;
+    if (d->has_process_timer) {
+        struct itimerspec far = {{0, 0}, {1000000000, 0}}; /* 30 years of CPU time */
+        timer_settime(d->process_timer, 0, &far, NULL);
     }
     d->process_cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
     d->unexplained = 0;
@@ -1005,10 +1064,11 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
      * saw) comes back with the opposite sign the next round; bounded below
      * so that it never hides more than that. */
     if (d->unexplained > VMP_WAKE_NS)
-        poll_still(d);
+        poll_still(d, periods);
     else if (d->unexplained < -VMP_WAKE_NS)
         d->unexplained = -VMP_WAKE_NS;
-    sweep_still(d, periods);
+    visit_still(d, periods);
+    d->last_periods = periods;
     /* Backwards: a thread made still moves the last one into its place. */
     for (size_t i = d->n_active; i-- > 0;) {
         vmp_delivery_thread *t = &d->threads[d->active[i]];
@@ -1025,8 +1085,14 @@ void vmp_delivery_stop(vmp_delivery *d)
 {
     atomic_store(&credit_period, 0);
     for (size_t i = 0; i < d->n_threads; i++) {
-        if (d->threads[i].state == STILL && !d->cpu_clock)
-            hand_over_repeats(d, &d->threads[i], d->period_no);
+        vmp_delivery_thread *t = &d->threads[i];
+        /* (one that ran since it was last read woke somewhere in the last
+         * round, as in wake(): that round's periods have no sample) */
+        if (t->state == STILL && !d->cpu_clock)
+            hand_over_repeats(d, t, thread_cpu_ns(t->tid) == t->last_cpu ? d->period_no
+                                                                          : d->period_no - d->last_periods);
+        else if (t->lazy)
+            flush_lazy(d, t);
         source_close(d, &d->threads[i]);
         size_t k = vmp_tid_slot(d->threads[i].tid);
         if (atomic_load(&base_tid[k]) == d->threads[i].tid)
@@ -1041,5 +1107,8 @@ void vmp_delivery_stop(vmp_delivery *d)
     d->n_threads = d->cap = d->n_active = 0;
     if (d->task_fd >= 0)
         close(d->task_fd);
+    if (d->has_process_timer)
+        timer_delete(d->process_timer);
+    d->has_process_timer = 0;
     d->task_fd = -1;
 }

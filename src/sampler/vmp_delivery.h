@@ -34,17 +34,26 @@
  * sender asks for the last sample again (the `repeat` callback, `count`
  * samples at once).  "Has not run" is read off the thread's CPU clock: it
  * used at most VMP_IDLE_SLACK_NS after the sample (the end of the handler
- * and going back to sleep), and not a nanosecond more since.  A still
- * thread's repeats are counted by periods and handed over in one call when
- * it is visited: a sweep visits every still thread twice per
- * VMP_IDLE_REFRESH_NS, and sends it a signal for a real sample when its last
- * one is older than half that; so a real sample is taken at least every
- * VMP_IDLE_REFRESH_NS, which bounds how long a stack changed within the
- * slack can be shown.  The handler reports its sample with
- * vmp_delivery_sampled().  Likewise a thread that could not run (a loaded
- * machine keeps it waiting for a CPU) handles its signal late, but its
- * stack did not change meanwhile: the periods it waited repeat the sample
- * it finally took (VMP_WAITED_SLACK_NS).
+ * and restarting the call it was in), and not a nanosecond more since; and
+ * the sample found it inside a system call (the handler reads that from
+ * the interrupted registers, vmp_delivery_sampled: on x86-64; elsewhere
+ * every sample counts as such).  A thread that was inside a system call
+ * and has not run since is still inside it: its Python stack cannot have
+ * changed, so no refresh signal is needed, however long it waits.  A sample
+ * that caught the thread running (it blocked microseconds later) is not
+ * repeated: the thread gets one more signal, which finds it blocked.
+ * A still thread's repeats are counted lazily by periods (idle since period
+ * k) and handed over in one call: when it runs again (before its new
+ * sample, so that the writer repeats the right one), when a visit finds
+ * it still idle (every still thread is visited once per VMP_REPEAT_FLUSH_NS,
+ * its clock read: a thread that ran for less than VMP_WAKE_NS since is
+ * found then), and at stop.  A thread found running again after a round
+ * that came late (the periods of that round: it woke somewhere in them)
+ * gets those periods with its new sample, not its old one.  The handler
+ * reports its sample with vmp_delivery_sampled().  Likewise a thread that
+ * could not run (a loaded machine keeps it waiting for a CPU) handles its
+ * signal late, but its stack did not change meanwhile: the periods it
+ * waited repeat the sample it finally took (VMP_WAITED_SLACK_NS).
  *
  * Threads that are not Python's (no Python thread state: C library pools,
  * BLAS, watchdogs): the handler reports it; the first such answer is
@@ -103,7 +112,8 @@
  * Contract:
  *   - vmp_delivery_handled(), vmp_delivery_sampled(), vmp_delivery_this_tid(),
  *     vmp_delivery_is_ours(), vmp_delivery_take_owed(),
- *     vmp_delivery_source_answer() and vmp_delivery_forget_tid() are
+ *     vmp_delivery_in_system_call(), vmp_delivery_source_answer() and
+ *     vmp_delivery_forget_tid() are
  *     async-signal-safe; the rest runs in
  *     the sending thread only, one sending thread per process at a time,
  *     except the figures (atomics).
@@ -126,7 +136,7 @@
  * the run is sampled within a millisecond; the threads are listed again
  * when it changed, and at least every VMP_RESCAN_NS. */
 #define VMP_SCAN_NS 1000000LL
-#define VMP_RESCAN_NS 100000000LL
+#define VMP_RESCAN_NS 1000000000LL
 
 /* Samples owed to a thread are kept for up to 20 ms of periods (at least 16)
  * and sent in catch-up rounds; beyond that they are dropped rather than
@@ -141,7 +151,7 @@
  * handler's clock reading and being asleep again (measured on 3.8 and 3.13,
  * 16 threads waiting on an Event). */
 #define VMP_IDLE_SLACK_NS 10000LL
-#define VMP_IDLE_REFRESH_NS 50000000LL
+#define VMP_REPEAT_FLUSH_NS 250000000LL
 
 /* Wall clock: a signal that waited several periods for a thread that used
  * at most this much CPU time from the signal to its sample (the handler's
@@ -153,6 +163,10 @@
  * read them all.  Above the skew of one round's readings (microseconds),
  * below what a woken thread uses before it does anything worth a sample. */
 #define VMP_WAKE_NS 20000LL
+
+/* See settle() in vmp_delivery.c: the longest a thread that a poll found
+ * running again stays active (read each round) before it is still. */
+#define VMP_STILL_AFTER_MAX_NS 1000000000LL
 
 /* Per-thread sources: the sender's round, and the most events open at once
  * (each is a file descriptor of the program's process). */
@@ -211,6 +225,8 @@ typedef struct vmp_delivery {
     /* the sending thread's own (vmp_delivery.c) */
     pid_t pid;
     int task_fd;
+    timer_t process_timer;        /* makes the process's CPU clock cheap to read */
+    int has_process_timer;
     vmp_delivery_thread *threads; /* [cap]; the first n_threads in use */
     size_t n_threads, cap;
     int32_t *index;               /* tid hash -> position in threads, -1: free */
@@ -218,7 +234,8 @@ typedef struct vmp_delivery {
     uint32_t *active;             /* positions of the active threads */
     size_t n_active;
     size_t sweep;                 /* next position the idle sweep visits */
-    int64_t max_owed, catchup_gap, next, max_repeats, period_no, round_periods;
+    int64_t max_owed, catchup_gap, next, period_no, round_periods, last_periods;
+    int repeats_on;               /* wall clock with a `repeat` callback */
     size_t n_sources;             /* per-thread events open */
     int max_sources;
     int64_t last_scan, last_rescan, last_nlink, process_cpu, self_cpu, unexplained;
@@ -249,8 +266,20 @@ void vmp_delivery_handled(void);
 
 /* In the signal handler, before vmp_delivery_handled(): what this signal's
  * sample was (VMP_SAMPLE_*), so that a kept one may be repeated while the
- * thread stays idle, and a thread with no Python state is left alone. */
-void vmp_delivery_sampled(int outcome);
+ * thread stays idle, and a thread with no Python state is left alone;
+ * in_call: the sample found the thread inside a system call
+ * (vmp_delivery_in_system_call). */
+void vmp_delivery_sampled(int outcome, int in_call);
+
+/* In the signal handler, from its third argument: whether the interrupted
+ * thread was inside a system call (a blocking one: a wait, a read, a
+ * sleep): the registers show the instruction that enters the kernel about
+ * to run again (a call the kernel restarts: SA_RESTART, restart_syscall),
+ * or just run with -EINTR in rax (one it does not restart, like select).
+ * Reads the two bytes at the pc, which fault on an execute-only page: call
+ * it under a fault guard.  Elsewhere than on x86-64: not known, 1 (every
+ * sample counts as one: the CPU clock's rule alone). */
+int vmp_delivery_in_system_call(const void *ucontext);
 
 /* The calling thread's kernel tid (cached; async-signal-safe). */
 pid_t vmp_delivery_this_tid(void);

@@ -23,6 +23,7 @@ typedef struct walk_args {
     uint64_t *out;
     void *ucontext;
     size_t n;
+    int in_call; /* wall clock: the thread was inside a system call */
 } walk_args;
 
 static void walk(void *arg)
@@ -31,11 +32,16 @@ static void walk(void *arg)
     /* Native mode: the C stack too, spliced with the Python frames. */
     a->n = vmp_run.native ? vmp_native_mode_sample(a->ucontext, a->ts, a->out, VMP_SLOT_WORDS, vmp_run.lines)
                           : vmp_frames_walk(a->ts, a->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
+    /* (the wall clock repeats a sample taken inside a system call while the
+     * thread stays there: vmp_delivery.h) */
+    if (vmp_run.real_time)
+        a->in_call = vmp_delivery_in_system_call(a->ucontext);
 }
 
 /* What the sample was, for the delivery schedule (VMP_SAMPLE_*); it stands
- * for `weight` periods (0: none owed yet, nothing is recorded). */
-static int take_sample(void *ucontext, int64_t weight)
+ * for `weight` periods (0: none owed yet, nothing is recorded).  *in_call:
+ * the thread was inside a system call. */
+static int take_sample(void *ucontext, int64_t weight, int *in_call)
 {
     PyThreadState *ts = vmp_frames_this_thread();
     /* No thread state: a C library's thread.  A thread of a sub-interpreter:
@@ -51,8 +57,9 @@ static int take_sample(void *ucontext, int64_t weight)
         atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
         return 0;
     }
-    walk_args a = {ts, s->data, ucontext, 0};
+    walk_args a = {ts, s->data, ucontext, 0, 0};
     size_t n = vmp_guard_run(walk, &a) < 0 ? 0 : a.n;
+    *in_call = a.in_call;
     int lines = vmp_run.lines;
     for (size_t i = lines ? 1 : 0; i < n; i += lines ? 2 : 1)
         if (!(s->data[i] & VMP_NATIVE_BIT)) /* native frames (odd) are not code objects */
@@ -87,17 +94,17 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     (void)signo;
     int saved_errno = errno;
     atomic_fetch_add(&vmp_run.in_handler, 1);
-    int outcome = VMP_SAMPLE_NONE;
+    int outcome = VMP_SAMPLE_NONE, in_call = 0;
     int ours = vmp_delivery_is_ours(info, vmp_run.pid); /* sent by the sampler, or the thread's own source */
     /* What this thread is owed (CPU time since its last sample, when its
      * own source signals it), paid now even while paused. */
     int64_t weight = ours ? vmp_delivery_take_owed() : 1;
     if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed) &&
         !atomic_load_explicit(&vmp_run.forking, memory_order_relaxed))
-        outcome = take_sample(ucontext, weight);
+        outcome = take_sample(ucontext, weight, &in_call);
     if (ours) {
         atomic_fetch_add_explicit(&vmp_run.received, 1, memory_order_relaxed);
-        vmp_delivery_sampled(outcome); /* an idle thread's sample may be repeated; a C thread is left alone */
+        vmp_delivery_sampled(outcome, in_call); /* an idle thread's sample may be repeated; a C thread is left alone */
         vmp_delivery_source_answer(info, outcome); /* a C thread's source pauses */
         /* The sampler may send this thread its next one.  (Only its own
          * signals count: it compares them with those it sent, and a count

@@ -22,10 +22,16 @@
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
-enum { IDLE, BUSY, ROLES };
+enum { IDLE, BUSY, MOVER, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
+/* The mover (tests of what a repeat repeats): where it is (0: its first
+ * place, 1: its second), what its latest sample found (place, inside a
+ * system call), its samples and repeats by place, and the repeats of a
+ * sample taken while it ran. */
+static _Atomic int mover_place, mover_last_place, mover_last_in_call, mover_sampled_running;
+static _Atomic long mover_at[2], mover_repeats_of_running;
 static _Atomic long rounds;
 static _Atomic long busy_run_cpu_ms; /* the spinning thread's CPU time during the schedule */
 static _Atomic int stop_spinning;
@@ -51,7 +57,16 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
         atomic_fetch_add(&signalled[r], 1);
         atomic_fetch_add(&paid[r], (long)owed);
     }
-    vmp_delivery_sampled(VMP_SAMPLE_KEPT);
+    int in_call = vmp_delivery_in_system_call(uc);
+    if (r == MOVER) {
+        int place = atomic_load(&mover_place);
+        atomic_store(&mover_last_place, place);
+        atomic_store(&mover_last_in_call, in_call);
+        atomic_fetch_add(&mover_at[place], 1);
+        if (!in_call)
+            atomic_store(&mover_sampled_running, 1);
+    }
+    vmp_delivery_sampled(VMP_SAMPLE_KEPT, in_call);
     vmp_delivery_source_answer(info, VMP_SAMPLE_KEPT);
     if (info->si_code == SI_TKILL)
         vmp_delivery_handled();
@@ -62,6 +77,11 @@ static int count_repeat(pid_t tid, int64_t count)
     int r = role_of(tid);
     if (r >= 0)
         atomic_fetch_add(&repeated[r], (long)count);
+    if (r == MOVER) {
+        atomic_fetch_add(&mover_at[atomic_load(&mover_last_place)], (long)count);
+        if (!atomic_load(&mover_last_in_call))
+            atomic_fetch_add(&mover_repeats_of_running, (long)count);
+    }
     return 0;
 }
 
@@ -174,10 +194,11 @@ VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
     REQUIRE(run_schedule(0, 300) == 0);
     long idle_sig = atomic_load(&signalled[IDLE]), idle_rep = atomic_load(&repeated[IDLE]);
     long busy_sig = atomic_load(&signalled[BUSY]), busy_rep = atomic_load(&repeated[BUSY]);
-    /* ~300 samples owed to each.  The idle one: a real sample at least every
-     * 50 ms (VMP_IDLE_REFRESH_NS), the rest repeated. */
-    CHECK(idle_rep > 5 * idle_sig);
-    CHECK(idle_sig >= 300 / 50 - 2);
+    /* ~300 samples owed to each.  The idle one: its first sample found it
+     * inside read(), where it stays: every later one is a repeat (before, a
+     * real one came every 50 ms as well: 6 or more signals). */
+    CHECK(idle_sig >= 1);
+    CHECK(idle_sig <= 2);
     CHECK(idle_rep + idle_sig >= 150);
     /* The busy one runs between nearly every two rounds: signalled, far
      * more often than the idle one.  A loaded machine leaves it waiting for
@@ -279,4 +300,134 @@ VMP_TEST(cpu_clock_cuts_hardly_any_sleep_short)
 {
     CHECK(naps_cut_with(0) <= 2); /* the per-period schedule */
     CHECK(naps_cut_with(1) <= 2); /* per-thread events */
+}
+
+/* The mover: blocked in read() on one pipe, or spinning until a signal
+ * samples it running (`spin_first`); then, woken, it computes for 2 ms and
+ * blocks in read() on another pipe. */
+static int move_pipe[2][2];
+static _Atomic int mover_spin_first, mover_moved;
+
+static void *mover_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&tids[MOVER], (pid_t)syscall(SYS_gettid));
+    char c;
+    if (atomic_load(&mover_spin_first)) {
+        while (!atomic_load(&mover_sampled_running))
+            ;
+    } else {
+        while (read(move_pipe[0][0], &c, 1) < 0)
+            ;
+        struct timespec t0, t;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+        do
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+        while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 2000000L);
+    }
+    atomic_store(&mover_place, 1);
+    atomic_store(&mover_moved, 1);
+    while (read(move_pipe[1][0], &c, 1) < 0)
+        ;
+    return NULL;
+}
+
+/* Runs the wall-clock schedule (1 ms) with the mover: rounds for 100 ms;
+ * unless it spins first, it is woken and the sender waits until it moved
+ * and `gap_ms` more before its next round (a round that comes late, as on
+ * a loaded machine); then rounds for 100 ms more.  *moved_at: the periods
+ * that had passed when it had moved. */
+static int run_mover(int spin_first, int gap_ms, int64_t *moved_at)
+{
+    atomic_store(&tids[MOVER], 0);
+    atomic_store(&signalled[MOVER], 0);
+    atomic_store(&repeated[MOVER], 0);
+    atomic_store(&mover_place, 0);
+    atomic_store(&mover_last_place, 0);
+    atomic_store(&mover_last_in_call, 0);
+    atomic_store(&mover_sampled_running, 0);
+    atomic_store(&mover_at[0], 0);
+    atomic_store(&mover_at[1], 0);
+    atomic_store(&mover_repeats_of_running, 0);
+    atomic_store(&mover_spin_first, spin_first);
+    atomic_store(&mover_moved, 0);
+    if (pipe(move_pipe[0]) < 0 || pipe(move_pipe[1]) < 0)
+        return -1;
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, mover_thread, NULL);
+    while (!atomic_load(&tids[MOVER]))
+        usleep(100);
+    usleep(20000);
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 0, .signo = SIGUSR2, .skip = {&me, NULL},
+                      .repeat = count_repeat, .task_fd = -1};
+    int rc = vmp_delivery_start(&d);
+    if (rc == 0) {
+        int64_t t0 = mono_ms();
+        for (int64_t end = t0 + 100; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        if (!spin_first) {
+            if (write(move_pipe[0][1], "x", 1) != 1)
+                rc = -1;
+            while (!atomic_load(&mover_moved))
+                usleep(100);
+            *moved_at = mono_ms() - t0;
+            usleep((useconds_t)gap_ms * 1000);
+        }
+        for (int64_t end = mono_ms() + 100; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        vmp_delivery_stop(&d);
+    }
+    if (!atomic_load(&mover_moved))
+        atomic_store(&mover_sampled_running, 1); /* (never signalled: let it go on) */
+    if (write(move_pipe[1][1], "x", 1) != 1)
+        rc = -1;
+    pthread_join(th, NULL);
+    usleep(10000);
+    sigaction(SIGUSR2, &old, NULL);
+    for (int i = 0; i < 2; i++) {
+        close(move_pipe[i][0]);
+        close(move_pipe[i][1]);
+    }
+    return rc;
+}
+
+/* A sample that caught the thread running, microseconds before it blocked:
+ * its clock then hardly moves, but the stack it blocked with is another.
+ * Before, that sample was repeated for as long as the thread waited. */
+VMP_TEST(wall_clock_repeats_no_sample_that_caught_the_thread_running)
+{
+    int64_t moved_at = 0;
+    REQUIRE(run_mover(1, 0, &moved_at) == 0);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    signalled %ld, repeated %ld, of a sample taken running %ld\n", atomic_load(&signalled[MOVER]),
+               atomic_load(&repeated[MOVER]), atomic_load(&mover_repeats_of_running));
+    CHECK(atomic_load(&mover_moved));
+    /* (a few may be the periods its signal waited for it on a loaded
+     * machine: those had the stack the sample found; before, ~200) */
+    CHECK(atomic_load(&mover_repeats_of_running) < 20);
+    /* one more signal found it blocked, and that sample is repeated */
+    CHECK(atomic_load(&signalled[MOVER]) >= 2);
+    CHECK(atomic_load(&repeated[MOVER]) > 0);
+}
+
+/* The sender woke late (by 50 ms) and found the idle thread had run: it
+ * woke somewhere in those 50 ms, so its old stack gets no more than the
+ * periods before it moved.  Before, the late round's periods all repeated
+ * the old sample (an over-count seen under load: 411 samples in a 346 ms
+ * sleep). */
+VMP_TEST(wall_clock_gives_a_late_rounds_periods_to_the_new_stack)
+{
+    int64_t moved_at = 0;
+    REQUIRE(run_mover(0, 50, &moved_at) == 0);
+    long old_place = atomic_load(&mover_at[0]), new_place = atomic_load(&mover_at[1]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    moved at %lld ms: %ld samples in the first place, %ld in the second\n", (long long)moved_at,
+               old_place, new_place);
+    CHECK(old_place >= 50);
+    CHECK(old_place <= moved_at + 3);
+    CHECK(new_place >= 50);
 }

@@ -55,6 +55,35 @@ def test_idle_threads_are_sampled_at_the_rate_without_being_woken():
     assert int(p.meta["samples_repeated"]) == stats["samples_repeated"]
 
 
+def test_waiting_threads_get_no_signal_after_the_first_that_found_them_waiting():
+    # Every thread waits (the main one sleeps): each needs one real sample,
+    # taken inside its wait; its clock then shows it never ran, so its
+    # stack cannot have changed and every later sample is a repeat.  Before,
+    # each got a real sample every 50 ms as well (about 10 each here).
+    stop = threading.Event()
+    n_idle = 8
+
+    def run():
+        ts = [threading.Thread(target=waits_in_a, args=(stop,)) for _ in range(n_idle)]
+        for t in ts:
+            t.start()
+        time.sleep(0.5)
+        stop.set()
+        for t in ts:
+            t.join()
+
+    p, _, stats = profile(run, period=0.001, real_time=True)
+    per_thread = {}
+    for entries, tid, _ in p.stacks:
+        if "waits_in_a" in [p.func(c) for c in entries]:
+            per_thread[tid] = per_thread.get(tid, 0) + 1
+    assert len(per_thread) == n_idle, (per_thread, stats)
+    # a thread caught while starting (before it waits) gets a second one,
+    # and so does each one when it wakes at the end
+    assert stats["signals_sent"] <= 3 * (n_idle + 1) + 5, stats
+    assert stats["samples_repeated"] > 0.9 * stats["samples"], stats
+
+
 def test_a_thread_that_moves_to_another_wait_is_shown_there_soon():
     # The thread wakes for a moment (microseconds of CPU, less than the idle
     # slack can hide) and waits somewhere else: within the refresh interval
