@@ -232,8 +232,12 @@ VMP_TEST(a_round_reads_the_active_threads_not_the_idle_crowd)
         fprintf(stderr, "  periods %ld reads %ld polls %ld crowd signals %ld repeats %ld\n", periods, reads, polls,
                 (long)atomic_load(&crowd_signals), (long)atomic_load(&crowd_repeats));
     /* Each idle thread: a first sample, which found it blocked in read();
-     * every other sample repeated (no refresh: it never ran again). */
-    CHECK(atomic_load(&crowd_signals) <= 2 * CROWD);
+     * every other sample repeated (no refresh: it never ran again).  On a
+     * loaded machine a thread kept from a CPU between our handler and its
+     * read() looks idle for a round, then runs those microseconds: one more
+     * signal (seen: up to ~2 a thread at load 33 under ASan).  Before, a
+     * real sample every 50 ms as well: about 10 each. */
+    CHECK(atomic_load(&crowd_signals) <= 4 * CROWD);
     CHECK(atomic_load(&crowd_repeats) >= CROWD * periods / 2);
     /* Reading every thread every round would be CROWD a round.  What the
      * crowd costs: each signal's answer is read for a round or three, until
