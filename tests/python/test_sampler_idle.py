@@ -19,19 +19,32 @@ def waits_in_b(event):
     event.wait()
 
 
-def test_idle_threads_are_sampled_at_the_rate_without_being_woken():
+def idle_pool(n_idle, meanwhile):
+    """A program: n_idle threads wait in waits_in_a while meanwhile() runs."""
     stop = threading.Event()
-    n_idle = 8
 
     def run():
         ts = [threading.Thread(target=waits_in_a, args=(stop,)) for _ in range(n_idle)]
         for t in ts:
             t.start()
-        burn_cpu(0.3)
+        meanwhile()
         stop.set()
         for t in ts:
             t.join()
+    return run
 
+
+def samples_per_thread_in(p, func):
+    per_thread = {}
+    for entries, tid, _ in p.stacks:
+        if func in [p.func(c) for c in entries]:
+            per_thread[tid] = per_thread.get(tid, 0) + 1
+    return per_thread
+
+
+def test_idle_threads_are_sampled_at_the_rate_without_being_woken():
+    n_idle = 8
+    run = idle_pool(n_idle, lambda: burn_cpu(0.3))
     t0 = time.monotonic()
     p, _, stats = profile(run, period=0.001, real_time=True)
     elapsed = time.monotonic() - t0
@@ -39,17 +52,13 @@ def test_idle_threads_are_sampled_at_the_rate_without_being_woken():
     if woke < 0.75:
         pytest.skip("machine overloaded: the sampler thread woke for only %d%% of its periods"
                     % (100 * woke))
-    per_thread = {}
-    for entries, tid, _ in p.stacks:
-        if "waits_in_a" in [p.func(c) for c in entries]:
-            per_thread[tid] = per_thread.get(tid, 0) + 1
+    per_thread = samples_per_thread_in(p, "waits_in_a")
     assert len(per_thread) == n_idle, (per_thread, stats)
     # each lived about as long as burn_cpu ran: ~300 samples at 1 kHz
     main_samples = p.inclusive("burn_cpu")
     for tid, n in per_thread.items():
         assert 0.75 * main_samples <= n <= 1.25 * main_samples + 20, (tid, n, main_samples)
-    # most idle samples were repeats, not signals: one real sample per 50 ms
-    # per idle thread would be ~6 each here
+    # most idle samples were repeats, not signals
     assert stats["samples_repeated"] > 0.5 * sum(per_thread.values()), stats
     assert stats["signals_sent"] < 0.5 * stats["samples"], stats
     assert int(p.meta["samples_repeated"]) == stats["samples_repeated"]
@@ -60,23 +69,9 @@ def test_waiting_threads_get_no_signal_after_the_first_that_found_them_waiting()
     # taken inside its wait; its clock then shows it never ran, so its
     # stack cannot have changed and every later sample is a repeat.  Before,
     # each got a real sample every 50 ms as well (about 10 each here).
-    stop = threading.Event()
     n_idle = 8
-
-    def run():
-        ts = [threading.Thread(target=waits_in_a, args=(stop,)) for _ in range(n_idle)]
-        for t in ts:
-            t.start()
-        time.sleep(0.5)
-        stop.set()
-        for t in ts:
-            t.join()
-
-    p, _, stats = profile(run, period=0.001, real_time=True)
-    per_thread = {}
-    for entries, tid, _ in p.stacks:
-        if "waits_in_a" in [p.func(c) for c in entries]:
-            per_thread[tid] = per_thread.get(tid, 0) + 1
+    p, _, stats = profile(idle_pool(n_idle, lambda: time.sleep(0.5)), period=0.001, real_time=True)
+    per_thread = samples_per_thread_in(p, "waits_in_a")
     assert len(per_thread) == n_idle, (per_thread, stats)
     # a thread caught while starting (before it waits) gets a second one,
     # and so does each one when it wakes at the end
