@@ -242,6 +242,9 @@ static void begin_upload(srv_request *req, srv_blob_kind kind)
         return;
     }
     const char *type = srv_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *length = srv_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length && !(type && strncasecmp(type, "multipart/form-data", 19) == 0))
+        srv_blob_expect(u->blob, strtoull(length, NULL, 10));
     if (type && strncasecmp(type, "multipart/form-data", 19) == 0) {
         u->form = MHD_create_post_processor(req->conn, 64 * 1024, form_field, req);
         if (!u->form) {
@@ -374,10 +377,12 @@ static void finish_upload(srv_request *req)
     if (u->kind == SRV_BLOB_JITLOG) {
         /* Decoded now, once, before it replaces anything: a file that is no
          * jit log is not kept, and a run's earlier good log stays. */
-        srv_jitlog *log = srv_jitlog_decode(srv_blob_pending_path(blob), &err);
+        const char *path = srv_blob_written(blob, &err);
+        srv_jitlog *log = path ? srv_jitlog_decode(path, &err) : NULL;
         if (!log) {
             srv_blob_abort(blob);
-            srv_reply_error(req, 400, "the jit log does not read: %s", err.message);
+            srv_reply_error(req, path ? 400 : 507, path ? "the jit log does not read: %s" : "%s",
+                            err.message);
             return;
         }
         if (srv_blob_commit(blob, &size, &err) < 0) {

@@ -7,6 +7,7 @@ import json
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -153,6 +154,28 @@ def profile_bytes(tmp_path_factory, workload):
     subprocess.run([sys.executable, "-m", "vmprof", "-o", str(out), str(workload)],
                    check=True, capture_output=True, timeout=120, cwd=str(out.parent))
     return out.read_bytes()
+
+
+def synthetic_profile(samples):
+    """A valid profile of that many samples over a few made-up stacks (8-byte
+    words, no modes), written here: bigger than our sampler makes in a test
+    (about 40 bytes a sample), so that an upload of it is many pieces."""
+    w = lambda *vs: struct.pack("<%dq" % len(vs), *vs)
+    stacks = [(0x100, 0x110, 0x120), (0x100, 0x130), (0x100, 0x110, 0x140, 0x150)]
+    records = [bytes([1]) + w(1, len(s), *reversed(s)) + w(7) for s in stacks]
+    out = [w(0, 3, 0, 990, 0) + bytes([5, 0, 6, 0, 7]) + b"cpython"]
+    out.append(b"".join(records) * (samples // len(records)))
+    for addr in sorted({a for s in stacks for a in s}):
+        name = ("py:f%x:1:m.py" % addr).encode()
+        out.append(bytes([2]) + w(addr, len(name)) + name)
+    return b"".join(out)
+
+
+@pytest.fixture(scope="session")
+def big_profile_bytes():
+    """About 14 MiB: its upload's bytes go through the server's writing
+    thread (srv_blob.c), in many pieces."""
+    return synthetic_profile(300000)
 
 
 @pytest.fixture(scope="session")

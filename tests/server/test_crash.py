@@ -62,8 +62,12 @@ class Uploader(threading.Thread):
                 time.sleep(0.05)
 
 
-def test_kill_9_during_parallel_uploads(start_server, tmp_path, make_profile, profile_bytes):
-    profiles = [profile_bytes, make_profile("--lines"), make_profile("--mem")]
+def test_kill_9_during_parallel_uploads(start_server, tmp_path, make_profile, profile_bytes,
+                                       big_profile_bytes):
+    # the big one is written by the server's writing thread: a kill finds
+    # some of them half in its ring, half in the file
+    profiles = [profile_bytes, make_profile("--lines"), make_profile("--mem"),
+                big_profile_bytes]
     data = tmp_path / "data"
     server = start_server(data=data)
     current = {"port": server.port}

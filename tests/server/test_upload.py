@@ -2,11 +2,13 @@
 hand, with our client (`python -m vmprof --web`), and with the original
 client from PyPI, anonymous and with a token."""
 import gzip
+import http.client
 import os
 import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -103,6 +105,51 @@ def test_gzipped_upload_is_kept_as_it_came(server, profile_bytes):
     status, raw, _ = server.get("/api/runs/%s/raw" % rid)
     assert raw == packed
     assert server.get("/api/runs/%s" % rid)[1]["samples"] > 0
+
+
+@pytest.mark.parametrize("how", ["raw", "gzip", "multipart", "chunked"])
+def test_a_big_upload_is_kept_byte_for_byte(server, big_profile_bytes, how):
+    """Many MB, written by the writing thread while the body arrives (raw,
+    gzipped, in a form, in chunks of odd sizes): the same bytes come back, the
+    decoded samples are all there, and nothing is left in tmp/."""
+    data = gzip.compress(big_profile_bytes, 1) if how == "gzip" else big_profile_bytes
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    rid = reply["runtime_id"]
+    path = "/api/runtime/upload/cpu/%s/add" % rid
+    if how == "multipart":
+        boundary = "----vmproftestboundary"
+        body = (("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.prof\""
+                 "\r\n\r\n" % boundary).encode() + data + ("\r\n--%s--\r\n" % boundary).encode())
+        status, reply, _ = server.request(
+            "POST", path, body, {"Content-Type": "multipart/form-data; boundary=%s" % boundary})
+    elif how == "chunked":
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        conn.putrequest("POST", path)
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        at, size = 0, 1
+        while at < len(data):
+            piece = data[at:at + size]
+            conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+            at += len(piece)
+            size = size * 7 + 3 if size < 3000000 else 1
+        conn.send(b"0\r\n\r\n")
+        resp = conn.getresponse()
+        status, reply = resp.status, resp.read()
+        conn.close()
+    else:
+        status, reply, _ = server.request("POST", path, data)
+    assert status == 200, reply
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
+    assert server.get("/api/runs/%s/raw" % rid)[1] == data
+    assert server.get("/api/runs/%s" % rid)[1]["samples"] == 300000
+    # (the background gzip's own file comes and goes in tmp/ meanwhile)
+    for _ in range(600):
+        if not os.listdir(os.path.join(server.data, "tmp")):
+            break
+        time.sleep(0.1)
+    assert os.listdir(os.path.join(server.data, "tmp")) == []
+    assert server.get("/api/runs/%s/raw" % rid)[1] == data
 
 
 def test_multipart_form_from_older_clients(server, profile_bytes):
