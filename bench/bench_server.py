@@ -2,7 +2,10 @@
 127.0.0.1 with the million-sample profile.
 
   upload    new + add (the 340 MB file streamed) + freeze, against the C reader
-            decoding the same file (read_bench), run by run (goal: <= 2x)
+            decoding the same file (read_bench), run by run (goal: <= 2x); beside
+            them the floor, with the same client: the file sent to a server that
+            drops it, and to one that writes it to a file and fsyncs it
+            (http_sink.py); and the server's CPU seconds per upload
   tree      the first GET /api/runs/ID/tree after the freeze (goal: < 50 ms)
   wrk       16 connections on that tree endpoint for 10 s: p50/p99 (goal p99 <
             20 ms), and the server's peak RSS against its --cache-size while
@@ -22,12 +25,14 @@ import select
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 
 from bench import OUT, ROOT, big_profile, fmt, log, median, run_json, table
 
 # VMPROF_SERVER: another build to measure (a baseline), as the tests take it.
+HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.environ.get("VMPROF_SERVER") or os.path.join(ROOT, "build", "server",
                                                          "vmprof-server")
 # Two decoded 1M-sample profiles (7.4 MiB each, as vmp_profile_memory counts
@@ -76,11 +81,57 @@ class Server(object):
         rid = json.loads(self.request("POST", "/api/runtime/new",
                                       json.dumps({"argv": "bench.py", "VM": "CPython"}),
                                       {"Content-Type": "application/json"}))["runtime_id"]
-        with open(path, "rb") as f:
-            self.request("POST", "/api/runtime/upload/cpu/%s/add" % rid, f,
-                         {"Content-Length": str(os.path.getsize(path))})
+        send_file(self.port, "/api/runtime/upload/cpu/%s/add" % rid, path)
         self.request("POST", "/api/runtime/%s/freeze/" % rid, b"")
         return rid
+
+    def cpu_seconds(self):
+        """utime + stime of the server, all its threads."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_compressed(self, data, timeout=300):
+        """Until the background gzip has done every stored profile, so that
+        each upload is measured into an idle server."""
+        deadline = time.monotonic() + timeout
+        runs = os.path.join(data, "runs")
+        while time.monotonic() < deadline and any(n.endswith(".prof") for n in os.listdir(runs)):
+            time.sleep(0.1)
+
+
+def send_file(port, url, path):
+    """POST the file as the upload's client does (http.client, 1 MiB pieces)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600, blocksize=1 << 20)
+    with open(path, "rb") as f:
+        conn.request("POST", url, f, {"Content-Length": str(os.path.getsize(path))})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    if resp.status != 200:
+        raise RuntimeError("POST %s: %d %s" % (url, resp.status, data[:300]))
+
+
+class Sink(object):
+    """http_sink.py in a process of its own: the floor of an upload."""
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "http_sink.py")]
+                                     + list(args), stdout=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("listening "):
+            self.proc.kill()
+            raise RuntimeError("http_sink.py did not start")
+        self.port = int(line.split()[1])
+
+    def send(self, path):
+        t0 = time.perf_counter()
+        send_file(self.port, "/sink", path)
+        return time.perf_counter() - t0
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(timeout=60)
 
 
 def wrk(url, seconds=10, connections=16):
@@ -110,28 +161,50 @@ def bench_server(args, res):
     data = tempfile.mkdtemp(prefix="vmprof-bench-server-", dir=OUT)
     try:
         server = Server(data, "--cache-size", CACHE, "--max-upload", "2G")
-        # Upload + freeze beside the C decode of the same file, run by run.
-        decode, upload, first_tree, ids = [], [], [], []
-        for i in range(args.runs):
-            d = run_json([os.path.join(OUT, "read_bench"), "time", path, "1"])
-            decode.append(d["runs"][0]["decode"])
-            t0 = time.perf_counter()
-            rid = server.upload(path)
-            upload.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            server.request("GET", "/api/runs/%s/tree?%s" % (rid, TREE_QUERY))
-            first_tree.append(time.perf_counter() - t0)
-            ids.append(rid)
-            log("server: upload %d: %.2f s (decode %.2f s), first tree %.1f ms"
-                % (i + 1, upload[-1], decode[-1], first_tree[-1] * 1000))
+        sink_dir = os.path.join(data, "sink")
+        os.mkdir(sink_dir)
+        drop, keep = Sink("discard"), Sink("keep", sink_dir)
+        # Upload + freeze beside the C decode of the same file and the floor,
+        # run by run.
+        decode, upload, first_tree, ids, dropped, kept, cpu = [], [], [], [], [], [], []
+        try:
+            for i in range(args.runs):
+                d = run_json([os.path.join(OUT, "read_bench"), "time", path, "1"])
+                decode.append(d["runs"][0]["decode"])
+                dropped.append(drop.send(path))
+                kept.append(keep.send(path))
+                server.wait_compressed(data)
+                c0 = server.cpu_seconds()
+                t0 = time.perf_counter()
+                rid = server.upload(path)
+                upload.append(time.perf_counter() - t0)
+                cpu.append(server.cpu_seconds() - c0)
+                t0 = time.perf_counter()
+                server.request("GET", "/api/runs/%s/tree?%s" % (rid, TREE_QUERY))
+                first_tree.append(time.perf_counter() - t0)
+                ids.append(rid)
+                log("server: upload %d: %.2f s (decode %.2f s, sent to a sink %.2f s, to a "
+                    "sink that keeps it %.2f s; server CPU %.2f s), first tree %.1f ms"
+                    % (i + 1, upload[-1], decode[-1], dropped[-1], kept[-1], cpu[-1],
+                       first_tree[-1] * 1000))
+        finally:
+            drop.stop()
+            keep.stop()
         r["decode_s"], r["upload_freeze_s"], r["first_tree_s"] = decode, upload, first_tree
-        ratios = [u / d for u, d in zip(upload, decode)]
+        r["sink_drop_s"], r["sink_keep_s"], r["upload_cpu_s"] = dropped, kept, cpu
+        ratio = lambda xs: fmt(median([x / y for x, y in zip(xs, decode)]), "%.2fx")
         table("vmprof-server: upload and freeze of the %d-sample profile (%.0f MiB), "
               "medians of %d runs" % (args.samples, size / 2**20, args.runs),
               ["", "time", "vs C decode (goal <= 2x)"],
               [("C reader: decode the file", fmt(median(decode), "%.3f s"), "1.00x"),
-               ("server: new + upload + freeze", fmt(median(upload), "%.3f s"),
-                fmt(median(ratios), "%.2fx")),
+               ("floor: the same client sends it to a server that drops it",
+                fmt(median(dropped), "%.3f s"), ratio(dropped)),
+               ("floor: ... to one that writes it to a file (handed to the disk every "
+                "8 MiB) and fsyncs it",
+                fmt(median(kept), "%.3f s"), ratio(kept)),
+               ("server: new + upload + freeze", fmt(median(upload), "%.3f s"), ratio(upload)),
+               ("server: its CPU during new + upload + freeze (all threads)",
+                fmt(median(cpu), "%.3f s"), ratio(cpu)),
                ("server: first tree answer after the freeze (goal < 50 ms)",
                 fmt(median(first_tree) * 1000, "%.1f ms"), "")])
 
@@ -190,31 +263,38 @@ def bench_server(args, res):
         server = Server(data, "--cache-size", CACHE)
         out, r["list_wrk"] = list_under_wrk(server)
         server.stop()
-        table("vmprof-server: GET /api/runs with 10,000 runs (SQLite), wrk 16 connections, 10 s",
-              ["", "requests/s", "p50", "p99 (goal < 10 ms)"], out)
+        table("vmprof-server: GET /api/runs with 10,000 runs (SQLite), wrk 16 connections, %d s"
+              % LIST_SECONDS,
+              ["", "requests/s", "p50", "p99 (goal < 10 ms)", "server CPU a request"], out)
         bench_list_postgres(r, os.path.join(data, "pg-files"))
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
 
+LIST_SECONDS = 8
 LIST_QUERIES = (("first page", ""), ("page 100", None),
                 ("search q=case 77 (111 runs match)", "?q=case%2077"),
                 ("search q=bench (every run matches)", "?q=bench"))
 
 
 def list_under_wrk(server):
-    """The rows of the list table: each of LIST_QUERIES under wrk.  Page 100
-    by its number where the server pages by OFFSET (a number in "next"),
-    else by the cursor that page 99 gave."""
+    """The rows of the list table: each of LIST_QUERIES under wrk, with the
+    server's CPU per request (from /proc: what the p99 comes to on a quiet
+    machine, whatever the load now; PostgreSQL's own work is not in it).
+    Page 100 by its number where the server pages by OFFSET (a number in
+    "next"), else by the cursor that page 99 gave."""
     page = "1"
     for _ in range(99):
         page = str(json.loads(server.request("GET", "/api/runs?page=" + page))["next"])
     rows, figures = [], {}
     for label, query in LIST_QUERIES:
+        c0 = server.cpu_seconds()
         rps, p50, p99 = wrk("%s/api/runs%s" % (server.url, "?page=" + page if query is None
-                                                else query))
-        figures[label] = {"rps": rps, "p50_ms": p50, "p99_ms": p99}
-        rows.append((label, fmt(rps, "%.0f"), fmt(p50, "%.2f ms"), fmt(p99, "%.2f ms")))
+                                                else query), seconds=LIST_SECONDS)
+        cpu = (server.cpu_seconds() - c0) / (rps * LIST_SECONDS) * 1000 if rps else None
+        figures[label] = {"rps": rps, "p50_ms": p50, "p99_ms": p99, "cpu_ms": cpu}
+        rows.append((label, fmt(rps, "%.0f"), fmt(p50, "%.2f ms"), fmt(p99, "%.2f ms"),
+                     fmt(cpu, "%.3f ms")))
     return rows, figures
 
 
@@ -272,8 +352,9 @@ def bench_list_postgres(r, data):
         rows, r["list_wrk_postgres"] = list_under_wrk(server)
         server.stop()
         table("vmprof-server: GET /api/runs with 10,000 runs (PostgreSQL %s, same machine), "
-              "wrk 16 connections, 10 s" % os.path.basename(os.path.dirname(bins[-1])),
-              ["", "requests/s", "p50", "p99 (goal < 10 ms)"], rows)
+              "wrk 16 connections, %d s" % (os.path.basename(os.path.dirname(bins[-1])),
+                                            LIST_SECONDS),
+              ["", "requests/s", "p50", "p99 (goal < 10 ms)", "server CPU a request"], rows)
     finally:
         if pg:
             pg.terminate()
