@@ -77,35 +77,14 @@ static const char *suffix(srv_blob_kind kind, int compressed_here)
     return compressed_here ? ".prof.gz" : ".prof";
 }
 
-/* A big upload's bytes are written to its file by a thread of their own, so
- * that the page cache's copy and the file system's bookkeeping (as much CPU
- * as decoding the profile) run beside the receiving and decoding instead of
- * between them.  The receiving thread copies each piece into one of RING
- * buffers (a memcpy is several times cheaper than the write) and waits only
- * when all are full.  A body that fits in one buffer is written directly. */
-#define RING 4
-#define RING_BUFFER (1u << 20)
-
 struct srv_blob_writer {
     int fd;
     char tmp[4096];
     char final_dir[4096];
     char id[SRV_ID_LEN + 1];
     srv_blob_kind kind;
-    uint64_t size;         /* bytes given to the writer */
-    uint64_t on_file;      /* bytes written to the file (by the thread, once started) */
+    uint64_t size;
     uint64_t written_back; /* bytes before this are being written to the disk */
-    /* the writing thread and its ring */
-    int threaded;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
-    char *ring[RING];
-    size_t filled[RING];   /* of the buffers handed over */
-    uint64_t head, tail;   /* buffers handed over, and written; head - tail <= RING */
-    size_t fill;           /* bytes in ring[head % RING], being filled */
-    int closing;           /* no more buffers come */
-    int write_errno;       /* the first write failure */
 };
 
 srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_kind kind,
@@ -157,156 +136,32 @@ void srv_blob_expect(srv_blob_writer *w, uint64_t bytes)
 #endif
 }
 
-/* Appends to the file; 0, or an errno. */
-static int append(srv_blob_writer *w, const void *data, size_t n)
+int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err)
 {
-    if (srv_write_all(w->fd, data, n) < 0)
-        return errno ? errno : EIO;
-    w->on_file += n;
+    if (srv_write_all(w->fd, data, n) < 0) {
+        set_err(err, "cannot write the profile to the data folder: %s%s", strerror(errno), "");
+        return -1;
+    }
+    w->size += n;
 #ifdef SYNC_FILE_RANGE_WRITE
-    if (w->on_file - w->written_back >= WRITEBACK_STEP) {
+    if (w->size - w->written_back >= WRITEBACK_STEP) {
         /* Starts the writing back and returns; a failure here shows again
          * at the fsync. */
         (void)sync_file_range(w->fd, (off_t)w->written_back,
-                              (off_t)(w->on_file - w->written_back), SYNC_FILE_RANGE_WRITE);
-        w->written_back = w->on_file;
+                              (off_t)(w->size - w->written_back), SYNC_FILE_RANGE_WRITE);
+        w->written_back = w->size;
     }
 #endif
     return 0;
 }
 
-static void *writing(void *arg)
+const char *srv_blob_pending_path(const srv_blob_writer *w)
 {
-    srv_blob_writer *w = arg;
-    pthread_mutex_lock(&w->lock);
-    for (;;) {
-        while (w->tail == w->head && !w->closing)
-            pthread_cond_wait(&w->changed, &w->lock);
-        if (w->tail == w->head)
-            break; /* closing, and everything written */
-        unsigned k = (unsigned)(w->tail % RING);
-        int failed = w->write_errno;
-        pthread_mutex_unlock(&w->lock);
-        /* After a failure the rest is dropped: the upload is refused. */
-        int e = failed ? 0 : append(w, w->ring[k], w->filled[k]);
-        pthread_mutex_lock(&w->lock);
-        if (e && !w->write_errno)
-            w->write_errno = e;
-        w->tail++;
-        pthread_cond_broadcast(&w->changed);
-    }
-    pthread_mutex_unlock(&w->lock);
-    return NULL;
-}
-
-/* Starts the thread; 0, or -1 (then the caller goes on writing directly). */
-static int start_thread(srv_blob_writer *w)
-{
-    for (int i = 0; i < RING; i++)
-        if (!(w->ring[i] = malloc(RING_BUFFER)))
-            goto fail;
-    if (pthread_mutex_init(&w->lock, NULL) != 0)
-        goto fail;
-    if (pthread_cond_init(&w->changed, NULL) != 0) {
-        pthread_mutex_destroy(&w->lock);
-        goto fail;
-    }
-    if (pthread_create(&w->thread, NULL, writing, w) != 0) {
-        pthread_cond_destroy(&w->changed);
-        pthread_mutex_destroy(&w->lock);
-        goto fail;
-    }
-    w->threaded = 1;
-    return 0;
-fail:
-    for (int i = 0; i < RING; i++)
-        free(w->ring[i]), w->ring[i] = NULL;
-    return -1;
-}
-
-/* Waits until the thread has written everything handed over and ended;
- * 0, or the errno of the first failure. */
-static int stop_thread(srv_blob_writer *w)
-{
-    if (!w->threaded)
-        return 0;
-    pthread_mutex_lock(&w->lock);
-    if (w->fill) {
-        /* the buffer being filled (acquired while fewer than RING were
-         * handed over, and the thread has only caught up since) */
-        w->filled[w->head % RING] = w->fill;
-        w->fill = 0;
-        w->head++;
-    }
-    w->closing = 1;
-    pthread_cond_broadcast(&w->changed);
-    pthread_mutex_unlock(&w->lock);
-    pthread_join(w->thread, NULL);
-    pthread_cond_destroy(&w->changed);
-    pthread_mutex_destroy(&w->lock);
-    for (int i = 0; i < RING; i++)
-        free(w->ring[i]), w->ring[i] = NULL;
-    w->threaded = 0;
-    return w->write_errno;
-}
-
-static int write_failed(srv_err *err, int e)
-{
-    set_err(err, "cannot write the profile to the data folder: %s%s", strerror(e), "");
-    return -1;
-}
-
-int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err)
-{
-    const char *p = data;
-    w->size += n;
-    if (!w->threaded && (w->size <= RING_BUFFER || start_thread(w) < 0)) {
-        int e = append(w, p, n);
-        return e ? write_failed(err, e) : 0;
-    }
-    pthread_mutex_lock(&w->lock);
-    while (n && !w->write_errno) {
-        /* The buffer being filled is ring[head % RING], free once the
-         * thread is fewer than RING buffers behind. */
-        while (w->head - w->tail == RING && !w->write_errno)
-            pthread_cond_wait(&w->changed, &w->lock);
-        if (w->write_errno)
-            break;
-        unsigned k = (unsigned)(w->head % RING);
-        size_t take = RING_BUFFER - w->fill;
-        if (take > n)
-            take = n;
-        pthread_mutex_unlock(&w->lock);
-        memcpy(w->ring[k] + w->fill, p, take);
-        pthread_mutex_lock(&w->lock);
-        w->fill += take;
-        p += take;
-        n -= take;
-        if (w->fill == RING_BUFFER) {
-            w->filled[k] = w->fill;
-            w->fill = 0;
-            w->head++;
-            pthread_cond_broadcast(&w->changed);
-        }
-    }
-    int e = w->write_errno;
-    pthread_mutex_unlock(&w->lock);
-    return e ? write_failed(err, e) : 0;
-}
-
-const char *srv_blob_written(srv_blob_writer *w, srv_err *err)
-{
-    int e = stop_thread(w);
-    if (e) {
-        write_failed(err, e);
-        return NULL;
-    }
     return w->tmp;
 }
 
 static void free_writer(srv_blob_writer *w)
 {
-    stop_thread(w);
     if (w->fd >= 0)
         close(w->fd);
     free(w);
@@ -317,13 +172,6 @@ void srv_blob_abort(srv_blob_writer *w)
     if (!w)
         return;
     unlink(w->tmp);
-    if (w->threaded) {
-        /* what is still in the ring is dropped, not written */
-        pthread_mutex_lock(&w->lock);
-        if (!w->write_errno)
-            w->write_errno = ECANCELED;
-        pthread_mutex_unlock(&w->lock);
-    }
     free_writer(w);
 }
 
@@ -338,9 +186,8 @@ static void sync_dir(const char *dir)
 
 int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
 {
-    int e = stop_thread(w);
-    if (e || fsync(w->fd) < 0) {
-        write_failed(err, e ? e : errno);
+    if (fsync(w->fd) < 0) {
+        set_err(err, "cannot write the profile to the data folder: %s%s", strerror(errno), "");
         srv_blob_abort(w);
         return -1;
     }

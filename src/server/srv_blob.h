@@ -43,15 +43,11 @@ srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_k
                                 srv_err *err);
 /* The body's declared length, when known: its blocks are reserved at once. */
 void srv_blob_expect(srv_blob_writer *w, uint64_t bytes);
-/* Appends n bytes (a big body's are written by a thread of the writer's,
- * behind the caller: a failure shows in a later call or at the commit); the
- * file is handed to the disk piece by piece as it grows (the data are on
- * disk only after srv_blob_commit). */
+/* Appends n bytes; the file is handed to the disk piece by piece as it
+ * grows (the data are on disk only after srv_blob_commit). */
 int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err);
-/* Waits until every byte given is in the file (in tmp/), and returns its
- * path, to read it back before the commit; NULL with err when writing
- * failed. */
-const char *srv_blob_written(srv_blob_writer *w, srv_err *err);
+/* The file being written (in tmp/), to read it back before the commit. */
+const char *srv_blob_pending_path(const srv_blob_writer *w);
 /* Flushes, syncs and moves the file into runs/ (replacing an earlier one);
  * frees w either way.  *size receives the bytes written to the writer. */
 int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err);

@@ -377,12 +377,10 @@ static void finish_upload(srv_request *req)
     if (u->kind == SRV_BLOB_JITLOG) {
         /* Decoded now, once, before it replaces anything: a file that is no
          * jit log is not kept, and a run's earlier good log stays. */
-        const char *path = srv_blob_written(blob, &err);
-        srv_jitlog *log = path ? srv_jitlog_decode(path, &err) : NULL;
+        srv_jitlog *log = srv_jitlog_decode(srv_blob_pending_path(blob), &err);
         if (!log) {
             srv_blob_abort(blob);
-            srv_reply_error(req, path ? 400 : 507, path ? "the jit log does not read: %s" : "%s",
-                            err.message);
+            srv_reply_error(req, 400, "the jit log does not read: %s", err.message);
             return;
         }
         if (srv_blob_commit(blob, &size, &err) < 0) {

@@ -173,8 +173,8 @@ def synthetic_profile(samples):
 
 @pytest.fixture(scope="session")
 def big_profile_bytes():
-    """About 14 MiB: its upload's bytes go through the server's writing
-    thread (srv_blob.c), in many pieces."""
+    """About 14 MiB: its upload comes in many pieces and its file is handed
+    to the disk while it arrives (srv_blob.c, every 8 MiB)."""
     return synthetic_profile(300000)
 
 

@@ -64,8 +64,8 @@ class Uploader(threading.Thread):
 
 def test_kill_9_during_parallel_uploads(start_server, tmp_path, make_profile, profile_bytes,
                                        big_profile_bytes):
-    # the big one is written by the server's writing thread: a kill finds
-    # some of them half in its ring, half in the file
+    # the big one's file is handed to the disk while it arrives: a kill
+    # finds some of them half written back
     profiles = [profile_bytes, make_profile("--lines"), make_profile("--mem"),
                 big_profile_bytes]
     data = tmp_path / "data"

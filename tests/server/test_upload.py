@@ -109,9 +109,9 @@ def test_gzipped_upload_is_kept_as_it_came(server, profile_bytes):
 
 @pytest.mark.parametrize("how", ["raw", "gzip", "multipart", "chunked"])
 def test_a_big_upload_is_kept_byte_for_byte(server, big_profile_bytes, how):
-    """Many MB, written by the writing thread while the body arrives (raw,
-    gzipped, in a form, in chunks of odd sizes): the same bytes come back, the
-    decoded samples are all there, and nothing is left in tmp/."""
+    """Many MB, handed to the disk while the body arrives (raw, gzipped, in a
+    form, in chunks of odd sizes): the same bytes come back, the decoded
+    samples are all there, and nothing is left in tmp/."""
     data = gzip.compress(big_profile_bytes, 1) if how == "gzip" else big_profile_bytes
     status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
     rid = reply["runtime_id"]
