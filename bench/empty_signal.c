@@ -7,7 +7,12 @@
  * Delivery is the sampler's own (src/sampler/vmp_delivery.c, linked in), from
  * a helper thread with 1 ns timer slack as the sampler thread has, so that
  * only the handler's work differs.
- *   delivery 0: CPU clock, delivery 2: wall clock;
+ *   delivery 0: CPU clock, the per-period schedule (VMPROF_NO_PERF_EVENTS);
+ *   delivery 2: wall clock;
+ *   delivery 3: CPU clock, each thread's own CPU-time event (the sampler's
+ *   default: perf task clock, F_SETOWN_EX to the thread) with the sender's
+ *   10 ms rounds: what the kernel's timer interrupt and signal delivery
+ *   cost per sample, the floor under any sampler that samples in the thread;
  *   delivery 1: the original vmprof's way instead, setitimer(ITIMER_PROF),
  *   which the kernel tick bounds to ~250 Hz here.
  *
@@ -92,8 +97,8 @@ int es_start(long period_ns, int how)
         it.it_value = it.it_interval;
         return setitimer(ITIMER_PROF, &it, &old_timer);
     }
-    schedule = (vmp_delivery){.period_ns = period_ns, .cpu_clock = how == 0, .signo = SIGPROF,
-                              .skip = {&helper_tid, NULL}, .task_fd = -1};
+    schedule = (vmp_delivery){.period_ns = period_ns, .cpu_clock = how == 0 || how == 3, .signo = SIGPROF,
+                              .sources = how == 3, .skip = {&helper_tid, NULL}, .task_fd = -1};
     atomic_store(&running, 1);
     return pthread_create(&helper, NULL, helper_main, NULL) ? -1 : 0;
 }

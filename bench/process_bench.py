@@ -8,14 +8,18 @@ profiling in the same round):
            rate, and disable()'s CPU time
   pinned   the whole process pinned to one core (taskset -c 0), a fixed amount
            of work: its CPU time (user + system, every thread) against the
-           same work unprofiled, paired round by round
+           same work unprofiled, paired round by round; beside the profiler,
+           the floor: an empty handler delivered as the CPU clock delivers
+           (each thread's own CPU-time event: the kernel's timer interrupt and
+           signal per sample, which no sampler that samples in the thread
+           avoids), and the profiler's cost beyond it per sample
   pool     1,000 Python threads waiting on an Event, 16 C threads sleeping in
            a loop, one thread computing for 2 s: the profiler's threads' share
            of a core, the busy thread's rate, the C threads' sleeps cut short
   late     1,100 waiting threads, then a busy one started: its samples
 
     python bench/process_bench.py [--rounds N] [--only own,pinned,pool,late]
-        [--py 3.11] [--quick]
+        [--py 3.11] [--quick] [--configs REGEX] [--work N]
 
 bench/run.sh builds the helper library (bench/out/libc_sleepers.so), and
 bench/bench.py runs this as its `process` section; it also runs alone
@@ -25,6 +29,7 @@ Raw results: bench/out/process-<utc time>.json.
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,7 +41,7 @@ ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
 WORKLOAD = os.path.join(HERE, "process_workload.py")
 
-# (label, extra argv, rate Hz, clock)
+# (label, extra argv, rate Hz, clock); --configs picks some by a regex
 CONFIGS = [
     ("cpu 1 kHz", ["--period", "0.001"], 1000, "cpu"),
     ("cpu 1 kHz native", ["--period", "0.001", "--native", "on"], 1000, "cpu"),
@@ -44,6 +49,14 @@ CONFIGS = [
     ("cpu 10 kHz", ["--period", "0.0001"], 10000, "cpu"),
     ("cpu 10 kHz native", ["--period", "0.0001", "--native", "on"], 10000, "cpu"),
     ("wall 10 kHz", ["--period", "0.0001", "--real-time"], 10000, "wall"),
+]
+
+# The floor of the pinned section: (label, extra argv, rate Hz), run with
+# --tool empty-perf; a config of CONFIGS on the CPU clock is compared with the
+# floor of its rate.
+FLOORS = [
+    ("empty perf 1 kHz", ["--period", "0.001"], 1000),
+    ("empty perf 10 kHz", ["--period", "0.0001"], 10000),
 ]
 
 
@@ -73,9 +86,10 @@ class Runner:
         self.py = args.ours_py
         self.tmp = tempfile.mkdtemp(prefix="vmprof-process-bench-")
 
-    def run(self, scenario, extra, profile=True, pin=False):
+    def run(self, scenario, extra, profile=True, pin=False, tool=None):
         """Runs one case; returns its record plus, when profiled, the samples
-        per thread id of its profile."""
+        per thread id of its profile.  tool: another --tool than vmprof
+        (then not profiled)."""
         result = os.path.join(self.tmp, "result.json")
         prof = os.path.join(self.tmp, "p.prof")
         for f in (result, prof):
@@ -84,6 +98,8 @@ class Runner:
         cmd = [self.py, WORKLOAD, scenario, "--result", result] + extra
         if profile:
             cmd += ["--tool", "vmprof", "--profile", prof]
+        elif tool:
+            cmd += ["--tool", tool]
         if pin:
             cmd = ["taskset", "-c", "0"] + cmd
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -132,30 +148,77 @@ def section_own(runner, args, res):
            "10 kHz <= 5%)", "rate", "disable() CPU", "disable() wall"], rows)
 
 
+def floor_of(hz, clock):
+    return next((f[0] for f in FLOORS if f[2] == hz), None) if clock == "cpu" else None
+
+
 def section_pinned(runner, args, res):
     work = ["--work", str(args.work)]
-    data = {c[0]: [] for c in CONFIGS}
+    configs = [c for c in CONFIGS if args.configs.search(c[0])]
+    floors = [f for f in FLOORS if any(floor_of(c[2], c[3]) == f[0] for c in configs)]
+    data = {c[0]: [] for c in configs + floors}
     base = []
     for rnd in range(args.rounds):
         b0 = runner.run("busy", work, False, True)
-        group = [(c, runner.run("busy", c[1] + work, True, True)) for c in CONFIGS]
+        group = [(f[0], runner.run("busy", f[1] + work, False, True, "empty-perf")) for f in floors]
+        group += [(c[0], runner.run("busy", c[1] + work, True, True)) for c in configs]
         b1 = runner.run("busy", work, False, True)
         bc = (b0["process_cpu"] + b1["process_cpu"]) / 2
         base.append(bc)
-        for c, rec in group:
+        floor_cpu = {}
+        for label, rec in group:
             rec["base_cpu"] = bc
             rec["extra"] = rec["process_cpu"] / bc - 1
-            data[c[0]].append(rec)
-        log("pinned: round %d/%d" % (rnd + 1, args.rounds))
+            data[label].append(rec)
+            floor_cpu[label] = rec["process_cpu"]
+        for label, extra, hz, clock in configs:
+            rec, f = data[label][-1], floor_of(hz, clock)
+            if f:
+                # CPU beyond the floor's in the same round, per sample
+                rec["beyond_floor_us"] = (rec["process_cpu"] - floor_cpu[f]) / rec["samples"] * 1e6
+        log("pinned: round %d/%d (load %s)" % (rnd + 1, args.rounds, load_now()))
     rows = []
-    for label, extra, hz, clock in CONFIGS:
+    for label, extra, hz in floors:
         recs = data[label]
         rows.append([label, fmt(median([100 * r["extra"] for r in recs]), "%+.1f%%"),
-                     fmt(median([busy_rate(r, clock) for r in recs]), "%.0f Hz")])
+                     fmt(median([r["signals"] / r["busy_cpu"] for r in recs]), "%.0f Hz"),
+                     fmt(median([1e6 * (r["process_cpu"] - r["base_cpu"]) / r["signals"]
+                                 for r in recs]), "%.1f us"), "-"])
+    for label, extra, hz, clock in configs:
+        recs = data[label]
+        rows.append([label, fmt(median([100 * r["extra"] for r in recs]), "%+.1f%%"),
+                     fmt(median([busy_rate(r, clock) for r in recs]), "%.0f Hz"),
+                     fmt(median([1e6 * (r["process_cpu"] - r["base_cpu"]) / r["samples"]
+                                 for r in recs]), "%.1f us"),
+                     fmt(median([r.get("beyond_floor_us") for r in recs]), "%.1f us")])
     res["pinned"] = {"base": base, "data": data}
     table("Whole process pinned to one core (taskset -c 0): CPU time against unprofiled, "
           "paired (baseline %.2f s; medians of %d)" % (median(base), args.rounds),
-          ["config", "process CPU (goal 1 kHz <= +3%, 10 kHz <= +15%)", "rate"], rows)
+          ["config", "process CPU (goal 1 kHz <= +3%, 10 kHz <= +15%)", "rate",
+           "CPU per sample (signal)", "beyond the empty handler per sample"], rows)
+    res["pinned"]["c_floor"] = c_floor(args, floors)
+
+
+def c_floor(args, floors):
+    """The kernel's cost per sample in C (bench/signal_floor.c, pinned), at
+    the floors' rates: printed as it comes, returned as text."""
+    exe = os.path.join(OUT, "signal_floor")
+    if not os.path.exists(exe):
+        log("pinned: %s missing (bench/run.sh builds it): no C floor" % exe)
+        return None
+    texts = []
+    for label, extra, hz in floors:
+        r = subprocess.run(["taskset", "-c", "0", exe, "--period", str(10**9 // hz),
+                            "--rounds", str(args.rounds), "--work", str(args.work * 10000)],
+                           capture_output=True, text=True, timeout=600)
+        texts.append(r.stdout + r.stderr)
+        print("\n" + texts[-1].strip(), flush=True)
+    return texts
+
+
+def load_now():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
 
 
 def section_pool(runner, args, res):
@@ -204,11 +267,11 @@ SECTIONS = (("own", section_own), ("pinned", section_pinned), ("pool", section_p
             ("late", section_late))
 
 
-def bench_process(ours_py, rounds, quick, res, only=None):
+def bench_process(ours_py, rounds, quick, res, only=None, configs=".", work=30000):
     """Every section (or those in `only`) into res["process"]; bench/bench.py
     calls this as its `process` section."""
-    args = argparse.Namespace(ours_py=ours_py, rounds=rounds, seconds=3.0, work=30000,
-                              idle=1000, late_idle=1100)
+    args = argparse.Namespace(ours_py=ours_py, rounds=rounds, seconds=3.0, work=work,
+                              idle=1000, late_idle=1100, configs=re.compile(configs))
     if quick:
         args.rounds, args.seconds, args.work = min(rounds, 2), 1.0, 10000
     runner = Runner(args)
@@ -225,6 +288,8 @@ def main(argv=None):
     ap.add_argument("--py", default=os.environ.get("BENCH_PY", "3.11"))
     ap.add_argument("--ours-python")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--configs", default=".", help="pinned: only the configs whose label matches")
+    ap.add_argument("--work", type=int, default=30000, help="pinned: rounds of fib(15)")
     args = ap.parse_args(argv)
     # absolute: the workloads run in a temporary folder
     args.ours_py = os.path.abspath(args.ours_python or
@@ -237,7 +302,8 @@ def main(argv=None):
           % (stamp, commit, " ".join(load)))
     t0 = time.time()
     try:
-        bench_process(args.ours_py, args.rounds, args.quick, res, args.only.split(","))
+        bench_process(args.ours_py, args.rounds, args.quick, res, args.only.split(","),
+                      args.configs, args.work)
     finally:
         with open("/proc/loadavg") as f:
             res["load_after"] = f.read().split()[:3]

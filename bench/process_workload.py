@@ -2,7 +2,7 @@
 profiler costs the process beyond the sampled thread, and how it copes with
 many threads.
 
-    python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof]
+    python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof|empty-perf]
         [--period S] [--real-time] [--native on|off] [--profile FILE]
         [--seconds S] [--work N] [--idle N] [--c-idle N]
 
@@ -14,6 +14,10 @@ Scenarios:
           more thread computes for --seconds
   late    --idle threads wait (Python ones), then a busy thread is started:
           with more threads than the sampler can hold, is it still sampled?
+
+--tool empty-perf: no profiler, but an empty signal handler delivered as the
+sampler's CPU clock delivers (each thread's own CPU-time event, the sender's
+10 ms rounds; bench/empty_signal.c, built by bench/run.sh): the floor.
 
 Writes one JSON line to FILE: the busy thread's CPU time, lifetime and
 thread id (the id a profile carries); the CPU time the profiler's own threads
@@ -102,7 +106,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario", choices=["busy", "pool", "late"])
     ap.add_argument("--result", required=True)
-    ap.add_argument("--tool", default="none", choices=["none", "vmprof"])
+    ap.add_argument("--tool", default="none", choices=["none", "vmprof", "empty-perf"])
     ap.add_argument("--period", type=float, default=0.001)
     ap.add_argument("--real-time", action="store_true")
     ap.add_argument("--native", choices=["on", "off"], default="off")
@@ -145,6 +149,13 @@ def main():
         vmprof.enable(fd, period=args.period, real_time=args.real_time,
                       native=args.native == "on")
         prof = (vmprof, fd)
+    empty = None
+    if args.tool == "empty-perf":
+        here = os.path.dirname(os.path.abspath(__file__))
+        empty = ctypes.CDLL(os.path.join(here, "out", "libempty_signal.so"))
+        empty.es_stop.restype = ctypes.c_long
+        if empty.es_start(ctypes.c_long(int(args.period * 1e9)), 3):
+            raise SystemExit("empty_signal: es_start failed")
     if args.scenario == "late":
         start_waiters()
 
@@ -178,6 +189,10 @@ def main():
         rec["disable_wall"] = time.perf_counter() - d0
         rec["disable_cpu"] = time.thread_time() - c0
         os.close(fd)
+    if empty:
+        others = process_tids() - mine
+        rec["profiler_cpu"] = sum(thread_cpu_ns(tid) or 0 for tid in others) / 1e9
+        rec["signals"] = empty.es_stop()
     stop.set()
     for w in waiters:
         w.join()

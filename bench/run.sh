@@ -64,6 +64,6 @@ make -s server >&2
 scripts/build.sh bench -Dextension=false -Dbench=true >/dev/null
 # (with the JIT log bench's: a large log made of a real one, and the decoder's timer)
 cp build/bench/gen_profile build/bench/read_bench build/bench/libempty_signal.so \
-   build/bench/libc_sleepers.so build/bench/gen_jitlog build/bench/jitlog_read_bench "$OUT"/
+   build/bench/libc_sleepers.so build/bench/signal_floor build/bench/gen_jitlog build/bench/jitlog_read_bench "$OUT"/
 
 exec "$(pyenv prefix "$PY")/bin/python" bench/bench.py --py "$PY" "$@"
