@@ -86,6 +86,28 @@ def _make_and_run_many():
     return addresses
 
 
+def _make_many_and_keep_them():
+    kept = [_make_function(i) for i in range(200)]
+    for f in kept:
+        f(burn_cpu)
+    return kept  # alive at disable(): named by the end-of-run pass
+
+
+def test_functions_still_alive_at_the_end_are_all_named():
+    # 200 code objects alive at disable(), spread over the sampled-code set:
+    # the end-of-run pass must find every one that was sampled
+    p, kept, stats = profile(_make_many_and_keep_them, period=0.001)
+    sampled = set()
+    for entries, _, _ in p.stacks:
+        for e in entries:
+            assert e in p.names, "an id without a name"
+            f = p.func(e)
+            if f.startswith("made_"):
+                sampled.add(f)
+    assert len(sampled) > 150, len(sampled)
+    assert stats["untracked_codes"] == 0
+
+
 def test_names_stay_right_when_code_objects_die_and_addresses_are_reused():
     p, addresses, stats = profile(_make_and_run_many, period=0.0005)
     # the test means something only if addresses were in fact reused
