@@ -309,12 +309,9 @@ static void cache_load(struct name_cache *c)
     c->saved = c->n;
 }
 
-/* Whether the object itself has a .debug_line section (read from its
- * section headers only).  A library whose line table lives in a separate
- * debug file (a distribution's -dbg package) is named without lines: those
- * files are large to read and their sources seldom at hand; a C extension
- * built with -g keeps its own. */
-static int has_own_lines(Dwfl_Module *mod)
+/* Whether the object itself (not a separate debug file) has a section of
+ * that name with contents (read from its section headers only). */
+static int has_own_section(Dwfl_Module *mod, const char *wanted)
 {
     GElf_Addr bias;
     Elf *elf = dwfl_module_getelf(mod, &bias);
@@ -325,10 +322,19 @@ static int has_own_lines(Dwfl_Module *mod)
         GElf_Shdr shdr;
         const char *name;
         if (gelf_getshdr(scn, &shdr) && shdr.sh_type != SHT_NOBITS &&
-            (name = elf_strptr(elf, strndx, shdr.sh_name)) && strcmp(name, ".debug_line") == 0)
+            (name = elf_strptr(elf, strndx, shdr.sh_name)) && strcmp(name, wanted) == 0)
             return 1;
     }
     return 0;
+}
+
+/* Whether the object itself has a .debug_line section.  A library whose
+ * line table lives in a separate debug file (a distribution's -dbg package)
+ * is named without lines: those files are large to read and their sources
+ * seldom at hand; a C extension built with -g keeps its own. */
+static int has_own_lines(Dwfl_Module *mod)
+{
+    return has_own_section(mod, ".debug_line");
 }
 
 static struct name_cache *cache_of(vmp_symbols *s, Dwfl_Module *mod)
@@ -823,6 +829,15 @@ int vmp_symbols_unwind_rules(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule
     return n;
 }
 
+/* pc's row from the object's .eh_frame, else from its .debug_frame.  An
+ * object that has an .eh_frame is asked for a .debug_frame only when it
+ * carries one itself.  Its gaps are code without CFI on purpose: every
+ * thread's walk ends in one (clone's child part, a thread's outermost
+ * frame), and vmp_symbols_unwind_rules asks about such a gap byte by byte;
+ * for the first, libdwfl would open the DWARF of the object's separate
+ * debug file (libc6-dbg's: ~50 ms of CPU inflating its sections, in every
+ * native run, for a file with no .debug_frame: compilers that write
+ * .eh_frame do not write a .debug_frame too). */
 static int rule_in_module(Dwfl_Module *mod, uintptr_t pc, vmp_unwind_rule *rule)
 {
     Dwarf_Addr bias = 0;
@@ -831,6 +846,8 @@ static int rule_in_module(Dwfl_Module *mod, uintptr_t pc, vmp_unwind_rule *rule)
     if (!cfi || dwarf_cfi_addrframe(cfi, pc - bias, &frame) != 0) {
         free(frame);
         frame = NULL;
+        if (cfi && !has_own_section(mod, ".debug_frame"))
+            return -1;
         cfi = dwfl_module_dwarf_cfi(mod, &bias);
         if (!cfi || dwarf_cfi_addrframe(cfi, pc - bias, &frame) != 0) {
             free(frame);

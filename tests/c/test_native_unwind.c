@@ -7,9 +7,14 @@
  * libunwind, which the sampler no longer calls, is the tests' oracle.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
+#include <elfutils/libdwfl.h>
+#include <sched.h>
 #include <link.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <ucontext.h>
@@ -473,5 +478,43 @@ VMP_TEST(native_rules_read_the_unwind_tables)
     /* The rule holds from the first instruction up to the first push. */
     CHECK(r.lo == (uintptr_t)&native_test_middle && r.hi > r.lo);
     CHECK(vmp_symbols_unwind_rule(s, 0x10, &r) == -1);
+    vmp_symbols_close(s);
+}
+
+/* Calls of libdwfl's .debug_frame lookup, counted by standing in front of
+ * it (this executable's definition is the one vmp_symbols.c links to). */
+static int dwarf_cfi_asked;
+
+Dwarf_CFI *dwfl_module_dwarf_cfi(Dwfl_Module *mod, Dwarf_Addr *bias)
+{
+    static Dwarf_CFI *(*real)(Dwfl_Module *, Dwarf_Addr *);
+    dwarf_cfi_asked++;
+    if (!real)
+        real = (Dwarf_CFI * (*)(Dwfl_Module *, Dwarf_Addr *)) dlsym(RTLD_NEXT, "dwfl_module_dwarf_cfi");
+    return real ? real(mod, bias) : NULL;
+}
+
+/* A pc in a gap of an object's .eh_frame (padding between functions, code
+ * without CFI) has no rule.  Learning that must not ask for the object's
+ * .debug_frame when the object has an .eh_frame and no .debug_frame of its
+ * own: libdwfl would open the DWARF of its separate debug file (libc6-dbg's:
+ * ~50 ms of CPU inflating its sections in every native run, for a file
+ * that has no .debug_frame anyway). */
+VMP_TEST(native_rule_gaps_of_an_eh_frame_object_never_open_its_dwarf)
+{
+    vmp_symbols *s = vmp_symbols_open();
+    REQUIRE(s);
+    /* Every byte of some libc functions (libc has an .eh_frame and no
+     * .debug_frame of its own).  clone's child part after the system call
+     * has no CFI on purpose (it is a new thread's outermost frame): every
+     * native walk of a thread ends in such a gap of clone or clone3. */
+    uintptr_t fns[] = {(uintptr_t)&clone, (uintptr_t)&getenv, (uintptr_t)&qsort, (uintptr_t)&fclose};
+    vmp_unwind_rule rules[256];
+    int rows = 0;
+    dwarf_cfi_asked = 0;
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
+        rows += vmp_symbols_unwind_rules(s, fns[i], rules, 256);
+    CHECK(rows > 0);
+    CHECK(dwarf_cfi_asked == 0);
     vmp_symbols_close(s);
 }
