@@ -439,6 +439,8 @@ static void source_give(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 /* Refreshes the table from the listing of /proc/self/task (read again from
  * its start: no open per scan), keeping what is known about the threads
  * still there. */
+static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto);
+
 static void scan_threads(vmp_delivery *d)
 {
     char buf[8192];
@@ -474,8 +476,14 @@ static void scan_threads(vmp_delivery *d)
         if (d->threads[i].seen) {
             d->threads[kept++] = d->threads[i];
         } else {
-            /* ended: what it never handled must not hold back a thread
-             * that reuses its slot */
+            /* ended: the repeats it was owed until the last round (it was
+             * idle then) are written; what it never handled must not hold
+             * back a thread that reuses its slot */
+            vmp_delivery_thread *t = &d->threads[i];
+            if (t->state == STILL && d->repeats_on)
+                hand_over_repeats(d, t, d->period_no);
+            else if (t->lazy)
+                flush_lazy(d, t);
             size_t k = vmp_tid_slot(d->threads[i].tid);
             sent_to[k] = atomic_load_explicit(&handled[k], memory_order_relaxed);
             atomic_store_explicit(&sampled_tid[k], 0, memory_order_relaxed);
@@ -596,7 +604,11 @@ static void visit_still(vmp_delivery *d, int64_t periods)
 {
     if (!d->n_threads || !d->repeats_on || !periods)
         return;
-    size_t visits = (size_t)((int64_t)d->n_threads * periods * d->period_ns / VMP_REPEAT_FLUSH_NS) + 1;
+    /* (the fraction of a visit carried over: at 10 kHz a visit every round
+     * would read a few threads' clocks a thousand times a second each) */
+    d->visit_credit += (int64_t)d->n_threads * periods * d->period_ns;
+    size_t visits = (size_t)(d->visit_credit / VMP_REPEAT_FLUSH_NS);
+    d->visit_credit %= VMP_REPEAT_FLUSH_NS;
     if (visits > d->n_threads)
         visits = d->n_threads;
     for (size_t v = 0; v < visits; v++) {
@@ -911,6 +923,7 @@ int vmp_delivery_start(vmp_delivery *d)
     d->active = NULL;
     d->index = NULL;
     d->n_threads = d->cap = d->n_active = d->sweep = 0;
+    d->visit_credit = 0;
     d->has_process_timer = 0;
     d->task_fd = -1;
     if (grow(d) < 0) {
@@ -928,7 +941,7 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&want_sample_cpu, d->repeats_on);
     /* catch-up rounds far enough apart that the last signal was likely handled */
     d->catchup_gap = d->period_ns / 2 > 30000 ? d->period_ns / 2 : 30000;
-    d->catchup = d->rescan = 0;
+    d->catchup = d->rescan = d->was_paused = 0;
     d->period_no = 0;
     d->n_sources = 0;
     atomic_store(&d->sources_opened, 0);
@@ -1043,6 +1056,28 @@ int64_t vmp_delivery_wait(vmp_delivery *d)
     return periods;
 }
 
+/* Wall clock, a round while the program paused sampling: the first one
+ * hands over the repeats owed from before the pause (it began somewhere in
+ * this round); none is counted while it lasts, and no signal is sent (the
+ * handler would record nothing). */
+static void pause_round(vmp_delivery *d, int64_t periods)
+{
+    for (size_t i = 0; i < d->n_threads; i++) {
+        vmp_delivery_thread *t = &d->threads[i];
+        if (!d->was_paused) {
+            if (t->state == STILL)
+                hand_over_repeats(d, t, d->period_no - periods);
+            else
+                flush_lazy(d, t);
+        }
+        t->still_from = d->period_no + 1;
+        t->lazy = 0;
+        if (t->state == ACTIVE)
+            t->owed = 0;
+    }
+    d->was_paused = 1;
+}
+
 void vmp_delivery_send(vmp_delivery *d, int64_t periods)
 {
     d->catchup = 0;
@@ -1063,6 +1098,11 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
     /* A round's skew (a thread read early counts less than the process
      * saw) comes back with the opposite sign the next round; bounded below
      * so that it never hides more than that. */
+    if (d->repeats_on && d->paused && atomic_load_explicit(d->paused, memory_order_relaxed)) {
+        pause_round(d, periods);
+        return;
+    }
+    d->was_paused = 0;
     if (d->unexplained > VMP_WAKE_NS)
         poll_still(d, periods);
     else if (d->unexplained < -VMP_WAKE_NS)

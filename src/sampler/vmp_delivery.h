@@ -47,7 +47,9 @@
  * sample, so that the writer repeats the right one), when a visit finds
  * it still idle (every still thread is visited once per VMP_REPEAT_FLUSH_NS,
  * its clock read: a thread that ran for less than VMP_WAKE_NS since is
- * found then), and at stop.  A thread found running again after a round
+ * found then), when a listing finds it ended, at stop, and when a round
+ * sees that the program paused sampling (`paused`: no repeat is owed for
+ * the periods of the pause).  A thread found running again after a round
  * that came late (the periods of that round: it woke somewhere in them)
  * gets those periods with its new sample, not its old one.  The handler
  * reports its sample with vmp_delivery_sampled().  Likewise a thread that
@@ -207,6 +209,9 @@ typedef struct vmp_delivery {
     /* Wall clock only, may be NULL: write thread tid's last sample `count`
      * times more instead of signalling it; 0 when queued. */
     int (*repeat)(pid_t tid, int64_t count);
+    /* Wall clock, may be NULL: non-zero while the program paused sampling
+     * (no repeat is owed for those periods). */
+    const _Atomic int *paused;
 
     /* figures, readable from any thread */
     _Atomic uint64_t periods;  /* deadlines woken for */
@@ -233,7 +238,8 @@ typedef struct vmp_delivery {
     size_t index_mask;
     uint32_t *active;             /* positions of the active threads */
     size_t n_active;
-    size_t sweep;                 /* next position the idle sweep visits */
+    size_t sweep;                 /* next position the visits of still threads reach */
+    int64_t visit_credit;         /* threads x ns owed visits, not made yet (visit_still) */
     int64_t max_owed, catchup_gap, next, period_no, round_periods, last_periods;
     int repeats_on;               /* wall clock with a `repeat` callback */
     size_t n_sources;             /* per-thread events open */
@@ -243,6 +249,7 @@ typedef struct vmp_delivery {
     int64_t skip_cpu[2];
     int64_t last_round; /* CLOCK_MONOTONIC ns of the latest wake-up (the caller may read it) */
     int catchup, rescan;
+    int was_paused;
 } vmp_delivery;
 
 /* Takes the CPU-time baseline of the threads already there (so CPU burned

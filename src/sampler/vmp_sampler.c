@@ -205,7 +205,8 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
     vmp_run.delivery = (vmp_delivery){.period_ns = vmp_run.period_ns, .cpu_clock = !vmp_run.real_time,
                                       .signo = signo, .sources = sources_allowed(),
                                       .skip = {&vmp_run.sampler_tid, &vmp_run.writer_tid},
-                                      .repeat = vmp_handler_repeat_sample, .task_fd = -1};
+                                      .repeat = vmp_handler_repeat_sample, .paused = &vmp_run.paused,
+                                      .task_fd = -1};
     atomic_store(&vmp_run.sampler_tid, 0);
     atomic_store(&vmp_run.writer_tid, 0);
 }

@@ -439,3 +439,49 @@ VMP_TEST(wall_clock_gives_a_late_rounds_periods_to_the_new_stack)
     CHECK(old_place <= moved_at + 3);
     CHECK(new_place >= 50);
 }
+
+/* An idle thread that ends: the repeats counted for it while it waited are
+ * written, though no visit came before it ended (before this was mended
+ * they were dropped with it: 1 sample where 150 were due). */
+VMP_TEST(wall_clock_writes_the_repeats_of_a_thread_that_ended)
+{
+    atomic_store(&tids[IDLE], 0);
+    atomic_store(&signalled[IDLE], 0);
+    atomic_store(&repeated[IDLE], 0);
+    REQUIRE(pipe(wake_pipe) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, idle_thread, NULL);
+    while (!atomic_load(&tids[IDLE]))
+        usleep(100);
+    usleep(20000);
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 0, .signo = SIGUSR2, .skip = {&me, NULL},
+                      .repeat = count_repeat, .task_fd = -1};
+    int64_t ended_at = 0;
+    if (vmp_delivery_start(&d) == 0) {
+        int64_t t0 = mono_ms();
+        for (int64_t end = t0 + 150; mono_ms() < end;) /* (less than a visit's interval) */
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        CHECK(write(wake_pipe[1], "x", 1) == 1);
+        pthread_join(th, NULL);
+        ended_at = mono_ms() - t0;
+        for (int64_t end = mono_ms() + 20; mono_ms() < end;) /* a listing finds it gone */
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        vmp_delivery_stop(&d);
+    } else {
+        CHECK(write(wake_pipe[1], "x", 1) == 1);
+        pthread_join(th, NULL);
+    }
+    usleep(10000);
+    sigaction(SIGUSR2, &old, NULL);
+    close(wake_pipe[0]);
+    close(wake_pipe[1]);
+    long got = atomic_load(&signalled[IDLE]) + atomic_load(&repeated[IDLE]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    ended at %lld ms: %ld samples, %ld scans %ld polls\n", (long long)ended_at, got, (long)atomic_load(&d.scans), (long)atomic_load(&d.polls));
+    CHECK(got >= 140);
+    CHECK(got <= ended_at + 3);
+}

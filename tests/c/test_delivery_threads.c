@@ -294,3 +294,31 @@ VMP_TEST(a_thread_that_blocks_the_signal_is_left_alone)
         /* (Re-installed by the next run.) */
     }
 }
+
+/* A few idle threads, one busy: each idle thread's clock is read about
+ * once per VMP_REPEAT_FLUSH_NS after its first sample, the busy one's once
+ * a round.  Before, a visit was made every round however few the threads:
+ * at 1 kHz each of these 8 was read ~125 times a second (at 10 kHz, 1,250). */
+VMP_TEST(few_idle_threads_are_not_read_every_round)
+{
+    run r = {.cpu_clock = 0, .crowd = 8, .answer = VMP_SAMPLE_KEPT, .ms = 400,
+             .special = spinning_thread, .special_first = 1};
+    REQUIRE(run_schedule(&r) == 0);
+    long periods = (long)atomic_load(&r.d.periods);
+    long reads = (long)atomic_load(&r.d.clock_reads);
+    long polls = (long)atomic_load(&r.d.polls);
+    if (getenv("VMP_TEST_VERBOSE"))
+        fprintf(stderr, "  periods %ld catch-up rounds %ld reads %ld polls %ld\n", periods, r.catchup_rounds,
+                reads, polls);
+    (void)polls;
+    if (periods <= 100) { /* the sender hardly ran: nothing to tell */
+        fprintf(stderr, "  skipped: the machine is too loaded (%ld rounds in 400 ms)\n", periods);
+        return;
+    }
+    /* The busy thread once a round (catch-up rounds too); the idle ones for
+     * their first rounds (longer while a loaded machine keeps their signal
+     * pending), their visits (2 each in 400 ms) and any poll: far fewer than
+     * one a round (before: one a round, and those first ones). */
+    long idle_reads = reads - periods - r.catchup_rounds;
+    CHECK(idle_reads < periods / 2);
+}
