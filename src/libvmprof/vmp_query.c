@@ -577,14 +577,13 @@ static void tbuild_init(tbuild *b, const vmp_selection *sel)
 }
 
 /* Sorts the collected paths and writes the tree: nodes pruned by max_depth
- * and min_fraction (of samples, and samples_b in a diff), depth first with
+ * and min_fraction (of samples, and samples_b in a diff; of the root's counts
+ * with min_of_root), depth first with
  * children by weight, in one block with its lines and meta. */
 static vmp_tree *tree_write(tbuild *b, const vmp_profile *pa, const vmp_profile *pb,
                             uint64_t samples, uint64_t samples_b, vmp_error *err)
 {
     const vmp_query *q = b->sel->q;
-    double thr = q->min_fraction > 0 ? q->min_fraction * (double)samples : 0;
-    double thr_b = q->min_fraction > 0 ? q->min_fraction * (double)samples_b : 0;
     vmp_tree *t = NULL;
     if (b->n_stacks > 1)
         qsort_r(b->stacks, b->n_stacks, sizeof *b->stacks, cmp_tstack, b);
@@ -609,6 +608,11 @@ static vmp_tree *tree_write(tbuild *b, const vmp_profile *pa, const vmp_profile 
         else
             root.total += b->stacks[k].count;
     }
+    /* a share of the selection, or of the root (what a view of that node draws) */
+    double of = q->min_of_root ? (double)root.total : (double)samples;
+    double of_b = q->min_of_root ? (double)root.total_b : (double)samples_b;
+    double thr = q->min_fraction > 0 ? q->min_fraction * of : 0;
+    double thr_b = q->min_fraction > 0 ? q->min_fraction * of_b : 0;
     if (vmp_array_grow((void **)&b->runs, &b->runs_cap, 1, sizeof *b->runs) < 0)
         goto oom;
     b->runs[b->n_runs++] = root;

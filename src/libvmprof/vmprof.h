@@ -211,6 +211,8 @@ typedef struct vmp_query {
     uint32_t max_depth;       /* levels below the root kept; 0: all */
     double min_fraction;      /* drop nodes under this share of the
                                  selected samples; 0: keep all */
+    int min_of_root;          /* vmp_query_tree: min_fraction is a share of
+                                 the tree's root (root_path's node) instead */
 } vmp_query;
 
 /* Milliseconds from the start of profiling to sample i (the file's own time

@@ -258,15 +258,16 @@ typedef struct tree_question {
     double min;
     int program;
     int chain; /* the counts of the nodes on the way to path's (the breadcrumb) */
+    int min_of_node; /* min is a share of path's node, not of the selection */
 } tree_question;
 
 /* The canonical text of a question about run id, for the memo. */
 static void tree_key(const char *id, const tree_question *t, char *key, size_t size)
 {
-    int n = snprintf(key, size, "tree %s|%d:%u|%x|%d:%.17g:%.17g|%d|%d|%u|%.17g|", id,
+    int n = snprintf(key, size, "tree %s|%d:%u|%x|%d:%.17g:%.17g|%d|%d|%u|%.17g%s|", id,
                      t->q.thread_set, t->q.thread, t->q.frames, t->q.time_range_set,
                      t->q.time_begin_ms, t->q.time_end_ms, t->program, t->chain, t->depth,
-                     t->min);
+                     t->min, t->min_of_node ? " of node" : "");
     for (size_t i = 0; i < t->path_len && n > 0 && (size_t)n < size; i++)
         n += snprintf(key + n, size - (size_t)n, "%u.", t->path[i]);
 }
@@ -324,6 +325,7 @@ static json_t *tree_answer(const vmp_profile *p, tree_question *t, unsigned *sta
     q.root_path_len = t->path_len;
     q.max_depth = t->depth;
     q.min_fraction = t->min;
+    q.min_of_root = t->min_of_node;
     vmp_tree *tree = vmp_query_tree(p, &q, &err);
     if (!tree) {
         /* A path that leads nowhere in this selection. */
@@ -404,6 +406,16 @@ static void tree(srv_request *req)
     t.min = number_arg(req, "min", DEFAULT_MIN, 0, 1, &ok);
     t.program = flag_arg(req, "program", 0, &ok);
     t.chain = flag_arg(req, "chain", 1, &ok);
+    const char *of = srv_arg(req, "of");
+    if (ok && of && *of && strcmp(of, "selection") != 0) {
+        if (strcmp(of, "node") == 0) {
+            t.min_of_node = 1;
+        } else {
+            srv_reply_error(req, 400, "of=%s: say node (min is a share of path's node) or "
+                                      "selection (the default)", of);
+            ok = 0;
+        }
+    }
     if (ok)
         ok = parse_path(req, p, srv_arg(req, "path"), t.path, &t.path_len) == 0;
     if (ok) {

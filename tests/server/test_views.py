@@ -91,6 +91,39 @@ def test_tree_at_a_path_with_depth_and_share(server, run):
     assert all(n["total"] >= 0.2 * pruned["total"] for n in walk(pruned["node"]))
 
 
+def test_tree_min_of_node(server, run):
+    """of=node: min is a share of path's node, so a view of a node can be asked in
+    one request before its count is known (a link deep in the tree)."""
+    whole = get_ok(server, "/api/runs/%s/tree?depth=50&min=0" % run)
+    # a node under a third of the run with more than one level under it
+    def find(node, path):
+        kids = node.get("children", [])
+        if path and node["total"] < whole["total"] / 3 and any(k.get("children") for k in kids):
+            return node, path
+        for c in kids:
+            found = find(c, path + [c["fn"]])
+            if found:
+                return found
+    node, path = find(whole["node"], [])
+    share = 0.2
+    def kept(n, least, here):  # the paths of n's subtree at least `least` samples
+        out = {tuple(here): n["total"]}
+        for c in n.get("children", []):
+            if c["total"] >= least:
+                out.update(kept(c, least, here + [c["fn"]]))
+        return out
+    url = "/api/runs/%s/tree?path=%s&depth=50&min=%s" % (run, ".".join(map(str, path)), share)
+    t = get_ok(server, url + "&of=node")
+    assert kept(t["node"], 0, path) == kept(node, share * node["total"], path)
+    assert t["total"] == whole["total"] and t["node"]["total"] == node["total"]
+    # of the selection (the default, also by name): fewer frames, cut at share of the run
+    assert get_ok(server, url + "&of=selection") == get_ok(server, url)
+    assert kept(get_ok(server, url)["node"], 0, path) == kept(node, share * whole["total"], path)
+    assert len(kept(t["node"], 0, path)) > len(kept(get_ok(server, url)["node"], 0, path))
+    status, body, _ = server.get(url + "&of=frame")
+    assert status == 400 and "of=frame" in body["error"] and "\n" not in body["error"]
+
+
 def test_tree_errors(server, run):
     assert server.get("/api/runs/%s/tree?path=999999" % run)[0] == 400
     assert server.get("/api/runs/%s/tree?path=abc" % run)[0] == 400
