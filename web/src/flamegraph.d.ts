@@ -4,20 +4,22 @@ export interface FlameTree {
   parent: ArrayLike<number>;
   value: ArrayLike<number>;
   kids: number[][];
-  depth: Int32Array;
-  start: Float64Array;
+  depth: ArrayLike<number>;
+  start: ArrayLike<number>;
   maxDepth: number;
 }
 export interface FlameOptions {
   label(n: number): string;
   colour(n: number): string;
   tooltip?(n: number): string[];
-  more?(n: number, last: boolean): boolean;
+  more?(n: number, last: boolean, least: number): boolean;
+  known?(n: number): number;
   maxDepth?: number;
   minShare?: number;
   onZoom?(n: number): void;
   onFocus?(n: number): void;
   onHover?(n: number): void;
+  onPress?(n: number): void;
   ancestors?: boolean;
   rowHeight?: number;
 }
@@ -26,6 +28,7 @@ export interface FlameGraph {
   tip: HTMLElement;
   setTree(t: FlameTree | null, zoom?: number, grown?: boolean): void;
   zoomTo(n: number): void;
+  grow(): void;
   setMatch(m: ((n: number) => boolean) | null): void;
   isMatch(n: number): boolean;
   redraw(): void;

@@ -18,7 +18,8 @@
 // neighbours on the row), Enter zooms into it, Escape zooms out one level.
 
 /** @typedef {{n: number, parent: ArrayLike<number>, value: ArrayLike<number>,
- *   kids: number[][], depth: Int32Array, start: Float64Array, maxDepth: number}} FlameTree */
+ *   kids: number[][], depth: ArrayLike<number>, start: ArrayLike<number>,
+ *   maxDepth: number}} FlameTree */
 
 /**
  * Lays a tree out: children sorted heaviest first, each node's depth and its left
@@ -57,9 +58,23 @@ export function hashHue(s) {
 /** The usual colours: Python warm, native cool, anything else grey. */
 export function kindColour(kind, key) {
   const h = hashHue(key);
-  if (kind === "python") return `hsl(${15 + h % 40},${70 + h % 20}%,${58 + h % 12}%)`;
-  if (kind === "native") return `hsl(${195 + h % 30},55%,${62 + h % 12}%)`;
-  return `hsl(0,0%,${68 + h % 12}%)`;
+  if (kind === "python") return hslHex(15 + h % 40, 70 + h % 20, 58 + h % 12);
+  if (kind === "native") return hslHex(195 + h % 30, 55, 62 + h % 12);
+  return hslHex(0, 0, 68 + h % 12);
+}
+
+/** hsl(h, s%, l%) as #rrggbb: a canvas reads a hex colour much faster than an hsl()
+ * one, and a flame graph sets one per frame. */
+export function hslHex(h, s, l) {
+  s /= 100;
+  l /= 100;
+  const a = s * Math.min(l, 1 - l);
+  const f = (n) => {
+    const k = (n + h / 30) % 12;
+    const c = l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1));
+    return Math.round(c * 255).toString(16).padStart(2, "0");
+  };
+  return "#" + f(0) + f(8) + f(4);
 }
 
 /** The share a/b as a short percentage. */
@@ -74,14 +89,23 @@ export function fmtPct(x) {
  *   label(n) -> string           text in the frame (node 0 included)
  *   colour(n) -> css colour
  *   tooltip(n) -> string[]       first line bold, the rest plain
- *   more(n, last) -> bool        has children not drawn (last: n is on the deepest
- *                                row drawn); marked with a bar at the frame's foot
+ *   more(n, last, least) -> bool has children not drawn (last: n is on the deepest
+ *                                row drawn; least: the smallest count the view
+ *                                draws); marked with a bar at the frame's foot
+ *   known(n) -> number           n's children are all loaded down to this count
+ *                                (default 0): a child under it is not drawn, as a
+ *                                heavier sibling may still be missing and would move
+ *                                it; so what a tree still loading draws stays where
+ *                                it is when the rest arrives (grow())
  *   maxDepth, minShare           draw at most maxDepth levels under the zoomed node,
  *                                and no node under minShare of it (default: all
  *                                levels, down to half a pixel)
- *   onZoom(n), onFocus(n)        after the user zoomed / moved the cursor
+ *   onZoom(n), onFocus(n)        after the user zoomed (the new view is drawn) / moved
+ *                                the cursor
  *   onHover(n)                   the pointer came onto frame n (a likely zoom: the
  *                                UI loads what that zoom would need)
+ *   onPress(n)                   a button went down on frame n (a click, so a zoom,
+ *                                is coming)
  *   ancestors: bool              draw the zoomed node's ancestors, faded, above it
  *   rowHeight: number            default 18
  */
@@ -108,7 +132,8 @@ export function createFlameGraph(box, opts) {
   let zoom = 0, hover = -1, cursor = -1;
   let match = null; // (n) => bool, or null
   let rects = [];   // [x, y, w, node] as drawn, in CSS pixels
-  let drawnAs = new Map();  // node -> [x, w, y, faded, last]: to paint one frame again
+  let least = 0;    // the smallest count the view drawn draws
+  let drawnAs = new Map();  // node -> [x, w, y, faded, last, more mark]: to paint one frame again
 
   function rowOf(n) {
     let r = tree.depth[n] - tree.depth[zoom];
@@ -116,21 +141,15 @@ export function createFlameGraph(box, opts) {
     return r;
   }
 
-  function draw() {
-    rects = [];
-    drawnAs = new Map();
+  /** The view of the zoomed node: the nodes to draw (parents first) and the canvas
+   * size.  What is drawn depends only on the zoomed node, never on what else is
+   * loaded: at most maxDepth levels, nothing under half a pixel or minShare of the
+   * zoom, and only children at least as heavy as every child not loaded (known). */
+  function view() {
     const W = canvas.clientWidth || box.clientWidth || 800, dpr = window.devicePixelRatio || 1;
-    if (!tree || !tree.value[zoom]) {
-      canvas.style.height = "0px";
-      canvas.width = 0;
-      return;
-    }
     const top = opts.ancestors ? tree.depth[zoom] : 0;
     let deepest = 0;
-    // rows used: only as deep as something at least half a pixel wide
-    const scale = W / tree.value[zoom], x0 = tree.start[zoom];
-    // what is drawn depends only on the zoomed node, never on what else is loaded:
-    // at most maxDepth levels, nothing under half a pixel or minShare of the zoom
+    const scale = W / tree.value[zoom];
     const maxDepth = opts.maxDepth || Infinity;
     const least = Math.max(0.5 / scale, (opts.minShare || 0) * tree.value[zoom]);
     const visible = [];
@@ -141,28 +160,82 @@ export function createFlameGraph(box, opts) {
       const d = tree.depth[n] - tree.depth[zoom];
       if (d > deepest) deepest = d;
       if (d >= maxDepth) continue;
-      const kids = tree.kids[n];
+      const kids = tree.kids[n], floor = Math.max(least, opts.known ? opts.known(n) : 0);
       for (let i = kids.length - 1; i >= 0; i--)
-        if (tree.value[kids[i]] >= least) stack.push(kids[i]);
+        if (tree.value[kids[i]] >= floor) stack.push(kids[i]);
     }
+    // rows used: only as deep as something is drawn
     const H = (top + deepest + 1) * ROW + 2;
-    canvas.style.height = H + "px";
+    return { visible, W, H, dpr, top, scale, maxDepth, least, x0: tree.start[zoom] };
+  }
+
+  /** Sizes the canvas for view v; true when that emptied it. */
+  function size(v) {
+    canvas.style.height = v.H + "px";
     // a size set again, even the same, makes the browser allocate the canvas anew:
-    // only when it changed (the clearRect below empties it)
-    const cw = Math.round(W * dpr), ch = Math.round(H * dpr);
+    // only when it changed
+    const cw = Math.round(v.W * v.dpr), ch = Math.round(v.H * v.dpr);
+    const emptied = canvas.width !== cw || canvas.height !== ch;
     if (canvas.width !== cw) canvas.width = cw;
     if (canvas.height !== ch) canvas.height = ch;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, W, H);
+    ctx.setTransform(v.dpr, 0, 0, v.dpr, 0, 0);
     ctx.font = "12px system-ui, sans-serif";
     ctx.textBaseline = "middle";
-    for (let a = zoom, r = top - 1; opts.ancestors && a > 0; r--) {
-      a = tree.parent[a];
-      box1(a, 0, W, r * ROW, true);
+    return emptied;
+  }
+
+  /** Draws node n of view v (x, width and row from the layout). */
+  function place(v, n) {
+    box1(n, (tree.start[n] - v.x0) * v.scale, tree.value[n] * v.scale, rowOf(n) * ROW, false,
+         tree.depth[n] - tree.depth[zoom] >= v.maxDepth);
+  }
+
+  function draw() {
+    rects = [];
+    drawnAs = new Map();
+    if (!tree || !tree.value[zoom]) {
+      canvas.style.height = "0px";
+      canvas.width = 0;
+      return;
     }
-    for (const n of visible)
-      box1(n, (tree.start[n] - x0) * scale, tree.value[n] * scale, rowOf(n) * ROW, false,
-           tree.depth[n] - tree.depth[zoom] >= maxDepth);
+    const v = view();
+    least = v.least;
+    size(v);
+    ctx.clearRect(0, 0, v.W, v.H);
+    for (let a = zoom, r = v.top - 1; opts.ancestors && a > 0; r--) {
+      a = tree.parent[a];
+      box1(a, 0, v.W, r * ROW, true);
+    }
+    for (const n of v.visible) place(v, n);
+  }
+
+  /** The tree grew (the same object: nodes added, none moved, counts the same):
+   * draws what the view gained and paints again the frames whose mark of children
+   * not drawn changed; the frames already drawn stay as they are.  A view that
+   * changed otherwise (a frame moved) is drawn anew. */
+  function grow() {
+    if (!tree || !tree.value[zoom] || !rects.length) { draw(); return; }
+    const v = view();
+    if (v.least !== least) { draw(); return; }
+    const fresh = [];
+    for (const n of v.visible) {
+      const d = drawnAs.get(n);
+      if (!d) { fresh.push(n); continue; }
+      const x = (tree.start[n] - v.x0) * v.scale, w = tree.value[n] * v.scale;
+      if (Math.abs(x - d[0]) > 1e-6 || Math.abs(w - d[1]) > 1e-6 || d[2] !== rowOf(n) * ROW) { draw(); return; }
+    }
+    if (drawnAs.size + fresh.length - (opts.ancestors ? tree.depth[zoom] : 0) !== v.visible.length) { draw(); return; }
+    // a canvas of another size starts empty (copying the frames over costs about as
+    // much as drawing them)
+    if (Math.round(v.H * v.dpr) !== canvas.height || Math.round(v.W * v.dpr) !== canvas.width) { draw(); return; }
+    for (const [n, d] of drawnAs)
+      if (!d[3] && d[5] !== hasMore(n, d[4], d[1])) repaint(n);
+    for (const n of fresh) place(v, n);
+  }
+
+  /** Whether frame n (width w) gets the mark of children not drawn. */
+  function hasMore(n, last, w) {
+    return !!(opts.more && w > 6 && opts.more(n, !!last, least));
   }
 
   function box1(n, x, w, y, faded, last, again) {
@@ -170,7 +243,8 @@ export function createFlameGraph(box, opts) {
     ctx.globalAlpha = faded ? 0.45 : (match !== null && !hit ? 0.35 : 1);
     ctx.fillStyle = hit ? "#e0409b" : opts.colour(n);
     ctx.fillRect(x, y, Math.max(w - 0.5, 0.5), ROW - 1);
-    if (!faded && opts.more && opts.more(n, !!last) && w > 6) {
+    const more = !faded && hasMore(n, last, w);
+    if (more) {
       ctx.fillStyle = "rgba(0,0,0,.25)";
       ctx.fillRect(x, y + ROW - 4, Math.max(w - 0.5, 0.5), 3);
     }
@@ -194,9 +268,9 @@ export function createFlameGraph(box, opts) {
       ctx.fillText(label, x + 4, y + ROW / 2);
       ctx.globalAlpha = 1;
     }
-    if (again) return;
+    if (again) { drawnAs.get(n)[5] = more; return; }
     rects.push([x, y, w, n]);
-    drawnAs.set(n, [x, w, y, faded, last]);
+    drawnAs.set(n, [x, w, y, faded, last, more]);
   }
 
   /** Paints frame n again (its outline follows hover and cursor): a hover moving over
@@ -278,6 +352,10 @@ export function createFlameGraph(box, opts) {
     tip.style.display = "none";
     repaint(was);
   });
+  canvas.addEventListener("mousedown", (ev) => {
+    const n = nodeAt(ev);
+    if (n >= 0 && opts.onPress) opts.onPress(n);
+  });
   canvas.addEventListener("click", (ev) => {
     const n = nodeAt(ev);
     if (n >= 0) { cursor = n; zoomTo(n, true); }
@@ -318,13 +396,16 @@ export function createFlameGraph(box, opts) {
     canvas,
     tip,
     /** Draws tree `t` zoomed to `z`.  A new tree forgets the hover and the cursor,
-     * unless `grown`: t is the tree before with nodes added (the same numbers). */
+     * unless `grown`: t is the tree before with nodes added (the same numbers).  The
+     * tree and zoom drawn already: draws what the tree gained since (grow). */
     setTree(t, z, grown) {
-      if (t === tree && (z || 0) === zoom) return;  // what is drawn already
+      if (t === tree && (z || 0) === zoom) { grow(); return; }  // drawn already, but for what came since
       if (t !== tree && !grown) { hover = -1; cursor = -1; }
       tree = t; zoom = z || 0; draw();
     },
     zoomTo(n) { zoomTo(n, false); },
+    /** The tree drawn grew (see grow() above): draws what the view gained. */
+    grow,
     /** match: (n) => bool highlights the nodes it accepts; null for none. */
     setMatch(m) { if (m !== null || match !== null) { match = m; draw(); } },
     /** Whether node n is drawn highlighted. */

@@ -19,7 +19,7 @@ import {
   TreeAnswer, TreeNode, get, runDuration,
 } from "./api";
 import { bar, clear, errorBox, fmtCount, fmtKiB, fmtMs, fmtWhen, h } from "./dom";
-import { FlameGraph, FlameTree, createFlameGraph, fmtPct, kindColour, layoutTree } from "./flamegraph";
+import { FlameGraph, FlameTree, createFlameGraph, fmtPct, kindColour } from "./flamegraph";
 import { navigate } from "./nav";
 import { findProgram } from "./program";
 
@@ -41,7 +41,10 @@ const SEARCH_REST_MS = 150;
 const REGEX_CHARS = /[.*+?^${}()|[\]\\]/, REGEX_CHARS_ALL = /[.*+?^${}()|[\]\\]/g;
 const EXPORTS = ["collapsed", "speedscope", "pprof", "firefox", "html"];
 
-/** The call tree as far as it has been loaded; node 0 is the root. */
+/** The call tree as far as it has been loaded; node 0 is the root.  Its layout for
+ * the flame graph (children heaviest first, depths, left offsets) is kept up to date
+ * by each merge over the part the merge changed, in the same object, so the graph
+ * draws only what a merge added (FlameGraph.grow). */
 class ClientTree {
   parent: number[] = [-1];
   value: number[] = [0];
@@ -53,7 +56,11 @@ class ClientTree {
   /** the flame graph's colour of each node drawn so far */
   colour: string[] = [];
   private byKey = new Map<number, number>();  // parent * 2^22 + fn -> child (fn < 2^22)
-  layout: FlameTree = layoutTree([-1], [0]);
+  private kids: number[][] = [[]];
+  private depth: number[] = [0];
+  private start: number[] = [0];
+  readonly layout: FlameTree = { n: 1, parent: this.parent, value: this.value, kids: this.kids,
+                                 depth: this.depth, start: this.start, maxDepth: 0 };
 
   child(p: number, fn: number): number {
     const key = p * 4194304 + fn;
@@ -62,9 +69,30 @@ class ClientTree {
       c = this.parent.length;
       this.parent.push(p); this.value.push(0); this.self.push(0); this.fn.push(fn);
       this.complete.push(Infinity);
+      this.kids.push([]); this.depth.push(this.depth[p] + 1); this.start.push(0);
+      this.kids[p].push(c);
       this.byKey.set(key, c);
     }
     return c;
+  }
+  /** Lays out the subtree of r again (its children sorted heaviest first, ties in
+   * the order they came, as layoutTree does; depths and offsets below r). */
+  private relayout(r: number): void {
+    const { kids, value, depth, start } = this, L = this.layout;
+    const todo = [r];
+    while (todo.length) {
+      const n = todo.pop() as number, k = kids[n];
+      if (k.length > 1) k.sort((a, b) => value[b] - value[a] || a - b);
+      let x = start[n];
+      for (const c of k) {
+        depth[c] = depth[n] + 1;
+        if (depth[c] > L.maxDepth) L.maxDepth = depth[c];
+        start[c] = x;
+        x += value[c];
+        todo.push(c);
+      }
+    }
+    L.n = this.parent.length;
   }
   find(path: number[]): number {
     let n = 0;
@@ -80,18 +108,26 @@ class ClientTree {
     for (; n > 0; n = this.parent[n]) out.push(this.fn[n]);
     return out.reverse();
   }
-  /** Merges an answer asked with min= `min` (a share of the selection). */
-  merge(a: TreeAnswer, path: number[], min: number): number {
+  /** Merges an answer whose nodes are every one of at least `least` samples. */
+  merge(a: TreeAnswer, path: number[], least: number): number {
     for (const [k, f] of Object.entries(a.functions || {})) this.funcs.set(Number(k), f);
+    // what the layout must redo: the subtree of the answer's node, or all of it when
+    // a count above that node changed or a node on the way to it is new
+    const nodesBefore = this.parent.length;
+    let top = this.value[0] === a.total ? -1 : 0;
     this.value[0] = a.total;
     let n = 0;
     path.forEach((fn, i) => {
       n = this.child(n, fn);
       const c = a.chain && i < path.length - 1 ? a.chain[i] : null;  // chain[i]: the node at path[i]
-      if (c) { this.value[n] = c.total; this.self[n] = c.self; }
+      if (c && (this.value[n] !== c.total || this.self[n] !== c.self)) {
+        this.value[n] = c.total; this.self[n] = c.self; top = 0;
+      }
     });
+    if (this.parent.length !== nodesBefore) top = 0;
+    if (top < 0) top = this.value[n] === a.node.total ? n : this.parent[n];
     // every child at least this big came; under one sample, every child there is
-    const threshold = a.total * min <= 1 ? 0 : a.total * min;
+    const threshold = least <= 1 ? 0 : least;
     const put = (n: number, node: TreeNode) => {
       this.value[n] = node.total;
       this.self[n] = node.self;
@@ -100,7 +136,7 @@ class ClientTree {
       for (const k of node.children || []) put(this.child(n, k.fn as number), k);
     };
     put(n, a.node);
-    this.layout = layoutTree(this.parent, this.value);
+    this.relayout(Math.max(top, 0));
     return n;
   }
   func(n: number): FuncInfo {
@@ -111,7 +147,9 @@ class ClientTree {
 
 /** A tree question asked (key: its selection and path): its answer, the min= it was
  * asked with, and the client tree it was merged into (once per tree). */
-interface Asked { key: string; answer: Promise<TreeAnswer>; min: number; settled: boolean; merged: ClientTree | null; }
+interface Asked {
+  key: string; answer: Promise<TreeAnswer>; min: number; ofNode: boolean; settled: boolean; merged: ClientTree | null;
+}
 
 interface Selection { thread?: string; native: boolean; interp: boolean; from?: string; to?: string; }
 
@@ -142,6 +180,9 @@ export class RunPage {
   private search: RegExp | null = null;
   /** The functions the server matched, and the search and selection it answered. */
   private matchFns: { key: string; fns: Set<number> } | null = null;
+  /** The highlight rule set on the graph, and the tree it was set for. */
+  private matchRule = "";
+  private matchTree: ClientTree | null = null;
   private fnRows: FunctionsAnswer | null = null;
   private expanded = new Set<number>();
   private sortBy: "self" | "total" = "self";
@@ -265,7 +306,9 @@ export class RunPage {
         }
         return c;
       },
-      more: (n, last) => (last || this.tree.complete[n] === Infinity) && this.tree.value[n] > this.tree.self[n],
+      // children not drawn: cut by the depth, or not loaded yet down to what the view draws
+      more: (n, last, least) => (last || this.tree.complete[n] > least) && this.tree.value[n] > this.tree.self[n],
+      known: (n) => { const t = this.tree; return t.complete[n] === Infinity && t.value[n] === t.self[n] ? 0 : t.complete[n]; },
       maxDepth: DRAW_DEPTH,
       minShare: DRAW_MIN,
       tooltip: (n) => {
@@ -275,8 +318,12 @@ export class RunPage {
           `self ${fmtCount(t.self[n])} samples (${fmtPct(t.self[n] / all)})`].filter(Boolean);
       },
       onZoom: (n) => {
+        this.zoomClock = { zoom: n, drawn: performance.now(), complete: 0 };
+        if (this.recordViews) this.firstView = this.view();
         this.go({ path: this.tree.pathOf(n).join(".") });
       },
+      // a click is coming: what its zoom needs is asked now, before the view is drawn
+      onPress: (n) => { this.prefetch(n, DRAW_MIN); },
       onHover: (n) => {
         clearTimeout(this.hoverTimer);
         this.hoverTimer = window.setTimeout(() => this.prefetch(n), HOVER_MS);
@@ -334,19 +381,28 @@ export class RunPage {
    * prefetch of the same node instead of asking again. */
   private inflight = new Map<string, Asked>();
 
-  /** Asks for the subtree at `path`, unless a question of it at least as fine is in
-   * flight.  min= is a share of the selection: `share` of the node when its count is
-   * known.  The counts of the nodes on the way (chain) are asked only when not known. */
-  private ask(path: number[], share = DRAW_MIN): Asked {
-    const t = this.tree, n = t.value[0] ? t.find(path) : -1;
-    const min = Number((share * (n > 0 ? t.value[n] / t.value[0] : 1)).toPrecision(6));
+  /** The tree question about `path` down to `share` of its node: min= is a share of
+   * the selection, `share` of the node scaled by its count when known; else (a link
+   * deep in a tree not loaded yet) of=node makes it a share of the node, so one
+   * answer has all the view draws.  The counts of the nodes on the way (chain) are
+   * asked only when not known.  key: the question but for its min. */
+  private question(path: number[], share: number) {
+    const t = this.tree, n = t.value[0] ? t.find(path) : -1, ofNode = n < 0 && path.length > 0;
+    // rounded down: the answer must hold every node the view needs (needsMore)
+    const min = ofNode ? share : Number((share * (n > 0 ? t.value[n] / t.value[0] : 1) * (1 - 1e-5)).toPrecision(6));
     const params = { ...this.selParams(), path: path.join("."), depth: FETCH_DEPTH, min,
-                     chain: path.length > 1 && n >= 0 ? 0 : undefined };
-    const key = JSON.stringify({ ...params, min: undefined });
+                     of: ofNode ? "node" : undefined, chain: path.length > 1 && n >= 0 ? 0 : undefined };
+    return { params, min, ofNode, key: JSON.stringify({ ...params, min: undefined }) };
+  }
+
+  /** Asks for the subtree at `path`, unless a question of it at least as fine is in
+   * flight (question()). */
+  private ask(path: number[], share = DRAW_MIN): Asked {
+    const { params, min, ofNode, key } = this.question(path, share);
     let q = this.inflight.get(key);
     if (!q || q.min > min) {
       const asked: Asked = { key, answer: get<TreeAnswer>(`runs/${encodeURIComponent(this.id)}/tree`, params),
-                             min, settled: false, merged: null };
+                             min, ofNode, settled: false, merged: null };
       asked.answer.then(() => { asked.settled = true; }, () => { asked.settled = true; });
       this.inflight.set(key, q = asked);
     }
@@ -355,16 +411,16 @@ export class RunPage {
 
   /** Fetches the subtree at `path` and merges it; false when the answer came too late
    * or failed.  quiet: a prefetch, which says nothing on the page. */
-  private async fetchTree(path: number[], quiet = false): Promise<boolean> {
+  private async fetchTree(path: number[], quiet = false, share = quiet ? FETCH_MIN : DRAW_MIN): Promise<boolean> {
     const gen = this.gen;
     if (!quiet) this.el.status.textContent = "loading…";
-    const q = this.ask(path, quiet ? FETCH_MIN : DRAW_MIN);
+    const q = this.ask(path, share);
     try {
       const a = await q.answer;
       if (gen !== this.gen) return false;  // an older selection's (kept: the same question may come back)
       if (q.merged !== this.tree) {  // the first to see it merges it
         q.merged = this.tree;
-        this.tree.merge(a, a.path || path, q.min);
+        this.tree.merge(a, a.path || path, q.min * (q.ofNode ? a.node.total : a.total));
         if (this.inflight.get(q.key) === q) this.inflight.delete(q.key);
       }
       if (!quiet) this.el.status.textContent = "";
@@ -376,11 +432,14 @@ export class RunPage {
     }
   }
 
-  /** Loads, in the background, what a zoom into node n would need; null when nothing. */
-  private prefetch(n: number): Promise<boolean> | null {
+  /** Loads, in the background, what a zoom into node n would need (`share` of n, as
+   * finely as a prefetch asks unless told); null when nothing. */
+  private prefetch(n: number, share = FETCH_MIN): Promise<boolean> | null {
     if (n <= 0 || n >= this.tree.parent.length || !this.needsMore(n)) return null;
+    const path = this.tree.pathOf(n), asked = this.inflight.get(this.question(path, share).key);
+    if (asked && !asked.settled) return null;  // on its way already (e.g. pressed, then hovered)
     this.prefetches++;
-    return this.fetchTree(this.tree.pathOf(n), true);
+    return this.fetchTree(path, true, share);
   }
   /** Prefetches asked so far, for tests and bench/. */
   prefetches = 0;
@@ -449,6 +508,7 @@ export class RunPage {
     const path = raw === null ? await this.findProgram() : raw ? raw.split(".").map(Number) : [];
     let n = t.find(path);
     if (n < 0 || this.needsMore(n)) {
+      if (n >= 0) this.renderTrail(n);  // of the view drawn from the levels held meanwhile
       if (!(await this.fetchTree(path))) return;
       n = t.find(path);
     }
@@ -457,11 +517,17 @@ export class RunPage {
     this.graph?.setTree(t.layout, n, true);
     this.el.empty.hidden = t.value[0] > 0;
     this.applySearch(false);
+    const clock = this.zoomClock;
+    if (clock && clock.zoom === n && !clock.complete) clock.complete = performance.now();
     this.renderTrail(n);
     if (this.tab() === "tree") this.renderTabs();
     this.exposeState();
     this.prefetchWhenIdle();
   }
+
+  /** The last zoom made by the user, for bench/: the node, when its view was first
+   * drawn (from the levels held), and when it was complete (performance.now()). */
+  zoomClock: { zoom: number; drawn: number; complete: number } | null = null;
 
   /** Whether a node the view of zoom node z draws (DRAW_DEPTH levels, DRAW_MIN of z)
    * lacks children it would draw. */
@@ -519,11 +585,18 @@ export class RunPage {
     const key = JSON.stringify([q, this.selParams()]), fn = this.q("fn");
     const known = this.matchFns && this.matchFns.key === key ? this.matchFns.fns : null;
     const s = this.search;
-    if (known) this.graph?.setMatch((n) => known.has(t.fn[n]));
-    else if (s) this.graph?.setMatch((n) => { const f = t.func(n); return s.test(f.name) || s.test(f.file || ""); });
-    else if (q) this.graph?.setMatch(() => false);
-    else if (fn !== null) this.graph?.setMatch((n) => t.fn[n] === Number(fn));
-    else this.graph?.setMatch(null);
+    // the highlight is set (and the graph drawn again) only when it changed: a view
+    // that grew draws its new frames by the same rule
+    const rule = JSON.stringify([known ? key : null, s ? s.source : null, q, fn]);
+    if (rule !== this.matchRule || t !== this.matchTree) {
+      this.matchRule = rule;
+      this.matchTree = t;
+      if (known) this.graph?.setMatch((n) => known.has(t.fn[n]));
+      else if (s) this.graph?.setMatch((n) => { const f = t.func(n); return s.test(f.name) || s.test(f.file || ""); });
+      else if (q) this.graph?.setMatch(() => false);
+      else if (fn !== null) this.graph?.setMatch((n) => t.fn[n] === Number(fn));
+      else this.graph?.setMatch(null);
+    }
     if (!q) {
       this.el.match.textContent = "";
       delete this.el.match.dataset.matched;
@@ -801,6 +874,15 @@ export class RunPage {
       total: t.value[0], nodes: t.parent.length, rects: g ? g.rects() : [],
       matched: this.el.match?.dataset.matched, functions: this.fnRows,
     };
+  }
+  /** Tests set this to keep, at each zoom by the user, what was drawn first (firstView). */
+  recordViews = false;
+  firstView: ReturnType<RunPage["view"]> | null = null;
+  /** The frames drawn: each with its path, its count and where it is. */
+  view() {
+    const t = this.tree, g = this.graph;
+    return { zoom: g ? g.zoom : 0, frames: (g ? g.rects() : []).map(([x, y, w, n]) =>
+      ({ path: t.pathOf(n).join("."), total: t.value[n], x, y, w })) };
   }
   /** Whether zooming into node n would wait for a request, for tests and bench/. */
   zoomNeedsRequest(n: number): boolean { return this.needsMore(n); }

@@ -69,16 +69,21 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
 
   // ---- every level is drawn (not a fixed number under the zoom): the frames drawn are
   // the API's nodes of at least 1/2000 of the zoomed frame, to the deepest
-  /** The frames drawn and the API's nodes of 1/2000 of the zoomed frame, as paths. */
-  const drawnAndApi = async (id, s) => {
+  /** The API's nodes of 1/2000 of the zoomed frame of view s: path -> count. */
+  const apiView = async (id, s) => {
     const fine = await api(`runs/${id}/tree?path=${s.zoomPath.join(".")}&depth=128&min=${0.0005 * s.zoomTotal / s.total}`);
-    const apiPaths = [];
+    const nodes = new Map();
     (function walk(node, path) {
       if (node.total < 0.0005 * s.zoomTotal) return;
-      apiPaths.push(path.join("."));
+      nodes.set(path.join("."), node.total);
       for (const c of node.children || []) walk(c, [...path, c.fn]);
     })(fine.node, s.zoomPath);
-    const drawn = await page.evaluate(() => window.vmprofUI.state.rects.map((q) => window.vmprofUI.node(q[3]).path.join(".")));
+    return nodes;
+  };
+  /** The frames drawn (on page p) and the API's nodes of 1/2000 of the zoomed frame, as paths. */
+  const drawnAndApi = async (id, s, p = page) => {
+    const apiPaths = [...(await apiView(id, s)).keys()];
+    const drawn = await p.evaluate(() => window.vmprofUI.state.rects.map((q) => window.vmprofUI.node(q[3]).path.join(".")));
     return { same: JSON.stringify([...drawn].sort()) === JSON.stringify([...apiPaths].sort()),
              rows: new Set(s.rects.map((q) => q[1])).size, drawn: drawn.length, api: apiPaths.length,
              missing: apiPaths.filter((p) => !drawn.includes(p)).slice(0, 3) };
@@ -336,29 +341,92 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
         "while idle, the widest frames' levels are loaded before any click", idleDone);
   const treeAsks = [];
   page.on("request", (r) => { if (r.url().includes("/tree?")) treeAsks.push(r.url()); });
-  const target = await page.evaluate(() => {
+  const asksFor = (path) => treeAsks.filter((u) => new URL(u).searchParams.get("path") === path).length;
+  /** The widest frame drawn (4 px or more) whose zoom needs a request: [x, y, w, node, path]. */
+  const needing = () => page.evaluate(() => {
     const ui = window.vmprofUI, z = ui.state.zoom;
     const q = ui.state.rects.filter((q) => q[3] !== z && q[2] >= 4 && ui.zoomNeedsRequest(q[3])).sort((a, b) => b[2] - a[2])[0];
     return q ? [...q, ui.node(q[3]).path.join(".")] : null;
   });
-  check(target !== null, "a frame drawn needs more levels to be zoomed into", idleDone);
-  if (target) {
-    await page.evaluate((y) => { document.querySelector("#flame").scrollTop = Math.max(0, y - 100); }, target[1]);
+  /** Where on the page frame q is, scrolled into the graph's box. */
+  const pointAt = async (q) => {
+    await page.evaluate((y) => { document.querySelector("#flame").scrollTop = Math.max(0, y - 100); }, q[1]);
     const fb = await page.locator("#flame canvas").boundingBox();
-    const at = [fb.x + target[0] + Math.min(target[2] / 2, 10), fb.y + target[1] + 8];
+    return [fb.x + q[0] + Math.min(q[2] / 2, 10), fb.y + q[1] + 8];
+  };
+
+  // a zoom clicked at once into a frame whose levels are not loaded: the frame fills the
+  // width at once, drawn from the levels held, where each frame drawn is one of the API's
+  // with its count, and stays where it is when the server's answer (one request) completes
+  // the view to exactly the API's frames
+  await page.evaluate(() => { window.vmprofUI.recordViews = true; });
+  const quick = await needing();
+  check(quick !== null, "a frame drawn needs more levels to be zoomed into", idleDone);
+  if (quick) {
+    const at = await pointAt(quick);
+    // the server's answer is held back until the view drawn meanwhile is checked
+    let release;
+    const held = new Promise((res) => { release = res; });
+    const hold = (u) => new URL(u.href).pathname.endsWith("/tree") && new URL(u.href).searchParams.get("path") === quick[4];
+    await page.route(hold, async (route) => { await held; await route.continue(); });
+    await page.mouse.click(at[0], at[1]);  // moved onto it, pressed and released at once
+    await page.waitForFunction((n) => window.vmprofUI.zoomClock?.zoom === n, quick[3]);
+    const meanwhile = { trail: await page.locator("#trail .here").textContent(),
+                        status: await page.locator("#status").textContent() };
+    release();
+    await settle();
+    await page.unroute(hold);
+    const quickName = (await page.evaluate((n) => window.vmprofUI.node(n), quick[3])).name;
+    check(meanwhile.trail === quickName && meanwhile.status !== "",
+          "while its levels load, the breadcrumb names the frame and the page says it is loading", meanwhile);
+    const first = await page.evaluate(() => window.vmprofUI.firstView);
+    const done = await ui(), want = await apiView(dense.id, done);
+    const final = new Map((await page.evaluate(() => window.vmprofUI.view())).frames.map((f) => [f.path, f]));
+    const top = first.frames.find((f) => f.path === quick[4]);
+    const wrong = first.frames.filter((f) => want.get(f.path) !== f.total).map((f) => [f.path, f.total, want.get(f.path)]);
+    const moved = first.frames.filter((f) => { const g = final.get(f.path); return !g || g.x !== f.x || g.y !== f.y || g.w !== f.w; });
+    check(first.zoom === quick[3] && top && top.x === 0 && near(top.w, cw) && done.zoom === quick[3],
+          "a zoom clicked at once fills the width at once", { top, cw });
+    check(wrong.length === 0 && moved.length === 0 && first.frames.length < final.size,
+          "what it draws first are the API's frames with the API's counts, where they stay",
+          { wrong: wrong.slice(0, 3), moved: moved.slice(0, 3), first: first.frames.length, final: final.size });
+    const complete = await drawnAndApi(dense.id, done);
+    check(complete.same && asksFor(quick[4]) === 1, "then its view is the API's frames of 1/2000 of it, from one request",
+          { ...complete, asks: treeAsks.filter((u) => new URL(u).searchParams.get("path") === quick[4]) });
+    // the same address opened afresh (a shared link deep in the tree): one tree request
+    const deepAsks = [], fresh = await context.newPage();
+    fresh.on("pageerror", (e) => report.errors.push(String(e)));
+    fresh.on("console", (m) => { if (m.type() === "error") report.errors.push(m.text()); });
+    fresh.on("request", (r) => { if (r.url().includes("/tree?")) deepAsks.push(r.url()); });
+    await fresh.goto(page.url());
+    await fresh.waitForFunction(() => window.vmprofUI?.state.rects?.length > 0 && !document.querySelector("#status").textContent);
+    const opened = await fresh.evaluate(() => window.vmprofUI.state);
+    const linked = await drawnAndApi(dense.id, opened, fresh);
+    // (the others are prefetches of frames inside the view)
+    const forView = deepAsks.filter((u) => new URL(u).searchParams.get("path") === quick[4]);
+    const inside = deepAsks.every((u) => (new URL(u).searchParams.get("path") + ".").startsWith(quick[4] + "."));
+    check(forView.length === 1 && inside && opened.zoomPath.join(".") === quick[4] && linked.same,
+          "a link deep in the tree opens its view from one tree request", { deepAsks, ...linked });
+    await fresh.close();
+    await page.goBack();
+    await settle();
+  }
+  const target = await needing();
+  check(target !== null, "another frame drawn needs more levels to be zoomed into", idleDone);
+  if (target) {
+    const at = await pointAt(target);
     await page.mouse.move(at[0], at[1]);
     await page.waitForFunction((n) => !window.vmprofUI.zoomNeedsRequest(n) && window.vmprofUI.pendingTrees() === 0,
                                target[3], { timeout: 10000 }).catch(() => null);
-    const asksFor = () => treeAsks.filter((u) => new URL(u).searchParams.get("path") === target[4]).length;
-    const hovered = asksFor();
+    const hovered = asksFor(target[4]);
     await page.mouse.click(at[0], at[1]);
     await settle();
     const zs = await ui(), zr = zs.rects.find((q) => q[3] === zs.zoom);
     const zApi = await api(`runs/${dense.id}/tree?path=${zs.zoomPath.join(".")}&depth=1`);
-    check(hovered === 1 && asksFor() === 1 && zs.zoom === target[3] && zr && near(zr[2], cw) &&
+    check(hovered === 1 && asksFor(target[4]) === 1 && zs.zoom === target[3] && zr && near(zr[2], cw) &&
           zApi.node.total === zs.zoomTotal,
           "resting the pointer on a frame loads its levels: the click zooms without asking the server",
-          { hovered, after: asksFor(), zoom: [zs.zoom, target[3]], total: [zs.zoomTotal, zApi.node.total] });
+          { hovered, after: asksFor(target[4]), zoom: [zs.zoom, target[3]], total: [zs.zoomTotal, zApi.node.total] });
     // under a frame of a small share of the run, still every frame of 1/2000 of it (the
     // levels were once asked at 1/5000 of the whole run and missed the finer ones)
     const deep = await drawnAndApi(dense.id, zs);
