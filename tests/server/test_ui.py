@@ -81,6 +81,7 @@ def test_runs_list_and_accounts_in_chromium(server, tmp_path):
     web_upload(server, tmp_path, "--web-auth", token)
     web_upload(server, tmp_path, "--web-auth", token, "--mem", "--lines")
     web_upload(server, tmp_path)  # anonymous
+    server.upload(prof.read_bytes(), argv="again.py on pypy", vm="PyPy")  # another interpreter, newest
     rc, report = node_report("check_accounts.mjs", server.url, "alice", PASSWORD)
     assert report["failures"] == [], report
     assert report["checks"] >= 15 and rc == 0

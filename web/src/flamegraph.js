@@ -6,12 +6,13 @@
 //
 // A tree is arrays indexed by node, node 0 the root, parents before children:
 // `parent[i]` and `value[i]` (samples through node i).  layoutTree() adds the
-// children lists (heaviest first), depths and left offsets once; the graph then
-// draws the subtree of the zoomed node across the full width, one row per
-// level, skipping what would be narrower than half a pixel.  What a node is
-// called, its colour, its tooltip and whether it has unloaded children are the
-// caller's business (callbacks), so the UI can load deeper levels lazily and
-// the differential view can colour by change.
+// children lists (heaviest first), depths and left offsets once (a caller that
+// loads the tree piece by piece may keep that layout itself, and say grow() when
+// nodes came); the graph then draws the subtree of the zoomed node across the
+// full width, one row per level, skipping what would be narrower than half a
+// pixel.  What a node is called, its colour, its tooltip and whether it has
+// unloaded children are the caller's business (callbacks), so the UI can load
+// deeper levels lazily and the differential view can colour by change.
 //
 // Mouse: hover shows the tooltip, click zooms.  Keyboard (the canvas takes
 // focus): arrows move a cursor (up: parent, down: heaviest child, left/right:

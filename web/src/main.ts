@@ -109,6 +109,7 @@ function runsPage(url: URL): Page {
     } catch (e) { clear(list); list.append(errorBox(e)); return; }
     const vms = new Set(data.runs.map((r) => r.vm).filter(Boolean));
     if (p.get("vm")) vms.add(p.get("vm") as string);
+    while (vm.options.length > 1) vm.remove(1);  // load() runs again after a rename or a delete
     for (const v of [...vms].sort()) vm.append(h("option", { value: v }, v));
     vm.value = p.get("vm") || "";
     clear(list);

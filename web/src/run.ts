@@ -360,6 +360,7 @@ export class RunPage {
     if (changed("path")) this.showPath();
     if (changed("q")) this.applySearch();
     if (changed("fn") || changed("tab")) { this.renderTabs(); this.applySearch(); }
+    else if (changed("fq") && this.tab() === "functions") this.renderFunctions(true);
     return true;
   }
 
@@ -708,23 +709,29 @@ export class RunPage {
           h("th", null, "where"))), body)));
   }
 
-  private async renderFunctions(): Promise<void> {
-    const panel = this.el.panel, gen = this.gen, fn = this.q("fn");
-    clear(panel);
-    const filter = h("input", { type: "search", id: "fn-filter", placeholder: "filter by name",
-                                value: this.q("fq") || "", "aria-label": "filter functions" });
-    const list = h("div", { class: "scroll" }, "Loading…");
-    const sandwich = h("div", { id: "sandwich" });
-    panel.append(h("div", { class: "controls" }, filter), h("div", { class: "split" }, list, sandwich));
-    filter.addEventListener("input", () => this.go({ fq: filter.value || null }, true));
+  /** The functions tab; filtered: only the filter (fq=) changed, so the filter box,
+   * being typed in, stays and the rows are replaced when the answer comes. */
+  private async renderFunctions(filtered = false): Promise<void> {
+    const panel = this.el.panel, gen = this.gen, fn = this.q("fn"), fq = this.q("fq");
+    let list = panel.querySelector<HTMLElement>("#fn-list"), sandwich = panel.querySelector<HTMLElement>("#sandwich");
+    if (!filtered || !list || !sandwich) {
+      clear(panel);
+      const filter = h("input", { type: "search", id: "fn-filter", placeholder: "filter by name",
+                                  value: fq || "", "aria-label": "filter functions" });
+      list = h("div", { class: "scroll", id: "fn-list" }, "Loading…");
+      sandwich = h("div", { id: "sandwich" });
+      panel.append(h("div", { class: "controls" }, filter), h("div", { class: "split" }, list, sandwich));
+      filter.addEventListener("input", () => this.go({ fq: filter.value || null }, true));
+    }
     let a: FunctionsAnswer;
     try {
       a = await get<FunctionsAnswer>(`runs/${encodeURIComponent(this.id)}/functions`, {
-        ...this.selParams(), sort: this.sortBy, q: this.q("fq"), limit: 200, function: fn });
+        ...this.selParams(), sort: this.sortBy, q: fq, limit: 200, function: fn });
     } catch (e) { clear(list); list.append(errorBox(e)); return; }
-    if (gen !== this.gen) return;
+    if (gen !== this.gen || fq !== this.q("fq")) return;  // (typing on: a later answer comes)
     this.fnRows = a;
     clear(list);
+    clear(sandwich);
     list.append(this.funcTable(a.functions, a.total, "functions-table", true));
     if (fn !== null && a.function) {
       const f = a.function;

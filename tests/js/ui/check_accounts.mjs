@@ -25,6 +25,33 @@ page.on("dialog", (d) => d.type() === "prompt" ? d.accept("renamed by the test")
   await page.waitForSelector("#runs-table tbody tr");
   check(await rows(page).count() === all.runs.length, "every run is listed");
   check(await page.locator("#runs-table button:has-text('delete')").count() === 0, "a visitor cannot delete");
+  // newest first, each row with the API's command, interpreter, samples and owner
+  const shown = await page.$$eval("#runs-table tbody tr", (trs) => trs.map((tr) => tr.dataset.run));
+  const when = all.runs.map((r) => Date.parse(r.created) || Number(r.created));
+  check(JSON.stringify(shown) === JSON.stringify(all.runs.map((r) => r.id)) && when.every((t, i) => !i || t <= when[i - 1]),
+        "runs are listed newest first, as the API gives them", when.slice(0, 5));
+  const cells = await page.$$eval("#runs-table tbody tr:first-child td", (tds) => tds.map((td) => td.textContent));
+  const newest = all.runs[0];
+  check(cells[1].includes(newest.name || newest.argv) && cells[2] === newest.vm && cells[5] === newest.samples.toLocaleString("en-US") &&
+        cells[6] === (newest.owner || "anonymous") && cells[3] !== "" && cells[4] !== "",
+        "a row shows command, interpreter, when, duration, samples and owner", { cells, newest });
+  // the interpreter filter shows the API's runs of that interpreter
+  const vms = [...new Set(all.runs.map((r) => r.vm))];
+  const other = vms.find((v) => v !== newest.vm);
+  check(vms.length > 1, "the runs are of more than one interpreter", vms);
+  if (other) {
+    const ofVm = await api("runs?vm=" + encodeURIComponent(other));
+    await page.selectOption("#runs-vm", other);
+    await page.waitForFunction((v) => new URL(location.href).searchParams.get("vm") === v, other);
+    await page.waitForFunction((n) => document.querySelectorAll("#runs-table tbody tr").length === n, ofVm.runs.length,
+                               { timeout: 10000 }).catch(() => null);
+    const vmRows = await page.$$eval("#runs-table tbody tr td:nth-child(3)", (tds) => tds.map((td) => td.textContent));
+    check(ofVm.runs.length > 0 && vmRows.length === ofVm.runs.length && vmRows.every((v) => v === other),
+          "the interpreter filter shows the API's runs of it", { vmRows, api: ofVm.runs.length });
+    await page.selectOption("#runs-vm", "");
+    await page.waitForFunction(() => new URL(location.href).searchParams.get("vm") === null);
+    await page.waitForFunction((n) => document.querySelectorAll("#runs-table tbody tr").length === n, all.runs.length);
+  }
 
   // paging: older runs on the next page, and back
   if (all.next !== null) {
@@ -64,6 +91,8 @@ page.on("dialog", (d) => d.type() === "prompt" ? d.accept("renamed by the test")
   await page.click(`#runs-table tr[data-run="${first.id}"] button:has-text('rename')`);
   await page.waitForFunction((id) => document.querySelector(`#runs-table tr[data-run="${id}"] td.cmd a`)?.textContent === "renamed by the test", first.id);
   check((await api("runs/" + first.id)).name === "renamed by the test", "rename reaches the server");
+  const vmOptions = await page.$$eval("#runs-vm option", (os) => os.map((o) => o.value));
+  check(new Set(vmOptions).size === vmOptions.length, "the list loaded again keeps one option per interpreter", vmOptions);
   await page.click(`#runs-table tr[data-run="${second.id}"] button:has-text('delete')`);
   await page.waitForFunction((id) => !document.querySelector(`#runs-table tr[data-run="${id}"]`), second.id);
   const after = await fetch(`${base}/api/runs/${second.id}`);

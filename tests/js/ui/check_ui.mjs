@@ -66,6 +66,13 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   check(treeAt.node.total === s.zoomTotal, "the zoomed node's count is the API's", [treeAt.node.total, s.zoomTotal]);
   report.facts.start_path = s.zoomPath;
   await shot("run");
+  // the header's facts are the API's
+  const facts = Object.fromEntries(await page.$$eval("#facts div", (ds) => ds.map((d) =>
+    [d.querySelector("dt").textContent, d.querySelector("dd").textContent])));
+  check(facts.samples === run.samples.toLocaleString("en-US") && facts.interpreter === run.vm &&
+        facts.threads === String(run.thread_count || (run.threads || []).length || 1) &&
+        facts.modes === (run.modes || []).join(", ") && facts.clock === "CPU time" && facts.duration && facts.period,
+        "the header shows the run's facts as the API gives them", { facts, run: [run.samples, run.vm, run.modes] });
 
   // ---- every level is drawn (not a fixed number under the zoom): the frames drawn are
   // the API's nodes of at least 1/2000 of the zoomed frame, to the deepest
@@ -95,6 +102,15 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   // ---- call tree table: its first row is the zoomed frame; Right unfolds a row, Left folds it
   const firstTotal = Number((await page.locator("#tree-table tbody tr:first-child td:first-child").textContent()).replace(/,/g, ""));
   check(firstTotal === treeAt.node.total, "the call tree table starts at the zoomed frame", [firstTotal, treeAt.node.total]);
+  // each unfolded row's children come heaviest first
+  const treeRows = await page.$$eval("#tree-table tbody tr", (trs) => trs.map((tr) =>
+    [parseInt(tr.querySelector(".fn").style.paddingLeft), Number(tr.cells[0].textContent.replace(/,/g, ""))]));
+  const unsorted = treeRows.filter(([pad, total], i) => {
+    for (let j = i + 1; j < treeRows.length && treeRows[j][0] >= pad; j++)  // the next sibling, if any
+      if (treeRows[j][0] === pad) return treeRows[j][1] > total;
+    return false;
+  });
+  check(treeRows.length > 3 && unsorted.length === 0, "the call tree table is sorted by total", { unsorted, rows: treeRows.length });
   const closed = page.locator('#tree-table tbody tr[aria-expanded="false"]').first();
   if (await closed.count()) {
     const node = await closed.getAttribute("data-node"), before = await page.locator("#tree-table tbody tr").count();
@@ -125,9 +141,11 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   const tip = await page.locator(".flame-tip").textContent();
   const hovered = await page.evaluate((n) => window.vmprofUI.node(n), second[3]);
   const hoverApi = await api(`runs/${run.id}/tree?path=${hovered.path.join(".")}&depth=1`);
+  const hoverFn = hoverApi.functions[String(hovered.fn)];
   check(tip.includes(`total ${hoverApi.node.total.toLocaleString("en-US")} samples`) &&
-        tip.includes(`self ${hoverApi.node.self.toLocaleString("en-US")} samples`) && tip.includes(hovered.name),
-        "the tooltip shows the API's total and self", { tip, api: hoverApi.node });
+        tip.includes(`self ${hoverApi.node.self.toLocaleString("en-US")} samples`) && tip.includes(hovered.name) &&
+        tip.includes(`${hoverFn.file}:${hoverFn.line}`),
+        "the tooltip shows the name, file:line, total and self of the API", { tip, api: hoverApi.node, fn: hoverFn });
 
   // ---- click to zoom: the clicked frame fills the width, the breadcrumb names it, back returns
   await page.mouse.click(box.x + second[0] + 10, box.y + second[1] + 8);
@@ -144,6 +162,13 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   await page.goForward();
   await settle();
   check((await ui()).zoom === second[3], "forward zooms again");
+  // the breadcrumb's frame before the last zooms out to it
+  await page.locator("#trail a:not(.here)").last().click();
+  await settle();
+  check((await ui()).zoomPath.join(".") === hovered.path.slice(0, -1).join("."), "a breadcrumb zooms out to its frame",
+        (await ui()).zoomPath);
+  await page.goBack();
+  await settle();
 
   // ---- keyboard: Escape zooms out (the cursor stays where the zoom was), Enter zooms
   // into the cursor's frame, ArrowDown moves it to the heaviest child
@@ -220,6 +245,29 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   const funcs = await api(`runs/${run.id}/functions?sort=self&limit=200`);
   const firstSelf = Number((await page.locator("#functions-table tbody tr:first-child td:first-child").textContent()).replace(/,/g, ""));
   check(firstSelf === funcs.functions[0].self, "the functions table's top self count is the API's", [firstSelf, funcs.functions[0].self]);
+  // sorted by total, then by self again; a filter by name shows the API's matches
+  const byTotal = await api(`runs/${run.id}/functions?sort=total&limit=200`);
+  await page.click("#functions-table th button:has-text('total')");
+  await page.waitForSelector("#functions-table th button.on:has-text('total')");
+  const cellNum = (row, col) => page.locator(`#functions-table tbody tr:nth-child(${row}) td:nth-child(${col})`).textContent()
+    .then((t) => Number(t.replace(/,/g, "")));
+  const totals = [await cellNum(1, 3), await cellNum(2, 3)];
+  check(totals[0] === byTotal.functions[0].total && totals[1] === byTotal.functions[1].total,
+        "the functions table sorts by total as the API does", [totals, byTotal.functions.slice(0, 2).map((f) => f.total)]);
+  await page.click("#functions-table th button:has-text('self')");
+  await page.waitForSelector("#functions-table th button.on:has-text('self')");
+  await page.fill("#fn-filter", term);
+  await page.waitForFunction((t) => new URL(location.href).searchParams.get("fq") === t, term);
+  const filteredApi = await api(`runs/${run.id}/functions?sort=self&limit=200&q=${encodeURIComponent(term)}`);
+  await page.waitForFunction((n) => document.querySelectorAll("#functions-table tbody tr").length === n,
+                             filteredApi.functions.length, { timeout: 10000 }).catch(() => null);
+  const shownFns = await page.$$eval("#functions-table tbody tr", (trs) => trs.map((tr) => Number(tr.dataset.fn)));
+  check(filteredApi.functions.length > 0 && filteredApi.functions.length < funcs.functions.length &&
+        JSON.stringify(shownFns) === JSON.stringify(filteredApi.functions.map((f) => f.fn)),
+        "the functions filter shows the API's matches", [shownFns.length, filteredApi.functions.length]);
+  await page.fill("#fn-filter", "");
+  await page.waitForFunction(() => new URL(location.href).searchParams.get("fq") === null);
+  await page.waitForFunction((n) => document.querySelectorAll("#functions-table tbody tr").length === n, funcs.functions.length);
   const pick = funcs.functions.find((f) => f.fn === hot.fn) || funcs.functions[0];
   await page.click(`#functions-table tr[data-fn="${pick.fn}"]`);
   await page.waitForSelector("#callers-table");
@@ -452,6 +500,25 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   check(await page.locator("#legend .swatch").count() >= 3, "the differential graph has a legend");
   const rects = await page.evaluate(() => window.vmprofCompare ? 1 : 0);
   check(rects === 1 && diff.a.total === ra.samples && diff.b.total === rb.samples, "the diff covers both runs", [diff.a.total, diff.b.total]);
+  // the table's first row: the function whose share changed most, by the API's counts
+  const change = (f) => f.b_total / diff.b.total - f.a_total / diff.a.total;
+  const most = [...diff.functions].sort((x, y) => Math.abs(change(y)) - Math.abs(change(x)))[0];
+  const firstDiff = await page.$$eval("#diff-table tbody tr:first-child td", (tds) => tds.map((td) => td.textContent));
+  check(firstDiff[0] === most.name && firstDiff[4] === (change(most) >= 0 ? "+" : "") + (change(most) * 100).toFixed(2) + " pt",
+        "the biggest change of share is the API's", { firstDiff, most: [most.name, change(most)] });
+  // a click zooms the differential graph: the frame fills the width, the address holds it
+  const dz = await page.evaluate(() => {
+    const g = window.vmprofCompare.graph, r = g.rects(), z = g.zoom;
+    const q = r.filter((q) => q[3] !== z && q[2] > 40).sort((a, b) => a[1] - b[1] || b[2] - a[2])[0];
+    return q || null;
+  });
+  if (dz) {
+    const db = await page.locator("#flame canvas").boundingBox();
+    await page.mouse.click(db.x + dz[0] + 10, db.y + dz[1] + 8);
+    await page.waitForFunction(() => new URL(location.href).searchParams.get("path") !== null);
+    const after = await page.evaluate(() => { const g = window.vmprofCompare.graph; return [g.zoom, g.rects().find((q) => q[3] === g.zoom)]; });
+    check(after[0] === dz[3] && after[1][0] === 0 && near(after[1][2], db.width), "a click zooms the differential graph", after);
+  } else check(false, "the differential graph has a frame to zoom into");
   await shot("compare");
 
   // ---- narrow window and dark mode
