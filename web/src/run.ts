@@ -389,8 +389,9 @@ export class RunPage {
    * asked only when not known.  key: the question but for its min. */
   private question(path: number[], share: number) {
     const t = this.tree, n = t.value[0] ? t.find(path) : -1, ofNode = n < 0 && path.length > 0;
-    // rounded down: the answer must hold every node the view needs (needsMore)
-    const min = ofNode ? share : Number((share * (n > 0 ? t.value[n] / t.value[0] : 1) * (1 - 1e-5)).toPrecision(6));
+    // scaled, rounded down: the answer must hold every node the view needs (needsMore);
+    // unscaled, exact: the first view's question is the one the server prepared
+    const min = ofNode || n <= 0 ? share : Number((share * t.value[n] / t.value[0] * (1 - 1e-5)).toPrecision(6));
     const params = { ...this.selParams(), path: path.join("."), depth: FETCH_DEPTH, min,
                      of: ofNode ? "node" : undefined, chain: path.length > 1 && n >= 0 ? 0 : undefined };
     return { params, min, ofNode, key: JSON.stringify({ ...params, min: undefined }) };

@@ -375,8 +375,13 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   // needs; the frame under the pointer gets them while the pointer rests, so the click that
   // follows asks the server nothing
   const dense = runs.reduce((a, b) => (b.samples > a.samples ? b : a));
+  const reusedBefore = (await api("health")).answers.reused;
   await page.goto(`${base}/runs/${dense.id}`);
   await page.waitForFunction(() => window.vmprofUI?.state.rects?.length > 0, null, { timeout: 15000 });
+  const reusedAfter = (await api("health")).answers.reused;
+  // its first view is the question the server answered when the run arrived
+  check(reusedAfter > reusedBefore, "the first view is answered from what the server prepared at upload",
+        [reusedBefore, reusedAfter]);
   await settle();
   await page.waitForFunction(() => window.vmprofUI.prefetches > 0 && !window.vmprofUI.idlePrefetching &&
                                    window.vmprofUI.pendingTrees() === 0, null, { timeout: 10000 }).catch(() => null);
