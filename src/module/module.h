@@ -23,9 +23,13 @@ int vmp_module_init_jitlog(PyObject *module);  /* module_jitlog.c */
 
 /* The C profile behind a vmprof._core.Profile, or behind any object with a
  * `_profile` attribute holding one (vmprof.Stats); NULL with TypeError set
- * otherwise.  Borrowed: valid while obj lives.  (module_reader.c) */
+ * otherwise.  *holder gets a new reference to the Profile object that owns
+ * it: the profile is valid until the caller releases that reference (not
+ * while obj lives: another thread may replace obj._profile while the caller
+ * works without the GIL, and a property may return a fresh one).
+ * (module_reader.c) */
 struct vmp_profile;
-struct vmp_profile *vmp_module_profile_of(PyObject *obj);
+struct vmp_profile *vmp_module_profile_of(PyObject *obj, PyObject **holder);
 
 /* Helpers the binding files share (module_util.c). */
 /* Text from the C library (names, file names, meta), never failing on bad

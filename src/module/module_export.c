@@ -48,6 +48,7 @@ static PyObject *py_export(PyObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"source", "format", "output", "thread", "lines", "no_native",
                              "title", "html_min_fraction", NULL};
     PyObject *source = NULL, *output, *thread = Py_None, *out_path = NULL, *result = NULL;
+    PyObject *holder = NULL; /* the Profile object behind `given`, kept alive meanwhile */
     const char *format_name, *title = NULL;
     int lines = 0, no_native = 0, format, fd = -1, rc;
     double min_fraction = 0.0;
@@ -66,7 +67,7 @@ static PyObject *py_export(PyObject *self, PyObject *args, PyObject *kw)
         PyObject_HasAttrString(source_obj, "__fspath__")) {
         if (!PyUnicode_FSConverter(source_obj, &source))
             return NULL;
-    } else if (!(given = vmp_module_profile_of(source_obj))) {
+    } else if (!(given = vmp_module_profile_of(source_obj, &holder))) {
         return NULL;
     }
     format = vmp_export_format_from_name(format_name);
@@ -110,6 +111,7 @@ static PyObject *py_export(PyObject *self, PyObject *args, PyObject *kw)
         Py_INCREF(result);
     }
 out:
+    Py_XDECREF(holder);
     Py_XDECREF(source);
     Py_XDECREF(out_path);
     return result;

@@ -29,22 +29,25 @@ typedef struct {
 
 static PyTypeObject Profile_Type;
 
-vmp_profile *vmp_module_profile_of(PyObject *obj)
+vmp_profile *vmp_module_profile_of(PyObject *obj, PyObject **holder)
 {
-    if (PyObject_TypeCheck(obj, &Profile_Type))
+    *holder = NULL;
+    if (PyObject_TypeCheck(obj, &Profile_Type)) {
+        Py_INCREF(obj);
+        *holder = obj;
         return ((ProfileObject *)obj)->p;
-    /* a Stats object: its _profile */
-    PyObject *inner = PyObject_GetAttrString(obj, "_profile");
-    vmp_profile *p = NULL;
-    if (inner && PyObject_TypeCheck(inner, &Profile_Type))
-        p = ((ProfileObject *)inner)->p;
-    Py_XDECREF(inner); /* the Stats object keeps it alive */
-    if (!p) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "expected a profile from vmprof.read_profile(), not %.100s",
-                     Py_TYPE(obj)->tp_name);
     }
-    return p;
+    /* a Stats object: its _profile, kept by our reference (not by obj's) */
+    PyObject *inner = PyObject_GetAttrString(obj, "_profile");
+    if (inner && PyObject_TypeCheck(inner, &Profile_Type)) {
+        *holder = inner;
+        return ((ProfileObject *)inner)->p;
+    }
+    Py_XDECREF(inner);
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "expected a profile from vmprof.read_profile(), not %.100s",
+                 Py_TYPE(obj)->tp_name);
+    return NULL;
 }
 
 static PyObject *wrap_profile(vmp_profile *p, vmp_error *err)

@@ -6,6 +6,8 @@ import gzip
 import json
 import os
 import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -121,6 +123,35 @@ def test_export_to_a_file_descriptor(tmp_path):
     with open(path, "wb") as f:
         _core.export(fixture("calc_py39.prof"), "speedscope", f.fileno())
     assert json.loads(path.read_text())["profiles"]
+
+
+def test_export_keeps_the_profile_it_was_given_alive(tmp_path):
+    """export(stats) writes without the GIL, so it must hold the Profile it took
+    from stats._profile: another thread may replace that attribute meanwhile, or
+    (here, deterministically) a property hands out a Profile nobody else keeps.
+    Before the fix export() dropped its reference first and wrote from freed
+    memory (MALLOC_PERTURB_ makes that visible: garbage or a crash)."""
+    program = textwrap.dedent("""
+        import sys
+        import vmprof
+        from vmprof import _core
+
+        class Holder(object):
+            @property
+            def _profile(self):
+                return vmprof.read_profile(sys.argv[1])._profile  # the only reference
+
+        _core.export(sys.argv[1], "collapsed", sys.argv[2])
+        _core.export(Holder(), "collapsed", sys.argv[3])
+        with open(sys.argv[2]) as a, open(sys.argv[3]) as b:
+            print("same" if a.read() == b.read() else "different")
+    """)
+    env = dict(os.environ, MALLOC_PERTURB_="165")
+    done = subprocess.run([sys.executable, "-c", program, fixture("pool_py311.prof"),
+                           str(tmp_path / "path.txt"), str(tmp_path / "held.txt")],
+                          capture_output=True, text=True, env=env, timeout=120,
+                          cwd=str(tmp_path))
+    assert (done.returncode, done.stdout.strip()) == (0, "same"), done.stderr[-2000:]
 
 
 # ---- speedscope: the schema from the npm package ------------------------------
