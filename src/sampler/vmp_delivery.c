@@ -735,6 +735,34 @@ static int on_cpu(vmp_delivery_thread *t)
     return !end || end[1] != ' ' || end[2] == 'R';
 }
 
+/* Wall clock: whether thread t sleeps in pause() or sigsuspend(), which any
+ * handled signal ends (they are never restarted, and Python's
+ * signal.pause() returns then): a sample would end the wait.  Read only
+ * when its clock stood still since this round read it, so a running thread
+ * costs one clock reading; /proc/<tid>/syscall of a thread of our own
+ * process needs no privilege. */
+static int waits_for_a_signal(vmp_delivery_thread *t)
+{
+    if (thread_cpu_ns(t->tid) != t->last_cpu)
+        return 0;
+    char path[64], buf[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    long nr = strtol(buf, NULL, 10); /* "running" (no number) reads as 0: read() */
+#if defined(SYS_pause)
+    if (nr == SYS_pause)
+        return 1;
+#endif
+    return nr == SYS_rt_sigsuspend;
+}
+
 /* Signals thread t, or repeats its sample, for what it is owed. */
 static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
@@ -790,6 +818,16 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         if (t->credit > d->max_owed * d->period_ns)
             t->credit = d->max_owed * d->period_ns;
         t->owed = 0;
+    }
+    if (t->owed > 0 && !d->cpu_clock && d->repeat && waits_for_a_signal(t)) {
+        /* Its stack is the one it had at its last sample, give or take what
+         * it ran between that sample and the wait (less than a period). */
+        int64_t n = t->owed;
+        t->owed = 0;
+        t->idle_cpu = t->last_cpu; /* its periods while still repeat that sample too */
+        t->repeats = 0;            /* refreshed: the sweep looks again in VMP_IDLE_REFRESH_NS */
+        if (d->repeat(t->tid, n) == 0)
+            atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
     }
     if (t->owed > 0) {
         t->owed--;

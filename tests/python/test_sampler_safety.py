@@ -579,7 +579,7 @@ def test_threads_of_a_sub_interpreter_are_not_sampled(tmp_path):
 
 # ---- known: a signal that pays for CPU time used just before pause() ----------
 
-@pytest.mark.parametrize("events", ["per-thread events", "per-period schedule"])
+@pytest.mark.parametrize("events", ["per-thread events", "per-period schedule", "wall clock"])
 def test_signal_pause_is_not_woken_by_the_profiler(tmp_path, events):
     # Before: a thread that used part of a period just before signal.pause()
     # got the signal owed for it while paused, and pause() returned early
@@ -591,16 +591,20 @@ def test_signal_pause_is_not_woken_by_the_profiler(tmp_path, events):
     # deferred sending).  Measured on a quiet machine, 300 pauses each: the
     # schedule ended 4 early, the events none; the old build ends about half
     # of them early.  So: at most 2 of 20.
+    # The wall clock samples sleeping threads, but not one in pause() (or
+    # sigsuspend()): its last sample is repeated instead.  Before, every pause
+    # ended early (test_itimer_real failed under --real-time 4 of 4 runs).
     env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
     if events == "per-period schedule":
         env["VMPROF_NO_PERF_EVENTS"] = "1"
+    real_time = events == "wall clock"
     done = run_script(tmp_path, """
         import signal, vmprof
         from sampler_util import burn_cpu
         got = []
         signal.signal(signal.SIGALRM, lambda s, f: got.append(s))
         f = open("p.prof", "wb")
-        vmprof.enable(f.fileno(), period=0.001)
+        vmprof.enable(f.fileno(), period=0.001, real_time=%r)
         early = 0
         for i in range(20):
             got.clear()
@@ -612,10 +616,13 @@ def test_signal_pause_is_not_woken_by_the_profiler(tmp_path, events):
                 signal.pause()  # the alarm is still to come
         vmprof.disable()
         print("woken early", early)
-    """, env=env)
+        print("samples", len(vmprof.read_profile("p.prof").profiles))
+    """ % real_time, env=env)
     assert done.returncode == 0, done.stderr
     early = int(done.stdout.split("woken early")[1].split()[0])
     assert early <= 2, done.stdout
+    if real_time:  # the pauses (2 s) are in the profile, as repeats
+        assert int(done.stdout.split("samples")[1].split()[0]) > 1000, done.stdout
 
 
 # ---- descriptors: the CPU-time events live in the program's table -------------
