@@ -1,25 +1,41 @@
 """CPython's own test suite with and without the profiler: same results?
 
-    .venv/3.12/bin/python scripts/cpython_suite.py [--vmprof "OPTIONS"] [TEST ...]
+    .venv/3.13/bin/python scripts/cpython_suite.py [options] [TEST ...]
 
-Runs `python -m test TESTS` twice in this interpreter, in-process (no -j, so
-the profiled process is the one that runs the tests): once alone, once as
-`python -m vmprof [OPTIONS] -o FILE -m test TESTS`.  Each run writes JUnit
-XML; the script prints how many tests passed, failed, erred and were skipped
-in each, lists every test whose outcome differs, and exits 1 when any does
-(or when the profiled run wrote no readable profile).  The default tests are
-those that exercise what a sampler can disturb: signals, threads, fork and
-exec, subprocesses, sleeping and faults.
+For each test module (default: those that exercise what a sampler can
+disturb: signals, threads, fork and exec, subprocesses, sleeping, faults),
+runs `python -m test MODULE` in this interpreter, in-process (no -j: the
+profiled process is the one that runs the tests), once alone and once under
+`python -m vmprof OPTIONS -o FILE` for each configuration (default: the CPU
+clock, and the wall clock with --real-time; both with native frames).  Each
+module runs in a process of its own with a time limit, so a crash or a hang
+costs one module's verdict, not the whole comparison.
 
-This is a verification tool, not part of `make test` (the runs take minutes
-and CPython's timing tests are sensitive to a loaded machine: compare runs
-made on a quiet one)."""
+Each run writes JUnit XML; a test's outcome is pass, fail, error or skip, and
+a module's is its regrtest result (SUCCESS, FAILURE, ENV_CHANGED, ...), or
+CRASH (no XML) or TIMEOUT.  A profiled run must leave a readable profile with
+samples, or its verdict says so.  One line per module and configuration:
+
+    test_signal    cpu   same     (114 tests: 101 pass 13 skip; 2,113 samples; 41.0 s alone, 42.3 s)
+    test_signal    wall  DIFFERS  (... ) then one line per test whose outcome differs
+
+With --rerun N, every test whose outcome differs is run again alone N times
+each way (alternating), and the counts tell a flaky test (fails alone too)
+from an effect of the profiler (fails only under it).  Exit status: 0 when
+every module is the same in every configuration, 1 otherwise.
+
+A verification tool, not part of `make test`: the default list takes about 10
+minutes per configuration, and CPython's timing tests are sensitive to a
+loaded machine (compare runs made on a quiet one; --rerun separates chance).
+tests/python/test_cpython_suite.py runs it over one small module."""
 import argparse
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 
 DEFAULT_TESTS = [
@@ -27,70 +43,253 @@ DEFAULT_TESTS = [
     "test_faulthandler", "test_select", "test_selectors", "test_time", "test_fork1",
     "test_wait4", "test_socket", "test_sys", "test_gc", "test_generators",
 ]
+DEFAULT_CONFIGS = [("cpu", ""), ("wall", "--real-time")]
+FAILING = ("fail", "error")
 
 
-def outcomes(junit_path):
-    """{test id: 'pass' | 'fail' | 'error' | 'skip'} from a JUnit XML file."""
-    result = {}
+class Run(object):
+    """One `python -m test` process: its module result and each test's outcome."""
+
+    def __init__(self, result, outcomes, messages, seconds, log, samples=None):
+        self.result = result          # SUCCESS, FAILURE, ..., CRASH, TIMEOUT
+        self.outcomes = outcomes      # {test id: pass | fail | error | skip}
+        self.messages = messages      # {test id: last line of its failure's message}
+        self.seconds = seconds
+        self.log = log                # path of the run's output
+        self.samples = samples        # profiled runs: samples read, or an error text
+
+
+def read_outcomes(junit_path):
+    """({test id: 'pass' | 'fail' | 'error' | 'skip'}, {test id: failure message})
+    from a JUnit XML file."""
+    result, messages = {}, {}
     for case in ET.parse(junit_path).iter("testcase"):
-        name = "%s.%s" % (case.get("classname", "?"), case.get("name", "?"))
+        # regrtest writes the full test id as the name and no classname
+        name = case.get("name", "?")
+        if case.get("classname"):
+            name = "%s.%s" % (case.get("classname"), name)
         status = "pass"
         for child in case:
             if child.tag in ("failure", "error"):
                 status = "fail" if child.tag == "failure" else "error"
+                lines = (child.get("message") or "").strip().splitlines()
+                messages[name] = lines[-1] if lines else ""
                 break
             if child.tag == "skipped":
                 status = "skip"
         result[name] = status
-    return result
+    return result, messages
 
 
-def run_suite(prefix, tests, junit_path, workdir):
-    command = [sys.executable] + prefix + ["-m", "test", "--junit-xml", junit_path] + tests
-    print("$ " + " ".join(shlex.quote(c) for c in command), flush=True)
-    done = subprocess.run(command, cwd=workdir, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-    tail = done.stdout.strip().splitlines()[-3:]
-    print("  exit %d; %s" % (done.returncode, " | ".join(tail)), flush=True)
-    return done.returncode
+def module_result(output, returncode):
+    """The regrtest verdict line ('Tests result: X' / 'Result: X'), else the code."""
+    for line in reversed(output.splitlines()):
+        line = line.strip().strip("=").strip()
+        for lead in ("Tests result:", "Result:"):
+            if line.startswith(lead):
+                return line[len(lead):].strip().split(",")[0].split(" then ")[0]
+    return "CRASH" if returncode else "SUCCESS"
 
 
-def summary(result):
+def count_samples(profile):
+    """Samples in the profile, or a one-line text saying why there are none."""
+    if not os.path.exists(profile):
+        return "no profile written"
+    try:
+        import vmprof
+        return len(vmprof.read_profile(profile).profiles)
+    except Exception as error:  # any reader error is the verdict, not a crash of ours
+        return "unreadable profile: %s" % (str(error).splitlines() or ["?"])[0]
+
+
+def run_tests(python, prefix, tests, workdir, name, timeout, match=None):
+    """Runs `python PREFIX -m test TESTS` in its own session; returns a Run."""
+    junit = os.path.join(workdir, name + ".xml")
+    log = os.path.join(workdir, name + ".log")
+    for stale in (junit,):
+        if os.path.exists(stale):
+            os.unlink(stale)
+    command = [python] + prefix + ["-m", "test", "--junit-xml", junit]
+    if match:
+        command += ["-m", match]
+    command += tests
+    started = time.monotonic()
+    with open(log, "w") as out:
+        out.write("$ %s\n" % " ".join(shlex.quote(c) for c in command))
+        out.flush()
+        child = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            returncode = child.wait(timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)   # the tests' own children too
+            returncode = child.wait()
+            timed_out = True
+    seconds = time.monotonic() - started
+    with open(log, errors="replace") as out:
+        output = out.read()
+    outcomes, messages = {}, {}
+    if os.path.exists(junit):
+        try:
+            outcomes, messages = read_outcomes(junit)
+        except ET.ParseError:
+            pass
+    if timed_out:
+        result = "TIMEOUT"
+    elif not outcomes and returncode:
+        result = "CRASH"
+    else:
+        result = module_result(output, returncode)
+    return Run(result, outcomes, messages, seconds, log)
+
+
+def profiled_prefix(options, profile):
+    return ["-m", "vmprof"] + shlex.split(options) + ["-o", profile]
+
+
+def tally(outcomes):
     counts = {}
-    for status in result.values():
+    for status in outcomes.values():
         counts[status] = counts.get(status, 0) + 1
-    return ", ".join("%s %d" % (k, counts.get(k, 0)) for k in ("pass", "fail", "error", "skip"))
+    return " ".join("%d %s" % (counts[k], k) for k in ("pass", "fail", "error", "skip")
+                    if counts.get(k))
+
+
+def differing(alone, profiled):
+    names = set(alone.outcomes) | set(profiled.outcomes)
+    return sorted(n for n in names if alone.outcomes.get(n) != profiled.outcomes.get(n))
+
+
+def verdict_line(module, config, alone, profiled):
+    """(one line, list of differing test ids, whether this pair counts as same)."""
+    differ = differing(alone, profiled)
+    problems = []
+    if alone.result != profiled.result:
+        problems.append("module %s alone, %s profiled" % (alone.result, profiled.result))
+    if differ:
+        problems.append("%d test%s differ" % (len(differ), "" if len(differ) == 1 else "s"))
+    if not isinstance(profiled.samples, int):
+        problems.append(profiled.samples)
+    elif profiled.samples == 0:
+        problems.append("the profile has no samples")
+    same = not problems
+    facts = "%d tests: %s; %s samples; %.1f s alone, %.1f s profiled" % (
+        len(profiled.outcomes), tally(profiled.outcomes) or "none",
+        "{:,}".format(profiled.samples) if isinstance(profiled.samples, int) else "no",
+        alone.seconds, profiled.seconds)
+    line = "%-18s %-5s %-8s (%s)" % (module, config, "same" if same else "DIFFERS", facts)
+    if problems:
+        line += ": " + "; ".join(problems)
+    return line, differ, same
+
+
+def rerun(python, module, test_id, options, count, workdir, timeout):
+    """Runs one test alone and profiled `count` times each, alternating.
+
+    Returns (failures alone, failures profiled, runs that counted each way)."""
+    failures = {"alone": 0, "profiled": 0}
+    counted = {"alone": 0, "profiled": 0}
+    for i in range(count):
+        for way in ("alone", "profiled"):
+            profile = os.path.join(workdir, "rerun.prof")
+            prefix = [] if way == "alone" else profiled_prefix(options, profile)
+            run = run_tests(python, prefix, [module], workdir, "rerun-" + way, timeout,
+                            match=test_id)
+            status = run.outcomes.get(test_id)
+            if status is None and run.result not in ("CRASH", "TIMEOUT"):
+                continue   # not run this time (e.g. skipped before it was listed)
+            counted[way] += 1
+            if status in FAILING or run.result in ("CRASH", "TIMEOUT"):
+                failures[way] += 1
+    return failures["alone"], failures["profiled"], counted
+
+
+def parse_config(text):
+    name, sep, options = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(
+            "--config wants NAME=OPTIONS, e.g. wall='--real-time -p 0.0005'; got %r" % text)
+    return name, options
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--vmprof", default="", metavar="OPTIONS",
-                        help="options for python -m vmprof, e.g. '--real-time -p 0.0002'")
-    parser.add_argument("tests", nargs="*", default=DEFAULT_TESTS)
+    parser.add_argument("--config", action="append", type=parse_config, metavar="NAME=OPTIONS",
+                        help="a profiled configuration: options for python -m vmprof "
+                             "(repeatable; default: cpu='' and wall='--real-time')")
+    parser.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
+                        help="time limit of one module's run (default 600)")
+    parser.add_argument("--rerun", type=int, default=0, metavar="N",
+                        help="run each differing test N more times each way (default 0)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep the logs, XML and profiles in DIR (default: a temporary "
+                             "folder, removed at the end)")
+    parser.add_argument("tests", nargs="*", default=DEFAULT_TESTS, metavar="TEST",
+                        help="test modules (default: %s)" % " ".join(DEFAULT_TESTS))
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="cpython-suite-") as workdir:
-        alone_xml = os.path.join(workdir, "alone.xml")
-        profiled_xml = os.path.join(workdir, "profiled.xml")
-        profile = os.path.join(workdir, "suite.prof")
-        run_suite([], args.tests, alone_xml, workdir)
-        run_suite(["-m", "vmprof"] + shlex.split(args.vmprof) + ["-o", profile],
-                  args.tests, profiled_xml, workdir)
-        alone, profiled = outcomes(alone_xml), outcomes(profiled_xml)
-        import vmprof
-        samples = len(vmprof.read_profile(profile).profiles)
-        print("profile: %d samples" % samples)
-        if samples == 0:
-            print("the profiled run recorded no samples: the comparison says nothing")
-            return 1
-    print("alone:    %s" % summary(alone))
-    print("profiled: %s" % summary(profiled))
-    differ = sorted(name for name in set(alone) | set(profiled)
-                    if alone.get(name) != profiled.get(name))
-    for name in differ:
-        print("  %-70s alone %-6s profiled %s" % (name, alone.get(name, "-"),
-                                                    profiled.get(name, "-")))
-    print("%d tests differ" % len(differ))
-    return 1 if differ else 0
+    configs = args.config or DEFAULT_CONFIGS
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # Started with SIGINT ignored (nohup, some CI runners, `cmd &`): the
+        # tests would inherit that, and CPython's tests of Ctrl-C fail, or hang
+        # (test_threading's interrupt_main() of an endless recursion).  A
+        # handler is reset to the default action in the tests' processes.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("SIGINT was ignored: the tests get its default action", flush=True)
+    python = sys.executable
+    print("%s %s; configurations: %s" % (
+        python, sys.version.split()[0],
+        ", ".join("%s=%r" % c for c in configs)), flush=True)
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        workroot, cleanup = os.path.abspath(args.keep), None
+    else:
+        cleanup = tempfile.TemporaryDirectory(prefix="cpython-suite-")
+        workroot = cleanup.name
+    same_pairs = total_pairs = 0
+    flaky, effects = [], []
+    try:
+        for module in args.tests:
+            workdir = os.path.join(workroot, module)
+            os.makedirs(workdir, exist_ok=True)
+            alone = run_tests(python, [], [module], workdir, "alone", args.timeout)
+            for name, options in configs:
+                profile = os.path.join(workdir, name + ".prof")
+                profiled = run_tests(python, profiled_prefix(options, profile), [module],
+                                     workdir, name, args.timeout)
+                profiled.samples = count_samples(profile)
+                line, differ, same = verdict_line(module, name, alone, profiled)
+                total_pairs += 1
+                same_pairs += same
+                print(line, flush=True)
+                for test_id in differ:
+                    detail = "    %-72s alone %-5s %s %s" % (
+                        test_id, alone.outcomes.get(test_id, "-"), name,
+                        profiled.outcomes.get(test_id, "-"))
+                    why = profiled.messages.get(test_id) or alone.messages.get(test_id)
+                    if why:
+                        detail += " (%s)" % why[:120]
+                    if args.rerun > 0:
+                        a, p, counted = rerun(python, module, test_id, options, args.rerun,
+                                              workdir, args.timeout)
+                        detail += "; again: failed alone %d/%d, %s %d/%d" % (
+                            a, counted["alone"], name, p, counted["profiled"])
+                        (effects if p and not a else flaky).append(
+                            "%s [%s] alone %d/%d, profiled %d/%d" % (
+                                test_id, name, a, counted["alone"], p, counted["profiled"]))
+                    print(detail, flush=True)
+                if not same and not differ:
+                    print("    logs: %s, %s" % (alone.log, profiled.log), flush=True)
+    finally:
+        if cleanup is not None:
+            cleanup.cleanup()
+    print("summary: %d of %d module runs the same with and without the profiler"
+          % (same_pairs, total_pairs))
+    for label, items in (("fails only under the profiler", effects),
+                         ("by chance (fails alone too, or not again)", flaky)):
+        for item in items:
+            print("  %s: %s" % (label, item))
+    return 0 if same_pairs == total_pairs else 1
 
 
 if __name__ == "__main__":

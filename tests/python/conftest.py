@@ -11,6 +11,7 @@ import platform
 # Our sampler (timers, frame walking, native unwinding, safety) and
 # vmprof.Profiler's measurements of it.
 CPYTHON_ONLY_MODULES = [
+    "test_cpython_suite.py",
     "test_measure.py",
     "test_native.py",
     "test_native_fixture.py",
