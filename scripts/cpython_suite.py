@@ -102,7 +102,7 @@ def count_samples(profile):
         return "unreadable profile: %s" % (str(error).splitlines() or ["?"])[0]
 
 
-def run_tests(python, prefix, tests, workdir, name, timeout, match=None):
+def run_tests(python, prefix, tests, workdir, name, timeout, match=None, ignore=()):
     """Runs `python PREFIX -m test TESTS` in its own session; returns a Run."""
     junit = os.path.join(workdir, name + ".xml")
     log = os.path.join(workdir, name + ".log")
@@ -112,6 +112,8 @@ def run_tests(python, prefix, tests, workdir, name, timeout, match=None):
     command = [python] + prefix + ["-m", "test", "--junit-xml", junit]
     if match:
         command += ["-m", match]
+    for pattern in ignore:
+        command += ["--ignore", pattern]
     command += tests
     started = time.monotonic()
     with open(log, "w") as out:
@@ -184,7 +186,7 @@ def verdict_line(module, config, alone, profiled):
     return line, differ, same
 
 
-def rerun(python, module, test_id, options, count, workdir, timeout):
+def rerun(python, module, test_id, options, count, workdir, timeout, ignore):
     """Runs one test alone and profiled `count` times each, alternating.
 
     Returns (failures alone, failures profiled, runs that counted each way)."""
@@ -195,7 +197,7 @@ def rerun(python, module, test_id, options, count, workdir, timeout):
             profile = os.path.join(workdir, "rerun.prof")
             prefix = [] if way == "alone" else profiled_prefix(options, profile)
             run = run_tests(python, prefix, [module], workdir, "rerun-" + way, timeout,
-                            match=test_id)
+                            match=test_id, ignore=ignore)
             status = run.outcomes.get(test_id)
             if status is None and run.result not in ("CRASH", "TIMEOUT"):
                 continue   # not run this time (e.g. skipped before it was listed)
@@ -222,6 +224,9 @@ def main(argv=None):
                         help="time limit of one module's run (default 600)")
     parser.add_argument("--rerun", type=int, default=0, metavar="N",
                         help="run each differing test N more times each way (default 0)")
+    parser.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
+                        help="tests to leave out, as regrtest's --ignore (glob; repeatable), "
+                             "e.g. '*VSOCK*' where the machine's vsock hangs or is taken")
     parser.add_argument("--keep", metavar="DIR",
                         help="keep the logs, XML and profiles in DIR (default: a temporary "
                              "folder, removed at the end)")
@@ -252,11 +257,12 @@ def main(argv=None):
         for module in args.tests:
             workdir = os.path.join(workroot, module)
             os.makedirs(workdir, exist_ok=True)
-            alone = run_tests(python, [], [module], workdir, "alone", args.timeout)
+            alone = run_tests(python, [], [module], workdir, "alone", args.timeout,
+                              ignore=args.ignore)
             for name, options in configs:
                 profile = os.path.join(workdir, name + ".prof")
                 profiled = run_tests(python, profiled_prefix(options, profile), [module],
-                                     workdir, name, args.timeout)
+                                     workdir, name, args.timeout, ignore=args.ignore)
                 profiled.samples = count_samples(profile)
                 line, differ, same = verdict_line(module, name, alone, profiled)
                 total_pairs += 1
@@ -271,7 +277,7 @@ def main(argv=None):
                         detail += " (%s)" % why[:120]
                     if args.rerun > 0:
                         a, p, counted = rerun(python, module, test_id, options, args.rerun,
-                                              workdir, args.timeout)
+                                              workdir, args.timeout, args.ignore)
                         detail += "; again: failed alone %d/%d, %s %d/%d" % (
                             a, counted["alone"], name, p, counted["profiled"])
                         (effects if p and not a else flaky).append(
