@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "vmp_delivery.h"
+#include "vmp_fds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -402,6 +403,7 @@ static int source_open(vmp_delivery *d, vmp_delivery_thread *t)
     int fd = (int)syscall(SYS_perf_event_open, &a, t->tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
     if (fd < 0)
         return -1;
+    fd = vmp_fd_out_of_the_way(fd);
     struct f_owner_ex owner = {F_OWNER_TID, t->tid};
     if (ioctl(fd, PERF_EVENT_IOC_ID, &t->src_id) < 0 || fcntl(fd, F_SETFL, O_ASYNC | O_NONBLOCK) < 0 ||
         fcntl(fd, F_SETSIG, d->signo) < 0 || fcntl(fd, F_SETOWN_EX, &owner) < 0) {
@@ -991,7 +993,7 @@ int vmp_delivery_start(vmp_delivery *d)
     if (!d->cpu_clock || queued_signal(d->signo) || d->max_sources < 1)
         d->sources = 0;
     atomic_store(&credit_period, 0);
-    d->task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    d->task_fd = vmp_fd_out_of_the_way(open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     struct stat st;
     d->last_nlink = d->task_fd >= 0 && fstat(d->task_fd, &st) == 0 ? (int64_t)st.st_nlink : -1;
     scan_threads(d);

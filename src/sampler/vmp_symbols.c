@@ -14,6 +14,7 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
+#include <elfutils/version.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <link.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "vmp_fds.h"
 #include "vmp_hash.h"
 #include "vmp_name.h"
 
@@ -91,12 +93,21 @@ static int find_debuginfo_offline(Dwfl_Module *mod, void **userdata, const char 
     const char *urls = getenv("DEBUGINFOD_URLS");
     if (urls && *urls)
         return -1;
-    return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
-                                        debuglink_file, debuglink_crc, debuginfo_file_name);
+    return vmp_fd_out_of_the_way(dwfl_standard_find_debuginfo(
+        mod, userdata, modname, base, file_name, debuglink_file, debuglink_crc, debuginfo_file_name));
+}
+
+/* The object files, opened while the program runs: kept out of its way
+ * (vmp_fds.h) unless libdwfl made the Elf itself (then it holds the number). */
+static int find_elf_out_of_the_way(Dwfl_Module *mod, void **userdata, const char *modname,
+                                   Dwarf_Addr base, char **file_name, Elf **elfp)
+{
+    int fd = dwfl_linux_proc_find_elf(mod, userdata, modname, base, file_name, elfp);
+    return *elfp ? fd : vmp_fd_out_of_the_way(fd);
 }
 
 static const Dwfl_Callbacks callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
+    .find_elf = find_elf_out_of_the_way,
     .find_debuginfo = find_debuginfo_offline,
 };
 
@@ -127,6 +138,19 @@ vmp_symbols *vmp_symbols_open(void)
     if (!s)
         return NULL;
     s->dwfl = dwfl_begin(&callbacks);
+    /* Descriptors that libraries open at their first use and keep, whose
+     * numbers we cannot move: libunwind's pipe (to check memory before
+     * reading it) and libdwfl's debuginfod client (curl's socket pair, made
+     * when a debug file is missing on disk, even though we never ask the
+     * network).  Let them be made now, before the program opens more
+     * files, not among them later (vmp_fds.h says why that matters). */
+    unw_proc_info_t pi;
+    unw_get_proc_info_by_ip(unw_local_addr_space, (unw_word_t)(uintptr_t)&vmp_symbols_open, &pi,
+                            NULL);
+#if _ELFUTILS_PREREQ(0, 185)
+    if (s->dwfl)
+        dwfl_get_debuginfod_client(s->dwfl);
+#endif
     if (!s->dwfl || report_maps(s) < 0) {
         vmp_symbols_close(s);
         return NULL;
