@@ -824,12 +824,9 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     if (t->owed > 0 && !d->cpu_clock && d->repeat && waits_for_a_signal(t)) {
         /* Its stack is the one it had at its last sample, give or take what
          * it ran between that sample and the wait (less than a period). */
-        int64_t n = t->owed;
+        t->lazy += t->owed; /* handed over later, in one go, as an idle thread's */
         t->owed = 0;
         t->idle_cpu = t->last_cpu; /* its periods while still repeat that sample too */
-        t->repeats = 0;            /* refreshed: the sweep looks again in VMP_IDLE_REFRESH_NS */
-        if (d->repeat(t->tid, n) == 0)
-            atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
     }
     if (t->owed > 0) {
         t->owed--;
