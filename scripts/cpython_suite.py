@@ -167,6 +167,8 @@ def verdict_line(module, config, alone, profiled):
     """(one line, list of differing test ids, whether this pair counts as same)."""
     differ = differing(alone, profiled)
     problems = []
+    if alone.result in ("CRASH", "TIMEOUT"):
+        problems.append("alone: %s, nothing to compare (see %s)" % (alone.result, alone.log))
     if alone.result != profiled.result:
         problems.append("module %s alone, %s profiled" % (alone.result, profiled.result))
     if differ:
@@ -268,6 +270,14 @@ def main(argv=None):
             os.makedirs(workdir, exist_ok=True)
             alone = run_tests(python, [], [module], workdir, "alone", args.timeout,
                               ignore=args.ignore)
+            if alone.result == "TIMEOUT":
+                # a hang without the profiler (this machine's): nothing to compare,
+                # and the profiled runs would only wait as long again
+                total_pairs += len(configs)
+                print("%-18s %-5s %-8s (alone: TIMEOUT after %.0f s, see %s; not profiled: "
+                      "--ignore the test that hangs)" % (module, "-", "UNUSED", alone.seconds,
+                                                         alone.log), flush=True)
+                continue
             for name, options in configs:
                 profile = os.path.join(workdir, name + ".prof")
                 profiled = run_tests(python, profiled_prefix(options, profile), [module],
@@ -277,6 +287,10 @@ def main(argv=None):
                 total_pairs += 1
                 same_pairs += same
                 print(line, flush=True)
+                if profiled.result in ("CRASH", "TIMEOUT"):
+                    print("    the profiled run ended in %s: see %s" % (profiled.result,
+                                                                     profiled.log), flush=True)
+                    differ = []  # not listed one by one: none ran to its end
                 for test_id in differ:
                     detail = "    %-72s alone %-5s %s %s" % (
                         test_id, alone.outcomes.get(test_id, "-"), name,
