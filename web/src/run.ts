@@ -108,8 +108,11 @@ class ClientTree {
     for (; n > 0; n = this.parent[n]) out.push(this.fn[n]);
     return out.reverse();
   }
+  /** Bumped by each merge. */
+  version = 0;
   /** Merges an answer whose nodes are every one of at least `least` samples. */
   merge(a: TreeAnswer, path: number[], least: number): number {
+    this.version++;
     for (const [k, f] of Object.entries(a.functions || {})) this.funcs.set(Number(k), f);
     // what the layout must redo: the subtree of the answer's node, or all of it when
     // a count above that node changed or a node on the way to it is new
@@ -319,6 +322,7 @@ export class RunPage {
       },
       onZoom: (n) => {
         this.zoomClock = { zoom: n, drawn: performance.now(), complete: 0 };
+        this.shown = [this.tree, n, this.tree.version];
         if (this.recordViews) this.firstView = this.view();
         this.go({ path: this.tree.pathOf(n).join(".") });
       },
@@ -516,7 +520,11 @@ export class RunPage {
     }
     if (gen !== this.gen) return;
     if (n < 0) { this.el.status.textContent = "that frame is not in this selection; showing all"; n = 0; }
-    this.graph?.setTree(t.layout, n, true);
+    const s = this.shown;
+    if (!s || s[0] !== t || s[1] !== n || s[2] !== t.version) {
+      this.graph?.setTree(t.layout, n, true);
+      this.shown = [t, n, t.version];
+    }
     this.el.empty.hidden = t.value[0] > 0;
     this.applySearch(false);
     const clock = this.zoomClock;
@@ -534,16 +542,27 @@ export class RunPage {
   /** Whether a node the view of zoom node z draws (DRAW_DEPTH levels, DRAW_MIN of z)
    * lacks children it would draw. */
   private needsMore(z: number): boolean {
-    const t = this.tree, need = t.value[z] * DRAW_MIN;
+    const t = this.tree, memo = this.needs;
+    if (memo.tree !== t || memo.version !== t.version) { memo.tree = t; memo.version = t.version; memo.of.clear(); }
+    const known = memo.of.get(z);
+    if (known !== undefined) return known;  // (a press, then its click, ask the same)
+    const need = t.value[z] * DRAW_MIN;
     const todo: [number, number][] = [[z, 0]];
-    while (todo.length) {
+    let more = false;
+    while (todo.length && !more) {
       const [n, d] = todo.pop() as [number, number];
       if (t.value[n] < need || d >= DRAW_DEPTH) continue;
-      if (t.complete[n] > need && t.value[n] > t.self[n]) return true;
+      if (t.complete[n] > need && t.value[n] > t.self[n]) more = true;
       for (const c of t.layout.kids[n] || []) todo.push([c, d + 1]);
     }
-    return false;
+    memo.of.set(z, more);
+    return more;
   }
+  /** needsMore's answers for one state of one client tree. */
+  private needs = { tree: null as ClientTree | null, version: -1, of: new Map<number, boolean>() };
+  /** What the graph shows: its client tree, zoom and that tree's version, so a view
+   * drawn already (by the click that zoomed) is not gone over again. */
+  private shown: [ClientTree, number, number] | null = null;
 
   private renderTrail(z: number): void {
     const t = this.tree, trail = this.el.trail;
