@@ -348,6 +348,16 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   await page.selectOption("#thread", String(t1.id));
   await page.waitForFunction((n) => window.vmprofUI.state.total === n, t1.samples, { timeout: 10000 }).catch(() => null);
   check((await ui()).total === t1.samples, "picking a thread shows its samples", [(await ui()).total, t1.samples]);
+  // the address holds the thread: the same link opened afresh shows that thread
+  const threadLink = page.url(), other = await context.newPage();
+  other.on("pageerror", (e) => report.errors.push(String(e)));
+  other.on("console", (m) => { if (m.type() === "error") report.errors.push(m.text()); });
+  await other.goto(threadLink);
+  await other.waitForFunction(() => window.vmprofUI?.state.rects?.length > 0 && !document.querySelector("#status").textContent);
+  const otherState = await other.evaluate(() => [window.vmprofUI.state.total, document.querySelector("#thread").value]);
+  check(new URL(threadLink).searchParams.get("thread") === String(t1.id) && otherState[0] === t1.samples &&
+        otherState[1] === String(t1.id), "a link holds the thread", { threadLink, otherState });
+  await other.close();
 
   // ---- native frames off: no native frame is drawn
   await page.goto(`${base}/runs/${native.id}`);
