@@ -97,7 +97,8 @@ print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 def pair(rs, k):
     if not any(r.get(k + "_ms") is not None for r in rs):
         return "none needs one"
-    return "%.1f / %.1f" % (med(rs, k + "_drawn_ms"), med(rs, k + "_ms"))
+    drawn = med(rs, k + "_drawn_ms")  # none from builds without the zoom clock
+    return "%s / %.1f" % ("-" if drawn != drawn else "%.1f" % drawn, med(rs, k + "_ms"))
 for (build, size), rs in rows.items():
     print("| %s | %s | %d | %.0f (%s) | %.0f | %.0f | %s | %s (%s) | %s (%s) |" % (
         build, size, len(rs), med(rs, "interactive_ms"), rng(rs, "interactive_ms"), med(rs, "bytes") / 1024,
