@@ -296,13 +296,28 @@ static void make_still(vmp_delivery *d, vmp_delivery_thread *t)
 }
 
 /* Wall clock: hands an active thread's counted repeats over (before it is
- * signalled: the writer repeats the last sample written). */
-static void flush_lazy(vmp_delivery *d, vmp_delivery_thread *t)
+ * signalled: the writer repeats the last sample written).  With `keep`,
+ * repeats that found no room (the ring full: the writer held up, e.g. by
+ * the kernel's writeback) stay counted for a later try; else they are lost
+ * (counted in repeats_lost). */
+static void flush_lazy_or_keep(vmp_delivery *d, vmp_delivery_thread *t, int keep)
 {
     int64_t n = t->lazy;
-    t->lazy = 0;
-    if (n > 0 && d->repeat(t->tid, n) == 0)
+    if (n <= 0)
+        return;
+    if (d->repeat(t->tid, n) == 0) {
         atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+    } else if (keep) {
+        return;
+    } else {
+        atomic_fetch_add_explicit(&d->repeats_lost, (uint64_t)n, memory_order_relaxed);
+    }
+    t->lazy = 0;
+}
+
+static void flush_lazy(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    flush_lazy_or_keep(d, t, 0);
 }
 
 /* An active thread that did not run this round: still once it did not run
@@ -314,6 +329,12 @@ static void flush_lazy(vmp_delivery *d, vmp_delivery_thread *t)
 static void settle(vmp_delivery *d, vmp_delivery_thread *t)
 {
     if (++t->quiet < t->quiet_needed)
+        return;
+    /* Wall clock: a Python thread is still only once its sample may be
+     * repeated (found idle since it); one that went quiet in a catch-up
+     * round, right after its answer, would have stayed still with no
+     * samples at all until it ran again. */
+    if (d->repeats_on && t->idle_cpu < 0 && !t->not_python && !t->blocks)
         return;
     t->still_from = d->period_no + 1 - t->lazy;
     t->lazy = 0;
@@ -553,14 +574,26 @@ static void observe_own(vmp_delivery *d)
 
 /* Wall clock: hands thread t's counted repeats over, up to period `upto`
  * included. */
-static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
+static int hand_over_or_keep(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int keep)
 {
     int64_t n = upto - t->still_from + 1;
-    t->still_from = upto + 1;
-    if (n <= 0 || t->idle_cpu < 0 || !d->repeat)
-        return;
+    if (n <= 0 || t->idle_cpu < 0 || !d->repeat) {
+        t->still_from = upto + 1;
+        return 0;
+    }
     if (d->repeat(t->tid, n) == 0)
         atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+    else if (keep)
+        return -1; /* (as flush_lazy_or_keep) */
+    else
+        atomic_fetch_add_explicit(&d->repeats_lost, (uint64_t)n, memory_order_relaxed);
+    t->still_from = upto + 1;
+    return 0;
+}
+
+static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
+{
+    hand_over_or_keep(d, t, upto, 0);
 }
 
 /* A still thread found running in this round, which stood for `periods`
@@ -618,13 +651,13 @@ static void visit_still(vmp_delivery *d, int64_t periods)
             d->sweep = 0;
         vmp_delivery_thread *t = &d->threads[d->sweep++];
         if (t->state == ACTIVE && t->lazy > 0)
-            flush_lazy(d, t);
+            flush_lazy_or_keep(d, t, 1);
         if (t->state != STILL || t->not_python || t->idle_cpu < 0)
             continue;
         if (observe(d, t) != 0)
             wake(d, t, periods);
         else
-            hand_over_repeats(d, t, d->period_no);
+            hand_over_or_keep(d, t, d->period_no, 1);
     }
 }
 
@@ -683,7 +716,9 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
         t->probe_gap = 0;
         /* Wall clock: the periods that passed while the signal waited for
          * a thread that did not run (a loaded machine left it waiting for a
-         * CPU) had the stack the sample found: they are its repeats. */
+         * CPU) had the stack the sample found: they are its repeats, and so
+         * are those until this answer was read (the thread's stack then is
+         * not known either way; they are counted). */
         if (d->repeats_on && at >= 0 && t->owed > 1 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
             int64_t n = t->owed - 1;
             t->owed = 1;
@@ -795,8 +830,6 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     t->blocks = t->checks = 0;
     if (t->awaiting)
         read_answer(d, t, k, now);
-    if (t->owed > d->max_owed)
-        t->owed = d->max_owed; /* far behind: drop rather than burst */
     if (t->not_python) {
         if (t->recheck_at && now >= t->recheck_at) {
             t->recheck_at = 0;
@@ -809,9 +842,11 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         }
     }
     if (t->owed > 0 && d->repeats_on && idle_since_sample(t, k)) {
-        t->lazy += t->owed; /* handed over later, in one go */
+        t->lazy += t->owed; /* handed over later, in one go (however many: no signal) */
         t->owed = 0;
     }
+    if (t->owed > d->max_owed)
+        t->owed = d->max_owed; /* far behind: drop rather than burst */
     if (t->owed > 0 && d->cpu_clock && !on_cpu(t)) {
         /* Not on a CPU (asleep, or waiting for one): a signal could cut a
          * sleep short.  What it owes waits, as CPU time, for a round that
@@ -949,6 +984,7 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->late, 0);
     atomic_store(&d->sent, 0);
     atomic_store(&d->repeated, 0);
+    atomic_store(&d->repeats_lost, 0);
     atomic_store(&d->threads_max, 0);
     atomic_store(&d->threads_missed, 0);
     atomic_store(&d->threads_blocking, 0);

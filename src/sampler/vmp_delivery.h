@@ -55,7 +55,11 @@
  * reports its sample with vmp_delivery_sampled().  Likewise a thread that
  * could not run (a loaded machine keeps it waiting for a CPU) handles its
  * signal late, but its stack did not change meanwhile: the periods it
- * waited repeat the sample it finally took (VMP_WAITED_SLACK_NS).
+ * waited repeat the sample it finally took (VMP_WAITED_SLACK_NS).  Repeats are
+ * never capped as signals are (VMP_MAX_BACKLOG_NS): a round that came
+ * late owes an idle thread every period it missed.  Repeats that find the
+ * ring full at a visit wait for the next one; elsewhere they are lost and
+ * counted (repeats_lost, in the profile's samples_dropped).
  *
  * Threads that are not Python's (no Python thread state: C library pools,
  * BLAS, watchdogs): the handler reports it; the first such answer is
@@ -218,6 +222,7 @@ typedef struct vmp_delivery {
     _Atomic uint64_t late;     /* wake-ups that missed one or more deadlines */
     _Atomic uint64_t sent;     /* signals sent */
     _Atomic uint64_t repeated; /* samples of idle threads repeated instead */
+    _Atomic uint64_t repeats_lost; /* ... that found no room in the ring at a time they could not wait */
     _Atomic uint64_t threads_max;     /* most threads in the table at once */
     _Atomic uint64_t threads_missed;  /* threads left out: no memory for the table */
     _Atomic uint64_t threads_blocking; /* threads found blocking the signal */

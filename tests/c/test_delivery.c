@@ -32,7 +32,7 @@ static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
  * sample taken while it ran. */
 static _Atomic int mover_place, mover_last_place, mover_last_in_call, mover_sampled_running;
 static _Atomic long mover_at[2], mover_repeats_of_running;
-static _Atomic int64_t mover_start_ms, mover_sampled_running_ms; /* when the schedule started, and sampled it running */
+static _Atomic int64_t mover_start_ms, mover_answer_read_ms; /* when the schedule started, and the first round after it was sampled running */
 static _Atomic long rounds;
 static _Atomic long busy_run_cpu_ms; /* the spinning thread's CPU time during the schedule */
 static _Atomic int stop_spinning;
@@ -64,12 +64,8 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
         atomic_store(&mover_last_place, place);
         atomic_store(&mover_last_in_call, in_call);
         atomic_fetch_add(&mover_at[place], 1);
-        if (!in_call && !atomic_load(&mover_sampled_running)) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            atomic_store(&mover_sampled_running_ms, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+        if (!in_call)
             atomic_store(&mover_sampled_running, 1);
-        }
     }
     vmp_delivery_sampled(VMP_SAMPLE_KEPT, in_call);
     vmp_delivery_source_answer(info, VMP_SAMPLE_KEPT);
@@ -337,6 +333,16 @@ static void *mover_thread(void *arg)
     return NULL;
 }
 
+/* One round of the mover's schedule; notes the first one after the mover
+ * was sampled running (the round that reads that answer). */
+static void mover_round(vmp_delivery *d)
+{
+    int sampled = atomic_load(&mover_sampled_running);
+    vmp_delivery_send(d, vmp_delivery_wait(d));
+    if (sampled && !atomic_load(&mover_answer_read_ms))
+        atomic_store(&mover_answer_read_ms, mono_ms());
+}
+
 /* Runs the wall-clock schedule (1 ms) with the mover: rounds for 100 ms;
  * unless it spins first, it is woken and the sender waits until it moved
  * and `gap_ms` more before its next round (a round that comes late, as on
@@ -370,11 +376,12 @@ static int run_mover(int spin_first, int gap_ms, int64_t *moved_at)
     vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 0, .signo = SIGUSR2, .skip = {&me, NULL},
                       .repeat = count_repeat, .task_fd = -1};
     atomic_store(&mover_start_ms, mono_ms());
+    atomic_store(&mover_answer_read_ms, 0);
     int rc = vmp_delivery_start(&d);
     if (rc == 0) {
         int64_t t0 = mono_ms();
         for (int64_t end = t0 + 100; mono_ms() < end;)
-            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            mover_round(&d);
         if (!spin_first) {
             if (write(move_pipe[0][1], "x", 1) != 1)
                 rc = -1;
@@ -384,7 +391,7 @@ static int run_mover(int spin_first, int gap_ms, int64_t *moved_at)
             usleep((useconds_t)gap_ms * 1000);
         }
         for (int64_t end = mono_ms() + 100; mono_ms() < end;)
-            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            mover_round(&d);
         vmp_delivery_stop(&d);
     }
     if (!atomic_load(&mover_moved))
@@ -413,9 +420,10 @@ VMP_TEST(wall_clock_repeats_no_sample_that_caught_the_thread_running)
                atomic_load(&repeated[MOVER]), atomic_load(&mover_repeats_of_running));
     CHECK(atomic_load(&mover_moved));
     /* Some may be the periods its first signal waited for it (a loaded
-     * machine left it waiting for a CPU): those had the stack the sample
-     * found.  None after: before, every one of the ~200 that followed. */
-    long waited_ms = (long)(atomic_load(&mover_sampled_running_ms) - atomic_load(&mover_start_ms));
+     * machine left it waiting for a CPU), up to the round that read its
+     * answer: counted with the sample it took.  None after: before, every
+     * one of the ~200 that followed. */
+    long waited_ms = (long)(atomic_load(&mover_answer_read_ms) - atomic_load(&mover_start_ms));
     CHECK(atomic_load(&mover_repeats_of_running) <= waited_ms + 3);
     /* one more signal found it blocked, and that sample is repeated */
     CHECK(atomic_load(&signalled[MOVER]) >= 2);
@@ -484,4 +492,51 @@ VMP_TEST(wall_clock_writes_the_repeats_of_a_thread_that_ended)
         printf("    ended at %lld ms: %ld samples, %ld scans %ld polls\n", (long long)ended_at, got, (long)atomic_load(&d.scans), (long)atomic_load(&d.polls));
     CHECK(got >= 140);
     CHECK(got <= ended_at + 3);
+}
+
+/* A round that comes 60 ms late finds an idle thread that is still read
+ * each round (found idle once, not yet still): all 60 periods repeat its
+ * sample.  Before, the cap that keeps a thread from a burst of signals
+ * (20 ms of periods) applied to its repeats too: 40 samples were lost. */
+VMP_TEST(wall_clock_a_late_round_repeats_every_period_of_an_idle_thread)
+{
+    atomic_store(&tids[IDLE], 0);
+    atomic_store(&signalled[IDLE], 0);
+    atomic_store(&repeated[IDLE], 0);
+    REQUIRE(pipe(wake_pipe) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, idle_thread, NULL);
+    while (!atomic_load(&tids[IDLE]))
+        usleep(100);
+    usleep(20000);
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 0, .signo = SIGUSR2, .skip = {&me, NULL},
+                      .repeat = count_repeat, .task_fd = -1};
+    int64_t t0 = mono_ms(), elapsed = 0;
+    if (vmp_delivery_start(&d) == 0) {
+        vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* its first sample */
+        for (int i = 0; i < 1000 && !atomic_load(&signalled[IDLE]); i++)
+            usleep(100);
+        usleep(2000);                                 /* back in read() */
+        vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* found idle */
+        usleep(60000);                                /* the late round */
+        for (int64_t end = mono_ms() + 50; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        vmp_delivery_stop(&d);
+        elapsed = mono_ms() - t0;
+    }
+    CHECK(write(wake_pipe[1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    usleep(10000);
+    sigaction(SIGUSR2, &old, NULL);
+    close(wake_pipe[0]);
+    close(wake_pipe[1]);
+    long got = atomic_load(&signalled[IDLE]) + atomic_load(&repeated[IDLE]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %lld ms: %ld samples (%ld signals)\n", (long long)elapsed, got, atomic_load(&signalled[IDLE]));
+    CHECK(got >= elapsed - 5);
+    CHECK(got <= elapsed + 3);
 }
