@@ -191,7 +191,8 @@ export function createFlameGraph(box, opts) {
          tree.depth[n] - tree.depth[zoom] >= v.maxDepth);
   }
 
-  function draw() {
+  /** Draws the view anew (v: the view, when just computed). */
+  function draw(v) {
     rects = [];
     drawnAs = new Map();
     if (!tree || !tree.value[zoom]) {
@@ -199,7 +200,7 @@ export function createFlameGraph(box, opts) {
       canvas.width = 0;
       return;
     }
-    const v = view();
+    if (!v) v = view();
     least = v.least;
     size(v);
     ctx.clearRect(0, 0, v.W, v.H);
@@ -217,18 +218,18 @@ export function createFlameGraph(box, opts) {
   function grow() {
     if (!tree || !tree.value[zoom] || !rects.length) { draw(); return; }
     const v = view();
-    if (v.least !== least) { draw(); return; }
+    if (v.least !== least) { draw(v); return; }
     const fresh = [];
     for (const n of v.visible) {
       const d = drawnAs.get(n);
       if (!d) { fresh.push(n); continue; }
       const x = (tree.start[n] - v.x0) * v.scale, w = tree.value[n] * v.scale;
-      if (Math.abs(x - d[0]) > 1e-6 || Math.abs(w - d[1]) > 1e-6 || d[2] !== rowOf(n) * ROW) { draw(); return; }
+      if (Math.abs(x - d[0]) > 1e-6 || Math.abs(w - d[1]) > 1e-6 || d[2] !== rowOf(n) * ROW) { draw(v); return; }
     }
-    if (drawnAs.size + fresh.length - (opts.ancestors ? tree.depth[zoom] : 0) !== v.visible.length) { draw(); return; }
+    if (drawnAs.size + fresh.length - (opts.ancestors ? tree.depth[zoom] : 0) !== v.visible.length) { draw(v); return; }
     // a canvas of another size starts empty (copying the frames over costs about as
     // much as drawing them)
-    if (Math.round(v.H * v.dpr) !== canvas.height || Math.round(v.W * v.dpr) !== canvas.width) { draw(); return; }
+    if (Math.round(v.H * v.dpr) !== canvas.height || Math.round(v.W * v.dpr) !== canvas.width) { draw(v); return; }
     for (const [n, d] of drawnAs)
       if (!d[3] && d[5] !== hasMore(n, d[4], d[1])) repaint(n);
     for (const n of fresh) place(v, n);
@@ -411,7 +412,7 @@ export function createFlameGraph(box, opts) {
     setMatch(m) { if (m !== null || match !== null) { match = m; draw(); } },
     /** Whether node n is drawn highlighted. */
     isMatch(n) { return match !== null && n !== 0 && !!match(n); },
-    redraw: draw,
+    redraw() { draw(); },
     get zoom() { return zoom; },
     get cursor() { return cursor; },
     /** What is drawn: [x, y, w, node] in CSS pixels, for tests and hit checks. */
