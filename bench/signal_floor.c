@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmp_delivery.h"
+
 enum { NONE, TIMER, SIGNAL, SIGNAL_CLOCK, SIGTRAP_MODE, N_MODES };
 static const char *mode_name[N_MODES] = {"none", "timer", "signal", "signal+clock", "sigtrap"};
 
@@ -69,15 +71,7 @@ static int open_event(int mode, long period_ns)
     if (mode == NONE)
         return -1;
     struct perf_event_attr a;
-    memset(&a, 0, sizeof a);
-    a.size = sizeof a;
-    a.type = PERF_TYPE_SOFTWARE;
-    a.config = PERF_COUNT_SW_TASK_CLOCK;
-    a.sample_period = (unsigned long long)period_ns;
-    a.wakeup_events = 1;
-    a.disabled = 1;
-    a.exclude_kernel = 1;
-    a.exclude_hv = 1;
+    vmp_delivery_source_attr(&a, period_ns); /* the sampler's own event */
     if (mode == SIGTRAP_MODE) {
         a.sigtrap = 1;
         a.remove_on_exec = 1;

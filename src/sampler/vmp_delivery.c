@@ -399,6 +399,19 @@ static void source_close(vmp_delivery *d, vmp_delivery_thread *t)
     d->n_sources--;
 }
 
+void vmp_delivery_source_attr(struct perf_event_attr *a, int64_t period_ns)
+{
+    memset(a, 0, sizeof *a);
+    a->size = sizeof *a;
+    a->type = PERF_TYPE_SOFTWARE;
+    a->config = PERF_COUNT_SW_TASK_CLOCK;
+    a->sample_period = (uint64_t)period_ns;
+    a->wakeup_events = 1;
+    a->disabled = 1;
+    a->exclude_kernel = 1; /* what perf_event_paranoid 2 allows; the clock still counts it */
+    a->exclude_hv = 1;
+}
+
 /* Opens thread t's source: its task clock, signalling it every period of
  * its CPU time.  0, or -1 with errno. */
 static int source_open(vmp_delivery *d, vmp_delivery_thread *t)
@@ -412,15 +425,7 @@ static int source_open(vmp_delivery *d, vmp_delivery_thread *t)
         return -1;
     }
     struct perf_event_attr a;
-    memset(&a, 0, sizeof a);
-    a.size = sizeof a;
-    a.type = PERF_TYPE_SOFTWARE;
-    a.config = PERF_COUNT_SW_TASK_CLOCK;
-    a.sample_period = (uint64_t)d->period_ns;
-    a.wakeup_events = 1;
-    a.disabled = 1;
-    a.exclude_kernel = 1; /* what perf_event_paranoid 2 allows; the clock still counts it */
-    a.exclude_hv = 1;
+    vmp_delivery_source_attr(&a, d->period_ns);
     int fd = (int)syscall(SYS_perf_event_open, &a, t->tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
     if (fd < 0)
         return -1;

@@ -257,6 +257,13 @@ typedef struct vmp_delivery {
     int was_paused;
 } vmp_delivery;
 
+/* The attributes of a thread's source (its CPU-time event): the task
+ * clock, overflowing every period_ns of the thread's CPU time, disabled
+ * until enabled.  bench/signal_floor.c measures what the kernel costs per
+ * overflow of this very event. */
+struct perf_event_attr;
+void vmp_delivery_source_attr(struct perf_event_attr *a, int64_t period_ns);
+
 /* Takes the CPU-time baseline of the threads already there (so CPU burned
  * from now on is sampled even if the sending thread is slow to get its first
  * wake-up).  0, or -1 when out of memory (nothing to stop then). */
