@@ -303,6 +303,16 @@ VMP_TEST(cpu_clock_cuts_hardly_any_sleep_short)
     CHECK(naps_cut_with(1) <= 2); /* per-thread events */
 }
 
+/* The wall-clock schedule at 1 ms, sent by the calling thread (not signalled
+ * itself), repeats counted by count_repeat. */
+static vmp_delivery wall_schedule(void)
+{
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    return (vmp_delivery){.period_ns = 1000000, .cpu_clock = 0, .signo = SIGUSR2, .skip = {&me, NULL},
+                          .repeat = count_repeat, .task_fd = -1};
+}
+
 /* The mover: blocked in read() on one pipe, or spinning until a signal
  * samples it running (`spin_first`); then, woken, it computes for 2 ms and
  * blocks in read() on another pipe. */
@@ -371,10 +381,7 @@ static int run_mover(int spin_first, int gap_ms, int64_t *moved_at)
     while (!atomic_load(&tids[MOVER]))
         usleep(100);
     usleep(20000);
-    static _Atomic pid_t me;
-    atomic_store(&me, (pid_t)syscall(SYS_gettid));
-    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 0, .signo = SIGUSR2, .skip = {&me, NULL},
-                      .repeat = count_repeat, .task_fd = -1};
+    vmp_delivery d = wall_schedule();
     atomic_store(&mover_start_ms, mono_ms());
     atomic_store(&mover_answer_read_ms, 0);
     int rc = vmp_delivery_start(&d);
@@ -448,26 +455,41 @@ VMP_TEST(wall_clock_gives_a_late_rounds_periods_to_the_new_stack)
     CHECK(new_place >= 50);
 }
 
+/* The idle thread alone, blocked in read() on wake_pipe, with the tests'
+ * handler installed (the program's disposition kept in *old); 0, or -1. */
+static int start_idle_alone(pthread_t *th, struct sigaction *old)
+{
+    atomic_store(&tids[IDLE], 0);
+    atomic_store(&signalled[IDLE], 0);
+    atomic_store(&repeated[IDLE], 0);
+    if (pipe(wake_pipe) < 0)
+        return -1;
+    install_handler(old);
+    pthread_create(th, NULL, idle_thread, NULL);
+    while (!atomic_load(&tids[IDLE]))
+        usleep(100);
+    usleep(20000); /* blocked in read() by now */
+    return 0;
+}
+
+/* After the idle thread was woken and joined. */
+static void end_idle_alone(const struct sigaction *old)
+{
+    usleep(10000); /* a last signal in flight is handled before the handler goes */
+    sigaction(SIGUSR2, old, NULL);
+    close(wake_pipe[0]);
+    close(wake_pipe[1]);
+}
+
 /* An idle thread that ends: the repeats counted for it while it waited are
  * written, though no visit came before it ended (before this was mended
  * they were dropped with it: 1 sample where 150 were due). */
 VMP_TEST(wall_clock_writes_the_repeats_of_a_thread_that_ended)
 {
-    atomic_store(&tids[IDLE], 0);
-    atomic_store(&signalled[IDLE], 0);
-    atomic_store(&repeated[IDLE], 0);
-    REQUIRE(pipe(wake_pipe) == 0);
     struct sigaction old;
-    install_handler(&old);
     pthread_t th;
-    pthread_create(&th, NULL, idle_thread, NULL);
-    while (!atomic_load(&tids[IDLE]))
-        usleep(100);
-    usleep(20000);
-    static _Atomic pid_t me;
-    atomic_store(&me, (pid_t)syscall(SYS_gettid));
-    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 0, .signo = SIGUSR2, .skip = {&me, NULL},
-                      .repeat = count_repeat, .task_fd = -1};
+    REQUIRE(start_idle_alone(&th, &old) == 0);
+    vmp_delivery d = wall_schedule();
     int64_t ended_at = 0;
     if (vmp_delivery_start(&d) == 0) {
         int64_t t0 = mono_ms();
@@ -483,10 +505,7 @@ VMP_TEST(wall_clock_writes_the_repeats_of_a_thread_that_ended)
         CHECK(write(wake_pipe[1], "x", 1) == 1);
         pthread_join(th, NULL);
     }
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
-    close(wake_pipe[0]);
-    close(wake_pipe[1]);
+    end_idle_alone(&old);
     long got = atomic_load(&signalled[IDLE]) + atomic_load(&repeated[IDLE]);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    ended at %lld ms: %ld samples, %ld scans %ld polls\n", (long long)ended_at, got, (long)atomic_load(&d.scans), (long)atomic_load(&d.polls));
@@ -500,21 +519,10 @@ VMP_TEST(wall_clock_writes_the_repeats_of_a_thread_that_ended)
  * (20 ms of periods) applied to its repeats too: 40 samples were lost. */
 VMP_TEST(wall_clock_a_late_round_repeats_every_period_of_an_idle_thread)
 {
-    atomic_store(&tids[IDLE], 0);
-    atomic_store(&signalled[IDLE], 0);
-    atomic_store(&repeated[IDLE], 0);
-    REQUIRE(pipe(wake_pipe) == 0);
     struct sigaction old;
-    install_handler(&old);
     pthread_t th;
-    pthread_create(&th, NULL, idle_thread, NULL);
-    while (!atomic_load(&tids[IDLE]))
-        usleep(100);
-    usleep(20000);
-    static _Atomic pid_t me;
-    atomic_store(&me, (pid_t)syscall(SYS_gettid));
-    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 0, .signo = SIGUSR2, .skip = {&me, NULL},
-                      .repeat = count_repeat, .task_fd = -1};
+    REQUIRE(start_idle_alone(&th, &old) == 0);
+    vmp_delivery d = wall_schedule();
     int64_t t0 = mono_ms(), elapsed = 0;
     if (vmp_delivery_start(&d) == 0) {
         vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* its first sample */
@@ -530,10 +538,7 @@ VMP_TEST(wall_clock_a_late_round_repeats_every_period_of_an_idle_thread)
     }
     CHECK(write(wake_pipe[1], "x", 1) == 1);
     pthread_join(th, NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
-    close(wake_pipe[0]);
-    close(wake_pipe[1]);
+    end_idle_alone(&old);
     long got = atomic_load(&signalled[IDLE]) + atomic_load(&repeated[IDLE]);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    %lld ms: %ld samples (%ld signals)\n", (long long)elapsed, got, atomic_load(&signalled[IDLE]));
