@@ -197,9 +197,12 @@ VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
     long busy_sig = atomic_load(&signalled[BUSY]), busy_rep = atomic_load(&repeated[BUSY]);
     /* ~300 samples owed to each.  The idle one: its first sample found it
      * inside read(), where it stays: every later one is a repeat (before, a
-     * real one came every 50 ms as well: 6 or more signals). */
+     * real one came every 50 ms as well: 6 or more signals).  A loaded
+     * machine that keeps it from a CPU between our handler and its read()
+     * makes it look idle, then run: one more (seen once under ASan at load
+     * 14). */
     CHECK(idle_sig >= 1);
-    CHECK(idle_sig <= 2);
+    CHECK(idle_sig <= 3);
     CHECK(idle_rep + idle_sig >= 150);
     /* The busy one runs between nearly every two rounds: signalled, far
      * more often than the idle one.  A loaded machine leaves it waiting for
