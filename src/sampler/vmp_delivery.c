@@ -754,6 +754,23 @@ static void note_not_python(vmp_delivery *d, vmp_delivery_thread *t, int64_t now
     t->probe_cpu = (t->last_cpu > 0 ? t->last_cpu : 0) + t->probe_gap;
 }
 
+/* Reads /proc/self/task/<tid>/<name> into buf (NUL-terminated); the bytes
+ * read, or -1.  (A thread of our own process: no privilege needed.) */
+static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    return n;
+}
+
 /* Whether thread t runs or waits for a CPU (a signal then interrupts no
  * sleep): its clock moved since this round read it (microseconds ago; a
  * running thread's clock reads to the nanosecond), or else its state in
@@ -763,16 +780,9 @@ static int on_cpu(vmp_delivery_thread *t)
     int64_t cpu = thread_cpu_ns(t->tid);
     if (cpu < 0 || cpu != t->last_cpu)
         return 1;
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)t->tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    char buf[512];
+    if (read_task_file(t->tid, "stat", buf, sizeof buf) < 0)
         return 1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 1;
-    buf[n] = 0;
     const char *end = strrchr(buf, ')'); /* after the name, which may hold anything */
     return !end || end[1] != ' ' || end[2] == 'R';
 }
@@ -781,22 +791,12 @@ static int on_cpu(vmp_delivery_thread *t)
  * handled signal ends (they are never restarted, and Python's
  * signal.pause() returns then): a sample would end the wait.  Read only
  * when its clock stood still since this round read it, so a running thread
- * costs one clock reading; /proc/<tid>/syscall of a thread of our own
- * process needs no privilege. */
+ * costs one clock reading. */
 static int waits_for_a_signal(vmp_delivery_thread *t)
 {
-    if (thread_cpu_ns(t->tid) != t->last_cpu)
+    char buf[64];
+    if (thread_cpu_ns(t->tid) != t->last_cpu || read_task_file(t->tid, "syscall", buf, sizeof buf) < 0)
         return 0;
-    char path[64], buf[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     long nr = strtol(buf, NULL, 10); /* "running" (no number) reads as 0: read() */
 #if defined(SYS_pause)
     if (nr == SYS_pause)
