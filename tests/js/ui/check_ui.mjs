@@ -196,13 +196,16 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   const hot = (await api(`runs/${run.id}/functions?sort=self&limit=200`)).functions.find((f) => f.kind === "python");
   const term = hot.name.replace(/[^A-Za-z0-9_]/g, "");
   /** Types a search; the server's answer to it (param q or re) and what the page shows. */
+  // It waits for the page to show this answer's count: the text of the search before
+  // stays until the new answer arrives, so waiting for any "%" could read the old one.
   const search = async (text, param) => {
-    await page.fill("#search", text);
-    await page.waitForFunction(() => document.querySelector("#match").dataset.matched !== undefined &&
-                                     document.querySelector("#match").textContent.includes("%"));
     const a = await api(`runs/${run.id}/functions?${param}=${encodeURIComponent(text)}&limit=1`);
-    const shown = await page.locator("#match").textContent(), pct = a.matched / a.total * 100;
-    return { a, shown, same: shown.includes(pct.toFixed(pct >= 10 ? 1 : 2) + "%") };
+    const pct = a.matched / a.total * 100, want = pct.toFixed(pct >= 10 ? 1 : 2) + "%";
+    await page.fill("#search", text);
+    const same = await page.waitForFunction((m) => document.querySelector("#match").dataset.matched === String(m),
+                                            a.matched, { timeout: 10000 }).then(() => true, () => false);
+    const shown = await page.locator("#match").textContent();
+    return { a, shown, same: same && shown.includes(want) };
   };
   const { a: fq, shown, same } = await search(term, "q");
   check(fq.matched > 0 && same, "search reports the API's share", { shown, fq: [fq.matched, fq.total] });
@@ -233,10 +236,9 @@ async function shot(name) { if (shots) await page.screenshot({ path: `${shots}/$
   report.errors.push(...logged.filter((e) => !/status of 400/.test(e)));
   check(logged.length === 1, "the bad regex is the one request that failed", logged);
   // POSIX classes, which the browser's RegExp does not know, are the server's to match
-  await page.fill("#search", "[[:alpha:]]*" + term.slice(1));
-  await page.waitForFunction(() => /%/.test(document.querySelector("#match").textContent));
-  const posix = Number(await page.evaluate(() => document.querySelector("#match").dataset.matched));
-  check(posix >= fq.matched, "a POSIX class search matches on the server", [posix, fq.matched]);
+  const { a: fposix, shown: posixShown, same: posixSame } = await search("[[:alpha:]]*" + term.slice(1), "re");
+  check(fposix.matched >= fq.matched && posixSame, "a POSIX class search matches on the server",
+        { posixShown, posix: fposix.matched, fq: fq.matched });
   await page.fill("#search", "");
 
   // ---- functions table, sandwich
