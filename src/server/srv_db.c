@@ -29,6 +29,34 @@ struct srv_db {
     srv_dbconn *free_list;
 };
 
+int64_t srv_cell_int(const srv_cell *c)
+{
+    switch (c->kind) {
+    case SRV_CELL_INT:
+        return c->i;
+    case SRV_CELL_REAL:
+        return (int64_t)c->d;
+    case SRV_CELL_TEXT:
+        return strtoll(c->s, NULL, 10);
+    default:
+        return 0;
+    }
+}
+
+double srv_cell_real(const srv_cell *c)
+{
+    switch (c->kind) {
+    case SRV_CELL_INT:
+        return (double)c->i;
+    case SRV_CELL_REAL:
+        return c->d;
+    case SRV_CELL_TEXT:
+        return strtod(c->s, NULL);
+    default:
+        return 0;
+    }
+}
+
 srv_db *srv_db_open(const srv_db_engine *engine, const char *target, int size,
                     char *errbuf, size_t errlen)
 {

@@ -1,7 +1,7 @@
 /*
  * srv_db_pg.c - the PostgreSQL engine of srv_db.h (libpq), for several server
  * processes sharing one database.  Parameters travel separately from the
- * statement (PQexecParams), as text; results come back as text.  A
+ * statement (PQexecParams), as text; results come back as text cells.  A
  * connection found broken is reset once before the statement is retried.
  */
 #include "srv_db.h"
@@ -80,10 +80,12 @@ static int pg_exec(void *conn, const char *sql, const srv_param *params, int npa
         if (ncols > MAX_COLS)
             ncols = MAX_COLS;
         for (int i = 0; i < nrows; i++) {
-            const char *vals[MAX_COLS];
+            srv_cell cells[MAX_COLS];
             for (int j = 0; j < ncols; j++)
-                vals[j] = PQgetisnull(r, i, j) ? NULL : PQgetvalue(r, i, j);
-            if (row(ctx, ncols, vals))
+                cells[j] = PQgetisnull(r, i, j)
+                               ? (srv_cell){SRV_CELL_NULL, 0, 0, NULL}
+                               : (srv_cell){SRV_CELL_TEXT, 0, 0, PQgetvalue(r, i, j)};
+            if (row(ctx, ncols, cells))
                 break;
         }
     }

@@ -123,10 +123,26 @@ static int sqlite_exec(void *conn, const char *sql, const srv_param *params, int
         int n = sqlite3_column_count(stmt);
         if (n > MAX_COLS)
             n = MAX_COLS;
-        const char *vals[MAX_COLS];
-        for (int i = 0; i < n; i++)
-            vals[i] = (const char *)sqlite3_column_text(stmt, i);
-        stopped = row(ctx, n, vals);
+        srv_cell cells[MAX_COLS];
+        for (int i = 0; i < n; i++) {
+            srv_cell *cell = &cells[i];
+            switch (sqlite3_column_type(stmt, i)) {
+            case SQLITE_INTEGER:
+                *cell = (srv_cell){SRV_CELL_INT, sqlite3_column_int64(stmt, i), 0, NULL};
+                break;
+            case SQLITE_FLOAT:
+                *cell = (srv_cell){SRV_CELL_REAL, 0, sqlite3_column_double(stmt, i), NULL};
+                break;
+            case SQLITE_NULL:
+                *cell = (srv_cell){SRV_CELL_NULL, 0, 0, NULL};
+                break;
+            default: {
+                const char *text = (const char *)sqlite3_column_text(stmt, i);
+                *cell = (srv_cell){text ? SRV_CELL_TEXT : SRV_CELL_NULL, 0, 0, text};
+            }
+            }
+        }
+        stopped = row(ctx, n, cells);
     }
     int ok = rc == SQLITE_DONE;
     if (!ok)

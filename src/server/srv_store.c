@@ -144,7 +144,7 @@ static int exec(srv_store *s, const char *sql, const srv_param *p, int n, srv_ro
     return 0;
 }
 
-static int one_row(void *ctx, int ncols, const char *const *v)
+static int one_row(void *ctx, int ncols, const srv_cell *v)
 {
     (void)ncols, (void)v;
     *(int *)ctx = 1;
@@ -289,57 +289,71 @@ void srv_run_clear(srv_run *run)
     " r.start_time, r.raw_size, r.complete, r.seq"
 #define RUN_NCOLS 20
 
-static long long num(const char *v)
+static long long num(const srv_cell *v)
 {
-    return v ? strtoll(v, NULL, 10) : 0;
+    return srv_cell_int(v);
 }
 
-static char *dup_or_null(const char *v)
+static char *dup_or_null(const srv_cell *v)
 {
-    return v ? strdup(v) : NULL;
+    const char *t = srv_cell_text(v);
+    return t ? strdup(t) : NULL;
 }
 
-static void copy_text(char *dst, size_t size, const char *v)
+/* The text of v cut to fit size ("" for NULL); a loop, not snprintf, as a
+ * page of runs copies a hundred of them. */
+static void copy_text(char *dst, size_t size, const srv_cell *v)
 {
-    snprintf(dst, size, "%s", v ? v : "");
+    const char *t = srv_cell_text(v);
+    size_t n = t ? strnlen(t, size - 1) : 0;
+    memcpy(dst, t ? t : "", n);
+    dst[n] = 0;
 }
 
-static void run_from_row(srv_run *r, const char *const *v)
+/* with_filename: the listing leaves the upload's filename label out (no
+ * page shows it). */
+static void run_from_row(srv_run *r, const srv_cell *v, int with_filename)
 {
     memset(r, 0, sizeof *r);
-    copy_text(r->id, sizeof r->id, v[0]);
-    r->owner_id = num(v[1]);
-    copy_text(r->owner, sizeof r->owner, v[2]);
-    r->argv = strdup(v[3] ? v[3] : "");
-    copy_text(r->vm, sizeof r->vm, v[4]);
-    r->name = dup_or_null(v[5]);
-    r->filename = dup_or_null(v[6]);
-    r->created_ms = num(v[7]);
-    r->state = (srv_run_state)num(v[8]);
-    r->has_jitlog = (int)num(v[9]);
-    r->facts.samples = (uint64_t)num(v[10]);
-    r->facts.duration = v[11] ? strtod(v[11], NULL) : 0;
-    r->facts.period_usec = (uint64_t)num(v[12]);
-    r->facts.threads = (uint32_t)num(v[13]);
-    r->facts.mode = (unsigned)num(v[14]);
-    copy_text(r->facts.interp, sizeof r->facts.interp, v[15]);
-    r->facts.start = v[16] ? strtod(v[16], NULL) : 0;
-    r->facts.raw_size = (uint64_t)num(v[17]);
-    r->facts.complete = (int)num(v[18]);
-    r->seq = num(v[19]);
+    copy_text(r->id, sizeof r->id, &v[0]);
+    r->owner_id = num(&v[1]);
+    copy_text(r->owner, sizeof r->owner, &v[2]);
+    r->argv = strdup(srv_cell_text(&v[3]) ? srv_cell_text(&v[3]) : "");
+    copy_text(r->vm, sizeof r->vm, &v[4]);
+    r->name = dup_or_null(&v[5]);
+    r->filename = with_filename ? dup_or_null(&v[6]) : NULL;
+    r->created_ms = num(&v[7]);
+    r->state = (srv_run_state)num(&v[8]);
+    r->has_jitlog = (int)num(&v[9]);
+    r->facts.samples = (uint64_t)num(&v[10]);
+    r->facts.duration = srv_cell_real(&v[11]);
+    r->facts.period_usec = (uint64_t)num(&v[12]);
+    r->facts.threads = (uint32_t)num(&v[13]);
+    r->facts.mode = (unsigned)num(&v[14]);
+    copy_text(r->facts.interp, sizeof r->facts.interp, &v[15]);
+    r->facts.start = srv_cell_real(&v[16]);
+    r->facts.raw_size = (uint64_t)num(&v[17]);
+    r->facts.complete = (int)num(&v[18]);
+    r->seq = num(&v[19]);
 }
 
 typedef struct run_rows {
     srv_run *runs;
     size_t n, cap;
+    int listing; /* rows of the listing: no filename */
+    int beyond;  /* a row came beyond cap (the listing asks one more than a page) */
 } run_rows;
 
-static int collect_run(void *ctx, int ncols, const char *const *v)
+static int collect_run(void *ctx, int ncols, const srv_cell *v)
 {
     run_rows *rows = ctx;
-    if (ncols < RUN_NCOLS || rows->n == rows->cap)
+    if (ncols < RUN_NCOLS)
         return 1;
-    run_from_row(&rows->runs[rows->n++], v);
+    if (rows->n == rows->cap) {
+        rows->beyond = 1;
+        return 1;
+    }
+    run_from_row(&rows->runs[rows->n++], v, !rows->listing);
     return 0;
 }
 
@@ -357,7 +371,7 @@ int srv_store_run_create(srv_store *s, const char *id, int64_t owner_id, const c
 
 int srv_store_run_get(srv_store *s, const char *id, srv_run *run, srv_err *err)
 {
-    run_rows rows = {run, 0, 1};
+    run_rows rows = {run, 0, 1, 0, 0};
     srv_param p[] = {SRV_P_TEXT(id)};
     if (exec(s,
              "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
@@ -545,15 +559,13 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
     int indexed = utf8_chars(q) >= 3;
     const char *sql = !indexed ? list_scan : s->sqlite ? list_search_sqlite : list_search_pg;
     char *pattern = indexed && s->sqlite ? fts_phrase(q) : like_pattern(q);
-    /* One row more than a page says whether a next page exists. */
-    srv_run *buf = calloc((size_t)size + 1, sizeof *buf);
-    if (!pattern || !buf) {
-        free(pattern);
-        free(buf);
+    if (!pattern) {
         set_err(err, "cannot list the runs", "out of memory");
         return -1;
     }
-    run_rows rows = {buf, 0, (size_t)size + 1};
+    /* One row more than a page is asked: that it comes says a next page
+     * exists (collect_run notes it without keeping it). */
+    run_rows rows = {runs, 0, (size_t)size, 1, 0};
     srv_param p[] = {
         SRV_P_INT(SRV_RUN_FROZEN),
         SRV_P_INT(query->before > 0 ? query->before : INT64_MAX),
@@ -579,10 +591,10 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
                       "cannot list the runs");
         }
         free(like);
-        done = rc < 0 || rows.n == rows.cap;
+        done = rc < 0 || rows.beyond;
         /* Not a full page among them: the index finds the page. */
         for (size_t i = 0; !done && i < rows.n; i++)
-            srv_run_clear(&buf[i]);
+            srv_run_clear(&runs[i]);
         if (!done)
             rows.n = 0;
     }
@@ -591,16 +603,11 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
     free(pattern);
     if (rc < 0) {
         for (size_t i = 0; i < rows.n; i++)
-            srv_run_clear(&buf[i]);
-        free(buf);
+            srv_run_clear(&runs[i]);
         return -1;
     }
-    *more = rows.n > (size_t)size;
-    if (*more)
-        srv_run_clear(&buf[--rows.n]);
-    memcpy(runs, buf, rows.n * sizeof *buf);
+    *more = rows.beyond;
     *n = rows.n;
-    free(buf);
     return 0;
 }
 
@@ -609,10 +616,11 @@ typedef struct vm_rows {
     void *ctx;
 } vm_rows;
 
-static int collect_vm(void *ctx, int ncols, const char *const *v)
+static int collect_vm(void *ctx, int ncols, const srv_cell *v)
 {
     vm_rows *r = ctx;
-    return ncols < 2 ? 1 : r->each(r->ctx, v[0] ? v[0] : "", num(v[1]));
+    const char *vm = ncols < 2 ? NULL : srv_cell_text(&v[0]);
+    return ncols < 2 ? 1 : r->each(r->ctx, vm ? vm : "", num(&v[1]));
 }
 
 int srv_store_vm_list(srv_store *s, int (*each)(void *ctx, const char *vm, int64_t runs),
@@ -629,10 +637,10 @@ typedef struct id_list {
     size_t n, cap;
 } id_list;
 
-static int collect_id(void *ctx, int ncols, const char *const *v)
+static int collect_id(void *ctx, int ncols, const srv_cell *v)
 {
     id_list *l = ctx;
-    if (ncols < 1 || !v[0])
+    if (ncols < 1 || !srv_cell_text(&v[0]))
         return 0;
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
@@ -642,7 +650,7 @@ static int collect_id(void *ctx, int ncols, const char *const *v)
         l->ids = ids;
         l->cap = cap;
     }
-    copy_text(l->ids[l->n++], sizeof *l->ids, v[0]);
+    copy_text(l->ids[l->n++], sizeof *l->ids, &v[0]);
     return 0;
 }
 
@@ -685,18 +693,18 @@ typedef struct user_row {
 } user_row;
 
 /* Rows of (id, name, admin[, password_hash or csrf]). */
-static int collect_user(void *ctx, int ncols, const char *const *v)
+static int collect_user(void *ctx, int ncols, const srv_cell *v)
 {
     user_row *r = ctx;
     if (ncols < 3)
         return 1;
-    r->user->id = num(v[0]);
-    copy_text(r->user->name, sizeof r->user->name, v[1]);
-    r->user->admin = (int)num(v[2]);
+    r->user->id = num(&v[0]);
+    copy_text(r->user->name, sizeof r->user->name, &v[1]);
+    r->user->admin = (int)num(&v[2]);
     if (ncols > 3 && r->password_hash)
-        copy_text(r->password_hash, r->hash_size, v[3]);
+        copy_text(r->password_hash, r->hash_size, &v[3]);
     if (ncols > 3 && r->csrf)
-        copy_text(r->csrf, r->csrf_size, v[3]);
+        copy_text(r->csrf, r->csrf_size, &v[3]);
     r->found = 1;
     return 1;
 }
