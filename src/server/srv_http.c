@@ -582,18 +582,11 @@ size_t srv_client_address(srv_request *req, unsigned char out[16])
     return len;
 }
 
-static int64_t monotonic_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec;
-}
-
 int srv_guess_refused(srv_request *req)
 {
     unsigned char address[16];
     size_t len = srv_client_address(req, address);
-    unsigned wait = srv_throttle_wait(req->server->guesses, address, len, monotonic_seconds());
+    unsigned wait = srv_throttle_wait(req->server->guesses, address, len, now_ms());
     if (!wait)
         return 0;
     srv_reply_error(req, 429, "too many failed logins or wrong API tokens from your address: "
@@ -609,7 +602,7 @@ void srv_guess_failed(srv_request *req)
 {
     unsigned char address[16];
     size_t len = srv_client_address(req, address);
-    srv_throttle_failed(req->server->guesses, address, len, monotonic_seconds());
+    srv_throttle_failed(req->server->guesses, address, len, now_ms());
 }
 
 void srv_guess_passed(srv_request *req)

@@ -346,7 +346,7 @@ static int serve(const options *o)
     s->cache = srv_cache_new(o->limits.cache_bytes, o->data);
     /* Kept answers are small beside the profiles: an eighth of the budget. */
     s->memo = srv_memo_new(o->limits.cache_bytes / 8);
-    s->guesses = srv_throttle_new();
+    s->guesses = srv_throttle_new(store);
     /* Decoded jit logs (their input bytes plus the ops) get half as much. */
     s->jitlogs = srv_jitlogs_new(o->limits.cache_bytes / 2, o->data);
     if (!s->cache || !s->memo || !s->guesses || !s->jitlogs)

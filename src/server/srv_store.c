@@ -76,6 +76,10 @@ static const char *const schema_common[] = {
     /* The VMs of the runs (GET /api/vms) from this index alone. */
     "CREATE INDEX IF NOT EXISTS runs_by_vm ON runs (state, vm)",
     "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_id)",
+    /* Failed logins and wrong tokens per client address (srv_throttle.h). */
+    "CREATE TABLE IF NOT EXISTS guesses (address TEXT NOT NULL, at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS guesses_by_address ON guesses (address, at)",
+    "CREATE INDEX IF NOT EXISTS guesses_by_time ON guesses (at)",
     NULL,
 };
 
@@ -821,4 +825,58 @@ int srv_store_session_delete(srv_store *s, const char *session_hash, srv_err *er
     srv_param p[] = {SRV_P_TEXT(session_hash)};
     return exec(s, "DELETE FROM sessions WHERE hash = $1", p, 1, NULL, NULL, NULL, err,
                 "cannot close the session");
+}
+
+/* ---- failed guesses ------------------------------------------------------ */
+
+typedef struct guess_rows {
+    int64_t *at;
+    size_t n, max;
+} guess_rows;
+
+static int collect_guess(void *ctx, int ncols, const srv_cell *v)
+{
+    guess_rows *r = ctx;
+    if (ncols < 1 || r->n == r->max)
+        return 1;
+    r->at[r->n++] = num(&v[0]);
+    return 0;
+}
+
+int srv_store_guess_times(srv_store *s, const char *address, int64_t since_ms, int64_t *at,
+                          size_t max, size_t *n, srv_err *err)
+{
+    guess_rows r = {at, 0, max};
+    srv_param p[] = {SRV_P_TEXT(address), SRV_P_INT(since_ms), SRV_P_INT((int64_t)max)};
+    int rc = exec(s,
+                  "SELECT at FROM guesses WHERE address = $1 AND at > $2"
+                  " ORDER BY at DESC LIMIT $3",
+                  p, 3, collect_guess, &r, NULL, err, "cannot read the failed guesses");
+    *n = r.n;
+    return rc;
+}
+
+int srv_store_guess_add(srv_store *s, const char *address, int64_t now_ms,
+                        int64_t forget_before_ms, int64_t keep, srv_err *err)
+{
+    srv_param add[] = {SRV_P_TEXT(address), SRV_P_INT(now_ms)};
+    srv_param old[] = {SRV_P_INT(forget_before_ms)};
+    srv_param over[] = {SRV_P_INT(keep)};
+    if (exec(s, "INSERT INTO guesses (address, at) VALUES ($1, $2)", add, 2, NULL, NULL, NULL,
+             err, "cannot count the failed guess") < 0 ||
+        exec(s, "DELETE FROM guesses WHERE at < $1", old, 1, NULL, NULL, NULL, err,
+             "cannot forget old failed guesses") < 0)
+        return -1;
+    /* The bound: what is older than the keep-th newest goes. */
+    return exec(s,
+                "DELETE FROM guesses WHERE at < (SELECT at FROM guesses"
+                " ORDER BY at DESC LIMIT 1 OFFSET $1)",
+                over, 1, NULL, NULL, NULL, err, "cannot forget old failed guesses");
+}
+
+int srv_store_guess_clear(srv_store *s, const char *address, srv_err *err)
+{
+    srv_param p[] = {SRV_P_TEXT(address)};
+    return exec(s, "DELETE FROM guesses WHERE address = $1", p, 1, NULL, NULL, NULL, err,
+                "cannot forget the failed guesses");
 }

@@ -157,4 +157,18 @@ int srv_store_session_get(srv_store *s, const char *session_hash, int64_t now_ms
                           srv_user *out, char *csrf, size_t csrf_size, srv_err *err);
 int srv_store_session_delete(srv_store *s, const char *session_hash, srv_err *err);
 
+/* ---- failed guesses (the counts of srv_throttle.h), shared by every server
+ * on the database; an address is text, times are ms of the wall clock ---- */
+
+/* The times of address's failures after since_ms, newest first, at most max
+ * of them, into at[0..*n). */
+int srv_store_guess_times(srv_store *s, const char *address, int64_t since_ms, int64_t *at,
+                          size_t max, size_t *n, srv_err *err);
+/* A failure of address at now_ms; the failures before forget_before_ms, and
+ * all but the newest keep of them, are removed. */
+int srv_store_guess_add(srv_store *s, const char *address, int64_t now_ms,
+                        int64_t forget_before_ms, int64_t keep, srv_err *err);
+/* Forgets address's failures. */
+int srv_store_guess_clear(srv_store *s, const char *address, srv_err *err);
+
 #endif /* SRV_STORE_H */

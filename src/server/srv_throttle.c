@@ -1,129 +1,78 @@
 /*
- * srv_throttle.c - failed guesses per address (see srv_throttle.h).  Failures
- * are rare, so the table is searched from end to end under one lock: a few
- * microseconds, and no structure to get wrong.  Every request that carries
- * an API token asks it, so an empty table (the usual case) answers at once.
+ * srv_throttle.c - failed guesses per address, kept in the database (see
+ * srv_throttle.h).  An address is stored as the hex of its bytes.  Each
+ * request that carries an API token asks once: one indexed lookup of at most
+ * SRV_THROTTLE_FAILURES rows.
  */
 #include "srv_throttle.h"
 
-#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define ADDRESS_MAX 16
 
-typedef struct slot {
-    unsigned char address[ADDRESS_MAX];
-    unsigned char len;     /* 0: a free slot */
-    unsigned next;         /* where the next failure goes in failed_at */
-    unsigned count;        /* failures remembered, at most SRV_THROTTLE_FAILURES */
-    int64_t failed_at[SRV_THROTTLE_FAILURES];
-    int64_t last;
-} slot;
-
 struct srv_throttle {
-    pthread_mutex_t lock;
-    size_t used; /* slots not free */
-    slot slots[SRV_THROTTLE_SLOTS];
+    srv_store *store;
 };
 
-srv_throttle *srv_throttle_new(void)
+srv_throttle *srv_throttle_new(srv_store *store)
 {
     srv_throttle *t = calloc(1, sizeof *t);
     if (t)
-        pthread_mutex_init(&t->lock, NULL);
+        t->store = store;
     return t;
 }
 
 void srv_throttle_free(srv_throttle *t)
 {
-    if (!t)
-        return;
-    pthread_mutex_destroy(&t->lock);
     free(t);
 }
 
-static size_t key_len(size_t len)
+/* The address as text: 0 when there is none to count. */
+static int address_text(const void *address, size_t len, char out[2 * ADDRESS_MAX + 1])
 {
-    return len > ADDRESS_MAX ? ADDRESS_MAX : len;
+    if (len > ADDRESS_MAX)
+        len = ADDRESS_MAX;
+    for (size_t i = 0; i < len; i++)
+        snprintf(out + 2 * i, 3, "%02x", ((const unsigned char *)address)[i]);
+    out[2 * len] = 0;
+    return len > 0;
 }
 
-static slot *find(srv_throttle *t, const void *address, size_t len)
+unsigned srv_throttle_wait(srv_throttle *t, const void *address, size_t len, int64_t now_ms)
 {
-    len = key_len(len);
-    if (!t->used)
-        return NULL;
-    for (size_t i = 0; i < SRV_THROTTLE_SLOTS; i++) {
-        slot *s = &t->slots[i];
-        if (s->len == len && len && memcmp(s->address, address, len) == 0)
-            return s;
-    }
-    return NULL;
-}
-
-/* The oldest failure among the last SRV_THROTTLE_FAILURES, when there are
- * that many. */
-static unsigned wait_of(const slot *s, int64_t now)
-{
-    if (s->count < SRV_THROTTLE_FAILURES)
+    char key[2 * ADDRESS_MAX + 1];
+    if (!address_text(address, len, key))
         return 0;
-    int64_t oldest = s->failed_at[s->next % SRV_THROTTLE_FAILURES];
-    int64_t until = oldest + SRV_THROTTLE_WINDOW;
-    return until > now ? (unsigned)(until - now) : 0;
+    const int64_t window_ms = (int64_t)SRV_THROTTLE_WINDOW * 1000;
+    int64_t at[SRV_THROTTLE_FAILURES];
+    size_t n = 0;
+    srv_err err;
+    if (srv_store_guess_times(t->store, key, now_ms - window_ms, at, SRV_THROTTLE_FAILURES, &n,
+                              &err) < 0 ||
+        n < SRV_THROTTLE_FAILURES)
+        return 0;
+    /* Newest first: the last is the oldest of the counted failures.  A
+     * clock set back never makes the wait longer than the window. */
+    int64_t until = at[n - 1] + window_ms;
+    if (until - now_ms > window_ms)
+        until = now_ms + window_ms;
+    return until > now_ms ? (unsigned)((until - now_ms + 999) / 1000) : 0;
 }
 
-unsigned srv_throttle_wait(srv_throttle *t, const void *address, size_t len, int64_t now)
+void srv_throttle_failed(srv_throttle *t, const void *address, size_t len, int64_t now_ms)
 {
-    pthread_mutex_lock(&t->lock);
-    slot *s = find(t, address, len);
-    unsigned wait = s ? wait_of(s, now) : 0;
-    pthread_mutex_unlock(&t->lock);
-    return wait;
-}
-
-void srv_throttle_failed(srv_throttle *t, const void *address, size_t len, int64_t now)
-{
-    if (!len)
-        return;
-    pthread_mutex_lock(&t->lock);
-    slot *s = find(t, address, len);
-    if (!s) {
-        /* A free slot, else the one whose last failure is the oldest. */
-        s = &t->slots[0];
-        for (size_t i = 0; i < SRV_THROTTLE_SLOTS && s->len; i++)
-            if (!t->slots[i].len || t->slots[i].last < s->last)
-                s = &t->slots[i];
-        if (!s->len)
-            t->used++;
-        memset(s, 0, sizeof *s);
-        s->len = (unsigned char)key_len(len);
-        memcpy(s->address, address, s->len);
-    }
-    s->failed_at[s->next] = now;
-    s->next = (s->next + 1) % SRV_THROTTLE_FAILURES;
-    if (s->count < SRV_THROTTLE_FAILURES)
-        s->count++;
-    s->last = now;
-    pthread_mutex_unlock(&t->lock);
+    char key[2 * ADDRESS_MAX + 1];
+    srv_err err;
+    if (address_text(address, len, key))
+        srv_store_guess_add(t->store, key, now_ms, now_ms - (int64_t)SRV_THROTTLE_WINDOW * 1000,
+                            SRV_THROTTLE_KEPT, &err);
 }
 
 void srv_throttle_passed(srv_throttle *t, const void *address, size_t len)
 {
-    pthread_mutex_lock(&t->lock);
-    slot *s = find(t, address, len);
-    if (s) {
-        memset(s, 0, sizeof *s);
-        t->used--;
-    }
-    pthread_mutex_unlock(&t->lock);
-}
-
-size_t srv_throttle_count(srv_throttle *t)
-{
-    size_t n = 0;
-    pthread_mutex_lock(&t->lock);
-    for (size_t i = 0; i < SRV_THROTTLE_SLOTS; i++)
-        n += t->slots[i].len != 0;
-    pthread_mutex_unlock(&t->lock);
-    return n;
+    char key[2 * ADDRESS_MAX + 1];
+    srv_err err;
+    if (address_text(address, len, key))
+        srv_store_guess_clear(t->store, key, &err);
 }

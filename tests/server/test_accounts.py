@@ -320,6 +320,23 @@ def test_wrong_api_tokens_are_throttled_per_address(server, people, profile_byte
     assert ask(alice, "192.0.2.9")[0] == 429
 
 
+def test_failed_guesses_outlive_a_restart(start_server, tmp_path):
+    """The failures are kept in the database (where servers sharing it all
+    count them: test_postgres.py), so a restart does not forget them."""
+    server = start_server()
+    token = server.add_user("frank")
+    for _ in range(5):
+        assert server.request("GET", "/api/me", token="d" * 48,
+                              headers={"X-Forwarded-For": "192.0.2.60"})[0] == 401
+    assert server.stop()[0] == 0
+    server.start()
+    status, reply, _ = server.request("GET", "/api/me", token=token,
+                                      headers={"X-Forwarded-For": "192.0.2.60"})
+    assert status == 429, reply
+    assert server.request("GET", "/api/me", token=token,
+                          headers={"X-Forwarded-For": "192.0.2.61"})[1]["user"] == "frank"
+
+
 def test_vms(server, profile_bytes):
     assert server.get("/api/vms")[:2] == (200, {"vms": []})
     server.upload(profile_bytes, vm="PyPy")
@@ -328,3 +345,50 @@ def test_vms(server, profile_bytes):
     server.upload(profile_bytes, vm="Jython", freeze=False)  # not listed until frozen
     assert server.get("/api/vms")[1] == {"vms": [{"vm": "CPython", "runs": 2},
                                                  {"vm": "PyPy", "runs": 1}]}
+
+
+def expected_text(raw):
+    """What the API says of stored bytes: the text when it is UTF-8, else
+    each byte from 0x80 up as '?'."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(chr(b) if b < 0x80 else "?" for b in raw)
+
+
+def test_list_writes_every_text_and_number_as_json_reads_them(server, people, profile_bytes):
+    """The list's page is written as JSON text by hand (srv_json.c): quotes,
+    backslashes, control characters, UTF-8 of every length come back as they
+    were stored; text that is not UTF-8 (an overlong form, a surrogate, a
+    stray continuation byte, a byte no UTF-8 has, cut short) as '?' for its
+    bytes from 0x80 up, as GET /api/runs/ID says it; reals as reals."""
+    rid = server.upload(profile_bytes, token=people["alice"])
+    texts = [b'say "hi" \\ back\\', bytes(range(1, 32)) + b"\x7f", "caf\u00e9 \u20ac \u2028 \U0001F600".encode(),
+             b"over\xc0\xaflong", b"sur\xed\xa0\x80gate", b"stray\x80", b"no\xf5byte", b"cut\xe2\x82",
+             b"above\xf4\x90\x80\x80", b""]
+    durations = [0.0, 1e-7, 12.5, 1e20, 123456789012.5, 1 / 3]
+    db = sqlite3.connect(server.data + "/vmprof.db", timeout=30)
+    cols = [c[1] for c in db.execute("PRAGMA table_info(runs)")]
+    row = dict(zip(cols, db.execute("SELECT * FROM runs WHERE id = ?", (rid,)).fetchone()))
+    made = {}
+    for i, raw in enumerate(texts):
+        new = dict(row, id="%016x" % (0xab00 + i), seq=None, duration=durations[i % len(durations)])
+        del new["argv"], new["name"]
+        names = [c for c in cols if c in new]
+        db.execute("INSERT INTO runs (%s, argv, name) VALUES (%s, CAST(? AS TEXT), CAST(? AS TEXT))"
+                   % (", ".join(names), ", ".join("?" * len(names))),
+                   [new[c] for c in names] + [raw, raw[::-1]])
+        made[new["id"]] = (raw, new["duration"])
+    db.commit()
+    db.close()
+    listed = {r["id"]: r for r in server.get("/api/runs")[1]["runs"]}
+    for id_, (raw, duration) in made.items():
+        item = listed[id_]
+        assert item["argv"] == expected_text(raw), raw
+        assert item["name"] == expected_text(raw[::-1]), raw
+        assert item["owner"] == "alice" and item["vm"] == "CPython"
+        assert isinstance(item["duration"], float)
+        assert item["duration"] == pytest.approx(duration, rel=1e-9)
+        one = server.get("/api/runs/" + id_)[1]
+        assert {k: one[k] for k in item} == item
+    assert listed[rid]["name"] is None

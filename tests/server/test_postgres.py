@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import Server
+from conftest import SERVER_BIN, Server
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
@@ -135,3 +135,45 @@ def test_kill_9_during_uploads_on_postgres(postgres, start_server, tmp_path, pro
     assert set(frozen) <= set(listed)
     for rid in listed:
         assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+
+
+def test_guesses_through_one_server_count_at_the_other(postgres, start_server, tmp_path):
+    """Failed guesses are counted in the database: wrong tokens sent to two
+    servers sharing it add up, and both then refuse the address (429), even
+    with the right token; a successful login through one clears the address
+    at the other."""
+    data = tmp_path / "shared"
+    one = start_server("--database", postgres, data=data)
+    two = start_server("--database", postgres, data=data)
+    token = one.add_user("erin")
+    out = subprocess.run([SERVER_BIN, "--data", str(data), "--database", postgres, "user",
+                          "password", "erin"], input="correct horse\n", capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+    def ask(server, tok, address):
+        return server.request("GET", "/api/me", token=tok, headers={"X-Forwarded-For": address})
+
+    def login(server, password, address):
+        return server.request("POST", "/api/login", {"name": "erin", "password": password},
+                              headers={"X-Forwarded-For": address})[0]
+
+    wrong = "e" * 48
+    for _ in range(3):
+        assert ask(one, wrong, "192.0.2.70")[0] == 401
+    for _ in range(2):
+        assert ask(two, wrong, "192.0.2.70")[0] == 401
+    for server in (one, two):
+        status, reply, resp = ask(server, token, "192.0.2.70")
+        assert status == 429 and "wrong API tokens" in reply["error"], reply
+        assert 0 < int(resp.getheader("Retry-After")) <= 600
+        assert login(server, "correct horse", "192.0.2.70") == 429
+    assert ask(two, token, "192.0.2.71")[1]["user"] == "erin"
+    # Three failed logins at one, a good one at two: one has forgotten them
+    # (four more failures would make seven, refused from the sixth, otherwise).
+    for _ in range(3):
+        assert login(one, "wrong", "192.0.2.72") == 401
+    assert login(two, "correct horse", "192.0.2.72") == 200
+    for _ in range(4):
+        assert ask(one, wrong, "192.0.2.72")[0] == 401
+    assert ask(one, token, "192.0.2.72")[1]["user"] == "erin"
