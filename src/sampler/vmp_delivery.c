@@ -80,6 +80,9 @@ static _Atomic int64_t base_cpu[VMP_TID_SLOTS];
 static _Atomic int source_fd[VMP_TID_SLOTS];
 static _Atomic int64_t credit_period, credit_cap;
 static _Atomic int open_fds[VMP_MAX_SOURCES];
+/* The sources are descriptors of the program's table (the sending thread
+ * shares it): the handler may pause one, a fork child has copies to close. */
+static _Atomic int sources_in_program_table;
 
 static int64_t ns_of(struct timespec t)
 {
@@ -136,10 +139,12 @@ void vmp_delivery_sampled(int outcome, int in_call)
 void vmp_delivery_forget_tid(void)
 {
     tid_cache = 0;
-    /* (a fork child: the parent's sources are its copies of the fds) */
+    /* (a fork child: the parent's sources are its copies of the fds, if
+     * they were in the program's table; else the numbers are the program's) */
+    int copied = atomic_exchange(&sources_in_program_table, 0);
     for (size_t i = 0; i < VMP_MAX_SOURCES; i++) {
         int fd = atomic_exchange(&open_fds[i], 0);
-        if (fd > 0)
+        if (fd > 0 && copied)
             close(fd - 1);
     }
     for (size_t k = 0; k < VMP_TID_SLOTS; k++) {
@@ -191,7 +196,8 @@ int64_t vmp_delivery_take_owed(void)
 
 void vmp_delivery_source_answer(const siginfo_t *info, int outcome)
 {
-    if (outcome == VMP_SAMPLE_NOT_PYTHON && info && info->si_code == POLL_IN)
+    if (outcome == VMP_SAMPLE_NOT_PYTHON && info && info->si_code == POLL_IN &&
+        atomic_load_explicit(&sources_in_program_table, memory_order_relaxed))
         ioctl(info->si_fd, PERF_EVENT_IOC_DISABLE, 0); /* the sender resumes it when due */
 }
 
@@ -879,7 +885,12 @@ static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int
         t->recheck_at = 0;
         return;
     }
-    note_not_python(d, t, now); /* (its source paused itself: vmp_delivery_source_answer) */
+    /* Its source is paused until it is asked again: by the handler when
+     * the source is in the program's table (vmp_delivery_source_answer),
+     * else here. */
+    if (t->src >= 0 && !atomic_load_explicit(&sources_in_program_table, memory_order_relaxed))
+        ioctl(t->src, PERF_EVENT_IOC_DISABLE, 0);
+    note_not_python(d, t, now);
 }
 
 /* Sources mode: thread t's round (it is active).  Its source samples it;
@@ -1006,6 +1017,7 @@ int vmp_delivery_start(vmp_delivery *d)
     if (!d->cpu_clock || queued_signal(d->signo) || d->max_sources < 1)
         d->sources = 0;
     atomic_store(&credit_period, 0);
+    atomic_store(&sources_in_program_table, !d->own_table);
     d->task_fd = vmp_fd_out_of_the_way(open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     struct stat st;
     d->last_nlink = d->task_fd >= 0 && fstat(d->task_fd, &st) == 0 ? (int64_t)st.st_nlink : -1;

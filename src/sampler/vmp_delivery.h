@@ -209,6 +209,7 @@ typedef struct vmp_delivery {
     int cpu_clock;                /* 1: CPU clock, 0: wall clock */
     int signo;
     int sources;                  /* CPU clock: per-thread events if the kernel has them (cleared at start if not) */
+    int own_table;                /* the sending thread has a descriptor table of its own (vmp_fd_own_table) */
     const _Atomic pid_t *skip[2]; /* threads never signalled (the caller's own); NULL: none */
     /* Wall clock only, may be NULL: write thread tid's last sample `count`
      * times more instead of signalling it; 0 when queued. */
@@ -319,7 +320,11 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid);
 int64_t vmp_delivery_take_owed(void);
 
 /* In the signal handler, after vmp_delivery_sampled(): a thread whose
- * source fired and that has no Python thread state pauses its source. */
+ * source fired and that has no Python thread state pauses its source, when
+ * the sources are in the program's descriptor table (else the sender
+ * pauses it at its next round: the handler's thread cannot reach the
+ * sending thread's own table, and the number there may be a file of the
+ * program's). */
 void vmp_delivery_source_answer(const siginfo_t *info, int outcome);
 
 #endif

@@ -13,13 +13,45 @@
  * room there.  Call it right after opening, before the descriptor is used
  * anywhere (O_ASYNC's signals name the number set then).  Only fcntl and
  * close: fine in any thread.
+ *
+ * That leaves the moment between the open and the move: a descriptor opened
+ * even for microseconds takes the lowest free number, and a program that
+ * closes a low number and dup2()s a file onto it (CPython's
+ * test_subprocess, test_close_fds_*: its stdout onto 1) has its file
+ * replaced ours there, so our close() closes the program's file.  So the
+ * sampler thread, which opens and closes /proc files every round, has a
+ * descriptor table of its own: vmp_fd_own_table() gives the calling thread
+ * a new, empty table (close_range(0, ~0, CLOSE_RANGE_UNSHARE), Linux 5.9:
+ * the kernel copies none of the process's descriptors into it, so it never
+ * holds a reference to one of the program's files, which would keep a
+ * pipe the program closed open).  What that thread opens then never touches
+ * a number of the program's, and the program's other threads cannot see it
+ * (the handler, which runs on them, must not use those numbers: only
+ * compare them).  It cannot be undone, and a thread of its own table makes
+ * anything it opens invisible to fork children (they copy the forking
+ * thread's table).  1 when done, 0 when the kernel refused (older than 5.9,
+ * a seccomp filter): the thread shares the process's table, as before.
  */
 #ifndef VMP_FDS_H
 #define VMP_FDS_H
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+static inline int vmp_fd_own_table(void)
+{
+#ifdef SYS_close_range
+    return syscall(SYS_close_range, 0U, ~0U, CLOSE_RANGE_UNSHARE) == 0;
+#else
+    return 0;
+#endif
+}
+
+#endif
 
 #define VMP_FD_FLOOR 1000
 
@@ -39,6 +71,15 @@ static inline int vmp_fd_out_of_the_way(int fd)
         return fd;
     close(fd);
     return moved;
+}
+
+static inline int vmp_fd_own_table(void)
+{
+#ifdef SYS_close_range
+    return syscall(SYS_close_range, 0U, ~0U, CLOSE_RANGE_UNSHARE) == 0;
+#else
+    return 0;
+#endif
 }
 
 #endif

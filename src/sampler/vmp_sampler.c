@@ -99,8 +99,8 @@ static void after_fork_child(void)
     atomic_store(&vmp_run.in_handler, 0); /* handlers of threads the child does not have */
     vmp_ring_reset(1);
     vmp_writer_after_fork_child();
-    if (vmp_run.statm_fd >= 0)
-        close(vmp_run.statm_fd);
+    if (vmp_run.statm_fd >= 0 && !vmp_run.delivery.own_table)
+        close(vmp_run.statm_fd); /* (the sampler thread's own table: not copied) */
     vmp_run.statm_fd = -1;
     vmp_run.enabled = 0;
     vmp_run.disabling = 0;
@@ -118,13 +118,6 @@ static void native_abandon(void)
     if (vmp_run.native)
         vmp_native_mode_stop();
     vmp_run.native = 0;
-}
-
-static void close_statm(void)
-{
-    if (vmp_run.statm_fd >= 0)
-        close(vmp_run.statm_fd);
-    vmp_run.statm_fd = -1;
 }
 
 /* Checks what needs no undoing.  0, or -1 with the reason in err. */
@@ -231,8 +224,6 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         goto undo_native;
     }
     reset_run(cfg, signo);
-    if (cfg->memory)
-        vmp_run.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (vmp_writer_prepare() < 0) {
         fail(err, errlen, "no memory for the write buffer");
         goto undo_native;
@@ -276,7 +267,6 @@ undo_codes:
     vmp_guard_restore();
 undo_native:
     native_abandon();
-    close_statm();
     vmp_run.fd = -1;
     return -1;
 }
@@ -323,7 +313,6 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     /* No handler samples any more (active is 0 and none is inside), and the
      * writer is done: native mode's tables can go. */
     native_abandon();
-    close_statm();
     vmp_ring_give_back_pages();
     vmp_writer_release();
     vmp_run.enabled = 0;

@@ -11,9 +11,11 @@
 #define _GNU_SOURCE
 #include "vmp_timer_thread.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 
+#include "vmp_fds.h"
 #include "vmp_handler.h"
 #include "vmp_run.h"
 
@@ -37,8 +39,15 @@ static void *sampler_main(void *arg)
     (void)arg;
     atomic_store(&vmp_run.sampler_tid, vmp_gettid());
     prctl(PR_SET_TIMERSLACK, 1UL); /* wake at the deadline, not up to 50 us late */
-    if (vmp_run.memory)
+    /* This thread opens and closes /proc files every round (and a
+     * CPU-time event per running thread): in a descriptor table of its
+     * own, none of them can take, even for a moment, a number the program
+     * is about to dup2() onto (vmp_fds.h). */
+    vmp_run.delivery.own_table = vmp_fd_own_table();
+    if (vmp_run.memory) {
+        vmp_run.statm_fd = vmp_fd_out_of_the_way(open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
         read_rss();
+    }
     /* The CPU time of the threads already there counts from now, before
      * enable returns (it waits for `sampler_ready`): a CPU-time baseline taken
      * at this thread's first wake-up instead lost all the time burned before
@@ -46,8 +55,12 @@ static void *sampler_main(void *arg)
      * thread wait longer than the run (seen: 0 samples of 0.1 s of CPU). */
     int started = vmp_delivery_start(&vmp_run.delivery);
     atomic_store(&vmp_run.sampler_ready, 1); /* enable must not wait for a sampler that gave up */
-    if (started < 0)
+    if (started < 0) {
+        if (vmp_run.statm_fd >= 0)
+            close(vmp_run.statm_fd);
+        vmp_run.statm_fd = -1;
         return NULL;
+    }
     int64_t last_check = 0;
     while (!atomic_load(&vmp_run.sampler_stop)) {
         int64_t periods = vmp_delivery_wait(&vmp_run.delivery);
@@ -64,6 +77,9 @@ static void *sampler_main(void *arg)
         vmp_delivery_send(&vmp_run.delivery, periods);
     }
     vmp_delivery_stop(&vmp_run.delivery);
+    if (vmp_run.statm_fd >= 0)
+        close(vmp_run.statm_fd);
+    vmp_run.statm_fd = -1;
     return NULL;
 }
 

@@ -667,7 +667,7 @@ def test_signal_pause_is_not_woken_by_the_profiler(tmp_path, events):
         assert int(done.stdout.split("samples")[1].split()[0]) > 1000, done.stdout
 
 
-# ---- descriptors: the CPU-time events live in the program's table -------------
+# ---- descriptors: the profiler's never meet the program's -------------------
 
 @pytest.mark.parametrize("clock", ["cpu", "wall"])
 def test_the_profilers_descriptors_stay_above_the_programs(tmp_path, clock):
@@ -713,39 +713,140 @@ def test_the_profilers_descriptors_stay_above_the_programs(tmp_path, clock):
     assert taken == {}, taken
 
 
-def test_a_program_that_closes_the_profilers_descriptors_keeps_its_own_files(tmp_path):
-    # Each running thread's CPU-time event is a descriptor of the program's
-    # process.  A program that closes descriptors it does not know (a
-    # daemon's clean-up, os.closerange) closes ours too, and the numbers may
-    # then be its own files: stopping the profiler must not close those.
+CLOCKS = {"cpu-events": (False, {}), "cpu-schedule": (False, {"VMPROF_NO_PERF_EVENTS": "1"}), "wall": (True, {})}
+
+
+@pytest.mark.parametrize("clock", sorted(CLOCKS))
+def test_the_sampler_thread_opens_its_descriptors_in_a_table_of_its_own(tmp_path, clock):
+    # The sampler thread opens and closes /proc files every round (a
+    # thread's state, its blocked signals) and a CPU-time event per running
+    # thread.  In the process's table each such open took the lowest free
+    # number for a moment, which a program that closes a number and dup2()s
+    # a file onto it could have given to us (test_closes_and_dup2s_...
+    # below).  Now that thread has a table of its own: the program's table
+    # holds none of its descriptors, and its table none of the program's.
+    real_time, extra = CLOCKS[clock]
+    env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"), **extra)
+    done = run_script(tmp_path, """
+        import os, threading, vmprof
+        from sampler_util import burn_cpu
+        def table(tid):
+            fds = {}
+            for name in os.listdir("/proc/self/task/%%d/fd" %% tid):
+                try:
+                    fds[int(name)] = os.readlink("/proc/self/task/%%d/fd/%%s" %% (tid, name))
+                except OSError:
+                    pass
+            return fds
+        f = open("p.prof", "wb")
+        vmprof.enable(f.fileno(), period=0.001, real_time=%r, memory=True)
+        stop = threading.Event()
+        def spin():
+            while not stop.is_set():
+                burn_cpu(0.01)
+        t = threading.Thread(target=spin, daemon=True)
+        t.start()
+        burn_cpu(0.3)
+        program = table(threading.get_native_id())
+        # a thread shares the program's table when a file just opened is there
+        marker = os.open("marker.txt", os.O_CREAT | os.O_WRONLY)
+        others = {}
+        for name in os.listdir("/proc/self/task"):
+            try:
+                shared = os.readlink("/proc/self/task/%%s/fd/%%d" %% (name, marker)).endswith("marker.txt")
+            except OSError:
+                shared = False
+            if not shared:
+                others[int(name)] = table(int(name))
+        os.close(marker)
+        stop.set()
+        t.join()
+        vmprof.disable()
+        print("program", sorted(program.values()))
+        print("others", [sorted(fds.values()) for fds in others.values()])
+    """ % real_time, env=env)
+    assert done.returncode == 0, done.stderr
+    program = eval(done.stdout.split("program", 1)[1].split("\n")[0])
+    others = eval(done.stdout.split("others", 1)[1].split("\n")[0])
+    pid_task = [n for n in program if n.startswith("/proc/") and n.endswith("/task")]
+    assert not pid_task and "anon_inode:[perf_event]" not in program, program
+    assert not [n for n in program if n.endswith("/statm")], program
+    # one thread of another table: the sampler's, with only its own files
+    assert len(others) == 1, others
+    ours = others[0]
+    assert any(n.endswith("/task") for n in ours), ours
+    assert any(n.endswith("/statm") for n in ours), ours
+    assert not any(n.endswith("p.prof") for n in ours), ours
+    if clock == "cpu-events" and "anon_inode:[perf_event]" not in ours:
+        pytest.skip("the kernel gives this process no CPU-time events (perf_event_paranoid)")
+
+
+@pytest.mark.parametrize("clock", sorted(CLOCKS))
+def test_closes_and_dup2s_onto_a_low_number_keep_their_file(tmp_path, clock):
+    # A program thread closes a number (the lowest free one) and dup2()s its
+    # file back onto it, again and again, while the profiler runs with
+    # threads coming and going (each running one gets a CPU-time event) and
+    # a thread that naps (the per-period schedule reads its state in /proc).
+    # Before the sampler thread had a table of its own, its open could take
+    # that number between the close and the dup2; the dup2 then replaced our
+    # descriptor, and our close() closed the program's file (CPython's
+    # test_subprocess lost its stdout so once); or the dup2 failed with
+    # EBUSY (the kernel's answer while an open in another thread holds the
+    # number it is about to fill).  Seen on the build before, 2 s each:
+    # 3.13 failed 5 of 6 runs over the three clocks (lost 1-16, busy 9-45),
+    # 3.8 the per-period schedule (lost 3, busy 8).  Native frames off: the
+    # writer thread,
+    # which native mode makes open object files (once per library a run),
+    # shares the program's table still (docs/architecture.md); seen once
+    # here with them on (busy 1 in 51,000 loops, 3.8).
+    real_time, extra = CLOCKS[clock]
+    env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"), **extra)
     (tmp_path / "data.txt").write_text("hello")
     done = run_script(tmp_path, """
-        import os, vmprof
+        import os, threading, time, vmprof
         from sampler_util import burn_cpu
         f = open("p.prof", "wb")
-        vmprof.enable(f.fileno(), period=0.001)
-        burn_cpu(0.1)  # the sampler gives this thread its event
-        events = []
-        for name in os.listdir("/proc/self/fd"):
+        keep = os.open("data.txt", os.O_RDONLY)
+        inode = os.fstat(keep).st_ino
+        vmprof.enable(f.fileno(), period=0.001, real_time=%r, native=False)
+        number = os.dup(keep)  # the lowest free number: the one an open takes
+        stop = threading.Event()
+        def churn():
+            while not stop.is_set():
+                t = threading.Thread(target=burn_cpu, args=(0.003,))
+                t.start()
+                t.join()
+        def nap():
+            while not stop.is_set():
+                burn_cpu(0.0015)
+                time.sleep(0.002)
+        helpers = [threading.Thread(target=churn, daemon=True), threading.Thread(target=nap, daemon=True)]
+        for t in helpers:
+            t.start()
+        lost = busy = loops = 0
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            loops += 1
             try:
-                if os.readlink("/proc/self/fd/" + name) == "anon_inode:[perf_event]":
-                    events.append(int(name))
+                os.close(number)
             except OSError:
-                pass
-        print("events", len(events))
-        data = os.open("data.txt", os.O_RDONLY)
-        for fd in events:
-            os.close(fd)
-            os.dup2(data, fd)  # the program's file now has the event's number
-        burn_cpu(0.1)
+                lost += 1  # someone closed it since our last check
+            for _ in range(1000):
+                try:
+                    os.dup2(keep, number)
+                    break
+                except OSError:  # EBUSY: another thread's open is taking that number
+                    busy += 1
+            try:
+                if os.fstat(number).st_ino != inode:
+                    lost += 1
+            except OSError:
+                lost += 1
+        stop.set()
+        for t in helpers:
+            t.join()
         vmprof.disable()
-        for fd in events:
-            os.lseek(fd, 0, os.SEEK_SET)
-            assert os.read(fd, 5) == b"hello", fd
-        print("kept", len(events))
-    """, env=dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache")))
+        print("loops", loops, "lost", lost, "busy", busy)
+    """ % real_time, env=env)
     assert done.returncode == 0, done.stderr
-    if "events 0" in done.stdout:
-        pytest.skip("the kernel gives this process no CPU-time events (perf_event_paranoid)")
-    count = done.stdout.split("events")[1].split()[0]
-    assert "kept %s" % count in done.stdout, done.stdout
+    assert " lost 0 busy 0" in done.stdout, done.stdout
