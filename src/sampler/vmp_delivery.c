@@ -793,6 +793,26 @@ static int on_cpu(vmp_delivery_thread *t)
     return !end || end[1] != ' ' || end[2] == 'R';
 }
 
+/* Wall clock: whether thread t sleeps in pause() or sigsuspend(), which any
+ * handled signal ends (they are never restarted, and Python's
+ * signal.pause() returns then): a sample would end the wait.  Read only
+ * when its clock stood still since this round read it, so a running thread
+ * costs one clock reading; and only by a sending thread with a descriptor
+ * table of its own (vmp_fds.h), where the open cannot take a number the
+ * program is about to dup2() onto. */
+static int waits_for_a_signal(const vmp_delivery *d, vmp_delivery_thread *t)
+{
+    char buf[64];
+    if (!d->own_table || thread_cpu_ns(t->tid) != t->last_cpu || read_task_file(t->tid, "syscall", buf, sizeof buf) < 0)
+        return 0;
+    long nr = strtol(buf, NULL, 10); /* "running" (no number) reads as 0: read() */
+#if defined(SYS_pause)
+    if (nr == SYS_pause)
+        return 1;
+#endif
+    return nr == SYS_rt_sigsuspend;
+}
+
 /* Signals thread t, or repeats its sample, for what it is owed. */
 static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
@@ -848,6 +868,13 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         if (t->credit > d->max_owed * d->period_ns)
             t->credit = d->max_owed * d->period_ns;
         t->owed = 0;
+    }
+    if (t->owed > 0 && !d->cpu_clock && d->repeat && waits_for_a_signal(d, t)) {
+        /* Its stack is the one it had at its last sample, give or take what
+         * it ran between that sample and the wait (less than a period). */
+        t->lazy += t->owed; /* handed over later, in one go, as an idle thread's */
+        t->owed = 0;
+        t->idle_cpu = t->last_cpu; /* its periods while still repeat that sample too */
     }
     if (t->owed > 0) {
         t->owed--;

@@ -17,8 +17,9 @@
  * That leaves the moment between the open and the move: a descriptor opened
  * even for microseconds takes the lowest free number, and a program that
  * closes a low number and dup2()s a file onto it (CPython's
- * test_subprocess, test_close_fds_*: its stdout onto 1) has its file
- * replaced ours there, so our close() closes the program's file.  So the
+ * test_subprocess, test_close_fds_*: its stdout onto 1) may put its file
+ * in our descriptor's place (or get EBUSY while our open holds the
+ * number), and our close() then closes the program's file.  So the
  * sampler thread, which opens and closes /proc files every round, has a
  * descriptor table of its own: vmp_fd_own_table() gives the calling thread
  * a new, empty table (close_range(0, ~0, CLOSE_RANGE_UNSHARE), Linux 5.9:
