@@ -6,6 +6,7 @@ import http.client
 import json
 import sqlite3
 import subprocess
+import urllib.parse
 
 import pytest
 
@@ -392,3 +393,47 @@ def test_list_writes_every_text_and_number_as_json_reads_them(server, people, pr
         one = server.get("/api/runs/" + id_)[1]
         assert {k: one[k] for k in item} == item
     assert listed[rid]["name"] is None
+
+
+def test_search_finds_what_reading_every_run_finds(server, profile_bytes):
+    """q= of ASCII text walks the index's list of the trigram of q the fewest
+    runs hold (counts kept a while in memory), or the newest runs when most
+    hold it: every page says what reading every run finds, newest first,
+    also for a trigram first counted when no run held it."""
+    rid = server.upload(profile_bytes, argv="first")
+    db = sqlite3.connect(server.data + "/vmprof.db", timeout=30)
+    cols = [c[1] for c in db.execute("PRAGMA table_info(runs)")]
+    row = dict(zip(cols, db.execute("SELECT * FROM runs WHERE id = ?", (rid,)).fetchone()))
+
+    def add(i, argv, name=None):
+        new = dict(row, id="%016x" % (0xcd0000 + i), seq=None, argv=argv, name=name)
+        names = [c for c in cols if c in new]
+        db.execute("INSERT INTO runs (%s) VALUES (%s)" % (", ".join(names), ", ".join("?" * len(names))),
+                   [new[c] for c in names])
+        db.commit()
+    for i in range(160):
+        add(i, "bench.py --case %d" % i if i % 3 else "Tool --CASE X%dY" % i,
+            "named %d" % i if i % 7 == 0 else None)
+    runs = [(r[0], r[1], r[2]) for r in db.execute("SELECT id, argv, name FROM runs ORDER BY seq DESC")]
+
+    def expected(q):
+        q = q.lower()
+        return [i for i, argv, name in runs if q in argv.lower() or (name and q in name.lower())]
+
+    def searched(q):
+        got, page = [], "1"
+        while page:
+            reply = server.get("/api/runs?q=%s&page=%s" % (urllib.parse.quote(q), page))[1]
+            assert len(reply["runs"]) == 50 or not reply["next"]
+            got += [r["id"] for r in reply["runs"]]
+            page = reply["next"]
+        return got
+
+    for q in ["case 7", "CASE 1", "case 149", "se 1", "--case", "ool --case x1", "e X1", "named 14",
+              "ed 7", "bench", "first", "nothing here", '"q"', "1y", "0y"]:
+        assert searched(q) == expected(q), q
+    assert searched("zzq") == []
+    add(500, "tool zzq")
+    runs.insert(0, ("%016x" % (0xcd0000 + 500), "tool zzq", None))
+    assert searched("zzq") == expected("zzq") != []
+    db.close()
