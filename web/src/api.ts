@@ -14,6 +14,7 @@ export interface RunSummary {
 }
 
 export interface RunList { runs: RunSummary[]; next: string | null; }
+export interface VmList { vms: { vm: string; runs: number }[]; }
 
 export interface Thread { index?: number; id: number | string; samples: number; }
 

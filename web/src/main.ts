@@ -2,7 +2,7 @@
 // small pages (runs list, log in, token).  The run page is run.ts, the comparison
 // compare.ts.  The address holds every view's state, so each change of view is a
 // history entry (back and forward work) and a link shows what its sender saw.
-import { ApiError, RunList, RunSummary, Session, get, runDuration, send, setCsrf } from "./api";
+import { ApiError, RunList, RunSummary, VmList, Session, get, runDuration, send, setCsrf } from "./api";
 import { clear, errorBox, fmtCount, fmtMs, fmtWhen, h } from "./dom";
 import { RunPage } from "./run";
 import { ComparePage } from "./compare";
@@ -102,16 +102,21 @@ function runsPage(url: URL): Page {
   compare.addEventListener("click", () => navigate(`/compare/${picked[0]}/${picked[1]}`));
 
   async function load(): Promise<void> {
-    let data: RunList;
+    let data: RunList, known: VmList;
     try {
-      data = await get<RunList>("runs", { q: p.get("q"), vm: p.get("vm"), user: p.get("user"),
-                                          page: p.get("page") });
+      // The filter offers every interpreter of the stored runs (GET /api/vms),
+      // not only those of the page shown.
+      [data, known] = await Promise.all([
+        get<RunList>("runs", { q: p.get("q"), vm: p.get("vm"), user: p.get("user"), page: p.get("page") }),
+        get<VmList>("vms")]);
     } catch (e) { clear(list); list.append(errorBox(e)); return; }
-    const vms = new Set(data.runs.map((r) => r.vm).filter(Boolean));
-    if (p.get("vm")) vms.add(p.get("vm") as string);
+    const counts = new Map(known.vms.map((v) => [v.vm, v.runs]));
+    const chosen = p.get("vm");
+    if (chosen && !counts.has(chosen)) counts.set(chosen, 0);
     while (vm.options.length > 1) vm.remove(1);  // load() runs again after a rename or a delete
-    for (const v of [...vms].sort()) vm.append(h("option", { value: v }, v));
-    vm.value = p.get("vm") || "";
+    for (const v of [...counts.keys()].sort())
+      vm.append(h("option", { value: v }, `${v} (${counts.get(v)})`));
+    vm.value = chosen || "";
     clear(list);
     if (!data.runs.length) {
       list.append(h("p", { class: "muted" }, "No runs yet. Profile a program with ",

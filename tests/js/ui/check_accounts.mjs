@@ -35,6 +35,13 @@ page.on("dialog", (d) => d.type() === "prompt" ? d.accept("renamed by the test")
   check(cells[1].includes(newest.name || newest.argv) && cells[2] === newest.vm && cells[5] === newest.samples.toLocaleString("en-US") &&
         cells[6] === (newest.owner || "anonymous") && cells[3] !== "" && cells[4] !== "",
         "a row shows command, interpreter, when, duration, samples and owner", { cells, newest });
+  // the interpreter filter offers every interpreter of the stored runs (GET
+  // /api/vms), one the first page does not show among them
+  const known = (await api("vms")).vms.map((v) => v.vm);
+  const offered = await page.$$eval("#runs-vm option", (os) => os.map((o) => o.value).filter(Boolean));
+  check(JSON.stringify(offered) === JSON.stringify([...known].sort()) &&
+        known.some((v) => !all.runs.some((r) => r.vm === v)),
+        "the interpreter filter offers every interpreter of /api/vms, beyond the page shown", { offered, known });
   // the interpreter filter shows the API's runs of that interpreter
   const vms = [...new Set(all.runs.map((r) => r.vm))];
   const other = vms.find((v) => v !== newest.vm);
