@@ -3,9 +3,12 @@
 
   upload    new + add (the 340 MB file streamed) + freeze, against the C reader
             decoding the same file (read_bench), run by run (goal: <= 2x); beside
-            them the floor, with the same client: the file sent to a server that
-            drops it, and to one that writes it to a file and fsyncs it
-            (http_sink.py); and the server's CPU seconds per upload
+            them the floor, with the same client (http_sink.py): the file sent
+            to a server that drops it; to one that writes it to a file and
+            fsyncs it; to one that writes it from memory (O_DIRECT, from a
+            second thread), as the server does; to one that compresses it
+            (zstd -1) and writes and fsyncs that; and the server's CPU seconds
+            per upload
   tree      the first GET /api/runs/ID/tree after the freeze (goal: < 50 ms)
   wrk       16 connections on that tree endpoint for 10 s: p50/p99 (goal p99 <
             20 ms), and the server's peak RSS against its --cache-size while
@@ -92,11 +95,20 @@ class Server(object):
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def wait_compressed(self, data, timeout=300):
-        """Until the background gzip has done every stored profile, so that
-        each upload is measured into an idle server."""
+        """Until the background gzip of builds before zstd has done every
+        stored profile (a plain runs/ID.prof; one that came gzipped stays
+        so), so that each upload is measured into an idle server."""
         deadline = time.monotonic() + timeout
         runs = os.path.join(data, "runs")
-        while time.monotonic() < deadline and any(n.endswith(".prof") for n in os.listdir(runs)):
+
+        def plain(name):
+            try:
+                with open(os.path.join(runs, name), "rb") as f:
+                    return f.read(2) != b"\x1f\x8b"
+            except OSError:
+                return False
+        while time.monotonic() < deadline and any(n.endswith(".prof") and plain(n)
+                                                  for n in os.listdir(runs)):
             time.sleep(0.1)
 
 
@@ -164,15 +176,19 @@ def bench_server(args, res):
         sink_dir = os.path.join(data, "sink")
         os.mkdir(sink_dir)
         drop, keep = Sink("discard"), Sink("keep", sink_dir)
+        direct, packed = Sink("direct", sink_dir), Sink("zstd", sink_dir)
         # Upload + freeze beside the C decode of the same file and the floor,
         # run by run.
         decode, upload, first_tree, ids, dropped, kept, cpu = [], [], [], [], [], [], []
+        kept_direct, kept_packed = [], []
         try:
             for i in range(args.runs):
                 d = run_json([os.path.join(OUT, "read_bench"), "time", path, "1"])
                 decode.append(d["runs"][0]["decode"])
                 dropped.append(drop.send(path))
                 kept.append(keep.send(path))
+                kept_direct.append(direct.send(path))
+                kept_packed.append(packed.send(path))
                 server.wait_compressed(data)
                 c0 = server.cpu_seconds()
                 t0 = time.perf_counter()
@@ -184,14 +200,16 @@ def bench_server(args, res):
                 first_tree.append(time.perf_counter() - t0)
                 ids.append(rid)
                 log("server: upload %d: %.2f s (decode %.2f s, sent to a sink %.2f s, to a "
-                    "sink that keeps it %.2f s; server CPU %.2f s), first tree %.1f ms"
-                    % (i + 1, upload[-1], decode[-1], dropped[-1], kept[-1], cpu[-1],
-                       first_tree[-1] * 1000))
+                    "sink that keeps it %.2f s, O_DIRECT %.2f s, zstd %.2f s; server CPU "
+                    "%.2f s), first tree %.1f ms"
+                    % (i + 1, upload[-1], decode[-1], dropped[-1], kept[-1], kept_direct[-1],
+                       kept_packed[-1], cpu[-1], first_tree[-1] * 1000))
         finally:
-            drop.stop()
-            keep.stop()
+            for sink in (drop, keep, direct, packed):
+                sink.stop()
         r["decode_s"], r["upload_freeze_s"], r["first_tree_s"] = decode, upload, first_tree
         r["sink_drop_s"], r["sink_keep_s"], r["upload_cpu_s"] = dropped, kept, cpu
+        r["sink_direct_s"], r["sink_zstd_s"] = kept_direct, kept_packed
         ratio = lambda xs: fmt(median([x / y for x, y in zip(xs, decode)]), "%.2fx")
         table("vmprof-server: upload and freeze of the %d-sample profile (%.0f MiB), "
               "medians of %d runs" % (args.samples, size / 2**20, args.runs),
@@ -202,6 +220,11 @@ def bench_server(args, res):
                ("floor: ... to one that writes it to a file (handed to the disk every "
                 "8 MiB) and fsyncs it",
                 fmt(median(kept), "%.3f s"), ratio(kept)),
+               ("floor: ... to one that writes it from memory (O_DIRECT, 2 MiB pieces, "
+                "from a second thread) and fsyncs it",
+                fmt(median(kept_direct), "%.3f s"), ratio(kept_direct)),
+               ("floor: ... to one that compresses it (zstd -1), writes that and fsyncs it",
+                fmt(median(kept_packed), "%.3f s"), ratio(kept_packed)),
                ("server: new + upload + freeze", fmt(median(upload), "%.3f s"), ratio(upload)),
                ("server: its CPU during new + upload + freeze (all threads)",
                 fmt(median(cpu), "%.3f s"), ratio(cpu)),

@@ -27,6 +27,11 @@
  * only, not for the whole file to be written back then. */
 #define WRITEBACK_STEP (8u << 20)
 #define QUEUE_MAX 4096
+/* A large profile goes to the disk from memory (O_DIRECT), by a thread of
+ * its writer, in pieces of this size, this many at most in memory. */
+#define DIRECT_PIECE (2u << 20)
+#define DIRECT_PIECES 4
+#define DIRECT_ALIGN 4096
 
 static void set_err(srv_err *err, const char *fmt, const char *a, const char *b)
 {
@@ -77,6 +82,29 @@ static const char *suffix(srv_blob_kind kind, int compressed_here)
     return compressed_here ? ".prof.gz" : ".prof";
 }
 
+/* The direct path of a large profile.  The receiving thread copies the
+ * body into pieces of aligned memory; a full piece goes to this writer's
+ * thread, which writes it with O_DIRECT: the disk reads it from memory, so
+ * writing costs the CPU one copy, not the page cache's work (allocating,
+ * copying, accounting and later writing back 324 MiB cost as much CPU as
+ * the decoding), and the thread waits for the disk while the receiving
+ * thread goes on.  (A thread writing through the page cache was tried in
+ * session 5 and lost: on 2 cores its copies competed with the client.) */
+typedef struct direct {
+    int fd;                 /* the file, opened O_DIRECT */
+    unsigned char *mem;     /* DIRECT_PIECES pieces, aligned */
+    uint64_t off[DIRECT_PIECES]; /* where each full piece goes in the file */
+    size_t cur, fill;       /* the piece being filled and its bytes (receiver's) */
+    uint64_t next_off;      /* where the piece being filled goes */
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    size_t head, count;     /* full pieces, oldest first: written or waiting */
+    int stop;
+    int error;              /* errno of a failed write, reported by the receiver */
+} direct;
+
 struct srv_blob_writer {
     int fd;
     char tmp[4096];
@@ -85,6 +113,7 @@ struct srv_blob_writer {
     srv_blob_kind kind;
     uint64_t size;
     uint64_t written_back; /* bytes before this are being written to the disk */
+    direct *direct;        /* NULL: written through the page cache (fd) */
 };
 
 srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_kind kind,
@@ -123,8 +152,149 @@ int srv_write_all(int fd, const void *data, size_t n)
     return 0;
 }
 
+static int pwrite_all(int fd, const unsigned char *p, size_t n, uint64_t off)
+{
+    while (n) {
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return k < 0 ? errno : EIO;
+        p += k, n -= (size_t)k, off += (uint64_t)k;
+    }
+    return 0;
+}
+
+static void *direct_thread(void *arg)
+{
+    srv_blob_writer *w = arg;
+    direct *d = w->direct;
+    int buffered = 0;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        while (!d->count && !d->stop)
+            pthread_cond_wait(&d->wake, &d->lock);
+        if (!d->count)
+            break;
+        size_t i = d->head;
+        pthread_mutex_unlock(&d->lock);
+        const unsigned char *piece = d->mem + i * DIRECT_PIECE;
+        int e = buffered ? EINVAL : pwrite_all(d->fd, piece, DIRECT_PIECE, d->off[i]);
+        if (e == EINVAL) {
+            /* The filesystem refuses O_DIRECT writes (it accepted the open):
+             * through the page cache, then, as small uploads go. */
+            buffered = 1;
+            e = pwrite_all(w->fd, piece, DIRECT_PIECE, d->off[i]);
+        }
+        pthread_mutex_lock(&d->lock);
+        if (e && !d->error)
+            d->error = e;
+        d->head = (d->head + 1) % DIRECT_PIECES;
+        d->count--;
+        pthread_cond_signal(&d->done);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+/* The direct path, when the filesystem takes O_DIRECT; the memory is taken
+ * only now, for a body known to be large. */
+static void direct_begin(srv_blob_writer *w)
+{
+    direct *d = calloc(1, sizeof *d);
+    if (!d)
+        return;
+    d->fd = open(w->tmp, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (d->fd < 0 || posix_memalign((void **)&d->mem, DIRECT_ALIGN,
+                                    (size_t)DIRECT_PIECE * DIRECT_PIECES) != 0) {
+        if (d->fd >= 0)
+            close(d->fd);
+        free(d);
+        return;
+    }
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->wake, NULL);
+    pthread_cond_init(&d->done, NULL);
+    w->direct = d;
+}
+
+/* Waits for the thread to write every full piece and stop; the errno of a
+ * failed write, or 0.  Frees nothing. */
+static int direct_drain(direct *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->stop = 1;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+    if (d->started)
+        pthread_join(d->thread, NULL);
+    d->started = 0;
+    return d->error;
+}
+
+static void direct_free(direct *d)
+{
+    if (!d)
+        return;
+    direct_drain(d);
+    close(d->fd);
+    free(d->mem);
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->wake);
+    pthread_cond_destroy(&d->done);
+    free(d);
+}
+
+/* Copies the bytes into the pieces, handing each full one to the thread
+ * (started at the first), and waiting for it when every piece is full. */
+static int direct_write(srv_blob_writer *w, const unsigned char *data, size_t n)
+{
+    direct *d = w->direct;
+    while (n) {
+        size_t k = DIRECT_PIECE - d->fill < n ? DIRECT_PIECE - d->fill : n;
+        memcpy(d->mem + d->cur * DIRECT_PIECE + d->fill, data, k);
+        d->fill += k, data += k, n -= k;
+        if (d->fill < DIRECT_PIECE)
+            break;
+        pthread_mutex_lock(&d->lock);
+        if (!d->started) {
+            if (pthread_create(&d->thread, NULL, direct_thread, w) != 0) {
+                pthread_mutex_unlock(&d->lock);
+                return ENOMEM;
+            }
+            d->started = 1;
+        }
+        d->off[d->cur] = d->next_off;
+        d->next_off += DIRECT_PIECE;
+        d->count++;
+        d->cur = (d->cur + 1) % DIRECT_PIECES;
+        d->fill = 0;
+        pthread_cond_signal(&d->wake);
+        while (d->count == DIRECT_PIECES && !d->error)
+            pthread_cond_wait(&d->done, &d->lock);
+        int e = d->error;
+        pthread_mutex_unlock(&d->lock);
+        if (e)
+            return e;
+    }
+    return 0;
+}
+
+/* Every byte written: the full pieces by the thread, the last partial one
+ * through the page cache (O_DIRECT takes whole blocks only). */
+static int direct_end(srv_blob_writer *w)
+{
+    direct *d = w->direct;
+    int e = direct_drain(d);
+    if (!e && d->fill)
+        e = pwrite_all(w->fd, d->mem + d->cur * DIRECT_PIECE, d->fill, d->next_off);
+    return e;
+}
+
 void srv_blob_expect(srv_blob_writer *w, uint64_t bytes)
 {
+    if (w->kind == SRV_BLOB_PROFILE && bytes >= 2 * DIRECT_PIECE && !w->direct && !w->size)
+        direct_begin(w);
     /* Blocks reserved at once rather than page by page as they are written
      * (ext4's delayed allocation); the file keeps its size, so a shorter
      * body leaves nothing to cut. */
@@ -138,6 +308,15 @@ void srv_blob_expect(srv_blob_writer *w, uint64_t bytes)
 
 int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err)
 {
+    if (w->direct) {
+        int e = direct_write(w, data, n);
+        if (e) {
+            set_err(err, "cannot write the profile to the data folder: %s%s", strerror(e), "");
+            return -1;
+        }
+        w->size += n;
+        return 0;
+    }
     if (srv_write_all(w->fd, data, n) < 0) {
         set_err(err, "cannot write the profile to the data folder: %s%s", strerror(errno), "");
         return -1;
@@ -162,6 +341,7 @@ const char *srv_blob_pending_path(const srv_blob_writer *w)
 
 static void free_writer(srv_blob_writer *w)
 {
+    direct_free(w->direct);
     if (w->fd >= 0)
         close(w->fd);
     free(w);
@@ -186,6 +366,14 @@ static void sync_dir(const char *dir)
 
 int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
 {
+    int e = w->direct ? direct_end(w) : 0;
+    if (e) {
+        set_err(err, "cannot write the profile to the data folder: %s%s", strerror(e), "");
+        srv_blob_abort(w);
+        return -1;
+    }
+    /* (one inode: this also flushes the disk's cache over what the thread
+     * wrote directly) */
     if (fsync(w->fd) < 0) {
         set_err(err, "cannot write the profile to the data folder: %s%s", strerror(errno), "");
         srv_blob_abort(w);

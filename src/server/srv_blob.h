@@ -2,7 +2,9 @@
  * srv_blob.h - the files the server keeps beside its database: each run's
  * profile exactly as uploaded, compressed, and its PyPy jit log.
  *
- * An upload is written as it comes (runs/<id>.prof) and compressed later by
+ * An upload is written as it comes (runs/<id>.prof: a large profile from
+ * aligned memory with O_DIRECT, by a thread of its writer, so that writing
+ * costs the receiving thread one copy and overlaps it) and compressed later by
  * a background thread (runs/<id>.prof.gz, then the plain file goes): gzip of
  * a 340 MB profile costs several times its decoding, and the upload must not
  * wait for it.  Until then, and for an upload that came gzipped, the plain
@@ -41,7 +43,9 @@ typedef struct srv_blob_writer srv_blob_writer;
 
 srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_kind kind,
                                 srv_err *err);
-/* The body's declared length, when known: its blocks are reserved at once. */
+/* The body's declared length, when known: its blocks are reserved at once,
+ * and a profile of 4 MB or more takes the direct path (8 MB of memory and a
+ * thread, until the commit or the abort). */
 void srv_blob_expect(srv_blob_writer *w, uint64_t bytes);
 /* Appends n bytes; the file is handed to the disk piece by piece as it
  * grows (the data are on disk only after srv_blob_commit). */

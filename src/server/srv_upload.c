@@ -103,7 +103,7 @@ typedef struct upload {
     /* the decoder, for profiles */
     vmp_decoder *decoder;
     vmp_profile *profile;     /* decoded, once the body is in */
-    int decode_failed;        /* decode_error says why; the rest is only stored */
+    int decode_failed;        /* decode_error says why; the rest is discarded */
     vmp_error decode_error;
     int sniffed;              /* the first bytes were seen */
     z_stream *inflate;        /* a gzipped upload, inflated for the decoder */
@@ -275,7 +275,8 @@ static void begin_jit(srv_request *req)
 static void feed(srv_request *req, const char *data, size_t n)
 {
     upload *u = req->state;
-    if (u->failed)
+    /* (a profile the decoder refused is not kept: the rest is not written) */
+    if (u->failed || u->decode_failed)
         return;
     srv_err err = {{0}};
     if (srv_blob_write(u->blob, data, n, &err) < 0) {

@@ -152,6 +152,45 @@ def test_a_big_upload_is_kept_byte_for_byte(server, big_profile_bytes, how):
     assert server.get("/api/runs/%s/raw" % rid)[1] == data
 
 
+def test_a_big_upload_corrupt_in_the_middle_leaves_nothing(server, big_profile_bytes):
+    """Corrupt after 10 MiB: the pieces before went to the disk already (by the
+    writer's thread, several times round its buffers); 400, and no file."""
+    at = 10 << 20
+    bad = big_profile_bytes[:at] + b"\xee" * 64 + big_profile_bytes[at + 64:]
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    rid = reply["runtime_id"]
+    status, reply, _ = server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid, bad)
+    assert status == 400 and re.search(r"at byte \d+", reply["error"]), reply
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 400
+    assert os.listdir(os.path.join(server.data, "runs")) == []
+    assert os.listdir(os.path.join(server.data, "tmp")) == []
+    # the runtime takes a good upload after that
+    assert server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid,
+                          big_profile_bytes)[0] == 200
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
+    assert server.get("/api/runs/%s/raw" % rid)[1] == big_profile_bytes
+
+
+def test_a_big_upload_cut_off_midway_leaves_nothing(server, big_profile_bytes):
+    """The client goes away after 9 MiB of 14: no file stays, the runtime has
+    no profile, and the server goes on (under ASan: no leak of the writer's
+    thread or its memory)."""
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    rid = reply["runtime_id"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(("POST /api/runtime/upload/cpu/%s/add HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Length: %d\r\n\r\n" % (rid, len(big_profile_bytes))).encode())
+        s.sendall(big_profile_bytes[:9 << 20])
+    for _ in range(300):
+        if not os.listdir(os.path.join(server.data, "tmp")):
+            break
+        time.sleep(0.1)
+    assert os.listdir(os.path.join(server.data, "tmp")) == []
+    assert os.listdir(os.path.join(server.data, "runs")) == []
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 400
+    assert server.get("/api/health")[0] == 200
+
+
 def test_multipart_form_from_older_clients(server, profile_bytes):
     status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "PyPy"})
     rid = reply["runtime_id"]

@@ -1,0 +1,122 @@
+"""Upload + freeze of several profiles into two builds of vmprof-server,
+interleaved round by round, beside the C reader's decode of the same file and
+the floors (http_sink.py: drop the bytes; write + fsync them; compress with
+zstd + write + fsync them).
+
+  python bench/upload_ab.py --base OLD_SERVER [--new NEW_SERVER] [--rounds N]
+                            FILE [FILE...]
+
+Each file is a shape of input (the million-sample profile, a small one, a
+gzipped one, a native-frames one...).  Per file and per row: the median time
+over the rounds, the median of the per-round ratios to the decode of that
+round, the server's CPU (all threads) and the bytes it stored.  Each upload
+goes into an idle server (an older build's background gzip of the earlier
+upload finished first).  Prints `uptime` before and after.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench import OUT, median, run_json, table  # noqa: E402
+import bench_server  # noqa: E402
+
+SINKS = ("discard", "keep", "direct", "zstd")
+
+
+def start(binary, data):
+    bench_server.SERVER = binary
+    return bench_server.Server(data, "--max-upload", "2G")
+
+
+def stored_bytes(data, rid):
+    runs = os.path.join(data, "runs")
+    return sum(os.path.getsize(os.path.join(runs, n)) for n in os.listdir(runs)
+               if n.startswith(rid))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--new", default=os.path.join(HERE, "..", "build", "server", "vmprof-server"))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("files", nargs="+")
+    args = ap.parse_args()
+    print("uptime before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    root = tempfile.mkdtemp(prefix="vmprof-upload-ab-", dir=OUT)
+    builds = (("base", os.path.abspath(args.base)), ("new", os.path.abspath(args.new)))
+    servers, sinks = {}, {}
+    try:
+        for name, binary in builds:
+            data = os.path.join(root, name)
+            os.mkdir(data)
+            servers[name] = (start(binary, data), data)
+        for kind in SINKS:
+            d = os.path.join(root, "sink-" + kind)
+            os.mkdir(d)
+            sinks[kind] = bench_server.Sink(kind, d) if kind != "discard" else bench_server.Sink(kind)
+        res = {f: {} for f in args.files}
+        for rnd in range(args.rounds):
+            for f in args.files:
+                r = res[f]
+                d = run_json([os.path.join(OUT, "read_bench"), "time", f, "1"])
+                r.setdefault("decode", []).append(d["runs"][0]["decode"])
+                for kind in SINKS:
+                    r.setdefault("sink " + kind, []).append(sinks[kind].send(f))
+                order = builds if rnd % 2 == 0 else builds[::-1]
+                for name, _ in order:
+                    server, data = servers[name]
+                    server.wait_compressed(data)
+                    c0 = server.cpu_seconds()
+                    t0 = time.perf_counter()
+                    rid = server.upload(f)
+                    r.setdefault(name, []).append(time.perf_counter() - t0)
+                    r.setdefault(name + " cpu", []).append(server.cpu_seconds() - c0)
+                    # and until its background work (older builds' gzip) is done
+                    server.wait_compressed(data)
+                    r.setdefault(name + " cpu all", []).append(server.cpu_seconds() - c0)
+                    r.setdefault(name + " stored", []).append(stored_bytes(data, rid))
+                    # the bytes back, identical
+                    got = server.request("GET", "/api/runs/%s/raw" % rid)
+                    with open(f, "rb") as fh:
+                        if got != fh.read():
+                            raise RuntimeError("%s: %s gave back other bytes" % (f, name))
+        with open(os.path.join(OUT, "upload_ab-%s.json" % time.strftime("%H%M%S")), "w") as out:
+            json.dump(res, out)
+        for f in args.files:
+            r = res[f]
+            dec = r["decode"]
+            ratio = lambda xs: "%.2fx" % median([x / y for x, y in zip(xs, dec)])
+            rows = [("C reader: decode the file", "%.4f s" % median(dec), "1.00x", "", "", "")]
+            for label, key in (("sink: receive, drop", "sink discard"),
+                               ("sink: receive, write, fsync", "sink keep"),
+                               ("sink: receive, write O_DIRECT from a thread, fsync",
+                                "sink direct"),
+                               ("sink: receive, zstd -1, write, fsync", "sink zstd")):
+                rows.append((label, "%.4f s" % median(r[key]), ratio(r[key]), "", "", ""))
+            for name, binary in builds:
+                rows.append(("server %s (%s)" % (name, binary), "%.4f s" % median(r[name]),
+                             ratio(r[name]), "%.3f s" % median(r[name + " cpu"]),
+                             "%.3f s" % median(r[name + " cpu all"]),
+                             "%.0f KiB" % (median(r[name + " stored"]) / 1024)))
+            table("%s (%.0f KiB), medians of %d interleaved rounds"
+                  % (os.path.basename(f), os.path.getsize(f) / 1024, args.rounds),
+                  ["", "time", "vs C decode", "server CPU, upload",
+                   "server CPU, with its background work", "stored"], rows)
+    finally:
+        for s in sinks.values():
+            s.stop()
+        for server, _ in servers.values():
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print("uptime after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+
+
+if __name__ == "__main__":
+    main()
