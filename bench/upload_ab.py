@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--base", required=True)
     ap.add_argument("--new", default=os.path.join(HERE, "..", "build", "server", "vmprof-server"))
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-sinks", action="store_true", help="the decode and the servers only")
     ap.add_argument("files", nargs="+")
     args = ap.parse_args()
     print("uptime before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
@@ -57,7 +58,8 @@ def main():
             data = os.path.join(root, name)
             os.mkdir(data)
             servers[name] = (start(binary, data), data)
-        for kind in SINKS:
+        sink_kinds = () if args.no_sinks else SINKS
+        for kind in sink_kinds:
             d = os.path.join(root, "sink-" + kind)
             os.mkdir(d)
             sinks[kind] = bench_server.Sink(kind, d) if kind != "discard" else bench_server.Sink(kind)
@@ -67,7 +69,7 @@ def main():
                 r = res[f]
                 d = run_json([os.path.join(OUT, "read_bench"), "time", f, "1"])
                 r.setdefault("decode", []).append(d["runs"][0]["decode"])
-                for kind in SINKS:
+                for kind in sink_kinds:
                     r.setdefault("sink " + kind, []).append(sinks[kind].send(f))
                 order = builds if rnd % 2 == 0 else builds[::-1]
                 for name, _ in order:
@@ -99,6 +101,8 @@ def main():
                                ("sink: receive, write O_DIRECT from a thread, fsync",
                                 "sink direct"),
                                ("sink: receive, zstd -1, write, fsync", "sink zstd")):
+                if key not in r:
+                    continue
                 rows.append((label, "%.4f s" % median(r[key]), ratio(r[key]), "", "", ""))
             for name, binary in builds:
                 rows.append(("server %s (%s)" % (name, binary), "%.4f s" % median(r[name]),

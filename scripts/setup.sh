@@ -15,8 +15,9 @@ APT_PACKAGES="build-essential clang meson ninja-build libclang-rt-14-dev zlib1g-
 # vmprof._vmprof_cffi compiles with (PyPy ships cffi itself).
 APT_PACKAGES="$APT_PACKAGES pypy3 pypy3-dev"
 APT_PACKAGES="$APT_PACKAGES pkg-config libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev libpq-dev postgresql"
-# Its JIT log viewer disassembles machine code with capstone.
-APT_PACKAGES="$APT_PACKAGES libcapstone-dev"
+# Its JIT log viewer disassembles machine code with capstone; it keeps profiles
+# zstd-compressed.
+APT_PACKAGES="$APT_PACKAGES libcapstone-dev libzstd-dev"
 # The JIT log: its tests record logs with pypy3 (PyPy's built-in _jitlog), and its
 # bench runs the original parser under pypy3 too.
 APT_PACKAGES="$APT_PACKAGES pypy3"

@@ -1,9 +1,11 @@
 /*
  * srv_blob.c - the run files under the data folder (see srv_blob.h).
  *
- * Compression is zlib's deflate with a gzip wrapper, so that the library's
- * reader (which recognises gzip) decodes a stored profile directly, and a
- * downloaded .gz opens with any tool.
+ * A profile is compressed after its upload with zstd at a fast level: on the
+ * 324 MiB bench profile it packs 11:1 for ~0.4 s of CPU, where zlib's
+ * deflate at its fastest took ~1.3 s for 8:1, and it decompresses 4-5 times
+ * faster (a profile dropped from the cache is decoded again from its file).
+ * Profiles that builds before it gzipped are still read.
  */
 #define _GNU_SOURCE /* gettid */
 #include "srv_blob.h"
@@ -20,6 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
+
+#include "vmprof.h"
 
 #define OUT_CHUNK (256 * 1024)
 /* An upload's file is handed to the disk every this many bytes while it
@@ -27,6 +32,8 @@
  * only, not for the whole file to be written back then. */
 #define WRITEBACK_STEP (8u << 20)
 #define QUEUE_MAX 4096
+/* zstd's level for the profiles compressed here (see the top). */
+#define PACK_LEVEL 1
 /* A large profile goes to the disk from memory (O_DIRECT), by a thread of
  * its writer, in pieces of this size, this many at most in memory. */
 #define DIRECT_PIECE (2u << 20)
@@ -75,11 +82,14 @@ int srv_blob_init(const char *data_dir, int tmp_max_age, srv_err *err)
     return 0;
 }
 
-static const char *suffix(srv_blob_kind kind, int compressed_here)
+/* How a stored profile's file holds the bytes uploaded; the order is the
+ * order of precedence when looking a run's file up. */
+typedef enum stored_as { STORED_ZSTD, STORED_GZIP, STORED_PLAIN, STORED_FORMS } stored_as;
+static const char *const profile_suffix[STORED_FORMS] = {".prof.zst", ".prof.gz", ".prof"};
+
+static const char *suffix(srv_blob_kind kind, stored_as as)
 {
-    if (kind == SRV_BLOB_JITLOG)
-        return ".jit.gz";
-    return compressed_here ? ".prof.gz" : ".prof";
+    return kind == SRV_BLOB_JITLOG ? ".jit.gz" : profile_suffix[as];
 }
 
 /* The direct path of a large profile.  The receiving thread copies the
@@ -103,6 +113,7 @@ typedef struct direct {
     size_t head, count;     /* full pieces, oldest first: written or waiting */
     int stop;
     int error;              /* errno of a failed write, reported by the receiver */
+    int buffered;           /* O_DIRECT was refused: through the page cache */
 } direct;
 
 struct srv_blob_writer {
@@ -165,11 +176,25 @@ static int pwrite_all(int fd, const unsigned char *p, size_t n, uint64_t off)
     return 0;
 }
 
+/* Writes one full piece; from either thread (each its own piece). */
+static int write_piece(srv_blob_writer *w, const unsigned char *piece, uint64_t off)
+{
+    direct *d = w->direct;
+    int e = __atomic_load_n(&d->buffered, __ATOMIC_RELAXED)
+                ? EINVAL : pwrite_all(d->fd, piece, DIRECT_PIECE, off);
+    if (e == EINVAL) {
+        /* The filesystem refuses O_DIRECT writes (it accepted the open):
+         * through the page cache, then, as small uploads go. */
+        __atomic_store_n(&d->buffered, 1, __ATOMIC_RELAXED);
+        e = pwrite_all(w->fd, piece, DIRECT_PIECE, off);
+    }
+    return e;
+}
+
 static void *direct_thread(void *arg)
 {
     srv_blob_writer *w = arg;
     direct *d = w->direct;
-    int buffered = 0;
     pthread_mutex_lock(&d->lock);
     for (;;) {
         while (!d->count && !d->stop)
@@ -178,14 +203,7 @@ static void *direct_thread(void *arg)
             break;
         size_t i = d->head;
         pthread_mutex_unlock(&d->lock);
-        const unsigned char *piece = d->mem + i * DIRECT_PIECE;
-        int e = buffered ? EINVAL : pwrite_all(d->fd, piece, DIRECT_PIECE, d->off[i]);
-        if (e == EINVAL) {
-            /* The filesystem refuses O_DIRECT writes (it accepted the open):
-             * through the page cache, then, as small uploads go. */
-            buffered = 1;
-            e = pwrite_all(w->fd, piece, DIRECT_PIECE, d->off[i]);
-        }
+        int e = write_piece(w, d->mem + i * DIRECT_PIECE, d->off[i]);
         pthread_mutex_lock(&d->lock);
         if (e && !d->error)
             d->error = e;
@@ -246,7 +264,10 @@ static void direct_free(direct *d)
 }
 
 /* Copies the bytes into the pieces, handing each full one to the thread
- * (started at the first), and waiting for it when every piece is full. */
+ * (started at the first).  When the thread is behind by all the other
+ * pieces, the receiver writes this one itself rather than wait for the
+ * thread to be scheduled (on a loaded machine that wait was longer than the
+ * write): at worst it does what it did without the thread. */
 static int direct_write(srv_blob_writer *w, const unsigned char *data, size_t n)
 {
     direct *d = w->direct;
@@ -256,6 +277,9 @@ static int direct_write(srv_blob_writer *w, const unsigned char *data, size_t n)
         d->fill += k, data += k, n -= k;
         if (d->fill < DIRECT_PIECE)
             break;
+        uint64_t off = d->next_off;
+        d->next_off += DIRECT_PIECE;
+        d->fill = 0;
         pthread_mutex_lock(&d->lock);
         if (!d->started) {
             if (pthread_create(&d->thread, NULL, direct_thread, w) != 0) {
@@ -264,16 +288,17 @@ static int direct_write(srv_blob_writer *w, const unsigned char *data, size_t n)
             }
             d->started = 1;
         }
-        d->off[d->cur] = d->next_off;
-        d->next_off += DIRECT_PIECE;
-        d->count++;
-        d->cur = (d->cur + 1) % DIRECT_PIECES;
-        d->fill = 0;
-        pthread_cond_signal(&d->wake);
-        while (d->count == DIRECT_PIECES && !d->error)
-            pthread_cond_wait(&d->done, &d->lock);
-        int e = d->error;
+        int e = d->error, handed = 0;
+        if (!e && d->count + 1 < DIRECT_PIECES) {
+            d->off[d->cur] = off;
+            d->count++;
+            d->cur = (d->cur + 1) % DIRECT_PIECES;
+            pthread_cond_signal(&d->wake);
+            handed = 1;
+        }
         pthread_mutex_unlock(&d->lock);
+        if (!e && !handed)
+            e = write_piece(w, d->mem + d->cur * DIRECT_PIECE, off);
         if (e)
             return e;
     }
@@ -380,12 +405,14 @@ int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
         return -1;
     }
     char final[4200];
-    snprintf(final, sizeof final, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, 0));
+    snprintf(final, sizeof final, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, STORED_PLAIN));
     /* A profile replaced by a new upload may have been compressed already. */
     if (w->kind == SRV_BLOB_PROFILE) {
-        char other[4200];
-        snprintf(other, sizeof other, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, 1));
-        unlink(other);
+        for (int other = 0; other < STORED_PLAIN; other++) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%s%s", w->final_dir, w->id, profile_suffix[other]);
+            unlink(path);
+        }
     }
     if (rename(w->tmp, final) < 0) {
         set_err(err, "cannot store the profile: %s%s", strerror(errno), "");
@@ -400,11 +427,14 @@ int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
     return 0;
 }
 
-int srv_blob_path(const char *data_dir, const char *id, srv_blob_kind kind, char *path,
-                  size_t size)
+/* The stored file of a run and how it holds the bytes uploaded. */
+static int find(const char *data_dir, const char *id, srv_blob_kind kind, char *path,
+                size_t size, stored_as *as)
 {
-    for (int compressed = 1; compressed >= 0; compressed--) {
-        snprintf(path, size, "%s/runs/%s%s", data_dir, id, suffix(kind, compressed));
+    for (int i = 0; i < STORED_FORMS; i++) {
+        /* (a jit log is given back as the client gzipped it: "plain") */
+        *as = kind == SRV_BLOB_JITLOG ? STORED_PLAIN : (stored_as)i;
+        snprintf(path, size, "%s/runs/%s%s", data_dir, id, suffix(kind, (stored_as)i));
         if (access(path, R_OK) == 0)
             return 0;
         if (kind == SRV_BLOB_JITLOG)
@@ -413,49 +443,99 @@ int srv_blob_path(const char *data_dir, const char *id, srv_blob_kind kind, char
     return -1;
 }
 
+int srv_blob_path(const char *data_dir, const char *id, srv_blob_kind kind, char *path,
+                  size_t size)
+{
+    stored_as as;
+    return find(data_dir, id, kind, path, size, &as);
+}
+
 void srv_blob_remove(const char *data_dir, const char *id)
 {
     char path[4200];
-    const char *suffixes[] = {".prof.gz", ".prof", ".jit.gz"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/runs/%s%s", data_dir, id, suffixes[i]);
+    for (int i = 0; i < STORED_FORMS; i++) {
+        snprintf(path, sizeof path, "%s/runs/%s%s", data_dir, id, profile_suffix[i]);
         unlink(path);
     }
+    snprintf(path, sizeof path, "%s/runs/%s%s", data_dir, id, suffix(SRV_BLOB_JITLOG, 0));
+    unlink(path);
 }
 
 struct srv_blob_reader {
     int fd;
-    int inflating;
-    z_stream z;
-    unsigned char in[64 * 1024];
+    stored_as as;
+    z_stream z;        /* STORED_GZIP */
     int ended;
+    ZSTD_DStream *zd;  /* STORED_ZSTD */
+    ZSTD_inBuffer zin;
+    int eof, frame_open;
+    unsigned char in[64 * 1024];
 };
 
 srv_blob_reader *srv_blob_open(const char *data_dir, const char *id, srv_blob_kind kind)
 {
     char path[4200];
-    if (srv_blob_path(data_dir, id, kind, path, sizeof path) < 0)
+    stored_as as;
+    if (find(data_dir, id, kind, path, sizeof path, &as) < 0)
         return NULL;
     srv_blob_reader *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->as = as;
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
-    size_t len = strlen(path);
-    /* Only what was compressed here is inflated: a jit log and an upload that
-     * came gzipped are given back as they came. */
-    r->inflating = kind == SRV_BLOB_PROFILE && len > 3 && strcmp(path + len - 3, ".gz") == 0;
-    if (r->fd < 0 || (r->inflating && inflateInit2(&r->z, 15 + 16) != Z_OK)) {
-        if (r->fd >= 0)
-            close(r->fd);
-        free(r);
+    int ok = r->fd >= 0;
+    if (ok && as == STORED_GZIP && inflateInit2(&r->z, 15 + 16) != Z_OK) {
+        r->as = STORED_PLAIN;
+        ok = 0;
+    }
+    if (ok && as == STORED_ZSTD) {
+        r->zd = ZSTD_createDStream();
+        r->zin.src = r->in;
+        ok = r->zd != NULL;
+    }
+    if (!ok) {
+        srv_blob_close(r);
         return NULL;
     }
     return r;
 }
 
+/* Decompresses into buf what was compressed here, streamed (the memory is
+ * zstd's window: 512 KB at the level used), to the end of the file. */
+static ssize_t read_zstd(srv_blob_reader *r, void *buf, size_t n)
+{
+    ZSTD_outBuffer out = {buf, n, 0};
+    while (out.pos == 0) {
+        if (r->zin.pos == r->zin.size && !r->eof) {
+            ssize_t k = read(r->fd, r->in, sizeof r->in);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0)
+                return -1;
+            r->eof = k == 0;
+            r->zin.size = (size_t)k;
+            r->zin.pos = 0;
+        }
+        size_t consumed = r->zin.pos;
+        size_t rc = ZSTD_decompressStream(r->zd, &out, &r->zin);
+        if (ZSTD_isError(rc))
+            return -1;
+        int progress = out.pos > 0 || r->zin.pos > consumed;
+        if (progress)
+            r->frame_open = rc != 0; /* 0: a frame ended, all of it given */
+        /* At the end of the file with nothing more to give: 0 if the last
+         * frame ended there, -1 if the file was cut inside it. */
+        if (!progress && r->eof)
+            return r->frame_open ? -1 : 0;
+    }
+    return (ssize_t)out.pos;
+}
+
 ssize_t srv_blob_read(srv_blob_reader *r, void *buf, size_t n)
 {
-    if (!r->inflating) {
+    if (r->as == STORED_ZSTD)
+        return read_zstd(r, buf, n);
+    if (r->as == STORED_PLAIN) {
         ssize_t k;
         do
             k = read(r->fd, buf, n);
@@ -487,10 +567,51 @@ void srv_blob_close(srv_blob_reader *r)
 {
     if (!r)
         return;
-    if (r->inflating)
+    if (r->as == STORED_GZIP)
         inflateEnd(&r->z);
-    close(r->fd);
+    ZSTD_freeDStream(r->zd);
+    if (r->fd >= 0)
+        close(r->fd);
     free(r);
+}
+
+vmp_profile *srv_blob_read_profile(const char *data_dir, const char *id, srv_err *err)
+{
+    char path[4200];
+    stored_as as;
+    vmp_error verr = {0};
+    vmp_profile *p = NULL;
+    if (find(data_dir, id, SRV_BLOB_PROFILE, path, sizeof path, &as) < 0) {
+        set_err(err, "the profile file of run %s is missing%s", id, "");
+        return NULL;
+    }
+    if (as != STORED_ZSTD) {
+        /* plain or gzip (either way it came, or gzipped here by an older
+         * build): the library's reader takes both */
+        if (!(p = vmp_profile_read_file(path, NULL, &verr)))
+            set_err(err, "the stored profile of run %s does not read: %s", id, verr.message);
+        return p;
+    }
+    srv_blob_reader *r = srv_blob_open(data_dir, id, SRV_BLOB_PROFILE);
+    vmp_decoder *d = r ? vmp_decoder_new(NULL, &verr) : NULL;
+    unsigned char *buf = malloc(OUT_CHUNK);
+    ssize_t k = -1;
+    if (d && buf) {
+        while ((k = srv_blob_read(r, buf, OUT_CHUNK)) > 0)
+            if (vmp_decoder_push(d, buf, (size_t)k, &verr) < 0)
+                break;
+    }
+    if (k == 0) {
+        p = vmp_decoder_finish(d, &verr);
+        d = NULL;
+    }
+    if (!p)
+        set_err(err, "the stored profile of run %s does not read: %s", id,
+                verr.message[0] ? verr.message : "its compressed file is damaged");
+    vmp_decoder_free(d);
+    free(buf);
+    srv_blob_close(r);
+    return p;
 }
 
 int srv_blob_sweep(const char *data_dir, int (*keep)(void *ctx, const char *id), void *ctx,
@@ -536,19 +657,21 @@ static int is_gzip_file(int fd)
     return pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
 }
 
-/* runs/<id>.prof -> runs/<id>.prof.gz, unless it came gzipped.  Returns -1
+/* runs/<id>.prof -> runs/<id>.prof.zst, unless it came gzipped.  Returns -1
  * when told to stop midway. */
 static int compress_one(const char *id)
 {
-    char plain[4200], packed[4200], tmp[4200];
-    snprintf(plain, sizeof plain, "%s/runs/%s.prof", comp.data_dir, id);
-    snprintf(packed, sizeof packed, "%s/runs/%s.prof.gz", comp.data_dir, id);
+    char plain[4200], packed[4200], older[4200], tmp[4200];
+    snprintf(plain, sizeof plain, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_PLAIN]);
+    snprintf(packed, sizeof packed, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_ZSTD]);
+    snprintf(older, sizeof older, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_GZIP]);
     int in = open(plain, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return 0; /* deleted meanwhile, or compressed already */
-    if (is_gzip_file(in) || access(packed, F_OK) == 0) {
+    int done = access(packed, F_OK) == 0 || access(older, F_OK) == 0;
+    if (is_gzip_file(in) || done) {
         close(in);
-        if (access(packed, F_OK) == 0)
+        if (done)
             unlink(plain); /* a crash came between the rename and the unlink */
         return 0;
     }
@@ -557,13 +680,16 @@ static int compress_one(const char *id)
         close(in);
         return 0;
     }
-    snprintf(tmp, sizeof tmp, "%s/tmp/%s.gz.XXXXXX", comp.data_dir, id);
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s.zst.XXXXXX", comp.data_dir, id);
     int out = mkstemp(tmp);
     unsigned char *ibuf = malloc(OUT_CHUNK), *obuf = malloc(OUT_CHUNK);
-    z_stream z = {0};
-    int ok = out >= 0 && ibuf && obuf &&
-             deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK;
-    int zinit = ok, stopped = 0;
+    ZSTD_CCtx *zc = ZSTD_createCCtx();
+    /* (the frame records its size and a checksum of the content) */
+    int ok = out >= 0 && ibuf && obuf && zc &&
+             !ZSTD_isError(ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, PACK_LEVEL)) &&
+             !ZSTD_isError(ZSTD_CCtx_setParameter(zc, ZSTD_c_checksumFlag, 1)) &&
+             !ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(zc, (unsigned long long)before.st_size));
+    int stopped = 0;
     while (ok) {
         ssize_t n = read(in, ibuf, OUT_CHUNK);
         if (n < 0 && errno == EINTR)
@@ -572,16 +698,15 @@ static int compress_one(const char *id)
             ok = 0;
             break;
         }
-        z.next_in = ibuf;
-        z.avail_in = (uInt)n;
-        int flush = n == 0 ? Z_FINISH : Z_NO_FLUSH, rc;
+        ZSTD_inBuffer zi = {ibuf, (size_t)n, 0};
+        ZSTD_EndDirective end = n == 0 ? ZSTD_e_end : ZSTD_e_continue;
+        size_t left;
         do {
-            z.next_out = obuf;
-            z.avail_out = OUT_CHUNK;
-            rc = deflate(&z, flush);
-            if (rc == Z_STREAM_ERROR || srv_write_all(out, obuf, OUT_CHUNK - z.avail_out) < 0)
+            ZSTD_outBuffer zo = {obuf, OUT_CHUNK, 0};
+            left = ZSTD_compressStream2(zc, &zo, &zi, end);
+            if (ZSTD_isError(left) || srv_write_all(out, obuf, zo.pos) < 0)
                 ok = 0;
-        } while (ok && z.avail_out == 0);
+        } while (ok && (end == ZSTD_e_end ? left != 0 : zi.pos < zi.size));
         if (n == 0)
             break;
         if (__atomic_load_n(&comp.stopping, __ATOMIC_RELAXED)) {
@@ -589,8 +714,7 @@ static int compress_one(const char *id)
             stopped = 1;
         }
     }
-    if (zinit)
-        deflateEnd(&z);
+    ZSTD_freeCCtx(zc);
     free(ibuf);
     free(obuf);
     close(in);

@@ -5,13 +5,17 @@
  * An upload is written as it comes (runs/<id>.prof: a large profile from
  * aligned memory with O_DIRECT, by a thread of its writer, so that writing
  * costs the receiving thread one copy and overlaps it) and compressed later by
- * a background thread (runs/<id>.prof.gz, then the plain file goes): gzip of
- * a 340 MB profile costs several times its decoding, and the upload must not
- * wait for it.  Until then, and for an upload that came gzipped, the plain
- * name holds the bytes as they came.
+ * a background thread (runs/<id>.prof.zst, then the plain file goes): even
+ * zstd at a fast level costs more CPU than the decoding, and the upload must
+ * not wait for it.  Until then, and for an upload that came gzipped, the
+ * plain name holds the bytes as they came.  Reading gives back the bytes
+ * uploaded, identical, whichever way they are stored.
  *
  * Layout under the data folder:
- *   runs/<id>.prof.gz   a plain upload, gzip-compressed here after the fact
+ *   runs/<id>.prof.zst  a plain upload, zstd-compressed here after the fact
+ *                       (one frame, with its size and checksum)
+ *   runs/<id>.prof.gz   the same from builds before zstd, gzip (still read,
+ *                       never written now)
  *   runs/<id>.prof      an upload as it came (gzip already, or not yet
  *                       compressed here)
  *   runs/<id>.jit.gz    the jit log, as the client gzipped it
@@ -28,6 +32,7 @@
 #include <sys/types.h>
 
 #include "srv_store.h"
+#include "vmprof.h"
 
 typedef enum srv_blob_kind { SRV_BLOB_PROFILE = 0, SRV_BLOB_JITLOG = 1 } srv_blob_kind;
 
@@ -64,12 +69,17 @@ int srv_blob_path(const char *data_dir, const char *id, srv_blob_kind kind, char
 /* Removes a run's files. */
 void srv_blob_remove(const char *data_dir, const char *id);
 
-/* Reads back the bytes as they were uploaded, in pieces. */
+/* Reads back the bytes as they were uploaded, in pieces (decompressing
+ * what was compressed here, streamed: memory does not follow the file). */
 typedef struct srv_blob_reader srv_blob_reader;
 srv_blob_reader *srv_blob_open(const char *data_dir, const char *id, srv_blob_kind kind);
 /* Bytes read into buf, 0 at the end, -1 on error. */
 ssize_t srv_blob_read(srv_blob_reader *r, void *buf, size_t n);
 void srv_blob_close(srv_blob_reader *r);
+
+/* Decodes a run's stored profile, whichever way it is stored (NULL with err
+ * set when it is missing or does not read). */
+vmp_profile *srv_blob_read_profile(const char *data_dir, const char *id, srv_err *err);
 
 /* Calls keep(ctx, id) for each run with files in runs/; removes the files of
  * those for which it returns 0 (the database does not know them). */

@@ -228,15 +228,7 @@ size_t srv_cache_bytes(srv_cache *c)
 
 static void *profile_load(const char *data_dir, const char *id, srv_err *err)
 {
-    char path[4200];
-    vmp_profile *p = NULL;
-    vmp_error verr = {0};
-    if (srv_blob_path(data_dir, id, SRV_BLOB_PROFILE, path, sizeof path) < 0)
-        snprintf(err->message, sizeof err->message, "the profile file of run %s is missing", id);
-    else if (!(p = vmp_profile_read_file(path, NULL, &verr)))
-        snprintf(err->message, sizeof err->message,
-                 "the stored profile of run %s does not read: %s", id, verr.message);
-    return p;
+    return srv_blob_read_profile(data_dir, id, err);
 }
 
 static void profile_free(void *p)

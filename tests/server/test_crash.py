@@ -126,7 +126,7 @@ def test_kill_9_during_parallel_uploads(start_server, tmp_path, make_profile, pr
             break
         time.sleep(0.1)
     assert sorted(n.split(".")[0] for n in names) == sorted(listed)
-    assert all(n.endswith(".prof.gz") for n in names), names
+    assert all(n.endswith(".prof.zst") for n in names), names
     assert os.listdir(data / "tmp") == []
 
 
