@@ -1,17 +1,22 @@
 """Upload + freeze of several profiles into two builds of vmprof-server,
 interleaved round by round, beside the C reader's decode of the same file and
-the floors (http_sink.py: drop the bytes; write + fsync them; compress with
-zstd + write + fsync them).
+the floors (http_sink.py: drop the bytes; write + fsync them; write them from
+aligned memory with O_DIRECT from a second thread + fsync; compress with zstd
++ write + fsync them).
 
   python bench/upload_ab.py --base OLD_SERVER [--new NEW_SERVER] [--rounds N]
-                            FILE [FILE...]
+                            [--no-sinks] [--reload N] FILE [FILE...]
 
 Each file is a shape of input (the million-sample profile, a small one, a
 gzipped one, a native-frames one...).  Per file and per row: the median time
 over the rounds, the median of the per-round ratios to the decode of that
-round, the server's CPU (all threads) and the bytes it stored.  Each upload
-goes into an idle server (an older build's background gzip of the earlier
-upload finished first).  Prints `uptime` before and after.
+round, the server's CPU (all threads) during the upload and until its
+background compression is done, the bytes it stored, and with --reload the
+first tree after a restart (the profile decoded again from its stored file).
+Each upload goes into an idle server (the background compression of the
+earlier upload finished first); the raw bytes are checked identical after
+each.  Prints `uptime` before and after; the raw figures go to
+bench/out/upload_ab-HHMMSS.json.
 """
 import argparse
 import json
@@ -47,6 +52,9 @@ def main():
     ap.add_argument("--new", default=os.path.join(HERE, "..", "build", "server", "vmprof-server"))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-sinks", action="store_true", help="the decode and the servers only")
+    ap.add_argument("--reload", type=int, default=0, metavar="N",
+                    help="then N times, each build restarted: the first tree of each file's "
+                         "last run, decoded again from its stored file")
     ap.add_argument("files", nargs="+")
     args = ap.parse_args()
     print("uptime before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
@@ -78,6 +86,7 @@ def main():
                     c0 = server.cpu_seconds()
                     t0 = time.perf_counter()
                     rid = server.upload(f)
+                    r.setdefault(name + " rid", []).append(rid)
                     r.setdefault(name, []).append(time.perf_counter() - t0)
                     r.setdefault(name + " cpu", []).append(server.cpu_seconds() - c0)
                     # and until its background work (older builds' gzip) is done
@@ -89,13 +98,23 @@ def main():
                     with open(f, "rb") as fh:
                         if got != fh.read():
                             raise RuntimeError("%s: %s gave back other bytes" % (f, name))
+        for rnd in range(args.reload):
+            for name, _ in (builds if rnd % 2 == 0 else builds[::-1]):
+                server, data = servers[name]
+                server.stop()
+                servers[name] = (start(dict(builds)[name], data), data)
+                for f in args.files:
+                    t0 = time.perf_counter()
+                    servers[name][0].request("GET", "/api/runs/%s/tree?depth=6"
+                                             % res[f][name + " rid"][-1])
+                    res[f].setdefault(name + " reload", []).append(time.perf_counter() - t0)
         with open(os.path.join(OUT, "upload_ab-%s.json" % time.strftime("%H%M%S")), "w") as out:
             json.dump(res, out)
         for f in args.files:
             r = res[f]
             dec = r["decode"]
             ratio = lambda xs: "%.2fx" % median([x / y for x, y in zip(xs, dec)])
-            rows = [("C reader: decode the file", "%.4f s" % median(dec), "1.00x", "", "", "")]
+            rows = [("C reader: decode the file", "%.4f s" % median(dec), "1.00x", "", "", "", "")]
             for label, key in (("sink: receive, drop", "sink discard"),
                                ("sink: receive, write, fsync", "sink keep"),
                                ("sink: receive, write O_DIRECT from a thread, fsync",
@@ -103,16 +122,18 @@ def main():
                                ("sink: receive, zstd -1, write, fsync", "sink zstd")):
                 if key not in r:
                     continue
-                rows.append((label, "%.4f s" % median(r[key]), ratio(r[key]), "", "", ""))
+                rows.append((label, "%.4f s" % median(r[key]), ratio(r[key]), "", "", "", ""))
             for name, binary in builds:
                 rows.append(("server %s (%s)" % (name, binary), "%.4f s" % median(r[name]),
                              ratio(r[name]), "%.3f s" % median(r[name + " cpu"]),
                              "%.3f s" % median(r[name + " cpu all"]),
-                             "%.0f KiB" % (median(r[name + " stored"]) / 1024)))
+                             "%.0f KiB" % (median(r[name + " stored"]) / 1024),
+                             "%.4f s" % median(r[name + " reload"]) if args.reload else ""))
             table("%s (%.0f KiB), medians of %d interleaved rounds"
                   % (os.path.basename(f), os.path.getsize(f) / 1024, args.rounds),
                   ["", "time", "vs C decode", "server CPU, upload",
-                   "server CPU, with its background work", "stored"], rows)
+                   "server CPU, with its background work", "stored",
+                   "first tree after a restart"], rows)
     finally:
         for s in sinks.values():
             s.stop()
