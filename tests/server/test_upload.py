@@ -68,6 +68,22 @@ def tree_total(server, rid):
     return tree["total"]
 
 
+def test_a_second_upload_replaces_a_compressed_first_one(server, profile_bytes,
+                                                        big_profile_bytes):
+    """A runtime not frozen yet takes another profile after the first was
+    compressed: one file stays, the second's, under the name the reader
+    looks at first."""
+    rid = server.upload(big_profile_bytes, freeze=False)
+    wait_for_files(server, [rid + ".prof.zst"])
+    assert server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid,
+                          profile_bytes)[0] == 200
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
+    assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+    wait_for_files(server, [rid + ".prof.zst"])
+    assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+    assert server.get("/api/runs/%s" % rid)[1]["raw_size"] == len(profile_bytes)
+
+
 def test_a_compressed_run_is_read_again_after_a_restart(start_server, big_profile_bytes):
     """After a restart nothing is in memory: the views decode the .zst file
     (streamed, 14 MiB in many pieces) and the raw bytes come back identical."""
