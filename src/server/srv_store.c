@@ -737,22 +737,22 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
     int sqlite_ascii = indexed && s->sqlite && ascii(q);
     char trigram[4];
     int64_t rarest = sqlite_ascii ? rarest_trigram(s, q, trigram) : -1;
+    /* Both ways check each run with LIKE. */
+    char *like = sqlite_ascii ? like_pattern(q) : NULL;
+    if (sqlite_ascii && !like) {
+        set_err(err, "cannot list the runs", "out of memory");
+        rc = -1;
+        done = 1;
+    }
     /* Most runs hold it: the page is likely among the newest runs (the
      * window); q=bench, every run: 0.31 ms of server CPU a request this way,
      * 0.37 through the trigram's list.  Few: the window would be paid for
      * nothing (q=case 77: 0.31 ms without it, 0.46 with it). */
-    if (sqlite_ascii && (rarest < 0 || 2 * rarest >= runs_estimate(s))) {
-        char *like = like_pattern(q);
+    if (!done && sqlite_ascii && (rarest < 0 || 2 * rarest >= runs_estimate(s))) {
         srv_param w[] = {p[0], p[1], SRV_P_TEXT(like), p[3], p[4], p[5],
                          SRV_P_INT(size + 1)};
-        if (!like) {
-            set_err(err, "cannot list the runs", "out of memory");
-            rc = -1;
-        } else {
-            rc = exec(s, list_search_window, w, 7, collect_run, &rows, NULL, err,
-                      "cannot list the runs");
-        }
-        free(like);
+        rc = exec(s, list_search_window, w, 7, collect_run, &rows, NULL, err,
+                  "cannot list the runs");
         done = rc < 0 || rows.beyond;
         /* Not a full page among them: the index finds the page. */
         for (size_t i = 0; !done && i < rows.n; i++)
@@ -761,10 +761,10 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
             rows.n = 0;
     }
     /* Else through the list of q's rarest trigram. */
-    if (!done && rc == 0 && rarest >= 0) {
-        char *phrase = fts_phrase(trigram), *like = like_pattern(q);
+    if (!done && rarest >= 0) {
+        char *phrase = fts_phrase(trigram);
         srv_param t[] = {p[0], p[1], SRV_P_TEXT(phrase), p[3], p[4], p[5], SRV_P_TEXT(like)};
-        if (!phrase || !like) {
+        if (!phrase) {
             set_err(err, "cannot list the runs", "out of memory");
             rc = -1;
         } else {
@@ -772,11 +772,11 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
                       "cannot list the runs");
         }
         free(phrase);
-        free(like);
         done = 1;
     }
     if (!done)
         rc = exec(s, sql, p, 6, collect_run, &rows, NULL, err, "cannot list the runs");
+    free(like);
     free(pattern);
     if (rc < 0) {
         for (size_t i = 0; i < rows.n; i++)
