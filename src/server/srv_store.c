@@ -321,10 +321,16 @@ void srv_run_clear(srv_run *run)
     memset(run, 0, sizeof *run);
 }
 
+/* A run's columns; the listing reads the first LIST_NCOLS only, what a page
+ * shows (half the columns: SQLite's per-column work was a tenth of a page's
+ * CPU). */
+#define LIST_COLUMNS                                                                       \
+    "r.id, r.owner_id, u.name, r.argv, r.vm, r.name, r.created, r.samples, r.duration,"    \
+    " r.seq"
+#define LIST_NCOLS 10
 #define RUN_COLUMNS                                                                        \
-    "r.id, r.owner_id, u.name, r.argv, r.vm, r.name, r.filename, r.created, r.state,"      \
-    " r.has_jitlog, r.samples, r.duration, r.period_usec, r.threads, r.mode, r.interp,"    \
-    " r.start_time, r.raw_size, r.complete, r.seq"
+    LIST_COLUMNS ", r.filename, r.state, r.has_jitlog, r.period_usec, r.threads, r.mode,"  \
+                 " r.interp, r.start_time, r.raw_size, r.complete"
 #define RUN_NCOLS 20
 
 static long long num(const srv_cell *v)
@@ -348,9 +354,8 @@ static void copy_text(char *dst, size_t size, const srv_cell *v)
     dst[n] = 0;
 }
 
-/* with_filename: the listing leaves the upload's filename label out (no
- * page shows it). */
-static void run_from_row(srv_run *r, const srv_cell *v, int with_filename)
+/* A row of RUN_COLUMNS, or of LIST_COLUMNS alone (a listed run, frozen). */
+static void run_from_row(srv_run *r, const srv_cell *v, int ncols)
 {
     memset(r, 0, sizeof *r);
     copy_text(r->id, sizeof r->id, &v[0]);
@@ -359,39 +364,43 @@ static void run_from_row(srv_run *r, const srv_cell *v, int with_filename)
     r->argv = strdup(srv_cell_text(&v[3]) ? srv_cell_text(&v[3]) : "");
     copy_text(r->vm, sizeof r->vm, &v[4]);
     r->name = dup_or_null(&v[5]);
-    r->filename = with_filename ? dup_or_null(&v[6]) : NULL;
-    r->created_ms = num(&v[7]);
-    r->state = (srv_run_state)num(&v[8]);
-    r->has_jitlog = (int)num(&v[9]);
-    r->facts.samples = (uint64_t)num(&v[10]);
-    r->facts.duration = srv_cell_real(&v[11]);
-    r->facts.period_usec = (uint64_t)num(&v[12]);
-    r->facts.threads = (uint32_t)num(&v[13]);
-    r->facts.mode = (unsigned)num(&v[14]);
-    copy_text(r->facts.interp, sizeof r->facts.interp, &v[15]);
-    r->facts.start = srv_cell_real(&v[16]);
-    r->facts.raw_size = (uint64_t)num(&v[17]);
-    r->facts.complete = (int)num(&v[18]);
-    r->seq = num(&v[19]);
+    r->created_ms = num(&v[6]);
+    r->facts.samples = (uint64_t)num(&v[7]);
+    r->facts.duration = srv_cell_real(&v[8]);
+    r->seq = num(&v[9]);
+    if (ncols < RUN_NCOLS) {
+        r->state = SRV_RUN_FROZEN;
+        return;
+    }
+    r->filename = dup_or_null(&v[10]);
+    r->state = (srv_run_state)num(&v[11]);
+    r->has_jitlog = (int)num(&v[12]);
+    r->facts.period_usec = (uint64_t)num(&v[13]);
+    r->facts.threads = (uint32_t)num(&v[14]);
+    r->facts.mode = (unsigned)num(&v[15]);
+    copy_text(r->facts.interp, sizeof r->facts.interp, &v[16]);
+    r->facts.start = srv_cell_real(&v[17]);
+    r->facts.raw_size = (uint64_t)num(&v[18]);
+    r->facts.complete = (int)num(&v[19]);
 }
 
 typedef struct run_rows {
     srv_run *runs;
     size_t n, cap;
-    int listing; /* rows of the listing: no filename */
+    int listing; /* rows of LIST_COLUMNS */
     int beyond;  /* a row came beyond cap (the listing asks one more than a page) */
 } run_rows;
 
 static int collect_run(void *ctx, int ncols, const srv_cell *v)
 {
     run_rows *rows = ctx;
-    if (ncols < RUN_NCOLS)
+    if (ncols < (rows->listing ? LIST_NCOLS : RUN_NCOLS))
         return 1;
     if (rows->n == rows->cap) {
         rows->beyond = 1;
         return 1;
     }
-    run_from_row(&rows->runs[rows->n++], v, !rows->listing);
+    run_from_row(&rows->runs[rows->n++], v, ncols);
     return 0;
 }
 
@@ -537,7 +546,7 @@ static size_t utf8_chars(const char *s)
  * owner's name or '', $6 the rows wanted.  Walking the (state, seq) index
  * stops after a page, whatever the depth of the page. */
 static const char *const list_scan =
-    "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
+    "SELECT " LIST_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
     " WHERE r.state = $1 AND r.seq < $2"
     " AND ($3 = '' OR LOWER(r.argv) LIKE $3 ESCAPE '\\' OR LOWER(r.name) LIKE $3 ESCAPE '\\')"
     " AND ($4 = '' OR r.vm = $4)"
@@ -548,7 +557,7 @@ static const char *const list_scan =
  * engine.  SQLite: the FTS5 table yields its matches newest first (its rowid
  * is the seq) and stops after a page. */
 static const char *const list_search_sqlite =
-    "SELECT " RUN_COLUMNS " FROM runs_search s JOIN runs r ON r.seq = s.rowid"
+    "SELECT " LIST_COLUMNS " FROM runs_search s JOIN runs r ON r.seq = s.rowid"
     " LEFT JOIN users u ON u.id = r.owner_id"
     " WHERE runs_search MATCH $3 AND s.rowid < $2 AND r.state = $1"
     " AND ($4 = '' OR r.vm = $4)"
@@ -562,7 +571,7 @@ static const char *const list_search_sqlite =
  * 10,000 runs, q=case 77 (111 match) took 0.79 ms as a phrase, 0.37 through
  * " 77"; q=case 1234 (1 match) 0.73 and 0.06 (sqlite3 alone). */
 static const char *const list_search_sqlite_trigram =
-    "SELECT " RUN_COLUMNS " FROM runs_search s JOIN runs r ON r.seq = s.rowid"
+    "SELECT " LIST_COLUMNS " FROM runs_search s JOIN runs r ON r.seq = s.rowid"
     " LEFT JOIN users u ON u.id = r.owner_id"
     " WHERE runs_search MATCH $3 AND s.rowid < $2 AND r.state = $1"
     " AND (LOWER(r.argv) LIKE $7 ESCAPE '\\' OR LOWER(r.name) LIKE $7 ESCAPE '\\')"
@@ -675,7 +684,7 @@ static int64_t rarest_trigram(srv_store *s, const char *q, char out[4])
 /* PostgreSQL: the LIKE written without the "any" case, so that the planner
  * weighs the trigram indexes against walking the seq index. */
 static const char *const list_search_pg =
-    "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
+    "SELECT " LIST_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
     " WHERE r.state = $1 AND r.seq < $2"
     " AND (LOWER(r.argv) LIKE $3 ESCAPE '\\' OR LOWER(r.name) LIKE $3 ESCAPE '\\')"
     " AND ($4 = '' OR r.vm = $4)"
@@ -691,7 +700,7 @@ static const char *const list_search_pg =
  * 1.01-1.07 ms with 200 rows, 0.85-0.94 with a page's, 0.63-0.72 with none;
  * q=bench (all match) 0.49-0.58, 0.46-0.48, 0.45-0.64. */
 static const char *const list_search_window =
-    "SELECT " RUN_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
+    "SELECT " LIST_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
     " WHERE r.seq IN (SELECT seq FROM runs WHERE state = $1 AND seq < $2"
     "                 ORDER BY seq DESC LIMIT $7)"
     " AND (LOWER(r.argv) LIKE $3 ESCAPE '\\' OR LOWER(r.name) LIKE $3 ESCAPE '\\')"

@@ -115,8 +115,9 @@ typedef struct srv_run_query {
 } srv_run_query;
 
 /* Frozen runs, newest first.  Fills runs[0..*n) (at most page_size; free each
- * with srv_run_clear; their filename is left NULL) and *more when a further
- * page exists (it starts below the last run's seq).  A q of three or more characters is looked up in a
+ * with srv_run_clear) with what a page shows: id, seq, owner, argv, name, vm,
+ * created, samples and duration (the rest is left 0 or NULL), and *more when
+ * a further page exists (it starts below the last run's seq).  A q of three or more characters is looked up in a
  * trigram index (SQLite FTS5, PostgreSQL pg_trgm), shorter ones are matched
  * row by row. */
 int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, size_t *n,
