@@ -83,6 +83,17 @@ static _Atomic int open_fds[VMP_MAX_SOURCES];
 /* The sources are descriptors of the program's table (the sending thread
  * shares it): the handler may pause one, a fork child has copies to close. */
 static _Atomic int sources_in_program_table;
+/* Wall clock with sources (header): base_cpu[] holds instead the
+ * CLOCK_MONOTONIC time up to which a thread's periods are paid, moved only
+ * by compare-and-swap (its handler and the sender both pay); rep_cpu[] the
+ * thread's CPU clock right after its last kept sample when that one found
+ * it inside a system call (-1: none, or a sample not to repeat); the
+ * program's pause flag; and, per thread, what its latest take_owed paid
+ * (0: nothing was owed, so no sample was written either). */
+static _Atomic int wall_counting;
+static _Atomic int64_t rep_cpu[VMP_TID_SLOTS];
+static const _Atomic int *_Atomic paused_flag;
+static __thread int64_t owed_now __attribute__((tls_model("initial-exec")));
 
 static int64_t ns_of(struct timespec t)
 {
@@ -130,6 +141,15 @@ void vmp_delivery_sampled(int outcome, int in_call)
     if (outcome == VMP_SAMPLE_KEPT && atomic_load_explicit(&want_sample_cpu, memory_order_relaxed) &&
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
         cpu = ns_of(t);
+    if (atomic_load_explicit(&wall_counting, memory_order_relaxed) &&
+        atomic_load_explicit(&base_tid[k], memory_order_acquire) == tid) {
+        /* (a signal that paid nothing wrote nothing: the last sample is
+         * still the one written) */
+        if (outcome == VMP_SAMPLE_KEPT && in_call && cpu >= 0)
+            atomic_store_explicit(&rep_cpu[k], cpu, memory_order_release);
+        else if (outcome != VMP_SAMPLE_NONE || owed_now != 0)
+            atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
+    }
     atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
     atomic_store_explicit(&sampled_cpu[k], cpu, memory_order_release);
     atomic_store_explicit(&sampled_in_call[k], in_call, memory_order_release);
@@ -152,6 +172,7 @@ void vmp_delivery_forget_tid(void)
         atomic_store(&base_tid[k], 0);
     }
     atomic_store(&credit_period, 0);
+    atomic_store(&wall_counting, 0);
 }
 
 int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid)
@@ -166,8 +187,39 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid)
     return 0;
 }
 
-int64_t vmp_delivery_take_owed(void)
+/* Wall clock with sources: the periods of wall time since those paid,
+ * taken as paid (rounded, as below); of them, when the last sample found
+ * the thread inside a system call, those it did not run (its CPU clock)
+ * are that sample's repeats (*repeats), the rest (at least one) this
+ * sample's. */
+static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
 {
+    struct timespec t;
+    if (clock_gettime(CLOCK_MONOTONIC, &t) < 0)
+        return 1;
+    int64_t now = ns_of(t), base = atomic_load_explicit(&base_cpu[k], memory_order_acquire), n;
+    do { /* (the sender moves it too, once per visit at most) */
+        n = (now - base + period / 2) / period;
+        if (n <= 0)
+            return 0;
+    } while (!atomic_compare_exchange_weak(&base_cpu[k], &base, base + n * period));
+    const _Atomic int *paused = atomic_load_explicit(&paused_flag, memory_order_relaxed);
+    if (paused && atomic_load_explicit(paused, memory_order_relaxed))
+        return n; /* (nothing is written while paused) */
+    int64_t at = atomic_load_explicit(&rep_cpu[k], memory_order_acquire);
+    if (at >= 0 && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0) {
+        int64_t mine = (ns_of(t) - at + period / 2) / period;
+        mine = mine < 1 ? 1 : mine > n ? n : mine;
+        *repeats = n - mine;
+        n = mine;
+    }
+    return n;
+}
+
+int64_t vmp_delivery_take_owed(int64_t *repeats)
+{
+    *repeats = 0;
+    owed_now = 1;
     int64_t period = atomic_load_explicit(&credit_period, memory_order_relaxed);
     if (!period)
         return 1;
@@ -175,6 +227,8 @@ int64_t vmp_delivery_take_owed(void)
     size_t k = vmp_tid_slot(tid);
     if (atomic_load_explicit(&base_tid[k], memory_order_acquire) != tid)
         return 1; /* (its slot is another thread's: one per signal) */
+    if (atomic_load_explicit(&wall_counting, memory_order_relaxed))
+        return owed_now = wall_owed(k, period, repeats);
     struct timespec t;
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) < 0)
         return 1;
@@ -183,7 +237,7 @@ int64_t vmp_delivery_take_owed(void)
      * signal a hair early must not leave its period to the next one. */
     int64_t n = (cpu - base + period / 2) / period, cap = atomic_load_explicit(&credit_cap, memory_order_relaxed);
     if (n <= 0)
-        return 0;
+        return owed_now = 0;
     if (n > cap) {
         n = cap; /* far behind (it blocked the signal): drop the rest */
         base = cpu;
@@ -191,7 +245,7 @@ int64_t vmp_delivery_take_owed(void)
         base += n * period;
     }
     atomic_store_explicit(&base_cpu[k], base, memory_order_release);
-    return n;
+    return owed_now = n;
 }
 
 void vmp_delivery_source_answer(const siginfo_t *info, int outcome)
@@ -311,7 +365,7 @@ static void flush_lazy_or_keep(vmp_delivery *d, vmp_delivery_thread *t, int keep
     int64_t n = t->lazy;
     if (n <= 0)
         return;
-    if (d->repeat(t->tid, n) == 0) {
+    if (d->repeat(t->tid, n, NULL, 0, 0) == 0) {
         atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
     } else if (keep) {
         return;
@@ -367,10 +421,12 @@ static int note_thread(vmp_delivery *d, pid_t tid)
         index_put(d, d->n_threads++);
         if (d->sources) {
             /* born during the run: all its CPU time counts (the handler
-             * pays it), unless its slot is a live thread's */
+             * pays it), unless its slot is a live thread's; on the wall
+             * clock, from halfway between the last listing and this one */
             size_t k = vmp_tid_slot(tid);
             if (!atomic_load(&base_tid[k])) {
-                atomic_store(&base_cpu[k], 0);
+                atomic_store(&base_cpu[k], d->cpu_clock ? 0 : (d->last_rescan + clock_ns(CLOCK_MONOTONIC)) / 2);
+                atomic_store(&rep_cpu[k], -1);
                 atomic_store_explicit(&base_tid[k], tid, memory_order_release);
             }
         }
@@ -474,6 +530,8 @@ static void source_give(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
  * its start: no open per scan), keeping what is known about the threads
  * still there. */
 static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto);
+static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int keep);
+static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu);
 
 static void scan_threads(vmp_delivery *d)
 {
@@ -514,7 +572,10 @@ static void scan_threads(vmp_delivery *d)
              * idle then) are written; what it never handled must not hold
              * back a thread that reuses its slot */
             vmp_delivery_thread *t = &d->threads[i];
-            if (t->state == STILL && d->repeats_on)
+            if (d->sources && !d->cpu_clock) {
+                if (!d->was_paused)
+                    wall_pay_waited(d, t, d->last_round, t->last_cpu);
+            } else if (t->state == STILL && d->repeats_on)
                 hand_over_repeats(d, t, d->period_no);
             else if (t->lazy)
                 flush_lazy(d, t);
@@ -592,7 +653,7 @@ static int hand_over_or_keep(vmp_delivery *d, vmp_delivery_thread *t, int64_t up
         t->still_from = upto + 1;
         return 0;
     }
-    if (d->repeat(t->tid, n) == 0)
+    if (d->repeat(t->tid, n, NULL, 0, 0) == 0)
         atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
     else if (keep)
         return -1; /* (as flush_lazy_or_keep) */
@@ -607,6 +668,70 @@ static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t u
     hand_over_or_keep(d, t, upto, 0);
 }
 
+/* Wall clock with sources: hands over the repeats of thread t's last
+ * sample for the periods not paid up to `upto` (CLOCK_MONOTONIC ns).  The
+ * writer's place is claimed before the paid mark moves (in the `repeat`
+ * callback): a handler that paid first leaves the claimed slot empty, and
+ * one that pays after claims its slots after it, so the writer repeats the
+ * sample these periods belong to.  With `keep`, -1 when the ring is full
+ * (a later visit tries again); else what found no room is lost. */
+static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int keep)
+{
+    size_t k = vmp_tid_slot(t->tid);
+    if (atomic_load(&base_tid[k]) != t->tid)
+        return 0;
+    int64_t base = atomic_load(&base_cpu[k]), n = (upto - base) / d->period_ns;
+    if (n <= 0)
+        return 0;
+    int r = d->repeat(t->tid, n, &base_cpu[k], base, base + n * d->period_ns);
+    if (r == 0) {
+        atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+    } else if (r < 0) {
+        if (keep)
+            return -1;
+        atomic_fetch_add_explicit(&d->repeats_lost, (uint64_t)n, memory_order_relaxed);
+        atomic_compare_exchange_strong(&base_cpu[k], &base, base + n * d->period_ns);
+    }
+    return 0;
+}
+
+/* Wall clock with sources: a thread whose last sample found it inside a
+ * system call, and whose CPU clock read `cpu` at `now`, has the time since
+ * that it did not run repeat that sample, as its next sample would have
+ * (wall_owed): when it ends, when it is found running again, at stop. */
+static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu)
+{
+    int64_t at = atomic_load(&rep_cpu[vmp_tid_slot(t->tid)]), ran = cpu - at;
+    if (at >= 0) /* (a clock read before the sample, or none: not known to have run) */
+        wall_pay(d, t, ran > VMP_IDLE_SLACK_NS ? now - ran : now, 0);
+}
+
+/* Wall clock with sources: whether thread t (tid slot k) has not run since
+ * its last sample, which found it inside a system call (the rule of
+ * idle_since_sample). */
+static int wall_idle(vmp_delivery_thread *t, size_t k)
+{
+    int64_t at = atomic_load_explicit(&rep_cpu[k], memory_order_acquire), now = t->last_cpu;
+    if (atomic_load(&base_tid[k]) != t->tid || at < 0 || now < at || now - at > VMP_IDLE_SLACK_NS ||
+        (t->idle_cpu >= 0 && now != t->idle_cpu))
+        return 0;
+    t->idle_cpu = now;
+    return 1;
+}
+
+/* Whether the last signal the sender sent thread slot k is still pending.
+ * Its handler counts every signal of ours it handles, its source's too (a
+ * signal sent while the source's is pending merges with it): a count that
+ * went past ours is taken as ours all handled. */
+static int signal_pending(size_t k)
+{
+    uint32_t h = atomic_load_explicit(&handled[k], memory_order_acquire);
+    if ((int32_t)(sent_to[k] - h) > 0)
+        return 1;
+    sent_to[k] = h;
+    return 0;
+}
+
 /* A still thread found running in this round, which stood for `periods`
  * periods: it woke somewhere in them, so they are owed to its next sample,
  * and the periods before them repeat its old one (header). */
@@ -616,7 +741,10 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
     t->quiet_needed = t->quiet_needed ? 2 * t->quiet_needed : 2;
     if (t->quiet_needed > most)
         t->quiet_needed = most > 1 ? (uint32_t)most : 1;
-    if (!d->cpu_clock) {
+    if (!d->cpu_clock && d->sources) {
+        wall_pay_waited(d, t, d->last_round, t->last_cpu); /* (before it may end unseen) */
+        t->idle_cpu = -1;
+    } else if (!d->cpu_clock) {
         int64_t p = periods > 0 ? periods : 1; /* (a catch-up round: the last period's) */
         hand_over_repeats(d, t, d->period_no - p);
         t->still_from = d->period_no + 1;
@@ -667,6 +795,8 @@ static void visit_still(vmp_delivery *d, int64_t periods)
             continue;
         if (observe(d, t) != 0)
             wake(d, t, periods);
+        else if (d->sources)
+            wall_pay(d, t, d->last_round, 1);
         else
             hand_over_or_keep(d, t, d->period_no, 1);
     }
@@ -733,7 +863,7 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
         if (d->repeats_on && at >= 0 && t->owed > 1 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
             int64_t n = t->owed - 1;
             t->owed = 1;
-            if (d->repeat(t->tid, n) == 0)
+            if (d->repeat(t->tid, n, NULL, 0, 0) == 0)
                 atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
         }
         return;
@@ -817,7 +947,7 @@ static int waits_for_a_signal(const vmp_delivery *d, vmp_delivery_thread *t)
 static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
     size_t k = vmp_tid_slot(t->tid);
-    if (sent_to[k] != atomic_load_explicit(&handled[k], memory_order_acquire)) {
+    if (signal_pending(k)) {
         /* the last one is still pending */
         if (!t->pending_since)
             t->pending_since = now;
@@ -920,23 +1050,26 @@ static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int
     note_not_python(d, t, now);
 }
 
-/* Sources mode: thread t's round (it is active).  Its source samples it;
- * what is left is noticing that it blocks the signal or is not Python's,
- * and signalling it when it has no source. */
+/* Sources mode: thread t's round (it is active).  Its source samples it
+ * while it runs; what is left is noticing that it blocks the signal or is
+ * not Python's, signalling it when it has no source (CPU clock), and on
+ * the wall clock probing a thread that fell behind (it waits, or has no
+ * source) unless it is idle in a sample that may be repeated: one signal,
+ * whose handler pays every period owed. */
 static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
     size_t k = vmp_tid_slot(t->tid);
     source_answer(d, t, k, now);
     int counted = atomic_load_explicit(&base_tid[k], memory_order_acquire) == t->tid;
-    int64_t owed_ns = counted ? t->last_cpu - atomic_load_explicit(&base_cpu[k], memory_order_acquire)
-                              : t->owed * d->period_ns;
+    int64_t base = atomic_load_explicit(&base_cpu[k], memory_order_acquire);
+    int64_t owed_ns = !counted ? t->owed * d->period_ns : d->cpu_clock ? t->last_cpu - base : now - base;
     t->owed = 0;
-    int sent_pending = sent_to[k] != atomic_load_explicit(&handled[k], memory_order_acquire);
-    /* Owed two periods and not paid: its signal waits (sent by us, or
-     * fired by its source: the handler pays at once when it runs).  One
-     * found blocking stays so until its handler paid (it unblocked). */
-    if (sent_pending ||
-        ((t->src >= 0 || t->blocks) && !t->not_python && counted && owed_ns >= 2 * d->period_ns)) {
+    int sent_pending = signal_pending(k);
+    /* Owed two periods of CPU time and not paid: its signal waits (sent by
+     * us, or fired by its source: the handler pays at once when it runs).
+     * One found blocking stays so until its handler paid (it unblocked). */
+    if (sent_pending || (d->cpu_clock && (t->src >= 0 || t->blocks) && !t->not_python && counted &&
+                         owed_ns >= 2 * d->period_ns)) {
         if (!t->pending_since)
             t->pending_since = now;
         if (t->checks < 2 && now - t->pending_since >= (t->checks + 1) * VMP_BLOCKED_CHECK_NS) {
@@ -956,6 +1089,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         t->src_retry_at = now; /* it handled its signal after all */
     t->pending_since = 0;
     t->blocks = t->checks = 0;
+    int ask = 0;
     if (t->not_python) {
         /* asked again: after VMP_NOT_PYTHON_MIN_NS, then after stretches of
          * its CPU time */
@@ -969,6 +1103,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             }
             source_close(d, t); /* (if the program closed it) */
             owed_ns = d->period_ns; /* one signal below */
+            ask = 1;
         } else {
             if (t->delta == 0 && !t->recheck_at && !t->awaiting)
                 settle(d, t);
@@ -977,11 +1112,14 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     }
     if (t->src < 0 && d->sources && t->delta > 0) /* (only a thread that runs needs one) */
         source_give(d, t, now);
-    if (t->src < 0 && 2 * owed_ns >= d->period_ns && !sent_pending && on_cpu(t)) {
-        /* no source: one signal a round, the handler pays what is owed */
+    int signal = d->cpu_clock ? t->src < 0 && 2 * owed_ns >= d->period_ns && on_cpu(t)
+                              : ask || (owed_ns >= 2 * d->period_ns && !(counted && wall_idle(t, k)));
+    if (signal && !sent_pending) {
+        /* one signal a round, the handler pays what is owed */
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
             sent_to[k]++;
             t->awaiting = 1;
+            t->idle_cpu = -1;
             atomic_fetch_add_explicit(&d->sent, 1, memory_order_relaxed);
         }
     }
@@ -1041,10 +1179,12 @@ int vmp_delivery_start(vmp_delivery *d)
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
         nofile.rlim_cur / 16 < (rlim_t)d->max_sources)
         d->max_sources = (int)(nofile.rlim_cur / 16); /* the program's descriptors come first */
-    if (!d->cpu_clock || queued_signal(d->signo) || d->max_sources < 1)
+    /* (the wall clock's sources need repeats: an idle thread has none) */
+    if ((!d->cpu_clock && !d->repeats_on) || queued_signal(d->signo) || d->max_sources < 1)
         d->sources = 0;
     atomic_store(&credit_period, 0);
     atomic_store(&sources_in_program_table, !d->own_table);
+    atomic_store(&wall_counting, 0);
     d->task_fd = vmp_fd_out_of_the_way(open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     struct stat st;
     d->last_nlink = d->task_fd >= 0 && fstat(d->task_fd, &st) == 0 ? (int64_t)st.st_nlink : -1;
@@ -1080,13 +1220,17 @@ int vmp_delivery_start(vmp_delivery *d)
     d->last_scan = d->last_rescan = d->last_round = clock_ns(CLOCK_MONOTONIC);
     d->round_periods = 1;
     if (d->sources) {
-        /* the CPU time of the threads already there counts from here */
+        /* the CPU time (wall clock: the time) of the threads already there
+         * counts from here */
         for (size_t i = 0; i < d->n_threads; i++) {
             vmp_delivery_thread *t = &d->threads[i];
             size_t k = vmp_tid_slot(t->tid);
-            atomic_store(&base_cpu[k], t->last_cpu);
+            atomic_store(&base_cpu[k], d->cpu_clock ? t->last_cpu : d->last_round);
+            atomic_store(&rep_cpu[k], -1);
             atomic_store_explicit(&base_tid[k], t->tid, memory_order_release);
         }
+        atomic_store(&paused_flag, d->paused);
+        atomic_store(&wall_counting, !d->cpu_clock);
         atomic_store(&credit_cap, d->max_owed);
         atomic_store(&credit_period, d->period_ns);
         /* The kernel may refuse the events (perf_event_paranoid, seccomp):
@@ -1097,6 +1241,7 @@ int vmp_delivery_start(vmp_delivery *d)
                 d->sources = 0;
         if (!d->sources) {
             atomic_store(&credit_period, 0);
+            atomic_store(&wall_counting, 0);
             for (size_t i = 0; i < d->n_threads; i++)
                 source_close(d, &d->threads[i]);
         } else {
@@ -1156,6 +1301,16 @@ static void pause_round(vmp_delivery *d, int64_t periods)
 {
     for (size_t i = 0; i < d->n_threads; i++) {
         vmp_delivery_thread *t = &d->threads[i];
+        if (d->sources) {
+            /* (sources: the handlers pay nothing while paused either) */
+            size_t k = vmp_tid_slot(t->tid);
+            if (!d->was_paused && t->idle_cpu >= 0 && (t->state == STILL || wall_idle(t, k)))
+                wall_pay(d, t, d->last_round - periods * d->period_ns, 0);
+            if (atomic_load(&base_tid[k]) == t->tid)
+                atomic_store(&base_cpu[k], d->last_round);
+            t->owed = 0;
+            continue;
+        }
         if (!d->was_paused) {
             if (t->state == STILL)
                 hand_over_repeats(d, t, d->period_no - periods);
@@ -1216,11 +1371,18 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
 void vmp_delivery_stop(vmp_delivery *d)
 {
     atomic_store(&credit_period, 0);
+    int wall_sources = atomic_exchange(&wall_counting, 0); /* (the handlers pay no more) */
+    int paused = d->paused && atomic_load(d->paused);
+    int64_t now = clock_ns(CLOCK_MONOTONIC);
     for (size_t i = 0; i < d->n_threads; i++) {
         vmp_delivery_thread *t = &d->threads[i];
-        /* (one that ran since it was last read woke somewhere in the last
-         * round, as in wake(): that round's periods have no sample) */
-        if (t->state == STILL && !d->cpu_clock)
+        if (wall_sources) {
+            if (!paused && atomic_load(&rep_cpu[vmp_tid_slot(t->tid)]) >= 0)
+                wall_pay_waited(d, t, now, thread_cpu_ns(t->tid));
+        } else if (t->state == STILL && !d->cpu_clock)
+            /* (one that ran since it was last read woke somewhere in the
+             * last round, as in wake(): that round's periods have no
+             * sample) */
             hand_over_repeats(d, t, thread_cpu_ns(t->tid) == t->last_cpu ? d->period_no
                                                                           : d->period_no - d->last_periods);
         else if (t->lazy)

@@ -107,7 +107,33 @@
  * (perf_event_paranoid above 2, a seccomp filter) or the signal is a
  * real-time one (queued, not merged: a thread that blocks it would fill the
  * queue and the kernel would send SIGIO instead), `sources` is cleared at
- * start and the per-period schedule above runs.
+ * start and the per-period schedule above runs (so does the wall clock
+ * without a `repeat` callback).
+ *
+ * Wall clock with sources: the same events (they run on the thread's CPU
+ * time, and while a thread runs its CPU time is its wall time), so again
+ * no thread of ours wakes per period, and the handler pays by wall time:
+ * the periods of CLOCK_MONOTONIC time since those paid (base_cpu[] holds
+ * the time paid up to, moved by compare-and-swap only).  A thread that
+ * does not run is not signalled by its event: the sender, every
+ * VMP_SOURCE_ROUND_NS, probes once a thread that is two periods or more
+ * behind (one tgkill; it waits, waits for a CPU, or has no source) unless
+ * it is idle in a sample that may be repeated (taken inside a system call,
+ * its clock unmoved since: the rule above).  The probe's handler pays
+ * every period owed with its sample, which shows where the thread waits.
+ * When the thread's last sample found it inside a system call, its next
+ * signal's periods are split: those it did not run (its CPU clock since
+ * that sample) repeat that sample (the handler hands them over first),
+ * the rest are this one's.  An idle thread's repeats are otherwise
+ * handed over by the sender as above (visits, end, pause, stop), through
+ * the same mark: the sender claims the writer's place, then moves the
+ * mark; if the thread's handler moved it first, the place stays empty.
+ * So each period is paid once, and a repeat is written before any later
+ * sample of its thread (the writer repeats the last one written).  A
+ * wait shorter than two rounds may thus go unseen: it is paid with the
+ * thread's next sample.  The sender also visits, polls and lists as
+ * above; it no longer counts periods per thread.  A thread whose tid slot
+ * is another live thread's is not counted so: one sample per probe.
  *
  * CPU clock, per period: a thread owed a sample is signalled only while it
  * is on a CPU (its clock moved between two readings microseconds apart):
@@ -208,12 +234,16 @@ typedef struct vmp_delivery {
     int64_t period_ns;
     int cpu_clock;                /* 1: CPU clock, 0: wall clock */
     int signo;
-    int sources;                  /* CPU clock: per-thread events if the kernel has them (cleared at start if not) */
+    int sources;                  /* per-thread events if the kernel has them (cleared at start if not) */
     int own_table;                /* the sending thread has a descriptor table of its own (vmp_fd_own_table) */
     const _Atomic pid_t *skip[2]; /* threads never signalled (the caller's own); NULL: none */
     /* Wall clock only, may be NULL: write thread tid's last sample `count`
-     * times more instead of signalling it; 0 when queued. */
-    int (*repeat)(pid_t tid, int64_t count);
+     * times more instead of signalling it; 0 when queued, -1 when there was
+     * no room.  With `paid` (wall clock with sources), the writer's place is
+     * claimed first, then *paid moved from `from` to `to` by
+     * compare-and-swap; if it had moved already, the place stays empty
+     * (nothing is written) and the answer is 1. */
+    int (*repeat)(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to);
     /* Wall clock, may be NULL: non-zero while the program paused sampling
      * (no repeat is owed for those periods). */
     const _Atomic int *paused;
@@ -281,7 +311,9 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods);
 /* Hands over the repeats still counted for still threads, then frees. */
 void vmp_delivery_stop(vmp_delivery *d);
 
-/* In the signal handler, for a signal the sending thread sent. */
+/* In the signal handler, for every signal of ours (sent by the sending
+ * thread, or fired by the thread's source: one sent while the source's
+ * was pending merged with it). */
 void vmp_delivery_handled(void);
 
 /* In the signal handler, before vmp_delivery_handled(): what this signal's
@@ -315,9 +347,11 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid);
 
 /* In the signal handler, for a signal of ours: the samples the calling
  * thread is owed now, taken as paid (with sources: its CPU time since the
- * last one paid, in periods, at most the backlog; 0: none yet).  1 when
- * the run does not count so. */
-int64_t vmp_delivery_take_owed(void);
+ * last one paid, in periods, at most the backlog; wall clock with sources:
+ * the time since, see "Wall clock with sources"; 0: none yet).  1 when
+ * the run does not count so.  *repeats: how many times to write the
+ * thread's last sample again first (wall clock with sources; else 0). */
+int64_t vmp_delivery_take_owed(int64_t *repeats);
 
 /* In the signal handler, after vmp_delivery_sampled(): a thread whose
  * source fired and that has no Python thread state pauses its source, when

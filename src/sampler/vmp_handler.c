@@ -74,7 +74,7 @@ static int take_sample(void *ucontext, int64_t weight, int *in_call)
     return n > 0 ? VMP_SAMPLE_KEPT : VMP_SAMPLE_NONE;
 }
 
-int vmp_handler_repeat_sample(pid_t tid, int64_t count)
+int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to)
 {
     /* (not refused while paused: the delivery hands over, when it sees the
      * pause, the repeats owed from before it, and counts none during it) */
@@ -83,12 +83,14 @@ int vmp_handler_repeat_sample(pid_t tid, int64_t count)
     vmp_slot *s = vmp_ring_claim();
     if (!s)
         return -1; /* full: the signal sent instead counts the drop */
+    /* (claimed first: the ring's order is the writer's; vmp_delivery.h) */
+    int moved = !paid || atomic_compare_exchange_strong(paid, &from, to);
     s->kind = VMP_SLOT_REPEAT;
-    s->n = count < UINT32_MAX ? (uint32_t)count : UINT32_MAX;
+    s->n = !moved ? 0 : count < UINT32_MAX ? (uint32_t)count : UINT32_MAX;
     s->tid = tid;
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
     vmp_ring_publish(s);
-    return 0;
+    return moved ? 0 : 1;
 }
 
 static void on_signal(int signo, siginfo_t *info, void *ucontext)
@@ -99,21 +101,29 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     int outcome = VMP_SAMPLE_NONE, in_call = 0;
     int ours = vmp_delivery_is_ours(info, vmp_run.pid); /* sent by the sampler, or the thread's own source */
     /* What this thread is owed (CPU time since its last sample, when its
-     * own source signals it), paid now even while paused. */
-    int64_t weight = ours ? vmp_delivery_take_owed() : 1;
+     * own source signals it; wall time on the wall clock), paid now even
+     * while paused; on the wall clock, the periods it waited since a
+     * sample taken inside a system call repeat that one, first. */
+    int64_t repeats = 0;
+    int64_t weight = ours ? vmp_delivery_take_owed(&repeats) : 1;
     if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed) &&
-        !atomic_load_explicit(&vmp_run.forking, memory_order_relaxed))
+        !atomic_load_explicit(&vmp_run.forking, memory_order_relaxed)) {
+        if (repeats > 0)
+            atomic_fetch_add_explicit(vmp_handler_repeat_sample(vmp_delivery_this_tid(), repeats, NULL, 0, 0) == 0
+                                          ? &vmp_run.delivery.repeated
+                                          : &vmp_run.delivery.repeats_lost,
+                                      (uint64_t)repeats, memory_order_relaxed);
         outcome = take_sample(ucontext, weight, &in_call);
+    } else if (repeats > 0) {
+        atomic_fetch_add_explicit(&vmp_run.delivery.repeats_lost, (uint64_t)repeats, memory_order_relaxed);
+    }
     if (ours) {
         atomic_fetch_add_explicit(&vmp_run.received, 1, memory_order_relaxed);
         vmp_delivery_sampled(outcome, in_call); /* an idle thread's sample may be repeated; a C thread is left alone */
         vmp_delivery_source_answer(info, outcome); /* a C thread's source pauses */
-        /* The sampler may send this thread its next one.  (Only its own
-         * signals count: it compares them with those it sent, and a count
-         * raised by the thread's source read as a signal never handled,
-         * which held back the second question to a C thread.) */
-        if (info->si_code == SI_TKILL)
-            vmp_delivery_handled();
+        /* The sampler may send this thread its next one (it counts a
+         * source's signal as its own: one it sent may have merged with it). */
+        vmp_delivery_handled();
     }
     atomic_fetch_sub(&vmp_run.in_handler, 1);
     errno = saved_errno;

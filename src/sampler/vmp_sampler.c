@@ -167,7 +167,7 @@ static void code_tracking_failed(char *err, size_t errlen)
     Py_XDECREF(tb);
 }
 
-/* Whether the CPU clock may use per-thread events (vmp_delivery.h); the
+/* Whether the sampler may use per-thread events (vmp_delivery.h); the
  * environment variable VMPROF_NO_PERF_EVENTS=1 keeps the per-period
  * schedule (where the events misbehave, and for the tests of that path). */
 static int sources_allowed(void)

@@ -52,8 +52,10 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
     vmp_delivery_handled();
 }
 
-static int count_repeat(pid_t tid, int64_t count)
+static int count_repeat(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to)
 {
+    if (paid && !atomic_compare_exchange_strong(paid, &from, to))
+        return 1;
     if (tid == atomic_load(&special_tid))
         atomic_fetch_add(&special_repeats, (long)count);
     else
