@@ -50,6 +50,11 @@ CONFIGS = [
     ("cpu 10 kHz native", ["--period", "0.0001", "--native", "on"], 10000, "cpu"),
     ("wall 10 kHz", ["--period", "0.0001", "--real-time"], 10000, "wall"),
 ]
+# ... and the wall clock with native frames too, in the `own` section only
+OWN_CONFIGS = CONFIGS + [
+    ("wall 1 kHz native", ["--period", "0.001", "--real-time", "--native", "on"], 1000, "wall"),
+    ("wall 10 kHz native", ["--period", "0.0001", "--real-time", "--native", "on"], 10000, "wall"),
+]
 
 # The floor of the pinned section: (label, extra argv, rate Hz), run with
 # --tool empty-perf; a config of CONFIGS on the CPU clock is compared with the
@@ -128,13 +133,13 @@ def busy_rate(rec, clock):
 
 
 def section_own(runner, args, res):
-    data = {c[0]: [] for c in CONFIGS}
+    data = {c[0]: [] for c in OWN_CONFIGS}
     for rnd in range(args.rounds):
-        for label, extra, hz, clock in CONFIGS:
+        for label, extra, hz, clock in OWN_CONFIGS:
             data[label].append(runner.run("busy", extra + ["--seconds", str(args.seconds)]))
         log("own: round %d/%d" % (rnd + 1, args.rounds))
     rows = []
-    for label, extra, hz, clock in CONFIGS:
+    for label, extra, hz, clock in OWN_CONFIGS:
         recs = data[label]
         rows.append([label,
                      fmt(median([100 * r["profiler_cpu"] / r["wall"] for r in recs]), "%.1f%%"),

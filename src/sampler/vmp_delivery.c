@@ -36,6 +36,7 @@ struct vmp_delivery_thread {
     uint8_t confirmed;  /* ... and it was not the first such answer */
     uint8_t blocks;     /* it blocks the signal */
     uint8_t checks;     /* its mask was read that many times for the pending signal */
+    uint8_t probe_shift; /* wall clock with sources: probed when 2 << probe_shift periods behind */
     uint32_t active_pos;
     int src;               /* its source's fd (sources mode); -1: none */
     int src_pos;           /* its place in open_fds */
@@ -88,10 +89,13 @@ static _Atomic int sources_in_program_table;
  * by compare-and-swap (its handler and the sender both pay); rep_cpu[] the
  * thread's CPU clock right after its last kept sample when that one found
  * it inside a system call (-1: none, or a sample not to repeat); the
- * program's pause flag; and, per thread, what its latest take_owed paid
+ * program's pause flag; rep_cpu[] is also kept for a sample taken outside
+ * a call (rep_in_call[] 0), for the time a thread waited at stop; and,
+ * per thread, what its latest take_owed paid
  * (0: nothing was owed, so no sample was written either). */
 static _Atomic int wall_counting;
 static _Atomic int64_t rep_cpu[VMP_TID_SLOTS];
+static _Atomic int rep_in_call[VMP_TID_SLOTS];
 static const _Atomic int *_Atomic paused_flag;
 static __thread int64_t owed_now __attribute__((tls_model("initial-exec")));
 
@@ -145,9 +149,11 @@ void vmp_delivery_sampled(int outcome, int in_call)
         atomic_load_explicit(&base_tid[k], memory_order_acquire) == tid) {
         /* (a signal that paid nothing wrote nothing: the last sample is
          * still the one written) */
-        if (outcome == VMP_SAMPLE_KEPT && in_call && cpu >= 0)
+        if (outcome == VMP_SAMPLE_KEPT && cpu >= 0) {
+            atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
+            atomic_store_explicit(&rep_in_call[k], in_call, memory_order_release);
             atomic_store_explicit(&rep_cpu[k], cpu, memory_order_release);
-        else if (outcome != VMP_SAMPLE_NONE || owed_now != 0)
+        } else if (outcome != VMP_SAMPLE_NONE || owed_now != 0)
             atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
     }
     atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
@@ -207,7 +213,8 @@ static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
     if (paused && atomic_load_explicit(paused, memory_order_relaxed))
         return n; /* (nothing is written while paused) */
     int64_t at = atomic_load_explicit(&rep_cpu[k], memory_order_acquire);
-    if (at >= 0 && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0) {
+    if (at >= 0 && atomic_load_explicit(&rep_in_call[k], memory_order_acquire) &&
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0) {
         int64_t mine = (ns_of(t) - at + period / 2) / period;
         mine = mine < 1 ? 1 : mine > n ? n : mine;
         *repeats = n - mine;
@@ -531,7 +538,7 @@ static void source_give(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
  * still there. */
 static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto);
 static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int keep);
-static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu);
+static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu, int any);
 
 static void scan_threads(vmp_delivery *d)
 {
@@ -574,7 +581,7 @@ static void scan_threads(vmp_delivery *d)
             vmp_delivery_thread *t = &d->threads[i];
             if (d->sources && !d->cpu_clock) {
                 if (!d->was_paused)
-                    wall_pay_waited(d, t, d->last_round, t->last_cpu);
+                    wall_pay_waited(d, t, d->last_round, t->last_cpu, 0);
             } else if (t->state == STILL && d->repeats_on)
                 hand_over_repeats(d, t, d->period_no);
             else if (t->lazy)
@@ -698,11 +705,14 @@ static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int k
 /* Wall clock with sources: a thread whose last sample found it inside a
  * system call, and whose CPU clock read `cpu` at `now`, has the time since
  * that it did not run repeat that sample, as its next sample would have
- * (wall_owed): when it ends, when it is found running again, at stop. */
-static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu)
+ * (wall_owed): when it ends, when it is found running again.  At stop
+ * (`any`), whatever the last sample: no next one will take that time (a
+ * thread a loaded machine keeps from a CPU). */
+static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu, int any)
 {
-    int64_t at = atomic_load(&rep_cpu[vmp_tid_slot(t->tid)]), ran = cpu - at;
-    if (at >= 0) /* (a clock read before the sample, or none: not known to have run) */
+    size_t k = vmp_tid_slot(t->tid);
+    int64_t at = atomic_load(&rep_cpu[k]), ran = cpu - at;
+    if (at >= 0 && (any || atomic_load(&rep_in_call[k]))) /* (a clock read before the sample, or none: not known to have run) */
         wall_pay(d, t, ran > VMP_IDLE_SLACK_NS ? now - ran : now, 0);
 }
 
@@ -712,7 +722,8 @@ static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now
 static int wall_idle(vmp_delivery_thread *t, size_t k)
 {
     int64_t at = atomic_load_explicit(&rep_cpu[k], memory_order_acquire), now = t->last_cpu;
-    if (atomic_load(&base_tid[k]) != t->tid || at < 0 || now < at || now - at > VMP_IDLE_SLACK_NS ||
+    if (atomic_load(&base_tid[k]) != t->tid || at < 0 || !atomic_load(&rep_in_call[k]) || now < at ||
+        now - at > VMP_IDLE_SLACK_NS ||
         (t->idle_cpu >= 0 && now != t->idle_cpu))
         return 0;
     t->idle_cpu = now;
@@ -742,7 +753,7 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
     if (t->quiet_needed > most)
         t->quiet_needed = most > 1 ? (uint32_t)most : 1;
     if (!d->cpu_clock && d->sources) {
-        wall_pay_waited(d, t, d->last_round, t->last_cpu); /* (before it may end unseen) */
+        wall_pay_waited(d, t, d->last_round, t->last_cpu, 0); /* (before it may end unseen) */
         t->idle_cpu = -1;
     } else if (!d->cpu_clock) {
         int64_t p = periods > 0 ? periods : 1; /* (a catch-up round: the last period's) */
@@ -1035,6 +1046,14 @@ static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int
     if (who != t->tid || atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != who)
         return;
     atomic_store_explicit(&sampled_tid[k], 0, memory_order_relaxed); /* read */
+    /* Wall clock: a probe that found the thread outside a system call
+     * found it waiting for a CPU (or running without a source): its stack
+     * does not change while it waits, so the next probe may wait twice as
+     * long (a starved thread is not probed every round) */
+    if (!d->cpu_clock && t->awaiting)
+        t->probe_shift = atomic_load_explicit(&sampled_in_call[k], memory_order_acquire) ? 0
+                         : t->probe_shift < VMP_PROBE_SHIFT_MAX                        ? t->probe_shift + 1
+                                                                                        : t->probe_shift;
     t->awaiting = 0;
     if (at != NOT_PYTHON) {
         t->not_python = t->confirmed = 0;
@@ -1113,7 +1132,9 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     if (t->src < 0 && d->sources && t->delta > 0) /* (only a thread that runs needs one) */
         source_give(d, t, now);
     int signal = d->cpu_clock ? t->src < 0 && 2 * owed_ns >= d->period_ns && on_cpu(t)
-                              : ask || (owed_ns >= 2 * d->period_ns && !(counted && wall_idle(t, k)));
+                              : ask || (owed_ns >= (2LL << (t->src < 0 && t->delta > 0 ? 0 : t->probe_shift)) *
+                                                       d->period_ns &&
+                                        !(counted && wall_idle(t, k)));
     if (signal && !sent_pending) {
         /* one signal a round, the handler pays what is owed */
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
@@ -1377,8 +1398,9 @@ void vmp_delivery_stop(vmp_delivery *d)
     for (size_t i = 0; i < d->n_threads; i++) {
         vmp_delivery_thread *t = &d->threads[i];
         if (wall_sources) {
-            if (!paused && atomic_load(&rep_cpu[vmp_tid_slot(t->tid)]) >= 0)
-                wall_pay_waited(d, t, now, thread_cpu_ns(t->tid));
+            int64_t cpu = !paused && atomic_load(&rep_cpu[vmp_tid_slot(t->tid)]) >= 0 ? thread_cpu_ns(t->tid) : -2;
+            if (cpu > -2)
+                wall_pay_waited(d, t, now, cpu, cpu >= 0); /* (-1: it ended meanwhile) */
         } else if (t->state == STILL && !d->cpu_clock)
             /* (one that ran since it was last read woke somewhere in the
              * last round, as in wake(): that round's periods have no

@@ -205,6 +205,12 @@
 #define VMP_SOURCE_ROUND_NS 10000000LL
 #define VMP_MAX_SOURCES 64
 
+/* Wall clock with sources: a thread whose probe found it outside a system
+ * call (waiting for a CPU) is probed next when twice as far behind, up to
+ * 2 << VMP_PROBE_SHIFT_MAX periods (one that runs without a source: every
+ * round). */
+#define VMP_PROBE_SHIFT_MAX 4
+
 #define VMP_NOT_PYTHON_MIN_NS 10000000LL
 #define VMP_NOT_PYTHON_MAX_NS 1000000000LL
 #define VMP_BLOCKED_CHECK_NS 10000000LL

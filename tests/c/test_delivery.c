@@ -394,8 +394,10 @@ VMP_TEST(wall_clock_with_sources_pays_a_thread_that_alternates_running_and_sleep
     REQUIRE(run_alternating(2000, 30000, 400, &total, &waiting, &ms) == 0);
     CHECK(total >= ms * 3 / 4);
     CHECK(total <= ms + 5);
-    /* 30 of every 32 ms asleep: most of it shows the sleep */
-    CHECK(waiting >= total * 6 / 10);
+    /* 30 of every 32 ms asleep (fewer sleeps on a loaded machine, which
+     * keeps it waiting for a CPU instead): most of it shows the sleep */
+    long slept = atomic_load(&alt_sleeps) * 30;
+    CHECK(waiting >= (slept < total ? slept : total) * 6 / 10);
     CHECK(waiting <= total);
 }
 
