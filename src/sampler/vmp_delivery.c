@@ -581,7 +581,7 @@ static void scan_threads(vmp_delivery *d)
             vmp_delivery_thread *t = &d->threads[i];
             if (d->sources && !d->cpu_clock) {
                 if (!d->was_paused)
-                    wall_pay_waited(d, t, d->last_round, t->last_cpu, 0);
+                    wall_pay_waited(d, t, d->last_round, t->last_cpu, t->idle_cpu >= 0);
             } else if (t->state == STILL && d->repeats_on)
                 hand_over_repeats(d, t, d->period_no);
             else if (t->lazy)
@@ -705,9 +705,10 @@ static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int k
 /* Wall clock with sources: a thread whose last sample found it inside a
  * system call, and whose CPU clock read `cpu` at `now`, has the time since
  * that it did not run repeat that sample, as its next sample would have
- * (wall_owed): when it ends, when it is found running again.  At stop
- * (`any`), whatever the last sample: no next one will take that time (a
- * thread a loaded machine keeps from a CPU). */
+ * (wall_owed): when it ends, when it is found running again.  With
+ * `any`, whatever the last sample: at stop, where no next one will take
+ * that time (a thread a loaded machine keeps from a CPU), and for a thread
+ * the sender found idle (in pause(): wall_waits_for_a_signal). */
 static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu, int any)
 {
     size_t k = vmp_tid_slot(t->tid);
@@ -753,7 +754,7 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
     if (t->quiet_needed > most)
         t->quiet_needed = most > 1 ? (uint32_t)most : 1;
     if (!d->cpu_clock && d->sources) {
-        wall_pay_waited(d, t, d->last_round, t->last_cpu, 0); /* (before it may end unseen) */
+        wall_pay_waited(d, t, d->last_round, t->last_cpu, t->idle_cpu >= 0); /* (before it may end unseen) */
         t->idle_cpu = -1;
     } else if (!d->cpu_clock) {
         int64_t p = periods > 0 ? periods : 1; /* (a catch-up round: the last period's) */
@@ -1069,6 +1070,18 @@ static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int
     note_not_python(d, t, now);
 }
 
+/* Wall clock with sources: a thread asleep in pause() or sigsuspend() is
+ * not probed (a signal would end the wait): it is idle in its last sample
+ * (the stack it had then, give or take less than a period of running),
+ * whose repeats the sender hands over as an idle thread's. */
+static int wall_waits_for_a_signal(const vmp_delivery *d, vmp_delivery_thread *t)
+{
+    if (!waits_for_a_signal(d, t))
+        return 0;
+    t->idle_cpu = t->last_cpu;
+    return 1;
+}
+
 /* Sources mode: thread t's round (it is active).  Its source samples it
  * while it runs; what is left is noticing that it blocks the signal or is
  * not Python's, signalling it when it has no source (CPU clock), and on
@@ -1134,7 +1147,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     int signal = d->cpu_clock ? t->src < 0 && 2 * owed_ns >= d->period_ns && on_cpu(t)
                               : ask || (owed_ns >= (2LL << (t->src < 0 && t->delta > 0 ? 0 : t->probe_shift)) *
                                                        d->period_ns &&
-                                        !(counted && wall_idle(t, k)));
+                                        !(counted && (wall_idle(t, k) || wall_waits_for_a_signal(d, t))));
     if (signal && !sent_pending) {
         /* one signal a round, the handler pays what is owed */
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
