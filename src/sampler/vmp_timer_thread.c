@@ -4,7 +4,7 @@
  * A thread rather than setitimer: the kernel's CPU timers fire on the tick
  * (~250 Hz here), so the original's "1 ms" was really 4 ms; a thread that
  * sleeps to absolute deadlines (with a 1 ns timer slack) delivers the rate
- * asked from 100 Hz to 10 kHz.  On the CPU clock each thread's own
+ * asked from 100 Hz to 10 kHz.  On either clock each thread's own
  * CPU-time event signals it where the kernel allows (vmp_delivery.h), and
  * this thread only keeps house every 10 ms.
  */

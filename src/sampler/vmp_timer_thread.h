@@ -1,8 +1,8 @@
 /*
  * vmp_timer_thread.h - the sampler thread: when to signal which thread.
  *
- * It sleeps to absolute CLOCK_MONOTONIC deadlines one period apart (CPU
- * clock with per-thread events: VMP_SOURCE_ROUND_NS apart) and lets the
+ * It sleeps to absolute CLOCK_MONOTONIC deadlines one period apart (with
+ * per-thread events: VMP_SOURCE_ROUND_NS apart) and lets the
  * delivery schedule (vmp_delivery.h) signal the threads owed a sample; in
  * memory mode it reads the RSS each round; every VMP_CHECK_NS it checks
  * that our handler is still installed and stops sending once the program

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/perf_event.h>
+
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
@@ -43,6 +45,15 @@ static _Atomic long schedule_ms;  /* from the schedule's start to its stop */
 static _Atomic int alt_last_in_call;
 static _Atomic long alt_waiting;
 static int wake_pipe[2];
+
+/* Forgets role r's thread and counts. */
+static void reset_role(int r)
+{
+    atomic_store(&tids[r], 0);
+    atomic_store(&signalled[r], 0);
+    atomic_store(&repeated[r], 0);
+    atomic_store(&paid[r], 0);
+}
 
 static int role_of(pid_t tid)
 {
@@ -150,12 +161,8 @@ static void install_handler(struct sigaction *old)
  * whether it had). */
 static int run_schedule_with(int cpu_clock, int ms, int *sources)
 {
-    for (int r = 0; r < ROLES; r++) {
-        atomic_store(&tids[r], 0);
-        atomic_store(&signalled[r], 0);
-        atomic_store(&repeated[r], 0);
-        atomic_store(&paid[r], 0);
-    }
+    for (int r = 0; r < ROLES; r++)
+        reset_role(r);
     atomic_store(&rounds, 0);
     atomic_store(&stop_spinning, 0);
     if (pipe(wake_pipe) < 0)
@@ -244,14 +251,38 @@ VMP_TEST(cpu_clock_never_repeats_and_signals_only_the_thread_that_ran)
     CHECK(atomic_load(&signalled[BUSY]) <= atomic_load(&busy_cpu_ms) + 20);
 }
 
-VMP_TEST(cpu_clock_with_sources_pays_every_period_and_the_sender_sleeps)
+/* Whether the kernel gives this thread a source (vmp_delivery_source_attr). */
+static int kernel_has_sources(void)
+{
+    struct perf_event_attr a;
+    vmp_delivery_source_attr(&a, 1000000);
+    int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0;
+}
+
+/* Runs the schedule with sources: 1, 0 when the kernel refused them (the
+ * per-period schedule ran: said so; a schedule that did not use the
+ * sources the kernel has fails), or -1. */
+static int run_with_sources(int cpu_clock, int ms)
 {
     int sources = 1;
-    REQUIRE(run_schedule_with(1, 300, &sources) == 0);
+    if (run_schedule_with(cpu_clock, ms, &sources) != 0)
+        return -1;
     if (!sources) {
+        CHECK(!kernel_has_sources());
         printf("    (the kernel refused per-thread events here: the per-period schedule ran)\n");
-        return;
     }
+    return sources;
+}
+
+VMP_TEST(cpu_clock_with_sources_pays_every_period_and_the_sender_sleeps)
+{
+    int sources = run_with_sources(1, 300);
+    REQUIRE(sources >= 0);
+    if (!sources)
+        return;
     long cpu_ms = atomic_load(&busy_run_cpu_ms), busy_paid = atomic_load(&paid[BUSY]);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    busy: %ld ms of CPU, %ld signals paid %ld; idle signalled %ld; %ld rounds\n", cpu_ms,
@@ -274,12 +305,10 @@ VMP_TEST(cpu_clock_with_sources_pays_every_period_and_the_sender_sleeps)
  * in 500 ms), and each thread still gets one sample per period of the run. */
 VMP_TEST(wall_clock_with_sources_wakes_the_sender_per_round_and_pays_every_period)
 {
-    int sources = 1;
-    REQUIRE(run_schedule_with(0, 500, &sources) == 0);
-    if (!sources) {
-        printf("    (the kernel refused per-thread events here: the per-period schedule ran)\n");
+    int sources = run_with_sources(0, 500);
+    REQUIRE(sources >= 0);
+    if (!sources)
         return;
-    }
     long ms = atomic_load(&schedule_ms);
     long idle = atomic_load(&paid[IDLE]) + atomic_load(&repeated[IDLE]);
     long busy = atomic_load(&paid[BUSY]) + atomic_load(&repeated[BUSY]);
@@ -329,10 +358,7 @@ static void *alternating_thread(void *arg)
  * 0, -1, or 1 when the kernel refused the events. */
 static int run_alternating(int run_us, int sleep_us, int ms, long *total, long *waiting, long *elapsed)
 {
-    atomic_store(&tids[ALTERNATE], 0);
-    atomic_store(&signalled[ALTERNATE], 0);
-    atomic_store(&repeated[ALTERNATE], 0);
-    atomic_store(&paid[ALTERNATE], 0);
+    reset_role(ALTERNATE);
     atomic_store(&alt_waiting, 0);
     atomic_store(&alt_last_in_call, 0);
     atomic_store(&alt_stop, 0);
@@ -384,6 +410,7 @@ VMP_TEST(wall_clock_with_sources_pays_a_thread_that_alternates_running_and_sleep
     int rc = run_alternating(3000, 7000, 400, &total, &waiting, &ms);
     REQUIRE(rc >= 0);
     if (rc == 1) {
+        CHECK(!kernel_has_sources());
         printf("    (the kernel refused per-thread events here: the per-period schedule ran)\n");
         return;
     }
@@ -516,9 +543,7 @@ static void mover_round(vmp_delivery *d)
  * that had passed when it had moved. */
 static int run_mover(int spin_first, int gap_ms, int64_t *moved_at)
 {
-    atomic_store(&tids[MOVER], 0);
-    atomic_store(&signalled[MOVER], 0);
-    atomic_store(&repeated[MOVER], 0);
+    reset_role(MOVER);
     atomic_store(&mover_place, 0);
     atomic_store(&mover_last_place, 0);
     atomic_store(&mover_last_in_call, 0);
