@@ -754,7 +754,15 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
     if (t->quiet_needed > most)
         t->quiet_needed = most > 1 ? (uint32_t)most : 1;
     if (!d->cpu_clock && d->sources) {
-        wall_pay_waited(d, t, d->last_round, t->last_cpu, t->idle_cpu >= 0); /* (before it may end unseen) */
+        /* As below: the periods before this round repeat its last sample,
+         * the round's go to its next one (whose handler must not take them
+         * for the old wait's: the thread may wait elsewhere by then). */
+        size_t k = vmp_tid_slot(t->tid);
+        if (t->idle_cpu >= 0)
+            wall_pay(d, t, d->last_round - (periods > 0 ? periods : 1) * d->period_ns, 0);
+        int64_t at = atomic_load(&rep_cpu[k]);
+        if (at >= 0)
+            atomic_compare_exchange_strong(&rep_cpu[k], &at, -1); /* (unless a new sample came) */
         t->idle_cpu = -1;
     } else if (!d->cpu_clock) {
         int64_t p = periods > 0 ? periods : 1; /* (a catch-up round: the last period's) */
