@@ -15,7 +15,9 @@
             three such runs are asked in turn (more than the cache holds)
   list      a page of GET /api/runs with 10,000 runs stored, under wrk (goal
             p99 < 10 ms): the first page, page 100, a search few runs match and
-            one every run matches
+            one every run matches; and that sparse search as a fresh server's
+            first question (what the counts of runs per trigram, kept after it,
+            cost when not read yet)
 
 The runs for the list are rows copied in SQLite from one uploaded run (the
 list reads rows only), made while the server is stopped.
@@ -286,6 +288,8 @@ def bench_server(args, res):
         server = Server(data, "--cache-size", CACHE)
         out, r["list_wrk"] = list_under_wrk(server)
         server.stop()
+        r["list_first_search_ms"] = first_search(lambda: Server(data, "--cache-size", CACHE))
+        out.append(first_search_row(r["list_first_search_ms"]))
         table("vmprof-server: GET /api/runs with 10,000 runs (SQLite), wrk 16 connections, %d s"
               % LIST_SECONDS,
               ["", "requests/s", "p50", "p99 (goal < 10 ms)", "server CPU a request"], out)
@@ -319,6 +323,32 @@ def list_under_wrk(server):
         rows.append((label, fmt(rps, "%.0f"), fmt(p50, "%.2f ms"), fmt(p99, "%.2f ms"),
                      fmt(cpu, "%.3f ms")))
     return rows, figures
+
+
+FIRST_SEARCHES = 3
+
+
+def first_search(start):
+    """A new question's cost: the sparse search as the first question of a
+    fresh server (SQLite: before it has read how many runs hold each of its
+    trigrams, which it then keeps ten minutes and wrk's repeats reuse), one
+    client, median of FIRST_SEARCHES servers, in ms."""
+    times = []
+    for _ in range(FIRST_SEARCHES):
+        server = start()
+        try:
+            server.request("GET", "/api/runs")  # the server's first answer is not the search's
+            t0 = time.perf_counter()
+            server.request("GET", "/api/runs" + LIST_QUERIES[2][1])
+            times.append((time.perf_counter() - t0) * 1000)
+        finally:
+            server.stop()
+    return median(times)
+
+
+def first_search_row(ms):
+    return ("%s, a new server's first question (one client, median of %d)"
+            % (LIST_QUERIES[2][0].split(" (")[0], FIRST_SEARCHES), "", fmt(ms, "%.2f ms"), "", "")
 
 
 def as_postgres(*cmd, **kw):
@@ -374,6 +404,8 @@ def bench_list_postgres(r, data):
             raise RuntimeError("psql: " + out.stderr)
         rows, r["list_wrk_postgres"] = list_under_wrk(server)
         server.stop()
+        r["list_first_search_ms_postgres"] = first_search(lambda: Server(data, "--database", url))
+        rows.append(first_search_row(r["list_first_search_ms_postgres"]))
         table("vmprof-server: GET /api/runs with 10,000 runs (PostgreSQL %s, same machine), "
               "wrk 16 connections, %d s" % (os.path.basename(os.path.dirname(bins[-1])),
                                             LIST_SECONDS),
