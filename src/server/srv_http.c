@@ -659,8 +659,15 @@ static int parse_listen(const char *listen, struct sockaddr_storage *addr, int *
  * buffer, which is about half of it: at the 64 KB the headers need, a 340 MB
  * upload arrived in 32 KB reads (10,000 of them, each with a poll and two
  * writes).  So it is larger, and the header limit is checked here instead
- * (check_header_size); the pages are touched only by a body that needs them. */
-#define CONNECTION_MEMORY (1024 * 1024)
+ * (headers_too_big).  But libmicrohttpd 0.9.75 zeroes the whole of it at the
+ * end of each request of a kept-alive connection, and the freed half of the
+ * read buffer once a request's headers are in: with 1 MiB that was a quarter
+ * of the CPU of a page of the runs list.  512 KiB, measured against 1 MiB
+ * (bench/RESULTS.md, 2026-11-30 10:03-10:47): a first page 0.127 -> 0.090 ms of server
+ * CPU, a search 0.28 -> 0.22 ms; an upload of the 324 MiB profile in pieces of
+ * up to ~256 KB, server CPU 0.315 -> 0.320 s (256 KiB: 0.30-0.34 s, noisier;
+ * before the upload's O_DIRECT writer 256 KiB cost uploads 20% more). */
+#define CONNECTION_MEMORY (512 * 1024)
 
 static size_t connection_memory(const srv_limits *limits)
 {
