@@ -20,8 +20,9 @@
  * test_subprocess, test_close_fds_*: its stdout onto 1) may put its file
  * in our descriptor's place (or get EBUSY while our open holds the
  * number), and our close() then closes the program's file.  So the
- * sampler thread, which opens and closes /proc files every round, has a
- * descriptor table of its own: vmp_fd_own_table() gives the calling thread
+ * sampler thread, which opens and closes /proc files every round, and the
+ * writer, whose native mode opens object files while the program runs, have
+ * descriptor tables of their own: vmp_fd_own_table() gives the calling thread
  * a new, empty table (close_range(0, ~0, CLOSE_RANGE_UNSHARE), Linux 5.9:
  * the kernel copies none of the process's descriptors into it, so it never
  * holds a reference to one of the program's files, which would keep a
@@ -80,6 +81,38 @@ static inline int vmp_fd_own_table(void)
     return syscall(SYS_close_range, 0U, ~0U, CLOSE_RANGE_UNSHARE) == 0;
 #else
     return 0;
+#endif
+}
+
+/* The same, keeping descriptor `keep` at its number (the writer's: the
+ * profile, the program's descriptor).  The kernel then copies the numbers
+ * up to keep, and those below it are closed at once: for that moment the
+ * thread holds references to the program's files below keep (a pipe the
+ * program closes meanwhile ends microseconds later; POSIX locks belong to
+ * the table that took them, so none of the program's is dropped). */
+static inline int vmp_fd_own_table_keeping(int keep)
+{
+#ifdef SYS_close_range
+    if (keep < 0)
+        return vmp_fd_own_table();
+    if (syscall(SYS_close_range, (unsigned)keep + 1, ~0U, CLOSE_RANGE_UNSHARE) != 0)
+        return 0;
+    if (keep > 0 && syscall(SYS_close_range, 0U, (unsigned)keep - 1, 0U) != 0)
+        for (int fd = 0; fd < keep; fd++)
+            close(fd);
+    return 1;
+#else
+    (void)keep;
+    return 0;
+#endif
+}
+
+/* Closes every descriptor of the calling thread's own table (before the
+ * thread ends: its table goes only after a join of it returned). */
+static inline void vmp_fd_close_own_table(void)
+{
+#ifdef SYS_close_range
+    syscall(SYS_close_range, 0U, ~0U, 0U);
 #endif
 }
 

@@ -22,19 +22,43 @@
 /* The interpreter's evaluation loop: a C frame running Python frames. */
 #define EVAL_FUNCTION "_PyEval_EvalFrameDefault"
 
-/* Touched by enable/disable and the writer thread only (never by handlers). */
+/* Touched by enable/disable and the writer thread only (never by handlers).
+ * Two symbol sessions when the writer has a descriptor table of its own
+ * (vmp_fds.h): libdw keeps the descriptors of the files it opened, and
+ * closes them at the session's end, so a session must live in one table.
+ * `syms` is opened by enable in the program's table (the evaluation loop's
+ * place, the enabling thread's stack) and closed by disable; `wsyms` is the
+ * writer's, opened at its first need in its own table and closed by the
+ * writer before it ends. */
 static struct {
-    vmp_symbols *syms;
+    vmp_symbols *syms, *wsyms;
+    int writer_own_table;    /* the writer uses wsyms, never syms */
+    int wsyms_failed;
+    uintptr_t interpreter;   /* the evaluation loop's start */
     vmp_u64map start_offset; /* pc -> pc minus its function's start */
     unsigned ticks;
 } N;
 
+/* The writer's session (see N). */
+static vmp_symbols *writer_syms(void)
+{
+    if (!N.writer_own_table)
+        return N.syms;
+    if (!N.wsyms && !N.wsyms_failed) {
+        N.wsyms = vmp_symbols_open();
+        N.wsyms_failed = !N.wsyms;
+        if (N.wsyms && N.interpreter)
+            vmp_symbols_set_interpreter(N.wsyms, N.interpreter);
+    }
+    return N.wsyms;
+}
+
 /* The rules of the function holding pc, whose rows a walk stopping at pc
  * will soon meet too; a pc no rule can express is recorded as such, and not
  * asked about again.  Returns how many rules were written. */
-static int rules_at(uintptr_t pc, vmp_unwind_rule *rules, int max)
+static int rules_at(vmp_symbols *syms, uintptr_t pc, vmp_unwind_rule *rules, int max)
 {
-    int n = N.syms ? vmp_symbols_unwind_rules(N.syms, pc, rules, max) : 0;
+    int n = syms ? vmp_symbols_unwind_rules(syms, pc, rules, max) : 0;
     if (n == 0)
         rules[n++] = (vmp_unwind_rule){.lo = pc, .hi = pc + 1, .kind = VMP_RULE_STOP};
     return n;
@@ -54,8 +78,9 @@ static void learn_unknown(void)
     if (!rules)
         return;
     int k = 0;
+    vmp_symbols *syms = writer_syms();
     for (int i = 0; i < n && k < RULES_PER_ROUND; i++)
-        k += rules_at(pcs[i], rules + k, RULES_PER_ROUND - k);
+        k += rules_at(syms, pcs[i], rules + k, RULES_PER_ROUND - k);
     vmp_native_learn(rules, k);
     free(rules);
 }
@@ -76,7 +101,7 @@ static void learn_own_stack(void)
         uintptr_t unknown;
         if (walk.complete || vmp_native_take_unknown(&unknown, 1) == 0)
             break;
-        if (vmp_native_learn(rules, rules_at(unknown, rules, RULES_PER_ROUND)) < 0)
+        if (vmp_native_learn(rules, rules_at(N.syms, unknown, rules, RULES_PER_ROUND)) < 0)
             break;
     }
     free(rules);
@@ -96,6 +121,8 @@ int vmp_native_mode_start(char *err, size_t errlen)
                     "native profiling cannot map its unwind tables (out of memory): "
                     "profile with native=False (-n/--no-native)");
     vmp_symbols_close(N.syms); /* a fork child's copy of the parent's session */
+    N.writer_own_table = N.wsyms_failed = 0;
+    N.interpreter = 0;
     N.syms = vmp_symbols_open();
     if (!N.syms) {
         vmp_native_teardown();
@@ -107,8 +134,10 @@ int vmp_native_mode_start(char *err, size_t errlen)
     int n = vmp_symbols_function_ranges(N.syms, EVAL_FUNCTION, ranges, VMP_NATIVE_MAX_EVAL_RANGES);
     for (int i = 0; i < n; i++)
         vmp_native_add_eval_range(ranges[i][0], ranges[i][1]);
-    if (n > 0)
+    if (n > 0) {
+        N.interpreter = ranges[0][0];
         vmp_symbols_set_interpreter(N.syms, ranges[0][0]);
+    }
     if (n == 0) {
         vmp_native_mode_stop();
         return fail(err, errlen,
@@ -125,6 +154,7 @@ void vmp_native_mode_stop(void)
     vmp_native_teardown();
     vmp_symbols_close(N.syms);
     N.syms = NULL;
+    N.writer_own_table = 0; /* (wsyms: closed by the writer) */
     vmp_u64map_free(&N.start_offset);
 }
 
@@ -177,7 +207,8 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
     uint32_t offset;
     if (vmp_u64map_find(&N.start_offset, pc, &offset))
         return (pc - offset) | VMP_NATIVE_BIT;
-    uint64_t start = N.syms ? vmp_symbols_function_start(N.syms, (uintptr_t)pc) : pc;
+    vmp_symbols *syms = writer_syms();
+    uint64_t start = syms ? vmp_symbols_function_start(syms, (uintptr_t)pc) : pc;
     /* A function is far smaller than 4 GiB; a "start" farther away than the
      * map can hold is no function's start: keep the pc itself. */
     if (start > pc || pc - start >= VMP_U64MAP_EMPTY)
@@ -198,8 +229,10 @@ void vmp_native_mode_tick(void)
 void vmp_native_mode_after_fork_child(void)
 {
     vmp_native_after_fork_child();
-    /* The parent's session and map are left to leak, never freed here. */
-    N.syms = NULL;
+    /* The parent's sessions and map are left to leak, never freed here
+     * (the writer's lives in a table the child does not have). */
+    N.syms = N.wsyms = NULL;
+    N.writer_own_table = 0;
     memset(&N.start_offset, 0, sizeof N.start_offset);
     N.ticks = 0;
 }
@@ -246,8 +279,9 @@ void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void))
     size_t n;
     uint64_t *starts = distinct_starts(&n);
     char name[VMP_MAX_NAME + 1];
+    vmp_symbols *syms = writer_syms();
     for (size_t i = 0; i < n; i++) {
-        size_t len = N.syms ? vmp_symbols_name(N.syms, (uintptr_t)starts[i], name, sizeof name)
+        size_t len = syms ? vmp_symbols_name(syms, (uintptr_t)starts[i], name, sizeof name)
                             : (size_t)snprintf(name, sizeof name, "n:<native symbol 0x%llx>:0:-",
                                                (unsigned long long)starts[i]);
         if (len > VMP_MAX_NAME)
@@ -257,6 +291,18 @@ void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void))
         vmp_enc_name(buf, VMP_TAG_NATIVE_SYMBOLS, starts[i] | VMP_NATIVE_BIT, name, len);
     }
     free(starts);
-    if (N.syms)
-        vmp_symbols_save_names(N.syms);
+    if (syms)
+        vmp_symbols_save_names(syms);
+}
+
+void vmp_native_mode_writer_table(int own)
+{
+    N.writer_own_table = own;
+    N.wsyms_failed = 0;
+}
+
+void vmp_native_mode_writer_done(void)
+{
+    vmp_symbols_close(N.wsyms);
+    N.wsyms = NULL;
 }

@@ -12,7 +12,9 @@
  *                           (the pc becomes its function's start | 1),
  *                           vmp_native_mode_tick every round (learns unwind
  *                           rules and newly loaded libraries), vmp_native_mode_write_names
- *                           once at the end, before the trailer.
+ *                           once at the end, before the trailer;
+ *                           vmp_native_mode_writer_table at its start and
+ *                           vmp_native_mode_writer_done at its end.
  *   disable (after the last handler and the writer finished)
  *                           vmp_native_mode_stop.
  * Python-only mode calls none of these and pays nothing for them.
@@ -58,6 +60,14 @@ void vmp_native_mode_after_fork_child(void);
 /* Writer thread, at the end: a NATIVE_SYMBOLS record for every function
  * entry_id returned.  `flush` empties buf when a record does not fit. */
 void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void));
+
+/* Writer thread, at its start: whether it has a descriptor table of its
+ * own (vmp_fds.h); then it opens a symbol session of its own at its first
+ * need instead of using enable's, whose descriptors are the program's. */
+void vmp_native_mode_writer_table(int own);
+
+/* Writer thread, at its end: closes its own session (in its own table). */
+void vmp_native_mode_writer_done(void);
 
 /* Native functions met so far (for tests and figures). */
 size_t vmp_native_mode_functions(void);

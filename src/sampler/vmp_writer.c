@@ -23,6 +23,7 @@
 #include <sys/time.h>
 
 #include "vmp_encode.h"
+#include "vmp_fds.h"
 #include "vmp_format.h"
 #include "vmp_guard.h"
 #include "vmp_hash.h"
@@ -340,6 +341,14 @@ static void write_out(void)
 static void *writer_main(void *arg)
 {
     (void)arg;
+    /* A descriptor table of our own, with the profile's descriptor only:
+     * what native mode opens here (object files when a walk first meets a
+     * library, /proc/self/maps when one was loaded, the names cache) never
+     * takes, even for a moment, a number the program is about to dup2()
+     * onto (vmp_fds.h).  Before enable goes on (it waits for writer_tid). */
+    int own_table = vmp_fd_own_table_keeping(vmp_run.fd);
+    if (vmp_run.native)
+        vmp_native_mode_writer_table(own_table);
     atomic_store(&vmp_run.writer_tid, vmp_gettid());
     int64_t nap = VMP_WRITER_MIN_SLEEP_NS, last_guard = 0;
     while (!atomic_load(&vmp_run.writer_stop)) {
@@ -374,7 +383,13 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&busy);
     drain(1);
     write_end();
+    if (vmp_run.native)
+        vmp_native_mode_writer_done();
     pthread_mutex_unlock(&busy);
+    /* The table goes when the thread has ended, which is after a join
+     * returned: the profile's copy is closed before disable() returns. */
+    if (own_table)
+        vmp_fd_close_own_table();
     return NULL;
 }
 
