@@ -1107,8 +1107,10 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     int sent_pending = signal_pending(k);
     /* Owed two periods of CPU time and not paid: its signal waits (sent by
      * us, or fired by its source: the handler pays at once when it runs).
-     * One found blocking stays so until its handler paid (it unblocked). */
-    if (sent_pending || (d->cpu_clock && (t->src >= 0 || t->blocks) && !t->not_python && counted &&
+     * One found blocking stays so until its handler paid (it unblocked).
+     * (A thread not Python's is owed nothing, unless it is being asked
+     * again.) */
+    if (sent_pending || (d->cpu_clock && (t->src >= 0 || t->blocks) && (!t->not_python || t->awaiting) && counted &&
                          owed_ns >= 2 * d->period_ns)) {
         if (!t->pending_since)
             t->pending_since = now;
@@ -1167,6 +1169,34 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     }
     if (t->delta == 0 && !t->recheck_at && !t->awaiting)
         settle(d, t);
+}
+
+static int cmp_tid(const void *a, const void *b)
+{
+    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The threads there at the start that are not among d->python_tids are
+ * taken as having answered "not Python" twice (header). */
+static void note_known_not_python(vmp_delivery *d)
+{
+    if (d->n_python_tids < 0 || !d->python_tids)
+        return;
+    pid_t *sorted = malloc(((size_t)d->n_python_tids + 1) * sizeof *sorted);
+    if (!sorted)
+        return;
+    memcpy(sorted, d->python_tids, (size_t)d->n_python_tids * sizeof *sorted);
+    qsort(sorted, (size_t)d->n_python_tids, sizeof *sorted, cmp_tid);
+    for (size_t i = 0; i < d->n_threads; i++) {
+        vmp_delivery_thread *t = &d->threads[i];
+        if (bsearch(&t->tid, sorted, (size_t)d->n_python_tids, sizeof *sorted, cmp_tid))
+            continue;
+        t->not_python = t->confirmed = 1;
+        t->probe_gap = d->period_ns > VMP_NOT_PYTHON_MIN_NS ? d->period_ns : VMP_NOT_PYTHON_MIN_NS;
+        t->probe_cpu = (t->last_cpu > 0 ? t->last_cpu : 0) + t->probe_gap;
+    }
+    free(sorted);
 }
 
 /* Whether signal signo is one the kernel queues (real-time) rather than
@@ -1234,6 +1264,7 @@ int vmp_delivery_start(vmp_delivery *d)
     /* The baselines: the threads' CPU clocks, then the process's. */
     for (size_t i = 0; i < d->n_threads; i++)
         d->threads[i].last_cpu = thread_cpu_ns(d->threads[i].tid);
+    note_known_not_python(d);
     d->self_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     for (int i = 0; i < 2; i++) {
         d->skip_tid[i] = d->skip[i] ? atomic_load(d->skip[i]) : 0;
@@ -1278,8 +1309,8 @@ int vmp_delivery_start(vmp_delivery *d)
         /* The kernel may refuse the events (perf_event_paranoid, seccomp):
          * then the per-period schedule. */
         for (size_t i = 0; i < d->n_threads && d->sources && d->n_sources < (size_t)d->max_sources; i++)
-            if (source_open(d, &d->threads[i]) < 0 && errno != EMFILE && errno != ENFILE && errno != ESRCH &&
-                errno != ENOMEM)
+            if (!d->threads[i].not_python && source_open(d, &d->threads[i]) < 0 && errno != EMFILE &&
+                errno != ENFILE && errno != ESRCH && errno != ENOMEM)
                 d->sources = 0;
         if (!d->sources) {
             atomic_store(&credit_period, 0);

@@ -71,7 +71,12 @@
  * after each answer "not Python", at most VMP_NOT_PYTHON_MAX_NS.  A C thread
  * that sleeps is thus signalled twice whatever the clock (or a few times
  * more over a long run if it wakes often); one that computes, about once a
- * second of its CPU time.
+ * second of its CPU time.  The caller may know at the start which threads
+ * are Python's (python_tids, read with the GIL); the others there then are
+ * taken as having answered "not Python" twice already: a C thread that
+ * sleeps is never signalled, and one that computes is asked only after its
+ * first stretch.  (Each signal would end a sleep: nanosleep() returns
+ * EINTR, and C code rarely sleeps again for the rest.)
  *
  * Threads that block the signal: a signal still pending after
  * VMP_BLOCKED_CHECK_NS makes the sender read that thread's blocked mask
@@ -253,6 +258,13 @@ typedef struct vmp_delivery {
     /* Wall clock, may be NULL: non-zero while the program paused sampling
      * (no repeat is owed for those periods). */
     const _Atomic int *paused;
+    /* The tids of the threads known to be Python's when the run starts
+     * (read by vmp_delivery_start only), or n_python_tids -1: not known.
+     * Every other thread there at the start is taken as one that answered
+     * "not Python" (see "Threads that are not Python's"), without a signal
+     * that would cut its sleep short. */
+    const pid_t *python_tids;
+    long n_python_tids;
 
     /* figures, readable from any thread */
     _Atomic uint64_t periods;  /* deadlines woken for */

@@ -13,7 +13,9 @@
  */
 #include "vmp_frames.h"
 
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
 #define Py_BUILD_CORE 1
@@ -50,6 +52,52 @@ PyThreadState *vmp_frames_this_thread(void)
 uint64_t vmp_frames_thread_id(PyThreadState *ts)
 {
     return (uint64_t)ts->thread_id;
+}
+
+#if PY_VERSION_HEX < 0x030B0000
+/* 3.8-3.10: a thread state knows its pthread_t only; the kernel tid is read
+ * from the pthread (pthread_getcpuclockid encodes it in the clock id), under
+ * the fault guard: a thread state left behind by a C thread that ended
+ * without releasing it names a pthread that may be gone. */
+struct tid_of {
+    pthread_t th;
+    pid_t tid;
+};
+
+static void read_tid(void *arg)
+{
+    struct tid_of *t = arg;
+    clockid_t clk;
+    if (pthread_getcpuclockid(t->th, &clk) == 0)
+        t->tid = (pid_t) ~(clk >> 3);
+}
+#endif
+
+long vmp_frames_python_tids(const void *interp, pid_t *out, size_t max,
+                            int (*guard)(void (*fn)(void *), void *arg))
+{
+    size_t n = 0;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead((PyInterpreterState *)interp); ts;
+         ts = PyThreadState_Next(ts)) {
+        if (n == max)
+            return -1;
+#if PY_VERSION_HEX >= 0x030B0000
+        (void)guard;
+        pid_t tid = (pid_t)ts->native_thread_id;
+#else
+        struct tid_of t = {(pthread_t)ts->thread_id, 0};
+        if (ts->thread_id && guard(read_tid, &t) < 0)
+            return -1;
+        pid_t tid = t.tid;
+#endif
+        if (tid <= 0)
+            return -1; /* a thread state its thread has not taken yet */
+        for (size_t i = 0; i < n; i++)
+            if (out[i] == tid)
+                return -1; /* (likewise: it still names its creator) */
+        out[n++] = tid;
+    }
+    return (long)n;
 }
 
 /* Appends one frame; returns the new word count. */

@@ -32,6 +32,14 @@ PyThreadState *vmp_frames_this_thread(void);
 /* The id samples carry: the thread's pthread_t (threading.get_ident()). */
 uint64_t vmp_frames_thread_id(PyThreadState *ts);
 
+/* With the GIL: the kernel tids of interpreter interp's threads (those with
+ * a thread state) into out; their number, or -1 when it cannot be told
+ * (more than max, or a thread state its thread has not taken yet, which
+ * still names the thread that made it).  guard runs a read that may fault
+ * (vmp_guard_run). */
+long vmp_frames_python_tids(const void *interp, pid_t *out, size_t max,
+                            int (*guard)(void (*fn)(void *), void *arg));
+
 /* Writes ts's Python stack, innermost frame first, into out: one code-object
  * address per frame, or [line, code] pairs when with_lines (lines are never
  * negative; 0 when unknown).  Stops after max_frames frames (the deepest

@@ -199,7 +199,7 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
                                       .signo = signo, .sources = sources_allowed(),
                                       .skip = {&vmp_run.sampler_tid, &vmp_run.writer_tid},
                                       .repeat = vmp_handler_repeat_sample, .paused = &vmp_run.paused,
-                                      .task_fd = -1};
+                                      .n_python_tids = -1, .task_fd = -1};
     atomic_store(&vmp_run.sampler_tid, 0);
     atomic_store(&vmp_run.writer_tid, 0);
 }
@@ -243,7 +243,22 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         fail(err, errlen, "cannot start the writer thread");
         goto undo_handler;
     }
-    if (vmp_timer_thread_start() < 0) {
+    /* The threads that are Python's, read now (the GIL is held until the
+     * sampler thread has taken its start): the others are never signalled
+     * to learn that they are not (a signal cuts a C thread's sleep short). */
+    size_t states = 0;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead((PyInterpreterState *)vmp_run.interp); ts;
+         ts = PyThreadState_Next(ts))
+        states++;
+    pid_t *python_tids = malloc((states + 1) * sizeof *python_tids);
+    vmp_run.delivery.python_tids = python_tids;
+    vmp_run.delivery.n_python_tids =
+        python_tids ? vmp_frames_python_tids(vmp_run.interp, python_tids, states, vmp_guard_run) : -1;
+    int started = vmp_timer_thread_start();
+    vmp_run.delivery.python_tids = NULL;
+    vmp_run.delivery.n_python_tids = -1;
+    free(python_tids);
+    if (started < 0) {
         fail(err, errlen, "cannot start the sampler thread");
         goto undo_writer;
     }
