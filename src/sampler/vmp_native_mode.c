@@ -220,6 +220,7 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
 
 void vmp_native_mode_tick(void)
 {
+    writer_syms(); /* (its own session: opened at the first tick, ready for the first walks to learn) */
     learn_unknown();
     /* About every 100 ms at the writer's pace: libraries loaded meanwhile. */
     if (N.ticks++ % 50 == 0)
