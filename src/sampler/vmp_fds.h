@@ -44,15 +44,6 @@
 
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
-static inline int vmp_fd_own_table(void)
-{
-#ifdef SYS_close_range
-    return syscall(SYS_close_range, 0U, ~0U, CLOSE_RANGE_UNSHARE) == 0;
-#else
-    return 0;
-#endif
-}
-
 #endif
 
 #define VMP_FD_FLOOR 1000
