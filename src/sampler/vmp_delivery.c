@@ -37,6 +37,7 @@ struct vmp_delivery_thread {
     uint8_t blocks;     /* it blocks the signal */
     uint8_t checks;     /* its mask was read that many times for the pending signal */
     uint8_t probe_shift; /* wall clock with sources: probed when 2 << probe_shift periods behind */
+    uint8_t probed;      /* ... and a probe of it was answered */
     uint32_t active_pos;
     int src;               /* its source's fd (sources mode); -1: none */
     int src_pos;           /* its place in open_fds */
@@ -1059,10 +1060,13 @@ static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int
      * found it waiting for a CPU (or running without a source): its stack
      * does not change while it waits, so the next probe may wait twice as
      * long (a starved thread is not probed every round) */
-    if (!d->cpu_clock && t->awaiting)
-        t->probe_shift = atomic_load_explicit(&sampled_in_call[k], memory_order_acquire) ? 0
-                         : t->probe_shift < VMP_PROBE_SHIFT_MAX                        ? t->probe_shift + 1
-                                                                                        : t->probe_shift;
+    if (!d->cpu_clock && t->awaiting) {
+        int waits = atomic_load_explicit(&sampled_in_call[k], memory_order_acquire);
+        t->probe_shift = waits ? 0 : t->probe_shift < VMP_PROBE_SHIFT_MAX ? t->probe_shift + 1 : t->probe_shift;
+        if (waits && t->probed) /* (waits again: see wall_round_length) */
+            d->fast_until = now + VMP_WAIT_HOLD_NS;
+        t->probed = 1;
+    }
     t->awaiting = 0;
     if (at != NOT_PYTHON) {
         t->not_python = t->confirmed = 0;
@@ -1154,10 +1158,14 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     }
     if (t->src < 0 && d->sources && t->delta > 0) /* (only a thread that runs needs one) */
         source_give(d, t, now);
+    if (t->delta > VMP_IDLE_SLACK_NS)
+        t->probe_shift = 0; /* (it ran: not a thread kept from a CPU) */
     int signal = d->cpu_clock ? t->src < 0 && 2 * owed_ns >= d->period_ns && on_cpu(t)
                               : ask || (owed_ns >= (2LL << (t->src < 0 && t->delta > 0 ? 0 : t->probe_shift)) *
                                                        d->period_ns &&
-                                        !(counted && (wall_idle(t, k) || wall_waits_for_a_signal(d, t))));
+                                        !(counted && (wall_idle(t, k) || wall_waits_for_a_signal(d, t))) &&
+                                        (t->src < 0 || thread_cpu_ns(t->tid) == t->last_cpu));
+    /* (a thread with a source on a CPU right now is paid by its event) */
     if (signal && !sent_pending) {
         /* one signal a round, the handler pays what is owed */
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
@@ -1321,6 +1329,7 @@ int vmp_delivery_start(vmp_delivery *d)
             d->round_periods = VMP_SOURCE_ROUND_NS > d->period_ns ? VMP_SOURCE_ROUND_NS / d->period_ns : 1;
         }
     }
+    d->fast_until = 0;
     d->next = d->last_scan + d->period_ns * d->round_periods;
     return 0;
 }
@@ -1398,6 +1407,21 @@ static void pause_round(vmp_delivery *d, int64_t periods)
     d->was_paused = 1;
 }
 
+/* Wall clock with sources: the rounds are VMP_WAIT_ROUND_NS apart for
+ * VMP_WAIT_HOLD_NS after a probe found a thread waiting in a system call,
+ * not for the first time (source_answer: one that waits now and then has
+ * its short waits found; a crowd that waits from the start does not count),
+ * else VMP_SOURCE_ROUND_NS. */
+static void wall_round_length(vmp_delivery *d)
+{
+    int64_t ns = d->last_round < d->fast_until ? VMP_WAIT_ROUND_NS : VMP_SOURCE_ROUND_NS;
+    int64_t want = ns > d->period_ns ? ns / d->period_ns : 1;
+    if (want != d->round_periods) {
+        d->round_periods = want;
+        d->next = d->last_round + want * d->period_ns;
+    }
+}
+
 void vmp_delivery_send(vmp_delivery *d, int64_t periods)
 {
     d->catchup = 0;
@@ -1439,6 +1463,8 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
         else
             deliver(d, t, d->last_round);
     }
+    if (d->sources && !d->cpu_clock)
+        wall_round_length(d);
 }
 
 void vmp_delivery_stop(vmp_delivery *d)

@@ -122,9 +122,14 @@
  * the time paid up to, moved by compare-and-swap only).  A thread that
  * does not run is not signalled by its event: the sender, every
  * VMP_SOURCE_ROUND_NS, probes once a thread that is two periods or more
- * behind (one tgkill; it waits, waits for a CPU, or has no source) unless
- * it is idle in a sample that may be repeated (taken inside a system call,
- * its clock unmoved since: the rule above).  The probe's handler pays
+ * behind and not on a CPU (one tgkill; it waits, waits for a CPU, or has
+ * no source) unless it is idle in a sample that may be repeated (taken
+ * inside a system call, its clock unmoved since: the rule above), or
+ * asleep in pause().  A probe that found it outside a call (kept from a
+ * CPU) makes the next one wait twice as long, until it runs again.  While
+ * a thread waits now and then (a probe found it waiting, not for the
+ * first time) the rounds come every VMP_WAIT_ROUND_NS, so that its short
+ * waits are seen.  The probe's handler pays
  * every period owed with its sample, which shows where the thread waits.
  * When the thread's last sample found it inside a system call, its next
  * signal's periods are split: those it did not run (its CPU clock since
@@ -135,7 +140,7 @@
  * mark; if the thread's handler moved it first, the place stays empty.
  * So each period is paid once, and a repeat is written before any later
  * sample of its thread (the writer repeats the last one written).  A
- * wait shorter than two rounds may thus go unseen: it is paid with the
+ * wait shorter than two short rounds may go unseen: it is paid with the
  * thread's next sample.  The sender also visits, polls and lists as
  * above; it no longer counts periods per thread.  A thread whose tid slot
  * is another live thread's is not counted so: one sample per probe.
@@ -216,6 +221,14 @@
  * round). */
 #define VMP_PROBE_SHIFT_MAX 4
 
+/* Wall clock with sources: after a round that probed a thread, the rounds
+ * come every VMP_WAIT_ROUND_NS (at least a period) for VMP_WAIT_HOLD_NS, so
+ * that the waits of a thread that waits now and then are found (with 10 ms
+ * rounds a 7 ms sleep was seen one time in two at best, its time paid with
+ * the next running sample). */
+#define VMP_WAIT_ROUND_NS 1000000LL
+#define VMP_WAIT_HOLD_NS 50000000LL
+
 #define VMP_NOT_PYTHON_MIN_NS 10000000LL
 #define VMP_NOT_PYTHON_MAX_NS 1000000000LL
 #define VMP_BLOCKED_CHECK_NS 10000000LL
@@ -295,6 +308,7 @@ typedef struct vmp_delivery {
     size_t sweep;                 /* next position the visits of still threads reach */
     int64_t visit_credit;         /* threads x ns owed visits, not made yet (visit_still) */
     int64_t max_owed, catchup_gap, next, period_no, round_periods, last_periods;
+    int64_t fast_until;           /* wall clock with sources: short rounds until then (wall_round_length) */
     int repeats_on;               /* wall clock with a `repeat` callback */
     size_t n_sources;             /* per-thread events open */
     int max_sources;
