@@ -5,7 +5,8 @@ aligned memory with O_DIRECT from a second thread + fsync; compress with zstd
 + write + fsync them).
 
   python bench/upload_ab.py --base OLD_SERVER [--new NEW_SERVER] [--rounds N]
-                            [--no-sinks] [--reload N] FILE [FILE...]
+                            [--no-sinks] [--reload N] [--new-root DIR] [--no-check]
+                            FILE [FILE...]
 
 Each file is a shape of input (the million-sample profile, a small one, a
 gzipped one, a native-frames one...).  Per file and per row: the median time
@@ -55,16 +56,26 @@ def main():
     ap.add_argument("--reload", type=int, default=0, metavar="N",
                     help="then N times, each build restarted: the first tree of each file's "
                          "last run, decoded again from its stored file")
+    ap.add_argument("--new-root", default=None, metavar="DIR",
+                    help="the new build's data folder goes under DIR (e.g. /dev/shm: the same "
+                         "build without the disk, to see how much of an upload is the disk)")
+    ap.add_argument("--no-check", action="store_true",
+                    help="do not compare the raw bytes (a build patched to skip writing "
+                         "them: bench/RESULTS.md, 2026-11-30 10:47, gives the patch)")
     ap.add_argument("files", nargs="+")
     args = ap.parse_args()
     print("uptime before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     root = tempfile.mkdtemp(prefix="vmprof-upload-ab-", dir=OUT)
     builds = (("base", os.path.abspath(args.base)), ("new", os.path.abspath(args.new)))
-    servers, sinks = {}, {}
+    servers, sinks, roots = {}, {}, []
     try:
         for name, binary in builds:
-            data = os.path.join(root, name)
-            os.mkdir(data)
+            if name == "new" and args.new_root:
+                data = tempfile.mkdtemp(prefix="vmprof-upload-ab-new-", dir=args.new_root)
+                roots.append(data)
+            else:
+                data = os.path.join(root, name)
+                os.mkdir(data)
             servers[name] = (start(binary, data), data)
         sink_kinds = () if args.no_sinks else SINKS
         for kind in sink_kinds:
@@ -93,6 +104,8 @@ def main():
                     server.wait_compressed(data)
                     r.setdefault(name + " cpu all", []).append(server.cpu_seconds() - c0)
                     r.setdefault(name + " stored", []).append(stored_bytes(data, rid))
+                    if args.no_check:
+                        continue
                     # the bytes back, identical
                     got = server.request("GET", "/api/runs/%s/raw" % rid)
                     with open(f, "rb") as fh:
@@ -139,7 +152,8 @@ def main():
             s.stop()
         for server, _ in servers.values():
             server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        for d in [root] + roots:
+            shutil.rmtree(d, ignore_errors=True)
     print("uptime after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 
