@@ -944,23 +944,37 @@ static int on_cpu(vmp_delivery_thread *t)
     return !end || end[1] != ' ' || end[2] == 'R';
 }
 
-/* Wall clock: whether thread t sleeps in pause() or sigsuspend(), which any
- * handled signal ends (they are never restarted, and Python's
- * signal.pause() returns then): a sample would end the wait.  Read only
- * when its clock stood still since this round read it, so a running thread
- * costs one clock reading; and only by a sending thread with a descriptor
- * table of its own (vmp_fds.h), where the open cannot take a number the
- * program is about to dup2() onto. */
+/* Wall clock: whether thread t waits in a call that any handled signal ends
+ * for good, so that a sample would change what the program does: pause()
+ * and sigsuspend() (never restarted; Python's signal.pause() returns then),
+ * and a relative sleep (nanosleep, or clock_nanosleep without
+ * TIMER_ABSTIME: C's sleep(), usleep() and nanosleep() return early, and C
+ * code rarely sleeps again for the rest; Python's time.sleep sleeps to an
+ * absolute deadline from 3.11 and in select() before, and sleeps again
+ * after a signal, so it is sampled as before).  Read only when its clock
+ * stood still since this round read it, so a running thread costs one
+ * clock reading; and only by a sending thread with a descriptor table of
+ * its own (vmp_fds.h), where the open cannot take a number the program is
+ * about to dup2() onto. */
 static int waits_for_a_signal(const vmp_delivery *d, vmp_delivery_thread *t)
 {
     char buf[64];
     if (!d->own_table || thread_cpu_ns(t->tid) != t->last_cpu || read_task_file(t->tid, "syscall", buf, sizeof buf) < 0)
         return 0;
-    long nr = strtol(buf, NULL, 10); /* "running" (no number) reads as 0: read() */
+    char *args;
+    long nr = strtol(buf, &args, 10); /* "running" (no number) reads as 0: read() */
 #if defined(SYS_pause)
     if (nr == SYS_pause)
         return 1;
 #endif
+#if defined(SYS_nanosleep)
+    if (nr == SYS_nanosleep)
+        return 1;
+#endif
+    if (nr == SYS_clock_nanosleep) {
+        strtoul(args, &args, 16); /* the clock; then the flags */
+        return !(strtoul(args, NULL, 16) & TIMER_ABSTIME);
+    }
     return nr == SYS_rt_sigsuspend;
 }
 
@@ -1140,6 +1154,15 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         /* asked again: after VMP_NOT_PYTHON_MIN_NS, then after stretches of
          * its CPU time */
         int due = !t->awaiting && ((t->recheck_at && now >= t->recheck_at) || t->last_cpu >= t->probe_cpu);
+        /* Wall clock: not while a signal would end its wait (a source
+         * fires only while it runs); asked after its next stretch instead,
+         * so that a sleeping C thread is not read again each round. */
+        if (due && !d->cpu_clock && !(t->src >= 0 && source_is_ours(t->src, t->src_id)) &&
+            waits_for_a_signal(d, t)) {
+            due = 0;
+            t->recheck_at = 0;
+            t->probe_cpu = t->last_cpu + t->probe_gap;
+        }
         if (due) {
             t->recheck_at = 0;
             t->awaiting = 1;

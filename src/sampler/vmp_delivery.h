@@ -125,7 +125,8 @@
  * behind and not on a CPU (one tgkill; it waits, waits for a CPU, or has
  * no source) unless it is idle in a sample that may be repeated (taken
  * inside a system call, its clock unmoved since: the rule above), or
- * asleep in pause().  A probe that found it outside a call (kept from a
+ * asleep in pause(), sigsuspend() or a relative nanosleep (a signal would
+ * end the wait: waits_for_a_signal in vmp_delivery.c).  A probe that found it outside a call (kept from a
  * CPU) makes the next one wait twice as long, until it runs again.  While
  * a thread waits now and then (a probe found it waiting, not for the
  * first time) the rounds come every VMP_WAIT_ROUND_NS, so that its short
