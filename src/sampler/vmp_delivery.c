@@ -1153,7 +1153,8 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     if (t->not_python) {
         /* asked again: after VMP_NOT_PYTHON_MIN_NS, then after stretches of
          * its CPU time */
-        int due = !t->awaiting && ((t->recheck_at && now >= t->recheck_at) || t->last_cpu >= t->probe_cpu);
+        int recheck = t->recheck_at && now >= t->recheck_at;
+        int due = !t->awaiting && (recheck || t->last_cpu >= t->probe_cpu);
         /* Wall clock: not while a signal would end its wait (a source
          * fires only while it runs); asked after its next stretch instead,
          * so that a sleeping C thread is not read again each round. */
@@ -1168,9 +1169,15 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             t->awaiting = 1;
             if (t->src >= 0 && source_is_ours(t->src, t->src_id)) {
                 ioctl(t->src, PERF_EVENT_IOC_ENABLE, 0);
-                return;
+                /* (wall clock: the second question after a first "not
+                 * Python" is a probe: a Python thread caught before it bound
+                 * its thread state may wait from then on, and its event
+                 * would never fire: it had no sample at all) */
+                if (d->cpu_clock || !recheck || waits_for_a_signal(d, t))
+                    return;
+            } else {
+                source_close(d, t); /* (if the program closed it) */
             }
-            source_close(d, t); /* (if the program closed it) */
             owed_ns = d->period_ns; /* one signal below */
             ask = 1;
         } else {
