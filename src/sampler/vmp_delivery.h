@@ -130,7 +130,8 @@
  * CPU) makes the next one wait twice as long, until it runs again.  While
  * a thread waits now and then (a probe found it waiting, not for the
  * first time) the rounds come every VMP_WAIT_ROUND_NS, so that its short
- * waits are seen.  The probe's handler pays
+ * waits are seen.  A thread whose first answer was "not Python" is asked
+ * again by a probe too (its event fires only if it runs).  The probe's handler pays
  * every period owed with its sample, which shows where the thread waits.
  * When the thread's last sample found it inside a system call, its next
  * signal's periods are split: those it did not run (its CPU clock since
