@@ -821,6 +821,12 @@ def test_closes_and_dup2s_onto_a_low_number_keep_their_file(tmp_path, clock):
         keep = os.open("data.txt", os.O_RDONLY)
         inode = os.fstat(keep).st_ino
         vmprof.enable(f.fileno(), period=0.001, real_time=%r)
+        # A thread that ends loads libgcc_s on 3.8 (pthread_exit unwinds):
+        # its first load would take the very number below, the program
+        # racing itself. One thread ended before makes that load happen now.
+        first = threading.Thread(target=lambda: None)
+        first.start()
+        first.join()
         number = os.dup(keep)  # the lowest free number: the one an open takes
         stop = threading.Event()
         def churn():
