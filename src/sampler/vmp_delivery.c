@@ -368,19 +368,25 @@ static void make_still(vmp_delivery *d, vmp_delivery_thread *t)
  * repeats that found no room (the ring full: the writer held up, e.g. by
  * the kernel's writeback) stay counted for a later try; else they are lost
  * (counted in repeats_lost). */
+/* Hands n repeats of thread tid's last sample to the writer (counted in
+ * `repeated`).  When the ring has no room: with `keep`, -1 and nothing
+ * counted (the caller tries again later); else they are lost (counted in
+ * repeats_lost). */
+static int give_repeats(vmp_delivery *d, pid_t tid, int64_t n, int keep)
+{
+    if (d->repeat(tid, n, NULL, 0, 0) == 0)
+        atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+    else if (keep)
+        return -1;
+    else
+        atomic_fetch_add_explicit(&d->repeats_lost, (uint64_t)n, memory_order_relaxed);
+    return 0;
+}
+
 static void flush_lazy_or_keep(vmp_delivery *d, vmp_delivery_thread *t, int keep)
 {
-    int64_t n = t->lazy;
-    if (n <= 0)
-        return;
-    if (d->repeat(t->tid, n, NULL, 0, 0) == 0) {
-        atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
-    } else if (keep) {
-        return;
-    } else {
-        atomic_fetch_add_explicit(&d->repeats_lost, (uint64_t)n, memory_order_relaxed);
-    }
-    t->lazy = 0;
+    if (t->lazy > 0 && give_repeats(d, t->tid, t->lazy, keep) == 0)
+        t->lazy = 0;
 }
 
 static void flush_lazy(vmp_delivery *d, vmp_delivery_thread *t)
@@ -661,12 +667,8 @@ static int hand_over_or_keep(vmp_delivery *d, vmp_delivery_thread *t, int64_t up
         t->still_from = upto + 1;
         return 0;
     }
-    if (d->repeat(t->tid, n, NULL, 0, 0) == 0)
-        atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
-    else if (keep)
-        return -1; /* (as flush_lazy_or_keep) */
-    else
-        atomic_fetch_add_explicit(&d->repeats_lost, (uint64_t)n, memory_order_relaxed);
+    if (give_repeats(d, t->tid, n, keep) < 0)
+        return -1;
     t->still_from = upto + 1;
     return 0;
 }
@@ -884,8 +886,7 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
         if (d->repeats_on && at >= 0 && t->owed > 1 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
             int64_t n = t->owed - 1;
             t->owed = 1;
-            if (d->repeat(t->tid, n, NULL, 0, 0) == 0)
-                atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+            give_repeats(d, t->tid, n, 1); /* (no room: dropped uncounted, as ever) */
         }
         return;
     }

@@ -337,7 +337,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
 
     if (stats) {
         stats->samples = atomic_load(&vmp_run.samples);
-        stats->dropped = atomic_load(&vmp_run.dropped) + atomic_load(&vmp_run.delivery.repeats_lost);
+        stats->dropped = vmp_run_samples_dropped();
         stats->signals_sent = atomic_load(&vmp_run.delivery.sent);
         stats->samples_repeated = atomic_load(&vmp_run.delivery.repeated);
         stats->periods = atomic_load(&vmp_run.delivery.periods);

@@ -34,6 +34,14 @@ static void read_rss(void)
                               memory_order_relaxed);
 }
 
+/* (opened by this thread, in its own table: closed by it too) */
+static void close_statm(void)
+{
+    if (vmp_run.statm_fd >= 0)
+        close(vmp_run.statm_fd);
+    vmp_run.statm_fd = -1;
+}
+
 static void *sampler_main(void *arg)
 {
     (void)arg;
@@ -56,9 +64,7 @@ static void *sampler_main(void *arg)
     int started = vmp_delivery_start(&vmp_run.delivery);
     atomic_store(&vmp_run.sampler_ready, 1); /* enable must not wait for a sampler that gave up */
     if (started < 0) {
-        if (vmp_run.statm_fd >= 0)
-            close(vmp_run.statm_fd);
-        vmp_run.statm_fd = -1;
+        close_statm();
         return NULL;
     }
     int64_t last_check = 0;
@@ -77,9 +83,7 @@ static void *sampler_main(void *arg)
         vmp_delivery_send(&vmp_run.delivery, periods);
     }
     vmp_delivery_stop(&vmp_run.delivery);
-    if (vmp_run.statm_fd >= 0)
-        close(vmp_run.statm_fd);
-    vmp_run.statm_fd = -1;
+    close_statm();
     return NULL;
 }
 

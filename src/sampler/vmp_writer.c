@@ -302,7 +302,7 @@ static void write_end(void)
     if (vmp_run.native)
         vmp_native_mode_write_names(&W.buf, flush);
     write_meta_u64("samples", atomic_load(&vmp_run.samples));
-    write_meta_u64("samples_dropped", atomic_load(&vmp_run.dropped) + atomic_load(&vmp_run.delivery.repeats_lost));
+    write_meta_u64("samples_dropped", vmp_run_samples_dropped());
     if (vmp_run.real_time) /* of `samples`: idle threads, written again without waking them */
         write_meta_u64("samples_repeated", atomic_load(&vmp_run.delivery.repeated));
     /* Warnings, only when it happened: threads the schedule had no memory
