@@ -8,6 +8,7 @@ import collections
 import os
 import struct
 import tempfile
+import threading
 import time
 
 import vmprof
@@ -150,3 +151,21 @@ def burn_cpu(seconds):
         for i in range(200):
             x += i
     return x
+
+
+def spin_in_background(piece=0.01):
+    """Starts a daemon thread that burns CPU in `piece`-second steps; returns
+    the function that stops it and waits for it."""
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            burn_cpu(piece)
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+
+    def stop_and_join():
+        stop.set()
+        t.join()
+    return stop_and_join

@@ -676,17 +676,12 @@ def test_the_profilers_descriptors_stay_above_the_programs(tmp_path, clock):
     env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
     done = run_script(tmp_path, """
         import os, threading, vmprof
-        from sampler_util import burn_cpu
+        from sampler_util import burn_cpu, spin_in_background
         inherited = set(int(n) for n in os.listdir("/proc/self/fd"))
         f = open("p.prof", "wb")
         vmprof.enable(f.fileno(), period=0.001, real_time=%r)
         held = open("held.txt", "w")  # the program's own file
-        stop = threading.Event()
-        def spin():
-            while not stop.is_set():
-                burn_cpu(0.01)
-        t = threading.Thread(target=spin, daemon=True)
-        t.start()
+        stop_spinning = spin_in_background()
         burn_cpu(0.3)  # the threads get their events; native frames: objects are read
         low = held.fileno()
         held.close()
@@ -698,8 +693,7 @@ def test_the_profilers_descriptors_stay_above_the_programs(tmp_path, clock):
                 taken[n] = os.readlink("/proc/self/fd/%%d" %% n)
             except OSError:
                 pass
-        stop.set()
-        t.join()
+        stop_spinning()
         vmprof.disable()
         print("taken", sorted(taken.items()))
     """ % (clock == "wall"), env=env)
@@ -738,7 +732,7 @@ def test_the_sampler_thread_opens_its_descriptors_in_a_table_of_its_own(tmp_path
     env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"), **extra)
     done = run_script(tmp_path, """
         import os, threading, vmprof
-        from sampler_util import burn_cpu
+        from sampler_util import burn_cpu, spin_in_background
         def table(tid):
             fds = {}
             for name in os.listdir("/proc/self/task/%%d/fd" %% tid):
@@ -749,12 +743,7 @@ def test_the_sampler_thread_opens_its_descriptors_in_a_table_of_its_own(tmp_path
             return fds
         f = open("p.prof", "wb")
         vmprof.enable(f.fileno(), period=0.001, real_time=%r, memory=True)
-        stop = threading.Event()
-        def spin():
-            while not stop.is_set():
-                burn_cpu(0.01)
-        t = threading.Thread(target=spin, daemon=True)
-        t.start()
+        stop_spinning = spin_in_background()
         burn_cpu(0.3)
         program = table(threading.get_native_id())
         # a thread shares the program's table when a file just opened is there
@@ -768,8 +757,7 @@ def test_the_sampler_thread_opens_its_descriptors_in_a_table_of_its_own(tmp_path
             if not shared:
                 others[int(name)] = table(int(name))
         os.close(marker)
-        stop.set()
-        t.join()
+        stop_spinning()
         vmprof.disable()
         print("program", sorted(program.values()))
         print("others", [sorted(fds.values()) for fds in others.values()])
