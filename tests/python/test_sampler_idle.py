@@ -129,7 +129,11 @@ def test_repeated_samples_keep_lines_and_fresh_rss():
     def run():
         t = threading.Thread(target=waits_in_a, args=(stop,))
         t.start()
-        time.sleep(0.05)
+        # Its first real sample (the wall clock's probe of a waiting thread,
+        # on a 10 ms round) must come before the growth, or no sample is
+        # left to tell a fresh RSS from a copied one: 0.05 s was once too
+        # short in a fresh-clone CI run (every sample after the growth).
+        time.sleep(0.2)
         grow = [bytearray(1 << 20) for _ in range(64)]  # RSS +64 MiB while it waits
         for chunk in grow:
             chunk[::4096] = b"x" * len(chunk[::4096])
