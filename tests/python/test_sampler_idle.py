@@ -2,6 +2,7 @@
 by a signal; its last sample is written again (vmp_delivery.h, "Idle
 threads").  These tests check that this saves the signals and never shows a
 stack the thread has left for long."""
+import mmap
 import threading
 import time
 
@@ -134,13 +135,18 @@ def test_repeated_samples_keep_lines_and_fresh_rss():
         # left to tell a fresh RSS from a copied one: 0.05 s was once too
         # short in a fresh-clone CI run (every sample after the growth).
         time.sleep(0.2)
-        grow = [bytearray(1 << 20) for _ in range(64)]  # RSS +64 MiB while it waits
-        for chunk in grow:
-            chunk[::4096] = b"x" * len(chunk[::4096])
+        # RSS +64 MiB while it waits: fresh pages of an anonymous mapping (a
+        # bytearray may reuse heap pages earlier tests left resident, and the
+        # RSS then hardly grows: seen when the whole suite ran in one process)
+        grow = mmap.mmap(-1, 64 << 20)
+        for off in range(0, len(grow), mmap.PAGESIZE):
+            grow[off] = 1
         time.sleep(0.1)
         stop.set()
         t.join()
-        return len(grow)
+        size = len(grow)
+        grow.close()
+        return size
 
     p, _, stats = profile(run, period=0.001, real_time=True, lines=True, memory=True)
     assert stats["samples_repeated"] > 0, stats
