@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 import pytest
 
@@ -177,3 +178,81 @@ def test_guesses_through_one_server_count_at_the_other(postgres, start_server, t
     for _ in range(4):
         assert ask(one, wrong, "192.0.2.72")[0] == 401
     assert ask(one, token, "192.0.2.72")[1]["user"] == "erin"
+
+
+def psql(url, database, sql):
+    """Runs sql (ON_ERROR_STOP) in another database of the cluster that url
+    reaches; returns its rows as lists of text."""
+    sockets = url.split("host=")[1].split("&")[0]
+    out = as_postgres(os.path.join(PG_BIN[-1], "psql"), "-h", sockets, "-p", "5432", "-d",
+                      database, "-v", "ON_ERROR_STOP=1", "-AtF", "\t", "-c", sql)
+    assert out.returncode == 0, out.stderr
+    return [line.split("\t") for line in out.stdout.splitlines() if line]
+
+
+def test_search_on_postgres_finds_what_reading_every_run_finds(postgres, start_server,
+                                                                tmp_path):
+    """q= of ASCII text on PostgreSQL reads the newest runs of the list of
+    q's rarest trigram (table runs_trigrams, kept by a trigger; counts kept a
+    while in the server), a page's worth first and then the whole list, or
+    leaves a trigram most runs hold to the planner: every page says what
+    reading every run finds, newest first, through each way; also after
+    renames and deletes, for a trigram first counted when no run held it,
+    and through a server that fills the table from runs already there."""
+    sockets = postgres.split("host=")[1].split("&")[0]
+    out = as_postgres(os.path.join(PG_BIN[-1], "createdb"), "-h", sockets, "-p", "5432",
+                      "vmprof_search")
+    assert out.returncode == 0, out.stderr
+    url = postgres.replace("/vmprof?", "/vmprof_search?")
+    server = start_server("--database", url, data=tmp_path / "d")
+    # 900 runs: 300 "Tool" ones, more than the first read of a list (4 pages'
+    # worth) and fewer than half the runs; names on every 7th.
+    psql(url, "vmprof_search",
+         "INSERT INTO runs (id, argv, vm, name, created, state, samples, duration)"
+         " SELECT lpad(to_hex(13434880 + i), 16, '0'),"
+         " CASE WHEN i % 3 = 0 THEN 'Tool --CASE X' || i || 'Y' ELSE 'bench.py --case ' || i END,"
+         " 'CPython', CASE WHEN i % 7 = 0 THEN 'named ' || i END, 1700000000000 + i, 2, 10, 1.5"
+         " FROM generate_series(0, 899) AS i")
+
+    def runs():
+        return [(i, argv, name or None) for i, argv, name in
+                psql(url, "vmprof_search", "SELECT id, argv, name FROM runs ORDER BY seq DESC")]
+
+    def expected(q):
+        q = q.lower()
+        return [i for i, argv, name in runs() if q in argv.lower() or (name and q in name.lower())]
+
+    def searched(at, q):
+        got, page = [], "1"
+        while page:
+            reply = at.get("/api/runs?q=%s&page=%s" % (urllib.parse.quote(q), page))[1]
+            assert len(reply["runs"]) == 50 or not reply["next"]
+            got += [r["id"] for r in reply["runs"]]
+            page = reply["next"]
+        return got
+
+    queries = ["tool", "TOOL --case x1", "x29", "case 7", "CASE 1", "case 149", "se 1", "--case",
+               "e X1", "named 14", "ed 7", "bench", "nothing here", "1y", "0y", "9Y", "_1",
+               "%", "x1%", "ca", "é x"]
+    for q in queries:
+        assert searched(server, q) == expected(q), q
+    # Renamed and deleted runs: the trigger keeps the trigrams in step.
+    psql(url, "vmprof_search",
+         "UPDATE runs SET name = 'Renamed ' || seq WHERE seq % 11 = 0;"
+         " UPDATE runs SET argv = 'moved X' || seq WHERE seq % 13 = 0;"
+         " DELETE FROM runs WHERE seq % 17 = 0")
+    for q in queries + ["renamed", "moved x1", "named 14"]:
+        assert searched(server, q) == expected(q), q
+    # Counted when no run held it (the count is kept), then one does.
+    assert searched(server, "zzq") == []
+    psql(url, "vmprof_search", "INSERT INTO runs (id, argv, vm, created, state)"
+         " VALUES ('00000000cafe0001', 'tool zzq', 'CPython', 1800000000000, 2)")
+    assert searched(server, "zzq") == expected("zzq") != []
+    # A database whose runs came before the table: the next server fills it.
+    psql(url, "vmprof_search", "DROP TRIGGER runs_trigrams_sync ON runs; DELETE FROM runs_trigrams;"
+         " UPDATE runs SET argv = argv || ' later' WHERE seq % 5 = 0")
+    other = start_server("--database", url, data=tmp_path / "d")
+    for q in queries + ["later", "zzq"]:
+        assert searched(other, q) == expected(q), q
+    assert psql(url, "vmprof_search", "SELECT COUNT(*) FROM pg_trigger"
+                " WHERE tgname = 'runs_trigrams_sync'") == [["1"]]
