@@ -22,6 +22,7 @@
 The runs for the list are rows copied in SQLite from one uploaded run (the
 list reads rows only), made while the server is stopped.
 """
+import glob
 import http.client
 import json
 import os
@@ -304,10 +305,27 @@ LIST_QUERIES = (("first page", ""), ("page 100", None),
                 ("search q=bench (every run matches)", "?q=bench"))
 
 
-def list_under_wrk(server):
+def backend_seconds():
+    """CPU seconds of the PostgreSQL backends of database vmprof now (a
+    backend opened later starts at 0; none closes while a server runs)."""
+    ticks = 0
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(os.path.dirname(stat) + "/cmdline", "rb") as f:
+                if not f.read().startswith(b"postgres: postgres vmprof"):
+                    continue
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def list_under_wrk(server, backends=False):
     """The rows of the list table: each of LIST_QUERIES under wrk, with the
     server's CPU per request (from /proc: what the p99 comes to on a quiet
-    machine, whatever the load now; PostgreSQL's own work is not in it).
+    machine, whatever the load now), and with backends PostgreSQL's too.
     Page 100 by its number where the server pages by OFFSET (a number in
     "next"), else by the cursor that page 99 gave."""
     page = "1"
@@ -315,13 +333,17 @@ def list_under_wrk(server):
         page = str(json.loads(server.request("GET", "/api/runs?page=" + page))["next"])
     rows, figures = [], {}
     for label, query in LIST_QUERIES:
-        c0 = server.cpu_seconds()
+        c0, b0 = server.cpu_seconds(), backend_seconds() if backends else 0
         rps, p50, p99 = wrk("%s/api/runs%s" % (server.url, "?page=" + page if query is None
                                                 else query), seconds=LIST_SECONDS)
-        cpu = (server.cpu_seconds() - c0) / (rps * LIST_SECONDS) * 1000 if rps else None
+        per = lambda seconds: seconds / (rps * LIST_SECONDS) * 1000 if rps else None
+        cpu = per(server.cpu_seconds() - c0)
         figures[label] = {"rps": rps, "p50_ms": p50, "p99_ms": p99, "cpu_ms": cpu}
         rows.append((label, fmt(rps, "%.0f"), fmt(p50, "%.2f ms"), fmt(p99, "%.2f ms"),
                      fmt(cpu, "%.3f ms")))
+        if backends:
+            figures[label]["pg_cpu_ms"] = per(backend_seconds() - b0)
+            rows[-1] += (fmt(figures[label]["pg_cpu_ms"], "%.3f ms"),)
     return rows, figures
 
 
@@ -360,7 +382,6 @@ def as_postgres(*cmd, **kw):
 def bench_list_postgres(r, data):
     """The same list against Debian's PostgreSQL, started here in a temporary
     folder (Unix socket only, fsync off: the reads are measured)."""
-    import glob
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not bins:
         log("server: no PostgreSQL (scripts/setup.sh installs it); its list is not measured")
@@ -402,15 +423,15 @@ def bench_list_postgres(r, data):
                           "vmprof", "-v", "ON_ERROR_STOP=1", "-c", sql)
         if out.returncode:
             raise RuntimeError("psql: " + out.stderr)
-        rows, r["list_wrk_postgres"] = list_under_wrk(server)
+        rows, r["list_wrk_postgres"] = list_under_wrk(server, backends=True)
         server.stop()
         r["list_first_search_ms_postgres"] = first_search(lambda: Server(data, "--database", url))
-        rows.append(first_search_row(r["list_first_search_ms_postgres"]))
+        rows.append(first_search_row(r["list_first_search_ms_postgres"]) + ("",))
         table("vmprof-server: GET /api/runs with 10,000 runs (PostgreSQL %s, same machine), "
               "wrk 16 connections, %d s" % (os.path.basename(os.path.dirname(bins[-1])),
                                             LIST_SECONDS),
-              ["", "requests/s", "p50", "p99 (goal < 10 ms)",
-               "server CPU a request (PostgreSQL's own not in it)"], rows)
+              ["", "requests/s", "p50", "p99 (goal < 10 ms)", "server CPU a request",
+               "PostgreSQL's backends' CPU a request"], rows)
     finally:
         if pg:
             pg.terminate()
