@@ -29,6 +29,7 @@ enum { ACTIVE, STILL };
 
 struct vmp_delivery_thread {
     pid_t tid;
+    uint32_t place;     /* its place (header: "Places") */
     uint8_t state;      /* ACTIVE: read every round; STILL: see the header */
     uint8_t seen;       /* found by the latest listing */
     uint8_t awaiting;   /* signalled; its answer not read yet */
@@ -59,27 +60,35 @@ struct vmp_delivery_thread {
     int64_t pending_since; /* ns: since when its signal is pending; 0: none */
 };
 
-/* Signals handled per tid slot: the handler counts, the sending thread
+/* Places (header): the tid at each place, PLACE_FREE (never taken this
+ * run: a lookup stops there) or PLACE_GONE (its thread ended: a lookup
+ * steps over it, the sender may take it again). */
+#define PLACE_FREE 0
+#define PLACE_GONE (-1)
+static _Atomic pid_t place_tid[VMP_PLACES];
+static int places_used; /* the sending thread's: some place was taken since the table was last emptied */
+static __thread uint32_t place_cache __attribute__((tls_model("initial-exec"))); /* this thread's place + 1 */
+/* Signals handled per place: the handler counts, the sending thread
  * compares with what it sent. */
-static _Atomic uint32_t handled[VMP_TID_SLOTS];
-static uint32_t sent_to[VMP_TID_SLOTS]; /* the sending thread's own */
+static _Atomic uint32_t handled[VMP_PLACES];
+static uint32_t sent_to[VMP_PLACES]; /* the sending thread's own */
 static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
-/* Per slot, the thread whose sample was last reported and, for a kept one,
+/* Per place, the thread whose sample was last reported and, for a kept one,
  * its CPU clock right after it (else NO_SAMPLE or NOT_PYTHON). */
-static _Atomic pid_t sampled_tid[VMP_TID_SLOTS];
-static _Atomic int64_t sampled_cpu[VMP_TID_SLOTS];
-static _Atomic int sampled_in_call[VMP_TID_SLOTS]; /* ... and it found the thread inside a system call */
+static _Atomic pid_t sampled_tid[VMP_PLACES];
+static _Atomic int64_t sampled_cpu[VMP_PLACES];
+static _Atomic int sampled_in_call[VMP_PLACES]; /* ... and it found the thread inside a system call */
 /* Whether a kept sample's CPU clock is wanted (wall clock with repeats):
  * set before the first signal of a run. */
 static _Atomic int want_sample_cpu;
-/* Sources mode (header): per tid slot, the thread whose CPU time the
+/* Sources mode (header): per place, the thread whose CPU time the
  * handler counts, the CPU time paid for by its samples so far, and its
  * source's fd + 1 (0: none); the period counted in (0: signals are not
  * counted so) and the most samples one signal pays for.  open_fds holds
  * every source's fd + 1 for a fork child to close. */
-static _Atomic pid_t base_tid[VMP_TID_SLOTS];
-static _Atomic int64_t base_cpu[VMP_TID_SLOTS];
-static _Atomic int source_fd[VMP_TID_SLOTS];
+static _Atomic pid_t base_tid[VMP_PLACES];
+static _Atomic int64_t base_cpu[VMP_PLACES];
+static _Atomic int source_fd[VMP_PLACES];
 static _Atomic int64_t credit_period, credit_cap;
 static _Atomic int open_fds[VMP_MAX_SOURCES];
 /* The sources are descriptors of the program's table (the sending thread
@@ -95,8 +104,8 @@ static _Atomic int sources_in_program_table;
  * per thread, what its latest take_owed paid
  * (0: nothing was owed, so no sample was written either). */
 static _Atomic int wall_counting;
-static _Atomic int64_t rep_cpu[VMP_TID_SLOTS];
-static _Atomic int rep_in_call[VMP_TID_SLOTS];
+static _Atomic int64_t rep_cpu[VMP_PLACES];
+static _Atomic int rep_in_call[VMP_PLACES];
 static const _Atomic int *_Atomic paused_flag;
 static __thread int64_t owed_now __attribute__((tls_model("initial-exec")));
 
@@ -113,9 +122,77 @@ pid_t vmp_delivery_this_tid(void)
     return tid;
 }
 
+uint32_t vmp_delivery_place_of(pid_t tid)
+{
+    if (tid <= 0)
+        return VMP_NO_PLACE;
+    size_t p = vmp_place_home(tid);
+    for (size_t i = 0; i < VMP_PLACES; i++, p = (p + 1) & (VMP_PLACES - 1)) {
+        pid_t at = atomic_load_explicit(&place_tid[p], memory_order_acquire);
+        if (at == tid)
+            return (uint32_t)p;
+        if (at == PLACE_FREE)
+            break;
+    }
+    return VMP_NO_PLACE;
+}
+
+uint32_t vmp_delivery_this_place(void)
+{
+    pid_t tid = vmp_delivery_this_tid();
+    uint32_t c = place_cache;
+    if (c && atomic_load_explicit(&place_tid[c - 1], memory_order_acquire) == tid)
+        return c - 1;
+    uint32_t p = vmp_delivery_place_of(tid);
+    place_cache = p == VMP_NO_PLACE ? 0 : p + 1;
+    return p;
+}
+
+/* The sending thread: a place for thread tid, which has none (its state
+ * there made fresh before the tid is published), or VMP_NO_PLACE when
+ * every place is a live thread's. */
+static uint32_t place_take(pid_t tid)
+{
+    size_t p = vmp_place_home(tid);
+    for (size_t i = 0; i < VMP_PLACES; i++, p = (p + 1) & (VMP_PLACES - 1)) {
+        pid_t at = atomic_load_explicit(&place_tid[p], memory_order_relaxed);
+        if (at != PLACE_FREE && at != PLACE_GONE)
+            continue;
+        sent_to[p] = atomic_load_explicit(&handled[p], memory_order_relaxed);
+        atomic_store_explicit(&sampled_tid[p], 0, memory_order_relaxed);
+        atomic_store_explicit(&base_tid[p], 0, memory_order_relaxed);
+        atomic_store_explicit(&source_fd[p], 0, memory_order_relaxed);
+        atomic_store_explicit(&rep_cpu[p], -1, memory_order_relaxed);
+        atomic_store_explicit(&place_tid[p], tid, memory_order_release);
+        places_used = 1;
+        return (uint32_t)p;
+    }
+    return VMP_NO_PLACE;
+}
+
+/* The sending thread: thread tid ended; its place may be taken again (a
+ * lookup steps over it meanwhile). */
+static void place_give_back(uint32_t p)
+{
+    atomic_store_explicit(&place_tid[p], PLACE_GONE, memory_order_release);
+}
+
+/* The sending thread, at the start of a run: every place free. */
+static void places_empty(void)
+{
+    if (!places_used)
+        return;
+    for (size_t p = 0; p < VMP_PLACES; p++)
+        if (atomic_load_explicit(&place_tid[p], memory_order_relaxed) != PLACE_FREE)
+            atomic_store_explicit(&place_tid[p], PLACE_FREE, memory_order_relaxed);
+    places_used = 0;
+}
+
 void vmp_delivery_handled(void)
 {
-    atomic_fetch_add_explicit(&handled[vmp_tid_slot(vmp_delivery_this_tid())], 1, memory_order_release);
+    uint32_t k = vmp_delivery_this_place();
+    if (k != VMP_NO_PLACE)
+        atomic_fetch_add_explicit(&handled[k], 1, memory_order_release);
 }
 
 int vmp_delivery_in_system_call(const void *ucontext)
@@ -140,7 +217,9 @@ int vmp_delivery_in_system_call(const void *ucontext)
 void vmp_delivery_sampled(int outcome, int in_call)
 {
     pid_t tid = vmp_delivery_this_tid();
-    size_t k = vmp_tid_slot(tid);
+    uint32_t k = vmp_delivery_this_place();
+    if (k == VMP_NO_PLACE)
+        return; /* (not a thread of the schedule's: none of ours is sent to it) */
     int64_t cpu = outcome == VMP_SAMPLE_NOT_PYTHON ? NOT_PYTHON : NO_SAMPLE;
     struct timespec t;
     if (outcome == VMP_SAMPLE_KEPT && atomic_load_explicit(&want_sample_cpu, memory_order_relaxed) &&
@@ -174,9 +253,12 @@ void vmp_delivery_forget_tid(void)
         if (fd > 0 && copied)
             close(fd - 1);
     }
-    for (size_t k = 0; k < VMP_TID_SLOTS; k++) {
-        atomic_store(&source_fd[k], 0);
-        atomic_store(&base_tid[k], 0);
+    place_cache = 0;
+    for (size_t k = 0; k < VMP_PLACES; k++) { /* (stored only where set: a page read is not copied) */
+        if (atomic_load(&source_fd[k]))
+            atomic_store(&source_fd[k], 0);
+        if (atomic_load(&base_tid[k]))
+            atomic_store(&base_tid[k], 0);
     }
     atomic_store(&credit_period, 0);
     atomic_store(&wall_counting, 0);
@@ -188,9 +270,10 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid)
         return 0;
     if (info->si_code == SI_TKILL)
         return info->si_pid == pid;
-    if (info->si_code == POLL_IN)
-        return atomic_load_explicit(&source_fd[vmp_tid_slot(vmp_delivery_this_tid())], memory_order_relaxed) ==
-               info->si_fd + 1;
+    if (info->si_code == POLL_IN) {
+        uint32_t k = vmp_delivery_this_place();
+        return k != VMP_NO_PLACE && atomic_load_explicit(&source_fd[k], memory_order_relaxed) == info->si_fd + 1;
+    }
     return 0;
 }
 
@@ -232,9 +315,9 @@ int64_t vmp_delivery_take_owed(int64_t *repeats)
     if (!period)
         return 1;
     pid_t tid = vmp_delivery_this_tid();
-    size_t k = vmp_tid_slot(tid);
-    if (atomic_load_explicit(&base_tid[k], memory_order_acquire) != tid)
-        return 1; /* (its slot is another thread's: one per signal) */
+    uint32_t k = vmp_delivery_this_place();
+    if (k == VMP_NO_PLACE || atomic_load_explicit(&base_tid[k], memory_order_acquire) != tid)
+        return 1; /* (not counted: one per signal) */
     if (atomic_load_explicit(&wall_counting, memory_order_relaxed))
         return owed_now = wall_owed(k, period, repeats);
     struct timespec t;
@@ -423,26 +506,27 @@ static int skipped(const vmp_delivery *d, pid_t tid)
     return 0;
 }
 
-/* Returns 0, or -1 when the table could not grow for it. */
+/* Returns 0, or -1 when the table could not grow for it or no place was
+ * left (header: "Places"). */
 static int note_thread(vmp_delivery *d, pid_t tid)
 {
     vmp_delivery_thread *t = find(d, tid);
     if (!t) {
         if (d->n_threads == d->cap && grow(d) < 0)
             return -1;
+        uint32_t k = place_take(tid);
+        if (k == VMP_NO_PLACE)
+            return -1;
         t = &d->threads[d->n_threads];
-        *t = (vmp_delivery_thread){.tid = tid, .state = STILL, .last_cpu = -1, .idle_cpu = -1, .src = -1};
+        *t = (vmp_delivery_thread){.tid = tid, .place = k, .state = STILL, .last_cpu = -1, .idle_cpu = -1, .src = -1};
         index_put(d, d->n_threads++);
         if (d->sources) {
             /* born during the run: all its CPU time counts (the handler
-             * pays it), unless its slot is a live thread's; on the wall
-             * clock, from halfway between the last listing and this one */
-            size_t k = vmp_tid_slot(tid);
-            if (!atomic_load(&base_tid[k])) {
-                atomic_store(&base_cpu[k], d->cpu_clock ? 0 : (d->last_rescan + clock_ns(CLOCK_MONOTONIC)) / 2);
-                atomic_store(&rep_cpu[k], -1);
-                atomic_store_explicit(&base_tid[k], tid, memory_order_release);
-            }
+             * pays it); on the wall clock, from halfway between the last
+             * listing and this one */
+            atomic_store(&base_cpu[k], d->cpu_clock ? 0 : (d->last_rescan + clock_ns(CLOCK_MONOTONIC)) / 2);
+            atomic_store(&rep_cpu[k], -1);
+            atomic_store_explicit(&base_tid[k], tid, memory_order_release);
         }
         make_active(d, t); /* a thread born during the run: all its CPU time counts */
     }
@@ -467,7 +551,7 @@ static void source_close(vmp_delivery *d, vmp_delivery_thread *t)
     if (t->src < 0)
         return;
     int expected = t->src + 1;
-    atomic_compare_exchange_strong(&source_fd[vmp_tid_slot(t->tid)], &expected, 0);
+    atomic_compare_exchange_strong(&source_fd[t->place], &expected, 0);
     atomic_store(&open_fds[t->src_pos], 0);
     if (source_is_ours(t->src, t->src_id))
         close(t->src); /* (else the program closed it: the number is not ours) */
@@ -517,7 +601,7 @@ static int source_open(vmp_delivery *d, vmp_delivery_thread *t)
     t->src = fd;
     t->src_pos = pos;
     atomic_store(&open_fds[pos], fd + 1);
-    atomic_store(&source_fd[vmp_tid_slot(t->tid)], fd + 1);
+    atomic_store(&source_fd[t->place], fd + 1);
     d->n_sources++;
     atomic_fetch_add_explicit(&d->sources_opened, 1, memory_order_relaxed);
     ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
@@ -583,8 +667,7 @@ static void scan_threads(vmp_delivery *d)
             d->threads[kept++] = d->threads[i];
         } else {
             /* ended: the repeats it was owed until the last round (it was
-             * idle then) are written; what it never handled must not hold
-             * back a thread that reuses its slot */
+             * idle then) are written; its place is given back */
             vmp_delivery_thread *t = &d->threads[i];
             if (d->sources && !d->cpu_clock) {
                 if (!d->was_paused)
@@ -593,12 +676,10 @@ static void scan_threads(vmp_delivery *d)
                 hand_over_repeats(d, t, d->period_no);
             else if (t->lazy)
                 flush_lazy(d, t);
-            size_t k = vmp_tid_slot(d->threads[i].tid);
-            sent_to[k] = atomic_load_explicit(&handled[k], memory_order_relaxed);
-            atomic_store_explicit(&sampled_tid[k], 0, memory_order_relaxed);
-            source_close(d, &d->threads[i]);
-            if (atomic_load(&base_tid[k]) == d->threads[i].tid)
-                atomic_store(&base_tid[k], 0);
+            size_t k = t->place;
+            source_close(d, t);
+            atomic_store(&base_tid[k], 0);
+            place_give_back(t->place);
         }
     }
     if (kept != d->n_threads) {
@@ -687,7 +768,7 @@ static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t u
  * (a later visit tries again); else what found no room is lost. */
 static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int keep)
 {
-    size_t k = vmp_tid_slot(t->tid);
+    size_t k = t->place;
     if (atomic_load(&base_tid[k]) != t->tid)
         return 0;
     int64_t base = atomic_load(&base_cpu[k]), n = (upto - base) / d->period_ns;
@@ -714,7 +795,7 @@ static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int k
  * the sender found idle (in pause(): wall_waits_for_a_signal). */
 static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu, int any)
 {
-    size_t k = vmp_tid_slot(t->tid);
+    size_t k = t->place;
     int64_t at = atomic_load(&rep_cpu[k]), ran = cpu - at;
     if (at >= 0 && (any || atomic_load(&rep_in_call[k]))) /* (a clock read before the sample, or none: not known to have run) */
         wall_pay(d, t, ran > VMP_IDLE_SLACK_NS ? now - ran : now, 0);
@@ -760,7 +841,7 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
         /* As below: the periods before this round repeat its last sample,
          * the round's go to its next one (whose handler must not take them
          * for the old wait's: the thread may wait elsewhere by then). */
-        size_t k = vmp_tid_slot(t->tid);
+        size_t k = t->place;
         if (t->idle_cpu >= 0)
             wall_pay(d, t, d->last_round - (periods > 0 ? periods : 1) * d->period_ns, 0);
         int64_t at = atomic_load(&rep_cpu[k]);
@@ -982,7 +1063,7 @@ static int waits_for_a_signal(const vmp_delivery *d, vmp_delivery_thread *t)
 /* Signals thread t, or repeats its sample, for what it is owed. */
 static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
-    size_t k = vmp_tid_slot(t->tid);
+    size_t k = t->place;
     if (signal_pending(k)) {
         /* the last one is still pending */
         if (!t->pending_since)
@@ -1117,7 +1198,7 @@ static int wall_waits_for_a_signal(const vmp_delivery *d, vmp_delivery_thread *t
  * whose handler pays every period owed. */
 static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
-    size_t k = vmp_tid_slot(t->tid);
+    size_t k = t->place;
     source_answer(d, t, k, now);
     int counted = atomic_load_explicit(&base_tid[k], memory_order_acquire) == t->tid;
     int64_t base = atomic_load_explicit(&base_cpu[k], memory_order_acquire);
@@ -1270,10 +1351,7 @@ int vmp_delivery_start(vmp_delivery *d)
         vmp_delivery_stop(d);
         return -1;
     }
-    for (size_t k = 0; k < VMP_TID_SLOTS; k++) { /* nothing of an earlier run counts */
-        sent_to[k] = atomic_load(&handled[k]);
-        atomic_store(&sampled_tid[k], 0);
-    }
+    places_empty(); /* (nothing of an earlier run counts: place_take makes each fresh) */
     d->pid = getpid();
     int64_t n = VMP_MAX_BACKLOG_NS / d->period_ns;
     d->max_owed = n > VMP_MIN_BACKLOG_PERIODS ? n : VMP_MIN_BACKLOG_PERIODS;
@@ -1336,7 +1414,7 @@ int vmp_delivery_start(vmp_delivery *d)
          * counts from here */
         for (size_t i = 0; i < d->n_threads; i++) {
             vmp_delivery_thread *t = &d->threads[i];
-            size_t k = vmp_tid_slot(t->tid);
+            size_t k = t->place;
             atomic_store(&base_cpu[k], d->cpu_clock ? t->last_cpu : d->last_round);
             atomic_store(&rep_cpu[k], -1);
             atomic_store_explicit(&base_tid[k], t->tid, memory_order_release);
@@ -1416,7 +1494,7 @@ static void pause_round(vmp_delivery *d, int64_t periods)
         vmp_delivery_thread *t = &d->threads[i];
         if (d->sources) {
             /* (sources: the handlers pay nothing while paused either) */
-            size_t k = vmp_tid_slot(t->tid);
+            size_t k = t->place;
             if (!d->was_paused && t->idle_cpu >= 0 && (t->state == STILL || wall_idle(t, k)))
                 wall_pay(d, t, d->last_round - periods * d->period_ns, 0);
             if (atomic_load(&base_tid[k]) == t->tid)
@@ -1507,7 +1585,7 @@ void vmp_delivery_stop(vmp_delivery *d)
     for (size_t i = 0; i < d->n_threads; i++) {
         vmp_delivery_thread *t = &d->threads[i];
         if (wall_sources) {
-            int64_t cpu = !paused && atomic_load(&rep_cpu[vmp_tid_slot(t->tid)]) >= 0 ? thread_cpu_ns(t->tid) : -2;
+            int64_t cpu = !paused && atomic_load(&rep_cpu[t->place]) >= 0 ? thread_cpu_ns(t->tid) : -2;
             if (cpu > -2)
                 wall_pay_waited(d, t, now, cpu, cpu >= 0); /* (-1: it ended meanwhile) */
         } else if (t->state == STILL && !d->cpu_clock)
@@ -1519,9 +1597,7 @@ void vmp_delivery_stop(vmp_delivery *d)
         else if (t->lazy)
             flush_lazy(d, t);
         source_close(d, &d->threads[i]);
-        size_t k = vmp_tid_slot(d->threads[i].tid);
-        if (atomic_load(&base_tid[k]) == d->threads[i].tid)
-            atomic_store(&base_tid[k], 0);
+        atomic_store(&base_tid[d->threads[i].place], 0);
     }
     free(d->threads);
     free(d->active);

@@ -144,8 +144,7 @@
  * sample of its thread (the writer repeats the last one written).  A
  * wait shorter than two short rounds may go unseen: it is paid with the
  * thread's next sample.  The sender also visits, polls and lists as
- * above; it no longer counts periods per thread.  A thread whose tid slot
- * is another live thread's is not counted so: one sample per probe.
+ * above; it no longer counts periods per thread.
  *
  * CPU clock, per period: a thread owed a sample is signalled only while it
  * is on a CPU (its clock moved between two readings microseconds apart):
@@ -235,16 +234,32 @@
 #define VMP_NOT_PYTHON_MAX_NS 1000000000LL
 #define VMP_BLOCKED_CHECK_NS 10000000LL
 
-/* Per-thread counters shared with the signal handler are folded into this
- * many slots by tid (threads sharing a slot only cost each other a repeat
- * or a pending check now and then; tids are handed out in order, so that
- * takes thousands of threads). */
-#define VMP_TID_SLOTS 4096
+/* Places: the per-thread state shared with the signal handler (signals
+ * sent and handled, the latest sample's answer, what a thread is paid up
+ * to, its source) lives at the thread's place in a table of VMP_PLACES,
+ * found by open addressing on its tid (home: the tid's low bits, so tids
+ * handed out in order stay apart; then the next places in turn).  The
+ * sending thread alone takes places (when it notes a thread) and gives
+ * them back (when the thread ended, leaving a mark that lookups step over:
+ * a place is never emptied during a run); a lookup, the handler's, takes no
+ * lock and allocates nothing.  So two live threads never share one (before,
+ * a thread whose slot tid mod 4096 was another live thread's was counted
+ * one sample per signal).  A thread that finds no place (VMP_PLACES live
+ * threads; pid_max is 32768 by default) is not sampled and is counted in
+ * threads_missed (the profile's META threads_not_sampled). */
+#define VMP_PLACES 16384
+#define VMP_NO_PLACE ((uint32_t)-1)
 
-static inline size_t vmp_tid_slot(pid_t tid)
+static inline size_t vmp_place_home(pid_t tid)
 {
-    return (size_t)tid & (VMP_TID_SLOTS - 1);
+    return (size_t)tid & (VMP_PLACES - 1);
 }
+
+/* Thread tid's place, or VMP_NO_PLACE (async-signal-safe; any thread). */
+uint32_t vmp_delivery_place_of(pid_t tid);
+
+/* The calling thread's place, or VMP_NO_PLACE (async-signal-safe; cached). */
+uint32_t vmp_delivery_this_place(void);
 
 /* What the handler's sample was (vmp_delivery_sampled). */
 enum {

@@ -68,6 +68,7 @@ static int take_sample(void *ucontext, int64_t weight, int *in_call)
     s->n = (uint32_t)n;
     s->weight = weight < UINT32_MAX ? (uint32_t)weight : UINT32_MAX;
     s->tid = vmp_delivery_this_tid();
+    s->place = vmp_delivery_this_place();
     s->thread_id = vmp_frames_thread_id(ts);
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
     vmp_ring_publish(s);
@@ -88,6 +89,7 @@ int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, i
     s->kind = VMP_SLOT_REPEAT;
     s->n = !moved ? 0 : count < UINT32_MAX ? (uint32_t)count : UINT32_MAX;
     s->tid = tid;
+    s->place = vmp_delivery_place_of(tid); /* (the thread still has it: it is given back after its last repeat) */
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
     vmp_ring_publish(s);
     return moved ? 0 : 1;

@@ -43,6 +43,7 @@ typedef struct vmp_slot {
     uint32_t n;         /* words of data (SAMPLE), bytes of name (NAME), samples (REPEAT) */
     uint32_t weight;    /* SAMPLE: written this many times (the periods its signal paid for) */
     pid_t tid;          /* SAMPLE, REPEAT: the sampled thread's kernel tid */
+    uint32_t place;     /* SAMPLE, REPEAT: its place (vmp_delivery.h), where the writer keeps its last sample */
     uint64_t thread_id;
     uint64_t rss_kib;
     uint64_t code;      /* NAME: whose name */

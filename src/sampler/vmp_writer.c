@@ -7,10 +7,10 @@
  * holds, per address seen, (generation << 1) | retired, where retired says
  * the object there died and the next sample starts a new generation.
  *
- * Wall clock: the last sample written for each thread is kept, by tid slot
- * (vmp_tid_slot), for VMP_SLOT_REPEAT.  Two live threads sharing a slot
- * cannot both be repeated: the repeat of the one not held is counted as
- * dropped.
+ * Wall clock: the last sample written for each thread is kept at its
+ * place (vmp_delivery.h: no two live threads share one), for
+ * VMP_SLOT_REPEAT; a slot's place and tid are both checked, since a place
+ * is taken again after its thread ended.
  */
 #include "vmp_frames.h" /* Python.h first: it sets the feature macros (_GNU_SOURCE) */
 #include "vmp_writer.h"
@@ -54,7 +54,7 @@ typedef struct last_sample {
 
 static struct {
     vmp_u64map ids_by_addr;
-    last_sample *last; /* VMP_TID_SLOTS of them, made by the first one kept */
+    last_sample *last; /* VMP_PLACES of them, made by the first one kept */
     vmp_wbuf buf;
     unsigned char *mem;
     uint64_t ids[VMP_SLOT_WORDS];
@@ -164,11 +164,11 @@ static void flush(void)
     W.buf.len = 0;
 }
 
-static void keep_last(pid_t tid, uint64_t thread_id, const uint64_t *ids, uint32_t n)
+static void keep_last(pid_t tid, uint32_t place, uint64_t thread_id, const uint64_t *ids, uint32_t n)
 {
-    if (!W.last && !(W.last = calloc(VMP_TID_SLOTS, sizeof *W.last)))
+    if (place >= VMP_PLACES || (!W.last && !(W.last = calloc(VMP_PLACES, sizeof *W.last))))
         return;
-    last_sample *l = &W.last[vmp_tid_slot(tid)];
+    last_sample *l = &W.last[place];
     l->tid = 0;
     if (l->cap < n) {
         uint64_t *grown = realloc(l->ids, n * sizeof *grown);
@@ -186,7 +186,7 @@ static void keep_last(pid_t tid, uint64_t thread_id, const uint64_t *ids, uint32
 static void free_last(void)
 {
     if (W.last)
-        for (size_t i = 0; i < VMP_TID_SLOTS; i++)
+        for (size_t i = 0; i < VMP_PLACES; i++)
             free(W.last[i].ids);
     free(W.last);
     W.last = NULL;
@@ -224,7 +224,7 @@ static void write_stacks(const uint64_t *ids, uint32_t n, uint64_t thread_id, ui
 static void process(vmp_slot *s)
 {
     if (s->kind == VMP_SLOT_REPEAT) {
-        const last_sample *l = W.last ? &W.last[vmp_tid_slot(s->tid)] : NULL;
+        const last_sample *l = W.last && s->place < VMP_PLACES ? &W.last[s->place] : NULL;
         if (l && l->tid == s->tid)
             write_stacks(l->ids, l->n, l->thread_id, s->rss_kib, s->n);
         else
@@ -247,7 +247,7 @@ static void process(vmp_slot *s)
                                                    : id_for_sample(s->data[i]);
     write_stacks(W.ids, s->n, s->thread_id, s->rss_kib, s->weight);
     if (vmp_run.real_time)
-        keep_last(s->tid, s->thread_id, W.ids, s->n);
+        keep_last(s->tid, s->place, s->thread_id, W.ids, s->n);
 }
 
 /* Writes every published slot in order; with `wait`, also waits (bounded)

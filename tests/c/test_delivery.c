@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
-enum { IDLE, BUSY, MOVER, ALTERNATE, ROLES };
+enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -765,4 +766,97 @@ VMP_TEST(wall_clock_a_late_round_repeats_every_period_of_an_idle_thread)
         printf("    %lld ms: %ld samples (%ld signals)\n", (long long)elapsed, got, atomic_load(&signalled[IDLE]));
     CHECK(got >= elapsed - 5);
     CHECK(got <= elapsed + 3);
+}
+
+/* A thread started while looking for a tid whose home place (vmp_delivery.h)
+ * is the idle thread's: 1 when it is not (it ends at once), 2 when it is (it
+ * stays, blocked in read() on wake_pipe, as the idle thread). */
+static _Atomic int collider_state;
+
+static void *maybe_collider(void *arg)
+{
+    (void)arg;
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    if (vmp_place_home(tid) != vmp_place_home(atomic_load(&tids[IDLE]))) {
+        atomic_store(&collider_state, 1);
+        return NULL;
+    }
+    atomic_store(&tids[COLLIDER], tid);
+    atomic_store(&collider_state, 2);
+    char c;
+    while (read(wake_pipe[0], &c, 1) < 0)
+        ;
+    return NULL;
+}
+
+/* Two idle threads whose tids have the same home place, on the wall clock
+ * with sources: each is paid every period of the run.  Before places, the
+ * per-thread state shared with the handler lived at tid mod 4096: the
+ * thread listed last took the slot's paid mark, and the other one, not
+ * counted by time, had one sample per signal (its first probe: 1 or 2
+ * samples of ~300). */
+VMP_TEST(wall_clock_with_sources_pays_two_threads_whose_tids_share_a_home_place)
+{
+    if (!kernel_has_sources()) {
+        printf("    (the kernel refused per-thread events here: nothing to test)\n");
+        return;
+    }
+    struct sigaction old;
+    pthread_t th, col;
+    reset_role(IDLE);
+    reset_role(COLLIDER);
+    REQUIRE(start_idle_alone(&th, &old) == 0);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    /* tids are handed out in order (wrapping at pid_max): a few times
+     * VMP_PLACES threads find one, unless pid_max is below VMP_PLACES */
+    int found = 0, tries = 0;
+    for (; tries < 4 * VMP_PLACES && !found; tries++) {
+        atomic_store(&collider_state, 0);
+        if (pthread_create(&col, &attr, maybe_collider, NULL) != 0)
+            break;
+        int st;
+        while (!(st = atomic_load(&collider_state)))
+            sched_yield();
+        if (st == 2)
+            found = 1;
+        else
+            pthread_join(col, NULL);
+    }
+    pthread_attr_destroy(&attr);
+    long ms = 0;
+    int sources = 1;
+    if (found) {
+        usleep(20000); /* blocked in read() by now */
+        vmp_delivery d = wall_schedule();
+        d.sources = 1;
+        if (vmp_delivery_start(&d) == 0) {
+            sources = d.sources;
+            int64_t t0 = mono_ms();
+            for (int64_t end = t0 + 300; mono_ms() < end;)
+                vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            vmp_delivery_stop(&d);
+            ms = (long)(mono_ms() - t0);
+        }
+    }
+    CHECK(write(wake_pipe[1], "xx", 2) == 2);
+    pthread_join(th, NULL);
+    if (found)
+        pthread_join(col, NULL);
+    end_idle_alone(&old);
+    if (!found) {
+        printf("    (no tid with the idle thread's home place in %d threads: pid_max below %d?)\n", tries, VMP_PLACES);
+        return;
+    }
+    REQUIRE(sources);
+    long a = atomic_load(&paid[IDLE]) + atomic_load(&repeated[IDLE]);
+    long b = atomic_load(&paid[COLLIDER]) + atomic_load(&repeated[COLLIDER]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    tids %d and %d (%d threads started): %ld ms, %ld and %ld samples\n", (int)atomic_load(&tids[IDLE]),
+               (int)atomic_load(&tids[COLLIDER]), tries, ms, a, b);
+    CHECK(a >= ms * 9 / 10);
+    CHECK(a <= ms + 5);
+    CHECK(b >= ms * 9 / 10);
+    CHECK(b <= ms + 5);
 }
