@@ -184,6 +184,8 @@ def main():
         others = process_tids() - mine
         rec["profiler_threads"] = len(others)
         rec["profiler_cpu"] = sum(thread_cpu_ns(tid) or 0 for tid in others) / 1e9
+        # each, by tid: the writer starts first, then the sampler thread
+        rec["profiler_cpu_each"] = [(thread_cpu_ns(tid) or 0) / 1e9 for tid in sorted(others)]
         d0, c0 = time.perf_counter(), time.thread_time()
         vmprof.disable()
         rec["disable_wall"] = time.perf_counter() - d0

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 
 #include "vmp_encode.h"
 #include "vmp_fds.h"
@@ -39,6 +40,11 @@
 #define VMP_WRITER_MAX_SLEEP_NS 10000000LL
 #define VMP_GUARD_TICK_NS 5000000LL /* with naps of up to 10 ms: every 10 ms or so */
 #define VMP_WRITE_BUF (1 << 20)
+/* A sample written n times: its record is encoded once and copied up to a
+ * block of about this many bytes; the rest of the n are iovecs pointing at
+ * that block (write_stacks). */
+#define VMP_REPEAT_BLOCK 2048
+#define VMP_WRITE_IOVS 1024 /* iovecs in one writev (Linux's IOV_MAX) */
 #define VMP_WRITE_STALL_NS 10000000000LL  /* a full non-blocking fd: give up after 10 s */
 #define VMP_NAME_WAIT_NS 5000000000LL     /* a name waits this long for room in the ring */
 
@@ -52,11 +58,17 @@ typedef struct last_sample {
     uint64_t *ids;
 } last_sample;
 
+/* What goes out: the bytes of buf, in order, and among them iovecs that
+ * point again at a block of repeated records already in buf.  iov[0..niov)
+ * is written before buf[from..len). */
 static struct {
     vmp_u64map ids_by_addr;
     last_sample *last; /* VMP_PLACES of them, made by the first one kept */
     vmp_wbuf buf;
     unsigned char *mem;
+    size_t from;
+    struct iovec iov[VMP_WRITE_IOVS];
+    int niov;
     uint64_t ids[VMP_SLOT_WORDS];
 } W;
 
@@ -123,18 +135,21 @@ static uint64_t id_for_name(uint64_t addr, int died)
     return id_with_gen(addr, state);
 }
 
-/* Writes everything, retrying what may be retried: an interrupted write,
- * and a non-blocking fd that is full (a pipe whose reader is behind), until
+/* Writes everything iov[0..n) holds (consumed), retrying what may be
+ * retried: an interrupted write, and a non-blocking fd that is full (a pipe
+ * whose reader is behind), until
  * nothing could be written for VMP_WRITE_STALL_NS (then ETIMEDOUT).  A
  * blocking fd blocks in the kernel, which needs no GIL of ours: a reader in
  * the same process keeps reading (enable and disable never wait for the
  * writer with the GIL held). */
-static int write_all(int fd, const unsigned char *p, size_t len)
+static int writev_all(int fd, struct iovec *iov, int n)
 {
     int64_t stalled_since = 0;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
+    while (n > 0 && iov->iov_len == 0)
+        iov++, n--;
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -151,17 +166,52 @@ static int write_all(int fd, const unsigned char *p, size_t len)
             continue;
         }
         stalled_since = 0;
-        p += n;
-        len -= (size_t)n;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++, n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (unsigned char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
     }
     return 0;
 }
 
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+    struct iovec v = {(void *)p, len};
+    return writev_all(fd, &v, 1);
+}
+
+/* Writes the iovecs out (buf's bytes stay where they are: a block the
+ * next iovecs point at stays valid). */
+static void write_iovs(void)
+{
+    if (W.niov && !atomic_load(&vmp_run.write_errno) && writev_all(vmp_run.fd, W.iov, W.niov) < 0)
+        atomic_store(&vmp_run.write_errno, errno ? errno : EIO);
+    W.niov = 0;
+}
+
+/* Closes the open span of buf into an iovec. */
+static void end_span(void)
+{
+    if (W.buf.len > W.from) {
+        if (W.niov == VMP_WRITE_IOVS)
+            write_iovs();
+        W.iov[W.niov].iov_base = W.buf.data + W.from;
+        W.iov[W.niov].iov_len = W.buf.len - W.from;
+        W.niov++;
+        W.from = W.buf.len;
+    }
+}
+
+/* Writes everything out; buf is empty again. */
 static void flush(void)
 {
-    if (W.buf.len && !atomic_load(&vmp_run.write_errno) && write_all(vmp_run.fd, W.buf.data, W.buf.len) < 0)
-        atomic_store(&vmp_run.write_errno, errno ? errno : EIO);
-    W.buf.len = 0;
+    end_span();
+    write_iovs();
+    W.buf.len = W.from = 0;
 }
 
 static void keep_last(pid_t tid, uint32_t place, uint64_t thread_id, const uint64_t *ids, uint32_t n)
@@ -193,31 +243,44 @@ static void free_last(void)
 }
 
 /* Writes one stack record `count` times (the format has no weight: a
- * sample that stands for n periods is n records).  It is encoded once;
- * its bytes are then copied, doubling, to fill the buffer as far as needed,
- * which is written out whenever full: an idle thread's hundred repeats
- * cost a few memcpy calls and a share of one large write(). */
+ * sample that stands for n periods is n records).  It is encoded once and
+ * copied, doubling, into a block of up to VMP_REPEAT_BLOCK bytes in buf;
+ * the rest of the count are iovecs pointing at that block, which the
+ * kernel copies from: 1,000 waiting threads at 1 kHz are a million records
+ * a second, and copying each into buf first cost the writer a fifth of its
+ * time (bench/RESULTS.md). */
 static void write_stacks(const uint64_t *ids, uint32_t n, uint64_t thread_id, uint64_t rss_kib, uint64_t count)
 {
     size_t size = vmp_enc_stack_size(&W.buf, n, vmp_run.memory);
-    if (size > W.buf.cap)
+    if (size > W.buf.cap || !count)
         return; /* (a record never is: the deepest stack is far smaller) */
+    uint64_t per_block = size < VMP_REPEAT_BLOCK ? VMP_REPEAT_BLOCK / size : 1;
+    uint64_t k = count < per_block ? count : per_block;
+    if (W.buf.cap - W.buf.len < k * size)
+        flush();
+    unsigned char *block = W.buf.data + W.buf.len;
+    vmp_enc_stack(&W.buf, ids, n, thread_id, vmp_run.memory, rss_kib);
+    size_t have = size, want = (size_t)k * size;
+    while (have < want) {
+        size_t c = have < want - have ? have : want - have;
+        memcpy(block + have, block, c);
+        have += c;
+    }
+    W.buf.len = (size_t)(block - W.buf.data) + want;
+    atomic_fetch_add_explicit(&vmp_run.samples, k, memory_order_relaxed);
+    count -= k;
+    if (!count)
+        return;
+    end_span();
     while (count) {
-        if (W.buf.cap - W.buf.len < size)
-            flush();
-        unsigned char *first = W.buf.data + W.buf.len;
-        vmp_enc_stack(&W.buf, ids, n, thread_id, vmp_run.memory, rss_kib);
-        uint64_t room = (W.buf.cap - (size_t)(first - W.buf.data)) / size;
-        uint64_t k = count < room ? count : room;
-        size_t have = size, want = (size_t)k * size;
-        while (have < want) {
-            size_t c = have < want - have ? have : want - have;
-            memcpy(first + have, first, c);
-            have += c;
-        }
-        W.buf.len = (size_t)(first - W.buf.data) + want;
-        count -= k;
-        atomic_fetch_add_explicit(&vmp_run.samples, k, memory_order_relaxed);
+        if (W.niov == VMP_WRITE_IOVS)
+            write_iovs();
+        uint64_t j = count < k ? count : k;
+        W.iov[W.niov].iov_base = block;
+        W.iov[W.niov].iov_len = (size_t)j * size;
+        W.niov++;
+        count -= j;
+        atomic_fetch_add_explicit(&vmp_run.samples, j, memory_order_relaxed);
     }
 }
 
@@ -430,7 +493,8 @@ void vmp_writer_after_fork_child(void)
     pthread_mutex_init(&busy, NULL);
     memset(&W.ids_by_addr, 0, sizeof W.ids_by_addr);
     W.last = NULL;
-    W.buf.len = 0;
+    W.buf.len = W.from = 0;
+    W.niov = 0;
     atomic_store(&Lost.head, 0);
     atomic_store(&Lost.tail, 0);
     atomic_store(&names_stalled, 0);
@@ -441,6 +505,8 @@ int vmp_writer_prepare(void)
     if (!W.mem && !(W.mem = malloc(VMP_WRITE_BUF)))
         return -1;
     vmp_wbuf_init(&W.buf, W.mem, VMP_WRITE_BUF);
+    W.from = 0;
+    W.niov = 0;
     vmp_writer_release();
     atomic_store(&Lost.head, 0);
     atomic_store(&Lost.tail, 0);
