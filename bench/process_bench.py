@@ -17,8 +17,13 @@ profiling in the same round):
            a loop, one thread computing for 2 s: the profiler's threads' share
            of a core, the busy thread's rate, the C threads' sleeps cut short
   late     1,100 waiting threads, then a busy one started: its samples
+  fast     threads that wait now and then, which keep the wall clock's sampler
+           thread on short (1 ms) rounds: 4 Python threads computing together
+           (each waits for the GIL), and one thread computing 3 ms then
+           sleeping 7 ms; the profiler's threads' share of a core (the sampler
+           thread's alone too) and the threads' rate
 
-    python bench/process_bench.py [--rounds N] [--only own,pinned,pool,late]
+    python bench/process_bench.py [--rounds N] [--only own,pinned,pool,late,fast]
         [--py 3.11] [--quick] [--configs REGEX] [--work N]
 
 bench/run.sh builds the helper library (bench/out/libc_sleepers.so), and
@@ -239,6 +244,7 @@ def section_pool(runner, args, res):
         recs = data[label]
         rows.append([label,
                      fmt(median([100 * r["profiler_cpu"] / r["wall"] for r in recs]), "%.1f%%"),
+                     fmt(median([100 * r["profiler_cpu_each"][-1] / r["wall"] for r in recs]), "%.1f%%"),
                      fmt(median([busy_rate(r, clock) / hz * 100 for r in recs]), "%.0f%%"),
                      fmt(median([r["c_sleeps_cut_short"] for r in recs]), "%d"),
                      fmt(median([r["samples"] for r in recs]), "%d"),
@@ -246,7 +252,7 @@ def section_pool(runner, args, res):
     res["pool"] = data
     table("%d waiting Python threads + 16 sleeping C threads + one busy thread for 2 s "
           "(medians of %d)" % (args.idle, args.rounds),
-          ["config", "profiler threads, share of a core (goal <= 3%)",
+          ["config", "profiler threads, share of a core (goal <= 3%)", "of it the sampler thread",
            "busy thread's rate / asked (goal >= 90%)",
            "C threads' sleeps cut short (2 s x 16 threads x 10/s = 320 sleeps)",
            "samples", "of them repeated"], rows)
@@ -268,8 +274,49 @@ def section_late(runner, args, res):
            "META threads_not_sampled"], rows)
 
 
+# (label, scenario, extra argv) of the `fast` section
+FAST_CASES = [
+    ("4 threads sharing the GIL", "gil", ["--threads", "4"]),
+    ("one thread: 3 ms compute, 7 ms sleep", "alternate", ["--run-ms", "3", "--sleep-ms", "7"]),
+]
+
+
+def workers_rate(rec, clock):
+    """The median over the workload's threads of samples / (CPU time on the
+    CPU clock, lifetime on the wall clock)."""
+    rates = []
+    for w in rec["workers"]:
+        n = rec["per_thread"].get(str(w["ident"]), 0)
+        rates.append(n / (w["cpu"] if clock == "cpu" else w["lifetime"]))
+    return median(rates)
+
+
+def section_fast(runner, args, res):
+    cfgs = [c for c in CONFIGS if c[0] in ("cpu 1 kHz", "wall 1 kHz", "wall 10 kHz")]
+    data = {(case[0], c[0]): [] for case in FAST_CASES for c in cfgs}
+    for rnd in range(args.rounds):
+        for label, scenario, sextra in FAST_CASES:
+            for clabel, cextra, hz, clock in cfgs:
+                data[(label, clabel)].append(
+                    runner.run(scenario, cextra + sextra + ["--seconds", str(args.seconds)]))
+        log("fast: round %d/%d (load %s)" % (rnd + 1, args.rounds, load_now()))
+    rows = []
+    for label, scenario, sextra in FAST_CASES:
+        for clabel, cextra, hz, clock in cfgs:
+            recs = data[(label, clabel)]
+            rows.append([label, clabel,
+                         fmt(median([100 * r["profiler_cpu"] / r["wall"] for r in recs]), "%.1f%%"),
+                         fmt(median([100 * r["profiler_cpu_each"][-1] / r["wall"] for r in recs]),
+                             "%.1f%%"),
+                         fmt(median([workers_rate(r, clock) / hz * 100 for r in recs]), "%.0f%%")])
+    res["fast"] = {"%s / %s" % k: v for k, v in data.items()}
+    table("Threads that wait now and then, for %g s (medians of %d)" % (args.seconds, args.rounds),
+          ["workload", "config", "profiler threads, share of a core",
+           "of it the sampler thread", "threads' rate / asked"], rows)
+
+
 SECTIONS = (("own", section_own), ("pinned", section_pinned), ("pool", section_pool),
-            ("late", section_late))
+            ("late", section_late), ("fast", section_fast))
 
 
 def bench_process(ours_py, rounds, quick, res, only=None, configs=".", work=30000):
@@ -289,7 +336,7 @@ def bench_process(ours_py, rounds, quick, res, only=None, configs=".", work=3000
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", default="own,pinned,pool,late")
+    ap.add_argument("--only", default="own,pinned,pool,late,fast")
     ap.add_argument("--py", default=os.environ.get("BENCH_PY", "3.11"))
     ap.add_argument("--ours-python")
     ap.add_argument("--quick", action="store_true")

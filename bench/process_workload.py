@@ -4,7 +4,8 @@ many threads.
 
     python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof|empty-perf]
         [--period S] [--real-time] [--native on|off] [--profile FILE]
-        [--seconds S] [--work N] [--idle N] [--c-idle N]
+        [--seconds S] [--work N] [--idle N] [--c-idle N] [--threads N]
+        [--run-ms MS --sleep-ms MS]
 
 Scenarios:
   busy    one Python thread computes for --seconds (or, with --work N, N
@@ -14,6 +15,10 @@ Scenarios:
           more thread computes for --seconds
   late    --idle threads wait (Python ones), then a busy thread is started:
           with more threads than the sampler can hold, is it still sampled?
+  gil     --threads Python threads compute for --seconds together: each
+          waits for the GIL now and then (the wall clock's short rounds)
+  alternate  one thread computes --run-ms, then sleeps --sleep-ms, for
+          --seconds (waits now and then, the same)
 
 --tool empty-perf: no profiler, but an empty signal handler delivered as the
 sampler's CPU clock delivers (each thread's own CPU-time event, the sender's
@@ -54,6 +59,16 @@ def compute_rounds(rounds):
     for _ in range(rounds):
         fib(15)
     return rounds
+
+
+def alternate_for(seconds, run_ms, sleep_ms):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        stop = time.perf_counter() + run_ms / 1000
+        while time.perf_counter() < stop:
+            fib(12)
+        time.sleep(sleep_ms / 1000)
+    return 0
 
 
 def thread_cpu_ns(tid):
@@ -104,7 +119,7 @@ class CSleepers:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["busy", "pool", "late"])
+    ap.add_argument("scenario", choices=["busy", "pool", "late", "gil", "alternate"])
     ap.add_argument("--result", required=True)
     ap.add_argument("--tool", default="none", choices=["none", "vmprof", "empty-perf"])
     ap.add_argument("--period", type=float, default=0.001)
@@ -115,6 +130,9 @@ def main():
     ap.add_argument("--work", type=int, default=0)
     ap.add_argument("--idle", type=int, default=0)
     ap.add_argument("--c-idle", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--run-ms", type=float, default=3)
+    ap.add_argument("--sleep-ms", type=float, default=7)
     args = ap.parse_args()
 
     threading.stack_size(256 * 1024)  # a thousand threads need no 8 MiB stacks each
@@ -159,26 +177,34 @@ def main():
     if args.scenario == "late":
         start_waiters()
 
-    busy = {}
+    workers = [{} for _ in range(args.threads if args.scenario == "gil" else 1)]
 
-    def busy_thread():
+    def busy_thread(busy):
         busy["native_id"] = threading.get_native_id()
         mine.add(busy["native_id"])
         busy["ident"] = threading.get_ident()
         t0, c0 = time.perf_counter(), time.thread_time()
-        busy["rounds"] = compute_rounds(args.work) if args.work else compute_for(args.seconds)
+        if args.scenario == "alternate":
+            busy["rounds"] = alternate_for(args.seconds, args.run_ms, args.sleep_ms)
+        else:
+            busy["rounds"] = compute_rounds(args.work) if args.work else compute_for(args.seconds)
         busy["lifetime"] = time.perf_counter() - t0
         busy["cpu"] = time.thread_time() - c0
 
     w0 = time.perf_counter()
-    t = threading.Thread(target=busy_thread)
-    t.start()
-    t.join()
+    ts = [threading.Thread(target=busy_thread, args=(w,)) for w in workers]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
     wall = time.perf_counter() - w0
 
+    busy = workers[0]
     rec = {"wall": wall, "busy_cpu": busy["cpu"], "busy_lifetime": busy["lifetime"],
            "busy_ident": busy["ident"], "process_threads": len(process_tids()),
-           "python": sys.version.split()[0]}
+           "python": sys.version.split()[0],
+           "workers": [{"ident": w["ident"], "cpu": w["cpu"], "lifetime": w["lifetime"]}
+                       for w in workers]}
     if prof:
         vmprof, fd = prof
         others = process_tids() - mine
