@@ -19,6 +19,9 @@ Scenarios:
           waits for the GIL now and then (the wall clock's short rounds)
   alternate  one thread computes --run-ms, then sleeps --sleep-ms, for
           --seconds (waits now and then, the same)
+  write   no profiler: one thread writes --bytes to --profile over --seconds,
+          a slice every 10 ms (as the profiler's writer does), and reports
+          its CPU time as profiler_cpu: the floor under the writer
 
 --tool empty-perf: no profiler, but an empty signal handler delivered as the
 sampler's CPU clock delivers (each thread's own CPU-time event, the sender's
@@ -71,6 +74,36 @@ def alternate_for(seconds, run_ms, sleep_ms):
     return 0
 
 
+def write_floor(args):
+    """The write scenario: --bytes to --profile over --seconds in slices
+    every 10 ms, from a thread of its own, whose CPU time is reported."""
+    ticks = max(1, int(args.seconds / 0.01))
+    chunk = bytes(range(73)) * (args.bytes // ticks // 73 + 1)
+    chunk = chunk[:args.bytes // ticks]
+    out = {}
+
+    def writer():
+        fd = os.open(args.profile, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        c0, start = time.thread_time(), time.perf_counter()
+        for i in range(ticks):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+            pause = start + (i + 1) * 0.01 - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        out["cpu"] = time.thread_time() - c0
+        out["wall"] = time.perf_counter() - start
+        os.close(fd)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    t.join()
+    with open(args.result, "a") as f:
+        f.write(json.dumps({"wall": out["wall"], "profiler_cpu": out["cpu"],
+                            "written": len(chunk) * ticks}) + "\n")
+
+
 def thread_cpu_ns(tid):
     """Another thread's CPU clock (Linux's per-thread clock id, as
     pthread_getcpuclockid builds it); None when the thread is gone."""
@@ -119,7 +152,7 @@ class CSleepers:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["busy", "pool", "late", "gil", "alternate"])
+    ap.add_argument("scenario", choices=["busy", "pool", "late", "gil", "alternate", "write"])
     ap.add_argument("--result", required=True)
     ap.add_argument("--tool", default="none", choices=["none", "vmprof", "empty-perf"])
     ap.add_argument("--period", type=float, default=0.001)
@@ -133,7 +166,10 @@ def main():
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--run-ms", type=float, default=3)
     ap.add_argument("--sleep-ms", type=float, default=7)
+    ap.add_argument("--bytes", type=int, default=0)
     args = ap.parse_args()
+    if args.scenario == "write":
+        return write_floor(args)
 
     threading.stack_size(256 * 1024)  # a thousand threads need no 8 MiB stacks each
     mine = {threading.get_native_id()}
