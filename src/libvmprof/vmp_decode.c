@@ -34,6 +34,10 @@ typedef struct vmp_decoder {
     unsigned char *pending; /* push: the bytes of an incomplete record */
     size_t pending_len, pending_cap;
     vmp_read_options options;
+    /* told of each STACKTRACE record (vmp_decoder_observe) */
+    vmp_stack_observer observe;
+    void *observe_ctx;
+    uint32_t raw_ids; /* raw copies made so far: the next one's id */
 } decoder;
 
 /* One entry of the seen-stacks table; one cache line serves a probe. */
@@ -42,6 +46,7 @@ struct seen_slot {
     const unsigned char *raw; /* a copy of the raw bytes, or NULL */
     uint32_t raw_len;
     uint32_t stack;           /* UINT32_MAX: a free slot */
+    uint32_t raw_id;          /* the copy's id for an observer (VMP_NO_STACK_ID: none) */
 };
 
 /* Raw copies make recognising a stack one memcmp; their total is capped so a
@@ -328,8 +333,10 @@ static void seen_clear(decoder *d)
     d->seen_len = 0;
 }
 
-static int seen_insert(decoder *d, uint64_t hash, uint32_t stack, const unsigned char *raw,
-                       size_t raw_len)
+/* Returns the new raw copy's id, VMP_NO_STACK_ID when none was made (the
+ * copies' cap), or -1 when out of memory. */
+static int64_t seen_insert(decoder *d, uint64_t hash, uint32_t stack, const unsigned char *raw,
+                           size_t raw_len)
 {
     if ((d->seen_len + 1) * 2 > d->seen_cap) {
         size_t ncap = d->seen_cap ? d->seen_cap * 2 : 1024;
@@ -353,9 +360,21 @@ static int seen_insert(decoder *d, uint64_t hash, uint32_t stack, const unsigned
     size_t j = hash & (d->seen_cap - 1);
     while (d->seen[j].stack != UINT32_MAX)
         j = (j + 1) & (d->seen_cap - 1);
-    d->seen[j] = (struct seen_slot){hash, raw_copy(d, raw, raw_len), (uint32_t)raw_len, stack};
+    const unsigned char *copy = raw_copy(d, raw, raw_len);
+    uint32_t id = copy ? d->raw_ids++ : VMP_NO_STACK_ID;
+    d->seen[j] = (struct seen_slot){hash, copy, (uint32_t)raw_len, stack, id};
     d->seen_len++;
-    return 0;
+    return id;
+}
+
+/* Tells the observer of the STACKTRACE record [at, at + size) just read. */
+static void observed(decoder *d, uint64_t at, size_t size, size_t raw_len, uint32_t repeat_of,
+                     uint32_t defines)
+{
+    size_t head = 1 + 2 * (size_t)d->w;
+    vmp_stack_record r = {at, (uint32_t)size, (uint32_t)head, (uint32_t)raw_len, repeat_of,
+                          defines};
+    d->observe(d->observe_ctx, &r);
 }
 
 /* Returns GOT, CUT or FAILED. */
@@ -416,6 +435,11 @@ static int read_stack(decoder *d, uint64_t at)
                 if (vmp_profile_add_sample_at(d->p, sl->stack, rss) < 0 ||
                     (with_time && vmp_profile_set_sample_time(d->p, time_ns) < 0))
                     return fail(d, at, "out of memory while adding a sample");
+                if (d->observe)
+                    /* (a stack recognised through its decoded frames repeats
+                     * what they say, not necessarily its bytes) */
+                    observed(d, at, size, raw_len, sl->raw ? sl->raw_id : VMP_NO_STACK_ID,
+                             VMP_NO_STACK_ID);
                 vmp_source_consume(d->src, size);
                 return GOT;
             }
@@ -467,8 +491,11 @@ static int read_stack(decoder *d, uint64_t at)
         (with_time && vmp_profile_set_sample_time(d->p, time_ns) < 0))
         return fail(d, at, "out of memory while adding a sample");
     const vmp_profile_summary *s = d->s;
-    if (seen_insert(d, hash, vmp_profile_sample_stack(d->p, s->n_samples - 1), e, raw_len) < 0)
+    int64_t id = seen_insert(d, hash, vmp_profile_sample_stack(d->p, s->n_samples - 1), e, raw_len);
+    if (id < 0)
         return fail(d, at, "out of memory while adding a sample");
+    if (d->observe)
+        observed(d, at, size, raw_len, VMP_NO_STACK_ID, (uint32_t)id);
     vmp_source_consume(d->src, size);
     return GOT;
 }
@@ -795,6 +822,18 @@ int vmp_decoder_push(vmp_decoder *d, const void *data, size_t len, vmp_error *er
     src->pos = 0;
     src->end = len;
     return push_run(d, err);
+}
+
+void vmp_decoder_observe(vmp_decoder *d, vmp_stack_observer fn, void *ctx)
+{
+    d->observe = fn;
+    d->observe_ctx = ctx;
+}
+
+uint64_t vmp_decoder_settled(const vmp_decoder *d)
+{
+    /* (after a push, pending holds the cut record, which starts at base) */
+    return d->stopped ? UINT64_MAX : d->src->base;
 }
 
 vmp_profile *vmp_decoder_finish(vmp_decoder *d, vmp_error *err)

@@ -92,6 +92,31 @@ vmp_profile *vmp_decoder_finish(vmp_decoder *d, vmp_error *err);
 /* Abandons a decoder (an upload that broke off). */
 void vmp_decoder_free(vmp_decoder *d);
 
+/* What the decoder tells an observer of each STACKTRACE record it reads (for
+ * a store that keeps a repeated stack once: vmp_compact.h).  A record's
+ * stack bytes are its entries and thread word, as in the input.  Ids number
+ * the stacks whose bytes the decoder keeps a copy of, from 0 in input order
+ * (it keeps at most 32 MiB of copies; a stack that comes again after the
+ * decoder dropped its table gets a new id). */
+#define VMP_NO_STACK_ID UINT32_MAX
+typedef struct vmp_stack_record {
+    uint64_t at;          /* input offset of the record's first byte */
+    uint32_t size;        /* the whole record's bytes */
+    uint32_t stack_at;    /* where in the record its stack bytes start */
+    uint32_t stack_len;   /* and how many */
+    uint32_t repeat_of;   /* the id of an earlier stack these bytes repeat exactly
+                           * (compared byte for byte), or VMP_NO_STACK_ID */
+    uint32_t defines;     /* the id these stack bytes get (first seen), or VMP_NO_STACK_ID */
+} vmp_stack_record;
+typedef void (*vmp_stack_observer)(void *ctx, const vmp_stack_record *r);
+/* Calls fn(ctx, record) for each STACKTRACE record read from now on, in input
+ * order, from inside push and finish. */
+void vmp_decoder_observe(vmp_decoder *d, vmp_stack_observer fn, void *ctx);
+/* The input offset before which every record has been read (and observed):
+ * after a push, where a record cut by the piece's end starts; UINT64_MAX once
+ * decoding stopped (the trailer or an error: no record is read after it). */
+uint64_t vmp_decoder_settled(const vmp_decoder *d);
+
 /* ---- facts ------------------------------------------------------------------ */
 
 typedef struct vmp_facts {
