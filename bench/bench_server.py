@@ -110,7 +110,8 @@ class Server(object):
                     return f.read(2) != b"\x1f\x8b"
             except OSError:
                 return False
-        while time.monotonic() < deadline and any(n.endswith(".prof") and plain(n)
+        while time.monotonic() < deadline and any(n.endswith(".prof") and plain(n) or
+                                                  n.endswith(".prof.vmc")
                                                   for n in os.listdir(runs)):
             time.sleep(0.1)
 

@@ -170,6 +170,8 @@ static void on_stack(void *ctx, const vmp_stack_record *r)
 
 vmp_compact_writer *vmp_compact_writer_new(vmp_decoder *d, vmp_compact_sink sink, void *ctx)
 {
+    if (vmp_decoder_settled(d) != 0)
+        return NULL; /* records were read unobserved: their ids are unknown */
     vmp_compact_writer *w = calloc(1, sizeof *w);
     if (!w || !(w->out = malloc(OUT_BUF))) {
         free(w);

@@ -57,8 +57,9 @@ typedef struct vmp_compact_writer vmp_compact_writer;
 
 /* A writer of the compact form of what d decodes; it observes d (one writer
  * a decoder).  For each piece of the input, in order: vmp_decoder_push(d,
- * piece) first, then vmp_compact_write(w, piece).  Writes the magic at once.
- * NULL when out of memory or the sink failed. */
+ * piece) first, then vmp_compact_write(w, piece); made before the first push
+ * (the writer must see every record).  Writes the magic at once.  NULL when
+ * out of memory, the sink failed, or d has read records already. */
 vmp_compact_writer *vmp_compact_writer_new(vmp_decoder *d, vmp_compact_sink sink, void *ctx);
 /* 0, or -1 (out of memory, or the sink failed). */
 int vmp_compact_write(vmp_compact_writer *w, const void *data, size_t n);

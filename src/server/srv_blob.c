@@ -24,6 +24,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "vmp_compact.h"
 #include "vmprof.h"
 
 #define OUT_CHUNK (256 * 1024)
@@ -84,8 +85,11 @@ int srv_blob_init(const char *data_dir, int tmp_max_age, srv_err *err)
 
 /* How a stored profile's file holds the bytes uploaded; the order is the
  * order of precedence when looking a run's file up. */
-typedef enum stored_as { STORED_ZSTD, STORED_GZIP, STORED_PLAIN, STORED_FORMS } stored_as;
-static const char *const profile_suffix[STORED_FORMS] = {".prof.zst", ".prof.gz", ".prof"};
+typedef enum stored_as {
+    STORED_COMPACT_ZSTD, STORED_COMPACT, STORED_ZSTD, STORED_GZIP, STORED_PLAIN, STORED_FORMS
+} stored_as;
+static const char *const profile_suffix[STORED_FORMS] = {".prof.vmc.zst", ".prof.vmc",
+                                                         ".prof.zst", ".prof.gz", ".prof"};
 
 static const char *suffix(srv_blob_kind kind, stored_as as)
 {
@@ -122,9 +126,15 @@ struct srv_blob_writer {
     char final_dir[4096];
     char id[SRV_ID_LEN + 1];
     srv_blob_kind kind;
-    uint64_t size;
-    uint64_t written_back; /* bytes before this are being written to the disk */
+    uint64_t size;         /* bytes given to the writer */
+    uint64_t stored;       /* bytes written to the file */
+    uint64_t written_back; /* stored bytes before this are being written to the disk */
+    uint64_t expected;     /* the body's declared length, or 0 */
+    int started;           /* the first bytes came: the way they are stored is chosen */
     direct *direct;        /* NULL: written through the page cache (fd) */
+    vmp_compact_writer *compact; /* a plain profile, kept in the compact form */
+    int compact_done;      /* ended: the file is a compact one */
+    int error;             /* errno of a failed write under the compact writer */
 };
 
 srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_kind kind,
@@ -318,44 +328,89 @@ static int direct_end(srv_blob_writer *w)
 
 void srv_blob_expect(srv_blob_writer *w, uint64_t bytes)
 {
-    if (w->kind == SRV_BLOB_PROFILE && bytes >= 2 * DIRECT_PIECE && !w->direct && !w->size)
+    if (!w->started)
+        w->expected = bytes;
+}
+
+/* The first bytes came: the direct path for a large body, and its blocks
+ * reserved at once rather than page by page as they are written (ext4's
+ * delayed allocation; the file keeps its size, so a shorter body leaves
+ * nothing to cut).  A compact file's size is not known: nothing reserved. */
+static void start(srv_blob_writer *w, int compact)
+{
+    w->started = 1;
+    uint64_t bytes = w->expected;
+    if (w->kind == SRV_BLOB_PROFILE && bytes >= 2 * DIRECT_PIECE)
         direct_begin(w);
-    /* Blocks reserved at once rather than page by page as they are written
-     * (ext4's delayed allocation); the file keeps its size, so a shorter
-     * body leaves nothing to cut. */
 #ifdef FALLOC_FL_KEEP_SIZE
-    if (bytes && bytes < ((uint64_t)1 << 62))
+    if (!compact && bytes && bytes < ((uint64_t)1 << 62))
         (void)fallocate(w->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes);
 #else
-    (void)w, (void)bytes;
+    (void)compact;
 #endif
+}
+
+/* Appends n bytes to the file: the errno of a failure, or 0. */
+static int store(srv_blob_writer *w, const void *data, size_t n)
+{
+    if (w->direct) {
+        int e = direct_write(w, data, n);
+        if (!e)
+            w->stored += n;
+        return e;
+    }
+    if (srv_write_all(w->fd, data, n) < 0)
+        return errno ? errno : EIO;
+    w->stored += n;
+#ifdef SYNC_FILE_RANGE_WRITE
+    if (w->stored - w->written_back >= WRITEBACK_STEP) {
+        /* Starts the writing back and returns; a failure here shows again
+         * at the fsync. */
+        (void)sync_file_range(w->fd, (off_t)w->written_back,
+                              (off_t)(w->stored - w->written_back), SYNC_FILE_RANGE_WRITE);
+        w->written_back = w->stored;
+    }
+#endif
+    return 0;
+}
+
+static int compact_sink(void *ctx, const void *data, size_t n)
+{
+    srv_blob_writer *w = ctx;
+    w->error = store(w, data, n);
+    return w->error ? -1 : 0;
+}
+
+int srv_blob_compact(srv_blob_writer *w, vmp_decoder *d, srv_err *err)
+{
+    if (w->started || w->kind != SRV_BLOB_PROFILE)
+        return 0;
+    start(w, 1);
+    w->compact = vmp_compact_writer_new(d, compact_sink, w);
+    if (!w->compact) {
+        set_err(err, "cannot write the profile to the data folder: %s%s",
+                w->error ? strerror(w->error) : "out of memory", "");
+        return -1;
+    }
+    /* (start chose the direct path by the body's length: the compact file
+     * is smaller, but of a size known only at its end) */
+    return 0;
 }
 
 int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err)
 {
-    if (w->direct) {
-        int e = direct_write(w, data, n);
-        if (e) {
-            set_err(err, "cannot write the profile to the data folder: %s%s", strerror(e), "");
-            return -1;
-        }
-        w->size += n;
-        return 0;
-    }
-    if (srv_write_all(w->fd, data, n) < 0) {
-        set_err(err, "cannot write the profile to the data folder: %s%s", strerror(errno), "");
+    if (!w->started)
+        start(w, 0);
+    int e;
+    if (w->compact)
+        e = vmp_compact_write(w->compact, data, n) < 0 ? (w->error ? w->error : ENOMEM) : 0;
+    else
+        e = store(w, data, n);
+    if (e) {
+        set_err(err, "cannot write the profile to the data folder: %s%s", strerror(e), "");
         return -1;
     }
     w->size += n;
-#ifdef SYNC_FILE_RANGE_WRITE
-    if (w->size - w->written_back >= WRITEBACK_STEP) {
-        /* Starts the writing back and returns; a failure here shows again
-         * at the fsync. */
-        (void)sync_file_range(w->fd, (off_t)w->written_back,
-                              (off_t)(w->size - w->written_back), SYNC_FILE_RANGE_WRITE);
-        w->written_back = w->size;
-    }
-#endif
     return 0;
 }
 
@@ -366,6 +421,7 @@ const char *srv_blob_pending_path(const srv_blob_writer *w)
 
 static void free_writer(srv_blob_writer *w)
 {
+    vmp_compact_writer_free(w->compact);
     direct_free(w->direct);
     if (w->fd >= 0)
         close(w->fd);
@@ -391,7 +447,16 @@ static void sync_dir(const char *dir)
 
 int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
 {
-    int e = w->direct ? direct_end(w) : 0;
+    int e = 0;
+    if (w->compact) {
+        vmp_compact_writer *c = w->compact;
+        w->compact = NULL;
+        if (vmp_compact_end(c) < 0)
+            e = w->error ? w->error : ENOMEM;
+        w->compact_done = 1;
+    }
+    if (!e && w->direct)
+        e = direct_end(w);
     if (e) {
         set_err(err, "cannot write the profile to the data folder: %s%s", strerror(e), "");
         srv_blob_abort(w);
@@ -405,11 +470,14 @@ int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
         return -1;
     }
     char final[4200];
-    snprintf(final, sizeof final, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, STORED_PLAIN));
-    /* A profile replaced by a new upload may have been compressed already. */
+    stored_as as = w->compact_done ? STORED_COMPACT : STORED_PLAIN;
+    snprintf(final, sizeof final, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, as));
+    /* A profile replaced by a new upload may be stored in another form. */
     if (w->kind == SRV_BLOB_PROFILE) {
-        for (int other = 0; other < STORED_PLAIN; other++) {
+        for (int other = 0; other < STORED_FORMS; other++) {
             char path[4200];
+            if (other == (int)as)
+                continue;
             snprintf(path, sizeof path, "%s/%s%s", w->final_dir, w->id, profile_suffix[other]);
             unlink(path);
         }
@@ -464,6 +532,7 @@ void srv_blob_remove(const char *data_dir, const char *id)
 struct srv_blob_reader {
     int fd;
     stored_as as;
+    vmp_compact_reader *compact; /* STORED_COMPACT */
     z_stream z;        /* STORED_GZIP */
     int ended;
     ZSTD_DStream *zd;  /* STORED_ZSTD */
@@ -471,6 +540,23 @@ struct srv_blob_reader {
     int eof, frame_open;
     unsigned char in[64 * 1024];
 };
+
+static ssize_t read_zstd(srv_blob_reader *r, void *buf, size_t n);
+
+static ssize_t read_zstd_source(void *ctx, void *buf, size_t n)
+{
+    return read_zstd(ctx, buf, n);
+}
+
+static ssize_t read_fd(void *ctx, void *buf, size_t n)
+{
+    srv_blob_reader *r = ctx;
+    ssize_t k;
+    do
+        k = read(r->fd, buf, n);
+    while (k < 0 && errno == EINTR);
+    return k;
+}
 
 srv_blob_reader *srv_blob_open(const char *data_dir, const char *id, srv_blob_kind kind)
 {
@@ -488,10 +574,14 @@ srv_blob_reader *srv_blob_open(const char *data_dir, const char *id, srv_blob_ki
         r->as = STORED_PLAIN;
         ok = 0;
     }
-    if (ok && as == STORED_ZSTD) {
+    if (ok && (as == STORED_ZSTD || as == STORED_COMPACT_ZSTD)) {
         r->zd = ZSTD_createDStream();
         r->zin.src = r->in;
         ok = r->zd != NULL;
+    }
+    if (ok && (as == STORED_COMPACT || as == STORED_COMPACT_ZSTD)) {
+        r->compact = vmp_compact_reader_new(as == STORED_COMPACT ? read_fd : read_zstd_source, r);
+        ok = r->compact != NULL;
     }
     if (!ok) {
         srv_blob_close(r);
@@ -533,15 +623,12 @@ static ssize_t read_zstd(srv_blob_reader *r, void *buf, size_t n)
 
 ssize_t srv_blob_read(srv_blob_reader *r, void *buf, size_t n)
 {
+    if (r->compact)
+        return vmp_compact_read(r->compact, buf, n);
     if (r->as == STORED_ZSTD)
         return read_zstd(r, buf, n);
-    if (r->as == STORED_PLAIN) {
-        ssize_t k;
-        do
-            k = read(r->fd, buf, n);
-        while (k < 0 && errno == EINTR);
-        return k;
-    }
+    if (r->as == STORED_PLAIN)
+        return read_fd(r, buf, n);
     r->z.next_out = buf;
     r->z.avail_out = (uInt)n;
     while (r->z.avail_out == n && !r->ended) {
@@ -570,6 +657,7 @@ void srv_blob_close(srv_blob_reader *r)
     if (r->as == STORED_GZIP)
         inflateEnd(&r->z);
     ZSTD_freeDStream(r->zd);
+    vmp_compact_reader_free(r->compact);
     if (r->fd >= 0)
         close(r->fd);
     free(r);
@@ -585,7 +673,7 @@ vmp_profile *srv_blob_read_profile(const char *data_dir, const char *id, srv_err
         set_err(err, "the profile file of run %s is missing%s", id, "");
         return NULL;
     }
-    if (as != STORED_ZSTD) {
+    if (as == STORED_PLAIN || as == STORED_GZIP) {
         /* plain or gzip (either way it came, or gzipped here by an older
          * build): the library's reader takes both */
         if (!(p = vmp_profile_read_file(path, NULL, &verr)))
@@ -607,7 +695,9 @@ vmp_profile *srv_blob_read_profile(const char *data_dir, const char *id, srv_err
     }
     if (!p)
         set_err(err, "the stored profile of run %s does not read: %s", id,
-                verr.message[0] ? verr.message : "its compressed file is damaged");
+                verr.message[0] ? verr.message
+                : r && r->compact && vmp_compact_reader_error(r->compact)[0]
+                    ? vmp_compact_reader_error(r->compact) : "its compressed file is damaged");
     vmp_decoder_free(d);
     free(buf);
     srv_blob_close(r);
@@ -657,18 +747,25 @@ static int is_gzip_file(int fd)
     return pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
 }
 
-/* runs/<id>.prof -> runs/<id>.prof.zst, unless it came gzipped.  Returns -1
- * when told to stop midway. */
+/* runs/<id>.prof.vmc -> runs/<id>.prof.vmc.zst, runs/<id>.prof ->
+ * runs/<id>.prof.zst (unless it came gzipped).  Returns -1 when told to stop
+ * midway. */
 static int compress_one(const char *id)
 {
     char plain[4200], packed[4200], older[4200], tmp[4200];
-    snprintf(plain, sizeof plain, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_PLAIN]);
-    snprintf(packed, sizeof packed, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_ZSTD]);
-    snprintf(older, sizeof older, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_GZIP]);
+    stored_as from = STORED_COMPACT, to = STORED_COMPACT_ZSTD;
+    snprintf(plain, sizeof plain, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[from]);
     int in = open(plain, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        from = STORED_PLAIN, to = STORED_ZSTD;
+        snprintf(plain, sizeof plain, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[from]);
+        in = open(plain, O_RDONLY | O_CLOEXEC);
+    }
     if (in < 0)
         return 0; /* deleted meanwhile, or compressed already */
-    int done = access(packed, F_OK) == 0 || access(older, F_OK) == 0;
+    snprintf(packed, sizeof packed, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[to]);
+    snprintf(older, sizeof older, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_GZIP]);
+    int done = access(packed, F_OK) == 0 || (from == STORED_PLAIN && access(older, F_OK) == 0);
     if (is_gzip_file(in) || done) {
         close(in);
         if (done)
@@ -781,9 +878,11 @@ void srv_blob_compress_later(const char *id)
 static int queue_plain(void *ctx, const char *id)
 {
     (void)ctx;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/runs/%s.prof", comp.data_dir, id);
-    if (access(path, F_OK) == 0)
+    char path[4200], compact[4200];
+    snprintf(path, sizeof path, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_PLAIN]);
+    snprintf(compact, sizeof compact, "%s/runs/%s%s", comp.data_dir, id,
+             profile_suffix[STORED_COMPACT]);
+    if (access(path, F_OK) == 0 || access(compact, F_OK) == 0)
         srv_blob_compress_later(id);
     return 1;
 }

@@ -2,22 +2,27 @@
  * srv_blob.h - the files the server keeps beside its database: each run's
  * profile exactly as uploaded, compressed, and its PyPy jit log.
  *
- * An upload is written as it comes (runs/<id>.prof: a large profile from
- * aligned memory with O_DIRECT, by a thread of its writer, so that writing
- * costs the receiving thread one copy and overlaps it) and compressed later by
- * a background thread (runs/<id>.prof.zst, then the plain file goes): even
- * zstd at a fast level costs more CPU than the decoding, and the upload must
- * not wait for it.  Until then, and for an upload that came gzipped, the
- * plain name holds the bytes as they came.  Reading gives back the bytes
- * uploaded, identical, whichever way they are stored.
+ * A plain profile upload is written while it arrives in the compact lossless
+ * form (vmp_compact.h, runs/<id>.prof.vmc): the decoder that reads it
+ * recognises the records that repeat an earlier stack byte for byte, and
+ * those are kept as short references, the rest as it came (the 1M-sample
+ * bench profile: 324 MiB -> ~4.4 MiB written).  Other uploads (gzipped, jit
+ * logs) are written as they come.  A large body goes to the disk from
+ * aligned memory with O_DIRECT, by a thread of its writer.  Later a
+ * background thread compresses the file with zstd (runs/<id>.prof.vmc.zst
+ * or runs/<id>.prof.zst, then the uncompressed file goes): even zstd at a
+ * fast level costs CPU the upload must not wait for.  Reading gives back
+ * the bytes uploaded, identical, whichever way they are stored.
  *
  * Layout under the data folder:
- *   runs/<id>.prof.zst  a plain upload, zstd-compressed here after the fact
- *                       (one frame, with its size and checksum)
+ *   runs/<id>.prof.vmc.zst  a compact profile, zstd-compressed after the fact
+ *   runs/<id>.prof.vmc      a plain upload in the compact form
+ *   runs/<id>.prof.zst  a plain upload of builds before the compact form,
+ *                       zstd-compressed (one frame, with its size and checksum)
  *   runs/<id>.prof.gz   the same from builds before zstd, gzip (still read,
  *                       never written now)
- *   runs/<id>.prof      an upload as it came (gzip already, or not yet
- *                       compressed here)
+ *   runs/<id>.prof      an upload as it came (gzip already, or left by a
+ *                       build before the compact form, compressed at start)
  *   runs/<id>.jit.gz    the jit log, as the client gzipped it
  *   tmp/                files being written; a writer renames its file into
  *                       runs/ only when complete and on disk, so runs/ never
@@ -52,6 +57,12 @@ srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_k
  * and a profile of 4 MB or more takes the direct path (8 MB of memory and a
  * thread, until the commit or the abort). */
 void srv_blob_expect(srv_blob_writer *w, uint64_t bytes);
+/* A plain profile, decoded by d while it arrives: the file keeps it in the
+ * compact lossless form (vmp_compact.h: a stack repeated byte for byte is
+ * kept once), written from what d reads.  Before the first write; each piece
+ * is pushed into d before it is written here, and d is finished (or freed)
+ * before the commit.  Without this call the bytes are kept as they come. */
+int srv_blob_compact(srv_blob_writer *w, vmp_decoder *d, srv_err *err);
 /* Appends n bytes; the file is handed to the disk piece by piece as it
  * grows (the data are on disk only after srv_blob_commit). */
 int srv_blob_write(srv_blob_writer *w, const void *data, size_t n, srv_err *err);

@@ -106,6 +106,7 @@ typedef struct upload {
     int decode_failed;        /* decode_error says why; the rest is discarded */
     vmp_error decode_error;
     int sniffed;              /* the first bytes were seen */
+    int stored_form_chosen;   /* compact or as it came (srv_blob_compact) */
     z_stream *inflate;        /* a gzipped upload, inflated for the decoder */
     unsigned char *inflated;
     /* an older client's multipart form */
@@ -278,13 +279,30 @@ static void feed(srv_request *req, const char *data, size_t n)
     /* (a profile the decoder refused is not kept: the rest is not written) */
     if (u->failed || u->decode_failed)
         return;
+    /* The decoder reads each piece before the file gets it: a plain profile
+     * is stored in the compact form, written from the records the decoder
+     * recognised (a gzipped one as it came). */
+    if (!n)
+        return;
     srv_err err = {{0}};
+    if (!u->stored_form_chosen) {
+        /* (before the decoder reads anything: the compact writer must see
+         * every record; gzip is told as decode() tells it) */
+        u->stored_form_chosen = 1;
+        int gzipped = (unsigned char)data[0] == 0x1f && (n < 2 || (unsigned char)data[1] == 0x8b);
+        if (u->decoder && !gzipped && srv_blob_compact(u->blob, u->decoder, &err) < 0) {
+            u->failed = 1;
+            srv_reply_error(req, 507, "%s", err.message);
+            return;
+        }
+    }
+    decode(u, data, n);
+    if (u->decode_failed)
+        return;
     if (srv_blob_write(u->blob, data, n, &err) < 0) {
         u->failed = 1;
         srv_reply_error(req, 507, "%s", err.message);
-        return;
     }
-    decode(u, data, n);
 }
 
 static void chunk(srv_request *req, const char *data, size_t n)

@@ -149,8 +149,10 @@ static int compact(const unsigned char *d, size_t len, buf *compact)
 static size_t round_trip(const unsigned char *d, size_t len)
 {
     buf c = {0};
-    if (!compact(d, len, &c))
+    if (!compact(d, len, &c)) {
+        free(c.data);
         return 0;
+    }
     size_t back_len = 0;
     unsigned char *back = expand(c.data, c.len, &back_len);
     CHECK(back != NULL);
@@ -457,6 +459,22 @@ VMP_TEST(a_damaged_compact_file_is_an_error_not_a_crash)
     }
     CHECK(errors >= 50);
     free(m);
+    free(c.data);
+    free(d);
+}
+
+VMP_TEST(a_compact_writer_comes_before_the_first_record_is_read)
+{
+    size_t len;
+    unsigned char *d = load(vmp_fixture("calc_py311.prof"), &len);
+    REQUIRE(d);
+    vmp_error err;
+    vmp_decoder *dec = vmp_decoder_new(NULL, &err);
+    REQUIRE(vmp_decoder_push(dec, d, len / 2, &err) == 0);
+    buf c = {0};
+    /* records were read unobserved: a writer now could not know their ids */
+    CHECK(vmp_compact_writer_new(dec, to_buf, &c) == NULL);
+    vmp_decoder_free(dec);
     free(c.data);
     free(d);
 }

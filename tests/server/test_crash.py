@@ -119,14 +119,14 @@ def test_kill_9_during_parallel_uploads(start_server, tmp_path, make_profile, pr
         assert db.execute("SELECT count(*) FROM runs WHERE state != 2").fetchone()[0] == 0
     finally:
         db.close()
-    # Files a killed server left plain are compressed after the restart.
+    # Files a killed server left uncompressed are compressed after the restart.
     for _ in range(300):
         names = os.listdir(data / "runs")
-        if not any(n.endswith(".prof") for n in names) and not os.listdir(data / "tmp"):
+        if not any(n.endswith((".prof", ".vmc")) for n in names) and not os.listdir(data / "tmp"):
             break
         time.sleep(0.1)
     assert sorted(n.split(".")[0] for n in names) == sorted(listed)
-    assert all(n.endswith(".prof.zst") for n in names), names
+    assert all(n.endswith(".prof.vmc.zst") for n in names), names
     assert os.listdir(data / "tmp") == []
 
 

@@ -4,8 +4,10 @@ client from PyPI, anonymous and with a token."""
 import gzip
 import http.client
 import os
+import random
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -52,14 +54,98 @@ def wait_for_files(server, names):
     assert sorted(os.listdir(runs)) == sorted(names)
 
 
-def test_the_stored_profile_is_compressed_after_the_upload(server, profile_bytes):
-    rid = server.upload(profile_bytes)
-    wait_for_files(server, [rid + ".prof.zst"])
-    path = os.path.join(server.data, "runs", rid + ".prof.zst")
+COMPACT_MAGIC = b"vmpCMP01"
+
+
+def unzstd(path):
+    return subprocess.run(["zstd", "-dc", path], check=True, capture_output=True).stdout
+
+
+def test_the_stored_profile_is_compact_then_compressed(server, big_profile_bytes):
+    """A plain upload is written in the compact lossless form (a repeated
+    stack kept once), then compressed; /raw gives back the bytes uploaded."""
+    rid = server.upload(big_profile_bytes)
+    wait_for_files(server, [rid + ".prof.vmc.zst"])
+    path = os.path.join(server.data, "runs", rid + ".prof.vmc.zst")
     with open(path, "rb") as f:
         assert f.read(4) == ZSTD_MAGIC
-    assert os.path.getsize(path) < len(profile_bytes) / 2
-    assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+    compact = unzstd(path)
+    assert compact.startswith(COMPACT_MAGIC)
+    # 300,000 samples over a few stacks: references, not the records
+    assert len(compact) < len(big_profile_bytes) / 10
+    assert server.get("/api/runs/%s/raw" % rid)[1] == big_profile_bytes
+
+
+FIXTURES = sorted(
+    [os.path.join(ROOT, "tests", "data", "upstream", "profiles", n)
+     for n in os.listdir(os.path.join(ROOT, "tests", "data", "upstream", "profiles"))
+     if n.endswith(".prof")] +
+    [os.path.join(ROOT, "tests", "data", "vmprof06", n)
+     for n in os.listdir(os.path.join(ROOT, "tests", "data", "vmprof06")) if n.endswith(".prof")])
+
+
+def test_every_fixture_comes_back_byte_for_byte(start_server, make_profile, profile_bytes):
+    """Every profile fixture (CPython 3.9-3.11, PyPy, lines, native, memory,
+    real time, vmprof 0.6's), profiles of our sampler in each mode, and
+    generated shapes up to mostly distinct stacks: the bytes of /raw are
+    the bytes uploaded, read from the compact file, again after a restart
+    (from the file alone), and from the compressed file."""
+    server = start_server()
+    profiles = [open(p, "rb").read() for p in FIXTURES]
+    profiles += [profile_bytes, make_profile("--lines"), make_profile("--mem")]
+    profiles += [generated_profile(*args) for args in GENERATED]
+    assert len(profiles) >= 12 + 3 + len(GENERATED)
+    ids = [server.upload(data) for data in profiles]
+    for rid, data in zip(ids, profiles):
+        assert server.get("/api/runs/%s/raw" % rid)[1] == data, rid
+    wait_for_files(server, [rid + ".prof.vmc.zst" for rid in ids])
+    assert server.stop()[0] == 0
+    runs = os.path.join(server.data, "runs")
+    # half of them back to the uncompressed compact file, as a crash before
+    # the compressor got there leaves them
+    for rid in ids[::2]:
+        packed = os.path.join(runs, rid + ".prof.vmc.zst")
+        with open(os.path.join(runs, rid + ".prof.vmc"), "wb") as f:
+            f.write(unzstd(packed))
+        os.unlink(packed)
+    server.start()
+    for rid, data in zip(ids, profiles):
+        assert server.get("/api/runs/%s/raw" % rid)[1] == data, rid
+        samples = server.get("/api/runs/%s" % rid)[1]["samples"]
+        assert tree_total(server, rid) == samples
+
+
+# Generated shapes: samples, distinct stacks, seed, word size, memory, sample times
+GENERATED = [(60000, 3000, 1, 8, False, False), (60000, 4000, 2, 8, True, True),
+             (60000, 50000, 3, 8, False, True), (30000, 2000, 4, 4, True, True)]
+
+
+def generated_profile(samples, n_stacks, seed, word, memory, times):
+    """A profile of `samples` records over `n_stacks` random stacks (depth
+    5-40, a few hot, 3 threads), rss and times when asked (format 7)."""
+    rng = random.Random(seed)
+    fmt = "<%d" + ("q" if word == 8 else "i")
+    w = lambda *vs: struct.pack(fmt % len(vs), *vs)
+    stacks = [[0x1000 + 16 * rng.randrange(3000) for _ in range(rng.randint(5, 40))]
+              for _ in range(n_stacks)]
+    version = 7 if times else 6
+    out = [w(0, 3, 0, 1000, 0), bytes([5, 0, version, 1 if memory else 0, 7]), b"cpython"]
+    rss, t = 20000, 10 ** 9
+    for _ in range(samples):
+        k = int(n_stacks * rng.random() ** 3)
+        s = stacks[k]
+        rec = bytes([1]) + w(1, len(s), *s) + w(100 + k % 3)
+        if memory:
+            rss += rng.choice((0, 0, 0, 4, 128))
+            rec += w(rss)
+        if times:
+            t += rng.randrange(2000000)
+            rec += struct.pack("<q", t)
+        out.append(rec)
+    for addr in sorted({a for s in stacks for a in s}):
+        name = ("py:f%x:1:m.py" % addr).encode()
+        out.append(bytes([2]) + w(addr, len(name)) + name)
+    return b"".join(out)
 
 
 def tree_total(server, rid):
@@ -74,12 +160,12 @@ def test_a_second_upload_replaces_a_compressed_first_one(server, profile_bytes,
     compressed: one file stays, the second's, under the name the reader
     looks at first."""
     rid = server.upload(big_profile_bytes, freeze=False)
-    wait_for_files(server, [rid + ".prof.zst"])
+    wait_for_files(server, [rid + ".prof.vmc.zst"])
     assert server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid,
                           profile_bytes)[0] == 200
     assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
     assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
-    wait_for_files(server, [rid + ".prof.zst"])
+    wait_for_files(server, [rid + ".prof.vmc.zst"])
     assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
     assert server.get("/api/runs/%s" % rid)[1]["raw_size"] == len(profile_bytes)
 
@@ -89,7 +175,7 @@ def test_a_compressed_run_is_read_again_after_a_restart(start_server, big_profil
     (streamed, 14 MiB in many pieces) and the raw bytes come back identical."""
     server = start_server()
     rid = server.upload(big_profile_bytes)
-    wait_for_files(server, [rid + ".prof.zst"])
+    wait_for_files(server, [rid + ".prof.vmc.zst"])
     assert server.stop()[0] == 0
     server.start()
     assert tree_total(server, rid) == 300000
@@ -99,18 +185,20 @@ def test_a_compressed_run_is_read_again_after_a_restart(start_server, big_profil
 def test_runs_stored_by_older_builds_are_still_served(start_server, profile_bytes,
                                                       big_profile_bytes):
     """A data folder outlives builds: a run an older build gzipped (ID.prof.gz)
-    and one it left plain (ID.prof, stopped before its gzip) are served as
-    they were uploaded after the restart, and the plain one is compressed."""
+    and one it left plain (ID.prof, stopped before its compression) are
+    served as they were uploaded after the restart, and the plain one is
+    compressed (ID.prof.zst, as builds before the compact form stored every
+    plain upload) and served from that."""
     server = start_server()
     old_gzip = server.upload(big_profile_bytes)
     old_plain = server.upload(profile_bytes)
-    wait_for_files(server, [old_gzip + ".prof.zst", old_plain + ".prof.zst"])
+    wait_for_files(server, [old_gzip + ".prof.vmc.zst", old_plain + ".prof.vmc.zst"])
     assert server.stop()[0] == 0
     runs = os.path.join(server.data, "runs")
-    os.unlink(os.path.join(runs, old_gzip + ".prof.zst"))
+    os.unlink(os.path.join(runs, old_gzip + ".prof.vmc.zst"))
     with open(os.path.join(runs, old_gzip + ".prof.gz"), "wb") as f:
         f.write(gzip.compress(big_profile_bytes, 1))
-    os.unlink(os.path.join(runs, old_plain + ".prof.zst"))
+    os.unlink(os.path.join(runs, old_plain + ".prof.vmc.zst"))
     with open(os.path.join(runs, old_plain + ".prof"), "wb") as f:
         f.write(profile_bytes)
     server.start()
@@ -120,14 +208,27 @@ def test_runs_stored_by_older_builds_are_still_served(start_server, profile_byte
     wait_for_files(server, [old_gzip + ".prof.gz", old_plain + ".prof.zst"])
     assert server.get("/api/runs/%s/raw" % old_plain)[1] == profile_bytes
     assert tree_total(server, old_plain) == server.get("/api/runs/%s" % old_plain)[1]["samples"]
+    with open(os.path.join(runs, old_plain + ".prof.zst"), "rb") as f:
+        assert f.read(4) == ZSTD_MAGIC
+    # and after one more restart, from the .zst file alone
+    assert server.stop()[0] == 0
+    server.start()
+    assert server.get("/api/runs/%s/raw" % old_plain)[1] == profile_bytes
+    assert tree_total(server, old_plain) == server.get("/api/runs/%s" % old_plain)[1]["samples"]
 
 
-def test_a_damaged_compressed_file_is_an_error_not_a_crash(start_server, big_profile_bytes):
+@pytest.mark.parametrize("form", [".prof.vmc.zst", ".prof.vmc"])
+def test_a_damaged_compressed_file_is_an_error_not_a_crash(start_server, big_profile_bytes,
+                                                          form):
     server = start_server()
     rid = server.upload(big_profile_bytes)
-    wait_for_files(server, [rid + ".prof.zst"])
+    wait_for_files(server, [rid + ".prof.vmc.zst"])
     assert server.stop()[0] == 0
-    path = os.path.join(server.data, "runs", rid + ".prof.zst")
+    path = os.path.join(server.data, "runs", rid + form)
+    if form == ".prof.vmc":
+        with open(path, "wb") as f:
+            f.write(unzstd(path + ".zst"))
+        os.unlink(path + ".zst")
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
     server.start()
