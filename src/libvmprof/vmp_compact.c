@@ -37,6 +37,18 @@ static int tail_words(size_t tail, int width[TAIL_WORDS])
 
 static uint64_t load_word(const unsigned char *p, int width)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (width == 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    if (width == 4) {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+#endif
     uint64_t v = 0;
     for (int i = width - 1; i >= 0; i--)
         v = (v << 8) | p[i];
@@ -75,6 +87,7 @@ typedef struct queued {
  * records that refer to it. */
 typedef struct defined {
     uint32_t head_len, stack_len, tail_len;
+    int n_words;                /* its tail's words (tail_words) */
     unsigned char head[HEAD_MAX];
 } defined;
 
@@ -151,7 +164,8 @@ static void on_stack(void *ctx, const vmp_stack_record *r)
         /* (new room comes uninitialised: 0 is "not defined") */
         memset(w->ids + had, 0, (w->ids_cap - had) * sizeof *w->ids);
         w->ids[r->defines] = (uint32_t)w->n_defs + 1;
-        w->defs[w->n_defs] = (defined){r->stack_at, r->stack_len, (uint32_t)tail, {0}};
+        w->defs[w->n_defs] = (defined){r->stack_at, r->stack_len, (uint32_t)tail,
+                                       tail_words(tail, width), {0}};
         e.id = (uint32_t)w->n_defs++;
         e.define = 1;
         w->defined_bytes += keep;
@@ -281,22 +295,34 @@ static int ref_item(vmp_compact_writer *w, const view *v, const queued *e)
         (uint64_t)e->size - e->stack_at - e->stack_len != def->tail_len ||
         memcmp(rec, def->head, def->head_len) != 0)
         return 0;
-    int width[TAIL_WORDS];
-    int nw = tail_words(def->tail_len, width);
-    unsigned char h[1 + 10 + TAIL_WORDS * 10];
+    if (e->at > w->emitted) {
+        if (verbatim(w, v, e->at) < 0)
+            return -1;
+        /* (that moved the held bytes: the record's may have moved too) */
+        if (e->at < v->base && !(rec = input_at(w, v, e->at, e->size)))
+            return -1;
+    }
+    /* (written in place: a reference is most of the items) */
+    if (OUT_BUF - w->out_len < 1 + 10 + TAIL_WORDS * 10 && flush(w) < 0)
+        return -1;
+    unsigned char *h = w->out + w->out_len;
     size_t k = 0;
     h[k++] = ITEM_REF;
     k += put_varint(h + k, e->id);
     const unsigned char *t = rec + def->head_len + def->stack_len;
-    for (int i = 0; i < nw; t += width[i], i++) {
-        uint64_t value = load_word(t, width[i]);
+    /* (the tail's words: 4 bytes first when it leaves 4 over, as tail_words) */
+    int width = def->tail_len % 8 ? 4 : 8;
+    for (int i = 0; i < def->n_words; t += width, width = 8, i++) {
+        uint64_t value = load_word(t, width);
         int64_t delta = (int64_t)(value - w->prev[i]);
         w->prev[i] = value;
         k += put_varint(h + k, ((uint64_t)delta << 1) ^ (uint64_t)(delta >> 63));
     }
-    if (verbatim(w, v, e->at) < 0 || emit(w, h, k) < 0)
-        return -1;
-    consumed(w, v, e->at + e->size);
+    w->out_len += k;
+    if (e->at < v->base)
+        consumed(w, v, e->at + e->size);
+    else
+        w->emitted = e->at + e->size; /* (nothing held before it) */
     return 0;
 }
 
