@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import pytest
 
@@ -96,6 +97,17 @@ class Server(object):
                                             token=token)
             assert status == 200, reply
         return rid
+
+    def search_all(self, q):
+        """The ids of every page of GET /api/runs?q=, followed by its "next";
+        every page but the last full."""
+        got, page = [], "1"
+        while page:
+            reply = self.get("/api/runs?q=%s&page=%s" % (urllib.parse.quote(q), page))[1]
+            assert len(reply["runs"]) == 50 or not reply["next"]
+            got += [r["id"] for r in reply["runs"]]
+            page = reply["next"]
+        return got
 
     def add_user(self, name, admin=False):
         args = [SERVER_BIN, "--data", self.data]
