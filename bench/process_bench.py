@@ -15,7 +15,10 @@ profiling in the same round):
            avoids), and the profiler's cost beyond it per sample
   pool     1,000 Python threads waiting on an Event, 16 C threads sleeping in
            a loop, one thread computing for 2 s: the profiler's threads' share
-           of a core, the busy thread's rate, the C threads' sleeps cut short
+           of a core (until disable(), the sampler thread's alone, and with
+           their work in disable()), the busy thread's rate, the C threads'
+           sleeps cut short; and the floor under the writer: a bare thread
+           writing the wall clock's profile size to the same file
   late     1,100 waiting threads, then a busy one started: its samples
   fast     threads that wait now and then, which keep the wall clock's sampler
            thread on short (1 ms) rounds: 4 Python threads computing together
@@ -251,6 +254,8 @@ def section_pool(runner, args, res):
         rows.append([label,
                      fmt(median([100 * r["profiler_cpu"] / r["wall"] for r in recs]), "%.1f%%"),
                      fmt(median([100 * r["profiler_cpu_each"][-1] / r["wall"] for r in recs]), "%.1f%%"),
+                     fmt(median([100 * r["profiler_cpu_through_disable"] / r["wall"] for r in recs]),
+                         "%.1f%%"),
                      fmt(median([busy_rate(r, clock) / hz * 100 for r in recs]), "%.0f%%"),
                      fmt(median([r["c_sleeps_cut_short"] for r in recs]), "%d"),
                      fmt(median([r["samples"] for r in recs]), "%d"),
@@ -266,11 +271,12 @@ def section_pool(runner, args, res):
         rows.append(["floor: a bare thread writes the wall clock's %.0f MiB the same way"
                      % (median(wall) / 2**20),
                      fmt(median([100 * r["profiler_cpu"] / r["wall"] for r in floor]), "%.1f%%"),
-                     "-", "-", "-", "-", "-"])
+                     "-", "-", "-", "-", "-", "-"])
     res["pool"] = data
     table("%d waiting Python threads + 16 sleeping C threads + one busy thread for 2 s "
           "(medians of %d)" % (args.idle, args.rounds),
           ["config", "profiler threads, share of a core (goal <= 3%)", "of it the sampler thread",
+           "... counting their work in disable() too",
            "busy thread's rate / asked (goal >= 90%)",
            "C threads' sleeps cut short (2 s x 16 threads x 10/s = 320 sleeps)",
            "samples", "of them repeated"], rows)

@@ -249,9 +249,15 @@ def main():
         # each, by tid: the writer starts first, then the sampler thread
         rec["profiler_cpu_each"] = [(thread_cpu_ns(tid) or 0) / 1e9 for tid in sorted(others)]
         d0, c0 = time.perf_counter(), time.thread_time()
+        p0 = time.clock_gettime(time.CLOCK_PROCESS_CPUTIME_ID)
         vmprof.disable()
         rec["disable_wall"] = time.perf_counter() - d0
         rec["disable_cpu"] = time.thread_time() - c0
+        # ... and what the profiler's threads did until disable() had them
+        # end (the repeats still owed are written then): the process's CPU
+        # time during disable() beyond this thread's (the others wait)
+        rec["profiler_cpu_through_disable"] = (rec["profiler_cpu"] + time.clock_gettime(
+            time.CLOCK_PROCESS_CPUTIME_ID) - p0 - rec["disable_cpu"])
         os.close(fd)
     if empty:
         others = process_tids() - mine
