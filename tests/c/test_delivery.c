@@ -831,9 +831,9 @@ VMP_TEST(wall_clock_with_sources_pays_two_threads_whose_tids_share_a_home_place)
         usleep(20000); /* blocked in read() by now */
         vmp_delivery d = wall_schedule();
         d.sources = 1;
+        int64_t t0 = mono_ms(); /* (the threads are paid from the start's first reading) */
         if (vmp_delivery_start(&d) == 0) {
             sources = d.sources;
-            int64_t t0 = mono_ms();
             for (int64_t end = t0 + 300; mono_ms() < end;)
                 vmp_delivery_send(&d, vmp_delivery_wait(&d));
             vmp_delivery_stop(&d);
