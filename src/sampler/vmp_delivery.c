@@ -108,6 +108,17 @@ static _Atomic int64_t rep_cpu[VMP_PLACES];
 static _Atomic int rep_in_call[VMP_PLACES];
 static const _Atomic int *_Atomic paused_flag;
 static __thread int64_t owed_now __attribute__((tls_model("initial-exec")));
+/* Wall clock with sources: per place, the answer to the sender's latest
+ * probe, 1 + whether it found the thread inside a system call (0: none
+ * since the sender read it).  Apart from sampled_*[], which the thread's
+ * own event overwrites: a thread that waits, is probed and runs again has
+ * several samples of its event reported before the sender's next round,
+ * and the probe's answer (it waited) was lost among them, so the rounds
+ * never became short and the waits the 10 ms rounds missed were paid with
+ * the running stack (a thread computing 3 ms and sleeping 7 ms showed 50%
+ * of its samples computing). */
+static _Atomic int probe_answer[VMP_PLACES];
+static __thread int signal_sent __attribute__((tls_model("initial-exec"))); /* this signal came from the sender */
 
 static int64_t ns_of(struct timespec t)
 {
@@ -218,6 +229,8 @@ void vmp_delivery_sampled(int outcome, int in_call)
 {
     pid_t tid = vmp_delivery_this_tid();
     uint32_t k = vmp_delivery_this_place();
+    int probe = signal_sent;
+    signal_sent = 0;
     if (k == VMP_NO_PLACE)
         return; /* (not a thread of the schedule's: none of ours is sent to it) */
     int64_t cpu = outcome == VMP_SAMPLE_NOT_PYTHON ? NOT_PYTHON : NO_SAMPLE;
@@ -227,6 +240,8 @@ void vmp_delivery_sampled(int outcome, int in_call)
         cpu = ns_of(t);
     if (atomic_load_explicit(&wall_counting, memory_order_relaxed) &&
         atomic_load_explicit(&base_tid[k], memory_order_acquire) == tid) {
+        if (probe && outcome != VMP_SAMPLE_NOT_PYTHON) /* (a C thread's waits have no stack to show) */
+            atomic_store_explicit(&probe_answer[k], 1 + !!in_call, memory_order_release);
         /* (a signal that paid nothing wrote nothing: the last sample is
          * still the one written) */
         if (outcome == VMP_SAMPLE_KEPT && cpu >= 0) {
@@ -268,6 +283,7 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid)
 {
     if (!info)
         return 0;
+    signal_sent = info->si_code == SI_TKILL && info->si_pid == pid;
     if (info->si_code == SI_TKILL)
         return info->si_pid == pid;
     if (info->si_code == POLL_IN) {
@@ -526,6 +542,7 @@ static int note_thread(vmp_delivery *d, pid_t tid)
              * listing and this one */
             atomic_store(&base_cpu[k], d->cpu_clock ? 0 : (d->last_rescan + clock_ns(CLOCK_MONOTONIC)) / 2);
             atomic_store(&rep_cpu[k], -1);
+            atomic_store(&probe_answer[k], 0);
             atomic_store_explicit(&base_tid[k], tid, memory_order_release);
         }
         make_active(d, t); /* a thread born during the run: all its CPU time counts */
@@ -1156,17 +1173,6 @@ static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int
     if (who != t->tid || atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != who)
         return;
     atomic_store_explicit(&sampled_tid[k], 0, memory_order_relaxed); /* read */
-    /* Wall clock: a probe that found the thread outside a system call
-     * found it waiting for a CPU (or running without a source): its stack
-     * does not change while it waits, so the next probe may wait twice as
-     * long (a starved thread is not probed every round) */
-    if (!d->cpu_clock && t->awaiting) {
-        int waits = atomic_load_explicit(&sampled_in_call[k], memory_order_acquire);
-        t->probe_shift = waits ? 0 : t->probe_shift < VMP_PROBE_SHIFT_MAX ? t->probe_shift + 1 : t->probe_shift;
-        if (waits && t->probed) /* (waits again: see wall_round_length) */
-            d->fast_until = now + VMP_WAIT_HOLD_NS;
-        t->probed = 1;
-    }
     t->awaiting = 0;
     if (at != NOT_PYTHON) {
         t->not_python = t->confirmed = 0;
@@ -1180,6 +1186,24 @@ static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int
     if (t->src >= 0 && !atomic_load_explicit(&sources_in_program_table, memory_order_relaxed))
         ioctl(t->src, PERF_EVENT_IOC_DISABLE, 0);
     note_not_python(d, t, now);
+}
+
+/* Wall clock with sources: reads the answer to the latest probe of thread
+ * t, if one came.  A probe that found the thread outside a system call
+ * found it waiting for a CPU (or running without a source): its stack does
+ * not change while it waits, so the next probe may wait twice as long (a
+ * starved thread is not probed every round).  One that found it inside a
+ * call, not for the first time, makes the rounds short (wall_round_length). */
+static void probe_answer_read(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64_t now)
+{
+    int answer = atomic_exchange_explicit(&probe_answer[k], 0, memory_order_acquire);
+    if (!answer)
+        return;
+    int waits = answer - 1;
+    t->probe_shift = waits ? 0 : t->probe_shift < VMP_PROBE_SHIFT_MAX ? t->probe_shift + 1 : t->probe_shift;
+    if (waits && t->probed)
+        d->fast_until = now + VMP_WAIT_HOLD_NS;
+    t->probed = 1;
 }
 
 /* Wall clock with sources: a thread asleep in pause() or sigsuspend() is
@@ -1203,6 +1227,8 @@ static int wall_waits_for_a_signal(const vmp_delivery *d, vmp_delivery_thread *t
 static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
     size_t k = t->place;
+    if (!d->cpu_clock)
+        probe_answer_read(d, t, k, now);
     source_answer(d, t, k, now);
     int counted = atomic_load_explicit(&base_tid[k], memory_order_acquire) == t->tid;
     int64_t base = atomic_load_explicit(&base_cpu[k], memory_order_acquire);
@@ -1284,6 +1310,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     /* (a thread with a source on a CPU right now is paid by its event) */
     if (signal && !sent_pending) {
         /* one signal a round, the handler pays what is owed */
+        atomic_store_explicit(&probe_answer[k], 0, memory_order_relaxed); /* (none but this one's) */
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
             sent_to[k]++;
             t->awaiting = 1;
@@ -1422,6 +1449,7 @@ int vmp_delivery_start(vmp_delivery *d)
             size_t k = t->place;
             atomic_store(&base_cpu[k], d->cpu_clock ? t->last_cpu : d->last_round);
             atomic_store(&rep_cpu[k], -1);
+            atomic_store(&probe_answer[k], 0);
             atomic_store_explicit(&base_tid[k], t->tid, memory_order_release);
         }
         atomic_store(&paused_flag, d->paused);
