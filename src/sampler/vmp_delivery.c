@@ -977,7 +977,11 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
         if (d->repeats_on && at >= 0 && t->owed > 1 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
             int64_t n = t->owed - 1;
             t->owed = 1;
-            give_repeats(d, t->tid, n, 1); /* (no room: dropped uncounted, as ever) */
+            /* (no room in the ring: kept with its later repeats, handed
+             * over before its next signal, at a visit, or when it is made
+             * still; before, they were dropped and counted nowhere) */
+            if (give_repeats(d, t->tid, n, 1) < 0)
+                t->lazy += n;
         }
         return;
     }
