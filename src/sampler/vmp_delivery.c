@@ -108,6 +108,7 @@ static _Atomic int64_t rep_cpu[VMP_PLACES];
 static _Atomic int rep_in_call[VMP_PLACES];
 static const _Atomic int *_Atomic paused_flag;
 static __thread int64_t owed_now __attribute__((tls_model("initial-exec")));
+static __thread int64_t repeats_from __attribute__((tls_model("initial-exec"))); /* vmp_delivery_repeats_from */
 /* Wall clock with sources: per place, the answer to the sender's latest
  * probe, 1 + whether it found the thread inside a system call (0: none
  * since the sender read it).  Apart from sampled_*[], which the thread's
@@ -319,13 +320,20 @@ static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
         mine = mine < 1 ? 1 : mine > n ? n : mine;
         *repeats = n - mine;
         n = mine;
+        repeats_from = base; /* (the repeats' periods come first) */
     }
     return n;
+}
+
+int64_t vmp_delivery_repeats_from(void)
+{
+    return repeats_from;
 }
 
 int64_t vmp_delivery_take_owed(int64_t *repeats)
 {
     *repeats = 0;
+    repeats_from = 0;
     owed_now = 1;
     int64_t period = atomic_load_explicit(&credit_period, memory_order_relaxed);
     if (!period)
@@ -462,18 +470,15 @@ static void make_still(vmp_delivery *d, vmp_delivery_thread *t)
     t->state = STILL;
 }
 
-/* Wall clock: hands an active thread's counted repeats over (before it is
- * signalled: the writer repeats the last sample written).  With `keep`,
- * repeats that found no room (the ring full: the writer held up, e.g. by
- * the kernel's writeback) stay counted for a later try; else they are lost
- * (counted in repeats_lost). */
-/* Hands n repeats of thread tid's last sample to the writer (counted in
- * `repeated`).  When the ring has no room: with `keep`, -1 and nothing
- * counted (the caller tries again later); else they are lost (counted in
- * repeats_lost). */
-static int give_repeats(vmp_delivery *d, pid_t tid, int64_t n, int keep)
+/* Hands n repeats of thread tid's last sample, for the periods numbered
+ * first to first + n - 1, to the writer (counted in `repeated`).  When the
+ * ring has no room: with `keep`, -1 and nothing counted (the caller tries
+ * again later); else they are lost (counted in repeats_lost). */
+static int give_repeats(vmp_delivery *d, pid_t tid, int64_t n, int keep, int64_t first)
 {
-    if (d->repeat(tid, n, NULL, 0, 0) == 0)
+    /* (the per-period schedule's period k ends at start_ns + k periods) */
+    int64_t from = d->sources || first < 1 ? 0 : d->start_ns + (first - 1) * d->period_ns;
+    if (d->repeat(tid, n, NULL, from, 0) == 0)
         atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
     else if (keep)
         return -1;
@@ -484,7 +489,7 @@ static int give_repeats(vmp_delivery *d, pid_t tid, int64_t n, int keep)
 
 static void flush_lazy_or_keep(vmp_delivery *d, vmp_delivery_thread *t, int keep)
 {
-    if (t->lazy > 0 && give_repeats(d, t->tid, t->lazy, keep) == 0)
+    if (t->lazy > 0 && give_repeats(d, t->tid, t->lazy, keep, d->period_no - t->lazy + 1) == 0)
         t->lazy = 0;
 }
 
@@ -765,7 +770,7 @@ static int hand_over_or_keep(vmp_delivery *d, vmp_delivery_thread *t, int64_t up
         t->still_from = upto + 1;
         return 0;
     }
-    if (give_repeats(d, t->tid, n, keep) < 0)
+    if (give_repeats(d, t->tid, n, keep, t->still_from) < 0)
         return -1;
     t->still_from = upto + 1;
     return 0;
@@ -975,12 +980,12 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
          * are those until this answer was read (the thread's stack then is
          * not known either way; they are counted). */
         if (d->repeats_on && at >= 0 && t->owed > 1 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
-            int64_t n = t->owed - 1;
+            int64_t n = t->owed - 1, first = d->period_no - t->owed + 1;
             t->owed = 1;
             /* (no room in the ring: kept with its later repeats, handed
              * over before its next signal, at a visit, or when it is made
              * still; before, they were dropped and counted nowhere) */
-            if (give_repeats(d, t->tid, n, 1) < 0)
+            if (give_repeats(d, t->tid, n, 1, first) < 0)
                 t->lazy += n;
         }
         return;
@@ -1443,7 +1448,7 @@ int vmp_delivery_start(vmp_delivery *d)
     }
     d->process_cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
     d->unexplained = 0;
-    d->last_scan = d->last_rescan = d->last_round = clock_ns(CLOCK_MONOTONIC);
+    d->last_scan = d->last_rescan = d->last_round = d->start_ns = clock_ns(CLOCK_MONOTONIC);
     d->round_periods = 1;
     if (d->sources) {
         /* the CPU time (wall clock: the time) of the threads already there

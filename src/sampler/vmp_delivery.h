@@ -279,11 +279,12 @@ typedef struct vmp_delivery {
     int own_table;                /* the sending thread has a descriptor table of its own (vmp_fd_own_table) */
     const _Atomic pid_t *skip[2]; /* threads never signalled (the caller's own); NULL: none */
     /* Wall clock only, may be NULL: write thread tid's last sample `count`
-     * times more instead of signalling it; 0 when queued, -1 when there was
-     * no room.  With `paid` (wall clock with sources), the writer's place is
-     * claimed first, then *paid moved from `from` to `to` by
-     * compare-and-swap; if it had moved already, the place stays empty
-     * (nothing is written) and the answer is 1. */
+     * times more instead of signalling it, for `count` periods from `from`
+     * (CLOCK_MONOTONIC ns where the first began; 0: not known); 0 when
+     * queued, -1 when there was no room.  With `paid` (wall clock with
+     * sources), the writer's place is claimed first, then *paid moved from
+     * `from` to `to` by compare-and-swap; if it had moved already, the place
+     * stays empty (nothing is written) and the answer is 1. */
     int (*repeat)(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to);
     /* Wall clock, may be NULL: non-zero while the program paused sampling
      * (no repeat is owed for those periods). */
@@ -325,6 +326,7 @@ typedef struct vmp_delivery {
     size_t sweep;                 /* next position the visits of still threads reach */
     int64_t visit_credit;         /* threads x ns owed visits, not made yet (visit_still) */
     int64_t max_owed, catchup_gap, next, period_no, round_periods, last_periods;
+    int64_t start_ns;             /* per-period schedule: period k (period_no) ends at start_ns + k periods */
     int64_t fast_until;           /* wall clock with sources: short rounds until then (wall_round_length) */
     int repeats_on;               /* wall clock with a `repeat` callback */
     size_t n_sources;             /* per-thread events open */
@@ -401,6 +403,11 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid);
  * the run does not count so.  *repeats: how many times to write the
  * thread's last sample again first (wall clock with sources; else 0). */
 int64_t vmp_delivery_take_owed(int64_t *repeats);
+
+/* In the signal handler, after vmp_delivery_take_owed(): the
+ * CLOCK_MONOTONIC ns where the first of its *repeats periods began (0: not
+ * known), for the RSS of their records (memory mode). */
+int64_t vmp_delivery_repeats_from(void);
 
 /* In the signal handler, after vmp_delivery_sampled(): a thread whose
  * source fired and that has no Python thread state pauses its source, when

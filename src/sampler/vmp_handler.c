@@ -85,6 +85,7 @@ int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, i
     if (!s)
         return -1; /* full: the signal sent instead counts the drop */
     /* (claimed first: the ring's order is the writer's; vmp_delivery.h) */
+    s->from_ns = from; /* (with paid: where the mark stood, the first period's start) */
     int moved = !paid || atomic_compare_exchange_strong(paid, &from, to);
     s->kind = VMP_SLOT_REPEAT;
     s->n = !moved ? 0 : count < UINT32_MAX ? (uint32_t)count : UINT32_MAX;
@@ -111,7 +112,8 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed) &&
         !atomic_load_explicit(&vmp_run.forking, memory_order_relaxed)) {
         if (repeats > 0)
-            atomic_fetch_add_explicit(vmp_handler_repeat_sample(vmp_delivery_this_tid(), repeats, NULL, 0, 0) == 0
+            atomic_fetch_add_explicit(vmp_handler_repeat_sample(vmp_delivery_this_tid(), repeats, NULL,
+                                                                    vmp_delivery_repeats_from(), 0) == 0
                                           ? &vmp_run.delivery.repeated
                                           : &vmp_run.delivery.repeats_lost,
                                       (uint64_t)repeats, memory_order_relaxed);

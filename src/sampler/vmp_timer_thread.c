@@ -21,6 +21,16 @@
 
 #define VMP_CHECK_NS 50000000LL /* check that our handler is still installed */
 
+/* The RSS readings of the run, for repeats written later than their
+ * periods (vmp_rss_at): each reading that differs from the one before, with
+ * when it was read, in a ring of RSS_HISTORY.  The sampler thread writes;
+ * the writer reads (an entry being overwritten reads as none: its time is
+ * cleared first and set last). */
+#define RSS_HISTORY 4096
+static _Atomic int64_t rss_read_at[RSS_HISTORY];
+static _Atomic uint64_t rss_read[RSS_HISTORY];
+static _Atomic uint64_t rss_readings;
+
 static void read_rss(void)
 {
     char buf[128];
@@ -29,9 +39,42 @@ static void read_rss(void)
         return;
     buf[n] = 0;
     unsigned long size, resident;
-    if (sscanf(buf, "%lu %lu", &size, &resident) == 2)
-        atomic_store_explicit(&vmp_run.rss_kib, (uint64_t)resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024),
-                              memory_order_relaxed);
+    if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
+        return;
+    uint64_t kib = (uint64_t)resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
+    atomic_store_explicit(&vmp_run.rss_kib, kib, memory_order_relaxed);
+    uint64_t i = atomic_load_explicit(&rss_readings, memory_order_relaxed);
+    if (i && atomic_load_explicit(&rss_read[(i - 1) % RSS_HISTORY], memory_order_relaxed) == kib)
+        return; /* (unchanged: the entry before still holds) */
+    size_t at = i % RSS_HISTORY;
+    atomic_store_explicit(&rss_read_at[at], 0, memory_order_release);
+    atomic_store_explicit(&rss_read[at], kib, memory_order_release);
+    atomic_store_explicit(&rss_read_at[at], vmp_mono_ns(), memory_order_release);
+    atomic_store_explicit(&rss_readings, i + 1, memory_order_release);
+}
+
+uint64_t vmp_rss_at(int64_t t, uint64_t fallback, int64_t *next)
+{
+    uint64_t n = atomic_load_explicit(&rss_readings, memory_order_acquire);
+    uint64_t oldest = n > RSS_HISTORY - 1 ? n - (RSS_HISTORY - 1) : 0; /* (one spare: being written) */
+    uint64_t found = fallback;
+    int64_t newer = INT64_MAX, found_next = INT64_MAX; /* newer: when the reading after entry i was taken */
+    for (uint64_t i = n; i-- > oldest;) {
+        size_t at = i % RSS_HISTORY;
+        int64_t when = atomic_load_explicit(&rss_read_at[at], memory_order_acquire);
+        uint64_t kib = atomic_load_explicit(&rss_read[at], memory_order_acquire);
+        if (!when || atomic_load_explicit(&rss_read_at[at], memory_order_acquire) != when)
+            break; /* (overwritten meanwhile: older than the history) */
+        if (when <= t) {
+            *next = newer;
+            return kib;
+        }
+        found = kib; /* (t before it: the nearest reading is the first after t) */
+        found_next = newer;
+        newer = when;
+    }
+    *next = found_next;
+    return found;
 }
 
 /* (opened by this thread, in its own table: closed by it too) */
@@ -52,6 +95,7 @@ static void *sampler_main(void *arg)
      * own, none of them can take, even for a moment, a number the program
      * is about to dup2() onto (vmp_fds.h). */
     vmp_run.delivery.own_table = vmp_fd_own_table();
+    atomic_store(&rss_readings, 0);
     if (vmp_run.memory) {
         vmp_run.statm_fd = vmp_fd_out_of_the_way(open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
         read_rss();

@@ -11,11 +11,21 @@
 #ifndef VMP_TIMER_THREAD_H
 #define VMP_TIMER_THREAD_H
 
+#include <stdint.h>
+
 /* Starts the thread and waits until the CPU time of the threads already
  * there counts.  0, or -1 when the thread could not be started. */
 int vmp_timer_thread_start(void);
 
 /* Stops the thread and waits for it; no signal is sent after this returns. */
 void vmp_timer_thread_stop(void);
+
+/* Memory mode: the RSS (KiB) the thread read last at or before CLOCK_MONOTONIC
+ * time t, else the first it read after t (t older than every reading kept:
+ * the latest 4,095 changes), else `fallback` (none read yet); *next: when
+ * the reading after the one returned was taken (INT64_MAX: none yet).  For
+ * the writer, which writes a repeated sample's records long after their
+ * periods (an idle thread's repeats are handed over every 250 ms). */
+uint64_t vmp_rss_at(int64_t t, uint64_t fallback, int64_t *next);
 
 #endif /* VMP_TIMER_THREAD_H */

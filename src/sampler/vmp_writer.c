@@ -31,6 +31,7 @@
 #include "vmp_native_mode.h"
 #include "vmp_ring.h"
 #include "vmp_run.h"
+#include "vmp_timer_thread.h"
 
 /* The writer drains the ring, then sleeps as long as the ring took lately
  * to fill a quarter, between these bounds: each wake-up of a thread costs
@@ -284,12 +285,34 @@ static void write_stacks(const uint64_t *ids, uint32_t n, uint64_t thread_id, ui
     }
 }
 
+/* A REPEAT slot's records: in memory mode each carries the RSS read at its
+ * own period (vmp_rss_at: the reading at or before the period's end), not
+ * the one of when the repeats were handed over (up to 250 ms later). */
+static void write_repeats(const last_sample *l, const vmp_slot *s)
+{
+    if (!vmp_run.memory || s->from_ns <= 0) {
+        write_stacks(l->ids, l->n, l->thread_id, s->rss_kib, s->n);
+        return;
+    }
+    int64_t period = vmp_run.period_ns, t = s->from_ns + period; /* the first period's end */
+    for (uint64_t left = s->n; left;) {
+        int64_t next;
+        uint64_t rss = vmp_rss_at(t, s->rss_kib, &next);
+        uint64_t k = next == INT64_MAX ? left : next > t ? (uint64_t)((next - t + period - 1) / period) : 1;
+        if (k > left)
+            k = left;
+        write_stacks(l->ids, l->n, l->thread_id, rss, k);
+        left -= k;
+        t += (int64_t)k * period;
+    }
+}
+
 static void process(vmp_slot *s)
 {
     if (s->kind == VMP_SLOT_REPEAT) {
         const last_sample *l = W.last && s->place < VMP_PLACES ? &W.last[s->place] : NULL;
         if (l && l->tid == s->tid)
-            write_stacks(l->ids, l->n, l->thread_id, s->rss_kib, s->n);
+            write_repeats(l, s);
         else
             atomic_fetch_add_explicit(&vmp_run.dropped, s->n, memory_order_relaxed);
         return;

@@ -158,3 +158,38 @@ def test_repeated_samples_keep_lines_and_fresh_rss():
     for entries, _, _ in p.stacks:
         for code, line in p.frames(entries):
             assert line is not None and line >= 0
+
+
+@pytest.mark.parametrize("events", [True, False], ids=["events", "per-period"])
+def test_repeats_carry_the_rss_of_their_own_periods(monkeypatch, events):
+    # A waiting thread's repeats are written long after their periods (its
+    # repeats are handed over every 250 ms while it waits): each must carry
+    # the RSS read at its own period, not the one of the hand-over.  Before,
+    # the 0.5 s of growth below showed in its samples as 3-5 steps of 30-60
+    # MiB; now as the sampler's readings (every 10 ms round, or every period
+    # without the events): dozens of values.
+    if not events:
+        monkeypatch.setenv("VMPROF_NO_PERF_EVENTS", "1")
+    stop = threading.Event()
+
+    def run():
+        t = threading.Thread(target=waits_in_a, args=(stop,))
+        t.start()
+        time.sleep(0.1)  # its first sample
+        grow = mmap.mmap(-1, 100 << 20)  # fresh pages (see above)
+        for mib in range(100):  # +1 MiB every ~5 ms
+            for off in range(mib << 20, (mib + 1) << 20, mmap.PAGESIZE):
+                grow[off] = 1
+            time.sleep(0.005)
+        time.sleep(0.05)
+        stop.set()
+        t.join()
+        grow.close()
+
+    p, _, stats = profile(run, period=0.001, real_time=True, memory=True)
+    assert stats["samples_repeated"] > 0, stats
+    rss = [r for entries, _, r in p.stacks if any(p.func(c) == "waits_in_a" for c in entries)]
+    assert len(rss) > 300, (len(rss), stats)
+    assert max(rss) - min(rss) > 64 * 1024, (min(rss), max(rss))
+    # in file order, the thread's records follow the growth step by step
+    assert len(set(rss)) >= 15, sorted(set(rss))
