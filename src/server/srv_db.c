@@ -167,3 +167,19 @@ int srv_db_exec(srv_db *db, const char *sql, const srv_param *params, int nparam
     srv_db_release(db, c);
     return rc;
 }
+
+int srv_db_exec_generic(srv_db *db, const char *sql, const srv_param *params, int nparams,
+                        srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
+                        size_t errlen)
+{
+    if (!db->engine->exec_generic)
+        return srv_db_exec(db, sql, params, nparams, row, ctx, changes, errbuf, errlen);
+    srv_dbconn *c = srv_db_acquire(db, errbuf, errlen);
+    if (!c)
+        return -1;
+    int64_t ignored;
+    int rc = db->engine->exec_generic(c->conn, sql, params, nparams, row, ctx,
+                                      changes ? changes : &ignored, errbuf, errlen);
+    srv_db_release(db, c);
+    return rc;
+}

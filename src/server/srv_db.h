@@ -82,6 +82,10 @@ typedef struct srv_db_engine {
      * an INSERT/UPDATE/DELETE touched. */
     int (*exec)(void *conn, const char *sql, const srv_param *params, int nparams,
                 srv_row_fn row, void *ctx, int64_t *changes, char *errbuf, size_t errlen);
+    /* The same for a statement of srv_db_exec_generic; NULL: exec. */
+    int (*exec_generic)(void *conn, const char *sql, const srv_param *params, int nparams,
+                        srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
+                        size_t errlen);
     /* The statement that opens a transaction that will write. */
     const char *begin_write;
 } srv_db_engine;
@@ -100,6 +104,14 @@ const srv_db_engine *srv_db_engine_of(const srv_db *db);
  * with errbuf set.  changes may be NULL. */
 int srv_db_exec(srv_db *db, const char *sql, const srv_param *params, int nparams,
                 srv_row_fn row, void *ctx, int64_t *changes, char *errbuf, size_t errlen);
+
+/* srv_db_exec for a statement whose best plan is the same whatever its
+ * parameters' values (say, an index walk forced by its shape): an engine
+ * may plan it once per connection and keep the plan.  sql must stay at its
+ * address as long as the pool (a string literal), which names it. */
+int srv_db_exec_generic(srv_db *db, const char *sql, const srv_param *params, int nparams,
+                        srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
+                        size_t errlen);
 
 /* A connection held for several statements (a transaction). */
 srv_dbconn *srv_db_acquire(srv_db *db, char *errbuf, size_t errlen);

@@ -3,6 +3,11 @@
  * processes sharing one database.  Parameters travel separately from the
  * statement (PQexecParams), as text; results come back as text cells.  A
  * connection found broken is reset once before the statement is retried.
+ *
+ * Statements are unnamed, so PostgreSQL plans each for its parameters.  A
+ * statement run through exec_generic is prepared once per connection
+ * instead (its plan the same whatever the values, as srv_db.h says), which
+ * spares the parse and, once PostgreSQL keeps its generic plan, the planning.
  */
 #include "srv_db.h"
 
@@ -13,6 +18,14 @@
 
 #define MAX_PARAMS 16
 #define MAX_COLS 64
+/* Statements prepared per connection, at most (then unnamed again). */
+#define MAX_PREPARED 8
+
+typedef struct pg_conn {
+    PGconn *pg;
+    const char *prepared[MAX_PREPARED]; /* by address: named "g<index>" */
+    int nprepared;
+} pg_conn;
 
 static void one_line(char *s)
 {
@@ -26,30 +39,57 @@ static void one_line(char *s)
 
 static void pg_disconnect(void *conn)
 {
-    if (conn)
-        PQfinish(conn);
+    pg_conn *c = conn;
+    if (c) {
+        PQfinish(c->pg);
+        free(c);
+    }
 }
 
 static void *pg_connect(const char *url, char *errbuf, size_t errlen)
 {
-    PGconn *c = PQconnectdb(url);
+    pg_conn *conn = calloc(1, sizeof *conn);
+    PGconn *c = conn ? PQconnectdb(url) : NULL;
     if (!c || PQstatus(c) != CONNECTION_OK) {
         snprintf(errbuf, errlen, "cannot connect to PostgreSQL: %s",
                  c ? PQerrorMessage(c) : "out of memory");
         one_line(errbuf);
         if (c)
             PQfinish(c);
+        free(conn);
         return NULL;
     }
     PGresult *r = PQexec(c, "SET client_min_messages TO warning");
     PQclear(r);
-    return c;
+    conn->pg = c;
+    return conn;
 }
 
-static int pg_exec(void *conn, const char *sql, const srv_param *params, int nparams,
-                   srv_row_fn row, void *ctx, int64_t *changes, char *errbuf, size_t errlen)
+/* The index of sql among the connection's prepared statements, preparing
+ * it when there is room; -1: run it unnamed. */
+static int prepared(pg_conn *conn, const char *sql, int nparams)
 {
-    PGconn *c = conn;
+    for (int i = 0; i < conn->nprepared; i++)
+        if (conn->prepared[i] == sql)
+            return i;
+    if (conn->nprepared == MAX_PREPARED)
+        return -1;
+    char name[16];
+    snprintf(name, sizeof name, "g%d", conn->nprepared);
+    PGresult *r = PQprepare(conn->pg, name, sql, nparams, NULL);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok)
+        return -1; /* the unnamed run then says what is wrong */
+    conn->prepared[conn->nprepared] = sql;
+    return conn->nprepared++;
+}
+
+static int run(pg_conn *conn, int generic, const char *sql, const srv_param *params,
+               int nparams, srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
+               size_t errlen)
+{
+    PGconn *c = conn->pg;
     if (nparams > MAX_PARAMS) {
         snprintf(errbuf, errlen, "too many parameters");
         return -1;
@@ -64,9 +104,24 @@ static int pg_exec(void *conn, const char *sql, const srv_param *params, int npa
             values[i] = params[i].type == SRV_TEXT ? params[i].s : NULL;
         }
     }
-    if (PQstatus(c) != CONNECTION_OK)
+    if (PQstatus(c) != CONNECTION_OK) {
         PQreset(c);
-    PGresult *r = PQexecParams(c, sql, nparams, NULL, values, NULL, NULL, 0);
+        conn->nprepared = 0; /* a new session: its statements went with the old */
+    }
+    int g = generic ? prepared(conn, sql, nparams) : -1;
+    char name[16];
+    snprintf(name, sizeof name, "g%d", g);
+    PGresult *r = g >= 0 ? PQexecPrepared(c, name, nparams, values, NULL, NULL, 0)
+                         : PQexecParams(c, sql, nparams, NULL, values, NULL, NULL, 0);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (g >= 0 && state && strcmp(state, "26000") == 0) {
+        /* Gone (a pooler between us, DISCARD ALL): unnamed from now on. */
+        conn->nprepared = MAX_PREPARED;
+        for (int i = 0; i < MAX_PREPARED; i++)
+            conn->prepared[i] = NULL;
+        PQclear(r);
+        r = PQexecParams(c, sql, nparams, NULL, values, NULL, NULL, 0);
+    }
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         snprintf(errbuf, errlen, "%s", PQresultErrorMessage(r));
@@ -93,10 +148,24 @@ static int pg_exec(void *conn, const char *sql, const srv_param *params, int npa
     return 0;
 }
 
+static int pg_exec(void *conn, const char *sql, const srv_param *params, int nparams,
+                   srv_row_fn row, void *ctx, int64_t *changes, char *errbuf, size_t errlen)
+{
+    return run(conn, 0, sql, params, nparams, row, ctx, changes, errbuf, errlen);
+}
+
+static int pg_exec_generic(void *conn, const char *sql, const srv_param *params, int nparams,
+                           srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
+                           size_t errlen)
+{
+    return run(conn, 1, sql, params, nparams, row, ctx, changes, errbuf, errlen);
+}
+
 const srv_db_engine srv_db_pg_engine = {
     .name = "postgresql",
     .connect = pg_connect,
     .disconnect = pg_disconnect,
     .exec = pg_exec,
+    .exec_generic = pg_exec_generic,
     .begin_write = "BEGIN",
 };

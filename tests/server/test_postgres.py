@@ -226,6 +226,7 @@ def test_search_on_postgres_finds_what_reading_every_run_finds(postgres, start_s
                "%", "x1%", "ca", "é x"]
     for q in queries:
         assert server.search_all(q) == expected(q), q
+    assert server.search_all("") == [i for i, _, _ in runs()]
     # Renamed and deleted runs: the trigger keeps the trigrams in step.
     psql(url, "vmprof_search",
          "UPDATE runs SET name = 'Renamed ' || seq WHERE seq % 11 = 0;"
@@ -238,6 +239,14 @@ def test_search_on_postgres_finds_what_reading_every_run_finds(postgres, start_s
     psql(url, "vmprof_search", "INSERT INTO runs (id, argv, vm, created, state)"
          " VALUES ('00000000cafe0001', 'tool zzq', 'CPython', 1800000000000, 2)")
     assert server.search_all("zzq") == expected("zzq") != []
+    # The server's sessions ended under it (their prepared statements with
+    # them): a broken connection answers one error, then is opened again.
+    psql(url, "vmprof_search", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+         " WHERE datname = 'vmprof_search' AND pid <> pg_backend_pid()")
+    statuses = [server.get("/api/runs?q=tool")[0] for _ in range(20)]
+    assert set(statuses) <= {200, 503} and statuses[-10:] == [200] * 10, statuses
+    assert server.search_all("tool") == expected("tool")
+    assert server.search_all("") == [i for i, _, _ in runs()]
     # A database whose runs came before the table: the next server fills it.
     psql(url, "vmprof_search", "DROP TRIGGER runs_trigrams_sync ON runs; DELETE FROM runs_trigrams;"
          " UPDATE runs SET argv = argv || ' later' WHERE seq % 5 = 0")
