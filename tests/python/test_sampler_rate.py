@@ -216,7 +216,7 @@ def compute_then_sleep(compute, sleep, total):
     return computed / (time.perf_counter() - t0)
 
 
-@pytest.mark.parametrize("compute_ms,sleep_ms,period,tolerance", [(0.5, 1.5, 0.0001, 0.2), (3, 7, 0.001, 0.12)],
+@pytest.mark.parametrize("compute_ms,sleep_ms,period,tolerance", [(0.5, 1.5, 0.0001, 0.25), (3, 7, 0.001, 0.12)],
                          ids=["0.5-1.5ms-10kHz", "3-7ms-1kHz"])
 def test_wall_clock_shows_short_sleeps_where_the_thread_sleeps(compute_ms, sleep_ms, period, tolerance):
     # A thread that sleeps a few milliseconds between short computations:
@@ -226,10 +226,11 @@ def test_wall_clock_shows_short_sleeps_where_the_thread_sleeps(compute_ms, sleep
     # rounds stayed 10 ms long and most sleeps went unseen, their time given
     # to the computing stack: 74-85% of the samples computing where 20-24%
     # was true (0.5/1.5 ms at 10 kHz, loaded or not), 47-55% where 30% was
-    # true (3/7 ms at 1 kHz on a quiet machine).  Now within 3 points on a
-    # quiet machine; at load 25-35 on 2 cores (the sampler thread, which
-    # finds the waits, then misses its 1 ms rounds) 12 and 6 points off: the
-    # tolerances.
+    # true (3/7 ms at 1 kHz on a quiet machine).  Now within 2 points on a
+    # quiet machine; at load 25-35 on 2 cores, or beside 3 busy loops (the
+    # sampler thread, which finds the waits, then misses its 1 ms rounds),
+    # up to 16 and 6 points off: the tolerances (bench/wall_attribution.py
+    # measures it).
     p, true_share, stats = profile(compute_then_sleep, compute_ms / 1e3, sleep_ms / 1e3, 1.5,
                                    period=period, real_time=True)
     comp, slept = p.inclusive("computing"), p.inclusive("sleeping")
