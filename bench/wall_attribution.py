@@ -13,35 +13,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 import sampler_util  # noqa: E402
 
 PATTERNS = [(3, 7), (2, 30), (1, 9), (0.5, 1.5)]  # ms computing, ms sleeping
 PERIODS = [0.001, 0.0001]
-
-
-def computing(seconds):
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
-def sleeping(seconds):
-    time.sleep(seconds)
-
-
-def compute_then_sleep(compute, sleep, total):
-    computed = 0.0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < total:
-        a = time.perf_counter()
-        computing(compute)
-        computed += time.perf_counter() - a
-        sleeping(sleep)
-    wall = time.perf_counter() - t0
-    return computed / wall, wall
 
 
 def main():
@@ -57,8 +34,8 @@ def main():
         for period in PERIODS:
             got, true, counts = [], [], []
             for _ in range(args.rounds):
-                p, (truth, wall), _ = sampler_util.profile(compute_then_sleep, c / 1e3, s / 1e3, args.seconds,
-                                                           period=period, real_time=True)
+                p, (truth, wall), _ = sampler_util.profile(sampler_util.compute_then_sleep, c / 1e3, s / 1e3,
+                                                           args.seconds, period=period, real_time=True)
                 comp, slept = p.inclusive("computing"), p.inclusive("sleeping")
                 got.append(comp / max(1, comp + slept))
                 true.append(truth)

@@ -169,3 +169,30 @@ def spin_in_background(piece=0.01):
         stop.set()
         t.join()
     return stop_and_join
+
+
+def computing(seconds):
+    """Spins for `seconds` of wall time (a part of compute_then_sleep)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def sleeping(seconds):
+    time.sleep(seconds)
+
+
+def compute_then_sleep(compute, sleep, total):
+    """Computes `compute` s, then sleeps `sleep` s, for `total` s; returns
+    the share of its wall time spent in computing(), measured by itself (on
+    a loaded machine both parts take longer than asked: the true shares are
+    this run's), and that wall time."""
+    computed = 0.0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < total:
+        a = time.perf_counter()
+        computing(compute)
+        computed += time.perf_counter() - a
+        sleeping(sleep)
+    wall = time.perf_counter() - t0
+    return computed / wall, wall
