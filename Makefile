@@ -30,9 +30,11 @@ install: setup server
 	scripts/install.sh
 
 # vmprof-server (src/server/), with -Werror like the project's other own builds;
-# and the same with ASan+UBSan, for the server's fuzz test.
+# and the same with ASan+UBSan, for the server's fuzz test.  -O3 as the C
+# reader it is measured against (bench, release): at -O2 the upload of the 1M
+# profile took ~15% more of the server's CPU (bench/RESULTS.md, s7-compact).
 server:
-	scripts/build.sh server -Dextension=false -Dserver=true --werror -Dbuildtype=debugoptimized >/dev/null
+	scripts/build.sh server -Dextension=false -Dserver=true --werror -Dbuildtype=debugoptimized -Doptimization=3 >/dev/null
 
 server-sanitized:
 	CC=clang scripts/build.sh server-asan -Dextension=false -Dserver=true --werror $(SANITIZE) >/dev/null

@@ -517,7 +517,7 @@ static int read_init_merge_point(decoder *d)
 
 static int read_common_prefix(decoder *d)
 {
-    unsigned index;
+    unsigned index = 0; /* (set by rd_u8 before any use: -O3 cannot tell) */
     vjl_str prefix;
     const unsigned char *at = d->p;
     TRY(rd_u8(d, &index));
@@ -584,7 +584,7 @@ static int read_counter(decoder *d)
 {
     vjl_forest *f = d->f;
     uint64_t addr, count;
-    unsigned type;
+    unsigned type = 0; /* (set by rd_u8 before any use: -O3 cannot tell) */
     const unsigned char *at;
     TRY(rd_addr(d, &addr));
     at = d->p;
