@@ -119,6 +119,9 @@ static __thread int64_t repeats_from __attribute__((tls_model("initial-exec")));
  * the running stack (a thread computing 3 ms and sleeping 7 ms showed 50%
  * of its samples computing). */
 static _Atomic int probe_answer[VMP_PLACES];
+/* Periods a handler dropped beyond the backlog (vmp_delivery_take_owed):
+ * the handler has no vmp_delivery to count them in. */
+static _Atomic uint64_t handler_periods_dropped;
 static __thread int signal_sent __attribute__((tls_model("initial-exec"))); /* this signal came from the sender */
 
 static int64_t ns_of(struct timespec t)
@@ -325,6 +328,11 @@ static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
     return n;
 }
 
+uint64_t vmp_delivery_dropped(const vmp_delivery *d)
+{
+    return atomic_load(&d->repeats_lost) + atomic_load(&d->periods_dropped) + atomic_load(&handler_periods_dropped);
+}
+
 int64_t vmp_delivery_repeats_from(void)
 {
     return repeats_from;
@@ -354,7 +362,9 @@ int64_t vmp_delivery_take_owed(int64_t *repeats)
     if (n <= 0)
         return owed_now = 0;
     if (n > cap) {
-        n = cap; /* far behind (it blocked the signal): drop the rest */
+        /* far behind (it blocked the signal): drop the rest, counted */
+        atomic_fetch_add_explicit(&handler_periods_dropped, (uint64_t)(n - cap), memory_order_relaxed);
+        n = cap;
         base = cpu;
     } else {
         base += n * period;
@@ -470,6 +480,19 @@ static void make_still(vmp_delivery *d, vmp_delivery_thread *t)
     t->state = STILL;
 }
 
+/* d->repeat; while stopping (stop_deadline), one that finds the ring full
+ * naps and tries again until the deadline, the writer making room. */
+static int repeat_or_wait(vmp_delivery *d, pid_t tid, int64_t n, _Atomic int64_t *paid, int64_t from, int64_t to)
+{
+    for (;;) {
+        int r = d->repeat(tid, n, paid, from, to);
+        if (r >= 0 || !d->stop_deadline || clock_ns(CLOCK_MONOTONIC) >= d->stop_deadline)
+            return r;
+        struct timespec nap = {0, VMP_STOP_NAP_NS};
+        nanosleep(&nap, NULL);
+    }
+}
+
 /* Hands n repeats of thread tid's last sample, for the periods numbered
  * first to first + n - 1, to the writer (counted in `repeated`).  When the
  * ring has no room: with `keep`, -1 and nothing counted (the caller tries
@@ -478,7 +501,7 @@ static int give_repeats(vmp_delivery *d, pid_t tid, int64_t n, int keep, int64_t
 {
     /* (the per-period schedule's period k ends at start_ns + k periods) */
     int64_t from = d->sources || first < 1 ? 0 : d->start_ns + (first - 1) * d->period_ns;
-    if (d->repeat(tid, n, NULL, from, 0) == 0)
+    if (repeat_or_wait(d, tid, n, NULL, from, 0) == 0)
         atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
     else if (keep)
         return -1;
@@ -796,7 +819,7 @@ static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int k
     int64_t base = atomic_load(&base_cpu[k]), n = (upto - base) / d->period_ns;
     if (n <= 0)
         return 0;
-    int r = d->repeat(t->tid, n, &base_cpu[k], base, base + n * d->period_ns);
+    int r = repeat_or_wait(d, t->tid, n, &base_cpu[k], base, base + n * d->period_ns);
     if (r == 0) {
         atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
     } else if (r < 0) {
@@ -1135,15 +1158,22 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         t->lazy += t->owed; /* handed over later, in one go (however many: no signal) */
         t->owed = 0;
     }
-    if (t->owed > d->max_owed)
-        t->owed = d->max_owed; /* far behind: drop rather than burst */
+    if (t->owed > d->max_owed) {
+        /* far behind: drop rather than burst, counted */
+        atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)(t->owed - d->max_owed), memory_order_relaxed);
+        t->owed = d->max_owed;
+    }
     if (t->owed > 0 && d->cpu_clock && !on_cpu(t)) {
         /* Not on a CPU (asleep, or waiting for one): a signal could cut a
          * sleep short.  What it owes waits, as CPU time, for a round that
          * finds it running. */
         t->credit += t->owed * d->period_ns;
-        if (t->credit > d->max_owed * d->period_ns)
+        if (t->credit > d->max_owed * d->period_ns) {
+            /* (the cap is whole periods: what is above it too) */
+            int64_t over = (t->credit - d->max_owed * d->period_ns) / d->period_ns;
+            atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)over, memory_order_relaxed);
             t->credit = d->max_owed * d->period_ns;
+        }
         t->owed = 0;
     }
     if (t->owed > 0 && !d->cpu_clock && d->repeat && waits_for_a_signal(d, t)) {
@@ -1373,6 +1403,9 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->sent, 0);
     atomic_store(&d->repeated, 0);
     atomic_store(&d->repeats_lost, 0);
+    atomic_store(&d->periods_dropped, 0);
+    atomic_store(&handler_periods_dropped, 0);
+    d->stop_deadline = 0;
     atomic_store(&d->threads_max, 0);
     atomic_store(&d->threads_missed, 0);
     atomic_store(&d->threads_blocking, 0);
@@ -1624,6 +1657,7 @@ void vmp_delivery_stop(vmp_delivery *d)
     int wall_sources = atomic_exchange(&wall_counting, 0); /* (the handlers pay no more) */
     int paused = d->paused && atomic_load(d->paused);
     int64_t now = clock_ns(CLOCK_MONOTONIC);
+    d->stop_deadline = now + VMP_STOP_WAIT_NS; /* (the repeats below wait for room, bounded) */
     for (size_t i = 0; i < d->n_threads; i++) {
         vmp_delivery_thread *t = &d->threads[i];
         if (wall_sources) {
@@ -1641,6 +1675,7 @@ void vmp_delivery_stop(vmp_delivery *d)
         source_close(d, &d->threads[i]);
         atomic_store(&base_tid[d->threads[i].place], 0);
     }
+    d->stop_deadline = 0;
     free(d->threads);
     free(d->active);
     free(d->index);

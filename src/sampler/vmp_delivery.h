@@ -183,12 +183,20 @@
 
 /* Samples owed to a thread are kept for up to 20 ms of periods (at least 16)
  * and sent in catch-up rounds; beyond that they are dropped rather than
- * burst.  The sending thread is an ordinary thread: on 2 busy cores the
+ * burst, and counted (periods_dropped, in the profile's samples_dropped).  The sending thread is an ordinary thread: on 2 busy cores the
  * scheduler leaves it waiting 1-3 ms about every 10 ms (measured on the
  * 4-thread bench workload, wall clock at 10 kHz).  A cap of 16 periods lost
  * 13% of that workload's samples there. */
 #define VMP_MAX_BACKLOG_NS 20000000LL
 #define VMP_MIN_BACKLOG_PERIODS 16
+
+/* At stop, every idle thread's owed repeats want a ring slot at once: with
+ * thousands of threads waiting and a writer starved on a loaded machine,
+ * 4-50% of them found the ring full and were lost.  Stopping waits, naps of
+ * VMP_STOP_NAP_NS, up to VMP_STOP_WAIT_NS in all for the writer to make
+ * room; what still finds none then is counted lost. */
+#define VMP_STOP_WAIT_NS 1000000000LL
+#define VMP_STOP_NAP_NS 200000LL
 
 /* See "Idle threads" above.  A waiting thread uses 1-4 us between the
  * handler's clock reading and being asleep again (measured on 3.8 and 3.13,
@@ -303,6 +311,8 @@ typedef struct vmp_delivery {
     _Atomic uint64_t sent;     /* signals sent */
     _Atomic uint64_t repeated; /* samples of idle threads repeated instead */
     _Atomic uint64_t repeats_lost; /* ... that found no room in the ring at a time they could not wait */
+    _Atomic uint64_t periods_dropped; /* periods beyond a backlog cap, neither signalled nor repeated (read
+                                       * with vmp_delivery_dropped, which adds the handlers' own) */
     _Atomic uint64_t threads_max;     /* most threads in the table at once */
     _Atomic uint64_t threads_missed;  /* threads left out: no memory for the table */
     _Atomic uint64_t threads_blocking; /* threads found blocking the signal */
@@ -325,6 +335,7 @@ typedef struct vmp_delivery {
     size_t n_active;
     size_t sweep;                 /* next position the visits of still threads reach */
     int64_t visit_credit;         /* threads x ns owed visits, not made yet (visit_still) */
+    int64_t stop_deadline; /* while stopping: when repeats that find the ring full stop waiting (0: not stopping) */
     int64_t max_owed, catchup_gap, next, period_no, round_periods, last_periods;
     int64_t start_ns;             /* per-period schedule: period k (period_no) ends at start_ns + k periods */
     int64_t fast_until;           /* wall clock with sources: short rounds until then (wall_round_length) */
@@ -403,6 +414,12 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid);
  * the run does not count so.  *repeats: how many times to write the
  * thread's last sample again first (wall clock with sources; else 0). */
 int64_t vmp_delivery_take_owed(int64_t *repeats);
+
+/* Samples of the run lost by the delivery: repeats that found no room
+ * (repeats_lost) and periods dropped beyond a backlog cap, by the sender
+ * (periods_dropped) or by a handler (a thread far behind on the CPU clock
+ * with sources).  Any thread. */
+uint64_t vmp_delivery_dropped(const vmp_delivery *d);
 
 /* In the signal handler, after vmp_delivery_take_owed(): the
  * CLOCK_MONOTONIC ns where the first of its *repeats periods began (0: not

@@ -67,12 +67,13 @@ extern vmp_run_state vmp_run;
  * Returns pthread_create's result. (vmp_sampler.c) */
 int vmp_run_start_thread(pthread_t *th, void *(*fn)(void *));
 
-/* Samples lost: those the ring or the writer had no room for, and the
- * repeats of idle threads that found none (vmp_delivery.h).  What META's
+/* Samples lost: those the ring or the writer had no room for, the
+ * repeats of idle threads that found none and the periods dropped beyond
+ * the signals' backlog (vmp_delivery.h).  What META's
  * samples_dropped and disable()'s stats report. */
 static inline uint64_t vmp_run_samples_dropped(void)
 {
-    return atomic_load(&vmp_run.dropped) + atomic_load(&vmp_run.delivery.repeats_lost);
+    return atomic_load(&vmp_run.dropped) + vmp_delivery_dropped(&vmp_run.delivery);
 }
 
 static inline int64_t vmp_mono_ns(void)
