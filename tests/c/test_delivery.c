@@ -1017,3 +1017,57 @@ VMP_TEST(wall_clock_stop_waits_for_ring_room_for_an_idle_threads_repeats)
         CHECK(got <= elapsed + 3);
     }
 }
+
+static int64_t clock_ms(clockid_t c)
+{
+    struct timespec t;
+    clock_gettime(c, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* CPU clock, per-period schedule: a round 200 ms late finds the spinning
+ * thread owed every millisecond of CPU time it used meanwhile; beyond the
+ * signals' backlog (20 periods) they are dropped, whether it is on a CPU
+ * then (owed) or not (its credit), and were counted nowhere.  What the
+ * thread used in the gap is measured, so a loaded machine that gives it
+ * little only asks for less. */
+VMP_TEST(cpu_clock_counts_the_periods_a_late_round_drops_beyond_the_backlog)
+{
+    for (int r = 0; r < ROLES; r++)
+        reset_role(r);
+    atomic_store(&stop_spinning, 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t busy;
+    pthread_create(&busy, NULL, busy_thread, NULL);
+    while (!atomic_load(&tids[BUSY]))
+        usleep(100);
+    clockid_t busy_clock;
+    pthread_getcpuclockid(busy, &busy_clock);
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 1, .signo = SIGUSR2, .skip = {&me, NULL},
+                      .repeat = count_repeat, .task_fd = -1};
+    int64_t gap = -1, dropped = -1;
+    if (vmp_delivery_start(&d) == 0) {
+        for (int64_t end = mono_ms() + 20; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        int64_t c0 = clock_ms(busy_clock); /* (after the last round's reading: the gap it sees is longer) */
+        usleep(200000);
+        gap = clock_ms(busy_clock) - c0;
+        for (int64_t end = mono_ms() + 20; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        vmp_delivery_stop(&d);
+        dropped = (int64_t)vmp_delivery_dropped(&d);
+    }
+    atomic_store(&stop_spinning, 1);
+    pthread_join(busy, NULL);
+    usleep(10000); /* a last signal in flight is handled before the handler goes */
+    sigaction(SIGUSR2, &old, NULL);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %lld ms of CPU in the gap: %ld signals, %lld dropped\n", (long long)gap,
+               atomic_load(&signalled[BUSY]), (long long)dropped);
+    CHECK(gap >= 0);
+    CHECK(dropped >= gap - 22); /* (20 periods of backlog, a period's rounding each side) */
+    CHECK(dropped <= gap + 25);
+}
