@@ -936,6 +936,26 @@ VMP_TEST(wall_clock_counts_the_repeats_of_a_late_answer_the_ring_had_no_room_for
     CHECK(sig + lost <= elapsed + 5);
 }
 
+/* The spinning thread alone, and our handler. */
+static void start_busy_alone(pthread_t *th, struct sigaction *old)
+{
+    for (int r = 0; r < ROLES; r++)
+        reset_role(r);
+    atomic_store(&stop_spinning, 0);
+    install_handler(old);
+    pthread_create(th, NULL, busy_thread, NULL);
+    while (!atomic_load(&tids[BUSY]))
+        usleep(100);
+}
+
+static void end_busy_alone(pthread_t th, const struct sigaction *old)
+{
+    atomic_store(&stop_spinning, 1);
+    pthread_join(th, NULL);
+    usleep(10000); /* a last signal in flight is handled before the handler goes */
+    sigaction(SIGUSR2, old, NULL);
+}
+
 /* Wall clock, per-period schedule: a round far behind (the sender kept
  * from a CPU) owes a running thread more periods than the signals' backlog;
  * beyond it they are dropped rather than burst.  They were counted nowhere:
@@ -943,15 +963,9 @@ VMP_TEST(wall_clock_counts_the_repeats_of_a_late_answer_the_ring_had_no_room_for
  * period is now a sample, a repeat or a counted drop. */
 VMP_TEST(wall_clock_counts_the_periods_a_late_round_drops_beyond_the_backlog)
 {
-    for (int r = 0; r < ROLES; r++)
-        reset_role(r);
-    atomic_store(&stop_spinning, 0);
     struct sigaction old;
-    install_handler(&old);
     pthread_t busy;
-    pthread_create(&busy, NULL, busy_thread, NULL);
-    while (!atomic_load(&tids[BUSY]))
-        usleep(100);
+    start_busy_alone(&busy, &old);
     vmp_delivery d = wall_schedule();
     int64_t periods = 0, dropped = -1;
     if (vmp_delivery_start(&d) == 0) {
@@ -965,10 +979,7 @@ VMP_TEST(wall_clock_counts_the_periods_a_late_round_drops_beyond_the_backlog)
         vmp_delivery_stop(&d);
         dropped = (int64_t)vmp_delivery_dropped(&d);
     }
-    atomic_store(&stop_spinning, 1);
-    pthread_join(busy, NULL);
-    usleep(10000); /* a last signal in flight is handled before the handler goes */
-    sigaction(SIGUSR2, &old, NULL);
+    end_busy_alone(busy, &old);
     long sig = atomic_load(&signalled[BUSY]), rep = atomic_load(&repeated[BUSY]);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    %lld periods: %ld signals, %ld repeated, %lld dropped\n", (long long)periods, sig, rep,
@@ -1033,15 +1044,9 @@ static int64_t clock_ms(clockid_t c)
  * little only asks for less. */
 VMP_TEST(cpu_clock_counts_the_periods_a_late_round_drops_beyond_the_backlog)
 {
-    for (int r = 0; r < ROLES; r++)
-        reset_role(r);
-    atomic_store(&stop_spinning, 0);
     struct sigaction old;
-    install_handler(&old);
     pthread_t busy;
-    pthread_create(&busy, NULL, busy_thread, NULL);
-    while (!atomic_load(&tids[BUSY]))
-        usleep(100);
+    start_busy_alone(&busy, &old);
     clockid_t busy_clock;
     pthread_getcpuclockid(busy, &busy_clock);
     static _Atomic pid_t me;
@@ -1060,10 +1065,7 @@ VMP_TEST(cpu_clock_counts_the_periods_a_late_round_drops_beyond_the_backlog)
         vmp_delivery_stop(&d);
         dropped = (int64_t)vmp_delivery_dropped(&d);
     }
-    atomic_store(&stop_spinning, 1);
-    pthread_join(busy, NULL);
-    usleep(10000); /* a last signal in flight is handled before the handler goes */
-    sigaction(SIGUSR2, &old, NULL);
+    end_busy_alone(busy, &old);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    %lld ms of CPU in the gap: %ld signals, %lld dropped\n", (long long)gap,
                atomic_load(&signalled[BUSY]), (long long)dropped);
