@@ -13,20 +13,6 @@
 #include "vmp_test.h"
 #include "vmprof.h"
 
-static unsigned char *load(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *d = malloc(n > 0 ? (size_t)n : 1);
-    *len = fread(d, 1, (size_t)n, f);
-    fclose(f);
-    return d;
-}
-
 static uint64_t rng;
 
 static uint64_t next_random(void)
@@ -174,7 +160,7 @@ VMP_TEST(compact_gives_back_every_fixture_byte_for_byte)
     rng = 0x9e3779b97f4a7c15ULL;
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
         size_t len;
-        unsigned char *d = load(vmp_fixture(fixtures[i]), &len);
+        unsigned char *d = vmp_test_read_file(vmp_fixture(fixtures[i]), &len);
         REQUIRE(d);
         for (int round = 0; round < 3; round++) {
             size_t clen = round_trip(d, len);
@@ -334,7 +320,7 @@ static void watch(void *ctx, const vmp_stack_record *r)
 VMP_TEST(observer_reports_each_stack_record_and_exact_repeats)
 {
     size_t len;
-    unsigned char *d = load(vmp_fixture("calc_lines_py311.prof"), &len);
+    unsigned char *d = vmp_test_read_file(vmp_fixture("calc_lines_py311.prof"), &len);
     REQUIRE(d);
     watched *w = calloc(1, sizeof *w);
     w->input = d;
@@ -412,7 +398,7 @@ VMP_TEST(compact_is_exact_for_whatever_the_decoder_accepts_under_mutation)
     int accepted = 0, refused = 0;
     for (size_t s = 0; s < sizeof seeds / sizeof *seeds; s++) {
         size_t len;
-        unsigned char *orig = load(vmp_fixture(seeds[s]), &len);
+        unsigned char *orig = vmp_test_read_file(vmp_fixture(seeds[s]), &len);
         REQUIRE(orig);
         size_t cap = len * 2 + 4096;
         unsigned char *d = malloc(cap);
@@ -435,7 +421,7 @@ VMP_TEST(compact_is_exact_for_whatever_the_decoder_accepts_under_mutation)
 VMP_TEST(a_damaged_compact_file_is_an_error_not_a_crash)
 {
     size_t len;
-    unsigned char *d = load(vmp_fixture("grow_mem_py311.prof"), &len);
+    unsigned char *d = vmp_test_read_file(vmp_fixture("grow_mem_py311.prof"), &len);
     REQUIRE(d);
     rng = 99;
     buf c = {0};
@@ -466,7 +452,7 @@ VMP_TEST(a_damaged_compact_file_is_an_error_not_a_crash)
 VMP_TEST(a_compact_writer_comes_before_the_first_record_is_read)
 {
     size_t len;
-    unsigned char *d = load(vmp_fixture("calc_py311.prof"), &len);
+    unsigned char *d = vmp_test_read_file(vmp_fixture("calc_py311.prof"), &len);
     REQUIRE(d);
     vmp_error err;
     vmp_decoder *dec = vmp_decoder_new(NULL, &err);

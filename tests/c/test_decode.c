@@ -103,24 +103,6 @@ static int same_profile(const vmp_profile *a, const vmp_profile *b)
     return 1;
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 /* ---- round trips ------------------------------------------------------------ */
 
 static void check_round_trip(int word, unsigned mode)
@@ -668,7 +650,7 @@ VMP_TEST(decode_fixtures_via_file_pipe_and_gzip)
         CHECK(total == s->n_samples);
 
         size_t len;
-        unsigned char *data = slurp(path, &len);
+        unsigned char *data = vmp_test_read_file(path, &len);
         REQUIRE(data);
         vmp_profile *b = read_through_pipe(data, len, &err);
         CHECK(b && same_profile(a, b));
@@ -830,7 +812,7 @@ VMP_TEST(decode_version_7_sample_times)
 static void check_reencode(const char *name)
 {
     size_t len;
-    unsigned char *data = slurp(vmp_fixture(name), &len);
+    unsigned char *data = vmp_test_read_file(vmp_fixture(name), &len);
     REQUIRE(data && len > 40);
     unsigned char *out = malloc(len + 4096);
     REQUIRE(out);

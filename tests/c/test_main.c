@@ -37,6 +37,24 @@ const char *vmp_fixture(const char *name)
     return path;
 }
 
+unsigned char *vmp_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL; /* (+1: never malloc(0)) */
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *len = buf ? (size_t)n : 0;
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     int passed = 0, failed = 0, i;

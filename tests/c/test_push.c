@@ -8,20 +8,6 @@
 #include "vmp_test.h"
 #include "vmprof.h"
 
-static unsigned char *load(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *d = malloc(n > 0 ? (size_t)n : 1);
-    *len = fread(d, 1, (size_t)n, f);
-    fclose(f);
-    return d;
-}
-
 static vmp_profile *push_in_pieces(const unsigned char *d, size_t len, size_t piece,
                                    vmp_error *err)
 {
@@ -68,7 +54,7 @@ VMP_TEST(push_pieces_of_any_size_give_the_same_profile)
     static const size_t pieces[] = {1, 7, 4096, 1 << 20};
     for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
         size_t len;
-        unsigned char *d = load(vmp_fixture(names[k]), &len);
+        unsigned char *d = vmp_test_read_file(vmp_fixture(names[k]), &len);
         REQUIRE(d);
         vmp_error err;
         vmp_profile *whole = vmp_profile_read_memory(d, len, NULL, &err);
@@ -111,7 +97,7 @@ VMP_TEST(push_reports_bad_input)
     vmp_decoder_free(d);
     /* strict: a cut record is an error at the end */
     size_t len;
-    unsigned char *data = load(vmp_fixture("calc_py311.prof"), &len);
+    unsigned char *data = vmp_test_read_file(vmp_fixture("calc_py311.prof"), &len);
     REQUIRE(data);
     vmp_read_options strict = {1};
     d = vmp_decoder_new(&strict, &err);
@@ -129,7 +115,7 @@ VMP_TEST(profile_memory_counts_what_the_model_holds)
     static const char *names[] = {"calc_py311.prof", "grow_mem_py311.prof"};
     for (size_t k = 0; k < 2; k++) {
         size_t len;
-        unsigned char *d = load(vmp_fixture(names[k]), &len);
+        unsigned char *d = vmp_test_read_file(vmp_fixture(names[k]), &len);
         REQUIRE(d);
         vmp_error err;
         vmp_profile *whole = vmp_profile_read_memory(d, len, NULL, &err);

@@ -18,6 +18,9 @@ void vmp_test_register(const char *name, vmp_test_fn fn);
 void vmp_test_fail(const char *file, int line, const char *what);
 /* Path of a fixture file under the upstream fixtures folder (static buffer). */
 const char *vmp_fixture(const char *name);
+/* The whole of a file, malloc'd (the caller frees it), its length in *len;
+ * NULL when it cannot be opened or read. */
+unsigned char *vmp_test_read_file(const char *path, size_t *len);
 
 #define VMP_TEST(name)                                                           \
     static void name(void);                                                      \
