@@ -185,6 +185,17 @@ static uint32_t place_take(pid_t tid)
     return VMP_NO_PLACE;
 }
 
+/* The sending thread, sources mode: the handler of thread tid (at place k)
+ * counts its time from `base` (its CPU clock, or the wall clock's ns),
+ * with no earlier probe answer or repeat clock; published last. */
+static void place_count_from(uint32_t k, pid_t tid, int64_t base)
+{
+    atomic_store(&base_cpu[k], base);
+    atomic_store(&rep_cpu[k], -1);
+    atomic_store(&probe_answer[k], 0);
+    atomic_store_explicit(&base_tid[k], tid, memory_order_release);
+}
+
 /* The sending thread: thread tid ended; its place may be taken again (a
  * lookup steps over it meanwhile). */
 static void place_give_back(uint32_t p)
@@ -287,9 +298,9 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid)
 {
     if (!info)
         return 0;
-    signal_sent = info->si_code == SI_TKILL && info->si_pid == pid;
     if (info->si_code == SI_TKILL)
-        return info->si_pid == pid;
+        return signal_sent = info->si_pid == pid;
+    signal_sent = 0;
     if (info->si_code == POLL_IN) {
         uint32_t k = vmp_delivery_this_place();
         return k != VMP_NO_PLACE && atomic_load_explicit(&source_fd[k], memory_order_relaxed) == info->si_fd + 1;
@@ -568,10 +579,7 @@ static int note_thread(vmp_delivery *d, pid_t tid)
             /* born during the run: all its CPU time counts (the handler
              * pays it); on the wall clock, from halfway between the last
              * listing and this one */
-            atomic_store(&base_cpu[k], d->cpu_clock ? 0 : (d->last_rescan + clock_ns(CLOCK_MONOTONIC)) / 2);
-            atomic_store(&rep_cpu[k], -1);
-            atomic_store(&probe_answer[k], 0);
-            atomic_store_explicit(&base_tid[k], tid, memory_order_release);
+            place_count_from(k, tid, d->cpu_clock ? 0 : (d->last_rescan + clock_ns(CLOCK_MONOTONIC)) / 2);
         }
         make_active(d, t); /* a thread born during the run: all its CPU time counts */
     }
@@ -1489,10 +1497,7 @@ int vmp_delivery_start(vmp_delivery *d)
         for (size_t i = 0; i < d->n_threads; i++) {
             vmp_delivery_thread *t = &d->threads[i];
             size_t k = t->place;
-            atomic_store(&base_cpu[k], d->cpu_clock ? t->last_cpu : d->last_round);
-            atomic_store(&rep_cpu[k], -1);
-            atomic_store(&probe_answer[k], 0);
-            atomic_store_explicit(&base_tid[k], t->tid, memory_order_release);
+            place_count_from(k, t->tid, d->cpu_clock ? t->last_cpu : d->last_round);
         }
         atomic_store(&paused_flag, d->paused);
         atomic_store(&wall_counting, !d->cpu_clock);
