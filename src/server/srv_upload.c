@@ -370,6 +370,24 @@ static void filename_label(srv_request *req, char *out, size_t size)
     out[n] = 0;
 }
 
+/* The first views of a new profile, computed on a thread of their own while
+ * the upload's thread waits for the disk (the file's fsync, the database's),
+ * so that the answer is not later by their time. */
+typedef struct first_views {
+    srv_server *server;
+    const char *id;
+    const vmp_profile *profile;
+} first_views;
+
+static void *prepare_first_views(void *arg)
+{
+    first_views *v = arg;
+    /* (after forgetting the answers about a profile this one replaces) */
+    srv_memo_forget_run(v->server->memo, v->id);
+    srv_query_prepare(v->server, v->id, v->profile);
+    return NULL;
+}
+
 static void finish_upload(srv_request *req)
 {
     srv_server *s = req->server;
@@ -417,24 +435,35 @@ static void finish_upload(srv_request *req)
         srv_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "jid", u->run.id));
         return;
     }
-    if (srv_blob_commit(blob, &size, &err) < 0) {
-        srv_reply_error(req, 507, "%s", err.message);
-        return;
-    }
-    srv_run_facts facts;
-    facts_of(u->profile, size, &facts);
+    /* What the first view needs is computed now, while the profile is hot,
+     * beside the commit (or before it, when no thread can be had).  The
+     * profile is only read from here on, by both threads. */
+    first_views views = {s, u->run.id, u->profile};
+    pthread_t helper;
+    int helped = pthread_create(&helper, NULL, prepare_first_views, &views) == 0;
+    if (!helped)
+        prepare_first_views(&views);
+    int rc = srv_blob_commit(blob, &size, &err) < 0 ? 507 : 0;
     char label[512];
-    filename_label(req, label, sizeof label);
-    int rc = srv_store_run_set_profile(s->store, u->run.id, &facts, label, &err);
-    if (rc != 0) {
-        srv_reply_error(req, rc < 0 ? 503 : 400, "%s",
-                        rc < 0 ? err.message : "the runtime was frozen meanwhile");
+    if (!rc) {
+        srv_run_facts facts;
+        facts_of(u->profile, size, &facts);
+        filename_label(req, label, sizeof label);
+        int stored = srv_store_run_set_profile(s->store, u->run.id, &facts, label, &err);
+        if (stored != 0) {
+            rc = stored < 0 ? 503 : 400;
+            if (stored > 0)
+                snprintf(err.message, sizeof err.message, "the runtime was frozen meanwhile");
+        }
+    }
+    if (helped)
+        pthread_join(helper, NULL);
+    if (rc) {
+        /* (the answers just kept are about a profile the run does not have) */
+        srv_memo_forget_run(s->memo, u->run.id);
+        srv_reply_error(req, (unsigned)rc, "%s", err.message);
         return;
     }
-    /* What the first view needs is computed now, while the profile is hot
-     * (after forgetting the answers about a profile this one replaces). */
-    srv_memo_forget_run(s->memo, u->run.id);
-    srv_query_prepare(s, u->run.id, u->profile);
     srv_cache_put(s->cache, u->run.id, u->profile);
     srv_blob_compress_later(u->run.id);
     u->profile = NULL;

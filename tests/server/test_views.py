@@ -55,6 +55,27 @@ def test_tree_whole(server, run):
     assert t["functions"][str(top["fn"])]["file"].endswith("burn_workload.py")
 
 
+def test_the_first_trees_are_ready_when_the_upload_is_answered(start_server, profile_bytes):
+    """The two first trees (the API's default, the UI run page's depth 128)
+    are computed while the upload is committed: each is given from what the
+    server keeps at its first asking, and is the answer the server computes
+    for it again after a restart."""
+    server = start_server()
+    reused = lambda: get_ok(server, "/api/health")["answers"]["reused"]
+    rid = server.upload(profile_bytes)
+    before = reused()
+    first = [get_ok(server, "/api/runs/%s/tree" % rid),
+             get_ok(server, "/api/runs/%s/tree?depth=128&min=0.0005" % rid)]
+    assert reused() == before + 2
+    assert server.stop()[0] == 0
+    server.start()
+    before = reused()
+    again = [get_ok(server, "/api/runs/%s/tree" % rid),
+             get_ok(server, "/api/runs/%s/tree?depth=128&min=0.0005" % rid)]
+    assert reused() == before
+    assert again == first
+
+
 def test_tree_at_a_path_with_depth_and_share(server, run):
     whole = get_ok(server, "/api/runs/%s/tree?depth=50&min=0" % run)
     # The path to the burning function, from the whole tree.
