@@ -384,8 +384,13 @@ static ssize_t read_blob(void *cls, uint64_t pos, char *buf, size_t max)
     ssize_t n = srv_blob_read(cls, buf, max);
     if (n == 0)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    if (n < 0)
+    if (n < 0) {
+        /* (the answer's status and length are sent: the download stops
+         * short, and whoever runs the server learns why) */
+        fprintf(stderr, "vmprof-server: a download of a raw profile stopped short: %s\n",
+                srv_blob_reader_error(cls));
         return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     return n;
 }
 
@@ -401,7 +406,9 @@ static void raw_run(srv_request *req)
         return;
     srv_blob_reader *r = srv_blob_open(req->server->data_dir, run.id, SRV_BLOB_PROFILE);
     if (!r) {
-        srv_reply_error(req, 500, "the profile file of run %s is missing", run.id);
+        srv_reply_error(req, 500, "the profile file of run %s is missing (no runs/%s.prof* under "
+                                  "the data folder): restore it from a backup, or delete the "
+                                  "run and upload its profile again", run.id, run.id);
         srv_run_clear(&run);
         return;
     }

@@ -532,6 +532,9 @@ void srv_blob_remove(const char *data_dir, const char *id)
 struct srv_blob_reader {
     int fd;
     stored_as as;
+    char name[4200];   /* the file, as errors name it */
+    char error[256];   /* why reading its bytes failed: the first reason */
+    char message[4600]; /* srv_blob_reader_error's answer */
     vmp_compact_reader *compact; /* STORED_COMPACT */
     z_stream z;        /* STORED_GZIP */
     int ended;
@@ -542,6 +545,14 @@ struct srv_blob_reader {
 };
 
 static ssize_t read_zstd(srv_blob_reader *r, void *buf, size_t n);
+
+/* Records why the file's bytes do not read (the first reason); -1. */
+static ssize_t unreadable(srv_blob_reader *r, const char *what, const char *detail)
+{
+    if (!r->error[0])
+        snprintf(r->error, sizeof r->error, "%s%s", what, detail);
+    return -1;
+}
 
 static ssize_t read_zstd_source(void *ctx, void *buf, size_t n)
 {
@@ -555,19 +566,16 @@ static ssize_t read_fd(void *ctx, void *buf, size_t n)
     do
         k = read(r->fd, buf, n);
     while (k < 0 && errno == EINTR);
-    return k;
+    return k < 0 ? unreadable(r, "cannot read it: ", strerror(errno)) : k;
 }
 
-srv_blob_reader *srv_blob_open(const char *data_dir, const char *id, srv_blob_kind kind)
+static srv_blob_reader *open_as(const char *path, const char *name, stored_as as)
 {
-    char path[4200];
-    stored_as as;
-    if (find(data_dir, id, kind, path, sizeof path, &as) < 0)
-        return NULL;
     srv_blob_reader *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->as = as;
+    snprintf(r->name, sizeof r->name, "%s", name);
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     int ok = r->fd >= 0;
     if (ok && as == STORED_GZIP && inflateInit2(&r->z, 15 + 16) != Z_OK) {
@@ -590,6 +598,48 @@ srv_blob_reader *srv_blob_open(const char *data_dir, const char *id, srv_blob_ki
     return r;
 }
 
+srv_blob_reader *srv_blob_open(const char *data_dir, const char *id, srv_blob_kind kind)
+{
+    char path[4200], name[4200];
+    stored_as as;
+    if (find(data_dir, id, kind, path, sizeof path, &as) < 0)
+        return NULL;
+    snprintf(name, sizeof name, "runs/%s%s", id, suffix(kind, as));
+    return open_as(path, name, as);
+}
+
+srv_blob_reader *srv_blob_open_file(const char *path)
+{
+    /* (named as the server names a run's profile: the name says the form) */
+    size_t len = strlen(path);
+    stored_as as = STORED_PLAIN;
+    for (int i = 0; i < STORED_FORMS; i++) {
+        const char *end = profile_suffix[i] + strlen(".prof");
+        size_t n = strlen(end);
+        if (n && len > n && strcmp(path + len - n, end) == 0) {
+            as = (stored_as)i;
+            break;
+        }
+    }
+    return open_as(path, path, as);
+}
+
+const char *srv_blob_reader_error(srv_blob_reader *r)
+{
+    static const char compact_damage[] = "the compact profile is damaged: ";
+    const char *what = r->error;
+    if (!what[0] && r->compact)
+        what = vmp_compact_reader_error(r->compact);
+    if (!what[0])
+        return "";
+    if (strncmp(what, compact_damage, sizeof compact_damage - 1) == 0)
+        what += sizeof compact_damage - 1;
+    else if (strncmp(what, "out of memory", 13) == 0)
+        return what; /* (nothing wrong with the file) */
+    snprintf(r->message, sizeof r->message, "%s is damaged: %s", r->name, what);
+    return r->message;
+}
+
 /* Decompresses into buf what was compressed here, streamed (the memory is
  * zstd's window: 512 KB at the level used), to the end of the file. */
 static ssize_t read_zstd(srv_blob_reader *r, void *buf, size_t n)
@@ -601,7 +651,7 @@ static ssize_t read_zstd(srv_blob_reader *r, void *buf, size_t n)
             if (k < 0 && errno == EINTR)
                 continue;
             if (k < 0)
-                return -1;
+                return unreadable(r, "cannot read it: ", strerror(errno));
             r->eof = k == 0;
             r->zin.size = (size_t)k;
             r->zin.pos = 0;
@@ -609,14 +659,15 @@ static ssize_t read_zstd(srv_blob_reader *r, void *buf, size_t n)
         size_t consumed = r->zin.pos;
         size_t rc = ZSTD_decompressStream(r->zd, &out, &r->zin);
         if (ZSTD_isError(rc))
-            return -1;
+            return unreadable(r, "zstd: ", ZSTD_getErrorName(rc));
         int progress = out.pos > 0 || r->zin.pos > consumed;
         if (progress)
             r->frame_open = rc != 0; /* 0: a frame ended, all of it given */
         /* At the end of the file with nothing more to give: 0 if the last
          * frame ended there, -1 if the file was cut inside it. */
         if (!progress && r->eof)
-            return r->frame_open ? -1 : 0;
+            return r->frame_open ? unreadable(r, "it is cut short (inside its zstd frame)", "")
+                                 : 0;
     }
     return (ssize_t)out.pos;
 }
@@ -635,9 +686,9 @@ ssize_t srv_blob_read(srv_blob_reader *r, void *buf, size_t n)
         if (r->z.avail_in == 0) {
             ssize_t k = read(r->fd, r->in, sizeof r->in);
             if (k < 0)
-                return -1;
+                return unreadable(r, "cannot read it: ", strerror(errno));
             if (k == 0)
-                return -1; /* the compressed stream ended early */
+                return unreadable(r, "it is cut short (inside its gzip stream)", "");
             r->z.next_in = r->in;
             r->z.avail_in = (uInt)k;
         }
@@ -645,7 +696,7 @@ ssize_t srv_blob_read(srv_blob_reader *r, void *buf, size_t n)
         if (rc == Z_STREAM_END)
             r->ended = 1;
         else if (rc != Z_OK && rc != Z_BUF_ERROR)
-            return -1;
+            return unreadable(r, "gzip: ", r->z.msg ? r->z.msg : "the stream is corrupt");
     }
     return (ssize_t)(n - r->z.avail_out);
 }
@@ -663,6 +714,11 @@ void srv_blob_close(srv_blob_reader *r)
     free(r);
 }
 
+/* What to do about a run whose stored file is damaged (its bytes are not
+ * anywhere else on the server: /raw gives back the same file). */
+#define DAMAGE_ADVICE "restore that file under the data folder from a backup, or delete " \
+                      "the run and upload its profile again"
+
 vmp_profile *srv_blob_read_profile(const char *data_dir, const char *id, srv_err *err)
 {
     char path[4200];
@@ -670,14 +726,18 @@ vmp_profile *srv_blob_read_profile(const char *data_dir, const char *id, srv_err
     vmp_error verr = {0};
     vmp_profile *p = NULL;
     if (find(data_dir, id, SRV_BLOB_PROFILE, path, sizeof path, &as) < 0) {
-        set_err(err, "the profile file of run %s is missing%s", id, "");
+        set_err(err, "the profile file of run %s is missing (no runs/%s.prof* under the data "
+                     "folder): restore it from a backup, or delete the run and upload its "
+                     "profile again", id, id);
         return NULL;
     }
     if (as == STORED_PLAIN || as == STORED_GZIP) {
         /* plain or gzip (either way it came, or gzipped here by an older
          * build): the library's reader takes both */
         if (!(p = vmp_profile_read_file(path, NULL, &verr)))
-            set_err(err, "the stored profile of run %s does not read: %s", id, verr.message);
+            snprintf(err->message, sizeof err->message, "the stored profile of run %s does not "
+                     "read: runs/%s%s is damaged: %s; %s", id, id, suffix(SRV_BLOB_PROFILE, as),
+                     verr.message, DAMAGE_ADVICE);
         return p;
     }
     srv_blob_reader *r = srv_blob_open(data_dir, id, SRV_BLOB_PROFILE);
@@ -693,11 +753,23 @@ vmp_profile *srv_blob_read_profile(const char *data_dir, const char *id, srv_err
         p = vmp_decoder_finish(d, &verr);
         d = NULL;
     }
-    if (!p)
-        set_err(err, "the stored profile of run %s does not read: %s", id,
-                verr.message[0] ? verr.message
-                : r && r->compact && vmp_compact_reader_error(r->compact)[0]
-                    ? vmp_compact_reader_error(r->compact) : "its compressed file is damaged");
+    if (!p) {
+        const char *why = r ? srv_blob_reader_error(r) : "";
+        if (why[0] && strncmp(why, "out of memory", 13) != 0)
+            snprintf(err->message, sizeof err->message, "the stored profile of run %s does not "
+                     "read: %s; %s", id, why, DAMAGE_ADVICE);
+        else if (why[0])
+            set_err(err, "the stored profile of run %s does not read: %s", id, why);
+        else if (!r || !d || !buf)
+            set_err(err, "the stored profile of run %s does not read: %s", id,
+                    r ? "out of memory" : "its file does not open");
+        else
+            /* (its bytes came back, and are not the profile decoded when it
+             * was uploaded) */
+            snprintf(err->message, sizeof err->message, "the stored profile of run %s does not "
+                     "read: runs/%s%s is damaged: what it gives back %s; %s", id, id,
+                     suffix(SRV_BLOB_PROFILE, r->as), verr.message, DAMAGE_ADVICE);
+    }
     vmp_decoder_free(d);
     free(buf);
     srv_blob_close(r);

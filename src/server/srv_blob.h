@@ -84,8 +84,15 @@ void srv_blob_remove(const char *data_dir, const char *id);
  * what was compressed here, streamed: memory does not follow the file). */
 typedef struct srv_blob_reader srv_blob_reader;
 srv_blob_reader *srv_blob_open(const char *data_dir, const char *id, srv_blob_kind kind);
+/* A profile file by its path, outside a data folder: its name says how it
+ * holds the bytes, as the server names them (ID.prof.vmc.zst, .prof.vmc,
+ * .prof.zst, .prof.gz; any other name: the bytes as they are). */
+srv_blob_reader *srv_blob_open_file(const char *path);
 /* Bytes read into buf, 0 at the end, -1 on error. */
 ssize_t srv_blob_read(srv_blob_reader *r, void *buf, size_t n);
+/* After -1: why, one line ("runs/ID.prof.vmc.zst is damaged: it is cut
+ * short ..."; the file as it was opened); "" when nothing failed. */
+const char *srv_blob_reader_error(srv_blob_reader *r);
 void srv_blob_close(srv_blob_reader *r);
 
 /* Decodes a run's stored profile, whichever way it is stored (NULL with err

@@ -1,11 +1,13 @@
 /*
- * srv_main.c - the vmprof-server command: serve, or manage users.
+ * srv_main.c - the vmprof-server command: serve, manage users, or give back a
+ * stored profile as it was uploaded (raw).
  *
  *   vmprof-server --data DIR [--listen HOST:PORT] [--database URL]
  *                 [--max-upload SIZE] [--anonymous-upload on|off] [...]
  *   vmprof-server --data DIR [--database URL] user add NAME [--admin]
  *   vmprof-server --data DIR [--database URL] user token NAME
  *   vmprof-server --data DIR [--database URL] user password NAME   (from stdin)
+ *   vmprof-server [--data DIR] raw ID|FILE [-o OUT]
  *
  * Serving: the database is opened (created), what an earlier run of the
  * server left unfinished is removed (runs never frozen, their files, files
@@ -26,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "srv_api.h"
 #include "srv_auth.h"
 #include "srv_blob.h"
 #include "srv_cache.h"
@@ -56,6 +59,8 @@ static const char usage[] =
     "       vmprof-server --data DIR [--database URL] user add NAME [--admin]\n"
     "       vmprof-server --data DIR [--database URL] user token NAME\n"
     "       vmprof-server --data DIR [--database URL] user password NAME  (reads stdin)\n"
+    "       vmprof-server --data DIR raw ID [-o OUT]   (run ID's profile as uploaded)\n"
+    "       vmprof-server raw FILE [-o OUT]  (the same from a stored file: ID.prof.vmc.zst...)\n"
     "SIZE: bytes, or with k, M or G (1024-based).  Defaults: --listen 127.0.0.1:8000,\n"
     "--database DIR/vmprof.db (SQLite; postgresql://... for PostgreSQL), --max-upload 1G,\n"
     "--anonymous-upload on, --cache-size 512M.\n";
@@ -186,6 +191,64 @@ static srv_store *open_store(const options *o, char *db_default, size_t size)
     if (!store)
         die("%s", err.message);
     return store;
+}
+
+/* ---- raw: a stored profile given back as uploaded, outside the server -------------- */
+
+/* The bytes of a run's profile as they were uploaded (what GET
+ * /api/runs/ID/raw sends, read by the same code), from the data folder or
+ * from one stored file, to OUT or standard output.  A damaged file: what
+ * comes before the damage is written, and the error says so (exit 1). */
+static int raw_command(const options *o)
+{
+    const char *what = o->nrest >= 2 ? o->rest[1] : NULL, *out_path = NULL;
+    for (int i = 2; i < o->nrest; i++) {
+        if (strcmp(o->rest[i], "-o") == 0 && i + 1 < o->nrest)
+            out_path = o->rest[++i];
+        else
+            die("raw: unexpected %s\n%s", o->rest[i], usage);
+    }
+    if (!what || !*what)
+        die("raw: name a run id (with --data DIR) or a stored profile file\n%s", usage);
+    srv_blob_reader *r;
+    struct stat st;
+    if (o->data && srv_valid_run_id(what)) {
+        r = srv_blob_open(o->data, what, SRV_BLOB_PROFILE);
+        if (!r)
+            die("raw: run %s has no profile file under %s/runs", what, o->data);
+    } else if (stat(what, &st) == 0 && S_ISREG(st.st_mode)) {
+        r = srv_blob_open_file(what);
+        if (!r)
+            die("raw: cannot open %s: %s", what, strerror(errno));
+    } else {
+        die("raw: %s is neither a file nor %s", what,
+            o->data ? "a run id" : "a run id with --data DIR");
+    }
+    int fd = 1;
+    if (out_path && (fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        die("raw: cannot write %s: %s", out_path, strerror(errno));
+    if (!out_path && isatty(1))
+        die("raw: the profile is binary: give -o OUT or redirect standard output");
+    static char buf[256 * 1024];
+    uint64_t written = 0;
+    ssize_t k;
+    while ((k = srv_blob_read(r, buf, sizeof buf)) > 0) {
+        if (srv_write_all(fd, buf, (size_t)k) < 0)
+            die("raw: cannot write %s: %s", out_path ? out_path : "standard output",
+                strerror(errno));
+        written += (uint64_t)k;
+    }
+    if (k < 0) {
+        fprintf(stderr, "vmprof-server: raw: %s; the %llu bytes before the damage were "
+                        "written (a profile cut short still reads up to its cut)\n",
+                srv_blob_reader_error(r), (unsigned long long)written);
+        srv_blob_close(r);
+        return 1;
+    }
+    srv_blob_close(r);
+    if (out_path && (fsync(fd) < 0 || close(fd) < 0))
+        die("raw: cannot write %s: %s", out_path, strerror(errno));
+    return 0;
 }
 
 /* ---- user management ------------------------------------------------------------ */
@@ -393,6 +456,8 @@ int main(int argc, char **argv)
 {
     options o = {0};
     parse(argc, argv, &o);
+    if (o.nrest && strcmp(o.rest[0], "raw") == 0)
+        return raw_command(&o);
     if (!o.data)
         die("--data DIR is needed: the folder that holds the database and the profiles\n%s",
             usage);

@@ -6,6 +6,7 @@ import http.client
 import os
 import random
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import ORIG_PYTHON, ROOT
+from conftest import ORIG_PYTHON, ROOT, SERVER_BIN
 
 
 def listed_ids(server, **query):
@@ -108,11 +109,34 @@ def test_every_fixture_comes_back_byte_for_byte(start_server, make_profile, prof
         with open(os.path.join(runs, rid + ".prof.vmc"), "wb") as f:
             f.write(unzstd(packed))
         os.unlink(packed)
+    # Outside the server (before it starts and compresses the .prof.vmc
+    # files again): `vmprof-server --data DIR raw ID`, and `raw FILE` on the
+    # stored file alone (copied out of the data folder), give the same
+    # bytes, from .prof.vmc and .prof.vmc.zst alike.
+    elsewhere = os.path.join(server.data, "..", "copied")
+    os.makedirs(elsewhere)
+    forms = set()
+    for rid, data in zip(ids, profiles):
+        assert raw_command(server, rid) == (0, data, ""), rid
+        name = [n for n in os.listdir(runs) if n.startswith(rid)][0]
+        forms.add(name[len(rid):])
+        copy = os.path.join(elsewhere, name)
+        shutil.copyfile(os.path.join(runs, name), copy)
+        assert raw_command(None, copy) == (0, data, ""), rid
+    assert forms == {".prof.vmc", ".prof.vmc.zst"}
     server.start()
     for rid, data in zip(ids, profiles):
         assert server.get("/api/runs/%s/raw" % rid)[1] == data, rid
         samples = server.get("/api/runs/%s" % rid)[1]["samples"]
         assert tree_total(server, rid) == samples
+
+
+def raw_command(server, what, *args):
+    """`vmprof-server [--data DIR] raw WHAT ARGS...`: (status, stdout bytes,
+    stderr text)."""
+    out = subprocess.run([SERVER_BIN] + (["--data", server.data] if server else []) +
+                         ["raw", what] + list(args), capture_output=True, timeout=120)
+    return out.returncode, out.stdout, out.stderr.decode()
 
 
 # Generated shapes: samples, distinct stacks, seed, word size, memory, sample times
@@ -217,9 +241,19 @@ def test_runs_stored_by_older_builds_are_still_served(start_server, profile_byte
     assert tree_total(server, old_plain) == server.get("/api/runs/%s" % old_plain)[1]["samples"]
 
 
-@pytest.mark.parametrize("form", [".prof.vmc.zst", ".prof.vmc"])
+@pytest.mark.parametrize("form, damage, says", [
+    (".prof.vmc.zst", "cut", "is damaged: it is cut short (inside its zstd frame)"),
+    (".prof.vmc.zst", "flip", "is damaged: zstd: "),
+    (".prof.vmc", "cut", "is damaged: it is cut short"),
+    (".prof.vmc", "flip", "is damaged: "),
+])
 def test_a_damaged_compressed_file_is_an_error_not_a_crash(start_server, big_profile_bytes,
-                                                          form):
+                                                          form, damage, says):
+    """A stored file damaged on the disk: every view answers 500 with one line
+    that names the file, says what is wrong with it and what to do; the
+    download stops short (its status and length were sent) and the server
+    says why on its standard error; the raw command writes what comes before
+    the damage and says the same (exit 1)."""
     server = start_server()
     rid = server.upload(big_profile_bytes)
     wait_for_files(server, [rid + ".prof.vmc.zst"])
@@ -230,10 +264,29 @@ def test_a_damaged_compressed_file_is_an_error_not_a_crash(start_server, big_pro
             f.write(unzstd(path + ".zst"))
         os.unlink(path + ".zst")
     with open(path, "r+b") as f:
-        f.truncate(os.path.getsize(path) // 2)
+        if damage == "cut":
+            f.truncate(os.path.getsize(path) // 2)
+        else:
+            # a stretch in the middle overwritten (in the compact form, where
+            # the references are: the first third is the defined stacks)
+            f.seek(os.path.getsize(path) * 2 // 3)
+            f.write(bytes(range(251, 0, -1)) * 4)
+    # (no server while the command reads: the start-up compressor may turn a
+    # .prof.vmc into .prof.vmc.zst, damage and all)
+    status, out, err = raw_command(server, rid)
+    named = "runs/%s%s" % (rid, form)
+    assert status == 1 and named + " " + says in err and "\n" not in err.strip(), err
+    assert "bytes before the damage were written" in err
+    assert len(out) < len(big_profile_bytes) and big_profile_bytes.startswith(out)
     server.start()
-    status, reply, _ = server.get("/api/runs/%s/tree" % rid)
-    assert status == 500 and "does not read" in reply["error"], reply
+    for view in ("tree", "functions", "export/collapsed"):
+        status, reply, _ = server.get("/api/runs/%s/%s" % (rid, view))
+        error = reply["error"]
+        assert status == 500 and "\n" not in error, reply
+        assert re.search(r"^the stored profile of run %s does not read: runs/%s\.prof\.vmc"
+                         r"(\.zst)? is damaged: " % (rid, rid), error), error
+        assert error.endswith("; restore that file under the data folder from a backup, or "
+                              "delete the run and upload its profile again"), error
     # the download stops short of the declared length instead of lying
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     conn.request("GET", "/api/runs/%s/raw" % rid)
@@ -242,6 +295,42 @@ def test_a_damaged_compressed_file_is_an_error_not_a_crash(start_server, big_pro
         resp.read()
     conn.close()
     assert server.get("/api/health")[0] == 200
+    status, err = server.stop()
+    assert status == 0
+    assert re.search(r"a download of a raw profile stopped short: runs/%s\.prof\.vmc(\.zst)? "
+                     r"is damaged: " % rid, err), err
+
+
+def test_a_missing_file_says_what_to_do(server, profile_bytes):
+    rid = server.upload(profile_bytes)
+    wait_for_files(server, [rid + ".prof.vmc.zst"])
+    assert server.stop()[0] == 0
+    os.unlink(os.path.join(server.data, "runs", rid + ".prof.vmc.zst"))
+    server.start()
+    for view in ("tree", "raw"):
+        status, reply, _ = server.get("/api/runs/%s/%s" % (rid, view))
+        assert status == 500 and reply["error"] == (
+            "the profile file of run %s is missing (no runs/%s.prof* under the data folder): "
+            "restore it from a backup, or delete the run and upload its profile again"
+            % (rid, rid)), reply
+
+
+def test_the_raw_command_refuses_what_it_cannot_give(server, profile_bytes, tmp_path):
+    rid = server.upload(profile_bytes)
+    assert raw_command(server, "0123456789abcdef")[::2] == (
+        2, "vmprof-server: raw: run 0123456789abcdef has no profile file under %s/runs\n"
+        % server.data)
+    status, _, err = raw_command(None, rid)
+    assert status == 2 and "is neither a file nor a run id with --data DIR" in err
+    status, _, err = raw_command(server, rid, "--frobnicate")
+    assert status == 2 and "raw: unexpected --frobnicate" in err
+    # -o OUT: the bytes go there
+    out = str(tmp_path / "back.prof")
+    assert raw_command(server, rid, "-o", out) == (0, b"", "")
+    with open(out, "rb") as f:
+        assert f.read() == profile_bytes
+    # a file that is no stored form is given as it is (a plain profile)
+    assert raw_command(None, out)[:2] == (0, profile_bytes)
 
 
 def test_frozen_runtime_takes_no_more_uploads(server, profile_bytes):
