@@ -492,13 +492,18 @@ static void make_still(vmp_delivery *d, vmp_delivery_thread *t)
 }
 
 /* d->repeat; while stopping (stop_deadline), one that finds the ring full
- * naps and tries again until the deadline, the writer making room. */
+ * naps and tries again until the deadline, the writer making room, unless
+ * the caller says that is in vain (room_in_vain). */
 static int repeat_or_wait(vmp_delivery *d, pid_t tid, int64_t n, _Atomic int64_t *paid, int64_t from, int64_t to)
 {
     for (;;) {
         int r = d->repeat(tid, n, paid, from, to);
         if (r >= 0 || !d->stop_deadline || clock_ns(CLOCK_MONOTONIC) >= d->stop_deadline)
             return r;
+        if (d->room_in_vain && d->room_in_vain()) {
+            d->stop_deadline = 1; /* (past: the next ones wait no more either) */
+            return r;
+        }
         struct timespec nap = {0, VMP_STOP_NAP_NS};
         nanosleep(&nap, NULL);
     }

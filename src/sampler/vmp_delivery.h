@@ -194,7 +194,8 @@
  * thousands of threads waiting and a writer starved on a loaded machine,
  * 4-50% of them found the ring full and were lost.  Stopping waits, naps of
  * VMP_STOP_NAP_NS, up to VMP_STOP_WAIT_NS in all for the writer to make
- * room; what still finds none then is counted lost. */
+ * room (none once the caller's room_in_vain says so); what still finds
+ * none then is counted lost. */
 #define VMP_STOP_WAIT_NS 1000000000LL
 #define VMP_STOP_NAP_NS 200000LL
 
@@ -294,6 +295,10 @@ typedef struct vmp_delivery {
      * `from` to `to` by compare-and-swap; if it had moved already, the place
      * stays empty (nothing is written) and the answer is 1. */
     int (*repeat)(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to);
+    /* May be NULL: non-zero when waiting for ring room at stop is in vain
+     * (the writer cannot write: a pipe nobody reads, before an exec); the
+     * repeats that find no room then are counted lost at once. */
+    int (*room_in_vain)(void);
     /* Wall clock, may be NULL: non-zero while the program paused sampling
      * (no repeat is owed for those periods). */
     const _Atomic int *paused;

@@ -41,6 +41,7 @@ typedef struct vmp_run_state {
     int enabled;                /* GIL-protected */
     int disabling;              /* GIL-protected: disable() runs (it lets the GIL go while it waits) */
     int paused_for_exec;        /* GIL-protected: stopped before an exec that may yet fail */
+    _Atomic int stopping_for_exec; /* the stop before an exec runs: waits give up on a stuck writer */
     _Atomic int active;         /* handlers record samples */
     _Atomic int paused;         /* stop_sampling() nesting */
     _Atomic int in_handler;     /* handlers between entry and exit */
@@ -66,6 +67,15 @@ extern vmp_run_state vmp_run;
  * program's signals go to its own threads, and ours are never sampled.
  * Returns pthread_create's result. (vmp_sampler.c) */
 int vmp_run_start_thread(pthread_t *th, void *(*fn)(void *));
+
+/* Whether waiting for the writer is in vain: while stopping before an exec,
+ * once the write under way has got no byte out for VMP_EXEC_STUCK_NS (a
+ * pipe nobody reads), or the writer gave up.  The waits for it then end at
+ * once (the stop's repeats for ring room, names, the last sync): an exec is
+ * never held up by our writer.  disable() waits, bounded (vmp_writer.h).
+ * Any thread. (vmp_sampler.c) */
+#define VMP_EXEC_STUCK_NS 100000000LL
+int vmp_run_writer_hopeless(void);
 
 /* Samples lost: those the ring or the writer had no room for, the
  * repeats of idle threads that found none and the periods dropped beyond

@@ -57,6 +57,11 @@ int vmp_run_start_thread(pthread_t *th, void *(*fn)(void *))
     return rc;
 }
 
+int vmp_run_writer_hopeless(void)
+{
+    return atomic_load(&vmp_run.stopping_for_exec) && vmp_writer_stuck_ns() >= VMP_EXEC_STUCK_NS;
+}
+
 /* fork while profiling: before it, handlers stop recording and the ones in
  * flight finish, and the writer is held between two cycles, so that the
  * child inherits no lock taken by a thread it does not have (libunwind's,
@@ -105,6 +110,7 @@ static void after_fork_child(void)
     vmp_run.enabled = 0;
     vmp_run.disabling = 0;
     vmp_run.paused_for_exec = 0;
+    atomic_store(&vmp_run.stopping_for_exec, 0);
     timer_running = 0; /* (the parent's thread) */
     if (vmp_run.native)
         vmp_native_mode_after_fork_child(); /* forgotten, not freed; a new enable renews it */
@@ -199,6 +205,7 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
                                       .signo = signo, .sources = sources_allowed(),
                                       .skip = {&vmp_run.sampler_tid, &vmp_run.writer_tid},
                                       .repeat = vmp_handler_repeat_sample, .paused = &vmp_run.paused,
+                                      .room_in_vain = vmp_run_writer_hopeless,
                                       .n_python_tids = -1, .task_fd = -1};
     atomic_store(&vmp_run.sampler_tid, 0);
     atomic_store(&vmp_run.writer_tid, 0);
@@ -402,13 +409,17 @@ void vmp_sampler_before_exec(void)
     vmp_run.paused_for_exec = 1;
     exec_tid = vmp_delivery_this_tid();
     exec_paused_at = vmp_mono_ns();
+    /* A writer stuck on a pipe nobody reads is not waited for (it held the
+     * exec up for 10 s): what it could not write is lost with the program. */
+    atomic_store(&vmp_run.stopping_for_exec, 1);
     Py_BEGIN_ALLOW_THREADS
     stop_signals();
     Py_END_ALLOW_THREADS
     vmp_codes_name_live(vmp_writer_push_name, vmp_guard_run);
     Py_BEGIN_ALLOW_THREADS
-    vmp_writer_sync(10000000000LL); /* (bounded: a writer blocked on a pipe nobody reads) */
+    vmp_writer_sync(10000000000LL, VMP_EXEC_STUCK_NS); /* (native names may take a while) */
     Py_END_ALLOW_THREADS
+    atomic_store(&vmp_run.stopping_for_exec, 0);
     if (Py_AddPendingCall(resume_after_exec, NULL) < 0)
         vmp_run.paused_for_exec = 0; /* (no resuming: disable() still finishes the file) */
 }

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 
@@ -136,36 +138,67 @@ static uint64_t id_for_name(uint64_t addr, int died)
     return id_with_gen(addr, state);
 }
 
+/* Where the writer writes: the profile's descriptor, or for a pipe a
+ * description of the same pipe of its own, non-blocking (open_output); a
+ * socket is written with MSG_DONTWAIT.  So no write of ours ever blocks in
+ * the kernel on a pipe or socket nobody reads: it waits in writev_all,
+ * bounded, and disable() and an exec are never held up for ever. */
+static struct {
+    int fd, socket;
+    int opened; /* fd is ours, closed when the writer ends */
+    int shared; /* ... and it is in the program's table (a fork child closes its copy) */
+} Out = {-1, 0, 0, 0};
+
+/* When the write under way last got a byte out, or began (0: none under
+ * way); vmp_writer_stuck_ns. */
+static _Atomic int64_t write_waiting_since;
+
+static ssize_t write_some(int fd, int socket, struct iovec *iov, int n)
+{
+    if (socket) {
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        return sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    return writev(fd, iov, n);
+}
+
 /* Writes everything iov[0..n) holds (consumed), retrying what may be
  * retried: an interrupted write, and a non-blocking fd that is full (a pipe
  * whose reader is behind), until
- * nothing could be written for VMP_WRITE_STALL_NS (then ETIMEDOUT).  A
- * blocking fd blocks in the kernel, which needs no GIL of ours: a reader in
- * the same process keeps reading (enable and disable never wait for the
- * writer with the GIL held). */
-static int writev_all(int fd, struct iovec *iov, int n)
+ * nothing could be written for VMP_WRITE_STALL_NS (then ETIMEDOUT).  The
+ * waits need no GIL of ours: a reader in the same process keeps reading
+ * (enable and disable never wait for the writer with the GIL held). */
+static int writev_all(int fd, int socket, struct iovec *iov, int n)
 {
     int64_t stalled_since = 0;
     while (n > 0 && iov->iov_len == 0)
         iov++, n--;
+    if (n > 0)
+        atomic_store_explicit(&write_waiting_since, vmp_mono_ns(), memory_order_relaxed);
+    int rc = 0;
     while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
+        ssize_t w = write_some(fd, socket, iov, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return -1;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                rc = -1;
+                break;
+            }
             int64_t now = vmp_mono_ns();
             if (!stalled_since)
                 stalled_since = now;
             if (now - stalled_since > VMP_WRITE_STALL_NS) {
                 errno = ETIMEDOUT;
-                return -1;
+                rc = -1;
+                break;
             }
             struct pollfd pfd = {.fd = fd, .events = POLLOUT};
             poll(&pfd, 1, 100);
             continue;
         }
+        if (stalled_since || (size_t)w < iov->iov_len)
+            atomic_store_explicit(&write_waiting_since, vmp_mono_ns(), memory_order_relaxed);
         stalled_since = 0;
         while (n > 0 && (size_t)w >= iov->iov_len) {
             w -= (ssize_t)iov->iov_len;
@@ -176,20 +209,67 @@ static int writev_all(int fd, struct iovec *iov, int n)
             iov->iov_len -= (size_t)w;
         }
     }
-    return 0;
+    atomic_store_explicit(&write_waiting_since, 0, memory_order_relaxed);
+    return rc;
+}
+
+int64_t vmp_writer_stuck_ns(void)
+{
+    if (atomic_load(&vmp_run.write_errno))
+        return INT64_MAX; /* (it gave up: nothing more goes out) */
+    int64_t since = atomic_load_explicit(&write_waiting_since, memory_order_relaxed);
+    return since ? vmp_mono_ns() - since : 0;
+}
+
+/* The writer thread, at its start: where it writes (Out).  A pipe the
+ * program opened blocking (os.pipe() is) gets a second description of its
+ * own, opened through /proc/thread-self/fd, non-blocking: the program's
+ * own description keeps its flags (they are shared by every descriptor of
+ * it).  own_table: the writer has a table of its own (else the new
+ * descriptor is moved out of the program's numbers). */
+static void open_output(int own_table)
+{
+    Out.fd = vmp_run.fd;
+    Out.socket = Out.opened = Out.shared = 0;
+    struct stat st;
+    if (fstat(vmp_run.fd, &st) < 0)
+        return;
+    if (S_ISSOCK(st.st_mode)) {
+        Out.socket = 1;
+        return;
+    }
+    int flags = fcntl(vmp_run.fd, F_GETFL);
+    if (!S_ISFIFO(st.st_mode) || flags < 0 || (flags & O_NONBLOCK))
+        return;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/thread-self/fd/%d", vmp_run.fd);
+    int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC); /* (ENXIO: no reader; the writes fail anyway) */
+    if (fd < 0)
+        return;
+    Out.fd = own_table ? fd : vmp_fd_out_of_the_way(fd);
+    Out.opened = 1;
+    Out.shared = !own_table;
+}
+
+static void close_output(void)
+{
+    if (Out.opened)
+        close(Out.fd);
+    Out.fd = -1;
+    Out.opened = Out.shared = 0;
 }
 
 static int write_all(int fd, const unsigned char *p, size_t len)
 {
     struct iovec v = {(void *)p, len};
-    return writev_all(fd, &v, 1);
+    return writev_all(fd, 0, &v, 1);
 }
 
 /* Writes the iovecs out (buf's bytes stay where they are: a block the
  * next iovecs point at stays valid). */
 static void write_iovs(void)
 {
-    if (W.niov && !atomic_load(&vmp_run.write_errno) && writev_all(vmp_run.fd, W.iov, W.niov) < 0)
+    if (W.niov && !atomic_load(&vmp_run.write_errno) && writev_all(Out.fd, Out.socket, W.iov, W.niov) < 0)
         atomic_store(&vmp_run.write_errno, errno ? errno : EIO);
     W.niov = 0;
 }
@@ -433,6 +513,7 @@ static void *writer_main(void *arg)
      * takes, even for a moment, a number the program is about to dup2()
      * onto (vmp_fds.h).  Before enable goes on (it waits for writer_tid). */
     int own_table = vmp_fd_own_table_keeping(vmp_run.fd);
+    open_output(own_table);
     if (vmp_run.native)
         vmp_native_mode_writer_table(own_table);
     atomic_store(&vmp_run.writer_tid, vmp_gettid());
@@ -472,6 +553,7 @@ static void *writer_main(void *arg)
     if (vmp_run.native)
         vmp_native_mode_writer_done();
     pthread_mutex_unlock(&busy);
+    close_output();
     /* The table goes when the thread has ended, which is after a join
      * returned: the profile's copy is closed before disable() returns. */
     if (own_table)
@@ -479,12 +561,12 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int vmp_writer_sync(int64_t timeout_ns)
+int vmp_writer_sync(int64_t timeout_ns, int64_t stuck_ns)
 {
     uint64_t want = atomic_fetch_add(&sync_asked, 1) + 1;
     int64_t deadline = vmp_mono_ns() + timeout_ns;
     while (atomic_load(&sync_done) < want) {
-        if (vmp_mono_ns() > deadline)
+        if (vmp_mono_ns() > deadline || vmp_writer_stuck_ns() >= stuck_ns)
             return -1;
         vmp_sleep_ns(100000);
     }
@@ -516,6 +598,11 @@ void vmp_writer_after_fork_child(void)
     pthread_mutex_init(&busy, NULL);
     memset(&W.ids_by_addr, 0, sizeof W.ids_by_addr);
     W.last = NULL;
+    if (Out.opened && Out.shared)
+        close(Out.fd); /* (the child's copy) */
+    Out.fd = -1;
+    Out.opened = Out.shared = 0;
+    atomic_store(&write_waiting_since, 0);
     W.buf.len = W.from = 0;
     W.niov = 0;
     atomic_store(&Lost.head, 0);
@@ -569,7 +656,7 @@ void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died
          * the GIL: wait without it. */
         int64_t start = vmp_mono_ns();
         Py_BEGIN_ALLOW_THREADS
-        while (!(s = vmp_ring_claim()) && vmp_mono_ns() - start < VMP_NAME_WAIT_NS)
+        while (!(s = vmp_ring_claim()) && vmp_mono_ns() - start < VMP_NAME_WAIT_NS && !vmp_run_writer_hopeless())
             vmp_sleep_ns(100000);
         Py_END_ALLOW_THREADS
         if (!s)

@@ -35,8 +35,17 @@ void vmp_writer_release(void);
 
 /* Waits (without needing the GIL; call it without) until the writer has
  * written out everything published so far and, in native mode, the names of
- * the native functions met so far.  0, or -1 after timeout_ns. */
-int vmp_writer_sync(int64_t timeout_ns);
+ * the native functions met so far.  0, or -1 after timeout_ns, or once the
+ * writer has been stuck for stuck_ns (vmp_writer_stuck_ns). */
+int vmp_writer_sync(int64_t timeout_ns, int64_t stuck_ns);
+
+/* How long the write under way has got no byte out (a pipe nobody reads):
+ * 0 when the writer is not writing, INT64_MAX once it gave up (the profile
+ * could not be written for VMP_WRITE_STALL_NS, or failed).  The writer
+ * never blocks in the kernel on a pipe or socket (it writes to them
+ * without blocking and waits for room itself, bounded): so disable() ends
+ * at most 10 s after the last byte went out.  Any thread. */
+int64_t vmp_writer_stuck_ns(void);
 
 /* fork: the prepare handler holds the writer at a point where it holds no
  * lock of a library (0, or -1 when it did not get there within timeout_ns);

@@ -1031,6 +1031,54 @@ VMP_TEST(wall_clock_stop_waits_for_ring_room_for_an_idle_threads_repeats)
     }
 }
 
+static _Atomic long room_asked; /* times the stop asked whether waiting for room is in vain */
+
+static int room_never_comes(void)
+{
+    atomic_fetch_add(&room_asked, 1);
+    return 1;
+}
+
+/* ... unless waiting is in vain: before an exec, with the writer stuck on a
+ * pipe nobody reads, the stop waited its whole second for room (and the
+ * exec with it) before it counted the repeats lost.  Now the first refusal
+ * asks the caller, which says so, and the rest is counted lost at once:
+ * one try, not the thousands of a second of naps. */
+VMP_TEST(wall_clock_stop_waits_for_no_ring_room_the_caller_says_will_not_come)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        int sources = pass == 1;
+        if (sources && !kernel_has_sources())
+            break;
+        struct sigaction old;
+        pthread_t th;
+        REQUIRE(start_idle_alone(&th, &old) == 0);
+        vmp_delivery d = wall_schedule();
+        d.sources = sources;
+        d.room_in_vain = room_never_comes;
+        atomic_store(&room_asked, 0);
+        long tries = -1, lost = -1;
+        if (vmp_delivery_start(&d) == 0) {
+            for (int64_t end = mono_ms() + 100; mono_ms() < end;) /* (less than a visit's interval) */
+                vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            atomic_store(&idle_refusals, 1000000);
+            vmp_delivery_stop(&d);
+            tries = 1000000 - atomic_load(&idle_refusals);
+            lost = (long)vmp_delivery_dropped(&d);
+        }
+        atomic_store(&idle_refusals, 0);
+        CHECK(write(wake_pipe[1], "x", 1) == 1);
+        pthread_join(th, NULL);
+        end_idle_alone(&old);
+        if (getenv("VMP_TEST_VERBOSE"))
+            printf("    sources %d: %ld tries, asked %ld, %ld lost\n", sources, tries, atomic_load(&room_asked), lost);
+        CHECK(tries == 1);
+        CHECK(atomic_load(&room_asked) == 1);
+        CHECK(lost >= 50);
+        CHECK(atomic_load(&repeated[IDLE]) == 0);
+    }
+}
+
 static int64_t clock_ms(clockid_t c)
 {
     struct timespec t;

@@ -312,6 +312,82 @@ def test_a_profile_to_a_pipe_the_program_reads_never_deadlocks(tmp_path, what):
     assert "OK" in done.stdout
 
 
+# ---- a profile written to a pipe nobody reads --------------------------------
+
+# The pipe is made full after enable() through a second description of it
+# (the program's own stays blocking, as os.pipe() makes it), and the program
+# keeps running: the writer cannot write a byte from then on.
+STUCK_PIPE = """
+    import os, socket, sys, threading, time, vmprof
+    from sampler_util import burn_cpu, read_back
+    if sys.argv[2] == "socket":
+        mine, theirs = socket.socketpair()
+        w = mine.fileno()
+    else:
+        r, w = os.pipe()
+    waiting = threading.Event()
+    threads = [threading.Thread(target=waiting.wait) for _ in range(4)]
+    for t in threads:
+        t.start()
+    vmprof.enable(w, period=0.001, real_time=True, native=False)
+    try:
+        if sys.argv[2] == "socket":
+            while True:
+                mine.send(b"x" * 4096, socket.MSG_DONTWAIT)
+        filler = os.open("/proc/self/fd/%d" % w, os.O_WRONLY | os.O_NONBLOCK)
+        while True:
+            os.write(filler, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    burn_cpu(0.3)
+    start = time.time()
+    if sys.argv[1] == "exec":
+        os.execv(sys.executable, [sys.executable, "-c",
+                                  "import sys, time; print('exec took', time.time() - %r)" % start])
+    try:
+        vmprof.disable()
+        print("disable returned")
+    except vmprof.VMProfError as e:
+        print("disable raised:", e)
+    print("disable took", time.time() - start)
+    waiting.set()
+    for t in threads:
+        t.join()
+    # the next run is not hurt
+    with open("p.prof", "wb") as f:
+        vmprof.enable(f.fileno(), period=0.001, native=False)
+        burn_cpu(0.1)
+        vmprof.disable()
+    p = read_back("p.prof")
+    assert p.trailer and len(p.stacks) > 50, len(p.stacks)
+    print("OK")
+"""
+
+
+def test_an_exec_is_not_held_up_by_a_profile_to_a_pipe_nobody_reads(tmp_path):
+    # Before: the stop before the exec waited for the stuck writer: 1 s for
+    # ring room for the waiting threads' repeats, then 10 s for the writer
+    # to write out (blocking pipe: 10 s, non-blocking: 5 s).
+    done = run_script(tmp_path, STUCK_PIPE, "exec", "pipe", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    took = float(done.stdout.split("exec took")[1].split()[0])
+    assert took < 2, done.stdout
+
+
+@pytest.mark.parametrize("what", ["pipe", "socket"])
+def test_disable_with_a_profile_to_a_pipe_nobody_reads_ends_with_a_clear_error(tmp_path, what):
+    # Before: the writer blocked in write() on the blocking pipe (or socket)
+    # for ever, and disable() with it, never returning.  Now it writes
+    # without blocking and gives up after 10 s without a byte out;
+    # disable() says so.
+    done = run_script(tmp_path, STUCK_PIPE, "disable", what, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "disable raised: nothing could be written to the profile for 10 s" in done.stdout, done.stdout
+    took = float(done.stdout.split("disable took")[1].split()[0])
+    assert took < 20, done.stdout
+    assert "OK" in done.stdout
+
+
 # ---- names -------------------------------------------------------------------
 
 def test_naming_a_function_leaves_its_strings_as_they_were(tmp_path):
