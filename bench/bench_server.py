@@ -63,7 +63,7 @@ class Server(object):
 
     def stop(self):
         self.proc.terminate()
-        self.proc.communicate(timeout=120)
+        self.stderr = self.proc.communicate(timeout=120)[1]
 
     def status(self, field):
         """VmRSS, VmHWM... of the server, in KiB."""
@@ -426,6 +426,10 @@ def bench_list_postgres(r, data):
             raise RuntimeError("psql: " + out.stderr)
         rows, r["list_wrk_postgres"] = list_under_wrk(server, backends=True)
         server.stop()
+        # Slow reads sent again (srv_db_read), all four rows together.
+        hedges = re.search(r"(\d+) slow reads sent again .*?, (\d+) answered", server.stderr)
+        r["list_wrk_postgres"]["hedges"] = {"sent": int(hedges.group(1)) if hedges else 0,
+                                            "won": int(hedges.group(2)) if hedges else 0}
         r["list_first_search_ms_postgres"] = first_search(lambda: Server(data, "--database", url))
         rows.append(first_search_row(r["list_first_search_ms_postgres"]) + ("",))
         table("vmprof-server: GET /api/runs with 10,000 runs (PostgreSQL %s, same machine), "

@@ -3,19 +3,25 @@
  *
  * Connections are opened lazily, up to the pool's size, and handed out one
  * statement or one transaction at a time; a thread that finds every
- * connection busy waits for one.  The engines themselves know nothing of
+ * connection busy waits for one.  A read sent a second time (srv_db_read)
+ * may take one of SRV_DB_HEDGE_SPARE connections more, and never waits for
+ * one.  The connection whose answer lost is kept aside ("draining") until
+ * its answer has come and been thrown away: whoever waits for a connection
+ * looks at those now and then.  The engines themselves know nothing of
  * threads.
  */
 #include "srv_db.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct srv_dbconn {
     void *conn;
-    srv_dbconn *next_free;
+    srv_dbconn *next; /* on the free list or the draining list */
     const srv_db_engine *engine;
 };
 
@@ -25,9 +31,16 @@ struct srv_db {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     srv_dbconn *conns;
-    int size, opened;
+    int size, opened, max_opened;
+    int in_use; /* handed out, not counting the draining ones */
     srv_dbconn *free_list;
+    srv_dbconn *draining; /* answers nobody waits for any more */
+    int hedge_ms;
+    int64_t hedges_sent, hedges_won;
 };
+
+/* How often a thread waiting for a connection looks at the draining ones. */
+#define DRAIN_LOOK_MS 2
 
 int64_t srv_cell_int(const srv_cell *c)
 {
@@ -69,7 +82,12 @@ srv_db *srv_db_open(const srv_db_engine *engine, const char *target, int size,
     db->engine = engine;
     db->target = strdup(target);
     db->size = size;
-    db->conns = calloc((size_t)size, sizeof *db->conns);
+    db->max_opened = size + (engine->send ? SRV_DB_HEDGE_SPARE : 0);
+    db->hedge_ms = SRV_DB_HEDGE_MS;
+    const char *hedge = getenv("VMPROF_SERVER_HEDGE_MS");
+    if (hedge && *hedge)
+        db->hedge_ms = atoi(hedge);
+    db->conns = calloc((size_t)db->max_opened, sizeof *db->conns);
     pthread_mutex_init(&db->lock, NULL);
     pthread_cond_init(&db->freed, NULL);
     if (!db->target || !db->conns) {
@@ -90,6 +108,22 @@ srv_db *srv_db_open(const srv_db_engine *engine, const char *target, int size,
     return db;
 }
 
+/* Gives back to the free list each draining connection whose answer has
+ * come (read and thrown away).  Under db->lock: discard never waits. */
+static void drain(srv_db *db)
+{
+    for (srv_dbconn **p = &db->draining; *p;) {
+        srv_dbconn *c = *p;
+        if (db->engine->discard(c->conn)) {
+            *p = c->next;
+            c->next = db->free_list;
+            db->free_list = c;
+        } else {
+            p = &c->next;
+        }
+    }
+}
+
 void srv_db_close(srv_db *db)
 {
     if (!db)
@@ -108,19 +142,25 @@ const srv_db_engine *srv_db_engine_of(const srv_db *db)
     return db->engine;
 }
 
-srv_dbconn *srv_db_acquire(srv_db *db, char *errbuf, size_t errlen)
+/* A connection while fewer than limit are handed out; wait: else wait for
+ * one, or NULL (errbuf not set). */
+static srv_dbconn *acquire(srv_db *db, int limit, int wait, char *errbuf, size_t errlen)
 {
     pthread_mutex_lock(&db->lock);
     for (;;) {
-        if (db->free_list) {
+        if (db->draining)
+            drain(db);
+        if (db->in_use < limit && db->free_list) {
             srv_dbconn *c = db->free_list;
-            db->free_list = c->next_free;
+            db->free_list = c->next;
+            db->in_use++;
             pthread_mutex_unlock(&db->lock);
             return c;
         }
-        if (db->opened < db->size) {
+        if (db->in_use < limit && db->opened < db->max_opened) {
             /* Connect outside the lock: it may take a network round trip. */
             int slot = db->opened++;
+            db->in_use++;
             pthread_mutex_unlock(&db->lock);
             void *conn = db->engine->connect(db->target, errbuf, errlen);
             pthread_mutex_lock(&db->lock);
@@ -128,6 +168,8 @@ srv_dbconn *srv_db_acquire(srv_db *db, char *errbuf, size_t errlen)
                 /* Give the slot back only if it is still the last one. */
                 if (db->opened == slot + 1)
                     db->opened--;
+                db->in_use--;
+                pthread_cond_signal(&db->freed);
                 pthread_mutex_unlock(&db->lock);
                 return NULL;
             }
@@ -136,15 +178,49 @@ srv_dbconn *srv_db_acquire(srv_db *db, char *errbuf, size_t errlen)
             pthread_mutex_unlock(&db->lock);
             return &db->conns[slot];
         }
-        pthread_cond_wait(&db->freed, &db->lock);
+        if (!wait) {
+            pthread_mutex_unlock(&db->lock);
+            return NULL;
+        }
+        if (db->draining) {
+            /* Nobody signals when a draining answer comes: look again soon. */
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_nsec += DRAIN_LOOK_MS * 1000000L;
+            if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&db->freed, &db->lock, &t);
+        } else {
+            pthread_cond_wait(&db->freed, &db->lock);
+        }
     }
+}
+
+srv_dbconn *srv_db_acquire(srv_db *db, char *errbuf, size_t errlen)
+{
+    return acquire(db, db->size, 1, errbuf, errlen);
 }
 
 void srv_db_release(srv_db *db, srv_dbconn *c)
 {
     pthread_mutex_lock(&db->lock);
-    c->next_free = db->free_list;
+    c->next = db->free_list;
     db->free_list = c;
+    db->in_use--;
+    pthread_cond_signal(&db->freed);
+    pthread_mutex_unlock(&db->lock);
+}
+
+/* c has a statement in flight whose answer nobody wants: aside until it
+ * has come (drain). */
+static void release_draining(srv_db *db, srv_dbconn *c)
+{
+    pthread_mutex_lock(&db->lock);
+    c->next = db->draining;
+    db->draining = c;
+    db->in_use--;
     pthread_cond_signal(&db->freed);
     pthread_mutex_unlock(&db->lock);
 }
@@ -182,4 +258,112 @@ int srv_db_exec_generic(srv_db *db, const char *sql, const srv_param *params, in
                                       changes ? changes : &ignored, errbuf, errlen);
     srv_db_release(db, c);
     return rc;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* The statement of srv_db_read run the plain way on c. */
+static int exec_plain(srv_dbconn *c, int generic, const char *sql, const srv_param *params,
+                      int nparams, srv_row_fn row, void *ctx, char *errbuf, size_t errlen)
+{
+    int64_t ignored;
+    if (generic && c->engine->exec_generic)
+        return c->engine->exec_generic(c->conn, sql, params, nparams, row, ctx, &ignored,
+                                       errbuf, errlen);
+    return c->engine->exec(c->conn, sql, params, nparams, row, ctx, &ignored, errbuf, errlen);
+}
+
+int srv_db_read(srv_db *db, int generic, const char *sql, const srv_param *params, int nparams,
+                srv_row_fn row, void *ctx, char *errbuf, size_t errlen)
+{
+    const srv_db_engine *e = db->engine;
+    if (!e->send || db->hedge_ms <= 0)
+        return generic ? srv_db_exec_generic(db, sql, params, nparams, row, ctx, NULL, errbuf,
+                                             errlen)
+                       : srv_db_exec(db, sql, params, nparams, row, ctx, NULL, errbuf, errlen);
+    srv_dbconn *c[2] = {srv_db_acquire(db, errbuf, errlen), NULL};
+    if (!c[0])
+        return -1;
+    if (e->send(c[0]->conn, generic, sql, params, nparams, errbuf, errlen) < 0) {
+        /* Not sent (a broken connection, say): the plain way mends it. */
+        int rc = exec_plain(c[0], generic, sql, params, nparams, row, ctx, errbuf, errlen);
+        srv_db_release(db, c[0]);
+        return rc;
+    }
+    /* in_flight[i]: c[i]'s answer not received yet. */
+    int n = 1, in_flight[2] = {1, 0}, rc = -1, winner = -1;
+    int64_t hedge_at = now_ms() + db->hedge_ms;
+    while (in_flight[0] || in_flight[1]) {
+        struct pollfd fds[2];
+        int nfds = 0, which[2];
+        for (int i = 0; i < n; i++)
+            if (in_flight[i]) {
+                fds[nfds] = (struct pollfd){e->socket(c[i]->conn), POLLIN, 0};
+                which[nfds++] = i;
+            }
+        int timeout = -1;
+        if (n == 1) {
+            int64_t left = hedge_at - now_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        for (int k = 0; k < nfds; k++)
+            if (fds[k].fd < 0)
+                timeout = 0; /* no socket: ready() says the connection broke */
+        /* Whatever poll says (EINTR included), ready() below reads what came. */
+        (void)poll(fds, (nfds_t)nfds, timeout);
+        int answered = -1;
+        for (int k = 0; k < nfds && answered < 0; k++)
+            if (e->ready(c[which[k]]->conn))
+                answered = which[k];
+        if (answered >= 0) {
+            in_flight[answered] = 0;
+            rc = e->receive(c[answered]->conn, row, ctx, NULL, errbuf, errlen);
+            if (rc == SRV_DB_RESEND)
+                rc = exec_plain(c[answered], generic, sql, params, nparams, row, ctx, errbuf,
+                                errlen);
+            if (rc == 0) {
+                winner = answered;
+                break;
+            }
+            continue; /* an error: the other answer, if one is coming, may do */
+        }
+        if (n == 1 && now_ms() >= hedge_at) {
+            /* Slow: once, on a connection taken without waiting for one. */
+            c[1] = acquire(db, db->size + SRV_DB_HEDGE_SPARE, 0, errbuf, errlen);
+            if (c[1] && e->send(c[1]->conn, generic, sql, params, nparams, errbuf, errlen) == 0) {
+                in_flight[1] = 1;
+                pthread_mutex_lock(&db->lock);
+                db->hedges_sent++;
+                pthread_mutex_unlock(&db->lock);
+            }
+            n = 2;
+        }
+    }
+    if (winner == 1) {
+        pthread_mutex_lock(&db->lock);
+        db->hedges_won++;
+        pthread_mutex_unlock(&db->lock);
+    }
+    for (int i = 0; i < n; i++) {
+        if (!c[i])
+            continue;
+        if (in_flight[i])
+            release_draining(db, c[i]);
+        else
+            srv_db_release(db, c[i]);
+    }
+    return rc;
+}
+
+void srv_db_hedges(srv_db *db, int64_t *sent, int64_t *won)
+{
+    pthread_mutex_lock(&db->lock);
+    *sent = db->hedges_sent;
+    *won = db->hedges_won;
+    pthread_mutex_unlock(&db->lock);
 }

@@ -13,7 +13,10 @@
  *
  * A srv_db is a pool of connections, safe to use from any number of threads:
  * srv_db_exec() borrows a connection for one statement; a transaction holds
- * one with srv_db_acquire() .. srv_db_release().
+ * one with srv_db_acquire() .. srv_db_release().  srv_db_read() runs a
+ * statement that changes nothing and, on an engine that can send one and
+ * wait (PostgreSQL), sends it again on a second connection when the first
+ * is slow to answer, taking whichever answer comes first.
  */
 #ifndef SRV_DB_H
 #define SRV_DB_H
@@ -88,7 +91,26 @@ typedef struct srv_db_engine {
                         size_t errlen);
     /* The statement that opens a transaction that will write. */
     const char *begin_write;
+    /* A statement sent without waiting for its answer (srv_db_read), NULL
+     * when the engine has no such way.  send: as exec_generic (generic) or
+     * exec, 0 or -1 with errbuf set (nothing in flight then).  socket: the
+     * descriptor its answer arrives on.  ready: reads what has arrived,
+     * without waiting: 1 when the answer is complete or the connection
+     * broke (receive says which), 0 not yet.  receive: after ready said 1,
+     * hands over the answer as exec does; SRV_DB_RESEND when the statement
+     * must be run again the plain way (its prepared form was gone).
+     * discard: throws the answer away as it comes, without waiting: 1 when
+     * the connection is free for a statement again, 0 not yet. */
+    int (*send)(void *conn, int generic, const char *sql, const srv_param *params,
+                int nparams, char *errbuf, size_t errlen);
+    int (*socket)(void *conn);
+    int (*ready)(void *conn);
+    int (*receive)(void *conn, srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
+                   size_t errlen);
+    int (*discard)(void *conn);
 } srv_db_engine;
+
+#define SRV_DB_RESEND (-2)
 
 extern const srv_db_engine srv_db_sqlite_engine;
 extern const srv_db_engine srv_db_pg_engine;
@@ -112,6 +134,25 @@ int srv_db_exec(srv_db *db, const char *sql, const srv_param *params, int nparam
 int srv_db_exec_generic(srv_db *db, const char *sql, const srv_param *params, int nparams,
                         srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
                         size_t errlen);
+
+/* A statement that changes nothing (so that running it twice is harmless),
+ * run as srv_db_exec_generic (generic non-zero) or srv_db_exec.  With an
+ * engine that has send (PostgreSQL), when no answer has come after the
+ * pool's hedge delay (SRV_DB_HEDGE_MS, or the environment's
+ * VMPROF_SERVER_HEDGE_MS; 0: never), the same statement is sent on a second
+ * connection, beyond the pool's size if need be (up to SRV_DB_HEDGE_SPARE
+ * more), and the first answer that succeeds is the result: row sees the
+ * rows of one answer only.  The other connection is given back to the pool
+ * once its answer has come and been thrown away.  Why: on a shared host a
+ * database process that is ready to run may wait for a core for hundreds of
+ * milliseconds (docs/server.md), while another is run at once. */
+#define SRV_DB_HEDGE_MS 4
+#define SRV_DB_HEDGE_SPARE 2
+int srv_db_read(srv_db *db, int generic, const char *sql, const srv_param *params, int nparams,
+                srv_row_fn row, void *ctx, char *errbuf, size_t errlen);
+/* Reads sent a second time since the pool opened, and of those, how many
+ * the second connection answered first. */
+void srv_db_hedges(srv_db *db, int64_t *sent, int64_t *won);
 
 /* A connection held for several statements (a transaction). */
 srv_dbconn *srv_db_acquire(srv_db *db, char *errbuf, size_t errlen);

@@ -8,6 +8,8 @@
  * statement run through exec_generic is prepared once per connection
  * instead (its plan the same whatever the values, as srv_db.h says), which
  * spares the parse and, once PostgreSQL keeps its generic plan, the planning.
+ * srv_db_read's statements are sent without waiting (PQsendQuery...), their
+ * answers read once the socket says they have come.
  */
 #include "srv_db.h"
 
@@ -25,6 +27,7 @@ typedef struct pg_conn {
     PGconn *pg;
     const char *prepared[MAX_PREPARED]; /* by address: named "g<index>" */
     int nprepared;
+    int sent_prepared; /* the statement in flight was sent by its name */
 } pg_conn;
 
 static void one_line(char *s)
@@ -85,43 +88,60 @@ static int prepared(pg_conn *conn, const char *sql, int nparams)
     return conn->nprepared++;
 }
 
-static int run(pg_conn *conn, int generic, const char *sql, const srv_param *params,
-               int nparams, srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
-               size_t errlen)
+/* The statement's values as text, for libpq. */
+typedef struct pg_values {
+    char numbers[MAX_PARAMS][24];
+    const char *values[MAX_PARAMS];
+} pg_values;
+
+static int bind_values(pg_values *v, const srv_param *params, int nparams, char *errbuf,
+                       size_t errlen)
 {
-    PGconn *c = conn->pg;
     if (nparams > MAX_PARAMS) {
         snprintf(errbuf, errlen, "too many parameters");
         return -1;
     }
-    char numbers[MAX_PARAMS][24];
-    const char *values[MAX_PARAMS];
     for (int i = 0; i < nparams; i++) {
         if (params[i].type == SRV_INT) {
-            snprintf(numbers[i], sizeof numbers[i], "%lld", (long long)params[i].i);
-            values[i] = numbers[i];
+            snprintf(v->numbers[i], sizeof v->numbers[i], "%lld", (long long)params[i].i);
+            v->values[i] = v->numbers[i];
         } else {
-            values[i] = params[i].type == SRV_TEXT ? params[i].s : NULL;
+            v->values[i] = params[i].type == SRV_TEXT ? params[i].s : NULL;
         }
     }
-    if (PQstatus(c) != CONNECTION_OK) {
-        PQreset(c);
+    return 0;
+}
+
+/* Mends a broken connection, then: the index of sql's prepared statement
+ * (generic), or -1 to run it unnamed. */
+static int statement_for(pg_conn *conn, int generic, const char *sql, int nparams)
+{
+    if (PQstatus(conn->pg) != CONNECTION_OK) {
+        PQreset(conn->pg);
         conn->nprepared = 0; /* a new session: its statements went with the old */
     }
-    int g = generic ? prepared(conn, sql, nparams) : -1;
-    char name[16];
-    snprintf(name, sizeof name, "g%d", g);
-    PGresult *r = g >= 0 ? PQexecPrepared(c, name, nparams, values, NULL, NULL, 0)
-                         : PQexecParams(c, sql, nparams, NULL, values, NULL, NULL, 0);
+    return generic ? prepared(conn, sql, nparams) : -1;
+}
+
+/* A prepared statement found gone: SQLSTATE 26000. */
+static int statement_gone(const PGresult *r)
+{
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    if (g >= 0 && state && strcmp(state, "26000") == 0) {
-        /* Gone (a pooler between us, DISCARD ALL): unnamed from now on. */
-        conn->nprepared = MAX_PREPARED;
-        for (int i = 0; i < MAX_PREPARED; i++)
-            conn->prepared[i] = NULL;
-        PQclear(r);
-        r = PQexecParams(c, sql, nparams, NULL, values, NULL, NULL, 0);
-    }
+    return state && strcmp(state, "26000") == 0;
+}
+
+/* Gone (a pooler between us, DISCARD ALL): unnamed from now on. */
+static void stop_preparing(pg_conn *conn)
+{
+    conn->nprepared = MAX_PREPARED;
+    for (int i = 0; i < MAX_PREPARED; i++)
+        conn->prepared[i] = NULL;
+}
+
+/* Hands r's rows to row and clears r: 0, or -1 with errbuf set. */
+static int deliver(PGresult *r, srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
+                   size_t errlen)
+{
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         snprintf(errbuf, errlen, "%s", PQresultErrorMessage(r));
@@ -129,7 +149,8 @@ static int run(pg_conn *conn, int generic, const char *sql, const srv_param *par
         PQclear(r);
         return -1;
     }
-    *changes = atoll(PQcmdTuples(r));
+    if (changes)
+        *changes = atoll(PQcmdTuples(r));
     if (row && st == PGRES_TUPLES_OK) {
         int nrows = PQntuples(r), ncols = PQnfields(r);
         if (ncols > MAX_COLS)
@@ -145,6 +166,101 @@ static int run(pg_conn *conn, int generic, const char *sql, const srv_param *par
         }
     }
     PQclear(r);
+    return 0;
+}
+
+static int run(pg_conn *conn, int generic, const char *sql, const srv_param *params,
+               int nparams, srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
+               size_t errlen)
+{
+    pg_values v;
+    if (bind_values(&v, params, nparams, errbuf, errlen) < 0)
+        return -1;
+    PGconn *c = conn->pg;
+    int g = statement_for(conn, generic, sql, nparams);
+    char name[16];
+    snprintf(name, sizeof name, "g%d", g);
+    PGresult *r = g >= 0 ? PQexecPrepared(c, name, nparams, v.values, NULL, NULL, 0)
+                         : PQexecParams(c, sql, nparams, NULL, v.values, NULL, NULL, 0);
+    if (g >= 0 && statement_gone(r)) {
+        stop_preparing(conn);
+        PQclear(r);
+        r = PQexecParams(c, sql, nparams, NULL, v.values, NULL, NULL, 0);
+    }
+    return deliver(r, row, ctx, changes, errbuf, errlen);
+}
+
+/* srv_db_read's way: the statement sent, its answer read when it comes. */
+static int pg_send(void *conn_, int generic, const char *sql, const srv_param *params,
+                   int nparams, char *errbuf, size_t errlen)
+{
+    pg_conn *conn = conn_;
+    pg_values v;
+    if (bind_values(&v, params, nparams, errbuf, errlen) < 0)
+        return -1;
+    int g = statement_for(conn, generic, sql, nparams);
+    char name[16];
+    snprintf(name, sizeof name, "g%d", g);
+    int sent = g >= 0 ? PQsendQueryPrepared(conn->pg, name, nparams, v.values, NULL, NULL, 0)
+                      : PQsendQueryParams(conn->pg, sql, nparams, NULL, v.values, NULL, NULL, 0);
+    if (!sent) {
+        snprintf(errbuf, errlen, "%s", PQerrorMessage(conn->pg));
+        one_line(errbuf);
+        return -1;
+    }
+    conn->sent_prepared = g >= 0;
+    return 0;
+}
+
+static int pg_socket(void *conn)
+{
+    return PQsocket(((pg_conn *)conn)->pg);
+}
+
+static int pg_ready(void *conn)
+{
+    PGconn *c = ((pg_conn *)conn)->pg;
+    /* A connection that broke has its answer too: an error, with no wait. */
+    return !PQconsumeInput(c) || !PQisBusy(c);
+}
+
+static int pg_receive(void *conn_, srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
+                      size_t errlen)
+{
+    pg_conn *conn = conn_;
+    PGresult *r = PQgetResult(conn->pg), *more;
+    /* Up to the end of the answer (NULL), so the connection is free again. */
+    while ((more = PQgetResult(conn->pg)))
+        PQclear(more);
+    if (!r) {
+        snprintf(errbuf, errlen, "PostgreSQL gave no answer: %s", PQerrorMessage(conn->pg));
+        one_line(errbuf);
+        return -1;
+    }
+    if (conn->sent_prepared && statement_gone(r)) {
+        stop_preparing(conn);
+        PQclear(r);
+        return SRV_DB_RESEND;
+    }
+    return deliver(r, row, ctx, changes, errbuf, errlen);
+}
+
+static int pg_discard(void *conn)
+{
+    PGconn *c = ((pg_conn *)conn)->pg;
+    if (!PQconsumeInput(c) && PQstatus(c) != CONNECTION_OK) {
+        /* Broken: whatever is left is thrown away; the next statement mends it. */
+        PGresult *r;
+        while ((r = PQgetResult(c)))
+            PQclear(r);
+        return 1;
+    }
+    while (!PQisBusy(c)) {
+        PGresult *r = PQgetResult(c);
+        if (!r)
+            return 1;
+        PQclear(r);
+    }
     return 0;
 }
 
@@ -168,4 +284,9 @@ const srv_db_engine srv_db_pg_engine = {
     .exec = pg_exec,
     .exec_generic = pg_exec_generic,
     .begin_write = "BEGIN",
+    .send = pg_send,
+    .socket = pg_socket,
+    .ready = pg_ready,
+    .receive = pg_receive,
+    .discard = pg_discard,
 };

@@ -447,6 +447,13 @@ static int serve(const options *o)
     srv_memo_free(s->memo);
     srv_throttle_free(s->guesses);
     srv_cache_free(s->jitlogs);
+    int64_t hedged, hedges_won;
+    srv_store_hedges(store, &hedged, &hedges_won);
+    if (hedged)
+        fprintf(stderr,
+                "vmprof-server: %lld slow reads sent again on a second connection, %lld answered"
+                " first there\n",
+                (long long)hedged, (long long)hedges_won);
     srv_store_close(store);
     fprintf(stderr, "vmprof-server: stopped\n");
     return 0;

@@ -206,12 +206,13 @@ static int exec(srv_store *s, const char *sql, const srv_param *p, int n, srv_ro
     return 0;
 }
 
-/* exec of a statement whose plan its values do not change (srv_db.h). */
-static int exec_generic(srv_store *s, const char *sql, const srv_param *p, int n,
-                        srv_row_fn row, void *ctx, srv_err *err, const char *what)
+/* A statement that changes nothing (srv_db_read: sent again elsewhere when
+ * slow); generic: its plan is the same whatever its values (srv_db.h). */
+static int read_rows(srv_store *s, int generic, const char *sql, const srv_param *p, int n,
+                     srv_row_fn row, void *ctx, srv_err *err, const char *what)
 {
     char buf[256];
-    if (srv_db_exec_generic(s->db, sql, p, n, row, ctx, NULL, buf, sizeof buf) < 0) {
+    if (srv_db_read(s->db, generic, sql, p, n, row, ctx, buf, sizeof buf) < 0) {
         set_err(err, what, buf);
         return -1;
     }
@@ -379,6 +380,11 @@ void srv_store_close(srv_store *s)
 int srv_store_is_sqlite(const srv_store *s)
 {
     return s->sqlite;
+}
+
+void srv_store_hedges(srv_store *s, int64_t *sent, int64_t *won)
+{
+    srv_db_hedges(s->db, sent, won);
 }
 
 int srv_store_ping(srv_store *s, srv_err *err)
@@ -698,12 +704,12 @@ static int64_t trigram_runs(srv_store *s, const char tri[4])
     srv_param p[] = {SRV_P_TEXT(tri), SRV_P_INT(s->sqlite ? 0 : runs_estimate(s) / 2 + 1)};
     srv_err err;
     runs = 0; /* no row: no run holds it */
-    if (exec(s,
-             s->sqlite ? "SELECT doc FROM runs_search_terms WHERE term = $1"
-                       : "SELECT COUNT(*) FROM (SELECT 1 FROM runs_trigrams WHERE tri = $1"
-                         " LIMIT $2) AS t",
-             p, s->sqlite ? 1 : 2, collect_count, &runs, NULL, &err,
-             "cannot count a trigram") < 0)
+    if (read_rows(s, 0,
+                  s->sqlite ? "SELECT doc FROM runs_search_terms WHERE term = $1"
+                            : "SELECT COUNT(*) FROM (SELECT 1 FROM runs_trigrams WHERE tri = $1"
+                              " LIMIT $2) AS t",
+                  p, s->sqlite ? 1 : 2, collect_count, &runs, &err,
+                  "cannot count a trigram") < 0)
         return -1;
     pthread_mutex_lock(&c->lock);
     memcpy(c->slot[h].tri, tri, 4);
@@ -726,8 +732,8 @@ static int64_t runs_estimate(srv_store *s)
         return runs;
     srv_err err;
     runs = 0;
-    if (exec(s, "SELECT MAX(seq) FROM runs", NULL, 0, collect_count, &runs, NULL, &err,
-             "cannot count the runs") < 0)
+    if (read_rows(s, 0, "SELECT MAX(seq) FROM runs", NULL, 0, collect_count, &runs, &err,
+                  "cannot count the runs") < 0)
         return 0;
     pthread_mutex_lock(&c->lock);
     c->runs = runs;
@@ -867,8 +873,8 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
     if (!done && sqlite_ascii && (rarest < 0 || 2 * rarest >= runs_estimate(s))) {
         srv_param w[] = {p[0], p[1], SRV_P_TEXT(like), p[3], p[4], p[5],
                          SRV_P_INT(size + 1)};
-        rc = exec(s, list_search_window, w, 7, collect_run, &rows, NULL, err,
-                  "cannot list the runs");
+        rc = read_rows(s, 0, list_search_window, w, 7, collect_run, &rows, err,
+                       "cannot list the runs");
         done = rc < 0 || rows.beyond;
         /* Not a full page among them: the index finds the page. */
         for (size_t i = 0; !done && i < rows.n; i++)
@@ -884,8 +890,8 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
             set_err(err, "cannot list the runs", "out of memory");
             rc = -1;
         } else {
-            rc = exec(s, list_search_sqlite_trigram, t, 7, collect_run, &rows, NULL, err,
-                      "cannot list the runs");
+            rc = read_rows(s, 0, list_search_sqlite_trigram, t, 7, collect_run, &rows, err,
+                           "cannot list the runs");
         }
         free(phrase);
         done = 1;
@@ -902,20 +908,20 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         int64_t batch = PG_BATCH_PAGES * (size + 1);
         srv_param t[] = {p[0], p[1], p[2], p[3], p[4], p[5], SRV_P_TEXT(trigram),
                          rarest > batch ? SRV_P_INT(batch) : SRV_P_NULL};
-        rc = exec_generic(s, list_search_pg_trigram, t, 8, collect_run, &rows, err,
-                          "cannot list the runs");
+        rc = read_rows(s, 1, list_search_pg_trigram, t, 8, collect_run, &rows, err,
+                       "cannot list the runs");
         if (rc == 0 && !rows.beyond && t[7].type != SRV_NULL) {
             for (size_t i = 0; i < rows.n; i++)
                 srv_run_clear(&runs[i]);
             rows.n = 0;
             t[7] = SRV_P_NULL;
-            rc = exec_generic(s, list_search_pg_trigram, t, 8, collect_run, &rows, err,
-                              "cannot list the runs");
+            rc = read_rows(s, 1, list_search_pg_trigram, t, 8, collect_run, &rows, err,
+                           "cannot list the runs");
         }
         done = 1;
     }
     if (!done)
-        rc = exec(s, sql, p, 6, collect_run, &rows, NULL, err, "cannot list the runs");
+        rc = read_rows(s, 0, sql, p, 6, collect_run, &rows, err, "cannot list the runs");
     free(like);
     free(pattern);
     if (rc < 0) {

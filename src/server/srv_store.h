@@ -87,6 +87,10 @@ typedef struct srv_user {
  * path; creates the schema when missing. */
 srv_store *srv_store_open(const char *database, srv_err *err);
 void srv_store_close(srv_store *s);
+/* Reads of the runs list sent a second time because the first connection
+ * was slow to answer, and how many of them the second answered first
+ * (srv_db_read); said on stderr when the server stops. */
+void srv_store_hedges(srv_store *s, int64_t *sent, int64_t *won);
 int srv_store_is_sqlite(const srv_store *s);
 /* A cheap round trip, for /api/health. */
 int srv_store_ping(srv_store *s, srv_err *err);

@@ -123,8 +123,8 @@ class Server(object):
 def start_server(tmp_path):
     servers = []
 
-    def start(*options, data=None):
-        s = Server(data or tmp_path / "data", *options)
+    def start(*options, data=None, env=None):
+        s = Server(data or tmp_path / "data", *options, env=env)
         servers.append(s)
         return s
     yield start

@@ -4,7 +4,9 @@ over a Unix socket only.  Two server processes share the database and the
 data folder: what one takes, the other serves and deletes."""
 import glob
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -255,3 +257,85 @@ def test_search_on_postgres_finds_what_reading_every_run_finds(postgres, start_s
         assert other.search_all(q) == expected(q), q
     assert psql(url, "vmprof_search", "SELECT COUNT(*) FROM pg_trigger"
                 " WHERE tgname = 'runs_trigrams_sync'") == [["1"]]
+
+
+def client_backends(url, database):
+    """The pids of the client sessions of database (psql's own left out)."""
+    return [int(pid) for (pid,) in psql(
+        url, database, "SELECT pid FROM pg_stat_activity WHERE datname = '%s'"
+        " AND backend_type = 'client backend' AND pid <> pg_backend_pid()" % database)]
+
+
+def test_a_read_whose_session_stalls_is_answered_through_another(postgres, start_server,
+                                                                 tmp_path, profile_bytes):
+    """A list statement unanswered after a few ms is sent again on a second
+    connection and the first answer is the page (srv_db_read).  Here the
+    server's one PostgreSQL session is stopped (SIGSTOP: a process that
+    never gets a core): pages and searches, the kept plan's walk included,
+    still come, right, and a write in the meantime lands once.  The stopped
+    session's answer, once it comes, is thrown away, never taken for a later
+    statement's; a stopped session that is then terminated is opened again
+    with its prepared statements."""
+    sockets = postgres.split("host=")[1].split("&")[0]
+    out = as_postgres(os.path.join(PG_BIN[-1], "createdb"), "-h", sockets, "-p", "5432",
+                      "vmprof_hedge")
+    assert out.returncode == 0, out.stderr
+    url = postgres.replace("/vmprof?", "/vmprof_hedge?")
+    # Sent again after 2 s (4 ms by default): long enough that no read is
+    # sent again before the test stops a session, whatever the load.
+    env = dict(os.environ, VMPROF_SERVER_HEDGE_MS="2000")
+    server = start_server("--database", url, data=tmp_path / "d", env=env)
+    psql(url, "vmprof_hedge",
+         "INSERT INTO runs (id, argv, vm, created, state, samples, duration)"
+         " SELECT lpad(to_hex(15728640 + i), 16, '0'),"
+         " CASE WHEN i % 3 = 0 THEN 'Tool --case ' || i ELSE 'bench.py --case ' || i END,"
+         " 'CPython', 1700000000000 + i, 2, 10, 1.5 FROM generate_series(0, 299) AS i")
+
+    def expected(q):
+        rows = psql(url, "vmprof_hedge", "SELECT id, argv FROM runs ORDER BY seq DESC")
+        return [i for i, argv in rows if q.lower() in argv.lower()]
+
+    def check_pages():
+        for q in ("", "tool", "case 1", "bench"):
+            assert server.search_all(q) == expected(q), q
+
+    check_pages()
+    # One request at a time, none slow: the pool has used its first
+    # connection only.
+    [stalled] = client_backends(url, "vmprof_hedge")
+    os.kill(stalled, signal.SIGSTOP)
+    try:
+        status, page, _ = server.get("/api/runs", timeout=60)
+        assert status == 200 and [r["id"] for r in page["runs"]] == expected("")[:50]
+        check_pages()
+        rid = server.upload(profile_bytes, argv="while stalled")
+    finally:
+        os.kill(stalled, signal.SIGCONT)
+    # Its answer comes now; later statements on that session get their own.
+    for _ in range(5):
+        check_pages()
+    assert expected("while stalled") == [rid]
+    # Stopped, then ended while its answer is owed: a second server, whose
+    # one session so far is the new one.
+    before = set(client_backends(url, "vmprof_hedge"))
+    other = start_server("--database", url, data=tmp_path / "d", env=env)
+    [stalled] = set(client_backends(url, "vmprof_hedge")) - before
+    os.kill(stalled, signal.SIGSTOP)
+    try:
+        status, page, _ = other.get("/api/runs?q=tool", timeout=60)
+        assert status == 200 and [r["id"] for r in page["runs"]] == expected("tool")[:50]
+        psql(url, "vmprof_hedge", "SELECT pg_terminate_backend(%d)" % stalled)
+    finally:
+        os.kill(stalled, signal.SIGCONT)
+    # The ended session answers one error at most, then is opened again
+    # (with the walk's statement prepared anew).
+    statuses = [other.get("/api/runs?q=tool")[0] for _ in range(10)]
+    assert set(statuses) <= {200, 503} and statuses[-5:] == [200] * 5, statuses
+    for q in ("", "tool", "case 1", "bench"):
+        assert other.search_all(q) == expected(q), q
+    # Both servers said they sent reads again, and that the second answered.
+    for s in (server, other):
+        status, err = s.stop()
+        assert status == 0, err
+        sent, won = re.search(r"(\d+) slow reads sent again .*?, (\d+) answered", err).groups()
+        assert int(sent) >= 1 and int(won) >= 1, err
