@@ -1412,6 +1412,7 @@ static int queued_signal(int signo)
 int vmp_delivery_start(vmp_delivery *d)
 {
     atomic_store(&d->periods, 0);
+    atomic_store(&d->rounds, 0);
     atomic_store(&d->late, 0);
     atomic_store(&d->sent, 0);
     atomic_store(&d->repeated, 0);
@@ -1551,6 +1552,7 @@ int64_t vmp_delivery_wait(vmp_delivery *d)
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR) {
     }
     int64_t now = clock_ns(CLOCK_MONOTONIC), periods = 0;
+    atomic_fetch_add_explicit(&d->rounds, 1, memory_order_relaxed);
     if (now >= d->next) {
         /* (sources mode: a round stands for round_periods periods) */
         int64_t step = d->period_ns * d->round_periods;

@@ -312,6 +312,7 @@ typedef struct vmp_delivery {
 
     /* figures, readable from any thread */
     _Atomic uint64_t periods;  /* deadlines woken for */
+    _Atomic uint64_t rounds;   /* wake-ups (catch-up rounds too) */
     _Atomic uint64_t late;     /* wake-ups that missed one or more deadlines */
     _Atomic uint64_t sent;     /* signals sent */
     _Atomic uint64_t repeated; /* samples of idle threads repeated instead */

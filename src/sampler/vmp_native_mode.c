@@ -17,6 +17,8 @@
 #include "vmp_format.h"
 #include "vmp_hash.h"
 #include "vmp_native_unwind.h"
+#include "vmp_ring.h"
+#include "vmp_run.h"
 #include "vmp_symbols.h"
 
 /* The interpreter's evaluation loop: a C frame running Python frames. */
@@ -36,8 +38,12 @@ static struct {
     int wsyms_failed;
     uintptr_t interpreter;   /* the evaluation loop's start */
     vmp_u64map start_offset; /* pc -> pc minus its function's start */
-    unsigned ticks;
+    int64_t refreshed_at;    /* CLOCK_MONOTONIC ns of the last look for new libraries */
 } N;
+
+/* New libraries are looked for at most this often (at the writer's pace:
+ * its first wake-up after). */
+#define REFRESH_NS 100000000LL
 
 /* The writer's session (see N). */
 static vmp_symbols *writer_syms(void)
@@ -146,6 +152,9 @@ int vmp_native_mode_start(char *err, size_t errlen)
     }
     vmp_u64map_free(&N.start_offset);
     learn_own_stack();
+    N.refreshed_at = 0;
+    /* (the writer naps until there is work: a new pc is some) */
+    vmp_native_when_unknown(vmp_ring_ring);
     return 0;
 }
 
@@ -222,9 +231,12 @@ void vmp_native_mode_tick(void)
 {
     writer_syms(); /* (its own session: opened at the first tick, ready for the first walks to learn) */
     learn_unknown();
-    /* About every 100 ms at the writer's pace: libraries loaded meanwhile. */
-    if (N.ticks++ % 50 == 0)
+    /* Libraries loaded meanwhile. */
+    int64_t now = vmp_mono_ns();
+    if (now - N.refreshed_at >= REFRESH_NS) {
+        N.refreshed_at = now;
         vmp_native_refresh();
+    }
 }
 
 void vmp_native_mode_after_fork_child(void)
@@ -235,7 +247,7 @@ void vmp_native_mode_after_fork_child(void)
     N.syms = N.wsyms = NULL;
     N.writer_own_table = 0;
     memset(&N.start_offset, 0, sizeof N.start_offset);
-    N.ticks = 0;
+    N.refreshed_at = 0;
 }
 
 static int cmp_u64(const void *a, const void *b)

@@ -48,8 +48,10 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
 uint64_t vmp_native_mode_entry_id(uint64_t entry);
 
 /* Writer thread, every round: learns the unwind rules of the pcs walks
- * stopped at, and now and then the libraries loaded or unloaded.  Cheap
- * when there is nothing new. */
+ * stopped at, and at most every 100 ms the libraries loaded or unloaded.
+ * Cheap when there is nothing new.  A walk that stops at a pc not noted
+ * yet rings the ring's bell (vmp_ring_ring): the writer's round comes at
+ * once, not after its nap. */
 void vmp_native_mode_tick(void);
 
 /* In a fork child, before anything else of native mode: forgets the

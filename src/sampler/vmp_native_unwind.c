@@ -324,6 +324,13 @@ static uint64_t rule_for(const struct rule_table *t, uintptr_t pc)
     return 0;
 }
 
+static void (*on_unknown)(void); /* vmp_native_when_unknown */
+
+void vmp_native_when_unknown(void (*fn)(void))
+{
+    __atomic_store_n(&on_unknown, fn, __ATOMIC_RELEASE);
+}
+
 /* Async-signal-safe: remembers pc for vmp_native_take_unknown. */
 static void note_unknown(uintptr_t pc)
 {
@@ -333,9 +340,13 @@ static void note_unknown(uintptr_t pc)
         uint64_t have = __atomic_load_n(s, __ATOMIC_RELAXED);
         if (have == pc)
             return;
-        if (have == 0 &&
-            (__atomic_compare_exchange_n(s, &have, (uint64_t)pc, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED) ||
-             have == pc))
+        if (have == 0 && __atomic_compare_exchange_n(s, &have, (uint64_t)pc, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+            void (*fn)(void) = __atomic_load_n(&on_unknown, __ATOMIC_ACQUIRE);
+            if (fn)
+                fn(); /* (a new one: the writer learns it now) */
+            return;
+        }
+        if (have == pc)
             return;
     }
 }

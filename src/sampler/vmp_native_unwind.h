@@ -112,6 +112,10 @@ int vmp_native_learn(const struct vmp_unwind_rule *rules, int n);
  * walks stopped at for want of a rule since the last call.  Returns how many. */
 int vmp_native_take_unknown(uintptr_t *pcs, int max);
 
+/* fn (async-signal-safe; NULL: none) is called by a walk that noted a pc
+ * not noted yet, so that whoever learns them needs no timer. */
+void vmp_native_when_unknown(void (*fn)(void));
+
 /* In a fork child, before it enables again: forgets the parent's run
  * without freeing anything (the tables may have been in use by a parent's
  * thread that the child does not have). */

@@ -355,6 +355,8 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->threads_max = atomic_load(&vmp_run.delivery.threads_max);
         stats->threads_blocking = atomic_load(&vmp_run.delivery.threads_blocking);
         stats->not_python = atomic_load(&vmp_run.delivery.not_python);
+        stats->sampler_rounds = atomic_load(&vmp_run.delivery.rounds);
+        stats->writer_rounds = vmp_writer_wakeups();
         stats->signo = vmp_run.signo;
     }
     int e = atomic_load(&vmp_run.write_errno);

@@ -16,10 +16,14 @@
 #include <sys/prctl.h>
 
 #include "vmp_fds.h"
+#include "vmp_guard.h"
 #include "vmp_handler.h"
 #include "vmp_run.h"
 
 #define VMP_CHECK_NS 50000000LL /* check that our handler is still installed */
+/* Our fault handler back in front of one the program installed meanwhile
+ * (vmp_guard.h), at most this often: with rounds 10 ms apart, each round. */
+#define VMP_GUARD_TICK_NS 5000000LL
 
 /* The RSS readings of the run, for repeats written later than their
  * periods (vmp_rss_at): each reading that differs from the one before, with
@@ -111,11 +115,16 @@ static void *sampler_main(void *arg)
         close_statm();
         return NULL;
     }
-    int64_t last_check = 0;
+    int64_t last_check = 0, last_guard = 0;
     while (!atomic_load(&vmp_run.sampler_stop)) {
         int64_t periods = vmp_delivery_wait(&vmp_run.delivery);
         if (periods) {
             int64_t now = vmp_run.delivery.last_round; /* when this round woke */
+            /* (here, not in the writer, which naps up to 100 ms) */
+            if (now - last_guard >= VMP_GUARD_TICK_NS) {
+                last_guard = now;
+                vmp_guard_keep_first();
+            }
             if (now - last_check >= VMP_CHECK_NS) {
                 last_check = now;
                 if (!vmp_handler_is_ours())

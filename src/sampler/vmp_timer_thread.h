@@ -6,7 +6,8 @@
  * delivery schedule (vmp_delivery.h) signal the threads owed a sample; in
  * memory mode it reads the RSS each round; every VMP_CHECK_NS it checks
  * that our handler is still installed and stops sending once the program
- * took the signal over.
+ * took the signal over; every round (at most every 5 ms) it puts our fault
+ * handler back in front of one the program installed (vmp_guard.h).
  */
 #ifndef VMP_TIMER_THREAD_H
 #define VMP_TIMER_THREAD_H

@@ -28,20 +28,21 @@
 #include "vmp_encode.h"
 #include "vmp_fds.h"
 #include "vmp_format.h"
-#include "vmp_guard.h"
 #include "vmp_hash.h"
 #include "vmp_native_mode.h"
 #include "vmp_ring.h"
 #include "vmp_run.h"
 #include "vmp_timer_thread.h"
 
-/* The writer drains the ring, then sleeps as long as the ring took lately
- * to fill a quarter, between these bounds: each wake-up of a thread costs
- * ~50 us of CPU on these machines (bench/RESULTS.md), so a writer that
- * woke every 2 ms used 2.5% of a core by itself. */
+/* The writer drains the ring, then naps as long as the ring took lately to
+ * fill a quarter, between these bounds, or until its bell rings (the ring
+ * half full, a sync, the stop, a pc native mode must learn: vmp_ring.h).
+ * Each wake-up of a thread costs ~50 us of CPU on these machines
+ * (bench/RESULTS.md): a writer that woke every 10 ms used 0.5% of a core by
+ * itself, as much as everything else it did at 1 kHz. */
 #define VMP_WRITER_MIN_SLEEP_NS 2000000LL
-#define VMP_WRITER_MAX_SLEEP_NS 10000000LL
-#define VMP_GUARD_TICK_NS 5000000LL /* with naps of up to 10 ms: every 10 ms or so */
+#define VMP_WRITER_MAX_SLEEP_NS 100000000LL
+#define VMP_NATIVE_TICK_MIN_NS 2000000LL /* native mode: learns at most this often */
 #define VMP_WRITE_BUF (1 << 20)
 /* A sample written n times: its record is encoded once and copied up to a
  * block of about this many bytes; the rest of the n are iovecs pointing at
@@ -494,6 +495,7 @@ static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
 
 /* vmp_writer_sync: asked and done counts of "write out all you have". */
 static _Atomic uint64_t sync_asked, sync_done;
+static _Atomic uint64_t writer_wakeups; /* naps ended (vmp_writer_wakeups) */
 
 /* Everything published so far, the native names met so far, to the fd. */
 static void write_out(void)
@@ -517,19 +519,12 @@ static void *writer_main(void *arg)
     if (vmp_run.native)
         vmp_native_mode_writer_table(own_table);
     atomic_store(&vmp_run.writer_tid, vmp_gettid());
-    int64_t nap = VMP_WRITER_MIN_SLEEP_NS, last_guard = 0;
+    int64_t nap = VMP_WRITER_MIN_SLEEP_NS;
     while (!atomic_load(&vmp_run.writer_stop)) {
         pthread_mutex_lock(&busy);
-        int64_t now = vmp_mono_ns();
         /* Native mode learns what walks stopped at, and new libraries. */
         if (vmp_run.native)
             vmp_native_mode_tick();
-        /* Every ~10 ms, get our fault handler back in front of one the
-         * program installed meanwhile (vmp_guard.h). */
-        if (now - last_guard >= VMP_GUARD_TICK_NS) {
-            vmp_guard_keep_first();
-            last_guard = now;
-        }
         uint64_t before = drained;
         drain(0);
         uint64_t asked = atomic_load(&sync_asked);
@@ -545,7 +540,9 @@ static void *writer_main(void *arg)
             nap = VMP_WRITER_MIN_SLEEP_NS;
         if (nap > VMP_WRITER_MAX_SLEEP_NS)
             nap = VMP_WRITER_MAX_SLEEP_NS;
-        vmp_sleep_ns(nap);
+        atomic_fetch_add_explicit(&writer_wakeups, 1, memory_order_relaxed);
+        if (vmp_ring_nap(nap) && vmp_run.native)
+            vmp_sleep_ns(VMP_NATIVE_TICK_MIN_NS); /* (a burst of new pcs: learned in one round) */
     }
     pthread_mutex_lock(&busy);
     drain(1);
@@ -564,6 +561,7 @@ static void *writer_main(void *arg)
 int vmp_writer_sync(int64_t timeout_ns, int64_t stuck_ns)
 {
     uint64_t want = atomic_fetch_add(&sync_asked, 1) + 1;
+    vmp_ring_ring();
     int64_t deadline = vmp_mono_ns() + timeout_ns;
     while (atomic_load(&sync_done) < want) {
         if (vmp_mono_ns() > deadline || vmp_writer_stuck_ns() >= stuck_ns)
@@ -571,6 +569,11 @@ int vmp_writer_sync(int64_t timeout_ns, int64_t stuck_ns)
         vmp_sleep_ns(100000);
     }
     return 0;
+}
+
+uint64_t vmp_writer_wakeups(void)
+{
+    return atomic_load(&writer_wakeups);
 }
 
 int vmp_writer_hold(int64_t timeout_ns)
@@ -628,6 +631,7 @@ int vmp_writer_start(void)
 {
     atomic_store(&vmp_run.writer_stop, 0);
     atomic_store(&vmp_run.writer_tid, 0);
+    atomic_store(&writer_wakeups, 0);
     if (vmp_run_start_thread(&vmp_run.writer_thread, writer_main) != 0)
         return -1;
     while (!atomic_load(&vmp_run.writer_tid)) /* so the sampler never signals it */
@@ -638,6 +642,7 @@ int vmp_writer_start(void)
 void vmp_writer_stop(void)
 {
     atomic_store(&vmp_run.writer_stop, 1);
+    vmp_ring_ring();
     pthread_join(vmp_run.writer_thread, NULL);
 }
 

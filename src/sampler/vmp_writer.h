@@ -1,7 +1,8 @@
 /*
  * vmp_writer.h - the writer thread: turns ring slots into profile records.
  *
- * It drains the ring (vmp_ring.h) in claim order every 2 ms, maps code
+ * It drains the ring (vmp_ring.h) in claim order when woken (vmp_ring_nap:
+ * every 2-100 ms, as the ring fills, or when its bell rings), maps code
  * addresses to profile ids (an address reused by a new code object gets a
  * fresh id), encodes records with vmp_encode.h and writes them to the run's
  * fd, which may be a pipe (never sought or read).  At the end it drains what
@@ -46,6 +47,9 @@ int vmp_writer_sync(int64_t timeout_ns, int64_t stuck_ns);
  * without blocking and waits for room itself, bounded): so disable() ends
  * at most 10 s after the last byte went out.  Any thread. */
 int64_t vmp_writer_stuck_ns(void);
+
+/* Wake-ups of the writer thread in the current (or last) run. */
+uint64_t vmp_writer_wakeups(void);
 
 /* fork: the prepare handler holds the writer at a point where it holds no
  * lock of a library (0, or -1 when it did not get there within timeout_ns);

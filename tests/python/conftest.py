@@ -19,6 +19,7 @@ CPYTHON_ONLY_MODULES = [
     "test_sampler.py",
     "test_sampler_idle.py",
     "test_sampler_modes.py",
+    "test_sampler_quiet.py",
     "test_sampler_rate.py",
     "test_sampler_robust.py",
     "test_sampler_safety.py",

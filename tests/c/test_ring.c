@@ -1,0 +1,135 @@
+/*
+ * test_ring.c - the ring's consumer bell (vmp_ring.h): the consumer naps
+ * long and is woken when the ring fills to the mark, or when rung (also
+ * from a signal handler), and a ring that came before the nap is not lost.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmp_ring.h"
+#include "vmp_test.h"
+
+#define LONG_NAP_NS 20000000000LL /* a nap that ends on its timeout fails the test by its length */
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static _Atomic int napping_started;
+static _Atomic int nap_result = -1;
+static _Atomic int64_t nap_ns;
+
+static void *consumer(void *arg)
+{
+    (void)arg;
+    atomic_store(&napping_started, 1);
+    int64_t t0 = now_ns();
+    atomic_store(&nap_result, vmp_ring_nap(LONG_NAP_NS));
+    atomic_store(&nap_ns, now_ns() - t0);
+    return NULL;
+}
+
+static void fresh_ring(void)
+{
+    REQUIRE(vmp_ring_map() == 0);
+    vmp_ring_reset(1);
+    atomic_store(&napping_started, 0);
+    atomic_store(&nap_result, -1);
+    atomic_store(&nap_ns, 0);
+}
+
+static void release_all(void)
+{
+    uint64_t index;
+    vmp_slot *s;
+    while ((s = vmp_ring_oldest(&index)))
+        vmp_ring_release_oldest(s);
+}
+
+/* Waits (bounded) until the consumer has returned from its nap. */
+static int nap_ended(void)
+{
+    for (int i = 0; i < 5000 && atomic_load(&nap_result) < 0; i++)
+        usleep(1000);
+    return atomic_load(&nap_result) >= 0;
+}
+
+VMP_TEST(ring_claims_below_the_mark_let_the_consumer_nap_and_the_claim_at_the_mark_wakes_it)
+{
+    fresh_ring();
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, consumer, NULL) == 0);
+    while (!atomic_load(&napping_started))
+        usleep(100);
+    usleep(20000); /* (in its futex wait by now, or about to be: both must work) */
+    for (int i = 0; i < VMP_RING_WAKE_AT - 1; i++) {
+        vmp_slot *s = vmp_ring_claim();
+        REQUIRE(s != NULL);
+        vmp_ring_publish(s);
+    }
+    usleep(50000);
+    CHECK(atomic_load(&nap_result) == -1); /* a ring short of the mark does not wake it */
+    vmp_slot *s = vmp_ring_claim();
+    REQUIRE(s != NULL);
+    vmp_ring_publish(s);
+    CHECK(nap_ended());
+    CHECK(atomic_load(&nap_result) == 1);
+    CHECK(atomic_load(&nap_ns) < LONG_NAP_NS / 4);
+    if (atomic_load(&nap_result) < 0)
+        vmp_ring_ring(); /* (let it go) */
+    pthread_join(th, NULL);
+    release_all();
+}
+
+VMP_TEST(ring_a_ring_before_the_nap_makes_the_nap_return_at_once)
+{
+    fresh_ring();
+    vmp_ring_ring();
+    int64_t t0 = now_ns();
+    CHECK(vmp_ring_nap(LONG_NAP_NS) == 1);
+    CHECK(now_ns() - t0 < LONG_NAP_NS / 4);
+    /* ... once: the next nap sleeps to its timeout */
+    t0 = now_ns();
+    CHECK(vmp_ring_nap(20000000LL) == 0);
+    CHECK(now_ns() - t0 >= 19000000LL);
+}
+
+static void ring_from_handler(int sig)
+{
+    (void)sig;
+    vmp_ring_ring();
+}
+
+VMP_TEST(ring_a_signal_handler_may_wake_the_consumer)
+{
+    fresh_ring();
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = ring_from_handler;
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(sigaction(SIGUSR1, &sa, &old) == 0);
+    sigset_t block, was;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &block, &was); /* (the consumer inherits it: the signal goes to this thread) */
+    pthread_t th;
+    int made = pthread_create(&th, NULL, consumer, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    REQUIRE(made);
+    while (!atomic_load(&napping_started))
+        usleep(100);
+    usleep(20000);
+    pthread_kill(pthread_self(), SIGUSR1);
+    CHECK(nap_ended());
+    CHECK(atomic_load(&nap_result) == 1);
+    if (atomic_load(&nap_result) < 0)
+        vmp_ring_ring();
+    pthread_join(th, NULL);
+    sigaction(SIGUSR1, &old, NULL);
+}
