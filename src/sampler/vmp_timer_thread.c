@@ -111,6 +111,7 @@ static void *sampler_main(void *arg)
      * thread wait longer than the run (seen: 0 samples of 0.1 s of CPU). */
     int started = vmp_delivery_start(&vmp_run.delivery);
     atomic_store(&vmp_run.sampler_ready, 1); /* enable must not wait for a sampler that gave up */
+    vmp_word_changed(&vmp_run.sampler_ready);
     if (started < 0) {
         close_statm();
         return NULL;
@@ -147,8 +148,7 @@ int vmp_timer_thread_start(void)
     atomic_store(&vmp_run.sampler_ready, 0);
     if (vmp_run_start_thread(&vmp_run.sampler_thread, sampler_main) != 0)
         return -1;
-    while (!atomic_load(&vmp_run.sampler_ready)) /* the program's CPU time counts from here */
-        vmp_sleep_ns(10000);
+    vmp_wait_while(&vmp_run.sampler_ready, 0); /* the program's CPU time counts from here */
     return 0;
 }
 

@@ -519,6 +519,7 @@ static void *writer_main(void *arg)
     if (vmp_run.native)
         vmp_native_mode_writer_table(own_table);
     atomic_store(&vmp_run.writer_tid, vmp_gettid());
+    vmp_word_changed(&vmp_run.writer_tid);
     int64_t nap = VMP_WRITER_MIN_SLEEP_NS;
     while (!atomic_load(&vmp_run.writer_stop)) {
         pthread_mutex_lock(&busy);
@@ -634,8 +635,7 @@ int vmp_writer_start(void)
     atomic_store(&writer_wakeups, 0);
     if (vmp_run_start_thread(&vmp_run.writer_thread, writer_main) != 0)
         return -1;
-    while (!atomic_load(&vmp_run.writer_tid)) /* so the sampler never signals it */
-        vmp_sleep_ns(10000);
+    vmp_wait_while(&vmp_run.writer_tid, 0); /* so the sampler never signals it */
     return 0;
 }
 

@@ -1,16 +1,19 @@
 /*
  * test_ring.c - the ring's consumer bell (vmp_ring.h): the consumer naps
  * long and is woken when the ring fills to the mark, or when rung (also
- * from a signal handler), and a ring that came before the nap is not lost.
+ * from a signal handler), and a ring that came before the nap is not lost;
+ * and the run's waits for a word (vmp_run.h) sleep rather than poll.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "vmp_ring.h"
+#include "vmp_run.h"
 #include "vmp_test.h"
 
 #define LONG_NAP_NS 20000000000LL /* a nap that ends on its timeout fails the test by its length */
@@ -132,4 +135,33 @@ VMP_TEST(ring_a_signal_handler_may_wake_the_consumer)
         vmp_ring_ring();
     pthread_join(th, NULL);
     sigaction(SIGUSR1, &old, NULL);
+}
+
+/* ---- vmp_run.h: enable waits for its new threads asleep ------------------- */
+
+static _Atomic int word;
+
+static void *set_word_later(void *arg)
+{
+    (void)arg;
+    usleep(50000);
+    atomic_store(&word, 1);
+    vmp_word_changed(&word);
+    return NULL;
+}
+
+VMP_TEST(run_waits_for_a_word_asleep_not_in_naps)
+{
+    /* Before, enable polled for its threads in 10 us naps: a wait of 50 ms
+     * was thousands of wake-ups (each ~50 us of CPU on these machines). */
+    atomic_store(&word, 0);
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, set_word_later, NULL) == 0);
+    struct rusage before, after;
+    getrusage(RUSAGE_THREAD, &before);
+    vmp_wait_while(&word, 0);
+    getrusage(RUSAGE_THREAD, &after);
+    CHECK(atomic_load(&word) == 1);
+    CHECK(after.ru_nvcsw - before.ru_nvcsw <= 3);
+    pthread_join(th, NULL);
 }
