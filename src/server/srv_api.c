@@ -28,7 +28,6 @@
 #include "srv_memo.h"
 #include "vmprof.h"
 
-#define PAGE_SIZE 50
 
 static int64_t now_ms(void)
 {
@@ -200,7 +199,7 @@ static void list_runs(srv_request *req)
         .vm = srv_arg(req, "vm"),
         .user = srv_arg(req, "user"),
         .before = before,
-        .page_size = PAGE_SIZE,
+        .page_size = SRV_RUN_PAGE,
     };
     if (q.user && strcmp(q.user, "me") == 0) {
         if (!req->who.user.id) {
@@ -210,7 +209,7 @@ static void list_runs(srv_request *req)
         }
         q.user = req->who.user.name;
     }
-    srv_run runs[PAGE_SIZE];
+    srv_run runs[SRV_RUN_PAGE];
     size_t n = 0;
     int more = 0;
     srv_err err = {{0}};

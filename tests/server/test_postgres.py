@@ -10,6 +10,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 import pytest
 
@@ -212,23 +213,40 @@ def test_search_on_postgres_finds_what_reading_every_run_finds(postgres, start_s
          "INSERT INTO runs (id, argv, vm, name, created, state, samples, duration)"
          " SELECT lpad(to_hex(13434880 + i), 16, '0'),"
          " CASE WHEN i % 3 = 0 THEN 'Tool --CASE X' || i || 'Y' ELSE 'bench.py --case ' || i END,"
-         " 'CPython', CASE WHEN i % 7 = 0 THEN 'named ' || i END, 1700000000000 + i, 2, 10, 1.5"
+         " CASE WHEN i % 5 = 0 THEN 'PyPy' ELSE 'CPython' END,"
+         " CASE WHEN i % 7 = 0 THEN 'named ' || i END, 1700000000000 + i, 2, 10, 1.5"
          " FROM generate_series(0, 899) AS i")
 
-    def runs():
-        return [(i, argv, name or None) for i, argv, name in
-                psql(url, "vmprof_search", "SELECT id, argv, name FROM runs ORDER BY seq DESC")]
+    def runs(vm=None):
+        return [(i, argv, name or None) for i, argv, name, v in
+                psql(url, "vmprof_search", "SELECT id, argv, name, vm FROM runs ORDER BY seq DESC")
+                if vm in (None, v)]
 
-    def expected(q):
+    def expected(q, vm=None):
         q = q.lower()
-        return [i for i, argv, name in runs() if q in argv.lower() or (name and q in name.lower())]
+        return [i for i, argv, name in runs(vm)
+                if q in argv.lower() or (name and q in name.lower())]
+
+    def pages(query):
+        got, page = [], "1"
+        while page:
+            reply = server.get("/api/runs?%s&page=%s" % (query, page))[1]
+            got += [r["id"] for r in reply["runs"]]
+            page = reply["next"]
+        return got
 
     queries = ["tool", "TOOL --case x1", "x29", "case 7", "CASE 1", "case 149", "se 1", "--case",
+               "BENCH.PY", "py --c",
                "e X1", "named 14", "ed 7", "bench", "nothing here", "1y", "0y", "9Y", "_1",
                "%", "x1%", "ca", "é x"]
     for q in queries:
         assert server.search_all(q) == expected(q), q
     assert server.search_all("") == [i for i, _, _ in runs()]
+    # With vm= the planner's way is taken for common trigrams (without, the
+    # seq index is walked by a statement whose plan is kept).
+    for q in ("bench", "tool", "case 1", "PY --", ""):
+        assert pages("q=%s&vm=PyPy" % urllib.parse.quote(q)) == expected(q, "PyPy"), q
+        assert pages("q=%s&vm=" % urllib.parse.quote(q)) == expected(q), q
     # Renamed and deleted runs: the trigger keeps the trigrams in step.
     psql(url, "vmprof_search",
          "UPDATE runs SET name = 'Renamed ' || seq WHERE seq % 11 = 0;"
