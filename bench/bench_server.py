@@ -430,6 +430,8 @@ def bench_list_postgres(r, data):
         hedges = re.search(r"(\d+) slow reads sent again .*?, (\d+) answered", server.stderr)
         r["list_wrk_postgres"]["hedges"] = {"sent": int(hedges.group(1)) if hedges else 0,
                                             "won": int(hedges.group(2)) if hedges else 0}
+        log("server: PostgreSQL list, the four rows: %(sent)d reads sent again on a second"
+            " connection, %(won)d answered first there" % r["list_wrk_postgres"]["hedges"])
         r["list_first_search_ms_postgres"] = first_search(lambda: Server(data, "--database", url))
         rows.append(first_search_row(r["list_first_search_ms_postgres"]) + ("",))
         table("vmprof-server: GET /api/runs with 10,000 runs (PostgreSQL %s, same machine), "

@@ -1,8 +1,8 @@
 """The runs list of bench_server.py (10,000 runs, wrk 16 connections on the
-first page, page 100, q=case 77 and q=bench) for two builds of vmprof-server,
-interleaved round by round, on PostgreSQL and on SQLite.
+first page, page 100, q=case 77 and q=bench) for two builds of vmprof-server
+(or more: --new again), interleaved round by round, on PostgreSQL and on SQLite.
 
-  python bench/list_ab.py --base OLD_SERVER [--new NEW_SERVER] [--rounds N]
+  python bench/list_ab.py --base OLD_SERVER [--new NEW_SERVER ...] [--rounds N]
                           [--only postgresql|sqlite]
 
 PostgreSQL: bench_server.bench_list_postgres as the bench runs it (a cluster
@@ -70,16 +70,20 @@ def sqlite(binary):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True)
-    ap.add_argument("--new", default=bench_server.SERVER)
+    ap.add_argument("--new", action="append",
+                    help="a build to compare (again for more: new1, new2, ...)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", choices=("postgresql", "sqlite"))
     args = ap.parse_args()
+    news = args.new or [bench_server.SERVER]
+    builds = [("base", args.base)] + [("new" if len(news) == 1 else "new%d" % (i + 1), b)
+                                      for i, b in enumerate(news)]
     kinds = [k for k in ("postgresql", "sqlite") if args.only in (None, k)]
     bench_server.table = lambda *a, **k: None  # the rounds' own tables
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     raw = []
     for rnd in range(args.rounds):
-        for name, binary in (("base", args.base), ("new", args.new)):
+        for name, binary in builds:
             for kind in kinds:
                 load = os.getloadavg()[0]
                 figures = postgresql(binary) if kind == "postgresql" else sqlite(binary)
@@ -90,11 +94,11 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, time.strftime("list_ab-%H%M%S.json"))
     with open(path, "w") as f:
-        json.dump({"base": args.base, "new": args.new, "rounds": raw}, f, indent=1)
+        json.dump({"builds": dict(builds), "rounds": raw}, f, indent=1)
     for kind in kinds:
         rows = []
         for label, _ in bench_server.LIST_QUERIES:
-            for name in ("base", "new"):
+            for name, _ in builds:
                 figs = [r["figures"][label] for r in raw if r["db"] == kind and r["build"] == name]
 
                 def med(key, spec):
@@ -108,6 +112,13 @@ def main():
               % (kind, bench_server.LIST_SECONDS, args.rounds),
               ["", "requests/s", "p50", "p99 (goal < 10 ms)", "largest p99", "server CPU a request",
                "PostgreSQL CPU a request"], rows)
+        if kind == "postgresql":
+            for name, _ in builds:
+                hedges = [r["figures"].get("hedges", {}) for r in raw
+                          if r["db"] == kind and r["build"] == name]
+                print("%s: list reads sent again on a second connection (answered first"
+                      " there), per round: %s" % (name, ", ".join(
+                          "%s (%s)" % (h.get("sent", 0), h.get("won", 0)) for h in hedges)))
     print("raw figures:", path)
 
 
