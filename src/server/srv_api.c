@@ -28,6 +28,7 @@
 #include "srv_memo.h"
 #include "vmprof.h"
 
+#define PAGE_SIZE 50
 
 static int64_t now_ms(void)
 {
@@ -199,7 +200,7 @@ static void list_runs(srv_request *req)
         .vm = srv_arg(req, "vm"),
         .user = srv_arg(req, "user"),
         .before = before,
-        .page_size = SRV_RUN_PAGE,
+        .page_size = PAGE_SIZE,
     };
     if (q.user && strcmp(q.user, "me") == 0) {
         if (!req->who.user.id) {
@@ -209,7 +210,7 @@ static void list_runs(srv_request *req)
         }
         q.user = req->who.user.name;
     }
-    srv_run runs[SRV_RUN_PAGE];
+    srv_run runs[PAGE_SIZE];
     size_t n = 0;
     int more = 0;
     srv_err err = {{0}};

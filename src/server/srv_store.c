@@ -633,20 +633,6 @@ static const char *const list_scan =
     " AND ($4 = '' OR r.vm = $4)"
     " AND ($5 = '' OR u.name = $5)"
     " ORDER BY r.seq DESC LIMIT $6";
-/* PostgreSQL, a page of the list without q, vm or user ($1 and $2 as
- * list_scan's): list_scan's filters are parameters, so a plan made for any
- * values could not leave them out (a hash join over every run and a sort,
- * 7.4 ms); this one's best plan is the same whatever the values, the walk of
- * the seq index for one page, so it is kept (srv_db_read generic: planned
- * once per connection).  Its page's rows are written in the text (50 + 1),
- * since PostgreSQL costs a LIMIT given as a parameter at a tenth of the
- * rows and would then keep planning it anew. */
-#define STRINGIFY(x) #x
-#define AS_TEXT(x) STRINGIFY(x)
-static const char *const list_page_pg =
-    "SELECT " LIST_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
-    " WHERE r.state = $1 AND r.seq < $2"
-    " ORDER BY r.seq DESC LIMIT " AS_TEXT(SRV_RUN_PAGE) " + 1";
 /* A search of three or more characters, the same parameters, $3 given.
  * The engines' trigram indexes differ, so this one statement is written per
  * engine.  SQLite: the FTS5 table yields its matches newest first (its rowid
@@ -804,24 +790,9 @@ static const char *const list_search_pg_trigram =
     " AND ($5 = '' OR u.name = $5)"
     " ORDER BY r.seq DESC LIMIT $6";
 
-/* PostgreSQL, a search of ASCII text that half the runs or more hold even
- * the rarest trigram of, without vm or user: the seq index walked newest
- * first, each run checked for q (lower-cased, $3) as a substring of the
- * lower-cased texts, which is what list_search_pg's LIKE asks.  strpos, not
- * LIKE: the planner cannot weigh pg_trgm's indexes for it, and it costs
- * strpos > 0 at a third of the rows where a LIKE given as a parameter is
- * costed at 0.5%, so that a plan made for any values walks the index for
- * one page as well, and is kept (srv_db_read generic), as list_page_pg. */
-static const char *const list_search_pg_common =
-    "SELECT " LIST_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
-    " WHERE r.state = $1 AND r.seq < $2"
-    " AND (strpos(LOWER(r.argv), $3) > 0 OR strpos(LOWER(r.name), $3) > 0)"
-    " ORDER BY r.seq DESC LIMIT " AS_TEXT(SRV_RUN_PAGE) " + 1";
-
 /* PostgreSQL: the LIKE written without the "any" case, so that the planner
- * weighs the trigram indexes against walking the seq index (q not ASCII,
- * without runs_trigrams, or held by most runs with vm or user given: q=bench
- * walks the seq index, 0.1 ms). */
+ * weighs the trigram indexes against walking the seq index (q not ASCII, or
+ * held by most runs: q=bench walks the seq index, 0.1 ms). */
 static const char *const list_search_pg =
     "SELECT " LIST_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
     " WHERE r.state = $1 AND r.seq < $2"
@@ -849,16 +820,6 @@ static const char *const list_search_window =
 
 /* PostgreSQL's first read of a trigram's list, in pages (see below). */
 #define PG_BATCH_PAGES 4
-
-/* A copy of q with A-Z lower-cased, as like_pattern folds it; NULL: no memory. */
-static char *ascii_lower(const char *q)
-{
-    char *out = strdup(q);
-    for (char *c = out; c && *c; c++)
-        if (*c >= 'A' && *c <= 'Z')
-            *c = (char)(*c - 'A' + 'a');
-    return out;
-}
 
 static int ascii(const char *s)
 {
@@ -940,8 +901,7 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
      * first its newest PG_BATCH_PAGES pages' worth, which holds the page when
      * q matches most of the runs holding it, then, when no full page came
      * (the matches are sparse, or the last page is asked), the whole list.
-     * More runs hold it than that: the seq index (list_search_pg_common),
-     * or, with vm or user given, the planner (list_search_pg). */
+     * More runs hold it than that: the planner (list_search_pg). */
     int pg_ascii = indexed && !s->sqlite && s->pg_trigrams && ascii(q);
     if (pg_ascii && (rarest = rarest_trigram(s, q, trigram)) >= 0 &&
         2 * rarest < runs_estimate(s)) {
@@ -958,23 +918,6 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
             rc = read_rows(s, 1, list_search_pg_trigram, t, 8, collect_run, &rows, err,
                            "cannot list the runs");
         }
-        done = 1;
-    } else if (pg_ascii && rarest >= 0 && !*p[3].s && !*p[4].s && size == SRV_RUN_PAGE) {
-        char *lower = ascii_lower(q);
-        srv_param c[] = {p[0], p[1], SRV_P_TEXT(lower)};
-        if (!lower) {
-            set_err(err, "cannot list the runs", "out of memory");
-            rc = -1;
-        } else {
-            rc = read_rows(s, 1, list_search_pg_common, c, 3, collect_run, &rows, err,
-                           "cannot list the runs");
-        }
-        free(lower);
-        done = 1;
-    }
-    if (!done && !s->sqlite && !*q && !*p[3].s && !*p[4].s &&
-        size == SRV_RUN_PAGE) {
-        rc = read_rows(s, 1, list_page_pg, p, 2, collect_run, &rows, err, "cannot list the runs");
         done = 1;
     }
     if (!done)

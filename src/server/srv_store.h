@@ -110,9 +110,6 @@ int srv_store_run_freeze(srv_store *s, const char *id, srv_err *err);
 int srv_store_run_rename(srv_store *s, const char *id, const char *name, srv_err *err);
 int srv_store_run_delete(srv_store *s, const char *id, srv_err *err);
 
-/* The runs a page of the list shows (GET /api/runs). */
-#define SRV_RUN_PAGE 50
-
 typedef struct srv_run_query {
     const char *q;         /* substring of the command line (or name), or NULL */
     const char *vm;        /* exact VM, or NULL */

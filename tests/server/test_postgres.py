@@ -242,8 +242,7 @@ def test_search_on_postgres_finds_what_reading_every_run_finds(postgres, start_s
     for q in queries:
         assert server.search_all(q) == expected(q), q
     assert server.search_all("") == [i for i, _, _ in runs()]
-    # With vm= the planner's way is taken for common trigrams (without, the
-    # seq index is walked by a statement whose plan is kept).
+    # With vm= (or vm= empty: any) as well.
     for q in ("bench", "tool", "case 1", "PY --", ""):
         assert pages("q=%s&vm=PyPy" % urllib.parse.quote(q)) == expected(q, "PyPy"), q
         assert pages("q=%s&vm=" % urllib.parse.quote(q)) == expected(q), q
