@@ -9,7 +9,9 @@ venv_works() {  # venv_works DIR: 0 when DIR is a venv made right there that run
     here="$(cd "$dir" && pwd)"; real="$(cd "$dir" && pwd -P)"
     [ -x "$dir/bin/python" ] || return 1
     [ "$("$dir/bin/python" -c 'import os, sys; print(os.path.realpath(sys.prefix))' 2>/dev/null)" = "$real" ] || return 1
-    head -n 2 "$dir/bin/pip" 2>/dev/null | grep -qF -e "$here/bin/python" -e "$real/bin/python"
+    # pip's "#!" names the venv's own interpreter: bin/python (CPython) or bin/pypy3 (PyPy)
+    head -n 2 "$dir/bin/pip" 2>/dev/null | grep -qF -e "$here/bin/python" -e "$real/bin/python" \
+        -e "$here/bin/pypy" -e "$real/bin/pypy"
 }
 
 drop_broken_venv() {  # drop_broken_venv DIR
