@@ -261,6 +261,8 @@ def main():
         p0 = time.clock_gettime(time.CLOCK_PROCESS_CPUTIME_ID)
         vmprof.disable()
         rec["disable_wall"] = time.perf_counter() - d0
+        # the sampler thread's figures (clock reads, polls, listings, visits)
+        rec["run_stats"] = getattr(vmprof.profiler, "last_run_stats", None)
         rec["disable_cpu"] = time.thread_time() - c0
         # ... and what the profiler's threads did until disable() had them
         # end (the repeats still owed are written then): the process's CPU

@@ -102,7 +102,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -113,7 +113,10 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          "threads_blocking_signal", (unsigned long long)st.threads_blocking,
                          "not_python_answers", (unsigned long long)st.not_python, "sampler_rounds",
                          (unsigned long long)st.sampler_rounds, "writer_rounds",
-                         (unsigned long long)st.writer_rounds, "signal", st.signo);
+                         (unsigned long long)st.writer_rounds, "clock_reads",
+                         (unsigned long long)st.clock_reads, "polls", (unsigned long long)st.polls, "listings",
+                         (unsigned long long)st.listings, "visits", (unsigned long long)st.visits, "signal",
+                         st.signo);
 }
 
 static PyObject *sampler_is_enabled(PyObject *self, PyObject *noargs)

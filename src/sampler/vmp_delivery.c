@@ -51,6 +51,8 @@ struct vmp_delivery_thread {
     int64_t idle_cpu;      /* wall clock: CPU clock when found idle; -1: not idle */
     int64_t still_from;    /* wall clock, STILL: first period whose repeat is not handed over */
     int64_t lazy;          /* wall clock, ACTIVE: repeats counted, not handed over yet */
+    int64_t visit_at;      /* wall clock, STILL: ns before which the visits pass it by (0: the next one) */
+    int64_t visit_gap;     /* ... the interval its last visit set (0: none yet since it was made still) */
     uint32_t quiet;        /* rounds in a row it did not run */
     uint32_t quiet_needed; /* ... before it is made still (grows each time a poll finds it ran) */
     int64_t probe_cpu;     /* not Python: signal again once its CPU clock passed this */
@@ -555,6 +557,7 @@ static void settle(vmp_delivery *d, vmp_delivery_thread *t)
         return;
     t->still_from = d->period_no + 1 - t->lazy;
     t->lazy = 0;
+    t->visit_at = t->visit_gap = 0; /* (visited at the sweep's next pass) */
     make_still(d, t);
 }
 
@@ -679,7 +682,7 @@ static void source_give(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
                 break;
             }
     if (d->n_sources >= (size_t)d->max_sources || source_open(d, t) < 0)
-        t->src_retry_at = now + VMP_RESCAN_NS; /* signalled by the sender meanwhile */
+        t->src_retry_at = now + VMP_SOURCE_RETRY_NS; /* signalled by the sender meanwhile */
 }
 
 /* Refreshes the table from the listing of /proc/self/task (read again from
@@ -932,10 +935,28 @@ static void poll_still(vmp_delivery *d, int64_t periods)
     d->unexplained = 0;
 }
 
-/* Wall clock: visits the next still threads in turn, each once per
- * VMP_REPEAT_FLUSH_NS: one whose clock did not move has its repeats handed
- * over up to now (the writer writes them in one go); one that ran (for less
- * than VMP_WAKE_NS, or the round's poll would have found it) is woken. */
+/* Wall clock: a visit found thread t still and handed its repeats over:
+ * the next one comes twice as long after (VMP_REPEAT_FLUSH_NS at first), up
+ * to VMP_VISIT_MAX_NS.  (Due half a sweep early: the sweep passes each
+ * thread every VMP_REPEAT_FLUSH_NS, give or take a round, so the intervals
+ * are 250 ms, 500 ms, 1 s, 2 s, 2 s, ...) */
+static void visit_later(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    t->visit_gap = !t->visit_gap ? VMP_REPEAT_FLUSH_NS : 2 * t->visit_gap;
+    if (t->visit_gap > VMP_VISIT_MAX_NS)
+        t->visit_gap = VMP_VISIT_MAX_NS;
+    t->visit_at = d->last_round + t->visit_gap - VMP_REPEAT_FLUSH_NS / 2;
+}
+
+/* Wall clock: the sweep passes the still threads in turn, each once per
+ * VMP_REPEAT_FLUSH_NS, and visits those whose visit is due (visit_later):
+ * one whose clock did not move has its repeats handed over up to now (the
+ * writer writes them in one go); one that ran (for less than VMP_WAKE_NS,
+ * or the round's poll would have found it) is woken.  A pass that visits
+ * nobody reads no clock: the cost of the sweep per second is what the
+ * visits cost, about one clock reading per VMP_VISIT_MAX_NS per thread long
+ * idle, instead of one per VMP_REPEAT_FLUSH_NS (1,000 waiting threads: 500
+ * readings and repeats handed over a second instead of 4,000). */
 static void visit_still(vmp_delivery *d, int64_t periods)
 {
     if (!d->n_threads || !d->repeats_on || !periods)
@@ -953,14 +974,13 @@ static void visit_still(vmp_delivery *d, int64_t periods)
         vmp_delivery_thread *t = &d->threads[d->sweep++];
         if (t->state == ACTIVE && t->lazy > 0)
             flush_lazy_or_keep(d, t, 1);
-        if (t->state != STILL || t->not_python || t->idle_cpu < 0)
+        if (t->state != STILL || t->not_python || t->idle_cpu < 0 || d->last_round < t->visit_at)
             continue;
+        atomic_fetch_add_explicit(&d->visits, 1, memory_order_relaxed);
         if (observe(d, t) != 0)
             wake(d, t, periods);
-        else if (d->sources)
-            wall_pay(d, t, d->last_round, 1);
-        else
-            hand_over_or_keep(d, t, d->period_no, 1);
+        else if ((d->sources ? wall_pay(d, t, d->last_round, 1) : hand_over_or_keep(d, t, d->period_no, 1)) == 0)
+            visit_later(d, t); /* (the ring was full: the next pass tries again) */
     }
 }
 
@@ -1427,6 +1447,7 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->polls, 0);
     atomic_store(&d->scans, 0);
     atomic_store(&d->clock_reads, 0);
+    atomic_store(&d->visits, 0);
     d->threads = NULL;
     d->active = NULL;
     d->index = NULL;

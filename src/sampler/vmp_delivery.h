@@ -27,7 +27,8 @@
  * new threads and ended ones used.)  The process's thread count (the link
  * count of /proc/self/task, one fstat) tells when to list the threads again;
  * they are listed anyway when the still threads cannot explain the
- * unexplained CPU time, and every VMP_RESCAN_NS.
+ * unexplained CPU time, when a clock reading finds a thread gone, and
+ * every VMP_RESCAN_NS.
  *
  * Idle threads (wall clock): a thread that has not run since its last sample
  * still has that sample's stack, so instead of waking it with a signal the
@@ -45,9 +46,12 @@
  * A still thread's repeats are counted lazily by periods (idle since period
  * k) and handed over in one call: when it runs again (before its new
  * sample, so that the writer repeats the right one), when a visit finds
- * it still idle (every still thread is visited once per VMP_REPEAT_FLUSH_NS,
- * its clock read: a thread that ran for less than VMP_WAKE_NS since is
- * found then), when a listing finds it ended, at stop, and when a round
+ * it still idle (its clock read; a thread's first visit comes within
+ * VMP_REPEAT_FLUSH_NS of its becoming still, the next ones twice as far
+ * apart each time it is found still, from VMP_REPEAT_FLUSH_NS up to
+ * VMP_VISIT_MAX_NS: 250 ms, 500 ms, 1 s, 2 s, 2 s, ..., so that 1,000 idle
+ * threads cost 500 clock readings a second, not 4,000), when a listing
+ * finds it ended, at stop, and when a round
  * sees that the program paused sampling (`paused`: no repeat is owed for
  * the periods of the pause).  A thread found running again after a round
  * that came late (the periods of that round: it woke somewhere in them)
@@ -175,11 +179,21 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* The thread count is checked every 1 ms, so that a thread started during
- * the run is sampled within a millisecond; the threads are listed again
- * when it changed, and at least every VMP_RESCAN_NS. */
+/* The thread count is checked every 1 ms (every round), so that a thread
+ * started during the run is sampled within a round; the threads are listed
+ * again when it changed, when a round finds a thread gone or CPU time that
+ * no thread listed explains, and at least every VMP_RESCAN_NS.  (A listing
+ * is O(threads) in the kernel: ~1 ms with 1,000 threads here.  Once a
+ * second it was the sampler thread's largest cost with 1,000 idle ones; the
+ * count and the CPU time tell of every thread that matters sooner: one
+ * born as another ended within a round is found by the CPU time it uses,
+ * over VMP_WAKE_NS for any Python thread's start.) */
 #define VMP_SCAN_NS 1000000LL
-#define VMP_RESCAN_NS 1000000000LL
+#define VMP_RESCAN_NS 10000000000LL
+
+/* A thread whose source could not be opened is signalled by the sender,
+ * and given one again no sooner than this later. */
+#define VMP_SOURCE_RETRY_NS 1000000000LL
 
 /* Samples owed to a thread are kept for up to 20 ms of periods (at least 16)
  * and sent in catch-up rounds; beyond that they are dropped rather than
@@ -204,6 +218,14 @@
  * 16 threads waiting on an Event). */
 #define VMP_IDLE_SLACK_NS 10000LL
 #define VMP_REPEAT_FLUSH_NS 250000000LL
+/* What the visits' spacing costs: a still thread that runs again is found
+ * by the next round's poll when the still threads used more than
+ * VMP_WAKE_NS since the last one; one that ran for less (with the others)
+ * is found at its next visit, and if it waits elsewhere by then, the
+ * periods until that visit repeat its old sample: up to VMP_VISIT_MAX_NS of
+ * them for a thread idle that long (250 ms when every visit came 250 ms
+ * apart). */
+#define VMP_VISIT_MAX_NS 2000000000LL
 
 /* Wall clock: a signal that waited several periods for a thread that used
  * at most this much CPU time from the signal to its sample (the handler's
@@ -326,6 +348,7 @@ typedef struct vmp_delivery {
     _Atomic uint64_t polls;    /* rounds that read the still threads */
     _Atomic uint64_t clock_reads; /* CPU clocks of other threads read */
     _Atomic uint64_t scans;    /* listings of /proc/self/task */
+    _Atomic uint64_t visits;   /* still threads' clocks read by visits (visit_still) */
     _Atomic uint64_t sources_opened; /* per-thread events opened */
 
     /* the sending thread's own (vmp_delivery.c) */

@@ -357,6 +357,10 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->not_python = atomic_load(&vmp_run.delivery.not_python);
         stats->sampler_rounds = atomic_load(&vmp_run.delivery.rounds);
         stats->writer_rounds = vmp_writer_wakeups();
+        stats->clock_reads = atomic_load(&vmp_run.delivery.clock_reads);
+        stats->polls = atomic_load(&vmp_run.delivery.polls);
+        stats->listings = atomic_load(&vmp_run.delivery.scans);
+        stats->visits = atomic_load(&vmp_run.delivery.visits);
         stats->signo = vmp_run.signo;
     }
     int e = atomic_load(&vmp_run.write_errno);

@@ -123,7 +123,8 @@ static int64_t mono_ms(void)
 
 typedef struct run {
     int cpu_clock, crowd, answer, ms;
-    void *(*special)(void *);
+    int sources;                /* per-thread events where the kernel has them */
+    void *(*special)(void *);   /* NULL: none */
     int special_first; /* start the special thread before the schedule */
     vmp_delivery d;
     long catchup_rounds;
@@ -157,6 +158,8 @@ static int run_schedule(run *r)
     if (started < r->crowd)
         rc = -1;
     pthread_t special;
+    if (!r->special)
+        r->special_first = 0;
     if (r->special_first) {
         pthread_create(&special, &attr, r->special, NULL);
         while (!atomic_load(&special_tid))
@@ -167,10 +170,11 @@ static int run_schedule(run *r)
     static _Atomic pid_t me;
     atomic_store(&me, gettid_());
     r->d = (vmp_delivery){.period_ns = 1000000, .cpu_clock = r->cpu_clock, .signo = SIG,
-                          .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1};
+                          .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1,
+                          .sources = r->sources};
     r->catchup_rounds = 0;
     if (rc == 0 && vmp_delivery_start(&r->d) == 0) {
-        if (!r->special_first) {
+        if (!r->special_first && r->special) {
             pthread_create(&special, &attr, r->special, NULL);
             r->special_first = 1; /* so that it is joined */
         }
@@ -323,4 +327,39 @@ VMP_TEST(few_idle_threads_are_not_read_every_round)
      * one a round (before: one a round, and those first ones). */
     long idle_reads = reads - periods - r.catchup_rounds;
     CHECK(idle_reads < periods / 2);
+}
+
+/* A crowd that waits for the whole run: each thread's clock is read by the
+ * visits 250 ms after it became still, then twice as far apart each time,
+ * up to every 2 s (about 4 visits each in 2.1 s), and the threads are not
+ * listed every second.  Before: a visit every 250 ms (8 each in 2.1 s) and
+ * a listing every second (3 in 2.1 s); with 1,000 waiting threads those
+ * were most of the sampler thread's CPU time. */
+static void long_idle_crowd(int sources)
+{
+    enum { N = 40 };
+    run r = {.cpu_clock = 0, .crowd = N, .answer = VMP_SAMPLE_KEPT, .ms = 2100, .sources = sources};
+    REQUIRE(run_schedule(&r) == 0);
+    long visits = (long)atomic_load(&r.d.visits), listings = (long)atomic_load(&r.d.scans);
+    long periods = (long)atomic_load(&r.d.periods);
+    if (getenv("VMP_TEST_VERBOSE"))
+        fprintf(stderr, "  sources %d periods %ld visits %ld listings %ld polls %ld repeats %ld signals %ld\n",
+                r.d.sources, periods, visits, listings, (long)atomic_load(&r.d.polls),
+                (long)atomic_load(&crowd_repeats), (long)atomic_load(&crowd_signals));
+    /* Visits come at 250 ms +- one pass, 750 ms, 1.75 s: 3-4 each (not
+     * fewer: the visits still come), where every 250 ms made 7-8. */
+    CHECK(visits >= 2 * N);
+    CHECK(visits <= 5 * N);
+    /* The first listing, and one more at most (a poll that found CPU time no
+     * listed thread used: none here). */
+    CHECK(listings <= 2);
+    /* Every period (1 ms) of every thread is in its samples: repeated, not
+     * lost. */
+    CHECK(atomic_load(&crowd_repeats) + atomic_load(&crowd_signals) >= N * r.ms * 9 / 10);
+}
+
+VMP_TEST(long_idle_threads_are_visited_ever_more_rarely_and_not_listed_every_second)
+{
+    long_idle_crowd(0);
+    long_idle_crowd(1);
 }
