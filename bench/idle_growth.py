@@ -5,14 +5,17 @@ per build when several are given (interleaved round by round, so that two
 builds meet the same load).
 
     python bench/idle_growth.py [--build LABEL=PYTHON ...] [--idle 100,1000,3000]
-        [--rounds 3] [--seconds 2] [--clock wall|cpu]
+        [--rounds 3] [--seconds 3] [--mark 1] [--clock wall|cpu]
 
 Each run is bench/process_workload.py's `pool` scenario (`sync` before it:
 the disk's work left by the run before costs the next writer several times
 its CPU).  Printed per build and N, medians over the rounds, as a share of a
-core over the busy thread's run: the sampler thread (the figure that must
-not grow with N), the writer, both, both counting their work in disable()
-too (idle threads' repeats still owed are written then), and, up to 1,000
+core over the busy thread's run: the sampler thread over the whole run and
+from --mark seconds on (its steady cost, without the start's first sample of
+every thread: the figure that must not grow with N), the writer, both, both
+counting their work in disable() too (idle threads' repeats still owed are
+written then), the sampler's clock readings, polls and listings a second
+(from disable()'s figures), and, up to 1,000
 idle threads, the busy thread's samples against its rate (3,000 threads
 make profiles of ~450 MB, too long to read back here).  The builds default
 to this checkout's .venv/3.11.  Raw results: bench/out/idle-<utc time>.json.
@@ -47,7 +50,8 @@ def run_pool(py, idle, args, tmp):
     os.sync()
     period = str(1.0 / args.hz)
     cmd = [py, WORKLOAD, "pool", "--result", result, "--tool", "vmprof", "--profile", prof,
-           "--period", period, "--idle", str(idle), "--c-idle", "16", "--seconds", str(args.seconds)]
+           "--period", period, "--idle", str(idle), "--c-idle", "16", "--seconds", str(args.seconds),
+           "--mark", str(args.mark)]
     if args.clock == "wall":
         cmd.append("--real-time")
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=600)
@@ -78,7 +82,9 @@ def main():
                     help="LABEL=PYTHON of a build's venv (repeatable; default: this checkout's 3.11)")
     ap.add_argument("--idle", default="100,1000,3000")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--mark", type=float, default=1.0,
+                    help="the sampler thread's steady cost is counted from here to the end")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     ap.add_argument("--hz", type=float, default=1000)
     args = ap.parse_args()
@@ -100,20 +106,25 @@ def main():
           "medians of %d, interleaved; load %.1f-%.1f; %.0f s"
           % (args.clock, args.hz, args.seconds, args.rounds, min(loads), max(loads), time.time() - t0))
     print()
-    print("| build | idle threads N | sampler thread | writer | both | both, with disable() | "
-          "busy thread's rate / asked | MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| build | idle threads N | sampler thread | ... from %g s on | writer | both | "
+          "both, with disable() | clock readings / s | polls | listings | "
+          "busy thread's rate / asked | MiB |" % args.mark)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in counts:
         for label, _ in builds:
             recs = res[(label, n)]
             rates = [100 * r["busy_samples"] / r["busy_lifetime"] / args.hz
                      if args.clock == "wall" else 100 * r["busy_samples"] / r["busy_cpu"] / args.hz
                      for r in recs if "busy_samples" in r]
-            print("| %s | %d | %s | %s | %s | %s | %s | %.0f |" % (
+            stat = lambda key: statistics.median((r.get("run_stats") or {}).get(key, 0) for r in recs)
+            print("| %s | %d | %s | %s | %s | %s | %s | %.0f | %.0f | %.0f | %s | %.0f |" % (
                 label, n, share(recs, lambda r: r["profiler_cpu_each"][-1]),
+                "%.2f%%" % statistics.median(100 * r["profiler_cpu_each_since_mark"][-1] / (r["wall"] - r["mark"])
+                                             for r in recs),
                 share(recs, lambda r: r["profiler_cpu_each"][0]),
                 share(recs, lambda r: r["profiler_cpu"]),
                 share(recs, lambda r: r["profiler_cpu_through_disable"]),
+                stat("clock_reads") / args.seconds, stat("polls"), stat("listings"),
                 "%.0f%%" % statistics.median(rates) if rates else "-",
                 statistics.median(r["profile_bytes"] for r in recs) / 2**20))
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)

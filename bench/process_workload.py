@@ -5,7 +5,7 @@ many threads.
     python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof|empty-perf]
         [--period S] [--real-time] [--native on|off] [--profile FILE]
         [--seconds S] [--work N] [--idle N] [--c-idle N] [--threads N]
-        [--run-ms MS --sleep-ms MS]
+        [--run-ms MS --sleep-ms MS] [--mark S]
 
 Scenarios:
   busy    one Python thread computes for --seconds (or, with --work N, N
@@ -176,6 +176,9 @@ def main():
     ap.add_argument("--run-ms", type=float, default=3)
     ap.add_argument("--sleep-ms", type=float, default=7)
     ap.add_argument("--bytes", type=int, default=0)
+    ap.add_argument("--mark", type=float, default=0,
+                    help="profiled: also read the profiler threads' CPU time this many seconds "
+                         "into the run (profiler_cpu_each_since_mark: their cost from there on)")
     args = ap.parse_args()
     if args.scenario == "write":
         return write_floor(args)
@@ -240,6 +243,14 @@ def main():
     ts = [threading.Thread(target=busy_thread, args=(w,)) for w in workers]
     for t in ts:
         t.start()
+    mark = None
+    if args.mark and prof:
+        # the profiler threads' CPU time so far: what they use from here to
+        # the end is their steady cost, without the start's (the first
+        # samples of every thread already there)
+        time.sleep(max(0.0, w0 + args.mark - time.perf_counter()))
+        mark = (time.perf_counter() - w0,
+                {tid: thread_cpu_ns(tid) or 0 for tid in process_tids() - mine})
     for t in ts:
         t.join()
     wall = time.perf_counter() - w0
@@ -257,6 +268,11 @@ def main():
         rec["profiler_cpu"] = sum(thread_cpu_ns(tid) or 0 for tid in others) / 1e9
         # each, by tid: the writer starts first, then the sampler thread
         rec["profiler_cpu_each"] = [(thread_cpu_ns(tid) or 0) / 1e9 for tid in sorted(others)]
+        if mark:
+            # ... and their CPU time from the mark to here, each, by tid
+            rec["mark"] = mark[0]
+            rec["profiler_cpu_each_since_mark"] = [
+                ((thread_cpu_ns(tid) or 0) - mark[1].get(tid, 0)) / 1e9 for tid in sorted(others)]
         d0, c0 = time.perf_counter(), time.thread_time()
         p0 = time.clock_gettime(time.CLOCK_PROCESS_CPUTIME_ID)
         vmprof.disable()
