@@ -259,7 +259,15 @@ VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
 
 VMP_TEST(cpu_clock_never_repeats_and_signals_only_the_thread_that_ran)
 {
-    REQUIRE(run_schedule(1, 300) == 0);
+    /* The checks below compare signals with the CPU time the busy thread got;
+     * a machine so loaded that it got almost none in 300 ms tells nothing
+     * (seen in a niced CI run at load 17): run again, up to five times. */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        REQUIRE(run_schedule(1, 300) == 0);
+        if (atomic_load(&busy_cpu_ms) > 30)
+            break;
+        printf("    (the busy thread got %ld ms of CPU in 300 ms: again)\n", atomic_load(&busy_cpu_ms));
+    }
     CHECK(atomic_load(&repeated[IDLE]) == 0);
     CHECK(atomic_load(&repeated[BUSY]) == 0);
     CHECK(atomic_load(&signalled[IDLE]) <= 2); /* it used no CPU while blocked */
