@@ -3,7 +3,9 @@
  *
  * Connections are opened lazily, up to the pool's size, and handed out one
  * statement or one transaction at a time; a thread that finds every
- * connection busy waits for one.  A read sent a second time (srv_db_read)
+ * connection busy waits for one.  Each connection has a slot; a slot whose
+ * connect failed is vacant again, for a later request to connect there
+ * (once the database is back).  A read sent a second time (srv_db_read)
  * may take one of SRV_DB_HEDGE_SPARE connections more, and never waits for
  * one.  The connection whose answer lost is kept aside ("draining") until
  * its answer has come and been thrown away: whoever waits for a connection
@@ -21,7 +23,7 @@
 
 struct srv_dbconn {
     void *conn;
-    srv_dbconn *next; /* on the free list or the draining list */
+    srv_dbconn *next; /* on the free, draining or vacant list */
     const srv_db_engine *engine;
 };
 
@@ -31,9 +33,10 @@ struct srv_db {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     srv_dbconn *conns;
-    int size, opened, max_opened;
+    int size, slots; /* slots: size, plus the spares of hedged reads */
     int in_use; /* handed out, not counting the draining ones */
     srv_dbconn *free_list;
+    srv_dbconn *vacant; /* slots with no connection (conn NULL) */
     srv_dbconn *draining; /* answers nobody waits for any more */
     int hedge_ms;
     int64_t hedges_sent, hedges_won;
@@ -82,12 +85,12 @@ srv_db *srv_db_open(const srv_db_engine *engine, const char *target, int size,
     db->engine = engine;
     db->target = strdup(target);
     db->size = size;
-    db->max_opened = size + (engine->send ? SRV_DB_HEDGE_SPARE : 0);
+    db->slots = size + (engine->send ? SRV_DB_HEDGE_SPARE : 0);
     db->hedge_ms = SRV_DB_HEDGE_MS;
     const char *hedge = getenv("VMPROF_SERVER_HEDGE_MS");
     if (hedge && *hedge)
         db->hedge_ms = atoi(hedge);
-    db->conns = calloc((size_t)db->max_opened, sizeof *db->conns);
+    db->conns = calloc((size_t)db->slots, sizeof *db->conns);
     pthread_mutex_init(&db->lock, NULL);
     pthread_cond_init(&db->freed, NULL);
     if (!db->target || !db->conns) {
@@ -102,9 +105,13 @@ srv_db *srv_db_open(const srv_db_engine *engine, const char *target, int size,
         srv_db_close(db);
         return NULL;
     }
-    db->conns[0].engine = engine;
-    db->opened = 1;
     db->free_list = &db->conns[0];
+    for (int i = 0; i < db->slots; i++)
+        db->conns[i].engine = engine;
+    for (int i = db->slots - 1; i > 0; i--) {
+        db->conns[i].next = db->vacant;
+        db->vacant = &db->conns[i];
+    }
     return db;
 }
 
@@ -128,8 +135,8 @@ void srv_db_close(srv_db *db)
 {
     if (!db)
         return;
-    for (int i = 0; i < db->opened; i++)
-        db->engine->disconnect(db->conns[i].conn);
+    for (int i = 0; db->conns && i < db->slots; i++)
+        db->engine->disconnect(db->conns[i].conn); /* NULL: vacant */
     pthread_mutex_destroy(&db->lock);
     pthread_cond_destroy(&db->freed);
     free(db->conns);
@@ -157,26 +164,27 @@ static srv_dbconn *acquire(srv_db *db, int limit, int wait, char *errbuf, size_t
             pthread_mutex_unlock(&db->lock);
             return c;
         }
-        if (db->in_use < limit && db->opened < db->max_opened) {
+        if (db->in_use < limit && db->vacant) {
             /* Connect outside the lock: it may take a network round trip. */
-            int slot = db->opened++;
+            srv_dbconn *c = db->vacant;
+            db->vacant = c->next;
             db->in_use++;
             pthread_mutex_unlock(&db->lock);
             void *conn = db->engine->connect(db->target, errbuf, errlen);
             pthread_mutex_lock(&db->lock);
             if (!conn) {
-                /* Give the slot back only if it is still the last one. */
-                if (db->opened == slot + 1)
-                    db->opened--;
+                /* The slot is vacant again, whichever others connected
+                 * meanwhile: a later request connects there. */
+                c->next = db->vacant;
+                db->vacant = c;
                 db->in_use--;
                 pthread_cond_signal(&db->freed);
                 pthread_mutex_unlock(&db->lock);
                 return NULL;
             }
-            db->conns[slot].conn = conn;
-            db->conns[slot].engine = db->engine;
+            c->conn = conn;
             pthread_mutex_unlock(&db->lock);
-            return &db->conns[slot];
+            return c;
         }
         if (!wait) {
             pthread_mutex_unlock(&db->lock);

@@ -2,6 +2,7 @@
 temporary folder (as the postgres user, since initdb refuses root), reached
 over a Unix socket only.  Two server processes share the database and the
 data folder: what one takes, the other serves and deletes."""
+import concurrent.futures
 import glob
 import os
 import re
@@ -356,3 +357,77 @@ def test_a_read_whose_session_stalls_is_answered_through_another(postgres, start
         assert status == 0, err
         sent, won = re.search(r"(\d+) slow reads sent again .*?, (\d+) answered", err).groups()
         assert int(sent) >= 1 and int(won) >= 1, err
+
+
+def test_a_failed_connect_leaves_its_pool_slot_for_a_later_one(postgres, start_server,
+                                                               tmp_path):
+    """While the database refuses sessions, requests that find no connection
+    free fail to open one (503), many at once; once it accepts them again
+    the server gets its whole pool back: 8 sessions at once, however those
+    connects failed (a slot was lost for good when its connect failed after
+    a later slot's had started)."""
+    sockets = postgres.split("host=")[1].split("&")[0]
+    out = as_postgres(os.path.join(PG_BIN[-1], "createdb"), "-h", sockets, "-p", "5432",
+                      "vmprof_pool")
+    assert out.returncode == 0, out.stderr
+    url = postgres.replace("/vmprof?", "/vmprof_pool?")
+    # No reads sent again: the pool's 8 connections only, no spares.
+    env = dict(os.environ, VMPROF_SERVER_HEDGE_MS="0")
+    server = start_server("--database", url, data=tmp_path / "d", env=env)
+    psql(url, "vmprof_pool",
+         "INSERT INTO runs (id, argv, vm, created, state, samples, duration)"
+         " SELECT lpad(to_hex(16711680 + i), 16, '0'), 'prog.py ' || i, 'CPython',"
+         " 1700000000000 + i, 2, 10, 1.5 FROM generate_series(0, 99) AS i")
+    expected = [i for (i,) in psql(url, "vmprof_pool", "SELECT id FROM runs ORDER BY seq DESC")]
+
+    def sessions():
+        return int(psql(url, "postgres", "SELECT COUNT(*) FROM pg_stat_activity"
+                        " WHERE datname = 'vmprof_pool' AND backend_type = 'client backend'"
+                        " AND application_name <> 'psql'")[0][0])
+
+    def get_first_page():
+        return server.get("/api/runs", timeout=120)
+
+    # Reads of runs wait behind this lock, each holding its connection.
+    locker = subprocess.Popen(
+        (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
+        + [os.path.join(PG_BIN[-1], "psql"), "-h", sockets, "-p", "5432", "-d", "vmprof_pool",
+           "-v", "ON_ERROR_STOP=1", "-Atq"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=24)
+    waiting = []
+    try:
+        locker.stdin.write("BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+        locker.stdin.flush()
+        assert locker.stdout.readline().strip() == "locked"
+        # The server's one session waits on the lock with a first request.
+        waiting.append(pool.submit(get_first_page))
+        for _ in range(600):
+            if psql(url, "postgres", "SELECT COUNT(*) FROM pg_locks WHERE NOT granted") != [["0"]]:
+                break
+            time.sleep(0.1)
+        psql(url, "postgres", "ALTER DATABASE vmprof_pool ALLOW_CONNECTIONS false")
+        # Every other request connects, and fails, many at once.
+        for _ in range(5):
+            statuses = [f.result()[0] for f in [pool.submit(get_first_page) for _ in range(16)]]
+            assert set(statuses) == {503}, statuses
+        psql(url, "postgres", "ALTER DATABASE vmprof_pool ALLOW_CONNECTIONS true")
+        assert sessions() == 1
+        # Back: requests enough for the whole pool, each waiting on the lock
+        # once it has its session.
+        waiting += [pool.submit(get_first_page) for _ in range(12)]
+        for _ in range(600):
+            if sessions() >= 8:
+                break
+            time.sleep(0.1)
+        assert sessions() == 8
+    finally:
+        locker.stdin.write("COMMIT;\n")
+        locker.stdin.close()
+        locker.wait(timeout=60)
+        psql(url, "postgres", "ALTER DATABASE vmprof_pool ALLOW_CONNECTIONS true")
+        pool.shutdown(wait=True)
+    for f in waiting:
+        status, page, _ = f.result()
+        assert status == 200 and [r["id"] for r in page["runs"]] == expected[:50]
+    assert sessions() == 8
