@@ -9,8 +9,10 @@
  * may take one of SRV_DB_HEDGE_SPARE connections more, and never waits for
  * one.  The connection whose answer lost is kept aside ("draining") until
  * its answer has come and been thrown away: whoever waits for a connection
- * looks at those now and then.  The engines themselves know nothing of
- * threads.
+ * looks at those now and then.  One whose answer has not come after the
+ * drain bound (a session stopped or cut off for good) is closed and its slot
+ * is vacant again, so that stuck sessions never eat the spares and then the
+ * pool.  The engines themselves know nothing of threads.
  */
 #include "srv_db.h"
 
@@ -24,6 +26,7 @@
 struct srv_dbconn {
     void *conn;
     srv_dbconn *next; /* on the free, draining or vacant list */
+    int64_t drain_until; /* while draining: closed if its answer is not in by then */
     const srv_db_engine *engine;
 };
 
@@ -38,12 +41,19 @@ struct srv_db {
     srv_dbconn *free_list;
     srv_dbconn *vacant; /* slots with no connection (conn NULL) */
     srv_dbconn *draining; /* answers nobody waits for any more */
-    int hedge_ms;
+    int hedge_ms, drain_ms;
     int64_t hedges_sent, hedges_won;
 };
 
 /* How often a thread waiting for a connection looks at the draining ones. */
 #define DRAIN_LOOK_MS 2
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 int64_t srv_cell_int(const srv_cell *c)
 {
@@ -90,6 +100,10 @@ srv_db *srv_db_open(const srv_db_engine *engine, const char *target, int size,
     const char *hedge = getenv("VMPROF_SERVER_HEDGE_MS");
     if (hedge && *hedge)
         db->hedge_ms = atoi(hedge);
+    db->drain_ms = SRV_DB_DRAIN_MS;
+    const char *drain_ms = getenv("VMPROF_SERVER_DRAIN_MS");
+    if (drain_ms && atoi(drain_ms) > 0)
+        db->drain_ms = atoi(drain_ms);
     db->conns = calloc((size_t)db->slots, sizeof *db->conns);
     pthread_mutex_init(&db->lock, NULL);
     pthread_cond_init(&db->freed, NULL);
@@ -116,19 +130,47 @@ srv_db *srv_db_open(const srv_db_engine *engine, const char *target, int size,
 }
 
 /* Gives back to the free list each draining connection whose answer has
- * come (read and thrown away).  Under db->lock: discard never waits. */
-static void drain(srv_db *db)
+ * come (read and thrown away).  Under db->lock: discard never waits.
+ * Returns those past the drain bound, taken off the list, for the caller to
+ * close (close_stale) without the lock. */
+static srv_dbconn *drain(srv_db *db)
 {
+    srv_dbconn *stale = NULL;
+    int64_t now = now_ms();
     for (srv_dbconn **p = &db->draining; *p;) {
         srv_dbconn *c = *p;
         if (db->engine->discard(c->conn)) {
             *p = c->next;
             c->next = db->free_list;
             db->free_list = c;
+        } else if (now >= c->drain_until) {
+            *p = c->next;
+            c->next = stale;
+            stale = c;
         } else {
             p = &c->next;
         }
     }
+    return stale;
+}
+
+/* Closes the connections drain found stuck and makes their slots vacant.
+ * Called without db->lock: closing writes to the connection. */
+static void close_stale(srv_db *db, srv_dbconn *stale)
+{
+    for (srv_dbconn *c = stale; c; c = c->next) {
+        db->engine->disconnect(c->conn);
+        c->conn = NULL;
+    }
+    pthread_mutex_lock(&db->lock);
+    while (stale) {
+        srv_dbconn *c = stale;
+        stale = c->next;
+        c->next = db->vacant;
+        db->vacant = c;
+    }
+    pthread_cond_broadcast(&db->freed);
+    pthread_mutex_unlock(&db->lock);
 }
 
 void srv_db_close(srv_db *db)
@@ -155,8 +197,12 @@ static srv_dbconn *acquire(srv_db *db, int limit, int wait, char *errbuf, size_t
 {
     pthread_mutex_lock(&db->lock);
     for (;;) {
-        if (db->draining)
-            drain(db);
+        srv_dbconn *stale = db->draining ? drain(db) : NULL;
+        if (stale) {
+            pthread_mutex_unlock(&db->lock);
+            close_stale(db, stale);
+            pthread_mutex_lock(&db->lock);
+        }
         if (db->in_use < limit && db->free_list) {
             srv_dbconn *c = db->free_list;
             db->free_list = c->next;
@@ -225,7 +271,9 @@ void srv_db_release(srv_db *db, srv_dbconn *c)
  * has come (drain). */
 static void release_draining(srv_db *db, srv_dbconn *c)
 {
+    int64_t until = now_ms();
     pthread_mutex_lock(&db->lock);
+    c->drain_until = until + db->drain_ms;
     c->next = db->draining;
     db->draining = c;
     db->in_use--;
@@ -266,13 +314,6 @@ int srv_db_exec_generic(srv_db *db, const char *sql, const srv_param *params, in
                                       changes ? changes : &ignored, errbuf, errlen);
     srv_db_release(db, c);
     return rc;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* The statement of srv_db_read run the plain way on c. */

@@ -148,6 +148,11 @@ int srv_db_exec_generic(srv_db *db, const char *sql, const srv_param *params, in
  * milliseconds (docs/server.md), while another is run at once. */
 #define SRV_DB_HEDGE_MS 4
 #define SRV_DB_HEDGE_SPARE 2
+/* A connection whose thrown-away answer has not come after this long
+ * (SRV_DB_DRAIN_MS, or the environment's VMPROF_SERVER_DRAIN_MS) is closed
+ * and its slot opened again when next needed: a session stopped or cut off
+ * for good would otherwise keep its slot forever. */
+#define SRV_DB_DRAIN_MS 30000
 int srv_db_read(srv_db *db, int generic, const char *sql, const srv_param *params, int nparams,
                 srv_row_fn row, void *ctx, char *errbuf, size_t errlen);
 /* Reads sent a second time since the pool opened, and of those, how many

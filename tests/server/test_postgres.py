@@ -431,3 +431,79 @@ def test_a_failed_connect_leaves_its_pool_slot_for_a_later_one(postgres, start_s
         status, page, _ = f.result()
         assert status == 200 and [r["id"] for r in page["runs"]] == expected[:50]
     assert sessions() == 8
+
+
+def test_a_session_stuck_for_good_gives_its_slot_back(postgres, start_server, tmp_path):
+    """A read's losing connection is set aside until its answer comes; one
+    whose answer never comes (a session stopped for good) is closed after
+    the drain bound (VMPROF_SERVER_DRAIN_MS here, 30 s by default) and its
+    slot serves again.  Three sessions stuck that way took the 2 spares and
+    one of the pool's 8 forever: 7 reads at once at most."""
+    sockets = postgres.split("host=")[1].split("&")[0]
+    out = as_postgres(os.path.join(PG_BIN[-1], "createdb"), "-h", sockets, "-p", "5432",
+                      "vmprof_stuck")
+    assert out.returncode == 0, out.stderr
+    url = postgres.replace("/vmprof?", "/vmprof_stuck?")
+    # Sent again after 2 s: no read is sent again by chance before a session
+    # is stopped.
+    env = dict(os.environ, VMPROF_SERVER_HEDGE_MS="2000", VMPROF_SERVER_DRAIN_MS="1000")
+    server = start_server("--database", url, data=tmp_path / "d", env=env)
+    psql(url, "vmprof_stuck",
+         "INSERT INTO runs (id, argv, vm, created, state, samples, duration)"
+         " SELECT lpad(to_hex(16776960 + i), 16, '0'), 'prog.py ' || i, 'CPython',"
+         " 1700000000000 + i, 2, 10, 1.5 FROM generate_series(0, 99) AS i")
+    expected = [i for (i,) in psql(url, "vmprof_stuck", "SELECT id FROM runs ORDER BY seq DESC")]
+
+    def get_first_page():
+        return server.get("/api/runs", timeout=120)
+
+    stopped = []
+
+    def live_sessions():
+        return [pid for pid in client_backends(url, "vmprof_stuck") if pid not in stopped]
+
+    locker = None
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=16)
+    waiting = []
+    try:
+        # Three times: the one session free is stopped; a read is answered
+        # through a new one, the stopped one set aside.
+        for _ in range(3):
+            [session] = live_sessions()
+            os.kill(session, signal.SIGSTOP)
+            stopped.append(session)
+            status, page, _ = get_first_page()
+            assert status == 200 and [r["id"] for r in page["runs"]] == expected[:50]
+        # Reads of runs wait behind this lock, each holding its connection:
+        # enough of them for the whole pool.
+        locker = subprocess.Popen(
+            (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
+            + [os.path.join(PG_BIN[-1], "psql"), "-h", sockets, "-p", "5432", "-d",
+               "vmprof_stuck", "-v", "ON_ERROR_STOP=1", "-Atq"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        locker.stdin.write("BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+        locker.stdin.flush()
+        assert locker.stdout.readline().strip() == "locked"
+        waiting = [pool.submit(get_first_page) for _ in range(12)]
+
+        def server_sessions():
+            return int(psql(url, "postgres", "SELECT COUNT(*) FROM pg_stat_activity"
+                            " WHERE datname = 'vmprof_stuck' AND backend_type = 'client backend'"
+                            " AND application_name <> 'psql' AND pid NOT IN (%s)"
+                            % ",".join(str(p) for p in stopped))[0][0])
+        for _ in range(600):
+            if server_sessions() >= 8:
+                break
+            time.sleep(0.1)
+        assert server_sessions() >= 8
+    finally:
+        if locker:
+            locker.stdin.write("COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(timeout=60)
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        pool.shutdown(wait=True)
+    for f in waiting:
+        status, page, _ = f.result()
+        assert status == 200 and [r["id"] for r in page["runs"]] == expected[:50]
