@@ -960,7 +960,7 @@ static void poll_still(vmp_delivery *d, int64_t periods)
  * the next one comes twice as long after (VMP_REPEAT_FLUSH_NS at first), up
  * to VMP_VISIT_MAX_NS.  (Due half a sweep early: the sweep passes each
  * thread every VMP_REPEAT_FLUSH_NS, give or take a round, so the intervals
- * are 250 ms, 500 ms, 1 s, 2 s, 2 s, ...) */
+ * are 250 ms, 500 ms, 1 s, 1 s, ...) */
 static void visit_later(vmp_delivery *d, vmp_delivery_thread *t)
 {
     t->visit_gap = !t->visit_gap ? VMP_REPEAT_FLUSH_NS : 2 * t->visit_gap;
@@ -976,7 +976,7 @@ static void visit_later(vmp_delivery *d, vmp_delivery_thread *t)
  * or the round's poll would have found it) is woken.  A pass that visits
  * nobody reads no clock: the cost of the sweep per second is what the
  * visits cost, about one clock reading per VMP_VISIT_MAX_NS per thread long
- * idle, instead of one per VMP_REPEAT_FLUSH_NS (1,000 waiting threads: 500
+ * idle, instead of one per VMP_REPEAT_FLUSH_NS (1,000 waiting threads: 1,000
  * readings and repeats handed over a second instead of 4,000). */
 static void visit_still(vmp_delivery *d, int64_t periods)
 {

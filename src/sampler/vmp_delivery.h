@@ -49,8 +49,8 @@
  * it still idle (its clock read; a thread's first visit comes within
  * VMP_REPEAT_FLUSH_NS of its becoming still, the next ones twice as far
  * apart each time it is found still, from VMP_REPEAT_FLUSH_NS up to
- * VMP_VISIT_MAX_NS: 250 ms, 500 ms, 1 s, 2 s, 2 s, ..., so that 1,000 idle
- * threads cost 500 clock readings a second, not 4,000), when a listing
+ * VMP_VISIT_MAX_NS: 250 ms, 500 ms, 1 s, 1 s, ..., so that 1,000 idle
+ * threads cost 1,000 clock readings a second, not 4,000), when a listing
  * finds it ended, at stop, and when a round
  * sees that the program paused sampling (`paused`: no repeat is owed for
  * the periods of the pause).  A thread found running again after a round
@@ -224,8 +224,11 @@
  * is found at its next visit, and if it waits elsewhere by then, the
  * periods until that visit repeat its old sample: up to VMP_VISIT_MAX_NS of
  * them for a thread idle that long (250 ms when every visit came 250 ms
- * apart). */
-#define VMP_VISIT_MAX_NS 2000000000LL
+ * apart).  And at stop each idle thread owes the periods since its last
+ * visit: up to VMP_VISIT_MAX_NS of each to write then (at 1 kHz, 3,000
+ * idle threads: up to 220 MB of records, which a starved writer may not
+ * write within VMP_STOP_WAIT_NS; what it cannot is counted lost). */
+#define VMP_VISIT_MAX_NS 1000000000LL
 
 /* Wall clock: a signal that waited several periods for a thread that used
  * at most this much CPU time from the signal to its sample (the handler's
@@ -238,8 +241,9 @@
  * below what a woken thread uses before it does anything worth a sample. */
 #define VMP_WAKE_NS 20000LL
 
-/* See settle() in vmp_delivery.c: the longest a thread that a poll found
- * running again stays active (read each round) before it is still. */
+/* See settle() and poll_still() in vmp_delivery.c: the longest a thread
+ * that a poll found running again stays active (read each round) before it
+ * is still. */
 #define VMP_STILL_AFTER_MAX_NS 1000000000LL
 
 /* Per-thread sources: the sender's round, and the most events open at once

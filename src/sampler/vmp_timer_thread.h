@@ -26,7 +26,7 @@ void vmp_timer_thread_stop(void);
  * the latest 4,095 changes), else `fallback` (none read yet); *next: when
  * the reading after the one returned was taken (INT64_MAX: none yet).  For
  * the writer, which writes a repeated sample's records long after their
- * periods (an idle thread's repeats are handed over up to 2 s later,
+ * periods (an idle thread's repeats are handed over up to 1 s later,
  * VMP_VISIT_MAX_NS; 4,095 changes are 4 s when the RSS changes at every
  * reading of a 1 ms period). */
 uint64_t vmp_rss_at(int64_t t, uint64_t fallback, int64_t *next);

@@ -368,7 +368,7 @@ static void write_stacks(const uint64_t *ids, uint32_t n, uint64_t thread_id, ui
 
 /* A REPEAT slot's records: in memory mode each carries the RSS read at its
  * own period (vmp_rss_at: the reading at or before the period's end), not
- * the one of when the repeats were handed over (up to VMP_VISIT_MAX_NS, 2 s,
+ * the one of when the repeats were handed over (up to VMP_VISIT_MAX_NS, 1 s,
  * later). */
 static void write_repeats(const last_sample *l, const vmp_slot *s)
 {

@@ -331,7 +331,7 @@ VMP_TEST(few_idle_threads_are_not_read_every_round)
 
 /* A crowd that waits for the whole run: each thread's clock is read by the
  * visits 250 ms after it became still, then twice as far apart each time,
- * up to every 2 s (about 4 visits each in 2.1 s), and the threads are not
+ * up to every 1 s (about 4 visits each in 2.1 s), and the threads are not
  * listed every second.  Before: a visit every 250 ms (8 each in 2.1 s) and
  * a listing every second (3 in 2.1 s); with 1,000 waiting threads those
  * were most of the sampler thread's CPU time. */
