@@ -38,11 +38,13 @@ def _say(message):
 
 
 class _Outcome(object):
-    """How the program ended: its exit status, and whether it was Ctrl-C."""
+    """How the program ended: its exit status, whether it was Ctrl-C, and
+    why it never started (None when it did)."""
 
-    def __init__(self, status=0, interrupted=False):
+    def __init__(self, status=0, interrupted=False, not_started=None):
         self.status = status
         self.interrupted = interrupted
+        self.not_started = not_started
 
 
 # ---- running the program -------------------------------------------------
@@ -68,6 +70,10 @@ class ProgramError(Exception):
         self.status = status
 
 
+class _ModuleNotRunnable(Exception):
+    """runpy's lookup of a `-m` module failed (its message says why)."""
+
+
 def _is_zip(path):
     import zipfile
     return os.path.isfile(path) and zipfile.is_zipfile(path)
@@ -81,7 +87,14 @@ def load_script(path):
     """
     if os.path.isdir(path) or (not path.endswith(".py") and _is_zip(path)):
         # A directory or zip with __main__.py: runpy knows how.  It puts the
-        # archive first on sys.path itself, in place of our directory.
+        # archive first on sys.path itself, in place of our directory.  Whether
+        # it holds a __main__ is asked of its path entry's finder (as runpy
+        # does; nothing is imported), so that one without says so as python
+        # does, before profiling, instead of with runpy's traceback.
+        from importlib.machinery import PathFinder
+        if PathFinder.find_spec("__main__", [path]) is None:
+            raise ProgramError("can't find '__main__' module in %r" % path, 1)
+
         def run_archive():
             del sys.path[0]
             runpy.run_path(path, run_name="__main__")
@@ -112,10 +125,27 @@ def load_script(path):
 
 
 def load_module(name):
-    """Returns a callable that runs module `name` as `python -m` does."""
+    """Returns a callable that runs module `name` as `python -m` does.
+
+    Finding the module imports its parent packages (their code is the
+    program's, so it runs profiled); a module that cannot be found raises
+    ProgramError from the callable, before any of the module's own code."""
     def run_module():
         sys.modules["__main__"] = _fresh_main_module()
         sys.path[0] = os.getcwd()
+        find = getattr(runpy, "_get_module_details", None)
+        run_code = getattr(runpy, "_run_code", None)
+        if find is not None and run_code is not None:
+            # What runpy._run_module_as_main (python -m) does, except that a
+            # module not found is ours to report, not a SystemExit as if the
+            # program had exited.
+            try:
+                _, spec, code = find(name, _ModuleNotRunnable)
+            except _ModuleNotRunnable as e:
+                raise ProgramError(str(e), 1)
+            sys.argv[0] = spec.origin
+            run_code(code, sys.modules["__main__"].__dict__, None, "__main__", spec)
+            return
         run_as_main = getattr(runpy, "_run_module_as_main", None)
         if run_as_main is not None:
             # What `python -m` itself calls: it runs the module in the __main__
@@ -183,6 +213,8 @@ def run_program(run):
     """Runs it; returns an _Outcome.  Never lets the program's exception out."""
     try:
         run()
+    except ProgramError as e:
+        outcome = _Outcome(e.status, not_started=str(e))
     except SystemExit as e:
         outcome = _Outcome(_exit_status(e))
     except KeyboardInterrupt as e:
@@ -428,6 +460,11 @@ def main(argv=None):
         stop_profiling()
     del this_module
     if os.getpid() != pid:
+        return outcome.status
+    if outcome.not_started is not None:
+        # As when the script is missing: the reason, and no profile.
+        _remove(path)
+        _say(outcome.not_started)
         return outcome.status
     # sys.argv stays the program's: its atexit handlers may still read it.
     delivered = _deliver(args, path, temporary)

@@ -114,6 +114,38 @@ def test_missing_module(tmp_path):
     assert "No module named no_such_module_here" in done.stderr
 
 
+def assert_cannot_start(done, reason):
+    """The program never started: python's one-line reason, its status, and
+    neither a profile nor a summary of one (nor runpy's traceback)."""
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == ["vmprof: " + reason], done.stderr
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("no_such_module_here", "No module named no_such_module_here"),
+    ("pkg", "No module named pkg.__main__; 'pkg' is a package and cannot be "
+            "directly executed"),
+])
+def test_a_module_that_cannot_be_run_leaves_no_profile_nor_summary(tmp_path, name, reason):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    done = run_vmprof("-o", tmp_path / "x.prof", "-m", name, cwd=tmp_path)
+    assert_cannot_start(done, reason)
+    assert not (tmp_path / "x.prof").exists()
+    # Without -o the summary is not printed either (it said "0 samples ...
+    # try a shorter --period", as if the program had run).
+    assert_cannot_start(run_vmprof("-m", name, cwd=tmp_path), reason)
+
+
+def test_a_directory_without_main_leaves_no_profile_nor_summary(tmp_path):
+    (tmp_path / "app").mkdir()
+    done = run_vmprof("-o", tmp_path / "x.prof", "app", cwd=tmp_path)
+    assert_cannot_start(done, "can't find '__main__' module in 'app'")
+    assert not (tmp_path / "x.prof").exists()
+    assert_cannot_start(run_vmprof("app", cwd=tmp_path),
+                        "can't find '__main__' module in 'app'")
+
+
 @pytest.mark.parametrize("ending, status, stderr_words", [
     ("sys.exit(3)", 3, []),
     ("sys.exit('bye now')", 1, ["bye now"]),
