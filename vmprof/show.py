@@ -189,7 +189,7 @@ def show_lines(view, args, style, out):
         return 1
     samples, per_func = view.profile.query_lines(**view.query())
     total = samples
-    pattern = re.compile(args.filter) if args.filter else None
+    pattern = filter_pattern(args.filter)
     shown = 0
     for func, func_total, line_counts in sorted(per_func,
                                                 key=lambda r: (-r[1], view.func_label(r[0]))):
@@ -343,6 +343,28 @@ def parse_args(argv):
     return p.parse_intermixed_args(argv)
 
 
+def filter_pattern(text):
+    """--filter's regular expression, or None; a bad one ends vmprofshow in one line."""
+    if not text:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise SystemExit("vmprofshow: --filter %r is not a valid regular expression (%s); "
+                         "put a backslash before ( ) [ ] . * + ? to match them as they are"
+                         % (text, e))
+
+
+def _reader_left(fd):
+    """Whether fd is a pipe whose reading end was closed (`| head`)."""
+    import select
+    if not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def resolve_thread(stats, path, spec):
     """--thread accepts a thread id, or the 1-based number from the thread list."""
     if spec is None:
@@ -368,6 +390,7 @@ def main(argv=None):
     try:
         if args.format and not args.output:
             raise SystemExit("vmprofshow: --format needs -o OUT (the file to write, or '-')")
+        filter_pattern(args.filter)  # a bad one is said before reading the file
         stats = _read(core, args.profile)
         thread = resolve_thread(stats, args.profile, args.thread)
         if args.format:
@@ -377,8 +400,13 @@ def main(argv=None):
                 target = sys.stdout.fileno()
             else:
                 target = args.output
-            export(stats, args.format, target, thread=thread, lines=args.lines,
-                   no_native=args.no_native, title=args.title)
+            try:
+                export(stats, args.format, target, thread=thread, lines=args.lines,
+                       no_native=args.no_native, title=args.title)
+            except core.VMProfError:
+                if args.output == "-" and _reader_left(target):
+                    raise BrokenPipeError  # as a text view's `| head`: not an error
+                raise
             return 0
         colour = args.color == "always" or (
             args.color == "auto" and out.isatty() and not os.environ.get("NO_COLOR"))

@@ -158,6 +158,29 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path):
     assert r.returncode == 1 and "missing.prof" in r.stderr
 
 
+def test_a_bad_filter_is_one_line_not_a_traceback():
+    r = vmprofshow(fixture("calc_lines_py311.prof"), "lines", "--filter", "merge(", check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "--filter 'merge(' is not a valid regular expression" in r.stderr
+
+
+@pytest.mark.parametrize("how", [[], ["--format", "collapsed", "-o", "-"],
+                                 ["--format", "html", "-o", "-"]])
+def test_a_reader_that_left_is_not_an_error(how):
+    """`vmprofshow FILE ... | head`: the reader closes the pipe before the end.
+    A text view ended quietly; an export said "writing the ... export failed:
+    Broken pipe; check the disk space" and exited 1."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write
+    try:
+        r = subprocess.run([sys.executable, "-m", "vmprof.show", fixture("calc_py311.prof")]
+                           + how, stdout=write_end, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
 def test_truncated_profile_shows_what_it_has(tmp_path):
     data = open(fixture("calc_py311.prof"), "rb").read()
     cut = tmp_path / "cut.prof"
