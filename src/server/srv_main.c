@@ -120,6 +120,16 @@ typedef struct options {
     int nrest;
 } options;
 
+/* The value of the option at argv[*i] (every option takes one), which it
+ * consumes.  Asked for only once the option is known to be one, so that an
+ * unknown option last on the line is named as unknown. */
+static const char *option_value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc)
+        die("%s needs a value (vmprof-server --help says which)", argv[*i]);
+    return argv[++*i];
+}
+
 static void parse(int argc, char **argv, options *o)
 {
     o->listen = "127.0.0.1:8000";
@@ -147,37 +157,35 @@ static void parse(int argc, char **argv, options *o)
             o->nrest = argc - i;
             return;
         }
-        if (i + 1 >= argc)
-            die("%s needs a value\n%s", a, usage);
-        const char *v = argv[++i];
         if (strcmp(a, "--data") == 0)
-            o->data = v;
+            o->data = option_value(argc, argv, &i);
         else if (strcmp(a, "--listen") == 0)
-            o->listen = v;
+            o->listen = option_value(argc, argv, &i);
         else if (strcmp(a, "--database") == 0)
-            o->database = v;
+            o->database = option_value(argc, argv, &i);
         else if (strcmp(a, "--web") == 0)
-            o->web = v;
+            o->web = option_value(argc, argv, &i);
         else if (strcmp(a, "--speedscope") == 0)
-            o->speedscope = v;
+            o->speedscope = option_value(argc, argv, &i);
         else if (strcmp(a, "--max-upload") == 0)
-            o->limits.max_upload = parse_size(a, v);
+            o->limits.max_upload = parse_size(a, option_value(argc, argv, &i));
         else if (strcmp(a, "--cache-size") == 0)
-            o->limits.cache_bytes = (size_t)parse_size(a, v);
+            o->limits.cache_bytes = (size_t)parse_size(a, option_value(argc, argv, &i));
         else if (strcmp(a, "--max-connections") == 0)
-            o->limits.max_connections = parse_count(a, v);
+            o->limits.max_connections = parse_count(a, option_value(argc, argv, &i));
         else if (strcmp(a, "--max-uploads") == 0)
-            o->limits.max_uploads = parse_count(a, v);
+            o->limits.max_uploads = parse_count(a, option_value(argc, argv, &i));
         else if (strcmp(a, "--request-timeout") == 0)
-            o->limits.request_seconds = parse_count(a, v);
+            o->limits.request_seconds = parse_count(a, option_value(argc, argv, &i));
         else if (strcmp(a, "--idle-timeout") == 0)
-            o->limits.idle_seconds = parse_count(a, v);
+            o->limits.idle_seconds = parse_count(a, option_value(argc, argv, &i));
         else if (strcmp(a, "--anonymous-upload") == 0) {
+            const char *v = option_value(argc, argv, &i);
             if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
                 die("--anonymous-upload %s: say on or off", v);
             o->anonymous_upload = strcmp(v, "on") == 0;
         } else
-            die("unknown option %s\n%s", a, usage);
+            die("unknown option %s (vmprof-server --help lists them)", a);
     }
 }
 
@@ -205,11 +213,13 @@ static int raw_command(const options *o)
     for (int i = 2; i < o->nrest; i++) {
         if (strcmp(o->rest[i], "-o") == 0 && i + 1 < o->nrest)
             out_path = o->rest[++i];
+        else if (strcmp(o->rest[i], "-o") == 0)
+            die("raw: -o needs a value: the file to write");
         else
-            die("raw: unexpected %s\n%s", o->rest[i], usage);
+            die("raw: unexpected %s (the form: raw ID|FILE [-o OUT])", o->rest[i]);
     }
     if (!what || !*what)
-        die("raw: name a run id (with --data DIR) or a stored profile file\n%s", usage);
+        die("raw: name a run id (with --data DIR) or a stored profile file");
     srv_blob_reader *r;
     struct stat st;
     if (o->data && srv_valid_run_id(what)) {
@@ -256,15 +266,18 @@ static int raw_command(const options *o)
 static int user_command(const options *o)
 {
     char dbpath[4200];
-    if (o->nrest < 3 || strcmp(o->rest[0], "user") != 0)
-        die("unknown command %s\n%s", o->rest[0], usage);
+    if (strcmp(o->rest[0], "user") != 0)
+        die("unknown command %s: the commands are user and raw (vmprof-server --help shows them)",
+            o->rest[0]);
+    if (o->nrest < 3)
+        die("user: say what and whom: user add|token|password NAME");
     const char *verb = o->rest[1], *name = o->rest[2];
     int admin = 0;
     for (int i = 3; i < o->nrest; i++) {
         if (strcmp(o->rest[i], "--admin") == 0 && strcmp(verb, "add") == 0)
             admin = 1;
         else
-            die("user %s: unexpected %s\n%s", verb, o->rest[i], usage);
+            die("user %s: unexpected %s (only user add takes --admin)", verb, o->rest[i]);
     }
     size_t nlen = strlen(name);
     if (nlen == 0 || nlen > SRV_NAME_MAX)
@@ -315,7 +328,7 @@ static int user_command(const options *o)
             fprintf(stderr, "vmprof-server: password of %s set\n", name);
         }
     } else {
-        die("unknown command user %s\n%s", verb, usage);
+        die("unknown command user %s: say user add, user token or user password", verb);
     }
     srv_store_close(store);
     return 0;
@@ -466,8 +479,7 @@ int main(int argc, char **argv)
     if (o.nrest && strcmp(o.rest[0], "raw") == 0)
         return raw_command(&o);
     if (!o.data)
-        die("--data DIR is needed: the folder that holds the database and the profiles\n%s",
-            usage);
+        die("--data DIR is needed: the folder that holds the database and the profiles");
     if (srv_auth_init() < 0)
         die("libsodium does not initialise");
     if (o.nrest)

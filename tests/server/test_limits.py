@@ -127,3 +127,34 @@ def test_bad_option_values_say_so_in_one_line(tmp_path, value):
     out = subprocess.run([SERVER_BIN, "--data", str(tmp_path), "--max-upload", value + "Q"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--max-upload" in out.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--bogus"], "unknown option --bogus (vmprof-server --help lists them)"),
+    (["--version"], "unknown option --version"),
+    (["--listen"], "--listen needs a value"),
+    (["frobnicate"], "unknown command frobnicate"),
+    (["user", "add"], "user: say what and whom"),
+    (["user", "remove", "bob"], "unknown command user remove"),
+    (["user", "token", "bob", "--admin"], "user token: unexpected --admin"),
+    (["raw", "0123456789abcdef", "-o"], "raw: -o needs a value"),
+    (["raw", "0123456789abcdef", "extra"], "raw: unexpected extra"),
+])
+def test_wrong_command_lines_say_what_is_wrong_in_one_line(tmp_path, args, says):
+    """An unknown option last on the line was reported as one that "needs a
+    value", and each mistake came with the whole usage text after it."""
+    import subprocess
+    from conftest import SERVER_BIN
+    out = subprocess.run([SERVER_BIN, "--data", str(tmp_path / "d")] + args,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2, out
+    assert out.stderr.count("\n") == 1 and says in out.stderr, out.stderr
+
+
+def test_no_data_folder_says_so_in_one_line():
+    import subprocess
+    from conftest import SERVER_BIN
+    out = subprocess.run([SERVER_BIN, "--listen", "127.0.0.1:0"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "--data DIR is needed" in out.stderr
