@@ -226,6 +226,19 @@ def _profile_facts(path):
     return argv or os.path.basename(path), vm
 
 
+def _timeout_seconds(text):
+    """--timeout: seconds, more than 0 (0 would make the socket non-blocking,
+    and every upload fail with "Operation now in progress")."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("give the seconds to wait for the server, more "
+                                         "than 0 (e.g. 30), not %r" % text)
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m vmprof.upload",
@@ -235,7 +248,7 @@ def main(argv=None):
     parser.add_argument("--jitlog", metavar="JITLOG", default=None,
                         help="also upload this PyPy jit log (default: FILE.jitlog "
                              "when it exists)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=_timeout_seconds, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for the server (default: %g)"
                              % DEFAULT_TIMEOUT)
     args = parser.parse_args(argv)

@@ -169,6 +169,17 @@ def test_upload_module_failure_says_why_and_keeps_the_file(server, profile):
     assert os.path.exists(profile)
 
 
+@pytest.mark.parametrize("timeout", ["0", "-1", "abc", "nan"])
+def test_upload_module_refuses_a_timeout_that_cannot_wait(profile, timeout):
+    """--timeout 0 was taken: the socket became non-blocking and the upload
+    failed with "Operation now in progress"."""
+    done = run_upload_module(profile, "--timeout", timeout, "--web-url", "http://127.0.0.1:1")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1].endswith(
+        "argument --timeout: give the seconds to wait for the server, more than 0 (e.g. 30), "
+        "not %r" % timeout), done.stderr
+
+
 def test_upload_module_bad_arguments(tmp_path):
     done = run_upload_module(str(tmp_path / "missing.prof"))
     assert done.returncode == 2
