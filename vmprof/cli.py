@@ -11,6 +11,7 @@ alike (`web-url`, `web_url`).  Flags take true/false/yes/no/on/off/1/0.  What
 the command line says wins over the file.
 """
 import argparse
+import ast
 import configparser
 import os
 import sys
@@ -145,16 +146,18 @@ def read_config(path):
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError("cannot read the config file %s: %s" % (path, error_reason(e)))
     ini = configparser.ConfigParser(interpolation=None)
+    header_lines = 0
     try:
         try:
             ini.read_string(text, source=path)
         except configparser.MissingSectionHeaderError:
             # Options written before any section header belong to [global].
             ini = configparser.ConfigParser(interpolation=None)
+            header_lines = 1
             ini.read_string("[global]\n" + text, source=path)
     except configparser.Error as e:
         raise ConfigError("the config file %s is not valid ini text: %s"
-                          % (path, " ".join(str(e).split())))
+                          % (path, _ini_problem(e, header_lines)))
     by_key = {}
     for option in OPTIONS:
         if option.in_config:
@@ -174,6 +177,29 @@ def read_config(path):
                                                                  for k in by_key))))
             values[option.dest] = _config_value(option, key, text_val, path)
     return values
+
+
+def _ini_problem(error, header_lines):
+    """configparser's complaint in one line, its line numbers the file's own
+    (configparser counts the header_lines put before the text too)."""
+    if type(error) is configparser.ParsingError and getattr(error, "errors", None):
+        return "; ".join("line %d: %r is neither `name = value` nor a [section]"
+                         % (lineno - header_lines, _ini_line(line))
+                         for lineno, line in error.errors)
+    if isinstance(error, configparser.DuplicateOptionError) and error.lineno:
+        error = configparser.DuplicateOptionError(error.section, error.option, error.source,
+                                                  error.lineno - header_lines)
+    return " ".join(str(error).split())
+
+
+def _ini_line(line):
+    """A line as ParsingError keeps it: its repr() before Python 3.13, itself since."""
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in "'\"":
+        try:
+            line = ast.literal_eval(line)
+        except (ValueError, SyntaxError):
+            pass
+    return line.strip()
 
 
 def _config_value(option, key, text, path):

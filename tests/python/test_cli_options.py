@@ -114,6 +114,20 @@ def test_bad_config(capsys, tmp_path, text, words):
     assert str(tmp_path) in line
 
 
+@pytest.mark.parametrize("text, words", [
+    ("period = 0.002\nlines\n", "line 2: 'lines' is neither `name = value` nor a [section]"),
+    ("[global]\nperiod = 0.002\n\nnot ini\n", "line 4: 'not ini' is neither"),
+    ("period = 0.002\nperiod = 0.003\n", "[line 2]: option 'period' in section 'global' "
+                                         "already exists"),
+])
+def test_a_config_that_is_not_ini_names_its_own_line(capsys, tmp_path, text, words):
+    """Without a section header, configparser counted the [global] header put
+    before the text too: every line number was one too many (and before
+    Python 3.13 the line was shown as a repr with its \\n)."""
+    line = parse_error(capsys, "--config", write(tmp_path, text), "prog.py")
+    assert words in line, line
+
+
 def test_missing_config(capsys, tmp_path):
     line = parse_error(capsys, "--config", str(tmp_path / "none.ini"), "prog.py")
     assert "cannot read the config file" in line
