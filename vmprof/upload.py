@@ -182,7 +182,7 @@ class _Server(object):
         finally:
             conn.close()
         if response.status != 200:
-            detail = _one_line(data.decode("utf-8", "replace"))[:200]
+            detail = _server_error(data)
             raise UploadError("%s answered %d %s%s" % (what, response.status, response.reason,
                                                        ": " + detail if detail else ""))
         try:
@@ -193,6 +193,20 @@ class _Server(object):
         if not isinstance(reply, dict):
             raise UploadError("%s answered %r, not a JSON object" % (what, reply))
         return reply
+
+
+def _server_error(data):
+    """What a refusal says: vmprof-server's JSON {"error": "..."} gives its
+    sentence whole (it says what to do, often at its end); other bodies are
+    cut short."""
+    text = data.decode("utf-8", "replace")
+    try:
+        reply = json.loads(text)
+    except ValueError:
+        reply = None
+    if isinstance(reply, dict) and isinstance(reply.get("error"), str):
+        return _one_line(reply["error"])[:1000]
+    return _one_line(text)[:200]
 
 
 def _one_line(text):

@@ -90,6 +90,18 @@ def test_a_refused_step_is_a_one_line_error(server, profile, step):
     assert os.path.exists(profile)
 
 
+def test_a_refusal_gives_the_servers_sentence_whole(server, profile):
+    """vmprof-server's refusals are JSON {"error": sentence}: the sentence was
+    shown as the JSON text, cut at 200 characters, often before what to do."""
+    says = ("the profile does not read: at byte 10770: STACKTRACE with count 3963167672086036481"
+            " (always 1 in valid files); the file is corrupt; " + "x" * 150 + " do this")
+    server.fail["cpu"] = 400
+    server.error_text = says
+    with pytest.raises(upload.UploadError) as info:
+        upload.upload(profile, server.url)
+    assert str(info.value).endswith("/add answered 400 Bad Request: " + says), info.value
+
+
 def test_a_server_that_is_down(profile):
     with socket.socket() as s:            # a port that nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -26,6 +26,7 @@ class UploadServer(object):
     def __init__(self):
         self.requests = []
         self.fail = {}          # step ("new", "cpu", "jit", "freeze") -> status
+        self.error_text = None  # the "error" of a failed step's JSON, as vmprof-server's
         self.garbage = set()    # steps that answer text that is not JSON
         self.stall = set()      # steps that never answer
         self.frozen = set()
@@ -50,8 +51,10 @@ class UploadServer(object):
                 if step in server.garbage:
                     payload = b"<html>not a vmprof server</html>"
                 else:
-                    payload = json.dumps(reply if status == 200 else
-                                         {"status": "error", "step": step}).encode()
+                    failed = {"status": "error", "step": step}
+                    if server.error_text is not None:
+                        failed["error"] = server.error_text
+                    payload = json.dumps(reply if status == 200 else failed).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
