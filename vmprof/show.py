@@ -301,6 +301,28 @@ def header(view, path, style, out):
 # ---- command line --------------------------------------------------------------
 
 
+def _count(text):
+    """--indent, --prune_level: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError("give a whole number, 0 or more, not %r" % text)
+    return value
+
+
+def _percent(text):
+    """--prune_percent, --percent-cutoff: a share of the samples, 0 to 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError("give a percentage from 0 to 100, not %r" % text)
+    return value
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="vmprofshow",
@@ -310,11 +332,11 @@ def parse_args(argv):
     p.add_argument("view", nargs="?", choices=VIEWS, default="tree",
                    help="what to show (default: tree)")
     g = p.add_argument_group("tree")
-    g.add_argument("--prune_percent", "--prune-percent", type=float, default=0.0, metavar="P",
+    g.add_argument("--prune_percent", "--prune-percent", type=_percent, default=0.0, metavar="P",
                    help="hide nodes under P%% of the samples")
-    g.add_argument("--prune_level", "--prune-level", type=int, default=None, metavar="N",
+    g.add_argument("--prune_level", "--prune-level", type=_count, default=None, metavar="N",
                    help="hide nodes deeper than N levels")
-    g.add_argument("--indent", type=int, default=2, metavar="N", help="spaces per level (default 2)")
+    g.add_argument("--indent", type=_count, default=2, metavar="N", help="spaces per level (default 2)")
     g = p.add_argument_group("flat")
     g.add_argument("--include-callees", action="store_true",
                    help="list the callees of each function under it")
@@ -322,7 +344,7 @@ def parse_args(argv):
     g.add_argument("--hide-interpreter", action="store_true",
                    help="tree and flat: leave CPython's own native frames out (the evaluation "
                         "loop and call machinery), keeping other C frames")
-    g.add_argument("--percent-cutoff", type=float, default=0.0, metavar="P",
+    g.add_argument("--percent-cutoff", type=_percent, default=0.0, metavar="P",
                    help="hide functions under P%% of the samples")
     g = p.add_argument_group("lines")
     g.add_argument("--filter", metavar="REGEX", help="only functions whose name or file matches")

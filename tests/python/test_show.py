@@ -158,6 +158,22 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path):
     assert r.returncode == 1 and "missing.prof" in r.stderr
 
 
+@pytest.mark.parametrize("option, value, says", [
+    ("--indent", "-3", "give a whole number, 0 or more, not '-3'"),
+    ("--prune_level", "-1", "give a whole number, 0 or more, not '-1'"),
+    ("--prune_percent", "-5", "give a percentage from 0 to 100, not '-5'"),
+    ("--percent-cutoff", "150", "give a percentage from 0 to 100, not '150'"),
+    ("--percent-cutoff", "nan", "give a percentage from 0 to 100, not 'nan'"),
+    ("--indent", "two", "give a whole number, 0 or more, not 'two'"),
+])
+def test_a_value_out_of_range_is_refused(option, value, says):
+    """--indent -3 drew the tree without indentation, --prune_level -1 as 0,
+    and a negative percentage showed everything, all without a word."""
+    r = vmprofshow(fixture("calc_py311.prof"), option, value, check=False)
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.splitlines()[-1].endswith(says), r.stderr
+
+
 def test_a_bad_filter_is_one_line_not_a_traceback():
     r = vmprofshow(fixture("calc_lines_py311.prof"), "lines", "--filter", "merge(", check=False)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
