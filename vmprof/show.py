@@ -340,7 +340,6 @@ def parse_args(argv):
     g = p.add_argument_group("flat")
     g.add_argument("--include-callees", action="store_true",
                    help="list the callees of each function under it")
-    g.add_argument("--no-native", action="store_true", help="leave native (C) frames out")
     g.add_argument("--hide-interpreter", action="store_true",
                    help="tree and flat: leave CPython's own native frames out (the evaluation "
                         "loop and call machinery), keeping other C frames")
@@ -349,6 +348,7 @@ def parse_args(argv):
     g = p.add_argument_group("lines")
     g.add_argument("--filter", metavar="REGEX", help="only functions whose name or file matches")
     g = p.add_argument_group("all views and exports")
+    g.add_argument("--no-native", action="store_true", help="leave native (C) frames out")
     g.add_argument("--thread", metavar="ID",
                    help="only this thread: its id (decimal or 0x...) or its number in the "
                         "thread list")

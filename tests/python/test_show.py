@@ -174,6 +174,22 @@ def test_a_value_out_of_range_is_refused(option, value, says):
     assert r.stderr.splitlines()[-1].endswith(says), r.stderr
 
 
+def test_help_lists_no_native_where_it_applies(tmp_path):
+    """--no-native was listed under "flat:" only, while the tree and flat
+    views and every export all leave native frames out with it."""
+    text = vmprofshow("--help").stdout
+    every = text.split("all views and exports:", 1)[1].split("\n\n", 1)[0]
+    assert "--no-native" in every
+    native = fixture("calc_native_py311.prof")
+    assert "<native>" in vmprofshow(native, "tree").stdout
+    assert "<native>" not in vmprofshow(native, "tree", "--no-native").stdout
+    out, python_only = tmp_path / "all.txt", tmp_path / "python.txt"
+    vmprofshow(native, "--format", "collapsed", "-o", out)
+    vmprofshow(native, "--format", "collapsed", "-o", python_only, "--no-native")
+    assert "PyObject_Vectorcall" in out.read_text()
+    assert python_only.read_text() and "PyObject_Vectorcall" not in python_only.read_text()
+
+
 def test_a_bad_filter_is_one_line_not_a_traceback():
     r = vmprofshow(fixture("calc_lines_py311.prof"), "lines", "--filter", "merge(", check=False)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
