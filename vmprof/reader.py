@@ -3,7 +3,10 @@
 The work happens in C (vmprof._core); this module only picks the entry point
 for what it is given and turns a cut file into a warning.
 """
+import io
 import os
+import shutil
+import tempfile
 import warnings
 
 from vmprof.errors import VMProfError
@@ -29,11 +32,18 @@ def read_profile(prof, strict=False):
         raise VMProfError("reading a profile needs vmprof's C extension (vmprof._core), "
                           "which is not built for this interpreter; read the profile "
                           "with CPython (python -m vmprof.show FILE)")
+    if isinstance(prof, bytes) and b"\0" in prof:
+        # A path holds no NUL: these are a profile's bytes ("embedded null byte" otherwise)
+        raise TypeError("read_profile takes a path or a binary file, not a profile's bytes: "
+                        "give io.BytesIO(data)")
     if isinstance(prof, (str, bytes, os.PathLike)):
         # os.fspath here: one path type for every binding
         profile = _core.read_file(os.fspath(prof), strict=strict)
-    else:
+    elif hasattr(prof, "read"):
         profile = _read_file_object(prof, strict)
+    else:
+        raise TypeError("read_profile takes a path or a binary file, not %s"
+                        % type(prof).__name__)
     summary = profile.summary()
     if summary["truncated_at"] >= 0:
         warnings.warn(
@@ -60,12 +70,36 @@ def export(prof, format, out, thread=None, lines=False, no_native=False, title=N
                           "which is not built for this interpreter")
     source = (os.fspath(prof) if isinstance(prof, (str, bytes, os.PathLike))
               else getattr(prof, "_profile", prof))
-    target = os.fspath(out) if isinstance(out, (str, bytes, os.PathLike)) else out
-    if not isinstance(out, (str, bytes, os.PathLike, int)):
+    options = dict(thread=thread, lines=lines, no_native=no_native, title=title,
+                   html_min_fraction=html_min_fraction)
+    if isinstance(out, (str, bytes, os.PathLike, int)):
+        target = os.fspath(out) if not isinstance(out, int) else out
+        _core.export(source, format, target, **options)
+        return
+    if not hasattr(out, "write"):
+        raise TypeError("export writes to a path, a file descriptor or a binary file, not %s"
+                        % type(out).__name__)
+    if isinstance(out, io.TextIOBase) and not _has_fileno(out):
+        raise TypeError("export writes bytes: give a binary file (io.BytesIO, or open(path, "
+                        "'wb')), not a text one")
+    if _has_fileno(out):
         out.flush()
-        target = out.fileno()
-    _core.export(source, format, target, thread=thread, lines=lines, no_native=no_native,
-                 title=title, html_min_fraction=html_min_fraction)
+        _core.export(source, format, out.fileno(), **options)
+        return
+    # A file object of Python's own (io.BytesIO, a wrapper): through a
+    # temporary file, which the C library writes as it writes any file.
+    with tempfile.TemporaryFile() as tmp:
+        _core.export(source, format, tmp.fileno(), **options)
+        tmp.seek(0)
+        shutil.copyfileobj(tmp, out)
+
+
+def _has_fileno(f):
+    try:
+        f.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return True
 
 
 def _read_file_object(f, strict):

@@ -125,6 +125,31 @@ def test_export_to_a_file_descriptor(tmp_path):
     assert json.loads(path.read_text())["profiles"]
 
 
+def test_vmprof_export_to_every_kind_of_output_it_names(tmp_path):
+    """vmprof.export's docstring names "a binary file object": io.BytesIO
+    raised io.UnsupportedOperation (fileno), and None or a text buffer gave
+    AttributeError/UnsupportedOperation instead of saying what to give."""
+    import io
+    import vmprof
+    stats = vmprof.read_profile(fixture("calc_py39.prof"))
+    by_path = tmp_path / "path.folded"
+    vmprof.export(stats, "collapsed", str(by_path))
+    expected = by_path.read_bytes()
+    assert expected
+    buffer = io.BytesIO()
+    buffer.write(b"kept:")
+    vmprof.export(stats, "collapsed", buffer)
+    assert buffer.getvalue() == b"kept:" + expected
+    with open(tmp_path / "file.folded", "wb") as f:
+        f.write(b"kept:")
+        vmprof.export(stats, "collapsed", f)
+    assert (tmp_path / "file.folded").read_bytes() == b"kept:" + expected
+    with pytest.raises(TypeError, match="not NoneType"):
+        vmprof.export(stats, "collapsed", None)
+    with pytest.raises(TypeError, match="give a binary file"):
+        vmprof.export(stats, "collapsed", io.StringIO())
+
+
 def test_export_keeps_the_profile_it_was_given_alive(tmp_path):
     """export(stats) writes without the GIL, so it must hold the Profile it took
     from stats._profile: another thread may replace that attribute meanwhile, or

@@ -67,6 +67,20 @@ def test_file_objects_and_gzip(tmp_path):
         vmprof.read_profile(io.StringIO("text"))
 
 
+def test_what_is_neither_a_path_nor_a_file_is_named():
+    """read_profile(None) said "'NoneType' object has no attribute 'read'",
+    and a profile's bytes "embedded null byte" (they were taken for a path)."""
+    with open(CALC, "rb") as f:
+        data = f.read()
+    with pytest.raises(TypeError, match="not a profile's bytes: give io.BytesIO"):
+        vmprof.read_profile(data)
+    assert len(vmprof.read_profile(io.BytesIO(data))) == len(vmprof.read_profile(CALC))
+    for wrong in (None, 3.5):
+        with pytest.raises(TypeError, match="takes a path or a binary file, not %s"
+                                            % type(wrong).__name__):
+            vmprof.read_profile(wrong)
+
+
 def test_pipe():
     r, w = os.pipe()
 
