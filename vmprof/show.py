@@ -276,6 +276,14 @@ def _kib(kib):
     return "%d KiB" % kib
 
 
+def period_text(usec):
+    """"every 1.0 ms"; below a millisecond in microseconds (a 10 us period
+    read "every 0.0 ms")."""
+    if usec < 1000:
+        return "every %d microseconds" % usec
+    return "every %.1f ms" % (usec / 1000.0)
+
+
 def header(view, path, style, out):
     f = view.facts
     bits = ["%d samples" % f["n_samples"]]
@@ -284,7 +292,7 @@ def header(view, path, style, out):
     if f["duration_ms"]:
         bits.append("%.2f s" % (f["duration_ms"] / 1000.0))
     if f["period_usec"]:
-        bits.append("every %.1f ms" % (f["period_usec"] / 1000.0))
+        bits.append(period_text(f["period_usec"]))
     modes = [m for m in ("lines", "memory", "native", "real_time") if f[m]]
     if modes:
         bits.append(", ".join(m.replace("_", " ") for m in modes))

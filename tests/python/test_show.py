@@ -190,6 +190,21 @@ def test_help_lists_no_native_where_it_applies(tmp_path):
     assert python_only.read_text() and "PyObject_Vectorcall" not in python_only.read_text()
 
 
+@pytest.mark.parametrize("usec, says", [(10, "every 10 microseconds"),
+                                         (250, "every 250 microseconds"),
+                                         (1000, "every 1.0 ms"), (2500, "every 2.5 ms")])
+def test_the_header_states_a_short_period(tmp_path, usec, says):
+    """A profile taken with -p 0.00001 said "every 0.0 ms"."""
+    import struct
+    with open(fixture("calc_py311.prof"), "rb") as f:
+        data = f.read()
+    assert struct.unpack("<5q", data[:40])[3] == 990  # the static header's period
+    path = tmp_path / "period.prof"
+    path.write_bytes(data[:24] + struct.pack("<q", usec) + data[32:])
+    first = vmprofshow(path).stdout.splitlines()[0]
+    assert first.endswith("s, %s" % says), first
+
+
 def test_a_bad_filter_is_one_line_not_a_traceback():
     r = vmprofshow(fixture("calc_lines_py311.prof"), "lines", "--filter", "merge(", check=False)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
