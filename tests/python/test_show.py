@@ -222,7 +222,7 @@ def test_a_reader_that_left_is_not_an_error(how):
     try:
         r = subprocess.run([sys.executable, "-m", "vmprof.show", fixture("calc_py311.prof")]
                            + how, stdout=write_end, stderr=subprocess.PIPE,
-                           universal_newlines=True, timeout=120)
+                           universal_newlines=True, timeout=120, cwd="/")
     finally:
         os.close(write_end)
     assert r.returncode == 0 and r.stderr == "", r.stderr
