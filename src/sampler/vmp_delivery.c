@@ -37,6 +37,8 @@ struct vmp_delivery_thread {
     uint8_t confirmed;  /* ... and it was not the first such answer */
     uint8_t blocks;     /* it blocks the signal */
     uint8_t checks;     /* its mask was read that many times for the pending signal */
+    uint32_t handled_when_found; /* sources: handled[] when it was found blocking (it moved: it unblocked) */
+    uint32_t handled_seen;       /* sources: handled[] at its last round */
     uint8_t probe_shift; /* wall clock with sources: probed when 2 << probe_shift periods behind */
     uint8_t probed;      /* ... and a probe of it was answered */
     uint32_t active_pos;
@@ -368,21 +370,22 @@ int64_t vmp_delivery_take_owed(int64_t *repeats)
     struct timespec t;
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) < 0)
         return 1;
-    int64_t cpu = ns_of(t), base = atomic_load_explicit(&base_cpu[k], memory_order_relaxed);
-    /* Rounded: the event and the clock count alike but not in step, and a
-     * signal a hair early must not leave its period to the next one. */
-    int64_t n = (cpu - base + period / 2) / period, cap = atomic_load_explicit(&credit_cap, memory_order_relaxed);
-    if (n <= 0)
-        return owed_now = 0;
+    int64_t cpu = ns_of(t), base = atomic_load_explicit(&base_cpu[k], memory_order_acquire), n, to;
+    int64_t cap = atomic_load_explicit(&credit_cap, memory_order_relaxed);
+    do { /* (the sender moves it too, for a thread it found blocking: count_blocked) */
+        /* Rounded: the event and the clock count alike but not in step, and a
+         * signal a hair early must not leave its period to the next one. */
+        n = (cpu - base + period / 2) / period;
+        if (n <= 0)
+            return owed_now = 0;
+        to = n > cap ? cpu : base + n * period;
+    } while (!atomic_compare_exchange_weak(&base_cpu[k], &base, to));
     if (n > cap) {
-        /* far behind (it blocked the signal): drop the rest, counted */
+        /* far behind (the sender kept from a CPU before it saw the signal
+         * blocked): drop the rest, counted */
         atomic_fetch_add_explicit(&handler_periods_dropped, (uint64_t)(n - cap), memory_order_relaxed);
         n = cap;
-        base = cpu;
-    } else {
-        base += n * period;
     }
-    atomic_store_explicit(&base_cpu[k], base, memory_order_release);
     return owed_now = n;
 }
 
@@ -685,6 +688,32 @@ static void source_give(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         t->src_retry_at = now + VMP_SOURCE_RETRY_NS; /* signalled by the sender meanwhile */
 }
 
+/* Sources mode: thread t blocks the signal (both readings found it so):
+ * its periods up to `upto` (CPU clock: its CPU time; wall clock: the time)
+ * are not sampled and counted (periods_blocked), and its mark moves past
+ * them, so that the handler, once it unblocks, pays only what came after
+ * (on the wall clock it paid the whole block with one sample where it
+ * unblocked; on the CPU clock it dropped what passed its cap), and its last
+ * sample is not repeated for them. */
+static void count_blocked(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
+{
+    size_t k = t->place;
+    if (atomic_load(&base_tid[k]) != t->tid)
+        return;
+    int64_t base = atomic_load(&base_cpu[k]), n = (upto - base) / d->period_ns;
+    if (n > 0 && atomic_compare_exchange_strong(&base_cpu[k], &base, base + n * d->period_ns))
+        atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)n, memory_order_relaxed);
+    int64_t at = atomic_load(&rep_cpu[k]);
+    if (at >= 0)
+        atomic_compare_exchange_strong(&rep_cpu[k], &at, -1); /* (unless a new sample came) */
+}
+
+/* Whether thread t is known to block the signal (read so twice). */
+static int known_blocking(const vmp_delivery_thread *t)
+{
+    return t->blocks && t->checks == 2;
+}
+
 /* Refreshes the table from the listing of /proc/self/task (read again from
  * its start: no open per scan), keeping what is known about the threads
  * still there. */
@@ -730,7 +759,10 @@ static void scan_threads(vmp_delivery *d)
             /* ended: the repeats it was owed until the last round (it was
              * idle then) are written; its place is given back */
             vmp_delivery_thread *t = &d->threads[i];
-            if (d->sources && !d->cpu_clock) {
+            if (d->sources && known_blocking(t)) {
+                if (!d->was_paused)
+                    count_blocked(d, t, d->cpu_clock ? t->last_cpu : d->last_round);
+            } else if (d->sources && !d->cpu_clock) {
                 if (!d->was_paused)
                     wall_pay_waited(d, t, d->last_round, t->last_cpu, t->idle_cpu >= 0);
             } else if (t->state == STILL && d->repeats_on)
@@ -805,6 +837,12 @@ static void observe_own(vmp_delivery *d)
 static int hand_over_or_keep(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int keep)
 {
     int64_t n = upto - t->still_from + 1;
+    if (n > 0 && t->blocks) {
+        /* (it blocks the signal: not sampled, counted) */
+        atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)n, memory_order_relaxed);
+        t->still_from = upto + 1;
+        return 0;
+    }
     if (n <= 0 || t->idle_cpu < 0 || !d->repeat) {
         t->still_from = upto + 1;
         return 0;
@@ -1185,12 +1223,15 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             if (t->blocks && t->checks == 2)
                 atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
         }
-        if (t->blocks)
-            t->owed = 0; /* left alone */
+        if (t->blocks && t->owed > 0) {
+            /* left alone: its periods are not sampled, counted */
+            atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)t->owed, memory_order_relaxed);
+            t->owed = 0;
+        }
         else if (t->owed > 0)
             d->catchup = 1; /* next round (a loaded machine lets it wait) */
-        if (t->blocks && t->delta == 0)
-            settle(d, t);
+        if (known_blocking(t) && t->delta == 0)
+            settle(d, t); /* (once read so twice: counted in threads_blocking first) */
         return;
     }
     t->pending_since = 0;
@@ -1327,14 +1368,26 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     int64_t base = atomic_load_explicit(&base_cpu[k], memory_order_acquire);
     int64_t owed_ns = !counted ? t->owed * d->period_ns : d->cpu_clock ? t->last_cpu - base : now - base;
     t->owed = 0;
+    if (known_blocking(t) && atomic_load_explicit(&handled[k], memory_order_acquire) != t->handled_when_found) {
+        t->blocks = t->checks = 0; /* its handler ran since: it unblocked */
+        t->pending_since = 0;
+        t->src_retry_at = now;
+    }
     int sent_pending = signal_pending(k);
+    uint32_t h = atomic_load_explicit(&handled[k], memory_order_acquire);
+    int silent = h == t->handled_seen && t->src >= 0; /* (no signal handled since the last round) */
+    t->handled_seen = h;
     /* Owed two periods of CPU time and not paid: its signal waits (sent by
      * us, or fired by its source: the handler pays at once when it runs).
-     * One found blocking stays so until its handler paid (it unblocked).
+     * On the wall clock likewise when it ran two periods this round with
+     * its source open and handled no signal: a thread that runs while it
+     * blocks the signal is probed by nobody (it runs), and was never found.
+     * One found blocking stays so until its handler ran (it unblocked: above).
      * (A thread not Python's is owed nothing, unless it is being asked
      * again.) */
-    if (sent_pending || (d->cpu_clock && (t->src >= 0 || t->blocks) && (!t->not_python || t->awaiting) && counted &&
-                         owed_ns >= 2 * d->period_ns)) {
+    if (sent_pending || known_blocking(t) ||
+        ((t->src >= 0 || t->blocks) && (!t->not_python || t->awaiting) && counted && owed_ns >= 2 * d->period_ns &&
+         (d->cpu_clock || t->blocks || (silent && t->delta >= 2 * d->period_ns)))) {
         if (!t->pending_since)
             t->pending_since = now;
         if (t->checks < 2 && now - t->pending_since >= (t->checks + 1) * VMP_BLOCKED_CHECK_NS) {
@@ -1342,12 +1395,15 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             t->blocks = blocks_signal(t->tid, d->signo);
             if (t->blocks && t->checks == 2) {
                 atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
+                t->handled_when_found = atomic_load_explicit(&handled[k], memory_order_acquire);
                 source_close(d, t); /* left alone */
                 t->src_retry_at = INT64_MAX;
             }
         }
-        if (t->blocks && t->delta == 0)
-            settle(d, t);
+        if (known_blocking(t))
+            count_blocked(d, t, d->cpu_clock ? t->last_cpu : now);
+        if (known_blocking(t) && t->delta == 0)
+            settle(d, t); /* (once read so twice: counted in threads_blocking first) */
         return;
     }
     if (t->checks == 2 && t->blocks)
@@ -1464,6 +1520,7 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->threads_max, 0);
     atomic_store(&d->threads_missed, 0);
     atomic_store(&d->threads_blocking, 0);
+    atomic_store(&d->periods_blocked, 0);
     atomic_store(&d->not_python, 0);
     atomic_store(&d->polls, 0);
     atomic_store(&d->scans, 0);
@@ -1624,7 +1681,9 @@ static void pause_round(vmp_delivery *d, int64_t periods)
         if (d->sources) {
             /* (sources: the handlers pay nothing while paused either) */
             size_t k = t->place;
-            if (!d->was_paused && t->idle_cpu >= 0 && (t->state == STILL || wall_idle(t, k)))
+            if (!d->was_paused && known_blocking(t))
+                count_blocked(d, t, d->last_round - periods * d->period_ns);
+            else if (!d->was_paused && t->idle_cpu >= 0 && (t->state == STILL || wall_idle(t, k)))
                 wall_pay(d, t, d->last_round - periods * d->period_ns, 0);
             if (atomic_load(&base_tid[k]) == t->tid)
                 atomic_store(&base_cpu[k], d->last_round);
@@ -1714,7 +1773,11 @@ void vmp_delivery_stop(vmp_delivery *d)
     d->stop_deadline = now + VMP_STOP_WAIT_NS; /* (the repeats below wait for room, bounded) */
     for (size_t i = 0; i < d->n_threads; i++) {
         vmp_delivery_thread *t = &d->threads[i];
-        if (wall_sources) {
+        if (d->sources && known_blocking(t)) {
+            int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : now;
+            if (!paused)
+                count_blocked(d, t, cpu >= 0 ? cpu : t->last_cpu);
+        } else if (wall_sources) {
             int64_t cpu = !paused && atomic_load(&rep_cpu[t->place]) >= 0 ? thread_cpu_ns(t->tid) : -2;
             if (cpu > -2)
                 wall_pay_waited(d, t, now, cpu, cpu >= 0); /* (-1: it ended meanwhile) */

@@ -87,7 +87,13 @@
  * (/proc/self/task/TID/status), and once more after as long again; a
  * thread that blocks it is sent nothing more and holds back no catch-up
  * round until it handled the pending one (it is counted in
- * threads_blocking when both readings found it blocked).  (The caller drops signals still pending when
+ * threads_blocking when both readings found it blocked).  Its periods
+ * (CPU clock: of its CPU time) are not sampled and are counted in
+ * periods_blocked, apart from the samples lost (periods_dropped): such a
+ * thread may have no Python stack at all (a C library's thread that
+ * blocks every signal); with sources the sender moves its paid mark past
+ * them each round, so that once it unblocks its handler pays only what
+ * came after.  (The caller drops signals still pending when
  * it stops by setting SIG_IGN, which discards them in every thread.)
  *
  * Per-thread sources (CPU clock, `sources` set): the sender wakes per
@@ -348,6 +354,7 @@ typedef struct vmp_delivery {
     _Atomic uint64_t threads_max;     /* most threads in the table at once */
     _Atomic uint64_t threads_missed;  /* threads left out: no memory for the table */
     _Atomic uint64_t threads_blocking; /* threads found blocking the signal */
+    _Atomic uint64_t periods_blocked;  /* ... their periods, not sampled (CPU clock: of their CPU time) */
     _Atomic uint64_t not_python;      /* answers "no Python thread state" */
     _Atomic uint64_t polls;    /* rounds that read the still threads */
     _Atomic uint64_t clock_reads; /* CPU clocks of other threads read */

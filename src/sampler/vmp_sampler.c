@@ -354,6 +354,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->names_lost = atomic_load(&vmp_run.names_lost);
         stats->threads_max = atomic_load(&vmp_run.delivery.threads_max);
         stats->threads_blocking = atomic_load(&vmp_run.delivery.threads_blocking);
+        stats->samples_blocking = atomic_load(&vmp_run.delivery.periods_blocked);
         stats->not_python = atomic_load(&vmp_run.delivery.not_python);
         stats->sampler_rounds = atomic_load(&vmp_run.delivery.rounds);
         stats->writer_rounds = vmp_writer_wakeups();

@@ -56,6 +56,7 @@ typedef struct vmp_sampler_stats {
     uint64_t names_lost;     /* names of code objects that found no room (the writer was stuck) */
     uint64_t threads_max;    /* most threads the sampler kept track of at once */
     uint64_t threads_blocking; /* threads found blocking the signal (left alone) */
+    uint64_t samples_blocking; /* ... their periods, not sampled */
     uint64_t not_python;     /* signals answered "no Python thread state" */
     uint64_t sampler_rounds; /* wake-ups of the sampler thread */
     uint64_t writer_rounds;  /* wake-ups of the writer thread */

@@ -473,14 +473,18 @@ static void write_end(void)
     write_meta_u64("samples_dropped", vmp_run_samples_dropped());
     if (vmp_run.real_time) /* of `samples`: idle threads, written again without waking them */
         write_meta_u64("samples_repeated", atomic_load(&vmp_run.delivery.repeated));
-    /* Warnings, only when it happened: threads the schedule had no memory
-     * for (never sampled), threads that blocked the signal (left alone). */
+    /* Warnings, only when it happened: threads the schedule had no place
+     * for (never sampled), threads that blocked the signal (left alone) and
+     * the samples their periods would have been. */
     uint64_t missed = atomic_load(&vmp_run.delivery.threads_missed);
     if (missed)
         write_meta_u64("threads_not_sampled", missed);
     uint64_t blocking = atomic_load(&vmp_run.delivery.threads_blocking);
     if (blocking)
         write_meta_u64("threads_blocking_signal", blocking);
+    uint64_t blocked = atomic_load(&vmp_run.delivery.periods_blocked); /* (their periods, not sampled) */
+    if (blocked)
+        write_meta_u64("samples_blocking_signal", blocked);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     if (W.buf.cap - W.buf.len < 64)

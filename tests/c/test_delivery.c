@@ -25,7 +25,7 @@
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
-enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, ROLES };
+enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -1092,6 +1092,92 @@ static int64_t clock_ms(clockid_t c)
     struct timespec t;
     clock_gettime(c, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* The walled thread: blocks the signal for its whole life and spins, or
+ * waits in read() on walled_pipe. */
+static _Atomic int walled_stop;
+static int walled_pipe[2];
+
+static void *walled_thread(void *arg)
+{
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    atomic_store(&tids[WALLED], (pid_t)syscall(SYS_gettid));
+    volatile unsigned long n = 0;
+    char c;
+    if (arg)
+        while (!atomic_load(&walled_stop))
+            n++;
+    else
+        while (read(walled_pipe[0], &c, 1) < 0)
+            ;
+    return NULL; /* (a signal still pending for it goes with it) */
+}
+
+/* A thread that blocks the signal is left alone (not signalled again, not
+ * sampled); its periods were counted nowhere, so the profile could not
+ * tell 300 ms of a thread from none.  Now they are counted apart
+ * (periods_blocked, META samples_blocking_signal): its wall time on the
+ * wall clock, its CPU time on the CPU clock, whether it waits or spins, per
+ * period or with sources (where a thread that ran while it blocked the
+ * signal was not even found on the wall clock). */
+VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
+{
+    static const struct {
+        int cpu_clock, spins;
+    } cases[] = {{0, 0}, {0, 1}, {1, 1}};
+    for (int sources = 0; sources < 2; sources++) {
+        if (sources && !kernel_has_sources())
+            break;
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            reset_role(WALLED);
+            atomic_store(&walled_stop, 0);
+            REQUIRE(pipe(walled_pipe) == 0);
+            struct sigaction old;
+            install_handler(&old);
+            pthread_t th;
+            pthread_create(&th, NULL, walled_thread, cases[c].spins ? (void *)1 : NULL);
+            while (!atomic_load(&tids[WALLED]))
+                usleep(100);
+            usleep(10000); /* (waiting in read() by now) */
+            clockid_t clk;
+            pthread_getcpuclockid(th, &clk);
+            static _Atomic pid_t me;
+            atomic_store(&me, (pid_t)syscall(SYS_gettid));
+            vmp_delivery d = {.period_ns = 1000000, .cpu_clock = cases[c].cpu_clock, .signo = SIGUSR2,
+                              .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1, .sources = sources};
+            int64_t due = -1, blocked = -1, dropped = -1;
+            int64_t t0 = mono_ms(), c0 = clock_ms(clk);
+            if (vmp_delivery_start(&d) == 0) {
+                while (mono_ms() < t0 + 300)
+                    vmp_delivery_send(&d, vmp_delivery_wait(&d));
+                vmp_delivery_stop(&d);
+                due = cases[c].cpu_clock ? clock_ms(clk) - c0 : mono_ms() - t0;
+                blocked = (int64_t)atomic_load(&d.periods_blocked);
+                dropped = (int64_t)vmp_delivery_dropped(&d);
+            }
+            atomic_store(&walled_stop, 1);
+            CHECK(write(walled_pipe[1], "x", 1) == 1);
+            pthread_join(th, NULL);
+            usleep(10000);
+            sigaction(SIGUSR2, &old, NULL);
+            close(walled_pipe[0]);
+            close(walled_pipe[1]);
+            long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
+            if (getenv("VMP_TEST_VERBOSE"))
+                printf("    sources %d, %s clock, %s: %lld ms due, %lld blocked, %lld dropped, %ld samples, %d found\n", sources,
+                       cases[c].cpu_clock ? "cpu" : "wall", cases[c].spins ? "spins" : "waits", (long long)due,
+                       (long long)blocked, (long long)dropped, got, (int)atomic_load(&d.threads_blocking));
+            CHECK(atomic_load(&d.threads_blocking) == 1);
+            CHECK(got == 0);
+            CHECK(blocked >= due * 9 / 10 - 5);
+            CHECK(blocked <= due + 5);
+            CHECK(dropped <= 2);
+        }
+    }
 }
 
 /* CPU clock, per-period schedule: a round 200 ms late finds the spinning

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import vmprof
@@ -117,7 +118,12 @@ def test_a_computing_c_thread_is_asked_ever_more_rarely(c_threads):
 def test_a_thread_blocking_the_signal_is_left_alone(c_threads, real_time):
     assert c_threads.ct_start_blocker(1) == 0
     try:
+        t0, cpu0, mine0 = time.monotonic(), time.process_time(), time.thread_time()
         p, _, stats = profile(burn_cpu, 0.3, period=0.001, real_time=real_time)
+        # the blocker's periods: wall time, or its CPU time (with the
+        # profiler's threads', a little)
+        due = 1000 * ((time.monotonic() - t0) if real_time else
+                      (time.process_time() - cpu0) - (time.thread_time() - mine0))
         # The program's disposition is back (before: ours stayed installed,
         # since the signal pending for that thread never arrived) ...
         assert signal.getsignal(stats["signal"]) == signal.SIG_DFL
@@ -127,6 +133,10 @@ def test_a_thread_blocking_the_signal_is_left_alone(c_threads, real_time):
         c_threads.ct_stop()
     assert stats["threads_blocking_signal"] == 1, stats
     assert p.meta.get("threads_blocking_signal") == "1", p.meta
+    # Its periods are counted apart, not sampled (before: counted nowhere).
+    blocked = stats["samples_blocking_signal"]
+    assert due / 2 - 30 <= blocked <= due + 5, (due, stats)
+    assert p.meta.get("samples_blocking_signal") == str(blocked), p.meta
     assert stats["signals_sent"] <= stats["samples"] + 2, stats
     # the Python thread was sampled as usual
     assert p.inclusive("burn_cpu") >= 150, stats
