@@ -322,6 +322,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
      * on, and one of them may be the reader of a pipe the profile goes to,
      * which the writer needs to make progress. */
     vmp_run.disabling = 1;
+    vmp_writer_stopping(); /* (a writer nobody reads gives up within 10 s from now) */
     Py_BEGIN_ALLOW_THREADS
     stop_signals();
     Py_END_ALLOW_THREADS

@@ -49,7 +49,7 @@
  * that block (write_stacks). */
 #define VMP_REPEAT_BLOCK 2048
 #define VMP_WRITE_IOVS 1024 /* iovecs in one writev (Linux's IOV_MAX) */
-#define VMP_WRITE_STALL_NS 10000000000LL  /* a full non-blocking fd: give up after 10 s */
+#define VMP_WRITE_STALL_NS 10000000000LL  /* stopping: a full pipe or socket, given up after 10 s */
 #define VMP_NAME_WAIT_NS 5000000000LL     /* a name waits this long for room in the ring */
 
 #define ID_RETIRED 1u
@@ -154,6 +154,18 @@ static struct {
  * way); vmp_writer_stuck_ns. */
 static _Atomic int64_t write_waiting_since;
 
+/* When disable() began waiting for the writer (0: the run goes on): from
+ * then a full pipe or socket is given up after VMP_WRITE_STALL_NS without
+ * a byte out.  During the run the writer waits for its reader as long as
+ * it takes (a reader may pause: the ring fills meanwhile, and the samples
+ * that find no room are counted dropped), as a blocking write did. */
+static _Atomic int64_t stopping_since;
+
+void vmp_writer_stopping(void)
+{
+    atomic_store(&stopping_since, vmp_mono_ns());
+}
+
 static ssize_t write_some(int fd, int socket, struct iovec *iov, int n)
 {
     if (socket) {
@@ -165,11 +177,12 @@ static ssize_t write_some(int fd, int socket, struct iovec *iov, int n)
 
 /* Writes everything iov[0..n) holds (consumed), retrying what may be
  * retried: an interrupted write, and a non-blocking fd that is full (a pipe
- * whose reader is behind), until
- * nothing could be written for VMP_WRITE_STALL_NS (then ETIMEDOUT).  The
+ * whose reader is behind), until, once stopping (stopping_since) or
+ * when `bounded`, nothing could be written for VMP_WRITE_STALL_NS (then
+ * ETIMEDOUT).  The
  * waits need no GIL of ours: a reader in the same process keeps reading
  * (enable and disable never wait for the writer with the GIL held). */
-static int writev_all(int fd, int socket, struct iovec *iov, int n)
+static int writev_all(int fd, int socket, struct iovec *iov, int n, int bounded)
 {
     int64_t stalled_since = 0;
     while (n > 0 && iov->iov_len == 0)
@@ -186,10 +199,12 @@ static int writev_all(int fd, int socket, struct iovec *iov, int n)
                 rc = -1;
                 break;
             }
-            int64_t now = vmp_mono_ns();
+            int64_t now = vmp_mono_ns(), stopping = atomic_load_explicit(&stopping_since, memory_order_relaxed);
             if (!stalled_since)
                 stalled_since = now;
-            if (now - stalled_since > VMP_WRITE_STALL_NS) {
+            if (bounded)
+                stopping = stalled_since;
+            if (stopping && now - (stalled_since > stopping ? stalled_since : stopping) > VMP_WRITE_STALL_NS) {
                 errno = ETIMEDOUT;
                 rc = -1;
                 break;
@@ -263,14 +278,14 @@ static void close_output(void)
 static int write_all(int fd, const unsigned char *p, size_t len)
 {
     struct iovec v = {(void *)p, len};
-    return writev_all(fd, 0, &v, 1);
+    return writev_all(fd, 0, &v, 1, 1); /* (the head, written by enable: bounded) */
 }
 
 /* Writes the iovecs out (buf's bytes stay where they are: a block the
  * next iovecs point at stays valid). */
 static void write_iovs(void)
 {
-    if (W.niov && !atomic_load(&vmp_run.write_errno) && writev_all(Out.fd, Out.socket, W.iov, W.niov) < 0)
+    if (W.niov && !atomic_load(&vmp_run.write_errno) && writev_all(Out.fd, Out.socket, W.iov, W.niov, 0) < 0)
         atomic_store(&vmp_run.write_errno, errno ? errno : EIO);
     W.niov = 0;
 }
@@ -612,6 +627,7 @@ void vmp_writer_after_fork_child(void)
     Out.fd = -1;
     Out.opened = Out.shared = 0;
     atomic_store(&write_waiting_since, 0);
+    atomic_store(&stopping_since, 0);
     W.buf.len = W.from = 0;
     W.niov = 0;
     atomic_store(&Lost.head, 0);
@@ -630,6 +646,7 @@ int vmp_writer_prepare(void)
     atomic_store(&Lost.head, 0);
     atomic_store(&Lost.tail, 0);
     atomic_store(&names_stalled, 0);
+    atomic_store(&stopping_since, 0);
     return 0;
 }
 

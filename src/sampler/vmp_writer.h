@@ -42,11 +42,17 @@ int vmp_writer_sync(int64_t timeout_ns, int64_t stuck_ns);
 
 /* How long the write under way has got no byte out (a pipe nobody reads):
  * 0 when the writer is not writing, INT64_MAX once it gave up (the profile
- * could not be written for VMP_WRITE_STALL_NS, or failed).  The writer
- * never blocks in the kernel on a pipe or socket (it writes to them
- * without blocking and waits for room itself, bounded): so disable() ends
- * at most 10 s after the last byte went out.  Any thread. */
+ * could not be written, or failed).  Any thread.
+ *
+ * The writer never blocks in the kernel on a pipe or socket: it writes to
+ * them without blocking and waits for room itself.  During the run it
+ * waits as long as the reader takes (the ring fills meanwhile: samples
+ * that find no room are counted dropped); once vmp_writer_stopping() was
+ * called (disable() begins), it gives the profile up (ETIMEDOUT) after
+ * 10 s without a byte out, counted from then at the earliest: so disable()
+ * ends within about 10 s even when nobody reads. */
 int64_t vmp_writer_stuck_ns(void);
+void vmp_writer_stopping(void);
 
 /* Wake-ups of the writer thread in the current (or last) run. */
 uint64_t vmp_writer_wakeups(void);
