@@ -193,6 +193,35 @@ def psql(url, database, sql):
     return [line.split("\t") for line in out.stdout.splitlines() if line]
 
 
+def own_database(postgres, name):
+    """Creates database name in the cluster of the fixture postgres; its URL."""
+    sockets = postgres.split("host=")[1].split("&")[0]
+    out = as_postgres(os.path.join(PG_BIN[-1], "createdb"), "-h", sockets, "-p", "5432", name)
+    assert out.returncode == 0, out.stderr
+    return postgres.replace("/vmprof?", "/%s?" % name)
+
+
+def lock_runs(url, database):
+    """A psql session holding table runs locked (ACCESS EXCLUSIVE) until
+    unlock_runs: every read of runs waits, holding its connection."""
+    sockets = url.split("host=")[1].split("&")[0]
+    locker = subprocess.Popen(
+        (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
+        + [os.path.join(PG_BIN[-1], "psql"), "-h", sockets, "-p", "5432", "-d", database,
+           "-v", "ON_ERROR_STOP=1", "-Atq"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    locker.stdin.write("BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+    locker.stdin.flush()
+    assert locker.stdout.readline().strip() == "locked"
+    return locker
+
+
+def unlock_runs(locker):
+    locker.stdin.write("COMMIT;\n")
+    locker.stdin.close()
+    assert locker.wait(timeout=60) == 0
+
+
 def test_search_on_postgres_finds_what_reading_every_run_finds(postgres, start_server,
                                                                 tmp_path):
     """q= of ASCII text on PostgreSQL reads the newest runs of the list of
@@ -202,11 +231,7 @@ def test_search_on_postgres_finds_what_reading_every_run_finds(postgres, start_s
     reading every run finds, newest first, through each way; also after
     renames and deletes, for a trigram first counted when no run held it,
     and through a server that fills the table from runs already there."""
-    sockets = postgres.split("host=")[1].split("&")[0]
-    out = as_postgres(os.path.join(PG_BIN[-1], "createdb"), "-h", sockets, "-p", "5432",
-                      "vmprof_search")
-    assert out.returncode == 0, out.stderr
-    url = postgres.replace("/vmprof?", "/vmprof_search?")
+    url = own_database(postgres, "vmprof_search")
     server = start_server("--database", url, data=tmp_path / "d")
     # 900 runs: 300 "Tool" ones, more than the first read of a list (4 pages'
     # worth) and fewer than half the runs; names on every 7th.
@@ -294,11 +319,7 @@ def test_a_read_whose_session_stalls_is_answered_through_another(postgres, start
     session's answer, once it comes, is thrown away, never taken for a later
     statement's; a stopped session that is then terminated is opened again
     with its prepared statements."""
-    sockets = postgres.split("host=")[1].split("&")[0]
-    out = as_postgres(os.path.join(PG_BIN[-1], "createdb"), "-h", sockets, "-p", "5432",
-                      "vmprof_hedge")
-    assert out.returncode == 0, out.stderr
-    url = postgres.replace("/vmprof?", "/vmprof_hedge?")
+    url = own_database(postgres, "vmprof_hedge")
     # Sent again after 2 s (4 ms by default): long enough that no read is
     # sent again before the test stops a session, whatever the load.
     env = dict(os.environ, VMPROF_SERVER_HEDGE_MS="2000")
@@ -366,11 +387,7 @@ def test_a_failed_connect_leaves_its_pool_slot_for_a_later_one(postgres, start_s
     the server gets its whole pool back: 8 sessions at once, however those
     connects failed (a slot was lost for good when its connect failed after
     a later slot's had started)."""
-    sockets = postgres.split("host=")[1].split("&")[0]
-    out = as_postgres(os.path.join(PG_BIN[-1], "createdb"), "-h", sockets, "-p", "5432",
-                      "vmprof_pool")
-    assert out.returncode == 0, out.stderr
-    url = postgres.replace("/vmprof?", "/vmprof_pool?")
+    url = own_database(postgres, "vmprof_pool")
     # No reads sent again: the pool's 8 connections only, no spares.
     env = dict(os.environ, VMPROF_SERVER_HEDGE_MS="0")
     server = start_server("--database", url, data=tmp_path / "d", env=env)
@@ -388,18 +405,10 @@ def test_a_failed_connect_leaves_its_pool_slot_for_a_later_one(postgres, start_s
     def get_first_page():
         return server.get("/api/runs", timeout=120)
 
-    # Reads of runs wait behind this lock, each holding its connection.
-    locker = subprocess.Popen(
-        (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
-        + [os.path.join(PG_BIN[-1], "psql"), "-h", sockets, "-p", "5432", "-d", "vmprof_pool",
-           "-v", "ON_ERROR_STOP=1", "-Atq"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    locker = lock_runs(url, "vmprof_pool")
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=24)
     waiting = []
     try:
-        locker.stdin.write("BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
-        locker.stdin.flush()
-        assert locker.stdout.readline().strip() == "locked"
         # The server's one session waits on the lock with a first request.
         waiting.append(pool.submit(get_first_page))
         for _ in range(600):
@@ -422,9 +431,7 @@ def test_a_failed_connect_leaves_its_pool_slot_for_a_later_one(postgres, start_s
             time.sleep(0.1)
         assert sessions() == 8
     finally:
-        locker.stdin.write("COMMIT;\n")
-        locker.stdin.close()
-        locker.wait(timeout=60)
+        unlock_runs(locker)
         psql(url, "postgres", "ALTER DATABASE vmprof_pool ALLOW_CONNECTIONS true")
         pool.shutdown(wait=True)
     for f in waiting:
@@ -439,11 +446,7 @@ def test_a_session_stuck_for_good_gives_its_slot_back(postgres, start_server, tm
     the drain bound (VMPROF_SERVER_DRAIN_MS here, 30 s by default) and its
     slot serves again.  Three sessions stuck that way took the 2 spares and
     one of the pool's 8 forever: 7 reads at once at most."""
-    sockets = postgres.split("host=")[1].split("&")[0]
-    out = as_postgres(os.path.join(PG_BIN[-1], "createdb"), "-h", sockets, "-p", "5432",
-                      "vmprof_stuck")
-    assert out.returncode == 0, out.stderr
-    url = postgres.replace("/vmprof?", "/vmprof_stuck?")
+    url = own_database(postgres, "vmprof_stuck")
     # Sent again after 2 s: no read is sent again by chance before a session
     # is stopped.
     env = dict(os.environ, VMPROF_SERVER_HEDGE_MS="2000", VMPROF_SERVER_DRAIN_MS="1000")
@@ -474,16 +477,8 @@ def test_a_session_stuck_for_good_gives_its_slot_back(postgres, start_server, tm
             stopped.append(session)
             status, page, _ = get_first_page()
             assert status == 200 and [r["id"] for r in page["runs"]] == expected[:50]
-        # Reads of runs wait behind this lock, each holding its connection:
-        # enough of them for the whole pool.
-        locker = subprocess.Popen(
-            (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
-            + [os.path.join(PG_BIN[-1], "psql"), "-h", sockets, "-p", "5432", "-d",
-               "vmprof_stuck", "-v", "ON_ERROR_STOP=1", "-Atq"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        locker.stdin.write("BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
-        locker.stdin.flush()
-        assert locker.stdout.readline().strip() == "locked"
+        # Reads of runs each holding a connection: enough for the whole pool.
+        locker = lock_runs(url, "vmprof_stuck")
         waiting = [pool.submit(get_first_page) for _ in range(12)]
 
         def server_sessions():
@@ -498,9 +493,7 @@ def test_a_session_stuck_for_good_gives_its_slot_back(postgres, start_server, tm
         assert server_sessions() >= 8
     finally:
         if locker:
-            locker.stdin.write("COMMIT;\n")
-            locker.stdin.close()
-            locker.wait(timeout=60)
+            unlock_runs(locker)
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
         pool.shutdown(wait=True)
