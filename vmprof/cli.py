@@ -110,8 +110,18 @@ def add_options(parser, dests=None):
                                 help=option.help)
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse names ARGS (nargs=REMAINDER) as required too when the
+        # program is missing; only the program is.
+        if message.startswith("the following arguments are required: PROGRAM"):
+            message = ("give the program to run: python -m vmprof [options] program.py "
+                       "[args], or -m module [args]")
+        argparse.ArgumentParser.error(self, message)
+
+
 def build_argparser():
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="python -m vmprof",
         description="Run a Python program under the vmprof sampling profiler.\n"
                     "Without -o or --web, a summary of where the time went is printed\n"

@@ -57,7 +57,9 @@ def test_bad_period(capsys, period):
 
 
 def test_missing_program(capsys):
-    assert "required" in parse_error(capsys, "--mem")
+    assert parse_error(capsys, "--mem").endswith(
+        "error: give the program to run: python -m vmprof [options] program.py [args], "
+        "or -m module [args]")  # it said "required: PROGRAM, ARGS", but ARGS is not
 
 
 def test_bad_web_url(capsys):
