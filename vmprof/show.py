@@ -277,10 +277,10 @@ def _kib(kib):
 
 
 def period_text(usec):
-    """"every 1.0 ms"; below a millisecond in microseconds (a 10 us period
-    read "every 0.0 ms")."""
+    """"every 1.0 ms"; below a millisecond with all its digits (a 10 us
+    period read "every 0.0 ms", 990 us "every 1.0 ms")."""
     if usec < 1000:
-        return "every %d microseconds" % usec
+        return "every %g ms" % (usec / 1000.0)
     return "every %.1f ms" % (usec / 1000.0)
 
 

@@ -190,11 +190,12 @@ def test_help_lists_no_native_where_it_applies(tmp_path):
     assert python_only.read_text() and "PyObject_Vectorcall" not in python_only.read_text()
 
 
-@pytest.mark.parametrize("usec, says", [(10, "every 10 microseconds"),
-                                         (250, "every 250 microseconds"),
-                                         (1000, "every 1.0 ms"), (2500, "every 2.5 ms")])
+@pytest.mark.parametrize("usec, says", [(10, "every 0.01 ms"), (250, "every 0.25 ms"),
+                                         (990, "every 0.99 ms"), (1000, "every 1.0 ms"),
+                                         (2500, "every 2.5 ms")])
 def test_the_header_states_a_short_period(tmp_path, usec, says):
-    """A profile taken with -p 0.00001 said "every 0.0 ms"."""
+    """A profile taken with -p 0.00001 said "every 0.0 ms" (and the 990 us
+    of the fixture "every 1.0 ms")."""
     import struct
     with open(fixture("calc_py311.prof"), "rb") as f:
         data = f.read()
