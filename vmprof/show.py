@@ -407,7 +407,8 @@ def resolve_thread(stats, path, spec):
     ids = stats.threads
     if value in ids:
         return value
-    if 1 <= value <= len(ids):
+    # A number from the list, never one written in hex: 0x2 means the id 0x2
+    if 1 <= value <= len(ids) and not spec.strip().lower().startswith(("0x", "-0x", "+0x")):
         return ids[value - 1]
     raise SystemExit("vmprofshow: no thread %s in %s; its threads are: %s" % (
         spec, path, ", ".join("%d (0x%x)" % (i + 1, t) for i, t in enumerate(ids))))

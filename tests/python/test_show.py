@@ -206,6 +206,14 @@ def test_the_header_states_a_short_period(tmp_path, usec, says):
     assert first.endswith("s, %s" % says), first
 
 
+def test_a_thread_id_in_hex_is_never_taken_for_a_number_of_the_list():
+    """--thread 0x2 showed the list's second thread, though the help says
+    0x... is an id (and no thread has id 2)."""
+    r = vmprofshow(fixture("pool_py311.prof"), "--thread", "0x2", check=False)
+    assert r.returncode == 1 and "no thread 0x2 in" in r.stderr, r.stdout[:300]
+    assert "Threads" not in vmprofshow(fixture("pool_py311.prof"), "--thread", "2").stdout
+
+
 def test_a_bad_filter_is_one_line_not_a_traceback():
     r = vmprofshow(fixture("calc_lines_py311.prof"), "lines", "--filter", "merge(", check=False)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
