@@ -71,6 +71,16 @@ struct vmp_delivery_thread {
 #define PLACE_GONE (-1)
 static _Atomic pid_t place_tid[VMP_PLACES];
 static int places_used; /* the sending thread's: some place was taken since the table was last emptied */
+/* The sending thread's: places taken and not given back, and how many a
+ * run may take (VMP_PLACES; a test lowers it to reach "no place left"
+ * without starting 16,384 threads: vmp_delivery_test_limit_places).  Read
+ * only when a new thread is noted, never per sample. */
+static size_t places_taken, places_limit = VMP_PLACES;
+
+void vmp_delivery_test_limit_places(size_t n)
+{
+    places_limit = n < VMP_PLACES ? n : VMP_PLACES;
+}
 static __thread uint32_t place_cache __attribute__((tls_model("initial-exec"))); /* this thread's place + 1 */
 /* Signals handled per place: the handler counts, the sending thread
  * compares with what it sent. */
@@ -172,6 +182,8 @@ uint32_t vmp_delivery_this_place(void)
  * every place is a live thread's. */
 static uint32_t place_take(pid_t tid)
 {
+    if (places_taken >= places_limit)
+        return VMP_NO_PLACE;
     size_t p = vmp_place_home(tid);
     for (size_t i = 0; i < VMP_PLACES; i++, p = (p + 1) & (VMP_PLACES - 1)) {
         pid_t at = atomic_load_explicit(&place_tid[p], memory_order_relaxed);
@@ -184,6 +196,7 @@ static uint32_t place_take(pid_t tid)
         atomic_store_explicit(&rep_cpu[p], -1, memory_order_relaxed);
         atomic_store_explicit(&place_tid[p], tid, memory_order_release);
         places_used = 1;
+        places_taken++;
         return (uint32_t)p;
     }
     return VMP_NO_PLACE;
@@ -205,11 +218,13 @@ static void place_count_from(uint32_t k, pid_t tid, int64_t base)
 static void place_give_back(uint32_t p)
 {
     atomic_store_explicit(&place_tid[p], PLACE_GONE, memory_order_release);
+    places_taken--;
 }
 
 /* The sending thread, at the start of a run: every place free. */
 static void places_empty(void)
 {
+    places_taken = 0;
     if (!places_used)
         return;
     for (size_t p = 0; p < VMP_PLACES; p++)

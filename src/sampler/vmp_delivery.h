@@ -296,6 +296,9 @@ static inline size_t vmp_place_home(pid_t tid)
     return (size_t)tid & (VMP_PLACES - 1);
 }
 
+/* Tests only: a run takes at most n places (VMP_PLACES by default). */
+void vmp_delivery_test_limit_places(size_t n);
+
 /* Thread tid's place, or VMP_NO_PLACE (async-signal-safe; any thread). */
 uint32_t vmp_delivery_place_of(pid_t tid);
 

