@@ -999,6 +999,45 @@ VMP_TEST(wall_clock_counts_the_periods_a_late_round_drops_beyond_the_backlog)
     CHECK(sig + rep + dropped <= periods + 5);
 }
 
+/* The idle thread alone on the wall clock for 100 ms (less than a visit's
+ * interval), with sources or not; at stop the ring refuses its repeats
+ * `refusals` times, and in_vain (may be NULL) answers whether waiting for
+ * room is in vain.  What the run measured: */
+typedef struct stop_run {
+    int64_t elapsed; /* ms, the stop included */
+    long lost;       /* vmp_delivery_dropped */
+    long tries;      /* of the refusals, those the stop met */
+    long got;        /* its samples and repeats */
+} stop_run;
+
+static stop_run idle_thread_at_stop(int sources, long refusals, int (*in_vain)(void))
+{
+    stop_run out = {0, -1, -1, 0};
+    struct sigaction old;
+    pthread_t th;
+    if (start_idle_alone(&th, &old) < 0)
+        return out;
+    vmp_delivery d = wall_schedule();
+    d.sources = sources;
+    d.room_in_vain = in_vain;
+    int64_t t0 = mono_ms();
+    if (vmp_delivery_start(&d) == 0) {
+        for (int64_t end = t0 + 100; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        atomic_store(&idle_refusals, refusals);
+        vmp_delivery_stop(&d);
+        out.elapsed = mono_ms() - t0;
+        out.tries = refusals - atomic_load(&idle_refusals);
+        out.lost = (long)vmp_delivery_dropped(&d);
+    }
+    atomic_store(&idle_refusals, 0);
+    CHECK(write(wake_pipe[1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    end_idle_alone(&old);
+    out.got = atomic_load(&signalled[IDLE]) + atomic_load(&repeated[IDLE]);
+    return out;
+}
+
 /* Wall clock: at stop, every idle thread's repeats since its last visit
  * want a ring slot at once.  With thousands of waiting threads and a
  * starved writer the ring was full, and those that found no room were lost
@@ -1007,35 +1046,15 @@ VMP_TEST(wall_clock_counts_the_periods_a_late_round_drops_beyond_the_backlog)
  * three tries, and none of its periods is lost. */
 VMP_TEST(wall_clock_stop_waits_for_ring_room_for_an_idle_threads_repeats)
 {
-    for (int pass = 0; pass < 2; pass++) {
-        int sources = pass == 1;
+    for (int sources = 0; sources < 2; sources++) {
         if (sources && !kernel_has_sources())
             break;
-        struct sigaction old;
-        pthread_t th;
-        REQUIRE(start_idle_alone(&th, &old) == 0);
-        vmp_delivery d = wall_schedule();
-        d.sources = sources;
-        int64_t t0 = mono_ms(), elapsed = 0;
-        long lost = -1;
-        if (vmp_delivery_start(&d) == 0) {
-            for (int64_t end = t0 + 100; mono_ms() < end;) /* (less than a visit's interval) */
-                vmp_delivery_send(&d, vmp_delivery_wait(&d));
-            atomic_store(&idle_refusals, 3);
-            vmp_delivery_stop(&d);
-            elapsed = mono_ms() - t0;
-            lost = (long)vmp_delivery_dropped(&d);
-        }
-        atomic_store(&idle_refusals, 0);
-        CHECK(write(wake_pipe[1], "x", 1) == 1);
-        pthread_join(th, NULL);
-        end_idle_alone(&old);
-        long got = atomic_load(&signalled[IDLE]) + atomic_load(&repeated[IDLE]);
+        stop_run r = idle_thread_at_stop(sources, 3, NULL);
         if (getenv("VMP_TEST_VERBOSE"))
-            printf("    sources %d, %lld ms: %ld samples, %ld lost\n", sources, (long long)elapsed, got, lost);
-        CHECK(lost == 0);
-        CHECK(got >= elapsed * 3 / 4);
-        CHECK(got <= elapsed + 3);
+            printf("    sources %d, %lld ms: %ld samples, %ld lost\n", sources, (long long)r.elapsed, r.got, r.lost);
+        CHECK(r.lost == 0);
+        CHECK(r.got >= r.elapsed * 3 / 4);
+        CHECK(r.got <= r.elapsed + 3);
     }
 }
 
@@ -1054,35 +1073,16 @@ static int room_never_comes(void)
  * one try, not the thousands of a second of naps. */
 VMP_TEST(wall_clock_stop_waits_for_no_ring_room_the_caller_says_will_not_come)
 {
-    for (int pass = 0; pass < 2; pass++) {
-        int sources = pass == 1;
+    for (int sources = 0; sources < 2; sources++) {
         if (sources && !kernel_has_sources())
             break;
-        struct sigaction old;
-        pthread_t th;
-        REQUIRE(start_idle_alone(&th, &old) == 0);
-        vmp_delivery d = wall_schedule();
-        d.sources = sources;
-        d.room_in_vain = room_never_comes;
         atomic_store(&room_asked, 0);
-        long tries = -1, lost = -1;
-        if (vmp_delivery_start(&d) == 0) {
-            for (int64_t end = mono_ms() + 100; mono_ms() < end;) /* (less than a visit's interval) */
-                vmp_delivery_send(&d, vmp_delivery_wait(&d));
-            atomic_store(&idle_refusals, 1000000);
-            vmp_delivery_stop(&d);
-            tries = 1000000 - atomic_load(&idle_refusals);
-            lost = (long)vmp_delivery_dropped(&d);
-        }
-        atomic_store(&idle_refusals, 0);
-        CHECK(write(wake_pipe[1], "x", 1) == 1);
-        pthread_join(th, NULL);
-        end_idle_alone(&old);
+        stop_run r = idle_thread_at_stop(sources, 1000000, room_never_comes);
         if (getenv("VMP_TEST_VERBOSE"))
-            printf("    sources %d: %ld tries, asked %ld, %ld lost\n", sources, tries, atomic_load(&room_asked), lost);
-        CHECK(tries == 1);
+            printf("    sources %d: %ld tries, asked %ld, %ld lost\n", sources, r.tries, atomic_load(&room_asked), r.lost);
+        CHECK(r.tries == 1);
         CHECK(atomic_load(&room_asked) == 1);
-        CHECK(lost >= 1);
+        CHECK(r.lost >= 1);
     }
 }
 
