@@ -921,7 +921,7 @@ VMP_TEST(wall_clock_counts_the_repeats_of_a_late_answer_the_ring_had_no_room_for
         usleep(100);
     vmp_delivery d = wall_schedule();
     int64_t elapsed = 0;
-    long lost = 0;
+    long lost = 0, other_counted = 0;
     if (vmp_delivery_start(&d) == 0) {
         int64_t t0 = mono_ms();
         for (int64_t end = t0 + 300; mono_ms() < end;)
@@ -931,6 +931,9 @@ VMP_TEST(wall_clock_counts_the_repeats_of_a_late_answer_the_ring_had_no_room_for
         elapsed = mono_ms() - t0;
         vmp_delivery_stop(&d);
         lost = (long)atomic_load(&d.repeats_lost);
+        /* a loaded machine can also leave periods to the backlog cap or
+         * find the blocker blocking: counted losses too */
+        other_counted = (long)(atomic_load(&d.periods_dropped) + atomic_load(&d.periods_blocked));
     }
     atomic_store(&blocker_stop, 1);
     pthread_join(th, NULL);
@@ -939,10 +942,11 @@ VMP_TEST(wall_clock_counts_the_repeats_of_a_late_answer_the_ring_had_no_room_for
     atomic_store(&ring_full, 0);
     long sig = atomic_load(&signalled[BLOCKER]), rep = atomic_load(&repeated[BLOCKER]);
     if (getenv("VMP_TEST_VERBOSE"))
-        printf("    %lld ms: %ld signals, %ld repeated, %ld lost\n", (long long)elapsed, sig, rep, lost);
+        printf("    %lld ms: %ld signals, %ld repeated, %ld lost, %ld dropped or blocked\n", (long long)elapsed,
+               sig, rep, lost, other_counted);
     CHECK(rep == 0);
     CHECK(lost > 0);
-    CHECK(sig + lost >= elapsed * 9 / 10);
+    CHECK(sig + lost + other_counted >= elapsed * 9 / 10);
     CHECK(sig + lost <= elapsed + 5);
 }
 
