@@ -608,6 +608,7 @@ static int note_thread(vmp_delivery *d, pid_t tid)
             place_count_from(k, tid, d->cpu_clock ? 0 : (d->last_rescan + clock_ns(CLOCK_MONOTONIC)) / 2);
         }
         make_active(d, t); /* a thread born during the run: all its CPU time counts */
+        d->changed = 1;
     }
     t->seen = 1;
     return 0;
@@ -793,6 +794,7 @@ static void scan_threads(vmp_delivery *d)
     if (kept != d->n_threads) {
         d->n_threads = kept;
         reindex(d);
+        d->changed = 1;
     }
     if (d->n_threads > atomic_load_explicit(&d->threads_max, memory_order_relaxed))
         atomic_store_explicit(&d->threads_max, d->n_threads, memory_order_relaxed);
@@ -988,8 +990,10 @@ static void poll_still(vmp_delivery *d, int64_t periods)
         if (t->state != STILL)
             continue;
         still++;
-        if (observe(d, t) != 0)
+        if (observe(d, t) != 0) {
             wake(d, t, periods);
+            d->changed = 1;
+        }
     }
     if (d->n_active > was_active) { /* (wake() put those found at the end of the active list) */
         int64_t hold = (int64_t)(still / (d->n_active - was_active));
@@ -1379,6 +1383,8 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     if (!d->cpu_clock)
         probe_answer_read(d, t, k, now);
     source_answer(d, t, k, now);
+    if (t->src < 0 || t->not_python || t->awaiting || t->blocks || t->checks)
+        d->changed = 1; /* (cpu_round_length: the rounds stay short) */ /* (cpu_round_length: the rounds stay short) */
     int counted = atomic_load_explicit(&base_tid[k], memory_order_acquire) == t->tid;
     int64_t base = atomic_load_explicit(&base_cpu[k], memory_order_acquire);
     int64_t owed_ns = !counted ? t->owed * d->period_ns : d->cpu_clock ? t->last_cpu - base : now - base;
@@ -1621,7 +1627,10 @@ int vmp_delivery_start(vmp_delivery *d)
         }
         atomic_store(&paused_flag, d->paused);
         atomic_store(&wall_counting, !d->cpu_clock);
-        atomic_store(&credit_cap, d->max_owed);
+        /* (a thread born in a quiet stretch is paid all its CPU time
+         * since its birth by its first sample) */
+        int64_t quiet = d->cpu_clock && d->quiet_rounds ? VMP_QUIET_ROUND_NS / d->period_ns + d->max_owed : 0;
+        atomic_store(&credit_cap, quiet > d->max_owed ? quiet : d->max_owed);
         atomic_store(&credit_period, d->period_ns);
         /* The kernel may refuse the events (perf_event_paranoid, seccomp):
          * then the per-period schedule. */
@@ -1639,6 +1648,8 @@ int vmp_delivery_start(vmp_delivery *d)
         }
     }
     d->fast_until = 0;
+    d->steady_since = d->last_round;
+    d->changed = 0;
     d->next = d->last_scan + d->period_ns * d->round_periods;
     return 0;
 }
@@ -1734,8 +1745,28 @@ static void wall_round_length(vmp_delivery *d)
     }
 }
 
+/* CPU clock with sources: the rounds are VMP_QUIET_ROUND_NS apart once
+ * they found nothing to do for VMP_QUIET_AFTER_NS (header), else
+ * VMP_SOURCE_ROUND_NS. */
+static void cpu_round_length(vmp_delivery *d, uint64_t sent_before, uint64_t opened_before)
+{
+    if (d->changed || atomic_load_explicit(&d->sent, memory_order_relaxed) != sent_before ||
+        atomic_load_explicit(&d->sources_opened, memory_order_relaxed) != opened_before || d->catchup)
+        d->steady_since = d->last_round;
+    d->changed = 0;
+    int64_t ns = d->quiet_rounds && d->last_round - d->steady_since >= VMP_QUIET_AFTER_NS ? VMP_QUIET_ROUND_NS
+                                                                                         : VMP_SOURCE_ROUND_NS;
+    int64_t want = ns > d->period_ns ? ns / d->period_ns : 1;
+    if (want != d->round_periods) {
+        d->round_periods = want;
+        d->next = d->last_round + want * d->period_ns;
+    }
+}
+
 void vmp_delivery_send(vmp_delivery *d, int64_t periods)
 {
+    uint64_t sent_before = atomic_load_explicit(&d->sent, memory_order_relaxed);
+    uint64_t opened_before = atomic_load_explicit(&d->sources_opened, memory_order_relaxed);
     d->catchup = 0;
     d->period_no += periods;
     /* The active threads' CPU time (and what a period owes them), the
@@ -1777,6 +1808,8 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
     }
     if (d->sources && !d->cpu_clock)
         wall_round_length(d);
+    else if (d->sources)
+        cpu_round_length(d, sent_before, opened_before);
 }
 
 void vmp_delivery_stop(vmp_delivery *d)

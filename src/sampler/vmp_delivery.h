@@ -110,7 +110,8 @@
  * clock against a base the sender set when it found the thread
  * (vmp_delivery_take_owed): a signal that came late pays for every period
  * since in one sample of weight n.  The sender then wakes every
- * VMP_SOURCE_ROUND_NS: it lists new threads and opens their events, reads
+ * VMP_SOURCE_ROUND_NS (CPU clock: VMP_QUIET_ROUND_NS while nothing changes,
+ * below): it lists new threads and opens their events, reads
  * the answers of threads that are not Python's (the handler pauses such a
  * thread's event at once; the sender resumes it as above, after
  * VMP_NOT_PYTHON_MIN_NS and then ever longer stretches of its CPU time),
@@ -271,6 +272,22 @@
 #define VMP_WAIT_ROUND_NS 1000000LL
 #define VMP_WAIT_HOLD_NS 50000000LL
 
+/* CPU clock with sources (`quiet_rounds` set): once the rounds found
+ * nothing to do for VMP_QUIET_AFTER_NS (no thread came or went, none
+ * without a source, none that is not Python's or blocks the signal, no
+ * signal sent, no CPU time unexplained), they come every
+ * VMP_QUIET_ROUND_NS instead of VMP_SOURCE_ROUND_NS: each wake-up of the
+ * sampler thread costs ~50 us of CPU here, 0.5% of a core at 100 a second.
+ * The first round that finds something makes them short again.  What that
+ * costs: a thread born in a quiet stretch gets its event (its first
+ * sample, which pays all its CPU time since its birth: the handler's cap
+ * is at least a quiet round) up to VMP_QUIET_ROUND_NS late, and one that
+ * ends sooner is not sampled (with short rounds: one that ends within
+ * 10 ms); the fault guard is put back in front of the program's handler up
+ * to VMP_QUIET_ROUND_NS late. */
+#define VMP_QUIET_ROUND_NS 40000000LL
+#define VMP_QUIET_AFTER_NS 500000000LL
+
 #define VMP_NOT_PYTHON_MIN_NS 10000000LL
 #define VMP_NOT_PYTHON_MAX_NS 1000000000LL
 #define VMP_BLOCKED_CHECK_NS 10000000LL
@@ -344,6 +361,10 @@ typedef struct vmp_delivery {
      * that would cut its sleep short. */
     const pid_t *python_tids;
     long n_python_tids;
+    /* CPU clock with sources: the rounds may lengthen while nothing
+     * changes (VMP_QUIET_ROUND_NS); not when each round must read
+     * something for the samples (memory mode's RSS). */
+    int quiet_rounds;
 
     /* figures, readable from any thread */
     _Atomic uint64_t periods;  /* deadlines woken for */
@@ -382,6 +403,8 @@ typedef struct vmp_delivery {
     int64_t max_owed, catchup_gap, next, period_no, round_periods, last_periods;
     int64_t start_ns;             /* per-period schedule: period k (period_no) ends at start_ns + k periods */
     int64_t fast_until;           /* wall clock with sources: short rounds until then (wall_round_length) */
+    int64_t steady_since;         /* CPU clock with sources: the rounds found nothing to do since (cpu_round_length) */
+    int changed;                  /* ... this round found something */
     int repeats_on;               /* wall clock with a `repeat` callback */
     size_t n_sources;             /* per-thread events open */
     int max_sources;

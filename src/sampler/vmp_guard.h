@@ -17,7 +17,7 @@
  *     off): when the program installs a handler over ours during a run, ours
  *     goes back in front and calls theirs for the faults that are not ours
  *     (vmp_guard_keep_first, called by the sampler thread every round, at
- *     most 10 ms apart).
+ *     most 10 ms apart, 40 ms in the CPU clock's long rounds).
  *   - Our handler runs on the thread's alternate signal stack when it has one
  *     (SA_ONSTACK), so a stack overflow still reaches faulthandler, and it
  *     uses little stack.

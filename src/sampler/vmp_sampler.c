@@ -206,7 +206,8 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
                                       .skip = {&vmp_run.sampler_tid, &vmp_run.writer_tid},
                                       .repeat = vmp_handler_repeat_sample, .paused = &vmp_run.paused,
                                       .room_in_vain = vmp_run_writer_hopeless,
-                                      .n_python_tids = -1, .task_fd = -1};
+                                      .n_python_tids = -1, .task_fd = -1,
+                                      .quiet_rounds = !vmp_run.memory /* (the RSS is read each round) */};
     atomic_store(&vmp_run.sampler_tid, 0);
     atomic_store(&vmp_run.writer_tid, 0);
 }

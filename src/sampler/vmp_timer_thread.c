@@ -22,7 +22,8 @@
 
 #define VMP_CHECK_NS 50000000LL /* check that our handler is still installed */
 /* Our fault handler back in front of one the program installed meanwhile
- * (vmp_guard.h), at most this often: with rounds 10 ms apart, each round. */
+ * (vmp_guard.h), at most this often: with rounds 10 ms apart (40 ms in the
+ * CPU clock's long rounds: vmp_delivery.h), each round. */
 #define VMP_GUARD_TICK_NS 5000000LL
 
 /* The RSS readings of the run, for repeats written later than their
