@@ -1384,7 +1384,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         probe_answer_read(d, t, k, now);
     source_answer(d, t, k, now);
     if (t->src < 0 || t->not_python || t->awaiting || t->blocks || t->checks)
-        d->changed = 1; /* (cpu_round_length: the rounds stay short) */ /* (cpu_round_length: the rounds stay short) */
+        d->changed = 1; /* (cpu_round_length: the rounds stay short) */
     int counted = atomic_load_explicit(&base_tid[k], memory_order_acquire) == t->tid;
     int64_t base = atomic_load_explicit(&base_cpu[k], memory_order_acquire);
     int64_t owed_ns = !counted ? t->owed * d->period_ns : d->cpu_clock ? t->last_cpu - base : now - base;
