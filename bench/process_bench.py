@@ -371,6 +371,14 @@ def main(argv=None):
     args.ours_py = os.path.abspath(args.ours_python or
                                    os.path.join(ROOT, ".venv", args.py, "bin", "python"))
     os.makedirs(OUT, exist_ok=True)
+    # the C parts of the baselines, built and copied here by bench/run.sh
+    missing = [name for name in ("libempty_signal.so", "libc_sleepers.so", "signal_floor")
+               if not os.path.exists(os.path.join(OUT, name))]
+    if missing:
+        raise SystemExit("process bench: bench/out/ lacks %s; build them with `scripts/build.sh "
+                         "bench -Dextension=false -Dbench=true && cp build/bench/%s bench/out/` "
+                         "(bench/run.sh does it)" % (", ".join(missing), "{" + ",".join(missing) + "}"
+                                                    if len(missing) > 1 else missing[0]))
     from bench import run_facts
     commit, stamp, load = run_facts()
     res = {"date": stamp, "commit": commit, "load_before": load, "rounds": args.rounds}
