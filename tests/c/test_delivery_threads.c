@@ -368,7 +368,7 @@ VMP_TEST(long_idle_threads_are_visited_ever_more_rarely_and_not_listed_every_sec
  * it running keeps it read each round for as many rounds as the poll read
  * threads (300: longer than its sleeps), so one poll or two suffice.
  * Before: kept 2, 4, 8, 16, 32 rounds, a poll of all 300 each time it
- * woke until the hold outlasted its 20 ms sleep (4-6 polls). */
+ * woke until the hold outlasted its 20 ms sleep (6-7 polls). */
 VMP_TEST(a_poll_keeps_what_it_found_as_long_as_the_poll_cost)
 {
     run r = {.cpu_clock = 0, .crowd = 300, .answer = VMP_SAMPLE_NOT_PYTHON, .ms = 500,
@@ -378,5 +378,8 @@ VMP_TEST(a_poll_keeps_what_it_found_as_long_as_the_poll_cost)
     if (getenv("VMP_TEST_VERBOSE"))
         fprintf(stderr, "  periods %ld polls %ld reads %ld listings %ld\n", periods, polls,
                 (long)atomic_load(&r.d.clock_reads), (long)atomic_load(&r.d.scans));
-    CHECK(polls <= 2);
+    /* 2 as a rule; 3 in about one run of eight even on a quiet machine (with
+     * one more listing: a poll for CPU time no listed thread explained, not
+     * the sleeper).  Without the hold: 6-7 every run. */
+    CHECK(polls <= 3);
 }
