@@ -1239,15 +1239,14 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         if (t->checks < 2 && now - t->pending_since >= (t->checks + 1) * VMP_BLOCKED_CHECK_NS) {
             t->checks++;
             t->blocks = blocks_signal(t->tid, d->signo);
-            if (t->blocks && t->checks == 2)
+            if (known_blocking(t))
                 atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
         }
         if (t->blocks && t->owed > 0) {
             /* left alone: its periods are not sampled, counted */
             atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)t->owed, memory_order_relaxed);
             t->owed = 0;
-        }
-        else if (t->owed > 0)
+        } else if (t->owed > 0)
             d->catchup = 1; /* next round (a loaded machine lets it wait) */
         if (known_blocking(t) && t->delta == 0)
             settle(d, t); /* (once read so twice: counted in threads_blocking first) */
@@ -1389,13 +1388,13 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     int64_t base = atomic_load_explicit(&base_cpu[k], memory_order_acquire);
     int64_t owed_ns = !counted ? t->owed * d->period_ns : d->cpu_clock ? t->last_cpu - base : now - base;
     t->owed = 0;
-    if (known_blocking(t) && atomic_load_explicit(&handled[k], memory_order_acquire) != t->handled_when_found) {
+    uint32_t h = atomic_load_explicit(&handled[k], memory_order_acquire);
+    if (known_blocking(t) && h != t->handled_when_found) {
         t->blocks = t->checks = 0; /* its handler ran since: it unblocked */
         t->pending_since = 0;
         t->src_retry_at = now;
     }
     int sent_pending = signal_pending(k);
-    uint32_t h = atomic_load_explicit(&handled[k], memory_order_acquire);
     int silent = h == t->handled_seen && t->src >= 0; /* (no signal handled since the last round) */
     t->handled_seen = h;
     /* Owed two periods of CPU time and not paid: its signal waits (sent by
@@ -1414,21 +1413,20 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         if (t->checks < 2 && now - t->pending_since >= (t->checks + 1) * VMP_BLOCKED_CHECK_NS) {
             t->checks++;
             t->blocks = blocks_signal(t->tid, d->signo);
-            if (t->blocks && t->checks == 2) {
+            if (known_blocking(t)) {
                 atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
                 t->handled_when_found = atomic_load_explicit(&handled[k], memory_order_acquire);
                 source_close(d, t); /* left alone */
                 t->src_retry_at = INT64_MAX;
             }
         }
-        if (known_blocking(t))
+        if (known_blocking(t)) {
             count_blocked(d, t, d->cpu_clock ? t->last_cpu : now);
-        if (known_blocking(t) && t->delta == 0)
-            settle(d, t); /* (once read so twice: counted in threads_blocking first) */
+            if (t->delta == 0)
+                settle(d, t); /* (once read so twice: counted in threads_blocking first) */
+        }
         return;
     }
-    if (t->checks == 2 && t->blocks)
-        t->src_retry_at = now; /* it handled its signal after all */
     t->pending_since = 0;
     t->blocks = t->checks = 0;
     int ask = 0;
