@@ -55,7 +55,8 @@ srv_blob_writer *srv_blob_begin(const char *data_dir, const char *id, srv_blob_k
                                 srv_err *err);
 /* The body's declared length, when known: its blocks are reserved at once,
  * and a profile of 4 MB or more takes the direct path (8 MB of memory and a
- * thread, until the commit or the abort). */
+ * thread, until the commit or the abort; 1 MB in pieces of 256 KiB for a
+ * compact file, so that little is left for the commit's fsync). */
 void srv_blob_expect(srv_blob_writer *w, uint64_t bytes);
 /* A plain profile, decoded by d while it arrives: the file keeps it in the
  * compact lossless form (vmp_compact.h: a stack repeated byte for byte is

@@ -118,16 +118,19 @@ static void forget(srv_cache *c, entry *e)
         free_entry(c, e);
 }
 
-void srv_cache_put_value(srv_cache *c, const char *id, void *value)
+/* Keeps value; held (one reference for the caller) when asked: NULL when
+ * it could not be kept (then it is freed). */
+static const void *put(srv_cache *c, const char *id, void *value, int held)
 {
     entry *e = calloc(1, sizeof *e);
     if (!e) {
         c->kind.free(value);
-        return;
+        return NULL;
     }
     snprintf(e->id, sizeof e->id, "%s", id);
     e->value = value;
     e->cost = c->kind.cost(value) + sizeof *e;
+    e->refs = held;
     pthread_mutex_lock(&c->lock);
     entry *old = find(c, id);
     if (old)
@@ -136,6 +139,12 @@ void srv_cache_put_value(srv_cache *c, const char *id, void *value)
     c->bytes += e->cost;
     evict(c);
     pthread_mutex_unlock(&c->lock);
+    return held ? value : NULL;
+}
+
+void srv_cache_put_value(srv_cache *c, const char *id, void *value)
+{
+    put(c, id, value, 0);
 }
 
 const void *srv_cache_get_value(srv_cache *c, const char *id, srv_err *err)
@@ -253,9 +262,9 @@ size_t srv_cache_cost(const vmp_profile *p)
     return profile_cost(p) + sizeof(entry);
 }
 
-void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p)
+const vmp_profile *srv_cache_put_held(srv_cache *c, const char *id, vmp_profile *p)
 {
-    srv_cache_put_value(c, id, p);
+    return put(c, id, p, 1);
 }
 
 const vmp_profile *srv_cache_get(srv_cache *c, const char *id, srv_err *err)

@@ -27,8 +27,10 @@ void srv_cache_free(srv_cache *c);
  * never grows afterwards (its views are computed into separate memory). */
 size_t srv_cache_cost(const vmp_profile *p);
 
-/* Keeps p (taken over) as run id's profile, replacing an earlier one. */
-void srv_cache_put(srv_cache *c, const char *id, vmp_profile *p);
+/* Keeps p (taken over) as run id's profile, replacing an earlier one, and
+ * holds it as srv_cache_get does (release it with srv_cache_release); NULL
+ * when it could not be kept (out of memory: p is freed). */
+const vmp_profile *srv_cache_put_held(srv_cache *c, const char *id, vmp_profile *p);
 /* The profile of run id, decoded from its file when not in memory; release
  * it with srv_cache_release().  NULL with err set when its file cannot be
  * read. */

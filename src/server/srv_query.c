@@ -372,24 +372,44 @@ static void default_tree_question(tree_question *t)
     t->chain = 1;
 }
 
+/* The first trees asked: this API's default question, and the one the
+ * browser UI's run page opens with (DRAW_DEPTH and DRAW_MIN in
+ * web/src/run.ts), both over the default selection from the root. */
+static const struct {
+    uint32_t depth;
+    double min;
+} first_views[] = {{DEFAULT_DEPTH, DEFAULT_MIN}, {128, 0.0005}};
+#define FIRST_VIEWS (sizeof first_views / sizeof *first_views)
+
+static void first_view(const char *id, size_t i, tree_question *t, char *key, size_t key_size)
+{
+    default_tree_question(t);
+    t->depth = first_views[i].depth;
+    t->min = first_views[i].min;
+    tree_key(id, t, key, key_size);
+}
+
+void srv_query_promise(srv_server *s, const char *id)
+{
+    for (size_t i = 0; i < FIRST_VIEWS; i++) {
+        tree_question t;
+        char key[1400];
+        first_view(id, i, &t, key, sizeof key);
+        srv_memo_promise(s->memo, key);
+    }
+}
+
 void srv_query_prepare(srv_server *s, const char *id, const vmp_profile *p)
 {
-    /* The first trees asked: this API's default question, and the one the
-     * browser UI's run page opens with (DRAW_DEPTH and DRAW_MIN in
-     * web/src/run.ts), both over the default selection from the root. */
-    static const struct {
-        uint32_t depth;
-        double min;
-    } first[] = {{DEFAULT_DEPTH, DEFAULT_MIN}, {128, 0.0005}};
-    for (size_t i = 0; i < sizeof first / sizeof *first; i++) {
+    for (size_t i = 0; i < FIRST_VIEWS; i++) {
         tree_question t;
-        default_tree_question(&t);
-        t.depth = first[i].depth;
-        t.min = first[i].min;
         char key[1400], msg[256];
         unsigned status;
-        tree_key(id, &t, key, sizeof key);
-        free(answer_and_keep(s->memo, p, key, &t, &status, msg, sizeof msg));
+        first_view(id, i, &t, key, sizeof key);
+        char *text = answer_and_keep(s->memo, p, key, &t, &status, msg, sizeof msg);
+        if (!text)
+            srv_memo_withdraw(s->memo, key);
+        free(text);
     }
 }
 

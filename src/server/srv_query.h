@@ -8,7 +8,11 @@
 #include "srv_http.h"
 #include "vmprof.h"
 
-/* Computes and keeps (srv_memo) the answers the UI asks first about run id. */
+/* The answers the UI asks first about run id: promised (srv_memo_promise:
+ * whoever asks for one meanwhile waits for it rather than computing it too),
+ * then computed and kept.  An upload is answered between the two, so that
+ * the client does not wait for views it has not asked for yet. */
+void srv_query_promise(srv_server *s, const char *id);
 void srv_query_prepare(srv_server *s, const char *id, const vmp_profile *p);
 
 #endif /* SRV_QUERY_H */

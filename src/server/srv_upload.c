@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +102,8 @@ typedef struct upload {
     /* the decoder, for profiles */
     vmp_decoder *decoder;
     vmp_profile *profile;     /* decoded, once the body is in */
+    const vmp_profile *kept;  /* the same in the cache, held until its first
+                                 views are computed, after the answer */
     int decode_failed;        /* decode_error says why; the rest is discarded */
     vmp_error decode_error;
     int sniffed;              /* the first bytes were seen */
@@ -370,24 +371,6 @@ static void filename_label(srv_request *req, char *out, size_t size)
     out[n] = 0;
 }
 
-/* The first views of a new profile, computed on a thread of their own while
- * the upload's thread waits for the disk (the file's fsync, the database's),
- * so that the answer is not later by their time. */
-typedef struct first_views {
-    srv_server *server;
-    const char *id;
-    const vmp_profile *profile;
-} first_views;
-
-static void *prepare_first_views(void *arg)
-{
-    first_views *v = arg;
-    /* (after forgetting the answers about a profile this one replaces) */
-    srv_memo_forget_run(v->server->memo, v->id);
-    srv_query_prepare(v->server, v->id, v->profile);
-    return NULL;
-}
-
 static void finish_upload(srv_request *req)
 {
     srv_server *s = req->server;
@@ -435,14 +418,6 @@ static void finish_upload(srv_request *req)
         srv_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "jid", u->run.id));
         return;
     }
-    /* What the first view needs is computed now, while the profile is hot,
-     * beside the commit (or before it, when no thread can be had).  The
-     * profile is only read from here on, by both threads. */
-    first_views views = {s, u->run.id, u->profile};
-    pthread_t helper;
-    int helped = pthread_create(&helper, NULL, prepare_first_views, &views) == 0;
-    if (!helped)
-        prepare_first_views(&views);
     int rc = srv_blob_commit(blob, &size, &err) < 0 ? 507 : 0;
     char label[512];
     if (!rc) {
@@ -456,17 +431,22 @@ static void finish_upload(srv_request *req)
                 snprintf(err.message, sizeof err.message, "the runtime was frozen meanwhile");
         }
     }
-    if (helped)
-        pthread_join(helper, NULL);
     if (rc) {
-        /* (the answers just kept are about a profile the run does not have) */
-        srv_memo_forget_run(s->memo, u->run.id);
         srv_reply_error(req, (unsigned)rc, "%s", err.message);
         return;
     }
-    srv_cache_put(s->cache, u->run.id, u->profile);
-    srv_blob_compress_later(u->run.id);
+    /* (after forgetting the answers about a profile this one replaces) */
+    srv_memo_forget_run(s->memo, u->run.id);
+    u->kept = srv_cache_put_held(s->cache, u->run.id, u->profile);
     u->profile = NULL;
+    srv_blob_compress_later(u->run.id);
+    /* What the first view needs is computed once the client has its answer
+     * (cleanup_upload runs after it is sent), while the profile is hot: the
+     * upload does not wait for it, and whoever asks for those views
+     * meanwhile (the freeze comes first) waits for them, not for a second
+     * computation. */
+    if (u->kept)
+        srv_query_promise(s, u->run.id);
     srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
@@ -475,6 +455,14 @@ static void cleanup_upload(srv_request *req)
     upload *u = req->state;
     if (!u)
         return;
+    if (u->kept) {
+        /* (a test holds the first views back, to ask for one meanwhile) */
+        const char *hold = getenv("VMPROF_SERVER_TEST_FIRST_VIEWS_MS");
+        if (hold && atoi(hold) > 0)
+            nanosleep(&(struct timespec){atoi(hold) / 1000, (atoi(hold) % 1000) * 1000000L}, NULL);
+        srv_query_prepare(req->server, u->run.id, u->kept);
+        srv_cache_release(req->server->cache, u->kept);
+    }
     if (u->form)
         MHD_destroy_post_processor(u->form);
     if (u->inflate) {

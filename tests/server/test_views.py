@@ -3,6 +3,7 @@ answered by the library's read model: checked against what the workload did
 (one function burns the CPU) and against each other."""
 import gzip
 import json
+import os
 
 import pytest
 
@@ -74,6 +75,29 @@ def test_the_first_trees_are_ready_when_the_upload_is_answered(start_server, pro
              get_ok(server, "/api/runs/%s/tree?depth=128&min=0.0005" % rid)]
     assert reused() == before
     assert again == first
+
+
+def test_the_upload_is_answered_before_its_first_trees_and_they_are_computed_once(
+        start_server, profile_bytes):
+    """The first trees are computed after the upload is answered (the client
+    does not wait for views it has not asked for yet); a tree asked for
+    meanwhile waits for that computation and is given from it, not computed
+    a second time.  (The test holds the computation back for a second.)"""
+    env = dict(os.environ, VMPROF_SERVER_TEST_FIRST_VIEWS_MS="1000")
+    server = start_server(env=env)
+    answers = lambda: get_ok(server, "/api/health")["answers"]
+    rid = server.upload(profile_bytes)
+    assert answers()["kept"] == 0
+    reused = answers()["reused"]
+    first = get_ok(server, "/api/runs/%s/tree" % rid)
+    assert answers() == {"kept": 2, "reused": reused + 1}
+    assert get_ok(server, "/api/runs/%s/tree?depth=128&min=0.0005" % rid)["node"]
+    assert answers() == {"kept": 2, "reused": reused + 2}
+    # The same answer as computed on asking, after a restart.
+    assert server.stop()[0] == 0
+    server.start()
+    assert get_ok(server, "/api/runs/%s/tree" % rid) == first
+    assert answers()["reused"] == 0
 
 
 def test_tree_at_a_path_with_depth_and_share(server, run):
