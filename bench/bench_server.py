@@ -84,11 +84,18 @@ class Server(object):
         return data
 
     def upload(self, path):
+        """new + add + freeze; self.steps: the seconds of each (the add
+        split into sending the body and waiting for the answer after its
+        last byte was written)."""
+        t0 = time.perf_counter()
         rid = json.loads(self.request("POST", "/api/runtime/new",
                                       json.dumps({"argv": "bench.py", "VM": "CPython"}),
                                       {"Content-Type": "application/json"}))["runtime_id"]
-        send_file(self.port, "/api/runtime/upload/cpu/%s/add" % rid, path)
+        t1 = time.perf_counter()
+        sent, answered = send_file(self.port, "/api/runtime/upload/cpu/%s/add" % rid, path)
+        t2 = time.perf_counter()
         self.request("POST", "/api/runtime/%s/freeze/" % rid, b"")
+        self.steps = {"new": t1 - t0, "send": sent, "wait": answered, "freeze": time.perf_counter() - t2}
         return rid
 
     def cpu_seconds(self):
@@ -117,15 +124,22 @@ class Server(object):
 
 
 def send_file(port, url, path):
-    """POST the file as the upload's client does (http.client, 1 MiB pieces)."""
+    """POST the file as the upload's client does (http.client, 1 MiB pieces);
+    (seconds to write the request, seconds from its last byte written to the
+    answer read: what the server does after the bytes in the sockets'
+    buffers, a few MB, arrive)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600, blocksize=1 << 20)
+    t0 = time.perf_counter()
     with open(path, "rb") as f:
         conn.request("POST", url, f, {"Content-Length": str(os.path.getsize(path))})
+    t1 = time.perf_counter()
     resp = conn.getresponse()
     data = resp.read()
+    t2 = time.perf_counter()
     conn.close()
     if resp.status != 200:
         raise RuntimeError("POST %s: %d %s" % (url, resp.status, data[:300]))
+    return t1 - t0, t2 - t1
 
 
 class Sink(object):
@@ -184,7 +198,7 @@ def bench_server(args, res):
         # Upload + freeze beside the C decode of the same file and the floor,
         # run by run.
         decode, upload, first_tree, ids, dropped, kept, cpu = [], [], [], [], [], [], []
-        kept_direct, kept_packed = [], []
+        kept_direct, kept_packed, waited = [], [], []
         try:
             for i in range(args.runs):
                 d = run_json([os.path.join(OUT, "read_bench"), "time", path, "1"])
@@ -199,6 +213,7 @@ def bench_server(args, res):
                 rid = server.upload(path)
                 upload.append(time.perf_counter() - t0)
                 cpu.append(server.cpu_seconds() - c0)
+                waited.append(server.steps["wait"])
                 t0 = time.perf_counter()
                 server.request("GET", "/api/runs/%s/tree?%s" % (rid, TREE_QUERY))
                 first_tree.append(time.perf_counter() - t0)
@@ -214,6 +229,7 @@ def bench_server(args, res):
         r["decode_s"], r["upload_freeze_s"], r["first_tree_s"] = decode, upload, first_tree
         r["sink_drop_s"], r["sink_keep_s"], r["upload_cpu_s"] = dropped, kept, cpu
         r["sink_direct_s"], r["sink_zstd_s"] = kept_direct, kept_packed
+        r["upload_wait_s"] = waited
         ratio = lambda xs: fmt(median([x / y for x, y in zip(xs, decode)]), "%.2fx")
         table("vmprof-server: upload and freeze of the %d-sample profile (%.0f MiB), "
               "medians of %d runs" % (args.samples, size / 2**20, args.runs),
@@ -230,6 +246,8 @@ def bench_server(args, res):
                ("floor: ... to one that compresses it (zstd -1), writes that and fsyncs it",
                 fmt(median(kept_packed), "%.3f s"), ratio(kept_packed)),
                ("server: new + upload + freeze", fmt(median(upload), "%.3f s"), ratio(upload)),
+               ("server: ... of which the wait for the upload's answer after its last byte "
+                "was written", fmt(median(waited) * 1000, "%.1f ms"), ""),
                ("server: its CPU during new + upload + freeze (all threads)",
                 fmt(median(cpu), "%.3f s"), ratio(cpu)),
                ("server: first tree answer after the freeze (goal < 50 ms)",

@@ -100,6 +100,8 @@ def main():
                     r.setdefault(name + " rid", []).append(rid)
                     r.setdefault(name, []).append(time.perf_counter() - t0)
                     r.setdefault(name + " cpu", []).append(server.cpu_seconds() - c0)
+                    for step, seconds in server.steps.items():
+                        r.setdefault(name + " " + step, []).append(seconds)
                     # and until its background work (older builds' gzip) is done
                     server.wait_compressed(data)
                     r.setdefault(name + " cpu all", []).append(server.cpu_seconds() - c0)
@@ -127,7 +129,7 @@ def main():
             r = res[f]
             dec = r["decode"]
             ratio = lambda xs: "%.2fx" % median([x / y for x, y in zip(xs, dec)])
-            rows = [("C reader: decode the file", "%.4f s" % median(dec), "1.00x", "", "", "", "")]
+            rows = [("C reader: decode the file", "%.4f s" % median(dec), "1.00x", "", "", "", "", "")]
             for label, key in (("sink: receive, drop", "sink discard"),
                                ("sink: receive, write, fsync", "sink keep"),
                                ("sink: receive, write O_DIRECT from a thread, fsync",
@@ -135,16 +137,20 @@ def main():
                                ("sink: receive, zstd -1, write, fsync", "sink zstd")):
                 if key not in r:
                     continue
-                rows.append((label, "%.4f s" % median(r[key]), ratio(r[key]), "", "", "", ""))
+                rows.append((label, "%.4f s" % median(r[key]), ratio(r[key]), "", "", "", "", ""))
             for name, binary in builds:
                 rows.append(("server %s (%s)" % (name, binary), "%.4f s" % median(r[name]),
-                             ratio(r[name]), "%.3f s" % median(r[name + " cpu"]),
+                             ratio(r[name]),
+                             "%.1f / %.1f / %.1f ms" % tuple(1000 * median(r[name + " " + k])
+                                                            for k in ("new", "wait", "freeze")),
+                             "%.3f s" % median(r[name + " cpu"]),
                              "%.3f s" % median(r[name + " cpu all"]),
                              "%.0f KiB" % (median(r[name + " stored"]) / 1024),
                              "%.4f s" % median(r[name + " reload"]) if args.reload else ""))
             table("%s (%.0f KiB), medians of %d interleaved rounds"
                   % (os.path.basename(f), os.path.getsize(f) / 1024, args.rounds),
-                  ["", "time", "vs C decode", "server CPU, upload",
+                  ["", "time", "vs C decode",
+                   "new / after the body's last byte / freeze", "server CPU, upload",
                    "server CPU, with its background work", "stored",
                    "first tree after a restart"], rows)
     finally:
