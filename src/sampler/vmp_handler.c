@@ -30,7 +30,7 @@ static void walk(void *arg)
 {
     walk_args *a = arg;
     /* Native mode: the C stack too, spliced with the Python frames. */
-    a->n = vmp_run.native ? vmp_native_mode_sample(a->ucontext, a->ts, a->out, VMP_SLOT_WORDS, vmp_run.lines)
+    a->n = vmp_run.native ? vmp_native_mode_sample(a->ucontext, a->ts, a->out, VMP_SLOT_WORDS, vmp_run.lines, NULL)
                           : vmp_frames_walk(a->ts, a->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
     /* (the wall clock repeats a sample taken inside a system call while the
      * thread stays there: vmp_delivery.h) */

@@ -178,7 +178,7 @@ static int emit_group(void *ctx, uint64_t *out, int max, int *cut)
 }
 
 size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
-                              size_t slot_words, int lines)
+                              size_t slot_words, int lines, vmp_native_walk *walked)
 {
     /* The native frames are walked into the slot's tail and read from there
      * by the splice, which fills the slot from its start; the Python frames
@@ -194,6 +194,8 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
     uint64_t *frames = slot + slot_words - 2 * max_native;
     vmp_native_walk walk;
     vmp_native_unwind(ucontext, frames, (int)max_native, &walk);
+    if (walked)
+        *walked = walk;
     /* At the very end, so that the output has the most room before it. */
     if ((size_t)walk.n < max_native) {
         uint64_t *end = slot + slot_words - 2 * (size_t)walk.n;

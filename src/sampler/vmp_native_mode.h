@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "vmp_encode.h"
+#include "vmp_native_unwind.h"
 
 /* Returns 0, or -1 with a one-line reason in err. */
 int vmp_native_mode_start(char *err, size_t errlen);
@@ -38,10 +39,12 @@ void vmp_native_mode_stop(void);
  * Async-signal-safe.  Records the interrupted thread's stack: native frames
  * from ucontext, Python frames of ts, spliced (vmp_native_splice) into
  * slot[0..slot_words), innermost first, at most VMP_MAX_DEPTH_WRITTEN frames
- * (pairs in lines mode).  Returns the number of words written.
+ * (pairs in lines mode).  Returns the number of words written.  *walk (when
+ * not NULL) receives what the native walk found: whether it was cut for
+ * want of a rule, and the rules' generation it used (vmp_native_unwind.h).
  */
 size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
-                              size_t slot_words, int lines);
+                              size_t slot_words, int lines, vmp_native_walk *walk);
 
 /* Writer thread: the profile id of a native entry (pc | 1): its function's
  * start | 1, remembered so that the function is named at the end. */

@@ -61,6 +61,7 @@ struct rule_table {
     struct rule_range r[];
 };
 static struct rule_table *rules; /* read with acquire in handlers */
+static uint64_t rules_generation; /* publications of `rules` (bumped after each, release) */
 static struct rule_table *retired_rules;
 static unsigned walkers;
 #define MAX_RULES (1u << 18)
@@ -285,6 +286,9 @@ static int publish_rules(const struct rule_range *add, size_t n, int fresh)
     t->n = k;
     t->retired = NULL;
     struct rule_table *replaced = __atomic_exchange_n(&rules, t, __ATOMIC_SEQ_CST);
+    /* (after the table: a walk that read generation g before loading the
+     * table uses g's table or a newer one) */
+    __atomic_add_fetch(&rules_generation, 1, __ATOMIC_RELEASE);
     if (replaced) {
         replaced->retired = retired_rules;
         retired_rules = replaced;
@@ -456,18 +460,26 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
                      uint64_t *frames, int max, vmp_native_walk *walk);
 #endif
 
-static void walk_result(vmp_native_walk *walk, int n, int complete, uintptr_t top)
+uint64_t vmp_native_rules_generation(void)
+{
+    return __atomic_load_n(&rules_generation, __ATOMIC_ACQUIRE);
+}
+
+static void walk_result(vmp_native_walk *walk, int n, int complete, int cut, uintptr_t top)
 {
     if (walk) {
         walk->n = n;
         walk->complete = complete;
+        walk->cut = cut;
         walk->top = n ? top : 0;
     }
 }
 
 int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk)
 {
-    walk_result(walk, 0, 0, 0);
+    walk_result(walk, 0, 0, 0, 0);
+    if (walk)
+        walk->generation = vmp_native_rules_generation();
     if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !ucontext || max <= 0)
         return 0;
     const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
@@ -478,7 +490,7 @@ int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk
     if (!VMP_HAVE_FAST_UNWIND) {
         frames[0] = interrupted_pc(ucontext);
         frames[1] = interrupted_sp(ucontext);
-        walk_result(walk, frames[0] != 0, 0, 0);
+        walk_result(walk, frames[0] != 0, 0, 0, 0);
         return frames[0] != 0;
     }
 #if VMP_HAVE_FAST_UNWIND
@@ -500,7 +512,7 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
     uint64_t rip = (uint64_t)mc->gregs[REG_RIP];
     uint64_t rsp = (uint64_t)mc->gregs[REG_RSP];
     uint64_t rbp = (uint64_t)mc->gregs[REG_RBP];
-    int n = 0, complete = 0;
+    int n = 0, complete = 0, cut = 0;
     uintptr_t top = 0;
     while (n < max && rip != 0) {
         uintptr_t pc = n == 0 ? (uintptr_t)rip : (uintptr_t)rip - 1;
@@ -519,6 +531,7 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
         uint64_t rule = rule_for(table, pc);
         if (!rule) {
             note_unknown(pc); /* the writer learns it for the next sample */
+            cut = 1;
             break;
         }
         int32_t cfa_off = (int32_t)(uint32_t)rule;
@@ -529,8 +542,10 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
             top = UINTPTR_MAX;
             break;
         }
-        if (kind != VMP_RULE_STEP)
-            break; /* no rule the walk can follow (VMP_RULE_STOP) */
+        if (kind != VMP_RULE_STEP) {
+            cut = 1; /* no rule the walk can follow (VMP_RULE_STOP) */
+            break;
+        }
         uint64_t cfa = (cfa_reg == 7 ? rsp : rbp) + (uint64_t)(int64_t)cfa_off;
         /* Each caller's frame lies above its callee's: a CFA that does not
          * grow means the rule met garbage or the walk loops (and the walk
@@ -544,7 +559,7 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
         rsp = cfa;
         rip = ra;
     }
-    walk_result(walk, n, complete, top);
+    walk_result(walk, n, complete, cut, top);
     return n;
 }
 #endif

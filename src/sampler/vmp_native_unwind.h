@@ -86,7 +86,22 @@ typedef struct vmp_native_walk {
     uintptr_t top; /* the upper end of the last frame's stack range (its
                     * caller's stack pointer); UINTPTR_MAX for the outermost
                     * frame; 0 when unknown */
+    int cut;       /* 1: the walk ended at a pc of a known object for want of
+                    * a rule (none learned yet, or one no rule can express:
+                    * VMP_RULE_STOP), so that the stack goes on beyond its
+                    * last frame.  0 for a complete walk, one ended by the
+                    * depth cap, at code outside every object (JIT code, a
+                    * wild return address) or at a stack that does not grow:
+                    * learning cannot make those walk further. */
+    uint64_t generation; /* the rules' generation (vmp_native_rules_generation)
+                          * read before the walk: the rules it used are at
+                          * least that one's */
 } vmp_native_walk;
+
+/* Async-signal-safe (an acquire load): how many times the learned rules
+ * were published, in this process (never reset, not even by teardown).  A
+ * walk cut with generation g may go further once this is past g. */
+uint64_t vmp_native_rules_generation(void);
 
 /* Async-signal-safe.  Walks the C stack of the context `ucontext` (the third
  * argument of an SA_SIGINFO handler) into frames[0..2n), innermost first, at

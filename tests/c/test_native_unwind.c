@@ -136,6 +136,7 @@ VMP_TEST(native_unwind_walks_interrupted_chain_in_order_once_learned)
     /* The walk reaches the program's entry, past main. */
     CHECK(find_frame(s, "n:main:") > test);
     CHECK(walked_info.complete && walked_info.n == walked_n && walked_info.top == UINTPTR_MAX);
+    CHECK(!walked_info.cut);
     /* Each frame's stack pointer lies above its callee's. */
     for (int i = 1; i < walked_n; i++)
         CHECK(walked[2 * i + 1] > walked[2 * i - 1]);
@@ -171,6 +172,7 @@ VMP_TEST(native_unwind_stops_at_unknown_code)
     CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 1);
     CHECK(frames[0] == 0x10 && frames[1] == 0x20);
     CHECK(!walk.complete && walk.top == 0);
+    CHECK(!walk.cut); /* (no rule will ever come for code outside every object) */
     CHECK(!vmp_native_is_known_code(0x10));
     CHECK(vmp_native_is_known_code((uintptr_t)&native_test_middle));
     uc.uc_mcontext.gregs[REG_RIP] = 0;
@@ -195,6 +197,7 @@ VMP_TEST(native_unwind_caps_depth)
     learn_pending();
     CHECK(vmp_native_unwind(&uc, frames, 1, &walk) == 1);
     CHECK(!walk.complete && walk.top > frames[1]);
+    CHECK(!walk.cut); /* (the cap, not a missing rule) */
     vmp_native_teardown();
 }
 
@@ -258,7 +261,7 @@ static int splice(const uint64_t *frames, int n, int complete, uintptr_t top,
 {
     struct fake_groups f = {g, ng, 0};
     vmp_native_groups groups = {fake_next, fake_emit, count_mode ? ng : -1, &f};
-    vmp_native_walk walk = {n, complete, top};
+    vmp_native_walk walk = {.n = n, .complete = complete, .top = top};
     return vmp_native_splice(frames, &walk, &groups, width, out, max);
 }
 
@@ -452,7 +455,9 @@ VMP_TEST(native_walk_stops_at_a_pc_no_rule_can_follow_and_asks_once)
     uint64_t frames[16];
     vmp_native_walk walk;
     uintptr_t pcs[4];
+    uint64_t generation = vmp_native_rules_generation();
     CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 1);
+    CHECK(walk.cut && walk.generation == generation); /* no rule yet */
     CHECK(vmp_native_take_unknown(pcs, 4) == 1 && pcs[0] == frames[0]);
     CHECK(vmp_native_take_unknown(pcs, 4) == 0); /* taken */
     /* Noted once however many walks stop there before it is learned. */
@@ -461,7 +466,9 @@ VMP_TEST(native_walk_stops_at_a_pc_no_rule_can_follow_and_asks_once)
     CHECK(vmp_native_take_unknown(pcs, 4) == 1);
     vmp_unwind_rule stop = {.lo = pcs[0], .hi = pcs[0] + 1, .kind = VMP_RULE_STOP};
     REQUIRE(vmp_native_learn(&stop, 1) == 0);
+    CHECK(vmp_native_rules_generation() > generation); /* (a publication) */
     CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 1 && !walk.complete && walk.top == 0);
+    CHECK(walk.cut && walk.generation == vmp_native_rules_generation()); /* a rule no walk can follow */
     CHECK(vmp_native_take_unknown(pcs, 4) == 0); /* known: not asked again */
     vmp_native_teardown();
 }
