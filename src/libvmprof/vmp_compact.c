@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vmp_array.h"
+#include "vmp_decode.h"
 
 enum { ITEM_VERBATIM = 1, ITEM_DEFINE = 2, ITEM_REF = 3, ITEM_END = 4 };
 
@@ -141,46 +142,7 @@ static int emit(vmp_compact_writer *w, const void *data, size_t n)
     return 0;
 }
 
-static void on_stack(void *ctx, const vmp_stack_record *r)
-{
-    vmp_compact_writer *w = ctx;
-    if (w->failed)
-        return;
-    queued e = {r->at, r->size, r->stack_at, r->stack_len, 0, 0};
-    if (r->defines != VMP_NO_STACK_ID) {
-        uint64_t tail = (uint64_t)r->size - r->stack_at - r->stack_len;
-        int width[TAIL_WORDS];
-        uint64_t keep = (uint64_t)r->stack_at + r->stack_len;
-        if (r->stack_at > HEAD_MAX || tail_words(tail, width) < 0 ||
-            w->defined_bytes + keep > VMP_COMPACT_DEFINED_MAX)
-            return; /* verbatim, and so are its repeats */
-        size_t had = w->ids_cap;
-        if (vmp_array_grow((void **)&w->ids, &w->ids_cap, (size_t)r->defines + 1,
-                           sizeof *w->ids) < 0 ||
-            vmp_array_grow((void **)&w->defs, &w->defs_cap, w->n_defs + 1, sizeof *w->defs) < 0) {
-            w->failed = 1;
-            return;
-        }
-        /* (new room comes uninitialised: 0 is "not defined") */
-        memset(w->ids + had, 0, (w->ids_cap - had) * sizeof *w->ids);
-        w->ids[r->defines] = (uint32_t)w->n_defs + 1;
-        w->defs[w->n_defs] = (defined){r->stack_at, r->stack_len, (uint32_t)tail,
-                                       tail_words(tail, width), {0}};
-        e.id = (uint32_t)w->n_defs++;
-        e.define = 1;
-        w->defined_bytes += keep;
-    } else if (r->repeat_of != VMP_NO_STACK_ID && r->repeat_of < w->ids_cap &&
-               w->ids[r->repeat_of]) {
-        e.id = w->ids[r->repeat_of] - 1;
-    } else {
-        return;
-    }
-    if (vmp_array_grow((void **)&w->q, &w->q_cap, w->q_len + 1, sizeof *w->q) < 0) {
-        w->failed = 1;
-        return;
-    }
-    w->q[w->q_len++] = e;
-}
+static void on_stack(void *ctx, const vmp_stack_record *r);
 
 vmp_compact_writer *vmp_compact_writer_new(vmp_decoder *d, vmp_compact_sink sink, void *ctx)
 {
@@ -263,12 +225,15 @@ static const unsigned char *input_at(vmp_compact_writer *w, const view *v, uint6
     return w->scratch;
 }
 
-static int define_item(vmp_compact_writer *w, const view *v, const queued *e)
+/* (rec: the record's bytes when the caller has them, else NULL) */
+static int define_item(vmp_compact_writer *w, const view *v, const queued *e,
+                       const unsigned char *rec)
 {
     defined *def = &w->defs[e->id];
     if (verbatim(w, v, e->at) < 0)
         return -1;
-    const unsigned char *rec = input_at(w, v, e->at, e->size);
+    if (!rec)
+        rec = input_at(w, v, e->at, e->size);
     if (!rec)
         return -1;
     memcpy(def->head, rec, def->head_len);
@@ -284,10 +249,12 @@ static int define_item(vmp_compact_writer *w, const view *v, const queued *e)
     return 0;
 }
 
-static int ref_item(vmp_compact_writer *w, const view *v, const queued *e)
+static int ref_item(vmp_compact_writer *w, const view *v, const queued *e,
+                    const unsigned char *rec)
 {
     const defined *def = &w->defs[e->id];
-    const unsigned char *rec = input_at(w, v, e->at, e->size);
+    if (!rec)
+        rec = input_at(w, v, e->at, e->size);
     if (!rec)
         return -1;
     /* Exact or not at all: the same head and the same shape, else verbatim. */
@@ -326,6 +293,60 @@ static int ref_item(vmp_compact_writer *w, const view *v, const queued *e)
     return 0;
 }
 
+static void on_stack(void *ctx, const vmp_stack_record *r)
+{
+    vmp_compact_writer *w = ctx;
+    if (w->failed)
+        return;
+    queued e = {r->at, r->size, r->stack_at, r->stack_len, 0, 0};
+    if (r->defines != VMP_NO_STACK_ID) {
+        uint64_t tail = (uint64_t)r->size - r->stack_at - r->stack_len;
+        int width[TAIL_WORDS];
+        uint64_t keep = (uint64_t)r->stack_at + r->stack_len;
+        if (r->stack_at > HEAD_MAX || tail_words(tail, width) < 0 ||
+            w->defined_bytes + keep > VMP_COMPACT_DEFINED_MAX)
+            return; /* verbatim, and so are its repeats */
+        size_t had = w->ids_cap;
+        if (vmp_array_grow((void **)&w->ids, &w->ids_cap, (size_t)r->defines + 1,
+                           sizeof *w->ids) < 0 ||
+            vmp_array_grow((void **)&w->defs, &w->defs_cap, w->n_defs + 1, sizeof *w->defs) < 0) {
+            w->failed = 1;
+            return;
+        }
+        /* (new room comes uninitialised: 0 is "not defined") */
+        memset(w->ids + had, 0, (w->ids_cap - had) * sizeof *w->ids);
+        w->ids[r->defines] = (uint32_t)w->n_defs + 1;
+        w->defs[w->n_defs] = (defined){r->stack_at, r->stack_len, (uint32_t)tail,
+                                       tail_words(tail, width), {0}};
+        e.id = (uint32_t)w->n_defs++;
+        e.define = 1;
+        w->defined_bytes += keep;
+    } else if (r->repeat_of != VMP_NO_STACK_ID && r->repeat_of < w->ids_cap &&
+               w->ids[r->repeat_of]) {
+        e.id = w->ids[r->repeat_of] - 1;
+    } else {
+        return;
+    }
+    if (!w->q_len && e.at == w->emitted) {
+        /* Nothing before it waits: written now, from where the decoder read
+         * it (a second pass over the piece after the push cost as much as a
+         * fifth of the decoding).  Not exact as a reference: it waits, and
+         * goes verbatim. */
+        view v = {NULL, w->in_total};
+        const unsigned char *rec = vmp_decoder_observed_bytes(w->d);
+        if ((e.define ? define_item(w, &v, &e, rec) : ref_item(w, &v, &e, rec)) < 0)
+            w->failed = 1;
+        if (w->failed || w->emitted > e.at)
+            return;
+    }
+    if (w->q_len == w->q_cap &&
+        vmp_array_grow((void **)&w->q, &w->q_cap, w->q_len + 1, sizeof *w->q) < 0) {
+        w->failed = 1;
+        return;
+    }
+    w->q[w->q_len++] = e;
+}
+
 /* Writes the queued records and the settled bytes up to `settled`; holds
  * the rest of the piece. */
 static int advance(vmp_compact_writer *w, const unsigned char *piece, size_t n, uint64_t settled)
@@ -340,7 +361,7 @@ static int advance(vmp_compact_writer *w, const unsigned char *piece, size_t n, 
             w->failed = 1;
             break;
         }
-        if ((e->define ? define_item(w, &v, e) : ref_item(w, &v, e)) < 0)
+        if ((e->define ? define_item(w, &v, e, NULL) : ref_item(w, &v, e, NULL)) < 0)
             w->failed = 1;
     }
     w->q_len = 0;

@@ -59,7 +59,10 @@ typedef struct vmp_compact_writer vmp_compact_writer;
  * a decoder).  For each piece of the input, in order: vmp_decoder_push(d,
  * piece) first, then vmp_compact_write(w, piece); made before the first push
  * (the writer must see every record).  Writes the magic at once.  NULL when
- * out of memory, the sink failed, or d has read records already. */
+ * out of memory, the sink failed, or d has read records already.  The
+ * records are written while the decoder reads them: the sink is called from
+ * inside vmp_decoder_push and vmp_decoder_finish too (a failure there shows
+ * at the next vmp_compact_write or vmp_compact_end). */
 vmp_compact_writer *vmp_compact_writer_new(vmp_decoder *d, vmp_compact_sink sink, void *ctx);
 /* 0, or -1 (out of memory, or the sink failed). */
 int vmp_compact_write(vmp_compact_writer *w, const void *data, size_t n);

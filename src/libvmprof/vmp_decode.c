@@ -377,6 +377,12 @@ static void observed(decoder *d, uint64_t at, size_t size, size_t raw_len, uint3
     d->observe(d->observe_ctx, &r);
 }
 
+const unsigned char *vmp_decoder_observed_bytes(const vmp_decoder *d)
+{
+    /* (the record is consumed only after its observer returned) */
+    return d->src->data + d->src->pos;
+}
+
 /* Returns GOT, CUT or FAILED. */
 static int read_stack(decoder *d, uint64_t at)
 {

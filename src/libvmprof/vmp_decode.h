@@ -28,4 +28,11 @@
 int vmp_decode(vmp_source *src, vmp_profile *p, const vmp_read_options *options,
                vmp_error *err);
 
+/* Inside a call of the observer (vmp_decoder_observe): the bytes of the
+ * record it is told of, contiguous (in the piece pushed, or in the decoder's
+ * own copy of a record cut between pieces), valid until the call returns.
+ * For the compact writer (vmp_compact.c), which writes the record while it
+ * is in the cache rather than find it again after the push. */
+const unsigned char *vmp_decoder_observed_bytes(const vmp_decoder *d);
+
 #endif /* VMP_DECODE_H */
