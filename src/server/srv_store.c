@@ -12,19 +12,29 @@
 #include <string.h>
 #include <time.h>
 
-/* Runs per trigram of the search index, see trigram_runs(). */
+/* Runs per trigram of the search index, see count_trigrams(). */
 #define TRIGRAM_SLOTS 4096
 #define TRIGRAM_KEPT_MS (10 * 60 * 1000)
 
+struct srv_trigram_slot {
+    char tri[4];
+    int64_t runs;
+    int64_t read_ms; /* 0: a free slot */
+};
+
 typedef struct srv_trigram_counts {
     pthread_mutex_t lock;
-    struct {
-        char tri[4];
-        int64_t runs;
-        int64_t read_ms; /* 0: a free slot */
-    } slot[TRIGRAM_SLOTS];
+    pthread_mutex_t reading; /* held by the one search reading counts */
+    struct srv_trigram_slot slot[TRIGRAM_SLOTS];
     int64_t runs, runs_read_ms; /* runs_estimate() */
 } srv_trigram_counts;
+
+static unsigned trigram_slot(const char tri[4])
+{
+    unsigned h = ((unsigned char)tri[0] * 31u + (unsigned char)tri[1]) * 31u +
+                 (unsigned char)tri[2];
+    return h % TRIGRAM_SLOTS;
+}
 
 struct srv_store {
     srv_db *db;
@@ -321,6 +331,7 @@ srv_store *srv_store_open(const char *database, srv_err *err)
         return NULL;
     }
     pthread_mutex_init(&s->trigrams->lock, NULL);
+    pthread_mutex_init(&s->trigrams->reading, NULL);
     char buf[256];
     s->db = srv_db_open(pg ? &srv_db_pg_engine : &srv_db_sqlite_engine, database, DB_POOL,
                         buf, sizeof buf);
@@ -372,6 +383,7 @@ void srv_store_close(srv_store *s)
     srv_db_close(s->db);
     if (s->trigrams) {
         pthread_mutex_destroy(&s->trigrams->lock);
+        pthread_mutex_destroy(&s->trigrams->reading);
         free(s->trigrams);
     }
     free(s);
@@ -683,40 +695,95 @@ static int collect_count(void *ctx, int ncols, const srv_cell *v)
 
 static int64_t runs_estimate(srv_store *s);
 
-/* The runs holding tri (lower-cased); -1 when the count does not read.
- * PostgreSQL counts the trigram's rows, up to one more than half the runs:
- * beyond that a search takes the way of common trigrams whatever the count
- * (srv_store_run_list), and counting "cas" in all 10,000 runs took 3 ms. */
-static int64_t trigram_runs(srv_store *s, const char tri[4])
+/* The kept count of tri, or -1 (never read, read too long ago, or its slot
+ * taken by another trigram).  With c->lock held. */
+static int64_t kept_count(const srv_trigram_counts *c, const char tri[4], int64_t now)
+{
+    const struct srv_trigram_slot *slot = &c->slot[trigram_slot(tri)];
+    return slot->read_ms && now - slot->read_ms < TRIGRAM_KEPT_MS &&
+                   memcmp(slot->tri, tri, 4) == 0
+               ? slot->runs
+               : -1;
+}
+
+/* PostgreSQL: the runs holding each of up to RARE_PROBES trigrams ($1.. $8,
+ * NULL for none), counted up to $9, in one statement: a search's first
+ * question was five or more round trips, each sent again when slow. */
+#define RARE_PROBES 8
+static const char *const count_trigrams_pg =
+    "SELECT x.i, (SELECT COUNT(*) FROM (SELECT 1 FROM runs_trigrams WHERE tri = x.t"
+    "                                   LIMIT $9) AS c)"
+    " FROM (VALUES (0, $1::text), (1, $2::text), (2, $3::text), (3, $4::text),"
+    "              (4, $5::text), (5, $6::text), (6, $7::text), (7, $8::text)) AS x(i, t)"
+    " WHERE x.t IS NOT NULL";
+
+static int collect_counts(void *ctx, int ncols, const srv_cell *v)
+{
+    int64_t *runs = ctx, i = ncols >= 2 ? num(&v[0]) : -1;
+    if (i >= 0 && i < RARE_PROBES)
+        runs[i] = num(&v[1]);
+    return 0;
+}
+
+/* The runs holding each tri[i] (lower-cased) into runs[i]; -1 when the
+ * counts do not read.  PostgreSQL counts a trigram's rows up to one more
+ * than half the runs: beyond that a search takes the way of common trigrams
+ * whatever the count (srv_store_run_list), and counting "cas" in all 10,000
+ * runs took 3 ms.  The counts not kept are read by one search at a time
+ * (c->reading): the others wait for its answer and find them kept, where
+ * each used to read them all itself (16 at once under wrk, a search's first
+ * second 90-145 ms at p99). */
+static int count_trigrams(srv_store *s, char (*tri)[4], int n, int64_t *runs)
 {
     srv_trigram_counts *c = s->trigrams;
-    unsigned h = ((unsigned char)tri[0] * 31u + (unsigned char)tri[1]) * 31u +
-                 (unsigned char)tri[2];
-    h %= TRIGRAM_SLOTS;
-    int64_t now = monotonic_ms(), runs = -1;
+    int64_t now = monotonic_ms();
+    int missing = 0;
     pthread_mutex_lock(&c->lock);
-    if (c->slot[h].read_ms && now - c->slot[h].read_ms < TRIGRAM_KEPT_MS &&
-        memcmp(c->slot[h].tri, tri, 4) == 0)
-        runs = c->slot[h].runs;
+    for (int i = 0; i < n; i++)
+        missing += (runs[i] = kept_count(c, tri[i], now)) < 0;
     pthread_mutex_unlock(&c->lock);
-    if (runs >= 0)
-        return runs;
-    srv_param p[] = {SRV_P_TEXT(tri), SRV_P_INT(s->sqlite ? 0 : runs_estimate(s) / 2 + 1)};
+    if (!missing)
+        return 0;
+    pthread_mutex_lock(&c->reading);
+    missing = 0;
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < n; i++)
+        missing += (runs[i] = kept_count(c, tri[i], now)) < 0;
+    pthread_mutex_unlock(&c->lock);
+    int rc = 0;
+    int64_t got[RARE_PROBES];
     srv_err err;
-    runs = 0; /* no row: no run holds it */
-    if (read_rows(s, 0,
-                  s->sqlite ? "SELECT doc FROM runs_search_terms WHERE term = $1"
-                            : "SELECT COUNT(*) FROM (SELECT 1 FROM runs_trigrams WHERE tri = $1"
-                              " LIMIT $2) AS t",
-                  p, s->sqlite ? 1 : 2, collect_count, &runs, &err,
-                  "cannot count a trigram") < 0)
-        return -1;
-    pthread_mutex_lock(&c->lock);
-    memcpy(c->slot[h].tri, tri, 4);
-    c->slot[h].runs = runs;
-    c->slot[h].read_ms = now;
-    pthread_mutex_unlock(&c->lock);
-    return runs;
+    if (missing && !s->sqlite) {
+        srv_param p[RARE_PROBES + 1];
+        for (int i = 0; i < RARE_PROBES; i++) {
+            got[i] = 0; /* no row: no run holds it */
+            p[i] = i < n && runs[i] < 0 ? SRV_P_TEXT(tri[i]) : SRV_P_NULL;
+        }
+        p[RARE_PROBES] = SRV_P_INT(runs_estimate(s) / 2 + 1);
+        rc = read_rows(s, 0, count_trigrams_pg, p, RARE_PROBES + 1, collect_counts, got, &err,
+                       "cannot count the trigrams");
+    }
+    for (int i = 0; missing && s->sqlite && rc == 0 && i < n; i++) {
+        srv_param p[] = {SRV_P_TEXT(tri[i])};
+        got[i] = 0;
+        if (runs[i] < 0)
+            rc = read_rows(s, 0, "SELECT doc FROM runs_search_terms WHERE term = $1", p, 1,
+                           collect_count, &got[i], &err, "cannot count a trigram");
+    }
+    if (missing && rc == 0) {
+        pthread_mutex_lock(&c->lock);
+        for (int i = 0; i < n; i++) {
+            if (runs[i] >= 0)
+                continue;
+            struct srv_trigram_slot *slot = &c->slot[trigram_slot(tri[i])];
+            memcpy(slot->tri, tri[i], 4);
+            slot->runs = runs[i] = got[i];
+            slot->read_ms = now;
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->reading);
+    return rc;
 }
 
 /* About how many runs there are (the highest seq), kept as the counts are. */
@@ -746,26 +813,26 @@ static int64_t runs_estimate(srv_store *s)
  * index keeps it, that the fewest runs hold, into out; of a long q, among
  * RARE_PROBES spread over it.  Returns its count of runs, -1 when the counts
  * do not read. */
-#define RARE_PROBES 8
 static int64_t rarest_trigram(srv_store *s, const char *q, char out[4])
 {
     size_t starts = strlen(q) - 2;
     size_t probes = starts < RARE_PROBES ? starts : RARE_PROBES;
-    int64_t best = -1;
+    char tri[RARE_PROBES][4];
+    int64_t runs[RARE_PROBES], best = -1;
     for (size_t i = 0; i < probes; i++) {
         size_t at = probes > 1 ? i * (starts - 1) / (probes - 1) : 0;
-        char tri[4];
         for (int k = 0; k < 3; k++) {
             char ch = q[at + (size_t)k];
-            tri[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+            tri[i][k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
         }
-        tri[3] = 0;
-        int64_t runs = trigram_runs(s, tri);
-        if (runs < 0)
-            return -1;
-        if (best < 0 || runs < best) {
-            best = runs;
-            memcpy(out, tri, 4);
+        tri[i][3] = 0;
+    }
+    if (count_trigrams(s, tri, (int)probes, runs) < 0)
+        return -1;
+    for (size_t i = 0; i < probes; i++) {
+        if (best < 0 || runs[i] < best) {
+            best = runs[i];
+            memcpy(out, tri[i], 4);
         }
     }
     return best;

@@ -201,16 +201,17 @@ def own_database(postgres, name):
     return postgres.replace("/vmprof?", "/%s?" % name)
 
 
-def lock_runs(url, database):
-    """A psql session holding table runs locked (ACCESS EXCLUSIVE) until
-    unlock_runs: every read of runs waits, holding its connection."""
+def lock_runs(url, database, table="runs"):
+    """A psql session holding table runs (or table) locked (ACCESS EXCLUSIVE)
+    until unlock_runs: every read of it waits, holding its connection."""
     sockets = url.split("host=")[1].split("&")[0]
     locker = subprocess.Popen(
         (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
         + [os.path.join(PG_BIN[-1], "psql"), "-h", sockets, "-p", "5432", "-d", database,
            "-v", "ON_ERROR_STOP=1", "-Atq"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    locker.stdin.write("BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+    locker.stdin.write("BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n"
+                       % table)
     locker.stdin.flush()
     assert locker.stdout.readline().strip() == "locked"
     return locker
@@ -300,6 +301,56 @@ def test_search_on_postgres_finds_what_reading_every_run_finds(postgres, start_s
         assert other.search_all(q) == expected(q), q
     assert psql(url, "vmprof_search", "SELECT COUNT(*) FROM pg_trigger"
                 " WHERE tgname = 'runs_trigrams_sync'") == [["1"]]
+
+
+def test_a_search_asked_by_many_at_once_counts_its_trigrams_once(postgres, start_server,
+                                                                  tmp_path):
+    """The runs holding each trigram of q (which picks the list to walk) are
+    read by one search at a time: the others asking at once wait for that
+    answer instead of each reading every count again (16 at once under wrk,
+    each count sent again when slow, made a search's first second slow).
+    Here the table of trigrams is locked, so a count read waits in
+    PostgreSQL where it can be seen: of 8 searches at once, one waits there.
+    Once unlocked, every answer is the right page."""
+    url = own_database(postgres, "vmprof_counts")
+    # No read sent again (a second count waiting would be the hedge's).
+    env = dict(os.environ, VMPROF_SERVER_HEDGE_MS="0")
+    server = start_server("--database", url, data=tmp_path / "d", env=env)
+    psql(url, "vmprof_counts",
+         "INSERT INTO runs (id, argv, vm, created, state, samples, duration)"
+         " SELECT lpad(to_hex(16777216 + i), 16, '0'), 'bench.py --case ' || i, 'CPython',"
+         " 1700000000000 + i, 2, 10, 1.5 FROM generate_series(0, 299) AS i")
+    expected = [i for i, argv in psql(url, "vmprof_counts",
+                                      "SELECT id, argv FROM runs ORDER BY seq DESC")
+                if "case 1" in argv][:50]
+    assert server.get("/api/runs")[0] == 200  # the pool's first session is open
+
+    def waiting():
+        return int(psql(url, "vmprof_counts",
+                        "SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                        " WHERE NOT l.granted AND c.relname = 'runs_trigrams'")[0][0])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        locker = lock_runs(url, "vmprof_counts", "runs_trigrams")
+        try:
+            asked = [pool.submit(server.get, "/api/runs?q=case%201", timeout=120)
+                     for _ in range(8)]
+            for _ in range(600):
+                if waiting():
+                    break
+                time.sleep(0.1)
+            # Two seconds more for the other 7, sent at the same moment, to
+            # reach their counts: none reads them in PostgreSQL beside it.
+            seen = []
+            for _ in range(20):
+                time.sleep(0.1)
+                seen.append(waiting())
+            assert set(seen) == {1}, seen
+        finally:
+            unlock_runs(locker)
+        for reply in asked:
+            status, page, _ = reply.result()
+            assert status == 200 and [r["id"] for r in page["runs"]] == expected
 
 
 def client_backends(url, database):
