@@ -245,7 +245,9 @@ def bench_server(args, res):
                 fmt(median(kept_direct), "%.3f s"), ratio(kept_direct)),
                ("floor: ... to one that compresses it (zstd -1), writes that and fsyncs it",
                 fmt(median(kept_packed), "%.3f s"), ratio(kept_packed)),
-               ("server: new + upload + freeze", fmt(median(upload), "%.3f s"), ratio(upload)),
+               ("server: new + upload + freeze (per run: %s)"
+                % ", ".join("%.2fx" % (x / y) for x, y in zip(upload, decode)),
+                fmt(median(upload), "%.3f s"), ratio(upload)),
                ("server: ... of which the wait for the upload's answer after its last byte "
                 "was written", fmt(median(waited) * 1000, "%.1f ms"), ""),
                ("server: its CPU during new + upload + freeze (all threads)",

@@ -128,8 +128,13 @@ def main():
         for f in args.files:
             r = res[f]
             dec = r["decode"]
-            ratio = lambda xs: "%.2fx" % median([x / y for x, y in zip(xs, dec)])
-            rows = [("C reader: decode the file", "%.4f s" % median(dec), "1.00x", "", "", "", "", "")]
+            # (the median of the per-round ratios, and their range: a run's
+            # rounds spread widely on a shared machine)
+            ratio = lambda xs: "%.2fx (%.2f-%.2f)" % (
+                median([x / y for x, y in zip(xs, dec)]), min(x / y for x, y in zip(xs, dec)),
+                max(x / y for x, y in zip(xs, dec)))
+            rows = [("C reader: decode the file", "%.4f s" % median(dec), "1.00x", "", "", "", "",
+                     "")]
             for label, key in (("sink: receive, drop", "sink discard"),
                                ("sink: receive, write, fsync", "sink keep"),
                                ("sink: receive, write O_DIRECT from a thread, fsync",
