@@ -41,6 +41,7 @@ struct vmp_delivery_thread {
     uint32_t handled_seen;       /* sources: handled[] at its last round */
     uint8_t probe_shift; /* wall clock with sources: probed when 2 << probe_shift periods behind */
     uint8_t probed;      /* ... and a probe of it was answered */
+    uint8_t held;        /* ... its probes wait for the rules (cut_held), as of its latest round */
     uint32_t active_pos;
     int src;               /* its source's fd (sources mode); -1: none */
     int src_pos;           /* its place in open_fds */
@@ -133,9 +134,17 @@ static __thread int64_t repeats_from __attribute__((tls_model("initial-exec")));
  * the running stack (a thread computing 3 ms and sleeping 7 ms showed 50%
  * of its samples computing). */
 static _Atomic int probe_answer[VMP_PLACES];
+#define PROBE_CUT 3 /* (probe_answer: the probe's sample was cut) */
+/* Wall clock (header: "Cut samples"): per place, the thread's CPU clock
+ * right after its last sample when that one was cut (-1: it was not), and
+ * the rules' generation that sample's walk read. */
+static _Atomic int64_t cut_cpu[VMP_PLACES];
+static _Atomic uint64_t cut_gen[VMP_PLACES];
 /* Periods a handler dropped beyond the backlog (vmp_delivery_take_owed):
  * the handler has no vmp_delivery to count them in. */
 static _Atomic uint64_t handler_periods_dropped;
+/* ... and the periods after a cut sample a handler did not pay (wall_owed) */
+static _Atomic uint64_t handler_periods_cut;
 static __thread int signal_sent __attribute__((tls_model("initial-exec"))); /* this signal came from the sender */
 
 static int64_t ns_of(struct timespec t)
@@ -194,6 +203,7 @@ static uint32_t place_take(pid_t tid)
         atomic_store_explicit(&base_tid[p], 0, memory_order_relaxed);
         atomic_store_explicit(&source_fd[p], 0, memory_order_relaxed);
         atomic_store_explicit(&rep_cpu[p], -1, memory_order_relaxed);
+        atomic_store_explicit(&cut_cpu[p], -1, memory_order_relaxed);
         atomic_store_explicit(&place_tid[p], tid, memory_order_release);
         places_used = 1;
         places_taken++;
@@ -209,6 +219,7 @@ static void place_count_from(uint32_t k, pid_t tid, int64_t base)
 {
     atomic_store(&base_cpu[k], base);
     atomic_store(&rep_cpu[k], -1);
+    atomic_store(&cut_cpu[k], -1);
     atomic_store(&probe_answer[k], 0);
     atomic_store_explicit(&base_tid[k], tid, memory_order_release);
 }
@@ -259,7 +270,7 @@ int vmp_delivery_in_system_call(const void *ucontext)
 #endif
 }
 
-void vmp_delivery_sampled(int outcome, int in_call)
+void vmp_delivery_sampled(int outcome, int in_call, uint64_t generation)
 {
     pid_t tid = vmp_delivery_this_tid();
     uint32_t k = vmp_delivery_this_place();
@@ -267,6 +278,7 @@ void vmp_delivery_sampled(int outcome, int in_call)
     signal_sent = 0;
     if (k == VMP_NO_PLACE)
         return; /* (not a thread of the schedule's: none of ours is sent to it) */
+    /* (a cut sample is never repeated: sampled_cpu says "none to repeat") */
     int64_t cpu = outcome == VMP_SAMPLE_NOT_PYTHON ? NOT_PYTHON : NO_SAMPLE;
     struct timespec t;
     if (outcome == VMP_SAMPLE_KEPT && atomic_load_explicit(&want_sample_cpu, memory_order_relaxed) &&
@@ -275,7 +287,8 @@ void vmp_delivery_sampled(int outcome, int in_call)
     if (atomic_load_explicit(&wall_counting, memory_order_relaxed) &&
         atomic_load_explicit(&base_tid[k], memory_order_acquire) == tid) {
         if (probe && outcome != VMP_SAMPLE_NOT_PYTHON) /* (a C thread's waits have no stack to show) */
-            atomic_store_explicit(&probe_answer[k], 1 + !!in_call, memory_order_release);
+            atomic_store_explicit(&probe_answer[k], outcome == VMP_SAMPLE_KEPT_CUT ? PROBE_CUT : 1 + !!in_call,
+                                  memory_order_release);
         /* (a signal that paid nothing wrote nothing: the last sample is
          * still the one written) */
         if (outcome == VMP_SAMPLE_KEPT && cpu >= 0) {
@@ -284,6 +297,16 @@ void vmp_delivery_sampled(int outcome, int in_call)
             atomic_store_explicit(&rep_cpu[k], cpu, memory_order_release);
         } else if (outcome != VMP_SAMPLE_NONE || owed_now != 0)
             atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
+    }
+    /* Wall clock: whether the last sample written was cut (never repeated;
+     * with sources its probes wait for the rules: cut_held). */
+    if (outcome == VMP_SAMPLE_KEPT_CUT && atomic_load_explicit(&want_sample_cpu, memory_order_relaxed)) {
+        atomic_store_explicit(&cut_cpu[k], -1, memory_order_release);
+        atomic_store_explicit(&cut_gen[k], generation, memory_order_release);
+        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
+            atomic_store_explicit(&cut_cpu[k], ns_of(t), memory_order_release);
+    } else if (outcome != VMP_SAMPLE_NONE || owed_now != 0) {
+        atomic_store_explicit(&cut_cpu[k], -1, memory_order_release);
     }
     atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
     atomic_store_explicit(&sampled_cpu[k], cpu, memory_order_release);
@@ -354,13 +377,25 @@ static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
         *repeats = n - mine;
         n = mine;
         repeats_from = base; /* (the repeats' periods come first) */
+    } else if ((at = atomic_load_explicit(&cut_cpu[k], memory_order_acquire)) >= 0 &&
+               clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0 && ns_of(t) - at > VMP_CUT_SLACK_NS) {
+        /* The last sample was cut and the thread ran since: this stack is
+         * not the one it had in the periods it did not run, and the cut one
+         * is never repeated (header: "Cut samples"): those are lost,
+         * counted.  (One that did not run shows the very stack it waited
+         * with: it pays them all, the walk now going further.) */
+        int64_t mine = (ns_of(t) - at + period / 2) / period;
+        mine = mine < 1 ? 1 : mine > n ? n : mine;
+        atomic_fetch_add_explicit(&handler_periods_cut, (uint64_t)(n - mine), memory_order_relaxed);
+        n = mine;
     }
     return n;
 }
 
 uint64_t vmp_delivery_dropped(const vmp_delivery *d)
 {
-    return atomic_load(&d->repeats_lost) + atomic_load(&d->periods_dropped) + atomic_load(&handler_periods_dropped);
+    return atomic_load(&d->repeats_lost) + atomic_load(&d->periods_dropped) + atomic_load(&handler_periods_dropped) +
+           atomic_load(&d->periods_cut) + atomic_load(&handler_periods_cut);
 }
 
 int64_t vmp_delivery_repeats_from(void)
@@ -704,6 +739,24 @@ static void source_give(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         t->src_retry_at = now + VMP_SOURCE_RETRY_NS; /* signalled by the sender meanwhile */
 }
 
+/* Sources mode: moves thread t's paid mark past its whole periods up to
+ * `upto` (its CPU time, or the wall clock's ns), which no sample will pay,
+ * and adds them to *count; its last sample is no longer repeated, unless a
+ * new one came meanwhile.  (Whether that one was cut, cut_cpu, stays: only
+ * a new sample changes it.) */
+static void skip_periods(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, _Atomic uint64_t *count)
+{
+    size_t k = t->place;
+    if (atomic_load(&base_tid[k]) != t->tid)
+        return;
+    int64_t base = atomic_load(&base_cpu[k]), n = (upto - base) / d->period_ns;
+    if (n > 0 && atomic_compare_exchange_strong(&base_cpu[k], &base, base + n * d->period_ns))
+        atomic_fetch_add_explicit(count, (uint64_t)n, memory_order_relaxed);
+    int64_t at = atomic_load(&rep_cpu[k]);
+    if (at >= 0)
+        atomic_compare_exchange_strong(&rep_cpu[k], &at, -1); /* (unless a new sample came) */
+}
+
 /* Sources mode: thread t blocks the signal (both readings found it so):
  * its periods up to `upto` (CPU clock: its CPU time; wall clock: the time)
  * are not sampled and counted (periods_blocked), and its mark moves past
@@ -713,15 +766,17 @@ static void source_give(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
  * sample is not repeated for them. */
 static void count_blocked(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
 {
-    size_t k = t->place;
-    if (atomic_load(&base_tid[k]) != t->tid)
-        return;
-    int64_t base = atomic_load(&base_cpu[k]), n = (upto - base) / d->period_ns;
-    if (n > 0 && atomic_compare_exchange_strong(&base_cpu[k], &base, base + n * d->period_ns))
-        atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)n, memory_order_relaxed);
-    int64_t at = atomic_load(&rep_cpu[k]);
-    if (at >= 0)
-        atomic_compare_exchange_strong(&rep_cpu[k], &at, -1); /* (unless a new sample came) */
+    skip_periods(d, t, upto, &d->periods_blocked);
+}
+
+/* Wall clock with sources: thread t waited after a cut sample, unprobed
+ * (cut_held), and no sample will pay those periods up to `upto` (it ran
+ * again, ended, or the run pauses or stops): counted lost, not repeated
+ * (header: "Cut samples"). */
+static void count_cut(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
+{
+    skip_periods(d, t, upto, &d->periods_cut);
+    t->held = 0;
 }
 
 /* Whether thread t is known to block the signal (read so twice). */
@@ -779,7 +834,11 @@ static void scan_threads(vmp_delivery *d)
                 if (!d->was_paused)
                     count_blocked(d, t, d->cpu_clock ? t->last_cpu : d->last_round);
             } else if (d->sources && !d->cpu_clock) {
-                if (!d->was_paused)
+                if (d->was_paused)
+                    ;
+                else if (t->held || atomic_load(&cut_cpu[t->place]) >= 0)
+                    count_cut(d, t, d->last_round);
+                else
                     wall_pay_waited(d, t, d->last_round, t->last_cpu, t->idle_cpu >= 0);
             } else if (t->state == STILL && d->repeats_on)
                 hand_over_repeats(d, t, d->period_no);
@@ -887,6 +946,12 @@ static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int k
     size_t k = t->place;
     if (atomic_load(&base_tid[k]) != t->tid)
         return 0;
+    if (atomic_load(&cut_cpu[k]) >= 0) {
+        /* its last sample was cut: never repeated (an idle thread in
+         * pause(), which no probe may end): counted lost */
+        count_cut(d, t, upto);
+        return 0;
+    }
     int64_t base = atomic_load(&base_cpu[k]), n = (upto - base) / d->period_ns;
     if (n <= 0)
         return 0;
@@ -929,6 +994,19 @@ static int wall_idle(vmp_delivery_thread *t, size_t k)
         return 0;
     t->idle_cpu = now;
     return 1;
+}
+
+/* Wall clock with sources: whether thread t (place k) is not to be probed
+ * until the rules move (header: "Cut samples"): its last sample was cut,
+ * it has not run since (its clock, read this round, within
+ * VMP_CUT_SLACK_NS of that sample's), and the rules' generation is the
+ * one that sample's walk read. */
+static int cut_held(const vmp_delivery *d, const vmp_delivery_thread *t, size_t k)
+{
+    int64_t at = atomic_load_explicit(&cut_cpu[k], memory_order_acquire), now = t->last_cpu;
+    if (!d->rules_generation || at < 0 || now < at || now - at > VMP_CUT_SLACK_NS)
+        return 0;
+    return atomic_load_explicit(&cut_gen[k], memory_order_acquire) == d->rules_generation();
 }
 
 /* Whether the last signal the sender sent thread slot k is still pending.
@@ -1290,11 +1368,19 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         t->owed = 0;
     }
     if (t->owed > 0 && !d->cpu_clock && d->repeat && waits_for_a_signal(d, t)) {
-        /* Its stack is the one it had at its last sample, give or take what
-         * it ran between that sample and the wait (less than a period). */
-        t->lazy += t->owed; /* handed over later, in one go, as an idle thread's */
-        t->owed = 0;
-        t->idle_cpu = t->last_cpu; /* its periods while still repeat that sample too */
+        if (atomic_load(&cut_cpu[k]) >= 0) {
+            /* Its last sample was cut: not repeated, and no signal may end
+             * its wait: its periods are lost, counted (it stays active). */
+            atomic_fetch_add_explicit(&d->periods_cut, (uint64_t)t->owed, memory_order_relaxed);
+            t->owed = 0;
+        } else {
+            /* Its stack is the one it had at its last sample, give or take
+             * what it ran between that sample and the wait (less than a
+             * period). */
+            t->lazy += t->owed; /* handed over later, in one go, as an idle thread's */
+            t->owed = 0;
+            t->idle_cpu = t->last_cpu; /* its periods while still repeat that sample too */
+        }
     }
     if (t->owed > 0) {
         t->owed--;
@@ -1351,6 +1437,12 @@ static void probe_answer_read(vmp_delivery *d, vmp_delivery_thread *t, size_t k,
     int answer = atomic_exchange_explicit(&probe_answer[k], 0, memory_order_acquire);
     if (!answer)
         return;
+    if (answer == PROBE_CUT) {
+        /* (probed again once the rules moved: source_round, cut_held) */
+        t->probe_shift = 0;
+        t->probed = 1;
+        return;
+    }
     int waits = answer - 1;
     t->probe_shift = waits ? 0 : t->probe_shift < VMP_PROBE_SHIFT_MAX ? t->probe_shift + 1 : t->probe_shift;
     if (waits && t->probed)
@@ -1470,9 +1562,19 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         source_give(d, t, now);
     if (t->delta > VMP_IDLE_SLACK_NS)
         t->probe_shift = 0; /* (it ran: not a thread kept from a CPU) */
+    if (!d->cpu_clock) {
+        int held = counted && cut_held(d, t, k);
+        if (t->held && !held && atomic_load_explicit(&cut_cpu[k], memory_order_acquire) >= 0 &&
+            t->last_cpu - atomic_load_explicit(&cut_cpu[k], memory_order_acquire) > VMP_CUT_SLACK_NS)
+            /* it ran again, somewhere in this round: its wait before had
+             * no sample but the cut one */
+            count_cut(d, t, now - d->last_periods * d->period_ns);
+        t->held = (uint8_t)held;
+    }
     int signal = d->cpu_clock ? t->src < 0 && 2 * owed_ns >= d->period_ns && on_cpu(t)
                               : ask || (owed_ns >= (2LL << (t->src < 0 && t->delta > 0 ? 0 : t->probe_shift)) *
                                                        d->period_ns &&
+                                        !t->held &&
                                         !(counted && (wall_idle(t, k) || wall_waits_for_a_signal(d, t))) &&
                                         (t->src < 0 || thread_cpu_ns(t->tid) == t->last_cpu));
     /* (a thread with a source on a CPU right now is paid by its event) */
@@ -1535,11 +1637,13 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->repeats_lost, 0);
     atomic_store(&d->periods_dropped, 0);
     atomic_store(&handler_periods_dropped, 0);
+    atomic_store(&handler_periods_cut, 0);
     d->stop_deadline = 0;
     atomic_store(&d->threads_max, 0);
     atomic_store(&d->threads_missed, 0);
     atomic_store(&d->threads_blocking, 0);
     atomic_store(&d->periods_blocked, 0);
+    atomic_store(&d->periods_cut, 0);
     atomic_store(&d->not_python, 0);
     atomic_store(&d->polls, 0);
     atomic_store(&d->scans, 0);
@@ -1707,6 +1811,8 @@ static void pause_round(vmp_delivery *d, int64_t periods)
             size_t k = t->place;
             if (!d->was_paused && known_blocking(t))
                 count_blocked(d, t, d->last_round - periods * d->period_ns);
+            else if (!d->was_paused && t->held)
+                count_cut(d, t, d->last_round - periods * d->period_ns);
             else if (!d->was_paused && t->idle_cpu >= 0 && (t->state == STILL || wall_idle(t, k)))
                 wall_pay(d, t, d->last_round - periods * d->period_ns, 0);
             if (atomic_load(&base_tid[k]) == t->tid)
@@ -1823,6 +1929,9 @@ void vmp_delivery_stop(vmp_delivery *d)
             int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : now;
             if (!paused)
                 count_blocked(d, t, cpu >= 0 ? cpu : t->last_cpu);
+        } else if (wall_sources && (t->held || atomic_load(&cut_cpu[t->place]) >= 0)) {
+            if (!paused)
+                count_cut(d, t, now);
         } else if (wall_sources) {
             int64_t cpu = !paused && atomic_load(&rep_cpu[t->place]) >= 0 ? thread_cpu_ns(t->tid) : -2;
             if (cpu > -2)

@@ -157,6 +157,24 @@
  * thread's next sample.  The sender also visits, polls and lists as
  * above; it no longer counts periods per thread.
  *
+ * Cut samples.  In native mode a sample's walk of the C stack may end at a
+ * pc it has no unwind rule for yet (VMP_SAMPLE_KEPT_CUT): its outer frames
+ * are missing, and the writer learns that pc's rule soon after.  Such a
+ * sample is paid (its weight) like any other, but it is never repeated:
+ * on the wall clock an idle thread's cut sample stood for its whole wait
+ * (one stood for 193 periods).  Without sources the thread is then
+ * signalled per period as one whose sample may not be repeated, each
+ * signal's sample standing for its own period.  With sources a probe's
+ * answer is "cut" (it resets the probe's backoff), and a thread whose last
+ * sample was cut and that has not run since (its CPU clock within
+ * VMP_CUT_SLACK_NS of that sample's) is not probed again
+ * until the rules' generation (rules_generation) moved past the one that
+ * sample's walk read: a probe before would be cut at the same pc, and would
+ * end the thread's wait for nothing.  Its periods meanwhile are paid by
+ * its next sample, which shows where it waits.  When no sample comes for
+ * them (the thread runs again, ends, or the run pauses or stops while it
+ * waits so), they are counted lost (periods_cut), never repeated.
+ *
  * CPU clock, per period: a thread owed a sample is signalled only while it
  * is on a CPU (its clock moved between two readings microseconds apart):
  * a signal to a thread that went to sleep after using the CPU would cut its
@@ -243,6 +261,12 @@
  * stack the thread had all that time; those periods repeat that sample. */
 #define VMP_WAITED_SLACK_NS 100000LL
 
+/* See "Cut samples": a thread that used at most this much CPU time since
+ * its cut sample (the end of that handler, restarting its wait, and the
+ * next probe's delivery: 12-25 us measured, the first signal of a thread
+ * the slowest) has the stack that sample found. */
+#define VMP_CUT_SLACK_NS VMP_WAITED_SLACK_NS
+
 /* See "Cost per round": CPU time of still threads that makes the sender
  * read them all.  Above the skew of one round's readings (microseconds),
  * below what a woken thread uses before it does anything worth a sample. */
@@ -327,6 +351,9 @@ enum {
     VMP_SAMPLE_NONE = 0,       /* none kept (paused, buffer full, no frame) */
     VMP_SAMPLE_KEPT = 1,       /* a stack went into the buffer */
     VMP_SAMPLE_NOT_PYTHON = 2, /* the thread has no Python thread state */
+    VMP_SAMPLE_KEPT_CUT = 3,   /* kept, but its native walk was cut for want of
+                                * an unwind rule (vmp_native_walk.cut): see
+                                * "Cut samples" */
 };
 
 typedef struct vmp_delivery_thread vmp_delivery_thread; /* vmp_delivery.c */
@@ -365,6 +392,10 @@ typedef struct vmp_delivery {
      * changes (VMP_QUIET_ROUND_NS); not when each round must read
      * something for the samples (memory mode's RSS). */
     int quiet_rounds;
+    /* Wall clock with sources, may be NULL (then a thread whose last sample
+     * was cut is probed as any other): the generation of what the handlers'
+     * walks know (vmp_native_rules_generation); see "Cut samples". */
+    uint64_t (*rules_generation)(void);
 
     /* figures, readable from any thread */
     _Atomic uint64_t periods;  /* deadlines woken for */
@@ -379,6 +410,8 @@ typedef struct vmp_delivery {
     _Atomic uint64_t threads_missed;  /* threads left out: no memory for the table */
     _Atomic uint64_t threads_blocking; /* threads found blocking the signal */
     _Atomic uint64_t periods_blocked;  /* ... their periods, not sampled (CPU clock: of their CPU time) */
+    _Atomic uint64_t periods_cut;      /* wall clock with sources: periods after a cut sample that no
+                                        * sample paid ("Cut samples"; in vmp_delivery_dropped) */
     _Atomic uint64_t not_python;      /* answers "no Python thread state" */
     _Atomic uint64_t polls;    /* rounds that read the still threads */
     _Atomic uint64_t clock_reads; /* CPU clocks of other threads read */
@@ -446,10 +479,11 @@ void vmp_delivery_handled(void);
 
 /* In the signal handler, before vmp_delivery_handled(): what this signal's
  * sample was (VMP_SAMPLE_*), so that a kept one may be repeated while the
- * thread stays idle, and a thread with no Python state is left alone;
- * in_call: the sample found the thread inside a system call
- * (vmp_delivery_in_system_call). */
-void vmp_delivery_sampled(int outcome, int in_call);
+ * thread stays idle, a cut one never is, and a thread with no Python state
+ * is left alone; in_call: the sample found the thread inside a system call
+ * (vmp_delivery_in_system_call); generation: for VMP_SAMPLE_KEPT_CUT, the
+ * rules' generation its walk read (vmp_native_walk.generation). */
+void vmp_delivery_sampled(int outcome, int in_call, uint64_t generation);
 
 /* In the signal handler, from its third argument: whether the interrupted
  * thread was inside a system call (a blocking one: a wait, a read, a
@@ -482,9 +516,10 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid);
 int64_t vmp_delivery_take_owed(int64_t *repeats);
 
 /* Samples of the run lost by the delivery: repeats that found no room
- * (repeats_lost) and periods dropped beyond a backlog cap, by the sender
+ * (repeats_lost), periods dropped beyond a backlog cap, by the sender
  * (periods_dropped) or by a handler (a thread far behind on the CPU clock
- * with sources).  Any thread. */
+ * with sources), and the periods after a cut sample no sample paid
+ * (periods_cut).  Any thread. */
 uint64_t vmp_delivery_dropped(const vmp_delivery *d);
 
 /* In the signal handler, after vmp_delivery_take_owed(): the

@@ -24,13 +24,14 @@ typedef struct walk_args {
     void *ucontext;
     size_t n;
     int in_call; /* wall clock: the thread was inside a system call */
+    vmp_native_walk native; /* native mode: what the C stack's walk found */
 } walk_args;
 
 static void walk(void *arg)
 {
     walk_args *a = arg;
     /* Native mode: the C stack too, spliced with the Python frames. */
-    a->n = vmp_run.native ? vmp_native_mode_sample(a->ucontext, a->ts, a->out, VMP_SLOT_WORDS, vmp_run.lines, NULL)
+    a->n = vmp_run.native ? vmp_native_mode_sample(a->ucontext, a->ts, a->out, VMP_SLOT_WORDS, vmp_run.lines, &a->native)
                           : vmp_frames_walk(a->ts, a->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
     /* (the wall clock repeats a sample taken inside a system call while the
      * thread stays there: vmp_delivery.h) */
@@ -40,8 +41,9 @@ static void walk(void *arg)
 
 /* What the sample was, for the delivery schedule (VMP_SAMPLE_*); it stands
  * for `weight` periods (0: none owed yet, nothing is recorded).  *in_call:
- * the thread was inside a system call. */
-static int take_sample(void *ucontext, int64_t weight, int *in_call)
+ * the thread was inside a system call; *generation: for a sample whose
+ * native walk was cut (VMP_SAMPLE_KEPT_CUT), the rules' generation it read. */
+static int take_sample(void *ucontext, int64_t weight, int *in_call, uint64_t *generation)
 {
     PyThreadState *ts = vmp_frames_this_thread();
     /* No thread state: a C library's thread.  A thread of a sub-interpreter:
@@ -57,9 +59,12 @@ static int take_sample(void *ucontext, int64_t weight, int *in_call)
         atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
         return 0;
     }
-    walk_args a = {ts, s->data, ucontext, 0, 0};
+    walk_args a = {ts, s->data, ucontext, 0, 0, {0}};
     size_t n = vmp_guard_run(walk, &a) < 0 ? 0 : a.n;
     *in_call = a.in_call;
+    /* (a walk the guard cut short reports nothing: a.native stays zero) */
+    int cut = n > 0 && a.native.cut;
+    *generation = a.native.generation;
     int lines = vmp_run.lines;
     for (size_t i = lines ? 1 : 0; i < n; i += lines ? 2 : 1)
         if (!(s->data[i] & VMP_NATIVE_BIT)) /* native frames (odd) are not code objects */
@@ -72,7 +77,10 @@ static int take_sample(void *ucontext, int64_t weight, int *in_call)
     s->thread_id = vmp_frames_thread_id(ts);
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
     vmp_ring_publish(s);
-    return n > 0 ? VMP_SAMPLE_KEPT : VMP_SAMPLE_NONE;
+    if (cut) /* (the samples it stands for: META samples_cut) */
+        atomic_fetch_add_explicit(&vmp_run.samples_cut, weight < UINT32_MAX ? (uint64_t)weight : UINT32_MAX,
+                                  memory_order_relaxed);
+    return n == 0 ? VMP_SAMPLE_NONE : cut ? VMP_SAMPLE_KEPT_CUT : VMP_SAMPLE_KEPT;
 }
 
 int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to)
@@ -102,6 +110,7 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     int saved_errno = errno;
     atomic_fetch_add(&vmp_run.in_handler, 1);
     int outcome = VMP_SAMPLE_NONE, in_call = 0;
+    uint64_t generation = 0;
     int ours = vmp_delivery_is_ours(info, vmp_run.pid); /* sent by the sampler, or the thread's own source */
     /* What this thread is owed (CPU time since its last sample, when its
      * own source signals it; wall time on the wall clock), paid now even
@@ -117,13 +126,14 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
                                           ? &vmp_run.delivery.repeated
                                           : &vmp_run.delivery.repeats_lost,
                                       (uint64_t)repeats, memory_order_relaxed);
-        outcome = take_sample(ucontext, weight, &in_call);
+        outcome = take_sample(ucontext, weight, &in_call, &generation);
     } else if (repeats > 0) {
         atomic_fetch_add_explicit(&vmp_run.delivery.repeats_lost, (uint64_t)repeats, memory_order_relaxed);
     }
     if (ours) {
         atomic_fetch_add_explicit(&vmp_run.received, 1, memory_order_relaxed);
-        vmp_delivery_sampled(outcome, in_call); /* an idle thread's sample may be repeated; a C thread is left alone */
+        /* an idle thread's sample may be repeated (not a cut one); a C thread is left alone */
+        vmp_delivery_sampled(outcome, in_call, generation);
         vmp_delivery_source_answer(info, outcome); /* a C thread's source pauses */
         /* The sampler may send this thread its next one (it counts a
          * source's signal as its own: one it sent may have merged with it). */

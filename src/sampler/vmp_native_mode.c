@@ -39,6 +39,7 @@ static struct {
     uintptr_t interpreter;   /* the evaluation loop's start */
     vmp_u64map start_offset; /* pc -> pc minus its function's start */
     int64_t refreshed_at;    /* CLOCK_MONOTONIC ns of the last look for new libraries */
+    size_t pcs_learned;      /* pcs the writer learned the rules of, this run */
 } N;
 
 /* New libraries are looked for at most this often (at the writer's pace:
@@ -73,22 +74,24 @@ static int rules_at(vmp_symbols *syms, uintptr_t pc, vmp_unwind_rule *rules, int
 #define RULES_PER_ROUND 1024
 
 /* What the handlers' walks stopped at since the last round, learned in one
- * publication. */
-static void learn_unknown(void)
+ * publication.  Returns how many pcs it took. */
+static int learn_unknown(void)
 {
     uintptr_t pcs[64];
     int n = vmp_native_take_unknown(pcs, 64);
     if (n == 0)
-        return;
+        return 0;
     vmp_unwind_rule *rules = malloc(RULES_PER_ROUND * sizeof *rules);
     if (!rules)
-        return;
+        return 0;
     int k = 0;
     vmp_symbols *syms = writer_syms();
     for (int i = 0; i < n && k < RULES_PER_ROUND; i++)
         k += rules_at(syms, pcs[i], rules + k, RULES_PER_ROUND - k);
     vmp_native_learn(rules, k);
+    N.pcs_learned += (size_t)n;
     free(rules);
+    return n;
 }
 
 /* Before sampling: the enabling thread's own stack, from here to its first
@@ -153,6 +156,7 @@ int vmp_native_mode_start(char *err, size_t errlen)
     vmp_u64map_free(&N.start_offset);
     learn_own_stack();
     N.refreshed_at = 0;
+    N.pcs_learned = 0;
     /* (the writer naps until there is work: a new pc is some) */
     vmp_native_when_unknown(vmp_ring_ring);
     return 0;
@@ -241,6 +245,13 @@ void vmp_native_mode_tick(void)
     }
 }
 
+void vmp_native_mode_learn_left(void)
+{
+    /* (the set holds at most 256: a few rounds take it all) */
+    for (int i = 0; i < 8 && learn_unknown() > 0; i++)
+        ;
+}
+
 void vmp_native_mode_after_fork_child(void)
 {
     vmp_native_after_fork_child();
@@ -280,6 +291,11 @@ static uint64_t *distinct_starts(size_t *n)
             starts[u++] = starts[i];
     *n = u;
     return starts;
+}
+
+size_t vmp_native_mode_pcs_learned(void)
+{
+    return N.pcs_learned;
 }
 
 size_t vmp_native_mode_functions(void)

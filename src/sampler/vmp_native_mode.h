@@ -11,8 +11,9 @@
  *   writer thread           vmp_native_mode_entry_id for each native entry
  *                           (the pc becomes its function's start | 1),
  *                           vmp_native_mode_tick every round (learns unwind
- *                           rules and newly loaded libraries), vmp_native_mode_write_names
- *                           once at the end, before the trailer;
+ *                           rules and newly loaded libraries), vmp_native_mode_learn_left
+ *                           and vmp_native_mode_write_names once at the end,
+ *                           before the trailer;
  *                           vmp_native_mode_writer_table at its start and
  *                           vmp_native_mode_writer_done at its end.
  *   disable (after the last handler and the writer finished)
@@ -57,6 +58,13 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry);
  * once, not after its nap. */
 void vmp_native_mode_tick(void);
 
+/* Writer thread, at its end, when no handler runs any more: learns the pcs
+ * walks noted since its last round (the run's last moments: a thread's
+ * final wait, the join of the others), which teardown would otherwise
+ * forget; the rules outlive the run (vmp_native_teardown), so the next
+ * run's walks know them. */
+void vmp_native_mode_learn_left(void);
+
 /* In a fork child, before anything else of native mode: forgets the
  * parent's run without freeing (vmp_native_after_fork_child, and the
  * parent's symbol session and pc map).  The next enable starts anew. */
@@ -73,6 +81,10 @@ void vmp_native_mode_writer_table(int own);
 
 /* Writer thread, at its end: closes its own session (in its own table). */
 void vmp_native_mode_writer_done(void);
+
+/* The pcs the writer learned the unwind rules of in the current (or the
+ * last) run: the walks' misses (for tests and figures; after disable too). */
+size_t vmp_native_mode_pcs_learned(void);
 
 /* Native functions met so far (for tests and figures). */
 size_t vmp_native_mode_functions(void);

@@ -51,7 +51,10 @@ static struct code_table *current_table; /* read with acquire in handlers */
  * by publishing a new array; the replaced one is freed once no walk is
  * running (`walkers`, counted by the handlers), else at teardown.  When a
  * library is unloaded everything learned is dropped: another may come to
- * its addresses. */
+ * its addresses.  Otherwise what is learned outlives the run: teardown
+ * keeps it with the loader's unload count (`rules_subs`), and the next
+ * setup keeps it when no object was unloaded meanwhile, so a program that
+ * profiles again and again does not start each run cold. */
 struct rule_range {
     uint64_t lo, hi, rule;
 };
@@ -63,6 +66,7 @@ struct rule_table {
 static struct rule_table *rules; /* read with acquire in handlers */
 static uint64_t rules_generation; /* publications of `rules` (bumped after each, release) */
 static struct rule_table *retired_rules;
+static unsigned long long rules_subs; /* the loader's unloads when teardown kept `rules` */
 static unsigned walkers;
 #define MAX_RULES (1u << 18)
 static int ready;
@@ -263,27 +267,76 @@ static void free_retired(void)
     }
 }
 
+/* Merges the known ranges a[0..na) with the new ones b[0..nb) (each sorted
+ * and disjoint) into out (NULL: counts only): where a new range overlaps a
+ * known one, only its parts outside are added, so the result is sorted and
+ * disjoint, every known rule stays and every pc of b gets a rule.  Returns
+ * the ranges written. */
+static size_t merge_rules(const struct rule_range *a, size_t na, const struct rule_range *b, size_t nb,
+                          struct rule_range *out)
+{
+    size_t i = 0, k = 0;
+    uint64_t done = 0; /* the end of the last range written */
+#define EMIT(LO, HI, RULE)                                                                                             \
+    do {                                                                                                               \
+        if (out)                                                                                                       \
+            out[k] = (struct rule_range){LO, HI, RULE};                                                                \
+        k++;                                                                                                           \
+        done = HI;                                                                                                     \
+    } while (0)
+    for (size_t j = 0; j < nb; j++) {
+        uint64_t lo = b[j].lo > done ? b[j].lo : done, hi = b[j].hi;
+        while (lo < hi) {
+            for (; i < na && a[i].hi <= lo; i++)
+                EMIT(a[i].lo, a[i].hi, a[i].rule);
+            if (i < na && a[i].lo <= lo) { /* a known range holds lo: its rule stays */
+                EMIT(a[i].lo, a[i].hi, a[i].rule);
+                i++;
+                lo = done > lo ? done : lo;
+                continue;
+            }
+            uint64_t end = i < na && a[i].lo < hi ? a[i].lo : hi; /* up to the next known range */
+            EMIT(lo, end, b[j].rule);
+            lo = end;
+        }
+    }
+    for (; i < na; i++)
+        EMIT(a[i].lo, a[i].hi, a[i].rule);
+#undef EMIT
+    return k;
+}
+
 /* Publishes the current rules plus add[0..n) (or, with `fresh`, add only).
- * Ranges that overlap one already kept are dropped.  Returns 0 or -1. */
+ * Where a range overlaps one kept already (known before, or nearer the
+ * start among add), only its parts outside are added: a row that one
+ * function's table lets reach into the next function's first row must not
+ * take that row away whole (its pcs then had no rule, and the walk was cut
+ * there after every learning).  Returns 0 or -1. */
 static int publish_rules(const struct rule_range *add, size_t n, int fresh)
 {
     const struct rule_table *old = fresh ? NULL : rules;
     size_t have = old ? old->n : 0;
-    if (have + n > MAX_RULES)
+    /* add, sorted, each range trimmed to what the ones before it leave */
+    struct rule_range *b = malloc((n ? n : 1) * sizeof *b);
+    if (!b)
         return -1;
-    struct rule_table *t = malloc(sizeof *t + (have + n) * sizeof(struct rule_range));
-    if (!t)
-        return -1;
-    if (have)
-        memcpy(t->r, old->r, have * sizeof(struct rule_range));
+    size_t nb = 0;
     if (n)
-        memcpy(t->r + have, add, n * sizeof(struct rule_range));
-    qsort(t->r, have + n, sizeof(struct rule_range), range_lo_cmp);
-    size_t k = 0;
-    for (size_t i = 0; i < have + n; i++)
-        if (k == 0 || t->r[i].lo >= t->r[k - 1].hi)
-            t->r[k++] = t->r[i];
-    t->n = k;
+        memcpy(b, add, n * sizeof *b);
+    qsort(b, n, sizeof *b, range_lo_cmp);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t lo = nb && b[i].lo < b[nb - 1].hi ? b[nb - 1].hi : b[i].lo;
+        if (lo < b[i].hi)
+            b[nb++] = (struct rule_range){lo, b[i].hi, b[i].rule};
+    }
+    size_t total = merge_rules(old ? old->r : NULL, have, b, nb, NULL);
+    struct rule_table *t = total <= MAX_RULES ? malloc(sizeof *t + total * sizeof(struct rule_range)) : NULL;
+    if (!t) {
+        free(b);
+        return -1;
+    }
+    t->n = merge_rules(old ? old->r : NULL, have, b, nb, t->r);
+    free(b);
     t->retired = NULL;
     struct rule_table *replaced = __atomic_exchange_n(&rules, t, __ATOMIC_SEQ_CST);
     /* (after the table: a walk that read generation g before loading the
@@ -376,18 +429,28 @@ int vmp_native_setup(void)
         vmp_native_refresh();
         return 0;
     }
-    if (!rules && publish_rules(NULL, 0, 1) < 0)
-        return -1;
     if (build_table() < 0)
+        return -1;
+    /* What an earlier run learned holds unless an object was unloaded
+     * since (its addresses may hold another now). */
+    if ((!rules || current_table->subs != rules_subs) && publish_rules(NULL, 0, 1) < 0)
         return -1;
     __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
     return 0;
+}
+
+void vmp_native_forget_rules(void)
+{
+    free(__atomic_exchange_n(&rules, NULL, __ATOMIC_ACQ_REL));
+    free_retired();
 }
 
 void vmp_native_teardown(void)
 {
     __atomic_store_n(&ready, 0, __ATOMIC_RELEASE);
     struct code_table *t = __atomic_exchange_n(&current_table, NULL, __ATOMIC_ACQ_REL);
+    if (t)
+        rules_subs = t->subs; /* (what `rules` holds was true as of then) */
     while (t) {
         struct code_table *older = t->retired;
         free(t);
@@ -395,8 +458,8 @@ void vmp_native_teardown(void)
     }
     __atomic_store_n(&eval_count, 0, __ATOMIC_RELEASE);
     /* No handler runs now (a walk the fault guard cut short may have left
-     * `walkers` counted): forget the rules, libraries may move. */
-    free(__atomic_exchange_n(&rules, NULL, __ATOMIC_ACQ_REL));
+     * `walkers` counted): the replaced rules can go; the current ones stay
+     * for the next run (setup drops them if an object was unloaded). */
     __atomic_store_n(&walkers, 0, __ATOMIC_SEQ_CST);
     free_retired();
     memset(unknown_pcs, 0, sizeof unknown_pcs);

@@ -17,7 +17,8 @@
  *                           with learned per-pc rules (a few arithmetic steps
  *                           and loads per frame).  It stops - keeping what it
  *                           has - at the first pc it has no rule for (keeping
- *                           that pc too, and noting it for the writer), at the
+ *                           that pc too, noting it for the writer, and saying
+ *                           the walk was cut: vmp_native_walk.cut), at the
  *                           depth cap, at an address outside every known
  *                           object (JIT code, garbage), or when the stack
  *                           pointer fails to grow (a corrupted or looping
@@ -31,7 +32,9 @@
  *                           evaluation loop's frames where its C frame stood
  *                           (matched by stack address, not by counting).
  *   vmp_native_teardown()   outside signal context, after the last handler has
- *                           finished: frees the tables.
+ *                           finished: frees the tables, but keeps the rules
+ *                           learned for the next run (its setup drops them
+ *                           if an object was unloaded meanwhile).
  *
  * Program counters: the first is the exact interrupted instruction; every
  * other is a return address minus one, so that it lies inside the calling
@@ -76,8 +79,17 @@ int vmp_native_add_eval_function(const char *symbol);
  * since the last build.  Not signal-safe; safe while handlers run. */
 void vmp_native_refresh(void);
 
-/* Frees everything setup made.  Call only when no handler can still run. */
+/* Frees everything setup made but the learned rules, which the next setup
+ * keeps unless an object was unloaded in between (the loader's unload
+ * count moved): a program that profiles again and again walks from the
+ * first sample what its earlier runs learned.  Call only when no handler
+ * can still run. */
 void vmp_native_teardown(void);
+
+/* Outside signal context, when no walk can run (before setup or after
+ * teardown): drops every learned rule, so that the next setup starts from
+ * nothing (tests of learning). */
+void vmp_native_forget_rules(void);
 
 /* What a walk found besides its frames. */
 typedef struct vmp_native_walk {
@@ -117,7 +129,9 @@ int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk
  * addresses (as walks report pcs: the interrupted pc, or a return address
  * minus one), published at once.  A rule of kind VMP_RULE_STOP records that
  * the walk cannot go past those addresses, so that they are not asked about
- * again.  A range overlapping one already known is ignored.  Returns 0, or
+ * again.  Where a range overlaps one already known (or one before it in
+ * rules[], by address), only its parts outside are added: the known rule
+ * stays, and no address of the range is left without one.  Returns 0, or
  * -1 when out of memory or rules (walks then stop where they would have
  * needed them). */
 struct vmp_unwind_rule;

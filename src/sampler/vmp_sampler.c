@@ -198,6 +198,7 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
     atomic_store(&vmp_run.dropped, 0);
     atomic_store(&vmp_run.received, 0);
     atomic_store(&vmp_run.names_lost, 0);
+    atomic_store(&vmp_run.samples_cut, 0);
     atomic_store(&vmp_run.write_errno, 0);
     atomic_store(&vmp_run.rss_kib, 0);
     vmp_guard_reset_faults();
@@ -207,6 +208,7 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
                                       .repeat = vmp_handler_repeat_sample, .paused = &vmp_run.paused,
                                       .room_in_vain = vmp_run_writer_hopeless,
                                       .n_python_tids = -1, .task_fd = -1,
+                                      .rules_generation = cfg->native ? vmp_native_rules_generation : NULL,
                                       .quiet_rounds = !vmp_run.memory /* (the RSS is read each round) */};
     atomic_store(&vmp_run.sampler_tid, 0);
     atomic_store(&vmp_run.writer_tid, 0);
@@ -336,6 +338,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     Py_END_ALLOW_THREADS
     /* No handler samples any more (active is 0 and none is inside), and the
      * writer is done: native mode's tables can go. */
+    int was_native = vmp_run.native;
     native_abandon();
     vmp_ring_give_back_pages();
     vmp_writer_release();
@@ -357,6 +360,8 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->threads_max = atomic_load(&vmp_run.delivery.threads_max);
         stats->threads_blocking = atomic_load(&vmp_run.delivery.threads_blocking);
         stats->samples_blocking = atomic_load(&vmp_run.delivery.periods_blocked);
+        stats->samples_cut = atomic_load(&vmp_run.samples_cut);
+        stats->unwind_pcs_learned = was_native ? vmp_native_mode_pcs_learned() : 0;
         stats->not_python = atomic_load(&vmp_run.delivery.not_python);
         stats->sampler_rounds = atomic_load(&vmp_run.delivery.rounds);
         stats->writer_rounds = vmp_writer_wakeups();

@@ -500,6 +500,10 @@ static void write_end(void)
     uint64_t blocked = atomic_load(&vmp_run.delivery.periods_blocked); /* (their periods, not sampled) */
     if (blocked)
         write_meta_u64("samples_blocking_signal", blocked);
+    /* (of `samples`: native stacks cut short for want of an unwind rule) */
+    uint64_t cut = atomic_load(&vmp_run.samples_cut);
+    if (cut)
+        write_meta_u64("samples_cut", cut);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     if (W.buf.cap - W.buf.len < 64)
@@ -567,6 +571,8 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_lock(&busy);
     drain(1);
+    if (vmp_run.native)
+        vmp_native_mode_learn_left(); /* (kept for the next run) */
     write_end();
     if (vmp_run.native)
         vmp_native_mode_writer_done();

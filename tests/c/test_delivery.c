@@ -42,6 +42,27 @@ static _Atomic int stop_spinning;
 static _Atomic long busy_cpu_ms; /* the spinning thread's CPU time, at its end */
 static _Atomic long schedule_ms;  /* from the schedule's start to its stop */
 static _Atomic int idle_first_not_python; /* the idle thread's next answer: no Python thread state */
+/* The idle thread's samples are reported cut (VMP_SAMPLE_KEPT_CUT: its
+ * native walk ended for want of a rule) while idle_cut is set; the rules'
+ * generation is the tests' own counter (vmp_delivery.rules_generation).
+ * Its signals' weights and times (us) are kept, in order. */
+static _Atomic int idle_cut;
+static _Atomic uint64_t test_generation;
+#define IDLE_LOG 64
+static _Atomic long idle_weight[IDLE_LOG];
+static _Atomic int64_t idle_at_us[IDLE_LOG];
+
+static uint64_t read_test_generation(void)
+{
+    return atomic_load(&test_generation);
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
 /* The alternating thread: whether its latest sample found it inside a
  * system call, and the samples (weights and repeats) of such samples. */
 static _Atomic int alt_last_in_call;
@@ -81,6 +102,15 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
     }
     if (repeats > 0)
         count_repeat((pid_t)syscall(SYS_gettid), repeats, NULL, 0, 0); /* (of the sample before this one) */
+    if (r == IDLE && outcome == VMP_SAMPLE_KEPT && atomic_load(&idle_cut))
+        outcome = VMP_SAMPLE_KEPT_CUT;
+    if (r == IDLE) {
+        long i = atomic_load(&signalled[IDLE]);
+        if (i < IDLE_LOG) {
+            atomic_store(&idle_weight[i], (long)owed);
+            atomic_store(&idle_at_us[i], mono_us());
+        }
+    }
     if (r >= 0) {
         atomic_fetch_add(&signalled[r], 1);
         atomic_fetch_add(&paid[r], (long)owed);
@@ -102,7 +132,7 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
         if (!in_call)
             atomic_store(&mover_sampled_running, 1);
     }
-    vmp_delivery_sampled(outcome, in_call);
+    vmp_delivery_sampled(outcome, in_call, atomic_load(&test_generation));
     vmp_delivery_source_answer(info, outcome);
     vmp_delivery_handled();
 }
@@ -783,6 +813,153 @@ VMP_TEST(wall_clock_a_late_round_repeats_every_period_of_an_idle_thread)
         printf("    %lld ms: %ld samples (%ld signals)\n", (long long)elapsed, got, atomic_load(&signalled[IDLE]));
     CHECK(got >= elapsed - 5);
     CHECK(got <= elapsed + 3);
+}
+
+/* The idle thread alone, its samples reported cut while idle_cut is set,
+ * on the wall clock (with sources: 1 when the kernel has them, else the
+ * test says so and returns 1 without running): the schedule runs until the
+ * thread's first signal and `hold_ms` more; then, with `bump`, the rules'
+ * generation moves and its samples are complete again, and it runs
+ * `after_ms` more.  0, 1, or -1. */
+typedef struct cut_run {
+    vmp_delivery d;
+    long held_signals, held_repeats; /* the thread's, when the generation would move */
+    int64_t bumped_us;               /* when it moved (0: it did not) */
+    int64_t stop_us[2];              /* just before and after vmp_delivery_stop */
+} cut_run;
+
+static int run_cut(int sources, int hold_ms, int bump, int after_ms, cut_run *c)
+{
+    vmp_delivery *d = &c->d;
+    if (sources && !kernel_has_sources()) {
+        printf("    (the kernel refused per-thread events here: nothing to test)\n");
+        return 1;
+    }
+    struct sigaction old;
+    pthread_t th;
+    reset_role(IDLE);
+    atomic_store(&test_generation, 7);
+    atomic_store(&idle_cut, 1);
+    c->bumped_us = 0;
+    if (start_idle_alone(&th, &old) < 0)
+        return -1;
+    *d = wall_schedule();
+    d->sources = sources;
+    d->rules_generation = read_test_generation;
+    int rc = vmp_delivery_start(d);
+    if (rc == 0) {
+        if (sources && !d->sources)
+            rc = -1; /* (the kernel has them: the schedule must use them) */
+        for (int64_t give_up = mono_ms() + 5000; !atomic_load(&signalled[IDLE]) && mono_ms() < give_up;)
+            vmp_delivery_send(d, vmp_delivery_wait(d));
+        for (int64_t end = mono_ms() + hold_ms; mono_ms() < end;)
+            vmp_delivery_send(d, vmp_delivery_wait(d));
+        c->held_signals = atomic_load(&signalled[IDLE]);
+        c->held_repeats = atomic_load(&repeated[IDLE]);
+        if (bump) {
+            atomic_store(&idle_cut, 0);
+            c->bumped_us = mono_us();
+            atomic_fetch_add(&test_generation, 1);
+        }
+        for (int64_t end = mono_ms() + after_ms; mono_ms() < end;)
+            vmp_delivery_send(d, vmp_delivery_wait(d));
+        c->stop_us[0] = mono_us();
+        vmp_delivery_stop(d);
+        c->stop_us[1] = mono_us();
+    }
+    atomic_store(&idle_cut, 0);
+    CHECK(write(wake_pipe[1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    end_idle_alone(&old);
+    return rc;
+}
+
+static void print_idle_signals(long signals)
+{
+    for (long i = 0; i < signals && i < IDLE_LOG; i++)
+        printf("    signal %ld at %lld us: weight %ld\n", i,
+               (long long)(atomic_load(&idle_at_us[i]) - atomic_load(&idle_at_us[0])), atomic_load(&idle_weight[i]));
+}
+
+/* A cut sample stands for no period it did not see (issue 9: one cut
+ * sample of an idle thread stood for 193 periods of its wait).  The idle
+ * thread, waiting in read(), answers its first probe with a cut sample:
+ * it is neither repeated nor probed again while the rules' generation
+ * stays where that walk read it (before: probed every round, each probe
+ * ending its wait with EINTR); once the generation moves it is probed,
+ * and that sample pays every period since the cut one. */
+VMP_TEST(wall_clock_with_sources_never_repeats_a_cut_sample_and_probes_again_once_the_rules_moved)
+{
+    static cut_run c;
+    int rc = run_cut(1, 150, 1, 150, &c);
+    REQUIRE(rc >= 0);
+    if (rc == 1)
+        return;
+    long signals = atomic_load(&signalled[IDLE]), held_signals = c.held_signals;
+    if (getenv("VMP_TEST_VERBOSE")) {
+        printf("    held: %ld signals, %ld repeats; after: %ld signals, %ld repeats, %llu dropped\n", held_signals,
+               c.held_repeats, signals, atomic_load(&repeated[IDLE]), (unsigned long long)vmp_delivery_dropped(&c.d));
+        print_idle_signals(signals);
+    }
+    /* While held: its cut sample, never repeated.  (A second probe only if
+     * the thread ran after its handler's clock reading for longer than a
+     * waiting thread does: VMP_WAITED_SLACK_NS.) */
+    CHECK(held_signals >= 1 && held_signals <= 2);
+    CHECK(c.held_repeats == 0);
+    /* The generation moved: probed again, and the first sample after pays
+     * the periods since the last cut one (rounded to periods of 1 ms). */
+    REQUIRE(signals > held_signals && signals <= IDLE_LOG);
+    long j = held_signals;
+    int64_t since_us = atomic_load(&idle_at_us[j]) - atomic_load(&idle_at_us[j - 1]);
+    CHECK(atomic_load(&idle_at_us[j]) >= c.bumped_us);
+    CHECK(since_us >= 100000);
+    CHECK(atomic_load(&idle_weight[j]) >= since_us / 1000 - 1);
+    CHECK(atomic_load(&idle_weight[j]) <= since_us / 1000 + 1);
+    CHECK(vmp_delivery_dropped(&c.d) == 0); /* (all paid) */
+    /* That sample was complete, inside read(): repeated from then on. */
+    CHECK(atomic_load(&repeated[IDLE]) > 0);
+}
+
+/* The rules never move: the thread waits unprobed, and at stop the
+ * periods since its cut sample, which no sample paid, are counted lost
+ * (periods_cut, in the profile's samples_dropped), not repeated. */
+VMP_TEST(wall_clock_with_sources_counts_the_periods_after_a_cut_sample_no_sample_paid)
+{
+    static cut_run c;
+    int rc = run_cut(1, 150, 0, 0, &c);
+    REQUIRE(rc >= 0);
+    if (rc == 1)
+        return;
+    long signals = atomic_load(&signalled[IDLE]);
+    REQUIRE(signals >= 1 && signals <= IDLE_LOG);
+    int64_t since_us = c.stop_us[0] - atomic_load(&idle_at_us[signals - 1]);
+    int64_t until_us = c.stop_us[1] - atomic_load(&idle_at_us[signals - 1]);
+    vmp_delivery *d = &c.d;
+    if (getenv("VMP_TEST_VERBOSE")) {
+        printf("    %ld signals, %ld repeats, %llu periods cut, %llu dropped, %lld us since the last sample\n",
+               signals, atomic_load(&repeated[IDLE]), (unsigned long long)atomic_load(&d->periods_cut),
+               (unsigned long long)vmp_delivery_dropped(d), (long long)since_us);
+        print_idle_signals(signals);
+    }
+    CHECK(signals <= 2);
+    CHECK(atomic_load(&repeated[IDLE]) == 0);
+    CHECK(since_us >= 100000); /* (held from its first probe to the end) */
+    CHECK((int64_t)atomic_load(&d->periods_cut) >= since_us / 1000 - 1);
+    CHECK((int64_t)atomic_load(&d->periods_cut) <= until_us / 1000 + 1);
+    CHECK(vmp_delivery_dropped(d) >= atomic_load(&d->periods_cut));
+}
+
+/* Without sources (the per-period schedule) a cut sample is not repeated
+ * either: the thread is signalled again, each signal's sample standing
+ * for its own period. */
+VMP_TEST(wall_clock_never_repeats_a_cut_sample)
+{
+    static cut_run c;
+    REQUIRE(run_cut(0, 100, 0, 0, &c) == 0);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %ld signals, %ld repeats\n", atomic_load(&signalled[IDLE]), atomic_load(&repeated[IDLE]));
+    CHECK(atomic_load(&repeated[IDLE]) == 0);
+    CHECK(atomic_load(&signalled[IDLE]) >= 2);
 }
 
 /* A thread started while looking for a tid whose home place (vmp_delivery.h)

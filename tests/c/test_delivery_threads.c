@@ -44,10 +44,10 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
     (void)sig, (void)info, (void)uc;
     if (gettid_() == atomic_load(&special_tid)) {
         atomic_fetch_add(&special_signals, 1);
-        vmp_delivery_sampled(atomic_load(&special_answer), vmp_delivery_in_system_call(uc));
+        vmp_delivery_sampled(atomic_load(&special_answer), vmp_delivery_in_system_call(uc), 0);
     } else {
         atomic_fetch_add(&crowd_signals, 1);
-        vmp_delivery_sampled(VMP_SAMPLE_KEPT, vmp_delivery_in_system_call(uc));
+        vmp_delivery_sampled(VMP_SAMPLE_KEPT, vmp_delivery_in_system_call(uc), 0);
     }
     vmp_delivery_handled();
 }

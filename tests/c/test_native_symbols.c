@@ -142,6 +142,8 @@ static unsigned long long loader_subs(void)
 
 VMP_TEST(native_walk_forgets_its_rules_when_a_library_is_unloaded)
 {
+    vmp_native_teardown();
+    vmp_native_forget_rules(); /* (what an earlier test learned outlives its teardown) */
     REQUIRE(vmp_native_setup() == 0);
     ucontext_t uc;
     getcontext(&uc);

@@ -25,6 +25,37 @@ static PyObject *burn(PyObject *self, PyObject *arg)
     return PyFloat_FromDouble(vmp_ext_burn_loop(n));
 }
 
+/* A function with no unwind information at all (assembled here without
+ * CFI directives, as hand-written assembly often is): a native walk
+ * interrupted in it has no rule to step out with, and none will ever be
+ * learned, so every sample taken there is cut (META samples_cut). */
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".globl vmp_ext_spin_without_cfi\n"
+        ".type vmp_ext_spin_without_cfi, @function\n"
+        "vmp_ext_spin_without_cfi:\n"
+        "1:  sub $1, %rdi\n"
+        "    jg 1b\n"
+        "    ret\n"
+        ".size vmp_ext_spin_without_cfi, .-vmp_ext_spin_without_cfi\n");
+void vmp_ext_spin_without_cfi(long n);
+#else
+static void vmp_ext_spin_without_cfi(long n)
+{
+    vmp_ext_burn_loop(n);
+}
+#endif
+
+static PyObject *spin_without_cfi(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    vmp_ext_spin_without_cfi(n);
+    Py_RETURN_NONE;
+}
+
 __attribute__((noinline)) PyObject *vmp_ext_call_back(PyObject *callback, long times)
 {
     for (long i = 0; i < times; i++) {
@@ -49,6 +80,8 @@ static PyObject *call_back(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"burn", burn, METH_O, "burn(n): spin n iterations in vmp_ext_burn_loop."},
     {"call_back", call_back, METH_VARARGS, "call_back(f, n): call f() n times from C."},
+    {"spin_without_cfi", spin_without_cfi, METH_O,
+     "spin_without_cfi(n): spin n iterations in a function without unwind information."},
     {NULL, NULL, 0, NULL},
 };
 
