@@ -25,7 +25,7 @@
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
-enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, ROLES };
+enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -45,8 +45,10 @@ static _Atomic int idle_first_not_python; /* the idle thread's next answer: no P
 /* The idle thread's samples are reported cut (VMP_SAMPLE_KEPT_CUT: its
  * native walk ended for want of a rule) while idle_cut is set; the rules'
  * generation is the tests' own counter (vmp_delivery.rules_generation).
- * Its signals' weights and times (us) are kept, in order. */
+ * Its signals' weights and times (us) are kept, in order (the runner's and
+ * the pauser's likewise, in their tests). */
 static _Atomic int idle_cut;
+static _Atomic unsigned roles_cut; /* ... and every sample of role r while bit r is set */
 static _Atomic uint64_t test_generation;
 #define IDLE_LOG 64
 static _Atomic long idle_weight[IDLE_LOG];
@@ -104,8 +106,10 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
         count_repeat((pid_t)syscall(SYS_gettid), repeats, NULL, 0, 0); /* (of the sample before this one) */
     if (r == IDLE && outcome == VMP_SAMPLE_KEPT && atomic_load(&idle_cut))
         outcome = VMP_SAMPLE_KEPT_CUT;
-    if (r == IDLE) {
-        long i = atomic_load(&signalled[IDLE]);
+    if (r >= 0 && outcome == VMP_SAMPLE_KEPT && (atomic_load(&roles_cut) >> r & 1))
+        outcome = VMP_SAMPLE_KEPT_CUT;
+    if (r == IDLE || r == RUNNER || r == PAUSER) { /* (never two in one test) */
+        long i = atomic_load(&signalled[r]);
         if (i < IDLE_LOG) {
             atomic_store(&idle_weight[i], (long)owed);
             atomic_store(&idle_at_us[i], mono_us());
@@ -815,6 +819,21 @@ VMP_TEST(wall_clock_a_late_round_repeats_every_period_of_an_idle_thread)
     CHECK(got <= elapsed + 3);
 }
 
+/* Rounds of schedule d for `ms`. */
+static void send_for(vmp_delivery *d, int64_t ms)
+{
+    for (int64_t end = mono_ms() + ms; mono_ms() < end;)
+        vmp_delivery_send(d, vmp_delivery_wait(d));
+}
+
+/* Stops schedule d; the times just before and after in stop_us. */
+static void stop_timed(vmp_delivery *d, int64_t stop_us[2])
+{
+    stop_us[0] = mono_us();
+    vmp_delivery_stop(d);
+    stop_us[1] = mono_us();
+}
+
 /* The idle thread alone, its samples reported cut while idle_cut is set,
  * on the wall clock (with sources: 1 when the kernel has them, else the
  * test says so and returns 1 without running): the schedule runs until the
@@ -852,8 +871,7 @@ static int run_cut(int sources, int hold_ms, int bump, int after_ms, cut_run *c)
             rc = -1; /* (the kernel has them: the schedule must use them) */
         for (int64_t give_up = mono_ms() + 5000; !atomic_load(&signalled[IDLE]) && mono_ms() < give_up;)
             vmp_delivery_send(d, vmp_delivery_wait(d));
-        for (int64_t end = mono_ms() + hold_ms; mono_ms() < end;)
-            vmp_delivery_send(d, vmp_delivery_wait(d));
+        send_for(d, hold_ms);
         c->held_signals = atomic_load(&signalled[IDLE]);
         c->held_repeats = atomic_load(&repeated[IDLE]);
         if (bump) {
@@ -861,11 +879,8 @@ static int run_cut(int sources, int hold_ms, int bump, int after_ms, cut_run *c)
             c->bumped_us = mono_us();
             atomic_fetch_add(&test_generation, 1);
         }
-        for (int64_t end = mono_ms() + after_ms; mono_ms() < end;)
-            vmp_delivery_send(d, vmp_delivery_wait(d));
-        c->stop_us[0] = mono_us();
-        vmp_delivery_stop(d);
-        c->stop_us[1] = mono_us();
+        send_for(d, after_ms);
+        stop_timed(d, c->stop_us);
     }
     atomic_store(&idle_cut, 0);
     CHECK(write(wake_pipe[1], "x", 1) == 1);
@@ -960,6 +975,285 @@ VMP_TEST(wall_clock_never_repeats_a_cut_sample)
         printf("    %ld signals, %ld repeats\n", atomic_load(&signalled[IDLE]), atomic_load(&repeated[IDLE]));
     CHECK(atomic_load(&repeated[IDLE]) == 0);
     CHECK(atomic_load(&signalled[IDLE]) >= 2);
+}
+
+/* The pauser: spins until its first signal (a sample taken while it runs,
+ * which the tests' handler reports cut), then waits in pause() until told
+ * to stop.  pause() returning before that is a wait one of our signals
+ * ended. */
+static _Atomic int pauser_stop;
+static _Atomic long pauser_woken;
+static _Atomic int64_t pauser_paused_us; /* when it first called pause() */
+
+static void *pauser_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&tids[PAUSER], (pid_t)syscall(SYS_gettid));
+    while (!atomic_load(&signalled[PAUSER]))
+        ;
+    atomic_store(&pauser_paused_us, mono_us());
+    while (!atomic_load(&pauser_stop)) {
+        pause();
+        if (!atomic_load(&pauser_stop))
+            atomic_fetch_add(&pauser_woken, 1);
+    }
+    return NULL;
+}
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+}
+
+typedef struct pause_run {
+    vmp_delivery d;
+    int64_t start_us;   /* just before vmp_delivery_start */
+    int64_t stop_us[2]; /* just before and after vmp_delivery_stop */
+} pause_run;
+
+/* The wall-clock schedule at 1 ms with the pauser, every sample of it cut
+ * (with sources: 1 when the kernel has them, else the test says so and
+ * returns 1 without running).  The sender may read /proc/<tid>/syscall
+ * (own_table): it sees pause().  Rounds until the pauser waits in pause(),
+ * `hold_ms` more; then the rules' generation moves (a thread held for its
+ * cut sample is held no more), and `after_ms` more.  0, 1, or -1. */
+static int run_pauser(int sources, int hold_ms, int after_ms, pause_run *c)
+{
+    vmp_delivery *d = &c->d;
+    if (sources && !kernel_has_sources()) {
+        printf("    (the kernel refused per-thread events here: nothing to test)\n");
+        return 1;
+    }
+    reset_role(PAUSER);
+    atomic_store(&pauser_stop, 0);
+    atomic_store(&pauser_woken, 0);
+    atomic_store(&pauser_paused_us, 0);
+    atomic_store(&test_generation, 7);
+    atomic_fetch_or(&roles_cut, 1u << PAUSER);
+    struct sigaction old, old_stop, sa;
+    install_handler(&old);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal; /* (no SA_RESTART: it ends pause() at the end) */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, &old_stop);
+    pthread_t th;
+    pthread_create(&th, NULL, pauser_thread, NULL);
+    while (!atomic_load(&tids[PAUSER]))
+        usleep(100);
+    *d = wall_schedule();
+    d->sources = sources;
+    d->own_table = 1;
+    d->rules_generation = read_test_generation;
+    c->start_us = mono_us();
+    int rc = vmp_delivery_start(d);
+    if (rc == 0) {
+        if (sources && !d->sources)
+            rc = -1; /* (the kernel has them: the schedule must use them) */
+        for (int64_t give_up = mono_ms() + 5000; !atomic_load(&pauser_paused_us) && mono_ms() < give_up;)
+            vmp_delivery_send(d, vmp_delivery_wait(d));
+        send_for(d, hold_ms);
+        atomic_fetch_add(&test_generation, 1);
+        send_for(d, after_ms);
+        stop_timed(d, c->stop_us);
+    }
+    atomic_store(&pauser_stop, 1);
+    if (!atomic_load(&signalled[PAUSER]))
+        atomic_store(&signalled[PAUSER], 1); /* (never signalled: let it go on) */
+    while (pthread_tryjoin_np(th, NULL) != 0) {
+        pthread_kill(th, SIGUSR1); /* (again: one may come before its pause()) */
+        usleep(1000);
+    }
+    usleep(10000); /* a last signal in flight is handled before the handler goes */
+    sigaction(SIGUSR2, &old, NULL);
+    sigaction(SIGUSR1, &old_stop, NULL);
+    atomic_fetch_and(&roles_cut, ~(1u << PAUSER));
+    return rc;
+}
+
+/* A thread whose last sample was cut and that then waits in pause(),
+ * where no signal may come (it would end the wait), per period (no
+ * sources): its periods are counted lost (periods_cut), never repeated
+ * (a cut sample stands for no period it did not see), and it is not
+ * signalled.  With the branch of deliver() that counts them taken out,
+ * its periods repeat the cut sample (`repeated` ~300) and this fails. */
+VMP_TEST(wall_clock_counts_the_periods_in_pause_after_a_cut_sample_per_period)
+{
+    static pause_run c;
+    REQUIRE(run_pauser(0, 150, 150, &c) == 0);
+    vmp_delivery *d = &c.d;
+    int64_t paused_us = atomic_load(&pauser_paused_us);
+    REQUIRE(paused_us > 0);
+    int64_t since_us = c.stop_us[0] - paused_us;
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %ld signals, %ld repeats, %ld pauses ended, %llu periods cut, %llu dropped, %lld us paused\n",
+               atomic_load(&signalled[PAUSER]), atomic_load(&repeated[PAUSER]), atomic_load(&pauser_woken),
+               (unsigned long long)atomic_load(&d->periods_cut), (unsigned long long)vmp_delivery_dropped(d),
+               (long long)since_us);
+    /* (one signal at most, racing its entry into pause(): sent while it
+     * still ran after its first sample, the schedule's window of
+     * microseconds; none once it waits there) */
+    CHECK(atomic_load(&pauser_woken) <= 1);
+    CHECK(atomic_load(&repeated[PAUSER]) == 0);
+    CHECK(since_us >= 250000);
+    /* (the periods a late round dropped beyond the backlog are counted
+     * apart: periods_dropped) */
+    CHECK((int64_t)(atomic_load(&d->periods_cut) + atomic_load(&d->periods_dropped)) >= since_us / 1000 - 3);
+    /* (and some periods before: those its first signal was owed while it
+     * waited for a CPU, never more than the run had) */
+    CHECK((int64_t)atomic_load(&d->periods_cut) <= (c.stop_us[1] - c.start_us) / 1000 + 2);
+}
+
+/* The same with sources: the pauser, held while the generation stays
+ * (its last sample was cut), is not probed once it moves either (it waits
+ * in pause()): it is idle in its cut sample, which is never repeated: the
+ * visits of a still thread count its periods lost (wall_pay), and the stop
+ * what is left.  With wall_pay's check for a cut sample taken out, the
+ * visits repeat it (`repeated` > 0) and this fails. */
+VMP_TEST(wall_clock_with_sources_counts_the_periods_in_pause_after_a_cut_sample)
+{
+    static pause_run c;
+    int rc = run_pauser(1, 100, 500, &c);
+    REQUIRE(rc >= 0);
+    if (rc == 1)
+        return;
+    vmp_delivery *d = &c.d;
+    int64_t paused_us = atomic_load(&pauser_paused_us);
+    REQUIRE(paused_us > 0);
+    long signals = atomic_load(&signalled[PAUSER]);
+    REQUIRE(signals >= 1 && signals <= IDLE_LOG);
+    int64_t since_us = c.stop_us[0] - paused_us, until_us = c.stop_us[1] - atomic_load(&idle_at_us[signals - 1]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %ld signals, %ld repeats, %ld pauses ended, %llu periods cut, %llu dropped, %llu visits, "
+               "%lld us paused\n",
+               atomic_load(&signalled[PAUSER]), atomic_load(&repeated[PAUSER]), atomic_load(&pauser_woken),
+               (unsigned long long)atomic_load(&d->periods_cut), (unsigned long long)vmp_delivery_dropped(d),
+               (unsigned long long)atomic_load(&d->visits), (long long)since_us);
+    CHECK(atomic_load(&pauser_woken) == 0);
+    CHECK(atomic_load(&repeated[PAUSER]) == 0);
+    CHECK(atomic_load(&d->visits) >= 1); /* (the path under test ran) */
+    CHECK(since_us >= 500000);
+    CHECK((int64_t)atomic_load(&d->periods_cut) >= since_us / 1000 - 2);
+    CHECK((int64_t)atomic_load(&d->periods_cut) <= until_us / 1000 + 2); /* (since its last sample) */
+}
+
+/* The runner: blocked in read() on run_pipe[0]; woken, it runs for 300 us
+ * of CPU time (more than VMP_CUT_SLACK_NS, less than a period: no event of
+ * its own fires meanwhile) and blocks in read() on run_pipe[1]. */
+static int run_pipe[2][2];
+static _Atomic int runner_moved;
+
+static void *runner_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&tids[RUNNER], (pid_t)syscall(SYS_gettid));
+    char c;
+    while (read(run_pipe[0][0], &c, 1) < 0)
+        ;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 300000L);
+    atomic_store(&runner_moved, 1);
+    while (read(run_pipe[1][0], &c, 1) < 0)
+        ;
+    return NULL;
+}
+
+/* The hold released because the thread ran before the rules moved (wall
+ * clock with sources).  The runner answers its first probe, in read(),
+ * with a cut sample, and is held; after 150 ms it is woken, runs 300 us,
+ * and waits in read() elsewhere, its samples complete from then on; the
+ * sender's next round comes 30 ms later.  The periods from the cut sample
+ * to that round's start have no sample: the sender counts them lost when it
+ * finds the hold released (periods_cut).  The periods from there to the
+ * probe that round sends are the probe's to pay, but the thread did not
+ * run in them but 300 us, somewhere: the handler pays one and counts the
+ * rest lost (wall_owed).  None is repeated or given to the new stack.
+ * With the sender's count taken out, periods_cut stays 0 (the handler's
+ * count takes them all) and this fails; with the handler's split taken
+ * out, the probe's sample pays the ~30 periods before it and this fails. */
+VMP_TEST(wall_clock_with_sources_counts_a_held_threads_periods_lost_when_it_ran_again)
+{
+    if (!kernel_has_sources()) {
+        printf("    (the kernel refused per-thread events here: nothing to test)\n");
+        return;
+    }
+    reset_role(RUNNER);
+    atomic_store(&runner_moved, 0);
+    atomic_store(&test_generation, 7);
+    atomic_fetch_or(&roles_cut, 1u << RUNNER);
+    REQUIRE(pipe(run_pipe[0]) == 0 && pipe(run_pipe[1]) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, runner_thread, NULL);
+    while (!atomic_load(&tids[RUNNER]))
+        usleep(100);
+    usleep(20000); /* blocked in read() by now */
+    static vmp_delivery d;
+    d = wall_schedule();
+    d.sources = 1;
+    d.rules_generation = read_test_generation;
+    long held_signals = 0, held_repeats = 0;
+    int64_t held_end_us = 0, stop_us = 0;
+    int rc = vmp_delivery_start(&d);
+    if (rc == 0) {
+        CHECK(d.sources);
+        for (int64_t give_up = mono_ms() + 5000; !atomic_load(&signalled[RUNNER]) && mono_ms() < give_up;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        send_for(&d, 150);
+        held_signals = atomic_load(&signalled[RUNNER]);
+        held_repeats = atomic_load(&repeated[RUNNER]);
+        held_end_us = mono_us(); /* (the round before the wake) */
+        atomic_fetch_and(&roles_cut, ~(1u << RUNNER));
+        CHECK(write(run_pipe[0][1], "x", 1) == 1);
+        for (int i = 0; i < 5000 && !atomic_load(&runner_moved); i++)
+            usleep(100);
+        usleep(30000); /* in read() again; the sender comes late */
+        send_for(&d, 100);
+        stop_us = mono_us();
+        vmp_delivery_stop(&d);
+    }
+    atomic_fetch_and(&roles_cut, ~(1u << RUNNER));
+    if (!atomic_load(&runner_moved))
+        CHECK(write(run_pipe[0][1], "x", 1) == 1);
+    CHECK(write(run_pipe[1][1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    usleep(10000);
+    sigaction(SIGUSR2, &old, NULL);
+    for (int i = 0; i < 2; i++) {
+        close(run_pipe[i][0]);
+        close(run_pipe[i][1]);
+    }
+    REQUIRE(rc == 0);
+    long signals = atomic_load(&signalled[RUNNER]);
+    uint64_t lost = vmp_delivery_dropped(&d);
+    if (getenv("VMP_TEST_VERBOSE")) {
+        printf("    held: %ld signals, %ld repeats; after: %ld signals, %ld repeats, %llu periods cut, %llu dropped, "
+               "%llu sources opened\n",
+               held_signals, held_repeats, signals, atomic_load(&repeated[RUNNER]),
+               (unsigned long long)atomic_load(&d.periods_cut), (unsigned long long)lost,
+               (unsigned long long)atomic_load(&d.sources_opened));
+        print_idle_signals(signals);
+    }
+    CHECK(atomic_load(&runner_moved));
+    CHECK(held_signals >= 1 && held_signals <= 2);
+    CHECK(held_repeats == 0);
+    REQUIRE(signals > held_signals && signals <= IDLE_LOG);
+    long j = held_signals;
+    int64_t cut_us = atomic_load(&idle_at_us[j - 1]), next_us = atomic_load(&idle_at_us[j]);
+    CHECK(next_us >= held_end_us + 30000);
+    /* the sender's count: up to the round before the wake, at least */
+    CHECK((int64_t)atomic_load(&d.periods_cut) >= (held_end_us - cut_us) / 1000 - 2);
+    /* the next sample pays what the thread ran (rounded up to a period) */
+    CHECK(atomic_load(&idle_weight[j]) >= 1 && atomic_load(&idle_weight[j]) <= 2);
+    /* every period between the two samples, but that one's, lost */
+    CHECK((int64_t)lost + atomic_load(&idle_weight[j]) >= (next_us - cut_us) / 1000 - 1);
+    CHECK((int64_t)lost <= (next_us - cut_us) / 1000 + 1);
+    /* the new sample was complete, in read(): repeated from then on only */
+    CHECK(atomic_load(&repeated[RUNNER]) > 0);
+    CHECK(atomic_load(&repeated[RUNNER]) <= (stop_us - next_us) / 1000 + 2);
 }
 
 /* A thread started while looking for a tid whose home place (vmp_delivery.h)
