@@ -964,6 +964,62 @@ VMP_TEST(wall_clock_with_sources_counts_the_periods_after_a_cut_sample_no_sample
     CHECK(vmp_delivery_dropped(d) >= atomic_load(&d->periods_cut));
 }
 
+/* A thread held after a cut sample (its generation never moves) that ends:
+ * the listing that finds it gone counts the periods from its cut sample to
+ * the round before (periods_cut); the stop cannot, its place given back.
+ * With the listing's count taken out (scan_threads: the held thread goes
+ * through wall_pay_waited, which has no sample to repeat), periods_cut
+ * stays 0 and this fails. */
+VMP_TEST(wall_clock_with_sources_counts_the_periods_of_a_held_thread_that_ended)
+{
+    if (!kernel_has_sources()) {
+        printf("    (the kernel refused per-thread events here: nothing to test)\n");
+        return;
+    }
+    struct sigaction old;
+    pthread_t th;
+    reset_role(IDLE);
+    atomic_store(&test_generation, 7);
+    atomic_store(&idle_cut, 1);
+    REQUIRE(start_idle_alone(&th, &old) == 0);
+    static vmp_delivery d;
+    d = wall_schedule();
+    d.sources = 1;
+    d.rules_generation = read_test_generation;
+    int64_t ended_us = 0, stop_us[2] = {0, 0};
+    int rc = vmp_delivery_start(&d);
+    if (rc == 0) {
+        CHECK(d.sources);
+        for (int64_t give_up = mono_ms() + 5000; !atomic_load(&signalled[IDLE]) && mono_ms() < give_up;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        send_for(&d, 150);
+    }
+    CHECK(write(wake_pipe[1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    ended_us = mono_us();
+    if (rc == 0) {
+        send_for(&d, 30); /* a listing finds it gone */
+        stop_timed(&d, stop_us);
+    }
+    atomic_store(&idle_cut, 0);
+    end_idle_alone(&old);
+    REQUIRE(rc == 0);
+    long signals = atomic_load(&signalled[IDLE]);
+    REQUIRE(signals >= 1 && signals <= IDLE_LOG);
+    int64_t cut_us = atomic_load(&idle_at_us[signals - 1]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %ld signals, %ld repeats, %llu periods cut, %llu dropped, ended %lld us after its last sample\n",
+               signals, atomic_load(&repeated[IDLE]), (unsigned long long)atomic_load(&d.periods_cut),
+               (unsigned long long)vmp_delivery_dropped(&d), (long long)(ended_us - cut_us));
+    CHECK(signals <= 2);
+    CHECK(atomic_load(&repeated[IDLE]) == 0);
+    CHECK(ended_us - cut_us >= 100000);
+    /* up to the round before the listing found it gone: it ended after the
+     * rounds of the hold, before those of the last 30 ms */
+    CHECK((int64_t)atomic_load(&d.periods_cut) >= (ended_us - cut_us) / 1000 - 2);
+    CHECK((int64_t)atomic_load(&d.periods_cut) <= (stop_us[1] - cut_us) / 1000 + 1);
+}
+
 /* Without sources (the per-period schedule) a cut sample is not repeated
  * either: the thread is signalled again, each signal's sample standing
  * for its own period. */
