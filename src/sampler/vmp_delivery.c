@@ -123,7 +123,8 @@ static _Atomic int64_t rep_cpu[VMP_PLACES];
 static _Atomic int rep_in_call[VMP_PLACES];
 static const _Atomic int *_Atomic paused_flag;
 static __thread int64_t owed_now __attribute__((tls_model("initial-exec")));
-static __thread int64_t repeats_from __attribute__((tls_model("initial-exec"))); /* vmp_delivery_repeats_from */
+static __thread int64_t owed_from __attribute__((tls_model("initial-exec"))); /* vmp_delivery_owed_from */
+static __thread int64_t sample_from __attribute__((tls_model("initial-exec"))); /* vmp_delivery_sample_from */
 /* Wall clock with sources: per place, the answer to the sender's latest
  * probe, 1 + whether it found the thread inside a system call (0: none
  * since the sender read it).  Apart from sampled_*[], which the thread's
@@ -366,6 +367,10 @@ static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
         if (n <= 0)
             return 0;
     } while (!atomic_compare_exchange_weak(&base_cpu[k], &base, base + n * period));
+    /* (the repeats' periods come first, or those lost after a cut sample;
+     * the sample's are the last n) */
+    int64_t taken = n;
+    owed_from = sample_from = base;
     const _Atomic int *paused = atomic_load_explicit(&paused_flag, memory_order_relaxed);
     if (paused && atomic_load_explicit(paused, memory_order_relaxed))
         return n; /* (nothing is written while paused) */
@@ -376,7 +381,6 @@ static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
         mine = mine < 1 ? 1 : mine > n ? n : mine;
         *repeats = n - mine;
         n = mine;
-        repeats_from = base; /* (the repeats' periods come first) */
     } else if ((at = atomic_load_explicit(&cut_cpu[k], memory_order_acquire)) >= 0 &&
                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0 && ns_of(t) - at > VMP_CUT_SLACK_NS) {
         /* The last sample was cut and the thread ran since: this stack is
@@ -389,6 +393,7 @@ static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
         atomic_fetch_add_explicit(&handler_periods_cut, (uint64_t)(n - mine), memory_order_relaxed);
         n = mine;
     }
+    sample_from = base + (taken - n) * period;
     return n;
 }
 
@@ -398,15 +403,20 @@ uint64_t vmp_delivery_dropped(const vmp_delivery *d)
            atomic_load(&d->periods_cut) + atomic_load(&handler_periods_cut);
 }
 
-int64_t vmp_delivery_repeats_from(void)
+int64_t vmp_delivery_owed_from(void)
 {
-    return repeats_from;
+    return owed_from;
+}
+
+int64_t vmp_delivery_sample_from(void)
+{
+    return sample_from;
 }
 
 int64_t vmp_delivery_take_owed(int64_t *repeats)
 {
     *repeats = 0;
-    repeats_from = 0;
+    owed_from = sample_from = 0;
     owed_now = 1;
     int64_t period = atomic_load_explicit(&credit_period, memory_order_relaxed);
     if (!period)

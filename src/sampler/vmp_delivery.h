@@ -523,9 +523,16 @@ int64_t vmp_delivery_take_owed(int64_t *repeats);
 uint64_t vmp_delivery_dropped(const vmp_delivery *d);
 
 /* In the signal handler, after vmp_delivery_take_owed(): the
- * CLOCK_MONOTONIC ns where the first of its *repeats periods began (0: not
- * known), for the RSS of their records (memory mode). */
-int64_t vmp_delivery_repeats_from(void);
+ * CLOCK_MONOTONIC ns where the first period it took began (0: not known),
+ * for the RSS of their records (memory mode): its *repeats periods come
+ * first (or those lost after a cut sample), then the sample's, which
+ * vmp_delivery_sample_from() says where they begin.  Known on the wall clock with sources, where a
+ * signal pays the wall time since the thread's last one; the CPU clock's
+ * periods are the thread's CPU time, whose wall times are not known (its
+ * late signal's sample carries the one reading of its signal); the
+ * per-period schedules pay one period a signal. */
+int64_t vmp_delivery_owed_from(void);
+int64_t vmp_delivery_sample_from(void);
 
 /* In the signal handler, after vmp_delivery_sampled(): a thread whose
  * source fired and that has no Python thread state pauses its source, when

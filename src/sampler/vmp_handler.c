@@ -40,10 +40,11 @@ static void walk(void *arg)
 }
 
 /* What the sample was, for the delivery schedule (VMP_SAMPLE_*); it stands
- * for `weight` periods (0: none owed yet, nothing is recorded).  *in_call:
+ * for `weight` periods (0: none owed yet, nothing is recorded), the first
+ * of which began at `from` (CLOCK_MONOTONIC ns; 0: not known).  *in_call:
  * the thread was inside a system call; *generation: for a sample whose
  * native walk was cut (VMP_SAMPLE_KEPT_CUT), the rules' generation it read. */
-static int take_sample(void *ucontext, int64_t weight, int *in_call, uint64_t *generation)
+static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_call, uint64_t *generation)
 {
     PyThreadState *ts = vmp_frames_this_thread();
     /* No thread state: a C library's thread.  A thread of a sub-interpreter:
@@ -72,6 +73,7 @@ static int take_sample(void *ucontext, int64_t weight, int *in_call, uint64_t *g
     s->kind = VMP_SLOT_SAMPLE;
     s->n = (uint32_t)n;
     s->weight = weight < UINT32_MAX ? (uint32_t)weight : UINT32_MAX;
+    s->from_ns = weight > 1 ? from : 0; /* (one period: the reading of its signal) */
     s->tid = vmp_delivery_this_tid();
     s->place = vmp_delivery_this_place();
     s->thread_id = vmp_frames_thread_id(ts);
@@ -118,15 +120,15 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
      * sample taken inside a system call repeat that one, first. */
     int64_t repeats = 0;
     int64_t weight = ours ? vmp_delivery_take_owed(&repeats) : 1;
+    int64_t from = ours ? vmp_delivery_owed_from() : 0; /* (the repeats' first period) */
     if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed) &&
         !atomic_load_explicit(&vmp_run.forking, memory_order_relaxed)) {
         if (repeats > 0)
-            atomic_fetch_add_explicit(vmp_handler_repeat_sample(vmp_delivery_this_tid(), repeats, NULL,
-                                                                    vmp_delivery_repeats_from(), 0) == 0
+            atomic_fetch_add_explicit(vmp_handler_repeat_sample(vmp_delivery_this_tid(), repeats, NULL, from, 0) == 0
                                           ? &vmp_run.delivery.repeated
                                           : &vmp_run.delivery.repeats_lost,
                                       (uint64_t)repeats, memory_order_relaxed);
-        outcome = take_sample(ucontext, weight, &in_call, &generation);
+        outcome = take_sample(ucontext, weight, ours ? vmp_delivery_sample_from() : 0, &in_call, &generation);
     } else if (repeats > 0) {
         atomic_fetch_add_explicit(&vmp_run.delivery.repeats_lost, (uint64_t)repeats, memory_order_relaxed);
     }

@@ -54,7 +54,7 @@ typedef struct vmp_slot {
     uint32_t place;     /* SAMPLE, REPEAT: its place (vmp_delivery.h), where the writer keeps its last sample */
     uint64_t thread_id;
     uint64_t rss_kib;
-    int64_t from_ns;    /* REPEAT: CLOCK_MONOTONIC ns where its first period began (0: not known) */
+    int64_t from_ns;    /* SAMPLE, REPEAT: CLOCK_MONOTONIC ns where its first period began (0: not known) */
     uint64_t code;      /* NAME: whose name */
     uint64_t data[VMP_SLOT_WORDS];
 } vmp_slot;

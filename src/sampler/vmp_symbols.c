@@ -132,6 +132,20 @@ static int report_maps(vmp_symbols *s)
     return rc == 0 ? 0 : -1;
 }
 
+/* (vmp_symbols_open: what the libraries keep, made at once) */
+static void make_kept_descriptors(void *arg)
+{
+    vmp_symbols *s = arg;
+    unw_proc_info_t pi;
+    unw_get_proc_info_by_ip(unw_local_addr_space, (unw_word_t)(uintptr_t)&vmp_symbols_open, &pi, NULL);
+#if _ELFUTILS_PREREQ(0, 185)
+    if (s->dwfl)
+        dwfl_get_debuginfod_client(s->dwfl);
+#else
+    (void)s;
+#endif
+}
+
 vmp_symbols *vmp_symbols_open(void)
 {
     vmp_symbols *s = calloc(1, sizeof *s);
@@ -140,17 +154,12 @@ vmp_symbols *vmp_symbols_open(void)
     s->dwfl = dwfl_begin(&callbacks);
     /* Descriptors that libraries open at their first use and keep, whose
      * numbers we cannot move: libunwind's pipe (to check memory before
-     * reading it) and libdwfl's debuginfod client (curl's socket pair, made
-     * when a debug file is missing on disk, even though we never ask the
-     * network).  Let them be made now, before the program opens more
-     * files, not among them later (vmp_fds.h says why that matters). */
-    unw_proc_info_t pi;
-    unw_get_proc_info_by_ip(unw_local_addr_space, (unw_word_t)(uintptr_t)&vmp_symbols_open, &pi,
-                            NULL);
-#if _ELFUTILS_PREREQ(0, 185)
-    if (s->dwfl)
-        dwfl_get_debuginfod_client(s->dwfl);
-#endif
+     * reading it; kept for the process's life) and libdwfl's debuginfod
+     * client (curl's socket pair, made when a debug file is missing on
+     * disk, even though we never ask the network; closed with the
+     * session).  Made now, above the program's numbers, not among them
+     * later (vmp_fds.h says why that matters). */
+    vmp_fd_run_above_floor(make_kept_descriptors, s);
     if (!s->dwfl || report_maps(s) < 0) {
         vmp_symbols_close(s);
         return NULL;

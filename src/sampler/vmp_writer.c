@@ -381,24 +381,28 @@ static void write_stacks(const uint64_t *ids, uint32_t n, uint64_t thread_id, ui
     }
 }
 
-/* A REPEAT slot's records: in memory mode each carries the RSS read at its
- * own period (vmp_rss_at: the reading at or before the period's end), not
- * the one of when the repeats were handed over (up to VMP_VISIT_MAX_NS, 1 s,
- * later). */
-static void write_repeats(const last_sample *l, const vmp_slot *s)
+/* Writes a stack `count` times for `count` periods, the first of which
+ * began at from_ns (0: not known).  In memory mode each record carries the
+ * RSS read at its own period (vmp_rss_at: the reading at or before the
+ * period's end), not the one of when its slot was filled: a repeat is
+ * handed over up to VMP_VISIT_MAX_NS (1 s) after its periods, and a late
+ * signal pays every period since the thread's last one.  Without from_ns,
+ * every record carries rss_kib. */
+static void write_by_rss(const uint64_t *ids, uint32_t n, uint64_t thread_id, uint64_t rss_kib, uint64_t count,
+                         int64_t from_ns)
 {
-    if (!vmp_run.memory || s->from_ns <= 0) {
-        write_stacks(l->ids, l->n, l->thread_id, s->rss_kib, s->n);
+    if (!vmp_run.memory || from_ns <= 0) {
+        write_stacks(ids, n, thread_id, rss_kib, count);
         return;
     }
-    int64_t period = vmp_run.period_ns, t = s->from_ns + period; /* the first period's end */
-    for (uint64_t left = s->n; left;) {
+    int64_t period = vmp_run.period_ns, t = from_ns + period; /* the first period's end */
+    for (uint64_t left = count; left;) {
         int64_t next;
-        uint64_t rss = vmp_rss_at(t, s->rss_kib, &next);
+        uint64_t rss = vmp_rss_at(t, rss_kib, &next);
         uint64_t k = next == INT64_MAX ? left : next > t ? (uint64_t)((next - t + period - 1) / period) : 1;
         if (k > left)
             k = left;
-        write_stacks(l->ids, l->n, l->thread_id, rss, k);
+        write_stacks(ids, n, thread_id, rss, k);
         left -= k;
         t += (int64_t)k * period;
     }
@@ -409,7 +413,7 @@ static void process(vmp_slot *s)
     if (s->kind == VMP_SLOT_REPEAT) {
         const last_sample *l = W.last && s->place < VMP_PLACES ? &W.last[s->place] : NULL;
         if (l && l->tid == s->tid)
-            write_repeats(l, s);
+            write_by_rss(l->ids, l->n, l->thread_id, s->rss_kib, s->n, s->from_ns);
         else
             atomic_fetch_add_explicit(&vmp_run.dropped, s->n, memory_order_relaxed);
         return;
@@ -428,7 +432,7 @@ static void process(vmp_slot *s)
         W.ids[i] = (lines && i % 2 == 0)            ? s->data[i]
                    : (s->data[i] & VMP_NATIVE_BIT) ? vmp_native_mode_entry_id(s->data[i])
                                                    : id_for_sample(s->data[i]);
-    write_stacks(W.ids, s->n, s->thread_id, s->rss_kib, s->weight);
+    write_by_rss(W.ids, s->n, s->thread_id, s->rss_kib, s->weight, s->from_ns);
     if (vmp_run.real_time)
         keep_last(s->tid, s->place, s->thread_id, W.ids, s->n);
 }

@@ -3,13 +3,17 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <ucontext.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include "vmp_fds.h"
 #include "vmp_native_unwind.h"
 #include "vmp_symbols.h"
 #include "vmp_test.h"
@@ -170,4 +174,49 @@ VMP_TEST(native_walk_forgets_its_rules_when_a_library_is_unloaded)
     CHECK(vmp_native_unwind(&uc, frames, 4, &walk) == 1);
     CHECK(vmp_native_take_unknown(&pc, 1) == 1 && pc == frames[0]);
     vmp_native_teardown();
+}
+
+/* vmp_fd_run_above_floor: what a library opens inside lands at the floor
+ * or above; a number the program dup2()s a file onto meanwhile keeps that
+ * file; no placeholder is left. */
+typedef struct held_numbers {
+    int low;     /* the lowest free number before the call */
+    int program; /* the program's file, dup2()ed onto `low` inside */
+    int pipe[2]; /* what the "library" opens inside */
+} held_numbers;
+
+static void open_while_held(void *arg)
+{
+    held_numbers *h = arg;
+    CHECK(dup2(h->program, h->low) == h->low);
+    CHECK(pipe(h->pipe) == 0);
+}
+
+static int open_descriptors(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+}
+
+VMP_TEST(fds_a_library_opens_above_the_floor_and_the_programs_dup2_keeps_its_file)
+{
+    held_numbers h;
+    h.program = open("/dev/null", O_RDONLY);
+    REQUIRE(h.program >= 0);
+    h.low = dup(h.program);
+    REQUIRE(h.low >= 0);
+    close(h.low);
+    int before = open_descriptors();
+    vmp_fd_run_above_floor(open_while_held, &h);
+    CHECK(h.pipe[0] >= vmp_fd_floor() && h.pipe[1] >= vmp_fd_floor());
+    struct stat low, program;
+    CHECK(fstat(h.low, &low) == 0 && fstat(h.program, &program) == 0);
+    CHECK(low.st_ino == program.st_ino && low.st_dev == program.st_dev);
+    CHECK(open_descriptors() == before + 3); /* the pipe, and the program's low one */
+    close(h.pipe[0]);
+    close(h.pipe[1]);
+    close(h.low);
+    close(h.program);
 }

@@ -2,7 +2,9 @@
 by a signal; its last sample is written again (vmp_delivery.h, "Idle
 threads").  These tests check that this saves the signals and never shows a
 stack the thread has left for long."""
+import hashlib
 import mmap
+import os
 import threading
 import time
 
@@ -193,3 +195,64 @@ def test_repeats_carry_the_rss_of_their_own_periods(monkeypatch, events):
     assert max(rss) - min(rss) > 64 * 1024, (min(rss), max(rss))
     # in file order, the thread's records follow the growth step by step
     assert len(set(rss)) >= 15, sorted(set(rss))
+
+
+def starved_hashing(stop, cpu):
+    # On `cpu` at the lowest priority (SCHED_IDLE): while a thread of normal
+    # priority runs there, this one is runnable but gets almost no CPU.  In
+    # C code without the GIL (hashlib releases it for large data), so it
+    # waits for a CPU, not in a system call.
+    os.sched_setaffinity(0, {cpu})
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    data = b"x" * (1 << 20)
+    while not stop.is_set():
+        hashlib.sha256(data).digest()
+
+
+def grows_beside_it(stop, cpu):
+    os.sched_setaffinity(0, {cpu})
+    burn_cpu(0.05)
+    grow = mmap.mmap(-1, 100 << 20)  # fresh pages (see above)
+    for mib in range(100):  # +1 MiB every ~5 ms, never sleeping
+        for off in range(mib << 20, (mib + 1) << 20, mmap.PAGESIZE):
+            grow[off] = 1
+        burn_cpu(0.005)
+    stop.set()
+    grow.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="needs SCHED_IDLE (Linux)")
+@pytest.mark.parametrize("events", [True, False], ids=["events", "per-period"])
+def test_a_late_signal_gives_each_of_its_periods_its_own_rss(monkeypatch, events):
+    # A thread kept from a CPU answers its signal late, and with the
+    # events that one sample pays every period since its last one (here
+    # tens to hundreds: a probe of a thread found waiting for a CPU waits
+    # twice as long each time).  Each of its records must carry the RSS read
+    # at its own period, as the repeats of a waiting thread do (the main
+    # thread's, waiting in join, meanwhile), not the one of the late
+    # signal.  Before, the starved thread's records held 44-61 distinct
+    # values where the main thread's held 233-485 (runs of up to 764 equal
+    # readings); now about as many.  (Per period, each signal pays one
+    # period and the late ones are repeats: it passed before too.)
+    if not events:
+        monkeypatch.setenv("VMPROF_NO_PERF_EVENTS", "1")
+    cpu = min(os.sched_getaffinity(0))
+    stop = threading.Event()
+
+    def run():
+        ts = [threading.Thread(target=f, args=(stop, cpu)) for f in (starved_hashing, grows_beside_it)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+    p, _, stats = profile(run, period=0.001, real_time=True, memory=True)
+    rss = {"starved_hashing": [], "run": []}
+    for entries, _, r in p.stacks:
+        names = [p.func(c) for c in entries]
+        for f in rss:
+            if f in names:
+                rss[f].append(r)
+    starved, main = set(rss["starved_hashing"]), set(rss["run"])
+    assert len(main) > 30, (len(main), stats)  # the growth was seen
+    assert len(starved) >= 0.6 * len(main), (len(starved), len(main), stats)

@@ -778,6 +778,50 @@ def test_the_profilers_descriptors_stay_above_the_programs(tmp_path, clock):
     assert taken == {}, taken
 
 
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_enable_takes_none_of_the_numbers_the_program_gets_next(tmp_path, clock):
+    # enable() (native mode) makes the descriptors two libraries keep by
+    # number: libunwind's pipe (for the process's life) and libdwfl's
+    # debuginfod client (curl's socket pair, until disable).  They took the
+    # lowest free numbers: a fresh process's next four files got 8-11
+    # instead of 4-7 while profiling, and 6-9 after disable() (the pipe
+    # stayed at 4 and 5).  Now they are made above the program's
+    # numbers (1000 and up, half the descriptor limit if lower).
+    env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
+    done = run_script(tmp_path, """
+        import os, vmprof
+        def table():
+            fds = {}
+            for name in os.listdir("/proc/self/fd"):
+                try:
+                    fds[int(name)] = os.readlink("/proc/self/fd/" + name)
+                except OSError:
+                    pass  # (the listing's own)
+            return fds
+        def next_numbers():
+            fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(4)]
+            for fd in fds:
+                os.close(fd)
+            return fds
+        f = open("p.prof", "wb")
+        before, next_before = table(), next_numbers()
+        vmprof.enable(f.fileno(), period=0.001, real_time=%r, native=True)
+        next_during = next_numbers()
+        vmprof.disable()
+        next_after = next_numbers()
+        left = {n: v for n, v in table().items() if before.get(n) != v}
+        print("next", next_before, next_during, next_after)
+        print("left", sorted(left.items()))
+    """ % (clock == "wall"), env=env)
+    assert done.returncode == 0, done.stderr
+    before, during, after = eval(done.stdout.split("next", 1)[1].split("\n")[0].replace("] [", "], ["))
+    assert during == before and after == before, done.stdout
+    # what is left open after disable() is libunwind's pipe alone (libunwind
+    # keeps it, and may read it, for the process's life), above the program's
+    left = dict(eval(done.stdout.split("left", 1)[1]))
+    assert len(left) <= 2 and all(v.startswith("pipe:") and n >= 500 for n, v in left.items()), left
+
+
 CLOCKS = {"cpu-events": (False, {}), "cpu-schedule": (False, {"VMPROF_NO_PERF_EVENTS": "1"}), "wall": (True, {})}
 
 
