@@ -310,6 +310,9 @@ def _deliver(args, path, temporary):
                                    argv=upload.command_line(args.program, args.args,
                                                             args.module),
                                    jitlog_path=jitlog)
+        except upload.NotAProfile as e:
+            _say("upload refused: %s; the file is kept in %s" % (e, path))
+            return 1
         except upload.UploadError as e:
             retry = "python -m vmprof.upload %s" % path
             if args.web_url != cli.DEFAULT_WEB_URL:

@@ -385,6 +385,10 @@ def filter_pattern(text):
                          % (text, e))
 
 
+# Exports that are bytes, not text: never written to a terminal.
+BINARY_FORMATS = {"pprof": "gzipped protobuf"}
+
+
 def _reader_left(fd):
     """Whether fd is a pipe whose reading end was closed (`| head`)."""
     import select
@@ -421,6 +425,9 @@ def main(argv=None):
     try:
         if args.format and not args.output:
             raise SystemExit("vmprofshow: --format needs -o OUT (the file to write, or '-')")
+        if args.format in BINARY_FORMATS and args.output == "-" and out.isatty():
+            raise SystemExit("vmprofshow: the %s export is binary (%s): give -o FILE, or send "
+                             "standard output to a file or a pipe" % (args.format, BINARY_FORMATS[args.format]))
         filter_pattern(args.filter)  # a bad one is said before reading the file
         stats = _read(core, args.profile)
         thread = resolve_thread(stats, args.profile, args.thread)

@@ -27,9 +27,11 @@ import socket
 import sys
 import tempfile
 import urllib.parse
+import warnings
 from contextlib import nullcontext
 
 from vmprof import cli
+from vmprof.errors import VMProfError
 
 DEFAULT_TIMEOUT = 30.0      # seconds without progress before giving up
 MAX_REPLY = 1 << 20         # a reply is a small JSON object; never read more
@@ -37,6 +39,13 @@ MAX_REPLY = 1 << 20         # a reply is a small JSON object; never read more
 
 class UploadError(Exception):
     """An upload failed; str() is a one-line reason."""
+
+
+class NotAProfile(UploadError):
+    """The file was refused before anything was sent: vmprof's own reader
+    cannot read it, and the server (which decodes it the same way) would
+    refuse it too, after making a runtime for it.  Trying again will not
+    help."""
 
 
 class UploadResult(object):
@@ -68,6 +77,8 @@ def upload(profile_path, web_url=cli.DEFAULT_WEB_URL, auth=None, argv="", vm=Non
     except ValueError as e:
         raise UploadError(str(e))
     server = _Server(base, auth, timeout)
+    if profile_path is not None:
+        _check_profile(profile_path)
     try:
         size = os.path.getsize(profile_path) if profile_path is not None else 0
         profile = open(profile_path, "rb") if profile_path is not None else nullcontext()
@@ -97,6 +108,22 @@ def upload(profile_path, web_url=cli.DEFAULT_WEB_URL, auth=None, argv="", vm=Non
         result.jit_id = jit_id
         result.traces_url = "%s/#/%s/traces" % (base, jit_id)
     return result
+
+
+def _check_profile(path):
+    """Raises NotAProfile when vmprof's reader cannot read the file (a file
+    cut short by a dying program is read up to its last record, here as on
+    the server).  Where the reader is not built the server checks."""
+    from vmprof import reader
+    if reader._core is None or not os.path.isfile(path):
+        return  # (a missing file: "cannot read the profile" below)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reader.read_profile(path)
+    except VMProfError as e:
+        raise NotAProfile("%s is not a profile vmprof can read (%s); nothing was sent to the "
+                          "server" % (path, e))
 
 
 def _upload_jitlog(server, quoted_id, jitlog_path):
@@ -276,6 +303,10 @@ def main(argv=None):
     try:
         result = upload(args.profile, args.web_url, args.web_auth, argv=command, vm=vm,
                         jitlog_path=jitlog, timeout=args.timeout)
+    except NotAProfile as e:
+        sys.stderr.write("vmprof: upload refused: %s; the file is kept: give the file "
+                         "that vmprof wrote (python -m vmprof -o FILE, or vmprof.enable)\n" % e)
+        return 1
     except UploadError as e:
         sys.stderr.write("vmprof: upload failed: %s\n" % e)
         return 1

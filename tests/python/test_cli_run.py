@@ -326,6 +326,25 @@ def test_web_upload_failure_sets_the_status_of_a_successful_program(tmp_path):
     assert (tmp_path / "k.prof").exists()
 
 
+def test_web_upload_of_a_profile_that_does_not_read_is_refused_and_kept(tmp_path):
+    # The program overwrites the head of its own profile: the file cannot be
+    # read, and the upload is refused before anything is sent (before, the
+    # server made a runtime and refused the body), with no "upload it later".
+    write_script(tmp_path / "prog.py", """
+        import sys
+        with open(sys.argv[1], "r+b") as f:
+            f.write(b"garbage!")
+    """)
+    out = tmp_path / "k.prof"
+    with UploadServer() as server:
+        done = run_vmprof("--web", "--web-url", server.url, "-o", out, "prog.py", out, cwd=tmp_path)
+        assert server.requests == []
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "upload refused" in last and "at byte 0" in last and "kept in %s" % out in last, last
+    assert "later" not in last and out.exists()
+
+
 def test_ctrl_c_ends_the_program_as_python_does(tmp_path):
     write_script(tmp_path / "prog.py", '''
         burn_cpu_for_vmprof(0.1)

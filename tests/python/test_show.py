@@ -5,6 +5,7 @@ import os
 import re
 import sys
 import subprocess
+import tempfile
 
 import pytest
 
@@ -235,6 +236,41 @@ def test_a_reader_that_left_is_not_an_error(how):
     finally:
         os.close(write_end)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+@pytest.mark.parametrize("fmt, refused", [("pprof", True), ("collapsed", False)])
+def test_a_binary_export_is_not_written_to_a_terminal(fmt, refused):
+    """`--format pprof -o -` on a terminal wrote its gzip bytes there (as
+    vmprof-server raw refuses to); text exports still go."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        with tempfile.TemporaryFile("w+") as err:
+            child = subprocess.Popen([sys.executable, "-m", "vmprof.show", fixture("calc_py311.prof"),
+                                      "--format", fmt, "-o", "-"], stdout=slave, stderr=err, cwd="/")
+            os.close(slave)
+            slave = None
+            got = b""
+            while True:  # (read as it comes: a full terminal would stop the writer)
+                try:
+                    piece = os.read(master, 1 << 16)
+                except OSError:  # (EIO: the terminal's last writer is gone)
+                    break
+                if not piece:
+                    break
+                got += piece
+            status = child.wait(timeout=120)
+            err.seek(0)
+            stderr = err.read()
+    finally:
+        os.close(master)
+        if slave is not None:
+            os.close(slave)
+    if refused:
+        assert status == 1 and got == b"", (status, got[:40])
+        assert stderr.count("\n") == 1 and "the pprof export is binary" in stderr, stderr
+    else:
+        assert status == 0 and b"calc" in got, (stderr, got[:200])
 
 
 def test_truncated_profile_shows_what_it_has(tmp_path):

@@ -15,10 +15,14 @@ import tempfile
 
 import pytest
 
+from data_paths import PROFILES as UPSTREAM
 from upload_server import UploadServer
 from vmprof import upload
 
-PROFILE_BYTES = bytes(range(256)) * 40 + b"\x00end"
+# (a real profile: the client reads what it uploads first, where it can)
+with open(os.path.join(UPSTREAM, "calc_py311.prof"), "rb") as _f:
+    PROFILE_BYTES = _f.read()
+NOT_A_PROFILE = bytes(range(256)) * 40 + b"\x00end"
 
 
 @pytest.fixture
@@ -157,9 +161,6 @@ def test_upload_module_prints_the_address(server, profile):
     assert os.path.exists(profile)
 
 
-from data_paths import PROFILES as UPSTREAM  # noqa: E402
-
-
 @pytest.mark.parametrize("fixture, vm", [("calc_py311.prof", "CPython"),
                                          ("calc_pypy.prof", "PyPy")])
 def test_upload_module_names_the_profiles_interpreter(server, fixture, vm):
@@ -199,3 +200,29 @@ def test_upload_module_bad_arguments(tmp_path):
     done = run_upload_module()
     assert done.returncode == 2
     assert "FILE" in done.stderr
+
+
+@pytest.mark.parametrize("content", [NOT_A_PROFILE, b"", PROFILE_BYTES[:5]], ids=["garbage", "empty", "cut-head"])
+def test_what_the_reader_refuses_is_refused_before_anything_is_sent(server, tmp_path, content):
+    # Before, the server made a runtime, refused the body with 400, and the
+    # unfrozen runtime waited for the sweep.
+    path = tmp_path / "bad.prof"
+    path.write_bytes(content)
+    with pytest.raises(upload.NotAProfile) as info:
+        upload.upload(str(path), server.url)
+    message = str(info.value)
+    assert "\n" not in message and "at byte" in message and "nothing was sent" in message, message
+    assert server.requests == []
+    done = run_upload_module(str(path), "--web-url", server.url)
+    assert done.returncode == 1 and done.stdout == ""
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("vmprof: upload refused: %s is not a profile" % path) and "kept" in last, last
+    assert server.requests == [] and path.read_bytes() == content
+
+
+def test_a_profile_cut_short_is_uploaded(server, tmp_path):
+    # (read up to its last complete record, on the server as here)
+    path = tmp_path / "cut.prof"
+    path.write_bytes(PROFILE_BYTES[:len(PROFILE_BYTES) - 3])
+    assert upload.upload(str(path), server.url).runtime_id == "rt42"
+    assert server.requests[1].body == path.read_bytes()
