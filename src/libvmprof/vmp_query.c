@@ -25,6 +25,7 @@
 #include "vmp_error.h"
 #include "vmp_format.h"
 #include "vmp_hash.h"
+#include "vmp_name.h"
 #include "vmp_profile.h"
 #include "vmp_query.h"
 
@@ -151,7 +152,8 @@ int vmp_path_append(const vmp_selection *sel, const vmp_stack *st, vmp_path *out
         uint8_t kind = st->frames[i].kind;
         /* an id named by a native-symbol record is native whatever its
          * frame says (the eval trampoline of the original's 3.9/3.10 files) */
-        if ((flags & VMP_Q_PYTHON_ONLY) && (!is_python_frame(kind) || fn->kind == VMP_FRAME_NATIVE))
+        if ((flags & VMP_Q_PYTHON_ONLY) &&
+            (!is_python_frame(kind) || fn->kind == VMP_FRAME_NATIVE || fn->runner == VMP_NAME_STARTUP))
             continue;
         if ((flags & VMP_Q_NO_NATIVE) && fn->kind == VMP_FRAME_NATIVE)
             continue;

@@ -206,7 +206,10 @@ uint32_t vmp_profile_find_func(const vmp_profile *p, uint8_t kind, const char *n
 #define VMP_Q_PYTHON_ONLY 0x01u      /* only Python frames (PyPy's JIT frames are
                                         their Python function; an id named as a
                                         native symbol is native); the others
-                                        fold into their Python caller */
+                                        fold into their Python caller.  Nor
+                                        PyPy's start-up (app_main.py, runner 2):
+                                        the interpreter's, as CPython's native
+                                        one, so both list the program's */
 #define VMP_Q_NO_NATIVE 0x02u        /* leave native (C) frames out */
 #define VMP_Q_HIDE_INTERPRETER 0x04u /* leave the interpreter's own native frames
                                         out (vmp_func.interpreter) */

@@ -481,5 +481,17 @@ VMP_TEST(query_runner_rule_on_pypy_and_without_a_runner)
     REQUIRE(start != VMP_NONE); /* no runner: PyPy's start-up is kept */
     CHECK(t->nodes[start].total == 1);
     vmp_result_free(t);
+    /* Python only: PyPy's start-up is the interpreter's, as CPython's native
+     * one: the program's frames start every stack (runpy stays where the
+     * runner is kept, as the original's lists have it) */
+    q.frames = VMP_Q_MERGE_RECURSION | VMP_Q_PYTHON_ONLY | VMP_Q_KEEP_RUNNER;
+    t = vmp_query_tree(p, &q, &err);
+    REQUIRE(t);
+    CHECK(child(t, 0, "entry_point") == VMP_NONE);
+    CHECK(child(t, 0, "_run_code") != VMP_NONE);
+    mod = child(t, 0, "<module>");
+    REQUIRE(mod != VMP_NONE);
+    CHECK(t->nodes[mod].total == 2); /* PyPy running calc.py itself; the program calling runpy */
+    vmp_result_free(t);
     vmp_profile_free(p);
 }

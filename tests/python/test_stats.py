@@ -185,3 +185,21 @@ def test_get_tree_filters_to_the_program_module():
     assert stats.get_flat_tree(filter_top=True).name == "py:<module>:1:prog.py"
     # no such module: the root
     assert make([([0x40], 1)], names).get_tree(filter_top=True).name == "py:work:3:prog.py"
+
+
+def test_python_only_lists_the_program_not_pypys_start_up():
+    """A measure() block on PyPy: its stacks start in PyPy's start-up
+    (app_main.py, Python code of the interpreter's), which get_functions
+    (python_only=True) listed before the program's <module>, where CPython
+    (whose start-up is native) lists the program's first.  Python only, it
+    is left out on both; every function, it stays (as the original's)."""
+    names = {0x10: "py:entry_point:1126:<builtin>/app_main.py",
+             0x20: "py:run_toplevel:131:<builtin>/app_main.py",
+             0x30: "py:<module>:1:api.py", 0x40: "py:fib:2:api.py"}
+    stats = make([([0x40, 0x40, 0x30, 0x20, 0x10], 1)] * 3, names)
+    listed = [name for name, _a, _i, _s in stats.get_functions(python_only=True)]
+    assert listed == ["py:<module>:1:api.py", "py:fib:2:api.py"], listed
+    assert stats.get_flat_tree().name == "py:<module>:1:api.py"
+    every = [name for name, _a, _i, _s in stats.get_functions()]
+    assert "py:entry_point:1126:<builtin>/app_main.py" in every, every
+    assert stats.get_tree().name == "py:entry_point:1126:<builtin>/app_main.py"
