@@ -813,12 +813,17 @@ static uint64_t *stamps_new(size_t n)
 /* ---- 3b. per function ---------------------------------------------------------- */
 
 /* by function: total, then self, descending; by address (the original
- * reader's order): total descending, then address */
+ * reader's order): total descending, then address, where a caller and its
+ * callee of the same total come outermost first (the program's <module>
+ * before its work whatever their addresses: PyPy's are in order of
+ * creation) */
 static int cmp_func_count_by_address(const void *x, const void *y)
 {
     const vmp_func_count *a = x, *b = y;
     if (a->total != b->total)
         return a->total > b->total ? -1 : 1;
+    if (a->depth != b->depth)
+        return a->depth < b->depth ? -1 : 1;
     if (a->addr != b->addr)
         return a->addr < b->addr ? -1 : 1;
     return a->kind < b->kind ? -1 : a->kind > b->kind;
@@ -874,8 +879,11 @@ static vmp_func_counts *count_functions(const vmp_selection *sel, uint32_t func,
                 c->func = pf->func;
                 c->addr = pf->addr;
                 c->kind = pf->kind;
+                c->depth = UINT32_MAX;
                 used++;
             }
+            if (i - from < c->depth)
+                c->depth = (uint32_t)(i - from);
             if (stamp[pf->id] != si) {
                 stamp[pf->id] = si;
                 c->total += cnt;
@@ -1011,10 +1019,10 @@ vmp_neighbours *vmp_query_neighbours(const vmp_profile *p, const vmp_query *q, u
         const vmp_func *f = &sel.funcs[i];
         if (caller[i])
             r->callers[r->n_callers++] =
-                (vmp_func_count){(uint32_t)i, f->addr, f->kind, 0, caller[i]};
+                (vmp_func_count){(uint32_t)i, f->addr, f->kind, 0, caller[i], 0};
         if (callee[i])
             r->callees[r->n_callees++] =
-                (vmp_func_count){(uint32_t)i, f->addr, f->kind, 0, callee[i]};
+                (vmp_func_count){(uint32_t)i, f->addr, f->kind, 0, callee[i], 0};
     }
     qsort(r->callers, r->n_callers, sizeof *r->callers, cmp_count_desc);
     qsort(r->callees, r->n_callees, sizeof *r->callees, cmp_count_desc);
@@ -1244,7 +1252,7 @@ vmp_rss_series *vmp_query_rss(const vmp_profile *p, const vmp_query *q, size_t m
     for (size_t f = 0; f < nf; f++)
         if (growth_by_func[f])
             r->growth[r->n_growth++] = (vmp_func_count){(uint32_t)f, sel.funcs[f].addr,
-                                                        sel.funcs[f].kind, 0, growth_by_func[f]};
+                                                        sel.funcs[f].kind, 0, growth_by_func[f], 0};
     qsort(r->growth, r->n_growth, sizeof *r->growth, cmp_count_desc);
     goto out;
 oom:

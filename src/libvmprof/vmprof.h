@@ -321,10 +321,14 @@ typedef struct vmp_func_count {
     uint8_t kind;   /* as vmp_tree_node.kind */
     uint64_t self;  /* samples ending in it */
     uint64_t total; /* samples with it anywhere, once per sample */
+    uint32_t depth; /* the outermost place it was met (0: a stack's root) */
 } vmp_func_count;
 
 typedef struct vmp_func_counts {
-    vmp_func_count *items; /* by total descending, then self, then index */
+    vmp_func_count *items; /* by total descending, then self, then index; with
+                              VMP_Q_BY_ADDRESS (the original reader's order)
+                              by total descending, callers before their
+                              callees of the same total (depth), then address */
     size_t n;
     uint64_t samples;
 } vmp_func_counts;
