@@ -23,6 +23,7 @@ META_NAMES = {
 _KIND_LABEL = dict(META_NAMES)
 _KIND_LABEL[_core.FRAME_PYTHON] = "unknown"
 _PYTHON_KINDS = (_core.FRAME_PYTHON, _core.FRAME_JIT)
+_RUNNER_START_UP = 2  # funcs()' runner of the interpreter's start-up (vmprof.h, vmp_func.runner)
 
 
 # Stack entries of PyPy profiles, as the original reader tagged them: an int
@@ -107,6 +108,7 @@ class Stats(object):
         self.n_samples = s["n_samples"]
         self._adr_dict = None
         self._functions = None
+        self._start_up = None
         self._trees = {}
         self._entries = {}  # stack index -> (trace, thread id), bounded
 
@@ -203,6 +205,14 @@ class Stats(object):
             tree = self._trees[key] = self._profile.query_tree(
                 thread=index, frames=_frames(python_only))
         return tree
+
+    def _is_start_up(self, func):
+        """Whether function index func is PyPy's start-up (app_main.py), which
+        the Python-only views leave out (vmprof.h: VMP_Q_PYTHON_ONLY)."""
+        if self._start_up is None:
+            self._start_up = {i for i, f in enumerate(self._profile.funcs())
+                              if f[5] == _RUNNER_START_UP}
+        return func in self._start_up
 
     def _function_counts(self, thread=None, python_only=False):
         """[(addr, kind, inclusive, self)] by address, inclusive descending."""
@@ -453,15 +463,15 @@ class Node(object):
         tree = self._tree
         i = self._i
         while i > 0:
-            _f, addr, kind, _c, _s, parent, *_rest = tree.node(i)
-            path.append((addr, kind))
+            func, addr, kind, _c, _s, parent, *_rest = tree.node(i)
+            path.append((func, addr, kind))
             i = parent
         path.reverse()
         flat = stats._tree(self._thread, True)
         node = 0
         last = None
-        for addr, kind in path:
-            if kind not in _PYTHON_KINDS or addr == last:
+        for func, addr, kind in path:
+            if kind not in _PYTHON_KINDS or addr == last or stats._is_start_up(func):
                 continue
             last = addr
             node = flat.find_child(node, addr, _core.FRAME_PYTHON)

@@ -480,10 +480,9 @@ static PyObject *Profile_facts(ProfileObject *o, PyObject *unused)
 static PyObject *func_row(const void *funcs, size_t i)
 {
     const vmp_func *f = (const vmp_func *)funcs + i;
-    return Py_BuildValue("(NNIiOOK)", vmp_module_text(f->name, strlen(f->name)),
+    return Py_BuildValue("(NNIiOiK)", vmp_module_text(f->name, strlen(f->name)),
                          vmp_module_text(f->file, strlen(f->file)), f->first_line, (int)f->kind,
-                         f->interpreter ? Py_True : Py_False, f->runner ? Py_True : Py_False,
-                         (unsigned long long)f->addr);
+                         f->interpreter ? Py_True : Py_False, (int)f->runner, (unsigned long long)f->addr);
 }
 
 static PyObject *Profile_funcs(ProfileObject *o, PyObject *unused)
@@ -863,7 +862,8 @@ static PyMethodDef Profile_methods[] = {
      "facts() -> dict: the profile's facts (vmprof.h vmp_facts)"},
     {"funcs", (PyCFunction)Profile_funcs, METH_NOARGS,
      "funcs() -> [(name, file, first_line, kind, interpreter, runner, addr)]: the function "
-     "table, indexed as query results name functions"},
+     "table, indexed as query results name functions (runner: 0, 1 the runner's, 2 the "
+     "interpreter's start-up, as vmp_func.runner)"},
     {"thread_samples", (PyCFunction)Profile_thread_samples, METH_NOARGS,
      "thread_samples() -> [samples] per thread index"},
     {"sample_ms", (PyCFunction)Profile_sample_ms, METH_O,

@@ -485,7 +485,7 @@ def _write_all(fd, data):
 
 def _func_row(f):
     return (_text(f.name), _text(f.file), f.first_line, f.kind, bool(f.interpreter),
-            bool(f.runner), f.addr)
+            int(f.runner), f.addr)
 
 
 class Tree(object):
