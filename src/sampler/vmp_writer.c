@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -237,12 +238,23 @@ int64_t vmp_writer_stuck_ns(void)
     return since ? vmp_mono_ns() - since : 0;
 }
 
-/* The writer thread, at its start: where it writes (Out).  A pipe the
- * program opened blocking (os.pipe() is) gets a second description of its
- * own, opened through /proc/thread-self/fd, non-blocking: the program's
- * own description keeps its flags (they are shared by every descriptor of
- * it).  own_table: the writer has a table of its own (else the new
- * descriptor is moved out of the program's numbers). */
+/* Whether fd is a terminal that may be opened again: not a pseudo-terminal's
+ * master (its /proc link names /dev/ptmx, whose open makes a new pair). */
+static int reopenable_terminal(int fd, const struct stat *st)
+{
+    unsigned int n;
+    return S_ISCHR(st->st_mode) && isatty(fd) && ioctl(fd, TIOCGPTN, &n) < 0;
+}
+
+/* The writer thread, at its start: where it writes (Out).  A pipe or a
+ * terminal the program opened blocking (os.pipe() is; a terminal whose
+ * output is stopped, ^S, or whose reader left a pseudo-terminal unread,
+ * blocks a write as a full pipe does) gets a second description of its
+ * own, opened through /proc/thread-self/fd, non-blocking (and never made
+ * the controlling terminal): the program's own description keeps its
+ * flags (they are shared by every descriptor of it).  own_table: the
+ * writer has a table of its own (else the new descriptor is moved out of
+ * the program's numbers). */
 static void open_output(int own_table)
 {
     Out.fd = vmp_run.fd;
@@ -255,11 +267,18 @@ static void open_output(int own_table)
         return;
     }
     int flags = fcntl(vmp_run.fd, F_GETFL);
-    if (!S_ISFIFO(st.st_mode) || flags < 0 || (flags & O_NONBLOCK))
+    if (!(S_ISFIFO(st.st_mode) || reopenable_terminal(vmp_run.fd, &st)) || flags < 0 || (flags & O_NONBLOCK))
         return;
     char path[64];
     snprintf(path, sizeof path, "/proc/thread-self/fd/%d", vmp_run.fd);
-    int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC); /* (ENXIO: no reader; the writes fail anyway) */
+    /* (ENXIO: a FIFO without a reader; the writes fail anyway, EPIPE) */
+    int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat again;
+    if (fd >= 0 && (fstat(fd, &again) < 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino ||
+                    again.st_rdev != st.st_rdev)) {
+        close(fd); /* (not the same file after all) */
+        fd = -1;
+    }
     if (fd < 0)
         return;
     Out.fd = own_table ? fd : vmp_fd_out_of_the_way(fd);

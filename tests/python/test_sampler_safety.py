@@ -323,6 +323,9 @@ STUCK_PIPE = """
     if sys.argv[2] == "socket":
         mine, theirs = socket.socketpair()
         w = mine.fileno()
+    elif sys.argv[2] == "terminal":  # a pseudo-terminal nobody reads
+        import pty
+        master, w = pty.openpty()
     else:
         r, w = os.pipe()
     waiting = threading.Event()
@@ -334,7 +337,7 @@ STUCK_PIPE = """
         if sys.argv[2] == "socket":
             while True:
                 mine.send(b"x" * 4096, socket.MSG_DONTWAIT)
-        filler = os.open("/proc/self/fd/%d" % w, os.O_WRONLY | os.O_NONBLOCK)
+        filler = os.open("/proc/self/fd/%d" % w, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
         while True:
             os.write(filler, b"x" * 4096)
     except BlockingIOError:
@@ -374,9 +377,10 @@ def test_an_exec_is_not_held_up_by_a_profile_to_a_pipe_nobody_reads(tmp_path):
     assert took < 2, done.stdout
 
 
-@pytest.mark.parametrize("what", ["pipe", "socket"])
+@pytest.mark.parametrize("what", ["pipe", "socket", "terminal"])
 def test_disable_with_a_profile_to_a_pipe_nobody_reads_ends_with_a_clear_error(tmp_path, what):
-    # Before: the writer blocked in write() on the blocking pipe (or socket)
+    # Before: the writer blocked in write() on the blocking pipe (or socket,
+    # or terminal: a pseudo-terminal nobody reads, a terminal stopped by ^S)
     # for ever, and disable() with it, never returning.  Now it writes
     # without blocking and gives up after 10 s without a byte out;
     # disable() says so.
