@@ -52,11 +52,11 @@ check-build-lists:
 
 test-c:
 	CC=gcc scripts/build.sh c-gcc $(TEST_OPTS) -Dbuildtype=debugoptimized >/dev/null
-	VMP_FIXTURES=$(FIXTURES) build/c-gcc/test_libvmprof
+	VMP_FIXTURES=$(FIXTURES) VMP_TEST_LIBPYTHON="$$(scripts/libpython.sh)" build/c-gcc/test_libvmprof
 
 test-c-sanitize:
 	CC=clang scripts/build.sh c-asan $(TEST_OPTS) $(SANITIZE) >/dev/null
-	VMP_FIXTURES=$(FIXTURES) build/c-asan/test_libvmprof
+	VMP_FIXTURES=$(FIXTURES) VMP_TEST_LIBPYTHON="$$(scripts/libpython.sh)" build/c-asan/test_libvmprof
 
 test-python:
 	scripts/test-python.sh
