@@ -96,7 +96,10 @@ static int learn_unknown(void)
 
 /* Before sampling: the enabling thread's own stack, from here to its first
  * frame, is learned, so that the frames every sample of this thread shares
- * need no warm-up.  Each walk goes one unknown frame further. */
+ * are found with one search of the learned rules.  A walk notes every pc it
+ * had no learned rule for (it gets past those its objects' tables cover, and
+ * stops at the first they do not): each round learns the functions of all
+ * it noted, until a walk notes none. */
 static void learn_own_stack(void)
 {
     uint64_t *frames = malloc(2 * VMP_NATIVE_MAX_DEPTH * sizeof *frames);
@@ -107,10 +110,13 @@ static void learn_own_stack(void)
             break;
         vmp_native_walk walk;
         vmp_native_unwind(&uc, frames, VMP_NATIVE_MAX_DEPTH, &walk);
-        uintptr_t unknown;
-        if (walk.complete || vmp_native_take_unknown(&unknown, 1) == 0)
+        uintptr_t unknown[64];
+        int n = vmp_native_take_unknown(unknown, 64), k = 0;
+        if (n == 0)
             break;
-        if (vmp_native_learn(rules, rules_at(N.syms, unknown, rules, RULES_PER_ROUND)) < 0)
+        for (int j = 0; j < n && k < RULES_PER_ROUND; j++)
+            k += rules_at(N.syms, unknown[j], rules + k, RULES_PER_ROUND - k);
+        if (vmp_native_learn(rules, k) < 0)
             break;
     }
     free(rules);
@@ -236,6 +242,7 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
 void vmp_native_mode_tick(void)
 {
     writer_syms(); /* (its own session: opened at the first tick, ready for the first walks to learn) */
+    vmp_native_touch_unwind_tables();
     learn_unknown();
     /* Libraries loaded meanwhile. */
     int64_t now = vmp_mono_ns();

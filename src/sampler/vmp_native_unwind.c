@@ -30,16 +30,23 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#include "vmp_cfi.h"
 #include "vmp_symbols.h"
 
 struct range {
     uintptr_t lo, hi;
 };
 
+/* The executable segments of the loaded objects, sorted, and for each the
+ * unwind tables of its object (vmp_cfi), which a walk reads for a pc the
+ * learned rules do not cover yet.  Kept in two arrays so that the search
+ * every frame makes reads ranges only. */
 struct code_table {
     struct code_table *retired; /* the table this one replaced */
     unsigned long long adds, subs;
     size_t n;
+    int touched;                /* its objects' tables were paged in (the writer's) */
+    vmp_cfi_object *cfi;        /* cfi[i]: the tables of r[i]'s object */
     struct range r[];
 };
 
@@ -89,8 +96,12 @@ static int publish_rules(const struct rule_range *add, size_t n, int fresh);
  * allocated, the second fills it.  dl_iterate_phdr holds the loader's lock
  * while it calls back, and nothing allocates under it: a thread stopped in
  * malloc while another waits for the loader would make that a deadlock. */
+struct segment {
+    struct range r;
+    vmp_cfi_object cfi;
+};
 struct collect {
-    struct range *r; /* NULL in the counting pass */
+    struct segment *s; /* NULL in the counting pass */
     size_t n, cap;
     unsigned long long adds, subs;
 };
@@ -102,23 +113,27 @@ static int collect_segments(struct dl_phdr_info *info, size_t size, void *arg)
         c->adds = info->dlpi_adds;
         c->subs = info->dlpi_subs;
     }
+    vmp_cfi_object cfi; /* cfi.hdr 0 when the object has no tables vmp_cfi reads */
+    if (c->s)
+        vmp_cfi_object_from_phdrs(&cfi, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum);
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || ph->p_memsz == 0)
             continue;
-        if (c->r && c->n < c->cap) {
-            c->r[c->n].lo = info->dlpi_addr + ph->p_vaddr;
-            c->r[c->n].hi = c->r[c->n].lo + ph->p_memsz;
+        if (c->s && c->n < c->cap) {
+            c->s[c->n].r.lo = info->dlpi_addr + ph->p_vaddr;
+            c->s[c->n].r.hi = c->s[c->n].r.lo + ph->p_memsz;
+            c->s[c->n].cfi = cfi;
         }
         c->n++;
     }
     return 0;
 }
 
-static int range_cmp(const void *a, const void *b)
+static int segment_cmp(const void *a, const void *b)
 {
-    const struct range *x = a, *y = b;
-    return x->lo < y->lo ? -1 : x->lo > y->lo;
+    const struct segment *x = a, *y = b;
+    return x->r.lo < y->r.lo ? -1 : x->r.lo > y->r.lo;
 }
 
 struct loader_counters {
@@ -141,19 +156,31 @@ static int build_table(void)
         struct collect c = {0};
         dl_iterate_phdr(collect_segments, &c);
         size_t cap = c.n + 16; /* room for objects loaded in between */
-        struct code_table *t = malloc(sizeof *t + cap * sizeof(struct range));
-        if (!t)
+        struct segment *found = malloc(cap * sizeof *found);
+        struct code_table *t = malloc(sizeof *t + cap * (sizeof(struct range) + sizeof(vmp_cfi_object)));
+        if (!found || !t) {
+            free(found);
+            free(t);
             return -1;
-        c = (struct collect){t->r, 0, cap, 0, 0};
+        }
+        c = (struct collect){found, 0, cap, 0, 0};
         dl_iterate_phdr(collect_segments, &c);
         if (c.n > cap) {
-            free(t); /* more objects than counted: again */
+            free(found); /* more objects than counted: again */
+            free(t);
             continue;
         }
-        qsort(t->r, c.n, sizeof *t->r, range_cmp);
+        qsort(found, c.n, sizeof *found, segment_cmp);
+        t->cfi = (vmp_cfi_object *)(t->r + cap);
+        for (size_t i = 0; i < c.n; i++) {
+            t->r[i] = found[i].r;
+            t->cfi[i] = found[i].cfi;
+        }
+        free(found);
         t->adds = c.adds;
         t->subs = c.subs;
         t->n = c.n;
+        t->touched = 0;
         t->retired = current_table;
         __atomic_store_n(&current_table, t, __ATOMIC_RELEASE);
         return 0;
@@ -161,7 +188,8 @@ static int build_table(void)
     return -1;
 }
 
-static int in_ranges(const struct range *r, size_t n, uintptr_t pc)
+/* The index of the segment holding pc, or -1. */
+static long in_ranges(const struct range *r, size_t n, uintptr_t pc)
 {
     size_t lo = 0, hi = n;
     while (lo < hi) {
@@ -171,15 +199,28 @@ static int in_ranges(const struct range *r, size_t n, uintptr_t pc)
         else if (pc >= r[mid].hi)
             lo = mid + 1;
         else
-            return 1;
+            return (long)mid;
     }
-    return 0;
+    return -1;
 }
 
 int vmp_native_is_known_code(uintptr_t pc)
 {
     const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
-    return t && in_ranges(t->r, t->n, pc);
+    return t && in_ranges(t->r, t->n, pc) >= 0;
+}
+
+void vmp_native_touch_unwind_tables(void)
+{
+    struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
+    if (!t || t->touched)
+        return;
+    /* Objects usually have one executable segment each; a neighbour with
+     * the same tables is not read twice. */
+    for (size_t i = 0; i < t->n; i++)
+        if (i == 0 || t->cfi[i].hdr != t->cfi[i - 1].hdr)
+            vmp_cfi_touch(&t->cfi[i]);
+    t->touched = 1;
 }
 
 void vmp_native_refresh(void)
@@ -388,8 +429,11 @@ void vmp_native_when_unknown(void (*fn)(void))
     __atomic_store_n(&on_unknown, fn, __ATOMIC_RELEASE);
 }
 
-/* Async-signal-safe: remembers pc for vmp_native_take_unknown. */
-static void note_unknown(uintptr_t pc)
+/* Async-signal-safe: remembers pc for vmp_native_take_unknown.  `urgent`: the
+ * walk stopped there, so the writer is woken for it (the bell costs the
+ * handler a futex wake, up to ~13 us); a pc the walk got past through the
+ * object's own tables can wait for the writer's next round. */
+static void note_unknown(uintptr_t pc, int urgent)
 {
     size_t h = rule_home(pc);
     for (int i = 0; i < UNKNOWN_PROBES; i++) {
@@ -398,7 +442,7 @@ static void note_unknown(uintptr_t pc)
         if (have == pc)
             return;
         if (have == 0 && __atomic_compare_exchange_n(s, &have, (uint64_t)pc, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-            void (*fn)(void) = __atomic_load_n(&on_unknown, __ATOMIC_ACQUIRE);
+            void (*fn)(void) = urgent ? __atomic_load_n(&on_unknown, __ATOMIC_ACQUIRE) : NULL;
             if (fn)
                 fn(); /* (a new one: the writer learns it now) */
             return;
@@ -579,7 +623,8 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
     uintptr_t top = 0;
     while (n < max && rip != 0) {
         uintptr_t pc = n == 0 ? (uintptr_t)rip : (uintptr_t)rip - 1;
-        int known = in_ranges(t->r, t->n, pc);
+        long seg = in_ranges(t->r, t->n, pc);
+        int known = seg >= 0;
         /* The interrupted instruction itself is real even in JIT code; a
          * return address outside every object is not to be trusted, and
          * nothing beyond either can be walked reliably. */
@@ -593,9 +638,17 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
             break;
         uint64_t rule = rule_for(table, pc);
         if (!rule) {
-            note_unknown(pc); /* the writer learns it for the next sample */
-            cut = 1;
-            break;
+            /* Not learned yet: the object's own tables say it now, and the
+             * writer adds the whole function to the learned rules, which
+             * later samples find with one search. */
+            vmp_unwind_rule r;
+            int found = vmp_cfi_rule(&t->cfi[seg], pc, &r) == 0;
+            note_unknown(pc, !found);
+            if (!found) {
+                cut = 1; /* no rule the walk can follow here, or not one of ours */
+                break;
+            }
+            rule = pack_rule(&r);
         }
         int32_t cfa_off = (int32_t)(uint32_t)rule;
         int16_t rbp_off = (int16_t)(uint16_t)(rule >> 32);

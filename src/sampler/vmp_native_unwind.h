@@ -15,18 +15,29 @@
  *                           executable-range table without disturbing handlers.
  *   vmp_native_unwind()     async-signal-safe: walks the interrupted context
  *                           with learned per-pc rules (a few arithmetic steps
- *                           and loads per frame).  It stops - keeping what it
- *                           has - at the first pc it has no rule for (keeping
- *                           that pc too, noting it for the writer, and saying
- *                           the walk was cut: vmp_native_walk.cut), at the
+ *                           and loads per frame).  A pc with no learned rule
+ *                           yet is looked up in its object's own mapped
+ *                           .eh_frame_hdr/.eh_frame (vmp_cfi.h) and walked
+ *                           past, and noted for the writer.  It stops -
+ *                           keeping what it has - at a pc no rule the walk
+ *                           can follow covers (keeping that pc too: an
+ *                           object without .eh_frame_hdr, a signal
+ *                           trampoline, a rule kept in an expression; noted
+ *                           for the writer, which is woken for it, and
+ *                           saying the walk was cut: vmp_native_walk.cut), at
+ *                           the
  *                           depth cap, at an address outside every known
  *                           object (JIT code, garbage), or when the stack
  *                           pointer fails to grow (a corrupted or looping
  *                           stack).
- *   vmp_native_take_unknown()  the writer: the pcs walks stopped at, whose
- *                           rules it reads (vmp_symbols_unwind_rule, libdw)
- *                           and hands to vmp_native_learn; the next sample on
- *                           that path walks further.
+ *   vmp_native_take_unknown()  the writer: the pcs walks had no learned rule
+ *                           for, whose functions' rules it reads
+ *                           (vmp_symbols_unwind_rules, libdw) and hands to
+ *                           vmp_native_learn, so that later samples find
+ *                           them with one search of the learned rules.
+ *   vmp_native_touch_unwind_tables()  the writer, after setup or a refresh:
+ *                           pages in the objects' unwind tables, so that a
+ *                           handler's lookup never waits for the disk.
  *   vmp_native_splice()     async-signal-safe, pure: merges the native frames
  *                           with the Python frames, each activation of the
  *                           evaluation loop's frames where its C frame stood
@@ -44,8 +55,11 @@
  * would cost a search of the unwind tables per frame.
  *
  * Nothing here takes a lock, allocates, or calls Python or libunwind in
- * signal context: the walk reads the interrupted stack, the code-range table
- * and the rule table, and adds to the unknown-pc set with compare-and-swap.
+ * signal context: the walk reads the interrupted stack, the code-range table,
+ * the rule table and the objects' mapped unwind tables, and adds to the
+ * unknown-pc set with compare-and-swap.  A walk that meets an object
+ * unloaded since the last refresh may fault reading its tables or its
+ * frames: the sampler runs walks inside its fault guard (vmp_guard.h).
  * On machines other than x86-64 a sample keeps the interrupted frame only.
  */
 #ifndef VMP_NATIVE_UNWIND_H
@@ -99,7 +113,8 @@ typedef struct vmp_native_walk {
                     * caller's stack pointer); UINTPTR_MAX for the outermost
                     * frame; 0 when unknown */
     int cut;       /* 1: the walk ended at a pc of a known object for want of
-                    * a rule (none learned yet, or one no rule can express:
+                    * a rule (none learned yet and none its object's
+                    * .eh_frame gives, or one no rule can express:
                     * VMP_RULE_STOP), so that the stack goes on beyond its
                     * last frame.  0 for a complete walk, one ended by the
                     * depth cap, at code outside every object (JIT code, a
@@ -138,12 +153,21 @@ struct vmp_unwind_rule;
 int vmp_native_learn(const struct vmp_unwind_rule *rules, int n);
 
 /* Outside signal context, one thread at a time: takes up to max of the pcs
- * walks stopped at for want of a rule since the last call.  Returns how many. */
+ * walks found no learned rule for since the last call (whether or not they
+ * got past them through the object's tables).  Returns how many. */
 int vmp_native_take_unknown(uintptr_t *pcs, int max);
 
-/* fn (async-signal-safe; NULL: none) is called by a walk that noted a pc
- * not noted yet, so that whoever learns them needs no timer. */
+/* fn (async-signal-safe; NULL: none) is called by a walk that stopped at a
+ * pc not noted yet (one the object's tables could not get it past either),
+ * so that whoever learns them needs no timer.  Pcs the walk got past are
+ * noted without a call: they can wait for the learner's next round. */
 void vmp_native_when_unknown(void (*fn)(void));
+
+/* Outside signal context (the writer): reads one byte of each page of the
+ * unwind tables of the objects the current code table lists, once per code
+ * table (after setup and each refresh that found a change), so that no
+ * handler takes a major page fault reading them. */
+void vmp_native_touch_unwind_tables(void);
 
 /* In a fork child, before it enables again: forgets the parent's run
  * without freeing anything (the tables may have been in use by a parent's

@@ -2,7 +2,7 @@
  * test_cfi.c - the signal-safe .eh_frame reader (vmp_cfi) against libdw.
  *
  * The oracle: for every FDE of libc, libpython (VMP_TEST_LIBPYTHON, set by
- * the Makefile), libdw and this test program, at the first and the last
+ * the Makefile), libdw, the vDSO and this test program, at the first and the last
  * byte of every row of its call-frame table, vmp_cfi_rule gives exactly what
  * libdw's path (vmp_symbols_unwind_rule) gives - kind, CFA register and
  * offset, rbp's slot and the row's end - or both refuse.  The rows are
@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "vmp_cfi.h"
+#include "vmp_native_unwind.h"
 #include "vmp_symbols.h"
 #include "vmp_test.h"
 
@@ -576,4 +577,23 @@ VMP_TEST(cfi_headers_it_cannot_read_mean_no_table)
     /* Below the first entry. */
     CHECK(vmp_cfi_rule(&c.o, c.code - 1, &r) == -1);
     uncraft(&c);
+}
+
+VMP_TEST(cfi_rules_equal_libdws_on_every_row_of_the_vdso)
+{
+    /* clock_gettime and friends run there (time.perf_counter): the kernel's
+     * image has its own .eh_frame_hdr, and dl_iterate_phdr lists it. */
+    struct found f = {"linux-vdso", {0}, 0, 0};
+    dl_iterate_phdr(find_object, &f);
+    if (!f.ok) {
+        fprintf(stderr, "test_cfi: no vDSO with unwind tables here: not compared\n");
+        return;
+    }
+    check_object("linux-vdso", "vDSO", 10);
+    /* The walk's code table has its code, so a sample taken there is walked
+     * through it. */
+    REQUIRE(vmp_native_setup() == 0);
+    const int32_t *table = (const int32_t *)f.cfi.table;
+    CHECK(vmp_native_is_known_code(f.cfi.hdr + (uintptr_t)(intptr_t)table[0]));
+    vmp_native_teardown();
 }

@@ -115,22 +115,20 @@ static int setup_cold(void)
     return vmp_native_setup();
 }
 
-VMP_TEST(native_unwind_walks_interrupted_chain_in_order_once_learned)
+VMP_TEST(native_unwind_walks_interrupted_chain_in_order_from_the_first_sample)
 {
     REQUIRE(setup_cold() == 0);
-    /* Each walk goes as far as the rules it knows, keeps the first pc it
-     * has none for and leaves it to be learned; a few samples later the
-     * whole chain is known. */
+    /* Nothing is learned yet: the walk reads each pc's rule from its
+     * object's .eh_frame and reaches the thread's first frame at once. */
     sample_chain();
-    REQUIRE(walked_n == 1 && !walked_info.complete && walked_info.top == 0);
-    int samples = 1;
-    while (!walked_info.complete && samples < 200) {
-        CHECK(learn_pending() > 0 || walked_n == VMP_NATIVE_MAX_DEPTH);
-        sample_chain();
-        samples++;
-    }
     REQUIRE(walked_info.complete);
     REQUIRE(walked_n > 3);
+    /* It noted those pcs for the writer; once their functions are learned,
+     * the same chain is walked from the learned rules alone. */
+    CHECK(learn_pending() > 0);
+    sample_chain();
+    REQUIRE(walked_info.complete);
+    CHECK(learn_pending() == 0);
     vmp_symbols *s = vmp_symbols_open();
     REQUIRE(s);
     int inner = find_frame(s, "n:native_test_inner:");
@@ -201,8 +199,9 @@ VMP_TEST(native_unwind_caps_depth)
     int n = vmp_native_unwind(&uc, frames, 1, &walk);
     CHECK(n == 1);
     CHECK(frames[2] == 0 && frames[3] == 0);
-    /* Capped, not complete; once its rule is known, the capped frame's
-     * range is too. */
+    /* Capped, not complete; its rule known (read from .eh_frame, then
+     * learned), the capped frame's range is too. */
+    CHECK(!walk.complete && walk.top > frames[1]);
     learn_pending();
     CHECK(vmp_native_unwind(&uc, frames, 1, &walk) == 1);
     CHECK(!walk.complete && walk.top > frames[1]);
@@ -411,77 +410,141 @@ static int libunwind_walk(ucontext_t *uc, uint64_t *frames, int max)
     return n;
 }
 
-/* Once it has learned every pc it stopped at, the walk reports the very
- * frames libunwind reports, with the same stack pointers. */
-__attribute__((noinline)) static void walk_leaf(uint64_t *oracle, int *noracle, uint64_t *ours,
-                                                int *nours, int *first, int *samples)
+/* The walk reports the very frames libunwind reports, with the same stack
+ * pointers: the first time (rules read from .eh_frame) and once the writer
+ * has learned them (rules from the learned table). */
+struct agreement {
+    uint64_t oracle[128], first[128], learned[128];
+    int noracle, nfirst, nlearned;
+    int complete_first, complete_learned;
+    int noted_first, noted_learned; /* pcs the writer was left to learn */
+};
+
+__attribute__((noinline)) static void walk_leaf(struct agreement *a)
 {
     ucontext_t uc;
     getcontext(&uc);
-    *noracle = libunwind_walk(&uc, oracle, 64);
+    a->noracle = libunwind_walk(&uc, a->oracle, 64);
     vmp_native_walk walk;
-    *first = vmp_native_unwind(&uc, ours, 64, &walk);
-    *samples = 1;
-    while (!walk.complete && walk.n < 64 && learn_pending() > 0 && *samples < 100) {
-        vmp_native_unwind(&uc, ours, 64, &walk);
-        ++*samples;
-    }
-    *nours = walk.n;
+    a->nfirst = vmp_native_unwind(&uc, a->first, 64, &walk);
+    a->complete_first = walk.complete;
+    a->noted_first = learn_pending();
+    a->nlearned = vmp_native_unwind(&uc, a->learned, 64, &walk);
+    a->complete_learned = walk.complete;
+    a->noted_learned = learn_pending();
 }
 
-__attribute__((noinline)) static void walk_mid(uint64_t *oracle, int *noracle, uint64_t *ours,
-                                               int *nours, int *first, int *samples)
+__attribute__((noinline)) static void walk_mid(struct agreement *a)
 {
-    walk_leaf(oracle, noracle, ours, nours, first, samples);
+    walk_leaf(a);
     __asm__ volatile("" ::: "memory");
 }
 
-VMP_TEST(native_walk_agrees_with_libunwind_once_learned)
+VMP_TEST(native_walk_agrees_with_libunwind_before_and_after_learning)
 {
     REQUIRE(setup_cold() == 0);
-    uint64_t oracle[128], ours[128];
-    int noracle = 0, nours = 0, first = 0, samples = 0;
-    walk_mid(oracle, &noracle, ours, &nours, &first, &samples);
-    CHECK(first == 1); /* nothing learned yet: the first pc only */
-    REQUIRE(noracle > 4);
-    CHECK(samples > 2); /* one more frame per learning round */
-    REQUIRE(nours == noracle);
-    for (int i = 0; i < 2 * noracle; i++)
-        CHECK(ours[i] == oracle[i]); /* pcs and stack pointers */
-    /* Teardown keeps what was learned: the next run's first walk is
-     * complete (before, it was cut at its first frame again). */
+    static struct agreement a;
+    walk_mid(&a);
+    REQUIRE(a.noracle > 4);
+    CHECK(a.complete_first && a.complete_learned);
+    REQUIRE(a.nfirst == a.noracle && a.nlearned == a.noracle);
+    for (int i = 0; i < 2 * a.noracle; i++)
+        CHECK(a.first[i] == a.oracle[i] && a.learned[i] == a.oracle[i]); /* pcs and stack pointers */
+    CHECK(a.noted_first > 0 && a.noted_learned == 0);
+    /* Teardown keeps what was learned: the next run's first walk leaves to
+     * learn only the pcs the first run did not walk (this test's second
+     * call site). */
+    uint64_t before[128];
+    int nbefore = a.nfirst;
+    memcpy(before, a.first, sizeof before);
     vmp_native_teardown();
     REQUIRE(vmp_native_setup() == 0);
-    walk_mid(oracle, &noracle, ours, &nours, &first, &samples);
-    CHECK(first == noracle && samples == 1);
-    for (int i = 0; i < 2 * noracle; i++)
-        CHECK(ours[i] == oracle[i]);
+    walk_mid(&a);
+    CHECK(a.complete_first && a.nfirst == a.noracle);
+    for (int i = 0; i < 2 * a.noracle; i++)
+        CHECK(a.first[i] == a.oracle[i]);
+    int unseen = 0;
+    for (int i = 0; i < a.nfirst; i++) {
+        int seen = 0;
+        for (int j = 0; j < nbefore; j++)
+            seen |= before[2 * j] == a.first[2 * i];
+        unseen += !seen;
+    }
+    CHECK(unseen > 0 && unseen < a.nfirst && a.noted_first == unseen);
     vmp_native_teardown();
+}
+
+static volatile int bells;
+static void count_bell(void)
+{
+    bells++;
+}
+
+/* A pc of this program's code that no FDE covers (the padding between two
+ * functions), found with libdw; 0 when there is none nearby. */
+__attribute__((noinline)) static uintptr_t pc_without_rule(void)
+{
+    vmp_symbols *s = vmp_symbols_open();
+    uintptr_t found = 0;
+    for (uintptr_t pc = (uintptr_t)&native_test_middle; s && !found && pc < (uintptr_t)&native_test_middle + 65536; pc++) {
+        vmp_unwind_rule r;
+        if (vmp_native_is_known_code(pc) && vmp_symbols_unwind_rule(s, pc, &r) < 0)
+            found = pc;
+    }
+    vmp_symbols_close(s);
+    return found;
 }
 
 VMP_TEST(native_walk_stops_at_a_pc_no_rule_can_follow_and_asks_once)
 {
     REQUIRE(setup_cold() == 0);
+    uintptr_t gap = pc_without_rule();
+    REQUIRE(gap != 0);
     ucontext_t uc;
     getcontext(&uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)gap;
     uint64_t frames[16];
     vmp_native_walk walk;
     uintptr_t pcs[4];
     uint64_t generation = vmp_native_rules_generation();
-    CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 1);
-    CHECK(walk.cut && walk.generation == generation); /* no rule yet */
-    CHECK(vmp_native_take_unknown(pcs, 4) == 1 && pcs[0] == frames[0]);
+    bells = 0;
+    vmp_native_when_unknown(count_bell);
+    CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 1 && !walk.complete);
+    CHECK(walk.cut && walk.generation == generation); /* no rule: cut */
+    CHECK(bells == 1); /* the writer is woken: the walk was cut there */
+    CHECK(vmp_native_take_unknown(pcs, 4) == 1 && pcs[0] == gap);
     CHECK(vmp_native_take_unknown(pcs, 4) == 0); /* taken */
     /* Noted once however many walks stop there before it is learned. */
     vmp_native_unwind(&uc, frames, 8, &walk);
     vmp_native_unwind(&uc, frames, 8, &walk);
     CHECK(vmp_native_take_unknown(pcs, 4) == 1);
+    CHECK(bells == 2);
     vmp_unwind_rule stop = {.lo = pcs[0], .hi = pcs[0] + 1, .kind = VMP_RULE_STOP};
     REQUIRE(vmp_native_learn(&stop, 1) == 0);
     CHECK(vmp_native_rules_generation() > generation); /* (a publication) */
     CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 1 && !walk.complete && walk.top == 0);
     CHECK(walk.cut && walk.generation == vmp_native_rules_generation()); /* a rule no walk can follow */
     CHECK(vmp_native_take_unknown(pcs, 4) == 0); /* known: not asked again */
+    CHECK(bells == 2);
+    vmp_native_when_unknown(NULL);
+    vmp_native_teardown();
+}
+
+VMP_TEST(native_walk_wakes_the_writer_only_for_a_pc_it_could_not_get_past)
+{
+    REQUIRE(setup_cold() == 0);
+    ucontext_t uc;
+    getcontext(&uc);
+    uint64_t frames[2 * 64];
+    vmp_native_walk walk;
+    bells = 0;
+    vmp_native_when_unknown(count_bell);
+    /* Every pc of this walk is new and read from .eh_frame: all noted for
+     * the writer's next round, none worth a wake-up. */
+    CHECK(vmp_native_unwind(&uc, frames, 64, &walk) > 3 && walk.complete);
+    CHECK(bells == 0);
+    CHECK(learn_pending() == walk.n);
+    vmp_native_when_unknown(NULL);
     vmp_native_teardown();
 }
 
@@ -538,11 +601,18 @@ VMP_TEST(native_rule_gaps_of_an_eh_frame_object_never_open_its_dwarf)
     vmp_symbols_close(s);
 }
 
-/* A function for the rules the next test makes up: nothing calls it. */
-__attribute__((noinline)) void native_test_made_up_rules(void)
-{
-    __asm__ volatile("nop; nop; nop; nop; nop; nop; nop; nop; nop; nop; nop; nop; nop; nop; nop; nop" ::: "memory");
-}
+/* A function for the rules the next test makes up: nothing calls it, and
+ * it has no unwind information (written without .cfi directives), so that
+ * the only rules a walk finds there are the ones the test teaches (the
+ * walk would read a compiled function's own from its .eh_frame). */
+__asm__(".text\n"
+        ".globl native_test_made_up_rules\n"
+        ".type native_test_made_up_rules, @function\n"
+        "native_test_made_up_rules:\n"
+        ".fill 32, 1, 0x90\n"
+        "ret\n"
+        ".size native_test_made_up_rules, . - native_test_made_up_rules\n");
+void native_test_made_up_rules(void);
 
 /* The top of the single frame walked from pc with rsp = stack (a made-up
  * frame whose return address is 0: the walk ends after one step, its top
@@ -615,13 +685,14 @@ VMP_TEST(native_rules_outlive_teardown_unless_an_object_was_unloaded)
     getcontext(&uc);
     uint64_t frames[2 * 64];
     vmp_native_walk walk;
-    CHECK(vmp_native_unwind(&uc, frames, 64, &walk) == 1 && walk.cut);
-    for (int i = 0; i < 200 && !walk.complete && learn_pending() > 0; i++)
-        vmp_native_unwind(&uc, frames, 64, &walk);
-    REQUIRE(walk.complete);
+    /* (complete at once through .eh_frame: what tells a rule was learned is
+     * that the walk leaves no pc for the writer) */
+    CHECK(vmp_native_unwind(&uc, frames, 64, &walk) > 1 && walk.complete);
+    REQUIRE(learn_pending() > 0);
     vmp_native_teardown();
     REQUIRE(vmp_native_setup() == 0);
-    CHECK(vmp_native_unwind(&uc, frames, 64, &walk) > 1 && walk.complete); /* kept */
+    CHECK(vmp_native_unwind(&uc, frames, 64, &walk) > 1 && walk.complete);
+    CHECK(learn_pending() == 0); /* kept */
     vmp_native_teardown();
     void *h = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_LOCAL);
     if (!h)
@@ -629,6 +700,7 @@ VMP_TEST(native_rules_outlive_teardown_unless_an_object_was_unloaded)
     REQUIRE(h); /* (one of them is on every Debian with CPython) */
     REQUIRE(dlclose(h) == 0);
     REQUIRE(vmp_native_setup() == 0);
-    CHECK(vmp_native_unwind(&uc, frames, 64, &walk) == 1 && walk.cut); /* learned afresh */
+    CHECK(vmp_native_unwind(&uc, frames, 64, &walk) > 1 && walk.complete);
+    CHECK(learn_pending() > 0); /* learned afresh */
     vmp_native_teardown();
 }
