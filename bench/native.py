@@ -1,13 +1,13 @@
 """Native mode's own costs, ours against a baseline build, in one run.
 
-    python bench/native.py --baseline DIR [--rounds 5] [--seconds 1.5]
+    python bench/native.py --baseline DIR [--rounds 5] [--seconds 1.5] [--period S] [--clock cpu|wall]
 
 DIR is a `pip install --target` of the build to compare with (bench/native.sh
 makes one from a git commit).  Every measurement runs in a fresh process of
 this interpreter, rounds interleaved (ours, baseline, ours, ...), and the
 tables give medians:
 
-- per sample at 10 kHz on the CPU clock: the workload thread's extra CPU time
+- per sample at 10 kHz (--period) on the CPU clock (--clock): the workload thread's extra CPU time
   (where the signal handler runs) per sample, native mode minus Python-only
   mode, and the whole process's (sampler and writer threads too);
 - disable() in native mode: the CPU time and wall time of the call (the
@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = r'''
 import json, os, resource, sys, tempfile, time
 mode, period, iters, out = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+real_time = sys.argv[5] == "wall"
 import vmprof
 
 def gen_sum(n):
@@ -56,7 +57,7 @@ def cpu():
 work(20)  # warm the interpreter's caches before measuring
 f = tempfile.NamedTemporaryFile(suffix=".prof", delete=False)
 if mode != "none":
-    vmprof.enable(f.fileno(), period=period, native=(mode == "native"))
+    vmprof.enable(f.fileno(), period=period, native=(mode == "native"), real_time=real_time)
 t0, p0 = time.thread_time(), cpu()
 work(iters)
 t1, p1 = time.thread_time(), cpu()
@@ -74,6 +75,9 @@ with open(out, "w") as o:
 '''
 
 
+CLOCK = "cpu"
+
+
 def run(site, mode, period, iters, cache_dir):
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
@@ -81,7 +85,7 @@ def run(site, mode, period, iters, cache_dir):
         env["PYTHONPATH"] = site
     env["VMPROF_CACHE_DIR"] = cache_dir
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([sys.executable, "-c", CHILD, mode, str(period), str(iters), out.name],
+        subprocess.run([sys.executable, "-c", CHILD, mode, str(period), str(iters), out.name, CLOCK],
                        env=env, check=True, cwd="/")
         with open(out.name) as f:
             return json.load(f)
@@ -102,7 +106,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--period", type=float, default=0.0001)
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="the sampling clock (wall: real_time=True)")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = args.clock
     iters = iterations_for(args.seconds)
     builds = {"ours": None, "baseline": os.path.abspath(args.baseline)}
     got = {(b, m): [] for b in builds for m in ("none", "python", "native", "native-warm")}
@@ -125,8 +133,8 @@ def main():
                 xs.append((m[key] - base[key]) / m["samples"] * 1e6)
         return med(xs)
 
-    print("iterations per run: %d (about %.1f s of the workload thread alone)"
-          % (iters, med([x["thread_s"] for x in got[("ours", "none")]])))
+    print("%s clock, period %g s; iterations per run: %d (about %.1f s of the workload thread alone)"
+          % (CLOCK, args.period, iters, med([x["thread_s"] for x in got[("ours", "none")]])))
     print()
     print("| build | samples | handler thread µs/sample, Python-only | native | native − Python-only "
           "| whole process µs/sample, Python-only | native | native − Python-only |")

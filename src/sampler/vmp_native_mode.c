@@ -73,7 +73,8 @@ static int rules_at(vmp_symbols *syms, uintptr_t pc, vmp_unwind_rule *rules, int
 
 #define RULES_PER_ROUND 1024
 
-/* What the handlers' walks stopped at since the last round, learned in one
+/* The pcs the handlers' walks had no learned rule for since the last round
+ * (most got past them through the objects' tables), learned in one
  * publication.  Returns how many pcs it took. */
 static int learn_unknown(void)
 {

@@ -9,11 +9,15 @@
  * handler steps with rules it reads from a fixed table: for x86-64 code
  * nearly every frame's rule is "CFA = rsp or rbp + offset, return address at
  * CFA - 8, caller's rbp saved at CFA + k or unchanged", a few words per pc.
- * At the first pc it has no rule for, the walk ends, keeping that pc, and
- * notes the pc in a small lock-free set; the writer thread takes the set,
- * reads each pc's rule from the unwind tables (vmp_symbols, libdw) and
- * publishes it, so the next sample on that path walks further.  Enabling
- * teaches the enabling thread's own stack the same way before sampling.
+ * For a pc the table does not have yet, the walk reads the rule from the
+ * object's own mapped .eh_frame (vmp_cfi: the same decisions, no lock, no
+ * allocation) and goes on, so no sample waits for learning; it notes the pc
+ * in a small lock-free set, and the writer thread takes the set, reads the
+ * rules of each pc's function from the unwind tables (vmp_symbols, libdw)
+ * and publishes them, so later samples find them with one search.  Only a
+ * pc neither could give a rule for ends the walk (keeping that pc), and only
+ * such a pc wakes the writer at once.  Enabling teaches the enabling
+ * thread's own stack the same way before sampling.
  *
  * Tables the handlers read are replaced, never modified in place (the rule
  * table only gains entries, each published after it is written); old ones
@@ -78,8 +82,9 @@ static unsigned walkers;
 #define MAX_RULES (1u << 18)
 static int ready;
 
-/* Program counters a walk stopped at for want of a rule, for the writer to
- * learn: handlers add with compare-and-swap, the writer takes them with an
+/* Program counters a walk found no learned rule for (whether or not it got
+ * past them through the object's tables), for the writer to learn: handlers
+ * add with compare-and-swap, the writer takes them with an
  * exchange.  Full means a later sample notes the pc again. */
 #define UNKNOWN_SLOTS 256
 #define UNKNOWN_PROBES 8
