@@ -470,7 +470,7 @@ def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
         with open("p.prof", "wb") as f:
             f.write(b"".join(chunks))
         p = read_back("p.prof")
-        assert vmprof.profiler.last_run_stats["names_lost"] == 1
+        assert vmprof.profiler.last_run_stats["names_lost"] == 1, vmprof.profiler.last_run_stats
         lies = seconds = 0
         for entries, _, _ in p.stacks:  # (the lost name's id stays unnamed)
             funcs = {p.func(e) for e in entries if e in p.names}
