@@ -72,7 +72,8 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
             vmp_codes_note((uintptr_t)s->data[i]);
     s->kind = VMP_SLOT_SAMPLE;
     s->n = (uint32_t)n;
-    s->weight = weight < UINT32_MAX ? (uint32_t)weight : UINT32_MAX;
+    uint32_t periods = weight < UINT32_MAX ? (uint32_t)weight : UINT32_MAX; /* (s is not ours after the publish) */
+    s->weight = periods;
     s->from_ns = weight > 1 ? from : 0; /* (one period: the reading of its signal) */
     s->tid = vmp_delivery_this_tid();
     s->place = vmp_delivery_this_place();
@@ -80,8 +81,7 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
     vmp_ring_publish(s);
     if (cut) /* (the samples it stands for: META samples_cut) */
-        atomic_fetch_add_explicit(&vmp_run.samples_cut, weight < UINT32_MAX ? (uint64_t)weight : UINT32_MAX,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&vmp_run.samples_cut, periods, memory_order_relaxed);
     return n == 0 ? VMP_SAMPLE_NONE : cut ? VMP_SAMPLE_KEPT_CUT : VMP_SAMPLE_KEPT;
 }
 
