@@ -18,6 +18,8 @@ APT_PACKAGES="$APT_PACKAGES pkg-config libmicrohttpd-dev libjansson-dev libsodiu
 # Its JIT log viewer disassembles machine code with capstone; it keeps profiles
 # zstd-compressed.
 APT_PACKAGES="$APT_PACKAGES libcapstone-dev libzstd-dev"
+# Its durability test watches which requests wait for the disk (strace).
+APT_PACKAGES="$APT_PACKAGES strace"
 # The JIT log: its tests record logs with pypy3 (PyPy's built-in _jitlog), and its
 # bench runs the original parser under pypy3 too.
 APT_PACKAGES="$APT_PACKAGES pypy3"

@@ -300,6 +300,37 @@ int srv_db_exec(srv_db *db, const char *sql, const srv_param *params, int nparam
     return rc;
 }
 
+int srv_db_exec_unsynced(srv_db *db, const char *sql, const srv_param *params, int nparams,
+                         int64_t *changes, char *errbuf, size_t errlen)
+{
+    if (!db->engine->set_synced)
+        return srv_db_exec(db, sql, params, nparams, NULL, NULL, changes, errbuf, errlen);
+    srv_dbconn *c = srv_db_acquire(db, errbuf, errlen);
+    if (!c)
+        return -1;
+    int rc = db->engine->set_synced(c->conn, 0, errbuf, errlen);
+    if (rc == 0)
+        rc = srv_db_exec_on(c, sql, params, nparams, NULL, NULL, changes, errbuf, errlen);
+    char again[256];
+    if (db->engine->set_synced(c->conn, 1, again, sizeof again) < 0) {
+        /* Never handed out again unsynced: closed, its slot vacant (the
+         * next request there connects afresh, synced). */
+        if (rc == 0)
+            snprintf(errbuf, errlen, "%s", again);
+        db->engine->disconnect(c->conn);
+        c->conn = NULL;
+        pthread_mutex_lock(&db->lock);
+        c->next = db->vacant;
+        db->vacant = c;
+        db->in_use--;
+        pthread_cond_signal(&db->freed);
+        pthread_mutex_unlock(&db->lock);
+        return -1;
+    }
+    srv_db_release(db, c);
+    return rc;
+}
+
 int srv_db_exec_generic(srv_db *db, const char *sql, const srv_param *params, int nparams,
                         srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
                         size_t errlen)

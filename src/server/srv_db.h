@@ -91,6 +91,12 @@ typedef struct srv_db_engine {
                         size_t errlen);
     /* The statement that opens a transaction that will write. */
     const char *begin_write;
+    /* Whether the connection's later commits wait for the disk: synced 1
+     * (what every connection opens with) or 0 (a commit that a power cut
+     * may lose, with everything committed after it, never half of one).
+     * NULL: every commit waits (the engine has no such choice).  0, or -1
+     * with errbuf set. */
+    int (*set_synced)(void *conn, int synced, char *errbuf, size_t errlen);
     /* A statement sent without waiting for its answer (srv_db_read), NULL
      * when the engine has no such way.  send: as exec_generic (generic) or
      * exec, 0 or -1 with errbuf set (nothing in flight then).  socket: the
@@ -126,6 +132,15 @@ const srv_db_engine *srv_db_engine_of(const srv_db *db);
  * with errbuf set.  changes may be NULL. */
 int srv_db_exec(srv_db *db, const char *sql, const srv_param *params, int nparams,
                 srv_row_fn row, void *ctx, int64_t *changes, char *errbuf, size_t errlen);
+
+/* srv_db_exec of a write whose commit does not wait for the disk, on an
+ * engine that can say so (SQLite: synchronous=NORMAL for that commit only;
+ * on PostgreSQL it is srv_db_exec).  Only for a change that nothing needs
+ * after a power cut: a later commit that waits (synchronous=FULL) makes it
+ * durable too, and a power cut before one loses it and every commit after
+ * it, whole.  srv_store.c says which statements, and why. */
+int srv_db_exec_unsynced(srv_db *db, const char *sql, const srv_param *params, int nparams,
+                         int64_t *changes, char *errbuf, size_t errlen);
 
 /* srv_db_exec for a statement whose best plan is the same whatever its
  * parameters' values (say, an index walk forced by its shape): an engine

@@ -2,7 +2,8 @@
  * srv_db_sqlite.c - the SQLite engine of srv_db.h: one file under the data
  * folder, in WAL mode so that readers never wait for the writer, with
  * synchronous=FULL so that a run whose freeze was answered survives a power
- * cut, not only a killed process.
+ * cut, not only a killed process (except the commits srv_db_exec_unsynced
+ * asks not to wait: srv_store.c says which and why).
  *
  * Each connection keeps its prepared statements, keyed by the address of the
  * statement's text: the store's SQL is made of string literals, so the same
@@ -159,10 +160,21 @@ static int sqlite_exec(void *conn, const char *sql, const srv_param *params, int
     return ok ? 0 : -1;
 }
 
+/* synchronous is read when the statement is prepared, not when it runs: each
+ * change is parsed again (a few microseconds).  It may not change inside a
+ * transaction: srv_db_exec_unsynced runs one autocommit statement. */
+static int sqlite_set_synced(void *conn, int synced, char *errbuf, size_t errlen)
+{
+    sqlite_conn *c = conn;
+    return run_simple(c->db, synced ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                      errbuf, errlen);
+}
+
 const srv_db_engine srv_db_sqlite_engine = {
     .name = "sqlite",
     .connect = sqlite_connect,
     .disconnect = sqlite_disconnect,
     .exec = sqlite_exec,
     .begin_write = "BEGIN IMMEDIATE",
+    .set_synced = sqlite_set_synced,
 };

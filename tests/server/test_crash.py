@@ -145,3 +145,88 @@ def test_sigterm_lets_an_upload_in_flight_finish(server, profile_bytes):
     assert answer.startswith(b"HTTP/1.1 200"), answer
     status, err = server.stop()     # already stopping: exits 0
     assert status == 0, err
+
+
+def traced_syncs(server, steps):
+    """Runs each (name, action) of steps in turn with strace attached to the
+    server, and returns {name: [the fsync/fdatasync calls made meanwhile]}
+    (SQLite commits its WAL with fdatasync; the stored files and runs/ are
+    synced with fsync)."""
+    import pytest
+    import shutil
+    import subprocess
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed (scripts/setup.sh installs it)")
+    log = os.path.join(server.data, "..", "strace.log")
+    tracer = subprocess.Popen(["strace", "-f", "-ttt", "-e", "trace=fsync,fdatasync,sendmsg",
+                               "-o", log, "-p", str(server.proc.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # (attached to every thread once an answer's sendmsg shows in the log)
+    for _ in range(200):
+        if tracer.poll() is not None:
+            pytest.skip("strace cannot attach here: %s" % tracer.stderr.read().strip())
+        server.get("/api/health")
+        time.sleep(0.05)
+        if os.path.exists(log) and "sendmsg(" in open(log).read():
+            break
+    else:
+        raise AssertionError("strace attached, but shows no answer sent")
+    windows = []
+    for name, action in steps:
+        t0 = time.time()
+        action()
+        windows.append((name, t0, time.time()))
+    time.sleep(0.5)
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(timeout=30)
+    calls = {name: [] for name, _, _ in windows}
+    with open(log) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 3 or not fields[2].startswith(("fsync(", "fdatasync(")):
+                continue
+            at = float(fields[1])
+            for name, t0, t1 in windows:
+                if t0 <= at <= t1:
+                    calls[name].append(fields[2].split("(")[0])
+    return calls
+
+
+def test_only_the_freeze_waits_for_the_database_disk(server, profile_bytes):
+    """With SQLite the rows of a run not yet frozen are committed without
+    waiting for the disk (a start-up sweeps every unfrozen run, so nothing
+    after a power cut needs them), and the freeze's commit waits, which makes
+    them durable with it: no fdatasync in /api/runtime/new nor in the
+    upload's answer (the stored file is still synced there), one in each
+    freeze, every time (the connection the unsynced commits used is synced
+    again after them)."""
+    ids = []
+
+    def new():
+        status, reply, _ = server.request("POST", "/api/runtime/new",
+                                          {"argv": "prog.py", "VM": "CPython"})
+        assert status == 200, reply
+        ids.append(reply["runtime_id"])
+
+    def add():
+        status, reply, _ = server.request(
+            "POST", "/api/runtime/upload/cpu/%s/add" % ids[-1], profile_bytes)
+        assert status == 200, reply
+
+    def freeze():
+        status, reply, _ = server.request("POST", "/api/runtime/%s/freeze/" % ids[-1], b"")
+        assert status == 200, reply
+
+    steps = []
+    for i in range(3):
+        steps += [("new%d" % i, new), ("add%d" % i, add), ("freeze%d" % i, freeze)]
+    calls = traced_syncs(server, steps)
+    for i in range(3):
+        assert "fdatasync" not in calls["new%d" % i], calls
+        assert "fdatasync" not in calls["add%d" % i], calls
+        assert "fsync" in calls["add%d" % i], calls
+        assert "fdatasync" in calls["freeze%d" % i], calls
+    # and what was committed unsynced is there, frozen
+    for rid in ids:
+        status, run, _ = server.get("/api/runs/%s" % rid)
+        assert status == 200 and run["samples"] > 0
