@@ -107,8 +107,8 @@ int srv_blob_sweep(const char *data_dir, int (*keep)(void *ctx, const char *id),
 
 /* The background compressor: started once (with scan, it first queues every
  * plain profile in runs/: not when other servers share the folder, since two
- * compressing one file would race), given each profile this server
- * committed, stopped at exit (a file half compressed stays in tmp/ and is
+ * compressing one file would race), given each profile once the freeze
+ * this server answered made it a run (srv_upload.c), stopped at exit (a file half compressed stays in tmp/ and is
  * cleared at the next start). */
 int srv_blob_compressor_start(const char *data_dir, int scan, srv_err *err);
 void srv_blob_compress_later(const char *id);

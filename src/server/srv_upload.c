@@ -439,7 +439,6 @@ static void finish_upload(srv_request *req)
     srv_memo_forget_run(s->memo, u->run.id);
     u->kept = srv_cache_put_held(s->cache, u->run.id, u->profile);
     u->profile = NULL;
-    srv_blob_compress_later(u->run.id);
     /* What the first view needs is computed once the client has its answer
      * (cleanup_upload runs after it is sent), while the profile is hot: the
      * upload does not wait for it, and whoever asks for those views
@@ -500,7 +499,22 @@ static void freeze(srv_request *req)
                                   "/api/runtime/upload/cpu/%s/add (or a jit log) first", run.id, run.id);
     else
         srv_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    /* The stored profile is compressed once the freeze is answered
+     * (freeze_done), not when the upload is: the compressor's writing and
+     * its two fsyncs would otherwise meet the freeze's commit at the disk
+     * (and its CPU the first trees').  A profile never frozen is not
+     * compressed: the start-up sweep removes it. */
+    if (rc == 0 && run.state == SRV_RUN_UPLOADED)
+        req->state = strdup(run.id); /* (out of memory: it stays plain, still served) */
     srv_run_clear(&run);
+}
+
+static void freeze_done(srv_request *req)
+{
+    if (req->state)
+        srv_blob_compress_later(req->state);
+    free(req->state);
+    req->state = NULL;
 }
 
 const srv_route srv_upload_routes[] = {
@@ -509,6 +523,6 @@ const srv_route srv_upload_routes[] = {
      cleanup_upload},
     {"POST", "/api/runtime/upload/jit/*/add", SRV_BODY_STREAM, finish_upload, begin_jit, chunk,
      cleanup_upload},
-    {"POST", "/api/runtime/*/freeze", SRV_BODY_NONE, freeze, NULL, NULL, NULL},
+    {"POST", "/api/runtime/*/freeze", SRV_BODY_NONE, freeze, NULL, NULL, freeze_done},
     {NULL, NULL, 0, NULL, NULL, NULL, NULL},
 };

@@ -182,9 +182,12 @@ def test_a_second_upload_replaces_a_compressed_first_one(server, profile_bytes,
                                                         big_profile_bytes):
     """A runtime not frozen yet takes another profile after the first was
     compressed: one file stays, the second's, under the name the reader
-    looks at first."""
+    looks at first.  (This build compresses a profile once frozen; builds
+    before compressed it once uploaded, as done here by hand.)"""
     rid = server.upload(big_profile_bytes, freeze=False)
-    wait_for_files(server, [rid + ".prof.vmc.zst"])
+    first = os.path.join(server.data, "runs", rid + ".prof.vmc")
+    subprocess.run(["zstd", "-q", "--rm", first, "-o", first + ".zst"], check=True)
+    assert server.get("/api/runs/%s/raw" % rid)[0] == 404  # (not frozen)
     assert server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid,
                           profile_bytes)[0] == 200
     assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
@@ -598,3 +601,19 @@ def test_head_of_a_get_endpoint(server, profile_bytes):
     status, body, resp = server.request("HEAD", "/api/runs/%s/raw" % rid)
     assert status == 200 and body == b""
     assert int(resp.getheader("Content-Length")) == len(profile_bytes)
+
+
+def test_the_stored_profile_is_compressed_once_frozen(server, profile_bytes):
+    """The background compression starts once the freeze is answered (its
+    writing and fsyncs would otherwise meet the freeze's commit at the disk):
+    an upload not frozen stays in the compact form, its freeze has it
+    compressed; /raw gives back the bytes either way."""
+    rid = server.upload(profile_bytes, freeze=False)
+    runs = os.path.join(server.data, "runs")
+    # (the compressor takes a few milliseconds over this file when it runs)
+    time.sleep(1.0)
+    assert sorted(os.listdir(runs)) == [rid + ".prof.vmc"]
+    status, reply, _ = server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")
+    assert status == 200, reply
+    wait_for_files(server, [rid + ".prof.vmc.zst"])
+    assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
