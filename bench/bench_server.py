@@ -25,6 +25,7 @@ list reads rows only), made while the server is stopped.
 import glob
 import http.client
 import json
+import socket
 import os
 import re
 import select
@@ -123,12 +124,23 @@ class Server(object):
             time.sleep(0.1)
 
 
+# vmprof/upload.py's UNSENT_MAX, which says why (the bench's Python may not
+# import vmprof); CLIENT_UNSENT_MAX=0 in the environment: a client without it
+# (the original client, session 9's figures).
+CLIENT_UNSENT_MAX = int(os.environ.get("CLIENT_UNSENT_MAX", 128 * 1024))
+
+
 def send_file(port, url, path):
-    """POST the file as the upload's client does (http.client, 1 MiB pieces);
+    """POST the file as the upload's client does (http.client, 1 MiB pieces,
+    at most CLIENT_UNSENT_MAX bytes unsent in the kernel: TCP_NOTSENT_LOWAT);
     (seconds to write the request, seconds from its last byte written to the
     answer read: what the server does after the bytes in the sockets'
     buffers, a few MB, arrive)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600, blocksize=1 << 20)
+    conn.connect()
+    if CLIENT_UNSENT_MAX:
+        conn.sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_NOTSENT_LOWAT", 25),
+                             CLIENT_UNSENT_MAX)
     t0 = time.perf_counter()
     with open(path, "rb") as f:
         conn.request("POST", url, f, {"Content-Length": str(os.path.getsize(path))})

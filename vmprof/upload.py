@@ -35,6 +35,15 @@ from vmprof.errors import VMProfError
 
 DEFAULT_TIMEOUT = 30.0      # seconds without progress before giving up
 MAX_REPLY = 1 << 20         # a reply is a small JSON object; never read more
+# The profile is read and sent in pieces of this size (http.client's own is 8 KiB).
+SEND_PIECE = 1 << 20
+# At most this many bytes written and not yet sent wait in the kernel: a write
+# waits for the rest to go.  Without it the kernel takes megabytes ahead of the
+# receiver's window, and on one machine (a server on 127.0.0.1) the server's
+# receiving thread is the one that sends them, each time it reads and opens its
+# window: vmprof-server's CPU for a 340 MB upload 0.17-0.19 -> 0.12-0.14 s with
+# it, ours +0.02-0.03 s (bench/RESULTS.md, 2026-11-30 23:00).
+UNSENT_MAX = 128 * 1024
 
 
 class UploadError(Exception):
@@ -191,9 +200,11 @@ class _Server(object):
         if isinstance(body, bytes):
             headers["Content-Length"] = str(len(body))
         kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        conn = kind(self.host, self.port, timeout=self.timeout)
+        conn = kind(self.host, self.port, timeout=self.timeout, blocksize=SEND_PIECE)
         what = "POST %s%s" % (self.base, path)
         try:
+            conn.connect()
+            limit_unsent(conn.sock)
             conn.request("POST", self.prefix + path, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read(MAX_REPLY)
@@ -220,6 +231,18 @@ class _Server(object):
         if not isinstance(reply, dict):
             raise UploadError("%s answered %r, not a JSON object" % (what, reply))
         return reply
+
+
+def limit_unsent(sock):
+    """UNSENT_MAX on sock (TCP_NOTSENT_LOWAT), where the system has it."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT",
+                     25 if sys.platform.startswith("linux") else None)
+    if option is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, UNSENT_MAX)
+    except OSError:
+        pass  # (an older kernel: only slower)
 
 
 def _server_error(data):

@@ -226,3 +226,24 @@ def test_a_profile_cut_short_is_uploaded(server, tmp_path):
     path.write_bytes(PROFILE_BYTES[:len(PROFILE_BYTES) - 3])
     assert upload.upload(str(path), server.url).runtime_id == "rt42"
     assert server.requests[1].body == path.read_bytes()
+
+
+def test_every_request_limits_the_bytes_left_unsent_in_the_kernel(server, profile, monkeypatch):
+    """Each connection of an upload sets TCP_NOTSENT_LOWAT (where the system
+    has it) before its request, and sends the file in 1 MiB pieces: on one
+    machine a server's receiving thread would otherwise send megabytes queued
+    ahead of its window on our behalf."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", 25 if sys.platform.startswith("linux") else None)
+    if option is None:
+        pytest.skip("no TCP_NOTSENT_LOWAT on this system")
+    seen = []
+
+    class Watched(upload.http.client.HTTPConnection):
+        def request(self, *args, **kwargs):
+            seen.append((self.sock.getsockopt(socket.IPPROTO_TCP, option), self.blocksize))
+            return super().request(*args, **kwargs)
+
+    monkeypatch.setattr(upload.http.client, "HTTPConnection", Watched)
+    upload.upload(profile, server.url)
+    assert seen == [(upload.UNSENT_MAX, 1 << 20)] * 3
+    assert server.requests[1].body == PROFILE_BYTES
