@@ -102,7 +102,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -113,7 +113,8 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          "threads_blocking_signal", (unsigned long long)st.threads_blocking,
                          "samples_blocking_signal", (unsigned long long)st.samples_blocking,
                          "samples_cut", (unsigned long long)st.samples_cut, "unwind_pcs_learned",
-                         (unsigned long long)st.unwind_pcs_learned,
+                         (unsigned long long)st.unwind_pcs_learned, "unwind_pcs_libdw",
+                         (unsigned long long)st.unwind_pcs_libdw,
                          "not_python_answers", (unsigned long long)st.not_python, "sampler_rounds",
                          (unsigned long long)st.sampler_rounds, "writer_rounds",
                          (unsigned long long)st.writer_rounds, "clock_reads",

@@ -551,7 +551,20 @@ static int expr_offset(const struct row *s, uint64_t pc, int64_t *off)
     return 0;
 }
 
-int vmp_cfi_rule(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule)
+/* Where a row lies, besides its rule. */
+struct row_span {
+    uint64_t fde_lo, fde_hi; /* the FDE's range */
+    uint64_t row_hi;         /* the end of the table's row (an expression
+                              * rule's range is narrower: its stub) */
+    int expr;                /* the CFA is an expression (PLT stubs) */
+};
+
+/* The row of the call-frame table holding pc, and the FDE it is in:
+ * 0 with pc's rule (as vmp_cfi_rule gives it); 1 when the row was found but
+ * holds a rule the walk cannot follow (rule->lo and rule->hi still give the
+ * row); -1 when no FDE covers pc or its programs cannot be followed up to
+ * pc.  *span is filled when the result is not -1. */
+static int row_at(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule, struct row_span *span)
 {
     if (!o->hdr)
         return -1;
@@ -606,13 +619,19 @@ int vmp_cfi_rule(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule)
     s = init;
     if (run(&c, &cie, &init, &s, pc, &loc, &row_lo, &row_hi, &ops) < 0)
         return -1;
+    span->fde_lo = begin;
+    span->fde_hi = begin + range;
+    span->row_hi = row_hi;
+    span->expr = s.cfa_is_expr;
+    rule->lo = (uintptr_t)row_lo;
+    rule->hi = (uintptr_t)row_hi;
 
     /* The rule, decided as rule_from_frame decides from libdw's row. */
     int64_t cfa_off = s.cfa_off;
     unsigned cfa_reg = s.cfa_reg;
     if (s.cfa_is_expr) {
         if (expr_offset(&s, pc, &cfa_off) < 0)
-            return -1;
+            return 1;
         cfa_reg = REG_RSP;
         /* The same offset holds around pc within its 16-byte stub. */
         uint64_t block = pc & ~(uint64_t)15, a = pc, b = pc + 1;
@@ -621,13 +640,11 @@ int vmp_cfi_rule(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule)
             a--;
         while (b < block + 16 && b < row_hi && expr_offset(&s, b, &v) == 0 && v == cfa_off)
             b++;
-        row_lo = a;
-        row_hi = b;
+        rule->lo = (uintptr_t)a;
+        rule->hi = (uintptr_t)b;
     }
     if ((cfa_reg != REG_RSP && cfa_reg != REG_RBP) || cfa_off < INT32_MIN || cfa_off > INT32_MAX)
-        return -1;
-    rule->lo = (uintptr_t)row_lo;
-    rule->hi = (uintptr_t)row_hi;
+        return 1;
     rule->cfa_reg = (uint8_t)cfa_reg;
     rule->cfa_off = (int32_t)cfa_off;
     rule->rbp_off = 0;
@@ -636,14 +653,65 @@ int vmp_cfi_rule(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule)
         return 0;
     }
     if (s.ra != SAVED_AT_OFFSET || s.ra_off != -8)
-        return -1;
+        return 1;
     if (s.rbp == SAVED_AT_OFFSET) {
         if (s.rbp_off >= 0 || s.rbp_off < INT16_MIN)
-            return -1;
+            return 1;
         rule->rbp_off = (int16_t)s.rbp_off;
     } else if (s.rbp != SAVED_SAME) {
-        return -1;
+        return 1;
     }
     rule->kind = VMP_RULE_STEP;
     return 0;
+}
+
+int vmp_cfi_rule(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule)
+{
+    struct row_span span;
+    return row_at(o, pc, rule, &span) == 0 ? 0 : -1;
+}
+
+static int same_step(const vmp_unwind_rule *a, const vmp_unwind_rule *b)
+{
+    return a->cfa_off == b->cfa_off && a->rbp_off == b->rbp_off && a->cfa_reg == b->cfa_reg &&
+           a->kind == b->kind;
+}
+
+int vmp_cfi_rules(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rules, int max)
+{
+    vmp_unwind_rule own;
+    struct row_span span;
+    if (max <= 0 || row_at(o, pc, &own, &span) != 0)
+        return 0;
+    /* A PLT's stubs: one FDE for them all, its rule changing every few
+     * bytes; only the stub pc is in is worth learning. */
+    if (span.expr) {
+        rules[0] = own;
+        return 1;
+    }
+    /* Row by row from the FDE's start, each looked up as the handler looks
+     * one up: a function's rows are few, and this runs once per function. */
+    int n = 0;
+    for (uint64_t at = span.fde_lo; at < span.fde_hi && n < max;) {
+        vmp_unwind_rule r;
+        struct row_span rs;
+        int rc = row_at(o, (uintptr_t)at, &r, &rs);
+        if (rc < 0 || rs.row_hi <= at)
+            break; /* (the rest of the FDE waits for its own miss) */
+        if (rc == 0 && !rs.expr) {
+            if (r.lo < at)
+                r.lo = (uintptr_t)at;
+            if (n > 0 && rules[n - 1].hi == r.lo && same_step(&rules[n - 1], &r))
+                rules[n - 1].hi = r.hi;
+            else
+                rules[n++] = r;
+        }
+        at = rs.row_hi;
+    }
+    /* pc's own row is there even when the FDE had more rows than room. */
+    for (int i = 0; i < n; i++)
+        if (rules[i].lo <= pc && pc < rules[i].hi)
+            return n;
+    rules[n < max ? n++ : max - 1] = own;
+    return n;
 }

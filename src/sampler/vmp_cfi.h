@@ -73,6 +73,18 @@ int vmp_cfi_object_from_phdrs(vmp_cfi_object *o, uintptr_t base, const ElfW(Phdr
  * has no FDE for pc or the rule is one the walk cannot follow. */
 int vmp_cfi_rule(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule);
 
+/* Async-signal-safe, but meant for the writer (one lookup per row, so a
+ * few microseconds per function).  The rules of the whole FDE (function)
+ * holding pc, row by row in address order, neighbours with the same rule
+ * merged, into rules[0..max): the rows vmp_cfi_rule gives at each of its
+ * addresses, so that the learned table serves every pc of the function
+ * without asking libdw.  Rows the walk cannot follow are left out, and so
+ * are rows whose CFA is an expression (a PLT's stubs, whose rule changes
+ * every few bytes: pc's own stub rule alone is given); pc's own row is
+ * always there.  Returns how many were written; 0 when pc's own row
+ * has no rule this module gives (the caller may ask libdw). */
+int vmp_cfi_rules(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rules, int max);
+
 /* Normal context.  Reads one byte of each page of o's header and .eh_frame,
  * so that a handler's first lookup in them never waits for the disk. */
 void vmp_cfi_touch(const vmp_cfi_object *o);

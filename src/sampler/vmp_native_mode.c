@@ -40,6 +40,7 @@ static struct {
     vmp_u64map start_offset; /* pc -> pc minus its function's start */
     int64_t refreshed_at;    /* CLOCK_MONOTONIC ns of the last look for new libraries */
     size_t pcs_learned;      /* pcs the writer learned the rules of, this run */
+    size_t pcs_libdw;        /* of those, the ones whose rules came from libdw */
 } N;
 
 /* New libraries are looked for at most this often (at the writer's pace:
@@ -72,23 +73,42 @@ static int rules_at(vmp_symbols *syms, uintptr_t pc, vmp_unwind_rule *rules, int
 }
 
 #define RULES_PER_ROUND 1024
+#define PCS_PER_ROUND 64
+
+/* The rules of the functions holding pcs[0..n) (n <= PCS_PER_ROUND) into
+ * rules[0..max).  A pc the walk got past, it got past with its object's own
+ * .eh_frame: the same reader gives the rest of that function's rows, in a
+ * few microseconds and without libdw (its symbol lookup scans the object's
+ * symbols, and its first row lookup in an object parses that object's
+ * tables: ~12 ms of the writer's CPU in a 3-s native run that met 20-45
+ * new pcs, bench/RESULTS.md).  Only a pc those tables do not cover - one
+ * the walk was cut at - is asked of libdw through syms.  Returns how
+ * many rules were written. */
+static int rules_for(vmp_symbols *syms, const uintptr_t *pcs, int n, vmp_unwind_rule *rules, int max)
+{
+    unsigned char done[PCS_PER_ROUND];
+    int k = vmp_native_rules_from_tables(pcs, n, rules, max, done);
+    for (int i = 0; i < n && k < max; i++)
+        if (!done[i]) {
+            k += rules_at(syms, pcs[i], rules + k, max - k);
+            N.pcs_libdw++;
+        }
+    return k;
+}
 
 /* The pcs the handlers' walks had no learned rule for since the last round
  * (most got past them through the objects' tables), learned in one
  * publication.  Returns how many pcs it took. */
 static int learn_unknown(void)
 {
-    uintptr_t pcs[64];
-    int n = vmp_native_take_unknown(pcs, 64);
+    uintptr_t pcs[PCS_PER_ROUND];
+    int n = vmp_native_take_unknown(pcs, PCS_PER_ROUND);
     if (n == 0)
         return 0;
     vmp_unwind_rule *rules = malloc(RULES_PER_ROUND * sizeof *rules);
     if (!rules)
         return 0;
-    int k = 0;
-    vmp_symbols *syms = writer_syms();
-    for (int i = 0; i < n && k < RULES_PER_ROUND; i++)
-        k += rules_at(syms, pcs[i], rules + k, RULES_PER_ROUND - k);
+    int k = rules_for(writer_syms(), pcs, n, rules, RULES_PER_ROUND);
     vmp_native_learn(rules, k);
     N.pcs_learned += (size_t)n;
     free(rules);
@@ -111,12 +131,11 @@ static void learn_own_stack(void)
             break;
         vmp_native_walk walk;
         vmp_native_unwind(&uc, frames, VMP_NATIVE_MAX_DEPTH, &walk);
-        uintptr_t unknown[64];
-        int n = vmp_native_take_unknown(unknown, 64), k = 0;
+        uintptr_t unknown[PCS_PER_ROUND];
+        int n = vmp_native_take_unknown(unknown, PCS_PER_ROUND);
         if (n == 0)
             break;
-        for (int j = 0; j < n && k < RULES_PER_ROUND; j++)
-            k += rules_at(N.syms, unknown[j], rules + k, RULES_PER_ROUND - k);
+        int k = rules_for(N.syms, unknown, n, rules, RULES_PER_ROUND);
         if (vmp_native_learn(rules, k) < 0)
             break;
     }
@@ -163,7 +182,7 @@ int vmp_native_mode_start(char *err, size_t errlen)
     vmp_u64map_free(&N.start_offset);
     learn_own_stack();
     N.refreshed_at = 0;
-    N.pcs_learned = 0;
+    N.pcs_learned = N.pcs_libdw = 0;
     /* (the writer naps until there is work: a new pc is some) */
     vmp_native_when_unknown(vmp_ring_ring);
     return 0;
@@ -304,6 +323,11 @@ static uint64_t *distinct_starts(size_t *n)
 size_t vmp_native_mode_pcs_learned(void)
 {
     return N.pcs_learned;
+}
+
+size_t vmp_native_mode_pcs_from_libdw(void)
+{
+    return N.pcs_libdw;
 }
 
 size_t vmp_native_mode_functions(void)

@@ -87,6 +87,12 @@ void vmp_native_mode_writer_done(void);
  * last) run: the walks' misses (for tests and figures; after disable too). */
 size_t vmp_native_mode_pcs_learned(void);
 
+/* Of those, the pcs whose rules the writer read with libdw: the ones the
+ * objects' own .eh_frame gave no rule for (vmp_native_rules_from_tables),
+ * i.e. where walks were cut.  A pc the walk got past is learned from the
+ * tables it was got past with. */
+size_t vmp_native_mode_pcs_from_libdw(void);
+
 /* Native functions met so far (for tests and figures). */
 size_t vmp_native_mode_functions(void);
 

@@ -13,8 +13,9 @@
  * object's own mapped .eh_frame (vmp_cfi: the same decisions, no lock, no
  * allocation) and goes on, so no sample waits for learning; it notes the pc
  * in a small lock-free set, and the writer thread takes the set, reads the
- * rules of each pc's function from the unwind tables (vmp_symbols, libdw)
- * and publishes them, so later samples find them with one search.  Only a
+ * rules of each pc's function from the same tables (vmp_cfi_rules; libdw
+ * through vmp_symbols only for a pc they do not cover) and publishes them,
+ * so later samples find them with one search.  Only a
  * pc neither could give a rule for ends the walk (keeping that pc), and only
  * such a pc wakes the writer at once.  Enabling teaches the enabling
  * thread's own stack the same way before sampling.
@@ -240,6 +241,73 @@ void vmp_native_refresh(void)
     if (t && t->subs != k.subs)
         publish_rules(NULL, 0, 1);
     build_table();
+}
+
+/* ---- the writer's rules from the objects' own tables -------------------- */
+
+struct from_tables {
+    const uintptr_t *pcs;
+    int n, left;
+    vmp_unwind_rule *rules;
+    int k, max;
+    unsigned char *done;
+};
+
+static int covered(const vmp_unwind_rule *rules, int n, uintptr_t pc)
+{
+    for (int i = 0; i < n; i++)
+        if (rules[i].lo <= pc && pc < rules[i].hi)
+            return 1;
+    return 0;
+}
+
+/* Called with the loader's lock held (dl_iterate_phdr's): each object it
+ * lists stays mapped until the callback returns (dlclose unmaps an object
+ * and takes it off the list under that same lock), so its tables are read
+ * outside the fault guard without fear of an unload.  Nothing here
+ * allocates or takes another lock. */
+static int rules_of_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct from_tables *a = arg;
+    vmp_cfi_object cfi;
+    int have_cfi = -1; /* not looked at yet: most objects hold none of the pcs */
+    for (int i = 0; i < info->dlpi_phnum && a->left > 0; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || ph->p_memsz == 0)
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        for (int j = 0; j < a->n && a->k < a->max; j++) {
+            if (a->done[j] || a->pcs[j] < lo || a->pcs[j] >= hi)
+                continue;
+            if (covered(a->rules, a->k, a->pcs[j])) { /* an earlier pc's function holds it */
+                a->done[j] = 1;
+                a->left--;
+                continue;
+            }
+            if (have_cfi < 0)
+                have_cfi = vmp_cfi_object_from_phdrs(&cfi, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) == 0;
+            if (!have_cfi)
+                return a->left == 0;
+            int got = vmp_cfi_rules(&cfi, a->pcs[j], a->rules + a->k, a->max - a->k);
+            if (got > 0) {
+                a->k += got;
+                a->done[j] = 1;
+                a->left--;
+            }
+        }
+    }
+    return a->left == 0 || a->k >= a->max; /* (nonzero: no need to see the other objects) */
+}
+
+int vmp_native_rules_from_tables(const uintptr_t *pcs, int n, vmp_unwind_rule *rules, int max,
+                                 unsigned char *done)
+{
+    struct from_tables a = {pcs, n, n, rules, 0, max, done};
+    memset(done, 0, (size_t)(n > 0 ? n : 0));
+    if (n > 0 && max > 0)
+        dl_iterate_phdr(rules_of_object, &a);
+    return a.k;
 }
 
 /* ---- the evaluation loop ------------------------------------------------ */

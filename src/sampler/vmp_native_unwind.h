@@ -31,10 +31,13 @@
  *                           pointer fails to grow (a corrupted or looping
  *                           stack).
  *   vmp_native_take_unknown()  the writer: the pcs walks had no learned rule
- *                           for, whose functions' rules it reads
- *                           (vmp_symbols_unwind_rules, libdw) and hands to
- *                           vmp_native_learn, so that later samples find
- *                           them with one search of the learned rules.
+ *                           for, whose functions' rules it reads from the
+ *                           same tables the walk read
+ *                           (vmp_native_rules_from_tables; libdw's
+ *                           vmp_symbols_unwind_rules only for a pc those do
+ *                           not cover) and hands to vmp_native_learn, so
+ *                           that later samples find them with one search of
+ *                           the learned rules.
  *   vmp_native_touch_unwind_tables()  the writer, after setup or a refresh:
  *                           pages in the objects' unwind tables, so that a
  *                           handler's lookup never waits for the disk.
@@ -156,6 +159,18 @@ int vmp_native_learn(const struct vmp_unwind_rule *rules, int n);
  * walks found no learned rule for since the last call (whether or not they
  * got past them through the object's tables).  Returns how many. */
 int vmp_native_take_unknown(uintptr_t *pcs, int max);
+
+/* Outside signal context (the writer, or enable before sampling): for
+ * each of pcs[0..n), the rules of the function (FDE) holding it, read from
+ * its object's own mapped .eh_frame with the reader the walk uses
+ * (vmp_cfi_rules), so that what the walk got past is learned without
+ * libdw.  The objects are read while the loader's lock keeps them mapped.
+ * Writes up to max rules (for vmp_native_learn) and sets done[i] to 1 for
+ * each pc whose rules are among them, 0 for a pc its object's tables give
+ * no rule for (the caller asks libdw about those).  Returns how many rules
+ * were written. */
+int vmp_native_rules_from_tables(const uintptr_t *pcs, int n, struct vmp_unwind_rule *rules, int max,
+                                 unsigned char *done);
 
 /* fn (async-signal-safe; NULL: none) is called by a walk that stopped at a
  * pc not noted yet (one the object's tables could not get it past either),

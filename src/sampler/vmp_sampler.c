@@ -362,6 +362,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->samples_blocking = atomic_load(&vmp_run.delivery.periods_blocked);
         stats->samples_cut = atomic_load(&vmp_run.samples_cut);
         stats->unwind_pcs_learned = was_native ? vmp_native_mode_pcs_learned() : 0;
+        stats->unwind_pcs_libdw = was_native ? vmp_native_mode_pcs_from_libdw() : 0;
         stats->not_python = atomic_load(&vmp_run.delivery.not_python);
         stats->sampler_rounds = atomic_load(&vmp_run.delivery.rounds);
         stats->writer_rounds = vmp_writer_wakeups();

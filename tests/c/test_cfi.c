@@ -206,6 +206,92 @@ VMP_TEST(cfi_rules_equal_libdws_on_every_row_of_libpython)
     dlclose(lib);
 }
 
+/* ---- a whole function's rules (vmp_cfi_rules, what the writer learns) ---- */
+
+struct whole_tally {
+    long fdes, rules, rows_checked, rows_missing, bad;
+};
+
+/* For every FDE of the object: vmp_cfi_rules from the FDE's first byte
+ * gives sorted, disjoint rules inside the FDE, each the rule libdw's path
+ * gives at its first and last byte; and every row of libdw's table that
+ * vmp_cfi_rule follows lies inside one of them (none left for a later
+ * miss to learn), but a PLT's, whose stub rules are learned one by one. */
+static struct whole_tally check_whole_functions(const char *want, const char *what)
+{
+    struct whole_tally t = {0};
+    struct found f = {want, {0}, 0, 0};
+    dl_iterate_phdr(find_object, &f);
+    Dwfl *dwfl = dwfl_begin(&row_callbacks);
+    vmp_symbols *syms = vmp_symbols_open();
+    static vmp_unwind_rule rules[4096];
+    if (!f.ok || !dwfl || !syms || dwfl_linux_proc_report(dwfl, getpid()) != 0 ||
+        dwfl_report_end(dwfl, NULL, NULL) != 0) {
+        t.bad = -1;
+        goto out;
+    }
+    const int32_t *table = (const int32_t *)f.cfi.table;
+    for (uint32_t i = 0; i < f.cfi.count; i++) {
+        uintptr_t start = f.cfi.hdr + (uintptr_t)(intptr_t)table[2 * i];
+        uintptr_t next = i + 1 < f.cfi.count ? f.cfi.hdr + (uintptr_t)(intptr_t)table[2 * i + 2] : UINTPTR_MAX;
+        vmp_unwind_rule own;
+        int n = vmp_cfi_rules(&f.cfi, start, rules, 4096);
+        if (n == 0) {
+            t.bad += vmp_cfi_rule(&f.cfi, start, &own) == 0; /* its own row has a rule: must be given */
+            continue;
+        }
+        t.fdes++;
+        t.rules += n;
+        for (int k = 0; k < n; k++) {
+            vmp_unwind_rule a, b;
+            int sorted = rules[k].lo < rules[k].hi && (k == 0 || rules[k - 1].hi <= rules[k].lo);
+            int inside = rules[k].lo >= start && rules[k].hi <= next;
+            int same = vmp_symbols_unwind_rule(syms, rules[k].lo, &a) == 0 &&
+                       vmp_symbols_unwind_rule(syms, rules[k].hi - 1, &b) == 0 &&
+                       a.kind == rules[k].kind && a.cfa_reg == rules[k].cfa_reg && a.cfa_off == rules[k].cfa_off &&
+                       a.rbp_off == rules[k].rbp_off && b.kind == rules[k].kind && b.cfa_reg == rules[k].cfa_reg &&
+                       b.cfa_off == rules[k].cfa_off && b.rbp_off == rules[k].rbp_off && b.hi >= rules[k].hi;
+            if (!(sorted && inside && same) && t.bad++ < 5)
+                fprintf(stderr, "test_cfi: %s FDE +%#lx rule %d [%#lx,%#lx): sorted %d inside %d same as libdw %d\n",
+                        what, (unsigned long)(start - f.base), k, (unsigned long)(rules[k].lo - f.base),
+                        (unsigned long)(rules[k].hi - f.base), sorted, inside, same);
+        }
+        for (uintptr_t at = start; at < next;) {
+            uintptr_t lo, hi;
+            if (libdw_row(dwfl, at, &lo, &hi) < 0 || hi <= at)
+                break;
+            /* (a row ours narrows is a PLT's expression, left to its own
+             * miss: only rows whose end we give as libdw does count) */
+            if (vmp_cfi_rule(&f.cfi, at, &own) == 0 && own.hi == hi) {
+                int in = 0;
+                for (int k = 0; k < n && !in; k++)
+                    in = rules[k].lo <= at && at < rules[k].hi;
+                t.rows_checked++;
+                if (!in && t.rows_missing++ < 5)
+                    fprintf(stderr, "test_cfi: %s FDE +%#lx: row at +%#lx not among its rules\n", what,
+                            (unsigned long)(start - f.base), (unsigned long)(at - f.base));
+            }
+            at = hi;
+        }
+    }
+out:
+    vmp_symbols_close(syms);
+    if (dwfl)
+        dwfl_end(dwfl);
+    fprintf(stderr, "test_cfi: %s: %ld functions, %ld rules, %ld rows checked, %ld missing, %ld bad\n", what,
+            t.fdes, t.rules, t.rows_checked, t.rows_missing, t.bad);
+    return t;
+}
+
+VMP_TEST(cfi_rules_of_a_whole_function_are_libdws_rows_and_miss_none)
+{
+    struct whole_tally libc = check_whole_functions("libc.so", "libc");
+    CHECK(libc.bad == 0 && libc.rows_missing == 0);
+    CHECK(libc.fdes > 1000 && libc.rows_checked > 10000); /* (not vacuous) */
+    struct whole_tally own = check_whole_functions("", "test program");
+    CHECK(own.bad == 0 && own.rows_missing == 0 && own.fdes > 100);
+}
+
 /* ---- crafted tables ------------------------------------------------------- */
 
 /* A segment [lo, hi) between two unreadable pages: the header and its

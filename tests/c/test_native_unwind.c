@@ -548,6 +548,46 @@ VMP_TEST(native_walk_wakes_the_writer_only_for_a_pc_it_could_not_get_past)
     vmp_native_teardown();
 }
 
+/* What the writer learns a complete walk's pcs from: their functions' rows
+ * in the objects' own .eh_frame, no libdw asked. */
+VMP_TEST(native_rules_from_tables_teach_every_pc_a_complete_walk_noted)
+{
+    REQUIRE(setup_cold() == 0);
+    ucontext_t uc;
+    getcontext(&uc);
+    static uint64_t first[2 * 64], again[2 * 64];
+    vmp_native_walk walk;
+    int n = vmp_native_unwind(&uc, first, 64, &walk);
+    REQUIRE(n > 3 && walk.complete && !walk.cut);
+    uintptr_t pcs[64];
+    int noted = vmp_native_take_unknown(pcs, 64);
+    CHECK(noted == n);
+    static vmp_unwind_rule rules[1024];
+    unsigned char done[64];
+    int k = vmp_native_rules_from_tables(pcs, noted, rules, 1024, done);
+    int all = 1;
+    for (int i = 0; i < noted; i++) {
+        int in = 0;
+        for (int j = 0; j < k && !in; j++)
+            in = rules[j].lo <= pcs[i] && pcs[i] < rules[j].hi;
+        all &= done[i] && in;
+    }
+    CHECK(all);
+    /* Whole functions, not one row a pc. */
+    CHECK(k > noted);
+    REQUIRE(vmp_native_learn(rules, k) == 0);
+    /* The same walk now finds every rule learned: the same frames, nothing
+     * left to learn. */
+    CHECK(vmp_native_unwind(&uc, again, 64, &walk) == n && walk.complete);
+    CHECK(memcmp(first, again, 2 * (size_t)n * sizeof *first) == 0);
+    CHECK(vmp_native_take_unknown(pcs, 64) == 0);
+    /* A pc no FDE covers is left for libdw. */
+    uintptr_t gap = pc_without_rule();
+    REQUIRE(gap != 0);
+    CHECK(vmp_native_rules_from_tables(&gap, 1, rules, 1024, done) == 0 && done[0] == 0);
+    vmp_native_teardown();
+}
+
 VMP_TEST(native_rules_read_the_unwind_tables)
 {
     vmp_symbols *s = vmp_symbols_open();
