@@ -1954,6 +1954,19 @@ void vmp_delivery_stop(vmp_delivery *d)
                                                                           : d->period_no - d->last_periods);
         else if (t->lazy)
             flush_lazy(d, t);
+        if (!paused && !t->not_python && !known_blocking(t)) {
+            /* What no sample and no repeat paid, and none will: a thread a
+             * loaded machine kept from a CPU with a signal pending (its
+             * periods since its mark; per period, those owed), counted
+             * lost.  They were counted nowhere: an idle thread starved
+             * for 100 ms had 1 sample and no loss for its 100 periods. */
+            if (wall_sources) {
+                skip_periods(d, t, now, &d->periods_dropped);
+            } else if (t->owed > 0) {
+                atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)t->owed, memory_order_relaxed);
+                t->owed = 0;
+            }
+        }
         source_close(d, &d->threads[i]);
         atomic_store(&base_tid[d->threads[i].place], 0);
     }
