@@ -257,28 +257,28 @@ srv_dbconn *srv_db_acquire(srv_db *db, char *errbuf, size_t errlen)
     return acquire(db, db->size, 1, errbuf, errlen);
 }
 
-void srv_db_release(srv_db *db, srv_dbconn *c)
+/* c, handed out, goes onto *list (the free, draining or vacant one). */
+static void put_back(srv_db *db, srv_dbconn *c, srv_dbconn **list)
 {
     pthread_mutex_lock(&db->lock);
-    c->next = db->free_list;
-    db->free_list = c;
+    c->next = *list;
+    *list = c;
     db->in_use--;
     pthread_cond_signal(&db->freed);
     pthread_mutex_unlock(&db->lock);
+}
+
+void srv_db_release(srv_db *db, srv_dbconn *c)
+{
+    put_back(db, c, &db->free_list);
 }
 
 /* c has a statement in flight whose answer nobody wants: aside until it
  * has come (drain). */
 static void release_draining(srv_db *db, srv_dbconn *c)
 {
-    int64_t until = now_ms();
-    pthread_mutex_lock(&db->lock);
-    c->drain_until = until + db->drain_ms;
-    c->next = db->draining;
-    db->draining = c;
-    db->in_use--;
-    pthread_cond_signal(&db->freed);
-    pthread_mutex_unlock(&db->lock);
+    c->drain_until = now_ms() + db->drain_ms;
+    put_back(db, c, &db->draining);
 }
 
 int srv_db_exec_on(srv_dbconn *c, const char *sql, const srv_param *params, int nparams,
@@ -319,12 +319,7 @@ int srv_db_exec_unsynced(srv_db *db, const char *sql, const srv_param *params, i
             snprintf(errbuf, errlen, "%s", again);
         db->engine->disconnect(c->conn);
         c->conn = NULL;
-        pthread_mutex_lock(&db->lock);
-        c->next = db->vacant;
-        db->vacant = c;
-        db->in_use--;
-        pthread_cond_signal(&db->freed);
-        pthread_mutex_unlock(&db->lock);
+        put_back(db, c, &db->vacant);
         return -1;
     }
     srv_db_release(db, c);
