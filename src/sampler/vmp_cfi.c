@@ -23,6 +23,7 @@
  * comes to rsp + constant at this very pc, over the stretch of its 16-byte
  * stub where that constant holds.
  */
+#define _GNU_SOURCE /* dl_iterate_phdr */
 #include "vmp_cfi.h"
 
 #include <string.h>
@@ -564,7 +565,11 @@ struct row_span {
  * holds a rule the walk cannot follow (rule->lo and rule->hi still give the
  * row); -1 when no FDE covers pc or its programs cannot be followed up to
  * pc.  *span is filled when the result is not -1. */
-static int row_at(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule, struct row_span *span)
+/* The FDE that can hold pc: its CIE, its range [*begin, *begin + *range)
+ * and a cursor c over its program.  0, or -1 when no FDE of the header's
+ * table is readable for pc or pc lies in a gap between two. */
+static int fde_at(const vmp_cfi_object *o, uintptr_t pc, struct cursor *c, struct cie *cie, uint64_t *begin,
+                  uint32_t *range)
 {
     if (!o->hdr)
         return -1;
@@ -589,25 +594,32 @@ static int row_at(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule, 
         return -1; /* below the first function */
 
     uintptr_t fde = o->hdr + (uintptr_t)(intptr_t)fde_off;
-    struct cursor c;
-    if (entry(o, fde, &c) < 0)
+    if (entry(o, fde, c) < 0)
         return -1;
-    uintptr_t cie_field = (uintptr_t)c.p;
-    uint32_t cie_ptr = read_u32(&c);
+    uintptr_t cie_field = (uintptr_t)c->p;
+    uint32_t cie_ptr = read_u32(c);
     if (cie_ptr == 0 || cie_ptr > cie_field)
         return -1; /* 0 would make this a CIE */
-    struct cie cie;
-    if (parse_cie(o, cie_field - cie_ptr, &cie) < 0)
+    if (parse_cie(o, cie_field - cie_ptr, cie) < 0)
         return -1;
-    uintptr_t begin_field = (uintptr_t)c.p;
-    int32_t begin_rel = (int32_t)read_u32(&c);
-    uint32_t range = read_u32(&c);
-    uint64_t begin = (uint64_t)begin_field + (uint64_t)(int64_t)begin_rel;
-    if (c.bad || pc < begin || pc - begin >= range)
+    uintptr_t begin_field = (uintptr_t)c->p;
+    int32_t begin_rel = (int32_t)read_u32(c);
+    *range = read_u32(c);
+    *begin = (uint64_t)begin_field + (uint64_t)(int64_t)begin_rel;
+    if (c->bad || pc < *begin || pc - *begin >= *range)
         return -1; /* in a gap between functions */
-    if (cie.fde_has_aug)
-        skip(&c, read_uleb(&c)); /* the LSDA pointer */
-    if (c.bad)
+    if (cie->fde_has_aug)
+        skip(c, read_uleb(c)); /* the LSDA pointer */
+    return c->bad ? -1 : 0;
+}
+
+static int row_at(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule, struct row_span *span)
+{
+    struct cursor c;
+    struct cie cie;
+    uint64_t begin;
+    uint32_t range;
+    if (fde_at(o, pc, &c, &cie, &begin, &range) < 0)
         return -1;
 
     struct row init = abi_row, s;
@@ -714,4 +726,47 @@ int vmp_cfi_rules(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rules,
             return n;
     rules[n < max ? n++ : max - 1] = own;
     return n;
+}
+
+struct function_at {
+    uintptr_t pc, lo, hi;
+    int found;
+};
+
+/* (dl_iterate_phdr's callback: the loader's lock keeps the object mapped
+ * while its tables are read) */
+static int function_in_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct function_at *f = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || f->pc < lo || f->pc - lo >= ph->p_memsz)
+            continue;
+        vmp_cfi_object o;
+        struct cursor c;
+        struct cie cie;
+        uint64_t begin;
+        uint32_t range;
+        if (vmp_cfi_object_from_phdrs(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) == 0 &&
+            fde_at(&o, f->pc, &c, &cie, &begin, &range) == 0) {
+            f->lo = (uintptr_t)begin;
+            f->hi = (uintptr_t)(begin + range);
+            f->found = 1;
+        }
+        return 1; /* (the object holding pc: no other can) */
+    }
+    return 0;
+}
+
+int vmp_cfi_function_at(uintptr_t pc, uintptr_t *lo, uintptr_t *hi)
+{
+    struct function_at f = {pc, 0, 0, 0};
+    dl_iterate_phdr(function_in_object, &f);
+    if (!f.found)
+        return -1;
+    *lo = f.lo;
+    *hi = f.hi;
+    return 0;
 }

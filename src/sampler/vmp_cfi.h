@@ -85,6 +85,13 @@ int vmp_cfi_rule(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule);
  * has no rule this module gives (the caller may ask libdw). */
 int vmp_cfi_rules(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rules, int max);
 
+/* Normal context (not for signal handlers: it calls dl_iterate_phdr).  The
+ * range [*lo, *hi) of the FDE - the function, as its unwind tables bound
+ * it - holding pc in whichever loaded object holds pc, read while the
+ * loader's lock keeps that object mapped.  0, or -1 when no object's
+ * tables cover pc.  What names a pc no symbol covers. */
+int vmp_cfi_function_at(uintptr_t pc, uintptr_t *lo, uintptr_t *hi);
+
 /* Normal context.  Reads one byte of each page of o's header and .eh_frame,
  * so that a handler's first lookup in them never waits for the disk. */
 void vmp_cfi_touch(const vmp_cfi_object *o);

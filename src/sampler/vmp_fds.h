@@ -74,53 +74,6 @@ static inline int vmp_fd_out_of_the_way(int fd)
     return moved;
 }
 
-/* Runs fn(arg) while every free number below the floor is held, so that
- * the descriptors a library opens there and keeps, by number, in its own
- * state (libunwind's pipe, libdwfl's debuginfod client: we cannot move
- * them) land at the floor or above, out of the program's numbers.  The
- * placeholders are copies of one pipe of ours: a number the program
- * dup2()s a file onto meanwhile holds its file then, and is left alone.
- * Costs up to 3 system calls per number (about a millisecond); not for
- * signal context.  Without room (the descriptor limit), fn runs as is. */
-static inline void vmp_fd_run_above_floor(void (*fn)(void *), void *arg)
-{
-    int held[VMP_FD_FLOOR], n = 0, ends[2];
-    struct stat mine;
-    if (pipe2(ends, O_CLOEXEC) < 0) {
-        fn(arg);
-        return;
-    }
-    close(ends[1]);
-    if (fstat(ends[0], &mine) < 0) {
-        close(ends[0]);
-        fn(arg);
-        return;
-    }
-    int floor = vmp_fd_floor();
-    /* (copied from a number above the floor, where no dup2() of the
-     * program's is expected; the first end holds its low number too) */
-    int from = fcntl(ends[0], F_DUPFD_CLOEXEC, floor);
-    held[n++] = ends[0];
-    while (from >= 0 && n < VMP_FD_FLOOR) {
-        int fd = fcntl(from, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0)
-            break;
-        if (fd >= floor) {
-            close(fd);
-            break;
-        }
-        held[n++] = fd;
-    }
-    if (from >= 0)
-        close(from); /* (before fn: the floor's own number is free for it) */
-    fn(arg);
-    for (int i = n; i-- > 0;) {
-        struct stat st;
-        if (fstat(held[i], &st) == 0 && st.st_ino == mine.st_ino && st.st_dev == mine.st_dev)
-            close(held[i]);
-    }
-}
-
 static inline int vmp_fd_own_table(void)
 {
 #ifdef SYS_close_range

@@ -64,8 +64,8 @@ int vmp_run_writer_hopeless(void)
 
 /* fork while profiling: before it, handlers stop recording and the ones in
  * flight finish, and the writer is held between two cycles, so that the
- * child inherits no lock taken by a thread it does not have (libunwind's,
- * the loader's, libdw's) and no half-written slot. */
+ * child inherits no lock taken by a thread it does not have (the loader's,
+ * libdw's) and no half-written slot. */
 static int held_for_fork;
 
 static void before_fork(void)

@@ -16,6 +16,7 @@
 #include <elfutils/libdwfl.h>
 #include <elfutils/version.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <link.h>
 #include <stddef.h>
@@ -25,12 +26,10 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "vmp_cfi.h"
 #include "vmp_fds.h"
 #include "vmp_hash.h"
 #include "vmp_name.h"
-
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
 
 /* The function-name part of a name is capped as the format asks. */
 #define SYMBOL_CAP 512
@@ -83,8 +82,47 @@ static unsigned long long loader_changes(void)
     return loads;
 }
 
+/* Whether a file the standard debuglink search would try exists: the
+ * object's .gnu_debuglink name (else its own name + ".debug") next to it,
+ * in its folder's .debug, and under /usr/lib/debug + its folder, for its
+ * path as given and as resolved. */
+static int debuglink_candidate_exists(const char *file_name, const char *debuglink_file)
+{
+    if (!file_name || file_name[0] != '/')
+        return 0;
+    if (debuglink_file && debuglink_file[0] == '/')
+        return access(debuglink_file, F_OK) == 0;
+    char *resolved = realpath(file_name, NULL);
+    const char *paths[2] = {file_name, resolved};
+    int found = 0;
+    for (int i = 0; i < 2 && !found; i++) {
+        const char *path = paths[i], *slash = path ? strrchr(path, '/') : NULL;
+        if (!slash)
+            continue;
+        int dir = (int)(slash - path);
+        char name[PATH_MAX], candidate[PATH_MAX];
+        if (debuglink_file && debuglink_file[0])
+            snprintf(name, sizeof name, "%s", debuglink_file);
+        else
+            snprintf(name, sizeof name, "%s.debug", slash + 1);
+        const char *forms[3] = {"%.*s/%s", "%.*s/.debug/%s", "/usr/lib/debug%.*s/%s"};
+        for (int k = 0; k < 3 && !found; k++) {
+            int n = snprintf(candidate, sizeof candidate, forms[k], dir, path, name);
+            found = n > 0 && (size_t)n < sizeof candidate && strcmp(candidate, path) != 0 &&
+                    access(candidate, F_OK) == 0;
+        }
+    }
+    free(resolved);
+    return found;
+}
+
 /* Separate debug files: the standard places on disk, never debuginfod (a
- * profile must not wait on the network when it ends). */
+ * profile must not wait on the network when it ends).  libdwfl's standard
+ * search asks debuginfod last, whatever DEBUGINFOD_URLS says, and making
+ * its client dlopen()s libdebuginfod and curl's dozen libraries into the
+ * program (5-8 ms of CPU, and curl's socket pair among its descriptors): so
+ * the build-id folder is searched first on its own, and the standard
+ * search runs only when a debuglink file it would find is on disk. */
 static int find_debuginfo_offline(Dwfl_Module *mod, void **userdata, const char *modname,
                                   Dwarf_Addr base, const char *file_name,
                                   const char *debuglink_file, GElf_Word debuglink_crc,
@@ -93,8 +131,12 @@ static int find_debuginfo_offline(Dwfl_Module *mod, void **userdata, const char 
     const char *urls = getenv("DEBUGINFOD_URLS");
     if (urls && *urls)
         return -1;
-    return vmp_fd_out_of_the_way(dwfl_standard_find_debuginfo(
-        mod, userdata, modname, base, file_name, debuglink_file, debuglink_crc, debuginfo_file_name));
+    int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                          debuglink_crc, debuginfo_file_name);
+    if (fd < 0 && debuglink_candidate_exists(file_name, debuglink_file))
+        fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                          debuglink_crc, debuginfo_file_name);
+    return vmp_fd_out_of_the_way(fd);
 }
 
 /* The object files, opened while the program runs: kept out of its way
@@ -132,34 +174,16 @@ static int report_maps(vmp_symbols *s)
     return rc == 0 ? 0 : -1;
 }
 
-/* (vmp_symbols_open: what the libraries keep, made at once) */
-static void make_kept_descriptors(void *arg)
-{
-    vmp_symbols *s = arg;
-    unw_proc_info_t pi;
-    unw_get_proc_info_by_ip(unw_local_addr_space, (unw_word_t)(uintptr_t)&vmp_symbols_open, &pi, NULL);
-#if _ELFUTILS_PREREQ(0, 185)
-    if (s->dwfl)
-        dwfl_get_debuginfod_client(s->dwfl);
-#else
-    (void)s;
-#endif
-}
-
 vmp_symbols *vmp_symbols_open(void)
 {
     vmp_symbols *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->dwfl = dwfl_begin(&callbacks);
-    /* Descriptors that libraries open at their first use and keep, whose
-     * numbers we cannot move: libunwind's pipe (to check memory before
-     * reading it; kept for the process's life) and libdwfl's debuginfod
-     * client (curl's socket pair, made when a debug file is missing on
-     * disk, even though we never ask the network; closed with the
-     * session).  Made now, above the program's numbers, not among them
-     * later (vmp_fds.h says why that matters). */
-    vmp_fd_run_above_floor(make_kept_descriptors, s);
+    /* (No descriptor a library keeps by number is made: libunwind is not
+     * called, whose pipe lived for the process's life, nor libdwfl's
+     * debuginfod client, whose socket pair lived with the session; see
+     * find_debuginfo_offline.) */
     if (!s->dwfl || report_maps(s) < 0) {
         vmp_symbols_close(s);
         return NULL;
@@ -244,10 +268,9 @@ uintptr_t vmp_symbols_function_start(vmp_symbols *s, uintptr_t pc)
     uintptr_t start;
     if (symbol_at(s, pc, &start))
         return start;
-    unw_proc_info_t pi;
-    if (unw_get_proc_info_by_ip(unw_local_addr_space, pc, &pi, NULL) == 0 &&
-        pi.start_ip <= pc && pc < pi.end_ip)
-        return (uintptr_t)pi.start_ip;
+    uintptr_t lo, hi;
+    if (vmp_cfi_function_at(pc, &lo, &hi) == 0)
+        return lo;
     return pc;
 }
 

@@ -20,8 +20,10 @@
  * It sees every object mapped when it was opened or last refreshed, so
  * libraries loaded during the run resolve as long as they are refreshed in
  * before they are unloaded.  Built on elfutils libdwfl; separate debug files
- * are looked up the standard way, but never over the network (debuginfod is
- * skipped even when DEBUGINFOD_URLS is set: profiling must not wait on it).
+ * are looked up on disk the standard way (the build-id folder, then the
+ * debuglink places), but never over the network: libdwfl's debuginfod
+ * client is never made, so profiling neither waits on it nor loads its
+ * libraries into the program.
  */
 #ifndef VMP_SYMBOLS_H
 #define VMP_SYMBOLS_H

@@ -536,7 +536,7 @@ static void write_end(void)
 }
 
 /* Held by the writer while it works with libraries that take locks of
- * their own (libdw, libunwind, the loader's through dl_iterate_phdr), so that
+ * their own (libdw, the loader's through dl_iterate_phdr), so that
  * a fork waits for a point where a child inherits none of them taken. */
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
 

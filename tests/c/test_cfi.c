@@ -283,6 +283,24 @@ out:
     return t;
 }
 
+VMP_TEST(cfi_function_at_gives_the_fde_holding_a_pc_in_any_loaded_object)
+{
+    vmp_symbols *syms = vmp_symbols_open();
+    REQUIRE(syms);
+    /* This program's function and libc's: the FDE starts where the
+     * function's symbol does, and holds the pc. */
+    const uintptr_t fns[] = {(uintptr_t)&check_object, (uintptr_t)&dl_iterate_phdr};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        uintptr_t lo = 0, hi = 0;
+        CHECK(vmp_cfi_function_at(fns[i] + 4, &lo, &hi) == 0);
+        CHECK(lo == fns[i] && hi > fns[i] + 4);
+        CHECK(lo == vmp_symbols_function_start(syms, fns[i] + 4));
+    }
+    uintptr_t lo, hi;
+    CHECK(vmp_cfi_function_at(0x10, &lo, &hi) == -1); /* no object there */
+    vmp_symbols_close(syms);
+}
+
 VMP_TEST(cfi_rules_of_a_whole_function_are_libdws_rows_and_miss_none)
 {
     struct whole_tally libc = check_whole_functions("libc.so", "libc");

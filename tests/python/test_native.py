@@ -331,6 +331,35 @@ def test_the_writer_learns_what_walks_got_past_from_their_tables_not_libdw(tmp_p
     assert first["unwind_pcs_learned"] >= 20, first  # (not vacuous: the walks met new code)
 
 
+def test_native_mode_loads_no_library_into_the_program(tmp_path):
+    # libdwfl's standard search for a separate debug file asks debuginfod
+    # last, and making its client dlopen()ed libdebuginfod with curl and a
+    # dozen libraries into the program (5-8 ms of CPU at the first
+    # enable(), and a socket pair among its descriptors), whatever
+    # DEBUGINFOD_URLS said; enable() made one in each session.  Now the
+    # writer's and enable()'s lookups stay on disk, and the program's
+    # libraries are the same after a native run as before it.
+    env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("DEBUGINFOD_URLS", None)
+    r = subprocess.run([sys.executable, "-c", r"""
+import sys, zlib, json, time, vmprof
+def objects():
+    with open("/proc/self/maps") as f:
+        return {l.split()[-1] for l in f if len(l.split()) > 5 and ".so" in l.split()[-1]}
+before = objects()
+with open(sys.argv[1], "wb") as f:
+    vmprof.enable(f.fileno(), period=0.001, native=True)
+    end = time.thread_time() + 0.2
+    while time.thread_time() < end:
+        zlib.compress(json.dumps(sorted(str(i) for i in range(3000))).encode())
+    stats = vmprof.disable()
+print(json.dumps(sorted(objects() - before)))
+""", str(tmp_path / "p.prof")], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout) == [], r.stdout
+
+
 def test_libunwind_is_never_called_in_the_signal_handler(ext_path, tmp_path):
     # libunwind's lookups take the loader's lock and its cache's lock, which
     # can deadlock two sampled threads.  A stand-in for its walking entry
