@@ -360,6 +360,37 @@ print(json.dumps(sorted(objects() - before)))
     assert json.loads(r.stdout) == [], r.stdout
 
 
+def test_a_stripped_library_is_named_from_its_debuglink_file(ext_path, tmp_path, monkeypatch):
+    # The writer looks for separate debug files on disk only (never through
+    # debuginfod): the build-id folder, then, when a file it would find is
+    # there, libdwfl's standard debuglink search.  A copy of the extension
+    # stripped of its symbol table names its static function `burn` only
+    # through the debug file its .gnu_debuglink names, next to it.
+    monkeypatch.setenv("VMPROF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DEBUGINFOD_URLS", raising=False)
+    names_of_burns_caller = {}
+    for case in ("without", "with"):
+        folder = tmp_path / case
+        folder.mkdir()
+        lib = str(folder / os.path.basename(ext_path))
+        subprocess.run(["objcopy", "--only-keep-debug", ext_path, lib + ".debug"], check=True)
+        subprocess.run(["objcopy", "--strip-all", ext_path, lib], check=True)
+        if case == "with":
+            subprocess.run(["objcopy", "--add-gnu-debuglink=" + lib + ".debug", lib], check=True, cwd=str(folder))
+        else:
+            os.unlink(lib + ".debug")
+        mod = load_ext(lib)
+        p, _, _ = profile(py_caller_of_burn, mod, 0.2, period=0.001)
+        callers = set()
+        for entries, _, _ in p.stacks:
+            names = stack_names(p, entries)
+            if len(names) > 1 and func(names[0]) == "vmp_ext_burn_loop" and names[1].startswith("n:"):
+                callers.add(func(names[1]))
+        names_of_burns_caller[case] = callers
+    assert names_of_burns_caller["with"] == {"burn"}, names_of_burns_caller
+    assert "burn" not in names_of_burns_caller["without"], names_of_burns_caller
+
+
 def test_libunwind_is_never_called_in_the_signal_handler(ext_path, tmp_path):
     # libunwind's lookups take the loader's lock and its cache's lock, which
     # can deadlock two sampled threads.  A stand-in for its walking entry
