@@ -683,12 +683,6 @@ int vmp_cfi_rule(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule)
     return row_at(o, pc, rule, &span) == 0 ? 0 : -1;
 }
 
-static int same_step(const vmp_unwind_rule *a, const vmp_unwind_rule *b)
-{
-    return a->cfa_off == b->cfa_off && a->rbp_off == b->rbp_off && a->cfa_reg == b->cfa_reg &&
-           a->kind == b->kind;
-}
-
 int vmp_cfi_rules(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rules, int max)
 {
     vmp_unwind_rule own;
@@ -713,7 +707,7 @@ int vmp_cfi_rules(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rules,
         if (rc == 0 && !rs.expr) {
             if (r.lo < at)
                 r.lo = (uintptr_t)at;
-            if (n > 0 && rules[n - 1].hi == r.lo && same_step(&rules[n - 1], &r))
+            if (n > 0 && rules[n - 1].hi == r.lo && vmp_unwind_rule_same_step(&rules[n - 1], &r))
                 rules[n - 1].hi = r.hi;
             else
                 rules[n++] = r;

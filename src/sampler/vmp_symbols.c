@@ -836,12 +836,6 @@ int vmp_symbols_unwind_rule(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule)
     return mod ? rule_in_module(mod, pc, rule) : -1;
 }
 
-static int same_step(const vmp_unwind_rule *a, const vmp_unwind_rule *b)
-{
-    return a->cfa_off == b->cfa_off && a->rbp_off == b->rbp_off && a->cfa_reg == b->cfa_reg &&
-           a->kind == b->kind;
-}
-
 int vmp_symbols_unwind_rules(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rules, int max)
 {
     Dwfl_Module *mod = module_at(s, pc);
@@ -867,7 +861,7 @@ int vmp_symbols_unwind_rules(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule
         }
         if (r.lo < at)
             r.lo = at;
-        if (n > 0 && rules[n - 1].hi == r.lo && same_step(&rules[n - 1], &r))
+        if (n > 0 && rules[n - 1].hi == r.lo && vmp_unwind_rule_same_step(&rules[n - 1], &r))
             rules[n - 1].hi = r.hi;
         else
             rules[n++] = r;

@@ -84,6 +84,14 @@ typedef struct vmp_unwind_rule {
     uint8_t kind;
 } vmp_unwind_rule;
 
+/* Whether two rules step the same way (their ranges aside): neighbouring
+ * rows with the same step are merged into one range. */
+static inline int vmp_unwind_rule_same_step(const vmp_unwind_rule *a, const vmp_unwind_rule *b)
+{
+    return a->cfa_off == b->cfa_off && a->rbp_off == b->rbp_off && a->cfa_reg == b->cfa_reg &&
+           a->kind == b->kind;
+}
+
 /* The rule in effect at pc (pc as the unwinder keys it: exact for the
  * interrupted frame, return address - 1 for callers), from the object's
  * .eh_frame (or .debug_frame), with the range of addresses around pc it

@@ -88,6 +88,27 @@ static int libdw_row(Dwfl *dwfl, uintptr_t pc, uintptr_t *start, uintptr_t *end)
     return rc;
 }
 
+/* The object `want`'s tables (f), the oracle's libdwfl session and the
+ * symbols of the code under test: 0, or -1 when one is missing (close
+ * what was opened with oracle_close either way). */
+static int oracle_open(struct found *f, Dwfl **dwfl, vmp_symbols **syms)
+{
+    dl_iterate_phdr(find_object, f);
+    *dwfl = dwfl_begin(&row_callbacks);
+    *syms = vmp_symbols_open();
+    return f->ok && *dwfl && *syms && dwfl_linux_proc_report(*dwfl, getpid()) == 0 &&
+                   dwfl_report_end(*dwfl, NULL, NULL) == 0
+               ? 0
+               : -1;
+}
+
+static void oracle_close(Dwfl *dwfl, vmp_symbols *syms)
+{
+    vmp_symbols_close(syms);
+    if (dwfl)
+        dwfl_end(dwfl);
+}
+
 struct tally {
     long pcs, agree_step, agree_end, both_refuse, differ;
 };
@@ -133,14 +154,9 @@ static struct tally compare_object(const char *want, const char *what)
 {
     struct tally t = {0};
     struct found f = {want, {0}, 0, 0};
-    dl_iterate_phdr(find_object, &f);
-    if (!f.ok) {
-        t.differ = -1;
-        return t;
-    }
-    Dwfl *dwfl = dwfl_begin(&row_callbacks);
-    vmp_symbols *syms = vmp_symbols_open();
-    if (!dwfl || !syms || dwfl_linux_proc_report(dwfl, getpid()) != 0 || dwfl_report_end(dwfl, NULL, NULL) != 0) {
+    Dwfl *dwfl;
+    vmp_symbols *syms;
+    if (oracle_open(&f, &dwfl, &syms) < 0) {
         t.differ = -1;
         goto out;
     }
@@ -159,9 +175,7 @@ static struct tally compare_object(const char *want, const char *what)
         }
     }
 out:
-    vmp_symbols_close(syms);
-    if (dwfl)
-        dwfl_end(dwfl);
+    oracle_close(dwfl, syms);
     return t;
 }
 
@@ -221,12 +235,10 @@ static struct whole_tally check_whole_functions(const char *want, const char *wh
 {
     struct whole_tally t = {0};
     struct found f = {want, {0}, 0, 0};
-    dl_iterate_phdr(find_object, &f);
-    Dwfl *dwfl = dwfl_begin(&row_callbacks);
-    vmp_symbols *syms = vmp_symbols_open();
+    Dwfl *dwfl;
+    vmp_symbols *syms;
     static vmp_unwind_rule rules[4096];
-    if (!f.ok || !dwfl || !syms || dwfl_linux_proc_report(dwfl, getpid()) != 0 ||
-        dwfl_report_end(dwfl, NULL, NULL) != 0) {
+    if (oracle_open(&f, &dwfl, &syms) < 0) {
         t.bad = -1;
         goto out;
     }
@@ -275,9 +287,7 @@ static struct whole_tally check_whole_functions(const char *want, const char *wh
         }
     }
 out:
-    vmp_symbols_close(syms);
-    if (dwfl)
-        dwfl_end(dwfl);
+    oracle_close(dwfl, syms);
     fprintf(stderr, "test_cfi: %s: %ld functions, %ld rules, %ld rows checked, %ld missing, %ld bad\n", what,
             t.fdes, t.rules, t.rows_checked, t.rows_missing, t.bad);
     return t;

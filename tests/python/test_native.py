@@ -293,17 +293,22 @@ print(json.dumps(runs))
 """
 
 
-def test_a_second_run_of_the_same_work_walks_with_what_the_first_learned(tmp_path):
-    # The unwind rules the writer learns outlive disable(): a program that
-    # profiles the same work again does not learn it all again (before,
-    # every run started cold, and its first samples on each path were cut
-    # until the writer had learned them anew).
+def run_twice(tmp_path):
+    """The stats of RUN_TWICE's two runs, in a fresh interpreter."""
     env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
     r = subprocess.run([sys.executable, "-c", RUN_TWICE, str(tmp_path / "p.prof")], env=env,
                        cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        universal_newlines=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    first, second = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def test_a_second_run_of_the_same_work_walks_with_what_the_first_learned(tmp_path):
+    # The unwind rules the writer learns outlive disable(): a program that
+    # profiles the same work again does not learn it all again (before,
+    # every run started cold, and its first samples on each path were cut
+    # until the writer had learned them anew).
+    first, second = run_twice(tmp_path)
     # (measured on 3.8 and 3.11: 89-112 learned in the first run, 15-27 in
     # the second, rows of functions the symbol table does not bound; with the
     # rules dropped at disable() the second learned as many as the first)
@@ -316,19 +321,13 @@ def test_the_writer_learns_what_walks_got_past_from_their_tables_not_libdw(tmp_p
     # A walk gets past a pc it has no learned rule for by reading the
     # object's .eh_frame in the handler; the writer then learns that pc's
     # function from the same tables.  Before, it asked libdw about every
-    # such pc (115-137 a 3-s run, ~20-30 us of the writer's CPU each: its
-    # symbol lookup scans the object's symbols).  libdw is left for the pcs
-    # a walk was cut at (no FDE the handler could follow), one per cut walk
-    # at most.
-    env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
-    r = subprocess.run([sys.executable, "-c", RUN_TWICE, str(tmp_path / "p.prof")], env=env,
-                       cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       universal_newlines=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    for stats in json.loads(r.stdout):
+    # such pc (the first run below: 150-190; ~8-12 ms of the writer's CPU in
+    # a 3-s run).  libdw is left for the pcs a walk was cut at (no FDE the
+    # handler could follow), one per cut walk at most.
+    runs = run_twice(tmp_path)
+    for stats in runs:
         assert stats["unwind_pcs_libdw"] <= stats["samples_cut"], stats
-    first = json.loads(r.stdout)[0]
-    assert first["unwind_pcs_learned"] >= 20, first  # (not vacuous: the walks met new code)
+    assert runs[0]["unwind_pcs_learned"] >= 20, runs[0]  # (not vacuous: the walks met new code)
 
 
 def test_native_mode_loads_no_library_into_the_program(tmp_path):
