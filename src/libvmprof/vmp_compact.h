@@ -17,7 +17,7 @@
  * is kept verbatim.
  *
  * The form (all lengths and ids unsigned LEB128 varints):
- *   "vmpCMP01"                      magic, 8 bytes
+ *   "vmpCMP02"                      magic, 8 bytes
  *   items:
  *     1 LEN BYTES                   verbatim bytes
  *     2 HEAD STACK TAIL BYTES       a record that defines the next stack id
@@ -30,7 +30,15 @@
  *                                   4, then 8-byte words), each the previous
  *                                   reference's word at that place plus the
  *                                   zigzag varint DELTA (modulo 2^64)
- *     4 TOTAL                       the end: TOTAL bytes were given back
+ *     4 TOTAL CHECK                 the end: TOTAL bytes were given back;
+ *                                   CHECK, 8 bytes little-endian, is the
+ *                                   checksum (vmp_compact.c) of every byte of
+ *                                   the file before it
+ * A byte of the file changed after it was written (on the disk, say) makes
+ * the reader fail at the end item, after the bytes before it were given: a
+ * caller that must not act on wrong bytes reads to the end (0) first.
+ * Version 1 ("vmpCMP01", the same items, the end item without CHECK) is
+ * still read, unchecked.
  * The defined stacks' kept bytes are capped (VMP_COMPACT_DEFINED_MAX), which
  * bounds the memory of expanding the file.
  */
@@ -43,7 +51,7 @@
 
 #include "vmprof.h"
 
-#define VMP_COMPACT_MAGIC "vmpCMP01"
+#define VMP_COMPACT_MAGIC "vmpCMP02"
 #define VMP_COMPACT_MAGIC_LEN 8
 /* The most bytes of defined records (head + stack) a compact file keeps for
  * references, so an expander holds at most this much. */

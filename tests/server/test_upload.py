@@ -55,7 +55,7 @@ def wait_for_files(server, names):
     assert sorted(os.listdir(runs)) == sorted(names)
 
 
-COMPACT_MAGIC = b"vmpCMP01"
+COMPACT_MAGIC = b"vmpCMP02"
 
 
 def unzstd(path):
@@ -302,6 +302,44 @@ def test_a_damaged_compressed_file_is_an_error_not_a_crash(start_server, big_pro
     assert status == 0
     assert re.search(r"a download of a raw profile stopped short: runs/%s\.prof\.vmc(\.zst)? "
                      r"is damaged: " % rid, err), err
+
+
+@pytest.mark.parametrize("form", [".prof.vmc", ".prof.vmc.zst"])
+def test_one_byte_changed_in_a_stored_compact_file_is_never_served(start_server,
+                                                                   big_profile_bytes, form):
+    """One byte of the compact form changed on the disk where the structure
+    still reads (a function's name among the verbatim bytes): the file's
+    checksum tells, so no view shows the changed name and the raw command
+    does not give the changed bytes as the profile.  As .prof.vmc.zst: the
+    damage came before the background compression (whose frame checksum
+    then covers the wrong bytes)."""
+    server = start_server()
+    rid = server.upload(big_profile_bytes)
+    wait_for_files(server, [rid + ".prof.vmc.zst"])
+    assert server.stop()[0] == 0
+    zst = os.path.join(server.data, "runs", rid + ".prof.vmc.zst")
+    compact = unzstd(zst)
+    name = b"py:f110:1:m.py"
+    assert compact.count(name) == 1
+    damaged = compact.replace(name, b"py:f110:1:n.py")
+    os.unlink(zst)
+    with open(os.path.join(server.data, "runs", rid + ".prof.vmc"), "wb") as f:
+        f.write(damaged)
+    if form == ".prof.vmc.zst":
+        # a start-up compresses the .prof.vmc a stopped server left
+        server.start()
+        wait_for_files(server, [rid + form])
+        assert server.stop()[0] == 0
+    status, out, err = raw_command(server, rid)
+    assert status == 1, err
+    assert ("runs/%s%s is damaged: its checksum does not match" % (rid, form)) in err, err
+    server.start()
+    for view in ("tree", "functions", "export/collapsed"):
+        status, reply, _ = server.get("/api/runs/%s/%s" % (rid, view))
+        assert status == 500, (view, status, reply)
+        assert "is damaged: its checksum does not match" in reply["error"], reply
+    status, run, _ = server.get("/api/runs/%s" % rid)
+    assert status == 200 and run["samples"] == 300000 - 300000 % 3
 
 
 def test_a_missing_file_says_what_to_do(server, profile_bytes):
