@@ -13,6 +13,17 @@
  * drain bound (a session stopped or cut off for good) is closed and its slot
  * is vacant again, so that stuck sessions never eat the spares and then the
  * pool.  The engines themselves know nothing of threads.
+ *
+ * The database gone (stopped, restarted, unreachable): a free connection is
+ * looked at before it is handed out (the engine's alive(), which reads what
+ * the socket holds without waiting) and one whose session ended is closed,
+ * so that a restart of the database costs no request an error.  A connect
+ * that fails marks the database down for a while (DOWN_FIRST_MS, doubling
+ * up to DOWN_MAX_MS while connects keep failing): meanwhile a request that
+ * would connect is answered at once with the reason and when to retry,
+ * instead of each request trying (a connect to a host that does not answer
+ * takes the connect timeout); after it one request tries, and those that
+ * come meanwhile wait for its outcome (up to PROBE_WAIT_MS).
  */
 #include "srv_db.h"
 
@@ -42,8 +53,16 @@ struct srv_db {
     srv_dbconn *vacant; /* slots with no connection (conn NULL) */
     srv_dbconn *draining; /* answers nobody waits for any more */
     int hedge_ms, drain_ms;
-    int64_t hedges_sent, hedges_won;
+    srv_db_stats stats;
+    /* The database down: no connect until down_until (0: not down), one
+     * at a time after it (probing); the last connect's error. */
+    int64_t down_until;
+    int down_ms, probing;
+    char down_reason[256];
 };
+
+#define DOWN_FIRST_MS 250
+#define DOWN_MAX_MS 2000
 
 /* How often a thread waiting for a connection looks at the draining ones. */
 #define DRAIN_LOOK_MS 2
@@ -144,6 +163,7 @@ static srv_dbconn *drain(srv_db *db)
             c->next = db->free_list;
             db->free_list = c;
         } else if (now >= c->drain_until) {
+            db->stats.stuck_closed++;
             *p = c->next;
             c->next = stale;
             stale = c;
@@ -191,10 +211,88 @@ const srv_db_engine *srv_db_engine_of(const srv_db *db)
     return db->engine;
 }
 
+/* How long a request that would connect waits for the outcome of the one
+ * trying (probing) before it is answered that the database is down. */
+#define PROBE_WAIT_MS 1000
+
+/* Whole seconds, at least 1, for Retry-After. */
+static int retry_seconds(int64_t left_ms)
+{
+    return left_ms > 1000 ? (int)((left_ms + 999) / 1000) : 1;
+}
+
+/* Under db->lock, for a request that would connect now (the first time at
+ * *first_ms, 0 before): CONNECT, or WAIT (for the one trying, up to
+ * PROBE_WAIT_MS from the first time), or REFUSED (errbuf set): the database
+ * is down and it is not this request's turn to try. */
+enum { CONNECT, WAIT, REFUSED };
+static int while_down(srv_db *db, int64_t *first_ms, char *errbuf, size_t errlen)
+{
+    if (!db->down_until)
+        return CONNECT;
+    int64_t now = now_ms(), left = db->down_until - now;
+    if (!*first_ms)
+        *first_ms = now;
+    if (left <= 0 && !db->probing) {
+        db->probing = 1; /* this request tries; the others wait for it */
+        return CONNECT;
+    }
+    if (left <= 0 && now - *first_ms < PROBE_WAIT_MS)
+        return WAIT;
+    db->stats.refused_down++;
+    snprintf(errbuf, errlen, "the database is not reachable (%s); retry in %d s",
+             db->down_reason, retry_seconds(left));
+    return REFUSED;
+}
+
+/* Under db->lock: the outcome of a connect (conn NULL: failed, errbuf says
+ * why). */
+static void connect_outcome(srv_db *db, void *conn, char *errbuf, size_t errlen)
+{
+    db->probing = 0;
+    pthread_cond_broadcast(&db->freed); /* (those waiting for a try's outcome) */
+    if (conn) {
+        db->down_until = 0;
+        db->down_ms = 0;
+        return;
+    }
+    db->stats.connects_failed++;
+    db->down_ms = db->down_ms ? db->down_ms * 2 : DOWN_FIRST_MS;
+    if (db->down_ms > DOWN_MAX_MS)
+        db->down_ms = DOWN_MAX_MS;
+    db->down_until = now_ms() + db->down_ms;
+    snprintf(db->down_reason, sizeof db->down_reason, "%s", errbuf);
+    snprintf(errbuf, errlen, "the database is not reachable (%s); retry in %d s",
+             db->down_reason, retry_seconds(db->down_ms));
+}
+
+/* Under db->lock: waits on db->freed for at most ms. */
+static void timed_wait(srv_db *db, int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_nsec += ms * 1000000L;
+    while (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&db->freed, &db->lock, &t);
+}
+
+/* Closes connections found dead and makes their slots vacant; without
+ * db->lock. */
+static void close_dead(srv_db *db, srv_dbconn *dead)
+{
+    if (dead)
+        close_stale(db, dead);
+}
+
 /* A connection while fewer than limit are handed out; wait: else wait for
- * one, or NULL (errbuf not set). */
+ * one, or NULL (errbuf not set, unless the database is down). */
 static srv_dbconn *acquire(srv_db *db, int limit, int wait, char *errbuf, size_t errlen)
 {
+    srv_dbconn *dead = NULL;
+    int64_t first_ms = 0;
     pthread_mutex_lock(&db->lock);
     for (;;) {
         srv_dbconn *stale = db->draining ? drain(db) : NULL;
@@ -206,11 +304,36 @@ static srv_dbconn *acquire(srv_db *db, int limit, int wait, char *errbuf, size_t
         if (db->in_use < limit && db->free_list) {
             srv_dbconn *c = db->free_list;
             db->free_list = c->next;
+            if (db->engine->alive && !db->engine->alive(c->conn)) {
+                /* Its session ended (the database restarted, say): closed,
+                 * its slot vacant, and the next connection looked at. */
+                db->stats.dead_closed++;
+                c->next = dead;
+                dead = c;
+                continue;
+            }
             db->in_use++;
             pthread_mutex_unlock(&db->lock);
+            close_dead(db, dead);
             return c;
         }
+        if (dead) {
+            pthread_mutex_unlock(&db->lock);
+            close_dead(db, dead);
+            dead = NULL;
+            pthread_mutex_lock(&db->lock);
+            continue;
+        }
         if (db->in_use < limit && db->vacant) {
+            int turn = while_down(db, &first_ms, errbuf, errlen);
+            if (turn == REFUSED) {
+                pthread_mutex_unlock(&db->lock);
+                return NULL;
+            }
+            if (turn == WAIT) {
+                timed_wait(db, DRAIN_LOOK_MS * 5);
+                continue;
+            }
             /* Connect outside the lock: it may take a network round trip. */
             srv_dbconn *c = db->vacant;
             db->vacant = c->next;
@@ -218,6 +341,7 @@ static srv_dbconn *acquire(srv_db *db, int limit, int wait, char *errbuf, size_t
             pthread_mutex_unlock(&db->lock);
             void *conn = db->engine->connect(db->target, errbuf, errlen);
             pthread_mutex_lock(&db->lock);
+            connect_outcome(db, conn, errbuf, errlen);
             if (!conn) {
                 /* The slot is vacant again, whichever others connected
                  * meanwhile: a later request connects there. */
@@ -238,14 +362,7 @@ static srv_dbconn *acquire(srv_db *db, int limit, int wait, char *errbuf, size_t
         }
         if (db->draining) {
             /* Nobody signals when a draining answer comes: look again soon. */
-            struct timespec t;
-            clock_gettime(CLOCK_REALTIME, &t);
-            t.tv_nsec += DRAIN_LOOK_MS * 1000000L;
-            if (t.tv_nsec >= 1000000000L) {
-                t.tv_sec++;
-                t.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&db->freed, &db->lock, &t);
+            timed_wait(db, DRAIN_LOOK_MS);
         } else {
             pthread_cond_wait(&db->freed, &db->lock);
         }
@@ -271,6 +388,14 @@ static void put_back(srv_db *db, srv_dbconn *c, srv_dbconn **list)
 void srv_db_release(srv_db *db, srv_dbconn *c)
 {
     put_back(db, c, &db->free_list);
+}
+
+int srv_db_retry_after(srv_db *db)
+{
+    pthread_mutex_lock(&db->lock);
+    int64_t left = db->down_until ? db->down_until - now_ms() : 0;
+    pthread_mutex_unlock(&db->lock);
+    return retry_seconds(left);
 }
 
 /* c has a statement in flight whose answer nobody wants: aside until it
@@ -413,7 +538,7 @@ int srv_db_read(srv_db *db, int generic, const char *sql, const srv_param *param
             if (c[1] && e->send(c[1]->conn, generic, sql, params, nparams, errbuf, errlen) == 0) {
                 in_flight[1] = 1;
                 pthread_mutex_lock(&db->lock);
-                db->hedges_sent++;
+                db->stats.hedges_sent++;
                 pthread_mutex_unlock(&db->lock);
             }
             n = 2;
@@ -421,7 +546,7 @@ int srv_db_read(srv_db *db, int generic, const char *sql, const srv_param *param
     }
     if (winner == 1) {
         pthread_mutex_lock(&db->lock);
-        db->hedges_won++;
+        db->stats.hedges_won++;
         pthread_mutex_unlock(&db->lock);
     }
     for (int i = 0; i < n; i++) {
@@ -435,10 +560,9 @@ int srv_db_read(srv_db *db, int generic, const char *sql, const srv_param *param
     return rc;
 }
 
-void srv_db_hedges(srv_db *db, int64_t *sent, int64_t *won)
+void srv_db_stats_get(srv_db *db, srv_db_stats *stats)
 {
     pthread_mutex_lock(&db->lock);
-    *sent = db->hedges_sent;
-    *won = db->hedges_won;
+    *stats = db->stats;
     pthread_mutex_unlock(&db->lock);
 }

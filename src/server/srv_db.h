@@ -114,6 +114,10 @@ typedef struct srv_db_engine {
     int (*receive)(void *conn, srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
                    size_t errlen);
     int (*discard)(void *conn);
+    /* An idle connection whose session may have ended meanwhile: 0 when it
+     * has (what the socket holds says so: the database stopped or
+     * restarted), else 1; never waits.  NULL: always alive. */
+    int (*alive)(void *conn);
 } srv_db_engine;
 
 #define SRV_DB_RESEND (-2)
@@ -170,9 +174,22 @@ int srv_db_exec_generic(srv_db *db, const char *sql, const srv_param *params, in
 #define SRV_DB_DRAIN_MS 30000
 int srv_db_read(srv_db *db, int generic, const char *sql, const srv_param *params, int nparams,
                 srv_row_fn row, void *ctx, char *errbuf, size_t errlen);
-/* Reads sent a second time since the pool opened, and of those, how many
- * the second connection answered first. */
-void srv_db_hedges(srv_db *db, int64_t *sent, int64_t *won);
+/* What the pool did since it opened. */
+typedef struct srv_db_stats {
+    int64_t hedges_sent, hedges_won; /* reads sent again; answered first there */
+    int64_t stuck_closed;   /* connections closed past the drain bound */
+    int64_t dead_closed;    /* free connections whose session had ended */
+    int64_t connects_failed;
+    int64_t refused_down;   /* requests answered at once: the database was down */
+} srv_db_stats;
+void srv_db_stats_get(srv_db *db, srv_db_stats *stats);
+
+/* The database down: after a connect fails, requests that would connect are
+ * answered at once for a while (doubling, up to 2 s, while connects keep
+ * failing; then one tries), with errbuf "the database is not reachable
+ * (WHY); retry in N s".  The seconds a client should wait before trying
+ * again: the rest of that while, at least 1. */
+int srv_db_retry_after(srv_db *db);
 
 /* A connection held for several statements (a transaction). */
 srv_dbconn *srv_db_acquire(srv_db *db, char *errbuf, size_t errlen);

@@ -2,7 +2,9 @@
  * srv_db_pg.c - the PostgreSQL engine of srv_db.h (libpq), for several server
  * processes sharing one database.  Parameters travel separately from the
  * statement (PQexecParams), as text; results come back as text cells.  A
- * connection found broken is reset once before the statement is retried.
+ * connection found broken is not mended here: the pool (srv_db.c) asks
+ * alive() before handing one out, closes those whose session ended and
+ * connects anew, under its "database down" backoff.
  *
  * Statements are unnamed, so PostgreSQL plans each for its parameters.  A
  * statement run through exec_generic is prepared once per connection
@@ -14,6 +16,7 @@
 #include "srv_db.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +35,13 @@ typedef struct pg_conn {
 
 static void one_line(char *s)
 {
-    for (char *p = s; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    char *to = s;
+    for (const char *p = s; *p; p++) {
+        char ch = *p == '\n' || *p == '\r' || *p == '\t' ? ' ' : *p;
+        if (ch != ' ' || (to > s && to[-1] != ' '))
+            *to++ = ch; /* (runs of blanks as one) */
+    }
+    *to = 0;
     size_t n = strlen(s);
     while (n && s[n - 1] == ' ')
         s[--n] = 0;
@@ -49,10 +56,19 @@ static void pg_disconnect(void *conn)
     }
 }
 
+static void quiet(void *ctx, const char *message)
+{
+    (void)ctx, (void)message;
+}
+
 static void *pg_connect(const char *url, char *errbuf, size_t errlen)
 {
     pg_conn *conn = calloc(1, sizeof *conn);
-    PGconn *c = conn ? PQconnectdb(url) : NULL;
+    /* A connect to a host that does not answer gives up after 10 s unless
+     * the URL says otherwise (its own settings come later, and win). */
+    const char *const keys[] = {"connect_timeout", "dbname", NULL};
+    const char *const values[] = {"10", url, NULL};
+    PGconn *c = conn ? PQconnectdbParams(keys, values, 1) : NULL;
     if (!c || PQstatus(c) != CONNECTION_OK) {
         snprintf(errbuf, errlen, "cannot connect to PostgreSQL: %s",
                  c ? PQerrorMessage(c) : "out of memory");
@@ -62,6 +78,8 @@ static void *pg_connect(const char *url, char *errbuf, size_t errlen)
         free(conn);
         return NULL;
     }
+    /* (a session's farewell comes as a notice: the pool counts those) */
+    PQsetNoticeProcessor(c, quiet, NULL);
     PGresult *r = PQexec(c, "SET client_min_messages TO warning");
     PQclear(r);
     conn->pg = c;
@@ -112,15 +130,28 @@ static int bind_values(pg_values *v, const srv_param *params, int nparams, char 
     return 0;
 }
 
-/* Mends a broken connection, then: the index of sql's prepared statement
- * (generic), or -1 to run it unnamed. */
+/* The index of sql's prepared statement (generic), or -1 to run it
+ * unnamed. */
 static int statement_for(pg_conn *conn, int generic, const char *sql, int nparams)
 {
-    if (PQstatus(conn->pg) != CONNECTION_OK) {
-        PQreset(conn->pg);
-        conn->nprepared = 0; /* a new session: its statements went with the old */
-    }
+    if (PQstatus(conn->pg) != CONNECTION_OK)
+        return -1; /* (the statement then says the connection is lost) */
     return generic ? prepared(conn, sql, nparams) : -1;
+}
+
+/* The error of a failed statement, in one line, never empty: a connection
+ * that broke has no result to say it, only the connection's message. */
+static void statement_error(pg_conn *conn, const PGresult *r, char *errbuf, size_t errlen)
+{
+    const char *what = r ? PQresultErrorMessage(r) : "";
+    if (!what[0])
+        what = PQerrorMessage(conn->pg);
+    if (PQstatus(conn->pg) != CONNECTION_OK)
+        snprintf(errbuf, errlen, "the connection to PostgreSQL was lost: %s",
+                 what[0] ? what : "no reason given");
+    else
+        snprintf(errbuf, errlen, "%s", what[0] ? what : "PostgreSQL gave no reason");
+    one_line(errbuf);
 }
 
 /* A prepared statement found gone: SQLSTATE 26000. */
@@ -139,13 +170,12 @@ static void stop_preparing(pg_conn *conn)
 }
 
 /* Hands r's rows to row and clears r: 0, or -1 with errbuf set. */
-static int deliver(PGresult *r, srv_row_fn row, void *ctx, int64_t *changes, char *errbuf,
-                   size_t errlen)
+static int deliver(pg_conn *conn, PGresult *r, srv_row_fn row, void *ctx, int64_t *changes,
+                   char *errbuf, size_t errlen)
 {
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        snprintf(errbuf, errlen, "%s", PQresultErrorMessage(r));
-        one_line(errbuf);
+        statement_error(conn, r, errbuf, errlen);
         PQclear(r);
         return -1;
     }
@@ -187,7 +217,7 @@ static int run(pg_conn *conn, int generic, const char *sql, const srv_param *par
         PQclear(r);
         r = PQexecParams(c, sql, nparams, NULL, v.values, NULL, NULL, 0);
     }
-    return deliver(r, row, ctx, changes, errbuf, errlen);
+    return deliver(conn, r, row, ctx, changes, errbuf, errlen);
 }
 
 /* srv_db_read's way: the statement sent, its answer read when it comes. */
@@ -204,8 +234,7 @@ static int pg_send(void *conn_, int generic, const char *sql, const srv_param *p
     int sent = g >= 0 ? PQsendQueryPrepared(conn->pg, name, nparams, v.values, NULL, NULL, 0)
                       : PQsendQueryParams(conn->pg, sql, nparams, NULL, v.values, NULL, NULL, 0);
     if (!sent) {
-        snprintf(errbuf, errlen, "%s", PQerrorMessage(conn->pg));
-        one_line(errbuf);
+        statement_error(conn, NULL, errbuf, errlen);
         return -1;
     }
     conn->sent_prepared = g >= 0;
@@ -233,8 +262,7 @@ static int pg_receive(void *conn_, srv_row_fn row, void *ctx, int64_t *changes, 
     while ((more = PQgetResult(conn->pg)))
         PQclear(more);
     if (!r) {
-        snprintf(errbuf, errlen, "PostgreSQL gave no answer: %s", PQerrorMessage(conn->pg));
-        one_line(errbuf);
+        statement_error(conn, NULL, errbuf, errlen);
         return -1;
     }
     if (conn->sent_prepared && statement_gone(r)) {
@@ -242,7 +270,23 @@ static int pg_receive(void *conn_, srv_row_fn row, void *ctx, int64_t *changes, 
         PQclear(r);
         return SRV_DB_RESEND;
     }
-    return deliver(r, row, ctx, changes, errbuf, errlen);
+    return deliver(conn, r, row, ctx, changes, errbuf, errlen);
+}
+
+static int pg_alive(void *conn)
+{
+    PGconn *c = ((pg_conn *)conn)->pg;
+    /* An idle session that ended has left its farewell (an error libpq
+     * takes as a notice) and then the end of the stream in the socket:
+     * reading them, never waiting, breaks the connection's status.  An idle
+     * session is sent nothing else (no LISTEN here), so a few reads do. */
+    for (int i = 0; i < 4 && PQstatus(c) == CONNECTION_OK; i++) {
+        struct pollfd p = {PQsocket(c), POLLIN, 0};
+        if (p.fd < 0 || poll(&p, 1, 0) == 0)
+            break; /* nothing came */
+        PQconsumeInput(c);
+    }
+    return PQstatus(c) == CONNECTION_OK;
 }
 
 static int pg_discard(void *conn)
@@ -289,4 +333,5 @@ const srv_db_engine srv_db_pg_engine = {
     .ready = pg_ready,
     .receive = pg_receive,
     .discard = pg_discard,
+    .alive = pg_alive,
 };

@@ -362,6 +362,14 @@ static enum MHD_Result queue(srv_request *req)
 {
     if (!req->response)
         srv_reply_error(req, 500, "the server did not answer this request (a bug)");
+    if (req->status == 503 && req->response &&
+        !MHD_get_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER)) {
+        /* Every 503 says "retry": when (the database's pool knows how long
+         * it will refuse; otherwise a second). */
+        char retry[16];
+        snprintf(retry, sizeof retry, "%d", srv_store_retry_after(req->server->store));
+        MHD_add_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    }
     enum MHD_Result rc = MHD_queue_response(req->conn, req->status, req->response);
     return rc;
 }

@@ -460,13 +460,23 @@ static int serve(const options *o)
     srv_memo_free(s->memo);
     srv_throttle_free(s->guesses);
     srv_cache_free(s->jitlogs);
-    int64_t hedged, hedges_won;
-    srv_store_hedges(store, &hedged, &hedges_won);
-    if (hedged)
+    srv_db_stats db;
+    srv_store_db_stats(store, &db);
+    if (db.hedges_sent)
         fprintf(stderr,
                 "vmprof-server: %lld slow reads sent again on a second connection, %lld answered"
                 " first there\n",
-                (long long)hedged, (long long)hedges_won);
+                (long long)db.hedges_sent, (long long)db.hedges_won);
+    if (db.stuck_closed || db.dead_closed)
+        fprintf(stderr,
+                "vmprof-server: %lld database sessions closed stuck (no answer within the drain"
+                " bound), %lld found ended (the database restarted)\n",
+                (long long)db.stuck_closed, (long long)db.dead_closed);
+    if (db.connects_failed)
+        fprintf(stderr,
+                "vmprof-server: %lld connects to the database failed; %lld requests answered 503"
+                " at once meanwhile\n",
+                (long long)db.connects_failed, (long long)db.refused_down);
     srv_store_close(store);
     fprintf(stderr, "vmprof-server: stopped\n");
     return 0;

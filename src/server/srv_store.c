@@ -419,9 +419,14 @@ int srv_store_is_sqlite(const srv_store *s)
     return s->sqlite;
 }
 
-void srv_store_hedges(srv_store *s, int64_t *sent, int64_t *won)
+void srv_store_db_stats(srv_store *s, srv_db_stats *stats)
 {
-    srv_db_hedges(s->db, sent, won);
+    srv_db_stats_get(s->db, stats);
+}
+
+int srv_store_retry_after(srv_store *s)
+{
+    return srv_db_retry_after(s->db);
 }
 
 int srv_store_ping(srv_store *s, srv_err *err)

@@ -87,10 +87,12 @@ typedef struct srv_user {
  * path; creates the schema when missing. */
 srv_store *srv_store_open(const char *database, srv_err *err);
 void srv_store_close(srv_store *s);
-/* Reads of the runs list sent a second time because the first connection
- * was slow to answer, and how many of them the second answered first
- * (srv_db_read); said on stderr when the server stops. */
-void srv_store_hedges(srv_store *s, int64_t *sent, int64_t *won);
+/* What the database's pool did (srv_db.h: reads sent again, stuck and
+ * dead sessions closed, failed connects, requests refused while the
+ * database was down), said on stderr when the server stops; and the
+ * seconds a client told 503 should wait (srv_db_retry_after). */
+void srv_store_db_stats(srv_store *s, srv_db_stats *stats);
+int srv_store_retry_after(srv_store *s);
 int srv_store_is_sqlite(const srv_store *s);
 /* A cheap round trip, for /api/health. */
 int srv_store_ping(srv_store *s, srv_err *err);

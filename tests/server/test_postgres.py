@@ -27,40 +27,59 @@ def as_postgres(*args, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
 
 
+class Cluster(object):
+    """A PostgreSQL cluster in a temporary folder, reached over a Unix socket
+    only; stop() and start() it again with its data."""
+
+    def __init__(self):
+        self.bin_dir = PG_BIN[-1]
+        self.root = tempfile.mkdtemp(prefix="vmprof-pg-")
+        os.chmod(self.root, 0o755)
+        self.data, self.sockets = os.path.join(self.root, "data"), os.path.join(self.root, "run")
+        os.mkdir(self.sockets)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.sockets, "postgres")
+        out = as_postgres(os.path.join(self.bin_dir, "initdb"), "-D", self.data, "-A", "trust",
+                          "-U", "postgres", "--no-sync")
+        assert out.returncode == 0, out.stderr
+        self.running = False
+        self.start()
+        out = as_postgres(os.path.join(self.bin_dir, "createdb"), "-h", self.sockets, "-p",
+                          "5432", "vmprof")
+        assert out.returncode == 0, out.stderr
+        self.url = "postgresql:///vmprof?host=%s&port=5432&user=postgres" % self.sockets
+
+    def pg_ctl(self, *args):
+        out = as_postgres(os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data, "-w",
+                          "-t", "60", *args)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+    def start(self):
+        self.pg_ctl("-l", os.path.join(self.root, "log"), "-o",
+                    "-k %s -p 5432 -c listen_addresses= -c fsync=off" % self.sockets, "start")
+        self.running = True
+
+    def stop(self):
+        """A fast shutdown (pg_ctl's default): sessions ended at once."""
+        if self.running:
+            self.pg_ctl("-m", "fast", "stop")
+            self.running = False
+
+    def remove(self):
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def postgres():
     if not PG_BIN:
         pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
-    bin_dir = PG_BIN[-1]
-    root = tempfile.mkdtemp(prefix="vmprof-pg-")
-    os.chmod(root, 0o755)
-    data, sockets = os.path.join(root, "data"), os.path.join(root, "run")
-    os.mkdir(sockets)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-    out = as_postgres(os.path.join(bin_dir, "initdb"), "-D", data, "-A", "trust", "-U",
-                      "postgres", "--no-sync")
-    assert out.returncode == 0, out.stderr
-    server = subprocess.Popen(
-        (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
-        + [os.path.join(bin_dir, "postgres"), "-D", data, "-k", sockets, "-p", "5432",
-           "-c", "listen_addresses=", "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cluster = Cluster()
     try:
-        for _ in range(100):
-            if as_postgres(os.path.join(bin_dir, "pg_isready"), "-h", sockets,
-                           "-p", "5432").returncode == 0:
-                break
-            time.sleep(0.1)
-        out = as_postgres(os.path.join(bin_dir, "createdb"), "-h", sockets, "-p", "5432",
-                          "vmprof")
-        assert out.returncode == 0, out.stderr
-        yield "postgresql:///vmprof?host=%s&port=5432&user=postgres" % sockets
+        yield cluster.url
     finally:
-        server.terminate()
-        server.wait(timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()
 
 
 def test_two_servers_on_one_database(postgres, start_server, tmp_path, profile_bytes):
@@ -473,6 +492,9 @@ def test_a_failed_connect_leaves_its_pool_slot_for_a_later_one(postgres, start_s
             assert set(statuses) == {503}, statuses
         psql(url, "postgres", "ALTER DATABASE vmprof_pool ALLOW_CONNECTIONS true")
         assert sessions() == 1
+        # (after its connects failed the server tries again once its backoff,
+        # at most 2 s, has passed; before that, requests are answered 503)
+        time.sleep(2.5)
         # Back: requests enough for the whole pool, each waiting on the lock
         # once it has its session.
         waiting += [pool.submit(get_first_page) for _ in range(12)]
@@ -551,3 +573,85 @@ def test_a_session_stuck_for_good_gives_its_slot_back(postgres, start_server, tm
     for f in waiting:
         status, page, _ = f.result()
         assert status == 200 and [r["id"] for r in page["runs"]] == expected[:50]
+
+
+def test_the_database_stopped_then_started_again(start_server, tmp_path, profile_bytes):
+    """PostgreSQL stopped under a running server, then started again.
+    Restarted while nobody asked: every request after it is answered (the
+    pool's sessions that ended are closed before use, not used for one
+    failed request each).  While it is down: 503 with a one-line reason and
+    Retry-After, most requests answered without a connect of their own (one
+    tries at a time, after a backoff of at most 2 s); once it is back, the
+    server answers again within that backoff."""
+    if not PG_BIN:
+        pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
+    cluster = Cluster()
+    try:
+        server = start_server("--database", cluster.url, data=tmp_path / "d")
+        rid = server.upload(profile_bytes)
+        # The pool's sessions: 8 reads at once, each held by the lock.
+        locker = lock_runs(cluster.url, "vmprof")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            held = [pool.submit(server.get, "/api/runs", timeout=120) for _ in range(8)]
+            for _ in range(600):
+                if len(client_backends(cluster.url, "vmprof")) >= 8:
+                    break
+                time.sleep(0.1)
+            unlock_runs(locker)
+            assert all(f.result()[0] == 200 for f in held)
+        sessions = client_backends(cluster.url, "vmprof")
+        assert len(sessions) >= 8, sessions
+        paths = ["/api/runs", "/api/runs/" + rid, "/api/runs/%s/tree" % rid, "/api/health",
+                 "/api/runs?q=prog"]
+
+        # Stopped and started again with no request meanwhile.
+        cluster.stop()
+        cluster.start()
+        for _ in range(3):
+            for path in paths:
+                status, reply, _ = server.get(path)
+                assert status == 200, (path, reply)
+        status, reply, _ = server.request("POST", "/api/runtime/new",
+                                          {"argv": "x.py", "VM": "CPython"})
+        assert status == 200, reply
+
+        # Stopped, and asked meanwhile.
+        cluster.stop()
+        asked = 0
+        for _ in range(10):
+            for path in paths:
+                status, reply, resp = server.get(path)
+                asked += 1
+                assert status == 503, (path, status, reply)
+                error = reply["error"]
+                assert error and "\n" not in error, reply
+                assert ("not reachable" in error or "connection to PostgreSQL was lost"
+                        in error), error
+                assert 1 <= int(resp.getheader("Retry-After")) <= 2, resp.getheaders()
+            status, reply, resp = server.request("POST", "/api/runtime/new",
+                                                 {"argv": "x.py", "VM": "CPython"})
+            asked += 1
+            assert status == 503 and resp.getheader("Retry-After"), reply
+        cluster.start()
+        # Back: answered again once the backoff has passed (at most 2 s).
+        for _ in range(100):
+            asked += 1
+            if server.get("/api/health")[0] == 200:
+                break
+            time.sleep(0.1)
+        for path in paths:
+            status, reply, _ = server.get(path)
+            assert status == 200, (path, reply)
+        status, err = server.stop()
+        assert status == 0, err
+        closed = re.search(r"(\d+) found ended \(the database restarted\)", err)
+        assert closed and int(closed.group(1)) >= 8, err
+        failed, refused = map(int, re.search(
+            r"(\d+) connects to the database failed; (\d+) requests answered 503 at once",
+            err).groups())
+        # (each request while it was down either tried a connect or was
+        # refused without one)
+        assert failed >= 1 and refused >= 1 and failed + refused <= asked, err
+        assert failed < asked / 2, err
+    finally:
+        cluster.remove()
