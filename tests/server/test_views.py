@@ -4,6 +4,8 @@ answered by the library's read model: checked against what the workload did
 import gzip
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -361,3 +363,56 @@ def test_kept_answers_follow_the_run(server, profile_bytes, make_profile):
     token = server.add_user("admin", admin=True)
     assert server.request("DELETE", "/api/runs/%s" % rid, token=token)[0] == 200
     assert server.get("/api/runs/%s/tree" % rid)[0] == 404
+
+
+def test_a_time_range_selects_the_samples_in_it(server, make_profile):
+    """from=&to= (milliseconds from the run's start, [from, to)): two halves
+    of the run hold every sample once, in every view; the memory view's
+    points lie in the range asked; a range the wrong way round is 400."""
+    rid = server.upload(make_profile("--mem"))
+    whole = get_ok(server, "/api/runs/%s/tree" % rid)["total"]
+    memory = get_ok(server, "/api/runs/%s/memory" % rid)
+    mid = memory["duration_ms"] / 2
+    halves = [get_ok(server, "/api/runs/%s/tree?%s" % (rid, q))["total"]
+              for q in ("from=0&to=%r" % mid, "from=%r" % mid)]
+    assert all(h > 0 for h in halves) and sum(halves) == whole, (halves, whole)
+    counted = [get_ok(server, "/api/runs/%s/functions?%s" % (rid, q))["total"]
+               for q in ("to=%r" % mid, "from=%r" % mid)]
+    assert counted == halves
+    lo, hi = memory["duration_ms"] / 4, memory["duration_ms"] * 3 / 4
+    part = get_ok(server, "/api/runs/%s/memory?width=50&from=%r&to=%r" % (rid, lo, hi))
+    assert part["points"] and all(lo <= ms < hi for ms, _ in part["points"]), part["points"]
+    assert len(part["points"]) <= 50
+    status, reply, _ = server.get("/api/runs/%s/tree?from=%r&to=%r" % (rid, hi, lo))
+    assert status == 400 and "is after" in reply["error"], reply
+
+
+CALLED_FROM_C = """
+def burn_called_from_c(i):
+    total = 0
+    for k in range(200):
+        total += k * i
+    return total
+sum(map(burn_called_from_c, range(30000)))
+"""
+
+
+def test_the_interpreters_own_frames_on_and_off(server, tmp_path):
+    """interp=1 keeps the interpreter's own native frames that the default
+    (interp=0, vmprofshow --hide-interpreter) folds (here between map(), a C
+    function, and the Python function it calls): more functions, every one
+    added native, the same samples."""
+    workload = tmp_path / "called_from_c.py"
+    workload.write_text(CALLED_FROM_C)
+    out = tmp_path / "called_from_c.prof"
+    subprocess.run([sys.executable, "-m", "vmprof", "-o", str(out), str(workload)], check=True,
+                   capture_output=True, timeout=120, cwd=str(tmp_path),
+                   env=dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache")))
+    run = server.upload(out.read_bytes())
+    off = get_ok(server, "/api/runs/%s/tree?depth=200&min=0" % run)
+    on = get_ok(server, "/api/runs/%s/tree?depth=200&min=0&interp=1" % run)
+    assert on["total"] == off["total"]
+    added = set(on["functions"]) - set(off["functions"])
+    assert added, (len(on["functions"]), len(off["functions"]))
+    assert all(on["functions"][fn]["kind"] == "native" for fn in added), \
+        [on["functions"][fn] for fn in added]
