@@ -573,11 +573,13 @@ def test_a_session_stuck_for_good_gives_its_slot_back(postgres, start_server, tm
     for f in waiting:
         status, page, _ = f.result()
         assert status == 200 and [r["id"] for r in page["runs"]] == expected[:50]
-    # said when the server stops: the three sessions closed stuck
+    # said when the server stops: the sessions closed stuck (at least the one
+    # the eighth read needed; those still set aside when they were let go
+    # answered, and went back to the pool)
     status, err = server.stop()
     assert status == 0, err
     stuck = re.search(r"(\d+) database sessions closed stuck", err)
-    assert stuck and int(stuck.group(1)) == 3, err
+    assert stuck and 1 <= int(stuck.group(1)) <= 3, err
 
 
 def test_the_database_stopped_then_started_again(start_server, tmp_path, profile_bytes):
