@@ -1630,6 +1630,52 @@ static void note_known_not_python(vmp_delivery *d)
     free(sorted);
 }
 
+struct tid_index {
+    pid_t tid;
+    long i;
+};
+
+static int cmp_tid_index(const void *a, const void *b)
+{
+    return cmp_tid(&((const struct tid_index *)a)->tid, &((const struct tid_index *)b)->tid);
+}
+
+/* Wall clock: the threads of d->python_tids whose stacks the caller hands
+ * over (first_sample) are idle in them from the start (header: "First
+ * samples"), as a handler's sample inside a system call at the CPU clock
+ * baseline read would have left them: not probed while that clock stands
+ * still.  After the places' paid marks are set (place_count_from). */
+static void first_samples(vmp_delivery *d)
+{
+    if (!d->repeats_on || !d->first_sample || d->n_python_tids <= 0 || !d->python_tids)
+        return;
+    size_t n = (size_t)d->n_python_tids;
+    struct tid_index *sorted = malloc(n * sizeof *sorted);
+    if (!sorted)
+        return;
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = (struct tid_index){d->python_tids[i], (long)i};
+    qsort(sorted, n, sizeof *sorted, cmp_tid_index);
+    for (size_t i = 0; i < d->n_threads; i++) {
+        vmp_delivery_thread *t = &d->threads[i];
+        struct tid_index key = {t->tid, 0}, *found;
+        if (t->not_python || t->last_cpu < 0 || t->place >= VMP_PLACES ||
+            !(found = bsearch(&key, sorted, n, sizeof *sorted, cmp_tid_index)) ||
+            d->first_sample(found->i, t->tid, t->place) != 0)
+            continue;
+        size_t k = t->place;
+        atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
+        atomic_store_explicit(&rep_in_call[k], 1, memory_order_release);
+        atomic_store_explicit(&rep_cpu[k], t->last_cpu, memory_order_release);
+        atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
+        atomic_store_explicit(&sampled_cpu[k], t->last_cpu, memory_order_release);
+        atomic_store_explicit(&sampled_in_call[k], 1, memory_order_release);
+        atomic_store_explicit(&sampled_tid[k], t->tid, memory_order_release);
+        atomic_fetch_add_explicit(&d->first_samples, 1, memory_order_relaxed);
+    }
+    free(sorted);
+}
+
 /* Whether signal signo is one the kernel queues (real-time) rather than
  * merges. */
 static int queued_signal(int signo)
@@ -1659,6 +1705,7 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->scans, 0);
     atomic_store(&d->clock_reads, 0);
     atomic_store(&d->visits, 0);
+    atomic_store(&d->first_samples, 0);
     d->threads = NULL;
     d->active = NULL;
     d->index = NULL;
@@ -1759,6 +1806,7 @@ int vmp_delivery_start(vmp_delivery *d)
             d->round_periods = VMP_SOURCE_ROUND_NS > d->period_ns ? VMP_SOURCE_ROUND_NS / d->period_ns : 1;
         }
     }
+    first_samples(d);
     d->fast_until = 0;
     d->steady_since = d->last_round;
     d->changed = 0;

@@ -65,6 +65,19 @@
  * ring full at a visit wait for the next one; elsewhere they are lost and
  * counted (repeats_lost, in the profile's samples_dropped).
  *
+ * First samples (wall clock): a Python thread already waiting when the run
+ * starts would need a probe to get its first sample: a signal that wakes
+ * it, and the sender's /proc/<tid>/syscall read and tgkill, for each of
+ * them (1,000 waiting threads: 1,000 of each).  The caller may read
+ * their stacks while none of them can run Python code (enable() holds the
+ * GIL) and hand them over with `first_sample`: each such thread is then
+ * idle in that sample from the start, paid against the CPU clock baseline
+ * the start reads (with the GIL still held): the rule above, read from the
+ * baseline instead of a handler's clock reading.  Its stack is one it
+ * cannot have left without running (frames change only under the GIL), so
+ * the slack is the same; a thread that runs again (one waiting for the
+ * GIL) is found running and sampled as any other.
+ *
  * Threads that are not Python's (no Python thread state: C library pools,
  * BLAS, watchdogs): the handler reports it; the first such answer is
  * checked once more VMP_NOT_PYTHON_MIN_NS later (a Python thread answers so
@@ -388,6 +401,17 @@ typedef struct vmp_delivery {
      * that would cut its sleep short. */
     const pid_t *python_tids;
     long n_python_tids;
+    /* Wall clock, may be NULL: hands the writer, as the last sample of
+     * thread python_tids[i] (at `place`), a stack the caller read while that
+     * thread could run no Python code (enable() holds the GIL until the
+     * start is done); 0 when it did, -1 when it has none (the caller's own
+     * thread, no frame, no room in the ring).  Called by vmp_delivery_start
+     * only.  A thread that got one is taken as idle in that sample since the
+     * start, as if a probe had found it inside a system call at its CPU
+     * clock's baseline: while that clock stands still it is not signalled
+     * and its periods repeat that stack (a pool of threads waiting when
+     * the run starts is not woken to be found waiting: "First samples"). */
+    int (*first_sample)(long i, pid_t tid, uint32_t place);
     /* CPU clock with sources: the rounds may lengthen while nothing
      * changes (VMP_QUIET_ROUND_NS); not when each round must read
      * something for the samples (memory mode's RSS). */
@@ -417,6 +441,7 @@ typedef struct vmp_delivery {
     _Atomic uint64_t clock_reads; /* CPU clocks of other threads read */
     _Atomic uint64_t scans;    /* listings of /proc/self/task */
     _Atomic uint64_t visits;   /* still threads' clocks read by visits (visit_still) */
+    _Atomic uint64_t first_samples; /* threads idle from the start in a stack first_sample handed over */
     _Atomic uint64_t sources_opened; /* per-thread events opened */
 
     /* the sending thread's own (vmp_delivery.c) */

@@ -214,6 +214,108 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
     atomic_store(&vmp_run.writer_tid, 0);
 }
 
+/* Wall clock, Python frames only: the stacks of the program's other threads
+ * at enable(), read while it holds the GIL (none of them can change its
+ * Python frames meanwhile), in the order of python_tids; the sampler
+ * thread's start hands each to the writer as that thread's last sample
+ * (vmp_delivery.h, "First samples"), so that none is woken by a probe to
+ * be found where it waits.  Not in native mode: the C stack of another
+ * thread cannot be read from here. */
+static struct {
+    uint64_t *words;     /* the stacks, one after the other */
+    size_t *at;          /* thread i's: words[at[i] .. at[i + 1]) */
+    uint64_t *thread_id;
+    long n;
+} First;
+
+typedef struct first_walk {
+    PyThreadState *ts;
+    uint64_t *out;
+    size_t n;
+} first_walk;
+
+static void walk_first(void *arg)
+{
+    first_walk *w = arg;
+    w->n = vmp_frames_walk(w->ts, w->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
+}
+
+static void first_forget(void)
+{
+    free(First.words);
+    free(First.at);
+    free(First.thread_id);
+    First.words = NULL;
+    First.at = NULL;
+    First.thread_id = NULL;
+    First.n = 0;
+}
+
+/* Reads the stacks of the n thread states of the interpreter after the
+ * caller's (python_tids' order); the caller's own is left empty (it runs).
+ * Nothing when memory is short: those threads are probed as before. */
+static void first_read(long n)
+{
+    PyThreadState *me = PyThreadState_Get();
+    uint64_t buf[VMP_SLOT_WORDS];
+    size_t cap = 0, len = 0;
+    First.at = calloc((size_t)n + 1, sizeof *First.at);
+    First.thread_id = calloc((size_t)n + 1, sizeof *First.thread_id);
+    if (!First.at || !First.thread_id) {
+        first_forget();
+        return;
+    }
+    long i = 0;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead((PyInterpreterState *)vmp_run.interp); ts && i < n;
+         ts = PyThreadState_Next(ts), i++) {
+        First.at[i] = len;
+        first_walk w = {ts, buf, 0};
+        if (ts == me || vmp_guard_run(walk_first, &w) < 0 || w.n == 0)
+            continue;
+        if (len + w.n > cap) {
+            size_t grown_cap = 2 * cap > len + w.n ? 2 * cap : len + w.n + 1024;
+            uint64_t *grown = realloc(First.words, grown_cap * sizeof *grown);
+            if (!grown)
+                continue;
+            First.words = grown;
+            cap = grown_cap;
+        }
+        memcpy(First.words + len, buf, w.n * sizeof *buf);
+        len += w.n;
+        First.thread_id[i] = vmp_frames_thread_id(ts);
+        /* (their names are written as any sampled code's) */
+        for (size_t j = vmp_run.lines ? 1 : 0; j < w.n; j += vmp_run.lines ? 2 : 1)
+            vmp_codes_note((uintptr_t)buf[j]);
+    }
+    for (; i <= n; i++)
+        First.at[i] = len;
+    First.n = n;
+}
+
+/* vmp_delivery's first_sample, on the sampler thread at its start: thread
+ * i's stack into a slot of its own, for the writer to keep (weight 0: no
+ * record is written for it; its repeats are). */
+static int first_hand_over(long i, pid_t tid, uint32_t place)
+{
+    if (i < 0 || i >= First.n || First.at[i + 1] == First.at[i])
+        return -1;
+    vmp_slot *s = vmp_ring_claim();
+    if (!s)
+        return -1;
+    size_t n = First.at[i + 1] - First.at[i];
+    memcpy(s->data, First.words + First.at[i], n * sizeof *s->data);
+    s->kind = VMP_SLOT_SAMPLE;
+    s->n = (uint32_t)n;
+    s->weight = 0;
+    s->from_ns = 0;
+    s->tid = tid;
+    s->place = place;
+    s->thread_id = First.thread_id[i];
+    s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
+    vmp_ring_publish(s);
+    return 0;
+}
+
 int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
 {
     if (check_config(cfg, err, errlen) < 0)
@@ -264,9 +366,15 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     vmp_run.delivery.python_tids = python_tids;
     vmp_run.delivery.n_python_tids =
         python_tids ? vmp_frames_python_tids(vmp_run.interp, python_tids, states, vmp_guard_run) : -1;
+    if (cfg->real_time && !cfg->native && vmp_run.delivery.n_python_tids > 1) {
+        first_read(vmp_run.delivery.n_python_tids);
+        vmp_run.delivery.first_sample = First.n ? first_hand_over : NULL;
+    }
     int started = vmp_timer_thread_start();
     vmp_run.delivery.python_tids = NULL;
     vmp_run.delivery.n_python_tids = -1;
+    vmp_run.delivery.first_sample = NULL;
+    first_forget();
     free(python_tids);
     if (started < 0) {
         fail(err, errlen, "cannot start the sampler thread");
@@ -370,6 +478,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->polls = atomic_load(&vmp_run.delivery.polls);
         stats->listings = atomic_load(&vmp_run.delivery.scans);
         stats->visits = atomic_load(&vmp_run.delivery.visits);
+        stats->first_samples = atomic_load(&vmp_run.delivery.first_samples);
         stats->signo = vmp_run.signo;
     }
     int e = atomic_load(&vmp_run.write_errno);

@@ -67,6 +67,7 @@ typedef struct vmp_sampler_stats {
      * other threads' CPU clocks read, polls of the still threads, listings
      * of /proc/self/task, visits of still threads. */
     uint64_t clock_reads, polls, listings, visits;
+    uint64_t first_samples;  /* wall clock: threads idle from the start in a stack read by enable() */
     int signo;               /* the signal used */
 } vmp_sampler_stats;
 

@@ -82,6 +82,44 @@ def test_waiting_threads_get_no_signal_after_the_first_that_found_them_waiting()
     assert stats["samples_repeated"] > 0.9 * stats["samples"], stats
 
 
+@pytest.mark.parametrize("events", [True, False], ids=["events", "per-period"])
+def test_threads_waiting_when_the_run_starts_are_not_woken_to_be_found(monkeypatch, events):
+    # enable() reads the stacks of the threads already there while it holds
+    # the GIL; one that has not run since is idle in that stack from the
+    # start: no probe (a signal, a /proc read and a tgkill each) is needed
+    # to find where it waits.  Before, each got one.
+    if not events:
+        monkeypatch.setenv("VMPROF_NO_PERF_EVENTS", "1")
+    n_idle = 30
+    stop, ready = threading.Event(), threading.Semaphore(0)
+
+    def wait():
+        ready.release()
+        waits_in_a(stop)
+
+    ts = [threading.Thread(target=wait) for _ in range(n_idle)]
+    for t in ts:
+        t.start()
+    for _ in ts:
+        ready.acquire()
+    try:
+        p, _, stats = profile(lambda: time.sleep(0.3), period=0.001, real_time=True)
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    per_thread = samples_per_thread_in(p, "waits_in_a")
+    assert len(per_thread) == n_idle, (per_thread, stats)
+    # (a thread between ready.release() and its wait when enable() read it
+    # runs once more, and is probed as before)
+    assert stats.get("first_samples", 0) >= n_idle - 5, stats
+    assert stats["signals_sent"] <= 5 + (n_idle - stats["first_samples"]) * 3, stats
+    # each waited the whole run, as the main thread slept it: as many samples
+    main_samples = p.inclusive("<lambda>")
+    for tid, n in per_thread.items():
+        assert 0.8 * main_samples - 5 <= n <= 1.2 * main_samples + 20, (tid, n, main_samples, stats)
+
+
 def test_a_thread_that_moves_to_another_wait_is_shown_there_soon():
     # The thread wakes for a moment (microseconds of CPU, less than the idle
     # slack can hide) and waits somewhere else: within the refresh interval
