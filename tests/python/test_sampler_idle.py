@@ -111,9 +111,13 @@ def test_threads_waiting_when_the_run_starts_are_not_woken_to_be_found(monkeypat
     per_thread = samples_per_thread_in(p, "waits_in_a")
     assert len(per_thread) == n_idle, (per_thread, stats)
     # (a thread between ready.release() and its wait when enable() read it
-    # runs once more, and is probed as before)
+    # runs once more, and is probed as before; a thread an earlier test left
+    # waiting counts too)
     assert stats.get("first_samples", 0) >= n_idle - 5, stats
-    assert stats["signals_sent"] <= 5 + (n_idle - stats["first_samples"]) * 3, stats
+    # (the main thread's sleep is probed; before, 34 signals here: one or
+    # more per waiting thread)
+    missed = max(0, n_idle - stats["first_samples"])
+    assert stats["signals_sent"] <= 10 + 3 * missed, stats
     # each waited the whole run, as the main thread slept it: as many samples
     main_samples = p.inclusive("<lambda>")
     for tid, n in per_thread.items():
