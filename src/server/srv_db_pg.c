@@ -72,6 +72,11 @@ static void *pg_connect(const char *url, char *errbuf, size_t errlen)
     if (!c || PQstatus(c) != CONNECTION_OK) {
         snprintf(errbuf, errlen, "cannot connect to PostgreSQL: %s",
                  c ? PQerrorMessage(c) : "out of memory");
+        /* Its first line says what failed; libpq's hint after it ("Is the
+         * server running...") would push the advice out of a short buffer. */
+        char *hint = strchr(errbuf, '\n');
+        if (hint && hint[1])
+            *hint = 0;
         one_line(errbuf);
         if (c)
             PQfinish(c);

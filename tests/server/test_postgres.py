@@ -622,9 +622,45 @@ def test_the_database_stopped_then_started_again(start_server, tmp_path, profile
                                           {"argv": "x.py", "VM": "CPython"})
         assert status == 200, reply
 
+        # An upload between its steps, with the database stopped meanwhile:
+        # 503 and nothing kept; the step asked again once it is back: the run
+        # as uploaded.  (asked: the requests while it was not back)
+        asked = 0
+        status, reply, _ = server.request("POST", "/api/runtime/new",
+                                          {"argv": "retried.py", "VM": "CPython"})
+        retried = reply["runtime_id"]
+        cluster.stop()
+        add = "/api/runtime/upload/cpu/%s/add" % retried
+        status, reply, resp = server.request("POST", add, profile_bytes)
+        asked += 1
+        assert status == 503 and resp.getheader("Retry-After"), reply
+        assert reply["error"].endswith(" s"), reply  # (the advice is not cut off)
+        assert not [n for n in os.listdir(os.path.join(server.data, "runs"))
+                    if n.startswith(retried)]
+        cluster.start()
+        for _ in range(100):
+            status, reply, _ = server.request("POST", add, profile_bytes)
+            asked += 1
+            if status != 503:
+                break
+            time.sleep(0.1)
+        assert status == 200, reply
+        cluster.stop()
+        freeze = "/api/runtime/%s/freeze/" % retried
+        assert server.request("POST", freeze, b"")[0] == 503
+        asked += 1
+        cluster.start()
+        for _ in range(100):
+            status, reply, _ = server.request("POST", freeze, b"")
+            asked += 1
+            if status != 503:
+                break
+            time.sleep(0.1)
+        assert status == 200, reply
+        assert server.get("/api/runs/%s/raw" % retried)[1] == profile_bytes
+
         # Stopped, and asked meanwhile.
         cluster.stop()
-        asked = 0
         for _ in range(10):
             for path in paths:
                 status, reply, resp = server.get(path)
