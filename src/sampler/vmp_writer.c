@@ -77,12 +77,14 @@ static struct {
     uint64_t ids[VMP_SLOT_WORDS];
 } W;
 
-/* Names that found no room in the ring (the writer stalled): the object
- * died, so its address must still be retired, at its place in the stream
- * (before the first slot claimed after the death), or a new object there
- * would be shown under the dead one's id.  Pushed by GIL holders, one at a
- * time; taken by the writer. */
-#define LOST_MAX 1024
+/* Names lost: that found no room in the ring nor beside it (the writer
+ * stalled).  The object died, so its address must still be retired, at its
+ * place in the stream (before the first slot claimed after the death), or a
+ * new object there would be shown under the dead one's id.  (With 1,024
+ * places here, 1,301 names lost at once left the last ones' addresses
+ * unretired: 606 samples under a wrong name; past LOST_MAX it would
+ * again.)  Pushed by GIL holders, one at a time; taken by the writer. */
+#define LOST_MAX 16384
 static struct {
     struct {
         uint64_t code;
@@ -90,6 +92,30 @@ static struct {
     } at[LOST_MAX];
     _Atomic uint64_t head, tail;
 } Lost;
+
+/* Names that found no room in the ring, held beside it: each is written at
+ * its place in the stream, before the first slot claimed after it was
+ * pushed (every sample holding a dying object was claimed before its
+ * death).  The ring is full whenever the writer waits for a slow reader:
+ * it drains the ring, then writes out what it drained, and frees no slot
+ * until that is out (seconds, for a reader taking 20-50 KB/s); a name that
+ * waited for a slot was lost after VMP_NAME_WAIT_NS although the writer
+ * went on (8 of 100 dying code objects' names, the program held up 5 s
+ * each time).  Only a name that finds the queue full too waits for the
+ * ring, and may be lost (Lost).  Pushed by GIL holders, one at a time;
+ * taken by the writer. */
+#define HELD_MAX 1024
+typedef struct held_name {
+    uint64_t code;
+    uint64_t before; /* ring claim index: written before the slot with this one */
+    uint32_t len;
+    int died;
+    char text[VMP_MAX_NAME];
+} held_name;
+static struct {
+    held_name at[HELD_MAX];
+    _Atomic uint64_t head, tail;
+} Held;
 
 /* Set when a name waited VMP_NAME_WAIT_NS in vain: the writer is stuck, and
  * the next names do not wait again until the ring has room. */
@@ -138,6 +164,22 @@ static uint64_t id_for_name(uint64_t addr, int died)
     if (died && vmp_u64map_put(&W.ids_by_addr, addr, state | ID_RETIRED) < 0)
         return addr;
     return id_with_gen(addr, state);
+}
+
+static void flush(void);
+
+/* Writes the held names pushed before claim index `upto` (UINT64_MAX: all). */
+static void write_held(uint64_t upto)
+{
+    uint64_t t = atomic_load_explicit(&Held.tail, memory_order_relaxed);
+    while (t != atomic_load_explicit(&Held.head, memory_order_acquire) && Held.at[t % HELD_MAX].before <= upto) {
+        const held_name *h = &Held.at[t % HELD_MAX];
+        uint64_t id = id_for_name(h->code, h->died);
+        if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, h->len))
+            flush();
+        vmp_enc_name(&W.buf, VMP_TAG_VIRTUAL_IP, id, h->text, h->len);
+        atomic_store_explicit(&Held.tail, ++t, memory_order_release);
+    }
 }
 
 /* Where the writer writes: the profile's descriptor, or for a pipe a
@@ -469,9 +511,11 @@ static int drain(int wait)
         vmp_slot *s = vmp_ring_oldest(&index);
         if (!s) {
             retire_lost(vmp_ring_next_index());
+            write_held(vmp_ring_next_index());
             return 1;
         }
         retire_lost(index);
+        write_held(index);
         if (atomic_load_explicit(&s->state, memory_order_acquire) != VMP_SLOT_READY) {
             if (!wait)
                 return 0;
@@ -661,6 +705,8 @@ void vmp_writer_after_fork_child(void)
     W.niov = 0;
     atomic_store(&Lost.head, 0);
     atomic_store(&Lost.tail, 0);
+    atomic_store(&Held.head, 0);
+    atomic_store(&Held.tail, 0);
     atomic_store(&names_stalled, 0);
 }
 
@@ -674,6 +720,8 @@ int vmp_writer_prepare(void)
     vmp_writer_release();
     atomic_store(&Lost.head, 0);
     atomic_store(&Lost.tail, 0);
+    atomic_store(&Held.head, 0);
+    atomic_store(&Held.tail, 0);
     atomic_store(&names_stalled, 0);
     atomic_store(&stopping_since, 0);
     return 0;
@@ -703,13 +751,31 @@ void vmp_writer_release(void)
     free_last();
 }
 
+/* Holds a name beside the ring (Held): 0, or -1 when the queue is full. */
+static int hold_name(uintptr_t code, const char *name, size_t len, int died)
+{
+    uint64_t h = atomic_load_explicit(&Held.head, memory_order_relaxed);
+    if (h - atomic_load_explicit(&Held.tail, memory_order_acquire) >= HELD_MAX)
+        return -1;
+    held_name *e = &Held.at[h % HELD_MAX];
+    e->code = code;
+    e->died = died;
+    e->len = (uint32_t)(len < sizeof e->text ? len : sizeof e->text);
+    memcpy(e->text, name, e->len);
+    e->before = vmp_ring_next_index();
+    atomic_store_explicit(&Held.head, h + 1, memory_order_release);
+    return 0;
+}
+
 void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died)
 {
     vmp_slot *s = vmp_ring_claim();
+    if (!s && hold_name(code, name, len, died) == 0)
+        return;
     if (!s && !atomic_load(&names_stalled)) {
-        /* Full: the writer makes room without the GIL, but it may be
-         * blocked on a pipe that a thread of this program reads, which needs
-         * the GIL: wait without it. */
+        /* Full, and the queue beside it too: the writer makes room without
+         * the GIL, but it may be blocked on a pipe that a thread of this
+         * program reads, which needs the GIL: wait without it. */
         int64_t start = vmp_mono_ns();
         Py_BEGIN_ALLOW_THREADS
         while (!(s = vmp_ring_claim()) && vmp_mono_ns() - start < VMP_NAME_WAIT_NS && !vmp_run_writer_hopeless())

@@ -66,7 +66,9 @@ void vmp_writer_unhold(void);
 void vmp_writer_after_fork_child(void);
 
 /* Puts a name in the stream (GIL held, normal context); the vmp_codes
- * callback.  When the ring is full it waits (bounded) for the writer. */
+ * callback.  When the ring is full the name is held beside it (up to 1,024
+ * names); only when that is full too it waits (bounded) for the writer,
+ * and a name still without room is lost (names_lost), its address retired. */
 void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died);
 
 #endif /* VMP_WRITER_H */

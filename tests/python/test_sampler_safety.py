@@ -418,20 +418,22 @@ def test_naming_a_function_leaves_its_strings_as_they_were(tmp_path):
 
 
 def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
-    # A name that waited for room in vain (5 s: the pipe's reader is not
-    # reading) is lost; before, a new code object at the dead one's address
-    # then took over its id, and the dead one's samples were shown under the
-    # new one's name.
+    # A name that finds the ring full is held beside it, up to 1,024; one
+    # that finds that full too waits for room in vain (5 s: the pipe's
+    # reader is not reading) and is lost.  Before, a new code object at the
+    # dead one's address then took over its id, and the dead one's samples
+    # were shown under the new one's name.  1,300 sampled fillers die first,
+    # so that first_fn's name finds no room anywhere.
     done = run_script(tmp_path, """
         import os, sys, threading, types, vmprof
         from sampler_util import burn_cpu, read_back
         r, w = os.pipe()
-        gate = threading.Event()
+        reading = threading.Event()
         chunks = []
 
         def reader():
-            gate.wait()
             while True:
+                reading.wait()
                 data = os.read(r, 1 << 16)
                 if not data:
                     return
@@ -454,15 +456,27 @@ def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
 
         t = threading.Thread(target=reader)
         t.start()
+        reading.set()
         vmprof.enable(w, period=0.0002, real_time=True, native=False)
+        fillers = [make("filler_%d" % i) for i in range(1300)]
+        for f in fillers:
+            f(0.002)  # sampled: a name owed when it dies
         ns = {"first_fn": make("first_fn")}
         phase_one(ns)
         old = id(ns["first_fn"].__code__)
+        reading.clear()  # (after the read in flight)
         burn_cpu(0.6)  # the pipe is full, the ring too
-        ns.clear()     # first_fn's name finds no room
-        ns["second_fn"] = make("second_fn")
+        del f
+        fillers.clear()  # 1,024 names held, the next waits 5 s in vain, the rest are lost
+        ns.clear()       # first_fn's name finds no room
+        keep = []  # (the freed fillers' blocks come first: take them until one is first_fn's)
+        for _ in range(5000):
+            ns["second_fn"] = make("second_fn")
+            if id(ns["second_fn"].__code__) == old:
+                break
+            keep.append(ns["second_fn"])
         reused = id(ns["second_fn"].__code__) == old
-        gate.set()
+        reading.set()
         phase_two(ns)
         vmprof.disable()
         os.close(w)
@@ -470,19 +484,80 @@ def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
         with open("p.prof", "wb") as f:
             f.write(b"".join(chunks))
         p = read_back("p.prof")
-        assert vmprof.profiler.last_run_stats["names_lost"] == 1, vmprof.profiler.last_run_stats
+        stats = vmprof.profiler.last_run_stats
+        named = {p.func(e) for e in p.names}
+        assert stats["names_lost"] >= 1, stats
         lies = seconds = 0
         for entries, _, _ in p.stacks:  # (the lost name's id stays unnamed)
             funcs = {p.func(e) for e in entries if e in p.names}
             lies += "phase_one" in funcs and "second_fn" in funcs
             seconds += "phase_two" in funcs and "second_fn" in funcs
-        print("reused", reused, "lies", lies)
+        print("reused", reused, "lies", lies, "first_fn named", "first_fn" in named, stats)
         assert seconds > 50
-    """, timeout=60)
+    """, timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
-    if "reused True" not in done.stdout:
-        pytest.skip("the allocator did not give the new code object the dead one's address")
+    if "reused True" not in done.stdout or "first_fn named True" in done.stdout:
+        pytest.skip("the allocator did not give the new code object the dead one's address, "
+                    "or first_fn's name found room")
     assert "lies 0" in done.stdout, done.stdout
+
+
+def test_names_of_dying_code_objects_are_held_while_a_slow_reader_keeps_the_ring_full(tmp_path):
+    # A reader taking ~20 KB/s: the writer drains the ring, then writes out
+    # what it drained, and frees no slot meanwhile (seconds).  A code
+    # object dying then waited for a slot and its name was lost after 5 s
+    # (8 of 40 here, the program held up 5 s each time), its samples
+    # unnamed in the profile.  Now such a name is held beside the ring and
+    # written at its place: none lost, none waits.
+    done = run_script(tmp_path, """
+        import os, sys, threading, time, types, vmprof
+        from sampler_util import burn_cpu, read_back
+        r, w = os.pipe()
+        fast = threading.Event()
+        chunks = []
+
+        def reader():  # 2 KB every 0.1 s until fast is set
+            while True:
+                if not fast.is_set():
+                    time.sleep(0.1)
+                data = os.read(r, 1 << 16 if fast.is_set() else 2048)
+                if not data:
+                    return
+                chunks.append(data)
+
+        def template(t):
+            burn_cpu(t)
+
+        def make(name):
+            kw = {"co_name": name}
+            if sys.version_info >= (3, 11):
+                kw["co_qualname"] = name
+            return types.FunctionType(template.__code__.replace(**kw), globals(), name)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        vmprof.enable(w, period=0.0002, real_time=True, native=False)
+        burn_cpu(0.3)  # the pipe is full, and the ring
+        for i in range(40):
+            f = make("fn_%d" % i)
+            f(0.02)
+            del f  # its name finds the ring full
+        fast.set()
+        vmprof.disable()
+        os.close(w)
+        t.join()
+        with open("p.prof", "wb") as out:
+            out.write(b"".join(chunks))
+        p = read_back("p.prof")
+        stats = vmprof.profiler.last_run_stats
+        unnamed = {e for entries, _, _ in p.stacks for e in entries if e not in p.names}
+        named = sum(("fn_%d" % i) in {p.func(e) for e in p.names} for i in range(40))
+        print("names_lost", stats["names_lost"], "unnamed", len(unnamed), "fn named", named)
+        assert stats["names_lost"] == 0, stats
+        assert not unnamed, (len(unnamed), stats)
+        assert named >= 1, stats
+    """, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 # ---- fork ----------------------------------------------------------------------
