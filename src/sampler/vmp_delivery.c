@@ -86,6 +86,13 @@ static __thread uint32_t place_cache __attribute__((tls_model("initial-exec")));
 /* Signals handled per place: the handler counts, the sending thread
  * compares with what it sent. */
 static _Atomic uint32_t handled[VMP_PLACES];
+/* Per place: the thread is inside our handler (vmp_delivery_entered ..
+ * vmp_delivery_left), where the signal is blocked: one sent meanwhile, or
+ * fired by its source, waits blocked and pending, as for a thread that
+ * blocks it, until the handler returns.  A thread the scheduler keeps from
+ * a CPU there (a loaded machine: tens of ms) read as blocking the signal
+ * (2-3 such threads at load 15-19, where none blocked it). */
+static _Atomic uint8_t inside[VMP_PLACES];
 static uint32_t sent_to[VMP_PLACES]; /* the sending thread's own */
 static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
 /* Per place, the thread whose sample was last reported and, for a kept one,
@@ -205,6 +212,7 @@ static uint32_t place_take(pid_t tid)
         atomic_store_explicit(&source_fd[p], 0, memory_order_relaxed);
         atomic_store_explicit(&rep_cpu[p], -1, memory_order_relaxed);
         atomic_store_explicit(&cut_cpu[p], -1, memory_order_relaxed);
+        atomic_store_explicit(&inside[p], 0, memory_order_relaxed);
         atomic_store_explicit(&place_tid[p], tid, memory_order_release);
         places_used = 1;
         places_taken++;
@@ -243,6 +251,20 @@ static void places_empty(void)
         if (atomic_load_explicit(&place_tid[p], memory_order_relaxed) != PLACE_FREE)
             atomic_store_explicit(&place_tid[p], PLACE_FREE, memory_order_relaxed);
     places_used = 0;
+}
+
+void vmp_delivery_entered(void)
+{
+    uint32_t k = vmp_delivery_this_place();
+    if (k != VMP_NO_PLACE)
+        atomic_store_explicit(&inside[k], 1, memory_order_relaxed);
+}
+
+void vmp_delivery_left(void)
+{
+    uint32_t k = vmp_delivery_this_place();
+    if (k != VMP_NO_PLACE)
+        atomic_store_explicit(&inside[k], 0, memory_order_release);
 }
 
 void vmp_delivery_handled(void)
@@ -1150,21 +1172,23 @@ static void visit_still(vmp_delivery *d, int64_t periods)
     }
 }
 
-/* Whether thread tid blocks signal signo and has it pending (its SigBlk
- * and SigPnd in /proc: a thread inside our handler blocks the signal too,
- * but has none pending then). */
+/* Whether thread tid (place k) blocks signal signo and has it pending (its
+ * SigBlk and SigPnd in /proc), outside our handler: inside it the signal is
+ * blocked too, and one sent or fired meanwhile is pending (`inside`). */
 static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t size);
 
-static int blocks_signal(pid_t tid, int signo)
+static int blocks_signal(pid_t tid, size_t k, int signo)
 {
     char text[4096];
-    if (read_task_file(tid, "status", text, sizeof text) < 0)
+    if (atomic_load_explicit(&inside[k], memory_order_acquire) ||
+        read_task_file(tid, "status", text, sizeof text) < 0)
         return 0;
     const char *pnd = strstr(text, "\nSigPnd:"), *blk = strstr(text, "\nSigBlk:");
     if (!pnd || !blk)
         return 0;
     unsigned long long pending = strtoull(pnd + 8, NULL, 16), blocked = strtoull(blk + 8, NULL, 16);
-    return ((blocked & pending) >> (signo - 1)) & 1;
+    /* (read after the mask: inside now is inside then, or just left) */
+    return ((blocked & pending) >> (signo - 1)) & 1 && !atomic_load_explicit(&inside[k], memory_order_acquire);
 }
 
 /* Wall clock: whether thread t (tid slot k, no signal pending) has not run
@@ -1326,7 +1350,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
          * and the scheduler left it there. */
         if (t->checks < 2 && now - t->pending_since >= (t->checks + 1) * VMP_BLOCKED_CHECK_NS) {
             t->checks++;
-            t->blocks = blocks_signal(t->tid, d->signo);
+            t->blocks = blocks_signal(t->tid, k, d->signo);
             if (known_blocking(t))
                 atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
         }
@@ -1514,7 +1538,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             t->pending_since = now;
         if (t->checks < 2 && now - t->pending_since >= (t->checks + 1) * VMP_BLOCKED_CHECK_NS) {
             t->checks++;
-            t->blocks = blocks_signal(t->tid, d->signo);
+            t->blocks = blocks_signal(t->tid, k, d->signo);
             if (known_blocking(t)) {
                 atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
                 t->handled_when_found = atomic_load_explicit(&handled[k], memory_order_acquire);

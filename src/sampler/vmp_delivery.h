@@ -97,7 +97,10 @@
  *
  * Threads that block the signal: a signal still pending after
  * VMP_BLOCKED_CHECK_NS makes the sender read that thread's blocked mask
- * (/proc/self/task/TID/status), and once more after as long again; a
+ * (/proc/self/task/TID/status), and once more after as long again (a
+ * reading while the thread is inside our handler, between
+ * vmp_delivery_entered and vmp_delivery_left, where the signal is blocked
+ * too, does not count: a thread kept from a CPU there is no blocker); a
  * thread that blocks it is sent nothing more and holds back no catch-up
  * round until it handled the pending one (it is counted in
  * threads_blocking when both readings found it blocked).  Its periods
@@ -195,7 +198,8 @@
  * round finds it running.
  *
  * Contract:
- *   - vmp_delivery_handled(), vmp_delivery_sampled(), vmp_delivery_this_tid(),
+ *   - vmp_delivery_entered(), vmp_delivery_left(), vmp_delivery_handled(),
+ *     vmp_delivery_sampled(), vmp_delivery_this_tid(),
  *     vmp_delivery_is_ours(), vmp_delivery_take_owed(),
  *     vmp_delivery_in_system_call(), vmp_delivery_source_answer() and
  *     vmp_delivery_forget_tid() are
@@ -496,6 +500,11 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods);
 
 /* Hands over the repeats still counted for still threads, then frees. */
 void vmp_delivery_stop(vmp_delivery *d);
+
+/* In the signal handler: its first and its last call, for every signal
+ * (see "Threads that block the signal"). */
+void vmp_delivery_entered(void);
+void vmp_delivery_left(void);
 
 /* In the signal handler, for every signal of ours (sent by the sending
  * thread, or fired by the thread's source: one sent while the source's

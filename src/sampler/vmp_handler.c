@@ -110,6 +110,7 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
 {
     (void)signo;
     int saved_errno = errno;
+    vmp_delivery_entered();
     atomic_fetch_add(&vmp_run.in_handler, 1);
     int outcome = VMP_SAMPLE_NONE, in_call = 0;
     uint64_t generation = 0;
@@ -142,6 +143,7 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
         vmp_delivery_handled();
     }
     atomic_fetch_sub(&vmp_run.in_handler, 1);
+    vmp_delivery_left();
     errno = saved_errno;
 }
 
