@@ -15,6 +15,7 @@
 #include <ucontext.h>
 
 #include "vmp_format.h"
+#include "vmp_guard.h"
 #include "vmp_hash.h"
 #include "vmp_native_unwind.h"
 #include "vmp_ring.h"
@@ -115,22 +116,39 @@ static int learn_unknown(void)
     return n;
 }
 
+typedef struct own_walk {
+    ucontext_t *uc;
+    uint64_t *frames;
+} own_walk;
+
+static void walk_own(void *arg)
+{
+    own_walk *w = arg;
+    vmp_native_walk walk;
+    vmp_native_unwind(w->uc, w->frames, VMP_NATIVE_MAX_DEPTH, &walk);
+}
+
 /* Before sampling: the enabling thread's own stack, from here to its first
  * frame, is learned, so that the frames every sample of this thread shares
  * are found with one search of the learned rules.  A walk notes every pc it
  * had no learned rule for (it gets past those its objects' tables cover, and
  * stops at the first they do not): each round learns the functions of all
- * it noted, until a walk notes none. */
+ * it noted, until a walk notes none.  The walk reads the objects' mapped
+ * unwind tables, as a handler's does: under the fault guard, as there (an
+ * object another thread unloads meanwhile would fault it; the walk then
+ * ends, and what it did not reach is learned from the samples). */
 static void learn_own_stack(void)
 {
     uint64_t *frames = malloc(2 * VMP_NATIVE_MAX_DEPTH * sizeof *frames);
     vmp_unwind_rule *rules = malloc(RULES_PER_ROUND * sizeof *rules);
+    vmp_guard_install(); /* (enable installs it for the run later; not yet) */
     for (int i = 0; frames && rules && i < VMP_NATIVE_MAX_DEPTH; i++) {
         ucontext_t uc;
         if (getcontext(&uc) < 0)
             break;
-        vmp_native_walk walk;
-        vmp_native_unwind(&uc, frames, VMP_NATIVE_MAX_DEPTH, &walk);
+        own_walk w = {&uc, frames};
+        if (vmp_guard_run(walk_own, &w) < 0)
+            break;
         uintptr_t unknown[PCS_PER_ROUND];
         int n = vmp_native_take_unknown(unknown, PCS_PER_ROUND);
         if (n == 0)
@@ -139,6 +157,7 @@ static void learn_own_stack(void)
         if (vmp_native_learn(rules, k) < 0)
             break;
     }
+    vmp_guard_restore();
     free(rules);
     free(frames);
 }
