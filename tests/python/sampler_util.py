@@ -7,9 +7,11 @@ so that a malformed record fails the test that wrote it.
 import collections
 import os
 import struct
+import sys
 import tempfile
 import threading
 import time
+import types
 
 import vmprof
 
@@ -196,3 +198,12 @@ def compute_then_sleep(compute, sleep, total):
         sleeping(sleep)
     wall = time.perf_counter() - t0
     return computed / wall, wall
+
+
+def function_named(fn, name):
+    """A new function running fn's code under another name: a code object of
+    its own (one allocation, which may land where one just freed was)."""
+    kw = {"co_name": name}
+    if sys.version_info >= (3, 11):
+        kw["co_qualname"] = name
+    return types.FunctionType(fn.__code__.replace(**kw), fn.__globals__, name)

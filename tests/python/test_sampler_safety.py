@@ -425,8 +425,8 @@ def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
     # were shown under the new one's name.  1,300 sampled fillers die first,
     # so that first_fn's name finds no room anywhere.
     done = run_script(tmp_path, """
-        import os, sys, threading, types, vmprof
-        from sampler_util import burn_cpu, read_back
+        import os, threading, vmprof
+        from sampler_util import burn_cpu, function_named, read_back
         r, w = os.pipe()
         reading = threading.Event()
         chunks = []
@@ -442,11 +442,8 @@ def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
         def template(t):
             burn_cpu(t)
 
-        def make(name):  # one allocation: likely the address just freed
-            kw = {"co_name": name}
-            if sys.version_info >= (3, 11):
-                kw["co_qualname"] = name
-            return types.FunctionType(template.__code__.replace(**kw), globals(), name)
+        def make(name):
+            return function_named(template, name)
 
         def phase_one(ns):
             ns["first_fn"](0.05)
@@ -510,8 +507,8 @@ def test_names_of_dying_code_objects_are_held_while_a_slow_reader_keeps_the_ring
     # unnamed in the profile.  Now such a name is held beside the ring and
     # written at its place: none lost, none waits.
     done = run_script(tmp_path, """
-        import os, sys, threading, time, types, vmprof
-        from sampler_util import burn_cpu, read_back
+        import os, threading, time, vmprof
+        from sampler_util import burn_cpu, function_named, read_back
         r, w = os.pipe()
         fast = threading.Event()
         chunks = []
@@ -529,10 +526,7 @@ def test_names_of_dying_code_objects_are_held_while_a_slow_reader_keeps_the_ring
             burn_cpu(t)
 
         def make(name):
-            kw = {"co_name": name}
-            if sys.version_info >= (3, 11):
-                kw["co_qualname"] = name
-            return types.FunctionType(template.__code__.replace(**kw), globals(), name)
+            return function_named(template, name)
 
         t = threading.Thread(target=reader)
         t.start()
