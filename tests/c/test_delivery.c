@@ -41,6 +41,9 @@ static _Atomic long busy_run_cpu_ms; /* the spinning thread's CPU time during th
 static _Atomic int stop_spinning;
 static _Atomic long busy_cpu_ms; /* the spinning thread's CPU time, at its end */
 static _Atomic long schedule_ms;  /* from the schedule's start to its stop */
+static _Atomic int64_t schedule_start_us; /* ... when it started */
+static _Atomic long schedule_lost;     /* ... vmp_delivery_dropped at its stop */
+static int (*schedule_until)(void);    /* may be NULL: the schedule goes on (5 s more at most) until it says so */
 static _Atomic int idle_first_not_python; /* the idle thread's next answer: no Python thread state */
 /* The idle thread's samples are reported cut (VMP_SAMPLE_KEPT_CUT: its
  * native walk ended for want of a rule) while idle_cut is set; the rules'
@@ -250,17 +253,19 @@ static int run_schedule_with(int cpu_clock, int ms, int *sources)
     struct timespec c0, c1;
     clock_gettime(busy_clock, &c0);
     int64_t t0 = mono_ms();
+    atomic_store(&schedule_start_us, mono_us());
     int rc = vmp_delivery_start(&d);
     if (sources)
         *sources = d.sources;
     if (rc == 0) {
         int64_t end = mono_ms() + ms;
-        while (mono_ms() < end) {
+        while (mono_ms() < end || (schedule_until && !schedule_until() && mono_ms() < end + 5000)) {
             vmp_delivery_send(&d, vmp_delivery_wait(&d));
             atomic_fetch_add(&rounds, 1);
         }
         vmp_delivery_stop(&d);
         atomic_store(&schedule_ms, (long)(mono_ms() - t0));
+        atomic_store(&schedule_lost, (long)vmp_delivery_dropped(&d));
         clock_gettime(busy_clock, &c1);
         atomic_store(&busy_run_cpu_ms, (c1.tv_sec - c0.tv_sec) * 1000 + (c1.tv_nsec - c0.tv_nsec) / 1000000);
     }
@@ -405,19 +410,34 @@ VMP_TEST(wall_clock_with_sources_wakes_the_sender_per_round_and_pays_every_perio
  * again (before: the second question went through its own event, which a
  * waiting thread never fires: no sample at all, seen on 3.13 as one of 8
  * idle threads missing from the profile). */
+static int idle_answered_twice(void)
+{
+    return atomic_load(&signalled[IDLE]) >= 2;
+}
+
 VMP_TEST(wall_clock_with_sources_asks_a_waiting_thread_again_after_a_first_not_python)
 {
     atomic_store(&idle_first_not_python, 1);
+    schedule_until = idle_answered_twice; /* (a loaded machine may keep it from answering for long) */
     int sources = run_with_sources(0, 300);
+    schedule_until = NULL;
     atomic_store(&idle_first_not_python, 0);
     REQUIRE(sources >= 0);
     if (!sources)
         return;
     long ms = atomic_load(&schedule_ms), idle = atomic_load(&paid[IDLE]) + atomic_load(&repeated[IDLE]);
+    /* The periods up to the first answer ("not Python") are not sampled;
+     * those after it are, by the next probe and its repeats, or counted
+     * lost when the run stops with that probe unanswered (a loaded machine
+     * may answer late: 3/4 of the whole run in samples was too much to ask
+     * then). */
+    long after = ms - (long)((atomic_load(&idle_at_us[0]) - atomic_load(&schedule_start_us)) / 1000);
+    long lost = atomic_load(&schedule_lost);
     if (getenv("VMP_TEST_VERBOSE"))
-        printf("    %ld ms: idle %ld signals, %ld samples\n", ms, atomic_load(&signalled[IDLE]), idle);
+        printf("    %ld ms (%ld after the first answer): idle %ld signals, %ld samples, %ld lost\n", ms, after,
+               atomic_load(&signalled[IDLE]), idle, lost);
     CHECK(atomic_load(&signalled[IDLE]) >= 2);
-    CHECK(idle >= ms * 3 / 4);
+    CHECK(idle + lost >= after * 3 / 4);
 }
 
 /* A thread that computes run_us of CPU time, then sleeps to a deadline
@@ -1847,7 +1867,10 @@ VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
             int64_t due = -1, blocked = -1, dropped = -1;
             int64_t t0 = mono_ms(), c0 = clock_ms(clk);
             if (vmp_delivery_start(&d) == 0) {
-                while (mono_ms() < t0 + 300)
+                /* (300 ms, and on until the sender had the rounds that read
+                 * the mask twice, 10 ms apart: a loaded machine may keep it
+                 * from a CPU, or the spinning thread from its CPU time) */
+                while (mono_ms() < t0 + 300 || (!atomic_load(&d.threads_blocking) && mono_ms() < t0 + 5000))
                     vmp_delivery_send(&d, vmp_delivery_wait(&d));
                 vmp_delivery_stop(&d);
                 due = cases[c].cpu_clock ? clock_ms(clk) - c0 : mono_ms() - t0;
