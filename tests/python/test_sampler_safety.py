@@ -505,19 +505,20 @@ def test_names_of_dying_code_objects_are_held_while_a_slow_reader_keeps_the_ring
     # object dying then waited for a slot and its name was lost after 5 s
     # (8 of 40 here, the program held up 5 s each time), its samples
     # unnamed in the profile.  Now such a name is held beside the ring and
-    # written at its place: none lost, none waits.
+    # written at its place: none lost, none waits.  The 40 functions are
+    # sampled while the reader keeps up, and die one by one once it is slow.
     done = run_script(tmp_path, """
         import os, threading, time, vmprof
         from sampler_util import burn_cpu, function_named, read_back
         r, w = os.pipe()
-        fast = threading.Event()
+        slow, fast = threading.Event(), threading.Event()
         chunks = []
 
-        def reader():  # 2 KB every 0.1 s until fast is set
+        def reader():  # 2 KB every 0.1 s while slow
             while True:
-                if not fast.is_set():
+                if slow.is_set() and not fast.is_set():
                     time.sleep(0.1)
-                data = os.read(r, 1 << 16 if fast.is_set() else 2048)
+                data = os.read(r, 2048 if slow.is_set() and not fast.is_set() else 1 << 16)
                 if not data:
                     return
                 chunks.append(data)
@@ -525,17 +526,18 @@ def test_names_of_dying_code_objects_are_held_while_a_slow_reader_keeps_the_ring
         def template(t):
             burn_cpu(t)
 
-        def make(name):
-            return function_named(template, name)
-
         t = threading.Thread(target=reader)
         t.start()
         vmprof.enable(w, period=0.0002, real_time=True, native=False)
+        fns = [function_named(template, "fn_%d" % i) for i in range(40)]
+        for f in fns:
+            f(0.01)  # sampled: a name owed when it dies
+        del f
+        slow.set()
         burn_cpu(0.3)  # the pipe is full, and the ring
-        for i in range(40):
-            f = make("fn_%d" % i)
-            f(0.02)
-            del f  # its name finds the ring full
+        while fns:
+            fns.pop()  # its name finds the ring full
+            burn_cpu(0.05)
         fast.set()
         vmprof.disable()
         os.close(w)
@@ -545,11 +547,12 @@ def test_names_of_dying_code_objects_are_held_while_a_slow_reader_keeps_the_ring
         p = read_back("p.prof")
         stats = vmprof.profiler.last_run_stats
         unnamed = {e for entries, _, _ in p.stacks for e in entries if e not in p.names}
-        named = sum(("fn_%d" % i) in {p.func(e) for e in p.names} for i in range(40))
+        sampled = {e for entries, _, _ in p.stacks for e in entries}
+        named = sum(("fn_%d" % i) in {p.func(e) for e in p.names if e in sampled} for i in range(40))
         print("names_lost", stats["names_lost"], "unnamed", len(unnamed), "fn named", named)
         assert stats["names_lost"] == 0, stats
         assert not unnamed, (len(unnamed), stats)
-        assert named >= 1, stats
+        assert named == 40, stats
     """, timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
 
