@@ -4,6 +4,7 @@
 #                CPython in scripts/pythons, the server's tests, a bounded
 #                fuzzing run, and the sdist and a wheel installed as users would
 #   make serve   run vmprof-server in the foreground on 127.0.0.1:8000
+#                (SERVE_LISTEN=HOST:PORT, SERVE_DATA=DIR to change them)
 #   make dist    sdist and manylinux wheels in dist/, each checked (scripts/dist.sh)
 # Both install what is missing first (scripts/setup.sh).
 #
@@ -19,6 +20,7 @@ FIXTURES  := $(abspath tests/data/upstream/profiles)
 FUZZ_SECONDS ?= 60
 SERVER_BIN  := build/server/vmprof-server
 SERVE_DATA  ?= build/serve-data
+SERVE_LISTEN ?= 127.0.0.1:8000
 
 .PHONY: setup install demo test test-c test-c-sanitize test-python test-server test-dist \
         check-build-lists fuzz bench dist clean server server-sanitized serve
@@ -40,7 +42,7 @@ server-sanitized:
 	CC=clang scripts/build.sh server-asan -Dextension=false -Dserver=true --werror $(SANITIZE) >/dev/null
 
 serve: install
-	$(SERVER_BIN) --data $(SERVE_DATA)
+	$(SERVER_BIN) --data $(SERVE_DATA) --listen $(SERVE_LISTEN)
 
 demo: install
 	scripts/demo.sh

@@ -4,6 +4,12 @@
 # interactive flame graph from a kept profile, then the same program uploaded
 # with --web to a vmprof-server and its address.  It runs in build/demo, not in
 # the source tree, whose vmprof/ folder would shadow the installed package.
+#
+# For tests (tests/server/test_make_targets.py), never needed by hand:
+#   VMPROF_DEMO_DIR      the folder it runs in and writes to (default build/demo)
+#   VMPROF_DEMO_DATA     the server's data folder (default build/serve-data)
+#   VMPROF_DEMO_LISTEN   start the demo's own server on this HOST:PORT (port 0:
+#                        one the kernel picks) instead of using or trying 8000
 set -euo pipefail
 exec 2>&1   # one stream, so that a log reads in the order things happened
 cd "$(dirname "$0")/.."
@@ -14,8 +20,9 @@ for v in $(cat scripts/pythons); do
     [ -x ".venv/$v/bin/python" ] && bin="$root/.venv/$v/bin" && version=$v
 done
 [ -n "$bin" ] || { echo "demo: no venv; run scripts/setup.sh first" >&2; exit 1; }
-mkdir -p build/demo
-cd build/demo
+demo_dir="${VMPROF_DEMO_DIR:-$root/build/demo}"
+mkdir -p "$demo_dir"
+cd "$demo_dir"
 example="$root/examples/wordfreq.py"
 
 echo "\$ python -m vmprof examples/wordfreq.py          # CPython $version"
@@ -36,20 +43,26 @@ echo "demo: open $PWD/wordfreq.html in a browser for the flame graph"
 # which keeps it in build/serve-data, the folder `make serve` serves.
 server="$root/build/server/vmprof-server"
 if [ -x "$server" ]; then
-    data="$root/build/serve-data"
+    default_data="$root/build/serve-data"
+    data="${VMPROF_DEMO_DATA:-$default_data}"
     url=http://127.0.0.1:8000
     started=""
-    if ! "$bin/python" -c "import urllib.request as u; u.urlopen('$url/api/health', timeout=2)" 2>/dev/null; then
-        # No server on 8000 yet: start one for the demo (port 8000 when free,
-        # so that the address printed works again under `make serve`).
-        listen=127.0.0.1:8000
-        "$bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 8000))" 2>/dev/null \
-            || listen=127.0.0.1:0
+    listen="${VMPROF_DEMO_LISTEN:-}"
+    if [ -n "$listen" ] || ! "$bin/python" -c "import urllib.request as u; u.urlopen('$url/api/health', timeout=2)" 2>/dev/null; then
+        # VMPROF_DEMO_LISTEN, or no server on 8000 yet: start one for the demo
+        # (port 8000 when free, so that the address printed works again under
+        # `make serve`).
+        if [ -z "$listen" ]; then
+            listen=127.0.0.1:8000
+            "$bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 8000))" 2>/dev/null \
+                || listen=127.0.0.1:0
+        fi
         "$server" --data "$data" --listen "$listen" > server.out 2> server.err &
         started=$!
         trap 'kill $started 2>/dev/null; wait $started 2>/dev/null' EXIT
-        for _ in $(seq 100); do
+        for _ in $(seq 300); do
             grep -q "serving http" server.out 2>/dev/null && break
+            kill -0 $started 2>/dev/null || break
             sleep 0.1
         done
         url=$(sed -n 's/.*serving \(http:[^ ]*\).*/\1/p' server.out)
@@ -58,7 +71,9 @@ if [ -x "$server" ]; then
     echo
     echo "\$ python -m vmprof --web --web-url $url examples/wordfreq.py"
     "$bin/python" -m vmprof --web --web-url "$url" "$example" >/dev/null
-    if [ -n "$started" ]; then
+    if [ -n "$started" ] && [ "$data" = "$default_data" ]; then
         echo "demo: the run is stored in $data; \`make serve\` serves it at http://127.0.0.1:8000"
+    elif [ -n "$started" ]; then
+        echo "demo: the run is stored in $data; \`vmprof-server --data $data\` serves it"
     fi
 fi
