@@ -83,19 +83,23 @@ def wait_for_group_to_end(pgid, seconds=10):
         time.sleep(0.05)
 
 
-def processes_of_group(pgid):
-    found = []
+def processes():
+    """(pid, parent pid, process group) of every process, from /proc."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/%s/stat" % pid) as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            found.append("%s %s" % (pid, cmd))
-    return found
+            continue  # it has just exited
+        yield int(pid), int(fields[1]), int(fields[2])
+
+
+def command_of(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "(exited)"
 
 
 def test_make_demo_uploads_to_the_server_it_starts_and_prints_the_address(tmp_path):
@@ -113,7 +117,8 @@ def test_make_demo_uploads_to_the_server_it_starts_and_prints_the_address(tmp_pa
         proc.communicate()
         raise AssertionError("demo.sh did not finish within 180 s")
     if not wait_for_group_to_end(proc.pid):
-        left = processes_of_group(proc.pid)
+        left = ["%d %s" % (pid, command_of(pid))
+                for pid, _, group in processes() if group == proc.pid]
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("demo.sh left processes running: %s" % left)
     assert proc.returncode == 0, out
@@ -151,13 +156,8 @@ def test_make_demo_uploads_to_the_server_it_starts_and_prints_the_address(tmp_pa
 def server_under(pid):
     """The pid of the vmprof-server process below pid (make, maybe a shell)."""
     children = {}
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % p) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        children.setdefault(ppid, []).append(int(p))
+    for p, ppid, _ in processes():
+        children.setdefault(ppid, []).append(p)
     todo = list(children.get(pid, []))
     while todo:
         p = todo.pop()
