@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/perf_event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1852,13 +1853,37 @@ static void maybe_scan(vmp_delivery *d, int64_t now)
     d->rescan = 0;
 }
 
+/* Sleeps to CLOCK_MONOTONIC `wake_at`: 0, or -1 as soon as the stop word
+ * is set.  On the stop word's futex: FUTEX_WAIT_BITSET's timeout is an
+ * absolute CLOCK_MONOTONIC time, the same deadline clock_nanosleep kept,
+ * so the rounds' timing is unchanged; a wake-up that finds the word still
+ * 0 (spurious, a signal) waits again for the same deadline. */
+static int sleep_until(const vmp_delivery *d, int64_t wake_at)
+{
+    struct timespec dl = {wake_at / 1000000000LL, wake_at % 1000000000LL};
+    while (d->stop && !atomic_load(d->stop)) {
+        if (syscall(SYS_futex, (int *)d->stop, FUTEX_WAIT_BITSET_PRIVATE, 0, &dl, NULL, FUTEX_BITSET_MATCH_ANY) == 0)
+            continue;
+        if (errno == ETIMEDOUT)
+            return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            break; /* (no futex here: sleep as before) */
+    }
+    if (d->stop && atomic_load(d->stop))
+        return -1;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR) {
+    }
+    return 0;
+}
+
 int64_t vmp_delivery_wait(vmp_delivery *d)
 {
     int64_t wake_at = d->next;
     if (d->catchup && d->last_round + d->catchup_gap < wake_at)
         wake_at = d->last_round + d->catchup_gap;
-    struct timespec dl = {wake_at / 1000000000LL, wake_at % 1000000000LL};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR) {
+    if (sleep_until(d, wake_at) < 0) {
+        atomic_fetch_add_explicit(&d->stopped_waits, 1, memory_order_relaxed);
+        return -1;
     }
     int64_t now = clock_ns(CLOCK_MONOTONIC), periods = 0;
     atomic_fetch_add_explicit(&d->rounds, 1, memory_order_relaxed);

@@ -209,6 +209,7 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
                                       .room_in_vain = vmp_run_writer_hopeless,
                                       .n_python_tids = -1, .task_fd = -1,
                                       .rules_generation = cfg->native ? vmp_native_rules_generation : NULL,
+                                      .stop = &vmp_run.sampler_stop,
                                       .quiet_rounds = !vmp_run.memory /* (the RSS is read each round) */};
     atomic_store(&vmp_run.sampler_tid, 0);
     atomic_store(&vmp_run.writer_tid, 0);

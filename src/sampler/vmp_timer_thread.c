@@ -120,6 +120,8 @@ static void *sampler_main(void *arg)
     int64_t last_check = 0, last_guard = 0;
     while (!atomic_load(&vmp_run.sampler_stop)) {
         int64_t periods = vmp_delivery_wait(&vmp_run.delivery);
+        if (periods < 0)
+            break; /* disable(): the stop word woke it */
         if (periods) {
             int64_t now = vmp_run.delivery.last_round; /* when this round woke */
             /* (here, not in the writer, which naps up to 100 ms) */
@@ -156,5 +158,6 @@ int vmp_timer_thread_start(void)
 void vmp_timer_thread_stop(void)
 {
     atomic_store(&vmp_run.sampler_stop, 1);
+    vmp_word_changed(&vmp_run.sampler_stop); /* (it sleeps on the word: vmp_delivery_wait) */
     pthread_join(vmp_run.sampler_thread, NULL);
 }

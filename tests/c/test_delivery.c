@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/futex.h>
 #include <linux/perf_event.h>
 
 #include "vmp_delivery.h"
@@ -2081,4 +2082,60 @@ VMP_TEST(a_thread_that_finds_no_place_is_counted_not_sampled)
         printf("    %ld placed, %ld missed\n", placed, missed);
     CHECK(placed == 2);
     CHECK(missed == 1);
+}
+
+/* The stop word of the stop test, and the thread that sets it while the
+ * sender sleeps in a round (as vmp_timer_thread_stop does). */
+static _Atomic int stop_word;
+
+static void *stopper_thread(void *arg)
+{
+    (void)arg;
+    usleep(50000);
+    atomic_store(&stop_word, 1);
+    syscall(SYS_futex, (int *)&stop_word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+    return NULL;
+}
+
+VMP_TEST(a_stop_wakes_the_sender_inside_its_round_and_no_round_is_counted)
+{
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    atomic_store(&stop_word, 0);
+    /* With the word at 0 the rounds keep their deadlines: each wait wakes
+     * for at least one period (one woken before its deadline returns 0). */
+    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 1, .signo = SIGUSR2, .skip = {&me, NULL},
+                      .task_fd = -1, .stop = &stop_word};
+    REQUIRE(vmp_delivery_start(&d) == 0);
+    int early = 0;
+    for (int i = 0; i < 20; i++) {
+        int64_t periods = vmp_delivery_wait(&d);
+        early += periods < 1;
+        if (periods >= 0)
+            vmp_delivery_send(&d, periods);
+    }
+    vmp_delivery_stop(&d);
+    CHECK(early == 0);
+    CHECK(atomic_load(&d.rounds) == 20);
+    CHECK(atomic_load(&d.stopped_waits) == 0);
+
+    /* A round of 100 s, the word set 50 ms into it: the wait returns -1
+     * without completing the round (before, it slept to the deadline and
+     * counted it: disable() waited up to a round for the sampler thread). */
+    d = (vmp_delivery){.period_ns = 100000000000LL, .cpu_clock = 1, .signo = SIGUSR2, .skip = {&me, NULL},
+                       .task_fd = -1, .stop = &stop_word};
+    REQUIRE(vmp_delivery_start(&d) == 0);
+    uint64_t rounds_before = atomic_load(&d.rounds);
+    pthread_t stopper;
+    pthread_create(&stopper, NULL, stopper_thread, NULL);
+    int64_t got = vmp_delivery_wait(&d);
+    pthread_join(stopper, NULL);
+    CHECK(got == -1);
+    CHECK(atomic_load(&d.rounds) == rounds_before);
+    CHECK(atomic_load(&d.stopped_waits) == 1);
+    /* A wait that finds the word set already does not sleep at all. */
+    CHECK(vmp_delivery_wait(&d) == -1);
+    CHECK(atomic_load(&d.rounds) == rounds_before);
+    CHECK(atomic_load(&d.stopped_waits) == 2);
+    vmp_delivery_stop(&d);
 }
