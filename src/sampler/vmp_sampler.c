@@ -332,13 +332,13 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     vmp_run.native = cfg->native;
     unsigned mode = (cfg->memory ? VMP_MODE_MEMORY : 0) | (cfg->lines ? VMP_MODE_LINES : 0) |
                     (cfg->real_time ? VMP_MODE_REAL_TIME : 0) | (cfg->native ? VMP_MODE_NATIVE : 0);
-    if (vmp_writer_write_head(cfg, mode) < 0) {
-        fail(err, errlen, "cannot write the profile to file descriptor %d: %s", cfg->fd, strerror(errno));
-        goto undo_native;
-    }
     reset_run(cfg, signo);
     if (vmp_writer_prepare() < 0) {
         fail(err, errlen, "no memory for the write buffer");
+        goto undo_native;
+    }
+    if (vmp_writer_write_head(cfg, mode) < 0) {
+        fail(err, errlen, "the profile's header does not fit in the write buffer: pass shorter meta data");
         goto undo_native;
     }
     if (vmp_codes_start(vmp_writer_push_name) < 0) {
@@ -352,8 +352,12 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     }
     atomic_store(&vmp_run.paused, 0);
     atomic_store(&vmp_run.active, 1);
-    if (vmp_writer_start() < 0) {
-        fail(err, errlen, "cannot start the writer thread");
+    int writer = vmp_writer_start();
+    if (writer < 0) {
+        if (writer == -2)
+            fail(err, errlen, "cannot write the profile to file descriptor %d: %s", cfg->fd, strerror(errno));
+        else
+            fail(err, errlen, "cannot start the writer thread");
         goto undo_handler;
     }
     /* The threads that are Python's, read now (the GIL is held until the

@@ -189,9 +189,13 @@ static void write_held(uint64_t upto)
  * bounded, and disable() and an exec are never held up for ever. */
 static struct {
     int fd, socket;
-    int opened; /* fd is ours, closed when the writer ends */
-    int shared; /* ... and it is in the program's table (a fork child closes its copy) */
-} Out = {-1, 0, 0, 0};
+    int opened;      /* fd is ours, closed when the writer ends */
+    int shared;      /* ... and it is in the program's table (a fork child closes its copy) */
+    int own_table;   /* the writer has a table of its own (open_output) */
+    int may_block;   /* fd is the program's blocking description of a pipe or terminal */
+    int wait_reader; /* a FIFO nobody had open for reading: fd is -1 until one does */
+    struct stat st;  /* the profile's file, to know a description opened again is of it */
+} Out = {.fd = -1};
 
 /* When the write under way last got a byte out, or began (0: none under
  * way); vmp_writer_stuck_ns. */
@@ -209,23 +213,37 @@ void vmp_writer_stopping(void)
     atomic_store(&stopping_since, vmp_mono_ns());
 }
 
-static ssize_t write_some(int fd, int socket, struct iovec *iov, int n)
+static int reopen_nonblocking(void);
+
+/* One write of what iov[0..n) holds, never blocking unless Out.may_block:
+ * a FIFO still waiting for a reader is opened first (EAGAIN while nobody
+ * has it open for reading, as a full pipe gives). */
+static ssize_t write_some(struct iovec *iov, int n)
 {
-    if (socket) {
+    if (Out.wait_reader) {
+        if (reopen_nonblocking() < 0) {
+            if (errno == ENXIO)
+                errno = EAGAIN;
+            return -1;
+        }
+        Out.wait_reader = 0;
+    }
+    int fd = Out.fd;
+    if (Out.socket) {
         struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         return sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
     return writev(fd, iov, n);
 }
 
-/* Writes everything iov[0..n) holds (consumed), retrying what may be
- * retried: an interrupted write, and a non-blocking fd that is full (a pipe
- * whose reader is behind), until, once stopping (stopping_since) or
- * when `bounded`, nothing could be written for VMP_WRITE_STALL_NS (then
- * ETIMEDOUT).  The
- * waits need no GIL of ours: a reader in the same process keeps reading
- * (enable and disable never wait for the writer with the GIL held). */
-static int writev_all(int fd, int socket, struct iovec *iov, int n, int bounded)
+/* Writes everything iov[0..n) holds (consumed) to Out, retrying what may
+ * be retried: an interrupted write, a non-blocking fd that is full (a pipe
+ * whose reader is behind), a FIFO nobody has opened for reading yet, until,
+ * once stopping (stopping_since), nothing could be written for
+ * VMP_WRITE_STALL_NS (then ETIMEDOUT).  The waits need no GIL of ours: a
+ * reader in the same process keeps reading (enable and disable never wait
+ * for the writer with the GIL held). */
+static int writev_all(struct iovec *iov, int n)
 {
     int64_t stalled_since = 0;
     while (n > 0 && iov->iov_len == 0)
@@ -234,7 +252,7 @@ static int writev_all(int fd, int socket, struct iovec *iov, int n, int bounded)
         atomic_store_explicit(&write_waiting_since, vmp_mono_ns(), memory_order_relaxed);
     int rc = 0;
     while (n > 0) {
-        ssize_t w = write_some(fd, socket, iov, n);
+        ssize_t w = write_some(iov, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -245,14 +263,12 @@ static int writev_all(int fd, int socket, struct iovec *iov, int n, int bounded)
             int64_t now = vmp_mono_ns(), stopping = atomic_load_explicit(&stopping_since, memory_order_relaxed);
             if (!stalled_since)
                 stalled_since = now;
-            if (bounded)
-                stopping = stalled_since;
             if (stopping && now - (stalled_since > stopping ? stalled_since : stopping) > VMP_WRITE_STALL_NS) {
                 errno = ETIMEDOUT;
                 rc = -1;
                 break;
             }
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            struct pollfd pfd = {.fd = Out.fd, .events = POLLOUT}; /* (fd -1: a FIFO's reader, 100 ms) */
             poll(&pfd, 1, 100);
             continue;
         }
@@ -280,52 +296,80 @@ int64_t vmp_writer_stuck_ns(void)
     return since ? vmp_mono_ns() - since : 0;
 }
 
-/* Whether fd is a terminal that may be opened again: not a pseudo-terminal's
- * master (its /proc link names /dev/ptmx, whose open makes a new pair). */
-static int reopenable_terminal(int fd, const struct stat *st)
+/* A description of the profile's pipe or terminal of the writer's own,
+ * opened through /proc/thread-self/fd, non-blocking and never made the
+ * controlling terminal, into Out.fd (moved out of the program's numbers
+ * when the writer shares its table).  0, or -1 with errno (ENXIO: a FIFO
+ * nobody has open for reading). */
+static int reopen_nonblocking(void)
 {
-    unsigned int n;
-    return S_ISCHR(st->st_mode) && isatty(fd) && ioctl(fd, TIOCGPTN, &n) < 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/thread-self/fd/%d", vmp_run.fd);
+    int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat again;
+    if (fstat(fd, &again) < 0 || again.st_dev != Out.st.st_dev || again.st_ino != Out.st.st_ino ||
+        again.st_rdev != Out.st.st_rdev) {
+        close(fd); /* (not the same file after all) */
+        errno = EBADF;
+        return -1;
+    }
+    Out.fd = Out.own_table ? fd : vmp_fd_out_of_the_way(fd);
+    Out.opened = 1;
+    Out.shared = !Out.own_table;
+    Out.may_block = 0;
+    return 0;
+}
+
+/* Whether the profile's descriptor is a pipe made by pipe() (its /proc
+ * link reads "pipe:[inode]"), not a FIFO with a name a reader may open. */
+static int anonymous_pipe(void)
+{
+    char path[64], link[16];
+    snprintf(path, sizeof path, "/proc/thread-self/fd/%d", vmp_run.fd);
+    ssize_t n = readlink(path, link, sizeof link);
+    return n >= 5 && memcmp(link, "pipe:", 5) == 0;
 }
 
 /* The writer thread, at its start: where it writes (Out).  A pipe or a
  * terminal the program opened blocking (os.pipe() is; a terminal whose
  * output is stopped, ^S, or whose reader left a pseudo-terminal unread,
  * blocks a write as a full pipe does) gets a second description of its
- * own, opened through /proc/thread-self/fd, non-blocking (and never made
- * the controlling terminal): the program's own description keeps its
- * flags (they are shared by every descriptor of it).  own_table: the
- * writer has a table of its own (else the new descriptor is moved out of
- * the program's numbers). */
+ * own (reopen_nonblocking): the program's own description keeps its flags
+ * (they are shared by every descriptor of it).  A FIFO with a name that
+ * nobody has open for reading yet is opened so once a reader came
+ * (write_some): until then the writer waits for one as for room in a full
+ * pipe, never through the program's blocking description.  (A pipe() whose
+ * reader is gone stays the program's description: its writes fail, EPIPE,
+ * and enable() says so.)  own_table: the writer has a table of its own
+ * (else a new descriptor is moved out of the program's numbers). */
 static void open_output(int own_table)
 {
     Out.fd = vmp_run.fd;
-    Out.socket = Out.opened = Out.shared = 0;
-    struct stat st;
-    if (fstat(vmp_run.fd, &st) < 0)
+    Out.socket = Out.opened = Out.shared = Out.may_block = Out.wait_reader = 0;
+    Out.own_table = own_table;
+    if (fstat(vmp_run.fd, &Out.st) < 0)
         return;
-    if (S_ISSOCK(st.st_mode)) {
+    if (S_ISSOCK(Out.st.st_mode)) {
         Out.socket = 1;
         return;
     }
     int flags = fcntl(vmp_run.fd, F_GETFL);
-    if (!(S_ISFIFO(st.st_mode) || reopenable_terminal(vmp_run.fd, &st)) || flags < 0 || (flags & O_NONBLOCK))
+    int fifo = S_ISFIFO(Out.st.st_mode), tty = S_ISCHR(Out.st.st_mode) && isatty(vmp_run.fd);
+    if (!(fifo || tty) || flags < 0 || (flags & O_NONBLOCK))
         return;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/thread-self/fd/%d", vmp_run.fd);
-    /* (ENXIO: a FIFO without a reader; the writes fail anyway, EPIPE) */
-    int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    struct stat again;
-    if (fd >= 0 && (fstat(fd, &again) < 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino ||
-                    again.st_rdev != st.st_rdev)) {
-        close(fd); /* (not the same file after all) */
-        fd = -1;
+    Out.may_block = 1; /* (until a description of our own replaces it) */
+    unsigned int n;
+    if (tty && ioctl(vmp_run.fd, TIOCGPTN, &n) == 0)
+        return; /* a pseudo-terminal's master: its /proc link names /dev/ptmx, whose open makes a new pair */
+    if (reopen_nonblocking() < 0 && errno == ENXIO && fifo) {
+        Out.may_block = 0; /* (nobody reads it: a write fails, EPIPE, rather than block) */
+        if (!anonymous_pipe()) {
+            Out.fd = -1;
+            Out.wait_reader = 1;
+        }
     }
-    if (fd < 0)
-        return;
-    Out.fd = own_table ? fd : vmp_fd_out_of_the_way(fd);
-    Out.opened = 1;
-    Out.shared = !own_table;
 }
 
 static void close_output(void)
@@ -333,20 +377,14 @@ static void close_output(void)
     if (Out.opened)
         close(Out.fd);
     Out.fd = -1;
-    Out.opened = Out.shared = 0;
-}
-
-static int write_all(int fd, const unsigned char *p, size_t len)
-{
-    struct iovec v = {(void *)p, len};
-    return writev_all(fd, 0, &v, 1, 1); /* (the head, written by enable: bounded) */
+    Out.opened = Out.shared = Out.may_block = Out.wait_reader = 0;
 }
 
 /* Writes the iovecs out (buf's bytes stay where they are: a block the
  * next iovecs point at stays valid). */
 static void write_iovs(void)
 {
-    if (W.niov && !atomic_load(&vmp_run.write_errno) && writev_all(Out.fd, Out.socket, W.iov, W.niov, 0) < 0)
+    if (W.niov && !atomic_load(&vmp_run.write_errno) && writev_all(W.iov, W.niov) < 0)
         atomic_store(&vmp_run.write_errno, errno ? errno : EIO);
     W.niov = 0;
 }
@@ -597,6 +635,35 @@ static void write_out(void)
     flush();
 }
 
+/* The head's fate, told to enable() (vmp_writer_start): 0, or the errno
+ * of its first write. */
+static int head_errno;
+
+/* The writer's first write: the head vmp_writer_write_head put in buf, as
+ * much of it as goes out without waiting (never when Out may block: the
+ * program's thread waits for this).  What is left goes out with the next
+ * flush. */
+static void try_the_head(void)
+{
+    head_errno = 0;
+    while (W.from < W.buf.len && !Out.may_block && !Out.wait_reader) {
+        struct iovec v = {W.buf.data + W.from, W.buf.len - W.from};
+        ssize_t w = write_some(&v, 1);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (w <= 0) {
+            head_errno = w < 0 ? errno : EIO;
+            atomic_store(&vmp_run.write_errno, head_errno);
+            break;
+        }
+        W.from += (size_t)w;
+    }
+    if (W.from == W.buf.len)
+        W.buf.len = W.from = 0;
+}
+
 static void *writer_main(void *arg)
 {
     (void)arg;
@@ -609,6 +676,7 @@ static void *writer_main(void *arg)
     open_output(own_table);
     if (vmp_run.native)
         vmp_native_mode_writer_table(own_table);
+    try_the_head();
     atomic_store(&vmp_run.writer_tid, vmp_gettid());
     vmp_word_changed(&vmp_run.writer_tid);
     int64_t nap = VMP_WRITER_MIN_SLEEP_NS;
@@ -698,7 +766,7 @@ void vmp_writer_after_fork_child(void)
     if (Out.opened && Out.shared)
         close(Out.fd); /* (the child's copy) */
     Out.fd = -1;
-    Out.opened = Out.shared = 0;
+    Out.opened = Out.shared = Out.may_block = Out.wait_reader = 0;
     atomic_store(&write_waiting_since, 0);
     atomic_store(&stopping_since, 0);
     W.buf.len = W.from = 0;
@@ -735,6 +803,12 @@ int vmp_writer_start(void)
     if (vmp_run_start_thread(&vmp_run.writer_thread, writer_main) != 0)
         return -1;
     vmp_wait_while(&vmp_run.writer_tid, 0); /* so the sampler never signals it */
+    if (head_errno) {
+        int e = head_errno;
+        vmp_writer_stop();
+        errno = e;
+        return -2;
+    }
     return 0;
 }
 
@@ -807,9 +881,8 @@ void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died
 
 int vmp_writer_write_head(const vmp_sampler_config *cfg, unsigned mode)
 {
-    unsigned char mem[16384];
-    vmp_wbuf b;
-    vmp_wbuf_init(&b, mem, sizeof mem);
+    vmp_wbuf *b = &W.buf;
+    b->len = W.from = 0;
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
@@ -817,23 +890,19 @@ int vmp_writer_write_head(const vmp_sampler_config *cfg, unsigned mode)
     localtime_r(&now, &tm);
     char bits[8];
     snprintf(bits, sizeof bits, "%d", (int)(sizeof(void *) * 8));
-    if (vmp_enc_static_header(&b, (uint64_t)llround(cfg->period * 1e6)) < 0 ||
-        vmp_enc_header(&b, mode, "cpython") < 0 ||
-        vmp_enc_time_n_zone(&b, tv.tv_sec, tv.tv_usec, tm.tm_zone) < 0 ||
-        vmp_enc_meta(&b, "os", 2, "linux", 5) < 0 || vmp_enc_meta(&b, "bits", 4, bits, strlen(bits)) < 0)
+    if (vmp_enc_static_header(b, (uint64_t)llround(cfg->period * 1e6)) < 0 || vmp_enc_header(b, mode, "cpython") < 0 ||
+        vmp_enc_time_n_zone(b, tv.tv_sec, tv.tv_usec, tm.tm_zone) < 0 || vmp_enc_meta(b, "os", 2, "linux", 5) < 0 ||
+        vmp_enc_meta(b, "bits", 4, bits, strlen(bits)) < 0)
         return -1;
     for (size_t i = 0; i < cfg->n_meta; i++) {
         const char *k = cfg->meta[2 * i], *v = cfg->meta[2 * i + 1];
         size_t kl = strlen(k), vl = strlen(v);
         if (vl > VMP_MAX_META_TEXT)
             vl = VMP_MAX_META_TEXT;
-        if (b.cap - b.len < kl + vl + 32) {
-            if (write_all(cfg->fd, b.data, b.len) < 0)
-                return -1;
-            b.len = 0;
-        }
-        if (vmp_enc_meta(&b, k, kl, v, vl) < 0) /* too long for the buffer: write it alone */
+        /* (one that does not fit is left out: the buffer holds a megabyte,
+         * and the samples need room after the head) */
+        if (b->cap - b->len < kl + vl + 32 + VMP_WRITE_BUF / 2 || vmp_enc_meta(b, k, kl, v, vl) < 0)
             continue;
     }
-    return write_all(cfg->fd, b.data, b.len);
+    return 0;
 }

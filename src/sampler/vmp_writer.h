@@ -17,15 +17,22 @@
 
 #include "vmp_sampler.h"
 
-/* Writes the profile's header and the META records of cfg directly to
- * cfg->fd (before the run's state is set).  0, or -1 with errno. */
-int vmp_writer_write_head(const vmp_sampler_config *cfg, unsigned mode);
-
 /* Prepares the write buffer and empty id maps.  0, or -1 out of memory. */
 int vmp_writer_prepare(void);
 
+/* Puts the profile's header and the META records of cfg in the write
+ * buffer (after vmp_writer_prepare), the first bytes the writer writes.
+ * A META record that would leave less than half the buffer free is left
+ * out.  0, or -1 when the header itself could not be encoded. */
+int vmp_writer_write_head(const vmp_sampler_config *cfg, unsigned mode);
+
 /* Starts the thread and waits until it knows its tid (so that the sampler
- * thread never signals it).  0, or -1 when it could not be started. */
+ * thread never signals it) and has tried the head once: written as far as
+ * the file took it without waiting, the rest queued (a full pipe, a
+ * terminal nobody reads, a FIFO nobody opened for reading yet); the
+ * program's thread never waits for a reader here.  0; -1 when the thread
+ * could not be started; -2 with errno when the file refused the head (a
+ * pipe whose reader is gone, a full disk): the thread has ended then. */
 int vmp_writer_start(void);
 
 /* Tells the thread to finish (drain, end records, trailer) and waits. */

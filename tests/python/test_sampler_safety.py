@@ -272,7 +272,7 @@ PIPE_READ_BY_THE_PROGRAM = """
                 return
             chunks.append(data)
 
-    t = threading.Thread(target=reader)
+    t = threading.Thread(target=reader, daemon=True)
     t.start()
     vmprof.enable(w, period=0.0002, real_time=True, lines=True, native=False)
     namespace = {}
@@ -392,6 +392,120 @@ def test_disable_with_a_profile_to_a_pipe_nobody_reads_ends_with_a_clear_error(t
     assert "OK" in done.stdout
 
 
+# ---- enable() on a descriptor nobody reads -----------------------------------
+
+# The program's descriptor is already full when enable() is called (a pipe,
+# a FIFO the program alone has open, a raw pseudo-terminal: filled through a
+# second, non-blocking description), or it is a FIFO nobody has open for
+# reading ("fifo-no-reader": its reader left before enable()).  A reader
+# comes only after enable() returned ("then-read"), or never ("never").
+FULL_AT_ENABLE = """
+    import fcntl, os, sys, threading, time, tty, vmprof
+    from sampler_util import burn_cpu, read_back
+    what, then = sys.argv[1], sys.argv[2]
+    read_end = None
+    if what == "pipe":
+        read_end, w = os.pipe()
+    elif what == "fifo":
+        os.mkfifo("f")
+        w = os.open("f", os.O_RDWR)
+    elif what == "fifo-no-reader":
+        os.mkfifo("f")
+        gone = os.open("f", os.O_RDONLY | os.O_NONBLOCK)
+        w = os.open("f", os.O_WRONLY)
+        os.close(gone)
+    else:
+        import pty
+        read_end, w = pty.openpty()
+        tty.setraw(w)  # (the bytes reach the master as written)
+    filled = 0
+    if what != "fifo-no-reader":
+        filler = os.open("/proc/self/fd/%d" % w, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        try:
+            while True:
+                filled += os.write(filler, b"x" * 4096)
+        except BlockingIOError:
+            pass
+        os.close(filler)
+    chunks, reading = [], []
+    def reader():
+        fd = read_end if read_end is not None else os.open("f", os.O_RDONLY)
+        reading.append(fd)
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:  # (a pseudo-terminal's master once the slave closed)
+                data = b""
+            if not data:
+                return
+            chunks.append(data)
+    def open_fds():  # (listing /proc/self/fd would open one)
+        fds = set()
+        for fd in range(256):
+            try:
+                os.fstat(fd)
+                fds.add(fd)
+            except OSError:
+                pass
+        return fds - set(reading)
+    flags = fcntl.fcntl(w, fcntl.F_GETFL)
+    fds = open_fds()
+    start = time.time()
+    vmprof.enable(w, period=0.001, native=False)
+    print("enable took %.2f" % (time.time() - start))
+    assert fcntl.fcntl(w, fcntl.F_GETFL) == flags, "the program's flags changed"
+    t = threading.Thread(target=reader, daemon=True)
+    if then == "then-read":
+        t.start()
+    burn_cpu(0.2)
+    start = time.time()
+    try:
+        vmprof.disable()
+        print("disable returned")
+    except vmprof.VMProfError as e:
+        print("disable raised:", e)
+    print("disable took %.2f" % (time.time() - start))
+    assert fcntl.fcntl(w, fcntl.F_GETFL) == flags, "the program's flags changed"
+    assert open_fds() == fds - set(reading), ("a descriptor left open", fds, open_fds())
+    os.close(w)
+    if then == "then-read":
+        t.join()
+        data = b"".join(chunks)
+        assert data[:filled] == b"x" * filled
+        with open("p.prof", "wb") as f:
+            f.write(data[filled:])
+        p = read_back("p.prof")
+        assert p.trailer and len(p.stacks) > 50, len(p.stacks)
+    print("OK")
+"""
+
+
+@pytest.mark.parametrize("what", ["pipe", "fifo", "terminal", "fifo-no-reader"])
+def test_enable_never_waits_for_a_reader_and_the_profile_arrives_whole(tmp_path, what):
+    # Before: enable() wrote the header itself through the program's
+    # blocking description: on a full pipe, FIFO or terminal it waited in
+    # write() for ever ("fifo-no-reader": it refused, EPIPE).  Now the
+    # header is queued for the writer, which waits for the reader (without
+    # blocking): the whole profile comes after the filler.
+    done = run_script(tmp_path, FULL_AT_ENABLE, what, "then-read", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "disable returned" in done.stdout and "OK" in done.stdout, done.stdout
+    took = float(done.stdout.split("enable took")[1].split()[0])
+    assert took < 5, done.stdout
+
+
+@pytest.mark.parametrize("what", ["pipe", "fifo-no-reader"])
+def test_enable_on_a_descriptor_nobody_ever_reads_ends_with_disables_clear_error(tmp_path, what):
+    # Nobody ever reads: enable() still returns at once, and disable() gives
+    # the profile up after 10 s without a byte out, as with a pipe that
+    # fills during the run.
+    done = run_script(tmp_path, FULL_AT_ENABLE, what, "never", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "disable raised: nothing could be written to the profile for 10 s" in done.stdout, done.stdout
+    assert float(done.stdout.split("disable took")[1].split()[0]) < 20, done.stdout
+    assert "OK" in done.stdout
+
+
 # ---- names -------------------------------------------------------------------
 
 def test_naming_a_function_leaves_its_strings_as_they_were(tmp_path):
@@ -451,7 +565,7 @@ def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
         def phase_two(ns):
             ns["second_fn"](0.05)
 
-        t = threading.Thread(target=reader)
+        t = threading.Thread(target=reader, daemon=True)
         t.start()
         reading.set()
         vmprof.enable(w, period=0.0002, real_time=True, native=False)
