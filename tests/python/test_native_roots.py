@@ -86,8 +86,24 @@ def run_program(tmp_path, clock):
 @pytest.mark.parametrize("clock", ["cpu", "wall"])
 def test_every_sample_of_a_thread_has_its_first_function_outermost(tmp_path, clock):
     p, idents = run_program(tmp_path, clock)
+    # One known limitation cuts walks: a sample taken while the dynamic
+    # loader binds a function lazily (its first call through a PLT) inside
+    # ld.so's trampoline _dl_runtime_resolve_*, whose rule is CFA = rbx + 32
+    # (it realigns rsp); the walk follows rules on rsp and rbp only, so it is
+    # cut there.  The sample keeps its C frames up to the trampoline (never a
+    # thread's first function), then its Python frames outermost, and META
+    # samples_cut counts it.  (Seen on 3.8 in the main thread's first join,
+    # ~1 run in 12; on 3.11 a worker's sample under `_bootstrap`.)  So the
+    # samples off their thread's root must be exactly those: each ends its C
+    # frames in the trampoline, and together they are samples_cut.  Anything
+    # else cut, or a sample off its root not counted as cut, fails.
     roots = {}  # tid -> {outermost entry: samples}
+    lazily_bound = 0
     for entries, tid, _ in p.stacks:
+        native = [e for e in entries if p.name(e).startswith("n:")]
+        if native and p.func(native[-1]).startswith("_dl_runtime_resolve"):
+            lazily_bound += 1
+            continue
         outer = entries[-1]
         roots.setdefault(tid, {}).setdefault(outer, 0)
         roots[tid][outer] += 1
@@ -115,4 +131,4 @@ def test_every_sample_of_a_thread_has_its_first_function_outermost(tmp_path, clo
     others = {next(iter(roots[idents[n]])) for n in ("sleeper", "waiter", "worker")
               if idents[n] in roots}
     assert len(others) == 1, [described(idents[n]) for n in ("sleeper", "waiter", "worker")]
-    assert p.meta.get("samples_cut", "0") == "0", p.meta
+    assert int(p.meta.get("samples_cut", "0")) == lazily_bound, (p.meta, lazily_bound)
