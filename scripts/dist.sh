@@ -4,7 +4,8 @@
 # 1. `python -m build`: the sdist (every file git tracks, by meson dist) and,
 #    from that sdist, a wheel for each CPython given;
 # 2. auditwheel repairs each wheel into a manylinux wheel that carries the
-#    libraries it links (libunwind, libdw and theirs);
+#    libraries it links (libdw, libelf and theirs; the sampler no longer calls
+#    libunwind, so the linker leaves it out);
 # 3. the sdist is installed with pip in a fresh venv of the first CPython given
 #    (built there, its build backend fetched by pip) and each manylinux wheel in
 #    a fresh venv of its CPython; each install then profiles a program, reads
@@ -81,8 +82,11 @@ for v in $versions; do
     wheel=$(ls dist/vmprof-"$version"-"$tag"-"$tag"-manylinux*.whl 2>/dev/null | head -n 1)
     [ -n "$wheel" ] || { echo "dist: no manylinux wheel for CPython $v in dist/" >&2; exit 1; }
     # The repaired wheel carries its libraries: none of them comes from the system.
-    case "$("$tools/bin/python" -m zipfile -l "$wheel")" in *vmprof.libs/libunwind*) ;; *)
-        echo "dist: $wheel does not carry libunwind" >&2; exit 1;; esac
+    listing=$("$tools/bin/python" -m zipfile -l "$wheel")
+    for lib in libdw libelf; do
+        case "$listing" in *vmprof.libs/$lib[-.]*) ;; *)
+            echo "dist: $wheel does not carry $lib" >&2; exit 1;; esac
+    done
     check "$v" wheel "$root/$wheel"
 done
 echo "dist: done; dist/ holds the sdist and $(ls dist/*.whl | wc -l) manylinux wheels"
