@@ -560,11 +560,6 @@ struct row_span {
     int expr;                /* the CFA is an expression (PLT stubs) */
 };
 
-/* The row of the call-frame table holding pc, and the FDE it is in:
- * 0 with pc's rule (as vmp_cfi_rule gives it); 1 when the row was found but
- * holds a rule the walk cannot follow (rule->lo and rule->hi still give the
- * row); -1 when no FDE covers pc or its programs cannot be followed up to
- * pc.  *span is filled when the result is not -1. */
 /* The FDE that can hold pc: its CIE, its range [*begin, *begin + *range)
  * and a cursor c over its program.  0, or -1 when no FDE of the header's
  * table is readable for pc or pc lies in a gap between two. */
@@ -613,6 +608,11 @@ static int fde_at(const vmp_cfi_object *o, uintptr_t pc, struct cursor *c, struc
     return c->bad ? -1 : 0;
 }
 
+/* The row of the call-frame table holding pc, and the FDE it is in:
+ * 0 with pc's rule (as vmp_cfi_rule gives it); 1 when the row was found but
+ * holds a rule the walk cannot follow (rule->lo and rule->hi still give the
+ * row); -1 when no FDE covers pc or its programs cannot be followed up to
+ * pc.  *span is filled when the result is not -1. */
 static int row_at(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule, struct row_span *span)
 {
     struct cursor c;
@@ -704,20 +704,13 @@ int vmp_cfi_rules(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rules,
         int rc = row_at(o, (uintptr_t)at, &r, &rs);
         if (rc < 0 || rs.row_hi <= at)
             break; /* (the rest of the FDE waits for its own miss) */
-        if (rc == 0 && !rs.expr) {
-            if (r.lo < at)
-                r.lo = (uintptr_t)at;
-            if (n > 0 && rules[n - 1].hi == r.lo && vmp_unwind_rule_same_step(&rules[n - 1], &r))
-                rules[n - 1].hi = r.hi;
-            else
-                rules[n++] = r;
-        }
+        if (rc == 0 && !rs.expr)
+            n = vmp_unwind_rules_append(rules, n, r, (uintptr_t)at);
         at = rs.row_hi;
     }
     /* pc's own row is there even when the FDE had more rows than room. */
-    for (int i = 0; i < n; i++)
-        if (rules[i].lo <= pc && pc < rules[i].hi)
-            return n;
+    if (vmp_unwind_rules_cover(rules, n, pc))
+        return n;
     rules[n < max ? n++ : max - 1] = own;
     return n;
 }

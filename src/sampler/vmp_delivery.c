@@ -294,6 +294,26 @@ int vmp_delivery_in_system_call(const void *ucontext)
 #endif
 }
 
+/* Place k's repeatable sample: the thread's CPU clock when it was taken
+ * and whether it was inside a call (rep_cpu -1 while they change, so a
+ * reader never pairs one sample's clock with another's flag). */
+static void set_repeatable(uint32_t k, int64_t cpu, int in_call)
+{
+    atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
+    atomic_store_explicit(&rep_in_call[k], in_call, memory_order_release);
+    atomic_store_explicit(&rep_cpu[k], cpu, memory_order_release);
+}
+
+/* Place k's last sample written, for thread tid (sampled_tid 0 while the
+ * three change: idle_since_sample reads them as one). */
+static void set_last_sampled(uint32_t k, pid_t tid, int64_t cpu, int in_call)
+{
+    atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
+    atomic_store_explicit(&sampled_cpu[k], cpu, memory_order_release);
+    atomic_store_explicit(&sampled_in_call[k], in_call, memory_order_release);
+    atomic_store_explicit(&sampled_tid[k], tid, memory_order_release);
+}
+
 void vmp_delivery_sampled(int outcome, int in_call, uint64_t generation)
 {
     pid_t tid = vmp_delivery_this_tid();
@@ -315,11 +335,9 @@ void vmp_delivery_sampled(int outcome, int in_call, uint64_t generation)
                                   memory_order_release);
         /* (a signal that paid nothing wrote nothing: the last sample is
          * still the one written) */
-        if (outcome == VMP_SAMPLE_KEPT && cpu >= 0) {
-            atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
-            atomic_store_explicit(&rep_in_call[k], in_call, memory_order_release);
-            atomic_store_explicit(&rep_cpu[k], cpu, memory_order_release);
-        } else if (outcome != VMP_SAMPLE_NONE || owed_now != 0)
+        if (outcome == VMP_SAMPLE_KEPT && cpu >= 0)
+            set_repeatable(k, cpu, in_call);
+        else if (outcome != VMP_SAMPLE_NONE || owed_now != 0)
             atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
     }
     /* Wall clock: whether the last sample written was cut (never repeated;
@@ -332,10 +350,7 @@ void vmp_delivery_sampled(int outcome, int in_call, uint64_t generation)
     } else if (outcome != VMP_SAMPLE_NONE || owed_now != 0) {
         atomic_store_explicit(&cut_cpu[k], -1, memory_order_release);
     }
-    atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
-    atomic_store_explicit(&sampled_cpu[k], cpu, memory_order_release);
-    atomic_store_explicit(&sampled_in_call[k], in_call, memory_order_release);
-    atomic_store_explicit(&sampled_tid[k], tid, memory_order_release);
+    set_last_sampled(k, tid, cpu, in_call);
 }
 
 void vmp_delivery_forget_tid(void)
@@ -1688,14 +1703,8 @@ static void first_samples(vmp_delivery *d)
             !(found = bsearch(&key, sorted, n, sizeof *sorted, cmp_tid_index)) ||
             d->first_sample(found->i, t->tid, t->place) != 0)
             continue;
-        size_t k = t->place;
-        atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
-        atomic_store_explicit(&rep_in_call[k], 1, memory_order_release);
-        atomic_store_explicit(&rep_cpu[k], t->last_cpu, memory_order_release);
-        atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
-        atomic_store_explicit(&sampled_cpu[k], t->last_cpu, memory_order_release);
-        atomic_store_explicit(&sampled_in_call[k], 1, memory_order_release);
-        atomic_store_explicit(&sampled_tid[k], t->tid, memory_order_release);
+        set_repeatable(t->place, t->last_cpu, 1);
+        set_last_sampled(t->place, t->tid, t->last_cpu, 1);
         atomic_fetch_add_explicit(&d->first_samples, 1, memory_order_relaxed);
     }
     free(sorted);

@@ -253,14 +253,6 @@ struct from_tables {
     unsigned char *done;
 };
 
-static int covered(const vmp_unwind_rule *rules, int n, uintptr_t pc)
-{
-    for (int i = 0; i < n; i++)
-        if (rules[i].lo <= pc && pc < rules[i].hi)
-            return 1;
-    return 0;
-}
-
 /* Called with the loader's lock held (dl_iterate_phdr's): each object it
  * lists stays mapped until the callback returns (dlclose unmaps an object
  * and takes it off the list under that same lock), so its tables are read
@@ -280,7 +272,7 @@ static int rules_of_object(struct dl_phdr_info *info, size_t size, void *arg)
         for (int j = 0; j < a->n && a->k < a->max; j++) {
             if (a->done[j] || a->pcs[j] < lo || a->pcs[j] >= hi)
                 continue;
-            if (covered(a->rules, a->k, a->pcs[j])) { /* an earlier pc's function holds it */
+            if (vmp_unwind_rules_cover(a->rules, a->k, a->pcs[j])) { /* an earlier pc's function holds it */
                 a->done[j] = 1;
                 a->left--;
                 continue;

@@ -859,19 +859,13 @@ int vmp_symbols_unwind_rules(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule
             at++;
             continue;
         }
-        if (r.lo < at)
-            r.lo = at;
-        if (n > 0 && rules[n - 1].hi == r.lo && vmp_unwind_rule_same_step(&rules[n - 1], &r))
-            rules[n - 1].hi = r.hi;
-        else
-            rules[n++] = r;
+        n = vmp_unwind_rules_append(rules, n, r, at);
         at = r.hi;
     }
     /* pc's own row must be there even if the function had more rows than
      * room. */
-    for (int i = 0; i < n; i++)
-        if (rules[i].lo <= pc && pc < rules[i].hi)
-            return n;
+    if (vmp_unwind_rules_cover(rules, n, pc))
+        return n;
     vmp_unwind_rule r;
     if (rule_in_module(mod, pc, &r) < 0)
         return 0;

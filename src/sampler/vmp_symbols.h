@@ -92,6 +92,30 @@ static inline int vmp_unwind_rule_same_step(const vmp_unwind_rule *a, const vmp_
            a->kind == b->kind;
 }
 
+/* Adds row r, read at address `at` of a function walked row by row, after
+ * rules[0..n): clipped to start at `at`, merged into the last rule when it
+ * follows it with the same step.  Returns the new count (the caller keeps
+ * n below its room). */
+static inline int vmp_unwind_rules_append(vmp_unwind_rule *rules, int n, vmp_unwind_rule r, uintptr_t at)
+{
+    if (r.lo < at)
+        r.lo = at;
+    if (n > 0 && rules[n - 1].hi == r.lo && vmp_unwind_rule_same_step(&rules[n - 1], &r))
+        rules[n - 1].hi = r.hi;
+    else
+        rules[n++] = r;
+    return n;
+}
+
+/* Whether one of rules[0..n) holds pc. */
+static inline int vmp_unwind_rules_cover(const vmp_unwind_rule *rules, int n, uintptr_t pc)
+{
+    for (int i = 0; i < n; i++)
+        if (rules[i].lo <= pc && pc < rules[i].hi)
+            return 1;
+    return 0;
+}
+
 /* The rule in effect at pc (pc as the unwinder keys it: exact for the
  * interrupted frame, return address - 1 for callers), from the object's
  * .eh_frame (or .debug_frame), with the range of addresses around pc it

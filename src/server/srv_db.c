@@ -174,10 +174,13 @@ static srv_dbconn *drain(srv_db *db)
     return stale;
 }
 
-/* Closes the connections drain found stuck and makes their slots vacant.
- * Called without db->lock: closing writes to the connection. */
+/* Closes the connections drain found stuck, or acquire found ended, and
+ * makes their slots vacant (none: nothing to do).  Called without
+ * db->lock: closing writes to the connection. */
 static void close_stale(srv_db *db, srv_dbconn *stale)
 {
+    if (!stale)
+        return;
     for (srv_dbconn *c = stale; c; c = c->next) {
         db->engine->disconnect(c->conn);
         c->conn = NULL;
@@ -279,14 +282,6 @@ static void timed_wait(srv_db *db, int ms)
     pthread_cond_timedwait(&db->freed, &db->lock, &t);
 }
 
-/* Closes connections found dead and makes their slots vacant; without
- * db->lock. */
-static void close_dead(srv_db *db, srv_dbconn *dead)
-{
-    if (dead)
-        close_stale(db, dead);
-}
-
 /* A connection while fewer than limit are handed out; wait: else wait for
  * one, or NULL (errbuf not set, unless the database is down). */
 static srv_dbconn *acquire(srv_db *db, int limit, int wait, char *errbuf, size_t errlen)
@@ -314,12 +309,12 @@ static srv_dbconn *acquire(srv_db *db, int limit, int wait, char *errbuf, size_t
             }
             db->in_use++;
             pthread_mutex_unlock(&db->lock);
-            close_dead(db, dead);
+            close_stale(db, dead);
             return c;
         }
         if (dead) {
             pthread_mutex_unlock(&db->lock);
-            close_dead(db, dead);
+            close_stale(db, dead);
             dead = NULL;
             pthread_mutex_lock(&db->lock);
             continue;
