@@ -695,7 +695,7 @@ static int next_item(vmp_compact_reader *r)
             if (take(r, check, CHECK_LEN) < 0)
                 return -1;
             if (load_word(check, CHECK_LEN) != want)
-                return broken(r, "its checksum does not match (bytes changed on the disk)");
+                return broken(r, "its checksum does not match (bytes changed on the disk: restore the file from a backup)");
         }
         if (fill(r) != 0)
             return broken(r, "bytes follow its end");

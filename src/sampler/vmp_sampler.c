@@ -355,7 +355,8 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     int writer = vmp_writer_start();
     if (writer < 0) {
         if (writer == -2)
-            fail(err, errlen, "cannot write the profile to file descriptor %d: %s", cfg->fd, strerror(errno));
+            fail(err, errlen, "cannot write the profile to file descriptor %d: %s (pass a file, or a pipe or socket that something reads)",
+                 cfg->fd, strerror(errno));
         else
             fail(err, errlen, "cannot start the writer thread");
         goto undo_handler;
