@@ -92,7 +92,9 @@ def test_the_upload_is_answered_before_its_first_trees_and_they_are_computed_onc
     assert answers()["kept"] == 0
     reused = answers()["reused"]
     first = get_ok(server, "/api/runs/%s/tree" % rid)
-    assert answers() == {"kept": 2, "reused": reused + 1}
+    # (the first views are computed one after the other: the second may still
+    # be under way when the first is answered; asking for it waits for it)
+    assert answers()["reused"] == reused + 1
     assert get_ok(server, "/api/runs/%s/tree?depth=128&min=0.0005" % rid)["node"]
     assert answers() == {"kept": 2, "reused": reused + 2}
     # The same answer as computed on asking, after a restart.
