@@ -10,14 +10,14 @@
  *   - the CIE's initial instructions, then the FDE's, are run up to the row
  *     holding pc, keeping only what the walk's rule needs: the CFA (register
  *     and offset, or the PLT's expression), where the return address is, and
- *     where the caller's rbp is.
+ *     where the caller's rbp and rbx are.
  * Every multi-byte read goes through a cursor that knows the end of the
  * entry it reads, and every entry's end is checked against the segment
  * first, so no read leaves [lo, hi) however the bytes are made.
  *
  * The decisions mirror rule_from_frame in vmp_symbols.c (libdw's path), since
  * the walk must not step differently depending on whether the writer has
- * learned a pc yet: libdw's x86-64 defaults (rbp unchanged, the return
+ * learned a pc yet: libdw's x86-64 defaults (rbp and rbx unchanged, the return
  * address undefined until the CIE says where it is), restore_state bringing
  * back the whole row including the CFA, an expression CFA accepted when it
  * comes to rsp + constant at this very pc, over the stretch of its 16-byte
@@ -29,8 +29,9 @@
 #include <string.h>
 
 /* DWARF register numbers of x86-64 the rule speaks of. */
-#define REG_RBP 6
-#define REG_RSP 7
+#define REG_RBX VMP_REG_RBX
+#define REG_RBP VMP_REG_RBP
+#define REG_RSP VMP_REG_RSP
 #define REG_RA 16
 
 /* Pointer encodings (DW_EH_PE_*) this module reads. */
@@ -214,15 +215,16 @@ enum { SAVED_SAME, SAVED_AT_OFFSET, SAVED_UNDEFINED, SAVED_OTHER };
 struct row {
     uint8_t cfa_reg;
     uint8_t cfa_is_expr; /* the CFA is the expression cfa_expr[0..cfa_expr_len) */
-    uint8_t ra, rbp;     /* SAVED_* */
-    int64_t cfa_off, ra_off, rbp_off;
+    uint8_t ra, rbp, rbx; /* SAVED_* */
+    int64_t cfa_off, ra_off, rbp_off, rbx_off;
     const uint8_t *cfa_expr;
     uint64_t cfa_expr_len;
 };
 
-/* libdw's x86-64 defaults before any CIE instruction: rbp is callee-saved
- * (unchanged), the return address has no rule (undefined) and no CFA yet. */
-static const struct row abi_row = {.ra = SAVED_UNDEFINED, .rbp = SAVED_SAME};
+/* libdw's x86-64 defaults before any CIE instruction: rbp and rbx are
+ * callee-saved (unchanged), the return address has no rule (undefined) and
+ * no CFA yet. */
+static const struct row abi_row = {.ra = SAVED_UNDEFINED, .rbp = SAVED_SAME, .rbx = SAVED_SAME};
 
 /* What the CIE says about its FDEs. */
 struct cie {
@@ -360,7 +362,8 @@ static int eval_cfa_expr(const uint8_t *p, uint64_t len, uint64_t rsp, uint64_t 
 }
 
 /* The CFA register as the row keeps it: any number the walk cannot use
- * (only rsp and rbp) becomes 255, never one that truncates to 6 or 7. */
+ * (only rsp, rbp and rbx) becomes 255, never one that truncates to 3, 6
+ * or 7. */
 static uint8_t cfa_register(uint64_t reg)
 {
     return reg < 255 ? (uint8_t)reg : 255;
@@ -524,6 +527,9 @@ static int run(struct cursor *c, const struct cie *cie, const struct row *init, 
         } else if (reg == REG_RBP) {
             s->rbp = init->rbp;
             s->rbp_off = init->rbp_off;
+        } else if (reg == REG_RBX) {
+            s->rbx = init->rbx;
+            s->rbx_off = init->rbx_off;
         }
         continue;
     record:
@@ -533,6 +539,9 @@ static int run(struct cursor *c, const struct cie *cie, const struct row *init, 
         } else if (reg == REG_RBP) {
             s->rbp = (uint8_t)how;
             s->rbp_off = off;
+        } else if (reg == REG_RBX) {
+            s->rbx = (uint8_t)how;
+            s->rbx_off = off;
         }
         continue;
     }
@@ -655,11 +664,13 @@ static int row_at(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule, 
         rule->lo = (uintptr_t)a;
         rule->hi = (uintptr_t)b;
     }
-    if ((cfa_reg != REG_RSP && cfa_reg != REG_RBP) || cfa_off < INT32_MIN || cfa_off > INT32_MAX)
+    if ((cfa_reg != REG_RSP && cfa_reg != REG_RBP && cfa_reg != REG_RBX) || cfa_off < INT32_MIN ||
+        cfa_off > INT32_MAX)
         return 1;
     rule->cfa_reg = (uint8_t)cfa_reg;
     rule->cfa_off = (int32_t)cfa_off;
     rule->rbp_off = 0;
+    rule->rbx_off = 0;
     if (s.ra == SAVED_UNDEFINED) {
         rule->kind = VMP_RULE_END; /* no caller: the thread's first frame */
         return 0;
@@ -673,6 +684,14 @@ static int row_at(const vmp_cfi_object *o, uintptr_t pc, vmp_unwind_rule *rule, 
     } else if (s.rbp != SAVED_SAME) {
         return 1;
     }
+    /* rbx: tracked for the frames whose CFA is on it; where it cannot be
+     * told, the rule still steps (only such a caller is then cut).
+     * Undefined counts as unchanged, as rbx_rule in vmp_symbols.c must read
+     * libdw's rows (whose defaults leave rbx undefined where the ABI says
+     * callee-saved). */
+    rule->rbx_off = s.rbx == SAVED_SAME || s.rbx == SAVED_UNDEFINED ? 0
+                    : s.rbx == SAVED_AT_OFFSET                     ? vmp_unwind_rbx_slot(s.rbx_off)
+                                                                   : VMP_RBX_LOST;
     rule->kind = VMP_RULE_STEP;
     return 0;
 }

@@ -22,12 +22,14 @@
  *
  * What it does not follow (it returns -1, and the walk stops there as it
  * would without it): signal trampolines (augmentation 'S'), a CFA on a
- * register other than rsp/rbp or given by an expression other than the
+ * register other than rsp/rbp/rbx or given by an expression other than the
  * linear "rsp + constant at this pc" PLT stubs use, a return address not at
  * CFA - 8, a caller's rbp kept anywhere but at a small negative offset from
- * the CFA, 64-bit DWARF lengths, pointer encodings other than the pc-relative
- * 4-byte ones linkers write, and a header table other than the sorted
- * datarel/sdata4 one (then vmp_cfi_object_init says the object has none).
+ * the CFA, 64-bit DWARF lengths, pointer encodings other than the
+ * pc-relative 4-byte ones linkers write, and a header table other than the
+ * sorted datarel/sdata4 one (then vmp_cfi_object_init says the object has
+ * none).  A caller's rbx kept anywhere but in a word slot below the CFA is
+ * not refused: the rule says rbx is lost (VMP_RBX_LOST).
  */
 #ifndef VMP_CFI_H
 #define VMP_CFI_H

@@ -9,6 +9,11 @@
  * handler steps with rules it reads from a fixed table: for x86-64 code
  * nearly every frame's rule is "CFA = rsp or rbp + offset, return address at
  * CFA - 8, caller's rbp saved at CFA + k or unchanged", a few words per pc.
+ * rbx is tracked too (from the interrupted context, then reloaded from
+ * each frame's save slot), for the frames whose CFA is on it: ld.so's
+ * lazy-binding trampolines (_dl_runtime_resolve_*) realign rsp and keep the
+ * frame in rbx (CFA = rbx + 32), and a program passes there on its first
+ * call of each function it binds lazily (per object's PLT slot).
  * For a pc the table does not have yet, the walk reads the rule from the
  * object's own mapped .eh_frame (vmp_cfi: the same decisions, no lock, no
  * allocation) and goes on, so no sample waits for learning; it notes the pc
@@ -347,10 +352,16 @@ static size_t rule_home(uint64_t pc)
     return (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 48);
 }
 
+/* A rule in one word, so that a handler reads it with one load:
+ * cfa_off in bits 0-31, rbp_off 32-47, rbx's slot 48-55 (as a count of
+ * words, 0 unchanged, -128 lost: vmp_unwind_rbx_slot makes every rbx_off
+ * fit), cfa_reg 56-59 (3, 6 or 7), kind 60-63 (never 0: 0 is "no rule"). */
+#define PACKED_RBX_LOST (-128)
 static uint64_t pack_rule(const vmp_unwind_rule *r)
 {
+    int8_t rbx = r->rbx_off == VMP_RBX_LOST ? PACKED_RBX_LOST : (int8_t)(r->rbx_off / 8);
     return (uint64_t)(uint32_t)r->cfa_off | (uint64_t)(uint16_t)r->rbp_off << 32 |
-           (uint64_t)r->cfa_reg << 48 | (uint64_t)r->kind << 56;
+           (uint64_t)(uint8_t)rbx << 48 | (uint64_t)(r->cfa_reg & 0xf) << 56 | (uint64_t)(r->kind & 0xf) << 60;
 }
 
 static int range_lo_cmp(const void *a, const void *b)
@@ -684,6 +695,8 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
     uint64_t rip = (uint64_t)mc->gregs[REG_RIP];
     uint64_t rsp = (uint64_t)mc->gregs[REG_RSP];
     uint64_t rbp = (uint64_t)mc->gregs[REG_RBP];
+    uint64_t rbx = (uint64_t)mc->gregs[REG_RBX];
+    int rbx_known = 1; /* (0: a frame kept it where its rule could not say) */
     int n = 0, complete = 0, cut = 0;
     uintptr_t top = 0;
     while (n < max && rip != 0) {
@@ -717,7 +730,8 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
         }
         int32_t cfa_off = (int32_t)(uint32_t)rule;
         int16_t rbp_off = (int16_t)(uint16_t)(rule >> 32);
-        unsigned cfa_reg = (unsigned)(rule >> 48) & 0xff, kind = (unsigned)(rule >> 56);
+        int8_t rbx_slot = (int8_t)(uint8_t)(rule >> 48);
+        unsigned cfa_reg = (unsigned)(rule >> 56) & 0xf, kind = (unsigned)(rule >> 60);
         if (kind == VMP_RULE_END) {
             complete = 1;
             top = UINTPTR_MAX;
@@ -727,7 +741,18 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
             cut = 1; /* no rule the walk can follow (VMP_RULE_STOP) */
             break;
         }
-        uint64_t cfa = (cfa_reg == 7 ? rsp : rbp) + (uint64_t)(int64_t)cfa_off;
+        uint64_t base;
+        if (cfa_reg == VMP_REG_RSP)
+            base = rsp;
+        else if (cfa_reg == VMP_REG_RBP)
+            base = rbp;
+        else if (cfa_reg == VMP_REG_RBX && rbx_known)
+            base = rbx;
+        else {
+            cut = 1; /* rbx lost in a callee: this frame cannot be stepped */
+            break;
+        }
+        uint64_t cfa = base + (uint64_t)(int64_t)cfa_off;
         /* Each caller's frame lies above its callee's: a CFA that does not
          * grow means the rule met garbage or the walk loops (and the walk
          * never reads below the interrupted stack pointer). */
@@ -737,6 +762,12 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
         uint64_t ra = *(const uint64_t *)(uintptr_t)(cfa - 8);
         if (rbp_off)
             rbp = *(const uint64_t *)(uintptr_t)(cfa + (uint64_t)(int64_t)rbp_off);
+        /* The caller's rbx: reloaded where this frame saved it, else what
+         * this frame left in it (callee-saved: the caller's own). */
+        if (rbx_slot == PACKED_RBX_LOST)
+            rbx_known = 0;
+        else if (rbx_slot)
+            rbx = *(const uint64_t *)(uintptr_t)(cfa + (uint64_t)((int64_t)rbx_slot * 8));
         rsp = cfa;
         rip = ra;
     }

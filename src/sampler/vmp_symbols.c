@@ -689,8 +689,9 @@ int vmp_symbols_function_ranges(vmp_symbols *s, const char *name, uintptr_t (*ra
 
 /* ---- unwind rules ---------------------------------------------------------- */
 
-#define DW_REG_RBP 6
-#define DW_REG_RSP 7
+#define DW_REG_RBX VMP_REG_RBX
+#define DW_REG_RBP VMP_REG_RBP
+#define DW_REG_RSP VMP_REG_RSP
 #define DW_REG_RA 16
 
 /* A register's save slot as an offset from the CFA: 1 when saved at
@@ -715,6 +716,27 @@ static int saved_at(Dwarf_Frame *frame, int regno, int64_t *off)
         return 1;
     }
     return -1;
+}
+
+/* rbx_off for the frame (vmp_symbols.h): where the caller's rbx is.  An
+ * undefined rbx counts as unchanged: libdw's x86-64 defaults declare
+ * register 0 (rax) callee-saved where rbx (3) is meant, so it reports rbx
+ * undefined in every row that does not mention it, and it cannot tell that
+ * from a row that says so (which compilers never write for rbx: undefined
+ * marks a thread's first frame, which is not stepped).  The ABI says rbx is
+ * callee-saved: unchanged.  vmp_cfi reads undefined rbx the same way.  Any
+ * other rule than a slot below the CFA loses track of it (not a refusal:
+ * only a caller whose CFA is on rbx needs it). */
+static int16_t rbx_rule(Dwarf_Frame *frame)
+{
+    Dwarf_Op mem[3], *ops = NULL;
+    size_t nops = 0;
+    int64_t off;
+    if (dwarf_frame_register(frame, DW_REG_RBX, mem, &ops, &nops) != 0)
+        return VMP_RBX_LOST;
+    if (nops == 0)
+        return 0; /* same value, or undefined */
+    return saved_at(frame, DW_REG_RBX, &off) == 1 ? vmp_unwind_rbx_slot(off) : VMP_RBX_LOST;
 }
 
 /* Evaluates a CFA expression of the kind PLT stubs carry ("rsp + 8, and 8
@@ -803,7 +825,8 @@ static int rule_from_frame(Dwarf_Frame *frame, Dwarf_Addr bias, uintptr_t pc, vm
     } else {
         return -1;
     }
-    if ((reg != DW_REG_RSP && reg != DW_REG_RBP) || cfa_off < INT32_MIN || cfa_off > INT32_MAX)
+    if ((reg != DW_REG_RSP && reg != DW_REG_RBP && reg != DW_REG_RBX) || cfa_off < INT32_MIN ||
+        cfa_off > INT32_MAX)
         return -1;
 
     Dwarf_Op mem[3], *ra_ops = NULL;
@@ -813,6 +836,7 @@ static int rule_from_frame(Dwarf_Frame *frame, Dwarf_Addr bias, uintptr_t pc, vm
     rule->cfa_reg = (uint8_t)reg;
     rule->cfa_off = (int32_t)cfa_off;
     rule->rbp_off = 0;
+    rule->rbx_off = 0;
     if (ra_nops == 0 && ra_ops != NULL) {
         rule->kind = VMP_RULE_END; /* return address undefined: no caller */
         return 0;
@@ -824,6 +848,7 @@ static int rule_from_frame(Dwarf_Frame *frame, Dwarf_Addr bias, uintptr_t pc, vm
     if (rbp < 0 || (rbp == 1 && (off >= 0 || off < INT16_MIN)))
         return -1;
     rule->rbp_off = rbp == 1 ? (int16_t)off : 0;
+    rule->rbx_off = rbx_rule(frame);
     rule->kind = VMP_RULE_STEP;
     return 0;
 }

@@ -71,25 +71,41 @@ int vmp_symbols_function_ranges(vmp_symbols *s, const char *name, uintptr_t (*ra
 
 /* How to step from a frame at one pc to its caller (x86-64), when the
  * unwind tables say it in the simple form nearly all compiled code uses:
- *   CFA = (cfa_reg is 7 ? rsp : rbp) + cfa_off; return address at CFA - 8;
- *   caller's rbp at CFA + rbp_off (rbp_off 0: rbp unchanged); caller's rsp
- *   is the CFA.  kind VMP_RULE_END: the outermost frame (no caller);
- *   VMP_RULE_STOP (never returned here): no rule a walk can follow. */
+ *   CFA = cfa_reg + cfa_off, cfa_reg one of the registers the walk tracks:
+ *   rsp, rbp, or rbx (ld.so's lazy-binding trampolines realign rsp and keep
+ *   the old one in rbx: CFA = rbx + 32); return address at CFA - 8; the
+ *   caller's rsp is the CFA; the caller's rbp at CFA + rbp_off (rbp_off 0:
+ *   rbp unchanged); the caller's rbx at CFA + rbx_off (0: unchanged;
+ *   VMP_RBX_LOST: not known, so no caller whose CFA is on rbx is stepped).
+ * kind VMP_RULE_END: the outermost frame (no caller); VMP_RULE_STOP (never
+ * returned here): no rule a walk can follow. */
 enum { VMP_RULE_STEP = 1, VMP_RULE_END = 2, VMP_RULE_STOP = 3 };
+enum { VMP_REG_RBX = 3, VMP_REG_RBP = 6, VMP_REG_RSP = 7 }; /* DWARF numbers */
+#define VMP_RBX_LOST INT16_MIN
 typedef struct vmp_unwind_rule {
     uintptr_t lo, hi; /* the addresses [lo, hi) the rule holds for */
     int32_t cfa_off;
     int16_t rbp_off;
-    uint8_t cfa_reg; /* DWARF register number: 6 rbp, 7 rsp */
+    int16_t rbx_off;
+    uint8_t cfa_reg; /* DWARF register number: VMP_REG_* */
     uint8_t kind;
 } vmp_unwind_rule;
+
+/* rbx_off for "the caller's rbx is saved at CFA + off".  The walk's packed
+ * rule keeps it in one byte, as a count of words below the CFA (a push is
+ * always such a slot): any other slot loses track of rbx rather than
+ * refusing the rule, since only a caller whose CFA is on rbx needs it. */
+static inline int16_t vmp_unwind_rbx_slot(int64_t off)
+{
+    return off < 0 && off >= -127 * 8 && off % 8 == 0 ? (int16_t)off : VMP_RBX_LOST;
+}
 
 /* Whether two rules step the same way (their ranges aside): neighbouring
  * rows with the same step are merged into one range. */
 static inline int vmp_unwind_rule_same_step(const vmp_unwind_rule *a, const vmp_unwind_rule *b)
 {
-    return a->cfa_off == b->cfa_off && a->rbp_off == b->rbp_off && a->cfa_reg == b->cfa_reg &&
-           a->kind == b->kind;
+    return a->cfa_off == b->cfa_off && a->rbp_off == b->rbp_off && a->rbx_off == b->rbx_off &&
+           a->cfa_reg == b->cfa_reg && a->kind == b->kind;
 }
 
 /* Adds row r, read at address `at` of a function walked row by row, after
@@ -122,7 +138,7 @@ static inline int vmp_unwind_rules_cover(const vmp_unwind_rule *rules, int n, ui
  * holds for (one row of the call-frame table: in most functions all of the
  * body after the prologue).  Returns 0, or -1 when there is no unwind
  * information or it takes a form the rule cannot express (expressions,
- * signal trampolines, a CFA on another register). */
+ * signal trampolines, a CFA on a register other than rsp, rbp, rbx). */
 int vmp_symbols_unwind_rule(vmp_symbols *s, uintptr_t pc, vmp_unwind_rule *rule);
 
 /* The rules of the whole function holding pc (its symbol's extent), row by

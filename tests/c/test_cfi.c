@@ -2,10 +2,11 @@
  * test_cfi.c - the signal-safe .eh_frame reader (vmp_cfi) against libdw.
  *
  * The oracle: for every FDE of libc, libpython (VMP_TEST_LIBPYTHON, set by
- * the Makefile), libdw, the vDSO and this test program, at the first and the last
- * byte of every row of its call-frame table, vmp_cfi_rule gives exactly what
- * libdw's path (vmp_symbols_unwind_rule) gives - kind, CFA register and
- * offset, rbp's slot and the row's end - or both refuse.  The rows are
+ * the Makefile), libdw, ld.so, the vDSO and this test program, at the first
+ * and the last byte of every row of its call-frame table, vmp_cfi_rule gives
+ * exactly what libdw's path (vmp_symbols_unwind_rule) gives - kind, CFA
+ * register and offset, rbp's and rbx's slots and the row's end - or both
+ * refuse.  The rows are
  * found with libdw's own row lookup, not with the reader under test.
  *
  * Then crafted tables, placed so that the segment ends at a page nobody may
@@ -110,7 +111,7 @@ static void oracle_close(Dwfl *dwfl, vmp_symbols *syms)
 }
 
 struct tally {
-    long pcs, agree_step, agree_end, both_refuse, differ;
+    long pcs, agree_step, agree_end, agree_on_rbx, both_refuse, differ;
 };
 
 /* The same rule over the same row.  libdw's row may begin earlier than
@@ -121,7 +122,7 @@ static int same_rule(const vmp_unwind_rule *ours, const vmp_unwind_rule *libdw, 
 {
     return ours->kind == libdw->kind && ours->cfa_reg == libdw->cfa_reg &&
            ours->cfa_off == libdw->cfa_off && ours->rbp_off == libdw->rbp_off &&
-           ours->hi == libdw->hi && ours->lo >= libdw->lo && ours->lo <= pc;
+           ours->rbx_off == libdw->rbx_off && ours->hi == libdw->hi && ours->lo >= libdw->lo && ours->lo <= pc;
 }
 
 static void compare_at(vmp_symbols *syms, const struct found *f, uintptr_t pc, const char *what,
@@ -137,15 +138,16 @@ static void compare_at(vmp_symbols *syms, const struct found *f, uintptr_t pc, c
     } else if (a == 0 && b == 0 && same_rule(&ours, &theirs, pc)) {
         t->agree_step += ours.kind == VMP_RULE_STEP;
         t->agree_end += ours.kind == VMP_RULE_END;
+        t->agree_on_rbx += ours.kind == VMP_RULE_STEP && ours.cfa_reg == VMP_REG_RBX;
     } else {
         if (t->differ++ < 5)
             fprintf(stderr,
-                    "test_cfi: %s pc +%#lx: vmp_cfi %d (kind %d reg %d off %d rbp %d [%#lx,%#lx)), "
-                    "libdw %d (kind %d reg %d off %d rbp %d [%#lx,%#lx))\n",
+                    "test_cfi: %s pc +%#lx: vmp_cfi %d (kind %d reg %d off %d rbp %d rbx %d [%#lx,%#lx)), "
+                    "libdw %d (kind %d reg %d off %d rbp %d rbx %d [%#lx,%#lx))\n",
                     what, (unsigned long)(pc - f->base), a, ours.kind, ours.cfa_reg, ours.cfa_off, ours.rbp_off,
-                    (unsigned long)(ours.lo - f->base), (unsigned long)(ours.hi - f->base), b, theirs.kind,
-                    theirs.cfa_reg, theirs.cfa_off, theirs.rbp_off, (unsigned long)(theirs.lo - f->base),
-                    (unsigned long)(theirs.hi - f->base));
+                    ours.rbx_off, (unsigned long)(ours.lo - f->base), (unsigned long)(ours.hi - f->base), b,
+                    theirs.kind, theirs.cfa_reg, theirs.cfa_off, theirs.rbp_off, theirs.rbx_off,
+                    (unsigned long)(theirs.lo - f->base), (unsigned long)(theirs.hi - f->base));
     }
 }
 
@@ -182,8 +184,10 @@ out:
 static struct tally check_object(const char *want, const char *what, long min_rows)
 {
     struct tally t = compare_object(want, what);
-    fprintf(stderr, "test_cfi: %s: %ld pcs, %ld steps and %ld ends agree, %ld both refused, %ld differ\n",
-            what, t.pcs, t.agree_step, t.agree_end, t.both_refuse, t.differ);
+    fprintf(stderr,
+            "test_cfi: %s: %ld pcs, %ld steps (%ld with the CFA on rbx) and %ld ends agree, %ld both refused, "
+            "%ld differ\n",
+            what, t.pcs, t.agree_step, t.agree_on_rbx, t.agree_end, t.both_refuse, t.differ);
     CHECK(t.differ == 0);
     /* Not vacuous: the object's rows were really read and mostly followed. */
     CHECK(t.agree_step >= min_rows);
@@ -203,6 +207,16 @@ VMP_TEST(cfi_rules_equal_libdws_on_every_row_of_this_program_and_libdw)
 {
     check_object("", "test program", 1000);
     check_object("libdw", "libdw", 10000);
+}
+
+VMP_TEST(cfi_rules_equal_libdws_on_every_row_of_ldso)
+{
+    /* The dynamic loader: its lazy-binding trampolines (_dl_runtime_resolve_*,
+     * where a thread is on the first call of each function bound lazily)
+     * keep their frame in rbx, CFA = rbx + 32: those rows are followed, the
+     * same as libdw's path reads them. */
+    struct tally t = check_object("ld-linux", "ld.so", 1000);
+    CHECK(t.agree_on_rbx >= 3);
 }
 
 VMP_TEST(cfi_rules_equal_libdws_on_every_row_of_libpython)
@@ -260,9 +274,8 @@ static struct whole_tally check_whole_functions(const char *want, const char *wh
             int inside = rules[k].lo >= start && rules[k].hi <= next;
             int same = vmp_symbols_unwind_rule(syms, rules[k].lo, &a) == 0 &&
                        vmp_symbols_unwind_rule(syms, rules[k].hi - 1, &b) == 0 &&
-                       a.kind == rules[k].kind && a.cfa_reg == rules[k].cfa_reg && a.cfa_off == rules[k].cfa_off &&
-                       a.rbp_off == rules[k].rbp_off && b.kind == rules[k].kind && b.cfa_reg == rules[k].cfa_reg &&
-                       b.cfa_off == rules[k].cfa_off && b.rbp_off == rules[k].rbp_off && b.hi >= rules[k].hi;
+                       vmp_unwind_rule_same_step(&a, &rules[k]) && vmp_unwind_rule_same_step(&b, &rules[k]) &&
+                       b.hi >= rules[k].hi;
             if (!(sorted && inside && same) && t.bad++ < 5)
                 fprintf(stderr, "test_cfi: %s FDE +%#lx rule %d [%#lx,%#lx): sorted %d inside %d same as libdw %d\n",
                         what, (unsigned long)(start - f.base), k, (unsigned long)(rules[k].lo - f.base),
@@ -318,6 +331,8 @@ VMP_TEST(cfi_rules_of_a_whole_function_are_libdws_rows_and_miss_none)
     CHECK(libc.fdes > 1000 && libc.rows_checked > 10000); /* (not vacuous) */
     struct whole_tally own = check_whole_functions("", "test program");
     CHECK(own.bad == 0 && own.rows_missing == 0 && own.fdes > 100);
+    struct whole_tally ldso = check_whole_functions("ld-linux", "ld.so");
+    CHECK(ldso.bad == 0 && ldso.rows_missing == 0 && ldso.fdes > 100);
 }
 
 /* ---- crafted tables ------------------------------------------------------- */
@@ -432,6 +447,12 @@ static int is_rule(const vmp_unwind_rule *r, int kind, int reg, int off, int rbp
            r->hi == hi;
 }
 
+/* is_rule, with rbx's slot too. */
+static int is_rule_rbx(const vmp_unwind_rule *r, int reg, int off, int rbx, uintptr_t lo, uintptr_t hi)
+{
+    return is_rule(r, VMP_RULE_STEP, reg, off, 0, lo, hi) && r->rbx_off == rbx;
+}
+
 VMP_TEST(cfi_follows_a_prologue_row_by_row)
 {
     /* push rbp; mov rbp, rsp; ... : the shape of a frame-pointer function. */
@@ -510,22 +531,91 @@ VMP_TEST(cfi_reads_each_register_rule_it_follows_and_refuses_the_others)
 
     /* Refused: rbp in a register, at CFA + 0 or above, by value or
      * expression, undefined; the return address elsewhere than CFA - 8;
-     * a CFA on another register, or one whose number truncates to rbp. */
+     * a CFA on a register the walk does not track (r12), or one whose
+     * number truncates to rbp or rbx. */
     const uint8_t *refused[] = {
         (const uint8_t[]){0x09, 6, 3},    (const uint8_t[]){0x86, 0},
         (const uint8_t[]){0x11, 6, 0x7f}, (const uint8_t[]){0x14, 6, 1},
         (const uint8_t[]){0x10, 6, 0},    (const uint8_t[]){0x07, 6},
         (const uint8_t[]){0x90, 2},       (const uint8_t[]){0x08, 16},
-        (const uint8_t[]){0x0d, 3},       (const uint8_t[]){0x0c, 0x86, 0x02, 8},
+        (const uint8_t[]){0x0d, 12},      (const uint8_t[]){0x0c, 0x86, 0x02, 8},
         (const uint8_t[]){0x15, 16, 1},   (const uint8_t[]){0x16, 6, 0},
+        (const uint8_t[]){0x0c, 0x83, 0x02, 8},
     };
-    const size_t sizes[] = {3, 2, 3, 3, 3, 2, 2, 2, 2, 4, 3, 3};
+    const size_t sizes[] = {3, 2, 3, 3, 3, 2, 2, 2, 2, 4, 3, 3, 4};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         int rc = rule_of(refused[i], sizes[i], 0, &r);
         CHECK(rc == -1);
         if (rc != -1)
             fprintf(stderr, "test_cfi: refused case %zu gave %d\n", i, rc);
     }
+}
+
+VMP_TEST(cfi_follows_the_lazy_binding_trampolines_cfa_on_rbx)
+{
+    /* _dl_runtime_resolve_xsavec's table as glibc 2.36's ld.so has it
+     * (readelf -wf): entered from a PLT that pushed two words (CIE: CFA =
+     * rsp + 24), it pushes rbx, copies rsp into rbx and realigns rsp, so
+     * for most of its body CFA = rbx + 32, rbx's old value at CFA - 32. */
+    const uint8_t cie[] = {0x0c, 7, 8, 0x90, 1, 0x0e, 24};
+    const uint8_t prog[] = {
+        0x41, 0x0e, 32, 0x83, 4, /* advance 1; def_cfa_offset 32; offset rbx, CFA - 32 */
+        0x43, 0x0d, 3,           /* advance 3; def_cfa_register rbx */
+        0x02, 186, 0x0d, 7,      /* advance_loc1 186; def_cfa_register rsp */
+        0x44, 0xc3,              /* advance 4; restore rbx */
+        0x44, 0x0e, 8,           /* advance 4; def_cfa_offset 8 */
+    };
+    struct crafted c;
+    REQUIRE(craft(&c, "zR", cie, sizeof cie, prog, sizeof prog, 0, 0) == 0);
+    struct {
+        uint32_t at;
+        int reg, off, rbx;
+        uint32_t lo, hi;
+    } rows[] = {
+        {0, 7, 24, 0, 0, 1},       {1, 7, 32, -32, 1, 4},       {4, 3, 32, -32, 4, 190},
+        {189, 3, 32, -32, 4, 190}, {190, 7, 32, -32, 190, 194}, {194, 7, 32, 0, 194, 198},
+        {198, 7, 8, 0, 198, CODE_SIZE},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        vmp_unwind_rule r;
+        REQUIRE(vmp_cfi_rule(&c.o, c.code + rows[i].at, &r) == 0);
+        int ok = is_rule_rbx(&r, rows[i].reg, rows[i].off, rows[i].rbx, c.code + rows[i].lo, c.code + rows[i].hi);
+        CHECK(ok);
+        if (!ok)
+            fprintf(stderr, "test_cfi: trampoline +%u: reg %d off %d rbx %d [+%ld, +%ld)\n", rows[i].at, r.cfa_reg,
+                    r.cfa_off, r.rbx_off, (long)(r.lo - c.code), (long)(r.hi - c.code));
+    }
+    /* The whole function, as the writer learns it: one rule per row. */
+    vmp_unwind_rule all[16];
+    REQUIRE(vmp_cfi_rules(&c.o, c.code + 100, all, 16) == 6);
+    CHECK(is_rule_rbx(&all[2], 3, 32, -32, c.code + 4, c.code + 190));
+    uncraft(&c);
+
+    /* Where rbx's old value cannot be told (in a register, above the CFA,
+     * farther than a byte of words below it, an expression), the rule
+     * still steps and says rbx is lost. */
+    vmp_unwind_rule r = {0};
+    const uint8_t *lost[] = {
+        (const uint8_t[]){0x09, 3, 5},    (const uint8_t[]){0x2f, 3, 1},
+        (const uint8_t[]){0x05, 3, 0x80, 0x01}, (const uint8_t[]){0x11, 3, 0x7f},
+        (const uint8_t[]){0x10, 3, 1, 0x30},
+    };
+    const size_t lost_sizes[] = {3, 3, 4, 3, 4};
+    for (size_t i = 0; i < sizeof lost_sizes / sizeof *lost_sizes; i++) {
+        int rc = rule_of(lost[i], lost_sizes[i], 0, &r);
+        CHECK(rc == 0 && r.kind == VMP_RULE_STEP && r.rbx_off == VMP_RBX_LOST);
+        if (!(rc == 0 && r.rbx_off == VMP_RBX_LOST))
+            fprintf(stderr, "test_cfi: lost case %zu gave %d, rbx %d\n", i, rc, r.rbx_off);
+    }
+    /* Undefined is unchanged, as libdw's path must read it (its defaults
+     * leave rbx undefined in every row that does not mention it). */
+    const uint8_t undef[] = {0x83, 2, 0x07, 3};
+    REQUIRE(rule_of(undef, sizeof undef, 0, &r) == 0);
+    CHECK(r.rbx_off == 0);
+    /* The farthest slot a rule keeps: 127 words below the CFA. */
+    const uint8_t far[] = {0x83, 127};
+    REQUIRE(rule_of(far, sizeof far, 0, &r) == 0);
+    CHECK(r.rbx_off == -127 * 8);
 }
 
 VMP_TEST(cfi_restore_state_brings_back_the_whole_row)

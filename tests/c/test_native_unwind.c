@@ -716,6 +716,78 @@ VMP_TEST(native_rules_that_overlap_known_ones_are_trimmed_not_dropped)
         ;
 }
 
+/* A walk through frames whose CFA is on rbx, as in ld.so's lazy-binding
+ * trampoline (CFA = rbx + 32, the caller's rbx saved at CFA - 32): rbx is
+ * taken from the interrupted context for the innermost frame, reloaded from
+ * a frame's save slot for its caller, and kept through a frame that does not
+ * save it.  Before, a CFA on rbx had no rule (the walk was cut there, in
+ * every sample taken while a function was bound lazily). */
+VMP_TEST(native_walk_follows_a_cfa_on_rbx_and_reloads_rbx_from_its_slot)
+{
+    REQUIRE(setup_cold() == 0);
+    uintptr_t f = (uintptr_t)&native_test_made_up_rules;
+    vmp_unwind_rule made[] = {
+        /* the trampoline */
+        {.lo = f, .hi = f + 8, .kind = VMP_RULE_STEP, .cfa_reg = VMP_REG_RBX, .cfa_off = 32, .rbx_off = -32},
+        /* a caller with its CFA on rbx too, rbx unchanged: right only with
+         * the rbx the walk reloaded from the trampoline's slot */
+        {.lo = f + 8, .hi = f + 16, .kind = VMP_RULE_STEP, .cfa_reg = VMP_REG_RBX, .cfa_off = 16},
+        /* an ordinary frame that saves rbx where a rule cannot say */
+        {.lo = f + 16, .hi = f + 24, .kind = VMP_RULE_STEP, .cfa_reg = VMP_REG_RSP, .cfa_off = 8,
+         .rbx_off = VMP_RBX_LOST},
+        /* an ordinary frame that keeps rbx */
+        {.lo = f + 24, .hi = f + 32, .kind = VMP_RULE_STEP, .cfa_reg = VMP_REG_RSP, .cfa_off = 8},
+    };
+    REQUIRE(vmp_native_learn(made, (int)(sizeof made / sizeof *made)) == 0);
+    static uint64_t stack[64];
+    uintptr_t s = (uintptr_t)stack;
+    ucontext_t uc;
+    getcontext(&uc);
+    uint64_t frames[2 * 8];
+    vmp_native_walk walk;
+
+    /* Interrupted in the trampoline at f + 1 with rsp realigned below its
+     * frame: rbx = &stack[4] (where it pushed the caller's rbx), so CFA =
+     * &stack[8], the return address at stack[7] (into the caller, f + 9);
+     * the caller's rbx &stack[30], so the caller's CFA &stack[32], whose
+     * return address 0 ends the walk. */
+    memset(stack, 0, sizeof stack);
+    stack[4] = (uint64_t)(s + 30 * 8);
+    stack[7] = (uint64_t)(f + 9);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(f + 1);
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)s;
+    uc.uc_mcontext.gregs[REG_RBP] = 0;
+    uc.uc_mcontext.gregs[REG_RBX] = (greg_t)(s + 4 * 8);
+    CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 2);
+    CHECK(frames[0] == f + 1 && frames[1] == s);
+    CHECK(frames[2] == f + 8 && frames[3] == s + 8 * 8);
+    CHECK(!walk.cut && walk.top == s + 32 * 8);
+
+    /* The same caller under a frame that keeps rbx: the context's rbx holds
+     * for it (CFA = rbx + 16 = &stack[42]). */
+    memset(stack, 0, sizeof stack);
+    stack[40] = (uint64_t)(f + 9); /* the keeping frame's return address */
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(f + 25);
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)(s + 40 * 8);
+    uc.uc_mcontext.gregs[REG_RBX] = (greg_t)(s + 40 * 8);
+    CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 2);
+    CHECK(frames[2] == f + 8 && frames[3] == s + 41 * 8);
+    CHECK(!walk.cut && walk.top == s + 42 * 8);
+
+    /* Under a frame that lost rbx: the caller is kept, not stepped (its CFA
+     * would be a guess), and the walk says it was cut. */
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(f + 17);
+    CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 2);
+    CHECK(frames[2] == f + 8);
+    CHECK(walk.cut && !walk.complete);
+
+    vmp_native_teardown();
+    vmp_native_forget_rules(); /* (made up: no later test may walk with them) */
+    uintptr_t pcs[8];
+    while (vmp_native_take_unknown(pcs, 8) > 0)
+        ;
+}
+
 /* What a run learned outlives it, unless an object is unloaded before the
  * next one (its addresses may hold another object then). */
 VMP_TEST(native_rules_outlive_teardown_unless_an_object_was_unloaded)
