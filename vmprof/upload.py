@@ -205,8 +205,18 @@ class _Server(object):
         try:
             conn.connect()
             limit_unsent(conn.sock)
-            conn.request("POST", self.prefix + path, body=body, headers=headers)
-            response = conn.getresponse()
+            try:
+                conn.request("POST", self.prefix + path, body=body, headers=headers)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                # The server may answer before the body's end and close
+                # (vmprof-server refuses a corrupt profile as soon as it
+                # reads the damage): its answer, when there is one, says why.
+                try:
+                    response = conn.getresponse()
+                except (OSError, http.client.HTTPException):
+                    raise e
+            else:
+                response = conn.getresponse()
             data = response.read(MAX_REPLY)
         except socket.timeout:
             raise UploadError("%s: no answer within %g s; is the server at %s busy or "

@@ -9,14 +9,22 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <linux/sockios.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+
+/* How long a reply sent before the body's end may take to be sent and
+ * acknowledged before its connection is closed regardless. */
+#define EARLY_SECONDS 2.0
 
 static double seconds_since(const struct timespec *t)
 {
@@ -121,6 +129,14 @@ void srv_reply_json(srv_request *req, unsigned status, json_t *json)
 
 void srv_reply_json_text(srv_request *req, unsigned status, char *text, size_t len)
 {
+    if (req->in_body && !req->response && !req->early_text) {
+        /* (sent by answer_early, uncompressed: an error of a line) */
+        req->early_text = malloc(len ? len : 1);
+        if (req->early_text) {
+            memcpy(req->early_text, text, len);
+            req->early_len = len;
+        }
+    }
     /* A big tree goes compressed to a browser: a few MB of JSON is a few
      * hundred KB on the wire. */
     if (len > 4096 && len < UINT32_MAX && accepts_gzip(req)) {
@@ -374,6 +390,95 @@ static enum MHD_Result queue(srv_request *req)
     return rc;
 }
 
+/* ---- a reply before the body's end ------------------------------------------------ */
+
+/* Set while this connection's thread closes a connection answered early:
+ * libmicrohttpd then logs the "internal error" our MHD_NO stands for, which
+ * is none. */
+static _Thread_local int closing_answered;
+
+/* Sends all of buf on the (non-blocking) socket by the deadline. */
+static int send_all(int fd, const char *buf, size_t len, const struct timespec *started)
+{
+    while (len) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) ||
+            seconds_since(started) > EARLY_SECONDS)
+            return -1;
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        poll(&p, 1, 50);
+    }
+    return 0;
+}
+
+/* A reply decided while a streamed body arrives (an upload whose profile the
+ * decoder refused, a disk that is full): sent now rather than after the rest
+ * of the body, which may be hundreds of MB the server would only read to throw
+ * away.  libmicrohttpd (0.9.75) takes a reply before the body's end only with
+ * the headers, never between the body's pieces (MHD_queue_response refuses
+ * it), so it is written here, on the connection's socket, with "Connection:
+ * close", and MHD_NO makes libmicrohttpd close the connection instead of
+ * reading the rest as a next request.  Closing a socket with unread bytes
+ * sends a reset, which on the client's side may throw away a reply it has
+ * received but not read yet, or one still on its way; so the reply and its
+ * end (FIN) are sent first and the close waits until the client's system has
+ * acknowledged both (a client in the middle of sending then gets EPIPE on its
+ * next write, and reads the reply it holds, as urllib3 and our client do).
+ * None of the rest of the body is read meanwhile.  Returns what the access
+ * handler returns. */
+static enum MHD_Result answer_early(srv_request *req)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!info || !req->early_text)
+        return MHD_YES; /* (answered at the end, the rest discarded: out of memory) */
+    int fd = info->connect_fd;
+    const char *retry = MHD_get_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER);
+    char retry_line[64] = "";
+    if (retry || req->status == 503)
+        snprintf(retry_line, sizeof retry_line, "Retry-After: %d\r\n",
+                 retry ? atoi(retry) : srv_store_retry_after(req->server->store));
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n"
+                     "Cache-Control: no-store\r\nContent-Type: application/json\r\n"
+                     "X-Content-Type-Options: nosniff\r\n%sContent-Length: %zu\r\n\r\n",
+                     req->status, MHD_get_reason_phrase_for(req->status), date, retry_line,
+                     req->early_len);
+    /* (one write: the body in a second small one would wait for the
+     * acknowledgement of the first, with Nagle's algorithm) */
+    char *whole = n > 0 && (size_t)n < sizeof head ? malloc((size_t)n + req->early_len) : NULL;
+    if (!whole)
+        return MHD_YES;
+    memcpy(whole, head, (size_t)n);
+    memcpy(whole + n, req->early_text, req->early_len);
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    int sent = send_all(fd, whole, (size_t)n + req->early_len, &started);
+    free(whole);
+    if (sent == 0) {
+        shutdown(fd, SHUT_WR);
+        /* (SIOCOUTQ: bytes sent and not yet acknowledged, the FIN counted) */
+        int unacked = 0;
+        while (ioctl(fd, SIOCOUTQ, &unacked) == 0 && unacked > 0 &&
+               seconds_since(&started) < EARLY_SECONDS)
+            poll(NULL, 0, 2);
+    }
+    closing_answered = 1;
+    return MHD_NO;
+}
+
 static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
                                        const char *value)
 {
@@ -510,8 +615,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->received > body_limit(req) ||
             seconds_since(&req->started) > s->limits.request_seconds)
             return MHD_NO;
-        if (!req->response)
+        if (!req->response) {
+            req->in_body = 1;
             take_body(req, upload_data, n);
+            req->in_body = 0;
+            if (req->response && req->route->body == SRV_BODY_STREAM)
+                return answer_early(req);
+        }
         return MHD_YES;
     }
     if (!req->response)
@@ -532,6 +642,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         req->route->cleanup(req);
     if (req->response)
         MHD_destroy_response(req->response);
+    closing_answered = 0;
+    free(req->early_text);
     free(req->body);
     free(req->path_copy);
     free(req);
@@ -542,6 +654,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    if (closing_answered)
+        return;
     fputs("vmprof-server: ", stderr);
     vfprintf(stderr, fmt, ap);
 }

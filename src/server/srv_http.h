@@ -8,8 +8,8 @@
  * length checked against the route's limit (413 before any of the body is
  * read) -> for a streamed route, begin() -> the body, piece by piece, to
  * chunk() (or into a buffer of at most SRV_JSON_BODY_MAX for the others) ->
- * handle().  A handler that has replied early (a corrupt upload) gets the rest
- * of the body discarded, within the limits, and its reply is sent at the end.
+ * handle().  A reply decided while a streamed body arrives (a corrupt upload)
+ * is sent at once and the connection closed: the rest of the body is not read.
  * Every reply of the API is JSON; errors are {"error": "...", "status": N}.
  */
 #ifndef SRV_HTTP_H
@@ -102,6 +102,12 @@ struct srv_request {
     /* The reply, queued once the body is in. */
     struct MHD_Response *response;
     unsigned status;
+    /* A reply decided while a streamed body arrives: its JSON, which
+     * srv_http.c sends itself (libmicrohttpd 0.9.75 queues no reply between
+     * the body's pieces: MHD_queue_response refuses it). */
+    int in_body;
+    char *early_text;
+    size_t early_len;
 };
 
 /* Starts serving on host:port ("127.0.0.1:8000"; port 0 picks one, read it

@@ -16,7 +16,9 @@
  * decoding before: two more copies of every byte and a wake-up per piece,
  * for a decode that costs less than receiving.)  A gzipped upload is
  * inflated on the way in.  A corrupt profile is refused with 400 and the
- * decoder's error, and nothing of it is kept.  The decoded profile
+ * decoder's error as soon as the decoder finds the damage (srv_http.c sends
+ * it before the body's end and closes the connection), and nothing of it is
+ * kept.  The decoded profile
  * goes to the cache and its facts to the run's row; the run is listed only
  * after the freeze.
  */
@@ -298,8 +300,15 @@ static void feed(srv_request *req, const char *data, size_t n)
         }
     }
     decode(u, data, n);
-    if (u->decode_failed)
+    if (u->decode_failed) {
+        /* Answered now, not after the rest of the body (srv_http.c sends
+         * it and closes the connection), and nothing of it kept. */
+        u->failed = 1;
+        srv_blob_abort(u->blob);
+        u->blob = NULL;
+        srv_reply_error(req, 400, "the profile does not read: %s", u->decode_error.message);
         return;
+    }
     if (srv_blob_write(u->blob, data, n, &err) < 0) {
         u->failed = 1;
         srv_reply_error(req, 507, "%s", err.message);

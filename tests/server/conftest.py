@@ -68,7 +68,13 @@ class Server(object):
             body = json.dumps(body)
             headers.setdefault("Content-Type", "application/json")
         try:
-            conn.request(method, path, body=body, headers=headers)
+            try:
+                conn.request(method, path, body=body, headers=headers)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server answered before the body's end (a corrupt
+                # upload) and closed: its answer is there to read, as
+                # urllib3 reads it.
+                pass
             resp = conn.getresponse()
             data = resp.read()
         finally:

@@ -4,14 +4,17 @@ client from PyPI, anonymous and with a token."""
 import gzip
 import http.client
 import os
+import json
 import random
 import re
+import select
 import shutil
 import socket
 import struct
 import subprocess
 import sys
 import time
+import zlib
 
 import pytest
 
@@ -511,6 +514,119 @@ def test_a_big_upload_cut_off_midway_leaves_nothing(server, big_profile_bytes):
     assert server.get("/api/health")[0] == 200
 
 
+# A body that is no profile from its first bytes on, and long: the server must
+# not read it all to say so.
+CORRUPT_HEAD = b"hello, this is not a profile\n" * 100
+CORRUPT_TOTAL = 64 << 20
+
+
+def corrupt_body(how):
+    """(body, extra headers) of a corrupt upload of about CORRUPT_TOTAL bytes,
+    as the clients send one: raw, gzipped (level 0, so that it stays long) or
+    in an older client's multipart form."""
+    data = CORRUPT_HEAD + bytes(CORRUPT_TOTAL - len(CORRUPT_HEAD))
+    if how == "gzip":
+        z = zlib.compressobj(0, zlib.DEFLATED, 31)
+        return z.compress(data) + z.flush(), {}
+    if how == "multipart":
+        boundary = "----vmproftestboundary"
+        return ((("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.prof\""
+                  "\r\n\r\n" % boundary).encode() + data
+                 + ("\r\n--%s--\r\n" % boundary).encode()),
+                {"Content-Type": "multipart/form-data; boundary=%s" % boundary})
+    return data, {}
+
+
+def send_until_answered(port, path, body, headers, piece=256 << 10):
+    """Sends body piece by piece, looking for an answer between pieces (10 ms
+    each); stops at the answer, or when the server has closed.  Returns (bytes
+    of the body sent when the answer was there, the answer's bytes, whether the
+    server closed the connection after it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+        s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n"
+                   % (path, len(body), "".join("%s: %s\r\n" % kv for kv in headers.items()))
+                   ).encode())
+        sent = 0
+        while sent < len(body):
+            if select.select([s], [], [], 0.01)[0]:
+                break
+            try:
+                s.sendall(body[sent:sent + piece])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent = min(sent + piece, len(body))
+        answer = b""
+        while True:
+            head, _, text = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"\r\nContent-Length: (\d+)", head)
+            if length and len(text) >= int(length.group(1)):
+                break
+            got = s.recv(65536)
+            assert got, answer
+            answer += got
+        # then the server closes the connection
+        try:
+            closed = s.recv(65536) == b""
+        except ConnectionResetError:
+            closed = True
+        except socket.timeout:
+            closed = False
+    return sent, answer, closed
+
+
+@pytest.mark.parametrize("how", ["raw", "gzip", "multipart"])
+def test_a_corrupt_upload_is_answered_before_its_body_ends(server, profile_bytes, how):
+    """The decoder refuses the profile at its first bytes: 400 with its
+    one-line error comes while the client is still sending (it had sent a
+    fraction of the 64 MiB: before, the server read all of it first), the
+    connection is closed (the rest is not read as a next request), nothing is
+    kept, and the server goes on serving; the runtime takes a good upload."""
+    status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
+    rid = reply["runtime_id"]
+    body, headers = corrupt_body(how)
+    sent, answer, closed = send_until_answered(
+        server.port, "/api/runtime/upload/cpu/%s/add" % rid, body, headers)
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    error = json.loads(text.decode())["error"]
+    assert error.startswith("the profile does not read: at byte 0: ") and "\n" not in error
+    assert sent < len(body) // 4, (sent, len(body))
+    assert b"\r\nConnection: close" in head and closed, head
+    assert os.listdir(os.path.join(server.data, "runs")) == []
+    assert os.listdir(os.path.join(server.data, "tmp")) == []
+    assert server.get("/api/health")[0] == 200
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 400
+    assert server.request("POST", "/api/runtime/upload/cpu/%s/add" % rid,
+                          profile_bytes)[0] == 200
+    assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
+    assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+
+
+def write_corrupt_profile(tmp_path):
+    path = tmp_path / "corrupt.prof"
+    path.write_bytes(corrupt_body("raw")[0])
+    return path
+
+
+def test_our_client_gets_the_one_line_error_of_an_upload_refused_midway(server, tmp_path):
+    """The server answers before the body's end and closes: our client's next
+    write fails (EPIPE), and it reads and prints the server's answer rather
+    than "Broken pipe".  (Our client checks a file with vmprof's reader before
+    sending it; this one is sent unchecked, as where the reader is not built
+    or reads what this server's does not.)"""
+    path = write_corrupt_profile(tmp_path)
+    code = ("import sys; from vmprof import upload; upload._check_profile = lambda p: None; "
+            "sys.exit(upload.main(sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", code, "--web-url", server.url, str(path)],
+                         capture_output=True, text=True, timeout=180, cwd="/")
+    assert out.returncode == 1, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert re.match(r"vmprof: upload failed: POST \S+/add answered 400 Bad Request: the profile "
+                    r"does not read: at byte 0: ", last), out.stderr
+    assert os.listdir(os.path.join(server.data, "runs")) == []
+
+
 def test_multipart_form_from_older_clients(server, profile_bytes):
     status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "PyPy"})
     rid = reply["runtime_id"]
@@ -632,6 +748,18 @@ def test_original_client_with_token(start_server, workload):
     out = orig_client(server.url, workload)
     assert "status: 401" in out.stderr
     assert listed_ids(server) == [rid]
+
+
+@needs_orig
+def test_original_client_gets_the_one_line_error_of_an_upload_refused_midway(server, tmp_path):
+    """The original client (requests, urllib3) meets the close in the middle of
+    its body and still prints the server's answer."""
+    path = write_corrupt_profile(tmp_path)
+    out = subprocess.run([ORIG_PYTHON, "-m", "vmprof.upload", "--web-url", server.url,
+                          str(path)], capture_output=True, text=True, timeout=180, cwd="/")
+    assert "server rejected meta data. status: 400, msg: " in out.stderr, out.stderr
+    assert "the profile does not read: at byte 0: " in out.stderr, out.stderr
+    assert os.listdir(os.path.join(server.data, "runs")) == []
 
 
 def test_head_of_a_get_endpoint(server, profile_bytes):
