@@ -151,11 +151,21 @@ static void statement_error(pg_conn *conn, const PGresult *r, char *errbuf, size
     const char *what = r ? PQresultErrorMessage(r) : "";
     if (!what[0])
         what = PQerrorMessage(conn->pg);
-    if (PQstatus(conn->pg) != CONNECTION_OK)
-        snprintf(errbuf, errlen, "the connection to PostgreSQL was lost: %s",
-                 what[0] ? what : "no reason given");
-    else
+    if (PQstatus(conn->pg) != CONNECTION_OK) {
+        /* Its first line says why ("terminating connection due to
+         * administrator command"); libpq's explanation after it would push
+         * the advice out of a short buffer.  The next request connects
+         * again (or is told the database is not reachable). */
+        char why[190];
+        snprintf(why, sizeof why, "%s", what[0] ? what : "no reason given");
+        char *more = strchr(why, '\n');
+        if (more && more != why)
+            *more = 0;
+        one_line(why);
+        snprintf(errbuf, errlen, "the connection to PostgreSQL was lost (%s); retry in 1 s", why);
+    } else {
         snprintf(errbuf, errlen, "%s", what[0] ? what : "PostgreSQL gave no reason");
+    }
     one_line(errbuf);
 }
 

@@ -95,8 +95,13 @@ def test_two_servers_on_one_database(postgres, start_server, tmp_path, profile_b
     tree = two.get("/api/runs/%s/tree" % rid)[1]
     assert tree["total"] == run["samples"]
     assert two.request("DELETE", "/api/runs/%s" % rid)[0] == 401
+    # (one holds the decoded run and its first views, from the upload)
+    assert one.get("/api/runs/%s/tree" % rid)[1] == tree
     assert two.request("DELETE", "/api/runs/%s" % rid, token=token)[0] == 200
     assert one.get("/api/runs/%s" % rid)[0] == 404
+    # none of what one holds is served after the delete through two
+    for view in ("tree", "functions", "raw", "export/collapsed"):
+        assert one.get("/api/runs/%s/%s" % (rid, view))[0] == 404, view
     assert one.get("/api/runs")[1]["runs"] == []
     # The same rules as with SQLite: a corrupt upload leaves nothing.
     status, reply, _ = one.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
@@ -580,6 +585,44 @@ def test_a_session_stuck_for_good_gives_its_slot_back(postgres, start_server, tm
     assert status == 0, err
     stuck = re.search(r"(\d+) database sessions closed stuck", err)
     assert stuck and 1 <= int(stuck.group(1)) <= 3, err
+
+
+def test_a_view_whose_session_ends_midway_says_to_retry(postgres, start_server, tmp_path,
+                                                        profile_bytes):
+    """A view of a run the server holds decoded still reads the run's row (whether
+    it still exists is the database's to say: docs/server.md).  Its session
+    ended while the statement waits (terminated, as when PostgreSQL stops):
+    503 whose one line says why and to retry, with Retry-After; asked again,
+    it is answered through a new session."""
+    url = own_database(postgres, "vmprof_lost")
+    server = start_server("--database", url, data=tmp_path / "d")
+    rid = server.upload(profile_bytes)
+    tree = "/api/runs/%s/tree" % rid
+    assert server.get(tree)[0] == 200
+    locker = lock_runs(url, "vmprof_lost")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            asked = pool.submit(server.get, tree, timeout=120)
+            waiting = []
+            for _ in range(600):
+                waiting = psql(url, "vmprof_lost",
+                               "SELECT pid FROM pg_stat_activity WHERE datname = 'vmprof_lost'"
+                               " AND wait_event_type = 'Lock'")
+                if waiting:
+                    break
+                time.sleep(0.1)
+            assert len(waiting) == 1, waiting
+            psql(url, "vmprof_lost", "SELECT pg_terminate_backend(%s)" % waiting[0][0])
+            status, reply, resp = asked.result()
+    finally:
+        unlock_runs(locker)
+    assert status == 503, reply
+    error = reply["error"]
+    # (the first line of PostgreSQL's or libpq's reason, whichever came)
+    assert re.fullmatch(r"cannot read the run: the connection to PostgreSQL was lost \(.+\); "
+                        r"retry in 1 s", error), error
+    assert resp.getheader("Retry-After") == "1"
+    assert server.get(tree)[0] == 200
 
 
 def test_the_database_stopped_then_started_again(start_server, tmp_path, profile_bytes):
