@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The build where there is no sampler (macOS, or Linux without libunwind/libdw),
+# The build where there is no sampler (macOS, or Linux without libdw/libelf),
 # made here with -Dsampler=disabled, the same switch meson.build sets from the
 # platform: it installs with pip in a fresh venv, reads, shows and exports the
 # fixtures, and enable() fails with one line saying why.

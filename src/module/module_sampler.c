@@ -223,7 +223,8 @@ static PyObject *sampler_unavailable(PyObject *self, PyObject *args, PyObject *k
     (void)self, (void)args, (void)kw;
     PyErr_SetString(vmp_module_error,
                     "vmprof cannot sample here: this build has no sampler, which needs Linux "
-                    "with libunwind and libdw (read_profile, vmprofshow and the exports work)");
+                    "with libdw and libelf (Debian: apt install libdw-dev, then reinstall "
+                    "vmprof; read_profile, vmprofshow and the exports work)");
     return NULL;
 }
 

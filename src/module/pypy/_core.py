@@ -880,7 +880,8 @@ class JitLog(object):
 # ---- the sampler: PyPy has its own (_vmprof) ------------------------------------------
 
 _NO_SAMPLER = ("vmprof cannot sample here: this build has no sampler, which needs Linux "
-               "with libunwind and libdw (read_profile, vmprofshow and the exports work)")
+               "with libdw and libelf (Debian: apt install libdw-dev, then reinstall "
+               "vmprof; read_profile, vmprofshow and the exports work)")
 
 
 def _unavailable(*args, **kw):
