@@ -479,6 +479,35 @@ static enum MHD_Result answer_early(srv_request *req)
     return MHD_NO;
 }
 
+/* A body over its limit (one without a declared length: 413 is answered
+ * from the length otherwise), or a request past the time limit: the client
+ * is told which, before the connection is closed (it was closed without a
+ * word before). */
+static enum MHD_Result cut_off(srv_request *req)
+{
+    if (req->response || !req->route)
+        return MHD_NO; /* (a reply decided before, not sent early: none now either) */
+    req->in_body = 1;
+    if (req->received > body_limit(req))
+        srv_reply_error(req, 413, "the request body is over %llu bytes, the most this server "
+                                  "takes%s", (unsigned long long)body_limit(req),
+                        req->route->body == SRV_BODY_STREAM ? " (vmprof-server --max-upload)"
+                                                            : "");
+    else
+        srv_reply_error(req, 408, "the request took over %u s, the most this server gives one "
+                                  "(vmprof-server --request-timeout); send it faster or from "
+                                  "nearer", req->server->limits.request_seconds);
+    req->in_body = 0;
+    /* What the request held goes before the client hears (an upload's file
+     * in tmp/ is removed); its cleanup is then called again, with nothing
+     * left to do. */
+    if (req->route->cleanup)
+        req->route->cleanup(req);
+    if (req->response)
+        answer_early(req); /* (closed either way) */
+    return MHD_NO;
+}
+
 static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
                                        const char *value)
 {
@@ -611,10 +640,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         req->received += n;
         /* A body without a declared length is cut off at the limit; a slow
-         * one at the request time limit. */
+         * one at the request time limit: answered, and the rest not read. */
         if (req->received > body_limit(req) ||
             seconds_since(&req->started) > s->limits.request_seconds)
-            return MHD_NO;
+            return cut_off(req);
         if (!req->response) {
             req->in_body = 1;
             take_body(req, upload_data, n);

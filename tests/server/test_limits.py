@@ -1,6 +1,9 @@
 """Limits on everything a client controls: header size, request time, idle
 connections, connections, uploads in flight, upload size (test_upload.py);
 each a short, bounded exchange on 127.0.0.1."""
+import json
+import os
+import select
 import socket
 import time
 
@@ -52,22 +55,50 @@ def test_slow_upload_is_cut_at_the_request_time_limit(start_server, profile_byte
                 closed = True
                 break
             time.sleep(0.25)
-            s.setblocking(False)
-            try:
-                if s.recv(1) == b"":
-                    closed = True
-                    break
-            except BlockingIOError:
-                pass
-            except ConnectionResetError:
+            if select.select([s], [], [], 0)[0]:
                 closed = True
                 break
-            finally:
-                s.setblocking(True)
         assert closed and time.monotonic() - started < 8
+        # told why, in one line, then the connection closed
+        answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"].startswith(
+        "the request took over 2 s, the most this server gives one "
+        "(vmprof-server --request-timeout)")
     # Nothing of it was kept, and the server serves on.
     assert server.get("/api/runs")[1]["runs"] == []
     assert server.upload(profile_bytes)
+
+
+def test_a_chunked_upload_over_the_limit_is_told_so(start_server, big_profile_bytes):
+    """No length declared (chunked): the body is cut at --max-upload, and the
+    client is told so with 413 before it has sent the rest (before, the
+    connection was closed without a word)."""
+    server = start_server("--max-upload", "1M")
+    rid = new_runtime(server)
+    sent = 0
+    with connect(server) as s:
+        s.sendall(("POST /api/runtime/upload/cpu/%s/add HTTP/1.1\r\nHost: x\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n" % rid).encode())
+        piece = 64 << 10
+        while sent < len(big_profile_bytes):
+            if select.select([s], [], [], 0.01)[0]:
+                break
+            data = big_profile_bytes[sent:sent + piece]
+            try:
+                s.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(data)
+        answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    error = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+    assert error == ("the request body is over 1048576 bytes, the most this server takes "
+                     "(vmprof-server --max-upload)"), error
+    assert sent < len(big_profile_bytes) // 2, (sent, len(big_profile_bytes))
+    assert os.listdir(os.path.join(server.data, "runs")) == []
+    assert os.listdir(os.path.join(server.data, "tmp")) == []
+    assert server.get("/api/health")[0] == 200
 
 
 def test_idle_connection_is_closed(start_server):
