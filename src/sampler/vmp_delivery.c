@@ -685,10 +685,22 @@ static int note_thread(vmp_delivery *d, pid_t tid)
         *t = (vmp_delivery_thread){.tid = tid, .place = k, .state = STILL, .last_cpu = -1, .idle_cpu = -1, .src = -1};
         index_put(d, d->n_threads++);
         if (d->sources) {
-            /* born during the run: all its CPU time counts (the handler
-             * pays it); on the wall clock, from halfway between the last
-             * listing and this one */
-            place_count_from(k, tid, d->cpu_clock ? 0 : (d->last_rescan + clock_ns(CLOCK_MONOTONIC)) / 2);
+            /* Born during the run: all its CPU time counts (the handler
+             * pays it).  On the wall clock, the time since it was found
+             * less the CPU time it used by then (read first): never a
+             * period before it existed.  (From halfway between the last
+             * listing and this one, which may be up to VMP_RESCAN_NS
+             * apart, a thread started 1 s into a run was paid ~500
+             * periods from before its birth, and one started while the
+             * sampler thread was kept from a CPU ~85: all with the stack
+             * of its first sample, the function it ran by then.)  What it
+             * waited before it was found, if anything, has no sample. */
+            int64_t base = 0;
+            if (!d->cpu_clock) {
+                int64_t cpu = thread_cpu_ns(tid);
+                base = clock_ns(CLOCK_MONOTONIC) - (cpu > 0 ? cpu : 0);
+            }
+            place_count_from(k, tid, base);
         }
         make_active(d, t); /* a thread born during the run: all its CPU time counts */
         d->changed = 1;

@@ -146,7 +146,9 @@
  * time, and while a thread runs its CPU time is its wall time), so again
  * no thread of ours wakes per period, and the handler pays by wall time:
  * the periods of CLOCK_MONOTONIC time since those paid (base_cpu[] holds
- * the time paid up to, moved by compare-and-swap only).  A thread that
+ * the time paid up to, moved by compare-and-swap only; a thread born
+ * during the run from when a listing found it, less the CPU time it had
+ * used by then: never from before it existed).  A thread that
  * does not run is not signalled by its event: the sender, every
  * VMP_SOURCE_ROUND_NS, probes once a thread that is two periods or more
  * behind and not on a CPU (one tgkill; it waits, waits for a CPU, or has

@@ -108,6 +108,42 @@ def test_wall_clock_keeps_the_rate_for_threads_sharing_the_gil(period):
         check_rate(per_thread[tid], lived / period, elapsed, period, stats)
 
 
+
+@pytest.mark.parametrize("events", [True, False], ids=["events", "per-period"])
+def test_wall_clock_pays_a_thread_started_late_nothing_from_before_it_existed(monkeypatch, events):
+    # A thread started 1 s into the run, no other one having come or gone
+    # before (so the last listing of the threads was at the start): its
+    # periods count from when the sampler found it, less the CPU time it had
+    # used by then, never from before it existed.  Before, with events, from
+    # halfway between that listing and the one that found it: ~500 periods
+    # from before its birth, all with the stack of its first sample (1,634
+    # samples in late_part where ~1,150 were due, 3 runs in 3).
+    if not events:
+        monkeypatch.setenv("VMPROF_NO_PERF_EVENTS", "1")
+    lifetimes = {}
+
+    def late_part():
+        burn_cpu(0.1)
+
+    def late_worker():
+        # (measured around the call: a thread may wait for the GIL entering
+        # or leaving late_part, with it on its stack)
+        t0 = time.monotonic()
+        late_part()
+        lifetimes[threading.get_ident()] = time.monotonic() - t0
+
+    def run():
+        time.sleep(1.0)
+        t = threading.Thread(target=late_worker)
+        t.start()
+        t.join()
+
+    t0 = time.monotonic()
+    p, _, stats = profile(run, period=0.001, real_time=True)
+    elapsed = time.monotonic() - t0
+    (tid, lived), = lifetimes.items()
+    check_rate(p.inclusive("late_part", thread=tid), lived / 0.001, elapsed, 0.001, stats)
+
 def part_small(n):
     x = 0
     for i in range(n):
