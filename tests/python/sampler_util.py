@@ -155,6 +155,46 @@ def burn_cpu(seconds):
     return x
 
 
+
+def thread_state(native_id):
+    """The thread's state letter in /proc (R: running or waiting for a CPU;
+    S: asleep), or None when it is gone."""
+    try:
+        with open("/proc/self/task/%d/stat" % native_id) as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2]
+
+
+def wait_until_asleep(threads, func, timeout=20.0):
+    """Returns once every thread of `threads` sleeps inside `func` and stays
+    so: its CPU clock stood still over 20 ms in which this thread let go of
+    the GIL (one that waited for the GIL would have taken it and run), its
+    state is S (one kept from a CPU on a loaded machine reads R), and its
+    stack holds func.  Having released a semaphore or reached the line of
+    its wait is not that: a thread can still need the GIL and microseconds
+    to tens of microseconds of CPU before it blocks."""
+    clocks = {t: time.pthread_getcpuclockid(t.ident) for t in threads}
+    deadline = time.monotonic() + timeout
+    while True:
+        before = {t: time.clock_gettime_ns(c) for t, c in clocks.items()}
+        time.sleep(0.02)
+        after = {t: time.clock_gettime_ns(c) for t, c in clocks.items()}
+        frames = sys._current_frames()
+        awake = []
+        for t in threads:
+            f = frames.get(t.ident)
+            codes = []
+            while f is not None:
+                codes.append(f.f_code.co_name)
+                f = f.f_back
+            if after[t] != before[t] or thread_state(t.native_id) != "S" or func not in codes:
+                awake.append(t.name)
+        if not awake:
+            return
+        assert time.monotonic() < deadline, "threads not asleep in %s: %s" % (func, awake)
+
 def spin_in_background(piece=0.01):
     """Starts a daemon thread that burns CPU in `piece`-second steps; returns
     the function that stops it and waits for it."""
