@@ -132,6 +132,9 @@ typedef struct run {
      * and their clock readings, polls and visits; with `steady_wanted`, the
      * run goes on past `ms` until it had that many (10 s at most). */
     long steady_wanted, steady_rounds, steady_reads, steady_polls, steady_visits;
+    /* Clock readings of threads that were still when their round began
+     * (polls and visits): what a round read beyond its active threads. */
+    long still_reads;
 } run;
 
 static int run_schedule(run *r)
@@ -183,7 +186,7 @@ static int run_schedule(run *r)
             r->special_first = 1; /* so that it is joined */
         }
         int64_t end = mono_ms() + r->ms, give_up = mono_ms() + 10000;
-        r->steady_rounds = r->steady_reads = r->steady_polls = r->steady_visits = 0;
+        r->steady_rounds = r->steady_reads = r->steady_polls = r->steady_visits = r->still_reads = 0;
         while (mono_ms() < end || (r->steady_rounds < r->steady_wanted && mono_ms() < give_up)) {
             int64_t periods = vmp_delivery_wait(&r->d);
             if (!periods)
@@ -191,7 +194,10 @@ static int run_schedule(run *r)
             int steady = r->d.n_active <= 2;
             uint64_t reads = atomic_load(&r->d.clock_reads), polls = atomic_load(&r->d.polls);
             uint64_t visits = atomic_load(&r->d.visits);
+            long active = (long)r->d.n_active;
             vmp_delivery_send(&r->d, periods);
+            /* (each round reads every thread active as it begins, once) */
+            r->still_reads += (long)(atomic_load(&r->d.clock_reads) - reads) - active;
             if (steady) {
                 r->steady_rounds++;
                 r->steady_reads += (long)(atomic_load(&r->d.clock_reads) - reads);
@@ -327,19 +333,19 @@ VMP_TEST(few_idle_threads_are_not_read_every_round)
     long reads = (long)atomic_load(&r.d.clock_reads);
     long polls = (long)atomic_load(&r.d.polls);
     if (getenv("VMP_TEST_VERBOSE"))
-        fprintf(stderr, "  periods %ld catch-up rounds %ld reads %ld polls %ld\n", periods, r.catchup_rounds,
-                reads, polls);
-    (void)polls;
+        fprintf(stderr, "  periods %ld catch-up rounds %ld reads %ld polls %ld still reads %ld\n", periods,
+                r.catchup_rounds, reads, polls, r.still_reads);
     if (periods <= 100) { /* the sender hardly ran: nothing to tell */
         fprintf(stderr, "  skipped: the machine is too loaded (%ld rounds in 400 ms)\n", periods);
         return;
     }
-    /* The busy thread once a round (catch-up rounds too); the idle ones for
-     * their first rounds (longer while a loaded machine keeps their signal
-     * pending), their visits (2 each in 400 ms) and any poll: far fewer than
-     * one a round (before: one a round, and those first ones). */
-    long idle_reads = reads - periods - r.catchup_rounds;
-    CHECK(idle_reads < periods / 2);
+    /* The idle threads once they are still: their visits (2 each in 400 ms)
+     * and any poll, far fewer than one a round (before: one a round).  (The
+     * rounds that read them while they were active, until their first
+     * signal was answered, are not counted: a loaded machine keeps those
+     * signals pending for more rounds while it lets the sender make fewer
+     * of them; counted with the rest, 50-67 readings in 83-97 rounds.) */
+    CHECK(r.still_reads < periods / 2);
 }
 
 /* A crowd that waits for the whole run: each thread's clock is read by the
