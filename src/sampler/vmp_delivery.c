@@ -48,6 +48,7 @@ struct vmp_delivery_thread {
     int src_pos;           /* its place in open_fds */
     uint64_t src_id;       /* the kernel's id of that event (source_is_ours) */
     int64_t src_retry_at;  /* ns: no new source for it before then (the open failed) */
+    int64_t src_cpu;       /* its CPU clock when its source was opened (what the event counts from) */
     int64_t last_cpu;      /* ns, the latest reading; -1: none yet */
     int64_t delta;         /* CPU time used in the latest round it was read */
     int64_t credit;        /* CPU clock: CPU time not yet paid for by a sample */
@@ -774,6 +775,7 @@ static int source_open(vmp_delivery *d, vmp_delivery_thread *t)
         return -1;
     }
     t->src = fd;
+    t->src_cpu = t->last_cpu > 0 ? t->last_cpu : 0;
     t->src_pos = pos;
     atomic_store(&open_fds[pos], fd + 1);
     atomic_store(&source_fd[t->place], fd + 1);
@@ -1551,6 +1553,15 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     int sent_pending = signal_pending(k);
     int silent = h == t->handled_seen && t->src >= 0; /* (no signal handled since the last round) */
     t->handled_seen = h;
+    /* CPU clock: what its event counted and nobody paid: its CPU time since
+     * the source was opened, if that came after the mark.  (A thread not
+     * Python's at the start gets its source only when it is asked again,
+     * with its CPU time from the start unpaid: its mask was read before the
+     * event had fired at all, twice while a loaded machine kept it from a
+     * CPU, and with nothing pending it was taken as not blocking for the
+     * rest of the run: threads_blocking 0 in 18 of 40 runs of
+     * test_sampler_threads' blocker, 4 at once at load ~25.) */
+    int64_t fired_ns = d->cpu_clock && t->src >= 0 && counted && t->src_cpu > base ? t->last_cpu - t->src_cpu : owed_ns;
     /* Owed two periods of CPU time and not paid: its signal waits (sent by
      * us, or fired by its source: the handler pays at once when it runs).
      * On the wall clock likewise when it ran two periods this round with
@@ -1560,7 +1571,7 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
      * (A thread not Python's is owed nothing, unless it is being asked
      * again.) */
     if (sent_pending || known_blocking(t) ||
-        ((t->src >= 0 || t->blocks) && (!t->not_python || t->awaiting) && counted && owed_ns >= 2 * d->period_ns &&
+        ((t->src >= 0 || t->blocks) && (!t->not_python || t->awaiting) && counted && fired_ns >= 2 * d->period_ns &&
          (d->cpu_clock || t->blocks || (silent && t->delta >= 2 * d->period_ns)))) {
         if (!t->pending_since)
             t->pending_since = now;
@@ -1572,6 +1583,15 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
                 t->handled_when_found = atomic_load_explicit(&handled[k], memory_order_acquire);
                 source_close(d, t); /* left alone */
                 t->src_retry_at = INT64_MAX;
+            } else if (t->checks == 2 && !sent_pending) {
+                /* Nothing found pending: the event has not fired yet, or
+                 * its signal was handled meanwhile; not a sign that the
+                 * thread does not block it.  Read again while it stays
+                 * owed (before, it was never read again: a thread whose
+                 * event fired only after the two readings was never
+                 * found). */
+                t->checks = 0;
+                t->pending_since = now;
             }
         }
         if (known_blocking(t)) {

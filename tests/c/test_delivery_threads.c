@@ -114,6 +114,38 @@ static void *blocking_thread(void *arg)
     return NULL;
 }
 
+/* Blocks the signal and, once the run has begun, spins until it used 10.5 ms
+ * of CPU (so that, taken as not Python's at the start, it is asked again: it
+ * gets its source then), and sleeps, most likely as the round that opens
+ * its source comes; then runs 0.6 ms and sleeps 30 ms, again and again: its
+ * event fires once it ran a period since, not sooner. */
+static void *late_blocking_thread(void *arg)
+{
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIG);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    atomic_store(&special_tid, gettid_());
+    struct timespec nap = {0, 60000000L}, t;
+    nanosleep(&nap, NULL); /* (the run begins 20 ms after it was started) */
+    volatile unsigned long n = 0;
+    for (int64_t run_ns = 10500000; !atomic_load(&stop_threads); run_ns = 600000) {
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+        int64_t end = (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec + run_ns;
+        do {
+            for (int i = 0; i < 1000; i++)
+                n++;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+        } while ((int64_t)t.tv_sec * 1000000000LL + t.tv_nsec < end);
+        nap.tv_nsec = 30000000L;
+        nanosleep(&nap, NULL);
+    }
+    signal(SIG, SIG_IGN);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return NULL;
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec t;
@@ -126,6 +158,7 @@ typedef struct run {
     int sources;                /* per-thread events where the kernel has them */
     void *(*special)(void *);   /* NULL: none */
     int special_first; /* start the special thread before the schedule */
+    int none_python;   /* tell the schedule that no thread there at the start is Python's */
     vmp_delivery d;
     long catchup_rounds;
     /* Rounds that began with at most 2 threads active (the crowd idle, still),
@@ -178,7 +211,12 @@ static int run_schedule(run *r)
     atomic_store(&me, gettid_());
     r->d = (vmp_delivery){.period_ns = 1000000, .cpu_clock = r->cpu_clock, .signo = SIG,
                           .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1,
-                          .sources = r->sources};
+                          .sources = r->sources, .n_python_tids = -1};
+    static const pid_t no_tids[1];
+    if (r->none_python) {
+        r->d.python_tids = no_tids;
+        r->d.n_python_tids = 0;
+    }
     r->catchup_rounds = 0;
     if (rc == 0 && vmp_delivery_start(&r->d) == 0) {
         if (!r->special_first && r->special) {
@@ -318,6 +356,29 @@ VMP_TEST(a_thread_that_blocks_the_signal_is_left_alone)
         CHECK(r.catchup_rounds <= 30);
         /* (Re-installed by the next run.) */
     }
+}
+
+/* CPU clock with sources: a thread taken as not Python's at the start gets
+ * its source when it is asked again, its CPU time since the start unpaid;
+ * it blocks the signal, and sleeps as that source opens.  Its mask is read
+ * once its event has counted two periods, not before: before, the two
+ * readings came while it slept and its event had not fired yet, found
+ * nothing pending, and it was taken as not blocking for the rest of the
+ * run (threads_blocking 0 in 5 runs of 5; test_sampler_threads' blocker on
+ * the CPU clock, 18 of 40 at load ~25).  A reading that finds nothing
+ * pending is now followed by more while the thread stays owed. */
+VMP_TEST(a_blocking_thread_given_its_source_late_is_found)
+{
+    run r = {.cpu_clock = 1, .crowd = 0, .answer = VMP_SAMPLE_KEPT, .ms = 1000, .sources = 1,
+             .special = late_blocking_thread, .special_first = 1, .none_python = 1};
+    REQUIRE(run_schedule(&r) == 0);
+    if (getenv("VMP_TEST_VERBOSE"))
+        fprintf(stderr, "  sources %d opened %ld blocking %ld sent %ld\n", r.d.sources,
+                (long)atomic_load(&r.d.sources_opened), (long)atomic_load(&r.d.threads_blocking),
+                (long)atomic_load(&r.d.sent));
+    if (!r.d.sources)
+        return; /* (the kernel refused the events) */
+    CHECK(atomic_load(&r.d.threads_blocking) == 1);
 }
 
 /* A few idle threads, one busy: each idle thread's clock is read about
