@@ -741,3 +741,68 @@ def test_the_database_stopped_then_started_again(start_server, tmp_path, profile
         assert failed < asked / 2, err
     finally:
         cluster.remove()
+
+
+def test_a_search_most_runs_match_finds_what_reading_every_run_finds(postgres, start_server,
+                                                                    tmp_path):
+    """q= of ASCII text that most runs hold the rarest trigram of is read
+    from the newest page's worth of runs first, through a statement whose
+    plan is kept per connection, and asks the planner only when they hold no
+    full page.  Every page says what reading every run finds, newest first,
+    for text whose characters mean something to LIKE (%, _ and the backslash
+    it escapes them with), upper and lower case, and text beside UTF-8
+    (lower-case: where the case of a letter beyond ASCII is folded differs
+    between the engines), alone and with vm= and user=, which the newest runs
+    hold too few of to fill a page."""
+    url = own_database(postgres, "vmprof_common")
+    server = start_server("--database", url, data=tmp_path / "d")
+    psql(url, "vmprof_common", "INSERT INTO users (name, created) VALUES ('carol', 0)")
+    kinds = ["Run 50%% of_X\\Path %d", "run 50_ of%%x\\\\path %d", "RUN ünï 50%% %d",
+             "run plain_%d"]
+    rows = []
+    for i in range(400):
+        argv = kinds[i % 4] % i
+        name = ("Named 5%%_\\%d" % i) if i % 9 == 0 else None
+        rows.append("('%016x', '%s', '%s', %s, %s, %d, 2, 10, 1.5)" % (
+            0xc0de0000 + i, argv.replace("'", "''"), "PyPy" if i % 10 == 0 else "CPython",
+            "'%s'" % name.replace("'", "''") if name else "NULL",
+            "(SELECT id FROM users WHERE name = 'carol')" if i % 15 == 0 else "NULL",
+            1700000000000 + i))
+    psql(url, "vmprof_common", "INSERT INTO runs (id, argv, vm, name, owner_id, created, state,"
+         " samples, duration) VALUES " + ", ".join(rows))
+    runs = psql(url, "vmprof_common", "SELECT r.id, r.argv, r.name, r.vm, u.name FROM runs r"
+                " LEFT JOIN users u ON u.id = r.owner_id ORDER BY r.seq DESC")
+
+    def expected(q, vm="", user=""):
+        q = q.lower()
+        return [i for i, argv, name, v, owner in runs
+                if (q in argv.lower() or (name and q in name.lower()))
+                and vm in ("", v) and user in ("", owner)]
+
+    def pages(q, vm="", user=""):
+        got, page = [], "1"
+        while page:
+            reply = server.get("/api/runs?q=%s&vm=%s&user=%s&page=%s" % (
+                urllib.parse.quote(q), vm, user, page))[1]
+            assert len(reply["runs"]) == 50 or not reply["next"], q
+            got += [r["id"] for r in reply["runs"]]
+            page = reply["next"]
+        return got
+
+    queries = ["run", "RUN", "rUn 5", "50%", "50% of", "50_", "0_ of", "of_x", "f%x", "%",
+               "_", "\\", "x\\path", "\\\\path", "\\p", "% of", "50%% ", "ünï", "ün", "ï 50%",
+               "named 5%_\\", "5%_", "plain_1", "plain_", "n 5"]
+    for q in queries:
+        assert pages(q) == expected(q), q
+        assert server.search_all(q) == expected(q), q
+    for q in ("run", "50%", "_", "\\", "ünï", "plain_"):
+        assert pages(q, vm="PyPy") == expected(q, vm="PyPy"), q
+        assert pages(q, user="carol") == expected(q, user="carol"), q
+        assert pages(q, vm="PyPy", user="carol") == expected(q, "PyPy", "carol"), q
+    # Runs not frozen stay out of every page, the newest ones too.
+    psql(url, "vmprof_common", "UPDATE runs SET state = 1 WHERE seq > 380 OR seq % 4 = 0")
+    runs = [r for r, (state,) in zip(runs, psql(url, "vmprof_common",
+                                                "SELECT state FROM runs ORDER BY seq DESC"))
+            if state == "2"]
+    for q in ("run", "50%", "\\", "ünï"):
+        assert server.search_all(q) == expected(q), q
