@@ -20,6 +20,9 @@ APT_PACKAGES="$APT_PACKAGES pkg-config libmicrohttpd-dev libjansson-dev libsodiu
 APT_PACKAGES="$APT_PACKAGES libcapstone-dev libzstd-dev"
 # Its durability test watches which requests wait for the disk (strace).
 APT_PACKAGES="$APT_PACKAGES strace"
+# Its bench loads it with wrk (bench/bench_server.py); the process bench pins
+# programs to one core with taskset (util-linux, always there).
+APT_PACKAGES="$APT_PACKAGES wrk"
 # The JIT log: its tests record logs with pypy3 (PyPy's built-in _jitlog), and its
 # bench runs the original parser under pypy3 too.
 APT_PACKAGES="$APT_PACKAGES pypy3"
