@@ -31,6 +31,7 @@ static _Atomic pid_t special_tid; /* the thread under test */
 static _Atomic int special_answer; /* what the handler reports for it */
 static _Atomic long special_signals, crowd_signals, crowd_repeats, special_repeats;
 static _Atomic long cut_short;
+static _Atomic long special_handled; /* special_signals whose handler had returned */
 static _Atomic int stop_threads;
 static int crowd_pipe[2];
 
@@ -50,6 +51,8 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
         vmp_delivery_sampled(VMP_SAMPLE_KEPT, vmp_delivery_in_system_call(uc), 0);
     }
     vmp_delivery_handled();
+    if (gettid_() == atomic_load(&special_tid))
+        atomic_fetch_add(&special_handled, 1);
 }
 
 static int count_repeat(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to)
@@ -161,6 +164,7 @@ typedef struct run {
     int none_python;   /* tell the schedule that no thread there at the start is Python's */
     vmp_delivery d;
     long catchup_rounds;
+    long special_handled_at_stop; /* the special thread's signals handled before the schedule stopped */
     /* Rounds that began with at most 2 threads active (the crowd idle, still),
      * and their clock readings, polls and visits; with `steady_wanted`, the
      * run goes on past `ms` until it had that many (10 s at most). */
@@ -178,6 +182,7 @@ static int run_schedule(run *r)
     atomic_store(&crowd_signals, 0);
     atomic_store(&crowd_repeats, 0);
     atomic_store(&special_repeats, 0);
+    atomic_store(&special_handled, 0);
     atomic_store(&cut_short, 0);
     atomic_store(&stop_threads, 0);
     if (pipe(crowd_pipe) < 0)
@@ -243,6 +248,7 @@ static int run_schedule(run *r)
                 r->steady_visits += (long)(atomic_load(&r->d.visits) - visits);
             }
         }
+        r->special_handled_at_stop = atomic_load(&special_handled);
         vmp_delivery_stop(&r->d);
     } else {
         rc = -1;
@@ -337,11 +343,19 @@ VMP_TEST(a_spinning_thread_without_python_is_asked_again_ever_more_rarely)
     run r = {.cpu_clock = 1, .crowd = 0, .answer = VMP_SAMPLE_NOT_PYTHON, .ms = 300,
              .special = spinning_thread, .special_first = 1};
     REQUIRE(run_schedule(&r) == 0);
+    if (getenv("VMP_TEST_VERBOSE"))
+        fprintf(stderr, "  signals %ld (%ld handled before the stop) answers counted %ld sent %ld periods %ld\n",
+                (long)atomic_load(&special_signals), r.special_handled_at_stop, (long)atomic_load(&r.d.not_python),
+                (long)atomic_load(&r.d.sent), (long)atomic_load(&r.d.periods));
     /* Asked again after 10 ms, then after 10, 20, 40, 80, ... ms of its CPU
      * time: 6 in 300 ms. */
     CHECK(atomic_load(&special_signals) >= 1);
     CHECK(atomic_load(&special_signals) <= 7);
-    CHECK(atomic_load(&r.d.not_python) == (uint64_t)atomic_load(&special_signals));
+    /* Every answer is counted, the last one too when a loaded machine had
+     * the thread handle it after the last round (then before the schedule
+     * stopped); one handled after that is not the schedule's to count. */
+    CHECK(atomic_load(&r.d.not_python) >= (uint64_t)r.special_handled_at_stop);
+    CHECK(atomic_load(&r.d.not_python) <= (uint64_t)atomic_load(&special_signals));
 }
 
 VMP_TEST(a_thread_that_blocks_the_signal_is_left_alone)
