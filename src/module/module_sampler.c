@@ -13,6 +13,7 @@
 
 #include "vmp_format.h"
 #include "vmp_sampler.h"
+#include "vmp_writer.h" /* (a hook for tests) */
 
 /* Before os.exec* replaces the program, sampling stops and the profile is
  * written out (samples, names), so that no signal of ours is on its way to
@@ -192,10 +193,26 @@ static PyObject *sampler_guard_selftest(PyObject *self, PyObject *args)
     return PyLong_FromLong(vmp_sampler_guard_selftest(nested));
 }
 
+static PyObject *sampler_writer_hold_at_empty(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int on;
+    if (!PyArg_ParseTuple(args, "p", &on))
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = vmp_writer_test_hold_at_empty(on, 5000000000LL);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(rc == 0);
+}
+
 static PyMethodDef sampler_methods[] = {
     {"_guard_selftest", sampler_guard_selftest, METH_VARARGS,
      "_guard_selftest(nested=False), tests only: 1 when a fault under the sampler's guard is caught "
      "(while enabled)."},
+    {"_writer_hold_at_empty", sampler_writer_hold_at_empty, METH_VARARGS,
+     "_writer_hold_at_empty(on), tests only: True once the writer waits where it next finds the ring "
+     "empty (on), until called with False."},
     {"enable", (PyCFunction)(void (*)(void))sampler_enable, METH_VARARGS | METH_KEYWORDS,
      "enable(fileno, period, memory=False, lines=False, real_time=False, meta=(), native=False): "
      "start the sampler."},
@@ -250,6 +267,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("sample_stack_now"),
     UNAVAILABLE("resolve_addr"),
     UNAVAILABLE("_guard_selftest"),
+    UNAVAILABLE("_writer_hold_at_empty"),
     {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
     {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},
     {"stop_sampling", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},

@@ -541,6 +541,38 @@ static void process(vmp_slot *s)
  * is empty. */
 static uint64_t drained; /* slots processed, for the writer's naps */
 
+/* Tests only (vmp_writer_test_hold_at_empty): 1 asked, 2 the writer waits
+ * where it found the ring empty, 0 let go. */
+static _Atomic int hold_at_empty;
+
+static void test_hold_point(void)
+{
+    int asked = 1;
+    if (atomic_load_explicit(&hold_at_empty, memory_order_relaxed) == 0 ||
+        !atomic_compare_exchange_strong(&hold_at_empty, &asked, 2))
+        return;
+    while (atomic_load(&hold_at_empty) && !atomic_load(&vmp_run.writer_stop))
+        vmp_sleep_ns(1000000);
+}
+
+int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns)
+{
+    if (!on) {
+        atomic_store(&hold_at_empty, 0);
+        return 0;
+    }
+    atomic_store(&hold_at_empty, 1);
+    vmp_ring_ring();
+    for (int64_t deadline = vmp_mono_ns() + timeout_ns; atomic_load(&hold_at_empty) != 2;) {
+        if (vmp_mono_ns() > deadline) {
+            atomic_store(&hold_at_empty, 0);
+            return -1;
+        }
+        vmp_sleep_ns(1000000);
+    }
+    return 0;
+}
+
 static int drain(int wait)
 {
     int64_t waited_since = 0;
@@ -548,6 +580,7 @@ static int drain(int wait)
         uint64_t index;
         vmp_slot *s = vmp_ring_oldest(&index);
         if (!s) {
+            test_hold_point();
             retire_lost(vmp_ring_next_index());
             write_held(vmp_ring_next_index());
             return 1;
@@ -792,6 +825,7 @@ int vmp_writer_prepare(void)
     atomic_store(&Held.tail, 0);
     atomic_store(&names_stalled, 0);
     atomic_store(&stopping_since, 0);
+    atomic_store(&hold_at_empty, 0);
     return 0;
 }
 

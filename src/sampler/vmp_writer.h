@@ -78,4 +78,12 @@ void vmp_writer_after_fork_child(void);
  * and a name still without room is lost (names_lost), its address retired. */
 void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died);
 
+/* Tests only: with on, makes the writer wait where it next finds the ring
+ * empty, before it settles the names beside the ring (Held, Lost), until
+ * called again without on (or the writer stops); returns once the writer
+ * waits there (0) or after timeout_ns (-1, not held).  Call it without the
+ * GIL.  A test fills the ring and pushes names between the writer's look
+ * at the ring and its settling of those names. */
+int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns);
+
 #endif /* VMP_WRITER_H */
