@@ -106,9 +106,9 @@ void vmp_ring_publish(vmp_slot *s)
 vmp_slot *vmp_ring_oldest(uint64_t *index)
 {
     uint64_t t = atomic_load_explicit(&R.tail, memory_order_relaxed);
+    *index = t;
     if (t == atomic_load_explicit(&R.head, memory_order_acquire))
         return NULL;
-    *index = t;
     return &R.slots[t % VMP_RING_SLOTS];
 }
 

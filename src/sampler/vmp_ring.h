@@ -75,7 +75,9 @@ vmp_slot *vmp_ring_claim(void);
 void vmp_ring_publish(vmp_slot *s);
 
 /* Consumer: the oldest claimed slot (published or not) and its claim index
- * in *index, or NULL when the ring is empty. */
+ * in *index, or NULL when the ring is empty, *index then the index the next
+ * claim gets (the ring as seen: later claims may have taken it already).
+ * Either way every slot below *index has been released. */
 vmp_slot *vmp_ring_oldest(uint64_t *index);
 
 /* The claim index the next claim will get: every slot claimed so far has a

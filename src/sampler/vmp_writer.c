@@ -146,7 +146,7 @@ static void retire(uint64_t addr)
 }
 
 /* Retires the lost names' addresses whose death came before claim index
- * `upto` (UINT64_MAX: all). */
+ * `upto`. */
 static void retire_lost(uint64_t upto)
 {
     uint64_t t = atomic_load_explicit(&Lost.tail, memory_order_relaxed);
@@ -168,7 +168,7 @@ static uint64_t id_for_name(uint64_t addr, int died)
 
 static void flush(void);
 
-/* Writes the held names pushed before claim index `upto` (UINT64_MAX: all). */
+/* Writes the held names pushed before claim index `upto`. */
 static void write_held(uint64_t upto)
 {
     uint64_t t = atomic_load_explicit(&Held.tail, memory_order_relaxed);
@@ -180,6 +180,27 @@ static void write_held(uint64_t upto)
         vmp_enc_name(&W.buf, VMP_TAG_VIRTUAL_IP, id, h->text, h->len);
         atomic_store_explicit(&Held.tail, ++t, memory_order_release);
     }
+}
+
+/* Settles the names beside the ring whose place (`before`) is at or below
+ * claim index `upto`, which must be the next slot to write: every slot
+ * below it written.  The slots below a name's place were claimed before its
+ * push and may hold samples of the dying object; its name or retirement
+ * settled before they are written gives them the address's next id, never
+ * named, or shown under a later object's name there.  (drain passed the
+ * ring's head read again after it found the ring empty: the slots claimed
+ * in between were not written yet.)
+ *
+ * Lost before Held needs no push order between the two: a retirement and a
+ * held name's id_for_name both only mark the address retired (neither
+ * moves its generation), so they commute; and two entries for one address
+ * reused (two objects) are never settled by one call, since the second
+ * object was sampled (vmp_codes notes only a claimed sample) in a slot
+ * between the first one's place and the second's. */
+static void settle_names(uint64_t upto)
+{
+    retire_lost(upto);
+    write_held(upto);
 }
 
 /* Where the writer writes: the profile's descriptor, or for a pipe a
@@ -536,11 +557,6 @@ static void process(vmp_slot *s)
         keep_last(s->tid, s->place, s->thread_id, W.ids, s->n);
 }
 
-/* Writes every published slot in order; with `wait`, also waits (bounded)
- * for slots whose producer is still filling them.  Returns 1 when the ring
- * is empty. */
-static uint64_t drained; /* slots processed, for the writer's naps */
-
 /* Tests only (vmp_writer_test_hold_at_empty): 1 asked, 2 the writer waits
  * where it found the ring empty, 0 let go. */
 static _Atomic int hold_at_empty;
@@ -573,20 +589,24 @@ int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns)
     return 0;
 }
 
+/* Writes every published slot in order; with `wait`, also waits (bounded)
+ * for slots whose producer is still filling them.  Returns 1 when the ring
+ * is empty. */
+static uint64_t drained; /* slots processed, for the writer's naps */
+
 static int drain(int wait)
 {
     int64_t waited_since = 0;
     for (;;) {
         uint64_t index;
         vmp_slot *s = vmp_ring_oldest(&index);
-        if (!s) {
+        /* (empty: up to where the ring was seen empty, not its head read
+         * again, which may have moved past slots claimed meanwhile) */
+        if (!s)
             test_hold_point();
-            retire_lost(vmp_ring_next_index());
-            write_held(vmp_ring_next_index());
+        settle_names(index);
+        if (!s)
             return 1;
-        }
-        retire_lost(index);
-        write_held(index);
         if (atomic_load_explicit(&s->state, memory_order_acquire) != VMP_SLOT_READY) {
             if (!wait)
                 return 0;

@@ -2,7 +2,8 @@
  * test_ring.c - the ring's consumer bell (vmp_ring.h): the consumer naps
  * long and is woken when the ring fills to the mark, or when rung (also
  * from a signal handler), and a ring that came before the nap is not lost;
- * and the run's waits for a word (vmp_run.h) sleep rather than poll.
+ * the index it tells where it is seen empty; and the run's waits for a word
+ * (vmp_run.h) sleep rather than poll.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -108,6 +109,26 @@ static void ring_from_handler(int sig)
 {
     (void)sig;
     vmp_ring_ring();
+}
+
+VMP_TEST(ring_seen_empty_tells_the_index_the_next_claim_gets)
+{
+    /* The writer settles the names beside the ring up to the index where
+     * it saw the ring empty (vmp_writer.c, settle_names), not up to the
+     * head read again, which later claims may have moved. */
+    fresh_ring();
+    for (int i = 0; i < 3; i++) {
+        vmp_slot *s = vmp_ring_claim();
+        REQUIRE(s != NULL);
+        vmp_ring_publish(s);
+    }
+    uint64_t index = UINT64_MAX;
+    vmp_slot *s = vmp_ring_oldest(&index);
+    CHECK(s != NULL && index == 0);
+    release_all();
+    index = UINT64_MAX;
+    CHECK(vmp_ring_oldest(&index) == NULL);
+    CHECK(index == 3);
 }
 
 VMP_TEST(ring_a_signal_handler_may_wake_the_consumer)

@@ -671,6 +671,48 @@ def test_names_of_dying_code_objects_are_held_while_a_slow_reader_keeps_the_ring
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_name_held_while_the_writer_looked_at_an_empty_ring_comes_after_its_samples(tmp_path):
+    # The writer found the ring empty, then settled the names beside it
+    # (held and lost) up to the ring's head read again: what was claimed in
+    # between (here, while it waits there) had not been written yet.  A
+    # function sampled then and dying with the ring full had its held name
+    # written first and its address retired, so its samples took the next
+    # id, never named (or a later object's name at that address).  Now the
+    # names are settled up to where the ring was seen empty.
+    done = run_script(tmp_path, """
+        import vmprof
+        from vmprof import _core
+        from sampler_util import burn_cpu, function_named, read_back
+
+        def template(t):
+            burn_cpu(t)
+
+        with open("p.prof", "wb") as out:
+            vmprof.enable(out.fileno(), period=0.0002, real_time=True, native=False)
+            burn_cpu(0.05)
+            assert _core._writer_hold_at_empty(True)  # the writer waits after it found the ring empty
+            fn = function_named(template, "dies_while_held")
+            fn(0.1)  # sampled after that look
+            burn_cpu(0.4)  # 5 kHz: the ring's 1,024 slots full
+            del fn  # its name finds the ring full: held
+            _core._writer_hold_at_empty(False)
+            burn_cpu(0.05)
+            vmprof.disable()
+        stats = vmprof.profiler.last_run_stats
+        p = read_back("p.prof")
+        sampled = {e for entries, _, _ in p.stacks for e in entries}
+        unnamed = sampled - set(p.names)
+        named = {p.func(e) for e in sampled if e in p.names}
+        print("dropped", stats["dropped"], "names_lost", stats["names_lost"],
+              "unnamed", len(unnamed), "fn sampled", "dies_while_held" in named)
+        assert stats["dropped"] > 0, stats  # (the ring was full)
+        assert stats["names_lost"] == 0, stats
+        assert not unnamed, (len(unnamed), stats)
+        assert "dies_while_held" in named
+    """)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 # ---- fork ----------------------------------------------------------------------
 
 def test_forks_while_profiling_natively_give_children_that_profile_natively(tmp_path):
