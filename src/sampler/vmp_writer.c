@@ -193,10 +193,10 @@ static void write_held(uint64_t upto)
  *
  * Lost before Held needs no push order between the two: a retirement and a
  * held name's id_for_name both only mark the address retired (neither
- * moves its generation), so they commute; and two entries for one address
- * reused (two objects) are never settled by one call, since the second
- * object was sampled (vmp_codes notes only a claimed sample) in a slot
- * between the first one's place and the second's. */
+ * moves its generation), so they commute.  (Nor are two objects' entries
+ * for one address settled by one call: the second object, made after the
+ * first one's push, was noted from a sample in a slot between the two
+ * places.) */
 static void settle_names(uint64_t upto)
 {
     retire_lost(upto);
