@@ -39,14 +39,16 @@ static struct {
     int wsyms_failed;
     uintptr_t interpreter;   /* the evaluation loop's start */
     vmp_u64map start_offset; /* pc -> pc minus its function's start */
-    int64_t refreshed_at;    /* CLOCK_MONOTONIC ns of the last look for new libraries */
+    int64_t quiet_until;     /* CLOCK_MONOTONIC ns: a walk's ask for new libraries found none; walks ask again from then */
     size_t pcs_learned;      /* pcs the writer learned the rules of, this run */
     size_t pcs_libdw;        /* of those, the ones whose rules came from libdw */
 } N;
 
-/* New libraries are looked for at most this often (at the writer's pace:
- * its first wake-up after). */
-#define REFRESH_NS 100000000LL
+/* A walk that met a pc outside every known object rang for a look at the
+ * loader and none was loaded (JIT code, a wild return address): walks ring
+ * for that again no sooner than this (at most 50 wake-ups a second; the
+ * writer still looks at every round). */
+#define QUIET_NS 20000000LL
 
 /* The writer's session (see N). */
 static vmp_symbols *writer_syms(void)
@@ -200,7 +202,7 @@ int vmp_native_mode_start(char *err, size_t errlen)
     }
     vmp_u64map_free(&N.start_offset);
     learn_own_stack();
-    N.refreshed_at = 0;
+    N.quiet_until = 0;
     N.pcs_learned = N.pcs_libdw = 0;
     /* (the writer naps until there is work: a new pc is some) */
     vmp_native_when_unknown(vmp_ring_ring);
@@ -281,14 +283,27 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
 void vmp_native_mode_tick(void)
 {
     writer_syms(); /* (its own session: opened at the first tick, ready for the first walks to learn) */
-    vmp_native_touch_unwind_tables();
-    learn_unknown();
-    /* Libraries loaded meanwhile. */
-    int64_t now = vmp_mono_ns();
-    if (now - N.refreshed_at >= REFRESH_NS) {
-        N.refreshed_at = now;
-        vmp_native_refresh();
+    /* Libraries loaded meanwhile, at every round: the loader's counters
+     * say whether any was (one dl_iterate_phdr callback, well under a
+     * microsecond), and until the table has a new one every sample
+     * running its code is cut.  A walk that met such code rang for this
+     * round; when there was none, walks ring again only after QUIET_NS. */
+    int changed = vmp_native_refresh();
+    int asked = vmp_native_refresh_asked(); /* (after: 1 only when the new table does not answer it) */
+    if (asked == 1) {
+        N.quiet_until = vmp_mono_ns() + QUIET_NS;
+        vmp_native_refresh_answered(0);
+    } else if (asked == 3 || (asked == 2 && (changed || vmp_mono_ns() >= N.quiet_until))) {
+        vmp_native_refresh_answered(1);
     }
+    vmp_native_touch_unwind_tables(); /* (a new table's objects too) */
+    learn_unknown();
+}
+
+int vmp_native_mode_refresh_asked(void)
+{
+    int asked = vmp_native_refresh_asked();
+    return asked == 1 || asked == 3;
 }
 
 void vmp_native_mode_learn_left(void)
@@ -306,7 +321,7 @@ void vmp_native_mode_after_fork_child(void)
     N.syms = N.wsyms = NULL;
     N.writer_own_table = 0;
     memset(&N.start_offset, 0, sizeof N.start_offset);
-    N.refreshed_at = 0;
+    N.quiet_until = 0;
 }
 
 static int cmp_u64(const void *a, const void *b)

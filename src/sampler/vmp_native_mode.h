@@ -51,13 +51,18 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
  * start | 1, remembered so that the function is named at the end. */
 uint64_t vmp_native_mode_entry_id(uint64_t entry);
 
-/* Writer thread, every round: pages in the unwind tables of objects new to
- * the code table, learns the unwind rules of the pcs walks had no learned
- * rule for, and at most every 100 ms the libraries loaded or unloaded.
- * Cheap when there is nothing new.  A walk that stops at a pc not noted yet
- * (one the object's own tables could not get it past) rings the ring's bell
- * (vmp_ring_ring): the writer's round comes at once, not after its nap. */
+/* Writer thread, every round: looks for libraries loaded or unloaded (the
+ * loader's counters), pages in the unwind tables of objects new to the
+ * code table, and learns the unwind rules of the pcs walks had no learned
+ * rule for.  Cheap when there is nothing new.  A walk that stops at a pc
+ * not noted yet (one the object's own tables could not get it past), or at
+ * code outside every known object, rings the ring's bell (vmp_ring_ring):
+ * the writer's round comes at once, not after its nap. */
 void vmp_native_mode_tick(void);
+
+/* Writer thread: a walk met code outside every known object and asked for
+ * a look at the loader not answered yet (the round should not wait). */
+int vmp_native_mode_refresh_asked(void);
 
 /* Writer thread, at its end, when no handler runs any more: learns the pcs
  * walks noted since its last round (the run's last moments: a thread's

@@ -96,6 +96,19 @@ static int ready;
 #define UNKNOWN_PROBES 8
 static uint64_t unknown_pcs[UNKNOWN_SLOTS];
 
+/* A walk that meets a pc outside every object of the code table rings the
+ * writer (on_unknown) to look for new objects, when this is ARMED: it then
+ * holds the code table that walk used, and other walks meeting such pcs do
+ * not ring until the writer re-arms it (vmp_native_refresh_answered): JIT
+ * code, met by every sample of a thread running it, would otherwise wake
+ * the writer once per sample.  QUIET: the writer looked and found nothing
+ * new, and re-arms later.  The table tells an ask the current table
+ * answers (the writer had built it before it saw the ask: not a sign of
+ * JIT code, so no quiet time) from one it does not. */
+#define REFRESH_ARMED ((uintptr_t)0)
+#define REFRESH_QUIET ((uintptr_t)1)
+static uintptr_t refresh_asked;
+
 static struct range eval_ranges[VMP_NATIVE_MAX_EVAL_RANGES];
 static int eval_count;
 
@@ -234,18 +247,39 @@ void vmp_native_touch_unwind_tables(void)
     t->touched = 1;
 }
 
-void vmp_native_refresh(void)
+int vmp_native_refresh(void)
 {
     const struct code_table *t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
     struct loader_counters k = {0, 0};
     dl_iterate_phdr(first_object, &k);
     if (t && t->adds == k.adds && t->subs == k.subs)
-        return;
+        return 0;
     /* An object was unloaded: what is learned about its addresses may lie
      * about whatever comes there next.  Learn afresh. */
     if (t && t->subs != k.subs)
         publish_rules(NULL, 0, 1);
-    build_table();
+    if (build_table() < 0)
+        return 0;
+    /* A walk cut at a pc outside the old table may go further now: a
+     * thread whose probes wait for the rules to move (vmp_delivery.h, "Cut
+     * samples") is probed again. */
+    __atomic_add_fetch(&rules_generation, 1, __ATOMIC_RELEASE);
+    return 1;
+}
+
+int vmp_native_refresh_asked(void)
+{
+    uintptr_t asked = __atomic_load_n(&refresh_asked, __ATOMIC_ACQUIRE);
+    if (asked == REFRESH_ARMED)
+        return 0;
+    if (asked == REFRESH_QUIET)
+        return 2;
+    return asked == (uintptr_t)__atomic_load_n(&current_table, __ATOMIC_ACQUIRE) ? 1 : 3;
+}
+
+void vmp_native_refresh_answered(int rearm)
+{
+    __atomic_store_n(&refresh_asked, rearm ? REFRESH_ARMED : REFRESH_QUIET, __ATOMIC_RELEASE);
 }
 
 /* ---- the writer's rules from the objects' own tables -------------------- */
@@ -528,6 +562,20 @@ static void note_unknown(uintptr_t pc, int urgent)
     }
 }
 
+/* Async-signal-safe: a walk met a pc outside every known object (see
+ * refresh_asked). */
+static void ask_refresh(const struct code_table *t)
+{
+    uintptr_t armed = REFRESH_ARMED;
+    if (__atomic_load_n(&refresh_asked, __ATOMIC_RELAXED) != REFRESH_ARMED ||
+        !__atomic_compare_exchange_n(&refresh_asked, &armed, (uintptr_t)t, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return;
+    void (*fn)(void) = __atomic_load_n(&on_unknown, __ATOMIC_ACQUIRE);
+    if (fn)
+        fn();
+}
+
 int vmp_native_take_unknown(uintptr_t *pcs, int max)
 {
     int n = 0;
@@ -583,6 +631,7 @@ void vmp_native_teardown(void)
     __atomic_store_n(&walkers, 0, __ATOMIC_SEQ_CST);
     free_retired();
     memset(unknown_pcs, 0, sizeof unknown_pcs);
+    refresh_asked = REFRESH_ARMED;
 }
 
 void vmp_native_after_fork_child(void)
@@ -597,6 +646,7 @@ void vmp_native_after_fork_child(void)
     retired_rules = NULL;
     walkers = 0;
     memset(unknown_pcs, 0, sizeof unknown_pcs);
+    refresh_asked = REFRESH_ARMED;
 }
 
 /* ---- in the signal handler ------------------------------------------------ */
@@ -683,7 +733,7 @@ int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk
     __atomic_sub_fetch(&walkers, 1, __ATOMIC_RELEASE);
     return n;
 #else
-    (void)rule_for, (void)note_unknown;
+    (void)rule_for, (void)note_unknown, (void)ask_refresh;
     return 0;
 #endif
 }
@@ -703,17 +753,30 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
         uintptr_t pc = n == 0 ? (uintptr_t)rip : (uintptr_t)rip - 1;
         long seg = in_ranges(t->r, t->n, pc);
         int known = seg >= 0;
-        /* The interrupted instruction itself is real even in JIT code; a
-         * return address outside every object is not to be trusted, and
-         * nothing beyond either can be walked reliably. */
-        if (!known && n > 0)
+        /* Outside every object the table knows: code of a library loaded
+         * since the table was built (an extension module imported during
+         * the run, its init function running), JIT code, or a wild return
+         * address.  Nothing beyond can be walked, and the stack goes on
+         * beyond (its real end is a rule saying so, or a zero return
+         * address): the walk is cut, never taken for a whole one.  The
+         * interrupted instruction itself is real even there and is kept; a
+         * return address is not to be trusted.  The writer is asked to look
+         * for new objects (ask_refresh). */
+        if (!known) {
+            if (n == 0) {
+                frames[0] = pc;
+                frames[1] = rsp;
+                n = 1;
+                top = 0;
+            }
+            cut = 1;
+            ask_refresh(t);
             break;
+        }
         frames[2 * n] = pc;
         frames[2 * n + 1] = rsp;
         n++;
         top = 0;
-        if (!known)
-            break;
         uint64_t rule = rule_for(table, pc);
         if (!rule) {
             /* Not learned yet: the object's own tables say it now, and the

@@ -25,11 +25,12 @@
  *                           trampoline, a rule kept in an expression; noted
  *                           for the writer, which is woken for it, and
  *                           saying the walk was cut: vmp_native_walk.cut), at
- *                           the
- *                           depth cap, at an address outside every known
- *                           object (JIT code, garbage), or when the stack
- *                           pointer fails to grow (a corrupted or looping
- *                           stack).
+ *                           an address outside every known object (a
+ *                           library loaded since the last refresh, JIT
+ *                           code, garbage: cut too, and the writer is
+ *                           rung to look for new objects), the depth cap,
+ *                           or when the stack pointer fails to grow (a
+ *                           corrupted or looping stack).
  *   vmp_native_take_unknown()  the writer: the pcs walks had no learned rule
  *                           for, whose functions' rules it reads from the
  *                           same tables the walk read
@@ -93,8 +94,23 @@ int vmp_native_add_eval_range(uintptr_t start, uintptr_t end);
 int vmp_native_add_eval_function(const char *symbol);
 
 /* Rebuilds the executable-range table if objects were loaded or unloaded
- * since the last build.  Not signal-safe; safe while handlers run. */
-void vmp_native_refresh(void);
+ * since the last build (the loader's dlpi_adds/dlpi_subs counters, read
+ * with one dl_iterate_phdr callback: well under a microsecond when nothing
+ * changed).  Returns 1 when a new table was published (and the rules'
+ * generation bumped: a walk cut outside the old one may go further), else
+ * 0.  Not signal-safe; safe while handlers run. */
+int vmp_native_refresh(void);
+
+/* Outside signal context, the learner: whether a walk met a pc outside
+ * every object of the code table while armed: 1 with the current table, 3
+ * with an older one (which the current one may answer); 0 armed; 2
+ * answered without re-arming.  The first such walk calls the function
+ * given to vmp_native_when_unknown (the writer's bell) and later ones do
+ * not, until vmp_native_refresh_answered(1) re-arms; answered(0) leaves it
+ * unarmed (the learner looked and found no new object: JIT code, which
+ * every sample of a thread running it meets). */
+int vmp_native_refresh_asked(void);
+void vmp_native_refresh_answered(int rearm);
 
 /* Frees everything setup made but the learned rules, which the next setup
  * keeps unless an object was unloaded in between (the loader's unload
@@ -115,14 +131,17 @@ typedef struct vmp_native_walk {
     uintptr_t top; /* the upper end of the last frame's stack range (its
                     * caller's stack pointer); UINTPTR_MAX for the outermost
                     * frame; 0 when unknown */
-    int cut;       /* 1: the walk ended at a pc of a known object for want of
+    int cut;       /* 1: the stack goes on beyond the walk's last frame:
+                    * the walk ended at a pc of a known object for want of
                     * a rule (none learned yet and none its object's
                     * .eh_frame gives, or one no rule can express:
-                    * VMP_RULE_STOP), so that the stack goes on beyond its
-                    * last frame.  0 for a complete walk, one ended by the
-                    * depth cap, at code outside every object (JIT code, a
-                    * wild return address) or at a stack that does not grow:
-                    * learning cannot make those walk further. */
+                    * VMP_RULE_STOP), or at a pc outside every object the
+                    * code table knows (a library loaded since the last
+                    * refresh, JIT code, a wild return address; the
+                    * interrupted pc there is kept, a return address is
+                    * not).  0 for a complete walk, one that met a zero
+                    * return address, one ended by the depth cap or at a
+                    * stack that does not grow. */
     uint64_t generation; /* the rules' generation (vmp_native_rules_generation)
                           * read before the walk: the rules it used are at
                           * least that one's */
@@ -174,8 +193,10 @@ int vmp_native_rules_from_tables(const uintptr_t *pcs, int n, struct vmp_unwind_
 
 /* fn (async-signal-safe; NULL: none) is called by a walk that stopped at a
  * pc not noted yet (one the object's tables could not get it past either),
- * so that whoever learns them needs no timer.  Pcs the walk got past are
- * noted without a call: they can wait for the learner's next round. */
+ * or at a pc outside every known object when no walk has asked for a
+ * refresh since the last re-arm (vmp_native_refresh_asked), so that whoever
+ * learns them needs no timer.  Pcs the walk got past are noted without a
+ * call: they can wait for the learner's next round. */
 void vmp_native_when_unknown(void (*fn)(void));
 
 /* Outside signal context (the writer): reads one byte of each page of the

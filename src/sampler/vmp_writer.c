@@ -754,8 +754,11 @@ static void *writer_main(void *arg)
         if (nap > VMP_WRITER_MAX_SLEEP_NS)
             nap = VMP_WRITER_MAX_SLEEP_NS;
         atomic_fetch_add_explicit(&writer_wakeups, 1, memory_order_relaxed);
-        if (vmp_ring_nap(nap) && vmp_run.native)
-            vmp_sleep_ns(VMP_NATIVE_TICK_MIN_NS); /* (a burst of new pcs: learned in one round) */
+        /* (a burst of new pcs: learned in one round; but a walk that met
+         * code outside every known object is answered at once: until the
+         * table has the library just loaded, every sample in it is cut) */
+        if (vmp_ring_nap(nap) && vmp_run.native && !vmp_native_mode_refresh_asked())
+            vmp_sleep_ns(VMP_NATIVE_TICK_MIN_NS);
     }
     pthread_mutex_lock(&busy);
     drain(1);

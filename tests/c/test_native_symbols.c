@@ -159,6 +159,70 @@ VMP_TEST(symbols_resolve_a_library_loaded_after_open)
     vmp_symbols_close(s);
 }
 
+/* A function of a library this process has not loaded yet, loaded now;
+ * NULL when none of them is on the machine (or all are loaded). */
+static void *load_new_library(void)
+{
+    static const char *const libs[][2] = {{"libexpat.so.1", "XML_ParserCreate"},
+                                          {"libffi.so.8", "ffi_call"},
+                                          {"libsqlite3.so.0", "sqlite3_open"},
+                                          {"libuuid.so.1", "uuid_generate"},
+                                          {"libmpdec.so.3", "mpd_qnew"}};
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+        if (dlopen(libs[i][0], RTLD_NOW | RTLD_NOLOAD))
+            continue;
+        void *h = dlopen(libs[i][0], RTLD_NOW | RTLD_LOCAL);
+        void *fn = h ? dlsym(h, libs[i][1]) : NULL;
+        if (fn)
+            return fn;
+    }
+    return NULL;
+}
+
+static volatile int bells;
+static void count_bell(void)
+{
+    bells++;
+}
+
+VMP_TEST(native_walk_in_a_library_loaded_after_setup_is_cut_until_refresh)
+{
+    REQUIRE(vmp_native_setup() == 0);
+    void *fn = load_new_library();
+    REQUIRE(fn);
+    /* Interrupted at the library's function's entry (CFA = rsp + 8), with
+     * a zero return address: once the library is known, a whole stack. */
+    static uint64_t stack[4];
+    ucontext_t uc;
+    getcontext(&uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)fn;
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)(uintptr_t)stack;
+    uint64_t frames[8];
+    vmp_native_walk walk;
+    bells = 0;
+    vmp_native_when_unknown(count_bell);
+    vmp_native_refresh_answered(1);
+    /* Not in the table yet: the pc is kept, and the walk is cut (before, it
+     * passed for a whole one-frame stack), and the writer is rung. */
+    CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 1 && frames[0] == (uintptr_t)fn);
+    CHECK(walk.cut && !walk.complete);
+    CHECK(bells == 1 && vmp_native_refresh_asked() == 1);
+    uint64_t generation = vmp_native_rules_generation();
+    /* The loader's counters moved: a new table, and a new generation (a
+     * probe held for the cut walk may go now). */
+    CHECK(vmp_native_refresh() == 1);
+    CHECK(vmp_native_rules_generation() > generation);
+    CHECK(vmp_native_refresh() == 0); /* (nothing new since) */
+    /* The ask was made with the old table, which the new one answers: the
+     * writer re-arms at once (an ask the current table does not answer is
+     * code outside every object, JIT code, and waits a while). */
+    CHECK(vmp_native_refresh_asked() == 3);
+    CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 1 && frames[0] == (uintptr_t)fn);
+    CHECK(!walk.cut && walk.top == (uintptr_t)stack + 8);
+    vmp_native_when_unknown(NULL);
+    vmp_native_teardown();
+}
+
 static int count_subs(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;

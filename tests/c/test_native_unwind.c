@@ -179,11 +179,67 @@ VMP_TEST(native_unwind_stops_at_unknown_code)
     CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 1);
     CHECK(frames[0] == 0x10 && frames[1] == 0x20);
     CHECK(!walk.complete && walk.top == 0);
-    CHECK(!walk.cut); /* (no rule will ever come for code outside every object) */
+    /* The stack goes on beyond that pc: cut, not taken for a whole stack
+     * (it may be a library loaded since the table was made). */
+    CHECK(walk.cut);
     CHECK(!vmp_native_is_known_code(0x10));
     CHECK(vmp_native_is_known_code((uintptr_t)&native_test_middle));
     uc.uc_mcontext.gregs[REG_RIP] = 0;
     CHECK(vmp_native_unwind(&uc, frames, 8, &walk) == 0);
+    vmp_native_teardown();
+}
+
+static volatile int bells;
+static void count_bell(void)
+{
+    bells++;
+}
+
+/* A stack whose innermost frame is at the entry of native_test_middle (CFA
+ * = rsp + 8, whatever its prologue does next) and whose return address is
+ * `ra`. */
+static int walk_from_entry(uint64_t ra, uint64_t *frames, vmp_native_walk *walk)
+{
+    static uint64_t stack[4];
+    stack[0] = ra;
+    ucontext_t uc;
+    getcontext(&uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)&native_test_middle;
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)(uintptr_t)stack;
+    return vmp_native_unwind(&uc, frames, 8, walk);
+}
+
+VMP_TEST(native_walk_is_cut_at_a_return_address_outside_every_object)
+{
+    REQUIRE(vmp_native_setup() == 0);
+    uint64_t frames[16];
+    vmp_native_walk walk;
+    bells = 0;
+    vmp_native_when_unknown(count_bell);
+    vmp_native_refresh_answered(1);
+    /* A return address no object holds (a library loaded since the table
+     * was made, JIT code): the frame before it is kept, with its range, and
+     * the walk says it stopped short.  Before, such a stack passed for a
+     * whole one (an extension's init function made the thread's root). */
+    CHECK(walk_from_entry(0x10, frames, &walk) == 1);
+    CHECK(frames[0] == (uintptr_t)&native_test_middle);
+    CHECK(walk.cut && !walk.complete && walk.top == frames[1] + 8);
+    /* The writer is rung to look for new objects, once until it answers. */
+    CHECK(bells == 1 && vmp_native_refresh_asked() == 1);
+    CHECK(walk_from_entry(0x10, frames, &walk) == 1 && walk.cut);
+    CHECK(bells == 1);
+    vmp_native_refresh_answered(0); /* looked, found none: not re-armed */
+    CHECK(walk_from_entry(0x10, frames, &walk) == 1 && walk.cut);
+    CHECK(bells == 1 && vmp_native_refresh_asked() == 2);
+    vmp_native_refresh_answered(1);
+    CHECK(walk_from_entry(0x10, frames, &walk) == 1 && walk.cut);
+    CHECK(bells == 2);
+    /* A zero return address is the stack's real end: not cut, no bell. */
+    vmp_native_refresh_answered(1);
+    CHECK(walk_from_entry(0, frames, &walk) == 1);
+    CHECK(!walk.cut && walk.top == frames[1] + 8);
+    CHECK(bells == 2 && vmp_native_refresh_asked() == 0);
+    vmp_native_when_unknown(NULL);
     vmp_native_teardown();
 }
 
@@ -472,12 +528,6 @@ VMP_TEST(native_walk_agrees_with_libunwind_before_and_after_learning)
     }
     CHECK(unseen > 0 && unseen < a.nfirst && a.noted_first == unseen);
     vmp_native_teardown();
-}
-
-static volatile int bells;
-static void count_bell(void)
-{
-    bells++;
 }
 
 /* A pc of this program's code that no FDE covers (the padding between two
