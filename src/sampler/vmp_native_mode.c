@@ -75,6 +75,8 @@ static int rules_at(vmp_symbols *syms, uintptr_t pc, vmp_unwind_rule *rules, int
     return n;
 }
 
+static void answer_asks(void);
+
 #define RULES_PER_ROUND 1024
 #define PCS_PER_ROUND 64
 
@@ -93,6 +95,7 @@ static int rules_for(vmp_symbols *syms, const uintptr_t *pcs, int n, vmp_unwind_
     int k = vmp_native_rules_from_tables(pcs, n, rules, max, done);
     for (int i = 0; i < n && k < max; i++)
         if (!done[i]) {
+            answer_asks();
             k += rules_at(syms, pcs[i], rules + k, max - k);
             N.pcs_libdw++;
         }
@@ -269,6 +272,7 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
     uint32_t offset;
     if (vmp_u64map_find(&N.start_offset, pc, &offset))
         return (pc - offset) | VMP_NATIVE_BIT;
+    answer_asks();
     vmp_symbols *syms = writer_syms();
     uint64_t start = syms ? vmp_symbols_function_start(syms, (uintptr_t)pc) : pc;
     /* A function is far smaller than 4 GiB; a "start" farther away than the
@@ -280,14 +284,9 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
     return start | VMP_NATIVE_BIT;
 }
 
-void vmp_native_mode_tick(void)
+/* Libraries loaded meanwhile (see vmp_native_mode_tick). */
+static void look_for_libraries(void)
 {
-    writer_syms(); /* (its own session: opened at the first tick, ready for the first walks to learn) */
-    /* Libraries loaded meanwhile, at every round: the loader's counters
-     * say whether any was (one dl_iterate_phdr callback, well under a
-     * microsecond), and until the table has a new one every sample
-     * running its code is cut.  A walk that met such code rang for this
-     * round; when there was none, walks ring again only after QUIET_NS. */
     int changed = vmp_native_refresh();
     int asked = vmp_native_refresh_asked(); /* (after: 1 only when the new table does not answer it) */
     if (asked == 1) {
@@ -296,6 +295,27 @@ void vmp_native_mode_tick(void)
     } else if (asked == 3 || (asked == 2 && (changed || vmp_mono_ns() >= N.quiet_until))) {
         vmp_native_refresh_answered(1);
     }
+}
+
+/* Before a call into libdw, which may take milliseconds (its first look
+ * at a library just loaded reads the maps and the library's file): a walk
+ * that asked for a look at the loader meanwhile is answered first, so that
+ * the samples running the new library stop being cut. */
+static void answer_asks(void)
+{
+    if (vmp_native_mode_refresh_asked())
+        look_for_libraries();
+}
+
+void vmp_native_mode_tick(void)
+{
+    writer_syms(); /* (its own session: opened at the first tick, ready for the first walks to learn) */
+    /* Libraries loaded meanwhile, at every round: the loader's counters
+     * say whether any was (one dl_iterate_phdr callback, well under a
+     * microsecond), and until the table has a new one every sample
+     * running its code is cut.  A walk that met such code rang for this
+     * round; when there was none, walks ring again only after QUIET_NS. */
+    look_for_libraries();
     vmp_native_touch_unwind_tables(); /* (a new table's objects too) */
     learn_unknown();
 }
