@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <locale.h>
+#include <wctype.h>
 
 struct srv_dbconn {
     void *conn;
@@ -560,4 +562,88 @@ void srv_db_stats_get(srv_db *db, srv_db_stats *stats)
     pthread_mutex_lock(&db->lock);
     *stats = db->stats;
     pthread_mutex_unlock(&db->lock);
+}
+
+/* The locale whose towlower() folds the search's letters beyond ASCII
+ * (srv_fold); none (ASCII only) where C.UTF-8 is missing. */
+static locale_t fold_locale;
+static pthread_once_t fold_once = PTHREAD_ONCE_INIT;
+
+static void fold_init(void)
+{
+    fold_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+/* One UTF-8 character at s (n bytes left): its length, 0 when invalid. */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    size_t len = s[0] >= 0xF0 && s[0] < 0xF5 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    uint32_t c = s[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    /* Overlong forms and surrogates are not characters. */
+    if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10FFFF)) ||
+        (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+static size_t utf8_encode(uint32_t c, char *out)
+{
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        out[0] = (char)(0xC0 | (c >> 6));
+        out[1] = (char)(0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        out[0] = (char)(0xE0 | (c >> 12));
+        out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (c >> 18));
+    out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+size_t srv_fold(const char *in, size_t n, char *out)
+{
+    pthread_once(&fold_once, fold_init);
+    const unsigned char *s = (const unsigned char *)in;
+    size_t i = 0, o = 0;
+    while (i < n) {
+        uint32_t c;
+        size_t len;
+        if (s[i] < 0x80) {
+            out[o++] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+            i++;
+            continue;
+        }
+        if (!(len = utf8_decode(s + i, n - i, &c))) {
+            out[o++] = (char)s[i++];
+            continue;
+        }
+        uint32_t lower = fold_locale ? (uint32_t)towlower_l((wint_t)c, fold_locale) : c;
+        /* Taken as it is, to ASCII too (U+212A KELVIN SIGN to k), as
+         * PostgreSQL's LOWER() takes it; a character grows by one byte at
+         * most (two to three, three to four), within out's bound. */
+        if (lower > 0x10FFFF || (lower >= 0xD800 && lower <= 0xDFFF))
+            lower = c;
+        o += utf8_encode(lower, out + o);
+        i += len;
+    }
+    out[o] = 0;
+    return o;
 }

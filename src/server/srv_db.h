@@ -184,6 +184,15 @@ typedef struct srv_db_stats {
 } srv_db_stats;
 void srv_db_stats_get(srv_db *db, srv_db_stats *stats);
 
+/* The case folding of the runs search (q=, srv_store_run_list), the same
+ * for q and for the texts on both engines: ASCII letters in C, every other
+ * character through glibc's towlower() of the C.UTF-8 locale, which is what
+ * PostgreSQL's LOWER() calls on a database of a UTF-8 locale (so SQLite's
+ * LOWER() is replaced by this function on each connection, its own folding
+ * ASCII only).  Invalid UTF-8 is copied as it is.  Writes n2 <= 2 * n bytes
+ * and a NUL to out (room for 2 * n + 1); returns n2. */
+size_t srv_fold(const char *in, size_t n, char *out);
+
 /* The database down: after a connect fails, requests that would connect are
  * answered at once for a while (doubling, up to 2 s, while connects keep
  * failing; then one tries), with errbuf "the database is not reachable

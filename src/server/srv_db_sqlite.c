@@ -50,6 +50,27 @@ static int run_simple(sqlite3 *db, const char *sql, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* LOWER() as srv_fold: SQLite's own folds ASCII only, PostgreSQL's (the
+ * same towlower) every letter, and the runs search must find the same runs
+ * on both (q=ÜNÏ and a run of "ünï"). */
+static void sqlite_lower(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const char *in = (const char *)sqlite3_value_text(argv[0]);
+    if (!in) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    size_t n = (size_t)sqlite3_value_bytes(argv[0]);
+    char *out = sqlite3_malloc64(2 * n + 1);
+    if (!out) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    size_t len = srv_fold(in, n, out);
+    sqlite3_result_text64(ctx, out, len, sqlite3_free, SQLITE_UTF8);
+}
+
 static void *sqlite_connect(const char *path, char *errbuf, size_t errlen)
 {
     sqlite_conn *c = calloc(1, sizeof *c);
@@ -65,6 +86,13 @@ static void *sqlite_connect(const char *path, char *errbuf, size_t errlen)
         return NULL;
     }
     sqlite3_busy_timeout(c->db, 10000);
+    if (sqlite3_create_function(c->db, "lower", 1,
+                                SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                sqlite_lower, NULL, NULL) != SQLITE_OK) {
+        snprintf(errbuf, errlen, "cannot define LOWER(): %s", sqlite3_errmsg(c->db));
+        sqlite_disconnect(c);
+        return NULL;
+    }
     /* Plans made once per statement, whatever the values bound: otherwise
      * SQLite prepares a statement again after each new value bound where a
      * LIKE pattern or a virtual table's constraint goes (every search of the

@@ -339,6 +339,33 @@ static int make_trigrams_pg(srv_dbconn *c)
     return 1;
 }
 
+static int collect_text(void *ctx, int ncols, const srv_cell *v)
+{
+    const char *t = ncols >= 1 ? srv_cell_text(&v[0]) : NULL;
+    snprintf(ctx, 64, "%s", t ? t : "");
+    return 1;
+}
+
+/* The search folds q with srv_fold and the texts with LOWER(), which is the
+ * same towlower() only on a database of a UTF-8 locale (LC_CTYPE): with C
+ * or POSIX, LOWER() folds ASCII alone and q=ÜNÏ would find no "ÜNÏ".  The
+ * server says so (a database's LC_CTYPE is set when it is created). */
+static void check_fold_pg(srv_dbconn *c)
+{
+    static const char sample[] = "\xc3\x9cN\xc3\x8f \xce\xa3 \xd0\x96"; /* ÜNÏ Σ Ж */
+    char want[64], got[64] = "", buf[256];
+    srv_fold(sample, sizeof sample - 1, want);
+    srv_param p[] = {SRV_P_TEXT(sample)};
+    if (srv_db_exec_on(c, "SELECT LOWER($1)", p, 1, collect_text, got, NULL, buf,
+                       sizeof buf) == 0 &&
+        strcmp(got, want) != 0)
+        fprintf(stderr,
+                "vmprof-server: warning: the database's LOWER() does not fold letters beyond"
+                " ASCII as the server does (a C or POSIX LC_CTYPE?): q= will find fewer runs"
+                " than on SQLite. Create the database with a UTF-8 locale"
+                " (e.g. LC_CTYPE 'C.UTF-8').\n");
+}
+
 srv_store *srv_store_open(const char *database, srv_err *err)
 {
     srv_store *s = calloc(1, sizeof *s);
@@ -382,6 +409,7 @@ srv_store *srv_store_open(const char *database, srv_err *err)
         if (pg) {
             make_search_pg(c);
             s->pg_trigrams = make_trigrams_pg(c);
+            check_fold_pg(c);
         } else {
             rc = make_search_sqlite(c, buf, sizeof buf);
         }
@@ -620,21 +648,30 @@ int srv_store_run_delete(srv_store *s, const char *id, srv_err *err)
     return changed(rc, n);
 }
 
-/* q as a LIKE pattern: its own % _ and \ escaped, lower-cased, inside %...%. */
+/* q as a LIKE pattern: folded as LOWER() folds the texts it is matched
+ * against (srv_fold, on both engines), its own % _ and \\ escaped, inside
+ * %...%. */
 static char *like_pattern(const char *q)
 {
     size_t n = strlen(q);
-    char *out = malloc(2 * n + 3), *o = out;
-    if (!out)
+    char *folded = malloc(2 * n + 1);
+    if (!folded)
         return NULL;
+    n = srv_fold(q, n, folded);
+    char *out = malloc(2 * n + 3), *o = out;
+    if (!out) {
+        free(folded);
+        return NULL;
+    }
     *o++ = '%';
-    for (const char *c = q; *c; c++) {
+    for (const char *c = folded; *c; c++) {
         if (*c == '%' || *c == '_' || *c == '\\')
             *o++ = '\\';
-        *o++ = (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a') : *c;
+        *o++ = *c;
     }
     *o++ = '%';
     *o = 0;
+    free(folded);
     return out;
 }
 

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -40,8 +41,11 @@ class Cluster(object):
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
             shutil.chown(self.sockets, "postgres")
+        # A UTF-8 locale whatever the tests' environment: the search folds the
+        # case of letters beyond ASCII as LOWER() does in one (srv_fold), and
+        # the server warns on a database of C or POSIX.
         out = as_postgres(os.path.join(self.bin_dir, "initdb"), "-D", self.data, "-A", "trust",
-                          "-U", "postgres", "--no-sync")
+                          "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
         assert out.returncode == 0, out.stderr
         self.running = False
         self.start()
@@ -743,35 +747,59 @@ def test_the_database_stopped_then_started_again(start_server, tmp_path, profile
         cluster.remove()
 
 
-def test_a_search_most_runs_match_finds_what_reading_every_run_finds(postgres, start_server,
-                                                                    tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, start_server, tmp_path):
+    """A server on SQLite, then on PostgreSQL (skipped without it), and a
+    function running SQL on its database, which returns the rows as lists
+    of text ('' for NULL, as psql gives them)."""
+    data = tmp_path / "d"
+    if request.param == "sqlite":
+        server = start_server(data=data)
+
+        def sql(statement):
+            db = sqlite3.connect(str(data / "vmprof.db"), timeout=30)
+            try:
+                if statement.lstrip().upper().startswith("SELECT"):
+                    return [["" if v is None else str(v) for v in row]
+                            for row in db.execute(statement)]
+                db.executescript(statement)
+                db.commit()
+                return []
+            finally:
+                db.close()
+        return server, sql
+    url = own_database(request.getfixturevalue("postgres"), "vmprof_common")
+    return start_server("--database", url, data=data), lambda s: psql(url, "vmprof_common", s)
+
+
+def test_a_search_most_runs_match_finds_what_reading_every_run_finds(engine):
     """q= of ASCII text that most runs hold the rarest trigram of is read
     from the newest page's worth of runs first, through a statement whose
-    plan is kept per connection, and asks the planner only when they hold no
-    full page.  Every page says what reading every run finds, newest first,
-    for text whose characters mean something to LIKE (%, _ and the backslash
-    it escapes them with), upper and lower case, and text beside UTF-8
-    (lower-case: where the case of a letter beyond ASCII is folded differs
-    between the engines), alone and with vm= and user=, which the newest runs
-    hold too few of to fill a page."""
-    url = own_database(postgres, "vmprof_common")
-    server = start_server("--database", url, data=tmp_path / "d")
-    psql(url, "vmprof_common", "INSERT INTO users (name, created) VALUES ('carol', 0)")
+    plan is kept per connection (PostgreSQL), and asks the planner only when
+    they hold no full page.  On both engines every page says what reading
+    every run finds, newest first, for text whose characters mean something
+    to LIKE (%, _ and the backslash it escapes them with), upper and lower
+    case, ASCII and beyond (q=ÜNÏ finds "ünï" and q=ünï "ÜNÏ" on both: one
+    folding, srv_fold, for q and the texts), alone and with vm= and user=,
+    which the newest runs hold too few of to fill a page, and user= alone
+    (the owner's runs through their index)."""
+    server, sql = engine
+    sql("INSERT INTO users (name, created) VALUES ('carol', 0)")
     kinds = ["Run 50%% of_X\\Path %d", "run 50_ of%%x\\\\path %d", "RUN ünï 50%% %d",
              "run plain_%d"]
     rows = []
     for i in range(400):
         argv = kinds[i % 4] % i
-        name = ("Named 5%%_\\%d" % i) if i % 9 == 0 else None
+        name = ("Named 5%%_\\%d ÜNÏ ÀÉЖ" % i) if i % 9 == 0 else None
         rows.append("('%016x', '%s', '%s', %s, %s, %d, 2, 10, 1.5)" % (
             0xc0de0000 + i, argv.replace("'", "''"), "PyPy" if i % 10 == 0 else "CPython",
             "'%s'" % name.replace("'", "''") if name else "NULL",
             "(SELECT id FROM users WHERE name = 'carol')" if i % 15 == 0 else "NULL",
             1700000000000 + i))
-    psql(url, "vmprof_common", "INSERT INTO runs (id, argv, vm, name, owner_id, created, state,"
-         " samples, duration) VALUES " + ", ".join(rows))
-    runs = psql(url, "vmprof_common", "SELECT r.id, r.argv, r.name, r.vm, u.name FROM runs r"
-                " LEFT JOIN users u ON u.id = r.owner_id ORDER BY r.seq DESC")
+    sql("INSERT INTO runs (id, argv, vm, name, owner_id, created, state,"
+        " samples, duration) VALUES " + ", ".join(rows))
+    runs = sql("SELECT r.id, r.argv, r.name, r.vm, u.name FROM runs r"
+               " LEFT JOIN users u ON u.id = r.owner_id ORDER BY r.seq DESC")
 
     def expected(q, vm="", user=""):
         q = q.lower()
@@ -791,18 +819,23 @@ def test_a_search_most_runs_match_finds_what_reading_every_run_finds(postgres, s
 
     queries = ["run", "RUN", "rUn 5", "50%", "50% of", "50_", "0_ of", "of_x", "f%x", "%",
                "_", "\\", "x\\path", "\\\\path", "\\p", "% of", "50%% ", "ünï", "ün", "ï 50%",
-               "named 5%_\\", "5%_", "plain_1", "plain_", "n 5"]
+               "named 5%_\\", "5%_", "plain_1", "plain_", "n 5",
+               # Case beyond ASCII, in q and in the texts, as three characters
+               # or more (the trigram index) and fewer (row by row).
+               "ÜNÏ", "Ünï", "RUN ÜNÏ 5", "ÜN", "Ü", "ï", "Ï", "àéж", "ÀÉЖ", "ÉЖ", "Ж",
+               "Ï ÀÉ"]
     for q in queries:
         assert pages(q) == expected(q), q
         assert server.search_all(q) == expected(q), q
-    for q in ("run", "50%", "_", "\\", "ünï", "plain_"):
+    for q in ("run", "50%", "_", "\\", "ünï", "plain_", "ÜNÏ", "Ü", "ru", ""):
         assert pages(q, vm="PyPy") == expected(q, vm="PyPy"), q
         assert pages(q, user="carol") == expected(q, user="carol"), q
         assert pages(q, vm="PyPy", user="carol") == expected(q, "PyPy", "carol"), q
+    assert pages("", user="nobody") == []
     # Runs not frozen stay out of every page, the newest ones too.
-    psql(url, "vmprof_common", "UPDATE runs SET state = 1 WHERE seq > 380 OR seq % 4 = 0")
-    runs = [r for r, (state,) in zip(runs, psql(url, "vmprof_common",
-                                                "SELECT state FROM runs ORDER BY seq DESC"))
+    sql("UPDATE runs SET state = 1 WHERE seq > 380 OR seq % 4 = 0")
+    runs = [r for r, (state,) in zip(runs, sql("SELECT state FROM runs ORDER BY seq DESC"))
             if state == "2"]
-    for q in ("run", "50%", "\\", "ünï"):
+    for q in ("run", "50%", "\\", "ünï", "ÜNÏ", "Ü", ""):
         assert server.search_all(q) == expected(q), q
+        assert pages(q, user="carol") == expected(q, user="carol"), q
