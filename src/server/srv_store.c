@@ -546,6 +546,14 @@ typedef struct run_rows {
     int beyond;  /* a row came beyond cap (the listing asks one more than a page) */
 } run_rows;
 
+/* Drops the rows collected so far (a window that held no full page). */
+static void forget_rows(run_rows *rows)
+{
+    for (size_t i = 0; i < rows->n; i++)
+        srv_run_clear(&rows->runs[i]);
+    rows->n = 0;
+}
+
 static int collect_run(void *ctx, int ncols, const srv_cell *v)
 {
     run_rows *rows = ctx;
@@ -1059,10 +1067,8 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
                        "cannot list the runs");
         done = rc < 0 || rows.beyond;
         /* Not a full page among them: the index finds the page. */
-        for (size_t i = 0; !done && i < rows.n; i++)
-            srv_run_clear(&runs[i]);
         if (!done)
-            rows.n = 0;
+            forget_rows(&rows);
     }
     /* Else through the list of q's rarest trigram. */
     if (!done && rarest >= 0) {
@@ -1093,9 +1099,7 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         rc = read_rows(s, 1, list_search_pg_trigram, t, 8, collect_run, &rows, err,
                        "cannot list the runs");
         if (rc == 0 && !rows.beyond && t[7].type != SRV_NULL) {
-            for (size_t i = 0; i < rows.n; i++)
-                srv_run_clear(&runs[i]);
-            rows.n = 0;
+            forget_rows(&rows);
             t[7] = SRV_P_NULL;
             rc = read_rows(s, 1, list_search_pg_trigram, t, 8, collect_run, &rows, err,
                            "cannot list the runs");
@@ -1111,10 +1115,8 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         rc = read_rows(s, 1, list_search_pg_window, w, 7, collect_run, &rows, err,
                        "cannot list the runs");
         done = rc < 0 || rows.beyond;
-        for (size_t i = 0; !done && i < rows.n; i++)
-            srv_run_clear(&runs[i]);
         if (!done)
-            rows.n = 0;
+            forget_rows(&rows);
     }
     if (!done && sql == list_scan_user) {
         int64_t owner = -1;
@@ -1129,8 +1131,7 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
     free(like);
     free(pattern);
     if (rc < 0) {
-        for (size_t i = 0; i < rows.n; i++)
-            srv_run_clear(&runs[i]);
+        forget_rows(&rows);
         return -1;
     }
     *more = rows.beyond;

@@ -99,15 +99,23 @@ static void *sleeping_thread(void *arg)
     return NULL;
 }
 
-/* Blocks the signal, then spins (so that the CPU clock owes it samples). */
-static void *blocking_thread(void *arg)
+/* Blocks the sampler's signal in the calling thread and makes it the one
+ * the test watches; returns the set, to unblock it later. */
+static sigset_t block_the_signal_as_the_special_thread(void)
 {
-    (void)arg;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIG);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     atomic_store(&special_tid, gettid_());
+    return set;
+}
+
+/* Blocks the signal, then spins (so that the CPU clock owes it samples). */
+static void *blocking_thread(void *arg)
+{
+    (void)arg;
+    sigset_t set = block_the_signal_as_the_special_thread();
     volatile unsigned long n = 0;
     while (!atomic_load(&stop_threads))
         n++;
@@ -125,11 +133,7 @@ static void *blocking_thread(void *arg)
 static void *late_blocking_thread(void *arg)
 {
     (void)arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIG);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    atomic_store(&special_tid, gettid_());
+    sigset_t set = block_the_signal_as_the_special_thread();
     struct timespec nap = {0, 60000000L}, t;
     nanosleep(&nap, NULL); /* (the run begins 20 ms after it was started) */
     volatile unsigned long n = 0;
