@@ -6,6 +6,7 @@ so that a malformed record fails the test that wrote it.
 """
 import collections
 import os
+import platform
 import struct
 import sys
 import tempfile
@@ -120,6 +121,11 @@ def decode(data):
             raise AssertionError("unknown tag %#x at byte %d" % (tag, i - 1))
     return p
 
+
+# The native walk is x86-64 Linux's (vmp_native_unwind.c); elsewhere a sample
+# keeps the interrupted frame only, so tests of whole native stacks skip.
+NATIVE_WALK_HERE = sys.platform.startswith("linux") and platform.machine() == "x86_64"
+NO_NATIVE_WALK = "the native walk is x86-64 Linux's; elsewhere a sample keeps the interrupted frame only"
 
 def read_back(path):
     with open(path, "rb") as f:

@@ -19,7 +19,6 @@ Each case runs a fresh interpreter (nothing learned by earlier runs) and reads
 the profile with the tests' own decoder.
 """
 import os
-import platform
 import subprocess
 import sys
 import textwrap
@@ -30,9 +29,7 @@ import sampler_util
 
 pytestmark = [
     pytest.mark.cpython_only,
-    pytest.mark.skipif(not sys.platform.startswith("linux") or platform.machine() != "x86_64",
-                       reason="the native walk is x86-64 Linux's; elsewhere a sample keeps "
-                              "the interrupted frame only"),
+    pytest.mark.skipif(not sampler_util.NATIVE_WALK_HERE, reason=sampler_util.NO_NATIVE_WALK),
 ]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
