@@ -82,7 +82,10 @@ int vmp_name_is_interpreter(const char *s, size_t len)
         "_PyFunction_Vectorcall", "function_code_fastcall", "call_function", "do_call_core",
         "_PyObject_MakeTpCall", "PyObject_MakeTpCall", "_PyVectorcall_Call",
         "PyVectorcall_Call", "slot_tp_call", "gen_send_ex", "gen_send_ex2", "run_mod",
-        "run_eval_code_obj", "Py_RunMain", "Py_BytesMain", "Py_Main", "main", "_start", NULL};
+        "run_eval_code_obj", "Py_RunMain", "Py_BytesMain", "Py_Main", "main", "_start",
+        /* 3.12+ -X perf: the hook that runs a call through its trampoline,
+         * and the trampolines (vmp_trampoline.h: named after their template) */
+        "py_trampoline_evaluator", "_Py_trampoline_func_start", NULL};
     static const char *const prefix_more[] = {"_PyEval_", "PyEval_", "_PyCFunction_",
                                               "vectorcall_", "_PyRun_", "PyRun_", "pymain_",
                                               NULL};

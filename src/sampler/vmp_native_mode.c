@@ -289,7 +289,13 @@ static void look_for_libraries(void)
 {
     int changed = vmp_native_refresh();
     int asked = vmp_native_refresh_asked(); /* (after: 1 only when the new table does not answer it) */
-    if (asked == 1) {
+    if (asked == 1 && vmp_native_look_for_trampolines()) {
+        /* A new arena of CPython's perf trampolines (-X perf: 64 KiB of
+         * copies, mapped when the last is used up, or when the program
+         * turns the trampolines on while profiling): walks go through it
+         * now.  Not JIT code of the kind the quiet time is for. */
+        vmp_native_refresh_answered(1);
+    } else if (asked == 1) {
         N.quiet_until = vmp_mono_ns() + QUIET_NS;
         vmp_native_refresh_answered(0);
     } else if (asked == 3 || (asked == 2 && (changed || vmp_mono_ns() >= N.quiet_until))) {

@@ -42,6 +42,7 @@
 
 #include "vmp_cfi.h"
 #include "vmp_symbols.h"
+#include "vmp_trampoline.h"
 
 struct range {
     uintptr_t lo, hi;
@@ -108,6 +109,10 @@ static uint64_t unknown_pcs[UNKNOWN_SLOTS];
 #define REFRESH_ARMED ((uintptr_t)0)
 #define REFRESH_QUIET ((uintptr_t)1)
 static uintptr_t refresh_asked;
+/* A pc that asked (the last walk to find refresh_asked ARMED; a hint, not
+ * exact under races): the writer does not read the process's maps again
+ * for a pc in a mapping it already knows holds no trampoline there. */
+static uintptr_t asked_pc;
 
 static struct range eval_ranges[VMP_NATIVE_MAX_EVAL_RANGES];
 static int eval_count;
@@ -280,6 +285,23 @@ int vmp_native_refresh_asked(void)
 void vmp_native_refresh_answered(int rearm)
 {
     __atomic_store_n(&refresh_asked, rearm ? REFRESH_ARMED : REFRESH_QUIET, __ATOMIC_RELEASE);
+}
+
+int vmp_native_look_for_trampolines(void)
+{
+    if (!vmp_trampoline_have_template())
+        return 0;
+    /* An ask from inside a mapping already known: a pc there that is no
+     * copy (other JIT code) is no reason to read the maps again. */
+    uintptr_t pc = __atomic_load_n(&asked_pc, __ATOMIC_RELAXED);
+    if (pc && vmp_trampoline_in_mapping(pc))
+        return 0;
+    if (!vmp_trampoline_scan())
+        return 0;
+    /* A walk cut at a copy in a new arena goes further now: probes held
+     * for it go again (vmp_delivery.h, "Cut samples"). */
+    __atomic_add_fetch(&rules_generation, 1, __ATOMIC_RELEASE);
+    return 1;
 }
 
 /* ---- the writer's rules from the objects' own tables -------------------- */
@@ -564,11 +586,13 @@ static void note_unknown(uintptr_t pc, int urgent)
 
 /* Async-signal-safe: a walk met a pc outside every known object (see
  * refresh_asked). */
-static void ask_refresh(const struct code_table *t)
+static void ask_refresh(const struct code_table *t, uintptr_t pc)
 {
     uintptr_t armed = REFRESH_ARMED;
-    if (__atomic_load_n(&refresh_asked, __ATOMIC_RELAXED) != REFRESH_ARMED ||
-        !__atomic_compare_exchange_n(&refresh_asked, &armed, (uintptr_t)t, 0, __ATOMIC_ACQ_REL,
+    if (__atomic_load_n(&refresh_asked, __ATOMIC_RELAXED) != REFRESH_ARMED)
+        return;
+    __atomic_store_n(&asked_pc, pc, __ATOMIC_RELAXED); /* (before the ask: the writer reads it after) */
+    if (!__atomic_compare_exchange_n(&refresh_asked, &armed, (uintptr_t)t, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_RELAXED))
         return;
     void (*fn)(void) = __atomic_load_n(&on_unknown, __ATOMIC_ACQUIRE);
@@ -603,6 +627,10 @@ int vmp_native_setup(void)
      * since (its addresses may hold another now). */
     if ((!rules || current_table->subs != rules_subs) && publish_rules(NULL, 0, 1) < 0)
         return -1;
+    /* CPython's perf trampolines (3.12+ -X perf): the arenas made before
+     * this run are known from its first sample. */
+    if (vmp_trampoline_find_template() == 0)
+        vmp_native_look_for_trampolines();
     __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
     return 0;
 }
@@ -632,6 +660,8 @@ void vmp_native_teardown(void)
     free_retired();
     memset(unknown_pcs, 0, sizeof unknown_pcs);
     refresh_asked = REFRESH_ARMED;
+    asked_pc = 0;
+    vmp_trampoline_forget();
 }
 
 void vmp_native_after_fork_child(void)
@@ -647,6 +677,8 @@ void vmp_native_after_fork_child(void)
     walkers = 0;
     memset(unknown_pcs, 0, sizeof unknown_pcs);
     refresh_asked = REFRESH_ARMED;
+    asked_pc = 0;
+    vmp_trampoline_after_fork_child();
 }
 
 /* ---- in the signal handler ------------------------------------------------ */
@@ -752,17 +784,30 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
     while (n < max && rip != 0) {
         uintptr_t pc = n == 0 ? (uintptr_t)rip : (uintptr_t)rip - 1;
         long seg = in_ranges(t->r, t->n, pc);
-        int known = seg >= 0;
-        /* Outside every object the table knows: code of a library loaded
-         * since the table was built (an extension module imported during
-         * the run, its init function running), JIT code, or a wild return
-         * address.  Nothing beyond can be walked, and the stack goes on
-         * beyond (its real end is a rule saying so, or a zero return
-         * address): the walk is cut, never taken for a whole one.  The
-         * interrupted instruction itself is real even there and is kept; a
-         * return address is not to be trusted.  The writer is asked to look
-         * for new objects (ask_refresh). */
-        if (!known) {
+        uint64_t rule;
+        vmp_unwind_rule r;
+        uintptr_t as;
+        if (seg < 0 && vmp_trampoline_rule(pc, n == 0, &r, &as)) {
+            /* A copy of CPython's perf trampoline (-X perf), in memory no
+             * object describes: its rule comes from the template's code,
+             * and the frame is recorded as the template's instruction, so
+             * that every copy is one function in the profile. */
+            frames[2 * n] = as;
+            frames[2 * n + 1] = rsp;
+            n++;
+            top = 0;
+            rule = pack_rule(&r);
+        } else if (seg < 0) {
+            /* Outside every object the table knows: code of a library
+             * loaded since the table was built (an extension module
+             * imported during the run, its init function running), JIT
+             * code, or a wild return address.  Nothing beyond can be
+             * walked, and the stack goes on beyond (its real end is a rule
+             * saying so, or a zero return address): the walk is cut, never
+             * taken for a whole one.  The interrupted instruction itself is
+             * real even there and is kept; a return address is not to be
+             * trusted.  The writer is asked to look for new objects, and
+             * for new trampoline arenas (ask_refresh). */
             if (n == 0) {
                 frames[0] = pc;
                 frames[1] = rsp;
@@ -770,26 +815,26 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
                 top = 0;
             }
             cut = 1;
-            ask_refresh(t);
+            ask_refresh(t, pc);
             break;
-        }
-        frames[2 * n] = pc;
-        frames[2 * n + 1] = rsp;
-        n++;
-        top = 0;
-        uint64_t rule = rule_for(table, pc);
-        if (!rule) {
-            /* Not learned yet: the object's own tables say it now, and the
-             * writer adds the whole function to the learned rules, which
-             * later samples find with one search. */
-            vmp_unwind_rule r;
-            int found = vmp_cfi_rule(&t->cfi[seg], pc, &r) == 0;
-            note_unknown(pc, !found);
-            if (!found) {
-                cut = 1; /* no rule the walk can follow here, or not one of ours */
-                break;
+        } else {
+            frames[2 * n] = pc;
+            frames[2 * n + 1] = rsp;
+            n++;
+            top = 0;
+            rule = rule_for(table, pc);
+            if (!rule) {
+                /* Not learned yet: the object's own tables say it now, and
+                 * the writer adds the whole function to the learned rules,
+                 * which later samples find with one search. */
+                int found = vmp_cfi_rule(&t->cfi[seg], pc, &r) == 0;
+                note_unknown(pc, !found);
+                if (!found) {
+                    cut = 1; /* no rule the walk can follow here, or not one of ours */
+                    break;
+                }
+                rule = pack_rule(&r);
             }
-            rule = pack_rule(&r);
         }
         int32_t cfa_off = (int32_t)(uint32_t)rule;
         int16_t rbp_off = (int16_t)(uint16_t)(rule >> 32);

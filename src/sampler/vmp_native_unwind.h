@@ -112,6 +112,15 @@ int vmp_native_refresh(void);
 int vmp_native_refresh_asked(void);
 void vmp_native_refresh_answered(int rearm);
 
+/* Outside signal context (enable, then the learner when an ask found no new
+ * object): where this interpreter has a perf trampoline template
+ * (vmp_trampoline.h, found by vmp_native_setup), reads the process's maps
+ * for new anonymous executable mappings, where copies may be, unless the
+ * pc that asked lies in one already known.  Returns 1 when the walk's set
+ * of them changed (and the rules' generation was bumped: a walk cut at a
+ * copy may go further now), else 0. */
+int vmp_native_look_for_trampolines(void);
+
 /* Frees everything setup made but the learned rules, which the next setup
  * keeps unless an object was unloaded in between (the loader's unload
  * count moved): a program that profiles again and again walks from the
