@@ -52,7 +52,8 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
 uint64_t vmp_native_mode_entry_id(uint64_t entry);
 
 /* Writer thread, every round: looks for libraries loaded or unloaded (the
- * loader's counters), pages in the unwind tables of objects new to the
+ * loader's counters; when a walk asked and none explains its pc, for new
+ * arenas of CPython's perf trampolines in the process's maps), pages in the unwind tables of objects new to the
  * code table, and learns the unwind rules of the pcs walks had no learned
  * rule for.  Cheap when there is nothing new.  A walk that stops at a pc
  * not noted yet (one the object's own tables could not get it past), or at

@@ -29,7 +29,8 @@
  * table only gains entries, each published after it is written); old ones
  * live until teardown, so a handler reading one is never disturbed.  The
  * executable-range table is what ends a walk at JIT code or a wild return
- * address.
+ * address; copies of CPython's perf trampoline (-X perf), which are JIT code
+ * of a kind, are walked through with rules of their own (vmp_trampoline.h).
  */
 #define _GNU_SOURCE
 #include "vmp_native_unwind.h"

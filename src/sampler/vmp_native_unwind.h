@@ -28,7 +28,9 @@
  *                           an address outside every known object (a
  *                           library loaded since the last refresh, JIT
  *                           code, garbage: cut too, and the writer is
- *                           rung to look for new objects), the depth cap,
+ *                           rung to look for new objects; a copy of
+ *                           CPython's perf trampoline is walked through,
+ *                           vmp_trampoline.h), the depth cap,
  *                           or when the stack pointer fails to grow (a
  *                           corrupted or looping stack).
  *   vmp_native_take_unknown()  the writer: the pcs walks had no learned rule
