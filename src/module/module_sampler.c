@@ -206,6 +206,15 @@ static PyObject *sampler_writer_hold_at_empty(PyObject *self, PyObject *args)
     return PyBool_FromLong(rc == 0);
 }
 
+static PyObject *sampler_writer_stall_next_name(PyObject *self, PyObject *args)
+{
+    (void)self;
+    double seconds = 0;
+    if (!PyArg_ParseTuple(args, "|d", &seconds))
+        return NULL;
+    return PyLong_FromLong(vmp_writer_test_stall_next_name((int64_t)(seconds * 1e9)));
+}
+
 static PyMethodDef sampler_methods[] = {
     {"_guard_selftest", sampler_guard_selftest, METH_VARARGS,
      "_guard_selftest(nested=False), tests only: 1 when a fault under the sampler's guard is caught "
@@ -213,6 +222,10 @@ static PyMethodDef sampler_methods[] = {
     {"_writer_hold_at_empty", sampler_writer_hold_at_empty, METH_VARARGS,
      "_writer_hold_at_empty(on), tests only: True once the writer waits where it next finds the ring "
      "empty (on), until called with False."},
+    {"_writer_stall_next_name", sampler_writer_stall_next_name, METH_VARARGS,
+     "_writer_stall_next_name(seconds=0), tests only: with seconds, the next name of a dying code object "
+     "this thread pushes waits that long (without the GIL) between its claim of a ring slot and its "
+     "publish.  Returns 0 (not asked this run), 1 (asked), 2 (waiting) or 3 (done)."},
     {"enable", (PyCFunction)(void (*)(void))sampler_enable, METH_VARARGS | METH_KEYWORDS,
      "enable(fileno, period, memory=False, lines=False, real_time=False, meta=(), native=False): "
      "start the sampler."},
@@ -268,6 +281,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("resolve_addr"),
     UNAVAILABLE("_guard_selftest"),
     UNAVAILABLE("_writer_hold_at_empty"),
+    UNAVAILABLE("_writer_stall_next_name"),
     {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
     {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},
     {"stop_sampling", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},

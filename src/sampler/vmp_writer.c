@@ -589,6 +589,40 @@ int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns)
     return 0;
 }
 
+/* Tests only (vmp_writer_test_stall_next_name): the next name pushed by
+ * the thread `stall_tid` waits stall_ns between its claim and its publish,
+ * as a thread descheduled or stopped there would; stall_state: 1 asked, 2
+ * waiting, 3 done. */
+static _Atomic int64_t stall_ns;
+static _Atomic pid_t stall_tid;
+static _Atomic int stall_state;
+
+static void test_stall_point(int holds_gil)
+{
+    if (!atomic_load_explicit(&stall_ns, memory_order_relaxed) || atomic_load(&stall_tid) != vmp_gettid())
+        return;
+    int64_t ns = atomic_exchange(&stall_ns, 0);
+    atomic_store(&stall_state, 2);
+    if (holds_gil) {
+        Py_BEGIN_ALLOW_THREADS
+        vmp_sleep_ns(ns);
+        Py_END_ALLOW_THREADS
+    } else {
+        vmp_sleep_ns(ns);
+    }
+    atomic_store(&stall_state, 3);
+}
+
+int vmp_writer_test_stall_next_name(int64_t ns)
+{
+    if (ns > 0) {
+        atomic_store(&stall_state, 1);
+        atomic_store(&stall_tid, vmp_gettid());
+        atomic_store(&stall_ns, ns);
+    }
+    return atomic_load(&stall_state);
+}
+
 /* Writes every published slot in order; with `wait`, also waits (bounded)
  * for slots whose producer is still filling them.  Returns 1 when the ring
  * is empty. */
@@ -849,6 +883,8 @@ int vmp_writer_prepare(void)
     atomic_store(&names_stalled, 0);
     atomic_store(&stopping_since, 0);
     atomic_store(&hold_at_empty, 0);
+    atomic_store(&stall_ns, 0);
+    atomic_store(&stall_state, 0);
     return 0;
 }
 
@@ -926,6 +962,7 @@ void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died
         return;
     }
     atomic_store(&names_stalled, 0);
+    test_stall_point(1);
     if (len > sizeof s->data)
         len = sizeof s->data;
     memcpy(s->data, name, len);

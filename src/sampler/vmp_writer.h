@@ -86,4 +86,10 @@ void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died
  * at the ring and its settling of those names. */
 int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns);
 
+/* Tests only: with ns > 0, makes the next name this thread pushes wait ns
+ * (without the GIL) between its claim of a slot and its publish, as a
+ * thread descheduled or stopped there would.  Returns where that is: 0
+ * never asked this run, 1 asked, 2 waiting, 3 done. */
+int vmp_writer_test_stall_next_name(int64_t ns);
+
 #endif /* VMP_WRITER_H */
