@@ -215,6 +215,16 @@ static PyObject *sampler_writer_stall_next_name(PyObject *self, PyObject *args)
     return PyLong_FromLong(vmp_writer_test_stall_next_name((int64_t)(seconds * 1e9)));
 }
 
+static PyObject *sampler_writer_lost_room(PyObject *self, PyObject *args)
+{
+    (void)self;
+    unsigned long long n;
+    if (!PyArg_ParseTuple(args, "K", &n))
+        return NULL;
+    vmp_writer_test_lost_room((uint64_t)n);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef sampler_methods[] = {
     {"_guard_selftest", sampler_guard_selftest, METH_VARARGS,
      "_guard_selftest(nested=False), tests only: 1 when a fault under the sampler's guard is caught "
@@ -226,6 +236,9 @@ static PyMethodDef sampler_methods[] = {
      "_writer_stall_next_name(seconds=0), tests only: with seconds, the next name of a dying code object "
      "this thread pushes waits that long (without the GIL) between its claim of a ring slot and its "
      "publish.  Returns 0 (not asked this run), 1 (asked), 2 (waiting) or 3 (done)."},
+    {"_writer_lost_room", sampler_writer_lost_room, METH_VARARGS,
+     "_writer_lost_room(n), tests only: in this run, the writer keeps at most n lost names not yet "
+     "retired (0: as many as it can)."},
     {"enable", (PyCFunction)(void (*)(void))sampler_enable, METH_VARARGS | METH_KEYWORDS,
      "enable(fileno, period, memory=False, lines=False, real_time=False, meta=(), native=False): "
      "start the sampler."},
@@ -282,6 +295,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("_guard_selftest"),
     UNAVAILABLE("_writer_hold_at_empty"),
     UNAVAILABLE("_writer_stall_next_name"),
+    UNAVAILABLE("_writer_lost_room"),
     {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
     {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},
     {"stop_sampling", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},

@@ -93,6 +93,16 @@ static struct {
     _Atomic uint64_t head, tail;
 } Lost;
 
+/* Tests only (vmp_writer_test_lost_room): Lost holds at most this many in
+ * this run (0: LOST_MAX). */
+static uint64_t lost_room;
+
+int vmp_writer_test_lost_room(uint64_t n)
+{
+    lost_room = n;
+    return 0;
+}
+
 /* Names that found no room in the ring, held beside it: each is written at
  * its place in the stream, before the first slot claimed after it was
  * pushed (every sample holding a dying object was claimed before its
@@ -885,6 +895,7 @@ int vmp_writer_prepare(void)
     atomic_store(&hold_at_empty, 0);
     atomic_store(&stall_ns, 0);
     atomic_store(&stall_state, 0);
+    lost_room = 0;
     return 0;
 }
 
@@ -954,7 +965,8 @@ void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died
     if (!s) {
         atomic_fetch_add(&vmp_run.names_lost, 1);
         uint64_t h = atomic_load_explicit(&Lost.head, memory_order_relaxed);
-        if (died && h - atomic_load_explicit(&Lost.tail, memory_order_acquire) < LOST_MAX) {
+        uint64_t room = lost_room ? lost_room : LOST_MAX;
+        if (died && h - atomic_load_explicit(&Lost.tail, memory_order_acquire) < room) {
             Lost.at[h % LOST_MAX].code = code;
             Lost.at[h % LOST_MAX].before = vmp_ring_next_index();
             atomic_store_explicit(&Lost.head, h + 1, memory_order_release);

@@ -92,4 +92,9 @@ int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns);
  * never asked this run, 1 asked, 2 waiting, 3 done. */
 int vmp_writer_test_stall_next_name(int64_t ns);
 
+/* Tests only: lost names not yet retired that the writer keeps, in this
+ * run, at most n (0: as many as it can), so that a test can lose more
+ * than that.  Call it with the GIL, after enable. */
+int vmp_writer_test_lost_room(uint64_t n);
+
 #endif /* VMP_WRITER_H */
