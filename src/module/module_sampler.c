@@ -235,7 +235,8 @@ static PyMethodDef sampler_methods[] = {
     {"_writer_stall_next_name", sampler_writer_stall_next_name, METH_VARARGS,
      "_writer_stall_next_name(seconds=0), tests only: with seconds, the next name of a dying code object "
      "this thread pushes waits that long (without the GIL) between its claim of a ring slot and its "
-     "publish.  Returns 0 (not asked this run), 1 (asked), 2 (waiting) or 3 (done)."},
+     "publish.  Returns 0 (not asked this run), 1 (asked), 2 (waiting), 3 (done) or 4 (done, and its "
+     "publish refused: the writer gave the slot up meanwhile)."},
     {"_writer_lost_room", sampler_writer_lost_room, METH_VARARGS,
      "_writer_lost_room(n), tests only: in this run, the writer keeps at most n lost names not yet "
      "retired (0: as many as it can)."},

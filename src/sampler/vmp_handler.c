@@ -79,7 +79,13 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
     s->place = vmp_delivery_this_place();
     s->thread_id = vmp_frames_thread_id(ts);
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
-    vmp_ring_publish(s);
+    if (vmp_ring_publish(s) < 0) {
+        /* (the writer gave the slot up: this thread was stopped or
+         * descheduled between claim and publish while it waited for
+         * everything to be out) */
+        atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
+        return 0;
+    }
     if (cut) /* (the samples it stands for: META samples_cut) */
         atomic_fetch_add_explicit(&vmp_run.samples_cut, periods, memory_order_relaxed);
     return n == 0 ? VMP_SAMPLE_NONE : cut ? VMP_SAMPLE_KEPT_CUT : VMP_SAMPLE_KEPT;
@@ -98,11 +104,13 @@ int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, i
     s->from_ns = from; /* (with paid: where the mark stood, the first period's start) */
     int moved = !paid || atomic_compare_exchange_strong(paid, &from, to);
     s->kind = VMP_SLOT_REPEAT;
-    s->n = !moved ? 0 : count < UINT32_MAX ? (uint32_t)count : UINT32_MAX;
+    uint32_t n = !moved ? 0 : count < UINT32_MAX ? (uint32_t)count : UINT32_MAX;
+    s->n = n;
     s->tid = tid;
     s->place = vmp_delivery_place_of(tid); /* (the thread still has it: it is given back after its last repeat) */
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
-    vmp_ring_publish(s);
+    if (vmp_ring_publish(s) < 0) /* (given up: see take_sample; s is not ours any more) */
+        atomic_fetch_add_explicit(&vmp_run.dropped, n, memory_order_relaxed);
     return moved ? 0 : 1;
 }
 

@@ -14,6 +14,7 @@
 static struct {
     vmp_slot *slots;
     _Atomic uint64_t head, tail;
+    _Atomic uint64_t given_up; /* slots given up on, not given back yet */
     int wiped_on_fork; /* a fork child finds every slot free already */
     _Atomic uint32_t bell;    /* rung: bumped (a futex word) */
     _Atomic uint32_t heard;   /* the bell's value the consumer last woke for */
@@ -67,13 +68,27 @@ int vmp_ring_map(void)
 
 void vmp_ring_reset(int slots_too)
 {
-    atomic_store(&R.head, 0);
-    atomic_store(&R.tail, 0);
+    if (slots_too) {
+        /* (a fork child's slots are zeros already where the kernel wiped
+         * them; in the process that mapped them, the tags left there are
+         * for indexes that go on from the head) */
+        atomic_store(&R.tail, atomic_load(&R.head));
+        atomic_store(&R.given_up, 0);
+        if (R.slots && !R.wiped_on_fork)
+            for (size_t i = 0; i < VMP_RING_SLOTS; i++)
+                atomic_store(&R.slots[i].state, 0);
+    } else {
+        /* (after a drained run, nothing: the tail is at the head) */
+        uint64_t index;
+        vmp_slot *s;
+        while ((s = vmp_ring_oldest(&index))) {
+            if (vmp_ring_look(s, index) == VMP_RING_FILLING)
+                vmp_ring_give_up(s, index);
+            vmp_ring_release_oldest(s);
+        }
+    }
     atomic_store(&R.napping, 0);
     atomic_store(&R.heard, atomic_load(&R.bell));
-    if (R.slots && slots_too && !R.wiped_on_fork)
-        for (size_t i = 0; i < VMP_RING_SLOTS; i++)
-            atomic_store(&R.slots[i].state, VMP_SLOT_FREE);
 }
 
 vmp_slot *vmp_ring_claim(void)
@@ -88,19 +103,82 @@ vmp_slot *vmp_ring_claim(void)
             break;
     }
     vmp_slot *s = &R.slots[h % VMP_RING_SLOTS];
-    atomic_store_explicit(&s->state, VMP_SLOT_BUSY, memory_order_relaxed);
     /* The claim that fills the ring to the mark rings the consumer's bell.
      * (Claims in order read the tail in order, after the claim before
      * theirs: the fill they see grows by one at most, so a filling ring
      * meets the mark exactly.) */
     if (h - t == VMP_RING_WAKE_AT - 1)
         vmp_ring_ring();
+    /* The slot is ours when it is free for this index.  It is not while
+     * the producer of an earlier index it was given up on still fills it
+     * (or once the consumer, giving up on this index, went past it before
+     * we got here): then this index is a hole, and the claim fails as on
+     * a full ring. */
+    uint64_t v = atomic_load_explicit(&s->state, memory_order_acquire);
+    if ((v != 0 && v != VMP_SLOT_TAG(h, VMP_SLOT_FREE)) ||
+        !atomic_compare_exchange_strong_explicit(&s->state, &v, VMP_SLOT_TAG(h, VMP_SLOT_BUSY),
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return NULL;
+    s->index = h;
     return s;
 }
 
-void vmp_ring_publish(vmp_slot *s)
+int vmp_ring_publish(vmp_slot *s)
 {
-    atomic_store_explicit(&s->state, VMP_SLOT_READY, memory_order_release);
+    uint64_t busy = VMP_SLOT_TAG(s->index, VMP_SLOT_BUSY);
+    if (atomic_compare_exchange_strong_explicit(&s->state, &busy, VMP_SLOT_TAG(s->index, VMP_SLOT_READY),
+                                                memory_order_release, memory_order_relaxed))
+        return 0;
+    /* Given up on: the consumer went past it.  Given back, it is free again
+     * at the consumer's next pass; nothing of it is read.  (A state that is
+     * neither: a fork child's ring started again; nothing to give back.) */
+    uint64_t given_up = VMP_SLOT_TAG(s->index, VMP_SLOT_GIVEN_UP);
+    if (atomic_compare_exchange_strong_explicit(&s->state, &given_up, VMP_SLOT_TAG(s->index, VMP_SLOT_GIVEN_BACK),
+                                                memory_order_release, memory_order_relaxed))
+        atomic_fetch_sub(&R.given_up, 1);
+    return -1;
+}
+
+int vmp_ring_look(const vmp_slot *s, uint64_t index)
+{
+    uint64_t v = atomic_load_explicit(&s->state, memory_order_acquire);
+    if (v == VMP_SLOT_TAG(index, VMP_SLOT_READY))
+        return VMP_RING_READY;
+    /* (0 or free for this index: the claimant has not marked it yet) */
+    if (v == 0 || v >> 3 == index)
+        return VMP_RING_FILLING;
+    return VMP_RING_HOLE; /* still an earlier index's: its claim failed */
+}
+
+int vmp_ring_give_up(vmp_slot *s, uint64_t index)
+{
+    for (;;) {
+        uint64_t v = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (v == VMP_SLOT_TAG(index, VMP_SLOT_READY))
+            return VMP_RING_READY;
+        if (v == VMP_SLOT_TAG(index, VMP_SLOT_BUSY)) {
+            /* (counted first: its producer may give it back at once) */
+            atomic_fetch_add(&R.given_up, 1);
+            if (atomic_compare_exchange_strong(&s->state, &v, VMP_SLOT_TAG(index, VMP_SLOT_GIVEN_UP)))
+                return VMP_RING_HOLE;
+            atomic_fetch_sub(&R.given_up, 1);
+            continue; /* (published meanwhile) */
+        }
+        if (v == 0 || v == VMP_SLOT_TAG(index, VMP_SLOT_FREE)) {
+            /* The claimant has not taken it: it never will (its compare-
+             * and-swap wants "free for its index"), and it is free for the
+             * next pass already. */
+            if (atomic_compare_exchange_strong(&s->state, &v, VMP_SLOT_TAG(index + VMP_RING_SLOTS, VMP_SLOT_FREE)))
+                return VMP_RING_HOLE;
+            continue; /* (taken meanwhile) */
+        }
+        return VMP_RING_HOLE;
+    }
+}
+
+uint64_t vmp_ring_given_up(void)
+{
+    return atomic_load(&R.given_up);
 }
 
 vmp_slot *vmp_ring_oldest(uint64_t *index)
@@ -119,13 +197,22 @@ uint64_t vmp_ring_next_index(void)
 
 void vmp_ring_release_oldest(vmp_slot *s)
 {
-    atomic_store_explicit(&s->state, VMP_SLOT_FREE, memory_order_relaxed);
-    atomic_store_explicit(&R.tail, atomic_load_explicit(&R.tail, memory_order_relaxed) + 1,
-                          memory_order_release);
+    uint64_t t = atomic_load_explicit(&R.tail, memory_order_relaxed);
+    uint64_t v = atomic_load_explicit(&s->state, memory_order_acquire);
+    unsigned phase = (unsigned)(v & 7);
+    /* Free for the next pass, unless a producer still holds it (busy for
+     * an index passed before, or given up on: its give-back frees it at a
+     * later pass) or a give-up made it free for that pass already. */
+    if (phase != VMP_SLOT_BUSY && phase != VMP_SLOT_GIVEN_UP && v != VMP_SLOT_TAG(t + VMP_RING_SLOTS, VMP_SLOT_FREE))
+        atomic_store_explicit(&s->state, VMP_SLOT_TAG(t + VMP_RING_SLOTS, VMP_SLOT_FREE), memory_order_release);
+    atomic_store_explicit(&R.tail, t + 1, memory_order_release);
 }
 
 void vmp_ring_give_back_pages(void)
 {
-    if (R.slots)
+    /* (a producer still filling a slot must not find its page wiped under
+     * it: then the pages stay, until the next run's end) */
+    if (R.slots && atomic_load(&R.given_up) == 0 &&
+        atomic_load(&R.tail) == atomic_load(&R.head))
         madvise(R.slots, sizeof(vmp_slot) * VMP_RING_SLOTS, MADV_DONTNEED);
 }

@@ -17,6 +17,22 @@
  * runs.  claim and publish are async-signal-safe; next and release belong to
  * the one consumer.
  *
+ * A producer may stall between its claim and its publish (descheduled,
+ * stopped by a debugger, the process stopped), and the consumer, waiting
+ * for everything to be out (a sync, the stop), gives such a slot up after a
+ * while.  Its producer still writes into it, so the slot is not reused
+ * until the producer is done: each slot's state carries the claim index it
+ * is for (VMP_SLOT_TAG), and
+ *  - a claim takes its slot by compare-and-swap from "free for this index";
+ *    a slot still held by a stalled producer is not free, and that claim
+ *    fails as on a full ring (its index is a hole the consumer passes);
+ *  - a publish is a compare-and-swap from "busy for this index": on a slot
+ *    given up it fails, and the producer gives the slot back instead, so
+ *    its late content is never read as some later claim's (a name, told
+ *    so, is put in the stream again: vmp_writer_push_name).
+ * Indexes go on across runs (the tags stay true); a fresh page (state 0)
+ * is free for any index.
+ *
  * The consumer's bell: the consumer naps (vmp_ring_nap) until a timeout or
  * until someone rings (vmp_ring_ring: async-signal-safe, one futex wake,
  * and only while the consumer naps).  The claim that makes the ring
@@ -37,7 +53,16 @@
 #define VMP_RING_WAKE_AT (VMP_RING_SLOTS / 2)
 #define VMP_SLOT_WORDS (2 * VMP_MAX_DEPTH_WRITTEN)
 
-enum { VMP_SLOT_FREE, VMP_SLOT_BUSY, VMP_SLOT_READY };
+/* A slot's state: (claim index << 3) | phase.  0: a page never touched
+ * since it was mapped or given back, free for any index. */
+enum {
+    VMP_SLOT_FREE = 1,   /* free for the claim of its index */
+    VMP_SLOT_BUSY,       /* claimed, its producer filling it */
+    VMP_SLOT_READY,      /* published */
+    VMP_SLOT_GIVEN_UP,   /* the consumer went past it, its producer still filling it */
+    VMP_SLOT_GIVEN_BACK, /* ... and that producer done: free again at the consumer's next pass */
+};
+#define VMP_SLOT_TAG(index, phase) (((uint64_t)(index) << 3) | (uint64_t)(phase))
 
 /* What a slot holds.  VMP_SLOT_REPEAT: the sampler thread found the thread
  * idle since its last sample (vmp_delivery.h) and asks the writer to write
@@ -45,7 +70,8 @@ enum { VMP_SLOT_FREE, VMP_SLOT_BUSY, VMP_SLOT_READY };
 enum { VMP_SLOT_SAMPLE, VMP_SLOT_NAME, VMP_SLOT_REPEAT };
 
 typedef struct vmp_slot {
-    _Atomic int state;
+    _Atomic uint64_t state; /* VMP_SLOT_TAG */
+    uint64_t index;         /* the claim index its producer holds it for */
     int kind;
     int died;           /* NAME: the object is gone, retire the address */
     uint32_t n;         /* words of data (SAMPLE), bytes of name (NAME), samples (REPEAT) */
@@ -62,17 +88,23 @@ typedef struct vmp_slot {
 /* Maps the slots the first time.  0, or -1 with errno. */
 int vmp_ring_map(void);
 
-/* Empties the ring (no producer or consumer may be running).  After a
- * drained run every slot is free already; slots_too also frees the slots a
- * run left claimed (the child after fork): nothing to do where the kernel
- * wipes the ring in a fork child (MADV_WIPEONFORK, Linux 4.14), else it
- * touches every slot's page. */
+/* Empties the ring (no consumer may be running).  Without slots_too the
+ * indexes go on: what a run left claimed is passed as holes, and a slot a
+ * late producer still holds stays out of use until it gives it back.
+ * slots_too frees every slot (the child after fork, which has none of its
+ * parent's producers): nothing to do where the kernel wipes the ring in a
+ * fork child (MADV_WIPEONFORK, Linux 4.14), else it touches every slot's
+ * page. */
 void vmp_ring_reset(int slots_too);
 
-/* Claims the next slot, or returns NULL when the ring is full. */
+/* Claims the next slot, or returns NULL when the ring is full (or the
+ * slot for the next index is still held by a producer it was given up on). */
 vmp_slot *vmp_ring_claim(void);
 
-void vmp_ring_publish(vmp_slot *s);
+/* Hands the filled slot to the consumer: 0; or -1 when the consumer gave
+ * the slot up (its producer was too long): the slot is given back, its
+ * content never read. */
+int vmp_ring_publish(vmp_slot *s);
 
 /* Consumer: the oldest claimed slot (published or not) and its claim index
  * in *index, or NULL when the ring is empty, *index then the index the next
@@ -84,10 +116,32 @@ vmp_slot *vmp_ring_oldest(uint64_t *index);
  * lower one. */
 uint64_t vmp_ring_next_index(void);
 
-/* Consumer: frees the oldest slot, done with. */
+/* Consumer: what the oldest slot (index `index`) holds for it. */
+enum {
+    VMP_RING_FILLING, /* its producer (or claimant) is not done */
+    VMP_RING_READY,   /* published: to be processed */
+    VMP_RING_HOLE,    /* nothing: a claim that found the slot held by a producer given up on */
+};
+int vmp_ring_look(const vmp_slot *s, uint64_t index);
+
+/* Consumer: gives up on the oldest slot, which is FILLING.  Returns
+ * VMP_RING_READY when it was published meanwhile (process it), else
+ * VMP_RING_HOLE: nothing to process; a producer holding it will find its
+ * publish refused, and the slot stays out of use until it gave it back
+ * (vmp_ring_given_up counts those); a claimant that had not taken it yet
+ * finds its claim failed. */
+int vmp_ring_give_up(vmp_slot *s, uint64_t index);
+
+/* Slots given up on whose producers have not given them back yet. */
+uint64_t vmp_ring_given_up(void);
+
+/* Consumer: frees the oldest slot, done with (processed, a hole, or given
+ * up: then it is freed when its producer gives it back). */
 void vmp_ring_release_oldest(vmp_slot *s);
 
-/* Returns the slots' memory to the system (they stay mapped). */
+/* Returns the slots' memory to the system (they stay mapped), unless a
+ * producer may still write into one (a slot given up on or claimed since
+ * the ring was last seen empty): then it is kept. */
 void vmp_ring_give_back_pages(void);
 
 /* Consumer: sleeps up to timeout_ns, or until the bell rings (a ring after

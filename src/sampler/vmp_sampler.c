@@ -313,8 +313,7 @@ static int first_hand_over(long i, pid_t tid, uint32_t place)
     s->place = place;
     s->thread_id = First.thread_id[i];
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
-    vmp_ring_publish(s);
-    return 0;
+    return vmp_ring_publish(s); /* (-1: given up, as a full ring) */
 }
 
 int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)

@@ -602,7 +602,8 @@ int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns)
 /* Tests only (vmp_writer_test_stall_next_name): the next name pushed by
  * the thread `stall_tid` waits stall_ns between its claim and its publish,
  * as a thread descheduled or stopped there would; stall_state: 1 asked, 2
- * waiting, 3 done. */
+ * waiting, 3 done, 4 done and its publish refused (the writer gave the
+ * slot up meanwhile). */
 static _Atomic int64_t stall_ns;
 static _Atomic pid_t stall_tid;
 static _Atomic int stall_state;
@@ -651,11 +652,16 @@ static int drain(int wait)
         settle_names(index);
         if (!s)
             return 1;
-        if (atomic_load_explicit(&s->state, memory_order_acquire) != VMP_SLOT_READY) {
+        int what = vmp_ring_look(s, index);
+        if (what == VMP_RING_FILLING) {
             if (!wait)
                 return 0;
             /* A producer is between its claim and its publish; it cannot
-             * block, but give up on it after a second rather than hang. */
+             * block, but give up on it after a second rather than hang (a
+             * thread descheduled or stopped there).  Its publish is then
+             * refused: a sample is counted dropped by its producer, a name
+             * put in the stream again (vmp_writer_push_name); its slot is
+             * not used again until that producer is done with it. */
             int64_t now = vmp_mono_ns();
             if (!waited_since)
                 waited_since = now;
@@ -663,10 +669,10 @@ static int drain(int wait)
                 vmp_sleep_ns(20000);
                 continue;
             }
-            atomic_fetch_add(&vmp_run.dropped, 1);
-        } else {
-            process(s);
+            what = vmp_ring_give_up(s, index);
         }
+        if (what == VMP_RING_READY)
+            process(s);
         drained++;
         waited_since = 0;
         vmp_ring_release_oldest(s);
@@ -945,36 +951,13 @@ static int hold_name(uintptr_t code, const char *name, size_t len, int died)
     return 0;
 }
 
-void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died)
+/* Fills a claimed slot with a name and publishes it: 0, or -1 when the
+ * writer gave the slot up before the publish (it waited for everything to
+ * be out, and this thread was descheduled or stopped in between for over
+ * a second).  Needs no GIL. */
+static int put_name(vmp_slot *s, uintptr_t code, const char *name, size_t len, int died, int holds_gil)
 {
-    vmp_slot *s = vmp_ring_claim();
-    if (!s && hold_name(code, name, len, died) == 0)
-        return;
-    if (!s && !atomic_load(&names_stalled)) {
-        /* Full, and the queue beside it too: the writer makes room without
-         * the GIL, but it may be blocked on a pipe that a thread of this
-         * program reads, which needs the GIL: wait without it. */
-        int64_t start = vmp_mono_ns();
-        Py_BEGIN_ALLOW_THREADS
-        while (!(s = vmp_ring_claim()) && vmp_mono_ns() - start < VMP_NAME_WAIT_NS && !vmp_run_writer_hopeless())
-            vmp_sleep_ns(100000);
-        Py_END_ALLOW_THREADS
-        if (!s)
-            atomic_store(&names_stalled, 1);
-    }
-    if (!s) {
-        atomic_fetch_add(&vmp_run.names_lost, 1);
-        uint64_t h = atomic_load_explicit(&Lost.head, memory_order_relaxed);
-        uint64_t room = lost_room ? lost_room : LOST_MAX;
-        if (died && h - atomic_load_explicit(&Lost.tail, memory_order_acquire) < room) {
-            Lost.at[h % LOST_MAX].code = code;
-            Lost.at[h % LOST_MAX].before = vmp_ring_next_index();
-            atomic_store_explicit(&Lost.head, h + 1, memory_order_release);
-        }
-        return;
-    }
-    atomic_store(&names_stalled, 0);
-    test_stall_point(1);
+    test_stall_point(holds_gil);
     if (len > sizeof s->data)
         len = sizeof s->data;
     memcpy(s->data, name, len);
@@ -982,7 +965,69 @@ void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died
     s->died = died;
     s->n = (uint32_t)len;
     s->code = code;
-    vmp_ring_publish(s);
+    if (vmp_ring_publish(s) == 0)
+        return 0;
+    int stalled = 3;
+    if (atomic_load(&stall_tid) == vmp_gettid())
+        atomic_compare_exchange_strong(&stall_state, &stalled, 4);
+    return -1;
+}
+
+/* Pushes a name again when the writer gave its slot up, this many times at
+ * most (each needs another stall of over a second), then it is lost. */
+#define VMP_NAME_TRIES 8
+
+void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died)
+{
+    /* A name whose slot the writer gave up on is pushed again: later in
+     * the stream, but still in time.  Samples claimed meanwhile that hold
+     * the address are of this same dying object (its memory is freed, and
+     * a new object may take the address, only once this returns), so
+     * they take the id this name is written for, and the address is
+     * retired before anything of a new object there. */
+    for (int tries = 0; tries < VMP_NAME_TRIES; tries++) {
+        vmp_slot *s = vmp_ring_claim();
+        if (s) {
+            atomic_store(&names_stalled, 0);
+            if (put_name(s, code, name, len, died, 1) == 0)
+                return;
+            continue;
+        }
+        if (hold_name(code, name, len, died) == 0)
+            return;
+        if (atomic_load(&names_stalled))
+            break;
+        /* Full, and the queue beside it too: the writer makes room without
+         * the GIL, but it may be blocked on a pipe that a thread of this
+         * program reads, which needs the GIL: wait without it.  The slot
+         * is filled and published before the GIL is taken again: left
+         * claimed while this thread waits for the GIL (another thread may
+         * keep it for seconds), it held the writer up, and a writer
+         * waiting for everything to be out gave it up. */
+        int put = -1;
+        int64_t start = vmp_mono_ns();
+        Py_BEGIN_ALLOW_THREADS
+        while (!(s = vmp_ring_claim()) && vmp_mono_ns() - start < VMP_NAME_WAIT_NS && !vmp_run_writer_hopeless())
+            vmp_sleep_ns(100000);
+        if (s)
+            put = put_name(s, code, name, len, died, 0);
+        Py_END_ALLOW_THREADS
+        if (!s) {
+            atomic_store(&names_stalled, 1);
+            break;
+        }
+        atomic_store(&names_stalled, 0);
+        if (put == 0)
+            return;
+    }
+    atomic_fetch_add(&vmp_run.names_lost, 1);
+    uint64_t h = atomic_load_explicit(&Lost.head, memory_order_relaxed);
+    uint64_t room = lost_room ? lost_room : LOST_MAX;
+    if (died && h - atomic_load_explicit(&Lost.tail, memory_order_acquire) < room) {
+        Lost.at[h % LOST_MAX].code = code;
+        Lost.at[h % LOST_MAX].before = vmp_ring_next_index();
+        atomic_store_explicit(&Lost.head, h + 1, memory_order_release);
+    }
 }
 
 int vmp_writer_write_head(const vmp_sampler_config *cfg, unsigned mode)

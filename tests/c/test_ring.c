@@ -2,7 +2,8 @@
  * test_ring.c - the ring's consumer bell (vmp_ring.h): the consumer naps
  * long and is woken when the ring fills to the mark, or when rung (also
  * from a signal handler), and a ring that came before the nap is not lost;
- * the index it tells where it is seen empty; and the run's waits for a word
+ * the index it tells where it is seen empty; a slot the consumer gave up
+ * on stays its producer's until it is done; and the run's waits for a word
  * (vmp_run.h) sleep rather than poll.
  */
 #define _GNU_SOURCE
@@ -40,10 +41,13 @@ static void *consumer(void *arg)
     return NULL;
 }
 
+static uint64_t base; /* the first index of a fresh ring (indexes go on across resets) */
+
 static void fresh_ring(void)
 {
     REQUIRE(vmp_ring_map() == 0);
     vmp_ring_reset(1);
+    base = vmp_ring_next_index();
     atomic_store(&napping_started, 0);
     atomic_store(&nap_result, -1);
     atomic_store(&nap_ns, 0);
@@ -124,11 +128,143 @@ VMP_TEST(ring_seen_empty_tells_the_index_the_next_claim_gets)
     }
     uint64_t index = UINT64_MAX;
     vmp_slot *s = vmp_ring_oldest(&index);
-    CHECK(s != NULL && index == 0);
+    CHECK(s != NULL && index == base);
     release_all();
     index = UINT64_MAX;
     CHECK(vmp_ring_oldest(&index) == NULL);
-    CHECK(index == 3);
+    CHECK(index == base + 3);
+}
+
+/* Consumer: processes (releases) every published slot up to the first one
+ * still filling; returns how many it released. */
+static int consume_ready(void)
+{
+    int n = 0;
+    uint64_t index;
+    vmp_slot *s;
+    while ((s = vmp_ring_oldest(&index)) && vmp_ring_look(s, index) != VMP_RING_FILLING) {
+        vmp_ring_release_oldest(s);
+        n++;
+    }
+    return n;
+}
+
+VMP_TEST(ring_a_slot_given_up_on_is_not_handed_out_again_while_its_producer_fills_it)
+{
+    /* The writer, waiting for everything to be out, gives a slot whose
+     * producer is stalled (descheduled, stopped) up after a second.  Before,
+     * it released the slot, and the claim one lap later got the same slot
+     * while the stalled producer still wrote into it, and its late publish
+     * made a slot READY before its new claimant filled it. */
+    fresh_ring();
+    vmp_slot *stalled = vmp_ring_claim();
+    REQUIRE(stalled != NULL);
+    uint64_t index = UINT64_MAX;
+    vmp_slot *s = vmp_ring_oldest(&index);
+    REQUIRE(s == stalled && index == base);
+    CHECK(vmp_ring_look(s, index) == VMP_RING_FILLING);
+    CHECK(vmp_ring_give_up(s, index) == VMP_RING_HOLE);
+    CHECK(vmp_ring_given_up() == 1);
+    vmp_ring_release_oldest(s);
+    for (int i = 1; i < VMP_RING_SLOTS; i++) {
+        vmp_slot *o = vmp_ring_claim();
+        REQUIRE(o != NULL && o != stalled);
+        CHECK(vmp_ring_publish(o) == 0);
+    }
+    CHECK(consume_ready() == VMP_RING_SLOTS - 1);
+    /* one lap on: the stalled producer still holds it, the claim fails */
+    CHECK(vmp_ring_claim() == NULL);
+    vmp_slot *next = vmp_ring_claim(); /* (the next index has a slot of its own) */
+    CHECK(next != NULL && next != stalled);
+    /* the late publish is refused: the slot is given back unread */
+    stalled->data[0] = 42;
+    CHECK(vmp_ring_publish(stalled) == -1);
+    CHECK(vmp_ring_given_up() == 0);
+    if (next)
+        vmp_ring_publish(next);
+    s = vmp_ring_oldest(&index);
+    REQUIRE(s == stalled && index == base + VMP_RING_SLOTS);
+    CHECK(vmp_ring_look(s, index) == VMP_RING_HOLE); /* (the failed claim's index) */
+    CHECK(consume_ready() == 2);
+    /* and in use again a lap later */
+    int got = 0;
+    for (int i = 0; i < VMP_RING_SLOTS; i++) {
+        vmp_slot *o = vmp_ring_claim();
+        REQUIRE(o != NULL);
+        got += o == stalled;
+        CHECK(vmp_ring_publish(o) == 0);
+    }
+    CHECK(got == 1);
+    CHECK(consume_ready() == VMP_RING_SLOTS);
+}
+
+VMP_TEST(ring_a_publish_the_consumer_went_past_is_never_read_as_a_later_claims)
+{
+    /* The late publish lands on the slot of index 0 after the consumer gave
+     * it up; the consumer must not take it for the claim one lap later. */
+    fresh_ring();
+    vmp_slot *stalled = vmp_ring_claim();
+    REQUIRE(stalled != NULL);
+    uint64_t index;
+    vmp_slot *s = vmp_ring_oldest(&index);
+    REQUIRE(s == stalled);
+    vmp_ring_give_up(s, index);
+    vmp_ring_release_oldest(s);
+    for (int i = 1; i < VMP_RING_SLOTS; i++) {
+        vmp_slot *o = vmp_ring_claim();
+        REQUIRE(o != NULL);
+        vmp_ring_publish(o);
+    }
+    CHECK(consume_ready() == VMP_RING_SLOTS - 1);
+    vmp_slot *again = vmp_ring_claim(); /* index VMP_RING_SLOTS */
+    vmp_ring_publish(stalled);
+    s = vmp_ring_oldest(&index);
+    REQUIRE(s == stalled && index == base + VMP_RING_SLOTS);
+    CHECK(again == NULL);
+    CHECK(vmp_ring_look(s, index) != VMP_RING_READY);
+    if (again && again != stalled)
+        vmp_ring_publish(again);
+    consume_ready();
+}
+
+VMP_TEST(ring_a_slot_published_while_the_consumer_gives_it_up_is_processed)
+{
+    fresh_ring();
+    vmp_slot *p = vmp_ring_claim();
+    REQUIRE(p != NULL);
+    uint64_t index;
+    vmp_slot *s = vmp_ring_oldest(&index);
+    REQUIRE(s == p);
+    CHECK(vmp_ring_look(s, index) == VMP_RING_FILLING);
+    CHECK(vmp_ring_publish(p) == 0); /* (just before the give-up) */
+    CHECK(vmp_ring_give_up(s, index) == VMP_RING_READY);
+    CHECK(vmp_ring_given_up() == 0);
+    vmp_ring_release_oldest(s);
+    CHECK(vmp_ring_oldest(&index) == NULL && index == base + 1);
+}
+
+VMP_TEST(ring_a_run_left_claimed_is_given_up_by_the_next_runs_reset)
+{
+    /* A run ends with a slot still claimed (a name's producer that claimed
+     * after the writer's last look): the next run's reset goes past it,
+     * its producer's publish is refused, and the ring goes on. */
+    fresh_ring();
+    vmp_slot *late = vmp_ring_claim();
+    REQUIRE(late != NULL);
+    vmp_ring_reset(0);
+    uint64_t index;
+    CHECK(vmp_ring_oldest(&index) == NULL && index == base + 1);
+    CHECK(vmp_ring_publish(late) == -1);
+    int got = 0;
+    for (int i = 0; i < 2 * VMP_RING_SLOTS; i++) {
+        vmp_slot *o = vmp_ring_claim();
+        got += o != NULL;
+        if (o)
+            vmp_ring_publish(o);
+        consume_ready();
+    }
+    CHECK(got == 2 * VMP_RING_SLOTS - 1); /* (one hole: the late one's slot, a lap after) */
+    CHECK(vmp_ring_given_up() == 0);
 }
 
 VMP_TEST(ring_a_signal_handler_may_wake_the_consumer)

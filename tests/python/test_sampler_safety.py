@@ -724,6 +724,82 @@ def test_a_name_held_while_the_writer_looked_at_an_empty_ring_comes_after_its_sa
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_name_whose_slot_the_writer_gave_up_on_still_retires_its_address(tmp_path):
+    # Waiting for everything to be out (here the sync before an exec, which
+    # fails), the writer gives a slot whose producer has not published it
+    # up after 1 s.  Before, a dying code object's name in such a slot was
+    # lost unseen: its address was never retired, and a new code object
+    # there took the dead one's id, so the dead one's samples were shown
+    # under the new one's name.  (And the late publish landed on a slot
+    # that another claim may have taken since.)  Now the late publish is
+    # refused and the name is put in the stream again, before anything of
+    # a new object at that address.  The hook makes the name's producer
+    # wait 3 s between its claim and its publish, as a thread descheduled
+    # or stopped there would.
+    done = run_script(tmp_path, """
+        import os, threading, time, vmprof
+        from vmprof import _core
+        from sampler_util import burn_cpu, function_named, read_back
+
+        def template(t):
+            burn_cpu(t)
+
+        def phase_one(f):
+            f(0.05)
+
+        def phase_two(ns):
+            ns["second_fn"](0.05)
+
+        def dies_in_a_thread(box):
+            f = box.pop()
+            assert _core._writer_stall_next_name(3.0) == 1
+            del f  # its name: claimed, then 3 s before the publish
+
+        with open("p.prof", "wb") as out:
+            vmprof.enable(out.fileno(), period=0.0002, real_time=True, native=False)
+            box = [function_named(template, "first_fn")]
+            phase_one(box[0])
+            old = id(box[0].__code__)
+            t = threading.Thread(target=dies_in_a_thread, args=(box,))
+            t.start()
+            deadline = time.monotonic() + 10
+            while _core._writer_stall_next_name() < 2 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            stalled = _core._writer_stall_next_name() == 2
+            try:  # the sync before it waits for the writer, which gives the name's slot up
+                os.execv("/nonexistent/program", ["program"])
+            except OSError:
+                pass
+            t.join()
+            refused = _core._writer_stall_next_name() == 4  # (the writer gave its slot up)
+            ns, keep = {}, []
+            for _ in range(5000):
+                ns["second_fn"] = function_named(template, "second_fn")
+                if id(ns["second_fn"].__code__) == old:
+                    break
+                keep.append(ns["second_fn"])
+            reused = id(ns["second_fn"].__code__) == old
+            burn_cpu(0.05)  # (sampling resumes after the failed exec)
+            phase_two(ns)
+            vmprof.disable()
+        p = read_back("p.prof")
+        stats = vmprof.profiler.last_run_stats
+        named = {p.func(e) for e in p.names}
+        lies = seconds = 0
+        for entries, _, _ in p.stacks:
+            funcs = {p.func(e) for e in entries if e in p.names}
+            lies += "phase_one" in funcs and "second_fn" in funcs
+            seconds += "phase_two" in funcs and "second_fn" in funcs
+        print("stalled", stalled, "refused", refused, "reused", reused, "lies", lies, "seconds", seconds,
+              "first_fn named", "first_fn" in named, stats)
+        assert stalled and refused
+    """, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if "reused True" not in done.stdout:
+        pytest.skip("the allocator did not give the new code object the dead one's address")
+    assert "lies 0" in done.stdout and "first_fn named True" in done.stdout, done.stdout
+
+
 # ---- fork ----------------------------------------------------------------------
 
 def test_forks_while_profiling_natively_give_children_that_profile_natively(tmp_path):
