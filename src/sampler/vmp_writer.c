@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -54,7 +55,10 @@
 #define VMP_NAME_WAIT_NS 5000000000LL     /* a name waits this long for room in the ring */
 
 #define ID_RETIRED 1u
-#define ID_GEN_MAX 0xffffu
+#define ID_GEN_MAX 0xfffeu
+/* The generation of every id written once nothing may be named any more
+ * (Lost.unnamed_from): no name is written for it. */
+#define ID_GEN_UNNAMED 0xffffu
 
 typedef struct last_sample {
     pid_t tid; /* 0: none */
@@ -82,16 +86,25 @@ static struct {
  * place in the stream (before the first slot claimed after the death), or a
  * new object there would be shown under the dead one's id.  (With 1,024
  * places here, 1,301 names lost at once left the last ones' addresses
- * unretired: 606 samples under a wrong name; past LOST_MAX it would
- * again.)  Pushed by GIL holders, one at a time; taken by the writer. */
-#define LOST_MAX 16384
+ * unretired: 606 samples under a wrong name; with 16,384, the 16,385th.)
+ * So they are kept in LOST_MAX places of anonymous memory, mapped at the
+ * first run (never in signal context) and touched only as names are lost,
+ * 16 bytes each: a writer stuck for good in a program whose code objects
+ * die by the million.  A name that finds even that full, or the memory not
+ * mapped, cannot be retired at its place: then nothing from that place on
+ * is named (unnamed_from; the samples keep their frames, under ids no name
+ * is written for), which loses names but never shows one under another's.
+ * Pushed by GIL holders, one at a time; taken by the writer. */
+#define LOST_MAX ((uint64_t)1 << 22)
+typedef struct lost_name {
+    uint64_t code;
+    uint64_t before; /* ring claim index: retire before the slot with this one */
+} lost_name;
 static struct {
-    struct {
-        uint64_t code;
-        uint64_t before; /* ring claim index: retire before the slot with this one */
-    } at[LOST_MAX];
+    lost_name *at; /* LOST_MAX of them (NULL: could not be mapped) */
     _Atomic uint64_t head, tail;
-} Lost;
+    _Atomic uint64_t unnamed_from; /* claim index from which nothing is named; UINT64_MAX: none */
+} Lost = {.unnamed_from = UINT64_MAX};
 
 /* Tests only (vmp_writer_test_lost_room): Lost holds at most this many in
  * this run (0: LOST_MAX). */
@@ -136,8 +149,13 @@ static uint64_t id_with_gen(uint64_t addr, uint32_t state)
     return addr | ((uint64_t)(state >> 1) << 48);
 }
 
+/* Set by the writer once it passed Lost.unnamed_from. */
+static int unnamed;
+
 static uint64_t id_for_sample(uint64_t addr)
 {
+    if (unnamed)
+        return id_with_gen(addr, ID_GEN_UNNAMED << 1);
     uint32_t state = 0;
     if (vmp_u64map_find(&W.ids_by_addr, addr, &state) && !(state & ID_RETIRED))
         return id_with_gen(addr, state);
@@ -161,7 +179,7 @@ static void retire_lost(uint64_t upto)
 {
     uint64_t t = atomic_load_explicit(&Lost.tail, memory_order_relaxed);
     while (t != atomic_load_explicit(&Lost.head, memory_order_acquire) && Lost.at[t % LOST_MAX].before <= upto) {
-        retire(Lost.at[t % LOST_MAX].code);
+        retire(Lost.at[t % LOST_MAX].code); /* (head > tail: at was mapped) */
         atomic_store_explicit(&Lost.tail, ++t, memory_order_release);
     }
 }
@@ -178,12 +196,21 @@ static uint64_t id_for_name(uint64_t addr, int died)
 
 static void flush(void);
 
-/* Writes the held names pushed before claim index `upto`. */
+/* Writes the held names pushed before claim index `upto`.  One whose place
+ * is at or past Lost.unnamed_from is not written: an address whose name
+ * was lost there without a place to keep it was not retired, and a name
+ * for its next object would be shown on the dead one's samples.  (Read
+ * after the queue's head: a name held after that loss is seen with it.) */
 static void write_held(uint64_t upto)
 {
     uint64_t t = atomic_load_explicit(&Held.tail, memory_order_relaxed);
     while (t != atomic_load_explicit(&Held.head, memory_order_acquire) && Held.at[t % HELD_MAX].before <= upto) {
         const held_name *h = &Held.at[t % HELD_MAX];
+        if (unnamed || h->before >= atomic_load_explicit(&Lost.unnamed_from, memory_order_acquire)) {
+            atomic_fetch_add(&vmp_run.names_lost, 1);
+            atomic_store_explicit(&Held.tail, ++t, memory_order_release);
+            continue;
+        }
         uint64_t id = id_for_name(h->code, h->died);
         if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, h->len))
             flush();
@@ -211,6 +238,10 @@ static void settle_names(uint64_t upto)
 {
     retire_lost(upto);
     write_held(upto);
+    /* (a slot that may hold a new object at an address lost without a
+     * place was claimed after unnamed_from was set: seen here before it) */
+    if (!unnamed && upto >= atomic_load_explicit(&Lost.unnamed_from, memory_order_acquire))
+        unnamed = 1;
 }
 
 /* Where the writer writes: the profile's descriptor, or for a pipe a
@@ -549,6 +580,10 @@ static void process(vmp_slot *s)
         return;
     }
     if (s->kind == VMP_SLOT_NAME) {
+        if (unnamed) { /* (Lost) */
+            atomic_fetch_add(&vmp_run.names_lost, 1);
+            return;
+        }
         uint64_t id = id_for_name(s->code, s->died);
         if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, s->n))
             flush();
@@ -879,6 +914,8 @@ void vmp_writer_after_fork_child(void)
     W.niov = 0;
     atomic_store(&Lost.head, 0);
     atomic_store(&Lost.tail, 0);
+    atomic_store(&Lost.unnamed_from, UINT64_MAX);
+    unnamed = 0;
     atomic_store(&Held.head, 0);
     atomic_store(&Held.tail, 0);
     atomic_store(&names_stalled, 0);
@@ -892,8 +929,18 @@ int vmp_writer_prepare(void)
     W.from = 0;
     W.niov = 0;
     vmp_writer_release();
+    if (!Lost.at) {
+        void *p = mmap(NULL, LOST_MAX * sizeof *Lost.at, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        Lost.at = p == MAP_FAILED ? NULL : p; /* (none: every lost name ends the naming) */
+    } else if (atomic_load(&Lost.head)) {
+        uint64_t used = atomic_load(&Lost.head) < LOST_MAX ? atomic_load(&Lost.head) : LOST_MAX;
+        madvise(Lost.at, used * sizeof *Lost.at, MADV_DONTNEED); /* (the last run's, given back) */
+    }
     atomic_store(&Lost.head, 0);
     atomic_store(&Lost.tail, 0);
+    atomic_store(&Lost.unnamed_from, UINT64_MAX);
+    unnamed = 0;
     atomic_store(&Held.head, 0);
     atomic_store(&Held.tail, 0);
     atomic_store(&names_stalled, 0);
@@ -1021,13 +1068,22 @@ void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died
             return;
     }
     atomic_fetch_add(&vmp_run.names_lost, 1);
+    if (!died)
+        return;
     uint64_t h = atomic_load_explicit(&Lost.head, memory_order_relaxed);
-    uint64_t room = lost_room ? lost_room : LOST_MAX;
-    if (died && h - atomic_load_explicit(&Lost.tail, memory_order_acquire) < room) {
+    uint64_t room = lost_room && lost_room < LOST_MAX ? lost_room : LOST_MAX;
+    uint64_t before = vmp_ring_next_index();
+    if (Lost.at && h - atomic_load_explicit(&Lost.tail, memory_order_acquire) < room) {
         Lost.at[h % LOST_MAX].code = code;
-        Lost.at[h % LOST_MAX].before = vmp_ring_next_index();
+        Lost.at[h % LOST_MAX].before = before;
         atomic_store_explicit(&Lost.head, h + 1, memory_order_release);
+        return;
     }
+    /* Nowhere to keep it: its address cannot be retired at its place.
+     * Nothing from here on is named rather (Lost; the first such place
+     * stays). */
+    uint64_t none = UINT64_MAX;
+    atomic_compare_exchange_strong(&Lost.unnamed_from, &none, before);
 }
 
 int vmp_writer_write_head(const vmp_sampler_config *cfg, unsigned mode)

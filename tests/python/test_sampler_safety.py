@@ -624,6 +624,135 @@ def test_an_address_whose_name_was_lost_is_retired_not_reused(tmp_path):
     assert "lies 0" in done.stdout, done.stdout
 
 
+# The lost-name tests below: a reader that pauses, fillers sampled and then
+# dying with the pipe and the ring full (1,024 names held beside the ring,
+# the next waits 5 s in vain, the rest are lost at once), then first_fn dies
+# (its name lost too), and a new code object is made until one takes
+# first_fn's address; phase_one's samples hold first_fn, phase_two's the new
+# second_fn.  FILLERS_ARE is "chains": the fillers are sampled as chains of
+# CHAIN functions each calling the next, so that each sample notes CHAIN of
+# them (a name is owed only for a sampled code object).
+LOST_NAMES = """
+    import os, sys, threading, time, vmprof
+    from vmprof import _core
+    from sampler_util import burn_cpu, function_named, read_back
+    FILLERS, LOST_ROOM = int(sys.argv[1]), int(sys.argv[2])
+    CHAIN = 200
+    r, w = os.pipe()
+    reading = threading.Event()
+    chunks = []
+    caught_up = []  # reads that emptied the pipe: the writer's backlog is out
+
+    def reader():
+        while True:
+            reading.wait()
+            data = os.read(r, 1 << 16)
+            if not data:
+                return
+            chunks.append(data)
+            if len(data) < 1 << 16:
+                caught_up.append(len(chunks))
+
+    def template(t):
+        burn_cpu(t)
+
+    def link(fns, i, t):
+        if i < len(fns):
+            fns[i](fns, i + 1, t)
+        else:
+            burn_cpu(t)
+
+    def phase_one(ns):
+        ns["first_fn"](0.05)
+
+    def phase_two(ns):
+        ns["second_fn"](0.05)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    reading.set()
+    vmprof.enable(w, period=0.0002, real_time=True, native=False)
+    if LOST_ROOM:
+        _core._writer_lost_room(LOST_ROOM)
+    fillers = [function_named(link, "filler_%d" % i) for i in range(FILLERS)]
+    for k in range(0, FILLERS, CHAIN):  # each sampled: a name owed when it dies
+        chain = fillers[k:k + CHAIN]
+        chain[0](chain, 1, 0.004)
+    del chain
+    ns = {"first_fn": function_named(template, "first_fn")}
+    phase_one(ns)
+    old = id(ns["first_fn"].__code__)
+    reading.clear()  # (after the read in flight)
+    burn_cpu(0.6)  # the pipe is full, the ring too
+    fillers.clear()  # 1,024 names held, the next waits 5 s in vain, the rest are lost
+    ns.clear()       # first_fn's name finds no room
+    keep = []  # (the freed fillers' blocks come first: take them until one is first_fn's)
+    for _ in range(30000):
+        ns["second_fn"] = function_named(template, "second_fn")
+        if id(ns["second_fn"].__code__) == old:
+            break
+        keep.append(ns["second_fn"])
+    reused = id(ns["second_fn"].__code__) == old
+    before = len(caught_up)
+    reading.set()
+    # (phase_two's samples must find room in the ring: wait until the reader
+    # has emptied the pipe a few times)
+    deadline = time.monotonic() + 30
+    while len(caught_up) < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    phase_two(ns)
+    vmprof.disable()
+    os.close(w)
+    t.join()
+    with open("p.prof", "wb") as f:
+        f.write(b"".join(chunks))
+    p = read_back("p.prof")
+    stats = vmprof.profiler.last_run_stats
+    named = {p.func(e) for e in p.names}
+    lies = seconds = unnamed_two = 0
+    for entries, _, _ in p.stacks:
+        funcs = {p.func(e) for e in entries if e in p.names}
+        lies += "phase_one" in funcs and "second_fn" in funcs
+        seconds += "phase_two" in funcs and "second_fn" in funcs
+        unnamed_two += not funcs
+    print("reused", reused, "lies", lies, "seconds", seconds, "unnamed stacks", unnamed_two,
+          "first_fn named", "first_fn" in named, "second_fn named", "second_fn" in named,
+          "names_lost", stats["names_lost"])
+"""
+
+
+def test_more_names_lost_than_16384_still_retire_their_addresses(tmp_path):
+    # The writer kept 16,384 lost names not yet retired; past that, a lost
+    # name's address was not retired, and a new object there took the dead
+    # one's id.  17,600 sampled fillers die with the writer stuck: first_fn's
+    # name is the 16,576th lost.  Now the lost names are kept in memory
+    # mapped once (touched only as names are lost), 4,194,304 of them.
+    done = run_script(tmp_path, LOST_NAMES, "17600", "0", timeout=150)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lost = int(done.stdout.split("names_lost")[1].split()[0])
+    assert lost > 16384 + 1, done.stdout
+    if "reused True" not in done.stdout:
+        pytest.skip("the allocator did not give the new code object the dead one's address")
+    assert "lies 0" in done.stdout, done.stdout
+    # (phase_two's samples, after the reader caught up, are named)
+    assert int(done.stdout.split("seconds")[1].split()[0]) > 0, done.stdout
+
+
+def test_names_lost_past_what_the_writer_keeps_leave_the_rest_of_the_run_unnamed(tmp_path):
+    # Past the lost names the writer can keep (here made 50), a lost name's
+    # address cannot be retired at its place: before, a new object there
+    # took the dead one's id (phase_one's samples shown as second_fn's).
+    # Now nothing from that place on is named: the samples keep their
+    # frames, under ids no name is written for.
+    done = run_script(tmp_path, LOST_NAMES, "1300", "50", timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if "reused True" not in done.stdout:
+        pytest.skip("the allocator did not give the new code object the dead one's address")
+    assert "lies 0" in done.stdout, done.stdout
+    assert "second_fn named False" in done.stdout, done.stdout
+    assert int(done.stdout.split("unnamed stacks")[1].split()[0]) > 50, done.stdout
+
+
 def test_names_of_dying_code_objects_are_held_while_a_slow_reader_keeps_the_ring_full(tmp_path):
     # A reader taking ~20 KB/s: the writer drains the ring, then writes out
     # what it drained, and frees no slot meanwhile (seconds).  A code
