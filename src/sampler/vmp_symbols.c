@@ -1,9 +1,10 @@
 /*
  * vmp_symbols.c - native address resolution over elfutils libdwfl.
  *
- * One Dwfl session describes the process as /proc/self/maps shows it; a
- * refresh reports the maps again, which adds objects loaded since (libdwfl
- * keeps the modules it already knows).  Symbol tables and line tables are
+ * One Dwfl session describes the objects the loader lists, each where the
+ * loader placed it (the file of each from /proc/self/maps); a refresh
+ * reports them again, which adds objects loaded since (libdwfl keeps the
+ * modules it already knows).  Symbol tables and line tables are
  * loaded lazily by libdwfl, object by object, the first time an address in
  * that object is asked about.
  */
@@ -153,25 +154,222 @@ static const Dwfl_Callbacks callbacks = {
     .find_debuginfo = find_debuginfo_offline,
 };
 
-/* Reports the objects mapped now.  Objects still mapped keep their loaded
- * tables (libdwfl reuses a module reported again at the same place); objects
- * unloaded since are dropped, so a library loaded where another was never
- * takes the old one's names. */
+/* ---- the objects, as the loader lists them --------------------------------- */
+
+/* One object the loader lists: where libdwfl must place it, so that its
+ * bias comes out as the loader's (see loaded_objects), and its lowest
+ * mapped page (where /proc/self/maps names its file). */
+struct object {
+    uintptr_t low, high, first_page;
+};
+struct objects {
+    struct object *o; /* NULL in the counting pass */
+    size_t n, cap;
+    uintptr_t page;
+    unsigned long long loads;
+};
+
+/* Called with the loader's lock held: copies numbers only, allocates
+ * nothing (vmp_native_unwind.c's build_table says why). */
+static int collect_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct objects *c = arg;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+        c->loads = info->dlpi_adds + info->dlpi_subs;
+    uintptr_t low = 0, high = 0, first_page = UINTPTR_MAX;
+    int loads = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || ph->p_memsz == 0)
+            continue;
+        /* libdwfl takes the module's bias as its low address minus the
+         * first PT_LOAD's p_vaddr & -p_align: with this low it is the
+         * loader's own (dlpi_addr). */
+        if (loads++ == 0)
+            low = info->dlpi_addr + (ph->p_vaddr & -ph->p_align);
+        uintptr_t page = info->dlpi_addr + (ph->p_vaddr & ~(c->page - 1));
+        if (page < first_page)
+            first_page = page;
+        if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > high)
+            high = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+    }
+    if (loads == 0 || high <= low)
+        return 0;
+    if (c->o && c->n < c->cap)
+        c->o[c->n] = (struct object){low, high, first_page};
+    c->n++;
+    return 0;
+}
+
+/* The loaded objects, from the loader (two passes: count, then fill);
+ * NULL when memory is short.  *loads receives the loader's counters. */
+static struct object *loaded_objects(size_t *n, unsigned long long *loads)
+{
+    for (int attempt = 0; attempt < 4; attempt++) {
+        struct objects c = {NULL, 0, 0, (uintptr_t)getpagesize(), 0};
+        dl_iterate_phdr(collect_object, &c);
+        size_t cap = c.n + 16;
+        c = (struct objects){malloc(cap * sizeof *c.o), 0, cap, c.page, 0};
+        if (!c.o)
+            return NULL;
+        dl_iterate_phdr(collect_object, &c);
+        if (c.n <= cap) {
+            *n = c.n;
+            *loads = c.loads;
+            return c.o;
+        }
+        free(c.o);
+    }
+    return NULL;
+}
+
+/* A file mapping of /proc/self/maps. */
+struct mapping {
+    uintptr_t lo, hi;
+    char *path;
+};
+
+static void free_mappings(struct mapping *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(m[i].path);
+    free(m);
+}
+
+/* The mappings that name something (a file, [vdso]), in the maps' order
+ * (by address).  NULL when the maps cannot be read. */
+static struct mapping *read_mappings(size_t *n)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return NULL;
+    struct mapping *m = NULL;
+    size_t k = 0, cap = 0;
+    char *line = NULL;
+    size_t linesz = 0;
+    ssize_t len;
+    int ok = 1;
+    while (ok && (len = getline(&line, &linesz, f)) > 0) {
+        if (line[len - 1] == '\n')
+            line[--len] = '\0';
+        unsigned long lo, hi;
+        int at = -1;
+        if (sscanf(line, "%lx-%lx %*s %*x %*x:%*x %*u %n", &lo, &hi, &at) < 2 || at <= 0)
+            continue;
+        const char *path = line + at;
+        path += strspn(path, " \t");
+        if (path[0] != '/' && strcmp(path, "[vdso]") != 0)
+            continue;
+        if (k == cap) {
+            size_t more = cap ? 2 * cap : 256;
+            struct mapping *bigger = realloc(m, more * sizeof *m);
+            if (!bigger) {
+                ok = 0;
+                break;
+            }
+            m = bigger;
+            cap = more;
+        }
+        m[k] = (struct mapping){lo, hi, strdup(path)};
+        ok = m[k].path != NULL;
+        k += ok;
+    }
+    free(line);
+    fclose(f);
+    if (!ok) {
+        free_mappings(m, k);
+        return NULL;
+    }
+    *n = k;
+    return m;
+}
+
+/* The file mapped at addr, or NULL. */
+static const char *path_at(const struct mapping *m, size_t n, uintptr_t addr)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (addr < m[mid].lo)
+            hi = mid;
+        else if (addr >= m[mid].hi)
+            lo = mid + 1;
+        else
+            return m[mid].path;
+    }
+    return NULL;
+}
+
+/* Reports the objects loaded now, each where the loader placed it: objects
+ * still loaded keep their tables (libdwfl reuses a module reported again
+ * at the same place under the same name); objects unloaded since are
+ * dropped, so a library loaded where another was never takes the old one's
+ * names.
+ *
+ * Not dwfl_linux_proc_report: it makes one module of every run of
+ * /proc/self/maps lines that map the same file (by inode), anonymous lines
+ * in between skipped, from the first line's start.  libelf maps each
+ * object file it reads (elf_begin with ELF_C_READ_MMAP), and the kernel
+ * puts a new mapping right below the lowest one: the file of a library
+ * loaded last lies, once libdw has read it, just below the library itself,
+ * and the next report placed the library there, its bias off by the file's
+ * size.  Every name asked after that was looked up that far away: none
+ * found (the function's address stood as its name) or another function's
+ * (s12-dlnames: in 5 of 6 runs of a program loading 8 copies of a 26-KB
+ * extension module during a native run, one copy's functions unnamed).
+ * The loader's own list places each object exactly; the maps only say
+ * which file is at its first page (the kernel's path, " (deleted)" too). */
+static int report_loaded(vmp_symbols *s)
+{
+    int rc = -1;
+    for (int attempt = 0; attempt < 4 && rc < 0; attempt++) {
+        size_t n = 0, nm = 0;
+        unsigned long long loads = 0;
+        struct object *o = loaded_objects(&n, &loads);
+        struct mapping *m = o ? read_mappings(&nm) : NULL;
+        /* An object unloaded between the list and the maps could have its
+         * first page taken by another file by now: list them again. */
+        if (m && loader_changes() != loads && attempt < 3) {
+            free_mappings(m, nm);
+            free(o);
+            continue;
+        }
+        if (m) {
+            s->loads = loads;
+            char vdso[32];
+            snprintf(vdso, sizeof vdso, "[vdso: %d]", (int)getpid());
+            dwfl_report_begin(s->dwfl);
+            rc = 0;
+            for (size_t i = 0; i < n && rc == 0; i++) {
+                const char *path = path_at(m, nm, o[i].first_page);
+                if (!path)
+                    continue; /* not a file's (made in memory): libdwfl could not read it */
+                /* (libdwfl's find_elf reads the vdso from memory under this name) */
+                if (path[0] == '[')
+                    path = vdso;
+                if (!dwfl_report_module(s->dwfl, path, o[i].low, o[i].high))
+                    rc = -1;
+            }
+            if (dwfl_report_end(s->dwfl, NULL, NULL) != 0)
+                rc = -1;
+        }
+        free_mappings(m, nm);
+        free(o);
+        if (!m)
+            break;
+    }
+    return rc;
+}
+
 static int report_maps(vmp_symbols *s)
 {
-    Dwfl *dwfl = s->dwfl;
     /* (Modules reported again keep their identity, but one unloaded is
      * gone: the caches, which point at modules, start again.  Their files
      * keep what was saved.) */
     if (s->ncaches)
         vmp_symbols_save_names(s);
     drop_caches(s);
-    s->loads = loader_changes();
-    dwfl_report_begin(dwfl);
-    int rc = dwfl_linux_proc_report(dwfl, getpid());
-    if (dwfl_report_end(dwfl, NULL, NULL) != 0)
-        return -1;
-    return rc == 0 ? 0 : -1;
+    return report_loaded(s);
 }
 
 vmp_symbols *vmp_symbols_open(void)

@@ -17,7 +17,10 @@
  *     reading symbol or line tables;
  *   - the address ranges of a named function (for the evaluation loop).
  *
- * It sees every object mapped when it was opened or last refreshed, so
+ * It sees every object the loader listed when it was opened or last
+ * refreshed (placed where the loader placed it, not where /proc/self/maps
+ * seems to put it: libelf's own mappings of the files it reads lie beside
+ * them), so
  * libraries loaded during the run resolve as long as they are refreshed in
  * before they are unloaded.  Built on elfutils libdwfl; separate debug files
  * are looked up on disk the standard way (the build-id folder, then the

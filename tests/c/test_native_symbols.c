@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <ucontext.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -271,3 +272,77 @@ VMP_TEST(native_walk_forgets_its_rules_when_a_library_is_unloaded)
     vmp_native_teardown();
 }
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+/* libelf maps each object file it reads, and the kernel puts a new mapping
+ * right below the lowest one: below a library loaded last.  Reading
+ * /proc/self/maps, libdwfl made one module of the two (the same file), from
+ * the lower one's start, and named every address of the library as if it
+ * lay that much further up (none found, or another function's name).  Here
+ * the file is mapped right below a library just loaded, as libelf's reading
+ * did in about one run in three of a program loading extension modules
+ * during a native run. */
+/* A library this process has not loaded, loaded now with a mapping of its
+ * own file right below it (as libelf's is when it maps the file of the
+ * library loaded last); *fn receives one of its functions, *below and *len
+ * the mapping.  NULL when no candidate has room below it. */
+static void *load_with_its_file_below(void **fn, void **below, size_t *len)
+{
+    static const char *const libs[][2] = {{"libexpat.so.1", "XML_ParserCreate"},
+                                          {"libffi.so.8", "ffi_call"},
+                                          {"libsqlite3.so.0", "sqlite3_open"},
+                                          {"libuuid.so.1", "uuid_generate"},
+                                          {"libmpdec.so.3", "mpd_qnew"},
+                                          {"libbz2.so.1.0", "BZ2_bzCompress"},
+                                          {"liblzma.so.5", "lzma_code"}};
+    size_t page = (size_t)getpagesize();
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+        if (dlopen(libs[i][0], RTLD_NOW | RTLD_NOLOAD))
+            continue;
+        void *h = dlopen(libs[i][0], RTLD_NOW | RTLD_LOCAL);
+        Dl_info info;
+        *fn = h ? dlsym(h, libs[i][1]) : NULL;
+        int fd = *fn && dladdr(*fn, &info) && info.dli_fname && info.dli_fbase
+                     ? open(info.dli_fname, O_RDONLY | O_CLOEXEC)
+                     : -1;
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0) {
+            *len = ((size_t)st.st_size + page - 1) & ~(page - 1);
+            char *at = (char *)info.dli_fbase - *len;
+            *below = mmap(at, *len, PROT_READ, MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, 0);
+            if (*below == at) {
+                close(fd);
+                return h;
+            }
+            if (*below != MAP_FAILED)
+                munmap(*below, *len);
+        }
+        if (fd >= 0)
+            close(fd);
+        if (h)
+            dlclose(h);
+    }
+    return NULL;
+}
+
+VMP_TEST(symbols_place_a_library_where_the_loader_did_with_its_file_mapped_beside)
+{
+    void *fn = NULL, *below = NULL;
+    size_t len = 0;
+    void *h = load_with_its_file_below(&fn, &below, &len);
+    REQUIRE(h);
+    Dl_info info;
+    REQUIRE(dladdr(fn, &info) && info.dli_sname && info.dli_saddr == fn);
+    vmp_symbols *s = vmp_symbols_open();
+    REQUIRE(s);
+    char name[1100], want[160];
+    vmp_symbols_name(s, (uintptr_t)fn, name, sizeof name);
+    snprintf(want, sizeof want, "n:%s:", info.dli_sname);
+    CHECK(strncmp(name, want, strlen(want)) == 0);
+    CHECK(vmp_symbols_function_start(s, (uintptr_t)fn + 2) == (uintptr_t)fn);
+    vmp_symbols_close(s);
+    munmap(below, len);
+    dlclose(h); /* (later tests load and unload some of these) */
+}
