@@ -42,7 +42,22 @@ static struct {
     int64_t quiet_until;     /* CLOCK_MONOTONIC ns: a walk's ask for new libraries found none; walks ask again from then */
     size_t pcs_learned;      /* pcs the writer learned the rules of, this run */
     size_t pcs_libdw;        /* of those, the ones whose rules came from libdw */
+    /* Objects unloaded during the run (on_unload): */
+    vmp_u64map gen;          /* function start -> generation of the function there now (absent: 0) */
+    vmp_u64map named;        /* id -> position in names: named before its object went */
+    uint64_t *named_ids;
+    char **names;
+    size_t nnamed, named_cap;
+    uint64_t *going;         /* the starts met, between on_unload's two calls */
+    const void **going_in;   /* ... and the object each lay in */
+    size_t ngoing;
+    int unload_pending;      /* an object was unloaded: the session reports it ... */
+    uint64_t unload_upto;    /* ... before the slot with this claim index is written */
 } N;
+
+static void forget_departed(void);
+static void forget_names(void);
+static void on_unload(vmp_symbols *syms, int after, void *ctx);
 
 /* A walk that met a pc outside every known object rang for a look at the
  * loader and none was loaded (JIT code, a wild return address): walks ring
@@ -60,6 +75,8 @@ static vmp_symbols *writer_syms(void)
         N.wsyms_failed = !N.wsyms;
         if (N.wsyms && N.interpreter)
             vmp_symbols_set_interpreter(N.wsyms, N.interpreter);
+        if (N.wsyms)
+            vmp_symbols_on_unload(N.wsyms, on_unload, NULL);
     }
     return N.wsyms;
 }
@@ -197,6 +214,9 @@ int vmp_native_mode_start(char *err, size_t errlen)
         N.interpreter = ranges[0][0];
         vmp_symbols_set_interpreter(N.syms, ranges[0][0]);
     }
+    forget_names();
+    N.unload_pending = 0;
+    vmp_symbols_on_unload(N.syms, on_unload, NULL);
     if (n == 0) {
         vmp_native_mode_stop();
         return fail(err, errlen,
@@ -219,6 +239,7 @@ void vmp_native_mode_stop(void)
     N.syms = NULL;
     N.writer_own_table = 0; /* (wsyms: closed by the writer) */
     vmp_u64map_free(&N.start_offset);
+    forget_names();
 }
 
 static int next_group(void *ctx, uintptr_t *anchor)
@@ -264,6 +285,129 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
 
 /* ---- the writer's side ------------------------------------------------------ */
 
+/* A function's id: its start (odd: native), and in the top 16 bits (which
+ * user-space addresses never use) how many functions were there before it
+ * in objects unloaded since, as the writer does for code objects: each
+ * has a name of its own. */
+static uint64_t id_of(uint64_t start)
+{
+    uint32_t g;
+    if (N.gen.len && vmp_u64map_find(&N.gen, start, &g))
+        return start | ((uint64_t)g << 48) | VMP_NATIVE_BIT;
+    return start | VMP_NATIVE_BIT;
+}
+
+static void keep_name(uint64_t id, const char *text, size_t len)
+{
+    uint32_t at;
+    if (vmp_u64map_find(&N.named, id, &at))
+        return;
+    if (N.nnamed == N.named_cap) {
+        size_t cap = N.named_cap ? 2 * N.named_cap : 64;
+        uint64_t *ids = realloc(N.named_ids, cap * sizeof *ids);
+        if (!ids)
+            return;
+        N.named_ids = ids;
+        char **names = realloc(N.names, cap * sizeof *names);
+        if (!names)
+            return;
+        N.names = names;
+        N.named_cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    if (vmp_u64map_put(&N.named, id, (uint32_t)N.nnamed) < 0) {
+        free(copy);
+        return;
+    }
+    N.named_ids[N.nnamed] = id;
+    N.names[N.nnamed++] = copy;
+}
+
+static uint64_t *distinct_starts(size_t *n);
+
+/* The writer's session found objects unloaded (vmp_symbols_on_unload).
+ * Before they go, every function met so far is named (names are written
+ * at the end, and an unloaded object's would be lost), and where each lay
+ * noted; after, a function whose object is not there any more is
+ * forgotten: the pcs met in it, and its id, which gets a new generation,
+ * so that code loaded at its place later has starts and names of its own.
+ * A function of an object still loaded keeps its id (named now rather
+ * than at the end: each is named once). */
+static void on_unload(vmp_symbols *syms, int after, void *ctx)
+{
+    (void)ctx;
+    if (!after) {
+        free(N.going);
+        free(N.going_in);
+        N.going = distinct_starts(&N.ngoing);
+        N.going_in = N.going ? malloc(N.ngoing * sizeof *N.going_in) : NULL;
+        if (!N.going_in) {
+            N.ngoing = 0;
+            return;
+        }
+        char name[VMP_MAX_NAME + 1];
+        for (size_t i = 0; i < N.ngoing; i++) {
+            uint64_t id = id_of(N.going[i]);
+            uint32_t at;
+            if (!vmp_u64map_find(&N.named, id, &at)) {
+                size_t len = vmp_symbols_name(syms, (uintptr_t)N.going[i], name, sizeof name);
+                keep_name(id, name, len < VMP_MAX_NAME ? len : VMP_MAX_NAME);
+            }
+            N.going_in[i] = vmp_symbols_object_at(syms, (uintptr_t)N.going[i]);
+        }
+        return;
+    }
+    vmp_u64map gone = {0};
+    for (size_t i = 0; i < N.ngoing; i++) {
+        if (vmp_symbols_object_at(syms, (uintptr_t)N.going[i]) == N.going_in[i])
+            continue;
+        uint32_t g = 0;
+        vmp_u64map_find(&N.gen, N.going[i], &g);
+        vmp_u64map_put(&N.gen, N.going[i], g < 0xffff ? g + 1 : g);
+        vmp_u64map_put(&gone, N.going[i], 1);
+    }
+    if (gone.len) {
+        /* (a map without the pcs whose functions went) */
+        vmp_u64map kept = {0};
+        const vmp_u64map *m = &N.start_offset;
+        uint32_t unused;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->vals[i] != VMP_U64MAP_EMPTY && !vmp_u64map_find(&gone, m->keys[i] - m->vals[i], &unused))
+                vmp_u64map_put(&kept, m->keys[i], m->vals[i]);
+        vmp_u64map_free(&N.start_offset);
+        N.start_offset = kept;
+    }
+    vmp_u64map_free(&gone);
+    forget_departed();
+}
+
+static void forget_departed(void)
+{
+    free(N.going);
+    free(N.going_in);
+    N.going = NULL;
+    N.going_in = NULL;
+    N.ngoing = 0;
+}
+
+static void forget_names(void)
+{
+    for (size_t i = 0; i < N.nnamed; i++)
+        free(N.names[i]);
+    free(N.names);
+    free(N.named_ids);
+    N.names = NULL;
+    N.named_ids = NULL;
+    N.nnamed = N.named_cap = 0;
+    vmp_u64map_free(&N.named);
+    vmp_u64map_free(&N.gen);
+    forget_departed();
+}
+
 uint64_t vmp_native_mode_entry_id(uint64_t entry)
 {
     uint64_t pc = entry & ~(uint64_t)VMP_NATIVE_BIT;
@@ -271,7 +415,7 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
         return entry;
     uint32_t offset;
     if (vmp_u64map_find(&N.start_offset, pc, &offset))
-        return (pc - offset) | VMP_NATIVE_BIT;
+        return id_of(pc - offset);
     answer_asks();
     vmp_symbols *syms = writer_syms();
     uint64_t start = syms ? vmp_symbols_function_start(syms, (uintptr_t)pc) : pc;
@@ -281,13 +425,28 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
         start = pc;
     if (vmp_u64map_put(&N.start_offset, pc, (uint32_t)(pc - start)) < 0)
         return entry; /* out of memory: the raw pc still says where it was */
-    return start | VMP_NATIVE_BIT;
+    return id_of(start);
 }
 
 /* Libraries loaded meanwhile (see vmp_native_mode_tick). */
 static void look_for_libraries(void)
 {
+    /* An object unloaded: the samples claimed until now may have been
+     * taken in it (the loader does not say when it went), so its names
+     * serve them, and are dropped before the next slot's (on_unload,
+     * vmp_native_mode_settle).  A sample taken in code loaded at its place
+     * in between would take its names: one writer round, at most. */
+    vmp_symbols *syms = N.writer_own_table ? N.wsyms : N.syms;
+    if (!N.unload_pending && syms && vmp_symbols_unloaded(syms)) {
+        N.unload_upto = vmp_ring_next_index();
+        N.unload_pending = 1;
+    }
     int changed = vmp_native_refresh();
+    /* (after the code table: samples in a new library are cut until it
+     * has it; and the names' session learns it now, while it is loaded:
+     * its samples may be handled after it was unloaded) */
+    if (changed && syms)
+        vmp_symbols_follow(syms);
     int asked = vmp_native_refresh_asked(); /* (after: 1 only when the new table does not answer it) */
     if (asked == 1 && vmp_native_look_for_trampolines()) {
         /* A new arena of CPython's perf trampolines (-X perf: 64 KiB of
@@ -311,6 +470,16 @@ static void answer_asks(void)
 {
     if (vmp_native_mode_refresh_asked())
         look_for_libraries();
+}
+
+void vmp_native_mode_settle(uint64_t index)
+{
+    if (N.unload_pending && index >= N.unload_upto) {
+        N.unload_pending = 0;
+        vmp_symbols *syms = writer_syms();
+        if (syms)
+            vmp_symbols_refresh(syms);
+    }
 }
 
 void vmp_native_mode_tick(void)
@@ -347,6 +516,15 @@ void vmp_native_mode_after_fork_child(void)
     N.syms = N.wsyms = NULL;
     N.writer_own_table = 0;
     memset(&N.start_offset, 0, sizeof N.start_offset);
+    memset(&N.gen, 0, sizeof N.gen);
+    memset(&N.named, 0, sizeof N.named);
+    N.named_ids = NULL;
+    N.names = NULL;
+    N.nnamed = N.named_cap = 0;
+    N.going = NULL;
+    N.going_in = NULL;
+    N.ngoing = 0;
+    N.unload_pending = 0;
     N.quiet_until = 0;
 }
 
@@ -399,11 +577,23 @@ size_t vmp_native_mode_functions(void)
 
 void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void))
 {
+    vmp_native_mode_settle(UINT64_MAX); /* (every slot is written) */
+    /* (the functions named when an object went first: see on_unload) */
+    for (size_t i = 0; i < N.nnamed; i++) {
+        size_t len = strlen(N.names[i]);
+        if (buf->cap - buf->len < vmp_enc_name_size(buf, len))
+            flush();
+        vmp_enc_name(buf, VMP_TAG_NATIVE_SYMBOLS, N.named_ids[i], N.names[i], len);
+    }
     size_t n;
     uint64_t *starts = distinct_starts(&n);
     char name[VMP_MAX_NAME + 1];
     vmp_symbols *syms = writer_syms();
     for (size_t i = 0; i < n; i++) {
+        uint64_t id = id_of(starts[i]);
+        uint32_t at;
+        if (vmp_u64map_find(&N.named, id, &at))
+            continue;
         size_t len = syms ? vmp_symbols_name(syms, (uintptr_t)starts[i], name, sizeof name)
                             : (size_t)snprintf(name, sizeof name, "n:<native symbol 0x%llx>:0:-",
                                                (unsigned long long)starts[i]);
@@ -411,7 +601,7 @@ void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void))
             len = VMP_MAX_NAME;
         if (buf->cap - buf->len < vmp_enc_name_size(buf, len))
             flush();
-        vmp_enc_name(buf, VMP_TAG_NATIVE_SYMBOLS, starts[i] | VMP_NATIVE_BIT, name, len);
+        vmp_enc_name(buf, VMP_TAG_NATIVE_SYMBOLS, id, name, len);
     }
     free(starts);
     if (syms)

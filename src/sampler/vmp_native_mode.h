@@ -59,6 +59,11 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry);
  * not noted yet (one the object's own tables could not get it past), or at
  * code outside every known object, rings the ring's bell (vmp_ring_ring):
  * the writer's round comes at once, not after its nap. */
+/* The writer is about to write the slot with claim index `index` (or
+ * found the ring empty there): an object unloaded before that slot was
+ * claimed stops naming samples from here on (its functions named first). */
+void vmp_native_mode_settle(uint64_t index);
+
 void vmp_native_mode_tick(void);
 
 /* Writer thread: a walk met code outside every known object and asked for

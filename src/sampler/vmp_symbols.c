@@ -58,9 +58,23 @@ struct name_cache {
     size_t n, cap, saved; /* names[0..saved) are in the file already */
 };
 
+/* One object the loader lists: where libdwfl must place it, so that its
+ * bias comes out as the loader's (see collect_object), and its lowest
+ * mapped page (where /proc/self/maps names its file). */
+struct object {
+    uintptr_t low, high, first_page;
+};
+
 struct vmp_symbols {
     Dwfl *dwfl;
     unsigned long long loads; /* the loader's adds + subs when last reported */
+    unsigned long long subs;  /* ... and its subs alone */
+    vmp_symbols_unload_fn on_unload; /* (vmp_symbols_on_unload) */
+    void *on_unload_ctx;
+    int in_unload; /* on_unload runs: no refresh meanwhile */
+    int unload_seen; /* a report found an object of the last one gone: held */
+    struct object *last; /* the objects of the last report, by address */
+    size_t nlast;
     uintptr_t interp_lo, interp_hi; /* the interpreter's own object */
     struct name_cache *caches;
     size_t ncaches;
@@ -68,19 +82,29 @@ struct vmp_symbols {
 
 static void drop_caches(vmp_symbols *s);
 
+/* arg: the loader's adds + subs, then its subs. */
 static int first_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
     unsigned long long *loads = arg;
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
-        *loads = info->dlpi_adds + info->dlpi_subs;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+        loads[0] = info->dlpi_adds + info->dlpi_subs;
+        loads[1] = info->dlpi_subs;
+    }
     return 1;
 }
 
 static unsigned long long loader_changes(void)
 {
-    unsigned long long loads = 0;
-    dl_iterate_phdr(first_object, &loads);
-    return loads;
+    unsigned long long loads[2] = {0, 0};
+    dl_iterate_phdr(first_object, loads);
+    return loads[0];
+}
+
+static unsigned long long loader_subs(void)
+{
+    unsigned long long loads[2] = {0, 0};
+    dl_iterate_phdr(first_object, loads);
+    return loads[1];
 }
 
 /* Whether a file the standard debuglink search would try exists: the
@@ -156,17 +180,11 @@ static const Dwfl_Callbacks callbacks = {
 
 /* ---- the objects, as the loader lists them --------------------------------- */
 
-/* One object the loader lists: where libdwfl must place it, so that its
- * bias comes out as the loader's (see loaded_objects), and its lowest
- * mapped page (where /proc/self/maps names its file). */
-struct object {
-    uintptr_t low, high, first_page;
-};
 struct objects {
     struct object *o; /* NULL in the counting pass */
     size_t n, cap;
     uintptr_t page;
-    unsigned long long loads;
+    unsigned long long loads, subs;
 };
 
 /* Called with the loader's lock held: copies numbers only, allocates
@@ -174,8 +192,10 @@ struct objects {
 static int collect_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
     struct objects *c = arg;
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
         c->loads = info->dlpi_adds + info->dlpi_subs;
+        c->subs = info->dlpi_subs;
+    }
     uintptr_t low = 0, high = 0, first_page = UINTPTR_MAX;
     int loads = 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
@@ -203,19 +223,20 @@ static int collect_object(struct dl_phdr_info *info, size_t size, void *arg)
 
 /* The loaded objects, from the loader (two passes: count, then fill);
  * NULL when memory is short.  *loads receives the loader's counters. */
-static struct object *loaded_objects(size_t *n, unsigned long long *loads)
+static struct object *loaded_objects(size_t *n, unsigned long long *loads, unsigned long long *subs)
 {
     for (int attempt = 0; attempt < 4; attempt++) {
-        struct objects c = {NULL, 0, 0, (uintptr_t)getpagesize(), 0};
+        struct objects c = {NULL, 0, 0, (uintptr_t)getpagesize(), 0, 0};
         dl_iterate_phdr(collect_object, &c);
         size_t cap = c.n + 16;
-        c = (struct objects){malloc(cap * sizeof *c.o), 0, cap, c.page, 0};
+        c = (struct objects){malloc(cap * sizeof *c.o), 0, cap, c.page, 0, 0};
         if (!c.o)
             return NULL;
         dl_iterate_phdr(collect_object, &c);
         if (c.n <= cap) {
             *n = c.n;
             *loads = c.loads;
+            *subs = c.subs;
             return c.o;
         }
         free(c.o);
@@ -319,13 +340,39 @@ static const char *path_at(const struct mapping *m, size_t n, uintptr_t addr)
  * extension module during a native run, one copy's functions unnamed).
  * The loader's own list places each object exactly; the maps only say
  * which file is at its first page (the kernel's path, " (deleted)" too). */
-static int report_loaded(vmp_symbols *s)
+static int object_cmp(const void *a, const void *b)
+{
+    const struct object *x = a, *y = b;
+    return x->low < y->low ? -1 : x->low > y->low;
+}
+
+/* Whether an object of the last report is not in o[0..n) (sorted). */
+static int one_went(const vmp_symbols *s, const struct object *o, size_t n)
+{
+    for (size_t i = 0; i < s->nlast; i++) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (o[mid].low < s->last[i].low)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == n || o[lo].low != s->last[i].low || o[lo].high != s->last[i].high)
+            return 1;
+    }
+    return 0;
+}
+
+/* held: with on_unload, a report that would drop an object is not made
+ * (the loader may list an object as gone before its counters say so). */
+static int report_loaded(vmp_symbols *s, int held)
 {
     int rc = -1;
     for (int attempt = 0; attempt < 4 && rc < 0; attempt++) {
         size_t n = 0, nm = 0;
-        unsigned long long loads = 0;
-        struct object *o = loaded_objects(&n, &loads);
+        unsigned long long loads = 0, subs = 0;
+        struct object *o = loaded_objects(&n, &loads, &subs);
         struct mapping *m = o ? read_mappings(&nm) : NULL;
         /* An object unloaded between the list and the maps could have its
          * first page taken by another file by now: list them again. */
@@ -334,8 +381,21 @@ static int report_loaded(vmp_symbols *s)
             free(o);
             continue;
         }
+        if (o)
+            qsort(o, n, sizeof *o, object_cmp);
+        if (m && held && one_went(s, o, n)) {
+            s->unload_seen = 1;
+            free_mappings(m, nm);
+            free(o);
+            return 0;
+        }
         if (m) {
             s->loads = loads;
+            s->subs = subs;
+            s->unload_seen = 0;
+            free(s->last);
+            s->last = o; /* (kept, freed at the next report) */
+            s->nlast = n;
             char vdso[32];
             snprintf(vdso, sizeof vdso, "[vdso: %d]", (int)getpid());
             dwfl_report_begin(s->dwfl);
@@ -354,22 +414,44 @@ static int report_loaded(vmp_symbols *s)
                 rc = -1;
         }
         free_mappings(m, nm);
-        free(o);
-        if (!m)
+        if (!m) {
+            free(o);
             break;
+        }
     }
     return rc;
 }
 
-static int report_maps(vmp_symbols *s)
+static int report_maps(vmp_symbols *s, int asked)
 {
+    /* An object unloaded since the last report is still in the session
+     * (libdwfl reads files, not the memory the loader freed): whoever
+     * asked is told before it goes, and may still name its functions. */
+    int unloaded = asked && s->on_unload && s->dwfl && vmp_symbols_unloaded(s);
+    if (unloaded) {
+        s->in_unload = 1;
+        s->on_unload(s, 0, s->on_unload_ctx);
+        s->in_unload = 0;
+    }
     /* (Modules reported again keep their identity, but one unloaded is
      * gone: the caches, which point at modules, start again.  Their files
      * keep what was saved.) */
     if (s->ncaches)
         vmp_symbols_save_names(s);
     drop_caches(s);
-    return report_loaded(s);
+    int rc = report_loaded(s, s->on_unload && !asked);
+    if (unloaded) {
+        s->in_unload = 1;
+        s->on_unload(s, 1, s->on_unload_ctx);
+        s->in_unload = 0;
+    }
+    return rc;
+}
+
+void vmp_symbols_on_unload(vmp_symbols *s, vmp_symbols_unload_fn fn, void *ctx)
+{
+    s->on_unload = fn;
+    s->on_unload_ctx = ctx;
 }
 
 vmp_symbols *vmp_symbols_open(void)
@@ -382,7 +464,7 @@ vmp_symbols *vmp_symbols_open(void)
      * called, whose pipe lived for the process's life, nor libdwfl's
      * debuginfod client, whose socket pair lived with the session; see
      * find_debuginfo_offline.) */
-    if (!s->dwfl || report_maps(s) < 0) {
+    if (!s->dwfl || report_maps(s, 1) < 0) {
         vmp_symbols_close(s);
         return NULL;
     }
@@ -391,7 +473,7 @@ vmp_symbols *vmp_symbols_open(void)
 
 int vmp_symbols_refresh(vmp_symbols *s)
 {
-    return report_maps(s);
+    return report_maps(s, 1);
 }
 
 /* The module holding addr, after reporting the maps again if the loader
@@ -399,9 +481,25 @@ int vmp_symbols_refresh(vmp_symbols *s)
  * and one loaded where an unloaded one was never takes its names. */
 static Dwfl_Module *module_at(vmp_symbols *s, uintptr_t addr)
 {
-    if (loader_changes() != s->loads)
-        report_maps(s);
+    /* (with on_unload, an unload is reported only when asked: see there) */
+    if (!s->in_unload && loader_changes() != s->loads && !(s->on_unload && vmp_symbols_unloaded(s)))
+        report_maps(s, 0);
     return dwfl_addrmodule(s->dwfl, addr);
+}
+
+void vmp_symbols_follow(vmp_symbols *s)
+{
+    module_at(s, 0);
+}
+
+int vmp_symbols_unloaded(vmp_symbols *s)
+{
+    return s->unload_seen || loader_subs() != s->subs;
+}
+
+const void *vmp_symbols_object_at(vmp_symbols *s, uintptr_t addr)
+{
+    return module_at(s, addr);
 }
 
 static void drop_caches(vmp_symbols *s)
@@ -425,6 +523,7 @@ void vmp_symbols_close(vmp_symbols *s)
     if (!s)
         return;
     drop_caches(s);
+    free(s->last);
     if (s->dwfl)
         dwfl_end(s->dwfl);
     free(s);

@@ -46,6 +46,31 @@ int vmp_symbols_refresh(vmp_symbols *s);
 
 void vmp_symbols_close(vmp_symbols *s);
 
+/* Unloads reported when asked.  With fn set, a lookup no longer reports
+ * the objects again once an object was unloaded since the last report (as
+ * it does when the loader only added some): objects unloaded stay in the
+ * session, and addresses in them still named (from their files: the
+ * memory is gone), until vmp_symbols_refresh.  That refresh calls
+ * fn(s, 0, ctx) before it drops them and fn(s, 1, ctx) after; no lookup
+ * in either call reports anything.  The profile is written after the run:
+ * a library unloaded during it must still name the samples taken in it,
+ * the writer handling them later. */
+typedef void (*vmp_symbols_unload_fn)(vmp_symbols *s, int after, void *ctx);
+void vmp_symbols_on_unload(vmp_symbols *s, vmp_symbols_unload_fn fn, void *ctx);
+
+/* Reports the objects loaded since the last report, as a lookup would
+ * (not when one was unloaded, with on_unload set): a library that is
+ * loaded and unloaded before any lookup meets it is still named. */
+void vmp_symbols_follow(vmp_symbols *s);
+
+/* Whether an object was unloaded since the last report. */
+int vmp_symbols_unloaded(vmp_symbols *s);
+
+/* Which object holds addr now: the same token at two times means the same
+ * object was there (libdwfl keeps a module reported again at its place);
+ * NULL for none. */
+const void *vmp_symbols_object_at(vmp_symbols *s, uintptr_t addr);
+
 /* The object holding addr is the interpreter: its functions are named
  * without file and line (vmp_symbols_name). */
 void vmp_symbols_set_interpreter(vmp_symbols *s, uintptr_t addr);

@@ -685,6 +685,8 @@ static int drain(int wait)
         if (!s)
             test_hold_point();
         settle_names(index);
+        if (vmp_run.native)
+            vmp_native_mode_settle(index);
         if (!s)
             return 1;
         int what = vmp_ring_look(s, index);

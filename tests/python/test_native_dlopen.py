@@ -120,13 +120,29 @@ def run_program(tmp_path, copies):
 
 
 def symbol_offsets(path):
-    """The object's symbols: name -> (offset from its load address, kind)."""
-    listed = subprocess.run(["nm", "--defined-only", path], capture_output=True, text=True, check=True)
+    """The object's symbols: name -> (offset from its load address, kind, size or 0)."""
+    listed = subprocess.run(["nm", "-S", "--defined-only", path], capture_output=True, text=True, check=True)
     offsets = {}
     for line in listed.stdout.splitlines():
-        value, kind, name = line.split()
-        offsets[name] = (int(value, 16), kind)
+        fields = line.split()
+        size = int(fields[1], 16) if len(fields) == 4 else 0
+        offsets[fields[-1]] = (int(fields[0], 16), fields[-2], size)
     return offsets
+
+
+def misnamed(func, at, base, symbols):
+    """What is wrong with an entry named `func` at address `at` of an object
+    loaded at `base` (None: nothing).  A name must be the function's that
+    starts there, and an address inside a function the symbols give a size
+    must be named (code outside them - the C runtime's sizeless helpers -
+    may stand as its address: no symbol covers it)."""
+    functions = {name: (off, size) for name, (off, kind, size) in symbols.items() if kind in "tT"}
+    if not func.startswith("<native symbol"):
+        if func in functions and at == (base + functions[func][0]) | 1:
+            return None
+        return "not the function there"
+    inside = [name for name, (off, size) in functions.items() if base + off <= at < base + off + size]
+    return "unnamed in %s" % inside[0] if inside else None
 
 
 def test_a_walk_stopped_in_a_library_loaded_meanwhile_is_counted_cut(tmp_path, ext_copies):
@@ -187,22 +203,106 @@ def test_the_functions_of_a_library_loaded_meanwhile_are_named(tmp_path, ext_cop
     p, main, workers, loaded = run_program(tmp_path, ext_copies)
     assert sorted(loaded) == sorted(ext_copies), loaded
     symbols = symbol_offsets(ext_copies[0])
-    functions = {name: off for name, (off, kind) in symbols.items() if kind in "tT"}
-    span = max(off for off, _ in symbols.values()) + 1  # (copies lie 5 pages apart at least)
-    base = {path: init - functions["PyInit_vmp_native_ext"] for path, init in loaded.items()}
+    span = max(off + size for off, _, size in symbols.values()) + 1  # (copies lie 5 pages apart at least)
+    base = {path: init - symbols["PyInit_vmp_native_ext"][0] for path, init in loaded.items()}
     named, wrong, seen = 0, [], set()
     for entries, tid, _ in p.stacks:
         for e in entries:
             # (a native entry is its function's start | 1: a start may be odd)
             copy = [path for path, b in base.items() if b <= e < b + span]
-            if not copy:
+            if not copy or e in seen:
                 continue
-            func = p.func(e)
-            if func in functions and e == (base[copy[0]] + functions[func]) | 1:
-                named += 1
-            elif e not in seen:
-                seen.add(e)
-                wrong.append((hex(e), p.name(e), copy[0], hex(base[copy[0]])))
+            seen.add(e)
+            problem = misnamed(p.func(e), e, base[copy[0]], symbols)
+            if problem:
+                wrong.append((hex(e), p.name(e), problem, copy[0], hex(base[copy[0]])))
+    named = sum(sum(p.func(e) == "vmp_ext_burn_loop" for e in entries) for entries, _, _ in p.stacks)
     assert not wrong, (named, wrong)
     # Not vacuous: most samples are in the copies (8 x 30 ms at 5 kHz).
     assert named >= 400, named
+
+
+# A library unloaded before the run ends: loaded through ctypes, burnt in,
+# dlclose()d, then another library (other code, often loaded at the same
+# place) the same way.
+UNLOADED_PROGRAM = """
+    import ctypes, _ctypes, os, sys, time, vmprof
+
+    def burn(path, func):
+        lib = ctypes.CDLL(path)
+        fn = getattr(lib, func)
+        fn.argtypes = [ctypes.c_long]
+        fn.restype = ctypes.c_double
+        at = ctypes.cast(fn, ctypes.c_void_p).value
+        end = time.thread_time() + 0.06
+        while time.thread_time() < end:
+            fn(100000)
+        _ctypes.dlclose(lib._handle)
+        return at
+
+    f = open(sys.argv[1], "wb")
+    vmprof.enable(f.fileno(), period=0.0002, native=True, real_time=False)
+    first = burn(sys.argv[2], "vmp_ext_burn_loop")
+    second = burn(sys.argv[3], "other_burn_loop")
+    vmprof.disable()
+    print(first, second)
+"""
+
+OTHER_SOURCE = """
+    /* Not the test extension's layout: its burning loop starts elsewhere. */
+    volatile double vmp_other_sink;
+    __attribute__((noinline)) void other_pad(long n)
+    {
+        for (long i = 0; i < n; i++)
+            vmp_other_sink += (double)i * (double)(i & 7) / 3.0 + vmp_other_sink * 0.5;
+    }
+    __attribute__((noinline)) double other_burn_loop(long n)
+    {
+        volatile double x = 0;
+        for (long i = 0; i < n; i++)
+            x += (double)i * 0.25;
+        return x;
+    }
+"""
+
+
+def test_a_library_unloaded_before_the_end_is_still_named(tmp_path, ext_copies):
+    # Names are written when the run ends; the functions of a library
+    # unloaded before are named from its file, before the writer's libdw
+    # session forgets it, and a library loaded at its place later gets ids
+    # and names of its own.  (Before: every sample in either stood as
+    # "<native symbol 0x...>" with no file, under one id for both.)
+    other = str(tmp_path / "libvmp_other.so")
+    source = tmp_path / "other.c"
+    source.write_text(textwrap.dedent(OTHER_SOURCE))
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-g", "-o", other, str(source)], check=True)
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(UNLOADED_PROGRAM))
+    out = tmp_path / "p.prof"
+    env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, str(script), str(out), ext_copies[0], other], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, second = (int(x) for x in done.stdout.split())
+    p = sampler_util.read_back(str(out))
+    libs = []
+    for path, func, at in ((ext_copies[0], "vmp_ext_burn_loop", first), (other, "other_burn_loop", second)):
+        symbols = symbol_offsets(path)
+        libs.append((at - symbols[func][0], max(off + size for off, _, size in symbols.values()) + 1, symbols))
+    address = lambda e: e & ((1 << 48) - 1)  # (the top 16 bits: the function's generation there)
+    burning, wrong = [0, 0], set()
+    for entries, tid, _ in p.stacks:
+        for e in entries:
+            if not p.name(e).startswith("n:"):
+                continue
+            func = p.func(e)
+            ours = [k for k, (base, span, _) in enumerate(libs) if base <= address(e) < base + span]
+            problems = [misnamed(func, address(e), libs[k][0], libs[k][2]) for k in ours]
+            if ours and all(problems):
+                wrong.add((hex(e), p.name(e), tuple(problems)))
+            for k in ours:
+                if func in ("vmp_ext_burn_loop", "other_burn_loop") and not problems[ours.index(k)]:
+                    burning[k] += 1
+    assert not wrong, (burning, sorted(wrong))
+    # Not vacuous: 60 ms of CPU in each at 5 kHz.
+    assert min(burning) >= 100, burning
