@@ -48,7 +48,10 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
                               size_t slot_words, int lines, vmp_native_walk *walk);
 
 /* Writer thread: the profile id of a native entry (pc | 1): its function's
- * start | 1, remembered so that the function is named at the end. */
+ * start | 1, remembered so that the function is named at the end; in the
+ * top 16 bits, how many functions started there in objects unloaded
+ * since the run began (a function of a library loaded where another was
+ * gets a name of its own). */
 uint64_t vmp_native_mode_entry_id(uint64_t entry);
 
 /* Writer thread, every round: looks for libraries loaded or unloaded (the
@@ -59,12 +62,13 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry);
  * not noted yet (one the object's own tables could not get it past), or at
  * code outside every known object, rings the ring's bell (vmp_ring_ring):
  * the writer's round comes at once, not after its nap. */
-/* The writer is about to write the slot with claim index `index` (or
- * found the ring empty there): an object unloaded before that slot was
- * claimed stops naming samples from here on (its functions named first). */
-void vmp_native_mode_settle(uint64_t index);
-
 void vmp_native_mode_tick(void);
+
+/* Writer thread, before it writes the slot with claim index `index` (or
+ * where it found the ring empty): an object unloaded before the writer
+ * noticed it, at a claim index at or below this one, stops naming samples
+ * from here on (its functions named first: see write_names). */
+void vmp_native_mode_settle(uint64_t index);
 
 /* Writer thread: a walk met code outside every known object and asked for
  * a look at the loader not answered yet (the round should not wait). */
@@ -83,7 +87,8 @@ void vmp_native_mode_learn_left(void);
 void vmp_native_mode_after_fork_child(void);
 
 /* Writer thread, at the end: a NATIVE_SYMBOLS record for every function
- * entry_id returned.  `flush` empties buf when a record does not fit. */
+ * entry_id returned (those of objects unloaded meanwhile were named
+ * before they went).  `flush` empties buf when a record does not fit. */
 void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void));
 
 /* Writer thread, at its start: whether it has a descriptor table of its

@@ -346,3 +346,68 @@ VMP_TEST(symbols_place_a_library_where_the_loader_did_with_its_file_mapped_besid
     munmap(below, len);
     dlclose(h); /* (later tests load and unload some of these) */
 }
+
+struct unload_seen {
+    uintptr_t fn;
+    const char *want;
+    int calls, named_before;
+    const void *before, *after;
+};
+
+static void note_unload(vmp_symbols *s, int after, void *ctx)
+{
+    struct unload_seen *u = ctx;
+    char name[1100];
+    u->calls++;
+    if (!after) {
+        vmp_symbols_name(s, u->fn, name, sizeof name);
+        u->named_before = strncmp(name, u->want, strlen(u->want)) == 0;
+        u->before = vmp_symbols_object_at(s, u->fn);
+    } else {
+        u->after = vmp_symbols_object_at(s, u->fn);
+    }
+}
+
+/* The profile is named at the end: a library unloaded during the run stays
+ * in the session (named from its file) until the writer asks for the
+ * unload to be reported, and is told of it before it goes. */
+VMP_TEST(symbols_keep_an_unloaded_library_until_asked)
+{
+    static const char *const libs[][2] = {{"libsqlite3.so.0", "sqlite3_open"},
+                                          {"libuuid.so.1", "uuid_generate"},
+                                          {"libmpdec.so.3", "mpd_qnew"}};
+    void *h = NULL, *fn = NULL;
+    const char *symbol = NULL;
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0] && !fn; i++) {
+        if (dlopen(libs[i][0], RTLD_NOW | RTLD_NOLOAD))
+            continue;
+        h = dlopen(libs[i][0], RTLD_NOW | RTLD_LOCAL);
+        fn = h ? dlsym(h, libs[i][1]) : NULL;
+        symbol = libs[i][1];
+    }
+    REQUIRE(fn);
+    vmp_symbols *s = vmp_symbols_open();
+    REQUIRE(s);
+    char name[1100], want[160];
+    snprintf(want, sizeof want, "n:%s:", symbol);
+    struct unload_seen u = {(uintptr_t)fn, want, 0, 0, NULL, NULL};
+    vmp_symbols_on_unload(s, note_unload, &u);
+    vmp_symbols_name(s, (uintptr_t)fn, name, sizeof name);
+    CHECK(strncmp(name, want, strlen(want)) == 0);
+    CHECK(!vmp_symbols_unloaded(s));
+    unsigned long long subs = loader_subs();
+    REQUIRE(dlclose(h) == 0);
+    REQUIRE(loader_subs() != subs);
+    CHECK(vmp_symbols_unloaded(s));
+    /* A lookup does not report the unload: still named. */
+    vmp_symbols_name(s, (uintptr_t)fn, name, sizeof name);
+    CHECK(strncmp(name, want, strlen(want)) == 0);
+    CHECK(u.calls == 0);
+    /* Asked: told before (still there, named) and after (gone). */
+    CHECK(vmp_symbols_refresh(s) == 0);
+    CHECK(u.calls == 2 && u.named_before && u.before && !u.after);
+    CHECK(!vmp_symbols_unloaded(s));
+    vmp_symbols_name(s, (uintptr_t)fn, name, sizeof name);
+    CHECK(strncmp(name, "n:<native symbol", 16) == 0);
+    vmp_symbols_close(s);
+}
