@@ -1254,10 +1254,19 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
          * a thread that did not run (a loaded machine left it waiting for a
          * CPU) had the stack the sample found: they are its repeats, and so
          * are those until this answer was read (the thread's stack then is
-         * not known either way; they are counted). */
-        if (d->repeats_on && at >= 0 && t->owed > 1 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
-            int64_t n = t->owed - 1, first = d->period_no - t->owed + 1;
-            t->owed = 1;
+         * not known either way; they are counted) - unless the thread ran
+         * since its sample: it handled the signal somewhere in this round's
+         * periods (the round before found it still pending, or sent it),
+         * and its stack after is not that sample's, so this round's periods
+         * are its next sample's, as a still thread's that wakes (wake()).
+         * (Before, a mover whose signal waited 140 ms for a CPU and was
+         * answered just before it computed and blocked elsewhere had the
+         * late round's periods repeat the old stack: 160 samples there in a
+         * 132 ms stay.) */
+        int64_t keep = t->last_cpu - at > VMP_IDLE_SLACK_NS && d->last_periods > 1 ? d->last_periods : 1;
+        if (d->repeats_on && at >= 0 && t->owed > keep && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
+            int64_t n = t->owed - keep, first = d->period_no - t->owed + 1;
+            t->owed = keep;
             /* (no room in the ring: kept with its later repeats, handed
              * over before its next signal, at a visit, or when it is made
              * still; before, they were dropped and counted nowhere) */

@@ -1,6 +1,7 @@
 /* test_main.c - runs every registered C test; optional argv[1] filters by
  * substring of the test name. */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "vmp_test.h"
 
@@ -53,6 +54,36 @@ unsigned char *vmp_test_read_file(const char *path, size_t *len)
     fclose(f);
     *len = buf ? (size_t)n : 0;
     return buf;
+}
+
+/* /proc/self/task/<tid>/<name>'s first bytes, NUL-terminated; -1 if none. */
+static int read_task(int tid, const char *name, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/%s", tid, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return n > 0 ? 0 : -1;
+}
+
+int vmp_test_wait_asleep_in(int tid, long nr)
+{
+    for (int i = 0; i < 100000; i++) {
+        char sc[128], st[512];
+        if (read_task(tid, "syscall", sc, sizeof sc) == 0 && read_task(tid, "stat", st, sizeof st) == 0) {
+            char *end;
+            long at = strtol(sc, &end, 10);
+            const char *paren = strrchr(st, ')');
+            if (end != sc && at == nr && paren && paren[1] == ' ' && paren[2] == 'S')
+                return 0;
+        }
+        usleep(100);
+    }
+    return -1;
 }
 
 int main(int argc, char **argv)

@@ -21,6 +21,11 @@ const char *vmp_fixture(const char *name);
 /* The whole of a file, malloc'd (the caller frees it), its length in *len;
  * NULL when it cannot be opened or read. */
 unsigned char *vmp_test_read_file(const char *path, size_t *len);
+/* Waits until thread tid (of this process) is asleep inside system call
+ * number nr (its /proc syscall and state S), at most 10 s: 0, or -1.  (A
+ * fixed nap after starting a thread was not enough on a loaded machine: a
+ * thread kept from a CPU 20 ms and more was still on its way there.) */
+int vmp_test_wait_asleep_in(int tid, long nr);
 
 #define VMP_TEST(name)                                                           \
     static void name(void);                                                      \
