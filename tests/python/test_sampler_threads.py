@@ -78,10 +78,18 @@ def test_sleeping_c_threads_are_not_signalled_again_and_again(c_threads, real_ti
     # Threads started during the run are asked only while no signal would
     # end their sleep (a relative nanosleep: a signal would; before, 2-4 naps
     # of the 4 threads were cut short on the wall clock, 0 on the CPU clock).
+    # The run lasts 0.4 s of wall time, not of the main thread's CPU time:
+    # each thread is asked again once it used a stretch of CPU time (10 ms,
+    # then 20, 40, ...: vmp_delivery.h, "Threads that are not Python's"), and
+    # on a loaded machine 0.4 s of CPU took 20-30 s, 2,000-3,000 naps of
+    # 10-15 us each: 9-11 answers in the runs whose threads used 23-32 ms
+    # each, never in those below 23 ms.
     def run():
         if started == "during the run":
             assert c_threads.ct_start_sleepers(4, 10000000) == 0
-        burn_cpu(0.4)
+        end = time.monotonic() + 0.4
+        while time.monotonic() < end:
+            burn_cpu(0.001)
 
     if started == "before the run":
         assert c_threads.ct_start_sleepers(4, 10000000) == 0
