@@ -1422,8 +1422,15 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         t->lazy += t->owed; /* handed over later, in one go (however many: no signal) */
         t->owed = 0;
     }
-    if (t->owed > d->max_owed) {
-        /* far behind: drop rather than burst, counted */
+    /* Far behind: drop rather than burst, counted - unless, on the wall
+     * clock with repeats, the thread did not run this round (its clock
+     * reads as before): its next sample, if it shows that the thread did
+     * not run from its signal to it either, stands for all those periods
+     * (read_answer's waited ones), and one signal goes out a round whatever
+     * it owes.  (An idle thread found by a first round 43-78 ms late had
+     * all but 20 of those periods dropped, though its first sample was
+     * taken where it had waited all along.) */
+    if (t->owed > d->max_owed && !(d->repeats_on && t->delta == 0)) {
         atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)(t->owed - d->max_owed), memory_order_relaxed);
         t->owed = d->max_owed;
     }

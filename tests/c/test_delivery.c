@@ -294,6 +294,10 @@ VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
     REQUIRE(run_schedule(0, 300) == 0);
     long idle_sig = atomic_load(&signalled[IDLE]), idle_rep = atomic_load(&repeated[IDLE]);
     long busy_sig = atomic_load(&signalled[BUSY]), busy_rep = atomic_load(&repeated[BUSY]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %ld ms, %ld dropped; idle: %ld signals, %ld repeats; busy: %ld signals, %ld repeats, %ld ms of CPU\n",
+               atomic_load(&schedule_ms), atomic_load(&schedule_lost), idle_sig, idle_rep, busy_sig, busy_rep,
+               atomic_load(&busy_run_cpu_ms));
     /* ~300 samples owed to each.  The idle one: its first sample found it
      * inside read(), where it stays: every later one is a repeat (before, a
      * real one came every 50 ms as well: 6 or more signals).  A loaded
@@ -918,6 +922,18 @@ static void end_idle_alone(const struct sigaction *old)
     close(wake_pipe[1]);
 }
 
+/* Rounds until `end` (CLOCK_MONOTONIC ms) and until a round began after
+ * the idle thread answered its first signal (10 s at most). */
+static void idle_rounds(vmp_delivery *d, int64_t end)
+{
+    int after = 0;
+    while (mono_ms() < end || (after < 2 && mono_ms() < end + 10000)) {
+        if (atomic_load(&signalled[IDLE]))
+            after++;
+        vmp_delivery_send(d, vmp_delivery_wait(d));
+    }
+}
+
 /* An idle thread that ends: the repeats counted for it while it waited are
  * written, though no visit came before it ended (before this was mended
  * they were dropped with it: 1 sample where 150 were due). */
@@ -930,8 +946,10 @@ VMP_TEST(wall_clock_writes_the_repeats_of_a_thread_that_ended)
     int64_t ended_at = 0;
     if (vmp_delivery_start(&d) == 0) {
         int64_t t0 = mono_ms();
-        for (int64_t end = t0 + 150; mono_ms() < end;) /* (less than a visit's interval) */
-            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        /* (less than a visit's interval; and on until a round read its
+         * first answer: a loaded machine kept it from a CPU for the whole
+         * 150 ms, 1 sample) */
+        idle_rounds(&d, t0 + 150);
         CHECK(write(wake_pipe[1], "x", 1) == 1);
         pthread_join(th, NULL);
         ended_at = mono_ms() - t0;
@@ -950,6 +968,41 @@ VMP_TEST(wall_clock_writes_the_repeats_of_a_thread_that_ended)
     CHECK(got <= ended_at + 3);
 }
 
+/* A first round that comes 60 ms late: the idle thread has not run since
+ * the start, its first sample stands for every period since.  Before, all
+ * but 20 (the signals' backlog) were dropped: 70-74 samples in 110-124 ms
+ * (4 of 4 runs); seen with the sender kept from a CPU at the start for
+ * 43-78 ms (wall_clock_writes_the_repeats_of_a_thread_that_ended: 92 and
+ * 127 samples where 140 were due). */
+VMP_TEST(wall_clock_a_late_first_round_repeats_every_period_of_an_idle_thread)
+{
+    struct sigaction old;
+    pthread_t th;
+    REQUIRE(start_idle_alone(&th, &old) == 0);
+    vmp_delivery d = wall_schedule();
+    /* (the run's length: at least from the start's return to the stop's
+     * call, at most from before the start to the stop's return; under load
+     * the two took 15-100 ms) */
+    int64_t t0 = mono_ms(), inside = 0, elapsed = 0;
+    if (vmp_delivery_start(&d) == 0) {
+        int64_t t1 = mono_ms();
+        usleep(60000); /* the late first round */
+        idle_rounds(&d, mono_ms() + 50);
+        inside = mono_ms() - t1;
+        vmp_delivery_stop(&d);
+        elapsed = mono_ms() - t0;
+    }
+    CHECK(write(wake_pipe[1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    end_idle_alone(&old);
+    long got = atomic_load(&signalled[IDLE]) + atomic_load(&repeated[IDLE]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %lld ms (%lld between start and stop): %ld samples (%ld signals), %ld dropped\n",
+               (long long)elapsed, (long long)inside, got, atomic_load(&signalled[IDLE]), (long)vmp_delivery_dropped(&d));
+    CHECK(got >= inside - 5);
+    CHECK(got <= elapsed + 3);
+}
+
 /* A round that comes 60 ms late finds an idle thread that is still read
  * each round (found idle once, not yet still): all 60 periods repeat its
  * sample.  Before, the cap that keeps a thread from a burst of signals
@@ -960,16 +1013,18 @@ VMP_TEST(wall_clock_a_late_round_repeats_every_period_of_an_idle_thread)
     pthread_t th;
     REQUIRE(start_idle_alone(&th, &old) == 0);
     vmp_delivery d = wall_schedule();
-    int64_t t0 = mono_ms(), elapsed = 0;
+    int64_t t0 = mono_ms(), inside = 0, elapsed = 0; /* (as above) */
     if (vmp_delivery_start(&d) == 0) {
+        int64_t t1 = mono_ms();
         vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* its first sample */
-        for (int i = 0; i < 1000 && !atomic_load(&signalled[IDLE]); i++)
+        for (int i = 0; i < 100000 && !atomic_load(&signalled[IDLE]); i++)
             usleep(100);
-        usleep(2000);                                 /* back in read() */
+        CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[IDLE]), SYS_read) == 0); /* back in read() */
         vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* found idle */
         usleep(60000);                                /* the late round */
         for (int64_t end = mono_ms() + 50; mono_ms() < end;)
             vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        inside = mono_ms() - t1;
         vmp_delivery_stop(&d);
         elapsed = mono_ms() - t0;
     }
@@ -978,8 +1033,9 @@ VMP_TEST(wall_clock_a_late_round_repeats_every_period_of_an_idle_thread)
     end_idle_alone(&old);
     long got = atomic_load(&signalled[IDLE]) + atomic_load(&repeated[IDLE]);
     if (getenv("VMP_TEST_VERBOSE"))
-        printf("    %lld ms: %ld samples (%ld signals)\n", (long long)elapsed, got, atomic_load(&signalled[IDLE]));
-    CHECK(got >= elapsed - 5);
+        printf("    %lld ms (%lld between start and stop): %ld samples (%ld signals)\n", (long long)elapsed,
+               (long long)inside, got, atomic_load(&signalled[IDLE]));
+    CHECK(got >= inside - 5);
     CHECK(got <= elapsed + 3);
 }
 
@@ -1750,6 +1806,19 @@ VMP_TEST(wall_clock_counts_the_periods_a_late_round_drops_beyond_the_backlog)
     vmp_delivery d = wall_schedule();
     int64_t periods = 0, dropped = -1;
     if (vmp_delivery_start(&d) == 0) {
+        /* (it ran since the start read its clock: a thread that did not,
+         * kept from a CPU by a loaded machine, has its periods kept for its
+         * next sample, not dropped) */
+        clockid_t clk;
+        struct timespec c0, c;
+        pthread_getcpuclockid(busy, &clk);
+        clock_gettime(clk, &c0);
+        for (int i = 0; i < 100000; i++) {
+            clock_gettime(clk, &c);
+            if (c.tv_sec != c0.tv_sec || c.tv_nsec != c0.tv_nsec)
+                break;
+            usleep(100);
+        }
         vmp_delivery_send(&d, 200); /* the first round, 200 periods late */
         periods += 200;
         for (int64_t end = mono_ms() + 50; mono_ms() < end;) {
