@@ -59,9 +59,14 @@
  * reports its sample with vmp_delivery_sampled().  Likewise a thread that
  * could not run (a loaded machine keeps it waiting for a CPU) handles its
  * signal late, but its stack did not change meanwhile: the periods it
- * waited repeat the sample it finally took (VMP_WAITED_SLACK_NS).  Repeats are
+ * waited repeat the sample it finally took (VMP_WAITED_SLACK_NS), unless
+ * it ran after that sample: then the periods of the round that read the
+ * answer (it ran somewhere in them) go to its next sample.  Repeats are
  * never capped as signals are (VMP_MAX_BACKLOG_NS): a round that came
- * late owes an idle thread every period it missed.  Repeats that find the
+ * late owes an idle thread every period it missed, and a thread that did
+ * not run in a round keeps what it owes beyond the backlog for the sample
+ * its next signal takes (one signal a round whatever it owes; before its
+ * first sample too).  Repeats that find the
  * ring full at a visit wait for the next one; elsewhere they are lost and
  * counted (repeats_lost, in the profile's samples_dropped).
  *
