@@ -76,23 +76,61 @@ static int is_word(char c)
 
 int vmp_name_is_interpreter(const char *s, size_t len)
 {
-    /* exact names, and prefixes followed by at least one more word
-     * character (+) or by any (*) */
+    /* Exact names, and prefixes followed by at least one more word
+     * character (+) or by any (*).  The rule: a frame is the interpreter's
+     * when its only job is to get a call into or out of a Python function's
+     * frame (dispatch, argument binding, pushing and popping the frame,
+     * checking the result) or to run the interpreter itself.  A C function
+     * the program's code called stays, even when it calls back into Python
+     * (builtin_sorted, list_sort, map_next, type_call, gen_iternext), as does
+     * the work of an operation the code asked for (PyObject_RichCompare,
+     * PyLong_FromLong, the GC run from the eval breaker).  Names of every
+     * CPython 3.8-3.13 (the oldest first where they differ); they do not
+     * clash across versions, so one list serves all. */
     static const char *const exact[] = {
         "_PyFunction_Vectorcall", "function_code_fastcall", "call_function", "do_call_core",
         "_PyObject_MakeTpCall", "PyObject_MakeTpCall", "_PyVectorcall_Call",
-        "PyVectorcall_Call", "slot_tp_call", "gen_send_ex", "gen_send_ex2", "run_mod",
-        "run_eval_code_obj", "Py_RunMain", "Py_BytesMain", "Py_Main", "main", "_start",
+        "PyVectorcall_Call", "PyVectorcall_Function", "slot_tp_call", "gen_send_ex",
+        "gen_send_ex2", "run_mod", "run_eval_code_obj", "Py_RunMain", "Py_BytesMain", "Py_Main",
+        "main", "_start",
+        /* call.c's helpers of the call paths: a va_list turned into a
+         * call (PyObject_CallFunctionObjArgs, 3.8's key= calls), the
+         * result's check after every call */
+        "object_vacall", "_Py_CheckFunctionResult",
+        /* 3.11+: a Python function's frame pushed and its arguments bound
+         * (ceval.c), popped (pystate.c); 3.8-3.10's frame object freed when
+         * the call returns (frameobject.c) */
+        "initialize_locals", "_PyThreadState_PushFrame", "_PyThreadState_PopFrame",
+        "frame_dealloc",
+        /* the eval loop's periodic check (signals, GC, the GIL): what it
+         * runs (gc_collect_main, a signal handler) stays */
+        "eval_frame_handle_pending", "_Py_HandlePending",
         /* 3.12+ -X perf: the hook that runs a call through its trampoline,
          * and the trampolines (vmp_trampoline.h: named after their template) */
         "py_trampoline_evaluator", "_Py_trampoline_func_start", NULL};
-    static const char *const prefix_more[] = {"_PyEval_", "PyEval_", "_PyCFunction_",
-                                              "vectorcall_", "_PyRun_", "PyRun_", "pymain_",
-                                              NULL};
+    static const char *const prefix_more[] = {
+        "_PyEval_", "PyEval_", "_PyCFunction_", "vectorcall_", "_PyRun_", "PyRun_", "pymain_",
+        /* interpreter frames made, copied, cleared (frameobject.c, frame.c:
+         * 3.8-3.10 _PyFrame_New_NoTrack, 3.11+ _PyFrame_Clear,
+         * _PyFrame_ClearExceptCode, _PyFrame_MakeAndSetFrameObject, ...) */
+        "_PyFrame_",
+        /* call.c: keyword arguments packed and unpacked for a call */
+        "_PyStack_",
+        /* typeobject.c's slot functions: a type slot of a class defined in
+         * Python, whose only job is to call the Python method (__init__,
+         * __iter__, __eq__, __hash__, ...), as slot_tp_call above */
+        "slot_tp_", "slot_nb_", "slot_sq_", "slot_mp_", "slot_am_", NULL};
     static const char *const prefix_any[] = {
         "_PyObject_Vectorcall", "PyObject_Vectorcall", "_PyObject_Call", "PyObject_Call",
         "_PyObject_FastCall", "PyObject_FastCall", "cfunction_vectorcall", "cfunction_call",
-        "method_vectorcall", "builtin_exec", "__libc_start", NULL};
+        "method_vectorcall", "builtin_exec", "__libc_start",
+        /* 3.11+ ceval.c: _PyEvalFramePushAndInit (and 3.13's _Ex),
+         * _PyEvalFrameClearAndPop: a call's frame pushed and popped */
+        "_PyEvalFrame",
+        /* 3.8's call paths of Python functions and PyMethodDefs */
+        "_PyFunction_FastCall", "_PyMethodDef_RawFastCall",
+        /* 3.11+ the adaptive interpreter specialising an instruction */
+        "_Py_Specialize", NULL};
     size_t base = 0;
     while (base < len && s[base] != '.' && s[base] != '@') {
         if (!is_word(s[base]))

@@ -42,8 +42,10 @@ size_t vmp_name_write(char *buf, size_t size, vmp_name_lang lang, const char *fu
                       size_t func_len, long line, const char *file, size_t file_len);
 
 /* A native symbol of the interpreter's own machinery (the evaluation loop,
- * the call paths between C and Python, start-up): what a view hides when it
- * shows C extensions right under their Python callers.  Compiler suffixes
+ * the call paths between C and Python, frames pushed and popped, start-up):
+ * what a view hides when it shows C extensions right under their Python
+ * callers (vmprofshow --hide-interpreter, VMP_Q_HIDE_INTERPRETER, the
+ * server's interp=0: this is the one list).  Compiler suffixes
  * (".constprop.0", ".cold") and symbol versions ("@@GLIBC_2.34") are
  * ignored. */
 int vmp_name_is_interpreter(const char *symbol, size_t len);
