@@ -1,8 +1,10 @@
 /* test_query.c - the public query layer (vmprof.h): the function table, the
  * runner rule, sample and frame selection, call trees and function counts. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "vmp_name.h"
 #include "vmp_profile.h"
 #include "vmp_test.h"
 #include "vmprof.h"
@@ -94,6 +96,44 @@ VMP_TEST(query_functions_are_parsed_once_and_merged_by_name)
     CHECK(vmp_profile_find_func(p, VMP_FRAME_PYTHON, "work", "/src/prog.py", 3) == w);
     CHECK(vmp_profile_find_func(p, VMP_FRAME_PYTHON, "work", "/src/prog.py", 4) == VMP_NONE);
     vmp_profile_free(p);
+}
+
+static int interp(const char *name)
+{
+    return vmp_name_is_interpreter(name, strlen(name));
+}
+
+VMP_TEST(query_interpreter_is_the_call_machinery_not_the_c_the_program_called)
+{
+    /* between a caller and its callee on CPython 3.8-3.13 (tests/python/
+     * test_native_interp.py profiles them): frames pushed and popped,
+     * call.c's helpers, slots of Python classes, the eval breaker */
+    static const char *const hidden[] = {
+        "_PyEval_EvalFrameDefault.cold", "_PyEvalFramePushAndInit", "_PyEvalFramePushAndInit_Ex",
+        "_PyEvalFrameClearAndPop", "initialize_locals", "_PyThreadState_PushFrame",
+        "_PyThreadState_PopFrame", "_Py_CheckFunctionResult", "_PyFrame_New_NoTrack",
+        "frame_dealloc", "_PyFrame_Clear", "_PyFrame_ClearExceptCode", "object_vacall",
+        "_PyStack_AsDict", "_PyFunction_FastCallKeywords", "_PyMethodDef_RawFastCallKeywords",
+        "slot_tp_init", "slot_tp_richcompare", "slot_tp_iter", "slot_tp_call", "slot_nb_add",
+        "slot_sq_item", "slot_mp_subscript", "_Py_HandlePending", "_Py_Specialize_Call",
+        "function_code_fastcall", "_PyObject_VectorcallTstate", "method_vectorcall_NOARGS",
+        "PyVectorcall_Function", NULL};
+    /* C functions the program called, and the work of its operations */
+    static const char *const kept[] = {
+        "builtin_sorted", "list_sort", "list_sort_impl", "list_sort_impl.isra.0", "builtin_sum",
+        "PyIter_Next", "gen_iternext", "map_next", "type_call", "list_vectorcall",
+        "partial_vectorcall", "PyObject_RichCompare", "gc_collect_main", "slot", "slot_",
+        "_PyFrame", "PyFrame_New", "compress", "_PyEval", NULL};
+    for (int i = 0; hidden[i]; i++) {
+        if (!interp(hidden[i]))
+            fprintf(stderr, "not hidden: %s\n", hidden[i]);
+        CHECK(interp(hidden[i]));
+    }
+    for (int i = 0; kept[i]; i++) {
+        if (interp(kept[i]))
+            fprintf(stderr, "hidden: %s\n", kept[i]);
+        CHECK(!interp(kept[i]));
+    }
 }
 
 VMP_TEST(query_facts)
