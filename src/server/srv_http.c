@@ -139,7 +139,9 @@ void srv_reply_json_text(srv_request *req, unsigned status, char *text, size_t l
     }
     /* A big tree goes compressed to a browser: a few MB of JSON is a few
      * hundred KB on the wire. */
-    if (len > 4096 && len < UINT32_MAX && accepts_gzip(req)) {
+    /* (Never one that may go early: answer_early sends early_text, plain,
+     * with the response's headers.) */
+    if (len > 4096 && len < UINT32_MAX && !req->in_body && accepts_gzip(req)) {
         size_t zlen;
         char *z = gzip_text(text, len, &zlen);
         struct MHD_Response *r =
@@ -374,10 +376,13 @@ static uint64_t body_limit(const srv_request *req)
     }
 }
 
-static enum MHD_Result queue(srv_request *req)
+/* The headers a reply gets as it goes out, whichever way: queued to
+ * libmicrohttpd (queue) or written on the socket before the body's end
+ * (answer_early, which writes every header of the response object, so a
+ * header added here or by srv_reply_response reaches both; none is added
+ * anywhere else). */
+static void complete_headers(srv_request *req)
 {
-    if (!req->response)
-        srv_reply_error(req, 500, "the server did not answer this request (a bug)");
     if (req->status == 503 && req->response &&
         !MHD_get_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER)) {
         /* Every 503 says "retry": when (the database's pool knows how long
@@ -386,6 +391,13 @@ static enum MHD_Result queue(srv_request *req)
         snprintf(retry, sizeof retry, "%d", srv_store_retry_after(req->server->store));
         MHD_add_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER, retry);
     }
+}
+
+static enum MHD_Result queue(srv_request *req)
+{
+    if (!req->response)
+        srv_reply_error(req, 500, "the server did not answer this request (a bug)");
+    complete_headers(req);
     enum MHD_Result rc = MHD_queue_response(req->conn, req->status, req->response);
     return rc;
 }
@@ -418,6 +430,25 @@ static int send_all(int fd, const char *buf, size_t len, const struct timespec *
     return 0;
 }
 
+/* The response object's headers as lines of the early answer, into buf
+ * (cap bytes); one that does not fit makes len -1 (no answer written). */
+typedef struct early_head {
+    char *buf;
+    int len, cap;
+} early_head;
+
+static enum MHD_Result add_early_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    early_head *h = cls;
+    if (kind != MHD_HEADER_KIND || h->len < 0)
+        return MHD_YES;
+    int n = snprintf(h->buf + h->len, (size_t)(h->cap - h->len), "%s: %s\r\n", key,
+                     value ? value : "");
+    h->len = n >= 0 && n < h->cap - h->len ? h->len + n : -1;
+    return MHD_YES;
+}
+
 /* A reply decided while a streamed body arrives (an upload whose profile the
  * decoder refused, a disk that is full): sent now rather than after the rest
  * of the body, which may be hundreds of MB the server would only read to throw
@@ -440,25 +471,28 @@ static enum MHD_Result answer_early(srv_request *req)
     if (!info || !req->early_text)
         return MHD_YES; /* (answered at the end, the rest discarded: out of memory) */
     int fd = info->connect_fd;
-    const char *retry = MHD_get_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER);
-    char retry_line[64] = "";
-    if (retry || req->status == 503)
-        snprintf(retry_line, sizeof retry_line, "Retry-After: %d\r\n",
-                 retry ? atoi(retry) : srv_store_retry_after(req->server->store));
+    complete_headers(req);
     char date[64];
     time_t now = time(NULL);
     struct tm tm;
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
-    char head[512];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n"
-                     "Cache-Control: no-store\r\nContent-Type: application/json\r\n"
-                     "X-Content-Type-Options: nosniff\r\n%sContent-Length: %zu\r\n\r\n",
-                     req->status, MHD_get_reason_phrase_for(req->status), date, retry_line,
-                     req->early_len);
+    /* The status line and what libmicrohttpd writes itself for a queued
+     * reply (Date, Connection, Content-Length); every other header is the
+     * response object's, as queue sends it. */
+    char head[2048];
+    early_head h = {head, 0, (int)sizeof head};
+    h.len = snprintf(head, sizeof head, "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n",
+                     req->status, MHD_get_reason_phrase_for(req->status), date);
+    MHD_get_response_headers(req->response, add_early_header, &h);
+    int n = -1;
+    if (h.len >= 0) {
+        n = snprintf(head + h.len, sizeof head - (size_t)h.len, "%s: %zu\r\n\r\n",
+                     MHD_HTTP_HEADER_CONTENT_LENGTH, req->early_len);
+        n = n > 0 && (size_t)n < sizeof head - (size_t)h.len ? h.len + n : -1;
+    }
     /* (one write: the body in a second small one would wait for the
      * acknowledgement of the first, with Nagle's algorithm) */
-    char *whole = n > 0 && (size_t)n < sizeof head ? malloc((size_t)n + req->early_len) : NULL;
+    char *whole = n > 0 ? malloc((size_t)n + req->early_len) : NULL;
     if (!whole)
         return MHD_YES;
     memcpy(whole, head, (size_t)n);
