@@ -618,6 +618,20 @@ static size_t utf8_encode(uint32_t c, char *out)
     return 4;
 }
 
+/* One character as srv_fold folds it. */
+static uint32_t fold_char(uint32_t c)
+{
+    if (c < 0x80)
+        return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+    uint32_t lower = fold_locale ? (uint32_t)towlower_l((wint_t)c, fold_locale) : c;
+    /* Taken as it is, to ASCII too (U+212A KELVIN SIGN to k), as
+     * PostgreSQL's LOWER() takes it; a character grows by one byte at
+     * most (two to three, three to four), within out's bound. */
+    if (lower > 0x10FFFF || (lower >= 0xD800 && lower <= 0xDFFF))
+        lower = c;
+    return lower;
+}
+
 size_t srv_fold(const char *in, size_t n, char *out)
 {
     pthread_once(&fold_once, fold_init);
@@ -627,7 +641,7 @@ size_t srv_fold(const char *in, size_t n, char *out)
         uint32_t c;
         size_t len;
         if (s[i] < 0x80) {
-            out[o++] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+            out[o++] = (char)fold_char(s[i]);
             i++;
             continue;
         }
@@ -635,15 +649,117 @@ size_t srv_fold(const char *in, size_t n, char *out)
             out[o++] = (char)s[i++];
             continue;
         }
-        uint32_t lower = fold_locale ? (uint32_t)towlower_l((wint_t)c, fold_locale) : c;
-        /* Taken as it is, to ASCII too (U+212A KELVIN SIGN to k), as
-         * PostgreSQL's LOWER() takes it; a character grows by one byte at
-         * most (two to three, three to four), within out's bound. */
-        if (lower > 0x10FFFF || (lower >= 0xD800 && lower <= 0xDFFF))
-            lower = c;
-        o += utf8_encode(lower, out + o);
+        o += utf8_encode(fold_char(c), out + o);
         i += len;
     }
     out[o] = 0;
     return o;
+}
+
+/* Every character that fold_char changes, as (what it folds to, it), in
+ * that order: what srv_fold_variants reads a folded character's sources
+ * from.  Made once, by asking every code point (1.1 million towlower_l,
+ * a few ms), since only glibc's tables know them (about 1,400). */
+typedef struct fold_pair {
+    uint32_t to, from;
+} fold_pair;
+static fold_pair *unfold;
+static size_t unfold_n;
+static pthread_once_t unfold_once = PTHREAD_ONCE_INIT;
+
+static int by_to(const void *a, const void *b)
+{
+    const fold_pair *x = a, *y = b;
+    return x->to != y->to ? (x->to < y->to ? -1 : 1)
+                          : x->from != y->from ? (x->from < y->from ? -1 : 1) : 0;
+}
+
+static void unfold_init(void)
+{
+    pthread_once(&fold_once, fold_init);
+    size_t cap = 0;
+    for (uint32_t c = 0; c <= 0x10FFFF; c++) {
+        if (c >= 0xD800 && c <= 0xDFFF)
+            continue;
+        uint32_t to = fold_char(c);
+        if (to == c)
+            continue;
+        if (unfold_n == cap) {
+            cap = cap ? 2 * cap : 2048;
+            fold_pair *p = realloc(unfold, cap * sizeof *p);
+            if (!p) {
+                free(unfold);
+                unfold = NULL;
+                unfold_n = 0;
+                return;
+            }
+            unfold = p;
+        }
+        unfold[unfold_n++] = (fold_pair){to, c};
+    }
+    qsort(unfold, unfold_n, sizeof *unfold, by_to);
+}
+
+void srv_fold_prepare(void)
+{
+    pthread_once(&unfold_once, unfold_init);
+}
+
+/* The characters fold_char folds to c, into out (max of them); how many
+ * there are (maybe more than max). */
+static size_t unfolded(uint32_t c, uint32_t *out, size_t max)
+{
+    size_t n = 0;
+    if (fold_char(c) == c && n++ < max)
+        out[0] = c;
+    size_t lo = 0, hi = unfold_n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (unfold[mid].to < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < unfold_n && unfold[lo].to == c; lo++, n++)
+        if (n < max)
+            out[n] = unfold[lo].from;
+    return n;
+}
+
+#define VARIANT_SOURCES 8
+
+int srv_fold_variants(const char *tri, size_t len, char *out, size_t cap, int max)
+{
+    srv_fold_prepare();
+    if (!unfold && fold_locale)
+        return -1; /* (out of memory making the table: not knowing them all) */
+    const unsigned char *s = (const unsigned char *)tri;
+    uint32_t from[3][VARIANT_SOURCES];
+    size_t n[3], at = 0;
+    for (int k = 0; k < 3; k++) {
+        if (at >= len)
+            return -1;
+        uint32_t c = s[at];
+        size_t l = c < 0x80 ? 1 : utf8_decode(s + at, len - at, &c);
+        if (!l)
+            return -1;
+        n[k] = unfolded(c, from[k], VARIANT_SOURCES);
+        if (n[k] == 0 || n[k] > VARIANT_SOURCES)
+            return -1;
+        at += l;
+    }
+    if (at != len || n[0] * n[1] * n[2] > (size_t)max)
+        return -1;
+    size_t o = 0;
+    for (size_t a = 0; a < n[0]; a++)
+        for (size_t b = 0; b < n[1]; b++)
+            for (size_t c = 0; c < n[2]; c++) {
+                if (cap - o < 3 * 4 + 1)
+                    return -1;
+                o += utf8_encode(from[0][a], out + o);
+                o += utf8_encode(from[1][b], out + o);
+                o += utf8_encode(from[2][c], out + o);
+                out[o++] = 0;
+            }
+    return (int)(n[0] * n[1] * n[2]);
 }

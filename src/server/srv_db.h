@@ -193,6 +193,17 @@ void srv_db_stats_get(srv_db *db, srv_db_stats *stats);
  * and a NUL to out (room for 2 * n + 1); returns n2. */
 size_t srv_fold(const char *in, size_t n, char *out);
 
+/* Every text of three characters that srv_fold folds to tri (len bytes of
+ * UTF-8: three characters as srv_fold gives them), each ended by a NUL,
+ * into out (cap bytes): what a search through an index of the texts' own
+ * trigrams (not folded) looks up for one trigram of a folded q.  Returns
+ * how many; -1 when tri is not three characters, when they are more than
+ * max or do not fit.  srv_fold_prepare makes the table of characters that
+ * fold to others (a few ms, once), which this needs; called before, it
+ * spares the first search that wait. */
+int srv_fold_variants(const char *tri, size_t len, char *out, size_t cap, int max);
+void srv_fold_prepare(void);
+
 /* The database down: after a connect fails, requests that would connect are
  * answered at once for a while (doubling, up to 2 s, while connects keep
  * failing; then one tries), with errbuf "the database is not reachable

@@ -15,9 +15,11 @@
 /* Runs per trigram of the search index, see count_trigrams(). */
 #define TRIGRAM_SLOTS 4096
 #define TRIGRAM_KEPT_MS (10 * 60 * 1000)
+/* A trigram of a folded q: three characters of UTF-8 and a NUL. */
+#define TRI_BYTES 16
 
 struct srv_trigram_slot {
-    char tri[4];
+    char tri[TRI_BYTES];
     int64_t runs;
     int64_t read_ms; /* 0: a free slot */
 };
@@ -29,10 +31,11 @@ typedef struct srv_trigram_counts {
     int64_t runs, runs_read_ms; /* runs_estimate() */
 } srv_trigram_counts;
 
-static unsigned trigram_slot(const char tri[4])
+static unsigned trigram_slot(const char *tri)
 {
-    unsigned h = ((unsigned char)tri[0] * 31u + (unsigned char)tri[1]) * 31u +
-                 (unsigned char)tri[2];
+    unsigned h = 0;
+    for (; *tri; tri++)
+        h = h * 31u + (unsigned char)*tri;
     return h % TRIGRAM_SLOTS;
 }
 
@@ -116,12 +119,18 @@ static const char *const schema_common[] = {
 
 /* The search (q=, a substring of the command line or the name) through an
  * index of trigrams, so that it reads the runs that match rather than every
- * run.  SQLite: an FTS5 table with the trigram tokenizer (case-insensitive)
- * over the runs table, filled from the runs there when made (a database of an
- * earlier version) and kept in step by triggers. */
+ * run.  SQLite: an FTS5 table with the trigram tokenizer over the runs
+ * table, filled from the runs there when made (a database of an earlier
+ * version) and kept in step by triggers.  It keeps case (case_sensitive 1):
+ * a search looks up every text that srv_fold folds to a trigram of q
+ * (list_search_sqlite_trigram), where an index folding case itself would
+ * fold as SQLite's tables do, which differ from towlower().  So the index
+ * holds the texts as they are, and any program may write the runs table
+ * (a trigger of its own would need srv_fold). */
+#define SEARCH_TOKENIZE "trigram case_sensitive 1"
 static const char *const search_sqlite[] = {
     "CREATE VIRTUAL TABLE IF NOT EXISTS runs_search USING fts5(argv, name,"
-    " content='runs', content_rowid='seq', tokenize='trigram')",
+    " content='runs', content_rowid='seq', tokenize='" SEARCH_TOKENIZE "')",
     "CREATE TRIGGER IF NOT EXISTS runs_search_add AFTER INSERT ON runs BEGIN"
     " INSERT INTO runs_search (rowid, argv, name) VALUES (new.seq, new.argv, new.name); END",
     "CREATE TRIGGER IF NOT EXISTS runs_search_remove AFTER DELETE ON runs BEGIN"
@@ -292,14 +301,36 @@ static int has_run_seq(srv_dbconn *c)
                           ignored, sizeof ignored) == 0;
 }
 
+static int collect_text(void *ctx, int ncols, const srv_cell *v)
+{
+    const char *t = ncols >= 1 ? srv_cell_text(&v[0]) : NULL;
+    snprintf(ctx, 64, "%s", t ? t : "");
+    return 1;
+}
+
+/* An index of an earlier version, which folded case as SQLite does: made
+ * again (the runs table's triggers stay, they name it). */
+static const char *const search_sqlite_drop[] = {
+    "DROP TABLE IF EXISTS runs_search_terms",
+    "DROP TABLE runs_search",
+    NULL,
+};
+
 static int make_search_sqlite(srv_dbconn *c, char *buf, size_t size)
 {
-    int exists = 0;
-    if (srv_db_exec_on(c, "SELECT 1 FROM sqlite_master WHERE name = 'runs_search'", NULL, 0,
-                       one_row, &exists, NULL, buf, size) < 0)
+    char made[64] = "";
+    if (srv_db_exec_on(c, "SELECT CASE WHEN sql LIKE '%" SEARCH_TOKENIZE "%' THEN 'current'"
+                          " ELSE 'earlier' END FROM sqlite_master WHERE name = 'runs_search'",
+                       NULL, 0, collect_text, made, NULL, buf, size) < 0)
         return -1;
+    if (strcmp(made, "earlier") == 0) {
+        fprintf(stderr, "vmprof-server: the search index of runs is made again: it now keeps"
+                        " case, which the search folds as PostgreSQL does\n");
+        if (exec_all(c, search_sqlite_drop, 0, buf, size) < 0)
+            return -1;
+    }
     /* Made now, and indexed from the runs already there, in one transaction. */
-    if (!exists && exec_all(c, search_sqlite, 1, buf, size) < 0)
+    if (strcmp(made, "current") != 0 && exec_all(c, search_sqlite, 1, buf, size) < 0)
         return -1;
     /* How many runs hold each trigram, read by a search to pick the one to
      * walk (see rarest_trigram); a view of the index, no data of its own. */
@@ -340,13 +371,6 @@ static int make_trigrams_pg(srv_dbconn *c)
                 buf);
         return 0;
     }
-    return 1;
-}
-
-static int collect_text(void *ctx, int ncols, const srv_cell *v)
-{
-    const char *t = ncols >= 1 ? srv_cell_text(&v[0]) : NULL;
-    snprintf(ctx, 64, "%s", t ? t : "");
     return 1;
 }
 
@@ -416,6 +440,7 @@ srv_store *srv_store_open(const char *database, srv_err *err)
             check_fold_pg(c);
         } else {
             rc = make_search_sqlite(c, buf, sizeof buf);
+            srv_fold_prepare(); /* (spares the first search its few ms) */
         }
     }
     if (c && pg) {
@@ -741,20 +766,15 @@ static const char *const list_scan_user =
     " AND ($3 = '' OR LOWER(r.argv) LIKE $3 ESCAPE '\\' OR LOWER(r.name) LIKE $3 ESCAPE '\\')"
     " AND ($4 = '' OR r.vm = $4)"
     " ORDER BY r.seq DESC LIMIT $6";
-/* A search of three or more characters, the same parameters, $3 given.
- * The engines' trigram indexes differ, so this one statement is written per
- * engine.  SQLite: the FTS5 table yields its matches newest first (its rowid
- * is the seq) and stops after a page. */
-static const char *const list_search_sqlite =
-    "SELECT " LIST_COLUMNS " FROM runs_search s JOIN runs r ON r.seq = s.rowid"
-    " LEFT JOIN users u ON u.id = r.owner_id"
-    " WHERE runs_search MATCH $3 AND s.rowid < $2 AND r.state = $1"
-    " AND ($4 = '' OR r.vm = $4)"
-    " AND ($5 = '' OR u.name = $5)"
-    " ORDER BY s.rowid DESC LIMIT $6";
-/* SQLite, a search of ASCII text: the matches of one trigram of it, newest
- * first, checked with LIKE ($7).  $3 is that trigram as an FTS5 phrase.  A
- * phrase of several trigrams makes FTS5 read the whole list of runs of each
+/* SQLite, a search of three characters or more: the matches of one trigram
+ * of it, newest first, checked with LIKE ($7), the other parameters as
+ * list_scan's.  The FTS5 table yields its matches newest first (its rowid
+ * is the seq) and stops after a page.  It holds the texts' own trigrams,
+ * case kept, so $3 is every text that folds to that trigram of the folded
+ * q (srv_fold_variants), as FTS5 phrases joined by OR: the index then
+ * folds nothing itself (its own folding differs from srv_fold's in 406
+ * characters, U+0130 and U+017F among them) and a run is found whatever
+ * case its text has.  A phrase of several trigrams makes FTS5 read the whole list of runs of each
  * (every run holds "cas" when every command line says --case), where one
  * trigram's list is walked newest first and left once a page is full: with
  * 10,000 runs, q=case 77 (111 match) took 0.79 ms as a phrase, 0.37 through
@@ -793,11 +813,11 @@ static int64_t runs_estimate(srv_store *s);
 
 /* The kept count of tri, or -1 (never read, read too long ago, or its slot
  * taken by another trigram).  With c->lock held. */
-static int64_t kept_count(const srv_trigram_counts *c, const char tri[4], int64_t now)
+static int64_t kept_count(const srv_trigram_counts *c, const char *tri, int64_t now)
 {
     const struct srv_trigram_slot *slot = &c->slot[trigram_slot(tri)];
     return slot->read_ms && now - slot->read_ms < TRIGRAM_KEPT_MS &&
-                   memcmp(slot->tri, tri, 4) == 0
+                   strcmp(slot->tri, tri) == 0
                ? slot->runs
                : -1;
 }
@@ -806,6 +826,12 @@ static int64_t kept_count(const srv_trigram_counts *c, const char tri[4], int64_
  * NULL for none), counted up to $9, in one statement: a search's first
  * question was five or more round trips, each sent again when slow. */
 #define RARE_PROBES 8
+/* SQLite: the most texts of three characters a trigram of a folded q is
+ * looked up as (srv_fold_variants): "kkk" is 27 (k, K and U+212A KELVIN
+ * SIGN each), an ASCII word's trigram 8 at most. */
+#define MAX_VARIANTS 64
+/* The count of a trigram that cannot be looked up (too many variants). */
+#define NO_TRIGRAM INT64_MAX
 static const char *const count_trigrams_pg =
     "SELECT x.i, (SELECT COUNT(*) FROM (SELECT 1 FROM runs_trigrams WHERE tri = x.t"
     "                                   LIMIT $9) AS c)"
@@ -829,7 +855,7 @@ static int collect_counts(void *ctx, int ncols, const srv_cell *v)
  * (c->reading): the others wait for its answer and find them kept, where
  * each used to read them all itself (16 at once under wrk, a search's first
  * second 90-145 ms at p99). */
-static int count_trigrams(srv_store *s, char (*tri)[4], int n, int64_t *runs)
+static int count_trigrams(srv_store *s, char (*tri)[TRI_BYTES], int n, int64_t *runs)
 {
     srv_trigram_counts *c = s->trigrams;
     int64_t now = monotonic_ms();
@@ -859,12 +885,23 @@ static int count_trigrams(srv_store *s, char (*tri)[4], int n, int64_t *runs)
         rc = read_rows(s, 0, count_trigrams_pg, p, RARE_PROBES + 1, collect_counts, got, &err,
                        "cannot count the trigrams");
     }
+    /* SQLite: the index holds the texts' own trigrams, so a trigram of the
+     * folded q is held by the runs holding any of its variants (the sum
+     * counts a run holding two of them twice: an estimate, as the kept
+     * counts are). */
     for (int i = 0; missing && s->sqlite && rc == 0 && i < n; i++) {
-        srv_param p[] = {SRV_P_TEXT(tri[i])};
-        got[i] = 0;
-        if (runs[i] < 0)
+        char variants[MAX_VARIANTS * 13];
+        int nv = runs[i] < 0 ? srv_fold_variants(tri[i], strlen(tri[i]), variants,
+                                                 sizeof variants, MAX_VARIANTS)
+                             : 0;
+        got[i] = runs[i] < 0 && nv < 0 ? NO_TRIGRAM : 0;
+        for (const char *v = variants; rc == 0 && nv > 0; nv--, v += strlen(v) + 1) {
+            int64_t doc = 0;
+            srv_param p[] = {SRV_P_TEXT(v)};
             rc = read_rows(s, 0, "SELECT doc FROM runs_search_terms WHERE term = $1", p, 1,
-                           collect_count, &got[i], &err, "cannot count a trigram");
+                           collect_count, &doc, &err, "cannot count a trigram");
+            got[i] += doc;
+        }
     }
     if (missing && rc == 0) {
         pthread_mutex_lock(&c->lock);
@@ -872,7 +909,7 @@ static int count_trigrams(srv_store *s, char (*tri)[4], int n, int64_t *runs)
             if (runs[i] >= 0)
                 continue;
             struct srv_trigram_slot *slot = &c->slot[trigram_slot(tri[i])];
-            memcpy(slot->tri, tri[i], 4);
+            memcpy(slot->tri, tri[i], TRI_BYTES);
             slot->runs = runs[i] = got[i];
             slot->read_ms = now;
         }
@@ -905,30 +942,44 @@ static int64_t runs_estimate(srv_store *s)
     return runs;
 }
 
-/* The trigram of q (ASCII, three characters or more), lower-cased as the
- * index keeps it, that the fewest runs hold, into out; of a long q, among
- * RARE_PROBES spread over it.  Returns its count of runs, -1 when the counts
- * do not read. */
-static int64_t rarest_trigram(srv_store *s, const char *q, char out[4])
+/* The byte where the k-th character of UTF-8 text starts (its end for k
+ * past the last). */
+static size_t char_offset(const char *s, size_t k)
 {
-    size_t starts = strlen(q) - 2;
+    size_t i = 0;
+    for (; s[i]; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && k-- == 0)
+            break;
+    return i;
+}
+
+/* The trigram of folded (q as srv_fold folds it, three characters or more)
+ * that the fewest runs hold, into out; of a long q, among RARE_PROBES spread
+ * over it.  Returns its count of runs, -1 when the counts do not read or no
+ * trigram of it can be looked up (SQLite: one of too many variants, or
+ * bytes that are not UTF-8). */
+static int64_t rarest_trigram(srv_store *s, const char *folded, char out[TRI_BYTES])
+{
+    size_t starts = utf8_chars(folded) - 2;
     size_t probes = starts < RARE_PROBES ? starts : RARE_PROBES;
-    char tri[RARE_PROBES][4];
+    char tri[RARE_PROBES][TRI_BYTES];
     int64_t runs[RARE_PROBES], best = -1;
+    int n = 0;
     for (size_t i = 0; i < probes; i++) {
         size_t at = probes > 1 ? i * (starts - 1) / (probes - 1) : 0;
-        for (int k = 0; k < 3; k++) {
-            char ch = q[at + (size_t)k];
-            tri[i][k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-        }
-        tri[i][3] = 0;
+        size_t from = char_offset(folded, at), to = char_offset(folded, at + 3);
+        if (to - from >= TRI_BYTES)
+            continue; /* (stray continuation bytes: no trigram of the index) */
+        memcpy(tri[n], folded + from, to - from);
+        tri[n][to - from] = 0;
+        n++;
     }
-    if (count_trigrams(s, tri, (int)probes, runs) < 0)
+    if (!n || count_trigrams(s, tri, n, runs) < 0)
         return -1;
-    for (size_t i = 0; i < probes; i++) {
-        if (best < 0 || runs[i] < best) {
+    for (int i = 0; i < n; i++) {
+        if (runs[i] != NO_TRIGRAM && (best < 0 || runs[i] < best)) {
             best = runs[i];
-            memcpy(out, tri[i], 4);
+            memcpy(out, tri[i], TRI_BYTES);
         }
     }
     return best;
@@ -1017,20 +1068,51 @@ static int ascii(const char *s)
     return 1;
 }
 
+/* The FTS5 query of every variant of a trigram of a folded q (see
+ * list_search_sqlite_trigram); NULL when out of memory or it has none. */
+static char *variants_query(const char *tri)
+{
+    char variants[MAX_VARIANTS * 13];
+    int nv = srv_fold_variants(tri, strlen(tri), variants, sizeof variants, MAX_VARIANTS);
+    char *out = nv > 0 ? malloc((size_t)nv * (2 * 12 + 2 + 4) + 1) : NULL;
+    if (!out)
+        return NULL;
+    char *o = out;
+    for (const char *v = variants; nv > 0; nv--, v += strlen(v) + 1) {
+        if (o != out)
+            o += sprintf(o, " OR ");
+        char *phrase = fts_phrase(v);
+        if (!phrase) {
+            free(out);
+            return NULL;
+        }
+        o += sprintf(o, "%s", phrase);
+        free(phrase);
+    }
+    return out;
+}
+
 int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, size_t *n,
                        int *more, srv_err *err)
 {
     int64_t size = query->page_size;
     const char *q = query->q ? query->q : "";
     int indexed = utf8_chars(q) >= 3;
-    const char *sql = !indexed ? (query->user && *query->user ? list_scan_user : list_scan)
-                      : s->sqlite ? list_search_sqlite
-                                  : list_search_pg;
-    char *pattern = indexed && s->sqlite ? fts_phrase(q) : like_pattern(q);
-    if (!pattern) {
+    int by_user = query->user && *query->user;
+    /* Without an index way (a q of fewer than three characters, or none
+     * of its trigrams can be looked up), the runs newest first, each
+     * checked with LIKE: every run's, or the owner's. */
+    const char *sql = indexed && !s->sqlite ? list_search_pg
+                      : by_user             ? list_scan_user
+                                            : list_scan;
+    char *pattern = like_pattern(q), *folded = malloc(2 * strlen(q) + 1);
+    if (!pattern || !folded) {
+        free(pattern);
+        free(folded);
         set_err(err, "cannot list the runs", "out of memory");
         return -1;
     }
+    srv_fold(q, strlen(q), folded);
     /* One row more than a page is asked: that it comes says a next page
      * exists (collect_run notes it without keeping it). */
     run_rows rows = {runs, 0, (size_t)size, 1, 0};
@@ -1043,26 +1125,18 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         SRV_P_INT(size + 1),
     };
     int rc = 0, done = 0;
-    /* SQLite, ASCII text: how many runs hold q's rarest trigram chooses the
-     * way (the window and LIKE fold ASCII only, where they and the index
-     * agree).  PostgreSQL: below. */
-    int sqlite_ascii = indexed && s->sqlite && ascii(q);
-    char trigram[4];
-    int64_t rarest = sqlite_ascii ? rarest_trigram(s, q, trigram) : -1;
-    /* Both ways check each run with LIKE. */
-    char *like = sqlite_ascii ? like_pattern(q) : NULL;
-    if (sqlite_ascii && !like) {
-        set_err(err, "cannot list the runs", "out of memory");
-        rc = -1;
-        done = 1;
-    }
+    /* SQLite: how many runs hold q's rarest trigram chooses the way.  Every
+     * way checks each run with LIKE (srv_fold on both sides), so the index
+     * only narrows what is read.  PostgreSQL: below. */
+    int sqlite_indexed = indexed && s->sqlite;
+    char trigram[TRI_BYTES];
+    int64_t rarest = sqlite_indexed ? rarest_trigram(s, folded, trigram) : -1;
     /* Most runs hold it: the page is likely among the newest runs (the
      * window); q=bench, every run: 0.31 ms of server CPU a request this way,
      * 0.37 through the trigram's list.  Few: the window would be paid for
      * nothing (q=case 77: 0.31 ms without it, 0.46 with it). */
-    if (!done && sqlite_ascii && (rarest < 0 || 2 * rarest >= runs_estimate(s))) {
-        srv_param w[] = {p[0], p[1], SRV_P_TEXT(like), p[3], p[4], p[5],
-                         SRV_P_INT(size + 1)};
+    if (sqlite_indexed && (rarest < 0 || 2 * rarest >= runs_estimate(s))) {
+        srv_param w[] = {p[0], p[1], p[2], p[3], p[4], p[5], SRV_P_INT(size + 1)};
         rc = read_rows(s, 0, list_search_window, w, 7, collect_run, &rows, err,
                        "cannot list the runs");
         done = rc < 0 || rows.beyond;
@@ -1071,17 +1145,17 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
             forget_rows(&rows);
     }
     /* Else through the list of q's rarest trigram. */
-    if (!done && rarest >= 0) {
-        char *phrase = fts_phrase(trigram);
-        srv_param t[] = {p[0], p[1], SRV_P_TEXT(phrase), p[3], p[4], p[5], SRV_P_TEXT(like)};
-        if (!phrase) {
+    if (!done && sqlite_indexed && rarest >= 0) {
+        char *match = variants_query(trigram);
+        srv_param t[] = {p[0], p[1], SRV_P_TEXT(match), p[3], p[4], p[5], p[2]};
+        if (!match) {
             set_err(err, "cannot list the runs", "out of memory");
             rc = -1;
         } else {
             rc = read_rows(s, 0, list_search_sqlite_trigram, t, 7, collect_run, &rows, err,
                            "cannot list the runs");
         }
-        free(phrase);
+        free(match);
         done = 1;
     }
     /* PostgreSQL, ASCII text that fewer than half the runs hold the rarest
@@ -1091,7 +1165,7 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
      * (the matches are sparse, or the last page is asked), the whole list.
      * More runs hold it than that: the planner (list_search_pg). */
     int pg_ascii = indexed && !s->sqlite && s->pg_trigrams && ascii(q);
-    if (pg_ascii && (rarest = rarest_trigram(s, q, trigram)) >= 0 &&
+    if (pg_ascii && (rarest = rarest_trigram(s, folded, trigram)) >= 0 &&
         2 * rarest < runs_estimate(s)) {
         int64_t batch = PG_BATCH_PAGES * (size + 1);
         srv_param t[] = {p[0], p[1], p[2], p[3], p[4], p[5], SRV_P_TEXT(trigram),
@@ -1128,7 +1202,7 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
     }
     if (!done)
         rc = read_rows(s, 0, sql, p, 6, collect_run, &rows, err, "cannot list the runs");
-    free(like);
+    free(folded);
     free(pattern);
     if (rc < 0) {
         forget_rows(&rows);

@@ -175,6 +175,42 @@ def test_database_of_the_previous_version_is_upgraded(start_server, tmp_path, pr
     assert [r["id"] for r in server.get("/api/runs?q=run")[1]["runs"]] == [new] + ids[::-1]
 
 
+def test_search_index_of_the_previous_version_is_made_again(start_server, tmp_path,
+                                                            profile_bytes):
+    """A database whose search index folded case itself (FTS5's trigram
+    tokenizer as it comes, which folds as SQLite's tables do, not as the
+    server) gets the index that keeps case at start-up, and its runs are
+    found as srv_fold folds them: q=init finds "İNIT" (towlower folds U+0130
+    to i, SQLite does not)."""
+    data = tmp_path / "old"
+    server = start_server(data=data)
+    ids = [server.upload(profile_bytes, argv=a) for a in ("job İNIT", "job init", "job other")]
+    server.stop()
+    db = sqlite3.connect(str(data / "vmprof.db"))
+    db.executescript("DROP TABLE runs_search_terms; DROP TABLE runs_search;"
+                     "CREATE VIRTUAL TABLE runs_search USING fts5(argv, name, content='runs',"
+                     " content_rowid='seq', tokenize='trigram');"
+                     "INSERT INTO runs_search (runs_search) VALUES ('rebuild');"
+                     "CREATE VIRTUAL TABLE runs_search_terms USING fts5vocab(runs_search, 'row');")
+    db.close()
+    server = start_server(data=data)
+    assert server.search_all("init") == [ids[1], ids[0]]
+    assert server.search_all("İNI") == [ids[1], ids[0]]
+    new = server.upload(profile_bytes, argv="new INIT")
+    assert server.search_all("iNiT") == [new, ids[1], ids[0]]
+    status, err = server.stop()
+    assert status == 0 and "search index of runs is made again" in err, err
+    db = sqlite3.connect(str(data / "vmprof.db"))
+    made = db.execute("SELECT sql FROM sqlite_master WHERE name = 'runs_search'").fetchone()[0]
+    db.close()
+    assert "case_sensitive 1" in made, made
+    # Made once: the next start keeps it.
+    server = start_server(data=data)
+    assert server.search_all("init") == [new, ids[1], ids[0]]
+    status, err = server.stop()
+    assert "made again" not in err, err
+
+
 def session_request(server, method, path, body=None, cookie=None, csrf=None, forwarded=None):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     headers = {"Content-Type": "application/json"}

@@ -3,6 +3,8 @@ temporary folder (as the postgres user, since initdb refuses root), reached
 over a Unix socket only.  Two server processes share the database and the
 data folder: what one takes, the other serves and deletes."""
 import concurrent.futures
+import ctypes
+import ctypes.util
 import glob
 import os
 import re
@@ -839,3 +841,52 @@ def test_a_search_most_runs_match_finds_what_reading_every_run_finds(engine):
     for q in ("run", "50%", "\\", "ünï", "ÜNÏ", "Ü", ""):
         assert server.search_all(q) == expected(q), q
         assert pages(q, user="carol") == expected(q, user="carol"), q
+
+
+def glibc_fold(text):
+    """srv_fold as the server does it, from glibc itself: ASCII letters, then
+    towlower() of C.UTF-8 (PostgreSQL's LOWER() in a UTF-8 database)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.newlocale.restype = ctypes.c_void_p
+    libc.newlocale.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p]
+    libc.towlower_l.restype = ctypes.c_uint32
+    libc.towlower_l.argtypes = [ctypes.c_uint32, ctypes.c_void_p]
+    utf8 = libc.newlocale(1, b"C.UTF-8", None)  # LC_CTYPE_MASK
+    assert utf8
+    return "".join(c.lower() if c < "\x80" else chr(libc.towlower_l(ord(c), utf8)) for c in text)
+
+
+def test_a_search_folds_case_as_glibc_does_on_both_engines(engine):
+    """q= of three characters or more goes through the trigram index (SQLite:
+    FTS5; PostgreSQL: the trigram table), which must fold as srv_fold does
+    for the letters where SQLite's own folding differs from towlower():
+    U+0130 İ, U+037F Ϳ and U+0528-U+052E (towlower folds them, SQLite not),
+    U+017F ſ and U+00B5 µ (SQLite folds them, towlower not), Cherokee and
+    U+212A KELVIN SIGN.  Every page says what reading every run finds."""
+    server, sql = engine
+    words = ["İNIT", "init", "ınit", "INIT", "Ϳota", "ϳota", "Ԩabc", "ԩabc", "Ԫxyz", "ԫxyz",
+             "Ԭxyz", "ԭxyz", "Ԯxyz", "ԯxyz", "ſeven", "seven", "SEVEN", "µsec", "μsec",
+             "Μsec", "ᎠᎡᎢ", "ꭰꭱꭲ", "\u212aelvin", "kelvin", "KELVIN"]
+    rows = []
+    for i in range(300):
+        word = words[i % len(words)] if i % 4 else "filler"
+        argv, name = ("job %s %d" % (word, i), None) if i % 3 else ("job %d" % i, word)
+        rows.append("('%016x', '%s', 'CPython', %s, %d, 2, 10, 1.5)" % (
+            0xf01d0000 + i, argv, "'%s'" % name if name else "NULL", 1700000000000 + i))
+    sql("INSERT INTO runs (id, argv, vm, name, created, state, samples, duration) VALUES "
+        + ", ".join(rows))
+    runs = sql("SELECT id, argv, name FROM runs ORDER BY seq DESC")
+
+    def expected(q):
+        q = glibc_fold(q)
+        return [i for i, argv, name in runs
+                if q in glibc_fold(argv) or (name and q in glibc_fold(name))]
+
+    assert glibc_fold("İϳԨſµᎠ\u212a") == "iϳԩſµꭰk"  # (as the docstring says)
+    for q in ["İNI", "İnit", "init", "INIT", "ınit", "b İn", "ϳot", "Ϳota", "ԩab", "Ԩabc",
+              "Ԫxy", "ԫxyz", "Ԭxy", "ԭxy", "Ԯxy", "ԯxy", "ſev", "ſeven", "sev", "SEVEN",
+              "µse", "μse", "Μsec", "ΜSEC", "ᎠᎡᎢ", "ꭰꭱꭲ", "Ꭰꭱꭲ", "\u212aelvin", "kel", "KELVIN",
+              "job", "b ı", "ob Ϳ"]:
+        want = expected(q)
+        assert server.search_all(q) == want, q
+
