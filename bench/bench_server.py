@@ -307,18 +307,7 @@ def bench_server(args, res):
         server.stop()
 
         # 10,000 runs: rows copied from the first run while the server is down.
-        db = sqlite3.connect(os.path.join(data, "vmprof.db"))
-        cols = [c[1] for c in db.execute("PRAGMA table_info(runs)")]
-        row = dict(zip(cols, db.execute("SELECT * FROM runs WHERE id = ?", (ids[0],)).fetchone()))
-        rows = []
-        for i in range(10000 - len(ids)):
-            # seq (the listing's key, from this version on) is numbered by SQLite
-            row = dict(row, id="%016x" % (0xbe00000000000000 + i), created=row["created"] + 1,
-                       argv="bench.py --case %d" % i, seq=None)
-            rows.append(tuple(row.get(c) for c in cols))
-        db.executemany("INSERT INTO runs VALUES (%s)" % ",".join("?" * len(cols)), rows)
-        db.commit()
-        db.close()
+        fill_list_sqlite(os.path.join(data, "vmprof.db"), ids[0], 10000 - len(ids))
         server = Server(data, "--cache-size", CACHE)
         out, r["list_wrk"] = list_under_wrk(server)
         server.stop()
@@ -335,7 +324,35 @@ def bench_server(args, res):
 LIST_SECONDS = 8
 LIST_QUERIES = (("first page", ""), ("page 100", None),
                 ("search q=case 77 (111 runs match)", "?q=case%2077"),
-                ("search q=bench (every run matches)", "?q=bench"))
+                ("search q=bench (every run matches)", "?q=bench"),
+                ("search q=bench, user= of 10 runs", "?q=bench&user=ten"),
+                ("search q=case 77, user= of a third", "?q=case%2077&user=third"))
+
+
+def list_owner(i):
+    """The owner of the list's run i: "ten" has 10 of the 10,000, "third" a
+    third, the rest are anonymous (the user= rows)."""
+    return "ten" if i % 1000 == 500 else "third" if i % 3 == 1 else None
+
+
+def fill_list_sqlite(path, rid, count):
+    """count runs copied from run rid (its row; the server down), with
+    argv "bench.py --case I" and list_owner's owners."""
+    db = sqlite3.connect(path)
+    for name in ("ten", "third"):
+        db.execute("INSERT INTO users (name, created) VALUES (?, 0)", (name,))
+    owners = dict(db.execute("SELECT name, id FROM users"))
+    cols = [c[1] for c in db.execute("PRAGMA table_info(runs)")]
+    row = dict(zip(cols, db.execute("SELECT * FROM runs WHERE id = ?", (rid,)).fetchone()))
+    rows = []
+    for i in range(count):
+        # seq (the listing's key, from this version on) is numbered by SQLite
+        row = dict(row, id="%016x" % (0xbe00000000000000 + i), created=row["created"] + 1,
+                   argv="bench.py --case %d" % i, seq=None, owner_id=owners.get(list_owner(i)))
+        rows.append(tuple(row.get(c) for c in cols))
+    db.executemany("INSERT INTO runs VALUES (%s)" % ",".join("?" * len(cols)), rows)
+    db.commit()
+    db.close()
 
 
 def backend_seconds():
@@ -446,11 +463,16 @@ def bench_list_postgres(r, data):
         url = "postgresql:///vmprof?host=%s&port=5432&user=postgres" % sock
         server = Server(data, "--database", url)  # makes the schema
         # 10,000 frozen runs, made by SQL: the list reads rows only.
-        sql = ("INSERT INTO runs (id, argv, vm, created, state, samples, duration, threads,"
-               " mode, interp, raw_size, complete)"
+        # (owners as list_owner says)
+        sql = ("INSERT INTO users (name, created) VALUES ('ten', 0), ('third', 0);"
+               "INSERT INTO runs (id, argv, vm, created, state, samples, duration, threads,"
+               " mode, interp, raw_size, complete, owner_id)"
                " SELECT lpad(to_hex(3458764513820540928 + i), 16, '0'),"
                " 'bench.py --case ' || i, 'CPython', 1700000000000 + i, 2, 1000000, 12.5,"
-               " 1, 0, 'cpython', 339429145, 1 FROM generate_series(0, 9999) AS i;"
+               " 1, 0, 'cpython', 339429145, 1,"
+               " CASE WHEN i % 1000 = 500 THEN (SELECT id FROM users WHERE name = 'ten')"
+               "      WHEN i % 3 = 1 THEN (SELECT id FROM users WHERE name = 'third') END"
+               " FROM generate_series(0, 9999) AS i;"
                " ANALYZE runs;")
         out = as_postgres(os.path.join(bins[-1], "psql"), "-h", sock, "-p", "5432", "-d",
                           "vmprof", "-v", "ON_ERROR_STOP=1", "-c", sql)

@@ -1,5 +1,5 @@
 """The runs list of bench_server.py (10,000 runs, wrk 16 connections on the
-first page, page 100, q=case 77 and q=bench) for two builds of vmprof-server
+first page, page 100, q=case 77, q=bench, and q= with user=) for two builds of vmprof-server
 (or more: --new again), interleaved round by round, on PostgreSQL and on SQLite.
 
   python bench/list_ab.py --base OLD_SERVER [--new NEW_SERVER ...] [--rounds N]
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -49,15 +48,7 @@ def sqlite(binary):
         server = bench_server.Server(data)
         rid = server.upload(PROFILE)
         server.stop()
-        db = sqlite3.connect(os.path.join(data, "vmprof.db"))
-        cols = [c[1] for c in db.execute("PRAGMA table_info(runs)")]
-        row = dict(zip(cols, db.execute("SELECT * FROM runs WHERE id = ?", (rid,)).fetchone()))
-        rows = [tuple(dict(row, id="%016x" % (0xbe00000000000000 + i), created=row["created"] + 1,
-                           argv="bench.py --case %d" % i, seq=None).get(c) for c in cols)
-                for i in range(10000 - 1)]
-        db.executemany("INSERT INTO runs VALUES (%s)" % ",".join("?" * len(cols)), rows)
-        db.commit()
-        db.close()
+        bench_server.fill_list_sqlite(os.path.join(data, "vmprof.db"), rid, 10000 - 1)
         server = bench_server.Server(data, "--cache-size", bench_server.CACHE)
         try:
             return bench_server.list_under_wrk(server)[1]

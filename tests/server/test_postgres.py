@@ -890,3 +890,58 @@ def test_a_search_folds_case_as_glibc_does_on_both_engines(engine):
         want = expected(q)
         assert server.search_all(q) == want, q
 
+
+def test_a_search_of_one_owner_finds_what_reading_every_run_finds(engine):
+    """user= with a q of three characters or more walks the shorter list:
+    the owner's runs (each checked with LIKE) when they are no more than the
+    runs holding q's rarest trigram, else that trigram's list filtered by
+    owner.  An owner of a few runs and one of half of them, with q's held by
+    every run, by some, by none; with vm=; paged by cursor; then with runs
+    not frozen (the newest among them).  Every page says what reading every
+    run finds."""
+    server, sql = engine
+    sql("INSERT INTO users (name, created) VALUES ('few', 0), ('many', 0)")
+    rows = []
+    for i in range(600):
+        owner = "few" if i % 75 == 7 else "many" if i % 2 else None
+        argv = ("bench.py --case %d" % i) if i % 5 else ("Tool X%d --CASE" % i)
+        rows.append("('%016x', '%s', '%s', %s, %d, 2, 10, 1.5)" % (
+            0xab1e0000 + i, argv, "PyPy" if i % 7 == 0 else "CPython",
+            "(SELECT id FROM users WHERE name = '%s')" % owner if owner else "NULL",
+            1700000000000 + i))
+    sql("INSERT INTO runs (id, argv, vm, owner_id, created, state, samples, duration) VALUES "
+        + ", ".join(rows))
+
+    def read_every_run():
+        return sql("SELECT r.id, r.argv, r.vm, u.name FROM runs r LEFT JOIN users u"
+                   " ON u.id = r.owner_id WHERE r.state = 2 ORDER BY r.seq DESC")
+
+    def expected(runs, q, user, vm=""):
+        return [i for i, argv, v, owner in runs
+                if q.lower() in argv.lower() and owner == user and vm in ("", v)]
+
+    def pages(q, user, vm=""):
+        got, page = [], "1"
+        while page:
+            reply = server.get("/api/runs?q=%s&user=%s&vm=%s&page=%s" % (
+                urllib.parse.quote(q), user, vm, page))[1]
+            assert len(reply["runs"]) == 50 or not reply["next"], (q, user)
+            assert len(got) < 600, (q, user)  # (a cursor not followed)
+            got += [r["id"] for r in reply["runs"]]
+            page = reply["next"]
+        return got
+
+    queries = ["bench", "bench.py --case", "case", "--CASE", "tool", "case 7", "case 1",
+               "case 59", "x5", "ase 3", "nothing", "case 582"]
+    runs = read_every_run()
+    assert len(expected(runs, "bench", "few")) == 8 and len(expected(runs, "bench", "many")) > 200
+    for q in queries:
+        for user in ("few", "many"):
+            assert pages(q, user) == expected(runs, q, user), (q, user)
+        assert pages(q, "many", "PyPy") == expected(runs, q, "many", "PyPy"), q
+    assert pages("bench", "nobody") == []
+    sql("UPDATE runs SET state = 1 WHERE seq > 560 OR seq % 4 = 0")
+    runs = read_every_run()
+    for q in queries:
+        for user in ("few", "many"):
+            assert pages(q, user) == expected(runs, q, user), (q, user)
