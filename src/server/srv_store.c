@@ -809,6 +809,14 @@ static int collect_count(void *ctx, int ncols, const srv_cell *v)
     return 1;
 }
 
+/* The first row's first two numbers (those it has). */
+static int collect_pair(void *ctx, int ncols, const srv_cell *v)
+{
+    for (int i = 0; i < ncols && i < 2; i++)
+        ((int64_t *)ctx)[i] = num(&v[i]);
+    return 1;
+}
+
 static int64_t runs_estimate(srv_store *s);
 
 /* The kept count of tri, or -1 (never read, read too long ago, or its slot
@@ -1125,39 +1133,37 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         SRV_P_INT(size + 1),
     };
     int rc = 0, done = 0;
-    /* user=: the owner's id first (list_scan_user takes it as a value);
-     * no such user, no runs. */
-    int64_t owner = -1;
-    if (by_user) {
-        srv_param u[] = {p[4]};
-        rc = read_rows(s, 0, "SELECT id FROM users WHERE name = $1", u, 1, collect_count,
-                       &owner, err, "cannot list the runs");
-        done = rc < 0 || owner < 0;
-    }
     /* SQLite: how many runs hold q's rarest trigram chooses the way.  Every
      * way checks each run with LIKE (srv_fold on both sides), so the index
      * only narrows what is read.  PostgreSQL: ASCII text, below. */
     int sqlite_indexed = indexed && s->sqlite;
     int pg_ascii = indexed && !s->sqlite && s->pg_trigrams && ascii(q);
     char trigram[TRI_BYTES];
-    int64_t rarest = !done && (sqlite_indexed || pg_ascii) ? rarest_trigram(s, folded, trigram)
-                                                           : -1;
-    /* user= as well: the shorter of the two lists is walked, the owner's
-     * runs (runs_by_owner, each checked with LIKE) when they are no more
-     * than the runs holding that trigram, so a page never reads more than
-     * the fewer of them.  Through the trigram alone, an owner of 10 runs
-     * of 10,000 searching q=bench (a trigram every run holds) had every
-     * run read, the window failing first (SQLite 3-4 ms a page, 10x a
-     * page of q=bench alone).  Counted up to that many only. */
-    if (!done && owner >= 0 && rarest >= 0) {
-        int64_t mine = 0;
-        srv_param c[] = {SRV_P_INT(owner), p[0], SRV_P_INT(rarest + 1)};
+    int64_t rarest = sqlite_indexed || pg_ascii ? rarest_trigram(s, folded, trigram) : -1;
+    /* user=: the owner's id first (list_scan_user takes it as a value); no
+     * such user, no runs.  With a q whose rarest trigram's runs are
+     * counted, the shorter of the two lists is walked: the owner's runs
+     * (runs_by_owner, each checked with LIKE) when they are no more than
+     * the runs holding that trigram, so a page never reads more than the
+     * fewer of them.  Through the trigram alone, an owner of 10 runs of
+     * 10,000 searching q=bench (a trigram every run holds) had every run
+     * read, the window failing first (SQLite: 6 ms of server CPU a page,
+     * 50 times a page of q=bench alone).  The owner's runs are counted
+     * up to that many only, in the statement that reads the id (one round
+     * trip: two cost PostgreSQL's backends 0.15 ms more a page). */
+    int64_t owner = -1;
+    if (by_user) {
+        int64_t got[2] = {-1, -1};
+        srv_param u[] = {p[4], p[0], SRV_P_INT(rarest + 1)};
         rc = read_rows(s, 1,
-                       "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE owner_id = $1"
-                       " AND state = $2 LIMIT $3) AS mine",
-                       c, 3, collect_count, &mine, err, "cannot list the runs");
-        done = rc < 0;
-        if (mine <= rarest) {
+                       rarest < 0 ? "SELECT id FROM users WHERE name = $1"
+                                  : "SELECT u.id, (SELECT COUNT(*) FROM (SELECT 1 FROM runs r"
+                                    " WHERE r.owner_id = u.id AND r.state = $2 LIMIT $3) AS mine)"
+                                    " FROM users u WHERE u.name = $1",
+                       u, rarest < 0 ? 1 : 3, collect_pair, got, err, "cannot list the runs");
+        owner = got[0];
+        done = rc < 0 || owner < 0;
+        if (!done && rarest >= 0 && got[1] <= rarest) {
             sql = list_scan_user;
             sqlite_indexed = pg_ascii = 0;
         }

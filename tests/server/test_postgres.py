@@ -770,8 +770,10 @@ def engine(request, start_server, tmp_path):
             finally:
                 db.close()
         return server, sql
-    url = own_database(request.getfixturevalue("postgres"), "vmprof_common")
-    return start_server("--database", url, data=data), lambda s: psql(url, "vmprof_common", s)
+    # (a database of each test's own, in the session's cluster)
+    name = "vmprof_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40]
+    url = own_database(request.getfixturevalue("postgres"), name)
+    return start_server("--database", url, data=data), lambda s: psql(url, name, s)
 
 
 def test_a_search_most_runs_match_finds_what_reading_every_run_finds(engine):
