@@ -24,11 +24,21 @@ struct srv_trigram_slot {
     int64_t read_ms; /* 0: a free slot */
 };
 
+/* Runs per owner, see owner_runs(). */
+#define OWNER_SLOTS 256
+struct srv_owner_slot {
+    char name[64];
+    int64_t runs;
+    int all; /* runs is all of them (else: at least that many) */
+    int64_t read_ms; /* 0: a free slot */
+};
+
 typedef struct srv_trigram_counts {
     pthread_mutex_t lock;
     pthread_mutex_t reading; /* held by the one search reading counts */
     struct srv_trigram_slot slot[TRIGRAM_SLOTS];
     int64_t runs, runs_read_ms; /* runs_estimate() */
+    struct srv_owner_slot owner[OWNER_SLOTS];
 } srv_trigram_counts;
 
 static unsigned trigram_slot(const char *tri)
@@ -809,14 +819,6 @@ static int collect_count(void *ctx, int ncols, const srv_cell *v)
     return 1;
 }
 
-/* The first row's first two numbers (those it has). */
-static int collect_pair(void *ctx, int ncols, const srv_cell *v)
-{
-    for (int i = 0; i < ncols && i < 2; i++)
-        ((int64_t *)ctx)[i] = num(&v[i]);
-    return 1;
-}
-
 static int64_t runs_estimate(srv_store *s);
 
 /* The kept count of tri, or -1 (never read, read too long ago, or its slot
@@ -1100,6 +1102,45 @@ static char *variants_query(const char *tri)
     return out;
 }
 
+/* The frozen runs of the user named name, counted up to cap (cap when
+ * at least that many), -1 when they do not read.  Kept in memory as the
+ * trigram counts are, as they only choose the list a search walks: one
+ * gone stale makes it slower, never wrong.  Counted for each page, the
+ * count (and the owner's id, read for it) cost PostgreSQL's backends
+ * 0.1-0.17 ms a page of q=case 77 with user= of a third of the runs,
+ * whose walk is the trigram's (0.23 ms a page before). */
+static int64_t owner_runs(srv_store *s, const char *name, int64_t cap)
+{
+    srv_trigram_counts *c = s->trigrams;
+    int64_t now = monotonic_ms(), runs = -1;
+    unsigned h = trigram_slot(name) % OWNER_SLOTS;
+    struct srv_owner_slot *slot = &c->owner[h];
+    int keep = strlen(name) < sizeof slot->name;
+    pthread_mutex_lock(&c->lock);
+    if (keep && slot->read_ms && now - slot->read_ms < TRIGRAM_KEPT_MS &&
+        strcmp(slot->name, name) == 0 && (slot->all || slot->runs >= cap))
+        runs = slot->runs < cap ? slot->runs : cap;
+    pthread_mutex_unlock(&c->lock);
+    if (runs >= 0)
+        return runs;
+    srv_err err;
+    srv_param p[] = {SRV_P_TEXT(name), SRV_P_INT(SRV_RUN_FROZEN), SRV_P_INT(cap)};
+    if (read_rows(s, 0,
+                  "SELECT COUNT(*) FROM (SELECT 1 FROM runs r JOIN users u ON u.id = r.owner_id"
+                  " WHERE u.name = $1 AND r.state = $2 LIMIT $3) AS mine",
+                  p, 3, collect_count, &runs, &err, "cannot count the owner's runs") < 0)
+        return -1;
+    if (keep) {
+        pthread_mutex_lock(&c->lock);
+        snprintf(slot->name, sizeof slot->name, "%s", name);
+        slot->runs = runs;
+        slot->all = runs < cap;
+        slot->read_ms = now;
+        pthread_mutex_unlock(&c->lock);
+    }
+    return runs;
+}
+
 int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, size_t *n,
                        int *more, srv_err *err)
 {
@@ -1140,30 +1181,17 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
     int pg_ascii = indexed && !s->sqlite && s->pg_trigrams && ascii(q);
     char trigram[TRI_BYTES];
     int64_t rarest = sqlite_indexed || pg_ascii ? rarest_trigram(s, folded, trigram) : -1;
-    /* user=: the owner's id first (list_scan_user takes it as a value); no
-     * such user, no runs.  With a q whose rarest trigram's runs are
-     * counted, the shorter of the two lists is walked: the owner's runs
-     * (runs_by_owner, each checked with LIKE) when they are no more than
-     * the runs holding that trigram, so a page never reads more than the
-     * fewer of them.  Through the trigram alone, an owner of 10 runs of
-     * 10,000 searching q=bench (a trigram every run holds) had every run
-     * read, the window failing first (SQLite: 6 ms of server CPU a page,
-     * 50 times a page of q=bench alone).  The owner's runs are counted
-     * up to that many only, in the statement that reads the id (one round
-     * trip: two cost PostgreSQL's backends 0.15 ms more a page). */
-    int64_t owner = -1;
-    if (by_user) {
-        int64_t got[2] = {-1, -1};
-        srv_param u[] = {p[4], p[0], SRV_P_INT(rarest + 1)};
-        rc = read_rows(s, 1,
-                       rarest < 0 ? "SELECT id FROM users WHERE name = $1"
-                                  : "SELECT u.id, (SELECT COUNT(*) FROM (SELECT 1 FROM runs r"
-                                    " WHERE r.owner_id = u.id AND r.state = $2 LIMIT $3) AS mine)"
-                                    " FROM users u WHERE u.name = $1",
-                       u, rarest < 0 ? 1 : 3, collect_pair, got, err, "cannot list the runs");
-        owner = got[0];
-        done = rc < 0 || owner < 0;
-        if (!done && rarest >= 0 && got[1] <= rarest) {
+    /* user= as well: the shorter of two lists is walked, the owner's runs
+     * (list_scan_user: runs_by_owner, each checked with LIKE) when they are
+     * no more than the runs holding that trigram, else the trigram's list
+     * filtered by owner, so a page never reads more than the fewer of
+     * them.  Through the trigram alone, an owner of 10 runs of 10,000
+     * searching q=bench (a trigram every run holds) had every run read,
+     * the window failing first (SQLite: 6 ms of server CPU a page, 50
+     * times a page of q=bench alone). */
+    if (by_user && rarest >= 0) {
+        int64_t mine = owner_runs(s, query->user, rarest + 1);
+        if (mine >= 0 && mine <= rarest) {
             sql = list_scan_user;
             sqlite_indexed = pg_ascii = 0;
         }
@@ -1227,8 +1255,14 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         if (!done)
             forget_rows(&rows);
     }
-    if (sql == list_scan_user)
+    if (!done && sql == list_scan_user) {
+        int64_t owner = -1;
+        srv_param u[] = {p[4]};
+        rc = read_rows(s, 0, "SELECT id FROM users WHERE name = $1", u, 1, collect_count,
+                       &owner, err, "cannot list the runs");
         p[4] = SRV_P_INT(owner);
+        done = rc < 0 || owner < 0; /* no such user: no runs */
+    }
     if (!done)
         rc = read_rows(s, 0, sql, p, 6, collect_run, &rows, err, "cannot list the runs");
     free(folded);
