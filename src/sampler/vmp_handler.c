@@ -65,12 +65,17 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
     *in_call = a.in_call;
     /* (a walk the guard cut short reports nothing: a.native stays zero) */
     int cut = n > 0 && a.native.cut;
+    /* A walk capped by the sample's room (deep recursion) is not whole
+     * either, and is counted with the cut ones; but no rule learned later
+     * would take it further, so it is repeated and probed as a whole one. */
+    int capped = n > 0 && !cut && a.native.capped;
     *generation = a.native.generation;
     int lines = vmp_run.lines;
     for (size_t i = lines ? 1 : 0; i < n; i += lines ? 2 : 1)
         if (!(s->data[i] & VMP_NATIVE_BIT)) /* native frames (odd) are not code objects */
             vmp_codes_note((uintptr_t)s->data[i]);
     s->kind = VMP_SLOT_SAMPLE;
+    s->capped = capped; /* (the writer counts its repeats cut too) */
     s->n = (uint32_t)n;
     uint32_t periods = weight < UINT32_MAX ? (uint32_t)weight : UINT32_MAX; /* (s is not ours after the publish) */
     s->weight = periods;
@@ -86,7 +91,7 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
         atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
         return 0;
     }
-    if (cut) /* (the samples it stands for: META samples_cut) */
+    if (cut || capped) /* (the samples it stands for: META samples_cut) */
         atomic_fetch_add_explicit(&vmp_run.samples_cut, periods, memory_order_relaxed);
     return n == 0 ? VMP_SAMPLE_NONE : cut ? VMP_SAMPLE_KEPT_CUT : VMP_SAMPLE_KEPT;
 }

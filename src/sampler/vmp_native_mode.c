@@ -264,11 +264,30 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
     if (max_frames > slot_words / w)
         max_frames = slot_words / w;
     size_t max_native = slot_words / 2 < VMP_NATIVE_MAX_DEPTH ? slot_words / 2 : VMP_NATIVE_MAX_DEPTH;
-    if (max_native > max_frames)
-        max_native = max_frames;
+    /* Every Python frame first: a deep recursion (each Python call several
+     * C frames on 3.8-3.10, and calls through C on every version) would
+     * otherwise fill the sample with native frames and lose the outermost
+     * Python frames to the output's end.  So the Python frames are counted
+     * (emitted once into the slot, which the walk and the splice then
+     * overwrite) and the native walk gets only the room they leave: a walk
+     * that needs more is capped, its Python frames still all there, the
+     * activations it did not reach outermost, in order. */
+    vmp_frames_cursor counting;
+    vmp_frames_cursor_start(&counting, ts, max_frames, lines);
+    size_t py_words = 0;
+    uintptr_t anchor;
+    int py_cut = 0;
+    while (!py_cut && vmp_frames_next_group(&counting, &anchor))
+        py_words += (size_t)vmp_frames_emit_group(&counting, slot + py_words,
+                                                  (int)(max_frames * w - py_words), &py_cut);
+    size_t room = max_frames - py_words / w;
+    if (max_native > room)
+        max_native = room;
     uint64_t *frames = slot + slot_words - 2 * max_native;
     vmp_native_walk walk;
     vmp_native_unwind(ucontext, frames, (int)max_native, &walk);
+    if (max_native == 0) /* (Python frames fill the sample: no room for the C stack) */
+        walk.capped = 1;
     if (walked)
         *walked = walk;
     /* At the very end, so that the output has the most room before it. */

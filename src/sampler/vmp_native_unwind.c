@@ -737,6 +737,7 @@ static void walk_result(vmp_native_walk *walk, int n, int complete, int cut, uin
         walk->n = n;
         walk->complete = complete;
         walk->cut = cut;
+        walk->capped = 0;
         walk->top = n ? top : 0;
     }
 }
@@ -881,6 +882,12 @@ static int walk_with(const struct rule_table *table, const struct code_table *t,
         rip = ra;
     }
     walk_result(walk, n, complete, cut, top);
+    /* Stopped by the caller's budget right after a step, with a caller
+     * still to walk: the stack goes on (deep recursion), and the sample
+     * must say so, not pass for a whole one.  (A frame that could not be
+     * stepped leaves top 0; the outermost one UINTPTR_MAX.) */
+    if (walk && n == max && !complete && !cut && top != 0 && rip != 0)
+        walk->capped = 1;
     return n;
 }
 #endif

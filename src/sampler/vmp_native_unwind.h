@@ -74,8 +74,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The deepest native walk one sample makes, whatever the caller's room. */
-#define VMP_NATIVE_MAX_DEPTH 512
+/* The deepest native walk one sample makes, whatever the caller's room: as
+ * many frames as a sample may write (VMP_MAX_DEPTH_WRITTEN).  The walk goes
+ * into the tail of the sample's own ring slot (vmp_native_mode.c), so depth
+ * costs no stack or buffer of the handler's, only time when a stack is that
+ * deep.  (It was 512: a Python recursion ~100 deep under -X perf, or a
+ * few hundred through C calls, hit it.) */
+#define VMP_NATIVE_MAX_DEPTH 1000
 
 /* Up to this many address ranges count as "the evaluation loop". */
 #define VMP_NATIVE_MAX_EVAL_RANGES 8
@@ -153,6 +158,13 @@ typedef struct vmp_native_walk {
                     * not).  0 for a complete walk, one that met a zero
                     * return address, one ended by the depth cap or at a
                     * stack that does not grow. */
+    int capped;    /* 1: the walk used all the frames it was given (max) and
+                    * the stack goes on beyond its last frame (stepped past,
+                    * return address not 0): deep recursion, not a want of
+                    * rules.  Learning cannot take such a walk further, so
+                    * it is not `cut` (whose samples wait for the rules);
+                    * the sampler still counts the sample (META
+                    * samples_cut). */
     uint64_t generation; /* the rules' generation (vmp_native_rules_generation)
                           * read before the walk: the rules it used are at
                           * least that one's */

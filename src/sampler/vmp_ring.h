@@ -74,6 +74,7 @@ typedef struct vmp_slot {
     uint64_t index;         /* the claim index its producer holds it for */
     int kind;
     int died;           /* NAME: the object is gone, retire the address */
+    int capped;         /* SAMPLE: its native walk was capped (vmp_native_walk.capped): repeats of it are cut samples too */
     uint32_t n;         /* words of data (SAMPLE), bytes of name (NAME), samples (REPEAT) */
     uint32_t weight;    /* SAMPLE: written this many times (the periods its signal paid for) */
     pid_t tid;          /* SAMPLE, REPEAT: the sampled thread's kernel tid */

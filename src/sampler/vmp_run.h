@@ -59,7 +59,7 @@ typedef struct vmp_run_state {
 
     /* figures */
     _Atomic uint64_t samples, dropped, received, names_lost;
-    _Atomic uint64_t samples_cut; /* of `samples`: those whose native walk was cut (VMP_SAMPLE_KEPT_CUT) */
+    _Atomic uint64_t samples_cut; /* of `samples`: those whose native walk was cut (VMP_SAMPLE_KEPT_CUT) or capped (deep recursion; repeats of those too) */
     _Atomic int write_errno;
 } vmp_run_state;
 

@@ -57,7 +57,7 @@ typedef struct vmp_sampler_stats {
     uint64_t threads_max;    /* most threads the sampler kept track of at once */
     uint64_t threads_blocking; /* threads found blocking the signal (left alone) */
     uint64_t samples_blocking; /* ... their periods, not sampled */
-    uint64_t samples_cut;    /* of `samples`: native stacks cut for want of an unwind rule */
+    uint64_t samples_cut;    /* of `samples`: native stacks cut for want of an unwind rule, or capped in deep recursion */
     uint64_t unwind_pcs_learned; /* native mode: pcs whose unwind rules the writer learned */
     uint64_t unwind_pcs_libdw;   /* ... of them, those it read with libdw (the walk was cut there) */
     uint64_t not_python;     /* signals answered "no Python thread state" */

@@ -63,6 +63,7 @@
 typedef struct last_sample {
     pid_t tid; /* 0: none */
     uint32_t n, cap;
+    int capped; /* its native walk was capped: each repeat is a cut sample (META samples_cut) */
     uint64_t thread_id;
     uint64_t *ids;
 } last_sample;
@@ -472,7 +473,8 @@ static void flush(void)
     W.buf.len = W.from = 0;
 }
 
-static void keep_last(pid_t tid, uint32_t place, uint64_t thread_id, const uint64_t *ids, uint32_t n)
+static void keep_last(pid_t tid, uint32_t place, uint64_t thread_id, const uint64_t *ids, uint32_t n,
+                      int capped)
 {
     if (place >= VMP_PLACES || (!W.last && !(W.last = calloc(VMP_PLACES, sizeof *W.last))))
         return;
@@ -487,6 +489,7 @@ static void keep_last(pid_t tid, uint32_t place, uint64_t thread_id, const uint6
     }
     memcpy(l->ids, ids, n * sizeof *ids);
     l->n = n;
+    l->capped = capped;
     l->thread_id = thread_id;
     l->tid = tid;
 }
@@ -573,9 +576,11 @@ static void process(vmp_slot *s)
 {
     if (s->kind == VMP_SLOT_REPEAT) {
         const last_sample *l = W.last && s->place < VMP_PLACES ? &W.last[s->place] : NULL;
-        if (l && l->tid == s->tid)
+        if (l && l->tid == s->tid) {
             write_by_rss(l->ids, l->n, l->thread_id, s->rss_kib, s->n, s->from_ns);
-        else
+            if (l->capped) /* (the handler counted the sample it repeats, not its repeats) */
+                atomic_fetch_add_explicit(&vmp_run.samples_cut, s->n, memory_order_relaxed);
+        } else
             atomic_fetch_add_explicit(&vmp_run.dropped, s->n, memory_order_relaxed);
         return;
     }
@@ -599,7 +604,7 @@ static void process(vmp_slot *s)
                                                    : id_for_sample(s->data[i]);
     write_by_rss(W.ids, s->n, s->thread_id, s->rss_kib, s->weight, s->from_ns);
     if (vmp_run.real_time)
-        keep_last(s->tid, s->place, s->thread_id, W.ids, s->n);
+        keep_last(s->tid, s->place, s->thread_id, W.ids, s->n, s->capped);
 }
 
 /* Tests only (vmp_writer_test_hold_at_empty): 1 asked, 2 the writer waits
@@ -745,7 +750,8 @@ static void write_end(void)
     uint64_t blocked = atomic_load(&vmp_run.delivery.periods_blocked); /* (their periods, not sampled) */
     if (blocked)
         write_meta_u64("samples_blocking_signal", blocked);
-    /* (of `samples`: native stacks cut short for want of an unwind rule) */
+    /* (of `samples`: native stacks cut short, for want of an unwind rule or
+     * capped by a sample's room in deep recursion) */
     uint64_t cut = atomic_load(&vmp_run.samples_cut);
     if (cut)
         write_meta_u64("samples_cut", cut);
