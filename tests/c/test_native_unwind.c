@@ -598,6 +598,26 @@ VMP_TEST(native_walk_wakes_the_writer_only_for_a_pc_it_could_not_get_past)
     vmp_native_teardown();
 }
 
+/* A walk given fewer frames than the stack has (deep recursion: the sample's
+ * room is what its Python frames leave) says the stack goes on (capped),
+ * without taking it for a want of rules (cut); one given room for all does
+ * not.  Before, a capped walk passed for a whole one. */
+VMP_TEST(native_walk_stopped_by_its_frame_budget_is_capped_not_whole)
+{
+    REQUIRE(setup_cold() == 0);
+    ucontext_t uc;
+    getcontext(&uc);
+    uint64_t frames[2 * 64];
+    vmp_native_walk walk;
+    int n = vmp_native_unwind(&uc, frames, 64, &walk);
+    REQUIRE(n > 3 && walk.complete);
+    CHECK(!walk.capped && !walk.cut);
+    CHECK(vmp_native_unwind(&uc, frames, n, &walk) == n && walk.complete && !walk.capped);
+    CHECK(vmp_native_unwind(&uc, frames, n - 1, &walk) == n - 1);
+    CHECK(walk.capped && !walk.cut && !walk.complete && walk.top != 0);
+    vmp_native_teardown();
+}
+
 /* What the writer learns a complete walk's pcs from: their functions' rows
  * in the objects' own .eh_frame, no libdw asked. */
 VMP_TEST(native_rules_from_tables_teach_every_pc_a_complete_walk_noted)
