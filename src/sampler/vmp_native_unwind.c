@@ -33,6 +33,7 @@
  * of a kind, are walked through with rules of their own (vmp_trampoline.h).
  */
 #define _GNU_SOURCE
+#include "vmp_span.h"
 #include "vmp_native_unwind.h"
 
 #include <link.h>
@@ -46,7 +47,7 @@
 #include "vmp_trampoline.h"
 
 struct range {
-    uintptr_t lo, hi;
+    uintptr_t lo, hi; /* (first: vmp_span_find reads them) */
 };
 
 /* The executable segments of the loaded objects, sorted, and for each the
@@ -75,7 +76,8 @@ static struct code_table *current_table; /* read with acquire in handlers */
  * setup keeps it when no object was unloaded meanwhile, so a program that
  * profiles again and again does not start each run cold. */
 struct rule_range {
-    uint64_t lo, hi, rule;
+    uintptr_t lo, hi; /* (first: vmp_span_find reads them) */
+    uint64_t rule;
 };
 struct rule_table {
     struct rule_table *retired; /* replaced tables not yet freed */
@@ -221,17 +223,7 @@ static int build_table(void)
 /* The index of the segment holding pc, or -1. */
 static long in_ranges(const struct range *r, size_t n, uintptr_t pc)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (pc < r[mid].lo)
-            hi = mid;
-        else if (pc >= r[mid].hi)
-            lo = mid + 1;
-        else
-            return (long)mid;
-    }
-    return -1;
+    return vmp_span_find(r, n, sizeof r[0], pc);
 }
 
 int vmp_native_is_known_code(uintptr_t pc)
@@ -542,17 +534,8 @@ int vmp_native_learn(const vmp_unwind_rule *learned, int n)
 /* The packed rule for pc, or 0. */
 static uint64_t rule_for(const struct rule_table *t, uintptr_t pc)
 {
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (pc < t->r[mid].lo)
-            hi = mid;
-        else if (pc >= t->r[mid].hi)
-            lo = mid + 1;
-        else
-            return t->r[mid].rule;
-    }
-    return 0;
+    long k = vmp_span_find(t->r, t->n, sizeof t->r[0], pc);
+    return k < 0 ? 0 : t->r[k].rule;
 }
 
 static void (*on_unknown)(void); /* vmp_native_when_unknown */

@@ -9,6 +9,7 @@
  * that object is asked about.
  */
 #define _GNU_SOURCE
+#include "vmp_span.h"
 #include "vmp_symbols.h"
 
 #include <dlfcn.h>
@@ -246,7 +247,7 @@ static struct object *loaded_objects(size_t *n, unsigned long long *loads, unsig
 
 /* A file mapping of /proc/self/maps. */
 struct mapping {
-    uintptr_t lo, hi;
+    uintptr_t lo, hi; /* (first: vmp_span_find reads them) */
     char *path;
 };
 
@@ -308,17 +309,8 @@ static struct mapping *read_mappings(size_t *n)
 /* The file mapped at addr, or NULL. */
 static const char *path_at(const struct mapping *m, size_t n, uintptr_t addr)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (addr < m[mid].lo)
-            hi = mid;
-        else if (addr >= m[mid].hi)
-            lo = mid + 1;
-        else
-            return m[mid].path;
-    }
-    return NULL;
+    long k = vmp_span_find(m, n, sizeof m[0], addr);
+    return k < 0 ? NULL : m[k].path;
 }
 
 /* Reports the objects loaded now, each where the loader placed it: objects

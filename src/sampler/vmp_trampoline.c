@@ -11,6 +11,7 @@
  * costs cut samples, never wrong stacks.
  */
 #define _GNU_SOURCE
+#include "vmp_span.h"
 #include "vmp_trampoline.h"
 
 #include <dlfcn.h>
@@ -32,7 +33,7 @@ static struct {
 static int have_tpl; /* read with acquire in handlers */
 
 struct span {
-    uintptr_t lo, hi;
+    uintptr_t lo, hi; /* (first: vmp_span_find reads them) */
 };
 /* The anonymous readable executable mappings, sorted. */
 struct mappings {
@@ -195,19 +196,8 @@ int vmp_trampoline_scan(void)
 static const struct span *mapping_of(uintptr_t pc)
 {
     const struct mappings *t = __atomic_load_n(&mappings, __ATOMIC_ACQUIRE);
-    if (!t)
-        return NULL;
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (pc < t->s[mid].lo)
-            hi = mid;
-        else if (pc >= t->s[mid].hi)
-            lo = mid + 1;
-        else
-            return &t->s[mid];
-    }
-    return NULL;
+    long k = t ? vmp_span_find(t->s, t->n, sizeof t->s[0], pc) : -1;
+    return k < 0 ? NULL : &t->s[k];
 }
 
 int vmp_trampoline_in_mapping(uintptr_t pc)
