@@ -53,6 +53,8 @@ struct vmp_delivery_thread {
     int64_t delta;         /* CPU time used in the latest round it was read */
     int64_t credit;        /* CPU clock: CPU time not yet paid for by a sample */
     int64_t owed;          /* samples due but not yet signalled */
+    int64_t waited;        /* wall clock, per period: of those, the ones counted up to the last round that
+                            * sent its signal or found it pending (all before its answer: read_late_answer) */
     int64_t idle_cpu;      /* wall clock: CPU clock when found idle; -1: not idle */
     int64_t still_from;    /* wall clock, STILL: first period whose repeat is not handed over */
     int64_t lazy;          /* wall clock, ACTIVE: repeats counted, not handed over yet */
@@ -853,6 +855,7 @@ static int known_blocking(const vmp_delivery_thread *t)
 static void hand_over_repeats(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto);
 static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int keep);
 static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu, int any);
+static void read_late_answer(vmp_delivery *d, vmp_delivery_thread *t);
 
 static void scan_threads(vmp_delivery *d)
 {
@@ -892,6 +895,8 @@ static void scan_threads(vmp_delivery *d)
             /* ended: the repeats it was owed until the last round (it was
              * idle then) are written; its place is given back */
             vmp_delivery_thread *t = &d->threads[i];
+            if (!d->was_paused)
+                read_late_answer(d, t);
             if (d->sources && known_blocking(t)) {
                 if (!d->was_paused)
                     count_blocked(d, t, d->cpu_clock ? t->last_cpu : d->last_round);
@@ -1278,6 +1283,36 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
     note_not_python(d, t, now);
 }
 
+/* Wall clock, per period: the answer of a thread that handled its signal
+ * after the last round that read it (found it pending, or sent it), read
+ * when no round will: at stop, and when a listing finds it ended.  The
+ * periods counted up to that round all passed before its sample; if it did
+ * not run from the signal to the sample (a loaded machine kept it from a
+ * CPU), they had the stack the sample found and are its repeats, each with
+ * its own period (its RSS), as read_answer gives them.  What it owes beyond
+ * is not known to be that stack (it ran, or ended, after its sample): the
+ * stop counts it dropped as before.  Before, no round read such an answer:
+ * at stop the periods were counted dropped, and those of a thread that
+ * ended went uncounted (a CPython thread at SCHED_IDLE beside a busy one
+ * answered once that one ended, just before the stop: 90-1,552 periods
+ * dropped, and its records lacked the RSS of each). */
+static void read_late_answer(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    size_t k = t->place;
+    if (!t->awaiting || d->sources || !d->repeats_on || signal_pending(k))
+        return;
+    t->awaiting = 0;
+    int64_t at = atomic_load_explicit(&sampled_cpu[k], memory_order_acquire);
+    if (atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != t->tid)
+        at = NO_SAMPLE;
+    int64_t n = t->waited < t->owed ? t->waited : t->owed;
+    if (at < 0 || n <= 0 || at - t->sent_cpu > VMP_WAITED_SLACK_NS)
+        return;
+    int64_t first = d->period_no - t->owed + 1; /* (the oldest of what it owes) */
+    t->owed -= n;
+    give_repeats(d, t->tid, n, 0, first);
+}
+
 /* Thread t answered that it has no Python thread state: when to ask again. */
 static void note_not_python(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
@@ -1401,6 +1436,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             d->catchup = 1; /* next round (a loaded machine lets it wait) */
         if (known_blocking(t) && t->delta == 0)
             settle(d, t); /* (once read so twice: counted in threads_blocking first) */
+        t->waited = t->owed;
         return;
     }
     t->pending_since = 0;
@@ -1464,6 +1500,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     }
     if (t->owed > 0) {
         t->owed--;
+        t->waited = t->owed;
         if (t->owed)
             d->catchup = 1;
         t->idle_cpu = -1;
@@ -2098,6 +2135,8 @@ void vmp_delivery_stop(vmp_delivery *d)
              * says how many signals were answered so; the last one was
              * left out (3 signals, 2 answers at load ~20). */
             atomic_fetch_add_explicit(&d->not_python, 1, memory_order_relaxed);
+        if (!paused)
+            read_late_answer(d, t);
         if (d->sources && known_blocking(t)) {
             int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : now;
             if (!paused)

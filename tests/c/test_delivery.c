@@ -26,7 +26,7 @@
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
-enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, ROLES };
+enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -1734,6 +1734,113 @@ VMP_TEST(wall_clock_counts_the_repeats_of_a_late_answer_the_ring_had_no_room_for
     CHECK(lost > 0);
     CHECK(sig + lost + other_counted >= periods - 2);
     CHECK(sig + lost + other_counted <= periods + 2);
+}
+
+/* The late answerer: asleep in read() on late_pipe[0] with the signal
+ * blocked (as a thread a loaded machine keeps from a CPU with its signal
+ * pending: it does not run), until woken; then it unblocks the signal (the
+ * pending one is handled there) and, unless late_ends, waits in read() on
+ * late_pipe[1]. */
+static int late_pipe[2][2];
+static _Atomic int late_ends;
+
+static void *late_thread(void *arg)
+{
+    (void)arg;
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    atomic_store(&tids[LATE], (pid_t)syscall(SYS_gettid));
+    char c;
+    while (read(late_pipe[0][0], &c, 1) < 0)
+        ;
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    if (!atomic_load(&late_ends))
+        while (read(late_pipe[1][0], &c, 1) < 0)
+            ;
+    return NULL;
+}
+
+/* Wall clock, per-period schedule: a thread whose signal waited for it
+ * (here 100 ms, through one late round that found it still pending) and
+ * that answered after the last round that read it: when the run stops
+ * before another round (`ends` 0), or it ends and the next listing finds it
+ * gone (`ends` 1).  The periods its signal waited are its sample's repeats,
+ * as when a round reads the answer (read_answer).  Before, no round read
+ * that answer: at stop they were counted dropped, and for a thread that
+ * ended they went uncounted; in memory mode its records then lacked the
+ * RSS of every one of those periods (a CPython thread at SCHED_IDLE beside
+ * a busy one answered only once that one ended: 90-1,552 periods dropped
+ * at stop, the starved thread's records held 316 distinct RSS values where
+ * the main thread's held 662). */
+static void late_answer_at_the_end(int ends)
+{
+    reset_role(LATE);
+    atomic_store(&late_ends, ends);
+    REQUIRE(pipe(late_pipe[0]) == 0 && pipe(late_pipe[1]) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, late_thread, NULL);
+    while (!atomic_load(&tids[LATE]))
+        usleep(100);
+    CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[LATE]), SYS_read) == 0);
+    vmp_delivery d = wall_schedule();
+    int64_t waited = 0, periods = 0, dropped = -1;
+    int joined = 0;
+    if (vmp_delivery_start(&d) == 0) {
+        for (int64_t end = mono_ms() + 10000; !atomic_load(&d.sent) && mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* (its first signal: it waits) */
+        CHECK(atomic_load(&d.sent) == 1);
+        usleep(100000);
+        waited = vmp_delivery_wait(&d); /* the late round: still pending */
+        vmp_delivery_send(&d, waited);
+        CHECK(write(late_pipe[0][1], "x", 1) == 1);
+        for (int i = 0; i < 100000 && !atomic_load(&signalled[LATE]); i++)
+            usleep(100);
+        CHECK(atomic_load(&signalled[LATE]) == 1);
+        if (ends) {
+            pthread_join(th, NULL);
+            joined = 1;
+            send_for(&d, 20); /* (a listing finds it gone) */
+        }
+        vmp_delivery_stop(&d);
+        periods = d.period_no;
+        dropped = (int64_t)vmp_delivery_dropped(&d);
+    }
+    if (!joined) {
+        CHECK(write(late_pipe[0][1], "x", 1) == 1); /* (never woken above) */
+        CHECK(write(late_pipe[1][1], "x", 1) == 1);
+        pthread_join(th, NULL);
+    }
+    usleep(10000);
+    sigaction(SIGUSR2, &old, NULL);
+    for (int i = 0; i < 2; i++) {
+        close(late_pipe[i][0]);
+        close(late_pipe[i][1]);
+    }
+    long sig = atomic_load(&signalled[LATE]), rep = atomic_load(&repeated[LATE]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %s: %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped\n",
+               ends ? "ended" : "stopped", (long long)periods, (long long)waited, sig, rep, (long long)dropped);
+    CHECK(waited >= 90);
+    /* every period its signal waited repeats the sample it then took
+     * (before: 0 repeats) */
+    CHECK(rep >= waited);
+    CHECK(sig + rep <= periods + 1);
+    if (!ends) /* (every period up to the stop a sample, a repeat or counted) */
+        CHECK(sig + rep + dropped >= periods);
+}
+
+VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_when_the_run_stops_before_its_answer_is_read)
+{
+    late_answer_at_the_end(0);
+}
+
+VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_when_the_thread_ended_before_its_answer_was_read)
+{
+    late_answer_at_the_end(1);
 }
 
 /* The spinning thread alone, and our handler. */
