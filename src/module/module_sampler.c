@@ -215,6 +215,15 @@ static PyObject *sampler_writer_stall_next_name(PyObject *self, PyObject *args)
     return PyLong_FromLong(vmp_writer_test_stall_next_name((int64_t)(seconds * 1e9)));
 }
 
+static PyObject *sampler_writer_stalls(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    int c[3];
+    vmp_writer_test_stalls(c);
+    return Py_BuildValue("(iii)", c[0], c[1], c[2]);
+}
+
 static PyObject *sampler_writer_lost_room(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -237,6 +246,9 @@ static PyMethodDef sampler_methods[] = {
      "this thread pushes waits that long (without the GIL) between its claim of a ring slot and its "
      "publish.  Returns 0 (not asked this run), 1 (asked), 2 (waiting), 3 (done) or 4 (done, and its "
      "publish refused: the writer gave the slot up meanwhile)."},
+    {"_writer_stalls", sampler_writer_stalls, METH_NOARGS,
+     "_writer_stalls(), tests only: (waiting, done, refused) of the stalls _writer_stall_next_name asked, "
+     "of every thread so far."},
     {"_writer_lost_room", sampler_writer_lost_room, METH_VARARGS,
      "_writer_lost_room(n), tests only: in this run, the writer keeps at most n lost names not yet "
      "retired (0: as many as it can)."},
@@ -296,6 +308,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("_guard_selftest"),
     UNAVAILABLE("_writer_hold_at_empty"),
     UNAVAILABLE("_writer_stall_next_name"),
+    UNAVAILABLE("_writer_stalls"),
     UNAVAILABLE("_writer_lost_room"),
     {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
     {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},

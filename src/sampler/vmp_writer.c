@@ -640,20 +640,26 @@ int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns)
 }
 
 /* Tests only (vmp_writer_test_stall_next_name): the next name pushed by
- * the thread `stall_tid` waits stall_ns between its claim and its publish,
- * as a thread descheduled or stopped there would; stall_state: 1 asked, 2
- * waiting, 3 done, 4 done and its publish refused (the writer gave the
- * slot up meanwhile). */
-static _Atomic int64_t stall_ns;
-static _Atomic pid_t stall_tid;
+ * a thread that asked waits its stall_here ns between its claim and its
+ * publish, as a thread descheduled or stopped there would; stall_state
+ * (the last stall asked): 1 asked, 2 waiting, 3 done, 4 done and its
+ * publish refused (the writer gave the slot up meanwhile); stall_counts:
+ * stalls waiting, done, and refused, of every thread (several stalled at
+ * once: vmp_writer_test_stalls).  Both start again with each run; a stall
+ * asked and not met stays asked. */
+static __thread int64_t stall_here;
+static __thread int stalled_here; /* this thread's stall is done, its publish not told yet */
 static _Atomic int stall_state;
+static _Atomic int stall_counts[3];
 
 static void test_stall_point(int holds_gil)
 {
-    if (!atomic_load_explicit(&stall_ns, memory_order_relaxed) || atomic_load(&stall_tid) != vmp_gettid())
+    if (!stall_here)
         return;
-    int64_t ns = atomic_exchange(&stall_ns, 0);
+    int64_t ns = stall_here;
+    stall_here = 0;
     atomic_store(&stall_state, 2);
+    atomic_fetch_add(&stall_counts[0], 1);
     if (holds_gil) {
         Py_BEGIN_ALLOW_THREADS
         vmp_sleep_ns(ns);
@@ -661,17 +667,38 @@ static void test_stall_point(int holds_gil)
     } else {
         vmp_sleep_ns(ns);
     }
+    stalled_here = 1;
     atomic_store(&stall_state, 3);
+    atomic_fetch_sub(&stall_counts[0], 1);
+    atomic_fetch_add(&stall_counts[1], 1);
+}
+
+/* After a publish of this thread's (refused: -1). */
+static void test_stall_told(int published)
+{
+    if (!stalled_here)
+        return;
+    stalled_here = 0;
+    int done = 3;
+    if (published < 0) {
+        atomic_compare_exchange_strong(&stall_state, &done, 4);
+        atomic_fetch_add(&stall_counts[2], 1);
+    }
 }
 
 int vmp_writer_test_stall_next_name(int64_t ns)
 {
     if (ns > 0) {
         atomic_store(&stall_state, 1);
-        atomic_store(&stall_tid, vmp_gettid());
-        atomic_store(&stall_ns, ns);
+        stall_here = ns;
     }
     return atomic_load(&stall_state);
+}
+
+void vmp_writer_test_stalls(int counts[3])
+{
+    for (int i = 0; i < 3; i++)
+        counts[i] = atomic_load(&stall_counts[i]);
 }
 
 /* Writes every published slot in order; with `wait`, also waits (bounded)
@@ -954,8 +981,9 @@ int vmp_writer_prepare(void)
     atomic_store(&names_stalled, 0);
     atomic_store(&stopping_since, 0);
     atomic_store(&hold_at_empty, 0);
-    atomic_store(&stall_ns, 0);
     atomic_store(&stall_state, 0);
+    for (int i = 0; i < 3; i++)
+        atomic_store(&stall_counts[i], 0);
     lost_room = 0;
     return 0;
 }
@@ -1020,12 +1048,9 @@ static int put_name(vmp_slot *s, uintptr_t code, const char *name, size_t len, i
     s->died = died;
     s->n = (uint32_t)len;
     s->code = code;
-    if (vmp_ring_publish(s) == 0)
-        return 0;
-    int stalled = 3;
-    if (atomic_load(&stall_tid) == vmp_gettid())
-        atomic_compare_exchange_strong(&stall_state, &stalled, 4);
-    return -1;
+    int published = vmp_ring_publish(s);
+    test_stall_told(published);
+    return published;
 }
 
 /* Pushes a name again when the writer gave its slot up, this many times at

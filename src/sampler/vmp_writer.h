@@ -88,10 +88,14 @@ int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns);
 
 /* Tests only: with ns > 0, makes the next name this thread pushes wait ns
  * (without the GIL) between its claim of a slot and its publish, as a
- * thread descheduled or stopped there would.  Returns where that is: 0
- * never asked this run, 1 asked, 2 waiting, 3 done, 4 done and its publish
- * refused (the writer gave the slot up meanwhile). */
+ * thread descheduled or stopped there would.  Returns where the last stall
+ * asked (of any thread) is: 0 never asked this run, 1 asked, 2 waiting, 3 done, 4
+ * done and its publish refused (the writer gave the slot up meanwhile). */
 int vmp_writer_test_stall_next_name(int64_t ns);
+
+/* Tests only: the stalls of every thread in this run: waiting now, done,
+ * and of those done, refused. */
+void vmp_writer_test_stalls(int counts[3]);
 
 /* Tests only: lost names not yet retired that the writer keeps, in this
  * run, at most n (0: as many as it can), so that a test can lose more

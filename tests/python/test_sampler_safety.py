@@ -855,6 +855,56 @@ def test_a_name_whose_slot_the_writer_gave_up_on_still_retires_its_address(tmp_p
     assert "lies 0" in done.stdout and "first_fn named True" in done.stdout, done.stdout
 
 
+def test_several_stalled_producers_hold_the_stop_up_one_second_in_all(tmp_path):
+    # Waiting for everything to be out, the writer gives a slot up whose
+    # producer has not published it after 1 s.  Before, that second was
+    # each slot's own: six names stalled between claim and publish held
+    # disable() up six seconds, and the writer, late at the later slots,
+    # took the publishes of those whose producer came back before it got
+    # there.  Now the second covers every slot claimed before the wait
+    # began: all six are given up together.  Each producer waits 4 s (the
+    # hook, as a thread descheduled or stopped there would): before, the
+    # 4th-6th were published (the writer reached them after 4, 5, 6 s).
+    done = run_script(tmp_path, """
+        import threading, time, vmprof
+        from vmprof import _core
+        from sampler_util import burn_cpu, function_named
+
+        N = 6
+
+        def template(t):
+            burn_cpu(t)
+
+        def dies_in_a_thread(box):
+            f = box.pop()
+            _core._writer_stall_next_name(4.0)
+            del f  # its name: claimed, then 4 s before the publish
+
+        with open("p.prof", "wb") as out:
+            vmprof.enable(out.fileno(), period=0.0002, real_time=True, native=False)
+            boxes = [[function_named(template, "fn_%d" % i)] for i in range(N)]
+            for box in boxes:
+                box[0](0.02)  # sampled: a name owed when it dies
+            threads = [threading.Thread(target=dies_in_a_thread, args=(box,)) for box in boxes]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 10
+            while _core._writer_stalls()[0] < N and time.monotonic() < deadline:
+                time.sleep(0.001)
+            stalled = _core._writer_stalls()[0]
+            start = time.monotonic()
+            vmprof.disable()  # the writer gives the names' slots up
+            took = time.monotonic() - start
+            for t in threads:
+                t.join()
+        waiting, done, refused = _core._writer_stalls()
+        print("stalled", stalled, "done", done, "refused", refused, "disable took %.2f s" % took)
+        assert stalled == N and done == N
+        assert refused == N
+    """, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 # ---- fork ----------------------------------------------------------------------
 
 def test_forks_while_profiling_natively_give_children_that_profile_natively(tmp_path):
