@@ -708,7 +708,11 @@ static uint64_t drained; /* slots processed, for the writer's naps */
 
 static int drain(int wait)
 {
+    /* The wait under way for producers between their claim and their
+     * publish: since when, and the claims it covers (those made before it
+     * began: each of their producers has had as long). */
     int64_t waited_since = 0;
+    uint64_t wait_covers = 0;
     for (;;) {
         uint64_t index;
         vmp_slot *s = vmp_ring_oldest(&index);
@@ -730,10 +734,18 @@ static int drain(int wait)
              * thread descheduled or stopped there).  Its publish is then
              * refused: a sample is counted dropped by its producer, a name
              * put in the stream again (vmp_writer_push_name); its slot is
-             * not used again until that producer is done with it. */
+             * not used again until that producer is done with it.
+             * One second for all that claimed before the wait began, not
+             * one each: several stalled producers held disable() (or an
+             * exec) up a second apiece.  A slot claimed during the wait
+             * gets a wait of its own.  (At the stop and before an exec the
+             * handlers are done and the sampler thread joined first: only
+             * names are still pushed, and given up on, there.) */
             int64_t now = vmp_mono_ns();
-            if (!waited_since)
+            if (!waited_since || index >= wait_covers) {
                 waited_since = now;
+                wait_covers = vmp_ring_next_index();
+            }
             if (now - waited_since < 1000000000LL) {
                 vmp_sleep_ns(20000);
                 continue;
@@ -743,7 +755,6 @@ static int drain(int wait)
         if (what == VMP_RING_READY)
             process(s);
         drained++;
-        waited_since = 0;
         vmp_ring_release_oldest(s);
     }
 }

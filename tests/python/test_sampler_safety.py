@@ -902,6 +902,7 @@ def test_several_stalled_producers_hold_the_stop_up_one_second_in_all(tmp_path):
         assert stalled == N and done == N
         assert refused == N
     """, timeout=90)
+    print(done.stdout)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
