@@ -33,6 +33,8 @@
  * place, the enabling thread's stack) and closed by disable; `wsyms` is the
  * writer's, opened at its first need in its own table and closed by the
  * writer before it ends. */
+#define UNSURE_MAX 64
+
 static struct {
     vmp_symbols *syms, *wsyms;
     int writer_own_table;    /* the writer uses wsyms, never syms */
@@ -53,6 +55,17 @@ static struct {
     size_t ngoing;
     int unload_pending;      /* an object was unloaded: the session reports it ... */
     uint64_t unload_upto;    /* ... before the slot with this claim index is written */
+    /* The loader does not say when it unloaded, so the samples claimed
+     * between the writer's last look that found every object of the
+     * session loaded (clean_head: claimed before it) and its look that
+     * found one gone (unload_upto) may have been taken in the object gone
+     * or in code loaded at its place since: a pc at such a place (unsure)
+     * is left unnamed in them, rather than given the gone one's name. */
+    uint64_t clean_head;
+    uint64_t unsure_from;
+    uintptr_t unsure[UNSURE_MAX][2];
+    size_t nunsure;
+    uint64_t writing;        /* the claim index of the slot being written (vmp_native_mode_settle) */
 } N;
 
 static void forget_departed(void);
@@ -216,6 +229,8 @@ int vmp_native_mode_start(char *err, size_t errlen)
     }
     forget_names();
     N.unload_pending = 0;
+    N.nunsure = 0;
+    N.clean_head = N.writing = vmp_ring_next_index(); /* (indexes go on from the last run) */
     vmp_symbols_on_unload(N.syms, on_unload, NULL);
     if (n == 0) {
         vmp_native_mode_stop();
@@ -308,6 +323,10 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
  * user-space addresses never use) how many functions were there before it
  * in objects unloaded since, as the writer does for code objects: each
  * has a name of its own. */
+/* A generation no function is named for: a pc whose function is not known
+ * for sure (see N.unsure). */
+#define GEN_UNNAMED 0xffffu
+
 static uint64_t id_of(uint64_t start)
 {
     uint32_t g;
@@ -386,7 +405,7 @@ static void on_unload(vmp_symbols *syms, int after, void *ctx)
             continue;
         uint32_t g = 0;
         vmp_u64map_find(&N.gen, N.going[i], &g);
-        vmp_u64map_put(&N.gen, N.going[i], g < 0xffff ? g + 1 : g);
+        vmp_u64map_put(&N.gen, N.going[i], g < GEN_UNNAMED - 1 ? g + 1 : g);
         vmp_u64map_put(&gone, N.going[i], 1);
     }
     if (gone.len) {
@@ -427,11 +446,24 @@ static void forget_names(void)
     forget_departed();
 }
 
+static int unsure_at(uint64_t pc)
+{
+    if (!N.nunsure || N.writing < N.unsure_from || N.writing >= N.unload_upto)
+        return 0;
+    for (size_t i = 0; i < N.nunsure; i++)
+        if (N.unsure[i][0] <= pc && pc < N.unsure[i][1])
+            return 1;
+    return 0;
+}
+
 uint64_t vmp_native_mode_entry_id(uint64_t entry)
 {
     uint64_t pc = entry & ~(uint64_t)VMP_NATIVE_BIT;
     if (!pc)
         return entry;
+    /* (before the pcs met: one met in the gone object may be another's now) */
+    if (unsure_at(pc))
+        return pc | ((uint64_t)GEN_UNNAMED << 48) | VMP_NATIVE_BIT;
     uint32_t offset;
     if (vmp_u64map_find(&N.start_offset, pc, &offset))
         return id_of(pc - offset);
@@ -453,12 +485,21 @@ static void look_for_libraries(void)
     /* An object unloaded: the samples claimed until now may have been
      * taken in it (the loader does not say when it went), so its names
      * serve them, and are dropped before the next slot's (on_unload,
-     * vmp_native_mode_settle).  A sample taken in code loaded at its place
-     * in between would take its names: one writer round, at most. */
+     * vmp_native_mode_settle).  Those claimed since the last look that
+     * found nothing unloaded may also have been taken in code loaded at
+     * its place meanwhile: where the loader has loaded code at such a
+     * place since, their pcs there are left unnamed (N.unsure). */
     vmp_symbols *syms = N.writer_own_table ? N.wsyms : N.syms;
+    uint64_t head = vmp_ring_next_index(); /* (before the look: claimed before it) */
     if (!N.unload_pending && syms && vmp_symbols_unloaded(syms)) {
         N.unload_upto = vmp_ring_next_index();
         N.unload_pending = 1;
+        /* (the loader read after unload_upto: what it loaded while those
+         * were claimed) */
+        N.unsure_from = N.clean_head;
+        N.nunsure = vmp_symbols_places_taken(syms, N.unsure, UNSURE_MAX);
+    } else if (!N.unload_pending) {
+        N.clean_head = head;
     }
     int changed = vmp_native_refresh();
     /* (after the code table: samples in a new library are cut until it
@@ -493,8 +534,10 @@ static void answer_asks(void)
 
 void vmp_native_mode_settle(uint64_t index)
 {
+    N.writing = index;
     if (N.unload_pending && index >= N.unload_upto) {
         N.unload_pending = 0;
+        N.nunsure = 0;
         vmp_symbols *syms = writer_syms();
         if (syms)
             vmp_symbols_refresh(syms);
@@ -544,6 +587,7 @@ void vmp_native_mode_after_fork_child(void)
     N.going_in = NULL;
     N.ngoing = 0;
     N.unload_pending = 0;
+    N.nunsure = 0;
     N.quiet_until = 0;
 }
 

@@ -338,22 +338,70 @@ static int object_cmp(const void *a, const void *b)
     return x->low < y->low ? -1 : x->low > y->low;
 }
 
+/* Whether o[0..n) (sorted) holds an object where x is. */
+static int listed(const struct object *o, size_t n, const struct object *x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (o[mid].low < x->low)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && o[lo].low == x->low && o[lo].high == x->high;
+}
+
 /* Whether an object of the last report is not in o[0..n) (sorted). */
 static int one_went(const vmp_symbols *s, const struct object *o, size_t n)
 {
-    for (size_t i = 0; i < s->nlast; i++) {
-        size_t lo = 0, hi = n;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (o[mid].low < s->last[i].low)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo == n || o[lo].low != s->last[i].low || o[lo].high != s->last[i].high)
+    for (size_t i = 0; i < s->nlast; i++)
+        if (!listed(o, n, &s->last[i]))
             return 1;
-    }
     return 0;
+}
+
+size_t vmp_symbols_places_taken(vmp_symbols *s, uintptr_t (*places)[2], size_t max)
+{
+    size_t n = 0;
+    unsigned long long loads = 0, subs = 0;
+    struct object *o = loaded_objects(&n, &loads, &subs);
+    if (!o || max == 0) {
+        free(o);
+        places[0][0] = 0;
+        places[0][1] = UINTPTR_MAX; /* (cannot tell: anywhere) */
+        return 1;
+    }
+    qsort(o, n, sizeof *o, object_cmp);
+    /* Objects loaded since the last report and still there; if the loader
+     * loaded more than those, one came and went, where is not known. */
+    size_t fresh = 0;
+    for (size_t i = 0; i < n; i++)
+        fresh += !listed(s->last, s->nlast, &o[i]);
+    unsigned long long added = (loads - subs) - (s->loads - s->subs);
+    int anywhere = added > fresh;
+    size_t k = 0;
+    for (size_t i = 0; i < s->nlast; i++) {
+        const struct object *gone = &s->last[i];
+        if (listed(o, n, gone))
+            continue;
+        int taken = anywhere;
+        for (size_t j = 0; j < n && !taken; j++)
+            taken = !listed(s->last, s->nlast, &o[j]) && o[j].low < gone->high && gone->low < o[j].high;
+        if (!taken)
+            continue;
+        if (k == max) {
+            k = 1;
+            places[0][0] = 0;
+            places[0][1] = UINTPTR_MAX;
+            break;
+        }
+        places[k][0] = gone->low;
+        places[k][1] = gone->high;
+        k++;
+    }
+    free(o);
+    return k;
 }
 
 /* held: with on_unload, a report that would drop an object is not made

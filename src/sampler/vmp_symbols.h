@@ -66,6 +66,15 @@ void vmp_symbols_follow(vmp_symbols *s);
 /* Whether an object was unloaded since the last report. */
 int vmp_symbols_unloaded(vmp_symbols *s);
 
+/* The places [low, high) of the last report's objects that the loader no
+ * longer lists and where other code may lie now or may have lain since:
+ * an object loaded since the last report overlaps one, or the loader
+ * loaded more objects since than it still lists (one came and went, where
+ * is not known: every such place).  At most max in places; more, or a
+ * loader's list that could not be read: one place, everywhere.  Returns
+ * how many. */
+size_t vmp_symbols_places_taken(vmp_symbols *s, uintptr_t (*places)[2], size_t max);
+
 /* Which object holds addr now: the same token at two times means the same
  * object was there (libdwfl keeps a module reported again at its place);
  * NULL for none. */

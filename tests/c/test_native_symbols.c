@@ -411,3 +411,48 @@ VMP_TEST(symbols_keep_an_unloaded_library_until_asked)
     CHECK(strncmp(name, "n:<native symbol", 16) == 0);
     vmp_symbols_close(s);
 }
+
+/* The places of unloaded objects where other code may have lain since: none
+ * while nothing was loaded after the unload; every one once the loader
+ * loaded more than it still lists (an object came and went, where is not
+ * known). */
+VMP_TEST(symbols_say_where_an_unloaded_librarys_place_may_have_been_taken)
+{
+    static const char *const libs[][2] = {{"libsqlite3.so.0", "sqlite3_open"},
+                                          {"libuuid.so.1", "uuid_generate"},
+                                          {"libmpdec.so.3", "mpd_qnew"}};
+    void *first = NULL, *fn = NULL;
+    const char *second = NULL; /* (loaded again below, after the first went) */
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0] && !second; i++) {
+        if (dlopen(libs[i][0], RTLD_NOW | RTLD_NOLOAD))
+            continue;
+        void *one = dlopen(libs[i][0], RTLD_NOW | RTLD_LOCAL);
+        if (!one || !dlsym(one, libs[i][1]))
+            continue;
+        if (!first) {
+            first = one;
+            fn = dlsym(one, libs[i][1]);
+        } else {
+            dlclose(one);
+            second = libs[i][0];
+        }
+    }
+    REQUIRE(first && fn && second);
+    vmp_symbols *s = vmp_symbols_open();
+    REQUIRE(s);
+    uintptr_t places[4][2];
+    CHECK(vmp_symbols_places_taken(s, places, 4) == 0); /* (nothing gone) */
+    REQUIRE(dlclose(first) == 0);
+    CHECK(vmp_symbols_unloaded(s));
+    /* Gone, nothing loaded since: nothing else can have been there. */
+    CHECK(vmp_symbols_places_taken(s, places, 4) == 0);
+    /* Another loaded and unloaded: it may have been anywhere. */
+    void *other = dlopen(second, RTLD_NOW | RTLD_LOCAL);
+    REQUIRE(other);
+    REQUIRE(dlclose(other) == 0);
+    size_t n = vmp_symbols_places_taken(s, places, 4), at = 0;
+    for (size_t i = 0; i < n; i++) /* (its dependencies may have gone with it) */
+        at += places[i][0] <= (uintptr_t)fn && (uintptr_t)fn < places[i][1];
+    CHECK(n >= 1 && at == 1);
+    vmp_symbols_close(s);
+}
