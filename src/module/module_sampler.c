@@ -196,12 +196,13 @@ static PyObject *sampler_guard_selftest(PyObject *self, PyObject *args)
 static PyObject *sampler_writer_hold_at_empty(PyObject *self, PyObject *args)
 {
     (void)self;
-    int on;
-    if (!PyArg_ParseTuple(args, "p", &on))
+    int on, after_look = 0;
+    if (!PyArg_ParseTuple(args, "p|p", &on, &after_look))
         return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = vmp_writer_test_hold_at_empty(on, 5000000000LL);
+    rc = vmp_writer_test_hold_at_empty(!on ? 0 : after_look ? VMP_WRITER_HOLD_AFTER_LOOK : VMP_WRITER_HOLD_AT_EMPTY,
+                                       5000000000LL);
     Py_END_ALLOW_THREADS
     return PyBool_FromLong(rc == 0);
 }
@@ -239,8 +240,9 @@ static PyMethodDef sampler_methods[] = {
      "_guard_selftest(nested=False), tests only: 1 when a fault under the sampler's guard is caught "
      "(while enabled)."},
     {"_writer_hold_at_empty", sampler_writer_hold_at_empty, METH_VARARGS,
-     "_writer_hold_at_empty(on), tests only: True once the writer waits where it next finds the ring "
-     "empty (on), until called with False."},
+     "_writer_hold_at_empty(on, after_look=False), tests only: True once the writer waits where it next "
+     "finds the ring empty (on), or with after_look at its next round's start, once native mode looked at the "
+     "loader, until called with False."},
     {"_writer_stall_next_name", sampler_writer_stall_next_name, METH_VARARGS,
      "_writer_stall_next_name(seconds=0), tests only: with seconds, the next name of a dying code object "
      "this thread pushes waits that long (without the GIL) between its claim of a ring slot and its "

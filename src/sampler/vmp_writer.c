@@ -608,13 +608,14 @@ static void process(vmp_slot *s)
 }
 
 /* Tests only (vmp_writer_test_hold_at_empty): 1 asked, 2 the writer waits
- * where it found the ring empty, 0 let go. */
+ * at the point asked (hold_where), 0 let go. */
 static _Atomic int hold_at_empty;
+static _Atomic int hold_where; /* VMP_WRITER_HOLD_* */
 
-static void test_hold_point(void)
+static void test_hold_point(int where)
 {
     int asked = 1;
-    if (atomic_load_explicit(&hold_at_empty, memory_order_relaxed) == 0 ||
+    if (atomic_load_explicit(&hold_at_empty, memory_order_relaxed) == 0 || atomic_load(&hold_where) != where ||
         !atomic_compare_exchange_strong(&hold_at_empty, &asked, 2))
         return;
     while (atomic_load(&hold_at_empty) && !atomic_load(&vmp_run.writer_stop))
@@ -627,6 +628,7 @@ int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns)
         atomic_store(&hold_at_empty, 0);
         return 0;
     }
+    atomic_store(&hold_where, on);
     atomic_store(&hold_at_empty, 1);
     vmp_ring_ring();
     for (int64_t deadline = vmp_mono_ns() + timeout_ns; atomic_load(&hold_at_empty) != 2;) {
@@ -719,7 +721,7 @@ static int drain(int wait)
         /* (empty: up to where the ring was seen empty, not its head read
          * again, which may have moved past slots claimed meanwhile) */
         if (!s)
-            test_hold_point();
+            test_hold_point(VMP_WRITER_HOLD_AT_EMPTY);
         settle_names(index);
         if (vmp_run.native)
             vmp_native_mode_settle(index);
@@ -869,6 +871,7 @@ static void *writer_main(void *arg)
         /* Native mode learns what walks stopped at, and new libraries. */
         if (vmp_run.native)
             vmp_native_mode_tick();
+        test_hold_point(VMP_WRITER_HOLD_AFTER_LOOK);
         uint64_t before = drained;
         drain(0);
         uint64_t asked = atomic_load(&sync_asked);

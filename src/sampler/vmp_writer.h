@@ -78,12 +78,17 @@ void vmp_writer_after_fork_child(void);
  * and a name still without room is lost (names_lost), its address retired. */
 void vmp_writer_push_name(uintptr_t code, const char *name, size_t len, int died);
 
-/* Tests only: with on, makes the writer wait where it next finds the ring
- * empty, before it settles the names beside the ring (Held, Lost), until
- * called again without on (or the writer stops); returns once the writer
- * waits there (0) or after timeout_ns (-1, not held).  Call it without the
- * GIL.  A test fills the ring and pushes names between the writer's look
- * at the ring and its settling of those names. */
+/* Tests only: with on (VMP_WRITER_HOLD_AT_EMPTY), makes the writer wait
+ * where it next finds the ring empty, before it settles the names beside
+ * the ring (Held, Lost); with VMP_WRITER_HOLD_AFTER_LOOK, at its next
+ * round's start, once native mode looked at the loader and before it
+ * writes anything; until called again without on (or the writer stops);
+ * returns once the writer waits there (0) or after timeout_ns (-1, not
+ * held).  Call it without the GIL.  A test fills the ring and pushes names
+ * between the writer's look at the ring and its settling of those names,
+ * or loads and unloads libraries between its look at the loader and its
+ * writing of the samples. */
+enum { VMP_WRITER_HOLD_AT_EMPTY = 1, VMP_WRITER_HOLD_AFTER_LOOK = 2 };
 int vmp_writer_test_hold_at_empty(int on, int64_t timeout_ns);
 
 /* Tests only: with ns > 0, makes the next name this thread pushes wait ns

@@ -310,7 +310,9 @@ def test_a_library_unloaded_before_the_end_is_still_named(tmp_path, ext_copies):
 
 # One library unloaded and another loaded at its place within one writer
 # round (the writer held meanwhile): the second's samples are claimed before
-# the writer notices the unload.
+# the writer notices the unload.  argv[4]: where the writer is held, "empty"
+# (where it found the ring empty: the samples are written in its next
+# round) or "look" (after its look at the loader: in the same round).
 PLACE_TAKEN_PROGRAM = """
     import ctypes, _ctypes, sys, time, vmprof
     from vmprof import _core
@@ -340,7 +342,9 @@ PLACE_TAKEN_PROGRAM = """
     vmprof.enable(f.fileno(), period=0.0002, native=True, real_time=False)
     lib, fn, first = load(sys.argv[2], "vmp_ext_burn_loop")
     first_burn(fn)
-    assert _core._writer_hold_at_empty(True)  # (once it wrote first_burn's samples)
+    # (once it wrote first_burn's samples, or at its next round's start: it
+    # looked at the loader, and writes what was claimed next in that round)
+    assert _core._writer_hold_at_empty(True, sys.argv[4] == "look")
     _ctypes.dlclose(lib._handle)
     lib, fn, second = load(sys.argv[3], "other_burn_loop")
     second_held(fn)
@@ -378,7 +382,9 @@ PLACE_TAKEN_SOURCE = """
 """
 
 
-def test_a_library_loaded_where_one_was_unloaded_within_a_writer_round_never_takes_its_names(tmp_path, ext_copies):
+@pytest.mark.parametrize("held", ["empty", "look"])
+def test_a_library_loaded_where_one_was_unloaded_within_a_writer_round_never_takes_its_names(tmp_path, ext_copies,
+                                                                                             held):
     # The loader does not say when it unloaded: the writer notices at its
     # next round, and names the samples claimed before that with the
     # library unloaded, as any of them may have been taken in it.  Before,
@@ -388,6 +394,9 @@ def test_a_library_loaded_where_one_was_unloaded_within_a_writer_round_never_tak
     # place of an unloaded library where the loader has put other code
     # since is left unnamed in the samples claimed between the writer's
     # last look that found nothing unloaded and the one that found it.
+    # Held after its look ("look"), the writer wrote them in that round,
+    # with the names of the library gone: now it looks again before it
+    # writes a sample claimed after its last look.
     other = str(tmp_path / "libvmp_placed.so")
     source = tmp_path / "placed.c"
     source.write_text(textwrap.dedent(PLACE_TAKEN_SOURCE))
@@ -396,7 +405,7 @@ def test_a_library_loaded_where_one_was_unloaded_within_a_writer_round_never_tak
     script.write_text(textwrap.dedent(PLACE_TAKEN_PROGRAM))
     out = tmp_path / "p.prof"
     env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, str(script), str(out), ext_copies[0], other], cwd=str(tmp_path),
+    done = subprocess.run([sys.executable, str(script), str(out), ext_copies[0], other, held], cwd=str(tmp_path),
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     first, second = (int(x) for x in done.stdout.split())
