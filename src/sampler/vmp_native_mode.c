@@ -62,6 +62,7 @@ static struct {
      * or in code loaded at its place since: a pc at such a place (unsure)
      * is left unnamed in them, rather than given the gone one's name. */
     uint64_t clean_head;
+    unsigned long long subs_seen; /* the loader's unloads when the unload was noticed */
     uint64_t unsure_from;
     uintptr_t unsure[UNSURE_MAX][2];
     size_t nunsure;
@@ -70,6 +71,7 @@ static struct {
 
 static void forget_departed(void);
 static void forget_names(void);
+static void look_at_loader(vmp_symbols *syms);
 static void on_unload(vmp_symbols *syms, int after, void *ctx);
 
 /* A walk that met a pc outside every known object rang for a look at the
@@ -479,28 +481,40 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
     return id_of(start);
 }
 
+/* Whether an object of the session was unloaded; the writer looks at
+ * every round and before it writes a slot claimed after its last look.
+ * An object unloaded: the samples claimed until now may have been taken
+ * in it (the loader does not say when it went), so its names serve them,
+ * and are dropped before the next slot's (on_unload,
+ * vmp_native_mode_settle).  Those claimed since the last look that found
+ * nothing unloaded may also have been taken in code loaded at its place
+ * meanwhile: where the loader has loaded code at such a place since,
+ * their pcs there are left unnamed (N.unsure).  Every slot written so far
+ * was claimed before that look (see settle), so none of them is left
+ * out. */
+static void look_at_loader(vmp_symbols *syms)
+{
+    if (!syms || N.unload_pending || N.nunsure)
+        return;
+    uint64_t head = vmp_ring_next_index(); /* (before the look: claimed before it) */
+    if (!vmp_symbols_unloaded(syms)) {
+        N.clean_head = head;
+        return;
+    }
+    N.unload_upto = vmp_ring_next_index();
+    N.unload_pending = 1;
+    /* (the loader read after unload_upto: what it did while those were
+     * claimed) */
+    N.subs_seen = vmp_symbols_loader_subs();
+    N.unsure_from = N.clean_head;
+    N.nunsure = vmp_symbols_places_taken(syms, N.unsure, UNSURE_MAX);
+}
+
 /* Libraries loaded meanwhile (see vmp_native_mode_tick). */
 static void look_for_libraries(void)
 {
-    /* An object unloaded: the samples claimed until now may have been
-     * taken in it (the loader does not say when it went), so its names
-     * serve them, and are dropped before the next slot's (on_unload,
-     * vmp_native_mode_settle).  Those claimed since the last look that
-     * found nothing unloaded may also have been taken in code loaded at
-     * its place meanwhile: where the loader has loaded code at such a
-     * place since, their pcs there are left unnamed (N.unsure). */
     vmp_symbols *syms = N.writer_own_table ? N.wsyms : N.syms;
-    uint64_t head = vmp_ring_next_index(); /* (before the look: claimed before it) */
-    if (!N.unload_pending && syms && vmp_symbols_unloaded(syms)) {
-        N.unload_upto = vmp_ring_next_index();
-        N.unload_pending = 1;
-        /* (the loader read after unload_upto: what it loaded while those
-         * were claimed) */
-        N.unsure_from = N.clean_head;
-        N.nunsure = vmp_symbols_places_taken(syms, N.unsure, UNSURE_MAX);
-    } else if (!N.unload_pending) {
-        N.clean_head = head;
-    }
+    look_at_loader(syms);
     int changed = vmp_native_refresh();
     /* (after the code table: samples in a new library are cut until it
      * has it; and the names' session learns it now, while it is loaded:
@@ -535,13 +549,34 @@ static void answer_asks(void)
 void vmp_native_mode_settle(uint64_t index)
 {
     N.writing = index;
+    if (N.nunsure && !N.unload_pending && index >= N.unload_upto)
+        N.nunsure = 0; /* (the samples claimed before the last report are written) */
     if (N.unload_pending && index >= N.unload_upto) {
         N.unload_pending = 0;
         N.nunsure = 0;
         vmp_symbols *syms = writer_syms();
-        if (syms)
-            vmp_symbols_refresh(syms);
+        if (!syms)
+            return;
+        /* The session is reported again: the samples claimed since the
+         * unload was noticed are named after what the loader lists now.
+         * Another object unloaded meanwhile, some may have been taken in
+         * it, or in code loaded at its place since: against the report
+         * still held, those places are unsure for them. */
+        size_t n = vmp_symbols_loader_subs() != N.subs_seen ? vmp_symbols_places_taken(syms, N.unsure, UNSURE_MAX) : 0;
+        vmp_symbols_refresh(syms);
+        uint64_t head = vmp_ring_next_index(); /* (after: claimed before it, or during the report) */
+        if (n) {
+            N.unsure_from = N.unload_upto;
+            N.unload_upto = head;
+            N.nunsure = n;
+        }
+        N.clean_head = head;
+        return;
     }
+    /* A slot claimed after the last look: look again before writing it
+     * (one callback of the loader's). */
+    if (index >= N.clean_head && index != UINT64_MAX)
+        look_at_loader(N.writer_own_table ? N.wsyms : N.syms);
 }
 
 void vmp_native_mode_tick(void)

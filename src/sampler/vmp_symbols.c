@@ -532,6 +532,11 @@ void vmp_symbols_follow(vmp_symbols *s)
     module_at(s, 0);
 }
 
+unsigned long long vmp_symbols_loader_subs(void)
+{
+    return loader_subs();
+}
+
 int vmp_symbols_unloaded(vmp_symbols *s)
 {
     return s->unload_seen || loader_subs() != s->subs;

@@ -66,6 +66,10 @@ void vmp_symbols_follow(vmp_symbols *s);
 /* Whether an object was unloaded since the last report. */
 int vmp_symbols_unloaded(vmp_symbols *s);
 
+/* The loader's count of objects unloaded so far (dl_iterate_phdr's
+ * dlpi_subs). */
+unsigned long long vmp_symbols_loader_subs(void);
+
 /* The places [low, high) of the last report's objects that the loader no
  * longer lists and where other code may lie now or may have lain since:
  * an object loaded since the last report overlaps one, or the loader
