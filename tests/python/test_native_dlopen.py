@@ -290,9 +290,15 @@ def test_a_library_unloaded_before_the_end_is_still_named(tmp_path, ext_copies):
         symbols = symbol_offsets(path)
         libs.append((at - symbols[func][0], max(off + size for off, _, size in symbols.values()) + 1, symbols))
     address = lambda e: e & ((1 << 48) - 1)  # (the top 16 bits: the function's generation there)
-    burning, wrong = [0, 0], set()
+    burning, wrong, unsure = [0, 0], set(), 0
     for entries, tid, _ in p.stacks:
         for e in entries:
+            # (a pc at the first's place in the samples claimed between the
+            # writer's last look at the loader before the unload and the
+            # look that found it, once the second lies there: left unnamed)
+            if e not in p.names:
+                unsure += 1
+                continue
             if not p.name(e).startswith("n:"):
                 continue
             func = p.func(e)
@@ -303,9 +309,10 @@ def test_a_library_unloaded_before_the_end_is_still_named(tmp_path, ext_copies):
             for k in ours:
                 if func in ("vmp_ext_burn_loop", "other_burn_loop") and not problems[ours.index(k)]:
                     burning[k] += 1
+    print("burning", burning, "unnamed", unsure)
     assert not wrong, (burning, sorted(wrong))
     # Not vacuous: 60 ms of CPU in each at 5 kHz.
-    assert min(burning) >= 100, burning
+    assert min(burning) >= 100, (burning, unsure)
 
 
 # One library unloaded and another loaded at its place within one writer
