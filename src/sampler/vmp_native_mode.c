@@ -321,14 +321,14 @@ size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
 
 /* ---- the writer's side ------------------------------------------------------ */
 
-/* A function's id: its start (odd: native), and in the top 16 bits (which
- * user-space addresses never use) how many functions were there before it
- * in objects unloaded since, as the writer does for code objects: each
- * has a name of its own. */
 /* A generation no function is named for: a pc whose function is not known
  * for sure (see N.unsure). */
 #define GEN_UNNAMED 0xffffu
 
+/* A function's id: its start (odd: native), and in the top 16 bits (which
+ * user-space addresses never use) how many functions were there before it
+ * in objects unloaded since, as the writer does for code objects: each
+ * has a name of its own. */
 static uint64_t id_of(uint64_t start)
 {
     uint32_t g;
