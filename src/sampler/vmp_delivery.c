@@ -55,6 +55,7 @@ struct vmp_delivery_thread {
     int64_t owed;          /* samples due but not yet signalled */
     int64_t waited;        /* wall clock, per period: of those, the ones counted up to the last round that
                             * sent its signal or found it pending (all before its answer: read_late_answer) */
+    int64_t capped;        /* per period: periods the backlog cap took, not counted yet (count_capped) */
     int64_t idle_cpu;      /* wall clock: CPU clock when found idle; -1: not idle */
     int64_t still_from;    /* wall clock, STILL: first period whose repeat is not handed over */
     int64_t lazy;          /* wall clock, ACTIVE: repeats counted, not handed over yet */
@@ -833,6 +834,36 @@ static void count_blocked(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
     skip_periods(d, t, upto, &d->periods_blocked);
 }
 
+/* Per period: the periods the backlog cap took from thread t before its
+ * next signal (deliver) are counted once that signal's fate is known:
+ * dropped when it was handled, or the thread ended or the run stopped
+ * first; not sampled (periods_blocked) when the thread was found to block
+ * it.  (Counted dropped at once, a thread that blocked the signal and
+ * whose first round came 200 ms late had 208 of its 589 periods counted
+ * as lost samples, though none could have been taken.) */
+static void count_capped(vmp_delivery *d, vmp_delivery_thread *t, int blocked)
+{
+    if (t->capped > 0)
+        atomic_fetch_add_explicit(blocked ? &d->periods_blocked : &d->periods_dropped, (uint64_t)t->capped,
+                                  memory_order_relaxed);
+    t->capped = 0;
+}
+
+/* Per period: thread t, found to block the signal, ended or the run stops
+ * with the signal last sent to it pending (never handled: the thread's
+ * exit or the stop's SIG_IGN discards it).  The period that signal stood
+ * for (deliver counts it paid when it sends) is not sampled either:
+ * counted with the others (it was counted nowhere: 299 of a 300-period
+ * run). */
+static int known_blocking(const vmp_delivery_thread *t);
+static int signal_pending(size_t k);
+
+static void count_blocked_pending(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    if (!d->sources && known_blocking(t) && signal_pending(t->place))
+        atomic_fetch_add_explicit(&d->periods_blocked, 1, memory_order_relaxed);
+}
+
 /* Wall clock with sources: thread t waited after a cut sample, unprobed
  * (cut_held), and no sample will pay those periods up to `upto` (it ran
  * again, ended, or the run pauses or stops): counted lost, not repeated
@@ -897,6 +928,8 @@ static void scan_threads(vmp_delivery *d)
             vmp_delivery_thread *t = &d->threads[i];
             if (!d->was_paused)
                 read_late_answer(d, t);
+            count_capped(d, t, 0);
+            count_blocked_pending(d, t);
             if (d->sources && known_blocking(t)) {
                 if (!d->was_paused)
                     count_blocked(d, t, d->cpu_clock ? t->last_cpu : d->last_round);
@@ -1465,6 +1498,8 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             if (known_blocking(t))
                 atomic_fetch_add_explicit(&d->threads_blocking, 1, memory_order_relaxed);
         }
+        if (t->blocks)
+            count_capped(d, t, 1);
         if (t->blocks && t->owed > 0) {
             /* left alone: its periods are not sampled, counted */
             atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)t->owed, memory_order_relaxed);
@@ -1478,6 +1513,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     }
     t->pending_since = 0;
     t->blocks = t->checks = 0;
+    count_capped(d, t, 0); /* (its signal was handled) */
     if (t->awaiting)
         read_answer(d, t, k, now);
     if (t->not_python) {
@@ -1504,7 +1540,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
      * all but 20 of those periods dropped, though its first sample was
      * taken where it had waited all along.) */
     if (t->owed > d->max_owed && !(d->repeats_on && t->delta == 0)) {
-        atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)(t->owed - d->max_owed), memory_order_relaxed);
+        t->capped += t->owed - d->max_owed;
         t->owed = d->max_owed;
     }
     if (t->owed > 0 && d->cpu_clock && !on_cpu(t)) {
@@ -1515,7 +1551,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         if (t->credit > d->max_owed * d->period_ns) {
             /* (the cap is whole periods: what is above it too) */
             int64_t over = (t->credit - d->max_owed * d->period_ns) / d->period_ns;
-            atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)over, memory_order_relaxed);
+            t->capped += over;
             t->credit = d->max_owed * d->period_ns;
         }
         t->owed = 0;
@@ -2176,6 +2212,9 @@ void vmp_delivery_stop(vmp_delivery *d)
             atomic_fetch_add_explicit(&d->not_python, 1, memory_order_relaxed);
         if (!paused)
             read_late_answer(d, t);
+        count_capped(d, t, 0);
+        if (!paused)
+            count_blocked_pending(d, t);
         if (d->sources && known_blocking(t)) {
             int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : now;
             if (!paused)

@@ -117,7 +117,10 @@
  * thread may have no Python stack at all (a C library's thread that
  * blocks every signal); with sources the sender moves its paid mark past
  * them each round, so that once it unblocks its handler pays only what
- * came after.  (The caller drops signals still pending when
+ * came after.  Per period, what the backlog cap took before its first
+ * signal, and that signal's own period, are counted there too (the cap's
+ * periods are counted dropped only once a signal sent after them was
+ * handled).  (The caller drops signals still pending when
  * it stops by setting SIG_IGN, which discards them in every thread.)
  *
  * Per-thread sources (CPU clock, `sources` set): the sender wakes per

@@ -2190,6 +2190,61 @@ VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
     }
 }
 
+/* Per period, wall clock: a first round that comes late (the sender kept
+ * from a CPU) finds a spinning thread owed every period since the start;
+ * beyond the signals' backlog (20) they were counted dropped, as samples
+ * lost, though the thread blocks the signal and none could be taken (208
+ * of 589 beside busy loops).  They are counted when its signal's fate is
+ * known: blocked here.  So is the period of the one signal sent, which
+ * stays pending to the end (it was counted nowhere). */
+VMP_TEST(a_blocking_thread_found_by_a_late_first_round_has_those_periods_counted_blocked)
+{
+    reset_role(WALLED);
+    atomic_store(&walled_stop, 0);
+    REQUIRE(pipe(walled_pipe) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, walled_thread, (void *)1);
+    while (!atomic_load(&tids[WALLED]))
+        usleep(100);
+    clockid_t clk;
+    pthread_getcpuclockid(th, &clk);
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    vmp_delivery d = {.period_ns = 1000000, .signo = SIGUSR2, .skip = {&me, NULL}, .repeat = count_repeat,
+                      .task_fd = -1};
+    int64_t blocked = -1, dropped = -1, periods = -1, ran = -1;
+    if (vmp_delivery_start(&d) == 0) {
+        int64_t c0 = clock_ms(clk);
+        usleep(100000); /* (no round: the thread spins meanwhile) */
+        ran = clock_ms(clk) - c0;
+        for (int64_t t0 = mono_ms(); mono_ms() < t0 + 50 || (!atomic_load(&d.threads_blocking) && mono_ms() < t0 + 5000);)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        vmp_delivery_stop(&d);
+        periods = d.period_no;
+        blocked = (int64_t)atomic_load(&d.periods_blocked);
+        dropped = (int64_t)vmp_delivery_dropped(&d);
+    }
+    atomic_store(&walled_stop, 1);
+    pthread_join(th, NULL);
+    usleep(10000);
+    sigaction(SIGUSR2, &old, NULL);
+    close(walled_pipe[0]);
+    close(walled_pipe[1]);
+    long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    ran %lld ms before the first round; %lld periods: %lld blocked, %lld dropped, %ld samples\n",
+               (long long)ran, (long long)periods, (long long)blocked, (long long)dropped, got);
+    CHECK(atomic_load(&d.threads_blocking) == 1);
+    CHECK(got == 0);
+    CHECK(dropped == 0);
+    /* every period of the schedule (one that ran in the last round and was
+     * still before it: that round's periods are not known to be its) */
+    CHECK(blocked >= periods - d.last_periods);
+    CHECK(blocked <= periods);
+}
+
 /* CPU clock, per-period schedule: a round 200 ms late finds the spinning
  * thread owed every millisecond of CPU time it used meanwhile; beyond the
  * signals' backlog (20 periods) they are dropped, whether it is on a CPU
