@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 import pytest
 import vmprof
 
-from sampler_util import burn_cpu, profile
+from sampler_util import burn_cpu, profile, read_back
 
 C_THREADS_SOURCE = os.path.join(os.path.dirname(__file__), "c_threads", "vmp_c_threads.c")
 
@@ -27,6 +28,7 @@ def c_threads(tmp_path_factory):
     lib.ct_start_sleepers.argtypes = [ctypes.c_int, ctypes.c_long]
     lib.ct_start_blocker.argtypes = [ctypes.c_int]
     lib.ct_stop.restype = ctypes.c_long
+    lib.ct_cpu_ns.restype = ctypes.c_longlong
     yield lib
     lib.ct_stop()
 
@@ -122,28 +124,78 @@ def test_a_computing_c_thread_is_asked_ever_more_rarely(c_threads):
     assert 2 <= stats["not_python_answers"] <= 8, stats
 
 
+def cpu_time_events_open():
+    """Whether some thread of this process holds a CPU-time event open (the
+    sampler's own table is its thread's)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fds = os.listdir("/proc/self/task/%s/fd" % tid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/self/task/%s/fd/%s" % (tid, fd)) == "anon_inode:[perf_event]":
+                    return True
+            except OSError:
+                pass
+    return False
+
+
 @pytest.mark.parametrize("real_time", [True, False])
 def test_a_thread_blocking_the_signal_is_left_alone(c_threads, real_time):
     assert c_threads.ct_start_blocker(1) == 0
+
+    def clock():
+        # the blocker's periods: its wall time, or its own CPU time
+        return time.monotonic() if real_time else c_threads.ct_cpu_ns() / 1e9
+
+    fd, path = tempfile.mkstemp(suffix=".prof")
     try:
-        t0, cpu0, mine0 = time.monotonic(), time.process_time(), time.thread_time()
-        p, _, stats = profile(burn_cpu, 0.3, period=0.001, real_time=real_time)
-        # the blocker's periods: wall time, or its CPU time (with the
-        # profiler's threads', a little)
-        due = 1000 * ((time.monotonic() - t0) if real_time else
-                      (time.process_time() - cpu0) - (time.thread_time() - mine0))
+        # Its periods are those of the run, from enable() to disable(): at
+        # least those of burn_cpu() inside it, at most those from before
+        # enable() to after disable().  (They were taken around profile(),
+        # which also reads the profile back: at load ~14, with the main
+        # thread getting ~1% of a CPU, the run lasted 28.8 s, every period
+        # of it counted blocked, 28,826, while reading 28,000 samples back
+        # took 47 s more: "due" 76.2 s, and blocked "under half" of it.  In
+        # session 12's sweep, likewise, blocked 33,676, due 75.9 s: its
+        # 67,352 samples, 33,677 of them repeats, fit a run of 33.7 s with a
+        # second thread left waiting, repeated once a period, as a run
+        # beside such a thread at load 31 gave: 60,405 blocked of a 60.4-s
+        # run, 120,810 samples, 60,408 repeats, 124.4 s around profile().)
+        outer = [clock()]
+        vmprof.enable(fd, period=0.001, real_time=real_time, native=False)
+        try:
+            inner = [clock()]
+            burn_cpu(0.3)
+            inner.append(clock())
+            events = cpu_time_events_open()
+        finally:
+            vmprof.disable()
+        outer.append(clock())
+        stats = vmprof.profiler.last_run_stats
+        p = read_back(path)
         # The program's disposition is back (before: ours stayed installed,
         # since the signal pending for that thread never arrived) ...
         assert signal.getsignal(stats["signal"]) == signal.SIG_DFL
     finally:
+        os.close(fd)
+        os.unlink(path)
         # ... and when the thread unblocks its signals nothing is pending
         # any more: SIGPROF's default action would end this process here.
         c_threads.ct_stop()
     assert stats["threads_blocking_signal"] == 1, stats
     assert p.meta.get("threads_blocking_signal") == "1", p.meta
     # Its periods are counted apart, not sampled (before: counted nowhere).
+    # With CPU-time events, every one of the run's: its paid mark stands at
+    # the start until the sender counts them.  Without (the per-period
+    # schedule), a thread that is not Python's is owed nothing until it is
+    # asked again, after 10 ms of its CPU time (wall time without bound on
+    # a loaded machine): its periods count from there (12,988 of a 13,504-ms
+    # run at load 25).
     blocked = stats["samples_blocking_signal"]
-    assert due / 2 - 30 <= blocked <= due + 5, (due, stats)
+    least, most = 1000 * (inner[1] - inner[0]), 1000 * (outer[1] - outer[0])
+    assert (least - 2 if events else 1) <= blocked <= most + 2, (least, most, events, stats)
     assert p.meta.get("samples_blocking_signal") == str(blocked), p.meta
     assert stats["signals_sent"] <= stats["samples"] + 2, stats
     # the Python thread was sampled as usual

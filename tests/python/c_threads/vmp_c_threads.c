@@ -8,6 +8,8 @@
  *   ct_start_spinner()            one thread that computes (a BLAS worker)
  *   ct_start_blocker(spin)        one thread that blocks every signal, then
  *                                 spins (spin != 0) or naps in a loop
+ *   ct_cpu_ns() -> ns             the CPU clock of the thread started last
+ *                                 (-1: none)
  *   ct_stop() -> naps cut short   stops and joins them all; the blocker
  *                                 unblocks its signals first, so a signal
  *                                 still pending for it is delivered then
@@ -90,6 +92,15 @@ int ct_start_spinner(void)
 int ct_start_blocker(int spin)
 {
     return start(blocker, spin ? (void *)1 : NULL);
+}
+
+long long ct_cpu_ns(void)
+{
+    clockid_t clock;
+    struct timespec t;
+    if (!n_threads || pthread_getcpuclockid(threads[n_threads - 1], &clock) != 0 || clock_gettime(clock, &t) != 0)
+        return -1;
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
 long ct_stop(void)
