@@ -947,3 +947,74 @@ def test_a_search_of_one_owner_finds_what_reading_every_run_finds(engine):
     for q in queries:
         for user in ("few", "many"):
             assert pages(q, user) == expected(runs, q, user), (q, user)
+
+
+def test_an_owners_runs_past_the_newest_batch_are_found_on_both_engines(engine):
+    """The owner's runs read in one statement (PostgreSQL): first the newest
+    four pages' worth of them, then, when those hold no full page, all of
+    them; all at once when the owner's count (kept ten minutes) says they
+    are no more.  "wide" owns 400 of 800 runs; only its oldest 100 say
+    "bench.py --case", which (every trigram of it held by 500 runs) makes
+    q= of it walk the owner's list, past its newest 204 runs.  A vm= only
+    its oldest runs have; user= alone and with a short q; "small" (36 runs)
+    read at once, then given 300 more while its count is kept (all of them
+    must still come); "wide" left with few runs while its count says many.
+    Every page, paged by cursor, says what reading every run finds."""
+    server, sql = engine
+    sql("INSERT INTO users (name, created) VALUES ('wide', 0), ('small', 0)")
+
+    def add(first, count, owner_of, argv_of):
+        rows = []
+        for i in range(first, first + count):
+            owner = owner_of(i)
+            rows.append("('%016x', '%s', '%s', %s, %d, 2, 10, 1.5)" % (
+                0xfade0000 + i, argv_of(i), "PyPy" if i < 40 and i % 4 == 1 else "CPython",
+                "(SELECT id FROM users WHERE name = '%s')" % owner if owner else "NULL",
+                1700000000000 + i))
+        sql("INSERT INTO runs (id, argv, vm, owner_id, created, state, samples, duration)"
+            " VALUES " + ", ".join(rows))
+
+    # Oldest first (seq order): wide's old runs, then the rest interleaved.
+    add(0, 100, lambda i: "wide", lambda i: "bench.py --case %d" % i)
+    add(100, 700, lambda i: "wide" if i % 7 < 3 else "small" if i % 11 == 0 else None,
+        lambda i: ("x --case %d bench.py" % i) if i % 7 < 3 else "bench.py --case %d" % i)
+
+    def read_every_run():
+        return sql("SELECT r.id, r.argv, r.vm, u.name FROM runs r LEFT JOIN users u"
+                   " ON u.id = r.owner_id WHERE r.state = 2 ORDER BY r.seq DESC")
+
+    def expected(q, user, vm=""):
+        return [i for i, argv, v, owner in read_every_run()
+                if q.lower() in argv.lower() and owner == user and vm in ("", v)]
+
+    def pages(q, user, vm=""):
+        got, page = [], "1"
+        while page:
+            reply = server.get("/api/runs?q=%s&user=%s&vm=%s&page=%s" % (
+                urllib.parse.quote(q), user, vm, page))[1]
+            assert len(reply["runs"]) == 50 or not reply["next"], (q, user)
+            assert len(got) < 900, (q, user)  # (a cursor not followed)
+            got += [r["id"] for r in reply["runs"]]
+            page = reply["next"]
+        return got
+
+    wide = [owner for _, _, _, owner in read_every_run()].count("wide")
+    assert wide == 400, wide
+    assert len(expected("bench.py --case", "wide")) == 100
+    for q, user, vm in [("bench.py --case", "wide", ""), ("bench.py --case 3", "wide", ""),
+                        ("case", "wide", ""), ("", "wide", ""), ("", "wide", "PyPy"),
+                        ("ca", "wide", "PyPy"), ("bench", "wide", "PyPy"), ("", "small", ""),
+                        ("bench", "small", ""), ("py", "small", ""), ("", "nobody", ""),
+                        ("bench.py --case", "nobody", "")]:
+        assert pages(q, user, vm) == expected(q, user, vm), (q, user, vm)
+    # small's count (30) is kept: 300 runs more of it, newer than any.
+    add(800, 300, lambda i: "small", lambda i: "bench.py --case %d" % i)
+    for q in ("", "py", "bench", "bench.py --case"):
+        assert len(expected(q, "small")) > 300
+        assert pages(q, "small") == expected(q, "small"), q
+    # wide's count (many) is kept: all but its 20 oldest runs deleted.
+    sql("DELETE FROM runs WHERE owner_id = (SELECT id FROM users WHERE name = 'wide')"
+        " AND seq > (SELECT MIN(seq) + 19 FROM runs WHERE owner_id ="
+        " (SELECT id FROM users WHERE name = 'wide'))")
+    for q, vm in (("", ""), ("", "PyPy"), ("bench.py --case", ""), ("case 1", "")):
+        assert pages(q, "wide", vm) == expected(q, "wide", vm), q
