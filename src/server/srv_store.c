@@ -54,6 +54,7 @@ struct srv_store {
     int sqlite;
     srv_trigram_counts *trigrams; /* runs per trigram, kept a while */
     int pg_trigrams;              /* PostgreSQL: table runs_trigrams kept in step */
+    int pg_folds;                 /* PostgreSQL: LOWER() is srv_fold, on UTF-8 text */
 };
 
 #define DB_POOL 8
@@ -162,8 +163,9 @@ static const char *const search_pg[] = {
     NULL,
 };
 
-/* PostgreSQL, a search of ASCII text: as on SQLite, the list of runs of the
- * one trigram of q that the fewest runs hold, read newest first (see
+/* PostgreSQL, a search (of ASCII text, or of any when LOWER() folds as
+ * srv_fold does, check_fold_pg): as on SQLite, the list of runs of the one
+ * trigram of q that the fewest runs hold, read newest first (see
  * list_search_pg_trigram).  pg_trgm's GIN indexes give no order and match
  * every trigram of q at once: q=case 77 read the lists of "cas", "ase", ...
  * (every run) and sorted the 111 matches, 0.45 ms of PostgreSQL's time where
@@ -387,21 +389,29 @@ static int make_trigrams_pg(srv_dbconn *c)
 /* The search folds q with srv_fold and the texts with LOWER(), which is the
  * same towlower() only on a database of a UTF-8 locale (LC_CTYPE): with C
  * or POSIX, LOWER() folds ASCII alone and q=ÜNÏ would find no "ÜNÏ".  The
- * server says so (a database's LC_CTYPE is set when it is created). */
-static void check_fold_pg(srv_dbconn *c)
+ * server says so (a database's LC_CTYPE is set when it is created).
+ * Returns 1 when they fold alike and the database's text is UTF-8: then
+ * runs_trigrams holds trigrams of characters as srv_fold makes them, and a
+ * q beyond ASCII walks a trigram's list as an ASCII one does (in another
+ * encoding substr() would cut bytes, and a trigram of three characters
+ * would be none of them). */
+static int check_fold_pg(srv_dbconn *c)
 {
     static const char sample[] = "\xc3\x9cN\xc3\x8f \xce\xa3 \xd0\x96"; /* ÜNÏ Σ Ж */
     char want[64], got[64] = "", buf[256];
     srv_fold(sample, sizeof sample - 1, want);
     srv_param p[] = {SRV_P_TEXT(sample)};
-    if (srv_db_exec_on(c, "SELECT LOWER($1)", p, 1, collect_text, got, NULL, buf,
-                       sizeof buf) == 0 &&
-        strcmp(got, want) != 0)
+    int read = srv_db_exec_on(c,
+                              "SELECT CASE WHEN current_setting('server_encoding') = 'UTF8'"
+                              " THEN LOWER($1) ELSE '' END",
+                              p, 1, collect_text, got, NULL, buf, sizeof buf) == 0;
+    if (read && strcmp(got, want) != 0)
         fprintf(stderr,
                 "vmprof-server: warning: the database's LOWER() does not fold letters beyond"
                 " ASCII as the server does (a C or POSIX LC_CTYPE?): q= will find fewer runs"
                 " than on SQLite. Create the database with a UTF-8 locale"
                 " (e.g. LC_CTYPE 'C.UTF-8').\n");
+    return read && strcmp(got, want) == 0;
 }
 
 srv_store *srv_store_open(const char *database, srv_err *err)
@@ -447,7 +457,7 @@ srv_store *srv_store_open(const char *database, srv_err *err)
         if (pg) {
             make_search_pg(c);
             s->pg_trigrams = make_trigrams_pg(c);
-            check_fold_pg(c);
+            s->pg_folds = check_fold_pg(c);
         } else {
             rc = make_search_sqlite(c, buf, sizeof buf);
             srv_fold_prepare(); /* (spares the first search its few ms) */
@@ -995,7 +1005,7 @@ static int64_t rarest_trigram(srv_store *s, const char *folded, char out[TRI_BYT
     return best;
 }
 
-/* PostgreSQL, a search of ASCII text whose rarest trigram fewer than half
+/* PostgreSQL, a search (see trigrams_pg) whose rarest trigram fewer than half
  * the runs hold: the runs among the newest $8 holding trigram $7 below the
  * cursor ($8 NULL: all of them), checked with LIKE, the other parameters as
  * list_search_pg's.  The seqs are read first into an array (an index-only
@@ -1015,8 +1025,8 @@ static const char *const list_search_pg_trigram =
     " ORDER BY r.seq DESC LIMIT $6";
 
 /* PostgreSQL: the LIKE written without the "any" case, so that the planner
- * weighs the trigram indexes against walking the seq index (q not ASCII, or
- * its trigrams held by most runs and the newest runs below the cursor
+ * weighs the trigram indexes against walking the seq index (q beyond ASCII
+ * on a database that folds otherwise, or its trigrams held by most runs and the newest runs below the cursor
  * holding no full page of it: see list_search_pg_window). */
 static const char *const list_search_pg =
     "SELECT " LIST_COLUMNS " FROM runs r LEFT JOIN users u ON u.id = r.owner_id"
@@ -1202,11 +1212,15 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
     int rc = 0, done = 0;
     /* SQLite: how many runs hold q's rarest trigram chooses the way.  Every
      * way checks each run with LIKE (srv_fold on both sides), so the index
-     * only narrows what is read.  PostgreSQL: ASCII text, below. */
+     * only narrows what is read.  PostgreSQL: through runs_trigrams
+     * likewise (below), for ASCII text, and for any text when the
+     * database's LOWER() folds as srv_fold does on UTF-8 (check_fold_pg);
+     * else pg_trgm's indexes, through the planner.  (A q beyond ASCII with
+     * user= went to the planner before, whatever the owner.) */
     int sqlite_indexed = indexed && s->sqlite;
-    int pg_ascii = indexed && !s->sqlite && s->pg_trigrams && ascii(q);
+    int pg_walk = indexed && !s->sqlite && s->pg_trigrams && (s->pg_folds || ascii(q));
     char trigram[TRI_BYTES];
-    int64_t rarest = sqlite_indexed || pg_ascii ? rarest_trigram(s, folded, trigram) : -1;
+    int64_t rarest = sqlite_indexed || pg_walk ? rarest_trigram(s, folded, trigram) : -1;
     /* user= as well: the shorter of two lists is walked, the owner's runs
      * (list_scan_user: runs_by_owner, each checked with LIKE) when they are
      * no more than the runs holding that trigram, else the trigram's list
@@ -1220,7 +1234,7 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         mine = owner_runs(s, query->user, rarest + 1);
         if (mine >= 0 && mine <= rarest) {
             sql = list_scan_user;
-            sqlite_indexed = pg_ascii = 0;
+            sqlite_indexed = pg_walk = 0;
         }
     }
     /* Most runs hold it: the page is likely among the newest runs (the
@@ -1250,13 +1264,13 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         free(match);
         done = 1;
     }
-    /* PostgreSQL, ASCII text that fewer than half the runs hold the rarest
+    /* PostgreSQL, text that fewer than half the runs hold the rarest
      * trigram of: through that trigram's list (list_search_pg_trigram),
      * first its newest PG_BATCH_PAGES pages' worth, which holds the page when
      * q matches most of the runs holding it, then, when no full page came
      * (the matches are sparse, or the last page is asked), the whole list.
      * More runs hold it than that: the planner (list_search_pg). */
-    if (!done && pg_ascii && rarest >= 0 && 2 * rarest < runs_estimate(s)) {
+    if (!done && pg_walk && rarest >= 0 && 2 * rarest < runs_estimate(s)) {
         int64_t batch = PG_BATCH_PAGES * (size + 1);
         srv_param t[] = {p[0], p[1], p[2], p[3], p[4], p[5], SRV_P_TEXT(trigram),
                          rarest > batch ? SRV_P_INT(batch) : SRV_P_NULL};
@@ -1274,7 +1288,7 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
      * first (list_search_pg_window), whose plan is kept; the planner only
      * when they hold no full page of matches (a filter, or q itself, rarer
      * than its trigrams). */
-    if (!done && pg_ascii && rarest >= 0) {
+    if (!done && pg_walk && rarest >= 0) {
         srv_param w[] = {p[0], p[1], p[2], p[3], p[4], p[5], SRV_P_INT(size + 1)};
         rc = read_rows(s, 1, list_search_pg_window, w, 7, collect_run, &rows, err,
                        "cannot list the runs");
