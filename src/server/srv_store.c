@@ -1090,17 +1090,23 @@ static const char *const list_search_pg_window =
  * PostgreSQL, the owner's id read first and then list_scan_user planned
  * for it: two round trips a page, both parsed and planned, which cost
  * PostgreSQL's backends 0.27-0.29 ms a page of q=bench with user= of 10
- * runs, against 0.15 for q=bench alone; and under wrk on the bench's 2
- * cores that page's p99 was 74-277 ms where one statement's pages stayed
- * near 7 (each round trip is a wait for a backend, which a core may keep
- * from it, docs/server.md).  The owner's id is read in the statement: a
- * plan kept for "owner_id = $5" walks runs_pkey (its estimate is an
- * average owner's), and that read every run for an owner of 10 (1-2 ms). */
+ * runs, against 0.15 for q=bench alone; under wrk on the bench's 2 cores
+ * that page's p99 was 74-277 ms where the plain pages' stayed near 7.
+ * The owner's id is read in the statement, and the walk is bounded by
+ * two comparisons of the whole key, (owner, state, seq), between the
+ * owner's first run and the cursor, with the order of that key: only
+ * runs_by_owner serves them.  Written as owner_id = (that id), the
+ * ordering by seq could come from runs_pkey too, and a kept plan walked
+ * runs_pkey (every run read for an owner of 10, 1.5 ms of PostgreSQL's CPU
+ * a page) on a database not vacuumed since its runs were written, where
+ * the index-only walk looks no cheaper to the planner. */
 static const char *const list_search_pg_owner =
     "SELECT " LIST_COLUMNS " FROM runs r JOIN users u ON u.id = r.owner_id"
-    " WHERE r.seq = ANY (ARRAY(SELECT seq FROM runs"
-    "                          WHERE owner_id = (SELECT id FROM users WHERE name = $5)"
-    "                          AND state = $1 AND seq < $2 ORDER BY seq DESC LIMIT $7))"
+    " WHERE r.seq = ANY (ARRAY("
+    "   SELECT seq FROM runs"
+    "   WHERE (owner_id, state, seq) > ((SELECT id FROM users WHERE name = $5), $1, -1)"
+    "   AND (owner_id, state, seq) < ((SELECT id FROM users WHERE name = $5), $1, $2)"
+    "   ORDER BY owner_id DESC, state DESC, seq DESC LIMIT $7))"
     " AND r.state = $1"
     " AND ($3 = '' OR LOWER(r.argv) LIKE $3 ESCAPE '\\' OR LOWER(r.name) LIKE $3 ESCAPE '\\')"
     " AND ($4 = '' OR r.vm = $4)"

@@ -1018,3 +1018,48 @@ def test_an_owners_runs_past_the_newest_batch_are_found_on_both_engines(engine):
         " (SELECT id FROM users WHERE name = 'wide'))")
     for q, vm in (("", ""), ("", "PyPy"), ("bench.py --case", ""), ("case 1", "")):
         assert pages(q, "wide", vm) == expected(q, "wide", vm), q
+
+
+def test_an_owners_pages_read_only_their_runs_in_a_database_never_vacuumed(
+        postgres, start_server, tmp_path):
+    """PostgreSQL: the pages of an owner of 10 runs among 3,000 read those
+    runs, not every run, also in a database not vacuumed since its runs
+    were written (autovacuum off here), where an index-only walk looks no
+    cheaper to the planner than reading runs_pkey backwards.  The
+    statement's plan is kept per connection, so it must be one that no
+    statistics turn into a walk of every run.  Counted by PostgreSQL itself
+    (index tuples read, which a session reports when it ends: the server is
+    stopped first)."""
+    name = "vmprof_owner_never_vacuumed"
+    url = own_database(postgres, name)
+    server = start_server("--database", url, data=tmp_path / "d")
+    psql(url, name,
+         "ALTER TABLE runs SET (autovacuum_enabled = false);"
+         " ALTER TABLE runs_trigrams SET (autovacuum_enabled = false);"
+         " INSERT INTO users (name, created) VALUES ('few', 0), ('most', 0);"
+         " INSERT INTO runs (id, argv, vm, created, state, samples, duration, owner_id)"
+         " SELECT lpad(to_hex(3735928559 + i), 16, '0'), 'bench.py --case ' || i, 'CPython',"
+         " 1700000000000 + i, 2, 10, 1.5, (SELECT id FROM users WHERE name ="
+         " CASE WHEN i % 300 = 7 THEN 'few' WHEN i % 2 = 0 THEN 'most' END)"
+         " FROM generate_series(0, 2999) AS i;"
+         " ANALYZE runs")
+    few = [row[0] for row in psql(url, name, "SELECT id FROM runs WHERE owner_id ="
+                                  " (SELECT id FROM users WHERE name = 'few') ORDER BY seq DESC")]
+    assert len(few) == 10
+
+    def tuples_read():
+        return dict(psql(url, name, "SELECT indexrelname, idx_tup_read FROM"
+                                    " pg_stat_user_indexes WHERE relname = 'runs'"))
+    before = tuples_read()
+    pages = 0
+    for _ in range(20):
+        for query in ("q=bench&user=few", "user=few", "q=ca&user=few"):
+            reply = server.get("/api/runs?" + query)[1]
+            assert [r["id"] for r in reply["runs"]] == few and not reply["next"], query
+            pages += 1
+    server.stop()
+    after = tuples_read()
+    read = {index: int(after[index]) - int(before.get(index, 0)) for index in after}
+    # Walking every run, a page reads 3,000 (runs_pkey); the owner's, ~10 of
+    # runs_by_owner and ~10 of runs_pkey (their rows).
+    assert sum(read.values()) < pages * 100, read
