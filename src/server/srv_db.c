@@ -530,8 +530,22 @@ int srv_db_read(srv_db *db, int generic, const char *sql, const srv_param *param
             continue; /* an error: the other answer, if one is coming, may do */
         }
         if (n == 1 && now_ms() >= hedge_at) {
-            /* Slow: once, on a connection taken without waiting for one. */
+            /* Slow: once, on a connection taken without waiting for one.
+             * None free now (the spares held by other hedges, or by answers
+             * still draining): another look every DRAIN_LOOK_MS, as a busy
+             * pool frees one within a page's time.  Looked at once only, a
+             * read whose session a core kept from running waited for that
+             * session however long: under wrk with 10,000 runs, 50-90% of
+             * the slowest 1% of pages had found no connection free for
+             * their second sending (instrumented, not committed).  (Not
+             * when the database is down or a connect failed: errbuf says
+             * so, and the first sending's answer will say more.) */
+            errbuf[0] = 0;
             c[1] = acquire(db, db->size + SRV_DB_HEDGE_SPARE, 0, errbuf, errlen);
+            if (!c[1] && !errbuf[0]) {
+                hedge_at = now_ms() + DRAIN_LOOK_MS;
+                continue;
+            }
             if (c[1] && e->send(c[1]->conn, generic, sql, params, nparams, errbuf, errlen) == 0) {
                 in_flight[1] = 1;
                 pthread_mutex_lock(&db->lock);

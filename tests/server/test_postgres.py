@@ -1063,3 +1063,63 @@ def test_an_owners_pages_read_only_their_runs_in_a_database_never_vacuumed(
     # Walking every run, a page reads 3,000 (runs_pkey); the owner's, ~10 of
     # runs_by_owner and ~10 of runs_pkey (their rows).
     assert sum(read.values()) < pages * 100, read
+
+
+def test_a_slow_read_finding_no_connection_free_is_sent_again_once_one_frees(
+        postgres, start_server, tmp_path):
+    """A list read unanswered after the hedge delay that finds no connection
+    free for its second sending looks again until one frees (srv_db_read).
+    Here the pool's 8 sessions are opened by 8 writes at once (never sent
+    twice) while runs is locked; then 10 list reads wait on that lock, 8 on
+    those sessions, whose second sendings open the 2 spare sessions (waiting
+    on the lock too) or find none free; the 8 sessions are stopped
+    (SIGSTOP, a backend kept from every core) and the lock released: every
+    read is answered through the spares, two at a time.  Looked at once
+    only, six of them waited for their stopped session."""
+    name = "vmprof_hedge_again"
+    url = own_database(postgres, name)
+    env = dict(os.environ, VMPROF_SERVER_HEDGE_MS="300")
+    server = start_server("--database", url, data=tmp_path / "d", env=env)
+    psql(url, name, "INSERT INTO runs (id, argv, vm, created, state, samples, duration)"
+                    " SELECT lpad(to_hex(15728640 + i), 16, '0'), 'bench.py --case ' || i,"
+                    " 'CPython', 1700000000000 + i, 2, 10, 1.5 FROM generate_series(0, 99) AS i")
+    def sessions():  # the server's (psql's, the locker's too, left out)
+        return [int(pid) for (pid,) in psql(
+            url, name, "SELECT pid FROM pg_stat_activity WHERE datname = '%s' AND"
+            " backend_type = 'client backend' AND application_name <> 'psql'" % name)]
+
+    pool = concurrent.futures.ThreadPoolExecutor(10)
+    locker = lock_runs(url, name)
+    try:
+        news = [pool.submit(server.request, "POST", "/api/runtime/new",
+                            {"argv": "x", "VM": "CPython"}) for _ in range(8)]
+        deadline = time.time() + 30
+        while len(sessions()) < 8 and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        unlock_runs(locker)
+    assert [f.result()[0] for f in news] == [200] * 8
+    primaries = sessions()
+    assert len(primaries) == 8, primaries
+    locker = lock_runs(url, name)
+    stopped = []
+    try:
+        reads = [pool.submit(server.get, "/api/runs", timeout=120) for _ in range(10)]
+        deadline = time.time() + 30
+        while len(sessions()) < 10 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(sessions()) == 10  # (the spares, waiting)
+        for pid in primaries:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        unlock_runs(locker)
+        locker = None
+        done, _ = concurrent.futures.wait(reads, timeout=20)
+        assert len(done) == 10, "%d of 10 reads answered, their sessions stopped" % len(done)
+        assert all(f.result()[0] == 200 and len(f.result()[1]["runs"]) == 50 for f in reads)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        if locker:
+            unlock_runs(locker)
+    pool.shutdown()
