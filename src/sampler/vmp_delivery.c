@@ -1096,41 +1096,41 @@ static int wall_idle(vmp_delivery_thread *t, size_t k)
     return 1;
 }
 
-/* Wall clock with sources: thread t (place k), whose clock this round
- * (`now`) read, ran since its last sample, which found it inside a system
- * call: it used more than VMP_IDLE_SLACK_NS since, or any time at all since
- * a round found it idle there (only a wake-up makes it run).  It left that
- * call by now less the CPU time it used since it was last known there, at
- * the latest.  The periods up to then repeat that sample (handed over
- * here, as wake() does for a still thread); the later ones are its next
- * sample's.  Left to its next handler (wall_owed), they were split by its
- * CPU time alone: the time it then waited for a CPU inside what it
- * computed (run-queue waits are off-CPU time too) repeated the call it had
- * left.  A thread computing 3 ms and sleeping 7 ms beside busy loops showed
- * 10-20 points less computing than it did, the probes that found it
- * waiting for a CPU giving their waits to the sleep.  (What it waited
- * before the first round that saw it run still goes to the call: the
- * latest bound, so that a quiet machine's split stays the CPU clock's.) */
-static void wall_left_call(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64_t now)
+/* Wall clock with sources: whether thread t (place k), whose clock this
+ * round read, ran since its last sample, which found it inside a system
+ * call: it used more than VMP_IDLE_SLACK_NS since, or any time at all
+ * since a round found it idle there (only a wake-up makes it run); *ran:
+ * the CPU time it used since it was last known there, *at: that sample's
+ * clock. */
+static int wall_left_call(const vmp_delivery_thread *t, size_t k, int64_t *at, int64_t *ran)
 {
-    int64_t at = atomic_load_explicit(&rep_cpu[k], memory_order_acquire);
-    if (at < 0 || !atomic_load_explicit(&rep_in_call[k], memory_order_acquire) ||
-        atomic_load_explicit(&rep_cpu[k], memory_order_acquire) != at) /* (its flag is that sample's) */
-        return;
-    int found_idle = t->idle_cpu >= at; /* (by wall_idle, after that sample) */
-    int64_t there = found_idle ? t->idle_cpu : at, ran = t->last_cpu - there;
-    if (ran <= (found_idle ? 0 : VMP_IDLE_SLACK_NS))
-        return;
+    *at = atomic_load_explicit(&rep_cpu[k], memory_order_acquire);
+    if (*at < 0 || !atomic_load_explicit(&rep_in_call[k], memory_order_acquire) ||
+        atomic_load_explicit(&rep_cpu[k], memory_order_acquire) != *at) /* (its flag is that sample's) */
+        return 0;
+    int found_idle = t->idle_cpu >= *at; /* (by wall_idle, after that sample) */
+    *ran = t->last_cpu - (found_idle ? t->idle_cpu : *at);
+    return *ran > (found_idle ? 0 : VMP_IDLE_SLACK_NS);
+}
+
+/* Wall clock with sources: thread t (place k) is probed at `now`, and left
+ * the call of its last sample (wall_left_call), by now less the CPU time
+ * `ran` it used since, at the latest.  The periods up to then repeat that
+ * sample (handed over here, as wake() does for a still thread); the later
+ * ones are the probe's, whose sample shows where the thread waits now.
+ * Left to the probe's handler (wall_owed), they were split by the thread's
+ * CPU time alone, and the time it waited for a CPU (run-queue waits are
+ * off-CPU time too) inside what it ran after the call repeated the call:
+ * a thread computing 3 ms and sleeping 7 ms beside busy loops showed 10-20
+ * points less computing than it did.  (Only at a probe: a thread left to
+ * its own event may block again before it fires, and the split by CPU
+ * time is what gives that wait to a call.  What it waited before the
+ * round goes to its call: the latest bound, so that a quiet machine's
+ * split stays the CPU clock's.) */
+static void wall_pay_left(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64_t now, int64_t at, int64_t ran)
+{
     wall_pay(d, t, now - ran, 0);
     atomic_compare_exchange_strong(&rep_cpu[k], &at, -1); /* (unless a new sample came) */
-    t->idle_cpu = -1;
-    /* Probed again from two periods behind: the backoff of probes that
-     * found it waiting for a CPU (probe_answer_read) was for the stack it
-     * had then, not for what it runs now.  (Kept, a thread that ran a few
-     * microseconds a round, never enough to reset it, was probed only 32
-     * periods behind, by then asleep again: that probe paid its computing
-     * to the sleep.) */
-    t->probe_shift = 0;
 }
 
 /* Wall clock with sources: whether thread t (place k) is not to be probed
@@ -1664,8 +1664,15 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     if (!d->cpu_clock)
         probe_answer_read(d, t, k, now);
     source_answer(d, t, k, now);
-    if (!d->cpu_clock && !t->not_python && !t->blocks && !t->checks)
-        wall_left_call(d, t, k, now);
+    int64_t left_at = -1, left_ran = 0;
+    int left = !d->cpu_clock && !t->not_python && !t->blocks && !t->checks && wall_left_call(t, k, &left_at, &left_ran);
+    if (left)
+        /* Probed again from two periods behind: the backoff of probes that
+         * found it waiting for a CPU (probe_answer_read) was for the stack
+         * it had then.  (Kept, a thread that ran a few microseconds a round,
+         * never enough to reset it, was probed only 32 periods behind, by
+         * then asleep again: that probe paid its computing to the sleep.) */
+        t->probe_shift = 0;
     if (t->src < 0 || t->not_python || t->awaiting || t->blocks || t->checks)
         d->changed = 1; /* (cpu_round_length: the rounds stay short) */
     int counted = atomic_load_explicit(&base_tid[k], memory_order_acquire) == t->tid;
@@ -1791,6 +1798,8 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     if (signal && !sent_pending) {
         /* one signal a round, the handler pays what is owed */
         atomic_store_explicit(&probe_answer[k], 0, memory_order_relaxed); /* (none but this one's) */
+        if (left && counted)
+            wall_pay_left(d, t, k, now, left_at, left_ran);
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
             sent_to[k]++;
             t->awaiting = 1;

@@ -176,12 +176,13 @@
  * When the thread's last sample found it inside a system call, its next
  * signal's periods are split: those it did not run (its CPU clock since
  * that sample) repeat that sample (the handler hands them over first),
- * the rest are this one's - unless a round saw it run first: the sender
+ * the rest are this one's - unless that signal is a probe of a thread
+ * that ran since (it waits for a CPU, or in another call): the sender
  * then hands the repeats over up to where it left the call (at the
  * latest: the round less the CPU time it used since), and the periods
- * after are its next sample's whole.  (A thread that waits for a CPU is
- * off its CPU too: split by its CPU time alone, the waits of a loaded
- * machine inside what it computed after the call repeated the call.)
+ * after are the probe's whole.  (A thread that waits for a CPU is off its
+ * CPU too: split by its CPU time alone, the waits of a loaded machine
+ * inside what it computed after the call repeated the call.)
  * An idle thread's repeats are otherwise
  * handed over by the sender as above (visits, end, pause, stop), through
  * the same mark: the sender claims the writer's place, then moves the
