@@ -202,6 +202,16 @@ static void list_runs(srv_request *req)
         .before = before,
         .page_size = PAGE_SIZE,
     };
+    /* Every stored text is UTF-8 (jansson takes nothing else), so other
+     * bytes can match nothing; PostgreSQL would refuse them as an error of
+     * the database, which a client must not be told to retry. */
+    const char *const texts[][2] = {{"q", q.q}, {"vm", q.vm}, {"user", q.user}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        if (texts[i][1] && !srv_json_utf8(texts[i][1])) {
+            srv_reply_error(req, 400, "%s must be UTF-8 text", texts[i][0]);
+            return;
+        }
+    }
     if (q.user && strcmp(q.user, "me") == 0) {
         if (!req->who.user.id) {
             /* Nobody's runs: an anonymous caller owns none. */

@@ -845,6 +845,23 @@ def test_a_search_most_runs_match_finds_what_reading_every_run_finds(engine):
         assert pages(q, user="carol") == expected(q, user="carol"), q
 
 
+def test_a_search_of_bytes_that_are_not_utf8_is_refused_on_both_engines(engine):
+    """Every stored text is UTF-8, so a q, vm or user= of other bytes can
+    match nothing: both engines answer 400 naming the argument.  Before,
+    PostgreSQL refused such a q as a database error and answered 503 (a
+    retry that can never succeed) where SQLite answered an empty page."""
+    server, sql = engine
+    sql("INSERT INTO users (name, created) VALUES ('carol', 0)")
+    for arg in ("q", "vm", "user"):
+        for raw in ("%FF", "ab%C3%28cd", "%ED%A0%80xyz"):  # a stray byte, a cut pair, a surrogate
+            status, reply, _ = server.get("/api/runs?%s=%s" % (arg, raw))
+            assert status == 400, (arg, raw, status, reply)
+            assert reply["error"] == "%s must be UTF-8 text" % arg, reply
+    # valid text beyond ASCII is still a search
+    status, reply, _ = server.get("/api/runs?q=%C3%9CN%C3%8F&user=carol")
+    assert status == 200 and reply["runs"] == [], reply
+
+
 def glibc_fold(text):
     """srv_fold as the server does it, from glibc itself: ASCII letters, then
     towlower() of C.UTF-8 (PostgreSQL's LOWER() in a UTF-8 database)."""
