@@ -612,6 +612,22 @@ static int collect_run(void *ctx, int ncols, const srv_cell *v)
     return 0;
 }
 
+/* PostgreSQL list statements that read a batch of candidate runs (their
+ * last parameter: how many; NULL: all of them): when the batch held no
+ * page's worth of matches (and was a batch), the page is read again from
+ * all of them. */
+static int read_batch_then_all(srv_store *s, const char *sql, srv_param *p, int n, run_rows *rows,
+                               srv_err *err)
+{
+    int rc = read_rows(s, 1, sql, p, n, collect_run, rows, err, "cannot list the runs");
+    if (rc == 0 && !rows->beyond && p[n - 1].type != SRV_NULL) {
+        forget_rows(rows);
+        p[n - 1] = SRV_P_NULL;
+        rc = read_rows(s, 1, sql, p, n, collect_run, rows, err, "cannot list the runs");
+    }
+    return rc;
+}
+
 int srv_store_run_create(srv_store *s, const char *id, int64_t owner_id, const char *argv,
                          const char *vm, int64_t created_ms, srv_err *err)
 {
@@ -1280,14 +1296,7 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
         int64_t batch = PG_BATCH_PAGES * (size + 1);
         srv_param t[] = {p[0], p[1], p[2], p[3], p[4], p[5], SRV_P_TEXT(trigram),
                          rarest > batch ? SRV_P_INT(batch) : SRV_P_NULL};
-        rc = read_rows(s, 1, list_search_pg_trigram, t, 8, collect_run, &rows, err,
-                       "cannot list the runs");
-        if (rc == 0 && !rows.beyond && t[7].type != SRV_NULL) {
-            forget_rows(&rows);
-            t[7] = SRV_P_NULL;
-            rc = read_rows(s, 1, list_search_pg_trigram, t, 8, collect_run, &rows, err,
-                           "cannot list the runs");
-        }
+        rc = read_batch_then_all(s, list_search_pg_trigram, t, 8, &rows, err);
         done = 1;
     }
     /* Most runs hold its rarest trigram: the newest page's worth of runs
@@ -1315,14 +1324,7 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
             mine = owner_runs(s, query->user, batch + 1);
         srv_param o[] = {p[0], p[1], p[2], p[3], p[4], p[5],
                          mine >= 0 && mine <= batch ? SRV_P_NULL : SRV_P_INT(batch)};
-        rc = read_rows(s, 1, list_search_pg_owner, o, 7, collect_run, &rows, err,
-                       "cannot list the runs");
-        if (rc == 0 && !rows.beyond && o[6].type != SRV_NULL) {
-            forget_rows(&rows);
-            o[6] = SRV_P_NULL;
-            rc = read_rows(s, 1, list_search_pg_owner, o, 7, collect_run, &rows, err,
-                           "cannot list the runs");
-        }
+        rc = read_batch_then_all(s, list_search_pg_owner, o, 7, &rows, err);
         done = 1;
     }
     /* SQLite: the owner's id, then their runs by runs_by_owner (a
