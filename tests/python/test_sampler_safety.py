@@ -587,7 +587,12 @@ LOST_NAMES = """
         chain = fillers[k:k + CHAIN]
         chain[0](chain, 1, 0.004)
     del chain
+    # (first_fn's code among siblings that stay: its block's pool is never
+    # emptied and handed to another size, as on 3.8 it was in nearly every
+    # run, where no new code object then took its address in 30,000 tries)
+    siblings = [function_named(template, "sibling_%d" % i) for i in range(100)]
     ns = {"first_fn": function_named(template, "first_fn")}
+    siblings += [function_named(template, "sibling_%d" % i) for i in range(100)]
     phase_one(ns)
     old = id(ns["first_fn"].__code__)
     reading.clear()  # (after the read in flight)
