@@ -39,7 +39,7 @@
 struct sym {
     uintptr_t lo, hi;
     const char *name; /* libdwfl's, alive as long as the module */
-    int rank;         /* global 0, weak 1, local 2: the lowest names an alias */
+    int rank;         /* global 0, weak 1, local 2, PLT stub 3: the lowest names an alias */
 };
 
 /* Names of one object, kept across runs in a file named by its build id:
@@ -53,6 +53,8 @@ struct name_cache {
     struct sym *syms;    /* its functions, by address (see sorted_symbol_at) */
     size_t nsyms;
     int syms_read;
+    char **stub_names; /* "target@plt" of its PLT stubs (see add_plt_stubs) */
+    size_t nstubs;
     vmp_u64map index; /* offset -> position in names */
     char **names;
     uint64_t *offsets;
@@ -552,6 +554,9 @@ static void drop_caches(vmp_symbols *s)
     for (size_t i = 0; i < s->ncaches; i++) {
         struct name_cache *c = &s->caches[i];
         free(c->syms);
+        for (size_t k = 0; k < c->nstubs; k++)
+            free(c->stub_names[k]);
+        free(c->stub_names);
         for (size_t k = 0; k < c->n; k++)
             free(c->names[k]);
         free(c->names);
@@ -802,13 +807,175 @@ static int sym_cmp(const void *a, const void *b)
     return x->rank - y->rank;
 }
 
+/* ---- PLT stubs ---------------------------------------------------------------- */
+
+/* A call into another object goes through a stub in the caller's PLT, a
+ * `jmp *slot(%rip)` through the GOT, and no symbol covers the stubs: the
+ * unwind table holds the whole .plt as one function, so samples in any stub
+ * of an object were one "<native symbol 0x...>" (1% of a generator-heavy
+ * program's samples in libpython).  Each stub is named "target@plt", as
+ * objdump and perf name it, from the relocation that fills the GOT slot it
+ * jumps through.  The stubs' code is x86-64's. */
+
+#if defined(__x86_64__)
+/* Where a stub's `jmp *disp32(%rip)` (ff 25) may stand: first (lazy .plt,
+ * .plt.got), after a bnd prefix (f2), after endbr64 (f3 0f 1e fa), or after
+ * both (.plt.sec).  Only these: a lazy IBT stub's push operand may hold the
+ * bytes ff 25 too. */
+static int stub_jump_at(const unsigned char *e, size_t size)
+{
+    static const unsigned char endbr64[4] = {0xf3, 0x0f, 0x1e, 0xfa};
+    size_t at = 0;
+    if (size >= 4 && memcmp(e, endbr64, 4) == 0)
+        at = 4;
+    if (at < size && e[at] == 0xf2)
+        at++;
+    return at + 6 <= size && e[at] == 0xff && e[at + 1] == 0x25 ? (int)at : -1;
+}
+
+struct got_slot {
+    GElf_Addr slot;
+    size_t sym;  /* index in the dynamic symbol table */
+    size_t strs; /* section index of that table's strings */
+    Elf_Data *syms;
+};
+
+static int got_slot_cmp(const void *a, const void *b)
+{
+    const struct got_slot *x = a, *y = b;
+    return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/* The GOT slots the loader fills with a symbol's address, from every
+ * relocation section over the dynamic symbols; sorted by slot. */
+static struct got_slot *read_got_slots(Elf *elf, size_t *count)
+{
+    struct got_slot *slots = NULL;
+    size_t n = 0, cap = 0;
+    for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn; scn = elf_nextscn(elf, scn)) {
+        GElf_Shdr shdr, symhdr;
+        Elf_Scn *symscn;
+        Elf_Data *data, *syms;
+        if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != SHT_RELA || !shdr.sh_entsize ||
+            !(symscn = elf_getscn(elf, shdr.sh_link)) || !gelf_getshdr(symscn, &symhdr) ||
+            symhdr.sh_type != SHT_DYNSYM || !(data = elf_getdata(scn, NULL)) ||
+            !(syms = elf_getdata(symscn, NULL)))
+            continue;
+        size_t relas = shdr.sh_size / shdr.sh_entsize;
+        for (size_t i = 0; i < relas; i++) {
+            GElf_Rela rela;
+            if (!gelf_getrela(data, (int)i, &rela))
+                break;
+            unsigned type = GELF_R_TYPE(rela.r_info);
+            if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) ||
+                GELF_R_SYM(rela.r_info) == 0)
+                continue;
+            if (n == cap) {
+                cap = cap ? 2 * cap : 256;
+                struct got_slot *more = realloc(slots, cap * sizeof *more);
+                if (!more) {
+                    free(slots);
+                    return NULL;
+                }
+                slots = more;
+            }
+            slots[n++] = (struct got_slot){rela.r_offset, GELF_R_SYM(rela.r_info), symhdr.sh_link,
+                                           syms};
+        }
+    }
+    if (n)
+        qsort(slots, n, sizeof *slots, got_slot_cmp);
+    *count = n;
+    return slots;
+}
+
+static const struct got_slot *got_slot_find(const struct got_slot *slots, size_t n, GElf_Addr slot)
+{
+    struct got_slot key = {.slot = slot};
+    return bsearch(&key, slots, n, sizeof *slots, got_slot_cmp);
+}
+
+/* The name of the stub of `size` bytes at e (link-time address at), or NULL. */
+static char *stub_name(Elf *elf, const unsigned char *e, size_t size, GElf_Addr at,
+                       const struct got_slot *slots, size_t nslots)
+{
+    int j = stub_jump_at(e, size);
+    if (j < 0)
+        return NULL;
+    int32_t disp;
+    memcpy(&disp, e + j + 2, sizeof disp);
+    const struct got_slot *g = got_slot_find(slots, nslots, at + (GElf_Addr)j + 6 + (GElf_Addr)(int64_t)disp);
+    GElf_Sym sym;
+    const char *target;
+    if (!g || !gelf_getsym(g->syms, (int)g->sym, &sym) ||
+        !(target = elf_strptr(elf, g->strs, sym.st_name)) || !*target)
+        return NULL;
+    size_t len = strnlen(target, SYMBOL_CAP - 4);
+    char *name = malloc(len + 5);
+    if (name) {
+        memcpy(name, target, len);
+        memcpy(name + len, "@plt", 5);
+    }
+    return name;
+}
+
+/* Adds the object's named PLT stubs to c->syms (n of them used so far);
+ * returns the new count. */
+static size_t add_plt_stubs(struct name_cache *c, size_t n)
+{
+    GElf_Addr bias;
+    Elf *elf = dwfl_module_getelf(c->mod, &bias);
+    size_t strndx, nslots = 0;
+    if (!elf || elf_getshdrstrndx(elf, &strndx) != 0)
+        return n;
+    struct got_slot *slots = NULL;
+    for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn; scn = elf_nextscn(elf, scn)) {
+        GElf_Shdr shdr;
+        const char *secname;
+        Elf_Data *data;
+        if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != SHT_PROGBITS || shdr.sh_entsize < 6 ||
+            !(secname = elf_strptr(elf, strndx, shdr.sh_name)) || strncmp(secname, ".plt", 4) != 0 ||
+            (secname[4] != '\0' && secname[4] != '.') || !(data = elf_getdata(scn, NULL)) ||
+            !data->d_buf || data->d_size < shdr.sh_entsize)
+            continue;
+        if (!slots && !(slots = read_got_slots(elf, &nslots)))
+            break;
+        size_t stubs = data->d_size / shdr.sh_entsize;
+        struct sym *more = realloc(c->syms, (n + stubs) * sizeof *more);
+        char **names = realloc(c->stub_names, (c->nstubs + stubs) * sizeof *names);
+        if (more)
+            c->syms = more;
+        if (names)
+            c->stub_names = names;
+        if (!more || !names)
+            break;
+        for (size_t i = 0; i < stubs; i++) {
+            size_t off = i * shdr.sh_entsize;
+            char *name = stub_name(elf, (const unsigned char *)data->d_buf + off, shdr.sh_entsize,
+                                   shdr.sh_addr + off, slots, nslots);
+            if (!name)
+                continue; /* the lazy .plt's first entry: the resolver's */
+            c->stub_names[c->nstubs++] = name;
+            uintptr_t lo = (uintptr_t)(shdr.sh_addr + off + bias);
+            c->syms[n++] = (struct sym){lo, lo + shdr.sh_entsize, name, 3};
+        }
+    }
+    free(slots);
+    return n;
+}
+#else
+static size_t add_plt_stubs(struct name_cache *c, size_t n)
+{
+    (void)c;
+    return n;
+}
+#endif
+
 static void read_syms(struct name_cache *c)
 {
     c->syms_read = 1;
     int count = dwfl_module_getsymtab(c->mod);
-    if (count <= 0)
-        return;
-    c->syms = malloc((size_t)count * sizeof *c->syms);
+    c->syms = malloc((size_t)(count > 0 ? count : 1) * sizeof *c->syms);
     if (!c->syms)
         return;
     size_t n = 0;
@@ -823,6 +990,7 @@ static void read_syms(struct name_cache *c)
         c->syms[n++] = (struct sym){(uintptr_t)addr, (uintptr_t)addr + sym.st_size, name,
                                     bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2};
     }
+    n = add_plt_stubs(c, n);
     qsort(c->syms, n, sizeof *c->syms, sym_cmp);
     c->nsyms = n;
 }

@@ -456,3 +456,44 @@ VMP_TEST(symbols_say_where_an_unloaded_librarys_place_may_have_been_taken)
     CHECK(n >= 1 && at == 1);
     vmp_symbols_close(s);
 }
+
+/* Two calls into libc through the test binary's PLT: each call's target is
+ * the stub of its callee, read here from the call instruction itself. */
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".globl symbols_test_plt_calls\n"
+        ".hidden symbols_test_plt_calls\n"
+        "symbols_test_plt_calls:\n"
+        "sub $8, %rsp\n"
+        "call getpid@PLT\n"
+        "call getppid@PLT\n"
+        "add $8, %rsp\n"
+        "ret\n");
+extern char symbols_test_plt_calls[];
+
+static uintptr_t call_target(const char *call)
+{
+    int32_t rel;
+    memcpy(&rel, call + 1, sizeof rel);
+    return (uintptr_t)call + 5 + (intptr_t)rel;
+}
+
+VMP_TEST(symbols_name_each_plt_stub_after_the_function_it_calls)
+{
+    const char *first = symbols_test_plt_calls + 4; /* after sub $8, %rsp */
+    REQUIRE((unsigned char)first[0] == 0xe8 && (unsigned char)first[5] == 0xe8);
+    uintptr_t getpid_stub = call_target(first), getppid_stub = call_target(first + 5);
+    REQUIRE(getpid_stub != getppid_stub);
+    vmp_symbols *s = vmp_symbols_open();
+    REQUIRE(s);
+    char name[1100];
+    vmp_symbols_name(s, getpid_stub, name, sizeof name);
+    CHECK(strncmp(name, "n:getpid@plt:0:", 15) == 0);
+    vmp_symbols_name(s, getppid_stub, name, sizeof name);
+    CHECK(strncmp(name, "n:getppid@plt:0:", 16) == 0);
+    /* A pc inside a stub (its jump's operand) starts at the stub, not at
+     * the section's start, and names its own target. */
+    CHECK(vmp_symbols_function_start(s, getppid_stub + 2) == getppid_stub);
+    CHECK(vmp_symbols_function_start(s, getpid_stub + 2) == getpid_stub);
+    vmp_symbols_close(s);
+}
