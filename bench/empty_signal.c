@@ -19,17 +19,32 @@
  *   es_start(period_ns, delivery)   0 on success
  *   es_stop() -> signals handled    restores the previous handler and timer
  *
+ * The candidates for a cheaper delivery (bench/signal_floor.c measures them
+ * in C), armed by the sampled thread itself on itself, no helper thread:
+ *   es_arm_self(period_ns, how)     0 on success; one thread at a time
+ *   es_disarm_self() -> signals handled
+ *   how 4: the CPU clock's perf task-clock event, O_ASYNC + F_SETSIG
+ *          (SIGPROF) + F_SETOWN_EX to the thread: today's delivery without
+ *          the sender's rounds
+ *   how 5: the same event with perf's synchronous SIGTRAP (attr.sigtrap,
+ *          remove_on_exec): no irq_work, a debugger's signal
+ *   how 6: timer_create(CLOCK_MONOTONIC, SIGEV_THREAD_ID to the thread),
+ *          SIGPROF: no perf; runs while the thread sleeps too
+ *
  * The SA_SIGINFO handler only does the bookkeeping the sampler's handler does
  * before taking its sample (errno saved, the sender checked, a per-thread
  * count of signals handled).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -122,5 +137,74 @@ long es_stop(void)
             return atomic_load(&handled);
     }
     sigaction(SIGPROF, &old_action, NULL);
+    return atomic_load(&handled);
+}
+
+/* ---- the candidates, armed by the thread on itself ---------------------- */
+
+static int self_how, self_fd = -1;
+static timer_t self_timer;
+static struct sigaction old_trap;
+
+int es_arm_self(long period_ns, int how)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGPROF, &sa, &old_action) || sigaction(SIGTRAP, &sa, &old_trap))
+        return -1;
+    atomic_store(&handled, 0);
+    my_pid = getpid();
+    self_how = how;
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    if (how == 6) {
+        struct sigevent ev;
+        memset(&ev, 0, sizeof ev);
+        ev.sigev_notify = SIGEV_THREAD_ID;
+        ev.sigev_signo = SIGPROF;
+        ev._sigev_un._tid = tid;
+        if (timer_create(CLOCK_MONOTONIC, &ev, &self_timer))
+            return -1;
+        struct itimerspec it;
+        it.it_interval.tv_sec = period_ns / 1000000000L;
+        it.it_interval.tv_nsec = period_ns % 1000000000L;
+        it.it_value = it.it_interval;
+        return timer_settime(self_timer, 0, &it, NULL);
+    }
+    if (how != 4 && how != 5)
+        return -1;
+    struct perf_event_attr a;
+    vmp_delivery_source_attr(&a, period_ns);
+    if (how == 5) {
+        a.sigtrap = 1;
+        a.remove_on_exec = 1;
+    }
+    self_fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (self_fd < 0)
+        return -1;
+    if (how == 4) {
+        struct f_owner_ex owner = {F_OWNER_TID, tid};
+        if (fcntl(self_fd, F_SETFL, O_ASYNC | O_NONBLOCK) < 0 || fcntl(self_fd, F_SETSIG, SIGPROF) < 0 ||
+            fcntl(self_fd, F_SETOWN_EX, &owner) < 0)
+            return -1;
+    }
+    return ioctl(self_fd, PERF_EVENT_IOC_ENABLE, 0);
+}
+
+long es_disarm_self(void)
+{
+    if (self_how == 6) {
+        timer_delete(self_timer);
+    } else if (self_fd >= 0) {
+        ioctl(self_fd, PERF_EVENT_IOC_DISABLE, 0);
+        close(self_fd);
+        self_fd = -1;
+    }
+    /* Each of these signals is sent to the calling thread and handled before
+     * it returns to user space, so none is left in flight here. */
+    sigaction(SIGPROF, &old_action, NULL);
+    sigaction(SIGTRAP, &old_trap, NULL);
     return atomic_load(&handled);
 }

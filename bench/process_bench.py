@@ -13,6 +13,12 @@ profiling in the same round):
            (each thread's own CPU-time event: the kernel's timer interrupt and
            signal per sample, which no sampler that samples in the thread
            avoids), and the profiler's cost beyond it per sample
+  floors   the same pinned work under an empty handler delivered by each
+           candidate mechanism (today's, and three the busy thread arms on
+           itself: the perf event's O_ASYNC signal, perf's SIGTRAP, a
+           CLOCK_MONOTONIC POSIX timer) at 1 and 10 kHz, paired with unprofiled
+           runs of the same round; then bench/signal_floor.c's table of every
+           mechanism in C (the POSIX CPU-time timers too)
   pool     1,000 Python threads waiting on an Event, 16 C threads sleeping in
            a loop, one thread computing for 2 s: the profiler's threads' share
            of a core (until disable(), the sampler thread's alone, and with
@@ -26,7 +32,7 @@ profiling in the same round):
            sleeping 7 ms; the profiler's threads' share of a core (the sampler
            thread's alone too) and the threads' rate
 
-    python bench/process_bench.py [--rounds N] [--only own,pinned,pool,late,fast]
+    python bench/process_bench.py [--rounds N] [--only own,pinned,floors,pool,late,fast]
         [--py 3.11] [--quick] [--configs REGEX] [--work N]
 
 bench/run.sh builds the helper library (bench/out/libc_sleepers.so), and
@@ -218,6 +224,49 @@ def section_pinned(runner, args, res):
     res["pinned"]["c_floor"] = c_floor(args, floors)
 
 
+# The floors section: (label, --tool) of each delivery of an empty handler
+CANDIDATES = [
+    ("today's (helper + each thread's event)", "empty-perf"),
+    ("perf event, O_ASYNC signal", "empty-self-signal"),
+    ("perf event, SIGTRAP (attr.sigtrap)", "empty-self-sigtrap"),
+    ("POSIX timer, CLOCK_MONOTONIC", "empty-self-posix"),
+]
+
+
+def section_floors(runner, args, res):
+    work = ["--work", str(args.work)]
+    cases = [(hz, label, tool) for hz in (1000, 10000) for label, tool in CANDIDATES]
+    data = {(hz, label): [] for hz, label, tool in cases}
+    base = []
+    for rnd in range(args.rounds):
+        b0 = runner.run("busy", work, False, True)
+        # each round starts one case further on: no case always follows the same
+        k = rnd % len(cases)
+        group = [(hz, label, runner.run("busy", ["--period", str(1.0 / hz)] + work, False, True, tool))
+                 for hz, label, tool in cases[k:] + cases[:k]]
+        b1 = runner.run("busy", work, False, True)
+        bc = (b0["process_cpu"] + b1["process_cpu"]) / 2
+        base.append(bc)
+        for hz, label, rec in group:
+            rec["base_cpu"] = bc
+            rec["extra"] = rec["process_cpu"] / bc - 1
+            data[(hz, label)].append(rec)
+        log("floors: round %d/%d (load %s)" % (rnd + 1, args.rounds, load_now()))
+    rows = []
+    for hz, label, tool in cases:
+        recs = data[(hz, label)]
+        rows.append(["%d kHz" % (hz // 1000), label,
+                     fmt(median([100 * r["extra"] for r in recs]), "%+.1f%%"),
+                     fmt(median([r["signals"] / r["busy_cpu"] for r in recs]), "%.0f Hz"),
+                     fmt(median([1e6 * (r["process_cpu"] - r["base_cpu"]) / r["signals"]
+                                 for r in recs if r["signals"]]), "%.1f us")])
+    res["floors"] = {"base": base, "data": {"%d %s" % k: v for k, v in data.items()}}
+    table("An empty handler, each delivery, whole process pinned to one core: CPU time "
+          "against unprofiled, paired (baseline %.2f s; medians of %d)" % (median(base), args.rounds),
+          ["rate", "delivery", "process CPU", "signals a second of CPU", "CPU per signal"], rows)
+    res["floors"]["c_floor"] = c_floor(args, [(None, None, 1000), (None, None, 10000)])
+
+
 def c_floor(args, floors):
     """The kernel's cost per sample in C (bench/signal_floor.c, pinned), at
     the floors' rates: printed as it comes, returned as text."""
@@ -339,7 +388,8 @@ def section_fast(runner, args, res):
            "of it the sampler thread", "threads' rate / asked"], rows)
 
 
-SECTIONS = (("own", section_own), ("pinned", section_pinned), ("pool", section_pool),
+SECTIONS = (("own", section_own), ("pinned", section_pinned), ("floors", section_floors),
+            ("pool", section_pool),
             ("late", section_late), ("fast", section_fast))
 
 

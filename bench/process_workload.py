@@ -2,7 +2,7 @@
 profiler costs the process beyond the sampled thread, and how it copes with
 many threads.
 
-    python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof|empty-perf]
+    python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof|empty-perf|empty-self-*]
         [--period S] [--real-time] [--native on|off] [--profile FILE]
         [--seconds S] [--work N] [--idle N] [--c-idle N] [--threads N]
         [--run-ms MS --sleep-ms MS] [--mark S]
@@ -27,6 +27,11 @@ Scenarios:
 --tool empty-perf: no profiler, but an empty signal handler delivered as the
 sampler's CPU clock delivers (each thread's own CPU-time event, the sender's
 10 ms rounds; bench/empty_signal.c, built by bench/run.sh): the floor.
+--tool empty-self-signal, empty-self-sigtrap, empty-self-posix: the same empty
+handler, delivered by a mechanism the busy thread arms on itself (no helper
+thread): the perf task-clock event with O_ASYNC signals, the same event with
+perf's SIGTRAP, a CLOCK_MONOTONIC POSIX timer (the candidates for a cheaper
+floor; the busy thread only).
 
 Writes one JSON line to FILE: the busy thread's CPU time, lifetime and
 thread id (the id a profile carries); the CPU time the profiler's own threads
@@ -159,11 +164,15 @@ class CSleepers:
         return self.lib.cs_stop() if self.n else 0
 
 
+# --tool: the empty handler armed by the busy thread on itself (es_arm_self's how)
+SELF_TOOLS = {"empty-self-signal": 4, "empty-self-sigtrap": 5, "empty-self-posix": 6}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario", choices=["busy", "pool", "late", "gil", "alternate", "write"])
     ap.add_argument("--result", required=True)
-    ap.add_argument("--tool", default="none", choices=["none", "vmprof", "empty-perf"])
+    ap.add_argument("--tool", default="none", choices=["none", "vmprof", "empty-perf"] + list(SELF_TOOLS))
     ap.add_argument("--period", type=float, default=0.001)
     ap.add_argument("--real-time", action="store_true")
     ap.add_argument("--native", choices=["on", "off"], default="off")
@@ -215,13 +224,17 @@ def main():
         vmprof.enable(fd, period=args.period, real_time=args.real_time,
                       native=args.native == "on")
         prof = (vmprof, fd)
-    empty = None
-    if args.tool == "empty-perf":
+    empty = self_empty = None
+    if args.tool == "empty-perf" or args.tool in SELF_TOOLS:
         here = os.path.dirname(os.path.abspath(__file__))
-        empty = ctypes.CDLL(os.path.join(here, "out", "libempty_signal.so"))
-        empty.es_stop.restype = ctypes.c_long
-        if empty.es_start(ctypes.c_long(int(args.period * 1e9)), 3):
-            raise SystemExit("empty_signal: es_start failed")
+        lib = ctypes.CDLL(os.path.join(here, "out", "libempty_signal.so"), use_errno=True)
+        lib.es_stop.restype = lib.es_disarm_self.restype = ctypes.c_long
+        if args.tool == "empty-perf":
+            empty = lib
+            if empty.es_start(ctypes.c_long(int(args.period * 1e9)), 3):
+                raise SystemExit("empty_signal: es_start failed")
+        else:
+            self_empty = lib
     if args.scenario == "late":
         start_waiters()
 
@@ -232,10 +245,18 @@ def main():
         mine.add(busy["native_id"])
         busy["ident"] = threading.get_ident()
         t0, c0 = time.perf_counter(), time.thread_time()
+        if self_empty and busy is workers[0]:
+            if self_empty.es_arm_self(ctypes.c_long(int(args.period * 1e9)), SELF_TOOLS[args.tool]):
+                # (an exception would end this thread only)
+                print("empty_signal: es_arm_self failed: %s" % os.strerror(ctypes.get_errno()),
+                      file=sys.stderr, flush=True)
+                os._exit(1)
         if args.scenario == "alternate":
             busy["rounds"] = alternate_for(args.seconds, args.run_ms, args.sleep_ms)
         else:
             busy["rounds"] = compute_rounds(args.work) if args.work else compute_for(args.seconds)
+        if self_empty and busy is workers[0]:
+            busy["signals"] = self_empty.es_disarm_self()
         busy["lifetime"] = time.perf_counter() - t0
         busy["cpu"] = time.thread_time() - c0
 
@@ -286,6 +307,8 @@ def main():
         rec["profiler_cpu_through_disable"] = (rec["profiler_cpu"] + time.clock_gettime(
             time.CLOCK_PROCESS_CPUTIME_ID) - p0 - rec["disable_cpu"])
         os.close(fd)
+    if self_empty:
+        rec["signals"] = busy["signals"]
     if empty:
         others = process_tids() - mine
         rec["profiler_cpu"] = sum(thread_cpu_ns(tid) or 0 for tid in others) / 1e9
