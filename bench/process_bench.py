@@ -13,12 +13,13 @@ profiling in the same round):
            (each thread's own CPU-time event: the kernel's timer interrupt and
            signal per sample, which no sampler that samples in the thread
            avoids), and the profiler's cost beyond it per sample
-  floors   the same pinned work under an empty handler delivered by each
-           candidate mechanism (today's, and three the busy thread arms on
-           itself: the perf event's O_ASYNC signal, perf's SIGTRAP, a
-           CLOCK_MONOTONIC POSIX timer) at 1 and 10 kHz, paired with unprofiled
-           runs of the same round; then bench/signal_floor.c's table of every
-           mechanism in C (the POSIX CPU-time timers too)
+  floors   the floor under each way to deliver a sample: an empty handler
+           delivered by today's CPU clock and by three mechanisms the thread
+           arms on itself (the perf event's O_ASYNC signal, perf's SIGTRAP, a
+           CLOCK_MONOTONIC POSIX timer), alternating round by round with no
+           signal inside one pinned process, at 1 and 10 kHz (pinned work a
+           third of --work a round); then bench/signal_floor.c's table of
+           every mechanism in C (the POSIX CPU-time timers too)
   pool     1,000 Python threads waiting on an Event, 16 C threads sleeping in
            a loop, one thread computing for 2 s: the profiler's threads' share
            of a core (until disable(), the sampler thread's alone, and with
@@ -224,47 +225,39 @@ def section_pinned(runner, args, res):
     res["pinned"]["c_floor"] = c_floor(args, floors)
 
 
-# The floors section: (label, --tool) of each delivery of an empty handler
+# The floors section: process_workload.py's floors scenario's deliveries
 CANDIDATES = [
-    ("today's (helper + each thread's event)", "empty-perf"),
-    ("perf event, O_ASYNC signal", "empty-self-signal"),
-    ("perf event, SIGTRAP (attr.sigtrap)", "empty-self-sigtrap"),
-    ("POSIX timer, CLOCK_MONOTONIC", "empty-self-posix"),
+    ("today", "today's: the helper's rounds + each thread's perf event, O_ASYNC signal"),
+    ("signal", "the same event armed by the thread itself, O_ASYNC signal"),
+    ("sigtrap", "the same event, perf's SIGTRAP (attr.sigtrap)"),
+    ("posix", "POSIX timer, CLOCK_MONOTONIC, SIGEV_THREAD_ID"),
 ]
 
 
 def section_floors(runner, args, res):
-    work = ["--work", str(args.work)]
-    cases = [(hz, label, tool) for hz in (1000, 10000) for label, tool in CANDIDATES]
-    data = {(hz, label): [] for hz, label, tool in cases}
-    base = []
-    for rnd in range(args.rounds):
-        b0 = runner.run("busy", work, False, True)
-        # each round starts one case further on: no case always follows the same
-        k = rnd % len(cases)
-        group = [(hz, label, runner.run("busy", ["--period", str(1.0 / hz)] + work, False, True, tool))
-                 for hz, label, tool in cases[k:] + cases[:k]]
-        b1 = runner.run("busy", work, False, True)
-        bc = (b0["process_cpu"] + b1["process_cpu"]) / 2
-        base.append(bc)
-        for hz, label, rec in group:
-            rec["base_cpu"] = bc
-            rec["extra"] = rec["process_cpu"] / bc - 1
-            data[(hz, label)].append(rec)
-        log("floors: round %d/%d (load %s)" % (rnd + 1, args.rounds, load_now()))
-    rows = []
-    for hz, label, tool in cases:
-        recs = data[(hz, label)]
-        rows.append(["%d kHz" % (hz // 1000), label,
-                     fmt(median([100 * r["extra"] for r in recs]), "%+.1f%%"),
-                     fmt(median([r["signals"] / r["busy_cpu"] for r in recs]), "%.0f Hz"),
-                     fmt(median([1e6 * (r["process_cpu"] - r["base_cpu"]) / r["signals"]
-                                 for r in recs if r["signals"]]), "%.1f us")])
-    res["floors"] = {"base": base, "data": {"%d %s" % k: v for k, v in data.items()}}
-    table("An empty handler, each delivery, whole process pinned to one core: CPU time "
-          "against unprofiled, paired (baseline %.2f s; medians of %d)" % (median(base), args.rounds),
+    """The deliveries alternating inside one pinned process per rate (the
+    floors scenario), each round's against that round's run with none."""
+    rows, out = [], {}
+    for hz in (1000, 10000):
+        rec = runner.run("floors", ["--period", str(1.0 / hz), "--work", str(args.work // 3),
+                                    "--rounds", str(max(args.rounds, 5))], False, True)
+        fl = rec["floors"]
+        out[hz] = fl
+        none = [x["cpu"] for x in fl["none"]]
+        for name, label in CANDIDATES:
+            recs = fl[name]
+            rows.append(["%d kHz" % (hz // 1000), label,
+                         fmt(median([100 * (x["cpu"] / b - 1) for x, b in zip(recs, none)]), "%+.1f%%"),
+                         fmt(median([x["signals"] / x["cpu"] for x in recs]), "%.0f Hz"),
+                         fmt(median([1e6 * (x["cpu"] - b) / x["signals"]
+                                     for x, b in zip(recs, none) if x["signals"]]), "%.1f us")])
+        log("floors: %d Hz done (load %s)" % (hz, load_now()))
+    res["floors"] = out
+    table("An empty handler, each delivery, alternating in one process pinned to one core: "
+          "CPU time against none in the same round (%s: medians of %d)"
+          % (rec.get("python", "?"), max(args.rounds, 5)),
           ["rate", "delivery", "process CPU", "signals a second of CPU", "CPU per signal"], rows)
-    res["floors"]["c_floor"] = c_floor(args, [(None, None, 1000), (None, None, 10000)])
+    res["floors_c"] = c_floor(args, [(None, None, 1000), (None, None, 10000)])
 
 
 def c_floor(args, floors):

@@ -2,10 +2,10 @@
 profiler costs the process beyond the sampled thread, and how it copes with
 many threads.
 
-    python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof|empty-perf|empty-self-*]
+    python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof|empty-perf]
         [--period S] [--real-time] [--native on|off] [--profile FILE]
         [--seconds S] [--work N] [--idle N] [--c-idle N] [--threads N]
-        [--run-ms MS --sleep-ms MS] [--mark S]
+        [--run-ms MS --sleep-ms MS] [--mark S] [--rounds N]
 
 Scenarios:
   busy    one Python thread computes for --seconds (or, with --work N, N
@@ -19,6 +19,13 @@ Scenarios:
           waits for the GIL now and then (the wall clock's short rounds)
   alternate  one thread computes --run-ms, then sleeps --sleep-ms, for
           --seconds (waits now and then, the same)
+  floors  no profiler: --rounds rounds of --work rounds of fixed work in this
+          one thread, under each delivery of an empty handler in turn (none;
+          today's: es_start's delivery 3; armed by the thread on itself: the
+          perf event's O_ASYNC signal, perf's SIGTRAP, a CLOCK_MONOTONIC POSIX
+          timer; bench/empty_signal.c), each round starting one delivery
+          further on, and reports each one's process CPU time and signals
+          per round (bench/process_bench.py's floors section)
   write   no profiler: one thread writes --bytes to --profile over --seconds,
           a slice every 10 ms, as iovecs pointing at one 2 KiB block (as the
           profiler's writer writes repeats), and reports
@@ -27,11 +34,6 @@ Scenarios:
 --tool empty-perf: no profiler, but an empty signal handler delivered as the
 sampler's CPU clock delivers (each thread's own CPU-time event, the sender's
 10 ms rounds; bench/empty_signal.c, built by bench/run.sh): the floor.
---tool empty-self-signal, empty-self-sigtrap, empty-self-posix: the same empty
-handler, delivered by a mechanism the busy thread arms on itself (no helper
-thread): the perf task-clock event with O_ASYNC signals, the same event with
-perf's SIGTRAP, a CLOCK_MONOTONIC POSIX timer (the candidates for a cheaper
-floor; the busy thread only).
 
 Writes one JSON line to FILE: the busy thread's CPU time, lifetime and
 thread id (the id a profile carries); the CPU time the profiler's own threads
@@ -78,6 +80,39 @@ def alternate_for(seconds, run_ms, sleep_ms):
             fib(12)
         time.sleep(sleep_ms / 1000)
     return 0
+
+
+# The floors scenario's deliveries: (name, how): None no signal, 3 es_start's
+# (today's), 4-6 es_arm_self's
+FLOOR_DELIVERIES = [("none", None), ("today", 3), ("signal", 4), ("sigtrap", 5), ("posix", 6)]
+
+
+def floors(args):
+    """The floors scenario: the deliveries alternating in one process, so that
+    each is compared with no signal within a second or two of it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    lib = ctypes.CDLL(os.path.join(here, "out", "libempty_signal.so"), use_errno=True)
+    lib.es_stop.restype = lib.es_disarm_self.restype = ctypes.c_long
+    period = ctypes.c_long(int(args.period * 1e9))
+    out = {name: [] for name, how in FLOOR_DELIVERIES}
+    compute_rounds(args.work // 10)  # warm
+    n = len(FLOOR_DELIVERIES)
+    for r in range(args.rounds):
+        for name, how in FLOOR_DELIVERIES[r % n:] + FLOOR_DELIVERIES[:r % n]:
+            c0 = time.process_time()
+            if how == 3:
+                ok = lib.es_start(period, how) == 0
+            elif how:
+                ok = lib.es_arm_self(period, how) == 0
+            else:
+                ok = True
+            if not ok:
+                raise SystemExit("empty_signal: %s failed: %s" % (name, os.strerror(ctypes.get_errno())))
+            compute_rounds(args.work)
+            signals = lib.es_stop() if how == 3 else lib.es_disarm_self() if how else 0
+            out[name].append({"cpu": time.process_time() - c0, "signals": signals})
+    with open(args.result, "a") as f:
+        f.write(json.dumps({"floors": out, "python": sys.version.split()[0]}) + "\n")
 
 
 def write_floor(args):
@@ -164,15 +199,12 @@ class CSleepers:
         return self.lib.cs_stop() if self.n else 0
 
 
-# --tool: the empty handler armed by the busy thread on itself (es_arm_self's how)
-SELF_TOOLS = {"empty-self-signal": 4, "empty-self-sigtrap": 5, "empty-self-posix": 6}
-
-
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["busy", "pool", "late", "gil", "alternate", "write"])
+    ap.add_argument("scenario", choices=["busy", "pool", "late", "gil", "alternate", "write",
+                                             "floors"])
     ap.add_argument("--result", required=True)
-    ap.add_argument("--tool", default="none", choices=["none", "vmprof", "empty-perf"] + list(SELF_TOOLS))
+    ap.add_argument("--tool", default="none", choices=["none", "vmprof", "empty-perf"])
     ap.add_argument("--period", type=float, default=0.001)
     ap.add_argument("--real-time", action="store_true")
     ap.add_argument("--native", choices=["on", "off"], default="off")
@@ -185,12 +217,15 @@ def main():
     ap.add_argument("--run-ms", type=float, default=3)
     ap.add_argument("--sleep-ms", type=float, default=7)
     ap.add_argument("--bytes", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=5, help="floors: rounds of every delivery")
     ap.add_argument("--mark", type=float, default=0,
                     help="profiled: also read the profiler threads' CPU time this many seconds "
                          "into the run (profiler_cpu_each_since_mark: their cost from there on)")
     args = ap.parse_args()
     if args.scenario == "write":
         return write_floor(args)
+    if args.scenario == "floors":
+        return floors(args)
 
     threading.stack_size(256 * 1024)  # a thousand threads need no 8 MiB stacks each
     mine = {threading.get_native_id()}
@@ -224,17 +259,13 @@ def main():
         vmprof.enable(fd, period=args.period, real_time=args.real_time,
                       native=args.native == "on")
         prof = (vmprof, fd)
-    empty = self_empty = None
-    if args.tool == "empty-perf" or args.tool in SELF_TOOLS:
+    empty = None
+    if args.tool == "empty-perf":
         here = os.path.dirname(os.path.abspath(__file__))
-        lib = ctypes.CDLL(os.path.join(here, "out", "libempty_signal.so"), use_errno=True)
-        lib.es_stop.restype = lib.es_disarm_self.restype = ctypes.c_long
-        if args.tool == "empty-perf":
-            empty = lib
-            if empty.es_start(ctypes.c_long(int(args.period * 1e9)), 3):
-                raise SystemExit("empty_signal: es_start failed")
-        else:
-            self_empty = lib
+        empty = ctypes.CDLL(os.path.join(here, "out", "libempty_signal.so"))
+        empty.es_stop.restype = ctypes.c_long
+        if empty.es_start(ctypes.c_long(int(args.period * 1e9)), 3):
+            raise SystemExit("empty_signal: es_start failed")
     if args.scenario == "late":
         start_waiters()
 
@@ -245,18 +276,10 @@ def main():
         mine.add(busy["native_id"])
         busy["ident"] = threading.get_ident()
         t0, c0 = time.perf_counter(), time.thread_time()
-        if self_empty and busy is workers[0]:
-            if self_empty.es_arm_self(ctypes.c_long(int(args.period * 1e9)), SELF_TOOLS[args.tool]):
-                # (an exception would end this thread only)
-                print("empty_signal: es_arm_self failed: %s" % os.strerror(ctypes.get_errno()),
-                      file=sys.stderr, flush=True)
-                os._exit(1)
         if args.scenario == "alternate":
             busy["rounds"] = alternate_for(args.seconds, args.run_ms, args.sleep_ms)
         else:
             busy["rounds"] = compute_rounds(args.work) if args.work else compute_for(args.seconds)
-        if self_empty and busy is workers[0]:
-            busy["signals"] = self_empty.es_disarm_self()
         busy["lifetime"] = time.perf_counter() - t0
         busy["cpu"] = time.thread_time() - c0
 
@@ -307,8 +330,6 @@ def main():
         rec["profiler_cpu_through_disable"] = (rec["profiler_cpu"] + time.clock_gettime(
             time.CLOCK_PROCESS_CPUTIME_ID) - p0 - rec["disable_cpu"])
         os.close(fd)
-    if self_empty:
-        rec["signals"] = busy["signals"]
     if empty:
         others = process_tids() - mine
         rec["profiler_cpu"] = sum(thread_cpu_ns(tid) or 0 for tid in others) / 1e9
