@@ -222,7 +222,8 @@ def section_pinned(runner, args, res):
           "paired (baseline %.2f s; medians of %d)" % (median(base), args.rounds),
           ["config", "process CPU (goal 1 kHz <= +3%, 10 kHz <= +15%)", "rate",
            "CPU per sample (signal)", "beyond the empty handler per sample"], rows)
-    res["pinned"]["c_floor"] = c_floor(args, floors)
+    # (today's delivery and its parts; the floors section has every mechanism)
+    res["pinned"]["c_floor"] = c_floor(args, floors, "timer,signal,signal+clock,sigtrap")
 
 
 # The floors section: process_workload.py's floors scenario's deliveries
@@ -260,7 +261,7 @@ def section_floors(runner, args, res):
     res["floors_c"] = c_floor(args, [(None, None, 1000), (None, None, 10000)])
 
 
-def c_floor(args, floors):
+def c_floor(args, floors, modes=None):
     """The kernel's cost per sample in C (bench/signal_floor.c, pinned), at
     the floors' rates: printed as it comes, returned as text."""
     exe = os.path.join(OUT, "signal_floor")
@@ -270,8 +271,9 @@ def c_floor(args, floors):
     texts = []
     for label, extra, hz in floors:
         r = subprocess.run(["taskset", "-c", "0", exe, "--period", str(10**9 // hz),
-                            "--rounds", str(args.rounds), "--work", str(args.work * 10000)],
-                           capture_output=True, text=True, timeout=600)
+                            "--rounds", str(args.rounds), "--work", str(args.work * 10000)]
+                           + (["--modes", modes] if modes else []),
+                           capture_output=True, text=True, timeout=1800)
         texts.append(r.stdout + r.stderr)
         print("\n" + texts[-1].strip(), flush=True)
     return texts
