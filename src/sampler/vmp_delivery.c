@@ -1579,6 +1579,8 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         t->idle_cpu = -1;
         if (t->lazy)
             flush_lazy(d, t); /* (before its new sample) */
+        if (d->test_before_signal)
+            d->test_before_signal(t->tid);
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
             sent_to[k]++;
             t->awaiting = 1;

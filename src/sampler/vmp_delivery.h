@@ -450,6 +450,10 @@ typedef struct vmp_delivery {
      * stop never waits for the end of a round (up to 40 ms: disable() took
      * 1-44 ms of wall time for ~1 ms of CPU). */
     const _Atomic int *stop;
+    /* Tests only, NULL otherwise: called per period right before each
+     * signal the round sends, after it read the thread's CPU clock (a test
+     * lets the thread run there, as a loaded machine may). */
+    void (*test_before_signal)(pid_t tid);
 
     /* figures, readable from any thread */
     _Atomic uint64_t periods;  /* deadlines woken for */
