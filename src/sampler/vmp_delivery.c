@@ -66,7 +66,7 @@ struct vmp_delivery_thread {
     int64_t probe_cpu;     /* not Python: signal again once its CPU clock passed this */
     int64_t probe_gap;
     int64_t recheck_at;    /* ns: after a first "not Python", ask again then; 0: no */
-    int64_t sent_cpu;      /* its CPU clock when last signalled */
+    int64_t sent_cpu;      /* its CPU clock when last signalled (wall clock with repeats: read right after) */
     int64_t pending_since; /* ns: since when its signal is pending; 0: none */
 };
 
@@ -1584,7 +1584,21 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
             sent_to[k]++;
             t->awaiting = 1;
-            t->sent_cpu = t->last_cpu;
+            /* The thread's clock now, not the round's reading (observe):
+             * read_answer takes its periods that waited for the signal as
+             * repeats only if it ran at most VMP_WAITED_SLACK_NS from the
+             * signal to its sample, and a starved thread given a CPU for a
+             * moment between the round's reading and this send (then kept
+             * waiting) seemed to have run after its signal: its waited
+             * periods were refused and the backlog cap dropped them (1,736
+             * in one CPython run under load).  A thread that runs after the
+             * send handles the signal first unless it blocks it, so this
+             * reading is late only by what such a thread ran while this one
+             * was kept from a CPU between the send and the reading.  Only
+             * where the answer is read so (wall clock with repeats): one
+             * clock reading more per signal. */
+            int64_t cpu = d->repeats_on ? thread_cpu_ns(t->tid) : -1;
+            t->sent_cpu = cpu >= 0 ? cpu : t->last_cpu;
             atomic_fetch_add_explicit(&d->sent, 1, memory_order_relaxed);
         }
         return;

@@ -26,7 +26,7 @@
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
-enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, ROLES };
+enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, STARVED, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -1841,6 +1841,133 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_when_the_run_stops_b
 VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_when_the_thread_ended_before_its_answer_was_read)
 {
     late_answer_at_the_end(1);
+}
+
+/* The starved thread: with the signal blocked (as a thread a loaded machine
+ * keeps from a CPU: its signal stays pending), asleep in read() on
+ * starved_pipe[0] until the round that signals it first, just before the
+ * signal (test_before_signal: after the round read its clock), wakes it;
+ * it then computes STARVED_SPIN_NS of CPU time and waits in read() on
+ * starved_pipe[1], where the signal finds it; woken again, it unblocks the
+ * signal (handled there) and waits in read() on starved_pipe[2]. */
+#define STARVED_SPIN_NS 300000LL
+static int starved_pipe[3][2];
+static _Atomic int starved_spun, starved_woken_before_signal;
+
+static void *starved_thread(void *arg)
+{
+    (void)arg;
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    atomic_store(&tids[STARVED], (pid_t)syscall(SYS_gettid));
+    char c;
+    while (read(starved_pipe[0][0], &c, 1) < 0)
+        ;
+    for (int64_t from = own_cpu_ns(); own_cpu_ns() - from < STARVED_SPIN_NS;)
+        ;
+    atomic_store(&starved_spun, 1);
+    while (read(starved_pipe[1][0], &c, 1) < 0)
+        ;
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    while (read(starved_pipe[2][0], &c, 1) < 0)
+        ;
+    return NULL;
+}
+
+/* test_before_signal: the starved thread runs between the round's reading
+ * of its clock and its signal (once). */
+static void starved_runs_before_its_signal(pid_t tid)
+{
+    if (tid != atomic_load(&tids[STARVED]) || atomic_exchange(&starved_woken_before_signal, 1))
+        return;
+    if (write(starved_pipe[0][1], "x", 1) != 1)
+        return;
+    for (int i = 0; i < 100000 && !atomic_load(&starved_spun); i++)
+        usleep(100);
+    CHECK(vmp_test_wait_asleep_in(tid, SYS_read) == 0);
+}
+
+/* Wall clock, per-period schedule: a thread that ran between the round's
+ * reading of its CPU clock and the signal the round then sent (a starved
+ * thread given a CPU for a moment there, then kept waiting), whose signal
+ * then waited 100 ms (one late round found it pending) before it answered.
+ * It did not run from the signal to its sample, so the periods the signal
+ * waited are that sample's repeats - read by the next round (`at_stop` 0:
+ * read_answer) or at the stop (1: read_late_answer).  Before, the CPU clock
+ * said to be the signal's was the round's reading, so the thread seemed to
+ * have run STARVED_SPIN_NS between its signal and its sample, over
+ * VMP_WAITED_SLACK_NS: the repeats were refused and the backlog cap (or the
+ * stop) dropped the waited periods (in CPython, 1,736 dropped in one
+ * per-period run of test_sampler_idle's late-signal test under load). */
+static void starved_before_its_signal(int at_stop)
+{
+    reset_role(STARVED);
+    atomic_store(&starved_spun, 0);
+    atomic_store(&starved_woken_before_signal, 0);
+    for (int i = 0; i < 3; i++)
+        REQUIRE(pipe(starved_pipe[i]) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, starved_thread, NULL);
+    while (!atomic_load(&tids[STARVED]))
+        usleep(100);
+    CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[STARVED]), SYS_read) == 0);
+    vmp_delivery d = wall_schedule();
+    d.test_before_signal = starved_runs_before_its_signal;
+    int64_t waited = 0, periods = 0, dropped = -1;
+    if (vmp_delivery_start(&d) == 0) {
+        for (int64_t end = mono_ms() + 10000; !atomic_load(&d.sent) && mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* (its first signal: it waits) */
+        CHECK(atomic_load(&d.sent) == 1);
+        CHECK(atomic_load(&starved_spun));
+        usleep(100000);
+        waited = vmp_delivery_wait(&d); /* the late round: still pending */
+        vmp_delivery_send(&d, waited);
+        CHECK(write(starved_pipe[1][1], "x", 1) == 1);
+        for (int i = 0; i < 100000 && !atomic_load(&signalled[STARVED]); i++)
+            usleep(100);
+        CHECK(atomic_load(&signalled[STARVED]) == 1);
+        if (!at_stop)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* (reads the answer) */
+        vmp_delivery_stop(&d);
+        periods = d.period_no;
+        dropped = (int64_t)vmp_delivery_dropped(&d);
+    }
+    if (!atomic_load(&starved_spun))
+        CHECK(write(starved_pipe[0][1], "x", 1) == 1);
+    CHECK(write(starved_pipe[1][1], "x", 1) == 1); /* (a second byte: never read if woken above) */
+    CHECK(write(starved_pipe[2][1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    usleep(10000);
+    sigaction(SIGUSR2, &old, NULL);
+    for (int i = 0; i < 3; i++) {
+        close(starved_pipe[i][0]);
+        close(starved_pipe[i][1]);
+    }
+    long sig = atomic_load(&signalled[STARVED]), rep = atomic_load(&repeated[STARVED]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %s: %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped\n",
+               at_stop ? "read at stop" : "read by a round", (long long)periods, (long long)waited, sig, rep,
+               (long long)dropped);
+    CHECK(waited >= 90);
+    /* every period its signal waited repeats the sample it then took
+     * (before: 0 repeats, 81-100 dropped) */
+    CHECK(rep >= waited);
+    CHECK(sig + rep <= periods + 1);
+    CHECK(sig + rep + dropped >= periods);
+}
+
+VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_after_the_thread_ran_between_the_rounds_reading_and_the_signal)
+{
+    starved_before_its_signal(0);
+}
+
+VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_after_the_thread_ran_before_the_signal_when_the_run_stops)
+{
+    starved_before_its_signal(1);
 }
 
 /* The spinning thread alone, and our handler. */
