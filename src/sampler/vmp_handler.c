@@ -55,9 +55,15 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
         return VMP_SAMPLE_NOT_PYTHON;
     if (weight <= 0)
         return VMP_SAMPLE_NONE;
+    /* A sample stands for `weight` periods (its signal paid them: a late
+     * one, many), so that many are lost when it cannot be written, as its
+     * written records would have counted that many in META's samples.
+     * (Before, 1: a thread late by 20 periods whose sample found the ring
+     * full was counted 1 dropped.) */
+    uint64_t periods = weight < UINT32_MAX ? (uint64_t)weight : UINT32_MAX;
     vmp_slot *s = vmp_ring_claim();
     if (!s) {
-        atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&vmp_run.dropped, periods, memory_order_relaxed);
         return 0;
     }
     walk_args a = {ts, s->data, ucontext, 0, 0, {0}};
@@ -77,8 +83,7 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
     s->kind = VMP_SLOT_SAMPLE;
     s->capped = capped; /* (the writer counts its repeats cut too) */
     s->n = (uint32_t)n;
-    uint32_t periods = weight < UINT32_MAX ? (uint32_t)weight : UINT32_MAX; /* (s is not ours after the publish) */
-    s->weight = periods;
+    s->weight = (uint32_t)periods; /* (s is not ours after the publish) */
     s->from_ns = weight > 1 ? from : 0; /* (one period: the reading of its signal) */
     s->tid = vmp_delivery_this_tid();
     s->place = vmp_delivery_this_place();
@@ -88,7 +93,7 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
         /* (the writer gave the slot up: this thread was stopped or
          * descheduled between claim and publish while it waited for
          * everything to be out) */
-        atomic_fetch_add_explicit(&vmp_run.dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&vmp_run.dropped, periods, memory_order_relaxed);
         return 0;
     }
     if (cut || capped) /* (the samples it stands for: META samples_cut) */

@@ -784,6 +784,72 @@ def test_a_name_held_while_the_writer_looked_at_an_empty_ring_comes_after_its_sa
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_late_sample_that_finds_the_ring_full_counts_every_period_it_stood_for_dropped(tmp_path):
+    # A sample stands for the periods its signal paid: with the events, a
+    # thread's CPU time since its last sample.  One that finds the ring full
+    # is lost with all of them, but it was counted 1 in samples_dropped,
+    # while the records it would have written count each period in samples.
+    # Here the writer is held and the ring filled; then the thread spends
+    # its CPU time in the kernel, filling fresh pages in one call
+    # (MAP_POPULATE; the kernel delivers a signal only when the call
+    # returns), so that each call's sample pays its whole time (~20
+    # periods), all of it lost.  Every period of its CPU time is then a
+    # record or counted dropped.  Before: each of those late samples counted
+    # 1, and samples + dropped fell short of its CPU time by about what the
+    # calls took.
+    done = run_script(tmp_path, """
+        import mmap, os, time, vmprof
+        from vmprof import _core
+        from sampler_util import burn_cpu
+
+        MAP_POPULATE = 0x8000  # (Linux; mmap.MAP_POPULATE from 3.10)
+
+        def events_open():
+            # (the sampler thread's own descriptor table holds them)
+            for tid in os.listdir("/proc/self/task"):
+                try:
+                    fds = os.listdir("/proc/self/task/%s/fd" % tid)
+                except OSError:
+                    continue
+                for fd in fds:
+                    try:
+                        if os.readlink("/proc/self/task/%s/fd/%s" % (tid, fd)) == "anon_inode:[perf_event]":
+                            return True
+                    except OSError:
+                        pass
+            return False
+
+        period = 0.0002
+        with open("p.prof", "wb") as out:
+            t0 = time.thread_time()
+            vmprof.enable(out.fileno(), period=period, real_time=False, native=False)
+            burn_cpu(0.05)
+            assert _core._writer_hold_at_empty(True)  # nothing is written from here on
+            burn_cpu(0.4)  # 5 kHz: the ring's 1,024 slots full
+            events = events_open()
+            t = time.thread_time()
+            calls = 0
+            while time.thread_time() - t < 0.4:
+                mmap.mmap(-1, 16 << 20, flags=mmap.MAP_PRIVATE | MAP_POPULATE).close()
+                calls += 1
+            in_calls = time.thread_time() - t
+            _core._writer_hold_at_empty(False)
+            vmprof.disable()
+            cpu = time.thread_time() - t0
+        stats = vmprof.profiler.last_run_stats
+        periods = cpu / period
+        print("events", events, "periods %.0f, %d calls: %.0f, samples %d dropped %d" % (
+              periods, calls, in_calls / period, stats["samples"], stats["dropped"]))
+        assert stats["threads_blocking_signal"] == 0, stats
+        if events:  # (per period, each signal pays one period: nothing to see)
+            assert stats["samples"] + stats["dropped"] >= 0.9 * periods, stats
+    """)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if "events False" in done.stdout:
+        pytest.skip("the kernel gives this process no CPU-time events (perf_event_paranoid)")
+
+
 def test_a_name_whose_slot_the_writer_gave_up_on_still_retires_its_address(tmp_path):
     # Waiting for everything to be out (here the sync before an exec, which
     # fails), the writer gives a slot whose producer has not published it
