@@ -624,8 +624,11 @@ static int give_repeats(vmp_delivery *d, pid_t tid, int64_t n, int keep, int64_t
 {
     /* (the per-period schedule's period k ends at start_ns + k periods) */
     int64_t from = d->sources || first < 1 ? 0 : d->start_ns + (first - 1) * d->period_ns;
-    if (repeat_or_wait(d, tid, n, NULL, from, 0) == 0)
+    int r = repeat_or_wait(d, tid, n, NULL, from, 0);
+    if (r == 0)
         atomic_fetch_add_explicit(&d->repeated, (uint64_t)n, memory_order_relaxed);
+    else if (r > 0)
+        ; /* (given up after its claim: the callback counted them lost) */
     else if (keep)
         return -1;
     else

@@ -409,7 +409,9 @@ typedef struct vmp_delivery {
      * queued, -1 when there was no room.  With `paid` (wall clock with
      * sources), the writer's place is claimed first, then *paid moved from
      * `from` to `to` by compare-and-swap; if it had moved already, the place
-     * stays empty (nothing is written) and the answer is 1. */
+     * stays empty (nothing is written) and the answer is 1.  1 too when the
+     * writer gave the place up before it was published (the callback counts
+     * those periods lost): 1 is never the caller's to count. */
     int (*repeat)(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to);
     /* May be NULL: non-zero when waiting for ring room at stop is in vain
      * (the writer cannot write: a pipe nobody reads, before an exec); the

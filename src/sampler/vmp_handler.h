@@ -42,7 +42,8 @@ int vmp_handler_is_ours(void);
 /* The sampler thread's `repeat` (vmp_delivery.h): thread tid's last sample
  * `count` times more, once the writer's place is claimed, if *paid moved
  * from `from` to `to` (paid NULL: at once).  Also called by the handler
- * itself (async-signal-safe). */
+ * itself (async-signal-safe).  1 also when the writer gave the place up
+ * before it was published: the periods are counted dropped then. */
 int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to);
 
 #endif /* VMP_HANDLER_H */
