@@ -108,7 +108,12 @@
  * (/proc/self/task/TID/status), and once more after as long again (a
  * reading while the thread is inside our handler, between
  * vmp_delivery_entered and vmp_delivery_left, where the signal is blocked
- * too, does not count: a thread kept from a CPU there is no blocker); a
+ * too, does not count: a thread kept from a CPU there is no blocker; nor
+ * do two readings between which a runnable thread hardly ran, less than
+ * VMP_BLOCKED_RAN_NS of CPU time, or handled one of our signals: kept from
+ * a CPU, it may be in the handler's few instructions before
+ * vmp_delivery_entered or after vmp_delivery_left, and it is read again
+ * from the start); a
  * thread that blocks it is sent nothing more and holds back no catch-up
  * round until it handled the pending one (it is counted in
  * threads_blocking when both readings found it blocked).  Its periods
@@ -352,6 +357,10 @@
 #define VMP_NOT_PYTHON_MIN_NS 10000000LL
 #define VMP_NOT_PYTHON_MAX_NS 1000000000LL
 #define VMP_BLOCKED_CHECK_NS 10000000LL
+/* ... and, between its two readings, a runnable thread ran this much CPU
+ * time at least, with none of our signals handled, for them to count
+ * (read_mask in vmp_delivery.c) */
+#define VMP_BLOCKED_RAN_NS 250000LL
 
 /* Places: the per-thread state shared with the signal handler (signals
  * sent and handled, the latest sample's answer, what a thread is paid up
@@ -471,6 +480,7 @@ typedef struct vmp_delivery {
     _Atomic uint64_t threads_missed;  /* threads left out: no memory for the table */
     _Atomic uint64_t threads_blocking; /* threads found blocking the signal */
     _Atomic uint64_t periods_blocked;  /* ... their periods, not sampled (CPU clock: of their CPU time) */
+    _Atomic uint64_t blocked_unsure;   /* two readings of a blocked mask that were one: the thread had not run (read again) */
     _Atomic uint64_t periods_cut;      /* wall clock with sources: periods after a cut sample that no
                                         * sample paid ("Cut samples"; in vmp_delivery_dropped) */
     _Atomic uint64_t not_python;      /* answers "no Python thread state" */

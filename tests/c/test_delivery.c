@@ -26,7 +26,7 @@
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
-enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, STARVED, ROLES };
+enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, STARVED, WINDOWED, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -100,6 +100,12 @@ static int count_repeat(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t
  * vmp_delivery_handled(), as a thread the scheduler keeps from a CPU there
  * (linger_in: it is). */
 static _Atomic int linger_hold, linger_in;
+/* The windowed thread: with window_kick set, once its handler has called
+ * vmp_delivery_left() it wakes the hog, which takes its CPU until
+ * window_release (window_in: it was woken; window_cpu_us and window_us:
+ * the thread's CPU time and the wall time from waking it to running again). */
+static _Atomic int window_kick, window_in, window_release, hog_go;
+static _Atomic long window_cpu_us, window_us;
 
 static int64_t own_cpu_ns(void)
 {
@@ -166,6 +172,16 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
         nanosleep(&nap, NULL);
     }
     vmp_delivery_left();
+    if (r == WINDOWED && atomic_exchange(&window_kick, 0)) {
+        /* (before sigreturn, the signal still blocked: the hog, real-time
+         * on this thread's CPU, takes it at the futex call's return) */
+        int64_t cpu0 = own_cpu_ns(), t0 = mono_us();
+        atomic_store(&hog_go, 1);
+        atomic_store(&window_in, 1);
+        syscall(SYS_futex, &hog_go, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        atomic_store(&window_cpu_us, (long)((own_cpu_ns() - cpu0) / 1000));
+        atomic_store(&window_us, (long)(mono_us() - t0));
+    }
 }
 
 static _Atomic int ring_full; /* count_repeat finds no room for the blocker's repeats */
@@ -2056,6 +2072,150 @@ VMP_TEST(a_thread_held_inside_the_handler_is_not_taken_for_one_blocking_the_sign
         CHECK(atomic_load(&d.periods_blocked) == 0);
         CHECK(after > 0);
     }
+}
+
+/* The hog: real-time (SCHED_FIFO) on CPU 0, asleep until hog_go is 1,
+ * then it spins until window_release (at most 1 s), so that a thread of
+ * CPU 0 that woke it stays runnable and off the CPU; hog_go 2 ends it. */
+static void *hog_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        while (atomic_load(&hog_go) == 0)
+            syscall(SYS_futex, &hog_go, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+        if (atomic_load(&hog_go) == 2)
+            return NULL;
+        for (int64_t give_up = mono_ms() + 1000; !atomic_load(&window_release) && mono_ms() < give_up;)
+            ;
+        atomic_store(&hog_go, 0);
+    }
+}
+
+static void *windowed_thread(void *arg)
+{
+    (void)arg;
+    cpu_set_t zero;
+    CPU_ZERO(&zero);
+    CPU_SET(0, &zero);
+    sched_setaffinity(0, sizeof zero, &zero);
+    atomic_store(&tids[WINDOWED], (pid_t)syscall(SYS_gettid));
+    volatile unsigned long n = 0;
+    while (!atomic_load(&stop_spinning))
+        n++;
+    return NULL;
+}
+
+/* A thread kept from a CPU in the few instructions of the handler that
+ * `inside` does not cover (between the kernel's setting up the signal
+ * frame and vmp_delivery_entered, or, here, between vmp_delivery_left and
+ * sigreturn) has the signal blocked and the next one pending (sent once it
+ * was counted handled, or its source's): two readings of its status 10 ms
+ * apart found it blocking, and it was taken for a blocker, its periods
+ * counted blocked, not sampled (a second "thread blocking the signal" in 2
+ * of 8 runs of test_sampler_threads' blocker at load 12-31).  Here a
+ * real-time hog on the thread's CPU takes it there for 40 ms of the
+ * sender's rounds at least, until its mask was read twice (the sender on
+ * the other CPU): it must not
+ * be taken for a blocker, on either schedule, and is sampled again once it
+ * runs.  Needs two CPUs and SCHED_FIFO (root). */
+VMP_TEST(a_thread_kept_from_a_cpu_after_leaving_the_handler_is_not_taken_for_one_blocking_the_signal)
+{
+    cpu_set_t mine, one;
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || sched_getaffinity(0, sizeof mine, &mine) < 0 || !CPU_ISSET(0, &mine) ||
+        !CPU_ISSET(1, &mine)) {
+        printf("    (skipped: needs CPUs 0 and 1)\n");
+        return;
+    }
+    atomic_store(&hog_go, 0);
+    pthread_t hog;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+    struct sched_param prio = {.sched_priority = 1};
+    pthread_attr_setschedparam(&attr, &prio);
+    cpu_set_t zero;
+    CPU_ZERO(&zero);
+    CPU_SET(0, &zero);
+    pthread_attr_setaffinity_np(&attr, sizeof zero, &zero);
+    int err = pthread_create(&hog, &attr, hog_thread, NULL);
+    pthread_attr_destroy(&attr);
+    if (err) {
+        printf("    (skipped: no real-time thread here: %s)\n", strerror(err));
+        return;
+    }
+    CPU_ZERO(&one);
+    CPU_SET(1, &one);
+    sched_setaffinity(0, sizeof one, &one); /* (the sender: never behind the hog) */
+    for (int sources = 0; sources < 2; sources++) {
+        if (sources && !kernel_has_sources())
+            break;
+        reset_role(WINDOWED);
+        atomic_store(&stop_spinning, 0);
+        atomic_store(&window_in, 0);
+        atomic_store(&window_release, 0);
+        atomic_store(&window_cpu_us, -1);
+        struct sigaction old;
+        install_handler(&old);
+        pthread_t th;
+        pthread_create(&th, NULL, windowed_thread, NULL);
+        while (!atomic_load(&tids[WINDOWED]))
+            usleep(100);
+        vmp_delivery d = wall_schedule();
+        d.sources = sources;
+        long held_rounds = 0, after = 0;
+        if (vmp_delivery_start(&d) == 0) {
+            /* (sampled once first: its place taken, its source open) */
+            int64_t give_up = mono_ms() + 10000;
+            while (atomic_load(&signalled[WINDOWED]) < 5 && mono_ms() < give_up)
+                vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            atomic_store(&window_kick, 1);
+            int64_t in_at = 0;
+            while (!atomic_load(&window_release) && mono_ms() < give_up) {
+                vmp_delivery_send(&d, vmp_delivery_wait(&d));
+                if (!in_at && atomic_load(&window_in))
+                    in_at = mono_ms();
+                /* (until its mask was read twice: found blocking before,
+                 * read again after; with sources a probe must have been
+                 * sent, and the rounds are 10 ms) */
+                if (in_at && ++held_rounds >= (sources ? 4 : 30) && mono_ms() - in_at >= 40 &&
+                    (atomic_load(&d.blocked_unsure) || atomic_load(&d.threads_blocking) || mono_ms() - in_at >= 900))
+                    atomic_store(&window_release, 1);
+            }
+            atomic_store(&window_release, 1);
+            atomic_store(&window_kick, 0);
+            while (atomic_load(&window_in) && atomic_load(&window_cpu_us) < 0 && mono_ms() < give_up)
+                vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            long before = atomic_load(&signalled[WINDOWED]);
+            for (int64_t end = mono_ms() + 50; mono_ms() < end;)
+                vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            after = atomic_load(&signalled[WINDOWED]) - before;
+            vmp_delivery_stop(&d);
+        }
+        atomic_store(&stop_spinning, 1);
+        pthread_join(th, NULL);
+        usleep(10000);
+        sigaction(SIGUSR2, &old, NULL);
+        if (getenv("VMP_TEST_VERBOSE"))
+            printf("    sources %d: %ld rounds while held (%ld ms, %ld us of its CPU), %llu threads blocking (%llu "
+                   "periods), %llu unsure readings, %ld signals after\n",
+                   sources, held_rounds, atomic_load(&window_us) / 1000, atomic_load(&window_cpu_us),
+                   (unsigned long long)atomic_load(&d.threads_blocking),
+                   (unsigned long long)atomic_load(&d.periods_blocked),
+                   (unsigned long long)atomic_load(&d.blocked_unsure), after);
+        CHECK(held_rounds >= (sources ? 4 : 30));
+        CHECK(atomic_load(&window_us) >= 40000);
+        CHECK(atomic_load(&window_cpu_us) >= 0);
+        CHECK(atomic_load(&window_cpu_us) < 1000); /* (it did not run meanwhile) */
+        CHECK(atomic_load(&d.blocked_unsure) > 0); /* (read twice while it was held) */
+        CHECK(atomic_load(&d.threads_blocking) == 0);
+        CHECK(atomic_load(&d.periods_blocked) == 0);
+        CHECK(after > 0);
+    }
+    sched_setaffinity(0, sizeof mine, &mine);
+    atomic_store(&hog_go, 2);
+    syscall(SYS_futex, &hog_go, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    pthread_join(hog, NULL);
 }
 
 /* Wall clock, per-period schedule: a round far behind (the sender kept
