@@ -103,7 +103,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -121,7 +121,8 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          (unsigned long long)st.writer_rounds, "clock_reads",
                          (unsigned long long)st.clock_reads, "polls", (unsigned long long)st.polls, "listings",
                          (unsigned long long)st.listings, "visits", (unsigned long long)st.visits, "first_samples",
-                         (unsigned long long)st.first_samples, "signal",
+                         (unsigned long long)st.first_samples, "first_sample_periods",
+                         (unsigned long long)st.first_sample_periods, "signal",
                          st.signo);
 }
 

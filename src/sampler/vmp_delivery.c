@@ -158,6 +158,13 @@ static _Atomic uint64_t cut_gen[VMP_PLACES];
 /* Periods a handler dropped beyond the backlog (vmp_delivery_take_owed):
  * the handler has no vmp_delivery to count them in. */
 static _Atomic uint64_t handler_periods_dropped;
+/* Per place, whether the thread has had no sample of a signal of ours yet;
+ * and the periods such first samples stood for (a thread born during the
+ * run and asleep since: every period from when it was found until its
+ * first probe was answered, ~136 a thread when the process was kept from
+ * a CPU; none of them could be a repeat, there was no sample to repeat). */
+static _Atomic uint8_t first_unsampled[VMP_PLACES];
+static _Atomic uint64_t first_sample_periods;
 /* ... and the periods after a cut sample a handler did not pay (wall_owed) */
 static _Atomic uint64_t handler_periods_cut;
 static __thread int signal_sent __attribute__((tls_model("initial-exec"))); /* this signal came from the sender */
@@ -220,6 +227,7 @@ static uint32_t place_take(pid_t tid)
         atomic_store_explicit(&rep_cpu[p], -1, memory_order_relaxed);
         atomic_store_explicit(&cut_cpu[p], -1, memory_order_relaxed);
         atomic_store_explicit(&inside[p], 0, memory_order_relaxed);
+        atomic_store_explicit(&first_unsampled[p], 1, memory_order_relaxed);
         atomic_store_explicit(&place_tid[p], tid, memory_order_release);
         places_used = 1;
         places_taken++;
@@ -356,7 +364,15 @@ void vmp_delivery_sampled(int outcome, int in_call, uint64_t generation)
     } else if (outcome != VMP_SAMPLE_NONE || owed_now != 0) {
         atomic_store_explicit(&cut_cpu[k], -1, memory_order_release);
     }
+    if ((outcome == VMP_SAMPLE_KEPT || outcome == VMP_SAMPLE_KEPT_CUT) && owed_now > 0 &&
+        atomic_exchange_explicit(&first_unsampled[k], 0, memory_order_relaxed))
+        atomic_fetch_add_explicit(&first_sample_periods, (uint64_t)owed_now, memory_order_relaxed);
     set_last_sampled(k, tid, cpu, in_call);
+}
+
+uint64_t vmp_delivery_first_sample_periods(void)
+{
+    return atomic_load(&first_sample_periods);
 }
 
 void vmp_delivery_forget_tid(void)
@@ -1968,6 +1984,7 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->repeats_lost, 0);
     atomic_store(&d->periods_dropped, 0);
     atomic_store(&handler_periods_dropped, 0);
+    atomic_store(&first_sample_periods, 0);
     atomic_store(&handler_periods_cut, 0);
     d->stop_deadline = 0;
     atomic_store(&d->threads_max, 0);

@@ -600,6 +600,10 @@ int64_t vmp_delivery_take_owed(int64_t *repeats);
  * with sources), and the periods after a cut sample no sample paid
  * (periods_cut).  Any thread. */
 uint64_t vmp_delivery_dropped(const vmp_delivery *d);
+/* The periods that each thread's first sample of a signal of ours stood for
+ * (counted by the handlers; set to 0 at vmp_delivery_start): with weights,
+ * a thread born during the run has no earlier sample to repeat until then. */
+uint64_t vmp_delivery_first_sample_periods(void);
 
 /* In the signal handler, after vmp_delivery_take_owed(): the
  * CLOCK_MONOTONIC ns where the first period it took began (0: not known),

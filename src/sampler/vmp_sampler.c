@@ -484,6 +484,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->listings = atomic_load(&vmp_run.delivery.scans);
         stats->visits = atomic_load(&vmp_run.delivery.visits);
         stats->first_samples = atomic_load(&vmp_run.delivery.first_samples);
+        stats->first_sample_periods = vmp_delivery_first_sample_periods();
         stats->signo = vmp_run.signo;
     }
     int e = atomic_load(&vmp_run.write_errno);

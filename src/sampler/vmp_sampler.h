@@ -68,6 +68,7 @@ typedef struct vmp_sampler_stats {
      * of /proc/self/task, visits of still threads. */
     uint64_t clock_reads, polls, listings, visits;
     uint64_t first_samples;  /* wall clock: threads idle from the start in a stack read by enable() */
+    uint64_t first_sample_periods; /* of `samples`: the periods each thread's first signal's sample stood for */
     int signo;               /* the signal used */
 } vmp_sampler_stats;
 

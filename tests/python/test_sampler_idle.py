@@ -79,7 +79,15 @@ def test_waiting_threads_get_no_signal_after_the_first_that_found_them_waiting()
     # a thread caught while starting (before it waits) gets a second one,
     # and so does each one when it wakes at the end
     assert stats["signals_sent"] <= 3 * (n_idle + 1) + 5, stats
-    assert stats["samples_repeated"] > 0.9 * stats["samples"], stats
+    # Every period after a thread's first sample is a repeat.  That first
+    # sample stands for every period since the thread was found, with no
+    # earlier sample to repeat, and comes only once the sampler thread has
+    # run a round and the thread a CPU: beside busy loops the probes went
+    # out 80 ms after the threads were found and were answered 56 ms later,
+    # ~136 periods each, 816 of the run's 840 not repeated (0.814 of 4,516
+    # repeated, where the bound was 0.9 of all).  Those periods are left out.
+    first = stats["first_sample_periods"]
+    assert stats["samples_repeated"] > 0.9 * (stats["samples"] - first), stats
 
 
 @pytest.mark.parametrize("events", [True, False], ids=["events", "per-period"])
