@@ -251,6 +251,19 @@ static void install_handler(struct sigaction *old)
     sigaction(SIGUSR2, &sa, old);
 }
 
+/* Undoes install_handler once the test's threads are joined: a last
+ * signal in flight is handled first, then the program's disposition is
+ * back; the n pipes given are closed. */
+static void end_handler(const struct sigaction *old, int (*pipes)[2], int n)
+{
+    usleep(10000);
+    sigaction(SIGUSR2, old, NULL);
+    for (int i = 0; i < n; i++) {
+        close(pipes[i][0]);
+        close(pipes[i][1]);
+    }
+}
+
 /* Runs the schedule for `ms` at a 1 ms period on the given clock; with
  * `sources`, per-thread events where the kernel has them (*sources tells
  * whether it had). */
@@ -303,10 +316,7 @@ static int run_schedule_with(int cpu_clock, int ms, int *sources)
         rc = -1;
     pthread_join(idle, NULL);
     pthread_join(busy, NULL);
-    usleep(10000); /* a last signal in flight is handled before the handler goes */
-    sigaction(SIGUSR2, &old, NULL);
-    close(wake_pipe[0]);
-    close(wake_pipe[1]);
+    end_handler(&old, &wake_pipe, 1);
     return rc;
 }
 
@@ -596,8 +606,7 @@ static int run_alternating(int run_us, int sleep_us, int ms, long *total, long *
     *elapsed = (long)((stop_us - (rc >= 0 ? d.start_ns / 1000 : t0)) / 1000); /* (periods count from the start's end) */
     atomic_store(&alt_stop, 1);
     pthread_join(th, NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
+    end_handler(&old, NULL, 0);
     *total = atomic_load(&paid[ALTERNATE]) + atomic_load(&repeated[ALTERNATE]);
     *waiting = atomic_load(&alt_waiting);
     if (getenv("VMP_TEST_VERBOSE"))
@@ -690,8 +699,7 @@ static long naps_cut_with(int sources)
         vmp_delivery_stop(&d);
     }
     pthread_join(th, NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
+    end_handler(&old, NULL, 0);
     return atomic_load(&naps_cut);
 }
 
@@ -851,12 +859,7 @@ static int run_mover(int spin_first, int answers_late, int gap_ms, int64_t *move
     if (write(move_pipe[1][1], "x", 1) != 1)
         rc = -1;
     pthread_join(th, NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
-    for (int i = 0; i < 2; i++) {
-        close(move_pipe[i][0]);
-        close(move_pipe[i][1]);
-    }
+    end_handler(&old, move_pipe, 2);
     return rc;
 }
 
@@ -942,10 +945,7 @@ static int start_idle_alone(pthread_t *th, struct sigaction *old)
 /* After the idle thread was woken and joined. */
 static void end_idle_alone(const struct sigaction *old)
 {
-    usleep(10000); /* a last signal in flight is handled before the handler goes */
-    sigaction(SIGUSR2, old, NULL);
-    close(wake_pipe[0]);
-    close(wake_pipe[1]);
+    end_handler(old, &wake_pipe, 1);
 }
 
 /* Rounds until `end` (CLOCK_MONOTONIC ms) and until a round began after
@@ -1389,8 +1389,7 @@ static int run_pauser(int sources, int hold_ms, int after_ms, pause_run *c)
         pthread_kill(th, SIGUSR1); /* (again: one may come before its pause()) */
         usleep(1000);
     }
-    usleep(10000); /* a last signal in flight is handled before the handler goes */
-    sigaction(SIGUSR2, &old, NULL);
+    end_handler(&old, NULL, 0);
     sigaction(SIGUSR1, &old_stop, NULL);
     atomic_fetch_and(&roles_cut, ~(1u << PAUSER));
     return rc;
@@ -1550,12 +1549,7 @@ VMP_TEST(wall_clock_with_sources_counts_a_held_threads_periods_lost_when_it_ran_
         CHECK(write(run_pipe[0][1], "x", 1) == 1);
     CHECK(write(run_pipe[1][1], "x", 1) == 1);
     pthread_join(th, NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
-    for (int i = 0; i < 2; i++) {
-        close(run_pipe[i][0]);
-        close(run_pipe[i][1]);
-    }
+    end_handler(&old, run_pipe, 2);
     REQUIRE(rc == 0);
     long signals = atomic_load(&signalled[RUNNER]);
     uint64_t lost = vmp_delivery_dropped(&d);
@@ -1739,8 +1733,7 @@ VMP_TEST(wall_clock_counts_the_repeats_of_a_late_answer_the_ring_had_no_room_for
     }
     atomic_store(&blocker_stop, 1);
     pthread_join(th, NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
+    end_handler(&old, NULL, 0);
     atomic_store(&ring_full, 0);
     long sig = atomic_load(&signalled[BLOCKER]), rep = atomic_load(&repeated[BLOCKER]);
     if (getenv("VMP_TEST_VERBOSE"))
@@ -1830,12 +1823,7 @@ static void late_answer_at_the_end(int ends)
         CHECK(write(late_pipe[1][1], "x", 1) == 1);
         pthread_join(th, NULL);
     }
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
-    for (int i = 0; i < 2; i++) {
-        close(late_pipe[i][0]);
-        close(late_pipe[i][1]);
-    }
+    end_handler(&old, late_pipe, 2);
     long sig = atomic_load(&signalled[LATE]), rep = atomic_load(&repeated[LATE]);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    %s: %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped\n",
@@ -2002,8 +1990,7 @@ static void end_busy_alone(pthread_t th, const struct sigaction *old)
 {
     atomic_store(&stop_spinning, 1);
     pthread_join(th, NULL);
-    usleep(10000); /* a last signal in flight is handled before the handler goes */
-    sigaction(SIGUSR2, old, NULL);
+    end_handler(old, NULL, 0);
 }
 
 static void *lingering_thread(void *arg)
@@ -2061,8 +2048,7 @@ VMP_TEST(a_thread_held_inside_the_handler_is_not_taken_for_one_blocking_the_sign
         atomic_store(&linger_hold, 0);
         atomic_store(&stop_spinning, 1);
         pthread_join(th, NULL);
-        usleep(10000);
-        sigaction(SIGUSR2, &old, NULL);
+        end_handler(&old, NULL, 0);
         if (getenv("VMP_TEST_VERBOSE"))
             printf("    sources %d: %ld rounds while held inside, %llu threads blocking (%llu periods), %ld signals after\n",
                    sources, held_rounds, (unsigned long long)atomic_load(&d.threads_blocking),
@@ -2194,8 +2180,7 @@ VMP_TEST(a_thread_kept_from_a_cpu_after_leaving_the_handler_is_not_taken_for_one
         }
         atomic_store(&stop_spinning, 1);
         pthread_join(th, NULL);
-        usleep(10000);
-        sigaction(SIGUSR2, &old, NULL);
+        end_handler(&old, NULL, 0);
         if (getenv("VMP_TEST_VERBOSE"))
             printf("    sources %d: %ld rounds while held (%ld ms, %ld us of its CPU), %llu threads blocking (%llu "
                    "periods), %llu unsure readings, %ld signals after\n",
@@ -2479,10 +2464,7 @@ VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
             atomic_store(&walled_stop, 1);
             CHECK(write(walled_pipe[1], "x", 1) == 1);
             pthread_join(th, NULL);
-            usleep(10000);
-            sigaction(SIGUSR2, &old, NULL);
-            close(walled_pipe[0]);
-            close(walled_pipe[1]);
+            end_handler(&old, &walled_pipe, 1);
             long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
             if (getenv("VMP_TEST_VERBOSE"))
                 printf("    sources %d, %s clock, %s: %lld-%lld ms due, %lld blocked, %lld dropped, %ld samples, %d found\n",
@@ -2540,10 +2522,7 @@ VMP_TEST(a_blocking_thread_found_by_a_late_first_round_has_those_periods_counted
     }
     atomic_store(&walled_stop, 1);
     pthread_join(th, NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
-    close(walled_pipe[0]);
-    close(walled_pipe[1]);
+    end_handler(&old, &walled_pipe, 1);
     long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    ran %lld ms before the first round; %lld periods: %lld blocked, %lld dropped, %ld samples\n",
@@ -2683,8 +2662,7 @@ VMP_TEST(cpu_clock_with_sources_counts_what_a_handler_drops_beyond_its_cap)
     }
     atomic_store(&capped_stop, 1);
     pthread_join(th, NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
+    end_handler(&old, NULL, 0);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    %lld ms of CPU blocked, %lld paid after (%lld ms of CPU since), %lld dropped\n",
                (long long)blocked_ms, (long long)paid_after, (long long)ran_after, (long long)dropped);
@@ -2747,10 +2725,7 @@ VMP_TEST(a_thread_that_finds_no_place_is_counted_not_sampled)
         CHECK(write(crowd_pipe[1], "xxx", 1) == 1);
     for (int i = 0; i < 3; i++)
         pthread_join(th[i], NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
-    close(crowd_pipe[0]);
-    close(crowd_pipe[1]);
+    end_handler(&old, &crowd_pipe, 1);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    %ld placed, %ld missed\n", placed, missed);
     CHECK(placed == 2);
