@@ -1945,12 +1945,7 @@ static void starved_before_its_signal(int at_stop)
     CHECK(write(starved_pipe[1][1], "x", 1) == 1); /* (a second byte: never read if woken above) */
     CHECK(write(starved_pipe[2][1], "x", 1) == 1);
     pthread_join(th, NULL);
-    usleep(10000);
-    sigaction(SIGUSR2, &old, NULL);
-    for (int i = 0; i < 3; i++) {
-        close(starved_pipe[i][0]);
-        close(starved_pipe[i][1]);
-    }
+    end_handler(&old, starved_pipe, 3);
     long sig = atomic_load(&signalled[STARVED]), rep = atomic_load(&repeated[STARVED]);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    %s: %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped\n",
