@@ -54,6 +54,7 @@ struct srv_store {
     int sqlite;
     srv_trigram_counts *trigrams; /* runs per trigram, kept a while */
     int pg_trigrams;              /* PostgreSQL: table runs_trigrams kept in step */
+    int pg_owner_trigrams;        /* PostgreSQL: and runs_owner_trigrams */
     int pg_folds;                 /* PostgreSQL: LOWER() is srv_fold, on UTF-8 text */
 };
 
@@ -173,35 +174,76 @@ static const char *const search_pg[] = {
  * trigrams (characters, of LOWER(argv) and LOWER(name): what the search's LIKE
  * reads) are kept in a table of their own, by a trigger, and filled from the
  * runs already there when the table is made.  A run matching q holds every
- * trigram of q, so any one trigram's list finds every match. */
+ * trigram of q, so any one trigram's list finds every match.  Made when its
+ * trigger is missing, with owner_trigrams_pg (make_trigrams_pg). */
 static const char *const trigrams_pg[] = {
     "CREATE TABLE IF NOT EXISTS runs_trigrams (tri TEXT NOT NULL, seq BIGINT NOT NULL,"
     " PRIMARY KEY (tri, seq))",
     "CREATE OR REPLACE FUNCTION runs_trigrams_of(t TEXT) RETURNS SETOF TEXT"
     " LANGUAGE sql IMMUTABLE AS"
     " $$ SELECT DISTINCT substr(t, i, 3) FROM generate_series(1, length(t) - 2) AS i $$",
-    /* A run's rows are found again through the primary key: by its old
-     * trigrams, not by seq alone (which would read the whole table). */
-    "CREATE OR REPLACE FUNCTION runs_trigrams_sync() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " BEGIN"
-    "  IF TG_OP <> 'INSERT' THEN"
-    "   DELETE FROM runs_trigrams WHERE seq = OLD.seq AND tri = ANY (ARRAY("
-    "    SELECT runs_trigrams_of(LOWER(OLD.argv)) UNION"
-    "    SELECT runs_trigrams_of(LOWER(OLD.name))));"
-    "  END IF;"
-    "  IF TG_OP <> 'DELETE' THEN"
-    "   INSERT INTO runs_trigrams (tri, seq) SELECT t, NEW.seq FROM"
-    "    (SELECT runs_trigrams_of(LOWER(NEW.argv)) UNION"
-    "     SELECT runs_trigrams_of(LOWER(NEW.name))) AS x(t);"
-    "  END IF;"
-    "  RETURN NULL;"
-    " END $$",
     "DELETE FROM runs_trigrams",
     "INSERT INTO runs_trigrams (tri, seq) SELECT x.t, r.seq FROM runs r, LATERAL"
     " (SELECT runs_trigrams_of(LOWER(r.argv)) UNION"
     "  SELECT runs_trigrams_of(LOWER(r.name))) AS x(t)",
-    "CREATE TRIGGER runs_trigrams_sync AFTER INSERT OR DELETE OR UPDATE OF argv, name"
+    NULL,
+};
+
+/* PostgreSQL, a search with user=: an owned run's trigrams again, keyed
+ * by owner, so that the owner's runs holding a trigram can be read without
+ * the others'.  Through runs_trigrams
+ * filtered by owner, q=case 77 with user= of a third of 10,000 runs read
+ * all 111 runs holding " 77" (and their owners) for 36 matches, 425
+ * buffers and 0.25 ms of execution a page, the list's dearest page in
+ * PostgreSQL's CPU (0.29 ms) and the last whose p99 missed 10 ms on a quiet
+ * machine (10.5 ms; bench/RESULTS.md, session 13's end); through this
+ * table 124 buffers, 0.09-0.11 ms.  A table of its own, not a column and
+ * an index of runs_trigrams: the plan is kept whatever the values
+ * (srv_db_exec_generic), and with an index of (tri, owner, seq) beside
+ * the key (tri, seq) a generic plan took the key and filtered by owner
+ * (its estimates of a row comparison), reading every run holding the
+ * trigram, which for "ben" is every run; here the key is the only index.
+ * Anonymous runs are left out (no user= reads them).
+ *
+ * The trigger keeps both tables, and is made again (UPDATE OF owner_id as
+ * well: a run given another owner, or none when its owner's row goes, by
+ * runs' ON DELETE SET NULL) with this table, in a database of an earlier
+ * version too, whose runs' trigrams are copied from runs_trigrams
+ * (make_trigrams_pg). */
+static const char *const owner_trigrams_pg[] = {
+    "CREATE TABLE IF NOT EXISTS runs_owner_trigrams (tri TEXT NOT NULL,"
+    " owner_id BIGINT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (tri, owner_id, seq))",
+    /* A run's rows are found again through the keys: by its old trigrams,
+     * not by seq alone (which would read the whole table). */
+    "CREATE OR REPLACE FUNCTION runs_trigrams_sync() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE t TEXT[];"
+    " BEGIN"
+    "  IF TG_OP <> 'INSERT' THEN"
+    "   t := ARRAY(SELECT runs_trigrams_of(LOWER(OLD.argv)) UNION"
+    "              SELECT runs_trigrams_of(LOWER(OLD.name)));"
+    "   DELETE FROM runs_trigrams WHERE seq = OLD.seq AND tri = ANY (t);"
+    "   IF OLD.owner_id IS NOT NULL THEN"
+    "    DELETE FROM runs_owner_trigrams"
+    "    WHERE owner_id = OLD.owner_id AND seq = OLD.seq AND tri = ANY (t);"
+    "   END IF;"
+    "  END IF;"
+    "  IF TG_OP <> 'DELETE' THEN"
+    "   t := ARRAY(SELECT runs_trigrams_of(LOWER(NEW.argv)) UNION"
+    "              SELECT runs_trigrams_of(LOWER(NEW.name)));"
+    "   INSERT INTO runs_trigrams (tri, seq) SELECT x, NEW.seq FROM unnest(t) AS x;"
+    "   IF NEW.owner_id IS NOT NULL THEN"
+    "    INSERT INTO runs_owner_trigrams (tri, owner_id, seq)"
+    "    SELECT x, NEW.owner_id, NEW.seq FROM unnest(t) AS x;"
+    "   END IF;"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $$",
+    "DROP TRIGGER IF EXISTS runs_trigrams_sync ON runs",
+    "CREATE TRIGGER runs_trigrams_sync AFTER INSERT OR DELETE OR UPDATE OF argv, name, owner_id"
     " ON runs FOR EACH ROW EXECUTE PROCEDURE runs_trigrams_sync()",
+    "DELETE FROM runs_owner_trigrams",
+    "INSERT INTO runs_owner_trigrams (tri, owner_id, seq) SELECT t.tri, r.owner_id, t.seq"
+    " FROM runs_trigrams t JOIN runs r ON r.seq = t.seq WHERE r.owner_id IS NOT NULL",
     NULL,
 };
 
@@ -277,13 +319,6 @@ static int read_rows(srv_store *s, int generic, const char *sql, const srv_param
         return -1;
     }
     return 0;
-}
-
-static int one_row(void *ctx, int ncols, const srv_cell *v)
-{
-    (void)ncols, (void)v;
-    *(int *)ctx = 1;
-    return 1;
 }
 
 /* Runs a NULL-ended list of statements, in one transaction when asked. */
@@ -365,24 +400,71 @@ static void make_search_pg(srv_dbconn *c)
                 buf);
 }
 
-/* The table of trigrams and its trigger, made (and filled, in the same
- * transaction) when the trigger is missing.  1 when they are there; without
- * them (no PL/pgSQL, say) searches go through pg_trgm alone. */
-static int make_trigrams_pg(srv_dbconn *c)
+/* The tables of trigrams and their trigger, made (and filled, in the same
+ * transaction) when the trigger is missing; runs_owner_trigrams alone (and
+ * the trigger again) in a database of an earlier version, whose trigger
+ * fills runs_trigrams only, or one whose trigger a server of that version
+ * made again (it does when it is missing).  runs is locked first, as
+ * CREATE TRIGGER would: a run written meanwhile by another server, of
+ * this version or an earlier one, waits for the new trigger, or was
+ * committed before the tables are filled from runs.  Servers starting
+ * together take their turns (srv_store_open's advisory lock), and the
+ * later ones find the trigger current.  1 when the tables are there, and
+ * *owned when runs_owner_trigrams is too; without them (no PL/pgSQL, say)
+ * searches go through pg_trgm alone. */
+static int make_trigrams_pg(srv_dbconn *c, int *owned)
 {
-    char buf[256];
-    int exists = 0;
+    char buf[256], made[64] = "";
+    *owned = 0;
     if (srv_db_exec_on(c,
-                       "SELECT 1 FROM pg_trigger WHERE tgname = 'runs_trigrams_sync'"
-                       " AND tgrelid = 'runs'::regclass",
-                       NULL, 0, one_row, &exists, NULL, buf, sizeof buf) < 0 ||
-        (!exists && exec_all(c, trigrams_pg, 1, buf, sizeof buf) < 0)) {
+                       "SELECT CASE WHEN pg_get_triggerdef(oid) LIKE '%owner_id%'"
+                       " AND to_regclass('runs_owner_trigrams') IS NOT NULL"
+                       " THEN 'current' ELSE 'earlier' END FROM pg_trigger"
+                       " WHERE tgname = 'runs_trigrams_sync' AND tgrelid = 'runs'::regclass",
+                       NULL, 0, collect_text, made, NULL, buf, sizeof buf) < 0) {
         fprintf(stderr,
                 "vmprof-server: warning: no table of trigrams for the search of runs (%s);"
                 " q= goes through pg_trgm alone.\n",
                 buf);
         return 0;
     }
+    if (strcmp(made, "current") == 0) {
+        *owned = 1;
+        return 1;
+    }
+    int earlier = strcmp(made, "earlier") == 0;
+    if (earlier)
+        fprintf(stderr, "vmprof-server: the trigrams of runs are kept by owner too (for q= with"
+                        " user=): copied once from the table of trigrams\n");
+    char ignored[256];
+    int rc = srv_db_exec_on(c, "BEGIN", NULL, 0, NULL, NULL, NULL, buf, sizeof buf);
+    if (rc == 0)
+        rc = srv_db_exec_on(c, "LOCK TABLE runs IN SHARE ROW EXCLUSIVE MODE", NULL, 0, NULL,
+                            NULL, NULL, buf, sizeof buf);
+    if (rc == 0 && !earlier)
+        rc = exec_all(c, trigrams_pg, 0, buf, sizeof buf);
+    if (rc == 0)
+        rc = exec_all(c, owner_trigrams_pg, 0, buf, sizeof buf);
+    if (rc == 0)
+        rc = srv_db_exec_on(c, "COMMIT", NULL, 0, NULL, NULL, NULL, buf, sizeof buf);
+    else
+        srv_db_exec_on(c, "ROLLBACK", NULL, 0, NULL, NULL, NULL, ignored, sizeof ignored);
+    if (rc < 0 && earlier) {
+        /* The earlier trigger and its table are still there (rolled back). */
+        fprintf(stderr,
+                "vmprof-server: warning: the trigrams of runs are not kept by owner (%s);"
+                " q= with user= reads the trigram's runs of every owner.\n",
+                buf);
+        return 1;
+    }
+    if (rc < 0) {
+        fprintf(stderr,
+                "vmprof-server: warning: no table of trigrams for the search of runs (%s);"
+                " q= goes through pg_trgm alone.\n",
+                buf);
+        return 0;
+    }
+    *owned = 1;
     return 1;
 }
 
@@ -456,7 +538,7 @@ srv_store *srv_store_open(const char *database, srv_err *err)
     if (rc == 0) {
         if (pg) {
             make_search_pg(c);
-            s->pg_trigrams = make_trigrams_pg(c);
+            s->pg_trigrams = make_trigrams_pg(c, &s->pg_owner_trigrams);
             s->pg_folds = check_fold_pg(c);
         } else {
             rc = make_search_sqlite(c, buf, sizeof buf);

@@ -1140,3 +1140,119 @@ def test_a_slow_read_finding_no_connection_free_is_sent_again_once_one_frees(
         if locker:
             unlock_runs(locker)
     pool.shutdown()
+
+
+def owned_runs(sql, count, owner_of, argv_of=lambda i: "bench.py --case %d" % i,
+               name_of=lambda i: None, vm_of=lambda i: "PyPy" if i % 7 == 0 else "CPython"):
+    """count runs (ids from 0xca5e0000) written by SQL, oldest first, owned as
+    owner_of(i) says (a user's name, or None)."""
+    rows = []
+    for i in range(count):
+        owner, name = owner_of(i), name_of(i)
+        rows.append("('%016x', '%s', '%s', %s, %s, %d, 2, 10, 1.5)" % (
+            0xca5e0000 + i, argv_of(i), vm_of(i), "'%s'" % name if name else "NULL",
+            "(SELECT id FROM users WHERE name = '%s')" % owner if owner else "NULL",
+            1700000000000 + i))
+    for at in range(0, count, 200):  # (psql's argument has a limit)
+        sql("INSERT INTO runs (id, argv, vm, name, owner_id, created, state, samples,"
+            " duration) VALUES " + ", ".join(rows[at:at + 200]))
+
+
+def every_run(sql):
+    return sql("SELECT r.id, r.argv, r.name, r.vm, u.name FROM runs r LEFT JOIN users u"
+               " ON u.id = r.owner_id WHERE r.state = 2 ORDER BY r.seq DESC")
+
+
+def owner_matches(runs, q, user, vm=""):
+    q = q.lower()
+    return [i for i, argv, name, v, owner in runs
+            if (q in argv.lower() or (name and q in name.lower()))
+            and owner == user and vm in ("", v)]
+
+
+def owner_pages(server, q, user, vm="", limit=5000):
+    """The ids of every page of q= with user= (and vm=), by their cursors;
+    every page but the last full."""
+    got, page = [], "1"
+    while page:
+        reply = server.get("/api/runs?q=%s&user=%s&vm=%s&page=%s" % (
+            urllib.parse.quote(q), user, vm, page))[1]
+        assert len(reply["runs"]) == 50 or not reply["next"], (q, user, vm)
+        assert all(r["owner"] == user for r in reply["runs"]), (q, user, vm)
+        assert len(got) < limit, (q, user, vm)  # (a cursor not followed)
+        got += [r["id"] for r in reply["runs"]]
+        page = reply["next"]
+    return got
+
+
+# The trigger of runs_trigrams as the version before runs_owner_trigrams made
+# it (that version's srv_store.c, trigrams_pg).
+EARLIER_TRIGRAMS_TRIGGER = """
+DROP TRIGGER runs_trigrams_sync ON runs;
+DROP TABLE runs_owner_trigrams;
+CREATE OR REPLACE FUNCTION runs_trigrams_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+ BEGIN
+  IF TG_OP <> 'INSERT' THEN
+   DELETE FROM runs_trigrams WHERE seq = OLD.seq AND tri = ANY (ARRAY(
+    SELECT runs_trigrams_of(LOWER(OLD.argv)) UNION
+    SELECT runs_trigrams_of(LOWER(OLD.name))));
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+   INSERT INTO runs_trigrams (tri, seq) SELECT t, NEW.seq FROM
+    (SELECT runs_trigrams_of(LOWER(NEW.argv)) UNION
+     SELECT runs_trigrams_of(LOWER(NEW.name))) AS x(t);
+  END IF;
+  RETURN NULL;
+ END $$;
+CREATE TRIGGER runs_trigrams_sync AFTER INSERT OR DELETE OR UPDATE OF argv, name
+ ON runs FOR EACH ROW EXECUTE PROCEDURE runs_trigrams_sync();
+"""
+
+
+def test_a_database_of_the_version_before_owner_trigrams_is_upgraded(postgres, start_server,
+                                                                     tmp_path, profile_bytes):
+    """A database whose trigger fills runs_trigrams alone (the version
+    before) and whose runs were written then: two servers starting on it at
+    once, one makes runs_owner_trigrams and the trigger again and copies
+    the owned runs' trigrams (saying so), the other finds them made; every
+    owner's search through either says what reading every run finds, and
+    so after runs are uploaded, re-owned and deleted through the new
+    trigger; a server started again changes nothing."""
+    name = "vmprof_owner_upgrade"
+    url = own_database(postgres, name)
+    sql = lambda s: psql(url, name, s)
+    data = tmp_path / "d"
+    start_server("--database", url, data=data).stop()
+    sql(EARLIER_TRIGRAMS_TRIGGER)
+    sql("INSERT INTO users (name, created) VALUES ('big', 0), ('some', 0)")
+    owned_runs(sql, 900, lambda i: "big" if i % 3 else "some" if i % 2 == 0 else None)
+    assert sql("SELECT to_regclass('runs_owner_trigrams') IS NULL") == [["t"]]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        one, two = pool.map(lambda _: start_server("--database", url, data=data), range(2))
+    copied = sql("SELECT t.tri, r.owner_id, t.seq FROM runs_trigrams t JOIN runs r"
+                 " ON r.seq = t.seq WHERE r.owner_id IS NOT NULL ORDER BY 1, 2, 3")
+    assert len(copied) > 900 * 2 // 3 * 10
+    assert sql("SELECT tri, owner_id, seq FROM runs_owner_trigrams ORDER BY 1, 2, 3") == copied
+    queries = [("bench", "big"), ("case 1", "big"), ("case 5", "big"), ("case 77", "big"),
+               ("case 5", "some"), ("upload", "big")]
+
+    def check():
+        runs = every_run(sql)
+        for q, user in queries:
+            want = owner_matches(runs, q, user)
+            assert owner_pages(one, q, user) == want, (q, user)
+            assert owner_pages(two, q, user) == want, (q, user)
+        return runs
+
+    assert len(owner_matches(check(), "case 5", "big")) == 75
+    token = one.add_user("carol")
+    uploaded = two.upload(profile_bytes, argv="upload case 5", token=token)
+    sql("UPDATE runs SET owner_id = (SELECT id FROM users WHERE name = 'big')"
+        " WHERE id = '%s' OR seq %% 10 = 0" % uploaded)
+    sql("DELETE FROM runs WHERE seq % 7 = 0")
+    assert uploaded in owner_matches(check(), "upload", "big")
+    said = [s.stop()[1] for s in (one, two)]
+    assert sum("kept by owner too" in err for err in said) == 1, said
+    again = start_server("--database", url, data=data)
+    assert owner_pages(again, "case 5", "big") == owner_matches(every_run(sql), "case 5", "big")
+    assert "kept by owner too" not in again.stop()[1]
