@@ -1185,6 +1185,104 @@ def owner_pages(server, q, user, vm="", limit=5000):
     return got
 
 
+def test_an_owners_search_through_the_trigrams_of_their_runs_finds_every_match(engine):
+    """user= whose list of q's rarest trigram is the shorter reads, on
+    PostgreSQL, that trigram's list of the owner's runs alone (table
+    runs_owner_trigrams, kept by runs' trigger): q held by few runs and by
+    most, batches read first then the whole list, paged by cursor, with
+    vm=; then runs deleted, given another owner, an owner, none (their
+    owner's row deleted), renamed, and left unfrozen.  "big" owns two
+    thirds of the runs (more than the count of any trigram, which stops at
+    half), "some" a sixth.  Every page, on both engines, says what reading
+    every run finds."""
+    server, sql = engine
+    sql("INSERT INTO users (name, created) VALUES ('big', 0), ('some', 0), ('gone', 0)")
+    owned_runs(sql, 1200, lambda i: "big" if i % 3 else "some" if i % 2 == 0 else None,
+               name_of=lambda i: "Case 5 named %d" % i if i % 50 == 3 else None)
+    queries = [("bench", "big", ""), ("case 1", "big", ""), ("case 5", "big", ""),
+               ("case 5", "big", "PyPy"), ("case 77", "big", ""), ("named", "big", ""),
+               ("case 5", "some", ""), ("case 1", "some", ""), ("bench", "some", "PyPy"),
+               ("nothing", "big", ""), ("case 5", "nobody", "")]
+
+    def check():
+        runs = every_run(sql)
+        for q, user, vm in queries:
+            assert owner_pages(server, q, user, vm) == owner_matches(runs, q, user, vm), \
+                (q, user, vm)
+        return runs
+
+    runs = check()
+    assert len(owner_matches(runs, "bench", "big")) == 800  # (16 pages)
+    assert len(owner_matches(runs, "case 1", "big")) == 209  # ("e 1": 311 runs)
+    assert len(owner_matches(runs, "case 5", "big")) == 88  # ("e 5": 111 runs, names)
+    # Runs deleted, re-owned both ways, renamed, unfrozen; an owner's row
+    # deleted (PostgreSQL: its runs' owner set NULL by the foreign key).
+    sql("DELETE FROM runs WHERE seq % 17 = 0")
+    sql("UPDATE runs SET owner_id = (SELECT id FROM users WHERE name = 'some')"
+        " WHERE seq % 13 = 0 AND owner_id = (SELECT id FROM users WHERE name = 'big')")
+    sql("UPDATE runs SET owner_id = (SELECT id FROM users WHERE name = 'big')"
+        " WHERE seq % 11 = 0 AND owner_id IS NULL")
+    sql("UPDATE runs SET owner_id = (SELECT id FROM users WHERE name = 'gone')"
+        " WHERE seq % 19 = 0")
+    sql("UPDATE runs SET name = 'Case 5 renamed' WHERE seq % 23 = 0")
+    sql("UPDATE runs SET argv = 'tool --case 1' WHERE seq % 29 = 0")
+    sql("UPDATE runs SET state = 1 WHERE seq % 31 = 0")
+    queries += [("case 5", "gone", ""), ("renamed", "big", ""), ("tool", "big", "")]
+    check()
+    sql("DELETE FROM users WHERE name = 'gone'")
+    runs = check()
+    assert owner_matches(runs, "case 5", "gone") == []
+
+
+def test_an_owners_search_reads_only_their_runs_holding_the_trigram(postgres, start_server,
+                                                                    tmp_path):
+    """PostgreSQL: q= with user= of an owner of a third of 3,000 runs, whose
+    rarest trigram 111 runs hold ("e 7" of q=case 7), reads the owner's 39
+    of them (runs_owner_trigrams, then those runs by their key), not all
+    111 and their rows to filter by owner, in a database not vacuumed since
+    its runs were written (autovacuum off: the plan is kept per connection
+    and must not turn on statistics).  Counted by PostgreSQL itself: the
+    index tuples read in the table of runs, which a session reports when it
+    ends (the server is stopped first)."""
+    name = "vmprof_owner_trigrams"
+    url = own_database(postgres, name)
+    server = start_server("--database", url, data=tmp_path / "d")
+    psql(url, name,
+         "ALTER TABLE runs SET (autovacuum_enabled = false);"
+         " ALTER TABLE runs_trigrams SET (autovacuum_enabled = false);"
+         " ALTER TABLE IF EXISTS runs_owner_trigrams SET (autovacuum_enabled = false);"
+         " INSERT INTO users (name, created) VALUES ('third', 0);"
+         " INSERT INTO runs (id, argv, vm, created, state, samples, duration, owner_id)"
+         " SELECT lpad(to_hex(3735928559 + i), 16, '0'), 'bench.py --case ' || i, 'CPython',"
+         " 1700000000000 + i, 2, 10, 1.5, CASE WHEN i % 3 = 1 THEN"
+         " (SELECT id FROM users WHERE name = 'third') END"
+         " FROM generate_series(0, 2999) AS i;"
+         " ANALYZE runs")
+    mine = [row[0] for row in psql(
+        url, name, "SELECT id FROM runs WHERE owner_id IS NOT NULL AND argv LIKE '%case 7%'"
+        " ORDER BY seq DESC")]
+    assert len(mine) == 39
+
+    def tuples_read():
+        return dict(psql(url, name, "SELECT relname, SUM(idx_tup_read) FROM pg_stat_user_indexes"
+                                    " WHERE relname IN ('runs', 'runs_owner_trigrams')"
+                                    " GROUP BY relname"))
+    before = tuples_read()
+    pages = 40
+    for _ in range(pages):
+        reply = server.get("/api/runs?q=case%207&user=third")[1]
+        assert [r["id"] for r in reply["runs"]] == mine and not reply["next"]
+    server.stop()
+    after = tuples_read()
+    read = {table: int(after[table]) - int(before.get(table, 0)) for table in after}
+    # Runs read: through every owner's list of "e 7", its 111 a page (runs_pkey;
+    # 4,440 here); through the owner's, their 39 (1,560) and as many of
+    # runs_owner_trigrams.  (Not counted: runs_trigrams, read for the counts
+    # of q's trigrams, up to 1,501 each, once or twice when sent again.)
+    assert read["runs"] < pages * 60, read
+    assert read.get("runs_owner_trigrams", 0) < pages * 60, read
+
+
 # The trigger of runs_trigrams as the version before runs_owner_trigrams made
 # it (that version's srv_store.c, trigrams_pg).
 EARLIER_TRIGRAMS_TRIGGER = """
