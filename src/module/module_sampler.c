@@ -13,6 +13,7 @@
 
 #include "vmp_format.h"
 #include "vmp_sampler.h"
+#include "vmp_handler.h" /* (a hook for tests) */
 #include "vmp_writer.h" /* (a hook for tests) */
 
 /* Before os.exec* replaces the program, sampling stops and the profile is
@@ -103,7 +104,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -122,7 +123,8 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          (unsigned long long)st.clock_reads, "polls", (unsigned long long)st.polls, "listings",
                          (unsigned long long)st.listings, "visits", (unsigned long long)st.visits, "first_samples",
                          (unsigned long long)st.first_samples, "first_sample_periods",
-                         (unsigned long long)st.first_sample_periods, "signal",
+                         (unsigned long long)st.first_sample_periods, "handlers_still_running",
+                         (unsigned long long)st.handlers_left, "signal",
                          st.signo);
 }
 
@@ -236,7 +238,21 @@ static PyObject *sampler_writer_lost_room(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *sampler_handler_hold(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int what = -1;
+    if (!PyArg_ParseTuple(args, "|i", &what))
+        return NULL;
+    return PyLong_FromLong(vmp_handler_test_hold(what < 0 ? -1 : what ? 1 : 0));
+}
+
 static PyMethodDef sampler_methods[] = {
+    {"_handler_hold", sampler_handler_hold, METH_VARARGS,
+     "_handler_hold(what=-1), tests only: 1 holds the next handler of the profiling signal on this thread "
+     "inside (after its ring slot is claimed; in native mode inside the native walk) as a thread stopped "
+     "there would stay, 0 releases it, -1 asks.  Returns 0 (none), 1 (armed), 2 (held), 3 (released) or "
+     "4 (the held handler returned)."},
     {"_guard_selftest", sampler_guard_selftest, METH_VARARGS,
      "_guard_selftest(nested=False), tests only: 1 when a fault under the sampler's guard is caught "
      "(while enabled)."},
@@ -309,6 +325,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("sample_stack_now"),
     UNAVAILABLE("resolve_addr"),
     UNAVAILABLE("_guard_selftest"),
+    UNAVAILABLE("_handler_hold"),
     UNAVAILABLE("_writer_hold_at_empty"),
     UNAVAILABLE("_writer_stall_next_name"),
     UNAVAILABLE("_writer_stalls"),

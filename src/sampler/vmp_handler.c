@@ -27,9 +27,51 @@ typedef struct walk_args {
     vmp_native_walk native; /* native mode: what the C stack's walk found */
 } walk_args;
 
+/* Whether the stop this handler entered before has gone on without it
+ * (vmp_run.handler_era): it then records nothing more. */
+static inline int left_behind(uint64_t era)
+{
+    return atomic_load(&vmp_run.handler_era) != era;
+}
+
+/* vmp_handler_test_hold: the state, the thread whose handler it holds,
+ * and (on that thread) whether this handler is the one held. */
+static _Atomic int hold_state;
+static _Atomic pid_t hold_tid;
+static __thread int held_here __attribute__((tls_model("initial-exec")));
+
+static void test_hold_point(void)
+{
+    if (atomic_load_explicit(&hold_state, memory_order_relaxed) != VMP_HOLD_ARMED ||
+        atomic_load(&hold_tid) != vmp_delivery_this_tid())
+        return;
+    int armed = VMP_HOLD_ARMED;
+    if (!atomic_compare_exchange_strong(&hold_state, &armed, VMP_HOLD_HELD))
+        return;
+    held_here = 1;
+    while (atomic_load(&hold_state) == VMP_HOLD_HELD)
+        vmp_sleep_ns(1000000);
+}
+
+int vmp_handler_test_hold(int what)
+{
+    if (what == 1) {
+        atomic_store(&hold_tid, vmp_delivery_this_tid());
+        atomic_store(&hold_state, VMP_HOLD_ARMED);
+        vmp_native_test_hook = test_hold_point; /* (native mode holds inside its walk) */
+    } else if (what == 0) {
+        int held = VMP_HOLD_HELD, armed = VMP_HOLD_ARMED;
+        if (!atomic_compare_exchange_strong(&hold_state, &held, VMP_HOLD_RELEASED))
+            atomic_compare_exchange_strong(&hold_state, &armed, VMP_HOLD_NONE);
+    }
+    return atomic_load(&hold_state);
+}
+
 static void walk(void *arg)
 {
     walk_args *a = arg;
+    if (!vmp_run.native)
+        test_hold_point();
     /* Native mode: the C stack too, spliced with the Python frames. */
     a->n = vmp_run.native ? vmp_native_mode_sample(a->ucontext, a->ts, a->out, VMP_SLOT_WORDS, vmp_run.lines, &a->native)
                           : vmp_frames_walk(a->ts, a->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
@@ -44,7 +86,7 @@ static void walk(void *arg)
  * of which began at `from` (CLOCK_MONOTONIC ns; 0: not known).  *in_call:
  * the thread was inside a system call; *generation: for a sample whose
  * native walk was cut (VMP_SAMPLE_KEPT_CUT), the rules' generation it read. */
-static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_call, uint64_t *generation)
+static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_call, uint64_t *generation, uint64_t era)
 {
     PyThreadState *ts = vmp_frames_this_thread();
     /* No thread state: a C library's thread.  A thread of a sub-interpreter:
@@ -92,8 +134,9 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
     if (vmp_ring_publish(s) < 0) {
         /* (the writer gave the slot up: this thread was stopped or
          * descheduled between claim and publish while it waited for
-         * everything to be out) */
-        atomic_fetch_add_explicit(&vmp_run.dropped, periods, memory_order_relaxed);
+         * everything to be out; counted unless the run is over) */
+        if (!left_behind(era))
+            atomic_fetch_add_explicit(&vmp_run.dropped, periods, memory_order_relaxed);
         return 0;
     }
     if (cut || capped) /* (the samples it stands for: META samples_cut) */
@@ -137,6 +180,9 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     int saved_errno = errno;
     vmp_delivery_entered();
     atomic_fetch_add(&vmp_run.in_handler, 1);
+    /* (read after counting itself in: a stop that bumps the era has seen
+     * this handler inside, or bumped before it was read) */
+    uint64_t era = atomic_load(&vmp_run.handler_era);
     int outcome = VMP_SAMPLE_NONE, in_call = 0;
     uint64_t generation = 0;
     int ours = vmp_delivery_is_ours(info, vmp_run.pid); /* sent by the sampler, or the thread's own source */
@@ -145,18 +191,26 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
      * while paused; on the wall clock, the periods it waited since a
      * sample taken inside a system call repeat that one, first. */
     int64_t repeats = 0;
-    int64_t weight = ours ? vmp_delivery_take_owed(&repeats) : 1;
+    int64_t weight = ours && !left_behind(era) ? vmp_delivery_take_owed(&repeats) : 1;
     int64_t from = ours ? vmp_delivery_owed_from() : 0; /* (the repeats' first period) */
+    if (left_behind(era)) {
+        /* Held up in here (stopped, starved) past a stop's bound: the run
+         * it was sent for ended without it, and another may run now.  Its
+         * place, its schedule and the counts are that other run's. */
+        goto out;
+    }
     if (atomic_load(&vmp_run.active) && !atomic_load_explicit(&vmp_run.paused, memory_order_relaxed) &&
         !atomic_load_explicit(&vmp_run.forking, memory_order_relaxed)) {
         int r = repeats > 0 ? vmp_handler_repeat_sample(vmp_delivery_this_tid(), repeats, NULL, from, 0) : 1;
         if (r <= 0) /* (1: none, or given up and counted) */
             atomic_fetch_add_explicit(r == 0 ? &vmp_run.delivery.repeated : &vmp_run.delivery.repeats_lost,
                                       (uint64_t)repeats, memory_order_relaxed);
-        outcome = take_sample(ucontext, weight, ours ? vmp_delivery_sample_from() : 0, &in_call, &generation);
+        outcome = take_sample(ucontext, weight, ours ? vmp_delivery_sample_from() : 0, &in_call, &generation, era);
     } else if (repeats > 0) {
         atomic_fetch_add_explicit(&vmp_run.delivery.repeats_lost, (uint64_t)repeats, memory_order_relaxed);
     }
+    if (left_behind(era))
+        goto out; /* (held up in take_sample: see above) */
     if (ours) {
         atomic_fetch_add_explicit(&vmp_run.received, 1, memory_order_relaxed);
         /* an idle thread's sample may be repeated (not a cut one); a C thread is left alone */
@@ -166,8 +220,13 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
          * source's signal as its own: one it sent may have merged with it). */
         vmp_delivery_handled();
     }
-    atomic_fetch_sub(&vmp_run.in_handler, 1);
     vmp_delivery_left();
+out:
+    atomic_fetch_sub(&vmp_run.in_handler, 1);
+    if (held_here) { /* (tests only) */
+        held_here = 0;
+        atomic_store(&hold_state, VMP_HOLD_LEFT);
+    }
     errno = saved_errno;
 }
 

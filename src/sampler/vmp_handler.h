@@ -46,4 +46,14 @@ int vmp_handler_is_ours(void);
  * before it was published: the periods are counted dropped then. */
 int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t from, int64_t to);
 
+/* Tests only: holds a handler inside, as a thread stopped there by a
+ * debugger (ptrace, non-stop mode) or starved would stay.  `what` 1: the
+ * next handler of the calling thread that walks a stack (after claiming
+ * its ring slot, under the fault guard; in native mode inside the native
+ * walk, the unwinder's tables in hand) waits there until released; 0:
+ * releases it; -1: asks only.  Returns the state: 0 none, 1 armed, 2 held,
+ * 3 released, 4 the held handler has returned. */
+enum { VMP_HOLD_NONE, VMP_HOLD_ARMED, VMP_HOLD_HELD, VMP_HOLD_RELEASED, VMP_HOLD_LEFT };
+int vmp_handler_test_hold(int what);
+
 #endif /* VMP_HANDLER_H */

@@ -249,14 +249,28 @@ int vmp_native_mode_start(char *err, size_t errlen)
     return 0;
 }
 
-void vmp_native_mode_stop(void)
+static void stop(int handler_inside)
 {
-    vmp_native_teardown();
+    if (handler_inside)
+        vmp_native_abandon();
+    else
+        vmp_native_teardown();
+    /* (the rest is the writer's and enable's, never a handler's) */
     vmp_symbols_close(N.syms);
     N.syms = NULL;
     N.writer_own_table = 0; /* (wsyms: closed by the writer) */
     vmp_u64map_free(&N.start_offset);
     forget_names();
+}
+
+void vmp_native_mode_stop(void)
+{
+    stop(0);
+}
+
+void vmp_native_mode_abandon(void)
+{
+    stop(1);
 }
 
 static int next_group(void *ctx, uintptr_t *anchor)

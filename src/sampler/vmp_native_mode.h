@@ -17,7 +17,8 @@
  *                           vmp_native_mode_writer_table at its start and
  *                           vmp_native_mode_writer_done at its end.
  *   disable (after the last handler and the writer finished)
- *                           vmp_native_mode_stop.
+ *                           vmp_native_mode_stop; when a handler outlived
+ *                           the stop's bound, vmp_native_mode_abandon.
  * Python-only mode calls none of these and pays nothing for them.
  */
 #ifndef VMP_NATIVE_MODE_H
@@ -35,6 +36,10 @@
 int vmp_native_mode_start(char *err, size_t errlen);
 
 void vmp_native_mode_stop(void);
+
+/* vmp_native_mode_stop when a handler may still be walking: the unwinder's
+ * tables are forgotten, not freed (vmp_native_abandon). */
+void vmp_native_mode_abandon(void);
 
 /*
  * Async-signal-safe.  Records the interrupted thread's stack: native frames

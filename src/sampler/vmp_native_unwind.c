@@ -117,6 +117,8 @@ static uintptr_t refresh_asked;
  * for a pc in a mapping it already knows holds no trampoline there. */
 static uintptr_t asked_pc;
 
+void (*vmp_native_test_hook)(void);
+
 static struct range eval_ranges[VMP_NATIVE_MAX_EVAL_RANGES];
 static int eval_count;
 
@@ -648,6 +650,24 @@ void vmp_native_teardown(void)
     vmp_trampoline_forget();
 }
 
+void vmp_native_abandon(void)
+{
+    __atomic_store_n(&ready, 0, __ATOMIC_RELEASE);
+    /* (a late walk holds the table it loaded, or an older one: the chain
+     * leaks, a few pages a stop that a handler outlived) */
+    struct code_table *t = __atomic_exchange_n(&current_table, NULL, __ATOMIC_ACQ_REL);
+    if (t)
+        rules_subs = t->subs;
+    __atomic_store_n(&eval_count, 0, __ATOMIC_RELEASE);
+    /* `walkers` is left as it is: the late walk still counts itself in,
+     * so the rule tables replaced from now on wait for it (free_retired),
+     * and its count goes when it leaves. */
+    memset(unknown_pcs, 0, sizeof unknown_pcs);
+    refresh_asked = REFRESH_ARMED;
+    asked_pc = 0;
+    vmp_trampoline_after_fork_child(); /* (forgets the trampolines' map, frees nothing) */
+}
+
 void vmp_native_after_fork_child(void)
 {
     /* The child runs no handler of the parent's run; whatever a parent's
@@ -746,6 +766,9 @@ int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk
 #if VMP_HAVE_FAST_UNWIND
     __atomic_add_fetch(&walkers, 1, __ATOMIC_SEQ_CST);
     const struct rule_table *table = __atomic_load_n(&rules, __ATOMIC_SEQ_CST);
+    void (*hook)(void) = __atomic_load_n(&vmp_native_test_hook, __ATOMIC_RELAXED);
+    if (hook)
+        hook();
     int n = table ? walk_with(table, t, ucontext, frames, max, walk) : 0;
     __atomic_sub_fetch(&walkers, 1, __ATOMIC_RELEASE);
     return n;

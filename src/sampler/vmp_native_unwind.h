@@ -52,6 +52,8 @@
  *                           finished: frees the tables, but keeps the rules
  *                           learned for the next run (its setup drops them
  *                           if an object was unloaded meanwhile).
+ *   vmp_native_abandon()    the same when a handler may still be walking:
+ *                           forgets the tables, frees none.
  *
  * Program counters: the first is the exact interrupted instruction; every
  * other is a return address minus one, so that it lies inside the calling
@@ -135,6 +137,14 @@ int vmp_native_look_for_trampolines(void);
  * can still run. */
 void vmp_native_teardown(void);
 
+/* Outside signal context, instead of teardown when a handler may still be
+ * inside a walk (one stayed past the stop's bound: vmp_sampler.c): the
+ * tables setup made are forgotten, never freed (a late walk may read
+ * them: they leak), and a replaced rule table is freed only once no walk
+ * counts itself in any more, as during a run.  The next setup starts
+ * anew, as after teardown. */
+void vmp_native_abandon(void);
+
 /* Outside signal context, when no walk can run (before setup or after
  * teardown): drops every learned rule, so that the next setup starts from
  * nothing (tests of learning). */
@@ -183,6 +193,10 @@ uint64_t vmp_native_rules_generation(void);
  * [sp_i, sp_i+1) and the last frame's in [sp, walk->top).  Returns n (0 when
  * setup has not run or there is no context). */
 int vmp_native_unwind(void *ucontext, uint64_t *frames, int max, vmp_native_walk *walk);
+
+/* Tests only: called by vmp_native_unwind, when set, with the tables in
+ * hand (vmp_handler_test_hold). */
+extern void (*vmp_native_test_hook)(void);
 
 /* Outside signal context, one thread at a time (the writer, or enable before
  * sampling): teaches the walk rules[0..n), each for its range [lo, hi) of

@@ -46,6 +46,16 @@ typedef struct vmp_run_state {
     _Atomic int active;         /* handlers record samples */
     _Atomic int paused;         /* stop_sampling() nesting */
     _Atomic int in_handler;     /* handlers between entry and exit */
+    /* Bumped by each stop of the signals, once it waited for the handlers:
+     * a handler that entered before (read at its entry) and is still
+     * inside when it resumes - stopped by a debugger, starved - belongs to
+     * a stop that went on without it, and records nothing more, neither
+     * into the ring nor into any count or schedule (vmp_handler.c). */
+    _Atomic uint64_t handler_era;
+    /* The most handlers a stop of this run found still inside after its
+     * bound (VMP_STOP_WAIT_NS): META handlers_still_running.  While one is
+     * inside, nothing it may touch is freed (vmp_sampler.c, stop_signals). */
+    _Atomic int handlers_left;
     _Atomic int forking;        /* a fork is under way: handlers record nothing */
 
     /* threads */
@@ -77,6 +87,13 @@ int vmp_run_start_thread(pthread_t *th, void *(*fn)(void *));
  * never held up by our writer.  disable() waits, bounded (vmp_writer.h).
  * Any thread. (vmp_sampler.c) */
 #define VMP_EXEC_STUCK_NS 100000000LL
+
+/* How long a stop of the signals waits for the handlers inside to return.
+ * A handler takes microseconds; one that stays longer is stopped (a
+ * debugger in non-stop mode, SIGSTOP of the thread through ptrace) or
+ * starved, and may stay for ever: disable() hung.  Past the bound the
+ * run ends without it (vmp_sampler.c, stop_signals). */
+#define VMP_STOP_WAIT_NS 1000000000LL
 int vmp_run_writer_hopeless(void);
 
 /* Samples lost: those the ring or the writer had no room for, the

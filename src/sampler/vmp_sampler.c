@@ -118,11 +118,16 @@ static void after_fork_child(void)
     vmp_run.fd = -1;
 }
 
-/* Undoes vmp_native_mode_start. */
-static void native_abandon(void)
+/* Undoes vmp_native_mode_start; with handler_inside, freeing nothing a
+ * handler's walk may read. */
+static void native_abandon(int handler_inside)
 {
-    if (vmp_run.native)
-        vmp_native_mode_stop();
+    if (vmp_run.native) {
+        if (handler_inside)
+            vmp_native_mode_abandon();
+        else
+            vmp_native_mode_stop();
+    }
     vmp_run.native = 0;
 }
 
@@ -201,6 +206,7 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
     atomic_store(&vmp_run.samples_cut, 0);
     atomic_store(&vmp_run.write_errno, 0);
     atomic_store(&vmp_run.rss_kib, 0);
+    atomic_store(&vmp_run.handlers_left, 0);
     vmp_guard_reset_faults();
     vmp_run.delivery = (vmp_delivery){.period_ns = vmp_run.period_ns, .cpu_clock = !vmp_run.real_time,
                                       .signo = signo, .sources = sources_allowed(),
@@ -404,15 +410,16 @@ undo_codes:
     vmp_codes_stop();
     vmp_guard_restore();
 undo_native:
-    native_abandon();
+    native_abandon(0);
     vmp_run.fd = -1;
     return -1;
 }
 
 /* Stops the signals: no new one is sent, those sent and not handled yet are
  * dropped, and no handler records or runs any more.  Needs no GIL: nothing
- * here waits for Python code. */
-static void stop_signals(void)
+ * here waits for Python code.  Returns how many handlers are still inside
+ * after VMP_STOP_WAIT_NS (0 in all but a pathological case). */
+static int stop_signals(void)
 {
     if (timer_running)
         vmp_timer_thread_stop();
@@ -424,8 +431,26 @@ static void stop_signals(void)
     atomic_store(&vmp_run.active, 0);
     if (vmp_handler_is_ours()) /* else the program replaced it: leave theirs */
         vmp_handler_uninstall();
-    while (atomic_load(&vmp_run.in_handler))
+    /* The handlers inside finish within microseconds, but one held there
+     * (its thread stopped by a debugger, or starved) may never: the wait
+     * is bounded.  One still inside then is left behind: the era moves on,
+     * so that whatever it does when it resumes records nothing (in this
+     * run or a later one), and disable() frees nothing it may touch: the
+     * ring slot it claimed is given up by the writer (never reused while
+     * it holds it), the fault guard stays in front (its walk may fault),
+     * and native mode's tables are forgotten rather than freed.  The code
+     * set and the delivery's tables are never freed.  Its count goes
+     * into META (handlers_still_running). */
+    int64_t deadline = vmp_mono_ns() + VMP_STOP_WAIT_NS;
+    int inside;
+    while ((inside = atomic_load(&vmp_run.in_handler)) > 0 && vmp_mono_ns() < deadline)
         vmp_sleep_ns(10000);
+    atomic_fetch_add(&vmp_run.handler_era, 1);
+    if (inside < 0)
+        inside = 0;
+    if (inside > atomic_load(&vmp_run.handlers_left))
+        atomic_store(&vmp_run.handlers_left, inside);
+    return inside;
 }
 
 int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
@@ -439,20 +464,23 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
      * which the writer needs to make progress. */
     vmp_run.disabling = 1;
     vmp_writer_stopping(); /* (a writer nobody reads gives up within 10 s from now) */
+    int left;
     Py_BEGIN_ALLOW_THREADS
-    stop_signals();
+    left = stop_signals();
     Py_END_ALLOW_THREADS
 
     vmp_codes_name_live(vmp_writer_push_name, vmp_guard_run);
     vmp_codes_stop();
-    vmp_guard_restore();
+    if (!left) /* (else a late walk's fault must still find the guard: it stays in front) */
+        vmp_guard_restore();
     Py_BEGIN_ALLOW_THREADS
     vmp_writer_stop();
     Py_END_ALLOW_THREADS
-    /* No handler samples any more (active is 0 and none is inside), and the
-     * writer is done: native mode's tables can go. */
+    /* No handler samples any more (active is 0 and none is inside, or the
+     * ones left behind record nothing), and the writer is done: native
+     * mode's tables can go, or be forgotten while a handler may walk. */
     int was_native = vmp_run.native;
-    native_abandon();
+    native_abandon(left);
     vmp_ring_give_back_pages();
     vmp_writer_release();
     vmp_run.enabled = 0;
@@ -485,6 +513,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->visits = atomic_load(&vmp_run.delivery.visits);
         stats->first_samples = atomic_load(&vmp_run.delivery.first_samples);
         stats->first_sample_periods = vmp_delivery_first_sample_periods();
+        stats->handlers_left = (uint64_t)atomic_load(&vmp_run.handlers_left);
         stats->signo = vmp_run.signo;
     }
     int e = atomic_load(&vmp_run.write_errno);

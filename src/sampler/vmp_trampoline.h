@@ -83,7 +83,8 @@ int vmp_trampoline_rule(uintptr_t pc, int interrupted, vmp_unwind_rule *rule, ui
  * tables and forgets the template. */
 void vmp_trampoline_forget(void);
 
-/* In a fork child: forgets everything without freeing. */
+/* In a fork child, or when a handler may still walk (vmp_native_abandon):
+ * forgets everything without freeing. */
 void vmp_trampoline_after_fork_child(void);
 
 #endif /* VMP_TRAMPOLINE_H */

@@ -795,6 +795,12 @@ static void write_end(void)
     uint64_t cut = atomic_load(&vmp_run.samples_cut);
     if (cut)
         write_meta_u64("samples_cut", cut);
+    /* (handlers that stayed inside past the stop's bound - a thread stopped
+     * by a debugger, or starved - and were left behind: their samples are
+     * counted nowhere, their slots given up) */
+    int left = atomic_load(&vmp_run.handlers_left);
+    if (left > 0)
+        write_meta_u64("handlers_still_running", (uint64_t)left);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     if (W.buf.cap - W.buf.len < 64)
