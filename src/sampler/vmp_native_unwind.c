@@ -64,6 +64,9 @@ struct code_table {
 };
 
 static struct code_table *current_table; /* read with acquire in handlers */
+/* Tables a stop forgot while a walk may still read them (vmp_native_abandon),
+ * freed by the next teardown. */
+static struct code_table *abandoned_tables;
 
 /* Learned rules: a sorted array of address ranges, each with the rule that
  * holds there (one row of an object's call-frame table), read by handlers
@@ -633,10 +636,14 @@ void vmp_native_teardown(void)
     struct code_table *t = __atomic_exchange_n(&current_table, NULL, __ATOMIC_ACQ_REL);
     if (t)
         rules_subs = t->subs; /* (what `rules` holds was true as of then) */
-    while (t) {
-        struct code_table *older = t->retired;
-        free(t);
-        t = older;
+    for (int chain = 0; chain < 2; chain++) {
+        while (t) {
+            struct code_table *older = t->retired;
+            free(t);
+            t = older;
+        }
+        t = abandoned_tables; /* (no walk left to read them either) */
+        abandoned_tables = NULL;
     }
     __atomic_store_n(&eval_count, 0, __ATOMIC_RELEASE);
     /* No handler runs now (a walk the fault guard cut short may have left
@@ -654,10 +661,16 @@ void vmp_native_abandon(void)
 {
     __atomic_store_n(&ready, 0, __ATOMIC_RELEASE);
     /* (a late walk holds the table it loaded, or an older one: the chain
-     * leaks, a few pages a stop that a handler outlived) */
+     * is kept aside until a teardown, which runs when no walk can) */
     struct code_table *t = __atomic_exchange_n(&current_table, NULL, __ATOMIC_ACQ_REL);
-    if (t)
+    if (t) {
         rules_subs = t->subs;
+        struct code_table *last = t;
+        while (last->retired)
+            last = last->retired;
+        last->retired = abandoned_tables;
+        abandoned_tables = t;
+    }
     __atomic_store_n(&eval_count, 0, __ATOMIC_RELEASE);
     /* `walkers` is left as it is: the late walk still counts itself in,
      * so the rule tables replaced from now on wait for it (free_retired),
@@ -675,6 +688,7 @@ void vmp_native_after_fork_child(void)
      * allocator's state is the parent's), and the next enable starts anew. */
     ready = 0;
     current_table = NULL;
+    abandoned_tables = NULL;
     eval_count = 0;
     rules = NULL;
     retired_rules = NULL;

@@ -53,7 +53,7 @@
  *                           learned for the next run (its setup drops them
  *                           if an object was unloaded meanwhile).
  *   vmp_native_abandon()    the same when a handler may still be walking:
- *                           forgets the tables, frees none.
+ *                           puts the tables aside, frees none.
  *
  * Program counters: the first is the exact interrupted instruction; every
  * other is a return address minus one, so that it lies inside the calling
@@ -139,10 +139,11 @@ void vmp_native_teardown(void);
 
 /* Outside signal context, instead of teardown when a handler may still be
  * inside a walk (one stayed past the stop's bound: vmp_sampler.c): the
- * tables setup made are forgotten, never freed (a late walk may read
- * them: they leak), and a replaced rule table is freed only once no walk
- * counts itself in any more, as during a run.  The next setup starts
- * anew, as after teardown. */
+ * tables setup made are put aside, not freed (a late walk may read them;
+ * the next teardown frees them), and a replaced rule table is freed only
+ * once no walk counts itself in any more, as during a run.  The perf
+ * trampolines' map is forgotten (it leaks).  The next setup starts anew,
+ * as after teardown. */
 void vmp_native_abandon(void);
 
 /* Outside signal context, when no walk can run (before setup or after

@@ -886,3 +886,67 @@ VMP_TEST(native_rules_outlive_teardown_unless_an_object_was_unloaded)
     CHECK(learn_pending() > 0); /* learned afresh */
     vmp_native_teardown();
 }
+
+/* ---- a walk that outlives its run ------------------------------------------ */
+
+/* A handler held inside its walk (a thread stopped there by a debugger, or
+ * starved) past the stop's bound: the sampler ends the run without it
+ * through vmp_native_abandon, and a next run may start, learn and retire
+ * rule tables, while that walk still holds the tables it loaded.  Run
+ * under ASan (make test-c-sanitize), teardown in abandon's place reads freed
+ * memory: the late walk's code table, and (walkers reset) the rule table
+ * the next run's publication retired and freed. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+static _Atomic int late_phase; /* 1 the late walk is held, 2 released */
+static __thread int late_here;
+static _Atomic int late_n = -1;
+
+static void hold_late_walk(void)
+{
+    if (!late_here || atomic_load(&late_phase) != 0)
+        return;
+    atomic_store(&late_phase, 1);
+    struct timespec ms = {0, 1000000};
+    while (atomic_load(&late_phase) == 1)
+        nanosleep(&ms, NULL);
+}
+
+static void *late_walker(void *arg)
+{
+    (void)arg;
+    late_here = 1;
+    ucontext_t uc;
+    getcontext(&uc);
+    uint64_t frames[2 * 16];
+    vmp_native_walk walk;
+    atomic_store(&late_n, vmp_native_unwind(&uc, frames, 16, &walk));
+    return NULL;
+}
+
+VMP_TEST(native_walk_outliving_its_run_reads_no_freed_table)
+{
+    REQUIRE(vmp_native_setup() == 0);
+    atomic_store(&late_phase, 0);
+    atomic_store(&late_n, -1);
+    vmp_native_test_hook = hold_late_walk;
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, late_walker, NULL) == 0);
+    struct timespec ms = {0, 1000000};
+    for (int i = 0; i < 10000 && atomic_load(&late_phase) != 1; i++)
+        nanosleep(&ms, NULL);
+    CHECK(atomic_load(&late_phase) == 1);
+    vmp_native_abandon(); /* (the run's stop, the walk still inside) */
+    /* The next run: its own tables, and a rule learned, which retires the
+     * rule table the late walk holds. */
+    REQUIRE(vmp_native_setup() == 0);
+    vmp_unwind_rule stop = {.lo = 0x1000, .hi = 0x1001, .kind = VMP_RULE_STOP};
+    CHECK(vmp_native_learn(&stop, 1) == 0);
+    atomic_store(&late_phase, 2);
+    pthread_join(th, NULL);
+    vmp_native_test_hook = NULL;
+    CHECK(atomic_load(&late_n) >= 1); /* (its pc at least: the tables it read were whole) */
+    vmp_native_teardown(); /* (no walk left: the abandoned and retired tables go now) */
+}
