@@ -2,9 +2,11 @@
  * vmp_handler.c - the profiling signal's handler (contract in vmp_handler.h).
  *
  * `in_handler` counts handlers between entry and exit so that disable can
- * wait for the last one before tearing down what they touch; `active` and
- * `paused` decide whether a signal takes a sample at all.  A signal that
- * arrives after the run (sent before it ended) finds `active` 0 and returns.
+ * wait for the last one before tearing down what they touch (at most
+ * VMP_STOP_WAIT_NS: one left behind then, its era past, records nothing
+ * more, and nothing it touches is freed); `active` and `paused` decide
+ * whether a signal takes a sample at all.  A signal that arrives after the
+ * run (sent before it ended) finds `active` 0 and returns.
  */
 #include "vmp_frames.h" /* Python.h first: it sets the feature macros (_GNU_SOURCE) */
 #include "vmp_handler.h"
