@@ -741,8 +741,10 @@ static int drain(int wait)
              * one each: several stalled producers held disable() (or an
              * exec) up a second apiece.  A slot claimed during the wait
              * gets a wait of its own.  (At the stop and before an exec the
-             * handlers are done and the sampler thread joined first: only
-             * names are still pushed, and given up on, there.) */
+             * sampler thread is joined first and the handlers are done, but
+             * for one held inside past the stop's bound, counted in META
+             * handlers_still_running instead: else only names are still
+             * pushed, and given up on, there.) */
             int64_t now = vmp_mono_ns();
             if (!waited_since || index >= wait_covers) {
                 waited_since = now;
