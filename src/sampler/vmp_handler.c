@@ -167,9 +167,10 @@ int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, i
     if (vmp_ring_publish(s) < 0) {
         /* Given up (see take_sample; s is not ours any more): its periods
          * are counted lost here, and 1 tells the caller that nothing is its
-         * to count (0 made it count them repeated too: twice).  Unreachable
-         * today (only names are given up: docs/architecture.md, "A stalled
-         * producer"), kept right for whoever bounds the stop's waits. */
+         * to count (0 made it count them repeated too: twice).  Reached
+         * only by a handler held between this claim and publish past the
+         * stop's bound (vmp_sampler.c, stop_signals): the sampler thread is
+         * joined before the writer gives slots up. */
         atomic_fetch_add_explicit(&vmp_run.dropped, n, memory_order_relaxed);
         return 1;
     }
