@@ -247,9 +247,26 @@ static PyObject *sampler_handler_hold(PyObject *self, PyObject *args)
     return PyLong_FromLong(vmp_handler_test_hold(what < 0 ? -1 : what ? 1 : 0));
 }
 
+static PyObject *sampler_handler_hold_busy(PyObject *self, PyObject *args)
+{
+    (void)self;
+    double seconds;
+    if (!PyArg_ParseTuple(args, "d", &seconds))
+        return NULL;
+    int state;
+    Py_BEGIN_ALLOW_THREADS
+    state = vmp_handler_test_hold_busy((int64_t)(seconds * 1e9));
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(state);
+}
+
 static PyMethodDef sampler_methods[] = {
+    {"_handler_hold_busy", sampler_handler_hold_busy, METH_VARARGS,
+     "_handler_hold_busy(seconds), tests only: computes without the GIL, the next handler of the profiling "
+     "signal that interrupts it held inside (see _handler_hold), until that handler has returned or seconds "
+     "passed.  Returns the state."},
     {"_handler_hold", sampler_handler_hold, METH_VARARGS,
-     "_handler_hold(what=-1), tests only: 1 holds the next handler of the profiling signal on this thread "
+     "_handler_hold(what=-1), tests only: 1 arms the hold of _handler_hold_busy's handler "
      "inside (after its ring slot is claimed; in native mode inside the native walk) as a thread stopped "
      "there would stay, 0 releases it, -1 asks.  Returns 0 (none), 1 (armed), 2 (held), 3 (released) or "
      "4 (the held handler returned)."},
@@ -326,6 +343,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("resolve_addr"),
     UNAVAILABLE("_guard_selftest"),
     UNAVAILABLE("_handler_hold"),
+    UNAVAILABLE("_handler_hold_busy"),
     UNAVAILABLE("_writer_hold_at_empty"),
     UNAVAILABLE("_writer_stall_next_name"),
     UNAVAILABLE("_writer_stalls"),

@@ -41,10 +41,13 @@ static inline int left_behind(uint64_t era)
 static _Atomic int hold_state;
 static _Atomic pid_t hold_tid;
 static __thread int held_here __attribute__((tls_model("initial-exec")));
+/* (set while the thread computes without the GIL in vmp_handler_test_hold_busy:
+ * a handler held while its thread holds the GIL would stop the program) */
+static __thread volatile int holdable __attribute__((tls_model("initial-exec")));
 
 static void test_hold_point(void)
 {
-    if (atomic_load_explicit(&hold_state, memory_order_relaxed) != VMP_HOLD_ARMED ||
+    if (atomic_load_explicit(&hold_state, memory_order_relaxed) != VMP_HOLD_ARMED || !holdable ||
         atomic_load(&hold_tid) != vmp_delivery_this_tid())
         return;
     int armed = VMP_HOLD_ARMED;
@@ -53,6 +56,19 @@ static void test_hold_point(void)
     held_here = 1;
     while (atomic_load(&hold_state) == VMP_HOLD_HELD)
         vmp_sleep_ns(1000000);
+}
+
+int vmp_handler_test_hold_busy(int64_t timeout_ns)
+{
+    vmp_handler_test_hold(1);
+    holdable = 1;
+    int64_t deadline = vmp_mono_ns() + timeout_ns;
+    volatile uint64_t x = 0;
+    while (atomic_load(&hold_state) != VMP_HOLD_LEFT && vmp_mono_ns() < deadline)
+        for (int i = 0; i < 100000; i++)
+            x += (uint64_t)i * 7;
+    holdable = 0;
+    return atomic_load(&hold_state);
 }
 
 int vmp_handler_test_hold(int what)

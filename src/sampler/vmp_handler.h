@@ -48,12 +48,19 @@ int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, i
 
 /* Tests only: holds a handler inside, as a thread stopped there by a
  * debugger (ptrace, non-stop mode) or starved would stay.  `what` 1: the
- * next handler of the calling thread that walks a stack (after claiming
+ * next handler of the calling thread, while in vmp_handler_test_hold_busy,
+ * that walks a stack (after claiming
  * its ring slot, under the fault guard; in native mode inside the native
  * walk, the unwinder's tables in hand) waits there until released; 0:
  * releases it; -1: asks only.  Returns the state: 0 none, 1 armed, 2 held,
  * 3 released, 4 the held handler has returned. */
 enum { VMP_HOLD_NONE, VMP_HOLD_ARMED, VMP_HOLD_HELD, VMP_HOLD_RELEASED, VMP_HOLD_LEFT };
 int vmp_handler_test_hold(int what);
+
+/* Tests only: arms the hold for the calling thread and computes (the
+ * caller has let the GIL go) until the held handler has returned, or
+ * timeout_ns; only a handler that interrupted this computation is held.
+ * Returns the state. */
+int vmp_handler_test_hold_busy(int64_t timeout_ns);
 
 #endif /* VMP_HANDLER_H */

@@ -988,23 +988,21 @@ def test_disable_returns_while_a_handler_stays_inside_and_later_runs_work(tmp_pa
     # its profile is whole, and nothing the handler may still touch is freed
     # (native mode: the unwinder's tables it holds) or used by another run:
     # once released, during the next run, it records nothing there.  The
-    # hook holds the handler of one thread (which hashes without the GIL,
-    # as a stopped thread would hold no GIL) after its ring slot is claimed,
+    # hook holds the handler of one thread (which computes in C without the
+    # GIL, as a stopped thread would hold none) after its ring slot is claimed,
     # in native mode inside the native walk with the tables in hand.
     done = run_script(tmp_path, """
-        import faulthandler, hashlib, sys, threading, time, vmprof
+        import faulthandler, sys, threading, time, vmprof
         from vmprof import _core
         from sampler_util import burn_cpu, read_back
 
         native = sys.argv[1] == "native"
         faulthandler.dump_traceback_later(40, exit=True)  # (a hang fails, with the stacks)
-        stop = threading.Event()
-        data = b"x" * (4 << 20)
 
-        def hashes():
-            _core._handler_hold(1)  # the next handler of this thread stays inside
-            while not stop.is_set():
-                hashlib.sha256(data).digest()  # (without the GIL)
+        def computes():
+            # (without the GIL, as a thread stopped in the handler would
+            # hold none: the next handler of this thread stays inside)
+            _core._handler_hold_busy(60.0)
 
         def wait_for(state):
             deadline = time.monotonic() + 15
@@ -1018,10 +1016,13 @@ def test_disable_returns_while_a_handler_stays_inside_and_later_runs_work(tmp_pa
             return out
 
         out = enable("one.prof")
-        t = threading.Thread(target=hashes)
+        # (before the hold: a slot held unpublished keeps the writer from
+        # the slots behind it until the stop, which a loaded machine's
+        # repeats may fill)
+        burn_cpu(0.1)
+        t = threading.Thread(target=computes)
         t.start()
         held = wait_for(2)
-        burn_cpu(0.1)
         start = time.monotonic()
         vmprof.disable()  # hung here
         took = time.monotonic() - start
@@ -1038,7 +1039,6 @@ def test_disable_returns_while_a_handler_stays_inside_and_later_runs_work(tmp_pa
         vmprof.disable()
         out.close()
         second = vmprof.profiler.last_run_stats
-        stop.set()
         t.join()
 
         out = enable("three.prof")
