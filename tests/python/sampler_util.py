@@ -162,6 +162,23 @@ def burn_cpu(seconds):
 
 
 
+
+def cpu_time_events_open():
+    """Whether some thread of this process holds a CPU-time event open (the
+    sampler's own table is its thread's)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fds = os.listdir("/proc/self/task/%s/fd" % tid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/self/task/%s/fd/%s" % (tid, fd)) == "anon_inode:[perf_event]":
+                    return True
+            except OSError:
+                pass
+    return False
+
 def thread_state(native_id):
     """The thread's state letter in /proc (R: running or waiting for a CPU;
     S: asleep), or None when it is gone."""

@@ -800,24 +800,9 @@ def test_a_late_sample_that_finds_the_ring_full_counts_every_period_it_stood_for
     done = run_script(tmp_path, """
         import mmap, os, time, vmprof
         from vmprof import _core
-        from sampler_util import burn_cpu
+        from sampler_util import burn_cpu, cpu_time_events_open
 
         MAP_POPULATE = 0x8000  # (Linux; mmap.MAP_POPULATE from 3.10)
-
-        def events_open():
-            # (the sampler thread's own descriptor table holds them)
-            for tid in os.listdir("/proc/self/task"):
-                try:
-                    fds = os.listdir("/proc/self/task/%s/fd" % tid)
-                except OSError:
-                    continue
-                for fd in fds:
-                    try:
-                        if os.readlink("/proc/self/task/%s/fd/%s" % (tid, fd)) == "anon_inode:[perf_event]":
-                            return True
-                    except OSError:
-                        pass
-            return False
 
         period = 0.0002
         with open("p.prof", "wb") as out:
@@ -826,7 +811,7 @@ def test_a_late_sample_that_finds_the_ring_full_counts_every_period_it_stood_for
             burn_cpu(0.05)
             assert _core._writer_hold_at_empty(True)  # nothing is written from here on
             burn_cpu(0.4)  # 5 kHz: the ring's 1,024 slots full
-            events = events_open()
+            events = cpu_time_events_open()
             t = time.thread_time()
             calls = 0
             while time.thread_time() - t < 0.4:

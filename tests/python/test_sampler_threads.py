@@ -14,7 +14,7 @@ import time
 import pytest
 import vmprof
 
-from sampler_util import burn_cpu, profile, read_back
+from sampler_util import burn_cpu, cpu_time_events_open, profile, read_back
 
 C_THREADS_SOURCE = os.path.join(os.path.dirname(__file__), "c_threads", "vmp_c_threads.c")
 
@@ -122,23 +122,6 @@ def test_a_computing_c_thread_is_asked_ever_more_rarely(c_threads):
     # own CPU-time event, that second question never came: the sampler read
     # the event's signals as its own never handled.
     assert 2 <= stats["not_python_answers"] <= 8, stats
-
-
-def cpu_time_events_open():
-    """Whether some thread of this process holds a CPU-time event open (the
-    sampler's own table is its thread's)."""
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            fds = os.listdir("/proc/self/task/%s/fd" % tid)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink("/proc/self/task/%s/fd/%s" % (tid, fd)) == "anon_inode:[perf_event]":
-                    return True
-            except OSError:
-                pass
-    return False
 
 
 @pytest.mark.parametrize("real_time", [True, False])
