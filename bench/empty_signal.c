@@ -93,14 +93,20 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
-int es_start(long period_ns, int how)
+/* The empty handler installed for signo, the program's kept in *old. */
+static int install_handler(int signo, struct sigaction *old)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = handler;
     sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGPROF, &sa, &old_action))
+    return sigaction(signo, &sa, old);
+}
+
+int es_start(long period_ns, int how)
+{
+    if (install_handler(SIGPROF, &old_action))
         return -1;
     atomic_store(&handled, 0);
     my_pid = getpid();
@@ -148,12 +154,7 @@ static struct sigaction old_trap;
 
 int es_arm_self(long period_ns, int how)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = handler;
-    sa.sa_flags = SA_RESTART | SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGPROF, &sa, &old_action) || sigaction(SIGTRAP, &sa, &old_trap))
+    if (install_handler(SIGPROF, &old_action) || install_handler(SIGTRAP, &old_trap))
         return -1;
     atomic_store(&handled, 0);
     my_pid = getpid();

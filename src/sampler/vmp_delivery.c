@@ -364,7 +364,10 @@ void vmp_delivery_sampled(int outcome, int in_call, uint64_t generation)
     } else if (outcome != VMP_SAMPLE_NONE || owed_now != 0) {
         atomic_store_explicit(&cut_cpu[k], -1, memory_order_release);
     }
+    /* (a plain load first: the exchange, a locked instruction, only once
+     * per thread, not on every sample) */
     if ((outcome == VMP_SAMPLE_KEPT || outcome == VMP_SAMPLE_KEPT_CUT) && owed_now > 0 &&
+        atomic_load_explicit(&first_unsampled[k], memory_order_relaxed) &&
         atomic_exchange_explicit(&first_unsampled[k], 0, memory_order_relaxed))
         atomic_fetch_add_explicit(&first_sample_periods, (uint64_t)owed_now, memory_order_relaxed);
     set_last_sampled(k, tid, cpu, in_call);
