@@ -260,7 +260,17 @@ static PyObject *sampler_handler_hold_busy(PyObject *self, PyObject *args)
     return PyLong_FromLong(state);
 }
 
+static PyObject *sampler_fork_waits_in_vain(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyLong_FromUnsignedLongLong(vmp_sampler_test_fork_waits_in_vain());
+}
+
 static PyMethodDef sampler_methods[] = {
+    {"_fork_waits_in_vain", sampler_fork_waits_in_vain, METH_NOARGS,
+     "_fork_waits_in_vain(), tests only: forks taken while enabled whose wait for the signal handlers "
+     "in flight ended on its bound."},
     {"_handler_hold_busy", sampler_handler_hold_busy, METH_VARARGS,
      "_handler_hold_busy(seconds), tests only: computes without the GIL, the next handler of the profiling "
      "signal that interrupts it held inside (see _handler_hold), until that handler has returned or seconds "
@@ -348,6 +358,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("_writer_stall_next_name"),
     UNAVAILABLE("_writer_stalls"),
     UNAVAILABLE("_writer_lost_room"),
+    UNAVAILABLE("_fork_waits_in_vain"),
     {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
     {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},
     {"stop_sampling", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},

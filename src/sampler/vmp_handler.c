@@ -1,7 +1,7 @@
 /*
  * vmp_handler.c - the profiling signal's handler (contract in vmp_handler.h).
  *
- * `in_handler` counts handlers between entry and exit so that disable can
+ * `handlers` counts handlers between entry and exit so that disable can
  * wait for the last one before tearing down what they touch (at most
  * VMP_STOP_WAIT_NS: one left behind then, its era past, records nothing
  * more, and nothing it touches is freed); `active` and `paused` decide
@@ -30,10 +30,10 @@ typedef struct walk_args {
 } walk_args;
 
 /* Whether the stop this handler entered before has gone on without it
- * (vmp_run.handler_era): it then records nothing more. */
+ * (vmp_run.handlers' era): it then records nothing more. */
 static inline int left_behind(uint64_t era)
 {
-    return atomic_load(&vmp_run.handler_era) != era;
+    return VMP_HANDLERS_ERA(atomic_load(&vmp_run.handlers)) != era;
 }
 
 /* vmp_handler_test_hold: the state, the thread whose handler it holds,
@@ -198,10 +198,9 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     (void)signo;
     int saved_errno = errno;
     vmp_delivery_entered();
-    atomic_fetch_add(&vmp_run.in_handler, 1);
-    /* (read after counting itself in: a stop that bumps the era has seen
-     * this handler inside, or bumped before it was read) */
-    uint64_t era = atomic_load(&vmp_run.handler_era);
+    /* (counted in and the era read at once: a stop that moves the era on
+     * either leaves this handler behind, counted, or moved it before) */
+    uint64_t era = VMP_HANDLERS_ERA(atomic_fetch_add(&vmp_run.handlers, 1));
     int outcome = VMP_SAMPLE_NONE, in_call = 0;
     uint64_t generation = 0;
     int ours = vmp_delivery_is_ours(info, vmp_run.pid); /* sent by the sampler, or the thread's own source */
@@ -240,8 +239,18 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
         vmp_delivery_handled();
     }
     vmp_delivery_left();
-out:
-    atomic_fetch_sub(&vmp_run.in_handler, 1);
+out:;
+    /* Counted out of its era while it is the current one; a stop that left
+     * this handler behind moved it to handlers_behind, counted out there. */
+    uint64_t word = atomic_load(&vmp_run.handlers);
+    for (;;) {
+        if (VMP_HANDLERS_ERA(word) != era) {
+            atomic_fetch_sub(&vmp_run.handlers_behind, 1);
+            break;
+        }
+        if (atomic_compare_exchange_weak(&vmp_run.handlers, &word, word - 1))
+            break;
+    }
     if (held_here) { /* (tests only) */
         held_here = 0;
         atomic_store(&hold_state, VMP_HOLD_LEFT);

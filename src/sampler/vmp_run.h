@@ -45,16 +45,26 @@ typedef struct vmp_run_state {
     _Atomic int stopping_for_exec; /* the stop before an exec runs: waits give up on a stuck writer */
     _Atomic int active;         /* handlers record samples */
     _Atomic int paused;         /* stop_sampling() nesting */
-    _Atomic int in_handler;     /* handlers between entry and exit */
-    /* Bumped by each stop of the signals, once it waited for the handlers:
-     * a handler that entered before (read at its entry) and is still
-     * inside when it resumes - stopped by a debugger, starved - belongs to
-     * a stop that went on without it, and records nothing more, neither
-     * into the ring nor into any count or schedule (vmp_handler.c). */
-    _Atomic uint64_t handler_era;
-    /* The most handlers a stop of this run found still inside after its
-     * bound (VMP_STOP_WAIT_NS): META handlers_still_running.  While one is
-     * inside, nothing it may touch is freed (vmp_sampler.c, stop_signals). */
+    /* The handlers between entry and exit, and their era, in one word:
+     * (era << 32) | how many of that era are inside.  A handler counts
+     * itself in and reads its era in one fetch-and-add.  Each stop of the
+     * signals, once it waited for the handlers, moves the era on: a
+     * handler of an earlier era still inside when it resumes - stopped by
+     * a debugger, starved - belongs to a stop that went on without it,
+     * and records nothing more, neither into the ring nor into any count
+     * or schedule (vmp_handler.c).  The stop moves the count of those it
+     * leaves behind into handlers_behind in the same compare-and-swap that
+     * moves the era, so the word counts only the current era's handlers:
+     * the waits for the handlers in flight (a later stop, a fork) do not
+     * wait for one that may never come back (vmp_handlers_inside). */
+    _Atomic uint64_t handlers;
+    /* Handlers left behind by a stop that have not returned yet (each
+     * takes itself off when it does): while one is inside, nothing it may
+     * touch is freed (vmp_sampler.c, stop_signals). */
+    _Atomic int handlers_behind;
+    /* The most handlers still inside that a stop of this run found after
+     * its bound (VMP_STOP_WAIT_NS), those left behind by earlier stops
+     * included: META handlers_still_running. */
     _Atomic int handlers_left;
     _Atomic int forking;        /* a fork is under way: handlers record nothing */
 
@@ -95,6 +105,15 @@ int vmp_run_start_thread(pthread_t *th, void *(*fn)(void *));
  * run ends without it (vmp_sampler.c, stop_signals). */
 #define VMP_STOP_WAIT_NS 1000000000LL
 int vmp_run_writer_hopeless(void);
+
+/* The handlers' era and the count of the current era's handlers inside
+ * (vmp_run.handlers). */
+#define VMP_HANDLERS_ERA(word) ((word) >> 32)
+#define VMP_HANDLERS_INSIDE(word) ((uint32_t)(word))
+static inline uint32_t vmp_handlers_inside(void)
+{
+    return VMP_HANDLERS_INSIDE(atomic_load(&vmp_run.handlers));
+}
 
 /* Samples lost: those the ring or the writer had no room for, the
  * repeats of idle threads that found none and the periods dropped beyond

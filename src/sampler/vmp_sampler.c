@@ -67,6 +67,9 @@ int vmp_run_writer_hopeless(void)
  * child inherits no lock taken by a thread it does not have (the loader's,
  * libdw's) and no half-written slot. */
 static int held_for_fork;
+/* Tests only (vmp_sampler_test_fork_waits_in_vain): forks whose wait for
+ * the handlers in flight ended on its bound. */
+static _Atomic uint64_t fork_waits_in_vain;
 
 static void before_fork(void)
 {
@@ -74,9 +77,19 @@ static void before_fork(void)
         return;
     atomic_store(&vmp_run.forking, 1);
     held_for_fork = vmp_writer_hold(2000000000LL) == 0;
+    /* The handlers of the current era only: one a stop left behind
+     * (vmp_run.handlers) records nothing more, and may never return; it
+     * held every fork of the program up the whole bound. */
     int64_t deadline = vmp_mono_ns() + 100000000LL;
-    while (atomic_load(&vmp_run.in_handler) && vmp_mono_ns() < deadline)
+    while (vmp_handlers_inside() && vmp_mono_ns() < deadline)
         vmp_sleep_ns(10000);
+    if (vmp_handlers_inside())
+        atomic_fetch_add(&fork_waits_in_vain, 1);
+}
+
+uint64_t vmp_sampler_test_fork_waits_in_vain(void)
+{
+    return atomic_load(&fork_waits_in_vain);
 }
 
 static void after_fork_parent(void)
@@ -101,7 +114,9 @@ static void after_fork_child(void)
     vmp_handler_uninstall();
     vmp_guard_restore();
     vmp_codes_abandon();
-    atomic_store(&vmp_run.in_handler, 0); /* handlers of threads the child does not have */
+    /* (handlers of threads the child does not have, left behind or not) */
+    atomic_store(&vmp_run.handlers, VMP_HANDLERS_ERA(atomic_load(&vmp_run.handlers)) << 32);
+    atomic_store(&vmp_run.handlers_behind, 0);
     vmp_ring_reset(1);
     vmp_writer_after_fork_child();
     if (vmp_run.statm_fd >= 0 && !vmp_run.delivery.own_table)
@@ -418,7 +433,8 @@ undo_native:
 /* Stops the signals: no new one is sent, those sent and not handled yet are
  * dropped, and no handler records or runs any more.  Needs no GIL: nothing
  * here waits for Python code.  Returns how many handlers are still inside
- * after VMP_STOP_WAIT_NS (0 in all but a pathological case). */
+ * after VMP_STOP_WAIT_NS, those left behind by earlier stops included (0 in
+ * all but a pathological case). */
 static int stop_signals(void)
 {
     if (timer_running)
@@ -440,17 +456,36 @@ static int stop_signals(void)
      * it holds it), the fault guard stays in front (its walk may fault),
      * and native mode's tables are forgotten rather than freed.  The code
      * set and the delivery's tables are never freed.  Its count goes
-     * into META (handlers_still_running). */
+     * into META (handlers_still_running).
+     * The wait is for the current era's handlers: one left behind by an
+     * earlier stop is not waited for again (it made every later stop
+     * wait its bound), only counted.  The era moves on by a compare-and-
+     * swap from the count waited for, so that a handler entering after
+     * the wait (a signal sent before the stop, met late; it records
+     * nothing) is waited for too, not taken for one left behind. */
     int64_t deadline = vmp_mono_ns() + VMP_STOP_WAIT_NS;
-    int inside;
-    while ((inside = atomic_load(&vmp_run.in_handler)) > 0 && vmp_mono_ns() < deadline)
-        vmp_sleep_ns(10000);
-    atomic_fetch_add(&vmp_run.handler_era, 1);
-    if (inside < 0)
-        inside = 0;
-    if (inside > atomic_load(&vmp_run.handlers_left))
-        atomic_store(&vmp_run.handlers_left, inside);
-    return inside;
+    uint64_t word = atomic_load(&vmp_run.handlers);
+    uint32_t inside;
+    for (;;) {
+        inside = VMP_HANDLERS_INSIDE(word);
+        if (inside && vmp_mono_ns() < deadline) {
+            vmp_sleep_ns(10000);
+            word = atomic_load(&vmp_run.handlers);
+            continue;
+        }
+        /* (counted first: a handler left behind takes itself off
+         * handlers_behind as soon as it sees the era moved) */
+        atomic_fetch_add(&vmp_run.handlers_behind, (int)inside);
+        if (atomic_compare_exchange_strong(&vmp_run.handlers, &word, (VMP_HANDLERS_ERA(word) + 1) << 32))
+            break;
+        atomic_fetch_sub(&vmp_run.handlers_behind, (int)inside);
+    }
+    int still = atomic_load(&vmp_run.handlers_behind);
+    if (still < 0)
+        still = 0;
+    if (still > atomic_load(&vmp_run.handlers_left))
+        atomic_store(&vmp_run.handlers_left, still);
+    return still;
 }
 
 int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)

@@ -104,4 +104,8 @@ size_t vmp_sampler_stack_now(uint64_t *out, size_t max_frames);
  * fault, -1 when not enabled. */
 int vmp_sampler_guard_selftest(int nested);
 
+/* Tests only: forks (while enabled) whose wait for the handlers in flight
+ * ended on its bound (100 ms) with one still inside. */
+uint64_t vmp_sampler_test_fork_waits_in_vain(void);
+
 #endif /* VMP_SAMPLER_H */

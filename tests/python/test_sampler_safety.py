@@ -1051,6 +1051,90 @@ def test_disable_returns_while_a_handler_stays_inside_and_later_runs_work(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+# A held handler: the hook holds the handler of one thread (which computes in
+# C without the GIL, as a thread stopped in the handler would hold none) after
+# its ring slot is claimed; in native mode inside the native walk.  (Indented
+# as the scripts' bodies it goes before: run_script dedents the two as one.)
+HELD_HANDLER_SETUP = """
+        import faulthandler, os, sys, threading, time, vmprof
+        from vmprof import _core
+        from sampler_util import burn_cpu, read_back
+
+        native = sys.argv[1] == "native"
+        faulthandler.dump_traceback_later(40, exit=True)  # (a hang fails, with the stacks)
+
+        def computes():
+            _core._handler_hold_busy(60.0)
+
+        def wait_for(state):
+            deadline = time.monotonic() + 15
+            while _core._handler_hold() != state and time.monotonic() < deadline:
+                time.sleep(0.005)
+            return _core._handler_hold() == state
+
+        def enable(name):
+            out = open(name, "wb")
+            vmprof.enable(out.fileno(), period=0.0005, real_time=True, native=native)
+            return out
+
+        def samples_in(p, func):
+            return sum(1 for entries, _, _ in p.stacks if any(p.func(e) == func for e in entries if e in p.names))
+"""
+
+
+def test_forks_and_later_stops_do_not_wait_for_a_handler_left_behind(tmp_path):
+    # fork's prepare handler waits (at most 100 ms) for the handlers in
+    # flight.  It counted a handler left behind by a stop too, which may
+    # never return: every fork of the program, in every later run, waited
+    # the whole 100 ms (and every later stop its 1 s).  Now a stop moves
+    # the handlers it leaves behind out of the count the waits read (the
+    # era and the count are one word): the next run's forks do not wait
+    # for it (none ends on its bound), and its stop counts it still inside
+    # without waiting for it.
+    done = run_script(tmp_path, HELD_HANDLER_SETUP + """
+        out = enable("one.prof")
+        burn_cpu(0.05)
+        t = threading.Thread(target=computes)
+        t.start()
+        held = wait_for(2)
+        vmprof.disable()  # (leaves it behind)
+        out.close()
+        out = enable("two.prof")
+        burn_cpu(0.05)
+        before = _core._fork_waits_in_vain()
+        took = []
+        for i in range(5):
+            start = time.monotonic()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            took.append(time.monotonic() - start)
+            os.waitpid(pid, 0)
+        in_vain = _core._fork_waits_in_vain() - before
+        burn_cpu(0.05)
+        start = time.monotonic()
+        vmprof.disable()  # (the handler still held)
+        stop_took = time.monotonic() - start
+        out.close()
+        second = vmprof.profiler.last_run_stats
+        still_held = _core._handler_hold() == 2
+        _core._handler_hold(0)
+        left = wait_for(4)
+        t.join()
+        p = read_back("two.prof")
+        print("held", held, "still held", still_held, "left", left, "forks in vain", in_vain,
+              "fork took", " ".join("%.3f" % x for x in took), "second stop took %.2f s" % stop_took,
+              "handlers_still_running", second["handlers_still_running"], "burn_cpu samples",
+              samples_in(p, "burn_cpu"))
+        assert held and still_held and left and p.trailer
+        assert in_vain == 0
+        assert second["handlers_still_running"] == 1 and p.meta.get("handlers_still_running") == "1"
+        assert samples_in(p, "burn_cpu") > 0
+    """, "python", timeout=90)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 # ---- fork ----------------------------------------------------------------------
 
 def test_forks_while_profiling_natively_give_children_that_profile_natively(tmp_path):
