@@ -104,7 +104,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -124,7 +124,8 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          (unsigned long long)st.listings, "visits", (unsigned long long)st.visits, "first_samples",
                          (unsigned long long)st.first_samples, "first_sample_periods",
                          (unsigned long long)st.first_sample_periods, "handlers_still_running",
-                         (unsigned long long)st.handlers_left, "signal",
+                         (unsigned long long)st.handlers_left, "slots_given_up",
+                         (unsigned long long)st.slots_given_up, "signal",
                          st.signo);
 }
 
@@ -260,6 +261,15 @@ static PyObject *sampler_handler_hold_busy(PyObject *self, PyObject *args)
     return PyLong_FromLong(state);
 }
 
+static PyObject *sampler_writer_give_ups(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    uint64_t c[2];
+    vmp_writer_test_give_ups(c);
+    return Py_BuildValue("(KK)", (unsigned long long)c[0], (unsigned long long)c[1]);
+}
+
 static PyObject *sampler_fork_waits_in_vain(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -268,6 +278,10 @@ static PyObject *sampler_fork_waits_in_vain(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef sampler_methods[] = {
+    {"_writer_give_ups", sampler_writer_give_ups, METH_NOARGS,
+     "_writer_give_ups(), tests only: (after_waiting, at_once) ring slots the writer gave up on in this run "
+     "(or the last): their producer stayed between its claim and its publish for the bound, or was left "
+     "behind by a stop that waited for it already."},
     {"_fork_waits_in_vain", sampler_fork_waits_in_vain, METH_NOARGS,
      "_fork_waits_in_vain(), tests only: forks taken while enabled whose wait for the signal handlers "
      "in flight ended on its bound."},
@@ -358,6 +372,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("_writer_stall_next_name"),
     UNAVAILABLE("_writer_stalls"),
     UNAVAILABLE("_writer_lost_room"),
+    UNAVAILABLE("_writer_give_ups"),
     UNAVAILABLE("_fork_waits_in_vain"),
     {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
     {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},

@@ -151,8 +151,8 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
     s->rss_kib = atomic_load_explicit(&vmp_run.rss_kib, memory_order_relaxed);
     if (vmp_ring_publish(s) < 0) {
         /* (the writer gave the slot up: this thread was stopped or
-         * descheduled between claim and publish while it waited for
-         * everything to be out; counted unless the run is over) */
+         * descheduled between claim and publish for over VMP_STALL_NS, or
+         * left behind by a stop; counted unless the run is over) */
         if (!left_behind(era))
             atomic_fetch_add_explicit(&vmp_run.dropped, periods, memory_order_relaxed);
         return 0;
@@ -183,10 +183,10 @@ int vmp_handler_repeat_sample(pid_t tid, int64_t count, _Atomic int64_t *paid, i
     if (vmp_ring_publish(s) < 0) {
         /* Given up (see take_sample; s is not ours any more): its periods
          * are counted lost here, and 1 tells the caller that nothing is its
-         * to count (0 made it count them repeated too: twice).  Reached
-         * only by a handler held between this claim and publish past the
-         * stop's bound (vmp_sampler.c, stop_signals): the sampler thread is
-         * joined before the writer gives slots up. */
+         * to count (0 made it count them repeated too: twice).  Reached by
+         * a producer - the sampler thread, or a handler - stopped or
+         * starved between this claim and publish for over VMP_STALL_NS
+         * during the run, or a handler left behind by a stop. */
         atomic_fetch_add_explicit(&vmp_run.dropped, n, memory_order_relaxed);
         return 1;
     }

@@ -80,6 +80,10 @@ typedef struct vmp_run_state {
     /* figures */
     _Atomic uint64_t samples, dropped, received, names_lost;
     _Atomic uint64_t samples_cut; /* of `samples`: those whose native walk was cut (VMP_SAMPLE_KEPT_CUT) or capped (deep recursion; repeats of those too) */
+    /* Ring slots the writer gave up on because their producer stayed
+     * between its claim and its publish past VMP_STALL_NS (or was left
+     * behind by a stop): META slots_given_up (vmp_writer.c, drain). */
+    _Atomic uint64_t slots_given_up;
     _Atomic int write_errno;
 } vmp_run_state;
 

@@ -219,6 +219,7 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
     atomic_store(&vmp_run.received, 0);
     atomic_store(&vmp_run.names_lost, 0);
     atomic_store(&vmp_run.samples_cut, 0);
+    atomic_store(&vmp_run.slots_given_up, 0);
     atomic_store(&vmp_run.write_errno, 0);
     atomic_store(&vmp_run.rss_kib, 0);
     atomic_store(&vmp_run.handlers_left, 0);
@@ -480,6 +481,10 @@ static int stop_signals(void)
             break;
         atomic_fetch_sub(&vmp_run.handlers_behind, (int)inside);
     }
+    /* (the slots they hold, claimed before now: the stop waited for them
+     * already, the writer need not wait its VMP_STALL_NS again) */
+    if (inside)
+        vmp_writer_give_up_before(vmp_ring_next_index());
     int still = atomic_load(&vmp_run.handlers_behind);
     if (still < 0)
         still = 0;
@@ -549,6 +554,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->first_samples = atomic_load(&vmp_run.delivery.first_samples);
         stats->first_sample_periods = vmp_delivery_first_sample_periods();
         stats->handlers_left = (uint64_t)atomic_load(&vmp_run.handlers_left);
+        stats->slots_given_up = atomic_load(&vmp_run.slots_given_up);
         stats->signo = vmp_run.signo;
     }
     int e = atomic_load(&vmp_run.write_errno);

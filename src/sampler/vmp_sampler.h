@@ -70,6 +70,7 @@ typedef struct vmp_sampler_stats {
     uint64_t first_samples;  /* wall clock: threads idle from the start in a stack read by enable() */
     uint64_t first_sample_periods; /* of `samples`: the periods each thread's first signal's sample stood for */
     uint64_t handlers_left;  /* handlers still inside when a stop's wait for them ended (stopped, starved) */
+    uint64_t slots_given_up; /* ring slots given up on: their producer stayed between claim and publish past VMP_STALL_NS */
     int signo;               /* the signal used */
 } vmp_sampler_stats;
 

@@ -708,13 +708,35 @@ void vmp_writer_test_stalls(int counts[3])
  * is empty. */
 static uint64_t drained; /* slots processed, for the writer's naps */
 
+/* The wait under way for a producer between its claim and its publish:
+ * since when, and the claims it covers (those made before it began: each
+ * of their producers has had as long).  Kept across drains, so that the
+ * rounds of the run count one wait, as the stop's drain does. */
+static struct {
+    int64_t since; /* 0: none */
+    uint64_t covers;
+} Stall;
+/* Claims below this index are given up at once (vmp_writer_give_up_before). */
+static _Atomic uint64_t give_up_below;
+/* Tests only (vmp_writer_test_give_ups): slots given up after the wait,
+ * and at once. */
+static _Atomic uint64_t given_up_waited, given_up_at_once;
+
+void vmp_writer_give_up_before(uint64_t index)
+{
+    uint64_t was = atomic_load(&give_up_below);
+    while (was < index && !atomic_compare_exchange_weak(&give_up_below, &was, index)) {
+    }
+}
+
+void vmp_writer_test_give_ups(uint64_t counts[2])
+{
+    counts[0] = atomic_load(&given_up_waited);
+    counts[1] = atomic_load(&given_up_at_once);
+}
+
 static int drain(int wait)
 {
-    /* The wait under way for producers between their claim and their
-     * publish: since when, and the claims it covers (those made before it
-     * began: each of their producers has had as long). */
-    int64_t waited_since = 0;
-    uint64_t wait_covers = 0;
     for (;;) {
         uint64_t index;
         vmp_slot *s = vmp_ring_oldest(&index);
@@ -729,32 +751,37 @@ static int drain(int wait)
             return 1;
         int what = vmp_ring_look(s, index);
         if (what == VMP_RING_FILLING) {
-            if (!wait)
-                return 0;
             /* A producer is between its claim and its publish; it cannot
-             * block, but give up on it after a second rather than hang (a
-             * thread descheduled or stopped there).  Its publish is then
-             * refused: a sample is counted dropped by its producer, a name
-             * put in the stream again (vmp_writer_push_name); its slot is
-             * not used again until that producer is done with it.
-             * One second for all that claimed before the wait began, not
+             * block, but give up on it after VMP_STALL_NS rather than wait
+             * for ever (a thread descheduled or stopped there): during the
+             * run too, else the slots behind it, the whole process's
+             * samples, waited for it, and the ring filled.  Its publish is
+             * then refused: a sample is counted dropped by its producer, a
+             * name put in the stream again (vmp_writer_push_name); its slot
+             * is not used again until that producer is done with it.
+             * One wait for all that claimed before the wait began, not
              * one each: several stalled producers held disable() (or an
              * exec) up a second apiece.  A slot claimed during the wait
-             * gets a wait of its own.  (At the stop and before an exec the
-             * sampler thread is joined first and the handlers are done, but
-             * for one held inside past the stop's bound, counted in META
-             * handlers_still_running instead: else only names are still
-             * pushed, and given up on, there.) */
+             * gets a wait of its own.  A slot claimed before a stop that
+             * left handlers behind is given up at once: the stop waited
+             * for them already. */
             int64_t now = vmp_mono_ns();
-            if (!waited_since || index >= wait_covers) {
-                waited_since = now;
-                wait_covers = vmp_ring_next_index();
+            if (!Stall.since || index >= Stall.covers) {
+                Stall.since = now;
+                Stall.covers = vmp_ring_next_index();
             }
-            if (now - waited_since < 1000000000LL) {
+            int at_once = index < atomic_load(&give_up_below);
+            if (!at_once && now - Stall.since < VMP_STALL_NS) {
+                if (!wait)
+                    return 0; /* (looked at again next round) */
                 vmp_sleep_ns(20000);
                 continue;
             }
             what = vmp_ring_give_up(s, index);
+            if (what == VMP_RING_HOLE) {
+                atomic_fetch_add(&vmp_run.slots_given_up, 1);
+                atomic_fetch_add(at_once ? &given_up_at_once : &given_up_waited, 1);
+            }
         }
         if (what == VMP_RING_READY)
             process(s);
@@ -803,6 +830,14 @@ static void write_end(void)
     int left = atomic_load(&vmp_run.handlers_left);
     if (left > 0)
         write_meta_u64("handlers_still_running", (uint64_t)left);
+    /* (slots whose producer stayed between its claim and its publish past
+     * VMP_STALL_NS, given up so that the samples behind them were written:
+     * a sample's periods are in samples_dropped once its handler came back
+     * during the run, else its handler in handlers_still_running; a name
+     * is written again) */
+    uint64_t given_up = atomic_load(&vmp_run.slots_given_up);
+    if (given_up)
+        write_meta_u64("slots_given_up", given_up);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     if (W.buf.cap - W.buf.len < 64)
@@ -976,6 +1011,7 @@ void vmp_writer_after_fork_child(void)
     atomic_store(&Held.head, 0);
     atomic_store(&Held.tail, 0);
     atomic_store(&names_stalled, 0);
+    Stall.since = 0;
 }
 
 int vmp_writer_prepare(void)
@@ -1007,6 +1043,9 @@ int vmp_writer_prepare(void)
     for (int i = 0; i < 3; i++)
         atomic_store(&stall_counts[i], 0);
     lost_room = 0;
+    Stall.since = 0;
+    atomic_store(&given_up_waited, 0);
+    atomic_store(&given_up_at_once, 0);
     return 0;
 }
 

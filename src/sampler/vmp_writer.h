@@ -61,6 +61,28 @@ int vmp_writer_sync(int64_t timeout_ns, int64_t stuck_ns);
 int64_t vmp_writer_stuck_ns(void);
 void vmp_writer_stopping(void);
 
+/* How long a producer may stay between its claim of a ring slot and its
+ * publish before the writer gives the slot up, during the run as at the
+ * stop.  A handler, a repeat or a name takes microseconds there; one that
+ * stays longer is stopped (a debugger, SIGSTOP of the thread through
+ * ptrace) or starved, and may stay for ever: the writer, which writes in
+ * claim order, wrote nothing more, the ring filled behind the slot and
+ * every later sample of the process was dropped until disable().  Giving
+ * the slot up loses that one producer's content (counted; a name is put in
+ * the stream again) and is safe whenever it resumes (vmp_ring.h). */
+#define VMP_STALL_NS 1000000000LL
+
+/* The stop, when it left handlers behind (vmp_sampler.c, stop_signals):
+ * every slot claimed before `index` whose producer is not done is given
+ * up at once, not after VMP_STALL_NS: a handler left behind may never
+ * publish, and the stop has waited VMP_STOP_WAIT_NS for it already
+ * (disable() took that twice).  Any thread; indexes only grow. */
+void vmp_writer_give_up_before(uint64_t index);
+
+/* Tests only: the slots the writer gave up on in this run, (after waiting
+ * VMP_STALL_NS, at once for a stop that left handlers behind). */
+void vmp_writer_test_give_ups(uint64_t counts[2]);
+
 /* Wake-ups of the writer thread in the current (or last) run. */
 uint64_t vmp_writer_wakeups(void);
 

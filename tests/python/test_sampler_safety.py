@@ -1082,6 +1082,99 @@ HELD_HANDLER_SETUP = """
 """
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
+def test_a_handler_held_during_the_run_is_given_up_and_the_samples_behind_it_are_written(tmp_path, native):
+    # The writer writes in claim order.  A handler that stayed between its
+    # claim of a ring slot and its publish (its thread stopped there by a
+    # debugger, or starved) stopped it until disable(): it waited for that
+    # slot during the run without bound, the ring filled behind it (at
+    # 2 kHz in about 0.5 s) and every later sample of the process was
+    # dropped.  Now the writer gives the slot up after VMP_STALL_NS (1 s)
+    # during the run too, writes the samples behind it and counts it
+    # (META slots_given_up); the handler, released later, finds its
+    # publish refused and the run goes on whole.
+    done = run_script(tmp_path, HELD_HANDLER_SETUP + """
+        def while_held(t):
+            burn_cpu(t)
+
+        def after_give_up(t):
+            burn_cpu(t)
+
+        def after_release(t):
+            burn_cpu(t)
+
+        out = enable("p.prof")
+        burn_cpu(0.05)
+        t = threading.Thread(target=computes)
+        t.start()
+        held = wait_for(2)
+        deadline = time.monotonic() + 10
+        while sum(_core._writer_give_ups()) == 0 and time.monotonic() < deadline:
+            while_held(0.02)
+        given = _core._writer_give_ups()
+        after_give_up(0.3)  # (before: the ring full, every sample dropped)
+        _core._handler_hold(0)
+        released = wait_for(4)  # (its publish refused)
+        after_release(0.3)
+        vmprof.disable()
+        out.close()
+        st = vmprof.profiler.last_run_stats
+        t.join()
+        p = read_back("p.prof")
+        counts = {f: samples_in(p, f) for f in ("while_held", "after_give_up", "after_release")}
+        print("held", held, "released", released, "given up (waited, at once)", given, counts,
+              "meta", p.meta.get("slots_given_up"), p.meta.get("handlers_still_running"),
+              "samples", st["samples"], "dropped", st["dropped"], "stats", st["slots_given_up"])
+        assert held and released and p.trailer
+        assert given == (1, 0)
+        assert st["slots_given_up"] == 1 and p.meta.get("slots_given_up") == "1"
+        assert "handlers_still_running" not in p.meta and st["handlers_still_running"] == 0
+        assert counts["after_give_up"] > 0 and counts["after_release"] > 0
+    """, "native" if native else "python", timeout=90)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
+def test_the_slot_of_a_handler_left_behind_is_given_up_at_once_by_the_stop(tmp_path, native):
+    # The stop waits VMP_STOP_WAIT_NS (1 s) for the handlers inside, then
+    # leaves the ones still there behind.  The writer then waited its own
+    # second for the slot such a handler holds, before giving it up:
+    # disable() took 2 s.  Now a slot claimed before a stop that left
+    # handlers behind is given up at once.  The writer is held from before
+    # the handler's claim until the stop (the test hook), so that it cannot
+    # give the slot up during the run first (its own second would race the
+    # stop's): before, the slot was given up after the writer's wait (1, 0),
+    # now at once (0, 1).
+    done = run_script(tmp_path, HELD_HANDLER_SETUP + """
+        out = enable("p.prof")
+        burn_cpu(0.05)
+        writer_held = _core._writer_hold_at_empty(True, True)
+        t = threading.Thread(target=computes)
+        t.start()
+        held = wait_for(2)
+        start = time.monotonic()
+        vmprof.disable()  # (lets the writer go)
+        took = time.monotonic() - start
+        out.close()
+        st = vmprof.profiler.last_run_stats
+        given = _core._writer_give_ups()
+        _core._handler_hold(0)
+        left = wait_for(4)
+        t.join()
+        p = read_back("p.prof")
+        print("writer held", writer_held, "held", held, "left", left, "disable took %.2f s" % took,
+              "given up (waited, at once)", given, "meta", p.meta.get("slots_given_up"),
+              p.meta.get("handlers_still_running"), "burn_cpu samples", samples_in(p, "burn_cpu"))
+        assert writer_held and held and left and p.trailer
+        assert given == (0, 1)
+        assert st["slots_given_up"] == 1 and p.meta.get("slots_given_up") == "1"
+        assert st["handlers_still_running"] == 1 and p.meta.get("handlers_still_running") == "1"
+    """, "native" if native else "python", timeout=90)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_forks_and_later_stops_do_not_wait_for_a_handler_left_behind(tmp_path):
     # fork's prepare handler waits (at most 100 ms) for the handlers in
     # flight.  It counted a handler left behind by a stop too, which may

@@ -889,7 +889,7 @@ def _unavailable(*args, **kw):
 
 
 enable = disable = start_sampling = sample_stack_now = resolve_addr = _unavailable
-_guard_selftest = _handler_hold = _handler_hold_busy = _writer_hold_at_empty = _writer_stall_next_name = _writer_stalls = _writer_lost_room = _fork_waits_in_vain = _unavailable
+_guard_selftest = _handler_hold = _handler_hold_busy = _writer_hold_at_empty = _writer_stall_next_name = _writer_stalls = _writer_lost_room = _writer_give_ups = _fork_waits_in_vain = _unavailable
 
 
 def is_enabled():
