@@ -18,11 +18,13 @@
  * the one consumer.
  *
  * A producer may stall between its claim and its publish (descheduled,
- * stopped by a debugger, the process stopped), and the consumer, waiting
- * for everything to be out (a sync, the stop), gives such a slot up after a
- * while.  Its producer still writes into it, so the slot is not reused
- * until the producer is done: each slot's state carries the claim index it
- * is for (VMP_SLOT_TAG), and
+ * stopped by a debugger, the process stopped), and the consumer, which
+ * takes slots in order, gives such a slot up after a while (the writer:
+ * VMP_STALL_NS, during the run as when waiting for everything to be out),
+ * rather than leave every slot behind it waiting, the ring full and every
+ * later producer refused.  Its producer still writes into it, so the slot
+ * is not reused until the producer is done: each slot's state carries the
+ * claim index it is for (VMP_SLOT_TAG), and
  *  - a claim takes its slot by compare-and-swap from "free for this index";
  *    a slot still held by a stalled producer is not free, and that claim
  *    fails as on a full ring (its index is a hole the consumer passes);
