@@ -1119,6 +1119,7 @@ def test_a_handler_held_during_the_run_is_given_up_and_the_samples_behind_it_are
         vmprof.disable()
         out.close()
         st = vmprof.profiler.last_run_stats
+        in_all = sum(_core._writer_give_ups())
         t.join()
         p = read_back("p.prof")
         counts = {f: samples_in(p, f) for f in ("while_held", "after_give_up", "after_release")}
@@ -1126,8 +1127,10 @@ def test_a_handler_held_during_the_run_is_given_up_and_the_samples_behind_it_are
               "meta", p.meta.get("slots_given_up"), p.meta.get("handlers_still_running"),
               "samples", st["samples"], "dropped", st["dropped"], "stats", st["slots_given_up"])
         assert held and released and p.trailer
-        assert given == (1, 0)
-        assert st["slots_given_up"] == 1 and p.meta.get("slots_given_up") == "1"
+        # (the held one; another producer starved for a second on a loaded
+        # machine would be given up too, and counted)
+        assert given[0] >= 1 and given[1] == 0
+        assert st["slots_given_up"] == in_all and p.meta.get("slots_given_up") == str(in_all)
         assert "handlers_still_running" not in p.meta and st["handlers_still_running"] == 0
         assert counts["after_give_up"] > 0 and counts["after_release"] > 0
     """, "native" if native else "python", timeout=90)
@@ -1167,8 +1170,8 @@ def test_the_slot_of_a_handler_left_behind_is_given_up_at_once_by_the_stop(tmp_p
               "given up (waited, at once)", given, "meta", p.meta.get("slots_given_up"),
               p.meta.get("handlers_still_running"), "burn_cpu samples", samples_in(p, "burn_cpu"))
         assert writer_held and held and left and p.trailer
-        assert given == (0, 1)
-        assert st["slots_given_up"] == 1 and p.meta.get("slots_given_up") == "1"
+        assert given[0] == 0 and given[1] >= 1
+        assert st["slots_given_up"] == sum(given) and p.meta.get("slots_given_up") == str(sum(given))
         assert st["handlers_still_running"] == 1 and p.meta.get("handlers_still_running") == "1"
     """, "native" if native else "python", timeout=90)
     print(done.stdout)
