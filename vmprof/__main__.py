@@ -374,6 +374,46 @@ def _can_catch_sigterm():
         return False
 
 
+def _keep_sigterm_out_of_forked_children(handler):
+    """A child forked while `handler` (vmprof's SIGTERM handler) is installed
+    gets SIGTERM's default action back, as it had without vmprof.
+
+    Inherited, the handler let a child die of SIGTERM only when Python code
+    ran again: a child waiting in C code that retries after a signal, or that
+    got the signal just before it blocked (a multiprocessing.Pool(fork)
+    worker stopped by pool.terminate() while it waits for the queue's
+    semaphore), never died, and the parent waiting for it hung.  SIGTERM is
+    blocked in the forking thread across the fork, so that one arriving
+    meanwhile is neither lost in the child (Python forgets the signals its
+    handler caught before the child's hooks run) nor handled by vmprof's
+    handler there: the child takes it by the default action once unblocked."""
+    if not hasattr(os, "register_at_fork") or not hasattr(signal, "pthread_sigmask"):
+        return
+    # The mask before the fork, per forking thread (two threads may fork at once).
+    saved = threading.local()
+
+    def before():
+        saved.mask = None
+        if signal.getsignal(signal.SIGTERM) is handler:
+            saved.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def restore():
+        mask, saved.mask = getattr(saved, "mask", None), None
+        if mask is not None and signal.SIGTERM not in mask:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+    def after_in_child():
+        try:
+            if signal.getsignal(signal.SIGTERM) is handler:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        finally:
+            restore()
+
+    # (hooks cannot be removed: once the handler is gone they do nothing)
+    os.register_at_fork(before=before, after_in_parent=restore,
+                        after_in_child=after_in_child)
+
+
 def main(argv=None):
     """Runs `python -m vmprof` with argv (default sys.argv[1:]); returns the status."""
     args = cli.parse_args(argv)
@@ -452,6 +492,7 @@ def main(argv=None):
     # replaces this one as it would replace the default.
     catch_sigterm = _can_catch_sigterm()
     if catch_sigterm:
+        _keep_sigterm_out_of_forked_children(on_sigterm)
         signal.signal(signal.SIGTERM, on_sigterm)
     # Keep this module alive: the program replaces sys.modules["__main__"].
     this_module = sys.modules.get(__name__)

@@ -434,6 +434,59 @@ def test_a_forked_child_leaves_the_parents_profile_alone(tmp_path):
     assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
 
 
+def test_a_forked_child_still_dies_of_sigterm_at_once(tmp_path):
+    # vmprof's own SIGTERM handler (it finishes the profile first) must stay
+    # in the process that started the profile.  A forked child that
+    # inherited it died of SIGTERM only once Python code ran again: a child
+    # waiting in C that retries after a signal (a multiprocessing.Pool(fork)
+    # worker that got its SIGTERM from pool.terminate() just before it
+    # blocked in a semaphore, 1 run in ~8) never died, and the parent's
+    # join() hung for ever.  Here the child waits for a mutex it holds
+    # itself: only the signal's default action can end it.
+    write_script(tmp_path / "prog.py", """
+        import ctypes, os, signal, sys, time
+        libc = ctypes.CDLL(None)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            default = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+            os.write(w, b"D" if default else b"H")
+            mutex = ctypes.create_string_buffer(64)   # PTHREAD_MUTEX_INITIALIZER: zeros
+            libc.pthread_mutex_lock(mutex)
+            libc.pthread_mutex_lock(mutex)            # waits for ever, in C
+            os._exit(0)
+        os.close(w)
+        print("child's SIGTERM:", "default" if os.read(r, 1) == b"D" else "a handler")
+        # (sent once the child waits in the kernel, not before its second lock)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with open("/proc/%d/wchan" % pid) as f:
+                if "futex" in f.read():
+                    break
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            print("child ignored SIGTERM")
+            sys.exit(1)
+        print("child killed by", os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)
+        burn_cpu_for_vmprof(0.05)
+    """)
+    out = tmp_path / "out.prof"
+    done = run_vmprof("-o", out, "prog.py", cwd=tmp_path)
+    assert done.stdout == "child's SIGTERM: default\nchild killed by 15\n", done.stderr
+    assert done.returncode == 0, done.stderr
+    assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
+
+
 def test_no_native_records_python_frames_only(tmp_path):
     write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.1)\n")
     out = tmp_path / "out.prof"
