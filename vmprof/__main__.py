@@ -374,6 +374,22 @@ def _can_catch_sigterm():
         return False
 
 
+def _say_if_signal_taken_over():
+    """A profile cut short because the program installed its own handler for
+    the profiler's signal (the sampler then stops sending it) says so, else
+    its missing samples would read as a program that did nothing."""
+    stats = getattr(getattr(vmprof, "profiler", None), "last_run_stats", None) or {}
+    taken = stats.get("signal_taken_over_ms")
+    if taken is None:
+        return
+    try:
+        name = signal.Signals(stats.get("signal")).name
+    except (ValueError, TypeError):
+        name = "signal %s" % stats.get("signal")
+    _say("the program installed its own handler for %s, the profiler's signal, %.2f s after "
+         "it started: nothing was sampled after that" % (name, taken / 1000.0))
+
+
 def _keep_sigterm_out_of_forked_children(handler):
     """A child forked while `handler` (vmprof's SIGTERM handler) is installed
     gets SIGTERM's default action back, as it had without vmprof.
@@ -462,6 +478,7 @@ def main(argv=None):
         try:
             if _is_enabled():
                 vmprof.disable()
+                _say_if_signal_taken_over()
         except Exception as e:
             _say("stopping the profiler failed: %s" % " ".join(str(e).split()))
         if jitlog_fd is not None:

@@ -104,7 +104,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    PyObject *stats = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -127,6 +127,16 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          (unsigned long long)st.handlers_left, "slots_given_up",
                          (unsigned long long)st.slots_given_up, "signal",
                          st.signo);
+    /* (None: the program never replaced our handler) */
+    PyObject *taken = Py_None;
+    if (st.signal_taken_ms >= 0)
+        taken = PyLong_FromLongLong(st.signal_taken_ms);
+    else
+        Py_INCREF(taken);
+    if (stats && (!taken || PyDict_SetItemString(stats, "signal_taken_over_ms", taken) < 0))
+        Py_CLEAR(stats);
+    Py_XDECREF(taken);
+    return stats;
 }
 
 static PyObject *sampler_is_enabled(PyObject *self, PyObject *noargs)

@@ -66,6 +66,11 @@ typedef struct vmp_run_state {
      * its bound (VMP_STOP_WAIT_NS), those left behind by earlier stops
      * included: META handlers_still_running. */
     _Atomic int handlers_left;
+    /* Milliseconds after enable() when the sampler thread found the
+     * program's own handler on our signal and stopped sending it (nothing
+     * was sampled after that), -1 while it never did: META
+     * signal_taken_over_ms, so that a profile cut short says why. */
+    _Atomic int64_t signal_taken_ms;
     _Atomic int forking;        /* a fork is under way: handlers record nothing */
 
     /* threads */

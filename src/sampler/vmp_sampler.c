@@ -223,6 +223,7 @@ static void reset_run(const vmp_sampler_config *cfg, int signo)
     atomic_store(&vmp_run.write_errno, 0);
     atomic_store(&vmp_run.rss_kib, 0);
     atomic_store(&vmp_run.handlers_left, 0);
+    atomic_store(&vmp_run.signal_taken_ms, -1);
     vmp_guard_reset_faults();
     vmp_run.delivery = (vmp_delivery){.period_ns = vmp_run.period_ns, .cpu_clock = !vmp_run.real_time,
                                       .signo = signo, .sources = sources_allowed(),
@@ -556,6 +557,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->handlers_left = (uint64_t)atomic_load(&vmp_run.handlers_left);
         stats->slots_given_up = atomic_load(&vmp_run.slots_given_up);
         stats->signo = vmp_run.signo;
+        stats->signal_taken_ms = atomic_load(&vmp_run.signal_taken_ms);
     }
     int e = atomic_load(&vmp_run.write_errno);
     if (e == ETIMEDOUT)

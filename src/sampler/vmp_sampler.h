@@ -72,6 +72,7 @@ typedef struct vmp_sampler_stats {
     uint64_t handlers_left;  /* handlers still inside when a stop's wait for them ended (stopped, starved) */
     uint64_t slots_given_up; /* ring slots given up on: their producer stayed between claim and publish past VMP_STALL_NS */
     int signo;               /* the signal used */
+    int64_t signal_taken_ms; /* ms after enable when the program's own handler replaced ours and sampling stopped; -1: never */
 } vmp_sampler_stats;
 
 /* Starts profiling.  Returns 0, or -1 with a one-line reason in err. */

@@ -20,7 +20,14 @@
 #include "vmp_handler.h"
 #include "vmp_run.h"
 
-#define VMP_CHECK_NS 50000000LL /* check that our handler is still installed */
+/* How often the sampler checks that our handler is still the one installed
+ * for the signal: once a program installs its own, every signal of ours
+ * until the check calls the program's handler (a Python handler for SIGURG
+ * ran ~50 more times than the program sent it in the 50 ms this was).  One
+ * rt_sigaction() each round at 1 kHz, a fraction of a microsecond; with
+ * per-thread events the rounds themselves are 10 ms apart (40 ms on the
+ * CPU clock), and the events' signals in between still reach it. */
+#define VMP_CHECK_NS 1000000LL
 /* Our fault handler back in front of one the program installed meanwhile
  * (vmp_guard.h), at most this often: with rounds 10 ms apart (40 ms in the
  * CPU clock's long rounds: vmp_delivery.h), each round. */
@@ -117,7 +124,7 @@ static void *sampler_main(void *arg)
         close_statm();
         return NULL;
     }
-    int64_t last_check = 0, last_guard = 0;
+    int64_t last_check = 0, last_guard = 0, run_from = vmp_mono_ns();
     while (!atomic_load(&vmp_run.sampler_stop)) {
         int64_t periods = vmp_delivery_wait(&vmp_run.delivery);
         if (periods < 0)
@@ -131,8 +138,11 @@ static void *sampler_main(void *arg)
             }
             if (now - last_check >= VMP_CHECK_NS) {
                 last_check = now;
-                if (!vmp_handler_is_ours())
-                    break; /* the program took our signal over: stop sending it */
+                if (!vmp_handler_is_ours()) {
+                    /* the program took our signal over: stop sending it */
+                    atomic_store(&vmp_run.signal_taken_ms, (now - run_from) / 1000000);
+                    break;
+                }
             }
             if (vmp_run.memory)
                 read_rss();

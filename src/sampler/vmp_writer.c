@@ -838,6 +838,11 @@ static void write_end(void)
     uint64_t given_up = atomic_load(&vmp_run.slots_given_up);
     if (given_up)
         write_meta_u64("slots_given_up", given_up);
+    /* (the program installed a handler of its own for our signal: nothing
+     * was sampled from then on) */
+    int64_t taken = atomic_load(&vmp_run.signal_taken_ms);
+    if (taken >= 0)
+        write_meta_u64("signal_taken_over_ms", (uint64_t)taken);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     if (W.buf.cap - W.buf.len < 64)

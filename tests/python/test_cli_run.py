@@ -487,6 +487,22 @@ def test_a_forked_child_still_dies_of_sigterm_at_once(tmp_path):
     assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
 
 
+def test_a_program_that_takes_the_profilers_signal_is_told_why_its_profile_stops(tmp_path):
+    # The program sets up its own SIGURG handler after `python -m vmprof`
+    # started it with SIGURG as the profiling signal: sampling stops there
+    # (its handler is its own), and the profile's few samples are explained.
+    write_script(tmp_path / "prog.py", """
+        import signal
+        burn_cpu_for_vmprof(0.1)
+        signal.signal(signal.SIGURG, lambda s, f: None)
+        burn_cpu_for_vmprof(0.1)
+    """)
+    done = run_vmprof("-o", tmp_path / "out.prof", "prog.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "installed its own handler for SIGURG, the profiler's signal" in done.stderr, done.stderr
+    assert read(tmp_path / "out.prof").meta.get("signal_taken_over_ms")
+
+
 def test_no_native_records_python_frames_only(tmp_path):
     write_script(tmp_path / "prog.py", "burn_cpu_for_vmprof(0.1)\n")
     out = tmp_path / "out.prof"

@@ -88,6 +88,41 @@ def test_the_programs_own_signal_handlers_keep_working():
         signal.signal(signal.SIGUSR1, old_usr1)
 
 
+@pytest.mark.parametrize("real_time", [False, True], ids=["cpu", "wall"])
+def test_a_program_taking_the_signal_over_keeps_it_and_the_profile_says_when(real_time):
+    # The program installs its own handler for the signal the profiler uses
+    # (SIGURG, free when profiling began).  The sampler stops sending it, so
+    # that the handler is not run for every sample; but the profile then
+    # just ended there, with nothing to say why (a program that set up its
+    # handlers after `python -m vmprof` started it showed "0 samples").
+    # META and disable()'s figures now say when it happened.
+    got = []
+
+    def run():
+        burn_cpu(0.1)
+        old = signal.signal(signal.SIGURG, lambda s, f: got.append(1))
+        try:
+            burn_cpu(0.2)
+            sent = len(got)
+            os.kill(os.getpid(), signal.SIGURG)
+            return sent
+        finally:
+            signal.signal(signal.SIGURG, old)
+
+    p, ours_met, stats = profile(run, period=0.001, real_time=real_time)
+    assert stats["signal"] == signal.SIGURG
+    taken = stats["signal_taken_over_ms"]
+    assert taken is not None and taken >= 50, stats
+    assert p.meta.get("signal_taken_over_ms") == str(taken)
+    assert len(got) == ours_met + 1                   # the program's own signal reached it
+    assert p.inclusive("burn_cpu") > 30
+    # nothing of ours arrives later either
+    burn_cpu(0.05)
+    # a later run is not told the same
+    _, _, stats = profile(burn_cpu, 0.05, period=0.001)
+    assert stats["signal_taken_over_ms"] is None
+
+
 def c_disposition(signo):
     """The handler address the kernel has for signo (signal.getsignal only
     knows what Python itself installed)."""
