@@ -487,6 +487,7 @@ def test_a_forked_child_still_dies_of_sigterm_at_once(tmp_path):
     assert samples_in(read(out), "burn_cpu_for_vmprof") > 0
 
 
+@pytest.mark.cpython_only  # (PyPy's own sampler keeps SIGPROF whatever the program does)
 def test_a_program_that_takes_the_profilers_signal_is_told_why_its_profile_stops(tmp_path):
     # The program sets up its own SIGURG handler after `python -m vmprof`
     # started it with SIGURG as the profiling signal: sampling stops there
