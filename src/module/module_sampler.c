@@ -104,7 +104,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    PyObject *stats = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    PyObject *stats = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -119,7 +119,8 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          (unsigned long long)st.unwind_pcs_libdw,
                          "not_python_answers", (unsigned long long)st.not_python, "sampler_rounds",
                          (unsigned long long)st.sampler_rounds, "writer_rounds",
-                         (unsigned long long)st.writer_rounds, "clock_reads",
+                         (unsigned long long)st.writer_rounds, "bytes_allocated_ahead",
+                         (unsigned long long)st.allocated_ahead, "clock_reads",
                          (unsigned long long)st.clock_reads, "polls", (unsigned long long)st.polls, "listings",
                          (unsigned long long)st.listings, "visits", (unsigned long long)st.visits, "first_samples",
                          (unsigned long long)st.first_samples, "first_sample_periods",

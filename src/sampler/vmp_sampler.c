@@ -548,6 +548,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->not_python = atomic_load(&vmp_run.delivery.not_python);
         stats->sampler_rounds = atomic_load(&vmp_run.delivery.rounds);
         stats->writer_rounds = vmp_writer_wakeups();
+        stats->allocated_ahead = vmp_writer_allocated_ahead();
         stats->clock_reads = atomic_load(&vmp_run.delivery.clock_reads);
         stats->polls = atomic_load(&vmp_run.delivery.polls);
         stats->listings = atomic_load(&vmp_run.delivery.scans);

@@ -63,6 +63,7 @@ typedef struct vmp_sampler_stats {
     uint64_t not_python;     /* signals answered "no Python thread state" */
     uint64_t sampler_rounds; /* wake-ups of the sampler thread */
     uint64_t writer_rounds;  /* wake-ups of the writer thread */
+    uint64_t allocated_ahead; /* bytes of the profile's blocks the writer allocated ahead of its writes */
     /* The sampler thread's work that grows with the threads (vmp_delivery.h):
      * other threads' CPU clocks read, polls of the still threads, listings
      * of /proc/self/task, visits of still threads. */

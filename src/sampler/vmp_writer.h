@@ -86,6 +86,11 @@ void vmp_writer_test_give_ups(uint64_t counts[2]);
 /* Wake-ups of the writer thread in the current (or last) run. */
 uint64_t vmp_writer_wakeups(void);
 
+/* Bytes of blocks the writer allocated ahead of its writes in the current
+ * (or last) run (a large profile on ext4; given back past the end at the
+ * stop). */
+uint64_t vmp_writer_allocated_ahead(void);
+
 /* fork: the prepare handler holds the writer at a point where it holds no
  * lock of a library (0, or -1 when it did not get there within timeout_ns);
  * the parent lets it go on; the child forgets the parent's writer state

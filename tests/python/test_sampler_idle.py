@@ -11,7 +11,7 @@ import time
 import pytest
 import vmprof
 
-from sampler_util import burn_cpu, profile, wait_until_asleep
+from sampler_util import burn_cpu, profile, read_back, wait_until_asleep
 
 
 def waits_in_a(event):
@@ -348,3 +348,53 @@ def test_a_late_signal_gives_each_of_its_periods_its_own_rss(monkeypatch, events
     starved, main = set(rss["starved_hashing"]), set(rss["waits_in_a"])
     assert len(main) > 30, (len(main), stats)  # the growth was seen
     assert len(starved) >= 0.6 * len(main), (len(starved), len(main), stats)
+
+
+def file_system_type(path):
+    """The statfs type of the file system holding path, in hex ("ef53": ext2/3/4)."""
+    import subprocess
+    r = subprocess.run(["stat", "-f", "-c", "%t", str(path)], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def test_a_large_profile_on_ext4_has_its_blocks_allocated_ahead_and_keeps_none_past_its_end(tmp_path):
+    # 200 waiting threads at 1 kHz are ~15 MB a second of repeats.  Once a
+    # run wrote 8 MiB to a regular file on ext4, the writer allocates the
+    # blocks its next writes need 8 MiB ahead (fallocate, the size kept),
+    # instead of ext4 reserving each 4 KiB block as a write reaches it;
+    # what lies past the end at the stop is given back.  No byte changes:
+    # the profile reads back whole, its size is where the writes ended.
+    if file_system_type(tmp_path) != "ef53":
+        pytest.skip("not on ext4: the writer allocates nothing ahead there")
+    path = tmp_path / "p.prof"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    seen = {"past_end": 0}
+
+    def meanwhile():
+        end = time.monotonic() + 1.2
+        while time.monotonic() < end:
+            st = os.fstat(fd)
+            seen["past_end"] = max(seen["past_end"], st.st_blocks * 512 - st.st_size)
+            time.sleep(0.01)
+
+    try:
+        vmprof.enable(fd, period=0.001, real_time=True, native=False)
+        try:
+            idle_pool(200, meanwhile)()
+        finally:
+            vmprof.disable()
+        stats = vmprof.profiler.last_run_stats
+        st = os.fstat(fd)
+        written_to = os.lseek(fd, 0, os.SEEK_CUR)
+    finally:
+        os.close(fd)
+    assert st.st_size > 12 << 20, (st.st_size, stats)
+    # allocated during the run, past the end of what was written then
+    assert stats["bytes_allocated_ahead"] >= st.st_size - (8 << 20), stats
+    assert seen["past_end"] > 1 << 20, (seen, stats)
+    # ... and none of it kept (a file this size has an extent block or two)
+    assert st.st_blocks * 512 <= st.st_size + (64 << 10), (st.st_blocks * 512, st.st_size)
+    assert written_to == st.st_size
+    p = read_back(path)
+    assert len(p.stacks) == stats["samples"] == int(p.meta["samples"]), stats
+    assert int(p.meta["samples_repeated"]) == stats["samples_repeated"] > 0.9 * stats["samples"], stats
