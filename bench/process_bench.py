@@ -25,7 +25,8 @@ profiling in the same round):
            of a core (until disable(), the sampler thread's alone, and with
            their work in disable()), the busy thread's rate, the C threads'
            sleeps cut short; and the floor under the writer: a bare thread
-           writing the wall clock's profile size to the same file
+           writing the wall clock's profile size to the same file, plainly
+           and with its blocks allocated ahead (as the writer does on ext4)
   late     1,100 waiting threads, then a busy one started: its samples
   fast     threads that wait now and then, which keep the wall clock's sampler
            thread on short (1 ms) rounds: 4 Python threads computing together
@@ -306,16 +307,23 @@ def section_pool(runner, args, res):
                      fmt(median([r.get("repeated") for r in recs]), "%d")])
     # The floor under the writer: the same bytes written to the same file
     # at the same pace by a bare thread
+    # (and the same with the blocks allocated ahead, as the writer does on
+    # ext4; the two alternate round by round)
     wall = [r["profile_bytes"] for r in data.get("wall 1 kHz", [])]
     if wall:
-        floor = [runner.run("write", ["--bytes", str(int(median(wall))), "--seconds", "2",
-                                      "--profile", os.path.join(runner.tmp, "p.prof")], False)
-                 for _ in range(args.rounds)]
+        floor, ahead = [], []
+        for _ in range(args.rounds):
+            for out, more in ((floor, []), (ahead, ["--allocate-ahead"])):
+                out.append(runner.run("write", ["--bytes", str(int(median(wall))), "--seconds", "2",
+                                                "--profile", os.path.join(runner.tmp, "p.prof")] + more,
+                                      False))
         res["pool_write_floor"] = floor
-        rows.append(["floor: a bare thread writes the wall clock's %.0f MiB the same way"
-                     % (median(wall) / 2**20),
-                     fmt(median([100 * r["profiler_cpu"] / r["wall"] for r in floor]), "%.1f%%"),
-                     "-", "-", "-", "-", "-", "-"])
+        res["pool_write_floor_ahead"] = ahead
+        for what, recs in (("the same way", floor), ("... its blocks allocated ahead", ahead)):
+            rows.append(["floor: a bare thread writes the wall clock's %.0f MiB %s"
+                         % (median(wall) / 2**20, what),
+                         fmt(median([100 * r["profiler_cpu"] / r["wall"] for r in recs]), "%.1f%%"),
+                         "-", "-", "-", "-", "-", "-"])
     res["pool"] = data
     table("%d waiting Python threads + 16 sleeping C threads + one busy thread for 2 s "
           "(medians of %d)" % (args.idle, args.rounds),

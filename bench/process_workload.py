@@ -29,7 +29,11 @@ Scenarios:
   write   no profiler: one thread writes --bytes to --profile over --seconds,
           a slice every 10 ms, as iovecs pointing at one 2 KiB block (as the
           profiler's writer writes repeats), and reports
-          its CPU time as profiler_cpu: the floor under the writer
+          its CPU time as profiler_cpu: the floor under the writer; with
+          --allocate-ahead, once 8 MiB are written the blocks the next writes
+          need are allocated 8 MiB ahead (fallocate, the size kept) and what
+          lies past the end is given back at the end, as the writer does on
+          ext4 (the same floor written the writer's way)
 
 --tool empty-perf: no profiler, but an empty signal handler delivered as the
 sampler's CPU clock delivers (each thread's own CPU-time event, the sender's
@@ -126,13 +130,32 @@ def write_floor(args):
     iov = [block] * (per_tick // len(block)) + [block[:per_tick % len(block)]]
     out = {}
 
+    fallocate = None
+    if args.allocate_ahead:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = libc.fallocate
+        fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    ahead = {"end": 0, "bytes": 0}
+
+    def allocate(fd, at, n):
+        # (vmp_writer.c's allocate_ahead; FALLOC_FL_KEEP_SIZE is 1)
+        if at + n > ahead["end"] and at + n >= 8 << 20:
+            start, to = max(at, ahead["end"]), at + n + (8 << 20)
+            if fallocate(fd, 1, start, to - start) == 0:
+                ahead["bytes"] += to - start
+            ahead["end"] = to
+
     def writer():
         fd = os.open(args.profile, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         c0, start = time.thread_time(), time.perf_counter()
+        at = 0
         for i in range(ticks):
             for k in range(0, len(iov), 1024):
                 part = iov[k:k + 1024]
                 left = sum(map(len, part))
+                if fallocate:
+                    allocate(fd, at, left)
+                at += left
                 while left:  # (a short write: the rest as bytes)
                     n = os.writev(fd, part)
                     left -= n
@@ -141,6 +164,8 @@ def write_floor(args):
             pause = start + (i + 1) * 0.01 - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
+        if ahead["end"] > at:
+            os.ftruncate(fd, at)  # (gives back what lies past the end)
         out["cpu"] = time.thread_time() - c0
         out["wall"] = time.perf_counter() - start
         os.close(fd)
@@ -150,7 +175,7 @@ def write_floor(args):
     t.join()
     with open(args.result, "a") as f:
         f.write(json.dumps({"wall": out["wall"], "profiler_cpu": out["cpu"],
-                            "written": per_tick * ticks}) + "\n")
+                            "written": per_tick * ticks, "allocated_ahead": ahead["bytes"]}) + "\n")
 
 
 def thread_cpu_ns(tid):
@@ -217,6 +242,8 @@ def main():
     ap.add_argument("--run-ms", type=float, default=3)
     ap.add_argument("--sleep-ms", type=float, default=7)
     ap.add_argument("--bytes", type=int, default=0)
+    ap.add_argument("--allocate-ahead", action="store_true",
+                    help="write: allocate blocks ahead as the writer does on ext4")
     ap.add_argument("--rounds", type=int, default=5, help="floors: rounds of every delivery")
     ap.add_argument("--mark", type=float, default=0,
                     help="profiled: also read the profiler threads' CPU time this many seconds "
