@@ -1068,6 +1068,39 @@ static const char *source_of(Dwfl_Module *mod, uintptr_t addr, int *line)
     return NULL;
 }
 
+/* The name of a function no symbol covers in a known object (a stripped
+ * library's static function, whose start the unwind tables gave):
+ * "<object's file name>+0x<offset>", the offset its link-time address - addr
+ * less the object's load bias, as objdump, readelf and addr2line count (for
+ * a shared library, the offset from where it was loaded).  The absolute
+ * address changes every run (ASLR) and does not say which library the
+ * function is in; this is the same in every run of the same library, and can
+ * be looked up in it.  The object's path is the name's file part (line 0)
+ * unless its own line table gave one.  Returns the length as snprintf, or -1
+ * when the object's file name is unknown. */
+static int offset_name(Dwfl_Module *mod, const struct name_cache *c, uintptr_t addr, char *buf,
+                       size_t size)
+{
+    const char *mainfile = NULL;
+    const char *modname = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
+    const char *path = mainfile && *mainfile ? mainfile : modname;
+    if (!path || !*path)
+        return -1;
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (!*base)
+        return -1;
+    GElf_Addr bias = 0;
+    uintptr_t offset;
+    if (dwfl_module_getelf(mod, &bias))
+        offset = addr - (uintptr_t)bias;
+    else if (c)
+        offset = addr - c->base; /* (no file: its lowest address is its base, for a library) */
+    else
+        return -1;
+    return snprintf(buf, size, "%s+0x%" PRIxPTR, base, offset);
+}
+
 void vmp_symbols_set_interpreter(vmp_symbols *s, uintptr_t addr)
 {
     Dwfl_Module *mod = module_at(s, addr);
@@ -1120,19 +1153,23 @@ size_t vmp_symbols_name(vmp_symbols *s, uintptr_t addr, char *buf, size_t size)
         line = 0;
 
     /* the name grammar is libvmprof's (vmp_name.h) */
-    char unnamed[48];
+    char unnamed[SYMBOL_CAP];
     const char *func = symbol;
     size_t func_len = symbol ? strnlen(symbol, SYMBOL_CAP) : 0;
     if (!symbol) {
-        int u = snprintf(unnamed, sizeof unnamed, "<native symbol 0x%" PRIxPTR ">", addr);
+        int u = mod ? offset_name(mod, c, addr, unnamed, sizeof unnamed) : -1;
+        if (u < 0 || (size_t)u >= sizeof unnamed)
+            u = snprintf(unnamed, sizeof unnamed, "<native symbol 0x%" PRIxPTR ">", addr);
         func = unnamed;
         func_len = u > 0 ? (size_t)u : 0;
     }
     size_t n = vmp_name_write(buf, size, VMP_NAME_NATIVE, func, func_len, line, file,
                               strlen(file));
     size_t len = n < size ? n : size - 1;
-    /* Only names of code a build id pins down, whole, and not made of an
-     * address (which the next run's loading moves). */
+    /* Only names of code a build id pins down, whole, and from a symbol
+     * table: not "<native symbol 0x...>" (the next run's loading moves the
+     * address), nor "lib+0x..." (a debug file installed later, with the
+     * same build id, names that function: the cache would hide it). */
     if (c && c->id[0] && symbol && n < size && !memchr(buf, '\n', len))
         cache_add(c, addr - c->base, buf, len);
     return len;

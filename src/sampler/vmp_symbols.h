@@ -11,10 +11,11 @@
  *     the symbol from the object's symbol tables (.symtab when present, else
  *     .dynsym), file and line of its first instruction from the DWARF line
  *     table when it has one (not for the interpreter's own functions), else
- *     the object's path with line 0; `<native symbol 0x...>` as the symbol
- *     when no table covers it.  Names are kept across runs in a cache file
- *     per build id, so a program profiled again names its functions without
- *     reading symbol or line tables;
+ *     the object's path with line 0; `<object's file name>+0x<offset>` as
+ *     the symbol when no table covers it (see offset_name), and
+ *     `<native symbol 0x...>` when no object does.  Names are kept across
+ *     runs in a cache file per build id, so a program profiled again names
+ *     its functions without reading symbol or line tables;
  *   - the address ranges of a named function (for the evaluation loop).
  *
  * It sees every object the loader listed when it was opened or last
