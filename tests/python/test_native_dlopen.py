@@ -17,6 +17,7 @@ Each case runs a fresh interpreter, so that the modules it imports were never
 loaded in it, and reads the profile with the tests' own decoder.
 """
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -137,7 +138,12 @@ def misnamed(func, at, base, symbols):
     must be named (code outside them - the C runtime's sizeless helpers -
     may stand as its address: no symbol covers it)."""
     functions = {name: (off, size) for name, (off, kind, size) in symbols.items() if kind in "tT"}
-    if not func.startswith("<native symbol"):
+    # (code no symbol covers is named "<library>+0x<offset>": the offset
+    # must be its start's)
+    by_offset = re.fullmatch(r"[^/]+\+0x([0-9a-f]+)", func)
+    if by_offset and (base + int(by_offset.group(1), 16)) | 1 != at:
+        return "offset not the function's start"
+    if not func.startswith("<native symbol") and not by_offset:
         if func in functions and at == (base + functions[func][0]) | 1:
             return None
         return "not the function there"
