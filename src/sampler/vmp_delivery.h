@@ -300,7 +300,12 @@
 /* Wall clock: a signal that waited several periods for a thread that used
  * at most this much CPU time from the signal to its sample (the handler's
  * own work included: native mode takes tens of microseconds) found the
- * stack the thread had all that time; those periods repeat that sample. */
+ * stack the thread had all that time; those periods repeat that sample.
+ * (A loaded machine may charge a thread more for its wake-up alone: a
+ * kernel without IRQ time accounting counts the interrupts served while it
+ * runs as its CPU time.  The starved thread of test_delivery.c, woken and
+ * sampled, was charged about 20 us as a rule, 115-154 us in 3 of 100 runs
+ * at load 10-12; its periods were then counted dropped.) */
 #define VMP_WAITED_SLACK_NS 100000LL
 
 /* See "Cut samples": a thread that used at most this much CPU time since

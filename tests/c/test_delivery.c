@@ -30,6 +30,7 @@ enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, 
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
+static _Atomic int64_t starved_cpu[2]; /* the starved thread's CPU clock (starved_thread) */
 /* The mover (tests of what a repeat repeats): where it is (0: its first
  * place, 1: its second), what its latest sample found (place, inside a
  * system call), its samples and repeats by place, and the repeats of a
@@ -164,6 +165,8 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
             atomic_store(&mover_sampled_running, 1);
     }
     vmp_delivery_sampled(outcome, in_call, atomic_load(&test_generation));
+    if (r == STARVED && !atomic_load(&starved_cpu[1]))
+        atomic_store(&starved_cpu[1], own_cpu_ns()); /* (after the sample's clock reading) */
     vmp_delivery_source_answer(info, outcome);
     vmp_delivery_handled();
     while (r == LINGERER && atomic_load(&linger_hold)) {
@@ -1853,10 +1856,12 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_when_the_thread_ende
  * signal (test_before_signal: after the round read its clock), wakes it;
  * it then computes STARVED_SPIN_NS of CPU time and waits in read() on
  * starved_pipe[1], where the signal finds it; woken again, it unblocks the
- * signal (handled there) and waits in read() on starved_pipe[2]. */
+ * signal (handled there), says so in starved_answered and waits in read()
+ * on starved_pipe[2].  starved_cpu: its CPU clock before its wait on
+ * starved_pipe[1] (before the signal) and after its handler's sample. */
 #define STARVED_SPIN_NS 300000LL
 static int starved_pipe[3][2];
-static _Atomic int starved_spun, starved_woken_before_signal;
+static _Atomic int starved_spun, starved_woken_before_signal, starved_answered;
 
 static void *starved_thread(void *arg)
 {
@@ -1871,10 +1876,12 @@ static void *starved_thread(void *arg)
         ;
     for (int64_t from = own_cpu_ns(); own_cpu_ns() - from < STARVED_SPIN_NS;)
         ;
+    atomic_store(&starved_cpu[0], own_cpu_ns());
     atomic_store(&starved_spun, 1);
     while (read(starved_pipe[1][0], &c, 1) < 0)
         ;
     pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    atomic_store(&starved_answered, 1); /* (its handler returned: vmp_delivery_handled was called) */
     while (read(starved_pipe[2][0], &c, 1) < 0)
         ;
     return NULL;
@@ -1898,18 +1905,27 @@ static void starved_runs_before_its_signal(pid_t tid)
  * thread given a CPU for a moment there, then kept waiting), whose signal
  * then waited 100 ms (one late round found it pending) before it answered.
  * It did not run from the signal to its sample, so the periods the signal
- * waited are that sample's repeats - read by the next round (`at_stop` 0:
- * read_answer) or at the stop (1: read_late_answer).  Before, the CPU clock
- * said to be the signal's was the round's reading, so the thread seemed to
- * have run STARVED_SPIN_NS between its signal and its sample, over
+ * waited are that sample's repeats - read by the next round (`how` 0:
+ * read_answer, whenever that round comes), at the stop (1:
+ * read_late_answer) or by a catch-up round in which no period passed (2:
+ * the late round is taken just after a period began, the next comes half a
+ * period later, after the answer; periods of 10 ms, so that a loaded
+ * machine has 5 ms to let the thread answer).  Before, the CPU clock said to be the
+ * signal's was the round's reading, so the thread seemed to have run
+ * STARVED_SPIN_NS between its signal and its sample, over
  * VMP_WAITED_SLACK_NS: the repeats were refused and the backlog cap (or the
  * stop) dropped the waited periods (in CPython, 1,736 dropped in one
- * per-period run of test_sampler_idle's late-signal test under load). */
-static void starved_before_its_signal(int at_stop)
+ * per-period run of test_sampler_idle's late-signal test under load).  And
+ * a catch-up round without periods kept one of them for a new signal
+ * (read_answer): 2 signals and 102 repeats for 103 periods waited. */
+static void starved_before_its_signal(int how)
 {
     reset_role(STARVED);
     atomic_store(&starved_spun, 0);
     atomic_store(&starved_woken_before_signal, 0);
+    atomic_store(&starved_answered, 0);
+    atomic_store(&starved_cpu[0], 0);
+    atomic_store(&starved_cpu[1], 0);
     for (int i = 0; i < 3; i++)
         REQUIRE(pipe(starved_pipe[i]) == 0);
     struct sigaction old;
@@ -1920,22 +1936,33 @@ static void starved_before_its_signal(int at_stop)
         usleep(100);
     CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[STARVED]), SYS_read) == 0);
     vmp_delivery d = wall_schedule();
+    if (how == 2)
+        d.period_ns = 10000000; /* (10 ms) */
     d.test_before_signal = starved_runs_before_its_signal;
-    int64_t waited = 0, periods = 0, dropped = -1;
+    int64_t waited = 0, periods = 0, dropped = -1, reading = -1;
     if (vmp_delivery_start(&d) == 0) {
         for (int64_t end = mono_ms() + 10000; !atomic_load(&d.sent) && mono_ms() < end;)
             vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* (its first signal: it waits) */
         CHECK(atomic_load(&d.sent) == 1);
         CHECK(atomic_load(&starved_spun));
-        usleep(100000);
+        /* (how 2: 20 us into the period 9 after the next one; else 100 ms on) */
+        int64_t late = how == 2 ? d.next + 9 * d.period_ns + 20000 : mono_ms() * 1000000 + 100000000;
+        struct timespec at = {(time_t)(late / 1000000000), (long)(late % 1000000000)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
+            ;
         waited = vmp_delivery_wait(&d); /* the late round: still pending */
         vmp_delivery_send(&d, waited);
         CHECK(write(starved_pipe[1][1], "x", 1) == 1);
-        for (int i = 0; i < 100000 && !atomic_load(&signalled[STARVED]); i++)
+        /* (its handler returned: a round now finds the signal handled - its
+         * count of signals is taken before that, and a loaded machine may
+         * stop the thread there past the next round and the stop) */
+        for (int i = 0; i < 100000 && !atomic_load(&starved_answered); i++)
             usleep(100);
         CHECK(atomic_load(&signalled[STARVED]) == 1);
-        if (!at_stop)
-            vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* (reads the answer) */
+        if (how != 1) {
+            reading = vmp_delivery_wait(&d);
+            vmp_delivery_send(&d, reading); /* (reads the answer) */
+        }
         vmp_delivery_stop(&d);
         periods = d.period_no;
         dropped = (int64_t)vmp_delivery_dropped(&d);
@@ -1947,14 +1974,33 @@ static void starved_before_its_signal(int at_stop)
     pthread_join(th, NULL);
     end_handler(&old, starved_pipe, 3);
     long sig = atomic_load(&signalled[STARVED]), rep = atomic_load(&repeated[STARVED]);
+    /* The thread's CPU time from before its wait for the signal to after
+     * its sample: it holds the span the sender compares with
+     * VMP_WAITED_SLACK_NS (from its reading after the signal, when the
+     * thread was asleep, to the sample's own reading). */
+    int64_t charged = atomic_load(&starved_cpu[1]) - atomic_load(&starved_cpu[0]);
     if (getenv("VMP_TEST_VERBOSE"))
-        printf("    %s: %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped\n",
-               at_stop ? "read at stop" : "read by a round", (long long)periods, (long long)waited, sig, rep,
-               (long long)dropped);
-    CHECK(waited >= 90);
-    /* every period its signal waited repeats the sample it then took
-     * (before: 0 repeats, 81-100 dropped) */
-    CHECK(rep >= waited);
+        printf("    %s: %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped; "
+               "the reading round's periods %lld, the thread's CPU time around its signal %lld us\n",
+               how == 1 ? "read at stop" : how == 2 ? "read by a catch-up round" : "read by a round",
+               (long long)periods, (long long)waited, sig, rep, (long long)dropped, (long long)reading,
+               (long long)(charged / 1000));
+    CHECK(waited * d.period_ns >= 90000000); /* (90 ms) */
+    if (charged <= VMP_WAITED_SLACK_NS) {
+        /* every period its signal waited repeats the sample it then took
+         * (before: 0 repeats, 81-100 dropped; by a catch-up round, one
+         * short) */
+        CHECK(rep >= waited);
+    } else {
+        /* The kernel charged the thread more than the slack for its few
+         * instructions from its wait to its sample (its wake-up on a busy
+         * CPU; a kernel without IRQ time accounting, as here, charges it
+         * the interrupts served meanwhile too): 115-154 us in 3 of 100 runs
+         * at load 10-12, about 20 us as a rule.  The sender then rightly
+         * takes it for a thread that ran after its signal, and the periods
+         * are counted dropped, not lost. */
+        CHECK(rep + dropped >= waited);
+    }
     CHECK(sig + rep <= periods + 1);
     CHECK(sig + rep + dropped >= periods);
 }
@@ -1967,6 +2013,11 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_after_the_thread_ran
 VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_after_the_thread_ran_before_the_signal_when_the_run_stops)
 {
     starved_before_its_signal(1);
+}
+
+VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_after_the_thread_ran_before_the_signal_when_a_catch_up_round_reads_the_answer)
+{
+    starved_before_its_signal(2);
 }
 
 /* The spinning thread alone, and our handler. */
