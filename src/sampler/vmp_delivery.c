@@ -67,6 +67,11 @@ struct vmp_delivery_thread {
     int64_t probe_gap;
     int64_t recheck_at;    /* ns: after a first "not Python", ask again then; 0: no */
     int64_t sent_cpu;      /* its CPU clock when last signalled (wall clock with repeats: read right after) */
+    int64_t ran_period;    /* the latest round (its period_no) whose reading found its clock moved: it may
+                            * have run in any of that round's periods */
+    int64_t signal_ran;    /* wall clock, per period: ran_period as of its last signal, or that round's own
+                            * when it ran between the reading and the signal: only the periods after it may
+                            * have waited for that signal (waited_for_signal) */
     int64_t pending_since; /* ns: since when its signal is pending; 0: none */
     int64_t check_cpu;     /* its CPU clock before the first reading of its mask (read_mask) */
     uint32_t check_handled; /* ... and handled[] then */
@@ -997,8 +1002,10 @@ static int64_t observe(vmp_delivery *d, vmp_delivery_thread *t)
     int64_t delta = t->last_cpu >= 0 ? cpu - t->last_cpu : cpu;
     d->unexplained -= delta;
     t->last_cpu = cpu;
-    if (delta)
+    if (delta) {
         t->quiet = 0;
+        t->ran_period = d->period_no;
+    }
     if (d->cpu_clock) {
         t->credit += delta;
         while (t->credit >= d->period_ns) {
@@ -1385,6 +1392,27 @@ static int idle_since_sample(vmp_delivery_thread *t, size_t k)
 
 static void note_not_python(vmp_delivery *d, vmp_delivery_thread *t, int64_t now);
 
+/* Wall clock, per period: of the periods thread t owes (the latest ones, up
+ * to d->period_no), how many up to period `upto` passed after t->signal_ran,
+ * the first of them in *first.  Only those may have waited for its last
+ * signal: in the periods before, up to the latest round whose reading found
+ * that it had run, the thread ran, and its stack then is not the one its
+ * signal found.  (Before, every period owed beyond the reading round's
+ * counted as waited: a running thread's backlog after a late round, owed
+ * before its signal was even sent and answered within microseconds, was
+ * written as that one sample's repeats, as if it had waited there: 6
+ * repeats and 3 signals for 9 periods in the test of it, not 9 signals.  A
+ * thread that did not run in the round that signalled it still keeps what
+ * it owes from before for that signal's sample, as the header says.) */
+static int64_t waited_for_signal(const vmp_delivery *d, const vmp_delivery_thread *t, int64_t upto, int64_t *first)
+{
+    int64_t from = d->period_no - t->owed;
+    if (from < t->signal_ran)
+        from = t->signal_ran;
+    *first = from + 1;
+    return upto - from;
+}
+
 /* Reads the answer to the last signal: whether the thread has a Python
  * thread state. */
 static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64_t now)
@@ -1416,12 +1444,13 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
          * periods had 102 repeats, and the last went to a new sample taken
          * after the thread ran - the starved thread's test failed so in 12
          * of 120 runs at load 8-10, whenever the round after the late one
-         * came half a period later, before the next period.) */
+         * came half a period later, before the next period.)  Nor are the
+         * periods it owed from before its signal (waited_for_signal). */
         int64_t keep = t->last_cpu - at > VMP_IDLE_SLACK_NS && d->last_periods > 1 ? d->last_periods
                                                                                    : d->last_periods > 0;
-        if (d->repeats_on && at >= 0 && t->owed > keep && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
-            int64_t n = t->owed - keep, first = d->period_no - t->owed + 1;
-            t->owed = keep;
+        int64_t first, n = d->repeats_on ? waited_for_signal(d, t, d->period_no - keep, &first) : 0;
+        if (n > 0 && at >= 0 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
+            t->owed -= n; /* (what is left, owed from before, goes in catch-up rounds) */
             /* (no room in the ring: kept with its later repeats, handed
              * over before its next signal, at a visit, or when it is made
              * still; before, they were dropped and counted nowhere) */
@@ -1455,10 +1484,9 @@ static void read_late_answer(vmp_delivery *d, vmp_delivery_thread *t)
     int64_t at = atomic_load_explicit(&sampled_cpu[k], memory_order_acquire);
     if (atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != t->tid)
         at = NO_SAMPLE;
-    int64_t n = t->waited < t->owed ? t->waited : t->owed;
+    int64_t first, n = waited_for_signal(d, t, d->period_no - t->owed + (t->waited < t->owed ? t->waited : t->owed), &first);
     if (at < 0 || n <= 0 || at - t->sent_cpu > VMP_WAITED_SLACK_NS)
         return;
-    int64_t first = d->period_no - t->owed + 1; /* (the oldest of what it owes) */
     t->owed -= n;
     give_repeats(d, t->tid, n, 0, first);
 }
@@ -1683,6 +1711,8 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
              * clock reading more per signal. */
             int64_t cpu = d->repeats_on ? thread_cpu_ns(t->tid) : -1;
             t->sent_cpu = cpu >= 0 ? cpu : t->last_cpu;
+            /* (it ran after the round's reading: in this round's periods) */
+            t->signal_ran = t->sent_cpu != t->last_cpu ? d->period_no : t->ran_period;
             atomic_fetch_add_explicit(&d->sent, 1, memory_order_relaxed);
         }
         return;

@@ -61,7 +61,10 @@
  * signal late, but its stack did not change meanwhile: the periods it
  * waited repeat the sample it finally took (VMP_WAITED_SLACK_NS), unless
  * it ran after that sample: then the periods of the round that read the
- * answer (it ran somewhere in them) go to its next sample.  An answer no
+ * answer (it ran somewhere in them) go to its next sample.  Those it owed
+ * up to the latest round that found it had run before the signal (a
+ * running thread's backlog after a late round) did not wait for it: they
+ * go in catch-up rounds.  An answer no
  * round read (it came after the last one, or the thread then ended) is
  * read at stop, or when a listing finds the thread gone: the periods up
  * to the last round that found its signal pending are its repeats.  Repeats are

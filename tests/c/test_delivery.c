@@ -2039,6 +2039,80 @@ static void end_busy_alone(pthread_t th, const struct sigaction *old)
     end_handler(old, NULL, 0);
 }
 
+/* Waits (10 s at most) until the spinning thread handled `n` signals in
+ * all: 0, or -1. */
+static int busy_handled(long n)
+{
+    for (int i = 0; i < 100000 && atomic_load(&signalled[BUSY]) < n; i++)
+        usleep(100);
+    return atomic_load(&signalled[BUSY]) >= n ? 0 : -1;
+}
+
+/* Waits (10 s at most) until clock clk passed what it read on entry. */
+static void clock_moves(clockid_t clk)
+{
+    struct timespec c0, c;
+    clock_gettime(clk, &c0);
+    for (int i = 0; i < 100000; i++) {
+        clock_gettime(clk, &c);
+        if (c.tv_sec != c0.tv_sec || c.tv_nsec != c0.tv_nsec)
+            return;
+        usleep(100);
+    }
+}
+
+/* Wall clock, per-period schedule: a round LATE_BY periods late (the sender
+ * kept from a CPU) finds a thread that ran through them owed all of them:
+ * one signal then, the others in catch-up rounds.  Its signals are answered
+ * at once (it runs), and no period passes in the catch-up rounds here
+ * (vmp_delivery_send with 0), so no period waited for a signal: none may
+ * repeat a sample.  Before, read_answer took every period owed beyond the
+ * reading round's as ones the signal had waited for (the thread had not
+ * run from its signal to its sample: true, it handled it at once), so the
+ * first catch-up round wrote the backlog as LATE_BY - 2 repeats of the one
+ * sample the late round's signal took (where the thread was then), as if it
+ * had been waiting all along, and sent one signal more: 3 signals and 6
+ * repeats for 9 periods, instead of 9 signals. */
+#define LATE_BY 8
+VMP_TEST(wall_clock_signals_a_running_threads_backlog_in_catch_up_rounds_and_repeats_none_of_it)
+{
+    struct sigaction old;
+    pthread_t busy;
+    start_busy_alone(&busy, &old);
+    clockid_t clk;
+    pthread_getcpuclockid(busy, &clk);
+    vmp_delivery d = wall_schedule();
+    int64_t periods = -1, dropped = -1, catchups = 0;
+    int handled = 0;
+    if (vmp_delivery_start(&d) == 0) {
+        clock_moves(clk); /* (it ran since the start read its clock) */
+        vmp_delivery_send(&d, 1);
+        handled = busy_handled(1) == 0;
+        clock_moves(clk); /* (it ran since that round read its clock: it ran in the late round's periods) */
+        vmp_delivery_send(&d, LATE_BY); /* the late round */
+        handled = handled && busy_handled(2) == 0;
+        while (handled && d.catchup && catchups < 2 * LATE_BY) {
+            catchups++;
+            vmp_delivery_send(&d, 0); /* a catch-up round: reads the answer, sends the next one */
+            handled = busy_handled(1 + catchups + 1) == 0 || !d.catchup;
+        }
+        vmp_delivery_stop(&d);
+        periods = d.period_no;
+        dropped = (int64_t)vmp_delivery_dropped(&d);
+    }
+    end_busy_alone(busy, &old);
+    long sig = atomic_load(&signalled[BUSY]), rep = atomic_load(&repeated[BUSY]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %lld periods, %lld catch-up rounds: %ld signals, %ld repeats, %lld dropped\n",
+               (long long)periods, (long long)catchups, sig, rep, (long long)dropped);
+    CHECK(handled);
+    CHECK(periods == 1 + LATE_BY);
+    CHECK(rep == 0);
+    CHECK(sig == 1 + LATE_BY);
+    CHECK(catchups == LATE_BY - 1);
+    CHECK(dropped == 0);
+}
+
 static void *lingering_thread(void *arg)
 {
     (void)arg;
