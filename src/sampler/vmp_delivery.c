@@ -56,6 +56,8 @@ struct vmp_delivery_thread {
     int64_t waited;        /* wall clock, per period: of those, the ones counted up to the last round that
                             * sent its signal or found it pending (all before its answer: read_late_answer) */
     int64_t capped;        /* per period: periods the backlog cap took, not counted yet (count_capped) */
+    int64_t unasked;       /* per period, not Python's: its periods since its last answer that no signal asked
+                            * about, counted blocked if it is found to block the signal (deliver) */
     int64_t idle_cpu;      /* wall clock: CPU clock when found idle; -1: not idle */
     int64_t still_from;    /* wall clock, STILL: first period whose repeat is not handed over */
     int64_t lazy;          /* wall clock, ACTIVE: repeats counted, not handed over yet */
@@ -1212,6 +1214,8 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
         t->idle_cpu = -1;
     } else if (!d->cpu_clock) {
         int64_t p = periods > 0 ? periods : 1; /* (a catch-up round: the last period's) */
+        if (t->not_python && !t->blocks && d->period_no - p >= t->still_from)
+            t->unasked += d->period_no - p - t->still_from + 1; /* (its periods while still: deliver) */
         hand_over_repeats(d, t, d->period_no - p);
         t->still_from = d->period_no + 1;
         t->owed = p;
@@ -1612,6 +1616,19 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
          * sampled: 40 of 41 in the test of it.) */
         if (known_blocking(t))
             count_capped(d, t, 1);
+        if (known_blocking(t) && t->unasked > 0) {
+            /* A thread not Python's was not asked about its periods
+             * before the signal that found it blocking (it is asked only
+             * after stretches of its CPU time): they were not sampled
+             * either, and count from its last answer (or its finding), as
+             * with sources, where its paid mark stands there.  (Counted
+             * from the round that asked it, a C thread blocking every
+             * signal had its first 110 ms and more of wall time counted
+             * nowhere in the test of it, the 10 ms of CPU time before its
+             * question on the CPU clock; with sources every one.) */
+            atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)t->unasked, memory_order_relaxed);
+            t->unasked = 0;
+        }
         if (known_blocking(t) && t->owed > 0) {
             /* left alone: its periods are not sampled, counted */
             atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)t->owed, memory_order_relaxed);
@@ -1626,14 +1643,19 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     t->pending_since = 0;
     t->blocks = t->checks = 0;
     count_capped(d, t, 0); /* (its signal was handled) */
+    int answered = t->awaiting;
     if (t->awaiting)
         read_answer(d, t, k, now);
+    if (answered)
+        t->unasked = 0; /* (what it owes up to here its answer paid, as a handler pays up to itself) */
     if (t->not_python) {
         if (t->recheck_at && now >= t->recheck_at) {
             t->recheck_at = 0;
             if (t->owed <= 0)
                 t->owed = 1;
         } else if (t->last_cpu < t->probe_cpu) {
+            if (!answered)
+                t->unasked += t->owed;
             t->owed = 0; /* nothing to record there */
         } else if (t->owed <= 0) {
             t->owed = 1; /* it used its stretch: ask again */
@@ -2245,6 +2267,7 @@ static void pause_round(vmp_delivery *d, int64_t periods)
         }
         t->still_from = d->period_no + 1;
         t->lazy = 0;
+        t->unasked = 0; /* (as the sources' marks move past a pause) */
         if (t->state == ACTIVE)
             t->owed = 0;
     }

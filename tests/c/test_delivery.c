@@ -2504,6 +2504,9 @@ static int64_t clock_us(clockid_t c)
  * waits in read() on walled_pipe. */
 static _Atomic int walled_stop;
 static int walled_pipe[2];
+/* The walled thread's argument: NULL, it waits in read() on walled_pipe;
+ * any other, it spins; this one, it waits there first, then spins. */
+#define WALLED_WAKES_TO_SPIN ((void *)2)
 
 static void *walled_thread(void *arg)
 {
@@ -2514,6 +2517,9 @@ static void *walled_thread(void *arg)
     atomic_store(&tids[WALLED], (pid_t)syscall(SYS_gettid));
     volatile unsigned long n = 0;
     char c;
+    if (arg == WALLED_WAKES_TO_SPIN)
+        while (read(walled_pipe[0], &c, 1) < 0)
+            ;
     if (arg)
         while (!atomic_load(&walled_stop))
             n++;
@@ -2599,6 +2605,79 @@ VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
             CHECK(blocked <= most + 1);
             /* (a late first round's periods beyond the backlog were counted
              * dropped before the thread was found blocking: 208 of 589) */
+            CHECK(dropped == 0);
+        }
+    }
+}
+
+/* A thread that is not Python's (not among python_tids: taken as having
+ * answered so twice, asked again only after 10 ms of its CPU time) and
+ * blocks the signal, asleep for the run's first 100 ms, then spinning: its
+ * periods count blocked from the start on both schedules, as the format
+ * says (its wall time, or its CPU time).  Before, per period, they counted
+ * only from the round that asked it, its periods until then were counted
+ * nowhere (the wall clock's first 110 ms and more here; on the CPU clock,
+ * the 10 ms of its CPU time before it was asked), while with sources its
+ * paid mark stood at the start and count_blocked counted them all. */
+VMP_TEST(a_thread_not_pythons_blocking_the_signal_has_its_periods_counted_from_the_start_on_either_schedule)
+{
+    for (int sources = 0; sources < 2; sources++) {
+        if (sources && !kernel_has_sources())
+            break;
+        for (int cpu_clock = 0; cpu_clock < 2; cpu_clock++) {
+            reset_role(WALLED);
+            atomic_store(&walled_stop, 0);
+            REQUIRE(pipe(walled_pipe) == 0);
+            struct sigaction old;
+            install_handler(&old);
+            pthread_t th;
+            pthread_create(&th, NULL, walled_thread, WALLED_WAKES_TO_SPIN);
+            while (!atomic_load(&tids[WALLED]))
+                usleep(100);
+            CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[WALLED]), SYS_read) == 0);
+            clockid_t clk;
+            pthread_getcpuclockid(th, &clk);
+            static _Atomic pid_t me;
+            static pid_t python[1];
+            atomic_store(&me, (pid_t)syscall(SYS_gettid));
+            python[0] = atomic_load(&me);
+            vmp_delivery d = {.period_ns = 1000000, .cpu_clock = cpu_clock, .signo = SIGUSR2,
+                              .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1, .sources = sources,
+                              .python_tids = python, .n_python_tids = 1};
+            /* (its periods: as in the test above) */
+            clockid_t which = cpu_clock ? clk : CLOCK_MONOTONIC;
+            int64_t least = -1, most = -1, blocked = -1, dropped = -1;
+            int64_t t0 = mono_ms(), before = clock_us(which);
+            if (vmp_delivery_start(&d) == 0) {
+                int64_t started = clock_us(which), last = started;
+                int woken = 0;
+                while (mono_ms() < t0 + 300 || (!atomic_load(&d.threads_blocking) && mono_ms() < t0 + 5000)) {
+                    if (!woken && mono_ms() >= t0 + 100)
+                        woken = write(walled_pipe[1], "x", 1) == 1;
+                    last = clock_us(which);
+                    vmp_delivery_send(&d, vmp_delivery_wait(&d));
+                }
+                vmp_delivery_stop(&d);
+                most = (clock_us(which) - before) / 1000;
+                least = (last - started) / 1000;
+                blocked = (int64_t)atomic_load(&d.periods_blocked);
+                dropped = (int64_t)vmp_delivery_dropped(&d);
+            }
+            atomic_store(&walled_stop, 1);
+            CHECK(write(walled_pipe[1], "x", 1) == 1);
+            pthread_join(th, NULL);
+            end_handler(&old, &walled_pipe, 1);
+            long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
+            if (getenv("VMP_TEST_VERBOSE"))
+                printf("    sources %d, %s clock: %lld-%lld ms due, %lld blocked, %lld dropped, %ld samples, %d found, "
+                       "%llu answers not Python\n",
+                       sources, cpu_clock ? "cpu" : "wall", (long long)least, (long long)most, (long long)blocked,
+                       (long long)dropped, got, (int)atomic_load(&d.threads_blocking),
+                       (unsigned long long)atomic_load(&d.not_python));
+            CHECK(atomic_load(&d.threads_blocking) == 1);
+            CHECK(got == 0);
+            CHECK(blocked >= least - 1);
+            CHECK(blocked <= most + 1);
             CHECK(dropped == 0);
         }
     }
