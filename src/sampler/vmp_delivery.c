@@ -113,6 +113,13 @@ static __thread pid_t tid_cache __attribute__((tls_model("initial-exec")));
  * its CPU clock right after it (else NO_SAMPLE or NOT_PYTHON). */
 static _Atomic pid_t sampled_tid[VMP_PLACES];
 static _Atomic int64_t sampled_cpu[VMP_PLACES];
+/* Per period, wall clock: the thread's CPU clock when its handler began
+ * (-1: not read), beside sampled_cpu, which is read after the sample: the
+ * waited periods' rule (read_answer) asks whether the thread ran between
+ * its signal and the interrupted instruction, which the handler's own work
+ * does not change. */
+static _Atomic int64_t sampled_entry_cpu[VMP_PLACES];
+static __thread int64_t entry_cpu __attribute__((tls_model("initial-exec")));
 static _Atomic int sampled_in_call[VMP_PLACES]; /* ... and it found the thread inside a system call */
 /* Whether a kept sample's CPU clock is wanted (wall clock with repeats):
  * set before the first signal of a run. */
@@ -280,6 +287,20 @@ void vmp_delivery_entered(void)
     uint32_t k = vmp_delivery_this_place();
     if (k != VMP_NO_PLACE)
         atomic_store_explicit(&inside[k], 1, memory_order_relaxed);
+    /* Per period, wall clock: the clock before anything of ours ran (see
+     * sampled_entry_cpu).  The handler's work before its sample's reading
+     * was counted as the thread's running after its signal: a thread's
+     * first samples of a run fault in the code table's and the ring's
+     * pages (pairs of faults on fresh pages, 100-520 us of CPU in traced
+     * runs beside busy loops), and native mode walks for tens of us, so
+     * answers were refused as if the thread had run, and their waited
+     * periods dropped.  One clock reading more per signal, on that
+     * schedule only. */
+    struct timespec t;
+    entry_cpu = -1;
+    if (atomic_load_explicit(&want_sample_cpu, memory_order_relaxed) &&
+        !atomic_load_explicit(&wall_counting, memory_order_relaxed) && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
+        entry_cpu = ns_of(t);
 }
 
 void vmp_delivery_left(void)
@@ -326,11 +347,12 @@ static void set_repeatable(uint32_t k, int64_t cpu, int in_call)
 }
 
 /* Place k's last sample written, for thread tid (sampled_tid 0 while the
- * three change: idle_since_sample reads them as one). */
-static void set_last_sampled(uint32_t k, pid_t tid, int64_t cpu, int in_call)
+ * others change: idle_since_sample reads them as one). */
+static void set_last_sampled(uint32_t k, pid_t tid, int64_t cpu, int64_t entry, int in_call)
 {
     atomic_store_explicit(&sampled_tid[k], 0, memory_order_release); /* being written */
     atomic_store_explicit(&sampled_cpu[k], cpu, memory_order_release);
+    atomic_store_explicit(&sampled_entry_cpu[k], entry, memory_order_release);
     atomic_store_explicit(&sampled_in_call[k], in_call, memory_order_release);
     atomic_store_explicit(&sampled_tid[k], tid, memory_order_release);
 }
@@ -377,7 +399,7 @@ void vmp_delivery_sampled(int outcome, int in_call, uint64_t generation)
         atomic_load_explicit(&first_unsampled[k], memory_order_relaxed) &&
         atomic_exchange_explicit(&first_unsampled[k], 0, memory_order_relaxed))
         atomic_fetch_add_explicit(&first_sample_periods, (uint64_t)owed_now, memory_order_relaxed);
-    set_last_sampled(k, tid, cpu, in_call);
+    set_last_sampled(k, tid, cpu, cpu >= 0 && entry_cpu <= cpu ? entry_cpu : -1, in_call);
 }
 
 uint64_t vmp_delivery_first_sample_periods(void)
@@ -1417,12 +1439,22 @@ static int64_t waited_for_signal(const vmp_delivery *d, const vmp_delivery_threa
     return upto - from;
 }
 
+/* Wall clock, per period: a thread's CPU clock when its handler for its
+ * last answer began (place k), or else `at`, the one read after its
+ * sample. */
+static int64_t answer_entry(size_t k, int64_t at)
+{
+    int64_t entry = atomic_load_explicit(&sampled_entry_cpu[k], memory_order_acquire);
+    return entry >= 0 ? entry : at;
+}
+
 /* Reads the answer to the last signal: whether the thread has a Python
  * thread state. */
 static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64_t now)
 {
     t->awaiting = 0;
     int64_t at = atomic_load_explicit(&sampled_cpu[k], memory_order_acquire);
+    int64_t entry = answer_entry(k, at);
     if (atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != t->tid)
         at = NO_SAMPLE;
     if (at != NOT_PYTHON) {
@@ -1453,7 +1485,7 @@ static void read_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64
         int64_t keep = t->last_cpu - at > VMP_IDLE_SLACK_NS && d->last_periods > 1 ? d->last_periods
                                                                                    : d->last_periods > 0;
         int64_t first, n = d->repeats_on ? waited_for_signal(d, t, d->period_no - keep, &first) : 0;
-        if (n > 0 && at >= 0 && at - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
+        if (n > 0 && at >= 0 && entry - t->sent_cpu <= VMP_WAITED_SLACK_NS) {
             t->owed -= n; /* (what is left, owed from before, goes in catch-up rounds) */
             /* (no room in the ring: kept with its later repeats, handed
              * over before its next signal, at a visit, or when it is made
@@ -1486,10 +1518,11 @@ static void read_late_answer(vmp_delivery *d, vmp_delivery_thread *t)
         return;
     t->awaiting = 0;
     int64_t at = atomic_load_explicit(&sampled_cpu[k], memory_order_acquire);
+    int64_t entry = answer_entry(k, at);
     if (atomic_load_explicit(&sampled_tid[k], memory_order_acquire) != t->tid)
         at = NO_SAMPLE;
     int64_t first, n = waited_for_signal(d, t, d->period_no - t->owed + (t->waited < t->owed ? t->waited : t->owed), &first);
-    if (at < 0 || n <= 0 || at - t->sent_cpu > VMP_WAITED_SLACK_NS)
+    if (at < 0 || n <= 0 || entry - t->sent_cpu > VMP_WAITED_SLACK_NS)
         return;
     t->owed -= n;
     give_repeats(d, t->tid, n, 0, first);
@@ -1721,7 +1754,7 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             /* The thread's clock now, not the round's reading (observe):
              * read_answer takes its periods that waited for the signal as
              * repeats only if it ran at most VMP_WAITED_SLACK_NS from the
-             * signal to its sample, and a starved thread given a CPU for a
+             * signal to its handler, and a starved thread given a CPU for a
              * moment between the round's reading and this send (then kept
              * waiting) seemed to have run after its signal: its waited
              * periods were refused and the backlog cap dropped them (1,736
@@ -2025,7 +2058,7 @@ static void first_samples(vmp_delivery *d)
             d->first_sample(found->i, t->tid, t->place) != 0)
             continue;
         set_repeatable(t->place, t->last_cpu, 1);
-        set_last_sampled(t->place, t->tid, t->last_cpu, 1);
+        set_last_sampled(t->place, t->tid, t->last_cpu, -1, 1);
         atomic_fetch_add_explicit(&d->first_samples, 1, memory_order_relaxed);
     }
     free(sorted);

@@ -304,14 +304,19 @@
 #define VMP_VISIT_MAX_NS 1000000000LL
 
 /* Wall clock: a signal that waited several periods for a thread that used
- * at most this much CPU time from the signal to its sample (the handler's
- * own work included: native mode takes tens of microseconds) found the
- * stack the thread had all that time; those periods repeat that sample.
- * (A loaded machine may charge a thread more for its wake-up alone: a
- * kernel without IRQ time accounting counts the interrupts served while it
- * runs as its CPU time.  The starved thread of test_delivery.c, woken and
- * sampled, was charged about 20 us as a rule, 115-154 us in 3 of 100 runs
- * at load 10-12; its periods were then counted dropped.) */
+ * at most this much CPU time from the signal to its handler's entry (its
+ * clock read right after the send and when the handler began: what the
+ * handler does before its sample, first-touch page faults, a native walk,
+ * changes no stack) found the stack the thread had all that time; those
+ * periods repeat that sample.  What is left in it: kernel work the thread
+ * finished after the send (a system call in progress, the munmap of a
+ * 1 MiB buffer took 109-149 us in traced runs, and the thread may be
+ * kept from a CPU inside it) and interrupts taken while it ran (a kernel
+ * without IRQ time accounting, as this one, charges them to the thread: a
+ * timer interrupt of 81 us, a TLB-shootdown IPI of 107 us, seen; the
+ * starved thread of test_delivery.c, woken and sampled, was charged about
+ * 20 us as a rule, 115-154 us in 3 of 100 runs at load 10-12, its periods
+ * then counted dropped). */
 #define VMP_WAITED_SLACK_NS 100000LL
 
 /* See "Cut samples": a thread that used at most this much CPU time since

@@ -26,7 +26,7 @@
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
-enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, STARVED, WINDOWED, ROLES };
+enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, STARVED, WINDOWED, SLOW, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -115,12 +115,19 @@ static int64_t own_cpu_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+#define SLOW_HANDLER_NS 300000LL
+
 static void on_signal(int sig, siginfo_t *info, void *uc)
 {
     (void)sig, (void)uc;
     int64_t entry_cpu_ns = own_cpu_ns();
     vmp_delivery_entered();
     int r = role_of((pid_t)syscall(SYS_gettid));
+    /* (the slow handler's own work before its sample: as the sampler's
+     * first samples of a run, which fault in fresh pages, or a native walk) */
+    if (r == SLOW)
+        for (int64_t from = own_cpu_ns(); own_cpu_ns() - from < SLOW_HANDLER_NS;)
+            ;
     /* as the sampler's handler does */
     int ours = vmp_delivery_is_ours(info, getpid());
     int64_t repeats = 0, owed = ours ? vmp_delivery_take_owed(&repeats) : 1;
@@ -2018,6 +2025,84 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_after_the_thread_ran
 VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_after_the_thread_ran_before_the_signal_when_a_catch_up_round_reads_the_answer)
 {
     starved_before_its_signal(2);
+}
+
+/* The slow thread: it blocks the signal (kept from a CPU, as it were) and
+ * waits in read() on slow_pipe[0]; woken, it unblocks the signal (its
+ * handler, slow, runs there) and waits in read() on slow_pipe[1]. */
+static int slow_pipe[2][2];
+
+static void *slow_thread(void *arg)
+{
+    (void)arg;
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    atomic_store(&tids[SLOW], (pid_t)syscall(SYS_gettid));
+    char c;
+    while (read(slow_pipe[0][0], &c, 1) < 0)
+        ;
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    while (read(slow_pipe[1][0], &c, 1) < 0)
+        ;
+    return NULL;
+}
+
+/* Wall clock, per-period schedule: a thread whose signal waited 100 ms
+ * (one late round found it pending) and whose handler then worked
+ * SLOW_HANDLER_NS of CPU time before its sample (in the sampler: a
+ * thread's first samples of a run fault in fresh pages of the code table
+ * and the ring, 100-520 us in traced runs beside busy loops; a native
+ * walk takes tens of us).  The thread did not run between its signal and
+ * the interrupted instruction, so the periods its signal waited repeat its
+ * sample.  Before, the clock compared with the signal's was read after the
+ * handler's work: the thread seemed to have run SLOW_HANDLER_NS after its
+ * signal, over VMP_WAITED_SLACK_NS, and the waited periods were refused
+ * and dropped. */
+VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_whatever_the_handler_did_before_its_sample)
+{
+    reset_role(SLOW);
+    for (int i = 0; i < 2; i++)
+        REQUIRE(pipe(slow_pipe[i]) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, slow_thread, NULL);
+    while (!atomic_load(&tids[SLOW]))
+        usleep(100);
+    CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[SLOW]), SYS_read) == 0);
+    vmp_delivery d = wall_schedule();
+    int64_t waited = 0, periods = 0, dropped = -1;
+    if (vmp_delivery_start(&d) == 0) {
+        for (int64_t end = mono_ms() + 10000; !atomic_load(&d.sent) && mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* (its first signal: it waits) */
+        CHECK(atomic_load(&d.sent) == 1);
+        usleep(100000);
+        waited = vmp_delivery_wait(&d); /* the late round: still pending */
+        vmp_delivery_send(&d, waited);
+        CHECK(write(slow_pipe[0][1], "x", 1) == 1);
+        for (int i = 0; i < 100000 && !atomic_load(&signalled[SLOW]); i++)
+            usleep(100);
+        CHECK(atomic_load(&signalled[SLOW]) == 1);
+        vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* (reads the answer) */
+        vmp_delivery_stop(&d);
+        periods = d.period_no;
+        dropped = (int64_t)vmp_delivery_dropped(&d);
+    }
+    if (!atomic_load(&signalled[SLOW]))
+        CHECK(write(slow_pipe[0][1], "x", 1) == 1);
+    CHECK(write(slow_pipe[1][1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    end_handler(&old, slow_pipe, 2);
+    long sig = atomic_load(&signalled[SLOW]), rep = atomic_load(&repeated[SLOW]);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped\n", (long long)periods,
+               (long long)waited, sig, rep, (long long)dropped);
+    CHECK(waited >= 90);
+    CHECK(rep >= waited);
+    CHECK(sig + rep <= periods + 1);
+    CHECK(sig + rep + dropped >= periods);
 }
 
 /* The spinning thread alone, and our handler. */
