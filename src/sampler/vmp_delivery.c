@@ -2412,6 +2412,18 @@ void vmp_delivery_stop(vmp_delivery *d)
         count_capped(d, t, 0);
         if (!paused)
             count_blocked_pending(d, t);
+        if (!paused && !d->sources && known_blocking(t)) {
+            /* Per period, a blocker's periods after the last round too,
+             * up to the stop, as the sources' count_blocked counts them
+             * (its wall time, or its CPU time): a sender kept from a CPU
+             * at the end left them out (the schedule's periods end at its
+             * last round). */
+            int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : -1;
+            int64_t more = !d->cpu_clock ? now - (d->start_ns + d->period_no * d->period_ns)
+                           : cpu >= 0 ? cpu - t->last_cpu + t->credit : 0;
+            if (more >= d->period_ns)
+                atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)(more / d->period_ns), memory_order_relaxed);
+        }
         if (d->sources && known_blocking(t)) {
             int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : now;
             if (!paused)

@@ -125,10 +125,11 @@
  * thread may have no Python stack at all (a C library's thread that
  * blocks every signal); with sources the sender moves its paid mark past
  * them each round, so that once it unblocks its handler pays only what
- * came after.  They count from its last answer (or its finding) on both
- * schedules: per period, the periods a thread not Python's was not asked
- * about (it is asked only after stretches of its CPU time) are kept for
- * that count, as the sources' paid mark keeps them.  Per period, what the backlog cap took before its first
+ * came after.  They count from its last answer (or its finding) to the
+ * stop on both schedules: per period, the periods a thread not Python's
+ * was not asked about (it is asked only after stretches of its CPU time)
+ * are kept for that count, as the sources' paid mark keeps them, and the
+ * stop counts those after the last round.  Per period, what the backlog cap took before its first
  * signal, and that signal's own period, are counted there too (the cap's
  * periods are counted dropped only once a signal sent after them was
  * handled).  (The caller drops signals still pending when

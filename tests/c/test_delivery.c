@@ -2698,12 +2698,14 @@ VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
 /* A thread that is not Python's (not among python_tids: taken as having
  * answered so twice, asked again only after 10 ms of its CPU time) and
  * blocks the signal, asleep for the run's first 100 ms, then spinning: its
- * periods count blocked from the start on both schedules, as the format
- * says (its wall time, or its CPU time).  Before, per period, they counted
- * only from the round that asked it, its periods until then were counted
- * nowhere (the wall clock's first 110 ms and more here; on the CPU clock,
- * the 10 ms of its CPU time before it was asked), while with sources its
- * paid mark stood at the start and count_blocked counted them all. */
+ * periods count blocked from the start to the stop on both schedules, as
+ * the format says (its wall time, or its CPU time).  Before, per period,
+ * they counted only from the round that asked it, its periods until then
+ * were counted nowhere (the wall clock's first 110 ms and more here; on
+ * the CPU clock, the 10 ms of its CPU time before it was asked), while with
+ * sources its paid mark stood at the start and count_blocked counted them
+ * all; and per period they ended at the last round, with sources at the
+ * stop (50 ms apart here). */
 VMP_TEST(a_thread_not_pythons_blocking_the_signal_has_its_periods_counted_from_the_start_on_either_schedule)
 {
     for (int sources = 0; sources < 2; sources++) {
@@ -2729,7 +2731,7 @@ VMP_TEST(a_thread_not_pythons_blocking_the_signal_has_its_periods_counted_from_t
             vmp_delivery d = {.period_ns = 1000000, .cpu_clock = cpu_clock, .signo = SIGUSR2,
                               .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1, .sources = sources,
                               .python_tids = python, .n_python_tids = 1};
-            /* (its periods: as in the test above) */
+            /* (its periods: as in the test above, to the stop) */
             clockid_t which = cpu_clock ? clk : CLOCK_MONOTONIC;
             int64_t least = -1, most = -1, blocked = -1, dropped = -1;
             int64_t t0 = mono_ms(), before = clock_us(which);
@@ -2739,9 +2741,13 @@ VMP_TEST(a_thread_not_pythons_blocking_the_signal_has_its_periods_counted_from_t
                 while (mono_ms() < t0 + 300 || (!atomic_load(&d.threads_blocking) && mono_ms() < t0 + 5000)) {
                     if (!woken && mono_ms() >= t0 + 100)
                         woken = write(walled_pipe[1], "x", 1) == 1;
-                    last = clock_us(which);
                     vmp_delivery_send(&d, vmp_delivery_wait(&d));
                 }
+                /* (no round for 50 ms before the stop, as a sender kept
+                 * from a CPU at the end: its periods count up to the stop
+                 * on both schedules) */
+                usleep(50000);
+                last = clock_us(which);
                 vmp_delivery_stop(&d);
                 most = (clock_us(which) - before) / 1000;
                 least = (last - started) / 1000;

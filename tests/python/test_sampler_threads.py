@@ -178,9 +178,11 @@ def test_a_thread_blocking_the_signal_is_left_alone(c_threads, monkeypatch, real
     # paid mark stands at the start until the sender counts them; per
     # period, a thread that is not Python's is asked again only after 10 ms
     # of its CPU time (wall time without bound on a loaded machine), and
-    # its periods until then count once it is found blocking.  (Before, per
-    # period they counted from that question: 12,988 of a 13,504-ms run at
-    # load 25.)
+    # its periods until then count once it is found blocking, and the stop
+    # counts those after the sender's last round.  (Before, per period they
+    # counted from that question, 12,988 of a 13,504-ms run at load 25, and
+    # ended at the last round, which a sender kept from a CPU at the end
+    # left early.)
     blocked = stats["samples_blocking_signal"]
     least, most = 1000 * (inner[1] - inner[0]), 1000 * (outer[1] - outer[0])
     assert least - 2 <= blocked <= most + 2, (least, most, events, stats)
