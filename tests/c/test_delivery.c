@@ -2368,8 +2368,10 @@ VMP_TEST(a_thread_kept_from_a_cpu_after_leaving_the_handler_is_not_taken_for_one
                     in_at = mono_ms();
                 /* (until its mask was read twice: found blocking before,
                  * read again after; with sources a probe must have been
-                 * sent, and the rounds are 10 ms) */
-                if (in_at && ++held_rounds >= (sources ? 4 : 30) && mono_ms() - in_at >= 40 &&
+                 * sent, and the rounds are 10 ms; 41 whole ms: in_at and
+                 * this reading are whole ms, the hold checked below 40 ms
+                 * in us, which was 39 once at 40) */
+                if (in_at && ++held_rounds >= (sources ? 4 : 30) && mono_ms() - in_at >= 41 &&
                     (atomic_load(&d.blocked_unsure) || atomic_load(&d.threads_blocking) || mono_ms() - in_at >= 900))
                     atomic_store(&window_release, 1);
             }
