@@ -964,93 +964,6 @@ def test_several_stalled_producers_hold_the_stop_up_one_second_in_all(tmp_path):
 
 # ---- a handler that does not return -------------------------------------------
 
-@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
-def test_disable_returns_while_a_handler_stays_inside_and_later_runs_work(tmp_path, native):
-    # A thread that stays inside our signal handler - stopped there by a
-    # debugger in non-stop mode, or starved - made disable() wait for it for
-    # ever (it waited, unbounded, for every handler to return).  Now the
-    # wait is bounded: the run ends without that handler, its META says so,
-    # its profile is whole, and nothing the handler may still touch is freed
-    # (native mode: the unwinder's tables it holds) or used by another run:
-    # once released, during the next run, it records nothing there.  The
-    # hook holds the handler of one thread (which computes in C without the
-    # GIL, as a stopped thread would hold none) after its ring slot is claimed,
-    # in native mode inside the native walk with the tables in hand.
-    done = run_script(tmp_path, """
-        import faulthandler, sys, threading, time, vmprof
-        from vmprof import _core
-        from sampler_util import burn_cpu, read_back
-
-        native = sys.argv[1] == "native"
-        faulthandler.dump_traceback_later(40, exit=True)  # (a hang fails, with the stacks)
-
-        def computes():
-            # (without the GIL, as a thread stopped in the handler would
-            # hold none: the next handler of this thread stays inside)
-            _core._handler_hold_busy(60.0)
-
-        def wait_for(state):
-            deadline = time.monotonic() + 15
-            while _core._handler_hold() != state and time.monotonic() < deadline:
-                time.sleep(0.005)
-            return _core._handler_hold() == state
-
-        def enable(name):
-            out = open(name, "wb")
-            vmprof.enable(out.fileno(), period=0.001, real_time=True, native=native)
-            return out
-
-        out = enable("one.prof")
-        # (before the hold: a slot held unpublished keeps the writer from
-        # the slots behind it until the stop, which a loaded machine's
-        # repeats may fill)
-        burn_cpu(0.1)
-        t = threading.Thread(target=computes)
-        t.start()
-        held = wait_for(2)
-        start = time.monotonic()
-        vmprof.disable()  # hung here
-        took = time.monotonic() - start
-        out.close()
-        first = vmprof.profiler.last_run_stats
-        still_held = _core._handler_hold() == 2
-
-        # The next run, the handler still inside, released half way.
-        out = enable("two.prof")
-        burn_cpu(0.15)
-        _core._handler_hold(0)
-        left = wait_for(4)
-        burn_cpu(0.15)
-        vmprof.disable()
-        out.close()
-        second = vmprof.profiler.last_run_stats
-        t.join()
-
-        out = enable("three.prof")
-        burn_cpu(0.1)
-        vmprof.disable()
-        out.close()
-        third = vmprof.profiler.last_run_stats
-        p1, p2, p3 = read_back("one.prof"), read_back("two.prof"), read_back("three.prof")
-
-        def burns(p):
-            return sum(1 for entries, _, _ in p.stacks if any(p.func(e) == "burn_cpu" for e in entries if e in p.names))
-        print("held", held, "took %.2f" % took, "still_held", still_held, "left", left)
-        for name, p, st in (("one", p1, first), ("two", p2, second), ("three", p3, third)):
-            print(name, "burn_cpu samples", burns(p), "meta", p.meta.get("handlers_still_running"),
-                  "samples", p.meta.get("samples"), "dropped", p.meta.get("samples_dropped"),
-                  "stats", st["handlers_still_running"], st["samples"], st["dropped"])
-        assert held and still_held and left
-        assert took < 10, took
-        assert first["handlers_still_running"] == 1 and p1.meta.get("handlers_still_running") == "1"
-        assert "handlers_still_running" not in p2.meta and second["handlers_still_running"] == 0
-        assert "handlers_still_running" not in p3.meta and third["handlers_still_running"] == 0
-        assert burns(p1) > 0 and burns(p2) > 0 and burns(p3) > 0
-    """, "native" if native else "python", timeout=90)
-    print(done.stdout)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 # A held handler: the hook holds the handler of one thread (which computes in
 # C without the GIL, as a thread stopped in the handler would hold none) after
 # its ring slot is claimed; in native mode inside the native walk.  (Indented
@@ -1072,14 +985,78 @@ HELD_HANDLER_SETUP = """
                 time.sleep(0.005)
             return _core._handler_hold() == state
 
-        def enable(name):
+        def enable(name, period=0.0005):
             out = open(name, "wb")
-            vmprof.enable(out.fileno(), period=0.0005, real_time=True, native=native)
+            vmprof.enable(out.fileno(), period=period, real_time=True, native=native)
             return out
 
         def samples_in(p, func):
             return sum(1 for entries, _, _ in p.stacks if any(p.func(e) == func for e in entries if e in p.names))
 """
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
+def test_disable_returns_while_a_handler_stays_inside_and_later_runs_work(tmp_path, native):
+    # A thread that stays inside our signal handler - stopped there by a
+    # debugger in non-stop mode, or starved - made disable() wait for it for
+    # ever (it waited, unbounded, for every handler to return).  Now the
+    # wait is bounded: the run ends without that handler, its META says so,
+    # its profile is whole, and nothing the handler may still touch is freed
+    # (native mode: the unwinder's tables it holds) or used by another run:
+    # once released, during the next run, it records nothing there.  The
+    # hook holds the handler of one thread (which computes in C without the
+    # GIL, as a stopped thread would hold none) after its ring slot is claimed,
+    # in native mode inside the native walk with the tables in hand.
+    done = run_script(tmp_path, HELD_HANDLER_SETUP + """
+        out = enable("one.prof", period=0.001)
+        # (before the hold: a slot held unpublished keeps the writer from
+        # the slots behind it until the stop, which a loaded machine's
+        # repeats may fill)
+        burn_cpu(0.1)
+        t = threading.Thread(target=computes)
+        t.start()
+        held = wait_for(2)
+        start = time.monotonic()
+        vmprof.disable()  # hung here
+        took = time.monotonic() - start
+        out.close()
+        first = vmprof.profiler.last_run_stats
+        still_held = _core._handler_hold() == 2
+
+        # The next run, the handler still inside, released half way.
+        out = enable("two.prof", period=0.001)
+        burn_cpu(0.15)
+        _core._handler_hold(0)
+        left = wait_for(4)
+        burn_cpu(0.15)
+        vmprof.disable()
+        out.close()
+        second = vmprof.profiler.last_run_stats
+        t.join()
+
+        out = enable("three.prof", period=0.001)
+        burn_cpu(0.1)
+        vmprof.disable()
+        out.close()
+        third = vmprof.profiler.last_run_stats
+        p1, p2, p3 = read_back("one.prof"), read_back("two.prof"), read_back("three.prof")
+
+        def burns(p):
+            return samples_in(p, "burn_cpu")
+        print("held", held, "took %.2f" % took, "still_held", still_held, "left", left)
+        for name, p, st in (("one", p1, first), ("two", p2, second), ("three", p3, third)):
+            print(name, "burn_cpu samples", burns(p), "meta", p.meta.get("handlers_still_running"),
+                  "samples", p.meta.get("samples"), "dropped", p.meta.get("samples_dropped"),
+                  "stats", st["handlers_still_running"], st["samples"], st["dropped"])
+        assert held and still_held and left
+        assert took < 10, took
+        assert first["handlers_still_running"] == 1 and p1.meta.get("handlers_still_running") == "1"
+        assert "handlers_still_running" not in p2.meta and second["handlers_still_running"] == 0
+        assert "handlers_still_running" not in p3.meta and third["handlers_still_running"] == 0
+        assert burns(p1) > 0 and burns(p2) > 0 and burns(p3) > 0
+    """, "native" if native else "python", timeout=90)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
