@@ -887,6 +887,20 @@ static void count_blocked(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
     skip_periods(d, t, upto, &d->periods_blocked);
 }
 
+/* Per period, at the stop: a thread known to block the signal has its
+ * periods after the schedule's last round counted blocked too, up to the
+ * stop, as count_blocked counts a blocker's with sources (its wall time, or
+ * its CPU time): a sender kept from a CPU at the end left them out (the
+ * schedule's periods end at its last round). */
+static void count_blocked_after_last_round(vmp_delivery *d, const vmp_delivery_thread *t, int64_t now)
+{
+    int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : -1;
+    int64_t more = !d->cpu_clock ? now - (d->start_ns + d->period_no * d->period_ns)
+                   : cpu >= 0 ? cpu - t->last_cpu + t->credit : 0;
+    if (more >= d->period_ns)
+        atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)(more / d->period_ns), memory_order_relaxed);
+}
+
 /* Per period: the periods the backlog cap took from thread t before its
  * next signal (deliver) are counted once that signal's fate is known:
  * dropped when it was handled, or the thread ended or the run stopped
@@ -1677,10 +1691,10 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
     t->blocks = t->checks = 0;
     count_capped(d, t, 0); /* (its signal was handled) */
     int answered = t->awaiting;
-    if (t->awaiting)
+    if (answered) {
         read_answer(d, t, k, now);
-    if (answered)
         t->unasked = 0; /* (what it owes up to here its answer paid, as a handler pays up to itself) */
+    }
     if (t->not_python) {
         if (t->recheck_at && now >= t->recheck_at) {
             t->recheck_at = 0;
@@ -2412,18 +2426,8 @@ void vmp_delivery_stop(vmp_delivery *d)
         count_capped(d, t, 0);
         if (!paused)
             count_blocked_pending(d, t);
-        if (!paused && !d->sources && known_blocking(t)) {
-            /* Per period, a blocker's periods after the last round too,
-             * up to the stop, as the sources' count_blocked counts them
-             * (its wall time, or its CPU time): a sender kept from a CPU
-             * at the end left them out (the schedule's periods end at its
-             * last round). */
-            int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : -1;
-            int64_t more = !d->cpu_clock ? now - (d->start_ns + d->period_no * d->period_ns)
-                           : cpu >= 0 ? cpu - t->last_cpu + t->credit : 0;
-            if (more >= d->period_ns)
-                atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)(more / d->period_ns), memory_order_relaxed);
-        }
+        if (!paused && !d->sources && known_blocking(t))
+            count_blocked_after_last_round(d, t, now);
         if (d->sources && known_blocking(t)) {
             int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : now;
             if (!paused)

@@ -1755,22 +1755,22 @@ VMP_TEST(wall_clock_counts_the_repeats_of_a_late_answer_the_ring_had_no_room_for
     CHECK(sig + lost + other_counted <= periods + 2);
 }
 
-/* The late answerer: asleep in read() on late_pipe[0] with the signal
- * blocked (as a thread a loaded machine keeps from a CPU with its signal
- * pending: it does not run), until woken; then it unblocks the signal (the
- * pending one is handled there) and, unless late_ends, waits in read() on
- * late_pipe[1]. */
+/* The late answerer (its role the argument: LATE, or SLOW): asleep in
+ * read() on late_pipe[0] with the signal blocked (as a thread a loaded
+ * machine keeps from a CPU with its signal pending: it does not run), until
+ * woken; then it unblocks the signal (the pending one is handled there)
+ * and, unless late_ends, waits in read() on late_pipe[1]. */
 static int late_pipe[2][2];
 static _Atomic int late_ends;
 
 static void *late_thread(void *arg)
 {
-    (void)arg;
+    int role = (int)(intptr_t)arg;
     sigset_t usr2;
     sigemptyset(&usr2);
     sigaddset(&usr2, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &usr2, NULL);
-    atomic_store(&tids[LATE], (pid_t)syscall(SYS_gettid));
+    atomic_store(&tids[role], (pid_t)syscall(SYS_gettid));
     char c;
     while (read(late_pipe[0][0], &c, 1) < 0)
         ;
@@ -1801,7 +1801,7 @@ static void late_answer_at_the_end(int ends)
     struct sigaction old;
     install_handler(&old);
     pthread_t th;
-    pthread_create(&th, NULL, late_thread, NULL);
+    pthread_create(&th, NULL, late_thread, (void *)(intptr_t)LATE);
     while (!atomic_load(&tids[LATE]))
         usleep(100);
     CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[LATE]), SYS_read) == 0);
@@ -2027,28 +2027,6 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_after_the_thread_ran
     starved_before_its_signal(2);
 }
 
-/* The slow thread: it blocks the signal (kept from a CPU, as it were) and
- * waits in read() on slow_pipe[0]; woken, it unblocks the signal (its
- * handler, slow, runs there) and waits in read() on slow_pipe[1]. */
-static int slow_pipe[2][2];
-
-static void *slow_thread(void *arg)
-{
-    (void)arg;
-    sigset_t usr2;
-    sigemptyset(&usr2);
-    sigaddset(&usr2, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
-    atomic_store(&tids[SLOW], (pid_t)syscall(SYS_gettid));
-    char c;
-    while (read(slow_pipe[0][0], &c, 1) < 0)
-        ;
-    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
-    while (read(slow_pipe[1][0], &c, 1) < 0)
-        ;
-    return NULL;
-}
-
 /* Wall clock, per-period schedule: a thread whose signal waited 100 ms
  * (one late round found it pending) and whose handler then worked
  * SLOW_HANDLER_NS of CPU time before its sample (in the sampler: a
@@ -2063,12 +2041,13 @@ static void *slow_thread(void *arg)
 VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_whatever_the_handler_did_before_its_sample)
 {
     reset_role(SLOW);
+    atomic_store(&late_ends, 0); /* (woken, its handler slow, it waits in read() on late_pipe[1]) */
     for (int i = 0; i < 2; i++)
-        REQUIRE(pipe(slow_pipe[i]) == 0);
+        REQUIRE(pipe(late_pipe[i]) == 0);
     struct sigaction old;
     install_handler(&old);
     pthread_t th;
-    pthread_create(&th, NULL, slow_thread, NULL);
+    pthread_create(&th, NULL, late_thread, (void *)(intptr_t)SLOW);
     while (!atomic_load(&tids[SLOW]))
         usleep(100);
     CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[SLOW]), SYS_read) == 0);
@@ -2081,7 +2060,7 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_whatever_the_handler
         usleep(100000);
         waited = vmp_delivery_wait(&d); /* the late round: still pending */
         vmp_delivery_send(&d, waited);
-        CHECK(write(slow_pipe[0][1], "x", 1) == 1);
+        CHECK(write(late_pipe[0][1], "x", 1) == 1);
         for (int i = 0; i < 100000 && !atomic_load(&signalled[SLOW]); i++)
             usleep(100);
         CHECK(atomic_load(&signalled[SLOW]) == 1);
@@ -2091,10 +2070,10 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_whatever_the_handler
         dropped = (int64_t)vmp_delivery_dropped(&d);
     }
     if (!atomic_load(&signalled[SLOW]))
-        CHECK(write(slow_pipe[0][1], "x", 1) == 1);
-    CHECK(write(slow_pipe[1][1], "x", 1) == 1);
+        CHECK(write(late_pipe[0][1], "x", 1) == 1);
+    CHECK(write(late_pipe[1][1], "x", 1) == 1);
     pthread_join(th, NULL);
-    end_handler(&old, slow_pipe, 2);
+    end_handler(&old, late_pipe, 2);
     long sig = atomic_load(&signalled[SLOW]), rep = atomic_load(&repeated[SLOW]);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped\n", (long long)periods,
