@@ -387,7 +387,9 @@ def _say_if_signal_taken_over():
     except (ValueError, TypeError):
         name = "signal %s" % stats.get("signal")
     _say("the program installed its own handler for %s, the profiler's signal, %.2f s after "
-         "it started: nothing was sampled after that" % (name, taken / 1000.0))
+         "it started: nothing was sampled after that (to profile it, call vmprof.enable() in the "
+         "program after it installs that handler: the profiler then takes another signal)"
+         % (name, taken / 1000.0))
 
 
 def _keep_sigterm_out_of_forked_children(handler):
