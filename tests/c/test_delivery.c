@@ -2595,6 +2595,38 @@ static void *walled_thread(void *arg)
     return NULL; /* (a signal still pending for it goes with it) */
 }
 
+/* Starts the walled thread (arg as walled_thread's) with the test's handler
+ * installed; one that waits first is seen asleep in read() (a loaded
+ * machine may keep it from read() for long).  Returns -1 (the failure
+ * reported) when there is no pipe. */
+static int start_walled(void *arg, pthread_t *th, clockid_t *clk, struct sigaction *old)
+{
+    reset_role(WALLED);
+    atomic_store(&walled_stop, 0);
+    if (pipe(walled_pipe) != 0) {
+        vmp_test_fail(__FILE__, __LINE__, "pipe(walled_pipe) == 0");
+        return -1;
+    }
+    install_handler(old);
+    pthread_create(th, NULL, walled_thread, arg);
+    while (!atomic_load(&tids[WALLED]))
+        usleep(100);
+    if (!arg || arg == WALLED_WAKES_TO_SPIN)
+        CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[WALLED]), SYS_read) == 0);
+    pthread_getcpuclockid(*th, clk);
+    return 0;
+}
+
+/* Ends the walled thread (a spinning one stops, a waiting one is woken)
+ * and the test's handler. */
+static void end_walled(pthread_t th, struct sigaction *old)
+{
+    atomic_store(&walled_stop, 1);
+    CHECK(write(walled_pipe[1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    end_handler(old, &walled_pipe, 1);
+}
+
 /* A thread that blocks the signal is left alone (not signalled again, not
  * sampled); its periods were counted nowhere, so the profile could not
  * tell 300 ms of a thread from none.  Now they are counted apart
@@ -2611,19 +2643,11 @@ VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
         if (sources && !kernel_has_sources())
             break;
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-            reset_role(WALLED);
-            atomic_store(&walled_stop, 0);
-            REQUIRE(pipe(walled_pipe) == 0);
             struct sigaction old;
-            install_handler(&old);
             pthread_t th;
-            pthread_create(&th, NULL, walled_thread, cases[c].spins ? (void *)1 : NULL);
-            while (!atomic_load(&tids[WALLED]))
-                usleep(100);
-            if (!cases[c].spins) /* (a loaded machine may keep it from read() for long) */
-                CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[WALLED]), SYS_read) == 0);
             clockid_t clk;
-            pthread_getcpuclockid(th, &clk);
+            if (start_walled(cases[c].spins ? (void *)1 : NULL, &th, &clk, &old) < 0)
+                return;
             static _Atomic pid_t me;
             atomic_store(&me, (pid_t)syscall(SYS_gettid));
             vmp_delivery d = {.period_ns = 1000000, .cpu_clock = cases[c].cpu_clock, .signo = SIGUSR2,
@@ -2653,10 +2677,7 @@ VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
                 blocked = (int64_t)atomic_load(&d.periods_blocked);
                 dropped = (int64_t)vmp_delivery_dropped(&d);
             }
-            atomic_store(&walled_stop, 1);
-            CHECK(write(walled_pipe[1], "x", 1) == 1);
-            pthread_join(th, NULL);
-            end_handler(&old, &walled_pipe, 1);
+            end_walled(th, &old);
             long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
             if (getenv("VMP_TEST_VERBOSE"))
                 printf("    sources %d, %s clock, %s: %lld-%lld ms due, %lld blocked, %lld dropped, %ld samples, %d found\n",
@@ -2693,18 +2714,11 @@ VMP_TEST(a_thread_not_pythons_blocking_the_signal_has_its_periods_counted_from_t
         if (sources && !kernel_has_sources())
             break;
         for (int cpu_clock = 0; cpu_clock < 2; cpu_clock++) {
-            reset_role(WALLED);
-            atomic_store(&walled_stop, 0);
-            REQUIRE(pipe(walled_pipe) == 0);
             struct sigaction old;
-            install_handler(&old);
             pthread_t th;
-            pthread_create(&th, NULL, walled_thread, WALLED_WAKES_TO_SPIN);
-            while (!atomic_load(&tids[WALLED]))
-                usleep(100);
-            CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[WALLED]), SYS_read) == 0);
             clockid_t clk;
-            pthread_getcpuclockid(th, &clk);
+            if (start_walled(WALLED_WAKES_TO_SPIN, &th, &clk, &old) < 0)
+                return;
             static _Atomic pid_t me;
             static pid_t python[1];
             atomic_store(&me, (pid_t)syscall(SYS_gettid));
@@ -2735,10 +2749,7 @@ VMP_TEST(a_thread_not_pythons_blocking_the_signal_has_its_periods_counted_from_t
                 blocked = (int64_t)atomic_load(&d.periods_blocked);
                 dropped = (int64_t)vmp_delivery_dropped(&d);
             }
-            atomic_store(&walled_stop, 1);
-            CHECK(write(walled_pipe[1], "x", 1) == 1);
-            pthread_join(th, NULL);
-            end_handler(&old, &walled_pipe, 1);
+            end_walled(th, &old);
             long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
             if (getenv("VMP_TEST_VERBOSE"))
                 printf("    sources %d, %s clock: %lld-%lld ms due, %lld blocked, %lld dropped, %ld samples, %d found, "
@@ -2764,17 +2775,11 @@ VMP_TEST(a_thread_not_pythons_blocking_the_signal_has_its_periods_counted_from_t
  * stays pending to the end (it was counted nowhere). */
 VMP_TEST(a_blocking_thread_found_by_a_late_first_round_has_those_periods_counted_blocked)
 {
-    reset_role(WALLED);
-    atomic_store(&walled_stop, 0);
-    REQUIRE(pipe(walled_pipe) == 0);
     struct sigaction old;
-    install_handler(&old);
     pthread_t th;
-    pthread_create(&th, NULL, walled_thread, (void *)1);
-    while (!atomic_load(&tids[WALLED]))
-        usleep(100);
     clockid_t clk;
-    pthread_getcpuclockid(th, &clk);
+    if (start_walled((void *)1, &th, &clk, &old) < 0)
+        return;
     static _Atomic pid_t me;
     atomic_store(&me, (pid_t)syscall(SYS_gettid));
     vmp_delivery d = {.period_ns = 1000000, .signo = SIGUSR2, .skip = {&me, NULL}, .repeat = count_repeat,
@@ -2791,9 +2796,7 @@ VMP_TEST(a_blocking_thread_found_by_a_late_first_round_has_those_periods_counted
         blocked = (int64_t)atomic_load(&d.periods_blocked);
         dropped = (int64_t)vmp_delivery_dropped(&d);
     }
-    atomic_store(&walled_stop, 1);
-    pthread_join(th, NULL);
-    end_handler(&old, &walled_pipe, 1);
+    end_walled(th, &old);
     long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
     if (getenv("VMP_TEST_VERBOSE"))
         printf("    ran %lld ms before the first round; %lld periods: %lld blocked, %lld dropped, %ld samples\n",
