@@ -2627,13 +2627,98 @@ static void end_walled(pthread_t th, struct sigaction *old)
     end_handler(old, &walled_pipe, 1);
 }
 
+/* One run of the walled thread (arg as walled_thread's) blocking the
+ * signal, on either clock and schedule, for the two tests below: what the
+ * run counted, and the thread's periods it must have counted blocked (its
+ * wall time, or its CPU time; ms), at least those from the start's return
+ * to the last round it could count up to, at most those from before the
+ * start to after the stop.  python: the Python thread's tid, or NULL (the
+ * walled thread then is not Python's either, for no thread is); wake_at_ms:
+ * when to wake a thread that waits first (0: never); quiet_ms: no round for
+ * that long before the stop (as a sender kept from a CPU at the end), the
+ * periods then counting up to the stop. */
+typedef struct {
+    int64_t least, most, blocked, dropped;
+    long samples;
+    int found;
+    unsigned long long not_python;
+} blocked_run;
+
+static blocked_run run_beside_a_blocker(int sources, int cpu_clock, void *arg, pid_t *python, int wake_at_ms,
+                                        int quiet_ms)
+{
+    blocked_run r = {-1, -1, -1, -1, -1, -1, 0};
+    struct sigaction old;
+    pthread_t th;
+    clockid_t clk;
+    if (start_walled(arg, &th, &clk, &old) < 0)
+        return r;
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    if (python)
+        *python = atomic_load(&me);
+    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = cpu_clock, .signo = SIGUSR2,
+                      .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1, .sources = sources,
+                      .python_tids = python, .n_python_tids = python ? 1 : 0};
+    clockid_t which = cpu_clock ? clk : CLOCK_MONOTONIC;
+    int64_t t0 = mono_ms(), before = clock_us(which);
+    if (vmp_delivery_start(&d) == 0) {
+        int64_t started = clock_us(which), last = started;
+        int woken = 0;
+        /* (300 ms, and on until the sender had the rounds that read the
+         * mask twice, 10 ms apart: a loaded machine may keep it from a
+         * CPU, or the spinning thread from its CPU time) */
+        while (mono_ms() < t0 + 300 || (!atomic_load(&d.threads_blocking) && mono_ms() < t0 + 5000)) {
+            if (wake_at_ms && !woken && mono_ms() >= t0 + wake_at_ms)
+                woken = write(walled_pipe[1], "x", 1) == 1;
+            last = clock_us(which);
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        }
+        if (quiet_ms) {
+            usleep((useconds_t)quiet_ms * 1000);
+            last = clock_us(which);
+        }
+        vmp_delivery_stop(&d);
+        r.most = (clock_us(which) - before) / 1000;
+        r.least = (last - started) / 1000;
+        r.blocked = (int64_t)atomic_load(&d.periods_blocked);
+        r.dropped = (int64_t)vmp_delivery_dropped(&d);
+    }
+    end_walled(th, &old);
+    r.samples = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
+    r.found = (int)atomic_load(&d.threads_blocking);
+    r.not_python = (unsigned long long)atomic_load(&d.not_python);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    sources %d, %s clock, %s: %lld-%lld ms due, %lld blocked, %lld dropped, %ld samples, %d found, "
+               "%llu answers not Python\n",
+               sources, cpu_clock ? "cpu" : "wall", arg ? (arg == WALLED_WAKES_TO_SPIN ? "waits, spins" : "spins") : "waits",
+               (long long)r.least, (long long)r.most, (long long)r.blocked, (long long)r.dropped, r.samples, r.found,
+               r.not_python);
+    return r;
+}
+
+/* What both tests below check of such a run: the thread found blocking,
+ * never sampled, its periods counted blocked (whole periods: one each side;
+ * before, per period, the first signal's period was counted nowhere), none
+ * dropped. */
+static void check_counted_blocked(blocked_run r)
+{
+    CHECK(r.found == 1);
+    CHECK(r.samples == 0);
+    CHECK(r.blocked >= r.least - 1);
+    CHECK(r.blocked <= r.most + 1);
+    CHECK(r.dropped == 0);
+}
+
 /* A thread that blocks the signal is left alone (not signalled again, not
  * sampled); its periods were counted nowhere, so the profile could not
  * tell 300 ms of a thread from none.  Now they are counted apart
  * (periods_blocked, META samples_blocking_signal): its wall time on the
  * wall clock, its CPU time on the CPU clock, whether it waits or spins, per
  * period or with sources (where a thread that ran while it blocked the
- * signal was not even found on the wall clock). */
+ * signal was not even found on the wall clock).  (Its periods from before
+ * the start to after the stop for both bounds, as before: at load ~14 the
+ * start alone took 41 ms of a 304-ms "due", 258 blocked.) */
 VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
 {
     static const struct {
@@ -2642,58 +2727,9 @@ VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
     for (int sources = 0; sources < 2; sources++) {
         if (sources && !kernel_has_sources())
             break;
-        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-            struct sigaction old;
-            pthread_t th;
-            clockid_t clk;
-            if (start_walled(cases[c].spins ? (void *)1 : NULL, &th, &clk, &old) < 0)
-                return;
-            static _Atomic pid_t me;
-            atomic_store(&me, (pid_t)syscall(SYS_gettid));
-            vmp_delivery d = {.period_ns = 1000000, .cpu_clock = cases[c].cpu_clock, .signo = SIGUSR2,
-                              .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1, .sources = sources};
-            /* Its periods (wall time, or its CPU time; us): at least those
-             * from the start's return to the last round (before its wait:
-             * per period, the schedule's periods end at the last round;
-             * with sources the stop counts up to itself), at most those
-             * from before the start to after the stop.  (From before the
-             * start to after the stop for both, as before: at load ~14 the
-             * start alone took 41 ms of a 304-ms "due", 258 blocked.) */
-            clockid_t which = cases[c].cpu_clock ? clk : CLOCK_MONOTONIC;
-            int64_t least = -1, most = -1, blocked = -1, dropped = -1;
-            int64_t t0 = mono_ms(), before = clock_us(which);
-            if (vmp_delivery_start(&d) == 0) {
-                int64_t started = clock_us(which), last = started;
-                /* (300 ms, and on until the sender had the rounds that read
-                 * the mask twice, 10 ms apart: a loaded machine may keep it
-                 * from a CPU, or the spinning thread from its CPU time) */
-                while (mono_ms() < t0 + 300 || (!atomic_load(&d.threads_blocking) && mono_ms() < t0 + 5000)) {
-                    last = clock_us(which);
-                    vmp_delivery_send(&d, vmp_delivery_wait(&d));
-                }
-                vmp_delivery_stop(&d);
-                most = (clock_us(which) - before) / 1000;
-                least = (last - started) / 1000;
-                blocked = (int64_t)atomic_load(&d.periods_blocked);
-                dropped = (int64_t)vmp_delivery_dropped(&d);
-            }
-            end_walled(th, &old);
-            long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
-            if (getenv("VMP_TEST_VERBOSE"))
-                printf("    sources %d, %s clock, %s: %lld-%lld ms due, %lld blocked, %lld dropped, %ld samples, %d found\n",
-                       sources, cases[c].cpu_clock ? "cpu" : "wall", cases[c].spins ? "spins" : "waits",
-                       (long long)least, (long long)most, (long long)blocked, (long long)dropped, got,
-                       (int)atomic_load(&d.threads_blocking));
-            CHECK(atomic_load(&d.threads_blocking) == 1);
-            CHECK(got == 0);
-            /* (whole periods: one each side; before, per period, the
-             * first signal's period was counted nowhere) */
-            CHECK(blocked >= least - 1);
-            CHECK(blocked <= most + 1);
-            /* (a late first round's periods beyond the backlog were counted
-             * dropped before the thread was found blocking: 208 of 589) */
-            CHECK(dropped == 0);
-        }
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+            check_counted_blocked(
+                run_beside_a_blocker(sources, cases[c].cpu_clock, cases[c].spins ? (void *)1 : NULL, NULL, 0, 0));
     }
 }
 
@@ -2707,61 +2743,15 @@ VMP_TEST(a_thread_blocking_the_signal_has_its_periods_counted_not_sampled)
  * the CPU clock, the 10 ms of its CPU time before it was asked), while with
  * sources its paid mark stood at the start and count_blocked counted them
  * all; and per period they ended at the last round, with sources at the
- * stop (50 ms apart here). */
+ * stop (50 ms apart here: no round for 50 ms before the stop). */
 VMP_TEST(a_thread_not_pythons_blocking_the_signal_has_its_periods_counted_from_the_start_on_either_schedule)
 {
     for (int sources = 0; sources < 2; sources++) {
         if (sources && !kernel_has_sources())
             break;
         for (int cpu_clock = 0; cpu_clock < 2; cpu_clock++) {
-            struct sigaction old;
-            pthread_t th;
-            clockid_t clk;
-            if (start_walled(WALLED_WAKES_TO_SPIN, &th, &clk, &old) < 0)
-                return;
-            static _Atomic pid_t me;
             static pid_t python[1];
-            atomic_store(&me, (pid_t)syscall(SYS_gettid));
-            python[0] = atomic_load(&me);
-            vmp_delivery d = {.period_ns = 1000000, .cpu_clock = cpu_clock, .signo = SIGUSR2,
-                              .skip = {&me, NULL}, .repeat = count_repeat, .task_fd = -1, .sources = sources,
-                              .python_tids = python, .n_python_tids = 1};
-            /* (its periods: as in the test above, to the stop) */
-            clockid_t which = cpu_clock ? clk : CLOCK_MONOTONIC;
-            int64_t least = -1, most = -1, blocked = -1, dropped = -1;
-            int64_t t0 = mono_ms(), before = clock_us(which);
-            if (vmp_delivery_start(&d) == 0) {
-                int64_t started = clock_us(which), last = started;
-                int woken = 0;
-                while (mono_ms() < t0 + 300 || (!atomic_load(&d.threads_blocking) && mono_ms() < t0 + 5000)) {
-                    if (!woken && mono_ms() >= t0 + 100)
-                        woken = write(walled_pipe[1], "x", 1) == 1;
-                    vmp_delivery_send(&d, vmp_delivery_wait(&d));
-                }
-                /* (no round for 50 ms before the stop, as a sender kept
-                 * from a CPU at the end: its periods count up to the stop
-                 * on both schedules) */
-                usleep(50000);
-                last = clock_us(which);
-                vmp_delivery_stop(&d);
-                most = (clock_us(which) - before) / 1000;
-                least = (last - started) / 1000;
-                blocked = (int64_t)atomic_load(&d.periods_blocked);
-                dropped = (int64_t)vmp_delivery_dropped(&d);
-            }
-            end_walled(th, &old);
-            long got = atomic_load(&signalled[WALLED]) + atomic_load(&repeated[WALLED]);
-            if (getenv("VMP_TEST_VERBOSE"))
-                printf("    sources %d, %s clock: %lld-%lld ms due, %lld blocked, %lld dropped, %ld samples, %d found, "
-                       "%llu answers not Python\n",
-                       sources, cpu_clock ? "cpu" : "wall", (long long)least, (long long)most, (long long)blocked,
-                       (long long)dropped, got, (int)atomic_load(&d.threads_blocking),
-                       (unsigned long long)atomic_load(&d.not_python));
-            CHECK(atomic_load(&d.threads_blocking) == 1);
-            CHECK(got == 0);
-            CHECK(blocked >= least - 1);
-            CHECK(blocked <= most + 1);
-            CHECK(dropped == 0);
+            check_counted_blocked(run_beside_a_blocker(sources, cpu_clock, WALLED_WAKES_TO_SPIN, python, 100, 50));
         }
     }
 }
