@@ -35,6 +35,12 @@ static _Atomic uint64_t touched[SET_PAGES / 64]; /* a bit per page of `set` that
 static _Atomic(vmp_codes_name_fn) on_death;
 static _Atomic uint64_t untracked;
 static int hook_installed;
+/* Deaths of tracked objects, counted per bucket of addresses as each
+ * begins, before its name is pushed (vmp_codes_deaths): the writer, which
+ * names objects during the run without the GIL, names an address only
+ * while it has settled every death counted at its bucket, and reads none
+ * across a death there.  Reset by vmp_codes_start, under the GIL. */
+static _Atomic uint64_t deaths[VMP_CODES_DEATH_BUCKETS];
 
 static inline size_t slot_of(uintptr_t code)
 {
@@ -181,12 +187,27 @@ size_t vmp_codes_format_name(PyCodeObject *code, char *buf, size_t cap)
     return n < cap ? n : cap - 1;
 }
 
+unsigned vmp_codes_death_bucket(uintptr_t code)
+{
+    return (unsigned)(slot_of(code) >> (SET_BITS - VMP_CODES_DEATH_BITS));
+}
+
+uint64_t vmp_codes_deaths(unsigned bucket)
+{
+    return atomic_load(&deaths[bucket]);
+}
+
 static void code_died(PyObject *obj)
 {
     vmp_codes_name_fn cb = atomic_load(&on_death);
     uintptr_t code = (uintptr_t)obj;
     if (!cb || !is_tracked(code))
         return;
+    /* Counted before anything else (its memory is freed only after this
+     * returns): a writer reading the object without the GIL sees the count
+     * move before it could read freed or reused memory (a seq_cst
+     * read-modify-write, then the stores of the free; vmp_codes_name_now). */
+    atomic_fetch_add(&deaths[vmp_codes_death_bucket(code)], 1);
     char name[VMP_MAX_NAME + 1];
     size_t len = vmp_codes_format_name((PyCodeObject *)obj, name, sizeof name);
     /* Name first, then retire: every sample holding the object was claimed
@@ -248,6 +269,8 @@ int vmp_codes_start(vmp_codes_name_fn died)
         return -1;
     }
     atomic_store(&untracked, 0);
+    for (size_t b = 0; b < VMP_CODES_DEATH_BUCKETS; b++)
+        atomic_store(&deaths[b], 0);
     atomic_store(&on_death, died);
     return 0;
 }
@@ -274,13 +297,25 @@ typedef struct naming {
     char *buf;
     size_t len;
     int ok;
+    int strict; /* both strings must be ready str (read without the GIL) */
 } naming;
+
+static int ready_str(PyObject *s)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return s && PyUnicode_Check(s) && PyUnicode_IS_READY(s);
+#else
+    return s && PyUnicode_Check(s);
+#endif
+}
 
 static void name_if_code(void *arg)
 {
     naming *n = arg;
     PyObject *obj = n->obj;
     if (((uintptr_t)obj & (sizeof(void *) - 1)) || Py_TYPE(obj) != &PyCode_Type || Py_REFCNT(obj) <= 0)
+        return;
+    if (n->strict && (!ready_str(((PyCodeObject *)obj)->co_name) || !ready_str(((PyCodeObject *)obj)->co_filename)))
         return;
     n->len = vmp_codes_format_name((PyCodeObject *)obj, n->buf, VMP_MAX_NAME + 1);
     n->ok = 1;
@@ -301,7 +336,7 @@ void vmp_codes_name_live(vmp_codes_name_fn emit, vmp_guard_fn guard)
         uintptr_t v = atomic_load_explicit(&s[i], memory_order_acquire);
         if (v == 0 || v == TOMBSTONE)
             continue;
-        naming n = {(PyObject *)v, name, 0, 0};
+        naming n = {(PyObject *)v, name, 0, 0, 0};
         if (guard(name_if_code, &n) < 0 || !n.ok)
             continue;
         emit(v, name, n.len, 0);
@@ -311,4 +346,18 @@ void vmp_codes_name_live(vmp_codes_name_fn emit, vmp_guard_fn guard)
 uint64_t vmp_codes_untracked(void)
 {
     return atomic_load(&untracked);
+}
+
+size_t vmp_codes_name_now(uintptr_t code, char *buf, vmp_guard_fn guard)
+{
+    /* Read twice, and taken only when both readings agree: an object being
+     * made at this address meanwhile (no death tells of it; one noted from
+     * a torn-down frame) may be half filled in.  The caller checks the
+     * death count around this call (vmp_codes.h). */
+    char again[VMP_MAX_NAME + 1];
+    naming a = {(PyObject *)code, buf, 0, 0, 1}, b = {(PyObject *)code, again, 0, 0, 1};
+    if (guard(name_if_code, &a) < 0 || !a.ok || guard(name_if_code, &b) < 0 || !b.ok || a.len != b.len ||
+        memcmp(buf, again, a.len) != 0)
+        return 0;
+    return a.len;
 }

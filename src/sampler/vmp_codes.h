@@ -15,7 +15,12 @@
  *     could hold the old object, so the writer can retire the address;
  *   - at the end, vmp_codes_name_live() names the sampled objects still alive.
  *
- * Everything but vmp_codes_note runs with the GIL held.
+ *   - during the run, the writer names the sampled objects it has given
+ *     ids to without the GIL (vmp_codes_name_now): a profile whose program
+ *     dies before the end (SIGKILL, a crash, os._exit) is still named.
+ *
+ * Everything but vmp_codes_note, vmp_codes_deaths, vmp_codes_death_bucket
+ * and vmp_codes_name_now runs with the GIL held.
  */
 #ifndef VMP_CODES_H
 #define VMP_CODES_H
@@ -54,6 +59,24 @@ void vmp_codes_name_live(vmp_codes_name_fn emit, vmp_guard_fn guard);
 /* Writes code's name in the profile's form into buf (NUL-terminated, cut to
  * the format's limits); returns its length. */
 size_t vmp_codes_format_name(PyCodeObject *code, char *buf, size_t cap);
+
+/* Deaths are counted per bucket of addresses (a 4,096th of them), as each
+ * begins, before its name is pushed and before its memory is freed. */
+#define VMP_CODES_DEATH_BITS 12
+#define VMP_CODES_DEATH_BUCKETS (1u << VMP_CODES_DEATH_BITS)
+unsigned vmp_codes_death_bucket(uintptr_t code);
+uint64_t vmp_codes_deaths(unsigned bucket);
+
+/* Without the GIL (the writer): the name of the code object at `code`, read
+ * twice under `guard`, into buf (VMP_MAX_NAME + 1 bytes); its length, or 0
+ * when it is not a code object with str names, or the readings differ.
+ * The name is the object's only when no death was counted at its bucket
+ * from before the call to after it, and every death counted there before
+ * it had been settled (its name in the stream, its address retired): the
+ * caller reads vmp_codes_deaths before and, after an acquire fence, again
+ * after.  A death's count moves before the object's memory is freed, so a
+ * reading that saw it freed or reused sees the count moved. */
+size_t vmp_codes_name_now(uintptr_t code, char *buf, vmp_guard_fn guard);
 
 /* Addresses that did not fit in the set (their names may be missing). */
 uint64_t vmp_codes_untracked(void);
