@@ -508,6 +508,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     int left;
     Py_BEGIN_ALLOW_THREADS
     left = stop_signals();
+    vmp_writer_end_live_names(); /* (before the guard goes, below) */
     Py_END_ALLOW_THREADS
 
     vmp_codes_name_live(vmp_writer_push_name, vmp_guard_run);

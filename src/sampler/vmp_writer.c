@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,11 @@
 #include <sys/time.h>
 #include <sys/uio.h>
 
+#include "vmp_codes.h"
 #include "vmp_encode.h"
 #include "vmp_fds.h"
 #include "vmp_format.h"
+#include "vmp_guard.h"
 #include "vmp_hash.h"
 #include "vmp_native_mode.h"
 #include "vmp_ring.h"
@@ -61,6 +64,9 @@
 #define VMP_EXT4_MAGIC 0xEF53
 
 #define ID_RETIRED 1u
+/* The id's name is written already (name_new_codes): not written again at
+ * the stop, nor when its object dies.  Outside the generation's bits. */
+#define ID_NAMED 0x80000000u
 #define ID_GEN_MAX 0xfffeu
 /* The generation of every id written once nothing may be named any more
  * (Lost.unnamed_from): no name is written for it. */
@@ -86,7 +92,21 @@ static struct {
     struct iovec iov[VMP_WRITE_IOVS];
     int niov;
     uint64_t ids[VMP_SLOT_WORDS];
+    /* Python ids given out since their last naming round, to be named
+     * during the run (name_new_codes) */
+    struct new_code {
+        uint64_t addr, id;
+    } *fresh;
+    size_t nfresh, fresh_cap;
+    /* the deaths settled (named or retired in the stream) per bucket of
+     * addresses, against vmp_codes_deaths */
+    uint64_t settled[VMP_CODES_DEATH_BUCKETS];
 } W;
+
+/* Whether the writer may still read code objects during the run: the
+ * fault guard is in front (disable() puts the program's handlers back
+ * after vmp_writer_end_live_names). */
+static _Atomic int live_names, live_naming;
 
 /* Names lost: that found no room in the ring nor beside it (the writer
  * stalled).  The object died, so its address must still be retired, at its
@@ -153,7 +173,27 @@ static _Atomic int names_stalled;
 
 static uint64_t id_with_gen(uint64_t addr, uint32_t state)
 {
-    return addr | ((uint64_t)(state >> 1) << 48);
+    return addr | ((uint64_t)((state & ~ID_NAMED) >> 1) << 48);
+}
+
+/* A new Python id, to be named during the run. */
+static void note_fresh(uint64_t addr, uint64_t id)
+{
+    if (W.nfresh == W.fresh_cap) {
+        size_t cap = W.fresh_cap ? 2 * W.fresh_cap : 256;
+        struct new_code *f = realloc(W.fresh, cap * sizeof *f);
+        if (!f)
+            return; /* (named at the stop, as before) */
+        W.fresh = f;
+        W.fresh_cap = cap;
+    }
+    W.fresh[W.nfresh].addr = addr;
+    W.fresh[W.nfresh++].id = id;
+}
+
+static void settled_death(uint64_t addr)
+{
+    W.settled[vmp_codes_death_bucket((uintptr_t)addr)]++;
 }
 
 /* Set by the writer once it passed Lost.unnamed_from. */
@@ -166,10 +206,12 @@ static uint64_t id_for_sample(uint64_t addr)
     uint32_t state = 0;
     if (vmp_u64map_find(&W.ids_by_addr, addr, &state) && !(state & ID_RETIRED))
         return id_with_gen(addr, state);
+    state &= ~ID_NAMED; /* (a new object: not named yet) */
     if (state & ID_RETIRED) /* a new object where a named one died */
         state = ((state >> 1) < ID_GEN_MAX ? (state >> 1) + 1 : ID_GEN_MAX) << 1;
     if (vmp_u64map_put(&W.ids_by_addr, addr, state) < 0)
         return addr; /* out of memory: the address still names something */
+    note_fresh(addr, id_with_gen(addr, state));
     return id_with_gen(addr, state);
 }
 
@@ -187,15 +229,20 @@ static void retire_lost(uint64_t upto)
     uint64_t t = atomic_load_explicit(&Lost.tail, memory_order_relaxed);
     while (t != atomic_load_explicit(&Lost.head, memory_order_acquire) && Lost.at[t % LOST_MAX].before <= upto) {
         retire(Lost.at[t % LOST_MAX].code); /* (head > tail: at was mapped) */
+        settled_death(Lost.at[t % LOST_MAX].code);
         atomic_store_explicit(&Lost.tail, ++t, memory_order_release);
     }
 }
 
-/* The id to name; marks it retired when the object died. */
-static uint64_t id_for_name(uint64_t addr, int died)
+/* The id to name; marks it retired when the object died.  Sets *named
+ * when its name was written during the run already (name_new_codes). */
+static uint64_t id_for_name(uint64_t addr, int died, int *named)
 {
     uint32_t state = 0;
     vmp_u64map_find(&W.ids_by_addr, addr, &state);
+    if (died)
+        settled_death(addr);
+    *named = (state & ID_NAMED) != 0;
     if (died && vmp_u64map_put(&W.ids_by_addr, addr, state | ID_RETIRED) < 0)
         return addr;
     return id_with_gen(addr, state);
@@ -218,7 +265,12 @@ static void write_held(uint64_t upto)
             atomic_store_explicit(&Held.tail, ++t, memory_order_release);
             continue;
         }
-        uint64_t id = id_for_name(h->code, h->died);
+        int named;
+        uint64_t id = id_for_name(h->code, h->died, &named);
+        if (named) { /* (written during the run) */
+            atomic_store_explicit(&Held.tail, ++t, memory_order_release);
+            continue;
+        }
         if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, h->len))
             flush();
         vmp_enc_name(&W.buf, VMP_TAG_VIRTUAL_IP, id, h->text, h->len);
@@ -659,7 +711,10 @@ static void process(vmp_slot *s)
             atomic_fetch_add(&vmp_run.names_lost, 1);
             return;
         }
-        uint64_t id = id_for_name(s->code, s->died);
+        int named;
+        uint64_t id = id_for_name(s->code, s->died, &named);
+        if (named)
+            return; /* (written during the run: name_new_codes) */
         if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, s->n))
             flush();
         vmp_enc_name(&W.buf, VMP_TAG_VIRTUAL_IP, id, (const char *)s->data, s->n);
@@ -940,6 +995,82 @@ static void write_out(void)
     give_back_ahead(); /* (an exec: the new program would not; if it fails, more are allocated) */
 }
 
+/* Names the Python ids given out since the last round, during the run and
+ * without the GIL: a program that dies before disable() (SIGKILL from the
+ * OOM killer, a crash in a C extension, os._exit) leaves a profile whose
+ * samples are named up to what was written, not addresses only.  Run in
+ * the writer's round after its drain, so a name goes out in the same write
+ * as the first samples of its id.
+ *
+ * Names never lie: the id named is the address's current one, for the
+ * object that lives there now only when no death at that address is in
+ * flight.  So an address is named only while every death counted at its
+ * bucket (vmp_codes_deaths, moved before the dying object's name is pushed
+ * and its memory freed) has been settled here (its name or retirement
+ * processed in stream order: its samples already have their id, and a new
+ * object there has the next), and when no death was counted there during
+ * the reading (else freed or reused memory may have been read); the
+ * object is read under the fault guard (its memory may be gone), twice.
+ * An id retired meanwhile was named by its death's record.  One that is
+ * not a code object with str names (an address noted from a frame being
+ * torn down) is left to the stop, which tries it again with the GIL. */
+static void name_new_codes(void)
+{
+    if (!W.nfresh)
+        return;
+    atomic_store(&live_naming, 1); /* (then live_names: vmp_writer_end_live_names) */
+    if (!atomic_load(&live_names) || unnamed ||
+        atomic_load_explicit(&Lost.unnamed_from, memory_order_acquire) != UINT64_MAX) {
+        atomic_store(&live_naming, 0);
+        return;
+    }
+    /* A fault in a guarded read must reach the guard's handler: this thread
+     * blocks every signal, and the kernel kills for a fault it blocks. */
+    sigset_t faults, old;
+    sigemptyset(&faults);
+    sigaddset(&faults, SIGSEGV);
+    sigaddset(&faults, SIGBUS);
+    pthread_sigmask(SIG_UNBLOCK, &faults, &old);
+    char name[VMP_MAX_NAME + 1];
+    size_t kept = 0;
+    for (size_t i = 0; i < W.nfresh; i++) {
+        struct new_code f = W.fresh[i];
+        uint32_t state;
+        if (!vmp_u64map_find(&W.ids_by_addr, f.addr, &state) || (state & (ID_RETIRED | ID_NAMED)) ||
+            id_with_gen(f.addr, state) != f.id)
+            continue; /* (named by its death, or already) */
+        unsigned b = vmp_codes_death_bucket((uintptr_t)f.addr);
+        uint64_t deaths = vmp_codes_deaths(b);
+        if (deaths != W.settled[b]) {
+            W.fresh[kept++] = f; /* (a death there not settled yet: next round) */
+            continue;
+        }
+        size_t len = vmp_codes_name_now((uintptr_t)f.addr, name, vmp_guard_run);
+        atomic_thread_fence(memory_order_acquire);
+        if (vmp_codes_deaths(b) != deaths) {
+            W.fresh[kept++] = f;
+            continue;
+        }
+        if (!len)
+            continue; /* (left to the stop) */
+        if (vmp_u64map_put(&W.ids_by_addr, f.addr, state | ID_NAMED) < 0)
+            continue;
+        if (W.buf.cap - W.buf.len < vmp_enc_name_size(&W.buf, len))
+            flush();
+        vmp_enc_name(&W.buf, VMP_TAG_VIRTUAL_IP, f.id, name, len);
+    }
+    W.nfresh = kept;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    atomic_store(&live_naming, 0);
+}
+
+void vmp_writer_end_live_names(void)
+{
+    atomic_store(&live_names, 0);
+    while (atomic_load(&live_naming))
+        vmp_sleep_ns(20000);
+}
+
 /* The head's fate, told to enable() (vmp_writer_start): 0, or the errno
  * of its first write. */
 static int head_errno;
@@ -993,6 +1124,9 @@ static void *writer_main(void *arg)
         test_hold_point(VMP_WRITER_HOLD_AFTER_LOOK);
         uint64_t before = drained;
         drain(0);
+        name_new_codes();
+        if (vmp_run.native)
+            vmp_native_mode_write_new_names(&W.buf, flush);
         uint64_t asked = atomic_load(&sync_asked);
         if (asked != atomic_load(&sync_done)) {
             write_out();
@@ -1077,6 +1211,10 @@ void vmp_writer_after_fork_child(void)
     pthread_mutex_init(&busy, NULL);
     memset(&W.ids_by_addr, 0, sizeof W.ids_by_addr);
     W.last = NULL;
+    W.fresh = NULL;
+    W.nfresh = W.fresh_cap = 0;
+    atomic_store(&live_names, 0);
+    atomic_store(&live_naming, 0);
     if (Out.opened && Out.shared)
         close(Out.fd); /* (the child's copy) */
     Out.fd = -1;
@@ -1129,6 +1267,9 @@ int vmp_writer_prepare(void)
     Stall.since = 0;
     atomic_store(&given_up_waited, 0);
     atomic_store(&given_up_at_once, 0);
+    memset(W.settled, 0, sizeof W.settled);
+    W.nfresh = 0;
+    atomic_store(&live_names, 1); /* (enable installs the guard before the writer starts) */
     return 0;
 }
 
@@ -1160,6 +1301,9 @@ void vmp_writer_release(void)
 {
     vmp_u64map_free(&W.ids_by_addr);
     free_last();
+    free(W.fresh);
+    W.fresh = NULL;
+    W.nfresh = W.fresh_cap = 0;
 }
 
 /* Holds a name beside the ring (Held): 0, or -1 when the queue is full. */

@@ -38,6 +38,12 @@ int vmp_writer_start(void);
 /* Tells the thread to finish (drain, end records, trailer) and waits. */
 void vmp_writer_stop(void);
 
+/* During the run the writer names the Python code objects it gives ids
+ * to, without the GIL, reading them under the fault guard.  Call this,
+ * without the GIL, before the guard goes (disable()): it returns once no
+ * such reading is under way, and none begins after. */
+void vmp_writer_end_live_names(void);
+
 /* Frees the id maps and last samples of a finished run. */
 void vmp_writer_release(void);
 
