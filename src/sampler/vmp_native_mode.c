@@ -67,6 +67,11 @@ static struct {
     uintptr_t unsure[UNSURE_MAX][2];
     size_t nunsure;
     uint64_t writing;        /* the claim index of the slot being written (vmp_native_mode_settle) */
+    /* Names written during the run (vmp_native_mode_write_new_names), so
+     * that a program that dies before the end leaves them in its profile: */
+    vmp_u64map written;      /* id -> 1: its name is in the profile, not written again */
+    uint64_t (*fresh)[2];    /* (start, id) of the functions met since the last naming */
+    size_t nfresh, fresh_cap;
 } N;
 
 static void forget_departed(void);
@@ -354,7 +359,7 @@ static uint64_t id_of(uint64_t start)
 static void keep_name(uint64_t id, const char *text, size_t len)
 {
     uint32_t at;
-    if (vmp_u64map_find(&N.named, id, &at))
+    if (vmp_u64map_find(&N.named, id, &at) || vmp_u64map_find(&N.written, id, &at))
         return;
     if (N.nnamed == N.named_cap) {
         size_t cap = N.named_cap ? 2 * N.named_cap : 64;
@@ -450,6 +455,10 @@ static void forget_departed(void)
 
 static void forget_names(void)
 {
+    vmp_u64map_free(&N.written);
+    free(N.fresh);
+    N.fresh = NULL;
+    N.nfresh = N.fresh_cap = 0;
     for (size_t i = 0; i < N.nnamed; i++)
         free(N.names[i]);
     free(N.names);
@@ -492,7 +501,18 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
         start = pc;
     if (vmp_u64map_put(&N.start_offset, pc, (uint32_t)(pc - start)) < 0)
         return entry; /* out of memory: the raw pc still says where it was */
-    return id_of(start);
+    uint64_t id = id_of(start);
+    if (N.nfresh == N.fresh_cap) {
+        size_t cap = N.fresh_cap ? 2 * N.fresh_cap : 256;
+        void *f = realloc(N.fresh, cap * sizeof *N.fresh);
+        if (!f)
+            return id; /* (named at the end, as before) */
+        N.fresh = f;
+        N.fresh_cap = cap;
+    }
+    N.fresh[N.nfresh][0] = start;
+    N.fresh[N.nfresh++][1] = id;
+    return id;
 }
 
 /* Whether an object of the session was unloaded; the writer looks at
@@ -629,6 +649,9 @@ void vmp_native_mode_after_fork_child(void)
     memset(&N.start_offset, 0, sizeof N.start_offset);
     memset(&N.gen, 0, sizeof N.gen);
     memset(&N.named, 0, sizeof N.named);
+    memset(&N.written, 0, sizeof N.written);
+    N.fresh = NULL;
+    N.nfresh = N.fresh_cap = 0;
     N.named_ids = NULL;
     N.names = NULL;
     N.nnamed = N.named_cap = 0;
@@ -687,15 +710,50 @@ size_t vmp_native_mode_functions(void)
     return n;
 }
 
+/* Writes a function's name and remembers that it is written. */
+static void write_name(vmp_wbuf *buf, void (*flush)(void), uint64_t id, const char *name, size_t len)
+{
+    if (buf->cap - buf->len < vmp_enc_name_size(buf, len))
+        flush();
+    vmp_enc_name(buf, VMP_TAG_NATIVE_SYMBOLS, id, name, len);
+    vmp_u64map_put(&N.written, id, 1);
+}
+
+/* The writer's round, after its drain: the functions met since the last
+ * one, named now with the writer's session, so that a program that dies
+ * before the end (SIGKILL, a crash) leaves them named in its profile.  A
+ * function whose id moved on since it was met (its object went: on_unload
+ * named it then, written at the end) is left to the end. */
+void vmp_native_mode_write_new_names(vmp_wbuf *buf, void (*flush)(void))
+{
+    if (!N.nfresh)
+        return;
+    vmp_symbols *syms = writer_syms();
+    if (!syms)
+        return; /* (named at the end, as before) */
+    char name[VMP_MAX_NAME + 1];
+    uint32_t at;
+    for (size_t i = 0; i < N.nfresh; i++) {
+        uint64_t start = N.fresh[i][0], id = N.fresh[i][1];
+        if (id_of(start) != id || vmp_u64map_find(&N.written, id, &at) || vmp_u64map_find(&N.named, id, &at))
+            continue;
+        answer_asks(); /* (a walk cut at a new library waits for nothing of ours) */
+        size_t len = vmp_symbols_name(syms, (uintptr_t)start, name, sizeof name);
+        write_name(buf, flush, id, name, len < VMP_MAX_NAME ? len : VMP_MAX_NAME);
+    }
+    N.nfresh = 0;
+}
+
 void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void))
 {
     vmp_native_mode_settle(UINT64_MAX); /* (every slot is written) */
+    N.nfresh = 0; /* (every function met is named below) */
+    uint32_t at;
     /* (the functions named when an object went first: see on_unload) */
     for (size_t i = 0; i < N.nnamed; i++) {
-        size_t len = strlen(N.names[i]);
-        if (buf->cap - buf->len < vmp_enc_name_size(buf, len))
-            flush();
-        vmp_enc_name(buf, VMP_TAG_NATIVE_SYMBOLS, N.named_ids[i], N.names[i], len);
+        if (vmp_u64map_find(&N.written, N.named_ids[i], &at))
+            continue;
+        write_name(buf, flush, N.named_ids[i], N.names[i], strlen(N.names[i]));
     }
     size_t n;
     uint64_t *starts = distinct_starts(&n);
@@ -703,17 +761,12 @@ void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void))
     vmp_symbols *syms = writer_syms();
     for (size_t i = 0; i < n; i++) {
         uint64_t id = id_of(starts[i]);
-        uint32_t at;
-        if (vmp_u64map_find(&N.named, id, &at))
+        if (vmp_u64map_find(&N.named, id, &at) || vmp_u64map_find(&N.written, id, &at))
             continue;
         size_t len = syms ? vmp_symbols_name(syms, (uintptr_t)starts[i], name, sizeof name)
                             : (size_t)snprintf(name, sizeof name, "n:<native symbol 0x%llx>:0:-",
                                                (unsigned long long)starts[i]);
-        if (len > VMP_MAX_NAME)
-            len = VMP_MAX_NAME;
-        if (buf->cap - buf->len < vmp_enc_name_size(buf, len))
-            flush();
-        vmp_enc_name(buf, VMP_TAG_NATIVE_SYMBOLS, id, name, len);
+        write_name(buf, flush, id, name, len < VMP_MAX_NAME ? len : VMP_MAX_NAME);
     }
     free(starts);
     if (syms)

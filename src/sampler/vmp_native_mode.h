@@ -11,7 +11,10 @@
  *   writer thread           vmp_native_mode_entry_id for each native entry
  *                           (the pc becomes its function's start | 1),
  *                           vmp_native_mode_tick every round (learns unwind
- *                           rules and newly loaded libraries), vmp_native_mode_learn_left
+ *                           rules and newly loaded libraries),
+ *                           vmp_native_mode_write_new_names every round
+ *                           (the names of the functions met since the last
+ *                           one), vmp_native_mode_learn_left
  *                           and vmp_native_mode_write_names once at the end,
  *                           before the trailer;
  *                           vmp_native_mode_writer_table at its start and
@@ -95,6 +98,11 @@ void vmp_native_mode_after_fork_child(void);
  * entry_id returned (those of objects unloaded meanwhile were named
  * before they went).  `flush` empties buf when a record does not fit. */
 void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void));
+
+/* The writer's round, after its drain: writes the names of the functions
+ * met since the last round (each name is written once; write_names then
+ * writes the rest). */
+void vmp_native_mode_write_new_names(vmp_wbuf *buf, void (*flush)(void));
 
 /* Writer thread, at its start: whether it has a descriptor table of its
  * own (vmp_fds.h); then it opens a symbol session of its own at its first
