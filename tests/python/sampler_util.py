@@ -67,7 +67,10 @@ class Profile:
                 if any(self.func(cid) == func for cid, _ in self.frames(entries))}
 
 
-def decode(data):
+def decode(data, partial=False):
+    """partial: the profile of a program that died before disable() (no
+    trailer, maybe a record cut short at the end): the records before the
+    end are read, the cut one left out."""
     p = Profile()
     if len(data) < 40:
         raise ValueError("profile shorter than its static header")
@@ -82,7 +85,18 @@ def decode(data):
         i += 8
         return v
 
+    def word_at(j):
+        return struct.unpack("<Q", data[j:j + 8])[0]
+
     while i < len(data):
+        if partial:
+            at = i
+            try:
+                i = _decode_record(p, data, i, word_at)
+            except (struct.error, AssertionError, IndexError, UnicodeDecodeError):
+                assert at > 40, "cut inside the header"
+                break
+            continue
         tag = data[i]
         i += 1
         if tag == 0x05:
@@ -122,14 +136,60 @@ def decode(data):
     return p
 
 
+def _decode_record(p, data, i, word_at):
+    """One record of a partial profile (decode): the index after it, raising
+    when it is cut short."""
+    tag = data[i]
+    i += 1
+    if tag == 0x05:
+        n = data[i + 3]
+        assert len(data) >= i + 4 + n
+        p.version = struct.unpack(">H", data[i:i + 2])[0]
+        p.mode = data[i + 2]
+        p.interp = data[i + 4:i + 4 + n].decode()
+        return i + 4 + n
+    if tag in (0x06, 0x03):
+        assert len(data) >= i + 24, "truncated time record"
+        if tag == 0x03:
+            p.trailer = True
+        return i + 24
+    if tag == 0x07:
+        kl = word_at(i)
+        vl = word_at(i + 8 + kl)
+        assert len(data) >= i + 16 + kl + vl
+        p.meta[data[i + 8:i + 8 + kl].decode()] = data[i + 16 + kl:i + 16 + kl + vl].decode()
+        return i + 16 + kl + vl
+    if tag == 0x01:
+        assert word_at(i) == 1
+        depth = word_at(i + 8)
+        assert 0 < depth <= 2000, depth
+        i += 16
+        entries = [word_at(i + 8 * k) for k in range(depth)]
+        i += 8 * depth
+        tid = word_at(i)
+        i += 8
+        rss = None
+        if p.mode & 0x01:
+            rss = word_at(i)
+            i += 8
+        p.stacks.append((entries, tid, rss))
+        return i
+    if tag in (0x02, 0x08):
+        a, n = word_at(i), word_at(i + 8)
+        assert len(data) >= i + 16 + n
+        p.names.setdefault(a, []).append(data[i + 16:i + 16 + n].decode("utf-8", "replace"))
+        return i + 16 + n
+    raise AssertionError("unknown tag %#x at byte %d" % (tag, i - 1))
+
+
 # The native walk is x86-64 Linux's (vmp_native_unwind.c); elsewhere a sample
 # keeps the interrupted frame only, so tests of whole native stacks skip.
 NATIVE_WALK_HERE = sys.platform.startswith("linux") and platform.machine() == "x86_64"
 NO_NATIVE_WALK = "the native walk is x86-64 Linux's; elsewhere a sample keeps the interrupted frame only"
 
-def read_back(path):
+def read_back(path, partial=False):
     with open(path, "rb") as f:
-        return decode(f.read())
+        return decode(f.read(), partial)
 
 
 def profile(fn, *args, **enable_options):
