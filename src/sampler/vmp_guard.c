@@ -13,6 +13,7 @@
  */
 #include "vmp_guard.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -46,6 +47,12 @@ static struct sigaction below_segv[SLOTS], below_bus[SLOTS];
 static _Atomic unsigned below_current; /* slot index in use */
 static int installed;
 static _Atomic uint64_t faults;
+static void (*_Atomic on_fatal)(void);
+
+void vmp_guard_on_fatal(void (*fn)(void))
+{
+    atomic_store(&on_fatal, fn);
+}
 
 static int64_t mono_ns(void)
 {
@@ -78,6 +85,16 @@ static void on_fault(int sig, siginfo_t *info, void *ucontext)
         sigaddset(&unblock, sig);
         pthread_sigmask(SIG_UNBLOCK, &unblock, NULL); /* we leave without sigreturn */
         siglongjmp(g->env, 1);
+    }
+    /* Not ours: most likely the program dies of it now.  The profile's
+     * samples still in the ring go out first (a bounded wait; the hook
+     * does it once a run), so its crash report and status are as before,
+     * only a moment later. */
+    void (*fatal)(void) = atomic_load(&on_fatal);
+    if (fatal) {
+        int saved = errno;
+        fatal();
+        errno = saved;
     }
     char here;
     if (chaining_from && (uintptr_t)&here < chaining_from) { /* the handler below called ours back */

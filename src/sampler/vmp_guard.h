@@ -46,6 +46,12 @@ void vmp_guard_keep_first(void);
 /* Puts the program's handlers back, where ours is still the one installed. */
 void vmp_guard_restore(void);
 
+/* Called (async-signal-safe) by our handler for a fault or a SIGSEGV/SIGBUS
+ * that is not a guarded call's, before the program's handler or the
+ * default action gets it: the sampler lets its writer write what it has
+ * (vmp_writer_flush_before_death).  NULL: none. */
+void vmp_guard_on_fatal(void (*fn)(void));
+
 /* Runs fn(arg); returns 0 when it completed, -1 when it faulted. */
 int vmp_guard_run(void (*fn)(void *), void *arg);
 

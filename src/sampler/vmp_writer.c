@@ -1064,6 +1064,23 @@ static void name_new_codes(void)
     atomic_store(&live_naming, 0);
 }
 
+/* vmp_writer_flush_before_death: asked and done counts, and whether this
+ * run waited already. */
+static _Atomic uint64_t crash_asked, crash_done;
+static _Atomic int crash_waited;
+
+void vmp_writer_flush_before_death(void)
+{
+    if (!vmp_run.enabled || atomic_load(&vmp_run.writer_stop) || !atomic_load(&vmp_run.writer_tid) ||
+        vmp_gettid() == atomic_load(&vmp_run.writer_tid) || atomic_exchange(&crash_waited, 1))
+        return;
+    uint64_t want = atomic_fetch_add(&crash_asked, 1) + 1;
+    vmp_ring_ring();
+    int64_t deadline = vmp_mono_ns() + VMP_CRASH_FLUSH_NS;
+    while (atomic_load(&crash_done) < want && vmp_mono_ns() < deadline)
+        vmp_sleep_ns(500000);
+}
+
 void vmp_writer_end_live_names(void)
 {
     atomic_store(&live_names, 0);
@@ -1117,6 +1134,7 @@ static void *writer_main(void *arg)
     vmp_word_changed(&vmp_run.writer_tid);
     int64_t nap = VMP_WRITER_MIN_SLEEP_NS;
     while (!atomic_load(&vmp_run.writer_stop)) {
+        uint64_t crash = atomic_load(&crash_asked); /* (answered once this round's write is out) */
         pthread_mutex_lock(&busy);
         /* Native mode learns what walks stopped at, and new libraries. */
         if (vmp_run.native)
@@ -1134,6 +1152,8 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_unlock(&busy);
         flush(); /* (a pipe nobody reads must not hold a fork up) */
+        if (crash != atomic_load(&crash_done))
+            atomic_store(&crash_done, crash);
         uint64_t n = drained - before;
         nap = n ? nap * (VMP_RING_SLOTS / 4) / (int64_t)n : VMP_WRITER_MAX_SLEEP_NS;
         if (nap < VMP_WRITER_MIN_SLEEP_NS)
@@ -1268,6 +1288,7 @@ int vmp_writer_prepare(void)
     atomic_store(&given_up_waited, 0);
     atomic_store(&given_up_at_once, 0);
     memset(W.settled, 0, sizeof W.settled);
+    atomic_store(&crash_waited, 0);
     W.nfresh = 0;
     atomic_store(&live_names, 1); /* (enable installs the guard before the writer starts) */
     return 0;

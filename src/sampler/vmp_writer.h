@@ -44,6 +44,16 @@ void vmp_writer_stop(void);
  * such reading is under way, and none begins after. */
 void vmp_writer_end_live_names(void);
 
+/* Async-signal-safe, from our fault handler (vmp_guard_on_fatal) for a
+ * fault the program most likely dies of (a segfault in a C extension):
+ * rings the writer and waits, at most VMP_CRASH_FLUSH_NS, for a round of
+ * its begun after the call (drain, names, write) to end, so the samples
+ * still in the ring (up to ~100 ms of them) are in the profile.  Once a
+ * run (a program that recovers from its faults waits once); nothing from
+ * the writer's own thread, nor without a run. */
+#define VMP_CRASH_FLUSH_NS 200000000LL
+void vmp_writer_flush_before_death(void);
+
 /* Frees the id maps and last samples of a finished run. */
 void vmp_writer_release(void);
 

@@ -196,3 +196,40 @@ def test_names_written_during_the_run_never_lie_when_addresses_are_reused(tmp_pa
     assert len(set(made)) > 30, sorted(set(made))
     assert unnamed <= 0.05 * sum(len(e) for e, _, _ in p.stacks), unnamed
 
+
+LAST_MOMENTS = '''
+import ctypes, faulthandler, time
+faulthandler.enable()
+
+def burn(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+def before_the_end():
+    burn(0.5)
+
+def the_last_moments():
+    burn(0.04)
+    ctypes.string_at(0)
+
+before_the_end()
+the_last_moments()
+'''
+
+
+def test_a_segfault_lets_the_writer_write_what_the_ring_holds(tmp_path):
+    # The writer writes every 2-100 ms: without a last round at the fault,
+    # the last 40 ms before it were in the profile only when a round
+    # happened to come late enough (most runs: none of them).
+    (tmp_path / "prog.py").write_text(LAST_MOMENTS)
+    out = tmp_path / "out.prof"
+    done = subprocess.run([sys.executable, "-m", "vmprof", "-n", "-o", str(out), "prog.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGSEGV, done.stderr
+    assert "Fatal Python error: Segmentation fault" in done.stderr, done.stderr
+    stats = read_unfinished(out)
+    last = {a for a, n in stats.adr_dict.items() if isinstance(n, str) and n.startswith("py:the_last_moments:")}
+    in_last = sum(e[1] for e in stats.profiles if last.intersection(e[0]))
+    # ~40 samples at 1 kHz of CPU time
+    assert in_last >= 20, (in_last, done.stderr)
