@@ -114,10 +114,22 @@ vmp_slot *vmp_ring_claim(void)
      * (or once the consumer, giving up on this index, went past it before
      * we got here): then this index is a hole, and the claim fails as on
      * a full ring. */
-    uint64_t v = atomic_load_explicit(&s->state, memory_order_acquire);
-    if ((v != 0 && v != VMP_SLOT_TAG(h, VMP_SLOT_FREE)) ||
-        !atomic_compare_exchange_strong_explicit(&s->state, &v, VMP_SLOT_TAG(h, VMP_SLOT_BUSY),
-                                                 memory_order_acq_rel, memory_order_relaxed))
+    /* The first access to the slot is a write: on a fresh page (state 0:
+     * every run starts on pages given back, vmp_ring_give_back_pages) a read
+     * first mapped the shared zero page, and the write after it then took a
+     * copy-on-write fault, whose flush of the old mapping interrupts every
+     * other CPU that runs a thread of the process: ~5 us a page, two faults
+     * instead of one (the sampler thread's first samples of 1,000 waiting
+     * threads: 5 ms of its CPU; each handler's first claims alike).  A
+     * compare-and-swap writes even when it fails (x86's LOCK CMPXCHG), so
+     * trying "fresh" first faults the page in writable at once; a slot used
+     * before fails it and is taken as before. */
+    uint64_t v = 0;
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &v, VMP_SLOT_TAG(h, VMP_SLOT_BUSY), memory_order_acq_rel,
+                                                 memory_order_acquire) &&
+        (v != VMP_SLOT_TAG(h, VMP_SLOT_FREE) ||
+         !atomic_compare_exchange_strong_explicit(&s->state, &v, VMP_SLOT_TAG(h, VMP_SLOT_BUSY),
+                                                  memory_order_acq_rel, memory_order_relaxed)))
         return NULL;
     s->index = h;
     return s;
