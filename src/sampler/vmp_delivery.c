@@ -753,7 +753,11 @@ static int note_thread(vmp_delivery *d, pid_t tid)
              * of its first sample, the function it ran by then.)  What it
              * waited before it was found, if anything, has no sample. */
             int64_t base = 0;
-            if (!d->cpu_clock) {
+            if (!d->cpu_clock && !d->starting) {
+                /* (not at the start: every thread there counts from the
+                 * start's own clock reading, vmp_delivery_start, set
+                 * after this listing; reading each one's CPU clock here
+                 * too read 1,000 clocks twice for a pool of 1,000) */
                 int64_t cpu = thread_cpu_ns(tid);
                 base = clock_ns(CLOCK_MONOTONIC) - (cpu > 0 ? cpu : 0);
             }
@@ -2148,7 +2152,9 @@ int vmp_delivery_start(vmp_delivery *d)
     task_dir_fd = d->task_fd;
     struct stat st;
     d->last_nlink = d->task_fd >= 0 && fstat(d->task_fd, &st) == 0 ? (int64_t)st.st_nlink : -1;
+    d->starting = 1;
     scan_threads(d);
+    d->starting = 0;
     /* The baselines: the threads' CPU clocks, then the process's. */
     for (size_t i = 0; i < d->n_threads; i++)
         d->threads[i].last_cpu = thread_cpu_ns(d->threads[i].tid);

@@ -511,6 +511,7 @@ typedef struct vmp_delivery {
     /* the sending thread's own (vmp_delivery.c) */
     pid_t pid;
     int task_fd;
+    int starting;                 /* the start's own listing (note_thread) */
     timer_t process_timer;        /* makes the process's CPU clock cheap to read */
     int has_process_timer;
     vmp_delivery_thread *threads; /* [cap]; the first n_threads in use */
