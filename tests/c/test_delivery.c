@@ -1004,6 +1004,96 @@ VMP_TEST(wall_clock_writes_the_repeats_of_a_thread_that_ended)
     CHECK(got <= ended_at + 3);
 }
 
+/* A thread that uses 3 ms of CPU and ends; one that waits on its pipe
+ * until told to end. */
+static void *burn_3_ms_and_end(void *arg)
+{
+    (void)arg;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 3000000L);
+    return NULL;
+}
+
+static _Atomic pid_t waiter_tid;
+
+static void *wait_on_pipe(void *arg)
+{
+    atomic_store(&waiter_tid, (pid_t)syscall(SYS_gettid));
+    char c;
+    while (read(*(int *)arg, &c, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+/* (a thread in the table holds a place) */
+static int in_table(const vmp_delivery *d, pid_t tid)
+{
+    (void)d;
+    return vmp_delivery_place_of(tid) != VMP_NO_PLACE;
+}
+
+/* CPU time no thread in the table explains makes a poll; a listing after
+ * it finds only a thread born since the last one, whose birth changed the
+ * count (each round reads it) unless one in the table ended meanwhile.
+ * So a thread born and gone between two rounds makes no listing (before,
+ * every poll that left time unexplained made one: ~1-2 ms each with 1,000
+ * threads, finding nothing), and one born as one in the table ends (the
+ * count unchanged) is still listed. */
+VMP_TEST(a_poll_that_leaves_cpu_time_unexplained_lists_the_threads_only_when_one_it_read_is_gone)
+{
+    struct sigaction old;
+    install_handler(&old);
+    int pipes[2][2];
+    REQUIRE(pipe(pipes[0]) == 0 && pipe(pipes[1]) == 0);
+    pthread_t gone, born, burner;
+    atomic_store(&waiter_tid, 0);
+    pthread_create(&gone, NULL, wait_on_pipe, &pipes[0][0]);
+    while (!atomic_load(&waiter_tid))
+        usleep(100);
+    pid_t gone_tid = atomic_load(&waiter_tid);
+    vmp_delivery d = wall_schedule();
+    if (vmp_delivery_start(&d) == 0) {
+        for (int64_t end = mono_ms() + 100; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        uint64_t scans = atomic_load(&d.scans), polls = atomic_load(&d.polls);
+        /* born and gone between two rounds */
+        pthread_create(&burner, NULL, burn_3_ms_and_end, NULL);
+        pthread_join(burner, NULL);
+        for (int64_t end = mono_ms() + 30; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        if (getenv("VMP_TEST_VERBOSE"))
+            printf("    born and gone: %ld polls, %ld listings\n", (long)(atomic_load(&d.polls) - polls),
+                   (long)(atomic_load(&d.scans) - scans));
+        CHECK(atomic_load(&d.polls) > polls);
+        CHECK(atomic_load(&d.scans) == scans);
+        /* one in the table ends, another is born */
+        CHECK(in_table(&d, gone_tid));
+        CHECK(write(pipes[0][1], "x", 1) == 1);
+        pthread_join(gone, NULL);
+        atomic_store(&waiter_tid, 0);
+        pthread_create(&born, NULL, wait_on_pipe, &pipes[1][0]);
+        while (!atomic_load(&waiter_tid))
+            usleep(100);
+        pthread_create(&burner, NULL, burn_3_ms_and_end, NULL);
+        pthread_join(burner, NULL);
+        for (int64_t end = mono_ms() + 30; mono_ms() < end;)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        CHECK(in_table(&d, atomic_load(&waiter_tid)));
+        CHECK(!in_table(&d, gone_tid));
+        vmp_delivery_stop(&d);
+    } else {
+        CHECK(write(pipes[0][1], "x", 1) == 1);
+        pthread_join(gone, NULL);
+        pthread_create(&born, NULL, wait_on_pipe, &pipes[1][0]);
+    }
+    CHECK(write(pipes[1][1], "x", 1) == 1);
+    pthread_join(born, NULL);
+    end_handler(&old, pipes, 2);
+}
+
 /* A first round that comes 60 ms late: the idle thread has not run since
  * the start, its first sample stands for every period since.  Before, all
  * but 20 (the signals' backlog) were dropped: 70-74 samples in 110-124 ms
