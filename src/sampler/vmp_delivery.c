@@ -1297,20 +1297,15 @@ static void poll_still(vmp_delivery *d, int64_t periods)
         }
     }
     /* Still unexplained: threads not in the table, born and gone between
-     * two listings, or not listed yet.  A listing finds only the second
-     * kind, and a thread born since the last listing changed the count,
-     * which the next round reads (maybe_scan), unless one in the table
-     * ended meanwhile: the still ones were read just now (one gone asks
-     * for the listing: observe), and the active ones, read at the round's
-     * start, are read again here.  (Listing on any time left unexplained,
-     * runs with 1,000 waiting threads made 0-3 listings of ~1-2 ms each
-     * that found nothing.) */
-    if (d->unexplained > VMP_WAKE_NS)
-        for (size_t i = 0; i < d->n_active && !d->rescan; i++) {
-            atomic_fetch_add_explicit(&d->clock_reads, 1, memory_order_relaxed);
-            if (thread_cpu_ns(d->threads[d->active[i]].tid) < 0)
-                d->rescan = 1;
-        }
+     * two listings, or not listed yet.  No listing for that: it finds only
+     * the second kind, whose birth changed the count, which the next round
+     * reads (maybe_scan), unless one in the table ended meanwhile, whose
+     * next clock reading fails and asks for the listing (observe: the
+     * still ones were read just now, the active ones are read each round:
+     * a thread born as an active one ended after its reading this round is
+     * listed a round later than before).  Listing on any time left
+     * unexplained, runs with 1,000 waiting threads made 0-3 listings of
+     * ~1-2 ms each that found nothing. */
     d->unexplained = 0;
 }
 

@@ -1036,13 +1036,13 @@ static int in_table(const vmp_delivery *d, pid_t tid)
 }
 
 /* CPU time no thread in the table explains makes a poll; a listing after
- * it finds only a thread born since the last one, whose birth changed the
- * count (each round reads it) unless one in the table ended meanwhile.
- * So a thread born and gone between two rounds makes no listing (before,
- * every poll that left time unexplained made one: ~1-2 ms each with 1,000
- * threads, finding nothing), and one born as one in the table ends (the
- * count unchanged) is still listed. */
-VMP_TEST(a_poll_that_leaves_cpu_time_unexplained_lists_the_threads_only_when_one_it_read_is_gone)
+ * it would find only a thread born since the last one, whose birth changed
+ * the count (each round reads it) unless one in the table ended meanwhile
+ * (its next reading fails).  So a thread born and gone between two rounds
+ * makes no listing (before, every poll that left time unexplained made
+ * one: ~1-2 ms each with 1,000 threads, finding nothing), and one born as
+ * one in the table ends (the count unchanged) is still listed. */
+VMP_TEST(a_poll_that_leaves_cpu_time_unexplained_makes_no_listing_unless_a_thread_is_gone)
 {
     struct sigaction old;
     install_handler(&old);
