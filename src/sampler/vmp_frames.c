@@ -289,6 +289,40 @@ size_t vmp_frames_walk(PyThreadState *ts, uint64_t *out, size_t max_frames, int 
     return n;
 }
 
+#if PY_VERSION_HEX >= 0x030C0000
+/* The innermost frame that runs a function (shims and incomplete frames
+ * skipped), bounded as a walk. */
+static _PyInterpreterFrame *innermost_running(PyThreadState *ts)
+{
+    size_t links = 0;
+    for (_PyInterpreterFrame *f = current_frame(ts); f && links < max_links(1); f = f->previous, links++)
+        if (running_code(f))
+            return f;
+    return NULL;
+}
+
+void vmp_frames_here(PyThreadState *ts, vmp_frames_place *p)
+{
+    _PyInterpreterFrame *f = innermost_running(ts);
+    p->frame = f;
+    p->lasti = f ? _PyInterpreterFrame_LASTI(f) : -1;
+}
+
+int vmp_frames_moved_on(PyThreadState *ts, const vmp_frames_place *p)
+{
+    _PyInterpreterFrame *f = innermost_running(ts);
+    if (!p->frame || !f || f == p->frame)
+        return 1;
+    /* (GIL held, own thread: the chain is whole; the bound only guards
+     * against a chain longer than any recursion limit lets it be) */
+    size_t links = 0;
+    for (; f && links < ((size_t)1 << 22); f = f->previous, links++)
+        if (f == p->frame)
+            return _PyInterpreterFrame_LASTI(f) != p->lasti;
+    return 1;
+}
+#endif
+
 void vmp_frames_cursor_start(vmp_frames_cursor *c, PyThreadState *ts, size_t max_frames,
                              int with_lines)
 {

@@ -79,4 +79,19 @@ int vmp_frames_next_group(vmp_frames_cursor *c, uintptr_t *anchor);
  * when some did not fit) and moves past it.  Returns the words written. */
 int vmp_frames_emit_group(vmp_frames_cursor *c, uint64_t *out, int max, int *cut);
 
+/* 3.12+, with the GIL, on ts's own thread: where its innermost running
+ * frame is (the frame and the instruction it runs), and later whether that
+ * thread has moved on from there: that frame is the innermost again (its
+ * call returned into it), or is no longer on the stack, or runs another
+ * instruction.  A function called by the call (a hook of os.fork) runs
+ * deeper, with the frame still at its call: not moved on.  No frame: moved
+ * on at once.  (vmp_sampler.c: our threads stopped for os.fork start again
+ * only once os.fork has returned.) */
+typedef struct vmp_frames_place {
+    const void *frame;
+    int lasti;
+} vmp_frames_place;
+void vmp_frames_here(PyThreadState *ts, vmp_frames_place *p);
+int vmp_frames_moved_on(PyThreadState *ts, const vmp_frames_place *p);
+
 #endif /* VMP_FRAMES_H */
