@@ -107,6 +107,11 @@ static void *sampler_main(void *arg)
      * own, none of them can take, even for a moment, a number the program
      * is about to dup2() onto (vmp_fds.h). */
     vmp_run.delivery.own_table = vmp_fd_own_table();
+    /* (started again after os.fork without waiting for the writer: its
+     * tid, to be skipped, must be known before the threads are listed) */
+    for (int64_t until = vmp_mono_ns() + 1000000000LL;
+         !atomic_load(&vmp_run.writer_tid) && !atomic_load(&vmp_run.sampler_stop) && vmp_mono_ns() < until;)
+        vmp_sleep_ns(20000);
     atomic_store(&rss_readings, 0);
     if (vmp_run.memory) {
         vmp_run.statm_fd = vmp_fd_out_of_the_way(open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
@@ -154,12 +159,17 @@ static void *sampler_main(void *arg)
     return NULL;
 }
 
-int vmp_timer_thread_start(void)
+int vmp_timer_thread_start_nowait(void)
 {
     atomic_store(&vmp_run.sampler_stop, 0);
     atomic_store(&vmp_run.sampler_tid, 0);
     atomic_store(&vmp_run.sampler_ready, 0);
-    if (vmp_run_start_thread(&vmp_run.sampler_thread, sampler_main) != 0)
+    return vmp_run_start_thread(&vmp_run.sampler_thread, sampler_main) != 0 ? -1 : 0;
+}
+
+int vmp_timer_thread_start(void)
+{
+    if (vmp_timer_thread_start_nowait() < 0)
         return -1;
     vmp_wait_while(&vmp_run.sampler_ready, 0); /* the program's CPU time counts from here */
     return 0;

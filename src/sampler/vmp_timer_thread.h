@@ -15,8 +15,12 @@
 #include <stdint.h>
 
 /* Starts the thread and waits until the CPU time of the threads already
- * there counts.  0, or -1 when the thread could not be started. */
+ * there counts.  0, or -1 when the thread could not be started.  Started
+ * again after os.fork (vmp_sampler.c), without waiting (wait 0): the
+ * forking program goes on at once; the thread itself first waits (at most
+ * 1 s) for the writer started just before it to know its tid. */
 int vmp_timer_thread_start(void);
+int vmp_timer_thread_start_nowait(void);
 
 /* Stops the thread and waits for it; no signal is sent after this returns. */
 void vmp_timer_thread_stop(void);

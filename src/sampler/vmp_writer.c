@@ -50,6 +50,9 @@
 #define VMP_WRITER_MAX_SLEEP_NS 100000000LL
 #define VMP_NATIVE_TICK_MIN_NS 2000000LL /* native mode: learns at most this often */
 #define VMP_WRITE_BUF (1 << 20)
+/* vmp_run.writer_stop: 0 runs, 1 finishes the run; a pause (vmp_writer_pause)
+ * asked, and taken (the thread then ends, the run going on). */
+enum { WRITER_PAUSE = 2, WRITER_PAUSING = 3 };
 /* A sample written n times: its record is encoded once and copied up to a
  * block of about this many bytes; the rest of the n are iovecs pointing at
  * that block (write_stacks). */
@@ -321,8 +324,9 @@ static struct {
     off_t alloc_end;   /* ... up to where they were asked for (0: none past what was written) */
 } Out = {.fd = -1};
 
-/* Bytes of blocks allocated ahead in this run (vmp_writer_allocated_ahead). */
-static uint64_t allocated_ahead;
+/* Bytes of blocks allocated ahead in this run (vmp_writer_allocated_ahead),
+ * and by the threads before this one (a pause ended one: vmp_writer_pause). */
+static uint64_t allocated_ahead, ahead_before;
 
 /* When the write under way last got a byte out, or began (0: none under
  * way); vmp_writer_stuck_ns. */
@@ -478,7 +482,7 @@ static void open_output(int own_table)
     Out.own_table = own_table;
     Out.alloc = 0;
     Out.alloc_end = 0;
-    allocated_ahead = 0;
+    allocated_ahead = ahead_before; /* (0 at enable; a pause's thread goes on counting) */
     if (fstat(vmp_run.fd, &Out.st) < 0)
         return;
     struct statfs fs;
@@ -1133,7 +1137,18 @@ static void *writer_main(void *arg)
     atomic_store(&vmp_run.writer_tid, vmp_gettid());
     vmp_word_changed(&vmp_run.writer_tid);
     int64_t nap = VMP_WRITER_MIN_SLEEP_NS;
-    while (!atomic_load(&vmp_run.writer_stop)) {
+    for (;;) {
+        int stop = atomic_load(&vmp_run.writer_stop);
+        if (stop == WRITER_PAUSE) {
+            /* (at a round's start: no lock of a library held, no code
+             * object being read, the write buffer flushed at the last
+             * round's end) */
+            if (atomic_compare_exchange_strong(&vmp_run.writer_stop, &stop, WRITER_PAUSING))
+                break;
+            continue; /* (the pause was called off meanwhile) */
+        }
+        if (stop)
+            break;
         uint64_t crash = atomic_load(&crash_asked); /* (answered once this round's write is out) */
         pthread_mutex_lock(&busy);
         /* Native mode learns what walks stopped at, and new libraries. */
@@ -1166,6 +1181,17 @@ static void *writer_main(void *arg)
          * table has the library just loaded, every sample in it is cut) */
         if (vmp_ring_nap(nap) && vmp_run.native && !vmp_native_mode_refresh_asked())
             vmp_sleep_ns(VMP_NATIVE_TICK_MIN_NS);
+    }
+    if (atomic_load(&vmp_run.writer_stop) == WRITER_PAUSING) {
+        /* Paused (vmp_writer_pause): the ring keeps what is published
+         * meanwhile, the id maps and names stay; what this thread's table
+         * holds goes with it, and the next thread opens it again. */
+        if (vmp_run.native)
+            vmp_native_mode_writer_done();
+        close_output();
+        if (own_table)
+            vmp_fd_close_own_table();
+        return NULL;
     }
     pthread_mutex_lock(&busy);
     drain(1);
@@ -1296,6 +1322,7 @@ int vmp_writer_prepare(void)
 
 int vmp_writer_start(void)
 {
+    ahead_before = 0;
     atomic_store(&vmp_run.writer_stop, 0);
     atomic_store(&vmp_run.writer_tid, 0);
     atomic_store(&writer_wakeups, 0);
@@ -1309,6 +1336,39 @@ int vmp_writer_start(void)
         return -2;
     }
     return 0;
+}
+
+int vmp_writer_pause(int64_t timeout_ns)
+{
+    int asked = atomic_load(&vmp_run.writer_stop);
+    if (asked != WRITER_PAUSE && asked != WRITER_PAUSING && vmp_writer_pause_ask() < 0)
+        return -1;
+    int64_t deadline = vmp_mono_ns() + timeout_ns;
+    while (atomic_load(&vmp_run.writer_stop) == WRITER_PAUSE && vmp_mono_ns() < deadline)
+        vmp_sleep_ns(20000);
+    int want = WRITER_PAUSE;
+    if (atomic_compare_exchange_strong(&vmp_run.writer_stop, &want, 0))
+        return -1; /* (called off: it was writing to a pipe nobody reads, or busy) */
+    /* PAUSING: what is left is closing its files, bounded. */
+    pthread_join(vmp_run.writer_thread, NULL);
+    return 0;
+}
+
+int vmp_writer_pause_ask(void)
+{
+    int want = 0;
+    if (!atomic_compare_exchange_strong(&vmp_run.writer_stop, &want, WRITER_PAUSE))
+        return -1;
+    vmp_ring_ring();
+    return 0;
+}
+
+int vmp_writer_resume(void)
+{
+    atomic_store(&vmp_run.writer_stop, 0);
+    atomic_store(&vmp_run.writer_tid, 0);
+    ahead_before = allocated_ahead;
+    return vmp_run_start_thread(&vmp_run.writer_thread, writer_main) != 0 ? -1 : 0;
 }
 
 void vmp_writer_stop(void)
