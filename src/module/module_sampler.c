@@ -28,6 +28,8 @@ static int exec_audit_hook(const char *event, PyObject *args, void *data)
     (void)args, (void)data;
     if (strcmp(event, "os.exec") == 0)
         vmp_sampler_before_exec();
+    else if (strcmp(event, "os.fork") == 0 || strcmp(event, "os.forkpty") == 0)
+        vmp_sampler_before_py_fork(); /* (3.12+: os.fork counts threads) */
     return 0;
 }
 
@@ -288,7 +290,20 @@ static PyObject *sampler_fork_waits_in_vain(PyObject *self, PyObject *args)
     return PyLong_FromUnsignedLongLong(vmp_sampler_test_fork_waits_in_vain());
 }
 
+static PyObject *sampler_fork_stops(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    uint64_t c[3];
+    vmp_sampler_test_fork_stops(c);
+    return Py_BuildValue("(KKK)", (unsigned long long)c[0], (unsigned long long)c[1], (unsigned long long)c[2]);
+}
+
 static PyMethodDef sampler_methods[] = {
+    {"_fork_stops", sampler_fork_stops, METH_NOARGS,
+     "_fork_stops(), tests only: (stopped, refused, gap_ns): os.fork calls (3.12+) before which the "
+     "profiler's threads were stopped so that CPython's thread count does not warn for them, those where "
+     "they could not be (a busy writer), and how long they were stopped in all."},
     {"_writer_give_ups", sampler_writer_give_ups, METH_NOARGS,
      "_writer_give_ups(), tests only: (after_waiting, at_once) ring slots the writer gave up on in this run "
      "(or the last): their producer stayed between its claim and its publish for the bound, or was left "
@@ -385,6 +400,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("_writer_lost_room"),
     UNAVAILABLE("_writer_give_ups"),
     UNAVAILABLE("_fork_waits_in_vain"),
+    UNAVAILABLE("_fork_stops"),
     {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
     {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},
     {"stop_sampling", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},

@@ -67,6 +67,11 @@ int vmp_run_writer_hopeless(void)
  * child inherits no lock taken by a thread it does not have (the loader's,
  * libdw's) and no half-written slot. */
 static int held_for_fork;
+#if PY_VERSION_HEX >= 0x030C0000
+/* os.fork on 3.12+ (below, vmp_sampler_before_py_fork): our threads are
+ * stopped until it returned; the writer's has ended, the run goes on. */
+static int stopped_for_fork, writer_paused; /* GIL-protected */
+#endif
 /* Tests only (vmp_sampler_test_fork_waits_in_vain): forks whose wait for
  * the handlers in flight ended on its bound. */
 static _Atomic uint64_t fork_waits_in_vain;
@@ -108,6 +113,9 @@ static void after_fork_child(void)
     vmp_delivery_forget_tid(); /* this thread has a new tid here, profiling or not */
     held_for_fork = 0;
     atomic_store(&vmp_run.forking, 0);
+#if PY_VERSION_HEX >= 0x030C0000
+    stopped_for_fork = writer_paused = 0; /* (the parent's threads: the child has none) */
+#endif
     if (!vmp_run.enabled)
         return;
     atomic_store(&vmp_run.active, 0);
@@ -495,6 +503,150 @@ static int stop_signals(void)
     return still;
 }
 
+/* os.fork (and os.forkpty) on CPython 3.12+ count the process's threads in
+ * the parent once fork() returned (on Linux /proc/self/stat's num_threads)
+ * and warn "This process (pid=N) is multi-threaded, use of fork() may lead
+ * to deadlocks in the child." when there are more than one: our sampler
+ * and writer threads made every single-threaded program that forks print
+ * it.  So when the forking thread is the program's only one, the os.fork
+ * audit event (before the fork and its hooks) stops both threads, and they
+ * start again once os.fork has returned into its caller: the count was
+ * taken meanwhile, wherever the version takes it (3.12.1 before the
+ * os.register_at_fork after_in_parent hooks, 3.13.0 after them; no hook
+ * of ours runs after the count in both).  A pending call, which the main
+ * thread runs at its next check of the eval breaker (at the end of the
+ * CALL that called os.fork), starts them when the thread has moved on
+ * from that call (vmp_frames_moved_on; run in a hook, it asks again).
+ * Samples are lost from the stop to the start (the stats' fork_gap_ns);
+ * the profile and its names are whole (the ring keeps what is published
+ * meanwhile: names of code that dies in the hooks).  A program with a
+ * thread of its own gets its warning as before, and ours are not
+ * stopped.  3.8-3.11 do not count: nothing is done there. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define FORK_WRITER_WAIT_NS 100000000LL /* a writer busier than that: the warning is the lesser evil */
+#define FORK_GONE_WAIT_NS 20000000LL
+
+static pid_t fork_tid;
+static vmp_frames_place fork_place;
+static int64_t fork_stopped_at;
+static uint64_t fork_stops, fork_stops_refused, fork_gap_ns;
+
+/* The process's thread count as os.fork reads it, or -1. */
+static long threads_now(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'), *save; /* (the command may hold spaces and parentheses) */
+    long field = 2, value = -1;
+    for (char *tok = p ? strtok_r(p + 1, " ", &save) : NULL; tok; tok = strtok_r(NULL, " ", &save))
+        if (++field == 20) {
+            value = strtol(tok, NULL, 10);
+            break;
+        }
+    return value;
+}
+
+/* Until the kernel counts only this thread (a join returns once the thread
+ * cleared its tid, a moment before the kernel lets it go), bounded. */
+static void wait_alone(int64_t deadline)
+{
+    while (threads_now() > 1 && vmp_mono_ns() < deadline)
+        vmp_sleep_ns(20000);
+}
+
+/* Starts what vmp_sampler_before_py_fork stopped, without waiting for the
+ * threads to be up: the program goes on at once (the sampler thread waits
+ * for the writer's tid itself).  GIL held. */
+static void restart_after_fork_stop(void)
+{
+    if (writer_paused && vmp_writer_resume() == 0)
+        writer_paused = 0;
+    if (!timer_running && !writer_paused && !vmp_run.paused_for_exec && vmp_handler_install() == 0) {
+        atomic_store(&vmp_run.active, 1);
+        if (vmp_timer_thread_start_nowait() == 0)
+            timer_running = 1;
+    }
+}
+
+static void fork_resume(void)
+{
+    stopped_for_fork = 0;
+    restart_after_fork_stop();
+    fork_gap_ns += (uint64_t)(vmp_mono_ns() - fork_stopped_at);
+}
+
+static int resume_after_py_fork(void *arg)
+{
+    (void)arg;
+    if (!stopped_for_fork)
+        return 0; /* (disable() or an exec did; or this is the child's copy of the call) */
+    if (vmp_delivery_this_tid() != fork_tid || !vmp_frames_moved_on(PyThreadState_Get(), &fork_place)) {
+        /* (still inside os.fork: a hook of the program's) */
+        if (Py_AddPendingCall(resume_after_py_fork, NULL) == 0)
+            return 0;
+    }
+    fork_resume();
+    return 0;
+}
+
+void vmp_sampler_before_py_fork(void)
+{
+    if (!vmp_run.enabled || vmp_run.disabling || vmp_run.paused_for_exec || stopped_for_fork || !timer_running)
+        return;
+    /* (the main thread: the one pending calls reach) */
+    pid_t me = vmp_delivery_this_tid();
+    if (me != getpid() || threads_now() != 3)
+        return; /* the program has threads of its own: the warning is its */
+    fork_stopped_at = vmp_mono_ns();
+    int paused;
+    Py_BEGIN_ALLOW_THREADS
+    vmp_writer_pause_ask(); /* (both threads end at once) */
+    stop_signals();
+    paused = vmp_writer_pause(FORK_WRITER_WAIT_NS) == 0;
+    if (paused)
+        wait_alone(vmp_mono_ns() + FORK_GONE_WAIT_NS);
+    Py_END_ALLOW_THREADS
+    writer_paused = paused;
+    fork_tid = me;
+    vmp_frames_here(PyThreadState_Get(), &fork_place);
+    stopped_for_fork = 1;
+    if (!paused || Py_AddPendingCall(resume_after_py_fork, NULL) < 0) {
+        fork_stops_refused++;
+        fork_resume();
+        return;
+    }
+    fork_stops++;
+}
+
+void vmp_sampler_test_fork_stops(uint64_t out[3])
+{
+    out[0] = fork_stops;
+    out[1] = fork_stops_refused;
+    out[2] = fork_gap_ns;
+}
+#else
+static const int stopped_for_fork = 0, writer_paused = 0;
+static void fork_resume(void)
+{
+}
+
+void vmp_sampler_before_py_fork(void)
+{
+}
+
+void vmp_sampler_test_fork_stops(uint64_t out[3])
+{
+    out[0] = out[1] = out[2] = 0;
+}
+#endif
+
 int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
 {
     if (!vmp_run.enabled)
@@ -504,6 +656,8 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     /* The waits below run without the GIL: the program's other threads go
      * on, and one of them may be the reader of a pipe the profile goes to,
      * which the writer needs to make progress. */
+    if (stopped_for_fork) /* (os.fork has not returned to Python since) */
+        fork_resume();
     vmp_run.disabling = 1;
     vmp_writer_stopping(); /* (a writer nobody reads gives up within 10 s from now) */
     int left;
@@ -517,7 +671,10 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     if (!left) /* (else a late walk's fault must still find the guard: it stays in front) */
         vmp_guard_restore();
     Py_BEGIN_ALLOW_THREADS
-    vmp_writer_stop();
+    if (!writer_paused)
+        vmp_writer_stop();
+    else /* (its thread could not be started again after a fork: the end is lost) */
+        atomic_store(&vmp_run.write_errno, EAGAIN);
     Py_END_ALLOW_THREADS
     /* No handler samples any more (active is 0 and none is inside, or the
      * ones left behind record nothing), and the writer is done: native
@@ -611,6 +768,8 @@ void vmp_sampler_before_exec(void)
 {
     if (!vmp_run.enabled || vmp_run.disabling || vmp_run.paused_for_exec)
         return;
+    if (stopped_for_fork)
+        fork_resume();
     vmp_run.paused_for_exec = 1;
     exec_tid = vmp_delivery_this_tid();
     exec_paused_at = vmp_mono_ns();
@@ -622,7 +781,8 @@ void vmp_sampler_before_exec(void)
     Py_END_ALLOW_THREADS
     vmp_codes_name_live(vmp_writer_push_name, vmp_guard_run);
     Py_BEGIN_ALLOW_THREADS
-    vmp_writer_sync(10000000000LL, VMP_EXEC_STUCK_NS); /* (native names may take a while) */
+    if (!writer_paused) /* (a writer that could not be started again after a fork) */
+        vmp_writer_sync(10000000000LL, VMP_EXEC_STUCK_NS); /* (native names may take a while) */
     Py_END_ALLOW_THREADS
     atomic_store(&vmp_run.stopping_for_exec, 0);
     if (Py_AddPendingCall(resume_after_exec, NULL) < 0)

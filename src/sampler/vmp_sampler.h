@@ -89,6 +89,16 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen);
  * run stays enabled; disable() finishes it as usual. */
 void vmp_sampler_before_exec(void);
 
+/* At os.fork's (os.forkpty's) audit event, GIL held: on 3.12+, when the
+ * forking thread is the program's only one, stops our threads until
+ * os.fork has returned, so that CPython's count of the process's threads
+ * does not warn for ours (vmp_sampler.c).  Nothing before 3.12. */
+void vmp_sampler_before_py_fork(void);
+
+/* Tests only: forks whose threads were stopped, forks where they could not
+ * be (a busy writer), and the time they were stopped in all (ns). */
+void vmp_sampler_test_fork_stops(uint64_t out[3]);
+
 int vmp_sampler_is_enabled(void);
 int vmp_sampler_fd(void);
 
