@@ -527,6 +527,7 @@ static int stop_signals(void)
 #define FORK_GONE_WAIT_NS 20000000LL
 
 static pid_t fork_tid;
+static int sampler_was_sending; /* (else it ended: the program took its signal over) */
 static vmp_frames_place fork_place;
 static int64_t fork_stopped_at;
 static uint64_t fork_stops, fork_stops_refused, fork_gap_ns;
@@ -568,7 +569,8 @@ static void restart_after_fork_stop(void)
 {
     if (writer_paused && vmp_writer_resume() == 0)
         writer_paused = 0;
-    if (!timer_running && !writer_paused && !vmp_run.paused_for_exec && vmp_handler_install() == 0) {
+    if (!timer_running && sampler_was_sending && !writer_paused && !vmp_run.paused_for_exec &&
+        vmp_handler_install() == 0) {
         atomic_store(&vmp_run.active, 1);
         if (vmp_timer_thread_start_nowait() == 0)
             timer_running = 1;
@@ -600,10 +602,14 @@ void vmp_sampler_before_py_fork(void)
 {
     if (!vmp_run.enabled || vmp_run.disabling || vmp_run.paused_for_exec || stopped_for_fork || !timer_running)
         return;
+    /* (a sampler thread that found the program's handler on our signal has
+     * ended: it is not started again, the program's handler stays) */
+    int sending = atomic_load(&vmp_run.signal_taken_ms) < 0;
     /* (the main thread: the one pending calls reach) */
     pid_t me = vmp_delivery_this_tid();
-    if (me != getpid() || threads_now() != 3)
+    if (me != getpid() || threads_now() != 2 + sending)
         return; /* the program has threads of its own: the warning is its */
+    sampler_was_sending = sending;
     fork_stopped_at = vmp_mono_ns();
     int paused;
     Py_BEGIN_ALLOW_THREADS
