@@ -20,6 +20,13 @@
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
 #define Py_BUILD_CORE 1
 #include <internal/pycore_frame.h>
+#if PY_VERSION_HEX >= 0x030C0000
+/* (3.12's public objimpl.h defines as a macro what pycore_gc.h, which
+ * pycore_interp.h includes, defines as a function: a core build never
+ * sees the macro) */
+#undef _PyGC_FINALIZED
+#include <internal/pycore_interp.h> /* (the os.register_at_fork hooks' lists) */
+#endif
 #undef Py_BUILD_CORE
 #elif PY_VERSION_HEX < 0x030B0000
 #include <frameobject.h>
@@ -320,6 +327,34 @@ int vmp_frames_moved_on(PyThreadState *ts, const vmp_frames_place *p)
         if (f == p->frame)
             return _PyInterpreterFrame_LASTI(f) != p->lasti;
     return 1;
+}
+
+int vmp_frames_last_after_fork_parent(PyObject *callable)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    if (!interp->after_forkers_parent && !(interp->after_forkers_parent = PyList_New(0))) {
+        PyErr_Clear();
+        return -1;
+    }
+    PyObject *hooks = interp->after_forkers_parent;
+    if (!PyList_CheckExact(hooks))
+        return -1;
+    vmp_frames_drop_after_fork_parent(callable);
+    if (PyList_Append(hooks, callable) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+void vmp_frames_drop_after_fork_parent(PyObject *callable)
+{
+    PyObject *hooks = PyInterpreterState_Get()->after_forkers_parent;
+    if (!hooks || !PyList_CheckExact(hooks))
+        return;
+    for (Py_ssize_t i = PyList_GET_SIZE(hooks); i-- > 0;)
+        if (PyList_GET_ITEM(hooks, i) == callable && PySequence_DelItem(hooks, i) < 0)
+            PyErr_Clear();
 }
 #endif
 

@@ -94,4 +94,13 @@ typedef struct vmp_frames_place {
 void vmp_frames_here(PyThreadState *ts, vmp_frames_place *p);
 int vmp_frames_moved_on(PyThreadState *ts, const vmp_frames_place *p);
 
+/* 3.12+, with the GIL: puts callable last among the interpreter's
+ * os.register_at_fork after_in_parent hooks (moved there when it is in
+ * already), so that no hook of the program's runs after it (one that an
+ * earlier hook registers still does); 0, or -1.  drop takes it out.  The
+ * list is CPython's own (os.fork calls a copy of it), never shown to the
+ * program. */
+int vmp_frames_last_after_fork_parent(PyObject *callable);
+void vmp_frames_drop_after_fork_parent(PyObject *callable);
+
 #endif /* VMP_FRAMES_H */

@@ -588,15 +588,33 @@ static int resume_after_py_fork(void *arg)
 {
     (void)arg;
     if (!stopped_for_fork)
-        return 0; /* (disable() or an exec did; or this is the child's copy of the call) */
+        return 0; /* (disable() or an exec did) */
     if (vmp_delivery_this_tid() != fork_tid || !vmp_frames_moved_on(PyThreadState_Get(), &fork_place)) {
-        /* (still inside os.fork: a hook of the program's) */
+        /* (still inside os.fork: a hook registered by a hook, after ours) */
         if (Py_AddPendingCall(resume_after_py_fork, NULL) == 0)
             return 0;
     }
     fork_resume();
     return 0;
 }
+
+/* Our after_in_parent hook, the last (vmp_frames_last_after_fork_parent):
+ * it queues the pending call that starts the threads.  Queued earlier (at
+ * the audit event), the call ran in every check of the eval breaker of the
+ * program's Python hooks, asking again each time: a hook's loop ran 13-50
+ * times slower.  It takes itself out of the list (os.fork runs a copy). */
+static PyObject *after_fork_parent_hook(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    vmp_frames_drop_after_fork_parent(self);
+    if (stopped_for_fork && Py_AddPendingCall(resume_after_py_fork, NULL) < 0)
+        fork_resume(); /* (the queue is full: the warning may be printed) */
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef after_fork_parent_def = {"_vmprof_after_fork_in_parent", after_fork_parent_hook, METH_NOARGS,
+                                            NULL};
+static PyObject *after_fork_parent_fn;
 
 void vmp_sampler_before_py_fork(void)
 {
@@ -623,7 +641,12 @@ void vmp_sampler_before_py_fork(void)
     fork_tid = me;
     vmp_frames_here(PyThreadState_Get(), &fork_place);
     stopped_for_fork = 1;
-    if (!paused || Py_AddPendingCall(resume_after_py_fork, NULL) < 0) {
+    if (!after_fork_parent_fn) {
+        after_fork_parent_fn = PyCFunction_New(&after_fork_parent_def, NULL);
+        if (!after_fork_parent_fn)
+            PyErr_Clear();
+    }
+    if (!paused || !after_fork_parent_fn || vmp_frames_last_after_fork_parent(after_fork_parent_fn) < 0) {
         fork_stops_refused++;
         fork_resume();
         return;
