@@ -16,7 +16,10 @@
 #include "vmp_handler.h" /* (a hook for tests) */
 #include "vmp_writer.h" /* (a hook for tests) */
 
-/* Before os.exec* replaces the program, sampling stops and the profile is
+/* os.fork and os.forkpty on 3.12+: our threads are stopped until the fork
+ * returned, so that CPython's count of the process's threads does not warn
+ * for them (vmp_sampler_before_py_fork).
+ * Before os.exec* replaces the program, sampling stops and the profile is
  * written out (samples, names), so that no signal of ours is on its way to
  * the new program and the file can be read; when the exec fails, sampling
  * resumes by itself (vmp_sampler_before_exec).  An audit hook is the one
@@ -28,8 +31,10 @@ static int exec_audit_hook(const char *event, PyObject *args, void *data)
     (void)args, (void)data;
     if (strcmp(event, "os.exec") == 0)
         vmp_sampler_before_exec();
+#if PY_VERSION_HEX >= 0x030C0000 /* (before, os.fork counts no threads: nothing to do) */
     else if (strcmp(event, "os.fork") == 0 || strcmp(event, "os.forkpty") == 0)
-        vmp_sampler_before_py_fork(); /* (3.12+: os.fork counts threads) */
+        vmp_sampler_before_py_fork();
+#endif
     return 0;
 }
 

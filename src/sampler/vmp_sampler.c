@@ -532,7 +532,9 @@ static vmp_frames_place fork_place;
 static int64_t fork_stopped_at;
 static uint64_t fork_stops, fork_stops_refused, fork_gap_ns;
 
-/* The process's thread count as os.fork reads it, or -1. */
+/* The process's thread count as os.fork reads it, or -1.  (Opened in the
+ * program's table, on its thread, as os.fork itself opens the same file a
+ * moment later.) */
 static long threads_now(void)
 {
     char buf[1024];
