@@ -523,7 +523,13 @@ static int stop_signals(void)
  * thread of its own gets its warning as before, and ours are not
  * stopped.  3.8-3.11 do not count: nothing is done there. */
 #if PY_VERSION_HEX >= 0x030C0000
-#define FORK_WRITER_WAIT_NS 100000000LL /* a writer busier than that: the warning is the lesser evil */
+/* The writer is waited for while it works (a native round that opens its
+ * libdw session or learns many pcs took over 100 ms on a loaded machine),
+ * at most FORK_WRITER_WAIT_NS, but not once a write got no byte out for
+ * FORK_WRITER_STUCK_NS (a pipe nobody reads): the warning is then the
+ * lesser evil. */
+#define FORK_WRITER_WAIT_NS 2000000000LL
+#define FORK_WRITER_STUCK_NS 100000000LL
 #define FORK_GONE_WAIT_NS 20000000LL
 
 static pid_t fork_tid;
@@ -635,7 +641,7 @@ void vmp_sampler_before_py_fork(void)
     Py_BEGIN_ALLOW_THREADS
     vmp_writer_pause_ask(); /* (both threads end at once) */
     stop_signals();
-    paused = vmp_writer_pause(FORK_WRITER_WAIT_NS) == 0;
+    paused = vmp_writer_pause(FORK_WRITER_WAIT_NS, FORK_WRITER_STUCK_NS) == 0;
     if (paused)
         wait_alone(vmp_mono_ns() + FORK_GONE_WAIT_NS);
     Py_END_ALLOW_THREADS

@@ -1338,13 +1338,14 @@ int vmp_writer_start(void)
     return 0;
 }
 
-int vmp_writer_pause(int64_t timeout_ns)
+int vmp_writer_pause(int64_t timeout_ns, int64_t stuck_ns)
 {
     int asked = atomic_load(&vmp_run.writer_stop);
     if (asked != WRITER_PAUSE && asked != WRITER_PAUSING && vmp_writer_pause_ask() < 0)
         return -1;
     int64_t deadline = vmp_mono_ns() + timeout_ns;
-    while (atomic_load(&vmp_run.writer_stop) == WRITER_PAUSE && vmp_mono_ns() < deadline)
+    while (atomic_load(&vmp_run.writer_stop) == WRITER_PAUSE && vmp_mono_ns() < deadline &&
+           vmp_writer_stuck_ns() < stuck_ns)
         vmp_sleep_ns(20000);
     int want = WRITER_PAUSE;
     if (atomic_compare_exchange_strong(&vmp_run.writer_stop, &want, 0))

@@ -57,14 +57,14 @@ void vmp_writer_flush_before_death(void);
 /* Python's os.fork on 3.12+ counts the process's threads (vmp_sampler.c):
  * pause ends the thread at the start of a round, the run going on (the
  * ring keeps what is published meanwhile), within timeout_ns: 0 once the
- * thread has been joined, -1 when it did not get there in time (a write to
- * a pipe nobody reads, a long native round): the pause is then called off
- * and the thread goes on.  pause_ask only asks (the caller stops the
- * sampler thread meanwhile; -1: not running).  resume starts a thread
- * again without waiting for it (0, or -1): the sampler thread started
- * after it waits for its tid. */
+ * thread has been joined, -1 when it did not get there in time (a long
+ * native round) or its write under way got no byte out for stuck_ns (a
+ * pipe nobody reads): the pause is then called off and the thread goes
+ * on.  pause_ask only asks (the caller stops the sampler thread meanwhile;
+ * -1: not running).  resume starts a thread again without waiting for it
+ * (0, or -1): the sampler thread started after it waits for its tid. */
 int vmp_writer_pause_ask(void);
-int vmp_writer_pause(int64_t timeout_ns);
+int vmp_writer_pause(int64_t timeout_ns, int64_t stuck_ns);
 int vmp_writer_resume(void);
 
 /* Frees the id maps and last samples of a finished run. */

@@ -121,7 +121,7 @@ def test_a_single_threaded_program_that_forks_prints_what_it_prints_without_the_
     plain = run(tmp_path, "none", **how)
     profiled = run(tmp_path, mode, native=native, real_time=real_time, **how)
     assert plain.stderr == ""  # (the program itself warns of nothing)
-    assert program_stderr(profiled) == plain.stderr
+    assert program_stderr(profiled) == plain.stderr, profiled.stdout
     assert profiled.stdout.endswith("parent done\n")
     if mode == "enable" and COUNTS:
         # our threads were stopped for that fork, and started again
@@ -201,7 +201,7 @@ CHILD_PROFILES = """
 @pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
 def test_a_child_that_profiles_itself_and_its_parent_both_get_whole_profiles(tmp_path, native):
     profiled = run(tmp_path, "enable", native=native, flags=("-W", "always"), child=CHILD_PROFILES)
-    assert program_stderr(profiled) == ""
+    assert program_stderr(profiled) == "", profiled.stdout
     import vmprof
     parent = vmprof.read_profile(str(tmp_path / "parent.prof"))
     child = vmprof.read_profile(str(tmp_path / "child.prof"))
