@@ -53,8 +53,14 @@ ENDINGS = {
 
 
 def run(tmp_path, ending, vmprof_args=(), profiled=True):
-    prog = tmp_path / "prog.py"
-    prog.write_text(textwrap.dedent(PROGRAM.format(ending=ENDINGS[ending][0])))
+    return run_program(tmp_path, textwrap.dedent(PROGRAM.format(ending=ENDINGS[ending][0])), vmprof_args, profiled)
+
+
+def run_program(tmp_path, text, vmprof_args=(), profiled=True):
+    """Runs text as prog.py in tmp_path (under python -m vmprof with
+    vmprof_args, when profiled): the finished process and the profile's
+    path."""
+    (tmp_path / "prog.py").write_text(text)
     out = tmp_path / "out.prof"
     argv = [sys.executable] + (["-m", "vmprof"] + list(vmprof_args) + ["-o", str(out)] if profiled else [])
     done = subprocess.run(argv + ["prog.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -168,10 +174,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_names_written_during_the_run_never_lie_when_addresses_are_reused(tmp_path):
     from sampler_util import read_back
 
-    (tmp_path / "prog.py").write_text(CHURN)
-    out = tmp_path / "out.prof"
-    done = subprocess.run([sys.executable, "-m", "vmprof", "-n", "-o", str(out), "prog.py"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done, out = run_program(tmp_path, CHURN, ["-n"])
     assert done.returncode == -signal.SIGKILL, done.stderr
     if int(done.stdout.split()[1]) < 3:
         pytest.skip("no address was reused: nothing to tell apart (%s)" % done.stdout)
@@ -222,10 +225,7 @@ def test_a_segfault_lets_the_writer_write_what_the_ring_holds(tmp_path):
     # The writer writes every 2-100 ms: without a last round at the fault,
     # the last 40 ms before it were in the profile only when a round
     # happened to come late enough (most runs: none of them).
-    (tmp_path / "prog.py").write_text(LAST_MOMENTS)
-    out = tmp_path / "out.prof"
-    done = subprocess.run([sys.executable, "-m", "vmprof", "-n", "-o", str(out), "prog.py"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done, out = run_program(tmp_path, LAST_MOMENTS, ["-n"])
     assert done.returncode == -signal.SIGSEGV, done.stderr
     assert "Fatal Python error: Segmentation fault" in done.stderr, done.stderr
     stats = read_unfinished(out)
