@@ -14,6 +14,7 @@
 #include <string.h>
 #include <ucontext.h>
 
+#include "vmp_array.h"
 #include "vmp_format.h"
 #include "vmp_guard.h"
 #include "vmp_hash.h"
@@ -502,14 +503,8 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
     if (vmp_u64map_put(&N.start_offset, pc, (uint32_t)(pc - start)) < 0)
         return entry; /* out of memory: the raw pc still says where it was */
     uint64_t id = id_of(start);
-    if (N.nfresh == N.fresh_cap) {
-        size_t cap = N.fresh_cap ? 2 * N.fresh_cap : 256;
-        void *f = realloc(N.fresh, cap * sizeof *N.fresh);
-        if (!f)
-            return id; /* (named at the end, as before) */
-        N.fresh = f;
-        N.fresh_cap = cap;
-    }
+    if (vmp_array_grow((void **)&N.fresh, &N.fresh_cap, N.nfresh + 1, sizeof *N.fresh) < 0)
+        return id; /* (named at the end, as before) */
     N.fresh[N.nfresh][0] = start;
     N.fresh[N.nfresh++][1] = id;
     return id;
@@ -710,9 +705,12 @@ size_t vmp_native_mode_functions(void)
     return n;
 }
 
-/* Writes a function's name and remembers that it is written. */
+/* Writes a function's name (cut to VMP_MAX_NAME) and remembers that it is
+ * written. */
 static void write_name(vmp_wbuf *buf, void (*flush)(void), uint64_t id, const char *name, size_t len)
 {
+    if (len > VMP_MAX_NAME)
+        len = VMP_MAX_NAME;
     if (buf->cap - buf->len < vmp_enc_name_size(buf, len))
         flush();
     vmp_enc_name(buf, VMP_TAG_NATIVE_SYMBOLS, id, name, len);
@@ -739,7 +737,7 @@ void vmp_native_mode_write_new_names(vmp_wbuf *buf, void (*flush)(void))
             continue;
         answer_asks(); /* (a walk cut at a new library waits for nothing of ours) */
         size_t len = vmp_symbols_name(syms, (uintptr_t)start, name, sizeof name);
-        write_name(buf, flush, id, name, len < VMP_MAX_NAME ? len : VMP_MAX_NAME);
+        write_name(buf, flush, id, name, len);
     }
     N.nfresh = 0;
 }
@@ -766,7 +764,7 @@ void vmp_native_mode_write_names(vmp_wbuf *buf, void (*flush)(void))
         size_t len = syms ? vmp_symbols_name(syms, (uintptr_t)starts[i], name, sizeof name)
                             : (size_t)snprintf(name, sizeof name, "n:<native symbol 0x%llx>:0:-",
                                                (unsigned long long)starts[i]);
-        write_name(buf, flush, id, name, len < VMP_MAX_NAME ? len : VMP_MAX_NAME);
+        write_name(buf, flush, id, name, len);
     }
     free(starts);
     if (syms)

@@ -29,6 +29,7 @@
 #include <sys/time.h>
 #include <sys/uio.h>
 
+#include "vmp_array.h"
 #include "vmp_codes.h"
 #include "vmp_encode.h"
 #include "vmp_fds.h"
@@ -182,14 +183,8 @@ static uint64_t id_with_gen(uint64_t addr, uint32_t state)
 /* A new Python id, to be named during the run. */
 static void note_fresh(uint64_t addr, uint64_t id)
 {
-    if (W.nfresh == W.fresh_cap) {
-        size_t cap = W.fresh_cap ? 2 * W.fresh_cap : 256;
-        struct new_code *f = realloc(W.fresh, cap * sizeof *f);
-        if (!f)
-            return; /* (named at the stop, as before) */
-        W.fresh = f;
-        W.fresh_cap = cap;
-    }
+    if (vmp_array_grow((void **)&W.fresh, &W.fresh_cap, W.nfresh + 1, sizeof *W.fresh) < 0)
+        return; /* (named at the stop, as before) */
     W.fresh[W.nfresh].addr = addr;
     W.fresh[W.nfresh++].id = id;
 }
