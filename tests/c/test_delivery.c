@@ -31,6 +31,9 @@ enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
 static _Atomic int64_t starved_cpu[2]; /* the starved thread's CPU clock (starved_thread) */
+/* The late thread's CPU clock before its wait for the pipe (late_thread)
+ * and, for the slow one, at its handler's entry (on_signal). */
+static _Atomic int64_t late_cpu[2];
 /* The mover (tests of what a repeat repeats): where it is (0: its first
  * place, 1: its second), what its latest sample found (place, inside a
  * system call), its samples and repeats by place, and the repeats of a
@@ -123,6 +126,8 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
     int64_t entry_cpu_ns = own_cpu_ns();
     vmp_delivery_entered();
     int r = role_of((pid_t)syscall(SYS_gettid));
+    if (r == SLOW && !atomic_load(&late_cpu[1]))
+        atomic_store(&late_cpu[1], own_cpu_ns()); /* (after vmp_delivery_entered's reading) */
     /* (the slow handler's own work before its sample: as the sampler's
      * first samples of a run, which fault in fresh pages, or a native walk) */
     if (r == SLOW)
@@ -1851,7 +1856,7 @@ VMP_TEST(wall_clock_counts_the_repeats_of_a_late_answer_the_ring_had_no_room_for
  * woken; then it unblocks the signal (the pending one is handled there)
  * and, unless late_ends, waits in read() on late_pipe[1]. */
 static int late_pipe[2][2];
-static _Atomic int late_ends;
+static _Atomic int late_ends, late_answered;
 
 static void *late_thread(void *arg)
 {
@@ -1860,11 +1865,13 @@ static void *late_thread(void *arg)
     sigemptyset(&usr2);
     sigaddset(&usr2, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    atomic_store(&late_cpu[0], own_cpu_ns());
     atomic_store(&tids[role], (pid_t)syscall(SYS_gettid));
     char c;
     while (read(late_pipe[0][0], &c, 1) < 0)
         ;
     pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    atomic_store(&late_answered, 1); /* (its handler returned: vmp_delivery_handled was called) */
     if (!atomic_load(&late_ends))
         while (read(late_pipe[1][0], &c, 1) < 0)
             ;
@@ -1887,6 +1894,7 @@ static void late_answer_at_the_end(int ends)
 {
     reset_role(LATE);
     atomic_store(&late_ends, ends);
+    atomic_store(&late_answered, 0);
     REQUIRE(pipe(late_pipe[0]) == 0 && pipe(late_pipe[1]) == 0);
     struct sigaction old;
     install_handler(&old);
@@ -1906,7 +1914,9 @@ static void late_answer_at_the_end(int ends)
         waited = vmp_delivery_wait(&d); /* the late round: still pending */
         vmp_delivery_send(&d, waited);
         CHECK(write(late_pipe[0][1], "x", 1) == 1);
-        for (int i = 0; i < 100000 && !atomic_load(&signalled[LATE]); i++)
+        /* (until its handler returned: one still running is pending, and the
+         * stop or the round below would not read its answer) */
+        for (int i = 0; i < 100000 && !atomic_load(&late_answered); i++)
             usleep(100);
         CHECK(atomic_load(&signalled[LATE]) == 1);
         if (ends) {
@@ -2132,6 +2142,9 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_whatever_the_handler
 {
     reset_role(SLOW);
     atomic_store(&late_ends, 0); /* (woken, its handler slow, it waits in read() on late_pipe[1]) */
+    atomic_store(&late_answered, 0);
+    atomic_store(&late_cpu[0], 0);
+    atomic_store(&late_cpu[1], 0);
     for (int i = 0; i < 2; i++)
         REQUIRE(pipe(late_pipe[i]) == 0);
     struct sigaction old;
@@ -2151,7 +2164,9 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_whatever_the_handler
         waited = vmp_delivery_wait(&d); /* the late round: still pending */
         vmp_delivery_send(&d, waited);
         CHECK(write(late_pipe[0][1], "x", 1) == 1);
-        for (int i = 0; i < 100000 && !atomic_load(&signalled[SLOW]); i++)
+        /* (until its handler returned: one still running is pending, and the
+         * stop or the round below would not read its answer) */
+        for (int i = 0; i < 100000 && !atomic_load(&late_answered); i++)
             usleep(100);
         CHECK(atomic_load(&signalled[SLOW]) == 1);
         vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* (reads the answer) */
@@ -2165,11 +2180,19 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_whatever_the_handler
     pthread_join(th, NULL);
     end_handler(&old, late_pipe, 2);
     long sig = atomic_load(&signalled[SLOW]), rep = atomic_load(&repeated[SLOW]);
+    /* The thread's CPU time from before its wait (asleep when its signal
+     * was sent) to its handler's entry: the span the sender compares with
+     * VMP_WAITED_SLACK_NS, the slow work after it excluded. */
+    int64_t charged = atomic_load(&late_cpu[1]) - atomic_load(&late_cpu[0]);
     if (getenv("VMP_TEST_VERBOSE"))
-        printf("    %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped\n", (long long)periods,
-               (long long)waited, sig, rep, (long long)dropped);
+        printf("    %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped; "
+               "the thread's CPU time from its wait to its handler %lld us\n",
+               (long long)periods, (long long)waited, sig, rep, (long long)dropped, (long long)(charged / 1000));
     CHECK(waited >= 90);
-    CHECK(rep >= waited);
+    if (charged <= VMP_WAITED_SLACK_NS)
+        CHECK(rep >= waited);
+    else /* (charged its wake-up on a busy CPU: as the starved thread's test) */
+        CHECK(rep + dropped >= waited);
     CHECK(sig + rep <= periods + 1);
     CHECK(sig + rep + dropped >= periods);
 }
