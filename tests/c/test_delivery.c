@@ -2191,8 +2191,13 @@ VMP_TEST(wall_clock_repeats_the_periods_a_signal_waited_for_whatever_the_handler
     CHECK(waited >= 90);
     if (charged <= VMP_WAITED_SLACK_NS)
         CHECK(rep >= waited);
-    else /* (charged its wake-up on a busy CPU: as the starved thread's test) */
-        CHECK(rep + dropped >= waited);
+    else
+        /* Charged its wake-up on a busy CPU (as in the starved thread's
+         * test: 202 us once in 150 runs at load 8), the sender takes it for
+         * a thread that ran after its signal: the waited periods are
+         * dropped, but for those its next signal's sample pays (a round's
+         * periods go to the next sample, as a still thread's that wakes). */
+        CHECK(rep + dropped + (sig - 1) >= waited);
     CHECK(sig + rep <= periods + 1);
     CHECK(sig + rep + dropped >= periods);
 }
