@@ -27,6 +27,12 @@ profiling in the same round):
            sleeps cut short; and the floor under the writer: a bare thread
            writing the wall clock's profile size to the same file, plainly
            and with its blocks allocated ahead (as the writer does on ext4)
+           (a Python thread writing the whole profile, disable()'s part too:
+           an upper bound); then, round by round, the wall clock's writer
+           against a bare C thread that writes, the writer's way and in the
+           same kind of process (1,000 waiting threads), the bytes the writer
+           had written when its CPU time was read (the writer's own work is
+           what its share exceeds that by)
   late     1,100 waiting threads, then a busy one started: its samples
   fast     threads that wait now and then, which keep the wall clock's sampler
            thread on short (1 ms) rounds: 4 Python threads computing together
@@ -289,9 +295,29 @@ def section_pool(runner, args, res):
     extra = ["--idle", str(args.idle), "--c-idle", "16", "--seconds", "2"]
     cfgs = [c for c in CONFIGS if c[0] in ("cpu 1 kHz", "wall 1 kHz")]
     data = {c[0]: [] for c in cfgs}
+    c_floor = []
+
+    def floor_run(written):
+        # The floor under a round's writer: a bare C thread writing, in the
+        # same kind of process among the same threads and the writer's way,
+        # the bytes the writer had written when its CPU time was read (the
+        # rest goes out in disable())
+        c_floor.append(runner.run("pool", extra + ["--bytes", str(written), "--profile",
+                                                   os.path.join(runner.tmp, "p.prof")],
+                                  False, tool="c-writer"))
+
     for rnd in range(args.rounds):
         for label, cextra, hz, clock in cfgs:
+            # (every other round the floor goes first, with the last
+            # round's bytes: a run right after one that wrote ~150 MiB gets
+            # the pages just freed, cheaper to write into than pages the
+            # host took back, so neither side always has them)
+            walls = data.get("wall 1 kHz", [])
+            if label == "wall 1 kHz" and rnd % 2 and walls:
+                floor_run(walls[-1]["profile_bytes_before_disable"])
             data[label].append(runner.run("pool", cextra + extra))
+            if label == "wall 1 kHz" and not rnd % 2:
+                floor_run(data[label][-1]["profile_bytes_before_disable"])
         log("pool: round %d/%d" % (rnd + 1, args.rounds))
     rows = []
     for label, cextra, hz, clock in cfgs:
@@ -332,6 +358,19 @@ def section_pool(runner, args, res):
            "busy thread's rate / asked (goal >= 90%)",
            "C threads' sleeps cut short (2 s x 16 threads x 10/s = 320 sleeps)",
            "samples", "of them repeated"], rows)
+    res["pool_writer_c_floor"] = c_floor
+    if c_floor:
+        walls = data["wall 1 kHz"][:len(c_floor)]
+        writer = [100 * r["profiler_cpu_each"][0] / r["wall"] for r in walls]
+        floor = [100 * r["profiler_cpu"] / r["wall"] for r in c_floor]
+        table("The wall clock's writer (1 kHz) against a bare C thread writing the same bytes "
+              "its way in the same process (medians of %d; ratio: the median of same-round pairs)"
+              % len(c_floor),
+              ["bytes written before disable()", "the writer, share of a core",
+               "the C thread", "writer / C thread"],
+              [[fmt(median([r["profile_bytes_before_disable"] for r in walls]) / 2**20, "%.0f MiB"),
+                fmt(median(writer), "%.2f%%"), fmt(median(floor), "%.2f%%"),
+                fmt(median([w / f for w, f in zip(writer, floor) if f]), "%.2f")]])
 
 
 def section_late(runner, args, res):

@@ -2,7 +2,7 @@
 profiler costs the process beyond the sampled thread, and how it copes with
 many threads.
 
-    python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof|empty-perf]
+    python bench/process_workload.py SCENARIO --result FILE [--tool none|vmprof|empty-perf|c-writer]
         [--period S] [--real-time] [--native on|off] [--profile FILE]
         [--seconds S] [--work N] [--idle N] [--c-idle N] [--threads N]
         [--run-ms MS --sleep-ms MS] [--mark S] [--rounds N]
@@ -38,6 +38,15 @@ Scenarios:
 --tool empty-perf: no profiler, but an empty signal handler delivered as the
 sampler's CPU clock delivers (each thread's own CPU-time event, the sender's
 10 ms rounds; bench/empty_signal.c, built by bench/run.sh): the floor.
+
+--tool c-writer (pool): no profiler, but a thread of the C library
+(bench/c_sleepers.c) writes --bytes to --profile over --seconds, started
+where enable() would be, as the writer writes the wall clock's repeats
+(a round every 70 ms, writevs of 1,024 iovecs pointing at one block of 28
+records of 73 bytes, blocks allocated 8 MiB ahead); its CPU time is reported
+as profiler_cpu: the floor under the writer's share in the same process,
+among the same threads (give it the profile_bytes_before_disable of a
+profiled run: what the writer wrote before its CPU time was read).
 
 Writes one JSON line to FILE: the busy thread's CPU time, lifetime and
 thread id (the id a profile carries); the CPU time the profiler's own threads
@@ -229,7 +238,7 @@ def main():
     ap.add_argument("scenario", choices=["busy", "pool", "late", "gil", "alternate", "write",
                                              "floors"])
     ap.add_argument("--result", required=True)
-    ap.add_argument("--tool", default="none", choices=["none", "vmprof", "empty-perf"])
+    ap.add_argument("--tool", default="none", choices=["none", "vmprof", "empty-perf", "c-writer"])
     ap.add_argument("--period", type=float, default=0.001)
     ap.add_argument("--real-time", action="store_true")
     ap.add_argument("--native", choices=["on", "off"], default="off")
@@ -293,6 +302,16 @@ def main():
         empty.es_stop.restype = ctypes.c_long
         if empty.es_start(ctypes.c_long(int(args.period * 1e9)), 3):
             raise SystemExit("empty_signal: es_start failed")
+    c_writer = None
+    if args.tool == "c-writer":
+        here = os.path.dirname(os.path.abspath(__file__))
+        c_writer = ctypes.CDLL(os.path.join(here, "out", "libc_sleepers.so"))
+        c_writer.cs_write_start.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong,
+                                            ctypes.c_longlong]
+        c_writer.cs_write_join.restype = ctypes.c_longlong
+        c_writer_fd = os.open(args.profile, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        if c_writer.cs_write_start(c_writer_fd, args.bytes, int(args.seconds * 1e9), 70000000):
+            raise SystemExit("c_sleepers: cs_write_start failed")
     if args.scenario == "late":
         start_waiters()
 
@@ -339,6 +358,10 @@ def main():
         rec["profiler_cpu"] = sum(thread_cpu_ns(tid) or 0 for tid in others) / 1e9
         # each, by tid: the writer starts first, then the sampler thread
         rec["profiler_cpu_each"] = [(thread_cpu_ns(tid) or 0) / 1e9 for tid in sorted(others)]
+        # what the writer had written by then (disable() writes the repeats
+        # still owed after it): the bytes a floor under the writer's share
+        # above must write
+        rec["profile_bytes_before_disable"] = os.fstat(fd).st_size
         if mark:
             # ... and their CPU time from the mark to here, each, by tid
             rec["mark"] = mark[0]
@@ -357,6 +380,14 @@ def main():
         rec["profiler_cpu_through_disable"] = (rec["profiler_cpu"] + time.clock_gettime(
             time.CLOCK_PROCESS_CPUTIME_ID) - p0 - rec["disable_cpu"])
         os.close(fd)
+    if c_writer:
+        cpu = c_writer.cs_write_join()
+        if cpu < 0:
+            raise SystemExit("c_sleepers: a write failed")
+        rec["profiler_cpu"] = cpu / 1e9
+        rec["profiler_cpu_each"] = [cpu / 1e9]
+        rec["profile_bytes"] = os.fstat(c_writer_fd).st_size
+        os.close(c_writer_fd)
     if empty:
         others = process_tids() - mine
         rec["profiler_cpu"] = sum(thread_cpu_ns(tid) or 0 for tid in others) / 1e9
