@@ -168,6 +168,12 @@ typedef struct run {
     int none_python;   /* tell the schedule that no thread there at the start is Python's */
     vmp_delivery d;
     long catchup_rounds;
+    /* With `until_found`, the run goes on past `ms` until a round found a
+     * thread blocking the signal, and 100 ms after it (10 s at most):
+     * found_ms is when (-1: never), catchup_rounds_found the catch-up
+     * rounds after it. */
+    int until_found;
+    long found_ms, catchup_rounds_found;
     long special_handled_at_stop; /* the special thread's signals handled before the schedule stopped */
     /* Rounds that began with at most 2 threads active (the crowd idle, still),
      * and their clock readings, polls and visits; with `steady_wanted`, the
@@ -226,23 +232,30 @@ static int run_schedule(run *r)
         r->d.python_tids = no_tids;
         r->d.n_python_tids = 0;
     }
-    r->catchup_rounds = 0;
+    r->catchup_rounds = r->catchup_rounds_found = 0;
+    r->found_ms = -1;
     if (rc == 0 && vmp_delivery_start(&r->d) == 0) {
         if (!r->special_first && r->special) {
             pthread_create(&special, &attr, r->special, NULL);
             r->special_first = 1; /* so that it is joined */
         }
-        int64_t end = mono_ms() + r->ms, give_up = mono_ms() + 10000;
+        int64_t begun = mono_ms(), end = begun + r->ms, give_up = begun + 10000;
         r->steady_rounds = r->steady_reads = r->steady_polls = r->steady_visits = r->still_reads = 0;
-        while (mono_ms() < end || (r->steady_rounds < r->steady_wanted && mono_ms() < give_up)) {
+        while (mono_ms() < end || (r->steady_rounds < r->steady_wanted && mono_ms() < give_up) ||
+               (r->until_found && (r->found_ms < 0 || mono_ms() < begun + r->found_ms + 100) && mono_ms() < give_up)) {
             int64_t periods = vmp_delivery_wait(&r->d);
-            if (!periods)
+            if (!periods) {
                 r->catchup_rounds++;
+                if (r->found_ms >= 0)
+                    r->catchup_rounds_found++;
+            }
             int steady = r->d.n_active <= 2;
             uint64_t reads = atomic_load(&r->d.clock_reads), polls = atomic_load(&r->d.polls);
             uint64_t visits = atomic_load(&r->d.visits);
             long active = (long)r->d.n_active;
             vmp_delivery_send(&r->d, periods);
+            if (r->found_ms < 0 && atomic_load(&r->d.threads_blocking))
+                r->found_ms = (long)(mono_ms() - begun);
             /* (each round reads every thread active as it begins, once) */
             r->still_reads += (long)(atomic_load(&r->d.clock_reads) - reads) - active;
             if (steady) {
@@ -366,12 +379,25 @@ VMP_TEST(a_thread_that_blocks_the_signal_is_left_alone)
 {
     for (int cpu_clock = 0; cpu_clock < 2; cpu_clock++) {
         run r = {.cpu_clock = cpu_clock, .crowd = 0, .answer = VMP_SAMPLE_KEPT, .ms = 300,
-                 .special = blocking_thread, .special_first = 1};
+                 .special = blocking_thread, .special_first = 1, .until_found = 1};
         REQUIRE(run_schedule(&r) == 0);
+        if (getenv("VMP_TEST_VERBOSE"))
+            fprintf(stderr, "  cpu_clock %d: found at %ld ms (%ld unsure readings), periods %ld, catch-up rounds %ld, "
+                    "%ld after it was found\n", cpu_clock, r.found_ms, (long)atomic_load(&r.d.blocked_unsure),
+                    (long)atomic_load(&r.d.periods), r.catchup_rounds, r.catchup_rounds_found);
         CHECK(atomic_load(&r.d.threads_blocking) == 1);
         CHECK(atomic_load(&r.d.sent) == 1); /* the one it never handled */
-        /* Before: a catch-up round every half period for the rest of the run. */
-        CHECK(r.catchup_rounds <= 30);
+        /* Before: a catch-up round every half period for the rest of the
+         * run.  Until the thread is found, its pending signal makes one a
+         * period: the sender cannot yet tell it from a thread kept from a
+         * CPU, which handles it once it runs.  When that is, the load
+         * decides: a second reading counts only once the thread ran 250 us
+         * since the first (read_mask), and at load ~20 one in 10 ms does
+         * not, so finding it took 23-300 ms and more, and up to 22
+         * catch-up rounds at load ~10 (over 30 in 2 of 3 runs at load 16,
+         * when the whole run was counted).  So the run waits for that
+         * round, and after it there are none. */
+        CHECK(r.catchup_rounds_found == 0);
         /* (Re-installed by the next run.) */
     }
 }
