@@ -182,6 +182,10 @@ typedef struct run {
     /* Clock readings of threads that were still when their round began
      * (polls and visits): what a round read beyond its active threads. */
     long still_reads;
+    /* Polls in rounds that began with still threads (the others read no
+     * thread), and those that found one running again (more threads active
+     * after the round than before it). */
+    long still_polls, wake_polls;
 } run;
 
 static int run_schedule(run *r)
@@ -241,6 +245,7 @@ static int run_schedule(run *r)
         }
         int64_t begun = mono_ms(), end = begun + r->ms, give_up = begun + 10000;
         r->steady_rounds = r->steady_reads = r->steady_polls = r->steady_visits = r->still_reads = 0;
+        r->still_polls = r->wake_polls = 0;
         while (mono_ms() < end || (r->steady_rounds < r->steady_wanted && mono_ms() < give_up) ||
                (r->until_found && (r->found_ms < 0 || mono_ms() < begun + r->found_ms + 100) && mono_ms() < give_up)) {
             int64_t periods = vmp_delivery_wait(&r->d);
@@ -252,8 +257,13 @@ static int run_schedule(run *r)
             int steady = r->d.n_active <= 2;
             uint64_t reads = atomic_load(&r->d.clock_reads), polls = atomic_load(&r->d.polls);
             uint64_t visits = atomic_load(&r->d.visits);
-            long active = (long)r->d.n_active;
+            long active = (long)r->d.n_active, still = (long)r->d.n_threads - active;
             vmp_delivery_send(&r->d, periods);
+            if (atomic_load(&r->d.polls) != polls && still > 0) {
+                r->still_polls++;
+                if ((long)r->d.n_active > active)
+                    r->wake_polls++;
+            }
             if (r->found_ms < 0 && atomic_load(&r->d.threads_blocking))
                 r->found_ms = (long)(mono_ms() - begun);
             /* (each round reads every thread active as it begins, once) */
@@ -500,10 +510,16 @@ VMP_TEST(a_poll_keeps_what_it_found_as_long_as_the_poll_cost)
     REQUIRE(run_schedule(&r) == 0);
     long periods = (long)atomic_load(&r.d.periods), polls = (long)atomic_load(&r.d.polls);
     if (getenv("VMP_TEST_VERBOSE"))
-        fprintf(stderr, "  periods %ld polls %ld reads %ld listings %ld\n", periods, polls,
-                (long)atomic_load(&r.d.clock_reads), (long)atomic_load(&r.d.scans));
-    /* 2 as a rule; 3 in about one run of eight even on a quiet machine (with
-     * one more listing: a poll for CPU time no listed thread explained, not
-     * the sleeper).  Without the hold: 6-7 every run. */
-    CHECK(polls <= 3);
+        fprintf(stderr, "  periods %ld polls %ld (%ld of still threads, %ld found one) reads %ld listings %ld\n", periods,
+                polls, r.still_polls, r.wake_polls, (long)atomic_load(&r.d.clock_reads), (long)atomic_load(&r.d.scans));
+    /* The polls that found the sleeper: 1 as a rule.  Without the hold: 5-7
+     * every run.  The others are not the hold's: up to 2 at the start, with
+     * no thread still yet (the 300 answering their first signals between
+     * the round's clock readings: they read no thread), and at times one
+     * that found nothing (a round's skew above VMP_WAKE_NS: a loaded
+     * machine charges interrupts to the thread they interrupt); together
+     * 4 in one run of ten beside 3 busy loops (load ~12), where all polls
+     * were counted. */
+    CHECK(r.wake_polls >= 1);
+    CHECK(r.wake_polls <= 2);
 }
