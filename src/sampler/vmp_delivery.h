@@ -21,7 +21,10 @@
  * That a still thread ran again is told by the process's CPU clock (the sum
  * of all its threads'): each round adds to `unexplained` what the process
  * used beyond what the threads read that round used; when unexplained
- * exceeds VMP_WAKE_NS, the still threads are read once each, and those that
+ * exceeds VMP_WAKE_NS, the active threads, its own and the process's clock
+ * are read again (an active thread that ran on between its reading and the
+ * process's, across a tick, is no still thread: explain_again), and if it
+ * still does, the still threads are read once each, and those that
  * ran are active again.  (The readings are not atomic, but the skew of one
  * round cancels against the next: what accumulates is what still threads,
  * new threads and ended ones used.)  The process's thread count (the link
@@ -482,6 +485,10 @@ typedef struct vmp_delivery {
      * signal the round sends, after it read the thread's CPU clock (a test
      * lets the thread run there, as a loaded machine may). */
     void (*test_before_signal)(pid_t tid);
+    /* Tests only, NULL otherwise: called each round between the threads'
+     * CPU clock readings and the process's (a test lets a running thread
+     * run on there, as a loaded machine may). */
+    void (*test_before_process_clock)(void);
 
     /* figures, readable from any thread */
     _Atomic uint64_t periods;  /* deadlines woken for */
