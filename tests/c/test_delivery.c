@@ -49,6 +49,11 @@ static _Atomic long busy_cpu_at_start_ms; /* ... when the schedule started */
 static _Atomic long schedule_ms;  /* from the schedule's start to its stop */
 static _Atomic int64_t schedule_start_us; /* ... when it started */
 static _Atomic long schedule_lost;     /* ... vmp_delivery_dropped at its stop */
+static _Atomic long handled_total;     /* signals whose handler called vmp_delivery_handled() */
+static _Atomic int64_t busy_handled_us; /* when the busy thread's last one did */
+/* With a signal not handled so when the schedule stopped: the whole ms
+ * from the busy thread's last handled signal to the stop, else 0 */
+static _Atomic long busy_waited_at_stop_ms;
 static int (*schedule_until)(void);    /* may be NULL: the schedule goes on (5 s more at most) until it says so */
 static _Atomic int idle_first_not_python; /* the idle thread's next answer: no Python thread state */
 /* The idle thread's samples are reported cut (VMP_SAMPLE_KEPT_CUT: its
@@ -181,6 +186,9 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
         atomic_store(&starved_cpu[1], own_cpu_ns()); /* (after the sample's clock reading) */
     vmp_delivery_source_answer(info, outcome);
     vmp_delivery_handled();
+    atomic_fetch_add(&handled_total, 1);
+    if (r == BUSY)
+        atomic_store(&busy_handled_us, mono_us());
     while (r == LINGERER && atomic_load(&linger_hold)) {
         atomic_store(&linger_in, 1);
         struct timespec nap = {0, 1000000};
@@ -311,6 +319,8 @@ static int run_schedule_with(int cpu_clock, int ms, int *sources)
     atomic_store(&busy_cpu_at_start_ms, (long)c0.tv_sec * 1000 + c0.tv_nsec / 1000000);
     int64_t t0 = mono_ms();
     atomic_store(&schedule_start_us, mono_us());
+    atomic_store(&handled_total, 0);
+    atomic_store(&busy_handled_us, mono_us());
     int rc = vmp_delivery_start(&d);
     if (sources)
         *sources = d.sources;
@@ -320,6 +330,8 @@ static int run_schedule_with(int cpu_clock, int ms, int *sources)
             vmp_delivery_send(&d, vmp_delivery_wait(&d));
             atomic_fetch_add(&rounds, 1);
         }
+        int pending = (long)atomic_load(&d.sent) != atomic_load(&handled_total);
+        atomic_store(&busy_waited_at_stop_ms, pending ? (long)((mono_us() - atomic_load(&busy_handled_us)) / 1000) : 0);
         vmp_delivery_stop(&d);
         atomic_store(&schedule_ms, (long)(mono_ms() - t0));
         atomic_store(&schedule_lost, (long)vmp_delivery_dropped(&d));
@@ -340,15 +352,25 @@ static int run_schedule(int cpu_clock, int ms)
     return run_schedule_with(cpu_clock, ms, NULL);
 }
 
+static int busy_ran_30_ms(void);
+
 VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
 {
-    REQUIRE(run_schedule(0, 300) == 0);
+    /* (The busy thread signalled once per stretch it ran: a machine that
+     * gave it 7-15 ms of CPU in 300 ms, in a few stretches, had it
+     * signalled 3-5 times, in 5 of 17 runs beside 4 busy loops at load
+     * ~13: the run goes on until it got 30 ms, as below.) */
+    schedule_until = busy_ran_30_ms;
+    int rc = run_schedule(0, 300);
+    schedule_until = NULL;
+    REQUIRE(rc == 0);
     long idle_sig = atomic_load(&signalled[IDLE]), idle_rep = atomic_load(&repeated[IDLE]);
     long busy_sig = atomic_load(&signalled[BUSY]), busy_rep = atomic_load(&repeated[BUSY]);
+    long lost = atomic_load(&schedule_lost), waited = atomic_load(&busy_waited_at_stop_ms);
     if (getenv("VMP_TEST_VERBOSE"))
-        printf("    %ld ms, %ld dropped; idle: %ld signals, %ld repeats; busy: %ld signals, %ld repeats, %ld ms of CPU\n",
-               atomic_load(&schedule_ms), atomic_load(&schedule_lost), idle_sig, idle_rep, busy_sig, busy_rep,
-               atomic_load(&busy_run_cpu_ms));
+        printf("    %ld ms, %ld dropped, %ld ms waited at the stop; idle: %ld signals, %ld repeats; busy: %ld signals, %ld "
+               "repeats, %ld ms of CPU\n", atomic_load(&schedule_ms), lost, waited, idle_sig, idle_rep, busy_sig,
+               busy_rep, atomic_load(&busy_run_cpu_ms));
     /* ~300 samples owed to each.  The idle one: its first sample found it
      * inside read(), where it stays: every later one is a repeat (before, a
      * real one came every 50 ms as well: 6 or more signals).  A loaded
@@ -363,7 +385,10 @@ VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
      * a CPU now and then: the periods a signal waited for it repeat the
      * sample it then took, so it still gets nearly every period's sample. */
     CHECK(busy_sig > 4 * idle_sig);
-    CHECK(busy_rep + busy_sig >= 200);
+    /* Kept from a CPU at the end with a signal pending, the periods since
+     * its last sample are counted dropped by the stop: no sample will pay
+     * them (up to ~150 at load ~13). */
+    CHECK(busy_rep + busy_sig + waited >= 200);
 }
 
 /* The busy thread used more than 30 ms of CPU time since the start. */
@@ -2476,8 +2501,12 @@ VMP_TEST(a_thread_kept_from_a_cpu_after_leaving_the_handler_is_not_taken_for_one
             atomic_store(&window_kick, 0);
             while (atomic_load(&window_in) && atomic_load(&window_cpu_us) < 0 && mono_ms() < give_up)
                 vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            /* Until it handles a signal again: one taken for a blocker never
+             * does.  (50 ms of rounds were not always enough: at load ~15 a
+             * thread beside busy loops on its CPU got none in 1 full suite
+             * run of 8, on both schedules.) */
             long before = atomic_load(&signalled[WINDOWED]);
-            for (int64_t end = mono_ms() + 50; mono_ms() < end;)
+            for (int64_t end = mono_ms() + 5000; mono_ms() < end && atomic_load(&signalled[WINDOWED]) == before;)
                 vmp_delivery_send(&d, vmp_delivery_wait(&d));
             after = atomic_load(&signalled[WINDOWED]) - before;
             vmp_delivery_stop(&d);
