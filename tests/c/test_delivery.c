@@ -47,6 +47,10 @@ static _Atomic int stop_spinning;
 static _Atomic long busy_cpu_ms; /* the spinning thread's CPU time, at its end */
 static _Atomic long busy_cpu_at_start_ms; /* ... when the schedule started */
 static _Atomic long schedule_ms;  /* from the schedule's start to its stop */
+/* ... from its first period to the call of its stop: what it surely paid
+ * (schedule_ms also has the start's and the stop's own time, 200 ms and
+ * more under load) */
+static _Atomic long schedule_span_ms;
 static _Atomic int64_t schedule_start_us; /* ... when it started */
 static _Atomic long schedule_lost;     /* ... vmp_delivery_dropped at its stop */
 static _Atomic long handled_total;     /* signals whose handler called vmp_delivery_handled() */
@@ -332,6 +336,9 @@ static int run_schedule_with(int cpu_clock, int ms, int *sources)
         }
         int pending = (long)atomic_load(&d.sent) != atomic_load(&handled_total);
         atomic_store(&busy_waited_at_stop_ms, pending ? (long)((mono_us() - atomic_load(&busy_handled_us)) / 1000) : 0);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        atomic_store(&schedule_span_ms, (long)(((int64_t)now.tv_sec * 1000000000 + now.tv_nsec - d.start_ns) / 1000000));
         vmp_delivery_stop(&d);
         atomic_store(&schedule_ms, (long)(mono_ms() - t0));
         atomic_store(&schedule_lost, (long)vmp_delivery_dropped(&d));
@@ -482,22 +489,26 @@ VMP_TEST(wall_clock_with_sources_wakes_the_sender_per_round_and_pays_every_perio
     REQUIRE(sources >= 0);
     if (!sources)
         return;
-    long ms = atomic_load(&schedule_ms);
+    long ms = atomic_load(&schedule_ms), span = atomic_load(&schedule_span_ms);
     long idle = atomic_load(&paid[IDLE]) + atomic_load(&repeated[IDLE]);
     long busy = atomic_load(&paid[BUSY]) + atomic_load(&repeated[BUSY]);
     if (getenv("VMP_TEST_VERBOSE"))
-        printf("    %ld ms, %ld rounds; busy: %ld signals, %ld samples; idle: %ld signals, %ld samples\n", ms,
-               atomic_load(&rounds), atomic_load(&signalled[BUSY]), busy, atomic_load(&signalled[IDLE]), idle);
+        printf("    %ld ms (%ld from the first period to the stop), %ld rounds; busy: %ld signals, %ld samples; idle: %ld "
+               "signals, %ld samples\n", ms, span, atomic_load(&rounds), atomic_load(&signalled[BUSY]), busy,
+               atomic_load(&signalled[IDLE]), idle);
     /* (a loaded machine that keeps the idle thread from its wait at first
      * makes it look like a thread that waits now and then: one stretch of
      * short rounds, wall_round_length) */
     CHECK(atomic_load(&rounds) <= ms / (VMP_SOURCE_ROUND_NS / 1000000) + VMP_WAIT_HOLD_NS / VMP_WAIT_ROUND_NS + 10);
     CHECK(atomic_load(&signalled[IDLE]) <= 3);
-    CHECK(idle >= ms * 9 / 10);
+    /* (from the first period to the stop, not the start's and the stop's
+     * own time: with those, 505 samples in 643 ms failed, 6 runs of 30 at
+     * load ~34, whose periods were all paid) */
+    CHECK(idle >= span * 9 / 10);
     CHECK(idle <= ms + 5);
     /* (a loaded machine may keep it from a CPU at the end: what it waited
      * then is paid by a signal the run no longer waits for) */
-    CHECK(busy >= ms * 3 / 4);
+    CHECK(busy >= span * 3 / 4);
     CHECK(busy <= ms + 5);
 }
 
