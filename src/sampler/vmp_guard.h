@@ -27,6 +27,12 @@
  *     switched off, like faulthandler after disable()) gets it too.
  *   - Guards nest (a guarded call interrupted by a signal whose handler runs
  *     a guarded walk keeps its own guard).
+ *   - With fatal_too, the same handler takes SIGABRT, SIGILL, SIGFPE, SIGTRAP
+ *     and SIGSYS where the program would die of them (their default action,
+ *     or, at the start, the crash handler ours chains to for SIGSEGV:
+ *     faulthandler enabled before), for vmp_guard_on_fatal's sake only: then
+ *     the handler below or the default action, as without us.  A handler of
+ *     the program's own for these stays in front, untouched; SIG_IGN stays.
  *
  * vmp_guard_install/_restore/_keep_first run in normal context (install and
  * restore with the GIL held); vmp_guard_run is async-signal-safe.
@@ -36,8 +42,9 @@
 
 #include <stdint.h>
 
-/* Installs the SIGSEGV/SIGBUS handler (keeping the program's to chain to). */
-void vmp_guard_install(void);
+/* Installs the SIGSEGV/SIGBUS handler (keeping the program's to chain to);
+ * fatal_too: the fatal signals' too (above). */
+void vmp_guard_install(int fatal_too);
 
 /* Puts our handler back in front when the program installed one over it
  * since, keeping theirs to chain to.  No-op when not installed. */
@@ -47,8 +54,8 @@ void vmp_guard_keep_first(void);
 void vmp_guard_restore(void);
 
 /* Called (async-signal-safe) by our handler for a fault or a SIGSEGV/SIGBUS
- * that is not a guarded call's, before the program's handler or the
- * default action gets it: the sampler lets its writer write what it has
+ * that is not a guarded call's, or a fatal signal, before the program's
+ * handler or the default action gets it: the sampler lets its writer write what it has
  * (vmp_writer_flush_before_death).  NULL: none. */
 void vmp_guard_on_fatal(void (*fn)(void));
 

@@ -184,7 +184,7 @@ static void learn_own_stack(void)
 {
     uint64_t *frames = malloc(2 * VMP_NATIVE_MAX_DEPTH * sizeof *frames);
     vmp_unwind_rule *rules = malloc(RULES_PER_ROUND * sizeof *rules);
-    vmp_guard_install(); /* (enable installs it for the run later; not yet) */
+    vmp_guard_install(0); /* (enable installs it for the run later; not yet) */
     for (int i = 0; frames && rules && i < VMP_NATIVE_MAX_DEPTH; i++) {
         ucontext_t uc;
         if (getcontext(&uc) < 0)

@@ -375,7 +375,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         code_tracking_failed(err, errlen);
         goto undo_native;
     }
-    vmp_guard_install();
+    vmp_guard_install(1);
     vmp_guard_on_fatal(vmp_writer_flush_before_death);
     if (vmp_handler_install() < 0) {
         fail(err, errlen, "cannot install the signal handler: %s", strerror(errno));
