@@ -1,0 +1,244 @@
+"""A program that dies of a signal of its own making - abort() (a C
+extension's assert, os.abort, CPython's Py_FatalError), an illegal
+instruction, a division by zero, a breakpoint, a system call a seccomp
+filter refuses - lets the writer write what the ring holds first, as a
+segfault does (test_sampler_crash.py): the samples of its last ~100 ms are
+in the profile.  And it dies as it would without the profiler: the same
+exit status, the same report from faulthandler (enabled before or after
+profiling began, or not at all), its own handlers for these signals called
+as before, and the dispositions it reads back and leaves to an exec'd
+program unchanged."""
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+
+import vmprof
+from sampler_util import NATIVE_WALK_HERE, NO_NATIVE_WALK
+
+pytestmark = [
+    pytest.mark.cpython_only,
+    pytest.mark.skipif(not hasattr(vmprof, "enable"), reason="the sampler (vmprof.enable) is not built in"),
+]
+
+X86_64 = sys.platform.startswith("linux") and platform.machine() == "x86_64"
+
+# argv: faulthandler (off / before / after vmprof.enable), profiled (0/1),
+# clock (cpu/wall), native (0/1), the ending, seconds before the end.
+#
+# The last moments begin just after a writer round (the profile's size has
+# just changed): the writer naps ~100 ms after a round at this rate, so
+# without a last round at the signal none of the last 40 ms is written.
+PROGRAM = r'''
+import ctypes, faulthandler, mmap, os, signal, sys, time
+import vmprof
+fh, profiled, clock, native, ending, seconds = sys.argv[1:7]
+if fh == "before":
+    faulthandler.enable()
+fd = None
+if profiled == "1":
+    fd = os.open("out.prof", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    vmprof.enable(fd, period=0.001, real_time=(clock == "wall"), native=(native == "1"))
+if fh == "after":
+    faulthandler.enable()
+now = time.monotonic if clock == "wall" else time.process_time
+libc = ctypes.CDLL(None)
+
+def burn(seconds):
+    end = now() + seconds
+    while now() < end:
+        pass
+
+def machine_code(code):
+    """A function of x86-64 code, in memory of its own."""
+    m = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    m.write(code)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    return m, ctypes.CFUNCTYPE(None)(address)
+
+KEEP = {}
+if ending.startswith("code_"):
+    KEEP["code"] = machine_code({
+        "code_ud2": b"\x0f\x0b\xc3",                     # ud2: SIGILL
+        "code_div0": b"\x31\xc9\x31\xc0\x31\xd2\xf7\xf1\xc3",  # div by 0: SIGFPE
+        "code_int3": b"\xcc\xc3",                        # int3: SIGTRAP
+    }[ending])
+
+def before_the_end():
+    burn(float(seconds))
+
+def wait_for_a_round():
+    if fd is None:
+        return
+    size = os.fstat(fd).st_size
+    deadline = time.monotonic() + 2
+    while os.fstat(fd).st_size == size and time.monotonic() < deadline:
+        pass
+
+def the_last_moments():
+    burn(0.04)
+    if ending == "os_abort":
+        os.abort()
+    elif ending == "libc_abort":
+        libc.abort()
+    elif ending == "fatal_error":
+        ctypes.pythonapi.Py_FatalError(b"the end")
+    elif ending.startswith("code_"):
+        KEEP["code"][1]()
+    elif ending.startswith("kill_"):
+        os.kill(os.getpid(), getattr(signal, ending[5:]))
+
+before_the_end()
+wait_for_a_round()
+the_last_moments()
+print("not reached")
+'''
+
+ENDINGS = {
+    # the ending: the signal it dies of
+    "os_abort": signal.SIGABRT,
+    "libc_abort": signal.SIGABRT,
+    "fatal_error": signal.SIGABRT,
+    "code_ud2": signal.SIGILL,
+    "code_div0": signal.SIGFPE,
+    "code_int3": signal.SIGTRAP,
+    "kill_SIGSYS": signal.SIGSYS,
+    "kill_SIGILL": signal.SIGILL,
+    "kill_SIGBUS": signal.SIGBUS,
+}
+
+
+def run(tmp_path, fh, profiled, clock="cpu", native=False, ending="os_abort", seconds=0.3):
+    if ending.startswith("code_") and not X86_64:
+        pytest.skip("x86-64 machine code")
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROGRAM)
+    argv = [sys.executable, str(prog), fh, "1" if profiled else "0", clock, "1" if native else "0", ending, str(seconds)]
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def counts(path):
+    """(samples in the_last_moments, in before_the_end) of a profile cut
+    short."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stats = vmprof.read_profile(str(path))
+
+    def inside(func):
+        addrs = {a for a, n in stats.adr_dict.items() if isinstance(n, str) and n.startswith("py:%s:" % func)}
+        return sum(e[1] for e in stats.profiles if addrs.intersection(e[0]))
+
+    return inside("the_last_moments"), inside("before_the_end")
+
+
+def normalized(stderr):
+    # thread ids differ from run to run
+    return re.sub(r"0x[0-9a-f]+", "0x...", stderr)
+
+
+CLOCKS_AND_MODES = [("cpu", False), ("wall", False), ("cpu", True), ("wall", True)]
+
+
+@pytest.mark.parametrize("ending", ["os_abort", "libc_abort", "fatal_error"])
+@pytest.mark.parametrize("clock,native", CLOCKS_AND_MODES, ids=["cpu", "wall", "cpu-native", "wall-native"])
+def test_the_last_moments_before_abort_are_in_the_profile(tmp_path, ending, clock, native):
+    if native and not NATIVE_WALK_HERE:
+        pytest.skip(NO_NATIVE_WALK)
+    done = run(tmp_path, "after", True, clock, native, ending)
+    assert done.returncode == -signal.SIGABRT, done.stderr
+    last, before = counts(tmp_path / "out.prof")
+    # 0.3 s, then 40 ms, at 1 kHz; without a round at the signal the last
+    # moments were lost (the writer's next round was ~100 ms away)
+    assert before >= 150, (last, before)
+    assert last >= 20, (last, before, done.stderr)
+
+
+@pytest.mark.parametrize("ending", ["code_ud2", "code_div0", "code_int3", "kill_SIGSYS", "kill_SIGILL", "kill_SIGBUS"])
+def test_the_last_moments_before_a_fatal_signal_are_in_the_profile(tmp_path, ending):
+    done = run(tmp_path, "off", True, ending=ending)
+    assert done.returncode == -ENDINGS[ending], done.stderr
+    last, before = counts(tmp_path / "out.prof")
+    assert before >= 150, (last, before)
+    assert last >= 20, (last, before, done.stderr)
+
+
+@pytest.mark.parametrize("fh", ["off", "before"])
+def test_abort_is_flushed_whenever_faulthandler_was_enabled(tmp_path, fh):
+    # before: ours takes the place of faulthandler's handler (the one ours
+    # chains to for SIGSEGV), and calls it after the flush
+    done = run(tmp_path, fh, True, ending="libc_abort")
+    assert done.returncode == -signal.SIGABRT, done.stderr
+    assert ("Fatal Python error: Aborted" in done.stderr) == (fh != "off"), done.stderr
+    last, before = counts(tmp_path / "out.prof")
+    assert last >= 20, (last, before, done.stderr)
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+@pytest.mark.parametrize("fh", ["off", "before", "after"])
+def test_a_fatal_signal_ends_the_program_as_without_the_profiler(tmp_path, fh, ending):
+    alone = run(tmp_path, fh, False, ending=ending, seconds=0.05)
+    profiled = run(tmp_path, fh, True, ending=ending, seconds=0.05)
+    assert alone.returncode == profiled.returncode == -ENDINGS[ending], (alone.stderr, profiled.stderr)
+    assert normalized(profiled.stderr) == normalized(alone.stderr)
+    assert "not reached" not in profiled.stdout
+    if fh != "off" and ENDINGS[ending] in (signal.SIGABRT, signal.SIGILL, signal.SIGFPE, signal.SIGBUS):
+        assert "Fatal Python error" in profiled.stderr, profiled.stderr
+
+
+# The program's own handlers, installed before or after profiling began,
+# and the dispositions it reads back (Python's table) or leaves to a program
+# it execs (SIG_IGN is kept across exec, a handler is not).
+OWN_HANDLERS = r'''
+import os, signal, subprocess, sys
+import vmprof
+profiled, when = sys.argv[1:3]
+SIGNALS = [signal.SIGABRT, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS, signal.SIGSEGV, signal.SIGBUS]
+calls = []
+
+def own(signum, frame):
+    calls.append(signal.Signals(signum).name)
+
+def install():
+    signal.signal(signal.SIGILL, own)
+    signal.signal(signal.SIGFPE, own)
+    signal.signal(signal.SIGTRAP, own)
+    signal.signal(signal.SIGSYS, signal.SIG_IGN)
+
+if when == "before":
+    install()
+if profiled == "1":
+    fd = os.open("out.prof", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    vmprof.enable(fd, period=0.001)
+if when == "after":
+    install()
+print([getattr(signal.getsignal(s), "__name__", str(signal.getsignal(s))) for s in SIGNALS])
+for s in (signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS):
+    os.kill(os.getpid(), s)
+print(calls)
+child = "import re; print(re.search(r'SigIgn:.*', open('/proc/self/status').read()).group())"
+print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True).stdout.strip())
+if profiled == "1":
+    vmprof.disable()
+print("done")
+'''
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_the_programs_own_handlers_and_dispositions_are_as_without_the_profiler(tmp_path, when):
+    prog = tmp_path / "own.py"
+    prog.write_text(OWN_HANDLERS)
+    outs = []
+    for profiled in ("0", "1"):
+        done = subprocess.run([sys.executable, str(prog), profiled, when], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        outs.append(done.stdout)
+    assert outs[0] == outs[1]
+    assert "['SIGILL', 'SIGFPE', 'SIGTRAP']" in outs[1]
+    assert outs[1].endswith("done\n")
