@@ -242,3 +242,41 @@ def test_the_programs_own_handlers_and_dispositions_are_as_without_the_profiler(
     assert outs[0] == outs[1]
     assert "['SIGILL', 'SIGFPE', 'SIGTRAP']" in outs[1]
     assert outs[1].endswith("done\n")
+
+
+def core_dumped(tmp_path, profiled, ending):
+    """Whether the program dumped core (the core-size limit lifted), and
+    its signal."""
+    import resource
+
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROGRAM)
+    argv = [sys.executable, str(prog), "after", "1" if profiled else "0", "cpu", "0", ending, "0.05"]
+
+    def lift():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    p = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lift)
+    _, status = os.waitpid(p.pid, 0)
+    p.returncode = 0  # (reaped here)
+    for f in tmp_path.iterdir():
+        if f.name.startswith("core"):
+            f.unlink()
+    return os.WCOREDUMP(status), os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+
+
+@pytest.mark.parametrize("ending", ["os_abort", "code_ud2", "code_int3", "kill_SIGSYS"])
+def test_the_core_is_dumped_as_without_the_profiler(tmp_path, ending):
+    # (ours raises a trap, an abort or a sent signal again, with the default
+    # action back: the kernel dumps core for it as for the first)
+    try:
+        with open("/proc/sys/kernel/core_pattern") as f:
+            if f.read().startswith("|"):
+                pytest.skip("cores go to a program here (core_pattern)")
+    except OSError:
+        pass
+    if ending.startswith("code_") and not X86_64:
+        pytest.skip("x86-64 machine code")
+    alone = core_dumped(tmp_path, False, ending)
+    profiled = core_dumped(tmp_path, True, ending)
+    assert alone == profiled == (True, ENDINGS[ending])
