@@ -168,12 +168,27 @@ static int find_debuginfo_offline(Dwfl_Module *mod, void **userdata, const char 
 }
 
 /* The object files, opened while the program runs: kept out of its way
- * (vmp_fds.h) unless libdwfl made the Elf itself (then it holds the number). */
+ * (vmp_fds.h) unless libdwfl made the Elf itself (then it holds the number).
+ *
+ * And read, not mapped: left to libdwfl, libelf maps the whole file
+ * (ELF_C_READ_MMAP_PRIVATE), and the kernel puts that copy below the
+ * loader's mappings of the same file, so it comes first in /proc/PID/maps.
+ * Tools that find a library's load address as the first mapping of its
+ * file (CPython's _testexternalinspection, test_external_inspection's
+ * test_self_trace, and its remote debugging that follows) then read the
+ * file's image: CPython 3.13 found no interpreter (_PyRuntime's
+ * interpreters are NULL on disk).  ELF_C_READ reads the parts asked for
+ * (the symbol table, a section's data) into memory of libelf's own. */
 static int find_elf_out_of_the_way(Dwfl_Module *mod, void **userdata, const char *modname,
                                    Dwarf_Addr base, char **file_name, Elf **elfp)
 {
     int fd = dwfl_linux_proc_find_elf(mod, userdata, modname, base, file_name, elfp);
-    return *elfp ? fd : vmp_fd_out_of_the_way(fd);
+    if (*elfp)
+        return fd;
+    fd = vmp_fd_out_of_the_way(fd);
+    if (fd >= 0)
+        *elfp = elf_begin(fd, ELF_C_READ, NULL); /* NULL: libdwfl opens it its own way */
+    return fd;
 }
 
 static const Dwfl_Callbacks callbacks = {

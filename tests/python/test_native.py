@@ -359,6 +359,46 @@ print(json.dumps(sorted(objects() - before)))
     assert json.loads(r.stdout) == [], r.stdout
 
 
+def test_the_object_files_named_are_not_mapped_where_tools_look_for_the_libraries(tmp_path):
+    # libelf mapped each object file libdw read whole (ELF_C_READ_MMAP_PRIVATE),
+    # and the kernel placed the copy below the loader's mappings: the first
+    # /proc/self/maps line of libpython (or of the executable) was then the
+    # file's image, not the library.  Tools that take a library's first
+    # mapping as its load address read the wrong memory: CPython 3.13's
+    # test_external_inspection.test_self_trace found "No interpreter state"
+    # under the profiler (session 17's wider suite).  The loader maps each
+    # object once at offset 0; the profiler's reads must add no such mapping,
+    # while it runs (the writer names during the run) nor after disable().
+    env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, "-c", r"""
+import sys, zlib, json, time, vmprof
+def first_pages():
+    seen = {}
+    with open("/proc/self/maps") as f:
+        for line in f:
+            w = line.split()
+            if len(w) > 5 and w[5].startswith("/") and int(w[2], 16) == 0:
+                seen.setdefault(w[5], []).append(w[0] + " " + w[1])
+    return seen
+with open(sys.argv[1], "wb") as f:
+    vmprof.enable(f.fileno(), period=0.001, native=True)
+    end = time.thread_time() + 0.5
+    while time.thread_time() < end:
+        zlib.compress(json.dumps(sorted(str(i) for i in range(3000))).encode())
+    time.sleep(0.3)
+    during = first_pages()
+    stats = vmprof.disable()
+after = first_pages()
+print(json.dumps([during, after]))
+""", str(tmp_path / "p.prof")], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for when, seen in zip(("during the run", "after disable()"), json.loads(r.stdout)):
+        assert any(os.path.realpath(sys.executable) == p or "libpython" in p for p in seen), seen
+        twice = {p: m for p, m in seen.items() if len(m) > 1}
+        assert not twice, (when, twice)
+
+
 def test_a_stripped_library_is_named_from_its_debuglink_file(ext_path, tmp_path, monkeypatch):
     # The writer looks for separate debug files on disk only (never through
     # debuginfod): the build-id folder, then, when a file it would find is
