@@ -30,6 +30,7 @@ minutes per configuration, and CPython's timing tests are sensitive to a
 loaded machine (compare runs made on a quiet one; --rerun separates chance).
 tests/python/test_cpython_suite.py runs it over one small module."""
 import argparse
+import importlib.util
 import os
 import shlex
 import signal
@@ -43,6 +44,32 @@ DEFAULT_TESTS = [
     "test_signal", "test_threading", "test_thread", "test_os", "test_subprocess",
     "test_faulthandler", "test_select", "test_selectors", "test_time", "test_fork1",
     "test_wait4", "test_socket", "test_sys", "test_gc", "test_generators",
+]
+# --wide: further modules, those that exercise the interpreter broadly or sit
+# next to what a profiler touches (tracing and profiling hooks, frames and
+# code objects, asyncio and thread pools, ptys, mmap, ctypes, the C API,
+# sub-interpreters, imports, the command line).  Left out: modules that need
+# resources this kind of run lacks or that take too long in-process (the
+# test_multiprocessing_* packages, test_gdb, test_peg_generator, test_regrtest,
+# test_venv/test_ensurepip, network ones such as test_timeout and test_ssl).
+# A module missing from the running version (test_monitoring before 3.12, ...)
+# is dropped with a line saying so.
+WIDE_TESTS = [
+    "test_asyncio", "test_concurrent_futures", "test_queue", "test_sched",
+    "test_threading_local", "test_eintr", "test_pty", "test_posix", "test_mmap",
+    "test_logging", "test_shutil", "test_tempfile",
+    "test_sys_settrace", "test_sys_setprofile", "test_cprofile", "test_profile", "test_trace",
+    "test_bdb", "test_pdb", "test_frame", "test_code", "test_monitoring", "test_perf_profiler",
+    "test_perfmaps", "test_external_inspection", "test_tracemalloc", "test_audit", "test_dis",
+    "test_inspect", "test_traceback", "test_exceptions", "test_coroutines", "test_contextlib",
+    "test_weakref", "test_atexit", "test_io",
+    "test_capi", "test_ctypes", "test_embed", "test_interpreters", "test__interpreters",
+    "test__interpchannels", "test__xxsubinterpreters", "test__xxinterpchannels",
+    "test_free_threading", "test_import",
+    "test_importlib", "test_runpy", "test_cmd_line", "test_cmd_line_script", "test_builtin",
+    "test_sort", "test_itertools", "test_functools", "test_descr", "test_dict", "test_list",
+    "test_str", "test_unicode", "test_json", "test_re", "test_zlib", "test_hashlib",
+    "test_pickle", "test_readline",
 ]
 DEFAULT_CONFIGS = [("cpu", ""), ("wall", "--real-time")]
 
@@ -226,6 +253,20 @@ def parse_config(text):
     return name, options
 
 
+def wide_tests(tests):
+    """tests, then WIDE_TESTS' modules that this CPython has (no repeats)."""
+    result = list(tests)
+    for module in WIDE_TESTS:
+        if module in result:
+            continue
+        if importlib.util.find_spec("test." + module) is None:
+            print("%s: not in CPython %s, left out" % (module, sys.version.split()[0]),
+                  flush=True)
+            continue
+        result.append(module)
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", action="append", type=parse_config, metavar="NAME=OPTIONS",
@@ -241,9 +282,16 @@ def main(argv=None):
     parser.add_argument("--keep", metavar="DIR",
                         help="keep the logs, XML and profiles in DIR (default: a temporary "
                              "folder, removed at the end)")
-    parser.add_argument("tests", nargs="*", default=DEFAULT_TESTS, metavar="TEST",
+    parser.add_argument("--wide", action="store_true",
+                        help="the default modules and %d more that exercise the interpreter "
+                             "broadly (WIDE_TESTS; about an hour per configuration)"
+                             % len(WIDE_TESTS))
+    parser.add_argument("tests", nargs="*", metavar="TEST",
                         help="test modules (default: %s)" % " ".join(DEFAULT_TESTS))
     args = parser.parse_args(argv)
+    tests = args.tests or DEFAULT_TESTS
+    if args.wide:
+        tests = wide_tests(tests)
     configs = args.config or DEFAULT_CONFIGS
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         # Started with SIGINT ignored (nohup, some CI runners, `cmd &`): the
@@ -265,7 +313,7 @@ def main(argv=None):
     same_pairs = total_pairs = 0
     flaky, effects = [], []
     try:
-        for module in args.tests:
+        for module in tests:
             workdir = os.path.join(workroot, module)
             os.makedirs(workdir, exist_ok=True)
             alone = run_tests(python, [], [module], workdir, "alone", args.timeout,

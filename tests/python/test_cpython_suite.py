@@ -52,3 +52,16 @@ def test_a_profiled_run_that_cannot_start_is_reported_as_differing(tmp_path):
     assert line.split()[1:3] == ["broken", "DIFFERS"], line
     assert "module SUCCESS alone, CRASH profiled" in line and "no profile written" in line
     assert "summary: 0 of 1 module runs the same" in done.stdout
+
+
+def test_wide_adds_the_modules_this_cpython_has_once_and_says_which_it_left_out(monkeypatch, capsys):
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    try:
+        import cpython_suite
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(cpython_suite, "WIDE_TESTS",
+                        ["test_bisect", "test_no_such_module_here", "test_heapq"])
+    assert cpython_suite.wide_tests(["test_bisect", "test_gc"]) == [
+        "test_bisect", "test_gc", "test_heapq"]
+    assert "test_no_such_module_here: not in CPython" in capsys.readouterr().out
