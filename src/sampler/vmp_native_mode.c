@@ -33,13 +33,26 @@
  * `syms` is opened by enable in the program's table (the evaluation loop's
  * place, the enabling thread's stack) and closed by disable; `wsyms` is the
  * writer's, opened at its first need in its own table and closed by the
- * writer before it ends. */
+ * writer before it ends.
+ * A pause of the writer (os.fork on 3.12+: its thread ends, and its table
+ * with it) closes wsyms too, but the next thread opens it again only when
+ * it needs it: a pc not met before, a rule only libdw has, a library the
+ * loader loaded or unloaded since the session's last report.  Opening it
+ * again after every pause (reading the maps, reporting every object, their
+ * symbols sorted again at the first name) cost 2.5-3.5 ms per fork in a
+ * fork loop (bench/fork_bench.py), for nothing when the program meets no
+ * new code in between.  While it is closed the loader's counters stand in
+ * for it (wsyms_paused, paused_changes, paused_subs). */
 #define UNSURE_MAX 64
 
 static struct {
     vmp_symbols *syms, *wsyms;
     int writer_own_table;    /* the writer uses wsyms, never syms */
     int wsyms_failed;
+    int wsyms_paused;        /* wsyms was closed by a pause and not needed since */
+    unsigned long long paused_changes, paused_subs; /* the loader's counts it knew of */
+    int forget_pending;      /* an object went while it was closed: every pc met is forgotten ... */
+    uint64_t forget_upto;    /* ... before the slot with this claim index is written */
     uintptr_t interpreter;   /* the evaluation loop's start */
     vmp_u64map start_offset; /* pc -> pc minus its function's start */
     int64_t quiet_until;     /* CLOCK_MONOTONIC ns: a walk's ask for new libraries found none; walks ask again from then */
@@ -94,6 +107,7 @@ static vmp_symbols *writer_syms(void)
     if (!N.wsyms && !N.wsyms_failed) {
         N.wsyms = vmp_symbols_open();
         N.wsyms_failed = !N.wsyms;
+        N.wsyms_paused = 0;
         if (N.wsyms && N.interpreter)
             vmp_symbols_set_interpreter(N.wsyms, N.interpreter);
         if (N.wsyms)
@@ -125,7 +139,8 @@ static void answer_asks(void);
  * symbols, and its first row lookup in an object parses that object's
  * tables: ~12 ms of the writer's CPU in a 3-s native run that met 20-45
  * new pcs, bench/RESULTS.md).  Only a pc those tables do not cover - one
- * the walk was cut at - is asked of libdw through syms.  Returns how
+ * the walk was cut at - is asked of libdw through syms (NULL: the
+ * writer's session, see writer_syms).  Returns how
  * many rules were written. */
 static int rules_for(vmp_symbols *syms, const uintptr_t *pcs, int n, vmp_unwind_rule *rules, int max)
 {
@@ -134,7 +149,9 @@ static int rules_for(vmp_symbols *syms, const uintptr_t *pcs, int n, vmp_unwind_
     for (int i = 0; i < n && k < max; i++)
         if (!done[i]) {
             answer_asks();
-            k += rules_at(syms, pcs[i], rules + k, max - k);
+            /* (syms NULL: the writer's, opened only now: after a pause it
+             * may be closed) */
+            k += rules_at(syms ? syms : writer_syms(), pcs[i], rules + k, max - k);
             N.pcs_libdw++;
         }
     return k;
@@ -152,7 +169,7 @@ static int learn_unknown(void)
     vmp_unwind_rule *rules = malloc(RULES_PER_ROUND * sizeof *rules);
     if (!rules)
         return 0;
-    int k = rules_for(writer_syms(), pcs, n, rules, RULES_PER_ROUND);
+    int k = rules_for(NULL, pcs, n, rules, RULES_PER_ROUND);
     vmp_native_learn(rules, k);
     N.pcs_learned += (size_t)n;
     free(rules);
@@ -218,7 +235,7 @@ int vmp_native_mode_start(char *err, size_t errlen)
                     "native profiling cannot map its unwind tables (out of memory): "
                     "profile with native=False (-n/--no-native)");
     vmp_symbols_close(N.syms); /* a fork child's copy of the parent's session */
-    N.writer_own_table = N.wsyms_failed = 0;
+    N.writer_own_table = N.wsyms_failed = N.wsyms_paused = N.forget_pending = 0;
     N.interpreter = 0;
     N.syms = vmp_symbols_open();
     if (!N.syms) {
@@ -539,11 +556,67 @@ static void look_at_loader(vmp_symbols *syms)
     N.nunsure = vmp_symbols_places_taken(syms, N.unsure, UNSURE_MAX);
 }
 
+/* Every function met is forgotten, as on_unload forgets those of an
+ * object gone: after a pause, an object went while the writer's session
+ * was closed, and which one is not known (the new session lists only what
+ * is loaded now).  Their names are written (each met is named in the round
+ * it was met; one that is not yet is kept now, while the ones still loaded
+ * can be named); a pc met again gets a new id, named again. */
+static void forget_all_met(void)
+{
+    size_t n;
+    uint64_t *starts = distinct_starts(&n);
+    vmp_symbols *syms = writer_syms();
+    char name[VMP_MAX_NAME + 1];
+    uint32_t at;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = id_of(starts[i]);
+        if (!vmp_u64map_find(&N.written, id, &at) && !vmp_u64map_find(&N.named, id, &at)) {
+            size_t len = syms ? vmp_symbols_name(syms, (uintptr_t)starts[i], name, sizeof name)
+                              : (size_t)snprintf(name, sizeof name, "n:<native symbol 0x%llx>:0:-",
+                                                 (unsigned long long)starts[i]);
+            keep_name(id, name, len < VMP_MAX_NAME ? len : VMP_MAX_NAME);
+        }
+        uint32_t g = 0;
+        vmp_u64map_find(&N.gen, starts[i], &g);
+        vmp_u64map_put(&N.gen, starts[i], g < GEN_UNNAMED - 1 ? g + 1 : g);
+    }
+    if (n || !starts) /* (no starts: out of memory; the map goes all the same) */
+        vmp_u64map_free(&N.start_offset);
+    free(starts);
+}
+
+/* look_at_loader with the writer's session, or, while a pause left it
+ * closed, with the loader's counts: unchanged since the session's last
+ * report, nothing is opened; changed, the session is opened now (a library
+ * loaded is learned while it is loaded, as vmp_symbols_follow does), and
+ * an object unloaded meanwhile has every pc met forgotten once the slots
+ * claimed until now are written (they may have been taken in it: its
+ * names serve them; forget_all_met). */
+static void look_at_loader_now(void)
+{
+    if (N.writer_own_table && N.wsyms_paused && !N.wsyms && !N.wsyms_failed) {
+        uint64_t head = vmp_ring_next_index(); /* (before the look: claimed before it) */
+        unsigned long long changes, subs;
+        vmp_symbols_loader_counts(&changes, &subs);
+        if (changes == N.paused_changes) {
+            N.clean_head = head;
+            return;
+        }
+        if (subs != N.paused_subs && !N.forget_pending) {
+            N.forget_pending = 1;
+            N.forget_upto = vmp_ring_next_index();
+        }
+        writer_syms();
+    }
+    look_at_loader(N.writer_own_table ? N.wsyms : N.syms);
+}
+
 /* Libraries loaded meanwhile (see vmp_native_mode_tick). */
 static void look_for_libraries(void)
 {
+    look_at_loader_now();
     vmp_symbols *syms = N.writer_own_table ? N.wsyms : N.syms;
-    look_at_loader(syms);
     int changed = vmp_native_refresh();
     /* (after the code table: samples in a new library are cut until it
      * has it; and the names' session learns it now, while it is loaded:
@@ -578,6 +651,10 @@ static void answer_asks(void)
 void vmp_native_mode_settle(uint64_t index)
 {
     N.writing = index;
+    if (N.forget_pending && index >= N.forget_upto) {
+        N.forget_pending = 0;
+        forget_all_met();
+    }
     if (N.nunsure && !N.unload_pending && index >= N.unload_upto)
         N.nunsure = 0; /* (the samples claimed before the last report are written) */
     if (N.unload_pending && index >= N.unload_upto) {
@@ -605,12 +682,13 @@ void vmp_native_mode_settle(uint64_t index)
     /* A slot claimed after the last look: look again before writing it
      * (one callback of the loader's). */
     if (index >= N.clean_head && index != UINT64_MAX)
-        look_at_loader(N.writer_own_table ? N.wsyms : N.syms);
+        look_at_loader_now();
 }
 
 void vmp_native_mode_tick(void)
 {
-    writer_syms(); /* (its own session: opened at the first tick, ready for the first walks to learn) */
+    if (!N.wsyms_paused) /* (after a pause: when needed, see N) */
+        writer_syms(); /* (its own session: opened at the first tick, ready for the first walks to learn) */
     /* Libraries loaded meanwhile, at every round: the loader's counters
      * say whether any was (one dl_iterate_phdr callback, well under a
      * microsecond), and until the table has a new one every sample
@@ -656,6 +734,7 @@ void vmp_native_mode_after_fork_child(void)
     N.unload_pending = 0;
     N.nunsure = 0;
     N.quiet_until = 0;
+    N.wsyms_paused = N.forget_pending = 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -779,6 +858,24 @@ void vmp_native_mode_writer_table(int own)
 
 void vmp_native_mode_writer_done(void)
 {
+    vmp_symbols_close(N.wsyms);
+    N.wsyms = NULL;
+    N.wsyms_paused = 0;
+}
+
+void vmp_native_mode_writer_paused(void)
+{
+    if (!N.writer_own_table)
+        return; /* (it used syms, the program's table's: kept) */
+    if (N.wsyms) {
+        /* (what the session knew: an unload it had not reported yet
+         * counts as one since) */
+        vmp_symbols_counts_known(N.wsyms, &N.paused_changes, &N.paused_subs);
+        N.wsyms_paused = 1;
+    } else if (!N.wsyms_paused) {
+        vmp_symbols_loader_counts(&N.paused_changes, &N.paused_subs);
+        N.wsyms_paused = 1;
+    }
     vmp_symbols_close(N.wsyms);
     N.wsyms = NULL;
 }

@@ -111,6 +111,9 @@ void vmp_native_mode_writer_table(int own);
 
 /* Writer thread, at its end: closes its own session (in its own table). */
 void vmp_native_mode_writer_done(void);
+/* The writer's thread ends for a pause: its session goes with its table,
+ * and the next thread opens it again only when it needs it. */
+void vmp_native_mode_writer_paused(void);
 
 /* The pcs the writer learned the unwind rules of in the current (or the
  * last) run: the walks' misses (for tests and figures; after disable too). */

@@ -554,6 +554,20 @@ unsigned long long vmp_symbols_loader_subs(void)
     return loader_subs();
 }
 
+void vmp_symbols_loader_counts(unsigned long long *changes, unsigned long long *subs)
+{
+    unsigned long long loads[2] = {0, 0};
+    dl_iterate_phdr(first_object, loads);
+    *changes = loads[0];
+    *subs = loads[1];
+}
+
+void vmp_symbols_counts_known(const vmp_symbols *s, unsigned long long *changes, unsigned long long *subs)
+{
+    *changes = s->loads;
+    *subs = s->subs;
+}
+
 int vmp_symbols_unloaded(vmp_symbols *s)
 {
     return s->unload_seen || loader_subs() != s->subs;

@@ -71,6 +71,13 @@ int vmp_symbols_unloaded(vmp_symbols *s);
  * dlpi_subs). */
 unsigned long long vmp_symbols_loader_subs(void);
 
+/* The loader's counts now: objects loaded plus unloaded, and unloaded
+ * (one dl_iterate_phdr callback). */
+void vmp_symbols_loader_counts(unsigned long long *changes, unsigned long long *subs);
+
+/* The same counts as of the session's last report: what it knows of. */
+void vmp_symbols_counts_known(const vmp_symbols *s, unsigned long long *changes, unsigned long long *subs);
+
 /* The places [low, high) of the last report's objects that the loader no
  * longer lists and where other code may lie now or may have lain since:
  * an object loaded since the last report overlaps one, or the loader

@@ -1180,9 +1180,10 @@ static void *writer_main(void *arg)
     if (atomic_load(&vmp_run.writer_stop) == WRITER_PAUSING) {
         /* Paused (vmp_writer_pause): the ring keeps what is published
          * meanwhile, the id maps and names stay; what this thread's table
-         * holds goes with it, and the next thread opens it again. */
+         * holds goes with it, and the next thread opens it again (native
+         * mode's session only once it needs it). */
         if (vmp_run.native)
-            vmp_native_mode_writer_done();
+            vmp_native_mode_writer_paused();
         close_output();
         if (own_table)
             vmp_fd_close_own_table();
