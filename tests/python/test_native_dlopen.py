@@ -463,3 +463,117 @@ def test_a_library_loaded_where_one_was_unloaded_within_a_writer_round_never_tak
     # noticed.
     assert seen["second_held"]["stacks"] >= 100, seen
     assert seen["first_burn"]["right"] >= 100 and seen["second_after"]["right"] >= 100, seen
+
+
+# The same swap, done by an os.register_at_fork after_in_parent hook: on
+# 3.12+ our threads are stopped then (vmp_sampler.c), the writer's thread
+# has ended and its libdw session is closed, opened again only when the
+# writer needs it.
+FORK_SWAP_PROGRAM = """
+    import ctypes, _ctypes, os, sys, time, vmprof
+
+    def load(path, func):
+        lib = ctypes.CDLL(path)
+        fn = getattr(lib, func)
+        fn.argtypes = [ctypes.c_long]
+        fn.restype = ctypes.c_double
+        return lib, fn, ctypes.cast(fn, ctypes.c_void_p).value
+
+    def burn(fn):
+        end = time.thread_time() + 0.06
+        while time.thread_time() < end:
+            fn(100000)
+
+    def first_burn(fn):
+        burn(fn)
+
+    def second_after(fn):
+        burn(fn)
+
+    f = open(sys.argv[1], "wb")
+    vmprof.enable(f.fileno(), period=0.0002, native=True, real_time=False)
+    lib, fn, first = load(sys.argv[2], "vmp_ext_burn_loop")
+    first_burn(fn)
+    time.sleep(0.3)  # (the writer has written first_burn's samples)
+    swapped = []
+    def swap():
+        _ctypes.dlclose(lib._handle)
+        swapped.append(load(sys.argv[3], "other_burn_loop"))
+    os.register_at_fork(after_in_parent=swap)
+    for i in range(int(sys.argv[4])):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        if i == 0:
+            _, fn, second = swapped[0]
+            second_after(fn)
+    vmprof.disable()
+    print(first, second)
+"""
+
+
+@pytest.mark.parametrize("forks", [1, 3])
+@pytest.mark.parametrize("swap", ["other", "copy"])
+def test_a_library_swapped_while_a_fork_stopped_the_writer_never_takes_the_gone_ones_names(tmp_path, ext_copies,
+                                                                                           swap, forks):
+    # On 3.12+ the writer's libdw session is closed for each os.fork and
+    # opened again only when needed; while it is closed the loader's
+    # counters stand in for it.  A library unloaded meanwhile (here in an
+    # after_in_parent hook, another loaded at its place) must not lend its
+    # names or ids to the code there now: every pc met is forgotten.  With
+    # "copy" the other is another file of the same code: the same pcs, met
+    # before in the first.  Before, those kept the first's ids (one function
+    # for both); the session opened again after the pause never heard of
+    # the unload.  (More forks after the swap: later pauses of a session
+    # that was opened again.)
+    if swap == "copy":
+        other, other_func = ext_copies[1], "vmp_ext_burn_loop"
+    else:
+        other, other_func = str(tmp_path / "libvmp_placed.so"), "other_burn_loop"
+        source = tmp_path / "placed.c"
+        source.write_text(textwrap.dedent(PLACE_TAKEN_SOURCE))
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-g", "-o", other, str(source)], check=True)
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(FORK_SWAP_PROGRAM.replace('"other_burn_loop"', repr(other_func))))
+    out = tmp_path / "p.prof"
+    env = dict(os.environ, VMPROF_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", str(script), str(out),
+                           ext_copies[0], other, str(forks)], cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, second = (int(x) for x in done.stdout.split())
+    s1, s2 = symbol_offsets(ext_copies[0]), symbol_offsets(other)
+    base1, base2 = first - s1["vmp_ext_burn_loop"][0], second - s2[other_func][0]
+    if base1 != base2:
+        pytest.skip("the loader put the second library elsewhere")
+    span = max(off + size for off, _, size in s2.values()) + 1
+    p = sampler_util.read_back(str(out))
+    address = lambda e: e & ((1 << 48) - 1)  # (the top 16 bits: the function's generation there)
+    seen = {phase: {"stacks": 0, "right": 0, "unnamed": 0, "wrong": set()} for phase in ("first_burn", "second_after")}
+    ids = {"first_burn": set(), "second_after": set()}
+    for entries, tid, _ in p.stacks:
+        funcs = [p.func(e) for e in entries if e in p.names]
+        phase = [f for f in seen if f in funcs]
+        if not phase:
+            continue
+        c = seen[phase[0]]
+        c["stacks"] += 1
+        symbols = s1 if phase[0] == "first_burn" else s2
+        for e in entries:
+            if not base2 <= address(e) < base2 + span:
+                continue
+            if e not in p.names:
+                c["unnamed"] += 1
+                continue
+            problem = misnamed(p.func(e), address(e), base2, symbols)
+            if problem:
+                c["wrong"].add((hex(e), p.name(e), problem))
+            else:
+                c["right"] += 1
+                ids[phase[0]].add(e)
+    print(seen)
+    assert not any(c["wrong"] for c in seen.values()), seen
+    # (the code there now has ids of its own, never the gone library's)
+    assert not ids["first_burn"] & ids["second_after"], sorted(map(hex, ids["first_burn"] & ids["second_after"]))
+    assert seen["first_burn"]["right"] >= 100 and seen["second_after"]["right"] >= 100, seen
