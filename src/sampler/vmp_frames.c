@@ -329,32 +329,60 @@ int vmp_frames_moved_on(PyThreadState *ts, const vmp_frames_place *p)
     return 1;
 }
 
-int vmp_frames_last_after_fork_parent(PyObject *callable)
+int vmp_frames_still_at(PyThreadState *ts, const vmp_frames_place *p)
 {
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    if (!interp->after_forkers_parent && !(interp->after_forkers_parent = PyList_New(0))) {
+    _PyInterpreterFrame *f = innermost_running(ts);
+    return p->frame && f == p->frame && _PyInterpreterFrame_LASTI(f) == p->lasti;
+}
+
+static void drop_hook(PyObject *hooks, PyObject *callable)
+{
+    if (!hooks || !PyList_CheckExact(hooks))
+        return;
+    for (Py_ssize_t i = PyList_GET_SIZE(hooks); i-- > 0;)
+        if (PyList_GET_ITEM(hooks, i) == callable && PySequence_DelItem(hooks, i) < 0)
+            PyErr_Clear();
+}
+
+/* callable into *list (made when there is none) at index at (-1: the
+ * end), out of it first. */
+static int put_hook(PyObject **list, PyObject *callable, Py_ssize_t at)
+{
+    if (!*list && !(*list = PyList_New(0))) {
         PyErr_Clear();
         return -1;
     }
-    PyObject *hooks = interp->after_forkers_parent;
+    PyObject *hooks = *list;
     if (!PyList_CheckExact(hooks))
         return -1;
-    vmp_frames_drop_after_fork_parent(callable);
-    if (PyList_Append(hooks, callable) < 0) {
+    drop_hook(hooks, callable);
+    if ((at < 0 ? PyList_Append(hooks, callable) : PyList_Insert(hooks, at, callable)) < 0) {
         PyErr_Clear();
         return -1;
     }
     return 0;
 }
 
+int vmp_frames_last_after_fork_parent(PyObject *callable)
+{
+    return put_hook(&PyInterpreterState_Get()->after_forkers_parent, callable, -1);
+}
+
 void vmp_frames_drop_after_fork_parent(PyObject *callable)
 {
-    PyObject *hooks = PyInterpreterState_Get()->after_forkers_parent;
-    if (!hooks || !PyList_CheckExact(hooks))
-        return;
-    for (Py_ssize_t i = PyList_GET_SIZE(hooks); i-- > 0;)
-        if (PyList_GET_ITEM(hooks, i) == callable && PySequence_DelItem(hooks, i) < 0)
-            PyErr_Clear();
+    drop_hook(PyInterpreterState_Get()->after_forkers_parent, callable);
+}
+
+/* (os.fork calls the before hooks last registered first: the list's
+ * first runs last) */
+int vmp_frames_last_before_fork(PyObject *callable)
+{
+    return put_hook(&PyInterpreterState_Get()->before_forkers, callable, 0);
+}
+
+void vmp_frames_drop_before_fork(PyObject *callable)
+{
+    drop_hook(PyInterpreterState_Get()->before_forkers, callable);
 }
 #endif
 

@@ -93,6 +93,10 @@ typedef struct vmp_frames_place {
 } vmp_frames_place;
 void vmp_frames_here(PyThreadState *ts, vmp_frames_place *p);
 int vmp_frames_moved_on(PyThreadState *ts, const vmp_frames_place *p);
+/* Whether ts's innermost running frame is p's frame at p's instruction:
+ * called from C by the call p was taken at (a C hook os.fork runs), it is
+ * still inside that call. */
+int vmp_frames_still_at(PyThreadState *ts, const vmp_frames_place *p);
 
 /* 3.12+, with the GIL: puts callable last among the interpreter's
  * os.register_at_fork after_in_parent hooks (moved there when it is in
@@ -102,5 +106,11 @@ int vmp_frames_moved_on(PyThreadState *ts, const vmp_frames_place *p);
  * program. */
 int vmp_frames_last_after_fork_parent(PyObject *callable);
 void vmp_frames_drop_after_fork_parent(PyObject *callable);
+
+/* 3.12+, with the GIL: puts callable where it runs last among the
+ * interpreter's os.register_at_fork before hooks (os.fork runs them only
+ * once every audit hook let it go on); 0, or -1.  drop takes it out. */
+int vmp_frames_last_before_fork(PyObject *callable);
+void vmp_frames_drop_before_fork(PyObject *callable);
 
 #endif /* VMP_FRAMES_H */

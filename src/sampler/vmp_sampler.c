@@ -508,12 +508,17 @@ static int stop_signals(void)
  * and warn "This process (pid=N) is multi-threaded, use of fork() may lead
  * to deadlocks in the child." when there are more than one: our sampler
  * and writer threads made every single-threaded program that forks print
- * it.  So when the forking thread is the program's only one, the os.fork
- * audit event (before the fork and its hooks) stops both threads, and they
- * start again once os.fork has returned into its caller: the count was
- * taken meanwhile, wherever the version takes it (3.12.1 before the
- * os.register_at_fork after_in_parent hooks, 3.13.0 after them; no hook
- * of ours runs after the count in both).  A pending call, which the main
+ * it.  So when the forking thread is the program's only one, both threads
+ * are stopped by a before hook of ours that the os.fork audit event puts
+ * where it runs last among the os.register_at_fork before hooks (the
+ * fork goes ahead from there: before hooks cannot refuse it, and the after
+ * hooks run even when fork() fails).  Stopped at the audit event itself, a
+ * program's audit hook after ours that refused the fork (raised) left them
+ * stopped until the next fork or disable().  They start again once os.fork
+ * has returned into its caller: the count was taken meanwhile, wherever
+ * the version takes it (3.12.1 before the os.register_at_fork
+ * after_in_parent hooks, 3.13.0 after them; no hook of ours runs after the
+ * count in both).  A pending call, which the main
  * thread runs at its next check of the eval breaker (at the end of the
  * CALL that called os.fork), starts them when the thread has moved on
  * from that call (vmp_frames_moved_on; run in a hook, it asks again).
@@ -624,16 +629,18 @@ static PyMethodDef after_fork_parent_def = {"_vmprof_after_fork_in_parent", afte
                                             NULL};
 static PyObject *after_fork_parent_fn;
 
-void vmp_sampler_before_py_fork(void)
+static int may_stop_for_fork(void)
 {
-    if (!vmp_run.enabled || vmp_run.disabling || vmp_run.paused_for_exec || stopped_for_fork || !timer_running)
-        return;
+    return vmp_run.enabled && !vmp_run.disabling && !vmp_run.paused_for_exec && !stopped_for_fork && timer_running;
+}
+
+/* The stop itself, from our before hook: os.fork goes ahead. */
+static void stop_for_fork(pid_t me)
+{
     /* (a sampler thread that found the program's handler on our signal has
      * ended: it is not started again, the program's handler stays) */
     int sending = atomic_load(&vmp_run.signal_taken_ms) < 0;
-    /* (the main thread: the one pending calls reach) */
-    pid_t me = vmp_delivery_this_tid();
-    if (me != getpid() || threads_now() != 2 + sending)
+    if (threads_now() != 2 + sending)
         return; /* the program has threads of its own: the warning is its */
     sampler_was_sending = sending;
     fork_stopped_at = vmp_mono_ns();
@@ -647,7 +654,6 @@ void vmp_sampler_before_py_fork(void)
     Py_END_ALLOW_THREADS
     writer_paused = paused;
     fork_tid = me;
-    vmp_frames_here(PyThreadState_Get(), &fork_place);
     stopped_for_fork = 1;
     if (!after_fork_parent_fn) {
         after_fork_parent_fn = PyCFunction_New(&after_fork_parent_def, NULL);
@@ -660,6 +666,49 @@ void vmp_sampler_before_py_fork(void)
         return;
     }
     fork_stops++;
+}
+
+/* Our before hook (vmp_frames_last_before_fork), put in by the os.fork
+ * audit event: it takes itself out, and stops our threads when it runs in
+ * the os.fork that event announced (one refused by a later audit hook
+ * left it in the list, for a later fork: of os.fork, put in again by its
+ * own event, or of another caller of the hooks, a subprocess's
+ * preexec_fn, which is not ours to stop for). */
+static pid_t announced_tid;
+
+static PyObject *before_fork_hook(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    vmp_frames_drop_before_fork(self);
+    pid_t me = vmp_delivery_this_tid();
+    if (may_stop_for_fork() && me == announced_tid && vmp_frames_still_at(PyThreadState_Get(), &fork_place))
+        stop_for_fork(me);
+    announced_tid = 0;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef before_fork_def = {"_vmprof_before_fork", before_fork_hook, METH_NOARGS, NULL};
+static PyObject *before_fork_fn;
+
+/* The os.fork and os.forkpty audit event: a later audit hook may still
+ * refuse the fork, so only our before hook is put in here. */
+void vmp_sampler_before_py_fork(void)
+{
+    if (!may_stop_for_fork())
+        return;
+    /* (the main thread: the one pending calls reach) */
+    pid_t me = vmp_delivery_this_tid();
+    if (me != getpid())
+        return;
+    if (!before_fork_fn) {
+        before_fork_fn = PyCFunction_New(&before_fork_def, NULL);
+        if (!before_fork_fn) {
+            PyErr_Clear();
+            return;
+        }
+    }
+    vmp_frames_here(PyThreadState_Get(), &fork_place);
+    announced_tid = vmp_frames_last_before_fork(before_fork_fn) == 0 ? me : 0;
 }
 
 void vmp_sampler_test_fork_stops(uint64_t out[3])

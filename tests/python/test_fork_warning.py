@@ -210,3 +210,51 @@ def test_a_child_that_profiles_itself_and_its_parent_both_get_whole_profiles(tmp
     assert samples_of(tmp_path / "parent.prof", "after_the_fork") > 30
     assert samples_of(tmp_path / "child.prof", "after_the_fork") > 30
     assert samples_of(tmp_path / "child.prof", "before_the_fork") == 0  # (the parent's run, not the child's)
+
+
+# An audit hook of the program's, after ours, refuses the first os.fork;
+# the program computes, runs a subprocess with a preexec_fn (which runs
+# os.register_at_fork's hooks, not os.fork's audit event), and forks.
+REFUSED_ONCE = """
+import subprocess
+refuse = [True]
+def no_fork_once(event, args):
+    if event == "os.fork" and refuse:
+        refuse.pop()
+        raise PermissionError("not this time")
+sys.addaudithook(no_fork_once)
+
+def between_the_forks(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        sum(range(1000))
+
+def refused_then_forked():
+    try:
+        os.fork()
+        raise SystemExit("the fork was not refused")
+    except PermissionError:
+        pass
+    between_the_forks(0.15)
+    subprocess.run([sys.executable, "-c", "pass"], preexec_fn=lambda: None, check=True)
+    return os.fork()
+"""
+
+
+@pytest.mark.cpython_only
+@pytest.mark.parametrize("real_time", [False, True], ids=["cpu", "wall"])
+@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
+def test_a_fork_an_audit_hook_refused_leaves_sampling_on(tmp_path, real_time, native):
+    # Before, the os.fork audit event stopped our threads and a later audit
+    # hook of the program's could still refuse the fork: they stayed stopped
+    # (no samples) until the next fork.  Now the stop comes from a before
+    # hook, once the fork goes ahead; a subprocess's preexec_fn, which runs
+    # the before hooks too, stops nothing.
+    how = dict(flags=("-W", "always"), setup=REFUSED_ONCE, fork="refused_then_forked()")
+    plain = run(tmp_path, "none", **how)
+    profiled = run(tmp_path, "enable", native=native, real_time=real_time, **how)
+    assert program_stderr(profiled) == plain.stderr == "", profiled.stdout
+    assert samples_of(tmp_path / "parent.prof", "between_the_forks") > 30, profiled.stdout
+    if COUNTS:
+        assert profiled.stdout.startswith("stops (1, 0, "), profiled.stdout  # (the fork that happened)
+    assert samples_of(tmp_path / "parent.prof", "after_the_fork") > 30
