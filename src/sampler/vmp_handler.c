@@ -318,6 +318,19 @@ void vmp_handler_uninstall(void)
     sigaction(vmp_run.signo, &vmp_run.old_action, NULL);
 }
 
+int vmp_handler_left_alone(void)
+{
+    struct sigaction cur;
+    if (sigaction(vmp_run.signo, NULL, &cur) < 0)
+        return 0;
+    if (handler_is_mine(&cur))
+        return 1;
+    const struct sigaction *old = &vmp_run.old_action;
+    if ((cur.sa_flags & SA_SIGINFO) != (old->sa_flags & SA_SIGINFO))
+        return 0;
+    return cur.sa_flags & SA_SIGINFO ? cur.sa_sigaction == old->sa_sigaction : cur.sa_handler == old->sa_handler;
+}
+
 int vmp_handler_is_ours(void)
 {
     struct sigaction cur;

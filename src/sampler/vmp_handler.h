@@ -39,6 +39,11 @@ void vmp_handler_uninstall(void);
 /* Whether our handler is the one installed for vmp_run.signo. */
 int vmp_handler_is_ours(void);
 
+/* Whether the program left vmp_run.signo as the stop left it: ours, or the
+ * disposition the handler was installed over (vmp_run.old_action).  Else it
+ * installed its own meanwhile, which a restart must not replace. */
+int vmp_handler_left_alone(void);
+
 /* The sampler thread's `repeat` (vmp_delivery.h): thread tid's last sample
  * `count` times more, once the writer's place is claimed, if *paid moved
  * from `from` to `to` (paid NULL: at once).  Also called by the handler

@@ -67,6 +67,35 @@ int vmp_run_writer_hopeless(void)
  * child inherits no lock taken by a thread it does not have (the loader's,
  * libdw's) and no half-written slot. */
 static int held_for_fork;
+static int64_t enabled_at; /* (for signal_taken_ms when the sampler thread had not seen it yet) */
+
+/* Whether the signal is still ours to take, at a stop that may be undone
+ * (exec, fork): not when the sampler thread found the program's handler
+ * on it and ended, nor when the program installed one it had not seen
+ * yet (it looks every 1 ms; then the time is noted here, as it would
+ * have: META's signal_taken_over_ms).  GIL held. */
+static int signal_still_ours(void)
+{
+    if (atomic_load(&vmp_run.signal_taken_ms) >= 0)
+        return 0;
+    if (vmp_handler_is_ours())
+        return 1;
+    int64_t none = -1;
+    atomic_compare_exchange_strong(&vmp_run.signal_taken_ms, &none, (vmp_mono_ns() - enabled_at) / 1000000);
+    return 0;
+}
+
+/* At a restart after such a stop: whether the program left the signal as
+ * the stop left it (else it installed a handler meanwhile, noted as
+ * above; ours must not replace it). */
+static int signal_left_alone(void)
+{
+    if (vmp_handler_left_alone())
+        return 1;
+    int64_t none = -1;
+    atomic_compare_exchange_strong(&vmp_run.signal_taken_ms, &none, (vmp_mono_ns() - enabled_at) / 1000000);
+    return 0;
+}
 #if PY_VERSION_HEX >= 0x030C0000
 /* os.fork on 3.12+ (below, vmp_sampler_before_py_fork): our threads are
  * stopped until it returned; the writer's has ended, the run goes on. */
@@ -418,6 +447,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         goto undo_writer;
     }
     timer_running = 1;
+    enabled_at = vmp_mono_ns();
     vmp_run.paused_for_exec = 0;
     if (!atfork_registered) {
         pthread_atfork(before_fork, after_fork_parent, after_fork_child);
@@ -583,7 +613,7 @@ static void restart_after_fork_stop(void)
     if (writer_paused && vmp_writer_resume() == 0)
         writer_paused = 0;
     if (!timer_running && sampler_was_sending && !writer_paused && !vmp_run.paused_for_exec &&
-        vmp_handler_install() == 0) {
+        signal_left_alone() && vmp_handler_install() == 0) {
         atomic_store(&vmp_run.active, 1);
         if (vmp_timer_thread_start_nowait() == 0)
             timer_running = 1;
@@ -639,8 +669,9 @@ static void stop_for_fork(pid_t me)
 {
     /* (a sampler thread that found the program's handler on our signal has
      * ended: it is not started again, the program's handler stays) */
-    int sending = atomic_load(&vmp_run.signal_taken_ms) < 0;
-    if (threads_now() != 2 + sending)
+    int alive = atomic_load(&vmp_run.signal_taken_ms) < 0; /* (its thread runs) */
+    int sending = signal_still_ours();
+    if (threads_now() != 2 + alive)
         return; /* the program has threads of its own: the warning is its */
     sampler_was_sending = sending;
     fork_stopped_at = vmp_mono_ns();
@@ -827,6 +858,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
 
 static int64_t exec_paused_at;
 static pid_t exec_tid;
+static int exec_was_sending; /* (else the program had taken the signal over: it keeps it) */
 
 static int resume_after_exec(void *arg)
 {
@@ -842,6 +874,10 @@ static int resume_after_exec(void *arg)
         return 0;
     }
     vmp_run.paused_for_exec = 0;
+    /* (the program's handler on our signal, from before the exec or since:
+     * it stays, as at a fork, and the run goes on without samples) */
+    if (!exec_was_sending || !signal_left_alone())
+        return 0;
     if (vmp_handler_install() < 0)
         return 0; /* (the run stays without samples; disable() finishes it) */
     atomic_store(&vmp_run.active, 1);
@@ -857,6 +893,7 @@ void vmp_sampler_before_exec(void)
     if (stopped_for_fork)
         fork_resume();
     vmp_run.paused_for_exec = 1;
+    exec_was_sending = signal_still_ours();
     exec_tid = vmp_delivery_this_tid();
     exec_paused_at = vmp_mono_ns();
     /* A writer stuck on a pipe nobody reads is not waited for (it held the

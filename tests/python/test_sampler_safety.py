@@ -104,6 +104,47 @@ def test_sampling_resumes_after_a_failed_exec(tmp_path, thread):
     assert int(done.stdout.split("after")[1].split()[0]) > 150, done.stdout
 
 
+@pytest.mark.parametrize("when", ["seen", "at_once"])
+def test_a_failed_exec_leaves_the_programs_own_handler_on_the_signal(tmp_path, when):
+    # Before, the resume after a failed exec installed our handler again even
+    # when the program had installed its own on the profiling signal before
+    # the exec (seen: the sampler thread had found it and stopped sending;
+    # at_once: it had not looked yet): the program's handler no longer got
+    # its signal, and ours sampled on.  Now the program keeps it, as a fork
+    # leaves it, and the profile says when it was taken over.
+    done = run_script(tmp_path, """
+        import os, signal, sys, vmprof
+        from sampler_util import burn_cpu, read_back
+
+        got = []
+        with open("p.prof", "wb") as f:
+            vmprof.enable(f.fileno(), period=0.001, native=False)
+            burn_cpu(0.05)
+            signal.signal(signal.SIGURG, lambda s, fr: got.append(1))
+            if sys.argv[1] == "seen":
+                burn_cpu(0.1)
+            try:
+                os.execv("/nonexistent/program", ["program"])
+            except OSError:
+                pass
+            burn_cpu(0.2)
+            before = len(got)
+            os.kill(os.getpid(), signal.SIGURG)  # (the program's own: it reaches its handler)
+            burn_cpu(0.02)
+            print("own", len(got) - before, "ours", before)
+            stats = vmprof.disable()
+        p = read_back("p.prof")
+        print("taken", p.meta.get("signal_taken_over_ms"))
+        assert p.trailer
+    """, when)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "own 1 " in done.stdout, done.stdout
+    # (signals of ours that reached the program's handler before it was seen:
+    # a few, never one for each period since)
+    assert int(done.stdout.split("ours")[1].split()[0]) < 50, done.stdout
+    assert done.stdout.split("taken")[1].split()[0] != "None", done.stdout
+
+
 # ---- faults and the program's own fault handlers ---------------------------
 
 def small_stack():
