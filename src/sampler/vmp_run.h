@@ -158,6 +158,15 @@ static inline void vmp_wait_while(_Atomic int *word, int value)
         syscall(SYS_futex, (int *)word, FUTEX_WAIT_PRIVATE, value, &t, NULL, 0);
 }
 
+/* Waits up to ns while *word holds value (a word whose setter calls
+ * vmp_word_changed); may return early. */
+static inline void vmp_wait_while_for(_Atomic int *word, int value, int64_t ns)
+{
+    struct timespec t = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
+    if (atomic_load(word) == value)
+        syscall(SYS_futex, (int *)word, FUTEX_WAIT_PRIVATE, value, &t, NULL, 0);
+}
+
 static inline void vmp_word_changed(_Atomic int *word)
 {
     syscall(SYS_futex, (int *)word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
