@@ -15,6 +15,7 @@
 #include "vmp_sampler.h"
 #include "vmp_handler.h" /* (a hook for tests) */
 #include "vmp_writer.h" /* (a hook for tests) */
+#include "vmp_native_mode.h" /* (a figure for tests) */
 
 /* os.fork and os.forkpty on 3.12+: our threads are stopped until the fork
  * returned, so that CPython's count of the process's threads does not warn
@@ -304,7 +305,17 @@ static PyObject *sampler_fork_stops(PyObject *self, PyObject *args)
     return Py_BuildValue("(KKK)", (unsigned long long)c[0], (unsigned long long)c[1], (unsigned long long)c[2]);
 }
 
+static PyObject *sampler_writer_sessions(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyLong_FromSize_t(vmp_native_mode_test_sessions_opened());
+}
+
 static PyMethodDef sampler_methods[] = {
+    {"_writer_sessions", sampler_writer_sessions, METH_NOARGS,
+     "_writer_sessions(), tests only: how often native mode's writer opened a libdw session of its own "
+     "in this run (or the last): once, and again after a fork's pause only when it needed one."},
     {"_fork_stops", sampler_fork_stops, METH_NOARGS,
      "_fork_stops(), tests only: (stopped, refused, gap_ns): os.fork calls (3.12+) before which the "
      "profiler's threads were stopped so that CPython's thread count does not warn for them, those where "
@@ -406,6 +417,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("_writer_give_ups"),
     UNAVAILABLE("_fork_waits_in_vain"),
     UNAVAILABLE("_fork_stops"),
+    UNAVAILABLE("_writer_sessions"),
     {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
     {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},
     {"stop_sampling", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},

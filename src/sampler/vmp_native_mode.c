@@ -50,6 +50,7 @@ static struct {
     int writer_own_table;    /* the writer uses wsyms, never syms */
     int wsyms_failed;
     int wsyms_paused;        /* wsyms was closed by a pause and not needed since */
+    size_t wsyms_opened;     /* times wsyms was opened, this run (tests) */
     unsigned long long paused_changes, paused_subs; /* the loader's counts it knew of */
     int forget_pending;      /* an object went while it was closed: every pc met is forgotten ... */
     uint64_t forget_upto;    /* ... before the slot with this claim index is written */
@@ -107,6 +108,7 @@ static vmp_symbols *writer_syms(void)
     if (!N.wsyms && !N.wsyms_failed) {
         N.wsyms = vmp_symbols_open();
         N.wsyms_failed = !N.wsyms;
+        N.wsyms_opened += N.wsyms != NULL;
         N.wsyms_paused = 0;
         if (N.wsyms && N.interpreter)
             vmp_symbols_set_interpreter(N.wsyms, N.interpreter);
@@ -236,6 +238,7 @@ int vmp_native_mode_start(char *err, size_t errlen)
                     "profile with native=False (-n/--no-native)");
     vmp_symbols_close(N.syms); /* a fork child's copy of the parent's session */
     N.writer_own_table = N.wsyms_failed = N.wsyms_paused = N.forget_pending = 0;
+    N.wsyms_opened = 0;
     N.interpreter = 0;
     N.syms = vmp_symbols_open();
     if (!N.syms) {
@@ -765,6 +768,11 @@ static uint64_t *distinct_starts(size_t *n)
             starts[u++] = starts[i];
     *n = u;
     return starts;
+}
+
+size_t vmp_native_mode_test_sessions_opened(void)
+{
+    return N.wsyms_opened;
 }
 
 size_t vmp_native_mode_pcs_learned(void)

@@ -117,6 +117,10 @@ void vmp_native_mode_writer_paused(void);
 
 /* The pcs the writer learned the unwind rules of in the current (or the
  * last) run: the walks' misses (for tests and figures; after disable too). */
+/* Tests only: how often the writer opened a libdw session of its own in
+ * the current (or the last) run. */
+size_t vmp_native_mode_test_sessions_opened(void);
+
 size_t vmp_native_mode_pcs_learned(void);
 
 /* Of those, the pcs whose rules the writer read with libdw: the ones the
