@@ -300,3 +300,39 @@ def test_native_modes_writer_opens_its_libdw_session_again_only_when_it_needs_it
     assert done.stdout.split("stops")[1].startswith(" (30, 0, "), done.stdout
     assert 1 <= sessions <= 10, done.stdout
     assert samples_of(tmp_path / "p.prof", "burn_cpu") > 100
+
+
+FORKS_IN_A_THREAD = """
+import threading
+def fork_here():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    result.append(pid)
+def forked_in_a_thread():
+    t = threading.Thread(target=fork_here)
+    t.start()
+    t.join()
+    return result[0]
+result = []
+"""
+
+
+@pytest.mark.cpython_only
+def test_a_fork_from_a_thread_other_than_the_main_one_warns_as_it_does_without_the_profiler(tmp_path):
+    # Our threads are stopped only for a fork from the main thread (the
+    # pending call that starts them again runs there).  A fork from another
+    # thread is always one of a process the kernel counts two threads of at
+    # least: the main thread waits (here in join), and even one that ended
+    # (pthread_exit) stays counted while the process lives.  So the warning
+    # is the program's own, word for word, and ours run on.
+    how = dict(setup=FORKS_IN_A_THREAD, fork="forked_in_a_thread()")
+    plain = run(tmp_path, "none", **how)
+    profiled = run(tmp_path, "enable", **how)
+    pid = re.compile(r"pid=\d+")
+    if COUNTS:
+        assert "is multi-threaded, use of fork() may lead to deadlocks in the child." in plain.stderr
+    assert pid.sub("pid=N", program_stderr(profiled)) == pid.sub("pid=N", plain.stderr)
+    if COUNTS:
+        assert profiled.stdout.startswith("stops (0, 0, 0)"), profiled.stdout
+    assert samples_of(tmp_path / "parent.prof", "after_the_fork") > 30
