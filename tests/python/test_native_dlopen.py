@@ -528,6 +528,11 @@ def test_a_library_swapped_while_a_fork_stopped_the_writer_never_takes_the_gone_
     # the unload.  (More forks after the swap: later pauses of a session
     # that was opened again.)
     if swap == "copy":
+        if sys.version_info < (3, 12):
+            # (no pause there: the writer notices the unload itself, and an
+            # object unloaded and another loaded at exactly its place and
+            # size are not told apart, docs/architecture.md)
+            pytest.skip("the writer is paused for a fork on 3.12+ only")
         other, other_func = ext_copies[1], "vmp_ext_burn_loop"
     else:
         other, other_func = str(tmp_path / "libvmp_placed.so"), "other_burn_loop"
