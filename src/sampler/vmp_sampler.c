@@ -646,10 +646,14 @@ static int resume_after_py_fork(void *arg)
  * the audit event), the call ran in every check of the eval breaker of the
  * program's Python hooks, asking again each time: a hook's loop ran 13-50
  * times slower.  It takes itself out of the list (os.fork runs a copy). */
+static PyObject *after_fork_parent_fn;
+
 static PyObject *after_fork_parent_hook(PyObject *self, PyObject *unused)
 {
-    (void)unused;
-    vmp_frames_drop_after_fork_parent(self);
+    (void)self, (void)unused;
+    /* (self is the function's m_self, NULL: not the function itself, which
+     * therefore stayed in the list) */
+    vmp_frames_drop_after_fork_parent(after_fork_parent_fn);
     if (stopped_for_fork && Py_AddPendingCall(resume_after_py_fork, NULL) < 0)
         fork_resume(); /* (the queue is full: the warning may be printed) */
     Py_RETURN_NONE;
@@ -657,7 +661,6 @@ static PyObject *after_fork_parent_hook(PyObject *self, PyObject *unused)
 
 static PyMethodDef after_fork_parent_def = {"_vmprof_after_fork_in_parent", after_fork_parent_hook, METH_NOARGS,
                                             NULL};
-static PyObject *after_fork_parent_fn;
 
 static int may_stop_for_fork(void)
 {
@@ -707,10 +710,12 @@ static void stop_for_fork(pid_t me)
  * preexec_fn, which is not ours to stop for). */
 static pid_t announced_tid;
 
+static PyObject *before_fork_fn;
+
 static PyObject *before_fork_hook(PyObject *self, PyObject *unused)
 {
-    (void)unused;
-    vmp_frames_drop_before_fork(self);
+    (void)self, (void)unused;
+    vmp_frames_drop_before_fork(before_fork_fn);
     pid_t me = vmp_delivery_this_tid();
     if (may_stop_for_fork() && me == announced_tid && vmp_frames_still_at(PyThreadState_Get(), &fork_place))
         stop_for_fork(me);
@@ -719,7 +724,6 @@ static PyObject *before_fork_hook(PyObject *self, PyObject *unused)
 }
 
 static PyMethodDef before_fork_def = {"_vmprof_before_fork", before_fork_hook, METH_NOARGS, NULL};
-static PyObject *before_fork_fn;
 
 /* The os.fork and os.forkpty audit event: a later audit hook may still
  * refuse the fork, so only our before hook is put in here. */

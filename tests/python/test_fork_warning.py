@@ -336,3 +336,34 @@ def test_a_fork_from_a_thread_other_than_the_main_one_warns_as_it_does_without_t
     if COUNTS:
         assert profiled.stdout.startswith("stops (0, 0, 0)"), profiled.stdout
     assert samples_of(tmp_path / "parent.prof", "after_the_fork") > 30
+
+
+LEFT_IN_LISTS = """
+import gc, os, sys, vmprof
+out = open("p.prof", "wb")
+vmprof.enable(out.fileno(), period=0.001)
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+ours = [f.__name__ for l in gc.get_objects() if type(l) is list
+        for f in l if type(f) is type(len) and f.__name__.startswith("_vmprof_")]
+print("left", sorted(ours))
+vmprof.disable()
+"""
+
+
+@pytest.mark.cpython_only
+def test_our_fork_hooks_take_themselves_out_of_cpythons_lists(tmp_path):
+    # Our before and after_in_parent hooks (3.12+) are put into CPython's
+    # lists of os.register_at_fork hooks for one fork and take themselves
+    # out when called.  Before, they passed their m_self (NULL) for
+    # themselves: the after hook stayed in the list, and ran at every later
+    # fork of the process (a subprocess's preexec_fn too).
+    script = tmp_path / "prog.py"
+    script.write_text(LEFT_IN_LISTS)
+    done = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "left []" in done.stdout, done.stdout
