@@ -845,42 +845,18 @@ static int source_open(vmp_delivery *d, vmp_delivery_thread *t)
     return 0;
 }
 
-/* Whether thread u's source has counted nothing: its CPU clock, read this
- * round (it is active) or when it became still, has not moved since the
- * source was opened. */
-static int source_unused(const vmp_delivery_thread *u)
-{
-    return u->src >= 0 && u->delta == 0 && u->last_cpu >= 0 && u->last_cpu == u->src_cpu;
-}
-
 /* A source for thread t, the one of a still thread given up if none is
- * left, else one that counted nothing yet.  (The start opens sources for
- * the first threads listed, VMP_MAX_SOURCES at most: with 1,000 threads
- * waiting, all of them for waiting ones, none still before the first round
- * made them so.  A thread born before that round found none to take and
- * went without one for VMP_SOURCE_RETRY_NS: the busy thread of the
- * wall-clock pool bench was signalled by the sender every round of its
- * first second, ~100 tgkills, instead of by its own event.  A source that
- * counted nothing has fired nothing: its thread, should it run later, is
- * given one as any thread found running without one.) */
+ * left. */
 static void source_give(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
 {
     if (t->src >= 0 || now < t->src_retry_at)
         return;
-    if (d->n_sources >= (size_t)d->max_sources) {
-        vmp_delivery_thread *unused = NULL;
-        for (size_t i = 0; i < d->n_threads; i++) {
-            vmp_delivery_thread *u = &d->threads[i];
-            if (u->state == STILL && u->src >= 0) {
-                unused = u;
+    if (d->n_sources >= (size_t)d->max_sources)
+        for (size_t i = 0; i < d->n_threads; i++)
+            if (d->threads[i].state == STILL && d->threads[i].src >= 0) {
+                source_close(d, &d->threads[i]);
                 break;
             }
-            if (!unused && u != t && source_unused(u))
-                unused = u;
-        }
-        if (unused)
-            source_close(d, unused);
-    }
     if (d->n_sources >= (size_t)d->max_sources || source_open(d, t) < 0)
         t->src_retry_at = now + VMP_SOURCE_RETRY_NS; /* signalled by the sender meanwhile */
 }

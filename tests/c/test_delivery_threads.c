@@ -32,7 +32,6 @@ static _Atomic int special_answer; /* what the handler reports for it */
 static _Atomic long special_signals, crowd_signals, crowd_repeats, special_repeats;
 static _Atomic long cut_short;
 static _Atomic long special_handled; /* special_signals whose handler had returned */
-static _Atomic long special_fired;   /* special_signals its own source fired (not the sender's tgkill) */
 static _Atomic int stop_threads;
 static int crowd_pipe[2];
 
@@ -46,8 +45,6 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
     (void)sig, (void)info, (void)uc;
     if (gettid_() == atomic_load(&special_tid)) {
         atomic_fetch_add(&special_signals, 1);
-        if (info && info->si_code == POLL_IN)
-            atomic_fetch_add(&special_fired, 1);
         vmp_delivery_sampled(atomic_load(&special_answer), vmp_delivery_in_system_call(uc), 0);
     } else {
         atomic_fetch_add(&crowd_signals, 1);
@@ -201,7 +198,6 @@ static int run_schedule(run *r)
     atomic_store(&crowd_repeats, 0);
     atomic_store(&special_repeats, 0);
     atomic_store(&special_handled, 0);
-    atomic_store(&special_fired, 0);
     atomic_store(&cut_short, 0);
     atomic_store(&stop_threads, 0);
     if (pipe(crowd_pipe) < 0)
@@ -528,43 +524,6 @@ VMP_TEST(a_poll_keeps_what_it_found_as_long_as_the_poll_cost)
      * were counted. */
     CHECK(r.wake_polls >= 1);
     CHECK(r.wake_polls <= 2);
-}
-
-/* More waiting threads than sources, and a thread that starts computing
- * right after the start, before the first round made the waiting ones
- * still: it gets a source in its first round, from a waiting thread whose
- * source counted nothing, and its own event samples it.  Before, it found
- * no still thread to take one from and went without for
- * VMP_SOURCE_RETRY_NS (1 s), signalled by the sender once a round instead:
- * 0 signals from its event in this 300 ms run (the wall-clock pool bench's
- * busy thread: ~100 tgkills in its first second). */
-VMP_TEST(a_thread_born_before_the_first_round_takes_an_unused_source)
-{
-    enum { N = VMP_MAX_SOURCES + 36 };
-    run r = {.cpu_clock = 0, .crowd = N, .answer = VMP_SAMPLE_KEPT, .ms = 300, .sources = 1,
-             .special = spinning_thread};
-    struct timespec c0, c1;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
-    REQUIRE(run_schedule(&r) == 0);
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
-    long fired = atomic_load(&special_fired), signals = atomic_load(&special_signals);
-    long sent = (long)atomic_load(&r.d.sent), opened = (long)atomic_load(&r.d.sources_opened);
-    if (getenv("VMP_TEST_VERBOSE"))
-        fprintf(stderr, "  sources %d opened %ld; the spinning thread: %ld signals, %ld fired by its source; sent %ld\n",
-                r.d.sources, opened, signals, fired, sent);
-    if (!r.d.sources) {
-        fprintf(stderr, "  skipped: the kernel refuses per-thread events here\n");
-        return;
-    }
-    /* (the start's VMP_MAX_SOURCES, and the spinning thread's) */
-    CHECK(opened > VMP_MAX_SOURCES);
-    /* It spun for most of 300 ms: its event fires once per ms of its CPU
-     * time (a loaded machine gives it much less: only some are asked). */
-    if ((c1.tv_sec - c0.tv_sec) * 1000 + (c1.tv_nsec - c0.tv_nsec) / 1000000 < 30) {
-        fprintf(stderr, "  skipped: the machine is too loaded (the process ran under 30 ms)\n");
-        return;
-    }
-    CHECK(fired > 0);
 }
 
 /* The sending thread kept from a CPU for 5 ms between its reading of a
