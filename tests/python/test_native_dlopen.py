@@ -332,10 +332,9 @@ def test_a_library_unloaded_before_the_end_is_still_named(tmp_path, ext_copies):
 # the writer notices the unload.  argv[4]: where the writer is held, "empty"
 # (where it found the ring empty: the samples are written in its next
 # round) or "look" (after its look at the loader: in the same round).
-PLACE_TAKEN_PROGRAM = """
-    import ctypes, _ctypes, sys, time, vmprof
-    from vmprof import _core
-
+# What the swap programs below share: loading a library's burning loop by
+# name (its address too), and 60 ms of CPU time in it.
+SWAP_PROGRAM_FUNCTIONS = """
     def load(path, func):
         lib = ctypes.CDLL(path)
         fn = getattr(lib, func)
@@ -350,7 +349,12 @@ PLACE_TAKEN_PROGRAM = """
 
     def first_burn(fn):
         burn(fn)
+"""
 
+PLACE_TAKEN_PROGRAM = """
+    import ctypes, _ctypes, sys, time, vmprof
+    from vmprof import _core
+""" + SWAP_PROGRAM_FUNCTIONS + """
     def second_held(fn):
         burn(fn)
 
@@ -373,6 +377,38 @@ PLACE_TAKEN_PROGRAM = """
     vmprof.disable()
     print(first, second)
 """
+
+def tally_swap_phases(p, phases, first_symbols, second_symbols, base, span):
+    """Of a swap program's profile: per phase (the first of `phases` a stack
+    passes through), its stacks and their entries in [base, base + span)
+    (where both libraries were) named rightly, left unnamed or named wrongly
+    (first_burn ran the first library, the others the second); and the ids
+    named rightly in each phase."""
+    address = lambda e: e & ((1 << 48) - 1)  # (the top 16 bits: the function's generation there)
+    seen = {phase: {"stacks": 0, "right": 0, "unnamed": 0, "wrong": set()} for phase in phases}
+    ids = {phase: set() for phase in phases}
+    for entries, tid, _ in p.stacks:
+        funcs = [p.func(e) for e in entries if e in p.names]
+        phase = [f for f in seen if f in funcs]
+        if not phase:
+            continue
+        c = seen[phase[0]]
+        c["stacks"] += 1
+        symbols = first_symbols if phase[0] == "first_burn" else second_symbols
+        for e in entries:
+            if not base <= address(e) < base + span:
+                continue
+            if e not in p.names:  # (left unnamed)
+                c["unnamed"] += 1
+                continue
+            problem = misnamed(p.func(e), address(e), base, symbols)
+            if problem:
+                c["wrong"].add((hex(e), p.name(e), problem))
+            else:
+                c["right"] += 1
+                ids[phase[0]].add(e)
+    return seen, ids
+
 
 # Its burning loop lies where the test extension has other functions (burn,
 # vmp_ext_call_back), not at its own start: a name from the extension there
@@ -434,28 +470,7 @@ def test_a_library_loaded_where_one_was_unloaded_within_a_writer_round_never_tak
         pytest.skip("the loader put the second library elsewhere")
     span = max(off + size for off, _, size in s2.values()) + 1
     p = sampler_util.read_back(str(out))
-    address = lambda e: e & ((1 << 48) - 1)  # (the top 16 bits: the function's generation there)
-    seen = {phase: {"stacks": 0, "right": 0, "unnamed": 0, "wrong": set()}
-            for phase in ("first_burn", "second_held", "second_after")}
-    for entries, tid, _ in p.stacks:
-        funcs = [p.func(e) for e in entries if e in p.names]
-        phase = [f for f in seen if f in funcs]
-        if not phase:
-            continue
-        c = seen[phase[0]]
-        c["stacks"] += 1
-        symbols = s1 if phase[0] == "first_burn" else s2
-        for e in entries:
-            if not base2 <= address(e) < base2 + span:
-                continue
-            if e not in p.names:  # (left unnamed)
-                c["unnamed"] += 1
-                continue
-            problem = misnamed(p.func(e), address(e), base2, symbols)
-            if problem:
-                c["wrong"].add((hex(e), p.name(e), problem))
-            else:
-                c["right"] += 1
+    seen, _ = tally_swap_phases(p, ("first_burn", "second_held", "second_after"), s1, s2, base2, span)
     print(seen)
     assert not any(c["wrong"] for c in seen.values()), seen
     # Not vacuous: 60 ms of CPU in each at 5 kHz, the first library named
@@ -471,22 +486,7 @@ def test_a_library_loaded_where_one_was_unloaded_within_a_writer_round_never_tak
 # writer needs it.
 FORK_SWAP_PROGRAM = """
     import ctypes, _ctypes, os, sys, time, vmprof
-
-    def load(path, func):
-        lib = ctypes.CDLL(path)
-        fn = getattr(lib, func)
-        fn.argtypes = [ctypes.c_long]
-        fn.restype = ctypes.c_double
-        return lib, fn, ctypes.cast(fn, ctypes.c_void_p).value
-
-    def burn(fn):
-        end = time.thread_time() + 0.06
-        while time.thread_time() < end:
-            fn(100000)
-
-    def first_burn(fn):
-        burn(fn)
-
+""" + SWAP_PROGRAM_FUNCTIONS + """
     def second_after(fn):
         burn(fn)
 
@@ -554,29 +554,7 @@ def test_a_library_swapped_while_a_fork_stopped_the_writer_never_takes_the_gone_
         pytest.skip("the loader put the second library elsewhere")
     span = max(off + size for off, _, size in s2.values()) + 1
     p = sampler_util.read_back(str(out))
-    address = lambda e: e & ((1 << 48) - 1)  # (the top 16 bits: the function's generation there)
-    seen = {phase: {"stacks": 0, "right": 0, "unnamed": 0, "wrong": set()} for phase in ("first_burn", "second_after")}
-    ids = {"first_burn": set(), "second_after": set()}
-    for entries, tid, _ in p.stacks:
-        funcs = [p.func(e) for e in entries if e in p.names]
-        phase = [f for f in seen if f in funcs]
-        if not phase:
-            continue
-        c = seen[phase[0]]
-        c["stacks"] += 1
-        symbols = s1 if phase[0] == "first_burn" else s2
-        for e in entries:
-            if not base2 <= address(e) < base2 + span:
-                continue
-            if e not in p.names:
-                c["unnamed"] += 1
-                continue
-            problem = misnamed(p.func(e), address(e), base2, symbols)
-            if problem:
-                c["wrong"].add((hex(e), p.name(e), problem))
-            else:
-                c["right"] += 1
-                ids[phase[0]].add(e)
+    seen, ids = tally_swap_phases(p, ("first_burn", "second_after"), s1, s2, base2, span)
     print(seen)
     assert not any(c["wrong"] for c in seen.values()), seen
     # (the code there now has ids of its own, never the gone library's)
