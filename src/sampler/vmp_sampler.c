@@ -69,6 +69,15 @@ int vmp_run_writer_hopeless(void)
 static int held_for_fork;
 static int64_t enabled_at; /* (for signal_taken_ms when the sampler thread had not seen it yet) */
 
+/* The program took the signal over and the sampler thread has not said so
+ * yet: the time is noted as it would have noted it (META's
+ * signal_taken_over_ms), unless noted already. */
+static void note_signal_taken(void)
+{
+    int64_t none = -1;
+    atomic_compare_exchange_strong(&vmp_run.signal_taken_ms, &none, (vmp_mono_ns() - enabled_at) / 1000000);
+}
+
 /* Whether the signal is still ours to take, at a stop that may be undone
  * (exec, fork): not when the sampler thread found the program's handler
  * on it and ended, nor when the program installed one it had not seen
@@ -80,8 +89,7 @@ static int signal_still_ours(void)
         return 0;
     if (vmp_handler_is_ours())
         return 1;
-    int64_t none = -1;
-    atomic_compare_exchange_strong(&vmp_run.signal_taken_ms, &none, (vmp_mono_ns() - enabled_at) / 1000000);
+    note_signal_taken();
     return 0;
 }
 
@@ -92,8 +100,7 @@ static int signal_left_alone(void)
 {
     if (vmp_handler_left_alone())
         return 1;
-    int64_t none = -1;
-    atomic_compare_exchange_strong(&vmp_run.signal_taken_ms, &none, (vmp_mono_ns() - enabled_at) / 1000000);
+    note_signal_taken();
     return 0;
 }
 #if PY_VERSION_HEX >= 0x030C0000

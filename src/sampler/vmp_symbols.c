@@ -105,9 +105,9 @@ static unsigned long long loader_changes(void)
 
 static unsigned long long loader_subs(void)
 {
-    unsigned long long loads[2] = {0, 0};
-    dl_iterate_phdr(first_object, loads);
-    return loads[1];
+    unsigned long long changes, subs;
+    vmp_symbols_loader_counts(&changes, &subs);
+    return subs;
 }
 
 /* Whether a file the standard debuglink search would try exists: the
