@@ -51,9 +51,11 @@ for v in $(interpreters); do
         "$python" -m venv "$venv"
         "$venv/bin/python" -m pip install -q --upgrade pip
     fi
-    if [ ! -f "$venv/.tools-installed-2" ]; then
-        "$venv/bin/python" -m pip install -q pytest hypothesis pytest-timeout
-        touch "$venv/.tools-installed-2"
+    # pytest-rerunfailures: scripts/test-python.sh runs a failed test once
+    # more (see there why).
+    if [ ! -f "$venv/.tools-installed-3" ]; then
+        "$venv/bin/python" -m pip install -q pytest hypothesis pytest-timeout pytest-rerunfailures
+        touch "$venv/.tools-installed-3"
     fi
 done
 

@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 . scripts/venv-lib.sh
 versions="${*:-$(interpreters)}"
 status=0
+# A test that fails is run once more (TEST_RERUNS=0: never), as CPython's own
+# CI reruns its failed tests: many of ours count what a sampler did in a
+# child process within a time, and a machine shared with other jobs sometimes
+# gives a thread too little CPU for the count (two CI runs were lost so).
+# A failure that comes back fails the run as before; a pass on the second run
+# is listed under "rerun test summary info" as a flake to look into.
+rerun=(--reruns "${TEST_RERUNS:-1}" -rR)
 for v in $versions; do
     if [ ! -x ".venv/$v/bin/pytest" ]; then
         echo "test: no venv for $v (run scripts/setup.sh)" >&2
@@ -30,6 +37,6 @@ for v in $versions; do
     # fails after PER_TEST_TIMEOUT seconds with every thread's stack printed,
     # instead of eating CI's time; the thread method leaves signals alone.
     ".venv/$v/bin/pytest" -q -p no:cacheprovider --timeout="${PER_TEST_TIMEOUT:-180}" \
-        --timeout-method=thread "${select[@]}" tests/python || status=1
+        --timeout-method=thread "${rerun[@]}" "${select[@]}" tests/python || status=1
 done
 exit $status
