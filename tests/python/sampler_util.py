@@ -187,6 +187,11 @@ def _decode_record(p, data, i, word_at):
 NATIVE_WALK_HERE = sys.platform.startswith("linux") and platform.machine() == "x86_64"
 NO_NATIVE_WALK = "the native walk is x86-64 Linux's; elsewhere a sample keeps the interrupted frame only"
 
+# VMP_CRASH_FLUSH_NS (src/sampler/vmp_writer.h): the longest a dying
+# program waits for the writer to write what the ring holds.
+FLUSH_BOUND_S = 0.2
+
+
 def read_back(path, partial=False):
     with open(path, "rb") as f:
         return decode(f.read(), partial)
