@@ -8,6 +8,7 @@ exit status, the same report from faulthandler (enabled before or after
 profiling began, or not at all), its own handlers for these signals called
 as before, and the dispositions it reads back and leaves to an exec'd
 program unchanged."""
+import ast
 import os
 import platform
 import re
@@ -21,7 +22,7 @@ import warnings
 import pytest
 
 import vmprof
-from sampler_util import NATIVE_WALK_HERE, NO_NATIVE_WALK
+from sampler_util import FLUSH_BOUND_S, NATIVE_WALK_HERE, NO_NATIVE_WALK
 
 pytestmark = [
     pytest.mark.cpython_only,
@@ -36,6 +37,19 @@ X86_64 = sys.platform.startswith("linux") and platform.machine() == "x86_64"
 # The last moments begin just after a writer round (the profile's size has
 # just changed): the writer naps ~100 ms after a round at this rate, so
 # without a last round at the signal none of the last 40 ms is written.
+#
+# The program burns its CPU time in the interpreter, reading the clock only
+# now and then (spin): a thread's CPU-time event signals it only when it
+# fires while the thread runs its own code, not the kernel's
+# (exclude_kernel: what perf_event_paranoid 2 allows, and a signal made
+# inside a system call could end it early), and each sample pays the
+# thread's CPU time since the one before.  A loop that does nothing but read
+# a CPU-time clock (a system call each time) is in the kernel most of the
+# time: its samples came 5-25 ms apart at load 12, and what it burnt after
+# the last of them was never sampled, up to 26 of the last 40 ms (CI's
+# stop 26: 14 and 17 samples of them; here 12 of 330 runs at load 8-20
+# below 30, one at 15; spinning in the interpreter, 240 runs at load 20-38
+# gave 36-44).
 PROGRAM = r'''
 import ctypes, faulthandler, mmap, os, signal, sys, time
 import vmprof
@@ -51,10 +65,13 @@ if fh == "after":
 now = time.monotonic if clock == "wall" else time.process_time
 libc = ctypes.CDLL(None)
 
+def spin(clock, end):
+    while clock() < end:
+        for _ in range(1000):
+            pass
+
 def burn(seconds):
-    end = now() + seconds
-    while now() < end:
-        pass
+    spin(now, now() + seconds)
 
 def machine_code(code):
     """A function of x86-64 code, in memory of its own."""
@@ -85,12 +102,20 @@ def wait_for_a_round():
 def the_last_moments():
     # 40 ms of this thread's CPU time on both clocks: on the wall clock, the
     # periods a loaded machine keeps it from a CPU are repeats the sampler
-    # thread hands over later, not samples in the ring a flush writes
-    end = time.thread_time() + 0.04
+    # thread hands over later, not samples in the ring a flush writes.
+    # A loaded machine also stretches them past the writer's nap: the
+    # rounds that come meanwhile are noted (the profile's size, and this
+    # thread's CPU time when it saw it change), since only what came after
+    # the last of them is the flush's to write.
+    seen = os.fstat(fd).st_size if fd is not None else 0
+    since = time.thread_time()
+    end = since + 0.04
     while time.thread_time() < end:
-        pass
+        spin(time.thread_time, min(end, time.thread_time() + 0.0005))
+        if fd is not None and os.fstat(fd).st_size != seen:
+            seen, since = os.fstat(fd).st_size, time.thread_time()
     with open("ending_at", "w") as f:
-        f.write(repr(time.monotonic()))
+        f.write(repr((time.monotonic(), seen, time.thread_time() - since)))
     if ending == "os_abort":
         os.abort()
     elif ending == "libc_abort":
@@ -131,13 +156,10 @@ def run(tmp_path, fh, profiled, clock="cpu", native=False, ending="os_abort", se
     return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 
-# VMP_CRASH_FLUSH_NS (src/sampler/vmp_writer.h): the longest a dying
-# program waits for the writer to write what the ring holds.
-FLUSH_BOUND_S = 0.2
-
-
 def last_moments(tmp_path, fh, clock="cpu", native=False, ending="os_abort"):
-    """(the profiled run, samples in the_last_moments, in before_the_end).
+    """(the profiled run, samples in the_last_moments, in before_the_end,
+    those of the_last_moments written after the last writer round the
+    program saw, the periods of its CPU time after that round).
     Run once more when the last moments are short and the program took the
     flush's whole bound to die: a loaded machine kept the writer from a CPU
     that long (2 of 240 wall-clock aborts at load 14), and the bound is what
@@ -146,11 +168,32 @@ def last_moments(tmp_path, fh, clock="cpu", native=False, ending="os_abort"):
     for attempt in range(2):
         done = run(tmp_path, fh, True, clock, native, ending)
         died = time.monotonic()
-        last, before = counts(tmp_path / "out.prof")
-        ending_at = float((tmp_path / "ending_at").read_text())
-        if last >= 20 or died - ending_at < FLUSH_BOUND_S:
+        out = tmp_path / "out.prof"
+        last, before = counts(out)
+        ending_at, seen, since = ast.literal_eval((tmp_path / "ending_at").read_text())
+        cut = tmp_path / "seen.prof"
+        cut.write_bytes(out.read_bytes()[:seen])
+        flushed, owed = last - counts(cut)[0], since / PERIOD_S
+        if (last >= 20 and flushed_enough(flushed, owed)) or died - ending_at < FLUSH_BOUND_S:
             break
-    return done, last, before
+    return done, last, before, flushed, owed
+
+
+PERIOD_S = 0.001  # PROGRAM's
+
+
+def flushed_enough(flushed, owed):
+    """Whether the samples written after the last round the program saw
+    stand for the CPU time it burnt after it.  Only the flush writes them
+    (a round racing with the death aside): without it there were none, and
+    on a loaded machine the writer's rounds during the last moments wrote
+    most of them (a median 37 of 40 at load 33-36, in a build that skips
+    the flush).
+    With ~10 periods or fewer after that round the run cannot tell; with
+    more, at least half of them: every sample is paid by the thread's CPU
+    time, and with the interpreter's loop sampled every period or so only
+    the last period or two before the ending is not paid."""
+    return owed < 10 or flushed >= owed / 2
 
 
 def counts(path):
@@ -180,30 +223,33 @@ CLOCKS_AND_MODES = [("cpu", False), ("wall", False), ("cpu", True), ("wall", Tru
 def test_the_last_moments_before_abort_are_in_the_profile(tmp_path, ending, clock, native):
     if native and not NATIVE_WALK_HERE:
         pytest.skip(NO_NATIVE_WALK)
-    done, last, before = last_moments(tmp_path, "after", clock, native, ending)
+    done, last, before, flushed, owed = last_moments(tmp_path, "after", clock, native, ending)
     assert done.returncode == -signal.SIGABRT, done.stderr
     # 0.3 s, then 40 ms, at 1 kHz; without a round at the signal the last
     # moments were lost (the writer's next round was ~100 ms away)
     assert before >= 150, (last, before)
     assert last >= 20, (last, before, done.stderr)
+    assert flushed_enough(flushed, owed), (flushed, owed, last, done.stderr)
 
 
 @pytest.mark.parametrize("ending", ["code_ud2", "code_div0", "code_int3", "kill_SIGSYS", "kill_SIGILL", "kill_SIGBUS"])
 def test_the_last_moments_before_a_fatal_signal_are_in_the_profile(tmp_path, ending):
-    done, last, before = last_moments(tmp_path, "off", ending=ending)
+    done, last, before, flushed, owed = last_moments(tmp_path, "off", ending=ending)
     assert done.returncode == -ENDINGS[ending], done.stderr
     assert before >= 150, (last, before)
     assert last >= 20, (last, before, done.stderr)
+    assert flushed_enough(flushed, owed), (flushed, owed, last, done.stderr)
 
 
 @pytest.mark.parametrize("fh", ["off", "before"])
 def test_abort_is_flushed_whenever_faulthandler_was_enabled(tmp_path, fh):
     # before: ours takes the place of faulthandler's handler (the one ours
     # chains to for SIGSEGV), and calls it after the flush
-    done, last, before = last_moments(tmp_path, fh, ending="libc_abort")
+    done, last, before, flushed, owed = last_moments(tmp_path, fh, ending="libc_abort")
     assert done.returncode == -signal.SIGABRT, done.stderr
     assert ("Fatal Python error: Aborted" in done.stderr) == (fh != "off"), done.stderr
     assert last >= 20, (last, before, done.stderr)
+    assert flushed_enough(flushed, owed), (flushed, owed, last, done.stderr)
 
 
 @pytest.mark.parametrize("ending", sorted(ENDINGS))
