@@ -23,3 +23,13 @@ def pytest_unconfigure(config):
     if _private_cache_dir is not None:
         os.environ.pop("VMPROF_CACHE_DIR", None)
         shutil.rmtree(_private_cache_dir, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    # A test run once more (scripts/test-python.sh's --reruns) is listed by
+    # name only; its first failure's message is what tells the flake's cause,
+    # and a CI log is often all there is to go on.
+    for report in terminalreporter.stats.get("rerun", []):
+        crash = getattr(report.longrepr, "reprcrash", None)
+        what = crash.message if crash is not None else str(report.longrepr)
+        terminalreporter.write_line("first failure of %s: %s" % (report.nodeid, what[:2000]))
