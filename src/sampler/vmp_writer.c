@@ -742,7 +742,11 @@ static void test_hold_point(int where)
     if (atomic_load_explicit(&hold_at_empty, memory_order_relaxed) == 0 || atomic_load(&hold_where) != where ||
         !atomic_compare_exchange_strong(&hold_at_empty, &asked, 2))
         return;
-    while (atomic_load(&hold_at_empty) && !atomic_load(&vmp_run.writer_stop))
+    /* (held while 2: a release followed at once by a new ask, 1, before
+     * this nap saw the 0, lets it go too; the new ask holds it at its next
+     * point.  While held on any non-0, that ask was never answered and its
+     * caller gave up after its bound, with the writer held all along) */
+    while (atomic_load(&hold_at_empty) == 2 && !atomic_load(&vmp_run.writer_stop))
         vmp_sleep_ns(1000000);
 }
 
