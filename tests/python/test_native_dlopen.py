@@ -233,6 +233,15 @@ def test_the_functions_of_a_library_loaded_meanwhile_are_named(tmp_path, ext_cop
 # place) the same way.
 UNLOADED_PROGRAM = """
     import ctypes, _ctypes, os, sys, time, vmprof
+    from vmprof import _core
+
+    def writer_looked():
+        # (until the writer's next look at the loader: a fixed sleep here, 0.3 s,
+        # was not enough on a loaded machine - the writer, kept from a CPU
+        # through both burns, first looked after the second load: [68, 0]
+        # named, 519 left unnamed, on 3.8 at load 11-24)
+        assert _core._writer_hold_at_empty(True, True)
+        _core._writer_hold_at_empty(False)
 
     def burn(path, func):
         lib = ctypes.CDLL(path)
@@ -240,6 +249,7 @@ UNLOADED_PROGRAM = """
         fn.argtypes = [ctypes.c_long]
         fn.restype = ctypes.c_double
         at = ctypes.cast(fn, ctypes.c_void_p).value
+        writer_looked()  # (it knows the library: its samples are not cut)
         end = time.thread_time() + 0.06
         while time.thread_time() < end:
             fn(100000)
@@ -253,7 +263,7 @@ UNLOADED_PROGRAM = """
     # first's place: in the samples it had not written then, a pc at a place
     # the loader has put other code at since is left unnamed, the first's
     # own too; test_a_library_loaded_where_one_was_unloaded_...)
-    time.sleep(0.3)
+    writer_looked()
     second = burn(sys.argv[3], "other_burn_loop")
     vmprof.disable()
     print(first, second)
@@ -307,7 +317,8 @@ def test_a_library_unloaded_before_the_end_is_still_named(tmp_path, ext_copies):
             # (left unnamed: a pc at the first's place in the samples
             # claimed between the writer's last look at the loader before
             # the unload and the look that found it, had the second been
-            # loaded there by then; the pause above makes that rare)
+            # loaded there by then; the wait for its look above rules that
+            # out but for samples the writer had not written by the load)
             if e not in p.names:
                 unsure += 1
                 continue
@@ -349,6 +360,20 @@ SWAP_PROGRAM_FUNCTIONS = """
 
     def first_burn(fn):
         burn(fn)
+
+    # Waits for the writer, instead of a fixed sleep (0.2-0.3 s were not
+    # enough on a loaded machine: a writer kept from a CPU through both
+    # burns left nearly all their samples unnamed, 3.8 at load 11-24).
+    def writer_looked():
+        # (until its next look at the loader: it knows what was loaded or
+        # unloaded before this call)
+        assert _core._writer_hold_at_empty(True, True)
+        _core._writer_hold_at_empty(False)
+
+    def writer_wrote():
+        # (until it finds the ring empty: it wrote the samples claimed so far)
+        assert _core._writer_hold_at_empty(True)
+        _core._writer_hold_at_empty(False)
 """
 
 PLACE_TAKEN_PROGRAM = """
@@ -364,6 +389,7 @@ PLACE_TAKEN_PROGRAM = """
     f = open(sys.argv[1], "wb")
     vmprof.enable(f.fileno(), period=0.0002, native=True, real_time=False)
     lib, fn, first = load(sys.argv[2], "vmp_ext_burn_loop")
+    writer_looked()  # (it knows the library: first_burn's samples are not cut)
     first_burn(fn)
     # (once it wrote first_burn's samples, or at its next round's start: it
     # looked at the loader, and writes what was claimed next in that round)
@@ -372,7 +398,7 @@ PLACE_TAKEN_PROGRAM = """
     lib, fn, second = load(sys.argv[3], "other_burn_loop")
     second_held(fn)
     _core._writer_hold_at_empty(False)
-    time.sleep(0.2)  # (the writer has noticed the unload)
+    writer_looked()  # (the writer has noticed the unload)
     second_after(fn)
     vmprof.disable()
     print(first, second)
@@ -486,6 +512,7 @@ def test_a_library_loaded_where_one_was_unloaded_within_a_writer_round_never_tak
 # writer needs it.
 FORK_SWAP_PROGRAM = """
     import ctypes, _ctypes, os, sys, time, vmprof
+    from vmprof import _core
 """ + SWAP_PROGRAM_FUNCTIONS + """
     def second_after(fn):
         burn(fn)
@@ -493,8 +520,9 @@ FORK_SWAP_PROGRAM = """
     f = open(sys.argv[1], "wb")
     vmprof.enable(f.fileno(), period=0.0002, native=True, real_time=False)
     lib, fn, first = load(sys.argv[2], "vmp_ext_burn_loop")
+    writer_looked()  # (it knows the library: first_burn's samples are not cut)
     first_burn(fn)
-    time.sleep(0.3)  # (the writer has written first_burn's samples)
+    writer_wrote()  # (first_burn's samples)
     swapped = []
     def swap():
         _ctypes.dlclose(lib._handle)
