@@ -483,9 +483,47 @@ VMP_TEST(cpu_clock_with_sources_pays_every_period_and_the_sender_sleeps)
  * idle one is probed once and repeated; the sender keeps house every
  * VMP_SOURCE_ROUND_NS instead of waking every period (before: ~500 rounds
  * in 500 ms), and each thread still gets one sample per period of the run. */
+/* Whether thread tid has our signal pending (its SigPnd), and its state
+ * letter in *state ('?' when /proc does not say). */
+static int task_signal_pending(pid_t tid, char *state)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    *state = '?';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int pending = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "State:", 6))
+            sscanf(line + 6, " %c", state);
+        else if (!strncmp(line, "SigPnd:", 7))
+            pending = (int)(strtoull(line + 7, NULL, 16) >> (SIGUSR2 - 1) & 1);
+    }
+    fclose(f);
+    return pending;
+}
+
+/* The sources run may stop: the busy thread ran 30 ms, and neither thread
+ * has a signal of ours waiting for it, the idle one answered and back
+ * asleep in its read().  (A thread a loaded machine keeps from a CPU with a
+ * signal pending at the stop has the periods since its last sample counted
+ * dropped, rightly: no sample will pay them.  At load ~20, 5 of 200 runs
+ * stopped so, one thread or both with 1 sample for 500-1100 periods, the
+ * sender itself given 1-22 rounds in 500 ms.) */
+static int sources_run_may_stop(void)
+{
+    char idle_state, busy_state;
+    pid_t idle = atomic_load(&tids[IDLE]), busy = atomic_load(&tids[BUSY]);
+    return busy_ran_30_ms() && atomic_load(&signalled[IDLE]) >= 1 && !task_signal_pending(idle, &idle_state) &&
+           idle_state == 'S' && !task_signal_pending(busy, &busy_state);
+}
+
 VMP_TEST(wall_clock_with_sources_wakes_the_sender_per_round_and_pays_every_period)
 {
+    schedule_until = sources_run_may_stop;
     int sources = run_with_sources(0, 500);
+    schedule_until = NULL;
     REQUIRE(sources >= 0);
     if (!sources)
         return;
@@ -500,7 +538,20 @@ VMP_TEST(wall_clock_with_sources_wakes_the_sender_per_round_and_pays_every_perio
      * makes it look like a thread that waits now and then: one stretch of
      * short rounds, wall_round_length) */
     CHECK(atomic_load(&rounds) <= ms / (VMP_SOURCE_ROUND_NS / 1000000) + VMP_WAIT_HOLD_NS / VMP_WAIT_ROUND_NS + 10);
-    CHECK(atomic_load(&signalled[IDLE]) <= 3);
+    /* Probed once, then repeated while its clock stays within
+     * VMP_IDLE_SLACK_NS of that sample's.  A loaded machine charges the
+     * thread more between its sample and its next sleep (the end of the
+     * handler and the read()'s restart: 4 us quiet, 11-60 us at load ~20,
+     * interrupts and cold caches), and it is then rightly taken for one
+     * that left its call: probed again, and that probe, the periods up to
+     * where it left handed over first, often pays none (weight 0: less than
+     * half a period), writes nothing, and leaves the old sample as the
+     * thread's last: one more probe.  So up to 2 signals each time: 1-4
+     * signals in 400 runs at load ~20 (3 or more in 1 of 5; `<= 3` failed 2
+     * of 8 full runs at load ~12).  A thread probed though it did not run
+     * gets a probe every 2 periods or so (wall_idle never true: 40 and more
+     * in 500 ms). */
+    CHECK(atomic_load(&signalled[IDLE]) <= 7);
     /* (from the first period to the stop, not the start's and the stop's
      * own time: with those, 505 samples in 643 ms failed, 6 runs of 30 at
      * load ~34, whose periods were all paid) */
