@@ -504,19 +504,19 @@ static int task_signal_pending(pid_t tid, char *state)
     return pending;
 }
 
-/* The sources run may stop: the busy thread ran 30 ms, and neither thread
- * has a signal of ours waiting for it, the idle one answered and back
- * asleep in its read().  (A thread a loaded machine keeps from a CPU with a
- * signal pending at the stop has the periods since its last sample counted
- * dropped, rightly: no sample will pay them.  At load ~20, 5 of 200 runs
- * stopped so, one thread or both with 1 sample for 500-1100 periods, the
- * sender itself given 1-22 rounds in 500 ms.) */
+/* The sources run may stop: both threads answered once, neither has a
+ * signal of ours waiting for it, and the idle one is back asleep in its
+ * read().  (A thread a loaded machine keeps from a CPU with a signal
+ * pending at the stop, or never sampled yet, has the periods since its
+ * last sample counted dropped, rightly: no sample will pay them.  At load
+ * ~20, 5 of 200 runs stopped so, one thread or both with 1 sample for
+ * 500-1100 periods, the sender itself given 1-22 rounds in 500 ms.) */
 static int sources_run_may_stop(void)
 {
     char idle_state, busy_state;
     pid_t idle = atomic_load(&tids[IDLE]), busy = atomic_load(&tids[BUSY]);
-    return busy_ran_30_ms() && atomic_load(&signalled[IDLE]) >= 1 && !task_signal_pending(idle, &idle_state) &&
-           idle_state == 'S' && !task_signal_pending(busy, &busy_state);
+    return atomic_load(&signalled[BUSY]) >= 1 && atomic_load(&signalled[IDLE]) >= 1 &&
+           !task_signal_pending(idle, &idle_state) && idle_state == 'S' && !task_signal_pending(busy, &busy_state);
 }
 
 VMP_TEST(wall_clock_with_sources_wakes_the_sender_per_round_and_pays_every_period)
