@@ -5,6 +5,7 @@ data folder: what one takes, the other serves and deletes."""
 import concurrent.futures
 import ctypes
 import ctypes.util
+import functools
 import glob
 import os
 import re
@@ -862,9 +863,12 @@ def test_a_search_of_bytes_that_are_not_utf8_is_refused_on_both_engines(engine):
     assert status == 200 and reply["runs"] == [], reply
 
 
-def glibc_fold(text):
-    """srv_fold as the server does it, from glibc itself: ASCII letters, then
-    towlower() of C.UTF-8 (PostgreSQL's LOWER() in a UTF-8 database)."""
+@functools.lru_cache(maxsize=None)
+def glibc_towlower():
+    """glibc's towlower() of C.UTF-8, loaded once: find_library() runs
+    /sbin/ldconfig -p each time (2.3 ms at load ~15), and glibc_fold is
+    called ~13,000 times a test (33 searches, 300 runs' argv and 100 names):
+    at load 20-60 those processes took the test past its 300 s timeout."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.newlocale.restype = ctypes.c_void_p
     libc.newlocale.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p]
@@ -872,7 +876,14 @@ def glibc_fold(text):
     libc.towlower_l.argtypes = [ctypes.c_uint32, ctypes.c_void_p]
     utf8 = libc.newlocale(1, b"C.UTF-8", None)  # LC_CTYPE_MASK
     assert utf8
-    return "".join(c.lower() if c < "\x80" else chr(libc.towlower_l(ord(c), utf8)) for c in text)
+    return lambda c: chr(libc.towlower_l(ord(c), utf8))
+
+
+def glibc_fold(text):
+    """srv_fold as the server does it, from glibc itself: ASCII letters, then
+    towlower() of C.UTF-8 (PostgreSQL's LOWER() in a UTF-8 database)."""
+    towlower = glibc_towlower()
+    return "".join(c.lower() if c < "\x80" else towlower(c) for c in text)
 
 
 def test_a_search_folds_case_as_glibc_does_on_both_engines(engine):
