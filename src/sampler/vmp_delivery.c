@@ -1631,20 +1631,49 @@ static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t siz
     return n;
 }
 
-/* Whether thread t runs or waits for a CPU (a signal then interrupts no
- * sleep): its clock moved since this round read it (microseconds ago; a
- * running thread's clock reads to the nanosecond), or else its state in
- * /proc is R (a loaded machine keeps it waiting). */
+/* Whether thread t runs or waits for a CPU where it was stopped, so that a
+ * signal sent right after this lands where it runs and interrupts no sleep;
+ * its caller sends at once.  A thread can only fall asleep by running (into
+ * pause(), a sleep), so the answer rests on readings of its clock just
+ * before returning: its clock moves between two readings (a running
+ * thread's clock reads to the nanosecond), or its state in /proc is R (a
+ * loaded machine keeps it waiting) and its clock stood still from before
+ * that read to after it.  Before, "its clock moved since this round read
+ * it" or "its state was R" was enough: a thread that ran on from there into
+ * pause() was signalled in it - the round's reading came microseconds to
+ * milliseconds before (a sender kept from a CPU), the state was read 40-95
+ * us before the send at load ~20 (the read's open and close), and a
+ * thread given a CPU then went to sleep in between (test_sampler_safety's
+ * pause test: 3 of 20 pauses ended early in CI).  When the clock keeps
+ * moving through every reading but not between two of them (it runs in
+ * short bursts), it is not signalled this round: what it owes waits. */
 static int on_cpu(vmp_delivery_thread *t)
 {
+    int64_t seen = t->last_cpu; /* the round's reading */
     int64_t cpu = thread_cpu_ns(t->tid);
-    if (cpu < 0 || cpu != t->last_cpu)
-        return 1;
-    char buf[512];
-    if (read_task_file(t->tid, "stat", buf, sizeof buf) < 0)
-        return 1;
-    const char *end = strrchr(buf, ')'); /* after the name, which may hold anything */
-    return !end || end[1] != ' ' || end[2] == 'R';
+    for (int i = 0; i < 3; i++) {
+        if (cpu < 0)
+            return 1; /* (gone: the signal finds nobody) */
+        if (cpu != seen) {
+            /* it ran since `seen`: does it run still? */
+            int64_t again = thread_cpu_ns(t->tid);
+            if (again < 0 || again != cpu)
+                return 1;
+        }
+        /* it stands still since `cpu`: asleep, or waiting for a CPU */
+        char buf[512];
+        if (read_task_file(t->tid, "stat", buf, sizeof buf) < 0)
+            return 1; /* (gone) */
+        const char *end = strrchr(buf, ')'); /* after the name, which may hold anything */
+        if (end && end[1] == ' ' && end[2] != 'R')
+            return 0;
+        seen = cpu;
+        cpu = thread_cpu_ns(t->tid);
+        if (cpu == seen)
+            return 1; /* waiting for a CPU, and not moved since before the read */
+        /* (it ran during the read: it may have gone to sleep since) */
+    }
+    return 0;
 }
 
 /* Wall clock: whether thread t waits in a call that any handled signal ends
@@ -1776,6 +1805,8 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         t->capped += t->owed - d->max_owed;
         t->owed = d->max_owed;
     }
+    if (t->owed > 0 && d->cpu_clock && d->test_before_check)
+        d->test_before_check(t->tid);
     if (t->owed > 0 && d->cpu_clock && !on_cpu(t)) {
         /* Not on a CPU (asleep, or waiting for one): a signal could cut a
          * sleep short.  What it owes waits, as CPU time, for a round that

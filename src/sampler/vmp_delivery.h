@@ -485,6 +485,11 @@ typedef struct vmp_delivery {
      * signal the round sends, after it read the thread's CPU clock (a test
      * lets the thread run there, as a loaded machine may). */
     void (*test_before_signal)(pid_t tid);
+    /* Tests only, NULL otherwise: on the CPU clock, called right before the
+     * check that a thread owed a signal is on a CPU, after the round read
+     * its clock (a test lets it run into a sleep there, as a loaded machine
+     * may). */
+    void (*test_before_check)(pid_t tid);
     /* Tests only, NULL otherwise: called each round between the threads'
      * CPU clock readings and the process's (a test lets a running thread
      * run on there, as a loaded machine may). */

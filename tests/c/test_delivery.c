@@ -815,6 +815,90 @@ VMP_TEST(cpu_clock_cuts_hardly_any_sleep_short)
     CHECK(naps_cut_with(1) <= 2); /* per-thread events */
 }
 
+/* The dozer: waits in read() on doze_pipe[0] until the test lets it compute
+ * DOZE_SPIN_NS of CPU time, then waits in read() on doze_pipe[1] until the
+ * round that owes it a signal, just before the check that it is on a CPU
+ * (test_before_check: after the round read its clock), wakes it; it then
+ * naps 100 ms at once, and notes whether the nap was cut short. */
+#define DOZE_SPIN_NS 3000000LL
+static int doze_pipe[2][2];
+static _Atomic int doze_spun, doze_woken, doze_cut, doze_done;
+
+static void *dozer_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&tids[BUSY], (pid_t)syscall(SYS_gettid));
+    char c;
+    while (read(doze_pipe[0][0], &c, 1) < 0)
+        ;
+    for (int64_t from = own_cpu_ns(); own_cpu_ns() - from < DOZE_SPIN_NS;)
+        ;
+    atomic_store(&doze_spun, 1);
+    while (read(doze_pipe[1][0], &c, 1) < 0)
+        ;
+    struct timespec nap = {0, 100000000L};
+    if (nanosleep(&nap, NULL) < 0 && errno == EINTR)
+        atomic_store(&doze_cut, 1);
+    atomic_store(&doze_done, 1);
+    return NULL;
+}
+
+/* test_before_check: the dozer runs from the round's reading of its clock
+ * into its nap (once), as a thread a loaded machine gives a CPU there. */
+static void dozer_naps_before_the_check(pid_t tid)
+{
+    if (tid != atomic_load(&tids[BUSY]) || atomic_exchange(&doze_woken, 1))
+        return;
+    if (write(doze_pipe[1][1], "x", 1) != 1)
+        return;
+    CHECK(vmp_test_wait_asleep_in(tid, SYS_clock_nanosleep) == 0);
+}
+
+/* CPU clock, per-period schedule: a thread owed a signal that ran after the
+ * round read its clock, into a sleep, is not signalled in the sleep.
+ * Before, "its clock moved since the round read it" counted as on a CPU:
+ * the signal cut its nap short (test_sampler_safety's pause test: 3 of 20
+ * pauses ended early in CI, where the sender is kept from a CPU longer). */
+VMP_TEST(cpu_clock_does_not_signal_a_thread_that_went_to_sleep_after_the_round_read_its_clock)
+{
+    reset_role(BUSY);
+    atomic_store(&doze_spun, 0);
+    atomic_store(&doze_woken, 0);
+    atomic_store(&doze_cut, 0);
+    atomic_store(&doze_done, 0);
+    for (int i = 0; i < 2; i++)
+        REQUIRE(pipe(doze_pipe[i]) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    pthread_t th;
+    pthread_create(&th, NULL, dozer_thread, NULL);
+    while (!atomic_load(&tids[BUSY]))
+        usleep(100);
+    pid_t tid = atomic_load(&tids[BUSY]);
+    CHECK(vmp_test_wait_asleep_in(tid, SYS_read) == 0);
+    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 1, .signo = SIGUSR2, .skip = {&me, NULL},
+                      .task_fd = -1, .test_before_check = dozer_naps_before_the_check};
+    if (vmp_delivery_start(&d) == 0) {
+        /* (no round while it computes: the first one owes it 3 periods) */
+        CHECK(write(doze_pipe[0][1], "x", 1) == 1);
+        while (!atomic_load(&doze_spun))
+            usleep(100);
+        CHECK(vmp_test_wait_asleep_in(tid, SYS_read) == 0);
+        vmp_delivery_send(&d, 1);
+        CHECK(atomic_load(&doze_woken));
+        CHECK(atomic_load(&d.sent) == 0);
+        while (!atomic_load(&doze_done))
+            usleep(1000);
+        vmp_delivery_stop(&d);
+    }
+    pthread_join(th, NULL);
+    end_handler(&old, doze_pipe, 2);
+    CHECK(!atomic_load(&doze_cut));
+    CHECK(atomic_load(&signalled[BUSY]) == 0);
+}
+
 /* The wall-clock schedule at 1 ms, sent by the calling thread (not signalled
  * itself), repeats counted by count_repeat. */
 static vmp_delivery wall_schedule(void)
