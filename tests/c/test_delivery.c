@@ -806,9 +806,11 @@ static long naps_cut_with(int sources)
 }
 
 /* Before, most of the 12 naps were cut.  A window of microseconds remains
- * (the schedule: between finding the thread on a CPU and the signal landing;
- * the events: the kernel's deferred sending), which a quiet fresh clone hit
- * once on the schedule: at most 2 of 12, as test_sampler_safety's pause test. */
+ * (the schedule: between the last clock reading that found the thread on a
+ * CPU and the signal landing, on_cpu; the events: the kernel's deferred
+ * sending), which a quiet fresh clone hit once on the schedule when its
+ * evidence was older (the round's reading, a state read 40-95 us before the
+ * send): at most 2 of 12, as test_sampler_safety's pause test. */
 VMP_TEST(cpu_clock_cuts_hardly_any_sleep_short)
 {
     CHECK(naps_cut_with(0) <= 2); /* the per-period schedule */
