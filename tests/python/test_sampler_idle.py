@@ -171,6 +171,10 @@ def test_paused_idle_threads_get_no_samples():
         begin = time.monotonic()
         t = threading.Thread(target=waits_in_a, args=(stop,))
         t.start()
+        # In waits_in_a for 0.1 s at least before the pause: at load ~30 a
+        # thread just started had not reached it 124 ms later (0 samples,
+        # twice in a row, a CI-like run on 3.9).
+        wait_until_asleep([t], "waits_in_a")
         time.sleep(0.1)        # sampled, and then repeated while idle
         vmprof.stop_sampling()
         # (a loaded machine wakes the sleep late: the thread was sampled
