@@ -2532,8 +2532,13 @@ VMP_TEST(a_thread_held_inside_the_handler_is_not_taken_for_one_blocking_the_sign
                     atomic_store(&linger_hold, 0);
             }
             atomic_store(&linger_hold, 0);
+            /* Signalled again once it left the handler: rounds until it is
+             * (10 s at most; before, 50 ms, which at load ~26 could pass
+             * before the released thread got a CPU to leave: 2 failures in
+             * one make test-c, the rerun's included). */
             long before = atomic_load(&signalled[LINGERER]);
-            for (int64_t end = mono_ms() + 50; mono_ms() < end;)
+            for (int64_t end = mono_ms() + 10000;
+                 atomic_load(&signalled[LINGERER]) == before && mono_ms() < end;)
                 vmp_delivery_send(&d, vmp_delivery_wait(&d));
             after = atomic_load(&signalled[LINGERER]) - before;
             vmp_delivery_stop(&d);
