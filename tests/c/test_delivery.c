@@ -2870,13 +2870,6 @@ VMP_TEST(wall_clock_stop_waits_for_no_ring_room_the_caller_says_will_not_come)
     }
 }
 
-static int64_t clock_ms(clockid_t c)
-{
-    struct timespec t;
-    clock_gettime(c, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static int64_t clock_us(clockid_t c)
 {
     struct timespec t;
@@ -3094,9 +3087,9 @@ VMP_TEST(a_blocking_thread_found_by_a_late_first_round_has_those_periods_counted
                       .task_fd = -1};
     int64_t blocked = -1, dropped = -1, periods = -1, ran = -1;
     if (vmp_delivery_start(&d) == 0) {
-        int64_t c0 = clock_ms(clk);
+        int64_t c0 = vmp_test_clock_ms(clk);
         usleep(100000); /* (no round: the thread spins meanwhile) */
-        ran = clock_ms(clk) - c0;
+        ran = vmp_test_clock_ms(clk) - c0;
         for (int64_t t0 = mono_ms(); mono_ms() < t0 + 50 || (!atomic_load(&d.threads_blocking) && mono_ms() < t0 + 5000);)
             vmp_delivery_send(&d, vmp_delivery_wait(&d));
         vmp_delivery_stop(&d);
@@ -3139,9 +3132,9 @@ VMP_TEST(cpu_clock_counts_the_periods_a_late_round_drops_beyond_the_backlog)
     if (vmp_delivery_start(&d) == 0) {
         for (int64_t end = mono_ms() + 20; mono_ms() < end;)
             vmp_delivery_send(&d, vmp_delivery_wait(&d));
-        int64_t c0 = clock_ms(busy_clock); /* (after the last round's reading: the gap it sees is longer) */
+        int64_t c0 = vmp_test_clock_ms(busy_clock); /* (after the last round's reading: the gap it sees is longer) */
         usleep(200000);
-        gap = clock_ms(busy_clock) - c0;
+        gap = vmp_test_clock_ms(busy_clock) - c0;
         for (int64_t end = mono_ms() + 20; mono_ms() < end;)
             vmp_delivery_send(&d, vmp_delivery_wait(&d));
         vmp_delivery_stop(&d);
@@ -3224,7 +3217,7 @@ VMP_TEST(cpu_clock_with_sources_counts_what_a_handler_drops_beyond_its_cap)
             usleep(100);
         int64_t c0 = atomic_load(&capped_cpu_ms[1]);
         /* (no round meanwhile: nobody looks at it) until it ran 80 ms */
-        for (int64_t end = mono_ms() + 3000; clock_ms(clk) - c0 < 80 && mono_ms() < end;)
+        for (int64_t end = mono_ms() + 3000; vmp_test_clock_ms(clk) - c0 < 80 && mono_ms() < end;)
             usleep(5000);
         long before = atomic_load(&paid[CAPPED]);
         atomic_store(&capped_block, 0);
@@ -3234,7 +3227,7 @@ VMP_TEST(cpu_clock_with_sources_counts_what_a_handler_drops_beyond_its_cap)
         usleep(2000);
         paid_after = atomic_load(&paid[CAPPED]) - before;
         /* (its events pay what it ran since, one period each) */
-        ran_after = clock_ms(clk) - atomic_load(&capped_cpu_ms[0]);
+        ran_after = vmp_test_clock_ms(clk) - atomic_load(&capped_cpu_ms[0]);
         for (int64_t end = mono_ms() + 20; mono_ms() < end;)
             vmp_delivery_send(&d, vmp_delivery_wait(&d));
         vmp_delivery_stop(&d);

@@ -153,15 +153,6 @@ static void *late_blocking_thread(void *arg)
     return NULL;
 }
 
-/* A thread's CPU clock, in ms (-1 when it cannot be read). */
-static int64_t clock_ms(clockid_t clock)
-{
-    struct timespec t;
-    if (clock_gettime(clock, &t) < 0)
-        return -1;
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static int64_t mono_ms(void)
 {
     struct timespec t;
@@ -262,7 +253,7 @@ static int run_schedule(run *r)
         clockid_t special_clock;
         int64_t special_cpu0 = -1;
         if (r->special && pthread_getcpuclockid(special, &special_clock) == 0)
-            special_cpu0 = clock_ms(special_clock);
+            special_cpu0 = vmp_test_clock_ms(special_clock);
         int64_t begun = mono_ms(), end = begun + r->ms, give_up = begun + 10000;
         r->steady_rounds = r->steady_reads = r->steady_polls = r->steady_visits = r->still_reads = 0;
         r->still_polls = r->wake_polls = 0;
@@ -299,7 +290,7 @@ static int run_schedule(run *r)
         r->special_handled_at_stop = atomic_load(&special_handled);
         vmp_delivery_stop(&r->d);
         if (special_cpu0 >= 0)
-            r->special_cpu_ms = (long)(clock_ms(special_clock) - special_cpu0);
+            r->special_cpu_ms = (long)(vmp_test_clock_ms(special_clock) - special_cpu0);
     } else {
         rc = -1;
     }

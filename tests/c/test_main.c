@@ -126,6 +126,14 @@ static int selected(const char *name, const char *filter)
     return strstr(name, filter) != NULL;
 }
 
+int64_t vmp_test_clock_ms(clockid_t c)
+{
+    struct timespec t;
+    if (clock_gettime(c, &t) < 0)
+        return -1;
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 int main(int argc, char **argv)
 {
     int passed = 0, failed = 0, passed_again = 0, i;

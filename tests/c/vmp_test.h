@@ -10,7 +10,9 @@
 #ifndef VMP_TEST_H
 #define VMP_TEST_H
 
+#include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 typedef void (*vmp_test_fn)(void);
@@ -26,6 +28,9 @@ unsigned char *vmp_test_read_file(const char *path, size_t *len);
  * fixed nap after starting a thread was not enough on a loaded machine: a
  * thread kept from a CPU 20 ms and more was still on its way there.) */
 int vmp_test_wait_asleep_in(int tid, long nr);
+/* Clock c (a thread's CPU clock, CLOCK_MONOTONIC, ...) in ms; -1 when it
+ * cannot be read (a thread gone). */
+int64_t vmp_test_clock_ms(clockid_t c);
 
 #define VMP_TEST(name)                                                           \
     static void name(void);                                                      \
