@@ -180,8 +180,10 @@
  * behind and not on a CPU (one tgkill; it waits, waits for a CPU, or has
  * no source) unless it is idle in a sample that may be repeated (taken
  * inside a system call, its clock unmoved since: the rule above), or
- * asleep in pause(), sigsuspend() or a relative nanosleep (a signal would
- * end the wait: waits_for_a_signal in vmp_delivery.c).  A probe that found it outside a call (kept from a
+ * asleep in pause(), sigsuspend(), a relative nanosleep or a write that
+ * waits for room, or runnable inside a write it was found waiting in and
+ * handled no signal since (a signal would end the wait or cut the write:
+ * waits_for_a_signal in vmp_delivery.c).  A probe that found it outside a call (kept from a
  * CPU) makes the next one wait twice as long, until it runs again.  While
  * a thread waits now and then (a probe found it waiting, not for the
  * first time) the rounds come every VMP_WAIT_ROUND_NS, so that its short
@@ -519,6 +521,8 @@ typedef struct vmp_delivery {
     _Atomic uint64_t visits;   /* still threads' clocks read by visits (visit_still) */
     _Atomic uint64_t first_samples; /* threads idle from the start in a stack first_sample handed over */
     _Atomic uint64_t sources_opened; /* per-thread events opened */
+    _Atomic uint64_t probes_spared;  /* wall clock with sources: probes not sent to a thread runnable inside a
+                                      * write it was found waiting in (waits_for_a_signal in vmp_delivery.c) */
 
     /* the sending thread's own (vmp_delivery.c) */
     pid_t pid;

@@ -26,7 +26,8 @@
 #include "vmp_delivery.h"
 #include "vmp_test.h"
 
-enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, STARVED, WINDOWED, SLOW, ROLES };
+enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, STARVED, WINDOWED, SLOW, WRITER,
+       ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -2705,6 +2706,176 @@ VMP_TEST(a_thread_kept_from_a_cpu_after_leaving_the_handler_is_not_taken_for_one
     atomic_store(&hog_go, 2);
     syscall(SYS_futex, &hog_go, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     pthread_join(hog, NULL);
+}
+
+/* The writer: on CPU 0, writes WRITE_SIZE bytes to write_pipe[1] in one
+ * write() (far more than the pipe holds: it waits for room, and copies as
+ * the test drains the pipe), notes what it returned and the signals it had
+ * handled by then, and closes its end. */
+#define WRITE_SIZE (1 << 20)
+static int write_pipe[2];
+static _Atomic long write_returned, write_signalled;
+
+static void *writer_thread(void *arg)
+{
+    (void)arg;
+    cpu_set_t zero;
+    CPU_ZERO(&zero);
+    CPU_SET(0, &zero);
+    sched_setaffinity(0, sizeof zero, &zero);
+    static char buf[WRITE_SIZE];
+    memset(buf, 'x', sizeof buf);
+    atomic_store(&tids[WRITER], (pid_t)syscall(SYS_gettid));
+    ssize_t n = write(write_pipe[1], buf, sizeof buf);
+    atomic_store(&write_signalled, atomic_load(&signalled[WRITER]));
+    atomic_store(&write_returned, (long)n);
+    close(write_pipe[1]);
+    return NULL;
+}
+
+/* Reads `n` bytes from the write pipe (fewer at its end). */
+static void drain(size_t n)
+{
+    static char buf[16384];
+    while (n > 0) {
+        ssize_t got = read(write_pipe[0], buf, n < sizeof buf ? n : sizeof buf);
+        if (got <= 0)
+            return;
+        n -= (size_t)got;
+    }
+}
+
+/* Thread tid's state letter in /proc ('?' when gone), and its CPU clock in
+ * *cpu_ns. */
+static char task_state(pid_t tid, int64_t *cpu_ns)
+{
+    char path[64], line[512];
+    struct timespec t;
+    *cpu_ns = clock_gettime((clockid_t)((~(unsigned)tid << 3) | 6), &t) == 0
+                  ? (int64_t)t.tv_sec * 1000000000 + t.tv_nsec : -1;
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = 0;
+    const char *end = strrchr(line, ')');
+    return end && end[1] == ' ' ? end[2] : '?';
+}
+
+/* Wall clock with sources: a thread found waiting in a write() for room in
+ * a pipe, then woken there (the reader made room) and kept from a CPU (a
+ * loaded machine), is not signalled: the signal, handled only once the
+ * write returns, makes the write return at its next wait for room, with
+ * the bytes written so far (test_sampler_safety's write test: 8 of 10
+ * writes short once at load ~30).  Its state is R, its clock stands still,
+ * /proc/<tid>/syscall says "running", not write(): before, that was a
+ * thread two periods behind and not idle, probed, and its write returned
+ * short here every time (147,456 of 1,048,576 bytes).  Now it is taken to
+ * be in the write it was found waiting in until it handles a signal (its
+ * event fires only in user mode).  A real-time hog on the writer's CPU
+ * keeps it runnable there for 30 ms and 3 of the sender's rounds (the
+ * sender on the other CPU).  With the R check taken out of waits_for_a_signal this
+ * fails so.  Needs two CPUs and SCHED_FIFO (root). */
+VMP_TEST(wall_clock_with_sources_does_not_signal_a_thread_runnable_inside_a_write)
+{
+    cpu_set_t mine, one;
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || sched_getaffinity(0, sizeof mine, &mine) < 0 || !CPU_ISSET(0, &mine) ||
+        !CPU_ISSET(1, &mine)) {
+        printf("    (skipped: needs CPUs 0 and 1)\n");
+        return;
+    }
+    if (!kernel_has_sources()) {
+        printf("    (the kernel refused per-thread events here: nothing to test)\n");
+        return;
+    }
+    atomic_store(&hog_go, 0);
+    atomic_store(&window_release, 0);
+    pthread_t hog;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+    struct sched_param prio = {.sched_priority = 1};
+    pthread_attr_setschedparam(&attr, &prio);
+    cpu_set_t zero;
+    CPU_ZERO(&zero);
+    CPU_SET(0, &zero);
+    pthread_attr_setaffinity_np(&attr, sizeof zero, &zero);
+    int err = pthread_create(&hog, &attr, hog_thread, NULL);
+    pthread_attr_destroy(&attr);
+    if (err) {
+        printf("    (skipped: no real-time thread here: %s)\n", strerror(err));
+        return;
+    }
+    CPU_ZERO(&one);
+    CPU_SET(1, &one);
+    sched_setaffinity(0, sizeof one, &one); /* (the sender and the reader: never behind the hog) */
+    reset_role(WRITER);
+    atomic_store(&write_returned, -2);
+    REQUIRE(pipe(write_pipe) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, writer_thread, NULL);
+    while (!atomic_load(&tids[WRITER]))
+        usleep(100);
+    pid_t tid = atomic_load(&tids[WRITER]);
+    CHECK(vmp_test_wait_asleep_in(tid, SYS_write) == 0);
+    vmp_delivery d = wall_schedule();
+    d.sources = 1;
+    d.own_table = 1; /* (the sender reads /proc/<tid>/syscall) */
+    long held_rounds = 0;
+    int64_t held_cpu = -1, held_from = -1;
+    char held_state = '?';
+    if (vmp_delivery_start(&d) == 0) {
+        CHECK(d.sources);
+        /* It copies as the pipe is drained, and waits in write() for more
+         * room between the rounds, 30 ms (3 rounds at least) of periods
+         * owed: the sender finds it in write() (its /proc/<tid>/syscall)
+         * and does not signal it there. */
+        for (int64_t end = mono_ms() + 30; mono_ms() < end;) {
+            drain(16384);
+            CHECK(vmp_test_wait_asleep_in(tid, SYS_write) == 0);
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        }
+        /* The hog takes CPU 0; room is made: the writer is woken inside
+         * its write() and waits there for a CPU. */
+        atomic_store(&hog_go, 1);
+        syscall(SYS_futex, &hog_go, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        usleep(2000);
+        drain(16384);
+        for (int64_t give_up = mono_ms() + 1000; (held_state = task_state(tid, &held_from)) != 'R' && mono_ms() < give_up;)
+            usleep(100);
+        /* (3 rounds at least: a loaded machine gave the sender 2 in 30 ms) */
+        for (int64_t end = mono_ms() + 30; (mono_ms() < end || held_rounds < 3) && mono_ms() < end + 500; held_rounds++)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        task_state(tid, &held_cpu);
+        vmp_delivery_stop(&d);
+    }
+    atomic_store(&window_release, 1); /* (the writer runs again: a signal pending is handled now) */
+    drain(WRITE_SIZE);
+    pthread_join(th, NULL);
+    sched_setaffinity(0, sizeof mine, &mine);
+    atomic_store(&hog_go, 2);
+    syscall(SYS_futex, &hog_go, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    pthread_join(hog, NULL);
+    close(write_pipe[0]);
+    end_handler(&old, NULL, 0);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    held %c for %ld rounds (its clock moved %lld ns meanwhile); write returned %ld of %d, %ld signals "
+               "handled by then, %ld in all; %llu sent, %llu probes spared\n", held_state, held_rounds,
+               (long long)(held_cpu - held_from), atomic_load(&write_returned), WRITE_SIZE,
+               atomic_load(&write_signalled), atomic_load(&signalled[WRITER]), (unsigned long long)atomic_load(&d.sent),
+               (unsigned long long)atomic_load(&d.probes_spared));
+    /* (the premise: runnable, and it did not run while the rounds came) */
+    CHECK(held_state == 'R');
+    CHECK(held_rounds >= 3);
+    CHECK(held_cpu == held_from);
+    CHECK(atomic_load(&d.probes_spared) >= 1); /* (the path under test ran) */
+    CHECK(atomic_load(&write_returned) == WRITE_SIZE);
+    CHECK(atomic_load(&write_signalled) == 0);
 }
 
 /* Wall clock, per-period schedule: a round far behind (the sender kept
