@@ -112,7 +112,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    PyObject *stats = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    PyObject *stats = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -132,7 +132,8 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          (unsigned long long)st.clock_reads, "polls", (unsigned long long)st.polls, "listings",
                          (unsigned long long)st.listings, "visits", (unsigned long long)st.visits, "first_samples",
                          (unsigned long long)st.first_samples, "first_sample_periods",
-                         (unsigned long long)st.first_sample_periods, "handlers_still_running",
+                         (unsigned long long)st.first_sample_periods, "sources_opened",
+                         (unsigned long long)st.sources_opened, "handlers_still_running",
                          (unsigned long long)st.handlers_left, "slots_given_up",
                          (unsigned long long)st.slots_given_up, "signal",
                          st.signo);

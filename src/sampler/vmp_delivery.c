@@ -45,6 +45,7 @@ struct vmp_delivery_thread {
     uint8_t held;        /* ... its probes wait for the rules (cut_held), as of its latest round */
     uint8_t in_write;    /* wall clock: its last call read was a write that may wait for room (waits_for_a_signal) ... */
     uint32_t write_handled; /* ... with handled[] then */
+    uint8_t first;       /* wall clock: the start handed over its first sample (first_samples) */
     uint32_t active_pos;
     int src;               /* its source's fd (sources mode); -1: none */
     int src_pos;           /* its place in open_fds */
@@ -2192,6 +2193,7 @@ static void first_samples(vmp_delivery *d)
             continue;
         set_repeatable(t->place, t->last_cpu, 1);
         set_last_sampled(t->place, t->tid, t->last_cpu, -1, 1);
+        t->first = 1;
         atomic_fetch_add_explicit(&d->first_samples, 1, memory_order_relaxed);
     }
     free(sorted);
@@ -2302,6 +2304,7 @@ int vmp_delivery_start(vmp_delivery *d)
     d->unexplained = 0;
     d->last_scan = d->last_rescan = d->last_round = d->start_ns = clock_ns(CLOCK_MONOTONIC);
     d->round_periods = 1;
+    int firsts_done = 0;
     if (d->sources) {
         /* the CPU time (wall clock: the time) of the threads already there
          * counts from here */
@@ -2317,11 +2320,24 @@ int vmp_delivery_start(vmp_delivery *d)
         int64_t quiet = d->cpu_clock && d->quiet_rounds ? VMP_QUIET_ROUND_NS / d->period_ns + d->max_owed : 0;
         atomic_store(&credit_cap, quiet > d->max_owed ? quiet : d->max_owed);
         atomic_store(&credit_period, d->period_ns);
+        /* The threads handed over idle in a first sample get none: their
+         * stack is known and cannot change until they run, and one that
+         * runs gets a source at its round as any thread found running
+         * without one.  (Opened for the first VMP_MAX_SOURCES threads
+         * listed, the 1,000 waiting threads of the wall-clock pool bench
+         * took all 64, ~50 us each of the sampler thread's CPU (the open,
+         * and the kernel's cross-CPU calls to install and enable an event
+         * on another thread), and the busy thread born after enable()
+         * found none to take and was probed every round for
+         * VMP_SOURCE_RETRY_NS.)  The caller's own thread, which runs, has
+         * no first sample: the kernel's answer is still read at the start. */
+        first_samples(d);
+        firsts_done = 1;
         /* The kernel may refuse the events (perf_event_paranoid, seccomp):
          * then the per-period schedule. */
         for (size_t i = 0; i < d->n_threads && d->sources && d->n_sources < (size_t)d->max_sources; i++)
-            if (!d->threads[i].not_python && source_open(d, &d->threads[i]) < 0 && errno != EMFILE &&
-                errno != ENFILE && errno != ESRCH && errno != ENOMEM)
+            if (!d->threads[i].not_python && !d->threads[i].first && source_open(d, &d->threads[i]) < 0 &&
+                errno != EMFILE && errno != ENFILE && errno != ESRCH && errno != ENOMEM)
                 d->sources = 0;
         if (!d->sources) {
             atomic_store(&credit_period, 0);
@@ -2332,7 +2348,8 @@ int vmp_delivery_start(vmp_delivery *d)
             d->round_periods = VMP_SOURCE_ROUND_NS > d->period_ns ? VMP_SOURCE_ROUND_NS / d->period_ns : 1;
         }
     }
-    first_samples(d);
+    if (!firsts_done)
+        first_samples(d);
     d->fast_until = 0;
     d->steady_since = d->last_round;
     d->changed = 0;

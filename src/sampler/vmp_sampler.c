@@ -841,6 +841,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->listings = atomic_load(&vmp_run.delivery.scans);
         stats->visits = atomic_load(&vmp_run.delivery.visits);
         stats->first_samples = atomic_load(&vmp_run.delivery.first_samples);
+        stats->sources_opened = atomic_load(&vmp_run.delivery.sources_opened);
         stats->first_sample_periods = vmp_delivery_first_sample_periods();
         stats->handlers_left = (uint64_t)atomic_load(&vmp_run.handlers_left);
         stats->slots_given_up = atomic_load(&vmp_run.slots_given_up);

@@ -69,6 +69,7 @@ typedef struct vmp_sampler_stats {
      * of /proc/self/task, visits of still threads. */
     uint64_t clock_reads, polls, listings, visits;
     uint64_t first_samples;  /* wall clock: threads idle from the start in a stack read by enable() */
+    uint64_t sources_opened; /* per-thread CPU-time events opened (vmp_delivery.h: "Per-thread sources") */
     uint64_t first_sample_periods; /* of `samples`: the periods each thread's first signal's sample stood for */
     uint64_t handlers_left;  /* handlers still inside when a stop's wait for them ended (stopped, starved) */
     uint64_t slots_given_up; /* ring slots given up on: their producer stayed between claim and publish past VMP_STALL_NS */

@@ -137,6 +137,49 @@ def test_threads_waiting_when_the_run_starts_are_not_woken_to_be_found(monkeypat
         assert 0.8 * main_samples - 5 <= n <= 1.2 * main_samples + 20, (tid, n, main_samples, stats)
 
 
+def test_threads_waiting_when_the_run_starts_take_no_event_and_a_thread_started_later_gets_one():
+    # A thread handed over idle in its first sample needs no CPU-time event
+    # of its own until it runs: the start opens none for it.  Before, the
+    # start opened its 64 (VMP_MAX_SOURCES) for the first threads listed,
+    # here waiting ones (~50 us of the sampler thread's CPU each), and a
+    # thread started after enable() found none free and was probed every
+    # round for a second instead.
+    n_idle = 100  # (more than the 64 events)
+    stop, ready = threading.Event(), threading.Semaphore(0)
+
+    def wait():
+        ready.release()
+        waits_in_a(stop)
+
+    ts = [threading.Thread(target=wait) for _ in range(n_idle)]
+    for t in ts:
+        t.start()
+    for _ in ts:
+        ready.acquire()
+    wait_until_asleep(ts, "waits_in_a")
+
+    def run():
+        t = threading.Thread(target=burn_cpu, args=(0.3,))
+        t.start()
+        t.join()
+
+    try:
+        p, _, stats = profile(run, period=0.001, real_time=True)
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    if stats["sources_opened"] == 0:
+        pytest.skip("the kernel gives no per-thread CPU-time events here (per-period schedule)")
+    assert stats["first_samples"] >= n_idle - 5, stats
+    missed = n_idle - stats["first_samples"]
+    # the main thread's at the start, the burning thread's when found
+    # running (and one for each waiting thread that ran after all)
+    assert 2 <= stats["sources_opened"] <= 2 + missed + 3, stats
+    assert len(samples_per_thread_in(p, "waits_in_a")) == n_idle, stats
+    assert p.inclusive("burn_cpu") > 0, stats
+
+
 def test_a_thread_that_moves_to_another_wait_is_shown_there_soon():
     # The thread wakes for a moment (microseconds of CPU, less than the idle
     # slack can hide) and waits somewhere else: within the refresh interval
