@@ -518,6 +518,7 @@ typedef struct vmp_delivery {
     _Atomic uint64_t polls;    /* rounds that read the still threads */
     _Atomic uint64_t clock_reads; /* CPU clocks of other threads read */
     _Atomic uint64_t scans;    /* listings of /proc/self/task */
+    _Atomic uint64_t births_read; /* ... of its end only, for the threads born since (read_births) */
     _Atomic uint64_t visits;   /* still threads' clocks read by visits (visit_still) */
     _Atomic uint64_t first_samples; /* threads idle from the start in a stack first_sample handed over */
     _Atomic uint64_t sources_opened; /* per-thread events opened */
@@ -548,6 +549,7 @@ typedef struct vmp_delivery {
     size_t n_sources;             /* per-thread events open */
     int max_sources;
     int64_t last_scan, last_rescan, last_nlink, process_cpu, self_cpu, unexplained;
+    int64_t listed;               /* threads the last listing read, with those born since read_births read (-1: not known) */
     pid_t skip_tid[2];
     int64_t skip_cpu[2];
     int64_t last_round; /* CLOCK_MONOTONIC ns of the latest wake-up (the caller may read it) */

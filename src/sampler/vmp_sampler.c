@@ -839,6 +839,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->clock_reads = atomic_load(&vmp_run.delivery.clock_reads);
         stats->polls = atomic_load(&vmp_run.delivery.polls);
         stats->listings = atomic_load(&vmp_run.delivery.scans);
+        stats->births_read = atomic_load(&vmp_run.delivery.births_read);
         stats->visits = atomic_load(&vmp_run.delivery.visits);
         stats->first_samples = atomic_load(&vmp_run.delivery.first_samples);
         stats->sources_opened = atomic_load(&vmp_run.delivery.sources_opened);
