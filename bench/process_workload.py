@@ -329,6 +329,11 @@ def main():
         busy["lifetime"] = time.perf_counter() - t0
         busy["cpu"] = time.thread_time() - c0
 
+    # (the profiler's threads, listed before the run: at the mark only
+    # their clocks are read, microseconds with the GIL; listing 1,000
+    # threads there held it for milliseconds, and the busy thread, probed
+    # while it waited for it, set the sampler thread's short rounds going)
+    ours = process_tids() - mine if args.mark and prof else set()
     w0 = time.perf_counter()
     ts = [threading.Thread(target=busy_thread, args=(w,)) for w in workers]
     for t in ts:
@@ -339,8 +344,7 @@ def main():
         # the end is their steady cost, without the start's (the first
         # samples of every thread already there)
         time.sleep(max(0.0, w0 + args.mark - time.perf_counter()))
-        mark = (time.perf_counter() - w0,
-                {tid: thread_cpu_ns(tid) or 0 for tid in process_tids() - mine})
+        mark = (time.perf_counter() - w0, {tid: thread_cpu_ns(tid) or 0 for tid in ours})
     for t in ts:
         t.join()
     wall = time.perf_counter() - w0
