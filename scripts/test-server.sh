@@ -16,13 +16,13 @@ status=0
 rerun=(--reruns "${TEST_RERUNS:-1}" -rR)
 echo "=== server tests on CPython $v"
 ".venv/$v/bin/pytest" -q -p no:cacheprovider --timeout="${PER_TEST_TIMEOUT:-300}" \
-    --timeout-method=thread "${rerun[@]}" tests/server "$@" || status=1
+    --timeout-method=signal "${rerun[@]}" tests/server "$@" || status=1
 if [ -x build/server-asan/vmprof-server ]; then
     echo "=== server tests against the ASan+UBSan build"
     VMPROF_SERVER="$PWD/build/server-asan/vmprof-server" \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ".venv/$v/bin/pytest" -q -p no:cacheprovider --timeout="${PER_TEST_TIMEOUT:-300}" \
-        --timeout-method=thread "${rerun[@]}" --ignore=tests/server/test_ui.py tests/server "$@" \
+        --timeout-method=signal "${rerun[@]}" --ignore=tests/server/test_ui.py tests/server "$@" \
         || status=1
 fi
 exit $status
