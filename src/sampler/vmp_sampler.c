@@ -787,6 +787,13 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
     if (stopped_for_fork) /* (os.fork has not returned to Python since) */
         fork_resume();
     vmp_run.disabling = 1;
+    /* A handler the program installed on our signal since the sampler
+     * thread last looked (up to 40 ms ago, or longer on a loaded machine)
+     * is noted as it would have noted it: before, a program that took the
+     * signal over shortly before the stop had its profile cut short with
+     * nothing to say why. */
+    if (timer_running)
+        (void)signal_still_ours();
     vmp_writer_stopping(); /* (a writer nobody reads gives up within 10 s from now) */
     int left;
     Py_BEGIN_ALLOW_THREADS

@@ -123,6 +123,34 @@ def test_a_program_taking_the_signal_over_keeps_it_and_the_profile_says_when(rea
     assert stats["signal_taken_over_ms"] is None
 
 
+@pytest.mark.parametrize("real_time", [False, True], ids=["cpu", "wall"])
+def test_a_program_taking_the_signal_over_just_before_the_stop_is_told_too(real_time):
+    # The sampler thread looks at the signal's handler at its rounds (10 to
+    # 40 ms apart, later on a loaded machine): a program that took the
+    # signal over after its last look and then stopped (`python -m vmprof`
+    # running a program that installs its handler near its end; CI: a rerun
+    # of test_cli_run's test of that, at load 15-30) had its profile end
+    # with nothing to say why.  disable() looks itself now.
+    def run():
+        burn_cpu(0.05)
+        old = signal.signal(signal.SIGURG, lambda s, f: None)
+        restore.append(old)
+
+    restore = []
+    try:
+        p, _, stats = profile(run, period=0.001, real_time=real_time)
+    finally:
+        for old in restore:
+            signal.signal(signal.SIGURG, old)
+    assert stats["signal"] == signal.SIGURG
+    taken = stats["signal_taken_over_ms"]
+    assert taken is not None and taken >= 40, stats
+    assert p.meta.get("signal_taken_over_ms") == str(taken)
+    # a later run is not told the same
+    _, _, stats = profile(burn_cpu, 0.05, period=0.001)
+    assert stats["signal_taken_over_ms"] is None
+
+
 def c_disposition(signo):
     """The handler address the kernel has for signo (signal.getsignal only
     knows what Python itself installed)."""
