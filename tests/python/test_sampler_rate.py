@@ -315,6 +315,7 @@ def test_wall_clock_gives_a_threads_wait_for_a_cpu_to_what_it_computes():
         result["share"] = compute_then_sleep(0.003, 0.007, 1.5)
         b = schedstat()
         result["waited"] = (b[1] - a[1]) / 1e9
+        result["ran"] = (b[0] - a[0]) / 1e9  # (its CPU time: for the failure's message)
 
     def run():
         t = threading.Thread(target=worker)
