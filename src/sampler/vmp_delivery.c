@@ -584,6 +584,14 @@ static vmp_delivery_thread *find(const vmp_delivery *d, pid_t tid)
     }
 }
 
+int vmp_delivery_test_state(const vmp_delivery *d, pid_t tid)
+{
+    const vmp_delivery_thread *t = d->index ? find(d, tid) : NULL;
+    if (!t)
+        return -1;
+    return (t->state == ACTIVE ? VMP_TEST_ACTIVE : 0) | (t->idle_cpu >= 0 ? VMP_TEST_IDLE : 0);
+}
+
 static void index_put(vmp_delivery *d, size_t pos)
 {
     size_t h = hash_tid(d->threads[pos].tid) & d->index_mask;

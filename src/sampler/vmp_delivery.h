@@ -582,6 +582,14 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods);
 /* Hands over the repeats still counted for still threads, then frees. */
 void vmp_delivery_stop(vmp_delivery *d);
 
+/* Tests only, the sending thread: what d's table says of thread tid: -1
+ * not in it; else VMP_TEST_ACTIVE when it is read each round (not still),
+ * plus VMP_TEST_IDLE when it was found idle since its last sample (wall
+ * clock: its periods repeat that sample). */
+#define VMP_TEST_ACTIVE 1
+#define VMP_TEST_IDLE 2
+int vmp_delivery_test_state(const vmp_delivery *d, pid_t tid);
+
 /* In the signal handler: its first and its last call, for every signal
  * (see "Threads that block the signal"). */
 void vmp_delivery_entered(void);

@@ -191,7 +191,20 @@ typedef struct run {
      * thread), and those that found one running again (more threads active
      * after the round than before it). */
     long still_polls, wake_polls;
+    /* ... and of those, the polls that found the special thread running
+     * again (still as the round began, active after it); the rounds that
+     * made it still, those that found it still as they began, and whether
+     * it was still at the stop */
+    long special_wake_polls, special_made_still, special_still_rounds;
+    int special_still_at_stop;
 } run;
+
+/* Thread tid in d's table: 1 read each round, 0 still, -1 not there. */
+static int active_or_still(const vmp_delivery *d, pid_t tid)
+{
+    int state = vmp_delivery_test_state(d, tid);
+    return state < 0 ? -1 : (state & VMP_TEST_ACTIVE) != 0;
+}
 
 static int run_schedule(run *r)
 {
@@ -257,6 +270,8 @@ static int run_schedule(run *r)
         int64_t begun = mono_ms(), end = begun + r->ms, give_up = begun + 10000;
         r->steady_rounds = r->steady_reads = r->steady_polls = r->steady_visits = r->still_reads = 0;
         r->still_polls = r->wake_polls = 0;
+        r->special_wake_polls = r->special_made_still = r->special_still_rounds = 0;
+        pid_t watched = r->special ? atomic_load(&special_tid) : 0;
         while (mono_ms() < end || (r->steady_rounds < r->steady_wanted && mono_ms() < give_up) ||
                (r->until_found && (r->found_ms < 0 || mono_ms() < begun + r->found_ms + 100) && mono_ms() < give_up) ||
                (atomic_load(&special_signals) < r->special_signals_wanted && mono_ms() < give_up)) {
@@ -270,11 +285,21 @@ static int run_schedule(run *r)
             uint64_t reads = atomic_load(&r->d.clock_reads), polls = atomic_load(&r->d.polls);
             uint64_t visits = atomic_load(&r->d.visits);
             long active = (long)r->d.n_active, still = (long)r->d.n_threads - active;
+            if (!watched && r->special)
+                watched = atomic_load(&special_tid); /* (started after the start) */
+            int watched_was = watched ? active_or_still(&r->d, watched) : -1;
             vmp_delivery_send(&r->d, periods);
+            int watched_is = watched ? active_or_still(&r->d, watched) : -1;
+            if (watched_was == 0)
+                r->special_still_rounds++;
+            if (watched_was == 1 && watched_is == 0)
+                r->special_made_still++;
             if (atomic_load(&r->d.polls) != polls && still > 0) {
                 r->still_polls++;
                 if ((long)r->d.n_active > active)
                     r->wake_polls++;
+                if (watched_was == 0 && watched_is == 1)
+                    r->special_wake_polls++;
             }
             if (r->found_ms < 0 && atomic_load(&r->d.threads_blocking))
                 r->found_ms = (long)(mono_ms() - begun);
@@ -288,6 +313,7 @@ static int run_schedule(run *r)
             }
         }
         r->special_handled_at_stop = atomic_load(&special_handled);
+        r->special_still_at_stop = watched && active_or_still(&r->d, watched) == 0;
         vmp_delivery_stop(&r->d);
         if (special_cpu0 >= 0)
             r->special_cpu_ms = (long)(vmp_test_clock_ms(special_clock) - special_cpu0);
@@ -536,9 +562,6 @@ VMP_TEST(a_poll_keeps_what_it_found_as_long_as_the_poll_cost)
              .special = sleeping_thread, .special_first = 1};
     REQUIRE(run_schedule(&r) == 0);
     long periods = (long)atomic_load(&r.d.periods), polls = (long)atomic_load(&r.d.polls);
-    if (getenv("VMP_TEST_VERBOSE"))
-        fprintf(stderr, "  periods %ld polls %ld (%ld of still threads, %ld found one) reads %ld listings %ld\n", periods,
-                polls, r.still_polls, r.wake_polls, (long)atomic_load(&r.d.clock_reads), (long)atomic_load(&r.d.scans));
     /* The polls that found the sleeper: 1 as a rule.  Without the hold: 5-7
      * every run.  The others are not the hold's: up to 2 at the start, with
      * no thread still yet (the 300 answering their first signals between
@@ -546,9 +569,23 @@ VMP_TEST(a_poll_keeps_what_it_found_as_long_as_the_poll_cost)
      * that found nothing (a round's skew above VMP_WAKE_NS: a loaded
      * machine charges interrupts to the thread they interrupt); together
      * 4 in one run of ten beside 3 busy loops (load ~12), where all polls
-     * were counted. */
-    CHECK(r.wake_polls >= 1);
-    CHECK(r.wake_polls <= 2);
+     * were counted.  So are polls that found one of the crowd running (one
+     * kept from a CPU between its handler and its read(), taken for idle,
+     * then found running: 2-5 of them in 4 of 120 runs under ASan at load
+     * 25-45) and a poll whose round made another thread still as it found
+     * the sleeper (the active count not grown: 1 of 120): only the
+     * sleeper's are counted.  It is found by a poll only once made still:
+     * the polls must find it unless it is still at the stop. */
+    int made_still = r.special_made_still > 0;
+    CHECK(!made_still || r.special_wake_polls >= 1 || r.special_still_at_stop);
+    CHECK(r.special_wake_polls <= 2);
+    if (getenv("VMP_TEST_VERBOSE") || vmp_test_failed() || !made_still)
+        fprintf(stderr, "  periods %ld polls %ld (%ld of still threads, %ld found one, %ld the sleeper) reads %ld listings %ld; "
+                "the sleeper made still %ld times, still as %ld rounds began%s%s\n", periods,
+                polls, r.still_polls, r.wake_polls, r.special_wake_polls, (long)atomic_load(&r.d.clock_reads),
+                (long)atomic_load(&r.d.scans), r.special_made_still, r.special_still_rounds,
+                r.special_still_at_stop ? ", still at the stop" : "",
+                made_still ? "" : " (never made still: a machine this loaded tells nothing of the polls)");
 }
 
 /* The sending thread kept from a CPU for 5 ms between its reading of a
