@@ -30,6 +30,11 @@ void vmp_test_fail(const char *file, int line, const char *what)
     current_failed = 1;
 }
 
+int vmp_test_failed(void)
+{
+    return current_failed;
+}
+
 const char *vmp_fixture(const char *name)
 {
     static char path[4096];

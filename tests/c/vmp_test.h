@@ -18,6 +18,10 @@
 typedef void (*vmp_test_fn)(void);
 void vmp_test_register(const char *name, vmp_test_fn fn);
 void vmp_test_fail(const char *file, int line, const char *what);
+/* Whether the running test has failed a check so far (a test then prints
+ * the figures it checked, as it does with VMP_TEST_VERBOSE set, so that a
+ * failure in CI says what was counted). */
+int vmp_test_failed(void);
 /* Path of a fixture file under the upstream fixtures folder (static buffer). */
 const char *vmp_fixture(const char *name);
 /* The whole of a file, malloc'd (the caller frees it), its length in *len;
