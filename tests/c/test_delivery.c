@@ -3238,12 +3238,13 @@ typedef struct {
     long samples;
     int found;
     unsigned long long not_python;
+    int sources, cpu_clock; /* (the run's schedule and clock) */
 } blocked_run;
 
 static blocked_run run_beside_a_blocker(int sources, int cpu_clock, void *arg, pid_t *python, int wake_at_ms,
                                         int quiet_ms)
 {
-    blocked_run r = {-1, -1, -1, -1, -1, -1, 0};
+    blocked_run r = {-1, -1, -1, -1, -1, -1, 0, sources, cpu_clock};
     struct sigaction old;
     pthread_t th;
     clockid_t clk;
@@ -3299,11 +3300,16 @@ static blocked_run run_beside_a_blocker(int sources, int cpu_clock, void *arg, p
  * dropped. */
 static void check_counted_blocked(blocked_run r)
 {
+    int failed = vmp_test_failed();
     CHECK(r.found == 1);
     CHECK(r.samples == 0);
     CHECK(r.blocked >= r.least - 1);
     CHECK(r.blocked <= r.most + 1);
     CHECK(r.dropped == 0);
+    if (!failed && vmp_test_failed() && !getenv("VMP_TEST_VERBOSE"))
+        printf("    sources %d, %s clock: %lld-%lld ms due, %lld blocked, %lld dropped, %ld samples, %d found, %llu "
+               "answers not Python\n", r.sources, r.cpu_clock ? "cpu" : "wall", (long long)r.least, (long long)r.most,
+               (long long)r.blocked, (long long)r.dropped, r.samples, r.found, r.not_python);
 }
 
 /* A thread that blocks the signal is left alone (not signalled again, not
