@@ -410,16 +410,25 @@ VMP_TEST(wall_clock_repeats_an_idle_threads_sample_and_signals_a_busy_one)
             idle_last_us = at;
     }
     long idle_waited = idle_pending ? (long)((stop_us - idle_last_us) / 1000) + 1 : 0;
+    if (atomic_load(&rounds) < 30) {
+        /* (a sender kept from a CPU for most of the run: once 3 rounds, one
+         * of 997 periods, 2 signals each, at load ~25; nothing to tell) */
+        printf("    skipped: %ld rounds in %ld periods, the machine is too loaded\n", atomic_load(&rounds), periods);
+        return;
+    }
     /* ~300 samples owed to each.  The idle one: its first sample found it
      * inside read(), where it stays: every later one is a repeat (before, a
      * real one came every 50 ms as well: 6 or more signals).  A loaded
      * machine that keeps it from a CPU between our handler and its read()
      * makes it look idle, then run: one more (seen once under ASan at load
-     * 14).  One kept from a CPU to the end with a signal pending has the
+     * 14); so does one charged more than VMP_IDLE_SLACK_NS from its sample
+     * back into read() (20-51 us traced at load ~30), rightly taken for one
+     * that ran: 4 signals once at load ~25 (a 50-ms refresh would make 6 or
+     * more, no idle sample repeated ~300).  One kept from a CPU to the end with a signal pending has the
      * periods since its last sample counted dropped by the stop (all 299
      * once at load ~55: its first signal handled after the stop). */
     CHECK(idle_sig >= 1);
-    CHECK(idle_sig <= 3);
+    CHECK(idle_sig <= 5);
     CHECK(idle_rep + idle_sig + idle_waited >= 150);
     /* The busy one runs between nearly every two rounds: signalled, far
      * more often than the idle one.  A loaded machine leaves it waiting for
