@@ -10,6 +10,14 @@
  * The program's dispositions we chain to are kept in a small array of
  * slots and published through an atomic index, so that a handler running in
  * another thread while vmp_guard_keep_first replaces them reads a whole one.
+ * Each slot has an entry point of its own, the one installed when that slot
+ * was filled: a handler the program installed over ours keeps that entry as
+ * the disposition it puts back when switched off (faulthandler.disable()),
+ * and the entry then chains to what ours chained to when it was installed,
+ * not to the handler that was switched off (which returns at once: a
+ * SIGSEGV sent with raise(), as faulthandler._sigsegv() sends it, then did
+ * nothing, and CPython's test_concurrent_futures saw a worker that should
+ * have died return a result).
  *
  * The same handler sits in front of the other signals a program dies of by
  * its own doing (abort(), a C assert, Py_FatalError; an illegal
@@ -109,7 +117,7 @@ static void default_action(int sig, const siginfo_t *info)
         raise(sig);
 }
 
-static void on_fault(int sig, siginfo_t *info, void *ucontext)
+static void on_fault(unsigned slot, int sig, siginfo_t *info, void *ucontext)
 {
     int from_kernel = info && info->si_code > 0;
     guard_frame *g = guard_top;
@@ -156,7 +164,6 @@ static void on_fault(int sig, siginfo_t *info, void *ucontext)
         }
         last_fault_addr = addr;
     }
-    unsigned slot = atomic_load_explicit(&below_current, memory_order_acquire);
     const struct sigaction *b = &below[slot][i];
     if (b->sa_flags & SA_SIGINFO) {
         chaining_from[i] = (uintptr_t)&here;
@@ -175,6 +182,16 @@ static void on_fault(int sig, siginfo_t *info, void *ucontext)
     if (again)
         last_return_ns = mono_ns();
 }
+
+/* One entry point per slot (header): which one the kernel called says which
+ * slot's dispositions were below ours when it was installed. */
+#define ENTRY(n) \
+    static void on_fault_##n(int sig, siginfo_t *info, void *ucontext) { on_fault(n, sig, info, ucontext); }
+ENTRY(0) ENTRY(1) ENTRY(2) ENTRY(3) ENTRY(4) ENTRY(5) ENTRY(6) ENTRY(7)
+#undef ENTRY
+typedef void (*fault_entry)(int, siginfo_t *, void *);
+static const fault_entry entry[SLOTS] = {on_fault_0, on_fault_1, on_fault_2, on_fault_3,
+                                         on_fault_4, on_fault_5, on_fault_6, on_fault_7};
 
 int vmp_guard_run(void (*fn)(void *), void *arg)
 {
@@ -200,9 +217,20 @@ void vmp_guard_reset_faults(void)
     atomic_store(&faults, 0);
 }
 
+/* The slot whose entry point cur is, or -1: not ours. */
+static int slot_of(const struct sigaction *cur)
+{
+    if (!(cur->sa_flags & SA_SIGINFO))
+        return -1;
+    for (int k = 0; k < SLOTS; k++)
+        if (cur->sa_sigaction == entry[k])
+            return k;
+    return -1;
+}
+
 static int is_ours(const struct sigaction *cur)
 {
-    return (cur->sa_flags & SA_SIGINFO) && cur->sa_sigaction == on_fault;
+    return slot_of(cur) >= 0;
 }
 
 static int is_default(const struct sigaction *cur)
@@ -224,10 +252,10 @@ static int is_a_handler(const struct sigaction *sa)
     return (sa->sa_flags & SA_SIGINFO) || (sa->sa_handler != SIG_DFL && sa->sa_handler != SIG_IGN);
 }
 
-static void our_action(struct sigaction *sa)
+static void our_action(struct sigaction *sa, unsigned slot)
 {
     memset(sa, 0, sizeof *sa);
-    sa->sa_sigaction = on_fault;
+    sa->sa_sigaction = entry[slot];
     /* SA_NODEFER: a fault inside a handler we call must reach us again. */
     sa->sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
     sigemptyset(&sa->sa_mask);
@@ -282,7 +310,8 @@ static void put_in_front(int starting)
             placed[i] = 0;
             /* (SIGSEGV's crash handler: the one ours chains to there, when
              * ours is in front of it already) */
-            const struct sigaction *segv = is_ours(&cur[G_SEGV]) ? &below[now][G_SEGV] : &cur[G_SEGV];
+            int held = slot_of(&cur[G_SEGV]);
+            const struct sigaction *segv = held >= 0 ? &below[held][G_SEGV] : &cur[G_SEGV];
             take[i] = take_fatal(i, &cur[i], segv, starting);
         }
         any |= take[i];
@@ -293,7 +322,7 @@ static void put_in_front(int starting)
         below[next][i] = take[i] ? cur[i] : below[now][i];
     atomic_store_explicit(&below_current, next, memory_order_release);
     struct sigaction ours;
-    our_action(&ours);
+    our_action(&ours, next);
     for (int i = 0; i < G_N; i++)
         if (take[i] && sigaction(guarded_signal[i], &ours, NULL) == 0 && i >= G_FIRST_FATAL)
             placed[i] = 1;
@@ -318,15 +347,18 @@ void vmp_guard_restore(void)
         return;
     installed = 0;
     /* Only where still ours: a handler installed after ours that we could
-     * not get in front of again (the run ended first) chains to ours. */
-    unsigned slot = atomic_load(&below_current);
+     * not get in front of again (the run ended first) chains to ours.  What
+     * goes back is what the entry installed there chains to: after a
+     * handler over ours put back an older entry of ours, the handler itself
+     * is switched off and must not be installed again. */
     for (int i = 0; i < G_N; i++) {
         if (i >= G_FIRST_FATAL && !with_fatal)
             continue;
         struct sigaction cur;
         if (sigaction(guarded_signal[i], NULL, &cur) < 0)
             continue;
-        if (is_ours(&cur))
+        int slot = slot_of(&cur);
+        if (slot >= 0)
             sigaction(guarded_signal[i], &below[slot][i], NULL);
         else if (i >= G_FIRST_FATAL && placed[i] && is_a_handler(&cur))
             maybe_held[i] = 1;

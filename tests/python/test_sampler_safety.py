@@ -239,6 +239,61 @@ def test_faulthandler_disabled_after_we_got_in_front_never_loops(tmp_path):
     assert "Fatal Python error" not in done.stderr
 
 
+@pytest.mark.parametrize("where", ["raised", "raised_in_a_child", "raised_after_disable"])
+def test_a_sigsegv_raised_after_faulthandler_was_switched_off_kills_as_without_the_profiler(tmp_path, where):
+    # faulthandler enabled after enable() keeps our entry as the disposition
+    # it puts back when switched off; ours, put in front of it again, went on
+    # calling its handler, which returns at once when switched off: a real
+    # fault came back until the loop guard gave up, but a raised SIGSEGV
+    # (faulthandler._sigsegv(), which CPython's test_concurrent_futures runs
+    # in a forked worker) just returned, and the program went on.  After
+    # disable(), that switched-off handler was even put back as the
+    # disposition.  Without the profiler all three die of the signal.
+    body = """
+        import faulthandler, os, sys, vmprof
+        from sampler_util import burn_cpu
+        profiled = sys.argv[2] == "profiled"
+        if profiled:
+            f = open("p.prof", "wb")
+            vmprof.enable(f.fileno(), period=0.001)
+        faulthandler.enable()
+        if profiled:  # until the sampler thread got ours back in front (bounded)
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            def handler(sig):
+                act = ctypes.create_string_buffer(256)  # (struct sigaction: its handler first)
+                assert libc.sigaction(sig, None, act) == 0
+                return int.from_bytes(act.raw[:8], sys.byteorder)
+            # (faulthandler's own, as on SIGFPE, where ours never goes back
+            # in front of a handler the program installed)
+            theirs = handler(8)
+            for _ in range(500):
+                if handler(11) != theirs:
+                    break
+                burn_cpu(0.01)
+            print("in front", handler(11) != theirs, file=sys.stderr, flush=True)
+        if profiled and sys.argv[1] == "raised_after_disable":
+            vmprof.disable()
+        if sys.argv[1] == "raised_in_a_child":
+            pid = os.fork()
+            if pid == 0:
+                faulthandler.disable()
+                faulthandler._sigsegv()
+                os._exit(0)
+            status = os.waitpid(pid, 0)[1]
+            print("child", os.WIFSIGNALED(status) and os.WTERMSIG(status), flush=True)
+            sys.exit(0)
+        faulthandler.disable()
+        faulthandler._sigsegv()
+        print("alive", flush=True)
+    """
+    plain = run_script(tmp_path, body, where, "plain", timeout=60)
+    profiled = run_script(tmp_path, body, where, "profiled", timeout=60)
+    assert "alive" not in plain.stdout and (plain.returncode < 0 or "child 11" in plain.stdout), plain
+    assert "in front True" in profiled.stderr, profiled.stderr
+    assert (profiled.returncode, profiled.stdout) == (plain.returncode, plain.stdout), profiled.stderr
+
+
 @pytest.mark.parametrize("handler", ["none", "python"])
 def test_a_sigsegv_sent_with_kill_does_what_it_did_without_the_profiler(tmp_path, handler):
     body = """
