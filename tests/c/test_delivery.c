@@ -31,7 +31,7 @@ enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, 
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
-static _Atomic int64_t starved_cpu[2]; /* the starved thread's CPU clock (starved_thread) */
+static _Atomic int64_t starved_cpu[3]; /* the starved thread's CPU clock (starved_thread) */
 /* The late thread's CPU clock before its wait for the pipe (late_thread)
  * and, for the slow one, at its handler's entry (on_signal). */
 static _Atomic int64_t late_cpu[2];
@@ -83,6 +83,8 @@ static _Atomic uint64_t test_generation;
 static _Atomic long idle_weight[IDLE_LOG];
 static _Atomic int64_t idle_at_us[IDLE_LOG];
 static _Atomic int64_t idle_cpu_ns[IDLE_LOG]; /* its own CPU clock at each signal's entry */
+/* ... just after vmp_delivery_take_owed, and just before vmp_delivery_sampled */
+static _Atomic int64_t idle_took_ns[IDLE_LOG], idle_before_sampled_ns[IDLE_LOG];
 
 static uint64_t read_test_generation(void)
 {
@@ -148,6 +150,8 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
     int r = role_of((pid_t)syscall(SYS_gettid));
     if ((r == SLOW || r == LATE) && !atomic_load(&late_cpu[1]))
         atomic_store(&late_cpu[1], own_cpu_ns()); /* (after vmp_delivery_entered's reading) */
+    if (r == STARVED && !atomic_load(&starved_cpu[2]))
+        atomic_store(&starved_cpu[2], own_cpu_ns()); /* (after vmp_delivery_entered's reading) */
     /* (the slow handler's own work before its sample: as the sampler's
      * first samples of a run, which fault in fresh pages, or a native walk) */
     if (r == SLOW)
@@ -156,6 +160,7 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
     /* as the sampler's handler does */
     int ours = vmp_delivery_is_ours(info, getpid());
     int64_t repeats = 0, owed = ours ? vmp_delivery_take_owed(&repeats) : 1;
+    int64_t took_cpu_ns = own_cpu_ns(); /* (after take_owed's clock reading) */
     int outcome = owed > 0 ? VMP_SAMPLE_KEPT : VMP_SAMPLE_NONE;
     if (r == IDLE && atomic_exchange(&idle_first_not_python, 0)) {
         outcome = VMP_SAMPLE_NOT_PYTHON; /* (a Python thread before it binds its thread state) */
@@ -173,6 +178,8 @@ static void on_signal(int sig, siginfo_t *info, void *uc)
             atomic_store(&idle_weight[i], (long)owed);
             atomic_store(&idle_at_us[i], mono_us());
             atomic_store(&idle_cpu_ns[i], entry_cpu_ns);
+            atomic_store(&idle_took_ns[i], took_cpu_ns);
+            atomic_store(&idle_before_sampled_ns[i], own_cpu_ns()); /* (before vmp_delivery_sampled's) */
         }
     }
     if (r >= 0) {
@@ -1556,25 +1563,40 @@ VMP_TEST(wall_clock_with_sources_never_repeats_a_cut_sample_and_probes_again_onc
      * VMP_CUT_SLACK_NS of CPU time (30-42 us as a rule; 95-117 us seen now
      * and then, even on a quiet machine, when a thread that ran is rightly
      * not taken for one that waited: probed again, and the periods since
-     * its cut sample counted lost).  Read from handler entry to handler
-     * entry, which holds more than the schedule's own reading, a run that
-     * broke it is made again (at most three: the checks below then judge
-     * the last). */
+     * its cut sample counted lost).  Read from before the cut sample's
+     * vmp_delivery_sampled (which reads the clock the product compares)
+     * to after the next handler's vmp_delivery_take_owed (whose reading
+     * refuses the periods if the thread ran more: the sender's reading
+     * before that probe comes earlier still), which holds both of the
+     * product's readings, a run that broke it is made again (at most
+     * five; 11 of 31 runs broke it on a quiet machine, 118-191 us, the
+     * thread's wake-up or a fault in the probe's handler: if the fifth
+     * does too, the checks below only ask that the periods since the cut
+     * sample were paid or counted).  (Read from handler
+     * entry to handler entry, as before, it missed the CPU time from the
+     * probe's entry to its take_owed: 5 of 20 single runs on a quiet
+     * machine had every period since the cut sample refused, 159 of 160,
+     * with the entry-to-entry span under the slack.) */
+    int premise = 0;
     for (int attempt = 1;; attempt++) {
         int rc = run_cut(1, 150, 1, 150, &c);
         REQUIRE(rc >= 0);
         if (rc == 1)
             return;
         long n = atomic_load(&signalled[IDLE]);
-        int64_t used_ns = 0;
+        int64_t used_ns = 0, entries_ns = 0;
         for (long i = 1; i <= c.held_signals && i < n && i < IDLE_LOG; i++) {
-            int64_t step = atomic_load(&idle_cpu_ns[i]) - atomic_load(&idle_cpu_ns[i - 1]);
+            int64_t step = atomic_load(&idle_took_ns[i]) - atomic_load(&idle_before_sampled_ns[i - 1]);
             used_ns = step > used_ns ? step : used_ns;
+            step = atomic_load(&idle_cpu_ns[i]) - atomic_load(&idle_cpu_ns[i - 1]);
+            entries_ns = step > entries_ns ? step : entries_ns;
         }
-        if (used_ns <= VMP_CUT_SLACK_NS || attempt == 3)
+        premise = used_ns <= VMP_CUT_SLACK_NS;
+        if (premise || attempt == 5)
             break;
-        printf("    (the thread used %lld us of CPU between two signals while it waited, more than a waiting one: again)\n",
-               (long long)(used_ns / 1000));
+        printf("    (the thread used %lld us of CPU between two signals while it waited (%lld us from handler entry to "
+               "handler entry), more than a waiting one: again; %llu periods dropped)\n",
+               (long long)(used_ns / 1000), (long long)(entries_ns / 1000), (unsigned long long)vmp_delivery_dropped(&c.d));
     }
     long signals = atomic_load(&signalled[IDLE]), held_signals = c.held_signals;
     if (getenv("VMP_TEST_VERBOSE")) {
@@ -1594,9 +1616,15 @@ VMP_TEST(wall_clock_with_sources_never_repeats_a_cut_sample_and_probes_again_onc
     int64_t since_us = atomic_load(&idle_at_us[j]) - atomic_load(&idle_at_us[j - 1]);
     CHECK(atomic_load(&idle_at_us[j]) >= c.bumped_us);
     CHECK(since_us >= 100000);
-    CHECK(atomic_load(&idle_weight[j]) >= since_us / 1000 - 1);
+    if (premise) {
+        CHECK(atomic_load(&idle_weight[j]) >= since_us / 1000 - 1);
+        CHECK(vmp_delivery_dropped(&c.d) == 0); /* (all paid) */
+    } else {
+        printf("    (five runs in which the thread used more CPU between two signals than a waiting one: the periods "
+               "since its cut sample may be refused, counted)\n");
+        CHECK(atomic_load(&idle_weight[j]) + (int64_t)vmp_delivery_dropped(&c.d) >= since_us / 1000 - 1);
+    }
     CHECK(atomic_load(&idle_weight[j]) <= since_us / 1000 + 1);
-    CHECK(vmp_delivery_dropped(&c.d) == 0); /* (all paid) */
     /* That sample was complete, inside read(): repeated from then on. */
     CHECK(atomic_load(&repeated[IDLE]) > 0);
 }
@@ -2348,6 +2376,7 @@ static void starved_before_its_signal(int how)
     atomic_store(&starved_answered, 0);
     atomic_store(&starved_cpu[0], 0);
     atomic_store(&starved_cpu[1], 0);
+    atomic_store(&starved_cpu[2], 0);
     for (int i = 0; i < 3; i++)
         REQUIRE(pipe(starved_pipe[i]) == 0);
     struct sigaction old;
@@ -2400,13 +2429,18 @@ static void starved_before_its_signal(int how)
      * its sample: it holds the span the sender compares with
      * VMP_WAITED_SLACK_NS (from its reading after the signal, when the
      * thread was asleep, to the sample's own reading). */
-    int64_t charged = atomic_load(&starved_cpu[1]) - atomic_load(&starved_cpu[0]);
-    if (getenv("VMP_TEST_VERBOSE"))
+    int64_t around = atomic_load(&starved_cpu[1]) - atomic_load(&starved_cpu[0]);
+    /* ... and up to its handler's entry (after vmp_delivery_entered's
+     * reading, which the product compares with the sender's reading after
+     * the signal): the span that decides */
+    int64_t charged = atomic_load(&starved_cpu[2]) - atomic_load(&starved_cpu[0]);
+    if (getenv("VMP_TEST_VERBOSE") || vmp_test_failed())
         printf("    %s: %lld periods, %lld of them waited: %ld signals, %ld repeats, %lld dropped; "
-               "the reading round's periods %lld, the thread's CPU time around its signal %lld us\n",
+               "the reading round's periods %lld, the thread's CPU time from its wait to its handler's entry %lld us "
+               "(to after its sample %lld us)\n",
                how == 1 ? "read at stop" : how == 2 ? "read by a catch-up round" : "read by a round",
                (long long)periods, (long long)waited, sig, rep, (long long)dropped, (long long)reading,
-               (long long)(charged / 1000));
+               (long long)(charged / 1000), (long long)(around / 1000));
     CHECK(waited * d.period_ns >= 90000000); /* (90 ms) */
     if (charged <= VMP_WAITED_SLACK_NS) {
         /* every period its signal waited repeats the sample it then took
@@ -2420,8 +2454,11 @@ static void starved_before_its_signal(int how)
          * the interrupts served meanwhile too): 115-154 us in 3 of 100 runs
          * at load 10-12, about 20 us as a rule.  The sender then rightly
          * takes it for a thread that ran after its signal, and the periods
-         * are counted dropped, not lost. */
-        CHECK(rep + dropped >= waited);
+         * are counted dropped, not lost - but for the one the thread's
+         * next signal pays (the round that refused them sends it: one of
+         * the periods still owed; 11 periods, 10 waited: 2 signals, 0
+         * repeats, 9 dropped). */
+        CHECK(rep + dropped + (sig - 1) >= waited);
     }
     CHECK(sig + rep <= periods + 1);
     CHECK(sig + rep + dropped >= periods);
