@@ -962,6 +962,20 @@ static int known_blocking(const vmp_delivery_thread *t)
     return t->blocks && t->checks == 2;
 }
 
+/* The next thread id of a getdents64 batch of /proc/self/task (got bytes
+ * of buf) from *off on, moving *off past it; 0 at the batch's end (the
+ * batch's "." and ".." are not threads). */
+static pid_t next_task(const char *buf, long got, long *off)
+{
+    while (*off < got) {
+        const struct dirent64 *e = (const struct dirent64 *)(buf + *off);
+        *off += e->d_reclen;
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9')
+            return (pid_t)atoi(e->d_name);
+    }
+    return 0;
+}
+
 /* Refreshes the table from the listing of /proc/self/task (read again from
  * its start: no open per scan), keeping what is known about the threads
  * still there. */
@@ -990,12 +1004,8 @@ static void scan_threads(vmp_delivery *d)
         }
         if (got == 0)
             break;
-        for (long off = 0; off < got;) {
-            struct dirent64 *e = (struct dirent64 *)(buf + off);
-            off += e->d_reclen;
-            if (e->d_name[0] < '0' || e->d_name[0] > '9')
-                continue;
-            pid_t tid = (pid_t)atoi(e->d_name);
+        pid_t tid;
+        for (long off = 0; (tid = next_task(buf, got, &off)) != 0;) {
             listed++;
             if (!skipped(d, tid) && note_thread(d, tid) < 0)
                 missed++;
@@ -2407,12 +2417,8 @@ static int read_births(vmp_delivery *d, int64_t now)
             return -1;
         if (got == 0)
             break;
-        for (long off = 0; off < got;) {
-            struct dirent64 *e = (struct dirent64 *)(buf + off);
-            off += e->d_reclen;
-            if (e->d_name[0] < '0' || e->d_name[0] > '9')
-                continue;
-            pid_t tid = (pid_t)atoi(e->d_name);
+        pid_t tid;
+        for (long off = 0; (tid = next_task(buf, got, &off)) != 0;) {
             int known = find(d, tid) || skipped(d, tid);
             if (first) {
                 first = 0;

@@ -2736,6 +2736,29 @@ static void *hog_thread(void *arg)
     }
 }
 
+/* Starts hog_thread as a real-time (SCHED_FIFO) thread pinned to CPU 0;
+ * -1, saying the test is skipped, where real-time threads are refused. */
+static int start_hog(pthread_t *hog)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+    struct sched_param prio = {.sched_priority = 1};
+    pthread_attr_setschedparam(&attr, &prio);
+    cpu_set_t zero;
+    CPU_ZERO(&zero);
+    CPU_SET(0, &zero);
+    pthread_attr_setaffinity_np(&attr, sizeof zero, &zero);
+    int err = pthread_create(hog, &attr, hog_thread, NULL);
+    pthread_attr_destroy(&attr);
+    if (err) {
+        printf("    (skipped: no real-time thread here: %s)\n", strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
 static void *windowed_thread(void *arg)
 {
     (void)arg;
@@ -2773,22 +2796,8 @@ VMP_TEST(a_thread_kept_from_a_cpu_after_leaving_the_handler_is_not_taken_for_one
     }
     atomic_store(&hog_go, 0);
     pthread_t hog;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
-    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
-    struct sched_param prio = {.sched_priority = 1};
-    pthread_attr_setschedparam(&attr, &prio);
-    cpu_set_t zero;
-    CPU_ZERO(&zero);
-    CPU_SET(0, &zero);
-    pthread_attr_setaffinity_np(&attr, sizeof zero, &zero);
-    int err = pthread_create(&hog, &attr, hog_thread, NULL);
-    pthread_attr_destroy(&attr);
-    if (err) {
-        printf("    (skipped: no real-time thread here: %s)\n", strerror(err));
+    if (start_hog(&hog) != 0)
         return;
-    }
     CPU_ZERO(&one);
     CPU_SET(1, &one);
     sched_setaffinity(0, sizeof one, &one); /* (the sender: never behind the hog) */
@@ -2953,22 +2962,8 @@ VMP_TEST(wall_clock_with_sources_does_not_signal_a_thread_runnable_inside_a_writ
     atomic_store(&hog_go, 0);
     atomic_store(&window_release, 0);
     pthread_t hog;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
-    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
-    struct sched_param prio = {.sched_priority = 1};
-    pthread_attr_setschedparam(&attr, &prio);
-    cpu_set_t zero;
-    CPU_ZERO(&zero);
-    CPU_SET(0, &zero);
-    pthread_attr_setaffinity_np(&attr, sizeof zero, &zero);
-    int err = pthread_create(&hog, &attr, hog_thread, NULL);
-    pthread_attr_destroy(&attr);
-    if (err) {
-        printf("    (skipped: no real-time thread here: %s)\n", strerror(err));
+    if (start_hog(&hog) != 0)
         return;
-    }
     CPU_ZERO(&one);
     CPU_SET(1, &one);
     sched_setaffinity(0, sizeof one, &one); /* (the sender and the reader: never behind the hog) */
