@@ -28,9 +28,15 @@ static PyObject *burn(PyObject *self, PyObject *arg)
 /* A function with no unwind information at all (assembled here without
  * CFI directives, as hand-written assembly often is): a native walk
  * interrupted in it has no rule to step out with, and none will ever be
- * learned, so every sample taken there is cut (META samples_cut). */
+ * learned, so every sample taken there is cut (META samples_cut).  Aligned,
+ * as compilers align functions: a native frame's entry keeps the pc's bit 0
+ * as its mark (pc | 1), so a pc at an odd function start reads as the byte
+ * before it, which no function holds (the code before this one once ended
+ * at an odd address: every sample at the loop's first instruction was named
+ * "+0x..." and took the function's id with it). */
 #if defined(__x86_64__)
 __asm__(".text\n"
+        ".p2align 4\n"
         ".globl vmp_ext_spin_without_cfi\n"
         ".type vmp_ext_spin_without_cfi, @function\n"
         "vmp_ext_spin_without_cfi:\n"
