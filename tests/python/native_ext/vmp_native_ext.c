@@ -33,7 +33,10 @@ static PyObject *burn(PyObject *self, PyObject *arg)
  * as its mark (pc | 1), so a pc at an odd function start reads as the byte
  * before it, which no function holds (the code before this one once ended
  * at an odd address: every sample at the loop's first instruction was named
- * "+0x..." and took the function's id with it). */
+ * "+0x..." and took the function's id with it).  Padded after, too: with
+ * the next function's first byte right after its ret, a sample at the ret
+ * (pc | 1: that byte) was walked with that function's unwind rule, whole
+ * (1 run of test_native.py in 6). */
 #if defined(__x86_64__)
 __asm__(".text\n"
         ".p2align 4\n"
@@ -43,7 +46,8 @@ __asm__(".text\n"
         "1:  sub $1, %rdi\n"
         "    jg 1b\n"
         "    ret\n"
-        ".size vmp_ext_spin_without_cfi, .-vmp_ext_spin_without_cfi\n");
+        ".size vmp_ext_spin_without_cfi, .-vmp_ext_spin_without_cfi\n"
+        ".p2align 4\n");
 void vmp_ext_spin_without_cfi(long n);
 #else
 static void vmp_ext_spin_without_cfi(long n)
