@@ -962,6 +962,17 @@ static int known_blocking(const vmp_delivery_thread *t)
     return t->blocks && t->checks == 2;
 }
 
+/* After a listing or a read of the births: the most threads one found no
+ * room for (missed), and the most threads the table held, as the run's
+ * figures (threads_missed, threads_max). */
+static void note_table_counts(vmp_delivery *d, uint64_t missed)
+{
+    if (missed > atomic_load_explicit(&d->threads_missed, memory_order_relaxed))
+        atomic_store_explicit(&d->threads_missed, missed, memory_order_relaxed);
+    if (d->n_threads > atomic_load_explicit(&d->threads_max, memory_order_relaxed))
+        atomic_store_explicit(&d->threads_max, d->n_threads, memory_order_relaxed);
+}
+
 /* The next thread id of a getdents64 batch of /proc/self/task (got bytes
  * of buf) from *off on, moving *off past it; 0 at the batch's end (the
  * batch's "." and ".." are not threads). */
@@ -1012,8 +1023,6 @@ static void scan_threads(vmp_delivery *d)
         }
     }
     d->listed = listed;
-    if (missed > atomic_load_explicit(&d->threads_missed, memory_order_relaxed))
-        atomic_store_explicit(&d->threads_missed, missed, memory_order_relaxed);
     size_t kept = 0;
     for (size_t i = 0; i < d->n_threads; i++) {
         if (d->threads[i].seen) {
@@ -1051,8 +1060,7 @@ static void scan_threads(vmp_delivery *d)
         reindex(d);
         d->changed = 1;
     }
-    if (d->n_threads > atomic_load_explicit(&d->threads_max, memory_order_relaxed))
-        atomic_store_explicit(&d->threads_max, d->n_threads, memory_order_relaxed);
+    note_table_counts(d, missed);
 }
 
 /* Reads thread t's CPU clock: what it used since the last reading (a thread
@@ -2437,10 +2445,7 @@ static int read_births(vmp_delivery *d, int64_t now)
     for (int64_t i = 0; i < n_born; i++)
         if (note_thread(d, born[i]) < 0)
             missed++;
-    if (missed > atomic_load_explicit(&d->threads_missed, memory_order_relaxed))
-        atomic_store_explicit(&d->threads_missed, missed, memory_order_relaxed);
-    if (d->n_threads > atomic_load_explicit(&d->threads_max, memory_order_relaxed))
-        atomic_store_explicit(&d->threads_max, d->n_threads, memory_order_relaxed);
+    note_table_counts(d, missed);
     d->listed += n_born;
     atomic_fetch_add_explicit(&d->births_read, 1, memory_order_relaxed);
     return 0;
