@@ -253,10 +253,12 @@ def parse_config(text):
     return name, options
 
 
-def wide_tests(tests):
-    """tests, then WIDE_TESTS' modules that this CPython has (no repeats)."""
-    result = list(tests)
-    for module in WIDE_TESTS:
+def present_tests(modules):
+    """The modules this CPython has, in order, without repeats; each one it lacks
+    is left out with a line saying so (regrtest would report a missing module as
+    a crash of the run alone, which says nothing about the profiler)."""
+    result = []
+    for module in modules:
         if module in result:
             continue
         if importlib.util.find_spec("test." + module) is None:
@@ -289,9 +291,10 @@ def main(argv=None):
     parser.add_argument("tests", nargs="*", metavar="TEST",
                         help="test modules (default: %s)" % " ".join(DEFAULT_TESTS))
     args = parser.parse_args(argv)
-    tests = args.tests or DEFAULT_TESTS
+    tests = list(args.tests or DEFAULT_TESTS)
     if args.wide:
-        tests = wide_tests(tests)
+        tests += WIDE_TESTS
+    tests = present_tests(tests)
     configs = args.config or DEFAULT_CONFIGS
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         # Started with SIGINT ignored (nohup, some CI runners, `cmd &`): the
