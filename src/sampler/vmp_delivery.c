@@ -298,11 +298,30 @@ void vmp_delivery_entered(void)
      * runs beside busy loops), and native mode walks for tens of us, so
      * answers were refused as if the thread had run, and their waited
      * periods dropped.  One clock reading more per signal, on that
-     * schedule only. */
+     * schedule only.
+     * Wall clock with sources: the reading wall_owed compares with the
+     * thread's last sample (whether it ran since a cut one, or how much of
+     * the time since one taken inside a call it ran), taken here instead
+     * of in take_owed, and only where that reading is made: the handler's
+     * work before take_owed (a fault, an interrupt charged to the thread:
+     * 3-9 us as a rule, 100+ us now and then) changes no stack, and was
+     * taken for the thread running after its cut sample: every period
+     * since that sample (159-180 at once) was counted lost for a thread
+     * that never ran.  No reading more per signal: the same one, earlier
+     * (its place's rep_cpu and cut_cpu are set only by this thread's own
+     * handler, so a sample found neither at entry has none at take_owed). */
     struct timespec t;
     entry_cpu = -1;
-    if (atomic_load_explicit(&want_sample_cpu, memory_order_relaxed) &&
-        !atomic_load_explicit(&wall_counting, memory_order_relaxed) && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
+    if (!atomic_load_explicit(&want_sample_cpu, memory_order_relaxed))
+        return;
+    if (atomic_load_explicit(&wall_counting, memory_order_relaxed)) {
+        if (k == VMP_NO_PLACE ||
+            !((atomic_load_explicit(&rep_cpu[k], memory_order_acquire) >= 0 &&
+               atomic_load_explicit(&rep_in_call[k], memory_order_acquire)) ||
+              atomic_load_explicit(&cut_cpu[k], memory_order_acquire) >= 0))
+            return;
+    }
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
         entry_cpu = ns_of(t);
 }
 
@@ -446,6 +465,16 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid)
     return 0;
 }
 
+/* The thread's CPU clock when its handler began (vmp_delivery_entered),
+ * or now if that was not read. */
+static int64_t cpu_at_entry(void)
+{
+    struct timespec t;
+    if (entry_cpu >= 0)
+        return entry_cpu;
+    return clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0 ? ns_of(t) : -1;
+}
+
 /* Wall clock with sources: the periods of wall time since those paid,
  * taken as paid (rounded, as below); of them, when the last sample found
  * the thread inside a system call, those it did not run (its CPU clock)
@@ -469,21 +498,20 @@ static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
     const _Atomic int *paused = atomic_load_explicit(&paused_flag, memory_order_relaxed);
     if (paused && atomic_load_explicit(paused, memory_order_relaxed))
         return n; /* (nothing is written while paused) */
-    int64_t at = atomic_load_explicit(&rep_cpu[k], memory_order_acquire);
-    if (at >= 0 && atomic_load_explicit(&rep_in_call[k], memory_order_acquire) &&
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0) {
-        int64_t mine = (ns_of(t) - at + period / 2) / period;
+    int64_t at = atomic_load_explicit(&rep_cpu[k], memory_order_acquire), cpu;
+    if (at >= 0 && atomic_load_explicit(&rep_in_call[k], memory_order_acquire) && (cpu = cpu_at_entry()) >= 0) {
+        int64_t mine = (cpu - at + period / 2) / period;
         mine = mine < 1 ? 1 : mine > n ? n : mine;
         *repeats = n - mine;
         n = mine;
-    } else if ((at = atomic_load_explicit(&cut_cpu[k], memory_order_acquire)) >= 0 &&
-               clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0 && ns_of(t) - at > VMP_CUT_SLACK_NS) {
+    } else if ((at = atomic_load_explicit(&cut_cpu[k], memory_order_acquire)) >= 0 && (cpu = cpu_at_entry()) >= 0 &&
+               cpu - at > VMP_CUT_SLACK_NS) {
         /* The last sample was cut and the thread ran since: this stack is
          * not the one it had in the periods it did not run, and the cut one
          * is never repeated (header: "Cut samples"): those are lost,
          * counted.  (One that did not run shows the very stack it waited
          * with: it pays them all, the walk now going further.) */
-        int64_t mine = (ns_of(t) - at + period / 2) / period;
+        int64_t mine = (cpu - at + period / 2) / period;
         mine = mine < 1 ? 1 : mine > n ? n : mine;
         atomic_fetch_add_explicit(&handler_periods_cut, (uint64_t)(n - mine), memory_order_relaxed);
         n = mine;

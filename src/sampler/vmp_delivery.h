@@ -224,7 +224,10 @@
  * until the rules' generation (rules_generation) moved past the one that
  * sample's walk read: a probe before would be cut at the same pc, and would
  * end the thread's wait for nothing.  Its periods meanwhile are paid by
- * its next sample, which shows where it waits.  When no sample comes for
+ * its next sample, which shows where it waits, unless the thread ran more
+ * than the slack since the cut one (its clock read when that handler began,
+ * vmp_delivery_entered: the handler's own work before it pays changes no
+ * stack).  When no sample comes for
  * them (the thread runs again, ends, or the run pauses or stops while it
  * waits so), they are counted lost (periods_cut), never repeated.
  *
