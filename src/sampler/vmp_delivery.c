@@ -1077,6 +1077,17 @@ static void scan_threads(vmp_delivery *d)
                 hand_over_repeats(d, t, d->period_no);
             else if (t->lazy)
                 flush_lazy(d, t);
+            if (!d->sources && !d->was_paused && !t->not_python && !known_blocking(t) && t->owed > 0) {
+                /* Per period: what it still owed (a signal pending when it
+                 * ended, which its exit discarded; the periods a late
+                 * answer's signal waited, refused as repeats because it
+                 * ran) no sample paid and none will: counted lost, as the
+                 * stop counts a live thread's.  They were counted nowhere:
+                 * a thread that blocked the signal for its last 15 ms
+                 * left those periods out of every figure. */
+                atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)t->owed, memory_order_relaxed);
+                t->owed = 0;
+            }
             size_t k = t->place;
             source_close(d, t);
             atomic_store(&base_tid[k], 0);
@@ -2632,8 +2643,9 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
      * was used by still threads, new ones or ended ones. */
     for (size_t i = 0; i < d->n_active; i++) {
         vmp_delivery_thread *t = &d->threads[d->active[i]];
-        observe(d, t);
-        if (!d->cpu_clock)
+        /* (one found gone ended somewhere before this round: its periods
+         * are not owed, nor counted lost at its end, scan_threads) */
+        if (observe(d, t) >= 0 && !d->cpu_clock)
             t->owed += periods;
     }
     observe_own(d);
@@ -2681,6 +2693,14 @@ void vmp_delivery_stop(vmp_delivery *d)
     int paused = d->paused && atomic_load(d->paused);
     int64_t now = clock_ns(CLOCK_MONOTONIC);
     d->stop_deadline = now + VMP_STOP_WAIT_NS; /* (the repeats below wait for room, bounded) */
+    /* Per period, wall clock: the whole periods from the last round's to
+     * the stop, which no round counted.  An idle thread's repeat its sample
+     * as the rounds' would have (a blocker's are counted blocked:
+     * count_blocked_after_last_round); they were counted nowhere (a sender
+     * kept from a CPU before the stop left out every one of them). */
+    int64_t after = 0;
+    if (!d->cpu_clock && !d->sources && d->repeats_on && !paused && now > d->start_ns + d->period_no * d->period_ns)
+        after = (now - (d->start_ns + d->period_no * d->period_ns)) / d->period_ns;
     for (size_t i = 0; i < d->n_threads; i++) {
         vmp_delivery_thread *t = &d->threads[i];
         size_t k = t->place;
@@ -2710,14 +2730,21 @@ void vmp_delivery_stop(vmp_delivery *d)
             int64_t cpu = !paused && atomic_load(&rep_cpu[t->place]) >= 0 ? thread_cpu_ns(t->tid) : -2;
             if (cpu > -2)
                 wall_pay_waited(d, t, now, cpu, cpu >= 0); /* (-1: it ended meanwhile) */
-        } else if (t->state == STILL && !d->cpu_clock)
+        } else if (t->state == STILL && !d->cpu_clock) {
             /* (one that ran since it was last read woke somewhere in the
              * last round, as in wake(): that round's periods have no
              * sample) */
-            hand_over_repeats(d, t, thread_cpu_ns(t->tid) == t->last_cpu ? d->period_no
+            hand_over_repeats(d, t, thread_cpu_ns(t->tid) == t->last_cpu ? d->period_no + (t->blocks ? 0 : after)
                                                                           : d->period_no - d->last_periods);
-        else if (t->lazy)
-            flush_lazy(d, t);
+        } else {
+            /* (an active one found idle since its sample, not signalled
+             * since, that still has not run) */
+            if (t->lazy)
+                flush_lazy(d, t);
+            if (after > 0 && t->idle_cpu >= 0 && !t->blocks && !t->not_python && t->owed <= 0 &&
+                thread_cpu_ns(t->tid) == t->last_cpu)
+                give_repeats(d, t->tid, after, 0, d->period_no + 1);
+        }
         if (!paused && !t->not_python && !known_blocking(t)) {
             /* What no sample and no repeat paid, and none will: a thread a
              * loaded machine kept from a CPU with a signal pending (its
