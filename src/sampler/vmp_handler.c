@@ -138,7 +138,7 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
     *generation = a.native.generation;
     int lines = vmp_run.lines;
     for (size_t i = lines ? 1 : 0; i < n; i += lines ? 2 : 1)
-        if (!(s->data[i] & VMP_NATIVE_BIT)) /* native frames (odd) are not code objects */
+        if (!vmp_native_word_is(s->data[i])) /* native frames are not code objects */
             vmp_codes_note((uintptr_t)s->data[i]);
     s->kind = VMP_SLOT_SAMPLE;
     s->capped = capped; /* (the writer counts its repeats cut too) */

@@ -1,7 +1,9 @@
 /*
  * vmp_native_mode.c - native mode for the sampler (contract in the header).
  *
- * The handler stores raw program counters; the writer thread turns each into
+ * The handler stores exact program counters (vmp_native_word: bit 0 of an
+ * odd one too, so a function starting at an odd address is looked up at
+ * its own first byte); the writer thread turns each into
  * its function's start through a pc -> start map, asking vmp_symbols only the
  * first time a pc is met, so a hot loop costs one hash probe per frame.
  * Function starts, not pcs, go into the file: every sample in one function
@@ -504,9 +506,11 @@ static int unsure_at(uint64_t pc)
 
 uint64_t vmp_native_mode_entry_id(uint64_t entry)
 {
-    uint64_t pc = entry & ~(uint64_t)VMP_NATIVE_BIT;
+    /* (the exact pc: the interrupted instruction, or a call's last byte,
+     * vmp_native_unwind.h; its bit 0 too, vmp_native_word) */
+    uint64_t pc = vmp_native_word_pc(entry);
     if (!pc)
-        return entry;
+        return VMP_NATIVE_BIT;
     /* (before the pcs met: one met in the gone object may be another's now) */
     if (unsure_at(pc))
         return pc | ((uint64_t)GEN_UNNAMED << 48) | VMP_NATIVE_BIT;
@@ -521,7 +525,7 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
     if (start > pc || pc - start >= VMP_U64MAP_EMPTY)
         start = pc;
     if (vmp_u64map_put(&N.start_offset, pc, (uint32_t)(pc - start)) < 0)
-        return entry; /* out of memory: the raw pc still says where it was */
+        return pc | VMP_NATIVE_BIT; /* out of memory: the raw pc still says where it was */
     uint64_t id = id_of(start);
     if (vmp_array_grow((void **)&N.fresh, &N.fresh_cap, N.nfresh + 1, sizeof *N.fresh) < 0)
         return id; /* (named at the end, as before) */

@@ -8,8 +8,9 @@
  *                           finds the evaluation loop; fails with a one-line
  *                           reason when native frames cannot be interleaved.
  *   signal handler          vmp_native_mode_sample: one sample into a slot.
- *   writer thread           vmp_native_mode_entry_id for each native entry
- *                           (the pc becomes its function's start | 1),
+ *   writer thread           vmp_native_mode_entry_id for each native word
+ *                           of a sample (vmp_native_word: the pc becomes
+ *                           its function's start | 1),
  *                           vmp_native_mode_tick every round (learns unwind
  *                           rules and newly loaded libraries),
  *                           vmp_native_mode_write_new_names every round
@@ -55,11 +56,11 @@ void vmp_native_mode_abandon(void);
 size_t vmp_native_mode_sample(void *ucontext, PyThreadState *ts, uint64_t *slot,
                               size_t slot_words, int lines, vmp_native_walk *walk);
 
-/* Writer thread: the profile id of a native entry (pc | 1): its function's
- * start | 1, remembered so that the function is named at the end; in the
- * top 16 bits, how many functions started there in objects unloaded
- * since the run began (a function of a library loaded where another was
- * gets a name of its own). */
+/* Writer thread: the profile id of a sample's native word (vmp_native_word
+ * of the exact pc): its function's start | 1, remembered so that the
+ * function is named at the end; in the top 16 bits, how many functions
+ * started there in objects unloaded since the run began (a function of a
+ * library loaded where another was gets a name of its own). */
 uint64_t vmp_native_mode_entry_id(uint64_t entry);
 
 /* Writer thread, every round: looks for libraries loaded or unloaded (the

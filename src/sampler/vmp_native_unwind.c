@@ -984,7 +984,7 @@ int vmp_native_splice(const uint64_t *frames, const vmp_native_walk *walk,
             return o;
         if (w == 2)
             out[o++] = 0;
-        out[o++] = (uint64_t)pc | 1u;
+        out[o++] = vmp_native_word(pc);
     }
     while (py->next(py->ctx, &anchor)) {
         o += py->emit(py->ctx, out + o, max - o, &cut);

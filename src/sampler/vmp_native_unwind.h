@@ -76,6 +76,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * A native frame's word in a sample (the ring slot's, between the handler
+ * and the writer; never the profile file's, whose native entries are the
+ * writer's ids, its function's start | 1: vmp_native_mode_entry_id).  Bit 0
+ * marks it, as in the file, so that a word tells itself from a code
+ * object's pointer (even), in lines mode's pairs too; the whole pc sits
+ * above the mark, so the writer looks up exactly the pc the walk found
+ * (the interrupted instruction, or a caller's return address - 1: see
+ * "Program counters" above).  `pc | 1` (before) lost the pc's own bit 0: a
+ * pc at the first byte of a function that starts at an odd address
+ * (hand-written assembly without alignment; gcc aligns no function at -O1
+ * or -Os) read as the byte before it, was named after whatever held that
+ * byte, and as ids are per function start (start | 1, the same for both)
+ * that name could stand for the function's other pcs too.  The top bit,
+ * shifted out, comes back by sign extension: every address a thread runs
+ * at (x86-64's canonical ones, the vsyscall page's too; AArch64's) has
+ * bits 62 and 63 equal.  The splice alone makes these words, and every
+ * reader of a slot (the handler's code-object notes, the writer's
+ * vmp_native_mode_entry_id) reads them through these three only; the
+ * walk's frames and the pcs it notes for the writer's rules are plain pcs.
+ */
+#define VMP_NATIVE_WORD_MARK 1u
+static inline uint64_t vmp_native_word(uintptr_t pc)
+{
+    return (uint64_t)pc << 1 | VMP_NATIVE_WORD_MARK;
+}
+static inline int vmp_native_word_is(uint64_t word)
+{
+    return (word & VMP_NATIVE_WORD_MARK) != 0;
+}
+static inline uintptr_t vmp_native_word_pc(uint64_t word)
+{
+    return (uintptr_t)(word >> 1 | (word & (1ull << 63)));
+}
+
 /* The deepest native walk one sample makes, whatever the caller's room: as
  * many frames as a sample may write (VMP_MAX_DEPTH_WRITTEN).  The walk goes
  * into the tail of the sample's own ring slot (vmp_native_mode.c), so depth
@@ -278,9 +313,9 @@ typedef struct vmp_native_groups {
  * Async-signal-safe and pure apart from the eval-range lookup.  Merges the
  * native frames of a walk (frames as vmp_native_unwind writes them) with the
  * Python groups into out[0..max), innermost first.  Each native frame becomes
- * `pc | 1` (preceded by a 0 line word when py_width is 2, as lines mode writes
- * native frames); each Python group (py_width words per frame) stands just
- * inside the native frame whose stack range holds its anchor, so that an
+ * vmp_native_word(pc) (preceded by a 0 line word when py_width is 2, as
+ * lines mode writes native frames); each Python group (py_width words per
+ * frame) stands just inside the native frame whose stack range holds its anchor, so that an
  * activation with no Python frame of its own (entering or leaving, or
  * clearing a finished frame) takes nobody else's.  Without anchors each
  * evaluation-loop frame runs one group; when the walk is complete and has

@@ -723,9 +723,9 @@ static void process(vmp_slot *s)
         return; /* no Python frame to show (a thread between functions) */
     int lines = vmp_run.lines;
     for (size_t i = 0; i < s->n; i++)
-        W.ids[i] = (lines && i % 2 == 0)            ? s->data[i]
-                   : (s->data[i] & VMP_NATIVE_BIT) ? vmp_native_mode_entry_id(s->data[i])
-                                                   : id_for_sample(s->data[i]);
+        W.ids[i] = (lines && i % 2 == 0)             ? s->data[i]
+                   : vmp_native_word_is(s->data[i]) ? vmp_native_mode_entry_id(s->data[i])
+                                                    : id_for_sample(s->data[i]);
     write_by_rss(W.ids, s->n, s->thread_id, s->rss_kib, s->weight, s->from_ns);
     if (vmp_run.real_time)
         keep_last(s->tid, s->place, s->thread_id, W.ids, s->n, s->capped);

@@ -342,6 +342,41 @@ static int same(const uint64_t *got, int n, const uint64_t *want, int nwant)
     same(got, n, (const uint64_t[]){__VA_ARGS__},                                           \
          (int)(sizeof((const uint64_t[]){__VA_ARGS__}) / sizeof(uint64_t)))
 
+/* A native frame's word, as the splice writes it. */
+#define NW(pc) vmp_native_word(pc)
+
+/* A native word holds the whole pc, bit 0 too: `pc | 1` read a pc at a
+ * function starting at an odd address as the byte before it (named after
+ * whatever held that byte, and its id with it).  Marked by bit 0, as code
+ * objects' pointers (even) are not. */
+VMP_TEST(native_word_keeps_every_bit_of_the_pc)
+{
+    const uintptr_t pcs[] = {0, 1, 0x5000, 0x11d1, 0x11d0, 0x7f12345678ff, 0x7fffffffffff, 0x7ffffffffffe,
+                             (uintptr_t)0xffffffffff600000ull, (uintptr_t)0xffffffffff600401ull,
+                             (uintptr_t)UINTPTR_MAX};
+    for (size_t i = 0; i < sizeof pcs / sizeof pcs[0]; i++) {
+        uint64_t w = vmp_native_word(pcs[i]);
+        CHECK(vmp_native_word_is(w));
+        CHECK(vmp_native_word_pc(w) == pcs[i]);
+    }
+    /* an odd pc and the byte before it are two words */
+    CHECK(vmp_native_word(0x11d1) != vmp_native_word(0x11d0));
+    CHECK(!vmp_native_word_is(0x7f1234567890) && !vmp_native_word_is(0));
+}
+
+VMP_TEST(native_splice_keeps_an_odd_pc_whole)
+{
+    /* The interrupted pc at an odd function start, its caller's call (a
+     * return address - 1) at an odd address too. */
+    const uint64_t frames[] = {0x5001, 0x100, 0x6003, 0x200};
+    uint64_t out[8];
+    int n = splice(frames, 2, 1, UINTPTR_MAX, NULL, 0, 0, 1, out, 8);
+    CHECK(n == 2 && vmp_native_word_pc(out[0]) == 0x5001 && vmp_native_word_pc(out[1]) == 0x6003);
+    n = splice(frames, 2, 1, UINTPTR_MAX, NULL, 0, 0, 2, out, 8);
+    CHECK(n == 4 && out[0] == 0 && vmp_native_word_pc(out[1]) == 0x5001 && out[2] == 0 &&
+          vmp_native_word_pc(out[3]) == 0x6003);
+}
+
 /* Python g (innermost) called C_2 through the C API, which called back into
  * Python f; f's activation (EVAL_A) runs f and its caller e (3.11+: one C
  * frame, several Python frames), d runs in EVAL_B.  Stack ranges:
@@ -355,7 +390,7 @@ VMP_TEST(native_splice_places_each_group_at_the_frame_holding_its_anchor)
     const struct fake_group g[] = {{0x280, 2, {0xf0, 0xe0}}, {0x480, 1, {0xd0}}};
     uint64_t out[16];
     int n = splice(chain, 5, 1, UINTPTR_MAX, g, 2, 0, 1, out, 16);
-    CHECK(SAME(out, n, C_1 | 1, 0xf0, 0xe0, EVAL_A | 1, C_2 | 1, 0xd0, EVAL_B | 1, C_3 | 1));
+    CHECK(SAME(out, n, NW(C_1), 0xf0, 0xe0, NW(EVAL_A), NW(C_2), 0xd0, NW(EVAL_B), NW(C_3)));
     vmp_native_teardown();
 }
 
@@ -368,10 +403,10 @@ VMP_TEST(native_splice_gives_an_activation_without_frames_nobody_elses)
     const struct fake_group g[] = {{0x2f0, 0, {0}}, {0x4f0, 1, {0xd0}}};
     uint64_t out[16];
     int n = splice(chain, 5, 1, UINTPTR_MAX, g, 2, 0, 1, out, 16);
-    CHECK(SAME(out, n, C_1 | 1, EVAL_A | 1, C_2 | 1, 0xd0, EVAL_B | 1, C_3 | 1));
+    CHECK(SAME(out, n, NW(C_1), NW(EVAL_A), NW(C_2), 0xd0, NW(EVAL_B), NW(C_3)));
     /* No group anchored in EVAL_A at all (entering, before its mark). */
     n = splice(chain, 5, 1, UINTPTR_MAX, g + 1, 1, 0, 1, out, 16);
-    CHECK(SAME(out, n, C_1 | 1, EVAL_A | 1, C_2 | 1, 0xd0, EVAL_B | 1, C_3 | 1));
+    CHECK(SAME(out, n, NW(C_1), NW(EVAL_A), NW(C_2), 0xd0, NW(EVAL_B), NW(C_3)));
     vmp_native_teardown();
 }
 
@@ -384,15 +419,15 @@ VMP_TEST(native_splice_without_anchors_leaves_the_innermost_extra_activation_emp
     const struct fake_group g[] = {{0, 1, {0xd0}}};
     uint64_t out[16];
     int n = splice(chain, 5, 1, UINTPTR_MAX, g, 1, 1, 1, out, 16);
-    CHECK(SAME(out, n, C_1 | 1, EVAL_A | 1, C_2 | 1, 0xd0, EVAL_B | 1, C_3 | 1));
+    CHECK(SAME(out, n, NW(C_1), NW(EVAL_A), NW(C_2), 0xd0, NW(EVAL_B), NW(C_3)));
     /* As many frames as activations: one each, innermost first. */
     const struct fake_group g2[] = {{0, 1, {0xe0}}, {0, 1, {0xd0}}};
     n = splice(chain, 5, 1, UINTPTR_MAX, g2, 2, 1, 1, out, 16);
-    CHECK(SAME(out, n, C_1 | 1, 0xe0, EVAL_A | 1, C_2 | 1, 0xd0, EVAL_B | 1, C_3 | 1));
+    CHECK(SAME(out, n, NW(C_1), 0xe0, NW(EVAL_A), NW(C_2), 0xd0, NW(EVAL_B), NW(C_3)));
     /* A walk that stopped short cannot tell whether EVAL_A runs a frame:
      * the C frames inside it, then the Python frames. */
     n = splice(chain, 4, 0, 0x500, g2, 2, 1, 1, out, 16);
-    CHECK(SAME(out, n, C_1 | 1, 0xe0, 0xd0));
+    CHECK(SAME(out, n, NW(C_1), 0xe0, 0xd0));
     vmp_native_teardown();
 }
 
@@ -402,14 +437,14 @@ VMP_TEST(native_splice_keeps_python_frames_a_short_walk_missed)
     const struct fake_group g[] = {{0x280, 1, {0xf0}}, {0x480, 1, {0xe0}}, {0x700, 1, {0xd0}}};
     uint64_t out[16];
     int n = splice(chain, 2, 0, 0x300, g, 3, 0, 1, out, 16);
-    CHECK(SAME(out, n, C_1 | 1, 0xf0, EVAL_A | 1, 0xe0, 0xd0));
+    CHECK(SAME(out, n, NW(C_1), 0xf0, NW(EVAL_A), 0xe0, 0xd0));
     /* The walk stopped at an evaluation loop it could not step past: it
      * runs the nearest group, the others stay outside. */
     n = splice(chain, 2, 0, 0, g, 3, 0, 1, out, 16);
-    CHECK(SAME(out, n, C_1 | 1, 0xf0, EVAL_A | 1, 0xe0, 0xd0));
+    CHECK(SAME(out, n, NW(C_1), 0xf0, NW(EVAL_A), 0xe0, 0xd0));
     /* An eval frame with no Python frame left is still a native frame. */
     n = splice(chain, 2, 0, 0x300, g, 0, 0, 1, out, 16);
-    CHECK(SAME(out, n, C_1 | 1, EVAL_A | 1));
+    CHECK(SAME(out, n, NW(C_1), NW(EVAL_A)));
     vmp_native_teardown();
 }
 
@@ -419,7 +454,7 @@ VMP_TEST(native_splice_writes_line_pairs_and_respects_max)
     const struct fake_group g[] = {{0x280, 2, {7, 0xf0}}, {0x380, 2, {9, 0xe0}}};
     uint64_t out[16];
     int n = splice(chain, 3, 0, 0x400, g, 2, 0, 2, out, 16);
-    CHECK(SAME(out, n, 0, C_1 | 1, 7, 0xf0, 0, EVAL_A | 1, 9, 0xe0, 0, C_2 | 1));
+    CHECK(SAME(out, n, 0, NW(C_1), 7, 0xf0, 0, NW(EVAL_A), 9, 0xe0, 0, NW(C_2)));
     /* A cap that falls inside a pair keeps whole pairs only. */
     n = splice(chain, 3, 0, 0x400, g, 2, 0, 2, out, 5);
     CHECK(n == 4);
@@ -436,7 +471,7 @@ VMP_TEST(native_splice_in_place_from_the_tail_of_one_buffer)
     memcpy(frames, chain, sizeof chain);
     const struct fake_group g[] = {{0x280, 2, {0xf0, 0xe0}}, {0x480, 1, {0xd0}}};
     int n = splice(frames, 5, 1, UINTPTR_MAX, g, 2, 0, 1, slot, 16);
-    CHECK(SAME(slot, n, C_1 | 1, 0xf0, 0xe0, EVAL_A | 1, C_2 | 1, 0xd0, EVAL_B | 1, C_3 | 1));
+    CHECK(SAME(slot, n, NW(C_1), 0xf0, 0xe0, NW(EVAL_A), NW(C_2), 0xd0, NW(EVAL_B), NW(C_3)));
     /* Where the output would overtake a frame not yet read, it stops. */
     uint64_t small[12] = {0};
     memcpy(small + 2, chain, sizeof chain);
