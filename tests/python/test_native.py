@@ -5,6 +5,7 @@ interpreter into a temporary folder: it burns CPU in a named C function and
 calls a Python callback from C.  The profiles are read back with the sampler
 tests' strict decoder.
 """
+import collections
 import hashlib
 import importlib.util
 import json
@@ -261,6 +262,45 @@ def test_samples_cut_for_want_of_an_unwind_rule_are_counted(ext, real_time):
     cut = stats["samples_cut"]
     assert len(inside) <= cut <= stats["samples"], (len(inside), stats)
     assert p.meta.get("samples_cut") == str(cut), p.meta
+
+
+def py_caller_of_odd_start(ext, seconds=0.3):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        ext.spin_at_odd_start(300000)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64",
+                    reason="the functions at odd addresses are x86-64 assembly")
+@pytest.mark.parametrize("real_time", [False, True], ids=["cpu", "wall"])
+def test_a_function_at_an_odd_address_is_named_at_its_first_byte_and_as_a_caller(ext, real_time):
+    # vmp_ext_odd_spin starts at an odd address and spins on its first
+    # byte; vmp_ext_odd_caller (odd too) calls it as its last instruction,
+    # and vmp_ext_after_odd_caller starts at that call's return address.  A
+    # native frame's word in a sample was pc | 1: a pc at an odd start read
+    # as the byte before it, and every sample in the function was named
+    # after that byte ("vmp_native_ext...+0x..."), its id too.  A caller is
+    # named from its call (return address - 1), not after the function
+    # that starts where the call returns.
+    spin, caller, after = ext.odd_start_addresses()
+    assert spin & 1 and caller & 1 and not after & 1, (hex(spin), hex(caller), hex(after))
+    p, _, stats = profile(py_caller_of_odd_start, ext, period=0.001, real_time=real_time)
+    mine = [stack_names(p, e) for e, _, _ in p.stacks
+            if any(func(n) == "py_caller_of_odd_start" for n in stack_names(p, e))]
+    inside = [names for names in mine if func(names[0]) == "vmp_ext_odd_spin"]
+    # (nearly all of the function's time is at its first byte: `loop`)
+    assert len(inside) >= 30, (len(inside), len(mine), stats, [n[:3] for n in mine[:5]])
+    unnamed = [names[0] for names in mine if "+0x" in func(names[0])]
+    assert not unnamed, (len(unnamed), len(mine), unnamed[:3])
+    # (a sample at the spin's last two instructions, after it dropped its
+    # caller's return address, has the C wrapper for its caller: rare, but
+    # a wall-clock sample that stood for several periods is several records)
+    callers = collections.Counter(func(names[1]) for names in inside)
+    assert set(callers) <= {"vmp_ext_odd_caller", "spin_at_odd_start"}, callers
+    assert callers["vmp_ext_odd_caller"] >= 0.9 * len(inside), callers
+    for names in inside:
+        assert complete(names), names
+        assert first_py_outward(names, 1) == "py_caller_of_odd_start", names
 
 
 def test_no_sample_cut_means_no_meta_record(ext):

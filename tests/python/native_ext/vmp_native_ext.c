@@ -29,14 +29,15 @@ static PyObject *burn(PyObject *self, PyObject *arg)
  * CFI directives, as hand-written assembly often is): a native walk
  * interrupted in it has no rule to step out with, and none will ever be
  * learned, so every sample taken there is cut (META samples_cut).  Aligned,
- * as compilers align functions: a native frame's entry keeps the pc's bit 0
- * as its mark (pc | 1), so a pc at an odd function start reads as the byte
- * before it, which no function holds (the code before this one once ended
- * at an odd address: every sample at the loop's first instruction was named
- * "+0x..." and took the function's id with it).  Padded after, too: with
- * the next function's first byte right after its ret, a sample at the ret
- * (pc | 1: that byte) was walked with that function's unwind rule, whole
- * (1 run of test_native.py in 6). */
+ * and padded after, so that no odd function start touches it (an odd start
+ * is vmp_ext_odd_spin's test).  While a sample's native word was pc | 1, a
+ * pc at an odd start read as the byte before it: the code before this one
+ * once ended at an odd address, and every sample at the loop's first
+ * instruction was named "+0x..." (the function's id with it); and the C
+ * function after its ret (gcc -O1 aligns no function) began at an odd
+ * address: a sample at that function's first byte read as this ret, was
+ * named after this function and walked whole with the other's rule (1 run
+ * of test_native.py in 6). */
 #if defined(__x86_64__)
 __asm__(".text\n"
         ".p2align 4\n"
@@ -55,6 +56,88 @@ static void vmp_ext_spin_without_cfi(long n)
     vmp_ext_burn_loop(n);
 }
 #endif
+
+/* Functions that start at odd addresses (hand-written assembly without
+ * alignment: one byte of padding before each), with unwind information.
+ * vmp_ext_odd_caller calls vmp_ext_odd_spin as its last instruction (a
+ * call that does not return there, as a call of a noreturn function), and
+ * vmp_ext_after_odd_caller starts at its return address: a caller's frame
+ * must be named from its call (return address - 1), not after the function
+ * that follows.  vmp_ext_odd_spin spins on its first byte (`loop`: rcx
+ * times), so nearly every sample in it is at its odd start; then it drops
+ * its caller's return address and returns to the caller's caller, for
+ * vmp_ext_odd_caller has nothing after its call.  The caller's own call
+ * ends at an even address: its frame's pc (return address - 1) is odd too.
+ * Hidden: called directly, not through the PLT. */
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".p2align 4\n"
+        "    nop\n"
+        ".globl vmp_ext_odd_spin\n"
+        ".hidden vmp_ext_odd_spin\n"
+        ".type vmp_ext_odd_spin, @function\n"
+        "vmp_ext_odd_spin:\n"
+        "    .cfi_startproc\n"
+        "1:  loop 1b\n"
+        "    add $8, %rsp\n"
+        "    ret\n"
+        "    .cfi_endproc\n"
+        ".size vmp_ext_odd_spin, .-vmp_ext_odd_spin\n"
+        "    nop\n"
+        ".globl vmp_ext_odd_caller\n"
+        ".hidden vmp_ext_odd_caller\n"
+        ".type vmp_ext_odd_caller, @function\n"
+        "vmp_ext_odd_caller:\n"
+        "    .cfi_startproc\n"
+        "    mov %edi, %ecx\n"
+        "    call vmp_ext_odd_spin\n"
+        "    .cfi_endproc\n"
+        ".size vmp_ext_odd_caller, .-vmp_ext_odd_caller\n"
+        ".globl vmp_ext_after_odd_caller\n"
+        ".hidden vmp_ext_after_odd_caller\n"
+        ".type vmp_ext_after_odd_caller, @function\n"
+        "vmp_ext_after_odd_caller:\n"
+        "    .cfi_startproc\n"
+        "    ret\n"
+        "    .cfi_endproc\n"
+        ".size vmp_ext_after_odd_caller, .-vmp_ext_after_odd_caller\n"
+        ".p2align 4\n");
+__attribute__((visibility("hidden"))) void vmp_ext_odd_spin(void);
+__attribute__((visibility("hidden"))) void vmp_ext_odd_caller(unsigned n);
+__attribute__((visibility("hidden"))) void vmp_ext_after_odd_caller(void);
+#endif
+
+static PyObject *spin_at_odd_start(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+#if defined(__x86_64__)
+    if (n < 1 || n > 0x7fffffff) {
+        PyErr_SetString(PyExc_ValueError, "1 <= n < 2**31");
+        return NULL;
+    }
+    vmp_ext_odd_caller((unsigned)n);
+#else
+    vmp_ext_burn_loop(n);
+#endif
+    Py_RETURN_NONE;
+}
+
+/* Where the odd functions lie: (vmp_ext_odd_spin, vmp_ext_odd_caller,
+ * vmp_ext_after_odd_caller), or None where they are not built. */
+static PyObject *odd_start_addresses(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+#if defined(__x86_64__)
+    return Py_BuildValue("(KKK)", (unsigned long long)(uintptr_t)&vmp_ext_odd_spin,
+                         (unsigned long long)(uintptr_t)&vmp_ext_odd_caller,
+                         (unsigned long long)(uintptr_t)&vmp_ext_after_odd_caller);
+#else
+    Py_RETURN_NONE;
+#endif
+}
 
 static PyObject *spin_without_cfi(PyObject *self, PyObject *arg)
 {
@@ -92,6 +175,10 @@ static PyMethodDef methods[] = {
     {"call_back", call_back, METH_VARARGS, "call_back(f, n): call f() n times from C."},
     {"spin_without_cfi", spin_without_cfi, METH_O,
      "spin_without_cfi(n): spin n iterations in a function without unwind information."},
+    {"spin_at_odd_start", spin_at_odd_start, METH_O,
+     "spin_at_odd_start(n): spin n iterations at the first byte of a function at an odd address."},
+    {"odd_start_addresses", odd_start_addresses, METH_NOARGS,
+     "odd_start_addresses(): the addresses of the functions at odd addresses, or None."},
     {NULL, NULL, 0, NULL},
 };
 
