@@ -196,6 +196,16 @@ def thread_cpu_ns(tid):
         return None
 
 
+def thread_minflt(tid):
+    """Another thread's minor page faults so far (/proc/self/task/TID/stat,
+    field 10); None when the thread is gone."""
+    try:
+        with open("/proc/self/task/%d/stat" % tid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def process_tids():
     return {int(t) for t in os.listdir("/proc/self/task")}
 
@@ -344,7 +354,8 @@ def main():
         # the end is their steady cost, without the start's (the first
         # samples of every thread already there)
         time.sleep(max(0.0, w0 + args.mark - time.perf_counter()))
-        mark = (time.perf_counter() - w0, {tid: thread_cpu_ns(tid) or 0 for tid in ours})
+        mark = (time.perf_counter() - w0, {tid: thread_cpu_ns(tid) or 0 for tid in ours},
+                {tid: thread_minflt(tid) or 0 for tid in ours})
     for t in ts:
         t.join()
     wall = time.perf_counter() - w0
@@ -362,6 +373,9 @@ def main():
         rec["profiler_cpu"] = sum(thread_cpu_ns(tid) or 0 for tid in others) / 1e9
         # each, by tid: the writer starts first, then the sampler thread
         rec["profiler_cpu_each"] = [(thread_cpu_ns(tid) or 0) / 1e9 for tid in sorted(others)]
+        # ... and their minor page faults (first touches of the ring's and
+        # the tables' pages), each, by tid
+        rec["profiler_minflt_each"] = [thread_minflt(tid) or 0 for tid in sorted(others)]
         # what the writer had written by then (disable() writes the repeats
         # still owed after it): the bytes a floor under the writer's share
         # above must write
@@ -371,6 +385,8 @@ def main():
             rec["mark"] = mark[0]
             rec["profiler_cpu_each_since_mark"] = [
                 ((thread_cpu_ns(tid) or 0) - mark[1].get(tid, 0)) / 1e9 for tid in sorted(others)]
+            rec["profiler_minflt_each_since_mark"] = [
+                (thread_minflt(tid) or 0) - mark[2].get(tid, 0) for tid in sorted(others)]
         d0, c0 = time.perf_counter(), time.thread_time()
         p0 = time.clock_gettime(time.CLOCK_PROCESS_CPUTIME_ID)
         vmprof.disable()
