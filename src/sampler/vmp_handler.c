@@ -22,7 +22,8 @@
 
 typedef struct walk_args {
     PyThreadState *ts;
-    uint64_t *out;
+    vmp_slot *slot;
+    uint64_t *out; /* (set by walk: where the words went, the slot's head or its room) */
     void *ucontext;
     size_t n;
     int in_call; /* wall clock: the thread was inside a system call */
@@ -90,9 +91,25 @@ static void walk(void *arg)
     walk_args *a = arg;
     if (!vmp_run.native)
         test_hold_point();
-    /* Native mode: the C stack too, spliced with the Python frames. */
-    a->n = vmp_run.native ? vmp_native_mode_sample(a->ucontext, a->ts, a->out, VMP_SLOT_WORDS, vmp_run.lines, &a->native)
-                          : vmp_frames_walk(a->ts, a->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
+    /* Native mode: the C stack too, spliced with the Python frames, into
+     * the slot's room.  Python frames alone: into its head, and only a
+     * stack that fills it is walked again into the room (its frames cannot
+     * change meanwhile: they are this thread's), so that a shallow stack
+     * touches no page but the head's (vmp_ring.h).  (A walk is bounded by
+     * its links too, 4 a frame and 16 more: a head's 53 frames stand
+     * for 228, and no stack has 3 links without code to a frame.) */
+    if (vmp_run.native) {
+        a->out = vmp_ring_room(a->slot);
+        a->n = vmp_native_mode_sample(a->ucontext, a->ts, a->out, VMP_SLOT_WORDS, vmp_run.lines, &a->native);
+    } else {
+        size_t per_frame = vmp_run.lines ? 2 : 1, head_frames = VMP_SLOT_HEAD_WORDS / per_frame;
+        a->out = a->slot->head;
+        a->n = vmp_frames_walk(a->ts, a->out, head_frames, vmp_run.lines);
+        if (a->n >= head_frames * per_frame) {
+            a->out = vmp_ring_room(a->slot);
+            a->n = vmp_frames_walk(a->ts, a->out, VMP_MAX_DEPTH_WRITTEN, vmp_run.lines);
+        }
+    }
     /* (the wall clock repeats a sample taken inside a system call while the
      * thread stays there: vmp_delivery.h) */
     if (vmp_run.real_time)
@@ -126,8 +143,9 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
         atomic_fetch_add_explicit(&vmp_run.dropped, periods, memory_order_relaxed);
         return 0;
     }
-    walk_args a = {ts, s->data, ucontext, 0, 0, {0}};
+    walk_args a = {ts, s, s->head, ucontext, 0, 0, {0}};
     size_t n = vmp_guard_run(walk, &a) < 0 ? 0 : a.n;
+    s->data = a.out;
     *in_call = a.in_call;
     /* (a walk the guard cut short reports nothing: a.native stays zero) */
     int cut = n > 0 && a.native.cut;

@@ -13,6 +13,7 @@
 
 static struct {
     vmp_slot *slots;
+    uint64_t *rooms; /* VMP_SLOT_WORDS words per slot, after the heads */
     _Atomic uint64_t head, tail;
     _Atomic uint64_t given_up; /* slots given up on, not given back yet */
     int wiped_on_fork; /* a fork child finds every slot free already */
@@ -47,23 +48,31 @@ int vmp_ring_nap(int64_t timeout_ns)
     return rang;
 }
 
+/* The mapping: the heads, then the rooms. */
+#define RING_BYTES (sizeof(vmp_slot) * VMP_RING_SLOTS + sizeof(uint64_t) * VMP_SLOT_WORDS * VMP_RING_SLOTS)
+
 int vmp_ring_map(void)
 {
     if (R.slots)
         return 0;
-    void *p = mmap(NULL, sizeof(vmp_slot) * VMP_RING_SLOTS, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *p = mmap(NULL, RING_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -1;
     R.slots = p;
+    R.rooms = (uint64_t *)(R.slots + VMP_RING_SLOTS);
 #ifdef MADV_WIPEONFORK
     /* A fork child gets these pages as zeros (every slot free) instead of
      * copies made on first touch: its reset costs no page copies, and the
      * fork no copy of the ring's page tables (a 4 MB ring made each fork of a
      * profiled program about 3 ms slower). */
-    R.wiped_on_fork = madvise(p, sizeof(vmp_slot) * VMP_RING_SLOTS, MADV_WIPEONFORK) == 0;
+    R.wiped_on_fork = madvise(p, RING_BYTES, MADV_WIPEONFORK) == 0;
 #endif
     return 0;
+}
+
+uint64_t *vmp_ring_room(const vmp_slot *s)
+{
+    return R.rooms + (size_t)(s - R.slots) * VMP_SLOT_WORDS;
 }
 
 void vmp_ring_reset(int slots_too)
@@ -226,5 +235,5 @@ void vmp_ring_give_back_pages(void)
      * it: then the pages stay, until the next run's end) */
     if (R.slots && atomic_load(&R.given_up) == 0 &&
         atomic_load(&R.tail) == atomic_load(&R.head))
-        madvise(R.slots, sizeof(vmp_slot) * VMP_RING_SLOTS, MADV_DONTNEED);
+        madvise(R.slots, RING_BYTES, MADV_DONTNEED);
 }

@@ -3,8 +3,17 @@
  * handlers, the sampler thread's repeats, names of dying code objects) and
  * the writer thread.
  *
- * VMP_RING_SLOTS fixed-size slots, each big enough for the deepest stack
- * written.  A producer claims the next index with a compare-and-swap on
+ * VMP_RING_SLOTS fixed-size slots, each with room for the deepest stack
+ * written.  A slot is a head of VMP_SLOT_BYTES (its state, what it holds,
+ * and the first VMP_SLOT_HEAD_WORDS words of its data), the heads side by
+ * side, and a room of VMP_SLOT_WORDS words elsewhere (vmp_ring_room), which
+ * only a producer whose data do not fit in the head touches (`data` says
+ * where they are).  A fresh page is faulted in at its first touch: when each
+ * slot was all of a piece (~16 KiB, room for the deepest stack), each of the
+ * 1,024 touched a page of its own, and the wall clock's start, which hands
+ * over the first samples of 1,000 waiting threads at once, took ~1,000 page
+ * faults (~3 us each here) for stacks of a few words; the heads are 128
+ * pages.  A producer claims the next index with a compare-and-swap on
  * `head` when fewer than VMP_RING_SLOTS slots are undrained, fills the slot
  * and publishes it; the one consumer takes indexes in order from `tail`, so
  * the file order is the claim order.  A handler claims its slot before
@@ -54,6 +63,8 @@
 #define VMP_RING_SLOTS 1024
 #define VMP_RING_WAKE_AT (VMP_RING_SLOTS / 2)
 #define VMP_SLOT_WORDS (2 * VMP_MAX_DEPTH_WRITTEN)
+#define VMP_SLOT_BYTES 512
+#define VMP_SLOT_HEAD_WORDS 53 /* (what is left of VMP_SLOT_BYTES: vmp_slot) */
 
 /* A slot's state: (claim index << 3) | phase.  0: a page never touched
  * since it was mapped or given back, free for any index. */
@@ -85,8 +96,21 @@ typedef struct vmp_slot {
     uint64_t rss_kib;
     int64_t from_ns;    /* SAMPLE, REPEAT: CLOCK_MONOTONIC ns where its first period began (0: not known) */
     uint64_t code;      /* NAME: whose name */
-    uint64_t data[VMP_SLOT_WORDS];
+    uint64_t *data;     /* its data (up to VMP_SLOT_WORDS words): `head`, or its room (vmp_slot_words) */
+    uint64_t head[VMP_SLOT_HEAD_WORDS];
 } vmp_slot;
+_Static_assert(sizeof(vmp_slot) == VMP_SLOT_BYTES, "a slot's head is VMP_SLOT_BYTES");
+
+/* Producer (async-signal-safe): slot s's room, VMP_SLOT_WORDS words of its
+ * own (its pages are touched only by data that do not fit in the head). */
+uint64_t *vmp_ring_room(const vmp_slot *s);
+
+/* Producer: where slot s's data of n words (at most VMP_SLOT_WORDS) go, its
+ * head when they fit, else its room; s->data is set to it. */
+static inline uint64_t *vmp_slot_words(vmp_slot *s, size_t n)
+{
+    return s->data = n <= VMP_SLOT_HEAD_WORDS ? s->head : vmp_ring_room(s);
+}
 
 /* Maps the slots the first time.  0, or -1 with errno. */
 int vmp_ring_map(void);

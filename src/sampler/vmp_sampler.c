@@ -371,7 +371,7 @@ static int first_hand_over(long i, pid_t tid, uint32_t place)
     if (!s)
         return -1;
     size_t n = First.at[i + 1] - First.at[i];
-    memcpy(s->data, First.words + First.at[i], n * sizeof *s->data);
+    memcpy(vmp_slot_words(s, n), First.words + First.at[i], n * sizeof *s->data);
     s->kind = VMP_SLOT_SAMPLE;
     s->n = (uint32_t)n;
     s->weight = 0;

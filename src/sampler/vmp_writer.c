@@ -1416,9 +1416,9 @@ static int hold_name(uintptr_t code, const char *name, size_t len, int died)
 static int put_name(vmp_slot *s, uintptr_t code, const char *name, size_t len, int died, int holds_gil)
 {
     test_stall_point(holds_gil);
-    if (len > sizeof s->data)
-        len = sizeof s->data;
-    memcpy(s->data, name, len);
+    if (len > VMP_SLOT_WORDS * sizeof *s->data)
+        len = VMP_SLOT_WORDS * sizeof *s->data;
+    memcpy(vmp_slot_words(s, (len + sizeof *s->data - 1) / sizeof *s->data), name, len);
     s->kind = VMP_SLOT_NAME;
     s->died = died;
     s->n = (uint32_t)len;

@@ -3,6 +3,8 @@ the program's own signal handlers, deep recursion, generators and asyncio,
 exceptions, C code calling back into Python, threads that come and go,
 os._exit and interpreter shutdown with the profiler on."""
 import asyncio
+import collections
+import inspect
 import os
 import signal
 import subprocess
@@ -194,6 +196,46 @@ def test_deep_recursion_is_capped_not_crashed():
     depths = [len(e) for e, _, _ in p.stacks if p.func(e[0]) == "burn_cpu"]
     assert depths and max(depths) <= 1000
     assert max(depths) == 1000  # cut at the cap: the innermost frames are kept
+
+
+def recurse_at(n, depth):
+    if n == 0:
+        depth.append(len(inspect.stack(0)))
+        return burn_cpu(0.05)
+    return recurse_at(n - 1, depth)
+
+
+@pytest.mark.parametrize("lines", [False, True])
+def test_stacks_as_deep_as_a_ring_slots_head_and_one_frame_deeper_are_whole(lines):
+    # A slot keeps its first 53 words in its head, and a handler whose walk
+    # fills the head walks again into the slot's room (vmp_ring.h): stacks
+    # around that edge (53 frames, 26 with lines) come out whole.  In a
+    # thread: its stack is a few frames deep, pytest's is not.
+    head = 53 // 2 if lines else 53
+    depths = {}
+
+    def run():
+        for total in (head - 2, head - 1, head, head + 1):
+            depth = []
+            t = threading.Thread(target=lambda: recurse_at(total - base[0], depth))
+            t.start()
+            t.join()
+            depths[total] = depth[0]
+
+    base = []
+    probe = threading.Thread(target=lambda: base.append(len(inspect.stack(0)) + 1))
+    probe.start()
+    probe.join()  # (frames of a thread's target + recurse_at, n = 0)
+    p, _, stats = profile(run, period=0.001, lines=lines)
+    seen = collections.Counter()
+    for e, _, _ in p.stacks:
+        funcs = [p.func(c) for c, _ in p.frames(e)] if lines else [p.func(c) for c in e]
+        if funcs[0] == "burn_cpu":
+            seen[len(funcs)] += 1
+    for total, depth in depths.items():
+        # (burn_cpu's frame on top of the recursion's)
+        assert seen[depth + 1] > 10, (total, depth, seen, stats)
+    assert set(seen) == {d + 1 for d in depths.values()}, (depths, seen)
 
 
 def gen_hot():
