@@ -46,6 +46,7 @@ struct vmp_delivery_thread {
     uint8_t in_write;    /* wall clock: its last call read was a write that may wait for room (waits_for_a_signal) ... */
     uint32_t write_handled; /* ... with handled[] then */
     uint8_t first;       /* wall clock: the start handed over its first sample (first_samples) */
+    uint8_t cold;        /* ... and it has not been found running since: polls read it last (poll_still) */
     uint32_t active_pos;
     int src;               /* its source's fd (sources mode); -1: none */
     int src_pos;           /* its place in open_fds */
@@ -1333,6 +1334,7 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
         t->owed = p;
     }
     t->delta = 1; /* not still this round */
+    t->cold = 0;
     make_active(d, t);
 }
 
@@ -1342,19 +1344,36 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
  * per thread found, up to VMP_STILL_AFTER_MAX_NS, so that keeping it costs
  * no more than the poll did.  (Doubling from 2 rounds alone, 16 C threads
  * sleeping 100 ms at a time beside 1,000 idle ones made 8 polls, 8,000
- * readings, in the run's first second before they were kept.) */
+ * readings, in the run's first second before they were kept.)
+ *
+ * The cold ones (handed over idle in a first sample at the start and not
+ * found running since: a pool's waiting crowd) are read only when the
+ * others leave over VMP_WAKE_NS unexplained; else what is left stays
+ * counted, so that their time still makes a poll of them once it adds up
+ * to VMP_WAKE_NS, as any still thread's did.  (The wall-clock pool bench's
+ * 16 C threads, each waking every 100 ms, made 3-5 polls a run, and each
+ * read the 1,000 waiting threads too: a third of the sampler thread's
+ * clock readings.) */
 static void poll_still(vmp_delivery *d, int64_t periods)
 {
     atomic_fetch_add_explicit(&d->polls, 1, memory_order_relaxed);
     size_t was_active = d->n_active, still = 0;
-    for (size_t i = 0; i < d->n_threads; i++) {
-        vmp_delivery_thread *t = &d->threads[i];
-        if (t->state != STILL)
-            continue;
-        still++;
-        if (observe(d, t) != 0) {
-            wake(d, t, periods);
-            d->changed = 1;
+    int cold_read = 0;
+    for (int cold = 0; cold < 2; cold++) {
+        if (cold) {
+            if (d->unexplained <= VMP_WAKE_NS)
+                break;
+            cold_read = 1;
+        }
+        for (size_t i = 0; i < d->n_threads; i++) {
+            vmp_delivery_thread *t = &d->threads[i];
+            if (t->state != STILL || t->cold != cold)
+                continue;
+            still++;
+            if (observe(d, t) != 0) {
+                wake(d, t, periods);
+                d->changed = 1;
+            }
         }
     }
     if (d->n_active > was_active) { /* (wake() put those found at the end of the active list) */
@@ -1377,8 +1396,9 @@ static void poll_still(vmp_delivery *d, int64_t periods)
      * a thread born as an active one ended after its reading this round is
      * listed a round later than before).  Listing on any time left
      * unexplained, runs with 1,000 waiting threads made 0-3 listings of
-     * ~1-2 ms each that found nothing. */
-    d->unexplained = 0;
+     * ~1-2 ms each that found nothing.  (Cold threads not read: what is
+     * left, up to VMP_WAKE_NS, stays; above.) */
+    d->unexplained = cold_read || d->unexplained < 0 ? 0 : d->unexplained;
 }
 
 /* CPU time left unexplained over VMP_WAKE_NS: before a poll reads every
@@ -2270,7 +2290,7 @@ static void first_samples(vmp_delivery *d)
             continue;
         set_repeatable(t->place, t->last_cpu, 1);
         set_last_sampled(t->place, t->tid, t->last_cpu, -1, 1);
-        t->first = 1;
+        t->first = t->cold = 1;
         atomic_fetch_add_explicit(&d->first_samples, 1, memory_order_relaxed);
     }
     free(sorted);
@@ -2425,6 +2445,19 @@ int vmp_delivery_start(vmp_delivery *d)
                 source_close(d, &d->threads[i]);
         } else {
             d->round_periods = VMP_SOURCE_ROUND_NS > d->period_ns ? VMP_SOURCE_ROUND_NS / d->period_ns : 1;
+            /* The threads handed over idle are still from here, idle at
+             * the baseline read above, as the first round would find them
+             * (it read 1,000 clocks again for the pool bench's waiting
+             * crowd): one that ran since is found as any still thread is,
+             * by a poll or at its first visit (at the sweep's next pass). */
+            for (size_t i = 0; i < d->n_threads; i++) {
+                vmp_delivery_thread *t = &d->threads[i];
+                if (!t->cold)
+                    continue;
+                t->idle_cpu = t->last_cpu;
+                t->visit_at = t->visit_gap = 0;
+                make_still(d, t);
+            }
         }
     }
     if (!firsts_done)
