@@ -112,7 +112,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    PyObject *stats = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    PyObject *stats = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -129,7 +129,8 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          (unsigned long long)st.sampler_rounds, "writer_rounds",
                          (unsigned long long)st.writer_rounds, "bytes_allocated_ahead",
                          (unsigned long long)st.allocated_ahead, "clock_reads",
-                         (unsigned long long)st.clock_reads, "polls", (unsigned long long)st.polls, "listings",
+                         (unsigned long long)st.clock_reads, "polls", (unsigned long long)st.polls, "cold_polls",
+                         (unsigned long long)st.cold_polls, "listings",
                          (unsigned long long)st.listings, "births_read", (unsigned long long)st.births_read, "visits", (unsigned long long)st.visits, "first_samples",
                          (unsigned long long)st.first_samples, "first_sample_periods",
                          (unsigned long long)st.first_sample_periods, "sources_opened",

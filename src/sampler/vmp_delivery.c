@@ -1364,6 +1364,7 @@ static void poll_still(vmp_delivery *d, int64_t periods)
             if (d->unexplained <= VMP_WAKE_NS)
                 break;
             cold_read = 1;
+            atomic_fetch_add_explicit(&d->cold_polls, 1, memory_order_relaxed);
         }
         for (size_t i = 0; i < d->n_threads; i++) {
             vmp_delivery_thread *t = &d->threads[i];
@@ -2324,6 +2325,7 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->periods_cut, 0);
     atomic_store(&d->not_python, 0);
     atomic_store(&d->polls, 0);
+    atomic_store(&d->cold_polls, 0);
     atomic_store(&d->scans, 0);
     atomic_store(&d->births_read, 0);
     d->listed = -1;

@@ -519,6 +519,7 @@ typedef struct vmp_delivery {
                                         * sample paid ("Cut samples"; in vmp_delivery_dropped) */
     _Atomic uint64_t not_python;      /* answers "no Python thread state" */
     _Atomic uint64_t polls;    /* rounds that read the still threads */
+    _Atomic uint64_t cold_polls; /* ... the cold ones too (poll_still in vmp_delivery.c) */
     _Atomic uint64_t clock_reads; /* CPU clocks of other threads read */
     _Atomic uint64_t scans;    /* listings of /proc/self/task */
     _Atomic uint64_t births_read; /* ... of its end only, for the threads born since (read_births) */

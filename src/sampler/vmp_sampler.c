@@ -845,6 +845,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->allocated_ahead = vmp_writer_allocated_ahead();
         stats->clock_reads = atomic_load(&vmp_run.delivery.clock_reads);
         stats->polls = atomic_load(&vmp_run.delivery.polls);
+        stats->cold_polls = atomic_load(&vmp_run.delivery.cold_polls);
         stats->listings = atomic_load(&vmp_run.delivery.scans);
         stats->births_read = atomic_load(&vmp_run.delivery.births_read);
         stats->visits = atomic_load(&vmp_run.delivery.visits);

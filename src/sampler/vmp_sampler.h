@@ -68,6 +68,7 @@ typedef struct vmp_sampler_stats {
      * other threads' CPU clocks read, polls of the still threads, listings
      * of /proc/self/task, visits of still threads. */
     uint64_t clock_reads, polls, listings, visits;
+    uint64_t cold_polls;     /* polls that read the threads handed over idle at the start too (vmp_delivery.c, poll_still) */
     uint64_t births_read;    /* reads of the listing's end only, for threads born since (vmp_delivery.c, read_births) */
     uint64_t first_samples;  /* wall clock: threads idle from the start in a stack read by enable() */
     uint64_t sources_opened; /* per-thread CPU-time events opened (vmp_delivery.h: "Per-thread sources") */

@@ -14,7 +14,7 @@ import time
 import pytest
 import vmprof
 
-from sampler_util import burn_cpu, cpu_time_events_open, profile, read_back
+from sampler_util import burn_cpu, cpu_time_events_open, profile, read_back, wait_until_asleep
 
 C_THREADS_SOURCE = os.path.join(os.path.dirname(__file__), "c_threads", "vmp_c_threads.c")
 
@@ -105,6 +105,51 @@ def test_sleeping_c_threads_are_not_signalled_again_and_again(c_threads, real_ti
     else:
         assert cut <= 1, (cut, stats)
         assert stats["not_python_answers"] <= 8, stats
+
+
+def waits_here(event):
+    event.wait()
+
+
+def test_polls_that_waking_c_threads_explain_leave_the_threads_waiting_since_the_start_unread(c_threads):
+    # The threads waiting when the run starts (their stacks handed over by
+    # enable(), idle from then on) are read by a poll only when the other
+    # still threads leave CPU time unexplained (vmp_delivery.c, poll_still):
+    # each wake-up of a C thread that naps made a poll read every waiting
+    # thread too (the pool bench: 16 C threads, 1,000 waiting ones, 3-5
+    # polls a run, a third of the sampler thread's clock readings).  Naps of
+    # 0.3 s: a thread a poll found is kept active as many rounds as the poll
+    # read threads per thread found (here ~24 / 1, ~5 / 1 now) or twice as
+    # many as the last time, then still again, so the first naps' ends make
+    # polls (4-5 now, 2-3 reading the waiting threads when each did).
+    n_idle = 20
+    stop, ready = threading.Event(), threading.Semaphore(0)
+
+    def wait():
+        ready.release()
+        waits_here(stop)
+
+    ts = [threading.Thread(target=wait) for _ in range(n_idle)]
+    for t in ts:
+        t.start()
+    for _ in ts:
+        ready.acquire()
+    wait_until_asleep(ts, "waits_here")
+    assert c_threads.ct_start_sleepers(4, 300000000) == 0
+    try:
+        _, _, stats = profile(lambda: time.sleep(1.5), period=0.001, real_time=True)
+    finally:
+        c_threads.ct_stop()
+        stop.set()
+        for t in ts:
+            t.join()
+    if stats["sources_opened"] == 0:
+        pytest.skip("the kernel gives no per-thread CPU-time events here (per-period schedule)")
+    assert stats["first_samples"] >= n_idle - 5, stats
+    assert stats["polls"] >= 2, stats  # (the naps' ends)
+    # (one that ran after enable() read its stack is found by a poll of them)
+    missed = n_idle - stats["first_samples"]
+    assert stats["cold_polls"] <= 1 + missed, stats
 
 
 def test_a_computing_c_thread_is_asked_ever_more_rarely(c_threads):
