@@ -1357,19 +1357,20 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
 static void poll_still(vmp_delivery *d, int64_t periods)
 {
     atomic_fetch_add_explicit(&d->polls, 1, memory_order_relaxed);
-    size_t was_active = d->n_active, still = 0;
-    int cold_read = 0;
+    size_t was_active = d->n_active, still = 0, cold_left = 0;
     for (int cold = 0; cold < 2; cold++) {
         if (cold) {
-            if (d->unexplained <= VMP_WAKE_NS)
-                break;
-            cold_read = 1;
+            if (!cold_left || d->unexplained <= VMP_WAKE_NS)
+                break; /* (none, or left for later) */
+            cold_left = 0;
             atomic_fetch_add_explicit(&d->cold_polls, 1, memory_order_relaxed);
         }
         for (size_t i = 0; i < d->n_threads; i++) {
             vmp_delivery_thread *t = &d->threads[i];
-            if (t->state != STILL || t->cold != cold)
+            if (t->state != STILL || t->cold != cold) {
+                cold_left += t->state == STILL && !cold;
                 continue;
+            }
             still++;
             if (observe(d, t) != 0) {
                 wake(d, t, periods);
@@ -1397,9 +1398,9 @@ static void poll_still(vmp_delivery *d, int64_t periods)
      * a thread born as an active one ended after its reading this round is
      * listed a round later than before).  Listing on any time left
      * unexplained, runs with 1,000 waiting threads made 0-3 listings of
-     * ~1-2 ms each that found nothing.  (Cold threads not read: what is
-     * left, up to VMP_WAKE_NS, stays; above.) */
-    d->unexplained = cold_read || d->unexplained < 0 ? 0 : d->unexplained;
+     * ~1-2 ms each that found nothing.  (Cold threads left unread: what
+     * is left, up to VMP_WAKE_NS, stays; above.) */
+    d->unexplained = !cold_left || d->unexplained < 0 ? 0 : d->unexplained;
 }
 
 /* CPU time left unexplained over VMP_WAKE_NS: before a poll reads every
