@@ -93,7 +93,8 @@ def test_every_fixture_comes_back_byte_for_byte(start_server, make_profile, prof
     real time, vmprof 0.6's), profiles of our sampler in each mode, and
     generated shapes up to mostly distinct stacks: the bytes of /raw are
     the bytes uploaded, read from the compact file, again after a restart
-    (from the file alone), and from the compressed file."""
+    (from the file alone), and from the compressed file; what a crash left
+    uncompressed is compressed after the restart."""
     server = start_server()
     profiles = [open(p, "rb").read() for p in FIXTURES]
     profiles += [profile_bytes, make_profile("--lines"), make_profile("--mem")]
@@ -132,6 +133,8 @@ def test_every_fixture_comes_back_byte_for_byte(start_server, make_profile, prof
         assert server.get("/api/runs/%s/raw" % rid)[1] == data, rid
         samples = server.get("/api/runs/%s" % rid)[1]["samples"]
         assert tree_total(server, rid) == samples
+    # and the start compressed what the "crash" left plain
+    wait_for_files(server, [rid + ".prof.vmc.zst" for rid in ids])
 
 
 def raw_command(server, what, *args):
