@@ -58,6 +58,7 @@ if MODE == "enable":
     vmprof.disable()
     out.close()
     print("stops", stops)
+    print("stats", vmprof.profiler.last_run_stats)  # (in failure messages)
 print("parent done")
 """
 
@@ -257,7 +258,9 @@ def test_a_fork_an_audit_hook_refused_leaves_sampling_on(tmp_path, real_time, na
     assert samples_of(tmp_path / "parent.prof", "between_the_forks") > 30, profiled.stdout
     if COUNTS:
         assert profiled.stdout.startswith("stops (1, 0, "), profiled.stdout  # (the fork that happened)
-    assert samples_of(tmp_path / "parent.prof", "after_the_fork") > 30
+    # (0 once in session 19, at load ~20, not seen again in 150 runs at load
+    # 12-24: the run's figures, should it come back)
+    assert samples_of(tmp_path / "parent.prof", "after_the_fork") > 30, profiled.stdout
 
 
 SESSIONS = """
