@@ -1491,6 +1491,7 @@ int srv_store_vm_list(srv_store *s, int (*each)(void *ctx, const char *vm, int64
 typedef struct id_list {
     char (*ids)[SRV_ID_LEN + 1];
     size_t n, cap;
+    int short_of_memory; /* the list lacks rows the statement gave */
 } id_list;
 
 static int collect_id(void *ctx, int ncols, const srv_cell *v)
@@ -1501,8 +1502,10 @@ static int collect_id(void *ctx, int ncols, const srv_cell *v)
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
         void *ids = realloc(l->ids, cap * sizeof *l->ids);
-        if (!ids)
+        if (!ids) {
+            l->short_of_memory = 1;
             return 1;
+        }
         l->ids = ids;
         l->cap = cap;
     }
@@ -1520,6 +1523,12 @@ int srv_store_run_sweep(srv_store *s, int64_t before_ms,
     for (size_t i = 0; rc == 0 && i < l.n; i++)
         gone(ctx, l.ids[i]);
     free(l.ids);
+    /* (the rows are gone, some files stay: a SQLite start removes them as
+     * files no run owns, srv_main.c) */
+    if (rc == 0 && l.short_of_memory) {
+        set_err(err, "cannot remove unfinished uploads", "out of memory");
+        rc = -1;
+    }
     return rc;
 }
 
@@ -1530,10 +1539,19 @@ int srv_store_run_ids(srv_store *s, int (*each)(void *ctx, const char *id), void
     srv_param p[] = {SRV_P_INT(SRV_RUN_UPLOADED)};
     int rc = exec(s, "SELECT id FROM runs WHERE state >= $1", p, 1, collect_id, &l, NULL, err,
                   "cannot list the runs");
+    /* A list short of a run would have its files removed as no run's
+     * (srv_main.c, recover): out of memory is an error, never a shorter
+     * list. */
     for (size_t i = 0; rc == 0 && i < l.n; i++)
-        if (each(ctx, l.ids[i]))
+        if (each(ctx, l.ids[i])) {
+            l.short_of_memory = 1;
             break;
+        }
     free(l.ids);
+    if (rc == 0 && l.short_of_memory) {
+        set_err(err, "cannot list the runs", "out of memory");
+        rc = -1;
+    }
     return rc;
 }
 

@@ -139,7 +139,9 @@ int srv_store_vm_list(srv_store *s, int (*each)(void *ctx, const char *vm, int64
 int srv_store_run_sweep(srv_store *s, int64_t before_ms,
                         void (*gone)(void *ctx, const char *id), void *ctx, srv_err *err);
 /* Calls each() with the id of every run that has stored files (state >=
- * UPLOADED), for the start-up check of the files against the database. */
+ * UPLOADED), for the start-up check of the files against the database;
+ * each() returns non-zero when it cannot keep the id (out of memory): -1
+ * then, as when the list cannot be read whole. */
 int srv_store_run_ids(srv_store *s, int (*each)(void *ctx, const char *id), void *ctx,
                       srv_err *err);
 

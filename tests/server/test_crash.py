@@ -141,6 +141,80 @@ def test_kill_9_during_parallel_uploads(start_server, tmp_path, make_profile, pr
     assert os.listdir(data / "tmp") == []
 
 
+# Makes realloc() to exactly FAIL_REALLOC_BYTES fail (a growing block only).
+FAIL_REALLOC = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+void *realloc(void *p, size_t n)
+{
+    static void *(*real)(void *, size_t);
+    static long fail = -1;
+    if (!real)
+        real = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    if (fail < 0) {
+        const char *s = getenv("FAIL_REALLOC_BYTES");
+        fail = s ? atol(s) : 0;
+    }
+    return p && (long)n == fail ? NULL : real(p, n);
+}
+"""
+
+
+def test_a_start_short_of_memory_for_the_list_of_runs_removes_no_runs_files(
+        start_server, tmp_path, profile_bytes):
+    # The start removes the files no run owns, by a list of the runs' ids.
+    # Before, running out of memory while that list grew left it short and
+    # the start went on: the files of the runs it lacked were removed (here
+    # those of 1,101 runs beyond the first 1,024).  Now the start stops.
+    import pytest
+    import shutil
+    import subprocess
+    from conftest import SERVER_BIN
+    if "asan" in SERVER_BIN or not shutil.which("gcc"):
+        pytest.skip("needs gcc and a build without ASan (its runtime comes first)")
+    shim = str(tmp_path / "fail_realloc.so")
+    src = tmp_path / "fail_realloc.c"
+    src.write_text(FAIL_REALLOC)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", shim, str(src), "-ldl"], check=True)
+    data = tmp_path / "data"
+    server = start_server(data=data)
+    rid = server.upload(profile_bytes)
+    assert server.get("/api/runs/%s" % rid)[0] == 200
+    for _ in range(300):
+        if os.listdir(data / "runs") == [rid + ".prof.vmc.zst"]:
+            break
+        time.sleep(0.1)
+    assert server.stop()[0] == 0
+    stored = os.listdir(data / "runs")
+    assert len(stored) == 1
+    # 2,100 more frozen runs, each with its file
+    ids = ["%016x" % (0x1000 + i) for i in range(2100)]
+    db = sqlite3.connect(str(data / "vmprof.db"))
+    with db:
+        db.executemany("INSERT INTO runs (id, argv, vm, created, state) VALUES (?, 'x', 'CPython', 0, 2)",
+                       [(i,) for i in ids])
+    db.close()
+    for i in ids:
+        shutil.copyfile(str(data / "runs" / stored[0]), str(data / "runs" / (i + ".prof.vmc.zst")))
+    before = sorted(os.listdir(data / "runs"))
+    # the lists of ids grow 64, 128, ..., 2,048 (17 bytes an id): the last growth fails
+    env = dict(os.environ, LD_PRELOAD=shim, FAIL_REALLOC_BYTES=str(2048 * 17))
+    proc = subprocess.Popen([SERVER_BIN, "--data", str(data), "--listen", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:   # (it started)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert sorted(os.listdir(data / "runs")) == before, err
+    assert proc.returncode != 0 and "out of memory" in err, (proc.returncode, out, err)
+    # and with the memory it needs, every run is there
+    server.start()
+    assert server.get("/api/runs/%s" % ids[-1])[0] == 200
+    assert sorted(os.listdir(data / "runs")) == before
+
+
 def test_sigterm_lets_an_upload_in_flight_finish(server, profile_bytes):
     status, reply, _ = server.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})
     rid = reply["runtime_id"]
