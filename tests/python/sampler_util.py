@@ -283,6 +283,29 @@ def wait_until_asleep(threads, func, timeout=20.0):
             return
         assert time.monotonic() < deadline, "threads not asleep in %s: %s" % (func, awake)
 
+def start_waiting_threads(n, waits_in):
+    """n threads, each asleep in waits_in(event) until the returned event is
+    set; returns (threads, event).  Each is asleep in its wait before this
+    returns (wait_until_asleep): on a loaded machine some had released the
+    semaphore, or even reached the line of their wait, without having
+    blocked yet (CPU clocks moved 18-73 us after that, beyond the idle
+    slack); they ran after enable() read their stacks and were probed (26
+    signals sent, 31 first samples, in CI)."""
+    stop, ready = threading.Event(), threading.Semaphore(0)
+
+    def wait():
+        ready.release()
+        waits_in(stop)
+
+    ts = [threading.Thread(target=wait) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for _ in ts:
+        ready.acquire()
+    wait_until_asleep(ts, waits_in.__name__)
+    return ts, stop
+
+
 def spin_in_background(piece=0.01):
     """Starts a daemon thread that burns CPU in `piece`-second steps; returns
     the function that stops it and waits for it."""

@@ -11,7 +11,7 @@ import time
 import pytest
 import vmprof
 
-from sampler_util import burn_cpu, profile, read_back, wait_until_asleep
+from sampler_util import burn_cpu, profile, read_back, start_waiting_threads, wait_until_asleep
 
 
 def waits_in_a(event):
@@ -90,28 +90,6 @@ def test_waiting_threads_get_no_signal_after_the_first_that_found_them_waiting()
     assert stats["samples_repeated"] > 0.9 * (stats["samples"] - first), stats
 
 
-def start_waiting_threads(n):
-    """n threads, each asleep in waits_in_a until the returned event is set.
-    Each is asleep in its wait before this returns: on a loaded machine some
-    had released the semaphore, or even reached the line of their wait,
-    without having blocked yet (CPU clocks moved 18-73 us after that, beyond
-    the idle slack); they ran after enable() read their stacks and were
-    probed (26 signals sent, 31 first samples, in CI)."""
-    stop, ready = threading.Event(), threading.Semaphore(0)
-
-    def wait():
-        ready.release()
-        waits_in_a(stop)
-
-    ts = [threading.Thread(target=wait) for _ in range(n)]
-    for t in ts:
-        t.start()
-    for _ in ts:
-        ready.acquire()
-    wait_until_asleep(ts, "waits_in_a")
-    return ts, stop
-
-
 @pytest.mark.parametrize("events", [True, False], ids=["events", "per-period"])
 def test_threads_waiting_when_the_run_starts_are_not_woken_to_be_found(monkeypatch, events):
     # enable() reads the stacks of the threads already there while it holds
@@ -121,7 +99,7 @@ def test_threads_waiting_when_the_run_starts_are_not_woken_to_be_found(monkeypat
     if not events:
         monkeypatch.setenv("VMPROF_NO_PERF_EVENTS", "1")
     n_idle = 30
-    ts, stop = start_waiting_threads(n_idle)
+    ts, stop = start_waiting_threads(n_idle, waits_in_a)
     try:
         p, _, stats = profile(lambda: time.sleep(0.3), period=0.001, real_time=True)
     finally:
@@ -150,7 +128,7 @@ def test_threads_waiting_when_the_run_starts_take_no_event_and_a_thread_started_
     # thread started after enable() found none free and was probed every
     # round for a second instead.
     n_idle = 100  # (more than the 64 events)
-    ts, stop = start_waiting_threads(n_idle)
+    ts, stop = start_waiting_threads(n_idle, waits_in_a)
 
     def run():
         t = threading.Thread(target=burn_cpu, args=(0.3,))
@@ -180,7 +158,7 @@ def test_threads_started_during_the_run_are_found_without_listing_every_thread_a
     # first), not all of it: with 1,000 threads a listing is 1,000 lookups
     # in the kernel, 1.3-5 ms of the sampler thread's CPU each time.
     n_idle, n_new = 100, 3
-    ts, stop = start_waiting_threads(n_idle)
+    ts, stop = start_waiting_threads(n_idle, waits_in_a)
     stop_new = threading.Event()
     new = []
 

@@ -14,7 +14,7 @@ import time
 import pytest
 import vmprof
 
-from sampler_util import burn_cpu, cpu_time_events_open, profile, read_back, wait_until_asleep
+from sampler_util import burn_cpu, cpu_time_events_open, profile, read_back, start_waiting_threads
 
 C_THREADS_SOURCE = os.path.join(os.path.dirname(__file__), "c_threads", "vmp_c_threads.c")
 
@@ -123,18 +123,7 @@ def test_polls_that_waking_c_threads_explain_leave_the_threads_waiting_since_the
     # many as the last time, then still again, so the first naps' ends make
     # polls (4-5 now, 2-3 reading the waiting threads when each did).
     n_idle = 20
-    stop, ready = threading.Event(), threading.Semaphore(0)
-
-    def wait():
-        ready.release()
-        waits_here(stop)
-
-    ts = [threading.Thread(target=wait) for _ in range(n_idle)]
-    for t in ts:
-        t.start()
-    for _ in ts:
-        ready.acquire()
-    wait_until_asleep(ts, "waits_here")
+    ts, stop = start_waiting_threads(n_idle, waits_here)
     assert c_threads.ct_start_sleepers(4, 300000000) == 0
     try:
         _, _, stats = profile(lambda: time.sleep(1.5), period=0.001, real_time=True)
