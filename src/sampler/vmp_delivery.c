@@ -1024,6 +1024,16 @@ static int wall_pay(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto, int k
 static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now, int64_t cpu, int any);
 static void read_late_answer(vmp_delivery *d, vmp_delivery_thread *t);
 
+/* Per period: the periods a thread still owes that no sample will pay (it
+ * ended, or the run stops) are counted lost. */
+static void drop_owed(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    if (t->owed <= 0)
+        return;
+    atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)t->owed, memory_order_relaxed);
+    t->owed = 0;
+}
+
 static void scan_threads(vmp_delivery *d)
 {
     char buf[8192];
@@ -1078,7 +1088,7 @@ static void scan_threads(vmp_delivery *d)
                 hand_over_repeats(d, t, d->period_no);
             else if (t->lazy)
                 flush_lazy(d, t);
-            if (!d->sources && !d->was_paused && !t->not_python && !known_blocking(t) && t->owed > 0) {
+            if (!d->sources && !d->was_paused && !t->not_python && !known_blocking(t)) {
                 /* Per period: what it still owed (a signal pending when it
                  * ended, which its exit discarded; the periods a late
                  * answer's signal waited, refused as repeats because it
@@ -1086,8 +1096,7 @@ static void scan_threads(vmp_delivery *d)
                  * stop counts a live thread's.  They were counted nowhere:
                  * a thread that blocked the signal for its last 15 ms
                  * left those periods out of every figure. */
-                atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)t->owed, memory_order_relaxed);
-                t->owed = 0;
+                drop_owed(d, t);
             }
             size_t k = t->place;
             source_close(d, t);
@@ -2734,9 +2743,9 @@ void vmp_delivery_stop(vmp_delivery *d)
      * as the rounds' would have (a blocker's are counted blocked:
      * count_blocked_after_last_round); they were counted nowhere (a sender
      * kept from a CPU before the stop left out every one of them). */
-    int64_t after = 0;
-    if (!d->cpu_clock && !d->sources && d->repeats_on && !paused && now > d->start_ns + d->period_no * d->period_ns)
-        after = (now - (d->start_ns + d->period_no * d->period_ns)) / d->period_ns;
+    int64_t after = 0, counted_to = d->start_ns + d->period_no * d->period_ns;
+    if (!d->cpu_clock && !d->sources && d->repeats_on && !paused && now > counted_to)
+        after = (now - counted_to) / d->period_ns;
     for (size_t i = 0; i < d->n_threads; i++) {
         vmp_delivery_thread *t = &d->threads[i];
         size_t k = t->place;
@@ -2789,9 +2798,8 @@ void vmp_delivery_stop(vmp_delivery *d)
              * for 100 ms had 1 sample and no loss for its 100 periods. */
             if (wall_sources) {
                 skip_periods(d, t, now, &d->periods_dropped);
-            } else if (t->owed > 0) {
-                atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)t->owed, memory_order_relaxed);
-                t->owed = 0;
+            } else {
+                drop_owed(d, t);
             }
         }
         source_close(d, &d->threads[i]);
