@@ -26,6 +26,7 @@
  * sees the macro) */
 #undef _PyGC_FINALIZED
 #include <internal/pycore_interp.h> /* (the os.register_at_fork hooks' lists) */
+#include <internal/pycore_runtime.h> /* (faulthandler's settings) */
 #endif
 #undef Py_BUILD_CORE
 #elif PY_VERSION_HEX < 0x030B0000
@@ -527,6 +528,75 @@ int vmp_frames_emit_group(vmp_frames_cursor *c, uint64_t *out, int max, int *cut
 {
     (void)c, (void)out, (void)max;
     *cut = 0;
+    return 0;
+}
+#endif
+
+/* faulthandler's settings live in _PyRuntime from 3.12; before, in statics
+ * of faulthandler.c that nothing outside it can read. */
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(VMP_FRAMES_UNSUPPORTED)
+int vmp_frames_faulthandler_hold(vmp_frames_faulthandler *held)
+{
+    memset(held, 0, sizeof *held);
+    if (!_PyRuntime.faulthandler.fatal_error.enabled)
+        return 0;
+    PyObject *fh = PyImport_ImportModule("faulthandler");
+    if (!fh) {
+        PyErr_Clear();
+        return 0;
+    }
+    held->module = fh;
+    held->file = _PyRuntime.faulthandler.fatal_error.file;
+    Py_XINCREF(held->file);
+    held->fd = _PyRuntime.faulthandler.fatal_error.fd;
+    held->all_threads = _PyRuntime.faulthandler.fatal_error.all_threads;
+    held->interp = _PyRuntime.faulthandler.fatal_error.interp;
+    PyObject *r = PyObject_CallMethod(fh, "disable", NULL);
+    if (!r || _PyRuntime.faulthandler.fatal_error.enabled) {
+        PyErr_Clear();
+        Py_XDECREF(r);
+        Py_XDECREF(held->file);
+        Py_DECREF(fh);
+        memset(held, 0, sizeof *held);
+        return 0;
+    }
+    Py_DECREF(r);
+    return 1;
+}
+
+int vmp_frames_faulthandler_give_back(vmp_frames_faulthandler *held)
+{
+    if (!held->module)
+        return 0;
+    /* By its number: enable(file=f) would also flush f; the file itself
+     * is put back below, as enable() keeps it (it keeps the number open). */
+    PyObject *r = PyObject_CallMethod(held->module, "enable", "(ii)", held->fd, held->all_threads);
+    int ok = r && _PyRuntime.faulthandler.fatal_error.enabled;
+    if (!r)
+        PyErr_Clear();
+    Py_XDECREF(r);
+    if (ok) {
+        PyObject *was = _PyRuntime.faulthandler.fatal_error.file;
+        _PyRuntime.faulthandler.fatal_error.file = held->file; /* (our reference, handed over) */
+        _PyRuntime.faulthandler.fatal_error.interp = held->interp;
+        Py_XDECREF(was);
+    } else {
+        Py_XDECREF(held->file);
+    }
+    Py_DECREF(held->module);
+    memset(held, 0, sizeof *held);
+    return ok ? 1 : -1;
+}
+#else
+int vmp_frames_faulthandler_hold(vmp_frames_faulthandler *held)
+{
+    memset(held, 0, sizeof *held);
+    return 0;
+}
+
+int vmp_frames_faulthandler_give_back(vmp_frames_faulthandler *held)
+{
+    (void)held;
     return 0;
 }
 #endif

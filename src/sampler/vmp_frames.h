@@ -113,4 +113,21 @@ void vmp_frames_drop_after_fork_parent(PyObject *callable);
 int vmp_frames_last_before_fork(PyObject *callable);
 void vmp_frames_drop_before_fork(PyObject *callable);
 
+/* faulthandler switched off and on again around the run's start, so that
+ * the dispositions it puts back when switched off are ours: Py_FatalError
+ * switches it off just before its abort(), and with faulthandler enabled
+ * before profiling that put back the SIG_DFL it had found, and the abort
+ * was never ours to flush.  3.12+, with the GIL: hold, when faulthandler is
+ * enabled, keeps its settings (file, number, all_threads) and switches it
+ * off (1; 0: it is off, or its settings cannot be read: before 3.12 they
+ * are private to faulthandler.c); give_back switches it on again with the
+ * same settings (1; 0: nothing held; -1: it failed and stays off). */
+typedef struct {
+    PyObject *module, *file;
+    int fd, all_threads;
+    void *interp;
+} vmp_frames_faulthandler;
+int vmp_frames_faulthandler_hold(vmp_frames_faulthandler *held);
+int vmp_frames_faulthandler_give_back(vmp_frames_faulthandler *held);
+
 #endif /* VMP_FRAMES_H */

@@ -411,7 +411,18 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         code_tracking_failed(err, errlen);
         goto undo_native;
     }
+    /* faulthandler enabled before: switched off while ours goes in, then on
+     * again, so that what it puts back when Py_FatalError switches it off
+     * before its abort() is ours (vmp_frames_faulthandler_hold), not the
+     * SIG_DFL it found; then ours goes in front of it for SIGSEGV and SIGBUS
+     * at once, as the rounds would put it (no signal of ours yet). */
+    vmp_frames_faulthandler held_fh;
+    int fh_held = vmp_frames_faulthandler_hold(&held_fh);
     vmp_guard_install(1);
+    if (fh_held) {
+        vmp_frames_faulthandler_give_back(&held_fh);
+        vmp_guard_keep_first();
+    }
     vmp_guard_on_fatal(vmp_writer_flush_before_death);
     if (vmp_handler_install() < 0) {
         fail(err, errlen, "cannot install the signal handler: %s", strerror(errno));

@@ -126,6 +126,8 @@ def the_last_moments():
         KEEP["code"][1]()
     elif ending.startswith("kill_"):
         os.kill(os.getpid(), getattr(signal, ending[5:]))
+    elif ending == "segfault":
+        ctypes.string_at(0)
 
 before_the_end()
 wait_for_a_round()
@@ -144,6 +146,7 @@ ENDINGS = {
     "kill_SIGSYS": signal.SIGSYS,
     "kill_SIGILL": signal.SIGILL,
     "kill_SIGBUS": signal.SIGBUS,
+    "segfault": signal.SIGSEGV,
 }
 
 
@@ -243,11 +246,31 @@ def test_the_last_moments_before_a_fatal_signal_are_in_the_profile(tmp_path, end
 
 @pytest.mark.parametrize("fh", ["off", "before"])
 def test_abort_is_flushed_whenever_faulthandler_was_enabled(tmp_path, fh):
-    # before: ours takes the place of faulthandler's handler (the one ours
-    # chains to for SIGSEGV), and calls it after the flush
+    # before: on 3.12+ faulthandler is switched off and on again around
+    # ours going in, so it calls ours after its report, as when enabled
+    # after; before 3.12 ours takes the place of faulthandler's handler (the
+    # one ours chains to for SIGSEGV), and calls it after the flush
     done, last, before, flushed, owed = last_moments(tmp_path, fh, ending="libc_abort")
     assert done.returncode == -signal.SIGABRT, done.stderr
     assert ("Fatal Python error: Aborted" in done.stderr) == (fh != "off"), done.stderr
+    assert last >= 20, (last, before, done.stderr)
+    assert flushed_enough(flushed, owed), (flushed, owed, last, done.stderr)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="before 3.12 faulthandler's settings are private to "
+                    "faulthandler.c: it cannot be switched on again as it was (docs/architecture.md)")
+@pytest.mark.parametrize("ending", ["fatal_error", "libc_abort", "segfault", "kill_SIGBUS", "code_ud2"])
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_a_fatal_error_is_flushed_with_faulthandler_enabled_before(tmp_path, clock, ending):
+    # Py_FatalError switches faulthandler off just before its abort(), which
+    # puts back what faulthandler found when it was enabled: SIG_DFL, had
+    # it been enabled before profiling, and no handler of ours ran (none of
+    # the last moments were written).  faulthandler is switched off and on
+    # again around ours going in, so what it puts back is ours.
+    done, last, before, flushed, owed = last_moments(tmp_path, "before", clock, ending=ending)
+    assert done.returncode == -ENDINGS[ending], done.stderr
+    assert "Fatal Python error" in done.stderr, done.stderr
+    assert before >= 150, (last, before)
     assert last >= 20, (last, before, done.stderr)
     assert flushed_enough(flushed, owed), (flushed, owed, last, done.stderr)
 
