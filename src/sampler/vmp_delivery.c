@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -153,6 +154,18 @@ static _Atomic int sources_in_program_table;
 static _Atomic int wall_counting;
 static _Atomic int64_t rep_cpu[VMP_PLACES];
 static _Atomic int rep_in_call[VMP_PLACES];
+/* Wall clock with sources: per place, when the repeatable sample (rep_cpu)
+ * found the thread in a call that may be an absolute sleep (x86-64: the
+ * call returned EINTR with TIMER_ABSTIME in its flags register), that
+ * sample's rep_cpu (-1: none), the call's clock, request and remainder
+ * registers, and the deadline the request held then (same_sleep). */
+static _Atomic int64_t sleep_cpu[VMP_PLACES];
+static _Atomic uint64_t sleep_args[VMP_PLACES][3];
+static _Atomic int64_t sleep_deadline[VMP_PLACES];
+/* ... as the handler's vmp_delivery_in_system_call read them */
+static __thread int sleep_seen __attribute__((tls_model("initial-exec")));
+static __thread uint64_t sleep_seen_args[3] __attribute__((tls_model("initial-exec")));
+static __thread int64_t sleep_seen_deadline __attribute__((tls_model("initial-exec")));
 static const _Atomic int *_Atomic paused_flag;
 static __thread int64_t owed_now __attribute__((tls_model("initial-exec")));
 static __thread int64_t owed_from __attribute__((tls_model("initial-exec"))); /* vmp_delivery_owed_from */
@@ -243,6 +256,7 @@ static uint32_t place_take(pid_t tid)
         atomic_store_explicit(&base_tid[p], 0, memory_order_relaxed);
         atomic_store_explicit(&source_fd[p], 0, memory_order_relaxed);
         atomic_store_explicit(&rep_cpu[p], -1, memory_order_relaxed);
+        atomic_store_explicit(&sleep_cpu[p], -1, memory_order_relaxed);
         atomic_store_explicit(&cut_cpu[p], -1, memory_order_relaxed);
         atomic_store_explicit(&inside[p], 0, memory_order_relaxed);
         atomic_store_explicit(&first_unsampled[p], 1, memory_order_relaxed);
@@ -340,9 +354,22 @@ void vmp_delivery_handled(void)
         atomic_fetch_add_explicit(&handled[k], 1, memory_order_release);
 }
 
+/* The deadline (CLOCK ns) in the timespec at `at`, read without a fault
+ * (the address is a register's: any value), or -1. */
+static int64_t deadline_at(uint64_t at)
+{
+    struct timespec ts;
+    struct iovec here = {&ts, sizeof ts}, there = {(void *)(uintptr_t)at, sizeof ts};
+    if (!at || syscall(SYS_process_vm_readv, (pid_t)syscall(SYS_getpid), &here, 1UL, &there, 1UL, 0UL) != (long)sizeof ts ||
+        ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000L)
+        return -1;
+    return ns_of(ts);
+}
+
 int vmp_delivery_in_system_call(const void *ucontext)
 {
 #if defined(__x86_64__)
+    sleep_seen = 0;
     if (!ucontext)
         return 0;
     const mcontext_t *m = &((const ucontext_t *)ucontext)->uc_mcontext;
@@ -352,7 +379,26 @@ int vmp_delivery_in_system_call(const void *ucontext)
      * when on the same page. */
     if (ip[0] == 0x0f && ip[1] == 0x05)
         return 1;
-    return m->gregs[REG_RAX] == -EINTR && ((uintptr_t)ip & 4095) >= 2 && ip[-2] == 0x0f && ip[-1] == 0x05;
+    if (!(m->gregs[REG_RAX] == -EINTR && ((uintptr_t)ip & 4095) >= 2 && ip[-2] == 0x0f && ip[-1] == 0x05))
+        return 0;
+    /* Ended by this signal: clock_nanosleep(clock, TIMER_ABSTIME, request,
+     * remainder) ends so (its return is -EINTR, not restarted), and a
+     * caller that sleeps to the same deadline again (CPython's time.sleep
+     * from 3.11) is back in the same call: same_sleep.  The call's number
+     * is gone (rax holds its return); its arguments are still in their
+     * registers, and the request's deadline is read through the kernel
+     * (process_vm_readv: a register of another call may hold any value). */
+    if (m->gregs[REG_RSI] == TIMER_ABSTIME && atomic_load_explicit(&wall_counting, memory_order_relaxed)) {
+        int64_t deadline = deadline_at((uint64_t)m->gregs[REG_RDX]);
+        if (deadline >= 0) {
+            sleep_seen_args[0] = (uint64_t)m->gregs[REG_RDI];
+            sleep_seen_args[1] = (uint64_t)m->gregs[REG_RDX];
+            sleep_seen_args[2] = (uint64_t)m->gregs[REG_R10];
+            sleep_seen_deadline = deadline;
+            sleep_seen = 1;
+        }
+    }
+    return 1;
 #else
     (void)ucontext;
     return 1;
@@ -365,8 +411,22 @@ int vmp_delivery_in_system_call(const void *ucontext)
 static void set_repeatable(uint32_t k, int64_t cpu, int in_call)
 {
     atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
+    atomic_store_explicit(&sleep_cpu[k], -1, memory_order_release);
     atomic_store_explicit(&rep_in_call[k], in_call, memory_order_release);
     atomic_store_explicit(&rep_cpu[k], cpu, memory_order_release);
+}
+
+/* ... taken by the handler of this thread, inside the call it read
+ * (vmp_delivery_in_system_call): that call's sleep, if it may be one. */
+static void set_repeatable_here(uint32_t k, int64_t cpu, int in_call)
+{
+    set_repeatable(k, cpu, in_call);
+    if (in_call && sleep_seen) {
+        for (int i = 0; i < 3; i++)
+            atomic_store_explicit(&sleep_args[k][i], sleep_seen_args[i], memory_order_relaxed);
+        atomic_store_explicit(&sleep_deadline[k], sleep_seen_deadline, memory_order_relaxed);
+        atomic_store_explicit(&sleep_cpu[k], cpu, memory_order_release);
+    }
 }
 
 /* Place k's last sample written, for thread tid (sampled_tid 0 while the
@@ -402,7 +462,7 @@ void vmp_delivery_sampled(int outcome, int in_call, uint64_t generation)
         /* (a signal that paid nothing wrote nothing: the last sample is
          * still the one written) */
         if (outcome == VMP_SAMPLE_KEPT && cpu >= 0)
-            set_repeatable(k, cpu, in_call);
+            set_repeatable_here(k, cpu, in_call);
         else if (outcome != VMP_SAMPLE_NONE || owed_now != 0)
             atomic_store_explicit(&rep_cpu[k], -1, memory_order_release);
     }
@@ -1734,6 +1794,35 @@ static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t siz
     return n;
 }
 
+/* Wall clock with sources: whether thread t (place k), found in
+ * clock_nanosleep(clock, flags, request, remainder) to an absolute
+ * deadline, is in the very sleep its last repeatable sample found it in,
+ * ended by that sample's signal and begun again: the same call's
+ * registers, and its request still holds that sleep's deadline (another
+ * sleep's would be another instant), and no sample since.  Its stack is
+ * that sample's then.  A probe would end this sleep as it ended the last
+ * one: CPython's time.sleep (3.11+) sleeps again after a signal, and took
+ * the GIL back to look at the program's signals first, from a thread that
+ * computes: its probes, ~6 ms apart, kept the rounds 1 ms long (each found
+ * it inside a call, not for the first time) while the pool bench's main
+ * thread slept its 0.5 s, and took the sampler thread's ~10 ms of CPU a run
+ * (~40% of it).  Before, such a thread was probed again each time: it ran
+ * (~150 us: the handler, the GIL, the check) since its sample. */
+static int same_sleep(size_t k, uint64_t clock, uint64_t flags, uint64_t request,
+                      uint64_t remainder)
+{
+    int64_t at = atomic_load_explicit(&sleep_cpu[k], memory_order_acquire);
+    if (flags != TIMER_ABSTIME || at < 0 || atomic_load_explicit(&rep_cpu[k], memory_order_acquire) != at ||
+        atomic_load_explicit(&sleep_args[k][0], memory_order_relaxed) != clock ||
+        atomic_load_explicit(&sleep_args[k][1], memory_order_relaxed) != request ||
+        atomic_load_explicit(&sleep_args[k][2], memory_order_relaxed) != remainder)
+        return 0;
+    int64_t deadline = atomic_load_explicit(&sleep_deadline[k], memory_order_relaxed);
+    if (deadline_at(request) != deadline || atomic_load_explicit(&sleep_cpu[k], memory_order_acquire) != at)
+        return 0;
+    return 1;
+}
+
 /* Whether thread t runs or waits for a CPU where it was stopped, so that a
  * signal sent right after this lands where it runs and interrupts no sleep;
  * its caller sends at once.  A thread can only fall asleep by running (into
@@ -1848,8 +1937,11 @@ static int waits_for_a_signal(vmp_delivery *d, vmp_delivery_thread *t)
         return 1;
 #endif
     if (nr == SYS_clock_nanosleep) {
-        strtoul(args, &args, 16); /* the clock; then the flags */
-        return !(strtoul(args, NULL, 16) & TIMER_ABSTIME);
+        uint64_t clock = strtoull(args, &args, 16), flags = strtoull(args, &args, 16);
+        if (!(flags & TIMER_ABSTIME))
+            return 1;
+        uint64_t request = strtoull(args, &args, 16), remainder = strtoull(args, NULL, 16);
+        return d->sources && same_sleep(k, clock, flags, request, remainder);
     }
     /* A write that waits for room in a pipe or a socket: a handled signal
      * ends it with the bytes written so far (SA_RESTART restarts only a
