@@ -422,6 +422,7 @@ static void set_repeatable_here(uint32_t k, int64_t cpu, int in_call)
 {
     set_repeatable(k, cpu, in_call);
     if (in_call && sleep_seen) {
+        atomic_thread_fence(memory_order_release); /* (sleep_cpu -1 before the fields change) */
         for (int i = 0; i < 3; i++)
             atomic_store_explicit(&sleep_args[k][i], sleep_seen_args[i], memory_order_relaxed);
         atomic_store_explicit(&sleep_deadline[k], sleep_seen_deadline, memory_order_relaxed);
@@ -1818,6 +1819,7 @@ static int same_sleep(size_t k, uint64_t clock, uint64_t flags, uint64_t request
         atomic_load_explicit(&sleep_args[k][2], memory_order_relaxed) != remainder)
         return 0;
     int64_t deadline = atomic_load_explicit(&sleep_deadline[k], memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire); /* (the fields read before sleep_cpu again) */
     if (deadline_at(request) != deadline || atomic_load_explicit(&sleep_cpu[k], memory_order_acquire) != at)
         return 0;
     return 1;
