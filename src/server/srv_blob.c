@@ -808,6 +808,21 @@ int srv_blob_sweep(const char *data_dir, int (*keep)(void *ctx, const char *id),
     return 0;
 }
 
+void srv_test_gate(const char *env_name)
+{
+    const char *dir = getenv(env_name);
+    if (!dir || !*dir)
+        return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/reached", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+    snprintf(path, sizeof path, "%s/go", dir);
+    for (int i = 0; i < 6000 && access(path, F_OK) != 0; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+}
+
 /* ---- the background compressor ------------------------------------------------------ */
 
 static struct {

@@ -105,6 +105,11 @@ vmp_profile *srv_blob_read_profile(const char *data_dir, const char *id, srv_err
 int srv_blob_sweep(const char *data_dir, int (*keep)(void *ctx, const char *id), void *ctx,
                    srv_err *err);
 
+/* A pause for the tests (tests/server): when the environment variable
+ * env_name names a folder, creates FOLDER/reached there and waits until
+ * FOLDER/go exists (at most 60 s).  Unset, it costs one getenv. */
+void srv_test_gate(const char *env_name);
+
 /* The background compressor: started once (with scan, it first queues every
  * plain profile in runs/: not when other servers share the folder, since two
  * compressing one file would race), given each profile once the freeze

@@ -374,7 +374,63 @@ static int is_known(void *ctx, const char *id)
     return c->n && bsearch(id, c->ids, c->n, sizeof *c->ids, compare_ids) != NULL;
 }
 
-/* Removes what a killed server left: unfrozen runs and files no run owns. */
+/* (a listing short of memory lists fewer files: fewer are removed) */
+static int add_listed(void *ctx, const char *id)
+{
+    add_known(ctx, id);
+    return 1;
+}
+
+typedef struct orphans {
+    sweep_ctx listed, known;
+    long removed;
+} orphans;
+
+static int keep_unless_orphan(void *ctx, const char *id)
+{
+    orphans *o = ctx;
+    if (!is_known(&o->listed, id) || is_known(&o->known, id))
+        return 1;
+    o->removed++;
+    return 0;
+}
+
+/* With PostgreSQL, the files of runs/ that no row names: a run deleted
+ * whose files stayed (a crash between the row and the files), or an upload
+ * whose row was swept as stale while it ran and that could not remove its
+ * file itself.  Other servers upload into the folder meanwhile, so a file
+ * is removed only when its run has no row in any state, asked after the
+ * folder was listed: a run's row is committed before its first file is
+ * made (an upload needs the row) and an id is never given twice, so a file
+ * listed before the question whose row is gone at the question belongs to
+ * a run removed for good; an upload in progress anywhere has its row (made
+ * or uploaded) the whole time.  Files renamed in after the listing wait for
+ * the next start. */
+static void reclaim_orphans(const options *o, srv_store *store)
+{
+    srv_err err = {{0}};
+    orphans c = {.listed = {.data_dir = o->data}, .known = {.data_dir = o->data}};
+    if (srv_blob_sweep(o->data, add_listed, &c.listed, &err) < 0)
+        die("%s", err.message);
+    if (c.listed.n) {
+        qsort(c.listed.ids, c.listed.n, sizeof *c.listed.ids, compare_ids);
+        srv_test_gate("VMPROF_SERVER_TEST_ORPHANS_LISTED");
+        if (srv_store_run_ids(store, SRV_RUN_CREATED, add_known, &c.known, &err) < 0)
+            die("%s", err.message);
+        if (c.known.n)
+            qsort(c.known.ids, c.known.n, sizeof *c.known.ids, compare_ids);
+        if (srv_blob_sweep(o->data, keep_unless_orphan, &c, &err) < 0)
+            die("%s", err.message);
+    }
+    if (c.removed)
+        fprintf(stderr, "vmprof-server: removed %ld files in runs/ that no run names (runs deleted"
+                        " or swept while their files were written)\n", c.removed);
+    free(c.listed.ids);
+    free(c.known.ids);
+}
+
+/* Removes what a killed server left: unfrozen runs (with PostgreSQL those a
+ * day old) and files no run owns. */
 static void recover(const options *o, srv_store *store, int shared)
 {
     srv_err err = {{0}};
@@ -383,9 +439,12 @@ static void recover(const options *o, srv_store *store, int shared)
     if (srv_blob_init(o->data, shared ? SHARED_STALE_SECONDS : 0, &err) < 0 ||
         srv_store_run_sweep(store, before, remove_files, &ctx, &err) < 0)
         die("%s", err.message);
-    if (shared)
-        return; /* other servers' uploads in progress have files but no frozen run yet */
-    if (srv_store_run_ids(store, add_known, &ctx, &err) < 0)
+    if (shared) {
+        /* (other servers' uploads in progress have files but no frozen run yet) */
+        reclaim_orphans(o, store);
+        return;
+    }
+    if (srv_store_run_ids(store, SRV_RUN_UPLOADED, add_known, &ctx, &err) < 0)
         die("%s", err.message);
     if (ctx.n)
         qsort(ctx.ids, ctx.n, sizeof *ctx.ids, compare_ids);

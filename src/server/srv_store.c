@@ -1523,8 +1523,9 @@ int srv_store_run_sweep(srv_store *s, int64_t before_ms,
     for (size_t i = 0; rc == 0 && i < l.n; i++)
         gone(ctx, l.ids[i]);
     free(l.ids);
-    /* (the rows are gone, some files stay: a SQLite start removes them as
-     * files no run owns, srv_main.c) */
+    /* (the rows are gone; files of theirs that gone() missed, renamed in
+     * later by an upload still running, are removed as files no run owns:
+     * by that upload itself, srv_upload.c, or by a start, srv_main.c) */
     if (rc == 0 && l.short_of_memory) {
         set_err(err, "cannot remove unfinished uploads", "out of memory");
         rc = -1;
@@ -1532,11 +1533,11 @@ int srv_store_run_sweep(srv_store *s, int64_t before_ms,
     return rc;
 }
 
-int srv_store_run_ids(srv_store *s, int (*each)(void *ctx, const char *id), void *ctx,
-                      srv_err *err)
+int srv_store_run_ids(srv_store *s, srv_run_state min_state,
+                      int (*each)(void *ctx, const char *id), void *ctx, srv_err *err)
 {
     id_list l = {0};
-    srv_param p[] = {SRV_P_INT(SRV_RUN_UPLOADED)};
+    srv_param p[] = {SRV_P_INT(min_state)};
     int rc = exec(s, "SELECT id FROM runs WHERE state >= $1", p, 1, collect_id, &l, NULL, err,
                   "cannot list the runs");
     /* A list short of a run would have its files removed as no run's

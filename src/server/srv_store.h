@@ -138,12 +138,14 @@ int srv_store_vm_list(srv_store *s, int (*each)(void *ctx, const char *vm, int64
  * with each id removed, so that its files go too. */
 int srv_store_run_sweep(srv_store *s, int64_t before_ms,
                         void (*gone)(void *ctx, const char *id), void *ctx, srv_err *err);
-/* Calls each() with the id of every run that has stored files (state >=
- * UPLOADED), for the start-up check of the files against the database;
- * each() returns non-zero when it cannot keep the id (out of memory): -1
- * then, as when the list cannot be read whole. */
-int srv_store_run_ids(srv_store *s, int (*each)(void *ctx, const char *id), void *ctx,
-                      srv_err *err);
+/* Calls each() with the id of every run in state min_state or later, for
+ * the start-up check of the files against the database (SQLite: UPLOADED,
+ * the runs that have stored files once the unfrozen ones are swept;
+ * PostgreSQL: CREATED, every row, since other servers' uploads in progress
+ * own files too); each() returns non-zero when it cannot keep the id (out
+ * of memory): -1 then, as when the list cannot be read whole. */
+int srv_store_run_ids(srv_store *s, srv_run_state min_state,
+                      int (*each)(void *ctx, const char *id), void *ctx, srv_err *err);
 
 /* ---- users, tokens, sessions (hashes are hex, made by srv_auth.c) ---- */
 

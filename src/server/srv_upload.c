@@ -380,6 +380,34 @@ static void filename_label(srv_request *req, char *out, size_t size)
     out[n] = 0;
 }
 
+/* The file is in runs/ but the run's row took nothing: the run was frozen
+ * meanwhile (400), or it is gone (404): swept as a day-old unfinished
+ * upload by a PostgreSQL server's start, its files removed before this one
+ * was renamed in.  No row will ever name that id again, so its files are
+ * removed here (a start removes them otherwise, srv_main.c).  The answer's
+ * status; err says why. */
+static int not_recorded(srv_request *req, const char *id, srv_err *err)
+{
+    srv_run run;
+    srv_err why = {{0}};
+    int rc = srv_store_run_get(req->server->store, id, &run, &why);
+    if (rc == 0) {
+        srv_run_clear(&run);
+        snprintf(err->message, sizeof err->message, "the runtime was frozen meanwhile");
+        return 400;
+    }
+    if (rc < 0) {
+        snprintf(err->message, sizeof err->message, "%s", why.message);
+        return 503;
+    }
+    srv_blob_remove(req->server->data_dir, id);
+    snprintf(err->message, sizeof err->message,
+             "runtime %s was removed meanwhile (swept as an unfinished upload a day old, or "
+             "deleted): start again "
+             "with POST /api/runtime/new", id);
+    return 404;
+}
+
 static void finish_upload(srv_request *req)
 {
     srv_server *s = req->server;
@@ -420,8 +448,8 @@ static void finish_upload(srv_request *req)
         srv_jitlog_keep(s->jitlogs, u->run.id, log);
         int rc = srv_store_run_set_jitlog(s->store, u->run.id, &err);
         if (rc != 0) {
-            srv_reply_error(req, rc < 0 ? 503 : 400, "%s",
-                            rc < 0 ? err.message : "the runtime was frozen meanwhile");
+            srv_reply_error(req, rc < 0 ? 503 : (unsigned)not_recorded(req, u->run.id, &err),
+                            "%s", err.message);
             return;
         }
         srv_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "jid", u->run.id));
@@ -430,15 +458,15 @@ static void finish_upload(srv_request *req)
     int rc = srv_blob_commit(blob, &size, &err) < 0 ? 507 : 0;
     char label[512];
     if (!rc) {
+        srv_test_gate("VMPROF_SERVER_TEST_UPLOAD_STORED");
         srv_run_facts facts;
         facts_of(u->profile, size, &facts);
         filename_label(req, label, sizeof label);
         int stored = srv_store_run_set_profile(s->store, u->run.id, &facts, label, &err);
-        if (stored != 0) {
-            rc = stored < 0 ? 503 : 400;
-            if (stored > 0)
-                snprintf(err.message, sizeof err.message, "the runtime was frozen meanwhile");
-        }
+        if (stored > 0)
+            rc = not_recorded(req, u->run.id, &err);
+        else if (stored < 0)
+            rc = 503;
     }
     if (rc) {
         srv_reply_error(req, (unsigned)rc, "%s", err.message);

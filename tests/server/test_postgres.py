@@ -172,6 +172,172 @@ def test_kill_9_during_uploads_on_postgres(postgres, start_server, tmp_path, pro
         assert server.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
 
 
+def run_files(data, rid):
+    return sorted(n for n in os.listdir(os.path.join(str(data), "runs")) if n.startswith(rid))
+
+
+def wait_for_path(path, seconds=60):
+    """Waits until path exists (a server's test gate reached: see
+    srv_test_gate), at most that long."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, "%s did not appear within %d s" % (path, seconds)
+        time.sleep(0.02)
+
+
+def start_in_background(start_server, *options, **kw):
+    """start_server(...) in a thread, for a start that a test gate holds:
+    (thread, {"server": ...} once it has started)."""
+    import threading
+    box = {}
+
+    def run():
+        try:
+            box["server"] = start_server(*options, **kw)
+        except BaseException as e:  # (re-raised by the test)
+            box["error"] = e
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def send_half(server, rid, body):
+    """An upload whose body is half sent: (socket, the rest to send)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    s.sendall(("POST /api/runtime/upload/cpu/%s/add HTTP/1.1\r\nHost: x\r\n"
+               "Content-Length: %d\r\n\r\n" % (rid, len(body))).encode())
+    s.sendall(body[:len(body) // 2])
+    return s, body[len(body) // 2:]
+
+
+def finish_sending(s, rest):
+    """Sends the rest of the body; the answer's status and body."""
+    s.sendall(rest)
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        got = s.recv(65536)
+        if not got:
+            break
+        answer += got
+    s.close()
+    return int(answer.split()[1]), answer
+
+
+def test_files_no_run_names_are_removed_at_start_on_postgres(postgres, start_server, tmp_path,
+                                                            profile_bytes):
+    """With PostgreSQL a start removes the files in runs/ whose run has no
+    row at all (a run deleted whose files stayed, an upload renamed in after
+    its row was swept), and keeps those of every row: frozen, uploaded and
+    not frozen (another server's upload in progress).  Before, nothing was
+    removed there, and such files stayed for good."""
+    data = tmp_path / "shared"
+    server = start_server("--database", postgres, data=data)
+    frozen = server.upload(profile_bytes, argv="frozen.py")
+    unfrozen = server.upload(profile_bytes, argv="unfrozen.py", freeze=False)
+    assert server.stop()[0] == 0
+    runs = data / "runs"
+    stored = run_files(data, frozen)[0]
+    orphans = ["%016x" % (0xdead0000 + i) for i in range(3)]
+    shutil.copyfile(str(runs / stored), str(runs / (orphans[0] + stored[len(frozen):])))
+    shutil.copyfile(str(runs / stored), str(runs / (orphans[1] + ".prof.vmc")))
+    (runs / (orphans[1] + ".jit.gz")).write_bytes(b"\x1f\x8b not read")
+    (runs / (orphans[2] + ".prof")).write_bytes(profile_bytes)
+    server.start()
+    for rid in orphans:
+        assert run_files(data, rid) == [], rid
+    assert run_files(data, frozen) == [stored]
+    assert run_files(data, unfrozen) == [unfrozen + ".prof.vmc"]
+    assert server.get("/api/runs/%s/raw" % frozen)[1] == profile_bytes
+    assert server.request("POST", "/api/runtime/%s/freeze/" % unfrozen, b"")[0] == 200
+    assert server.get("/api/runs/%s/raw" % unfrozen)[1] == profile_bytes
+    status, err = server.stop()
+    assert status == 0 and "removed 4 files in runs/ that no run names" in err, err
+
+
+def test_uploads_in_flight_at_another_server_are_kept_through_a_start(postgres, start_server,
+                                                                      tmp_path, profile_bytes):
+    """A server starting while another uploads into the shared folder harms
+    none of its uploads: one whose file is in runs/ but whose row does not
+    say so yet (held there by a test gate), and one whose body is half sent.
+    Both finish, freeze through the new server and are served identical."""
+    data = tmp_path / "shared"
+    gate = tmp_path / "stored"
+    gate.mkdir()
+    one = start_server("--database", postgres, data=data,
+                       env=dict(os.environ, VMPROF_SERVER_TEST_UPLOAD_STORED=str(gate)))
+    new = lambda: one.request("POST", "/api/runtime/new", {"argv": "a", "VM": "CPython"})[1]
+    held, halfway = new()["runtime_id"], new()["runtime_id"]
+    import threading
+    answers = {}
+    uploader = threading.Thread(target=lambda: answers.update(held=one.request(
+        "POST", "/api/runtime/upload/cpu/%s/add" % held, profile_bytes)), daemon=True)
+    uploader.start()
+    wait_for_path(str(gate / "reached"))
+    assert run_files(data, held) == [held + ".prof.vmc"]  # (its row is still made, not uploaded)
+    os.unlink(str(gate / "reached"))
+    sock, rest = send_half(one, halfway, profile_bytes)
+    two = start_server("--database", postgres, data=data)
+    (gate / "go").touch()
+    uploader.join(timeout=120)
+    assert answers["held"][0] == 200, answers
+    assert finish_sending(sock, rest)[0] == 200
+    for rid in (held, halfway):
+        assert run_files(data, rid) == [rid + ".prof.vmc"]
+        assert two.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
+        assert two.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+        assert one.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+    assert "that no run names" not in two.stop()[1]
+
+
+def test_a_run_uploaded_while_a_start_looks_for_orphans_is_kept(postgres, start_server,
+                                                               tmp_path, profile_bytes):
+    """A start lists runs/ first and asks for the rows after: a run made and
+    uploaded through another server in between (its row is newer than the
+    listing, its file too) keeps its file.  Asking first would have found no
+    row for a file listed after."""
+    data = tmp_path / "shared"
+    one = start_server("--database", postgres, data=data)
+    orphan = "%016x" % 0xdead1000
+    (data / "runs" / (orphan + ".prof")).write_bytes(profile_bytes)
+    gate = tmp_path / "listed"
+    gate.mkdir()
+    thread, box = start_in_background(start_server, "--database", postgres, data=data,
+                                      env=dict(os.environ,
+                                               VMPROF_SERVER_TEST_ORPHANS_LISTED=str(gate)))
+    wait_for_path(str(gate / "reached"))
+    rid = one.upload(profile_bytes, argv="meanwhile.py")
+    (gate / "go").touch()
+    thread.join(timeout=120)
+    assert "server" in box, box
+    two = box["server"]
+    assert run_files(data, orphan) == []
+    assert run_files(data, rid)
+    assert two.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+
+
+def test_an_upload_whose_run_was_swept_meanwhile_leaves_no_file(postgres, start_server, tmp_path,
+                                                               profile_bytes):
+    """A run made more than a day before its upload is swept by a start of
+    another server while its body arrives: the upload's file, renamed into
+    runs/ after the sweep, is removed by the upload itself, which says the
+    runtime is gone (404).  Before, 400 "frozen meanwhile", and the file
+    stayed with no run naming it."""
+    data = tmp_path / "shared"
+    one = start_server("--database", postgres, data=data)
+    rid = one.request("POST", "/api/runtime/new", {"argv": "late.py", "VM": "CPython"})[1][
+        "runtime_id"]
+    database = postgres.split("///")[1].split("?")[0]
+    psql(postgres, database, "UPDATE runs SET created = created - 2 * 86400000 WHERE id = '%s'"
+         % rid)
+    sock, rest = send_half(one, rid, profile_bytes)
+    start_server("--database", postgres, data=data)  # (sweeps the run, a day old)
+    status, answer = finish_sending(sock, rest)
+    assert status == 404 and b"was removed meanwhile" in answer, answer
+    assert run_files(data, rid) == []
+    assert os.listdir(str(data / "tmp")) == []
+
+
 def test_guesses_through_one_server_count_at_the_other(postgres, start_server, tmp_path):
     """Failed guesses are counted in the database: wrong tokens sent to two
     servers sharing it add up, and both then refuse the address (429), even
