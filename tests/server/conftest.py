@@ -125,6 +125,68 @@ class Server(object):
         return out.stdout.strip().splitlines()[-1]
 
 
+def compressor_thread(pid):
+    """(state, CPU ticks) of the server's compressor thread, the one at nice 19
+    (srv_blob.c), or None when the process has none."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # (fields[0] is the state, the stat file's 3rd field: utime 14, stime 15, nice 19)
+        if int(fields[16]) == 19:
+            return fields[0], int(fields[11]) + int(fields[12])
+    return None
+
+
+def folder_state(data):
+    """What the compressor changes: runs/ and tmp/, names and sizes."""
+    state = []
+    for sub in ("runs", "tmp"):
+        folder = os.path.join(data, sub)
+        for name in sorted(os.listdir(folder)):
+            try:
+                state.append((sub, name, os.stat(os.path.join(folder, name)).st_size))
+            except OSError:
+                pass
+    return state
+
+
+def wait_for_compressor(server, done, what, idle_s=30, most_s=240):
+    """Waits until done() holds, for what the background compressor does.  It
+    runs at nice 19: under load it took 93-136 s for ~300 files (session 20),
+    so no fixed time is enough.  The wait goes on while the compressor works
+    or waits for a CPU (its thread runnable, its CPU time growing, or runs/
+    and tmp/ changing), and fails once it has been idle (asleep, nothing
+    changing) for idle_s with done() still false, or after most_s in all
+    (under the tests' 300 s limit)."""
+    start = time.monotonic()
+    last, idle_since = None, None
+    while not done():
+        now = time.monotonic()
+        assert server.proc is not None and server.proc.poll() is None, "the server has exited"
+        assert now - start < most_s, "%s: not done after %d s" % (what, most_s)
+        thread = compressor_thread(server.proc.pid)
+        seen = (thread, folder_state(server.data))
+        busy = thread is not None and thread[0] in "RD"
+        if busy or seen != last:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        assert idle_since is None or now - idle_since < idle_s, \
+            "%s: the compressor is idle and it is not done: %r" % (what, seen)
+        last = seen
+        time.sleep(0.1)
+
+
+def wait_for_files(server, names):
+    """Waits until runs/ holds exactly these names (the compressor's work done)."""
+    runs = os.path.join(server.data, "runs")
+    wait_for_compressor(server, lambda: sorted(os.listdir(runs)) == sorted(names),
+                        "runs/ to hold %s" % sorted(names))
+
+
 @pytest.fixture
 def start_server(tmp_path):
     servers = []

@@ -170,7 +170,7 @@ def test_a_start_short_of_memory_for_the_list_of_runs_removes_no_runs_files(
     import pytest
     import shutil
     import subprocess
-    from conftest import SERVER_BIN
+    from conftest import SERVER_BIN, wait_for_files
     if "asan" in SERVER_BIN or not shutil.which("gcc"):
         pytest.skip("needs gcc and a build without ASan (its runtime comes first)")
     shim = str(tmp_path / "fail_realloc.so")
@@ -181,10 +181,7 @@ def test_a_start_short_of_memory_for_the_list_of_runs_removes_no_runs_files(
     server = start_server(data=data)
     rid = server.upload(profile_bytes)
     assert server.get("/api/runs/%s" % rid)[0] == 200
-    for _ in range(300):
-        if os.listdir(data / "runs") == [rid + ".prof.vmc.zst"]:
-            break
-        time.sleep(0.1)
+    wait_for_files(server, [rid + ".prof.vmc.zst"])
     assert server.stop()[0] == 0
     stored = os.listdir(data / "runs")
     assert len(stored) == 1

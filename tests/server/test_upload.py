@@ -18,7 +18,7 @@ import zlib
 
 import pytest
 
-from conftest import ORIG_PYTHON, ROOT, SERVER_BIN
+from conftest import ORIG_PYTHON, ROOT, SERVER_BIN, wait_for_compressor, wait_for_files
 
 
 def listed_ids(server, **query):
@@ -47,15 +47,6 @@ def test_protocol_by_hand(server, profile_bytes):
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-def wait_for_files(server, names):
-    runs = os.path.join(server.data, "runs")
-    for _ in range(300):
-        if sorted(os.listdir(runs)) == sorted(names):
-            break
-        time.sleep(0.1)
-    assert sorted(os.listdir(runs)) == sorted(names)
 
 
 COMPACT_MAGIC = b"vmpCMP02"
@@ -469,12 +460,12 @@ def test_a_big_upload_is_kept_byte_for_byte(server, big_profile_bytes, how):
     assert server.request("POST", "/api/runtime/%s/freeze/" % rid, b"")[0] == 200
     assert server.get("/api/runs/%s/raw" % rid)[1] == data
     assert server.get("/api/runs/%s" % rid)[1]["samples"] == 300000
-    # (the background gzip's own file comes and goes in tmp/ meanwhile)
-    for _ in range(600):
-        if not os.listdir(os.path.join(server.data, "tmp")):
-            break
-        time.sleep(0.1)
-    assert os.listdir(os.path.join(server.data, "tmp")) == []
+    # (the background compressor's own file comes and goes in tmp/ meanwhile)
+    tmp = os.path.join(server.data, "tmp")
+    wait_for_compressor(server, lambda: os.listdir(tmp) == [] and
+                        sorted(os.listdir(os.path.join(server.data, "runs"))) ==
+                        [rid + (".prof" if how == "gzip" else ".prof.vmc.zst")],
+                        "the compressor to be done with tmp/")
     assert server.get("/api/runs/%s/raw" % rid)[1] == data
 
 
