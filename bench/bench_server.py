@@ -22,6 +22,7 @@
 The runs for the list are rows copied in SQLite from one uploaded run (the
 list reads rows only), made while the server is stopped.
 """
+import contextlib
 import glob
 import http.client
 import json
@@ -429,12 +430,14 @@ def as_postgres(*cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
 
 
-def bench_list_postgres(r, data):
-    """The same list against Debian's PostgreSQL, started here in a temporary
-    folder (Unix socket only, fsync off: the reads are measured)."""
+@contextlib.contextmanager
+def postgres_cluster():
+    """Debian's PostgreSQL started in a temporary folder (Unix socket only,
+    fsync off: the server's work is measured) with a database vmprof: its
+    URL, or None when PostgreSQL is not installed; stopped and removed after."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not bins:
-        log("server: no PostgreSQL (scripts/setup.sh installs it); its list is not measured")
+        yield None
         return
     root = tempfile.mkdtemp(prefix="vmprof-bench-pg-")
     os.chmod(root, 0o755)
@@ -460,41 +463,57 @@ def bench_list_postgres(r, data):
                 break
             time.sleep(0.1)
         as_postgres(os.path.join(bins[-1], "createdb"), "-h", sock, "-p", "5432", "vmprof")
-        url = "postgresql:///vmprof?host=%s&port=5432&user=postgres" % sock
-        server = Server(data, "--database", url)  # makes the schema
-        # 10,000 frozen runs, made by SQL: the list reads rows only.
-        # (owners as list_owner says)
-        sql = ("INSERT INTO users (name, created) VALUES ('ten', 0), ('third', 0);"
-               "INSERT INTO runs (id, argv, vm, created, state, samples, duration, threads,"
-               " mode, interp, raw_size, complete, owner_id)"
-               " SELECT lpad(to_hex(3458764513820540928 + i), 16, '0'),"
-               " 'bench.py --case ' || i, 'CPython', 1700000000000 + i, 2, 1000000, 12.5,"
-               " 1, 0, 'cpython', 339429145, 1,"
-               " CASE WHEN i % 1000 = 500 THEN (SELECT id FROM users WHERE name = 'ten')"
-               "      WHEN i % 3 = 1 THEN (SELECT id FROM users WHERE name = 'third') END"
-               " FROM generate_series(0, 9999) AS i;"
-               " ANALYZE runs;")
-        out = as_postgres(os.path.join(bins[-1], "psql"), "-h", sock, "-p", "5432", "-d",
-                          "vmprof", "-v", "ON_ERROR_STOP=1", "-c", sql)
-        if out.returncode:
-            raise RuntimeError("psql: " + out.stderr)
-        rows, r["list_wrk_postgres"] = list_under_wrk(server, backends=True)
-        server.stop()
-        # Slow reads sent again (srv_db_read), all four rows together.
-        hedges = re.search(r"(\d+) slow reads sent again .*?, (\d+) answered", server.stderr)
-        r["list_wrk_postgres"]["hedges"] = {"sent": int(hedges.group(1)) if hedges else 0,
-                                            "won": int(hedges.group(2)) if hedges else 0}
-        log("server: PostgreSQL list, the four rows: %(sent)d reads sent again on a second"
-            " connection, %(won)d answered first there" % r["list_wrk_postgres"]["hedges"])
-        r["list_first_search_ms_postgres"] = first_search(lambda: Server(data, "--database", url))
-        rows.append(first_search_row(r["list_first_search_ms_postgres"]) + ("",))
-        table("vmprof-server: GET /api/runs with 10,000 runs (PostgreSQL %s, same machine), "
-              "wrk 16 connections, %d s" % (os.path.basename(os.path.dirname(bins[-1])),
-                                            LIST_SECONDS),
-              ["", "requests/s", "p50", "p99 (goal < 10 ms)", "server CPU a request",
-               "PostgreSQL's backends' CPU a request"], rows)
+        yield "postgresql:///vmprof?host=%s&port=5432&user=postgres" % sock
     finally:
         if pg:
             pg.terminate()
             pg.wait(timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_list_postgres(r, data):
+    """The same list against Debian's PostgreSQL, started here in a temporary
+    folder (Unix socket only, fsync off: the reads are measured)."""
+    with postgres_cluster() as url:
+        if url is None:
+            log("server: no PostgreSQL (scripts/setup.sh installs it); its list is not measured")
+            return
+        list_postgres(r, data, url)
+
+
+def list_postgres(r, data, url):
+    """bench_list_postgres's rows, on the cluster of url."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    sock = url.split("host=")[1].split("&")[0]
+    server = Server(data, "--database", url)  # makes the schema
+    # 10,000 frozen runs, made by SQL: the list reads rows only.
+    # (owners as list_owner says)
+    sql = ("INSERT INTO users (name, created) VALUES ('ten', 0), ('third', 0);"
+           "INSERT INTO runs (id, argv, vm, created, state, samples, duration, threads,"
+           " mode, interp, raw_size, complete, owner_id)"
+           " SELECT lpad(to_hex(3458764513820540928 + i), 16, '0'),"
+           " 'bench.py --case ' || i, 'CPython', 1700000000000 + i, 2, 1000000, 12.5,"
+           " 1, 0, 'cpython', 339429145, 1,"
+           " CASE WHEN i % 1000 = 500 THEN (SELECT id FROM users WHERE name = 'ten')"
+           "      WHEN i % 3 = 1 THEN (SELECT id FROM users WHERE name = 'third') END"
+           " FROM generate_series(0, 9999) AS i;"
+           " ANALYZE runs;")
+    out = as_postgres(os.path.join(bins[-1], "psql"), "-h", sock, "-p", "5432", "-d",
+                      "vmprof", "-v", "ON_ERROR_STOP=1", "-c", sql)
+    if out.returncode:
+        raise RuntimeError("psql: " + out.stderr)
+    rows, r["list_wrk_postgres"] = list_under_wrk(server, backends=True)
+    server.stop()
+    # Slow reads sent again (srv_db_read), all four rows together.
+    hedges = re.search(r"(\d+) slow reads sent again .*?, (\d+) answered", server.stderr)
+    r["list_wrk_postgres"]["hedges"] = {"sent": int(hedges.group(1)) if hedges else 0,
+                                        "won": int(hedges.group(2)) if hedges else 0}
+    log("server: PostgreSQL list, the four rows: %(sent)d reads sent again on a second"
+        " connection, %(won)d answered first there" % r["list_wrk_postgres"]["hedges"])
+    r["list_first_search_ms_postgres"] = first_search(lambda: Server(data, "--database", url))
+    rows.append(first_search_row(r["list_first_search_ms_postgres"]) + ("",))
+    table("vmprof-server: GET /api/runs with 10,000 runs (PostgreSQL %s, same machine), "
+          "wrk 16 connections, %d s" % (os.path.basename(os.path.dirname(bins[-1])),
+                                        LIST_SECONDS),
+          ["", "requests/s", "p50", "p99 (goal < 10 ms)", "server CPU a request",
+           "PostgreSQL's backends' CPU a request"], rows)
