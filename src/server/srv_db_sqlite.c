@@ -54,13 +54,15 @@ static int busy_wait(void *conn, int tries)
 {
     sqlite_conn *c = conn;
     struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
+    clock_gettime(CLOCK_MONOTONIC, &now);
     if (tries == 0)
         c->busy_since = now;
     else if ((now.tv_sec - c->busy_since.tv_sec) * 1000 +
                  (now.tv_nsec - c->busy_since.tv_nsec) / 1000000 >= BUSY_TOTAL_MS)
         return 0;
-    struct timespec until = now;
+    /* (the condition's clock is the default one) */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
     until.tv_nsec += BUSY_LOOK_MS * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
         until.tv_sec++;
