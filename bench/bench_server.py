@@ -181,6 +181,14 @@ def wrk(url, seconds=10, connections=16):
     """(requests/s, p50 ms, p99 ms) from wrk --latency."""
     out = subprocess.run(["wrk", "-t2", "-c%d" % connections, "-d%ds" % seconds, "--latency",
                           url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError("wrk on %s: %s non-2xx answers" % (url, errors.group(1)))
+    return wrk_figures(out)
+
+
+def wrk_figures(out):
+    """(requests/s, p50 ms, p99 ms) from the output of wrk --latency."""
     def ms(label):
         m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % label, out, re.M)
         if not m:
@@ -188,9 +196,6 @@ def wrk(url, seconds=10, connections=16):
         v = float(m.group(1))
         return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise RuntimeError("wrk on %s: %s non-2xx answers" % (url, errors.group(1)))
     return float(m.group(1)) if m else None, ms("50"), ms("99")
 
 

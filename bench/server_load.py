@@ -44,19 +44,12 @@ def wrk(url, script, arg, connections, threads, seconds):
            "--timeout", "30s", "-s", os.path.join(HERE, script), url, "--", arg]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 90).stdout
 
-    def ms(label):
-        m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % label, out, re.M)
-        if not m:
-            return None
-        v = float(m.group(1))
-        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
-
     def count(pattern):
         m = re.search(pattern, out)
         return int(m.group(1)) if m else 0
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return {"rps": float(rps.group(1)) if rps else None, "p50_ms": ms("50"), "p99_ms": ms("99"),
+    rps, p50, p99 = bench_server.wrk_figures(out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99,
             "requests": count(r"(\d+) requests in"),
             "non2xx": count(r"Non-2xx or 3xx responses: (\d+)"),
             "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,

@@ -125,6 +125,27 @@ class Server(object):
         return out.stdout.strip().splitlines()[-1]
 
 
+def attach_strace(server, calls, log, timestamps=False):
+    """strace -f on the server, tracing calls (and sendmsg) into log, once it
+    is attached to every thread (an answer's sendmsg shows in the log); the
+    tracer process (stop it with SIGINT).  Skips the test without strace."""
+    import shutil
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed (scripts/setup.sh installs it)")
+    tracer = subprocess.Popen(["strace", "-f"] + (["-ttt"] if timestamps else [])
+                              + ["-e", "trace=%s,sendmsg" % calls, "-o", log,
+                                 "-p", str(server.proc.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(200):
+        if tracer.poll() is not None:
+            pytest.skip("strace cannot attach here: %s" % tracer.stderr.read().strip())
+        server.get("/api/health")
+        time.sleep(0.05)
+        if os.path.exists(log) and "sendmsg(" in open(log).read():
+            return tracer
+    raise AssertionError("strace attached, but shows no answer sent")
+
+
 def compressor_thread(pid):
     """(state, CPU ticks) of the server's compressor thread, the one at nice 19
     (srv_blob.c), or None when the process has none."""

@@ -234,25 +234,9 @@ def traced_syncs(server, steps):
     server, and returns {name: [the fsync/fdatasync calls made meanwhile]}
     (SQLite commits its WAL with fdatasync; the stored files and runs/ are
     synced with fsync)."""
-    import pytest
-    import shutil
-    import subprocess
-    if not shutil.which("strace"):
-        pytest.skip("strace is not installed (scripts/setup.sh installs it)")
+    from conftest import attach_strace
     log = os.path.join(server.data, "..", "strace.log")
-    tracer = subprocess.Popen(["strace", "-f", "-ttt", "-e", "trace=fsync,fdatasync,sendmsg",
-                               "-o", log, "-p", str(server.proc.pid)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    # (attached to every thread once an answer's sendmsg shows in the log)
-    for _ in range(200):
-        if tracer.poll() is not None:
-            pytest.skip("strace cannot attach here: %s" % tracer.stderr.read().strip())
-        server.get("/api/health")
-        time.sleep(0.05)
-        if os.path.exists(log) and "sendmsg(" in open(log).read():
-            break
-    else:
-        raise AssertionError("strace attached, but shows no answer sent")
+    tracer = attach_strace(server, "fsync,fdatasync", log, timestamps=True)
     windows = []
     for name, action in steps:
         t0 = time.time()

@@ -19,7 +19,8 @@ import zlib
 
 import pytest
 
-from conftest import ORIG_PYTHON, ROOT, SERVER_BIN, wait_for_compressor, wait_for_files
+from conftest import (ORIG_PYTHON, ROOT, SERVER_BIN, attach_strace, wait_for_compressor,
+                      wait_for_files)
 
 
 def listed_ids(server, **query):
@@ -792,21 +793,8 @@ def test_parallel_uploads_wait_for_the_database_without_sleeping(server, profile
     retries of a WAL read, (n - 9)^2 * 39 us for the n-th, which a loaded
     machine makes many of and which are never a whole millisecond."""
     import threading
-    if not shutil.which("strace"):
-        pytest.skip("strace is not installed (scripts/setup.sh installs it)")
     log = os.path.join(server.data, "..", "sleeps.log")
-    tracer = subprocess.Popen(["strace", "-f", "-e", "trace=clock_nanosleep,nanosleep,sendmsg",
-                               "-o", log, "-p", str(server.proc.pid)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for _ in range(200):
-        if tracer.poll() is not None:
-            pytest.skip("strace cannot attach here: %s" % tracer.stderr.read().strip())
-        server.get("/api/health")
-        time.sleep(0.05)
-        if os.path.exists(log) and "sendmsg(" in open(log).read():
-            break
-    else:
-        raise AssertionError("strace attached, but shows no answer sent")
+    tracer = attach_strace(server, "clock_nanosleep,nanosleep", log)
     done, errors = [], []
 
     def client():
