@@ -25,8 +25,12 @@ uint32_t *vmp_index_table_new(size_t cap)
     return tab;
 }
 
+const vmp_u64map *vmp_u64map_test_failing;
+
 static int u64map_grow(vmp_u64map *m)
 {
+    if (m == __atomic_load_n(&vmp_u64map_test_failing, __ATOMIC_RELAXED))
+        return -1;
     size_t ncap = m->cap ? m->cap * 2 : 64;
     uint64_t *nk = malloc(ncap * sizeof *nk);
     uint32_t *nv = vmp_index_table_new(ncap); /* the values mark free slots */

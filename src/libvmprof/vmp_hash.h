@@ -68,6 +68,10 @@ int vmp_u64map_put(vmp_u64map *m, uint64_t key, uint32_t val);
 /* Frees the tables; the map is empty and reusable afterwards. */
 void vmp_u64map_free(vmp_u64map *m);
 
+/* Tests only: the map whose growth fails as if memory were short (its put
+ * then returns -1 whenever it would grow), or NULL (relaxed atomics). */
+extern const vmp_u64map *vmp_u64map_test_failing;
+
 #define VMP_INDEX_FREE UINT32_MAX
 
 /* A table of cap free slots, or NULL when out of memory. */

@@ -314,7 +314,20 @@ static PyObject *sampler_writer_sessions(PyObject *self, PyObject *args)
     return PyLong_FromSize_t(vmp_native_mode_test_sessions_opened());
 }
 
+static PyObject *sampler_native_starts_fail(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int on;
+    if (!PyArg_ParseTuple(args, "p", &on))
+        return NULL;
+    vmp_native_mode_test_starts_fail(on);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef sampler_methods[] = {
+    {"_native_starts_fail", sampler_native_starts_fail, METH_VARARGS,
+     "_native_starts_fail(on), tests only: while on, native mode's map of the pcs met cannot grow, as if "
+     "memory were short (every pc it has not met then gets the out-of-memory fallback id)."},
     {"_writer_sessions", sampler_writer_sessions, METH_NOARGS,
      "_writer_sessions(), tests only: how often native mode's writer opened a libdw session of its own "
      "in this run (or the last): once, and again after a fork's pause only when it needed one."},
@@ -420,6 +433,7 @@ static PyMethodDef sampler_methods[] = {
     UNAVAILABLE("_fork_waits_in_vain"),
     UNAVAILABLE("_fork_stops"),
     UNAVAILABLE("_writer_sessions"),
+    UNAVAILABLE("_native_starts_fail"),
     {"is_enabled", sampler_off, METH_NOARGS, "False: there is no sampler on this platform."},
     {"profile_fileno", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},
     {"stop_sampling", sampler_no_fd, METH_NOARGS, "-1: there is no sampler on this platform."},

@@ -774,6 +774,11 @@ static uint64_t *distinct_starts(size_t *n)
     return starts;
 }
 
+void vmp_native_mode_test_starts_fail(int on)
+{
+    __atomic_store_n(&vmp_u64map_test_failing, on ? &N.start_offset : NULL, __ATOMIC_RELAXED);
+}
+
 size_t vmp_native_mode_test_sessions_opened(void)
 {
     return N.wsyms_opened;

@@ -122,6 +122,10 @@ void vmp_native_mode_writer_paused(void);
  * the current (or the last) run. */
 size_t vmp_native_mode_test_sessions_opened(void);
 
+/* Tests only: while on, the writer's map of the pcs met cannot grow, as if
+ * memory were short (vmp_native_mode_entry_id's out-of-memory fallback). */
+void vmp_native_mode_test_starts_fail(int on);
+
 size_t vmp_native_mode_pcs_learned(void);
 
 /* Of those, the pcs whose rules the writer read with libdw: the ones the

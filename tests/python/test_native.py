@@ -282,7 +282,7 @@ def test_a_function_at_an_odd_address_is_named_at_its_first_byte_and_as_a_caller
     # after that byte ("vmp_native_ext...+0x..."), its id too.  A caller is
     # named from its call (return address - 1), not after the function
     # that starts where the call returns.
-    spin, caller, after = ext.odd_start_addresses()
+    spin, caller, after = ext.odd_start_addresses()[:3]
     assert spin & 1 and caller & 1 and not after & 1, (hex(spin), hex(caller), hex(after))
     p, _, stats = profile(py_caller_of_odd_start, ext, period=0.001, real_time=real_time)
     mine = [stack_names(p, e) for e, _, _ in p.stacks
@@ -301,6 +301,49 @@ def test_a_function_at_an_odd_address_is_named_at_its_first_byte_and_as_a_caller
     for names in inside:
         assert complete(names), names
         assert first_py_outward(names, 1) == "py_caller_of_odd_start", names
+
+
+def py_even_caller_of_odd_start(ext, seconds=0.3):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        ext.spin_at_odd_start(300000, True)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64",
+                    reason="the functions at odd addresses are x86-64 assembly")
+def test_out_of_memory_ids_are_no_functions_ids(ext):
+    # When the writer cannot remember a pc (its map of the pcs met cannot
+    # grow: out of memory), the frame gets a fallback id made of its pc.
+    # vmp_ext_even_caller's frame has an even pc (its call, the last
+    # instruction, ends at an odd address), and vmp_ext_after_even_caller
+    # starts right after it: a fallback of pc | 1 was that function's id,
+    # and its name would have stood for the caller's frame wherever it was
+    # named.  A fallback id is no function's id: its generation is one no
+    # function gets (the top 16 bits all set).
+    from vmprof import _core
+    spin, caller, after, even_caller, after_even = ext.odd_start_addresses()
+    assert not even_caller & 1 and after_even & 1, (hex(even_caller), hex(after_even))
+    functions = {spin, caller, after, even_caller | 1, after_even}
+    _core._native_starts_fail(True)
+    try:
+        p, _, stats = profile(py_even_caller_of_odd_start, ext, period=0.001)
+    finally:
+        _core._native_starts_fail(False)
+    low = (1 << 48) - 1
+    natives = {e for entries, _, _ in p.stacks for e in entries if e & 1}
+    assert natives, (len(p.stacks), stats)
+    # (no pc was remembered: every native frame has the fallback, unnamed)
+    assert not natives & set(p.names), sorted(hex(e) for e in natives & set(p.names))[:5]
+    inside = [entries for entries, _, _ in p.stacks
+              if entries[0] & 1 and spin <= entries[0] & low < spin + 8]
+    assert len(inside) >= 30, (len(inside), len(p.stacks), stats)
+    callers = collections.Counter(entries[1] for entries in inside)
+    # (the rare sample after the spin dropped its caller's return address
+    # has the C wrapper for its caller)
+    from_even = {e: n for e, n in callers.items() if e & low | 1 == after_even}
+    assert sum(from_even.values()) >= 0.9 * len(inside), [(hex(e), n) for e, n in callers.items()]
+    assert not natives & functions, sorted(hex(e) for e in natives & functions)
+    assert all(e >> 48 == 0xffff for e in natives), sorted(hex(e) for e in natives)[:5]
 
 
 def test_no_sample_cut_means_no_meta_record(ext):

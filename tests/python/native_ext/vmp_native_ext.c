@@ -68,6 +68,9 @@ static void vmp_ext_spin_without_cfi(long n)
  * its caller's return address and returns to the caller's caller, for
  * vmp_ext_odd_caller has nothing after its call.  The caller's own call
  * ends at an even address: its frame's pc (return address - 1) is odd too.
+ * vmp_ext_even_caller is the same caller at an even address: its call ends
+ * at an odd one, its frame's pc is even, and vmp_ext_after_even_caller
+ * starts at that pc + 1 (an id made of the pc | 1 would be that function's).
  * Hidden: called directly, not through the PLT. */
 #if defined(__x86_64__)
 __asm__(".text\n"
@@ -101,39 +104,67 @@ __asm__(".text\n"
         "    ret\n"
         "    .cfi_endproc\n"
         ".size vmp_ext_after_odd_caller, .-vmp_ext_after_odd_caller\n"
+        ".p2align 4\n"
+        ".globl vmp_ext_even_caller\n"
+        ".hidden vmp_ext_even_caller\n"
+        ".type vmp_ext_even_caller, @function\n"
+        "vmp_ext_even_caller:\n"
+        "    .cfi_startproc\n"
+        "    mov %edi, %ecx\n"
+        "    call vmp_ext_odd_spin\n"
+        "    .cfi_endproc\n"
+        ".size vmp_ext_even_caller, .-vmp_ext_even_caller\n"
+        ".globl vmp_ext_after_even_caller\n"
+        ".hidden vmp_ext_after_even_caller\n"
+        ".type vmp_ext_after_even_caller, @function\n"
+        "vmp_ext_after_even_caller:\n"
+        "    .cfi_startproc\n"
+        "    ret\n"
+        "    .cfi_endproc\n"
+        ".size vmp_ext_after_even_caller, .-vmp_ext_after_even_caller\n"
         ".p2align 4\n");
 __attribute__((visibility("hidden"))) void vmp_ext_odd_spin(void);
 __attribute__((visibility("hidden"))) void vmp_ext_odd_caller(unsigned n);
 __attribute__((visibility("hidden"))) void vmp_ext_after_odd_caller(void);
+__attribute__((visibility("hidden"))) void vmp_ext_even_caller(unsigned n);
+__attribute__((visibility("hidden"))) void vmp_ext_after_even_caller(void);
 #endif
 
-static PyObject *spin_at_odd_start(PyObject *self, PyObject *arg)
+static PyObject *spin_at_odd_start(PyObject *self, PyObject *args)
 {
     (void)self;
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred())
+    long n;
+    int even = 0;
+    if (!PyArg_ParseTuple(args, "l|p", &n, &even))
         return NULL;
 #if defined(__x86_64__)
     if (n < 1 || n > 0x7fffffff) {
         PyErr_SetString(PyExc_ValueError, "1 <= n < 2**31");
         return NULL;
     }
-    vmp_ext_odd_caller((unsigned)n);
+    if (even)
+        vmp_ext_even_caller((unsigned)n);
+    else
+        vmp_ext_odd_caller((unsigned)n);
 #else
+    (void)even;
     vmp_ext_burn_loop(n);
 #endif
     Py_RETURN_NONE;
 }
 
 /* Where the odd functions lie: (vmp_ext_odd_spin, vmp_ext_odd_caller,
- * vmp_ext_after_odd_caller), or None where they are not built. */
+ * vmp_ext_after_odd_caller, vmp_ext_even_caller, vmp_ext_after_even_caller),
+ * or None where they are not built. */
 static PyObject *odd_start_addresses(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
 #if defined(__x86_64__)
-    return Py_BuildValue("(KKK)", (unsigned long long)(uintptr_t)&vmp_ext_odd_spin,
+    return Py_BuildValue("(KKKKK)", (unsigned long long)(uintptr_t)&vmp_ext_odd_spin,
                          (unsigned long long)(uintptr_t)&vmp_ext_odd_caller,
-                         (unsigned long long)(uintptr_t)&vmp_ext_after_odd_caller);
+                         (unsigned long long)(uintptr_t)&vmp_ext_after_odd_caller,
+                         (unsigned long long)(uintptr_t)&vmp_ext_even_caller,
+                         (unsigned long long)(uintptr_t)&vmp_ext_after_even_caller);
 #else
     Py_RETURN_NONE;
 #endif
@@ -175,8 +206,9 @@ static PyMethodDef methods[] = {
     {"call_back", call_back, METH_VARARGS, "call_back(f, n): call f() n times from C."},
     {"spin_without_cfi", spin_without_cfi, METH_O,
      "spin_without_cfi(n): spin n iterations in a function without unwind information."},
-    {"spin_at_odd_start", spin_at_odd_start, METH_O,
-     "spin_at_odd_start(n): spin n iterations at the first byte of a function at an odd address."},
+    {"spin_at_odd_start", spin_at_odd_start, METH_VARARGS,
+     "spin_at_odd_start(n, even=False): spin n iterations at the first byte of a function at an odd "
+     "address, called from vmp_ext_odd_caller (or vmp_ext_even_caller)."},
     {"odd_start_addresses", odd_start_addresses, METH_NOARGS,
      "odd_start_addresses(): the addresses of the functions at odd addresses, or None."},
     {NULL, NULL, 0, NULL},
