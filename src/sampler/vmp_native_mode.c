@@ -524,8 +524,11 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
      * map can hold is no function's start: keep the pc itself. */
     if (start > pc || pc - start >= VMP_U64MAP_EMPTY)
         start = pc;
+    /* Out of memory: the pc still says where it was, with the generation no
+     * function gets (pc | 1 alone is the id of a function that starts at
+     * an even pc + 1: its name would stand for this frame). */
     if (vmp_u64map_put(&N.start_offset, pc, (uint32_t)(pc - start)) < 0)
-        return pc | VMP_NATIVE_BIT; /* out of memory: the raw pc still says where it was */
+        return pc | ((uint64_t)GEN_UNNAMED << 48) | VMP_NATIVE_BIT;
     uint64_t id = id_of(start);
     if (vmp_array_grow((void **)&N.fresh, &N.fresh_cap, N.nfresh + 1, sizeof *N.fresh) < 0)
         return id; /* (named at the end, as before) */
