@@ -162,10 +162,23 @@ static _Atomic int rep_in_call[VMP_PLACES];
 static _Atomic int64_t sleep_cpu[VMP_PLACES];
 static _Atomic uint64_t sleep_args[VMP_PLACES][3];
 static _Atomic int64_t sleep_deadline[VMP_PLACES];
+/* The kind of call: SLEEP_ABSOLUTE (the above), or SLEEP_SELECT:
+ * select/pselect6(0, NULL, NULL, NULL, timeout[, NULL]), a relative
+ * timeout that the kernel wrote back as the time left when the signal
+ * ended it: args {timeout, sixth register, 0}, sleep_left the two words
+ * the timeout held then (seconds, then micro- or nanoseconds: the call's
+ * number is gone by then), sleep_at the handler's CLOCK_MONOTONIC then
+ * (same_select). */
+enum { SLEEP_ABSOLUTE = 1, SLEEP_SELECT = 2 };
+static _Atomic int sleep_kind[VMP_PLACES];
+static _Atomic int64_t sleep_left[VMP_PLACES][2];
+static _Atomic int64_t sleep_at[VMP_PLACES];
 /* ... as the handler's vmp_delivery_in_system_call read them */
 static __thread int sleep_seen __attribute__((tls_model("initial-exec")));
 static __thread uint64_t sleep_seen_args[3] __attribute__((tls_model("initial-exec")));
 static __thread int64_t sleep_seen_deadline __attribute__((tls_model("initial-exec")));
+static __thread int64_t sleep_seen_left[2] __attribute__((tls_model("initial-exec")));
+static __thread int64_t sleep_seen_at __attribute__((tls_model("initial-exec")));
 static const _Atomic int *_Atomic paused_flag;
 static __thread int64_t owed_now __attribute__((tls_model("initial-exec")));
 static __thread int64_t owed_from __attribute__((tls_model("initial-exec"))); /* vmp_delivery_owed_from */
@@ -354,16 +367,23 @@ void vmp_delivery_handled(void)
         atomic_fetch_add_explicit(&handled[k], 1, memory_order_release);
 }
 
-/* The deadline (CLOCK ns) in the timespec at `at`, read without a fault
- * (the address is a register's: any value), or -1. */
+/* The two words (a timespec's or a timeval's) at `at`, read without a
+ * fault (the address is a register's: any value): 1, both >= 0 and the
+ * second below 1e9, or 0. */
+static int words_at(uint64_t at, int64_t w[2])
+{
+    struct iovec here = {w, 2 * sizeof *w}, there = {(void *)(uintptr_t)at, 2 * sizeof *w};
+    return at && syscall(SYS_process_vm_readv, (pid_t)syscall(SYS_getpid), &here, 1UL, &there, 1UL, 0UL) == (long)(2 * sizeof *w) &&
+           w[0] >= 0 && w[1] >= 0 && w[1] < 1000000000L;
+}
+
+/* The deadline (CLOCK ns) in the timespec at `at`, or -1 (words_at). */
 static int64_t deadline_at(uint64_t at)
 {
-    struct timespec ts;
-    struct iovec here = {&ts, sizeof ts}, there = {(void *)(uintptr_t)at, sizeof ts};
-    if (!at || syscall(SYS_process_vm_readv, (pid_t)syscall(SYS_getpid), &here, 1UL, &there, 1UL, 0UL) != (long)sizeof ts ||
-        ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000L)
+    int64_t w[2];
+    if (!words_at(at, w) || w[0] > INT64_MAX / 1000000000L - 1)
         return -1;
-    return ns_of(ts);
+    return w[0] * 1000000000L + w[1];
 }
 
 int vmp_delivery_in_system_call(const void *ucontext)
@@ -395,7 +415,24 @@ int vmp_delivery_in_system_call(const void *ucontext)
             sleep_seen_args[1] = (uint64_t)m->gregs[REG_RDX];
             sleep_seen_args[2] = (uint64_t)m->gregs[REG_R10];
             sleep_seen_deadline = deadline;
-            sleep_seen = 1;
+            sleep_seen = SLEEP_ABSOLUTE;
+        }
+    }
+    /* select(0, NULL, NULL, NULL, timeout), which glibc (2.33+ here) makes
+     * pselect6(0, NULL, NULL, NULL, timeout, NULL) with a timespec of its
+     * own: CPython's time.sleep before 3.11 sleeps so, and again after a
+     * signal, for its deadline less the monotonic clock then.  Linux wrote
+     * the time left into the timeout as the call returned (EINTR too):
+     * the handler's clock now plus that is this sleep's end (same_select). */
+    if (!m->gregs[REG_RDI] && !m->gregs[REG_RSI] && !m->gregs[REG_RDX] && !m->gregs[REG_R10] && m->gregs[REG_R8] &&
+        atomic_load_explicit(&wall_counting, memory_order_relaxed)) {
+        struct timespec now;
+        if (words_at((uint64_t)m->gregs[REG_R8], sleep_seen_left) && clock_gettime(CLOCK_MONOTONIC, &now) == 0) {
+            sleep_seen_args[0] = (uint64_t)m->gregs[REG_R8];
+            sleep_seen_args[1] = (uint64_t)m->gregs[REG_R9];
+            sleep_seen_args[2] = 0;
+            sleep_seen_at = ns_of(now);
+            sleep_seen = SLEEP_SELECT;
         }
     }
     return 1;
@@ -426,6 +463,10 @@ static void set_repeatable_here(uint32_t k, int64_t cpu, int in_call)
         for (int i = 0; i < 3; i++)
             atomic_store_explicit(&sleep_args[k][i], sleep_seen_args[i], memory_order_relaxed);
         atomic_store_explicit(&sleep_deadline[k], sleep_seen_deadline, memory_order_relaxed);
+        atomic_store_explicit(&sleep_left[k][0], sleep_seen_left[0], memory_order_relaxed);
+        atomic_store_explicit(&sleep_left[k][1], sleep_seen_left[1], memory_order_relaxed);
+        atomic_store_explicit(&sleep_at[k], sleep_seen_at, memory_order_relaxed);
+        atomic_store_explicit(&sleep_kind[k], sleep_seen, memory_order_relaxed);
         atomic_store_explicit(&sleep_cpu[k], cpu, memory_order_release);
     }
 }
@@ -1814,6 +1855,7 @@ static int same_sleep(size_t k, uint64_t clock, uint64_t flags, uint64_t request
 {
     int64_t at = atomic_load_explicit(&sleep_cpu[k], memory_order_acquire);
     if (flags != TIMER_ABSTIME || at < 0 || atomic_load_explicit(&rep_cpu[k], memory_order_acquire) != at ||
+        atomic_load_explicit(&sleep_kind[k], memory_order_relaxed) != SLEEP_ABSOLUTE ||
         atomic_load_explicit(&sleep_args[k][0], memory_order_relaxed) != clock ||
         atomic_load_explicit(&sleep_args[k][1], memory_order_relaxed) != request ||
         atomic_load_explicit(&sleep_args[k][2], memory_order_relaxed) != remainder)
@@ -1823,6 +1865,58 @@ static int same_sleep(size_t k, uint64_t clock, uint64_t flags, uint64_t request
     if (deadline_at(request) != deadline || atomic_load_explicit(&sleep_cpu[k], memory_order_acquire) != at)
         return 0;
     return 1;
+}
+
+/* The span (ns) in the two words a timeout of call nr held (pselect6: a
+ * timespec; select: a timeval), or -1. */
+static int64_t span_of(long nr, const int64_t w[2])
+{
+    int64_t unit = nr == SYS_pselect6 ? 1 : 1000;
+    if (w[1] >= 1000000000L / unit || w[0] > INT64_MAX / 1000000000L - 1)
+        return -1;
+    return w[0] * 1000000000L + w[1] * unit;
+}
+
+/* Slack of same_select's bounds: the time from the kernel's reading of
+ * the time left to the handler's clock reading (signal delivery, the
+ * handler's first steps), and from CPython's reading of its clock to the
+ * next call (dropping the GIL): microseconds, unless the thread loses its
+ * CPU meanwhile, and then the check fails and the thread is probed as
+ * before; and the timeval's microsecond (CPython rounds up). */
+#define SELECT_SLACK_NS 1000000
+
+/* Wall clock with sources: whether thread t (place k), found at `seen`
+ * (CLOCK_MONOTONIC, after /proc named the call) in select or pselect6(0,
+ * NULL, NULL, NULL, timeout[, sigmask]) (the call's number and its six
+ * arguments in a), is in the very sleep its last repeatable sample found
+ * it in, ended by that sample's signal and begun again for the time left
+ * (CPython's time.sleep before 3.11, through glibc's select).  That sleep
+ * ends at end = sleep_at + left (the handler's clock, and the time left
+ * the kernel wrote into the timeout on return).  A sleep begun again,
+ * entered at some e in [sleep_at, seen] for a timeout that the kernel
+ * leaves as it was while the call waits, ends at e + timeout: the same
+ * end iff sleep_at + timeout <= end and end <= seen + timeout, within the
+ * slack.  The same call's registers (the same timeout's address) and no
+ * sample since too, and its stack is that sample's.  A sleep for another
+ * end (the same timeout's address) passes only when its end is within
+ * seen - sleep_at of that one: a sleep the program began for the time
+ * its last one had left. */
+static int same_select(size_t k, long nr, const uint64_t a[6], int64_t seen)
+{
+    int64_t at = atomic_load_explicit(&sleep_cpu[k], memory_order_acquire);
+    if (a[0] || a[1] || a[2] || a[3] || at < 0 || atomic_load_explicit(&rep_cpu[k], memory_order_acquire) != at ||
+        atomic_load_explicit(&sleep_kind[k], memory_order_relaxed) != SLEEP_SELECT ||
+        atomic_load_explicit(&sleep_args[k][0], memory_order_relaxed) != a[4] ||
+        (nr == SYS_pselect6 && atomic_load_explicit(&sleep_args[k][1], memory_order_relaxed) != a[5]))
+        return 0;
+    int64_t left[2] = {atomic_load_explicit(&sleep_left[k][0], memory_order_relaxed),
+                       atomic_load_explicit(&sleep_left[k][1], memory_order_relaxed)};
+    int64_t from = atomic_load_explicit(&sleep_at[k], memory_order_relaxed), now_w[2];
+    int64_t span = span_of(nr, left), timeout = words_at(a[4], now_w) ? span_of(nr, now_w) : -1;
+    if (span < 0 || timeout < 0 || atomic_load_explicit(&sleep_cpu[k], memory_order_acquire) != at)
+        return 0;
+    int64_t end = from + span;
+    return from + timeout <= end + SELECT_SLACK_NS && end <= seen + timeout + SELECT_SLACK_NS;
 }
 
 /* Whether thread t runs or waits for a CPU where it was stopped, so that a
@@ -1944,6 +2038,17 @@ static int waits_for_a_signal(vmp_delivery *d, vmp_delivery_thread *t)
             return 1;
         uint64_t request = strtoull(args, &args, 16), remainder = strtoull(args, NULL, 16);
         return d->sources && same_sleep(k, clock, flags, request, remainder);
+    }
+    if (nr == SYS_pselect6
+#if defined(SYS_select)
+        || nr == SYS_select
+#endif
+    ) {
+        int64_t seen = clock_ns(CLOCK_MONOTONIC);
+        uint64_t a[6];
+        for (int i = 0; i < 6; i++)
+            a[i] = strtoull(args, &args, 16);
+        return d->sources && same_select(k, nr, a, seen);
     }
     /* A write that waits for room in a pipe or a socket: a handled signal
      * ends it with the bytes written so far (SA_RESTART restarts only a

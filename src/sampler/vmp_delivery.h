@@ -185,7 +185,9 @@
  * handled no signal since (a signal would end the wait or cut the write:
  * waits_for_a_signal in vmp_delivery.c), or back in the absolute sleep its
  * last sample found it in, which that sample's signal ended (same_sleep:
- * CPython's time.sleep sleeps again after one).  A probe that found it outside a call (kept from a
+ * CPython's time.sleep sleeps again after one), or in the select sleep for
+ * the time left that ends where that one would have (same_select: the same
+ * before 3.11).  A probe that found it outside a call (kept from a
  * CPU) makes the next one wait twice as long, until it runs again.  While
  * a thread waits now and then (a probe found it waiting, not for the
  * first time) the rounds come every VMP_WAIT_ROUND_NS, so that its short

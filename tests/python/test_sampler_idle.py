@@ -5,7 +5,6 @@ stack the thread has left for long."""
 import hashlib
 import mmap
 import os
-import sys
 import threading
 import time
 
@@ -113,16 +112,18 @@ def sleeps_beside_a_thread_that_computes(seconds):
         stop()
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="time.sleep sleeps to an absolute deadline from 3.11")
 def test_a_thread_in_time_sleep_is_not_woken_again_and_again_by_probes_beside_one_that_computes():
-    # time.sleep (3.11+) sleeps to an absolute deadline and sleeps again
-    # after a signal, first taking the GIL back (from the computing thread)
-    # to look at the program's signals: the thread ran since its probe's
-    # sample, so each round probed it again, and each probe found it inside
-    # a call, not for the first time, which kept the rounds 1 ms long (the
-    # pool bench's main thread: ~150 signals in its 0.5 s sleep).  Found in
-    # the same sleep again (the same call's registers, the same deadline),
-    # it is idle in that sample.
+    # time.sleep sleeps again after a signal, first taking the GIL back
+    # (from the computing thread) to look at the program's signals: the
+    # thread ran since its probe's sample, so each round probed it again,
+    # and each probe found it inside a call, not for the first time, which
+    # kept the rounds 1 ms long (the pool bench's main thread: ~150 signals
+    # in its 0.5 s sleep).  Found in the same sleep again, it is idle in
+    # that sample: from 3.11 clock_nanosleep to an absolute deadline (the
+    # same call's registers, the same deadline); before, select (pselect6
+    # through glibc) for the time left to a monotonic deadline (the same
+    # call's registers, and a timeout that ends where the one the signal
+    # ended would have).
     p, woken, stats = profile(sleeps_beside_a_thread_that_computes, 1.0, period=0.001, real_time=True)
     if not stats.get("sources_opened"):
         pytest.skip("no per-thread events here: the per-period schedule probes as before")
