@@ -1868,22 +1868,29 @@ static int same_sleep(size_t k, uint64_t clock, uint64_t flags, uint64_t request
 }
 
 /* The span (ns) in the two words a timeout of call nr held (pselect6: a
- * timespec; select: a timeval), or -1. */
+ * timespec; select: a timeval), or -1; or for one of more than ~146 years
+ * (so that a clock reading plus the span cannot overflow). */
 static int64_t span_of(long nr, const int64_t w[2])
 {
     int64_t unit = nr == SYS_pselect6 ? 1 : 1000;
-    if (w[1] >= 1000000000L / unit || w[0] > INT64_MAX / 1000000000L - 1)
+    if (w[1] >= 1000000000L / unit || w[0] > INT64_MAX / 2000000000L)
         return -1;
     return w[0] * 1000000000L + w[1] * unit;
 }
 
-/* Slack of same_select's bounds: the time from the kernel's reading of
- * the time left to the handler's clock reading (signal delivery, the
- * handler's first steps), and from CPython's reading of its clock to the
- * next call (dropping the GIL): microseconds, unless the thread loses its
- * CPU meanwhile, and then the check fails and the thread is probed as
- * before; and the timeval's microsecond (CPython rounds up). */
+/* Slack of same_select's bounds.  The first: the timeval's microsecond
+ * (CPython rounds up; the end the handler reads is never before the
+ * sleep's).  The second: the time from the kernel's reading of the time
+ * left to the handler's clock reading (signal delivery, the handler's
+ * first steps), and from CPython's reading of its clock to the call the
+ * signal ended (dropping the GIL), by which the end the handler reads is
+ * late: microseconds, unless the thread lost its CPU or waited for the
+ * GIL's hand-off meanwhile (ms on a loaded machine); past the slack the
+ * thread is probed as before.  (A 1 s sleep beside a computing thread, on
+ * 3.8 at load 2-4, went off its CPU 5-22 times in 30 runs with 1 ms there,
+ * 2 above 20; 5-18 in 20 with 10 ms; 5-13 in 20 with no bounds at all.) */
 #define SELECT_SLACK_NS 1000000
+#define SELECT_LATE_NS 10000000
 
 /* Wall clock with sources: whether thread t (place k), found at `seen`
  * (CLOCK_MONOTONIC, after /proc named the call) in select or pselect6(0,
@@ -1916,7 +1923,7 @@ static int same_select(size_t k, long nr, const uint64_t a[6], int64_t seen)
     if (span < 0 || timeout < 0 || atomic_load_explicit(&sleep_cpu[k], memory_order_acquire) != at)
         return 0;
     int64_t end = from + span;
-    return from + timeout <= end + SELECT_SLACK_NS && end <= seen + timeout + SELECT_SLACK_NS;
+    return from + timeout <= end + SELECT_SLACK_NS && end <= seen + timeout + SELECT_LATE_NS;
 }
 
 /* Whether thread t runs or waits for a CPU where it was stopped, so that a
