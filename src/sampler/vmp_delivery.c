@@ -80,6 +80,7 @@ struct vmp_delivery_thread {
                             * when it ran between the reading and the signal: only the periods after it may
                             * have waited for that signal (waited_for_signal) */
     int64_t pending_since; /* ns: since when its signal is pending; 0: none */
+    int64_t alive_at;      /* ns: the latest round whose reading of its clock found it alive (0: none) */
     int64_t check_cpu;     /* its CPU clock before the first reading of its mask (read_mask) */
     uint32_t check_handled; /* ... and handled[] then */
 };
@@ -1033,18 +1034,23 @@ static void count_blocked(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
     skip_periods(d, t, upto, &d->periods_blocked);
 }
 
-/* Per period, at the stop: a thread known to block the signal has its
- * periods after the schedule's last round counted blocked too, up to the
- * stop, as count_blocked counts a blocker's with sources (its wall time, or
- * its CPU time): a sender kept from a CPU at the end left them out (the
- * schedule's periods end at its last round). */
-static void count_blocked_after_last_round(vmp_delivery *d, const vmp_delivery_thread *t, int64_t now)
+/* Per period, at the stop: thread t's whole periods after the schedule's
+ * last round, up to the stop (`now`), added to *count: its wall time, or
+ * its CPU time (what it used since the last reading of its clock, with
+ * what no round turned into periods owed yet, its credit).  A thread known
+ * to block the signal has them counted blocked, as count_blocked counts a
+ * blocker's with sources; on the CPU clock any other Python thread's are
+ * counted lost (periods_dropped): no sample will come for them.  A sender
+ * kept from a CPU at the end left them out (the schedule's periods end at
+ * its last round): a thread that computed 20 ms while the sender napped
+ * 100 ms before its stop had them counted nowhere. */
+static void count_after_last_round(vmp_delivery *d, const vmp_delivery_thread *t, int64_t now, _Atomic uint64_t *count)
 {
     int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : -1;
     int64_t more = !d->cpu_clock ? now - (d->start_ns + d->period_no * d->period_ns)
-                   : cpu >= 0 ? cpu - t->last_cpu + t->credit : 0;
+                   : cpu >= 0 ? cpu - t->last_cpu + t->credit : t->credit;
     if (more >= d->period_ns)
-        atomic_fetch_add_explicit(&d->periods_blocked, (uint64_t)(more / d->period_ns), memory_order_relaxed);
+        atomic_fetch_add_explicit(count, (uint64_t)(more / d->period_ns), memory_order_relaxed);
 }
 
 /* Per period: the periods the backlog cap took from thread t before its
@@ -1127,13 +1133,35 @@ static void wall_pay_waited(vmp_delivery *d, vmp_delivery_thread *t, int64_t now
 static void read_late_answer(vmp_delivery *d, vmp_delivery_thread *t);
 
 /* Per period: the periods a thread still owes that no sample will pay (it
- * ended, or the run stops) are counted lost. */
+ * ended, or the run stops) are counted lost; on the CPU clock with the
+ * whole periods of CPU time up to its last reading that no round turned
+ * into periods owed (its credit: a thread found off its CPU keeps there
+ * what it owes, for a round that finds it running). */
 static void drop_owed(vmp_delivery *d, vmp_delivery_thread *t)
 {
-    if (t->owed <= 0)
-        return;
-    atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)t->owed, memory_order_relaxed);
+    int64_t n = t->owed > 0 ? t->owed : 0;
+    if (d->cpu_clock && t->credit >= d->period_ns) {
+        n += t->credit / d->period_ns;
+        t->credit %= d->period_ns;
+    }
+    if (n > 0)
+        atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)n, memory_order_relaxed);
     t->owed = 0;
+}
+
+/* With sources, at a thread's end or the stop: thread t's whole periods
+ * from its paid mark up to `upto` (its CPU time, or the wall clock's ns),
+ * which no sample paid and none will, are counted lost (periods_dropped),
+ * but for the one its event was counting then: less than a period since
+ * it last fired, which the mark, moved by the handler's rounding, may
+ * trail by up to half a period (so, as the handler would pay them now less
+ * that one).  (A thread whose event fires as it should has none; one that
+ * spends its CPU time inside system calls, where its event sends nothing
+ * (exclude_kernel), or blocks the signal, had up to all its periods since
+ * its last sample counted nowhere.) */
+static void drop_unpaid(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
+{
+    skip_periods(d, t, upto - d->period_ns / 2, &d->periods_dropped);
 }
 
 static void scan_threads(vmp_delivery *d)
@@ -1184,8 +1212,23 @@ static void scan_threads(vmp_delivery *d)
                     ;
                 else if (t->held || atomic_load(&cut_cpu[t->place]) >= 0)
                     count_cut(d, t, d->last_round);
-                else
+                else {
                     wall_pay_waited(d, t, d->last_round, t->last_cpu, t->idle_cpu >= 0);
+                    /* What no repeat paid, up to the last round that read
+                     * it alive (it ended while not idle: running, inside
+                     * system calls where its event sends nothing, or with
+                     * a signal blocked or pending; or it never had a
+                     * sample): no sample will.  When it ended after that
+                     * round is not known (less than a round later). */
+                    if (!t->not_python)
+                        drop_unpaid(d, t, t->alive_at);
+                }
+            } else if (d->sources) {
+                /* CPU clock: its CPU time up to its last reading, unpaid
+                 * (what it used after, before its end, is not known: its
+                 * clock went with it) */
+                if (!d->was_paused && !t->not_python)
+                    drop_unpaid(d, t, t->last_cpu);
             } else if (t->state == STILL && d->repeats_on)
                 hand_over_repeats(d, t, d->period_no);
             else if (t->lazy)
@@ -1226,6 +1269,7 @@ static int64_t observe(vmp_delivery *d, vmp_delivery_thread *t)
         return t->delta = -1;
     }
     int64_t delta = t->last_cpu >= 0 ? cpu - t->last_cpu : cpu;
+    t->alive_at = d->last_round; /* (it was alive at the reading, which comes after the round began) */
     d->unexplained -= delta;
     t->last_cpu = cpu;
     if (delta) {
@@ -2427,6 +2471,8 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
             count_cut(d, t, now - d->last_periods * d->period_ns);
         t->held = (uint8_t)held;
     }
+    if (!d->cpu_clock && d->test_before_probe && owed_ns >= 2 * d->period_ns)
+        d->test_before_probe(t->tid);
     int signal = d->cpu_clock ? t->src < 0 && 2 * owed_ns >= d->period_ns && on_cpu(t)
                               : ask || (owed_ns >= (2LL << (t->src < 0 && t->delta > 0 ? 0 : t->probe_shift)) *
                                                        d->period_ns &&
@@ -2975,7 +3021,7 @@ void vmp_delivery_stop(vmp_delivery *d)
         if (!paused)
             count_blocked_pending(d, t);
         if (!paused && !d->sources && known_blocking(t))
-            count_blocked_after_last_round(d, t, now);
+            count_after_last_round(d, t, now, &d->periods_blocked);
         if (d->sources && known_blocking(t)) {
             int64_t cpu = d->cpu_clock ? thread_cpu_ns(t->tid) : now;
             if (!paused)
@@ -2990,17 +3036,30 @@ void vmp_delivery_stop(vmp_delivery *d)
         } else if (t->state == STILL && !d->cpu_clock) {
             /* (one that ran since it was last read woke somewhere in the
              * last round, as in wake(): that round's periods have no
-             * sample) */
-            hand_over_repeats(d, t, thread_cpu_ns(t->tid) == t->last_cpu ? d->period_no + (t->blocks ? 0 : after)
-                                                                          : d->period_no - d->last_periods);
+             * sample, nor have those after it, counted lost) */
+            if (thread_cpu_ns(t->tid) == t->last_cpu) {
+                hand_over_repeats(d, t, d->period_no + (t->blocks ? 0 : after));
+            } else {
+                int64_t from = d->period_no - d->last_periods + 1;
+                from = t->still_from > from ? t->still_from : from;
+                if (d->repeats_on && !paused && !t->not_python && !known_blocking(t) && d->period_no + after >= from)
+                    atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)(d->period_no + after - from + 1),
+                                              memory_order_relaxed);
+                hand_over_repeats(d, t, d->period_no - d->last_periods);
+            }
         } else {
             /* (an active one found idle since its sample, not signalled
-             * since, that still has not run) */
+             * since, that still has not run, repeats it; any other Python
+             * thread had no sample for those periods: counted lost, as
+             * with sources) */
             if (t->lazy)
                 flush_lazy(d, t);
-            if (after > 0 && t->idle_cpu >= 0 && !t->blocks && !t->not_python && t->owed <= 0 &&
-                thread_cpu_ns(t->tid) == t->last_cpu)
-                give_repeats(d, t->tid, after, 0, d->period_no + 1);
+            if (after > 0 && !t->not_python && !known_blocking(t)) {
+                if (t->idle_cpu >= 0 && !t->blocks && t->owed <= 0 && thread_cpu_ns(t->tid) == t->last_cpu)
+                    give_repeats(d, t->tid, after, 0, d->period_no + 1);
+                else
+                    atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)after, memory_order_relaxed);
+            }
         }
         if (!paused && !t->not_python && !known_blocking(t)) {
             /* What no sample and no repeat paid, and none will: a thread a
@@ -3010,8 +3069,15 @@ void vmp_delivery_stop(vmp_delivery *d)
              * for 100 ms had 1 sample and no loss for its 100 periods. */
             if (wall_sources) {
                 skip_periods(d, t, now, &d->periods_dropped);
+            } else if (d->sources) {
+                /* (CPU clock: a thread living inside system calls, where
+                 * its event sends nothing) */
+                int64_t cpu = thread_cpu_ns(t->tid);
+                drop_unpaid(d, t, cpu >= 0 ? cpu : t->last_cpu);
             } else {
                 drop_owed(d, t);
+                if (d->cpu_clock)
+                    count_after_last_round(d, t, now, &d->periods_dropped);
             }
         }
         source_close(d, &d->threads[i]);

@@ -79,6 +79,22 @@
  * ring full at a visit wait for the next one; elsewhere they are lost and
  * counted (repeats_lost, in the profile's samples_dropped).
  *
+ * Nothing lost uncounted: each period of a thread from the start to the
+ * stop (or to the last reading of its clock before its end) is a sample, a
+ * repeat, or counted: lost (periods_dropped and the others that
+ * vmp_delivery_dropped sums) or not sampled (periods_blocked); a thread not
+ * Python's has none.  At the stop and at a thread's end, what no sample
+ * paid and none will is counted lost: per period, what it owes and, at the
+ * stop, the periods after the last round of a thread not idle (its CPU
+ * time on the CPU clock); with sources, its periods from its paid mark (to
+ * the stop, or to the last round that read it alive), less the one its
+ * event was counting.  Not counted: what a thread did after the last
+ * reading of its clock before its end (less than a round); with sources on
+ * the wall clock, what a thread born during the run waited before a
+ * listing found it; per period, the period of a signal still pending at
+ * the stop, which the caller's SIG_IGN may discard (counted paid when
+ * sent).
+ *
  * First samples (wall clock): a Python thread already waiting when the run
  * starts would need a probe to get its first sample: a signal that wakes
  * it, and the sender's /proc/<tid>/syscall read and tgkill, for each of
@@ -499,6 +515,12 @@ typedef struct vmp_delivery {
      * its clock (a test lets it run into a sleep there, as a loaded machine
      * may). */
     void (*test_before_check)(pid_t tid);
+    /* Tests only, NULL otherwise: on the wall clock with sources, called
+     * right before the check that a thread owed a probe is off its CPU
+     * (its clock unmoved since the round read it), for a thread owed two
+     * periods or more (a test lets it run there, as a thread with a CPU of
+     * its own does). */
+    void (*test_before_probe)(pid_t tid);
     /* Tests only, NULL otherwise: called each round between the threads'
      * CPU clock readings and the process's (a test lets a running thread
      * run on there, as a loaded machine may). */

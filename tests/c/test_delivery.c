@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@
 #include "vmp_test.h"
 
 enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, STARVED, WINDOWED, SLOW, WRITER,
-       ENDER, ROLES };
+       ENDER, DWELLER, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -267,6 +268,11 @@ static int count_repeat(pid_t tid, int64_t count, _Atomic int64_t *paid, int64_t
     return 0;
 }
 
+/* While set, the idle thread, woken, computes IDLE_SPIN_NS of CPU time and
+ * waits in read() again (woken again, it ends). */
+static _Atomic int idle_spins;
+#define IDLE_SPIN_NS 20000000LL
+
 static void *idle_thread(void *arg)
 {
     (void)arg;
@@ -274,6 +280,12 @@ static void *idle_thread(void *arg)
     char c;
     while (read(wake_pipe[0], &c, 1) < 0) /* SA_RESTART: only a real error ends it */
         ;
+    if (atomic_load(&idle_spins)) {
+        for (int64_t from = own_cpu_ns(); own_cpu_ns() - from < IDLE_SPIN_NS;)
+            ;
+        while (read(wake_pipe[0], &c, 1) < 0)
+            ;
+    }
     return NULL;
 }
 
@@ -3894,15 +3906,21 @@ VMP_TEST(a_thread_that_ends_with_periods_owed_has_them_counted_on_the_cpu_clock)
  * with `rounds_ms`, that many ms of rounds more: still by then), and the
  * sender kept from a CPU for 40 ms before the stop.  Its periods from the
  * last round to the stop repeat its sample too, as a round's would have.
- * Before, they were neither repeated nor counted (40 periods of 80). */
-static void check_idle_to_the_stop(int64_t rounds_ms)
+ * Before, they were neither repeated nor counted (40 periods of 80).  With
+ * `spin`, the thread is woken as the sender's nap begins and computes
+ * IDLE_SPIN_NS before it waits again: the periods of the last round and
+ * after it have no sample (it woke somewhere in them), and are counted
+ * lost; before, they were counted nowhere. */
+static void check_idle_to_the_stop_or_woken(int64_t rounds_ms, int spin)
 {
     struct sigaction old;
     pthread_t th;
+    atomic_store(&idle_spins, spin);
     REQUIRE(start_idle_alone(&th, &old) == 0);
     vmp_delivery d = wall_schedule();
     int64_t stop_us[2] = {0, 0}, start_us = 0, last_round_us = 0, dropped = -1;
     int idle_state = -1;
+    clockid_t spin_clock;
     if (vmp_delivery_start(&d) == 0) {
         start_us = d.start_ns / 1000;
         vmp_delivery_send(&d, vmp_delivery_wait(&d)); /* its first sample */
@@ -3919,12 +3937,19 @@ static void check_idle_to_the_stop(int64_t rounds_ms)
         send_for(&d, rounds_ms);
         idle_state = vmp_delivery_test_state(&d, atomic_load(&tids[IDLE]));
         last_round_us = d.last_round / 1000;
+        if (spin) {
+            CHECK(write(wake_pipe[1], "x", 1) == 1);
+            clock_moves(pthread_getcpuclockid(th, &spin_clock) == 0 ? spin_clock : CLOCK_MONOTONIC);
+        }
         usleep(40000); /* (the sender kept from a CPU before its stop) */
         stop_timed(&d, stop_us);
         dropped = (int64_t)vmp_delivery_dropped(&d);
     }
     CHECK(write(wake_pipe[1], "x", 1) == 1);
+    if (spin)
+        CHECK(write(wake_pipe[1], "x", 1) == 1);
     pthread_join(th, NULL);
+    atomic_store(&idle_spins, 0);
     end_idle_alone(&old);
     REQUIRE(start_us > 0);
     long sig = atomic_load(&signalled[IDLE]), rep = atomic_load(&repeated[IDLE]);
@@ -3939,8 +3964,16 @@ static void check_idle_to_the_stop(int64_t rounds_ms)
     CHECK(idle_state >= 0 && (idle_state & VMP_TEST_IDLE));
     /* (what a loaded machine's late answers leave, counted) */
     CHECK(sig + rep + dropped >= least - 3);
-    CHECK(sig + rep >= least - 3 - (dropped > 0 ? dropped : 0));
-    CHECK(sig + rep <= most + 2);
+    CHECK(sig + rep + dropped <= most + 2);
+    if (spin)
+        CHECK(dropped >= 40 - 3); /* (the nap's periods at least) */
+    else
+        CHECK(sig + rep >= least - 3 - (dropped > 0 ? dropped : 0));
+}
+
+static void check_idle_to_the_stop(int64_t rounds_ms)
+{
+    check_idle_to_the_stop_or_woken(rounds_ms, 0);
 }
 
 VMP_TEST(wall_clock_repeats_an_idle_threads_periods_from_the_last_round_to_the_stop_while_read_each_round)
@@ -3951,4 +3984,258 @@ VMP_TEST(wall_clock_repeats_an_idle_threads_periods_from_the_last_round_to_the_s
 VMP_TEST(wall_clock_repeats_an_idle_threads_periods_from_the_last_round_to_the_stop_once_still)
 {
     check_idle_to_the_stop(60);
+}
+
+VMP_TEST(wall_clock_counts_a_still_threads_periods_lost_when_it_woke_after_the_last_round)
+{
+    check_idle_to_the_stop_or_woken(60, 1);
+}
+
+VMP_TEST(wall_clock_counts_an_active_idle_threads_periods_lost_when_it_woke_after_the_last_round)
+{
+    check_idle_to_the_stop_or_woken(0, 1);
+}
+
+/* Per period, either clock: the busy thread alone, and the sender kept from
+ * a CPU before its stop (it naps until the thread used BUSY_NAP_US of CPU
+ * time since the last round, and 40 ms at least).  The running thread's
+ * whole periods from the last round to the stop (the wall time, or its CPU
+ * time) have no sample and none will come: they are counted lost, as an
+ * idle thread's repeat its sample (934fcf3).  Before, they were counted
+ * nowhere: samples and losses fell short of the periods by the nap's. */
+#define BUSY_NAP_US 20000
+static void check_busy_to_the_stop(int cpu_clock)
+{
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    struct sigaction old;
+    pthread_t busy;
+    start_busy_alone(&busy, &old);
+    vmp_delivery d = cpu_clock ? (vmp_delivery){.period_ns = 1000000, .cpu_clock = 1, .signo = SIGUSR2,
+                                                .skip = {&me, NULL}, .task_fd = -1}
+                               : wall_schedule();
+    clockid_t clk;
+    pthread_getcpuclockid(busy, &clk);
+    int64_t c0 = clock_us(clk), c1 = 0, s0 = 0, s1 = 0, start_us = 0, stop_us[2] = {0, 0}, dropped = -1, blocked = -1;
+    int64_t nap_cpu = 0, nap_us = 0;
+    int started = vmp_delivery_start(&d) == 0;
+    c1 = clock_us(clk);
+    if (started) {
+        start_us = d.start_ns / 1000;
+        send_for(&d, 100);
+        int64_t last = clock_us(clk), from = mono_us();
+        while ((clock_us(clk) - last < BUSY_NAP_US || mono_us() - from < 40000) && mono_us() - from < 5000000)
+            usleep(1000);
+        s0 = clock_us(clk);
+        nap_cpu = s0 - last;
+        nap_us = mono_us() - from;
+        stop_timed(&d, stop_us);
+        s1 = clock_us(clk);
+        dropped = (int64_t)vmp_delivery_dropped(&d);
+        blocked = (int64_t)atomic_load(&d.periods_blocked);
+    }
+    end_busy_alone(busy, &old);
+    REQUIRE(started);
+    long got = atomic_load(&paid[BUSY]) + atomic_load(&repeated[BUSY]);
+    /* The whole periods from the start to the stop's reading, which comes
+     * between the call and its return: the wall time, or the thread's CPU
+     * time from the start's baseline (read between c0 and c1). */
+    int64_t least = cpu_clock ? (s0 - c1) / 1000 : (stop_us[0] - start_us) / 1000;
+    int64_t most = cpu_clock ? (s1 - c0) / 1000 : (stop_us[1] - start_us) / 1000;
+    if (getenv("VMP_TEST_VERBOSE") || got + dropped + blocked < least - 2 || got + dropped + blocked > most + 2)
+        printf("    %s clock: %lld-%lld periods (%lld the rounds'), the nap %lld us with %lld us of the thread's CPU: "
+               "%ld signals, %ld paid and repeated, %lld dropped, %lld blocked\n",
+               cpu_clock ? "CPU" : "wall", (long long)least, (long long)most, (long long)d.period_no,
+               (long long)nap_us, (long long)nap_cpu, atomic_load(&signalled[BUSY]), got, (long long)dropped,
+               (long long)blocked);
+    CHECK(nap_cpu >= BUSY_NAP_US); /* (the premise: it ran while the sender napped) */
+    CHECK(got + dropped + blocked >= least - 2);
+    CHECK(got + dropped + blocked <= most + 2);
+}
+
+VMP_TEST(wall_clock_counts_a_running_threads_periods_from_the_last_round_to_the_stop_lost)
+{
+    check_busy_to_the_stop(0);
+}
+
+VMP_TEST(cpu_clock_counts_a_running_threads_cpu_time_from_the_last_round_to_the_stop_lost)
+{
+    check_busy_to_the_stop(1);
+}
+
+/* The dweller: waits in read() until told (dwell_pipe[0]), then spends
+ * DWELL_CPU_NS of CPU time inside system calls (reads of /dev/zero, where
+ * its event, which counts user mode only, never fires: "exclude_kernel"),
+ * then ends at once (dweller_ends) or waits in read() again until told
+ * (dwell_pipe[1]).  When it stopped dwelling (mono_us), and its CPU time
+ * then. */
+#define DWELL_CPU_NS 40000000LL
+static int dwell_pipe[2][2];
+static _Atomic int dweller_ends, dweller_dwells;
+static _Atomic int64_t dweller_end_us, dweller_cpu_ns;
+static char dwell_buf[4 << 20];
+
+static void *dweller_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&tids[DWELLER], (pid_t)syscall(SYS_gettid));
+    char c;
+    while (read(dwell_pipe[0][0], &c, 1) < 0) /* SA_RESTART: only a real error ends it */
+        ;
+    int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    atomic_store(&dweller_dwells, 1);
+    for (int64_t from = own_cpu_ns(); zero >= 0 && own_cpu_ns() - from < DWELL_CPU_NS;)
+        if (read(zero, dwell_buf, sizeof dwell_buf) < 0 && errno != EINTR)
+            break;
+    if (zero >= 0)
+        close(zero);
+    atomic_store(&dweller_dwells, 0);
+    atomic_store(&dweller_cpu_ns, own_cpu_ns());
+    atomic_store(&dweller_end_us, mono_us());
+    if (!atomic_load(&dweller_ends))
+        while (read(dwell_pipe[1][0], &c, 1) < 0)
+            ;
+    return NULL;
+}
+
+/* test_before_probe: the dweller, while it dwells, runs from the round's
+ * reading of its clock to the check that it is off its CPU, as a thread
+ * with a CPU of its own does (a loaded machine that kept it from one at
+ * that check had it probed, and the probe, handled as the call returned,
+ * paid every period until then). */
+static void dweller_runs_before_the_probe(pid_t tid)
+{
+    if (tid != atomic_load(&tids[DWELLER]) || !atomic_load(&dweller_dwells))
+        return;
+    clockid_t clk = (clockid_t)((~(unsigned)tid << 3) | 6);
+    int64_t c = clock_us(clk);
+    for (int64_t give_up = mono_us() + 100000; clock_us(clk) == c && atomic_load(&dweller_dwells) && mono_us() < give_up;)
+        sched_yield();
+}
+
+/* With per-thread events, either clock: the dweller, there from the start,
+ * spends DWELL_CPU_NS inside system calls, where its event sends nothing,
+ * and then:
+ *   - `ends` (wall clock): ends at once, found gone by a listing: its
+ *     periods from its paid mark to the last round that read it alive
+ *     (the wall time: it ended while not idle) are counted lost;
+ *   - `ends` (CPU clock): waits in read() until two rounds read its clock,
+ *     then ends: its CPU time from its mark to that reading, counted lost;
+ *   - else (CPU clock): waits in read() until the stop: its CPU time from
+ *     its mark, counted lost at the stop.
+ * The period its event counts at that point (less than one since its last
+ * firing, the mark up to half a period off it) is not counted.  Before,
+ * none of these was counted anywhere. */
+static void check_dweller(int cpu_clock, int ends)
+{
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    if (!kernel_has_sources()) {
+        printf("    (the kernel gives no per-thread events here)\n");
+        return;
+    }
+    reset_role(DWELLER);
+    atomic_store(&dweller_ends, ends && !cpu_clock);
+    atomic_store(&dweller_end_us, 0);
+    atomic_store(&dweller_cpu_ns, 0);
+    REQUIRE(pipe(dwell_pipe[0]) == 0 && pipe(dwell_pipe[1]) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, dweller_thread, NULL);
+    while (!atomic_load(&tids[DWELLER]))
+        usleep(100);
+    CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[DWELLER]), SYS_read) == 0);
+    vmp_delivery d = cpu_clock ? (vmp_delivery){.period_ns = 1000000, .cpu_clock = 1, .signo = SIGUSR2,
+                                                .skip = {&me, NULL}, .task_fd = -1}
+                               : wall_schedule();
+    d.sources = 1;
+    d.test_before_probe = dweller_runs_before_the_probe;
+    clockid_t clk;
+    pthread_getcpuclockid(th, &clk);
+    int64_t c0 = clock_us(clk), c1 = 0, start_us = 0, alive_us = 0, joined_us = 0, stop_us[2] = {0, 0};
+    int64_t cpu_at_stop = 0, dropped = -1, blocked = -1, rounds_before_end[2] = {0, 0};
+    int started = vmp_delivery_start(&d) == 0, joined = 0;
+    c1 = clock_us(clk);
+    if (started && d.sources) {
+        start_us = d.start_ns / 1000;
+        send_for(&d, 30);
+        CHECK(write(dwell_pipe[0][1], "x", 1) == 1);
+        int after = 0;
+        for (int64_t give_up = mono_ms() + 10000; mono_ms() < give_up;) {
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            int64_t end_us = atomic_load(&dweller_end_us);
+            if (!end_us || d.last_round / 1000 < end_us) {
+                rounds_before_end[0] = rounds_before_end[1];
+                rounds_before_end[1] = d.last_round / 1000;
+            } else if ((ends && !cpu_clock) || ++after == 2) {
+                break;
+            }
+        }
+        /* (a round's reading comes before the next round begins: the one
+         * before the last that began before its end read it alive) */
+        alive_us = rounds_before_end[0];
+        if (ends) {
+            if (cpu_clock)
+                CHECK(write(dwell_pipe[1][1], "x", 1) == 1);
+            pthread_join(th, NULL);
+            joined = 1;
+            joined_us = mono_us();
+            send_for(&d, 30); /* (a listing finds it gone) */
+        } else {
+            cpu_at_stop = clock_us(clk);
+        }
+        stop_timed(&d, stop_us);
+        dropped = (int64_t)vmp_delivery_dropped(&d);
+        blocked = (int64_t)atomic_load(&d.periods_blocked);
+    } else if (started) {
+        vmp_delivery_stop(&d);
+    }
+    if (!joined) {
+        if (!atomic_load(&dweller_end_us))
+            CHECK(write(dwell_pipe[0][1], "x", 1) == 1);
+        if (!atomic_load(&dweller_ends))
+            CHECK(write(dwell_pipe[1][1], "x", 1) == 1);
+        pthread_join(th, NULL);
+    }
+    end_handler(&old, dwell_pipe, 2);
+    REQUIRE(started);
+    if (!d.sources) {
+        printf("    (the kernel refused per-thread events: the per-period schedule ran)\n");
+        return;
+    }
+    long got = atomic_load(&paid[DWELLER]) + atomic_load(&repeated[DWELLER]);
+    int64_t end_us = atomic_load(&dweller_end_us), cpu_us = atomic_load(&dweller_cpu_ns) / 1000;
+    /* The CPU clock: its CPU time from the start's baseline (read between
+     * c0 and c1) to its end or the stop (it dwelt, then waited).  The wall
+     * clock: at least from the start to the last round that read it alive,
+     * at most to its join. */
+    int64_t least = cpu_clock ? (cpu_us - c1) / 1000 : (alive_us - start_us) / 1000;
+    int64_t most = cpu_clock ? ((ends ? cpu_us : cpu_at_stop) - c0) / 1000 + 1 : (joined_us - start_us) / 1000;
+    if (getenv("VMP_TEST_VERBOSE") || got + dropped + blocked < least - 2 || got + dropped + blocked > most + 2)
+        printf("    %s clock, %s: %lld-%lld periods; dwelt to %lld ms after the start, %lld us of CPU; "
+               "last round that read it alive %lld ms after the start; %ld signals, %ld paid and repeated, %lld "
+               "dropped, %lld blocked\n", cpu_clock ? "CPU" : "wall", ends ? "ends" : "at the stop", (long long)least,
+               (long long)most, (long long)((end_us - start_us) / 1000), (long long)cpu_us,
+               (long long)((alive_us - start_us) / 1000), atomic_load(&signalled[DWELLER]), got,
+               (long long)dropped, (long long)blocked);
+    REQUIRE(end_us > 0 && alive_us > 0);
+    CHECK(cpu_us >= DWELL_CPU_NS / 1000);
+    CHECK(got + dropped + blocked >= least - 2);
+    CHECK(got + dropped + blocked <= most + 2);
+}
+
+VMP_TEST(wall_clock_with_sources_counts_the_periods_of_a_thread_that_ended_while_not_idle)
+{
+    check_dweller(0, 1);
+}
+
+VMP_TEST(cpu_clock_with_sources_counts_the_cpu_time_after_the_last_sample_of_a_thread_that_ended)
+{
+    check_dweller(1, 1);
+}
+
+VMP_TEST(cpu_clock_with_sources_counts_the_cpu_time_after_a_threads_last_sample_at_the_stop)
+{
+    check_dweller(1, 0);
 }
