@@ -66,7 +66,11 @@ def test_a_thread_born_in_the_long_rounds_is_paid_all_its_cpu_time():
             t.join()
 
     prof, _, stats = profile(run, period=0.001)
-    assert stats["dropped"] == 0, stats
+    # (none dropped by the cap; but a thread's last period of CPU time, when
+    # the event's firing for it came inside a system call (burn_cpu reads
+    # its clock with one), is paid by no later sample: counted dropped at
+    # its end or at the stop, at most one a thread here: 6)
+    assert stats["dropped"] <= 6, stats
     for ident, used in cpu.values():
         got = sum(1 for _, tid, _ in prof.stacks if tid == ident)
         assert 0.9 * used / 0.001 <= got <= 1.1 * used / 0.001 + 2, (got, used, stats)
