@@ -4083,7 +4083,7 @@ VMP_TEST(cpu_clock_counts_a_running_threads_cpu_time_from_the_last_round_to_the_
 static int dwell_pipe[2][2];
 static _Atomic int dweller_ends, dweller_dwells;
 static _Atomic int64_t dweller_end_us, dweller_cpu_ns;
-static char dwell_buf[4 << 20];
+#define DWELL_READ (4 << 20)
 
 static void *dweller_thread(void *arg)
 {
@@ -4093,10 +4093,12 @@ static void *dweller_thread(void *arg)
     while (read(dwell_pipe[0][0], &c, 1) < 0) /* SA_RESTART: only a real error ends it */
         ;
     int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    char *buf = malloc(DWELL_READ);
     atomic_store(&dweller_dwells, 1);
-    for (int64_t from = own_cpu_ns(); zero >= 0 && own_cpu_ns() - from < DWELL_CPU_NS;)
-        if (read(zero, dwell_buf, sizeof dwell_buf) < 0 && errno != EINTR)
+    for (int64_t from = own_cpu_ns(); zero >= 0 && buf && own_cpu_ns() - from < DWELL_CPU_NS;)
+        if (read(zero, buf, DWELL_READ) < 0 && errno != EINTR)
             break;
+    free(buf);
     if (zero >= 0)
         close(zero);
     atomic_store(&dweller_dwells, 0);
