@@ -274,13 +274,7 @@ static void connect_outcome(srv_db *db, void *conn, char *errbuf, size_t errlen)
 /* Under db->lock: waits on db->freed for at most ms. */
 static void timed_wait(srv_db *db, int ms)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_nsec += ms * 1000000L;
-    while (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
+    struct timespec t = srv_db_deadline_in_ms(ms);
     pthread_cond_timedwait(&db->freed, &db->lock, &t);
 }
 

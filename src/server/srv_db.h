@@ -23,9 +23,26 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct srv_db srv_db;
 typedef struct srv_dbconn srv_dbconn;
+
+/* The instant ms from now on CLOCK_REALTIME: a pthread_cond_timedwait
+ * deadline for a condition made with the default clock (the pool's waits
+ * for a free connection, SQLite's waits for the writer before). */
+static inline struct timespec srv_db_deadline_in_ms(int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
 
 typedef enum srv_param_type { SRV_NULL = 0, SRV_INT, SRV_TEXT } srv_param_type;
 

@@ -60,14 +60,7 @@ static int busy_wait(void *conn, int tries)
     else if ((now.tv_sec - c->busy_since.tv_sec) * 1000 +
                  (now.tv_nsec - c->busy_since.tv_nsec) / 1000000 >= BUSY_TOTAL_MS)
         return 0;
-    /* (the condition's clock is the default one) */
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += BUSY_LOOK_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = srv_db_deadline_in_ms(BUSY_LOOK_MS);
     pthread_mutex_lock(&writes_lock);
     while (writes_ended == c->ends_seen &&
            pthread_cond_timedwait(&write_ended, &writes_lock, &until) == 0)
