@@ -128,6 +128,12 @@ def symbol_offsets(path):
         fields = line.split()
         size = int(fields[1], 16) if len(fields) == 4 else 0
         offsets[fields[-1]] = (int(fields[0], 16), fields[-2], size)
+    # The PLT's stubs have no symbol; the profile names them "f@plt", as
+    # the disassembler does (kind "P", a stub's 16 bytes; the PLT's first
+    # entry, "...@plt-0x10", is the lazy binder's, not a stub).
+    listed = subprocess.run(["objdump", "-d", path], capture_output=True, text=True, check=True)
+    for start, name in re.findall(r"^([0-9a-f]+) <([^>]+@plt)>:$", listed.stdout, re.M):
+        offsets[name] = (int(start, 16), "P", 16)
     return offsets
 
 
@@ -137,7 +143,7 @@ def misnamed(func, at, base, symbols):
     starts there, and an address inside a function the symbols give a size
     must be named (code outside them - the C runtime's sizeless helpers -
     may stand as its address: no symbol covers it)."""
-    functions = {name: (off, size) for name, (off, kind, size) in symbols.items() if kind in "tT"}
+    functions = {name: (off, size) for name, (off, kind, size) in symbols.items() if kind in "tTP"}
     # (code no symbol covers is named "<library>+0x<offset>": the offset
     # must be its start's)
     by_offset = re.fullmatch(r"[^/]+\+0x([0-9a-f]+)", func)
