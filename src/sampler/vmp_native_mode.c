@@ -504,6 +504,15 @@ static int unsure_at(uint64_t pc)
     return 0;
 }
 
+/* The id of a pc no function is named for (its function not known for
+ * sure, or out of memory): the pc itself, with the generation no function
+ * gets, so that it can never be a function's id (pc | 1 alone is the id of
+ * a function that starts at an even pc + 1). */
+static uint64_t unnamed_id(uint64_t pc)
+{
+    return pc | ((uint64_t)GEN_UNNAMED << 48) | VMP_NATIVE_BIT;
+}
+
 uint64_t vmp_native_mode_entry_id(uint64_t entry)
 {
     /* (the exact pc: the interrupted instruction, or a call's last byte,
@@ -513,7 +522,7 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
         return VMP_NATIVE_BIT;
     /* (before the pcs met: one met in the gone object may be another's now) */
     if (unsure_at(pc))
-        return pc | ((uint64_t)GEN_UNNAMED << 48) | VMP_NATIVE_BIT;
+        return unnamed_id(pc);
     uint32_t offset;
     if (vmp_u64map_find(&N.start_offset, pc, &offset))
         return id_of(pc - offset);
@@ -524,11 +533,8 @@ uint64_t vmp_native_mode_entry_id(uint64_t entry)
      * map can hold is no function's start: keep the pc itself. */
     if (start > pc || pc - start >= VMP_U64MAP_EMPTY)
         start = pc;
-    /* Out of memory: the pc still says where it was, with the generation no
-     * function gets (pc | 1 alone is the id of a function that starts at
-     * an even pc + 1: its name would stand for this frame). */
     if (vmp_u64map_put(&N.start_offset, pc, (uint32_t)(pc - start)) < 0)
-        return pc | ((uint64_t)GEN_UNNAMED << 48) | VMP_NATIVE_BIT;
+        return unnamed_id(pc); /* (out of memory) */
     uint64_t id = id_of(start);
     if (vmp_array_grow((void **)&N.fresh, &N.fresh_cap, N.nfresh + 1, sizeof *N.fresh) < 0)
         return id; /* (named at the end, as before) */
