@@ -46,9 +46,9 @@ def pytest_terminal_summary(terminalreporter):
 # that raises the failure in the test, armed here for each run of the test
 # (setup to teardown) rather than once for all its runs.  The thread method
 # ended the whole session instead (os._exit): no rerun, and every test after
-# it lost.  The signal is safe here: the profiler's are SIGURG and SIGPROF,
-# an ITIMER_REAL timer is not inherited across fork (the programs the tests
-# start never see it), and no test arms one in the pytest process.  A Python
+# it lost.  The signal is safe here: the profiler's are SIGURG, a real-time
+# signal or SIGPROF, an ITIMER_REAL timer is not inherited across fork (the
+# programs the tests start never see it), and no test arms one in the pytest process.  A Python
 # handler runs only once the main thread is back in the interpreter,
 # though: one stuck in C (a sampler bug in enable() or disable(), say) or
 # with SIGALRM blocked never gets there.  So the thread method's end stays,

@@ -382,10 +382,15 @@ def _say_if_signal_taken_over():
     taken = stats.get("signal_taken_over_ms")
     if taken is None:
         return
+    signo = stats.get("signal")
     try:
-        name = signal.Signals(stats.get("signal")).name
+        name = signal.Signals(signo).name
     except (ValueError, TypeError):
-        name = "signal %s" % stats.get("signal")
+        rt_max = getattr(signal, "SIGRTMAX", None)
+        if isinstance(signo, int) and rt_max and getattr(signal, "SIGRTMIN", rt_max) < signo < rt_max:
+            name = "SIGRTMAX-%d" % (rt_max - signo)  # (a real-time signal: the profiler takes one from the top)
+        else:
+            name = "signal %s" % signo
     _say("the program installed its own handler for %s, the profiler's signal, %.2f s after "
          "it started: nothing was sampled after that (to profile it, call vmprof.enable() in the "
          "program after it installs that handler: the profiler then takes another signal)"

@@ -13,8 +13,10 @@
  * program leaves our reach: a thread calls execve (the new program starts
  * with the pending signal and default actions) or a run ends with a signal
  * not yet delivered; SIGPROF's default action then killed the program (10 of
- * 20 execs at 5 kHz on the wall clock).  Else SIGPROF (as the original
- * vmprof used), else a real-time signal nobody installed a handler for.
+ * 20 execs at 5 kHz on the wall clock).  Else a real-time signal that has no
+ * handler and that no thread blocks (vmp_handler_choose_signal says why
+ * before SIGPROF), else SIGPROF (as the original vmprof used), else a
+ * real-time signal nobody installed a handler for.
  */
 #ifndef VMP_HANDLER_H
 #define VMP_HANDLER_H

@@ -26,10 +26,14 @@ def run_script(tmp_path, body, *args, timeout=60, env=None):
 EXEC_PROGRAM = """
     import ctypes, os, signal, sys, time, vmprof
     how = sys.argv[1]
-    if how == "audited-sigprof":
-        # The program handles SIGURG itself, so the sampler takes SIGPROF, whose
-        # default action ends the new program if one is still pending at exec.
+    if how in ("audited-sigrt", "audited-sigprof"):
+        # The program handles SIGURG itself, so the sampler takes a real-time
+        # signal (or SIGPROF, where the program has those too), whose default
+        # action ends the new program if one is still pending at exec.
         signal.signal(signal.SIGURG, lambda s, f: None)
+    if how == "audited-sigprof":
+        for sig in range(signal.SIGRTMIN, signal.SIGRTMAX + 1):
+            signal.signal(sig, lambda s, f: None)
     f = open("p.prof", "wb")
     vmprof.enable(f.fileno(), period=0.0002, real_time=True, native=False)
     t = time.time()
@@ -44,7 +48,7 @@ EXEC_PROGRAM = """
 """
 
 
-@pytest.mark.parametrize("how", ["audited", "audited-sigprof", "libc"])
+@pytest.mark.parametrize("how", ["audited", "audited-sigrt", "audited-sigprof", "libc"])
 def test_exec_while_profiling_at_5khz_never_kills_the_new_program(tmp_path, how):
     # Before: a profiling signal sent while the thread was in execve stayed
     # pending and SIGPROF's default action ended the new program (10 of 20).
@@ -53,6 +57,94 @@ def test_exec_while_profiling_at_5khz_never_kills_the_new_program(tmp_path, how)
         done = run_script(tmp_path, EXEC_PROGRAM, how)
         outcomes.append((done.returncode, done.stdout.strip()))
     assert outcomes == [(0, "alive")] * 20, outcomes
+
+
+# ---- the signal ------------------------------------------------------------
+
+RESET_PROGRAM = """
+    import signal, sys, time, vmprof
+    from sampler_util import burn_cpu, read_back
+    signal.signal(signal.SIGURG, lambda s, f: None)  # the program's: the sampler takes another
+    with open("p.prof", "wb") as f:
+        vmprof.enable(f.fileno(), period=0.001, real_time=sys.argv[1] == "wall", native=False)
+        burn_cpu(0.05)
+        # A handler of its own for SIGPROF, then what Python thinks was
+        # there before (SIG_DFL: Python never saw the profiler's), 0.2 ms
+        # later: before the sampler thread looks at the signal's handler.
+        signal.signal(signal.SIGPROF, lambda s, f: None)
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.0002:
+            pass
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+        burn_cpu(0.1)
+        vmprof.disable()
+    p = read_back("p.prof")
+    print("signal", vmprof.profiler.last_run_stats["signal"], "burn", p.inclusive("burn_cpu"))
+"""
+
+
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_a_program_putting_sigprofs_default_back_while_profiled_lives_on(tmp_path, clock):
+    # Before, a program that had taken SIGURG was profiled with SIGPROF, and
+    # when it installed a handler of its own for SIGPROF and put SIG_DFL back
+    # within a millisecond, the next signal of ours killed it ("Profiling
+    # timer expired", 10 of 10 runs on either clock).  It now gets a free
+    # real-time signal, and SIGPROF stays the program's.
+    outcomes = []
+    for _ in range(10):
+        done = run_script(tmp_path, RESET_PROGRAM, clock)
+        outcomes.append(done.returncode)
+        assert done.returncode == 0, (outcomes, done.stderr[-2000:])
+        words = done.stdout.split()
+        signo, burned = int(words[1]), int(words[3])
+        assert signal.SIGRTMIN < signo < signal.SIGRTMAX, done.stdout
+        assert burned > 50, done.stdout  # (150 ms of CPU time at 1 kHz: sampled with it)
+
+
+CHOICE_PROGRAM = """
+    import signal, sys, threading, vmprof
+    from sampler_util import burn_cpu, profile
+    how = sys.argv[1]
+    top = signal.SIGRTMAX - 1  # (the first real-time signal the profiler looks at)
+    if how != "free":
+        signal.signal(signal.SIGURG, lambda s, f: None)
+    if how == "handlers":
+        for sig in range(signal.SIGRTMIN, signal.SIGRTMAX + 1):
+            signal.signal(sig, lambda s, f: None)
+    if how == "ignored":
+        signal.signal(top, signal.SIG_IGN)
+    ready, done = threading.Event(), threading.Event()
+    def waiter():
+        # blocks `top`, as a thread that waits for it in sigwaitinfo() or
+        # reads it from a signalfd must
+        signal.pthread_sigmask(signal.SIG_BLOCK, [top])
+        ready.set()
+        done.wait()
+    if how == "blocked":
+        t = threading.Thread(target=waiter)
+        t.start()
+        ready.wait()
+        signal.pthread_sigmask(signal.SIG_BLOCK, [top - 1])  # (and this thread another)
+    _, _, stats = profile(burn_cpu, 0.05, period=0.001)
+    done.set()
+    names = {signal.SIGURG: "SIGURG", signal.SIGPROF: "SIGPROF"}
+    names.update((top - i, "top-%d" % i) for i in range(4))
+    print("chose", names.get(stats["signal"], stats["signal"]))
+"""
+
+
+@pytest.mark.parametrize("how, chosen", [("free", "SIGURG"), ("urg", "top-0"), ("ignored", "top-1"),
+                                         ("blocked", "top-2"), ("handlers", "SIGPROF")])
+def test_the_signal_is_sigurg_then_a_real_time_one_no_thread_blocks_then_sigprof(tmp_path, how, chosen):
+    # SIGURG first (its default is to do nothing).  Then, before, SIGPROF,
+    # which programs and libraries take and put back themselves (the test
+    # above); now a real-time signal from SIGRTMAX - 1 down that has no
+    # handler, is not ignored, and that no thread blocks (a thread that
+    # blocks one may wait for it in sigwaitinfo(): ours would reach it
+    # there); SIGPROF when none is left.
+    done = run_script(tmp_path, CHOICE_PROGRAM, how)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["chose", chosen], done.stdout
 
 
 def test_exec_writes_out_the_profile_first(tmp_path):
