@@ -2037,9 +2037,32 @@ static int write_like(long nr)
 static int waits_for_a_signal(vmp_delivery *d, vmp_delivery_thread *t)
 {
     char buf[64];
-    if (!d->own_table || thread_cpu_ns(t->tid) != t->last_cpu || read_task_file(t->tid, "syscall", buf, sizeof buf) < 0)
+    if (!d->own_table)
         return 0;
     size_t k = t->place;
+    if (thread_cpu_ns(t->tid) != t->last_cpu) {
+        /* It ran since the round read its clock.  One found waiting in a
+         * write before, with no signal handled since, may have copied
+         * inside that write meanwhile (the reader made room) and wait in it
+         * again: its call is read once, and a write there (the kernel names
+         * the call of a thread that sleeps, and only then) is spared as
+         * below; else it is signalled as before.  Before, it was signalled:
+         * its write returned at its next wait for room, short.  Still
+         * signalled: one found running ("running": copying inside the write
+         * or computing after it, which /proc cannot tell apart: a writer
+         * beside a fast reader read "running" for 8-12 ms on end), and one
+         * never found waiting in a write with its clock standing (the read
+         * costs a running thread nothing more then). */
+        if (!t->in_write || atomic_load_explicit(&handled[k], memory_order_acquire) != t->write_handled ||
+            read_task_file(t->tid, "syscall", buf, sizeof buf) < 0 || buf[0] == 'r')
+            return 0;
+        t->in_write = (uint8_t)write_like(strtol(buf, NULL, 10));
+        if (t->in_write)
+            atomic_fetch_add_explicit(&d->probes_spared, 1, memory_order_relaxed);
+        return t->in_write;
+    }
+    if (read_task_file(t->tid, "syscall", buf, sizeof buf) < 0)
+        return 0;
     if (buf[0] == 'r') {
         /* "running": its state is R (the kernel reads no call of a thread
          * that runs or waits for a CPU).  With sources (the wall clock's
@@ -2213,6 +2236,8 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
         }
         t->owed = 0;
     }
+    if (t->owed > 0 && !d->cpu_clock && d->repeat && d->test_before_check)
+        d->test_before_check(t->tid);
     if (t->owed > 0 && !d->cpu_clock && d->repeat && waits_for_a_signal(d, t)) {
         if (atomic_load(&cut_cpu[k]) >= 0) {
             /* Its last sample was cut: not repeated, and no signal may end

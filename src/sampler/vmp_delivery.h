@@ -513,7 +513,8 @@ typedef struct vmp_delivery {
     /* Tests only, NULL otherwise: on the CPU clock, called right before the
      * check that a thread owed a signal is on a CPU, after the round read
      * its clock (a test lets it run into a sleep there, as a loaded machine
-     * may). */
+     * may); on the wall clock, right before the check that it waits in a
+     * call a signal would end (a test lets it copy inside its write). */
     void (*test_before_check)(pid_t tid);
     /* Tests only, NULL otherwise: on the wall clock with sources, called
      * right before the check that a thread owed a probe is off its CPU

@@ -3101,6 +3101,85 @@ VMP_TEST(wall_clock_per_period_does_not_signal_a_thread_runnable_inside_a_write)
     runnable_inside_a_write(0);
 }
 
+/* test_before_check: while `copy_inside` is set, the writer copies inside
+ * its write() after the round read its clock (the test, as its reader,
+ * makes room), and waits there for room again before the check. */
+static _Atomic int copy_inside;
+static _Atomic long copies_inside;
+
+static void writer_copies_before_the_check(pid_t tid)
+{
+    if (tid != atomic_load(&tids[WRITER]) || !atomic_load(&copy_inside))
+        return;
+    int64_t before, after;
+    task_state(tid, &before);
+    drain(16384);
+    if (vmp_test_wait_asleep_in(tid, SYS_write) == 0 && task_state(tid, &after) == 'S' && after != before)
+        atomic_fetch_add(&copies_inside, 1);
+}
+
+/* Wall clock, per-period schedule (as for a thread left without an event):
+ * a thread found waiting in a write() for room, that copies inside it
+ * between the round's reading of its clock and the check (its reader made
+ * room) and waits there again, is not signalled: the signal would make the
+ * write return at that next wait, short.  Its clock moved since the
+ * round's reading, which before meant "it runs": it was signalled, and its
+ * write returned short here at the first copy (3 of 3).  Now its call is
+ * read once more: a write there is spared, as with its clock standing. */
+VMP_TEST(wall_clock_per_period_does_not_signal_a_thread_that_copied_inside_its_write)
+{
+    reset_role(WRITER);
+    atomic_store(&write_returned, -2);
+    atomic_store(&copy_inside, 0);
+    atomic_store(&copies_inside, 0);
+    REQUIRE(pipe(write_pipe) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t th;
+    pthread_create(&th, NULL, writer_thread, NULL);
+    while (!atomic_load(&tids[WRITER]))
+        usleep(100);
+    pid_t tid = atomic_load(&tids[WRITER]);
+    CHECK(vmp_test_wait_asleep_in(tid, SYS_write) == 0);
+    vmp_delivery d = wall_schedule();
+    d.sources = 0;
+    d.own_table = 1; /* (the sender reads /proc/<tid>/syscall) */
+    d.test_before_check = writer_copies_before_the_check;
+    long rounds = 0, spared_before = 0;
+    if (vmp_delivery_start(&d) == 0) {
+        /* 20 ms of copying between the rounds and waiting in its write at
+         * them, its clock standing from the round's reading to the check:
+         * found there */
+        for (int64_t end = mono_ms() + 20; mono_ms() < end;) {
+            drain(16384);
+            CHECK(vmp_test_wait_asleep_in(tid, SYS_write) == 0);
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        }
+        spared_before = (long)atomic_load(&d.probes_spared); /* (a write found with its clock standing counts none) */
+        /* then it copies inside the write before each check, 5 times at least */
+        atomic_store(&copy_inside, 1);
+        for (int64_t end = mono_ms() + 30; (mono_ms() < end || atomic_load(&copies_inside) < 5) && mono_ms() < end + 1000;
+             rounds++)
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+        atomic_store(&copy_inside, 0);
+        vmp_delivery_stop(&d);
+    }
+    drain(WRITE_SIZE);
+    pthread_join(th, NULL);
+    close(write_pipe[0]);
+    end_handler(&old, NULL, 0);
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    %ld spared before, %ld rounds, %ld copies inside the write; write returned %ld of %d, %ld signals handled by then, "
+               "%llu sent, %llu probes spared\n",
+               spared_before, rounds, atomic_load(&copies_inside), atomic_load(&write_returned), WRITE_SIZE,
+               atomic_load(&write_signalled), (unsigned long long)atomic_load(&d.sent),
+               (unsigned long long)atomic_load(&d.probes_spared));
+    CHECK(atomic_load(&copies_inside) >= 5); /* (the premise: its clock moved before the checks) */
+    CHECK((long)atomic_load(&d.probes_spared) > spared_before); /* (the path under test ran) */
+    CHECK(atomic_load(&write_returned) == WRITE_SIZE);
+    CHECK(atomic_load(&write_signalled) == 0);
+}
+
 /* Wall clock, per-period schedule: a round far behind (the sender kept
  * from a CPU) owes a running thread more periods than the signals' backlog;
  * beyond it they are dropped rather than burst.  They were counted nowhere:
