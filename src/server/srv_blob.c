@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,7 +453,7 @@ static void sync_dir(const char *dir)
     }
 }
 
-int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
+int srv_blob_finish(srv_blob_writer *w, uint64_t *size, srv_err *err)
 {
     int e = 0;
     if (w->compact) {
@@ -476,6 +477,13 @@ int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
         srv_blob_abort(w);
         return -1;
     }
+    if (size)
+        *size = w->size;
+    return 0;
+}
+
+int srv_blob_place(srv_blob_writer *w, srv_err *err)
+{
     char final[4200];
     stored_as as = w->compact_done ? STORED_COMPACT : STORED_PLAIN;
     snprintf(final, sizeof final, "%s/%s%s", w->final_dir, w->id, suffix(w->kind, as));
@@ -496,10 +504,13 @@ int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
     }
     /* The rename itself must reach the disk before the run is frozen. */
     sync_dir(w->final_dir);
-    if (size)
-        *size = w->size;
     free_writer(w);
     return 0;
+}
+
+int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err)
+{
+    return srv_blob_finish(w, size, err) < 0 ? -1 : srv_blob_place(w, err);
 }
 
 /* The stored file of a run and how it holds the bytes uploaded. */
@@ -857,6 +868,20 @@ static int compress_one(const char *id)
     }
     if (in < 0)
         return 0; /* deleted meanwhile, or compressed already */
+    /* Servers sharing the folder (PostgreSQL) may each compress this file
+     * (each start queues the plain files it finds): the one that holds the
+     * file's lock does it, from the look at its state to the removal of the
+     * plain file; the other skips it.  Holding the lock, the name must still
+     * be this file: one that got the lock after another compressor finished
+     * holds the plain file that one removed (else, finding the plain file
+     * gone after its rename, it would take its own result for stale and
+     * remove it: the run would have no file left). */
+    struct stat opened, named;
+    if (flock(in, LOCK_EX | LOCK_NB) < 0 || fstat(in, &opened) < 0 || stat(plain, &named) < 0 ||
+        opened.st_ino != named.st_ino || opened.st_dev != named.st_dev) {
+        close(in);
+        return 0;
+    }
     snprintf(packed, sizeof packed, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[to]);
     snprintf(older, sizeof older, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_GZIP]);
     int done = access(packed, F_OK) == 0 || (from == STORED_PLAIN && access(older, F_OK) == 0);
@@ -866,11 +891,7 @@ static int compress_one(const char *id)
             unlink(plain); /* a crash came between the rename and the unlink */
         return 0;
     }
-    struct stat before;
-    if (fstat(in, &before) < 0) {
-        close(in);
-        return 0;
-    }
+    struct stat before = opened;
     snprintf(tmp, sizeof tmp, "%s/tmp/%s.zst.XXXXXX", comp.data_dir, id);
     int out = mkstemp(tmp);
     unsigned char *ibuf = malloc(OUT_CHUNK), *obuf = malloc(OUT_CHUNK);
@@ -908,7 +929,6 @@ static int compress_one(const char *id)
     ZSTD_freeCCtx(zc);
     free(ibuf);
     free(obuf);
-    close(in);
     if (ok && fsync(out) == 0 && rename(tmp, packed) == 0) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/runs", comp.data_dir);
@@ -925,6 +945,7 @@ static int compress_one(const char *id)
     }
     if (out >= 0)
         close(out);
+    close(in); /* (the lock goes with it, after the plain file) */
     return stopped ? -1 : 0;
 }
 
@@ -969,9 +990,16 @@ void srv_blob_compress_later(const char *id)
     pthread_mutex_unlock(&comp.lock);
 }
 
+typedef struct scan_filter {
+    int (*frozen)(void *ctx, const char *id);
+    void *ctx;
+} scan_filter;
+
 static int queue_plain(void *ctx, const char *id)
 {
-    (void)ctx;
+    scan_filter *f = ctx;
+    if (f->frozen && !f->frozen(f->ctx, id))
+        return 1;
     char path[4200], compact[4200];
     snprintf(path, sizeof path, "%s/runs/%s%s", comp.data_dir, id, profile_suffix[STORED_PLAIN]);
     snprintf(compact, sizeof compact, "%s/runs/%s%s", comp.data_dir, id,
@@ -981,7 +1009,8 @@ static int queue_plain(void *ctx, const char *id)
     return 1;
 }
 
-int srv_blob_compressor_start(const char *data_dir, int scan, srv_err *err)
+int srv_blob_compressor_start(const char *data_dir, int scan,
+                              int (*frozen)(void *ctx, const char *id), void *ctx, srv_err *err)
 {
     snprintf(comp.data_dir, sizeof comp.data_dir, "%s", data_dir);
     comp.queue = calloc(QUEUE_MAX, sizeof *comp.queue);
@@ -990,7 +1019,8 @@ int srv_blob_compressor_start(const char *data_dir, int scan, srv_err *err)
         return -1;
     }
     comp.running = 1;
-    return scan ? srv_blob_sweep(data_dir, queue_plain, NULL, err) : 0;
+    scan_filter f = {frozen, ctx};
+    return scan ? srv_blob_sweep(data_dir, queue_plain, &f, err) : 0;
 }
 
 void srv_blob_compressor_stop(void)

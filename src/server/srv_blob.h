@@ -72,6 +72,14 @@ const char *srv_blob_pending_path(const srv_blob_writer *w);
 /* Flushes, syncs and moves the file into runs/ (replacing an earlier one);
  * frees w either way.  *size receives the bytes written to the writer. */
 int srv_blob_commit(srv_blob_writer *w, uint64_t *size, srv_err *err);
+/* srv_blob_commit in two steps.  finish: every byte written and synced,
+ * still in tmp/ (w is freed only on failure).  place: the file renamed into
+ * runs/, replacing the run's earlier one, and the rename synced; frees w
+ * either way.  An upload places its file only while its run cannot be
+ * frozen meanwhile (srv_store_run_record), so that a frozen run's file never
+ * changes. */
+int srv_blob_finish(srv_blob_writer *w, uint64_t *size, srv_err *err);
+int srv_blob_place(srv_blob_writer *w, srv_err *err);
 /* Forgets the file; frees w. */
 void srv_blob_abort(srv_blob_writer *w);
 
@@ -110,12 +118,16 @@ int srv_blob_sweep(const char *data_dir, int (*keep)(void *ctx, const char *id),
  * FOLDER/go exists (at most 60 s).  Unset, it costs one getenv. */
 void srv_test_gate(const char *env_name);
 
-/* The background compressor: started once (with scan, it first queues every
- * plain profile in runs/: not when other servers share the folder, since two
- * compressing one file would race), given each profile once the freeze
- * this server answered made it a run (srv_upload.c), stopped at exit (a file half compressed stays in tmp/ and is
- * cleared at the next start). */
-int srv_blob_compressor_start(const char *data_dir, int scan, srv_err *err);
+/* The background compressor: started once (with scan, it first queues the
+ * plain profiles in runs/: every one, or with frozen those of the runs for
+ * which frozen(ctx, id) returns non-zero, called during this call only),
+ * given each profile once the freeze this server answered made it a run
+ * (srv_upload.c), stopped at exit (a file half compressed stays in tmp/ and
+ * is cleared at the next start).  Servers sharing the folder may queue one
+ * file each: the one that holds the plain file's lock (flock) compresses it,
+ * the others skip it. */
+int srv_blob_compressor_start(const char *data_dir, int scan,
+                              int (*frozen)(void *ctx, const char *id), void *ctx, srv_err *err);
 void srv_blob_compress_later(const char *id);
 void srv_blob_compressor_stop(void);
 

@@ -15,8 +15,10 @@
  * serving http://HOST:PORT" on standard output says it is ready.  SIGTERM or
  * SIGINT: no new connections, requests in flight finish, exit 0.
  */
+#define _GNU_SOURCE /* gettid */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +51,9 @@
 
 /* Unfinished uploads older than this are another server's no longer. */
 #define SHARED_STALE_SECONDS (24 * 3600)
+/* How often a running server looks for files no run names (the environment's
+ * VMPROF_SERVER_RECLAIM_MS sets it). */
+#define RECLAIM_EVERY_MS (3600 * 1000)
 
 static const char usage[] =
     "usage: vmprof-server --data DIR [--listen HOST:PORT] [--database URL]\n"
@@ -395,38 +401,98 @@ static int keep_unless_orphan(void *ctx, const char *id)
     return 0;
 }
 
-/* With PostgreSQL, the files of runs/ that no row names: a run deleted
- * whose files stayed (a crash between the row and the files), or an upload
- * whose row was swept as stale while it ran and that could not remove its
- * file itself.  Other servers upload into the folder meanwhile, so a file
- * is removed only when its run has no row in any state, asked after the
- * folder was listed: a run's row is committed before its first file is
- * made (an upload needs the row) and an id is never given twice, so a file
- * listed before the question whose row is gone at the question belongs to
- * a run removed for good; an upload in progress anywhere has its row (made
- * or uploaded) the whole time.  Files renamed in after the listing wait for
- * the next start. */
-static void reclaim_orphans(const options *o, srv_store *store)
+/* The files of runs/ that no row names: a run deleted whose files stayed (a
+ * crash between the row and the files), or an upload whose row was swept as
+ * stale while it ran and that could not remove its file itself.  Other
+ * servers (PostgreSQL), and this one's own requests, upload into the folder
+ * meanwhile, so a file is removed only when its run has no row in any
+ * state, asked after the folder was listed: a run's row is committed before
+ * its first file is made (an upload needs the row) and an id is never given
+ * twice, so a file listed before the question whose row is gone at the
+ * question belongs to a run removed for good; an upload in progress
+ * anywhere has its row (made or uploaded) the whole time.  Files renamed in
+ * after the listing wait for the next look: at a PostgreSQL start, and on
+ * both engines every RECLAIM_EVERY_MS while serving.  The files removed, or
+ * -1 with err set. */
+static long reclaim_orphans(const char *data, srv_store *store, srv_err *err)
 {
-    srv_err err = {{0}};
-    orphans c = {.listed = {.data_dir = o->data}, .known = {.data_dir = o->data}};
-    if (srv_blob_sweep(o->data, add_listed, &c.listed, &err) < 0)
-        die("%s", err.message);
-    if (c.listed.n) {
+    orphans c = {.listed = {.data_dir = data}, .known = {.data_dir = data}};
+    int rc = srv_blob_sweep(data, add_listed, &c.listed, err);
+    if (rc == 0 && c.listed.n) {
         qsort(c.listed.ids, c.listed.n, sizeof *c.listed.ids, compare_ids);
         srv_test_gate("VMPROF_SERVER_TEST_ORPHANS_LISTED");
-        if (srv_store_run_ids(store, SRV_RUN_CREATED, add_known, &c.known, &err) < 0)
-            die("%s", err.message);
-        if (c.known.n)
+        rc = srv_store_run_ids(store, SRV_RUN_CREATED, add_known, &c.known, err);
+        if (rc == 0 && c.known.n)
             qsort(c.known.ids, c.known.n, sizeof *c.known.ids, compare_ids);
-        if (srv_blob_sweep(o->data, keep_unless_orphan, &c, &err) < 0)
-            die("%s", err.message);
+        if (rc == 0)
+            rc = srv_blob_sweep(data, keep_unless_orphan, &c, err);
     }
     if (c.removed)
         fprintf(stderr, "vmprof-server: removed %ld files in runs/ that no run names (runs deleted"
                         " or swept while their files were written)\n", c.removed);
     free(c.listed.ids);
     free(c.known.ids);
+    return rc < 0 ? -1 : c.removed;
+}
+
+/* The look for files no run names while serving, by a thread of its own at
+ * the lowest priority, every RECLAIM_EVERY_MS. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    int running, stopping;
+    const char *data;
+    srv_store *store;
+    int every_ms;
+} reclaimer = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static void *reclaim_loop(void *arg)
+{
+    (void)arg;
+    setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+    pthread_mutex_lock(&reclaimer.lock);
+    while (!reclaimer.stopping) {
+        struct timespec at = srv_db_deadline_in_ms(reclaimer.every_ms);
+        while (!reclaimer.stopping &&
+               pthread_cond_timedwait(&reclaimer.wake, &reclaimer.lock, &at) == 0)
+            ;
+        if (reclaimer.stopping)
+            break;
+        pthread_mutex_unlock(&reclaimer.lock);
+        srv_err err = {{0}};
+        if (reclaim_orphans(reclaimer.data, reclaimer.store, &err) < 0)
+            fprintf(stderr, "vmprof-server: the look for files in runs/ that no run names "
+                            "failed (again in %d s): %s\n", reclaimer.every_ms / 1000,
+                    err.message);
+        pthread_mutex_lock(&reclaimer.lock);
+    }
+    pthread_mutex_unlock(&reclaimer.lock);
+    return NULL;
+}
+
+static int reclaimer_start(const char *data, srv_store *store)
+{
+    const char *every = getenv("VMPROF_SERVER_RECLAIM_MS");
+    reclaimer.data = data;
+    reclaimer.store = store;
+    reclaimer.every_ms = every && atoi(every) > 0 ? atoi(every) : RECLAIM_EVERY_MS;
+    if (pthread_create(&reclaimer.thread, NULL, reclaim_loop, NULL) != 0)
+        return -1;
+    reclaimer.running = 1;
+    return 0;
+}
+
+static void reclaimer_stop(void)
+{
+    if (!reclaimer.running)
+        return;
+    pthread_mutex_lock(&reclaimer.lock);
+    reclaimer.stopping = 1;
+    pthread_cond_signal(&reclaimer.wake);
+    pthread_mutex_unlock(&reclaimer.lock);
+    pthread_join(reclaimer.thread, NULL);
+    reclaimer.running = 0;
 }
 
 /* Removes what a killed server left: unfrozen runs (with PostgreSQL those a
@@ -441,7 +507,8 @@ static void recover(const options *o, srv_store *store, int shared)
         die("%s", err.message);
     if (shared) {
         /* (other servers' uploads in progress have files but no frozen run yet) */
-        reclaim_orphans(o, store);
+        if (reclaim_orphans(o->data, store, &err) < 0)
+            die("%s", err.message);
         return;
     }
     if (srv_store_run_ids(store, SRV_RUN_UPLOADED, add_known, &ctx, &err) < 0)
@@ -497,9 +564,21 @@ static int serve(const options *o)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* The plain files a stopped server left are compressed now: with SQLite
+     * every one (the runs never frozen are gone), with PostgreSQL those of
+     * frozen runs (the others may be uploads in progress elsewhere). */
     srv_err err = {{0}};
-    if (srv_blob_compressor_start(o->data, !shared, &err) < 0 || srv_http_start(s, o->listen, &err) < 0)
+    sweep_ctx frozen = {.data_dir = o->data, .store = store};
+    if (shared && srv_store_run_ids(store, SRV_RUN_FROZEN, add_known, &frozen, &err) < 0)
         die("%s", err.message);
+    if (frozen.n)
+        qsort(frozen.ids, frozen.n, sizeof *frozen.ids, compare_ids);
+    if (srv_blob_compressor_start(o->data, 1, shared ? is_known : NULL, &frozen, &err) < 0 ||
+        srv_http_start(s, o->listen, &err) < 0)
+        die("%s", err.message);
+    free(frozen.ids);
+    if (reclaimer_start(o->data, store) < 0)
+        die("cannot start the thread that looks for files no run names");
     char host[256];
     snprintf(host, sizeof host, "%s", o->listen);
     char *colon = strrchr(host, ':');
@@ -514,6 +593,7 @@ static int serve(const options *o)
     sigwait(&stop, &sig);
     fprintf(stderr, "vmprof-server: signal %d, finishing the requests in flight\n", sig);
     srv_http_stop(s, 30);
+    reclaimer_stop();
     srv_blob_compressor_stop();
     srv_cache_free(s->cache);
     srv_memo_free(s->memo);

@@ -49,6 +49,8 @@ static unsigned trigram_slot(const char *tri)
     return h % TRIGRAM_SLOTS;
 }
 
+#define RUN_LOCKS 256
+
 struct srv_store {
     srv_db *db;
     int sqlite;
@@ -56,6 +58,9 @@ struct srv_store {
     int pg_trigrams;              /* PostgreSQL: table runs_trigrams kept in step */
     int pg_owner_trigrams;        /* PostgreSQL: and runs_owner_trigrams */
     int pg_folds;                 /* PostgreSQL: LOWER() is srv_fold, on UTF-8 text */
+    /* SQLite: an upload's file is placed and its row updated, and a run is
+     * frozen, under its id's lock (srv_store_run_record) */
+    pthread_mutex_t run_locks[RUN_LOCKS];
 };
 
 #define DB_POOL 8
@@ -76,7 +81,7 @@ struct srv_store {
     " has_jitlog INTEGER NOT NULL DEFAULT 0,"                                              \
     " samples BIGINT, duration DOUBLE PRECISION, period_usec BIGINT, threads INTEGER,"     \
     " mode INTEGER, interp TEXT, start_time DOUBLE PRECISION, raw_size BIGINT,"            \
-    " complete INTEGER)"
+    " complete INTEGER, active BIGINT)"
 /* Every column but seq, for the copy of an older database's runs. */
 #define RUNS_COPIED                                                                        \
     "id, owner_id, argv, vm, name, filename, created, state, has_jitlog, samples,"         \
@@ -348,6 +353,16 @@ static int has_run_seq(srv_dbconn *c)
                           ignored, sizeof ignored) == 0;
 }
 
+/* Whether the runs table has its active column (made since session 22: the
+ * last upload's time, which the sweep of unfinished uploads keys on; NULL in
+ * the rows of an earlier version, which it reads as their creation). */
+static int has_run_active(srv_dbconn *c)
+{
+    char ignored[256];
+    return srv_db_exec_on(c, "SELECT active FROM runs WHERE 1 = 0", NULL, 0, NULL, NULL, NULL,
+                          ignored, sizeof ignored) == 0;
+}
+
 static int collect_text(void *ctx, int ncols, const srv_cell *v)
 {
     const char *t = ncols >= 1 ? srv_cell_text(&v[0]) : NULL;
@@ -514,6 +529,8 @@ srv_store *srv_store_open(const char *database, srv_err *err)
     }
     pthread_mutex_init(&s->trigrams->lock, NULL);
     pthread_mutex_init(&s->trigrams->reading, NULL);
+    for (int i = 0; i < RUN_LOCKS; i++)
+        pthread_mutex_init(&s->run_locks[i], NULL);
     char buf[256];
     s->db = srv_db_open(pg ? &srv_db_pg_engine : &srv_db_sqlite_engine, database, DB_POOL,
                         buf, sizeof buf);
@@ -533,6 +550,9 @@ srv_store *srv_store_open(const char *database, srv_err *err)
         rc = exec_all(c, pg ? schema_pg : schema_sqlite, 0, buf, sizeof buf);
     if (rc == 0 && !has_run_seq(c))
         rc = exec_all(c, pg ? upgrade_pg : upgrade_sqlite, 1, buf, sizeof buf);
+    if (rc == 0 && !has_run_active(c))
+        rc = srv_db_exec_on(c, "ALTER TABLE runs ADD COLUMN active BIGINT", NULL, 0, NULL, NULL,
+                            NULL, buf, sizeof buf);
     if (rc == 0)
         rc = exec_all(c, schema_common, 0, buf, sizeof buf);
     if (rc == 0) {
@@ -739,35 +759,108 @@ static int changed(int rc, int64_t changes)
     return rc < 0 ? -1 : changes ? 0 : 1;
 }
 
-int srv_store_run_set_profile(srv_store *s, const char *id, const srv_run_facts *f,
-                              const char *filename, srv_err *err)
+/* The lock of a run's id (SQLite; see srv_store_run_record). */
+static pthread_mutex_t *run_lock(srv_store *s, const char *id)
 {
-    char duration[64], start[64];
-    snprintf(duration, sizeof duration, "%.17g", f->duration);
-    snprintf(start, sizeof start, "%.17g", f->start);
-    srv_param p[] = {
-        SRV_P_TEXT(id), SRV_P_INT(SRV_RUN_UPLOADED), SRV_P_TEXT(filename),
-        SRV_P_INT(f->samples), SRV_P_TEXT(duration), SRV_P_INT(f->period_usec),
-        SRV_P_INT(f->threads), SRV_P_INT(f->mode), SRV_P_TEXT(f->interp), SRV_P_TEXT(start),
-        SRV_P_INT(f->raw_size), SRV_P_INT(f->complete), SRV_P_INT(SRV_RUN_FROZEN),
-    };
-    int64_t n = 0;
-    int rc = exec_unsynced(s,
-                           "UPDATE runs SET state = $2, filename = $3, samples = $4,"
-                           " duration = CAST($5 AS DOUBLE PRECISION), period_usec = $6,"
-                           " threads = $7, mode = $8, interp = $9,"
-                           " start_time = CAST($10 AS DOUBLE PRECISION), raw_size = $11,"
-                           " complete = $12 WHERE id = $1 AND state < $13",
-                           p, 13, &n, err, "cannot record the profile");
-    return changed(rc, n);
+    unsigned h = 0;
+    for (; *id; id++)
+        h = h * 31u + (unsigned char)*id;
+    return &s->run_locks[h % RUN_LOCKS];
 }
 
-int srv_store_run_set_jitlog(srv_store *s, const char *id, srv_err *err)
+static int collect_state(void *ctx, int ncols, const srv_cell *v)
 {
-    srv_param p[] = {SRV_P_TEXT(id), SRV_P_INT(SRV_RUN_FROZEN)};
+    *(int64_t *)ctx = ncols >= 1 ? srv_cell_int(&v[0]) : -1;
+    return 1;
+}
+
+static const char set_profile_sql[] =
+    "UPDATE runs SET state = $2, filename = $3, samples = $4,"
+    " duration = CAST($5 AS DOUBLE PRECISION), period_usec = $6,"
+    " threads = $7, mode = $8, interp = $9,"
+    " start_time = CAST($10 AS DOUBLE PRECISION), raw_size = $11,"
+    " complete = $12 WHERE id = $1 AND state < $13";
+static const char set_jitlog_sql[] = "UPDATE runs SET has_jitlog = 1 WHERE id = $1 AND state < $2";
+
+int srv_store_run_record(srv_store *s, const char *id, const srv_run_facts *f,
+                         const char *filename, int (*place)(void *ctx, srv_err *err),
+                         void *ctx, srv_err *err)
+{
+    char duration[64] = "", start[64] = "";
+    if (f) {
+        snprintf(duration, sizeof duration, "%.17g", f->duration);
+        snprintf(start, sizeof start, "%.17g", f->start);
+    }
+    srv_param profile[] = {
+        SRV_P_TEXT(id), SRV_P_INT(SRV_RUN_UPLOADED), SRV_P_TEXT(filename),
+        SRV_P_INT(f ? f->samples : 0), SRV_P_TEXT(duration), SRV_P_INT(f ? f->period_usec : 0),
+        SRV_P_INT(f ? f->threads : 0), SRV_P_INT(f ? f->mode : 0),
+        SRV_P_TEXT(f ? f->interp : ""), SRV_P_TEXT(start), SRV_P_INT(f ? f->raw_size : 0),
+        SRV_P_INT(f ? f->complete : 0), SRV_P_INT(SRV_RUN_FROZEN),
+    };
+    srv_param jitlog[] = {SRV_P_TEXT(id), SRV_P_INT(SRV_RUN_FROZEN)};
+    const char *update = f ? set_profile_sql : set_jitlog_sql;
+    srv_param *p = f ? profile : jitlog;
+    int np = f ? 13 : 2;
+    const char *what = f ? "cannot record the profile" : "cannot record the jit log";
+    srv_param key[] = {SRV_P_TEXT(id)};
+    int64_t state = -1, n = 0;
+    char buf[256];
+    if (s->sqlite) {
+        /* Only this server writes the folder (its lock), and only a freeze
+         * makes a run FROZEN, under the same lock: the state read here
+         * holds until the update. */
+        pthread_mutex_t *l = run_lock(s, id);
+        pthread_mutex_lock(l);
+        int rc = exec(s, "SELECT state FROM runs WHERE id = $1", key, 1, collect_state, &state,
+                      NULL, err, what);
+        if (rc == 0 && state >= 0 && state < SRV_RUN_FROZEN)
+            rc = place(ctx, err) < 0 ? -2 : exec_unsynced(s, update, p, np, &n, err, what);
+        pthread_mutex_unlock(l);
+        if (rc < 0)
+            return rc;
+        return state < 0 ? 1 : state >= SRV_RUN_FROZEN ? 2 : n ? 0 : 1;
+    }
+    /* PostgreSQL: the row locked (FOR UPDATE) from the look at its state to
+     * the commit of its update; a freeze through any server waits for it. */
+    srv_dbconn *c = srv_db_acquire(s->db, buf, sizeof buf);
+    if (!c) {
+        set_err(err, what, buf);
+        return -1;
+    }
+    int rc = srv_db_exec_on(c, "BEGIN", NULL, 0, NULL, NULL, NULL, buf, sizeof buf);
+    if (rc == 0)
+        rc = srv_db_exec_on(c, "SELECT state FROM runs WHERE id = $1 FOR UPDATE", key, 1,
+                            collect_state, &state, NULL, buf, sizeof buf);
+    int placed = 0;
+    if (rc == 0 && state >= 0 && state < SRV_RUN_FROZEN) {
+        if (place(ctx, err) < 0)
+            placed = -1;
+        else if ((rc = srv_db_exec_on(c, update, p, np, NULL, NULL, &n, buf, sizeof buf)) == 0)
+            rc = srv_db_exec_on(c, "COMMIT", NULL, 0, NULL, NULL, NULL, buf, sizeof buf);
+    }
+    if (rc < 0 || placed < 0 || !n) {
+        char ignored[256];
+        srv_db_exec_on(c, "ROLLBACK", NULL, 0, NULL, NULL, NULL, ignored, sizeof ignored);
+    }
+    srv_db_release(s->db, c);
+    if (rc < 0) {
+        set_err(err, what, buf);
+        return -1;
+    }
+    if (placed < 0)
+        return -2;
+    return state < 0 ? 1 : state >= SRV_RUN_FROZEN ? 2 : n ? 0 : 1;
+}
+
+int srv_store_run_touch(srv_store *s, const char *id, int64_t now_ms, srv_err *err)
+{
+    if (s->sqlite)
+        return 0; /* (its start sweeps every unfinished upload, whatever its age) */
+    srv_param p[] = {SRV_P_TEXT(id), SRV_P_INT(now_ms), SRV_P_INT(SRV_RUN_FROZEN)};
     int64_t n = 0;
-    int rc = exec_unsynced(s, "UPDATE runs SET has_jitlog = 1 WHERE id = $1 AND state < $2", p,
-                           2, &n, err, "cannot record the jit log");
+    int rc = exec(s, "UPDATE runs SET active = $2 WHERE id = $1 AND state < $3", p, 3, NULL,
+                  NULL, &n, err, "cannot mark the upload");
     return changed(rc, n);
 }
 
@@ -775,13 +868,20 @@ int srv_store_run_freeze(srv_store *s, const char *id, srv_err *err)
 {
     /* A runtime with a profile, or with a jit log alone (pypy3 -m jitlog --web).
      * (This commit waits for the disk: it is what makes a run durable, and
-     * the unsynced ones before it with it; exec_unsynced.) */
+     * the unsynced ones before it with it; exec_unsynced.)  On SQLite under
+     * the run's lock, on PostgreSQL after the row's lock: never between an
+     * upload's placing of its file and its row's update. */
     srv_param p[] = {SRV_P_TEXT(id), SRV_P_INT(SRV_RUN_FROZEN), SRV_P_INT(SRV_RUN_UPLOADED),
                      SRV_P_INT(SRV_RUN_CREATED)};
     int64_t n = 0;
+    pthread_mutex_t *l = s->sqlite ? run_lock(s, id) : NULL;
+    if (l)
+        pthread_mutex_lock(l);
     int rc = exec(s, "UPDATE runs SET state = $2 WHERE id = $1 AND (state = $3 OR"
                      " (state = $4 AND has_jitlog = 1))", p, 4, NULL, NULL, &n, err,
                   "cannot freeze the run");
+    if (l)
+        pthread_mutex_unlock(l);
     return changed(rc, n);
 }
 
@@ -1518,7 +1618,8 @@ int srv_store_run_sweep(srv_store *s, int64_t before_ms,
 {
     id_list l = {0};
     srv_param p[] = {SRV_P_INT(SRV_RUN_FROZEN), SRV_P_INT(before_ms)};
-    int rc = exec(s, "DELETE FROM runs WHERE state < $1 AND created < $2 RETURNING id", p, 2,
+    int rc = exec(s, "DELETE FROM runs WHERE state < $1 AND COALESCE(active, created) < $2"
+                     " RETURNING id", p, 2,
                   collect_id, &l, NULL, err, "cannot remove unfinished uploads");
     for (size_t i = 0; rc == 0 && i < l.n; i++)
         gone(ctx, l.ids[i]);

@@ -103,10 +103,24 @@ int srv_store_run_create(srv_store *s, const char *id, int64_t owner_id, const c
                          const char *vm, int64_t created_ms, srv_err *err);
 /* Fills *run (free with srv_run_clear); 1 when there is no such run. */
 int srv_store_run_get(srv_store *s, const char *id, srv_run *run, srv_err *err);
-/* The profile arrived: state UPLOADED with its facts and filename label. */
-int srv_store_run_set_profile(srv_store *s, const char *id, const srv_run_facts *facts,
-                              const char *filename, srv_err *err);
-int srv_store_run_set_jitlog(srv_store *s, const char *id, srv_err *err);
+/* An upload's file is complete: place(ctx, err) puts it into runs/, and the
+ * row records it (facts: state UPLOADED with its facts and filename label;
+ * NULL: a jit log, has_jitlog), as one step that no freeze comes between:
+ * the run's state is read, and the file placed and the row updated only if
+ * it is not frozen (SQLite: under the run's lock, which a freeze takes too;
+ * PostgreSQL: with the row locked, FOR UPDATE, until the commit).  So a
+ * frozen run's files never change, and an upload that loses to a freeze
+ * changes nothing.  0 recorded; 1 no such run (removed meanwhile); 2 the
+ * run is frozen (place was not called); -1 a database error; -2 place
+ * failed (err is place's). */
+int srv_store_run_record(srv_store *s, const char *id, const srv_run_facts *facts,
+                         const char *filename, int (*place)(void *ctx, srv_err *err),
+                         void *ctx, srv_err *err);
+/* An upload to a run not frozen is active now (PostgreSQL: the row's
+ * active time, which the sweep of unfinished uploads keys on; SQLite sweeps
+ * every one at start, whatever its time: nothing to do).  1 when the run is
+ * frozen or gone. */
+int srv_store_run_touch(srv_store *s, const char *id, int64_t now_ms, srv_err *err);
 /* UPLOADED (or CREATED with a jit log) -> FROZEN; 1 otherwise. */
 int srv_store_run_freeze(srv_store *s, const char *id, srv_err *err);
 int srv_store_run_rename(srv_store *s, const char *id, const char *name, srv_err *err);
@@ -134,7 +148,8 @@ int srv_store_run_list(srv_store *s, const srv_run_query *query, srv_run *runs, 
 int srv_store_vm_list(srv_store *s, int (*each)(void *ctx, const char *vm, int64_t runs),
                       void *ctx, srv_err *err);
 
-/* Removes the runs left unfrozen and created before before_ms; calls gone()
+/* Removes the runs left unfrozen whose last upload began (or, without one,
+ * which were created) before before_ms; calls gone()
  * with each id removed, so that its files go too. */
 int srv_store_run_sweep(srv_store *s, int64_t before_ms,
                         void (*gone)(void *ctx, const char *id), void *ctx, srv_err *err);

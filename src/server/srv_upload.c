@@ -44,6 +44,10 @@
 #include "vmprof.h"
 
 #define MAX_ARGV (256 * 1024)  /* a command line: long ones are kept, not refused */
+/* An upload still receiving says so to the database this often (beside its
+ * start): PostgreSQL's sweep of unfinished uploads a day old keys on it
+ * (srv_store_run_touch), so a body that takes longer keeps its run. */
+#define TOUCH_EVERY_MS (3600 * 1000)
 
 static int64_t now_ms(void)
 {
@@ -115,6 +119,7 @@ typedef struct upload {
     /* an older client's multipart form */
     struct MHD_PostProcessor *form;
     int failed;               /* a reply was decided; the rest is discarded */
+    int64_t touched_ms;       /* the run was last marked active then */
 } upload;
 
 #define INFLATE_CHUNK (256 * 1024)
@@ -230,6 +235,22 @@ static void begin_upload(srv_request *req, srv_blob_kind kind)
     }
     if (!srv_check_csrf(req) || load_open_run(req, &u->run) < 0)
         return;
+    /* Active from now on: a sweep of day-old unfinished uploads (another
+     * PostgreSQL server's start) leaves this run alone. */
+    srv_err touch_err = {{0}};
+    u->touched_ms = now_ms();
+    int touched = srv_store_run_touch(s->store, u->run.id, u->touched_ms, &touch_err);
+    if (touched < 0) {
+        srv_reply_error(req, 503, "%s", touch_err.message);
+        return;
+    }
+    if (touched > 0) {
+        /* (frozen or removed since it was read: load_open_run says which) */
+        srv_run_clear(&u->run);
+        if (load_open_run(req, &u->run) == 0)
+            srv_reply_error(req, 503, "runtime %s changed meanwhile: retry", u->run.id);
+        return;
+    }
     if (atomic_fetch_add(&s->uploads_in_flight, 1) >= (int)s->limits.max_uploads) {
         atomic_fetch_sub(&s->uploads_in_flight, 1);
         srv_reply_error(req, 503, "the server is receiving %u uploads already; retry in a "
@@ -318,6 +339,13 @@ static void feed(srv_request *req, const char *data, size_t n)
 static void chunk(srv_request *req, const char *data, size_t n)
 {
     upload *u = req->state;
+    if (u->touched_ms && now_ms() - u->touched_ms >= TOUCH_EVERY_MS) {
+        /* (a failure here is no reason to stop: the row's update at the end
+         * says whether the run is still there) */
+        srv_err ignored = {{0}};
+        u->touched_ms = now_ms();
+        srv_store_run_touch(req->server->store, u->run.id, u->touched_ms, &ignored);
+    }
     if (u->form) {
         if (MHD_post_process(u->form, data, n) != MHD_YES && !u->failed) {
             u->failed = 1;
@@ -380,32 +408,36 @@ static void filename_label(srv_request *req, char *out, size_t size)
     out[n] = 0;
 }
 
-/* The file is in runs/ but the run's row took nothing: the run was frozen
- * meanwhile (400), or it is gone (404): swept as a day-old unfinished
- * upload by a PostgreSQL server's start, its files removed before this one
- * was renamed in.  No row will ever name that id again, so its files are
- * removed here (a start removes them otherwise, srv_main.c).  The answer's
- * status; err says why. */
-static int not_recorded(srv_request *req, const char *id, srv_err *err)
+/* The run is gone: swept as a day-old unfinished upload by a PostgreSQL
+ * server's start (or deleted) while the body arrived.  No row will ever name
+ * that id again, so the files of its earlier uploads are removed here (a
+ * reclaim removes them otherwise, srv_main.c).  404; err says why. */
+static int removed_meanwhile(srv_request *req, const char *id, srv_err *err)
 {
-    srv_run run;
-    srv_err why = {{0}};
-    int rc = srv_store_run_get(req->server->store, id, &run, &why);
-    if (rc == 0) {
-        srv_run_clear(&run);
-        snprintf(err->message, sizeof err->message, "the runtime was frozen meanwhile");
-        return 400;
-    }
-    if (rc < 0) {
-        snprintf(err->message, sizeof err->message, "%s", why.message);
-        return 503;
-    }
     srv_blob_remove(req->server->data_dir, id);
     snprintf(err->message, sizeof err->message,
              "runtime %s was removed meanwhile (swept as an unfinished upload a day old, or "
              "deleted): start again "
              "with POST /api/runtime/new", id);
     return 404;
+}
+
+/* The upload's file, complete in tmp/, moved into runs/ (srv_store_run_record
+ * calls this only while its run cannot be frozen). */
+typedef struct placing {
+    srv_blob_writer *blob;
+} placing;
+
+static int place_file(void *ctx, srv_err *err)
+{
+    placing *p = ctx;
+    srv_blob_writer *w = p->blob;
+    p->blob = NULL;
+    if (srv_blob_place(w, err) < 0)
+        return -1;
+    /* (a test holds an upload here: its file placed, its row not updated) */
+    srv_test_gate("VMPROF_SERVER_TEST_UPLOAD_STORED");
+    return 0;
 }
 
 static void finish_upload(srv_request *req)
@@ -431,45 +463,48 @@ static void finish_upload(srv_request *req)
     uint64_t size = 0;
     srv_blob_writer *blob = u->blob;
     u->blob = NULL;
+    srv_jitlog *log = NULL;
     if (u->kind == SRV_BLOB_JITLOG) {
         /* Decoded now, once, before it replaces anything: a file that is no
          * jit log is not kept, and a run's earlier good log stays. */
-        srv_jitlog *log = srv_jitlog_decode(srv_blob_pending_path(blob), &err);
+        log = srv_jitlog_decode(srv_blob_pending_path(blob), &err);
         if (!log) {
             srv_blob_abort(blob);
             srv_reply_error(req, 400, "the jit log does not read: %s", err.message);
             return;
         }
-        if (srv_blob_commit(blob, &size, &err) < 0) {
-            srv_jitlog_free(log);
-            srv_reply_error(req, 507, "%s", err.message);
-            return;
-        }
-        srv_jitlog_keep(s->jitlogs, u->run.id, log);
-        int rc = srv_store_run_set_jitlog(s->store, u->run.id, &err);
-        if (rc != 0) {
-            srv_reply_error(req, rc < 0 ? 503 : (unsigned)not_recorded(req, u->run.id, &err),
-                            "%s", err.message);
-            return;
-        }
-        srv_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "jid", u->run.id));
+    }
+    if (srv_blob_finish(blob, &size, &err) < 0) {
+        srv_jitlog_free(log);
+        srv_reply_error(req, 507, "%s", err.message);
         return;
     }
-    int rc = srv_blob_commit(blob, &size, &err) < 0 ? 507 : 0;
-    char label[512];
-    if (!rc) {
-        srv_test_gate("VMPROF_SERVER_TEST_UPLOAD_STORED");
-        srv_run_facts facts;
+    /* (a test holds an upload here: its file complete, not placed yet) */
+    srv_test_gate("VMPROF_SERVER_TEST_UPLOAD_WRITTEN");
+    srv_run_facts facts;
+    char label[512] = "";
+    if (u->profile) {
         facts_of(u->profile, size, &facts);
         filename_label(req, label, sizeof label);
-        int stored = srv_store_run_set_profile(s->store, u->run.id, &facts, label, &err);
-        if (stored > 0)
-            rc = not_recorded(req, u->run.id, &err);
-        else if (stored < 0)
-            rc = 503;
     }
-    if (rc) {
-        srv_reply_error(req, (unsigned)rc, "%s", err.message);
+    placing p = {blob};
+    int rc = srv_store_run_record(s->store, u->run.id, u->profile ? &facts : NULL, label,
+                                  place_file, &p, &err);
+    srv_blob_abort(p.blob); /* (not placed: the run is frozen or gone) */
+    if (rc != 0) {
+        srv_jitlog_free(log);
+        unsigned status = rc == -2 ? 507 : rc < 0 ? 503 : rc == 1 ? 404 : 400;
+        if (rc == 1)
+            removed_meanwhile(req, u->run.id, &err);
+        else if (rc == 2)
+            snprintf(err.message, sizeof err.message,
+                     "runtime %s was frozen meanwhile: it takes no more uploads", u->run.id);
+        srv_reply_error(req, status, "%s", err.message);
+        return;
+    }
+    if (log) {
+        srv_jitlog_keep(s->jitlogs, u->run.id, log);
+        srv_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "jid", u->run.id));
         return;
     }
     /* (after forgetting the answers about a profile this one replaces) */

@@ -318,7 +318,8 @@ def test_a_run_uploaded_while_a_start_looks_for_orphans_is_kept(postgres, start_
 
 def test_an_upload_whose_run_was_swept_meanwhile_leaves_no_file(postgres, start_server, tmp_path,
                                                                profile_bytes):
-    """A run made more than a day before its upload is swept by a start of
+    """A run whose upload began more than a day ago (its row's active time
+    made two days old here, once the body has begun) is swept by a start of
     another server while its body arrives: the upload's file, renamed into
     runs/ after the sweep, is removed by the upload itself, which says the
     runtime is gone (404).  Before, 400 "frozen meanwhile", and the file
@@ -328,9 +329,13 @@ def test_an_upload_whose_run_was_swept_meanwhile_leaves_no_file(postgres, start_
     rid = one.request("POST", "/api/runtime/new", {"argv": "late.py", "VM": "CPython"})[1][
         "runtime_id"]
     database = postgres.split("///")[1].split("?")[0]
-    psql(postgres, database, "UPDATE runs SET created = created - 2 * 86400000 WHERE id = '%s'"
-         % rid)
     sock, rest = send_half(one, rid, profile_bytes)
+    deadline = time.monotonic() + 60  # (the upload has begun: its file in tmp/)
+    while not any(n.startswith(rid) for n in os.listdir(str(data / "tmp"))):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    psql(postgres, database, "UPDATE runs SET created = created - 2 * 86400000,"
+         " active = active - 2 * 86400000 WHERE id = '%s'" % rid)
     start_server("--database", postgres, data=data)  # (sweeps the run, a day old)
     status, answer = finish_sending(sock, rest)
     assert status == 404 and b"was removed meanwhile" in answer, answer
