@@ -120,6 +120,7 @@ typedef struct upload {
     struct MHD_PostProcessor *form;
     int failed;               /* a reply was decided; the rest is discarded */
     int64_t touched_ms;       /* the run was last marked active then */
+    int64_t touch_every_ms;   /* and is again after this long */
 } upload;
 
 #define INFLATE_CHUNK (256 * 1024)
@@ -239,6 +240,9 @@ static void begin_upload(srv_request *req, srv_blob_kind kind)
      * PostgreSQL server's start) leaves this run alone. */
     srv_err touch_err = {{0}};
     u->touched_ms = now_ms();
+    /* (a test makes the period short: VMPROF_SERVER_TEST_TOUCH_MS) */
+    const char *every = getenv("VMPROF_SERVER_TEST_TOUCH_MS");
+    u->touch_every_ms = every && atoi(every) > 0 ? atoi(every) : TOUCH_EVERY_MS;
     int touched = srv_store_run_touch(s->store, u->run.id, u->touched_ms, &touch_err);
     if (touched < 0) {
         srv_reply_error(req, 503, "%s", touch_err.message);
@@ -339,7 +343,7 @@ static void feed(srv_request *req, const char *data, size_t n)
 static void chunk(srv_request *req, const char *data, size_t n)
 {
     upload *u = req->state;
-    if (u->touched_ms && now_ms() - u->touched_ms >= TOUCH_EVERY_MS) {
+    if (u->touched_ms && now_ms() - u->touched_ms >= u->touch_every_ms) {
         /* (a failure here is no reason to stop: the row's update at the end
          * says whether the run is still there) */
         srv_err ignored = {{0}};

@@ -67,6 +67,18 @@ def first_upload_through(server, gate, rid, body):
     assert box["answer"][0] == 200, box
 
 
+def uploaded_once(start, tmp_path, gate_name, profile_bytes):
+    """A server whose uploads stop at the test gate gate_name, and a run
+    uploaded once through it (not frozen): (server, gate, run id)."""
+    gate = tmp_path / gate_name
+    gate.mkdir()
+    server = start(env=gated(**{gate_name: gate}))
+    rid = server.request("POST", "/api/runtime/new", {"argv": "race.py", "VM": "CPython"})[1][
+        "runtime_id"]
+    first_upload_through(server, gate, rid, profile_bytes)
+    return server, gate, rid
+
+
 def test_a_freeze_waits_for_an_upload_placing_its_file(engine, tmp_path, profile_bytes):
     """A second upload to a run, held between the rename of its file into
     runs/ and its row's update, while the client freezes the run: the freeze
@@ -75,13 +87,7 @@ def test_a_freeze_waits_for_an_upload_placing_its_file(engine, tmp_path, profile
     once (the run had its first upload), the second upload was then refused
     (400, frozen meanwhile) after its file had replaced the first's: the
     frozen run served bytes nobody had been told were kept."""
-    start, _ = engine
-    gate = tmp_path / "stored"
-    gate.mkdir()
-    server = start(env=gated(UPLOAD_STORED=gate))
-    rid = server.request("POST", "/api/runtime/new", {"argv": "race.py", "VM": "CPython"})[1][
-        "runtime_id"]
-    first_upload_through(server, gate, rid, profile_bytes)
+    server, gate, rid = uploaded_once(engine[0], tmp_path, "UPLOAD_STORED", profile_bytes)
     second = synthetic_profile(3000)
     uploading, upload_box = in_thread(lambda: add(server, rid, second))
     wait_for_path(str(gate / "reached"))
@@ -105,13 +111,7 @@ def test_an_upload_that_loses_to_its_runs_freeze_changes_nothing(engine, tmp_pat
     """A second upload whose body is in (its file complete in tmp/) when the
     run is frozen: it is refused (400, frozen meanwhile) and the run's file
     stays the first upload's, byte for byte, as does what is served."""
-    start, _ = engine
-    gate = tmp_path / "written"
-    gate.mkdir()
-    server = start(env=gated(UPLOAD_WRITTEN=gate))
-    rid = server.request("POST", "/api/runtime/new", {"argv": "race.py", "VM": "CPython"})[1][
-        "runtime_id"]
-    first_upload_through(server, gate, rid, profile_bytes)
+    server, gate, rid = uploaded_once(engine[0], tmp_path, "UPLOAD_WRITTEN", profile_bytes)
     data = server.data
     before = {n: open(os.path.join(data, "runs", n), "rb").read() for n in run_files(data, rid)}
     uploading, upload_box = in_thread(lambda: add(server, rid, synthetic_profile(3000)))
@@ -256,3 +256,38 @@ def test_an_upload_to_a_run_made_days_ago_keeps_its_run(postgres, start_server, 
     assert freeze(two, rid)[0] == 200
     assert two.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
     assert rid in [r["id"] for r in one.get("/api/runs")[1]["runs"]]
+
+
+def test_an_upload_still_receiving_marks_its_run_active_again(postgres, start_server, tmp_path,
+                                                              profile_bytes):
+    """An upload whose body takes longer than the sweep's day says again that
+    its run is active while the body arrives (every hour; every 0.2 s here,
+    VMPROF_SERVER_TEST_TOUCH_MS): its row, marked two days old after the
+    upload began, is fresh again once more of the body comes, and another
+    server's start keeps it."""
+    data = tmp_path / "shared"
+    env = dict(os.environ, VMPROF_SERVER_TEST_TOUCH_MS="200")
+    one = start_server("--database", postgres, data=data, env=env)
+    rid = one.request("POST", "/api/runtime/new", {"argv": "slower.py", "VM": "CPython"})[1][
+        "runtime_id"]
+    database = postgres.split("///")[1].split("?")[0]
+    sock, rest = send_half(one, rid, profile_bytes)
+    deadline = time.monotonic() + 60  # (the upload has begun: its file in tmp/)
+    while not any(n.startswith(rid) for n in os.listdir(str(data / "tmp"))):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    aged = "UPDATE runs SET created = created - 2 * 86400000, active = active - 2 * 86400000" \
+           " WHERE id = '%s'" % rid
+    psql(postgres, database, aged)
+    time.sleep(0.3)
+    sock.sendall(rest[:len(rest) // 2])  # (the upload marks its row again)
+    deadline = time.monotonic() + 60
+    while int(psql(postgres, database, "SELECT %d - active FROM runs WHERE id = '%s'"
+                   % (int(time.time() * 1000), rid))[0][0]) > 86400000:
+        assert time.monotonic() < deadline, "the row was not marked again"
+        time.sleep(0.05)
+    two = start_server("--database", postgres, data=data)  # (sweeps day-old uploads)
+    status, answer = finish_sending(sock, rest[len(rest) // 2:])
+    assert status == 200, answer
+    assert freeze(two, rid)[0] == 200
+    assert two.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
