@@ -203,7 +203,9 @@
  * last sample found it in, which that sample's signal ended (same_sleep:
  * CPython's time.sleep sleeps again after one), or in the select sleep for
  * the time left that ends where that one would have (same_select: the same
- * before 3.11).  A probe that found it outside a call (kept from a
+ * before 3.11); a sample outside a sleep taken within VMP_SLEEP_CARRY_NS of
+ * the thread's CPU time after one that found it in one keeps that sleep's
+ * record (its wait for the GIL after the signal).  A probe that found it outside a call (kept from a
  * CPU) makes the next one wait twice as long, until it runs again.  While
  * a thread waits now and then (a probe found it waiting, not for the
  * first time) the rounds come every VMP_WAIT_ROUND_NS, so that its short
@@ -319,6 +321,12 @@
  * handler's clock reading and being asleep again (measured on 3.8 and 3.13,
  * 16 threads waiting on an Event). */
 #define VMP_IDLE_SLACK_NS 10000LL
+/* Wall clock with sources: the most CPU time a thread taken out of a sleep
+ * by a signal may use before a sample inside another call (its wait for
+ * the GIL, to look at the program's signals) keeps that sleep's record
+ * (same_sleep).  A signal's handler and the wait: 35-100 us measured (3.8,
+ * 3.13, load ~11). */
+#define VMP_SLEEP_CARRY_NS 500000LL
 #define VMP_REPEAT_FLUSH_NS 250000000LL
 /* What the visits' spacing costs: a still thread that runs again is found
  * by the next round's poll when the still threads used more than
