@@ -4,6 +4,7 @@ run names found while the server runs, and an upload to a run made days
 before.  Each test runs on both engines where the rule applies to both."""
 import os
 import re
+import sqlite3
 import subprocess
 import threading
 import time
@@ -17,18 +18,30 @@ from test_postgres import (finish_sending, own_database, postgres, psql,  # noqa
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, start_server, tmp_path):
-    """(start, name): start(env=None) starts a server on this test's SQLite
-    file or PostgreSQL database (its own, in the module's cluster), on the
-    data folder tmp_path/d."""
+    """(start, name, sql): start(env=None) starts a server on this test's
+    SQLite file or PostgreSQL database (its own, in the module's cluster), on
+    the data folder tmp_path/d; sql(statement) runs one there and returns
+    its rows as lists of text."""
     data = tmp_path / "d"
     options = ()
     if request.param == "postgresql":
         name = "vmprof_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40]
-        options = ("--database", own_database(request.getfixturevalue("postgres"), name))
+        url = own_database(request.getfixturevalue("postgres"), name)
+        options = ("--database", url)
+        sql = lambda statement: psql(url, name, statement)
+    else:
+        def sql(statement):
+            db = sqlite3.connect(str(data / "vmprof.db"), timeout=30)
+            try:
+                rows = [[str(v) for v in row] for row in db.execute(statement)]
+                db.commit()
+                return rows
+            finally:
+                db.close()
 
     def start(env=None):
         return start_server(*options, data=data, env=env)
-    return start, request.param
+    return start, request.param, sql
 
 
 def gated(**gates):
@@ -135,7 +148,7 @@ def test_plain_files_a_stopped_server_left_are_compressed_at_start(engine, profi
     only SQLite's start looked, and such files stayed plain for good).  On
     PostgreSQL a run not frozen keeps its plain file (another server may be
     uploading it), and freezes and serves later."""
-    start, name = engine
+    start, name, _ = engine
     server = start()
     frozen = [server.upload(profile_bytes, argv="f%d.py" % i) for i in range(3)]
     unfrozen = server.upload(profile_bytes, argv="u.py", freeze=False)
@@ -194,7 +207,7 @@ def test_a_running_server_removes_files_no_run_names(engine, tmp_path, profile_b
     file's rename and its row's update through several of those looks keeps
     its file, as do runs made, uploaded and frozen.  Before, such files
     waited for the next start."""
-    start, _ = engine
+    start = engine[0]
     gate = tmp_path / "stored"
     gate.mkdir()
     env = gated(UPLOAD_STORED=gate)
@@ -291,3 +304,23 @@ def test_an_upload_still_receiving_marks_its_run_active_again(postgres, start_se
     assert status == 200, answer
     assert freeze(two, rid)[0] == 200
     assert two.get("/api/runs/%s/raw" % rid)[1] == profile_bytes
+
+
+def test_a_database_of_the_version_before_active_gets_the_column(engine, profile_bytes):
+    """A database made before runs had their active time gets the column at
+    start-up; its rows (NULL there) are swept by their creation time: on
+    PostgreSQL an unfinished upload made two days ago goes, one made now
+    stays (SQLite's start sweeps both, as every unfinished upload)."""
+    start, name, sql = engine
+    server = start()
+    old, fresh = [server.request("POST", "/api/runtime/new", {"argv": a, "VM": "CPython"})[1][
+        "runtime_id"] for a in ("old.py", "fresh.py")]
+    frozen = server.upload(profile_bytes, argv="kept.py")
+    assert server.stop()[0] == 0
+    sql("ALTER TABLE runs DROP COLUMN active")
+    sql("UPDATE runs SET created = created - 2 * 86400000 WHERE id = '%s'" % old)
+    server.start()
+    left = sorted(r[0] for r in sql("SELECT id FROM runs WHERE active IS NULL"))
+    assert left == sorted([frozen] + ([fresh] if name == "postgresql" else []))
+    assert server.get("/api/runs/%s/raw" % frozen)[1] == profile_bytes
+    assert server.upload(profile_bytes, argv="after.py")
