@@ -216,6 +216,19 @@ static _Atomic uint64_t first_sample_periods;
 /* ... and the periods after a cut sample a handler did not pay (wall_owed) */
 static _Atomic uint64_t handler_periods_cut;
 static __thread int signal_sent __attribute__((tls_model("initial-exec"))); /* this signal came from the sender */
+/* Per period (no weights: each signal pays one period, counted paid when
+ * sent): per place, 1 while the period of the signal the sender sent last
+ * is not taken yet.  Its handler takes it (vmp_delivery_take_owed) or, if
+ * the thread's end or the stop comes first, the sender does and counts it
+ * lost: a signal still pending then is discarded (the thread's exit, the
+ * caller's SIG_IGN) or handled after the stop, when it pays nothing.  One
+ * exchange decides, so the period is paid once: before, it was counted
+ * paid at the send and then neither sampled nor counted (a thread kept
+ * from a CPU at the stop: one period each).  per_period_claims: 0, no run
+ * since the process began (a signal pays one); 1, a run; 2, stopped (a
+ * signal pays nothing: the stop counted what was owed). */
+static _Atomic uint8_t unpaid_signal[VMP_PLACES];
+static _Atomic int per_period_claims;
 
 static int64_t ns_of(struct timespec t)
 {
@@ -277,6 +290,7 @@ static uint32_t place_take(pid_t tid)
         atomic_store_explicit(&cut_cpu[p], -1, memory_order_relaxed);
         atomic_store_explicit(&inside[p], 0, memory_order_relaxed);
         atomic_store_explicit(&first_unsampled[p], 1, memory_order_relaxed);
+        atomic_store_explicit(&unpaid_signal[p], 0, memory_order_relaxed);
         atomic_store_explicit(&place_tid[p], tid, memory_order_release);
         places_used = 1;
         places_taken++;
@@ -670,10 +684,21 @@ int64_t vmp_delivery_take_owed(int64_t *repeats)
     owed_from = sample_from = 0;
     owed_now = 1;
     int64_t period = atomic_load_explicit(&credit_period, memory_order_relaxed);
-    if (!period)
-        return 1;
-    pid_t tid = vmp_delivery_this_tid();
-    uint32_t k = vmp_delivery_this_place();
+    pid_t tid;
+    uint32_t k;
+    if (!period) {
+        /* (per period: the period of the signal, if the stop did not take
+         * it first; see unpaid_signal) */
+        int claims = atomic_load_explicit(&per_period_claims, memory_order_acquire);
+        if (!claims)
+            return 1;
+        k = vmp_delivery_this_place();
+        if (k == VMP_NO_PLACE)
+            return owed_now = claims == 1;
+        return owed_now = atomic_exchange_explicit(&unpaid_signal[k], 0, memory_order_acq_rel);
+    }
+    tid = vmp_delivery_this_tid();
+    k = vmp_delivery_this_place();
     if (k == VMP_NO_PLACE || atomic_load_explicit(&base_tid[k], memory_order_acquire) != tid)
         return 1; /* (not counted: one per signal) */
     if (atomic_load_explicit(&wall_counting, memory_order_relaxed))
@@ -1092,19 +1117,21 @@ static void count_capped(vmp_delivery *d, vmp_delivery_thread *t, int blocked)
     t->capped = 0;
 }
 
-/* Per period: thread t, found to block the signal, ended or the run stops
- * with the signal last sent to it pending (never handled: the thread's
- * exit or the stop's SIG_IGN discards it).  The period that signal stood
- * for (deliver counts it paid when it sends) is not sampled either:
- * counted with the others (it was counted nowhere: 299 of a 300-period
- * run). */
+/* Per period: thread t ended or the run stops with the period of the
+ * signal last sent to it not taken by its handler (unpaid_signal: pending,
+ * never to be handled, or handled after the stop, paying nothing).  That
+ * period (deliver counts it paid when it sends) has no sample: counted
+ * lost, or not sampled for a thread found to block the signal (it was
+ * counted nowhere: 299 of a 300-period run), or not at all for a thread
+ * not Python's (it has no periods); with `count` 0 (the run is paused:
+ * its periods are not owed) only taken. */
 static int known_blocking(const vmp_delivery_thread *t);
-static int signal_pending(size_t k);
 
-static void count_blocked_pending(vmp_delivery *d, vmp_delivery_thread *t)
+static void count_unpaid_signal(vmp_delivery *d, vmp_delivery_thread *t, int count)
 {
-    if (!d->sources && known_blocking(t) && signal_pending(t->place))
-        atomic_fetch_add_explicit(&d->periods_blocked, 1, memory_order_relaxed);
+    if (!atomic_exchange_explicit(&unpaid_signal[t->place], 0, memory_order_acq_rel) || !count || t->not_python)
+        return;
+    atomic_fetch_add_explicit(known_blocking(t) ? &d->periods_blocked : &d->periods_dropped, 1, memory_order_relaxed);
 }
 
 /* Wall clock with sources: thread t waited after a cut sample, unprobed
@@ -1227,7 +1254,7 @@ static void scan_threads(vmp_delivery *d)
             if (!d->was_paused)
                 read_late_answer(d, t);
             count_capped(d, t, 0);
-            count_blocked_pending(d, t);
+            count_unpaid_signal(d, t, !d->was_paused);
             if (d->sources && known_blocking(t)) {
                 if (!d->was_paused)
                     count_blocked(d, t, d->cpu_clock ? t->last_cpu : d->last_round);
@@ -2317,7 +2344,10 @@ static void deliver(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
          * (the late first round of an idle thread, 60 periods: 40 dropped,
          * 20 of 20 runs at load ~3). */
         int64_t before = d->repeats_on ? thread_cpu_ns(t->tid) : -1;
-        if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) == 0) {
+        atomic_store_explicit(&unpaid_signal[k], 1, memory_order_release); /* (its period, for its handler) */
+        if (syscall(SYS_tgkill, d->pid, t->tid, d->signo) != 0) {
+            atomic_store_explicit(&unpaid_signal[k], 0, memory_order_relaxed);
+        } else {
             sent_to[k]++;
             t->awaiting = 1;
             /* The thread's clock now, not the round's reading (observe):
@@ -2704,6 +2734,7 @@ int vmp_delivery_start(vmp_delivery *d)
     if ((!d->cpu_clock && !d->repeats_on) || queued_signal(d->signo) || d->max_sources < 1)
         d->sources = 0;
     atomic_store(&credit_period, 0);
+    atomic_store(&per_period_claims, 1);
     atomic_store(&sources_in_program_table, !d->own_table);
     atomic_store(&wall_counting, 0);
     d->task_fd = vmp_fd_out_of_the_way(open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -3062,6 +3093,9 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
 
 void vmp_delivery_stop(vmp_delivery *d)
 {
+    /* (per period, a handler from now on pays nothing: counted below; with
+     * sources, one per signal as before) */
+    atomic_store(&per_period_claims, d->sources ? 0 : 2);
     atomic_store(&credit_period, 0);
     int wall_sources = atomic_exchange(&wall_counting, 0); /* (the handlers pay no more) */
     int paused = d->paused && atomic_load(d->paused);
@@ -3089,8 +3123,7 @@ void vmp_delivery_stop(vmp_delivery *d)
         if (!paused)
             read_late_answer(d, t);
         count_capped(d, t, 0);
-        if (!paused)
-            count_blocked_pending(d, t);
+        count_unpaid_signal(d, t, !paused);
         if (!paused && !d->sources && known_blocking(t))
             count_after_last_round(d, t, now, &d->periods_blocked);
         if (d->sources && known_blocking(t)) {

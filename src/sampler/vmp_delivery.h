@@ -88,12 +88,15 @@
  * stop, the periods after the last round of a thread not idle (its CPU
  * time on the CPU clock); with sources, its periods from its paid mark (to
  * the stop, or to the last round that read it alive), less the one its
- * event was counting.  Not counted: what a thread did after the last
- * reading of its clock before its end (less than a round); with sources on
- * the wall clock, what a thread born during the run waited before a
- * listing found it; per period, the period of a signal still pending at
- * the stop, which the caller's SIG_IGN may discard (counted paid when
- * sent).
+ * event was counting.  Per period, the period of the signal last sent
+ * (counted paid when sent) is its handler's or, when the thread's end or
+ * the stop comes first, counted lost: one exchange on the place decides
+ * (the handler's in vmp_delivery_take_owed), so a signal still pending at
+ * the stop, which the caller's SIG_IGN discards, or handled after it,
+ * paying nothing then, is counted once.  Not counted: what a thread did
+ * after the last reading of its clock before its end (less than a round);
+ * with sources on the wall clock, what a thread born during the run waited
+ * before a listing found it.
  *
  * First samples (wall clock): a Python thread already waiting when the run
  * starts would need a probe to get its first sample: a signal that wakes
@@ -672,8 +675,10 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid);
 /* In the signal handler, for a signal of ours: the samples the calling
  * thread is owed now, taken as paid (with sources: its CPU time since the
  * last one paid, in periods, at most the backlog; wall clock with sources:
- * the time since, see "Wall clock with sources"; 0: none yet).  1 when
- * the run does not count so.  *repeats: how many times to write the
+ * the time since, see "Wall clock with sources"; 0: none yet).  Per
+ * period: 1 for the period of the sender's signal, 0 when the thread's end
+ * or the stop counted it lost first ("Nothing lost uncounted"); 1 before
+ * any run.  *repeats: how many times to write the
  * thread's last sample again first (wall clock with sources; else 0). */
 int64_t vmp_delivery_take_owed(int64_t *repeats);
 
