@@ -16,6 +16,7 @@
 #include "vmp_handler.h" /* (a hook for tests) */
 #include "vmp_writer.h" /* (a hook for tests) */
 #include "vmp_native_mode.h" /* (a figure for tests) */
+#include "vmp_timer_thread.h" /* (a hook for tests) */
 
 /* os.fork and os.forkpty on 3.12+: our threads are stopped until the fork
  * returned, so that CPython's count of the process's threads does not warn
@@ -324,7 +325,21 @@ static PyObject *sampler_native_starts_fail(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *sampler_sampler_naps(PyObject *self, PyObject *args)
+{
+    (void)self;
+    double start, stop;
+    if (!PyArg_ParseTuple(args, "dd", &start, &stop))
+        return NULL;
+    vmp_timer_thread_test_naps((int64_t)(start * 1e9), (int64_t)(stop * 1e9));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef sampler_methods[] = {
+    {"_sampler_naps", sampler_sampler_naps, METH_VARARGS,
+     "_sampler_naps(start, stop), tests only: the next sampler thread naps `start` seconds once right after "
+     "its start's baseline (enable() waits for it) and `stop` seconds once when disable() woke it, before "
+     "the stop's reading (disable() waits for it), as a sampler thread a loaded machine keeps from a CPU."},
     {"_native_starts_fail", sampler_native_starts_fail, METH_VARARGS,
      "_native_starts_fail(on), tests only: while on, native mode's map of the pcs met cannot grow, as if "
      "memory were short (every pc it has not met then gets the out-of-memory fallback id)."},

@@ -81,6 +81,9 @@ struct vmp_delivery_thread {
                             * have waited for that signal (waited_for_signal) */
     int64_t pending_since; /* ns: since when its signal is pending; 0: none */
     int64_t alive_at;      /* ns: the latest round whose reading of its clock found it alive (0: none) */
+    int64_t unfound;       /* wall clock with sources, born during the run: its whole periods from its birth
+                            * to its paid mark, which no sample pays (born_before), counted lost once it is
+                            * known to be Python's (its first answer so, or its end or the stop) */
     int64_t check_cpu;     /* its CPU clock before the first reading of its mask (read_mask) */
     uint32_t check_handled; /* ... and handled[] then */
 };
@@ -668,6 +671,11 @@ uint64_t vmp_delivery_dropped(const vmp_delivery *d)
            atomic_load(&d->periods_cut) + atomic_load(&handler_periods_cut);
 }
 
+int vmp_delivery_weighs_wall(void)
+{
+    return atomic_load_explicit(&wall_counting, memory_order_relaxed);
+}
+
 int64_t vmp_delivery_owed_from(void)
 {
     return owed_from;
@@ -919,6 +927,50 @@ static int skipped(const vmp_delivery *d, pid_t tid)
     return 0;
 }
 
+static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t size);
+
+/* Wall clock with sources: thread tid, born during the run and found
+ * now, is paid from `base` on (its clock's first reading: now less the
+ * CPU time it used).  Its whole periods from its birth to there (what it
+ * waited before a listing found it: a thread that waits at once, or one a
+ * loaded machine keeps from a CPU, found late by a sender kept from one
+ * too) have no sample and none will come: how many, counted lost once it
+ * is known to be Python's (unfound).  Its birth is its /proc stat's
+ * starttime, in clock ticks (USER_HZ, 10 ms here) of CLOCK_BOOTTIME: the
+ * end of its tick is taken, so none is counted from before it existed,
+ * and what it waited within its tick (up to 10 periods at 1 kHz) stays
+ * uncounted.  One read of /proc per thread born during the run, none per
+ * round. */
+static int64_t born_before(const vmp_delivery *d, pid_t tid, int64_t base)
+{
+    char buf[512];
+    long tick = sysconf(_SC_CLK_TCK);
+    if (tick <= 0 || read_task_file(tid, "stat", buf, sizeof buf) < 0)
+        return 0;
+    const char *p = strrchr(buf, ')'); /* (the name may hold anything) */
+    for (int field = 2; p && field < 22; field++) /* (starttime is field 22; ')' ends field 2) */
+        p = strchr(p + 1, ' ');
+    if (!p)
+        return 0;
+    long long ticks = strtoll(p + 1, NULL, 10);
+    int64_t boot = clock_ns(CLOCK_BOOTTIME), mono = clock_ns(CLOCK_MONOTONIC);
+    if (ticks <= 0 || boot < 0 || mono < 0)
+        return 0;
+    int64_t born = (int64_t)(ticks + 1) * (1000000000LL / tick) - (boot - mono); /* (its tick's end) */
+    if (born < d->start_ns)
+        born = d->start_ns; /* (a thread born before the start counts from it) */
+    return born < base ? (base - born) / d->period_ns : 0;
+}
+
+/* Thread t's unfound periods, once it is known to be Python's (or at its
+ * end or the stop: not known not to be). */
+static void count_unfound(vmp_delivery *d, vmp_delivery_thread *t)
+{
+    if (t->unfound > 0 && !t->not_python)
+        atomic_fetch_add_explicit(&d->periods_dropped, (uint64_t)t->unfound, memory_order_relaxed);
+    t->unfound = 0;
+}
+
 /* Returns 0, or -1 when the table could not grow for it or no place was
  * left (header: "Places"). */
 static int note_thread(vmp_delivery *d, pid_t tid)
@@ -950,8 +1002,10 @@ static int note_thread(vmp_delivery *d, pid_t tid)
                  * start's own clock reading, vmp_delivery_start, set
                  * after this listing; reading each one's CPU clock here
                  * too read 1,000 clocks twice for a pool of 1,000) */
-                int64_t cpu = thread_cpu_ns(tid);
-                base = clock_ns(CLOCK_MONOTONIC) - (cpu > 0 ? cpu : 0);
+                int64_t cpu = thread_cpu_ns(tid), now = clock_ns(CLOCK_MONOTONIC);
+                base = now - (cpu > 0 ? cpu : 0);
+                if (!(d->paused && atomic_load_explicit(d->paused, memory_order_relaxed)))
+                    t->unfound = born_before(d, tid, base);
             }
             place_count_from(k, tid, base);
         }
@@ -1255,6 +1309,7 @@ static void scan_threads(vmp_delivery *d)
                 read_late_answer(d, t);
             count_capped(d, t, 0);
             count_unpaid_signal(d, t, !d->was_paused);
+            count_unfound(d, t);
             if (d->sources && known_blocking(t)) {
                 if (!d->was_paused)
                     count_blocked(d, t, d->cpu_clock ? t->last_cpu : d->last_round);
@@ -2390,6 +2445,7 @@ static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int
         t->not_python = t->confirmed = 0;
         t->probe_gap = 0;
         t->recheck_at = 0;
+        count_unfound(d, t);
         return;
     }
     /* Its source is paused until it is asked again: by the handler when
@@ -3124,6 +3180,7 @@ void vmp_delivery_stop(vmp_delivery *d)
             read_late_answer(d, t);
         count_capped(d, t, 0);
         count_unpaid_signal(d, t, !paused);
+        count_unfound(d, t);
         if (!paused && !d->sources && known_blocking(t))
             count_after_last_round(d, t, now, &d->periods_blocked);
         if (d->sources && known_blocking(t)) {

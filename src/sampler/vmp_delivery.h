@@ -93,10 +93,14 @@
  * the stop comes first, counted lost: one exchange on the place decides
  * (the handler's in vmp_delivery_take_owed), so a signal still pending at
  * the stop, which the caller's SIG_IGN discards, or handled after it,
- * paying nothing then, is counted once.  Not counted: what a thread did
- * after the last reading of its clock before its end (less than a round);
- * with sources on the wall clock, what a thread born during the run waited
- * before a listing found it.
+ * paying nothing then, is counted once.  With sources on the wall clock,
+ * what a thread born during the run waited before a listing found it
+ * (from its birth to its mark, the listing less its CPU time) is counted
+ * lost once it is known to be Python's; its birth is read from /proc in
+ * clock ticks (USER_HZ), so what it waited within its birth's tick (up to
+ * 10 ms) is not.  Not counted: what a thread did after the last reading
+ * of its clock before its end (less than a round: its clock and /proc
+ * entry go with it).
  *
  * First samples (wall clock): a Python thread already waiting when the run
  * starts would need a probe to get its first sample: a signal that wakes
@@ -688,6 +692,10 @@ int64_t vmp_delivery_take_owed(int64_t *repeats);
  * with sources), and the periods after a cut sample no sample paid
  * (periods_cut).  Any thread. */
 uint64_t vmp_delivery_dropped(const vmp_delivery *d);
+/* Whether the handlers pay by wall time (the wall clock with sources: a
+ * sample's repeats are the periods its thread then does not run).  Any
+ * thread, async-signal-safe. */
+int vmp_delivery_weighs_wall(void);
 /* The periods that each thread's first sample of a signal of ours stood for
  * (counted by the handlers; set to 0 at vmp_delivery_start): with weights,
  * a thread born during the run has no earlier sample to repeat until then. */

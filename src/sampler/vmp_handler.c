@@ -126,7 +126,20 @@ static void walk(void *arg)
  * of which began at `from` (CLOCK_MONOTONIC ns; 0: not known).  *in_call:
  * the thread was inside a system call; *generation: for a sample whose
  * native walk was cut (VMP_SAMPLE_KEPT_CUT), the rules' generation it read. */
-static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_call, uint64_t *generation, uint64_t era)
+/* This thread's signal is its own sample_here's (vmp_handler_sample_here) */
+static __thread volatile int here_asked __attribute__((tls_model("initial-exec")));
+
+void vmp_handler_sample_here(void)
+{
+    here_asked = 1;
+    syscall(SYS_tgkill, vmp_run.pid, vmp_delivery_this_tid(), vmp_run.signo);
+    here_asked = 0;
+}
+
+/* weight 0 with keep_empty: the sample is kept, written as no record (the
+ * writer keeps it as the thread's last one, for its repeats). */
+static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_call, uint64_t *generation, uint64_t era,
+                       int keep_empty)
 {
     PyThreadState *ts = vmp_frames_this_thread();
     /* No thread state: a C library's thread.  A thread of a sub-interpreter:
@@ -135,7 +148,7 @@ static int take_sample(void *ucontext, int64_t weight, int64_t from, int *in_cal
      * delivery leaves both alone from now on. */
     if (!ts || (const void *)ts->interp != vmp_run.interp)
         return VMP_SAMPLE_NOT_PYTHON;
-    if (weight <= 0)
+    if (weight < 0 || (weight == 0 && !keep_empty))
         return VMP_SAMPLE_NONE;
     /* A sample stands for `weight` periods (its signal paid them: a late
      * one, many), so that many are lost when it cannot be written, as its
@@ -227,6 +240,8 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     int outcome = VMP_SAMPLE_NONE, in_call = 0;
     uint64_t generation = 0;
     int ours = vmp_delivery_is_ours(info, vmp_run.pid); /* sent by the sampler, or the thread's own source */
+    int here = ours && here_asked; /* (sent by this thread itself: sample_here) */
+    here_asked = 0;
     /* What this thread is owed (CPU time since its last sample, when its
      * own source signals it; wall time on the wall clock), paid now even
      * while paused; on the wall clock, the periods it waited since a
@@ -246,7 +261,8 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
         if (r <= 0) /* (1: none, or given up and counted) */
             atomic_fetch_add_explicit(r == 0 ? &vmp_run.delivery.repeated : &vmp_run.delivery.repeats_lost,
                                       (uint64_t)repeats, memory_order_relaxed);
-        outcome = take_sample(ucontext, weight, ours ? vmp_delivery_sample_from() : 0, &in_call, &generation, era);
+        outcome = take_sample(ucontext, weight, ours ? vmp_delivery_sample_from() : 0, &in_call, &generation, era,
+                              here && vmp_delivery_weighs_wall());
     } else if (repeats > 0) {
         atomic_fetch_add_explicit(&vmp_run.delivery.repeats_lost, (uint64_t)repeats, memory_order_relaxed);
     }

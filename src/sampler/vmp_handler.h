@@ -41,6 +41,14 @@ void vmp_handler_uninstall(void);
 /* Whether our handler is the one installed for vmp_run.signo. */
 int vmp_handler_is_ours(void);
 
+/* The calling thread (GIL held: in enable() or disable()) sends itself
+ * our signal: its handler samples it where it is and pays what it is owed,
+ * as for any signal of ours.  On the wall clock with per-thread events the
+ * sample is kept even when nothing is owed (written as no record, only as
+ * the thread's last sample): the periods it then waits repeat it (see
+ * vmp_sampler.c's sample_here). */
+void vmp_handler_sample_here(void);
+
 /* Whether the program left vmp_run.signo as the stop left it: ours, or the
  * disposition the handler was installed over (vmp_run.old_action).  Else it
  * installed its own meanwhile, which a restart must not replace. */

@@ -383,6 +383,27 @@ static int first_hand_over(long i, pid_t tid, uint32_t place)
     return vmp_ring_publish(s); /* (-1: given up, as a full ring) */
 }
 
+/* The calling thread (in enable() or disable(), GIL held) signals itself:
+ * its handler, run as the call returns, takes its sample here and pays
+ * what it is owed, as any signal of ours would.  enable() and disable()
+ * wait for the sampler thread (its start's baseline, the stop's reading),
+ * 20 ms-1.5 s on a loaded machine that keeps it from a CPU.  Without this
+ * sample, on the wall clock with per-thread events, that wait went to the
+ * thread's first sample after enable() (the program's code, which paid
+ * every period since the start's mark) and its last one before disable()
+ * (the stop repeats a thread's last sample for the time it did not run).
+ * Now those periods are enable()'s and disable()'s, where the thread
+ * spent them (on that schedule the sample is kept even when it pays
+ * nothing: vmp_handler_sample_here).  Elsewhere it changes nothing: per
+ * period it pays only a signal the sampler thread sent
+ * (vmp_delivery_take_owed), on the CPU clock only the CPU time since the
+ * last sample (rounded: none, as a rule).  Not when the program took the
+ * signal over (signal_still_ours). */
+static void sample_here(void)
+{
+    vmp_handler_sample_here();
+}
+
 int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
 {
     if (check_config(cfg, err, errlen) < 0)
@@ -472,6 +493,8 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
         atfork_registered = 1;
     }
     vmp_run.enabled = 1;
+    if (signal_still_ours())
+        sample_here(); /* (the start's wait is enable()'s) */
     return 0;
 
 undo_writer:
@@ -803,8 +826,8 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
      * is noted as it would have noted it: before, a program that took the
      * signal over shortly before the stop had its profile cut short with
      * nothing to say why. */
-    if (timer_running)
-        (void)signal_still_ours();
+    if (timer_running && signal_still_ours())
+        sample_here(); /* (the stop's wait is disable()'s) */
     vmp_writer_stopping(); /* (a writer nobody reads gives up within 10 s from now) */
     int left;
     Py_BEGIN_ALLOW_THREADS

@@ -97,6 +97,14 @@ static void close_statm(void)
     vmp_run.statm_fd = -1;
 }
 
+static _Atomic int64_t test_nap_start_ns, test_nap_stop_ns;
+
+void vmp_timer_thread_test_naps(int64_t start_ns, int64_t stop_ns)
+{
+    atomic_store(&test_nap_start_ns, start_ns);
+    atomic_store(&test_nap_stop_ns, stop_ns);
+}
+
 static void *sampler_main(void *arg)
 {
     (void)arg;
@@ -123,6 +131,9 @@ static void *sampler_main(void *arg)
      * it, every sample of a short run when a loaded machine let this new
      * thread wait longer than the run (seen: 0 samples of 0.1 s of CPU). */
     int started = vmp_delivery_start(&vmp_run.delivery);
+    int64_t nap = atomic_exchange(&test_nap_start_ns, 0);
+    if (nap > 0)
+        vmp_sleep_ns(nap);
     atomic_store(&vmp_run.sampler_ready, 1); /* enable must not wait for a sampler that gave up */
     vmp_word_changed(&vmp_run.sampler_ready);
     if (started < 0) {
@@ -154,6 +165,9 @@ static void *sampler_main(void *arg)
         }
         vmp_delivery_send(&vmp_run.delivery, periods);
     }
+    nap = atomic_exchange(&test_nap_stop_ns, 0);
+    if (nap > 0 && atomic_load(&vmp_run.sampler_stop))
+        vmp_sleep_ns(nap);
     vmp_delivery_stop(&vmp_run.delivery);
     close_statm();
     return NULL;

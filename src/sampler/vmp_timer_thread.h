@@ -25,6 +25,12 @@ int vmp_timer_thread_start_nowait(void);
 /* Stops the thread and waits for it; no signal is sent after this returns. */
 void vmp_timer_thread_stop(void);
 
+/* Tests only: the next sampler thread naps start_ns once right after its
+ * start's baseline, before enable() may return, and stop_ns once when the
+ * stop word woke it, before the stop's reading: as one a loaded machine
+ * keeps from a CPU there (enable() and disable() wait for it meanwhile). */
+void vmp_timer_thread_test_naps(int64_t start_ns, int64_t stop_ns);
+
 /* Memory mode: the RSS (KiB) the thread read last at or before CLOCK_MONOTONIC
  * time t, else the first it read after t (t older than every reading kept:
  * the latest 4,095 changes), else `fallback` (none read yet); *next: when

@@ -28,7 +28,7 @@
 #include "vmp_test.h"
 
 enum { IDLE, BUSY, MOVER, ALTERNATE, COLLIDER, BLOCKER, WALLED, CAPPED, PAUSER, RUNNER, LINGERER, LATE, STARVED, WINDOWED, SLOW, WRITER,
-       ENDER, DWELLER, ROLES };
+       ENDER, DWELLER, BORN, ROLES };
 
 static _Atomic pid_t tids[ROLES];
 static _Atomic long signalled[ROLES], repeated[ROLES], paid[ROLES];
@@ -4455,4 +4455,81 @@ VMP_TEST(per_period_a_signal_still_pending_at_the_stop_is_counted_lost)
     CHECK(pending == PENDERS); /* (the premise) */
     CHECK(got + dropped + blocked >= whole - 2);
     CHECK(got + dropped + blocked <= whole + 2);
+}
+
+/* The born thread: waits in read() on born_pipe until told, then ends. */
+static int born_pipe[2];
+
+static void *born_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&tids[BORN], (pid_t)syscall(SYS_gettid));
+    char c;
+    while (read(born_pipe[0], &c, 1) < 0) /* SA_RESTART: only a real error ends it */
+        ;
+    return NULL;
+}
+
+/* Wall clock with per-thread events: a thread born during the run waits in
+ * read() at once, while the sender is kept from a CPU for 100 ms (no round,
+ * no listing); then the rounds run 60 ms (a listing finds it, a probe
+ * samples it in read(), its periods repeat that sample) and the run stops.
+ * Its periods from its birth to the stop are samples, repeats or counted
+ * lost: those before the listing found it too (counted from the end of
+ * its birth's clock tick, /proc stat's starttime: up to a tick, 10
+ * periods at 1 kHz, of its wait stays uncounted).  Before, they were
+ * counted nowhere: its mark started at the listing, less its CPU time. */
+VMP_TEST(wall_clock_with_sources_counts_what_a_thread_born_during_the_run_waited_before_a_listing_found_it)
+{
+    if (!kernel_has_sources()) {
+        printf("    (the kernel gives no per-thread events here)\n");
+        return;
+    }
+    reset_role(BORN);
+    REQUIRE(pipe(born_pipe) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    vmp_delivery d = wall_schedule();
+    d.sources = 1;
+    int64_t born_us[2] = {0, 0}, stop_us[2] = {0, 0}, dropped = -1, blocked = -1;
+    long tick_us = 1000000 / sysconf(_SC_CLK_TCK);
+    pthread_t th;
+    int started = vmp_delivery_start(&d) == 0, created = 0;
+    if (started && d.sources) {
+        send_for(&d, 20);
+        born_us[0] = mono_us();
+        created = pthread_create(&th, NULL, born_thread, NULL) == 0;
+        born_us[1] = mono_us();
+        while (created && !atomic_load(&tids[BORN]))
+            usleep(100);
+        CHECK(created && vmp_test_wait_asleep_in(atomic_load(&tids[BORN]), SYS_read) == 0);
+        usleep(100000); /* (the sender kept from a CPU: no round) */
+        send_for(&d, 60);
+        stop_timed(&d, stop_us);
+        dropped = (int64_t)vmp_delivery_dropped(&d);
+        blocked = (int64_t)atomic_load(&d.periods_blocked);
+    } else if (started) {
+        vmp_delivery_stop(&d);
+    }
+    if (created) {
+        CHECK(write(born_pipe[1], "x", 1) == 1);
+        pthread_join(th, NULL);
+    }
+    int pipes[1][2] = {{born_pipe[0], born_pipe[1]}};
+    end_handler(&old, pipes, 1);
+    REQUIRE(started);
+    if (!d.sources) {
+        printf("    (the kernel refused per-thread events: the per-period schedule ran)\n");
+        return;
+    }
+    long sig = atomic_load(&signalled[BORN]), got = atomic_load(&paid[BORN]) + atomic_load(&repeated[BORN]);
+    int64_t least = (stop_us[0] - born_us[1]) / 1000, most = (stop_us[1] - born_us[0]) / 1000;
+    int64_t tick = tick_us / 1000; /* (periods in a clock tick) */
+    if (getenv("VMP_TEST_VERBOSE") || got + dropped + blocked < least - 2 - tick || got + dropped + blocked > most + 2)
+        printf("    %lld-%lld periods from its birth to the stop (a tick: %lld): %ld signals, %ld paid and repeated, "
+               "%lld dropped, %lld blocked\n", (long long)least, (long long)most, (long long)tick, sig, got,
+               (long long)dropped, (long long)blocked);
+    CHECK(sig >= 1); /* (the premise: a probe found it) */
+    CHECK(got + dropped + blocked >= least - 2 - tick);
+    CHECK(got + dropped + blocked <= most + 2);
 }

@@ -335,3 +335,39 @@ def test_wall_clock_gives_a_threads_wait_for_a_cpu_to_what_it_computes():
     assert comp + slept > 0.5 * 1.5 / 0.001, (comp, slept, stats)
     share = comp / (comp + slept)
     assert abs(share - true_share) <= 0.08, (share, true_share, result, comp, slept, stats)
+
+
+def computes_then_returns(seconds):
+    t0 = time.monotonic()
+    burn_cpu(seconds)
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("events", [True, False], ids=["events", "per-period"])
+def test_the_waits_of_enable_and_disable_for_the_sampler_thread_are_theirs(monkeypatch, events):
+    # enable() waits for the sampler thread's start (its CPU-time baseline),
+    # disable() for its stop (the stop's reading): a loaded machine that
+    # keeps the sampler thread from a CPU there makes both wait, 20 ms-1.5 s
+    # (here a nap of the sampler thread's, 200 ms each).  Those periods are
+    # enable()'s and disable()'s, or counted lost; never the program's.
+    # Before, with per-thread events, they went to the thread's first sample
+    # after enable() and its last before disable(): ~400 samples more in
+    # what it computed.
+    if not events:
+        monkeypatch.setenv("VMPROF_NO_PERF_EVENTS", "1")
+    from vmprof import _core
+    nap = 0.2
+    _core._sampler_naps(nap, nap)
+    try:
+        p, spent, stats = profile(computes_then_returns, 0.2, period=0.001, real_time=True)
+    finally:
+        _core._sampler_naps(0, 0)
+    leaves = p.leaf_counts()
+    computing = p.inclusive("computes_then_returns")
+    waits = {f: leaves.get(f, 0) for f in ("enable", "disable")}
+    # (its wall time in there, and the periods its first and last sample may
+    # take from the calls around it: the naps are 200 periods each)
+    assert computing <= spent / 0.001 + 20, (computing, spent, waits, stats)
+    if events:
+        assert waits["enable"] >= 0.75 * nap / 0.001, (computing, spent, waits, stats)
+        assert waits["disable"] >= 0.75 * nap / 0.001, (computing, spent, waits, stats)
