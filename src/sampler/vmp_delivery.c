@@ -3149,9 +3149,12 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
 
 void vmp_delivery_stop(vmp_delivery *d)
 {
-    /* (per period, a handler from now on pays nothing: counted below; with
-     * sources, one per signal as before) */
-    atomic_store(&per_period_claims, d->sources ? 0 : 2);
+    /* (a handler from now on pays nothing: below, per period and on the
+     * wall clock with sources, the stop counts every period up to now, and
+     * one paid after counted it twice; on the CPU clock with sources, one
+     * per signal as before: the stop leaves the period its event was
+     * counting, less than one, to it) */
+    atomic_store(&per_period_claims, d->sources && d->cpu_clock ? 0 : 2);
     atomic_store(&credit_period, 0);
     int wall_sources = atomic_exchange(&wall_counting, 0); /* (the handlers pay no more) */
     int paused = d->paused && atomic_load(d->paused);
