@@ -610,6 +610,11 @@ int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid)
     return 0;
 }
 
+void vmp_delivery_not_a_probe(void)
+{
+    signal_sent = 0;
+}
+
 /* The thread's CPU clock when its handler began (vmp_delivery_entered),
  * or now if that was not read. */
 static int64_t cpu_at_entry(void)

@@ -269,7 +269,7 @@
  * Contract:
  *   - vmp_delivery_entered(), vmp_delivery_left(), vmp_delivery_handled(),
  *     vmp_delivery_sampled(), vmp_delivery_this_tid(),
- *     vmp_delivery_is_ours(), vmp_delivery_take_owed(),
+ *     vmp_delivery_is_ours(), vmp_delivery_not_a_probe(), vmp_delivery_take_owed(),
  *     vmp_delivery_in_system_call(), vmp_delivery_source_answer() and
  *     vmp_delivery_forget_tid() are
  *     async-signal-safe; the rest runs in
@@ -675,6 +675,13 @@ void vmp_delivery_forget_tid(void);
 /* In the signal handler: whether the signal is one the delivery sent
  * (tgkill from process pid) or a thread's source fired. */
 int vmp_delivery_is_ours(const siginfo_t *info, pid_t pid);
+
+/* In the signal handler, after vmp_delivery_is_ours: this signal of ours
+ * is the thread's own (it sent it itself), not the sender's probe: its
+ * answer is not a probe's (a thread whose first probe found it waiting
+ * then counted as found waiting again, and made the rounds short for
+ * VMP_WAIT_HOLD_NS). */
+void vmp_delivery_not_a_probe(void);
 
 /* In the signal handler, for a signal of ours: the samples the calling
  * thread is owed now, taken as paid (with sources: its CPU time since the

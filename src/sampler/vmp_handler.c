@@ -242,6 +242,8 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     int ours = vmp_delivery_is_ours(info, vmp_run.pid); /* sent by the sampler, or the thread's own source */
     int here = ours && here_asked; /* (sent by this thread itself: sample_here) */
     here_asked = 0;
+    if (here)
+        vmp_delivery_not_a_probe();
     /* What this thread is owed (CPU time since its last sample, when its
      * own source signals it; wall time on the wall clock), paid now even
      * while paused; on the wall clock, the periods it waited since a
