@@ -113,7 +113,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
         PyErr_SetString(vmp_module_error, err);
         return NULL;
     }
-    PyObject *stats = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
+    PyObject *stats = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsi}", "samples", (unsigned long long)st.samples, "dropped",
                          (unsigned long long)st.dropped, "signals_sent", (unsigned long long)st.signals_sent,
                          "samples_repeated", (unsigned long long)st.samples_repeated,
                          "periods", (unsigned long long)st.periods, "periods_late",
@@ -132,7 +132,7 @@ static PyObject *sampler_disable(PyObject *self, PyObject *noargs)
                          (unsigned long long)st.allocated_ahead, "clock_reads",
                          (unsigned long long)st.clock_reads, "polls", (unsigned long long)st.polls, "cold_polls",
                          (unsigned long long)st.cold_polls, "listings",
-                         (unsigned long long)st.listings, "births_read", (unsigned long long)st.births_read, "visits", (unsigned long long)st.visits, "first_samples",
+                         (unsigned long long)st.listings, "births_read", (unsigned long long)st.births_read, "deaths_read", (unsigned long long)st.deaths_read, "unseen_waits", (unsigned long long)st.unseen_waits, "visits", (unsigned long long)st.visits, "first_samples",
                          (unsigned long long)st.first_samples, "first_sample_periods",
                          (unsigned long long)st.first_sample_periods, "sources_opened",
                          (unsigned long long)st.sources_opened, "handlers_still_running",

@@ -42,7 +42,6 @@ struct vmp_delivery_thread {
     uint32_t handled_when_found; /* sources: handled[] when it was found blocking (it moved: it unblocked) */
     uint32_t handled_seen;       /* sources: handled[] at its last round */
     uint8_t probe_shift; /* wall clock with sources: probed when 2 << probe_shift periods behind */
-    uint8_t probed;      /* ... and a probe of it was answered */
     uint8_t held;        /* ... its probes wait for the rules (cut_held), as of its latest round */
     uint8_t in_write;    /* wall clock: its last call read was a write that may wait for room (waits_for_a_signal) ... */
     uint32_t write_handled; /* ... with handled[] then */
@@ -84,6 +83,8 @@ struct vmp_delivery_thread {
     int64_t unfound;       /* wall clock with sources, born during the run: its whole periods from its birth
                             * to its paid mark, which no sample pays (born_before), counted lost once it is
                             * known to be Python's (its first answer so, or its end or the stop) */
+    int64_t waited_at;     /* wall clock with sources: the round that read its latest probe answer that found
+                            * it inside a system call (0: none; probe_answer_read) */
     int64_t check_cpu;     /* its CPU clock before the first reading of its mask (read_mask) */
     uint32_t check_handled; /* ... and handled[] then */
 };
@@ -201,6 +202,18 @@ static __thread int64_t sample_from __attribute__((tls_model("initial-exec"))); 
  * of its samples computing). */
 static _Atomic int probe_answer[VMP_PLACES];
 #define PROBE_CUT 3 /* (probe_answer: the probe's sample was cut) */
+/* Wall clock with sources: set by a handler whose thread's own event paid
+ * VMP_UNSEEN_PERIODS or more periods it did not run since a sample taken
+ * outside a system call: it was off its CPU (a wait, or a wait for a CPU)
+ * and no probe found it there; the sender's next round reads and clears it
+ * (round_length: the rounds stay short). */
+static _Atomic int unseen_wait;
+#define VMP_UNSEEN_PERIODS 2
+
+void vmp_delivery_test_unseen_wait(void)
+{
+    atomic_store(&unseen_wait, 1);
+}
 /* Wall clock (header: "Cut samples"): per place, the thread's CPU clock
  * right after its last sample when that one was cut (-1: it was not), and
  * the rules' generation that sample's walk read. */
@@ -649,7 +662,14 @@ static int64_t wall_owed(size_t k, int64_t period, int64_t *repeats)
     if (paused && atomic_load_explicit(paused, memory_order_relaxed))
         return n; /* (nothing is written while paused) */
     int64_t at = atomic_load_explicit(&rep_cpu[k], memory_order_acquire), cpu;
-    if (at >= 0 && atomic_load_explicit(&rep_in_call[k], memory_order_acquire) && (cpu = cpu_at_entry()) >= 0) {
+    int in_call = at >= 0 && atomic_load_explicit(&rep_in_call[k], memory_order_acquire);
+    if (at >= 0 && !in_call && !signal_sent && n >= VMP_UNSEEN_PERIODS &&
+        !atomic_load_explicit(&unseen_wait, memory_order_relaxed) && (cpu = cpu_at_entry()) >= 0 &&
+        n - (cpu - at + period / 2) / period >= VMP_UNSEEN_PERIODS)
+        /* (its own event after a running sample: whatever it waited in
+         * those periods, no probe saw) */
+        atomic_store_explicit(&unseen_wait, 1, memory_order_relaxed);
+    if (in_call && (cpu = cpu_at_entry()) >= 0) {
         int64_t mine = (cpu - at + period / 2) / period;
         mine = mine < 1 ? 1 : mine > n ? n : mine;
         *repeats = n - mine;
@@ -1274,6 +1294,18 @@ static void drop_unpaid(vmp_delivery *d, vmp_delivery_thread *t, int64_t upto)
     skip_periods(d, t, upto - d->period_ns / 2, &d->periods_dropped);
 }
 
+static void forget_unseen(vmp_delivery *d, uint64_t missed);
+
+/* The threads listed last (d->tail): tid is listed after them. */
+static void tail_add(vmp_delivery *d, pid_t tid)
+{
+    if (d->n_tail == VMP_TAIL_KEPT) {
+        memmove(d->tail, d->tail + 1, (VMP_TAIL_KEPT - 1) * sizeof *d->tail);
+        d->n_tail--;
+    }
+    d->tail[d->n_tail++] = tid;
+}
+
 static void scan_threads(vmp_delivery *d)
 {
     char buf[8192];
@@ -1285,6 +1317,7 @@ static void scan_threads(vmp_delivery *d)
     uint64_t missed = 0;
     int64_t listed = 0;
     d->listed = -1;
+    d->n_tail = 0;
     for (;;) {
         long got = syscall(SYS_getdents64, d->task_fd, buf, sizeof buf);
         if (got < 0) {
@@ -1297,11 +1330,19 @@ static void scan_threads(vmp_delivery *d)
         pid_t tid;
         for (long off = 0; (tid = next_task(buf, got, &off)) != 0;) {
             listed++;
+            tail_add(d, tid);
             if (!skipped(d, tid) && note_thread(d, tid) < 0)
                 missed++;
         }
     }
     d->listed = listed;
+    forget_unseen(d, missed);
+}
+
+/* After a listing (or read_deaths): the threads of the table it did not
+ * see ended; what they still owe is settled, their places given back. */
+static void forget_unseen(vmp_delivery *d, uint64_t missed)
+{
     size_t kept = 0;
     for (size_t i = 0; i < d->n_threads; i++) {
         if (d->threads[i].seen) {
@@ -1604,6 +1645,14 @@ static void wake(vmp_delivery *d, vmp_delivery_thread *t, int64_t periods)
     make_active(d, t);
 }
 
+/* A thread known not to be Python's (its answer confirmed, or known so at
+ * the start), asked again only after its next stretch of CPU time: a round
+ * that finds it running has nothing to do for it at once. */
+static int settled_not_python(const vmp_delivery_thread *t)
+{
+    return t->not_python && t->confirmed && !t->recheck_at && !t->awaiting;
+}
+
 /* Reads every still thread; those that ran are active again.  A poll costs
  * a clock reading per still thread: each thread it found is kept active
  * (read each round) for at least as many rounds as the poll read threads
@@ -1640,7 +1689,8 @@ static void poll_still(vmp_delivery *d, int64_t periods)
             still++;
             if (observe(d, t) != 0) {
                 wake(d, t, periods);
-                d->changed = 1;
+                if (!settled_not_python(t))
+                    d->changed = 1;
             }
         }
     }
@@ -2466,7 +2516,8 @@ static void source_answer(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int
  * found it waiting for a CPU (or running without a source): its stack does
  * not change while it waits, so the next probe may wait twice as long (a
  * starved thread is not probed every round).  One that found it inside a
- * call, not for the first time, makes the rounds short (wall_round_length). */
+ * call within VMP_WAIT_HOLD_NS of the last one that did makes the rounds
+ * short (round_length). */
 static void probe_answer_read(vmp_delivery *d, vmp_delivery_thread *t, size_t k, int64_t now)
 {
     int answer = atomic_exchange_explicit(&probe_answer[k], 0, memory_order_acquire);
@@ -2475,14 +2526,21 @@ static void probe_answer_read(vmp_delivery *d, vmp_delivery_thread *t, size_t k,
     if (answer == PROBE_CUT) {
         /* (probed again once the rules moved: source_round, cut_held) */
         t->probe_shift = 0;
-        t->probed = 1;
         return;
     }
     int waits = answer - 1;
     t->probe_shift = waits ? 0 : t->probe_shift < VMP_PROBE_SHIFT_MAX ? t->probe_shift + 1 : t->probe_shift;
-    if (waits && t->probed)
+    if (!waits)
+        return;
+    /* Short rounds for a thread whose waits come close together: found
+     * waiting twice within VMP_WAIT_HOLD_NS (short rounds after a wait
+     * found further apart would be over before its next one).  Before, any
+     * second wait found did it: the pool bench's main thread, found in its
+     * 0.5 s time.sleep and then in join(), had 50 rounds of 1 ms for
+     * nothing (a fifth of the sampler thread's wake-ups in a 2 s run). */
+    if (t->waited_at && now - t->waited_at <= VMP_WAIT_HOLD_NS)
         d->fast_until = now + VMP_WAIT_HOLD_NS;
-    t->probed = 1;
+    t->waited_at = now;
 }
 
 /* Wall clock with sources: a thread asleep in pause() or sigsuspend() is
@@ -2518,8 +2576,12 @@ static void source_round(vmp_delivery *d, vmp_delivery_thread *t, int64_t now)
          * never enough to reset it, was probed only 32 periods behind, by
          * then asleep again: that probe paid its computing to the sleep.) */
         t->probe_shift = 0;
-    if (t->src < 0 || t->not_python || t->awaiting || t->blocks || t->checks)
-        d->changed = 1; /* (cpu_round_length: the rounds stay short) */
+    /* (round_length: the rounds stay short; not for a thread known not to
+     * be Python's, asked again only after its next stretch of CPU time: the
+     * pool bench's 16 C threads, each waking every 100 ms, kept the rounds
+     * short on both clocks) */
+    if (settled_not_python(t) ? t->blocks || t->checks : t->src < 0 || t->not_python || t->awaiting || t->blocks || t->checks)
+        d->changed = 1;
     int counted = atomic_load_explicit(&base_tid[k], memory_order_acquire) == t->tid;
     int64_t base = atomic_load_explicit(&base_cpu[k], memory_order_acquire);
     int64_t owed_ns = !counted ? t->owed * d->period_ns : d->cpu_clock ? t->last_cpu - base : now - base;
@@ -2758,10 +2820,14 @@ int vmp_delivery_start(vmp_delivery *d)
     atomic_store(&d->cold_polls, 0);
     atomic_store(&d->scans, 0);
     atomic_store(&d->births_read, 0);
+    atomic_store(&d->deaths_read, 0);
+    atomic_store(&d->unseen_waits, 0);
     d->listed = -1;
+    d->n_tail = 0;
     atomic_store(&d->clock_reads, 0);
     atomic_store(&d->visits, 0);
     atomic_store(&d->first_samples, 0);
+    atomic_store(&unseen_wait, 0);
     d->threads = NULL;
     d->active = NULL;
     d->index = NULL;
@@ -2952,7 +3018,85 @@ static int read_births(vmp_delivery *d, int64_t now)
             missed++;
     note_table_counts(d, missed);
     d->listed += n_born;
+    for (int64_t i = 0; i < n_born; i++)
+        tail_add(d, born[i]);
     atomic_fetch_add_explicit(&d->births_read, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* The threads whose clock reading failed (gone: observe) ended, and no
+ * other did: `now` threads in all.  The listings and read_births read the
+ * list in its order and keep the last threads read (d->tail); every thread
+ * of the table was read before the last of them still there, the anchor,
+ * which therefore now stands as many places earlier in the list as there
+ * are gone threads before it (all of them but those of the tail after it).
+ * Read from there, the anchor must be the first entry (else another thread
+ * ended before it); every entry after it is a thread born since, noted as
+ * read_births does; and the count must come out at `now`.  Then the gone
+ * ones are forgotten as a listing forgets the threads it did not find.  0,
+ * or -1: list them all.  (The pool bench's busy thread, ending, made a
+ * listing of its 1,018 threads, ~1 ms of the sampler thread's CPU; a pool
+ * whose threads come and go made one for each thread gone.) */
+static int read_deaths(vmp_delivery *d, int64_t now)
+{
+    int64_t gone = 0;
+    for (size_t i = 0; i < d->n_threads; i++)
+        gone += d->threads[i].delta < 0;
+    /* the anchor: the last of the tail not gone (a thread of the tail that
+     * is not in the table, one skipped or missed, ended unseen if at all:
+     * the count tells) */
+    int a = d->n_tail - 1, gone_after = 0;
+    for (vmp_delivery_thread *t; a >= 0 && (t = find(d, d->tail[a])) && t->delta < 0; a--)
+        gone_after++;
+    char buf[2048];
+    int64_t at = d->listed - d->n_tail + a - (gone - gone_after); /* the anchor's place now */
+    if (!gone || a < 0 || d->task_fd < 0 || d->listed < d->n_tail || at < 0 || now < d->listed - gone ||
+        lseek(d->task_fd, 2 + at, SEEK_SET) < 0)
+        return -1;
+    pid_t anchor = d->tail[a], born[16];
+    int64_t n_born = 0;
+    int first = 1;
+    for (;;) {
+        long got = syscall(SYS_getdents64, d->task_fd, buf, sizeof buf);
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            break;
+        pid_t tid;
+        for (long off = 0; (tid = next_task(buf, got, &off)) != 0;) {
+            if (first) {
+                first = 0;
+                if (tid != anchor)
+                    return -1;
+            } else if (!find(d, tid) && !skipped(d, tid)) {
+                if (n_born == (int64_t)(sizeof born / sizeof *born))
+                    return -1;
+                born[n_born++] = tid;
+            } else {
+                return -1; /* (a thread read before, after the anchor: not the order known) */
+            }
+        }
+    }
+    if (first || d->listed - gone + n_born != now)
+        return -1;
+    uint64_t missed = 0;
+    for (size_t i = 0; i < d->n_threads; i++)
+        d->threads[i].seen = d->threads[i].delta >= 0;
+    int kept = 0;
+    for (int i = 0; i <= a; i++) {
+        vmp_delivery_thread *t = find(d, d->tail[i]);
+        if (!t || t->delta >= 0)
+            d->tail[kept++] = d->tail[i];
+    }
+    d->n_tail = kept;
+    for (int64_t i = 0; i < n_born; i++) {
+        tail_add(d, born[i]);
+        if (note_thread(d, born[i]) < 0)
+            missed++;
+    }
+    d->listed += n_born - gone;
+    forget_unseen(d, missed);
+    atomic_fetch_add_explicit(&d->deaths_read, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -2968,6 +3112,23 @@ static void maybe_scan(vmp_delivery *d, int64_t now)
     if (nlink > d->last_nlink && d->last_nlink >= 0 && !d->rescan && now - d->last_rescan < VMP_RESCAN_NS &&
         read_births(d, nlink - 2) == 0) {
         d->last_nlink = nlink;
+        return;
+    }
+    if (nlink < d->last_nlink && nlink >= 2 && !d->rescan && now - d->last_rescan < VMP_RESCAN_NS) {
+        /* (fewer threads, none found gone yet: a thread that ends has most
+         * likely run lately, an active one; their clocks say which) */
+        for (size_t i = 0; i < d->n_active; i++) {
+            vmp_delivery_thread *t = &d->threads[d->active[i]];
+            atomic_fetch_add_explicit(&d->clock_reads, 1, memory_order_relaxed);
+            if (thread_cpu_ns(t->tid) < 0) {
+                t->delta = -1;
+                d->rescan = 1;
+            }
+        }
+    }
+    if (d->rescan && nlink >= 2 && now - d->last_rescan < VMP_RESCAN_NS && read_deaths(d, nlink - 2) == 0) {
+        d->last_nlink = nlink;
+        d->rescan = 0;
         return;
     }
     scan_threads(d);
@@ -3065,32 +3226,29 @@ static void pause_round(vmp_delivery *d, int64_t periods)
     d->was_paused = 1;
 }
 
-/* Wall clock with sources: the rounds are VMP_WAIT_ROUND_NS apart for
- * VMP_WAIT_HOLD_NS after a probe found a thread waiting in a system call,
- * not for the first time (source_answer: one that waits now and then has
- * its short waits found; a crowd that waits from the start does not count),
- * else VMP_SOURCE_ROUND_NS. */
-static void wall_round_length(vmp_delivery *d)
+/* Sources mode: the rounds' length.  On the wall clock they are
+ * VMP_WAIT_ROUND_NS apart for VMP_WAIT_HOLD_NS after a probe found a
+ * thread waiting in a system call within VMP_WAIT_HOLD_NS of the last one
+ * that found it so (probe_answer_read: one that waits now and then has its
+ * short waits found; a crowd that waits from the start does not count).
+ * Else, on either clock, VMP_QUIET_ROUND_NS apart once they found nothing
+ * to do for VMP_QUIET_AFTER_NS (header), else VMP_SOURCE_ROUND_NS. */
+static void round_length(vmp_delivery *d, uint64_t sent_before, uint64_t opened_before)
 {
-    int64_t ns = d->last_round < d->fast_until ? VMP_WAIT_ROUND_NS : VMP_SOURCE_ROUND_NS;
-    int64_t want = ns > d->period_ns ? ns / d->period_ns : 1;
-    if (want != d->round_periods) {
-        d->round_periods = want;
-        d->next = d->last_round + want * d->period_ns;
-    }
-}
-
-/* CPU clock with sources: the rounds are VMP_QUIET_ROUND_NS apart once
- * they found nothing to do for VMP_QUIET_AFTER_NS (header), else
- * VMP_SOURCE_ROUND_NS. */
-static void cpu_round_length(vmp_delivery *d, uint64_t sent_before, uint64_t opened_before)
-{
-    if (d->changed || atomic_load_explicit(&d->sent, memory_order_relaxed) != sent_before ||
+    int fast = !d->cpu_clock && d->last_round < d->fast_until;
+    /* (cleared each round: a wait no probe saw counts for the round that
+     * reads it) */
+    int unseen = !d->cpu_clock && atomic_load_explicit(&unseen_wait, memory_order_relaxed) &&
+                 atomic_exchange_explicit(&unseen_wait, 0, memory_order_relaxed);
+    if (unseen)
+        atomic_fetch_add_explicit(&d->unseen_waits, 1, memory_order_relaxed);
+    if (fast || unseen || d->changed || atomic_load_explicit(&d->sent, memory_order_relaxed) != sent_before ||
         atomic_load_explicit(&d->sources_opened, memory_order_relaxed) != opened_before || d->catchup)
         d->steady_since = d->last_round;
     d->changed = 0;
-    int64_t ns = d->quiet_rounds && d->last_round - d->steady_since >= VMP_QUIET_AFTER_NS ? VMP_QUIET_ROUND_NS
-                                                                                         : VMP_SOURCE_ROUND_NS;
+    int64_t ns = fast ? VMP_WAIT_ROUND_NS
+                 : d->quiet_rounds && d->last_round - d->steady_since >= VMP_QUIET_AFTER_NS ? VMP_QUIET_ROUND_NS
+                                                                                            : VMP_SOURCE_ROUND_NS;
     int64_t want = ns > d->period_ns ? ns / d->period_ns : 1;
     if (want != d->round_periods) {
         d->round_periods = want;
@@ -3146,10 +3304,8 @@ void vmp_delivery_send(vmp_delivery *d, int64_t periods)
         else
             deliver(d, t, d->last_round);
     }
-    if (d->sources && !d->cpu_clock)
-        wall_round_length(d);
-    else if (d->sources)
-        cpu_round_length(d, sent_before, opened_before);
+    if (d->sources)
+        round_length(d, sent_before, opened_before);
 }
 
 void vmp_delivery_stop(vmp_delivery *d)

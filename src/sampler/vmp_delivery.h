@@ -214,9 +214,14 @@
  * the thread's CPU time after one that found it in one keeps that sleep's
  * record (its wait for the GIL after the signal).  A probe that found it outside a call (kept from a
  * CPU) makes the next one wait twice as long, until it runs again.  While
- * a thread waits now and then (a probe found it waiting, not for the
- * first time) the rounds come every VMP_WAIT_ROUND_NS, so that its short
- * waits are seen.  A thread whose first answer was "not Python" is asked
+ * a thread waits now and then (a probe found it waiting within
+ * VMP_WAIT_HOLD_NS of the last one that did) the rounds come every
+ * VMP_WAIT_ROUND_NS, so that its short waits are seen.  With nothing to do
+ * for VMP_QUIET_AFTER_NS they come every VMP_QUIET_ROUND_NS (below); a
+ * handler whose thread's own event pays periods it did not run since a
+ * sample taken outside a call (a wait, or a wait for a CPU, that no probe
+ * saw: it began and ended between two rounds, and its periods go to this
+ * sample) tells the sender so, and the rounds are short again.  A thread whose first answer was "not Python" is asked
  * again by a probe too (its event fires only if it runs).  The probe's handler pays
  * every period owed with its sample, which shows where the thread waits.
  * When the thread's last sample found it inside a system call, its next
@@ -236,8 +241,9 @@
  * So each period is paid once, and a repeat is written before any later
  * sample of its thread (the writer repeats the last one written).  A
  * wait shorter than two short rounds may go unseen: it is paid with the
- * thread's next sample.  The sender also visits, polls and lists as
- * above; it no longer counts periods per thread.
+ * thread's next sample (in long rounds, one shorter than two of them, once:
+ * the rounds are short again after it).  The sender also visits, polls and
+ * lists as above; it no longer counts periods per thread.
  *
  * Cut samples.  In native mode a sample's walk of the C stack may end at a
  * pc it has no unwind rule for yet (VMP_SAMPLE_KEPT_CUT): its outer frames
@@ -390,27 +396,39 @@
  * round). */
 #define VMP_PROBE_SHIFT_MAX 4
 
-/* Wall clock with sources: after a round that probed a thread, the rounds
- * come every VMP_WAIT_ROUND_NS (at least a period) for VMP_WAIT_HOLD_NS, so
- * that the waits of a thread that waits now and then are found (with 10 ms
- * rounds a 7 ms sleep was seen one time in two at best, its time paid with
- * the next running sample). */
+/* Wall clock with sources: after a round that read a probe's answer that
+ * found a thread waiting within VMP_WAIT_HOLD_NS of the last one that found
+ * it so, the rounds come every VMP_WAIT_ROUND_NS (at least a period) for
+ * VMP_WAIT_HOLD_NS, so that the waits of a thread that waits now and then
+ * are found (with 10 ms rounds a 7 ms sleep was seen one time in two at
+ * best, its time paid with the next running sample).  (Waits found further
+ * apart have no use for them: they would be over before its next wait.
+ * Any second wait found made them before, 50 rounds of 1 ms for the pool
+ * bench's main thread, found in its time.sleep and then in join().) */
 #define VMP_WAIT_ROUND_NS 1000000LL
 #define VMP_WAIT_HOLD_NS 50000000LL
 
-/* CPU clock with sources (`quiet_rounds` set): once the rounds found
- * nothing to do for VMP_QUIET_AFTER_NS (no thread came or went, none
- * without a source, none that is not Python's or blocks the signal, no
- * signal sent, no CPU time unexplained), they come every
- * VMP_QUIET_ROUND_NS instead of VMP_SOURCE_ROUND_NS: each wake-up of the
- * sampler thread costs ~50 us of CPU here, 0.5% of a core at 100 a second.
- * The first round that finds something makes them short again.  What that
- * costs: a thread born in a quiet stretch gets its event (its first
- * sample, which pays all its CPU time since its birth: the handler's cap
- * is at least a quiet round) up to VMP_QUIET_ROUND_NS late, and one that
- * ends sooner is not sampled (with short rounds: one that ends within
- * 10 ms); the fault guard is put back in front of the program's handler up
- * to VMP_QUIET_ROUND_NS late. */
+/* Sources (`quiet_rounds` set): once the rounds found nothing to do for
+ * VMP_QUIET_AFTER_NS (no thread came or went, none without a source, none
+ * that is being asked whether it is Python's or blocks the signal, no
+ * still Python thread found running, no signal sent, no event opened; on
+ * the wall clock also no short rounds and no handler's word of a wait no
+ * probe saw), they come every VMP_QUIET_ROUND_NS instead of
+ * VMP_SOURCE_ROUND_NS: each wake-up of the sampler thread costs ~50 us of
+ * CPU here, 0.5% of a core at 100 a second.  A thread known not to be
+ * Python's (confirmed, asked again only after a stretch of its CPU time)
+ * changes nothing when it runs: the pool bench's 16 C threads, waking every
+ * 100 ms, kept the rounds short on both clocks.  The first round that finds
+ * something makes them short again.  What that costs: a thread born in a
+ * quiet stretch gets its event (its first sample, which pays all its CPU
+ * time since its birth: the handler's cap is at least a quiet round) up to
+ * VMP_QUIET_ROUND_NS late, and one that ends sooner is not sampled (with
+ * short rounds: one that ends within 10 ms; on the wall clock, what it
+ * waited before it was found has no sample either way); on the wall clock
+ * a thread that begins to wait is probed up to VMP_QUIET_ROUND_NS late, and
+ * a wait that ends before is paid with its next sample, once (above); the
+ * fault guard is put back in front of the program's handler up to
+ * VMP_QUIET_ROUND_NS late. */
 #define VMP_QUIET_ROUND_NS 40000000LL
 #define VMP_QUIET_AFTER_NS 500000000LL
 
@@ -445,6 +463,11 @@ static inline size_t vmp_place_home(pid_t tid)
 
 /* Tests only: a run takes at most n places (VMP_PLACES by default). */
 void vmp_delivery_test_limit_places(size_t n);
+
+/* Tests only: tells the sender's next round what a handler tells it of a
+ * wait no probe saw (wall clock with sources: round_length in
+ * vmp_delivery.c). */
+void vmp_delivery_test_unseen_wait(void);
 
 /* Thread tid's place, or VMP_NO_PLACE (async-signal-safe; any thread). */
 uint32_t vmp_delivery_place_of(pid_t tid);
@@ -565,6 +588,8 @@ typedef struct vmp_delivery {
     _Atomic uint64_t clock_reads; /* CPU clocks of other threads read */
     _Atomic uint64_t scans;    /* listings of /proc/self/task */
     _Atomic uint64_t births_read; /* ... of its end only, for the threads born since (read_births) */
+    _Atomic uint64_t deaths_read; /* ... of its end only, for threads found gone by their clock (read_deaths) */
+    _Atomic uint64_t unseen_waits; /* wall clock with sources: rounds told of a wait no probe saw (round_length) */
     _Atomic uint64_t visits;   /* still threads' clocks read by visits (visit_still) */
     _Atomic uint64_t first_samples; /* threads idle from the start in a stack first_sample handed over */
     _Atomic uint64_t sources_opened; /* per-thread events opened */
@@ -588,14 +613,17 @@ typedef struct vmp_delivery {
     int64_t stop_deadline; /* while stopping: when repeats that find the ring full stop waiting (0: not stopping) */
     int64_t max_owed, catchup_gap, next, period_no, round_periods, last_periods;
     int64_t start_ns;             /* per-period schedule: period k (period_no) ends at start_ns + k periods */
-    int64_t fast_until;           /* wall clock with sources: short rounds until then (wall_round_length) */
-    int64_t steady_since;         /* CPU clock with sources: the rounds found nothing to do since (cpu_round_length) */
+    int64_t fast_until;           /* wall clock with sources: short rounds until then (round_length) */
+    int64_t steady_since;         /* sources: the rounds found nothing to do since (round_length) */
     int changed;                  /* ... this round found something */
     int repeats_on;               /* wall clock with a `repeat` callback */
     size_t n_sources;             /* per-thread events open */
     int max_sources;
     int64_t last_scan, last_rescan, last_nlink, process_cpu, self_cpu, unexplained;
     int64_t listed;               /* threads the last listing read, with those born since read_births read (-1: not known) */
+#define VMP_TAIL_KEPT 16
+    pid_t tail[VMP_TAIL_KEPT];    /* ... the last n_tail of them, in the list's order (read_deaths) */
+    int n_tail;
     pid_t skip_tid[2];
     int64_t skip_cpu[2];
     int64_t last_round; /* CLOCK_MONOTONIC ns of the latest wake-up (the caller may read it) */

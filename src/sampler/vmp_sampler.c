@@ -882,6 +882,8 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
         stats->cold_polls = atomic_load(&vmp_run.delivery.cold_polls);
         stats->listings = atomic_load(&vmp_run.delivery.scans);
         stats->births_read = atomic_load(&vmp_run.delivery.births_read);
+        stats->deaths_read = atomic_load(&vmp_run.delivery.deaths_read);
+        stats->unseen_waits = atomic_load(&vmp_run.delivery.unseen_waits);
         stats->visits = atomic_load(&vmp_run.delivery.visits);
         stats->first_samples = atomic_load(&vmp_run.delivery.first_samples);
         stats->sources_opened = atomic_load(&vmp_run.delivery.sources_opened);

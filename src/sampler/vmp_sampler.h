@@ -70,6 +70,8 @@ typedef struct vmp_sampler_stats {
     uint64_t clock_reads, polls, listings, visits;
     uint64_t cold_polls;     /* polls that read the threads handed over idle at the start too (vmp_delivery.c, poll_still) */
     uint64_t births_read;    /* reads of the listing's end only, for threads born since (vmp_delivery.c, read_births) */
+    uint64_t deaths_read;    /* ... for threads found gone by a reading of their clock (vmp_delivery.c, read_deaths) */
+    uint64_t unseen_waits;   /* wall clock: rounds told by a handler of a wait no probe saw (vmp_delivery.c, round_length) */
     uint64_t first_samples;  /* wall clock: threads idle from the start in a stack read by enable() */
     uint64_t sources_opened; /* per-thread CPU-time events opened (vmp_delivery.h: "Per-thread sources") */
     uint64_t first_sample_periods; /* of `samples`: the periods each thread's first signal's sample stood for */

@@ -656,7 +656,7 @@ VMP_TEST(wall_clock_with_sources_wakes_the_sender_per_round_and_pays_every_perio
                atomic_load(&signalled[IDLE]), idle);
     /* (a loaded machine that keeps the idle thread from its wait at first
      * makes it look like a thread that waits now and then: one stretch of
-     * short rounds, wall_round_length) */
+     * short rounds, round_length) */
     CHECK(atomic_load(&rounds) <= ms / (VMP_SOURCE_ROUND_NS / 1000000) + VMP_WAIT_HOLD_NS / VMP_WAIT_ROUND_NS + 10);
     /* Probed once, then repeated while its clock stays within
      * VMP_IDLE_SLACK_NS of that sample's.  A loaded machine charges the
@@ -681,6 +681,62 @@ VMP_TEST(wall_clock_with_sources_wakes_the_sender_per_round_and_pays_every_perio
      * then is paid by a signal the run no longer waits for) */
     CHECK(busy >= span * 3 / 4);
     CHECK(busy <= ms + 5);
+}
+
+/* The wall clock with sources and quiet rounds (as the sampler runs it):
+ * with nothing to do for VMP_QUIET_AFTER_NS (the idle thread probed once,
+ * repeated since) the rounds come every VMP_QUIET_ROUND_NS; a handler's
+ * word that a thread waited where no probe saw it (a wait that began and
+ * ended between two long rounds) makes the next one short again. */
+VMP_TEST(wall_clock_with_sources_makes_its_long_rounds_short_when_a_handler_saw_a_wait_no_probe_did)
+{
+    for (int r = 0; r < ROLES; r++)
+        reset_role(r);
+    REQUIRE(pipe(wake_pipe) == 0);
+    struct sigaction old;
+    install_handler(&old);
+    pthread_t idle;
+    pthread_create(&idle, NULL, idle_thread, NULL);
+    while (!atomic_load(&tids[IDLE]))
+        usleep(100);
+    CHECK(vmp_test_wait_asleep_in(atomic_load(&tids[IDLE]), SYS_read) == 0);
+    static _Atomic pid_t me;
+    atomic_store(&me, (pid_t)syscall(SYS_gettid));
+    vmp_delivery d = {.period_ns = 1000000, .cpu_clock = 0, .signo = SIGUSR2, .skip = {&me, NULL},
+                      .repeat = count_repeat, .task_fd = -1, .sources = 1, .quiet_rounds = 1};
+    int64_t quiet = VMP_QUIET_ROUND_NS / 1000000, plain = VMP_SOURCE_ROUND_NS / 1000000, long_at = -1;
+    int64_t after = -1, rounds_before = 0;
+    uint64_t unseen_before = 0;
+    int started = vmp_delivery_start(&d) == 0, sources = d.sources;
+    if (started) {
+        for (int64_t end = mono_ms() + 5000; mono_ms() < end;) {
+            vmp_delivery_send(&d, vmp_delivery_wait(&d));
+            rounds_before++;
+            if (d.round_periods == quiet) {
+                long_at = rounds_before;
+                unseen_before = atomic_load(&d.unseen_waits);
+                vmp_delivery_test_unseen_wait();
+                vmp_delivery_send(&d, vmp_delivery_wait(&d));
+                after = d.round_periods;
+                break;
+            }
+        }
+        vmp_delivery_stop(&d);
+    }
+    REQUIRE(write(wake_pipe[1], "x", 1) == 1);
+    pthread_join(idle, NULL);
+    end_handler(&old, &wake_pipe, 1);
+    REQUIRE(started);
+    if (!sources) {
+        CHECK(!kernel_has_sources());
+        printf("    (the kernel refused per-thread events here: the per-period schedule ran)\n");
+        return;
+    }
+    if (getenv("VMP_TEST_VERBOSE"))
+        printf("    long rounds after %lld rounds; then %lld periods a round\n", (long long)long_at, (long long)after);
+    CHECK(long_at > 0); /* (the rounds became long: nothing to do) */
+    CHECK(after == plain);
+    CHECK(atomic_load(&d.unseen_waits) == unseen_before + 1);
 }
 
 /* A Python thread caught before it bound its thread state answers "not

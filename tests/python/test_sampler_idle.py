@@ -277,6 +277,53 @@ def test_threads_started_during_the_run_are_found_without_listing_every_thread_a
     assert stats["births_read"] >= 1, stats
 
 
+def threads_that_come_and_go(n, seconds):
+    # (each computes, ends, and the next begins)
+    for _ in range(n):
+        t = threading.Thread(target=burn_cpu, args=(seconds,))
+        t.start()
+        t.join()
+
+
+@pytest.mark.parametrize("real_time", [True, False], ids=["wall", "cpu"])
+def test_threads_that_end_during_the_run_are_let_go_without_listing_every_thread_again(real_time):
+    # A thread that ends is found gone by a reading of its clock (it ran
+    # lately: one of the threads read each round), and the end of
+    # /proc/self/task, read from where the last thread listed now stands,
+    # shows that no other thread changed: no listing of every thread (1,000
+    # waiting threads: 1,000 lookups, ~1 ms of the sampler thread's CPU,
+    # for each thread that ended).  Threads started after them are found
+    # as before, and sampled.
+    n_idle, n = 100, 4
+    ts, stop = start_waiting_threads(n_idle, waits_in_a)
+    stop_new = threading.Event()
+    late = threading.Thread(target=waits_in_b, args=(stop_new,))
+
+    def run():
+        threads_that_come_and_go(n, 0.1)
+        late.start()
+        time.sleep(0.2)
+
+    try:
+        p, _, stats = profile(run, period=0.001, real_time=real_time)
+    finally:
+        stop.set()
+        stop_new.set()
+        for t in ts + [late]:
+            t.join()
+    if stats["sources_opened"] == 0 and stats["signals_sent"] > 200:
+        pytest.skip("the kernel gives no per-thread CPU-time events here (per-period schedule)")
+    assert stats["deaths_read"] >= 1, stats
+    # (the start's listing; one more each time something else changed
+    # besides: a thread an earlier test left ended meanwhile, or a death
+    # read after a birth whose own read came first)
+    assert stats["listings"] <= 1 + n - stats["deaths_read"], stats
+    assert p.inclusive("burn_cpu") >= 0.5 * n * 0.1 / 0.001, stats
+    if real_time:
+        assert len(samples_per_thread_in(p, "waits_in_b")) == 1, stats
+        assert len(samples_per_thread_in(p, "waits_in_a")) == n_idle, stats
+
+
 def test_a_thread_that_moves_to_another_wait_is_shown_there_soon():
     # The thread wakes for a moment (microseconds of CPU, less than the idle
     # slack can hide) and waits somewhere else: within the refresh interval

@@ -74,3 +74,69 @@ def test_a_thread_born_in_the_long_rounds_is_paid_all_its_cpu_time():
     for ident, used in cpu.values():
         got = sum(1 for _, tid, _ in prof.stacks if tid == ident)
         assert 0.9 * used / 0.001 <= got <= 1.1 * used / 0.001 + 2, (got, used, stats)
+
+
+def test_the_sampler_thread_lengthens_its_rounds_while_nothing_changes_on_the_wall_clock():
+    # The program waits (its thread found asleep once, idle in that sample
+    # from then on): nothing for the rounds to do, so after 0.5 s they come
+    # every 40 ms instead of 10 on the wall clock too (before: 100 a second
+    # all along, ~150 rounds here).
+    t0 = time.monotonic()
+    prof, _, stats = profile(time.sleep, 1.5, period=0.001, real_time=True)
+    elapsed = time.monotonic() - t0
+    if stats["sources_opened"] == 0 and stats["signals_sent"] > 20:
+        pytest.skip("the kernel gives no per-thread CPU-time events here (per-period schedule)")
+    assert len(prof.stacks) >= 1000, stats  # (the sleep's periods, repeated)
+    assert stats["sampler_rounds"] <= 50 * elapsed + 40, (elapsed, stats)
+
+
+def test_a_thread_found_in_two_waits_far_apart_makes_no_stretch_of_short_rounds():
+    # Short rounds (1 ms, for 50 ms) are for a thread whose waits come close
+    # together, so that its short ones are seen.  This one is found asleep,
+    # then 0.6 s later in join(): before, that second wait found made 50
+    # rounds of 1 ms for nothing (the pool bench's main thread, at its mark:
+    # a fifth of the sampler thread's wake-ups).  Here ~115 rounds in 1.6 s
+    # (short rounds for 0.5 s after each change, then 40 ms ones), before
+    # 160-165.
+    def run():
+        time.sleep(0.6)
+        t = threading.Thread(target=time.sleep, args=(1.0,))
+        t.start()
+        t.join()
+
+    t0 = time.monotonic()
+    _, _, stats = profile(run, period=0.001, real_time=True)
+    elapsed = time.monotonic() - t0
+    if stats["sources_opened"] == 0:
+        pytest.skip("the kernel gives no per-thread CPU-time events here (per-period schedule)")
+    assert stats["sampler_rounds"] <= 75 * elapsed + 10, (elapsed, stats)
+
+
+def test_a_wait_no_probe_saw_makes_the_rounds_short_again():
+    # In 40 ms rounds a short wait may begin and end between two of them:
+    # no probe shows it, and the thread's next sample of its own pays its
+    # periods with the stack it computes in.  Its handler, paying periods
+    # it did not run since a sample taken outside a call, says so, and the
+    # rounds are short again for 0.5 s at least (its next waits have a
+    # round in them four times as often).  Here: 0.8 s computing (the
+    # rounds long by then), then a 3 ms sleep every 100 ms for 1 s: a
+    # 40 ms round finds one of them about one time in 40.  Without the
+    # handler's word the last second has ~25 rounds (~85 in all), with it
+    # ~100 (~160).  (A loaded machine, which keeps the thread from its CPU,
+    # makes such waits too, and probes: short rounds either way; test_delivery.c's
+    # wall_clock_with_sources_makes_its_long_rounds_short_when_a_handler_saw_a_wait_no_probe_did
+    # checks the word's effect alone.)
+    def run():
+        burn_cpu(0.8)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            time.sleep(0.003)
+            burn_cpu(0.097)
+
+    t0 = time.monotonic()
+    _, _, stats = profile(run, period=0.001, real_time=True)
+    elapsed = time.monotonic() - t0
+    if stats["sources_opened"] == 0:
+        pytest.skip("the kernel gives no per-thread CPU-time events here (per-period schedule)")
+    assert stats["unseen_waits"] >= 1, stats
+    assert stats["sampler_rounds"] >= 50 * elapsed, (elapsed, stats)

@@ -141,6 +141,29 @@ def test_polls_that_waking_c_threads_explain_leave_the_threads_waiting_since_the
     assert stats["cold_polls"] <= 1 + missed, stats
 
 
+@pytest.mark.parametrize("real_time", [False, True], ids=["cpu", "wall"])
+def test_c_threads_that_wake_now_and_then_leave_the_sampler_threads_rounds_long(c_threads, real_time):
+    # Four C threads nap 100 ms at a time (the pool bench has 16): each
+    # wake-up is CPU time a poll finds, and a thread found is read each
+    # round for a while.  Known not to be Python's from the start, they are
+    # asked nothing until a stretch of their CPU time: the rounds have
+    # nothing to do for them, and after 0.5 s come every 40 ms.  Before,
+    # such a thread found running, or among the active ones, kept them
+    # 10 ms long on both clocks (~150 rounds here, ~25 less 40 ms ones).
+    assert c_threads.ct_start_sleepers(4, 100000000) == 0
+    try:
+        t0 = time.monotonic()
+        _, _, stats = profile(time.sleep, 1.5, period=0.001, real_time=real_time)
+        elapsed = time.monotonic() - t0
+    finally:
+        c_threads.ct_stop()
+    if stats["sources_opened"] == 0 and stats["signals_sent"] > 20:
+        pytest.skip("the kernel gives no per-thread CPU-time events here (per-period schedule)")
+    assert stats["polls"] >= 1, stats  # (their wake-ups were found)
+    assert stats["not_python_answers"] == 0, stats
+    assert stats["sampler_rounds"] <= 50 * elapsed + 40, (elapsed, stats)
+
+
 def test_a_computing_c_thread_is_asked_ever_more_rarely(c_threads):
     # A C thread that computes (a BLAS worker) has CPU time to sample on the
     # CPU clock, but no Python stack: it is asked again after 10, 20, 40, ...
