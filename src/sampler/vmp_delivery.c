@@ -2968,6 +2968,49 @@ int vmp_delivery_start(vmp_delivery *d)
     return 0;
 }
 
+/* At most this many threads born since the last listing are noted by a
+ * read of the list's end; more make a full listing. */
+#define VMP_BORN_MAX 16
+
+/* Reads /proc/self/task from its entry `at` on (the entries after "." and
+ * ".."), for read_births and read_deaths: the first entry read must be
+ * `anchor` (with anchor 0: any thread the table knows or skipped); every
+ * later one the table does not know is a thread born since, put in born
+ * (VMP_BORN_MAX at most); a later one it knows is allowed only with
+ * known_after.  The number born, or -1 (an entry out of the order known,
+ * too many born, an empty end, a failed read): list them all. */
+static int64_t read_list_from(vmp_delivery *d, int64_t at, pid_t anchor, int known_after, pid_t *born)
+{
+    char buf[2048];
+    if (d->task_fd < 0 || lseek(d->task_fd, 2 + at, SEEK_SET) < 0)
+        return -1;
+    int64_t n_born = 0;
+    int first = 1;
+    for (;;) {
+        long got = syscall(SYS_getdents64, d->task_fd, buf, sizeof buf);
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            break;
+        pid_t tid;
+        for (long off = 0; (tid = next_task(buf, got, &off)) != 0;) {
+            int known = find(d, tid) || skipped(d, tid);
+            if (first) {
+                first = 0;
+                if (anchor ? tid != anchor : !known)
+                    return -1;
+            } else if (!known) {
+                if (n_born == VMP_BORN_MAX)
+                    return -1;
+                born[n_born++] = tid;
+            } else if (!known_after) {
+                return -1;
+            }
+        }
+    }
+    return first ? -1 : n_born;
+}
+
 /* The threads born since the last listing, when nothing else changed:
  * `now` threads in all (the directory's link count less 2).  The kernel
  * keeps a process's threads in a list, each new one added at its end, and
@@ -2984,33 +3027,11 @@ int vmp_delivery_start(vmp_delivery *d)
  * kernel's walk to it is a thousand pointers.) */
 static int read_births(vmp_delivery *d, int64_t now)
 {
-    char buf[2048];
-    if (d->task_fd < 0 || d->listed <= 0 || now <= d->listed || lseek(d->task_fd, 2 + d->listed - 1, SEEK_SET) < 0)
+    pid_t born[VMP_BORN_MAX];
+    if (d->listed <= 0 || now <= d->listed)
         return -1;
-    pid_t born[16];
-    int64_t n_born = 0;
-    int first = 1;
-    for (;;) {
-        long got = syscall(SYS_getdents64, d->task_fd, buf, sizeof buf);
-        if (got < 0)
-            return -1;
-        if (got == 0)
-            break;
-        pid_t tid;
-        for (long off = 0; (tid = next_task(buf, got, &off)) != 0;) {
-            int known = find(d, tid) || skipped(d, tid);
-            if (first) {
-                first = 0;
-                if (!known)
-                    return -1;
-            } else if (!known) {
-                if (n_born == (int64_t)(sizeof born / sizeof *born))
-                    return -1;
-                born[n_born++] = tid;
-            }
-        }
-    }
-    if (first || d->listed + n_born != now)
+    int64_t n_born = read_list_from(d, d->listed - 1, 0, 1, born);
+    if (n_born < 0 || d->listed + n_born != now)
         return -1;
     uint64_t missed = 0;
     for (int64_t i = 0; i < n_born; i++)
@@ -3048,36 +3069,14 @@ static int read_deaths(vmp_delivery *d, int64_t now)
     int a = d->n_tail - 1, gone_after = 0;
     for (vmp_delivery_thread *t; a >= 0 && (t = find(d, d->tail[a])) && t->delta < 0; a--)
         gone_after++;
-    char buf[2048];
     int64_t at = d->listed - d->n_tail + a - (gone - gone_after); /* the anchor's place now */
-    if (!gone || a < 0 || d->task_fd < 0 || d->listed < d->n_tail || at < 0 || now < d->listed - gone ||
-        lseek(d->task_fd, 2 + at, SEEK_SET) < 0)
+    if (!gone || a < 0 || d->listed < d->n_tail || at < 0 || now < d->listed - gone)
         return -1;
-    pid_t anchor = d->tail[a], born[16];
-    int64_t n_born = 0;
-    int first = 1;
-    for (;;) {
-        long got = syscall(SYS_getdents64, d->task_fd, buf, sizeof buf);
-        if (got < 0)
-            return -1;
-        if (got == 0)
-            break;
-        pid_t tid;
-        for (long off = 0; (tid = next_task(buf, got, &off)) != 0;) {
-            if (first) {
-                first = 0;
-                if (tid != anchor)
-                    return -1;
-            } else if (!find(d, tid) && !skipped(d, tid)) {
-                if (n_born == (int64_t)(sizeof born / sizeof *born))
-                    return -1;
-                born[n_born++] = tid;
-            } else {
-                return -1; /* (a thread read before, after the anchor: not the order known) */
-            }
-        }
-    }
-    if (first || d->listed - gone + n_born != now)
+    /* (a thread read before that stands after the anchor: not the order
+     * known, so no thread read before may follow it) */
+    pid_t born[VMP_BORN_MAX];
+    int64_t n_born = read_list_from(d, at, d->tail[a], 0, born);
+    if (n_born < 0 || d->listed - gone + n_born != now)
         return -1;
     uint64_t missed = 0;
     for (size_t i = 0; i < d->n_threads; i++)
