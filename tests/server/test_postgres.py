@@ -211,6 +211,27 @@ def send_half(server, rid, body):
     return s, body[len(body) // 2:]
 
 
+def begin_upload(server, argv, body, data):
+    """A new run of server's whose upload has begun (its file is in
+    data/tmp) with half its body sent: (run id, socket, the rest to send)."""
+    rid = server.request("POST", "/api/runtime/new", {"argv": argv, "VM": "CPython"})[1][
+        "runtime_id"]
+    sock, rest = send_half(server, rid, body)
+    deadline = time.monotonic() + 60
+    while not any(n.startswith(rid) for n in os.listdir(str(data / "tmp"))):
+        assert time.monotonic() < deadline, "the upload's file never came to tmp/"
+        time.sleep(0.02)
+    return rid, sock, rest
+
+
+def age_run(url, rid, columns=("created", "active")):
+    """Makes run rid's row two days older (its columns named) in the
+    database that url names."""
+    database = url.split("///")[1].split("?")[0]
+    psql(url, database, "UPDATE runs SET %s WHERE id = '%s'" % (
+        ", ".join("%s = %s - 2 * 86400000" % (c, c) for c in columns), rid))
+
+
 def finish_sending(s, rest):
     """Sends the rest of the body; the answer's status and body."""
     s.sendall(rest)
@@ -326,16 +347,8 @@ def test_an_upload_whose_run_was_swept_meanwhile_leaves_no_file(postgres, start_
     stayed with no run naming it."""
     data = tmp_path / "shared"
     one = start_server("--database", postgres, data=data)
-    rid = one.request("POST", "/api/runtime/new", {"argv": "late.py", "VM": "CPython"})[1][
-        "runtime_id"]
-    database = postgres.split("///")[1].split("?")[0]
-    sock, rest = send_half(one, rid, profile_bytes)
-    deadline = time.monotonic() + 60  # (the upload has begun: its file in tmp/)
-    while not any(n.startswith(rid) for n in os.listdir(str(data / "tmp"))):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    psql(postgres, database, "UPDATE runs SET created = created - 2 * 86400000,"
-         " active = active - 2 * 86400000 WHERE id = '%s'" % rid)
+    rid, sock, rest = begin_upload(one, "late.py", profile_bytes, data)
+    age_run(postgres, rid)
     start_server("--database", postgres, data=data)  # (sweeps the run, a day old)
     status, answer = finish_sending(sock, rest)
     assert status == 404 and b"was removed meanwhile" in answer, answer

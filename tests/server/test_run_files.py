@@ -12,8 +12,9 @@ import time
 import pytest
 
 from conftest import synthetic_profile, wait_for_compressor, wait_for_files
-from test_postgres import (finish_sending, own_database, postgres, psql,  # noqa: F401
-                           run_files, send_half, start_in_background, wait_for_path)
+from test_postgres import (age_run, begin_upload, finish_sending, own_database,  # noqa: F401
+                           postgres, psql, run_files, start_in_background,
+                           wait_for_path)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -253,16 +254,8 @@ def test_an_upload_to_a_run_made_days_ago_keeps_its_run(postgres, start_server, 
     Before, the start removed the row and the upload was answered 404."""
     data = tmp_path / "shared"
     one = start_server("--database", postgres, data=data)
-    rid = one.request("POST", "/api/runtime/new", {"argv": "slow.py", "VM": "CPython"})[1][
-        "runtime_id"]
-    database = postgres.split("///")[1].split("?")[0]
-    psql(postgres, database, "UPDATE runs SET created = created - 2 * 86400000 WHERE id = '%s'"
-         % rid)
-    sock, rest = send_half(one, rid, profile_bytes)
-    deadline = time.monotonic() + 60  # (the upload has begun: its file in tmp/)
-    while not any(n.startswith(rid) for n in os.listdir(str(data / "tmp"))):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    rid, sock, rest = begin_upload(one, "slow.py", profile_bytes, data)
+    age_run(postgres, rid, columns=("created",))  # (made two days ago, its upload begun now)
     two = start_server("--database", postgres, data=data)  # (sweeps day-old uploads)
     status, answer = finish_sending(sock, rest)
     assert status == 200, answer
@@ -281,17 +274,9 @@ def test_an_upload_still_receiving_marks_its_run_active_again(postgres, start_se
     data = tmp_path / "shared"
     env = dict(os.environ, VMPROF_SERVER_TEST_TOUCH_MS="200")
     one = start_server("--database", postgres, data=data, env=env)
-    rid = one.request("POST", "/api/runtime/new", {"argv": "slower.py", "VM": "CPython"})[1][
-        "runtime_id"]
+    rid, sock, rest = begin_upload(one, "slower.py", profile_bytes, data)
+    age_run(postgres, rid)
     database = postgres.split("///")[1].split("?")[0]
-    sock, rest = send_half(one, rid, profile_bytes)
-    deadline = time.monotonic() + 60  # (the upload has begun: its file in tmp/)
-    while not any(n.startswith(rid) for n in os.listdir(str(data / "tmp"))):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    aged = "UPDATE runs SET created = created - 2 * 86400000, active = active - 2 * 86400000" \
-           " WHERE id = '%s'" % rid
-    psql(postgres, database, aged)
     time.sleep(0.3)
     sock.sendall(rest[:len(rest) // 2])  # (the upload marks its row again)
     deadline = time.monotonic() + 60
