@@ -128,7 +128,7 @@ static void walk(void *arg)
  * of which began at `from` (CLOCK_MONOTONIC ns; 0: not known).  *in_call:
  * the thread was inside a system call; *generation: for a sample whose
  * native walk was cut (VMP_SAMPLE_KEPT_CUT), the rules' generation it read. */
-/* This thread's signal is its own sample_here's (vmp_handler_sample_here) */
+/* This thread's signal is one it sent itself (vmp_handler_sample_here) */
 static __thread volatile int here_asked __attribute__((tls_model("initial-exec")));
 
 void vmp_handler_sample_here(void)
@@ -242,7 +242,7 @@ static void on_signal(int signo, siginfo_t *info, void *ucontext)
     int outcome = VMP_SAMPLE_NONE, in_call = 0;
     uint64_t generation = 0;
     int ours = vmp_delivery_is_ours(info, vmp_run.pid); /* sent by the sampler, or the thread's own source */
-    int here = ours && here_asked; /* (sent by this thread itself: sample_here) */
+    int here = ours && here_asked; /* (sent by this thread itself: vmp_handler_sample_here) */
     here_asked = 0;
     if (here)
         vmp_delivery_not_a_probe();

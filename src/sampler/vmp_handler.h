@@ -46,7 +46,7 @@ int vmp_handler_is_ours(void);
  * as for any signal of ours.  On the wall clock with per-thread events the
  * sample is kept even when nothing is owed (written as no record, only as
  * the thread's last sample): the periods it then waits repeat it (see
- * vmp_sampler.c's sample_here). */
+ * vmp_sampler.c, above vmp_sampler_enable). */
 void vmp_handler_sample_here(void);
 
 /* Whether the program left vmp_run.signo as the stop left it: ours, or the

@@ -383,9 +383,10 @@ static int first_hand_over(long i, pid_t tid, uint32_t place)
     return vmp_ring_publish(s); /* (-1: given up, as a full ring) */
 }
 
-/* The calling thread (in enable() or disable(), GIL held) signals itself:
- * its handler, run as the call returns, takes its sample here and pays
- * what it is owed, as any signal of ours would.  enable() and disable()
+/* Why enable() and disable() sample themselves (vmp_handler_sample_here,
+ * GIL held): the calling thread signals itself, and its handler, run as the
+ * call returns, takes its sample there and pays what it is owed, as any
+ * signal of ours would.  enable() and disable()
  * wait for the sampler thread (its start's baseline, the stop's reading),
  * 20 ms-1.5 s on a loaded machine that keeps it from a CPU.  Without this
  * sample, on the wall clock with per-thread events, that wait went to the
@@ -399,11 +400,6 @@ static int first_hand_over(long i, pid_t tid, uint32_t place)
  * (vmp_delivery_take_owed), on the CPU clock only the CPU time since the
  * last sample (rounded: none, as a rule).  Not when the program took the
  * signal over (signal_still_ours). */
-static void sample_here(void)
-{
-    vmp_handler_sample_here();
-}
-
 int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
 {
     if (check_config(cfg, err, errlen) < 0)
@@ -494,7 +490,7 @@ int vmp_sampler_enable(const vmp_sampler_config *cfg, char *err, size_t errlen)
     }
     vmp_run.enabled = 1;
     if (signal_still_ours())
-        sample_here(); /* (the start's wait is enable()'s) */
+        vmp_handler_sample_here(); /* (the start's wait is enable()'s: above) */
     return 0;
 
 undo_writer:
@@ -827,7 +823,7 @@ int vmp_sampler_disable(vmp_sampler_stats *stats, char *err, size_t errlen)
      * signal over shortly before the stop had its profile cut short with
      * nothing to say why. */
     if (timer_running && signal_still_ours())
-        sample_here(); /* (the stop's wait is disable()'s) */
+        vmp_handler_sample_here(); /* (the stop's wait is disable()'s: above) */
     vmp_writer_stopping(); /* (a writer nobody reads gives up within 10 s from now) */
     int left;
     Py_BEGIN_ALLOW_THREADS
