@@ -952,8 +952,6 @@ static int skipped(const vmp_delivery *d, pid_t tid)
     return 0;
 }
 
-static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t size);
-
 /* Wall clock with sources: thread tid, born during the run and found
  * now, is paid from `base` on (its clock's first reading: now less the
  * CPU time it used).  Its whole periods from its birth to there (what it
@@ -970,7 +968,7 @@ static int64_t born_before(const vmp_delivery *d, pid_t tid, int64_t base)
 {
     char buf[512];
     long tick = sysconf(_SC_CLK_TCK);
-    if (tick <= 0 || read_task_file(tid, "stat", buf, sizeof buf) < 0)
+    if (tick <= 0 || vmp_delivery_read_task_file(tid, "stat", buf, sizeof buf) < 0)
         return 0;
     const char *p = strrchr(buf, ')'); /* (the name may hold anything) */
     for (int field = 2; p && field < 22; field++) /* (starttime is field 22; ')' ends field 2) */
@@ -1803,14 +1801,12 @@ static void visit_still(vmp_delivery *d, int64_t periods)
 /* Whether thread tid (place k) blocks signal signo and has it pending (its
  * SigBlk and SigPnd in /proc), outside our handler: inside it the signal is
  * blocked too, and one sent or fired meanwhile is pending (`inside`). */
-static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t size);
-
 static int blocks_signal(pid_t tid, size_t k, int signo, int *runnable)
 {
     char text[4096];
     *runnable = 0;
     if (atomic_load_explicit(&inside[k], memory_order_acquire) ||
-        read_task_file(tid, "status", text, sizeof text) < 0)
+        vmp_delivery_read_task_file(tid, "status", text, sizeof text) < 0)
         return 0;
     const char *pnd = strstr(text, "\nSigPnd:"), *blk = strstr(text, "\nSigBlk:");
     const char *state = strstr(text, "\nState:\t");
@@ -2020,7 +2016,7 @@ static void note_not_python(vmp_delivery *d, vmp_delivery_thread *t, int64_t now
  * the 8-12 an open took. */
 static int task_dir_fd = -1; /* the sending thread's d->task_fd */
 
-static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t size)
+ssize_t vmp_delivery_read_task_file(pid_t tid, const char *name, char *buf, size_t size)
 {
     char path[64];
     int fd;
@@ -2184,7 +2180,7 @@ static int on_cpu(vmp_delivery_thread *t)
         }
         /* it stands still since `cpu`: asleep, or waiting for a CPU */
         char buf[512];
-        if (read_task_file(t->tid, "stat", buf, sizeof buf) < 0)
+        if (vmp_delivery_read_task_file(t->tid, "stat", buf, sizeof buf) < 0)
             return 1; /* (gone) */
         const char *end = strrchr(buf, ')'); /* after the name, which may hold anything */
         if (end && end[1] == ' ' && end[2] != 'R')
@@ -2237,14 +2233,14 @@ static int waits_for_a_signal(vmp_delivery *d, vmp_delivery_thread *t)
          * never found waiting in a write with its clock standing (the read
          * costs a running thread nothing more then). */
         if (!t->in_write || atomic_load_explicit(&handled[k], memory_order_acquire) != t->write_handled ||
-            read_task_file(t->tid, "syscall", buf, sizeof buf) < 0 || buf[0] == 'r')
+            vmp_delivery_read_task_file(t->tid, "syscall", buf, sizeof buf) < 0 || buf[0] == 'r')
             return 0;
         t->in_write = (uint8_t)write_like(strtol(buf, NULL, 10));
         if (t->in_write)
             atomic_fetch_add_explicit(&d->probes_spared, 1, memory_order_relaxed);
         return t->in_write;
     }
-    if (read_task_file(t->tid, "syscall", buf, sizeof buf) < 0)
+    if (vmp_delivery_read_task_file(t->tid, "syscall", buf, sizeof buf) < 0)
         return 0;
     if (buf[0] == 'r') {
         /* "running": its state is R (the kernel reads no call of a thread

@@ -695,6 +695,11 @@ int vmp_delivery_in_system_call(const void *ucontext);
 /* The calling thread's kernel tid (cached; async-signal-safe). */
 pid_t vmp_delivery_this_tid(void);
 
+/* Normal context: reads /proc/self/task/<tid>/<name> of a thread of this
+ * process into buf (NUL-terminated); the bytes read, or -1.  The sampler
+ * thread's reads go through its kept /proc/self/task. */
+ssize_t vmp_delivery_read_task_file(pid_t tid, const char *name, char *buf, size_t size);
+
 /* In a fork child: the calling thread has a new tid; the parent's
  * per-thread events are closed (never freed: the parent's sender may have
  * been changing its table). */

@@ -352,16 +352,9 @@ static uint64_t blocked_in_tasks(pid_t skip)
         pid_t tid = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? (pid_t)atoi(e->d_name) : 0;
         if (tid <= 0 || tid == skip || tid == self)
             continue;
-        char path[64], buf[4096];
-        snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        char buf[4096];
+        if (vmp_delivery_read_task_file(tid, "status", buf, sizeof buf) < 0)
             continue; /* (a thread that ended meanwhile) */
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = 0;
         const char *at = strstr(buf, "\nSigBlk:");
         if (at)
             mask |= selective(strtoull(at + 8, NULL, 16));
